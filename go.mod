@@ -1,0 +1,3 @@
+module github.com/gomegatron/gomegatron
+
+go 1.26
