@@ -1,0 +1,168 @@
+// Package kernels defines Backend, the set of numerical operations every layer is built
+// from. Each op has a forward and a backward; the doc comments give the math, which is the
+// contract the CPU reference (kernels/cpu) and the CUDA backend (kernels/cuda) both meet.
+//
+// Conventions:
+//   - Tensors are dense and row-major. Unless a comment says otherwise, elementwise and
+//     normalisation ops take F32 tensors and compute in F32.
+//   - Backward ops overwrite input gradients (dx) and ACCUMULATE parameter gradients (dw,
+//     db, dtable: +=), so the grad buffers of several microbatches sum without extra copies.
+//   - "rows" means the tensor viewed as [N, last dim]; N is the product of the leading dims.
+//   - Ops never allocate on the hot path; scratch comes from the tensors passed in.
+package kernels
+
+import "github.com/gomegatron/gomegatron/tensor"
+
+// GemmParams describes C[i] = Alpha·op(A[i])·op(B[i]) + Beta·C[i] for i < Batch, with
+// op(X) = Xᵀ when the Trans flag is set. op(A) is M×K, op(B) is K×N and C is M×N, all
+// row-major. LDA/LDB/LDC are row strides in elements (0 means packed: the row length of the
+// stored matrix). StrideA/B/C are element strides between batch entries (0 with Batch 1).
+type GemmParams struct {
+	TransA, TransB            bool
+	M, N, K                   int
+	Alpha, Beta               float32
+	LDA, LDB, LDC             int
+	Batch                     int
+	StrideA, StrideB, StrideC int
+}
+
+// RoPEParams configures rotary position embedding in the rotate-half (GPT-NeoX, Hugging
+// Face) layout. For d = RotaryDim, i < d/2, position p = PosOffset + s and
+// θᵢ = Base^(−2i/d), a = p·θᵢ:
+//
+//	out[i]     = x[i]·cos a − x[i+d/2]·sin a
+//	out[i+d/2] = x[i+d/2]·cos a + x[i]·sin a
+//
+// Channels ≥ RotaryDim (--rotary-percent < 1) pass through. Inverse rotates by −a, which is
+// the backward of the forward rotation.
+type RoPEParams struct {
+	Base      float64
+	RotaryDim int
+	PosOffset int
+	Inverse   bool
+}
+
+// AttnParams configures scaled dot-product attention.
+//
+// For query i (position QOffset+i) and key j, with GQA group g = h / (H/G):
+//
+//	s_ij = Scale·(q_i·k_j) + bias_hj          (bias added after scaling; BLOOM)
+//	s_ij = Scale·(q_i·k_j + bias_hj)          (ALiBiBeforeScale; Falcon)
+//	bias_hj = ALiBiSlopes[h]·j                (0 without ALiBi)
+//	masked when Causal and j > QOffset+i, or SlidingWindow > 0 and j ≤ QOffset+i−SlidingWindow
+//	P = softmax_j(s), out_i = Σ_j P_ij v_j,  lse_i = log Σ_j exp(s_ij)
+type AttnParams struct {
+	Causal           bool
+	Scale            float32
+	ALiBiSlopes      []float32
+	ALiBiBeforeScale bool
+	SlidingWindow    int
+	QOffset          int
+}
+
+// AdamParams are the hyper-parameters of one AdamW step (decoupled weight decay, bias
+// correction), as torch.optim.AdamW and Megatron's FusedAdam:
+//
+//	p ← p·(1 − LR·WeightDecay)
+//	m ← β1·m + (1−β1)·g,  v ← β2·v + (1−β2)·g²
+//	p ← p − LR·(m/(1−β1^Step)) / (sqrt(v/(1−β2^Step)) + Eps)
+type AdamParams struct {
+	LR, Beta1, Beta2, Eps, WeightDecay float32
+	Step                               int
+}
+
+// Backend is one device's implementation of every op.
+type Backend interface {
+	Name() string
+	Device() tensor.Device
+
+	// Alloc returns a zeroed tensor on the backend's device.
+	Alloc(dt tensor.DType, shape ...int) *tensor.Tensor
+	// Upload copies a host tensor into dst (same dtype and element count); Download the reverse.
+	Upload(dst, src *tensor.Tensor)
+	Download(dst, src *tensor.Tensor)
+	// Sync waits for all queued work.
+	Sync()
+
+	// Gemm: see GemmParams. A and B are both F32, BF16 or F16; C is F32 (fp32 accumulate).
+	Gemm(p GemmParams, a, b, c *tensor.Tensor)
+
+	// Fill sets every element of x to v. Copy copies src into dst (same shape).
+	Fill(x *tensor.Tensor, v float32)
+	Copy(dst, src *tensor.Tensor)
+	// Permute writes out = x with dimensions reordered: out.shape[i] = x.shape[perm[i]] (rank ≤ 4).
+	Permute(out, x *tensor.Tensor, perm []int)
+	// Scale: x ← α·x.  Axpy: y ← y + α·x.  Add: out = a + b.  Mul: out = a ⊙ b.
+	Scale(x *tensor.Tensor, alpha float32)
+	Axpy(y *tensor.Tensor, alpha float32, x *tensor.Tensor)
+	Add(out, a, b *tensor.Tensor)
+	Mul(out, a, b *tensor.Tensor)
+	// SumSquares returns Σ x² accumulated in float64 (gradient norms).
+	SumSquares(x *tensor.Tensor) float64
+	// AddBias adds bias[F] to every row of x[N, F]. BiasGrad: db[f] += Σ_n dout[n, f].
+	AddBias(x, bias *tensor.Tensor)
+	BiasGrad(db, dout *tensor.Tensor)
+
+	// Embedding: out[n] = table[ids[n] − start] if start ≤ ids[n] < start+V, else 0
+	// (the vocab-parallel lookup; start = 0 without TP). ids are I64 or I32.
+	Embedding(out, table, ids *tensor.Tensor, start int)
+	// EmbeddingBackward: dtable[ids[n] − start] += dout[n] for the in-range ids.
+	EmbeddingBackward(dtable, dout, ids *tensor.Tensor, start int)
+
+	// RMSNorm over the last dim H: rstd = 1/sqrt(mean(x²) + eps), out = w ⊙ x·rstd.
+	// rstd [N] is saved for backward.
+	RMSNorm(out, rstd, x, w *tensor.Tensor, eps float32)
+	// RMSNormBackward: with x̂ = x·rstd, dx = rstd·(w⊙dout − x̂·mean(w⊙dout⊙x̂)); dw += Σ_n dout⊙x̂.
+	RMSNormBackward(dx, dw, dout, x, w, rstd *tensor.Tensor)
+	// LayerNorm over the last dim (biased variance, eps inside the sqrt):
+	// x̂ = (x − mean)·rstd, out = w⊙x̂ + b; mean and rstd [N] are saved for backward.
+	LayerNorm(out, mean, rstd, x, w, b *tensor.Tensor, eps float32)
+	// LayerNormBackward: with ĝ = w⊙dout, dx = rstd·(ĝ − mean(ĝ) − x̂·mean(ĝ⊙x̂));
+	// dw += Σ_n dout⊙x̂, db += Σ_n dout.
+	LayerNormBackward(dx, dw, db, dout, x, w, mean, rstd *tensor.Tensor)
+
+	// RoPE rotates x [B, H, S, D] into out (may alias x); see RoPEParams.
+	RoPE(out, x *tensor.Tensor, p RoPEParams)
+
+	// Attention: q [B, H, S, D], k and v [B, G, T, D] with H % G == 0, out [B, H, S, D],
+	// lse [B, H, S] (F32). See AttnParams. Computed with an online softmax, never the full
+	// S×T score matrix at once.
+	Attention(out, lse, q, k, v *tensor.Tensor, p AttnParams)
+	// AttentionBackward: with P recomputed from lse, dP = dout·vᵀ, D_i = Σ_d dout_i·out_i,
+	// dS = P⊙(dP − D), dq = Scale·dS·k, dk = Scale·dSᵀ·q (summed over the heads of a group),
+	// dv = Pᵀ·dout. dq, dk, dv are overwritten.
+	AttentionBackward(dq, dk, dv, dout, q, k, v, out, lse *tensor.Tensor, p AttnParams)
+
+	// SwiGLU: x [N, 2F] holds [gate | up]; out [N, F] = silu(gate)⊙up, silu(z) = z·σ(z).
+	SwiGLU(out, x *tensor.Tensor)
+	// SwiGLUBackward: dgate = dout⊙up⊙σ(g)(1 + g(1−σ(g))), dup = dout⊙silu(g); dx [N, 2F].
+	SwiGLUBackward(dx, dout, x *tensor.Tensor)
+	// GeLU: exact 0.5x(1+erf(x/√2)), or with tanh the approximation
+	// 0.5x(1+tanh(√(2/π)(x+0.044715x³))) (gelu_new / gelu_pytorch_tanh).
+	GeLU(out, x *tensor.Tensor, tanh bool)
+	GeLUBackward(dx, dout, x *tensor.Tensor, tanh bool)
+
+	// Dropout: keep each element with probability 1−p (mask[i] = 1) and scale kept ones by
+	// 1/(1−p); the mask (U8) is a pure function of (seed, offset + i), so recompute and
+	// every backend draw the same mask. p = 0 copies x and sets the mask to 1.
+	Dropout(out, mask, x *tensor.Tensor, p float32, seed, offset uint64)
+	DropoutBackward(dx, dout, mask *tensor.Tensor, p float32)
+
+	// Cross-entropy pieces over a logits shard [N, V] holding vocab ids [start, start+V),
+	// so tensor parallelism can combine them (max over ranks, then sums over ranks):
+	// RowMax: mx[n] = max_v logits[n, v].
+	RowMax(mx, logits *tensor.Tensor)
+	// SumExp: se[n] = Σ_v exp(logits[n, v] − mx[n]) for a given (global) mx.
+	SumExp(se, logits, mx *tensor.Tensor)
+	// TargetLogit: tl[n] = logits[n, t−start] if start ≤ t=targets[n] < start+V, else 0.
+	TargetLogit(tl, logits, targets *tensor.Tensor, start int)
+	// CrossEntropyBackward: loss_n = log se[n] + mx[n] − logit[n, t]; with the global mx and
+	// se, dlogits[n, v] = (exp(logits[n, v] − mx[n])/se[n] − [v = t−start])·dloss[n].
+	CrossEntropyBackward(dlogits, logits, mx, se, targets, dloss *tensor.Tensor, start int)
+
+	// AdamW updates p (F32) in place from g, with moments m and v (F32); see AdamParams.
+	AdamW(p, g, m, v *tensor.Tensor, h AdamParams)
+	// CastWithAmax rounds src (F32) times scale into dst (BF16, F16, F8E4M3, F8E5M2 with
+	// saturation) and returns max|src| (the FP8 amax), computed before scaling.
+	CastWithAmax(dst, src *tensor.Tensor, scale float32) float32
+}
