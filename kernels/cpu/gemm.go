@@ -1,0 +1,33 @@
+// Package cpu is the reference backend: plain Go (plus assembly micro-kernels where speed
+// demands), fp32 accumulation, parallel over goroutines.
+package cpu
+
+// Sgemm computes C = alpha·op(A)·op(B) + beta·C for row-major matrices, op(X) = Xᵀ when the
+// trans flag is set; op(A) is m×k, op(B) is k×n, C is m×n, and lda/ldb/ldc are row strides.
+// With beta = 0, C is overwritten (NaNs in C do not propagate).
+func Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	for i := 0; i < m; i++ {
+		for j := 0; j < n; j++ {
+			var s float32
+			for p := 0; p < k; p++ {
+				var av, bv float32
+				if transA {
+					av = a[p*lda+i]
+				} else {
+					av = a[i*lda+p]
+				}
+				if transB {
+					bv = b[j*ldb+p]
+				} else {
+					bv = b[p*ldb+j]
+				}
+				s += av * bv
+			}
+			if beta == 0 {
+				c[i*ldc+j] = alpha * s
+			} else {
+				c[i*ldc+j] = alpha*s + beta*c[i*ldc+j]
+			}
+		}
+	}
+}
