@@ -92,6 +92,11 @@ type Backend interface {
 	Copy(dst, src *tensor.Tensor)
 	// Permute writes out = x with dimensions reordered: out.shape[i] = x.shape[perm[i]] (rank ≤ 4).
 	Permute(out, x *tensor.Tensor, perm []int)
+	// SplitQKV unpacks Megatron's fused QKV output qkv [S, B, G·(R+2)·D], laid out per query
+	// group as [R query heads | key | value], into q [B, G·R, S, D] and k, v [B, G, S, D].
+	// MergeQKV is the inverse (used for the gradient).
+	SplitQKV(q, k, v, qkv *tensor.Tensor, groups, qPerGroup int)
+	MergeQKV(qkv, q, k, v *tensor.Tensor, groups, qPerGroup int)
 	// Scale: x ← α·x.  Axpy: y ← y + α·x.  Add: out = a + b.  Mul: out = a ⊙ b.
 	Scale(x *tensor.Tensor, alpha float32)
 	Axpy(y *tensor.Tensor, alpha float32, x *tensor.Tensor)

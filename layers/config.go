@@ -1,0 +1,193 @@
+// Package layers holds Megatron's modules — embedding, linear layers, norms, attention,
+// MLP, the transformer layer and the GPT model — with explicit Forward and Backward passes
+// over a kernels.Backend. Activations are [s, b, h] (sequence first) as in Megatron.
+package layers
+
+import (
+	"fmt"
+	"math"
+)
+
+// Config is the model architecture, one field per Megatron argument (the kong tags are the
+// flag names, so commands embed Config directly). Defaults are Megatron's.
+type Config struct {
+	NumLayers                            int     `name:"num-layers" help:"Number of transformer layers."`
+	HiddenSize                           int     `name:"hidden-size" help:"Transformer hidden size."`
+	FFNHiddenSize                        int     `name:"ffn-hidden-size" help:"MLP hidden size (default 4·hidden, or for --swiglu the same 4·hidden)."`
+	NumAttentionHeads                    int     `name:"num-attention-heads" help:"Number of attention heads."`
+	GroupQueryAttention                  bool    `name:"group-query-attention" help:"Use grouped-query attention."`
+	NumQueryGroups                       int     `name:"num-query-groups" default:"1" help:"Number of query groups with --group-query-attention."`
+	KVChannels                           int     `name:"kv-channels" help:"Projection width per head (default hidden/heads)."`
+	SeqLength                            int     `name:"seq-length" help:"Sequence length."`
+	MaxPositionEmbeddings                int     `name:"max-position-embeddings" help:"Largest position for learned position embeddings."`
+	PositionEmbeddingType                string  `name:"position-embedding-type" default:"learned_absolute" enum:"learned_absolute,rope,alibi,none" help:"learned_absolute, rope, alibi or none."`
+	RotaryBase                           float64 `name:"rotary-base" default:"10000" help:"RoPE base θ."`
+	RotaryPercent                        float64 `name:"rotary-percent" default:"1.0" help:"Fraction of each head's channels that RoPE rotates."`
+	Normalization                        string  `name:"normalization" default:"LayerNorm" enum:"LayerNorm,RMSNorm" help:"LayerNorm or RMSNorm."`
+	NormEpsilon                          float64 `name:"norm-epsilon" default:"1e-5" help:"Epsilon of the norms."`
+	SwiGLU                               bool    `name:"swiglu" help:"SwiGLU MLP (Llama)."`
+	OpenAIGeLU                           bool    `name:"openai-gelu" help:"tanh approximation of GeLU (GPT-2, BLOOM, StarCoder)."`
+	UntieEmbeddingsAndOutputWeights      bool    `name:"untie-embeddings-and-output-weights" help:"Separate output layer weight."`
+	DisableBiasLinear                    bool    `name:"disable-bias-linear" help:"No biases in linear layers."`
+	AddQKVBias                           bool    `name:"add-qkv-bias" help:"Bias in the QKV projection even with --disable-bias-linear (Qwen)."`
+	ApplyResidualConnectionPostLayernorm bool    `name:"apply-residual-connection-post-layernorm" help:"Residual taken after the layernorm."`
+	AttentionDropout                     float64 `name:"attention-dropout" default:"0.1" help:"Dropout on attention probabilities."`
+	HiddenDropout                        float64 `name:"hidden-dropout" default:"0.1" help:"Dropout on hidden states."`
+	InitMethodStd                        float64 `name:"init-method-std" default:"0.02" help:"Standard deviation of weight initialisation."`
+	VocabSize                            int     `name:"vocab-size" help:"Vocabulary size (before padding)."`
+	MakeVocabSizeDivisibleBy             int     `name:"make-vocab-size-divisible-by" default:"128" help:"Pad the vocabulary to a multiple of this times TP."`
+
+	// Families outside Megatron's GPT (set by presets and the Hugging Face loader).
+	EmbeddingLayerNorm bool `name:"embedding-layernorm" help:"LayerNorm after the word embeddings (BLOOM)."`
+	ParallelAttention  bool `name:"parallel-attention" help:"Attention and MLP read the same layernorm output and add in parallel (Falcon-7B)."`
+	SlidingWindow      int  `name:"sliding-window" help:"Attention window in keys, including the query's own (Mistral); 0 = full."`
+	ALiBiBeforeScale   bool `name:"alibi-before-scale" hidden:"" help:"Add ALiBi before the 1/sqrt(d) scale (Falcon)."`
+
+	// PaddedVocabSize is derived by Finalize unless set (a loaded checkpoint fixes it).
+	PaddedVocabSize int `kong:"-"`
+	// TensorModelParallelSize splits heads, FFN and vocabulary (issue 5); 1 here.
+	TensorModelParallelSize int `kong:"-"`
+}
+
+// Defaults returns a Config with Megatron's default values filled in.
+func Defaults() Config {
+	return Config{
+		NumQueryGroups: 1, PositionEmbeddingType: "learned_absolute", RotaryBase: 10000,
+		RotaryPercent: 1, Normalization: "LayerNorm", NormEpsilon: 1e-5, AttentionDropout: 0.1,
+		HiddenDropout: 0.1, InitMethodStd: 0.02, MakeVocabSizeDivisibleBy: 128, TensorModelParallelSize: 1,
+	}
+}
+
+// Finalize derives defaults that depend on other fields (as Megatron's validate_args does)
+// and checks consistency. Errors name the flag and the numbers.
+func (c *Config) Finalize() error {
+	if c.TensorModelParallelSize == 0 {
+		c.TensorModelParallelSize = 1
+	}
+	pos := func(name string, v int) error {
+		if v <= 0 {
+			return fmt.Errorf("--%s must be positive, got %d", name, v)
+		}
+		return nil
+	}
+	for _, p := range []struct {
+		n string
+		v int
+	}{{"num-layers", c.NumLayers}, {"hidden-size", c.HiddenSize}, {"num-attention-heads", c.NumAttentionHeads}, {"vocab-size", c.VocabSize}} {
+		if err := pos(p.n, p.v); err != nil {
+			return err
+		}
+	}
+	if c.KVChannels == 0 {
+		if c.HiddenSize%c.NumAttentionHeads != 0 {
+			return fmt.Errorf("--hidden-size %d is not divisible by --num-attention-heads %d (set --kv-channels to override)", c.HiddenSize, c.NumAttentionHeads)
+		}
+		c.KVChannels = c.HiddenSize / c.NumAttentionHeads
+	}
+	if c.FFNHiddenSize == 0 {
+		c.FFNHiddenSize = 4 * c.HiddenSize
+	}
+	if !c.GroupQueryAttention {
+		c.NumQueryGroups = c.NumAttentionHeads
+	} else if c.NumQueryGroups <= 0 || c.NumAttentionHeads%c.NumQueryGroups != 0 {
+		return fmt.Errorf("--num-attention-heads %d is not divisible by --num-query-groups %d", c.NumAttentionHeads, c.NumQueryGroups)
+	}
+	tp := c.TensorModelParallelSize
+	if c.NumAttentionHeads%tp != 0 {
+		return fmt.Errorf("--num-attention-heads %d is not divisible by --tensor-model-parallel-size %d", c.NumAttentionHeads, tp)
+	}
+	if c.NumQueryGroups%tp != 0 {
+		return fmt.Errorf("number of query groups %d is not divisible by --tensor-model-parallel-size %d", c.NumQueryGroups, tp)
+	}
+	if c.FFNHiddenSize%tp != 0 {
+		return fmt.Errorf("--ffn-hidden-size %d is not divisible by --tensor-model-parallel-size %d", c.FFNHiddenSize, tp)
+	}
+	switch c.PositionEmbeddingType {
+	case "learned_absolute":
+		if c.MaxPositionEmbeddings <= 0 {
+			return fmt.Errorf("--position-embedding-type learned_absolute needs --max-position-embeddings")
+		}
+	case "rope":
+		if c.RotaryPercent <= 0 || c.RotaryPercent > 1 {
+			return fmt.Errorf("--rotary-percent must be in (0, 1], got %v", c.RotaryPercent)
+		}
+		if c.RotaryDim()%2 != 0 || c.RotaryDim() == 0 {
+			return fmt.Errorf("--rotary-percent %v of --kv-channels %d gives an odd or zero rotary dimension %d", c.RotaryPercent, c.KVChannels, c.RotaryDim())
+		}
+		if c.RotaryBase <= 0 {
+			return fmt.Errorf("--rotary-base must be positive, got %v", c.RotaryBase)
+		}
+	case "alibi", "none":
+	default:
+		return fmt.Errorf("--position-embedding-type %q: want learned_absolute, rope, alibi or none", c.PositionEmbeddingType)
+	}
+	switch c.Normalization {
+	case "LayerNorm", "RMSNorm":
+	default:
+		return fmt.Errorf("--normalization %q: want LayerNorm or RMSNorm", c.Normalization)
+	}
+	if c.NormEpsilon <= 0 {
+		return fmt.Errorf("--norm-epsilon must be positive, got %v", c.NormEpsilon)
+	}
+	if c.AttentionDropout < 0 || c.AttentionDropout >= 1 || c.HiddenDropout < 0 || c.HiddenDropout >= 1 {
+		return fmt.Errorf("dropout must be in [0, 1): --attention-dropout %v, --hidden-dropout %v", c.AttentionDropout, c.HiddenDropout)
+	}
+	if c.AttentionDropout != 0 {
+		return fmt.Errorf("--attention-dropout %v: dropout of attention probabilities is not supported yet; pass --attention-dropout 0.0", c.AttentionDropout)
+	}
+	if c.PaddedVocabSize == 0 {
+		c.PaddedVocabSize = PaddedVocab(c.VocabSize, c.MakeVocabSizeDivisibleBy, tp)
+	}
+	if c.PaddedVocabSize < c.VocabSize || c.PaddedVocabSize%tp != 0 {
+		return fmt.Errorf("padded vocabulary %d must be ≥ --vocab-size %d and divisible by TP %d", c.PaddedVocabSize, c.VocabSize, tp)
+	}
+	return nil
+}
+
+// PaddedVocab is Megatron's _vocab_size_with_padding: the vocabulary rounded up to a
+// multiple of divisibleBy·TP.
+func PaddedVocab(vocab, divisibleBy, tp int) int {
+	if divisibleBy <= 0 {
+		return vocab
+	}
+	m := divisibleBy * tp
+	return (vocab + m - 1) / m * m
+}
+
+// RotaryDim is the number of channels per head that RoPE rotates.
+func (c *Config) RotaryDim() int { return int(float64(c.KVChannels) * c.RotaryPercent) }
+
+// QKVDim is the output width of linear_qkv: (np + 2·ng)·hn.
+func (c *Config) QKVDim() int {
+	return (c.NumAttentionHeads + 2*c.NumQueryGroups) * c.KVChannels
+}
+
+// FC1Dim is the output width of linear_fc1 (doubled for the SwiGLU gate).
+func (c *Config) FC1Dim() int {
+	if c.SwiGLU {
+		return 2 * c.FFNHiddenSize
+	}
+	return c.FFNHiddenSize
+}
+
+// AddBiasLinear reports whether linear layers carry biases.
+func (c *Config) AddBiasLinear() bool { return !c.DisableBiasLinear }
+
+// ALiBiSlopes returns BLOOM's head slopes: for p = 2^⌊log2 H⌋, slope_h = 2^(−8(h+1)/p)
+// for h < p, and the remaining heads take 2^(−4k/p) for odd k = 1, 3, 5, …
+// Computed in float32 as Hugging Face does.
+func ALiBiSlopes(heads int) []float32 {
+	p := 1 << int(math.Floor(math.Log2(float64(heads))))
+	base := float32(math.Pow(2, -8/float64(p)))
+	out := make([]float32, heads)
+	for h := 0; h < p; h++ {
+		out[h] = float32(math.Pow(float64(base), float64(h+1)))
+	}
+	if p < heads {
+		extra := float32(math.Pow(2, -4/float64(p)))
+		for i, k := 0, 1; p+i < heads; i, k = i+1, k+2 {
+			out[p+i] = float32(math.Pow(float64(extra), float64(k)))
+		}
+	}
+	return out
+}

@@ -1,0 +1,87 @@
+package layers
+
+import (
+	"github.com/gomegatron/gomegatron/kernels"
+	"github.com/gomegatron/gomegatron/tensor"
+)
+
+// Param is one trainable tensor with the metadata Megatron attaches to it. Checkpoint I/O and
+// the optimizer work from these fields; nothing re-derives them from names.
+type Param struct {
+	// Name is the mcore name, e.g. decoder.layers.3.self_attention.linear_qkv.weight.
+	Name string
+	// Data is the local shard (F32 on the CPU backend); Grad has the same shape and is a view
+	// into the contiguous grad buffer once one is attached (see AttachGrads).
+	Data, Grad *tensor.Tensor
+	// PartitionDim is the dimension split over tensor parallelism, or -1 if replicated.
+	PartitionDim int
+	// SequenceParallel marks params whose grads are all-reduced over TP with
+	// --sequence-parallel (norm weights, row-parallel biases).
+	SequenceParallel bool
+	// Shared marks a copy of a weight owned elsewhere (the tied output layer on the last
+	// pipeline stage); excluded from the grad norm.
+	Shared bool
+	// NoWeightDecay: biases and norm weights (Megatron: 1-D params or names ending in .bias).
+	NoWeightDecay bool
+}
+
+// Numel is the element count of the local shard.
+func (p *Param) Numel() int { return p.Data.Numel() }
+
+// Params is the model's parameters in registration order (Megatron's named_parameters order).
+type Params []*Param
+
+// ByName finds a parameter.
+func (ps Params) ByName(name string) *Param {
+	for _, p := range ps {
+		if p.Name == name {
+			return p
+		}
+	}
+	return nil
+}
+
+// Numel is the total element count.
+func (ps Params) Numel() int {
+	n := 0
+	for _, p := range ps {
+		n += p.Numel()
+	}
+	return n
+}
+
+// paramSet registers parameters as modules are built.
+type paramSet struct {
+	be  kernels.Backend
+	all Params
+}
+
+func (s *paramSet) add(name string, partitionDim int, shape ...int) *Param {
+	p := &Param{Name: name, Data: s.be.Alloc(tensor.F32, shape...), PartitionDim: partitionDim}
+	p.NoWeightDecay = len(shape) == 1 || hasSuffix(name, ".bias")
+	s.all = append(s.all, p)
+	return p
+}
+
+func hasSuffix(s, suf string) bool { return len(s) >= len(suf) && s[len(s)-len(suf):] == suf }
+
+// AttachGrads lays every parameter's gradient out in one contiguous F32 buffer in Megatron's
+// grad-buffer order: parameters in reverse registration order, each start padded to a
+// multiple of 64 elements. The buffer is returned so the optimizer and data-parallel
+// reduction can treat all grads as one tensor.
+func AttachGrads(be kernels.Backend, ps Params) *tensor.Tensor {
+	const align = 64
+	offs := make([]int, len(ps))
+	n := 0
+	for i := len(ps) - 1; i >= 0; i-- {
+		n = (n + align - 1) / align * align
+		offs[i] = n
+		n += ps[i].Numel()
+	}
+	n = (n + align - 1) / align * align
+	buf := be.Alloc(tensor.F32, n)
+	for i, p := range ps {
+		p.Grad = buf.Slice(offs[i], offs[i]+p.Numel()).View(p.Data.Shape()...)
+	}
+	return buf
+}
