@@ -1,0 +1,292 @@
+package cpu
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/gomegatron/gomegatron/kernels"
+	"github.com/gomegatron/gomegatron/tensor"
+)
+
+// Attention is computed flash-attention style: queries in blocks of attnBlockQ rows, keys
+// in blocks of attnBlockK, each score block Q_i·K_jᵀ a small Sgemm, softmax online with a
+// running row max and sum, so no more than one attnBlockQ×attnBlockK score block per
+// goroutine is ever held.
+const (
+	attnBlockQ = 64
+	attnBlockK = 64
+)
+
+// attnGeom is the geometry of one attention call.
+type attnGeom struct {
+	b, h, g, s, t, d, rep int
+	p                     kernels.AttnParams
+}
+
+func attnCheck(op string, q, k, v, out, lse *tensor.Tensor, p kernels.AttnParams) attnGeom {
+	if q.Rank() != 4 || k.Rank() != 4 || !tensor.SameShape(k.Shape(), v.Shape()) || !tensor.SameShape(q.Shape(), out.Shape()) {
+		panic(fmt.Sprintf("cpu.%s: want q, out [B, H, S, D] and k, v [B, G, T, D]; got q %v k %v v %v out %v", op, q, k, v, out))
+	}
+	g := attnGeom{b: q.Dim(0), h: q.Dim(1), s: q.Dim(2), d: q.Dim(3), g: k.Dim(1), t: k.Dim(2), p: p}
+	if k.Dim(0) != g.b || k.Dim(3) != g.d || g.g == 0 || g.h%g.g != 0 {
+		panic(fmt.Sprintf("cpu.%s: q %v and k %v: need equal B and D and H %% G == 0", op, q, k))
+	}
+	if lse.Numel() != g.b*g.h*g.s {
+		panic(fmt.Sprintf("cpu.%s: lse %v must be [%d, %d, %d]", op, lse, g.b, g.h, g.s))
+	}
+	if p.ALiBiSlopes != nil && len(p.ALiBiSlopes) != g.h {
+		panic(fmt.Sprintf("cpu.%s: %d ALiBi slopes for %d heads", op, len(p.ALiBiSlopes), g.h))
+	}
+	g.rep = g.h / g.g
+	return g
+}
+
+// keyRange is the range [lo, hi) of keys that some query in rows [i0, i1) may see.
+func (g *attnGeom) keyRange(i0, i1 int) (lo, hi int) {
+	lo, hi = 0, g.t
+	if g.p.Causal {
+		hi = min(hi, g.p.QOffset+i1)
+	}
+	if w := g.p.SlidingWindow; w > 0 {
+		lo = max(lo, g.p.QOffset+i0-w+1)
+	}
+	return lo, max(lo, hi)
+}
+
+// queryRange is the range [lo, hi) of queries that may see some key in [j0, j1).
+func (g *attnGeom) queryRange(j0, j1 int) (lo, hi int) {
+	lo, hi = 0, g.s
+	if g.p.Causal {
+		lo = max(lo, j0-g.p.QOffset)
+	}
+	if w := g.p.SlidingWindow; w > 0 {
+		hi = min(hi, j1-1+w-g.p.QOffset)
+	}
+	return lo, max(lo, hi)
+}
+
+// scores fills sb [nq, nk] with the masked scores s_ij of head h for query rows
+// i0..i0+nq−1 and keys j0..j0+nk−1 (−Inf where masked). qs and ks start at row i0 of the
+// head's queries and row j0 of the group's keys.
+func (g *attnGeom) scores(sb, qs, ks []float32, h, i0, nq, j0, nk int) {
+	p := &g.p
+	var slope float32
+	if p.ALiBiSlopes != nil {
+		slope = p.ALiBiSlopes[h]
+	}
+	before := slope != 0 && p.ALiBiBeforeScale
+	alpha := p.Scale
+	if before {
+		alpha = 1
+	}
+	Sgemm(false, true, nq, nk, g.d, alpha, qs, g.d, ks, g.d, 0, sb, nk)
+	ninf := float32(math.Inf(-1))
+	for r := range nq {
+		qpos := p.QOffset + i0 + r
+		row := sb[r*nk : (r+1)*nk]
+		for c := range row {
+			j := j0 + c
+			if (p.Causal && j > qpos) || (p.SlidingWindow > 0 && j <= qpos-p.SlidingWindow) {
+				row[c] = ninf
+				continue
+			}
+			if before {
+				row[c] = p.Scale * (row[c] + slope*float32(j))
+			} else if slope != 0 {
+				row[c] += slope * float32(j)
+			}
+		}
+	}
+}
+
+// Attention: see kernels.AttnParams. Parallel over (batch, head, query block). A query row
+// that sees no key gets out = 0 and lse = −Inf.
+func (b *Backend) Attention(out, lse, q, k, v *tensor.Tensor, p kernels.AttnParams) {
+	g := attnCheck("Attention", q, k, v, out, lse, p)
+	op := "Attention"
+	os, ls, qs, ks, vs := f32(op, out), f32(op, lse), f32(op, q), f32(op, k), f32(op, v)
+	nqb := (g.s + attnBlockQ - 1) / attnBlockQ
+	d := g.d
+	parallelFor(g.b*g.h*nqb, 1, func(lo, hi int) {
+		buf := b.getScratch(attnBlockQ*attnBlockK + 2*attnBlockQ)
+		defer b.putScratch(buf)
+		sb := buf.v[:attnBlockQ*attnBlockK]
+		m := buf.v[attnBlockQ*attnBlockK : attnBlockQ*attnBlockK+attnBlockQ]
+		l := buf.v[attnBlockQ*attnBlockK+attnBlockQ:]
+		for task := lo; task < hi; task++ {
+			bh, qb := task/nqb, task%nqb
+			bi, h := bh/g.h, bh%g.h
+			i0 := qb * attnBlockQ
+			i1 := min(i0+attnBlockQ, g.s)
+			nq := i1 - i0
+			qoff := (bh*g.s + i0) * d
+			koff := (bi*g.g + h/g.rep) * g.t * d
+			o := os[qoff : qoff+nq*d]
+			clear(o)
+			for r := range nq {
+				m[r], l[r] = float32(math.Inf(-1)), 0
+			}
+			jlo, jhi := g.keyRange(i0, i1)
+			for j0 := jlo; j0 < jhi; j0 += attnBlockK {
+				nk := min(attnBlockK, jhi-j0)
+				g.scores(sb, qs[qoff:], ks[koff+j0*d:], h, i0, nq, j0, nk)
+				for r := range nq {
+					row := sb[r*nk : (r+1)*nk]
+					mx := m[r]
+					for _, s := range row {
+						mx = max(mx, s)
+					}
+					if math.IsInf(float64(mx), -1) {
+						clear(row)
+						continue
+					}
+					var sum float32
+					for c, s := range row {
+						e := expf(s - mx)
+						row[c] = e
+						sum += e
+					}
+					if corr := expf(m[r] - mx); corr != 1 {
+						l[r] *= corr
+						or := o[r*d : (r+1)*d]
+						for c := range or {
+							or[c] *= corr
+						}
+					}
+					l[r] += sum
+					m[r] = mx
+				}
+				Sgemm(false, false, nq, d, nk, 1, sb, nk, vs[koff+j0*d:], d, 1, o, d)
+			}
+			for r := range nq {
+				or := o[r*d : (r+1)*d]
+				if l[r] == 0 {
+					clear(or)
+					ls[bh*g.s+i0+r] = float32(math.Inf(-1))
+					continue
+				}
+				inv := 1 / l[r]
+				for c := range or {
+					or[c] *= inv
+				}
+				ls[bh*g.s+i0+r] = m[r] + float32(math.Log(float64(l[r])))
+			}
+		}
+	})
+}
+
+// probs turns a score block into P_ij = exp(s_ij − lse_i) (0 where masked or where the
+// row saw no key).
+func probs(sb, lse []float32, nq, nk int) {
+	for r := range nq {
+		row := sb[r*nk : (r+1)*nk]
+		li := lse[r]
+		if math.IsInf(float64(li), -1) {
+			clear(row)
+			continue
+		}
+		for c, s := range row {
+			row[c] = expf(s - li)
+		}
+	}
+}
+
+// AttentionBackward recomputes P from lse block by block, as the kernels.Backend doc says:
+// dP = dout·vᵀ, D_i = Σ_d dout_i·out_i, dS = P⊙(dP − D), dq = Scale·dS·k,
+// dk = Scale·dSᵀ·q and dv = Pᵀ·dout, with dk and dv summed over the heads of a group.
+// Two passes keep every output owned by one goroutine (so sums have a fixed order):
+// dk and dv in parallel over (batch, group, key block), then dq over (batch, head, query
+// block).
+func (b *Backend) AttentionBackward(dq, dk, dv, dout, q, k, v, out, lse *tensor.Tensor, p kernels.AttnParams) {
+	g := attnCheck("AttentionBackward", q, k, v, out, lse, p)
+	sameShape("AttentionBackward", q, dq, dout)
+	sameShape("AttentionBackward", k, dk, dv)
+	op := "AttentionBackward"
+	dqs, dks, dvs, gs := f32(op, dq), f32(op, dk), f32(op, dv), f32(op, dout)
+	qs, ks, vs, os, ls := f32(op, q), f32(op, k), f32(op, v), f32(op, out), f32(op, lse)
+	d := g.d
+	// D_i = Σ_d dout_i·out_i, in pooled scratch.
+	rows := g.b * g.h * g.s
+	dbuf := b.getScratch(rows)
+	defer b.putScratch(dbuf)
+	dd := dbuf.v
+	parallelFor(rows, grainFor(d), func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			var s float32
+			gr, or := gs[r*d:(r+1)*d], os[r*d:(r+1)*d]
+			for c := range gr {
+				s += gr[c] * or[c]
+			}
+			dd[r] = s
+		}
+	})
+	// dS for rows i0.. of head bh against keys j0..: fills pb with P and sb with dS.
+	grad := func(pb, sb []float32, bh, h, i0, nq, koff, j0, nk int) {
+		qoff := (bh*g.s + i0) * d
+		g.scores(pb, qs[qoff:], ks[koff+j0*d:], h, i0, nq, j0, nk)
+		probs(pb, ls[bh*g.s+i0:], nq, nk)
+		Sgemm(false, true, nq, nk, d, 1, gs[qoff:], d, vs[koff+j0*d:], d, 0, sb, nk)
+		for r := range nq {
+			di := dd[bh*g.s+i0+r]
+			pr, sr := pb[r*nk:(r+1)*nk], sb[r*nk:(r+1)*nk]
+			for c := range sr {
+				sr[c] = pr[c] * (sr[c] - di)
+			}
+		}
+	}
+	blk := attnBlockQ * attnBlockK
+	nkb := (g.t + attnBlockK - 1) / attnBlockK
+	parallelFor(g.b*g.g*nkb, 1, func(lo, hi int) {
+		buf := b.getScratch(2 * blk)
+		defer b.putScratch(buf)
+		pb, sb := buf.v[:blk], buf.v[blk:]
+		for task := lo; task < hi; task++ {
+			bg, kb := task/nkb, task%nkb
+			bi, gi := bg/g.g, bg%g.g
+			j0 := kb * attnBlockK
+			j1 := min(j0+attnBlockK, g.t)
+			nk := j1 - j0
+			koff := bg * g.t * d
+			dkr, dvr := dks[koff+j0*d:koff+j1*d], dvs[koff+j0*d:koff+j1*d]
+			clear(dkr)
+			clear(dvr)
+			ilo, ihi := g.queryRange(j0, j1)
+			for h := gi * g.rep; h < (gi+1)*g.rep; h++ {
+				bh := bi*g.h + h
+				for i0 := ilo; i0 < ihi; i0 += attnBlockQ {
+					nq := min(attnBlockQ, ihi-i0)
+					qoff := (bh*g.s + i0) * d
+					grad(pb, sb, bh, h, i0, nq, koff, j0, nk)
+					Sgemm(true, false, nk, d, nq, 1, pb, nk, gs[qoff:], d, 1, dvr, d)
+					Sgemm(true, false, nk, d, nq, p.Scale, sb, nk, qs[qoff:], d, 1, dkr, d)
+				}
+			}
+		}
+	})
+	nqb := (g.s + attnBlockQ - 1) / attnBlockQ
+	parallelFor(g.b*g.h*nqb, 1, func(lo, hi int) {
+		buf := b.getScratch(2 * blk)
+		defer b.putScratch(buf)
+		pb, sb := buf.v[:blk], buf.v[blk:]
+		for task := lo; task < hi; task++ {
+			bh, qb := task/nqb, task%nqb
+			bi, h := bh/g.h, bh%g.h
+			i0 := qb * attnBlockQ
+			i1 := min(i0+attnBlockQ, g.s)
+			nq := i1 - i0
+			qoff := (bh*g.s + i0) * d
+			koff := (bi*g.g + h/g.rep) * g.t * d
+			dqr := dqs[qoff : qoff+nq*d]
+			clear(dqr)
+			jlo, jhi := g.keyRange(i0, i1)
+			for j0 := jlo; j0 < jhi; j0 += attnBlockK {
+				nk := min(attnBlockK, jhi-j0)
+				grad(pb, sb, bh, h, i0, nq, koff, j0, nk)
+				Sgemm(false, false, nq, d, nk, p.Scale, sb, nk, ks[koff+j0*d:], d, 1, dqr, d)
+			}
+		}
+	})
+}
+
+// expf is e^x rounded to float32 (exp(−Inf) = 0).
+func expf(x float32) float32 { return float32(math.Exp(float64(x))) }

@@ -1,0 +1,98 @@
+package cpu
+
+import (
+	"fmt"
+
+	"github.com/gomegatron/gomegatron/kernels"
+	"github.com/gomegatron/gomegatron/tensor"
+)
+
+// Gemm computes C[i] = Alpha·op(A[i])·op(B[i]) + Beta·C[i] for i < p.Batch (see
+// kernels.GemmParams) with one Sgemm call per batch entry; Sgemm parallelises inside.
+// A and B are F32, BF16 or F16 (each independently); BF16/F16 operands are widened exactly
+// to float32 into pooled scratch buffers (one buffer per operand, the whole tensor) before
+// the Sgemm calls, so every accumulation is fp32. C is F32.
+func (b *Backend) Gemm(p kernels.GemmParams, a, bm, c *tensor.Tensor) {
+	batch := max(p.Batch, 1)
+	if p.M < 0 || p.N < 0 || p.K < 0 {
+		panic(fmt.Sprintf("cpu.Gemm: negative size in %+v", p))
+	}
+	// Stored shapes: A is M×K (K×M when transposed), B is K×N (N×K), C is M×N.
+	ar, ac := p.M, p.K
+	if p.TransA {
+		ar, ac = p.K, p.M
+	}
+	br, bc := p.K, p.N
+	if p.TransB {
+		br, bc = p.N, p.K
+	}
+	lda, ldb, ldc := orPacked(p.LDA, ac), orPacked(p.LDB, bc), orPacked(p.LDC, p.N)
+	checkExtent("A", p, a, batch, p.StrideA, ar, ac, lda)
+	checkExtent("B", p, bm, batch, p.StrideB, br, bc, ldb)
+	checkExtent("C", p, c, batch, p.StrideC, p.M, p.N, ldc)
+	cs := f32("Gemm", c)
+	if p.M == 0 || p.N == 0 {
+		return
+	}
+	as, aBuf := b.gemmOperand(a)
+	bs, bBuf := b.gemmOperand(bm)
+	for i := range batch {
+		Sgemm(p.TransA, p.TransB, p.M, p.N, p.K, p.Alpha,
+			as[i*p.StrideA:], lda, bs[i*p.StrideB:], ldb, p.Beta, cs[i*p.StrideC:], ldc)
+	}
+	if aBuf != nil {
+		b.putScratch(aBuf)
+	}
+	if bBuf != nil {
+		b.putScratch(bBuf)
+	}
+}
+
+func orPacked(ld, cols int) int {
+	if ld == 0 {
+		return cols
+	}
+	return ld
+}
+
+// checkExtent panics unless t holds batch matrices of rows×cols with row stride ld and
+// batch stride stride.
+func checkExtent(name string, p kernels.GemmParams, t *tensor.Tensor, batch, stride, rows, cols, ld int) {
+	if rows == 0 || cols == 0 {
+		return
+	}
+	if ld < cols || (batch > 1 && stride < 0) {
+		panic(fmt.Sprintf("cpu.Gemm: %s %v: leading dim %d < %d columns (params %+v)", name, t, ld, cols, p))
+	}
+	need := (batch-1)*stride + (rows-1)*ld + cols
+	if need > t.Numel() {
+		panic(fmt.Sprintf("cpu.Gemm: %s %v holds %d elements, params %+v need %d", name, t, t.Numel(), p, need))
+	}
+}
+
+// gemmOperand returns t as float32: its own storage when F32, else a pooled scratch copy
+// (returned too, for release).
+func (b *Backend) gemmOperand(t *tensor.Tensor) ([]float32, *scratchBuf) {
+	switch t.DType() {
+	case tensor.F32:
+		return f32("Gemm", t), nil
+	case tensor.BF16, tensor.F16:
+		s := b.getScratch(t.Numel())
+		src := t.U16()
+		bf := t.DType() == tensor.BF16
+		parallelFor(len(src), elemGrain, func(lo, hi int) {
+			d := s.v[lo:hi]
+			if bf {
+				for i, h := range src[lo:hi] {
+					d[i] = tensor.F32FromBF16(h)
+				}
+				return
+			}
+			for i, h := range src[lo:hi] {
+				d[i] = tensor.F32FromF16(h)
+			}
+		})
+		return s.v, s
+	}
+	panic(fmt.Sprintf("cpu.Gemm: operand %v must be F32, BF16 or F16", t))
+}

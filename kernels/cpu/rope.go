@@ -1,0 +1,121 @@
+package cpu
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/gomegatron/gomegatron/kernels"
+	"github.com/gomegatron/gomegatron/tensor"
+)
+
+// ropeKey identifies a cos/sin table: the base and the rotary dim d.
+type ropeKey struct {
+	base float64
+	dim  int
+}
+
+// ropeTable holds cos and sin of p·θᵢ for positions p < n and i < d/2, row-major [n, d/2].
+// A published table is never modified; a longer one replaces it.
+type ropeTable struct {
+	n        int
+	cos, sin []float32
+}
+
+// RoPEInvFreq returns θᵢ = Base^(−2i/d) for i < d/2 rounded the way Hugging Face's float32
+// tables are built (inv_freq = 1/(base ** (arange(0, d, 2).float()/d))): the exponent
+// 2i/d is a float32 quotient, the power is rounded to float32, and its reciprocal is a
+// float32 division. This reproduces torch's inv_freq bit for bit on the common bases.
+func RoPEInvFreq(base float64, d int) []float32 {
+	inv := make([]float32, d/2)
+	for i := range inv {
+		e := float32(2*i) / float32(d)
+		inv[i] = 1 / float32(math.Pow(base, float64(e)))
+	}
+	return inv
+}
+
+// ropeTables returns a table covering at least n positions, building (and caching, per
+// backend) one when needed. Angles follow HF's float32 arithmetic: a = float32(p)·θᵢ
+// rounded to float32, and cos/sin of that float32 angle are computed in float64 and
+// rounded to float32.
+func (b *Backend) ropeTables(base float64, d, n int) *ropeTable {
+	key := ropeKey{base, d}
+	b.ropeMu.RLock()
+	t := b.rope[key]
+	b.ropeMu.RUnlock()
+	if t != nil && t.n >= n {
+		return t
+	}
+	b.ropeMu.Lock()
+	defer b.ropeMu.Unlock()
+	if t = b.rope[key]; t != nil && t.n >= n {
+		return t
+	}
+	size := max(n, 4096)
+	if t != nil {
+		size = max(size, 2*t.n)
+	}
+	h := d / 2
+	inv := RoPEInvFreq(base, d)
+	t = &ropeTable{n: size, cos: make([]float32, size*h), sin: make([]float32, size*h)}
+	parallelFor(size, grainFor(40*h), func(lo, hi int) {
+		for p := lo; p < hi; p++ {
+			for i, f := range inv {
+				a := float64(float32(p) * f)
+				t.cos[p*h+i] = float32(math.Cos(a))
+				t.sin[p*h+i] = float32(math.Sin(a))
+			}
+		}
+	})
+	b.rope[key] = t
+	return t
+}
+
+// RoPE rotates x [B, H, S, D] into out (which may alias x) in the rotate-half layout; see
+// kernels.RoPEParams. RotaryDim 0 means D. Per pair, in float32 as HF computes
+// q·cos + rotate_half(q)·sin:
+//
+//	out[i] = x[i]·cos a − x[i+d/2]·sin a,  out[i+d/2] = x[i+d/2]·cos a + x[i]·sin a
+//
+// with sin negated for Inverse (the backward).
+func (b *Backend) RoPE(out, x *tensor.Tensor, p kernels.RoPEParams) {
+	sameShape("RoPE", out, x)
+	if x.Rank() != 4 {
+		panic(fmt.Sprintf("cpu.RoPE: x %v must be [B, H, S, D]", x))
+	}
+	s, dd := x.Dim(2), x.Dim(3)
+	d := p.RotaryDim
+	if d == 0 {
+		d = dd
+	}
+	if d < 0 || d%2 != 0 || d > dd || p.PosOffset < 0 || p.Base <= 0 {
+		panic(fmt.Sprintf("cpu.RoPE: x %v with params %+v: need even RotaryDim ≤ D, PosOffset ≥ 0, Base > 0", x, p))
+	}
+	xs, os := f32("RoPE", x), f32("RoPE", out)
+	if x.Numel() == 0 {
+		return
+	}
+	rows := x.Numel() / dd
+	h := d / 2
+	tab := b.ropeTables(p.Base, d, p.PosOffset+s)
+	sign := float32(1)
+	if p.Inverse {
+		sign = -1
+	}
+	parallelFor(rows, grainFor(3*dd), func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			pos := p.PosOffset + r%s
+			cs, sn := tab.cos[pos*h:(pos+1)*h], tab.sin[pos*h:(pos+1)*h]
+			xr, or := xs[r*dd:(r+1)*dd], os[r*dd:(r+1)*dd]
+			for i := range h {
+				c, si := cs[i], sign*sn[i]
+				x1, x2 := xr[i], xr[i+h]
+				or[i] = float32(x1*c) - float32(x2*si)
+				or[i+h] = float32(x2*c) + float32(x1*si)
+			}
+			if d < dd {
+				copy(or[d:], xr[d:])
+			}
+		}
+	})
+}
