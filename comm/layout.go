@@ -13,7 +13,7 @@ import (
 // DP = world / (TP·PP·CP).
 type ParallelConfig struct {
 	TP, PP, CP, EP, VPP int
-	Order              string
+	Order               string
 }
 
 // DefaultOrder is Megatron's default rank order (parallel_state.initialize_model_parallel).

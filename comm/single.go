@@ -104,4 +104,6 @@ func sameKind(what string, small, big *tensor.Tensor, n int) error {
 }
 
 // CheckSizes is sameKind for backends: big must have n·small.Numel() elements of small's dtype.
-func CheckSizes(what string, small, big *tensor.Tensor, n int) error { return sameKind(what, small, big, n) }
+func CheckSizes(what string, small, big *tensor.Tensor, n int) error {
+	return sameKind(what, small, big, n)
+}
