@@ -1,0 +1,224 @@
+// Package hf maps Hugging Face checkpoints (config.json + safetensors) of the supported model
+// families onto gomegatron's Megatron-named model, and back.
+package hf
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/gomegatron/gomegatron/layers"
+)
+
+// Family identifies a Hugging Face architecture and its weight layout.
+type Family string
+
+const (
+	Llama     Family = "llama" // Llama, Llama-2, Code Llama, Llama-3
+	Mistral   Family = "mistral"
+	Qwen2     Family = "qwen2"
+	GPT2      Family = "gpt2"
+	Bloom     Family = "bloom"
+	Falcon    Family = "falcon"
+	BigCode   Family = "gpt_bigcode" // StarCoder
+	unknownFF Family = ""
+)
+
+// hfConfig is the union of the config.json keys the families use. Pointers tell "absent"
+// from zero where Hugging Face's default differs.
+type hfConfig struct {
+	ModelType     string   `json:"model_type"`
+	Architectures []string `json:"architectures"`
+	VocabSize     int      `json:"vocab_size"`
+	TieWord       *bool    `json:"tie_word_embeddings"`
+
+	// Llama family
+	HiddenSize       int              `json:"hidden_size"`
+	Intermediate     int              `json:"intermediate_size"`
+	NumHeads         int              `json:"num_attention_heads"`
+	NumKVHeads       int              `json:"num_key_value_heads"`
+	NumLayers        int              `json:"num_hidden_layers"`
+	RMSNormEps       float64          `json:"rms_norm_eps"`
+	RopeTheta        *float64         `json:"rope_theta"`
+	RopeScaling      *json.RawMessage `json:"rope_scaling"`
+	MaxPos           int              `json:"max_position_embeddings"`
+	AttentionBias    bool             `json:"attention_bias"`
+	HiddenAct        string           `json:"hidden_act"`
+	SlidingWindow    *int             `json:"sliding_window"`
+	UseSlidingWindow *bool            `json:"use_sliding_window"`
+	HeadDim          int              `json:"head_dim"`
+
+	// GPT-2 / GPTBigCode
+	NEmbd      int     `json:"n_embd"`
+	NHead      int     `json:"n_head"`
+	NLayer     int     `json:"n_layer"`
+	NInner     *int    `json:"n_inner"`
+	NPositions int     `json:"n_positions"`
+	LNEps      float64 `json:"layer_norm_epsilon"`
+	Activation string  `json:"activation_function"`
+	MultiQuery *bool   `json:"multi_query"`
+	ScaleAttn  *bool   `json:"scale_attn_weights"`
+	ScaleByIdx bool    `json:"scale_attn_by_inverse_layer_idx"`
+	Reorder    bool    `json:"reorder_and_upcast_attn"`
+
+	// BLOOM
+	NEmbed        int  `json:"n_embed"`
+	ResidPostNorm bool `json:"apply_residual_connection_post_layernorm"`
+
+	// Falcon
+	NewDecoderArch bool  `json:"new_decoder_architecture"`
+	ParallelAttn   *bool `json:"parallel_attn"`
+	Bias           bool  `json:"bias"`
+	ALiBi          bool  `json:"alibi"`
+}
+
+// Model is a parsed Hugging Face model directory: the family and the equivalent Megatron
+// configuration.
+type Model struct {
+	Dir    string
+	Family Family
+	Config layers.Config
+	raw    hfConfig
+}
+
+// ReadConfig parses dir/config.json and translates it into Megatron arguments.
+func ReadConfig(dir string) (*Model, error) {
+	path := filepath.Join(dir, "config.json")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading Hugging Face config: %w", err)
+	}
+	var rc hfConfig
+	if err := json.Unmarshal(b, &rc); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	m := &Model{Dir: dir, raw: rc}
+	c := layers.Defaults()
+	c.AttentionDropout, c.HiddenDropout = 0, 0
+	c.MakeVocabSizeDivisibleBy = 1
+	c.VocabSize = rc.VocabSize
+	tied := func(def bool) bool {
+		if rc.TieWord != nil {
+			return *rc.TieWord
+		}
+		return def
+	}
+	switch rc.ModelType {
+	case "llama", "mistral", "qwen2":
+		m.Family = Family(rc.ModelType)
+		if rc.RopeScaling != nil && string(*rc.RopeScaling) != "null" {
+			return nil, fmt.Errorf("%s: rope_scaling %s is not supported", path, string(*rc.RopeScaling))
+		}
+		if rc.HiddenAct != "" && rc.HiddenAct != "silu" {
+			return nil, fmt.Errorf("%s: hidden_act %q is not supported (want silu)", path, rc.HiddenAct)
+		}
+		c.NumLayers, c.HiddenSize, c.FFNHiddenSize = rc.NumLayers, rc.HiddenSize, rc.Intermediate
+		c.NumAttentionHeads = rc.NumHeads
+		kv := rc.NumKVHeads
+		if kv == 0 {
+			kv = rc.NumHeads
+		}
+		c.GroupQueryAttention, c.NumQueryGroups = kv != rc.NumHeads, kv
+		if rc.HeadDim != 0 {
+			c.KVChannels = rc.HeadDim
+		}
+		c.Normalization, c.NormEpsilon = "RMSNorm", rc.RMSNormEps
+		c.SwiGLU = true
+		c.PositionEmbeddingType = "rope"
+		c.RotaryBase = 10000
+		if rc.RopeTheta != nil {
+			c.RotaryBase = *rc.RopeTheta
+		}
+		c.MaxPositionEmbeddings, c.SeqLength = rc.MaxPos, rc.MaxPos
+		c.DisableBiasLinear = !rc.AttentionBias
+		c.AddQKVBias = rc.ModelType == "qwen2"
+		c.UntieEmbeddingsAndOutputWeights = !tied(false)
+		if rc.SlidingWindow != nil && (rc.ModelType == "mistral" || rc.UseSlidingWindow != nil && *rc.UseSlidingWindow) {
+			c.SlidingWindow = *rc.SlidingWindow
+		}
+	case "gpt2", "gpt_bigcode":
+		m.Family = Family(rc.ModelType)
+		if rc.ScaleAttn != nil && !*rc.ScaleAttn || rc.ScaleByIdx || rc.Reorder {
+			return nil, fmt.Errorf("%s: scale_attn_weights=false, scale_attn_by_inverse_layer_idx and reorder_and_upcast_attn are not supported", path)
+		}
+		c.NumLayers, c.HiddenSize, c.NumAttentionHeads = rc.NLayer, rc.NEmbd, rc.NHead
+		c.FFNHiddenSize = 4 * rc.NEmbd
+		if rc.NInner != nil {
+			c.FFNHiddenSize = *rc.NInner
+		}
+		if rc.ModelType == "gpt_bigcode" && boolOr(rc.MultiQuery, true) {
+			c.GroupQueryAttention, c.NumQueryGroups = true, 1
+		}
+		c.NormEpsilon = rc.LNEps
+		switch rc.Activation {
+		case "gelu_new", "gelu_pytorch_tanh", "gelu_fast":
+			c.OpenAIGeLU = true
+		case "gelu":
+		default:
+			return nil, fmt.Errorf("%s: activation_function %q is not supported", path, rc.Activation)
+		}
+		c.MaxPositionEmbeddings, c.SeqLength = rc.NPositions, rc.NPositions
+		c.UntieEmbeddingsAndOutputWeights = !tied(true)
+	case "bloom":
+		m.Family = Bloom
+		h := rc.HiddenSize
+		if h == 0 {
+			h = rc.NEmbed
+		}
+		c.NumLayers, c.HiddenSize, c.NumAttentionHeads, c.FFNHiddenSize = rc.NLayer, h, rc.NHead, 4*h
+		c.NormEpsilon = rc.LNEps
+		c.OpenAIGeLU = true
+		c.PositionEmbeddingType = "alibi"
+		c.EmbeddingLayerNorm = true
+		c.ApplyResidualConnectionPostLayernorm = rc.ResidPostNorm
+		c.UntieEmbeddingsAndOutputWeights = !tied(true)
+		c.SeqLength = 2048
+	case "falcon", "RefinedWebModel", "RefinedWeb":
+		m.Family = Falcon
+		if rc.NewDecoderArch {
+			return nil, fmt.Errorf("%s: Falcon new_decoder_architecture (40B/180B) is not supported yet", path)
+		}
+		if rc.ALiBi {
+			return nil, fmt.Errorf("%s: Falcon with alibi=true is not supported yet", path)
+		}
+		h := rc.HiddenSize
+		c.NumLayers, c.HiddenSize, c.NumAttentionHeads, c.FFNHiddenSize = rc.NumLayers, h, rc.NumHeads, 4*h
+		if c.NumLayers == 0 {
+			c.NumLayers = rc.NLayer
+		}
+		if c.NumAttentionHeads == 0 {
+			c.NumAttentionHeads = rc.NHead
+		}
+		// num_kv_heads is ignored unless new_decoder_architecture: multi_query means one KV
+		// head, otherwise every head has its own (RW layout).
+		if boolOr(rc.MultiQuery, true) {
+			c.GroupQueryAttention, c.NumQueryGroups = true, 1
+		}
+		c.NormEpsilon = rc.LNEps
+		c.PositionEmbeddingType = "rope"
+		c.RotaryBase = 10000
+		if rc.RopeTheta != nil {
+			c.RotaryBase = *rc.RopeTheta
+		}
+		c.ParallelAttention = boolOr(rc.ParallelAttn, true)
+		c.DisableBiasLinear = !rc.Bias
+		c.UntieEmbeddingsAndOutputWeights = !tied(true)
+		c.SeqLength = 2048
+	default:
+		return nil, fmt.Errorf("%s: model_type %q is not a supported architecture (llama, mistral, qwen2, gpt2, gpt_bigcode, bloom, falcon)", path, rc.ModelType)
+	}
+	c.PaddedVocabSize = c.VocabSize
+	if err := c.Finalize(); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	m.Config = c
+	return m, nil
+}
+
+func boolOr(p *bool, def bool) bool {
+	if p != nil {
+		return *p
+	}
+	return def
+}
