@@ -23,8 +23,14 @@ var dtypeExtremes = map[DTypeCode][]int64{
 // bytes numpy produces for numpy.array(tokens, dtype).tobytes() (Megatron's add_item), checks
 // the header code and byte pointers, and reads every sequence back.
 func TestAllDTypes(t *testing.T) {
-	py, err := exec.LookPath("python3")
-	haveNumpy := err == nil && exec.Command(py, "-c", "import numpy").Run() == nil
+	py := ""
+	for _, p := range []string{"/usr/bin/python3", "python3"} {
+		if exec.Command(p, "-c", "import numpy").Run() == nil {
+			py = p
+			break
+		}
+	}
+	haveNumpy := py != ""
 	for c := Uint8; c <= Uint16; c++ {
 		t.Run(c.String(), func(t *testing.T) {
 			seqs := [][]int64{{1, 2, 3}, {}, append([]int64{0}, dtypeExtremes[c]...), {7}}
