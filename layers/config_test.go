@@ -1,0 +1,103 @@
+package layers
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/gomegatron/gomegatron/kernels/cpu"
+)
+
+// TestPresetParamCounts checks preset shapes against the published parameter counts of the
+// Hugging Face checkpoints (unpadded vocabulary).
+func TestPresetParamCounts(t *testing.T) {
+	want := map[string]int64{
+		"llama2-7b":  6738415616,
+		"llama2-13b": 13015864320,
+		"llama2-70b": 68976648192,
+		"llama3-8b":  8030261248,
+		"mistral-7b": 7241732096,
+		"gpt2":       124439808,
+		"bloom-560m": 559214592,
+		"falcon-7b":  6921720704,
+	}
+	for name, n := range want {
+		c, err := Preset(name)
+		require.NoError(t, err)
+		c.MakeVocabSizeDivisibleBy = 1
+		got, err := ParamCount(c)
+		require.NoError(t, err, name)
+		require.Equal(t, n, got, name)
+	}
+	for _, name := range PresetNames() {
+		c, err := Preset(name)
+		require.NoError(t, err)
+		require.NoError(t, c.Finalize(), name)
+	}
+}
+
+// TestParamCountMatchesModel checks the formula against the allocated model.
+func TestParamCountMatchesModel(t *testing.T) {
+	for _, name := range []string{"tiny-llama", "tiny-gpt2"} {
+		c, err := Preset(name)
+		require.NoError(t, err)
+		m, err := NewGPTModel(cpu.New(), c, 1)
+		require.NoError(t, err)
+		n, err := ParamCount(c)
+		require.NoError(t, err)
+		require.Equal(t, n, int64(m.Params.Numel()), name)
+	}
+}
+
+func TestConfigErrorsNameTheFlag(t *testing.T) {
+	base, err := Preset("tiny-llama")
+	require.NoError(t, err)
+	cases := []struct {
+		edit func(*Config)
+		want []string
+	}{
+		{func(c *Config) { c.NumQueryGroups = 3 }, []string{"--num-attention-heads 4", "--num-query-groups 3"}},
+		{func(c *Config) { c.HiddenSize = 66; c.KVChannels = 0 }, []string{"--hidden-size 66", "--num-attention-heads 4"}},
+		{func(c *Config) { c.PositionEmbeddingType = "sinusoidal" }, []string{"--position-embedding-type", "sinusoidal"}},
+		{func(c *Config) { c.Normalization = "BatchNorm" }, []string{"--normalization", "BatchNorm"}},
+		{func(c *Config) { c.NumLayers = 0 }, []string{"--num-layers"}},
+		{func(c *Config) { c.TensorModelParallelSize = 3 }, []string{"--num-attention-heads 4", "--tensor-model-parallel-size 3"}},
+		{func(c *Config) { c.RotaryPercent = 0.1 }, []string{"--rotary-percent"}},
+		{func(c *Config) { c.AttentionDropout = 0.1 }, []string{"--attention-dropout"}},
+	}
+	for _, tc := range cases {
+		c := base
+		tc.edit(&c)
+		err := c.Finalize()
+		require.Error(t, err)
+		for _, w := range tc.want {
+			require.True(t, strings.Contains(err.Error(), w), "%q should mention %q", err, w)
+		}
+	}
+}
+
+func TestALiBiSlopes(t *testing.T) {
+	// The fixtures README: 4 heads → [1/4, 1/16, 1/64, 1/256]; 12 heads →
+	// [2^-1 … 2^-8, 2^-0.5, 2^-1.5, 2^-2.5, 2^-3.5].
+	require.Equal(t, []float32{0.25, 0.0625, 0.015625, 0.00390625}, ALiBiSlopes(4))
+	s := ALiBiSlopes(12)
+	for i := 0; i < 8; i++ {
+		require.InDelta(t, 1/float64(int(1)<<(i+1)), s[i], 1e-9)
+	}
+	for i, e := range []float64{-0.5, -1.5, -2.5, -3.5} {
+		require.InDelta(t, pow2(e), s[8+i], 1e-7)
+	}
+}
+
+func pow2(e float64) float64 {
+	r := 1.0
+	for e <= -1 {
+		r /= 2
+		e++
+	}
+	if e != 0 {
+		r *= 0.7071067811865476 // 2^-0.5
+	}
+	return r
+}
