@@ -16,12 +16,12 @@ func ALiBiSlopes(n int) []float32 {
 		return float32(math.Pow(float64(float32(base)), float64(k)))
 	}
 	out := make([]float32, 0, n)
-	base := math.Pow(2, -math.Pow(2, -(math.Log2(float64(p)) - 3)))
+	base := math.Pow(2, -math.Pow(2, -(math.Log2(float64(p))-3)))
 	for h := 1; h <= p; h++ {
 		out = append(out, pow(base, h))
 	}
 	if p != n {
-		extra := math.Pow(2, -math.Pow(2, -(math.Log2(float64(2*p)) - 3)))
+		extra := math.Pow(2, -math.Pow(2, -(math.Log2(float64(2*p))-3)))
 		for k := 1; len(out) < n; k += 2 {
 			out = append(out, pow(extra, k))
 		}

@@ -80,12 +80,13 @@ func (*Backend) CrossEntropyBackward(dlogits, logits, mx, se, targets, dloss *te
 		for r := lo; r < hi; r++ {
 			m, inv, g := float64(ms[r]), 1/float64(ss[r]), float64(gs[r])
 			lr, dr := ls[r*v:(r+1)*v], ds[r*v:(r+1)*v]
+			tc := tg(r) - int64(start) // out of the shard: matches no c
 			for c, x := range lr {
-				dr[c] = float32(math.Exp(float64(x)-m) * inv * g)
-			}
-			if c := tg(r) - int64(start); c >= 0 && c < int64(v) {
-				p := math.Exp(float64(lr[c])-m) * inv
-				dr[c] = float32((p - 1) * g)
+				p := math.Exp(float64(x)-m) * inv
+				if int64(c) == tc {
+					p--
+				}
+				dr[c] = float32(p * g)
 			}
 		}
 	})

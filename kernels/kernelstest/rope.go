@@ -1,0 +1,79 @@
+package kernelstest
+
+import (
+	"fmt"
+	"math"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/gomegatron/gomegatron/kernels"
+	"github.com/gomegatron/gomegatron/tensor"
+)
+
+// ropeAngle is a = p·θᵢ with the float32 rounding of Hugging Face's tables, which the
+// backends reproduce: θᵢ = 1/float32(Base^float32(2i/d)) (float32 exponent and
+// reciprocal), a = float32(p)·θᵢ rounded to float32; cos and sin are then exact.
+func ropeAngle(base float64, d, p, i int) float64 {
+	e := float32(2*i) / float32(d)
+	inv := 1 / float32(math.Pow(base, float64(e)))
+	return float64(float32(p) * inv)
+}
+
+// refRoPE rotates x [B, H, S, D] by the angles of positions PosOffset+s (−a for Inverse).
+func refRoPE(x []float64, s, dd int, p kernels.RoPEParams) []float64 {
+	out := append([]float64(nil), x...)
+	d := p.RotaryDim
+	for row := range len(x) / dd {
+		pos := p.PosOffset + row%s
+		for i := range d / 2 {
+			a := ropeAngle(p.Base, d, pos, i)
+			if p.Inverse {
+				a = -a
+			}
+			c, sn := math.Cos(a), math.Sin(a)
+			x1, x2 := x[row*dd+i], x[row*dd+i+d/2]
+			out[row*dd+i] = x1*c - x2*sn
+			out[row*dd+i+d/2] = x2*c + x1*sn
+		}
+	}
+	return out
+}
+
+// RoPE checks the forward (full and partial rotary dims, large position offsets where
+// the float32 angle rounding matters, in place) and that the Inverse rotation is the
+// backward, against finite differences.
+func RoPE(t *testing.T, b kernels.Backend) {
+	cases := []struct {
+		bb, h, s, d int
+		p           kernels.RoPEParams
+	}{
+		{2, 3, 5, 16, kernels.RoPEParams{Base: 10000, RotaryDim: 16}},
+		{1, 2, 7, 16, kernels.RoPEParams{Base: 10000, RotaryDim: 8, PosOffset: 3}},
+		{1, 2, 6, 12, kernels.RoPEParams{Base: 1e6, RotaryDim: 12, PosOffset: 1000}},
+		{1, 1, 4, 64, kernels.RoPEParams{Base: 500000, RotaryDim: 64, PosOffset: 7000}},
+	}
+	r := newRand(10)
+	for _, c := range cases {
+		t.Run(fmt.Sprintf("%d×%d×%d×%d/%+v", c.bb, c.h, c.s, c.d, c.p), func(t *testing.T) {
+			n := c.bb * c.h * c.s * c.d
+			shape := []int{c.bb, c.h, c.s, c.d}
+			x := randVals(r, n, 1)
+			fx := f64s(x)
+			dx, out := devF32(b, x, shape...), b.Alloc(tensor.F32, shape...)
+			b.RoPE(out, dx, c.p)
+			want := refRoPE(fx, c.s, c.d, c.p)
+			requireClose(t, "out", get(b, out), want, tolF32)
+			b.RoPE(dx, dx, c.p) // in place
+			require.Equal(t, get(b, out), get(b, dx), "in-place RoPE")
+
+			rr := f64s(randVals(r, n, 1))
+			inv := c.p
+			inv.Inverse = true
+			gx := b.Alloc(tensor.F32, shape...)
+			b.RoPE(gx, devF32(b, toF32(rr), shape...), inv)
+			fd := numGrad(fx, func() float64 { return dot(rr, refRoPE(fx, c.s, c.d, c.p)) })
+			requireClose(t, "dx (Inverse)", get(b, gx), fd, tolFD)
+		})
+	}
+}
