@@ -1,0 +1,217 @@
+package cpu
+
+import (
+	"sync"
+	"sync/atomic"
+)
+
+// gemmArgs are the operands of one Sgemm call (see Sgemm for their meaning).
+type gemmArgs struct {
+	transA, transB bool
+	m, n, k        int
+	alpha, beta    float32
+	a, b, c        []float32
+	lda, ldb, ldc  int
+}
+
+// gemmJob is one blocked Sgemm call shared by its participants (the caller and the pool
+// workers it reserved). The loop nest is the Goto/BLIS one:
+//
+//	for jc in n by nc:                       C[:, jc:jc+nc]
+//	  for pc in k by kc:                     rank-kc update, beta applied at pc = 0
+//	    pack op(B)[pc:pc+kc, jc:jc+nc] → bp  (shared; panels split between participants)
+//	    barrier
+//	    for each unit (rows mr-aligned, columns nr-aligned) claimed by a participant:
+//	      pack op(A)[rows, pc:pc+kc] → ap[participant]
+//	      for each nr panel, for each mr panel: micro-kernel on the C tile
+//	    barrier
+//
+// Every participant walks the same nest; the only shared mutable state is the claim
+// counter, reset by the last participant to reach each barrier.
+type gemmJob struct {
+	kern *gemmKernel
+	g    gemmArgs
+
+	parts      int // participants
+	mc, kc, nc int // effective block sizes for this call (see plan)
+	mUnits     int // row units per compute phase
+	nParts     int // column parts per row unit (>1 only when there are few rows)
+
+	bp  []float32   // packed B block: nc/nr panels of kc×nr
+	ap  [][]float32 // per participant: packed A (mc×kc) then an mr×nr edge tile
+	next atomic.Int64
+
+	mu    sync.Mutex
+	cond  sync.Cond
+	count int
+	gen   uint64
+	done  sync.WaitGroup
+}
+
+var gemmJobs = sync.Pool{New: func() any {
+	j := new(gemmJob)
+	j.cond.L = &j.mu
+	return j
+}}
+
+// gemmMinWorkPerThread is the m·n·k below which an extra thread is not worth a hand-off.
+const gemmMinWorkPerThread = 48 * 48 * 48
+
+// sgemmBlocked runs g on kern with up to threads participants.
+func sgemmBlocked(kern *gemmKernel, threads int, g *gemmArgs) {
+	j := gemmJobs.Get().(*gemmJob)
+	j.kern, j.g = kern, *g
+	if w := g.m * g.n * g.k / gemmMinWorkPerThread; threads > w {
+		threads = max(1, w)
+	}
+	parts := 1
+	if threads > 1 {
+		gemmPool.ensure(threads - 1)
+		for parts < threads && gemmPool.reserve() {
+			parts++
+		}
+	}
+	j.plan(parts)
+	j.done.Add(parts - 1)
+	for pid := 1; pid < parts; pid++ {
+		gemmPool.ch <- gemmTask{job: j, pid: pid}
+	}
+	j.run(0)
+	j.done.Wait()
+	j.g = gemmArgs{} // drop references to the caller's slices
+	gemmJobs.Put(j)
+}
+
+// plan fixes the block sizes and the work split for parts participants and sizes the
+// buffers. Block sizes are balanced (k = 300 with kc 256 gives two blocks of 150) and do
+// not depend on parts, so the result is the same for every thread count.
+func (j *gemmJob) plan(parts int) {
+	kn, g := j.kern, &j.g
+	j.parts = parts
+	j.kc = ceilDiv(g.k, ceilDiv(g.k, kn.kc))
+	j.nc = roundUp(ceilDiv(g.n, ceilDiv(g.n, kn.nc)), kn.nr)
+	mPanels := ceilDiv(g.m, kn.mr)
+	mcPanels := kn.mc / kn.mr
+	j.mUnits = ceilDiv(mPanels, mcPanels)
+	j.nParts = 1
+	if parts > 1 {
+		j.mUnits = min(mPanels, parts*ceilDiv(mPanels, parts*mcPanels))
+		if j.mUnits < parts {
+			j.nParts = min(parts, ceilDiv(min(g.n, j.nc), kn.nr))
+		}
+	}
+	j.mc = ceilDiv(mPanels, j.mUnits) * kn.mr
+	j.bp = growFloats(j.bp, j.kc*j.nc)
+	for len(j.ap) < parts {
+		j.ap = append(j.ap, nil)
+	}
+	for p := 0; p < parts; p++ {
+		j.ap[p] = growFloats(j.ap[p], j.mc*j.kc+kn.mr*kn.nr)
+	}
+	j.next.Store(0)
+	j.count = 0
+}
+
+// run is participant pid's walk of the loop nest.
+func (j *gemmJob) run(pid int) {
+	kn, g := j.kern, &j.g
+	for jc := 0; jc < g.n; jc += j.nc {
+		nc := min(j.nc, g.n-jc)
+		nPanels := ceilDiv(nc, kn.nr)
+		const bGroup = 4 // B panels per claim
+		nB := ceilDiv(nPanels, bGroup)
+		for pc := 0; pc < g.k; pc += j.kc {
+			kc := min(j.kc, g.k-pc)
+			beta := g.beta
+			if pc > 0 {
+				beta = 1
+			}
+			for u := int(j.next.Add(1) - 1); u < nB; u = int(j.next.Add(1) - 1) {
+				for jp := u * bGroup; jp < min(nPanels, (u+1)*bGroup); jp++ {
+					c0 := jp * kn.nr
+					packB(j.bp[jp*kn.nr*kc:(jp+1)*kn.nr*kc], kn.nr, g, pc, kc, jc+c0, min(kn.nr, nc-c0))
+				}
+			}
+			j.barrier()
+			nUnits := j.mUnits * j.nParts
+			for u := int(j.next.Add(1) - 1); u < nUnits; u = int(j.next.Add(1) - 1) {
+				j.computeUnit(pid, u/j.nParts, u%j.nParts, jc, nc, nPanels, pc, kc, beta)
+			}
+			j.barrier()
+		}
+	}
+}
+
+// computeUnit packs the rows of row unit mu and multiplies them with column part np of
+// the packed B block at (jc, pc).
+func (j *gemmJob) computeUnit(pid, mu, np, jc, nc, nPanels, pc, kc int, beta float32) {
+	kn, g := j.kern, &j.g
+	mPanels := ceilDiv(g.m, kn.mr)
+	p0, p1 := mu*mPanels/j.mUnits, (mu+1)*mPanels/j.mUnits
+	i0 := p0 * kn.mr
+	rows := min(p1*kn.mr, g.m) - i0
+	buf := j.ap[pid]
+	ap, tile := buf[:j.mc*j.kc], buf[j.mc*j.kc:]
+	packA(ap, kn.mr, g, i0, rows, pc, kc)
+	q0, q1 := np*nPanels/j.nParts, (np+1)*nPanels/j.nParts
+	mrkc, nrkc := kn.mr*kc, kn.nr*kc
+	for q := q0; q < q1; q++ {
+		col := jc + q*kn.nr
+		cols := min(kn.nr, jc+nc-col)
+		bq := &j.bp[q*nrkc]
+		for ip := 0; ip < p1-p0; ip++ {
+			row := i0 + ip*kn.mr
+			rs := min(kn.mr, g.m-row)
+			if rs == kn.mr && cols == kn.nr {
+				kn.fn(kc, &ap[ip*mrkc], bq, &g.c[row*g.ldc+col], g.ldc, g.alpha, beta)
+				continue
+			}
+			kn.fn(kc, &ap[ip*mrkc], bq, &tile[0], kn.nr, 1, 0)
+			for i := 0; i < rs; i++ {
+				cr := g.c[(row+i)*g.ldc+col : (row+i)*g.ldc+col+cols]
+				tr := tile[i*kn.nr : i*kn.nr+cols]
+				for jj, t := range tr {
+					if beta == 0 {
+						cr[jj] = g.alpha * t
+					} else {
+						cr[jj] = g.alpha*t + beta*cr[jj]
+					}
+				}
+			}
+		}
+	}
+}
+
+// barrier waits until every participant has reached it; the last one resets the claim
+// counter for the next phase.
+func (j *gemmJob) barrier() {
+	if j.parts == 1 {
+		j.next.Store(0)
+		return
+	}
+	j.mu.Lock()
+	gen := j.gen
+	j.count++
+	if j.count == j.parts {
+		j.count = 0
+		j.gen++
+		j.next.Store(0)
+		j.cond.Broadcast()
+	} else {
+		for gen == j.gen {
+			j.cond.Wait()
+		}
+	}
+	j.mu.Unlock()
+}
+
+func ceilDiv(a, b int) int { return (a + b - 1) / b }
+func roundUp(a, b int) int { return ceilDiv(a, b) * b }
+
+// growFloats returns s resized to n, reallocating only when its capacity is short.
+func growFloats(s []float32, n int) []float32 {
+	if cap(s) < n {
+		return make([]float32, n)
+	}
+	return s[:n]
+}

@@ -1,0 +1,69 @@
+package cpu
+
+// Packing copies a block of op(A) or op(B) into the layout the micro-kernel streams:
+// a packed A micro-panel holds kc columns of mr row values, a packed B micro-panel holds kc
+// rows of nr column values, both zero-padded past the matrix edge so edge tiles run the
+// same kernel.
+
+// packA writes op(A)[i0:i0+rows, pc:pc+kc] as ⌈rows/mr⌉ micro-panels of mr·kc floats:
+// dst[ip·mr·kc + p·mr + i] = op(A)[i0+ip·mr+i, pc+p].
+func packA(dst []float32, mr int, g *gemmArgs, i0, rows, pc, kc int) {
+	for ip := 0; ip*mr < rows; ip++ {
+		rs := min(mr, rows-ip*mr)
+		panel := dst[ip*mr*kc : (ip+1)*mr*kc]
+		if g.transA { // stored A is k×m: row pc+p holds op(A)[:, pc+p]
+			packLanesFromRows(panel, mr, g.a, g.lda, pc, kc, i0+ip*mr, rs)
+		} else {
+			packLanesFromCols(panel, mr, g.a, g.lda, i0+ip*mr, rs, pc, kc)
+		}
+	}
+}
+
+// packB writes op(B)[pc:pc+kc, col:col+cols] as one micro-panel of nr·kc floats:
+// dst[p·nr + j] = op(B)[pc+p, col+j].
+func packB(dst []float32, nr int, g *gemmArgs, pc, kc, col, cols int) {
+	if g.transB { // stored B is n×k: row col+j holds op(B)[:, col+j]
+		packLanesFromCols(dst, nr, g.b, g.ldb, col, cols, pc, kc)
+	} else {
+		packLanesFromRows(dst, nr, g.b, g.ldb, pc, kc, col, cols)
+	}
+}
+
+// packLanesFromRows sets dst[p·w + i] = src[(r0+p)·ld + c0 + i] for p < kc, i < n and
+// zero for n ≤ i < w: each packed row is a contiguous piece of a source row.
+func packLanesFromRows(dst []float32, w int, src []float32, ld, r0, kc, c0, n int) {
+	for p := 0; p < kc; p++ {
+		d := dst[p*w : p*w+w]
+		copy(d, src[(r0+p)*ld+c0:(r0+p)*ld+c0+n])
+		clear(d[n:])
+	}
+}
+
+// packLanesFromCols sets dst[p·w + i] = src[(r0+i)·ld + c0 + p] for p < kc, i < n and zero
+// for n ≤ i < w: a transpose, reading n source rows side by side, four at a time.
+func packLanesFromCols(dst []float32, w int, src []float32, ld, r0, n, c0, kc int) {
+	dst = dst[:kc*w]
+	i := 0
+	for ; i+4 <= n; i += 4 {
+		s0 := src[(r0+i)*ld+c0 : (r0+i)*ld+c0+kc]
+		s1 := src[(r0+i+1)*ld+c0 : (r0+i+1)*ld+c0+kc]
+		s2 := src[(r0+i+2)*ld+c0 : (r0+i+2)*ld+c0+kc]
+		s3 := src[(r0+i+3)*ld+c0 : (r0+i+3)*ld+c0+kc]
+		for p := range s0 {
+			o := p*w + i
+			d := dst[o : o+4 : o+4]
+			d[0], d[1], d[2], d[3] = s0[p], s1[p], s2[p], s3[p]
+		}
+	}
+	for ; i < n; i++ {
+		s := src[(r0+i)*ld+c0 : (r0+i)*ld+c0+kc]
+		for p, v := range s {
+			dst[p*w+i] = v
+		}
+	}
+	if n < w {
+		for p := 0; p < kc; p++ {
+			clear(dst[p*w+n : p*w+w])
+		}
+	}
+}
