@@ -37,8 +37,8 @@ type gemmJob struct {
 	mUnits     int // row units per compute phase
 	nParts     int // column parts per row unit (>1 only when there are few rows)
 
-	bp  []float32   // packed B block: nc/nr panels of kc×nr
-	ap  [][]float32 // per participant: packed A (mc×kc) then an mr×nr edge tile
+	bp   []float32   // packed B block: nc/nr panels of kc×nr
+	ap   [][]float32 // per participant: packed A (mc×kc) then an mr×nr edge tile
 	next atomic.Int64
 
 	mu    sync.Mutex
