@@ -49,7 +49,7 @@ func gemmThreadCount() int {
 // once the pool is warm. Shape or stride errors are programming errors and panic with the
 // argument at fault, as in reference BLAS.
 func Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
-	sgemmCheck(transA, transB, m, n, k, a, lda, b, ldb, c, ldc)
+	sgemmCheckArgs(transA, transB, m, n, k, a, lda, b, ldb, c, ldc)
 	sgemmWith(gemmDefaultKernel, gemmThreadCount(), transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 }
 
@@ -85,9 +85,9 @@ func sgemmScaleC(m, n int, beta float32, c []float32, ldc int) {
 	}
 }
 
-// sgemmCheck panics, naming the argument, when the shapes, strides or slice lengths are
+// sgemmCheckArgs panics, naming the argument, when the shapes, strides or slice lengths are
 // inconsistent: stored A is m×k (k×m when transposed), stored B is k×n (n×k), C is m×n.
-func sgemmCheck(transA, transB bool, m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int) {
+func sgemmCheckArgs(transA, transB bool, m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int) {
 	if m < 0 || n < 0 || k < 0 {
 		panic(fmt.Sprintf("cpu.Sgemm: negative dimension m=%d n=%d k=%d", m, n, k))
 	}
@@ -99,26 +99,26 @@ func sgemmCheck(transA, transB bool, m, n, k int, a []float32, lda int, b []floa
 	if transB {
 		br, bc = n, k
 	}
-	checkMat("A", ar, ac, a, lda)
-	checkMat("B", br, bc, b, ldb)
-	checkMat("C", m, n, c, ldc)
+	gemmCheckMat("A", ar, ac, a, lda)
+	gemmCheckMat("B", br, bc, b, ldb)
+	gemmCheckMat("C", m, n, c, ldc)
 }
 
-// checkMat checks that x holds a rows×cols row-major matrix with row stride ld.
-func checkMat(name string, rows, cols int, x []float32, ld int) {
+// gemmCheckMat checks that x holds a rows×cols row-major matrix with row stride ld.
+func gemmCheckMat(name string, rows, cols int, x []float32, ld int) {
 	if ld < max(1, cols) {
-		panic(fmt.Sprintf("cpu.Sgemm: ld%s=%d < %d columns of stored %s", lowerName(name), ld, cols, name))
+		panic(fmt.Sprintf("cpu.Sgemm: ld%s=%d < %d columns of stored %s", gemmArgName(name), ld, cols, name))
 	}
 	if rows == 0 || cols == 0 {
 		return
 	}
 	if need := (rows-1)*ld + cols; len(x) < need {
 		panic(fmt.Sprintf("cpu.Sgemm: len(%s)=%d < %d needed for %d×%d with ld%s=%d",
-			lowerName(name), len(x), need, rows, cols, lowerName(name), ld))
+			gemmArgName(name), len(x), need, rows, cols, gemmArgName(name), ld))
 	}
 }
 
-func lowerName(s string) string {
+func gemmArgName(s string) string {
 	switch s {
 	case "A":
 		return "a"

@@ -88,25 +88,25 @@ func sgemmBlocked(kern *gemmKernel, threads int, g *gemmArgs) {
 func (j *gemmJob) plan(parts int) {
 	kn, g := j.kern, &j.g
 	j.parts = parts
-	j.kc = ceilDiv(g.k, ceilDiv(g.k, kn.kc))
-	j.nc = roundUp(ceilDiv(g.n, ceilDiv(g.n, kn.nc)), kn.nr)
-	mPanels := ceilDiv(g.m, kn.mr)
+	j.kc = gemmCeilDiv(g.k, gemmCeilDiv(g.k, kn.kc))
+	j.nc = gemmRoundUp(gemmCeilDiv(g.n, gemmCeilDiv(g.n, kn.nc)), kn.nr)
+	mPanels := gemmCeilDiv(g.m, kn.mr)
 	mcPanels := kn.mc / kn.mr
-	j.mUnits = ceilDiv(mPanels, mcPanels)
+	j.mUnits = gemmCeilDiv(mPanels, mcPanels)
 	j.nParts = 1
 	if parts > 1 {
-		j.mUnits = min(mPanels, parts*ceilDiv(mPanels, parts*mcPanels))
+		j.mUnits = min(mPanels, parts*gemmCeilDiv(mPanels, parts*mcPanels))
 		if j.mUnits < parts {
-			j.nParts = min(parts, ceilDiv(min(g.n, j.nc), kn.nr))
+			j.nParts = min(parts, gemmCeilDiv(min(g.n, j.nc), kn.nr))
 		}
 	}
-	j.mc = ceilDiv(mPanels, j.mUnits) * kn.mr
-	j.bp = growFloats(j.bp, j.kc*j.nc)
+	j.mc = gemmCeilDiv(mPanels, j.mUnits) * kn.mr
+	j.bp = gemmGrow(j.bp, j.kc*j.nc)
 	for len(j.ap) < parts {
 		j.ap = append(j.ap, nil)
 	}
 	for p := 0; p < parts; p++ {
-		j.ap[p] = growFloats(j.ap[p], j.mc*j.kc+kn.mr*kn.nr)
+		j.ap[p] = gemmGrow(j.ap[p], j.mc*j.kc+kn.mr*kn.nr)
 	}
 	j.next.Store(0)
 	j.count = 0
@@ -117,9 +117,9 @@ func (j *gemmJob) run(pid int) {
 	kn, g := j.kern, &j.g
 	for jc := 0; jc < g.n; jc += j.nc {
 		nc := min(j.nc, g.n-jc)
-		nPanels := ceilDiv(nc, kn.nr)
+		nPanels := gemmCeilDiv(nc, kn.nr)
 		const bGroup = 4 // B panels per claim
-		nB := ceilDiv(nPanels, bGroup)
+		nB := gemmCeilDiv(nPanels, bGroup)
 		for pc := 0; pc < g.k; pc += j.kc {
 			kc := min(j.kc, g.k-pc)
 			beta := g.beta
@@ -129,7 +129,7 @@ func (j *gemmJob) run(pid int) {
 			for u := int(j.next.Add(1) - 1); u < nB; u = int(j.next.Add(1) - 1) {
 				for jp := u * bGroup; jp < min(nPanels, (u+1)*bGroup); jp++ {
 					c0 := jp * kn.nr
-					packB(j.bp[jp*kn.nr*kc:(jp+1)*kn.nr*kc], kn.nr, g, pc, kc, jc+c0, min(kn.nr, nc-c0))
+					gemmPackB(j.bp[jp*kn.nr*kc:(jp+1)*kn.nr*kc], kn.nr, g, pc, kc, jc+c0, min(kn.nr, nc-c0))
 				}
 			}
 			j.barrier()
@@ -146,13 +146,13 @@ func (j *gemmJob) run(pid int) {
 // the packed B block at (jc, pc).
 func (j *gemmJob) computeUnit(pid, mu, np, jc, nc, nPanels, pc, kc int, beta float32) {
 	kn, g := j.kern, &j.g
-	mPanels := ceilDiv(g.m, kn.mr)
+	mPanels := gemmCeilDiv(g.m, kn.mr)
 	p0, p1 := mu*mPanels/j.mUnits, (mu+1)*mPanels/j.mUnits
 	i0 := p0 * kn.mr
 	rows := min(p1*kn.mr, g.m) - i0
 	buf := j.ap[pid]
 	ap, tile := buf[:j.mc*j.kc], buf[j.mc*j.kc:]
-	packA(ap, kn.mr, g, i0, rows, pc, kc)
+	gemmPackA(ap, kn.mr, g, i0, rows, pc, kc)
 	q0, q1 := np*nPanels/j.nParts, (np+1)*nPanels/j.nParts
 	mrkc, nrkc := kn.mr*kc, kn.nr*kc
 	for q := q0; q < q1; q++ {
@@ -205,11 +205,11 @@ func (j *gemmJob) barrier() {
 	j.mu.Unlock()
 }
 
-func ceilDiv(a, b int) int { return (a + b - 1) / b }
-func roundUp(a, b int) int { return ceilDiv(a, b) * b }
+func gemmCeilDiv(a, b int) int { return (a + b - 1) / b }
+func gemmRoundUp(a, b int) int { return gemmCeilDiv(a, b) * b }
 
-// growFloats returns s resized to n, reallocating only when its capacity is short.
-func growFloats(s []float32, n int) []float32 {
+// gemmGrow returns s resized to n, reallocating only when its capacity is short.
+func gemmGrow(s []float32, n int) []float32 {
 	if cap(s) < n {
 		return make([]float32, n)
 	}

@@ -26,8 +26,8 @@ var gemmGeneric = &gemmKernel{name: "go4x4", mr: 4, nr: 4, mc: 64, kc: 256, nc: 
 
 // sgemmKernelGo is gemmKernel.fn for mr = nr = 4 in portable Go.
 func sgemmKernelGo(kc int, a, b, c *float32, ldc int, alpha, beta float32) {
-	ap := unsafeSlice(a, 4*kc)
-	bp := unsafeSlice(b, 4*kc)
+	ap := gemmFloats(a, 4*kc)
+	bp := gemmFloats(b, 4*kc)
 	var c00, c01, c02, c03, c10, c11, c12, c13 float32
 	var c20, c21, c22, c23, c30, c31, c32, c33 float32
 	for p := 0; p < kc; p++ {
@@ -35,12 +35,12 @@ func sgemmKernelGo(kc int, a, b, c *float32, ldc int, alpha, beta float32) {
 		bv := bp[4*p : 4*p+4 : 4*p+4]
 		a0, a1, a2, a3 := av[0], av[1], av[2], av[3]
 		b0, b1, b2, b3 := bv[0], bv[1], bv[2], bv[3]
-		c00, c01, c02, c03 = fma32(a0, b0, c00), fma32(a0, b1, c01), fma32(a0, b2, c02), fma32(a0, b3, c03)
-		c10, c11, c12, c13 = fma32(a1, b0, c10), fma32(a1, b1, c11), fma32(a1, b2, c12), fma32(a1, b3, c13)
-		c20, c21, c22, c23 = fma32(a2, b0, c20), fma32(a2, b1, c21), fma32(a2, b2, c22), fma32(a2, b3, c23)
-		c30, c31, c32, c33 = fma32(a3, b0, c30), fma32(a3, b1, c31), fma32(a3, b2, c32), fma32(a3, b3, c33)
+		c00, c01, c02, c03 = gemmFMA(a0, b0, c00), gemmFMA(a0, b1, c01), gemmFMA(a0, b2, c02), gemmFMA(a0, b3, c03)
+		c10, c11, c12, c13 = gemmFMA(a1, b0, c10), gemmFMA(a1, b1, c11), gemmFMA(a1, b2, c12), gemmFMA(a1, b3, c13)
+		c20, c21, c22, c23 = gemmFMA(a2, b0, c20), gemmFMA(a2, b1, c21), gemmFMA(a2, b2, c22), gemmFMA(a2, b3, c23)
+		c30, c31, c32, c33 = gemmFMA(a3, b0, c30), gemmFMA(a3, b1, c31), gemmFMA(a3, b2, c32), gemmFMA(a3, b3, c33)
 	}
-	cp := unsafeSlice(c, 3*ldc+4)
+	cp := gemmFloats(c, 3*ldc+4)
 	tile := [4][4]float32{
 		{c00, c01, c02, c03}, {c10, c11, c12, c13},
 		{c20, c21, c22, c23}, {c30, c31, c32, c33},
@@ -57,8 +57,8 @@ func sgemmKernelGo(kc int, a, b, c *float32, ldc int, alpha, beta float32) {
 	}
 }
 
-// fma32 is one multiply-add step of the portable kernel (the compiler may fuse it).
-func fma32(a, b, c float32) float32 { return a*b + c }
+// gemmFMA is one multiply-add step of the portable kernel (the compiler may fuse it).
+func gemmFMA(a, b, c float32) float32 { return a*b + c }
 
-// unsafeSlice views n floats starting at p; the packing code guarantees they exist.
-func unsafeSlice(p *float32, n int) []float32 { return unsafe.Slice(p, n) }
+// gemmFloats views n floats starting at p; the packing code guarantees they exist.
+func gemmFloats(p *float32, n int) []float32 { return unsafe.Slice(p, n) }

@@ -5,33 +5,33 @@ package cpu
 // rows of nr column values, both zero-padded past the matrix edge so edge tiles run the
 // same kernel.
 
-// packA writes op(A)[i0:i0+rows, pc:pc+kc] as ⌈rows/mr⌉ micro-panels of mr·kc floats:
+// gemmPackA writes op(A)[i0:i0+rows, pc:pc+kc] as ⌈rows/mr⌉ micro-panels of mr·kc floats:
 // dst[ip·mr·kc + p·mr + i] = op(A)[i0+ip·mr+i, pc+p].
-func packA(dst []float32, mr int, g *gemmArgs, i0, rows, pc, kc int) {
+func gemmPackA(dst []float32, mr int, g *gemmArgs, i0, rows, pc, kc int) {
 	for ip := 0; ip*mr < rows; ip++ {
 		rs := min(mr, rows-ip*mr)
 		panel := dst[ip*mr*kc : (ip+1)*mr*kc]
 		if g.transA { // stored A is k×m: row pc+p holds op(A)[:, pc+p]
-			packLanesFromRows(panel, mr, g.a, g.lda, pc, kc, i0+ip*mr, rs)
+			gemmPackLanesFromRows(panel, mr, g.a, g.lda, pc, kc, i0+ip*mr, rs)
 		} else {
-			packLanesFromCols(panel, mr, g.a, g.lda, i0+ip*mr, rs, pc, kc)
+			gemmPackLanesFromCols(panel, mr, g.a, g.lda, i0+ip*mr, rs, pc, kc)
 		}
 	}
 }
 
-// packB writes op(B)[pc:pc+kc, col:col+cols] as one micro-panel of nr·kc floats:
+// gemmPackB writes op(B)[pc:pc+kc, col:col+cols] as one micro-panel of nr·kc floats:
 // dst[p·nr + j] = op(B)[pc+p, col+j].
-func packB(dst []float32, nr int, g *gemmArgs, pc, kc, col, cols int) {
+func gemmPackB(dst []float32, nr int, g *gemmArgs, pc, kc, col, cols int) {
 	if g.transB { // stored B is n×k: row col+j holds op(B)[:, col+j]
-		packLanesFromCols(dst, nr, g.b, g.ldb, col, cols, pc, kc)
+		gemmPackLanesFromCols(dst, nr, g.b, g.ldb, col, cols, pc, kc)
 	} else {
-		packLanesFromRows(dst, nr, g.b, g.ldb, pc, kc, col, cols)
+		gemmPackLanesFromRows(dst, nr, g.b, g.ldb, pc, kc, col, cols)
 	}
 }
 
-// packLanesFromRows sets dst[p·w + i] = src[(r0+p)·ld + c0 + i] for p < kc, i < n and
+// gemmPackLanesFromRows sets dst[p·w + i] = src[(r0+p)·ld + c0 + i] for p < kc, i < n and
 // zero for n ≤ i < w: each packed row is a contiguous piece of a source row.
-func packLanesFromRows(dst []float32, w int, src []float32, ld, r0, kc, c0, n int) {
+func gemmPackLanesFromRows(dst []float32, w int, src []float32, ld, r0, kc, c0, n int) {
 	for p := 0; p < kc; p++ {
 		d := dst[p*w : p*w+w]
 		copy(d, src[(r0+p)*ld+c0:(r0+p)*ld+c0+n])
@@ -39,9 +39,9 @@ func packLanesFromRows(dst []float32, w int, src []float32, ld, r0, kc, c0, n in
 	}
 }
 
-// packLanesFromCols sets dst[p·w + i] = src[(r0+i)·ld + c0 + p] for p < kc, i < n and zero
+// gemmPackLanesFromCols sets dst[p·w + i] = src[(r0+i)·ld + c0 + p] for p < kc, i < n and zero
 // for n ≤ i < w: a transpose, reading n source rows side by side, four at a time.
-func packLanesFromCols(dst []float32, w int, src []float32, ld, r0, n, c0, kc int) {
+func gemmPackLanesFromCols(dst []float32, w int, src []float32, ld, r0, n, c0, kc int) {
 	dst = dst[:kc*w]
 	i := 0
 	for ; i+4 <= n; i += 4 {

@@ -2,4 +2,4 @@
 
 package cpu
 
-const raceEnabled = true
+const gemmRaceEnabled = true

@@ -134,9 +134,9 @@ func checkGemm(t *testing.T, kern *gemmKernel, threads int, tc gemmCase, seed ui
 
 var gemmTransposes = [][2]bool{{false, false}, {false, true}, {true, false}, {true, true}}
 
-// smallBlocks returns kern with tiny cache blocks, so small matrices already cross every
+// gemmSmallBlocks returns kern with tiny cache blocks, so small matrices already cross every
 // mc/kc/nc boundary (several jc and pc blocks, beta applied only at pc = 0, edge tiles).
-func smallBlocks(kern *gemmKernel) *gemmKernel {
+func gemmSmallBlocks(kern *gemmKernel) *gemmKernel {
 	k := *kern
 	k.name += "-smallblocks"
 	k.mc, k.kc, k.nc = 2*k.mr, 7, 2*k.nr
@@ -150,7 +150,7 @@ func TestSgemmOddShapes(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 7))
 	scalars := [][2]float32{{1, 0}, {1, 1}, {-0.5, 2}, {2, 0}, {0.25, -1}}
 	for _, base := range gemmKernels() {
-		for _, kern := range []*gemmKernel{base, smallBlocks(base)} {
+		for _, kern := range []*gemmKernel{base, gemmSmallBlocks(base)} {
 			t.Run(kern.name, func(t *testing.T) {
 				for i := 0; i < 60; i++ {
 					tr := gemmTransposes[i%4]
@@ -217,7 +217,7 @@ func TestSgemmScalars(t *testing.T) {
 			t.Run(tt.name+"/"+kern.name, func(t *testing.T) {
 				c := append([]float32(nil), tt.c...)
 				lda, ldb, ldc := max(1, tt.k), max(1, tt.n), max(1, tt.n)
-				sgemmCheck(false, false, tt.m, tt.n, tt.k, tt.a, lda, tt.b, ldb, c, ldc)
+				sgemmCheckArgs(false, false, tt.m, tt.n, tt.k, tt.a, lda, tt.b, ldb, c, ldc)
 				sgemmWith(kern, 2, false, false, tt.m, tt.n, tt.k, tt.alpha, tt.a, lda, tt.b, ldb, tt.beta, c, ldc)
 				assert.Equal(t, tt.want, c)
 			})
@@ -257,7 +257,7 @@ func TestSgemmPanicsNameArgument(t *testing.T) {
 // TestSgemmThreadCountInvariant checks that the result is bitwise the same for 1, 2 and 3
 // threads: the summation order depends only on the block sizes (DESIGN: determinism).
 func TestSgemmThreadCountInvariant(t *testing.T) {
-	for _, kern := range []*gemmKernel{gemmDefaultKernel, smallBlocks(gemmDefaultKernel)} {
+	for _, kern := range []*gemmKernel{gemmDefaultKernel, gemmSmallBlocks(gemmDefaultKernel)} {
 		for _, tr := range gemmTransposes {
 			tc := gemmCase{transA: tr[0], transB: tr[1], m: 150, n: 170, k: 300, alpha: 1, beta: 0.5}
 			o := newGemmOperands(rand.New(rand.NewPCG(3, 4)), tc)
@@ -313,7 +313,7 @@ func TestSgemmConcurrentCalls(t *testing.T) {
 // TestSgemmDoesNotAllocate checks that a warm Sgemm call allocates nothing (buffers and
 // workers are pooled), single- and multi-threaded.
 func TestSgemmDoesNotAllocate(t *testing.T) {
-	if raceEnabled {
+	if gemmRaceEnabled {
 		t.Skip("sync.Pool drops items at random under the race detector")
 	}
 	a, b, c := gemmBenchOperands(96, 80, 70)
