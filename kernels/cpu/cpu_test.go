@@ -103,13 +103,15 @@ func TestShapeMismatchPanics(t *testing.T) {
 	b := New()
 	f := func(shape ...int) *tensor.Tensor { return tensor.New(tensor.F32, shape...) }
 	cases := map[string]func(){
-		"cpu.Add":       func() { b.Add(f(2, 3), f(2, 3), f(3, 2)) },
-		"cpu.RMSNorm":   func() { b.RMSNorm(f(2, 4), f(2), f(2, 4), f(5), 1e-5) },
-		"cpu.Attention": func() { b.Attention(f(1, 3, 4, 8), f(1, 3, 4), f(1, 3, 4, 8), f(1, 2, 4, 8), f(1, 2, 4, 8), kernels.AttnParams{}) },
-		"cpu.Gemm":      func() { b.Gemm(kernels.GemmParams{M: 4, N: 4, K: 4, Alpha: 1}, f(4, 4), f(3, 4), f(4, 4)) },
-		"cpu.RoPE":      func() { b.RoPE(f(1, 1, 2, 8), f(1, 1, 2, 8), kernels.RoPEParams{Base: 1e4, RotaryDim: 7}) },
-		"cpu.Permute":   func() { b.Permute(f(3, 2), f(3, 2), []int{1, 0}) },
-		"cpu.SwiGLU":    func() { b.SwiGLU(f(2, 3), f(2, 7)) },
+		"cpu.Add":     func() { b.Add(f(2, 3), f(2, 3), f(3, 2)) },
+		"cpu.RMSNorm": func() { b.RMSNorm(f(2, 4), f(2), f(2, 4), f(5), 1e-5) },
+		"cpu.Attention": func() {
+			b.Attention(f(1, 3, 4, 8), f(1, 3, 4), f(1, 3, 4, 8), f(1, 2, 4, 8), f(1, 2, 4, 8), kernels.AttnParams{})
+		},
+		"cpu.Gemm":    func() { b.Gemm(kernels.GemmParams{M: 4, N: 4, K: 4, Alpha: 1}, f(4, 4), f(3, 4), f(4, 4)) },
+		"cpu.RoPE":    func() { b.RoPE(f(1, 1, 2, 8), f(1, 1, 2, 8), kernels.RoPEParams{Base: 1e4, RotaryDim: 7}) },
+		"cpu.Permute": func() { b.Permute(f(3, 2), f(3, 2), []int{1, 0}) },
+		"cpu.SwiGLU":  func() { b.SwiGLU(f(2, 3), f(2, 7)) },
 	}
 	for name, fn := range cases {
 		require.PanicsWithValue(t, panicMessage(fn), fn, name)
