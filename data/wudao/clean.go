@@ -15,13 +15,13 @@ import (
 
 // Clean is preprocess_wudao2.py's clean_text, the three substitutions in order and a strip:
 //
-//  1. URLs removed: re.sub(r'http[s]?://(?:[a-zA-Z]|[0-9]|[$-_@.&+]|[!*\(\),]|(?:%[0-9a-fA-F][0-9a-fA-F]))+', ”, s).
+//  1. URLs removed: re.sub(r'http[s]?://(?:[a-zA-Z]|[0-9]|[$-_@.&+]|[!*\(\),]|(?:%[0-9a-fA-F][0-9a-fA-F]))+', "", s).
 //     The class [$-_] is the ASCII range 0x24..0x5F, which already holds the digits, the upper
 //     case letters, "@.&+*(),%", so a URL is "http", an optional "s", "://" and a maximal run of
 //     bytes from {'!'} ∪ 0x24..0x5F ∪ 'a'..'z'.
 //  2. Runs of ASCII spaces folded to one: re.sub(r' +', ' ', s).
 //  3. Every character outside the whitelist removed:
-//     [^0-9a-zA-Z\u4e00-\u9fa5.， ,\-。%《*》/•、&＆(—)（+）：？!！“”·]+ → ”.
+//     [^0-9a-zA-Z\u4e00-\u9fa5.， ,\-。%《*》/•、&＆(—)（+）：？!！“”·]+ → "" (removed).
 //  4. str.strip(); after step 3 the only whitespace left is the ASCII space.
 //
 // Step 3 runs after step 2, so removing a character can leave two spaces side by side; they

@@ -1,0 +1,73 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+)
+
+func TestNormalizeArgs(t *testing.T) {
+	cases := []struct{ in, want []string }{
+		{[]string{"--json-keys", "text", "title", "--workers", "2"}, []string{"--json-keys=text,title", "--workers", "2"}},
+		{[]string{"--jsonl-keys", "content"}, []string{"--jsonl-keys=content"}},
+		{[]string{"--json-keys=a,b", "--append-eod"}, []string{"--json-keys=a,b", "--append-eod"}},
+		{[]string{"--json-keys", "--append-eod"}, []string{"--json-keys", "--append-eod"}},
+	}
+	for _, c := range cases {
+		assert.Equal(t, c.want, normalizeArgs(c.in))
+	}
+}
+
+// TestCLIErrors checks that bad flags give exit status 2 and a message naming the flag.
+func TestCLIErrors(t *testing.T) {
+	dir := t.TempDir()
+	in := filepath.Join(dir, "in.jsonl")
+	os.WriteFile(in, []byte(`{"text": "a"}`+"\n"), 0o644)
+	cases := []struct {
+		name string
+		args []string
+		code int
+		msg  string
+	}{
+		{"no input", []string{"--output-prefix", "x"}, 2, "--input"},
+		{"split sentences", []string{"--input", in, "--output-prefix", "x", "--split-sentences"}, 2, "--split-sentences is not supported"},
+		{"dataset impl", []string{"--input", in, "--output-prefix", "x", "--dataset-impl", "lazy"}, 2, "--dataset-impl lazy"},
+		{"bad progress", []string{"--input", in, "--output-prefix", "x", "--progress", "fancy"}, 2, "--progress"},
+		{"no output", []string{"--input", in}, 1, "--output-prefix is required"},
+		{"jsonl without wudao", []string{"--input", in, "--wudao-jsonl", filepath.Join(dir, "o.json")}, 1, "--wudao-jsonl needs --wudao"},
+		{"wudao two keys", []string{"--input", in, "--wudao", "--wudao-jsonl", filepath.Join(dir, "o.json"), "--json-keys", "a", "b"}, 1, "--wudao writes one key"},
+		{"missing input", []string{"--input", filepath.Join(dir, "nope*.jsonl"), "--wudao", "--wudao-jsonl", filepath.Join(dir, "o.json")}, 1, "no such file"},
+		{"bad workers", []string{"--input", in, "--wudao", "--wudao-jsonl", filepath.Join(dir, "o.json"), "--workers", "0"}, 1, "--workers 0"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			code := runMain(c.args, &out, &errb)
+			assert.Equal(t, c.code, code, errb.String())
+			assert.Contains(t, errb.String(), c.msg)
+		})
+	}
+}
+
+// TestCLIWuDaoJSONL runs the command end to end for the cleaning-only mode, with --strict
+// turning a skipped record into exit status 3 while the output is still written.
+func TestCLIWuDaoJSONL(t *testing.T) {
+	dir := t.TempDir()
+	raw := filepath.Join(dir, "raw")
+	os.Mkdir(raw, 0o755)
+	os.WriteFile(filepath.Join(raw, "x.json"), []byte(`[{"content": "你好 https://a.cn 世界"}, {"title": "t"}]`), 0o644)
+	out := filepath.Join(dir, "cleaned.json")
+	var so, se bytes.Buffer
+	args := []string{"--input", raw, "--wudao", "--wudao-jsonl", out, "--progress", "log", "--log-interval", "1"}
+	assert.Equal(t, 0, runMain(args, &so, &se), se.String())
+	b, err := os.ReadFile(out)
+	assert.NoError(t, err)
+	assert.Equal(t, `{"instruction": "", "input": "", "text": "你好 世界"}`+"\n", string(b))
+	assert.Contains(t, se.String(), "Processed 1 documents")
+	assert.Contains(t, se.String(), "x.json: element 1: no \"content\" field")
+	se.Reset()
+	assert.Equal(t, 3, runMain(append(args, "--strict"), &so, &se), se.String())
+}
