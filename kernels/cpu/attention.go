@@ -287,6 +287,3 @@ func (b *Backend) AttentionBackward(dq, dk, dv, dout, q, k, v, out, lse *tensor.
 		}
 	})
 }
-
-// expf is e^x rounded to float32 (exp(−Inf) = 0).
-func expf(x float32) float32 { return float32(math.Exp(float64(x))) }

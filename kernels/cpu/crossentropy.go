@@ -37,16 +37,17 @@ func (*Backend) RowMax(mx, logits *tensor.Tensor) {
 	})
 }
 
-// SumExp: se[n] = Σ_v exp(logits[n, v] − mx[n]), summed in float64, for a given (global) mx.
+// SumExp: se[n] = Σ_v exp(logits[n, v] − mx[n]) (expf terms summed in float64), for a
+// given (global) mx.
 func (*Backend) SumExp(se, logits, mx *tensor.Tensor) {
 	n, v := ceRows("SumExp", logits, se, mx)
 	ss, ls, ms := f32("SumExp", se), f32("SumExp", logits), f32("SumExp", mx)
 	parallelFor(n, grainFor(8*v), func(lo, hi int) {
 		for r := lo; r < hi; r++ {
-			m := float64(ms[r])
+			m := ms[r]
 			var s float64
 			for _, x := range ls[r*v : (r+1)*v] {
-				s += math.Exp(float64(x) - m)
+				s += float64(expf(x - m))
 			}
 			ss[r] = float32(s)
 		}
@@ -78,15 +79,15 @@ func (*Backend) CrossEntropyBackward(dlogits, logits, mx, se, targets, dloss *te
 	tg := indices(op, targets)
 	parallelFor(n, grainFor(8*v), func(lo, hi int) {
 		for r := lo; r < hi; r++ {
-			m, inv, g := float64(ms[r]), 1/float64(ss[r]), float64(gs[r])
+			m, inv, g := ms[r], 1/ss[r], gs[r]
 			lr, dr := ls[r*v:(r+1)*v], ds[r*v:(r+1)*v]
 			tc := tg(r) - int64(start) // out of the shard: matches no c
 			for c, x := range lr {
-				p := math.Exp(float64(x)-m) * inv
+				p := expf(x-m) * inv
 				if int64(c) == tc {
 					p--
 				}
-				dr[c] = float32(p * g)
+				dr[c] = p * g
 			}
 		}
 	})

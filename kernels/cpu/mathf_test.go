@@ -1,0 +1,25 @@
+package cpu
+
+import (
+	"math"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestExpf checks expf against float64 math.Exp over float32's range: at most 2 ulp.
+func TestExpf(t *testing.T) {
+	var worst float64
+	for x := float32(-87.3); x < 88.7; x += 0.00173 {
+		want := math.Exp(float64(x))
+		got := float64(expf(x))
+		ulp := float64(math.Nextafter32(float32(want), float32(math.Inf(1))) - float32(want))
+		worst = max(worst, math.Abs(got-want)/ulp)
+	}
+	require.LessOrEqual(t, worst, 2.0, "worst error in ulp")
+	require.Equal(t, float32(1), expf(0))
+	require.Equal(t, float32(0), expf(float32(math.Inf(-1))))
+	require.Equal(t, float32(0), expf(-200))
+	require.True(t, math.IsInf(float64(expf(100)), 1))
+	require.True(t, math.IsNaN(float64(expf(float32(math.NaN())))))
+}
