@@ -4,7 +4,10 @@ package cpu
 
 import "golang.org/x/sys/cpu"
 
-// Assembly micro-kernels (gemm_amd64.s); see gemmKernel for the contract.
+//go:generate go run gemm_asmgen.go
+
+// Assembly micro-kernels (gemm_amd64.s, written by gemm_asmgen.go); see gemmKernel for
+// the contract.
 //
 // The AVX-512 kernel keeps a 12×32 tile of C in 24 zmm registers: per p it loads two
 // vectors of packed B, broadcasts each of the 12 packed A values and issues 24 FMAs, so
