@@ -1,0 +1,195 @@
+package torchpickle
+
+import (
+	"bufio"
+	"encoding/binary"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+// alignment is torch's kFieldAlignment: every entry's payload starts at a multiple
+// of 64 bytes in the file, so readers can map storages in place.
+const alignment = 64
+
+const u32max = 0xFFFFFFFF
+
+// Save writes v as torch.save (torch ≥ 1.6 zip format, pickle protocol 2) would,
+// atomically. The archive's top-level folder is the file name without extension, as
+// in torch 1.13; entries are <name>/data.pkl, <name>/byteorder ("little"),
+// <name>/data/<key> for each storage (stored, 64-byte aligned) and <name>/version
+// ("3"). See the package comment for which Go values map to which Python values.
+func Save(path string, v any) error {
+	name := strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
+	if name == "" {
+		name = "archive"
+	}
+	err := writeAtomic(path, func(w io.Writer) error { return Encode(w, name, v) })
+	if err != nil {
+		return fmt.Errorf("torchpickle: writing %s: %w", path, err)
+	}
+	return nil
+}
+
+// Encode writes v as a torch.save archive with top-level folder name to w.
+func Encode(w io.Writer, name string, v any) error {
+	p := newPickler()
+	p.op(opProto, 2)
+	if err := p.save(v); err != nil {
+		return err
+	}
+	p.op(opStop)
+	recs := []record{
+		{name + "/data.pkl", p.b.Bytes()},
+		{name + "/byteorder", []byte("little")},
+	}
+	sts := append([]*outStorage(nil), p.storages...)
+	sort.Slice(sts, func(i, j int) bool { return sts[i].key < sts[j].key }) // torch writes keys string-sorted
+	for _, s := range sts {
+		recs = append(recs, record{name + "/data/" + s.key, s.data})
+	}
+	recs = append(recs, record{name + "/version", []byte("3\n")})
+	return writeZip(w, recs)
+}
+
+type record struct {
+	name string
+	data []byte
+}
+
+// countingWriter tracks the offset of the next byte.
+type countingWriter struct {
+	w   io.Writer
+	off uint64
+	err error
+}
+
+func (c *countingWriter) Write(b []byte) (int, error) {
+	if c.err != nil {
+		return 0, c.err
+	}
+	n, err := c.w.Write(b)
+	c.off += uint64(n)
+	c.err = err
+	return n, err
+}
+
+func (c *countingWriter) le(vs ...any) {
+	for _, v := range vs {
+		if c.err == nil {
+			c.err = binary.Write(c, binary.LittleEndian, v)
+		}
+	}
+}
+
+type centralEntry struct {
+	name      string
+	crc       uint32
+	size, off uint64
+}
+
+// writeZip writes an uncompressed zip as torch's PyTorchStreamWriter does: each local
+// header carries an extra field "FB" of 'Z' padding that puts the payload on a
+// 64-byte boundary; sizes or offsets past 4 GiB use ZIP64 fields; the archive ends
+// with a ZIP64 end-of-central-directory record, locator and the classic record.
+func writeZip(w io.Writer, recs []record) error {
+	cw := &countingWriter{w: w}
+	var cents []centralEntry
+	for _, r := range recs {
+		size := uint64(len(r.data))
+		crc := crc32.ChecksumIEEE(r.data)
+		start := cw.off
+		var zip64 []byte
+		if size >= u32max {
+			zip64 = binary.LittleEndian.AppendUint16(nil, 1)
+			zip64 = binary.LittleEndian.AppendUint16(zip64, 16)
+			zip64 = binary.LittleEndian.AppendUint64(zip64, size)
+			zip64 = binary.LittleEndian.AppendUint64(zip64, size)
+		}
+		hdr := start + 30 + uint64(len(r.name)) + uint64(len(zip64)) + 4
+		pad := (alignment - hdr%alignment) % alignment
+		extra := append(zip64, 'F', 'B', byte(pad), byte(pad>>8))
+		for i := uint64(0); i < pad; i++ {
+			extra = append(extra, 'Z')
+		}
+		s32 := uint32(min(size, u32max))
+		cw.le(uint32(0x04034b50), uint16(0), uint16(0x0800), uint16(0), uint16(0), uint16(0),
+			crc, s32, s32, uint16(len(r.name)), uint16(len(extra)))
+		io.WriteString(cw, r.name)
+		cw.Write(extra)
+		cw.Write(r.data)
+		cents = append(cents, centralEntry{r.name, crc, size, start})
+	}
+	cdStart := cw.off
+	for _, c := range cents {
+		var zip64 []byte
+		if c.size >= u32max {
+			zip64 = binary.LittleEndian.AppendUint64(zip64, c.size)
+			zip64 = binary.LittleEndian.AppendUint64(zip64, c.size)
+		}
+		if c.off >= u32max {
+			zip64 = binary.LittleEndian.AppendUint64(zip64, c.off)
+		}
+		if len(zip64) > 0 {
+			zip64 = append(binary.LittleEndian.AppendUint16(binary.LittleEndian.AppendUint16(nil, 1), uint16(len(zip64))), zip64...)
+		}
+		s32 := uint32(min(c.size, u32max))
+		cw.le(uint32(0x02014b50), uint16(0), uint16(0), uint16(0x0800), uint16(0), uint16(0), uint16(0),
+			c.crc, s32, s32, uint16(len(c.name)), uint16(len(zip64)), uint16(0), uint16(0), uint16(0),
+			uint32(0), uint32(min(c.off, u32max)))
+		io.WriteString(cw, c.name)
+		cw.Write(zip64)
+	}
+	cdEnd := cw.off
+	n := uint64(len(cents))
+	cw.le(uint32(0x06064b50), uint64(44), uint16(0), uint16(0), uint32(0), uint32(0),
+		n, n, cdEnd-cdStart, cdStart)
+	cw.le(uint32(0x07064b50), uint32(0), cdEnd, uint32(1))
+	cw.le(uint32(0x06054b50), uint16(0), uint16(0), uint16(min(n, 0xFFFF)), uint16(min(n, 0xFFFF)),
+		uint32(min(cdEnd-cdStart, u32max)), uint32(min(cdStart, u32max)), uint16(0))
+	return cw.err
+}
+
+// writeAtomic writes path through a temporary file in the same directory, fsyncs it
+// and renames it into place, so a crash never leaves a partial checkpoint.
+func writeAtomic(path string, fill func(io.Writer) error) (err error) {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	w := bufio.NewWriterSize(tmp, 1<<20)
+	if err = fill(w); err != nil {
+		return err
+	}
+	if err = w.Flush(); err != nil {
+		return err
+	}
+	if err = tmp.Chmod(0o644); err != nil {
+		return err
+	}
+	if err = tmp.Sync(); err != nil {
+		return err
+	}
+	if err = tmp.Close(); err != nil {
+		return err
+	}
+	if err = os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	if d, derr := os.Open(dir); derr == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}
