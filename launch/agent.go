@@ -53,6 +53,7 @@ type agent struct {
 	cli       *store.Client
 	spawn     *spawner
 	runDir    string
+	tmpBase   string // temporary log base (no --log-dir), removed after a clean run
 	redirect  func(int) Std
 	tee       func(int) Std
 	filter    map[int]bool
@@ -192,6 +193,9 @@ func (a *agent) run() (int, error) {
 				return a.sigCode(1), out.err
 			}
 			if out.remote == "" {
+				if a.tmpBase != "" {
+					os.RemoveAll(a.tmpBase)
+				}
 				return 0, nil
 			}
 		}
@@ -275,6 +279,9 @@ func (a *agent) makeRunDir() error {
 		var err error
 		if base, err = os.MkdirTemp("", "torchelastic_"); err != nil {
 			return err
+		}
+		if a.Redirects == "" && a.Tee == "" {
+			a.tmpBase = base
 		}
 	} else if err := os.MkdirAll(base, 0o755); err != nil {
 		return fmt.Errorf("--log-dir %s: %w", base, err)

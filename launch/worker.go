@@ -1,7 +1,6 @@
 package launch
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -156,5 +155,3 @@ func openLog(dir, name string) (*os.File, error) {
 	}
 	return f, nil
 }
-
-var errNoWorkers = errors.New("no workers to start")
