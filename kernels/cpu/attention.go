@@ -79,7 +79,7 @@ func (g *attnGeom) scores(sb, qs, ks []float32, h, i0, nq, j0, nk int) {
 	if before {
 		alpha = 1
 	}
-	Sgemm(false, true, nq, nk, g.d, alpha, qs, g.d, ks, g.d, 0, sb, nk)
+	blockGemm(false, true, nq, nk, g.d, alpha, qs, g.d, ks, g.d, 0, sb, nk)
 	ninf := float32(math.Inf(-1))
 	for r := range nq {
 		qpos := p.QOffset + i0 + r
@@ -156,7 +156,7 @@ func (b *Backend) Attention(out, lse, q, k, v *tensor.Tensor, p kernels.AttnPara
 					l[r] += sum
 					m[r] = mx
 				}
-				Sgemm(false, false, nq, d, nk, 1, sb, nk, vs[koff+j0*d:], d, 1, o, d)
+				blockGemm(false, false, nq, d, nk, 1, sb, nk, vs[koff+j0*d:], d, 1, o, d)
 			}
 			for r := range nq {
 				or := o[r*d : (r+1)*d]
@@ -225,7 +225,7 @@ func (b *Backend) AttentionBackward(dq, dk, dv, dout, q, k, v, out, lse *tensor.
 		qoff := (bh*g.s + i0) * d
 		g.scores(pb, qs[qoff:], ks[koff+j0*d:], h, i0, nq, j0, nk)
 		probs(pb, ls[bh*g.s+i0:], nq, nk)
-		Sgemm(false, true, nq, nk, d, 1, gs[qoff:], d, vs[koff+j0*d:], d, 0, sb, nk)
+		blockGemm(false, true, nq, nk, d, 1, gs[qoff:], d, vs[koff+j0*d:], d, 0, sb, nk)
 		for r := range nq {
 			di := dd[bh*g.s+i0+r]
 			pr, sr := pb[r*nk:(r+1)*nk], sb[r*nk:(r+1)*nk]
@@ -257,8 +257,8 @@ func (b *Backend) AttentionBackward(dq, dk, dv, dout, q, k, v, out, lse *tensor.
 					nq := min(attnBlockQ, ihi-i0)
 					qoff := (bh*g.s + i0) * d
 					grad(pb, sb, bh, h, i0, nq, koff, j0, nk)
-					Sgemm(true, false, nk, d, nq, 1, pb, nk, gs[qoff:], d, 1, dvr, d)
-					Sgemm(true, false, nk, d, nq, p.Scale, sb, nk, qs[qoff:], d, 1, dkr, d)
+					blockGemm(true, false, nk, d, nq, 1, pb, nk, gs[qoff:], d, 1, dvr, d)
+					blockGemm(true, false, nk, d, nq, p.Scale, sb, nk, qs[qoff:], d, 1, dkr, d)
 				}
 			}
 		}
@@ -282,8 +282,14 @@ func (b *Backend) AttentionBackward(dq, dk, dv, dout, q, k, v, out, lse *tensor.
 			for j0 := jlo; j0 < jhi; j0 += attnBlockK {
 				nk := min(attnBlockK, jhi-j0)
 				grad(pb, sb, bh, h, i0, nq, koff, j0, nk)
-				Sgemm(false, false, nq, d, nk, p.Scale, sb, nk, ks[koff+j0*d:], d, 1, dqr, d)
+				blockGemm(false, false, nq, d, nk, p.Scale, sb, nk, ks[koff+j0*d:], d, 1, dqr, d)
 			}
 		}
 	})
+}
+
+// blockGemm multiplies one attention block on the calling goroutine: the blocks are
+// already spread over every core, so a multi-threaded GEMM would only add hand-offs.
+func blockGemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	sgemmWith(gemmDefaultKernel, 1, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 }
