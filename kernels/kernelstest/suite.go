@@ -28,6 +28,7 @@ func Checks() []Check {
 		{"Gemm", Gemm},
 		{"Elementwise", Elementwise},
 		{"Permute", Permute},
+		{"QKV", QKV},
 		{"Bias", Bias},
 		{"Embedding", Embedding},
 		{"RMSNorm", RMSNorm},
