@@ -1,0 +1,345 @@
+package tcp
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gomegatron/gomegatron/comm"
+)
+
+// Wire format. After the handshake (connect.go) a connection carries frames
+//
+//	comm id u64 | tag u64 | payload length u64 | payload
+//
+// little-endian. (comm id, tag) names a logical channel; the frames of one channel from one
+// peer are delivered in the order sent (TCP order), so a receive is matched with the oldest
+// unmatched frame of its channel. A frame with comm id byeComm is the peer's goodbye.
+const (
+	headerLen = 24
+	byeComm   = ^uint64(0)
+)
+
+type chanKey struct{ comm, tag uint64 }
+
+// request is a posted receive: the reader goroutine fills buf and closes done.
+type request struct {
+	buf  []byte
+	err  error
+	done chan struct{}
+}
+
+func (r *request) finish(err error) { r.err = err; close(r.done) }
+
+// channel holds, for one (comm, tag) of one peer, either frames that arrived before their
+// receive was posted or receives posted before their frame arrived (never both).
+type channel struct {
+	early  [][]byte
+	posted []*request
+}
+
+// peer is the connection to one other rank of the world.
+type peer struct {
+	t    *transport
+	rank int
+	conn net.Conn
+
+	wmu sync.Mutex // one frame at a time on the wire
+
+	mu    sync.Mutex
+	chans map[chanKey]*channel
+	gone  error // set when the connection ended: later receives fail with it
+}
+
+// transport is the full mesh of connections of one world; every Comm split from the world
+// shares it.
+type transport struct {
+	rank, size int
+	peers      []*peer // peers[rank] is nil
+	timeout    time.Duration
+
+	failOnce sync.Once
+	failed   chan struct{} // closed on the first fatal error
+	failErr  error
+	closing  atomic.Bool
+	onClose  func()
+	readers  sync.WaitGroup
+	nextComm atomic.Uint64
+}
+
+func newTransport(rank, size int, timeout time.Duration) *transport {
+	return &transport{rank: rank, size: size, peers: make([]*peer, size), timeout: timeout, failed: make(chan struct{})}
+}
+
+func (t *transport) addPeer(rank int, c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetNoDelay(true)
+		tc.SetReadBuffer(4 << 20)
+		tc.SetWriteBuffer(4 << 20)
+		tc.SetKeepAlive(true)
+		tc.SetKeepAlivePeriod(15 * time.Second)
+	}
+	t.peers[rank] = &peer{t: t, rank: rank, conn: c, chans: map[chanKey]*channel{}}
+}
+
+func (t *transport) start() {
+	for _, p := range t.peers {
+		if p != nil {
+			t.readers.Add(1)
+			go p.read()
+		}
+	}
+}
+
+// fail records the first fatal error and closes every connection, which ends all readers
+// and fails every pending and later operation. The peers see the connections drop and fail
+// in turn, so an error on one rank reaches every rank.
+func (t *transport) fail(err error) {
+	t.failOnce.Do(func() {
+		t.failErr = err
+		close(t.failed)
+		for _, p := range t.peers {
+			if p != nil {
+				p.conn.Close()
+			}
+		}
+	})
+}
+
+// err returns the fatal error, or nil while the transport is healthy.
+func (t *transport) err() error {
+	select {
+	case <-t.failed:
+		return t.failErr
+	default:
+		return nil
+	}
+}
+
+// close says goodbye to every peer (so they do not take the disconnection for a crash) and
+// closes the connections.
+func (t *transport) close() {
+	if !t.closing.CompareAndSwap(false, true) {
+		return
+	}
+	if t.err() == nil {
+		var hdr [headerLen]byte
+		binary.LittleEndian.PutUint64(hdr[0:], byeComm)
+		for _, p := range t.peers {
+			if p == nil {
+				continue
+			}
+			p.wmu.Lock()
+			p.conn.SetWriteDeadline(time.Now().Add(time.Second))
+			p.conn.Write(hdr[:])
+			p.wmu.Unlock()
+		}
+	}
+	t.fail(fmt.Errorf("rank %d: %w", t.rank, comm.ErrClosed))
+	t.readers.Wait()
+	if t.onClose != nil {
+		t.onClose()
+	}
+}
+
+// read runs for the life of the connection, matching each incoming frame with a posted
+// receive (reading the payload straight into its buffer) or queueing it.
+func (p *peer) read() {
+	defer p.t.readers.Done()
+	br := bufio.NewReaderSize(p.conn, 64<<10)
+	err := p.readLoop(br)
+	p.mu.Lock()
+	p.gone = err
+	for _, ch := range p.chans {
+		for _, r := range ch.posted {
+			r.finish(err)
+		}
+		ch.posted = nil
+	}
+	p.mu.Unlock()
+}
+
+func (p *peer) readLoop(br *bufio.Reader) error {
+	var hdr [headerLen]byte
+	for {
+		if _, err := io.ReadFull(br, hdr[:]); err != nil {
+			return p.connErr(err)
+		}
+		k := chanKey{binary.LittleEndian.Uint64(hdr[0:]), binary.LittleEndian.Uint64(hdr[8:])}
+		n := binary.LittleEndian.Uint64(hdr[16:])
+		if k.comm == byeComm {
+			return fmt.Errorf("peer rank %d closed its communicator: %w", p.rank, comm.ErrClosed)
+		}
+		if n > 1<<40 {
+			err := fmt.Errorf("corrupt frame from rank %d: payload length %d", p.rank, n)
+			p.t.fail(err)
+			return err
+		}
+		p.mu.Lock()
+		ch := p.chan_(k)
+		if len(ch.posted) > 0 {
+			r := ch.posted[0]
+			ch.posted = ch.posted[1:]
+			p.drop(k, ch)
+			p.mu.Unlock()
+			if uint64(len(r.buf)) != n {
+				err := p.mismatch(k, n, len(r.buf))
+				r.finish(err)
+				return err
+			}
+			if _, err := io.ReadFull(br, r.buf); err != nil {
+				err = p.connErr(err)
+				r.finish(err)
+				return err
+			}
+			r.finish(nil)
+			continue
+		}
+		p.mu.Unlock()
+		buf := make([]byte, n)
+		if _, err := io.ReadFull(br, buf); err != nil {
+			return p.connErr(err)
+		}
+		p.mu.Lock()
+		ch = p.chan_(k)
+		if len(ch.posted) > 0 { // posted while the payload was read
+			r := ch.posted[0]
+			ch.posted = ch.posted[1:]
+			p.drop(k, ch)
+			p.mu.Unlock()
+			if len(r.buf) != len(buf) {
+				err := p.mismatch(k, n, len(r.buf))
+				r.finish(err)
+				return err
+			}
+			copy(r.buf, buf)
+			r.finish(nil)
+			continue
+		}
+		ch.early = append(ch.early, buf)
+		p.mu.Unlock()
+	}
+}
+
+func (p *peer) chan_(k chanKey) *channel {
+	ch := p.chans[k]
+	if ch == nil {
+		ch = &channel{}
+		p.chans[k] = ch
+	}
+	return ch
+}
+
+func (p *peer) drop(k chanKey, ch *channel) {
+	if len(ch.early) == 0 && len(ch.posted) == 0 {
+		delete(p.chans, k)
+	}
+}
+
+// connErr turns a read or write error into the transport's error: the root cause when the
+// transport already failed, else a PeerError naming this peer (which also fails the transport).
+func (p *peer) connErr(err error) error {
+	if e := p.t.err(); e != nil {
+		return e
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		err = fmt.Errorf("connection closed without goodbye (process exited or was killed?): %w", err)
+	}
+	pe := &comm.PeerError{Rank: p.rank, Err: err}
+	p.t.fail(pe)
+	return p.t.err()
+}
+
+func (p *peer) mismatch(k chanKey, got uint64, want int) error {
+	err := fmt.Errorf("rank %d sent %d bytes where rank %d expected %d (comm %#x, %s): the ranks called different collectives or passed different sizes",
+		p.rank, got, p.t.rank, want, k.comm, tagString(k.tag))
+	p.t.fail(err)
+	return err
+}
+
+// post registers a receive of exactly len(buf) bytes on channel k. It never blocks.
+func (p *peer) post(k chanKey, buf []byte) *request {
+	r := &request{buf: buf, done: make(chan struct{})}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	ch := p.chans[k]
+	if ch != nil && len(ch.early) > 0 {
+		b := ch.early[0]
+		ch.early = ch.early[1:]
+		p.drop(k, ch)
+		if len(b) != len(buf) {
+			r.finish(p.mismatch(k, uint64(len(b)), len(buf)))
+			return r
+		}
+		copy(buf, b)
+		r.finish(nil)
+		return r
+	}
+	if p.gone != nil {
+		r.finish(p.gone)
+		return r
+	}
+	if e := p.t.err(); e != nil {
+		r.finish(e)
+		return r
+	}
+	p.chan_(k).posted = append(p.chan_(k).posted, r)
+	return r
+}
+
+// send writes one frame; it returns when the payload is in the kernel's socket buffer.
+func (p *peer) send(k chanKey, payload []byte, deadline time.Time) error {
+	if e := p.t.err(); e != nil {
+		return e
+	}
+	var hdr [headerLen]byte
+	binary.LittleEndian.PutUint64(hdr[0:], k.comm)
+	binary.LittleEndian.PutUint64(hdr[8:], k.tag)
+	binary.LittleEndian.PutUint64(hdr[16:], uint64(len(payload)))
+	p.wmu.Lock()
+	defer p.wmu.Unlock()
+	p.conn.SetWriteDeadline(deadline)
+	bufs := net.Buffers{hdr[:], payload}
+	if _, err := bufs.WriteTo(p.conn); err != nil {
+		if e := p.t.err(); e != nil {
+			return e
+		}
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			err := fmt.Errorf("sending %d bytes to rank %d (%s): %w after %v", len(payload), p.rank, tagString(k.tag), comm.ErrTimeout, p.t.timeout)
+			p.t.fail(err)
+			return err
+		}
+		return p.connErr(err)
+	}
+	return nil
+}
+
+// wait blocks until r completes, the transport fails, or the deadline passes; on a timeout
+// it fails the transport (an incomplete receive cannot be abandoned safely) and names the
+// peer that did not deliver.
+func (t *transport) wait(r *request, from int, what string, deadline time.Time) error {
+	select {
+	case <-r.done:
+		return r.err
+	default:
+	}
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	select {
+	case <-r.done:
+		return r.err
+	case <-t.failed:
+	case <-timer.C:
+		t.fail(fmt.Errorf("%s: waiting for rank %d: %w after %v (is rank %d in a different collective, or stuck?)",
+			what, from, comm.ErrTimeout, t.timeout, from))
+	}
+	<-r.done // the reader finishes every posted receive once its connection is closed
+	return t.err()
+}
