@@ -24,5 +24,7 @@ type Config struct {
 	TokenizerModel string // --tokenizer-model
 	VocabFile      string // --vocab-file
 	MergeFile      string // --merge-file
-	VocabSize      int    // --vocab-size (NullTokenizer)
+	VocabSize      int    // --vocab-size (NullTokenizer; TikTokenizer's total vocab)
+
+	TikToken TikTokenConfig // --tiktoken-* flags (TikTokenizer)
 }

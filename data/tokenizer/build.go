@@ -1,0 +1,92 @@
+package tokenizer
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// Build returns the tokenizer Megatron's build_tokenizer makes for cfg, by
+// --tokenizer-type:
+//
+//   - GPT2BPETokenizer: --vocab-file (vocab.json) and --merge-file (merges.txt);
+//     eod = <|endoftext|>; special tokens in the text are ordinary text, as in Megatron.
+//   - SentencePieceTokenizer: --tokenizer-model (.model), with Megatron's extra
+//     <CLS>/<SEP>/<EOD>/<MASK> tokens appended and matched in the text.
+//   - GPTSentencePieceTokenizer: --tokenizer-model; Encode has no BOS; eod = eos.
+//   - Llama2Tokenizer: --tokenizer-model; Encode prepends BOS (Megatron's tokenize
+//     default bos=True); eod = eos.
+//   - HuggingFaceTokenizer, and Pai-Megatron-Patch's LLamaTokenizer: --tokenizer-model is
+//     a Hugging Face directory (tokenizer.json, tokenizer_config.json) or a tokenizer.json;
+//     Encode is tokenizer(text) (add_special_tokens=True); eod = eos.
+//   - TikTokenizer: --tokenizer-model, Megatron's JSON rank list, or a tiktoken rank file
+//     (base64 token and rank per line); see TikTokenConfig.
+//   - NullTokenizer: --vocab-size.
+func Build(cfg Config) (Tokenizer, error) {
+	switch cfg.TokenizerType {
+	case "GPT2BPETokenizer":
+		if cfg.VocabFile == "" || cfg.MergeFile == "" {
+			return nil, fmt.Errorf("tokenizer: GPT2BPETokenizer needs --vocab-file and --merge-file")
+		}
+		return LoadGPT2(cfg.VocabFile, cfg.MergeFile)
+	case "SentencePieceTokenizer", "GPTSentencePieceTokenizer", "Llama2Tokenizer":
+		if cfg.TokenizerModel == "" {
+			return nil, fmt.Errorf("tokenizer: %s needs --tokenizer-model", cfg.TokenizerType)
+		}
+		sp, err := LoadSentencePiece(cfg.TokenizerModel)
+		if err != nil {
+			return nil, err
+		}
+		switch cfg.TokenizerType {
+		case "SentencePieceTokenizer":
+			return NewMegatronSentencePiece(sp, 0), nil
+		case "Llama2Tokenizer":
+			return &SentencePieceBOS{sp}, nil
+		}
+		return sp, nil
+	case "HuggingFaceTokenizer", "LLamaTokenizer":
+		if cfg.TokenizerModel == "" {
+			return nil, fmt.Errorf("tokenizer: %s needs --tokenizer-model (a Hugging Face directory or tokenizer.json)", cfg.TokenizerType)
+		}
+		p := cfg.TokenizerModel
+		if st, err := os.Stat(p); err == nil && st.IsDir() {
+			if _, err := os.Stat(filepath.Join(p, "tokenizer.json")); err != nil {
+				if _, err2 := os.Stat(filepath.Join(p, "tokenizer.model")); err2 == nil {
+					sp, err := LoadSentencePiece(filepath.Join(p, "tokenizer.model"))
+					if err != nil {
+						return nil, err
+					}
+					return &SentencePieceBOS{sp}, nil
+				}
+				return nil, fmt.Errorf("tokenizer: --tokenizer-model %s has neither tokenizer.json nor tokenizer.model", p)
+			}
+		}
+		return LoadHF(p)
+	case "TikTokenizer":
+		if cfg.TokenizerModel == "" {
+			return nil, fmt.Errorf("tokenizer: TikTokenizer needs --tokenizer-model")
+		}
+		return LoadTikToken(cfg.TokenizerModel, cfg.TikToken, cfg.VocabSize)
+	case "NullTokenizer":
+		if cfg.VocabSize <= 0 {
+			return nil, fmt.Errorf("tokenizer: NullTokenizer needs --vocab-size > 0, got %d", cfg.VocabSize)
+		}
+		return NewNull(cfg.VocabSize), nil
+	case "":
+		return nil, fmt.Errorf("tokenizer: --tokenizer-type is not set")
+	}
+	return nil, fmt.Errorf("tokenizer: --tokenizer-type %q is not supported (GPT2BPETokenizer, SentencePieceTokenizer, GPTSentencePieceTokenizer, Llama2Tokenizer, HuggingFaceTokenizer, LLamaTokenizer, TikTokenizer, NullTokenizer)", cfg.TokenizerType)
+}
+
+// EncodeNoSpecial encodes text without the special tokens a tokenizer's Encode adds
+// (HF add_special_tokens=False, as Pai-Megatron-Patch's preprocess_data.py encodes;
+// Llama2Tokenizer without BOS). Other tokenizers encode as Encode.
+func EncodeNoSpecial(t Tokenizer, text string) []int {
+	switch v := t.(type) {
+	case *HF:
+		return v.EncodeSpecial(text, false)
+	case *SentencePieceBOS:
+		return v.SentencePiece.Encode(text)
+	}
+	return t.Encode(text)
+}

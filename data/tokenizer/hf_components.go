@@ -1,0 +1,496 @@
+package tokenizer
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/dlclark/regexp2/v2"
+)
+
+// The normalizer, pre-tokenizer, decoder and post-processor components of tokenizer.json
+// that the supported models use. An unknown component type is an error naming it, never
+// a silent difference.
+
+type component struct {
+	Type string `json:"type"`
+	raw  json.RawMessage
+}
+
+func parseComponent(raw json.RawMessage) (*component, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, nil
+	}
+	c := &component{raw: raw}
+	if err := json.Unmarshal(raw, c); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func usesByteLevel(raw json.RawMessage) bool {
+	return strings.Contains(string(raw), `"ByteLevel"`)
+}
+
+// hfPattern is tokenizer.json's {"String": s} or {"Regex": r}.
+type hfPattern struct {
+	String *string `json:"String"`
+	Regex  *string `json:"Regex"`
+}
+
+func buildNormalizer(raw json.RawMessage) (func(string) string, error) {
+	c, err := parseComponent(raw)
+	if err != nil || c == nil {
+		return nil, err
+	}
+	switch c.Type {
+	case "Sequence":
+		var v struct {
+			Normalizers []json.RawMessage `json:"normalizers"`
+		}
+		if err := json.Unmarshal(c.raw, &v); err != nil {
+			return nil, err
+		}
+		var fs []func(string) string
+		for i, n := range v.Normalizers {
+			f, err := buildNormalizer(n)
+			if err != nil {
+				return nil, fmt.Errorf("normalizers[%d]: %w", i, err)
+			}
+			if f != nil {
+				fs = append(fs, f)
+			}
+		}
+		return func(s string) string {
+			for _, f := range fs {
+				s = f(s)
+			}
+			return s
+		}, nil
+	case "Prepend":
+		var v struct {
+			Prepend string `json:"prepend"`
+		}
+		if err := json.Unmarshal(c.raw, &v); err != nil {
+			return nil, err
+		}
+		return func(s string) string {
+			if s == "" {
+				return s
+			}
+			return v.Prepend + s
+		}, nil
+	case "Replace":
+		var v struct {
+			Pattern hfPattern `json:"pattern"`
+			Content string    `json:"content"`
+		}
+		if err := json.Unmarshal(c.raw, &v); err != nil {
+			return nil, err
+		}
+		if v.Pattern.String == nil {
+			return nil, fmt.Errorf("Replace: only String patterns are supported")
+		}
+		from := *v.Pattern.String
+		return func(s string) string { return strings.ReplaceAll(s, from, v.Content) }, nil
+	case "NFC":
+		return nfc, nil
+	}
+	return nil, fmt.Errorf("normalizer type %q is not supported", c.Type)
+}
+
+func buildPreTokenizer(raw json.RawMessage) (pretokenizer, error) {
+	c, err := parseComponent(raw)
+	if err != nil || c == nil {
+		return nil, err
+	}
+	switch c.Type {
+	case "Sequence":
+		var v struct {
+			Pretokenizers []json.RawMessage `json:"pretokenizers"`
+		}
+		if err := json.Unmarshal(c.raw, &v); err != nil {
+			return nil, err
+		}
+		var ps []pretokenizer
+		for i, p := range v.Pretokenizers {
+			f, err := buildPreTokenizer(p)
+			if err != nil {
+				return nil, fmt.Errorf("pretokenizers[%d]: %w", i, err)
+			}
+			if f != nil {
+				ps = append(ps, f)
+			}
+		}
+		switch len(ps) {
+		case 0:
+			return nil, nil
+		case 1:
+			return ps[0], nil
+		}
+		return func(s string, yield func(string)) {
+			var run func(k int, s string)
+			run = func(k int, s string) {
+				if k == len(ps) {
+					yield(s)
+					return
+				}
+				ps[k](s, func(w string) { run(k+1, w) })
+			}
+			run(0, s)
+		}, nil
+	case "ByteLevel":
+		var v struct {
+			AddPrefixSpace bool  `json:"add_prefix_space"`
+			UseRegex       *bool `json:"use_regex"`
+		}
+		if err := json.Unmarshal(c.raw, &v); err != nil {
+			return nil, err
+		}
+		useRegex := v.UseRegex == nil || *v.UseRegex
+		if !v.AddPrefixSpace && !useRegex {
+			return nil, nil // only the byte mapping, which the model does
+		}
+		return func(s string, yield func(string)) {
+			if v.AddPrefixSpace && !strings.HasPrefix(s, " ") {
+				s = " " + s
+			}
+			if useRegex {
+				splitGPT2(s, yield)
+			} else {
+				yield(s)
+			}
+		}, nil
+	case "Split":
+		var v struct {
+			Pattern  hfPattern `json:"pattern"`
+			Behavior string    `json:"behavior"`
+			Invert   bool      `json:"invert"`
+		}
+		if err := json.Unmarshal(c.raw, &v); err != nil {
+			return nil, err
+		}
+		keepMatches := (v.Behavior == "Isolated" && !v.Invert) || (v.Behavior == "Removed" && v.Invert)
+		if v.Pattern.Regex != nil && keepMatches {
+			if f, ok := scannerFor(*v.Pattern.Regex); ok {
+				return f, nil
+			}
+		}
+		return buildRegexSplit(v.Pattern, v.Behavior, v.Invert)
+	case "Metaspace":
+		var v struct {
+			Replacement   string `json:"replacement"`
+			PrependScheme string `json:"prepend_scheme"`
+			AddPrefix     *bool  `json:"add_prefix_space"`
+			Split         *bool  `json:"split"`
+		}
+		if err := json.Unmarshal(c.raw, &v); err != nil {
+			return nil, err
+		}
+		scheme := v.PrependScheme
+		if scheme == "" {
+			scheme = "always"
+			if v.AddPrefix != nil && !*v.AddPrefix {
+				scheme = "never"
+			}
+		}
+		if scheme == "first" {
+			return nil, fmt.Errorf("Metaspace prepend_scheme \"first\" is not supported")
+		}
+		split := v.Split == nil || *v.Split
+		rep := v.Replacement
+		return func(s string, yield func(string)) {
+			s = strings.ReplaceAll(s, " ", rep)
+			if scheme == "always" && !strings.HasPrefix(s, rep) {
+				s = rep + s
+			}
+			if !split {
+				yield(s)
+				return
+			}
+			start := 0
+			for i := len(rep); i <= len(s)-len(rep); {
+				if s[i:i+len(rep)] == rep && i > start {
+					yield(s[start:i])
+					start = i
+				}
+				_, w := utf8.DecodeRuneInString(s[i:])
+				i += w
+			}
+			if start < len(s) {
+				yield(s[start:])
+			}
+		}, nil
+	}
+	return nil, fmt.Errorf("pre_tokenizer type %q is not supported", c.Type)
+}
+
+// buildRegexSplit runs a Split pre-tokenizer whose regex has no hand-written scanner
+// through regexp2 (a backtracking engine with lookaround, like Oniguruma).
+func buildRegexSplit(p hfPattern, behavior string, invert bool) (pretokenizer, error) {
+	var expr string
+	switch {
+	case p.Regex != nil:
+		expr = *p.Regex
+	case p.String != nil:
+		expr = regexp2.Escape(*p.String)
+	default:
+		return nil, fmt.Errorf("Split: pattern has neither String nor Regex")
+	}
+	re, err := regexp2.Compile(expr, regexp2.Unicode)
+	if err != nil {
+		return nil, fmt.Errorf("Split: regex %q: %w", expr, err)
+	}
+	if behavior != "Isolated" && behavior != "Removed" {
+		return nil, fmt.Errorf("Split: behavior %q is not supported", behavior)
+	}
+	// Isolated keeps matches and gaps as separate words; Removed drops the matches, or
+	// with invert the gaps.
+	keepGap := behavior == "Isolated" || !invert
+	keepMatch := behavior == "Isolated" || invert
+	return func(s string, yield func(string)) {
+		// regexp2 reports rune indices; convert to byte offsets.
+		runes := []rune(s)
+		off := make([]int, len(runes)+1)
+		for i, r := range runes {
+			off[i+1] = off[i] + utf8.RuneLen(r)
+		}
+		last := 0
+		m, _ := re.FindStringMatch(s)
+		for m != nil {
+			a, b := off[m.RuneIndex], off[m.RuneIndex+m.RuneLength]
+			gap, match := s[last:a], s[a:b]
+			if gap != "" && keepGap {
+				yield(gap)
+			}
+			if match != "" && keepMatch {
+				yield(match)
+			}
+			last = b
+			m, _ = re.FindNextMatch(m)
+		}
+		if last < len(s) && keepGap {
+			yield(s[last:])
+		}
+	}, nil
+}
+
+// decodeStep is one decoder of the chain, applied to the token strings.
+type decodeStep struct {
+	kind  string
+	apply func([]string) []string
+}
+
+func buildDecoder(raw json.RawMessage) ([]decodeStep, error) {
+	c, err := parseComponent(raw)
+	if err != nil || c == nil {
+		return nil, err
+	}
+	switch c.Type {
+	case "Sequence":
+		var v struct {
+			Decoders []json.RawMessage `json:"decoders"`
+		}
+		if err := json.Unmarshal(c.raw, &v); err != nil {
+			return nil, err
+		}
+		var out []decodeStep
+		for i, d := range v.Decoders {
+			s, err := buildDecoder(d)
+			if err != nil {
+				return nil, fmt.Errorf("decoders[%d]: %w", i, err)
+			}
+			out = append(out, s...)
+		}
+		return out, nil
+	case "ByteLevel":
+		return []decodeStep{{"ByteLevel", func(toks []string) []string {
+			var buf []byte
+			for _, t := range toks {
+				if raw, ok := byteLevelDecode(t); ok {
+					buf = append(buf, raw...)
+				} else {
+					buf = append(buf, t...)
+				}
+			}
+			return []string{lossyUTF8(buf)}
+		}}}, nil
+	case "Replace":
+		var v struct {
+			Pattern hfPattern `json:"pattern"`
+			Content string    `json:"content"`
+		}
+		if err := json.Unmarshal(c.raw, &v); err != nil {
+			return nil, err
+		}
+		if v.Pattern.String == nil {
+			return nil, fmt.Errorf("Replace decoder: only String patterns are supported")
+		}
+		from := *v.Pattern.String
+		return []decodeStep{{"Replace", func(toks []string) []string {
+			for i, t := range toks {
+				toks[i] = strings.ReplaceAll(t, from, v.Content)
+			}
+			return toks
+		}}}, nil
+	case "ByteFallback":
+		return []decodeStep{{"ByteFallback", byteFallbackDecode}}, nil
+	case "Fuse":
+		return []decodeStep{{"Fuse", func(toks []string) []string { return []string{strings.Join(toks, "")} }}}, nil
+	case "Strip":
+		var v struct {
+			Content string `json:"content"`
+			Start   int    `json:"start"`
+			Stop    int    `json:"stop"`
+		}
+		if err := json.Unmarshal(c.raw, &v); err != nil {
+			return nil, err
+		}
+		return []decodeStep{{"Strip", func(toks []string) []string {
+			for i, t := range toks {
+				for k := 0; k < v.Start && strings.HasPrefix(t, v.Content); k++ {
+					t = t[len(v.Content):]
+				}
+				for k := 0; k < v.Stop && strings.HasSuffix(t, v.Content); k++ {
+					t = t[:len(t)-len(v.Content)]
+				}
+				toks[i] = t
+			}
+			return toks
+		}}}, nil
+	case "Metaspace":
+		var v struct {
+			Replacement   string `json:"replacement"`
+			PrependScheme string `json:"prepend_scheme"`
+			AddPrefix     *bool  `json:"add_prefix_space"`
+		}
+		if err := json.Unmarshal(c.raw, &v); err != nil {
+			return nil, err
+		}
+		strip := v.PrependScheme != "never" && (v.AddPrefix == nil || *v.AddPrefix || v.PrependScheme != "")
+		return []decodeStep{{"Metaspace", func(toks []string) []string {
+			for i, t := range toks {
+				t = strings.ReplaceAll(t, v.Replacement, " ")
+				if i == 0 && strip {
+					t = strings.TrimPrefix(t, " ")
+				}
+				toks[i] = t
+			}
+			return toks
+		}}}, nil
+	}
+	return nil, fmt.Errorf("decoder type %q is not supported", c.Type)
+}
+
+// byteFallbackDecode is HF's ByteFallback decoder: runs of <0xNN> tokens become their
+// bytes when those are valid UTF-8, else one U+FFFD per byte token.
+func byteFallbackDecode(toks []string) []string {
+	out := make([]string, 0, len(toks))
+	var pending []byte
+	flush := func() {
+		if len(pending) == 0 {
+			return
+		}
+		if utf8.Valid(pending) {
+			out = append(out, string(pending))
+		} else {
+			for range pending {
+				out = append(out, "\uFFFD")
+			}
+		}
+		pending = pending[:0]
+	}
+	for _, t := range toks {
+		if len(t) == 6 && strings.HasPrefix(t, "<0x") && t[5] == '>' {
+			if b, err := strconv.ParseUint(t[3:5], 16, 8); err == nil {
+				pending = append(pending, byte(b))
+				continue
+			}
+		}
+		flush()
+		out = append(out, t)
+	}
+	flush()
+	return out
+}
+
+// buildPostProcessor takes the ids add_special_tokens=true puts around a single sequence.
+func (t *HF) buildPostProcessor(raw json.RawMessage) error {
+	c, err := parseComponent(raw)
+	if err != nil || c == nil {
+		return err
+	}
+	switch c.Type {
+	case "ByteLevel":
+		return nil // offsets only
+	case "Sequence":
+		var v struct {
+			Processors []json.RawMessage `json:"processors"`
+		}
+		if err := json.Unmarshal(c.raw, &v); err != nil {
+			return err
+		}
+		for i, p := range v.Processors {
+			if err := t.buildPostProcessor(p); err != nil {
+				return fmt.Errorf("processors[%d]: %w", i, err)
+			}
+		}
+		return nil
+	case "TemplateProcessing":
+		var v struct {
+			Single []struct {
+				SpecialToken *struct {
+					ID string `json:"id"`
+				} `json:"SpecialToken"`
+				Sequence *struct {
+					ID string `json:"id"`
+				} `json:"Sequence"`
+			} `json:"single"`
+			SpecialTokens map[string]struct {
+				IDs []int `json:"ids"`
+			} `json:"special_tokens"`
+		}
+		if err := json.Unmarshal(c.raw, &v); err != nil {
+			return err
+		}
+		seen := false
+		for _, p := range v.Single {
+			switch {
+			case p.Sequence != nil:
+				seen = true
+			case p.SpecialToken != nil:
+				st, ok := v.SpecialTokens[p.SpecialToken.ID]
+				if !ok {
+					return fmt.Errorf("TemplateProcessing: special token %q missing from special_tokens", p.SpecialToken.ID)
+				}
+				if seen {
+					t.suffix = append(t.suffix, st.IDs...)
+				} else {
+					t.prefix = append(t.prefix, st.IDs...)
+				}
+			}
+		}
+		return nil
+	case "BertProcessing", "RobertaProcessing":
+		var v struct {
+			Sep [2]json.RawMessage `json:"sep"`
+			Cls [2]json.RawMessage `json:"cls"`
+		}
+		if err := json.Unmarshal(c.raw, &v); err != nil {
+			return err
+		}
+		var cls, sep int
+		if err := json.Unmarshal(v.Cls[1], &cls); err != nil {
+			return fmt.Errorf("%s.cls: %w", c.Type, err)
+		}
+		if err := json.Unmarshal(v.Sep[1], &sep); err != nil {
+			return fmt.Errorf("%s.sep: %w", c.Type, err)
+		}
+		t.prefix = append(t.prefix, cls)
+		t.suffix = append(t.suffix, sep)
+		return nil
+	}
+	return fmt.Errorf("post_processor type %q is not supported", c.Type)
+}
