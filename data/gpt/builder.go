@@ -38,8 +38,10 @@ func (c *BuildConfig) Description(split Split, v [3]float64) CacheDescription {
 }
 
 // BuildSplits builds (or loads from CacheDir) the GPTDataset of every split of low, as
-// _build_megatron_dataset_splits does; a split whose share is zero is nil. Built indices are
-// written to CacheDir with Megatron's file names when CacheDir is set.
+// _build_megatron_dataset_splits does; a split whose share is zero is nil. A split whose range
+// rounds to no sequences at all (e.g. the test split of '969, 30, 1' on 50 sequences) is nil
+// too, where Megatron would abort in build_sample_idx's assert. Built indices are written to
+// CacheDir with Megatron's file names when CacheDir is set.
 func BuildSplits(low *indexed.Dataset, cfg BuildConfig) ([3]*Dataset, error) {
 	var out [3]*Dataset
 	v, err := ParseSplit(cfg.Split)
@@ -49,7 +51,7 @@ func BuildSplits(low *indexed.Dataset, cfg BuildConfig) ([3]*Dataset, error) {
 	ranges := SplitRanges(SplitMatrix(v), low.NumSequences())
 	for s := Train; s <= Test; s++ {
 		r := ranges[s]
-		if r == nil {
+		if r == nil || r.Len() <= 0 {
 			continue
 		}
 		desc := cfg.Description(s, v)

@@ -193,3 +193,15 @@ func TestBuildSplitsWithCache(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, ix.ShuffleIndex, again[Train].Indices().ShuffleIndex)
 }
+
+func TestBuildSplitsEmptyRange(t *testing.T) {
+	low, err := indexed.Open("testdata/indexed/a_uint16")
+	require.NoError(t, err)
+	defer low.Close()
+	ds, err := BuildSplits(low, BuildConfig{DataPath: "a", Split: "969, 30, 1", Sizes: [3]int{-1, -1, -1}, RandomSeed: 1, SequenceLength: 16, AddExtraToken: true})
+	require.NoError(t, err)
+	// 50 sequences: train [0, 48), valid [48, 50), test [50, 50) is empty.
+	require.NotNil(t, ds[Train])
+	require.NotNil(t, ds[Valid])
+	assert.Nil(t, ds[Test])
+}
