@@ -51,8 +51,9 @@ func (*Backend) Dropout(out, mask, x *tensor.Tensor, p float32, seed, offset uin
 			}
 			return
 		}
+		state := mix64(seed) // DropoutBits with the seed mix hoisted
 		for i := lo; i < hi; i++ {
-			if float32(DropoutBits(seed, offset+uint64(i))>>40) >= thr {
+			if float32(mix64(state+(offset+uint64(i)+1)*0x9E3779B97F4A7C15)>>40) >= thr {
 				ms[i] = 1
 				os[i] = xs[i] * scale
 			} else {

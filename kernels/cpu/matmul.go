@@ -36,9 +36,21 @@ func (b *Backend) Gemm(p kernels.GemmParams, a, bm, c *tensor.Tensor) {
 	}
 	as, aBuf := b.gemmOperand(a)
 	bs, bBuf := b.gemmOperand(bm)
-	for i := range batch {
-		Sgemm(p.TransA, p.TransB, p.M, p.N, p.K, p.Alpha,
-			as[i*p.StrideA:], lda, bs[i*p.StrideB:], ldb, p.Beta, cs[i*p.StrideC:], ldc)
+	if batch > 1 && p.M*p.N*p.K <= smallGemm && p.StrideC >= (p.M-1)*ldc+p.N {
+		// Many small products (attention-like batches): one goroutine per group of entries,
+		// each multiplying on its own thread. The result bits do not depend on the thread
+		// count (Sgemm's summation order is fixed by its block sizes).
+		parallelFor(batch, max(1, smallGemm/max(1, p.M*p.N*p.K)/8), func(lo, hi int) {
+			for i := lo; i < hi; i++ {
+				blockGemm(p.TransA, p.TransB, p.M, p.N, p.K, p.Alpha,
+					as[i*p.StrideA:], lda, bs[i*p.StrideB:], ldb, p.Beta, cs[i*p.StrideC:], ldc)
+			}
+		})
+	} else {
+		for i := range batch {
+			Sgemm(p.TransA, p.TransB, p.M, p.N, p.K, p.Alpha,
+				as[i*p.StrideA:], lda, bs[i*p.StrideB:], ldb, p.Beta, cs[i*p.StrideC:], ldc)
+		}
 	}
 	if aBuf != nil {
 		b.putScratch(aBuf)
@@ -47,6 +59,10 @@ func (b *Backend) Gemm(p kernels.GemmParams, a, bm, c *tensor.Tensor) {
 		b.putScratch(bBuf)
 	}
 }
+
+// smallGemm is the M·N·K below which a batched Gemm parallelises over batch entries
+// instead of inside each product.
+const smallGemm = 128 * 128 * 128
 
 func orPacked(ld, cols int) int {
 	if ld == 0 {
