@@ -175,11 +175,13 @@ func (u *unpickler) call(fn any, args Tuple) (any, error) {
 		if len(args) != 1 {
 			return nil, fmt.Errorf("torch.Size with %d arguments", len(args))
 		}
-		l, ok := args[0].(*pyList)
-		if !ok {
-			return nil, fmt.Errorf("torch.Size(%s)", typeName(args[0]))
+		switch l := args[0].(type) {
+		case *pyList:
+			return Tuple(append([]any(nil), l.items...)), nil
+		case Tuple:
+			return append(Tuple(nil), l...), nil
 		}
-		return Tuple(append([]any(nil), l.items...)), nil
+		return nil, fmt.Errorf("torch.Size(%s)", typeName(args[0]))
 	case "torch.torch_version.TorchVersion":
 		if len(args) == 1 {
 			if s, ok := args[0].(string); ok {

@@ -4,6 +4,7 @@ import (
 	"archive/zip"
 	"bytes"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"os"
 	"strings"
@@ -111,6 +112,9 @@ func Decode(data []byte) (any, error) {
 	pb, err := readEntry(data, pkl)
 	if err != nil {
 		return nil, err
+	}
+	if crc32.ChecksumIEEE(pb) != pkl.CRC32 {
+		return nil, fmt.Errorf("entry %s: CRC-32 mismatch (file corrupted)", pkl.Name)
 	}
 	storages := map[string]*storage{}
 	load := func(pid any) (any, error) {
