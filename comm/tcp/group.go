@@ -2,6 +2,7 @@ package tcp
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"slices"
@@ -86,6 +87,15 @@ func (g *group) begin(what string, ts ...*tensor.Tensor) (time.Time, error) {
 func (g *group) fail(what string, err error) error {
 	g.t.fail(err)
 	return fmt.Errorf("%s on %s (rank %d of %d): %w", what, g.name, g.rank, g.Size(), g.t.err())
+}
+
+// failP2P is fail for Send and Recv: a peer that closed its communicator cleanly only fails
+// the operations addressed to it; anything else aborts.
+func (g *group) failP2P(what string, err error) error {
+	if errors.Is(err, comm.ErrClosed) && g.t.err() == nil {
+		return fmt.Errorf("%s on %s (rank %d of %d): %w", what, g.name, g.rank, g.Size(), err)
+	}
+	return g.fail(what, err)
 }
 
 // buffers carves scratch space of the given sizes out of the group's reusable scratch.
@@ -535,7 +545,7 @@ func (g *group) Send(t *tensor.Tensor, peer int) error {
 		return err
 	}
 	if err := g.send(peer, tag(tagP2P, 0), t.Data, dl); err != nil {
-		return g.fail(what, err)
+		return g.failP2P(what, err)
 	}
 	return nil
 }
@@ -550,7 +560,7 @@ func (g *group) Recv(t *tensor.Tensor, peer int) error {
 		return err
 	}
 	if err := g.wait(g.post(peer, tag(tagP2P, 0), t.Data), peer, what, dl); err != nil {
-		return g.fail(what, err)
+		return g.failP2P(what, err)
 	}
 	return nil
 }

@@ -20,10 +20,13 @@ import (
 //
 // little-endian. (comm id, tag) names a logical channel; the frames of one channel from one
 // peer are delivered in the order sent (TCP order), so a receive is matched with the oldest
-// unmatched frame of its channel. A frame with comm id byeComm is the peer's goodbye.
+// unmatched frame of its channel. A frame with comm id byeComm is the peer's goodbye; one
+// with abortComm carries the error that made the peer abort (u32 rank at fault, message).
 const (
-	headerLen = 24
-	byeComm   = ^uint64(0)
+	headerLen  = 24
+	byeComm    = ^uint64(0)
+	abortComm  = ^uint64(1)
+	abortGrace = 200 * time.Millisecond
 )
 
 type chanKey struct{ comm, tag uint64 }
@@ -97,19 +100,59 @@ func (t *transport) start() {
 	}
 }
 
-// fail records the first fatal error and closes every connection, which ends all readers
-// and fails every pending and later operation. The peers see the connections drop and fail
-// in turn, so an error on one rank reaches every rank.
-func (t *transport) fail(err error) {
+// fail records the first fatal error, tells every peer about it (an abort frame carrying
+// the rank at fault and the message, so that all ranks report the same root cause) and
+// closes every connection, which ends all readers and fails every pending and later
+// operation. The peers fail in turn, so an error on one rank reaches every rank.
+func (t *transport) fail(err error) { t.abort(err, true) }
+
+func (t *transport) abort(err error, notify bool) {
 	t.failOnce.Do(func() {
 		t.failErr = err
 		close(t.failed)
+		if notify {
+			t.notify(err)
+		}
 		for _, p := range t.peers {
 			if p != nil {
 				p.conn.Close()
 			}
 		}
 	})
+}
+
+// notify sends the abort frame to every peer, waiting at most abortGrace for writes in
+// progress (a frame cut short by the deadline leaves that peer to see the disconnection).
+func (t *transport) notify(err error) {
+	origin := t.rank
+	var pe *comm.PeerError
+	msg := err.Error()
+	if errors.As(err, &pe) {
+		origin, msg = pe.Rank, pe.Err.Error()
+	}
+	payload := binary.LittleEndian.AppendUint32(nil, uint32(origin))
+	payload = append(payload, msg...)
+	var hdr [headerLen]byte
+	binary.LittleEndian.PutUint64(hdr[0:], abortComm)
+	binary.LittleEndian.PutUint64(hdr[16:], uint64(len(payload)))
+	dl := time.Now().Add(abortGrace)
+	var wg sync.WaitGroup
+	for _, p := range t.peers {
+		if p == nil || p.rank == origin {
+			continue
+		}
+		p.conn.SetWriteDeadline(dl) // bounds a write in progress
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.wmu.Lock()
+			defer p.wmu.Unlock()
+			p.conn.SetWriteDeadline(dl)
+			bufs := net.Buffers{hdr[:], payload}
+			bufs.WriteTo(p.conn)
+		}()
+	}
+	wg.Wait()
 }
 
 // err returns the fatal error, or nil while the transport is healthy.
@@ -136,12 +179,12 @@ func (t *transport) close() {
 				continue
 			}
 			p.wmu.Lock()
-			p.conn.SetWriteDeadline(time.Now().Add(time.Second))
+			p.conn.SetWriteDeadline(time.Now().Add(abortGrace))
 			p.conn.Write(hdr[:])
 			p.wmu.Unlock()
 		}
 	}
-	t.fail(fmt.Errorf("rank %d: %w", t.rank, comm.ErrClosed))
+	t.abort(fmt.Errorf("rank %d: %w", t.rank, comm.ErrClosed), false)
 	t.readers.Wait()
 	if t.onClose != nil {
 		t.onClose()
@@ -175,6 +218,20 @@ func (p *peer) readLoop(br *bufio.Reader) error {
 		n := binary.LittleEndian.Uint64(hdr[16:])
 		if k.comm == byeComm {
 			return fmt.Errorf("peer rank %d closed its communicator: %w", p.rank, comm.ErrClosed)
+		}
+		if k.comm == abortComm && n >= 4 && n < 1<<16 {
+			b := make([]byte, n)
+			if _, err := io.ReadFull(br, b); err != nil {
+				return p.connErr(err)
+			}
+			origin, msg := int(binary.LittleEndian.Uint32(b)), string(b[4:])
+			if origin == p.rank {
+				msg = "aborted: " + msg
+			} else {
+				msg += fmt.Sprintf(" (reported by rank %d)", p.rank)
+			}
+			p.t.fail(&comm.PeerError{Rank: origin, Err: errors.New(msg)})
+			return p.t.err()
 		}
 		if n > 1<<40 {
 			err := fmt.Errorf("corrupt frame from rank %d: payload length %d", p.rank, n)
@@ -302,23 +359,30 @@ func (p *peer) send(k chanKey, payload []byte, deadline time.Time) error {
 	binary.LittleEndian.PutUint64(hdr[0:], k.comm)
 	binary.LittleEndian.PutUint64(hdr[8:], k.tag)
 	binary.LittleEndian.PutUint64(hdr[16:], uint64(len(payload)))
+	p.mu.Lock()
+	gone := p.gone
+	p.mu.Unlock()
+	if gone != nil {
+		return gone
+	}
 	p.wmu.Lock()
-	defer p.wmu.Unlock()
 	p.conn.SetWriteDeadline(deadline)
 	bufs := net.Buffers{hdr[:], payload}
-	if _, err := bufs.WriteTo(p.conn); err != nil {
-		if e := p.t.err(); e != nil {
-			return e
-		}
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
-			err := fmt.Errorf("sending %d bytes to rank %d (%s): %w after %v", len(payload), p.rank, tagString(k.tag), comm.ErrTimeout, p.t.timeout)
-			p.t.fail(err)
-			return err
-		}
-		return p.connErr(err)
+	_, err := bufs.WriteTo(p.conn)
+	p.wmu.Unlock()
+	if err == nil {
+		return nil
 	}
-	return nil
+	if e := p.t.err(); e != nil {
+		return e
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		err := fmt.Errorf("sending %d bytes to rank %d (%s): %w after %v", len(payload), p.rank, tagString(k.tag), comm.ErrTimeout, p.t.timeout)
+		p.t.fail(err)
+		return p.t.err()
+	}
+	return p.connErr(err)
 }
 
 // wait blocks until r completes, the transport fails, or the deadline passes; on a timeout
