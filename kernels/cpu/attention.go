@@ -142,11 +142,11 @@ func (b *Backend) Attention(out, lse, q, k, v *tensor.Tensor, p kernels.AttnPara
 					}
 					var sum float32
 					for c, s := range row {
-						e := expf(s - mx)
+						e := expNeg(s - mx)
 						row[c] = e
 						sum += e
 					}
-					if corr := expf(m[r] - mx); corr != 1 {
+					if corr := expNeg(m[r] - mx); corr != 1 {
 						l[r] *= corr
 						or := o[r*d : (r+1)*d]
 						for c := range or {
@@ -186,7 +186,7 @@ func probs(sb, lse []float32, nq, nk int) {
 			continue
 		}
 		for c, s := range row {
-			row[c] = expf(s - li)
+			row[c] = expNeg(s - li)
 		}
 	}
 }

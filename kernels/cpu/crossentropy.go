@@ -47,7 +47,7 @@ func (*Backend) SumExp(se, logits, mx *tensor.Tensor) {
 			m := ms[r]
 			var s float64
 			for _, x := range ls[r*v : (r+1)*v] {
-				s += float64(expf(x - m))
+				s += float64(expNeg(x - m))
 			}
 			ss[r] = float32(s)
 		}
@@ -83,7 +83,7 @@ func (*Backend) CrossEntropyBackward(dlogits, logits, mx, se, targets, dloss *te
 			lr, dr := ls[r*v:(r+1)*v], ds[r*v:(r+1)*v]
 			tc := tg(r) - int64(start) // out of the shard: matches no c
 			for c, x := range lr {
-				p := expf(x-m) * inv
+				p := expNeg(x-m) * inv
 				if int64(c) == tc {
 					p--
 				}
