@@ -188,27 +188,40 @@ func BuildSampleIndex(lengths []int32, docIndex []int32, seqLength, numEpochs in
 		n = int64(math.Ceil(float64(float32(total) / float32(seqLength))))
 	}
 	out := make([]int64, 2*(n+1))
+	if len(docIndex) == 0 {
+		return nil, fmt.Errorf("gpt: build_sample_idx: empty document index")
+	}
 	last := int64(len(docIndex) - 1)
+	seqLen := func(p int64) (int64, error) {
+		d := docIndex[p]
+		if d < 0 || int(d) >= len(lengths) {
+			return 0, fmt.Errorf("gpt: build_sample_idx: document_index[%d] = %d is outside the %d sequences", p, d, len(lengths))
+		}
+		return int64(lengths[d]), nil
+	}
 	var pos, off int64
+	cur, err := seqLen(0) // length of the sequence at pos
+	if err != nil {
+		return nil, err
+	}
 	x := int64(extra)
 	for k := int64(1); k <= n; k++ {
-		remaining := int64(seqLength) + x
-		for remaining != 0 {
-			if pos > last {
-				return nil, fmt.Errorf("gpt: build_sample_idx ran past the document index at sample %d (lengths do not match tokens_per_epoch)", k)
-			}
-			dlen := int64(lengths[docIndex[pos]]) - off
+		remaining := int64(seqLength) + x // > 0
+		for {
+			dlen := cur - off
 			remaining -= dlen
 			if remaining <= 0 {
 				off += remaining + dlen - x
-				remaining = 0
-			} else {
-				if pos == last {
-					off = int64(lengths[docIndex[pos]]) - x
-					break
-				}
-				pos++
-				off = 0
+				break
+			}
+			if pos == last { // out of data: the final partial sample
+				off = cur - x
+				break
+			}
+			pos++
+			off = 0
+			if cur, err = seqLen(pos); err != nil {
+				return nil, err
 			}
 		}
 		out[2*k], out[2*k+1] = pos, off

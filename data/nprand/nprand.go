@@ -14,6 +14,7 @@ package nprand
 import (
 	"fmt"
 	"math"
+	"math/bits"
 )
 
 const (
@@ -154,11 +155,21 @@ func Shuffle[T any](r *RandomState, a []T) {
 	}
 }
 
-// interval32 is RandomInterval for 0 < max <= 2**32-1, kept small so Shuffle's loop inlines it.
+// interval32 is RandomInterval for 0 < max <= 2**32-1 with the draw and tempering inlined:
+// Shuffle spends its time here.
 func (r *RandomState) interval32(max uint32) uint32 {
-	mk := uint32(mask(uint64(max)))
+	mk := uint32(1)<<bits.Len32(max) - 1
 	for {
-		if v := r.Uint32() & mk; v <= max {
+		if r.pos >= n {
+			r.twist()
+		}
+		y := r.key[r.pos]
+		r.pos++
+		y ^= y >> 11
+		y ^= (y << 7) & 0x9d2c5680
+		y ^= (y << 15) & 0xefc60000
+		y ^= y >> 18
+		if v := y & mk; v <= max {
 			return v
 		}
 	}
