@@ -5,8 +5,10 @@ import (
 	"github.com/gomegatron/gomegatron/tensor"
 )
 
-// Linear is y = x·Wᵀ + b with W [out, in] (nn.Linear, Megatron's Column/RowParallelLinear at
-// TP=1). Bias is nil without --add-bias-linear.
+// Linear is y = x·Wᵀ + b with W [out, in] (nn.Linear). Column-parallel (partition dim 0)
+// holds out/TP rows of W and of b; row-parallel (dim 1) holds in/TP columns and the full b,
+// which is added after the TP reduction. In and Out are the local sizes. B is nil without
+// biases. The caller does the TP communication around the matmuls.
 type Linear struct {
 	W, B    *Param
 	In, Out int
@@ -15,35 +17,59 @@ type Linear struct {
 func newLinear(ps *paramSet, name string, in, out int, bias bool, partitionDim int) *Linear {
 	l := &Linear{In: in, Out: out}
 	l.W = ps.add(name+".weight", partitionDim, out, in)
+	l.Out, l.In = l.W.Data.Dim(0), l.W.Data.Dim(1)
 	if bias {
 		bdim := -1
 		if partitionDim == 0 { // column-parallel bias is split with the rows
 			bdim = 0
 		}
 		l.B = ps.add(name+".bias", bdim, out)
+		if bdim < 0 {
+			l.B.SequenceParallel = true
+		}
 	}
 	return l
 }
 
-// Forward computes y [N, out] from x [N, in].
-func (l *Linear) Forward(be kernels.Backend, y, x *tensor.Tensor) {
+// Matmul computes y [N, out] = x [N, in]·Wᵀ, without the bias.
+func (l *Linear) Matmul(be kernels.Backend, y, x *tensor.Tensor) {
 	n := x.Numel() / l.In
 	be.Gemm(kernels.GemmParams{TransB: true, M: n, N: l.Out, K: l.In, Alpha: 1, Batch: 1}, x, l.W.Data, y)
+}
+
+// AddBias adds b to every row of y.
+func (l *Linear) AddBias(be kernels.Backend, y *tensor.Tensor) {
 	if l.B != nil {
-		be.AddBias(y.View(n, l.Out), l.B.Data)
+		be.AddBias(y.View(y.Numel()/l.B.Data.Numel(), l.B.Data.Numel()), l.B.Data)
 	}
 }
 
-// Backward accumulates dW += dyᵀ·x and db += Σ dy, and writes dx = dy·W when dx is non-nil.
-func (l *Linear) Backward(be kernels.Backend, dx, dy, x *tensor.Tensor) {
+// Forward is Matmul then AddBias (column-parallel layers, and any layer at TP=1).
+func (l *Linear) Forward(be kernels.Backend, y, x *tensor.Tensor) {
+	l.Matmul(be, y, x)
+	l.AddBias(be, y)
+}
+
+// BiasGrad accumulates db += Σ_rows dy.
+func (l *Linear) BiasGrad(be kernels.Backend, dy *tensor.Tensor) {
+	if l.B != nil {
+		be.BiasGrad(l.B.Grad, dy.View(dy.Numel()/l.B.Data.Numel(), l.B.Data.Numel()))
+	}
+}
+
+// WeightBackward accumulates dW += dyᵀ·x and writes dx = dy·W when dx is non-nil.
+func (l *Linear) WeightBackward(be kernels.Backend, dx, dy, x *tensor.Tensor) {
 	n := x.Numel() / l.In
 	be.Gemm(kernels.GemmParams{TransA: true, M: l.Out, N: l.In, K: n, Alpha: 1, Beta: 1, Batch: 1}, dy, x, l.W.Grad)
-	if l.B != nil {
-		be.BiasGrad(l.B.Grad, dy.View(n, l.Out))
-	}
 	if dx != nil {
 		be.Gemm(kernels.GemmParams{M: n, N: l.In, K: l.Out, Alpha: 1, Batch: 1}, dy, l.W.Data, dx)
 	}
+}
+
+// Backward is WeightBackward plus the bias gradient from the same dy.
+func (l *Linear) Backward(be kernels.Backend, dx, dy, x *tensor.Tensor) {
+	l.WeightBackward(be, dx, dy, x)
+	l.BiasGrad(be, dy)
 }
 
 // Norm is LayerNorm or RMSNorm over the hidden dimension.
@@ -88,12 +114,31 @@ func (n *Norm) Backward(be kernels.Backend, dx, dout, x *tensor.Tensor, st normS
 	be.LayerNormBackward(dx, n.W.Grad, n.B.Grad, dout, x, n.W.Data, st.mean, st.rstd)
 }
 
-// initNormal fills a host-visible parameter with N(0, std²) from a deterministic source.
-func initNormal(be kernels.Backend, p *Param, std float64, rng *splitMix) {
-	host := tensor.New(tensor.F32, p.Data.Shape()...)
-	v := host.F32()
-	for i := range v {
-		v[i] = float32(rng.normal() * std)
+// initNormal fills a parameter with this rank's shard of a full N(0, std²) tensor drawn
+// from a generator keyed by (seed, InitKey), so every layout gets the same values.
+func initNormal(be kernels.Backend, p *Param, std float64, seed uint64, rank, size int) {
+	rng := newSplitMix(seed ^ fnv64(p.InitKey))
+	full := make([]float32, numelOf(p.FullShape))
+	for i := range full {
+		full[i] = float32(rng.normal() * std)
 	}
-	be.Upload(p.Data, host)
+	be.Upload(p.Data, tensor.FromF32(Shard(full, p.FullShape, p.PartitionDim, p.GLU, rank, size), p.Data.Shape()...))
+}
+
+func numelOf(shape []int) int {
+	n := 1
+	for _, d := range shape {
+		n *= d
+	}
+	return n
+}
+
+// fnv64 is FNV-1a, to key the initialisation generator by parameter name.
+func fnv64(s string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= 1099511628211
+	}
+	return h
 }

@@ -4,49 +4,80 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/gomegatron/gomegatron/comm"
 	"github.com/gomegatron/gomegatron/kernels"
 	"github.com/gomegatron/gomegatron/tensor"
 )
 
-// GPTModel is Megatron's GPTModel at TP=1, PP=1: embedding (+ learned positions, + BLOOM's
-// embedding LayerNorm), the transformer layers, the final norm and the output layer (tied to
-// the word embeddings unless --untie-embeddings-and-output-weights), with the vocab-parallel
-// cross entropy as the loss.
+// GPTModel is Megatron's GPTModel, or one pipeline stage of it: on the first stage the
+// embedding (+ learned positions, + BLOOM's embedding LayerNorm), this stage's transformer
+// layers, and on the last stage the final norm, the output layer (tied to the word
+// embeddings unless --untie-embeddings-and-output-weights) and the vocab-parallel cross
+// entropy. Every tensor is this rank's tensor-parallel shard.
 type GPTModel struct {
 	Cfg       Config
+	Par       Parallel
 	Params    Params
 	be        kernels.Backend
-	WordEmb   *Param
-	PosEmb    *Param // learned_absolute only
-	EmbNorm   *Norm  // BLOOM only
+	WordEmb   *Param // first stage
+	PosEmb    *Param // first stage, learned_absolute only
+	EmbNorm   *Norm  // first stage, BLOOM only
 	Layers    []*TransformerLayer
-	FinalNorm *Norm
-	Output    *Param // nil when tied: the word embeddings serve as the output layer
+	FinalNorm *Norm  // last stage
+	Output    *Param // last stage; nil when tied on a single stage (the word embeddings serve)
+	vocabLo   int    // first vocabulary id of this TP rank's shard
 }
 
-// NewGPTModel builds the model with Megatron's initialisation: weights N(0, σ²) with
-// σ = --init-method-std, the output projections of each layer (linear_proj, linear_fc2)
-// with σ/sqrt(2·num_layers), biases 0 and norm weights 1. The seed fixes every value.
+// NewGPTModel builds a whole model on one process (TP = PP = 1).
 func NewGPTModel(be kernels.Backend, cfg Config, seed uint64) (*GPTModel, error) {
+	return NewParallelGPTModel(be, cfg, Parallel{}, seed)
+}
+
+// NewParallelGPTModel builds this rank's shard of the model. Weights follow Megatron's
+// initialisation — N(0, σ²) with σ = --init-method-std, linear_proj and linear_fc2 with
+// σ/sqrt(2·num_layers), biases 0, norm weights 1 — drawn per full tensor from (seed, global
+// name) and then sharded, so every parallel layout starts from identical weights.
+func NewParallelGPTModel(be kernels.Backend, cfg Config, par Parallel, seed uint64) (*GPTModel, error) {
+	if par.PPSize == 0 {
+		par.PPSize = 1
+	}
+	cfg.TensorModelParallelSize = par.tpSize()
 	if err := cfg.Finalize(); err != nil {
 		return nil, err
 	}
-	m := &GPTModel{Cfg: cfg, be: be}
+	if cfg.NumLayers%par.PPSize != 0 {
+		return nil, fmt.Errorf("--num-layers %d is not divisible by --pipeline-model-parallel-size %d", cfg.NumLayers, par.PPSize)
+	}
+	m := &GPTModel{Cfg: cfg, Par: par, be: be}
 	c := &m.Cfg
-	ps := &paramSet{be: be}
-	m.WordEmb = ps.add("embedding.word_embeddings.weight", 0, c.PaddedVocabSize, c.HiddenSize)
-	if c.PositionEmbeddingType == "learned_absolute" {
-		m.PosEmb = ps.add("embedding.position_embeddings.weight", -1, c.MaxPositionEmbeddings, c.HiddenSize)
+	tp := par.tpSize()
+	ps := &paramSet{be: be, tp: tp}
+	m.vocabLo, _ = shardRange(c.PaddedVocabSize, par.tpRank(), tp)
+	if par.First() {
+		m.WordEmb = ps.add("embedding.word_embeddings.weight", 0, c.PaddedVocabSize, c.HiddenSize)
+		if c.PositionEmbeddingType == "learned_absolute" {
+			m.PosEmb = ps.add("embedding.position_embeddings.weight", -1, c.MaxPositionEmbeddings, c.HiddenSize)
+		}
+		if c.EmbeddingLayerNorm {
+			m.EmbNorm = newNorm(ps, "embedding.word_embeddings_layernorm", c, c.HiddenSize)
+		}
 	}
-	if c.EmbeddingLayerNorm {
-		m.EmbNorm = newNorm(ps, "embedding.word_embeddings_layernorm", c, c.HiddenSize)
+	per := c.NumLayers / par.PPSize
+	for i := 0; i < per; i++ {
+		m.Layers = append(m.Layers, newTransformerLayer(ps, c, par, par.PPRank*per+i, i))
 	}
-	for i := 0; i < c.NumLayers; i++ {
-		m.Layers = append(m.Layers, newTransformerLayer(ps, c, i))
-	}
-	m.FinalNorm = newNorm(ps, "decoder.final_layernorm", c, c.HiddenSize)
-	if c.UntieEmbeddingsAndOutputWeights {
-		m.Output = ps.add("output_layer.weight", 0, c.PaddedVocabSize, c.HiddenSize)
+	if par.Last() {
+		m.FinalNorm = newNorm(ps, "decoder.final_layernorm", c, c.HiddenSize)
+		switch {
+		case c.UntieEmbeddingsAndOutputWeights:
+			m.Output = ps.add("output_layer.weight", 0, c.PaddedVocabSize, c.HiddenSize)
+		case !par.First():
+			// The tied output layer's copy on the last stage: same initial values as the word
+			// embeddings, grads summed over the embedding group, left out of the grad norm.
+			m.Output = ps.add("output_layer.weight", 0, c.PaddedVocabSize, c.HiddenSize)
+			m.Output.Shared = true
+			m.Output.InitKey = "embedding.word_embeddings.weight"
+		}
 	}
 	m.Params = ps.all
 	m.initWeights(seed)
@@ -54,9 +85,9 @@ func NewGPTModel(be kernels.Backend, cfg Config, seed uint64) (*GPTModel, error)
 }
 
 func (m *GPTModel) initWeights(seed uint64) {
-	rng := newSplitMix(seed)
 	std := m.Cfg.InitMethodStd
 	outStd := std / math.Sqrt(2*float64(m.Cfg.NumLayers))
+	r, size := m.Par.tpRank(), m.Par.tpSize()
 	for _, p := range m.Params {
 		switch {
 		case p.Data.Rank() == 1 && hasSuffix(p.Name, "norm.weight"):
@@ -64,14 +95,14 @@ func (m *GPTModel) initWeights(seed uint64) {
 		case p.Data.Rank() == 1:
 			m.be.Fill(p.Data, 0)
 		case hasSuffix(p.Name, "linear_proj.weight") || hasSuffix(p.Name, "linear_fc2.weight"):
-			initNormal(m.be, p, outStd, rng)
+			initNormal(m.be, p, outStd, seed, r, size)
 		default:
-			initNormal(m.be, p, std, rng)
+			initNormal(m.be, p, std, seed, r, size)
 		}
 	}
 }
 
-// outputWeight is the [Vpad, h] matrix of the output layer.
+// outputWeight is this rank's [Vpad/TP, h] output-layer matrix.
 func (m *GPTModel) outputWeight() *Param {
 	if m.Output != nil {
 		return m.Output
@@ -80,26 +111,33 @@ func (m *GPTModel) outputWeight() *Param {
 }
 
 // Stash holds one microbatch's activations and the backward scratch for a fixed [s, b].
+// Row counts: N = s·b; Nl = N/TP with sequence parallelism, else N.
 type Stash struct {
 	S, B      int
-	ids       *tensor.Tensor // [s·b] I64 token ids in [s, b] order
-	posIDs    *tensor.Tensor // [s·b] I64 positions
-	targets   *tensor.Tensor // [s·b] I64
-	lossMask  []float32      // [s·b] host
-	emb       *tensor.Tensor // [N, h] embedding output (input of layer 0)
-	embPre    *tensor.Tensor // [N, h] before the embedding norm (BLOOM)
+	ids       *tensor.Tensor // [N] I64 token ids in [s, b] order
+	posIDs    *tensor.Tensor // [N] I64 positions
+	targets   *tensor.Tensor // [N] I64
+	lossMask  []float32      // [N] host
+	embFull   *tensor.Tensor // [N, h] summed embeddings
+	embPre    *tensor.Tensor // [Nl, h] before BLOOM's embedding norm
+	emb       *tensor.Tensor // [Nl, h] input of the first layer
 	embMask   *tensor.Tensor
 	embNorm   normStash
+	input     *tensor.Tensor // [Nl, h] stage input received from the previous stage
 	layers    []*layerStash
-	final     *tensor.Tensor // [N, h] final norm output
+	final     *tensor.Tensor // [Nl, h] final norm output
+	finalFull *tensor.Tensor // [N, h]
 	finalNorm normStash
-	Logits    *tensor.Tensor // [N, Vpad] in [s, b] order
+	Logits    *tensor.Tensor // [N, Vpad/TP] in [s, b] order
 	mx, se    *tensor.Tensor // [N]
 	tl        *tensor.Tensor // [N]
 	losses    []float32      // [N] per-token loss (host)
 	grads     *layerGrads
 	dlogits   *tensor.Tensor
-	dh, dh2   *tensor.Tensor
+	dfinalF   *tensor.Tensor // [N, h] partial d(final) before the TP reduction
+	dfinal    *tensor.Tensor // [Nl, h]
+	dh        *tensor.Tensor // [Nl, h] gradient flowing down the stage
+	dembF     *tensor.Tensor // [N, h]
 	hostN     *tensor.Tensor // [N] F32 host scratch
 	hostIDs   *tensor.Tensor // [N] I64 host scratch
 	hostTg    *tensor.Tensor // [N] I64 host scratch
@@ -110,36 +148,69 @@ type Stash struct {
 // NewStash allocates the activations for microbatches of b sequences of length s.
 func (m *GPTModel) NewStash(s, b int) *Stash {
 	c := &m.Cfg
+	sp := m.Par.sp()
 	n, h := s*b, c.HiddenSize
-	f32 := func(shape ...int) *tensor.Tensor { return m.be.Alloc(tensor.F32, shape...) }
-	st := &Stash{
-		S: s, B: b,
-		ids: m.be.Alloc(tensor.I64, n), posIDs: m.be.Alloc(tensor.I64, n), targets: m.be.Alloc(tensor.I64, n),
-		lossMask: make([]float32, n),
-		emb:      f32(n, h), final: f32(n, h), finalNorm: newNormStash(m.be, n),
-		Logits: f32(n, c.PaddedVocabSize), mx: f32(n), se: f32(n), tl: f32(n),
-		losses: make([]float32, n), grads: newLayerGrads(m.be, c, s, b),
-		dlogits: f32(n, c.PaddedVocabSize), dh: f32(n, h), dh2: f32(n, h), hostN: tensor.New(tensor.F32, n),
-		hostIDs: tensor.New(tensor.I64, n), hostTg: tensor.New(tensor.I64, n), dloss: f32(n),
-		mxH: make([]float32, n), seH: make([]float32, n),
+	nl := n
+	if sp {
+		nl = n / m.Par.tpSize()
 	}
-	if m.EmbNorm != nil {
-		st.embPre, st.embNorm = f32(n, h), newNormStash(m.be, n)
+	be := m.be
+	f32 := func(shape ...int) *tensor.Tensor { return be.Alloc(tensor.F32, shape...) }
+	st := &Stash{S: s, B: b, lossMask: make([]float32, n), losses: make([]float32, n),
+		hostN: tensor.New(tensor.F32, n), hostIDs: tensor.New(tensor.I64, n), hostTg: tensor.New(tensor.I64, n),
+		ids: be.Alloc(tensor.I64, n), targets: be.Alloc(tensor.I64, n), dh: f32(nl, h),
+		mxH: make([]float32, n), seH: make([]float32, n)}
+	if m.Par.First() {
+		st.posIDs = be.Alloc(tensor.I64, n)
+		st.embFull, st.emb = rowPair(be, sp, n, nl, h)
+		if !sp {
+			st.emb = f32(n, h) // keep the summed embeddings apart from the layer input
+		}
+		st.dembF = f32(n, h)
+		if m.EmbNorm != nil {
+			st.embPre, st.embNorm = f32(nl, h), newNormStash(be, nl)
+		}
+		if c.HiddenDropout > 0 {
+			st.embMask = be.Alloc(tensor.U8, nl, h)
+		}
+		pos := tensor.New(tensor.I64, n)
+		for i, pv := 0, pos.I64(); i < n; i++ {
+			pv[i] = int64(i / b)
+		}
+		be.Upload(st.posIDs, pos)
+	} else {
+		st.input = f32(nl, h)
 	}
-	if c.HiddenDropout > 0 {
-		st.embMask = m.be.Alloc(tensor.U8, n, h)
+	for _, l := range m.Layers {
+		st.layers = append(st.layers, l.newStash(be, s, b))
 	}
-	for range m.Layers {
-		st.layers = append(st.layers, newLayerStash(m.be, c, s, b))
+	if len(m.Layers) > 0 {
+		st.grads = m.Layers[0].newGrads(be, s, b)
 	}
-	pos := tensor.New(tensor.I64, n)
-	pv := pos.I64()
-	for i := range pv {
-		pv[i] = int64(i / b)
+	if m.Par.Last() {
+		vl := c.PaddedVocabSize / m.Par.tpSize()
+		st.finalFull, st.final = rowPair(be, sp, n, nl, h)
+		st.finalNorm = newNormStash(be, nl)
+		st.Logits, st.dlogits = f32(n, vl), f32(n, vl)
+		st.mx, st.se, st.tl, st.dloss = f32(n), f32(n), f32(n), f32(n)
+		st.dfinalF, st.dfinal = rowPair(be, sp, n, nl, h)
 	}
-	m.be.Upload(st.posIDs, pos)
 	return st
 }
+
+// Input is the tensor a non-first stage receives its input activations into ([Nl, h]).
+func (st *Stash) Input() *tensor.Tensor { return st.input }
+
+// Output is this stage's output activations ([Nl, h]) after Forward (non-last stages).
+func (st *Stash) Output() *tensor.Tensor {
+	if len(st.layers) == 0 {
+		return st.emb
+	}
+	return st.layers[len(st.layers)-1].out
+}
+
+// InputGrad is d loss / d input after Backward on a non-first stage ([Nl, h]).
+func (st *Stash) InputGrad() *tensor.Tensor { return st.dh }
 
 // Batch is one microbatch: tokens and labels [b, s] (row-major, as Megatron's data loader
 // yields them) and the loss mask [b, s].
@@ -148,8 +219,10 @@ type Batch struct {
 	LossMask       []float32
 }
 
-// Forward runs the model on a microbatch and returns Σ mask·loss and Σ mask, where loss is
-// the per-token cross entropy of the labels. Dropout draws from (seed, step).
+// Forward runs this stage on a microbatch. The first stage reads bt.Tokens; other stages read
+// the activations placed in st.Input(). On the last stage it returns Σ mask·loss and Σ mask
+// for the labels; elsewhere zeros, with the output in st.Output(). Dropout draws from
+// (seed, step).
 func (m *GPTModel) Forward(st *Stash, bt Batch, seed, step uint64) (lossSum, tokens float64, err error) {
 	s, b := st.S, st.B
 	n := s * b
@@ -176,17 +249,31 @@ func (m *GPTModel) Forward(st *Stash, bt Batch, seed, step uint64) (lossSum, tok
 	m.be.Upload(st.ids, st.hostIDs)
 	m.be.Upload(st.targets, st.hostTg)
 
-	m.embed(st, seed, step)
-	x := st.emb
+	x := st.input
+	if m.Par.First() {
+		if err := m.embed(st, seed, step); err != nil {
+			return 0, 0, err
+		}
+		x = st.emb
+	}
 	for i, l := range m.Layers {
 		ls := st.layers[i]
-		ls.dropSeed, ls.dropOffs = seed, dropOffset(step, i+1, n*c.HiddenSize)
-		l.Forward(m.be, ls, x)
+		ls.dropSeed, ls.dropOffs = seed, dropOffset(step, l.Index+1, 2*n*c.HiddenSize)
+		if err := l.Forward(m.be, ls, x); err != nil {
+			return 0, 0, fmt.Errorf("layer %d: %w", l.Index, err)
+		}
 		x = ls.out
 	}
+	if !m.Par.Last() {
+		return 0, 0, nil
+	}
 	m.FinalNorm.Forward(m.be, st.final, x, st.finalNorm)
+	if err := m.Par.gatherRows(st.finalFull, st.final, "final layernorm output"); err != nil {
+		return 0, 0, err
+	}
 	w := m.outputWeight()
-	m.be.Gemm(kernels.GemmParams{TransB: true, M: n, N: c.PaddedVocabSize, K: c.HiddenSize, Alpha: 1, Batch: 1}, st.final, w.Data, st.Logits)
+	vl := w.Data.Dim(0)
+	m.be.Gemm(kernels.GemmParams{TransB: true, M: n, N: vl, K: c.HiddenSize, Alpha: 1, Batch: 1}, st.finalFull, w.Data, st.Logits)
 	return m.loss(st)
 }
 
@@ -195,30 +282,61 @@ func dropOffset(step uint64, site, n int) uint64 {
 	return step<<40 + uint64(site)*uint64(2*n)
 }
 
-func (m *GPTModel) embed(st *Stash, seed, step uint64) {
+// embed computes the first layer's input: the vocab-parallel lookup summed over TP, plus
+// positions, then (with SP) this rank's rows, BLOOM's norm and dropout.
+func (m *GPTModel) embed(st *Stash, seed, step uint64) error {
 	c := &m.Cfg
+	m.be.Embedding(st.embFull, m.WordEmb.Data, st.ids, m.vocabLo)
+	if err := m.Par.allReduce(st.embFull, "word embeddings"); err != nil {
+		return err
+	}
+	if m.PosEmb != nil {
+		m.be.Embedding(st.dembF, m.PosEmb.Data, st.posIDs, 0)
+		m.be.Add(st.embFull, st.embFull, st.dembF)
+	}
 	out := st.emb
 	if m.EmbNorm != nil {
 		out = st.embPre
 	}
-	m.be.Embedding(out, m.WordEmb.Data, st.ids, 0)
-	if m.PosEmb != nil {
-		m.be.Embedding(st.dh, m.PosEmb.Data, st.posIDs, 0)
-		m.be.Add(out, out, st.dh)
-	}
+	m.scatterRows(out, st.embFull)
 	if m.EmbNorm != nil {
 		m.EmbNorm.Forward(m.be, st.emb, st.embPre, st.embNorm)
 	}
 	if p := float32(c.HiddenDropout); p > 0 {
-		m.be.Dropout(st.emb, st.embMask, st.emb, p, seed, dropOffset(step, 0, st.S*st.B*c.HiddenSize))
+		m.be.Dropout(st.emb, st.embMask, st.emb, p, seed, dropOffset(step, 0, 2*st.S*st.B*c.HiddenSize))
 	}
+	return nil
 }
 
-// loss computes per-token cross entropy from the logits: log Σexp − target logit.
+// scatterRows copies this TP rank's rows of full into local (scatter_to_sequence_parallel_region);
+// without SP it copies everything.
+func (m *GPTModel) scatterRows(local, full *tensor.Tensor) {
+	if !m.Par.sp() {
+		m.be.Copy(local, full)
+		return
+	}
+	nl := local.Dim(0)
+	r := m.Par.tpRank()
+	m.be.Copy(local, full.Slice(r*nl, (r+1)*nl))
+}
+
+// loss computes per-token cross entropy from the vocab-parallel logits: the global max and
+// Σ exp are combined over TP (max, then sum), as is the target logit.
 func (m *GPTModel) loss(st *Stash) (lossSum, tokens float64, err error) {
 	m.be.RowMax(st.mx, st.Logits)
+	if m.Par.tpSize() > 1 {
+		if err := m.Par.TP.AllReduce(st.mx, comm.Max); err != nil {
+			return 0, 0, fmt.Errorf("tensor-parallel max of the logits: %w", err)
+		}
+	}
 	m.be.SumExp(st.se, st.Logits, st.mx)
-	m.be.TargetLogit(st.tl, st.Logits, st.targets, 0)
+	m.be.TargetLogit(st.tl, st.Logits, st.targets, m.vocabLo)
+	if err := m.Par.allReduce(st.se, "Σ exp(logits)"); err != nil {
+		return 0, 0, err
+	}
+	if err := m.Par.allReduce(st.tl, "target logits"); err != nil {
+		return 0, 0, err
+	}
 	n := st.S * st.B
 	mx, se, tl := st.mxH, st.seH, st.hostN.F32()
 	m.be.Download(st.hostN, st.mx)
@@ -247,47 +365,66 @@ func (st *Stash) TokenLosses() []float32 {
 	return out
 }
 
-// Backward accumulates into every Param.Grad the gradient of Σ_n scale·mask_n·loss_n
-// (Megatron divides by the token count and the number of microbatches through scale).
-func (m *GPTModel) Backward(st *Stash, scale float32) {
+// Backward accumulates into every Param.Grad the gradient of Σ_n scale·mask_n·loss_n.
+// On the last stage it starts from the loss (Megatron divides by the token count and the
+// number of microbatches through scale); on other stages from dout, the gradient of this
+// stage's output received from the next stage. Non-first stages leave d loss/d input in
+// st.InputGrad().
+func (m *GPTModel) Backward(st *Stash, scale float32, dout *tensor.Tensor) error {
 	c := &m.Cfg
 	n := st.S * st.B
-	dl := st.hostN.F32()
-	for i := range dl {
-		dl[i] = st.lossMask[i] * scale
+	d := st.dh
+	if m.Par.Last() {
+		dl := st.hostN.F32()
+		for i := range dl {
+			dl[i] = st.lossMask[i] * scale
+		}
+		m.be.Upload(st.dloss, st.hostN)
+		m.be.CrossEntropyBackward(st.dlogits, st.Logits, st.mx, st.se, st.targets, st.dloss, m.vocabLo)
+		w := m.outputWeight()
+		h, vl := c.HiddenSize, w.Data.Dim(0)
+		// d final = dlogits·W (partial over TP); dW += dlogitsᵀ·final.
+		m.be.Gemm(kernels.GemmParams{M: n, N: h, K: vl, Alpha: 1, Batch: 1}, st.dlogits, w.Data, st.dfinalF)
+		m.be.Gemm(kernels.GemmParams{TransA: true, M: vl, N: h, K: n, Alpha: 1, Beta: 1, Batch: 1}, st.dlogits, st.finalFull, w.Grad)
+		if err := m.Par.reduceRows(st.dfinal, st.dfinalF, "final layernorm output grad"); err != nil {
+			return err
+		}
+		m.FinalNorm.Backward(m.be, d, st.dfinal, st.Output(), st.finalNorm)
+	} else {
+		m.be.Copy(d, dout)
 	}
-	m.be.Upload(st.dloss, st.hostN)
-	m.be.CrossEntropyBackward(st.dlogits, st.Logits, st.mx, st.se, st.targets, st.dloss, 0)
-	w := m.outputWeight()
-	h, v := c.HiddenSize, c.PaddedVocabSize
-	// d final = dlogits·W; dW += dlogitsᵀ·final.
-	m.be.Gemm(kernels.GemmParams{M: n, N: h, K: v, Alpha: 1, Batch: 1}, st.dlogits, w.Data, st.dh)
-	m.be.Gemm(kernels.GemmParams{TransA: true, M: v, N: h, K: n, Alpha: 1, Beta: 1, Batch: 1}, st.dlogits, st.final, w.Grad)
-	last := st.emb
-	if len(m.Layers) > 0 {
-		last = st.layers[len(m.Layers)-1].out
-	}
-	m.FinalNorm.Backward(m.be, st.dh2, st.dh, last, st.finalNorm)
-	d := st.dh2
 	for i := len(m.Layers) - 1; i >= 0; i-- {
-		m.Layers[i].Backward(m.be, st.layers[i], st.grads, d, d)
+		if err := m.Layers[i].Backward(m.be, st.layers[i], st.grads, d, d); err != nil {
+			return fmt.Errorf("layer %d backward: %w", m.Layers[i].Index, err)
+		}
 	}
-	// Embedding backward.
+	if !m.Par.First() {
+		return nil
+	}
 	if p := float32(c.HiddenDropout); p > 0 {
 		m.be.DropoutBackward(d, d, st.embMask, p)
 	}
 	if m.EmbNorm != nil {
-		m.EmbNorm.Backward(m.be, st.dh, d, st.embPre, st.embNorm)
-		d = st.dh
+		m.EmbNorm.Backward(m.be, st.emb, d, st.embPre, st.embNorm) // emb is free again
+		d = st.emb
 	}
-	m.be.EmbeddingBackward(m.WordEmb.Grad, d, st.ids, 0)
+	// The backward of the row split is an all-gather.
+	if m.Par.sp() {
+		if err := m.Par.TP.AllGather(st.dembF, d); err != nil {
+			return fmt.Errorf("sequence-parallel all-gather of the embedding grad: %w", err)
+		}
+	} else {
+		m.be.Copy(st.dembF, d)
+	}
+	m.be.EmbeddingBackward(m.WordEmb.Grad, st.dembF, st.ids, m.vocabLo)
 	if m.PosEmb != nil {
-		m.be.EmbeddingBackward(m.PosEmb.Grad, d, st.posIDs, 0)
+		m.be.EmbeddingBackward(m.PosEmb.Grad, st.dembF, st.posIDs, 0)
 	}
+	return nil
 }
 
-// HiddenState returns layer i's output [N, h] ([s, b] order) from the last Forward;
-// i = -1 is the embedding output.
+// HiddenState returns layer i's output (this rank's rows, [s, b] order) from the last
+// Forward; i = -1 is the embedding output.
 func (st *Stash) HiddenState(i int) *tensor.Tensor {
 	if i < 0 {
 		return st.emb

@@ -23,7 +23,18 @@ type Param struct {
 	Shared bool
 	// NoWeightDecay: biases and norm weights (Megatron: 1-D params or names ending in .bias).
 	NoWeightDecay bool
+	// FullShape is the unsharded shape; GLU marks a SwiGLU fc1 whose shard is [gate_r; up_r].
+	FullShape []int
+	GLU       bool
+	// InitKey names the full tensor whose values initialise this shard: the global name
+	// (layer numbers counted over the whole model), so every parallel layout starts from the
+	// same weights.
+	InitKey string
 }
+
+// TensorParallel reports whether the parameter is split over TP (Megatron's
+// tensor_model_parallel attribute).
+func (p *Param) TensorParallel() bool { return p.PartitionDim >= 0 }
 
 // Numel is the element count of the local shard.
 func (p *Param) Numel() int { return p.Data.Numel() }
@@ -52,13 +63,22 @@ func (ps Params) Numel() int {
 
 // paramSet registers parameters as modules are built.
 type paramSet struct {
-	be  kernels.Backend
-	all Params
+	be       kernels.Backend
+	all      Params
+	tp       int // TP size
+	localOff int // first global layer index of this pipeline stage
 }
 
-func (s *paramSet) add(name string, partitionDim int, shape ...int) *Param {
-	p := &Param{Name: name, Data: s.be.Alloc(tensor.F32, shape...), PartitionDim: partitionDim}
-	p.NoWeightDecay = len(shape) == 1 || hasSuffix(name, ".bias")
+// add registers a parameter of the given full shape; partitionDim ≥ 0 splits it over TP.
+// initKey defaults to the name.
+func (s *paramSet) add(name string, partitionDim int, full ...int) *Param {
+	local := append([]int(nil), full...)
+	if partitionDim >= 0 {
+		local[partitionDim] /= max(s.tp, 1)
+	}
+	p := &Param{Name: name, Data: s.be.Alloc(tensor.F32, local...), PartitionDim: partitionDim,
+		FullShape: append([]int(nil), full...), InitKey: name}
+	p.NoWeightDecay = len(full) == 1 || hasSuffix(name, ".bias")
 	s.all = append(s.all, p)
 	return p
 }

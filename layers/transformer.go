@@ -16,73 +16,106 @@ import (
 // With ParallelAttention (Falcon-7B) both branches read input_layernorm(x) and
 // y = x + attn + mlp. With ApplyResidualConnectionPostLayernorm the residuals are the
 // layernorm outputs instead of the layer inputs.
+//
+// Tensor parallelism: linear_qkv and linear_fc1 are column-parallel (this rank's heads, query
+// groups and FFN columns), linear_proj and linear_fc2 row-parallel; their partial outputs are
+// all-reduced, or with sequence parallelism reduce-scattered to [s/TP, b, h] after the norms'
+// inputs were all-gathered.
 type TransformerLayer struct {
 	cfg      *Config
-	Index    int
+	par      Parallel
+	Index    int // global layer number
 	InNorm   *Norm
 	QKV      *Linear
 	Proj     *Linear
 	PreMLP   *Norm // nil with ParallelAttention
 	FC1, FC2 *Linear
-	slopes   []float32
+	slopes   []float32 // this rank's heads' ALiBi slopes
+	heads    int       // local query heads
+	groups   int       // local query groups
 }
 
-func newTransformerLayer(ps *paramSet, cfg *Config, i int) *TransformerLayer {
-	pre := fmt.Sprintf("decoder.layers.%d.", i)
+func newTransformerLayer(ps *paramSet, cfg *Config, par Parallel, global, local int) *TransformerLayer {
+	pre := fmt.Sprintf("decoder.layers.%d.", local)
 	h := cfg.HiddenSize
-	l := &TransformerLayer{cfg: cfg, Index: i}
+	tp := par.tpSize()
+	l := &TransformerLayer{cfg: cfg, par: par, Index: global,
+		heads: cfg.NumAttentionHeads / tp, groups: cfg.NumQueryGroups / tp}
+	start := len(ps.all)
 	l.InNorm = newNorm(ps, pre+"input_layernorm", cfg, h)
 	l.QKV = newLinear(ps, pre+"self_attention.linear_qkv", h, cfg.QKVDim(), cfg.AddBiasLinear() || cfg.AddQKVBias, 0)
 	l.Proj = newLinear(ps, pre+"self_attention.linear_proj", cfg.NumAttentionHeads*cfg.KVChannels, h, cfg.AddBiasLinear(), 1)
-	if l.Proj.B != nil {
-		l.Proj.B.SequenceParallel = true
-	}
 	if !cfg.ParallelAttention {
 		l.PreMLP = newNorm(ps, pre+"pre_mlp_layernorm", cfg, h)
 	}
 	l.FC1 = newLinear(ps, pre+"mlp.linear_fc1", h, cfg.FC1Dim(), cfg.AddBiasLinear(), 0)
+	l.FC1.W.GLU = cfg.SwiGLU
+	if l.FC1.B != nil {
+		l.FC1.B.GLU = cfg.SwiGLU
+	}
 	l.FC2 = newLinear(ps, pre+"mlp.linear_fc2", cfg.FFNHiddenSize, h, cfg.AddBiasLinear(), 1)
-	if l.FC2.B != nil {
-		l.FC2.B.SequenceParallel = true
+	for _, p := range ps.all[start:] { // initialise from the global name
+		p.InitKey = fmt.Sprintf("decoder.layers.%d.", global) + p.Name[len(pre):]
 	}
 	if cfg.PositionEmbeddingType == "alibi" {
-		l.slopes = ALiBiSlopes(cfg.NumAttentionHeads)
+		r := par.tpRank()
+		l.slopes = ALiBiSlopes(cfg.NumAttentionHeads)[r*l.heads : (r+1)*l.heads]
 	}
 	return l
 }
 
 // layerStash holds one microbatch's activations of one layer: what Backward needs.
+// Tensors with an f suffix are full-sequence [N, ·]; without, this rank's rows [Nl, ·]
+// (the same tensor when sequence parallelism is off).
 type layerStash struct {
-	x                  *tensor.Tensor // layer input [N, h] (owned by the previous stage)
-	ln1, h1, ln2, out  *tensor.Tensor // [N, h]
+	x                  *tensor.Tensor // layer input (owned by the caller)
+	ln1, ln1f          *tensor.Tensor
+	h1, ln2, ln2f, out *tensor.Tensor
 	n1, n2             normStash
-	qkv                *tensor.Tensor // [N, qkv]
-	q, k, v, o         *tensor.Tensor // [b, heads, s, hn]
-	lse                *tensor.Tensor // [b, np, s]
-	o2                 *tensor.Tensor // [N, np·hn] attention output, proj input
-	a, m               *tensor.Tensor // proj and fc2 outputs [N, h]
-	mask1, mask2       *tensor.Tensor // dropout masks (U8) [N, h]
-	f, g               *tensor.Tensor // fc1 output [N, fc1], activation output [N, ffn]
+	qkv                *tensor.Tensor // [N, qkv/TP]
+	q, k, v, o         *tensor.Tensor // [b, heads/TP, s, hn]
+	lse                *tensor.Tensor // [b, np/TP, s]
+	o2                 *tensor.Tensor // [N, np/TP·hn]
+	ap, a, mp, m       *tensor.Tensor // partial [N, h] and reduced [Nl, h] branch outputs
+	mask1, mask2       *tensor.Tensor // dropout masks (U8) [Nl, h]
+	f, g               *tensor.Tensor // fc1 output [N, fc1/TP], activation output [N, ffn/TP]
 	dropSeed, dropOffs uint64
 }
 
-func newLayerStash(be kernels.Backend, c *Config, s, b int) *layerStash {
+// rowPair allocates a full [N, h] tensor and, with SP, a separate local [N/TP, h] one.
+func rowPair(be kernels.Backend, sp bool, n, nl, h int) (full, local *tensor.Tensor) {
+	full = be.Alloc(tensor.F32, n, h)
+	if !sp {
+		return full, full
+	}
+	return full, be.Alloc(tensor.F32, nl, h)
+}
+
+func (l *TransformerLayer) newStash(be kernels.Backend, s, b int) *layerStash {
+	c := l.cfg
+	sp := l.par.sp()
 	n, h, hn := s*b, c.HiddenSize, c.KVChannels
+	nl := n / l.par.tpSize()
+	if !sp {
+		nl = n
+	}
 	f32 := func(shape ...int) *tensor.Tensor { return be.Alloc(tensor.F32, shape...) }
 	st := &layerStash{
-		ln1: f32(n, h), h1: f32(n, h), out: f32(n, h),
-		n1: newNormStash(be, n), n2: newNormStash(be, n),
-		qkv: f32(n, c.QKVDim()),
-		q:   f32(b, c.NumAttentionHeads, s, hn), k: f32(b, c.NumQueryGroups, s, hn), v: f32(b, c.NumQueryGroups, s, hn),
-		o: f32(b, c.NumAttentionHeads, s, hn), lse: f32(b, c.NumAttentionHeads, s),
-		o2: f32(n, c.NumAttentionHeads*hn), a: f32(n, h), m: f32(n, h),
-		f: f32(n, c.FC1Dim()), g: f32(n, c.FFNHiddenSize),
+		h1: f32(nl, h), out: f32(nl, h),
+		n1: newNormStash(be, nl), n2: newNormStash(be, nl),
+		qkv: f32(n, l.QKV.Out),
+		q:   f32(b, l.heads, s, hn), k: f32(b, l.groups, s, hn), v: f32(b, l.groups, s, hn),
+		o: f32(b, l.heads, s, hn), lse: f32(b, l.heads, s),
+		o2: f32(n, l.heads*hn), f: f32(n, l.FC1.Out), g: f32(n, l.FC2.In),
 	}
+	st.ln1f, st.ln1 = rowPair(be, sp, n, nl, h)
+	st.ap, st.a = rowPair(be, sp, n, nl, h)
+	st.mp, st.m = rowPair(be, sp, n, nl, h)
 	if !c.ParallelAttention {
-		st.ln2 = f32(n, h)
+		st.ln2f, st.ln2 = rowPair(be, sp, n, nl, h)
 	}
 	if c.HiddenDropout > 0 {
-		st.mask1, st.mask2 = be.Alloc(tensor.U8, n, h), be.Alloc(tensor.U8, n, h)
+		st.mask1, st.mask2 = be.Alloc(tensor.U8, nl, h), be.Alloc(tensor.U8, nl, h)
 	}
 	return st
 }
@@ -90,19 +123,33 @@ func newLayerStash(be kernels.Backend, c *Config, s, b int) *layerStash {
 // layerGrads is backward scratch shared by all layers (they run one at a time).
 type layerGrads struct {
 	dqkv, dq, dk, dv, do, do2 *tensor.Tensor
-	df, dg, dln, dh1, dtmp    *tensor.Tensor
+	df, dg                    *tensor.Tensor
+	dlnf, dln                 *tensor.Tensor // partial d(norm output) [N, h] and reduced rows
+	dmf, dm                   *tensor.Tensor // branch-output grads gathered [N, h] and local
+	dh1, dsave                *tensor.Tensor
 }
 
-func newLayerGrads(be kernels.Backend, c *Config, s, b int) *layerGrads {
+func (l *TransformerLayer) newGrads(be kernels.Backend, s, b int) *layerGrads {
+	c := l.cfg
+	sp := l.par.sp()
 	n, h, hn := s*b, c.HiddenSize, c.KVChannels
-	f32 := func(shape ...int) *tensor.Tensor { return be.Alloc(tensor.F32, shape...) }
-	return &layerGrads{
-		dqkv: f32(n, c.QKVDim()),
-		dq:   f32(b, c.NumAttentionHeads, s, hn), dk: f32(b, c.NumQueryGroups, s, hn), dv: f32(b, c.NumQueryGroups, s, hn),
-		do: f32(b, c.NumAttentionHeads, s, hn), do2: f32(n, c.NumAttentionHeads*hn),
-		df: f32(n, c.FC1Dim()), dg: f32(n, c.FFNHiddenSize),
-		dln: f32(n, h), dh1: f32(n, h), dtmp: f32(n, h),
+	nl := n / l.par.tpSize()
+	if !sp {
+		nl = n
 	}
+	f32 := func(shape ...int) *tensor.Tensor { return be.Alloc(tensor.F32, shape...) }
+	g := &layerGrads{
+		dqkv: f32(n, l.QKV.Out),
+		dq:   f32(b, l.heads, s, hn), dk: f32(b, l.groups, s, hn), dv: f32(b, l.groups, s, hn),
+		do: f32(b, l.heads, s, hn), do2: f32(n, l.heads*hn),
+		df: f32(n, l.FC1.Out), dg: f32(n, l.FC2.In), dh1: f32(nl, h),
+	}
+	g.dlnf, g.dln = rowPair(be, sp, n, nl, h)
+	g.dmf, g.dm = rowPair(be, sp, n, nl, h)
+	if c.ParallelAttention {
+		g.dsave = f32(n, h)
+	}
+	return g
 }
 
 func (l *TransformerLayer) attnParams() kernels.AttnParams {
@@ -117,11 +164,11 @@ func (l *TransformerLayer) rope(inverse bool) kernels.RoPEParams {
 	return kernels.RoPEParams{Base: l.cfg.RotaryBase, RotaryDim: l.cfg.RotaryDim(), Inverse: inverse}
 }
 
-// attention runs ln → qkv → rope → core attention → o2 (before linear_proj).
-func (l *TransformerLayer) attention(be kernels.Backend, st *layerStash, ln *tensor.Tensor) {
+// attention runs qkv → rope → core attention → o2 (the input of linear_proj) on lnf.
+func (l *TransformerLayer) attention(be kernels.Backend, st *layerStash, lnf *tensor.Tensor) {
 	c := l.cfg
-	l.QKV.Forward(be, st.qkv, ln)
-	be.SplitQKV(st.q, st.k, st.v, st.qkv, c.NumQueryGroups, c.NumAttentionHeads/c.NumQueryGroups)
+	l.QKV.Forward(be, st.qkv, lnf)
+	be.SplitQKV(st.q, st.k, st.v, st.qkv, l.groups, l.heads/l.groups)
 	if c.PositionEmbeddingType == "rope" {
 		be.RoPE(st.q, st.q, l.rope(false))
 		be.RoPE(st.k, st.k, l.rope(false))
@@ -131,8 +178,8 @@ func (l *TransformerLayer) attention(be kernels.Backend, st *layerStash, ln *ten
 	be.Permute(st.o2.View(s, b, np, hn), st.o, []int{2, 0, 1, 3})
 }
 
-// attentionBackward takes d(o2) in g.do2 and returns d(ln) in dln (overwritten).
-func (l *TransformerLayer) attentionBackward(be kernels.Backend, st *layerStash, g *layerGrads, ln, dln *tensor.Tensor) {
+// attentionBackward takes d(o2) in g.do2 and leaves the partial d(lnf) in g.dlnf.
+func (l *TransformerLayer) attentionBackward(be kernels.Backend, st *layerStash, g *layerGrads, lnf *tensor.Tensor) {
 	c := l.cfg
 	b, np, s, hn := st.o.Dim(0), st.o.Dim(1), st.o.Dim(2), st.o.Dim(3)
 	be.Permute(g.do, g.do2.View(s, b, np, hn), []int{1, 2, 0, 3})
@@ -141,109 +188,147 @@ func (l *TransformerLayer) attentionBackward(be kernels.Backend, st *layerStash,
 		be.RoPE(g.dq, g.dq, l.rope(true))
 		be.RoPE(g.dk, g.dk, l.rope(true))
 	}
-	be.MergeQKV(g.dqkv, g.dq, g.dk, g.dv, c.NumQueryGroups, c.NumAttentionHeads/c.NumQueryGroups)
-	l.QKV.Backward(be, dln, g.dqkv, ln)
+	be.MergeQKV(g.dqkv, g.dq, g.dk, g.dv, l.groups, l.heads/l.groups)
+	l.QKV.Backward(be, g.dlnf, g.dqkv, lnf)
 }
 
-func (l *TransformerLayer) mlp(be kernels.Backend, st *layerStash, ln *tensor.Tensor) {
-	l.FC1.Forward(be, st.f, ln)
-	l.activation(be, st)
-	l.FC2.Forward(be, st.m, st.g)
-}
-
-func (l *TransformerLayer) activation(be kernels.Backend, st *layerStash) {
-	switch {
-	case l.cfg.SwiGLU:
+// mlp runs fc1 → activation → fc2 (without its bias) on lnf into st.mp.
+func (l *TransformerLayer) mlp(be kernels.Backend, st *layerStash, lnf *tensor.Tensor) {
+	l.FC1.Forward(be, st.f, lnf)
+	if l.cfg.SwiGLU {
 		be.SwiGLU(st.g, st.f)
-	default:
+	} else {
 		be.GeLU(st.g, st.f, l.cfg.OpenAIGeLU)
 	}
+	l.FC2.Matmul(be, st.mp, st.g)
 }
 
-// mlpBackward takes d(m) and writes d(ln) into dln (overwritten).
-func (l *TransformerLayer) mlpBackward(be kernels.Backend, st *layerStash, g *layerGrads, dm, ln, dln *tensor.Tensor) {
-	l.FC2.Backward(be, g.dg, dm, st.g)
+// mlpBackward takes the gathered d(mp) in g.dmf and leaves the partial d(lnf) in g.dlnf.
+func (l *TransformerLayer) mlpBackward(be kernels.Backend, st *layerStash, g *layerGrads, lnf *tensor.Tensor) {
+	l.FC2.WeightBackward(be, g.dg, g.dmf, st.g)
 	if l.cfg.SwiGLU {
 		be.SwiGLUBackward(g.df, g.dg, st.f)
 	} else {
 		be.GeLUBackward(g.df, g.dg, st.f, l.cfg.OpenAIGeLU)
 	}
-	l.FC1.Backward(be, dln, g.df, ln)
+	l.FC1.Backward(be, g.dlnf, g.df, lnf)
 }
 
-func (l *TransformerLayer) dropout(be kernels.Backend, x, mask *tensor.Tensor, seed, offset uint64) {
+func (l *TransformerLayer) dropout(be kernels.Backend, x, mask *tensor.Tensor, offset uint64, st *layerStash) {
 	if p := float32(l.cfg.HiddenDropout); p > 0 {
-		be.Dropout(x, mask, x, p, seed, offset)
+		be.Dropout(x, mask, x, p, st.dropSeed, st.dropOffs+offset)
 	}
 }
 
-// Forward computes st.out from x [N, h].
-func (l *TransformerLayer) Forward(be kernels.Backend, st *layerStash, x *tensor.Tensor) {
+// dropoutGrad writes into dst the gradient through the dropout that produced a branch output.
+func (l *TransformerLayer) dropoutGrad(be kernels.Backend, dst, dout, mask *tensor.Tensor) {
+	if p := float32(l.cfg.HiddenDropout); p > 0 {
+		be.DropoutBackward(dst, dout, mask, p)
+		return
+	}
+	be.Copy(dst, dout)
+}
+
+// branchOut reduces a row-parallel partial output over TP, adds the bias and applies dropout.
+func (l *TransformerLayer) branchOut(be kernels.Backend, st *layerStash, lin *Linear, local, partial, mask *tensor.Tensor, offset uint64, what string) error {
+	if err := l.par.reduceRows(local, partial, what); err != nil {
+		return err
+	}
+	lin.AddBias(be, local)
+	l.dropout(be, local, mask, offset, st)
+	return nil
+}
+
+// Forward computes st.out from this rank's rows x.
+func (l *TransformerLayer) Forward(be kernels.Backend, st *layerStash, x *tensor.Tensor) error {
 	c := l.cfg
 	st.x = x
 	l.InNorm.Forward(be, st.ln1, x, st.n1)
-	l.attention(be, st, st.ln1)
-	l.Proj.Forward(be, st.a, st.o2)
-	n := int64(x.Numel())
-	l.dropout(be, st.a, st.mask1, st.dropSeed, st.dropOffs)
+	if err := l.par.gatherRows(st.ln1f, st.ln1, "input_layernorm output"); err != nil {
+		return err
+	}
+	l.attention(be, st, st.ln1f)
+	l.Proj.Matmul(be, st.ap, st.o2)
+	n := uint64(st.out.Numel())
+	if err := l.branchOut(be, st, l.Proj, st.a, st.ap, st.mask1, 0, "linear_proj output"); err != nil {
+		return err
+	}
 	res1 := x
 	if c.ApplyResidualConnectionPostLayernorm {
 		res1 = st.ln1
 	}
 	if c.ParallelAttention {
-		l.mlp(be, st, st.ln1)
-		l.dropout(be, st.m, st.mask2, st.dropSeed, st.dropOffs+uint64(n))
+		l.mlp(be, st, st.ln1f)
+		if err := l.branchOut(be, st, l.FC2, st.m, st.mp, st.mask2, n, "linear_fc2 output"); err != nil {
+			return err
+		}
 		be.Add(st.out, res1, st.a)
 		be.Add(st.out, st.out, st.m)
-		return
+		return nil
 	}
 	be.Add(st.h1, res1, st.a)
 	l.PreMLP.Forward(be, st.ln2, st.h1, st.n2)
-	l.mlp(be, st, st.ln2)
-	l.dropout(be, st.m, st.mask2, st.dropSeed, st.dropOffs+uint64(n))
+	if err := l.par.gatherRows(st.ln2f, st.ln2, "pre_mlp_layernorm output"); err != nil {
+		return err
+	}
+	l.mlp(be, st, st.ln2f)
+	if err := l.branchOut(be, st, l.FC2, st.m, st.mp, st.mask2, n, "linear_fc2 output"); err != nil {
+		return err
+	}
 	res2 := st.h1
 	if c.ApplyResidualConnectionPostLayernorm {
 		res2 = st.ln2
 	}
 	be.Add(st.out, res2, st.m)
+	return nil
 }
 
-// Backward turns dout (d loss/d out, [N, h]) into dx (may alias dout) and accumulates every
-// parameter gradient of the layer.
-func (l *TransformerLayer) Backward(be kernels.Backend, st *layerStash, g *layerGrads, dx, dout *tensor.Tensor) {
+// branchGrad turns d(branch output) (local rows, before dropout) into the gathered gradient
+// of the row-parallel matmul output in g.dmf, accumulating the bias gradient on the way.
+func (l *TransformerLayer) branchGrad(be kernels.Backend, g *layerGrads, lin *Linear, dout, mask *tensor.Tensor, what string) error {
+	l.dropoutGrad(be, g.dm, dout, mask)
+	lin.BiasGrad(be, g.dm)
+	return l.par.gatherRows(g.dmf, g.dm, what)
+}
+
+// Backward turns dout (d loss/d out, this rank's rows) into dx (may alias dout) and
+// accumulates every parameter gradient of the layer.
+func (l *TransformerLayer) Backward(be kernels.Backend, st *layerStash, g *layerGrads, dx, dout *tensor.Tensor) error {
 	c := l.cfg
-	p := float32(c.HiddenDropout)
 	postRes := c.ApplyResidualConnectionPostLayernorm
-	// dm: gradient of the MLP branch output before dropout.
-	dm := g.dtmp
-	if p > 0 {
-		be.DropoutBackward(dm, dout, st.mask2, p)
-	} else {
-		be.Copy(dm, dout)
-	}
 	if c.ParallelAttention {
-		// Both branches read ln1; the residual is x (or ln1).
-		l.mlpBackward(be, st, g, dm, st.ln1, g.dln) // dln = d(ln1) from the MLP
-		if p > 0 {
-			be.DropoutBackward(dm, dout, st.mask1, p)
-		} else {
-			be.Copy(dm, dout)
+		// Both branches read ln1: sum their partial d(ln1f) before one TP reduction.
+		if err := l.branchGrad(be, g, l.FC2, dout, st.mask2, "linear_fc2 output grad"); err != nil {
+			return err
 		}
-		l.Proj.Backward(be, g.do2, dm, st.o2)
-		be.Copy(g.dh1, g.dln)
-		l.attentionBackward(be, st, g, st.ln1, g.dln)
-		be.Add(g.dln, g.dln, g.dh1)
+		l.mlpBackward(be, st, g, st.ln1f)
+		be.Copy(g.dsave, g.dlnf)
+		if err := l.branchGrad(be, g, l.Proj, dout, st.mask1, "linear_proj output grad"); err != nil {
+			return err
+		}
+		l.Proj.WeightBackward(be, g.do2, g.dmf, st.o2)
+		l.attentionBackward(be, st, g, st.ln1f)
+		be.Add(g.dlnf, g.dlnf, g.dsave)
+		if err := l.par.reduceRows(g.dln, g.dlnf, "input_layernorm output grad"); err != nil {
+			return err
+		}
+		be.Copy(g.dh1, dout) // the residual grad; dx may alias dout
 		if postRes {
-			be.Add(g.dln, g.dln, dout)
+			be.Add(g.dln, g.dln, g.dh1)
 			l.InNorm.Backward(be, dx, g.dln, st.x, st.n1)
-			return
+			return nil
 		}
-		be.Copy(g.dh1, dout) // keep the residual grad: dx may alias dout
 		l.InNorm.Backward(be, dx, g.dln, st.x, st.n1)
 		be.Add(dx, dx, g.dh1)
-		return
+		return nil
 	}
-	l.mlpBackward(be, st, g, dm, st.ln2, g.dln)
+	if err := l.branchGrad(be, g, l.FC2, dout, st.mask2, "linear_fc2 output grad"); err != nil {
+		return err
+	}
+	l.mlpBackward(be, st, g, st.ln2f)
+	if err := l.par.reduceRows(g.dln, g.dlnf, "pre_mlp_layernorm output grad"); err != nil {
+		return err
+	}
 	// dh1 = residual grad + pre_mlp_layernorm backward.
 	if postRes {
 		be.Add(g.dln, g.dln, dout)
@@ -252,18 +337,20 @@ func (l *TransformerLayer) Backward(be kernels.Backend, st *layerStash, g *layer
 		l.PreMLP.Backward(be, g.dh1, g.dln, st.h1, st.n2)
 		be.Add(g.dh1, g.dh1, dout)
 	}
-	if p > 0 {
-		be.DropoutBackward(dm, g.dh1, st.mask1, p)
-	} else {
-		dm = g.dh1
+	if err := l.branchGrad(be, g, l.Proj, g.dh1, st.mask1, "linear_proj output grad"); err != nil {
+		return err
 	}
-	l.Proj.Backward(be, g.do2, dm, st.o2)
-	l.attentionBackward(be, st, g, st.ln1, g.dln)
+	l.Proj.WeightBackward(be, g.do2, g.dmf, st.o2)
+	l.attentionBackward(be, st, g, st.ln1f)
+	if err := l.par.reduceRows(g.dln, g.dlnf, "input_layernorm output grad"); err != nil {
+		return err
+	}
 	if postRes {
 		be.Add(g.dln, g.dln, g.dh1)
 		l.InNorm.Backward(be, dx, g.dln, st.x, st.n1)
-		return
+		return nil
 	}
 	l.InNorm.Backward(be, dx, g.dln, st.x, st.n1)
 	be.Add(dx, dx, g.dh1)
+	return nil
 }

@@ -32,7 +32,9 @@ func Step(be kernels.Backend, m *layers.GPTModel, st *layers.Stash, opt *optim.A
 		if n == 0 {
 			continue
 		}
-		m.Backward(st, float32(1/(n*float64(len(micro)))))
+		if err := m.Backward(st, float32(1/(n*float64(len(micro)))), nil); err != nil {
+			return res, fmt.Errorf("microbatch %d backward: %w", i, err)
+		}
 		lossSum += sum
 		res.Tokens += n
 	}

@@ -123,7 +123,7 @@ func TestMatchesHuggingFace(t *testing.T) {
 				require.LessOrEqual(t, d, 1e-4, "hidden_states.%d", i)
 			}
 
-			gm.Backward(st, float32(1/ntok))
+			require.NoError(t, gm.Backward(st, float32(1/ntok), nil))
 			grads, err := m.Export(be, gm, true)
 			require.NoError(t, err)
 			checked := 0
