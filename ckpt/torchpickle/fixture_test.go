@@ -4,9 +4,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -185,5 +187,41 @@ func checkArgs(t *testing.T, v any, want map[string]json.RawMessage) {
 		gb, err := json.Marshal(got)
 		require.NoError(t, err, "args.%s", k)
 		assert.JSONEq(t, string(raw), string(gb), "args.%s", k)
+	}
+}
+
+// TestFlattenMatchesManifestPaths: Flatten names every tensor of each fixture by its
+// manifest path joined with dots, in pickled order.
+func TestFlattenMatchesManifestPaths(t *testing.T) {
+	root := fixtureRoot(t)
+	raw, err := os.ReadFile(filepath.Join(root, "manifest.json"))
+	require.NoError(t, err)
+	var m manifest
+	require.NoError(t, json.Unmarshal(raw, &m))
+	for _, ck := range m.Checkpoints {
+		for _, f := range ck.Files {
+			v, err := Load(filepath.Join(root, f.File))
+			require.NoError(t, err)
+			var want []string
+			for _, tm := range f.Tensors {
+				s := ""
+				for i, p := range tm.Path {
+					if i > 0 {
+						s += "."
+					}
+					s += fmt.Sprint(p)
+				}
+				want = append(want, s)
+			}
+			var got []string
+			for _, nt := range Flatten(v) {
+				got = append(got, nt.Name)
+			}
+			assert.ElementsMatch(t, want, got, f.File)
+			model, _ := v.(*Dict).Get("model")
+			for _, nt := range Flatten(model) {
+				assert.False(t, strings.HasPrefix(nt.Name, "model."), "%s: paths are relative to the value given", nt.Name)
+			}
+		}
 	}
 }
