@@ -44,8 +44,9 @@ type Options struct {
 	// or, when it has none, VocabSize(): Pai adds "[PAD]" to a tokenizer without a pad token,
 	// and the new token gets the next id (32000 for Llama-2).
 	PadID int
-	// NoBOS leaves out the leading BOS that the slow LlamaTokenizer adds. Without it BOS is
-	// put in front when the tokenizer has one and its Encode does not already add it.
+	// NoBOS leaves out the leading BOS that the slow LlamaTokenizer adds (by default BOS is
+	// put in front when the tokenizer has one). The text itself is encoded without special
+	// tokens (tokenizer.EncodeNoSpecial).
 	NoBOS bool
 }
 
@@ -109,10 +110,8 @@ func LoadWithOptions(path string, tok tokenizer.Tokenizer, opts Options) (*Datas
 		return nil, errors.New("sft: the tokenizer has no EOS token, which the target needs")
 	}
 	bos := -1
-	if !opts.NoBOS && tok.BOS() >= 0 {
-		if probe := tok.Encode("a"); len(probe) == 0 || probe[0] != tok.BOS() {
-			bos = tok.BOS()
-		}
+	if !opts.NoBOS {
+		bos = tok.BOS()
 	}
 	d := &Dataset{l: opts.MaxPaddingLength, pad: int32(pad), options: opts}
 	d.stats.Records, d.stats.TargetKey = len(recs), key
@@ -193,9 +192,11 @@ func fill(tmpl string, r *record) string {
 }
 
 // tokenizeTrunc is the slow tokenizer's input_ids for text (+ eos when eos >= 0) with
-// truncation to l, before padding: [BOS] + Encode(text) [+ EOS], cut to l.
+// truncation to l, before padding: [BOS] + ids(text) [+ EOS], cut to l. The slow
+// LlamaTokenizer splits "…output</s>" at the special token and encodes the text before it as
+// one piece, which is what appending the EOS id to the ids of source+output gives.
 func tokenizeTrunc(tok tokenizer.Tokenizer, bos int, text string, eos, l int) []int32 {
-	enc := tok.Encode(text)
+	enc := tokenizer.EncodeNoSpecial(tok, text)
 	ids := make([]int32, 0, min(l, len(enc)+2))
 	if bos >= 0 {
 		ids = append(ids, int32(bos))

@@ -19,7 +19,8 @@ import (
 // Each kept sentence is one sequence; a plain string is one sequence, so without
 // --split-sentences a document is one sequence. An empty document has no sequence and still
 // ends a document. In WuDao mode the record is a raw WuDao object whose "content", cleaned as
-// Pai's preprocess_wudao2.py cleans it, is the text of the (single) key.
+// Pai's preprocess_wudao2.py cleans it, is the text of the (single) key, tokenized as Pai's
+// preprocess_data.py does it: tokenizer(text, add_special_tokens=False), so no BOS.
 //
 // An encoder is shared by all workers; the tokenizer must be safe for concurrent Encode.
 type encoder struct {
@@ -64,7 +65,7 @@ func (e *encoder) encode(data []byte, d *doc) {
 		}
 		d.empty = text == ""
 		if e.tok != nil {
-			d.keys = []keyTokens{e.tokenize([]string{text})}
+			d.keys = []keyTokens{e.tokenize([]string{text}, true)}
 		}
 		return
 	}
@@ -92,18 +93,24 @@ func (e *encoder) encode(data []byte, d *doc) {
 			d.err = fmt.Errorf("key %q: %w", key, err)
 			return
 		}
-		d.keys[k] = e.tokenize(sentences)
+		d.keys[k] = e.tokenize(sentences, false)
 		if len(d.keys[k].tokens) > 0 {
 			d.empty = false
 		}
 	}
 }
 
-// tokenize encodes the sentences of one key.
-func (e *encoder) tokenize(sentences []string) keyTokens {
+// tokenize encodes the sentences of one key: with Megatron's tokenizer.tokenize (Encode), or
+// for WuDao as Pai's preprocess_data.py does, tokenizer(text, add_special_tokens=False).
+func (e *encoder) tokenize(sentences []string, noSpecial bool) keyTokens {
 	var kt keyTokens
 	for _, s := range sentences {
-		ids := e.tok.Encode(s)
+		var ids []int
+		if noSpecial {
+			ids = tokenizer.EncodeNoSpecial(e.tok, s)
+		} else {
+			ids = e.tok.Encode(s)
+		}
 		if len(ids) == 0 {
 			continue
 		}

@@ -1,12 +1,6 @@
 package main
 
-import (
-	"errors"
+import "github.com/gomegatron/gomegatron/data/tokenizer"
 
-	"github.com/gomegatron/gomegatron/data/tokenizer"
-)
-
-// buildTokenizer builds the tokenizer the flags name.
-func buildTokenizer(c tokenizer.Config) (tokenizer.Tokenizer, error) {
-	return nil, errors.New("tokenizer.Build is not available yet")
-}
+// buildTokenizer builds the tokenizer the flags name, as Megatron's build_tokenizer does.
+func buildTokenizer(c tokenizer.Config) (tokenizer.Tokenizer, error) { return tokenizer.Build(c) }

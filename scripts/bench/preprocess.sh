@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# End-to-end benchmark of tools/preprocess beside a Megatron-style Python peer.
+#
+# usage: scripts/bench/preprocess.sh [SIZE_MB] [WORKERS ...]     (defaults: 50, then 1 2)
+#
+# Generates a deterministic mixed Chinese/English corpus of SIZE_MB (preprocess_corpus.py),
+# then for each worker count runs
+#   - preprocess with Megatron's Llama2Tokenizer on the real Llama-2 tokenizer.model,
+#   - the Python peer (preprocess_peer.py: python3-sentencepiece + multiprocessing, the same
+#     jsonl → ids → .bin/.idx work as Megatron's preprocess_data.py), checking that both
+#     write byte-identical files,
+#   - preprocess with the Qwen3 tokenizer.json (HuggingFaceTokenizer; no Python peer: Debian
+#     has no Hugging Face tokenizers package),
+# and prints a markdown table (wall seconds, input MB/s, peak RSS, Go/Python speed ratio).
+# Needs `make testdata`, /usr/bin/python3 with python3-sentencepiece and numpy, GNU time.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+size=${1:-50}
+shift || true
+workers=("$@")
+[ ${#workers[@]} -eq 0 ] && workers=(1 2)
+py=/usr/bin/python3
+sp=testdata/large/tokenizers/sentencepiece/llama2_tokenizer.model
+qwen=testdata/large/tokenizers/qwen3/tokenizer.json
+for f in "$sp" "$qwen"; do
+  [ -f "$f" ] || { echo "missing $f: run make testdata" >&2; exit 1; }
+done
+work=${BENCH_DIR:-$(mktemp -d)}
+mkdir -p "$work/qwen3"
+ln -sf "$PWD/$qwen" "$work/qwen3/tokenizer.json"
+cp tools/preprocess/testdata/qwen3_tokenizer_config.json "$work/qwen3/tokenizer_config.json"
+go build -o "$work/preprocess" ./tools/preprocess
+corpus=$work/corpus.jsonl
+[ -f "$corpus" ] || $py scripts/bench/preprocess_corpus.py data/wudao/testdata/corpus.jsonl "$corpus" "$size"
+bytes=$(stat -c %s "$corpus")
+
+# timed NAME CMD...: runs CMD, records wall seconds and peak RSS (KB) in $secs and $rss.
+timed() {
+  local name=$1; shift
+  /usr/bin/time -f "%e %M" -o "$work/time.$name" "$@" >"$work/log.$name" 2>&1 || { cat "$work/log.$name" >&2; exit 1; }
+  read -r secs rss <"$work/time.$name"
+}
+
+echo "corpus: $corpus, $bytes bytes; machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+echo
+echo "| tokenizer | workers | tool | seconds | MB/s | peak RSS MB | Go ÷ Python |"
+echo "|---|---|---|---|---|---|---|"
+for w in "${workers[@]}"; do
+  timed "go-llama-$w" "$work/preprocess" --input "$corpus" --output-prefix "$work/go_llama_$w" --tokenizer-type Llama2Tokenizer \
+    --tokenizer-model "$sp" --append-eod --workers "$w" --progress none
+  gs=$secs; grss=$rss
+  timed "py-llama-$w" $py scripts/bench/preprocess_peer.py "$corpus" "$sp" "$work/py_llama_$w" "$w"
+  ps=$secs; prss=$rss
+  for ext in bin idx; do
+    cmp -s "$work/go_llama_${w}_text_document.$ext" "$work/py_llama_${w}_text_document.$ext" || { echo "Go and Python .$ext differ (workers $w)" >&2; exit 1; }
+  done
+  awk -v b="$bytes" -v w="$w" -v gs="$gs" -v ps="$ps" -v gr="$grss" -v pr="$prss" 'BEGIN {
+    printf "| Llama-2 (sentencepiece) | %s | gomegatron preprocess | %.2f | %.2f | %.0f | %.2f× |\n", w, gs, b/gs/1e6, gr/1024, ps/gs
+    printf "| Llama-2 (sentencepiece) | %s | Python peer | %.2f | %.2f | %.0f (parent) | |\n", w, ps, b/ps/1e6, pr/1024 }'
+  timed "go-qwen-$w" "$work/preprocess" --input "$corpus" --output-prefix "$work/go_qwen_$w" --tokenizer-type HuggingFaceTokenizer \
+    --tokenizer-model "$work/qwen3" --append-eod --workers "$w" --progress none
+  awk -v b="$bytes" -v w="$w" -v gs="$secs" -v gr="$rss" 'BEGIN {
+    printf "| Qwen3 (tokenizer.json) | %s | gomegatron preprocess | %.2f | %.2f | %.0f | no peer |\n", w, gs, b/gs/1e6, gr/1024 }'
+done
+echo
+echo "Go and Python outputs are byte-identical for every worker count. Logs and outputs: $work"

@@ -1,0 +1,155 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/gomegatron/gomegatron/data/tokenizer"
+)
+
+// largeFile returns a file under testdata/large (filled by `make testdata`) or skips.
+func largeFile(t *testing.T, rel string) string {
+	p := filepath.Join("..", "..", "testdata", "large", rel)
+	if _, err := os.Stat(p); err != nil {
+		t.Skipf("%s missing: run `make testdata`", p)
+	}
+	return p
+}
+
+// needPython skips unless /usr/bin/python3 can import the modules.
+func needPython(t *testing.T, modules ...string) string {
+	py := "/usr/bin/python3"
+	for _, m := range modules {
+		if err := exec.Command(py, "-c", "import "+m).Run(); err != nil {
+			t.Skipf("needs %s with %s (apt-get install python3-%s)", py, m, m)
+		}
+	}
+	return py
+}
+
+// TestLlama2MatchesPythonPeer runs the command with Megatron's Llama2Tokenizer on a mixed
+// Chinese/English corpus and compares its .bin/.idx byte for byte with the benchmark's
+// Python peer (python3-sentencepiece on the real Llama-2 tokenizer.model, Megatron's
+// Pool.imap pipeline and builder layout), for --workers 1 and 3.
+func TestLlama2MatchesPythonPeer(t *testing.T) {
+	model := largeFile(t, "tokenizers/sentencepiece/llama2_tokenizer.model")
+	py := needPython(t, "sentencepiece", "numpy")
+	dir := t.TempDir()
+	corpus := filepath.Join(dir, "corpus.jsonl")
+	run := func(args ...string) {
+		cmd := exec.Command(py, args...)
+		out, err := cmd.CombinedOutput()
+		require.NoError(t, err, string(out))
+	}
+	run("../../scripts/bench/preprocess_corpus.py", "../../data/wudao/testdata/corpus.jsonl", corpus, "0.4")
+	peer := filepath.Join(dir, "peer")
+	run("../../scripts/bench/preprocess_peer.py", corpus, model, peer, "2")
+	for _, workers := range []string{"1", "3"} {
+		out := filepath.Join(dir, "go"+workers)
+		var so, se bytes.Buffer
+		code := runMain([]string{"--input", corpus, "--output-prefix", out, "--tokenizer-type", "Llama2Tokenizer",
+			"--tokenizer-model", model, "--append-eod", "--workers", workers, "--progress", "none"}, &so, &se)
+		require.Equal(t, 0, code, se.String())
+		assert.Equal(t, fileHash(t, peer+"_text_document.idx"), fileHash(t, out+"_text_document.idx"), "idx, workers %s", workers)
+		assert.Equal(t, fileHash(t, peer+"_text_document.bin"), fileHash(t, out+"_text_document.bin"), "bin, workers %s", workers)
+	}
+}
+
+// TestQwenMatchesFixture preprocesses the fixture strings with the Qwen3 tokenizer.json
+// (--tokenizer-type HuggingFaceTokenizer, whose Megatron tokenize is tokenizer(text) with
+// special tokens) and checks every document against the reference ids plus eod.
+func TestQwenMatchesFixture(t *testing.T) {
+	tj := largeFile(t, "tokenizers/qwen3/tokenizer.json")
+	f, err := os.Open("testdata/qwen3.expected.jsonl")
+	require.NoError(t, err)
+	defer f.Close()
+	type exp struct {
+		Text string `json:"text"`
+		IDs  []int  `json:"ids_with_special"`
+	}
+	var exps []exp
+	var in bytes.Buffer
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 1<<22)
+	for sc.Scan() {
+		var e exp
+		require.NoError(t, json.Unmarshal(sc.Bytes(), &e))
+		exps = append(exps, e)
+		b, _ := json.Marshal(map[string]string{"text": e.Text})
+		in.Write(b)
+		in.WriteByte('\n')
+	}
+	require.NoError(t, sc.Err())
+	dir := t.TempDir()
+	corpus := filepath.Join(dir, "c.jsonl")
+	require.NoError(t, os.WriteFile(corpus, in.Bytes(), 0o644))
+	// a Hugging Face folder: the large tokenizer.json and the small tokenizer_config.json
+	hf := filepath.Join(dir, "qwen3")
+	require.NoError(t, os.Mkdir(hf, 0o755))
+	abs, err := filepath.Abs(tj)
+	require.NoError(t, err)
+	require.NoError(t, os.Symlink(abs, filepath.Join(hf, "tokenizer.json")))
+	cfg, err := os.ReadFile("testdata/qwen3_tokenizer_config.json")
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(hf, "tokenizer_config.json"), cfg, 0o644))
+	tok, err := tokenizer.Build(tokenizer.Config{TokenizerType: "HuggingFaceTokenizer", TokenizerModel: hf})
+	require.NoError(t, err)
+	out := filepath.Join(dir, "q")
+	var so, se bytes.Buffer
+	code := runMain([]string{"--input", corpus, "--output-prefix", out, "--tokenizer-type", "HuggingFaceTokenizer",
+		"--tokenizer-model", hf, "--append-eod", "--workers", "2", "--progress", "none"}, &so, &se)
+	require.Equal(t, 0, code, se.String())
+	docs := readDocs(t, out+"_text_document")
+	require.Len(t, docs, len(exps))
+	for i, e := range exps {
+		var want [][]int64
+		if len(e.IDs) > 0 {
+			var seq []int64
+			for _, id := range e.IDs {
+				seq = append(seq, int64(id))
+			}
+			want = append(want, append(seq, int64(tok.EOD())))
+		}
+		assert.Equal(t, normDocs([][][]int64{want}), normDocs([][][]int64{docs[i]}), "document %d %q", i, e.Text)
+	}
+	require.GreaterOrEqual(t, tok.EOD(), 0)
+	assert.GreaterOrEqual(t, tok.VocabSize(), 65500, "Qwen's vocab needs int32 tokens")
+}
+
+// BenchmarkLlama2 is the end-to-end run (read, JSON, Llama2Tokenizer, write) on a 5 MB mixed
+// corpus with 1 and 2 workers; scripts/bench/preprocess.sh measures it beside the Python peer.
+func BenchmarkLlama2(b *testing.B) {
+	model := filepath.Join("..", "..", "testdata", "large", "tokenizers", "sentencepiece", "llama2_tokenizer.model")
+	if _, err := os.Stat(model); err != nil {
+		b.Skipf("%s missing: run `make testdata`", model)
+	}
+	dir := b.TempDir()
+	corpus := filepath.Join(dir, "corpus.jsonl")
+	if out, err := exec.Command("/usr/bin/python3", "../../scripts/bench/preprocess_corpus.py", "../../data/wudao/testdata/corpus.jsonl", corpus, "5").CombinedOutput(); err != nil {
+		b.Skipf("corpus generation needs /usr/bin/python3: %v %s", err, out)
+	}
+	st, _ := os.Stat(corpus)
+	tok, err := tokenizer.Build(tokenizer.Config{TokenizerType: "Llama2Tokenizer", TokenizerModel: model})
+	require.NoError(b, err)
+	for _, w := range []int{1, 2} {
+		b.Run(fmt.Sprintf("workers=%d", w), func(b *testing.B) {
+			b.SetBytes(st.Size())
+			for i := 0; i < b.N; i++ {
+				_, err := Run(context.Background(), Config{Input: corpus, OutputPrefix: filepath.Join(dir, "o"), JSONKeys: []string{"text"},
+					AppendEOD: true, Workers: w, Partitions: 1, LogInterval: 1000, Progress: "none"}, tok, io.Discard)
+				require.NoError(b, err)
+			}
+		})
+	}
+}
