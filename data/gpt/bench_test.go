@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"syscall"
 	"testing"
 
 	"github.com/gomegatron/gomegatron/data/nprand"
@@ -33,6 +34,27 @@ func syntheticLengths(docs, maxLen int, seed uint32) []int32 {
 		out[i] = int32(v)
 	}
 	return out
+}
+
+// cpuSeconds is the process's user+system CPU time: on a shared machine it is steadier than
+// wall time, and the Python peer reports time.process_time beside it.
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
+}
+
+// timed runs body in a b.Loop and reports its CPU seconds per op as "cpu-s/op".
+func timed(b *testing.B, body func()) {
+	c0 := cpuSeconds()
+	n := 0
+	for b.Loop() {
+		body()
+		n++
+	}
+	b.ReportMetric((cpuSeconds()-c0)/float64(n), "cpu-s/op")
 }
 
 // BenchmarkGPTIndex1B builds GPTDataset indices for a synthetic dataset of 2M documents
@@ -68,7 +90,7 @@ func BenchmarkGPTIndex1B(b *testing.B) {
 	b.Logf("documents %d, tokens %d, samples %d", docs, ref.TokensPerEpoch, ref.Len())
 
 	b.Run("num_tokens", func(b *testing.B) {
-		for b.Loop() {
+		timed(b, func() {
 			var t int64
 			for _, d := range ids {
 				t += int64(lengths[d])
@@ -76,31 +98,27 @@ func BenchmarkGPTIndex1B(b *testing.B) {
 			if t != ref.TokensPerEpoch {
 				b.Fatal("token count differs")
 			}
-		}
+		})
 	})
 	b.Run("document_index", func(b *testing.B) {
-		for b.Loop() {
-			BuildDocumentIndex(ids, 1, nprand.New(seed), false)
-		}
+		timed(b, func() { BuildDocumentIndex(ids, 1, nprand.New(seed), false) })
 	})
 	b.Run("sample_index", func(b *testing.B) {
-		for b.Loop() {
+		timed(b, func() {
 			if _, err := BuildSampleIndex(lengths, ref.DocumentIndex, seqLen, 1, ref.TokensPerEpoch, true, 1); err != nil {
 				b.Fatal(err)
 			}
-		}
+		})
 	})
 	b.Run("shuffle_index", func(b *testing.B) {
 		n := int64(ref.Len())
-		for b.Loop() {
-			BuildShuffleIndex(n, n, nprand.New(seed))
-		}
+		timed(b, func() { BuildShuffleIndex(n, n, nprand.New(seed)) })
 	})
 	b.Run("total", func(b *testing.B) {
-		for b.Loop() {
+		timed(b, func() {
 			if _, err := BuildIndices(lengths, ids, cfg); err != nil {
 				b.Fatal(err)
 			}
-		}
+		})
 	})
 }

@@ -192,18 +192,13 @@ func BuildSampleIndex(lengths []int32, docIndex []int32, seqLength, numEpochs in
 		return nil, fmt.Errorf("gpt: build_sample_idx: empty document index")
 	}
 	last := int64(len(docIndex) - 1)
-	seqLen := func(p int64) (int64, error) {
-		d := docIndex[p]
+	for p, d := range docIndex {
 		if d < 0 || int(d) >= len(lengths) {
-			return 0, fmt.Errorf("gpt: build_sample_idx: document_index[%d] = %d is outside the %d sequences", p, d, len(lengths))
+			return nil, fmt.Errorf("gpt: build_sample_idx: document_index[%d] = %d is outside the %d sequences", p, d, len(lengths))
 		}
-		return int64(lengths[d]), nil
 	}
 	var pos, off int64
-	cur, err := seqLen(0) // length of the sequence at pos
-	if err != nil {
-		return nil, err
-	}
+	cur := int64(lengths[docIndex[0]]) // length of the sequence at pos
 	x := int64(extra)
 	for k := int64(1); k <= n; k++ {
 		remaining := int64(seqLength) + x // > 0
@@ -220,9 +215,7 @@ func BuildSampleIndex(lengths []int32, docIndex []int32, seqLength, numEpochs in
 			}
 			pos++
 			off = 0
-			if cur, err = seqLen(pos); err != nil {
-				return nil, err
-			}
+			cur = int64(lengths[docIndex[pos]])
 		}
 		out[2*k], out[2*k+1] = pos, off
 	}

@@ -94,13 +94,15 @@ def npy_sha(a):
 
 
 def mean_time(fn, reps):
-    ts = []
+    """Mean wall and CPU (time.process_time) seconds of fn over reps calls, and its last result."""
+    wall, cpu = [], []
     out = None
     for _ in range(reps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         out = fn()
-        ts.append(time.perf_counter() - t0)
-    return sum(ts) / len(ts), out
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return (sum(wall) / reps, sum(cpu) / reps), out
 
 
 def main():
@@ -169,8 +171,8 @@ def main():
         if res.returncode != 0:
             sys.exit("go benchmark failed:\n" + res.stdout + res.stderr)
         go = {}
-        for m in re.finditer(r"BenchmarkGPTIndex1B/(\w+)-\d+\s+\d+\s+([\d.]+) ns/op", res.stdout):
-            go[m.group(1)] = float(m.group(2)) / 1e9
+        for m in re.finditer(r"BenchmarkGPTIndex1B/(\w+)-\d+\s+\d+\s+([\d.]+) ns/op\s+([\d.e+-]+) cpu-s/op", res.stdout):
+            go[m.group(1)] = (float(m.group(2)) / 1e9, float(m.group(3)))
         go_sha = dict(line.split() for line in open(sha_out).read().splitlines())
 
     print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, "
@@ -179,13 +181,16 @@ def main():
     print(f"command: GOFLAGS='{os.environ.get('GOFLAGS', '')}' /usr/bin/python3 scripts/bench/gpt_index.py "
           f"--docs {args.docs} --max-len {args.max_len} --seq-length {S} --seed {args.seed} --reps {args.reps}")
     print()
-    print("| step | Go (s) | numpy / g++ peer (s) | peer / Go |")
-    print("|---|---:|---:|---:|")
+    print("| step | Go wall (s) | peer wall (s) | peer/Go wall | Go CPU (s) | peer CPU (s) | peer/Go CPU |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for name, peer in [("num_tokens", t_tok), ("document_index", t_doc), ("sample_index", t_smp),
                        ("shuffle_index", t_shf), ("total", t_tot)]:
         g = go.get(name)
-        ratio = f"{peer / g:.2f}x" if g else "n/a"
-        print(f"| {name} | {g:.4f} | {peer:.4f} | {ratio} |" if g else f"| {name} | n/a | {peer:.4f} | n/a |")
+        if not g:
+            print(f"| {name} | n/a | {peer[0]:.4f} | n/a | n/a | {peer[1]:.4f} | n/a |")
+            continue
+        rc = f"{peer[1] / g[1]:.2f}x" if g[1] > 0 else "n/a"
+        print(f"| {name} | {g[0]:.4f} | {peer[0]:.4f} | {peer[0] / g[0]:.2f}x | {g[1]:.4f} | {peer[1]:.4f} | {rc} |")
     print()
     same = all(go_sha.get(k) == v for k, v in peer_sha.items())
     print("identical .npy output (SHA-256):", "yes" if same else f"NO: go {go_sha} peer {peer_sha}")
