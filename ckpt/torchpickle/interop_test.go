@@ -319,11 +319,39 @@ print(json.dumps(d(torch.load(sys.argv[1]))))
 	base, rows := get("base"), get("rows")
 	assert.Equal(t, unsafe.Pointer(&base.Data[2*8*4]), unsafe.Pointer(&rows.Data[0]), "base[2:4] is a view of base's storage")
 
-	// The legacy (pre-zip) format is recognised and refused clearly.
-	legacy := filepath.Join(t.TempDir(), "legacy.pt")
-	run(`torch.save({'a': torch.ones(2)}, sys.argv[1], _use_new_zipfile_serialization=False)`, legacy)
-	_, err = Load(legacy)
-	require.Error(t, err)
-	assert.Contains(t, err.Error(), legacy)
-	assert.Contains(t, err.Error(), "legacy")
+}
+
+// TestGoLoadsLegacyTorchFiles reads torch's pre-1.6 (non-zip) format, which old
+// pytorch_model.bin files use, and compares with Python's reading.
+func TestGoLoadsLegacyTorchFiles(t *testing.T) {
+	run := pythonTorch(t)
+	path := filepath.Join(t.TempDir(), "legacy.bin")
+	out := run(`
+torch.manual_seed(1)
+base = torch.randn(4, 5)
+obj = collections.OrderedDict([('w', base), ('wt', base.t()), ('rows', base[1:3]), ('b16', torch.randn(3).bfloat16()),
+    ('i64', torch.arange(7)), ('bool', torch.tensor([True, False])), ('empty', torch.zeros(0)),
+    ('meta', {'step': 3, 'name': 'x', 'lr': 0.5, 'ns': argparse.Namespace(a=1)})])
+torch.save(obj, sys.argv[1], _use_new_zipfile_serialization=False)
+print(json.dumps(d(torch.load(sys.argv[1]))))
+`, path)
+	var want any
+	require.NoError(t, json.Unmarshal(out, &want), "%s", out)
+	v, err := Load(path)
+	require.NoError(t, err)
+	gb, err := json.Marshal(describe(t, v))
+	require.NoError(t, err)
+	var got any
+	require.NoError(t, json.Unmarshal(gb, &got))
+	assert.Equal(t, want, got)
+
+	raw, err := os.ReadFile(path)
+	require.NoError(t, err)
+	for _, n := range []int{20, len(raw) / 2, len(raw) - 1} {
+		cut := filepath.Join(t.TempDir(), "cut.bin")
+		require.NoError(t, os.WriteFile(cut, raw[:n], 0o644))
+		_, err := Load(cut)
+		require.Error(t, err, "legacy file cut to %d bytes", n)
+		assert.Contains(t, err.Error(), cut)
+	}
 }

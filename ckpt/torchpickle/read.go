@@ -80,12 +80,16 @@ func (f *File) Close() error {
 	return err
 }
 
-// Decode unpickles an in-memory torch.save archive. Stored (uncompressed) storage
-// entries, which is all torch writes, become zero-copy views of data.
+// Decode unpickles an in-memory torch.save file: the zip format of torch ≥ 1.6, whose
+// stored (uncompressed) storage entries become zero-copy views of data, or the legacy
+// pre-1.6 format (see decodeLegacy).
 func Decode(data []byte) (any, error) {
-	if len(data) >= 2 && data[0] == 0x80 && data[1] <= 5 && !bytes.HasPrefix(data, []byte("PK")) {
-		return nil, fmt.Errorf("legacy (torch < 1.6) non-zip torch.save format is not supported; " +
-			"re-save it with torch.save(obj, path) from torch ≥ 1.6")
+	if len(data) >= 2 && data[0] == opProto && data[1] <= 5 {
+		v, err := decodeLegacy(data)
+		if err != nil {
+			return nil, fmt.Errorf("legacy (torch < 1.6) non-zip format: %w", err)
+		}
+		return v, nil
 	}
 	zr, err := zip.NewReader(bytes.NewReader(data), int64(len(data)))
 	if err != nil {

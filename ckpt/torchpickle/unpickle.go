@@ -94,6 +94,8 @@ type unpickler struct {
 	memo  map[int64]any
 	// persistentLoad resolves BINPERSID ids (torch storages).
 	persistentLoad func(pid any) (any, error)
+	// probe skips tensor rebuilding (legacy format: storage sizes are learnt first).
+	probe bool
 }
 
 // unpickle runs the pickle program in data and returns the value it builds.
