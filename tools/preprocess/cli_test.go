@@ -2,8 +2,10 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -70,4 +72,28 @@ func TestCLIWuDaoJSONL(t *testing.T) {
 	assert.Contains(t, se.String(), "x.json: element 1: no \"content\" field")
 	se.Reset()
 	assert.Equal(t, 3, runMain(append(args, "--strict"), &so, &se), se.String())
+}
+
+// TestProgressModes runs the bar and the log reporters to the end on a small input.
+func TestProgressModes(t *testing.T) {
+	dir := t.TempDir()
+	in := filepath.Join(dir, "in.jsonl")
+	writeJSONL(t, in, []string{"text"}, corpusText(50, 9))
+	for _, mode := range []string{"bar", "log", "none"} {
+		var w bytes.Buffer
+		cfg := Config{Input: in, OutputPrefix: filepath.Join(dir, mode), JSONKeys: []string{"text"}, Workers: 2, Partitions: 1, LogInterval: 20, Progress: mode}
+		sum, err := Run(context.Background(), cfg, fakeTok{1000}, &w)
+		assert.NoError(t, err)
+		assert.EqualValues(t, 50, sum.Documents)
+		switch mode {
+		case "bar":
+			assert.Contains(t, w.String(), "50 docs")
+		case "log":
+			assert.Equal(t, 3, strings.Count(w.String(), "Processed "), w.String())
+			assert.Contains(t, w.String(), "Processed 40 documents")
+			assert.Contains(t, w.String(), "Processed 50 documents")
+		case "none":
+			assert.Empty(t, w.String())
+		}
+	}
 }
