@@ -343,8 +343,10 @@ func (a *agent) exitBarrier(ctx context.Context, attempt int) outcome {
 	}
 	deadline := time.Now().Add(300 * time.Second)
 	for {
-		if ok, err := a.cli.Check(a.key(attempt, "exit/done")); err != nil || ok {
+		if ok, err := a.cli.Check(a.key(attempt, "exit/done")); err != nil {
 			return outcome{err: err}
+		} else if ok {
+			return outcome{err: a.exitAck(attempt)}
 		}
 		if out, done := a.remoteFailed(attempt); done {
 			return out
@@ -358,6 +360,26 @@ func (a *agent) exitBarrier(ctx context.Context, attempt int) outcome {
 		case <-time.After(a.l.MonitorInterval):
 		}
 	}
+}
+
+// exitAck: everyone saw the exit barrier complete before the host closes the store (it
+// waits up to 30 s for the acknowledgements).
+func (a *agent) exitAck(attempt int) error {
+	if _, err := a.cli.Add(a.key(attempt, "exit/ack"), 1); err != nil {
+		return err
+	}
+	if a.part != 0 {
+		return nil
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		n, err := a.cli.Add(a.key(attempt, "exit/ack"), 0)
+		if err != nil || n >= int64(a.parts) {
+			return err
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return nil
 }
 
 func (a *agent) remoteFailed(attempt int) (outcome, bool) {

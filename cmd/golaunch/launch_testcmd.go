@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"os"
@@ -11,6 +12,8 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/gomegatron/gomegatron/comm/store"
 )
 
 // Hidden builtins (names start with "_", left out of the help) that the launcher tests run
@@ -35,6 +38,8 @@ func init() {
 //	-lines N         print N numbered lines on stdout and on stderr first
 //	-piddir D        write D/<rank>.pid and D/<rank>.child (a grandchild `sleep`)
 //	-trap            on SIGTERM print "rank R got SIGTERM" and exit 143
+//	-ignore-term     ignore SIGTERM (the launcher must SIGKILL after the grace period)
+//	-barrier         join a store barrier of WORLD_SIZE ranks through GOMEGATRON_STORE_ADDR
 func testWorker(args []string) error {
 	fs := flag.NewFlagSet("_testworker", flag.ContinueOnError)
 	failRank := fs.Int("fail-rank", -1, "")
@@ -46,6 +51,8 @@ func testWorker(args []string) error {
 	pidDir := fs.String("piddir", "", "")
 	trap := fs.Bool("trap", false, "")
 	delay := fs.Duration("delay", 0, "")
+	ignoreTerm := fs.Bool("ignore-term", false, "")
+	barrier := fs.Bool("barrier", false, "")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -59,13 +66,26 @@ func testWorker(args []string) error {
 			os.Exit(143)
 		}()
 	}
+	if *ignoreTerm {
+		signal.Ignore(syscall.SIGTERM)
+	}
+	if *barrier {
+		if err := storeBarrier(rank); err != nil {
+			return err
+		}
+		fmt.Printf("rank %d passed the barrier\n", rank)
+	}
 	if *pidDir != "" {
 		child := exec.Command("sleep", "1000")
 		if err := child.Start(); err != nil {
 			return err
 		}
-		os.WriteFile(filepath.Join(*pidDir, fmt.Sprintf("%d.child", rank)), []byte(strconv.Itoa(child.Process.Pid)), 0o644)
-		os.WriteFile(filepath.Join(*pidDir, fmt.Sprintf("%d.pid", rank)), []byte(strconv.Itoa(os.Getpid())), 0o644)
+		// Written then renamed, so a reader never sees a half-written file.
+		for name, pid := range map[string]int{"child": child.Process.Pid, "pid": os.Getpid()} {
+			tmp := filepath.Join(*pidDir, fmt.Sprintf(".%d.%s.tmp", rank, name))
+			os.WriteFile(tmp, []byte(strconv.Itoa(pid)), 0o644)
+			os.Rename(tmp, filepath.Join(*pidDir, fmt.Sprintf("%d.%s", rank, name)))
+		}
 	}
 	for i := 0; i < *lines; i++ {
 		fmt.Printf("out %d rank %d\n", i, rank)
@@ -89,4 +109,19 @@ func testWorker(args []string) error {
 		time.Sleep(time.Minute)
 	}
 	return fmt.Errorf("-how %q: want exit, error, panic or sigkill", *how)
+}
+
+func storeBarrier(rank int) error {
+	world, err := strconv.Atoi(os.Getenv("WORLD_SIZE"))
+	if err != nil {
+		return fmt.Errorf("WORLD_SIZE: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := store.Dial(ctx, os.Getenv("GOMEGATRON_STORE_ADDR"), os.Getenv("GOMEGATRON_JOB_TOKEN"))
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return c.Barrier(ctx, "testworker/"+os.Getenv("TORCHELASTIC_RESTART_COUNT"), rank, world)
 }
