@@ -1,8 +1,10 @@
 package cpu
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -29,13 +31,13 @@ type openblasCase struct {
 	GFLOPS  float64 `json:"gflops"`
 }
 
-// TestGemmVsOpenBLAS is the side-by-side benchmark behind docs/perf: for each shape and
-// transpose it times our Sgemm and OpenBLAS sgemm (through numpy, the peer script
-// scripts/bench/gemm_openblas.py) with the same thread count, alternating the two for
-// $GOMEGATRON_BENCH_ROUNDS rounds (default 3) and keeping each side's best time, which is
-// the fair number on a shared machine. It prints a markdown table (and writes it to
-// $GOMEGATRON_BENCH_OUT when set). It runs only with GOMEGATRON_BENCH=1 and asserts
-// nothing about speed.
+// TestGemmVsOpenBLAS is the side-by-side benchmark behind docs/perf: for each
+// gemmBenchCases entry it times our Sgemm and OpenBLAS sgemm (through numpy, in the peer
+// script scripts/bench/gemm_openblas.py kept running in --serve mode) with the same thread
+// count. The two sides alternate case by case for $GOMEGATRON_BENCH_ROUNDS rounds (default
+// 3) and each keeps its best time, so on a shared machine both see the same background
+// load. It prints a markdown table (and writes it to $GOMEGATRON_BENCH_OUT when set). It
+// runs only with GOMEGATRON_BENCH=1 and asserts nothing about speed.
 func TestGemmVsOpenBLAS(t *testing.T) {
 	if os.Getenv("GOMEGATRON_BENCH") != "1" {
 		t.Skip("benchmark; run with GOMEGATRON_BENCH=1 (see docs/perf/2026-11-26-cpu-gemm.md)")
@@ -51,41 +53,26 @@ func TestGemmVsOpenBLAS(t *testing.T) {
 	}
 	script, err := filepath.Abs("../../scripts/bench/gemm_openblas.py")
 	require.NoError(t, err)
+	peer := startOpenBLASPeer(t, python, script, threads)
 
-	type key struct {
-		m, n, k int
-		trans   string
-	}
-	ours := map[key]float64{}
-	peer := map[key]float64{}
-	var info openblasReport
+	const window = 300 * time.Millisecond
+	ours := make([]float64, len(gemmBenchCases))
+	theirs := make([]float64, len(gemmBenchCases))
 	for r := 0; r < rounds; r++ {
-		for _, s := range gemmBenchShapes {
-			m, n, k := s[0], s[1], s[2]
-			for _, tr := range gemmBenchTrans {
-				g := timeSgemm(threads, tr.transA, tr.transB, m, n, k)
-				kk := key{m, n, k, tr.name}
-				ours[kk] = max(ours[kk], g)
-			}
-		}
-		info = runOpenBLASPeer(t, python, script, threads)
-		for _, c := range info.Cases {
-			kk := key{c.M, c.N, c.K, c.Trans}
-			peer[kk] = max(peer[kk], c.GFLOPS)
+		for i, c := range gemmBenchCases {
+			ours[i] = max(ours[i], timeSgemm(threads, c, window))
+			theirs[i] = max(theirs[i], peer.time(t, c, window))
 		}
 	}
 
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "ours: Sgemm kernel %s, %d threads (GOMAXPROCS %d)\n", gemmDefaultKernel.name, threads, runtime.GOMAXPROCS(0))
-	fmt.Fprintf(&sb, "peer: OpenBLAS %v core %v via numpy %s, OPENBLAS_NUM_THREADS=%d\n",
-		info.OpenBLAS["config"], info.OpenBLAS["corename"], info.Numpy, threads)
-	fmt.Fprintf(&sb, "best of %d rounds each\n\n", rounds)
+	fmt.Fprintf(&sb, "peer: %v, core %v, via numpy %s, OPENBLAS_NUM_THREADS=%d\n",
+		peer.info.OpenBLAS["config"], peer.info.OpenBLAS["corename"], peer.info.Numpy, threads)
+	fmt.Fprintf(&sb, "best of %d alternating rounds per side\n\n", rounds)
 	sb.WriteString("| m×n×k | op | ours GFLOP/s | OpenBLAS GFLOP/s | ours/OpenBLAS |\n|---|---|---:|---:|---:|\n")
-	for _, s := range gemmBenchShapes {
-		for _, tr := range gemmBenchTrans {
-			kk := key{s[0], s[1], s[2], tr.name}
-			fmt.Fprintf(&sb, "| %d×%d×%d | %s | %.1f | %.1f | %.2f |\n", s[0], s[1], s[2], tr.name, ours[kk], peer[kk], ours[kk]/peer[kk])
-		}
+	for i, c := range gemmBenchCases {
+		fmt.Fprintf(&sb, "| %d×%d×%d | %s | %.1f | %.1f | %.2f |\n", c.m, c.n, c.k, c.op, ours[i], theirs[i], ours[i]/theirs[i])
 	}
 	fmt.Print(sb.String())
 	if out := os.Getenv("GOMEGATRON_BENCH_OUT"); out != "" {
@@ -93,51 +80,70 @@ func TestGemmVsOpenBLAS(t *testing.T) {
 	}
 }
 
-// timeSgemm returns the best GFLOP/s of repeated C = op(A)·op(B) calls (at least 5 and
-// at least one second).
-func timeSgemm(threads int, transA, transB bool, m, n, k int) float64 {
+// timeSgemm returns the best GFLOP/s of repeated calls of case c (at least 3 calls and at
+// least window).
+func timeSgemm(threads int, c gemmBenchCase, window time.Duration) float64 {
 	SetGemmThreads(threads)
 	defer SetGemmThreads(0)
-	a, b, c := gemmBenchOperands(m, n, k)
-	lda, ldb := k, n
-	if transA {
-		lda = m
-	}
-	if transB {
-		ldb = k
-	}
-	Sgemm(transA, transB, m, n, k, 1, a, lda, b, ldb, 0, c, n)
+	call := gemmBenchCall(c)
+	call()
 	best := time.Duration(1 << 62)
 	start := time.Now()
-	for i := 0; i < 5 || time.Since(start) < time.Second; i++ {
+	for i := 0; i < 3 || time.Since(start) < window; i++ {
 		t0 := time.Now()
-		Sgemm(transA, transB, m, n, k, 1, a, lda, b, ldb, 0, c, n)
+		call()
 		best = min(best, time.Since(t0))
 	}
-	return 2 * float64(m) * float64(n) * float64(k) / best.Seconds() / 1e9
+	return 2 * float64(c.m) * float64(c.n) * float64(c.k) / best.Seconds() / 1e9
 }
 
-// runOpenBLASPeer runs the peer script for gemmBenchShapes with OPENBLAS_NUM_THREADS =
-// threads and OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE removed (they pin a slower core).
-func runOpenBLASPeer(t *testing.T, python, script string, threads int) openblasReport {
+// openblasPeer is the running peer script.
+type openblasPeer struct {
+	info openblasReport
+	in   io.Writer
+	out  *bufio.Scanner
+}
+
+// startOpenBLASPeer starts the peer script in --serve mode with OPENBLAS_NUM_THREADS =
+// threads and every other OPENBLAS_* variable removed (OPENBLAS_CORETYPE and
+// OPENBLAS_L2_SIZE, set on some machines, pin a slower core). It is stopped at cleanup.
+func startOpenBLASPeer(t *testing.T, python, script string, threads int) *openblasPeer {
 	t.Helper()
-	args := []string{script, "--min-seconds", "1", "--shapes"}
-	for _, s := range gemmBenchShapes {
-		args = append(args, fmt.Sprintf("%dx%dx%d", s[0], s[1], s[2]))
-	}
-	cmd := exec.Command(python, args...)
+	cmd := exec.Command(python, script, "--serve", "--reps", "3")
 	for _, e := range os.Environ() {
-		if strings.HasPrefix(e, "OPENBLAS_") {
-			continue
+		if !strings.HasPrefix(e, "OPENBLAS_") {
+			cmd.Env = append(cmd.Env, e)
 		}
-		cmd.Env = append(cmd.Env, e)
 	}
 	cmd.Env = append(cmd.Env, fmt.Sprintf("OPENBLAS_NUM_THREADS=%d", threads))
 	cmd.Stderr = os.Stderr
-	out, err := cmd.Output()
-	require.NoError(t, err, "running %s", script)
-	var rep openblasReport
-	require.NoError(t, json.Unmarshal(out, &rep), "parsing the output of %s", script)
-	require.Len(t, rep.Cases, len(gemmBenchShapes)*len(gemmBenchTrans))
-	return rep
+	in, err := cmd.StdinPipe()
+	require.NoError(t, err)
+	out, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start(), "starting %s", script)
+	t.Cleanup(func() {
+		in.Close()
+		_ = cmd.Wait()
+	})
+	p := &openblasPeer{in: in, out: bufio.NewScanner(out)}
+	require.True(t, p.out.Scan(), "%s printed no info line: %v", script, p.out.Err())
+	require.NoError(t, json.Unmarshal(p.out.Bytes(), &p.info), "parsing the info line of %s", script)
+	return p
+}
+
+// time returns OpenBLAS's best GFLOP/s for case c over at least window.
+func (p *openblasPeer) time(t *testing.T, c gemmBenchCase, window time.Duration) float64 {
+	t.Helper()
+	_, err := fmt.Fprintf(p.in, "%dx%dx%d:%s %g\n", c.m, c.n, c.k, c.op, window.Seconds())
+	require.NoError(t, err, "writing to the OpenBLAS peer")
+	require.True(t, p.out.Scan(), "OpenBLAS peer stopped: %v", p.out.Err())
+	var r struct {
+		openblasCase
+		Error string
+	}
+	require.NoError(t, json.Unmarshal(p.out.Bytes(), &r), "parsing %q", p.out.Text())
+	require.Empty(t, r.Error, "OpenBLAS peer")
+	require.Equal(t, []any{c.m, c.n, c.k, c.op}, []any{r.M, r.N, r.K, r.Trans}, "OpenBLAS peer answered another case")
+	return r.GFLOPS
 }

@@ -9,7 +9,7 @@ and GFLOP/s (2·m·n·k / seconds).
 
 Run it with OPENBLAS_NUM_THREADS set and OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset, e.g.
   env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OPENBLAS_NUM_THREADS=2 \\
-      /usr/bin/python3 scripts/bench/gemm_openblas.py --shapes 1024x1024x1024 4096x4096x1024
+      /usr/bin/python3 scripts/bench/gemm_openblas.py --cases 1024x1024x1024:NN 1024x1536x512:NT
 """
 import argparse
 import ctypes
@@ -47,13 +47,23 @@ def openblas_info():
     return info
 
 
+_operands = {}
+
+
+def operands(m, n, k, ta, tb):
+    """Random op(A), op(B) (transposed views of C-contiguous arrays) and C, kept per case."""
+    key = (m, n, k, ta, tb)
+    if key not in _operands:
+        rng = np.random.default_rng(1)
+        a = rng.random((k, m) if ta else (m, k), dtype=np.float32) - 0.5
+        b = rng.random((n, k) if tb else (k, n), dtype=np.float32) - 0.5
+        _operands[key] = (a.T if ta else a, b.T if tb else b, np.empty((m, n), dtype=np.float32))
+    return _operands[key]
+
+
 def bench(m, n, k, ta, tb, reps, min_seconds):
-    rng = np.random.default_rng(1)
-    a = (rng.random((k, m) if ta else (m, k), dtype=np.float32) - 0.5)
-    b = (rng.random((n, k) if tb else (k, n), dtype=np.float32) - 0.5)
-    opa = a.T if ta else a
-    opb = b.T if tb else b
-    c = np.empty((m, n), dtype=np.float32)
+    """Best time of np.matmul over at least reps calls and min_seconds."""
+    opa, opb, c = operands(m, n, k, ta, tb)
     np.matmul(opa, opb, out=c)  # warm up threads and caches
     best = float("inf")
     start = time.perf_counter()
@@ -66,27 +76,60 @@ def bench(m, n, k, ta, tb, reps, min_seconds):
     return best, done
 
 
+def parse_case(case):
+    shape, _, t = case.partition(":")
+    try:
+        m, n, k = (int(x) for x in shape.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"case {case!r}: {shape!r} is not MxNxK")
+    if len(t) != 2 or any(ch not in "NT" for ch in t):
+        raise ValueError(f"case {case!r}: op {t!r} is not one of NN NT TN TT")
+    return m, n, k, t
+
+
+def run_case(case, reps, min_seconds):
+    m, n, k, t = parse_case(case)
+    best, done = bench(m, n, k, t[0] == "T", t[1] == "T", reps, min_seconds)
+    return {"m": m, "n": n, "k": k, "trans": t, "seconds": best, "reps": done,
+            "gflops": 2.0 * m * n * k / best / 1e9}
+
+
+def serve(reps):
+    """Line protocol for interleaved timing: prints the info object on one line, then for
+    each input line "MxNxK:OP SECONDS" prints one case object on one line."""
+    print(json.dumps({"numpy": np.__version__, "openblas": openblas_info(), "cases": []}), flush=True)
+    for line in sys.stdin:
+        fields = line.split()
+        if not fields:
+            continue
+        try:
+            min_seconds = float(fields[1]) if len(fields) > 1 else 0.5
+            print(json.dumps(run_case(fields[0], reps, min_seconds)), flush=True)
+        except ValueError as e:
+            print(json.dumps({"error": str(e)}), flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--shapes", nargs="+", default=["1024x1024x1024", "4096x4096x1024"],
-                    help="MxNxK shapes")
-    ap.add_argument("--trans", nargs="+", default=["NN", "NT", "TN", "TT"])
+    ap.add_argument("--cases", nargs="+", metavar="MxNxK:OP",
+                    default=[f"{s}:{op}" for s in ("1024x1024x1024", "4096x4096x1024")
+                             for op in ("NN", "NT", "TN", "TT")],
+                    help="products C[MxN] = op(A)·op(B), OP one of NN NT TN TT")
     ap.add_argument("--reps", type=int, default=5, help="minimum timed repetitions per case")
     ap.add_argument("--min-seconds", type=float, default=0.5,
                     help="keep repeating until this much time has passed")
+    ap.add_argument("--serve", action="store_true",
+                    help="read cases from stdin, one per line (see serve)")
     args = ap.parse_args()
+    if args.serve:
+        serve(args.reps)
+        return
     out = {"numpy": np.__version__, "openblas": openblas_info(), "cases": []}
-    for s in args.shapes:
+    for case in args.cases:
         try:
-            m, n, k = (int(x) for x in s.lower().split("x"))
-        except ValueError:
-            sys.exit(f"gemm_openblas.py: --shapes entry {s!r} is not MxNxK")
-        for t in args.trans:
-            if len(t) != 2 or any(ch not in "NT" for ch in t):
-                sys.exit(f"gemm_openblas.py: --trans entry {t!r} is not one of NN NT TN TT")
-            best, reps = bench(m, n, k, t[0] == "T", t[1] == "T", args.reps, args.min_seconds)
-            out["cases"].append({"m": m, "n": n, "k": k, "trans": t, "seconds": best,
-                                 "reps": reps, "gflops": 2.0 * m * n * k / best / 1e9})
+            out["cases"].append(run_case(case, args.reps, args.min_seconds))
+        except ValueError as e:
+            sys.exit(f"gemm_openblas.py: --cases: {e}")
     json.dump(out, sys.stdout, indent=1)
     print()
 
