@@ -10,6 +10,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strings"
+	"sync"
 	"testing"
 	"unsafe"
 
@@ -134,11 +136,17 @@ func describe(t *testing.T, v any) any {
 	return nil
 }
 
+var (
+	pyOnce sync.Once
+	pyErr  error
+)
+
 // pythonTorch returns a command runner for /usr/bin/python3 with torch, numpy and a
 // stub megatron.core.enums (so Megatron's enum pickles resolve), or skips the test.
 func pythonTorch(t *testing.T) func(script string, args ...string) []byte {
-	if err := exec.Command("/usr/bin/python3", "-c", "import torch, numpy").Run(); err != nil {
-		t.Skipf("skipping: /usr/bin/python3 with torch and numpy not available (%v)", err)
+	pyOnce.Do(func() { pyErr = exec.Command("/usr/bin/python3", "-c", "import torch, numpy").Run() })
+	if pyErr != nil {
+		t.Skipf("skipping: /usr/bin/python3 with torch and numpy not available (%v)", pyErr)
 	}
 	stub := t.TempDir()
 	require.NoError(t, os.MkdirAll(filepath.Join(stub, "megatron", "core"), 0o755))
@@ -243,17 +251,6 @@ a, b = obj['model']['shared.a'], obj['model']['shared.b']
 assert a.data_ptr() == b.data_ptr(), 'shared tensors lost their shared storage'
 assert type(obj['model']) is collections.OrderedDict and hasattr(obj['model'], '_metadata')
 print(json.dumps(d(obj)))
-`, path)
-	var got any
-	require.NoError(t, json.Unmarshal(out, &got), "%s", out)
-	want, err := json.Marshal(describe(t, top))
-	require.NoError(t, err)
-	var wantV any
-	require.NoError(t, json.Unmarshal(want, &wantV))
-	assert.Equal(t, wantV, got)
-
-	// The archive layout: <stem>/... entries, payloads 64-byte aligned.
-	out = run(`
 import zipfile
 z = zipfile.ZipFile(sys.argv[1])
 raw = open(sys.argv[1], 'rb').read()
@@ -263,6 +260,18 @@ for i in z.infolist():
     data_at = h + 30 + nlen + xlen
     print(i.filename, i.compress_type, data_at % 64)
 `, path)
+	lines := strings.SplitN(string(out), "\n", 2)
+	require.Len(t, lines, 2, "%s", out)
+	var got any
+	require.NoError(t, json.Unmarshal([]byte(lines[0]), &got), "%s", out)
+	want, err := json.Marshal(describe(t, top))
+	require.NoError(t, err)
+	var wantV any
+	require.NoError(t, json.Unmarshal(want, &wantV))
+	assert.Equal(t, wantV, got)
+
+	// The archive layout: <stem>/... entries, payloads 64-byte aligned.
+	out = []byte(lines[1])
 	assert.Contains(t, string(out), "model_optim_rng/data.pkl 0 0\n")
 	assert.Contains(t, string(out), "model_optim_rng/byteorder 0 0\n")
 	assert.Contains(t, string(out), "model_optim_rng/version 0 0\n")
