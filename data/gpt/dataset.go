@@ -123,6 +123,17 @@ func (d *Dataset) Get(idx int) (*Sample, error) {
 	return d.sampleFromText(text), nil
 }
 
+// PaddingSample is __getitem__(None), the batch-padding sample: sample 0 with an all-zero
+// loss mask.
+func (d *Dataset) PaddingSample() (*Sample, error) {
+	s, err := d.Get(0)
+	if err != nil {
+		return nil, err
+	}
+	clear(s.LossMask)
+	return s, nil
+}
+
 func (d *Dataset) sampleFromText(text []int64) *Sample {
 	s := d.cfg.SequenceLength
 	smp := &Sample{}

@@ -73,6 +73,10 @@ func TestRetrievalWithoutExtraToken(t *testing.T) {
 	}
 	_, err = ds.Get(3)
 	assert.Error(t, err)
+	pad, err := ds.PaddingSample()
+	require.NoError(t, err)
+	assert.Equal(t, want[0].tokens, pad.Tokens)
+	assert.Equal(t, []float32{0, 0, 0}, pad.LossMask)
 }
 
 // TestLTRMasks checks eod loss masking, position-id resets and the reset attention mask on a
