@@ -38,7 +38,9 @@ type Global struct {
 func (g Global) String() string { return g.Module + "." + g.Name }
 
 // Dict is an insertion-ordered Python dict or collections.OrderedDict.
-// Keys are strings, int64, bool, float64, nil, tensor.DType or Tuples.
+// Keys are strings, int64, bool, float64, nil, tensor.DType or Tuples. Keys and
+// Values may be read and values replaced in place; add or remove entries only
+// through Set (or build a new Dict), since lookups keep an index of the keys.
 type Dict struct {
 	Keys   []any
 	Values []any
