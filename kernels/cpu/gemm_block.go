@@ -15,19 +15,26 @@ type gemmArgs struct {
 }
 
 // gemmJob is one blocked Sgemm call shared by its participants (the caller and the pool
-// workers it reserved). The loop nest is the Goto/BLIS one:
+// workers it reserved). The loop nest is the Goto/BLIS one,
 //
 //	for jc in n by nc:                       C[:, jc:jc+nc]
 //	  for pc in k by kc:                     rank-kc update, beta applied at pc = 0
 //	    pack op(B)[pc:pc+kc, jc:jc+nc] → bp  (shared; panels split between participants)
-//	    barrier
 //	    for each unit (rows mr-aligned, columns nr-aligned) claimed by a participant:
 //	      pack op(A)[rows, pc:pc+kc] → ap[participant]
 //	      for each nr panel, for each mr panel: micro-kernel on the C tile
-//	    barrier
 //
-// Every participant walks the same nest; the only shared mutable state is the claim
-// counter, reset by the last participant to reach each barrier.
+// software-pipelined over the (jc, pc) blocks b with two packed-B buffers, so one barrier
+// per block suffices:
+//
+//	pack B(0) → bp[0]; barrier
+//	for b: compute block b from bp[b%2]; pack B(b+1) → bp[(b+1)%2]; barrier
+//
+// B(b+1) overwrites the buffer of block b−1, which every participant finished before the
+// previous barrier; a participant done with its units of block b packs ahead while the
+// others finish, which also balances the load. Every participant walks the same nest; the
+// only shared mutable state is the two claim counters, reset by the last participant to
+// reach each barrier.
 type gemmJob struct {
 	kern *gemmKernel
 	g    gemmArgs
@@ -37,9 +44,10 @@ type gemmJob struct {
 	mUnits     int // row units per compute phase
 	nParts     int // column parts per row unit (>1 only when there are few rows)
 
-	bp   []float32   // packed B block: nc/nr panels of kc×nr
-	ap   [][]float32 // per participant: packed A (mc×kc) then an mr×nr edge tile
-	next atomic.Int64
+	bp        [2][]float32 // packed B blocks (double buffer): nc/nr panels of kc×nr each
+	ap        [][]float32  // per participant: packed A (mc×kc) then an mr×nr edge tile
+	nextPack  atomic.Int64 // claim counters of the current phase
+	nextUnits atomic.Int64
 
 	mu    sync.Mutex
 	cond  sync.Cond
@@ -101,50 +109,70 @@ func (j *gemmJob) plan(parts int) {
 		}
 	}
 	j.mc = gemmCeilDiv(mPanels, j.mUnits) * kn.mr
-	j.bp = gemmGrow(j.bp, j.kc*j.nc)
+	for i := range j.bp {
+		j.bp[i] = gemmGrow(j.bp[i], j.kc*j.nc)
+	}
 	for len(j.ap) < parts {
 		j.ap = append(j.ap, nil)
 	}
 	for p := 0; p < parts; p++ {
 		j.ap[p] = gemmGrow(j.ap[p], j.mc*j.kc+kn.mr*kn.nr)
 	}
-	j.next.Store(0)
+	j.nextPack.Store(0)
+	j.nextUnits.Store(0)
 	j.count = 0
 }
 
+// gemmBPanelsPerClaim is how many B micro-panels one packing claim covers.
+const gemmBPanelsPerClaim = 4
+
 // run is participant pid's walk of the loop nest.
 func (j *gemmJob) run(pid int) {
+	g := &j.g
+	nk := gemmCeilDiv(g.k, j.kc)
+	blocks := gemmCeilDiv(g.n, j.nc) * nk
+	j.packBlock(0)
+	j.barrier()
+	for b := 0; b < blocks; b++ {
+		jc, pc := (b/nk)*j.nc, (b%nk)*j.kc
+		nc, kc := min(j.nc, g.n-jc), min(j.kc, g.k-pc)
+		beta := g.beta
+		if pc > 0 {
+			beta = 1
+		}
+		nPanels := gemmCeilDiv(nc, j.kern.nr)
+		nUnits := int64(j.mUnits * j.nParts)
+		for u := j.nextUnits.Add(1) - 1; u < nUnits; u = j.nextUnits.Add(1) - 1 {
+			j.computeUnit(pid, j.bp[b%2], int(u)/j.nParts, int(u)%j.nParts, jc, nc, nPanels, pc, kc, beta)
+		}
+		if b+1 < blocks {
+			j.packBlock(b + 1)
+		}
+		j.barrier()
+	}
+}
+
+// packBlock packs the claimed panels of op(B) block b (jc = b/nk·nc, pc = b%nk·kc) into
+// bp[b%2].
+func (j *gemmJob) packBlock(b int) {
 	kn, g := j.kern, &j.g
-	for jc := 0; jc < g.n; jc += j.nc {
-		nc := min(j.nc, g.n-jc)
-		nPanels := gemmCeilDiv(nc, kn.nr)
-		const bGroup = 4 // B panels per claim
-		nB := gemmCeilDiv(nPanels, bGroup)
-		for pc := 0; pc < g.k; pc += j.kc {
-			kc := min(j.kc, g.k-pc)
-			beta := g.beta
-			if pc > 0 {
-				beta = 1
-			}
-			for u := int(j.next.Add(1) - 1); u < nB; u = int(j.next.Add(1) - 1) {
-				for jp := u * bGroup; jp < min(nPanels, (u+1)*bGroup); jp++ {
-					c0 := jp * kn.nr
-					gemmPackB(j.bp[jp*kn.nr*kc:(jp+1)*kn.nr*kc], kn.nr, g, pc, kc, jc+c0, min(kn.nr, nc-c0))
-				}
-			}
-			j.barrier()
-			nUnits := j.mUnits * j.nParts
-			for u := int(j.next.Add(1) - 1); u < nUnits; u = int(j.next.Add(1) - 1) {
-				j.computeUnit(pid, u/j.nParts, u%j.nParts, jc, nc, nPanels, pc, kc, beta)
-			}
-			j.barrier()
+	nk := gemmCeilDiv(g.k, j.kc)
+	jc, pc := (b/nk)*j.nc, (b%nk)*j.kc
+	nc, kc := min(j.nc, g.n-jc), min(j.kc, g.k-pc)
+	nPanels := gemmCeilDiv(nc, kn.nr)
+	claims := int64(gemmCeilDiv(nPanels, gemmBPanelsPerClaim))
+	bp := j.bp[b%2]
+	for u := j.nextPack.Add(1) - 1; u < claims; u = j.nextPack.Add(1) - 1 {
+		for q := int(u) * gemmBPanelsPerClaim; q < min(nPanels, int(u+1)*gemmBPanelsPerClaim); q++ {
+			c0 := q * kn.nr
+			gemmPackB(bp[q*kn.nr*kc:(q+1)*kn.nr*kc], kn.nr, g, pc, kc, jc+c0, min(kn.nr, nc-c0))
 		}
 	}
 }
 
 // computeUnit packs the rows of row unit mu and multiplies them with column part np of
 // the packed B block at (jc, pc).
-func (j *gemmJob) computeUnit(pid, mu, np, jc, nc, nPanels, pc, kc int, beta float32) {
+func (j *gemmJob) computeUnit(pid int, bp []float32, mu, np, jc, nc, nPanels, pc, kc int, beta float32) {
 	kn, g := j.kern, &j.g
 	mPanels := gemmCeilDiv(g.m, kn.mr)
 	p0, p1 := mu*mPanels/j.mUnits, (mu+1)*mPanels/j.mUnits
@@ -158,7 +186,7 @@ func (j *gemmJob) computeUnit(pid, mu, np, jc, nc, nPanels, pc, kc int, beta flo
 	for q := q0; q < q1; q++ {
 		col := jc + q*kn.nr
 		cols := min(kn.nr, jc+nc-col)
-		bq := &j.bp[q*nrkc]
+		bq := &bp[q*nrkc]
 		for ip := 0; ip < p1-p0; ip++ {
 			row := i0 + ip*kn.mr
 			rs := min(kn.mr, g.m-row)
@@ -183,10 +211,11 @@ func (j *gemmJob) computeUnit(pid, mu, np, jc, nc, nPanels, pc, kc int, beta flo
 }
 
 // barrier waits until every participant has reached it; the last one resets the claim
-// counter for the next phase.
+// counters for the next phase.
 func (j *gemmJob) barrier() {
 	if j.parts == 1 {
-		j.next.Store(0)
+		j.nextPack.Store(0)
+		j.nextUnits.Store(0)
 		return
 	}
 	j.mu.Lock()
@@ -195,7 +224,8 @@ func (j *gemmJob) barrier() {
 	if j.count == j.parts {
 		j.count = 0
 		j.gen++
-		j.next.Store(0)
+		j.nextPack.Store(0)
+		j.nextUnits.Store(0)
 		j.cond.Broadcast()
 	} else {
 		for gen == j.gen {
