@@ -140,10 +140,9 @@ func (b *Backend) Attention(out, lse, q, k, v *tensor.Tensor, p kernels.AttnPara
 						clear(row)
 						continue
 					}
+					expNegRow(row, row, mx)
 					var sum float32
-					for c, s := range row {
-						e := expNeg(s - mx)
-						row[c] = e
+					for _, e := range row {
 						sum += e
 					}
 					if corr := expNeg(m[r] - mx); corr != 1 {
@@ -185,9 +184,7 @@ func probs(sb, lse []float32, nq, nk int) {
 			clear(row)
 			continue
 		}
-		for c, s := range row {
-			row[c] = expNeg(s - li)
-		}
+		expNegRow(row, row, li)
 	}
 }
 

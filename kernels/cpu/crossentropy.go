@@ -39,15 +39,17 @@ func (*Backend) RowMax(mx, logits *tensor.Tensor) {
 
 // SumExp: se[n] = Σ_v exp(logits[n, v] − mx[n]) (expf terms summed in float64), for a
 // given (global) mx.
-func (*Backend) SumExp(se, logits, mx *tensor.Tensor) {
+func (b *Backend) SumExp(se, logits, mx *tensor.Tensor) {
 	n, v := ceRows("SumExp", logits, se, mx)
 	ss, ls, ms := f32("SumExp", se), f32("SumExp", logits), f32("SumExp", mx)
 	parallelFor(n, grainFor(8*v), func(lo, hi int) {
+		buf := b.getScratch(v)
+		defer b.putScratch(buf)
 		for r := lo; r < hi; r++ {
-			m := ms[r]
+			expNegRow(buf.v, ls[r*v:(r+1)*v], ms[r])
 			var s float64
-			for _, x := range ls[r*v : (r+1)*v] {
-				s += float64(expNeg(x - m))
+			for _, e := range buf.v {
+				s += float64(e)
 			}
 			ss[r] = float32(s)
 		}
@@ -81,13 +83,18 @@ func (*Backend) CrossEntropyBackward(dlogits, logits, mx, se, targets, dloss *te
 		for r := lo; r < hi; r++ {
 			m, inv, g := ms[r], 1/ss[r], gs[r]
 			lr, dr := ls[r*v:(r+1)*v], ds[r*v:(r+1)*v]
-			tc := tg(r) - int64(start) // out of the shard: matches no c
-			for c, x := range lr {
-				p := expNeg(x-m) * inv
-				if int64(c) == tc {
-					p--
-				}
-				dr[c] = p * g
+			expNegRow(dr, lr, m) // dr may alias lr: elementwise
+			tc := tg(r) - int64(start)
+			in := tc >= 0 && tc < int64(v)
+			var et float32
+			if in {
+				et = dr[tc]
+			}
+			for c, e := range dr {
+				dr[c] = e * inv * g
+			}
+			if in {
+				dr[tc] = (et*inv - 1) * g
 			}
 		}
 	})

@@ -67,3 +67,38 @@ func BenchmarkExp(b *testing.B) {
 	})
 	_ = sink
 }
+
+// TestExpNegRow checks the row exp (vector body and scalar tail) against math.Exp: at most
+// 2 ulp, −Inf and underflow to 0, NaN kept, aliasing allowed.
+func TestExpNegRow(t *testing.T) {
+	src := make([]float32, 0, 300000)
+	for x := float32(-90); x <= 0.01; x += 0.0003 {
+		src = append(src, x)
+	}
+	src = append(src, float32(math.Inf(-1)), -1000, float32(math.NaN()), 0, -1e-30)
+	const sub = 0.25
+	dst := make([]float32, len(src))
+	expNegRow(dst, src, sub)
+	var worst float64
+	for i, s := range src {
+		x := s - sub
+		switch {
+		case math.IsNaN(float64(x)):
+			require.Truef(t, math.IsNaN(float64(dst[i])), "exp(NaN) at %d", i)
+			continue
+		case x < -87.33654:
+			require.Zerof(t, dst[i], "exp(%v)", x)
+			continue
+		}
+		want := math.Exp(float64(x))
+		ulp := float64(math.Nextafter32(float32(want), float32(math.Inf(1))) - float32(want))
+		worst = max(worst, math.Abs(float64(dst[i])-want)/ulp)
+	}
+	require.LessOrEqual(t, worst, 2.0, "worst error in ulp")
+	for _, n := range []int{0, 1, 7, 8, 9, 17} {
+		a := make([]float32, n)
+		copy(a, src[1000:1000+n])
+		expNegRow(a, a, sub)
+		require.Equal(t, dst[1000:1000+n], a, "aliased, n=%d", n)
+	}
+}
