@@ -71,6 +71,15 @@ func BenchmarkExp(b *testing.B) {
 // TestExpNegRow checks the row exp (vector body and scalar tail) against math.Exp: at most
 // 2 ulp, −Inf and underflow to 0, NaN kept, aliasing allowed.
 func TestExpNegRow(t *testing.T) {
+	t.Run("dispatch", testExpNegRow)
+	t.Run("scalar", func(t *testing.T) {
+		defer func(v bool) { haveExpAVX2 = v }(haveExpAVX2)
+		haveExpAVX2 = false
+		testExpNegRow(t)
+	})
+}
+
+func testExpNegRow(t *testing.T) {
 	src := make([]float32, 0, 300000)
 	for x := float32(-90); x <= 0.01; x += 0.0003 {
 		src = append(src, x)
