@@ -209,3 +209,33 @@ func TestBuildSplitsEmptyRange(t *testing.T) {
 	require.NotNil(t, ds[Valid])
 	assert.Nil(t, ds[Test])
 }
+
+// TestSeparateFinalEpochBoundary pins the rule separate = final < int(0.80 * per) (strict, and
+// 0.80 exactly) at its boundary, which the fixtures only bracket loosely: with E = 2,
+// sans = per, so N = per + int(0.8*per) is not separate and one sample fewer is.
+func TestSeparateFinalEpochBoundary(t *testing.T) {
+	lengths := []int32{100, 37, 250, 64, 1, 90} // T = 542
+	docs := Range{0, len(lengths)}.Arange()
+	const s = 8
+	per := (542 - 1) / s // 67
+	th := int(0.8 * float64(per))
+	for _, c := range []struct {
+		n        int
+		separate bool
+	}{{per + th, false}, {per + th - 1, true}, {per + 1, true}} {
+		ix, err := BuildIndices(lengths, docs, IndexConfig{SequenceLength: s, NumSamples: c.n, RandomSeed: 3, AddExtraToken: true, DropLastPartialSequence: true})
+		require.NoError(t, err)
+		assert.Equal(t, 2, ix.NumEpochs, "N=%d", c.n)
+		assert.Equal(t, c.separate, ix.SeparateFinalEpoch, "N=%d (threshold %d)", c.n, th)
+	}
+}
+
+// TestPartialSampleCountIsFloat32 checks that the non-drop-last sample count is computed in
+// single precision as helpers.cpp does: E*T - X = 2**24 + 1 rounds to 2**24 in float32, so
+// ceil((2**24 + 1) / 4096) gives 4096 samples, not the exact 4097.
+func TestPartialSampleCountIsFloat32(t *testing.T) {
+	lengths := []int32{1<<24 + 2}
+	si, err := BuildSampleIndex(lengths, []int32{0}, 4096, 1, 1<<24+2, false, 1)
+	require.NoError(t, err)
+	assert.Equal(t, 4096+1, len(si)/2)
+}
