@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"slices"
 
 	"golang.org/x/sys/unix"
 )
@@ -160,7 +161,7 @@ func (d *Dataset) AppendTokens(dst []int64, i, offset, length int) ([]int64, err
 	}
 	n := len(raw) / d.ix.DType.Size()
 	start := len(dst)
-	dst = append(dst, make([]int64, n)...)
+	dst = slices.Grow(dst, n)[:start+n]
 	decodeInt64(dst[start:], raw, d.ix.DType)
 	return dst, nil
 }
