@@ -12,11 +12,17 @@ import (
 // (float64 where a doc comment says so), splits its rows over goroutines with a fixed,
 // thread-count-independent summation order, so results are bitwise reproducible.
 //
-// A Backend is safe for concurrent use. Its only state is a pool of scratch buffers and a
-// cache of RoPE tables; both are private to the value, so there is no package-level
-// mutable state.
+// Scratch: kernels.Backend's ops take no workspace arguments, so the few that need one
+// (attention's score blocks and D_i, BF16/F16 GEMM operands widened to F32, SumExp's row
+// of exponentials, float64 column sums, partial maxima and sums) take it from pools owned
+// by the Backend; after warm-up no op allocates buffers (a call still allocates its
+// closure and goroutines, a few small objects). Tensors returned by Alloc are plain
+// host tensors.
+//
+// A Backend is safe for concurrent use. Its only state is those pools and a cache of RoPE
+// tables; both are private to the value, so there is no package-level mutable state.
 type Backend struct {
-	scratch   sync.Pool // *scratchBuf: float32 scratch for attention blocks and casts
+	scratch   sync.Pool // *scratchBuf: float32 scratch
 	scratch64 sync.Pool // *scratch64Buf: float64 column accumulators
 
 	ropeMu sync.RWMutex
