@@ -199,9 +199,6 @@ func (a *agent) run() (int, error) {
 				return 0, nil
 			}
 		}
-		if len(out.failures) > 0 && a.parts > 1 {
-			a.cli.Set(a.key(attempt, "failed"), []byte(strconv.Itoa(a.part)))
-		}
 		if attempt < l.MaxRestarts {
 			why := out.remote
 			if why == "" {
@@ -452,6 +449,14 @@ func (a *agent) runAttempt(ctx context.Context, attempt int) outcome {
 				default:
 					break drain
 				}
+			}
+			for _, f := range out.failures {
+				fmt.Fprintf(a.Stderr, "golaunch: failed (exitcode: %d) local_rank: %d (pid: %d) of binary: %s\n",
+					f.ExitCode, f.LocalRank, f.PID, a.Argv[0])
+			}
+			if a.parts > 1 {
+				// Tell the other nodes first, so they stop while we wait for ours.
+				a.cli.Set(a.key(attempt, "failed"), []byte(strconv.Itoa(a.part)))
 			}
 			a.stop(workers, events, syscall.SIGTERM)
 			return out

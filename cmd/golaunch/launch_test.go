@@ -22,7 +22,7 @@ import (
 
 // golaunchBin is the golaunch binary built once by TestMain; the launcher tests run it as a
 // user would.
-var golaunchBin string
+var golaunchBin, launcherTmp string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "golaunch-test-")
@@ -31,6 +31,8 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	golaunchBin = filepath.Join(dir, "golaunch")
+	launcherTmp = filepath.Join(dir, "tmp") // TMPDIR of the launched golaunch: its torchelastic_* dirs go here
+	os.Mkdir(launcherTmp, 0o755)
 	build := exec.Command("go", "build", "-o", golaunchBin, ".")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
@@ -61,12 +63,13 @@ func cleanEnv(extra map[string]string) []string {
 			continue
 		}
 		switch k {
-		case "RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK", "MASTER_ADDR", "MASTER_PORT",
+		case "TMPDIR", "RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK", "MASTER_ADDR", "MASTER_PORT",
 			"KUBERNETES_CONTAINER_RESOURCE_GPU", "OMP_NUM_THREADS", "CUDA_VISIBLE_DEVICES":
 			continue
 		}
 		env = append(env, kv)
 	}
+	env = append(env, "TMPDIR="+launcherTmp)
 	for k, v := range extra {
 		env = append(env, k+"="+v)
 	}
@@ -553,6 +556,21 @@ func TestTwoNodesOnOneMachine(t *testing.T) {
 				rank := node*2 + lr
 				assert.Contains(t, out.String(), fmt.Sprintf("[default%d]:out 0 rank %d\n", lr, rank))
 				assert.Contains(t, out.String(), fmt.Sprintf("[default%d]:rank %d passed the barrier\n", lr, rank))
+			}
+		}
+	})
+	t.Run("both nodes restart after a failure on node 1", func(t *testing.T) {
+		port = freePort(t)
+		c0, out0, err0 := start(0, "--max-restarts", "1", "_testworker", "-barrier", "-sleep", "300ms")
+		c1, out1, err1 := start(1, "--max-restarts", "1", "_testworker", "-barrier", "-fail-rank", "2", "-first-only", "-delay", "100ms", "-sleep", "300ms")
+		assert.Equal(t, 0, wait(c1), err1.String())
+		assert.Equal(t, 0, wait(c0), err0.String())
+		assert.Contains(t, err1.String(), "restarting all workers (restart 1 of 1)")
+		assert.Contains(t, err0.String(), "node 1 reported a failed worker in attempt 0); restarting all workers (restart 1 of 1)")
+		// Attempt 1 ran on both nodes: every rank passed the second barrier.
+		for node, out := range []*bytes.Buffer{out0, out1} {
+			for lr := 0; lr < 2; lr++ {
+				assert.Equal(t, 2, strings.Count(out.String(), fmt.Sprintf("[default%d]:rank %d passed the barrier\n", lr, node*2+lr)))
 			}
 		}
 	})
