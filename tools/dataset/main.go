@@ -191,6 +191,10 @@ func (c *indicesCmd) run(w io.Writer) error {
 		if err := gpt.WriteIndices(dir, ix); err != nil {
 			return err
 		}
+		if ix.NumEpochs == 0 { // loaded from --data-cache-path: the derived numbers are not stored
+			fmt.Fprintf(w, "%-5s  samples %d  (from the cache)  -> %s\n", s, ix.Len(), dir)
+			continue
+		}
 		fmt.Fprintf(w, "%-5s  samples %d  epochs %d  separate_final_epoch %v  tokens/epoch %d  -> %s\n",
 			s, ix.Len(), ix.NumEpochs, ix.SeparateFinalEpoch, ix.TokensPerEpoch, dir)
 	}

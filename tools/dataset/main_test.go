@@ -160,9 +160,21 @@ func TestDataCachePath(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, os.Chdir(fixtures))
 	defer os.Chdir(wd)
-	_, stderr, code := runCLI(t, append([]string{"indices", "--out", t.TempDir(), "--data-cache-path", cache,
-		"--tokenizer-identifiers", string(raw.Config.Tokenizer)}, args...)...)
+	cacheArgs := append([]string{"--data-cache-path", cache, "--tokenizer-identifiers", string(raw.Config.Tokenizer)}, args...)
+	_, stderr, code := runCLI(t, append([]string{"indices", "--out", t.TempDir()}, cacheArgs...)...)
 	require.Equal(t, 0, code, stderr)
+	// A second run loads Megatron's cache files and still writes the same indices.
+	out2 := t.TempDir()
+	stdout, stderr, code := runCLI(t, append([]string{"indices", "--out", out2}, cacheArgs...)...)
+	require.Equal(t, 0, code, stderr)
+	assert.Contains(t, stdout, "(from the cache)")
+	for _, kind := range []string{"document_index", "sample_index", "shuffle_index"} {
+		got, err := os.ReadFile(filepath.Join(out2, "train", kind+".npy"))
+		require.NoError(t, err)
+		want, err := os.ReadFile(filepath.Join(wd, dir, kind+".npy"))
+		require.NoError(t, err)
+		assert.Equal(t, want, got, kind)
+	}
 	for kind, name := range f.Names {
 		got, err := os.ReadFile(filepath.Join(cache, name))
 		require.NoError(t, err)
