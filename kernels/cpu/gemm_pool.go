@@ -11,9 +11,9 @@ import (
 // waits on one that has not started. The pool grows to the largest thread count asked for
 // and lives for the process; it is the GEMM's second piece of package state.
 type gemmWorkers struct {
-	mu      sync.Mutex
-	started int
-	idle    atomic.Int32
+	mu      sync.Mutex   // serialises starting workers
+	started atomic.Int32 // workers started
+	idle    atomic.Int32 // workers parked (or about to park) on ch and not reserved
 	ch      chan gemmTask
 }
 
@@ -28,13 +28,13 @@ var gemmPool = gemmWorkers{ch: make(chan gemmTask)}
 // ensure starts workers until n exist and waits until the new ones are idle, so the
 // first call after SetGemmThreads already runs in parallel.
 func (w *gemmWorkers) ensure(n int) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.started >= n {
+	if int(w.started.Load()) >= n {
 		return
 	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	var ready sync.WaitGroup
-	for ; w.started < n; w.started++ {
+	for ; int(w.started.Load()) < n; w.started.Add(1) {
 		ready.Add(1)
 		go w.loop(&ready)
 	}
