@@ -10,7 +10,6 @@ import (
 	"testing"
 
 	"github.com/gomegatron/gomegatron/data/indexed"
-	"github.com/gomegatron/gomegatron/data/npy"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -215,5 +214,4 @@ func TestLoadIndicesTypes(t *testing.T) {
 	assert.ErrorContains(t, err, "document_index")
 	_, err = LoadIndices(filepath.Join(f.Dir, "document_index.npy"), filepath.Join(f.Dir, "document_index.npy"), filepath.Join(f.Dir, "shuffle_index.npy"))
 	assert.ErrorContains(t, err, "sample_index")
-	var _ = npy.Descr[int32]
 }

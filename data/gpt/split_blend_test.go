@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/gomegatron/gomegatron/data/npy"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -274,5 +273,4 @@ func TestWriteAndLoadCache(t *testing.T) {
 	_, ok, err = LoadCache(dir, desc)
 	require.NoError(t, err)
 	assert.False(t, ok)
-	var _ = npy.Descr[int16]
 }
