@@ -253,6 +253,7 @@ func (a *agent) startStore(ctx context.Context) (*store.Server, error) {
 			if srv, err = store.Listen(listen, a.token); err != nil {
 				return nil, fmt.Errorf("hosting the rendezvous store (master %s:%d): %w", l.MasterAddr, port, err)
 			}
+			fmt.Fprintf(a.Stderr, "golaunch: rendezvous store listening on %s\n", srv.Addr())
 			_, p, _ := net.SplitHostPort(srv.Addr())
 			if l.Standalone {
 				a.port, _ = strconv.Atoi(p)

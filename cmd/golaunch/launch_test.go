@@ -503,6 +503,15 @@ func TestSignalForwarding(t *testing.T) {
 	}
 }
 
+func TestNoOrphansAfterACleanExit(t *testing.T) {
+	pidDir := t.TempDir()
+	r := run(t, nil, "--nproc", "2", "--standalone", "_testworker", "-piddir", pidDir)
+	require.Equal(t, 0, r.code, r.stderr)
+	pids := pidsFrom(t, pidDir)
+	assert.Len(t, pids, 4)
+	assertAllGone(t, pids) // the workers' `sleep 1000` children die with their process group
+}
+
 func TestWorkersDieWithALauncherKilledHard(t *testing.T) {
 	pidDir := t.TempDir()
 	cmd := command(nil, "--nproc", "2", "--standalone", "_testworker", "-sleep", "60s", "-piddir", pidDir)
