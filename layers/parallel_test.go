@@ -13,6 +13,7 @@ import (
 	"github.com/gomegatron/gomegatron/comm/tcp"
 	"github.com/gomegatron/gomegatron/kernels/cpu"
 	"github.com/gomegatron/gomegatron/layers"
+	"github.com/gomegatron/gomegatron/optim"
 )
 
 // runSharded runs one forward and backward on tp in-process ranks and returns the loss and
@@ -50,7 +51,7 @@ func runSharded(t *testing.T, cfg layers.Config, tp int, sp bool, bt layers.Batc
 				errs[r] = err
 				return
 			}
-			layers.AttachGrads(be, m.Params)
+			optim.Attach(be, m.Params, 1)
 			st := m.NewStash(s, b)
 			sum, n, err := m.Forward(st, bt, 1, 0)
 			if err == nil {

@@ -84,24 +84,3 @@ func (s *paramSet) add(name string, partitionDim int, full ...int) *Param {
 }
 
 func hasSuffix(s, suf string) bool { return len(s) >= len(suf) && s[len(s)-len(suf):] == suf }
-
-// AttachGrads lays every parameter's gradient out in one contiguous F32 buffer in Megatron's
-// grad-buffer order: parameters in reverse registration order, each start padded to a
-// multiple of 64 elements. The buffer is returned so the optimizer and data-parallel
-// reduction can treat all grads as one tensor.
-func AttachGrads(be kernels.Backend, ps Params) *tensor.Tensor {
-	const align = 64
-	offs := make([]int, len(ps))
-	n := 0
-	for i := len(ps) - 1; i >= 0; i-- {
-		n = (n + align - 1) / align * align
-		offs[i] = n
-		n += ps[i].Numel()
-	}
-	n = (n + align - 1) / align * align
-	buf := be.Alloc(tensor.F32, n)
-	for i, p := range ps {
-		p.Grad = buf.Slice(offs[i], offs[i]+p.Numel()).View(p.Data.Shape()...)
-	}
-	return buf
-}

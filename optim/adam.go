@@ -1,10 +1,12 @@
-// Package optim holds the optimizers and their companions: AdamW with Megatron's parameter
-// groups, gradient-norm clipping and (with data parallelism) the distributed optimizer.
+// Package optim holds the optimizer: AdamW with Megatron's parameter groups, gradient-norm
+// clipping, data-parallel gradient reduction and the distributed optimizer (ZeRO-1).
 package optim
 
 import (
+	"fmt"
 	"math"
 
+	"github.com/gomegatron/gomegatron/comm"
 	"github.com/gomegatron/gomegatron/kernels"
 	"github.com/gomegatron/gomegatron/layers"
 	"github.com/gomegatron/gomegatron/tensor"
@@ -24,76 +26,161 @@ func DefaultAdam() AdamConfig {
 	return AdamConfig{Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, WeightDecay: 0.01, ClipGrad: 1}
 }
 
-// Adam is AdamW over a model's parameters with Megatron's two groups: weight decay for
-// matrices, none for biases and norm weights (wd_mult 0).
-type Adam struct {
-	Cfg    AdamConfig
-	be     kernels.Backend
-	params layers.Params
-	m, v   []*tensor.Tensor
-	step   int
+// Groups are the communicators the optimizer reduces over; nil entries mean size 1.
+type Groups struct {
+	DP   comm.Comm // data parallel (× context parallel): grad averaging, optimizer shards
+	Norm comm.Comm // where grad-norm partial sums are added: TP×PP, or all ranks with the distributed optimizer
+	TP   int       // this rank's TP rank (TP-duplicated params count once, on TP rank 0)
 }
 
-// NewAdam allocates the moment buffers (zero) for every parameter.
-func NewAdam(be kernels.Backend, params layers.Params, cfg AdamConfig) *Adam {
-	a := &Adam{Cfg: cfg, be: be, params: params}
-	for _, p := range params {
-		a.m = append(a.m, be.Alloc(tensor.F32, p.Data.Shape()...))
-		a.v = append(a.v, be.Alloc(tensor.F32, p.Data.Shape()...))
+// piece is the part of one parameter this rank updates: elements [lo, hi) of the buffer.
+type piece struct {
+	p      *layers.Param
+	lo, hi int
+}
+
+// Adam is AdamW over a model's parameters with Megatron's groups (no weight decay for biases
+// and norm weights). With Distributed, data-parallel rank r owns shard r of the buffers and
+// keeps Adam state only for it (ZeRO-1): grads are reduce-scattered, the shard updated, and
+// the parameters all-gathered. Otherwise grads are all-reduced and every rank updates all.
+type Adam struct {
+	Cfg         AdamConfig
+	Distributed bool
+	be          kernels.Backend
+	g           Groups
+	buf         *Buffers
+	pieces      []piece
+	shardLo     int            // first buffer element this rank owns
+	gradShard   *tensor.Tensor // distributed: this rank's reduced grads
+	paramShard  *tensor.Tensor // distributed: staging for the all-gather
+	m, v        *tensor.Tensor // Adam moments over the owned elements
+	step        int
+}
+
+// NewAdam lays the parameters out in contiguous buffers (see Attach) and allocates the Adam
+// state this rank owns.
+func NewAdam(be kernels.Backend, params layers.Params, cfg AdamConfig, distributed bool, g Groups) *Adam {
+	dp := 1
+	if g.DP != nil {
+		dp = g.DP.Size()
 	}
+	a := &Adam{Cfg: cfg, Distributed: distributed && dp > 1, be: be, g: g}
+	a.buf = Attach(be, params, dp)
+	lo, hi := 0, a.buf.Layout.Numel
+	if a.Distributed {
+		n := a.buf.Layout.Numel / dp
+		lo, hi = g.DP.Rank()*n, (g.DP.Rank()+1)*n
+		a.gradShard = be.Alloc(tensor.F32, n)
+		a.paramShard = be.Alloc(tensor.F32, n)
+	}
+	a.shardLo = lo
+	for i, p := range params {
+		s, e := max(a.buf.Layout.Offsets[i], lo), min(a.buf.Layout.Offsets[i]+p.Numel(), hi)
+		if s < e {
+			a.pieces = append(a.pieces, piece{p, s, e})
+		}
+	}
+	a.m, a.v = be.Alloc(tensor.F32, hi-lo), be.Alloc(tensor.F32, hi-lo)
 	return a
 }
+
+// Buffers returns the parameter and gradient buffers.
+func (a *Adam) Buffers() *Buffers { return a.buf }
 
 // Steps is the number of updates taken.
 func (a *Adam) Steps() int { return a.step }
 
-// GradNorm is Megatron's global L2 norm of the gradients: params marked Shared (copies of a
-// weight owned elsewhere) are left out.
-func GradNorm(be kernels.Backend, params layers.Params) float64 {
-	var ss float64
-	for _, p := range params {
-		if !p.Shared {
-			ss += be.SumSquares(p.Grad)
-		}
+// ZeroGrads clears the gradient buffer.
+func (a *Adam) ZeroGrads() { a.be.Fill(a.buf.Grad, 0) }
+
+// ReduceGrads averages the gradients over data parallelism: scale by 1/DP, then all-reduce
+// (or reduce-scatter into this rank's shard with the distributed optimizer).
+func (a *Adam) ReduceGrads() error {
+	if a.g.DP == nil || a.g.DP.Size() == 1 {
+		return nil
 	}
-	return math.Sqrt(ss)
+	a.be.Scale(a.buf.Grad, float32(1/float64(a.g.DP.Size())))
+	if a.Distributed {
+		if err := a.g.DP.ReduceScatter(a.gradShard, a.buf.Grad, comm.Sum); err != nil {
+			return fmt.Errorf("data-parallel reduce-scatter of the gradients: %w", err)
+		}
+		return nil
+	}
+	if err := a.g.DP.AllReduce(a.buf.Grad, comm.Sum); err != nil {
+		return fmt.Errorf("data-parallel all-reduce of the gradients: %w", err)
+	}
+	return nil
 }
 
-// Step clips the gradients to Cfg.ClipGrad (coefficient clip/(norm+1e-6), applied only when
-// below 1), applies one AdamW update with learning rate lr and returns the pre-clip norm.
-// A non-finite norm skips the update and returns the norm, as Megatron counts a nan iteration.
-func (a *Adam) Step(lr float64) (gradNorm float64) {
-	norm := GradNorm(a.be, a.params)
-	if math.IsNaN(norm) || math.IsInf(norm, 0) {
-		return norm
+// grad returns the reduced gradient of elements [lo, hi) of the buffer.
+func (a *Adam) grad(lo, hi int) *tensor.Tensor {
+	if a.Distributed {
+		return a.gradShard.Slice(lo-a.shardLo, hi-a.shardLo)
 	}
-	if a.Cfg.ClipGrad > 0 {
-		if c := a.Cfg.ClipGrad / (norm + 1e-6); c < 1 {
-			for _, p := range a.params {
-				a.be.Scale(p.Grad, float32(c))
-			}
+	return a.buf.Grad.Slice(lo, hi)
+}
+
+// GradNorm is Megatron's global L2 norm of the reduced gradients: params marked Shared
+// (the tied output layer's copy) are left out, and TP-replicated params count only on TP
+// rank 0; partial sums are added over the Norm group.
+func (a *Adam) GradNorm() (float64, error) {
+	var ss float64
+	for _, pc := range a.pieces {
+		if pc.p.Shared || !pc.p.TensorParallel() && a.g.TP != 0 {
+			continue
+		}
+		ss += a.be.SumSquares(a.grad(pc.lo, pc.hi))
+	}
+	if a.g.Norm != nil && a.g.Norm.Size() > 1 {
+		t := tensor.New(tensor.F64, 1)
+		t.F64()[0] = ss
+		if err := a.g.Norm.AllReduce(t, comm.Sum); err != nil {
+			return 0, fmt.Errorf("all-reduce of the grad norm: %w", err)
+		}
+		ss = t.F64()[0]
+	}
+	return math.Sqrt(ss), nil
+}
+
+// Step takes the (already reduced) gradients, clips them to Cfg.ClipGrad (coefficient
+// clip/(norm+1e-6), applied only below 1), applies AdamW with learning rate lr and, for the
+// distributed optimizer, all-gathers the updated parameters. It returns the pre-clip norm
+// (0 when clipping is off, as Megatron logs) and whether the update ran: a non-finite norm
+// skips it, so a NaN never reaches the weights.
+func (a *Adam) Step(lr float64) (gradNorm float64, ok bool, err error) {
+	norm, err := a.GradNorm()
+	if err != nil {
+		return 0, false, err
+	}
+	if math.IsNaN(norm) || math.IsInf(norm, 0) {
+		return norm, false, nil
+	}
+	if c := a.Cfg.ClipGrad / (norm + 1e-6); a.Cfg.ClipGrad > 0 && c < 1 {
+		for _, pc := range a.pieces {
+			a.be.Scale(a.grad(pc.lo, pc.hi), float32(c))
 		}
 	}
 	a.step++
-	for i, p := range a.params {
+	for _, pc := range a.pieces {
 		wd := a.Cfg.WeightDecay
-		if p.NoWeightDecay {
+		if pc.p.NoWeightDecay {
 			wd = 0
 		}
-		a.be.AdamW(p.Data, p.Grad, a.m[i], a.v[i], kernels.AdamParams{
+		s, e := pc.lo-a.shardLo, pc.hi-a.shardLo
+		a.be.AdamW(a.buf.Param.Slice(pc.lo, pc.hi), a.grad(pc.lo, pc.hi), a.m.Slice(s, e), a.v.Slice(s, e), kernels.AdamParams{
 			LR: float32(lr), Beta1: float32(a.Cfg.Beta1), Beta2: float32(a.Cfg.Beta2),
 			Eps: float32(a.Cfg.Eps), WeightDecay: float32(wd), Step: a.step,
 		})
 	}
+	if a.Distributed {
+		n := a.paramShard.Numel()
+		a.be.Copy(a.paramShard, a.buf.Param.Slice(a.shardLo, a.shardLo+n))
+		if err := a.g.DP.AllGather(a.buf.Param, a.paramShard); err != nil {
+			return norm, true, fmt.Errorf("data-parallel all-gather of the parameters: %w", err)
+		}
+	}
 	if a.Cfg.ClipGrad == 0 {
-		return 0 // Megatron logs 0.0 when clipping is off
+		norm = 0
 	}
-	return norm
-}
-
-// ZeroGrads clears every gradient.
-func ZeroGrads(be kernels.Backend, params layers.Params) {
-	for _, p := range params {
-		be.Fill(p.Grad, 0)
-	}
+	return norm, true, nil
 }

@@ -25,13 +25,12 @@ func BenchmarkTrainStep(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	layers.AttachGrads(be, m.Params)
-	opt := optim.NewAdam(be, m.Params, optim.DefaultAdam())
+	opt := optim.NewAdam(be, m.Params, optim.DefaultAdam(), false, optim.Groups{})
 	const s, mbs = 256, 4
-	st := m.NewStash(s, mbs)
+	tr := NewTrainer(be, m, nil, opt, s, mbs)
 	data := repeatedCorpus(mbs, s, cfg.VocabSize)
 	step := func(i int) {
-		if _, err := Step(be, m, st, opt, []layers.Batch{data}, 1e-4, 1, uint64(i)); err != nil {
+		if _, err := tr.Iteration([]layers.Batch{data}, 1e-4, 1, uint64(i)); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -37,14 +37,13 @@ func runSteps(t *testing.T, cfg layers.Config, steps int) []float64 {
 	be := cpu.New()
 	m, err := layers.NewGPTModel(be, cfg, 1234)
 	require.NoError(t, err)
-	layers.AttachGrads(be, m.Params)
-	opt := optim.NewAdam(be, m.Params, optim.DefaultAdam())
+	opt := optim.NewAdam(be, m.Params, optim.DefaultAdam(), false, optim.Groups{})
 	const b, s = 2, 32
-	st := m.NewStash(s, b)
+	tr := NewTrainer(be, m, nil, opt, s, b)
 	data := repeatedCorpus(b, s, cfg.VocabSize)
 	var losses []float64
 	for it := 0; it < steps; it++ {
-		r, err := Step(be, m, st, opt, []layers.Batch{data, data}, 3e-3, 1234, uint64(it))
+		r, err := tr.Iteration([]layers.Batch{data, data}, 3e-3, 1234, uint64(it))
 		require.NoError(t, err)
 		require.False(t, math.IsNaN(r.Loss))
 		losses = append(losses, r.Loss)

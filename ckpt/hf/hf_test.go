@@ -12,6 +12,7 @@ import (
 	"github.com/gomegatron/gomegatron/ckpt/safetensors"
 	"github.com/gomegatron/gomegatron/kernels/cpu"
 	"github.com/gomegatron/gomegatron/layers"
+	"github.com/gomegatron/gomegatron/optim"
 	"github.com/gomegatron/gomegatron/tensor"
 )
 
@@ -63,7 +64,7 @@ func TestMatchesHuggingFace(t *testing.T) {
 			be := cpu.New()
 			m, gm, err := hf.Load(be, dir)
 			require.NoError(t, err)
-			layers.AttachGrads(be, gm.Params)
+			optim.Attach(be, gm.Params, 1)
 
 			in, err := safetensors.Open(filepath.Join(dir, "inputs.safetensors"))
 			require.NoError(t, err)

@@ -1,0 +1,178 @@
+package train
+
+import (
+	"fmt"
+
+	"github.com/gomegatron/gomegatron/comm"
+	"github.com/gomegatron/gomegatron/kernels"
+	"github.com/gomegatron/gomegatron/layers"
+	"github.com/gomegatron/gomegatron/optim"
+	"github.com/gomegatron/gomegatron/tensor"
+)
+
+// Trainer runs training iterations for one rank of a (TP, PP, DP) layout: the pipeline
+// schedule over its microbatches, gradient finalisation and the optimizer step.
+type Trainer struct {
+	be      kernels.Backend
+	Model   *layers.GPTModel
+	PS      *comm.ParallelState // nil for a single process
+	Opt     *optim.Adam
+	stashes []*layers.Stash
+	dout    *tensor.Tensor // received output grads (non-last stages)
+	tokens  []float64      // per microbatch loss tokens (last stage)
+	stats   *tensor.Tensor // [2] F64: Σ loss, Σ tokens for the DP reduction of the report
+}
+
+// NewTrainer prepares activation stashes for microbatches of mbs sequences of length s:
+// one per microbatch a pipeline stage can hold in flight under 1F1B.
+func NewTrainer(be kernels.Backend, m *layers.GPTModel, ps *comm.ParallelState, opt *optim.Adam, s, mbs int) *Trainer {
+	t := &Trainer{be: be, Model: m, PS: ps, Opt: opt, stats: tensor.New(tensor.F64, 2)}
+	n := 1
+	if ps != nil {
+		n = ps.PPSize
+	}
+	for i := 0; i < n; i++ {
+		t.stashes = append(t.stashes, m.NewStash(s, mbs))
+	}
+	if !m.Par.Last() {
+		t.dout = be.Alloc(tensor.F32, t.stashes[0].Output().Shape()...)
+	}
+	return t
+}
+
+// Iteration trains on the microbatches of one global batch that belong to this DP rank and
+// returns the lm loss (Σ loss / Σ tokens over the whole global batch, on last-stage ranks;
+// 0 elsewhere) and the grad norm. Megatron's order: zero grads, forward/backward through the
+// schedule, finalize grads (tied embeddings, sequence-parallel norms, data parallel), step.
+func (t *Trainer) Iteration(micro []layers.Batch, lr float64, seed, iteration uint64) (StepResult, error) {
+	var res StepResult
+	t.Opt.ZeroGrads()
+	lossSum, err := t.forwardBackward(micro, seed, iteration)
+	if err != nil {
+		return res, err
+	}
+	if err := t.finalizeGrads(); err != nil {
+		return res, err
+	}
+	if res.Loss, res.Tokens, err = t.reportLoss(lossSum); err != nil {
+		return res, err
+	}
+	norm, ok, err := t.Opt.Step(lr)
+	res.GradNorm, res.Skipped = norm, !ok
+	return res, err
+}
+
+// forwardBackward is Megatron's non-interleaved 1F1B schedule: warm-up forwards
+// (pp − rank − 1 of them), then one forward and one backward alternately, then the
+// remaining backwards. Activations move between stages by send/recv over the PP group.
+func (t *Trainer) forwardBackward(micro []layers.Batch, seed, iteration uint64) (float64, error) {
+	m := t.Model
+	M := len(micro)
+	t.tokens = append(t.tokens[:0], make([]float64, M)...)
+	pp, rank := 1, 0
+	var pipe comm.Comm
+	if t.PS != nil {
+		pp, rank, pipe = t.PS.PPSize, t.PS.Coords.PP, t.PS.PP
+	}
+	var lossSum float64
+	stash := func(i int) *layers.Stash { return t.stashes[i%len(t.stashes)] }
+	forward := func(i int) error {
+		st := stash(i)
+		if !m.Par.First() {
+			if err := pipe.Recv(st.Input(), rank-1); err != nil {
+				return fmt.Errorf("microbatch %d: receiving activations from stage %d: %w", i, rank-1, err)
+			}
+		}
+		sum, n, err := m.Forward(st, micro[i], seed, iteration*uint64(M)+uint64(i))
+		if err != nil {
+			return fmt.Errorf("microbatch %d: %w", i, err)
+		}
+		lossSum += sum
+		t.tokens[i] = n
+		if !m.Par.Last() {
+			if err := pipe.Send(st.Output(), rank+1); err != nil {
+				return fmt.Errorf("microbatch %d: sending activations to stage %d: %w", i, rank+1, err)
+			}
+		}
+		return nil
+	}
+	backward := func(i int) error {
+		st := stash(i)
+		var scale float32
+		if m.Par.Last() {
+			scale = float32(1 / (max(t.tokens[i], 1) * float64(M)))
+		} else if err := pipe.Recv(t.dout, rank+1); err != nil {
+			return fmt.Errorf("microbatch %d: receiving gradients from stage %d: %w", i, rank+1, err)
+		}
+		if err := m.Backward(st, scale, t.dout); err != nil {
+			return fmt.Errorf("microbatch %d backward: %w", i, err)
+		}
+		if !m.Par.First() {
+			if err := pipe.Send(st.InputGrad(), rank-1); err != nil {
+				return fmt.Errorf("microbatch %d: sending gradients to stage %d: %w", i, rank-1, err)
+			}
+		}
+		return nil
+	}
+	warmup := min(pp-rank-1, M)
+	for i := 0; i < warmup; i++ {
+		if err := forward(i); err != nil {
+			return 0, err
+		}
+	}
+	for i := 0; i < M-warmup; i++ {
+		if err := forward(warmup + i); err != nil {
+			return 0, err
+		}
+		if err := backward(i); err != nil {
+			return 0, err
+		}
+	}
+	for i := M - warmup; i < M; i++ {
+		if err := backward(i); err != nil {
+			return 0, err
+		}
+	}
+	return lossSum, nil
+}
+
+// finalizeGrads sums the tied embedding grads over the embedding group (first and last
+// stage), all-reduces sequence-parallel grads over TP and averages over data parallelism.
+func (t *Trainer) finalizeGrads() error {
+	m := t.Model
+	if t.PS != nil && t.PS.PPSize > 1 && t.PS.Embedding != nil && !m.Cfg.UntieEmbeddingsAndOutputWeights {
+		w := m.WordEmb
+		if m.Par.Last() {
+			w = m.Output
+		}
+		if err := t.PS.Embedding.AllReduce(w.Grad, comm.Sum); err != nil {
+			return fmt.Errorf("embedding-group all-reduce of %s's grad: %w", w.Name, err)
+		}
+	}
+	if err := m.ReduceSequenceParallelGrads(); err != nil {
+		return err
+	}
+	return t.Opt.ReduceGrads()
+}
+
+// reportLoss sums (Σ loss, Σ tokens) over data parallelism on last-stage ranks.
+func (t *Trainer) reportLoss(lossSum float64) (loss, tokens float64, err error) {
+	if !t.Model.Par.Last() {
+		return 0, 0, nil
+	}
+	for _, n := range t.tokens {
+		tokens += n
+	}
+	if t.PS != nil && t.PS.DPSize > 1 {
+		v := t.stats.F64()
+		v[0], v[1] = lossSum, tokens
+		if err := t.PS.DPCP.AllReduce(t.stats, comm.Sum); err != nil {
+			return 0, 0, fmt.Errorf("data-parallel all-reduce of the loss: %w", err)
+		}
+		lossSum, tokens = v[0], v[1]
+	}
+	if tokens == 0 {
+		return 0, 0, fmt.Errorf("no token of the global batch has a non-zero loss mask")
+	}
+	return lossSum / tokens, tokens, nil
+}
