@@ -224,8 +224,14 @@ func (a *agent) sigCode(code int) int {
 	return code
 }
 
+// key names a rendezvous key of this run; node-level agents and process-level launchers
+// (which may share a parent's store) use separate namespaces.
 func (a *agent) key(attempt int, name string) string {
-	return fmt.Sprintf("golaunch/%s/attempt%d/%s", a.l.RunID, attempt, name)
+	level := "nodes"
+	if a.l.ProcessLevel {
+		level = "ranks"
+	}
+	return fmt.Sprintf("golaunch/%s/%s/attempt%d/%s", a.l.RunID, level, attempt, name)
 }
 
 // startStore hosts the store on participant 0 (unless a parent agent hosts one) and connects.
