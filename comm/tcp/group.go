@@ -13,6 +13,9 @@ import (
 	"github.com/gomegatron/gomegatron/tensor"
 )
 
+// maxWindowBytes bounds the receive scratch a large reduction posts ahead, per peer.
+const maxWindowBytes = 32 << 20
+
 // Frame tags: the kind of message in the top byte, a segment index below.
 const (
 	tagAllReduceSmall = 1 + iota
@@ -283,8 +286,10 @@ func (g *group) reduceScatter(what string, data []byte, lo func(int) int, dt ten
 		})
 	}
 
-	// Owner: receive a window of segments ahead, fold each in rank order.
-	const window = 4
+	// Owner: post the receives of a window of segments ahead (the whole chunk, up to
+	// maxWindowBytes per peer, so that contributions land in place instead of being queued
+	// and copied), and fold each segment in rank order as it completes.
+	window := max(1, min(nseg, maxWindowBytes/(segE*es)))
 	sizes := []int{segE * ws, segE * 4}
 	for range n * window {
 		sizes = append(sizes, segE*es)
