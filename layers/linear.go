@@ -17,7 +17,7 @@ type Linear struct {
 func newLinear(ps *paramSet, name string, in, out int, bias bool, partitionDim int) *Linear {
 	l := &Linear{In: in, Out: out}
 	l.W = ps.add(name+".weight", partitionDim, out, in)
-	l.Out, l.In = l.W.Data.Dim(0), l.W.Data.Dim(1)
+	l.Out, l.In = l.W.Shape[0], l.W.Shape[1]
 	if bias {
 		bdim := -1
 		if partitionDim == 0 { // column-parallel bias is split with the rows

@@ -33,11 +33,31 @@ func NewGPTModel(be kernels.Backend, cfg Config, seed uint64) (*GPTModel, error)
 	return NewParallelGPTModel(be, cfg, Parallel{}, seed)
 }
 
+// Specs describes the parameters (names, local and full shapes, TP partitioning) of one
+// (TP rank, PP stage) shard without allocating them: what checkpoint conversion needs to
+// lay out a model of any size.
+func Specs(cfg Config, par Parallel) (Params, error) {
+	m, err := newGPTModel(nil, cfg, par)
+	if err != nil {
+		return nil, err
+	}
+	return m.Params, nil
+}
+
 // NewParallelGPTModel builds this rank's shard of the model. Weights follow Megatron's
 // initialisation — N(0, σ²) with σ = --init-method-std, linear_proj and linear_fc2 with
 // σ/sqrt(2·num_layers), biases 0, norm weights 1 — drawn per full tensor from (seed, global
 // name) and then sharded, so every parallel layout starts from identical weights.
 func NewParallelGPTModel(be kernels.Backend, cfg Config, par Parallel, seed uint64) (*GPTModel, error) {
+	m, err := newGPTModel(be, cfg, par)
+	if err != nil {
+		return nil, err
+	}
+	m.initWeights(seed)
+	return m, nil
+}
+
+func newGPTModel(be kernels.Backend, cfg Config, par Parallel) (*GPTModel, error) {
 	if par.PPSize == 0 {
 		par.PPSize = 1
 	}
@@ -80,7 +100,6 @@ func NewParallelGPTModel(be kernels.Backend, cfg Config, par Parallel, seed uint
 		}
 	}
 	m.Params = ps.all
-	m.initWeights(seed)
 	return m, nil
 }
 

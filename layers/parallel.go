@@ -13,20 +13,23 @@ type Parallel struct {
 	TP               comm.Comm // tensor-parallel group; nil means TP = 1
 	SequenceParallel bool      // --sequence-parallel: norms, dropout and residuals on [s/TP, b, h]
 	PPRank, PPSize   int       // pipeline stage and stage count (0 and 1 without PP)
+	// TPRank and TPSize place a shard without a communicator (Specs, checkpoint
+	// conversion); TP's rank and size win when TP is set.
+	TPRank, TPSize int
 }
 
 func (p Parallel) tpSize() int {
-	if p.TP == nil {
-		return 1
+	if p.TP != nil {
+		return p.TP.Size()
 	}
-	return p.TP.Size()
+	return max(p.TPSize, 1)
 }
 
 func (p Parallel) tpRank() int {
-	if p.TP == nil {
-		return 0
+	if p.TP != nil {
+		return p.TP.Rank()
 	}
-	return p.TP.Rank()
+	return p.TPRank
 }
 
 // sp reports whether sequence parallelism is in effect (it needs TP > 1).

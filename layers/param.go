@@ -23,6 +23,8 @@ type Param struct {
 	Shared bool
 	// NoWeightDecay: biases and norm weights (Megatron: 1-D params or names ending in .bias).
 	NoWeightDecay bool
+	// Shape is the local shard's shape (Data's shape when allocated).
+	Shape []int
 	// FullShape is the unsharded shape; GLU marks a SwiGLU fc1 whose shard is [gate_r; up_r].
 	FullShape []int
 	GLU       bool
@@ -37,7 +39,7 @@ type Param struct {
 func (p *Param) TensorParallel() bool { return p.PartitionDim >= 0 }
 
 // Numel is the element count of the local shard.
-func (p *Param) Numel() int { return p.Data.Numel() }
+func (p *Param) Numel() int { return numelOf(p.Shape) }
 
 // Params is the model's parameters in registration order (Megatron's named_parameters order).
 type Params []*Param
@@ -76,8 +78,11 @@ func (s *paramSet) add(name string, partitionDim int, full ...int) *Param {
 	if partitionDim >= 0 {
 		local[partitionDim] /= max(s.tp, 1)
 	}
-	p := &Param{Name: name, Data: s.be.Alloc(tensor.F32, local...), PartitionDim: partitionDim,
+	p := &Param{Name: name, Shape: local, PartitionDim: partitionDim,
 		FullShape: append([]int(nil), full...), InitKey: name}
+	if s.be != nil { // nil: describe the parameters without allocating them (Specs)
+		p.Data = s.be.Alloc(tensor.F32, local...)
+	}
 	p.NoWeightDecay = len(full) == 1 || hasSuffix(name, ".bias")
 	s.all = append(s.all, p)
 	return p

@@ -1,0 +1,62 @@
+package hf
+
+import (
+	"fmt"
+
+	"github.com/gomegatron/gomegatron/tensor"
+)
+
+// Rule says which Hugging Face tensors make one full (unsharded) Megatron tensor, named
+// with global layer numbers as in layers.Param.InitKey.
+type Rule struct {
+	Megatron string
+	HF       []string
+	rule     rule
+}
+
+// Rules lists every Megatron tensor of the model with its Hugging Face sources, in the
+// order the mapping defines them.
+func (m *Model) Rules() ([]Rule, error) {
+	rs, err := m.rules()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Rule, len(rs))
+	for i, r := range rs {
+		out[i] = Rule{Megatron: r.megatron, HF: r.hf, rule: r}
+	}
+	return out, nil
+}
+
+// ToMegatron builds the full Megatron tensor of r from its Hugging Face tensors (any float
+// dtype; values are widened to float32 exactly).
+func (m *Model) ToMegatron(r Rule, src []*tensor.Tensor) ([]float32, error) {
+	if len(src) != len(r.HF) {
+		return nil, fmt.Errorf("%s needs %d tensors, got %d", r.Megatron, len(r.HF), len(src))
+	}
+	vals := make([][]float32, len(src))
+	shapes := make([][]int, len(src))
+	for i, t := range src {
+		vals[i], shapes[i] = t.ToF32(), t.Shape()
+	}
+	return toMegatron(&m.Config, r.rule, vals, shapes)
+}
+
+// ToHF splits a full Megatron tensor of the given shape back into the rule's Hugging Face
+// tensors (float32), the exact inverse of ToMegatron.
+func (m *Model) ToHF(r Rule, v []float32, shape []int) ([]*tensor.Tensor, error) {
+	shapes := hfShapes(&m.Config, r.rule, shape)
+	parts, err := toHF(&m.Config, r.rule, v, shapes)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", r.Megatron, err)
+	}
+	out := make([]*tensor.Tensor, len(parts))
+	for i, p := range parts {
+		out[i] = tensor.FromF32(p, shapes[i]...)
+	}
+	return out, nil
+}
+
+// IgnoredHF reports Hugging Face keys that hold buffers, not weights (GPT-2's causal masks,
+// RoPE caches), which conversion skips.
+func IgnoredHF(name string) bool { return ignoredHF(name) }
