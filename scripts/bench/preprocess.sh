@@ -11,7 +11,9 @@
 #     write byte-identical files,
 #   - preprocess with the Qwen3 tokenizer.json (HuggingFaceTokenizer; no Python peer: Debian
 #     has no Hugging Face tokenizers package),
-# and prints a markdown table (wall seconds, input MB/s, peak RSS, Go/Python speed ratio).
+# and prints a markdown table: wall seconds and input MB/s, CPU seconds (user+sys, children
+# included) and MB per CPU second (the fairer number on a busy machine), peak RSS, and the
+# Go/Python ratios of both.
 # Needs `make testdata`, /usr/bin/python3 with python3-sentencepiece and numpy, GNU time.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -31,36 +33,39 @@ ln -sf "$PWD/$qwen" "$work/qwen3/tokenizer.json"
 cp tools/preprocess/testdata/qwen3_tokenizer_config.json "$work/qwen3/tokenizer_config.json"
 go build -o "$work/preprocess" ./tools/preprocess
 corpus=$work/corpus.jsonl
-[ -f "$corpus" ] || $py scripts/bench/preprocess_corpus.py data/wudao/testdata/corpus.jsonl "$corpus" "$size"
+[ -f "$corpus" ] || $py scripts/bench/preprocess_corpus.py data/wudao/testdata/corpus.jsonl "$corpus" "$size" 2>/dev/null
 bytes=$(stat -c %s "$corpus")
 
-# timed NAME CMD...: runs CMD, records wall seconds and peak RSS (KB) in $secs and $rss.
+# timed NAME CMD...: runs CMD, records wall seconds, peak RSS (KB) and CPU seconds
+# (user+sys, waited-for children included) in $secs, $rss and $cpu.
 timed() {
   local name=$1; shift
-  /usr/bin/time -f "%e %M" -o "$work/time.$name" "$@" >"$work/log.$name" 2>&1 || { cat "$work/log.$name" >&2; exit 1; }
-  read -r secs rss <"$work/time.$name"
+  /usr/bin/time -f "%e %M %U %S" -o "$work/time.$name" "$@" >"$work/log.$name" 2>&1 || { cat "$work/log.$name" >&2; exit 1; }
+  local u s
+  read -r secs rss u s <"$work/time.$name"
+  cpu=$(awk -v u="$u" -v s="$s" 'BEGIN { printf "%.2f", u + s }')
 }
 
-echo "corpus: $corpus, $bytes bytes; machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+echo "corpus: $corpus, $bytes bytes; machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-echo "| tokenizer | workers | tool | seconds | MB/s | peak RSS MB | Go ÷ Python |"
-echo "|---|---|---|---|---|---|---|"
+echo "| tokenizer | workers | tool | wall s | MB/s | CPU s | MB per CPU s | peak RSS MB | Go ÷ Python (wall, CPU) |"
+echo "|---|---|---|---|---|---|---|---|---|"
 for w in "${workers[@]}"; do
   timed "go-llama-$w" "$work/preprocess" --input "$corpus" --output-prefix "$work/go_llama_$w" --tokenizer-type Llama2Tokenizer \
     --tokenizer-model "$sp" --append-eod --workers "$w" --progress none
-  gs=$secs; grss=$rss
+  gs=$secs; grss=$rss; gc=$cpu
   timed "py-llama-$w" $py scripts/bench/preprocess_peer.py "$corpus" "$sp" "$work/py_llama_$w" "$w"
-  ps=$secs; prss=$rss
+  ps=$secs; prss=$rss; pc=$cpu
   for ext in bin idx; do
     cmp -s "$work/go_llama_${w}_text_document.$ext" "$work/py_llama_${w}_text_document.$ext" || { echo "Go and Python .$ext differ (workers $w)" >&2; exit 1; }
   done
-  awk -v b="$bytes" -v w="$w" -v gs="$gs" -v ps="$ps" -v gr="$grss" -v pr="$prss" 'BEGIN {
-    printf "| Llama-2 (sentencepiece) | %s | gomegatron preprocess | %.2f | %.2f | %.0f | %.2f× |\n", w, gs, b/gs/1e6, gr/1024, ps/gs
-    printf "| Llama-2 (sentencepiece) | %s | Python peer | %.2f | %.2f | %.0f (parent) | |\n", w, ps, b/ps/1e6, pr/1024 }'
+  awk -v b="$bytes" -v w="$w" -v gs="$gs" -v ps="$ps" -v gr="$grss" -v pr="$prss" -v gc="$gc" -v pc="$pc" 'BEGIN {
+    printf "| Llama-2 (sentencepiece) | %s | gomegatron preprocess | %.1f | %.2f | %.1f | %.2f | %.0f | %.2f×, %.2f× |\n", w, gs, b/gs/1e6, gc, b/gc/1e6, gr/1024, ps/gs, pc/gc
+    printf "| Llama-2 (sentencepiece) | %s | Python peer | %.1f | %.2f | %.1f | %.2f | %.0f (parent) | |\n", w, ps, b/ps/1e6, pc, b/pc/1e6, pr/1024 }'
   timed "go-qwen-$w" "$work/preprocess" --input "$corpus" --output-prefix "$work/go_qwen_$w" --tokenizer-type HuggingFaceTokenizer \
     --tokenizer-model "$work/qwen3" --append-eod --workers "$w" --progress none
-  awk -v b="$bytes" -v w="$w" -v gs="$secs" -v gr="$rss" 'BEGIN {
-    printf "| Qwen3 (tokenizer.json) | %s | gomegatron preprocess | %.2f | %.2f | %.0f | no peer |\n", w, gs, b/gs/1e6, gr/1024 }'
+  awk -v b="$bytes" -v w="$w" -v gs="$secs" -v gr="$rss" -v gc="$cpu" 'BEGIN {
+    printf "| Qwen3 (tokenizer.json) | %s | gomegatron preprocess | %.1f | %.2f | %.1f | %.2f | %.0f | no peer |\n", w, gs, b/gs/1e6, gc, b/gc/1e6, gr/1024 }'
 done
 echo
 echo "Go and Python outputs are byte-identical for every worker count. Logs and outputs: $work"
