@@ -1,6 +1,7 @@
 package tokenizer
 
 import (
+	"strings"
 	"unicode"
 	"unicode/utf8"
 )
@@ -24,6 +25,7 @@ type addedMatcher struct {
 	first  [256]bool      // bytes that start some token
 	byLead map[byte][]int // first byte → token indices, longest first
 	maxLen int
+	lead   byte // the first byte of every token when they all share one
 }
 
 func newAddedMatcher(tokens []addedToken) *addedMatcher {
@@ -34,6 +36,7 @@ func newAddedMatcher(tokens []addedToken) *addedMatcher {
 		}
 		b := t.Content[0]
 		m.first[b] = true
+		m.lead = b
 		m.byLead[b] = append(m.byLead[b], i)
 		if len(t.Content) > m.maxLen {
 			m.maxLen = len(t.Content)
@@ -66,7 +69,13 @@ func (m *addedMatcher) split(s string, dst []segment) []segment {
 	}
 	textStart := 0
 	for i := 0; i < len(s); {
-		if !m.first[s[i]] {
+		if len(m.byLead) == 1 {
+			k := strings.IndexByte(s[i:], m.lead)
+			if k < 0 {
+				break
+			}
+			i += k
+		} else if !m.first[s[i]] {
 			i++
 			continue
 		}

@@ -12,14 +12,16 @@ import (
 // until no adjacent pair has a merge. GPT-2 vocab.json+merges.txt and tiktoken ranks are
 // converted to this form.
 type bpe struct {
-	vocab  map[string]int32 // spelling → id; raw bytes for byte-level models
-	tokens []string         // id → spelling (raw bytes for byte-level models); "" if unused
-	merges map[uint64]uint64
+	vocab  map[string]int32  // spelling → id; raw bytes for byte-level models
+	tokens []string          // id → spelling (raw bytes for byte-level models); "" if unused
+	merges map[uint64]uint64 // filled while loading; finish() turns it into table
+	table  *pairTable
 
 	byteLevel    bool
 	byteFallback bool
 	fuseUnk      bool
 	ignoreMerges bool
+	noCache      bool       // benchmarks: measure without the word cache
 	unk          int32      // unk id, -1 if none
 	byteIDs      [256]int32 // byte-level: id of each byte; byte_fallback: id of <0xNN>; -1 if absent
 }
@@ -67,6 +69,13 @@ func (m *bpe) initByteIDs() {
 	}
 }
 
+// finish builds the lookup structures once the vocab and merges are loaded.
+func (m *bpe) finish() {
+	m.initByteIDs()
+	m.table = newPairTable(m.merges)
+	m.merges = nil
+}
+
 // bpeScratch holds the per-call buffers of bpe.encode so a call allocates little.
 type bpeScratch struct {
 	ids   []int32
@@ -78,7 +87,7 @@ type bpeScratch struct {
 
 // encode appends the ids of one pre-token (already normalized; raw bytes for byte-level
 // models) to dst.
-func (m *bpe) encode(dst []int, word string, s *bpeScratch) []int {
+func (m *bpe) encode(dst []int, word string, c *wordCache) []int {
 	if len(word) == 0 {
 		return dst
 	}
@@ -92,6 +101,13 @@ func (m *bpe) encode(dst []int, word string, s *bpeScratch) []int {
 			return append(dst, int(id))
 		}
 	}
+	if ids, ok := c.get(word); ok && !m.noCache {
+		for _, id := range ids {
+			dst = append(dst, int(id))
+		}
+		return dst
+	}
+	s := &c.sc
 	ids := s.ids[:0]
 	if m.byteLevel {
 		for i := 0; i < len(word); i++ {
@@ -133,12 +149,15 @@ func (m *bpe) encode(dst []int, word string, s *bpeScratch) []int {
 			lastUnk = m.unk >= 0
 		}
 	}
-	if len(ids) > 96 {
+	if len(ids) > 256 {
 		ids = m.mergeHeap(ids, s)
 	} else {
 		ids = m.mergeLinear(ids, s)
 	}
 	s.ids = ids
+	if !m.noCache {
+		c.put(word, ids)
+	}
 	for _, id := range ids {
 		dst = append(dst, int(id))
 	}
@@ -146,7 +165,7 @@ func (m *bpe) encode(dst []int, word string, s *bpeScratch) []int {
 }
 
 func (m *bpe) lookup(a, b int32) (rank uint32, id int32) {
-	v, ok := m.merges[pairKey(a, b)]
+	v, ok := m.table.get(pairKey(a, b))
 	if !ok {
 		return noMerge, -1
 	}

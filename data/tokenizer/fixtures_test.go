@@ -134,10 +134,15 @@ func TestHFFixtures(t *testing.T) {
 }
 
 func TestSentencePieceFixtures(t *testing.T) {
-	for _, tc := range []struct{ name, model, expected string }{
-		{"sp_bpe2k", "testdata/sp_bpe2k.model", "sp-bpe2k.expected.jsonl"},
-		{"sp_unigram2k", "testdata/sp_unigram2k.model", "sp-unigram2k.expected.jsonl"},
-		{"llama2_tokenizer", "", "llama2-sp.expected.jsonl"},
+	for _, tc := range []struct {
+		name, model, expected string
+		generic               bool // BPE models: force the whole-text encoder instead of the per-word one
+	}{
+		{"sp_bpe2k", "testdata/sp_bpe2k.model", "sp-bpe2k.expected.jsonl", false},
+		{"sp_bpe2k/generic", "testdata/sp_bpe2k.model", "sp-bpe2k.expected.jsonl", true},
+		{"sp_unigram2k", "testdata/sp_unigram2k.model", "sp-unigram2k.expected.jsonl", false},
+		{"llama2_tokenizer", "", "llama2-sp.expected.jsonl", false},
+		{"llama2_tokenizer/generic", "", "llama2-sp.expected.jsonl", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			model := tc.model
@@ -146,6 +151,12 @@ func TestSentencePieceFixtures(t *testing.T) {
 			}
 			sp, err := LoadSentencePiece(model)
 			require.NoError(t, err)
+			if sp.m.modelType == 2 {
+				require.NotNil(t, sp.fast, "the per-word BPE encoder should apply to this model")
+			}
+			if tc.generic {
+				sp.fast = nil
+			}
 			bos := &SentencePieceBOS{sp}
 			rows := readExpected(t, tc.expected)
 			m := &mismatchLog{t: t, name: tc.name}

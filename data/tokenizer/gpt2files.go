@@ -13,8 +13,9 @@ import (
 // class is built with special_tokens=[]), so "<|endoftext|>" in a document is ordinary
 // text; Decode replaces invalid UTF-8 as Python's errors='replace'.
 type GPT2 struct {
-	model *bpe
-	eod   int
+	model  *bpe
+	eod    int
+	caches cachePool
 }
 
 // LoadGPT2 reads vocab.json and merges.txt.
@@ -78,7 +79,7 @@ func NewGPT2(vocab map[string]int, merges string) (*GPT2, error) {
 			return nil, fmt.Errorf("merges line %d: %w", i+2, err)
 		}
 	}
-	m.initByteIDs()
+	m.finish()
 	eod, ok := vocab["<|endoftext|>"]
 	if !ok {
 		return nil, fmt.Errorf("vocab has no <|endoftext|>")
@@ -89,8 +90,9 @@ func NewGPT2(vocab map[string]int, merges string) (*GPT2, error) {
 // Encode is GPT2Tokenizer.encode.
 func (t *GPT2) Encode(text string) []int {
 	out := make([]int, 0, len(text)/3+1)
-	var sc bpeScratch
-	splitGPT2(text, func(w string) { out = t.model.encode(out, w, &sc) })
+	sc := t.caches.get()
+	defer t.caches.put(sc)
+	splitGPT2(text, func(w string) { out = t.model.encode(out, w, sc) })
 	return out
 }
 

@@ -30,6 +30,7 @@ type HF struct {
 	pad, eod   int
 	unkID      int
 	specialTok map[string]int
+	caches     cachePool
 }
 
 // pretokenizer splits a normalized segment into words, in order.
@@ -162,7 +163,7 @@ func ParseHF(data []byte) (*HF, error) {
 			return nil, fmt.Errorf("model.merges: %w", err)
 		}
 	}
-	m.initByteIDs()
+	m.finish()
 	t.model = m
 
 	ids := map[int]bool{}
@@ -302,7 +303,8 @@ func (t *HF) EncodeSpecial(text string, addSpecial bool) []int {
 	if addSpecial {
 		out = append(out, t.prefix...)
 	}
-	var sc bpeScratch
+	sc := t.caches.get()
+	defer t.caches.put(sc)
 	segs := t.rawMatch.split(text, nil)
 	var sub []segment
 	for _, sg := range segs {
@@ -321,10 +323,10 @@ func (t *HF) EncodeSpecial(text string, addSpecial bool) []int {
 				continue
 			}
 			if t.pretok == nil {
-				out = t.model.encode(out, ns.text, &sc)
+				out = t.model.encode(out, ns.text, sc)
 				continue
 			}
-			t.pretok(ns.text, func(w string) { out = t.model.encode(out, w, &sc) })
+			t.pretok(ns.text, func(w string) { out = t.model.encode(out, w, sc) })
 		}
 	}
 	if addSpecial {

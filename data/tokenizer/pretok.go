@@ -33,44 +33,51 @@ const (
 	clsNL             // \r or \n
 )
 
-var asciiClass [128]uint8
+// bmpClass holds the class bits of every rune of the Basic Multilingual Plane, built
+// once at init (read-only after) so the scanners classify CJK text by one load.
+var bmpClass [0x10000]uint8
 
 func init() {
-	for c := 0; c < 128; c++ {
-		r := rune(c)
-		var k uint8
-		if unicode.IsLetter(r) {
-			k |= clsL
-		}
-		if unicode.IsNumber(r) {
-			k |= clsN
-		}
-		if unicode.Is(unicode.White_Space, r) {
-			k |= clsWS
-		}
-		if r == '\r' || r == '\n' {
-			k |= clsNL
-		}
-		asciiClass[c] = k
+	for r := rune(0); r < 0x10000; r++ {
+		bmpClass[r] = runeClass(r)
 	}
 }
 
-// classAt decodes the rune at s[i:] and returns its class bits and width.
+func runeClass(r rune) uint8 {
+	var k uint8
+	if unicode.IsLetter(r) {
+		k |= clsL
+	}
+	if unicode.IsNumber(r) {
+		k |= clsN
+	}
+	if unicode.Is(unicode.White_Space, r) {
+		k |= clsWS
+	}
+	if r == '\r' || r == '\n' {
+		k |= clsNL
+	}
+	return k
+}
+
+// classAt decodes the rune at s[i:] and returns its class bits and width. Invalid UTF-8
+// reads as U+FFFD (a symbol), one byte wide.
 func classAt(s string, i int) (uint8, int) {
 	c := s[i]
 	if c < utf8.RuneSelf {
-		return asciiClass[c], 1
+		return bmpClass[c], 1
+	}
+	if c >= 0xE0 && c < 0xF0 && i+2 < len(s) && s[i+1]&0xC0 == 0x80 && s[i+2]&0xC0 == 0x80 {
+		r := rune(c&0x0F)<<12 | rune(s[i+1]&0x3F)<<6 | rune(s[i+2]&0x3F)
+		if r >= 0x800 && (r < 0xD800 || r > 0xDFFF) {
+			return bmpClass[r], 3
+		}
 	}
 	r, w := utf8.DecodeRuneInString(s[i:])
-	var k uint8
-	if unicode.IsLetter(r) {
-		k = clsL
-	} else if unicode.IsNumber(r) {
-		k = clsN
-	} else if unicode.Is(unicode.White_Space, r) {
-		k = clsWS
+	if r < 0x10000 {
+		return bmpClass[r], w
 	}
-	return k, w
+	return runeClass(r), w
 }
 
 // foldS reports whether s[i:] starts with a letter matching want case-insensitively

@@ -23,6 +23,10 @@ type SentencePiece struct {
 	charsMap *charsMap
 	maxLen   int // longest piece in bytes (Unigram lattice)
 
+	fast    *spFastBPE // set when the BPE model allows per-word encoding
+	caches  cachePool
+	noCache bool // benchmarks: measure without the word cache
+
 	minScore, maxScore float32 // over NORMAL pieces (Unigram)
 	bos, eos, pad      int
 }
@@ -108,6 +112,9 @@ func ParseSentencePiece(data []byte) (*SentencePiece, error) {
 		}
 	}
 	sp.bos, sp.eos, sp.pad = sp.specialID(m.bosPiece), sp.specialID(m.eosPiece), sp.specialID(m.padPiece)
+	if m.modelType == 2 {
+		sp.buildFastBPE()
+	}
 	return sp, nil
 }
 
@@ -223,6 +230,12 @@ func (sp *SentencePiece) normalize(s string) string {
 func (sp *SentencePiece) Encode(text string) []int {
 	norm := sp.normalize(text)
 	out := make([]int, 0, len(norm)/3+2)
+	if sp.fast != nil {
+		c := sp.caches.get()
+		out = sp.encodeFast(out, norm, c)
+		sp.caches.put(c)
+		return out
+	}
 	emit := func(piece string, id int32) {
 		if id == sp.unk && sp.m.byteFallback {
 			for i := 0; i < len(piece); i++ {

@@ -30,6 +30,7 @@ type TikToken struct {
 	bos     int
 	eos     int
 	unk     int
+	caches  cachePool
 }
 
 // NewTikToken builds an encoding from ranks (token bytes → rank), a pre-tokenizer regex
@@ -59,7 +60,7 @@ func NewTikToken(ranks map[string]int, pattern string, offset int) (*TikToken, e
 			}
 		}
 	}
-	m.initByteIDs()
+	m.finish()
 	for b := 0; b < 256; b++ {
 		if m.byteIDs[b] < 0 {
 			return nil, fmt.Errorf("byte 0x%02X has no rank", b)
@@ -205,8 +206,9 @@ func LoadTikToken(path string, cfg TikTokenConfig, vocabSize ...int) (*TikToken,
 // Encode is encode_ordinary.
 func (t *TikToken) Encode(text string) []int {
 	out := make([]int, 0, len(text)/3+1)
-	var sc bpeScratch
-	t.split(text, func(w string) { out = t.model.encode(out, w, &sc) })
+	sc := t.caches.get()
+	defer t.caches.put(sc)
+	t.split(text, func(w string) { out = t.model.encode(out, w, sc) })
 	return out
 }
 
