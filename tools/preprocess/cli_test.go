@@ -23,7 +23,8 @@ func TestNormalizeArgs(t *testing.T) {
 	}
 }
 
-// TestCLIErrors checks that bad flags give exit status 2 and a message naming the flag.
+// TestCLIErrors checks that bad flags give exit status 2 and a missing input 1, with a
+// message naming the flag.
 func TestCLIErrors(t *testing.T) {
 	dir := t.TempDir()
 	in := filepath.Join(dir, "in.jsonl")
@@ -38,11 +39,12 @@ func TestCLIErrors(t *testing.T) {
 		{"split sentences", []string{"--input", in, "--output-prefix", "x", "--split-sentences"}, 2, "--split-sentences is not supported"},
 		{"dataset impl", []string{"--input", in, "--output-prefix", "x", "--dataset-impl", "lazy"}, 2, "--dataset-impl lazy"},
 		{"bad progress", []string{"--input", in, "--output-prefix", "x", "--progress", "fancy"}, 2, "--progress"},
-		{"no output", []string{"--input", in}, 1, "--output-prefix is required"},
-		{"jsonl without wudao", []string{"--input", in, "--wudao-jsonl", filepath.Join(dir, "o.json")}, 1, "--wudao-jsonl needs --wudao"},
-		{"wudao two keys", []string{"--input", in, "--wudao", "--wudao-jsonl", filepath.Join(dir, "o.json"), "--json-keys", "a", "b"}, 1, "--wudao writes one key"},
+		{"no output", []string{"--input", in}, 2, "--output-prefix is required"},
+		{"duplicate keys", []string{"--input", in, "--output-prefix", "x", "--json-keys", "text", "text"}, 2, "keys must be distinct"},
+		{"jsonl without wudao", []string{"--input", in, "--wudao-jsonl", filepath.Join(dir, "o.json")}, 2, "--wudao-jsonl needs --wudao"},
+		{"wudao two keys", []string{"--input", in, "--wudao", "--wudao-jsonl", filepath.Join(dir, "o.json"), "--json-keys", "a", "b"}, 2, "--wudao writes one key"},
 		{"missing input", []string{"--input", filepath.Join(dir, "nope*.jsonl"), "--wudao", "--wudao-jsonl", filepath.Join(dir, "o.json")}, 1, "no such file"},
-		{"bad workers", []string{"--input", in, "--wudao", "--wudao-jsonl", filepath.Join(dir, "o.json"), "--workers", "0"}, 1, "--workers 0"},
+		{"bad workers", []string{"--input", in, "--wudao", "--wudao-jsonl", filepath.Join(dir, "o.json"), "--workers", "0"}, 2, "--workers 0"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -119,6 +119,9 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		return exit
 	}
 	cfg, err := c.config()
+	if err == nil {
+		err = cfg.check(cfg.OutputPrefix != "")
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, "preprocess:", err)
 		return 2

@@ -63,6 +63,13 @@ func (cfg *Config) check(haveTokenizer bool) error {
 	if len(cfg.JSONKeys) == 0 {
 		return errors.New("--json-keys: at least one key is needed")
 	}
+	seen := map[string]bool{}
+	for _, k := range cfg.JSONKeys {
+		if k == "" || seen[k] {
+			return fmt.Errorf("--json-keys %v: keys must be distinct and non-empty", cfg.JSONKeys)
+		}
+		seen[k] = true
+	}
 	if cfg.Workers < 1 {
 		return fmt.Errorf("--workers %d: need at least 1", cfg.Workers)
 	}
