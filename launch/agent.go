@@ -9,11 +9,8 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"os/signal"
-	"path/filepath"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -484,147 +481,6 @@ func (a *agent) runAttempt(ctx context.Context, attempt int) outcome {
 
 func (a *agent) failure(w *worker, ev exitEvent) Failure {
 	return newFailure(w.rank, w.localRank, w.cmd.Process.Pid, ev.code, w.errFile, ev.at)
-}
-
-// startWorker spawns local rank lr in its own process group with its output routed.
-func (a *agent) startWorker(attempt, lr int, baseHas func(string) bool, idx int, events chan<- exitEvent) (*worker, error) {
-	l := a.l
-	dir := filepath.Join(a.runDir, "attempt_"+strconv.Itoa(attempt), strconv.Itoa(lr))
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("worker log directory: %w", err)
-	}
-	errFile := filepath.Join(dir, "error.json")
-	env := WorkerEnv(l, lr, attempt, a.port, errFile, a.storeAddr, a.token, baseHas)
-	rank, _ := strconv.Atoi(env["RANK"])
-	localRank, _ := strconv.Atoi(env["LOCAL_RANK"])
-	w := &worker{localRank: localRank, rank: rank, errFile: errFile, outDone: make(chan struct{})}
-
-	cmd := exec.Command(a.Argv[0], a.Argv[1:]...)
-	cmd.Env = envList(a.Env, env)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if l.NProcPerNode == 1 || l.ProcessLevel {
-		cmd.Stdin = os.Stdin
-	}
-	prefix := ""
-	if !l.ProcessLevel && l.NProcPerNode > 1 {
-		prefix = linePrefix(a.getenv("TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE"), l.Role, rank, localRank)
-	}
-	var pumps []func()
-	var closeAfterStart []*os.File
-	for s, bit := range []Std{StdOut, StdErr} {
-		name, sink := "stdout.log", a.stdout
-		if s == 1 {
-			name, sink = "stderr.log", a.stderr
-		}
-		toFile := a.LogDir != "" || a.redirect(lr)&bit != 0 || a.tee(lr)&bit != 0
-		toConsole := (a.filter == nil || a.filter[lr]) && (a.redirect(lr)&bit == 0 || a.tee(lr)&bit != 0)
-		var dst *os.File
-		switch {
-		case !toFile && !toConsole:
-			continue // /dev/null
-		case !toFile && prefix == "":
-			if f, ok := sink.w.(*os.File); ok {
-				dst = f // inherit the console directly: keeps a terminal a terminal
-			}
-		}
-		if dst == nil {
-			r, wp, err := os.Pipe()
-			if err != nil {
-				return nil, err
-			}
-			var file *os.File
-			if toFile {
-				if file, err = openLog(dir, name); err != nil {
-					return nil, err
-				}
-			}
-			var console *lineSink
-			if toConsole {
-				console = sink
-			}
-			dst = wp
-			closeAfterStart = append(closeAfterStart, wp)
-			w.readEnds = append(w.readEnds, r)
-			pumps = append(pumps, func() { pump(r, file, console, prefix) })
-		}
-		if s == 0 {
-			cmd.Stdout = dst
-		} else {
-			cmd.Stderr = dst
-		}
-	}
-	w.cmd = cmd
-	err := a.spawn.start(cmd)
-	for _, f := range closeAfterStart {
-		f.Close()
-	}
-	if err != nil {
-		for _, r := range w.readEnds {
-			r.Close()
-		}
-		return nil, fmt.Errorf("starting worker local rank %d (%s): %w", lr, a.Argv[0], err)
-	}
-	var wg sync.WaitGroup
-	for _, p := range pumps {
-		wg.Add(1)
-		go func() { defer wg.Done(); p() }()
-	}
-	go func() { wg.Wait(); close(w.outDone) }()
-	go func() {
-		cmd.Wait()
-		events <- exitEvent{idx: idx, code: exitCode(cmd.ProcessState), at: time.Now()}
-	}()
-	return w, nil
-}
-
-// stop sends sig to every live worker's process group, waits up to the grace period for
-// them to exit, then SIGKILLs the stragglers; then reaps.
-func (a *agent) stop(workers []*worker, events <-chan exitEvent, sig syscall.Signal) {
-	live := 0
-	for _, w := range workers {
-		if !w.exited {
-			killGroup(w.cmd.Process.Pid, sig)
-			live++
-		}
-	}
-	grace := time.NewTimer(a.l.GracePeriod)
-	defer grace.Stop()
-	killed := false
-	for live > 0 {
-		select {
-		case ev := <-events:
-			workers[ev.idx].exited = true
-			live--
-		case <-grace.C:
-			if !killed {
-				killed = true
-				for _, w := range workers {
-					if !w.exited {
-						killGroup(w.cmd.Process.Pid, syscall.SIGKILL)
-					}
-				}
-			}
-		}
-	}
-	a.reap(workers)
-}
-
-// reap kills whatever is left in the workers' process groups (no orphan survives) and waits
-// for their output to drain.
-func (a *agent) reap(workers []*worker) {
-	for _, w := range workers {
-		killGroup(w.cmd.Process.Pid, syscall.SIGKILL)
-	}
-	timeout := time.After(2 * time.Second)
-	for _, w := range workers {
-		select {
-		case <-w.outDone:
-		case <-timeout:
-			for _, r := range w.readEnds {
-				r.Close()
-			}
-		}
-	}
 }
 
 func sigName(s syscall.Signal) string {
