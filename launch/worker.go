@@ -7,8 +7,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
-	"sync"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 )
