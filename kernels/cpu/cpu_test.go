@@ -124,3 +124,32 @@ func panicMessage(fn func()) (msg any) {
 	fn()
 	return nil
 }
+
+// TestGemmFP8Operands checks FP8 operands (a CPU extension of kernels.Backend.Gemm) against
+// the float64 product of their decoded values, with the scale-inverses folded into Alpha.
+func TestGemmFP8Operands(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	const m, n, k = 7, 9, 33
+	for _, dt := range []tensor.DType{tensor.F8E4M3, tensor.F8E5M2} {
+		av, bv := make([]float32, m*k), make([]float32, n*k)
+		for i := range av {
+			av[i] = float32(r.NormFloat64() * 8)
+		}
+		for i := range bv {
+			bv[i] = float32(r.NormFloat64() * 8)
+		}
+		a, bt := tensor.FromF32Values(dt, av, m, k), tensor.FromF32Values(dt, bv, n, k)
+		c := tensor.New(tensor.F32, m, n)
+		New().Gemm(kernels.GemmParams{TransB: true, M: m, N: n, K: k, Alpha: 0.25, Batch: 1}, a, bt, c)
+		ad, bd := a.ToF32(), bt.ToF32()
+		for i := range m {
+			for j := range n {
+				var s float64
+				for p := range k {
+					s += float64(ad[i*k+p]) * float64(bd[j*k+p])
+				}
+				require.InDeltaf(t, 0.25*s, float64(c.F32()[i*n+j]), 1e-4*math.Max(1, math.Abs(s)), "%v C[%d,%d]", dt, i, j)
+			}
+		}
+	}
+}

@@ -9,8 +9,9 @@ import (
 
 // Gemm computes C[i] = Alpha·op(A[i])·op(B[i]) + Beta·C[i] for i < p.Batch (see
 // kernels.GemmParams) with one Sgemm call per batch entry; Sgemm parallelises inside.
-// A and B are F32, BF16 or F16 (each independently); BF16/F16 operands are widened exactly
-// to float32 into pooled scratch buffers (one buffer per operand, the whole tensor) before
+// A and B are F32, BF16 or F16 (each independently) and, beyond the interface, FP8
+// E4M3/E5M2 (fold the scale-inverses into Alpha). Narrow operands are widened exactly to
+// float32 into pooled scratch buffers (one buffer per operand, the whole tensor) before
 // the Sgemm calls, so every accumulation is fp32. C is F32.
 func (b *Backend) Gemm(p kernels.GemmParams, a, bm, c *tensor.Tensor) {
 	batch := max(p.Batch, 1)
@@ -92,23 +93,31 @@ func (b *Backend) gemmOperand(t *tensor.Tensor) ([]float32, *scratchBuf) {
 	switch t.DType() {
 	case tensor.F32:
 		return f32("Gemm", t), nil
-	case tensor.BF16, tensor.F16:
+	case tensor.BF16, tensor.F16, tensor.F8E4M3, tensor.F8E5M2:
 		s := b.getScratch(t.Numel())
-		src := t.U16()
-		bf := t.DType() == tensor.BF16
-		parallelFor(len(src), elemGrain, func(lo, hi int) {
+		dt := t.DType()
+		parallelFor(len(s.v), elemGrain, func(lo, hi int) {
 			d := s.v[lo:hi]
-			if bf {
-				for i, h := range src[lo:hi] {
+			switch dt {
+			case tensor.BF16:
+				for i, h := range t.U16()[lo:hi] {
 					d[i] = tensor.F32FromBF16(h)
 				}
-				return
-			}
-			for i, h := range src[lo:hi] {
-				d[i] = tensor.F32FromF16(h)
+			case tensor.F16:
+				for i, h := range t.U16()[lo:hi] {
+					d[i] = tensor.F32FromF16(h)
+				}
+			case tensor.F8E4M3:
+				for i, h := range t.Data[lo:hi] {
+					d[i] = tensor.F32FromE4M3(h)
+				}
+			default:
+				for i, h := range t.Data[lo:hi] {
+					d[i] = tensor.F32FromE5M2(h)
+				}
 			}
 		})
 		return s.v, s
 	}
-	panic(fmt.Sprintf("cpu.Gemm: operand %v must be F32, BF16 or F16", t))
+	panic(fmt.Sprintf("cpu.Gemm: operand %v must be F32, BF16, F16, F8E4M3 or F8E5M2", t))
 }
