@@ -29,13 +29,13 @@ func ReduceSerial(in []*tensor.Tensor, op Op) (*tensor.Tensor, error) {
 	out := tensor.New(dt, in[0].Shape()...)
 	pick := func(acc, x float64) float64 {
 		switch op {
-		case Max:
-			if x > acc {
+		case Max: // NaN propagates, as torch.maximum
+			if x > acc || x != x {
 				return x
 			}
 			return acc
 		case Min:
-			if x < acc {
+			if x < acc || x != x {
 				return x
 			}
 			return acc
