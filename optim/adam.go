@@ -54,6 +54,8 @@ type Adam struct {
 	gradShard   *tensor.Tensor // distributed: this rank's reduced grads
 	paramShard  *tensor.Tensor // distributed: staging for the all-gather
 	m, v        *tensor.Tensor // Adam moments over the owned elements
+	main        *tensor.Tensor // fp32 main parameters of the owned elements (bf16/fp16 models)
+	modelDType  tensor.DType   // precision the model's weights are held in (F32, BF16, F16)
 	step        int
 }
 
@@ -82,6 +84,37 @@ func NewAdam(be kernels.Backend, params layers.Params, cfg AdamConfig, distribut
 	}
 	a.m, a.v = be.Alloc(tensor.F32, hi-lo), be.Alloc(tensor.F32, hi-lo)
 	return a
+}
+
+// SetModelDType makes the model's weights dt (BF16 or F16) while the optimizer keeps fp32
+// main parameters, as Megatron's Float16Optimizer and distributed optimizer do: the update
+// is applied to the main copy and the model weights are its rounding. On the CPU the model
+// weights stay F32 tensors holding exactly the rounded values, so every GEMM sees
+// bf16/fp16 weights (activations are not rounded).
+func (a *Adam) SetModelDType(dt tensor.DType) {
+	if dt == tensor.F32 || dt == a.modelDType {
+		return
+	}
+	a.modelDType = dt
+	lo := a.shardLo
+	a.main = a.be.Alloc(tensor.F32, a.m.Numel())
+	a.be.Copy(a.main, a.buf.Param.Slice(lo, lo+a.m.Numel()))
+	roundTo(dt, a.buf.Param)
+}
+
+// roundTo rounds every element of a host F32 tensor to dt (nearest even) in place.
+func roundTo(dt tensor.DType, t *tensor.Tensor) {
+	v := t.F32()
+	switch dt {
+	case tensor.BF16:
+		for i, x := range v {
+			v[i] = tensor.F32FromBF16(tensor.BF16FromF32(x))
+		}
+	case tensor.F16:
+		for i, x := range v {
+			v[i] = tensor.F32FromF16(tensor.F16FromF32(x))
+		}
+	}
 }
 
 // Buffers returns the parameter and gradient buffers.
@@ -167,10 +200,19 @@ func (a *Adam) Step(lr float64) (gradNorm float64, ok bool, err error) {
 			wd = 0
 		}
 		s, e := pc.lo-a.shardLo, pc.hi-a.shardLo
-		a.be.AdamW(a.buf.Param.Slice(pc.lo, pc.hi), a.grad(pc.lo, pc.hi), a.m.Slice(s, e), a.v.Slice(s, e), kernels.AdamParams{
+		param := a.buf.Param.Slice(pc.lo, pc.hi)
+		if a.main != nil {
+			param = a.main.Slice(s, e)
+		}
+		a.be.AdamW(param, a.grad(pc.lo, pc.hi), a.m.Slice(s, e), a.v.Slice(s, e), kernels.AdamParams{
 			LR: float32(lr), Beta1: float32(a.Cfg.Beta1), Beta2: float32(a.Cfg.Beta2),
 			Eps: float32(a.Cfg.Eps), WeightDecay: float32(wd), Step: a.step,
 		})
+	}
+	if a.main != nil {
+		owned := a.buf.Param.Slice(a.shardLo, a.shardLo+a.main.Numel())
+		a.be.Copy(owned, a.main)
+		roundTo(a.modelDType, owned)
 	}
 	if a.Distributed {
 		n := a.paramShard.Numel()

@@ -176,3 +176,42 @@ func (t *Trainer) reportLoss(lossSum float64) (loss, tokens float64, err error) 
 	}
 	return lossSum / tokens, tokens, nil
 }
+
+// Evaluate runs microbatches forward only through the pipeline and returns Σ loss and
+// Σ tokens over the data-parallel group (valid on last-stage ranks; zeros elsewhere).
+func (t *Trainer) Evaluate(micro []layers.Batch, seed, step uint64) (lossSum, tokens float64, err error) {
+	m := t.Model
+	var pipe comm.Comm
+	rank := 0
+	if t.PS != nil {
+		pipe, rank = t.PS.PP, t.PS.Coords.PP
+	}
+	st := t.stashes[0]
+	for i, mb := range micro {
+		if !m.Par.First() {
+			if err := pipe.Recv(st.Input(), rank-1); err != nil {
+				return 0, 0, fmt.Errorf("evaluation microbatch %d: receiving activations: %w", i, err)
+			}
+		}
+		sum, n, err := m.Forward(st, mb, seed, step)
+		if err != nil {
+			return 0, 0, fmt.Errorf("evaluation microbatch %d: %w", i, err)
+		}
+		lossSum += sum
+		tokens += n
+		if !m.Par.Last() {
+			if err := pipe.Send(st.Output(), rank+1); err != nil {
+				return 0, 0, fmt.Errorf("evaluation microbatch %d: sending activations: %w", i, err)
+			}
+		}
+	}
+	if m.Par.Last() && t.PS != nil && t.PS.DPSize > 1 {
+		v := t.stats.F64()
+		v[0], v[1] = lossSum, tokens
+		if err := t.PS.DPCP.AllReduce(t.stats, comm.Sum); err != nil {
+			return 0, 0, fmt.Errorf("data-parallel all-reduce of the validation loss: %w", err)
+		}
+		lossSum, tokens = v[0], v[1]
+	}
+	return lossSum, tokens, nil
+}

@@ -1,0 +1,49 @@
+package main
+
+import (
+	"context"
+	"os"
+	"strings"
+
+	"github.com/gomegatron/gomegatron/comm/tcp"
+	"github.com/gomegatron/gomegatron/train"
+)
+
+func init() {
+	register("pretrain", "Megatron pretraining (TP/SP/PP/DP, distributed optimizer) with Megatron's flags", func(args []string) error {
+		var a train.Args
+		if done, err := parseCommand(&a, "golaunch pretrain",
+			"Pretrain a GPT model with Megatron-LM's arguments. Run under golaunch for several processes:\n"+
+				"  golaunch --nproc-per-node 4 pretrain --tensor-model-parallel-size 2 …",
+			expandListFlags(args), os.Stdout); done || err != nil {
+			return err
+		}
+		world, err := tcp.InitFromEnv(context.Background(), tcp.Options{})
+		if err != nil {
+			return err
+		}
+		defer world.Close()
+		return train.Pretrain(&a, world, os.Stdout)
+	})
+}
+
+// listFlags take several words, as argparse's nargs='*' does (--data-path 0.3 a 0.7 b).
+var listFlags = map[string]bool{"--data-path": true, "--train-data-path": true, "--valid-data-path": true, "--test-data-path": true}
+
+// expandListFlags rewrites "--data-path w1 p1 w2 p2" into one "--data-path=x" per word, so
+// the flag parser sees Megatron's multi-word flags as repeated ones.
+func expandListFlags(args []string) []string {
+	var out []string
+	for i := 0; i < len(args); i++ {
+		if !listFlags[args[i]] {
+			out = append(out, args[i])
+			continue
+		}
+		flag := args[i]
+		for i+1 < len(args) && !strings.HasPrefix(args[i+1], "--") {
+			i++
+			out = append(out, flag+"="+args[i])
+		}
+	}
+	return out
+}

@@ -1,0 +1,206 @@
+package train
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/gomegatron/gomegatron/layers"
+	"github.com/gomegatron/gomegatron/optim"
+)
+
+// Args are `golaunch pretrain`'s flags: Megatron-LM's names and defaults, plus the
+// Pai-Megatron-Patch extras its scripts pass. Flags gomegatron does not know are rejected by
+// the parser; known flags whose feature is not implemented yet are rejected by Validate with
+// a message naming them.
+type Args struct {
+	layers.Config
+	optim.AdamConfig
+
+	// Parallelism.
+	TensorModelParallelSize   int  `name:"tensor-model-parallel-size" default:"1" help:"Tensor-parallel size."`
+	PipelineModelParallelSize int  `name:"pipeline-model-parallel-size" default:"1" help:"Pipeline-parallel size."`
+	SequenceParallel          bool `name:"sequence-parallel" help:"Sequence parallelism (with TP > 1)."`
+	UseDistributedOptimizer   bool `name:"use-distributed-optimizer" help:"Shard optimizer state over data parallelism (ZeRO-1)."`
+	OverlapGradReduce         bool `name:"overlap-grad-reduce" help:"Accepted; gradients are reduced after the last microbatch (one bucket)."`
+	LayersPerVirtualStage     int  `name:"num-layers-per-virtual-pipeline-stage" help:"Interleaved pipeline schedule (not supported yet)."`
+
+	// Batches and length of training.
+	MicroBatchSize  int `name:"micro-batch-size" default:"1" help:"Sequences per microbatch."`
+	GlobalBatchSize int `name:"global-batch-size" help:"Sequences per iteration (default micro-batch-size × data-parallel size)."`
+	TrainIters      int `name:"train-iters" help:"Iterations to train."`
+	TrainSamples    int `name:"train-samples" help:"Samples to train (instead of --train-iters)."`
+
+	// Learning rate.
+	LR               float64 `name:"lr" help:"Peak learning rate."`
+	MinLR            float64 `name:"min-lr" default:"0" help:"Final learning rate."`
+	LRDecayStyle     string  `name:"lr-decay-style" default:"linear" help:"constant, linear, cosine, inverse-square-root or WSD."`
+	LRWarmupIters    int     `name:"lr-warmup-iters" default:"0" help:"Warm-up iterations."`
+	LRWarmupFraction float64 `name:"lr-warmup-fraction" help:"Warm-up as a fraction of the decay length."`
+	LRWarmupSamples  int     `name:"lr-warmup-samples" default:"0" help:"Warm-up samples (sample-based training)."`
+	LRWarmupInit     float64 `name:"lr-warmup-init" default:"0" help:"Learning rate at the start of warm-up."`
+	LRDecayIters     int     `name:"lr-decay-iters" help:"Decay length in iterations (default --train-iters)."`
+	LRDecaySamples   int     `name:"lr-decay-samples" help:"Decay length in samples (sample-based training)."`
+	LRWSDDecayStyle  string  `name:"lr-wsd-decay-style" default:"exponential" help:"WSD decay phase: linear, cosine, exponential, minus_sqrt."`
+	LRWSDDecayIters  int     `name:"lr-wsd-decay-iters" help:"WSD decay-phase iterations."`
+	Optimizer        string  `name:"optimizer" default:"adam" help:"Only adam (AdamW)."`
+
+	// Data.
+	DataPath          []string `name:"data-path" help:"Data prefixes, optionally weighted: w1 p1 w2 p2 …" sep:"none"`
+	Split             string   `name:"split" default:"969, 30, 1" help:"Train, valid, test proportions."`
+	TrainDataPath     []string `name:"train-data-path" help:"Training data prefix(es)." sep:"none"`
+	ValidDataPath     []string `name:"valid-data-path" help:"Validation data prefix(es)." sep:"none"`
+	TestDataPath      []string `name:"test-data-path" help:"Test data prefix(es)." sep:"none"`
+	DataCachePath     string   `name:"data-cache-path" help:"Where the GPT index caches go."`
+	MockData          bool     `name:"mock-data" help:"Random tokens instead of a dataset."`
+	Seed              int      `name:"seed" default:"1234" help:"Random seed (data order, initialisation, dropout)."`
+	EODMaskLoss       bool     `name:"eod-mask-loss" help:"No loss on end-of-document tokens."`
+	ResetPositionIDs  bool     `name:"reset-position-ids" help:"Restart positions after each EOD (not supported yet)."`
+	ResetAttentionMsk bool     `name:"reset-attention-mask" help:"Block attention across EOD (not supported yet)."`
+	NumWorkers        int      `name:"num-workers" default:"2" help:"Accepted; data loading runs in the training process."`
+
+	// Tokenizer.
+	TokenizerType  string `name:"tokenizer-type" help:"Megatron tokenizer class (GPT2BPETokenizer, Llama2Tokenizer, HuggingFaceTokenizer, NullTokenizer, …)."`
+	TokenizerModel string `name:"tokenizer-model" help:"Tokenizer model file or directory."`
+	VocabFile      string `name:"vocab-file" help:"Vocabulary file (GPT2BPETokenizer)."`
+	MergeFile      string `name:"merge-file" help:"BPE merges file (GPT2BPETokenizer)."`
+
+	// Logging and evaluation.
+	LogInterval                  int    `name:"log-interval" default:"100" help:"Iterations between log lines."`
+	EvalInterval                 int    `name:"eval-interval" default:"1000" help:"Iterations between validation runs."`
+	EvalIters                    int    `name:"eval-iters" default:"100" help:"Iterations per validation run."`
+	TensorboardDir               string `name:"tensorboard-dir" help:"Write TensorBoard event files here."`
+	TensorboardLogInterval       int    `name:"tensorboard-log-interval" default:"1" help:"Iterations between TensorBoard scalars."`
+	TensorboardQueueSize         int    `name:"tensorboard-queue-size" default:"1000" help:"Accepted for compatibility."`
+	LogThroughput                bool   `name:"log-throughput" help:"Print TFLOP/s per GPU in the log line."`
+	LogTimersToTensorboard       bool   `name:"log-timers-to-tensorboard" help:"Accepted for compatibility."`
+	LogBatchSizeToTensorboard    bool   `name:"log-batch-size-to-tensorboard" help:"Write the batch size to TensorBoard."`
+	LogValidationPPLToTensorbord bool   `name:"log-validation-ppl-to-tensorboard" help:"Write validation perplexity to TensorBoard."`
+	ExitInterval                 int    `name:"exit-interval" help:"Exit after this many iterations."`
+	ExitDurationInMins           int    `name:"exit-duration-in-mins" help:"Exit after this many minutes."`
+	ExitSignalHandler            bool   `name:"exit-signal-handler" help:"Save a checkpoint and exit on SIGTERM."`
+
+	// Checkpoints.
+	Save         string `name:"save" help:"Checkpoint directory to save to."`
+	Load         string `name:"load" help:"Checkpoint directory to load from."`
+	SaveInterval int    `name:"save-interval" help:"Iterations between checkpoints."`
+	NoLoadOptim  bool   `name:"no-load-optim" help:"Do not load optimizer state."`
+	NoLoadRNG    bool   `name:"no-load-rng" help:"Do not load RNG state."`
+	NoSaveOptim  bool   `name:"no-save-optim" help:"Do not save optimizer state."`
+	NoSaveRNG    bool   `name:"no-save-rng" help:"Do not save RNG state."`
+	Finetune     bool   `name:"finetune" help:"Load weights only and start from iteration 0."`
+	CkptFormat   string `name:"ckpt-format" default:"torch" help:"Checkpoint format: torch."`
+
+	// Precision.
+	BF16                 bool    `name:"bf16" help:"bfloat16 weights with fp32 main parameters."`
+	FP16                 bool    `name:"fp16" help:"float16 weights with dynamic loss scaling (not supported yet)."`
+	FP8Format            string  `name:"fp8-format" help:"FP8 recipe: e4m3 or hybrid (not supported yet)."`
+	FP8Hybrid            bool    `name:"fp8-hybrid" help:"Pai-Megatron-Patch's spelling of --fp8-format hybrid."`
+	FP8Margin            int     `name:"fp8-margin" default:"0" help:"FP8 scaling margin."`
+	FP8AmaxHistoryLen    int     `name:"fp8-amax-history-len" default:"1" help:"FP8 amax history length."`
+	FP8AmaxComputeAlgo   string  `name:"fp8-amax-compute-algo" default:"most_recent" help:"max or most_recent."`
+	LossScale            float64 `name:"loss-scale" help:"Constant loss scale (fp16)."`
+	TransformerImpl      string  `name:"transformer-impl" default:"local" help:"local or transformer_engine (the same kernels here)."`
+	UseFlashAttn         bool    `name:"use-flash-attn" help:"Accepted: attention always uses the online-softmax (flash) kernel."`
+	RecomputeActivations bool    `name:"recompute-activations" help:"Selective recompute (not supported yet)."`
+	RecomputeGranularity string  `name:"recompute-granularity" help:"selective or full (not supported yet)."`
+	RecomputeMethod      string  `name:"recompute-method" help:"uniform or block (not supported yet)."`
+	RecomputeNumLayers   int     `name:"recompute-num-layers" help:"Layers per recompute chunk (not supported yet)."`
+
+	// Pai-Megatron-Patch extras.
+	MaxPaddingLength    int    `name:"max-padding-length" help:"Pai: sample length of raw/idxmap datasets."`
+	ExtraVocabSize      int    `name:"extra-vocab-size" default:"0" help:"Pai: rows appended to the vocabulary."`
+	PatchTokenizerType  string `name:"patch-tokenizer-type" help:"Pai: tokenizer (LLamaTokenizer = the Hugging Face tokenizer in --load or --tokenizer-model)."`
+	Dataset             string `name:"dataset" help:"Pai: dataset kind (LLama-Pretrain-Idxmap, LLama-Pretrain-Raw, …)."`
+	UseLlama2RotaryPosE bool   `name:"use-llama2-rotary-position-embeddings" help:"Pai: rotary embeddings (same as --position-embedding-type rope)."`
+	UseAlibiMask        bool   `name:"use-alibi-mask" help:"Pai: ALiBi (same as --position-embedding-type alibi)."`
+
+	// Device is gomegatron's: cpu (cuda once the CUDA backend lands).
+	Device string `name:"device" default:"cpu" help:"cpu."`
+}
+
+// Validate applies Megatron's derived defaults and rejects what is inconsistent or not yet
+// implemented, naming the flag. world is the number of processes.
+func (a *Args) Validate(world int) error {
+	var unsupported []string
+	for _, u := range []struct {
+		on   bool
+		flag string
+	}{
+		{a.FP16, "--fp16"}, {a.FP8Format != "" || a.FP8Hybrid, "--fp8-format/--fp8-hybrid"},
+		{a.LayersPerVirtualStage != 0, "--num-layers-per-virtual-pipeline-stage"},
+		{a.RecomputeActivations || a.RecomputeGranularity != "", "--recompute-activations/--recompute-granularity"},
+		{a.RecomputeMethod != "" || a.RecomputeNumLayers != 0, "--recompute-method/--recompute-num-layers"},
+		{a.ResetPositionIDs, "--reset-position-ids"}, {a.ResetAttentionMsk, "--reset-attention-mask"},
+		{a.LoadingCheckpoint(), "--load"}, {a.Save != "", "--save"},
+	} {
+		if u.on {
+			unsupported = append(unsupported, u.flag)
+		}
+	}
+	if len(unsupported) > 0 {
+		return fmt.Errorf("not supported yet: %s", strings.Join(unsupported, ", "))
+	}
+	if a.Optimizer != "adam" {
+		return fmt.Errorf("--optimizer %q: only adam is supported", a.Optimizer)
+	}
+	if a.Device != "cpu" {
+		return fmt.Errorf("--device %q: only cpu is available in this build", a.Device)
+	}
+	if a.CkptFormat != "torch" {
+		return fmt.Errorf("--ckpt-format %q: only torch is supported", a.CkptFormat)
+	}
+	if a.UseLlama2RotaryPosE {
+		a.PositionEmbeddingType = "rope"
+	}
+	if a.UseAlibiMask {
+		a.PositionEmbeddingType = "alibi"
+	}
+	tp, pp := a.TensorModelParallelSize, a.PipelineModelParallelSize
+	if tp < 1 || pp < 1 {
+		return fmt.Errorf("--tensor-model-parallel-size %d and --pipeline-model-parallel-size %d must be positive", tp, pp)
+	}
+	if world%(tp*pp) != 0 {
+		return fmt.Errorf("world size %d is not divisible by tensor-parallel size %d × pipeline-parallel size %d", world, tp, pp)
+	}
+	dp := world / (tp * pp)
+	if a.NumLayers%pp != 0 {
+		return fmt.Errorf("--num-layers %d is not divisible by --pipeline-model-parallel-size %d", a.NumLayers, pp)
+	}
+	if a.MicroBatchSize < 1 {
+		return fmt.Errorf("--micro-batch-size %d must be positive", a.MicroBatchSize)
+	}
+	if a.GlobalBatchSize == 0 {
+		a.GlobalBatchSize = a.MicroBatchSize * dp
+	}
+	if a.GlobalBatchSize%(a.MicroBatchSize*dp) != 0 {
+		return fmt.Errorf("--global-batch-size %d is not divisible by --micro-batch-size %d × data-parallel size %d", a.GlobalBatchSize, a.MicroBatchSize, dp)
+	}
+	if (a.TrainIters > 0) == (a.TrainSamples > 0) {
+		return fmt.Errorf("give exactly one of --train-iters and --train-samples")
+	}
+	if a.SeqLength <= 0 {
+		return fmt.Errorf("--seq-length must be positive")
+	}
+	if a.MaxPositionEmbeddings == 0 {
+		a.MaxPositionEmbeddings = a.SeqLength
+	}
+	if a.PositionEmbeddingType == "learned_absolute" && a.SeqLength > a.MaxPositionEmbeddings {
+		return fmt.Errorf("--seq-length %d exceeds --max-position-embeddings %d", a.SeqLength, a.MaxPositionEmbeddings)
+	}
+	if a.SequenceParallel && tp > 1 && a.SeqLength%tp != 0 {
+		return fmt.Errorf("--seq-length %d is not divisible by --tensor-model-parallel-size %d (needed by --sequence-parallel)", a.SeqLength, tp)
+	}
+	if a.LR <= 0 {
+		return fmt.Errorf("--lr must be positive")
+	}
+	if len(a.DataPath) == 0 && len(a.TrainDataPath) == 0 && !a.MockData {
+		return fmt.Errorf("no data: give --data-path, --train-data-path or --mock-data")
+	}
+	if a.LogInterval < 1 || a.EvalIters < 0 || a.EvalInterval < 1 {
+		return fmt.Errorf("--log-interval and --eval-interval must be positive and --eval-iters non-negative")
+	}
+	return nil
+}
+
+// LoadingCheckpoint reports whether --load names a checkpoint to resume from.
+func (a *Args) LoadingCheckpoint() bool { return a.Load != "" && a.Load != "none" }

@@ -1,0 +1,164 @@
+package train
+
+import (
+	"fmt"
+	"strconv"
+
+	"github.com/gomegatron/gomegatron/data/gpt"
+	"github.com/gomegatron/gomegatron/data/indexed"
+	"github.com/gomegatron/gomegatron/layers"
+)
+
+// samples is a dataset split as training reads it.
+type samples interface {
+	Len() int
+	Get(i int) (*gpt.Sample, error)
+}
+
+type blended struct{ *gpt.BlendedDataset }
+
+func (b blended) Get(i int) (*gpt.Sample, error) {
+	_, s, err := b.BlendedDataset.Get(i)
+	return s, err
+}
+
+// mockSamples are deterministic random tokens (Megatron's --mock-data).
+type mockSamples struct {
+	n, seq, vocab int
+	seed          uint64
+}
+
+func (m mockSamples) Len() int { return m.n }
+
+func (m mockSamples) Get(i int) (*gpt.Sample, error) {
+	x := m.seed ^ uint64(i)*0x9E3779B97F4A7C15
+	text := make([]int64, m.seq+1)
+	for j := range text {
+		x = x*6364136223846793005 + 1442695040888963407
+		text[j] = int64(x>>33) % int64(m.vocab)
+	}
+	s := &gpt.Sample{Tokens: text[:m.seq], Labels: text[1:], LossMask: make([]float32, m.seq)}
+	for j := range s.LossMask {
+		s.LossMask[j] = 1
+	}
+	return s, nil
+}
+
+// splitSizes are Megatron's get_train_valid_test_num_samples.
+func (a *Args) splitSizes(trainIters int) [3]int {
+	train := a.TrainSamples
+	if train == 0 {
+		train = trainIters * a.GlobalBatchSize
+	}
+	valid := (trainIters/a.EvalInterval + 1) * a.EvalIters * a.GlobalBatchSize
+	return [3]int{train, valid, a.EvalIters * a.GlobalBatchSize}
+}
+
+// parseBlend reads --data-path's "p" or "w1 p1 w2 p2 …" (nil weights when unweighted).
+func parseBlend(paths []string) (prefixes []string, weights []float64, err error) {
+	if len(paths) == 1 {
+		return paths, nil, nil
+	}
+	if _, err := strconv.ParseFloat(paths[0], 64); err != nil {
+		return paths, nil, nil
+	}
+	if len(paths)%2 != 0 {
+		return nil, nil, fmt.Errorf("--data-path: weights and prefixes must alternate, got %d words", len(paths))
+	}
+	for i := 0; i < len(paths); i += 2 {
+		w, err := strconv.ParseFloat(paths[i], 64)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--data-path: %q is not a weight", paths[i])
+		}
+		weights = append(weights, w)
+		prefixes = append(prefixes, paths[i+1])
+	}
+	return prefixes, weights, nil
+}
+
+// buildSplits opens the data and builds Megatron's train/valid/test datasets.
+func (a *Args) buildSplits(sizes [3]int, ds gpt.DatasetConfig) ([3]samples, error) {
+	var out [3]samples
+	if a.MockData {
+		for i, n := range sizes {
+			out[i] = mockSamples{n: n, seq: a.SeqLength, vocab: a.VocabSize, seed: uint64(a.Seed) + uint64(i)<<32}
+		}
+		return out, nil
+	}
+	cfg := gpt.BuildConfig{Split: a.Split, Sizes: sizes, RandomSeed: uint32(a.Seed), SequenceLength: a.SeqLength,
+		AddExtraToken: true, DropLastPartialValidationSequence: true, CacheDir: a.DataCachePath, Dataset: ds}
+	if len(a.DataPath) > 0 {
+		prefixes, weights, err := parseBlend(a.DataPath)
+		if err != nil {
+			return out, err
+		}
+		if len(prefixes) == 1 {
+			low, err := indexed.Open(prefixes[0])
+			if err != nil {
+				return out, fmt.Errorf("--data-path: %w", err)
+			}
+			cfg.DataPath = prefixes[0]
+			sp, err := gpt.BuildSplits(low, cfg)
+			if err != nil {
+				return out, err
+			}
+			for i, d := range sp {
+				if d != nil {
+					out[i] = d
+				}
+			}
+			return out, nil
+		}
+		var src []gpt.BlendSource
+		for _, p := range prefixes {
+			low, err := indexed.Open(p)
+			if err != nil {
+				return out, fmt.Errorf("--data-path: %w", err)
+			}
+			src = append(src, gpt.BlendSource{Dataset: low, DataPath: p})
+		}
+		sp, err := gpt.BuildBlendedSplits(src, weights, cfg)
+		if err != nil {
+			return out, err
+		}
+		for i, d := range sp {
+			if d != nil {
+				out[i] = blended{d}
+			}
+		}
+		return out, nil
+	}
+	// --train-data-path / --valid-data-path / --test-data-path: each is a whole split.
+	for i, paths := range [][]string{a.TrainDataPath, a.ValidDataPath, a.TestDataPath} {
+		if len(paths) == 0 {
+			continue
+		}
+		if len(paths) != 1 {
+			return out, fmt.Errorf("several prefixes per split are not supported yet; use --data-path with weights")
+		}
+		low, err := indexed.Open(paths[0])
+		if err != nil {
+			return out, err
+		}
+		c := cfg
+		c.DataPath, c.Split = paths[0], "1,0,0"
+		c.Sizes = [3]int{sizes[i], -1, -1}
+		sp, err := gpt.BuildSplits(low, c)
+		if err != nil {
+			return out, err
+		}
+		out[i] = sp[0]
+	}
+	return out, nil
+}
+
+// toBatch stacks samples into one microbatch [b, s].
+func toBatch(ss []*gpt.Sample) layers.Batch {
+	var bt layers.Batch
+	for _, s := range ss {
+		bt.Tokens = append(bt.Tokens, s.Tokens...)
+		bt.Labels = append(bt.Labels, s.Labels...)
+		bt.LossMask = append(bt.LossMask, s.LossMask...)
+	}
+	return bt
+}

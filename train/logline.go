@@ -1,0 +1,66 @@
+package train
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/gomegatron/gomegatron/layers"
+)
+
+// logFields are the values of one Megatron iteration line.
+type logFields struct {
+	Iteration, TrainIters int
+	ConsumedSamples       int64
+	ElapsedMS             float64
+	TFLOPS                float64 // < 0: not printed (--log-throughput off)
+	LR                    float64
+	GlobalBatchSize       int
+	Loss                  float64
+	LossScale, GradNorm   float64
+	Skipped, NaN          int
+}
+
+// format renders Megatron's training_log line, field by field with its format specs.
+func (f logFields) format(now time.Time) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, " [%s] iteration %8d/%8d |", now.Format("2006-01-02 15:04:05.000000"), f.Iteration, f.TrainIters)
+	fmt.Fprintf(&b, " consumed samples: %12d |", f.ConsumedSamples)
+	fmt.Fprintf(&b, " elapsed time per iteration (ms): %.1f |", f.ElapsedMS)
+	if f.TFLOPS >= 0 {
+		fmt.Fprintf(&b, " throughput per GPU (TFLOP/s/GPU): %.1f |", f.TFLOPS)
+	}
+	fmt.Fprintf(&b, " learning rate: %.6E |", f.LR)
+	fmt.Fprintf(&b, " global batch size: %5d |", f.GlobalBatchSize)
+	fmt.Fprintf(&b, " lm loss: %.6E |", f.Loss)
+	fmt.Fprintf(&b, " loss scale: %.1f |", f.LossScale)
+	fmt.Fprintf(&b, " grad norm: %.3f |", f.GradNorm)
+	fmt.Fprintf(&b, " number of skipped iterations: %3d |", f.Skipped)
+	fmt.Fprintf(&b, " number of nan iterations: %3d |", f.NaN)
+	return b.String()
+}
+
+// FLOPs is Megatron's num_floating_point_operations for a dense GPT and a batch of
+// batch sequences:
+//
+//	B·s·[6·h·(ffn·f)·L + 6·(h·(q+2k) + q·h)·L + 6·h·Vpad] + B·s²·6·q·L
+//
+// with q = kv_channels·heads, k = kv_channels·groups and f = 3 with SwiGLU, else 2.
+func FLOPs(c *layers.Config, batch int) float64 {
+	B, s := float64(batch), float64(c.SeqLength)
+	h, L := float64(c.HiddenSize), float64(c.NumLayers)
+	q := float64(c.KVChannels * c.NumAttentionHeads)
+	k := float64(c.KVChannels * c.NumQueryGroups)
+	f := 2.0
+	if c.SwiGLU {
+		f = 3
+	}
+	return B*s*(6*h*float64(c.FFNHiddenSize)*f*L+6*(h*(q+2*k)+q*h)*L+6*h*float64(c.PaddedVocabSize)) + B*s*s*6*q*L
+}
+
+// validationBlock is Megatron's evaluate_and_print_results output.
+func validationBlock(prefix string, loss float64, ppl float64) string {
+	s := fmt.Sprintf(" validation loss at %s | lm loss value: %.6E | lm loss PPL: %.6E | ", prefix, loss, ppl)
+	line := strings.Repeat("-", len(s)+1)
+	return line + "\n" + s + "\n" + line
+}

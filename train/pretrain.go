@@ -1,0 +1,300 @@
+package train
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"time"
+
+	"github.com/gomegatron/gomegatron/comm"
+	"github.com/gomegatron/gomegatron/data/gpt"
+	"github.com/gomegatron/gomegatron/data/tokenizer"
+	"github.com/gomegatron/gomegatron/kernels/cpu"
+	"github.com/gomegatron/gomegatron/layers"
+	"github.com/gomegatron/gomegatron/optim"
+	"github.com/gomegatron/gomegatron/tensor"
+	"github.com/gomegatron/gomegatron/train/tensorboard"
+)
+
+// Pretrain runs Megatron's pretrain loop on this rank of world: build the parallel groups,
+// the tokenizer, the datasets and the model shard, then train, log, evaluate and exit as the
+// flags say. The last rank prints Megatron's log lines to out.
+func Pretrain(a *Args, world comm.Comm, out io.Writer) error {
+	start := time.Now()
+	if err := a.Validate(world.Size()); err != nil {
+		return err
+	}
+	ps, err := comm.NewParallelState(world, comm.ParallelConfig{TP: a.TensorModelParallelSize, PP: a.PipelineModelParallelSize, CP: 1, EP: 1, Order: comm.DefaultOrder})
+	if err != nil {
+		return err
+	}
+	defer ps.Close()
+	report := world.Rank() == world.Size()-1 // Megatron's is_last_rank prints the log
+	logf := func(format string, args ...any) {
+		if report {
+			fmt.Fprintf(out, format+"\n", args...)
+		}
+	}
+
+	// Tokenizer and vocabulary.
+	ds := gpt.DatasetConfig{SequenceLength: a.SeqLength, AddExtraToken: true, EOD: -1, Pad: gpt.PadTokenIDNone, EODMaskLoss: a.EODMaskLoss}
+	if !a.MockData || a.TokenizerType != "" {
+		tok, err := a.buildTokenizer()
+		if err != nil {
+			return err
+		}
+		a.VocabSize = tok.VocabSize() + a.ExtraVocabSize
+		ds.EOD = int64(tok.EOD())
+		if p := tok.Pad(); p >= 0 && p != tok.EOD() {
+			ds.Pad = int64(p)
+		}
+	}
+	if a.VocabSize <= 0 {
+		return fmt.Errorf("--mock-data without a tokenizer needs --vocab-size")
+	}
+
+	// Model, optimizer, trainer.
+	cfg := a.Config
+	par := layers.Parallel{TP: ps.TP, SequenceParallel: a.SequenceParallel, PPRank: ps.Coords.PP, PPSize: ps.PPSize}
+	be := cpu.New()
+	model, err := layers.NewParallelGPTModel(be, cfg, par, uint64(a.Seed))
+	if err != nil {
+		return err
+	}
+	logf("> padded vocab (size: %d) with %d dummy tokens (new size: %d)", a.VocabSize, model.Cfg.PaddedVocabSize-a.VocabSize, model.Cfg.PaddedVocabSize)
+	if ps.Coords.DP == 0 {
+		fmt.Fprintf(out, " > number of parameters on (tensor, pipeline) model parallel rank (%d, %d): %d\n", ps.Coords.TP, ps.Coords.PP, model.Params.Numel())
+	}
+	groups := optim.Groups{DP: ps.DPCP, Norm: ps.MP, TP: ps.Coords.TP}
+	if a.UseDistributedOptimizer {
+		groups.Norm = world
+	}
+	opt := optim.NewAdam(be, model.Params, a.AdamConfig, a.UseDistributedOptimizer, groups)
+	if a.BF16 {
+		opt.SetModelDType(tensor.BF16)
+	}
+	tr := NewTrainer(be, model, ps, opt, a.SeqLength, a.MicroBatchSize)
+
+	// Schedule and data.
+	gbs := int64(a.GlobalBatchSize)
+	trainIters := a.TrainIters
+	if a.TrainSamples > 0 {
+		trainIters = a.TrainSamples / a.GlobalBatchSize
+	}
+	sched, err := a.schedule(trainIters)
+	if err != nil {
+		return err
+	}
+	if err := world.Barrier(); err != nil { // model built everywhere before rank 0 builds data
+		return err
+	}
+	splits, err := a.buildSplitsRankZeroFirst(world, a.splitSizes(trainIters), ds)
+	if err != nil {
+		return err
+	}
+	if splits[0] == nil {
+		return fmt.Errorf("the training split is empty (--split %q)", a.Split)
+	}
+	var tb *tensorboard.Writer
+	if report && a.TensorboardDir != "" {
+		if tb, err = tensorboard.NewWriter(a.TensorboardDir); err != nil {
+			return err
+		}
+		defer tb.Close()
+	}
+	logf("[after dataloaders are built] datetime: %s ", time.Now().Format("2006-01-02 15:04:05"))
+	logf("training ...")
+
+	dp, dpRank := ps.DPSize, ps.Coords.DP
+	mbs := a.MicroBatchSize
+	numMicro := a.GlobalBatchSize / (mbs * dp)
+	// Megatron's pretraining sampler: chunk c of mbs·DP samples, this rank's rows
+	// [dpRank·mbs, (dpRank+1)·mbs).
+	batchAt := func(split samples, consumed int64) ([]layers.Batch, error) {
+		micro := make([]layers.Batch, numMicro)
+		for j := range micro {
+			base := consumed + int64(j*mbs*dp+dpRank*mbs)
+			ss := make([]*gpt.Sample, mbs)
+			for k := range ss {
+				i := int(base) + k
+				if i >= split.Len() {
+					return nil, fmt.Errorf("the dataset has %d samples; sample %d was requested", split.Len(), i)
+				}
+				s, err := split.Get(i)
+				if err != nil {
+					return nil, err
+				}
+				ss[k] = s
+			}
+			micro[j] = toBatch(ss)
+		}
+		return micro, nil
+	}
+
+	var consumed, consumedValid int64
+	var skipped, nanIters, sinceLog int
+	var lossAcc float64
+	var lossN int
+	lastLog := time.Now()
+	flopsPerIter := FLOPs(&model.Cfg, a.GlobalBatchSize)
+	for it := 1; it <= trainIters; it++ {
+		micro, err := batchAt(splits[0], consumed)
+		if err != nil {
+			return fmt.Errorf("iteration %d: %w", it, err)
+		}
+		res, err := tr.Iteration(micro, sched.At(consumed), uint64(a.Seed), uint64(it))
+		if err != nil {
+			return fmt.Errorf("iteration %d: %w", it, err)
+		}
+		consumed += gbs
+		sinceLog++
+		if res.Skipped {
+			skipped++
+			if math.IsNaN(res.GradNorm) || math.IsInf(res.GradNorm, 0) || math.IsNaN(res.Loss) {
+				nanIters++
+			}
+		} else if report {
+			lossAcc += res.Loss
+			lossN++
+		}
+		lr := sched.At(consumed)
+		if tb != nil && it%a.TensorboardLogInterval == 0 {
+			for _, s := range []struct {
+				tag string
+				v   float64
+			}{{"learning-rate", lr}, {"lm loss", res.Loss}, {"grad-norm", res.GradNorm}, {"loss-scale", 1}} {
+				if err := tb.Scalar(s.tag, s.v, int64(it)); err != nil {
+					return err
+				}
+			}
+			if a.LogBatchSizeToTensorboard {
+				if err := tb.Scalar("batch-size", float64(a.GlobalBatchSize), int64(it)); err != nil {
+					return err
+				}
+			}
+		}
+		if it%a.LogInterval == 0 || it == 1 {
+			elapsed := time.Since(lastLog).Seconds() / float64(sinceLog)
+			f := logFields{Iteration: it, TrainIters: trainIters, ConsumedSamples: consumed, ElapsedMS: elapsed * 1000,
+				TFLOPS: -1, LR: lr, GlobalBatchSize: a.GlobalBatchSize, Loss: lossAcc / math.Max(float64(lossN), 1),
+				LossScale: 1, GradNorm: res.GradNorm, Skipped: skipped, NaN: nanIters}
+			if a.LogThroughput {
+				f.TFLOPS = flopsPerIter / (elapsed * 1e12 * float64(world.Size()))
+			}
+			logf("%s", f.format(time.Now()))
+			if tb != nil && a.LogThroughput {
+				if err := tb.Scalar("throughput", f.TFLOPS, int64(it)); err != nil {
+					return err
+				}
+			}
+			lastLog, sinceLog, lossAcc, lossN, skipped, nanIters = time.Now(), 0, 0, 0, 0, 0
+		}
+		if a.EvalIters > 0 && it%a.EvalInterval == 0 && splits[1] != nil {
+			if consumedValid, err = a.validate(tr, splits[1], consumedValid, batchAt, it, logf, tb); err != nil {
+				return err
+			}
+		}
+		if a.ExitInterval > 0 && it%a.ExitInterval == 0 {
+			logf("exiting program at iteration %d", it)
+			break
+		}
+		if a.ExitDurationInMins > 0 && time.Since(start) > time.Duration(a.ExitDurationInMins)*time.Minute {
+			logf("exiting program after %d minutes", a.ExitDurationInMins)
+			break
+		}
+	}
+	if tb != nil {
+		return tb.Flush()
+	}
+	return nil
+}
+
+// validate runs --eval-iters forward-only iterations on the validation split.
+func (a *Args) validate(tr *Trainer, split samples, consumed int64, batchAt func(samples, int64) ([]layers.Batch, error),
+	it int, logf func(string, ...any), tb *tensorboard.Writer) (int64, error) {
+	var sum, n float64
+	for e := 0; e < a.EvalIters; e++ {
+		micro, err := batchAt(split, consumed)
+		if err != nil {
+			return consumed, fmt.Errorf("validation: %w", err)
+		}
+		s, k, err := tr.Evaluate(micro, uint64(a.Seed), 0)
+		if err != nil {
+			return consumed, err
+		}
+		sum, n = sum+s, n+k
+		consumed += int64(a.GlobalBatchSize)
+	}
+	if !tr.Model.Par.Last() || n == 0 {
+		return consumed, nil
+	}
+	loss := sum / n
+	ppl := math.Exp(math.Min(20, loss))
+	logf("%s", validationBlock(fmt.Sprintf("iteration %d", it), loss, ppl))
+	if tb != nil {
+		if err := tb.Scalar("lm loss validation", loss, int64(it)); err != nil {
+			return consumed, err
+		}
+		if a.LogValidationPPLToTensorbord {
+			if err := tb.Scalar("lm loss validation ppl", ppl, int64(it)); err != nil {
+				return consumed, err
+			}
+		}
+	}
+	return consumed, nil
+}
+
+// buildSplitsRankZeroFirst builds the datasets on rank 0 first (it writes the index cache
+// when --data-cache-path is set), then on the other ranks, which then read that cache.
+func (a *Args) buildSplitsRankZeroFirst(world comm.Comm, sizes [3]int, ds gpt.DatasetConfig) ([3]samples, error) {
+	var out [3]samples
+	var err error
+	if world.Rank() == 0 {
+		out, err = a.buildSplits(sizes, ds)
+	}
+	if berr := world.Barrier(); berr != nil {
+		return out, berr
+	}
+	if world.Rank() != 0 {
+		out, err = a.buildSplits(sizes, ds)
+	}
+	return out, err
+}
+
+// schedule converts the LR flags into sample-based steps as get_optimizer_param_scheduler does.
+func (a *Args) schedule(trainIters int) (LRSchedule, error) {
+	gbs := int64(a.GlobalBatchSize)
+	s := LRSchedule{MaxLR: a.LR, MinLR: a.MinLR, InitLR: a.LRWarmupInit, Style: a.LRDecayStyle, WSDStyle: a.LRWSDDecayStyle}
+	if a.TrainSamples > 0 {
+		s.DecaySteps = int64(a.LRDecaySamples)
+		if s.DecaySteps == 0 {
+			s.DecaySteps = int64(a.TrainSamples)
+		}
+		s.WarmupSteps = int64(a.LRWarmupSamples)
+	} else {
+		decay := a.LRDecayIters
+		if decay == 0 {
+			decay = trainIters
+		}
+		s.DecaySteps = int64(decay) * gbs
+		s.WarmupSteps = int64(a.LRWarmupIters) * gbs
+		s.WSDDecaySteps = int64(a.LRWSDDecayIters) * gbs
+	}
+	if a.LRWarmupFraction > 0 {
+		s.WarmupSteps = int64(a.LRWarmupFraction * float64(s.DecaySteps))
+	}
+	return s, s.Validate()
+}
+
+// buildTokenizer builds the tokenizer from Megatron's flags or Pai's --patch-tokenizer-type.
+func (a *Args) buildTokenizer() (tokenizer.Tokenizer, error) {
+	typ := a.TokenizerType
+	if typ == "" {
+		typ = a.PatchTokenizerType
+	}
+	if typ == "" {
+		return nil, fmt.Errorf("no tokenizer: give --tokenizer-type (or --patch-tokenizer-type)")
+	}
+	return tokenizer.Build(tokenizer.Config{TokenizerType: typ, TokenizerModel: a.TokenizerModel,
+		VocabFile: a.VocabFile, MergeFile: a.MergeFile, VocabSize: a.VocabSize})
+}
