@@ -21,8 +21,8 @@ func sgemmKernelAVX512(kc int, a, b, c *float32, ldc int, alpha, beta float32)
 func sgemmKernelAVX2(kc int, a, b, c *float32, ldc int, alpha, beta float32)
 
 var (
-	gemmAVX512 = &gemmKernel{name: "avx512-12x32", mr: 12, nr: 32, mc: 192, kc: 256, nc: 4096, fn: sgemmKernelAVX512}
-	gemmAVX2   = &gemmKernel{name: "avx2-6x16", mr: 6, nr: 16, mc: 96, kc: 256, nc: 4096, fn: sgemmKernelAVX2}
+	gemmAVX512 = &gemmKernel{name: "avx512-12x32", mr: 12, nr: 32, mc: 192, kc: 256, nc: 4096, fn: sgemmKernelAVX512, asmPack: true}
+	gemmAVX2   = &gemmKernel{name: "avx2-6x16", mr: 6, nr: 16, mc: 96, kc: 256, nc: 4096, fn: sgemmKernelAVX2, asmPack: true}
 )
 
 // gemmDefaultKernel is the fastest kernel this CPU runs, chosen once at start-up.
@@ -46,4 +46,42 @@ func gemmKernels() []*gemmKernel {
 		ks = append(ks, gemmAVX512)
 	}
 	return ks
+}
+
+// gemmTransposeAVX sets dst[p·w + i] = src[i·ld + p] for i < n, p < 8·kc8, in 8×8 (and a
+// final 4×8) register transposes; n must be a multiple of 4.
+//
+//go:noescape
+func gemmTransposeAVX(dst *float32, w int, src *float32, ld int, n int, kc8 int)
+
+// gemmCopyRowsAVX sets dst[p·w + i] = src[p·ld + i] for i < n, p < kc; n is 12, 16 or 32
+// (other n copy nothing).
+//
+//go:noescape
+func gemmCopyRowsAVX(dst *float32, w int, src *float32, ld int, n int, kc int)
+
+// gemmPackRowsAsm is gemmPackLanesFromRows without the zero padding when n suits
+// gemmCopyRowsAVX, and reports whether it ran. The index expressions check the bounds the
+// assembly relies on.
+func gemmPackRowsAsm(dst []float32, w int, src []float32, ld, r0, kc, c0, n int) bool {
+	if (n != 12 && n != 16 && n != 32) || kc == 0 {
+		return false
+	}
+	_ = src[(r0+kc-1)*ld+c0+n-1]
+	_ = dst[(kc-1)*w+n-1]
+	gemmCopyRowsAVX(&dst[0], w, &src[r0*ld+c0], ld, n, kc)
+	return true
+}
+
+// gemmPackColsAsm does the part of gemmPackLanesFromCols that gemmTransposeAVX can, the
+// first rows = n&^3 rows and cols = kc&^7 columns, and returns those counts.
+func gemmPackColsAsm(dst []float32, w int, src []float32, ld, r0, n, c0, kc int) (rows, cols int) {
+	rows, cols = n&^3, kc&^7
+	if rows == 0 || cols == 0 {
+		return 0, 0
+	}
+	_ = src[(r0+rows-1)*ld+c0+cols-1]
+	_ = dst[(cols-1)*w+rows-1]
+	gemmTransposeAVX(&dst[0], w, &src[r0*ld+c0], ld, rows, cols/8)
+	return rows, cols
 }

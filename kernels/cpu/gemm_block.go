@@ -165,7 +165,7 @@ func (j *gemmJob) packBlock(b int) {
 	for u := j.nextPack.Add(1) - 1; u < claims; u = j.nextPack.Add(1) - 1 {
 		for q := int(u) * gemmBPanelsPerClaim; q < min(nPanels, int(u+1)*gemmBPanelsPerClaim); q++ {
 			c0 := q * kn.nr
-			gemmPackB(bp[q*kn.nr*kc:(q+1)*kn.nr*kc], kn.nr, g, pc, kc, jc+c0, min(kn.nr, nc-c0))
+			gemmPackB(bp[q*kn.nr*kc:(q+1)*kn.nr*kc], kn.nr, g, pc, kc, jc+c0, min(kn.nr, nc-c0), kn.asmPack)
 		}
 	}
 }
@@ -180,7 +180,7 @@ func (j *gemmJob) computeUnit(pid int, bp []float32, mu, np, jc, nc, nPanels, pc
 	rows := min(p1*kn.mr, g.m) - i0
 	buf := j.ap[pid]
 	ap, tile := buf[:j.mc*j.kc], buf[j.mc*j.kc:]
-	gemmPackA(ap, kn.mr, g, i0, rows, pc, kc)
+	gemmPackA(ap, kn.mr, g, i0, rows, pc, kc, kn.asmPack)
 	q0, q1 := np*nPanels/j.nParts, (np+1)*nPanels/j.nParts
 	mrkc, nrkc := kn.mr*kc, kn.nr*kc
 	for q := q0; q < q1; q++ {

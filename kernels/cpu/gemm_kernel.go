@@ -18,6 +18,8 @@ type gemmKernel struct {
 	// kc×nc block of packed B (mc a multiple of mr, nc a multiple of nr).
 	mc, kc, nc int
 	fn         func(kc int, a, b, c *float32, ldc int, alpha, beta float32)
+	// asmPack selects the AVX packing routines (gemmPackRowsAsm, gemmPackColsAsm).
+	asmPack bool
 }
 
 // gemmGeneric is the portable kernel: plain Go, 4×4 register tile. It runs on every

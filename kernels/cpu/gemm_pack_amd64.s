@@ -1,0 +1,181 @@
+//go:build amd64 && !purego
+
+#include "textflag.h"
+
+// Packing helpers for gemm_pack.go (AVX, 256-bit). See gemmTransposeAVX and
+// gemmCopyRowsAVX in gemm_amd64.go for the contracts.
+
+// func gemmTransposeAVX(dst *float32, w int, src *float32, ld int, n int, kc8 int)
+TEXT ·gemmTransposeAVX(SB), NOSPLIT, $0-48
+	MOVQ dst+0(FP), DI
+	MOVQ w+8(FP), R9
+	SHLQ $2, R9
+	MOVQ src+16(FP), SI
+	MOVQ ld+24(FP), R10
+	SHLQ $2, R10
+	MOVQ n+32(FP), R8
+	MOVQ kc8+40(FP), CX
+	LEAQ (R10)(R10*2), R11
+	LEAQ (R10)(R10*4), R12
+	LEAQ (R11)(R10*4), R13
+	TESTQ CX, CX
+	JE gemmT_done
+gemmT_rows8:
+	CMPQ R8, $8
+	JLT gemmT_rows4
+	MOVQ SI, BX
+	MOVQ DI, DX
+	MOVQ CX, AX
+gemmT_loop8:
+	VMOVUPS (BX), Y0
+	VMOVUPS (BX)(R10*1), Y1
+	VMOVUPS (BX)(R10*2), Y2
+	VMOVUPS (BX)(R11*1), Y3
+	VMOVUPS (BX)(R10*4), Y4
+	VMOVUPS (BX)(R12*1), Y5
+	VMOVUPS (BX)(R11*2), Y6
+	VMOVUPS (BX)(R13*1), Y7
+	VUNPCKLPS Y1, Y0, Y8
+	VUNPCKHPS Y1, Y0, Y9
+	VUNPCKLPS Y3, Y2, Y10
+	VUNPCKHPS Y3, Y2, Y11
+	VUNPCKLPS Y5, Y4, Y12
+	VUNPCKHPS Y5, Y4, Y13
+	VUNPCKLPS Y7, Y6, Y14
+	VUNPCKHPS Y7, Y6, Y15
+	VSHUFPS $0x44, Y10, Y8, Y0
+	VSHUFPS $0xEE, Y10, Y8, Y1
+	VSHUFPS $0x44, Y11, Y9, Y2
+	VSHUFPS $0xEE, Y11, Y9, Y3
+	VSHUFPS $0x44, Y14, Y12, Y4
+	VSHUFPS $0xEE, Y14, Y12, Y5
+	VSHUFPS $0x44, Y15, Y13, Y6
+	VSHUFPS $0xEE, Y15, Y13, Y7
+	VPERM2F128 $0x20, Y4, Y0, Y8
+	VPERM2F128 $0x20, Y5, Y1, Y9
+	VPERM2F128 $0x20, Y6, Y2, Y10
+	VPERM2F128 $0x20, Y7, Y3, Y11
+	VPERM2F128 $0x31, Y4, Y0, Y12
+	VPERM2F128 $0x31, Y5, Y1, Y13
+	VPERM2F128 $0x31, Y6, Y2, Y14
+	VPERM2F128 $0x31, Y7, Y3, Y15
+	VMOVUPS Y8, (DX)
+	ADDQ R9, DX
+	VMOVUPS Y9, (DX)
+	ADDQ R9, DX
+	VMOVUPS Y10, (DX)
+	ADDQ R9, DX
+	VMOVUPS Y11, (DX)
+	ADDQ R9, DX
+	VMOVUPS Y12, (DX)
+	ADDQ R9, DX
+	VMOVUPS Y13, (DX)
+	ADDQ R9, DX
+	VMOVUPS Y14, (DX)
+	ADDQ R9, DX
+	VMOVUPS Y15, (DX)
+	ADDQ R9, DX
+	ADDQ $32, BX
+	DECQ AX
+	JNZ gemmT_loop8
+	LEAQ (SI)(R10*8), SI
+	ADDQ $32, DI
+	SUBQ $8, R8
+	JMP gemmT_rows8
+gemmT_rows4:
+	CMPQ R8, $4
+	JLT gemmT_done
+	MOVQ SI, BX
+	MOVQ DI, DX
+	MOVQ CX, AX
+gemmT_loop4:
+	VMOVUPS (BX), Y0
+	VMOVUPS (BX)(R10*1), Y1
+	VMOVUPS (BX)(R10*2), Y2
+	VMOVUPS (BX)(R11*1), Y3
+	VUNPCKLPS Y1, Y0, Y8
+	VUNPCKHPS Y1, Y0, Y9
+	VUNPCKLPS Y3, Y2, Y10
+	VUNPCKHPS Y3, Y2, Y11
+	VSHUFPS $0x44, Y10, Y8, Y0
+	VSHUFPS $0xEE, Y10, Y8, Y1
+	VSHUFPS $0x44, Y11, Y9, Y2
+	VSHUFPS $0xEE, Y11, Y9, Y3
+	VMOVUPS X0, (DX)
+	ADDQ R9, DX
+	VMOVUPS X1, (DX)
+	ADDQ R9, DX
+	VMOVUPS X2, (DX)
+	ADDQ R9, DX
+	VMOVUPS X3, (DX)
+	ADDQ R9, DX
+	VEXTRACTF128 $1, Y0, (DX)
+	ADDQ R9, DX
+	VEXTRACTF128 $1, Y1, (DX)
+	ADDQ R9, DX
+	VEXTRACTF128 $1, Y2, (DX)
+	ADDQ R9, DX
+	VEXTRACTF128 $1, Y3, (DX)
+	ADDQ R9, DX
+	ADDQ $32, BX
+	DECQ AX
+	JNZ gemmT_loop4
+gemmT_done:
+	VZEROUPPER
+	RET
+
+// func gemmCopyRowsAVX(dst *float32, w int, src *float32, ld int, n int, kc int)
+TEXT ·gemmCopyRowsAVX(SB), NOSPLIT, $0-48
+	MOVQ dst+0(FP), DI
+	MOVQ w+8(FP), R9
+	SHLQ $2, R9
+	MOVQ src+16(FP), SI
+	MOVQ ld+24(FP), R10
+	SHLQ $2, R10
+	MOVQ n+32(FP), R8
+	MOVQ kc+40(FP), CX
+	TESTQ CX, CX
+	JE gemmC_done
+	CMPQ R8, $32
+	JEQ gemmC_loop32
+	CMPQ R8, $16
+	JEQ gemmC_loop16
+	CMPQ R8, $12
+	JEQ gemmC_loop12
+	JMP gemmC_done
+gemmC_loop32:
+	VMOVUPS (SI), Y0
+	VMOVUPS 32(SI), Y1
+	VMOVUPS 64(SI), Y2
+	VMOVUPS 96(SI), Y3
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, 32(DI)
+	VMOVUPS Y2, 64(DI)
+	VMOVUPS Y3, 96(DI)
+	ADDQ R10, SI
+	ADDQ R9, DI
+	DECQ CX
+	JNZ gemmC_loop32
+	JMP gemmC_done
+gemmC_loop16:
+	VMOVUPS (SI), Y0
+	VMOVUPS 32(SI), Y1
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, 32(DI)
+	ADDQ R10, SI
+	ADDQ R9, DI
+	DECQ CX
+	JNZ gemmC_loop16
+	JMP gemmC_done
+gemmC_loop12:
+	VMOVUPS (SI), Y0
+	VMOVUPS 32(SI), X1
+	VMOVUPS Y0, (DI)
+	VMOVUPS X1, 32(DI)
+	ADDQ R10, SI
+	ADDQ R9, DI
+	DECQ CX
+	JNZ gemmC_loop12
+gemmC_done:
+	VZEROUPPER
+	RET
