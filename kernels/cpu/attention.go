@@ -107,69 +107,67 @@ func (b *Backend) Attention(out, lse, q, k, v *tensor.Tensor, p kernels.AttnPara
 	os, ls, qs, ks, vs := f32(op, out), f32(op, lse), f32(op, q), f32(op, k), f32(op, v)
 	nqb := (g.s + attnBlockQ - 1) / attnBlockQ
 	d := g.d
-	parallelFor(g.b*g.h*nqb, 1, func(lo, hi int) {
+	parallelTasks(g.b*g.h*nqb, func(task int) {
 		buf := b.getScratch(attnBlockQ*attnBlockK + 2*attnBlockQ)
 		defer b.putScratch(buf)
 		sb := buf.v[:attnBlockQ*attnBlockK]
 		m := buf.v[attnBlockQ*attnBlockK : attnBlockQ*attnBlockK+attnBlockQ]
 		l := buf.v[attnBlockQ*attnBlockK+attnBlockQ:]
-		for task := lo; task < hi; task++ {
-			bh, qb := task/nqb, task%nqb
-			bi, h := bh/g.h, bh%g.h
-			i0 := qb * attnBlockQ
-			i1 := min(i0+attnBlockQ, g.s)
-			nq := i1 - i0
-			qoff := (bh*g.s + i0) * d
-			koff := (bi*g.g + h/g.rep) * g.t * d
-			o := os[qoff : qoff+nq*d]
-			clear(o)
+		bh, qb := task/nqb, task%nqb
+		bi, h := bh/g.h, bh%g.h
+		i0 := qb * attnBlockQ
+		i1 := min(i0+attnBlockQ, g.s)
+		nq := i1 - i0
+		qoff := (bh*g.s + i0) * d
+		koff := (bi*g.g + h/g.rep) * g.t * d
+		o := os[qoff : qoff+nq*d]
+		clear(o)
+		for r := range nq {
+			m[r], l[r] = float32(math.Inf(-1)), 0
+		}
+		jlo, jhi := g.keyRange(i0, i1)
+		for j0 := jlo; j0 < jhi; j0 += attnBlockK {
+			nk := min(attnBlockK, jhi-j0)
+			g.scores(sb, qs[qoff:], ks[koff+j0*d:], h, i0, nq, j0, nk)
 			for r := range nq {
-				m[r], l[r] = float32(math.Inf(-1)), 0
-			}
-			jlo, jhi := g.keyRange(i0, i1)
-			for j0 := jlo; j0 < jhi; j0 += attnBlockK {
-				nk := min(attnBlockK, jhi-j0)
-				g.scores(sb, qs[qoff:], ks[koff+j0*d:], h, i0, nq, j0, nk)
-				for r := range nq {
-					row := sb[r*nk : (r+1)*nk]
-					mx := m[r]
-					for _, s := range row {
-						mx = max(mx, s)
-					}
-					if math.IsInf(float64(mx), -1) {
-						clear(row)
-						continue
-					}
-					expNegRow(row, row, mx)
-					var sum float32
-					for _, e := range row {
-						sum += e
-					}
-					if corr := expNeg(m[r] - mx); corr != 1 {
-						l[r] *= corr
-						or := o[r*d : (r+1)*d]
-						for c := range or {
-							or[c] *= corr
-						}
-					}
-					l[r] += sum
-					m[r] = mx
+				row := sb[r*nk : (r+1)*nk]
+				mx := m[r]
+				for _, s := range row {
+					mx = max(mx, s)
 				}
-				blockGemm(false, false, nq, d, nk, 1, sb, nk, vs[koff+j0*d:], d, 1, o, d)
-			}
-			for r := range nq {
-				or := o[r*d : (r+1)*d]
-				if l[r] == 0 {
-					clear(or)
-					ls[bh*g.s+i0+r] = float32(math.Inf(-1))
+				if math.IsInf(float64(mx), -1) {
+					clear(row)
 					continue
 				}
-				inv := 1 / l[r]
-				for c := range or {
-					or[c] *= inv
+				expNegRow(row, row, mx)
+				var sum float32
+				for _, e := range row {
+					sum += e
 				}
-				ls[bh*g.s+i0+r] = m[r] + float32(math.Log(float64(l[r])))
+				if corr := expNeg(m[r] - mx); corr != 1 {
+					l[r] *= corr
+					or := o[r*d : (r+1)*d]
+					for c := range or {
+						or[c] *= corr
+					}
+				}
+				l[r] += sum
+				m[r] = mx
 			}
+			blockGemm(false, false, nq, d, nk, 1, sb, nk, vs[koff+j0*d:], d, 1, o, d)
+		}
+		for r := range nq {
+			or := o[r*d : (r+1)*d]
+			if l[r] == 0 {
+				clear(or)
+				ls[bh*g.s+i0+r] = float32(math.Inf(-1))
+				continue
+			}
+			inv := 1 / l[r]
+			for c := range or {
+				or[c] *= inv
+			}
+			ls[bh*g.s+i0+r] = m[r] + float32(math.Log(float64(l[r])))
 		}
 	})
 }
@@ -233,54 +231,50 @@ func (b *Backend) AttentionBackward(dq, dk, dv, dout, q, k, v, out, lse *tensor.
 	}
 	blk := attnBlockQ * attnBlockK
 	nkb := (g.t + attnBlockK - 1) / attnBlockK
-	parallelFor(g.b*g.g*nkb, 1, func(lo, hi int) {
+	parallelTasks(g.b*g.g*nkb, func(task int) {
 		buf := b.getScratch(2 * blk)
 		defer b.putScratch(buf)
 		pb, sb := buf.v[:blk], buf.v[blk:]
-		for task := lo; task < hi; task++ {
-			bg, kb := task/nkb, task%nkb
-			bi, gi := bg/g.g, bg%g.g
-			j0 := kb * attnBlockK
-			j1 := min(j0+attnBlockK, g.t)
-			nk := j1 - j0
-			koff := bg * g.t * d
-			dkr, dvr := dks[koff+j0*d:koff+j1*d], dvs[koff+j0*d:koff+j1*d]
-			clear(dkr)
-			clear(dvr)
-			ilo, ihi := g.queryRange(j0, j1)
-			for h := gi * g.rep; h < (gi+1)*g.rep; h++ {
-				bh := bi*g.h + h
-				for i0 := ilo; i0 < ihi; i0 += attnBlockQ {
-					nq := min(attnBlockQ, ihi-i0)
-					qoff := (bh*g.s + i0) * d
-					grad(pb, sb, bh, h, i0, nq, koff, j0, nk)
-					blockGemm(true, false, nk, d, nq, 1, pb, nk, gs[qoff:], d, 1, dvr, d)
-					blockGemm(true, false, nk, d, nq, p.Scale, sb, nk, qs[qoff:], d, 1, dkr, d)
-				}
+		bg, kb := task/nkb, task%nkb
+		bi, gi := bg/g.g, bg%g.g
+		j0 := kb * attnBlockK
+		j1 := min(j0+attnBlockK, g.t)
+		nk := j1 - j0
+		koff := bg * g.t * d
+		dkr, dvr := dks[koff+j0*d:koff+j1*d], dvs[koff+j0*d:koff+j1*d]
+		clear(dkr)
+		clear(dvr)
+		ilo, ihi := g.queryRange(j0, j1)
+		for h := gi * g.rep; h < (gi+1)*g.rep; h++ {
+			bh := bi*g.h + h
+			for i0 := ilo; i0 < ihi; i0 += attnBlockQ {
+				nq := min(attnBlockQ, ihi-i0)
+				qoff := (bh*g.s + i0) * d
+				grad(pb, sb, bh, h, i0, nq, koff, j0, nk)
+				blockGemm(true, false, nk, d, nq, 1, pb, nk, gs[qoff:], d, 1, dvr, d)
+				blockGemm(true, false, nk, d, nq, p.Scale, sb, nk, qs[qoff:], d, 1, dkr, d)
 			}
 		}
 	})
 	nqb := (g.s + attnBlockQ - 1) / attnBlockQ
-	parallelFor(g.b*g.h*nqb, 1, func(lo, hi int) {
+	parallelTasks(g.b*g.h*nqb, func(task int) {
 		buf := b.getScratch(2 * blk)
 		defer b.putScratch(buf)
 		pb, sb := buf.v[:blk], buf.v[blk:]
-		for task := lo; task < hi; task++ {
-			bh, qb := task/nqb, task%nqb
-			bi, h := bh/g.h, bh%g.h
-			i0 := qb * attnBlockQ
-			i1 := min(i0+attnBlockQ, g.s)
-			nq := i1 - i0
-			qoff := (bh*g.s + i0) * d
-			koff := (bi*g.g + h/g.rep) * g.t * d
-			dqr := dqs[qoff : qoff+nq*d]
-			clear(dqr)
-			jlo, jhi := g.keyRange(i0, i1)
-			for j0 := jlo; j0 < jhi; j0 += attnBlockK {
-				nk := min(attnBlockK, jhi-j0)
-				grad(pb, sb, bh, h, i0, nq, koff, j0, nk)
-				blockGemm(false, false, nq, d, nk, p.Scale, sb, nk, ks[koff+j0*d:], d, 1, dqr, d)
-			}
+		bh, qb := task/nqb, task%nqb
+		bi, h := bh/g.h, bh%g.h
+		i0 := qb * attnBlockQ
+		i1 := min(i0+attnBlockQ, g.s)
+		nq := i1 - i0
+		qoff := (bh*g.s + i0) * d
+		koff := (bi*g.g + h/g.rep) * g.t * d
+		dqr := dqs[qoff : qoff+nq*d]
+		clear(dqr)
+		jlo, jhi := g.keyRange(i0, i1)
+		for j0 := jlo; j0 < jhi; j0 += attnBlockK {
+			nk := min(attnBlockK, jhi-j0)
+			grad(pb, sb, bh, h, i0, nq, koff, j0, nk)
+			blockGemm(false, false, nq, d, nk, p.Scale, sb, nk, ks[koff+j0*d:], d, 1, dqr, d)
 		}
 	})
 }

@@ -3,6 +3,7 @@ package cpu
 import (
 	"runtime"
 	"sync"
+	"sync/atomic"
 )
 
 // parallelFor runs fn over [0, n) split into contiguous chunks, one goroutine per chunk,
@@ -45,4 +46,37 @@ func grainFor(perItem int) int {
 		perItem = 1
 	}
 	return max(1, 32768/perItem)
+}
+
+// parallelTasks runs fn(i) for every task i < n on up to GOMAXPROCS goroutines that take
+// tasks one at a time, so uneven tasks (causal attention blocks) balance. Tasks must write
+// disjoint outputs; which goroutine runs a task never changes its result.
+func parallelTasks(n int, fn func(i int)) {
+	workers := min(runtime.GOMAXPROCS(0), n)
+	if workers <= 1 {
+		for i := range n {
+			fn(i)
+		}
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	work := func() {
+		for {
+			i := int(next.Add(1)) - 1
+			if i >= n {
+				return
+			}
+			fn(i)
+		}
+	}
+	for range workers - 1 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			work()
+		}()
+	}
+	work()
+	wg.Wait()
 }
