@@ -9,9 +9,11 @@ import (
 )
 
 // Attention is computed flash-attention style: queries in blocks of attnBlockQ rows, keys
-// in blocks of attnBlockK, each score block Q_i·K_jᵀ a small Sgemm, softmax online with a
-// running row max and sum, so no more than one attnBlockQ×attnBlockK score block per
-// goroutine is ever held.
+// in blocks of attnBlockK, each score block Q_i·K_jᵀ a single-threaded Sgemm, softmax
+// online with a running row max and sum, so no more than one attnBlockQ×attnBlockK score
+// block per goroutine is ever held. Key blocks wholly hidden by the causal mask or the
+// sliding window are skipped; the (batch, head, query block) tasks are handed out one at a
+// time so their uneven costs balance over the cores.
 const (
 	attnBlockQ = 64
 	attnBlockK = 64
