@@ -1,0 +1,252 @@
+package megatron
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/gomegatron/gomegatron/ckpt/torchpickle"
+	"github.com/gomegatron/gomegatron/layers"
+	"github.com/gomegatron/gomegatron/tensor"
+)
+
+// Args builds the argparse.Namespace stored under "args": Megatron's argument names
+// (megatron/training/arguments.py, dest spelling) for the architecture, the parallel
+// layout and the parameter dtype. Training code adds its own entries (lr, iteration,
+// consumed_train_samples, …) with Set; converters store exactly these.
+//
+// Besides Megatron's names, four gomegatron-only attributes describe families Megatron's
+// GPT lacks (Megatron ignores unknown attributes): embedding_layernorm (BLOOM),
+// parallel_attention (Falcon), sliding_window (Mistral) and alibi_before_scale; and
+// hf_model_type, when known, names the Hugging Face family for conversion back.
+func Args(cfg layers.Config, tp, pp int, dtype tensor.DType, f Format, hfModelType string) *torchpickle.Namespace {
+	ns := torchpickle.NewNamespace()
+	set := ns.Set
+	set("num_layers", cfg.NumLayers)
+	set("hidden_size", cfg.HiddenSize)
+	set("ffn_hidden_size", cfg.FFNHiddenSize)
+	set("num_attention_heads", cfg.NumAttentionHeads)
+	set("group_query_attention", cfg.GroupQueryAttention)
+	set("num_query_groups", cfg.NumQueryGroups)
+	set("kv_channels", cfg.KVChannels)
+	set("seq_length", cfg.SeqLength)
+	set("max_position_embeddings", cfg.MaxPositionEmbeddings)
+	set("position_embedding_type", cfg.PositionEmbeddingType)
+	set("add_position_embedding", cfg.PositionEmbeddingType == "learned_absolute")
+	set("use_rotary_position_embeddings", cfg.PositionEmbeddingType == "rope")
+	set("rotary_base", cfg.RotaryBase)
+	set("rotary_percent", cfg.RotaryPercent)
+	set("rotary_interleaved", false)
+	set("add_bias_linear", cfg.AddBiasLinear())
+	set("add_qkv_bias", cfg.AddQKVBias)
+	set("swiglu", cfg.SwiGLU)
+	set("openai_gelu", cfg.OpenAIGeLU)
+	set("squared_relu", false)
+	set("untie_embeddings_and_output_weights", cfg.UntieEmbeddingsAndOutputWeights)
+	set("apply_residual_connection_post_layernorm", cfg.ApplyResidualConnectionPostLayernorm)
+	set("normalization", cfg.Normalization)
+	set("norm_epsilon", cfg.NormEpsilon)
+	set("apply_layernorm_1p", false)
+	set("attention_dropout", cfg.AttentionDropout)
+	set("hidden_dropout", cfg.HiddenDropout)
+	set("init_method_std", cfg.InitMethodStd)
+	set("vocab_size", cfg.VocabSize)
+	set("make_vocab_size_divisible_by", cfg.MakeVocabSizeDivisibleBy)
+	set("padded_vocab_size", cfg.PaddedVocabSize)
+	set("orig_vocab_size", cfg.VocabSize)
+	set("tensor_model_parallel_size", tp)
+	set("pipeline_model_parallel_size", pp)
+	set("virtual_pipeline_model_parallel_size", nil)
+	set("expert_model_parallel_size", 1)
+	set("data_parallel_size", 1)
+	set("world_size", tp*pp)
+	set("rank", 0)
+	set("fp16", dtype == tensor.F16)
+	set("bf16", dtype == tensor.BF16)
+	set("params_dtype", dtype)
+	set("use_legacy_models", f == Legacy)
+	set("use_mcore_models", f != Legacy)
+	impl := "local"
+	if f == MCoreTE {
+		impl = "transformer_engine"
+	}
+	set("transformer_impl", impl)
+	set("use_distributed_optimizer", false)
+	set("ckpt_format", "torch")
+	set("consumed_train_samples", 0)
+	set("consumed_valid_samples", 0)
+	set("embedding_layernorm", cfg.EmbeddingLayerNorm)
+	set("parallel_attention", cfg.ParallelAttention)
+	if cfg.SlidingWindow > 0 {
+		set("sliding_window", cfg.SlidingWindow)
+	} else {
+		set("sliding_window", nil)
+	}
+	set("alibi_before_scale", cfg.ALiBiBeforeScale)
+	if hfModelType != "" {
+		set("hf_model_type", hfModelType)
+	}
+	return ns
+}
+
+// ArgsInfo is what a checkpoint's args say beyond the architecture.
+type ArgsInfo struct {
+	TP, PP      int
+	ParamsDType tensor.DType // Invalid when args lack params_dtype
+	HFModelType string       // gomegatron's hf_model_type, "" if absent
+}
+
+// ConfigFromArgs translates a checkpoint's args into the model configuration, applying
+// Megatron's defaults for arguments older checkpoints lack. Dropout is not part of the
+// weights and is set to 0; training takes it from its flags. Errors name the argument.
+func ConfigFromArgs(ns *torchpickle.Namespace) (layers.Config, ArgsInfo, error) {
+	a := argReader{ns: ns}
+	c := layers.Defaults()
+	c.AttentionDropout, c.HiddenDropout = 0, 0
+	c.NumLayers = a.int("num_layers", -1)
+	c.HiddenSize = a.int("hidden_size", -1)
+	c.NumAttentionHeads = a.int("num_attention_heads", -1)
+	c.FFNHiddenSize = a.int("ffn_hidden_size", 0)
+	c.GroupQueryAttention = a.bool("group_query_attention", false)
+	c.NumQueryGroups = a.int("num_query_groups", 1)
+	c.KVChannels = a.int("kv_channels", 0)
+	c.MaxPositionEmbeddings = a.int("max_position_embeddings", 0)
+	c.SeqLength = a.int("seq_length", c.MaxPositionEmbeddings)
+	pet := "learned_absolute"
+	if a.bool("use_rotary_position_embeddings", false) {
+		pet = "rope"
+	}
+	c.PositionEmbeddingType = a.str("position_embedding_type", pet)
+	c.RotaryBase = a.float("rotary_base", 10000)
+	c.RotaryPercent = a.float("rotary_percent", 1)
+	c.DisableBiasLinear = !a.bool("add_bias_linear", true)
+	c.AddQKVBias = a.bool("add_qkv_bias", false)
+	c.SwiGLU = a.bool("swiglu", false)
+	c.OpenAIGeLU = a.bool("openai_gelu", false)
+	c.UntieEmbeddingsAndOutputWeights = a.bool("untie_embeddings_and_output_weights", false)
+	c.ApplyResidualConnectionPostLayernorm = a.bool("apply_residual_connection_post_layernorm", false)
+	c.Normalization = a.str("normalization", "LayerNorm")
+	c.NormEpsilon = a.float("norm_epsilon", a.float("layernorm_epsilon", 1e-5))
+	c.InitMethodStd = a.float("init_method_std", 0.02)
+	c.PaddedVocabSize = a.int("padded_vocab_size", -1)
+	c.VocabSize = a.int("vocab_size", 0)
+	if c.VocabSize == 0 {
+		c.VocabSize = a.int("orig_vocab_size", c.PaddedVocabSize)
+	}
+	c.MakeVocabSizeDivisibleBy = a.int("make_vocab_size_divisible_by", 128)
+	c.EmbeddingLayerNorm = a.bool("embedding_layernorm", false)
+	c.ParallelAttention = a.bool("parallel_attention", false)
+	c.SlidingWindow = a.int("sliding_window", 0)
+	c.ALiBiBeforeScale = a.bool("alibi_before_scale", false)
+	info := ArgsInfo{
+		TP: a.int("tensor_model_parallel_size", 1), PP: a.int("pipeline_model_parallel_size", 1),
+		HFModelType: a.str("hf_model_type", ""),
+	}
+	if v, ok := ns.Get("params_dtype"); ok {
+		if dt, ok := v.(tensor.DType); ok {
+			info.ParamsDType = dt
+		}
+	}
+	if vp := a.int("virtual_pipeline_model_parallel_size", 0); vp > 1 {
+		a.fail("virtual_pipeline_model_parallel_size", "virtual pipeline stages (%d) are not supported", vp)
+	}
+	if a.bool("squared_relu", false) {
+		a.fail("squared_relu", "not supported")
+	}
+	if a.bool("apply_layernorm_1p", false) {
+		a.fail("apply_layernorm_1p", "not supported")
+	}
+	if n := a.int("num_experts", 0); n > 0 {
+		a.fail("num_experts", "mixture of experts (%d experts) is not supported", n)
+	}
+	if a.err != nil {
+		return c, info, a.err
+	}
+	if info.TP < 1 || info.PP < 1 {
+		return c, info, fmt.Errorf("args: tensor_model_parallel_size %d and pipeline_model_parallel_size %d must be positive", info.TP, info.PP)
+	}
+	c.TensorModelParallelSize = info.TP
+	if err := c.Finalize(); err != nil {
+		return c, info, fmt.Errorf("args: %w", err)
+	}
+	return c, info, nil
+}
+
+// argReader reads typed attributes, remembering the first error.
+type argReader struct {
+	ns  *torchpickle.Namespace
+	err error
+}
+
+func (a *argReader) fail(name, format string, v ...any) {
+	if a.err == nil {
+		a.err = fmt.Errorf("args.%s: %s", name, fmt.Sprintf(format, v...))
+	}
+}
+
+// get returns the attribute, or ok=false when absent or None.
+func (a *argReader) get(name string) (any, bool) {
+	v, ok := a.ns.Get(name)
+	if !ok || v == nil {
+		return nil, false
+	}
+	return v, true
+}
+
+// int reads an integer; def < 0 marks a required argument.
+func (a *argReader) int(name string, def int) int {
+	v, ok := a.get(name)
+	if !ok {
+		if def < 0 {
+			a.fail(name, "missing (required to rebuild the model)")
+			return 0
+		}
+		return def
+	}
+	if n, ok := torchpickle.AsInt64(v); ok {
+		return int(n)
+	}
+	if f, ok := v.(float64); ok && f == math.Trunc(f) {
+		return int(f)
+	}
+	a.fail(name, "is %T %v, want an int", v, v)
+	return 0
+}
+
+func (a *argReader) bool(name string, def bool) bool {
+	v, ok := a.get(name)
+	if !ok {
+		return def
+	}
+	if b, ok := v.(bool); ok {
+		return b
+	}
+	a.fail(name, "is %T %v, want a bool", v, v)
+	return def
+}
+
+func (a *argReader) float(name string, def float64) float64 {
+	v, ok := a.get(name)
+	if !ok {
+		return def
+	}
+	switch x := v.(type) {
+	case float64:
+		return x
+	case int64:
+		return float64(x)
+	}
+	a.fail(name, "is %T %v, want a float", v, v)
+	return def
+}
+
+func (a *argReader) str(name, def string) string {
+	v, ok := a.get(name)
+	if !ok {
+		return def
+	}
+	if s, ok := v.(string); ok {
+		return s
+	}
+	a.fail(name, "is %T %v, want a string", v, v)
+	return def
+}

@@ -1,0 +1,356 @@
+package megatron
+
+import (
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/gomegatron/gomegatron/ckpt/torchpickle"
+	"github.com/gomegatron/gomegatron/layers"
+	"github.com/gomegatron/gomegatron/tensor"
+)
+
+// ShardFile is one opened model_optim_rng.pt: its top-level dict, memory-mapped so that
+// tensors are views of the file, valid until Close.
+type ShardFile struct {
+	Path  string
+	State *torchpickle.Dict
+	data  []byte // the mapping, nil when the file was read into memory
+	unmap func() error
+}
+
+// OpenShardFile maps and unpickles a shard file and checks it holds a state dict with
+// args and model. Errors name the file.
+func OpenShardFile(path string) (*ShardFile, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("megatron: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("megatron: %w", err)
+	}
+	data, unmap, mapped := mapFile(f, st.Size())
+	if !mapped {
+		data = make([]byte, st.Size())
+		if _, err := io.ReadFull(f, data); err != nil {
+			return nil, fmt.Errorf("megatron: reading %s: %w", path, err)
+		}
+		unmap = func() error { return nil }
+	}
+	sf := &ShardFile{Path: path, unmap: unmap}
+	if mapped {
+		sf.data = data
+	}
+	v, err := torchpickle.Decode(data)
+	if err != nil {
+		unmap()
+		return nil, fmt.Errorf("megatron: %s: %w", path, err)
+	}
+	d, ok := v.(*torchpickle.Dict)
+	if !ok {
+		unmap()
+		return nil, fmt.Errorf("megatron: %s holds a %T, not a checkpoint dict", path, v)
+	}
+	sf.State = d
+	if _, ok := d.Get("model"); !ok {
+		if _, vpp := d.Get("model0"); vpp {
+			unmap()
+			return nil, fmt.Errorf("megatron: %s: model0/model1… entries (virtual pipeline stages) are not supported", path)
+		}
+		unmap()
+		return nil, fmt.Errorf("megatron: %s has no \"model\" entry", path)
+	}
+	return sf, nil
+}
+
+// Args returns the args Namespace (argparse.Namespace or types.SimpleNamespace).
+func (s *ShardFile) Args() (*torchpickle.Namespace, error) {
+	v, ok := s.State.Get("args")
+	if !ok {
+		return nil, fmt.Errorf("megatron: %s has no \"args\" entry", s.Path)
+	}
+	ns, ok := v.(*torchpickle.Namespace)
+	if !ok {
+		return nil, fmt.Errorf("megatron: %s: args is %T, not a Namespace", s.Path, v)
+	}
+	return ns, nil
+}
+
+// Version is checkpoint_version (0 when absent, as Megatron assumes).
+func (s *ShardFile) Version() float64 {
+	v, _ := s.State.Get("checkpoint_version")
+	switch x := v.(type) {
+	case float64:
+		return x
+	case int64:
+		return float64(x)
+	}
+	return 0
+}
+
+// Iteration is the iteration entry (0 when absent, as in release checkpoints).
+func (s *ShardFile) Iteration() int {
+	v, _ := s.State.Get("iteration")
+	n, _ := torchpickle.AsInt64(v)
+	return int(n)
+}
+
+// Model returns the model's tensors under our parameter names and the layout found.
+func (s *ShardFile) Model() (map[string]*tensor.Tensor, Format, error) {
+	v, _ := s.State.Get("model")
+	ts, f, err := ModelTensors(v)
+	if err != nil {
+		return nil, f, fmt.Errorf("megatron: %s: %w", s.Path, err)
+	}
+	return ts, f, nil
+}
+
+// Release drops the resident pages under t when t is a view of this file's mapping.
+func (s *ShardFile) Release(t *tensor.Tensor) { dropPages(s.data, t.Data) }
+
+// Close unmaps the file.
+func (s *ShardFile) Close() error {
+	if s.unmap == nil {
+		return nil
+	}
+	err := s.unmap()
+	s.unmap, s.data, s.State = nil, nil, nil
+	return err
+}
+
+// Checkpoint is an opened Megatron checkpoint: every (TP, PP) shard of one iteration,
+// the architecture its args describe, and an index from each full tensor's global name
+// (layers.Param.InitKey) to where its shards live.
+type Checkpoint struct {
+	Location
+	Args    *torchpickle.Namespace // args of shard (0, 0)
+	Config  layers.Config          // TensorModelParallelSize = TP
+	Info    ArgsInfo
+	TP, PP  int
+	Version float64 // checkpoint_version
+	Format  Format
+	DType   tensor.DType // dtype of the stored parameters
+
+	files   [][]*ShardFile                // [pp][tp]
+	tensors [][]map[string]*tensor.Tensor // [pp][tp] by local name
+	index   map[string]entry              // InitKey → stage and parameter
+	keys    []string                      // InitKeys in stage order
+}
+
+type entry struct {
+	pp int
+	p  *layers.Param
+}
+
+// Open reads a checkpoint: a root with latest_checkpointed_iteration.txt, or an
+// iteration folder. It maps every shard file, rebuilds the model configuration from the
+// args, and checks every shard against it: each expected parameter present with its
+// local shape, nothing unknown. Errors name the file and the tensor.
+func Open(path string) (*Checkpoint, error) {
+	loc, err := Resolve(path)
+	if err != nil {
+		return nil, err
+	}
+	tp, pp, err := Shards(loc)
+	if err != nil {
+		return nil, err
+	}
+	c := &Checkpoint{Location: loc, TP: tp, PP: pp, index: map[string]entry{}}
+	ok := false
+	defer func() {
+		if !ok {
+			c.Close()
+		}
+	}()
+	for p := 0; p < pp; p++ {
+		c.files = append(c.files, make([]*ShardFile, tp))
+		c.tensors = append(c.tensors, make([]map[string]*tensor.Tensor, tp))
+		for t := 0; t < tp; t++ {
+			sf, err := LoadShard(loc, t, p, pp)
+			if err != nil {
+				return nil, err
+			}
+			c.files[p][t] = sf
+		}
+	}
+	first := c.files[0][0]
+	if c.Args, err = first.Args(); err != nil {
+		return nil, err
+	}
+	if c.Config, c.Info, err = ConfigFromArgs(c.Args); err != nil {
+		return nil, fmt.Errorf("megatron: %s: %w", first.Path, err)
+	}
+	if c.Info.TP != tp || c.Info.PP != pp {
+		return nil, fmt.Errorf("megatron: %s: args say tensor_model_parallel_size %d and pipeline_model_parallel_size %d, but %s holds a %d×%d grid of shards",
+			first.Path, c.Info.TP, c.Info.PP, loc.Dir(), tp, pp)
+	}
+	c.Version = first.Version()
+	for p := 0; p < pp; p++ {
+		for t := 0; t < tp; t++ {
+			if err := c.checkShard(t, p); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if c.DType == tensor.Invalid {
+		c.DType = c.Info.ParamsDType
+	}
+	ok = true
+	return c, nil
+}
+
+// checkShard reads shard (t, p)'s model and compares it with the parameters the args
+// imply.
+func (c *Checkpoint) checkShard(t, p int) error {
+	sf := c.files[p][t]
+	ts, f, err := sf.Model()
+	if err != nil {
+		return err
+	}
+	if t == 0 && p == 0 {
+		c.Format = f
+	} else if (f == Legacy) != (c.Format == Legacy) {
+		return fmt.Errorf("megatron: %s uses the %v layout, %s the %v layout", sf.Path, f, c.files[0][0].Path, c.Format)
+	} else if f == MCoreTE {
+		c.Format = MCoreTE // a stage without norms looks like the local spec
+	}
+	specs, err := layers.Specs(c.Config, layers.Parallel{TPRank: t, TPSize: c.TP, PPRank: p, PPSize: c.PP})
+	if err != nil {
+		return fmt.Errorf("megatron: %s: %w", sf.Path, err)
+	}
+	for _, sp := range specs {
+		x, ok := ts[sp.Name]
+		if !ok {
+			return fmt.Errorf("megatron: %s: tensor %s (%s in the %v layout) is missing; the args expect it", sf.Path, sp.Name, keyName(c.Format, sp), c.Format)
+		}
+		if !tensor.SameShape(x.Shape(), sp.Shape) {
+			return fmt.Errorf("megatron: %s: tensor %s has shape %v, but the args (TP %d, hidden_size %d, padded_vocab_size %d, …) give %v",
+				sf.Path, keyName(c.Format, sp), x.Shape(), c.TP, c.Config.HiddenSize, c.Config.PaddedVocabSize, sp.Shape)
+		}
+		if !x.DType().IsFloat() {
+			return fmt.Errorf("megatron: %s: tensor %s has dtype %v, want a floating-point type", sf.Path, keyName(c.Format, sp), x.DType())
+		}
+		if c.DType == tensor.Invalid {
+			c.DType = x.DType()
+		}
+		if t == 0 && !sp.Shared {
+			c.index[sp.InitKey] = entry{p, sp}
+			c.keys = append(c.keys, sp.InitKey)
+		}
+	}
+	for name := range ts {
+		if specs.ByName(name) == nil && !ignoredPai(name) {
+			return fmt.Errorf("megatron: %s: tensor %s is not a parameter of the model the args describe", sf.Path, name)
+		}
+	}
+	c.tensors[p][t] = ts
+	return nil
+}
+
+// keyName is a parameter's key in the file's layout, for messages.
+func keyName(f Format, p *layers.Param) string {
+	path, err := KeyPath(f, p.Name, p.Shared)
+	if err != nil {
+		return p.Name
+	}
+	s := path[0]
+	for _, k := range path[1:] {
+		s += "." + k
+	}
+	return s
+}
+
+// Keys lists the full tensors' global names (layers.Param.InitKey) in stage order.
+func (c *Checkpoint) Keys() []string { return append([]string(nil), c.keys...) }
+
+// Param describes the full tensor key as the checkpoint stores it (shard shapes, split).
+func (c *Checkpoint) Param(key string) (*layers.Param, bool) {
+	e, ok := c.index[key]
+	return e.p, ok
+}
+
+// Full joins the TP shards of one full tensor, named by its global name, and returns
+// its values widened to float32 (exact for every float dtype but f64) with the full
+// shape. The shards' file pages are released afterwards, so walking Keys keeps the
+// resident set near one tensor.
+func (c *Checkpoint) Full(key string) ([]float32, []int, error) {
+	e, ok := c.index[key]
+	if !ok {
+		return nil, nil, fmt.Errorf("megatron: %s has no tensor %s", c.Dir(), key)
+	}
+	shards := make([][]float32, c.TP)
+	for t := 0; t < c.TP; t++ {
+		x := c.tensors[e.pp][t][e.p.Name]
+		v := x.ToF32()
+		c.files[e.pp][t].Release(x)
+		if err := c.fixQKV(v, e.p, x.Shape()); err != nil {
+			return nil, nil, fmt.Errorf("megatron: %s: %s: %w", c.files[e.pp][t].Path, e.p.Name, err)
+		}
+		shards[t] = v
+	}
+	return layers.Unshard(shards, e.p.FullShape, e.p.PartitionDim, e.p.GLU), e.p.FullShape, nil
+}
+
+// ShardTensors returns shard (tp, pp)'s tensors by our local parameter names: views of
+// the mapped file in the stored dtype (for resuming with the same layout).
+func (c *Checkpoint) ShardTensors(tpRank, ppRank int) map[string]*tensor.Tensor {
+	return c.tensors[ppRank][tpRank]
+}
+
+// ShardFile returns the opened file of shard (tp, pp), e.g. for its optimizer state.
+func (c *Checkpoint) ShardFile(tpRank, ppRank int) *ShardFile { return c.files[ppRank][tpRank] }
+
+// Close unmaps every shard file.
+func (c *Checkpoint) Close() error {
+	var first error
+	for _, row := range c.files {
+		for _, f := range row {
+			if f != nil {
+				if err := f.Close(); err != nil && first == nil {
+					first = err
+				}
+			}
+		}
+	}
+	c.files, c.tensors = nil, nil
+	return first
+}
+
+// fixQKV reorders a legacy query_key_value shard saved with checkpoint_version < 2.0 into
+// the per-head [q, k, v] row order of version ≥ 2.0 (Megatron's
+// fix_query_key_value_ordering): version 0 stores rows as [3, np, hn], version 1.0 as
+// [np, hn, 3]; both become [np, 3, hn]. Only multi-head attention had those versions.
+func (c *Checkpoint) fixQKV(v []float32, p *layers.Param, shape []int) error {
+	if c.Version >= 2 || c.Format != Legacy || !isQKV(p.Name) {
+		return nil
+	}
+	if c.Config.NumQueryGroups != c.Config.NumAttentionHeads {
+		return fmt.Errorf("checkpoint_version %v predates grouped-query attention", c.Version)
+	}
+	hn := c.Config.KVChannels
+	np := shape[0] / (3 * hn)
+	cols := len(v) / shape[0]
+	src := append([]float32(nil), v...)
+	for h := 0; h < np; h++ {
+		for s := 0; s < 3; s++ {
+			for d := 0; d < hn; d++ {
+				var in int
+				if c.Version == 0 {
+					in = s*np*hn + h*hn + d
+				} else {
+					in = h*hn*3 + d*3 + s
+				}
+				out := h*3*hn + s*hn + d
+				copy(v[out*cols:(out+1)*cols], src[in*cols:(in+1)*cols])
+			}
+		}
+	}
+	return nil
+}
+
+func isQKV(name string) bool {
+	m := layerRe.FindStringSubmatch(name)
+	return m != nil && (m[2] == "self_attention.linear_qkv.weight" || m[2] == "self_attention.linear_qkv.bias")
+}
