@@ -1,0 +1,295 @@
+# shellcheck shell=bash
+# Shared helpers of the Pai-Megatron-Patch style scripts in scripts/ (sourced, not run).
+#
+# The scripts keep Pai-Megatron-Patch's positional arguments and flag mapping; these
+# helpers check every argument before anything is launched or created (a wrong value
+# stops the script with exit status 2 and a message naming the argument and its
+# position), pick the launcher layout (ENV=dsw / ENV=dlc) and print or run the command.
+#
+# A script sets PAI_SCRIPT (its name, for messages) and PAI_USAGE (its usage text) before
+# calling them.
+
+# PAI_REPO is the repository root (scripts/lib/../..), where golaunch is built if needed.
+PAI_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+
+# pai_die prints "<script>: <message>" on stderr and exits 2 (bad input).
+pai_die() {
+	printf '%s: %s\n' "${PAI_SCRIPT}" "$*" >&2
+	exit 2
+}
+
+# pai_usage prints the usage on stderr and exits 2.
+pai_usage() {
+	printf '%s\n' "${PAI_USAGE}" >&2
+	exit 2
+}
+
+# pai_nargs WANT GOT: a wrong argument count prints the usage.
+pai_nargs() {
+	if [ "$2" -ne "$1" ]; then
+		printf '%s: expected %s arguments, got %s\n\n' "${PAI_SCRIPT}" "$1" "$2" >&2
+		pai_usage
+	fi
+}
+
+# pai_int_pos NAME POS VALUE: VALUE must be a positive integer without leading zeros
+# (bash arithmetic would read 08 as octal).
+pai_int_pos() {
+	[[ $3 =~ ^[1-9][0-9]{0,17}$ ]] || pai_die "$1 (arg $2): '$3' is not a positive integer"
+}
+
+# pai_int_nonneg NAME POS VALUE: VALUE must be 0 or a positive integer.
+pai_int_nonneg() {
+	[[ $3 =~ ^(0|[1-9][0-9]{0,17})$ ]] ||
+		pai_die "$1 (arg $2): '$3' is not a non-negative integer (write 10000000000, not 1e10)"
+}
+
+# pai_float NAME POS VALUE: VALUE must be a non-negative decimal number (1e-5, 0.85, 1).
+pai_float() {
+	[[ $3 =~ ^([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$ ]] || pai_die "$1 (arg $2): '$3' is not a number"
+}
+
+# pai_is_zero VALUE: whether a number checked by pai_float is zero (0, 0.0, 0e5, .0).
+pai_is_zero() {
+	[[ $1 =~ ^0*\.?0*([eE][-+]?[0-9]+)?$ ]]
+}
+
+# pai_enum NAME POS VALUE ALLOWED…: VALUE must be one of ALLOWED.
+pai_enum() {
+	local name=$1 pos=$2 value=$3 a
+	shift 3
+	for a in "$@"; do
+		[ "$value" = "$a" ] && return 0
+	done
+	pai_die "${name} (arg ${pos}): '${value}' is not one of: $*"
+}
+
+# pai_model_shape SIZE POS sets NUM_LAYERS HIDDEN_SIZE NUM_ATTN_HEADS INTERMEDIATE_SIZE,
+# NUM_QUERY_GROUPS (0 for multi-head attention) and gqa_options (an array), as Pai's
+# scripts do for 7B/13B/70B (Llama-2 shapes, 70B with 8 query groups). tiny and small are
+# gomegatron's CPU sizes (layers presets tiny-llama and small-llama); they have no
+# tokenizer of their own, so their gqa_options also carry --vocab-size.
+pai_model_shape() {
+	gqa_options=()
+	NUM_QUERY_GROUPS=0
+	case $1 in
+	7B) NUM_LAYERS=32 HIDDEN_SIZE=4096 NUM_ATTN_HEADS=32 INTERMEDIATE_SIZE=11008 ;;
+	13B) NUM_LAYERS=40 HIDDEN_SIZE=5120 NUM_ATTN_HEADS=40 INTERMEDIATE_SIZE=13824 ;;
+	70B)
+		NUM_LAYERS=80 HIDDEN_SIZE=8192 NUM_ATTN_HEADS=64 INTERMEDIATE_SIZE=28672 NUM_QUERY_GROUPS=8
+		gqa_options=(--group-query-attention --num-query-groups 8)
+		;;
+	tiny)
+		NUM_LAYERS=2 HIDDEN_SIZE=64 NUM_ATTN_HEADS=4 INTERMEDIATE_SIZE=172 NUM_QUERY_GROUPS=2
+		gqa_options=(--group-query-attention --num-query-groups 2 --vocab-size 256)
+		;;
+	small)
+		NUM_LAYERS=4 HIDDEN_SIZE=256 NUM_ATTN_HEADS=8 INTERMEDIATE_SIZE=688 NUM_QUERY_GROUPS=4
+		gqa_options=(--group-query-attention --num-query-groups 4 --vocab-size 32000)
+		;;
+	*) pai_die "MODEL_SIZE (arg $2): '$1' is not one of: 7B 13B 70B tiny small" ;;
+	esac
+}
+
+# pai_gpu_count prints the local GPU count: the entries of CUDA_VISIBLE_DEVICES when it is
+# set, else the lines of `nvidia-smi -L`, else 1 (a CPU machine runs one process unless
+# GPUS_PER_NODE says otherwise).
+pai_gpu_count() {
+	local n=0 ids
+	if [ -n "${CUDA_VISIBLE_DEVICES+x}" ]; then
+		IFS=, read -r -a ids <<<"${CUDA_VISIBLE_DEVICES}"
+		n=${#ids[@]}
+	elif command -v nvidia-smi >/dev/null 2>&1; then
+		n=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
+	fi
+	[ "$n" -gt 0 ] 2>/dev/null || n=1
+	printf '%s\n' "$n"
+}
+
+# pai_env_var NAME WHAT: a variable ENV=dlc needs must be set.
+pai_env_var() {
+	[ -n "${!1:-}" ] || pai_die "ENV (arg 1): dlc needs the environment variable $1 ($2), which PAI-DLC sets; use ENV=dsw on a single machine"
+	pai_int_or_die_env "$1"
+}
+
+pai_int_or_die_env() {
+	case $1 in
+	MASTER_ADDR) return 0 ;;
+	RANK) [[ ${!1} =~ ^(0|[1-9][0-9]*)$ ]] ;;
+	*) [[ ${!1} =~ ^[1-9][0-9]*$ ]] ;;
+	esac || pai_die "ENV (arg 1): dlc: $1='${!1}' is not a valid number"
+}
+
+# pai_distributed ENV sets MASTER_ADDR MASTER_PORT NNODES NODE_RANK GPUS_PER_NODE as Pai's
+# scripts do, and launcher_options (golaunch flags in torchrun's spelling).
+#   dsw: one node, localhost, a random port in 10000-65535; GPUS_PER_NODE from the
+#        environment if set, else the local GPU count (pai_gpu_count). Pai hard-codes 8.
+#   dlc: PAI-DLC's node-level variables: NNODES=$WORLD_SIZE NODE_RANK=$RANK
+#        GPUS_PER_NODE=$KUBERNETES_CONTAINER_RESOURCE_GPU, MASTER_ADDR/MASTER_PORT inherited.
+pai_distributed() {
+	case $1 in
+	dsw)
+		MASTER_ADDR=localhost
+		MASTER_PORT=$(shuf -n 1 -i 10000-65535)
+		NNODES=1
+		NODE_RANK=0
+		if [ -n "${GPUS_PER_NODE:-}" ]; then
+			[[ $GPUS_PER_NODE =~ ^[1-9][0-9]*$ ]] || pai_die "GPUS_PER_NODE='${GPUS_PER_NODE}' (environment) is not a positive integer"
+		else
+			GPUS_PER_NODE=$(pai_gpu_count)
+		fi
+		;;
+	dlc)
+		pai_env_var WORLD_SIZE "the number of nodes"
+		pai_env_var RANK "this node's rank"
+		pai_env_var KUBERNETES_CONTAINER_RESOURCE_GPU "GPUs per node"
+		pai_env_var MASTER_ADDR "node 0's address"
+		pai_env_var MASTER_PORT "node 0's port"
+		NNODES=${WORLD_SIZE}
+		NODE_RANK=${RANK}
+		GPUS_PER_NODE=${KUBERNETES_CONTAINER_RESOURCE_GPU}
+		;;
+	*) pai_die "ENV (arg 1): '$1' is not one of: dsw dlc" ;;
+	esac
+	launcher_options=(--nproc_per_node "$GPUS_PER_NODE" --nnodes "$NNODES" --node_rank "$NODE_RANK"
+		--master_addr "$MASTER_ADDR" --master_port "$MASTER_PORT")
+}
+
+# pai_check_parallel TP_POS PP_POS [GBS_POS MBS_POS]: the model and the processes must
+# split as Megatron asserts: heads and query groups by TP, layers by PP, the world size
+# (NNODES × GPUS_PER_NODE) by TP × PP, and the global batch by micro batch × DP.
+pai_check_parallel() {
+	local world=$((NNODES * GPUS_PER_NODE)) dp
+	((NUM_ATTN_HEADS % TP == 0)) ||
+		pai_die "TP (arg $1): ${TP} does not divide the ${NUM_ATTN_HEADS} attention heads of MODEL_SIZE ${MODEL_SIZE}"
+	if ((NUM_QUERY_GROUPS > 0 && NUM_QUERY_GROUPS % TP != 0)); then
+		pai_die "TP (arg $1): ${TP} does not divide the ${NUM_QUERY_GROUPS} query groups of MODEL_SIZE ${MODEL_SIZE}"
+	fi
+	((NUM_LAYERS % PP == 0)) ||
+		pai_die "PP (arg $2): ${PP} does not divide the ${NUM_LAYERS} layers of MODEL_SIZE ${MODEL_SIZE}"
+	((world % (TP * PP) == 0)) ||
+		pai_die "TP (arg $1) × PP (arg $2) = $((TP * PP)) does not divide the ${world} processes (NNODES ${NNODES} × GPUS_PER_NODE ${GPUS_PER_NODE}; set GPUS_PER_NODE for ENV=dsw)"
+	if [ $# -ge 4 ]; then
+		dp=$((world / (TP * PP)))
+		((GLOBAL_BATCH_SIZE % (BATCH_SIZE * dp) == 0)) ||
+			pai_die "GLOBAL_BATCH_SIZE (arg $3): ${GLOBAL_BATCH_SIZE} is not a multiple of BATCH_SIZE (arg $4) ${BATCH_SIZE} × data-parallel size ${dp}"
+	fi
+}
+
+# pai_check_data NAME POS PATHS: every path of a Megatron data path (weights allowed, as in
+# "0.3 a 0.7 b") is a file (a raw JSON dataset) or the prefix of an existing .bin/.idx pair.
+pai_check_data() {
+	local name=$1 pos=$2 p
+	local -a parts
+	read -r -a parts <<<"$3"
+	[ ${#parts[@]} -gt 0 ] || pai_die "${name} (arg ${pos}): empty"
+	for p in "${parts[@]}"; do
+		[[ $p =~ ^([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$ ]] && continue # blend weight
+		[ -f "$p" ] && continue
+		case $p in
+		*.bin | *.idx) pai_die "${name} (arg ${pos}): ${p} not found (give an existing .json file or a dataset prefix without .bin/.idx)" ;;
+		esac
+		if [ ! -f "${p}.bin" ]; then
+			pai_die "${name} (arg ${pos}): ${p}.bin not found (${p} is neither a file nor the prefix of a .bin/.idx dataset)"
+		fi
+		[ -f "${p}.idx" ] || pai_die "${name} (arg ${pos}): ${p}.idx not found (next to ${p}.bin)"
+	done
+}
+
+# pai_check_file NAME POS PATH: PATH must be an existing regular file.
+pai_check_file() {
+	[ -f "$3" ] || pai_die "$1 (arg $2): $3 not found"
+}
+
+# pai_json_int FILE KEY prints the first integer value of "KEY" in a JSON file, or nothing.
+pai_json_int() {
+	grep -o "\"$2\"[[:space:]]*:[[:space:]]*[0-9][0-9]*" "$1" 2>/dev/null | head -n 1 | grep -o '[0-9][0-9]*$' || true
+}
+
+# pai_check_checkpoint NAME POS PATH SIZE_POS: a checkpoint to load must exist and, when it
+# carries a Hugging Face config.json (an HF folder, or a Pai-converted Megatron folder,
+# which keeps the HF json files), match MODEL_SIZE's layers, hidden size, heads and
+# query groups. A Megatron folder needs latest_checkpointed_iteration.txt naming an
+# existing iteration folder.
+# TODO: compare a Megatron checkpoint without config.json with the args pickled in its
+# model_optim_rng.pt (needs a reader; golaunch checks shapes when it loads).
+pai_check_checkpoint() {
+	local name=$1 pos=$2 dir=$3 size_pos=$4 got want k v it sub
+	[ -e "$dir" ] || pai_die "${name} (arg ${pos}): ${dir} not found (pass none to start from scratch)"
+	[ -d "$dir" ] || pai_die "${name} (arg ${pos}): ${dir} is not a directory"
+	if [ -f "$dir/config.json" ]; then
+		for k in num_hidden_layers:NUM_LAYERS hidden_size:HIDDEN_SIZE num_attention_heads:NUM_ATTN_HEADS \
+			intermediate_size:INTERMEDIATE_SIZE num_key_value_heads:NUM_QUERY_GROUPS; do
+			got=$(pai_json_int "$dir/config.json" "${k%%:*}")
+			v=${k#*:}
+			want=${!v}
+			[ -n "$got" ] || continue
+			if [ "${k%%:*}" = num_key_value_heads ] && [ "$want" -eq 0 ]; then
+				want=${NUM_ATTN_HEADS} # multi-head attention: one KV head per head
+			fi
+			[ "$got" -eq "$want" ] ||
+				pai_die "${name} (arg ${pos}): ${dir}/config.json has ${k%%:*} ${got}, but MODEL_SIZE (arg ${size_pos}) ${MODEL_SIZE} has ${want}"
+		done
+		return 0
+	fi
+	if [ -f "$dir/latest_checkpointed_iteration.txt" ]; then
+		it=$(tr -d '[:space:]' <"$dir/latest_checkpointed_iteration.txt")
+		case $it in
+		release) sub=release ;;
+		'' | *[!0-9]*) pai_die "${name} (arg ${pos}): ${dir}/latest_checkpointed_iteration.txt holds '${it}', not an iteration or release" ;;
+		*) sub=$(printf 'iter_%07d' "$((10#$it))") ;;
+		esac
+		[ -d "$dir/$sub" ] || pai_die "${name} (arg ${pos}): ${dir}/latest_checkpointed_iteration.txt names ${sub}, but ${dir}/${sub} is missing"
+		return 0
+	fi
+	pai_die "${name} (arg ${pos}): ${dir} has neither latest_checkpointed_iteration.txt (Megatron) nor config.json (Hugging Face); pass none to start from scratch"
+}
+
+# pai_check_writable NAME POS DIR: DIR must be a writable directory, or creatable (its
+# nearest existing ancestor is a writable directory). Nothing is created.
+pai_check_writable() {
+	local name=$1 pos=$2 d=$3
+	while [ ! -e "$d" ]; do
+		case $d in
+		*/*) d=${d%/*} ;;
+		*) d=. ;;
+		esac
+		[ -n "$d" ] || d=/
+	done
+	[ -d "$d" ] || pai_die "${name} (arg ${pos}): $3 cannot be created: ${d} is not a directory"
+	[ -w "$d" ] && [ -x "$d" ] || pai_die "${name} (arg ${pos}): $3 is not writable (${d} is not writable)"
+}
+
+# pai_tool NAME ENVVAR PKG [path] prints the executable to run: $ENVVAR if set, else (with
+# "path") NAME on PATH, else bin/NAME built from PKG with go (or the existing bin/NAME when
+# go is missing). PATH is not searched for a name as generic as preprocess.
+pai_tool() {
+	local name=$1 var=$2 pkg=$3 search=${4:-} path
+	if [ -n "${!var:-}" ]; then
+		path=$(command -v "${!var}") || pai_die "${var}=${!var} is not an executable"
+		printf '%s\n' "$path"
+		return 0
+	fi
+	if [ "$search" = path ] && path=$(command -v "$name"); then
+		printf '%s\n' "$path"
+		return 0
+	fi
+	if command -v go >/dev/null 2>&1; then
+		(cd "$PAI_REPO" && go build -o "bin/$name" "$pkg") >&2 || {
+			printf '%s: building %s failed\n' "$PAI_SCRIPT" "$name" >&2
+			exit 1
+		}
+	fi
+	[ -x "$PAI_REPO/bin/$name" ] ||
+		pai_die "$name not found: put it on PATH, set $var, or install Go to build it from $PAI_REPO"
+	printf '%s\n' "$PAI_REPO/bin/$name"
+}
+
+# pai_quote prints its arguments as one shell-quoted line (plain words stay as they are).
+pai_quote() {
+	local out='' a
+	for a in "$@"; do
+		out+="${out:+ }$(printf '%q' "$a")"
+	done
+	printf '%s\n' "$out"
+}

@@ -1,0 +1,195 @@
+#!/bin/bash
+# Supervised fine-tuning of a Llama-2 model with gomegatron: Pai-Megatron-Patch's
+# examples/llama2/run_finetune_megatron_llama.sh (2023 layout, 22 arguments) with the same
+# arguments and Megatron flags, launching `golaunch … finetune` instead of
+# `torchrun … finetune_megatron_llama.py`. See scripts/README.md.
+#
+# bash run_finetune_megatron_llama.sh dsw ../.. 7B 1 1e-5 1e-6 120 120 0 bf16 1 1 sel true false true false /mnt/llama2-datasets/alpaca_data.json /mnt/llama2-datasets/alpaca_data.json /mnt/llama2-ckpts/Llama-2-7b-hf-to-mg-tp1-pp1/ 2 /mnt/output_patch_test
+if [ -z "${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi # `sh run_….sh` as in Pai's docs
+set -euo pipefail
+
+PAI_SCRIPT=$(basename "$0")
+PAI_USAGE="usage: ${PAI_SCRIPT} ENV MEGATRON_PATCH_PATH MODEL_SIZE BATCH_SIZE LR MIN_LR SEQ_LEN PAD_LEN EXTRA_VOCAB_SIZE PR TP PP AC DO FL SP TE TRAIN_DATASET_PATH VALID_DATASET_PATH PRETRAIN_CHECKPOINT_PATH EPOCH OUTPUT_BASEPATH
+
+Fine-tune a Llama-2 model with \`golaunch … finetune\` (Pai-Megatron-Patch's arguments, in order):
+   1 ENV                       dsw (this machine) | dlc (PAI-DLC: WORLD_SIZE nodes, RANK, KUBERNETES_CONTAINER_RESOURCE_GPU, MASTER_ADDR, MASTER_PORT)
+   2 MEGATRON_PATCH_PATH       accepted and ignored (gomegatron needs no Megatron or Pai checkout)
+   3 MODEL_SIZE                7B | 13B | 70B (GQA, 8 groups) | tiny | small (CPU sizes)
+   4 BATCH_SIZE                --micro-batch-size
+   5 LR                        --lr, e.g. 1e-5
+   6 MIN_LR                    --min-lr, e.g. 1e-6
+   7 SEQ_LEN                   --seq-length and --max-position-embeddings
+   8 PAD_LEN                   --max-padding-length (samples are padded/truncated to it)
+   9 EXTRA_VOCAB_SIZE          --extra-vocab-size (usually 0)
+  10 PR                        fp16 | bf16 | fp8
+  11 TP                        --tensor-model-parallel-size
+  12 PP                        --pipeline-model-parallel-size
+  13 AC                        full | sel | none (activation recompute)
+  14 DO                        true | false (--use-distributed-optimizer)
+  15 FL                        true | false (--use-flash-attn)
+  16 SP                        true | false (--sequence-parallel, only when TP > 1)
+  17 TE                        true | false (--transformer-impl transformer_engine)
+  18 TRAIN_DATASET_PATH        --train-data-path: a JSON list of {instruction, input, output}
+  19 VALID_DATASET_PATH        --valid-data-path: same format
+  20 PRETRAIN_CHECKPOINT_PATH  --load (a converted checkpoint), or none
+  21 EPOCH                     --epochs
+  22 OUTPUT_BASEPATH           writes checkpoint/FT_NAME, tensorboard/FT_NAME_DATE and log/FT_NAME_DATE.log under it
+
+Environment: DRY_RUN=1 prints the golaunch command and stops; GPUS_PER_NODE (dsw) sets the
+processes per node (default: CUDA_VISIBLE_DEVICES entries, else nvidia-smi -L GPUs, else 1);
+GOLAUNCH names the golaunch binary (default: golaunch on PATH, else built into bin/).
+
+example: ${PAI_SCRIPT} dsw ../.. 7B 1 1e-5 1e-6 120 120 0 bf16 1 1 sel true false true false /mnt/llama2-datasets/alpaca_data.json /mnt/llama2-datasets/alpaca_data.json /mnt/llama2-ckpts/Llama-2-7b-hf-to-mg-tp1-pp1/ 2 /mnt/output_patch_test"
+
+# shellcheck source=lib/pai.sh
+. "$(dirname "$0")/lib/pai.sh"
+pai_nargs 22 $#
+
+ENV=$1
+MEGATRON_PATCH_PATH=$2 # ignored
+MODEL_SIZE=$3
+BATCH_SIZE=$4
+LR=$5
+MIN_LR=$6
+SEQ_LEN=$7
+PAD_LEN=$8
+EXTRA_VOCAB_SIZE=$9
+PR=${10}
+TP=${11}
+PP=${12}
+AC=${13}
+DO=${14}
+FL=${15}
+SP=${16}
+TE=${17}
+TRAIN_DATASET_PATH=${18}
+VALID_DATASET_PATH=${19}
+PRETRAIN_CHECKPOINT_PATH=${20}
+EPOCH=${21}
+OUTPUT_BASEPATH=${22}
+
+# Every argument is checked before anything is created or launched.
+pai_enum ENV 1 "$ENV" dsw dlc
+pai_model_shape "$MODEL_SIZE" 3
+pai_int_pos BATCH_SIZE 4 "$BATCH_SIZE"
+pai_float LR 5 "$LR"
+pai_float MIN_LR 6 "$MIN_LR"
+pai_int_pos SEQ_LEN 7 "$SEQ_LEN"
+pai_int_pos PAD_LEN 8 "$PAD_LEN"
+pai_int_nonneg EXTRA_VOCAB_SIZE 9 "$EXTRA_VOCAB_SIZE"
+pai_enum PR 10 "$PR" fp16 bf16 fp8
+pai_int_pos TP 11 "$TP"
+pai_int_pos PP 12 "$PP"
+pai_enum AC 13 "$AC" full sel none
+pai_enum DO 14 "$DO" true false
+pai_enum FL 15 "$FL" true false
+pai_enum SP 16 "$SP" true false
+pai_enum TE 17 "$TE" true false
+pai_check_data TRAIN_DATASET_PATH 18 "$TRAIN_DATASET_PATH"
+pai_check_data VALID_DATASET_PATH 19 "$VALID_DATASET_PATH"
+if [ "$PRETRAIN_CHECKPOINT_PATH" != none ]; then
+	pai_check_checkpoint PRETRAIN_CHECKPOINT_PATH 20 "$PRETRAIN_CHECKPOINT_PATH" 3
+fi
+pai_int_pos EPOCH 21 "$EPOCH"
+pai_check_writable OUTPUT_BASEPATH 22 "$OUTPUT_BASEPATH"
+pai_distributed "$ENV"
+pai_check_parallel 11 12
+
+activation_checkpoint_options=()
+case $AC in
+full) activation_checkpoint_options=(--recompute-method uniform --recompute-granularity full) ;;
+sel) activation_checkpoint_options=(--recompute-activations) ;;
+esac
+case $PR in
+fp16) pr_options=(--fp16) ;;
+bf16) pr_options=(--bf16) ;;
+fp8) pr_options=(--bf16 --fp8-hybrid --fp8-amax-compute-algo max --fp8-amax-history-len 1024 --transformer-impl transformer_engine) ;;
+esac
+do_options=()
+[ "$DO" = true ] && do_options=(--use-distributed-optimizer)
+flash_options=()
+[ "$FL" = true ] && flash_options=(--use-flash-attn)
+te_options=()
+[ "$TE" = true ] && te_options=(--transformer-impl transformer_engine)
+sp_options=()
+if [ "$SP" = true ] && [ "$TP" -gt 1 ]; then sp_options=(--sequence-parallel); fi
+load_options=()
+[ "$PRETRAIN_CHECKPOINT_PATH" != none ] && load_options=(--load "$PRETRAIN_CHECKPOINT_PATH")
+
+# Pai's name, double dash before "do" included.
+FT_NAME="${ENV}-finetune-megatron-llama-${MODEL_SIZE}-lr-${LR}-ep-${EPOCH}-bs-${BATCH_SIZE}-seqlen-${SEQ_LEN}-pr-${PR}--do-${DO}-tp-${TP}-ac-${AC}-sp-${SP}"
+current_time=$(date "+%Y.%m.%d-%H.%M.%S")
+TENSORBOARD_DIR="${OUTPUT_BASEPATH}/tensorboard/${FT_NAME}_${current_time}"
+FINETUNE_CHECKPOINT_PATH="${OUTPUT_BASEPATH}/checkpoint/${FT_NAME}"
+LOG_FILE="${OUTPUT_BASEPATH}/log/${FT_NAME}_${current_time}.log"
+
+# Data paths are split on blanks, as Pai's unquoted expansions split them.
+read -r -a train_paths <<<"$TRAIN_DATASET_PATH"
+read -r -a valid_paths <<<"$VALID_DATASET_PATH"
+
+# As in Pai's script, --load appears here unconditionally (--load none when there is no
+# checkpoint) and again in load_options; the last one wins.
+megatron_options=(
+	--load "${PRETRAIN_CHECKPOINT_PATH}"
+	--save "${FINETUNE_CHECKPOINT_PATH}"
+	--train-data-path "${train_paths[@]}"
+	--valid-data-path "${valid_paths[@]}"
+	--num-layers "${NUM_LAYERS}"
+	--hidden-size "${HIDDEN_SIZE}"
+	--num-attention-heads "${NUM_ATTN_HEADS}"
+	--seq-length "${SEQ_LEN}"
+	--max-position-embeddings "${SEQ_LEN}"
+	--ffn-hidden-size "${INTERMEDIATE_SIZE}"
+	--keep-last
+	--micro-batch-size "${BATCH_SIZE}"
+	--epochs "${EPOCH}"
+	--lr "${LR}"
+	--min-lr "${MIN_LR}"
+	--lr-decay-style cosine
+	--weight-decay 0.1
+	--clip-grad 1.0
+	--adam-beta1 0.9
+	--adam-beta2 0.95
+	--init-method-std 0.01
+	--num-workers 0
+	--log-interval 1
+	--eval-interval 1000
+	--eval-iters 10
+	--save-interval 1000000
+	--tensorboard-queue-size 1
+	--tensorboard-dir "${TENSORBOARD_DIR}"
+	--log-timers-to-tensorboard
+	--log-batch-size-to-tensorboard
+	--log-validation-ppl-to-tensorboard
+	--tensor-model-parallel-size "${TP}"
+	--pipeline-model-parallel-size "${PP}"
+	--finetune
+	--no-load-optim
+	--no-load-rng
+	--seed 1234
+	--max-padding-length "${PAD_LEN}"
+	--extra-vocab-size "${EXTRA_VOCAB_SIZE}"
+	--patch-tokenizer-type LLamaTokenizer
+	--dataset LLama-SFT
+	--swiglu
+	--normalization RMSNorm
+	--use-llama2-rotary-position-embeddings
+	--position-embedding-type rope
+	--untie-embeddings-and-output-weights
+	--disable-bias-linear
+)
+
+# Pai's order: megatron, pr, load, te, activation checkpoint, do, flash, sp, gqa.
+command_args=(finetune "${megatron_options[@]}" "${pr_options[@]}" "${load_options[@]}" "${te_options[@]}"
+	"${activation_checkpoint_options[@]}" "${do_options[@]}" "${flash_options[@]}" "${sp_options[@]}" "${gqa_options[@]}")
+
+if [ "${DRY_RUN:-0}" != 0 ]; then
+	pai_quote golaunch "${launcher_options[@]}" "${command_args[@]}"
+	exit 0
+fi
+
+GOLAUNCH_BIN=$(pai_tool golaunch GOLAUNCH ./cmd/golaunch path)
+mkdir -p "${OUTPUT_BASEPATH}/tensorboard/" "${OUTPUT_BASEPATH}/checkpoint/" "${OUTPUT_BASEPATH}/log/" "${TENSORBOARD_DIR}"
+export CUDA_DEVICE_MAX_CONNECTIONS=1
+pai_quote "$GOLAUNCH_BIN" "${launcher_options[@]}" "${command_args[@]}" | tee -a "$LOG_FILE"
+"$GOLAUNCH_BIN" "${launcher_options[@]}" "${command_args[@]}" 2>&1 | tee -a "$LOG_FILE"
