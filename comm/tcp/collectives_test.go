@@ -2,6 +2,7 @@ package tcp
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"testing"
 
@@ -307,4 +308,48 @@ func TestSingleMatchesOneRankWorld(t *testing.T) {
 	sub, err := s.Split(-1, 0)
 	require.NoError(t, err)
 	assert.Nil(t, sub)
+}
+
+// TestConcurrentGroups runs all-reduces on two orthogonal sub-communicators (like TP and DP)
+// from two goroutines per rank at once, over the shared connections.
+func TestConcurrentGroups(t *testing.T) {
+	const n, iters = 4, 30
+	noErrors(t, world(t, n, Options{SegmentBytes: 4096}, func(c comm.Comm) error {
+		r := c.Rank()
+		a, err := c.Split(r/2, r) // {0,1} {2,3}
+		if err != nil {
+			return err
+		}
+		b, err := c.Split(r%2, r) // {0,2} {1,3}
+		if err != nil {
+			return err
+		}
+		errs := make(chan error, 2)
+		for _, g := range []struct {
+			c       comm.Comm
+			members []int
+		}{{a, []int{r / 2 * 2, r/2*2 + 1}}, {b, []int{r % 2, r%2 + 2}}} {
+			go func() {
+				for i := range iters {
+					m := 1 + i*997
+					x := tensor.New(tensor.I64, m)
+					for j := range x.I64() {
+						x.I64()[j] = int64(r*1000 + j)
+					}
+					if err := g.c.AllReduce(x, comm.Sum); err != nil {
+						errs <- err
+						return
+					}
+					for j, v := range x.I64() {
+						if want := int64((g.members[0]+g.members[1])*1000 + 2*j); v != want {
+							errs <- fmt.Errorf("group %v iteration %d: element %d = %d, want %d", g.members, i, j, v, want)
+							return
+						}
+					}
+				}
+				errs <- nil
+			}()
+		}
+		return errors.Join(<-errs, <-errs)
+	}))
 }
