@@ -23,9 +23,11 @@ type GPTModel struct {
 	PosEmb    *Param // first stage, learned_absolute only
 	EmbNorm   *Norm  // first stage, BLOOM only
 	Layers    []*TransformerLayer
-	FinalNorm *Norm  // last stage
-	Output    *Param // last stage; nil when tied on a single stage (the word embeddings serve)
-	vocabLo   int    // first vocabulary id of this TP rank's shard
+	FinalNorm *Norm         // last stage
+	Output    *Param        // last stage; nil when tied on a single stage (the word embeddings serve)
+	vocabLo   int           // first vocabulary id of this TP rank's shard
+	chunks    []chunk       // recompute chunking of Layers (nil: none)
+	shared    []*layerStash // activations shared by recomputed layers
 }
 
 // NewGPTModel builds a whole model on one process (TP = PP = 1).
@@ -144,6 +146,10 @@ type Stash struct {
 	embNorm   normStash
 	input     *tensor.Tensor // [Nl, h] stage input received from the previous stage
 	layers    []*layerStash
+	chunkIn   []*tensor.Tensor // saved input of each recomputed chunk
+	lastOut   *tensor.Tensor   // stage output when the last layer is recomputed
+	seed      uint64           // dropout seed and step of the last Forward (for recompute)
+	step      uint64
 	final     *tensor.Tensor // [Nl, h] final norm output
 	finalFull *tensor.Tensor // [N, h]
 	finalNorm normStash
@@ -200,9 +206,7 @@ func (m *GPTModel) NewStash(s, b int) *Stash {
 	} else {
 		st.input = f32(nl, h)
 	}
-	for _, l := range m.Layers {
-		st.layers = append(st.layers, l.newStash(be, s, b))
-	}
+	m.allocLayerStashes(st, s, b)
 	if len(m.Layers) > 0 {
 		st.grads = m.Layers[0].newGrads(be, s, b)
 	}
@@ -222,7 +226,10 @@ func (st *Stash) Input() *tensor.Tensor { return st.input }
 
 // Output is this stage's output activations ([Nl, h]) after Forward (non-last stages).
 func (st *Stash) Output() *tensor.Tensor {
-	if len(st.layers) == 0 {
+	switch {
+	case st.lastOut != nil:
+		return st.lastOut
+	case len(st.layers) == 0:
 		return st.emb
 	}
 	return st.layers[len(st.layers)-1].out
@@ -275,18 +282,14 @@ func (m *GPTModel) Forward(st *Stash, bt Batch, seed, step uint64) (lossSum, tok
 		}
 		x = st.emb
 	}
-	for i, l := range m.Layers {
-		ls := st.layers[i]
-		ls.dropSeed, ls.dropOffs = seed, dropOffset(step, l.Index+1, 2*n*c.HiddenSize)
-		if err := l.Forward(m.be, ls, x); err != nil {
-			return 0, 0, fmt.Errorf("layer %d: %w", l.Index, err)
-		}
-		x = ls.out
+	st.seed, st.step = seed, step
+	if err := m.forwardLayers(st, x); err != nil {
+		return 0, 0, err
 	}
 	if !m.Par.Last() {
 		return 0, 0, nil
 	}
-	m.FinalNorm.Forward(m.be, st.final, x, st.finalNorm)
+	m.FinalNorm.Forward(m.be, st.final, st.Output(), st.finalNorm)
 	if err := m.Par.gatherRows(st.finalFull, st.final, "final layernorm output"); err != nil {
 		return 0, 0, err
 	}
@@ -412,10 +415,8 @@ func (m *GPTModel) Backward(st *Stash, scale float32, dout *tensor.Tensor) error
 	} else {
 		m.be.Copy(d, dout)
 	}
-	for i := len(m.Layers) - 1; i >= 0; i-- {
-		if err := m.Layers[i].Backward(m.be, st.layers[i], st.grads, d, d); err != nil {
-			return fmt.Errorf("layer %d backward: %w", m.Layers[i].Index, err)
-		}
+	if err := m.backwardLayers(st, d); err != nil {
+		return err
 	}
 	if !m.Par.First() {
 		return nil

@@ -101,10 +101,10 @@ type Args struct {
 	LossScale            float64 `name:"loss-scale" help:"Constant loss scale (fp16)."`
 	TransformerImpl      string  `name:"transformer-impl" default:"local" help:"local or transformer_engine (the same kernels here)."`
 	UseFlashAttn         bool    `name:"use-flash-attn" help:"Accepted: attention always uses the online-softmax (flash) kernel."`
-	RecomputeActivations bool    `name:"recompute-activations" help:"Selective recompute (not supported yet)."`
-	RecomputeGranularity string  `name:"recompute-granularity" help:"selective or full (not supported yet)."`
-	RecomputeMethod      string  `name:"recompute-method" help:"uniform or block (not supported yet)."`
-	RecomputeNumLayers   int     `name:"recompute-num-layers" help:"Layers per recompute chunk (not supported yet)."`
+	RecomputeActivations bool    `name:"recompute-activations" help:"Same as --recompute-granularity selective."`
+	RecomputeGranularity string  `name:"recompute-granularity" help:"selective (core attention; what the flash-style kernel always does) or full (whole layers)."`
+	RecomputeMethod      string  `name:"recompute-method" help:"uniform (chunks of --recompute-num-layers) or block (the first --recompute-num-layers layers of each stage)."`
+	RecomputeNumLayers   int     `name:"recompute-num-layers" default:"1" help:"Layers per recompute chunk (uniform) or recomputed layers per stage (block)."`
 
 	// Pai-Megatron-Patch extras.
 	MaxPaddingLength    int    `name:"max-padding-length" help:"Pai: sample length of raw/idxmap datasets."`
@@ -128,8 +128,6 @@ func (a *Args) Validate(world int) error {
 	}{
 		{a.FP16, "--fp16"}, {a.FP8Format != "" || a.FP8Hybrid, "--fp8-format/--fp8-hybrid"},
 		{a.LayersPerVirtualStage != 0, "--num-layers-per-virtual-pipeline-stage"},
-		{a.RecomputeActivations || a.RecomputeGranularity != "", "--recompute-activations/--recompute-granularity"},
-		{a.RecomputeMethod != "" || a.RecomputeNumLayers != 0, "--recompute-method/--recompute-num-layers"},
 		{a.ResetPositionIDs, "--reset-position-ids"}, {a.ResetAttentionMsk, "--reset-attention-mask"},
 		{a.LoadingCheckpoint(), "--load"}, {a.Save != "", "--save"},
 	} {
@@ -200,6 +198,18 @@ func (a *Args) Validate(world int) error {
 		return fmt.Errorf("--log-interval and --eval-interval must be positive and --eval-iters non-negative")
 	}
 	return nil
+}
+
+// Recompute is the activation-recompute setting the flags ask for.
+func (a *Args) Recompute() layers.Recompute {
+	r := layers.Recompute{Granularity: a.RecomputeGranularity}
+	if a.RecomputeActivations && r.Granularity == "" {
+		r.Granularity = "selective"
+	}
+	if r.Granularity == "full" {
+		r.Method, r.NumLayers = a.RecomputeMethod, a.RecomputeNumLayers
+	}
+	return r
 }
 
 // LoadingCheckpoint reports whether --load names a checkpoint to resume from.

@@ -21,10 +21,15 @@ import (
 type layout struct {
 	tp, pp, dp int
 	sp, dist   bool
+	rc         layers.Recompute
 }
 
 func (l layout) String() string {
-	return fmt.Sprintf("tp%d_pp%d_dp%d_sp%v_dist%v", l.tp, l.pp, l.dp, l.sp, l.dist)
+	s := fmt.Sprintf("tp%d_pp%d_dp%d_sp%v_dist%v", l.tp, l.pp, l.dp, l.sp, l.dist)
+	if l.rc.Granularity != "" {
+		s += fmt.Sprintf("_rc-%s%s%d", l.rc.Granularity, l.rc.Method, l.rc.NumLayers)
+	}
+	return s
 }
 
 type runResult struct {
@@ -121,6 +126,10 @@ func runLayout(t *testing.T, cfg layers.Config, l layout, iters int) runResult {
 			}
 			m, err := layers.NewParallelGPTModel(be, cfg, par, 7)
 			if err != nil {
+				o.err = err
+				return
+			}
+			if err := m.SetRecompute(l.rc); err != nil {
 				o.err = err
 				return
 			}
@@ -233,11 +242,14 @@ func equivalenceModels() map[string]layers.Config {
 // process, and the same final weights. `make test-matrix` runs every combination.
 func TestParallelLayoutsMatchSingleProcess(t *testing.T) {
 	iters := 6
+	full1 := layers.Recompute{Granularity: "full", Method: "uniform", NumLayers: 1}
+	block1 := layers.Recompute{Granularity: "full", Method: "block", NumLayers: 1}
 	layouts := []layout{
 		{tp: 2, pp: 1, dp: 1, sp: true},
-		{tp: 1, pp: 2, dp: 1},
-		{tp: 1, pp: 1, dp: 2, dist: true},
+		{tp: 1, pp: 2, dp: 1, rc: full1},
+		{tp: 1, pp: 1, dp: 2, dist: true, rc: block1},
 		{tp: 2, pp: 2, dp: 2, sp: true, dist: true},
+		{tp: 1, pp: 1, dp: 1, rc: layers.Recompute{Granularity: "full", Method: "uniform", NumLayers: 3}},
 	}
 	if os.Getenv("GOMEGATRON_TEST_MATRIX") != "" {
 		iters = 20
@@ -247,10 +259,12 @@ func TestParallelLayoutsMatchSingleProcess(t *testing.T) {
 				for _, dp := range []int{1, 2} {
 					for _, sp := range []bool{false, true} {
 						for _, dist := range []bool{false, true} {
-							if sp && tp == 1 || dist && dp == 1 || tp*pp*dp == 1 {
-								continue
+							for _, rc := range []layers.Recompute{{}, {Granularity: "selective"}, full1} {
+								if sp && tp == 1 || dist && dp == 1 {
+									continue
+								}
+								layouts = append(layouts, layout{tp, pp, dp, sp, dist, rc})
 							}
-							layouts = append(layouts, layout{tp, pp, dp, sp, dist})
 						}
 					}
 				}
