@@ -10,18 +10,18 @@ import (
 	"github.com/gomegatron/gomegatron/tensor"
 )
 
-// ShardFile is one opened model_optim_rng.pt: its top-level dict, memory-mapped so that
-// tensors are views of the file, valid until Close.
-type ShardFile struct {
+// MappedFile is a torch.save file opened through a private memory map: Value's tensors
+// are views of the file, valid until Close, and Release drops a consumed tensor's pages
+// so that walking a large file keeps the resident set near one tensor.
+type MappedFile struct {
 	Path  string
-	State *torchpickle.Dict
+	Value any
 	data  []byte // the mapping, nil when the file was read into memory
 	unmap func() error
 }
 
-// OpenShardFile maps and unpickles a shard file and checks it holds a state dict with
-// args and model. Errors name the file.
-func OpenShardFile(path string) (*ShardFile, error) {
+// MapTorchFile maps and unpickles a torch.save file. Errors name the file.
+func MapTorchFile(path string) (*MappedFile, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("megatron: %w", err)
@@ -39,30 +39,57 @@ func OpenShardFile(path string) (*ShardFile, error) {
 		}
 		unmap = func() error { return nil }
 	}
-	sf := &ShardFile{Path: path, unmap: unmap}
+	mf := &MappedFile{Path: path, unmap: unmap}
 	if mapped {
-		sf.data = data
+		mf.data = data
 	}
-	v, err := torchpickle.Decode(data)
-	if err != nil {
+	if mf.Value, err = torchpickle.Decode(data); err != nil {
 		unmap()
 		return nil, fmt.Errorf("megatron: %s: %w", path, err)
 	}
-	d, ok := v.(*torchpickle.Dict)
-	if !ok {
-		unmap()
-		return nil, fmt.Errorf("megatron: %s holds a %T, not a checkpoint dict", path, v)
+	return mf, nil
+}
+
+// Release drops the resident pages under t when t is a view of this file's mapping.
+func (m *MappedFile) Release(t *tensor.Tensor) { dropPages(m.data, t.Data) }
+
+// Close unmaps the file.
+func (m *MappedFile) Close() error {
+	if m.unmap == nil {
+		return nil
 	}
-	sf.State = d
+	err := m.unmap()
+	m.unmap, m.data, m.Value = nil, nil, nil
+	return err
+}
+
+// ShardFile is one opened model_optim_rng.pt: its top-level dict, memory-mapped so that
+// tensors are views of the file, valid until Close.
+type ShardFile struct {
+	*MappedFile
+	State *torchpickle.Dict
+}
+
+// OpenShardFile maps and unpickles a shard file and checks it holds a state dict with
+// args and model. Errors name the file.
+func OpenShardFile(path string) (*ShardFile, error) {
+	mf, err := MapTorchFile(path)
+	if err != nil {
+		return nil, err
+	}
+	d, ok := mf.Value.(*torchpickle.Dict)
+	if !ok {
+		mf.Close()
+		return nil, fmt.Errorf("megatron: %s holds a %T, not a checkpoint dict", path, mf.Value)
+	}
 	if _, ok := d.Get("model"); !ok {
+		mf.Close()
 		if _, vpp := d.Get("model0"); vpp {
-			unmap()
 			return nil, fmt.Errorf("megatron: %s: model0/model1… entries (virtual pipeline stages) are not supported", path)
 		}
-		unmap()
 		return nil, fmt.Errorf("megatron: %s has no \"model\" entry", path)
 	}
-	return sf, nil
+	return &ShardFile{MappedFile: mf, State: d}, nil
 }
 
 // Args returns the args Namespace (argparse.Namespace or types.SimpleNamespace).
@@ -105,19 +132,6 @@ func (s *ShardFile) Model() (map[string]*tensor.Tensor, Format, error) {
 		return nil, f, fmt.Errorf("megatron: %s: %w", s.Path, err)
 	}
 	return ts, f, nil
-}
-
-// Release drops the resident pages under t when t is a view of this file's mapping.
-func (s *ShardFile) Release(t *tensor.Tensor) { dropPages(s.data, t.Data) }
-
-// Close unmaps the file.
-func (s *ShardFile) Close() error {
-	if s.unmap == nil {
-		return nil
-	}
-	err := s.unmap()
-	s.unmap, s.data, s.State = nil, nil, nil
-	return err
 }
 
 // Checkpoint is an opened Megatron checkpoint: every (TP, PP) shard of one iteration,

@@ -1,0 +1,224 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/gomegatron/gomegatron/ckpt/megatron"
+	"github.com/gomegatron/gomegatron/ckpt/torchpickle"
+	"github.com/gomegatron/gomegatron/layers"
+	"github.com/gomegatron/gomegatron/tensor"
+)
+
+// writeMegatron writes the source as a Megatron checkpoint with the target TP and PP: for
+// every (pp, tp) shard in turn, each parameter's full tensor is read from the source,
+// resized if it is vocabulary-indexed, cut to the shard (layers.Shard: whole query groups
+// for linear_qkv, [gate_r; up_r] for SwiGLU fc1, columns for row-parallel weights), cast
+// to the target dtype into its own storage, and the shard is saved; only one shard is
+// held in memory. Hugging Face sources give release/ (tracker "release", as Pai's
+// convertor); Megatron sources keep their iteration.
+func writeMegatron(c *cli, src source, dtype tensor.DType, prog *progress, stdout io.Writer) error {
+	scfg := src.config()
+	format, err := targetFormat(c, src)
+	if err != nil {
+		return err
+	}
+	cfg := scfg
+	cfg.TensorModelParallelSize = c.TargetTP
+	cfg.MakeVocabSizeDivisibleBy = c.MakeVocabDivBy
+	if cfg.MakeVocabSizeDivisibleBy == 0 {
+		cfg.MakeVocabSizeDivisibleBy = 128
+		if ms, ok := src.(*megatronSource); ok {
+			cfg.MakeVocabSizeDivisibleBy = ms.c.Config.MakeVocabSizeDivisibleBy
+		}
+	}
+	cfg.VocabSize = scfg.VocabSize + c.ExtraNumVocabs
+	cfg.PaddedVocabSize = layers.PaddedVocab(cfg.VocabSize, cfg.MakeVocabSizeDivisibleBy, c.TargetTP)
+	if cfg.NumLayers%c.TargetPP != 0 {
+		return fmt.Errorf("--target_pipeline_model_parallel_size %d does not divide num_layers %d", c.TargetPP, cfg.NumLayers)
+	}
+	if err := cfg.Finalize(); err != nil {
+		return fmt.Errorf("target TP %d: %w", c.TargetTP, err)
+	}
+	vp := &vocabPlan{srcVocab: scfg.VocabSize, srcRows: scfg.PaddedVocabSize, vocab: cfg.VocabSize,
+		rows: cfg.PaddedVocabSize, init: c.ExtraVocabInit, seed: c.Seed}
+
+	loc := megatron.Location{Root: c.SavePath, Release: true}
+	var srcArgs *torchpickle.Namespace
+	if ms, ok := src.(*megatronSource); ok {
+		loc.Iteration, loc.Release = ms.c.Iteration, ms.c.Release
+		srcArgs = ms.c.Args
+	}
+	args := megatron.Args(cfg, c.TargetTP, c.TargetPP, dtype, format, src.family())
+	args.Set("data_parallel_size", c.TargetDP)
+	args.Set("world_size", c.TargetTP*c.TargetPP*c.TargetDP)
+	if srcArgs != nil {
+		args = mergeArgs(srcArgs, args)
+	}
+	if c.Force {
+		if err := clearMegatronTarget(loc); err != nil {
+			return err
+		}
+	}
+
+	var total int
+	stages := make([][]layers.Params, c.TargetPP)
+	for pp := range stages {
+		for tp := 0; tp < c.TargetTP; tp++ {
+			specs, err := layers.Specs(cfg, layers.Parallel{TPRank: tp, TPSize: c.TargetTP, PPRank: pp, PPSize: c.TargetPP})
+			if err != nil {
+				return err
+			}
+			stages[pp] = append(stages[pp], specs)
+			total += len(specs)
+		}
+	}
+	prog.start(total, "tensors")
+	for pp := range stages {
+		for tp, specs := range stages[pp] {
+			tensors := make(map[string]*tensor.Tensor, len(specs))
+			for _, p := range specs {
+				vals, shape, err := src.full(p.InitKey)
+				if err != nil {
+					return err
+				}
+				if vals, shape, err = vp.apply(p.InitKey, vals, shape); err != nil {
+					return err
+				}
+				if !tensor.SameShape(shape, p.FullShape) {
+					return fmt.Errorf("%s: source tensor %s has shape %v, the target model needs %v", c.LoadPath, p.InitKey, shape, p.FullShape)
+				}
+				local := layers.Shard(vals, p.FullShape, p.PartitionDim, p.GLU, tp, c.TargetTP)
+				tensors[p.Name] = tensor.FromF32Values(dtype, local, p.Shape...)
+				prog.add(1)
+			}
+			model, err := megatron.ModelDict(format, specs, tensors)
+			if err != nil {
+				return err
+			}
+			if c.PrintStructure {
+				printShard(stdout, loc.ShardFile(tp, pp, c.TargetPP, megatron.ModelFile), format, specs, tensors)
+			}
+			if err := megatron.SaveShard(loc, tp, pp, c.TargetPP, megatron.StateDict(args, loc.Iteration, model)); err != nil {
+				return err
+			}
+		}
+	}
+	prog.finish()
+	if err := copyAuxFiles(c.LoadPath, c.SavePath, src.kind() == "hf"); err != nil {
+		return err
+	}
+	return megatron.WriteTracker(loc)
+}
+
+// targetFormat picks the written layout from --megatron-format and --transformer-impl,
+// defaulting to mcore with the Transformer Engine spec (Pai's hf2mcore) for Hugging Face
+// sources and to the source's layout for Megatron ones.
+func targetFormat(c *cli, src source) (megatron.Format, error) {
+	def := megatron.MCoreTE
+	if ms, ok := src.(*megatronSource); ok {
+		def = ms.c.Format
+	}
+	f := def
+	switch c.MegatronFormat {
+	case "":
+	case "legacy":
+		f = megatron.Legacy
+	case "mcore":
+		if def == megatron.Legacy {
+			f = megatron.MCoreTE
+		}
+	default:
+		return 0, fmt.Errorf("--megatron-format %q: want legacy or mcore", c.MegatronFormat)
+	}
+	switch c.TransformerImpl {
+	case "":
+	case "local", "transformer_engine":
+		if f == megatron.Legacy {
+			return 0, fmt.Errorf("--transformer-impl applies to --megatron-format mcore only")
+		}
+		f = megatron.MCore
+		if c.TransformerImpl == "transformer_engine" {
+			f = megatron.MCoreTE
+		}
+	default:
+		return 0, fmt.Errorf("--transformer-impl %q: want local or transformer_engine", c.TransformerImpl)
+	}
+	return f, nil
+}
+
+// mergeArgs keeps the source args (training settings, consumed samples, …) and
+// overrides the architecture and layout entries with the target's.
+func mergeArgs(src, target *torchpickle.Namespace) *torchpickle.Namespace {
+	out := torchpickle.NewNamespace()
+	out.Class = src.Class
+	for i, k := range src.Attrs.Keys {
+		out.Attrs.Set(k, src.Attrs.Values[i])
+	}
+	for i, k := range target.Attrs.Keys {
+		out.Attrs.Set(k, target.Attrs.Values[i])
+	}
+	return out
+}
+
+// clearMegatronTarget removes what this conversion writes (the iteration folder and the
+// tracker) so that no stale shard of a previous layout survives next to the new ones.
+func clearMegatronTarget(loc megatron.Location) error {
+	if err := os.RemoveAll(loc.Dir()); err != nil {
+		return fmt.Errorf("--force: %w", err)
+	}
+	if err := os.Remove(filepath.Join(loc.Root, megatron.TrackerFile)); err != nil && !os.IsNotExist(err) {
+		return fmt.Errorf("--force: %w", err)
+	}
+	return nil
+}
+
+// copyAuxFiles copies a Hugging Face folder's JSON and tokenizer files next to the
+// Megatron checkpoint (Pai copies *.json and tokenizer* so that training can load the
+// tokenizer from --load and mg2hf finds config.json), or into a Hugging Face output.
+func copyAuxFiles(from, to string, fromHF bool) error {
+	if !fromHF {
+		return nil
+	}
+	return copyTokenizerFiles(from, to, true)
+}
+
+// copyTokenizerFiles copies tokenizer and config files (not weights) from one folder to
+// another; withConfig includes config.json.
+func copyTokenizerFiles(from, to string, withConfig bool) error {
+	ents, err := os.ReadDir(from)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		n := e.Name()
+		if e.IsDir() || strings.HasPrefix(n, ".") || strings.HasSuffix(n, ".safetensors") || strings.HasSuffix(n, ".bin") ||
+			n == "model.safetensors.index.json" || n == "pytorch_model.bin.index.json" || (n == "config.json" && !withConfig) {
+			continue
+		}
+		if !(strings.HasSuffix(n, ".json") || strings.HasPrefix(n, "tokenizer") || strings.HasSuffix(n, ".model") ||
+			strings.HasSuffix(n, ".tiktoken") || n == "merges.txt" || n == "vocab.txt") {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(from, n))
+		if err != nil {
+			return err
+		}
+		if err := writeFileAtomic(filepath.Join(to, n), b); err != nil {
+			return fmt.Errorf("copying %s: %w", n, err)
+		}
+	}
+	return nil
+}
+
+// printShard lists a written shard's keys (--print-checkpoint-structure).
+func printShard(w io.Writer, path string, f megatron.Format, specs layers.Params, ts map[string]*tensor.Tensor) {
+	fmt.Fprintln(w, path)
+	for _, p := range specs {
+		kp, _ := megatron.KeyPath(f, p.Name, p.Shared)
+		fmt.Fprintf(w, "  %s %v %v\n", strings.Join(kp, "."), ts[p.Name].Shape(), ts[p.Name].DType())
+	}
+}
