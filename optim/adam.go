@@ -56,7 +56,17 @@ type Adam struct {
 	m, v        *tensor.Tensor // Adam moments over the owned elements
 	main        *tensor.Tensor // fp32 main parameters of the owned elements (bf16/fp16 models)
 	modelDType  tensor.DType   // precision the model's weights are held in (F32, BF16, F16)
-	step        int
+	// Scaler scales the loss for --fp16 (nil: no scaling, Megatron's bf16/fp32 behaviour).
+	Scaler LossScaler
+	step   int
+}
+
+// LossScale is the factor backward must multiply the loss by (1 without a scaler).
+func (a *Adam) LossScale() float64 {
+	if a.Scaler == nil {
+		return 1
+	}
+	return a.Scaler.Scale()
 }
 
 // NewAdam lays the parameters out in contiguous buffers (see Attach) and allocates the Adam
@@ -127,8 +137,13 @@ func (a *Adam) Steps() int { return a.step }
 func (a *Adam) ZeroGrads() { a.be.Fill(a.buf.Grad, 0) }
 
 // ReduceGrads averages the gradients over data parallelism: scale by 1/DP, then all-reduce
-// (or reduce-scatter into this rank's shard with the distributed optimizer).
+// (or reduce-scatter into this rank's shard with the distributed optimizer). With fp16
+// weights the gradients are first rounded to fp16, as Megatron's fp16 grad buffers hold
+// them: a scaled gradient past 65504 becomes inf and the loss scaler backs off.
 func (a *Adam) ReduceGrads() error {
+	if a.modelDType == tensor.F16 {
+		roundTo(tensor.F16, a.buf.Grad)
+	}
 	if a.g.DP == nil || a.g.DP.Size() == 1 {
 		return nil
 	}
@@ -181,11 +196,20 @@ func (a *Adam) GradNorm() (float64, error) {
 // (0 when clipping is off, as Megatron logs) and whether the update ran: a non-finite norm
 // skips it, so a NaN never reaches the weights.
 func (a *Adam) Step(lr float64) (gradNorm float64, ok bool, err error) {
+	if s := a.LossScale(); s != 1 {
+		for _, pc := range a.pieces {
+			a.be.Scale(a.grad(pc.lo, pc.hi), float32(1/s))
+		}
+	}
 	norm, err := a.GradNorm()
 	if err != nil {
 		return 0, false, err
 	}
-	if math.IsNaN(norm) || math.IsInf(norm, 0) {
+	found := math.IsNaN(norm) || math.IsInf(norm, 0)
+	if a.Scaler != nil {
+		a.Scaler.Update(found)
+	}
+	if found {
 		return norm, false, nil
 	}
 	if c := a.Cfg.ClipGrad / (norm + 1e-6); a.Cfg.ClipGrad > 0 && c < 1 {

@@ -92,13 +92,17 @@ type Args struct {
 
 	// Precision.
 	BF16                 bool    `name:"bf16" help:"bfloat16 weights with fp32 main parameters."`
-	FP16                 bool    `name:"fp16" help:"float16 weights with dynamic loss scaling (not supported yet)."`
+	FP16                 bool    `name:"fp16" help:"float16 weights with fp32 main parameters and dynamic loss scaling."`
 	FP8Format            string  `name:"fp8-format" help:"FP8 recipe: e4m3 or hybrid (not supported yet)."`
 	FP8Hybrid            bool    `name:"fp8-hybrid" help:"Pai-Megatron-Patch's spelling of --fp8-format hybrid."`
 	FP8Margin            int     `name:"fp8-margin" default:"0" help:"FP8 scaling margin."`
 	FP8AmaxHistoryLen    int     `name:"fp8-amax-history-len" default:"1" help:"FP8 amax history length."`
 	FP8AmaxComputeAlgo   string  `name:"fp8-amax-compute-algo" default:"most_recent" help:"max or most_recent."`
-	LossScale            float64 `name:"loss-scale" help:"Constant loss scale (fp16)."`
+	LossScale            float64 `name:"loss-scale" help:"Constant loss scale (fp16); default dynamic."`
+	InitialLossScale     float64 `name:"initial-loss-scale" default:"4294967296" help:"Initial dynamic loss scale."`
+	MinLossScale         float64 `name:"min-loss-scale" default:"1.0" help:"Minimum dynamic loss scale."`
+	LossScaleWindow      int     `name:"loss-scale-window" default:"1000" help:"Clean iterations before the loss scale grows."`
+	Hysteresis           int     `name:"hysteresis" default:"2" help:"Overflows tolerated before the loss scale backs off."`
 	TransformerImpl      string  `name:"transformer-impl" default:"local" help:"local or transformer_engine (the same kernels here)."`
 	UseFlashAttn         bool    `name:"use-flash-attn" help:"Accepted: attention always uses the online-softmax (flash) kernel."`
 	RecomputeActivations bool    `name:"recompute-activations" help:"Same as --recompute-granularity selective."`
@@ -126,7 +130,7 @@ func (a *Args) Validate(world int) error {
 		on   bool
 		flag string
 	}{
-		{a.FP16, "--fp16"}, {a.FP8Format != "" || a.FP8Hybrid, "--fp8-format/--fp8-hybrid"},
+		{a.FP8Format != "" || a.FP8Hybrid, "--fp8-format/--fp8-hybrid"},
 		{a.LayersPerVirtualStage != 0, "--num-layers-per-virtual-pipeline-stage"},
 		{a.ResetPositionIDs, "--reset-position-ids"}, {a.ResetAttentionMsk, "--reset-attention-mask"},
 		{a.LoadingCheckpoint(), "--load"}, {a.Save != "", "--save"},
@@ -137,6 +141,9 @@ func (a *Args) Validate(world int) error {
 	}
 	if len(unsupported) > 0 {
 		return fmt.Errorf("not supported yet: %s", strings.Join(unsupported, ", "))
+	}
+	if a.FP16 && a.BF16 {
+		return fmt.Errorf("--fp16 and --bf16 are exclusive")
 	}
 	if a.Optimizer != "adam" {
 		return fmt.Errorf("--optimizer %q: only adam is supported", a.Optimizer)

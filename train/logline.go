@@ -2,6 +2,7 @@ package train
 
 import (
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -16,8 +17,8 @@ type logFields struct {
 	TFLOPS                float64 // < 0: not printed (--log-throughput off)
 	LR                    float64
 	GlobalBatchSize       int
-	Loss                  float64
-	LossScale, GradNorm   float64
+	Loss                  float64 // NaN: no successful iteration in the interval (field omitted)
+	LossScale, GradNorm   float64 // GradNorm NaN: skipped iteration (field omitted)
 	Skipped, NaN          int
 }
 
@@ -32,9 +33,13 @@ func (f logFields) format(now time.Time) string {
 	}
 	fmt.Fprintf(&b, " learning rate: %.6E |", f.LR)
 	fmt.Fprintf(&b, " global batch size: %5d |", f.GlobalBatchSize)
-	fmt.Fprintf(&b, " lm loss: %.6E |", f.Loss)
+	if !math.IsNaN(f.Loss) {
+		fmt.Fprintf(&b, " lm loss: %.6E |", f.Loss)
+	}
 	fmt.Fprintf(&b, " loss scale: %.1f |", f.LossScale)
-	fmt.Fprintf(&b, " grad norm: %.3f |", f.GradNorm)
+	if !math.IsNaN(f.GradNorm) {
+		fmt.Fprintf(&b, " grad norm: %.3f |", f.GradNorm)
+	}
 	fmt.Fprintf(&b, " number of skipped iterations: %3d |", f.Skipped)
 	fmt.Fprintf(&b, " number of nan iterations: %3d |", f.NaN)
 	return b.String()

@@ -73,8 +73,16 @@ func Pretrain(a *Args, world comm.Comm, out io.Writer) error {
 		groups.Norm = world
 	}
 	opt := optim.NewAdam(be, model.Params, a.AdamConfig, a.UseDistributedOptimizer, groups)
-	if a.BF16 {
+	switch {
+	case a.BF16:
 		opt.SetModelDType(tensor.BF16)
+	case a.FP16:
+		opt.SetModelDType(tensor.F16)
+		if a.LossScale > 0 {
+			opt.Scaler = optim.ConstantScaler(a.LossScale)
+		} else {
+			opt.Scaler = optim.NewDynamicScaler(a.InitialLossScale, a.MinLossScale, a.LossScaleWindow, a.Hysteresis)
+		}
 	}
 	tr := NewTrainer(be, model, ps, opt, a.SeqLength, a.MicroBatchSize)
 
@@ -134,7 +142,9 @@ func Pretrain(a *Args, world comm.Comm, out io.Writer) error {
 		return micro, nil
 	}
 
-	var consumed, consumedValid int64
+	// consumed counts every iteration's samples; schedSteps only those of successful updates
+	// (Megatron does not step the scheduler on a skipped iteration).
+	var consumed, consumedValid, schedSteps int64
 	var skipped, nanIters, sinceLog int
 	var lossAcc float64
 	var lossN int
@@ -145,27 +155,30 @@ func Pretrain(a *Args, world comm.Comm, out io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("iteration %d: %w", it, err)
 		}
-		res, err := tr.Iteration(micro, sched.At(consumed), uint64(a.Seed), uint64(it))
+		res, err := tr.Iteration(micro, sched.At(schedSteps), uint64(a.Seed), uint64(it))
 		if err != nil {
 			return fmt.Errorf("iteration %d: %w", it, err)
 		}
 		consumed += gbs
+		if !res.Skipped {
+			schedSteps += gbs
+		}
 		sinceLog++
 		if res.Skipped {
 			skipped++
-			if math.IsNaN(res.GradNorm) || math.IsInf(res.GradNorm, 0) || math.IsNaN(res.Loss) {
+			if math.IsNaN(res.Loss) || math.IsInf(res.Loss, 0) {
 				nanIters++
 			}
 		} else if report {
 			lossAcc += res.Loss
 			lossN++
 		}
-		lr := sched.At(consumed)
+		lr := sched.At(schedSteps)
 		if tb != nil && it%a.TensorboardLogInterval == 0 {
 			for _, s := range []struct {
 				tag string
 				v   float64
-			}{{"learning-rate", lr}, {"lm loss", res.Loss}, {"grad-norm", res.GradNorm}, {"loss-scale", 1}} {
+			}{{"learning-rate", lr}, {"lm loss", res.Loss}, {"grad-norm", res.GradNorm}, {"loss-scale", opt.LossScale()}} {
 				if err := tb.Scalar(s.tag, s.v, int64(it)); err != nil {
 					return err
 				}
@@ -179,8 +192,14 @@ func Pretrain(a *Args, world comm.Comm, out io.Writer) error {
 		if it%a.LogInterval == 0 || it == 1 {
 			elapsed := time.Since(lastLog).Seconds() / float64(sinceLog)
 			f := logFields{Iteration: it, TrainIters: trainIters, ConsumedSamples: consumed, ElapsedMS: elapsed * 1000,
-				TFLOPS: -1, LR: lr, GlobalBatchSize: a.GlobalBatchSize, Loss: lossAcc / math.Max(float64(lossN), 1),
-				LossScale: 1, GradNorm: res.GradNorm, Skipped: skipped, NaN: nanIters}
+				TFLOPS: -1, LR: lr, GlobalBatchSize: a.GlobalBatchSize, Loss: math.NaN(),
+				LossScale: opt.LossScale(), GradNorm: res.GradNorm, Skipped: skipped, NaN: nanIters}
+			if lossN > 0 {
+				f.Loss = lossAcc / float64(lossN)
+			}
+			if res.Skipped {
+				f.GradNorm = math.NaN()
+			}
 			if a.LogThroughput {
 				f.TFLOPS = flopsPerIter / (elapsed * 1e12 * float64(world.Size()))
 			}

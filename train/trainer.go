@@ -100,7 +100,7 @@ func (t *Trainer) forwardBackward(micro []layers.Batch, seed, iteration uint64) 
 		st := stash(i)
 		var scale float32
 		if m.Par.Last() {
-			scale = float32(1 / (max(t.tokens[i], 1) * float64(M)))
+			scale = float32(t.Opt.LossScale() / (max(t.tokens[i], 1) * float64(M)))
 		} else if err := pipe.Recv(t.dout, rank+1); err != nil {
 			return fmt.Errorf("microbatch %d: receiving gradients from stage %d: %w", i, rank+1, err)
 		}
