@@ -13,9 +13,9 @@ func TestDynamicScaler(t *testing.T) {
 		inf  bool
 		want float64
 	}{
-		{true, 1 << 32}, // first overflow uses up one unit of hysteresis
-		{true, 1 << 31}, // second one backs off
-		{true, 1 << 30}, // hysteresis stays exhausted: every overflow backs off
+		{true, 1 << 32},                                      // first overflow uses up one unit of hysteresis
+		{true, 1 << 31},                                      // second one backs off
+		{true, 1 << 30},                                      // hysteresis stays exhausted: every overflow backs off
 		{false, 1 << 30}, {false, 1 << 30}, {false, 1 << 31}, // 3 clean steps grow
 		{true, 1 << 31}, // hysteresis refilled to 2 on growth
 		{true, 1 << 30},
