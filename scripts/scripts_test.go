@@ -446,3 +446,184 @@ func TestScriptFiles(t *testing.T) {
 		}
 	}
 }
+
+// with returns a copy of args with the 1-based positions in kv replaced.
+func with(args []string, kv map[int]string) []string {
+	out := append([]string(nil), args...)
+	for i, v := range kv {
+		out[i-1] = v
+	}
+	return out
+}
+
+type badCase struct {
+	name string
+	set  map[int]string    // argument position → value
+	env  map[string]string // replaces the base environment when not nil
+	want string            // message on stderr
+}
+
+// checkBad runs each case and expects exit status 2, the message, no stdout (nothing is
+// launched) and nothing created in the output folder.
+func checkBad(t *testing.T, f fixture, script string, base []string, baseEnv map[string]string, cases []badCase) {
+	t.Helper()
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			env := baseEnv
+			if tc.env != nil {
+				env = tc.env
+			}
+			stdout, stderr, code := run(t, f, "bash", script, env, with(base, tc.set)...)
+			assert.Equal(t, 2, code, "stderr: %s", stderr)
+			assert.Empty(t, stdout)
+			assert.Contains(t, stderr, script+": "+tc.want)
+			assert.NoDirExists(t, f.out)
+		})
+	}
+}
+
+func TestPretrainBadInput(t *testing.T) {
+	f := newFixture(t)
+	file := filepath.Join(f.dir, "a-file")
+	writeFile(t, file, "")
+	roDir := filepath.Join(f.dir, "ro")
+	require.NoError(t, os.MkdirAll(roDir, 0o555))
+	require.NoError(t, os.Chmod(roDir, 0o555))
+	noMeta := filepath.Join(f.dir, "empty-ckpt")
+	require.NoError(t, os.MkdirAll(noMeta, 0o755))
+	staleTracker := filepath.Join(f.dir, "stale-ckpt")
+	writeFile(t, filepath.Join(staleTracker, "latest_checkpointed_iteration.txt"), "200\n")
+	require.NoError(t, os.MkdirAll(filepath.Join(staleTracker, "iter_0000100"), 0o755))
+	onlyBin := filepath.Join(f.dir, "only_bin_document")
+	writeFile(t, onlyBin+".bin", "")
+	mha70 := filepath.Join(f.dir, "70b-mha")
+	writeFile(t, filepath.Join(mha70, "config.json"), `{"hidden_size": 8192, "num_hidden_layers": 80, "num_attention_heads": 64, "intermediate_size": 28672, "num_key_value_heads": 64}`)
+
+	base := []string{"dsw", "/workspace/Pai-Megatron-Patch", "7B", "1", "8", "1e-5", "1e-6", "2048", "2048", "0", "bf16", "1", "1", "sel", "true", "true", "true", "false", "100000", f.ds, f.ck7, "10000000000", "100000000", f.out}
+	env := map[string]string{"GPUS_PER_NODE": "8"}
+	_, stderr, code := run(t, f, "bash", pretrainScript, env, base...)
+	require.Equal(t, 0, code, "the base arguments must be valid: %s", stderr)
+
+	missing := filepath.Join(f.dir, "nope", "wudao_text_document")
+	cases := []badCase{
+		{"dataset prefix missing", map[int]string{20: missing}, nil, "DATASET_PATH (arg 20): " + missing + ".bin not found"},
+		{"dataset given with .bin", map[int]string{20: missing + ".bin"}, nil, "DATASET_PATH (arg 20): " + missing + ".bin not found (give an existing .json file or a dataset prefix without .bin/.idx)"},
+		{"dataset .idx missing", map[int]string{20: onlyBin}, nil, "DATASET_PATH (arg 20): " + onlyBin + ".idx not found"},
+		{"blend with a missing part", map[int]string{20: "0.5 " + f.ds + " 0.5 " + missing}, nil, "DATASET_PATH (arg 20): " + missing + ".bin not found"},
+		{"checkpoint of 13B for 7B", map[int]string{21: f.ck13}, nil, "PRETRAIN_CHECKPOINT_PATH (arg 21): " + f.ck13 + "/config.json has num_hidden_layers 40, but MODEL_SIZE (arg 3) 7B has 32"},
+		{"checkpoint of 7B for 13B", map[int]string{3: "13B"}, nil, "PRETRAIN_CHECKPOINT_PATH (arg 21): " + f.ck7 + "/config.json has num_hidden_layers 32, but MODEL_SIZE (arg 3) 13B has 40"},
+		{"70B checkpoint without GQA", map[int]string{3: "70B", 21: mha70}, nil, "PRETRAIN_CHECKPOINT_PATH (arg 21): " + mha70 + "/config.json has num_key_value_heads 64, but MODEL_SIZE (arg 3) 70B has 8"},
+		{"checkpoint missing", map[int]string{21: missing}, nil, "PRETRAIN_CHECKPOINT_PATH (arg 21): " + missing + " not found (pass none to start from scratch)"},
+		{"checkpoint is a file", map[int]string{21: file}, nil, "PRETRAIN_CHECKPOINT_PATH (arg 21): " + file + " is not a directory"},
+		{"checkpoint folder without metadata", map[int]string{21: noMeta}, nil, "PRETRAIN_CHECKPOINT_PATH (arg 21): " + noMeta + " has neither latest_checkpointed_iteration.txt (Megatron) nor config.json (Hugging Face)"},
+		{"tracker names a missing iteration", map[int]string{21: staleTracker}, nil, "PRETRAIN_CHECKPOINT_PATH (arg 21): " + staleTracker + "/latest_checkpointed_iteration.txt names iter_0000200, but " + staleTracker + "/iter_0000200 is missing"},
+		{"output under a file", map[int]string{24: file + "/out"}, nil, "OUTPUT_BASEPATH (arg 24): " + file + "/out cannot be created: " + file + " is not a directory"},
+		{"ENV", map[int]string{1: "local"}, nil, "ENV (arg 1): 'local' is not one of: dsw dlc"},
+		{"MODEL_SIZE", map[int]string{3: "7b"}, nil, "MODEL_SIZE (arg 3): '7b' is not one of: 7B 13B 70B tiny small"},
+		{"BATCH_SIZE", map[int]string{4: "0"}, nil, "BATCH_SIZE (arg 4): '0' is not a positive integer"},
+		{"GLOBAL_BATCH_SIZE octal-looking", map[int]string{5: "08"}, nil, "GLOBAL_BATCH_SIZE (arg 5): '08' is not a positive integer"},
+		{"LR", map[int]string{6: "fast"}, nil, "LR (arg 6): 'fast' is not a number"},
+		{"MIN_LR", map[int]string{7: "-1e-6"}, nil, "MIN_LR (arg 7): '-1e-6' is not a number"},
+		{"SEQ_LEN", map[int]string{8: "2k"}, nil, "SEQ_LEN (arg 8): '2k' is not a positive integer"},
+		{"PAD_LEN", map[int]string{9: ""}, nil, "PAD_LEN (arg 9): '' is not a positive integer"},
+		{"EXTRA_VOCAB_SIZE", map[int]string{10: "-1"}, nil, "EXTRA_VOCAB_SIZE (arg 10): '-1' is not a non-negative integer"},
+		{"PR", map[int]string{11: "fp32"}, nil, "PR (arg 11): 'fp32' is not one of: fp16 bf16 fp8"},
+		{"TP zero", map[int]string{12: "0"}, nil, "TP (arg 12): '0' is not a positive integer"},
+		{"TP word", map[int]string{12: "two"}, nil, "TP (arg 12): 'two' is not a positive integer"},
+		{"PP negative", map[int]string{13: "-1"}, nil, "PP (arg 13): '-1' is not a positive integer"},
+		{"AC", map[int]string{14: "selective"}, nil, "AC (arg 14): 'selective' is not one of: full sel none"},
+		{"DO", map[int]string{15: "yes"}, nil, "DO (arg 15): 'yes' is not one of: true false"},
+		{"FL", map[int]string{16: "True"}, nil, "FL (arg 16): 'True' is not one of: true false"},
+		{"SP", map[int]string{17: "1"}, nil, "SP (arg 17): '1' is not one of: true false"},
+		{"TE", map[int]string{18: "no"}, nil, "TE (arg 18): 'no' is not one of: true false"},
+		{"SAVE_INTERVAL", map[int]string{19: "1e5"}, nil, "SAVE_INTERVAL (arg 19): '1e5' is not a positive integer"},
+		{"TRAIN_TOKENS in e-notation", map[int]string{22: "1e10"}, nil, "TRAIN_TOKENS (arg 22): '1e10' is not a non-negative integer (write 10000000000, not 1e10)"},
+		{"WARMUP_TOKENS", map[int]string{23: "many"}, nil, "WARMUP_TOKENS (arg 23): 'many' is not a non-negative integer"},
+		{"zero iterations", map[int]string{22: "16383"}, nil, "TRAIN_TOKENS (arg 22): 16383 / GLOBAL_BATCH_SIZE 8 / SEQ_LEN 2048 gives 0 training iterations"},
+		{"TP does not divide heads", map[int]string{12: "3"}, map[string]string{"GPUS_PER_NODE": "3"}, "TP (arg 12): 3 does not divide the 32 attention heads of MODEL_SIZE 7B"},
+		{"TP does not divide 70B groups", map[int]string{3: "70B", 21: f.ck70, 12: "16"}, map[string]string{"GPUS_PER_NODE": "16"}, "TP (arg 12): 16 does not divide the 8 query groups of MODEL_SIZE 70B"},
+		{"PP does not divide layers", map[int]string{13: "3"}, map[string]string{"GPUS_PER_NODE": "3"}, "PP (arg 13): 3 does not divide the 32 layers of MODEL_SIZE 7B"},
+		{"TP larger than the processes", map[int]string{12: "2"}, map[string]string{"GPUS_PER_NODE": "1"}, "TP (arg 12) × PP (arg 13) = 2 does not divide the 1 processes (NNODES 1 × GPUS_PER_NODE 1; set GPUS_PER_NODE for ENV=dsw)"},
+		{"global batch not a multiple", map[int]string{5: "12"}, nil, "GLOBAL_BATCH_SIZE (arg 5): 12 is not a multiple of BATCH_SIZE (arg 4) 1 × data-parallel size 8"},
+		{"GPUS_PER_NODE", nil, map[string]string{"GPUS_PER_NODE": "eight"}, "GPUS_PER_NODE='eight' (environment) is not a positive integer"},
+		{"dlc without WORLD_SIZE", map[int]string{1: "dlc"}, map[string]string{}, "ENV (arg 1): dlc needs the environment variable WORLD_SIZE (the number of nodes)"},
+		{"dlc without MASTER_ADDR", map[int]string{1: "dlc"}, map[string]string{"WORLD_SIZE": "1", "RANK": "0", "KUBERNETES_CONTAINER_RESOURCE_GPU": "8"}, "ENV (arg 1): dlc needs the environment variable MASTER_ADDR"},
+		{"dlc with a bad RANK", map[int]string{1: "dlc"}, map[string]string{"WORLD_SIZE": "1", "RANK": "-1", "KUBERNETES_CONTAINER_RESOURCE_GPU": "8"}, "ENV (arg 1): dlc: RANK='-1' is not a valid number"},
+	}
+	if os.Geteuid() != 0 { // root writes anywhere
+		cases = append(cases, badCase{"output not writable", map[int]string{24: roDir + "/out"}, nil, "OUTPUT_BASEPATH (arg 24): " + roDir + "/out is not writable"})
+	}
+	checkBad(t, f, pretrainScript, base, env, cases)
+
+	// Valid variants of the checked arguments still pass: a Megatron checkpoint, none, a raw
+	// .json dataset, an output folder that exists.
+	require.NoError(t, os.MkdirAll(f.dir+"/existing-out", 0o755))
+	for _, set := range []map[int]string{{21: f.ckMeg}, {21: "none"}, {20: f.json}, {24: f.dir + "/existing-out"}} {
+		_, stderr, code := run(t, f, "bash", pretrainScript, env, with(base, set)...)
+		assert.Equal(t, 0, code, "%v: %s", set, stderr)
+	}
+}
+
+func TestFinetuneBadInput(t *testing.T) {
+	f := newFixture(t)
+	base := []string{"dsw", "../..", "7B", "1", "1e-5", "1e-6", "120", "120", "0", "bf16", "1", "1", "sel", "true", "false", "true", "false", f.json, f.json, f.ck7, "2", f.out}
+	_, stderr, code := run(t, f, "bash", finetuneScript, nil, base...)
+	require.Equal(t, 0, code, "the base arguments must be valid: %s", stderr)
+	missing := filepath.Join(f.dir, "alpaca_zh-llama2-train.json")
+	checkBad(t, f, finetuneScript, base, nil, []badCase{
+		{"train data missing", map[int]string{18: missing}, nil, "TRAIN_DATASET_PATH (arg 18): " + missing + ".bin not found"},
+		{"valid data missing", map[int]string{19: missing}, nil, "VALID_DATASET_PATH (arg 19): " + missing + ".bin not found"},
+		{"checkpoint of 70B for 7B", map[int]string{20: f.ck70}, nil, "PRETRAIN_CHECKPOINT_PATH (arg 20): " + f.ck70 + "/config.json has num_hidden_layers 80, but MODEL_SIZE (arg 3) 7B has 32"},
+		{"EPOCH", map[int]string{21: "0"}, nil, "EPOCH (arg 21): '0' is not a positive integer"},
+		{"PR", map[int]string{10: "bfloat16"}, nil, "PR (arg 10): 'bfloat16' is not one of: fp16 bf16 fp8"},
+		{"TP", map[int]string{11: "0"}, nil, "TP (arg 11): '0' is not a positive integer"},
+		{"output under a file", map[int]string{22: f.json + "/out"}, nil, "OUTPUT_BASEPATH (arg 22): " + f.json + "/out cannot be created"},
+	})
+}
+
+func TestGenerateBadInput(t *testing.T) {
+	f := newFixture(t)
+	outFile := filepath.Join(f.dir, "out.txt")
+	base := []string{"dsw", "x", f.ck13, "13B", "1", "1", "1024", "80", "0", "fp16", "0", "512", "512", f.jsonl, outFile, "0.85", "1", "1"}
+	_, stderr, code := run(t, f, "bash", generateScript, nil, base...)
+	require.Equal(t, 0, code, "the base arguments must be valid: %s", stderr)
+	missing := filepath.Join(f.dir, "gen-missing.jsonl")
+	checkBad(t, f, generateScript, base, nil, []badCase{
+		{"checkpoint of 13B for 7B", map[int]string{4: "7B"}, nil, "CHECKPOINT_PATH (arg 3): " + f.ck13 + "/config.json has num_hidden_layers 40, but MODEL_SIZE (arg 4) 7B has 32"},
+		{"checkpoint missing", map[int]string{3: missing}, nil, "CHECKPOINT_PATH (arg 3): " + missing + " not found"},
+		{"input file missing", map[int]string{14: missing}, nil, "INPUT_FILE (arg 14): " + missing + " not found"},
+		{"output file in a file", map[int]string{15: f.jsonl + "/out.txt"}, nil, "OUTPUT_FILE (arg 15): " + f.jsonl + "/ cannot be created: " + f.jsonl + " is not a directory"},
+		{"output file is a folder", map[int]string{15: f.dir}, nil, "OUTPUT_FILE (arg 15): " + f.dir + " is a directory"},
+		{"fp8", map[int]string{10: "fp8"}, nil, "PR (arg 10): 'fp8' is not one of: fp16 bf16"},
+		{"top-k and top-p", map[int]string{11: "5"}, nil, "TOP_K (arg 11) 5 and TOP_P (arg 16) 0.85: one of them must be 0"},
+		{"top-p above 1", map[int]string{16: "1.5"}, nil, "TOP_P (arg 16): 1.5 is above 1"},
+		{"temperature 0", map[int]string{17: "0.0"}, nil, "TEMPERATURE (arg 17): must be above 0"},
+		{"repetition penalty", map[int]string{18: "high"}, nil, "REPETITION_PENALTY (arg 18): 'high' is not a number"},
+		{"OUTPUT_SEQ_LEN", map[int]string{13: "0"}, nil, "OUTPUT_SEQ_LEN (arg 13): '0' is not a positive integer"},
+		{"TP does not divide heads", map[int]string{5: "3"}, nil, "TP (arg 5): 3 does not divide the 40 attention heads of MODEL_SIZE 13B"},
+	})
+}
+
+func TestMakePretrainingDatasetBadInput(t *testing.T) {
+	f := newFixture(t)
+	out := filepath.Join(f.dir, "wudao")
+	base := []string{"/workspace/Pai-Megatron-Patch", f.in, "llamabpe", out, f.tok}
+	_, stderr, code := run(t, f, "bash", datasetScript, nil, base...)
+	require.Equal(t, 0, code, "the base arguments must be valid: %s", stderr)
+	noTok := filepath.Join(f.dir, "no-tokenizer")
+	require.NoError(t, os.MkdirAll(noTok, 0o755))
+	missing := filepath.Join(f.dir, "missing")
+	checkBad(t, f, datasetScript, base, nil, []badCase{
+		{"unsupported Pai tokenizer", map[int]string{3: "qwenbpe"}, nil, "tokenizer (arg 3): 'qwenbpe' is a Pai-Megatron-Patch tokenizer that gomegatron does not support yet; supported: llamabpe"},
+		{"unknown tokenizer", map[int]string{3: "llama"}, nil, "tokenizer (arg 3): 'llama' is not one of: llamabpe"},
+		{"input missing", map[int]string{2: missing}, nil, "input_data_dir (arg 2): " + missing + " not found"},
+		{"output under a file", map[int]string{4: f.json + "/x"}, nil, "output_data_dir (arg 4): " + f.json + "/x cannot be created"},
+		{"load_dir missing", map[int]string{5: missing}, nil, "load_dir (arg 5): " + missing + " is not a directory"},
+		{"load_dir without tokenizer", map[int]string{5: noTok}, nil, "load_dir (arg 5): " + noTok + " has neither tokenizer.json nor tokenizer.model"},
+	})
+	// In the 6-argument order the positions shift by one.
+	checkBad(t, f, datasetScript, append([]string{"/workspace/Pai-Megatron-Patch/Megatron-LM-main"}, base...), nil, []badCase{
+		{"2023 order: input missing", map[int]string{3: missing}, nil, "input_data_dir (arg 3): " + missing + " not found"},
+		{"2023 order: tokenizer", map[int]string{4: "glm130bbpe"}, nil, "tokenizer (arg 4): 'glm130bbpe' is a Pai-Megatron-Patch tokenizer"},
+	})
+}
