@@ -627,3 +627,107 @@ func TestMakePretrainingDatasetBadInput(t *testing.T) {
 		{"2023 order: tokenizer", map[int]string{4: "glm130bbpe"}, nil, "tokenizer (arg 4): 'glm130bbpe' is a Pai-Megatron-Patch tokenizer"},
 	})
 }
+
+// writeStub writes an executable that records its arguments (one per line) and
+// CUDA_DEVICE_MAX_CONNECTIONS into dir, prints a line on stdout and one on stderr, and
+// exits with code.
+func writeStub(t *testing.T, path, dir string, code int) {
+	t.Helper()
+	writeFile(t, path, "#!/bin/sh\nprintf '%s\\n' \"$@\" > '"+dir+"/args'\n"+
+		"printf '%s' \"${CUDA_DEVICE_MAX_CONNECTIONS:-unset}\" > '"+dir+"/cdmc'\n"+
+		"echo 'stub stdout'\necho 'stub stderr' >&2\nexit "+strconv.Itoa(code)+"\n")
+	require.NoError(t, os.Chmod(path, 0o755))
+}
+
+func readLines(t *testing.T, path string) []string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	return strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+}
+
+// A real run creates Pai's folders, runs golaunch with exactly the dry run's arguments,
+// tees its output into log/NAME_DATE.log and exits with golaunch's status.
+func TestPretrainRun(t *testing.T) {
+	f := newFixture(t)
+	rec := t.TempDir()
+	stub := filepath.Join(f.dir, "stub-golaunch")
+	writeStub(t, stub, rec, 3)
+	args := []string{"dsw", "x", "tiny", "1", "2", "1e-3", "1e-4", "128", "128", "0", "bf16", "2", "1", "sel", "true", "false", "true", "false", "10", f.ds, "none", "2560000", "256000", f.out}
+	env := map[string]string{"GPUS_PER_NODE": "2"}
+	dry, _, code := run(t, f, "bash", pretrainScript, env, args...)
+	require.Equal(t, 0, code)
+
+	env = map[string]string{"GPUS_PER_NODE": "2", "GOLAUNCH": stub, "DRY_RUN": "0"}
+	stdout, stderr, code := run(t, f, "bash", pretrainScript, env, args...)
+	assert.Equal(t, 3, code, "golaunch's exit status comes back; stderr: %s", stderr)
+	got := readLines(t, filepath.Join(rec, "args"))
+	assert.Equal(t, normalize(t, strings.TrimSuffix(dry, "\n"), true), normalize(t, "golaunch "+strings.Join(got, " "), true))
+	b, err := os.ReadFile(filepath.Join(rec, "cdmc"))
+	require.NoError(t, err)
+	assert.Equal(t, "1", string(b), "CUDA_DEVICE_MAX_CONNECTIONS")
+
+	name := "dsw-pretrain-megatron-gpt3-tiny-lr-1e-3-bs-1-seqlen-128-pr-bf16-tp-2-pp-1-ac-sel-do-true-sp-true-tt-2560000-wt-256000"
+	for _, d := range []string{"checkpoint", "log", "tensorboard"} {
+		assert.DirExists(t, filepath.Join(f.out, d))
+	}
+	tb, err := filepath.Glob(filepath.Join(f.out, "tensorboard", name+"_*"))
+	require.NoError(t, err)
+	require.Len(t, tb, 1)
+	assert.Contains(t, got, tb[0], "--tensorboard-dir is the folder created")
+	logs, err := filepath.Glob(filepath.Join(f.out, "log", name+"_*.log"))
+	require.NoError(t, err)
+	require.Len(t, logs, 1)
+	assert.Equal(t, filepath.Base(tb[0])+".log", filepath.Base(logs[0]), "log and tensorboard share the date")
+	log, err := os.ReadFile(logs[0])
+	require.NoError(t, err)
+	assert.Equal(t, stdout, string(log), "the console output is tee'd into the log")
+	assert.True(t, strings.HasPrefix(stdout, stub+" --nproc_per_node 2 "), stdout)
+	assert.Contains(t, stdout, "stub stdout\n")
+	assert.Contains(t, stdout, "stub stderr\n")
+
+	// golaunch found on PATH when GOLAUNCH is not set.
+	pathDir := filepath.Join(f.dir, "pathbin")
+	writeStub(t, filepath.Join(pathDir, "golaunch"), rec, 0)
+	g := f
+	g.stub = f.stub + string(os.PathListSeparator) + pathDir
+	_, stderr, code = run(t, g, "bash", pretrainScript, map[string]string{"GPUS_PER_NODE": "2", "DRY_RUN": "0"}, args...)
+	assert.Equal(t, 0, code, stderr)
+
+	// GOLAUNCH that is not an executable stops before creating anything.
+	args[23] = filepath.Join(f.dir, "output2")
+	_, stderr, code = run(t, f, "bash", pretrainScript, map[string]string{"GPUS_PER_NODE": "2", "DRY_RUN": "0", "GOLAUNCH": filepath.Join(f.dir, "nope")}, args...)
+	assert.Equal(t, 2, code)
+	assert.Contains(t, stderr, "GOLAUNCH="+filepath.Join(f.dir, "nope")+" is not an executable")
+	assert.NoDirExists(t, args[23])
+}
+
+func TestMakePretrainingDatasetRun(t *testing.T) {
+	f := newFixture(t)
+	rec := t.TempDir()
+	stub := filepath.Join(f.dir, "stub-preprocess")
+	writeStub(t, stub, rec, 0)
+	out := filepath.Join(f.dir, "wudao", "sub")
+	stdout, stderr, code := run(t, f, "bash", datasetScript, map[string]string{"PREPROCESS": stub, "DRY_RUN": "0"},
+		"/workspace/Pai-Megatron-Patch", f.in, "llamabpe", out, f.tok)
+	require.Equal(t, 0, code, stderr)
+	assert.Equal(t, []string{"--input", f.in, "--language", "zh", "--output-prefix", out + "/wudao_llamabpe", "--dataset-impl", "mmap",
+		"--patch-tokenizer-type", "LLamaTokenizer", "--load", f.tok, "--workers", "16", "--append-eod"}, readLines(t, filepath.Join(rec, "args")))
+	assert.DirExists(t, out, "the output folder is created")
+	assert.Regexp(t, `(?m)^0 min [0-9]+ sec$`, stdout, "Pai's elapsed-time line")
+}
+
+func TestGenerateRun(t *testing.T) {
+	f := newFixture(t)
+	rec := t.TempDir()
+	stub := filepath.Join(f.dir, "stub-golaunch")
+	writeStub(t, stub, rec, 0)
+	_, stderr, code := run(t, f, "bash", generateScript, map[string]string{"GOLAUNCH": stub, "DRY_RUN": "0"},
+		"dsw", "x", "none", "tiny", "2", "1", "128", "128", "0", "bf16", "1", "0", "16", "none", "none", "0", "1", "1")
+	require.Equal(t, 0, code, stderr)
+	got := readLines(t, filepath.Join(rec, "args"))
+	require.Greater(t, len(got), 11)
+	assert.Equal(t, []string{"--nproc_per_node", "2", "--nnodes", "1", "--node_rank", "0", "--master_addr", "localhost", "--master_port"}, got[:9])
+	assert.Equal(t, "generate", got[10])
+	assert.Equal(t, []string{"--bf16", "--group-query-attention", "--num-query-groups", "2", "--vocab-size", "256"}, got[len(got)-6:])
+}
