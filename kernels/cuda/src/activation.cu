@@ -1,0 +1,49 @@
+// activation.cu: SwiGLU and GeLU forward and backward (F32).
+#include "common.cuh"
+
+// x [N, 2F] = [gate | up]; out [N, F] = silu(gate)⊙up.
+GM_KERNEL gm_swiglu_f32(float* out, const float* x, i64 N, int F) {
+	i64 n = N * F;
+	for (i64 i = gstart(); i < n; i += gstride()) {
+		i64 r = i / F, j = i % F;
+		float g = x[2 * r * F + j], u = x[(2 * r + 1) * F + j];
+		out[i] = g * sigmoid_f(g) * u;
+	}
+}
+
+// dgate = dout⊙up⊙σ(g)(1 + g(1−σ(g))), dup = dout⊙silu(g).
+GM_KERNEL gm_swiglu_bwd_f32(float* dx, const float* dout, const float* x, i64 N, int F) {
+	i64 n = N * F;
+	for (i64 i = gstart(); i < n; i += gstride()) {
+		i64 r = i / F, j = i % F;
+		float z = x[2 * r * F + j], u = x[(2 * r + 1) * F + j], g = dout[i];
+		float s = sigmoid_f(z);
+		dx[2 * r * F + j] = g * u * s * (1.0f + z * (1.0f - s));
+		dx[(2 * r + 1) * F + j] = g * z * s;
+	}
+}
+
+#define SQRT2_OVER_PI 0.7978845608028654f
+
+// exact: 0.5x(1+erf(x/√2)); tanh: 0.5x(1+tanh(√(2/π)(x+0.044715x³))).
+GM_KERNEL gm_gelu_f32(float* out, const float* x, i64 n, int use_tanh) {
+	for (i64 i = gstart(); i < n; i += gstride()) {
+		float z = x[i];
+		float t = use_tanh ? tanh_f(SQRT2_OVER_PI * (z + 0.044715f * z * z * z)) : erf_f(z * 0.70710678118654752f);
+		out[i] = 0.5f * z * (1.0f + t);
+	}
+}
+
+GM_KERNEL gm_gelu_bwd_f32(float* dx, const float* dout, const float* x, i64 n, int use_tanh) {
+	for (i64 i = gstart(); i < n; i += gstride()) {
+		float z = x[i];
+		float d;
+		if (use_tanh) {
+			float t = tanh_f(SQRT2_OVER_PI * (z + 0.044715f * z * z * z));
+			d = 0.5f * (1.0f + t) + 0.5f * z * (1.0f - t * t) * SQRT2_OVER_PI * (1.0f + 3.0f * 0.044715f * z * z);
+		} else {
+			d = 0.5f * (1.0f + erf_f(z * 0.70710678118654752f)) + z * exp_f(-0.5f * z * z) * 0.3989422804014327f;
+		}
+		dx[i] = dout[i] * d;
+	}
+}

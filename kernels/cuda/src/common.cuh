@@ -1,0 +1,203 @@
+// common.cuh: the prelude every kernel source includes. Header-free: no CUDA header is
+// available at run time (NVRTC gets this file as an in-memory header) or in CI (clang-19
+// with -nocudainc), so thread indices, barriers, shuffles, atomics, math and the bf16/f16/
+// fp8 conversions are written as inline PTX, identical under NVRTC and clang.
+#pragma once
+
+#if defined(__clang__) && !defined(__CUDACC_RTC__)
+// clang without the CUDA headers knows the attributes but not the SDK's macro names.
+#define __global__ __attribute__((global))
+#define __device__ __attribute__((device))
+#define __shared__ __attribute__((shared))
+#define __forceinline__ inline __attribute__((always_inline))
+#endif
+
+#define GM_DEV static __device__ __forceinline__
+#define GM_KERNEL extern "C" __global__ void
+
+typedef unsigned short u16;
+typedef unsigned char u8;
+typedef long long i64;
+typedef unsigned long long u64;
+
+// ---- indices -------------------------------------------------------------------------
+GM_DEV unsigned tid_x() { unsigned r; asm("mov.u32 %0, %%tid.x;" : "=r"(r)); return r; }
+GM_DEV unsigned ntid_x() { unsigned r; asm("mov.u32 %0, %%ntid.x;" : "=r"(r)); return r; }
+GM_DEV unsigned ctaid_x() { unsigned r; asm("mov.u32 %0, %%ctaid.x;" : "=r"(r)); return r; }
+GM_DEV unsigned ctaid_y() { unsigned r; asm("mov.u32 %0, %%ctaid.y;" : "=r"(r)); return r; }
+GM_DEV unsigned nctaid_x() { unsigned r; asm("mov.u32 %0, %%nctaid.x;" : "=r"(r)); return r; }
+GM_DEV unsigned lane_id() { return tid_x() & 31u; }
+GM_DEV unsigned warp_id() { return tid_x() >> 5; }
+// First element and stride of a 1-D grid-stride loop.
+GM_DEV i64 gstart() { return (i64)ctaid_x() * ntid_x() + tid_x(); }
+GM_DEV i64 gstride() { return (i64)nctaid_x() * ntid_x(); }
+
+GM_DEV void sync_threads() { asm volatile("bar.sync 0;" ::: "memory"); }
+
+// ---- bit casts and conversions -------------------------------------------------------
+GM_DEV unsigned f2u(float x) { unsigned r; asm("mov.b32 %0, %1;" : "=r"(r) : "f"(x)); return r; }
+GM_DEV float u2f(unsigned x) { float r; asm("mov.b32 %0, %1;" : "=f"(r) : "r"(x)); return r; }
+GM_DEV u64 d2u(double x) { u64 r; asm("mov.b64 %0, %1;" : "=l"(r) : "d"(x)); return r; }
+
+// bf16 and f16 are stored as u16; conversions round to nearest even (cvt.rn).
+GM_DEV float bf16_to_f32(u16 h) { return u2f(((unsigned)h) << 16); }
+GM_DEV u16 f32_to_bf16(float x) { u16 r; asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(r) : "f"(x)); return r; }
+GM_DEV float f16_to_f32(u16 h) { float r; asm("cvt.f32.f16 %0, %1;" : "=f"(r) : "h"(h)); return r; }
+GM_DEV u16 f32_to_f16(float x) { u16 r; asm("cvt.rn.f16.f32 %0, %1;" : "=h"(r) : "f"(x)); return r; }
+
+GM_DEV float rint_f(float x) { float r; asm("cvt.rni.f32.f32 %0, %1;" : "=f"(r) : "f"(x)); return r; }
+GM_DEV float abs_f(float x) { return u2f(f2u(x) & 0x7fffffffu); }
+GM_DEV bool isnan_f(float x) { return (f2u(x) & 0x7fffffffu) > 0x7f800000u; }
+GM_DEV float pow2i(int k) { return u2f((unsigned)(k + 127) << 23); } // 2^k, −126 ≤ k ≤ 127
+
+// fp8_sw rounds x to an OCP FP8 format with E exponent and M mantissa bits (nearest even,
+// saturating to ±maxv, NaN → 0x7f|sign) in software: the sm_80 path and the reference the
+// hardware cvt on sm_89+ must agree with.
+GM_DEV u8 fp8_sw(float x, int E, int M, float maxv) {
+	unsigned sign = (f2u(x) >> 24) & 0x80u;
+	float a = abs_f(x);
+	if (isnan_f(x)) return (u8)(sign | 0x7fu);
+	if (a > maxv) a = maxv;
+	int bias = (1 << (E - 1)) - 1;
+	int e = (int)(f2u(a) >> 23) - 127;
+	if (e < 1 - bias) e = 1 - bias;              // FP8 subnormals share the smallest quantum
+	float r = rint_f(a * pow2i(M - e)) * pow2i(e - M); // exact scaling by powers of two
+	if (r > maxv) r = maxv;
+	if (r == 0.0f) return (u8)sign;
+	int re = (int)(f2u(r) >> 23) - 127;
+	unsigned code;
+	if (re < 1 - bias) {
+		code = (unsigned)rint_f(r * pow2i(bias - 1 + M)); // subnormal: mantissa only
+	} else {
+		code = ((unsigned)(re + bias) << M) | ((f2u(r) >> (23 - M)) & ((1u << M) - 1u));
+	}
+	return (u8)(sign | code);
+}
+
+GM_DEV u8 f32_to_e4m3(float x) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
+	u16 r;
+	asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;" : "=h"(r) : "f"(0.0f), "f"(x));
+	return (u8)(r & 0xffu);
+#else
+	return fp8_sw(x, 4, 3, 448.0f);
+#endif
+}
+
+GM_DEV u8 f32_to_e5m2(float x) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
+	u16 r;
+	asm("cvt.rn.satfinite.e5m2x2.f32 %0, %1, %2;" : "=h"(r) : "f"(0.0f), "f"(x));
+	return (u8)(r & 0xffu);
+#else
+	return fp8_sw(x, 5, 2, 57344.0f);
+#endif
+}
+
+// ---- math ------------------------------------------------------------------------------
+// exp_f: e^x with the argument reduced exactly (x = n·ln2 + r, Cody–Waite split of ln2) so
+// that ex2.approx (relative error ≤ 2⁻²²) sees |r·log2e| ≤ 0.5; overall error a few ulp.
+GM_DEV float ex2_approx(float x) { float r; asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(x)); return r; }
+GM_DEV float lg2_approx(float x) { float r; asm("lg2.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(x)); return r; }
+GM_DEV float fma_f(float a, float b, float c) { float r; asm("fma.rn.f32 %0, %1, %2, %3;" : "=f"(r) : "f"(a), "f"(b), "f"(c)); return r; }
+GM_DEV float exp_f(float x) {
+	if (x < -104.0f) return 0.0f;
+	if (x > 88.8f) return u2f(0x7f800000u);
+	float n = rint_f(x * 1.44269504088896341f);
+	float r = fma_f(n, -0.693145751953125f, x);
+	r = fma_f(n, -1.428606765330187045e-06f, r);
+	float p = ex2_approx(r * 1.44269504088896341f);
+	int k = (int)n;
+	// 2^k in two steps so k down to −150 stays representable.
+	return p * pow2i(k / 2) * pow2i(k - k / 2);
+}
+// log_f: natural log for x > 0 (lg2.approx, absolute error ~2⁻²²); callers use it where
+// an absolute error of that size is harmless (log-sum-exp).
+GM_DEV float log_f(float x) { return lg2_approx(x) * 0.693147180559945309f; }
+GM_DEV float sqrt_f(float x) { float r; asm("sqrt.rn.f32 %0, %1;" : "=f"(r) : "f"(x)); return r; }
+GM_DEV double sqrt_d(double x) { double r; asm("sqrt.rn.f64 %0, %1;" : "=d"(r) : "d"(x)); return r; }
+GM_DEV float sigmoid_f(float z) { return 1.0f / (1.0f + exp_f(-z)); }
+// tanh_f = sign(x)·(1 − 2/(e^{2|x|} + 1)); for |x| < 0.0625 the series x − x³/3 + 2x⁵/15.
+GM_DEV float tanh_f(float x) {
+	float a = abs_f(x);
+	float t;
+	if (a < 0.0625f) {
+		float x2 = x * x;
+		return x * (1.0f + x2 * (-0.333333333f + x2 * 0.133333333f));
+	}
+	t = 1.0f - 2.0f / (exp_f(2.0f * a) + 1.0f);
+	return x < 0.0f ? -t : t;
+}
+// erf_f: the Taylor series for |x| < 0.5, else 1 − erfc(|x|) with Numerical Recipes'
+// Chebyshev fit of erfc (fractional error < 1.2e-7), so |erf error| ≲ 1e-7.
+GM_DEV float erf_f(float x) {
+	float a = abs_f(x);
+	if (a < 0.5f) {
+		float x2 = x * x;
+		// 2/√π · (x − x³/3 + x⁵/10 − x⁷/42 + x⁹/216 − x¹¹/1320)
+		float s = 1.0f + x2 * (-1.0f / 3.0f + x2 * (1.0f / 10.0f + x2 * (-1.0f / 42.0f + x2 * (1.0f / 216.0f + x2 * (-1.0f / 1320.0f)))));
+		return 1.1283791670955126f * x * s;
+	}
+	// Numerical Recipes erfcc (fractional error < 1.2e-7).
+	float t = 1.0f / (1.0f + 0.5f * a);
+	float y = t * exp_f(-a * a - 1.26551223f + t * (1.00002368f + t * (0.37409196f + t * (0.09678418f +
+	          t * (-0.18628806f + t * (0.27886807f + t * (-1.13520398f + t * (1.48851587f +
+	          t * (-0.82215223f + t * 0.17087277f)))))))));
+	float r = 1.0f - y;
+	return x < 0.0f ? -r : r;
+}
+
+// ---- warp and block reductions --------------------------------------------------------
+GM_DEV float shfl_xor_f(float v, int m) {
+	float r;
+	asm volatile("shfl.sync.bfly.b32 %0, %1, %2, 0x1f, 0xffffffff;" : "=f"(r) : "f"(v), "r"(m));
+	return r;
+}
+GM_DEV double shfl_xor_d(double v, int m) {
+	u64 u = d2u(v);
+	unsigned lo = (unsigned)u, hi = (unsigned)(u >> 32);
+	asm volatile("shfl.sync.bfly.b32 %0, %0, %1, 0x1f, 0xffffffff;" : "+r"(lo) : "r"(m));
+	asm volatile("shfl.sync.bfly.b32 %0, %0, %1, 0x1f, 0xffffffff;" : "+r"(hi) : "r"(m));
+	double r;
+	asm("mov.b64 %0, %1;" : "=d"(r) : "l"(((u64)hi << 32) | lo));
+	return r;
+}
+GM_DEV float warp_sum(float v) { for (int m = 16; m > 0; m >>= 1) v += shfl_xor_f(v, m); return v; }
+GM_DEV double warp_sum_d(double v) { for (int m = 16; m > 0; m >>= 1) v += shfl_xor_d(v, m); return v; }
+GM_DEV float max_nan(float a, float b) { return (isnan_f(a) || a > b) ? a : b; } // Go's max: NaN wins
+GM_DEV float warp_max(float v) { for (int m = 16; m > 0; m >>= 1) v = max_nan(v, shfl_xor_f(v, m)); return v; }
+
+// Block-wide reductions for blocks of a multiple of 32 threads (≤ 1024); sh holds 32 floats.
+// Every thread gets the result.
+GM_DEV float block_sum(float v, float* sh) {
+	v = warp_sum(v);
+	sync_threads();
+	if (lane_id() == 0) sh[warp_id()] = v;
+	sync_threads();
+	unsigned nw = ntid_x() >> 5;
+	v = lane_id() < nw ? sh[lane_id()] : 0.0f;
+	return warp_sum(v);
+}
+GM_DEV double block_sum_d(double v, double* sh) {
+	v = warp_sum_d(v);
+	sync_threads();
+	if (lane_id() == 0) sh[warp_id()] = v;
+	sync_threads();
+	unsigned nw = ntid_x() >> 5;
+	v = lane_id() < nw ? sh[lane_id()] : 0.0;
+	return warp_sum_d(v);
+}
+GM_DEV float block_max(float v, float* sh) {
+	v = warp_max(v);
+	sync_threads();
+	if (lane_id() == 0) sh[warp_id()] = v;
+	sync_threads();
+	unsigned nw = ntid_x() >> 5;
+	v = lane_id() < nw ? sh[lane_id()] : u2f(0xff800000u);
+	return warp_max(v);
+}
+
+// ---- atomics -------------------------------------------------------------------------
+GM_DEV void atomic_add_f(float* p, float v) { asm volatile("red.global.add.f32 [%0], %1;" :: "l"(p), "f"(v) : "memory"); }
+GM_DEV void atomic_max_u(unsigned* p, unsigned v) { asm volatile("red.global.max.u32 [%0], %1;" :: "l"(p), "r"(v) : "memory"); }
+GM_DEV void atomic_add_d(double* p, double v) { asm volatile("red.global.add.f64 [%0], %1;" :: "l"(p), "d"(v) : "memory"); }

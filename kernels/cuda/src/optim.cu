@@ -1,0 +1,56 @@
+// optim.cu: fused AdamW and casts with amax.
+#include "common.cuh"
+
+// One AdamW step with host-computed constants (as kernels/cpu): decay = 1 − lr·wd,
+// negStep = −lr/(1−β1^t), bc2s = sqrt(1−β2^t):
+//   p ← p·decay; m ← fma(1−β1, g, β1·m); v ← fma((1−β2)·g, g, β2·v);
+//   p ← p + negStep·m/(sqrt(v)/bc2s + eps)
+GM_KERNEL gm_adamw_f32(float* p, const float* g, float* m, float* v, float decay, float beta1, float beta2,
+                       float omb1, float omb2, float negStep, float bc2s, float eps, i64 n) {
+	for (i64 i = gstart(); i < n; i += gstride()) {
+		float gi = g[i], pi = p[i];
+		if (decay != 1.0f) pi *= decay;
+		float mi = fma_f(omb1, gi, beta1 * m[i]);
+		float vi = fma_f(omb2 * gi, gi, beta2 * v[i]);
+		m[i] = mi;
+		v[i] = vi;
+		float denom = sqrt_f(vi) / bc2s + eps;
+		float step = negStep * mi;
+		asm("" : "+f"(step));
+		p[i] = pi + step / denom;
+	}
+}
+
+// dst = round(src·scale) into BF16 (kind 0), F16 (1), E4M3 (2), E5M2 (3) or F32 (4);
+// *amax = max over |src| as float bits with red.max.u32: non-negative floats order like
+// their bits, and a NaN's bits (sign cleared) exceed +Inf's, so a NaN in src makes amax NaN.
+// *amax must be zeroed first.
+GM_KERNEL gm_cast_amax_f32(void* dst, const float* src, float scale, int kind, unsigned* amax, i64 n) {
+	unsigned am = 0;
+	for (i64 i = gstart(); i < n; i += gstride()) {
+		float x = src[i];
+		unsigned b = f2u(x) & 0x7fffffffu;
+		if (b > am) am = b;
+		float y = x * scale;
+		switch (kind) {
+		case 0: ((u16*)dst)[i] = f32_to_bf16(y); break;
+		case 1: ((u16*)dst)[i] = f32_to_f16(y); break;
+		case 2: ((u8*)dst)[i] = f32_to_e4m3(y); break;
+		case 3: ((u8*)dst)[i] = f32_to_e5m2(y); break;
+		default: ((float*)dst)[i] = y; break;
+		}
+	}
+	for (int m = 16; m > 0; m >>= 1) {
+		unsigned o;
+		asm volatile("shfl.sync.bfly.b32 %0, %1, %2, 0x1f, 0xffffffff;" : "=r"(o) : "r"(am), "r"(m));
+		if (o > am) am = o;
+	}
+	if (lane_id() == 0 && am) atomic_max_u(amax, am);
+}
+
+// The software FP8 rounding (the sm_80 path) on n values, for checking it against the
+// hardware cvt on sm_89+ and against tensor.E4M3FromF32/E5M2FromF32.
+GM_KERNEL gm_fp8_sw_f32(u8* dst, const float* src, int e5m2, i64 n) {
+	for (i64 i = gstart(); i < n; i += gstride())
+		dst[i] = e5m2 ? fp8_sw(src[i], 5, 2, 57344.0f) : fp8_sw(src[i], 4, 3, 448.0f);
+}
