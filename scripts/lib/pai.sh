@@ -215,6 +215,7 @@ pai_json_int() {
 # model_optim_rng.pt (needs a reader; golaunch checks shapes when it loads).
 pai_check_checkpoint() {
 	local name=$1 pos=$2 dir=$3 size_pos=$4 got want k v it sub
+	while [ "${#dir}" -gt 1 ] && [ "${dir%/}" != "$dir" ]; do dir=${dir%/}; done # messages without //
 	[ -e "$dir" ] || pai_die "${name} (arg ${pos}): ${dir} not found (pass none to start from scratch)"
 	[ -d "$dir" ] || pai_die "${name} (arg ${pos}): ${dir} is not a directory"
 	if [ -f "$dir/config.json" ]; then
