@@ -12,6 +12,10 @@ import (
 type Linear struct {
 	W, B    *Param
 	In, Out int
+	// FP8 (SetFP8): delayed-scaling state, operand formats and the shared scratch.
+	fp8            *fp8Meta
+	fp8Fwd, fp8Bwd tensor.DType
+	sc             *fp8Scratch
 }
 
 func newLinear(ps *paramSet, name string, in, out int, bias bool, partitionDim int) *Linear {
@@ -31,10 +35,29 @@ func newLinear(ps *paramSet, name string, in, out int, bias bool, partitionDim i
 	return l
 }
 
-// Matmul computes y [N, out] = x [N, in]·Wᵀ, without the bias.
+// Matmul computes y [N, out] = x [N, in]·Wᵀ, without the bias. Under FP8 both operands
+// are quantised with their current scales and their amaxes recorded.
 func (l *Linear) Matmul(be kernels.Backend, y, x *tensor.Tensor) {
 	n := x.Numel() / l.In
-	be.Gemm(kernels.GemmParams{TransB: true, M: n, N: l.Out, K: l.In, Alpha: 1, Batch: 1}, x, l.W.Data, y)
+	w := l.W.Data
+	if f := l.fp8; f != nil {
+		xq := l.sc.buf(&l.sc.x, x.Numel())
+		f.amax[fp8Input] = max(f.amax[fp8Input], l.sc.fakeQuant(xq, x, l.fp8Fwd, f.scale[fp8Input]))
+		x = xq
+		w = l.quantWeight(true)
+	}
+	be.Gemm(kernels.GemmParams{TransB: true, M: n, N: l.Out, K: l.In, Alpha: 1, Batch: 1}, x, w, y)
+}
+
+// quantWeight returns the FP8-rounded weight in scratch, recording its amax in forward.
+func (l *Linear) quantWeight(record bool) *tensor.Tensor {
+	f := l.fp8
+	wq := l.sc.buf(&l.sc.w, l.W.Data.Numel()).View(l.W.Data.Shape()...)
+	a := l.sc.fakeQuant(wq, l.W.Data, l.fp8Fwd, f.scale[fp8Weight])
+	if record {
+		f.amax[fp8Weight] = max(f.amax[fp8Weight], a)
+	}
+	return wq
 }
 
 // AddBias adds b to every row of y.
@@ -57,13 +80,23 @@ func (l *Linear) BiasGrad(be kernels.Backend, dy *tensor.Tensor) {
 	}
 }
 
-// WeightBackward accumulates dW += dyᵀ·x and writes dx = dy·W when dx is non-nil.
+// WeightBackward accumulates dW += dyᵀ·x and writes dx = dy·W when dx is non-nil. Under
+// FP8 the weight gradient stays high precision and dx uses the FP8 output gradient
+// (E5M2 with the hybrid format) and weight.
 func (l *Linear) WeightBackward(be kernels.Backend, dx, dy, x *tensor.Tensor) {
 	n := x.Numel() / l.In
 	be.Gemm(kernels.GemmParams{TransA: true, M: l.Out, N: l.In, K: n, Alpha: 1, Beta: 1, Batch: 1}, dy, x, l.W.Grad)
-	if dx != nil {
-		be.Gemm(kernels.GemmParams{M: n, N: l.In, K: l.Out, Alpha: 1, Batch: 1}, dy, l.W.Data, dx)
+	if dx == nil {
+		return
 	}
+	w := l.W.Data
+	if f := l.fp8; f != nil {
+		dq := l.sc.buf(&l.sc.dy, dy.Numel())
+		f.amax[fp8GradOut] = max(f.amax[fp8GradOut], l.sc.fakeQuant(dq, dy, l.fp8Bwd, f.scale[fp8GradOut]))
+		dy = dq
+		w = l.quantWeight(false)
+	}
+	be.Gemm(kernels.GemmParams{M: n, N: l.In, K: l.Out, Alpha: 1, Batch: 1}, dy, w, dx)
 }
 
 // Backward is WeightBackward plus the bias gradient from the same dy.

@@ -27,6 +27,7 @@ type GPTModel struct {
 	Output    *Param        // last stage; nil when tied on a single stage (the word embeddings serve)
 	vocabLo   int           // first vocabulary id of this TP rank's shard
 	chunks    []chunk       // recompute chunking of Layers (nil: none)
+	fp8       *FP8Recipe    // nil: no FP8
 	shared    []*layerStash // activations shared by recomputed layers
 }
 

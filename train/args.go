@@ -93,7 +93,7 @@ type Args struct {
 	// Precision.
 	BF16                 bool    `name:"bf16" help:"bfloat16 weights with fp32 main parameters."`
 	FP16                 bool    `name:"fp16" help:"float16 weights with fp32 main parameters and dynamic loss scaling."`
-	FP8Format            string  `name:"fp8-format" help:"FP8 recipe: e4m3 or hybrid (not supported yet)."`
+	FP8Format            string  `name:"fp8-format" help:"FP8 for the transformer layers' GEMMs: e4m3 or hybrid (E5M2 gradients); emulated exactly on the CPU."`
 	FP8Hybrid            bool    `name:"fp8-hybrid" help:"Pai-Megatron-Patch's spelling of --fp8-format hybrid."`
 	FP8Margin            int     `name:"fp8-margin" default:"0" help:"FP8 scaling margin."`
 	FP8AmaxHistoryLen    int     `name:"fp8-amax-history-len" default:"1" help:"FP8 amax history length."`
@@ -130,7 +130,6 @@ func (a *Args) Validate(world int) error {
 		on   bool
 		flag string
 	}{
-		{a.FP8Format != "" || a.FP8Hybrid, "--fp8-format/--fp8-hybrid"},
 		{a.LayersPerVirtualStage != 0, "--num-layers-per-virtual-pipeline-stage"},
 		{a.ResetPositionIDs, "--reset-position-ids"}, {a.ResetAttentionMsk, "--reset-attention-mask"},
 		{a.LoadingCheckpoint(), "--load"}, {a.Save != "", "--save"},
@@ -141,6 +140,12 @@ func (a *Args) Validate(world int) error {
 	}
 	if len(unsupported) > 0 {
 		return fmt.Errorf("not supported yet: %s", strings.Join(unsupported, ", "))
+	}
+	if a.FP8Hybrid {
+		if a.FP8Format != "" && a.FP8Format != "hybrid" {
+			return fmt.Errorf("--fp8-hybrid contradicts --fp8-format %s", a.FP8Format)
+		}
+		a.FP8Format = "hybrid"
 	}
 	if a.FP16 && a.BF16 {
 		return fmt.Errorf("--fp16 and --bf16 are exclusive")
@@ -217,6 +222,14 @@ func (a *Args) Recompute() layers.Recompute {
 		r.Method, r.NumLayers = a.RecomputeMethod, a.RecomputeNumLayers
 	}
 	return r
+}
+
+// FP8 is the FP8 recipe the flags ask for (nil: none).
+func (a *Args) FP8() *layers.FP8Recipe {
+	if a.FP8Format == "" {
+		return nil
+	}
+	return &layers.FP8Recipe{Format: a.FP8Format, Margin: a.FP8Margin, HistoryLen: a.FP8AmaxHistoryLen, ComputeAlgo: a.FP8AmaxComputeAlgo}
 }
 
 // LoadingCheckpoint reports whether --load names a checkpoint to resume from.

@@ -64,6 +64,11 @@ func Pretrain(a *Args, world comm.Comm, out io.Writer) error {
 	if err := model.SetRecompute(a.Recompute()); err != nil {
 		return err
 	}
+	if r := a.FP8(); r != nil {
+		if err := model.SetFP8(*r); err != nil {
+			return err
+		}
+	}
 	logf("> padded vocab (size: %d) with %d dummy tokens (new size: %d)", a.VocabSize, model.Cfg.PaddedVocabSize-a.VocabSize, model.Cfg.PaddedVocabSize)
 	if ps.Coords.DP == 0 {
 		fmt.Fprintf(out, " > number of parameters on (tensor, pipeline) model parallel rank (%d, %d): %d\n", ps.Coords.TP, ps.Coords.PP, model.Params.Numel())

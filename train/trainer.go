@@ -59,7 +59,14 @@ func (t *Trainer) Iteration(micro []layers.Batch, lr float64, seed, iteration ui
 	}
 	norm, ok, err := t.Opt.Step(lr)
 	res.GradNorm, res.Skipped = norm, !ok
-	return res, err
+	if err != nil {
+		return res, err
+	}
+	var amaxGroup comm.Comm
+	if t.PS != nil {
+		amaxGroup = t.PS.Amax
+	}
+	return res, t.Model.UpdateFP8Scales(amaxGroup)
 }
 
 // forwardBackward is Megatron's non-interleaved 1F1B schedule: warm-up forwards

@@ -1,0 +1,185 @@
+package layers
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/gomegatron/gomegatron/comm"
+	"github.com/gomegatron/gomegatron/kernels"
+	"github.com/gomegatron/gomegatron/tensor"
+)
+
+// FP8Recipe is Transformer Engine's delayed scaling as Megatron configures it
+// (--fp8-format, --fp8-margin, --fp8-amax-history-len, --fp8-amax-compute-algo).
+type FP8Recipe struct {
+	Format      string // "e4m3": every operand E4M3; "hybrid": forward E4M3, gradients E5M2
+	Margin      int
+	HistoryLen  int
+	ComputeAlgo string // "max" or "most_recent"
+}
+
+// Validate checks the recipe's values.
+func (r FP8Recipe) Validate() error {
+	switch r.Format {
+	case "e4m3", "hybrid":
+	default:
+		return fmt.Errorf("--fp8-format %q: want e4m3 or hybrid", r.Format)
+	}
+	switch r.ComputeAlgo {
+	case "max", "most_recent":
+	default:
+		return fmt.Errorf("--fp8-amax-compute-algo %q: want max or most_recent", r.ComputeAlgo)
+	}
+	if r.HistoryLen < 1 {
+		return fmt.Errorf("--fp8-amax-history-len must be ≥ 1, got %d", r.HistoryLen)
+	}
+	return nil
+}
+
+// fp8 operand roles of one linear layer: the forward input and weight, the output gradient.
+const (
+	fp8Input = iota
+	fp8Weight
+	fp8GradOut
+	fp8Roles
+)
+
+// fp8Meta is one linear layer's delayed-scaling state: a scale per operand (used this step,
+// computed from past amaxes), the running amax of this step, and the amax history.
+type fp8Meta struct {
+	scale [fp8Roles]float32
+	amax  [fp8Roles]float32
+	hist  [fp8Roles][]float32
+}
+
+// fp8Scratch holds the quantise–dequantise buffers shared by all linears of a model; they
+// grow to the largest operand on first use and are reused after.
+type fp8Scratch struct {
+	q8       []byte
+	x, w, dy *tensor.Tensor
+	be       kernels.Backend
+}
+
+func (sc *fp8Scratch) buf(t **tensor.Tensor, n int) *tensor.Tensor {
+	if *t == nil || (*t).Numel() < n {
+		*t = sc.be.Alloc(tensor.F32, n)
+	}
+	return (*t).Slice(0, n)
+}
+
+// fakeQuant rounds src·scale to FP8 dt (saturating, nearest even) and writes the dequantised
+// values (÷ scale) into dst, so a float32 GEMM on dst computes what an FP8 GEMM with fp32
+// accumulation computes. It returns max|src|, the amax Transformer Engine records. This is
+// the CPU emulation: host tensors only (a GPU backend runs real FP8 GEMMs instead).
+func (sc *fp8Scratch) fakeQuant(dst, src *tensor.Tensor, dt tensor.DType, scale float32) float32 {
+	n := src.Numel()
+	if len(sc.q8) < n {
+		sc.q8 = make([]byte, n)
+	}
+	q, err := tensor.FromBytes(dt, []int{n}, sc.q8[:n])
+	if err != nil {
+		panic(err)
+	}
+	amax := sc.be.CastWithAmax(q, src.View(n), scale)
+	tensor.ConvertToF32(dst.F32(), q)
+	sc.be.Scale(dst, 1/scale)
+	return amax
+}
+
+// SetFP8 turns on FP8 for the GEMMs of every transformer layer's linear_qkv, linear_proj,
+// linear_fc1 and linear_fc2 (the embedding, output layer, norms and softmax stay high
+// precision, as under Transformer Engine's fp8_autocast). Forward GEMMs take E4M3 inputs
+// and weights; the input-gradient GEMM takes E4M3 (e4m3) or E5M2 (hybrid) output grads;
+// weight gradients stay high precision (Megatron's default without --fp8-wgrad). Scales start
+// at 1 and follow the amax history after each optimizer step (UpdateFP8Scales).
+func (m *GPTModel) SetFP8(r FP8Recipe) error {
+	if err := r.Validate(); err != nil {
+		return err
+	}
+	m.fp8 = &r
+	sc := &fp8Scratch{be: m.be}
+	for _, l := range m.Layers {
+		for _, lin := range []*Linear{l.QKV, l.Proj, l.FC1, l.FC2} {
+			lin.fp8 = &fp8Meta{}
+			for i := range lin.fp8.scale {
+				lin.fp8.scale[i] = 1
+				lin.fp8.hist[i] = make([]float32, r.HistoryLen)
+			}
+			lin.fp8Fwd, lin.fp8Bwd = tensor.F8E4M3, tensor.F8E4M3
+			if r.Format == "hybrid" {
+				lin.fp8Bwd = tensor.F8E5M2
+			}
+			lin.sc = sc
+		}
+	}
+	return nil
+}
+
+// fp8Linears lists the linears that run in FP8.
+func (m *GPTModel) fp8Linears() []*Linear {
+	var out []*Linear
+	for _, l := range m.Layers {
+		out = append(out, l.QKV, l.Proj, l.FC1, l.FC2)
+	}
+	return out
+}
+
+// UpdateFP8Scales ends an FP8 step: this step's amaxes are reduced (max) over the amax group
+// (every rank of the pipeline stage: TP × DP × CP), pushed into the histories, and the next
+// step's scales computed: amax = max(history) or history[0], scale = fp8_max/amax/2^margin,
+// unchanged when amax is 0 or not finite.
+func (m *GPTModel) UpdateFP8Scales(amaxGroup comm.Comm) error {
+	if m.fp8 == nil {
+		return nil
+	}
+	lins := m.fp8Linears()
+	cur := tensor.New(tensor.F32, len(lins)*fp8Roles)
+	cv := cur.F32()
+	for i, lin := range lins {
+		copy(cv[i*fp8Roles:], lin.fp8.amax[:])
+	}
+	if amaxGroup != nil && amaxGroup.Size() > 1 {
+		if err := amaxGroup.AllReduce(cur, comm.Max); err != nil {
+			return fmt.Errorf("FP8 amax all-reduce: %w", err)
+		}
+	}
+	for i, lin := range lins {
+		f := lin.fp8
+		for r := 0; r < fp8Roles; r++ {
+			h := f.hist[r]
+			h[0] = cv[i*fp8Roles+r]
+			amax := h[0]
+			if m.fp8.ComputeAlgo == "max" {
+				for _, v := range h {
+					amax = max(amax, v)
+				}
+			}
+			dt := lin.fp8Fwd
+			if r == fp8GradOut {
+				dt = lin.fp8Bwd
+			}
+			if amax > 0 && !math.IsInf(float64(amax), 0) && !math.IsNaN(float64(amax)) {
+				f.scale[r] = float32(tensor.MaxFinite(dt) / float64(amax) / math.Pow(2, float64(m.fp8.Margin)))
+			}
+			// Transformer Engine: torch.roll(history, −1) then history[0] = 0.
+			first := h[0]
+			copy(h, h[1:])
+			h[len(h)-1] = first
+			h[0] = 0
+			f.amax[r] = 0
+		}
+	}
+	return nil
+}
+
+// FP8Scales returns each FP8 linear's [input, weight, grad-output] scales (for checkpoints
+// and tests).
+func (m *GPTModel) FP8Scales() [][3]float32 {
+	var out [][3]float32
+	for _, lin := range m.fp8Linears() {
+		if lin.fp8 != nil {
+			out = append(out, lin.fp8.scale)
+		}
+	}
+	return out
+}
