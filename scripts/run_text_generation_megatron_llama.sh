@@ -78,8 +78,10 @@ if [ "$INPUT_FILE" != none ]; then
 	pai_check_file INPUT_FILE 14 "$INPUT_FILE"
 	[ ! -d "$OUTPUT_FILE" ] || pai_die "OUTPUT_FILE (arg 15): ${OUTPUT_FILE} is a directory"
 	case $OUTPUT_FILE in
-	*/*) pai_check_writable OUTPUT_FILE 15 "${OUTPUT_FILE%/*}/" ;;
-	*) pai_check_writable OUTPUT_FILE 15 . ;;
+	/*/*) pai_check_writable OUTPUT_FILE 15 "${OUTPUT_FILE%/*}" "$OUTPUT_FILE" ;;
+	/*) pai_check_writable OUTPUT_FILE 15 / "$OUTPUT_FILE" ;;
+	*/*) pai_check_writable OUTPUT_FILE 15 "${OUTPUT_FILE%/*}" "$OUTPUT_FILE" ;;
+	*) pai_check_writable OUTPUT_FILE 15 . "$OUTPUT_FILE" ;;
 	esac
 fi
 pai_float TOP_P 16 "$TOP_P"

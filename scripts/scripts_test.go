@@ -592,7 +592,7 @@ func TestGenerateBadInput(t *testing.T) {
 		{"checkpoint of 13B for 7B", map[int]string{4: "7B"}, nil, "CHECKPOINT_PATH (arg 3): " + f.ck13 + "/config.json has num_hidden_layers 40, but MODEL_SIZE (arg 4) 7B has 32"},
 		{"checkpoint missing", map[int]string{3: missing}, nil, "CHECKPOINT_PATH (arg 3): " + missing + " not found"},
 		{"input file missing", map[int]string{14: missing}, nil, "INPUT_FILE (arg 14): " + missing + " not found"},
-		{"output file in a file", map[int]string{15: f.jsonl + "/out.txt"}, nil, "OUTPUT_FILE (arg 15): " + f.jsonl + "/ cannot be created: " + f.jsonl + " is not a directory"},
+		{"output file in a file", map[int]string{15: f.jsonl + "/out.txt"}, nil, "OUTPUT_FILE (arg 15): " + f.jsonl + "/out.txt cannot be created: " + f.jsonl + " is not a directory"},
 		{"output file is a folder", map[int]string{15: f.dir}, nil, "OUTPUT_FILE (arg 15): " + f.dir + " is a directory"},
 		{"fp8", map[int]string{10: "fp8"}, nil, "PR (arg 10): 'fp8' is not one of: fp16 bf16"},
 		{"top-k and top-p", map[int]string{11: "5"}, nil, "TOP_K (arg 11) 5 and TOP_P (arg 16) 0.85: one of them must be 0"},

@@ -246,10 +246,11 @@ pai_check_checkpoint() {
 	pai_die "${name} (arg ${pos}): ${dir} has neither latest_checkpointed_iteration.txt (Megatron) nor config.json (Hugging Face); pass none to start from scratch"
 }
 
-# pai_check_writable NAME POS DIR: DIR must be a writable directory, or creatable (its
-# nearest existing ancestor is a writable directory). Nothing is created.
+# pai_check_writable NAME POS DIR [SHOWN]: DIR must be a writable directory, or creatable
+# (its nearest existing ancestor is a writable directory). Nothing is created. Messages name
+# SHOWN (default DIR), e.g. the output file whose folder DIR is.
 pai_check_writable() {
-	local name=$1 pos=$2 d=$3
+	local name=$1 pos=$2 d=$3 shown=${4:-$3}
 	while [ ! -e "$d" ]; do
 		case $d in
 		*/*) d=${d%/*} ;;
@@ -257,8 +258,8 @@ pai_check_writable() {
 		esac
 		[ -n "$d" ] || d=/
 	done
-	[ -d "$d" ] || pai_die "${name} (arg ${pos}): $3 cannot be created: ${d} is not a directory"
-	[ -w "$d" ] && [ -x "$d" ] || pai_die "${name} (arg ${pos}): $3 is not writable (${d} is not writable)"
+	[ -d "$d" ] || pai_die "${name} (arg ${pos}): ${shown} cannot be created: ${d} is not a directory"
+	[ -w "$d" ] && [ -x "$d" ] || pai_die "${name} (arg ${pos}): ${shown} is not writable (${d} is not writable)"
 }
 
 # pai_tool NAME ENVVAR PKG [path] prints the executable to run: $ENVVAR if set, else (with
