@@ -1,0 +1,144 @@
+package megatron
+
+import (
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/gomegatron/gomegatron/ckpt/torchpickle"
+	"github.com/gomegatron/gomegatron/layers"
+	"github.com/gomegatron/gomegatron/tensor"
+)
+
+// testConfig is a small Llama-like model (GQA, SwiGLU, RMSNorm, RoPE).
+func testConfig(tied bool) layers.Config {
+	c := layers.Defaults()
+	c.NumLayers, c.HiddenSize, c.NumAttentionHeads, c.FFNHiddenSize = 4, 32, 4, 48
+	c.GroupQueryAttention, c.NumQueryGroups = true, 2
+	c.Normalization, c.SwiGLU, c.PositionEmbeddingType = "RMSNorm", true, "rope"
+	c.DisableBiasLinear = true
+	c.UntieEmbeddingsAndOutputWeights = !tied
+	c.AttentionDropout, c.HiddenDropout = 0, 0
+	c.VocabSize, c.MakeVocabSizeDivisibleBy = 50, 16
+	c.SeqLength, c.MaxPositionEmbeddings = 64, 64
+	return c
+}
+
+// saveTestCheckpoint writes a random-weight checkpoint of cfg at TP × PP the way a
+// trainer would: one state dict per shard (with optimizer, scheduler and RNG entries),
+// then the tracker. It returns the full tensors by global name.
+func saveTestCheckpoint(t *testing.T, loc Location, cfg layers.Config, tp, pp int, f Format) map[string][]float32 {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(1, 2))
+	full := map[string][]float32{}
+	cfg.TensorModelParallelSize = tp
+	require.NoError(t, cfg.Finalize())
+	for p := 0; p < pp; p++ {
+		for r := 0; r < tp; r++ {
+			specs, err := layers.Specs(cfg, layers.Parallel{TPRank: r, TPSize: tp, PPRank: p, PPSize: pp})
+			require.NoError(t, err)
+			ts := map[string]*tensor.Tensor{}
+			for _, sp := range specs {
+				v, ok := full[sp.InitKey]
+				if !ok {
+					v = make([]float32, numel(sp.FullShape))
+					for i := range v {
+						v[i] = float32(rng.NormFloat64())
+					}
+					full[sp.InitKey] = v
+				}
+				ts[sp.Name] = tensor.FromF32Values(tensor.BF16, layers.Shard(v, sp.FullShape, sp.PartitionDim, sp.GLU, r, tp), sp.Shape...)
+			}
+			model, err := ModelDict(f, specs, ts)
+			require.NoError(t, err)
+			st := StateDict(Args(cfg, tp, pp, tensor.BF16, f, ""), loc.Iteration, model)
+			st.Set("optimizer", map[string]any{"param_groups": []any{map[string]any{"lr": 0.001}}})
+			st.Set("opt_param_scheduler", map[string]any{"num_steps": int64(loc.Iteration * 8)})
+			st.Set("rng_state", []any{map[string]any{"torch_rng_state": tensor.New(tensor.U8, 16)}})
+			require.NoError(t, SaveShard(loc, r, p, pp, st))
+		}
+	}
+	require.NoError(t, WriteTracker(loc))
+	for k, v := range full { // the reference is what bf16 storage keeps
+		full[k] = tensor.FromF32Values(tensor.BF16, v, len(v)).ToF32()
+	}
+	return full
+}
+
+func numel(s []int) int {
+	n := 1
+	for _, d := range s {
+		n *= d
+	}
+	return n
+}
+
+// TestSaveOpenRoundTrip saves TP 2 × PP 2 checkpoints in every layout, tied and untied,
+// and reads them back: folder names, tracker, args → config, every full tensor, and the
+// training entries of the state dict.
+func TestSaveOpenRoundTrip(t *testing.T) {
+	for _, f := range []Format{MCore, MCoreTE, Legacy} {
+		for _, tied := range []bool{false, true} {
+			t.Run(f.String()+map[bool]string{true: "/tied", false: "/untied"}[tied], func(t *testing.T) {
+				loc := Location{Root: t.TempDir(), Iteration: 7}
+				cfg := testConfig(tied)
+				full := saveTestCheckpoint(t, loc, cfg, 2, 2, f)
+				require.FileExists(t, filepath.Join(loc.Root, "iter_0000007", "mp_rank_01_001", ModelFile))
+				tr, err := os.ReadFile(filepath.Join(loc.Root, TrackerFile))
+				require.NoError(t, err)
+				require.Equal(t, "7", string(tr))
+
+				c, err := Open(loc.Root)
+				require.NoError(t, err)
+				defer c.Close()
+				require.Equal(t, 7, c.Iteration)
+				require.Equal(t, f, c.Format)
+				require.Equal(t, 2, c.TP)
+				require.Equal(t, 2, c.PP)
+				require.Equal(t, tensor.BF16, c.DType)
+				want := cfg
+				want.TensorModelParallelSize = 2
+				require.NoError(t, want.Finalize())
+				require.Equal(t, want, c.Config)
+				require.Len(t, c.Keys(), len(full))
+				for k, v := range full {
+					got, _, err := c.Full(k)
+					require.NoError(t, err)
+					require.Equal(t, v, got, k)
+				}
+				sf := c.ShardFile(1, 1)
+				opt, ok := sf.State.Get("opt_param_scheduler")
+				require.True(t, ok)
+				n, _ := opt.(*torchpickle.Dict).Get("num_steps")
+				require.Equal(t, int64(56), n)
+				require.Equal(t, 7, sf.Iteration())
+				if tied && f == Legacy {
+					m, _ := sf.State.Get("model")
+					_, ok := m.(*torchpickle.Dict).Get("word_embeddings_for_head")
+					require.True(t, ok, "tied last stage keeps word_embeddings_for_head")
+				}
+			})
+		}
+	}
+}
+
+// TestResolveAndLayoutNames checks Megatron's folder naming and the paths Open accepts.
+func TestResolveAndLayoutNames(t *testing.T) {
+	require.Equal(t, "iter_0000100", IterDirName(100, false))
+	require.Equal(t, "release", IterDirName(5, true))
+	require.Equal(t, "mp_rank_03", ShardDirName(3, 0, 1))
+	require.Equal(t, "mp_rank_03_001", ShardDirName(3, 1, 2))
+	root := t.TempDir()
+	saveTestCheckpoint(t, Location{Root: root, Release: true}, testConfig(false), 1, 1, MCore)
+	for _, p := range []string{root, filepath.Join(root, "release")} {
+		l, err := Resolve(p)
+		require.NoError(t, err)
+		require.Equal(t, Location{Root: root, Release: true}, l)
+	}
+	tr, err := os.ReadFile(filepath.Join(root, TrackerFile))
+	require.NoError(t, err)
+	require.Equal(t, "release", string(tr))
+}

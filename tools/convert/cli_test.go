@@ -1,0 +1,188 @@
+package main
+
+import (
+	"bytes"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/gomegatron/gomegatron/ckpt/megatron"
+	"github.com/gomegatron/gomegatron/tensor"
+)
+
+// TestBadInvocations requires a clear error, naming the flag or path, for each misuse.
+func TestBadInvocations(t *testing.T) {
+	src := filepath.Join(hfFixtures, "llama-gqa")
+	for _, tc := range []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"TP does not divide the query groups", []string{"--target_tensor_model_parallel_size", "4"}, []string{"query groups 2", "4"}},
+		{"PP does not divide the layers", []string{"--target_pipeline_model_parallel_size", "3"}, []string{"--target_pipeline_model_parallel_size 3", "num_layers 2"}},
+		{"unknown dtype", []string{"--target_params_dtype", "fp8"}, []string{"--target_params_dtype", "fp8"}},
+		{"model name of another family", []string{"--model_name", "bloom-7b"}, []string{"--model_name", "bloom", "llama"}},
+		{"unknown format", []string{"--megatron-format", "dist"}, []string{"--megatron-format", "dist"}},
+		{"negative extra vocab", []string{"--extra_num_vocabs", "-2"}, []string{"--extra_num_vocabs"}},
+		{"mg2hf from a Hugging Face folder", []string{"--convert_checkpoint_from_megatron_to_transformers"}, []string{"not a Megatron checkpoint"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "out")
+			var o, e bytes.Buffer
+			err := run(append([]string{"--load_path", src, "--save_path", out, "--progress", "none"}, tc.args...), &o, &e)
+			require.Error(t, err)
+			for _, w := range tc.want {
+				require.Contains(t, err.Error(), w)
+			}
+		})
+	}
+	var o, e bytes.Buffer
+	err := run([]string{"--load_path", t.TempDir(), "--save_path", filepath.Join(t.TempDir(), "x")}, &o, &e)
+	require.ErrorContains(t, err, "neither a Megatron checkpoint")
+}
+
+// TestTargetNotOverwrittenWithoutForce: a non-empty --save_path is refused and left
+// untouched; with --force the conversion replaces the old checkpoint entirely (no stale
+// shard of the previous TP survives).
+func TestTargetNotOverwrittenWithoutForce(t *testing.T) {
+	src := filepath.Join(hfFixtures, "llama-mha")
+	out := t.TempDir()
+	convertOK(t, "--load_path", src, "--save_path", out, "--target_tensor_model_parallel_size", "2", "--force")
+	var o, e bytes.Buffer
+	err := run([]string{"--load_path", src, "--save_path", out, "--progress", "none"}, &o, &e)
+	require.ErrorContains(t, err, "--save_path "+out+" is not empty")
+	require.ErrorContains(t, err, "--force")
+	c, err := megatron.Open(out)
+	require.NoError(t, err)
+	require.Equal(t, 2, c.TP, "the refused run changed nothing")
+	c.Close()
+
+	convertOK(t, "--load_path", src, "--save_path", out, "--force")
+	c, err = megatron.Open(out)
+	require.NoError(t, err)
+	defer c.Close()
+	require.Equal(t, 1, c.TP)
+}
+
+// TestExtraVocabAndDType appends vocabulary rows (Pai's N(0, 0.02), same rows in the
+// embedding and the output layer, reproducible by seed; or the row mean) and stores fp16.
+func TestExtraVocabAndDType(t *testing.T) {
+	src := filepath.Join(hfFixtures, "llama-gqa")
+	orig := hfTensors(t, src)
+	emb := orig["model.embed_tokens.weight"].ToF32()
+	h := 64
+	for _, init := range []string{"normal", "mean"} {
+		t.Run(init, func(t *testing.T) {
+			tmp := t.TempDir()
+			a, b := filepath.Join(tmp, "a"), filepath.Join(tmp, "b")
+			for _, d := range []string{a, b} {
+				convertOK(t, "--load_path", src, "--save_path", d, "--extra_num_vocabs", "5", "--extra-vocab-init", init,
+					"--target_tensor_model_parallel_size", "2", "--target_params_dtype", "fp16")
+			}
+			ca, fa := megatronFull(t, a)
+			_, fb := megatronFull(t, b)
+			requireSameTensors(t, fa, fb) // deterministic
+			require.Equal(t, tensor.F16, ca.DType)
+			require.Equal(t, 261, ca.Config.VocabSize)
+			require.Equal(t, 512, ca.Config.PaddedVocabSize) // 261 padded to 128·TP
+			we := fa["embedding.word_embeddings.weight"].ToF32()
+			out := fa["output_layer.weight"].ToF32()
+			require.Equal(t, 512*h, len(we))
+			for i := 0; i < 256*h; i++ {
+				require.Equal(t, tensor.F32FromF16(tensor.F16FromF32(emb[i])), we[i])
+			}
+			extra := we[256*h : 261*h]
+			require.Equal(t, make([]float32, (512-261)*h), we[261*h:], "padding rows are zero")
+			switch init {
+			case "normal":
+				var s, ss float64
+				for _, v := range extra {
+					s += float64(v)
+					ss += float64(v) * float64(v)
+				}
+				n := float64(len(extra))
+				std := math.Sqrt(ss/n - (s/n)*(s/n))
+				require.InDelta(t, 0.02, std, 0.003, "N(0, 0.02) rows")
+				require.InDelta(t, 0, s/n, 0.003)
+				require.True(t, slicesEqual(extra, out[256*h:261*h]), "the same new rows in embedding and output layer")
+			case "mean":
+				for j := 0; j < h; j++ {
+					var m float64
+					for r := 0; r < 256; r++ {
+						m += float64(emb[r*h+j])
+					}
+					want := tensor.F32FromF16(tensor.F16FromF32(float32(m / 256)))
+					require.InDelta(t, want, extra[j], 1e-3*math.Abs(float64(want))+1e-6)
+					require.Equal(t, extra[j], extra[4*h+j])
+				}
+				require.False(t, slicesEqual(extra, out[256*h:261*h]), "each tensor gets its own mean")
+			}
+			back := filepath.Join(tmp, "hf")
+			convertOK(t, "--load_path", a, "--save_path", back, "--convert_checkpoint_from_megatron_to_transformers", "--target_params_dtype", "fp32")
+			got := hfTensors(t, back)
+			require.Equal(t, []int{261, h}, got["model.embed_tokens.weight"].Shape())
+			require.Equal(t, we[:261*h], got["model.embed_tokens.weight"].F32())
+		})
+	}
+}
+
+// TestModelConvertorScript checks that scripts/model_convertor.sh maps Pai's positional
+// arguments onto the convertor's flags (DRY_RUN=1 prints the command) and runs it.
+func TestModelConvertorScript(t *testing.T) {
+	script, err := filepath.Abs("../../scripts/model_convertor.sh")
+	require.NoError(t, err)
+	src, err := filepath.Abs(filepath.Join(hfFixtures, "llama-gqa"))
+	require.NoError(t, err)
+	tmp := t.TempDir()
+	cmd := exec.Command("bash", script, "/opt/Megatron-LM", src, filepath.Join(tmp, "meg"), "2", "2", "llama2-7b", "0", "false")
+	cmd.Env = append(os.Environ(), "DRY_RUN=1")
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, string(out))
+	line := strings.TrimSpace(string(out))
+	for _, w := range []string{"--load_path " + src, "--save_path " + filepath.Join(tmp, "meg"), "--target_tensor_model_parallel_size 2",
+		"--target_pipeline_model_parallel_size 2", "--model_name llama2-7b", "--extra_num_vocabs 0", "--target_params_dtype fp16", "--megatron-path /opt/Megatron-LM"} {
+		require.Contains(t, line, w)
+	}
+	require.NotContains(t, line, "--convert_checkpoint_from_megatron_to_transformers")
+
+	cmd = exec.Command("bash", script, "/opt/Megatron-LM", filepath.Join(tmp, "meg"), filepath.Join(tmp, "hf"), "2", "2", "llama2-7b", "0", "true")
+	cmd.Env = append(os.Environ(), "DRY_RUN=1")
+	out, err = cmd.CombinedOutput()
+	require.NoError(t, err, string(out))
+	require.Contains(t, string(out), "--convert_checkpoint_from_megatron_to_transformers")
+
+	if testing.Short() {
+		return
+	}
+	bin := filepath.Join(tmp, "convert")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	out, err = build.CombinedOutput()
+	require.NoError(t, err, string(out))
+	for _, args := range [][]string{
+		{src, filepath.Join(tmp, "meg"), "2", "2", "llama2-7b", "0", "false"},
+		{filepath.Join(tmp, "meg", "release"), filepath.Join(tmp, "hf"), "2", "2", "llama2-7b", "0", "true"},
+	} {
+		cmd = exec.Command("bash", append([]string{script, "/opt/Megatron-LM"}, args...)...)
+		cmd.Env = append(os.Environ(), "CONVERT_BIN="+bin, "TARGET_PARAMS_DTYPE=fp32")
+		out, err = cmd.CombinedOutput()
+		require.NoError(t, err, string(out))
+	}
+	requireSameTensors(t, hfTensors(t, src), hfTensors(t, filepath.Join(tmp, "hf")))
+}
+
+func slicesEqual(a, b []float32) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
