@@ -571,8 +571,8 @@ func TestFinetuneBadInput(t *testing.T) {
 	require.Equal(t, 0, code, "the base arguments must be valid: %s", stderr)
 	missing := filepath.Join(f.dir, "alpaca_zh-llama2-train.json")
 	checkBad(t, f, finetuneScript, base, nil, []badCase{
-		{"train data missing", map[int]string{18: missing}, nil, "TRAIN_DATASET_PATH (arg 18): " + missing + ".bin not found"},
-		{"valid data missing", map[int]string{19: missing}, nil, "VALID_DATASET_PATH (arg 19): " + missing + ".bin not found"},
+		{"train data missing", map[int]string{18: missing}, nil, "TRAIN_DATASET_PATH (arg 18): " + missing + " not found"},
+		{"valid data missing", map[int]string{19: missing}, nil, "VALID_DATASET_PATH (arg 19): " + missing + " not found"},
 		{"checkpoint of 70B for 7B", map[int]string{20: f.ck70}, nil, "PRETRAIN_CHECKPOINT_PATH (arg 20): " + f.ck70 + "/config.json has num_hidden_layers 80, but MODEL_SIZE (arg 3) 7B has 32"},
 		{"EPOCH", map[int]string{21: "0"}, nil, "EPOCH (arg 21): '0' is not a positive integer"},
 		{"PR", map[int]string{10: "bfloat16"}, nil, "PR (arg 10): 'bfloat16' is not one of: fp16 bf16 fp8"},

@@ -188,6 +188,7 @@ pai_check_data() {
 		[ -f "$p" ] && continue
 		case $p in
 		*.bin | *.idx) pai_die "${name} (arg ${pos}): ${p} not found (give an existing .json file or a dataset prefix without .bin/.idx)" ;;
+		*.json | *.jsonl) pai_die "${name} (arg ${pos}): ${p} not found" ;;
 		esac
 		if [ ! -f "${p}.bin" ]; then
 			pai_die "${name} (arg ${pos}): ${p}.bin not found (${p} is neither a file nor the prefix of a .bin/.idx dataset)"
