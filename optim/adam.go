@@ -59,6 +59,7 @@ type Adam struct {
 	// Scaler scales the loss for --fp16 (nil: no scaling, Megatron's bf16/fp32 behaviour).
 	Scaler LossScaler
 	step   int
+	numel  int // model parameters on this rank
 }
 
 // LossScale is the factor backward must multiply the loss by (1 without a scaler).
@@ -78,6 +79,7 @@ func NewAdam(be kernels.Backend, params layers.Params, cfg AdamConfig, distribut
 	}
 	a := &Adam{Cfg: cfg, Distributed: distributed && dp > 1, be: be, g: g}
 	a.buf = Attach(be, params, dp)
+	a.numel = params.Numel()
 	lo, hi := 0, a.buf.Layout.Numel
 	if a.Distributed {
 		n := a.buf.Layout.Numel / dp
@@ -249,4 +251,25 @@ func (a *Adam) Step(lr float64) (gradNorm float64, ok bool, err error) {
 		norm = 0
 	}
 	return norm, true, nil
+}
+
+// Memory is what the optimizer and its buffers hold, in bytes, by role.
+type Memory struct {
+	Weights   int64 // model parameters (the param buffer)
+	Grads     int64 // gradient buffer
+	Optimizer int64 // Adam moments and fp32 main parameters of the owned elements
+	Staging   int64 // distributed optimizer: reduce-scatter / all-gather shards
+	Params    int64 // number of model parameters on this rank (unpadded)
+}
+
+// Memory reports the bytes held by role, read from the tensors actually allocated.
+func (a *Adam) Memory() Memory {
+	b := func(t *tensor.Tensor) int64 {
+		if t == nil {
+			return 0
+		}
+		return int64(t.Bytes())
+	}
+	return Memory{Weights: b(a.buf.Param), Grads: b(a.buf.Grad), Optimizer: b(a.m) + b(a.v) + b(a.main),
+		Staging: b(a.gradShard) + b(a.paramShard), Params: int64(a.numel)}
 }
