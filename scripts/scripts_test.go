@@ -548,7 +548,8 @@ func TestPretrainBadInput(t *testing.T) {
 		{"GPUS_PER_NODE", nil, map[string]string{"GPUS_PER_NODE": "eight"}, "GPUS_PER_NODE='eight' (environment) is not a positive integer"},
 		{"dlc without WORLD_SIZE", map[int]string{1: "dlc"}, map[string]string{}, "ENV (arg 1): dlc needs the environment variable WORLD_SIZE (the number of nodes)"},
 		{"dlc without MASTER_ADDR", map[int]string{1: "dlc"}, map[string]string{"WORLD_SIZE": "1", "RANK": "0", "KUBERNETES_CONTAINER_RESOURCE_GPU": "8"}, "ENV (arg 1): dlc needs the environment variable MASTER_ADDR"},
-		{"dlc with a bad RANK", map[int]string{1: "dlc"}, map[string]string{"WORLD_SIZE": "1", "RANK": "-1", "KUBERNETES_CONTAINER_RESOURCE_GPU": "8"}, "ENV (arg 1): dlc: RANK='-1' is not a valid number"},
+		{"dlc with a bad RANK", map[int]string{1: "dlc"}, map[string]string{"WORLD_SIZE": "1", "RANK": "-1", "KUBERNETES_CONTAINER_RESOURCE_GPU": "8"}, "ENV (arg 1): dlc: RANK='-1' is not a valid number (this node's rank)"},
+		{"dlc with RANK past the nodes", map[int]string{1: "dlc"}, map[string]string{"WORLD_SIZE": "2", "RANK": "2", "KUBERNETES_CONTAINER_RESOURCE_GPU": "8", "MASTER_ADDR": "m", "MASTER_PORT": "1"}, "ENV (arg 1): dlc: RANK=2 is not below WORLD_SIZE=2"},
 	}
 	if os.Geteuid() != 0 { // root writes anywhere
 		cases = append(cases, badCase{"output not writable", map[int]string{24: roDir + "/out"}, nil, "OUTPUT_BASEPATH (arg 24): " + roDir + "/out is not writable"})

@@ -106,18 +106,10 @@ pai_gpu_count() {
 	printf '%s\n' "$n"
 }
 
-# pai_env_var NAME WHAT: a variable ENV=dlc needs must be set.
+# pai_env_var NAME WHAT [REGEX]: a variable ENV=dlc needs must be set (and match REGEX).
 pai_env_var() {
 	[ -n "${!1:-}" ] || pai_die "ENV (arg 1): dlc needs the environment variable $1 ($2), which PAI-DLC sets; use ENV=dsw on a single machine"
-	pai_int_or_die_env "$1"
-}
-
-pai_int_or_die_env() {
-	case $1 in
-	MASTER_ADDR) return 0 ;;
-	RANK) [[ ${!1} =~ ^(0|[1-9][0-9]*)$ ]] ;;
-	*) [[ ${!1} =~ ^[1-9][0-9]*$ ]] ;;
-	esac || pai_die "ENV (arg 1): dlc: $1='${!1}' is not a valid number"
+	[ -z "${3:-}" ] || [[ ${!1} =~ $3 ]] || pai_die "ENV (arg 1): dlc: $1='${!1}' is not a valid number ($2)"
 }
 
 # pai_distributed ENV sets MASTER_ADDR MASTER_PORT NNODES NODE_RANK GPUS_PER_NODE as Pai's
@@ -140,11 +132,12 @@ pai_distributed() {
 		fi
 		;;
 	dlc)
-		pai_env_var WORLD_SIZE "the number of nodes"
-		pai_env_var RANK "this node's rank"
-		pai_env_var KUBERNETES_CONTAINER_RESOURCE_GPU "GPUs per node"
+		pai_env_var WORLD_SIZE "the number of nodes" '^[1-9][0-9]*$'
+		pai_env_var RANK "this node's rank" '^(0|[1-9][0-9]*)$'
+		pai_env_var KUBERNETES_CONTAINER_RESOURCE_GPU "GPUs per node" '^[1-9][0-9]*$'
 		pai_env_var MASTER_ADDR "node 0's address"
-		pai_env_var MASTER_PORT "node 0's port"
+		pai_env_var MASTER_PORT "node 0's port" '^[1-9][0-9]*$'
+		((RANK < WORLD_SIZE)) || pai_die "ENV (arg 1): dlc: RANK=${RANK} is not below WORLD_SIZE=${WORLD_SIZE}"
 		NNODES=${WORLD_SIZE}
 		NODE_RANK=${RANK}
 		GPUS_PER_NODE=${KUBERNETES_CONTAINER_RESOURCE_GPU}
