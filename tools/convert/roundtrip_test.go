@@ -106,7 +106,8 @@ func TestHFMegatronHFRoundTrip(t *testing.T) {
 				// Without a base config.json the template alone must describe the model.
 				require.NoError(t, os.Remove(filepath.Join(meg, "config.json")))
 				bare := filepath.Join(tmp, "hf-bare")
-				convertOK(t, "--load_path", meg, "--save_path", bare, "--convert_checkpoint_from_megatron_to_transformers")
+				convertOK(t, "--load_path", meg, "--save_path", bare, "--convert_checkpoint_from_megatron_to_transformers", "--max_shard_size", "100KB")
+				require.FileExists(t, filepath.Join(bare, safetensors.IndexFile), "sharded like save_pretrained")
 				requireSameTensors(t, orig, hfTensors(t, bare))
 				got, err = hf.ReadConfig(bare)
 				require.NoError(t, err)

@@ -74,12 +74,19 @@ func writeHF(c *cli, src source, dtype tensor.DType, prog *progress, stdout io.W
 	if err != nil {
 		return err
 	}
-	var outs []hfOut
+	// Hugging Face's state-dict order: embeddings first, then layers, final norm and head.
+	var outs, emb []hfOut
 	for _, r := range rules {
 		for i, name := range r.HF {
-			outs = append(outs, hfOut{name: name, shape: hfShape(hm, r, i, shapes[r.Megatron]), rule: r, part: i})
+			o := hfOut{name: name, shape: hfShape(hm, r, i, shapes[r.Megatron]), rule: r, part: i}
+			if strings.HasPrefix(r.Megatron, "embedding.") {
+				emb = append(emb, o)
+			} else {
+				outs = append(outs, o)
+			}
 		}
 	}
+	outs = append(emb, outs...)
 	maxShard, err := parseSize(c.MaxShardSize)
 	if err != nil {
 		return err
