@@ -38,6 +38,10 @@ type openblasCase struct {
 // 3) and each keeps its best time, so on a shared machine both see the same background
 // load. It prints a markdown table (and writes it to $GOMEGATRON_BENCH_OUT when set). It
 // runs only with GOMEGATRON_BENCH=1 and asserts nothing about speed.
+//
+// With GOMEGATRON_BENCH_CLOCK=thread both sides run on one thread and are timed by the
+// CPU time of that thread instead of wall time: a comparison that background load on a
+// shared machine cannot skew (beyond cache pollution), to read beside the wall-clock one.
 func TestGemmVsOpenBLAS(t *testing.T) {
 	if os.Getenv("GOMEGATRON_BENCH") != "1" {
 		t.Skip("benchmark; run with GOMEGATRON_BENCH=1 (see docs/perf/2026-11-26-cpu-gemm.md)")
@@ -47,6 +51,18 @@ func TestGemmVsOpenBLAS(t *testing.T) {
 		t.Skipf("%s with numpy is needed for the OpenBLAS peer: %v", python, err)
 	}
 	threads := gemmBenchThreads()
+	clock := os.Getenv("GOMEGATRON_BENCH_CLOCK")
+	switch clock {
+	case "", "wall":
+		clock = "wall"
+	case "thread":
+		if _, ok := gemmThreadClock(); !ok {
+			t.Skip("GOMEGATRON_BENCH_CLOCK=thread needs a per-thread CPU clock (Linux)")
+		}
+		threads = 1
+	default:
+		t.Fatalf("GOMEGATRON_BENCH_CLOCK=%q: want wall or thread", clock)
+	}
 	rounds := 3
 	if r, err := strconv.Atoi(os.Getenv("GOMEGATRON_BENCH_ROUNDS")); err == nil && r > 0 {
 		rounds = r
@@ -60,8 +76,8 @@ func TestGemmVsOpenBLAS(t *testing.T) {
 	theirs := make([]float64, len(gemmBenchCases))
 	for r := 0; r < rounds; r++ {
 		for i, c := range gemmBenchCases {
-			ours[i] = max(ours[i], timeSgemm(threads, c, window))
-			theirs[i] = max(theirs[i], peer.time(t, c, window))
+			ours[i] = max(ours[i], timeSgemm(threads, c, window, clock == "thread"))
+			theirs[i] = max(theirs[i], peer.time(t, c, window, clock))
 		}
 	}
 
@@ -69,7 +85,7 @@ func TestGemmVsOpenBLAS(t *testing.T) {
 	fmt.Fprintf(&sb, "ours: Sgemm kernel %s, %d threads (GOMAXPROCS %d)\n", gemmDefaultKernel.name, threads, runtime.GOMAXPROCS(0))
 	fmt.Fprintf(&sb, "peer: %v, core %v, via numpy %s, OPENBLAS_NUM_THREADS=%d\n",
 		peer.info.OpenBLAS["config"], peer.info.OpenBLAS["corename"], peer.info.Numpy, threads)
-	fmt.Fprintf(&sb, "best of %d alternating rounds per side\n\n", rounds)
+	fmt.Fprintf(&sb, "clock: %s; best of %d alternating rounds per side\n\n", clock, rounds)
 	sb.WriteString("| m×n×k | op | ours GFLOP/s | OpenBLAS GFLOP/s | ours/OpenBLAS |\n|---|---|---:|---:|---:|\n")
 	for i, c := range gemmBenchCases {
 		fmt.Fprintf(&sb, "| %d×%d×%d | %s | %.1f | %.1f | %.2f |\n", c.m, c.n, c.k, c.op, ours[i], theirs[i], ours[i]/theirs[i])
@@ -81,18 +97,25 @@ func TestGemmVsOpenBLAS(t *testing.T) {
 }
 
 // timeSgemm returns the best GFLOP/s of repeated calls of case c (at least 3 calls and at
-// least window).
-func timeSgemm(threads int, c gemmBenchCase, window time.Duration) float64 {
+// least window), timed by wall clock or, with threadClock, by the CPU time of the locked
+// calling thread (threads must then be 1).
+func timeSgemm(threads int, c gemmBenchCase, window time.Duration, threadClock bool) float64 {
 	SetGemmThreads(threads)
 	defer SetGemmThreads(0)
+	now := func() time.Duration { return time.Duration(time.Now().UnixNano()) }
+	if threadClock {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		now = func() time.Duration { d, _ := gemmThreadClock(); return d }
+	}
 	call := gemmBenchCall(c)
 	call()
 	best := time.Duration(1 << 62)
 	start := time.Now()
 	for i := 0; i < 3 || time.Since(start) < window; i++ {
-		t0 := time.Now()
+		t0 := now()
 		call()
-		best = min(best, time.Since(t0))
+		best = min(best, now()-t0)
 	}
 	return 2 * float64(c.m) * float64(c.n) * float64(c.k) / best.Seconds() / 1e9
 }
@@ -132,10 +155,11 @@ func startOpenBLASPeer(t *testing.T, python, script string, threads int) *openbl
 	return p
 }
 
-// time returns OpenBLAS's best GFLOP/s for case c over at least window.
-func (p *openblasPeer) time(t *testing.T, c gemmBenchCase, window time.Duration) float64 {
+// time returns OpenBLAS's best GFLOP/s for case c over at least window, timed by clock
+// ("wall" or "thread").
+func (p *openblasPeer) time(t *testing.T, c gemmBenchCase, window time.Duration, clock string) float64 {
 	t.Helper()
-	_, err := fmt.Fprintf(p.in, "%dx%dx%d:%s %g\n", c.m, c.n, c.k, c.op, window.Seconds())
+	_, err := fmt.Fprintf(p.in, "%dx%dx%d:%s %g %s\n", c.m, c.n, c.k, c.op, window.Seconds(), clock)
 	require.NoError(t, err, "writing to the OpenBLAS peer")
 	require.True(t, p.out.Scan(), "OpenBLAS peer stopped: %v", p.out.Err())
 	var r struct {
