@@ -84,7 +84,7 @@ func itoa(i int) string {
 
 // Encode is _SentencePieceTokenizer.tokenize.
 func (t *MegatronSentencePiece) Encode(text string) []int {
-	var ids []int
+	ids := []int{}
 	for {
 		best, at := "", -1
 		for _, tok := range t.special {

@@ -212,6 +212,10 @@ func scannerFor(pattern string) (pretokenizer, bool) {
 func splitLlama3(s string, maxDigits int, contractions bool, yield func(string)) {
 	for i := 0; i < len(s); {
 		end := llama3Match(s, i, maxDigits, contractions)
+		if end <= i { // cannot happen (every alternative consumes a rune); never loop
+			_, w := utf8.DecodeRuneInString(s[i:])
+			end = i + w
+		}
 		yield(s[i:end])
 		i = end
 	}
@@ -266,6 +270,10 @@ func llama3Match(s string, i int, maxDigits int, contractions bool) int {
 func splitGPT2(s string, yield func(string)) {
 	for i := 0; i < len(s); {
 		end := gpt2Match(s, i)
+		if end <= i { // cannot happen (every alternative consumes a rune); never loop
+			_, w := utf8.DecodeRuneInString(s[i:])
+			end = i + w
+		}
 		yield(s[i:end])
 		i = end
 	}

@@ -1,0 +1,191 @@
+package tokenizer
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// python runs /usr/bin/python3 with a script reading JSON from stdin and writing JSON
+// to stdout, or skips when it is not installed.
+func python(t *testing.T, script string, in, out any) {
+	t.Helper()
+	if _, err := os.Stat("/usr/bin/python3"); err != nil {
+		t.Skip("/usr/bin/python3 is not installed")
+	}
+	data, err := json.Marshal(in)
+	require.NoError(t, err)
+	cmd := exec.Command("/usr/bin/python3", "-c", script)
+	cmd.Stdin = bytes.NewReader(data)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	res, err := cmd.Output()
+	require.NoError(t, err, stderr.String())
+	require.NoError(t, json.Unmarshal(res, out))
+}
+
+// TestNFCAgainstPython compares nfc with Python's unicodedata.normalize("NFC") (the
+// Unicode version the tables were generated from) on the corpus and on random strings of
+// starters, combining marks, Hangul jamo, singletons and composition exclusions.
+func TestNFCAgainstPython(t *testing.T) {
+	alphabet := []rune{'a', 'e', 'o', 'u', 'A', 'O', 'S', 'ṩ', 'é', 'Å', 'ǖ', 'x', '中',
+		0x300, 0x301, 0x303, 0x308, 0x323, 0x327, 0x338, 0x344, 0x345, 0x5B0, 0x5B4, 0xF71, 0xF72, 0x0F73,
+		0x1100, 0x1112, 0x1161, 0x1175, 0x11A8, 0x11C2, 0xAC00, 0xAC01, 0xD7A3,
+		0x212B, 0x2126, 0x0958, 0x0915, 0x093C, 0xF900, 0x1E0A, 0x1D15E, 0x1D165, 0x1D16E, 0x2ADC, 0x0CCA, 0x0CC6, 0x0CC2, 0x0CD5}
+	rng := rand.New(rand.NewPCG(3, 4))
+	var in []string
+	for range 2000 {
+		rs := make([]rune, rng.IntN(10))
+		for i := range rs {
+			rs[i] = alphabet[rng.IntN(len(alphabet))]
+		}
+		in = append(in, string(rs))
+	}
+	for _, r := range readExpected(t, "corpus.jsonl") {
+		in = append(in, r.Text)
+	}
+	var want []string
+	python(t, `import json,sys,unicodedata; print(json.dumps([unicodedata.normalize("NFC", s) for s in json.load(sys.stdin)]))`, in, &want)
+	require.Len(t, want, len(in))
+	for i, s := range in {
+		require.Equal(t, want[i], nfc(s), "NFC(%+q)", s)
+	}
+}
+
+// TestLossyUTF8AgainstPython compares lossyUTF8 with Python's bytes.decode("utf-8",
+// "replace"), which like Rust's from_utf8_lossy replaces each maximal ill-formed subpart
+// with one U+FFFD.
+func TestLossyUTF8AgainstPython(t *testing.T) {
+	pieces := [][]byte{{'a'}, {0xC3}, {0xA9}, {0xE4, 0xB8}, {0xAD}, {0xF0, 0x9F}, {0x98, 0x80}, {0xF0}, {0xED, 0xA0, 0x80},
+		{0xE0, 0x80}, {0xC0, 0xAF}, {0xF4, 0x90}, {0xFF}, {0x80}, {0xEF, 0xBF, 0xBD}, {0xF1, 0x80, 0x80}}
+	rng := rand.New(rand.NewPCG(5, 6))
+	var in []string
+	for range 2000 {
+		var b []byte
+		for range rng.IntN(8) {
+			b = append(b, pieces[rng.IntN(len(pieces))]...)
+		}
+		in = append(in, base64.StdEncoding.EncodeToString(b))
+	}
+	var want []string
+	python(t, `import json,sys,base64; print(json.dumps([base64.b64decode(s).decode("utf-8","replace") for s in json.load(sys.stdin)]))`, in, &want)
+	for i, s := range in {
+		b, _ := base64.StdEncoding.DecodeString(s)
+		require.Equal(t, want[i], lossyUTF8(b), "bytes % x", b)
+	}
+}
+
+// TestBadInput: malformed files give errors naming the problem, never panics.
+func TestBadInput(t *testing.T) {
+	model, err := os.ReadFile("testdata/sp_unigram2k.model")
+	require.NoError(t, err)
+	for n := 0; n < len(model); n += 997 {
+		_, _ = ParseSentencePiece(model[:n]) // must not panic
+	}
+	_, err = ParseSentencePiece([]byte("not a model"))
+	require.Error(t, err)
+	_, err = ParseSentencePiece(nil)
+	require.ErrorContains(t, err, "no pieces")
+
+	for _, tc := range []struct{ json, msg string }{
+		{`{`, "parse tokenizer.json"},
+		{`{"model":{"type":"WordPiece","vocab":{}}}`, `model.type "WordPiece"`},
+		{`{"model":{"type":"BPE","vocab":{"a":0},"merges":["a b"]}}`, "model.merges[0]"},
+		{`{"model":{"type":"BPE","vocab":{"a":0},"merges":[]},"normalizer":{"type":"NFKD"}}`, `normalizer type "NFKD"`},
+		{`{"model":{"type":"BPE","vocab":{"a":0},"merges":[]},"pre_tokenizer":{"type":"Whatever"}}`, `pre_tokenizer type "Whatever"`},
+		{`{"model":{"type":"BPE","vocab":{"a":0},"merges":[],"unk_token":"<unk>"}}`, "unk_token"},
+	} {
+		_, err := ParseHF([]byte(tc.json))
+		require.ErrorContains(t, err, tc.msg, tc.json)
+	}
+	_, err = newCharsMap([]byte{0xFF, 0xFF, 0, 0, 1, 2})
+	require.ErrorContains(t, err, "precompiled_charsmap")
+
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "tokenizer.json")
+	require.NoError(t, os.WriteFile(bad, []byte(`{"model":{"type":"BPE","vocab":{"a":0},"merges":[]}}`), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "tokenizer_config.json"), []byte(`{"eos_token":"</s>"}`), 0o644))
+	_, err = LoadHF(dir)
+	require.ErrorContains(t, err, `eos_token "</s>" is not in the vocab`)
+}
+
+// TestBuild checks every --tokenizer-type against the fixtures it can load.
+func TestBuild(t *testing.T) {
+	_, err := Build(Config{TokenizerType: "BertWordPieceLowerCase"})
+	require.ErrorContains(t, err, `--tokenizer-type "BertWordPieceLowerCase"`)
+	_, err = Build(Config{})
+	require.ErrorContains(t, err, "--tokenizer-type is not set")
+	_, err = Build(Config{TokenizerType: "Llama2Tokenizer"})
+	require.ErrorContains(t, err, "--tokenizer-model")
+	_, err = Build(Config{TokenizerType: "Llama2Tokenizer", TokenizerModel: "testdata/nope.model"})
+	require.ErrorContains(t, err, "nope.model")
+
+	null, err := Build(Config{TokenizerType: "NullTokenizer", VocabSize: 100})
+	require.NoError(t, err)
+	require.Equal(t, []int{5, 17, 99}, null.Encode("5 17 99"))
+	require.Equal(t, "5 17 99", null.Decode([]int{5, 17, 99}))
+	require.Equal(t, 101, null.VocabSize())
+	require.Equal(t, 100, null.EOD())
+
+	rows := readExpected(t, "sp-bpe2k.expected.jsonl")
+	for _, typ := range []string{"GPTSentencePieceTokenizer", "Llama2Tokenizer", "SentencePieceTokenizer"} {
+		tok, err := Build(Config{TokenizerType: typ, TokenizerModel: "testdata/sp_bpe2k.model"})
+		require.NoError(t, err, typ)
+		require.Equal(t, 1, tok.BOS())
+		require.Equal(t, 2, tok.EOS())
+		for _, r := range rows {
+			want := r.IDs
+			if typ == "Llama2Tokenizer" {
+				want = r.IDsWithSpecial
+			}
+			if typ == "SentencePieceTokenizer" && strings.Contains(r.Text, "<") {
+				continue // may hold Megatron's special tokens, see TestMegatronSentencePiece
+			}
+			require.Equal(t, want, tok.Encode(r.Text), "%s idx %d", typ, r.Idx)
+			require.Equal(t, r.IDs, EncodeNoSpecial(tok, r.Text), "%s idx %d", typ, r.Idx)
+		}
+		switch typ {
+		case "SentencePieceTokenizer":
+			require.Equal(t, 2000+5, tok.VocabSize(), "<CLS> <SEP> <EOD> <MASK> <PAD> appended (the model has no pad piece)")
+		default:
+			require.Equal(t, 2000, tok.VocabSize())
+			require.Equal(t, 2, tok.EOD())
+			require.Equal(t, -1, tok.Pad())
+		}
+	}
+
+	hf, err := Build(Config{TokenizerType: "HuggingFaceTokenizer", TokenizerModel: largeFile(t, "tokenizers/llama2/tokenizer.json")})
+	require.NoError(t, err)
+	r := readExpected(t, "llama2.expected.jsonl")[0]
+	require.Equal(t, r.IDsWithSpecial, hf.Encode(r.Text), "HuggingFaceTokenizer encodes with add_special_tokens=True")
+	require.Equal(t, r.IDs, EncodeNoSpecial(hf, r.Text))
+	require.Equal(t, 32000, hf.VocabSize())
+}
+
+// TestMegatronSentencePiece checks _SentencePieceTokenizer's special tokens: appended
+// after the model's pieces in Megatron's order, found in the text, written back with
+// spaces around them.
+func TestMegatronSentencePiece(t *testing.T) {
+	sp, err := LoadSentencePiece("testdata/sp_bpe2k.model")
+	require.NoError(t, err)
+	tok := NewMegatronSentencePiece(sp, 2)
+	// <CLS>=2000 <SEP>=2001 <EOD>=2002 <MASK>=2003 <PAD>=2004 (no pad piece), <s>=1, </s>=2,
+	// <extra_id_0>=2005, <extra_id_1>=2006.
+	require.Equal(t, 2007, tok.VocabSize())
+	require.Equal(t, 2002, tok.EOD())
+	require.Equal(t, 2004, tok.Pad())
+	require.Equal(t, 1, tok.BOS())
+	require.Equal(t, 2, tok.EOS())
+	got := tok.Encode("Hello<EOD>world<s><extra_id_1>")
+	want := append(append(append(sp.Encode("Hello"), 2002), sp.Encode("world")...), 1, 2006)
+	require.Equal(t, want, got)
+	require.Equal(t, "Hello <EOD> world <s>  <extra_id_1> ", tok.Decode(got))
+}
