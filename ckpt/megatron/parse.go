@@ -57,11 +57,20 @@ func ModelTensors(model any) (map[string]*tensor.Tensor, Format, error) {
 		return nil
 	}
 	if _, legacy := d.Get("language_model"); legacy {
-		for _, nt := range torchpickle.Flatten(d) {
+		flat := torchpickle.Flatten(d)
+		untied := false
+		for _, nt := range flat {
+			untied = untied || nt.Name == "language_model.output_layer.weight"
+		}
+		for _, nt := range flat {
 			if ignoredKey(nt.Name) {
 				continue
 			}
-			if err := add(legacyToOurs(nt.Name), nt.T, nt.Name); err != nil {
+			name := legacyToOurs(nt.Name)
+			if nt.Name == "word_embeddings_for_head.weight" && untied {
+				name = "?" + nt.Name // Pai writes this copy next to an untied output layer
+			}
+			if err := add(name, nt.T, nt.Name); err != nil {
 				return nil, Legacy, err
 			}
 		}
@@ -137,5 +146,8 @@ func legacyToOurs(path string) string {
 }
 
 // ignoredPai reports tensors Pai's convertor writes but Megatron never loads: the
-// lm_head copy in every stage's dict.
-func ignoredPai(name string) bool { return strings.HasPrefix(name, "?lm_head.") }
+// lm_head copy in every stage's dict, and word_embeddings_for_head beside an untied
+// output layer.
+func ignoredPai(name string) bool {
+	return strings.HasPrefix(name, "?lm_head.") || name == "?word_embeddings_for_head.weight"
+}

@@ -47,9 +47,22 @@ func saveFile(path string, v any) error {
 
 // LoadShard opens shard (tp, pp)'s model_optim_rng.pt (memory-mapped; tensors are views
 // valid until Close) and checks that it is a Megatron state dict: a dict with args and
-// a model entry.
+// a model entry. Pai's older model_rng.pt name is accepted when model_optim_rng.pt is
+// absent.
 func LoadShard(l Location, tpRank, ppRank, ppSize int) (*ShardFile, error) {
-	return OpenShardFile(l.ShardFile(tpRank, ppRank, ppSize, ModelFile))
+	path := l.ShardFile(tpRank, ppRank, ppSize, ModelFile)
+	if _, err := os.Stat(path); errNotExist(err) {
+		// Pai-Megatron-Patch's v1 convertor named release shards model_rng.pt.
+		if old := l.ShardFile(tpRank, ppRank, ppSize, "model_rng.pt"); fileExists(old) {
+			path = old
+		}
+	}
+	return OpenShardFile(path)
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }
 
 // LoadDistribOptim reads shard (tp, pp)'s distrib_optim.pt into memory.
