@@ -61,7 +61,14 @@ func Build(cfg Config) (Tokenizer, error) {
 				return nil, fmt.Errorf("tokenizer: --tokenizer-model %s has neither tokenizer.json nor tokenizer.model", p)
 			}
 		}
-		return LoadHF(p)
+		hf, err := LoadHF(p)
+		if err != nil {
+			return nil, err
+		}
+		if cfg.TokenizerType == "LLamaTokenizer" {
+			paiLlamaSpecials(hf)
+		}
+		return hf, nil
 	case "TikTokenizer":
 		if cfg.TokenizerModel == "" {
 			return nil, fmt.Errorf("tokenizer: TikTokenizer needs --tokenizer-model")
@@ -76,6 +83,22 @@ func Build(cfg Config) (Tokenizer, error) {
 		return nil, fmt.Errorf("tokenizer: --tokenizer-type is not set")
 	}
 	return nil, fmt.Errorf("tokenizer: --tokenizer-type %q is not supported (GPT2BPETokenizer, SentencePieceTokenizer, GPTSentencePieceTokenizer, Llama2Tokenizer, HuggingFaceTokenizer, LLamaTokenizer, TikTokenizer, NullTokenizer)", cfg.TokenizerType)
+}
+
+// paiLlamaSpecials does what Pai-Megatron-Patch's LLamaTokenizer does after loading: add
+// the special tokens the tokenizer lacks (pad "[PAD]", eos "</s>", bos "<s>"; a new token
+// gets the next id, so Llama-2's pad becomes 32000) and take eod = eos.
+func paiLlamaSpecials(t *HF) {
+	if t.pad < 0 {
+		t.pad = t.AddSpecialToken("[PAD]")
+	}
+	if t.eos < 0 {
+		t.eos = t.AddSpecialToken("</s>")
+	}
+	if t.bos < 0 {
+		t.bos = t.AddSpecialToken("<s>")
+	}
+	t.eod = t.eos
 }
 
 // EncodeNoSpecial encodes text without the special tokens a tokenizer's Encode adds

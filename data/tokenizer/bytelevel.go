@@ -38,6 +38,15 @@ func byteLevelDecode(tok string) (raw []byte, ok bool) {
 	return raw, true
 }
 
+// byteLevelDecodeString is byteLevelDecode falling back to the token's own UTF-8, as
+// HF's ByteLevel decoder does token by token.
+func byteLevelDecodeString(tok string) string {
+	if raw, ok := byteLevelDecode(tok); ok {
+		return string(raw)
+	}
+	return tok
+}
+
 // byteLevelEncode spells raw bytes with the byte-level runes.
 func byteLevelEncode(raw string) string {
 	out := make([]rune, 0, len(raw))

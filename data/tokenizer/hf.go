@@ -24,12 +24,14 @@ type HF struct {
 	prefix     []int               // post-processor ids before the sequence
 	suffix     []int               // and after it
 	decode     []decodeStep
-	pureBLDec  bool // decoder is exactly ByteLevel: decode by concatenating raw bytes
+	pureBLDec  bool     // decoder is exactly ByteLevel: decode by concatenating raw bytes
+	rawTokens  []string // pureBLDec: id → the token's bytes (ByteLevel decoder of one token)
 	vocabSize  int
 	bos, eos   int
 	pad, eod   int
 	unkID      int
 	specialTok map[string]int
+	ids        map[int]bool // every id of the vocab and the added tokens
 	caches     cachePool
 }
 
@@ -165,6 +167,12 @@ func ParseHF(data []byte) (*HF, error) {
 	}
 	m.finish()
 	t.model = m
+	if t.pureBLDec {
+		t.rawTokens = make([]string, len(m.tokens))
+		for id, tok := range m.tokens {
+			t.rawTokens[id] = byteLevelDecodeString(tok)
+		}
+	}
 
 	ids := map[int]bool{}
 	for _, id := range f.Model.Vocab {
@@ -184,6 +192,7 @@ func ParseHF(data []byte) (*HF, error) {
 		}
 	}
 	t.vocabSize = len(ids)
+	t.ids = ids
 	t.rawMatch, t.normMatch = newAddedMatcher(raw), newAddedMatcher(norm)
 	if err := t.buildPostProcessor(f.PostProcessor); err != nil {
 		return nil, fmt.Errorf("post_processor: %w", err)
@@ -347,19 +356,11 @@ func (t *HF) DecodeSkip(ids []int, skipSpecial bool) string {
 				if skipSpecial && a.Special {
 					continue
 				}
-				if raw, ok := byteLevelDecode(a.Content); ok {
-					buf = append(buf, raw...)
-				} else {
-					buf = append(buf, a.Content...)
-				}
+				buf = append(buf, byteLevelDecodeString(a.Content)...)
 				continue
 			}
-			if id >= 0 && id < len(t.model.tokens) {
-				if raw, ok := byteLevelDecode(t.model.tokens[id]); ok {
-					buf = append(buf, raw...)
-				} else {
-					buf = append(buf, t.model.tokens[id]...)
-				}
+			if id >= 0 && id < len(t.rawTokens) {
+				buf = append(buf, t.rawTokens[id]...)
 			}
 		}
 		return lossyUTF8(buf)
@@ -383,6 +384,34 @@ func (t *HF) DecodeSkip(ids []int, skipSpecial bool) string {
 		toks = st.apply(toks)
 	}
 	return strings.Join(toks, "")
+}
+
+// AddSpecialToken adds content as a special added token (matched in the text, skipped
+// by DecodeSkip) with the next free id, as transformers' add_special_tokens does for a
+// token the vocab lacks, and returns its id; an existing token keeps its id.
+func (t *HF) AddSpecialToken(content string) int {
+	if id, ok := t.TokenID(content); ok {
+		return id
+	}
+	id := 0
+	for k := range t.ids {
+		id = max(id, k+1)
+	}
+	t.added = append(t.added, addedToken{ID: id, Content: content, Special: true})
+	t.addedByID = map[int]*addedToken{}
+	var raw []addedToken
+	for i := range t.added {
+		a := &t.added[i]
+		t.addedByID[a.ID] = a
+		if !(a.Normalized && t.normalize != nil) {
+			raw = append(raw, *a)
+		}
+	}
+	t.specialTok[content] = id
+	t.ids[id] = true
+	t.vocabSize = len(t.ids)
+	t.rawMatch = newAddedMatcher(raw)
+	return id
 }
 
 // VocabSize is the number of distinct ids, added tokens included (len(tokenizer)).

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -188,4 +189,56 @@ func TestMegatronSentencePiece(t *testing.T) {
 	want := append(append(append(sp.Encode("Hello"), 2002), sp.Encode("world")...), 1, 2006)
 	require.Equal(t, want, got)
 	require.Equal(t, "Hello <EOD> world <s>  <extra_id_1> ", tok.Decode(got))
+}
+
+// TestPaiLLamaTokenizer: Pai-Megatron-Patch's LLamaTokenizer on a Llama-2-style HF
+// directory adds the missing pad "[PAD]" as id 32000 and takes eod = eos.
+func TestPaiLLamaTokenizer(t *testing.T) {
+	src := largeFile(t, "tokenizers/llama2/tokenizer.json")
+	dir := t.TempDir()
+	data, err := os.ReadFile(src)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "tokenizer.json"), data, 0o644))
+	cfg, err := os.ReadFile("testdata/llama2.tokenizer_config.json")
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "tokenizer_config.json"), cfg, 0o644))
+	tok, err := Build(Config{TokenizerType: "LLamaTokenizer", TokenizerModel: dir})
+	require.NoError(t, err)
+	require.Equal(t, 32000, tok.Pad())
+	require.Equal(t, 32001, tok.VocabSize())
+	require.Equal(t, 1, tok.BOS())
+	require.Equal(t, 2, tok.EOS())
+	require.Equal(t, 2, tok.EOD())
+	ids := EncodeNoSpecial(tok, "Hi[PAD]")
+	require.Equal(t, 32000, ids[len(ids)-1])
+	require.Equal(t, "Hi[PAD]", tok.Decode(ids))
+}
+
+// TestConcurrentEncode: Encode is safe from many goroutines (each borrows its own word
+// cache) and gives the same ids as a sequential run.
+func TestConcurrentEncode(t *testing.T) {
+	sp, err := LoadSentencePiece("testdata/sp_bpe2k.model")
+	require.NoError(t, err)
+	hf := loadHFFixture(t, "gpt2")
+	rows := readExpected(t, "corpus.jsonl")
+	want := make([][2][]int, len(rows))
+	for i, r := range rows {
+		want[i] = [2][]int{sp.Encode(r.Text), hf.Encode(r.Text)}
+	}
+	errs := make(chan error, 8)
+	for g := range 8 {
+		go func() {
+			for k := range 3 * len(rows) {
+				i := (k*7 + g) % len(rows)
+				if !equalInts(sp.Encode(rows[i].Text), want[i][0]) || !equalInts(hf.Encode(rows[i].Text), want[i][1]) {
+					errs <- fmt.Errorf("goroutine %d: row %d differs", g, i)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 8 {
+		require.NoError(t, <-errs)
+	}
 }
