@@ -96,6 +96,7 @@ static W gm_call_uid(W f, W a0, W a1, const void* id, W a3) {
 }
 
 static const char* gm_cstr(W p) { return (const char*)p; }
+static void* gm_ptr(W p) { return (void*)p; }
 */
 import "C"
 
@@ -201,4 +202,13 @@ func GoString(p uintptr) string {
 		return ""
 	}
 	return C.GoString(C.gm_cstr(C.W(p)))
+}
+
+// Bytes views n bytes of C memory at p (pinned host buffers from cuMemAllocHost) as a Go
+// slice without copying. The memory must stay allocated while the slice is used.
+func Bytes(p uintptr, n int) []byte {
+	if p == 0 || n == 0 {
+		return nil
+	}
+	return unsafe.Slice((*byte)(C.gm_ptr(C.W(p))), n)
 }

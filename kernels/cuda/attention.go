@@ -1,0 +1,110 @@
+package cuda
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+
+	"github.com/gomegatron/gomegatron/kernels"
+	"github.com/gomegatron/gomegatron/tensor"
+)
+
+// attnMaxD is the largest head dim of the simple attention kernels (32 lanes × 8).
+const attnMaxD = 256
+
+type attnGeom struct {
+	b, h, g, s, t, d int
+}
+
+func (b *Backend) attnCheck(op string, q, k, v, out, lse *tensor.Tensor, p kernels.AttnParams) attnGeom {
+	b.f32(op, q, k, v, out, lse)
+	if q.Rank() != 4 || k.Rank() != 4 || !tensor.SameShape(k.Shape(), v.Shape()) || !tensor.SameShape(q.Shape(), out.Shape()) {
+		panic(fmt.Sprintf("cuda.%s: want q, out [B, H, S, D] and k, v [B, G, T, D]; got q %v k %v v %v out %v", op, q, k, v, out))
+	}
+	g := attnGeom{b: q.Dim(0), h: q.Dim(1), s: q.Dim(2), d: q.Dim(3), g: k.Dim(1), t: k.Dim(2)}
+	if k.Dim(0) != g.b || k.Dim(3) != g.d || g.g == 0 || g.h%g.g != 0 {
+		panic(fmt.Sprintf("cuda.%s: q %v and k %v: need equal B and D and H %% G == 0", op, q, k))
+	}
+	if g.d > attnMaxD {
+		panic(fmt.Sprintf("cuda.%s: head dim %d > %d", op, g.d, attnMaxD))
+	}
+	if lse.Numel() != g.b*g.h*g.s {
+		panic(fmt.Sprintf("cuda.%s: lse %v must be [%d, %d, %d]", op, lse, g.b, g.h, g.s))
+	}
+	if p.ALiBiSlopes != nil && len(p.ALiBiSlopes) != g.h {
+		panic(fmt.Sprintf("cuda.%s: %d ALiBi slopes for %d heads", op, len(p.ALiBiSlopes), g.h))
+	}
+	if len(p.ALiBiSlopes)*4 > scratchBytes/2 {
+		panic(fmt.Sprintf("cuda.%s: %d ALiBi slopes exceed the scratch buffer", op, len(p.ALiBiSlopes)))
+	}
+	return g
+}
+
+// geomStruct packs the kernels' AttnGeom C struct: int B, H, G, S, T, D; float scale;
+// int causal, window, qoff, before (11 four-byte fields).
+func geomStruct(g attnGeom, p kernels.AttnParams) Struct {
+	v := []uint32{uint32(g.b), uint32(g.h), uint32(g.g), uint32(g.s), uint32(g.t), uint32(g.d),
+		math.Float32bits(p.Scale), uint32(bool32(p.Causal)), uint32(int32(p.SlidingWindow)), uint32(int32(p.QOffset)),
+		uint32(bool32(p.ALiBiBeforeScale))}
+	out := make([]byte, 4*len(v))
+	for i, x := range v {
+		binary.LittleEndian.PutUint32(out[4*i:], x)
+	}
+	return out
+}
+
+// slopes uploads the ALiBi slopes into the scratch buffer (device thread); 0 without ALiBi.
+func (b *Backend) slopes(p kernels.AttnParams) (uintptr, error) {
+	if p.ALiBiSlopes == nil {
+		return 0, nil
+	}
+	return b.scratch, b.dev.upload(b.scratch, f32Bytes(p.ALiBiSlopes))
+}
+
+// warpsGrid is the grid of a one-warp-per-row kernel with 4 warps per block.
+func warpsGrid(rows int) int { return (rows + 3) / 4 }
+
+// Attention: see kernels.AttnParams. One warp per query row with an online softmax; a
+// query that sees no key gets out = 0 and lse = −Inf (as kernels/cpu).
+func (b *Backend) Attention(out, lse, q, k, v *tensor.Tensor, p kernels.AttnParams) {
+	g := b.attnCheck("Attention", q, k, v, out, lse, p)
+	rows := g.b * g.h * g.s
+	b.run(func() error {
+		sl, err := b.slopes(p)
+		if err != nil {
+			return err
+		}
+		return b.dev.launch("gm_attn_fwd_f32", warpsGrid(rows), 128, 0, out.Ptr, lse.Ptr, q.Ptr, k.Ptr, v.Ptr, sl, geomStruct(g, p))
+	})
+}
+
+// AttentionBackward: D_i = Σ dout_i·out_i into scratch after the slopes, then dq (one warp
+// per query row) and dk, dv (one warp per key row, summing the group's heads).
+func (b *Backend) AttentionBackward(dq, dk, dv, dout, q, k, v, out, lse *tensor.Tensor, p kernels.AttnParams) {
+	op := "AttentionBackward"
+	g := b.attnCheck(op, q, k, v, out, lse, p)
+	b.f32(op, dq, dk, dv, dout)
+	sameShape(op, q, dq, dout)
+	sameShape(op, k, dk, dv)
+	rows := g.b * g.h * g.s
+	krows := g.b * g.g * g.t
+	b.run(func() error {
+		sl, err := b.slopes(p)
+		if err != nil {
+			return err
+		}
+		dsum, err := b.dev.arena.Alloc(uintptr(4 * rows))
+		if err != nil {
+			return err
+		}
+		defer b.dev.arena.Free(dsum) // reused only by later work on the same stream
+		gs := geomStruct(g, p)
+		if err := b.dev.launch("gm_attn_bwd_dsum_f32", warpsGrid(rows), 128, 0, dsum, dout.Ptr, out.Ptr, int64(rows), int32(g.d)); err != nil {
+			return err
+		}
+		if err := b.dev.launch("gm_attn_bwd_dq_f32", warpsGrid(rows), 128, 0, dq.Ptr, dout.Ptr, q.Ptr, k.Ptr, v.Ptr, lse.Ptr, dsum, sl, gs); err != nil {
+			return err
+		}
+		return b.dev.launch("gm_attn_bwd_dkv_f32", warpsGrid(krows), 128, 0, dk.Ptr, dv.Ptr, dout.Ptr, q.Ptr, k.Ptr, v.Ptr, lse.Ptr, dsum, sl, gs)
+	})
+}

@@ -1,0 +1,434 @@
+package cuda
+
+import (
+	"fmt"
+	"math"
+	"unsafe"
+
+	"github.com/gomegatron/gomegatron/kernels"
+	"github.com/gomegatron/gomegatron/kernels/cpu"
+	"github.com/gomegatron/gomegatron/tensor"
+)
+
+// Fill sets every element of x (F32) to v.
+func (b *Backend) Fill(x *tensor.Tensor, v float32) {
+	b.f32("Fill", x)
+	b.elem("gm_fill_f32", x.Numel(), x.Ptr, v, int64(x.Numel()))
+}
+
+// Copy copies src into dst (same shape and dtype, any dtype).
+func (b *Backend) Copy(dst, src *tensor.Tensor) {
+	b.mustDev("Copy", dst, src)
+	sameShape("Copy", dst, src)
+	if dst.DType() != src.DType() {
+		panic(fmt.Sprintf("cuda.Copy: dtype mismatch %v vs %v", dst, src))
+	}
+	b.run(func() error { return b.dev.copyDtoD(dst.Ptr, src.Ptr, dst.Bytes()) })
+}
+
+// Permute: out.shape[i] = x.shape[perm[i]], rank ≤ 4.
+func (b *Backend) Permute(out, x *tensor.Tensor, perm []int) {
+	b.f32("Permute", out, x)
+	r := x.Rank()
+	if r < 1 || r > 4 || len(perm) != r || out.Rank() != r {
+		panic(fmt.Sprintf("cuda.Permute: out %v, x %v, perm %v: need equal ranks 1..4", out, x, perm))
+	}
+	seen := [4]bool{}
+	for i, p := range perm {
+		if p < 0 || p >= r || seen[p] || out.Dim(i) != x.Dim(p) {
+			panic(fmt.Sprintf("cuda.Permute: perm %v does not map x %v onto out %v", perm, x, out))
+		}
+		seen[p] = true
+	}
+	var xstride [4]int64
+	s := int64(1)
+	for i := r - 1; i >= 0; i-- {
+		xstride[i] = s
+		s *= int64(x.Dim(i))
+	}
+	dims := [4]int32{1, 1, 1, 1}
+	var st [4]int64
+	for i := range r {
+		dims[4-r+i] = int32(out.Dim(i))
+		st[4-r+i] = xstride[perm[i]]
+	}
+	b.elem("gm_permute_f32", out.Numel(), out.Ptr, x.Ptr, dims[0], dims[1], dims[2], dims[3], st[0], st[1], st[2], st[3])
+}
+
+// SplitQKV / MergeQKV: see kernels.Backend.
+func (b *Backend) SplitQKV(q, k, v, qkv *tensor.Tensor, groups, qPerGroup int) {
+	b.qkv("SplitQKV", q, k, v, qkv, groups, qPerGroup, false)
+}
+
+func (b *Backend) MergeQKV(qkv, q, k, v *tensor.Tensor, groups, qPerGroup int) {
+	b.qkv("MergeQKV", q, k, v, qkv, groups, qPerGroup, true)
+}
+
+func (b *Backend) qkv(op string, q, k, v, qkv *tensor.Tensor, groups, r int, merge bool) {
+	b.f32(op, q, k, v, qkv)
+	if q.Rank() != 4 || k.Rank() != 4 || v.Rank() != 4 {
+		panic(fmt.Sprintf("cuda.%s: q %v, k %v, v %v must be rank 4", op, q, k, v))
+	}
+	bs, s, d := q.Dim(0), q.Dim(2), q.Dim(3)
+	if q.Dim(1) != groups*r || k.Dim(1) != groups || v.Dim(1) != groups || qkv.Numel() != s*bs*groups*(r+2)*d {
+		panic(fmt.Sprintf("cuda.%s: shapes %v %v %v %v do not match the group layout", op, q, k, v, qkv))
+	}
+	b.elem("gm_qkv_f32", qkv.Numel(), q.Ptr, k.Ptr, v.Ptr, qkv.Ptr, int32(s), int32(bs), int32(groups), int32(r), int32(d), bool32(merge))
+}
+
+func (b *Backend) Scale(x *tensor.Tensor, alpha float32) {
+	b.f32("Scale", x)
+	b.elem("gm_scale_f32", x.Numel(), x.Ptr, alpha, int64(x.Numel()))
+}
+
+func (b *Backend) Axpy(y *tensor.Tensor, alpha float32, x *tensor.Tensor) {
+	b.f32("Axpy", y, x)
+	sameShape("Axpy", y, x)
+	b.elem("gm_axpy_f32", y.Numel(), y.Ptr, alpha, x.Ptr, int64(y.Numel()))
+}
+
+func (b *Backend) Add(out, x, y *tensor.Tensor) {
+	b.f32("Add", out, x, y)
+	sameShape("Add", out, x, y)
+	b.elem("gm_add_f32", out.Numel(), out.Ptr, x.Ptr, y.Ptr, int64(out.Numel()))
+}
+
+func (b *Backend) Mul(out, x, y *tensor.Tensor) {
+	b.f32("Mul", out, x, y)
+	sameShape("Mul", out, x, y)
+	b.elem("gm_mul_f32", out.Numel(), out.Ptr, x.Ptr, y.Ptr, int64(out.Numel()))
+}
+
+// SumSquares returns Σ x², accumulated in float64 on the device (block partial sums added
+// atomically, so the last bits may vary between runs).
+func (b *Backend) SumSquares(x *tensor.Tensor) float64 {
+	b.f32("SumSquares", x)
+	var out [8]byte
+	b.run(func() error {
+		if err := b.dev.memset8(b.scratch, 0, 8); err != nil {
+			return err
+		}
+		if err := b.dev.launch("gm_sumsq_f32", b.grid1D(x.Numel()), blockSize, 0, b.scratch, x.Ptr, int64(x.Numel())); err != nil {
+			return err
+		}
+		return b.dev.download(out[:], b.scratch)
+	})
+	return *(*float64)(unsafe.Pointer(&out[0]))
+}
+
+func (b *Backend) AddBias(x, bias *tensor.Tensor) {
+	b.f32("AddBias", x, bias)
+	n, f := rowsCols(x)
+	wantNumel("AddBias", "bias", bias, f)
+	b.elem("gm_add_bias_f32", n*f, x.Ptr, bias.Ptr, int64(n), int32(f))
+}
+
+func (b *Backend) BiasGrad(db, dout *tensor.Tensor) {
+	b.f32("BiasGrad", db, dout)
+	n, f := rowsCols(dout)
+	wantNumel("BiasGrad", "db", db, f)
+	b.elem("gm_bias_grad_f32", f, db.Ptr, dout.Ptr, int64(n), int32(f))
+}
+
+func embeddingDims(op string, table, rows, ids *tensor.Tensor) (v, h int) {
+	if table.Rank() != 2 {
+		panic(fmt.Sprintf("cuda.%s: table %v must be [V, H]", op, table))
+	}
+	v, h = table.Dim(0), table.Dim(1)
+	if rows.Numel() != ids.Numel()*h {
+		panic(fmt.Sprintf("cuda.%s: rows %v must be [%d, %d] for ids %v", op, rows, ids.Numel(), h, ids))
+	}
+	return v, h
+}
+
+func (b *Backend) Embedding(out, table, ids *tensor.Tensor, start int) {
+	b.f32("Embedding", out, table)
+	is64 := b.idsKind("Embedding", ids)
+	v, h := embeddingDims("Embedding", table, out, ids)
+	b.elem("gm_embedding_f32", out.Numel(), out.Ptr, table.Ptr, ids.Ptr, is64, int64(ids.Numel()), int32(h), int64(start), int64(v))
+}
+
+func (b *Backend) EmbeddingBackward(dtable, dout, ids *tensor.Tensor, start int) {
+	b.f32("EmbeddingBackward", dtable, dout)
+	is64 := b.idsKind("EmbeddingBackward", ids)
+	v, h := embeddingDims("EmbeddingBackward", dtable, dout, ids)
+	b.elem("gm_embedding_bwd_f32", dout.Numel(), dtable.Ptr, dout.Ptr, ids.Ptr, is64, int64(ids.Numel()), int32(h), int64(start), int64(v))
+}
+
+// rowKernel launches a one-block-per-row kernel.
+func (b *Backend) rowKernel(kernel string, rows int, args ...any) {
+	b.run(func() error { return b.dev.launch(kernel, rows, blockSize, 0, args...) })
+}
+
+func (b *Backend) RMSNorm(out, rstd, x, w *tensor.Tensor, eps float32) {
+	b.f32("RMSNorm", out, rstd, x, w)
+	sameShape("RMSNorm", out, x)
+	n, h := rowsCols(x)
+	wantNumel("RMSNorm", "w", w, h)
+	wantNumel("RMSNorm", "rstd", rstd, n)
+	b.rowKernel("gm_rmsnorm_f32", n, out.Ptr, rstd.Ptr, x.Ptr, w.Ptr, int32(h), eps)
+}
+
+func (b *Backend) RMSNormBackward(dx, dw, dout, x, w, rstd *tensor.Tensor) {
+	op := "RMSNormBackward"
+	b.f32(op, dx, dw, dout, x, w, rstd)
+	sameShape(op, dx, dout, x)
+	n, h := rowsCols(x)
+	wantNumel(op, "w", w, h)
+	wantNumel(op, "dw", dw, h)
+	wantNumel(op, "rstd", rstd, n)
+	b.rowKernel("gm_rmsnorm_bwd_dx_f32", n, dx.Ptr, dout.Ptr, x.Ptr, w.Ptr, rstd.Ptr, int32(h))
+	b.elem("gm_norm_bwd_dw_f32", h, dw.Ptr, uintptr(0), dout.Ptr, x.Ptr, uintptr(0), rstd.Ptr, int64(n), int32(h))
+}
+
+func (b *Backend) LayerNorm(out, mean, rstd, x, w, bias *tensor.Tensor, eps float32) {
+	op := "LayerNorm"
+	b.f32(op, out, mean, rstd, x, w, bias)
+	sameShape(op, out, x)
+	n, h := rowsCols(x)
+	wantNumel(op, "w", w, h)
+	wantNumel(op, "b", bias, h)
+	wantNumel(op, "mean", mean, n)
+	wantNumel(op, "rstd", rstd, n)
+	b.rowKernel("gm_layernorm_f32", n, out.Ptr, mean.Ptr, rstd.Ptr, x.Ptr, w.Ptr, bias.Ptr, int32(h), eps)
+}
+
+func (b *Backend) LayerNormBackward(dx, dw, db, dout, x, w, mean, rstd *tensor.Tensor) {
+	op := "LayerNormBackward"
+	b.f32(op, dx, dw, db, dout, x, w, mean, rstd)
+	sameShape(op, dx, dout, x)
+	n, h := rowsCols(x)
+	wantNumel(op, "w", w, h)
+	wantNumel(op, "dw", dw, h)
+	wantNumel(op, "db", db, h)
+	wantNumel(op, "mean", mean, n)
+	wantNumel(op, "rstd", rstd, n)
+	b.rowKernel("gm_layernorm_bwd_dx_f32", n, dx.Ptr, dout.Ptr, x.Ptr, w.Ptr, mean.Ptr, rstd.Ptr, int32(h))
+	b.elem("gm_norm_bwd_dw_f32", h, dw.Ptr, db.Ptr, dout.Ptr, x.Ptr, mean.Ptr, rstd.Ptr, int64(n), int32(h))
+}
+
+// ropeTables returns device cos/sin tables [n, d/2] for (base, d), computed on the host
+// exactly as kernels/cpu does (float32 angle p·θᵢ with cpu.RoPEInvFreq, cos/sin in
+// float64), cached and grown as positions grow. Device thread.
+func (b *Backend) ropeTables(base float64, d, n int) (ropeTable, error) {
+	key := ropeKey{base, d}
+	t, ok := b.rope[key]
+	if ok && t.n >= n {
+		return t, nil
+	}
+	size := max(n, 4096)
+	if ok {
+		size = max(size, 2*t.n)
+	}
+	h := d / 2
+	inv := cpu.RoPEInvFreq(base, d)
+	cs := make([]float32, size*h)
+	sn := make([]float32, size*h)
+	for p := range size {
+		for i, f := range inv {
+			a := float64(float32(p) * f)
+			cs[p*h+i] = float32(math.Cos(a))
+			sn[p*h+i] = float32(math.Sin(a))
+		}
+	}
+	nt := ropeTable{n: size}
+	var err error
+	if nt.cos, err = b.dev.arena.Alloc(uintptr(4 * len(cs))); err != nil {
+		return t, err
+	}
+	if nt.sin, err = b.dev.arena.Alloc(uintptr(4 * len(sn))); err != nil {
+		return t, err
+	}
+	if err := b.dev.upload(nt.cos, f32Bytes(cs)); err != nil {
+		return t, err
+	}
+	if err := b.dev.upload(nt.sin, f32Bytes(sn)); err != nil {
+		return t, err
+	}
+	if ok { // the old tables' readers were queued before the uploads' syncs
+		_ = b.dev.arena.Free(t.cos)
+		_ = b.dev.arena.Free(t.sin)
+	}
+	b.rope[key] = nt
+	return nt, nil
+}
+
+func f32Bytes(v []float32) []byte {
+	if len(v) == 0 {
+		return nil
+	}
+	return unsafe.Slice((*byte)(unsafe.Pointer(&v[0])), 4*len(v))
+}
+
+// RoPE: see kernels.RoPEParams; out may alias x.
+func (b *Backend) RoPE(out, x *tensor.Tensor, p kernels.RoPEParams) {
+	b.f32("RoPE", out, x)
+	sameShape("RoPE", out, x)
+	if x.Rank() != 4 {
+		panic(fmt.Sprintf("cuda.RoPE: x %v must be [B, H, S, D]", x))
+	}
+	s, dd := x.Dim(2), x.Dim(3)
+	d := p.RotaryDim
+	if d == 0 {
+		d = dd
+	}
+	if d < 0 || d%2 != 0 || d > dd || p.PosOffset < 0 || p.Base <= 0 {
+		panic(fmt.Sprintf("cuda.RoPE: x %v with params %+v: need even RotaryDim ≤ D, PosOffset ≥ 0, Base > 0", x, p))
+	}
+	if x.Numel() == 0 {
+		return
+	}
+	sign := float32(1)
+	if p.Inverse {
+		sign = -1
+	}
+	rows := x.Numel() / dd
+	b.run(func() error {
+		t, err := b.ropeTables(p.Base, d, p.PosOffset+s)
+		if err != nil {
+			return err
+		}
+		n := rows * (d/2 + dd - d)
+		return b.dev.launch("gm_rope_f32", b.grid1D(n), blockSize, 0, out.Ptr, x.Ptr, t.cos, t.sin, int64(rows), int32(s), int32(dd), int32(d), int32(p.PosOffset), sign)
+	})
+}
+
+func swigluDims(op string, out, x *tensor.Tensor) (n, f int) {
+	n, f2 := rowsCols(x)
+	if f2%2 != 0 || out.Numel() != n*f2/2 || (out.Rank() > 0 && out.Dim(-1) != f2/2) {
+		panic(fmt.Sprintf("cuda.%s: x %v must be [N, 2F] and out %v [N, F]", op, x, out))
+	}
+	return n, f2 / 2
+}
+
+func (b *Backend) SwiGLU(out, x *tensor.Tensor) {
+	b.f32("SwiGLU", out, x)
+	n, f := swigluDims("SwiGLU", out, x)
+	b.elem("gm_swiglu_f32", n*f, out.Ptr, x.Ptr, int64(n), int32(f))
+}
+
+func (b *Backend) SwiGLUBackward(dx, dout, x *tensor.Tensor) {
+	b.f32("SwiGLUBackward", dx, dout, x)
+	n, f := swigluDims("SwiGLUBackward", dout, x)
+	sameShape("SwiGLUBackward", dx, x)
+	b.elem("gm_swiglu_bwd_f32", n*f, dx.Ptr, dout.Ptr, x.Ptr, int64(n), int32(f))
+}
+
+func (b *Backend) GeLU(out, x *tensor.Tensor, tanh bool) {
+	b.f32("GeLU", out, x)
+	sameShape("GeLU", out, x)
+	b.elem("gm_gelu_f32", x.Numel(), out.Ptr, x.Ptr, int64(x.Numel()), bool32(tanh))
+}
+
+func (b *Backend) GeLUBackward(dx, dout, x *tensor.Tensor, tanh bool) {
+	b.f32("GeLUBackward", dx, dout, x)
+	sameShape("GeLUBackward", dx, dout, x)
+	b.elem("gm_gelu_bwd_f32", x.Numel(), dx.Ptr, dout.Ptr, x.Ptr, int64(x.Numel()), bool32(tanh))
+}
+
+func (b *Backend) dropoutMask(op string, mask *tensor.Tensor, n int) {
+	b.mustDev(op, mask)
+	if (mask.DType() != tensor.U8 && mask.DType() != tensor.Bool) || mask.Numel() != n {
+		panic(fmt.Sprintf("cuda.%s: mask %v must be U8 (or Bool) with %d elements", op, mask, n))
+	}
+}
+
+// Dropout draws the same mask as kernels/cpu (cpu.DropoutBits).
+func (b *Backend) Dropout(out, mask, x *tensor.Tensor, p float32, seed, offset uint64) {
+	b.f32("Dropout", out, x)
+	sameShape("Dropout", out, x)
+	b.dropoutMask("Dropout", mask, x.Numel())
+	if p < 0 || p > 1 {
+		panic(fmt.Sprintf("cuda.Dropout: p = %v outside [0, 1]", p))
+	}
+	scale := 1 / (1 - p)
+	b.elem("gm_dropout_f32", x.Numel(), out.Ptr, mask.Ptr, x.Ptr, p, scale, seed, offset, int64(x.Numel()))
+}
+
+func (b *Backend) DropoutBackward(dx, dout, mask *tensor.Tensor, p float32) {
+	b.f32("DropoutBackward", dx, dout)
+	sameShape("DropoutBackward", dx, dout)
+	b.dropoutMask("DropoutBackward", mask, dx.Numel())
+	b.elem("gm_dropout_bwd_f32", dx.Numel(), dx.Ptr, dout.Ptr, mask.Ptr, 1/(1-p), int64(dx.Numel()))
+}
+
+func ceRows(op string, logits *tensor.Tensor, perRow ...*tensor.Tensor) (n, v int) {
+	n, v = rowsCols(logits)
+	for _, t := range perRow {
+		if t.Numel() != n {
+			panic(fmt.Sprintf("cuda.%s: %v must have one element per row of logits %v", op, t, logits))
+		}
+	}
+	return n, v
+}
+
+func (b *Backend) RowMax(mx, logits *tensor.Tensor) {
+	b.f32("RowMax", mx, logits)
+	n, v := ceRows("RowMax", logits, mx)
+	b.rowKernel("gm_rowmax_f32", n, mx.Ptr, logits.Ptr, int32(v))
+}
+
+func (b *Backend) SumExp(se, logits, mx *tensor.Tensor) {
+	b.f32("SumExp", se, logits, mx)
+	n, v := ceRows("SumExp", logits, se, mx)
+	b.rowKernel("gm_sumexp_f32", n, se.Ptr, logits.Ptr, mx.Ptr, int32(v))
+}
+
+func (b *Backend) TargetLogit(tl, logits, targets *tensor.Tensor, start int) {
+	b.f32("TargetLogit", tl, logits)
+	is64 := b.idsKind("TargetLogit", targets)
+	n, v := ceRows("TargetLogit", logits, tl, targets)
+	b.elem("gm_target_logit_f32", n, tl.Ptr, logits.Ptr, targets.Ptr, is64, int64(n), int32(v), int64(start))
+}
+
+func (b *Backend) CrossEntropyBackward(dlogits, logits, mx, se, targets, dloss *tensor.Tensor, start int) {
+	op := "CrossEntropyBackward"
+	b.f32(op, dlogits, logits, mx, se, dloss)
+	is64 := b.idsKind(op, targets)
+	sameShape(op, dlogits, logits)
+	n, v := ceRows(op, logits, mx, se, targets, dloss)
+	b.elem("gm_xent_bwd_f32", n*v, dlogits.Ptr, logits.Ptr, mx.Ptr, se.Ptr, targets.Ptr, is64, dloss.Ptr, int64(n), int32(v), int64(start))
+}
+
+// AdamW: see kernels.AdamParams; the constants are formed on the host as in kernels/cpu.
+func (b *Backend) AdamW(p, g, m, v *tensor.Tensor, h kernels.AdamParams) {
+	b.f32("AdamW", p, g, m, v)
+	sameShape("AdamW", p, g, m, v)
+	if h.Step < 1 {
+		panic(fmt.Sprintf("cuda.AdamW: step %d < 1", h.Step))
+	}
+	lr, b1, b2 := float64(h.LR), float64(h.Beta1), float64(h.Beta2)
+	decay := float32(1 - lr*float64(h.WeightDecay))
+	bc1 := 1 - math.Pow(b1, float64(h.Step))
+	bc2 := 1 - math.Pow(b2, float64(h.Step))
+	negStep := float32(-lr / bc1)
+	bc2s := float32(math.Sqrt(bc2))
+	b.elem("gm_adamw_f32", p.Numel(), p.Ptr, g.Ptr, m.Ptr, v.Ptr, decay, h.Beta1, h.Beta2,
+		float32(1-b1), float32(1-b2), negStep, bc2s, h.Eps, int64(p.Numel()))
+}
+
+// CastWithAmax rounds src·scale into dst (BF16, F16, F8E4M3, F8E5M2 saturating, or F32)
+// and returns max|src| (NaN if src holds a NaN). It waits for the result.
+func (b *Backend) CastWithAmax(dst, src *tensor.Tensor, scale float32) float32 {
+	b.f32("CastWithAmax", src)
+	b.mustDev("CastWithAmax", dst)
+	if dst.Numel() != src.Numel() {
+		panic(fmt.Sprintf("cuda.CastWithAmax: dst %v and src %v differ in size", dst, src))
+	}
+	kind := map[tensor.DType]int32{tensor.BF16: 0, tensor.F16: 1, tensor.F8E4M3: 2, tensor.F8E5M2: 3, tensor.F32: 4}
+	k, ok := kind[dst.DType()]
+	if !ok {
+		panic(fmt.Sprintf("cuda.CastWithAmax: cannot cast into %v", dst))
+	}
+	var out [4]byte
+	b.run(func() error {
+		if err := b.dev.memset32(b.scratch, 0, 1); err != nil {
+			return err
+		}
+		if err := b.dev.launch("gm_cast_amax_f32", b.grid1D(src.Numel()), blockSize, 0, dst.Ptr, src.Ptr, scale, k, b.scratch, int64(src.Numel())); err != nil {
+			return err
+		}
+		return b.dev.download(out[:], b.scratch)
+	})
+	return *(*float32)(unsafe.Pointer(&out[0]))
+}
