@@ -273,3 +273,37 @@ func (a *Adam) Memory() Memory {
 	return Memory{Weights: b(a.buf.Param), Grads: b(a.buf.Grad), Optimizer: b(a.m) + b(a.v) + b(a.main),
 		Staging: b(a.gradShard) + b(a.paramShard), Params: int64(a.numel)}
 }
+
+// State is the optimizer state this rank owns, for checkpoints: the Adam step, and the
+// moments and fp32 main parameters (nil without SetModelDType) of buffer elements
+// [Lo, Lo+M.Numel()).
+type State struct {
+	Step       int
+	Lo         int
+	M, V, Main *tensor.Tensor
+}
+
+// State returns views of the owned state (changes to them change the optimizer).
+func (a *Adam) State() State { return State{Step: a.step, Lo: a.shardLo, M: a.m, V: a.v, Main: a.main} }
+
+// SetStep sets the Adam step count (bias correction) when resuming.
+func (a *Adam) SetStep(n int) { a.step = n }
+
+// SyncMainFromWeights takes freshly loaded weights as the fp32 main parameters and rounds
+// the model's copy to its dtype (bf16/fp16), as after SetModelDType.
+func (a *Adam) SyncMainFromWeights() {
+	if a.main == nil {
+		return
+	}
+	a.be.Copy(a.main, a.buf.Param.Slice(a.shardLo, a.shardLo+a.main.Numel()))
+	roundTo(a.modelDType, a.buf.Param)
+}
+
+// Unpadded is the buffer length without the end padding (Megatron's numel_unpadded).
+func (l Layout) Unpadded(params layers.Params) int {
+	n := 0
+	for i, p := range params {
+		n = max(n, l.Offsets[i]+p.Numel())
+	}
+	return n
+}

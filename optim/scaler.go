@@ -52,3 +52,13 @@ func (d *DynamicScaler) Update(foundInf bool) {
 		d.Cur *= d.Growth
 	}
 }
+
+// Trackers returns the growth and hysteresis counters (for checkpoints).
+func (d *DynamicScaler) Trackers() (growth, hysteresis int) {
+	return d.growthTracker, d.hysteresisTracker
+}
+
+// Restore sets the scale and counters from a checkpoint.
+func (d *DynamicScaler) Restore(scale float64, growth, hysteresis int) {
+	d.Cur, d.growthTracker, d.hysteresisTracker = scale, growth, hysteresis
+}

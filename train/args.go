@@ -132,7 +132,6 @@ func (a *Args) Validate(world int) error {
 	}{
 		{a.LayersPerVirtualStage != 0, "--num-layers-per-virtual-pipeline-stage"},
 		{a.ResetPositionIDs, "--reset-position-ids"}, {a.ResetAttentionMsk, "--reset-attention-mask"},
-		{a.LoadingCheckpoint(), "--load"}, {a.Save != "", "--save"},
 	} {
 		if u.on {
 			unsupported = append(unsupported, u.flag)

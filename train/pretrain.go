@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"os"
 	"time"
 
+	"github.com/gomegatron/gomegatron/ckpt/megatron"
 	"github.com/gomegatron/gomegatron/comm"
 	"github.com/gomegatron/gomegatron/data/gpt"
 	"github.com/gomegatron/gomegatron/data/tokenizer"
@@ -90,6 +92,7 @@ func Pretrain(a *Args, world comm.Comm, out io.Writer) error {
 		}
 	}
 	tr := NewTrainer(be, model, ps, opt, a.SeqLength, a.MicroBatchSize)
+	ck := &checkpointer{a: a, world: world, ps: ps, model: model, opt: opt}
 
 	// Schedule and data.
 	gbs := int64(a.GlobalBatchSize)
@@ -100,6 +103,21 @@ func Pretrain(a *Args, world comm.Comm, out io.Writer) error {
 	sched, err := a.schedule(trainIters)
 	if err != nil {
 		return err
+	}
+	ck.sched = sched
+	var resume progress
+	if a.LoadingCheckpoint() {
+		if _, err := os.Stat(a.Load); os.IsNotExist(err) {
+			logf("WARNING: could not find the metadata file %s/%s; will not load any checkpoints and will start from random", a.Load, megatron.TrackerFile)
+		} else {
+			if resume, err = ck.load(); err != nil {
+				return err
+			}
+			if d, ok := opt.Scaler.(*optim.DynamicScaler); ok && resume.LossScale > 0 {
+				d.Restore(resume.LossScale, resume.ScalerGrowth, resume.ScalerHysteresis)
+			}
+			logf("  successfully loaded checkpoint from %s [ t %d, p %d ] at iteration %d", a.Load, ps.TPSize, ps.PPSize, resume.Iteration)
+		}
 	}
 	if err := world.Barrier(); err != nil { // model built everywhere before rank 0 builds data
 		return err
@@ -149,13 +167,29 @@ func Pretrain(a *Args, world comm.Comm, out io.Writer) error {
 
 	// consumed counts every iteration's samples; schedSteps only those of successful updates
 	// (Megatron does not step the scheduler on a skipped iteration).
-	var consumed, consumedValid, schedSteps int64
+	consumed, consumedValid, schedSteps := resume.ConsumedTrain, resume.ConsumedValid, resume.SchedSteps
 	var skipped, nanIters, sinceLog int
 	var lossAcc float64
 	var lossN int
 	lastLog := time.Now()
 	flopsPerIter := FLOPs(&model.Cfg, a.GlobalBatchSize)
-	for it := 1; it <= trainIters; it++ {
+	save := func(it int) error {
+		p := progress{Iteration: it, ConsumedTrain: consumed, ConsumedValid: consumedValid, SchedSteps: schedSteps, LossScale: opt.LossScale()}
+		if d, ok := opt.Scaler.(*optim.DynamicScaler); ok {
+			p.ScalerGrowth, p.ScalerHysteresis = d.Trackers()
+		}
+		if err := ck.save(p); err != nil {
+			return fmt.Errorf("saving the checkpoint of iteration %d: %w", it, err)
+		}
+		logf("  successfully saved checkpoint from iteration %7d to %s [ t %d/%d, p %d/%d ]", it, a.Save, ps.Coords.TP+1, ps.TPSize, ps.Coords.PP+1, ps.PPSize)
+		return nil
+	}
+	stop := newSignalFlag(a.ExitSignalHandler)
+	defer stop.close()
+	saved := resume.Iteration
+	it := resume.Iteration
+	for it < trainIters {
+		it++
 		micro, err := batchAt(splits[0], consumed)
 		if err != nil {
 			return fmt.Errorf("iteration %d: %w", it, err)
@@ -221,13 +255,39 @@ func Pretrain(a *Args, world comm.Comm, out io.Writer) error {
 				return err
 			}
 		}
-		if a.ExitInterval > 0 && it%a.ExitInterval == 0 {
-			logf("exiting program at iteration %d", it)
+		if a.Save != "" && a.SaveInterval > 0 && it%a.SaveInterval == 0 {
+			if err := save(it); err != nil {
+				return err
+			}
+			saved = it
+		}
+		signalled, err := stop.received(world)
+		if err != nil {
+			return err
+		}
+		var exit string
+		switch {
+		case signalled:
+			exit = fmt.Sprintf("exiting program after receiving SIGTERM at iteration %d", it)
+		case a.ExitInterval > 0 && it%a.ExitInterval == 0:
+			exit = fmt.Sprintf("exiting program at iteration %d", it)
+		case a.ExitDurationInMins > 0 && time.Since(start) > time.Duration(a.ExitDurationInMins)*time.Minute:
+			exit = fmt.Sprintf("exiting program after %d minutes", a.ExitDurationInMins)
+		}
+		if exit != "" {
+			if a.Save != "" && saved != it {
+				if err := save(it); err != nil {
+					return err
+				}
+				saved = it
+			}
+			logf("%s", exit)
 			break
 		}
-		if a.ExitDurationInMins > 0 && time.Since(start) > time.Duration(a.ExitDurationInMins)*time.Minute {
-			logf("exiting program after %d minutes", a.ExitDurationInMins)
-			break
+	}
+	if a.Save != "" && saved != it {
+		if err := save(it); err != nil {
+			return err
 		}
 	}
 	if tb != nil {

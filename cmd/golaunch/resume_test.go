@@ -1,0 +1,116 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/gomegatron/gomegatron/ckpt/megatron"
+)
+
+var lossField = regexp.MustCompile(`iteration +(\d+)/.*(lm loss: [^|]*\| loss scale: [^|]*\| grad norm: [^|]*)`)
+
+// iterationLosses maps iteration number → "lm loss … grad norm …" text of the log.
+func iterationLosses(out string) map[string]string {
+	m := map[string]string{}
+	for _, line := range strings.Split(out, "\n") {
+		if s := lossField.FindStringSubmatch(line); s != nil {
+			m[s[1]] = s[2]
+		}
+	}
+	return m
+}
+
+func resumeArgs(dir string) []string {
+	return strings.Fields("pretrain --num-layers 4 --hidden-size 64 --num-attention-heads 4 --ffn-hidden-size 128 " +
+		"--seq-length 32 --micro-batch-size 2 --global-batch-size 8 --train-iters 8 --lr 3e-3 --lr-warmup-iters 2 " +
+		"--vocab-size 256 --log-interval 1 --swiglu --normalization RMSNorm --position-embedding-type rope " +
+		"--attention-dropout 0 --hidden-dropout 0.1 --mock-data --bf16 --data-cache-path " + dir)
+}
+
+func runGolaunch(t *testing.T, args ...string) string {
+	cmd := exec.Command(golaunchBin, args...)
+	cmd.Env = append(os.Environ(), "GOLAUNCH_GRACE_PERIOD=5")
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%v\n%s", args, out)
+	return string(out)
+}
+
+// TestExactResume: 8 iterations in one go, and 4 + resume to 8, give the same losses, grad
+// norms and final weights bit for bit, for one process, TP2·PP2, and TP2·DP2 with the
+// distributed optimizer (bf16 with fp32 main params, dropout on).
+func TestExactResume(t *testing.T) {
+	for name, layout := range map[string][]string{
+		"single":        nil,
+		"tp2pp2":        {"--tensor-model-parallel-size", "2", "--pipeline-model-parallel-size", "2"},
+		"tp2dp2-distop": {"--tensor-model-parallel-size", "2", "--use-distributed-optimizer"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			launcher := []string{"--standalone"}
+			if layout != nil {
+				launcher = append(launcher, "--nproc-per-node", "4")
+			}
+			run := func(extra ...string) string {
+				return runGolaunch(t, append(append(append([]string{}, launcher...), resumeArgs(dir)...), append(layout, extra...)...)...)
+			}
+			straight := iterationLosses(run("--save", filepath.Join(dir, "a")))
+			half := run("--save", filepath.Join(dir, "b"), "--exit-interval", "4")
+			require.Contains(t, half, "exiting program at iteration 4")
+			resumed := run("--load", filepath.Join(dir, "b"), "--save", filepath.Join(dir, "b"))
+			require.Contains(t, resumed, "successfully loaded checkpoint")
+			got := iterationLosses(resumed)
+			require.Len(t, got, 4, "iterations 5–8 only:\n%s", resumed)
+			for it, want := range straight {
+				if it >= "5" {
+					require.Equal(t, want, got[it], "iteration %s", it)
+				}
+			}
+			a, err := megatron.Open(filepath.Join(dir, "a"))
+			require.NoError(t, err)
+			defer a.Close()
+			b, err := megatron.Open(filepath.Join(dir, "b"))
+			require.NoError(t, err)
+			defer b.Close()
+			require.Equal(t, a.Keys(), b.Keys())
+			for _, k := range a.Keys() {
+				va, _, err := a.Full(k)
+				require.NoError(t, err)
+				vb, _, err := b.Full(k)
+				require.NoError(t, err)
+				require.Equal(t, va, vb, "final %s", k)
+			}
+		})
+	}
+}
+
+// TestSignalSavesCheckpoint: with --exit-signal-handler, SIGTERM to golaunch reaches every
+// worker, which save a checkpoint together before exiting.
+func TestSignalSavesCheckpoint(t *testing.T) {
+	dir := t.TempDir()
+	args := append([]string{"--standalone", "--nproc-per-node", "2"}, resumeArgs(dir)...)
+	args = append(args, "--train-iters", "100000", "--lr-decay-iters", "100000", "--exit-signal-handler",
+		"--save", filepath.Join(dir, "ck"), "--tensor-model-parallel-size", "2")
+	cmd := exec.Command(golaunchBin, args...)
+	cmd.Env = append(os.Environ(), "GOLAUNCH_GRACE_PERIOD=30")
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	require.NoError(t, cmd.Start())
+	deadline := time.Now().Add(60 * time.Second)
+	for !strings.Contains(out.String(), "iteration        3/") && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	_ = cmd.Wait()
+	require.Contains(t, out.String(), "exiting program after receiving SIGTERM", out.String())
+	it, _, err := megatron.ReadTracker(filepath.Join(dir, "ck"))
+	require.NoError(t, err, out.String())
+	require.GreaterOrEqual(t, it, 3)
+}

@@ -1,0 +1,435 @@
+package train
+
+import (
+	"fmt"
+
+	"github.com/gomegatron/gomegatron/ckpt/megatron"
+	"github.com/gomegatron/gomegatron/ckpt/torchpickle"
+	"github.com/gomegatron/gomegatron/comm"
+	"github.com/gomegatron/gomegatron/layers"
+	"github.com/gomegatron/gomegatron/optim"
+	"github.com/gomegatron/gomegatron/tensor"
+)
+
+// progress is what a checkpoint records about the run besides weights and optimizer.
+type progress struct {
+	Iteration                      int
+	ConsumedTrain, ConsumedValid   int64
+	SchedSteps                     int64
+	LossScale                      float64
+	ScalerGrowth, ScalerHysteresis int
+}
+
+// checkpointer saves and loads Megatron torch-format checkpoints for one rank.
+type checkpointer struct {
+	a     *Args
+	world comm.Comm
+	ps    *comm.ParallelState
+	model *layers.GPTModel
+	opt   *optim.Adam
+	sched LRSchedule
+}
+
+func (c *checkpointer) dtype() tensor.DType {
+	switch {
+	case c.a.BF16:
+		return tensor.BF16
+	case c.a.FP16:
+		return tensor.F16
+	}
+	return tensor.F32
+}
+
+// save writes the checkpoint of iteration it under --save: the DP-rank-0 rank of each
+// (TP, PP) shard writes model_optim_rng.pt (and, with the distributed optimizer,
+// distrib_optim.pt gathered over DP), each file atomically; after a barrier global rank 0
+// writes latest_checkpointed_iteration.txt, so an interrupted save leaves the previous
+// checkpoint current.
+func (c *checkpointer) save(p progress) error {
+	loc := megatron.Location{Root: c.a.Save, Iteration: p.Iteration}
+	tp, pp := c.ps.Coords.TP, c.ps.Coords.PP
+	var dist any
+	if c.opt.Distributed && !c.a.NoSaveOptim {
+		var err error
+		if dist, err = c.gatherDistribOptim(); err != nil {
+			return err
+		}
+	}
+	if c.ps.Coords.DP == 0 {
+		state, err := c.stateDict(p)
+		if err != nil {
+			return err
+		}
+		if err := megatron.SaveShard(loc, tp, pp, c.ps.PPSize, state); err != nil {
+			return err
+		}
+		if dist != nil {
+			if err := megatron.SaveDistribOptim(loc, tp, pp, c.ps.PPSize, dist); err != nil {
+				return err
+			}
+		}
+	}
+	if err := c.world.Barrier(); err != nil {
+		return fmt.Errorf("checkpoint barrier: %w", err)
+	}
+	if c.world.Rank() == 0 {
+		return megatron.WriteTracker(loc)
+	}
+	return nil
+}
+
+// stateDict builds this shard's top-level dict with Megatron's keys.
+func (c *checkpointer) stateDict(p progress) (*torchpickle.Dict, error) {
+	tensors := map[string]*tensor.Tensor{}
+	for _, prm := range c.model.Params {
+		tensors[prm.Name] = prm.Data.Clone()
+	}
+	model, err := megatron.ModelDict(megatron.MCore, c.model.Params, tensors)
+	if err != nil {
+		return nil, err
+	}
+	args := megatron.Args(c.model.Cfg, c.ps.TPSize, c.ps.PPSize, c.dtype(), megatron.MCore, "")
+	args.Set("data_parallel_size", c.ps.DPSize)
+	args.Set("consumed_train_samples", p.ConsumedTrain)
+	args.Set("consumed_valid_samples", p.ConsumedValid)
+	args.Set("iteration", p.Iteration)
+	args.Set("micro_batch_size", c.a.MicroBatchSize)
+	args.Set("global_batch_size", c.a.GlobalBatchSize)
+	args.Set("seed", c.a.Seed)
+	args.Set("use_distributed_optimizer", c.opt.Distributed)
+	args.Set("lr", c.a.LR)
+	args.Set("min_lr", c.a.MinLR)
+	st := megatron.StateDict(args, p.Iteration, model)
+	sched := torchpickle.NewDict(false)
+	for _, kv := range []struct {
+		k string
+		v any
+	}{{"max_lr", c.sched.MaxLR}, {"lr_warmup_steps", c.sched.WarmupSteps}, {"num_steps", p.SchedSteps},
+		{"lr_decay_style", c.sched.Style}, {"lr_decay_steps", c.sched.DecaySteps}, {"min_lr", c.sched.MinLR},
+		{"start_wd", c.opt.Cfg.WeightDecay}, {"end_wd", c.opt.Cfg.WeightDecay}, {"wd_incr_style", "constant"},
+		{"wd_incr_steps", int64(c.a.TrainIters) * int64(c.a.GlobalBatchSize)}} {
+		sched.Set(kv.k, kv.v)
+	}
+	st.Set("opt_param_scheduler", sched)
+	if !c.a.NoSaveOptim {
+		st.Set("optimizer", c.optimizerDict(p))
+	}
+	if !c.a.NoSaveRNG {
+		// Dropout masks are functions of (seed, step): the seed is the whole RNG state.
+		rng := torchpickle.NewDict(false)
+		rng.Set("random_rng_state", nil)
+		rng.Set("np_rng_state", nil)
+		rng.Set("torch_rng_state", tensor.New(tensor.U8, 0))
+		rng.Set("cuda_rng_state", tensor.New(tensor.U8, 0))
+		rng.Set("rng_tracker_states", torchpickle.NewDict(false))
+		rng.Set("gomegatron_seed", c.a.Seed)
+		st.Set("rng_state", []any{rng})
+	}
+	st.Set("num_floating_point_operations_so_far", 0.0)
+	return st, nil
+}
+
+// optimizerDict is the "optimizer" entry: Adam state per parameter index (non-distributed;
+// the distributed optimizer's tensors go to distrib_optim.pt), param groups and the grad
+// scaler.
+func (c *checkpointer) optimizerDict(p progress) *torchpickle.Dict {
+	s := c.opt.State()
+	inner := torchpickle.NewDict(false)
+	groups := torchpickle.NewDict(false)
+	groups.Set("step", s.Step)
+	groups.Set("lr", c.sched.At(p.SchedSteps))
+	groups.Set("weight_decay", c.opt.Cfg.WeightDecay)
+	groups.Set("betas", torchpickle.Tuple{c.opt.Cfg.Beta1, c.opt.Cfg.Beta2})
+	groups.Set("eps", c.opt.Cfg.Eps)
+	inner.Set("param_groups", []any{groups})
+	out := torchpickle.NewDict(false)
+	if !c.opt.Distributed {
+		state := torchpickle.NewDict(false)
+		var mains []any
+		lay := c.opt.Buffers().Layout
+		for i, prm := range c.model.Params {
+			lo, hi := lay.Offsets[i]-s.Lo, lay.Offsets[i]-s.Lo+prm.Numel()
+			e := torchpickle.NewDict(false)
+			e.Set("step", s.Step)
+			e.Set("exp_avg", s.M.Slice(lo, hi).View(prm.Shape...).Clone())
+			e.Set("exp_avg_sq", s.V.Slice(lo, hi).View(prm.Shape...).Clone())
+			state.Set(i, e)
+			if s.Main != nil {
+				mains = append(mains, s.Main.Slice(lo, hi).View(prm.Shape...).Clone())
+			}
+		}
+		inner.Set("state", state)
+		if mains != nil {
+			out.Set("fp32_from_fp16_params", []any{mains})
+		}
+	}
+	out.Set("optimizer", inner)
+	if c.opt.Scaler != nil {
+		gs := torchpickle.NewDict(false)
+		gs.Set("scale", p.LossScale)
+		gs.Set("growth_tracker", p.ScalerGrowth)
+		gs.Set("hysteresis_tracker", p.ScalerHysteresis)
+		out.Set("grad_scaler", gs)
+	}
+	return out
+}
+
+// gatherDistribOptim collects every DP rank's optimizer shard into the whole buffer, as
+// get_parameter_state_dp_zero does: {"buckets_coalesced": True, 0: {torch.float32:
+// {"param", "exp_avg", "exp_avg_sq": fp32[numel_unpadded], "numel_unpadded"}}}.
+func (c *checkpointer) gatherDistribOptim() (any, error) {
+	s := c.opt.State()
+	lay := c.opt.Buffers().Layout
+	unpadded := lay.Unpadded(c.model.Params)
+	main := s.Main
+	if main == nil {
+		main = c.opt.Buffers().Param.Slice(s.Lo, s.Lo+s.M.Numel())
+	}
+	byName := torchpickle.NewDict(false)
+	for _, kv := range []struct {
+		k string
+		t *tensor.Tensor
+	}{{"param", main}, {"exp_avg", s.M}, {"exp_avg_sq", s.V}} {
+		full := tensor.New(tensor.F32, lay.Numel)
+		if err := c.ps.DPCP.AllGather(full, kv.t.Clone()); err != nil {
+			return nil, fmt.Errorf("gathering the distributed optimizer's %s: %w", kv.k, err)
+		}
+		byName.Set(kv.k, full.Slice(0, unpadded))
+	}
+	byName.Set("numel_unpadded", unpadded)
+	byDType := torchpickle.NewDict(false)
+	byDType.Set(tensor.F32, byName)
+	d := torchpickle.NewDict(false)
+	d.Set("buckets_coalesced", true)
+	d.Set(0, byDType)
+	return d, nil
+}
+
+// load restores --load: weights (resharded when the checkpoint's TP/PP differ), and unless
+// --finetune / --no-load-optim the optimizer state and the run's progress.
+func (c *checkpointer) load() (progress, error) {
+	var p progress
+	loc, err := megatron.Resolve(c.a.Load)
+	if err != nil {
+		return p, fmt.Errorf("--load: %w", err)
+	}
+	tp, pp, err := megatron.Shards(loc)
+	if err != nil {
+		return p, fmt.Errorf("--load: %w", err)
+	}
+	same := tp == c.ps.TPSize && pp == c.ps.PPSize
+	if same {
+		err = c.loadShardWeights(loc)
+	} else {
+		err = c.loadResharded(loc)
+	}
+	if err != nil {
+		return p, err
+	}
+	c.opt.SyncMainFromWeights()
+	if c.a.Finetune || loc.Release {
+		return p, nil
+	}
+	sf, err := megatron.LoadShard(loc, c.ps.Coords.TP, c.ps.Coords.PP, pp)
+	if err != nil {
+		return p, err
+	}
+	defer sf.Close()
+	p.Iteration = sf.Iteration()
+	args, err := sf.Args()
+	if err != nil {
+		return p, err
+	}
+	p.ConsumedTrain = nsInt(args, "consumed_train_samples")
+	p.ConsumedValid = nsInt(args, "consumed_valid_samples")
+	root, _ := sf.Value.(*torchpickle.Dict)
+	if sch, ok := dictGet(root, "opt_param_scheduler"); ok {
+		if v, ok := dictGetAny(sch, "num_steps"); ok {
+			n, _ := torchpickle.AsInt64(v)
+			p.SchedSteps = n
+		}
+	}
+	if c.a.NoLoadOptim {
+		return p, nil
+	}
+	if !same {
+		return p, fmt.Errorf("--load: %s was saved with TP=%d PP=%d, this run has TP=%d PP=%d: the optimizer state cannot follow a resharding; pass --no-load-optim (or --finetune) to load the weights only", c.a.Load, tp, pp, c.ps.TPSize, c.ps.PPSize)
+	}
+	return p, c.loadOptimizer(loc, root, &p)
+}
+
+// loadShardWeights copies this rank's shard of a checkpoint with the same layout.
+func (c *checkpointer) loadShardWeights(loc megatron.Location) error {
+	_, pp, _ := megatron.Shards(loc)
+	sf, err := megatron.LoadShard(loc, c.ps.Coords.TP, c.ps.Coords.PP, pp)
+	if err != nil {
+		return err
+	}
+	defer sf.Close()
+	tensors, _, err := sf.Model()
+	if err != nil {
+		return err
+	}
+	for _, prm := range c.model.Params {
+		t, ok := tensors[prm.Name]
+		if !ok {
+			return fmt.Errorf("%s: no tensor %s", sf.Path, prm.Name)
+		}
+		if !tensor.SameShape(t.Shape(), prm.Shape) {
+			return fmt.Errorf("%s: %s has shape %v, the model (from the flags) wants %v", sf.Path, prm.Name, t.Shape(), prm.Shape)
+		}
+		c.setParam(prm, t.ToF32())
+	}
+	return nil
+}
+
+// loadResharded reads full tensors from a checkpoint of another TP/PP and takes this rank's shard.
+func (c *checkpointer) loadResharded(loc megatron.Location) error {
+	ck, err := megatron.Open(c.a.Load)
+	if err != nil {
+		return err
+	}
+	defer ck.Close()
+	tp := c.ps.TPSize
+	for _, prm := range c.model.Params {
+		vals, shape, err := ck.Full(prm.InitKey)
+		if err != nil {
+			return fmt.Errorf("--load %s: %s: %w", c.a.Load, prm.InitKey, err)
+		}
+		if !tensor.SameShape(shape, prm.FullShape) {
+			return fmt.Errorf("--load %s: %s has shape %v, the model (from the flags) wants %v", c.a.Load, prm.InitKey, shape, prm.FullShape)
+		}
+		c.setParam(prm, layers.Shard(vals, shape, prm.PartitionDim, prm.GLU, c.ps.Coords.TP, tp))
+	}
+	return nil
+}
+
+func (c *checkpointer) setParam(prm *layers.Param, vals []float32) {
+	copy(prm.Data.F32(), vals)
+}
+
+// loadOptimizer restores Adam's state (and fp32 main params, loss scaler) from a checkpoint
+// with this run's layout.
+func (c *checkpointer) loadOptimizer(loc megatron.Location, root *torchpickle.Dict, p *progress) error {
+	o, ok := dictGet(root, "optimizer")
+	if !ok {
+		return fmt.Errorf("--load %s has no optimizer state; pass --no-load-optim", c.a.Load)
+	}
+	s := c.opt.State()
+	inner, _ := dictGet(o, "optimizer")
+	if groups, ok := dictGetAny(inner, "param_groups"); ok {
+		if l, ok := groups.([]any); ok && len(l) > 0 {
+			if v, ok := dictGetAny(l[0], "step"); ok {
+				n, _ := torchpickle.AsInt64(v)
+				c.opt.SetStep(int(n))
+			}
+		}
+	}
+	if gs, ok := dictGet(o, "grad_scaler"); ok {
+		if v, ok := dictGetAny(gs, "scale"); ok {
+			p.LossScale, _ = v.(float64)
+		}
+		if v, ok := dictGetAny(gs, "growth_tracker"); ok {
+			n, _ := torchpickle.AsInt64(v)
+			p.ScalerGrowth = int(n)
+		}
+		if v, ok := dictGetAny(gs, "hysteresis_tracker"); ok {
+			n, _ := torchpickle.AsInt64(v)
+			p.ScalerHysteresis = int(n)
+		}
+	}
+	lay := c.opt.Buffers().Layout
+	if c.opt.Distributed {
+		_, pp, _ := megatron.Shards(loc)
+		d, err := megatron.LoadDistribOptim(loc, c.ps.Coords.TP, c.ps.Coords.PP, pp)
+		if err != nil {
+			return fmt.Errorf("--load: %w (saved without --use-distributed-optimizer? pass --no-load-optim)", err)
+		}
+		byDType, _ := dictGetAny(d, 0)
+		byName, ok := dictGetAny(byDType, tensor.F32)
+		if !ok {
+			return fmt.Errorf("--load: distrib_optim.pt has no float32 buffer")
+		}
+		for _, kv := range []struct {
+			k   string
+			dst *tensor.Tensor
+		}{{"exp_avg", s.M}, {"exp_avg_sq", s.V}, {"param", s.Main}} {
+			v, ok := dictGetAny(byName, kv.k)
+			t, isT := v.(*tensor.Tensor)
+			if !ok || !isT {
+				return fmt.Errorf("--load: distrib_optim.pt lacks %s", kv.k)
+			}
+			if kv.dst == nil { // fp32 training: the param buffer is the main copy
+				kv.dst = c.opt.Buffers().Param.Slice(s.Lo, s.Lo+s.M.Numel())
+			}
+			src := t.ToF32()
+			dv := kv.dst.F32()
+			for i := range dv {
+				if j := s.Lo + i; j < len(src) {
+					dv[i] = src[j]
+				} else {
+					dv[i] = 0
+				}
+			}
+		}
+		return nil
+	}
+	state, ok := dictGet(inner, "state")
+	if !ok {
+		return fmt.Errorf("--load %s: optimizer state is missing (saved with the distributed optimizer? pass --use-distributed-optimizer or --no-load-optim)", c.a.Load)
+	}
+	var mains []any
+	if f, ok := dictGetAny(o, "fp32_from_fp16_params"); ok {
+		if l, ok := f.([]any); ok && len(l) > 0 {
+			mains, _ = l[0].([]any)
+		}
+	}
+	for i, prm := range c.model.Params {
+		e, ok := dictGetAny(state, i)
+		if !ok {
+			return fmt.Errorf("--load %s: no optimizer state for parameter %d (%s)", c.a.Load, i, prm.Name)
+		}
+		lo := lay.Offsets[i] - s.Lo
+		for _, kv := range []struct {
+			k   string
+			dst *tensor.Tensor
+		}{{"exp_avg", s.M}, {"exp_avg_sq", s.V}} {
+			v, _ := dictGetAny(e, kv.k)
+			t, ok := v.(*tensor.Tensor)
+			if !ok || t.Numel() != prm.Numel() {
+				return fmt.Errorf("--load %s: optimizer %s of %s is missing or has the wrong size", c.a.Load, kv.k, prm.Name)
+			}
+			copy(kv.dst.F32()[lo:lo+prm.Numel()], t.ToF32())
+		}
+		if s.Main != nil && i < len(mains) {
+			if t, ok := mains[i].(*tensor.Tensor); ok && t.Numel() == prm.Numel() {
+				copy(s.Main.F32()[lo:lo+prm.Numel()], t.ToF32())
+			}
+		}
+	}
+	return nil
+}
+
+func dictGet(v any, k string) (*torchpickle.Dict, bool) {
+	x, ok := dictGetAny(v, k)
+	d, isD := x.(*torchpickle.Dict)
+	return d, ok && isD
+}
+
+func dictGetAny(v any, k any) (any, bool) {
+	switch d := v.(type) {
+	case *torchpickle.Dict:
+		return d.Get(k)
+	case *torchpickle.Namespace:
+		if s, ok := k.(string); ok {
+			return d.Get(s)
+		}
+	}
+	return nil, false
+}
+
+func nsInt(ns *torchpickle.Namespace, k string) int64 {
+	v, _ := ns.Get(k)
+	n, _ := torchpickle.AsInt64(v)
+	return n
+}
