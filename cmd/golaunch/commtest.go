@@ -42,12 +42,14 @@ func commTest(args []string) error {
 	bench := fs.String("bench", "", "benchmark sizes in bytes")
 	iters := fs.Int("iters", 10, "benchmark iterations per size")
 	rounds := fs.Int("rounds", 3, "benchmark rounds (best kept)")
+	seg := fs.Int("seg", 0, "comm/tcp SegmentBytes (0: default)")
+	small := fs.Int("small", 0, "comm/tcp SmallBytes (0: default)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	c, err := tcp.InitFromEnv(ctx, tcp.Options{Timeout: *timeout})
+	c, err := tcp.InitFromEnv(ctx, tcp.Options{Timeout: *timeout, SegmentBytes: *seg, SmallBytes: *small})
 	if err != nil {
 		return err
 	}
@@ -214,13 +216,6 @@ func checkGroups(c comm.Comm) (int, error) {
 // killTest: rank kill dies by SIGKILL in the middle of the run; the others must fail fast
 // with an error naming it. Survivors delay the launcher's SIGTERM until they have reported.
 func killTest(c comm.Comm, kill int) error {
-	if err := c.Barrier(); err != nil {
-		return err
-	}
-	if c.Rank() == kill {
-		syscall.Kill(os.Getpid(), syscall.SIGKILL)
-		time.Sleep(time.Minute)
-	}
 	done := make(chan struct{})
 	term := make(chan os.Signal, 1)
 	signal.Notify(term, syscall.SIGTERM)
@@ -232,6 +227,14 @@ func killTest(c comm.Comm, kill int) error {
 		}
 		os.Exit(143)
 	}()
+	if err := c.Barrier(); err != nil {
+		close(done)
+		return err
+	}
+	if c.Rank() == kill {
+		syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		time.Sleep(time.Minute)
+	}
 	start := time.Now()
 	x := tensor.New(tensor.F32, 1<<18)
 	var err error

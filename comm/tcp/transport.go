@@ -129,6 +129,10 @@ func (t *transport) notify(err error) {
 	msg := err.Error()
 	if errors.As(err, &pe) {
 		origin, msg = pe.Rank, pe.Err.Error()
+		var re *remoteError
+		if errors.As(pe.Err, &re) {
+			msg = re.msg
+		}
 	}
 	payload := binary.LittleEndian.AppendUint32(nil, uint32(origin))
 	payload = append(payload, msg...)
@@ -154,6 +158,14 @@ func (t *transport) notify(err error) {
 	}
 	wg.Wait()
 }
+
+// remoteError is an error another rank reported in its abort frame.
+type remoteError struct {
+	msg string
+	via int // the rank whose abort frame carried it
+}
+
+func (e *remoteError) Error() string { return fmt.Sprintf("%s (reported by rank %d)", e.msg, e.via) }
 
 // err returns the fatal error, or nil while the transport is healthy.
 func (t *transport) err() error {
@@ -224,13 +236,8 @@ func (p *peer) readLoop(br *bufio.Reader) error {
 			if _, err := io.ReadFull(br, b); err != nil {
 				return p.connErr(err)
 			}
-			origin, msg := int(binary.LittleEndian.Uint32(b)), string(b[4:])
-			if origin == p.rank {
-				msg = "aborted: " + msg
-			} else {
-				msg += fmt.Sprintf(" (reported by rank %d)", p.rank)
-			}
-			p.t.fail(&comm.PeerError{Rank: origin, Err: errors.New(msg)})
+			origin := int(binary.LittleEndian.Uint32(b))
+			p.t.fail(&comm.PeerError{Rank: origin, Err: &remoteError{msg: string(b[4:]), via: p.rank}})
 			return p.t.err()
 		}
 		if n > 1<<40 {
@@ -305,9 +312,8 @@ func (p *peer) connErr(err error) error {
 	if e := p.t.err(); e != nil {
 		return e
 	}
-	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-		err = fmt.Errorf("connection closed without goodbye (process exited or was killed?): %w", err)
-	}
+	// EOF or a reset without the goodbye frame: the process is gone.
+	err = fmt.Errorf("connection lost without goodbye (process exited or was killed?): %w", err)
 	pe := &comm.PeerError{Rank: p.rank, Err: err}
 	p.t.fail(pe)
 	return p.t.err()
