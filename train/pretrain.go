@@ -22,6 +22,28 @@ import (
 // the tokenizer, the datasets and the model shard, then train, log, evaluate and exit as the
 // flags say. The last rank prints Megatron's log lines to out.
 func Pretrain(a *Args, world comm.Comm, out io.Writer) error {
+	return run(a, world, out, nil)
+}
+
+// Finetune runs Pai-Megatron-Patch's supervised fine-tuning: the pretraining loop on
+// instruction samples (prompt and padding masked out of the loss), for --epochs passes.
+func Finetune(f *FinetuneArgs, world comm.Comm, out io.Writer) error {
+	if f.MaxPaddingLength < 2 {
+		return fmt.Errorf("finetune needs --max-padding-length ≥ 2 (the padded sample length)")
+	}
+	f.SeqLength = f.MaxPaddingLength - 1 // samples are input_ids[:-1]
+	f.TrainIters, f.TrainSamples = 1, 0  // set from the data and --epochs below
+	if f.Epochs < 1 {
+		return fmt.Errorf("--epochs must be ≥ 1, got %d", f.Epochs)
+	}
+	return run(&f.Args, world, out, f.sftSplits)
+}
+
+// dataHook builds the splits instead of the GPT datasets (fine-tuning) and may set
+// a.TrainIters; dp is the data-parallel size.
+type dataHook func(tok tokenizer.Tokenizer, dp int) ([3]samples, error)
+
+func run(a *Args, world comm.Comm, out io.Writer, hook dataHook) error {
 	start := time.Now()
 	if err := a.Validate(world.Size()); err != nil {
 		return err
@@ -40,9 +62,9 @@ func Pretrain(a *Args, world comm.Comm, out io.Writer) error {
 
 	// Tokenizer and vocabulary.
 	ds := gpt.DatasetConfig{SequenceLength: a.SeqLength, AddExtraToken: true, EOD: -1, Pad: gpt.PadTokenIDNone, EODMaskLoss: a.EODMaskLoss}
-	if !a.MockData || a.TokenizerType != "" {
-		tok, err := a.buildTokenizer()
-		if err != nil {
+	var tok tokenizer.Tokenizer
+	if !a.MockData || a.TokenizerType != "" || hook != nil {
+		if tok, err = a.buildTokenizer(); err != nil {
 			return err
 		}
 		a.VocabSize = tok.VocabSize() + a.ExtraVocabSize
@@ -53,6 +75,12 @@ func Pretrain(a *Args, world comm.Comm, out io.Writer) error {
 	}
 	if a.VocabSize <= 0 {
 		return fmt.Errorf("--mock-data without a tokenizer needs --vocab-size")
+	}
+	var splits [3]samples
+	if hook != nil {
+		if splits, err = hook(tok, ps.DPSize); err != nil {
+			return err
+		}
 	}
 
 	// Model, optimizer, trainer.
@@ -122,9 +150,10 @@ func Pretrain(a *Args, world comm.Comm, out io.Writer) error {
 	if err := world.Barrier(); err != nil { // model built everywhere before rank 0 builds data
 		return err
 	}
-	splits, err := a.buildSplitsRankZeroFirst(world, a.splitSizes(trainIters), ds)
-	if err != nil {
-		return err
+	if hook == nil {
+		if splits, err = a.buildSplitsRankZeroFirst(world, a.splitSizes(trainIters), ds); err != nil {
+			return err
+		}
 	}
 	if splits[0] == nil {
 		return fmt.Errorf("the training split is empty (--split %q)", a.Split)
@@ -382,6 +411,10 @@ func (a *Args) buildTokenizer() (tokenizer.Tokenizer, error) {
 	if typ == "" {
 		return nil, fmt.Errorf("no tokenizer: give --tokenizer-type (or --patch-tokenizer-type)")
 	}
-	return tokenizer.Build(tokenizer.Config{TokenizerType: typ, TokenizerModel: a.TokenizerModel,
+	model := a.TokenizerModel
+	if model == "" && (typ == "LLamaTokenizer" || typ == "HuggingFaceTokenizer") && a.LoadingCheckpoint() {
+		model = a.Load // Pai loads the tokenizer from the checkpoint folder (the converter copies it there)
+	}
+	return tokenizer.Build(tokenizer.Config{TokenizerType: typ, TokenizerModel: model,
 		VocabFile: a.VocabFile, MergeFile: a.MergeFile, VocabSize: a.VocabSize})
 }

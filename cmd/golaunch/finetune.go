@@ -1,0 +1,28 @@
+package main
+
+import (
+	"context"
+	"os"
+
+	"github.com/gomegatron/gomegatron/comm/tcp"
+	"github.com/gomegatron/gomegatron/train"
+)
+
+func init() {
+	register("finetune", "supervised fine-tuning on instruction data (Pai-Megatron-Patch's LLama-SFT)", func(args []string) error {
+		var f train.FinetuneArgs
+		if done, err := parseCommand(&f, "golaunch finetune",
+			"Fine-tune on {instruction, input, output} records with the Alpaca prompts, loss on the response only.\n"+
+				"  golaunch --nproc-per-node 2 finetune --load CKPT --train-data-path train.json --valid-data-path valid.json \\\n"+
+				"    --max-padding-length 512 --epochs 2 --micro-batch-size 1 --lr 1e-5 --patch-tokenizer-type LLamaTokenizer …",
+			expandListFlags(args), os.Stdout); done || err != nil {
+			return err
+		}
+		world, err := tcp.InitFromEnv(context.Background(), tcp.Options{})
+		if err != nil {
+			return err
+		}
+		defer world.Close()
+		return train.Finetune(&f, world, os.Stdout)
+	})
+}
