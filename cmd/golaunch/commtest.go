@@ -216,7 +216,17 @@ func checkGroups(c comm.Comm) (int, error) {
 // killTest: rank kill dies by SIGKILL in the middle of the run; the others must fail fast
 // with an error naming it. Survivors delay the launcher's SIGTERM until they have reported.
 func killTest(c comm.Comm, kill int) error {
+	start := time.Now()
 	done := make(chan struct{})
+	// report prints the outcome before releasing a pending SIGTERM exit.
+	report := func(err error) error {
+		fmt.Fprintf(os.Stderr, "rank %d: error after %.3fs: %v\n", c.Rank(), time.Since(start).Seconds(), err)
+		close(done)
+		if err == nil {
+			return fmt.Errorf("rank %d: rank %d was killed but the all-reduces kept succeeding", c.Rank(), kill)
+		}
+		return err
+	}
 	term := make(chan os.Signal, 1)
 	signal.Notify(term, syscall.SIGTERM)
 	go func() {
@@ -228,25 +238,18 @@ func killTest(c comm.Comm, kill int) error {
 		os.Exit(143)
 	}()
 	if err := c.Barrier(); err != nil {
-		close(done)
-		return err
+		return report(err)
 	}
 	if c.Rank() == kill {
 		syscall.Kill(os.Getpid(), syscall.SIGKILL)
 		time.Sleep(time.Minute)
 	}
-	start := time.Now()
 	x := tensor.New(tensor.F32, 1<<18)
 	var err error
 	for i := 0; err == nil && i < 100000; i++ {
 		err = c.AllReduce(x, comm.Sum)
 	}
-	fmt.Fprintf(os.Stderr, "rank %d: error after %.3fs: %v\n", c.Rank(), time.Since(start).Seconds(), err)
-	close(done)
-	if err == nil {
-		return fmt.Errorf("rank %d: rank %d was killed but the all-reduces kept succeeding", c.Rank(), kill)
-	}
-	return err
+	return report(err)
 }
 
 func benchAllReduce(c comm.Comm, sizes string, iters, rounds int) error {
