@@ -1,0 +1,157 @@
+package cuda
+
+import (
+	"math"
+	"math/rand/v2"
+	"os"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/gomegatron/gomegatron/kernels/cpu"
+	"github.com/gomegatron/gomegatron/tensor"
+)
+
+// Tolerances on the relative L2 error against the CPU backend (DESIGN.md).
+const (
+	tolF32  = 1e-5
+	tolTF32 = 5e-4
+	tolBF16 = 1e-2
+)
+
+var testGPU = sync.OnceValues(func() (*Backend, error) {
+	size := int64(8 << 30)
+	if v := os.Getenv("GOMEGATRON_CUDA_ARENA_MB"); v != "" {
+		size = 0 // the device reads it
+	}
+	return New(Options{ArenaBytes: size})
+})
+
+// gpu returns the shared test backend or skips the test with the reason CUDA is missing.
+func gpu(t testing.TB) *Backend {
+	t.Helper()
+	if ok, reason := Available(); !ok {
+		t.Skip("CUDA not available: " + reason)
+	}
+	b, err := testGPU()
+	require.NoError(t, err, "CUDA is available but the backend failed to start")
+	return b
+}
+
+// env pairs every test tensor with a CPU twin: ops run on both and results are compared.
+type env struct {
+	t   *testing.T
+	g   *Backend
+	c   *cpu.Backend
+	r   *rand.Rand
+	own []*tensor.Tensor
+}
+
+type pair struct{ h, d *tensor.Tensor }
+
+func newEnv(t *testing.T) *env {
+	g := gpu(t)
+	e := &env{t: t, g: g, c: cpu.New(), r: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))}
+	t.Cleanup(func() {
+		for _, d := range e.own {
+			_ = g.Free(d)
+		}
+	})
+	return e
+}
+
+func (e *env) device(h *tensor.Tensor) *tensor.Tensor {
+	d := e.g.Alloc(h.DType(), h.Shape()...)
+	e.own = append(e.own, d)
+	e.g.Upload(d, h)
+	return d
+}
+
+// randn is a pair holding fresh normal values times scale (rounded to dt).
+func (e *env) randn(dt tensor.DType, scale float64, shape ...int) pair {
+	h := tensor.New(dt, shape...)
+	v := make([]float32, h.Numel())
+	for i := range v {
+		v[i] = float32(e.r.NormFloat64() * scale)
+	}
+	tensor.ConvertFromF32(h, v)
+	return pair{h, e.device(h)}
+}
+
+// ids is a pair of I64 or I32 indices uniform in [lo, hi).
+func (e *env) ids(dt tensor.DType, n int, lo, hi int) pair {
+	h := tensor.New(dt, n)
+	for i := range n {
+		v := int64(lo + e.r.IntN(hi-lo))
+		if dt == tensor.I64 {
+			h.I64()[i] = v
+		} else {
+			h.I32()[i] = int32(v)
+		}
+	}
+	return pair{h, e.device(h)}
+}
+
+// out is an output pair: zero on the CPU, poisoned with NaN (all-ones bytes for integer
+// types) on the GPU, so an element the kernel fails to write shows up.
+func (e *env) out(dt tensor.DType, shape ...int) pair {
+	h := tensor.New(dt, shape...)
+	poison := tensor.New(dt, shape...)
+	if dt.IsFloat() {
+		v := make([]float32, poison.Numel())
+		for i := range v {
+			v[i] = float32(math.NaN())
+		}
+		tensor.ConvertFromF32(poison, v)
+	} else {
+		for i := range poison.Data {
+			poison.Data[i] = 0xff
+		}
+	}
+	return pair{h, e.device(poison)}
+}
+
+// get downloads a device tensor.
+func (e *env) get(d *tensor.Tensor) *tensor.Tensor {
+	h := tensor.New(d.DType(), d.Shape()...)
+	e.g.Download(h, d)
+	return h
+}
+
+// check compares the GPU result with the CPU one by relative L2 error; a NaN on one side
+// only fails.
+func (e *env) check(what string, p pair, tol float64) {
+	e.t.Helper()
+	got := e.get(p.d).ToF32()
+	want := p.h.ToF32()
+	var num, den float64
+	for i := range want {
+		gn, wn := math.IsNaN(float64(got[i])), math.IsNaN(float64(want[i]))
+		if gn != wn {
+			e.t.Fatalf("%s[%d]: got %v, CPU %v (unwritten or NaN mismatch)", what, i, got[i], want[i])
+		}
+		if gn {
+			continue
+		}
+		if math.IsInf(float64(want[i]), 0) || math.IsInf(float64(got[i]), 0) {
+			require.Equalf(e.t, want[i], got[i], "%s[%d]", what, i)
+			continue
+		}
+		d := float64(got[i]) - float64(want[i])
+		num += d * d
+		den += float64(want[i]) * float64(want[i])
+	}
+	rel := math.Sqrt(num)
+	if den > 0 {
+		rel = math.Sqrt(num / den)
+	}
+	require.LessOrEqualf(e.t, rel, tol, "%s: relative L2 error %.3g > %.3g", what, rel, tol)
+}
+
+// checkBits requires bitwise-equal storage.
+func (e *env) checkBits(what string, p pair) {
+	e.t.Helper()
+	got := e.get(p.d)
+	require.Equal(e.t, p.h.Data, got.Data, what)
+}

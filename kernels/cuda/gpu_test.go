@@ -1,0 +1,402 @@
+package cuda
+
+import (
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/gomegatron/gomegatron/kernels"
+	"github.com/gomegatron/gomegatron/kernels/cpu"
+	"github.com/gomegatron/gomegatron/kernels/kernelstest"
+	"github.com/gomegatron/gomegatron/tensor"
+)
+
+// TestConformance runs the backend-independent suite (float64 references, finite
+// differences) on the GPU.
+func TestConformance(t *testing.T) {
+	kernelstest.RunAll(t, gpu(t))
+}
+
+// TestVsCPU runs every op on the GPU and on the CPU backend with the same fresh random
+// inputs and compares (outputs poisoned with NaN on the GPU before each run).
+func TestVsCPU(t *testing.T) {
+	F := tensor.F32
+	cases := []struct {
+		name string
+		run  func(e *env)
+	}{
+		{"Fill/Scale/Axpy/Add/Mul", func(e *env) {
+			n := 100003
+			x, y := e.randn(F, 1, n), e.randn(F, 1, n)
+			o := e.out(F, n)
+			e.c.Fill(o.h, 2.5)
+			e.g.Fill(o.d, 2.5)
+			e.check("Fill", o, 0)
+			e.c.Scale(x.h, -0.3)
+			e.g.Scale(x.d, -0.3)
+			e.check("Scale", x, 0)
+			e.c.Axpy(y.h, 1.7, x.h)
+			e.g.Axpy(y.d, 1.7, x.d)
+			e.check("Axpy", y, tolF32)
+			e.c.Add(o.h, x.h, y.h)
+			e.g.Add(o.d, x.d, y.d)
+			e.check("Add", o, 0)
+			o2 := e.out(F, n)
+			e.c.Mul(o2.h, x.h, y.h)
+			e.g.Mul(o2.d, x.d, y.d)
+			e.check("Mul", o2, 0)
+			require.InEpsilon(t, e.c.SumSquares(x.h), e.g.SumSquares(x.d), 1e-12)
+		}},
+		{"Copy/bf16", func(e *env) {
+			x := e.randn(tensor.BF16, 1, 37, 3)
+			o := e.out(tensor.BF16, 37, 3)
+			e.c.Copy(o.h, x.h)
+			e.g.Copy(o.d, x.d)
+			e.checkBits("Copy", o)
+		}},
+		{"Permute", func(e *env) {
+			for _, perm := range [][]int{{1, 0}, {2, 0, 1}, {0, 2, 1, 3}, {3, 1, 0, 2}} {
+				shape := []int{3, 5, 7, 11}[:len(perm)]
+				x := e.randn(F, 1, shape...)
+				os := make([]int, len(perm))
+				for i, p := range perm {
+					os[i] = shape[p]
+				}
+				o := e.out(F, os...)
+				e.c.Permute(o.h, x.h, perm)
+				e.g.Permute(o.d, x.d, perm)
+				e.check(fmt.Sprint("Permute", perm), o, 0)
+			}
+		}},
+		{"SplitQKV/MergeQKV", func(e *env) {
+			s, b, g, r, d := 5, 2, 3, 2, 8
+			qkv := e.randn(F, 1, s, b, g*(r+2)*d)
+			q, k, v := e.out(F, b, g*r, s, d), e.out(F, b, g, s, d), e.out(F, b, g, s, d)
+			e.c.SplitQKV(q.h, k.h, v.h, qkv.h, g, r)
+			e.g.SplitQKV(q.d, k.d, v.d, qkv.d, g, r)
+			e.check("q", q, 0)
+			e.check("k", k, 0)
+			e.check("v", v, 0)
+			m := e.out(F, s, b, g*(r+2)*d)
+			e.c.MergeQKV(m.h, q.h, k.h, v.h, g, r)
+			e.g.MergeQKV(m.d, q.d, k.d, v.d, g, r)
+			e.check("merged", m, 0)
+		}},
+		{"AddBias/BiasGrad", func(e *env) {
+			x, bias := e.randn(F, 1, 300, 129), e.randn(F, 1, 129)
+			e.c.AddBias(x.h, bias.h)
+			e.g.AddBias(x.d, bias.d)
+			e.check("AddBias", x, 0)
+			db := e.randn(F, 1, 129) // accumulates
+			e.c.BiasGrad(db.h, x.h)
+			e.g.BiasGrad(db.d, x.d)
+			e.check("BiasGrad", db, tolF32)
+		}},
+		{"Embedding", func(e *env) {
+			for _, dt := range []tensor.DType{tensor.I64, tensor.I32} {
+				table := e.randn(F, 1, 50, 33)
+				ids := e.ids(dt, 77, 90, 160) // vocab shard [100, 150): some ids out of range
+				o := e.out(F, 77, 33)
+				e.c.Embedding(o.h, table.h, ids.h, 100)
+				e.g.Embedding(o.d, table.d, ids.d, 100)
+				e.check("Embedding", o, 0)
+				dt := e.randn(F, 1, 50, 33)
+				e.c.EmbeddingBackward(dt.h, o.h, ids.h, 100)
+				e.g.EmbeddingBackward(dt.d, o.d, ids.d, 100)
+				e.check("EmbeddingBackward", dt, tolF32)
+			}
+		}},
+		{"RMSNorm", func(e *env) {
+			n, h := 67, 1000
+			x, w, g := e.randn(F, 2, n, h), e.randn(F, 1, h), e.randn(F, 1, n, h)
+			o, rs := e.out(F, n, h), e.out(F, n)
+			e.c.RMSNorm(o.h, rs.h, x.h, w.h, 1e-5)
+			e.g.RMSNorm(o.d, rs.d, x.d, w.d, 1e-5)
+			e.check("out", o, tolF32)
+			e.check("rstd", rs, tolF32)
+			dx, dw := e.out(F, n, h), e.randn(F, 1, h)
+			e.c.RMSNormBackward(dx.h, dw.h, g.h, x.h, w.h, rs.h)
+			e.g.RMSNormBackward(dx.d, dw.d, g.d, x.d, w.d, rs.d)
+			e.check("dx", dx, tolF32)
+			e.check("dw", dw, tolF32)
+		}},
+		{"LayerNorm", func(e *env) {
+			n, h := 45, 777
+			x, w, bi, g := e.randn(F, 2, n, h), e.randn(F, 1, h), e.randn(F, 1, h), e.randn(F, 1, n, h)
+			o, mu, rs := e.out(F, n, h), e.out(F, n), e.out(F, n)
+			e.c.LayerNorm(o.h, mu.h, rs.h, x.h, w.h, bi.h, 1e-5)
+			e.g.LayerNorm(o.d, mu.d, rs.d, x.d, w.d, bi.d, 1e-5)
+			e.check("out", o, tolF32)
+			e.check("mean", mu, tolF32)
+			e.check("rstd", rs, tolF32)
+			dx, dw, db := e.out(F, n, h), e.randn(F, 1, h), e.randn(F, 1, h)
+			e.c.LayerNormBackward(dx.h, dw.h, db.h, g.h, x.h, w.h, mu.h, rs.h)
+			e.g.LayerNormBackward(dx.d, dw.d, db.d, g.d, x.d, w.d, mu.d, rs.d)
+			e.check("dx", dx, tolF32)
+			e.check("dw", dw, tolF32)
+			e.check("db", db, tolF32)
+		}},
+		{"RoPE", func(e *env) {
+			for _, p := range []kernels.RoPEParams{{Base: 10000}, {Base: 500000, RotaryDim: 32, PosOffset: 4090}, {Base: 10000, Inverse: true, PosOffset: 3}} {
+				x := e.randn(F, 1, 2, 3, 19, 64)
+				o := e.out(F, 2, 3, 19, 64)
+				e.c.RoPE(o.h, x.h, p)
+				e.g.RoPE(o.d, x.d, p)
+				e.check(fmt.Sprintf("RoPE %+v", p), o, tolF32)
+				e.c.RoPE(x.h, x.h, p) // in place
+				e.g.RoPE(x.d, x.d, p)
+				e.check("RoPE in place", x, tolF32)
+			}
+		}},
+		{"SwiGLU/GeLU", func(e *env) {
+			x, g := e.randn(F, 2, 33, 2*70), e.randn(F, 1, 33, 70)
+			o, dx := e.out(F, 33, 70), e.out(F, 33, 140)
+			e.c.SwiGLU(o.h, x.h)
+			e.g.SwiGLU(o.d, x.d)
+			e.check("SwiGLU", o, tolF32)
+			e.c.SwiGLUBackward(dx.h, g.h, x.h)
+			e.g.SwiGLUBackward(dx.d, g.d, x.d)
+			e.check("SwiGLUBackward", dx, tolF32)
+			for _, tanh := range []bool{false, true} {
+				y, gy := e.randn(F, 2.5, 5000), e.randn(F, 1, 5000)
+				o, d := e.out(F, 5000), e.out(F, 5000)
+				e.c.GeLU(o.h, y.h, tanh)
+				e.g.GeLU(o.d, y.d, tanh)
+				e.check(fmt.Sprint("GeLU tanh=", tanh), o, tolF32)
+				e.c.GeLUBackward(d.h, gy.h, y.h, tanh)
+				e.g.GeLUBackward(d.d, gy.d, y.d, tanh)
+				e.check(fmt.Sprint("GeLUBackward tanh=", tanh), d, tolF32)
+			}
+		}},
+		{"Dropout", func(e *env) {
+			for _, p := range []float32{0, 0.1, 0.5, 1} {
+				n := 70001
+				x, g := e.randn(F, 1, n), e.randn(F, 1, n)
+				o, m, dx := e.out(F, n), e.out(tensor.U8, n), e.out(F, n)
+				e.c.Dropout(o.h, m.h, x.h, p, 1234, 99)
+				e.g.Dropout(o.d, m.d, x.d, p, 1234, 99)
+				e.checkBits(fmt.Sprint("mask p=", p), m) // the same counter-based RNG, bit for bit
+				e.check("out", o, 0)
+				e.c.DropoutBackward(dx.h, g.h, m.h, p)
+				e.g.DropoutBackward(dx.d, g.d, m.d, p)
+				if p < 1 {
+					e.check("dx", dx, 0)
+				}
+			}
+		}},
+		{"CrossEntropy", func(e *env) {
+			for _, dt := range []tensor.DType{tensor.I64, tensor.I32} {
+				n, v, start := 37, 1001, 500
+				logits := e.randn(F, 3, n, v)
+				tg := e.ids(dt, n, 0, 2000)
+				mx, se, tl := e.out(F, n), e.out(F, n), e.out(F, n)
+				e.c.RowMax(mx.h, logits.h)
+				e.g.RowMax(mx.d, logits.d)
+				e.check("RowMax", mx, 0)
+				e.c.SumExp(se.h, logits.h, mx.h)
+				e.g.SumExp(se.d, logits.d, mx.d)
+				e.check("SumExp", se, tolF32)
+				e.c.TargetLogit(tl.h, logits.h, tg.h, start)
+				e.g.TargetLogit(tl.d, logits.d, tg.d, start)
+				e.check("TargetLogit", tl, 0)
+				dl, dloss := e.out(F, n, v), e.randn(F, 1, n)
+				e.c.CrossEntropyBackward(dl.h, logits.h, mx.h, se.h, tg.h, dloss.h, start)
+				e.g.CrossEntropyBackward(dl.d, logits.d, mx.d, se.d, tg.d, dloss.d, start)
+				e.check("CrossEntropyBackward", dl, tolF32)
+			}
+		}},
+		{"AdamW", func(e *env) {
+			n := 10007
+			p, m := e.randn(F, 1, n), e.randn(F, 0.01, n)
+			v := e.randn(F, 0.01, n)
+			e.c.Mul(v.h, v.h, v.h) // second moments are non-negative
+			e.g.Mul(v.d, v.d, v.d)
+			for step := 1; step <= 3; step++ {
+				g := e.randn(F, 1, n)
+				h := kernels.AdamParams{LR: 1e-3, Beta1: 0.9, Beta2: 0.95, Eps: 1e-8, WeightDecay: 0.1, Step: step}
+				e.c.AdamW(p.h, g.h, m.h, v.h, h)
+				e.g.AdamW(p.d, g.d, m.d, v.d, h)
+			}
+			e.check("p", p, tolF32)
+			e.check("m", m, tolF32)
+			e.check("v", v, tolF32)
+		}},
+		{"CastWithAmax", func(e *env) {
+			for _, dt := range []tensor.DType{tensor.BF16, tensor.F16, tensor.F8E4M3, tensor.F8E5M2, tensor.F32} {
+				x := e.randn(F, 100, 4099)
+				o := e.out(dt, 4099)
+				ac := e.c.CastWithAmax(o.h, x.h, 3.5)
+				ag := e.g.CastWithAmax(o.d, x.d, 3.5)
+				require.Equal(t, ac, ag, "amax %v", dt)
+				e.checkBits(fmt.Sprint("cast ", dt), o) // round-to-nearest-even and saturation agree bit for bit
+			}
+			x := e.randn(F, 1, 1000)
+			hx := x.h.F32()
+			hx[17] = float32(math.NaN())
+			e.g.Upload(x.d, x.h)
+			o := e.out(tensor.BF16, 1000)
+			require.True(t, math.IsNaN(float64(e.g.CastWithAmax(o.d, x.d, 1))), "a NaN input makes amax NaN")
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) { c.run(newEnv(t)) })
+	}
+}
+
+// TestAttentionVsCPU covers GQA, causal with a query offset, sliding windows and ALiBi
+// before and after scaling, forward and backward.
+func TestAttentionVsCPU(t *testing.T) {
+	F := tensor.F32
+	cases := []struct {
+		b, h, g, s, tt, d int
+		p                 kernels.AttnParams
+	}{
+		{2, 4, 2, 33, 33, 64, kernels.AttnParams{Causal: true}},
+		{1, 6, 3, 17, 40, 128, kernels.AttnParams{Causal: true, QOffset: 23}},
+		{1, 4, 4, 50, 50, 32, kernels.AttnParams{Causal: true, SlidingWindow: 7}},
+		{2, 4, 1, 20, 20, 80, kernels.AttnParams{Causal: true, ALiBiSlopes: cpu.ALiBiSlopes(4)}},
+		{1, 4, 2, 20, 29, 96, kernels.AttnParams{ALiBiSlopes: cpu.ALiBiSlopes(4), ALiBiBeforeScale: true}},
+		{1, 2, 2, 9, 9, 256, kernels.AttnParams{}},
+	}
+	for _, c := range cases {
+		t.Run(fmt.Sprintf("%+v", c), func(t *testing.T) {
+			e := newEnv(t)
+			c.p.Scale = float32(1 / math.Sqrt(float64(c.d)))
+			q, k, v := e.randn(F, 1, c.b, c.h, c.s, c.d), e.randn(F, 1, c.b, c.g, c.tt, c.d), e.randn(F, 1, c.b, c.g, c.tt, c.d)
+			o, lse := e.out(F, c.b, c.h, c.s, c.d), e.out(F, c.b, c.h, c.s)
+			e.c.Attention(o.h, lse.h, q.h, k.h, v.h, c.p)
+			e.g.Attention(o.d, lse.d, q.d, k.d, v.d, c.p)
+			e.check("out", o, tolF32)
+			e.check("lse", lse, tolF32)
+			g := e.randn(F, 1, c.b, c.h, c.s, c.d)
+			dq, dk, dv := e.out(F, c.b, c.h, c.s, c.d), e.out(F, c.b, c.g, c.tt, c.d), e.out(F, c.b, c.g, c.tt, c.d)
+			e.c.AttentionBackward(dq.h, dk.h, dv.h, g.h, q.h, k.h, v.h, o.h, lse.h, c.p)
+			e.g.AttentionBackward(dq.d, dk.d, dv.d, g.d, q.d, k.d, v.d, o.d, lse.d, c.p)
+			e.check("dq", dq, tolF32)
+			e.check("dk", dk, tolF32)
+			e.check("dv", dv, tolF32)
+		})
+	}
+}
+
+// TestGemmVsCPU: F32 (exact fp32 and TF32), BF16 and F16 against the CPU backend on the same
+// rounded operands.
+func TestGemmVsCPU(t *testing.T) {
+	e := newEnv(t)
+	for _, tc := range []struct {
+		dt   tensor.DType
+		tf32 bool
+		tol  float64
+	}{{tensor.F32, false, tolF32}, {tensor.F32, true, tolTF32}, {tensor.BF16, false, tolF32}, {tensor.F16, false, tolF32}} {
+		for _, tr := range [][2]bool{{false, false}, {false, true}, {true, false}, {true, true}} {
+			m, n, k := 129, 257, 300
+			p := kernels.GemmParams{TransA: tr[0], TransB: tr[1], M: m, N: n, K: k, Alpha: 1.25, Beta: 0.5, Batch: 2,
+				StrideA: m * k, StrideB: k * n, StrideC: m * n}
+			a, bm := e.randn(tc.dt, 1, 2, m*k), e.randn(tc.dt, 1, 2, k*n)
+			c := e.randn(tensor.F32, 1, 2, m*n)
+			e.c.Gemm(p, a.h, bm.h, c.h)
+			e.g.TF32 = tc.tf32
+			e.g.Gemm(p, a.d, bm.d, c.d)
+			e.g.TF32 = false
+			e.check(fmt.Sprintf("%v tf32=%v trans=%v", tc.dt, tc.tf32, tr), c, tc.tol)
+		}
+	}
+}
+
+// TestGemmFP8: cuBLASLt's TN FP8 path with device-pointer scales against the CPU backend's
+// exact FP8 GEMM with the scales folded into Alpha.
+func TestGemmFP8(t *testing.T) {
+	e := newEnv(t)
+	if e.g.dev.CC < 89 {
+		t.Skipf("FP8 GEMM needs sm_89 or newer, have sm_%d", e.g.dev.CC)
+	}
+	for _, dts := range [][2]tensor.DType{{tensor.F8E4M3, tensor.F8E4M3}, {tensor.F8E4M3, tensor.F8E5M2}, {tensor.F8E5M2, tensor.F8E4M3}} {
+		for _, fast := range []bool{false, true} {
+			m, n, k := 128, 256, 512
+			p := kernels.GemmParams{TransB: true, M: m, N: n, K: k, Alpha: 1}
+			a, bm := e.randn(dts[0], 4, m, k), e.randn(dts[1], 4, n, k)
+			as, bs := float32(0.5), float32(0.125)
+			scales := e.device(tensor.FromF32([]float32{as, bs}, 2))
+			dOut := e.out(tensor.BF16, m, n)
+			want := tensor.New(tensor.F32, m, n)
+			pc := p
+			pc.Alpha = as * bs
+			e.c.Gemm(pc, a.h, bm.h, want)
+			require.NoError(t, e.g.GemmFP8(p, a.d, bm.d, dOut.d, FP8Scales{AScale: scales.Ptr, BScale: scales.Ptr + 4, FastAccum: fast}))
+			tol := 1e-2 // D is rounded to BF16
+			tensor.ConvertFromF32(dOut.h, want.F32())
+			e.check(fmt.Sprintf("%v×%v fast=%v", dts[0], dts[1], fast), dOut, tol)
+		}
+	}
+	err := e.g.GemmFP8(kernels.GemmParams{M: 16, N: 16, K: 16}, e.randn(tensor.F8E4M3, 1, 16, 16).d, e.randn(tensor.F8E4M3, 1, 16, 16).d, e.out(tensor.F32, 16, 16).d, FP8Scales{})
+	require.ErrorContains(t, err, "TN")
+}
+
+// TestFP8SoftwareRounding: the software FP8 rounding (sm_80 path) and the hardware cvt both
+// match tensor.E4M3FromF32/E5M2FromF32 bit for bit, specials included.
+func TestFP8SoftwareRounding(t *testing.T) {
+	e := newEnv(t)
+	special := []float32{0, float32(math.Copysign(0, -1)), 448, 449, 464, 480, 1e6, -1e6, float32(math.Inf(1)), float32(math.Inf(-1)),
+		float32(math.NaN()), 57344, 61440, 1e-9, -1e-9, 0.001953125, 0.0009765625, 0.0029296875, 1.5258789e-05, 2.2888184e-05}
+	x := e.randn(tensor.F32, 30, 20000)
+	hx := x.h.F32()
+	copy(hx, special)
+	for i := len(special); i < 2000; i++ {
+		hx[i] *= 1e-4 // the subnormal ranges
+	}
+	e.g.Upload(x.d, x.h)
+	for _, dt := range []tensor.DType{tensor.F8E4M3, tensor.F8E5M2} {
+		o := e.out(tensor.U8, len(hx))
+		for i, v := range hx {
+			if dt == tensor.F8E4M3 {
+				o.h.Data[i] = tensor.E4M3FromF32(v, true)
+			} else {
+				o.h.Data[i] = tensor.E5M2FromF32(v, true)
+			}
+		}
+		e.g.run(func() error {
+			return e.g.dev.launch("gm_fp8_sw_f32", e.g.grid1D(len(hx)), blockSize, 0, o.d.Ptr, x.d.Ptr, bool32(dt == tensor.F8E5M2), int64(len(hx)))
+		})
+		e.checkBits(fmt.Sprint("software ", dt), o)
+		hw := e.out(dt, len(hx))
+		e.g.CastWithAmax(hw.d, x.d, 1)
+		got := e.get(hw.d)
+		require.Equal(t, o.h.Data, got.Data, "hardware %v", dt)
+	}
+}
+
+// TestCubinCache: a second device start reads every CUBIN from the cache folder.
+func TestCubinCache(t *testing.T) {
+	g := gpu(t)
+	dir, err := CacheDir()
+	require.NoError(t, err)
+	files, _, err := Sources()
+	require.NoError(t, err)
+	for f := range files {
+		m, _ := filepath.Glob(filepath.Join(dir, f[:len(f)-3]+"-"+Arch(g.dev.CC)+"-nvrtc*.cubin"))
+		require.NotEmptyf(t, m, "no cached CUBIN for %s in %s", f, dir)
+		st, err := os.Stat(m[0])
+		require.NoError(t, err)
+		require.Positive(t, st.Size())
+	}
+}
+
+// TestArenaDevice: allocations are 256-byte aligned device memory; freeing returns them.
+func TestArenaDevice(t *testing.T) {
+	g := gpu(t)
+	before := g.dev.arena.InUse()
+	x := g.Alloc(tensor.F32, 1000)
+	require.Zero(t, x.Ptr%ArenaAlign)
+	h := tensor.New(tensor.F32, 1000)
+	g.Download(h, x)
+	for _, v := range h.F32() {
+		require.Zero(t, v, "Alloc zeroes")
+	}
+	require.NoError(t, g.Free(x))
+	require.Equal(t, before, g.dev.arena.InUse())
+	require.Error(t, g.Free(x), "double free is an error")
+}
