@@ -64,6 +64,18 @@ func FromF32(v []float32, shape ...int) *Tensor {
 	return &Tensor{shape: append([]int(nil), shape...), dtype: F32, Data: b}
 }
 
+// FromF64 wraps a float64 slice without copying.
+func FromF64(v []float64, shape ...int) *Tensor {
+	if numel(shape) != len(v) {
+		panic(fmt.Sprintf("tensor.FromF64: %d values for shape %v", len(v), shape))
+	}
+	var b []byte
+	if len(v) > 0 {
+		b = unsafe.Slice((*byte)(unsafe.Pointer(&v[0])), 8*len(v))
+	}
+	return &Tensor{shape: append([]int(nil), shape...), dtype: F64, Data: b}
+}
+
 // FromI64 wraps an int64 slice without copying.
 func FromI64(v []int64, shape ...int) *Tensor {
 	if numel(shape) != len(v) {
