@@ -4,12 +4,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/gomegatron/gomegatron/ckpt/hf"
+	"github.com/gomegatron/gomegatron/ckpt/megatron"
 	"github.com/gomegatron/gomegatron/ckpt/safetensors"
+	"github.com/gomegatron/gomegatron/data/indexed"
+	"github.com/gomegatron/gomegatron/data/tokenizer"
 	"github.com/gomegatron/gomegatron/kernels/cpu"
 	"github.com/gomegatron/gomegatron/layers"
 	"github.com/gomegatron/gomegatron/tensor"
@@ -22,10 +26,17 @@ func init() {
 }
 
 type evaluateCmd struct {
-	Load       string `name:"load" required:"" help:"Hugging Face model directory (config.json + *.safetensors)." type:"path"`
-	Tokens     string `name:"tokens" required:"" help:"Token ids: a JSON list of lists, or a safetensors file with an integer tensor input_ids [B, T]." type:"path"`
-	DumpLogits string `name:"dump-logits" help:"Write the logits to this safetensors file (logits [B, T, V], or logits.<i> per sequence when lengths differ)." type:"path"`
-	JSON       bool   `name:"json" help:"Print {\"loss\": …, \"per_sequence\": […]} instead of text."`
+	Load           string   `name:"load" required:"" help:"Hugging Face model directory (config.json + *.safetensors) or Megatron checkpoint (any TP/PP)." type:"path"`
+	Tokens         string   `name:"tokens" help:"Token ids: a JSON list of lists, or a safetensors file with an integer tensor input_ids [B, T]." type:"path"`
+	DataPath       string   `name:"data-path" help:"A Megatron .bin/.idx prefix: each document (cut to --seq-length) is one sample."`
+	JSONL          string   `name:"jsonl" help:"A jsonl file of texts (--json-keys), tokenized with the tokenizer flags." type:"path"`
+	JSONKeys       []string `name:"json-keys" default:"text" help:"Keys of the texts in --jsonl."`
+	SeqLength      int      `name:"seq-length" help:"Cut samples to this many tokens (default: the learned positions' maximum)."`
+	MaxSamples     int      `name:"max-samples" help:"Evaluate at most this many samples."`
+	TokenizerType  string   `name:"tokenizer-type" help:"Tokenizer for --jsonl (default: the model directory's tokenizer.json)."`
+	TokenizerModel string   `name:"tokenizer-model" help:"Tokenizer file or directory for --jsonl." type:"path"`
+	DumpLogits     string   `name:"dump-logits" help:"Write the logits to this safetensors file (logits [B, T, V], or logits.<i> per sequence when lengths differ)." type:"path"`
+	JSON           bool     `name:"json" help:"Print {\"loss\": …, \"ppl\": …, \"per_sequence\": […]} instead of text."`
 }
 
 // runEvaluate prints the mean next-token cross entropy per sequence and overall: Hugging
@@ -33,18 +44,20 @@ type evaluateCmd struct {
 func runEvaluate(args []string, stdout io.Writer) error {
 	var cmd evaluateCmd
 	if done, err := parseCommand(&cmd, "golaunch evaluate",
-		"Evaluate the next-token loss of a Hugging Face checkpoint on given token ids.", args, stdout); done || err != nil {
+		"Per-sample next-token loss and perplexity of a Hugging Face directory or Megatron checkpoint\n"+
+			"on token ids (--tokens), a .bin/.idx dataset (--data-path) or texts (--jsonl).", args, stdout); done || err != nil {
 		return err
 	}
 	be := cpu.New()
-	m, gm, err := hf.Load(be, cmd.Load)
+	gm, family, err := loadAnyModel(be, cmd.Load)
 	if err != nil {
 		return err
 	}
-	seqs, err := readTokens(cmd.Tokens)
+	seqs, err := cmd.samples(gm.Cfg)
 	if err != nil {
 		return err
 	}
+	m := struct{ Config layers.Config }{gm.Cfg}
 	vocab := m.Config.PaddedVocabSize
 	var total, count float64
 	per := make([]float64, len(seqs))
@@ -84,12 +97,12 @@ func runEvaluate(args []string, stdout io.Writer) error {
 		}
 	}
 	if cmd.JSON {
-		return json.NewEncoder(stdout).Encode(map[string]any{"loss": loss, "per_sequence": per})
+		return json.NewEncoder(stdout).Encode(map[string]any{"loss": loss, "ppl": math.Exp(loss), "per_sequence": per})
 	}
 	for i, l := range per {
-		fmt.Fprintf(stdout, "sequence %d: loss %.6f (%d tokens)\n", i, l, len(seqs[i])-1)
+		fmt.Fprintf(stdout, "sequence %d: loss %.6f ppl %.4f (%d tokens)\n", i, l, math.Exp(l), len(seqs[i])-1)
 	}
-	fmt.Fprintf(stdout, "loss: %.6f over %d tokens (%s, %s)\n", loss, int(count), filepath.Base(cmd.Load), m.Family)
+	fmt.Fprintf(stdout, "loss: %.6f, ppl: %.4f over %d tokens (%s, %s)\n", loss, math.Exp(loss), int(count), filepath.Base(cmd.Load), family)
 	return nil
 }
 
@@ -162,4 +175,123 @@ func dumpLogits(path string, logits [][]float32, vocab int) error {
 		}
 	}
 	return safetensors.Write(path, named, map[string]string{"format": "pt"})
+}
+
+// loadAnyModel loads a Hugging Face directory or a Megatron checkpoint as one whole model.
+func loadAnyModel(be *cpu.Backend, dir string) (*layers.GPTModel, string, error) {
+	if _, err := os.Stat(filepath.Join(dir, "config.json")); err == nil {
+		m, gm, err := hf.Load(be, dir)
+		if err != nil {
+			return nil, "", err
+		}
+		return gm, string(m.Family), nil
+	}
+	gm, info, err := megatron.LoadModel(be, dir)
+	if err != nil {
+		return nil, "", fmt.Errorf("--load %s is neither a Hugging Face directory (no config.json) nor a readable Megatron checkpoint: %w", dir, err)
+	}
+	fam := "megatron"
+	if info.HFModelType != "" {
+		fam += " " + info.HFModelType
+	}
+	return gm, fam, nil
+}
+
+// samples reads the evaluation samples from exactly one of --tokens, --data-path, --jsonl.
+func (cmd *evaluateCmd) samples(cfg layers.Config) ([][]int64, error) {
+	given := 0
+	for _, s := range []string{cmd.Tokens, cmd.DataPath, cmd.JSONL} {
+		if s != "" {
+			given++
+		}
+	}
+	if given != 1 {
+		return nil, fmt.Errorf("give exactly one of --tokens, --data-path and --jsonl")
+	}
+	limit := cmd.SeqLength
+	if limit == 0 && cfg.PositionEmbeddingType == "learned_absolute" {
+		limit = cfg.MaxPositionEmbeddings
+	}
+	var seqs [][]int64
+	switch {
+	case cmd.Tokens != "":
+		var err error
+		if seqs, err = readTokens(cmd.Tokens); err != nil {
+			return nil, err
+		}
+	case cmd.DataPath != "":
+		ds, err := indexed.Open(cmd.DataPath)
+		if err != nil {
+			return nil, err
+		}
+		defer ds.Close()
+		for d := 0; d < ds.NumDocuments() && (cmd.MaxSamples == 0 || len(seqs) < cmd.MaxSamples); d++ {
+			doc, err := ds.Document(d)
+			if err != nil {
+				return nil, err
+			}
+			if len(doc) >= 2 {
+				seqs = append(seqs, doc)
+			}
+		}
+	default:
+		tcfg := tokenizer.Config{TokenizerType: cmd.TokenizerType, TokenizerModel: cmd.TokenizerModel}
+		if tcfg.TokenizerType == "" {
+			tcfg = tokenizer.Config{TokenizerType: "HuggingFaceTokenizer", TokenizerModel: cmd.Load}
+		}
+		tok, err := tokenizer.Build(tcfg)
+		if err != nil {
+			return nil, fmt.Errorf("--jsonl needs a tokenizer (--tokenizer-type/--tokenizer-model, or tokenizer.json in --load): %w", err)
+		}
+		texts, err := readJSONL(cmd.JSONL, cmd.JSONKeys)
+		if err != nil {
+			return nil, err
+		}
+		for _, t := range texts {
+			ids := tok.Encode(t)
+			s := make([]int64, len(ids))
+			for i, id := range ids {
+				s[i] = int64(id)
+			}
+			if len(s) >= 2 {
+				seqs = append(seqs, s)
+			}
+		}
+	}
+	if cmd.MaxSamples > 0 && len(seqs) > cmd.MaxSamples {
+		seqs = seqs[:cmd.MaxSamples]
+	}
+	for i := range seqs {
+		if limit > 0 && len(seqs[i]) > limit {
+			seqs[i] = seqs[i][:limit]
+		}
+	}
+	if len(seqs) == 0 {
+		return nil, fmt.Errorf("no sample with at least 2 tokens")
+	}
+	return seqs, nil
+}
+
+// readJSONL returns the texts under keys of every line of a jsonl file.
+func readJSONL(path string, keys []string) ([]string, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for n, line := range strings.Split(string(raw), "\n") {
+		if strings.TrimSpace(line) == "" {
+			continue
+		}
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			return nil, fmt.Errorf("%s:%d: %w", path, n+1, err)
+		}
+		for _, k := range keys {
+			if s, ok := rec[k].(string); ok {
+				out = append(out, s)
+			}
+		}
+	}
+	return out, nil
 }

@@ -10,7 +10,12 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/gomegatron/gomegatron/ckpt/hf"
+	"github.com/gomegatron/gomegatron/ckpt/megatron"
 	"github.com/gomegatron/gomegatron/ckpt/safetensors"
+	"github.com/gomegatron/gomegatron/data/indexed"
+	"github.com/gomegatron/gomegatron/kernels/cpu"
+	"github.com/gomegatron/gomegatron/tensor"
 )
 
 const hfFixtures = "../../testdata/hf"
@@ -105,4 +110,58 @@ func TestEvaluateBadInput(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestEvaluateMegatronCheckpointAndIndexedData: the HF fixture saved as a Megatron (mcore,
+// torch-format) checkpoint evaluates to Hugging Face's loss, and the same token ids read
+// from a .bin/.idx dataset give the same per-sequence losses as --tokens.
+func TestEvaluateMegatronCheckpointAndIndexedData(t *testing.T) {
+	src := filepath.Join(hfFixtures, "llama-gqa")
+	be := cpu.New()
+	_, gm, err := hf.Load(be, src)
+	require.NoError(t, err)
+	dir := t.TempDir()
+	tensors := map[string]*tensor.Tensor{}
+	for _, p := range gm.Params {
+		tensors[p.Name] = p.Data
+	}
+	model, err := megatron.ModelDict(megatron.MCore, gm.Params, tensors)
+	require.NoError(t, err)
+	loc := megatron.Location{Root: filepath.Join(dir, "ckpt"), Release: true}
+	args := megatron.Args(gm.Cfg, 1, 1, tensor.F32, megatron.MCore, "llama")
+	require.NoError(t, megatron.SaveShard(loc, 0, 0, 1, megatron.StateDict(args, 0, model)))
+	require.NoError(t, megatron.WriteTracker(loc))
+
+	eval := func(args ...string) (float64, []float64) {
+		var out bytes.Buffer
+		require.NoError(t, runEvaluate(append(args, "--json"), &out))
+		var res struct {
+			Loss float64   `json:"loss"`
+			Per  []float64 `json:"per_sequence"`
+		}
+		require.NoError(t, json.Unmarshal(out.Bytes(), &res))
+		return res.Loss, res.Per
+	}
+	hfLoss, hfPer := eval("--load", src, "--tokens", filepath.Join(src, "inputs.json"))
+	mgLoss, mgPer := eval("--load", loc.Root, "--tokens", filepath.Join(src, "inputs.json"))
+	require.Equal(t, hfLoss, mgLoss, "the Megatron copy of the weights gives the same loss")
+	require.Equal(t, hfPer, mgPer)
+
+	ids, err := readTokens(filepath.Join(src, "inputs.json"))
+	require.NoError(t, err)
+	prefix := filepath.Join(dir, "data_text_document")
+	b, err := indexed.NewBuilder(prefix+".bin", indexed.Uint16)
+	require.NoError(t, err)
+	for _, s := range ids {
+		doc := make([]int64, len(s))
+		copy(doc, s)
+		require.NoError(t, b.AddItemInt64(doc))
+		b.EndDocument()
+	}
+	require.NoError(t, b.Finalize(prefix+".idx"))
+	_, dataPer := eval("--load", loc.Root, "--data-path", prefix)
+	require.Equal(t, hfPer, dataPer)
+
+	err = runEvaluate([]string{"--load", src, "--tokens", filepath.Join(src, "inputs.json"), "--data-path", prefix}, &bytes.Buffer{})
+	require.ErrorContains(t, err, "exactly one of --tokens, --data-path and --jsonl")
 }
