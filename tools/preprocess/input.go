@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -225,32 +224,169 @@ func readLines(br *bufio.Reader, sink recordSink) error {
 	}
 }
 
-// readArray delivers each element of a JSON array. A syntax error stops the file at the
-// element where it occurs; the elements before it have been delivered.
+// readArray delivers each element of a JSON array. It only finds where each element begins
+// and ends (nesting depth outside strings), which is much faster than decoding; each element
+// is parsed later by a worker, so a malformed element that is still bracket-balanced is
+// reported as one bad record and the elements after it are kept. Damage to the structure (an
+// unterminated string or object, a missing comma) stops the file at the element where it
+// occurs; the elements before it have been delivered.
 func readArray(br *bufio.Reader, sink recordSink) error {
-	dec := json.NewDecoder(br)
-	if _, err := dec.Token(); err != nil { // the '['
-		return &posError{pos: 0, array: true, err: err}
+	if c, err := br.ReadByte(); err != nil || c != '[' { // firstNonSpace saw the '['
+		return &posError{pos: 0, array: true, err: errors.New("the JSON array does not start with '['")}
 	}
-	var i int64
-	for dec.More() {
-		var raw json.RawMessage
-		if err := dec.Decode(&raw); err != nil {
-			return &posError{pos: i, array: true, err: fmt.Errorf("JSON array element: %w", err)}
+	var (
+		sp      arraySplitter
+		idx     int64
+		buf     = make([]byte, 1<<20)
+		emitErr error
+	)
+	emit := func(elem []byte) bool {
+		if emitErr = sink.record(idx, true, elem); emitErr != nil {
+			return false
 		}
-		if err := sink.record(i, true, raw); err != nil {
-			return err
-		}
-		i++
+		idx++
+		return true
 	}
-	if _, err := dec.Token(); err != nil { // the ']'
-		return &posError{pos: i, array: true, err: fmt.Errorf("end of JSON array: %w", err)}
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		if err == nil {
-			err = errors.New("unexpected data")
+	for {
+		n, rerr := br.Read(buf)
+		if n > 0 {
+			if err := sp.feed(buf[:n], emit); err != nil {
+				if emitErr != nil {
+					return emitErr
+				}
+				return &posError{pos: idx, array: true, err: err}
+			}
 		}
-		return &posError{pos: i, array: true, err: fmt.Errorf("after the JSON array: %w", err)}
+		if rerr == io.EOF {
+			if !sp.done {
+				return &posError{pos: idx, array: true, err: errors.New("the JSON array ends before its closing ']'")}
+			}
+			return nil
+		}
+		if rerr != nil {
+			return &posError{pos: idx, array: true, err: rerr}
+		}
+	}
+}
+
+// arraySplitter is the state of readArray's scan, carried across buffer refills.
+type arraySplitter struct {
+	carry     []byte // the current element's bytes from earlier buffers, when carried
+	carried   bool
+	in        bool // inside an element
+	scalar    bool // the element is a number or literal (ends at ',' ']' or space)
+	depth     int  // open '{' and '[' inside the element
+	inStr     bool
+	esc       bool
+	wantComma bool // an element just ended: ',' or ']' must follow
+	sawComma  bool // a ',' was consumed and no element has started since
+	done      bool // the closing ']' was seen
+}
+
+func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
+
+// feed scans p, calling emit with each complete element (valid only during the call);
+// emit returning false stops the scan with an error.
+func (s *arraySplitter) feed(p []byte, emit func([]byte) bool) error {
+	start := 0                 // where the current element starts in p (0 when it was carried in)
+	end := func(i int) error { // the element ends just before p[i]
+		e := p[start:i]
+		if s.carried {
+			e = append(s.carry, e...)
+			s.carry, s.carried = e[:0], false
+			if cap(s.carry) > 16<<20 {
+				s.carry = nil // do not keep one huge element's buffer
+			}
+		}
+		s.in, s.scalar, s.wantComma, s.sawComma = false, false, true, false
+		if !emit(e) {
+			return errors.New("stopped")
+		}
+		return nil
+	}
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		if s.in {
+			switch {
+			case s.inStr:
+				if s.esc {
+					s.esc = false
+				} else if c != '"' && c != '\\' {
+					// skip the plain run of the string in one step
+					j := bytes.IndexAny(p[i:], "\"\\")
+					if j < 0 {
+						i = len(p) - 1
+					} else {
+						i += j - 1
+					}
+				} else if c == '\\' {
+					s.esc = true
+				} else if c == '"' {
+					s.inStr = false
+					if s.depth == 0 {
+						if err := end(i + 1); err != nil {
+							return err
+						}
+					}
+				}
+			case s.scalar:
+				if c == ',' || c == ']' || isSpace(c) {
+					if err := end(i); err != nil {
+						return err
+					}
+					i-- // look at c again between elements
+				}
+			case c == '"':
+				s.inStr = true
+			case c == '{' || c == '[':
+				s.depth++
+			case c == '}' || c == ']':
+				s.depth--
+				if s.depth == 0 {
+					if err := end(i + 1); err != nil {
+						return err
+					}
+				}
+			}
+			continue
+		}
+		switch {
+		case isSpace(c):
+		case s.done:
+			return errors.New("unexpected data after the JSON array")
+		case s.wantComma:
+			switch c {
+			case ',':
+				s.wantComma, s.sawComma = false, true
+			case ']':
+				s.done = true
+			default:
+				return fmt.Errorf("want ',' or ']' after an element, found %q", c)
+			}
+		case c == ']':
+			if s.sawComma {
+				return errors.New("trailing ',' before ']'")
+			}
+			s.done = true
+		case c == ',':
+			return errors.New("unexpected ','")
+		default:
+			s.in, start = true, i
+			switch c {
+			case '"':
+				s.inStr = true
+			case '{', '[':
+				s.depth = 1
+			default:
+				s.scalar = true
+			}
+		}
+	}
+	if s.in { // carry the partial element into the next buffer
+		if !s.carried {
+			s.carry, s.carried = s.carry[:0], true
+		}
+		s.carry = append(s.carry, p[start:]...)
 	}
 	return nil
 }

@@ -201,6 +201,8 @@ func TestMalformedRecords(t *testing.T) {
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "b.jsonl.gz"), trunc, 0o644))
 	arr := `[{"text": "arr0"}, {"text": null}, {"text": "arr2"}, {"text": "arr3" "oops"}, {"text": "lost"}]`
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "c.json"), []byte(arr), 0o644))
+	// a truncated array: the elements before the damage are kept
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "c2.json"), []byte(`[{"text": "e0"}, {"text": "e]1"`), 0o644))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "d.jsonl"), []byte(good("after the damage")+"\n"), 0o644))
 
 	tok := fakeTok{1000}
@@ -221,7 +223,7 @@ func TestMalformedRecords(t *testing.T) {
 	for i := 0; i < gzKept; i++ {
 		want = append(want, fmt.Sprintf("gz record %d with some text to make it longer", i))
 	}
-	want = append(want, "arr0", "arr2", "after the damage")
+	want = append(want, "arr0", "arr2", "lost", "e0", "after the damage")
 	assert.Equal(t, normDocs(refDocs(tok, want, true)), normDocs(docs))
 	assert.EqualValues(t, len(want), sum.Documents)
 	assert.EqualValues(t, 1, sum.Empty)
@@ -232,10 +234,12 @@ func TestMalformedRecords(t *testing.T) {
 		got = append(got, filepath.Base(is.File)+": "+is.Pos)
 	}
 	assert.Equal(t, []string{"a.jsonl: line 2", "a.jsonl: line 4", "a.jsonl: line 6", "a.jsonl: line 7", "a.jsonl: line 8",
-		"b.jsonl.gz: line " + fmt.Sprint(gzKept+1), "c.json: element 1", "c.json: element 3"}, got)
+		"b.jsonl.gz: line " + fmt.Sprint(gzKept+1), "c.json: element 1", "c.json: element 3", "c2.json: element 1"}, got)
 	assert.EqualValues(t, len(got), sum.Skipped)
 	assert.Contains(t, sum.Issues[1].Reason, `no key "text"`)
 	assert.Contains(t, sum.Issues[2].Reason, "is a number")
 	assert.Contains(t, sum.Issues[4].Reason, "want a JSON object")
 	assert.Contains(t, sum.Issues[5].Reason, "file unreadable from here on")
+	assert.Contains(t, sum.Issues[7].Reason, "invalid JSON")
+	assert.Contains(t, sum.Issues[8].Reason, "ends before its closing ']'")
 }

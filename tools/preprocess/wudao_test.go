@@ -143,16 +143,19 @@ func TestWuDaoMalformed(t *testing.T) {
 		` {"id": 3, "content": "第四篇 http://a.b"}, "not an object", {"id": 5, "content": "第六篇"}, {"id": 6, "content": "broken" "x"}, {"id": 7, "content": "lost"}]`
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "a.json"), []byte(a), 0o644))
 	writeWuDaoFile(t, filepath.Join(dir, "b.json"), []string{"后面的文件 still read"})
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "c.json"), []byte(`[{"content": "最后"}, {"content": "x"}, 12, {"content": "unterminated]`), 0o644))
 	tok := fakeTok{32000}
 	out := filepath.Join(t.TempDir(), "w")
 	sum := run(t, Config{Input: dir, WuDao: true, OutputPrefix: out, AppendEOD: true}, tok)
-	want := []any{"第一篇", "第四篇", "第六篇", "后面的文件 still read"}
+	want := []any{"第一篇", "第四篇", "第六篇", "lost", "后面的文件 still read", "最后", "x"}
 	assert.Equal(t, normDocs(refDocs(tok, want, true)), normDocs(readDocs(t, out+"_text_document")))
 	var got []string
 	for _, is := range sum.Issues {
 		got = append(got, filepath.Base(is.File)+": "+is.Pos)
 	}
-	assert.Equal(t, []string{"a.json: element 1", "a.json: element 2", "a.json: element 4", "a.json: element 6"}, got)
+	assert.Equal(t, []string{"a.json: element 1", "a.json: element 2", "a.json: element 4", "a.json: element 6", "c.json: element 2", "c.json: element 3"}, got)
 	assert.Contains(t, sum.Issues[0].Reason, `no "content" field`)
-	assert.Contains(t, sum.Issues[3].Reason, "file unreadable from here on")
+	assert.Contains(t, sum.Issues[3].Reason, "not a JSON object")
+	assert.Contains(t, sum.Issues[4].Reason, "not a JSON object")
+	assert.Contains(t, sum.Issues[5].Reason, "file unreadable from here on")
 }
