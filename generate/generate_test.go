@@ -1,8 +1,11 @@
 package generate
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"os/exec"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -264,4 +267,38 @@ func TestGenerateErrors(t *testing.T) {
 	}
 	_, _, err = Load(cpu.New(), t.TempDir(), layers.Parallel{})
 	require.ErrorContains(t, err, "neither a Megatron checkpoint")
+}
+
+// TestGreedyMatchesTorchLlama compares batched greedy generation on the Llama fixtures
+// (MHA and GQA) with an independent float64 torch implementation of Hugging Face's Llama
+// (testdata/llama_greedy_ref.py) that recomputes the whole prefix at every step.
+func TestGreedyMatchesTorchLlama(t *testing.T) {
+	py := "/usr/bin/python3"
+	if err := exec.Command(py, "-c", "import torch, numpy").Run(); err != nil {
+		t.Skip("needs /usr/bin/python3 with torch and numpy (Debian python3-torch)")
+	}
+	for _, name := range []string{"llama-mha", "llama-gqa"} {
+		dir := filepath.Join(hfFixtures, name)
+		m, _, err := Load(cpu.New(), dir, layers.Parallel{})
+		require.NoError(t, err)
+		ps := prompts(fixtureRows(), 2, 9, 5)
+		const out = 8
+		got, err := Generate(m, ps, Options{Sampling: Sampling{TopK: 1}, RepetitionPenalty: 1, OutSeqLength: out, EOS: -1}, nil)
+		require.NoError(t, err)
+		steps := make([]int, len(ps))
+		for i, p := range ps {
+			steps[i] = 9 + out - len(p)
+		}
+		req, err := json.Marshal(map[string]any{"dir": dir, "prompts": ps, "steps": steps})
+		require.NoError(t, err)
+		cmd := exec.Command(py, "testdata/llama_greedy_ref.py")
+		cmd.Stdin = bytes.NewReader(req)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		raw, err := cmd.Output()
+		require.NoError(t, err, stderr.String())
+		var want [][]int64
+		require.NoError(t, json.Unmarshal(raw, &want))
+		require.Equal(t, want, got, name)
+	}
 }
