@@ -33,7 +33,6 @@ func benchEncode(b *testing.B, enc func(string) []int) {
 	for _, s := range texts { // warm-up
 		tokens += len(enc(s))
 	}
-	b.ReportMetric(float64(tokens), "tokens/op")
 	b.SetBytes(n)
 	b.ResetTimer()
 	c0 := cpuTime()
@@ -44,6 +43,7 @@ func benchEncode(b *testing.B, enc func(string) []int) {
 		}
 		iters++
 	}
+	b.ReportMetric(float64(tokens), "tokens/op")
 	if cpu := cpuTime() - c0; cpu > 0 {
 		b.ReportMetric(float64(n)*float64(iters)/1e6/cpu.Seconds(), "MB/cpu-s")
 	}
