@@ -1,10 +1,8 @@
 package cuda
 
 import (
-	"errors"
 	"fmt"
 	"os"
-	"runtime"
 	"strconv"
 
 	"github.com/gomegatron/gomegatron/kernels/cuda/dl"
@@ -39,9 +37,7 @@ type Device struct {
 	CC    int // compute capability major·10 + minor (90 for an H100)
 	SMs   int
 
-	work    chan func()
-	quit    chan struct{}
-	stopped chan struct{}
+	th *thread
 
 	ctx, stream uintptr
 	arena       *Arena
@@ -58,45 +54,21 @@ func OpenDevice(libs *Libraries, o Options) (*Device, error) {
 	if o.Index < 0 || o.Index >= libs.Devices {
 		return nil, fmt.Errorf("cuda: device %d does not exist (%d visible)", o.Index, libs.Devices)
 	}
-	d := &Device{libs: libs, Index: o.Index, work: make(chan func()), quit: make(chan struct{}), stopped: make(chan struct{})}
-	ready := make(chan error)
-	go d.loop(o, ready)
-	if err := <-ready; err != nil {
+	d := &Device{libs: libs, Index: o.Index}
+	th, err := startThread(func() error { return d.setup(o) }, d.teardown)
+	if err != nil {
 		return nil, err
 	}
+	d.th = th
 	return d, nil
-}
-
-func (d *Device) loop(o Options, ready chan<- error) {
-	runtime.LockOSThread() // never unlocked: the thread ends with this goroutine
-	if err := d.setup(o); err != nil {
-		d.teardown()
-		close(d.stopped)
-		ready <- err
-		return
-	}
-	ready <- nil
-	for {
-		select {
-		case f := <-d.work:
-			f()
-		case <-d.quit:
-			d.teardown()
-			close(d.stopped)
-			return
-		}
-	}
 }
 
 // Do runs f on the device's thread and returns its error. f must not call Do.
 func (d *Device) Do(f func() error) error {
-	done := make(chan error, 1)
-	select {
-	case d.work <- func() { done <- f() }:
-	case <-d.quit:
-		return errors.New("cuda: device is closed")
+	if d.th == nil {
+		return errClosed
 	}
-	return <-done
+	return d.th.do(f)
 }
 
 func (d *Device) drv() *driverAPI { return d.libs.drv }
@@ -207,13 +179,7 @@ func (d *Device) teardown() {
 // Close waits for queued work, frees the arena and the staging buffer and releases the
 // primary context. The Device is unusable afterwards.
 func (d *Device) Close() error {
-	select {
-	case <-d.quit:
-		return nil
-	default:
-	}
-	close(d.quit)
-	<-d.stopped
+	d.th.stop(true)
 	return nil
 }
 
