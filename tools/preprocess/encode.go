@@ -51,7 +51,16 @@ type doc struct {
 	bytes int    // the record's size in bytes (Megatron's len(json_line))
 }
 
+// encode fills d from one record. A panic inside the tokenizer (a bug, not bad input) is
+// turned into a skipped record naming it, so one odd document cannot end a long run
+// without a report of which record it was.
 func (e *encoder) encode(data []byte, d *doc) {
+	defer func() {
+		if r := recover(); r != nil {
+			d.keys, d.line = nil, nil
+			d.err = fmt.Errorf("internal error while encoding (please report it with this record): %v", r)
+		}
+	}()
 	d.bytes = len(data)
 	if e.wudao {
 		content, err := wudao.Content(data)

@@ -2,10 +2,12 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/klauspost/compress/gzip"
@@ -242,4 +244,30 @@ func TestMalformedRecords(t *testing.T) {
 	assert.Contains(t, sum.Issues[5].Reason, "file unreadable from here on")
 	assert.Contains(t, sum.Issues[7].Reason, "invalid JSON")
 	assert.Contains(t, sum.Issues[8].Reason, "ends before its closing ']'")
+}
+
+// panicTok panics on texts containing "boom", standing in for a tokenizer bug.
+type panicTok struct{ fakeTok }
+
+func (p panicTok) Encode(text string) []int {
+	if strings.Contains(text, "boom") {
+		panic("tokenizer bug")
+	}
+	return p.fakeTok.Encode(text)
+}
+
+// TestTokenizerPanicIsReported checks that a panicking tokenizer skips and names the record
+// instead of killing the run.
+func TestTokenizerPanicIsReported(t *testing.T) {
+	dir := t.TempDir()
+	in := filepath.Join(dir, "in.jsonl")
+	writeJSONL(t, in, []string{"text"}, []any{"fine", "boom here", "also fine"})
+	out := filepath.Join(dir, "o")
+	sum, err := Run(context.Background(), Config{Input: in, OutputPrefix: out, JSONKeys: []string{"text"}, Workers: 2, Partitions: 1, LogInterval: 10, Progress: "none"},
+		panicTok{fakeTok{1000}}, os.Stderr)
+	require.NoError(t, err)
+	require.Len(t, sum.Issues, 1)
+	assert.Equal(t, "line 2", sum.Issues[0].Pos)
+	assert.Contains(t, sum.Issues[0].Reason, "tokenizer bug")
+	assert.Equal(t, normDocs(refDocs(fakeTok{1000}, []any{"fine", "also fine"}, false)), normDocs(readDocs(t, out+"_text_document")))
 }
