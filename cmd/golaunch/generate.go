@@ -285,9 +285,8 @@ func (g *generateCmd) model(tok tokenizer.Tokenizer, par layers.Parallel) (*laye
 		if g.UseLlama2RotaryPosE {
 			cfg.PositionEmbeddingType = "rope"
 		}
-		if cfg.VocabSize == 0 {
-			cfg.VocabSize = tok.VocabSize() + g.ExtraVocabSize
-		}
+		// Megatron pads the tokenizer's vocabulary (Pai adds --extra-vocab-size first).
+		cfg.VocabSize = tok.VocabSize() + g.ExtraVocabSize
 		cfg.AttentionDropout, cfg.HiddenDropout = 0, 0
 		return layers.NewParallelGPTModel(be, cfg, par, uint64(g.Seed))
 	}

@@ -290,3 +290,54 @@ func TestGenerateBadInput(t *testing.T) {
 		require.ErrorContains(t, err, tc.want, "%v", tc.args)
 	}
 }
+
+// TestGenerateMegatronAndFlagModels checks the two other model sources: a real Megatron
+// checkpoint saved at TP = 2 (--load, greedy equal to the library's, also launched with
+// 2 processes), and no --load (a model built from the flags, as the script's
+// CHECKPOINT_PATH none).
+func TestGenerateMegatronAndFlagModels(t *testing.T) {
+	ckpt := filepath.Join("..", "..", "generate", "testdata", "megatron", "legacy_tp2")
+	tmp := t.TempDir()
+	in := filepath.Join(tmp, "in.jsonl")
+	writeQueries(t, in, []string{"5 17 42", "99 3 8 60 1", "7"})
+	flags := []string{"--load", ckpt, "--tokenizer-type", "NullTokenizer", "--vocab-size", "99",
+		"--text-generate-input-file", in, "--micro-batch-size", "2", "--greedy", "--out-seq-length", "5",
+		"--repetition-penalty", "1", "--num-layers", "2", "--hidden-size", "64"}
+	one := filepath.Join(tmp, "one.txt")
+	require.NoError(t, runGenerate(append(flags, "--text-generate-output-file", one), &bytes.Buffer{}))
+	m, _, err := generate.Load(cpu.New(), ckpt, layers.Parallel{})
+	require.NoError(t, err)
+	o := generate.Options{Sampling: generate.Sampling{TopK: 1}, RepetitionPenalty: 1, OutSeqLength: 5, EOS: 99, Pad: 99}
+	var want []string
+	for _, batch := range [][][]int64{{{5, 17, 42}, {99, 3, 8, 60, 1}}, {{7}}} {
+		out, err := generate.Generate(m, batch, o, nil)
+		require.NoError(t, err)
+		for _, row := range out {
+			var ids []string
+			for _, id := range row {
+				ids = append(ids, strconv.Itoa(int(id)))
+			}
+			want = append(want, strings.Join(ids, " "))
+		}
+	}
+	require.Equal(t, want, readLines(t, one))
+
+	two := filepath.Join(tmp, "two.txt")
+	args := append([]string{"--standalone", "--nproc-per-node", "2", "generate", "--tensor-model-parallel-size", "2"}, flags...)
+	cmd := exec.Command(golaunchBin, append(args, "--text-generate-output-file", two)...)
+	cmd.Env = append(cleanEnv(nil), "GOLAUNCH_GRACE_PERIOD=2")
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	require.Equal(t, want, readLines(t, two))
+
+	var stdout bytes.Buffer
+	require.NoError(t, runGenerate([]string{"--tokenizer-type", "NullTokenizer", "--vocab-size", "99",
+		"--num-layers", "2", "--hidden-size", "32", "--num-attention-heads", "4", "--seq-length", "64",
+		"--max-position-embeddings", "64", "--swiglu", "--normalization", "RMSNorm",
+		"--use-llama2-rotary-position-embeddings", "--disable-bias-linear", "--untie-embeddings-and-output-weights",
+		"--prompt", "1 2 3", "--top-k", "3", "--out-seq-length", "4"}, &stdout))
+	fields := strings.Fields(stdout.String())
+	require.GreaterOrEqual(t, len(fields), 4, stdout.String())
+	require.LessOrEqual(t, len(fields), 7, stdout.String())
+	require.Equal(t, []string{"1", "2", "3"}, fields[:3])
+}
