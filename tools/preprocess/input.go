@@ -231,7 +231,11 @@ func readLines(br *bufio.Reader, sink recordSink) error {
 // unterminated string or object, a missing comma) stops the file at the element where it
 // occurs; the elements before it have been delivered.
 func readArray(br *bufio.Reader, sink recordSink) error {
-	if c, err := br.ReadByte(); err != nil || c != '[' { // firstNonSpace saw the '['
+	c, err := br.ReadByte()
+	for err == nil && isSpace(c) {
+		c, err = br.ReadByte()
+	}
+	if err != nil || c != '[' { // firstNonSpace saw the '['
 		return &posError{pos: 0, array: true, err: errors.New("the JSON array does not start with '['")}
 	}
 	var (

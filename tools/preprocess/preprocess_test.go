@@ -156,6 +156,7 @@ func TestInputFormats(t *testing.T) {
 	zw2.Close()
 	require.NoError(t, os.WriteFile(filepath.Join(parts, "01.jsonl.zst"), z2.Bytes(), 0o644))
 	arr2, _ := json.Marshal(objs[200:])
+	arr2 = append([]byte("\xef\xbb\xbf \n\t"), arr2...) // a BOM and whitespace before the '['
 	require.NoError(t, os.WriteFile(filepath.Join(parts, "02.json"), arr2, 0o644))
 	require.NoError(t, os.WriteFile(filepath.Join(parts, "README.md"), []byte("not data"), 0o644))
 
