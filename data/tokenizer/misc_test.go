@@ -17,14 +17,14 @@ import (
 
 // python runs /usr/bin/python3 with a script reading JSON from stdin and writing JSON
 // to stdout, or skips when it is not installed.
-func python(t *testing.T, script string, in, out any) {
+func python(t *testing.T, script string, in, out any, args ...string) {
 	t.Helper()
 	if _, err := os.Stat("/usr/bin/python3"); err != nil {
 		t.Skip("/usr/bin/python3 is not installed")
 	}
 	data, err := json.Marshal(in)
 	require.NoError(t, err)
-	cmd := exec.Command("/usr/bin/python3", "-c", script)
+	cmd := exec.Command("/usr/bin/python3", append([]string{"-c", script}, args...)...)
 	cmd.Stdin = bytes.NewReader(data)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -241,4 +241,49 @@ func TestConcurrentEncode(t *testing.T) {
 	for range 8 {
 		require.NoError(t, <-errs)
 	}
+}
+
+// TestLongTextsAgainstPython encodes long inputs (the whole corpus as one text, with and
+// without spaces, so that words run to thousands of symbols and take the heap-based
+// merge) with python3-sentencepiece and with both of our BPE paths.
+func TestLongTextsAgainstPython(t *testing.T) {
+	if err := exec.Command("/usr/bin/python3", "-c", "import sentencepiece").Run(); err != nil {
+		t.Skip("python3-sentencepiece is not installed (apt-get install python3-sentencepiece)")
+	}
+	var all, cjk strings.Builder
+	for _, r := range readExpected(t, "corpus.jsonl") {
+		all.WriteString(r.Text)
+		if strings.HasPrefix(r.Category, "zh") || r.Category == "ja" {
+			cjk.WriteString(r.Text)
+		}
+	}
+	texts := []string{all.String(), strings.ReplaceAll(all.String(), " ", ""), strings.Repeat(cjk.String(), 5)}
+	models := []string{"testdata/sp_bpe2k.model", "testdata/sp_unigram2k.model"}
+	if p := filepath.Join("..", "..", "testdata", "large", "tokenizers", "sentencepiece", "llama2_tokenizer.model"); fileExists(p) {
+		models = append(models, p)
+	}
+	for _, model := range models {
+		abs, err := filepath.Abs(model)
+		require.NoError(t, err)
+		var want [][]int
+		python(t, `import json,sys,sentencepiece as spm
+sp=spm.SentencePieceProcessor(model_file=sys.argv[1])
+print(json.dumps([sp.encode(s) for s in json.load(sys.stdin)]))`, texts, &want, abs)
+		sp, err := LoadSentencePiece(model)
+		require.NoError(t, err)
+		for i, s := range texts {
+			require.Equal(t, want[i], sp.Encode(s), "%s text %d (%d bytes)", model, i, len(s))
+		}
+		if sp.fast != nil {
+			sp.fast = nil
+			for i, s := range texts {
+				require.Equal(t, want[i], sp.Encode(s), "%s generic path, text %d", model, i)
+			}
+		}
+	}
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }

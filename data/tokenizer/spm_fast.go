@@ -134,24 +134,10 @@ func (sp *SentencePiece) encodeFastWord(dst []int, w string, c *wordCache) []int
 		starts = append(starts, int32(i))
 		i += n
 	}
-	// Merge: the highest-scoring adjacent pair, leftmost on ties, until none merges.
-	for len(ids) > 1 {
-		bi := -1
-		var best float32
-		var bid int32
-		for i := 0; i+1 < len(ids); i++ {
-			if s, id, ok := f.lookup(ids[i], ids[i+1]); ok && (bi < 0 || s > best) {
-				bi, best, bid = i, s, id
-			}
-		}
-		if bi < 0 {
-			break
-		}
-		ids[bi] = bid
-		copy(ids[bi+1:], ids[bi+2:])
-		ids = ids[:len(ids)-1]
-		copy(starts[bi+1:], starts[bi+2:])
-		starts = starts[:len(starts)-1]
+	if len(ids) > 256 {
+		ids, starts = f.mergeHeap(ids, starts)
+	} else {
+		ids, starts = f.mergeLinear(ids, starts)
 	}
 	out := sc.ranksAsIDs()
 	for k, id := range ids {
@@ -181,6 +167,127 @@ func (sp *SentencePiece) encodeFastWord(dst []int, w string, c *wordCache) []int
 	}
 	sc.next = sc.next[:0]
 	return dst
+}
+
+// mergeLinear merges the highest-scoring adjacent pair, leftmost on ties, until none
+// merges; starts (each symbol's byte offset) follows along. Quadratic: for short words.
+func (f *spFastBPE) mergeLinear(ids, starts []int32) ([]int32, []int32) {
+	for len(ids) > 1 {
+		bi := -1
+		var best float32
+		var bid int32
+		for i := 0; i+1 < len(ids); i++ {
+			if s, id, ok := f.lookup(ids[i], ids[i+1]); ok && (bi < 0 || s > best) {
+				bi, best, bid = i, s, id
+			}
+		}
+		if bi < 0 {
+			break
+		}
+		ids[bi] = bid
+		copy(ids[bi+1:], ids[bi+2:])
+		ids = ids[:len(ids)-1]
+		copy(starts[bi+1:], starts[bi+2:])
+		starts = starts[:len(starts)-1]
+	}
+	return ids, starts
+}
+
+// spFastCand is a queued merge of the symbol at pos with its successor.
+type spFastCand struct {
+	score float32
+	pos   int32
+	newID int32
+}
+
+func spFastBefore(a, b spFastCand) bool {
+	return a.score > b.score || (a.score == b.score && a.pos < b.pos)
+}
+
+// mergeHeap is mergeLinear with a priority queue, O(n log n), for long words (text
+// without spaces, such as Chinese). An entry whose pair has changed since it was queued
+// is skipped: a symbol's span only grows, so the pair at pos cannot again give newID.
+func (f *spFastBPE) mergeHeap(ids, starts []int32) ([]int32, []int32) {
+	n := len(ids)
+	next := make([]int32, n)
+	prev := make([]int32, n)
+	for i := range n {
+		prev[i], next[i] = int32(i-1), int32(i+1)
+	}
+	next[n-1] = -1
+	var h []spFastCand
+	push := func(c spFastCand) {
+		h = append(h, c)
+		for i := len(h) - 1; i > 0; {
+			p := (i - 1) / 2
+			if !spFastBefore(h[i], h[p]) {
+				break
+			}
+			h[i], h[p] = h[p], h[i]
+			i = p
+		}
+	}
+	pop := func() spFastCand {
+		top := h[0]
+		last := len(h) - 1
+		h[0] = h[last]
+		h = h[:last]
+		for i := 0; ; {
+			l := 2*i + 1
+			if l >= len(h) {
+				break
+			}
+			c := l
+			if r := l + 1; r < len(h) && spFastBefore(h[r], h[l]) {
+				c = r
+			}
+			if !spFastBefore(h[c], h[i]) {
+				break
+			}
+			h[i], h[c] = h[c], h[i]
+			i = c
+		}
+		return top
+	}
+	for i := 0; i+1 < n; i++ {
+		if s, id, ok := f.lookup(ids[i], ids[i+1]); ok {
+			push(spFastCand{s, int32(i), id})
+		}
+	}
+	const dead = -2
+	for len(h) > 0 {
+		c := pop()
+		p := c.pos
+		if prev[p] == dead || next[p] < 0 {
+			continue
+		}
+		q := next[p]
+		if _, id, ok := f.lookup(ids[p], ids[q]); !ok || id != c.newID {
+			continue
+		}
+		ids[p] = c.newID
+		next[p] = next[q]
+		prev[q] = dead
+		if nq := next[q]; nq >= 0 {
+			prev[nq] = p
+		}
+		if pp := prev[p]; pp >= 0 {
+			if s, id, ok := f.lookup(ids[pp], ids[p]); ok {
+				push(spFastCand{s, pp, id})
+			}
+		}
+		if nq := next[p]; nq >= 0 {
+			if s, id, ok := f.lookup(ids[p], ids[nq]); ok {
+				push(spFastCand{s, p, id})
+			}
+		}
+	}
+	outIDs, outStarts := ids[:0], starts[:0]
+	for i := int32(0); i >= 0; i = next[i] {
+		outIDs = append(outIDs, ids[i])
+		outStarts = append(outStarts, starts[i])
+	}
+	return outIDs, outStarts
 }
 
 // ranksAsIDs lends the scratch's next buffer as an id buffer.
