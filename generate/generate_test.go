@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -301,4 +302,51 @@ func TestGreedyMatchesTorchLlama(t *testing.T) {
 		require.NoError(t, json.Unmarshal(raw, &want))
 		require.Equal(t, want, got, name)
 	}
+}
+
+// TestPenalisedGreedyMatchesForward checks which ids the penalty sees, against the full
+// Forward recomputed each step: Pai's tokens[1 : c+1] (the sequence without its first
+// token, plus the pad still at position c) and Hugging Face's tokens[0 : c]. The pad is
+// the unpenalised greedy choice, so the two sets lead to different generations.
+func TestPenalisedGreedyMatchesForward(t *testing.T) {
+	m, _, err := Load(cpu.New(), filepath.Join(hfFixtures, "llama-gqa"), layers.Parallel{})
+	require.NoError(t, err)
+	const out = 10
+	ref := func(p []int64, pad int64, hfMode bool) []int64 {
+		seq := append([]int64(nil), p...)
+		for range out {
+			s := len(seq)
+			st := m.NewStash(s, 1)
+			_, _, err := m.Forward(st, layers.Batch{Tokens: seq, Labels: make([]int64, s), LossMask: make([]float32, s)}, 0, 0)
+			require.NoError(t, err)
+			v := m.Cfg.PaddedVocabSize
+			row := append([]float32(nil), st.Logits.F32()[(s-1)*v:s*v]...)
+			used := append(append([]int64(nil), seq[1:]...), pad)
+			if hfMode {
+				used = seq
+			}
+			RepetitionPenalty(row, used, 3, hfMode)
+			seq = append(seq, int64(argmax(row)))
+		}
+		return seq
+	}
+	differ := 0
+	for _, p := range prompts(fixtureRows(), 4, 6) {
+		free, err := Generate(m, [][]int64{p}, Options{Sampling: Sampling{TopK: 1}, RepetitionPenalty: 1, OutSeqLength: 1, EOS: -1}, nil)
+		require.NoError(t, err)
+		pad := free[0][len(p)]
+		var gens [2][]int64
+		for i, hfMode := range []bool{false, true} {
+			o := Options{Sampling: Sampling{TopK: 1}, RepetitionPenalty: 3, HFRepetitionPenalty: hfMode, OutSeqLength: out, EOS: -1, Pad: pad}
+			got, err := Generate(m, [][]int64{p}, o, nil)
+			require.NoError(t, err)
+			require.Equal(t, ref(p, pad, hfMode), got[0], "hf=%v prompt %v pad %d", hfMode, p, pad)
+			gens[i] = got[0]
+		}
+		t.Logf("prompt %v pad %d: pai %v hf %v", p, pad, gens[0], gens[1])
+		if !slices.Equal(gens[0], gens[1]) {
+			differ++
+		}
+	}
+	require.Positive(t, differ, "Pai's and HF's penalties should lead to different tokens here")
 }
