@@ -44,21 +44,21 @@ type inferScratch struct {
 // rank (its query groups). The model must be whole (PP = 1).
 func (m *GPTModel) NewKVCache(batch, maxLen int) *KVCache {
 	c := &m.Cfg
-	c0 := &KVCache{B: batch, MaxLen: maxLen}
+	kc := &KVCache{B: batch, MaxLen: maxLen}
 	for _, l := range m.Layers {
-		c0.k = append(c0.k, m.be.Alloc(tensor.F32, maxLen, batch, l.groups, c.KVChannels))
-		c0.v = append(c0.v, m.be.Alloc(tensor.F32, maxLen, batch, l.groups, c.KVChannels))
+		kc.k = append(kc.k, m.be.Alloc(tensor.F32, maxLen, batch, l.groups, c.KVChannels))
+		kc.v = append(kc.v, m.be.Alloc(tensor.F32, maxLen, batch, l.groups, c.KVChannels))
 	}
 	if len(m.Layers) > 0 {
 		l := m.Layers[0]
 		n := maxLen * batch * l.groups * c.KVChannels
-		c0.sc.kt, c0.sc.vt = m.be.Alloc(tensor.F32, n), m.be.Alloc(tensor.F32, n)
+		kc.sc.kt, kc.sc.vt = m.be.Alloc(tensor.F32, n), m.be.Alloc(tensor.F32, n)
 	}
 	vl := c.PaddedVocabSize / m.Par.tpSize()
-	c0.sc.fin = m.be.Alloc(tensor.F32, batch*c.HiddenSize)
-	c0.sc.logits = m.be.Alloc(tensor.F32, batch*vl)
-	c0.sc.hostLogits = tensor.New(tensor.F32, batch*vl)
-	return c0
+	kc.sc.fin = m.be.Alloc(tensor.F32, batch*c.HiddenSize)
+	kc.sc.logits = m.be.Alloc(tensor.F32, batch*vl)
+	kc.sc.hostLogits = tensor.New(tensor.F32, batch*vl)
+	return kc
 }
 
 // grow sizes the per-chunk scratch for chunks of n positions (a prefill, then 1 per step).
