@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/require"
 )
@@ -286,4 +287,46 @@ print(json.dumps([sp.encode(s) for s in json.load(sys.stdin)]))`, texts, &want, 
 func fileExists(p string) bool {
 	_, err := os.Stat(p)
 	return err == nil
+}
+
+// TestRandomInput: arbitrary bytes (invalid UTF-8 included) and arbitrary ids never make
+// a tokenizer panic, loop or decode to invalid UTF-8, and valid text round-trips through
+// the byte-level tokenizers.
+func TestRandomInput(t *testing.T) {
+	sp, err := LoadSentencePiece("testdata/sp_unigram2k.model")
+	require.NoError(t, err)
+	spb, err := LoadSentencePiece("testdata/sp_bpe2k.model")
+	require.NoError(t, err)
+	toks := map[string]Tokenizer{"sp_unigram2k": sp, "sp_bpe2k": spb, "null": NewNull(10)}
+	for _, name := range []string{"llama2", "qwen3"} {
+		if fileExists(filepath.Join("..", "..", "testdata", "large", "tokenizers", name, "tokenizer.json")) {
+			toks[name] = loadHFFixture(t, name)
+		}
+	}
+	rng := rand.New(rand.NewPCG(7, 8))
+	for name, tok := range toks {
+		for range 300 {
+			b := make([]byte, rng.IntN(40))
+			for i := range b {
+				b[i] = byte(rng.IntN(256))
+				if rng.IntN(3) == 0 {
+					b[i] = " a<|\xe4\xb8\xad"[rng.IntN(7)]
+				}
+			}
+			ids := tok.Encode(string(b))
+			for _, id := range ids {
+				require.True(t, id >= 0 && id < tok.VocabSize(), "%s: id %d out of range for %q", name, id, b)
+			}
+			dec := tok.Decode(ids)
+			require.True(t, utf8.ValidString(dec), "%s: decode of %q", name, b)
+			if name == "qwen3" && utf8.Valid(b) && nfc(string(b)) == string(b) {
+				require.Equal(t, string(b), dec, "qwen3 round trip")
+			}
+			junk := make([]int, rng.IntN(20))
+			for i := range junk {
+				junk[i] = rng.IntN(tok.VocabSize()+20) - 10
+			}
+			require.True(t, utf8.ValidString(tok.Decode(junk)), "%s: decode of random ids", name)
+		}
+	}
 }
