@@ -32,7 +32,8 @@ func init() {
 //	-kill-rank R     rank R SIGKILLs itself after a barrier; the others all-reduce until they
 //	                 fail and print "rank R: error: …" (the error must name rank R)
 //	-bench SIZES     all-reduce (sum, f32) SIZES bytes -iters times each; rank 0 prints
-//	                 "bench <bytes> <seconds per all-reduce>" (best of -rounds)
+//	                 "bench <bytes> <seconds per all-reduce> <CPU seconds per all-reduce,
+//	                 all ranks>" (best of -rounds)
 func commTest(args []string) error {
 	fs := flag.NewFlagSet("_commtest", flag.ContinueOnError)
 	sizes := fs.String("sizes", "0,1,7,1003", "element counts to check")
@@ -252,6 +253,13 @@ func killTest(c comm.Comm, kill int) error {
 	return report(err)
 }
 
+// cpuSeconds is this process's user + system CPU time.
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
+}
+
 func benchAllReduce(c comm.Comm, sizes string, iters, rounds int) error {
 	for _, s := range strings.Split(sizes, ",") {
 		nb, err := strconv.Atoi(s)
@@ -262,26 +270,33 @@ func benchAllReduce(c comm.Comm, sizes string, iters, rounds int) error {
 		if err := c.AllReduce(x, comm.Sum); err != nil { // warm-up
 			return err
 		}
-		best := time.Duration(1 << 62)
+		best, bestCPU := time.Duration(1<<62), 1e300
 		for range rounds {
 			if err := c.Barrier(); err != nil {
 				return err
 			}
+			cpu0 := cpuSeconds()
 			start := time.Now()
 			for range iters {
 				if err := c.AllReduce(x, comm.Sum); err != nil {
 					return err
 				}
 			}
-			// Every rank's time ends at its own last all-reduce; take the slowest rank's.
+			// A round takes as long as its slowest rank; its CPU cost is the sum over ranks.
 			el := tensor.FromF32([]float32{float32(time.Since(start).Seconds())}, 1)
 			if err := c.AllReduce(el, comm.Max); err != nil {
 				return err
 			}
+			cpu := tensor.New(tensor.F64, 1)
+			cpu.F64()[0] = cpuSeconds() - cpu0
+			if err := c.AllReduce(cpu, comm.Sum); err != nil {
+				return err
+			}
 			best = min(best, time.Duration(float64(el.F32()[0])*float64(time.Second)/float64(iters)))
+			bestCPU = min(bestCPU, cpu.F64()[0]/float64(iters))
 		}
 		if c.Rank() == 0 {
-			fmt.Printf("bench %d %.9f\n", x.Bytes(), best.Seconds())
+			fmt.Printf("bench %d %.9f %.9f\n", x.Bytes(), best.Seconds(), bestCPU)
 		}
 	}
 	return nil

@@ -236,11 +236,7 @@ func (g *group) allReduceSmall(t *tensor.Tensor, op comm.Op, dl time.Time) error
 			return g.fail(what, err)
 		}
 	}
-	widen(acc, in[0], dt)
-	for r := 1; r < n; r++ {
-		fold(acc, in[r], tmp, dt, op)
-	}
-	narrow(t.Data, acc, dt, op, n)
+	reduceInto(t.Data, func(r int) []byte { return in[r] }, n, acc, tmp, dt, op)
 	return nil
 }
 
@@ -322,18 +318,12 @@ func (g *group) reduceScatter(what string, data []byte, lo func(int) int, dt ten
 			break
 		}
 		m := b - a
-		for r := range n {
-			src := data[a*es : b*es]
-			if r != me {
-				src = slot(r, s)[:m*es]
+		reduceInto(out[(a-myLo)*es:(b-myLo)*es], func(r int) []byte {
+			if r == me {
+				return data[a*es : b*es]
 			}
-			if r == 0 {
-				widen(acc[:m*ws], src, dt)
-			} else {
-				fold(acc[:m*ws], src, tmp, dt, op)
-			}
-		}
-		narrow(out[(a-myLo)*es:(b-myLo)*es], acc[:m*ws], dt, op, n)
+			return slot(r, s)[:m*es]
+		}, n, acc, tmp, dt, op)
 		if s+window < nseg {
 			postSeg(s + window)
 		}

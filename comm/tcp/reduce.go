@@ -129,3 +129,86 @@ func narrow(dst, acc []byte, dt tensor.DType, op comm.Op, n int) {
 		copy(dst, acc)
 	}
 }
+
+func combineT[T number](dst, a, b []T, op comm.Op) {
+	a, b = a[:len(dst)], b[:len(dst)]
+	switch op {
+	case comm.Sum, comm.Avg:
+		for i := range dst {
+			dst[i] = a[i] + b[i]
+		}
+	case comm.Max:
+		for i := range dst {
+			if v := b[i]; v > a[i] || v != v {
+				dst[i] = v
+			} else {
+				dst[i] = a[i]
+			}
+		}
+	case comm.Min:
+		for i := range dst {
+			if v := b[i]; v < a[i] || v != v {
+				dst[i] = v
+			} else {
+				dst[i] = a[i]
+			}
+		}
+	}
+}
+
+// combine computes dst = a ⊕ b elementwise for a dtype that is its own accumulator (not
+// BF16/F16); dst may alias a or b.
+func combine(dst, a, b []byte, dt tensor.DType, op comm.Op) {
+	switch dt {
+	case tensor.F32:
+		combineT(view[float32](dst), view[float32](a), view[float32](b), op)
+	case tensor.F64:
+		combineT(view[float64](dst), view[float64](a), view[float64](b), op)
+	case tensor.I32:
+		combineT(view[int32](dst), view[int32](a), view[int32](b), op)
+	case tensor.I64:
+		combineT(view[int64](dst), view[int64](a), view[int64](b), op)
+	case tensor.U8:
+		combineT(dst, a, b, op)
+	}
+}
+
+// reduceInto writes the rank-order fold of src(0), …, src(n-1) into dst:
+// ((x_0 ⊕ x_1) ⊕ …) ⊕ x_{n-1}, divided by n for Avg. dst may alias one of the sources: each
+// element is read before it is written. acc (m·wideSize bytes) and tmp (m·4 bytes) are
+// scratch. Types that are their own accumulator fold without extra copies (acc = x_0 ⊕ x_1,
+// dst = acc ⊕ x_{n-1}); the operations and their order are the same either way.
+func reduceInto(dst []byte, src func(r int) []byte, n int, acc, tmp []byte, dt tensor.DType, op comm.Op) {
+	if dt == tensor.BF16 || dt == tensor.F16 || n == 1 {
+		acc = acc[:len(dst)/dt.Size()*wideSize(dt)]
+		widen(acc, src(0), dt)
+		for r := 1; r < n; r++ {
+			fold(acc, src(r), tmp, dt, op)
+		}
+		narrow(dst, acc, dt, op, n)
+		return
+	}
+	if n == 2 {
+		combine(dst, src(0), src(1), dt, op)
+	} else {
+		acc = acc[:len(dst)]
+		combine(acc, src(0), src(1), dt, op)
+		for r := 2; r < n-1; r++ {
+			fold(acc, src(r), tmp, dt, op)
+		}
+		combine(dst, acc, src(n-1), dt, op)
+	}
+	if op == comm.Avg {
+		switch dt {
+		case tensor.F64:
+			for i, v := range view[float64](dst) {
+				view[float64](dst)[i] = v / float64(n)
+			}
+		case tensor.F32:
+			d := view[float32](dst)
+			for i := range d {
+				d[i] /= float32(n)
+			}
+		}
+	}
+}

@@ -207,7 +207,9 @@ func (t *transport) close() {
 // receive (reading the payload straight into its buffer) or queueing it.
 func (p *peer) read() {
 	defer p.t.readers.Done()
-	br := bufio.NewReaderSize(p.conn, 64<<10)
+	// A small buffer: it batches headers and small frames, while large payloads are read
+	// straight into their destination (what the buffer holds of them is copied twice).
+	br := bufio.NewReaderSize(p.conn, 8<<10)
 	err := p.readLoop(br)
 	p.mu.Lock()
 	p.gone = err

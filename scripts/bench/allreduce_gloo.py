@@ -6,12 +6,14 @@
 For each message size (float32 sum, 1 KiB ... 64 MiB) both backends run the same number of
 all-reduces per round with the same number of processes on this machine, alternating
 (gloo round, Go round, ...) so that load from other jobs hits both alike. A round's time is
-the slowest rank's; the best round is kept. Bus bandwidth is NCCL-tests' definition,
+the slowest rank's, and its CPU cost (user + system, all threads) is summed over the ranks;
+the best round of each is kept. Bus bandwidth is NCCL-tests' definition,
 busbw = bytes * 2(n-1)/n / t. Prints a markdown table; --golaunch omitted runs gloo only.
 The Go side is `golaunch --nproc-per-node N _commtest -bench SIZES -iters I -rounds 1`.
 """
 import argparse
 import os
+import resource
 import socket
 import subprocess
 import sys
@@ -35,6 +37,12 @@ def free_port():
         return s.getsockname()[1]
 
 
+def cpu_seconds():
+    """User + system CPU time of this process, all threads (gloo's included)."""
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
 def gloo_worker(rank, world, port, sizes, q):
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
@@ -44,12 +52,15 @@ def gloo_worker(rank, world, port, sizes, q):
         dist.all_reduce(x)  # warm-up
         n = iters_for(nbytes)
         dist.barrier()
+        c0 = cpu_seconds()
         t0 = time.perf_counter()
         for _ in range(n):
             dist.all_reduce(x)
         el = torch.tensor([time.perf_counter() - t0], dtype=torch.float64)
+        cpu = torch.tensor([cpu_seconds() - c0], dtype=torch.float64)
         dist.all_reduce(el, op=dist.ReduceOp.MAX)
-        out[nbytes] = el.item() / n
+        dist.all_reduce(cpu, op=dist.ReduceOp.SUM)
+        out[nbytes] = (el.item() / n, cpu.item() / n)
     if rank == 0:
         q.put(out)
     dist.destroy_process_group()
@@ -81,8 +92,8 @@ def go_round(golaunch, world, sizes):
         for line in out.stdout.splitlines():
             f = line.split("bench ", 1)
             if len(f) == 2:
-                b, t = f[1].split()
-                res[int(b)] = float(t)
+                b, t, c = f[1].split()
+                res[int(b)] = (float(t), float(c))
     return res
 
 
@@ -100,20 +111,23 @@ def main():
     for _ in range(a.rounds):
         for name, run in (("gloo", lambda: gloo_round(a.nproc, SIZES)),
                           ("go", lambda: go_round(a.golaunch, a.nproc, SIZES) if a.golaunch else {})):
-            for b, t in run().items():
-                best[name][b] = min(best[name].get(b, float("inf")), t)
+            for b, (t, c) in run().items():
+                old = best[name].get(b, (float("inf"), float("inf")))
+                best[name][b] = (min(old[0], t), min(old[1], c))
     n = a.nproc
     bus = lambda b, t: b * 2 * (n - 1) / n / t / 1e9
-    print(f"| size | gloo time | gloo busbw | gomegatron time | gomegatron busbw | busbw ratio (Go/gloo) |")
-    print(f"|---:|---:|---:|---:|---:|---:|")
+    print("| size | gloo time | gloo busbw | gomegatron time | gomegatron busbw | busbw ratio (Go/gloo) "
+          "| gloo CPU/op | gomegatron CPU/op | CPU ratio (gloo/Go) |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for b in SIZES:
-        tg = best["gloo"].get(b)
-        tm = best["go"].get(b)
+        tg, cg = best["gloo"][b]
         row = [fmt_size(b), f"{tg * 1e6:.0f} µs", f"{bus(b, tg):.3f} GB/s"]
-        if tm:
-            row += [f"{tm * 1e6:.0f} µs", f"{bus(b, tm):.3f} GB/s", f"{tg / tm:.2f}"]
+        if b in best["go"]:
+            tm, cm = best["go"][b]
+            row += [f"{tm * 1e6:.0f} µs", f"{bus(b, tm):.3f} GB/s", f"{tg / tm:.2f}",
+                    f"{cg * 1e3:.2f} ms", f"{cm * 1e3:.2f} ms", f"{cg / cm:.2f}"]
         else:
-            row += ["", "", ""]
+            row += ["", "", "", f"{cg * 1e3:.2f} ms", "", ""]
         print("| " + " | ".join(row) + " |")
 
 
