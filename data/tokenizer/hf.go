@@ -286,6 +286,54 @@ func (t *HF) SetSpecialFromConfig(data []byte) error {
 			return err
 		}
 	}
+	return t.llamaPostProcessor(c)
+}
+
+// llamaPostProcessor does what transformers' LlamaTokenizerFast (and the Code Llama and
+// Gemma variants) do on loading: replace the post-processor by one that adds BOS when
+// add_bos_token (default true) and EOS when add_eos_token (default false).
+func (t *HF) llamaPostProcessor(c map[string]json.RawMessage) error {
+	var class string
+	if raw, ok := c["tokenizer_class"]; ok {
+		_ = json.Unmarshal(raw, &class)
+	}
+	switch strings.TrimSuffix(class, "Fast") {
+	case "LlamaTokenizer", "CodeLlamaTokenizer", "GemmaTokenizer":
+	default:
+		return nil
+	}
+	flag := func(key string, def bool) (bool, error) {
+		raw, ok := c[key]
+		if !ok || string(raw) == "null" {
+			return def, nil
+		}
+		var v bool
+		if err := json.Unmarshal(raw, &v); err != nil {
+			return false, fmt.Errorf("%s: want true or false", key)
+		}
+		return v, nil
+	}
+	addBOS, err := flag("add_bos_token", true)
+	if err != nil {
+		return err
+	}
+	addEOS, err := flag("add_eos_token", false)
+	if err != nil {
+		return err
+	}
+	t.prefix, t.suffix = nil, nil
+	if addBOS {
+		if t.bos < 0 {
+			return fmt.Errorf("add_bos_token is set but there is no bos_token")
+		}
+		t.prefix = []int{t.bos}
+	}
+	if addEOS {
+		if t.eos < 0 {
+			return fmt.Errorf("add_eos_token is set but there is no eos_token")
+		}
+		t.suffix = []int{t.eos}
+	}
 	return nil
 }
 

@@ -330,3 +330,19 @@ func TestRandomInput(t *testing.T) {
 		}
 	}
 }
+
+// TestLlamaConfigPostProcessor: a LlamaTokenizer tokenizer_config.json's add_bos_token and
+// add_eos_token decide the special tokens, as transformers' LlamaTokenizerFast makes them.
+func TestLlamaConfigPostProcessor(t *testing.T) {
+	tok := loadHFFixture(t, "llama2")
+	r := readExpected(t, "llama2.expected.jsonl")[0]
+	cfg, err := os.ReadFile("testdata/llama2.tokenizer_config.json")
+	require.NoError(t, err)
+	eos := strings.Replace(string(cfg), `"add_eos_token": false`, `"add_eos_token": true`, 1)
+	require.NoError(t, tok.SetSpecialFromConfig([]byte(eos)))
+	require.Equal(t, append(append([]int{}, r.IDsWithSpecial...), 2), tok.Encode(r.Text))
+	none := strings.Replace(eos, `"add_bos_token": true`, `"add_bos_token": false`, 1)
+	none = strings.Replace(none, `"add_eos_token": true`, `"add_eos_token": false`, 1)
+	require.NoError(t, tok.SetSpecialFromConfig([]byte(none)))
+	require.Equal(t, r.IDs, tok.Encode(r.Text))
+}
