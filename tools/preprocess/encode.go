@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/gomegatron/gomegatron/data/tokenizer"
 	"github.com/gomegatron/gomegatron/data/wudao"
@@ -19,8 +20,13 @@ import (
 // Each kept sentence is one sequence; a plain string is one sequence, so without
 // --split-sentences a document is one sequence. An empty document has no sequence and still
 // ends a document. In WuDao mode the record is a raw WuDao object whose "content", cleaned as
-// Pai's preprocess_wudao2.py cleans it, is the text of the (single) key, tokenized as Pai's
-// preprocess_data.py does it: tokenizer(text, add_special_tokens=False), so no BOS.
+// Pai's preprocess_wudao2.py cleans it, is the text of the (single) key.
+//
+// Pai mode (the tokenizer type is Pai's LLamaTokenizer) follows Pai-Megatron-Patch's
+// toolkits/pretrain_data_preprocessing/preprocess_data.py instead: the text is read as
+// lm_dataformat yields it (a list of strings joined with "\n\n"), empty texts are filtered
+// out before encoding (filter(lambda x: x, …)), and it is encoded with
+// tokenizer(text, add_special_tokens=False), so without BOS, then eos with --append-eod.
 //
 // An encoder is shared by all workers; the tokenizer must be safe for concurrent Encode.
 type encoder struct {
@@ -30,6 +36,7 @@ type encoder struct {
 	eod       int32
 	wudao     bool
 	jsonl     bool // WuDao: also render the cleaned jsonl line
+	pai       bool // Pai's preprocess_data.py semantics (see above)
 }
 
 // keyTokens is one key's part of a document: the concatenated sequences and their lengths
@@ -48,6 +55,7 @@ type doc struct {
 	keys  []keyTokens
 	line  []byte // WuDao: the cleaned jsonl line
 	empty bool   // every key encoded to no tokens
+	drop  bool   // Pai mode: the text is empty and Pai's reader filters it out
 	bytes int    // the record's size in bytes (Megatron's len(json_line))
 }
 
@@ -73,8 +81,9 @@ func (e *encoder) encode(data []byte, d *doc) {
 			d.line = wudao.AppendCleanedLine(nil, e.keys[0], text)
 		}
 		d.empty = text == ""
-		if e.tok != nil {
-			d.keys = []keyTokens{e.tokenize([]string{text}, true)}
+		d.drop = e.pai && text == ""
+		if e.tok != nil && !d.drop {
+			d.keys = []keyTokens{e.tokenize([]string{text})}
 		}
 		return
 	}
@@ -102,7 +111,15 @@ func (e *encoder) encode(data []byte, d *doc) {
 			d.err = fmt.Errorf("key %q: %w", key, err)
 			return
 		}
-		d.keys[k] = e.tokenize(sentences, false)
+		if e.pai {
+			text := strings.Join(sentences, "\n\n")
+			if text == "" {
+				d.drop, d.keys = true, nil
+				return
+			}
+			sentences = []string{text}
+		}
+		d.keys[k] = e.tokenize(sentences)
 		if len(d.keys[k].tokens) > 0 {
 			d.empty = false
 		}
@@ -110,12 +127,12 @@ func (e *encoder) encode(data []byte, d *doc) {
 }
 
 // tokenize encodes the sentences of one key: with Megatron's tokenizer.tokenize (Encode), or
-// for WuDao as Pai's preprocess_data.py does, tokenizer(text, add_special_tokens=False).
-func (e *encoder) tokenize(sentences []string, noSpecial bool) keyTokens {
+// in Pai mode as Pai's preprocess_data.py does, tokenizer(text, add_special_tokens=False).
+func (e *encoder) tokenize(sentences []string) keyTokens {
 	var kt keyTokens
 	for _, s := range sentences {
 		var ids []int
-		if noSpecial {
+		if e.pai {
 			ids = tokenizer.EncodeNoSpecial(e.tok, s)
 		} else {
 			ids = e.tok.Encode(s)

@@ -11,6 +11,9 @@
 //	    --tokenizer-type LLamaTokenizer --load llama-2-7b-hf --append-eod --workers 16
 //	    → out/wudao_llamabpe_text_document.bin/.idx (what Pai's run_make_pretraining_dataset.sh makes)
 //
+// With Pai's tokenizer name LLamaTokenizer the encoding is Pai's preprocess_data.py's (no BOS,
+// empty texts left out); with Megatron's names it is Megatron's. See README.md.
+//
 // Inputs: a file, a folder (its .jsonl/.json/.jsonl.zst/.gz files, sorted) or a glob. A file
 // whose first byte is '[' is a JSON array of records, otherwise JSON lines. Records that
 // cannot be used (invalid JSON, a missing key, a value that is not text) are skipped and listed
@@ -163,6 +166,7 @@ func (c *cli) config() (Config, error) {
 		Input: c.Input, JSONKeys: c.JSONKeys, OutputPrefix: c.OutputPrefix, AppendEOD: c.AppendEOD,
 		Workers: c.Workers, Partitions: c.Partitions, KeepSequentialSamples: c.KeepSequentialSamples,
 		LogInterval: c.LogInterval, WuDao: c.WuDao, WuDaoJSONL: c.WuDaoJSONL, Progress: c.Progress,
+		Pai: c.TokenizerType == "LLamaTokenizer",
 	}, nil
 }
 
@@ -183,6 +187,9 @@ func printSummary(w io.Writer, s *Summary) {
 	}
 	fmt.Fprintf(w, "preprocess: %d documents (%d empty), %d tokens from %d files (%.1f MB) in %s (%.2f MB/s)\n",
 		s.Documents, s.Empty, s.Tokens, s.Files, mb, s.Elapsed.Round(1e6), rate)
+	if s.Dropped > 0 {
+		fmt.Fprintf(w, "preprocess: %d records with empty text left out, as Pai's preprocess_data.py does\n", s.Dropped)
+	}
 	for _, o := range s.Outputs {
 		fmt.Fprintf(w, "  wrote %s.bin, %s.idx\n", o, o)
 	}

@@ -74,6 +74,14 @@ func (o *output) partPrefix(p, parts int, key string) string {
 	return datasetPrefix(fmt.Sprintf("%s_%d", o.prefix, p), key)
 }
 
+// addLine writes a cleaned jsonl line of a record that has no document.
+func (o *output) addLine(line []byte) error {
+	if o.jsonl == nil {
+		return nil
+	}
+	return o.jsonl.write(line)
+}
+
 // add writes one document to its partition (and its cleaned line to the jsonl).
 func (o *output) add(d *doc) error {
 	if o.jsonl != nil {

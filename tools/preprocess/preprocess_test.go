@@ -272,3 +272,23 @@ func TestTokenizerPanicIsReported(t *testing.T) {
 	assert.Contains(t, sum.Issues[0].Reason, "tokenizer bug")
 	assert.Equal(t, normDocs(refDocs(fakeTok{1000}, []any{"fine", "also fine"}, false)), normDocs(readDocs(t, out+"_text_document")))
 }
+
+// TestPaiMode checks Pai's preprocess_data.py semantics beside Megatron's on the same
+// records: Pai drops empty texts and joins a list into one text with "\n\n" (lm_dataformat),
+// Megatron keeps an empty document and makes one sequence per non-empty list element.
+func TestPaiMode(t *testing.T) {
+	dir := t.TempDir()
+	in := filepath.Join(dir, "in.jsonl")
+	values := []any{"a b", "", []string{"p1", "p2"}, []string{"", ""}, []string{}, "z"}
+	writeJSONL(t, in, []string{"text"}, values)
+	tok := fakeTok{500}
+	pai := filepath.Join(dir, "pai")
+	sum := run(t, Config{Input: in, OutputPrefix: pai, AppendEOD: true, Pai: true}, tok)
+	assert.EqualValues(t, 2, sum.Dropped)
+	assert.Equal(t, normDocs(refDocs(tok, []any{"a b", "p1\n\np2", "\n\n", "z"}, true)), normDocs(readDocs(t, pai+"_text_document")))
+	meg := filepath.Join(dir, "megatron")
+	sum = run(t, Config{Input: in, OutputPrefix: meg, AppendEOD: true}, tok)
+	assert.Zero(t, sum.Dropped)
+	assert.EqualValues(t, 3, sum.Empty)
+	assert.Equal(t, normDocs(refDocs(tok, values, true)), normDocs(readDocs(t, meg+"_text_document")))
+}

@@ -153,3 +153,52 @@ func BenchmarkLlama2(b *testing.B) {
 		})
 	}
 }
+
+// pyPaiLlama is Pai's preprocess_data.py path for --patch-tokenizer-type LLamaTokenizer with
+// the slow tokenizer's ids emulated by python3-sentencepiece: lm_dataformat's text (lists
+// joined with "\n\n"), empty texts filtered out, tokenizer(text, add_special_tokens=False)
+// = sp.encode(text), then eos (--append-eod).
+const pyPaiLlama = `
+import json, sys
+import sentencepiece as spm
+sp = spm.SentencePieceProcessor(model_file=sys.argv[2])
+docs = []
+for line in open(sys.argv[1], encoding='utf-8'):
+    text = json.loads(line)['text']
+    if isinstance(text, list):
+        text = '\n\n'.join(text)
+    if not text:
+        continue
+    docs.append([sp.encode(text) + [sp.eos_id()]])
+print(json.dumps(docs))
+`
+
+// TestPaiLLamaTokenizer runs the command as Pai's run_make_pretraining_dataset.sh calls
+// preprocess_data.py (--patch-tokenizer-type LLamaTokenizer --load DIR) and compares the
+// documents with Pai's encoding done by python3-sentencepiece on the real Llama-2 model.
+func TestPaiLLamaTokenizer(t *testing.T) {
+	model := largeFile(t, "tokenizers/sentencepiece/llama2_tokenizer.model")
+	py := needPython(t, "sentencepiece")
+	dir := t.TempDir()
+	load := filepath.Join(dir, "Llama-2-7b-hf")
+	require.NoError(t, os.Mkdir(load, 0o755))
+	abs, err := filepath.Abs(model)
+	require.NoError(t, err)
+	require.NoError(t, os.Symlink(abs, filepath.Join(load, "tokenizer.model")))
+	in := filepath.Join(dir, "cleaned.jsonl")
+	writeJSONL(t, in, []string{"text"}, append(corpusText(200, 12), "", []string{"第一段", "second paragraph"}))
+	out := filepath.Join(dir, "wudao_llamabpe")
+	var so, se bytes.Buffer
+	code := runMain([]string{"--input", in, "--language", "zh", "--output-prefix", out, "--dataset-impl", "mmap",
+		"--patch-tokenizer-type", "LLamaTokenizer", "--load", load, "--workers", "2", "--append-eod", "--progress", "none"}, &so, &se)
+	require.Equal(t, 0, code, se.String())
+	assert.Contains(t, se.String(), "left out, as Pai's preprocess_data.py does")
+	cmd := exec.Command(py, "-c", pyPaiLlama, in, model)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	res, err := cmd.Output()
+	require.NoError(t, err, stderr.String())
+	var want [][][]int64
+	require.NoError(t, json.Unmarshal(res, &want))
+	assert.Equal(t, normDocs(want), normDocs(readDocs(t, out+"_text_document")))
+}

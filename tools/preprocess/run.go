@@ -23,6 +23,7 @@ type Config struct {
 	LogInterval           int      // --log-interval: documents between log lines
 	WuDao                 bool     // --wudao: --input is raw WuDaoCorpora 2.0 (JSON arrays), cleaned as Pai does
 	WuDaoJSONL            string   // --wudao-jsonl: also write the cleaned records as Pai's jsonl
+	Pai                   bool     // Pai's preprocess_data.py semantics (the CLI sets it for Pai's LLamaTokenizer; see encoder)
 	Progress              string   // --progress: auto, bar, log or none
 }
 
@@ -48,6 +49,7 @@ type Summary struct {
 	Files      int
 	Documents  int64 // documents written (per key)
 	Empty      int64 // documents with no tokens in any key (written as empty documents)
+	Dropped    int64 // Pai mode: records with empty text, filtered out as Pai's reader does
 	Tokens     int64 // tokens written, over all keys
 	Blank      int64 // blank lines skipped
 	Skipped    int64 // records and files skipped, see Issues
@@ -110,7 +112,7 @@ func Run(ctx context.Context, cfg Config, tok tokenizer.Tokenizer, logw io.Write
 	if err != nil {
 		return nil, err
 	}
-	enc := &encoder{keys: cfg.JSONKeys, appendEOD: cfg.AppendEOD, wudao: cfg.WuDao, jsonl: cfg.WuDaoJSONL != ""}
+	enc := &encoder{keys: cfg.JSONKeys, appendEOD: cfg.AppendEOD, wudao: cfg.WuDao, jsonl: cfg.WuDaoJSONL != "", pai: cfg.Pai}
 	dtype := indexed.Uint16
 	parts := 0
 	if cfg.OutputPrefix != "" {
@@ -142,6 +144,15 @@ func Run(ctx context.Context, cfg Config, tok tokenizer.Tokenizer, logw io.Write
 			d := &r.docs[k]
 			if d.err != nil {
 				sum.addIssue(Issue{File: files[d.file].path, Pos: posName(d.pos, d.array), Reason: d.err.Error()})
+				continue
+			}
+			if d.drop {
+				sum.Dropped++
+				if d.line != nil { // the cleaned jsonl keeps it, as Pai's cleaning does
+					if err := out.addLine(d.line); err != nil {
+						return err
+					}
+				}
 				continue
 			}
 			if err := out.add(d); err != nil {

@@ -81,9 +81,9 @@ func writeWuDaoFile(t *testing.T, path string, contents []string) {
 }
 
 // TestWuDaoMatchesPai checks --wudao on a raw WuDao folder: the cleaned jsonl is byte for
-// byte what Pai's cleaning and merge produce (run in CPython), the .bin/.idx holds the cleaned
-// contents, and it is byte-identical to running the plain jsonl mode on Pai's cleaned file,
-// i.e. to Pai's two-step pipeline.
+// byte what Pai's cleaning and merge produce (run in CPython), the .bin/.idx holds the
+// non-empty cleaned contents, and it is byte-identical to running the jsonl mode on Pai's
+// cleaned file, i.e. to Pai's two-step pipeline (both in Pai mode).
 func TestWuDaoMatchesPai(t *testing.T) {
 	dir := t.TempDir()
 	raw := filepath.Join(dir, "WuDaoCorpus2.0_base_sample")
@@ -97,16 +97,27 @@ func TestWuDaoMatchesPai(t *testing.T) {
 	outDir := t.TempDir()
 	prefix := filepath.Join(outDir, "wudao_llamabpe")
 	jsonl := filepath.Join(outDir, "merged_wudao_cleaned.json")
-	sum := run(t, Config{Input: raw, WuDao: true, WuDaoJSONL: jsonl, OutputPrefix: prefix, AppendEOD: true, Workers: 3}, tok)
+	sum := run(t, Config{Input: raw, WuDao: true, WuDaoJSONL: jsonl, OutputPrefix: prefix, AppendEOD: true, Workers: 3, Pai: true}, tok)
 	assert.Zero(t, sum.Skipped)
-	assert.EqualValues(t, 200, sum.Documents)
 	assert.Equal(t, []string{prefix + "_text_document"}, sum.Outputs)
 
+	// Pai's reader filters out the texts that cleaned to nothing
 	var cleaned []any
 	for _, c := range append(append([]string{}, c1...), c2...) {
-		cleaned = append(cleaned, wudao.Clean(c))
+		if s := wudao.Clean(c); s != "" {
+			cleaned = append(cleaned, s)
+		}
 	}
+	assert.EqualValues(t, len(cleaned), sum.Documents)
+	assert.EqualValues(t, 200-len(cleaned), sum.Dropped)
+	assert.Greater(t, sum.Dropped, int64(0), "the corpus has texts that clean to nothing")
 	assert.Equal(t, normDocs(refDocs(tok, cleaned, true)), normDocs(readDocs(t, prefix+"_text_document")))
+
+	// Megatron semantics (a Megatron --tokenizer-type) keep them as empty documents
+	meg := filepath.Join(outDir, "megatron")
+	sumM := run(t, Config{Input: raw, WuDao: true, OutputPrefix: meg, AppendEOD: true}, tok)
+	assert.EqualValues(t, 200, sumM.Documents)
+	assert.EqualValues(t, sum.Dropped, sumM.Empty)
 
 	// jsonl only: no tokenizer needed
 	jsonlOnly := filepath.Join(outDir, "only.json")
@@ -131,7 +142,7 @@ func TestWuDaoMatchesPai(t *testing.T) {
 	paiJSONL := filepath.Join(outDir, "pai_cleaned.jsonl")
 	require.NoError(t, os.WriteFile(paiJSONL, want, 0o644))
 	two := filepath.Join(outDir, "two_step")
-	run(t, Config{Input: paiJSONL, OutputPrefix: two, AppendEOD: true}, tok)
+	run(t, Config{Input: paiJSONL, OutputPrefix: two, AppendEOD: true, Pai: true}, tok)
 	assert.Equal(t, datasetHash(t, prefix+"_text_document"), datasetHash(t, two+"_text_document"))
 }
 
