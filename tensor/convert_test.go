@@ -235,7 +235,7 @@ func TestRoundingMatchesTorch(t *testing.T) {
 		case 2: // exact bf16/f16 ties: low bits 0x8000 / 0x1000
 			u = r.Uint32()&^0xFFFF | 0x8000
 		default:
-			u = math.Float32bits(float32(math.Ldexp(1+r.Float64(), r.IntN(12)-26))) &^ 0xFFF | 0x1000
+			u = math.Float32bits(float32(math.Ldexp(1+r.Float64(), r.IntN(12)-26)))&^0xFFF | 0x1000
 		}
 		binary.LittleEndian.PutUint32(in[4*i:], u)
 	}
