@@ -11,6 +11,9 @@
 #     write byte-identical files,
 #   - preprocess with the Qwen3 tokenizer.json (HuggingFaceTokenizer; no Python peer: Debian
 #     has no Hugging Face tokenizers package),
+#   - preprocess --wudao with Pai's LLamaTokenizer on the same documents written as a raw
+#     WuDaoCorpora folder, beside Pai's two steps in CPython (preprocess_peer_wudao.py),
+#     again checking byte-identical output,
 # and prints a markdown table: wall seconds and input MB/s, CPU seconds (user+sys, children
 # included) and MB per CPU second (the fairer number on a busy machine), peak RSS, and the
 # Go/Python ratios of both.
@@ -33,8 +36,11 @@ ln -sf "$PWD/$qwen" "$work/qwen3/tokenizer.json"
 cp tools/preprocess/testdata/qwen3_tokenizer_config.json "$work/qwen3/tokenizer_config.json"
 go build -o "$work/preprocess" ./tools/preprocess
 corpus=$work/corpus.jsonl
-[ -f "$corpus" ] || $py scripts/bench/preprocess_corpus.py data/wudao/testdata/corpus.jsonl "$corpus" "$size" 2>/dev/null
+[ -d "$work/wudao" ] || $py scripts/bench/preprocess_corpus.py data/wudao/testdata/corpus.jsonl "$corpus" "$size" "$work/wudao" 2>/dev/null
 bytes=$(stat -c %s "$corpus")
+wbytes=$(cat "$work"/wudao/*.json | wc -c)
+mkdir -p "$work/load"
+ln -sf "$PWD/$sp" "$work/load/tokenizer.model"
 
 # timed NAME CMD...: runs CMD, records wall seconds, peak RSS (KB) and CPU seconds
 # (user+sys, waited-for children included) in $secs, $rss and $cpu.
@@ -66,6 +72,17 @@ for w in "${workers[@]}"; do
     --tokenizer-model "$work/qwen3" --append-eod --workers "$w" --progress none
   awk -v b="$bytes" -v w="$w" -v gs="$secs" -v gr="$rss" -v gc="$cpu" 'BEGIN {
     printf "| Qwen3 (tokenizer.json) | %s | gomegatron preprocess | %.1f | %.2f | %.1f | %.2f | %.0f | no peer |\n", w, gs, b/gs/1e6, gc, b/gc/1e6, gr/1024 }'
+  timed "go-wudao-$w" "$work/preprocess" --wudao --input "$work/wudao" --output-prefix "$work/go_wudao_$w" --patch-tokenizer-type LLamaTokenizer \
+    --load "$work/load" --append-eod --workers "$w" --progress none
+  gs=$secs; grss=$rss; gc=$cpu
+  timed "py-wudao-$w" $py scripts/bench/preprocess_peer_wudao.py "$work/wudao" "$sp" "$work/py_wudao_$w" "$w"
+  ps=$secs; prss=$rss; pc=$cpu
+  for ext in bin idx; do
+    cmp -s "$work/go_wudao_${w}_text_document.$ext" "$work/py_wudao_${w}_text_document.$ext" || { echo "Go and Python WuDao .$ext differ (workers $w)" >&2; exit 1; }
+  done
+  awk -v b="$wbytes" -v w="$w" -v gs="$gs" -v ps="$ps" -v gr="$grss" -v pr="$prss" -v gc="$gc" -v pc="$pc" 'BEGIN {
+    printf "| WuDao raw → Llama-2 (Pai) | %s | gomegatron preprocess --wudao | %.1f | %.2f | %.1f | %.2f | %.0f | %.2f×, %.2f× |\n", w, gs, b/gs/1e6, gc, b/gc/1e6, gr/1024, ps/gs, pc/gc
+    printf "| WuDao raw → Llama-2 (Pai) | %s | Python peer (Pai two steps) | %.1f | %.2f | %.1f | %.2f | %.0f (parent) | |\n", w, ps, b/ps/1e6, pc, b/pc/1e6, pr/1024 }'
 done
 echo
-echo "Go and Python outputs are byte-identical for every worker count. Logs and outputs: $work"
+echo "Go and Python outputs are byte-identical for every worker count and both pipelines. Logs and outputs: $work"

@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
 """Writes a deterministic mixed Chinese/English JSON-lines corpus for the preprocess benchmark.
 
-usage: preprocess_corpus.py CORPUS_JSONL OUT_JSONL SIZE_MB
+usage: preprocess_corpus.py CORPUS_JSONL OUT_JSONL SIZE_MB [WUDAO_DIR]
 
 Documents are 5-60 strings drawn from the tokenizer test corpus (data/wudao/testdata/corpus.jsonl,
 a copy of shared/fixtures/tokenizers/corpus.jsonl), Chinese and English prose weighted up, with
 numbers, word swaps and case changes as variations, so the text is not one repeated block.
-Each line is {"id": i, "text": ...}. Same arguments, same bytes.
+Each line is {"id": i, "text": ...}. With WUDAO_DIR the same documents are also written as a raw
+WuDaoCorpora 2.0 folder: 10 files part-N.json, each a JSON array of
+{"id", "uniqueKey", "titleUkey", "dataType", "title", "content"}. Same arguments, same bytes.
 """
+import os
 import json
 import random
 import sys
@@ -42,3 +45,14 @@ with open(out, 'w', encoding='utf-8') as f:
         written += len(line.encode('utf-8'))
         i += 1
 print(f'{i} documents, {written / 1e6:.1f} MB', file=sys.stderr)
+
+if len(sys.argv) > 4:
+    wdir = sys.argv[4]
+    os.makedirs(wdir, exist_ok=True)
+    docs = [json.loads(l)['text'] for l in open(out, encoding='utf-8')]
+    per = (len(docs) + 9) // 10
+    for k in range(10):
+        recs = [{'id': j, 'uniqueKey': '%032x' % rng.getrandbits(128), 'titleUkey': '%032x' % rng.getrandbits(128),
+                 'dataType': '博客', 'title': docs[j][:20], 'content': docs[j]} for j in range(k * per, min(len(docs), (k + 1) * per))]
+        with open(os.path.join(wdir, 'part-%010d.json' % (2021009337 + k)), 'w', encoding='utf-8') as f:
+            json.dump(recs, f, ensure_ascii=False, indent=1)

@@ -202,3 +202,36 @@ func TestPaiLLamaTokenizer(t *testing.T) {
 	require.NoError(t, json.Unmarshal(res, &want))
 	assert.Equal(t, normDocs(want), normDocs(readDocs(t, out+"_text_document")))
 }
+
+// TestWuDaoLLamaMatchesPythonPeer runs --wudao with Pai's LLamaTokenizer on a raw WuDao folder
+// and compares the .bin/.idx byte for byte with Pai's two-step pipeline done in CPython
+// (scripts/bench/preprocess_peer_wudao.py: preprocess_wudao2.py's cleaning, then
+// preprocess_data.py's encoding with python3-sentencepiece on the real Llama-2 model).
+func TestWuDaoLLamaMatchesPythonPeer(t *testing.T) {
+	model := largeFile(t, "tokenizers/sentencepiece/llama2_tokenizer.model")
+	py := needPython(t, "sentencepiece", "numpy")
+	dir := t.TempDir()
+	raw := filepath.Join(dir, "raw")
+	out, err := exec.Command(py, "../../scripts/bench/preprocess_corpus.py", "../../data/wudao/testdata/corpus.jsonl",
+		filepath.Join(dir, "c.jsonl"), "0.3", raw).CombinedOutput()
+	require.NoError(t, err, string(out))
+	// a record whose content cleans to nothing, which Pai leaves out
+	extra := `[{"id": 0, "title": "t", "content": "😀 https://x.cn/a"}, {"id": 1, "title": "t", "content": "最后一篇。"}]`
+	require.NoError(t, os.WriteFile(filepath.Join(raw, "zz.json"), []byte(extra), 0o644))
+	load := filepath.Join(dir, "load")
+	require.NoError(t, os.Mkdir(load, 0o755))
+	abs, err := filepath.Abs(model)
+	require.NoError(t, err)
+	require.NoError(t, os.Symlink(abs, filepath.Join(load, "tokenizer.model")))
+	peer := filepath.Join(dir, "peer")
+	out, err = exec.Command(py, "../../scripts/bench/preprocess_peer_wudao.py", raw, model, peer, "2").CombinedOutput()
+	require.NoError(t, err, string(out))
+	prefix := filepath.Join(dir, "wudao_llamabpe")
+	var so, se bytes.Buffer
+	code := runMain([]string{"--wudao", "--input", raw, "--output-prefix", prefix, "--patch-tokenizer-type", "LLamaTokenizer",
+		"--load", load, "--append-eod", "--workers", "3", "--progress", "none"}, &so, &se)
+	require.Equal(t, 0, code, se.String())
+	assert.Contains(t, se.String(), "1 records with empty text left out")
+	assert.Equal(t, fileHash(t, peer+"_text_document.idx"), fileHash(t, prefix+"_text_document.idx"))
+	assert.Equal(t, fileHash(t, peer+"_text_document.bin"), fileHash(t, prefix+"_text_document.bin"))
+}
