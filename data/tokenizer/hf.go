@@ -20,7 +20,7 @@ type HF struct {
 	normMatch  *addedMatcher // added tokens with normalized=true, matched per normalized segment
 	addedByID  map[int]*addedToken
 	normalize  func(string) string // nil: identity
-	pretok     pretokenizer        // nil: the whole segment is one word
+	pretok     hfPretok            // nil: the whole segment is one word
 	prefix     []int               // post-processor ids before the sequence
 	suffix     []int               // and after it
 	decode     []decodeStep
@@ -364,7 +364,7 @@ func (t *HF) EncodeSpecial(text string, addSpecial bool) []int {
 	defer t.caches.put(sc)
 	segs := t.rawMatch.split(text, nil)
 	var sub []segment
-	for _, sg := range segs {
+	for k, sg := range segs {
 		if sg.tok >= 0 {
 			out = append(out, t.rawMatch.tokens[sg.tok].ID)
 			continue
@@ -374,7 +374,7 @@ func (t *HF) EncodeSpecial(text string, addSpecial bool) []int {
 			s = t.normalize(s)
 		}
 		sub = t.normMatch.split(s, sub[:0])
-		for _, ns := range sub {
+		for j, ns := range sub {
 			if ns.tok >= 0 {
 				out = append(out, t.normMatch.tokens[ns.tok].ID)
 				continue
@@ -383,7 +383,7 @@ func (t *HF) EncodeSpecial(text string, addSpecial bool) []int {
 				out = t.model.encode(out, ns.text, sc)
 				continue
 			}
-			t.pretok(ns.text, func(w string) { out = t.model.encode(out, w, sc) })
+			t.pretok(ns.text, k == 0 && j == 0, func(w string) { out = t.model.encode(out, w, sc) })
 		}
 	}
 	if addSpecial {

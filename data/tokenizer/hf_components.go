@@ -101,7 +101,16 @@ func buildNormalizer(raw json.RawMessage) (func(string) string, error) {
 	return nil, fmt.Errorf("normalizer type %q is not supported", c.Type)
 }
 
-func buildPreTokenizer(raw json.RawMessage) (pretokenizer, error) {
+// hfPretok is a tokenizer.json pre-tokenizer: it splits a normalized segment into words.
+// first tells whether the segment starts at offset 0 of the input (Metaspace's
+// prepend_scheme "first" prepends only there).
+type hfPretok func(s string, first bool, yield func(string))
+
+func plain(p pretokenizer) hfPretok {
+	return func(s string, _ bool, yield func(string)) { p(s, yield) }
+}
+
+func buildPreTokenizer(raw json.RawMessage) (hfPretok, error) {
 	c, err := parseComponent(raw)
 	if err != nil || c == nil {
 		return nil, err
@@ -114,7 +123,7 @@ func buildPreTokenizer(raw json.RawMessage) (pretokenizer, error) {
 		if err := json.Unmarshal(c.raw, &v); err != nil {
 			return nil, err
 		}
-		var ps []pretokenizer
+		var ps []hfPretok
 		for i, p := range v.Pretokenizers {
 			f, err := buildPreTokenizer(p)
 			if err != nil {
@@ -130,16 +139,20 @@ func buildPreTokenizer(raw json.RawMessage) (pretokenizer, error) {
 		case 1:
 			return ps[0], nil
 		}
-		return func(s string, yield func(string)) {
-			var run func(k int, s string)
-			run = func(k int, s string) {
+		return func(s string, first bool, yield func(string)) {
+			var run func(k int, s string, first bool)
+			run = func(k int, s string, first bool) {
 				if k == len(ps) {
 					yield(s)
 					return
 				}
-				ps[k](s, func(w string) { run(k+1, w) })
+				n := 0
+				ps[k](s, first, func(w string) {
+					run(k+1, w, first && n == 0)
+					n++
+				})
 			}
-			run(0, s)
+			run(0, s, first)
 		}, nil
 	case "ByteLevel":
 		var v struct {
@@ -153,7 +166,7 @@ func buildPreTokenizer(raw json.RawMessage) (pretokenizer, error) {
 		if !v.AddPrefixSpace && !useRegex {
 			return nil, nil // only the byte mapping, which the model does
 		}
-		return func(s string, yield func(string)) {
+		return func(s string, _ bool, yield func(string)) {
 			if v.AddPrefixSpace && !strings.HasPrefix(s, " ") {
 				s = " " + s
 			}
@@ -175,35 +188,25 @@ func buildPreTokenizer(raw json.RawMessage) (pretokenizer, error) {
 		keepMatches := (v.Behavior == "Isolated" && !v.Invert) || (v.Behavior == "Removed" && v.Invert)
 		if v.Pattern.Regex != nil && keepMatches {
 			if f, ok := scannerFor(*v.Pattern.Regex); ok {
-				return f, nil
+				return plain(f), nil
 			}
 		}
-		return buildRegexSplit(v.Pattern, v.Behavior, v.Invert)
-	case "Metaspace":
-		var v struct {
-			Replacement   string `json:"replacement"`
-			PrependScheme string `json:"prepend_scheme"`
-			AddPrefix     *bool  `json:"add_prefix_space"`
-			Split         *bool  `json:"split"`
-		}
-		if err := json.Unmarshal(c.raw, &v); err != nil {
+		f, err := buildRegexSplit(v.Pattern, v.Behavior, v.Invert)
+		if err != nil {
 			return nil, err
 		}
-		scheme := v.PrependScheme
-		if scheme == "" {
-			scheme = "always"
-			if v.AddPrefix != nil && !*v.AddPrefix {
-				scheme = "never"
-			}
+		return plain(f), nil
+	case "Metaspace":
+		rep, scheme, split, err := metaspaceConfig(c.raw)
+		if err != nil {
+			return nil, err
 		}
-		if scheme == "first" {
-			return nil, fmt.Errorf("Metaspace prepend_scheme \"first\" is not supported")
-		}
-		split := v.Split == nil || *v.Split
-		rep := v.Replacement
-		return func(s string, yield func(string)) {
+		// HF: spaces become the replacement; it is prepended (scheme "always", or
+		// "first" for the segment at offset 0) unless already there; with split, each
+		// replacement character starts a new word (MergedWithNext).
+		return func(s string, first bool, yield func(string)) {
 			s = strings.ReplaceAll(s, " ", rep)
-			if scheme == "always" && !strings.HasPrefix(s, rep) {
+			if (scheme == "always" || (scheme == "first" && first)) && !strings.HasPrefix(s, rep) {
 				s = rep + s
 			}
 			if !split {
@@ -211,8 +214,8 @@ func buildPreTokenizer(raw json.RawMessage) (pretokenizer, error) {
 				return
 			}
 			start := 0
-			for i := len(rep); i <= len(s)-len(rep); {
-				if s[i:i+len(rep)] == rep && i > start {
+			for i := 0; i < len(s); {
+				if i > start && strings.HasPrefix(s[i:], rep) {
 					yield(s[start:i])
 					start = i
 				}
@@ -225,6 +228,36 @@ func buildPreTokenizer(raw json.RawMessage) (pretokenizer, error) {
 		}, nil
 	}
 	return nil, fmt.Errorf("pre_tokenizer type %q is not supported", c.Type)
+}
+
+// metaspaceConfig reads a Metaspace pre-tokenizer or decoder: the replacement, the
+// prepend scheme (older files have add_prefix_space instead) and split (default true).
+func metaspaceConfig(raw json.RawMessage) (rep, scheme string, split bool, err error) {
+	var v struct {
+		Replacement   string `json:"replacement"`
+		PrependScheme string `json:"prepend_scheme"`
+		AddPrefix     *bool  `json:"add_prefix_space"`
+		Split         *bool  `json:"split"`
+	}
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return "", "", false, err
+	}
+	scheme = v.PrependScheme
+	if scheme == "" {
+		scheme = "always"
+		if v.AddPrefix != nil && !*v.AddPrefix {
+			scheme = "never"
+		}
+	}
+	switch scheme {
+	case "always", "first", "never":
+	default:
+		return "", "", false, fmt.Errorf("Metaspace prepend_scheme %q: want always, first or never", scheme)
+	}
+	if v.Replacement == "" {
+		return "", "", false, fmt.Errorf("Metaspace: empty replacement")
+	}
+	return v.Replacement, scheme, v.Split == nil || *v.Split, nil
 }
 
 // buildRegexSplit runs a Split pre-tokenizer whose regex has no hand-written scanner
@@ -361,22 +394,19 @@ func buildDecoder(raw json.RawMessage) ([]decodeStep, error) {
 			return toks
 		}}}, nil
 	case "Metaspace":
-		var v struct {
-			Replacement   string `json:"replacement"`
-			PrependScheme string `json:"prepend_scheme"`
-			AddPrefix     *bool  `json:"add_prefix_space"`
-		}
-		if err := json.Unmarshal(c.raw, &v); err != nil {
+		rep, scheme, _, err := metaspaceConfig(c.raw)
+		if err != nil {
 			return nil, err
 		}
-		strip := v.PrependScheme != "never" && (v.AddPrefix == nil || *v.AddPrefix || v.PrependScheme != "")
+		// HF: the replacement becomes a space, except in the first token, where it is
+		// dropped (unless the prepend scheme is "never").
 		return []decodeStep{{"Metaspace", func(toks []string) []string {
 			for i, t := range toks {
-				t = strings.ReplaceAll(t, v.Replacement, " ")
-				if i == 0 && strip {
-					t = strings.TrimPrefix(t, " ")
+				if i == 0 && scheme != "never" {
+					toks[i] = strings.ReplaceAll(t, rep, "")
+				} else {
+					toks[i] = strings.ReplaceAll(t, rep, " ")
 				}
-				toks[i] = t
 			}
 			return toks
 		}}}, nil

@@ -346,3 +346,49 @@ func TestLlamaConfigPostProcessor(t *testing.T) {
 	require.NoError(t, tok.SetSpecialFromConfig([]byte(none)))
 	require.Equal(t, r.IDs, tok.Encode(r.Text))
 }
+
+// TestMetaspace rewrites the llama2 tokenizer.json into the newer Metaspace form
+// (pre_tokenizer Metaspace instead of the Prepend/Replace normalizer, Metaspace decoder)
+// and checks it against the fixture where the two forms agree: text that does not start
+// with a space and holds no added token, and (for decoding) has no byte tokens.
+func TestMetaspace(t *testing.T) {
+	data, err := os.ReadFile(largeFile(t, "tokenizers/llama2/tokenizer.json"))
+	require.NoError(t, err)
+	var j map[string]json.RawMessage
+	require.NoError(t, json.Unmarshal(data, &j))
+	rows := readExpected(t, "llama2.expected.jsonl")
+	for _, scheme := range []string{"always", "first"} {
+		j["normalizer"] = json.RawMessage(`null`)
+		j["pre_tokenizer"] = json.RawMessage(`{"type":"Metaspace","replacement":"▁","prepend_scheme":"` + scheme + `","split":false}`)
+		j["decoder"] = json.RawMessage(`{"type":"Metaspace","replacement":"▁","prepend_scheme":"` + scheme + `","split":false}`)
+		b, err := json.Marshal(j)
+		require.NoError(t, err)
+		tok, err := ParseHF(b)
+		require.NoError(t, err)
+		n := 0
+		for _, r := range rows {
+			if strings.HasPrefix(r.Text, " ") || strings.HasPrefix(r.Text, "\u2581") || strings.Contains(r.Text, "<s>") ||
+				strings.Contains(r.Text, "</s>") || strings.Contains(r.Text, "<unk>") {
+				continue
+			}
+			require.Equal(t, r.IDs, tok.EncodeSpecial(r.Text, false), "%s idx %d", scheme, r.Idx)
+			bytesTok := false
+			for _, id := range r.IDs {
+				bytesTok = bytesTok || (id >= 3 && id < 259)
+			}
+			if !bytesTok {
+				require.Equal(t, r.Decoded, tok.Decode(r.IDs), "%s idx %d", scheme, r.Idx)
+			}
+			n++
+		}
+		require.Greater(t, n, 150)
+	}
+	// "first" prepends only to the text at the start of the input, not after an added token.
+	j["pre_tokenizer"] = json.RawMessage(`{"type":"Metaspace","replacement":"▁","prepend_scheme":"first","split":true}`)
+	b, err := json.Marshal(j)
+	require.NoError(t, err)
+	tok, err := ParseHF(b)
+	require.NoError(t, err)
+	hi := tok.EncodeSpecial("Hi", false)
+	require.Equal(t, append([]int{1}, hi...), tok.EncodeSpecial("<s>▁Hi", false))
+}
