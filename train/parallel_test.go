@@ -16,16 +16,21 @@ import (
 	"github.com/gomegatron/gomegatron/kernels/cpu"
 	"github.com/gomegatron/gomegatron/layers"
 	"github.com/gomegatron/gomegatron/optim"
+	"github.com/gomegatron/gomegatron/tensor"
 )
 
 type layout struct {
 	tp, pp, dp int
 	sp, dist   bool
 	rc         layers.Recompute
+	bf16       bool // bf16 weights with fp32 main params; compared with the bf16 single process at 1e-2
 }
 
 func (l layout) String() string {
 	s := fmt.Sprintf("tp%d_pp%d_dp%d_sp%v_dist%v", l.tp, l.pp, l.dp, l.sp, l.dist)
+	if l.bf16 {
+		s += "_bf16"
+	}
 	if l.rc.Granularity != "" {
 		s += fmt.Sprintf("_rc-%s%s%d", l.rc.Granularity, l.rc.Method, l.rc.NumLayers)
 	}
@@ -134,6 +139,9 @@ func runLayout(t *testing.T, cfg layers.Config, l layout, iters int) runResult {
 				return
 			}
 			opt := optim.NewAdam(be, m.Params, optim.DefaultAdam(), l.dist, groups)
+			if l.bf16 {
+				opt.SetModelDType(tensor.BF16)
+			}
 			tr := NewTrainer(be, m, ps, opt, s, mbs)
 			for it := 0; it < iters; it++ {
 				micro := microbatches(globalBatch(it, gbs, s, cfg.VocabSize), mbs, l.dp, dpRank, s)
@@ -204,12 +212,15 @@ func relDiff(a, b float64) float64 {
 	return math.Abs(a-b) / math.Max(math.Abs(b), 1e-12)
 }
 
-func compareRuns(t *testing.T, name string, ref, got runResult) {
+func compareRuns(t *testing.T, name string, ref, got runResult, tol float64) {
 	t.Helper()
 	require.Len(t, got.losses, len(ref.losses))
 	for i := range ref.losses {
-		require.LessOrEqual(t, relDiff(got.losses[i], ref.losses[i]), 1e-5, "%s: iteration %d lm loss %v vs %v", name, i, got.losses[i], ref.losses[i])
-		require.LessOrEqual(t, relDiff(got.norms[i], ref.norms[i]), 1e-5, "%s: iteration %d grad norm %v vs %v", name, i, got.norms[i], ref.norms[i])
+		require.LessOrEqual(t, relDiff(got.losses[i], ref.losses[i]), tol, "%s: iteration %d lm loss %v vs %v", name, i, got.losses[i], ref.losses[i])
+		require.LessOrEqual(t, relDiff(got.norms[i], ref.norms[i]), tol, "%s: iteration %d grad norm %v vs %v", name, i, got.norms[i], ref.norms[i])
+	}
+	if tol > 1e-5 {
+		return // bf16 rounding of diverging weights: compare the curves only
 	}
 	require.Len(t, got.weights, len(ref.weights))
 	for k, w := range ref.weights {
@@ -250,6 +261,7 @@ func TestParallelLayoutsMatchSingleProcess(t *testing.T) {
 		{tp: 1, pp: 1, dp: 2, dist: true, rc: block1},
 		{tp: 2, pp: 2, dp: 2, sp: true, dist: true},
 		{tp: 1, pp: 1, dp: 1, rc: layers.Recompute{Granularity: "full", Method: "uniform", NumLayers: 3}},
+		{tp: 2, pp: 2, dp: 2, sp: true, dist: true, bf16: true},
 	}
 	if os.Getenv("GOMEGATRON_TEST_MATRIX") != "" {
 		iters = 20
@@ -263,7 +275,7 @@ func TestParallelLayoutsMatchSingleProcess(t *testing.T) {
 								if sp && tp == 1 || dist && dp == 1 {
 									continue
 								}
-								layouts = append(layouts, layout{tp, pp, dp, sp, dist, rc})
+								layouts = append(layouts, layout{tp: tp, pp: pp, dp: dp, sp: sp, dist: dist, rc: rc})
 							}
 						}
 					}
@@ -273,10 +285,15 @@ func TestParallelLayoutsMatchSingleProcess(t *testing.T) {
 	}
 	for name, cfg := range equivalenceModels() {
 		ref := runLayout(t, cfg, layout{tp: 1, pp: 1, dp: 1}, iters)
+		refBF16 := runLayout(t, cfg, layout{tp: 1, pp: 1, dp: 1, bf16: true}, iters)
 		require.Less(t, ref.losses[iters-1], ref.losses[0], "%s: the reference run learns", name)
 		for _, l := range layouts {
 			t.Run(name+"/"+l.String(), func(t *testing.T) {
-				compareRuns(t, name+" "+l.String(), ref, runLayout(t, cfg, l, iters))
+				if l.bf16 {
+					compareRuns(t, name+" "+l.String(), refBF16, runLayout(t, cfg, l, iters), 1e-2)
+					return
+				}
+				compareRuns(t, name+" "+l.String(), ref, runLayout(t, cfg, l, iters), 1e-5)
 			})
 		}
 	}
