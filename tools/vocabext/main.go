@@ -57,8 +57,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}
 	for _, a := range args {
 		if a == "-h" || a == "--help" {
-			_, err := parser.Parse(args)
-			return err
+			parser.Parse(args) // prints the help; the missing required flags do not matter
+			return nil
 		}
 	}
 	if _, err := parser.Parse(args); err != nil {
