@@ -252,18 +252,19 @@ func TestVsCPU(t *testing.T) {
 func TestAttentionVsCPU(t *testing.T) {
 	F := tensor.F32
 	cases := []struct {
+		name              string
 		b, h, g, s, tt, d int
 		p                 kernels.AttnParams
 	}{
-		{2, 4, 2, 33, 33, 64, kernels.AttnParams{Causal: true}},
-		{1, 6, 3, 17, 40, 128, kernels.AttnParams{Causal: true, QOffset: 23}},
-		{1, 4, 4, 50, 50, 32, kernels.AttnParams{Causal: true, SlidingWindow: 7}},
-		{2, 4, 1, 20, 20, 80, kernels.AttnParams{Causal: true, ALiBiSlopes: cpu.ALiBiSlopes(4)}},
-		{1, 4, 2, 20, 29, 96, kernels.AttnParams{ALiBiSlopes: cpu.ALiBiSlopes(4), ALiBiBeforeScale: true}},
-		{1, 2, 2, 9, 9, 256, kernels.AttnParams{}},
+		{"causal-gqa", 2, 4, 2, 33, 33, 64, kernels.AttnParams{Causal: true}},
+		{"causal-qoffset", 1, 6, 3, 17, 40, 128, kernels.AttnParams{Causal: true, QOffset: 23}},
+		{"sliding-window", 1, 4, 4, 50, 50, 32, kernels.AttnParams{Causal: true, SlidingWindow: 7}},
+		{"alibi-mqa", 2, 4, 1, 20, 20, 80, kernels.AttnParams{Causal: true, ALiBiSlopes: cpu.ALiBiSlopes(4)}},
+		{"alibi-before-scale", 1, 4, 2, 20, 29, 96, kernels.AttnParams{ALiBiSlopes: cpu.ALiBiSlopes(4), ALiBiBeforeScale: true}},
+		{"full-d256", 1, 2, 2, 9, 9, 256, kernels.AttnParams{}},
 	}
 	for _, c := range cases {
-		t.Run(fmt.Sprintf("%+v", c), func(t *testing.T) {
+		t.Run(c.name, func(t *testing.T) {
 			e := newEnv(t)
 			c.p.Scale = float32(1 / math.Sqrt(float64(c.d)))
 			q, k, v := e.randn(F, 1, c.b, c.h, c.s, c.d), e.randn(F, 1, c.b, c.g, c.tt, c.d), e.randn(F, 1, c.b, c.g, c.tt, c.d)
@@ -399,4 +400,17 @@ func TestArenaDevice(t *testing.T) {
 	require.NoError(t, g.Free(x))
 	require.Equal(t, before, g.dev.arena.InUse())
 	require.Error(t, g.Free(x), "double free is an error")
+}
+
+// TestEnvironment logs what the GPU check found (scripts/gpu/check.sh puts the line in its
+// report): the libraries and device, or why CUDA is unavailable. It fails only when CUDA is
+// available but the backend cannot start.
+func TestEnvironment(t *testing.T) {
+	ok, reason := Available()
+	fmt.Printf("CUDA available=%v: %s\n", ok, reason)
+	if !ok {
+		t.Skip(reason)
+	}
+	g := gpu(t)
+	fmt.Printf("CUDA device %d: %s, %s, %d SMs, arena %d MiB\n", g.dev.Index, g.dev.Name, Arch(g.dev.CC), g.dev.SMs, g.dev.arena.Size()>>20)
 }

@@ -26,6 +26,9 @@ func TestKernelNames(t *testing.T) {
 	used := map[string]bool{}
 	goFiles, err := filepath.Glob("*.go")
 	require.NoError(t, err)
+	if len(goFiles) == 0 {
+		t.Skip("Go sources not present (a prebuilt test binary run outside kernels/cuda)")
+	}
 	re := regexp.MustCompile(`"(gm_[a-z0-9_]+)"`)
 	for _, f := range goFiles {
 		b, err := os.ReadFile(f)

@@ -64,7 +64,9 @@ func SearchFromEnv(env Env) Search {
 }
 
 // SitePackages lists the Python package folders a `sys.path` would hold, without running
-// Python: PYTHONPATH entries, $VIRTUAL_ENV/lib/python3*/site-packages, the user's
+// Python: PYTHONPATH entries, $VIRTUAL_ENV/lib/python3*/site-packages, the
+// lib/python3*/site-packages beside every PATH folder holding a python3 (an activated or
+// installed virtualenv, e.g. /opt/torch/.venv/bin), the user's
 // ~/.local/lib/python3*/site-packages, /usr/local/lib/python3*/{site,dist}-packages and
 // /usr/lib/python3*/dist-packages (pip's and Debian's folders). Only existing folders are
 // returned, each once, in that order.
@@ -78,6 +80,14 @@ func SitePackages(env Env) []string {
 	globs := []string{}
 	if v := env("VIRTUAL_ENV"); v != "" {
 		globs = append(globs, filepath.Join(v, "lib/python3*/site-packages"))
+	}
+	for _, d := range filepath.SplitList(env("PATH")) {
+		if d == "" {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(d, "python3")); err == nil {
+			globs = append(globs, filepath.Join(d, "..", "lib/python3*/site-packages"))
+		}
 	}
 	if h := env("HOME"); h != "" {
 		globs = append(globs, filepath.Join(h, ".local/lib/python3*/site-packages"))

@@ -112,7 +112,8 @@ func wheelTree(t *testing.T, root string, files ...string) {
 }
 
 // TestSearchFromEnv: override folders first, then wheel folders under the virtualenv and
-// PYTHONPATH site-packages (CUDA 13 and 12 layouts), then the system loader, then
+// PYTHONPATH site-packages (CUDA 13 and 12 layouts) and the virtualenv of a python3 on
+// PATH, then the system loader, then
 // CUDA_HOME/lib64; LibDirs keeps the folders that hold a library.
 func TestSearchFromEnv(t *testing.T) {
 	root := t.TempDir()
@@ -124,12 +125,16 @@ func TestSearchFromEnv(t *testing.T) {
 	wheelTree(t, sp13, "nvidia/cu13/lib/libnvrtc.so.13", "nvidia/cu13/lib/libcublasLt.so.13", "nvidia/nccl/lib/libnccl.so.2")
 	wheelTree(t, sp12, "nvidia/cuda_nvrtc/lib/libnvrtc.so.12", "nvidia/cublas/lib/libcublasLt.so.12", "nvidia/cuda_runtime/lib/README")
 	wheelTree(t, root, "override/empty", "cuda/lib64/libnvrtc.so.12")
+	pyVenv := filepath.Join(root, "opt/torch/.venv")
+	spPath := filepath.Join(pyVenv, "lib/python3.12/site-packages")
+	wheelTree(t, pyVenv, "bin/python3", "lib/python3.12/site-packages/nvidia/nccl/lib/libnccl.so.2")
 	env := map[string]string{
 		dl.EnvLibDirs: override,
 		"VIRTUAL_ENV": venv,
 		"PYTHONPATH":  sp12,
 		"CUDA_HOME":   cudaHome,
 		"HOME":        filepath.Join(root, "nohome"),
+		"PATH":        filepath.Join(root, "nobin") + ":" + filepath.Join(pyVenv, "bin"),
 	}
 	s := dl.SearchFromEnv(func(k string) string { return env[k] })
 	wantDirs := []string{
@@ -139,6 +144,7 @@ func TestSearchFromEnv(t *testing.T) {
 		filepath.Join(sp12, "nvidia/cublas/lib"),
 		filepath.Join(sp13, "nvidia/cu13/lib"),
 		filepath.Join(sp13, "nvidia/nccl/lib"),
+		filepath.Join(spPath, "nvidia/nccl/lib"),
 	}
 	require.Equal(t, wantDirs, s.Dirs[:len(wantDirs)], "PYTHONPATH comes before the virtualenv, as in sys.path")
 	for _, d := range s.Dirs[len(wantDirs):] {
@@ -158,6 +164,7 @@ func TestSearchFromEnv(t *testing.T) {
 		filepath.Join(sp12, "nvidia/cublas/lib"),
 		filepath.Join(sp13, "nvidia/cu13/lib"),
 		filepath.Join(sp13, "nvidia/nccl/lib"),
+		filepath.Join(spPath, "nvidia/nccl/lib"),
 	}, s.LibDirs(), "folders without a library (override, cuda_runtime) are not exported")
 }
 
