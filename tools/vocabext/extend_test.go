@@ -67,7 +67,7 @@ func runCase(t *testing.T, tc extendCase) (in, out string, s *summary) {
 }
 
 func TestExtend(t *testing.T) {
-	corpus := loadCorpus(t)
+	corpus := loadCorpus(t, filepath.Join("testdata", "sp-bpe2k.expected.jsonl"))
 	for _, tc := range extendCases {
 		t.Run(tc.name, func(t *testing.T) {
 			in, out, s := runCase(t, tc)

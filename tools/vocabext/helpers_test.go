@@ -41,7 +41,7 @@ const tinyConfig = `{
   "torch_dtype": "float32",
   "transformers_version": "4.35.0.dev0",
   "use_cache": true,
-  "vocab_size": 2000
+  "vocab_size": %d
 }
 `
 
@@ -52,16 +52,22 @@ type fixtureOpts struct {
 	dtype   tensor.DType // of every weight
 	tied    bool         // tie_word_embeddings: no lm_head.weight
 	sharded bool         // several shards and model.safetensors.index.json
+	spModel string       // tokenizer.model to use (default testdata/sp_bpe2k.model)
+	vocab   int          // its number of pieces (default 2000)
 }
 
 // makeHFDir writes a tiny Llama (the llama-mha shapes, vocab 2000) with random weights,
-// sp_bpe2k.model as tokenizer.model, a tokenizer_config.json, a special_tokens_map.json
+// sp_bpe2k.model (or o.spModel) as tokenizer.model, a tokenizer_config.json, a special_tokens_map.json
 // and a placeholder tokenizer.json.
 func makeHFDir(t *testing.T, o fixtureOpts) string {
 	t.Helper()
 	dir := t.TempDir()
 	rng := rand.New(rand.NewPCG(7, 11))
-	const v, h, f, layers = 2000, 64, 172, 2
+	if o.spModel == "" {
+		o.spModel, o.vocab = filepath.Join("testdata", "sp_bpe2k.model"), 2000
+	}
+	v := o.vocab
+	const h, f, layers = 64, 172, 2
 	mk := func(shape ...int) *tensor.Tensor {
 		n := 1
 		for _, d := range shape {
@@ -105,11 +111,11 @@ func makeHFDir(t *testing.T, o fixtureOpts) string {
 	write := func(name, content string) {
 		require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644))
 	}
-	write("config.json", fmt.Sprintf(tinyConfig, tied))
+	write("config.json", fmt.Sprintf(tinyConfig, tied, v))
 	write("tokenizer_config.json", tinyTokenizerConfig)
 	write("special_tokens_map.json", `{"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}`+"\n")
 	write("tokenizer.json", `{"version": "1.0", "added_tokens": [{"id": 0, "content": "<unk>"}], "model": {"type": "BPE"}}`+"\n")
-	sp, err := os.ReadFile(filepath.Join("testdata", "sp_bpe2k.model"))
+	sp, err := os.ReadFile(o.spModel)
 	require.NoError(t, err)
 	write("tokenizer.model", string(sp))
 	return dir
@@ -123,9 +129,9 @@ type corpusCase struct {
 	Tokens []string `json:"tokens"`
 }
 
-func loadCorpus(t *testing.T) []corpusCase {
+func loadCorpus(t *testing.T, path string) []corpusCase {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", "sp-bpe2k.expected.jsonl"))
+	b, err := os.ReadFile(path)
 	require.NoError(t, err)
 	var out []corpusCase
 	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {

@@ -10,6 +10,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/gomegatron/gomegatron/data/tokenizer"
 )
 
 // crossCheckPy checks an extended folder with python3-sentencepiece 0.1.97 (the C++
@@ -20,7 +22,8 @@ import (
 //     listed it as unreachable, and to the ids the tool averaged under the old model;
 //   - every added piece's ids under the old model without dummy prefix (the model bytes
 //     the tool derives) are the tool's source ids;
-//   - every corpus line that contains no added piece encodes as before;
+//   - every corpus line that contains no added piece encodes as before, and every line
+//     encodes with the merged model to the ids data/tokenizer gives;
 //   - each new embedding / lm_head row is the float64 mean of the old rows, summed in
 //     order, rounded to float32 and then to the dtype (bf16/f16 round to nearest even).
 const crossCheckPy = `
@@ -57,8 +60,10 @@ for k, p in enumerate(added):
         if old.encode(text) != sources[k]:
             errors.append("%r: old ids %r, tool averaged %r" % (p, old.encode(text), sources[k]))
 same = 0
+enc = []
 for line in open(a["corpus"], encoding="utf-8"):
     d = json.loads(line)
+    enc.append(new.encode(d["text"]))
     norm = "\u2581" + d["text"].replace(" ", "\u2581")
     if any(p in norm for p in added):
         continue
@@ -109,7 +114,7 @@ for name, (dt, E) in wi.items():
         if not np.array_equal(want.view(np.uint32), F[N + k].view(np.uint32)):
             errors.append("%s row %d (%r): not the mean of %r" % (name, N + k, added[k], ids))
         rows_checked += 1
-print(json.dumps({"errors": errors[:20], "n_errors": len(errors), "reached": reached, "same": same, "rows": rows_checked}))
+print(json.dumps({"errors": errors[:20], "n_errors": len(errors), "reached": reached, "same": same, "rows": rows_checked, "enc": enc}))
 `
 
 func havePython(t *testing.T) {
@@ -161,6 +166,7 @@ func TestCrossCheckSentencePiecePython(t *testing.T) {
 				Reached int      `json:"reached"`
 				Same    int      `json:"same"`
 				Rows    int      `json:"rows"`
+				Enc     [][]int  `json:"enc"`
 			}
 			lines := strings.Split(strings.TrimSpace(string(res)), "\n")
 			require.NoError(t, json.Unmarshal([]byte(lines[len(lines)-1]), &r), "%s", res)
@@ -172,6 +178,14 @@ func TestCrossCheckSentencePiecePython(t *testing.T) {
 				nMat = 1
 			}
 			assert.Equal(t, nMat*len(s.added), r.Rows)
+			// Every corpus line, new pieces or not, encodes with the merged model as the C++ library does.
+			sp, err := tokenizer.LoadSentencePiece(filepath.Join(out, "tokenizer.model"))
+			require.NoError(t, err)
+			corpusLines := loadCorpus(t, corpus)
+			require.Len(t, r.Enc, len(corpusLines))
+			for i, c := range corpusLines {
+				assert.Equal(t, r.Enc[i], sp.Encode(c.Text), "%q", c.Text)
+			}
 			t.Logf("sentencepiece: %d new pieces encode to their ids, %d corpus lines unchanged, %d rows checked", r.Reached, r.Same, r.Rows)
 		})
 	}
