@@ -392,3 +392,63 @@ func TestMetaspace(t *testing.T) {
 	hi := tok.EncodeSpecial("Hi", false)
 	require.Equal(t, append([]int{1}, hi...), tok.EncodeSpecial("<s>▁Hi", false))
 }
+
+// TestSentencePieceRandomAgainstPython compares the three SentencePiece models with
+// python3-sentencepiece on random strings over a wide alphabet (NFKC-sensitive characters
+// such as full-width forms, ligatures and circled digits for nmt_nfkc, whitespace runs for
+// remove_extra_whitespaces, characters the models never saw for byte fallback, the
+// user-defined symbols).
+func TestSentencePieceRandomAgainstPython(t *testing.T) {
+	if err := exec.Command("/usr/bin/python3", "-c", "import sentencepiece").Run(); err != nil {
+		t.Skip("python3-sentencepiece is not installed (apt-get install python3-sentencepiece)")
+	}
+	alphabet := []string{
+		"a", "Z", "é", "ß", "ж", "中", "文", "𠀀", "ア", "ｶ", "ﾞ", "한", "e\u0301", "\u0301",
+		"0", "7", "123", "٣", "²", "①", "½", "Ａ", "ﬁ", "™", "…", "㍿",
+		",", ".", "!", "?", "'", "(", "€", "😀", "_", "<", ">",
+		" ", " ", "  ", "\t", "\n", "\r\n", "\u00a0", "\u3000", "\u200b", "\ufeff", "\x00",
+		"▁", "<s>", "</s>", "<unk>", "<|endoftext|>", "<sep>", "<0x41>",
+	}
+	rng := rand.New(rand.NewPCG(11, 12))
+	var texts []string
+	for range 1500 {
+		var b strings.Builder
+		for range rng.IntN(30) {
+			b.WriteString(alphabet[rng.IntN(len(alphabet))])
+		}
+		texts = append(texts, b.String())
+	}
+	models := []string{"testdata/sp_bpe2k.model", "testdata/sp_unigram2k.model"}
+	if p := filepath.Join("..", "..", "testdata", "large", "tokenizers", "sentencepiece", "llama2_tokenizer.model"); fileExists(p) {
+		models = append(models, p)
+	}
+	for _, model := range models {
+		abs, err := filepath.Abs(model)
+		require.NoError(t, err)
+		var want []struct {
+			IDs     []int  `json:"ids"`
+			Decoded string `json:"decoded"`
+		}
+		python(t, `import json,sys,sentencepiece as spm
+sp=spm.SentencePieceProcessor(model_file=sys.argv[1])
+out=[]
+for s in json.load(sys.stdin):
+    ids=sp.encode(s)
+    out.append({"ids": ids, "decoded": sp.decode(ids)})
+print(json.dumps(out))`, texts, &want, abs)
+		sp, err := LoadSentencePiece(model)
+		require.NoError(t, err)
+		bad := 0
+		for i, s := range texts {
+			got := sp.Encode(s)
+			dec := sp.Decode(want[i].IDs)
+			if !equalInts(got, want[i].IDs) || dec != want[i].Decoded {
+				if bad < 5 {
+					t.Errorf("%s: %+q\n got  %v %+q\n want %v %+q", model, s, got, dec, want[i].IDs, want[i].Decoded)
+				}
+				bad++
+			}
+		}
+		t.Logf("%s: %d/%d random strings match python3-sentencepiece", filepath.Base(model), len(texts)-bad, len(texts))
+	}
+}
