@@ -1,12 +1,25 @@
 // Package tokenizer implements the tokenizers Megatron-LM and Pai-Megatron-Patch train with,
-// giving exactly the ids of the models' own tokenizers.
+// giving exactly the ids of the models' own tokenizers:
+//
+//   - HF: Hugging Face tokenizer.json BPE models (SentencePiece-style with byte fallback as
+//     Llama-2/Mistral; byte-level as GPT-2, Llama-3, Qwen, cl100k), as tokenizers 0.23 runs
+//     them, with tokenizer_config.json's special tokens;
+//   - SentencePiece: .model files (BPE and Unigram, precompiled charsmap normalization,
+//     byte fallback), as sentencepiece 0.1.97 runs them;
+//   - GPT2: Megatron's GPT2BPETokenizer (vocab.json + merges.txt);
+//   - TikToken: tiktoken rank files and Megatron's TikTokenizer JSON;
+//   - Null: Megatron's NullTokenizer.
+//
+// Build picks one from Megatron's --tokenizer-type. All are safe for concurrent use.
 package tokenizer
 
 // Tokenizer is what training, preprocessing and generation need from a tokenizer, with the
 // special ids as Megatron's tokenizer classes define them (-1 when the tokenizer has none).
 type Tokenizer interface {
-	// Encode returns the ids of text, without BOS/EOS unless the tokenizer's own
-	// post-processor adds them for plain encoding (as HF's Llama tokenizer adds BOS).
+	// Encode returns the ids of text as Megatron's tokenizer.tokenize(text) does: without
+	// BOS/EOS unless the tokenizer adds them for plain encoding (HF's Llama tokenizer's
+	// post-processor and Megatron's Llama2Tokenizer add BOS). EncodeNoSpecial gives the
+	// ids without them.
 	Encode(text string) []int
 	// Decode turns ids back into text.
 	Decode(ids []int) string
