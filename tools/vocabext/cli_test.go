@@ -102,16 +102,22 @@ func TestBadInput(t *testing.T) {
 	}
 }
 
-// TestForce: --force writes into a non-empty folder and removes a stale tokenizer.json.
+// TestForce: --force writes into a non-empty folder and removes a stale tokenizer.json,
+// index and shards, which would otherwise win over what is written.
 func TestForce(t *testing.T) {
 	dir := makeHFDir(t, fixtureOpts{dtype: tensor.F32})
 	pieces := filepath.Join(t.TempDir(), "pieces.txt")
 	require.NoError(t, os.WriteFile(pieces, []byte("天气\n"), 0o644))
 	out := t.TempDir()
-	require.NoError(t, os.WriteFile(filepath.Join(out, "tokenizer.json"), []byte("{}"), 0o644))
+	for _, stale := range []string{"tokenizer.json", safetensors.IndexFile, "model-00001-of-00002.safetensors"} {
+		require.NoError(t, os.WriteFile(filepath.Join(out, stale), []byte("{}"), 0o644))
+	}
 	var stdout bytes.Buffer
 	require.NoError(t, run([]string{"--model-dir", dir, "--new-pieces", pieces, "--output-dir", out, "--force"}, &stdout, &stdout))
 	assert.NoFileExists(t, filepath.Join(out, "tokenizer.json"))
+	assert.NoFileExists(t, filepath.Join(out, safetensors.IndexFile))
+	assert.NoFileExists(t, filepath.Join(out, "model-00001-of-00002.safetensors"))
+	assert.FileExists(t, filepath.Join(out, safetensors.SingleFile))
 	assert.Contains(t, stdout.String(), "1 new pieces added")
 	assert.Contains(t, stdout.String(), "not copied: tokenizer.json")
 }

@@ -116,9 +116,15 @@ func extend(o options) (*summary, error) {
 		return nil, fmt.Errorf("--output-dir: %w", err)
 	}
 	if o.force {
-		// Leftovers of an earlier run would contradict what is written now.
-		for _, name := range []string{"tokenizer.json", "config.json"} {
-			os.Remove(filepath.Join(o.outputDir, name))
+		// Leftovers of an earlier run would contradict what is written now (a stale
+		// tokenizer.json wins over tokenizer.model; a stale index or shard over the weights).
+		stale, _ := filepath.Glob(filepath.Join(o.outputDir, "*.safetensors"))
+		stale = append(stale, filepath.Join(o.outputDir, "tokenizer.json"), filepath.Join(o.outputDir, "config.json"),
+			filepath.Join(o.outputDir, safetensors.IndexFile))
+		for _, p := range stale {
+			if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return nil, fmt.Errorf("--force: %w", err)
+			}
 		}
 	}
 	written, err := writeWeights(o, m.Config.UntieEmbeddingsAndOutputWeights, rs, s)
