@@ -48,7 +48,6 @@ step "4. convert the Megatron checkpoint to Hugging Face"
 cp "$tok" "$out/hf/tokenizer.model"
 
 step "5. evaluate the converted model and generate from it"
-head -c 20000 "$out/data/corpus.jsonl" | tail -n 1 >/dev/null || true
 "$out/bin/golaunch" evaluate --load "$out/hf" --data-path "$out/data/gostd_text_document" --max-samples 4 --seq-length 128
 if "$out/bin/golaunch" generate --help >/dev/null 2>&1; then
   "$out/bin/golaunch" generate --load "$out/hf" --tokenizer-type Llama2Tokenizer --tokenizer-model "$tok" \
