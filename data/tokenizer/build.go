@@ -85,18 +85,14 @@ func Build(cfg Config) (Tokenizer, error) {
 	return nil, fmt.Errorf("tokenizer: --tokenizer-type %q is not supported (GPT2BPETokenizer, SentencePieceTokenizer, GPTSentencePieceTokenizer, Llama2Tokenizer, HuggingFaceTokenizer, LLamaTokenizer, TikTokenizer, NullTokenizer)", cfg.TokenizerType)
 }
 
-// paiLlamaSpecials does what Pai-Megatron-Patch's LLamaTokenizer does after loading: add
-// the special tokens the tokenizer lacks (pad "[PAD]", eos "</s>", bos "<s>"; a new token
-// gets the next id, so Llama-2's pad becomes 32000) and take eod = eos.
+// paiLlamaSpecials gives Pai-Megatron-Patch's LLamaTokenizer special ids: eod = eos, and
+// a tokenizer without a pad token gets the id Pai's added "[PAD]" takes, the next free id
+// (32000 for Llama-2). The token itself is not added: VocabSize stays the model's
+// vocabulary, which is what Pai sizes the embedding from (tokenizer.vocab_size +
+// --extra-vocab-size), and "[PAD]" in a text stays ordinary text.
 func paiLlamaSpecials(t *HF) {
 	if t.pad < 0 {
-		t.pad = t.AddSpecialToken("[PAD]")
-	}
-	if t.eos < 0 {
-		t.eos = t.AddSpecialToken("</s>")
-	}
-	if t.bos < 0 {
-		t.bos = t.AddSpecialToken("<s>")
+		t.pad = t.VocabSize()
 	}
 	t.eod = t.eos
 }

@@ -31,7 +31,6 @@ type HF struct {
 	pad, eod   int
 	unkID      int
 	specialTok map[string]int
-	ids        map[int]bool // every id of the vocab and the added tokens
 	caches     cachePool
 }
 
@@ -192,7 +191,6 @@ func ParseHF(data []byte) (*HF, error) {
 		}
 	}
 	t.vocabSize = len(ids)
-	t.ids = ids
 	t.rawMatch, t.normMatch = newAddedMatcher(raw), newAddedMatcher(norm)
 	if err := t.buildPostProcessor(f.PostProcessor); err != nil {
 		return nil, fmt.Errorf("post_processor: %w", err)
@@ -432,34 +430,6 @@ func (t *HF) DecodeSkip(ids []int, skipSpecial bool) string {
 		toks = st.apply(toks)
 	}
 	return strings.Join(toks, "")
-}
-
-// AddSpecialToken adds content as a special added token (matched in the text, skipped
-// by DecodeSkip) with the next free id, as transformers' add_special_tokens does for a
-// token the vocab lacks, and returns its id; an existing token keeps its id.
-func (t *HF) AddSpecialToken(content string) int {
-	if id, ok := t.TokenID(content); ok {
-		return id
-	}
-	id := 0
-	for k := range t.ids {
-		id = max(id, k+1)
-	}
-	t.added = append(t.added, addedToken{ID: id, Content: content, Special: true})
-	t.addedByID = map[int]*addedToken{}
-	var raw []addedToken
-	for i := range t.added {
-		a := &t.added[i]
-		t.addedByID[a.ID] = a
-		if !(a.Normalized && t.normalize != nil) {
-			raw = append(raw, *a)
-		}
-	}
-	t.specialTok[content] = id
-	t.ids[id] = true
-	t.vocabSize = len(t.ids)
-	t.rawMatch = newAddedMatcher(raw)
-	return id
 }
 
 // VocabSize is the number of distinct ids, added tokens included (len(tokenizer)).

@@ -193,7 +193,8 @@ func TestMegatronSentencePiece(t *testing.T) {
 }
 
 // TestPaiLLamaTokenizer: Pai-Megatron-Patch's LLamaTokenizer on a Llama-2-style HF
-// directory adds the missing pad "[PAD]" as id 32000 and takes eod = eos.
+// directory: pad is the id Pai's added "[PAD]" gets (32000), the vocab size stays the
+// model's, eod = eos, and Encode adds BOS as tokenizer(text) does.
 func TestPaiLLamaTokenizer(t *testing.T) {
 	src := largeFile(t, "tokenizers/llama2/tokenizer.json")
 	dir := t.TempDir()
@@ -206,13 +207,13 @@ func TestPaiLLamaTokenizer(t *testing.T) {
 	tok, err := Build(Config{TokenizerType: "LLamaTokenizer", TokenizerModel: dir})
 	require.NoError(t, err)
 	require.Equal(t, 32000, tok.Pad())
-	require.Equal(t, 32001, tok.VocabSize())
+	require.Equal(t, 32000, tok.VocabSize())
 	require.Equal(t, 1, tok.BOS())
 	require.Equal(t, 2, tok.EOS())
 	require.Equal(t, 2, tok.EOD())
-	ids := EncodeNoSpecial(tok, "Hi[PAD]")
-	require.Equal(t, 32000, ids[len(ids)-1])
-	require.Equal(t, "Hi[PAD]", tok.Decode(ids))
+	r := readExpected(t, "llama2.expected.jsonl")[0]
+	require.Equal(t, r.IDsWithSpecial, tok.Encode(r.Text))
+	require.Equal(t, r.IDs, EncodeNoSpecial(tok, r.Text))
 }
 
 // TestConcurrentEncode: Encode is safe from many goroutines (each borrows its own word
