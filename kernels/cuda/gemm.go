@@ -93,6 +93,17 @@ func (b *Backend) Gemm(p kernels.GemmParams, a, bm, c *tensor.Tensor) {
 	if p.M == 0 || p.N == 0 {
 		return
 	}
+	if p.K == 0 { // an empty sum: C = Beta·C, row by row (cuBLASLt rejects k = 0)
+		if p.Beta != 1 {
+			for i := range max(p.Batch, 1) {
+				for r := range p.M {
+					row := b.Wrap(tensor.F32, c.Ptr+uintptr(4*(i*p.StrideC+r*s.ldc)), p.N)
+					b.Scale(row, p.Beta)
+				}
+			}
+		}
+		return
+	}
 	b.matmul(s, p.Alpha, p.Beta, bm.Ptr, a.Ptr, c.Ptr, c.Ptr) // cuBLAS's A is our B
 }
 

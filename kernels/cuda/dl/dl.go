@@ -1,3 +1,5 @@
+//go:build cgo
+
 // Package dl loads shared libraries at run time (dlopen/dlsym) and calls their C functions
 // through a fixed set of cgo trampolines, so the CUDA driver, NVRTC, cuBLASLt and NCCL are
 // bound with our own declarations and no vendor header or library is needed to build.
@@ -104,6 +106,9 @@ import (
 	"fmt"
 	"unsafe"
 )
+
+// Supported reports whether libraries can be loaded (built with cgo).
+const Supported = true
 
 // Lib is an opened shared library.
 type Lib struct {

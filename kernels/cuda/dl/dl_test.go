@@ -76,6 +76,9 @@ func TestCallTrampolines(t *testing.T) {
 }
 
 func TestOpenErrors(t *testing.T) {
+	if !dl.Supported {
+		t.Skip("built without cgo")
+	}
 	_, err := dl.Open(filepath.Join(t.TempDir(), "libnothere.so"), false)
 	require.ErrorContains(t, err, "libnothere.so")
 

@@ -51,12 +51,12 @@ GM_DEV bool isnan_f(float x) { return (f2u(x) & 0x7fffffffu) > 0x7f800000u; }
 GM_DEV float pow2i(int k) { return u2f((unsigned)(k + 127) << 23); } // 2^k, −126 ≤ k ≤ 127
 
 // fp8_sw rounds x to an OCP FP8 format with E exponent and M mantissa bits (nearest even,
-// saturating to ±maxv, NaN → 0x7f|sign) in software: the sm_80 path and the reference the
+// saturating to ±maxv, NaN → sign|0x7f, or sign|0x7e for E5M2) in software: the sm_80 path and the reference the
 // hardware cvt on sm_89+ must agree with.
 GM_DEV u8 fp8_sw(float x, int E, int M, float maxv) {
 	unsigned sign = (f2u(x) >> 24) & 0x80u;
 	float a = abs_f(x);
-	if (isnan_f(x)) return (u8)(sign | 0x7fu);
+	if (isnan_f(x)) return (u8)(sign | (E == 5 ? 0x7eu : 0x7fu));
 	if (a > maxv) a = maxv;
 	int bias = (1 << (E - 1)) - 1;
 	int e = (int)(f2u(a) >> 23) - 127;
@@ -74,8 +74,11 @@ GM_DEV u8 fp8_sw(float x, int E, int M, float maxv) {
 	return (u8)(sign | code);
 }
 
+// NaN encodes as sign|0x7f (E4M3) and sign|0x7e (E5M2) on both paths, as tensor's
+// E4M3FromF32/E5M2FromF32 do; the hardware's NaN pattern is not relied upon.
 GM_DEV u8 f32_to_e4m3(float x) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
+	if (isnan_f(x)) return (u8)(((f2u(x) >> 24) & 0x80u) | 0x7fu);
 	u16 r;
 	asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;" : "=h"(r) : "f"(0.0f), "f"(x));
 	return (u8)(r & 0xffu);
@@ -86,6 +89,7 @@ GM_DEV u8 f32_to_e4m3(float x) {
 
 GM_DEV u8 f32_to_e5m2(float x) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
+	if (isnan_f(x)) return (u8)(((f2u(x) >> 24) & 0x80u) | 0x7eu);
 	u16 r;
 	asm("cvt.rn.satfinite.e5m2x2.f32 %0, %1, %2;" : "=h"(r) : "f"(0.0f), "f"(x));
 	return (u8)(r & 0xffu);
@@ -148,11 +152,12 @@ GM_DEV float erf_f(float x) {
 }
 
 // ---- warp and block reductions --------------------------------------------------------
-GM_DEV float shfl_xor_f(float v, int m) {
-	float r;
-	asm volatile("shfl.sync.bfly.b32 %0, %1, %2, 0x1f, 0xffffffff;" : "=f"(r) : "f"(v), "r"(m));
+GM_DEV unsigned shfl_xor_u(unsigned v, int m) {
+	unsigned r;
+	asm volatile("shfl.sync.bfly.b32 %0, %1, %2, 0x1f, 0xffffffff;" : "=r"(r) : "r"(v), "r"(m));
 	return r;
 }
+GM_DEV float shfl_xor_f(float v, int m) { return u2f(shfl_xor_u(f2u(v), m)); }
 GM_DEV double shfl_xor_d(double v, int m) {
 	u64 u = d2u(v);
 	unsigned lo = (unsigned)u, hi = (unsigned)(u >> 32);

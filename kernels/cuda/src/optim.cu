@@ -41,8 +41,7 @@ GM_KERNEL gm_cast_amax_f32(void* dst, const float* src, float scale, int kind, u
 		}
 	}
 	for (int m = 16; m > 0; m >>= 1) {
-		unsigned o;
-		asm volatile("shfl.sync.bfly.b32 %0, %1, %2, 0x1f, 0xffffffff;" : "=r"(o) : "r"(am), "r"(m));
+		unsigned o = shfl_xor_u(am, m);
 		if (o > am) am = o;
 	}
 	if (lane_id() == 0 && am) atomic_max_u(amax, am);

@@ -7,12 +7,17 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/gomegatron/gomegatron/kernels/cuda/dl"
 )
 
 // Build compiles csrc into dir/name (a shared library) and returns its path. It skips the
 // test when gcc is missing.
 func Build(t testing.TB, dir, name, csrc string) string {
 	t.Helper()
+	if !dl.Supported {
+		t.Skip("built without cgo: libraries cannot be loaded")
+	}
 	gcc, err := exec.LookPath("gcc")
 	if err != nil {
 		t.Skip("gcc not found: cannot build the fake library " + name)
