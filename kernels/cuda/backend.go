@@ -53,6 +53,11 @@ func New(o Options) (*Backend, error) {
 	if err != nil {
 		return nil, err
 	}
+	return NewOn(libs, o)
+}
+
+// NewOn is New with explicitly loaded libraries.
+func NewOn(libs *Libraries, o Options) (*Backend, error) {
 	dev, err := OpenDevice(libs, o)
 	if err != nil {
 		return nil, err
@@ -69,7 +74,7 @@ func New(o Options) (*Backend, error) {
 		}
 		var err error
 		if b.ws, err = dev.arena.Alloc(b.wsBytes); err != nil {
-			return err
+			return fmt.Errorf("cuBLASLt workspace of %d MiB (Options.WorkspaceBytes): %w", b.wsBytes>>20, err)
 		}
 		b.scratchN = scratchBytes
 		b.scratch, err = dev.arena.Alloc(b.scratchN)
