@@ -72,12 +72,11 @@ type Stats struct {
 
 // Dataset holds the kept samples unpadded; Sample pads on demand.
 type Dataset struct {
-	l       int
-	pad     int32
-	ids     [][]int32 // [BOS] + example ids + EOS, cut to L (not padded)
-	srcLen  []int32   // source_len of each sample
-	stats   Stats
-	options Options
+	l      int
+	pad    int32
+	ids    [][]int32 // [BOS] + example ids + EOS, cut to L (not padded)
+	srcLen []int32   // source_len of each sample
+	stats  Stats
 }
 
 // Load reads path (a JSON list or JSON lines of records) and builds the samples with
@@ -113,7 +112,7 @@ func LoadWithOptions(path string, tok tokenizer.Tokenizer, opts Options) (*Datas
 	if !opts.NoBOS {
 		bos = tok.BOS()
 	}
-	d := &Dataset{l: opts.MaxPaddingLength, pad: int32(pad), options: opts}
+	d := &Dataset{l: opts.MaxPaddingLength, pad: int32(pad)}
 	d.stats.Records, d.stats.TargetKey = len(recs), key
 
 	type enc struct {
