@@ -146,17 +146,23 @@ func TestMatchesLLamaRawDataset(t *testing.T) {
 		tokPad int // the tokenizer's Pad()
 		optPad int // Options.PadID
 		pad    int // the pad the reference uses
+		repeat int // copies of the records (enough for several goroutines)
 	}{
-		{"json list, Pai v1 [PAD]=vocab", "output", false, 256, -1, -1, 32000},
-		{"jsonl, tokenizer pad", "output", true, 256, 0, -1, 0},
-		{"content key, explicit pad", "content", false, 300, -1, 31999, 31999},
-		{"short L drops more", "output", false, 160, -1, -1, 32000},
-		{"pad equals eos", "output", false, 256, 2, -1, 2},
+		{"json list, Pai v1 [PAD]=vocab", "output", false, 256, -1, -1, 32000, 1},
+		{"jsonl, tokenizer pad", "output", true, 256, 0, -1, 0, 1},
+		{"content key, explicit pad", "content", false, 300, -1, 31999, 31999, 1},
+		{"short L drops more", "output", false, 160, -1, -1, 32000, 1},
+		{"pad equals eos", "output", false, 256, 2, -1, 2, 1},
+		{"many records in parallel", "output", true, 200, -1, -1, 32000, 100},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "data.json")
-			writeJSONFile(t, path, sftRecords(c.key), c.lines)
+			var recs []map[string]any
+			for k := 0; k < c.repeat; k++ {
+				recs = append(recs, sftRecords(c.key)...)
+			}
+			writeJSONFile(t, path, recs, c.lines)
 			tok := fakeTok{vocab: 32000, pad: c.tokPad}
 			ds, err := LoadWithOptions(path, tok, Options{MaxPaddingLength: c.l, PadID: c.optPad})
 			require.NoError(t, err)
@@ -167,7 +173,7 @@ func TestMatchesLLamaRawDataset(t *testing.T) {
 			assert.Equal(t, c.pad, ds.PadID())
 			require.Equal(t, len(ref.Samples), ds.Len())
 			assert.Equal(t, st.Records, st.Kept+st.TooLong+st.EmptyTarget)
-			assert.Equal(t, 1, st.EmptyTarget)
+			assert.Equal(t, c.repeat, st.EmptyTarget)
 			assert.GreaterOrEqual(t, st.TooLong, 1)
 			for i, want := range ref.Samples {
 				in, lab := ds.Example(i)
