@@ -64,12 +64,18 @@ func newGPTModel(be kernels.Backend, cfg Config, par Parallel) (*GPTModel, error
 	if par.PPSize == 0 {
 		par.PPSize = 1
 	}
+	if par.VPSize == 0 {
+		par.VPSize = 1
+	}
 	cfg.TensorModelParallelSize = par.tpSize()
 	if err := cfg.Finalize(); err != nil {
 		return nil, err
 	}
 	if cfg.NumLayers%par.PPSize != 0 {
 		return nil, fmt.Errorf("--num-layers %d is not divisible by --pipeline-model-parallel-size %d", cfg.NumLayers, par.PPSize)
+	}
+	if cfg.NumLayers%(par.PPSize*par.VPSize) != 0 {
+		return nil, fmt.Errorf("--num-layers %d is not divisible by pipeline size %d × virtual stages %d", cfg.NumLayers, par.PPSize, par.VPSize)
 	}
 	m := &GPTModel{Cfg: cfg, Par: par, be: be}
 	c := &m.Cfg
@@ -85,9 +91,10 @@ func newGPTModel(be kernels.Backend, cfg Config, par Parallel) (*GPTModel, error
 			m.EmbNorm = newNorm(ps, "embedding.word_embeddings_layernorm", c, c.HiddenSize)
 		}
 	}
-	per := c.NumLayers / par.PPSize
+	per := c.NumLayers / (par.PPSize * par.VPSize)
+	first := par.VPRank*(c.NumLayers/par.VPSize) + par.PPRank*per
 	for i := 0; i < per; i++ {
-		m.Layers = append(m.Layers, newTransformerLayer(ps, c, par, par.PPRank*per+i, i))
+		m.Layers = append(m.Layers, newTransformerLayer(ps, c, par, first+i, i))
 	}
 	if par.Last() {
 		m.FinalNorm = newNorm(ps, "decoder.final_layernorm", c, c.HiddenSize)

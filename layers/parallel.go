@@ -13,6 +13,10 @@ type Parallel struct {
 	TP               comm.Comm // tensor-parallel group; nil means TP = 1
 	SequenceParallel bool      // --sequence-parallel: norms, dropout and residuals on [s/TP, b, h]
 	PPRank, PPSize   int       // pipeline stage and stage count (0 and 1 without PP)
+	// VPRank and VPSize place a model chunk of the interleaved schedule
+	// (--num-layers-per-virtual-pipeline-stage): chunk v of stage p holds the layers from
+	// v·L/VP + p·L/(PP·VP). 0 and 1 without virtual stages.
+	VPRank, VPSize int
 	// TPRank and TPSize place a shard without a communicator (Specs, checkpoint
 	// conversion); TP's rank and size win when TP is set.
 	TPRank, TPSize int
@@ -36,8 +40,10 @@ func (p Parallel) tpRank() int {
 func (p Parallel) sp() bool { return p.SequenceParallel && p.tpSize() > 1 }
 
 // First and Last report the pipeline position.
-func (p Parallel) First() bool { return p.PPRank == 0 }
-func (p Parallel) Last() bool  { return p.PPRank == max(p.PPSize, 1)-1 }
+func (p Parallel) First() bool { return p.PPRank == 0 && p.VPRank == 0 }
+func (p Parallel) Last() bool {
+	return p.PPRank == max(p.PPSize, 1)-1 && p.VPRank == max(p.VPSize, 1)-1
+}
 
 // allReduce sums t over the TP group (Megatron's reduce_from_tensor_model_parallel_region,
 // and the backward of copy_to_tensor_model_parallel_region).

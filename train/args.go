@@ -22,7 +22,7 @@ type Args struct {
 	SequenceParallel          bool `name:"sequence-parallel" help:"Sequence parallelism (with TP > 1)."`
 	UseDistributedOptimizer   bool `name:"use-distributed-optimizer" help:"Shard optimizer state over data parallelism (ZeRO-1)."`
 	OverlapGradReduce         bool `name:"overlap-grad-reduce" help:"Accepted; gradients are reduced after the last microbatch (one bucket)."`
-	LayersPerVirtualStage     int  `name:"num-layers-per-virtual-pipeline-stage" help:"Interleaved pipeline schedule (not supported yet)."`
+	LayersPerVirtualStage     int  `name:"num-layers-per-virtual-pipeline-stage" help:"Layers per virtual pipeline stage: the interleaved 1F1B schedule."`
 
 	// Batches and length of training.
 	MicroBatchSize  int `name:"micro-batch-size" default:"1" help:"Sequences per microbatch."`
@@ -130,7 +130,7 @@ func (a *Args) Validate(world int) error {
 		on   bool
 		flag string
 	}{
-		{a.LayersPerVirtualStage != 0, "--num-layers-per-virtual-pipeline-stage"},
+		{a.LayersPerVirtualStage != 0 && (a.Save != "" || a.LoadingCheckpoint()), "checkpoints (--save/--load) with --num-layers-per-virtual-pipeline-stage"},
 		{a.ResetPositionIDs, "--reset-position-ids"}, {a.ResetAttentionMsk, "--reset-attention-mask"},
 	} {
 		if u.on {
@@ -174,6 +174,14 @@ func (a *Args) Validate(world int) error {
 	dp := world / (tp * pp)
 	if a.NumLayers%pp != 0 {
 		return fmt.Errorf("--num-layers %d is not divisible by --pipeline-model-parallel-size %d", a.NumLayers, pp)
+	}
+	if n := a.LayersPerVirtualStage; n != 0 {
+		if pp < 2 {
+			return fmt.Errorf("--num-layers-per-virtual-pipeline-stage needs --pipeline-model-parallel-size > 1")
+		}
+		if n < 0 || (a.NumLayers/pp)%n != 0 {
+			return fmt.Errorf("--num-layers-per-virtual-pipeline-stage %d does not divide the %d layers of each of the %d stages", n, a.NumLayers/pp, pp)
+		}
 	}
 	if a.MicroBatchSize < 1 {
 		return fmt.Errorf("--micro-batch-size %d must be positive", a.MicroBatchSize)
@@ -229,6 +237,14 @@ func (a *Args) FP8() *layers.FP8Recipe {
 		return nil
 	}
 	return &layers.FP8Recipe{Format: a.FP8Format, Margin: a.FP8Margin, HistoryLen: a.FP8AmaxHistoryLen, ComputeAlgo: a.FP8AmaxComputeAlgo}
+}
+
+// VirtualStages is the number of model chunks per pipeline stage (1 without interleaving).
+func (a *Args) VirtualStages() int {
+	if a.LayersPerVirtualStage == 0 {
+		return 1
+	}
+	return a.NumLayers / a.PipelineModelParallelSize / a.LayersPerVirtualStage
 }
 
 // LoadingCheckpoint reports whether --load names a checkpoint to resume from.

@@ -23,6 +23,7 @@ type layout struct {
 	tp, pp, dp int
 	sp, dist   bool
 	rc         layers.Recompute
+	vpp        int  // virtual pipeline stages (interleaved schedule); 0 = 1
 	bf16       bool // bf16 weights with fp32 main params; compared with the bf16 single process at 1e-2
 }
 
@@ -30,6 +31,9 @@ func (l layout) String() string {
 	s := fmt.Sprintf("tp%d_pp%d_dp%d_sp%v_dist%v", l.tp, l.pp, l.dp, l.sp, l.dist)
 	if l.bf16 {
 		s += "_bf16"
+	}
+	if l.vpp > 1 {
+		s += fmt.Sprintf("_vpp%d", l.vpp)
 	}
 	if l.rc.Granularity != "" {
 		s += fmt.Sprintf("_rc-%s%s%d", l.rc.Granularity, l.rc.Method, l.rc.NumLayers)
@@ -96,11 +100,11 @@ func runLayout(t *testing.T, cfg layers.Config, l layout, iters int) runResult {
 		}()
 	}
 	type rankOut struct {
-		res   runResult
-		last  bool
-		model *layers.GPTModel
-		tpr   int
-		err   error
+		res    runResult
+		last   bool
+		models []*layers.GPTModel
+		tpr    int
+		err    error
 	}
 	outs := make([]rankOut, world)
 	var wg sync.WaitGroup
@@ -129,20 +133,31 @@ func runLayout(t *testing.T, cfg layers.Config, l layout, iters int) runResult {
 				dpRank = ps.Coords.DP
 				o.tpr = ps.Coords.TP
 			}
-			m, err := layers.NewParallelGPTModel(be, cfg, par, 7)
+			var chunks []*layers.GPTModel
+			var params layers.Params
+			for v := 0; v < max(l.vpp, 1); v++ {
+				par.VPRank, par.VPSize = v, max(l.vpp, 1)
+				m, err := layers.NewParallelGPTModel(be, cfg, par, 7)
+				if err != nil {
+					o.err = err
+					return
+				}
+				if err := m.SetRecompute(l.rc); err != nil {
+					o.err = err
+					return
+				}
+				chunks = append(chunks, m)
+				params = append(params, m.Params...)
+			}
+			opt := optim.NewAdam(be, params, optim.DefaultAdam(), l.dist, groups)
+			if l.bf16 {
+				opt.SetModelDType(tensor.BF16)
+			}
+			tr, err := NewInterleavedTrainer(be, chunks, ps, opt, s, mbs)
 			if err != nil {
 				o.err = err
 				return
 			}
-			if err := m.SetRecompute(l.rc); err != nil {
-				o.err = err
-				return
-			}
-			opt := optim.NewAdam(be, m.Params, optim.DefaultAdam(), l.dist, groups)
-			if l.bf16 {
-				opt.SetModelDType(tensor.BF16)
-			}
-			tr := NewTrainer(be, m, ps, opt, s, mbs)
 			for it := 0; it < iters; it++ {
 				micro := microbatches(globalBatch(it, gbs, s, cfg.VocabSize), mbs, l.dp, dpRank, s)
 				res, err := tr.Iteration(micro, 1e-3, 7, uint64(it))
@@ -153,7 +168,7 @@ func runLayout(t *testing.T, cfg layers.Config, l layout, iters int) runResult {
 				o.res.losses = append(o.res.losses, res.Loss)
 				o.res.norms = append(o.res.norms, res.GradNorm)
 			}
-			o.last, o.model = m.Par.Last(), m
+			o.last, o.models = chunks[len(chunks)-1].Par.Last(), chunks
 		}(r)
 	}
 	wg.Wait()
@@ -187,7 +202,7 @@ func runLayout(t *testing.T, cfg layers.Config, l layout, iters int) runResult {
 		if dp != 0 {
 			continue
 		}
-		for _, p := range o.model.Params {
+		for _, p := range modelParams(o.models) {
 			if p.Shared {
 				continue
 			}
@@ -262,6 +277,8 @@ func TestParallelLayoutsMatchSingleProcess(t *testing.T) {
 		{tp: 2, pp: 2, dp: 2, sp: true, dist: true},
 		{tp: 1, pp: 1, dp: 1, rc: layers.Recompute{Granularity: "full", Method: "uniform", NumLayers: 3}},
 		{tp: 2, pp: 2, dp: 2, sp: true, dist: true, bf16: true},
+		{tp: 1, pp: 2, dp: 1, vpp: 2},
+		{tp: 2, pp: 2, dp: 1, sp: true, vpp: 2, rc: full1},
 	}
 	if os.Getenv("GOMEGATRON_TEST_MATRIX") != "" {
 		iters = 20
@@ -297,4 +314,12 @@ func TestParallelLayoutsMatchSingleProcess(t *testing.T) {
 			})
 		}
 	}
+}
+
+func modelParams(ms []*layers.GPTModel) layers.Params {
+	var ps layers.Params
+	for _, m := range ms {
+		ps = append(ps, m.Params...)
+	}
+	return ps
 }

@@ -85,29 +85,37 @@ func run(a *Args, world comm.Comm, out io.Writer, hook dataHook) error {
 
 	// Model, optimizer, trainer.
 	cfg := a.Config
-	par := layers.Parallel{TP: ps.TP, SequenceParallel: a.SequenceParallel, PPRank: ps.Coords.PP, PPSize: ps.PPSize}
 	be := cpu.New()
-	model, err := layers.NewParallelGPTModel(be, cfg, par, uint64(a.Seed))
-	if err != nil {
-		return err
-	}
-	if err := model.SetRecompute(a.Recompute()); err != nil {
-		return err
-	}
-	if r := a.FP8(); r != nil {
-		if err := model.SetFP8(*r); err != nil {
+	var chunks []*layers.GPTModel
+	var params layers.Params
+	for v := 0; v < a.VirtualStages(); v++ {
+		par := layers.Parallel{TP: ps.TP, SequenceParallel: a.SequenceParallel, PPRank: ps.Coords.PP, PPSize: ps.PPSize,
+			VPRank: v, VPSize: a.VirtualStages()}
+		m, err := layers.NewParallelGPTModel(be, cfg, par, uint64(a.Seed))
+		if err != nil {
 			return err
 		}
+		if err := m.SetRecompute(a.Recompute()); err != nil {
+			return err
+		}
+		if r := a.FP8(); r != nil {
+			if err := m.SetFP8(*r); err != nil {
+				return err
+			}
+		}
+		chunks = append(chunks, m)
+		params = append(params, m.Params...)
 	}
+	model := chunks[0]
 	logf("> padded vocab (size: %d) with %d dummy tokens (new size: %d)", a.VocabSize, model.Cfg.PaddedVocabSize-a.VocabSize, model.Cfg.PaddedVocabSize)
 	if ps.Coords.DP == 0 {
-		fmt.Fprintf(out, " > number of parameters on (tensor, pipeline) model parallel rank (%d, %d): %d\n", ps.Coords.TP, ps.Coords.PP, model.Params.Numel())
+		fmt.Fprintf(out, " > number of parameters on (tensor, pipeline) model parallel rank (%d, %d): %d\n", ps.Coords.TP, ps.Coords.PP, params.Numel())
 	}
 	groups := optim.Groups{DP: ps.DPCP, Norm: ps.MP, TP: ps.Coords.TP}
 	if a.UseDistributedOptimizer {
 		groups.Norm = world
 	}
-	opt := optim.NewAdam(be, model.Params, a.AdamConfig, a.UseDistributedOptimizer, groups)
+	opt := optim.NewAdam(be, params, a.AdamConfig, a.UseDistributedOptimizer, groups)
 	switch {
 	case a.BF16:
 		opt.SetModelDType(tensor.BF16)
@@ -119,7 +127,10 @@ func run(a *Args, world comm.Comm, out io.Writer, hook dataHook) error {
 			opt.Scaler = optim.NewDynamicScaler(a.InitialLossScale, a.MinLossScale, a.LossScaleWindow, a.Hysteresis)
 		}
 	}
-	tr := NewTrainer(be, model, ps, opt, a.SeqLength, a.MicroBatchSize)
+	tr, err := NewInterleavedTrainer(be, chunks, ps, opt, a.SeqLength, a.MicroBatchSize)
+	if err != nil {
+		return err
+	}
 	ck := &checkpointer{a: a, world: world, ps: ps, model: model, opt: opt}
 
 	// Schedule and data.
@@ -341,7 +352,7 @@ func (a *Args) validate(tr *Trainer, split samples, consumed int64, batchAt func
 		sum, n = sum+s, n+k
 		consumed += int64(a.GlobalBatchSize)
 	}
-	if !tr.Model.Par.Last() || n == 0 {
+	if !tr.last().Par.Last() || n == 0 {
 		return consumed, nil
 	}
 	loss := sum / n

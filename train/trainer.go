@@ -13,8 +13,12 @@ import (
 // Trainer runs training iterations for one rank of a (TP, PP, DP) layout: the pipeline
 // schedule over its microbatches, gradient finalisation and the optimizer step.
 type Trainer struct {
-	be      kernels.Backend
-	Model   *layers.GPTModel
+	be    kernels.Backend
+	Model *layers.GPTModel // the first (only, without virtual stages) model chunk
+	// Chunks are this rank's model chunks of the interleaved schedule (just Model without
+	// virtual pipeline stages).
+	Chunks  []*layers.GPTModel
+	vp      *interleaved
 	PS      *comm.ParallelState // nil for a single process
 	Opt     *optim.Adam
 	stashes []*layers.Stash
@@ -26,7 +30,7 @@ type Trainer struct {
 // NewTrainer prepares activation stashes for microbatches of mbs sequences of length s:
 // one per microbatch a pipeline stage can hold in flight under 1F1B.
 func NewTrainer(be kernels.Backend, m *layers.GPTModel, ps *comm.ParallelState, opt *optim.Adam, s, mbs int) *Trainer {
-	t := &Trainer{be: be, Model: m, PS: ps, Opt: opt, stats: tensor.New(tensor.F64, 2)}
+	t := &Trainer{be: be, Model: m, Chunks: []*layers.GPTModel{m}, PS: ps, Opt: opt, stats: tensor.New(tensor.F64, 2)}
 	n := 1
 	if ps != nil {
 		n = ps.PPSize
@@ -47,7 +51,13 @@ func NewTrainer(be kernels.Backend, m *layers.GPTModel, ps *comm.ParallelState, 
 func (t *Trainer) Iteration(micro []layers.Batch, lr float64, seed, iteration uint64) (StepResult, error) {
 	var res StepResult
 	t.Opt.ZeroGrads()
-	lossSum, err := t.forwardBackward(micro, seed, iteration)
+	var lossSum float64
+	var err error
+	if t.vp != nil {
+		lossSum, err = t.vp.forwardBackward(t, micro, seed, iteration)
+	} else {
+		lossSum, err = t.forwardBackward(micro, seed, iteration)
+	}
 	if err != nil {
 		return res, err
 	}
@@ -66,8 +76,16 @@ func (t *Trainer) Iteration(micro []layers.Batch, lr float64, seed, iteration ui
 	if t.PS != nil {
 		amaxGroup = t.PS.Amax
 	}
-	return res, t.Model.UpdateFP8Scales(amaxGroup)
+	for _, c := range t.Chunks {
+		if err := c.UpdateFP8Scales(amaxGroup); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
 }
+
+// last is the chunk that ends the model on the last pipeline stage (or would).
+func (t *Trainer) last() *layers.GPTModel { return t.Chunks[len(t.Chunks)-1] }
 
 // forwardBackward is Megatron's non-interleaved 1F1B schedule: warm-up forwards
 // (pp − rank − 1 of them), then one forward and one backward alternately, then the
@@ -149,22 +167,24 @@ func (t *Trainer) finalizeGrads() error {
 	m := t.Model
 	if t.PS != nil && t.PS.PPSize > 1 && t.PS.Embedding != nil && !m.Cfg.UntieEmbeddingsAndOutputWeights {
 		w := m.WordEmb
-		if m.Par.Last() {
-			w = m.Output
+		if t.last().Par.Last() {
+			w = t.last().Output
 		}
 		if err := t.PS.Embedding.AllReduce(w.Grad, comm.Sum); err != nil {
 			return fmt.Errorf("embedding-group all-reduce of %s's grad: %w", w.Name, err)
 		}
 	}
-	if err := m.ReduceSequenceParallelGrads(); err != nil {
-		return err
+	for _, c := range t.Chunks {
+		if err := c.ReduceSequenceParallelGrads(); err != nil {
+			return err
+		}
 	}
 	return t.Opt.ReduceGrads()
 }
 
 // reportLoss sums (Σ loss, Σ tokens) over data parallelism on last-stage ranks.
 func (t *Trainer) reportLoss(lossSum float64) (loss, tokens float64, err error) {
-	if !t.Model.Par.Last() {
+	if !t.last().Par.Last() {
 		return 0, 0, nil
 	}
 	for _, n := range t.tokens {
@@ -187,6 +207,9 @@ func (t *Trainer) reportLoss(lossSum float64) (loss, tokens float64, err error) 
 // Evaluate runs microbatches forward only through the pipeline and returns Σ loss and
 // Σ tokens over the data-parallel group (valid on last-stage ranks; zeros elsewhere).
 func (t *Trainer) Evaluate(micro []layers.Batch, seed, step uint64) (lossSum, tokens float64, err error) {
+	if t.vp != nil {
+		return t.vp.evaluate(t, micro, seed, step)
+	}
 	m := t.Model
 	var pipe comm.Comm
 	rank := 0
@@ -212,7 +235,12 @@ func (t *Trainer) Evaluate(micro []layers.Batch, seed, step uint64) (lossSum, to
 			}
 		}
 	}
-	if m.Par.Last() && t.PS != nil && t.PS.DPSize > 1 {
+	return t.reduceEval(lossSum, tokens)
+}
+
+// reduceEval sums a validation loss over data parallelism on last-stage ranks.
+func (t *Trainer) reduceEval(lossSum, tokens float64) (float64, float64, error) {
+	if t.last().Par.Last() && t.PS != nil && t.PS.DPSize > 1 {
 		v := t.stats.F64()
 		v[0], v[1] = lossSum, tokens
 		if err := t.PS.DPCP.AllReduce(t.stats, comm.Sum); err != nil {

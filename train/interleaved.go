@@ -1,0 +1,185 @@
+package train
+
+import (
+	"fmt"
+
+	"github.com/gomegatron/gomegatron/comm"
+	"github.com/gomegatron/gomegatron/kernels"
+	"github.com/gomegatron/gomegatron/layers"
+	"github.com/gomegatron/gomegatron/optim"
+	"github.com/gomegatron/gomegatron/tensor"
+)
+
+// interleaved is Megatron's interleaved 1F1B schedule
+// (forward_backward_pipelining_with_interleaving) over VP model chunks per stage.
+type interleaved struct {
+	fwd, bwd comm.Comm         // PP group split twice: activations and gradients travel apart
+	free     [][]*layers.Stash // per chunk, idle stashes
+	s, mbs   int
+	dout     []*tensor.Tensor // per chunk, received output gradient
+}
+
+// NewInterleavedTrainer runs chunks (chunk v of this stage, v = 0…VP−1) with the
+// interleaved schedule. opt must cover every chunk's parameters. Collective over the PP
+// group (it splits it into a forward and a backward channel).
+func NewInterleavedTrainer(be kernels.Backend, chunks []*layers.GPTModel, ps *comm.ParallelState, opt *optim.Adam, s, mbs int) (*Trainer, error) {
+	t := NewTrainer(be, chunks[0], ps, opt, s, mbs)
+	t.Chunks = chunks
+	if len(chunks) == 1 {
+		return t, nil
+	}
+	vp := &interleaved{s: s, mbs: mbs, free: make([][]*layers.Stash, len(chunks)), dout: make([]*tensor.Tensor, len(chunks))}
+	var err error
+	if vp.fwd, err = ps.PP.Split(0, ps.PP.Rank()); err != nil {
+		return nil, fmt.Errorf("interleaved schedule: %w", err)
+	}
+	if vp.bwd, err = ps.PP.Split(0, ps.PP.Rank()); err != nil {
+		return nil, fmt.Errorf("interleaved schedule: %w", err)
+	}
+	for v, c := range chunks {
+		st := c.NewStash(s, mbs)
+		vp.free[v] = append(vp.free[v], st)
+		vp.dout[v] = be.Alloc(tensor.F32, st.Output().Shape()...)
+	}
+	t.vp = vp
+	return t, nil
+}
+
+func (vp *interleaved) get(t *Trainer, v int) *layers.Stash {
+	if n := len(vp.free[v]); n > 0 {
+		st := vp.free[v][n-1]
+		vp.free[v] = vp.free[v][:n-1]
+		return st
+	}
+	return t.Chunks[v].NewStash(vp.s, vp.mbs)
+}
+
+// unit maps the k-th forward (or backward) unit of work to its microbatch and chunk:
+// groups of PP microbatches go through chunk 0, then chunk 1, …; backward visits the
+// chunks in reverse.
+func unit(k, pp, vpp int, forward bool) (mb, chunk int) {
+	group := k / (pp * vpp)
+	in := k % (pp * vpp)
+	chunk = in / pp
+	mb = group*pp + in%pp
+	if !forward {
+		chunk = vpp - 1 - chunk
+	}
+	return mb, chunk
+}
+
+func (vp *interleaved) forwardBackward(t *Trainer, micro []layers.Batch, seed, iteration uint64) (float64, error) {
+	pp, rank := t.PS.PPSize, t.PS.Coords.PP
+	vpp := len(t.Chunks)
+	M := len(micro)
+	if M%pp != 0 {
+		return 0, fmt.Errorf("the interleaved schedule needs the number of microbatches (%d) to be a multiple of the pipeline size %d", M, pp)
+	}
+	total := M * vpp
+	warmup := (pp-rank-1)*2 + (vpp-1)*pp
+	if M == pp {
+		warmup = total
+	}
+	warmup = min(warmup, total)
+	t.tokens = append(t.tokens[:0], make([]float64, M)...)
+	inflight := map[[2]int]*layers.Stash{}
+	prev, next := (rank-1+pp)%pp, (rank+1)%pp
+	var lossSum float64
+	forward := func(k int) error {
+		mb, v := unit(k, pp, vpp, true)
+		c := t.Chunks[v]
+		st := vp.get(t, v)
+		inflight[[2]int{mb, v}] = st
+		if !c.Par.First() {
+			if err := vp.fwd.Recv(st.Input(), prev); err != nil {
+				return fmt.Errorf("microbatch %d chunk %d: receiving activations: %w", mb, v, err)
+			}
+		}
+		sum, n, err := c.Forward(st, micro[mb], seed, iteration*uint64(M)+uint64(mb))
+		if err != nil {
+			return fmt.Errorf("microbatch %d chunk %d: %w", mb, v, err)
+		}
+		if c.Par.Last() {
+			lossSum += sum
+			t.tokens[mb] = n
+		} else if err := vp.fwd.Send(st.Output(), next); err != nil {
+			return fmt.Errorf("microbatch %d chunk %d: sending activations: %w", mb, v, err)
+		}
+		return nil
+	}
+	backward := func(k int) error {
+		mb, v := unit(k, pp, vpp, false)
+		c := t.Chunks[v]
+		st, ok := inflight[[2]int{mb, v}]
+		if !ok {
+			return fmt.Errorf("interleaved schedule: backward of microbatch %d chunk %d before its forward", mb, v)
+		}
+		delete(inflight, [2]int{mb, v})
+		var scale float32
+		var dout *tensor.Tensor
+		if c.Par.Last() {
+			scale = float32(t.Opt.LossScale() / (max(t.tokens[mb], 1) * float64(M)))
+		} else {
+			dout = vp.dout[v]
+			if err := vp.bwd.Recv(dout, next); err != nil {
+				return fmt.Errorf("microbatch %d chunk %d: receiving gradients: %w", mb, v, err)
+			}
+		}
+		if err := c.Backward(st, scale, dout); err != nil {
+			return fmt.Errorf("microbatch %d chunk %d backward: %w", mb, v, err)
+		}
+		if !c.Par.First() {
+			if err := vp.bwd.Send(st.InputGrad(), prev); err != nil {
+				return fmt.Errorf("microbatch %d chunk %d: sending gradients: %w", mb, v, err)
+			}
+		}
+		vp.free[v] = append(vp.free[v], st)
+		return nil
+	}
+	for k := 0; k < warmup; k++ {
+		if err := forward(k); err != nil {
+			return 0, err
+		}
+	}
+	for i := 0; i < total-warmup; i++ {
+		if err := forward(warmup + i); err != nil {
+			return 0, err
+		}
+		if err := backward(i); err != nil {
+			return 0, err
+		}
+	}
+	for i := total - warmup; i < total; i++ {
+		if err := backward(i); err != nil {
+			return 0, err
+		}
+	}
+	return lossSum, nil
+}
+
+// evaluate runs microbatches forward only through every chunk.
+func (vp *interleaved) evaluate(t *Trainer, micro []layers.Batch, seed, step uint64) (lossSum, tokens float64, err error) {
+	pp, rank := t.PS.PPSize, t.PS.Coords.PP
+	prev, next := (rank-1+pp)%pp, (rank+1)%pp
+	for i, mb := range micro {
+		for v, c := range t.Chunks {
+			st := vp.get(t, v)
+			if !c.Par.First() {
+				if err := vp.fwd.Recv(st.Input(), prev); err != nil {
+					return 0, 0, fmt.Errorf("evaluation microbatch %d chunk %d: %w", i, v, err)
+				}
+			}
+			sum, n, err := c.Forward(st, mb, seed, step)
+			if err != nil {
+				return 0, 0, fmt.Errorf("evaluation microbatch %d chunk %d: %w", i, v, err)
+			}
+			if c.Par.Last() {
+				lossSum, tokens = lossSum+sum, tokens+n
+			} else if err := vp.fwd.Send(st.Output(), next); err != nil {
+				return 0, 0, fmt.Errorf("evaluation microbatch %d chunk %d: %w", i, v, err)
+			}
+			vp.free[v] = append(vp.free[v], st)
+		}
+	}
+	return t.reduceEval(lossSum, tokens)
+}
