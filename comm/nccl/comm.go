@@ -205,11 +205,11 @@ func (c *Comm) run(what string, wait bool, enqueue func() error) error {
 			if err != nil {
 				return err
 			}
+			if err := c.asyncError(what); err != nil { // also after completion: it may be a peer's failure
+				return err
+			}
 			if done {
 				return nil
-			}
-			if err := c.asyncError(what); err != nil {
-				return err
 			}
 			if time.Now().After(deadline) {
 				return fmt.Errorf("%s did not complete within %v: %w", what, wd.timeout, comm.ErrTimeout)

@@ -18,7 +18,7 @@ static float attn_slopes[4];
 
 int cuInit(unsigned f) { return 0; }
 int cuDriverGetVersion(int* v) { *v = 13000; return 0; }
-int cuGetErrorName(int c, const char** s) { *s = c == 2 ? "CUDA_ERROR_OUT_OF_MEMORY" : c == 500 ? "CUDA_ERROR_NOT_FOUND" : "CUDA_ERROR_UNKNOWN"; return 0; }
+int cuGetErrorName(int c, const char** s) { *s = c == 2 ? "CUDA_ERROR_OUT_OF_MEMORY" : c == 500 ? "CUDA_ERROR_NOT_FOUND" : c == 600 ? "CUDA_ERROR_NOT_READY" : "CUDA_ERROR_UNKNOWN"; return 0; }
 int cuGetErrorString(int c, const char** s) { *s = c == 2 ? "out of memory" : "fake error"; return 0; }
 int cuDeviceGetCount(int* n) { *n = 1; return 0; }
 int cuDeviceGet(int* d, int i) { *d = i; return 0; }
@@ -52,7 +52,9 @@ int cuStreamWaitEvent(void* s, void* e, unsigned f) { return 0; }
 int cuEventCreate(void** e, unsigned f) { *e = malloc(8); return 0; }
 int cuEventRecord(void* e, void* s) { return s == (void*)0x5678 ? 0 : 400; }
 int cuEventSynchronize(void* e) { return 0; }
-int cuEventQuery(void* e) { return 0; }
+static int event_not_ready;
+int cuEventQuery(void* e) { return event_not_ready ? 600 : 0; }
+void fake_set_event_not_ready(int v) { event_not_ready = v; }
 int cuEventElapsedTime(float* ms, void* a, void* b) { *ms = 1.5f; return 0; }
 int cuEventDestroy_v2(void* e) { free(e); return 0; }
 
