@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -45,8 +46,20 @@ func commTest(args []string) error {
 	rounds := fs.Int("rounds", 3, "benchmark rounds (best kept)")
 	seg := fs.Int("seg", 0, "comm/tcp SegmentBytes (0: default)")
 	small := fs.Int("small", 0, "comm/tcp SmallBytes (0: default)")
+	profile := fs.String("cpuprofile", "", "write a CPU profile per rank to this prefix + rank")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *profile != "" {
+		f, err := os.Create(*profile + os.Getenv("RANK"))
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
