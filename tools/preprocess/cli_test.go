@@ -8,7 +8,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/alecthomas/kong"
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/gomegatron/gomegatron/data/tokenizer"
 )
 
 func TestNormalizeArgs(t *testing.T) {
@@ -20,6 +24,34 @@ func TestNormalizeArgs(t *testing.T) {
 	}
 	for _, c := range cases {
 		assert.Equal(t, c.want, normalizeArgs(c.in))
+	}
+}
+
+// TestTokenizerFlags checks that Megatron's and Pai's tokenizer flags reach tokenizer.Config.
+func TestTokenizerFlags(t *testing.T) {
+	cases := []struct {
+		args []string
+		want tokenizer.Config
+	}{
+		{[]string{"--tokenizer-type", "GPT2BPETokenizer", "--vocab-file", "v.json", "--merge-file", "m.txt"},
+			tokenizer.Config{TokenizerType: "GPT2BPETokenizer", VocabFile: "v.json", MergeFile: "m.txt", TikToken: tokenizer.TikTokenConfig{NumSpecialTokens: 1000}}},
+		{[]string{"--patch-tokenizer-type", "LLamaTokenizer", "--load", "/ckpt/llama"},
+			tokenizer.Config{TokenizerType: "LLamaTokenizer", TokenizerModel: "/ckpt/llama", TikToken: tokenizer.TikTokenConfig{NumSpecialTokens: 1000}}},
+		{[]string{"--tokenizer-type", "NullTokenizer", "--vocab-size", "512"},
+			tokenizer.Config{TokenizerType: "NullTokenizer", VocabSize: 512, TikToken: tokenizer.TikTokenConfig{NumSpecialTokens: 1000}}},
+		{[]string{"--tokenizer-type", "TikTokenizer", "--tokenizer-model", "r.json", "--tiktoken-pattern", "v1", "--tiktoken-num-special-tokens", "8", "--tiktoken-special-tokens", "<unk>", "<s>", "</s>"},
+			tokenizer.Config{TokenizerType: "TikTokenizer", TokenizerModel: "r.json", TikToken: tokenizer.TikTokenConfig{Pattern: "v1", NumSpecialTokens: 8, SpecialTokens: []string{"<unk>", "<s>", "</s>"}}}},
+	}
+	for _, c := range cases {
+		var cl cli
+		p, err := kong.New(&cl, kong.Vars{"ncpu": "2"})
+		require.NoError(t, err)
+		_, err = p.Parse(normalizeArgs(append([]string{"--input", "x"}, c.args...)))
+		require.NoError(t, err)
+		assert.Equal(t, c.want, cl.tokenizerConfig(), "%v", c.args)
+		cfg, err := cl.config()
+		require.NoError(t, err)
+		assert.Equal(t, c.want.TokenizerType == "LLamaTokenizer", cfg.Pai, "Pai mode for %v", c.args)
 	}
 }
 

@@ -56,9 +56,13 @@ type cli struct {
 	VocabFile      string `name:"vocab-file" help:"Vocab file (GPT-2 vocab.json, BERT vocab.txt)."`
 	MergeFile      string `name:"merge-file" help:"BPE merges file."`
 	VocabSize      int    `name:"vocab-size" help:"Vocab size (NullTokenizer)."`
-	Load           string `name:"load" help:"Pai: the HF model folder whose tokenizer to use (taken as --tokenizer-model when that is not given)."`
-	DatasetImpl    string `name:"dataset-impl" default:"mmap" help:"Pai/legacy Megatron: only mmap exists."`
-	Language       string `name:"language" help:"Pai: accepted and ignored."`
+
+	TiktokenPattern          string   `name:"tiktoken-pattern" help:"TikTokenizer: v1 or v2 (default v2)."`
+	TiktokenNumSpecialTokens int      `name:"tiktoken-num-special-tokens" default:"1000" help:"TikTokenizer: number of special token ids before the ranks."`
+	TiktokenSpecialTokens    []string `name:"tiktoken-special-tokens" help:"TikTokenizer: the special tokens, space- or comma-separated (default <unk> <s> </s>)."`
+	Load                     string   `name:"load" help:"Pai: the HF model folder whose tokenizer to use (taken as --tokenizer-model when that is not given)."`
+	DatasetImpl              string   `name:"dataset-impl" default:"mmap" help:"Pai/legacy Megatron: only mmap exists."`
+	Language                 string   `name:"language" help:"Pai: accepted and ignored."`
 
 	WuDao      bool   `name:"wudao" help:"--input is raw WuDaoCorpora 2.0 (JSON arrays of {id, title, content, …}); 'content' is cleaned as Pai's preprocess_wudao2.py and stored under the one --json-keys key."`
 	WuDaoJSONL string `name:"wudao-jsonl" help:"With --wudao: also write the cleaned records as Pai's jsonl ({\"instruction\": \"\", \"input\": \"\", KEY: text} per line) to this file."`
@@ -67,7 +71,7 @@ type cli struct {
 }
 
 // nargsFlags take several space-separated values, as argparse's nargs='+'.
-var nargsFlags = map[string]bool{"--json-keys": true, "--jsonl-keys": true}
+var nargsFlags = map[string]bool{"--json-keys": true, "--jsonl-keys": true, "--tiktoken-special-tokens": true}
 
 // normalizeArgs rewrites argparse-style "--json-keys a b" into "--json-keys=a,b" for kong.
 func normalizeArgs(args []string) []string {
@@ -175,7 +179,8 @@ func (c *cli) tokenizerConfig() tokenizer.Config {
 	if model == "" {
 		model = c.Load
 	}
-	return tokenizer.Config{TokenizerType: c.TokenizerType, TokenizerModel: model, VocabFile: c.VocabFile, MergeFile: c.MergeFile, VocabSize: c.VocabSize}
+	return tokenizer.Config{TokenizerType: c.TokenizerType, TokenizerModel: model, VocabFile: c.VocabFile, MergeFile: c.MergeFile, VocabSize: c.VocabSize,
+		TikToken: tokenizer.TikTokenConfig{Pattern: c.TiktokenPattern, NumSpecialTokens: c.TiktokenNumSpecialTokens, SpecialTokens: c.TiktokenSpecialTokens}}
 }
 
 // printSummary reports what was written and every skipped record (up to maxIssues).
