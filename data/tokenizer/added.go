@@ -24,8 +24,7 @@ type addedMatcher struct {
 	tokens []addedToken
 	first  [256]bool      // bytes that start some token
 	byLead map[byte][]int // first byte → token indices, longest first
-	maxLen int
-	lead   byte // the first byte of every token when they all share one
+	lead   byte           // the first byte of every token when they all share one
 }
 
 func newAddedMatcher(tokens []addedToken) *addedMatcher {
@@ -38,9 +37,6 @@ func newAddedMatcher(tokens []addedToken) *addedMatcher {
 		m.first[b] = true
 		m.lead = b
 		m.byLead[b] = append(m.byLead[b], i)
-		if len(t.Content) > m.maxLen {
-			m.maxLen = len(t.Content)
-		}
 	}
 	for b, idx := range m.byLead {
 		l := idx

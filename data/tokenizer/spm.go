@@ -21,9 +21,9 @@ type SentencePiece struct {
 	byteOf   map[int32]byte // byte piece id → its byte
 	user     *addedMatcher  // user-defined symbols: never normalized or split
 	charsMap *charsMap
-	maxLen   int // longest piece in bytes (Unigram lattice)
 
 	fast    *spFastBPE // set when the BPE model allows per-word encoding
+	trie    *pieceTrie // Unigram lattice
 	caches  cachePool
 	noCache bool // benchmarks: measure without the word cache
 
@@ -84,7 +84,6 @@ func ParseSentencePiece(data []byte) (*SentencePiece, error) {
 			sp.minScore = min(sp.minScore, p.score)
 			sp.maxScore = max(sp.maxScore, p.score)
 		}
-		sp.maxLen = max(sp.maxLen, len(p.piece))
 	}
 	if sp.minScore == 3.4028234663852886e38 {
 		sp.minScore = 0
@@ -114,6 +113,8 @@ func ParseSentencePiece(data []byte) (*SentencePiece, error) {
 	sp.bos, sp.eos, sp.pad = sp.specialID(m.bosPiece), sp.specialID(m.eosPiece), sp.specialID(m.padPiece)
 	if m.modelType == 2 {
 		sp.buildFastBPE()
+	} else {
+		sp.trie = newPieceTrie(sp.pieces)
 	}
 	return sp, nil
 }

@@ -1,7 +1,5 @@
 package tokenizer
 
-import "unicode/utf8"
-
 // spSym is a symbol of the SentencePiece BPE encoder: a span of the normalized text.
 type spSym struct {
 	start, end int32
@@ -177,18 +175,10 @@ func (sp *SentencePiece) encodeUnigram(s string, emit func(string, int32)) {
 		here := best[start].score
 		mblen := min(oneCharLen(s[start]), size-start)
 		hasSingle := false
-		maxEnd := min(size, start+sp.maxLen)
-		for end := start + 1; end <= maxEnd; end++ {
-			if end < size && !utf8.RuneStart(s[end]) {
-				continue
-			}
-			id, ok := sp.pieces[s[start:end]]
-			if !ok {
-				continue
-			}
+		sp.trie.walk(s, start, func(end int, id int32) {
 			p := &sp.m.pieces[id]
 			if p.typ == pieceUnused {
-				continue
+				return
 			}
 			length := end - start
 			var score float64
@@ -205,7 +195,7 @@ func (sp *SentencePiece) encodeUnigram(s string, emit func(string, int32)) {
 			if length == mblen {
 				hasSingle = true
 			}
-		}
+		})
 		if !hasSingle {
 			t := &best[start+mblen]
 			cand := unkScore + here
