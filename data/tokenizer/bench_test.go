@@ -65,6 +65,16 @@ func BenchmarkEncodeLlama2SP(b *testing.B) {
 	}
 }
 
+// BenchmarkEncodeUnigram2k is the fixture Unigram model (nmt_nfkc charsmap, byte
+// fallback, user-defined symbols), peer: python3-sentencepiece on the same file.
+func BenchmarkEncodeUnigram2k(b *testing.B) {
+	sp, err := LoadSentencePiece("testdata/sp_unigram2k.model")
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchEncode(b, sp.Encode)
+}
+
 // benchHF benchmarks a tokenizer.json fixture, with and without the word cache (HF's own
 // BPE keeps a word cache too).
 func benchHF(b *testing.B, name string) {

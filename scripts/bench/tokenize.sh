@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Tokenization speed, one core, beside the peers in the same run (docs/perf/*-tokenizers.md):
-#   Go   BenchmarkEncodeLlama2SP, BenchmarkEncodeQwen3 (go test -cpu 1; MB/s wall and MB/cpu-s)
-#   peer python3-sentencepiece (C++) on the same llama2 tokenizer.model
+#   Go   BenchmarkEncodeLlama2SP, BenchmarkEncodeQwen3, BenchmarkEncodeUnigram2k (go test -cpu 1;
+#        MB/s wall and MB/cpu-s)
+#   peer python3-sentencepiece (C++) on the same llama2 tokenizer.model and sp_unigram2k.model
 #   peer HF tokenizers 0.23.2 (Rust, npm binding) on the same qwen3 tokenizer.json,
 #        with TOKENIZERS_PARALLELISM=false so its batch encode uses one core
 # Input: the visible fixture corpus, each string one input. Needs `make testdata`.
@@ -18,9 +19,10 @@ for f in "$spmodel" "$qwen"; do
 done
 echo "# $(date -u +%FT%TZ) $(uname -srm), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "# go: $(go version)"
-go test -run '^$' -bench 'EncodeLlama2SP|EncodeQwen3' -cpu 1 -benchtime 3s -count "$runs" ./data/tokenizer/ | grep -E '^Benchmark'
+go test -run '^$' -bench 'EncodeLlama2SP|EncodeQwen3|EncodeUnigram2k' -cpu 1 -benchtime 3s -count "$runs" ./data/tokenizer/ | grep -E '^Benchmark'
 if /usr/bin/python3 -c 'import sentencepiece' 2>/dev/null; then
   /usr/bin/python3 scripts/bench/tokenize_peer_sp.py "$corpus" "$spmodel" "$runs"
+  /usr/bin/python3 scripts/bench/tokenize_peer_sp.py "$corpus" data/tokenizer/testdata/sp_unigram2k.model "$runs"
 else
   echo "# python3-sentencepiece not installed (apt-get install python3-sentencepiece): SentencePiece peer skipped"
 fi

@@ -23,5 +23,5 @@ for r in range(runs):
         for t in corpus:
             n += len(sp.encode(t))
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    print(f"python3-sentencepiece {spm.__version__} per-string run {r}: {total/1e6/wall:.2f} MB/s wall, "
+    print(f"python3-sentencepiece {spm.__version__} {sys.argv[2].rsplit('/', 1)[-1]} per-string run {r}: {total/1e6/wall:.2f} MB/s wall, "
           f"{total/1e6/cpu:.2f} MB/cpu-s, {n} tokens, {total} bytes")
