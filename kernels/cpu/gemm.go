@@ -49,13 +49,15 @@ func gemmThreadCount() int {
 // once the pool is warm. Shape or stride errors are programming errors and panic with the
 // argument at fault, as in reference BLAS.
 func Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
-	sgemmCheckArgs(transA, transB, m, n, k, a, lda, b, ldb, c, ldc)
 	sgemmWith(gemmDefaultKernel, gemmThreadCount(), transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 }
 
-// sgemmWith runs Sgemm on the given micro-kernel with up to threads goroutines; tests use it
-// to force the portable kernel or a thread count.
+// sgemmWith is Sgemm on the given micro-kernel with up to threads goroutines: tests use it
+// to force the portable kernel or a thread count, and code already running in parallel
+// (attention) calls it with threads = 1. It checks the arguments like Sgemm, since the
+// assembly kernels write C through raw pointers.
 func sgemmWith(kern *gemmKernel, threads int, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	sgemmCheckArgs(transA, transB, m, n, k, a, lda, b, ldb, c, ldc)
 	if m == 0 || n == 0 {
 		return
 	}
