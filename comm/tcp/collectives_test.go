@@ -23,10 +23,10 @@ func opsFor(dt tensor.DType) []comm.Op {
 }
 
 // pathOptions exercise both algorithms: everything on the one-round path, everything on the
-// reduce-scatter/all-gather path with tiny segments, and the defaults.
+// reduce-scatter/all-gather path with tiny segments and a tiny credit window, and the defaults.
 var pathOptions = map[string]Options{
 	"small":     {SmallBytes: 1 << 30},
-	"segmented": {SmallBytes: 1, SegmentBytes: 24},
+	"segmented": {SmallBytes: 1, SegmentBytes: 24, WindowBytes: 48}, // credit window of 2 segments
 	"default":   {},
 }
 
@@ -90,6 +90,12 @@ func TestAllReduceLarge(t *testing.T) {
 				checkAllReduce(t, c.n, numel, dt, ops, Options{})
 			})
 		}
+	}
+	// Many segments through a 2-segment credit window.
+	for _, n := range []int{2, 5} {
+		t.Run(fmt.Sprintf("n%d/credits", n), func(t *testing.T) {
+			checkAllReduce(t, n, numel, tensor.BF16, []comm.Op{comm.Sum, comm.Max}, Options{SegmentBytes: 16 << 10, WindowBytes: 32 << 10})
+		})
 	}
 }
 

@@ -13,9 +13,6 @@ import (
 	"github.com/gomegatron/gomegatron/tensor"
 )
 
-// maxWindowBytes bounds the receive scratch a large reduction posts ahead, per peer.
-const maxWindowBytes = 32 << 20
-
 // Frame tags: the kind of message in the top byte, a segment index below.
 const (
 	tagAllReduceSmall = 1 + iota
@@ -25,11 +22,12 @@ const (
 	tagBcastGather
 	tagP2P
 	tagBarrier
+	tagCredit
 )
 
 var tagNames = map[uint64]string{tagAllReduceSmall: "all-reduce", tagReduceScatter: "reduce-scatter",
 	tagAllGather: "all-gather", tagBcast: "broadcast", tagBcastGather: "broadcast all-gather",
-	tagP2P: "send/recv", tagBarrier: "barrier"}
+	tagP2P: "send/recv", tagBarrier: "barrier", tagCredit: "reduce-scatter credit"}
 
 func tag(kind uint64, seg int) uint64 { return kind<<56 | uint64(seg) }
 
@@ -48,8 +46,8 @@ type group struct {
 	splits int
 	closed bool
 
-	small, seg int
-	scratch    []byte
+	small, seg, window int
+	scratch            []byte
 }
 
 func (g *group) Rank() int { return g.rank }
@@ -251,6 +249,11 @@ func (g *group) reduceScatter(what string, data []byte, lo func(int) int, dt ten
 	nseg := segCount(myHi-myLo, segE)
 	segOf := func(base, hi, s int) (int, int) { return base + s*segE, min(base+(s+1)*segE, hi) }
 	peers := g.others()
+	// Flow control: each owner receives at most window segments per peer ahead, into
+	// scratch; a peer sends segment s ≥ window only after the owner's credit for it, so
+	// contributions land in posted buffers (no queueing and copying) and the scratch stays
+	// small enough to be cache-warm when folded.
+	window := max(1, g.window/(segE*es))
 
 	// Senders: this rank's part of chunk p goes to p; with gather, once a segment is sent its
 	// region is free to receive p's reduced result.
@@ -264,6 +267,12 @@ func (g *group) reduceScatter(what string, data []byte, lo func(int) int, dt ten
 			pl, ph := lo(p), lo(p+1)
 			for s := range segCount(ph-pl, segE) {
 				a, b := segOf(pl, ph, s)
+				if s >= window { // p has room for segment s once it has folded s-window
+					if err := g.wait(g.post(p, tag(tagCredit, s), nil), p, what, dl); err != nil {
+						sendErr[p] = err
+						return
+					}
+				}
 				if err := g.send(p, tag(tagReduceScatter, s), data[a*es:b*es], dl); err != nil {
 					sendErr[p] = err
 					return
@@ -282,25 +291,24 @@ func (g *group) reduceScatter(what string, data []byte, lo func(int) int, dt ten
 		})
 	}
 
-	// Owner: post the receives of a window of segments ahead (the whole chunk, up to
-	// maxWindowBytes per peer, so that contributions land in place instead of being queued
-	// and copied), and fold each segment in rank order as it completes.
-	window := max(1, min(nseg, maxWindowBytes/(segE*es)))
+	// Owner: post the receives of a window of segments ahead, fold each segment in rank
+	// order as it completes, then grant the peers the next segment.
+	slots := min(window, max(nseg, 1)) // receive buffers per peer
 	sizes := []int{segE * ws, segE * 4}
-	for range n * window {
+	for range n * slots {
 		sizes = append(sizes, segE*es)
 	}
 	buf := g.buffers(sizes...)
 	acc, tmp := buf[0], buf[1]
-	slot := func(p, s int) []byte { return buf[2+p*window+s%window] }
+	slot := func(p, s int) []byte { return buf[2+p*slots+s%slots] }
 	reqs := make([][]*request, n)
 	for p := range reqs {
-		reqs[p] = make([]*request, window)
+		reqs[p] = make([]*request, slots)
 	}
 	postSeg := func(s int) {
 		a, b := segOf(myLo, myHi, s)
 		for _, p := range peers {
-			reqs[p][s%window] = g.post(p, tag(tagReduceScatter, s), slot(p, s)[:(b-a)*es])
+			reqs[p][s%slots] = g.post(p, tag(tagReduceScatter, s), slot(p, s)[:(b-a)*es])
 		}
 	}
 	for s := range min(window, nseg) {
@@ -310,7 +318,7 @@ func (g *group) reduceScatter(what string, data []byte, lo func(int) int, dt ten
 	for s := 0; s < nseg && err == nil; s++ {
 		a, b := segOf(myLo, myHi, s)
 		for _, p := range peers {
-			if err = g.wait(reqs[p][s%window], p, what, dl); err != nil {
+			if err = g.wait(reqs[p][s%slots], p, what, dl); err != nil {
 				break
 			}
 		}
@@ -326,6 +334,11 @@ func (g *group) reduceScatter(what string, data []byte, lo func(int) int, dt ten
 		}, n, acc, tmp, dt, op)
 		if s+window < nseg {
 			postSeg(s + window)
+			for _, p := range peers {
+				if err = g.send(p, tag(tagCredit, s+window), nil, dl); err != nil {
+					break
+				}
+			}
 		}
 		if fan != nil {
 			fan.push(s)
@@ -610,7 +623,7 @@ func (g *group) Split(color, key int) (comm.Comm, error) {
 	h := fnv.New64a()
 	fmt.Fprintf(h, "%d/%d/%d", g.id, g.splits, color)
 	sub := &group{t: g.t, id: h.Sum64() &^ (1 << 63), name: fmt.Sprintf("%s/split%d.color%d", g.name, g.splits, color),
-		small: g.small, seg: g.seg}
+		small: g.small, seg: g.seg, window: g.window}
 	for i, m := range ms {
 		sub.ranks = append(sub.ranks, g.ranks[m.parent])
 		if m.parent == g.rank {
