@@ -59,6 +59,7 @@ type wordCache struct {
 	m     map[string][]int32
 	bytes int
 	sc    bpeScratch
+	uni   uniScratch
 }
 
 const (

@@ -114,7 +114,7 @@ func ParseSentencePiece(data []byte) (*SentencePiece, error) {
 	if m.modelType == 2 {
 		sp.buildFastBPE()
 	} else {
-		sp.trie = newPieceTrie(sp.pieces)
+		sp.trie = newPieceTrie(sp)
 	}
 	return sp, nil
 }
@@ -249,7 +249,9 @@ func (sp *SentencePiece) Encode(text string) []int {
 	if sp.m.modelType == 2 {
 		sp.encodeBPE(norm, emit)
 	} else {
-		sp.encodeUnigram(norm, emit)
+		c := sp.caches.get()
+		sp.encodeUnigram(norm, emit, &c.uni)
+		sp.caches.put(c)
 	}
 	return out
 }

@@ -1,5 +1,7 @@
 package tokenizer
 
+import "math"
+
 // spSym is a symbol of the SentencePiece BPE encoder: a span of the normalized text.
 type spSym struct {
 	start, end int32
@@ -156,66 +158,83 @@ const unkPenalty = float32(10.0)
 // against the stored float32 and rounded when stored. User-defined pieces score
 // length·max_score − 0.1; a character no piece starts with becomes an unknown node of
 // score min_score − 10.
-func (sp *SentencePiece) encodeUnigram(s string, emit func(string, int32)) {
+func (sp *SentencePiece) encodeUnigram(s string, emit func(string, int32), sc *uniScratch) {
 	size := len(s)
 	if size == 0 {
 		return
 	}
-	type node struct {
-		id       int32
-		score    float32
-		startsAt int32
+	type node = uniNode
+	if cap(sc.best) < size+1 {
+		sc.best = make([]uniNode, size+1)
 	}
-	best := make([]node, size+1)
+	best := sc.best[:size+1]
 	for i := range best {
 		best[i] = node{id: -1, startsAt: -1}
 	}
 	unkScore := sp.minScore - unkPenalty
+	tr := sp.trie
 	for start := 0; start < size; {
-		here := best[start].score
+		here := float64(best[start].score)
 		mblen := min(oneCharLen(s[start]), size-start)
 		hasSingle := false
-		sp.trie.walk(s, start, func(end int, id int32) {
-			p := &sp.m.pieces[id]
-			if p.typ == pieceUnused {
-				return
+		// Walk the trie over s[start:]: every node with a piece is a lattice node.
+		nd := uint64(tr.root[s[start]])
+		for i := start; nd != 0; {
+			if id := tr.value[nd]; id >= 0 {
+				if score := tr.score[id]; !math.IsNaN(score) {
+					end := i + 1
+					cand := score + here
+					t := &best[end]
+					if t.startsAt == -1 || cand > float64(t.score) {
+						*t = node{id: id, score: float32(cand), startsAt: int32(start)}
+					}
+					if end-start == mblen {
+						hasSingle = true
+					}
+				}
 			}
-			length := end - start
-			var score float64
-			if p.typ == pieceUserDefined {
-				score = float64(float32(length)*sp.maxScore) - 0.1
-			} else {
-				score = float64(p.score)
+			i++
+			if i >= size {
+				break
 			}
-			cand := score + float64(here)
-			t := &best[end]
-			if t.startsAt == -1 || cand > float64(t.score) {
-				*t = node{id: id, score: float32(cand), startsAt: int32(start)}
+			child, ok := tr.edges.get(nd<<8 | uint64(s[i]))
+			if !ok {
+				break
 			}
-			if length == mblen {
-				hasSingle = true
-			}
-		})
+			nd = child
+		}
 		if !hasSingle {
 			t := &best[start+mblen]
-			cand := unkScore + here
+			cand := unkScore + float32(here)
 			if t.startsAt == -1 || cand > t.score {
 				*t = node{id: sp.unk, score: cand, startsAt: int32(start)}
 			}
 		}
 		start += mblen
 	}
-	type span struct {
-		start, end int
-		id         int32
-	}
-	var path []span
+	path := sc.path[:0]
 	for end := size; end > 0; {
 		n := best[end]
-		path = append(path, span{int(n.startsAt), end, n.id})
+		path = append(path, int32(end))
 		end = int(n.startsAt)
 	}
+	sc.path = path
 	for i := len(path) - 1; i >= 0; i-- {
-		emit(s[path[i].start:path[i].end], path[i].id)
+		end := int(path[i])
+		n := best[end]
+		emit(s[n.startsAt:end], n.id)
 	}
+}
+
+// uniNode is a lattice position of the Viterbi search: the best path ending there.
+type uniNode struct {
+	id       int32
+	score    float32
+	startsAt int32
+}
+
+// uniScratch holds encodeUnigram's buffers between calls.
+type uniScratch struct {
+	best []uniNode
+	path []int32
 }
