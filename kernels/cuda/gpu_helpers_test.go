@@ -50,8 +50,7 @@ type env struct {
 
 type pair struct{ h, d *tensor.Tensor }
 
-func newEnv(t *testing.T) *env {
-	g := gpu(t)
+func newEnv(t *testing.T, g *Backend) *env {
 	e := &env{t: t, g: g, c: cpu.New(), r: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))}
 	t.Cleanup(func() {
 		for _, d := range e.own {

@@ -21,9 +21,17 @@ func TestConformance(t *testing.T) {
 	kernelstest.RunAll(t, gpu(t))
 }
 
+// The checks below run on the GPU (Test*) and on the host emulator (TestEmulator), which
+// executes the same kernel sources on the CPU.
+func TestVsCPU(t *testing.T)               { vsCPU(t, gpu(t)) }
+func TestAttentionVsCPU(t *testing.T)      { attentionVsCPU(t, gpu(t)) }
+func TestGemmVsCPU(t *testing.T)           { gemmVsCPU(t, gpu(t)) }
+func TestGemmFP8(t *testing.T)             { gemmFP8(t, gpu(t)) }
+func TestFP8SoftwareRounding(t *testing.T) { fp8SoftwareRounding(t, gpu(t)) }
+
 // TestVsCPU runs every op on the GPU and on the CPU backend with the same fresh random
 // inputs and compares (outputs poisoned with NaN on the GPU before each run).
-func TestVsCPU(t *testing.T) {
+func vsCPU(t *testing.T, g *Backend) {
 	F := tensor.F32
 	cases := []struct {
 		name string
@@ -243,13 +251,13 @@ func TestVsCPU(t *testing.T) {
 		}},
 	}
 	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) { c.run(newEnv(t)) })
+		t.Run(c.name, func(t *testing.T) { c.run(newEnv(t, g)) })
 	}
 }
 
 // TestAttentionVsCPU covers GQA, causal with a query offset, sliding windows and ALiBi
 // before and after scaling, forward and backward.
-func TestAttentionVsCPU(t *testing.T) {
+func attentionVsCPU(t *testing.T, g *Backend) {
 	F := tensor.F32
 	cases := []struct {
 		name              string
@@ -265,7 +273,7 @@ func TestAttentionVsCPU(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			e := newEnv(t)
+			e := newEnv(t, g)
 			c.p.Scale = float32(1 / math.Sqrt(float64(c.d)))
 			q, k, v := e.randn(F, 1, c.b, c.h, c.s, c.d), e.randn(F, 1, c.b, c.g, c.tt, c.d), e.randn(F, 1, c.b, c.g, c.tt, c.d)
 			o, lse := e.out(F, c.b, c.h, c.s, c.d), e.out(F, c.b, c.h, c.s)
@@ -286,8 +294,8 @@ func TestAttentionVsCPU(t *testing.T) {
 
 // TestGemmVsCPU: F32 (exact fp32 and TF32), BF16 and F16 against the CPU backend on the same
 // rounded operands.
-func TestGemmVsCPU(t *testing.T) {
-	e := newEnv(t)
+func gemmVsCPU(t *testing.T, g *Backend) {
+	e := newEnv(t, g)
 	for _, tc := range []struct {
 		dt   tensor.DType
 		tf32 bool
@@ -310,8 +318,8 @@ func TestGemmVsCPU(t *testing.T) {
 
 // TestGemmFP8: cuBLASLt's TN FP8 path with device-pointer scales against the CPU backend's
 // exact FP8 GEMM with the scales folded into Alpha.
-func TestGemmFP8(t *testing.T) {
-	e := newEnv(t)
+func gemmFP8(t *testing.T, g *Backend) {
+	e := newEnv(t, g)
 	if e.g.dev.CC < 89 {
 		t.Skipf("FP8 GEMM needs sm_89 or newer, have sm_%d", e.g.dev.CC)
 	}
@@ -339,8 +347,8 @@ func TestGemmFP8(t *testing.T) {
 
 // TestFP8SoftwareRounding: the software FP8 rounding (sm_80 path) and the hardware cvt both
 // match tensor.E4M3FromF32/E5M2FromF32 bit for bit, specials included.
-func TestFP8SoftwareRounding(t *testing.T) {
-	e := newEnv(t)
+func fp8SoftwareRounding(t *testing.T, g *Backend) {
+	e := newEnv(t, g)
 	special := []float32{0, float32(math.Copysign(0, -1)), 448, 449, 464, 480, 1e6, -1e6, float32(math.Inf(1)), float32(math.Inf(-1)),
 		float32(math.NaN()), 57344, 61440, 1e-9, -1e-9, 0.001953125, 0.0009765625, 0.0029296875, 1.5258789e-05, 2.2888184e-05}
 	x := e.randn(tensor.F32, 30, 20000)

@@ -20,32 +20,57 @@ typedef unsigned char u8;
 typedef long long i64;
 typedef unsigned long long u64;
 
-// ---- indices -------------------------------------------------------------------------
+// ---- primitives: inline PTX on the device; plain C++ in the host emulator ----------------
+// (kernels/cuda/testdata/emu runs every kernel on the CPU with GM_HOST_EMU defined, one
+// fiber per thread, to check the kernels' logic against kernels/cpu without a GPU.)
+#ifndef GM_HOST_EMU
 GM_DEV unsigned tid_x() { unsigned r; asm("mov.u32 %0, %%tid.x;" : "=r"(r)); return r; }
 GM_DEV unsigned ntid_x() { unsigned r; asm("mov.u32 %0, %%ntid.x;" : "=r"(r)); return r; }
 GM_DEV unsigned ctaid_x() { unsigned r; asm("mov.u32 %0, %%ctaid.x;" : "=r"(r)); return r; }
-GM_DEV unsigned ctaid_y() { unsigned r; asm("mov.u32 %0, %%ctaid.y;" : "=r"(r)); return r; }
 GM_DEV unsigned nctaid_x() { unsigned r; asm("mov.u32 %0, %%nctaid.x;" : "=r"(r)); return r; }
+GM_DEV void sync_threads() { asm volatile("bar.sync 0;" ::: "memory"); }
+
+GM_DEV unsigned f2u(float x) { unsigned r; asm("mov.b32 %0, %1;" : "=r"(r) : "f"(x)); return r; }
+GM_DEV float u2f(unsigned x) { float r; asm("mov.b32 %0, %1;" : "=f"(r) : "r"(x)); return r; }
+GM_DEV u64 d2u(double x) { u64 r; asm("mov.b64 %0, %1;" : "=l"(r) : "d"(x)); return r; }
+GM_DEV double u2d(u64 x) { double r; asm("mov.b64 %0, %1;" : "=d"(r) : "l"(x)); return r; }
+
+// bf16 and f16 are stored as u16; conversions round to nearest even (cvt.rn).
+GM_DEV u16 f32_to_bf16(float x) { u16 r; asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(r) : "f"(x)); return r; }
+GM_DEV float f16_to_f32(u16 h) { float r; asm("cvt.f32.f16 %0, %1;" : "=f"(r) : "h"(h)); return r; }
+GM_DEV u16 f32_to_f16(float x) { u16 r; asm("cvt.rn.f16.f32 %0, %1;" : "=h"(r) : "f"(x)); return r; }
+
+GM_DEV float rint_f(float x) { float r; asm("cvt.rni.f32.f32 %0, %1;" : "=f"(r) : "f"(x)); return r; }
+GM_DEV float ex2_approx(float x) { float r; asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(x)); return r; }
+GM_DEV float lg2_approx(float x) { float r; asm("lg2.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(x)); return r; }
+GM_DEV float fma_f(float a, float b, float c) { float r; asm("fma.rn.f32 %0, %1, %2, %3;" : "=f"(r) : "f"(a), "f"(b), "f"(c)); return r; }
+GM_DEV float sqrt_f(float x) { float r; asm("sqrt.rn.f32 %0, %1;" : "=f"(r) : "f"(x)); return r; }
+GM_DEV double sqrt_d(double x) { double r; asm("sqrt.rn.f64 %0, %1;" : "=d"(r) : "d"(x)); return r; }
+// no_fma passes x through an empty asm so the compiler cannot contract the product that
+// produced it into a following add (the Go reference rounds each operation).
+GM_DEV float no_fma(float x) { asm("" : "+f"(x)); return x; }
+
+
+GM_DEV unsigned shfl_xor_u(unsigned v, int m) {
+	unsigned r;
+	asm volatile("shfl.sync.bfly.b32 %0, %1, %2, 0x1f, 0xffffffff;" : "=r"(r) : "r"(v), "r"(m));
+	return r;
+}
+
+GM_DEV void atomic_add_f(float* p, float v) { asm volatile("red.global.add.f32 [%0], %1;" :: "l"(p), "f"(v) : "memory"); }
+GM_DEV void atomic_max_u(unsigned* p, unsigned v) { asm volatile("red.global.max.u32 [%0], %1;" :: "l"(p), "r"(v) : "memory"); }
+GM_DEV void atomic_add_d(double* p, double v) { asm volatile("red.global.add.f64 [%0], %1;" :: "l"(p), "d"(v) : "memory"); }
+#else
+#include "emu_prims.h"
+#endif
+
 GM_DEV unsigned lane_id() { return tid_x() & 31u; }
 GM_DEV unsigned warp_id() { return tid_x() >> 5; }
 // First element and stride of a 1-D grid-stride loop.
 GM_DEV i64 gstart() { return (i64)ctaid_x() * ntid_x() + tid_x(); }
 GM_DEV i64 gstride() { return (i64)nctaid_x() * ntid_x(); }
 
-GM_DEV void sync_threads() { asm volatile("bar.sync 0;" ::: "memory"); }
-
-// ---- bit casts and conversions -------------------------------------------------------
-GM_DEV unsigned f2u(float x) { unsigned r; asm("mov.b32 %0, %1;" : "=r"(r) : "f"(x)); return r; }
-GM_DEV float u2f(unsigned x) { float r; asm("mov.b32 %0, %1;" : "=f"(r) : "r"(x)); return r; }
-GM_DEV u64 d2u(double x) { u64 r; asm("mov.b64 %0, %1;" : "=l"(r) : "d"(x)); return r; }
-
-// bf16 and f16 are stored as u16; conversions round to nearest even (cvt.rn).
 GM_DEV float bf16_to_f32(u16 h) { return u2f(((unsigned)h) << 16); }
-GM_DEV u16 f32_to_bf16(float x) { u16 r; asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(r) : "f"(x)); return r; }
-GM_DEV float f16_to_f32(u16 h) { float r; asm("cvt.f32.f16 %0, %1;" : "=f"(r) : "h"(h)); return r; }
-GM_DEV u16 f32_to_f16(float x) { u16 r; asm("cvt.rn.f16.f32 %0, %1;" : "=h"(r) : "f"(x)); return r; }
-
-GM_DEV float rint_f(float x) { float r; asm("cvt.rni.f32.f32 %0, %1;" : "=f"(r) : "f"(x)); return r; }
 GM_DEV float abs_f(float x) { return u2f(f2u(x) & 0x7fffffffu); }
 GM_DEV bool isnan_f(float x) { return (f2u(x) & 0x7fffffffu) > 0x7f800000u; }
 GM_DEV float pow2i(int k) { return u2f((unsigned)(k + 127) << 23); } // 2^k, −126 ≤ k ≤ 127
@@ -101,9 +126,6 @@ GM_DEV u8 f32_to_e5m2(float x) {
 // ---- math ------------------------------------------------------------------------------
 // exp_f: e^x with the argument reduced exactly (x = n·ln2 + r, Cody–Waite split of ln2) so
 // that ex2.approx (relative error ≤ 2⁻²²) sees |r·log2e| ≤ 0.5; overall error a few ulp.
-GM_DEV float ex2_approx(float x) { float r; asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(x)); return r; }
-GM_DEV float lg2_approx(float x) { float r; asm("lg2.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(x)); return r; }
-GM_DEV float fma_f(float a, float b, float c) { float r; asm("fma.rn.f32 %0, %1, %2, %3;" : "=f"(r) : "f"(a), "f"(b), "f"(c)); return r; }
 GM_DEV float exp_f(float x) {
 	if (x < -104.0f) return 0.0f;
 	if (x > 88.8f) return u2f(0x7f800000u);
@@ -118,8 +140,6 @@ GM_DEV float exp_f(float x) {
 // log_f: natural log for x > 0 (lg2.approx, absolute error ~2⁻²²); callers use it where
 // an absolute error of that size is harmless (log-sum-exp).
 GM_DEV float log_f(float x) { return lg2_approx(x) * 0.693147180559945309f; }
-GM_DEV float sqrt_f(float x) { float r; asm("sqrt.rn.f32 %0, %1;" : "=f"(r) : "f"(x)); return r; }
-GM_DEV double sqrt_d(double x) { double r; asm("sqrt.rn.f64 %0, %1;" : "=d"(r) : "d"(x)); return r; }
 GM_DEV float sigmoid_f(float z) { return 1.0f / (1.0f + exp_f(-z)); }
 // tanh_f = sign(x)·(1 − 2/(e^{2|x|} + 1)); for |x| < 0.0625 the series x − x³/3 + 2x⁵/15.
 GM_DEV float tanh_f(float x) {
@@ -152,20 +172,11 @@ GM_DEV float erf_f(float x) {
 }
 
 // ---- warp and block reductions --------------------------------------------------------
-GM_DEV unsigned shfl_xor_u(unsigned v, int m) {
-	unsigned r;
-	asm volatile("shfl.sync.bfly.b32 %0, %1, %2, 0x1f, 0xffffffff;" : "=r"(r) : "r"(v), "r"(m));
-	return r;
-}
 GM_DEV float shfl_xor_f(float v, int m) { return u2f(shfl_xor_u(f2u(v), m)); }
 GM_DEV double shfl_xor_d(double v, int m) {
 	u64 u = d2u(v);
-	unsigned lo = (unsigned)u, hi = (unsigned)(u >> 32);
-	asm volatile("shfl.sync.bfly.b32 %0, %0, %1, 0x1f, 0xffffffff;" : "+r"(lo) : "r"(m));
-	asm volatile("shfl.sync.bfly.b32 %0, %0, %1, 0x1f, 0xffffffff;" : "+r"(hi) : "r"(m));
-	double r;
-	asm("mov.b64 %0, %1;" : "=d"(r) : "l"(((u64)hi << 32) | lo));
-	return r;
+	unsigned lo = shfl_xor_u((unsigned)u, m), hi = shfl_xor_u((unsigned)(u >> 32), m);
+	return u2d(((u64)hi << 32) | lo);
 }
 GM_DEV float warp_sum(float v) { for (int m = 16; m > 0; m >>= 1) v += shfl_xor_f(v, m); return v; }
 GM_DEV double warp_sum_d(double v) { for (int m = 16; m > 0; m >>= 1) v += shfl_xor_d(v, m); return v; }
@@ -201,8 +212,3 @@ GM_DEV float block_max(float v, float* sh) {
 	v = lane_id() < nw ? sh[lane_id()] : u2f(0xff800000u);
 	return warp_max(v);
 }
-
-// ---- atomics -------------------------------------------------------------------------
-GM_DEV void atomic_add_f(float* p, float v) { asm volatile("red.global.add.f32 [%0], %1;" :: "l"(p), "f"(v) : "memory"); }
-GM_DEV void atomic_max_u(unsigned* p, unsigned v) { asm volatile("red.global.max.u32 [%0], %1;" :: "l"(p), "r"(v) : "memory"); }
-GM_DEV void atomic_add_d(double* p, double v) { asm volatile("red.global.add.f64 [%0], %1;" :: "l"(p), "d"(v) : "memory"); }

@@ -14,7 +14,7 @@ GM_KERNEL gm_scale_f32(float* x, float a, i64 n) {
 GM_KERNEL gm_axpy_f32(float* y, float a, const float* x, i64 n) {
 	for (i64 i = gstart(); i < n; i += gstride()) {
 		float p = a * x[i];
-		asm("" : "+f"(p)); // keep mul and add separate (no FMA contraction), as Go does
+		p = no_fma(p); // keep mul and add separate (no FMA contraction), as Go does
 		y[i] += p;
 	}
 }

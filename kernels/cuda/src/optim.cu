@@ -16,7 +16,7 @@ GM_KERNEL gm_adamw_f32(float* p, const float* g, float* m, float* v, float decay
 		v[i] = vi;
 		float denom = sqrt_f(vi) / bc2s + eps;
 		float step = negStep * mi;
-		asm("" : "+f"(step));
+		step = no_fma(step);
 		p[i] = pi + step / denom;
 	}
 }

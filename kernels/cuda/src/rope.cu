@@ -24,7 +24,7 @@ GM_KERNEL gm_rope_f32(float* out, const float* x, const float* cosT, const float
 		float c = cosT[(i64)pos * h + i], s = sign * sinT[(i64)pos * h + i];
 		float x1 = xr[i], x2 = xr[i + h];
 		float a = x1 * c, b = x2 * s, e = x2 * c, f = x1 * s;
-		asm("" : "+f"(a), "+f"(b), "+f"(e), "+f"(f)); // round each product as Go does (no FMA)
+		a = no_fma(a); b = no_fma(b); e = no_fma(e); f = no_fma(f); // round each product as Go does
 		orow[i] = a - b;
 		orow[i + h] = e + f;
 	}

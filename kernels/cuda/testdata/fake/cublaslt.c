@@ -1,4 +1,4 @@
-// A fake libcublasLt.so.13 that really multiplies F32 matrices on the host (column-major,
+// A fake libcublasLt.so.13 that really multiplies F32, F16 and BF16 matrices on the host (column-major,
 // as cuBLAS), from the descriptors the binding builds: it checks the binding's layouts,
 // transposes, batches and leading dimensions end to end.
 #include <stdint.h>
@@ -7,6 +7,15 @@
 
 typedef struct { int type; uint64_t rows, cols; int64_t ld; int batch; int64_t stride; } layout;
 typedef struct { int compute, scale, ta, tb; } desc;
+
+// elem reads element i of a matrix of cudaDataType t (F32 0, F16 2, BF16 14).
+static float elem(const void* p, int t, int64_t i) {
+	if (t == 0) return ((const float*)p)[i];
+	unsigned short h = ((const unsigned short*)p)[i];
+	if (t == 14) { unsigned u = (unsigned)h << 16; float f; memcpy(&f, &u, 4); return f; }
+	_Float16 v; memcpy(&v, &h, 2); return (float)v;
+}
+static int elemSize(int t) { return t == 0 ? 4 : 2; }
 
 unsigned long cublasLtGetVersion(void) { return 130100; }
 int cublasLtCreate(void** h) { *h = (void*)0x77; return 0; }
@@ -42,22 +51,23 @@ int cublasLtMatmulAlgoGetHeuristic(void* h, desc* d, layout* a, layout* b, layou
 	*nret = 1;
 	return 0;
 }
-int cublasLtMatmul(void* h, desc* d, const float* alpha, const float* A, layout* la, const float* B, layout* lb,
+int cublasLtMatmul(void* h, desc* d, const float* alpha, const void* A, layout* la, const void* B, layout* lb,
                    const float* beta, const float* C, layout* lc, float* D, layout* ld, const unsigned char* algo,
                    void* ws, size_t wsSize, void* stream) {
-	if (algo[0] != 42 || la->type != 0 || lb->type != 0 || lc->type != 0 || ld->type != 0) return 15;
+	if (algo[0] != 42 || la->type != lb->type || (la->type != 0 && la->type != 2 && la->type != 14) || lc->type != 0 || ld->type != 0) return 15;
+	if (d->compute != 68 && !(d->compute == 77 && la->type == 0)) return 15;
 	uint64_t m = lc->rows, n = lc->cols, k = d->ta ? la->rows : la->cols;
 	for (int bi = 0; bi < lc->batch; bi++) {
-		const float* a = A + bi * la->stride;
-		const float* b = B + bi * lb->stride;
+		const char* a = (const char*)A + bi * la->stride * elemSize(la->type);
+		const char* b = (const char*)B + bi * lb->stride * elemSize(lb->type);
 		const float* c = C + bi * lc->stride;
 		float* o = D + bi * ld->stride;
 		for (uint64_t i = 0; i < m; i++)
 			for (uint64_t j = 0; j < n; j++) {
 				double s = 0;
 				for (uint64_t p = 0; p < k; p++) {
-					float av = d->ta ? a[i * la->ld + p] : a[p * la->ld + i];
-					float bv = d->tb ? b[p * lb->ld + j] : b[j * lb->ld + p];
+					float av = elem(a, la->type, d->ta ? i * la->ld + p : p * la->ld + i);
+					float bv = elem(b, lb->type, d->tb ? p * lb->ld + j : j * lb->ld + p);
 					s += (double)av * bv;
 				}
 				o[j * ld->ld + i] = (float)(*alpha * s + (double)*beta * c[j * lc->ld + i]);

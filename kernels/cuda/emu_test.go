@@ -1,0 +1,101 @@
+package cuda
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/gomegatron/gomegatron/kernels/cuda/dl"
+	"github.com/gomegatron/gomegatron/kernels/cuda/dl/dltest"
+	"github.com/gomegatron/gomegatron/kernels/kernelstest"
+)
+
+// emuBackend builds testdata/emu: a fake driver that runs the real kernel sources on the
+// CPU (every CUDA thread a fiber), with the fake NVRTC and the fake cuBLASLt (a host GEMM),
+// and opens a Backend on it. It skips when g++ is missing.
+func emuBackend(t *testing.T) *Backend {
+	gxx, err := exec.LookPath("g++")
+	if err != nil || !dl.Supported {
+		t.Skip("g++ (or cgo) not available: cannot build the kernel emulator")
+	}
+	dir := t.TempDir()
+	files, _, err := Sources()
+	require.NoError(t, err)
+	idx, err := KernelIndex(files)
+	require.NoError(t, err)
+	var inc, reg strings.Builder
+	names := make([]string, 0, len(files))
+	for f := range files {
+		names = append(names, f)
+	}
+	sort.Strings(names)
+	for _, f := range names {
+		fmt.Fprintf(&inc, "#include %q\n", f)
+	}
+	kernels := make([]string, 0, len(idx))
+	for k := range idx {
+		kernels = append(kernels, k)
+	}
+	sort.Strings(kernels)
+	for _, k := range kernels {
+		fmt.Fprintf(&reg, "GM_REG(%s)\n", k)
+	}
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "kernels.inc"), []byte(inc.String()), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "registry.inc"), []byte(reg.String()), 0o644))
+	src, err := filepath.Abs("src")
+	require.NoError(t, err)
+	emu, err := filepath.Abs("testdata/emu")
+	require.NoError(t, err)
+	drv := filepath.Join(dir, "drv", "libcuda.so.1")
+	require.NoError(t, os.MkdirAll(filepath.Dir(drv), 0o755))
+	cmd := exec.Command(gxx, "-std=c++17", "-O1", "-shared", "-fPIC", "-DGM_HOST_EMU", "-Wno-unknown-pragmas",
+		"-I", dir, "-I", src, "-I", emu, "-o", drv, filepath.Join(emu, "emu.cpp"))
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "building the emulator:\n%s", out)
+
+	read := func(f string) string {
+		b, err := os.ReadFile(filepath.Join("testdata/fake", f))
+		require.NoError(t, err)
+		return string(b)
+	}
+	wheel := filepath.Join(dir, "wheel")
+	dltest.Build(t, wheel, "libnvrtc.so.13", read("nvrtc.c"))
+	dltest.Build(t, wheel, "libcublasLt.so.13", read("cublaslt.c"))
+	libs, err := Load(dl.Search{Driver: drv, Dirs: []string{wheel}})
+	require.NoError(t, err)
+	b, err := NewOn(libs, Options{ArenaBytes: 512 << 20, WorkspaceBytes: 1 << 20, CacheDir: filepath.Join(dir, "cubin")})
+	require.NoError(t, err)
+	t.Cleanup(func() { b.Close() })
+	return b
+}
+
+// TestEmulator runs the kernel sources on the CPU through the whole CUDA backend (argument
+// packing, grid sizes, the Go side of every op) and checks them like the GPU tests do:
+// the backend-independent conformance suite, every op against kernels/cpu with
+// NaN-poisoned outputs, attention variants, GEMM through the fake cuBLASLt, and the
+// software FP8 rounding bit for bit. What it cannot check is the inline PTX itself
+// (emulated by plain C++ here) and speed: those need the GPU.
+func TestEmulator(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: the emulator runs every kernel thread as a fiber")
+	}
+	g := emuBackend(t)
+	for _, c := range kernelstest.Checks() {
+		if c.Name == "AttentionBlocks" && os.Getenv("GOMEGATRON_EMU_FULL") == "" {
+			// Block-boundary cases of the CPU's tiled attention at sizes that take the
+			// fiber emulator half a minute; the GPU run and GOMEGATRON_EMU_FULL=1 include it.
+			continue
+		}
+		t.Run("Conformance/"+c.Name, func(t *testing.T) { c.Run(t, g) })
+	}
+	t.Run("VsCPU", func(t *testing.T) { vsCPU(t, g) })
+	t.Run("AttentionVsCPU", func(t *testing.T) { attentionVsCPU(t, g) })
+	t.Run("GemmVsCPU", func(t *testing.T) { gemmVsCPU(t, g) })
+	t.Run("FP8SoftwareRounding", func(t *testing.T) { fp8SoftwareRounding(t, g) })
+}
