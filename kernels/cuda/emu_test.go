@@ -24,6 +24,7 @@ func emuBackend(t *testing.T) *Backend {
 	if err != nil || !dl.Supported {
 		t.Skip("g++ (or cgo) not available: cannot build the kernel emulator")
 	}
+	needTestdata(t, "testdata/emu/emu.cpp")
 	dir := t.TempDir()
 	files, _, err := Sources()
 	require.NoError(t, err)

@@ -36,23 +36,29 @@ export LD_LIBRARY_PATH=${LIBDIRS}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 export GOMEGATRON_CUBIN_CACHE=${GOMEGATRON_CUBIN_CACHE:-/tmp/gomegatron-cubin}
 export GOMEGATRON_CUDA_ARENA_MB=${GOMEGATRON_CUDA_ARENA_MB:-16384}
 
-# step NAME SECONDS CMD...: run with a hard time limit, log to $R/NAME.log, keep the status.
+# step NAME SECONDS DIR CMD...: run CMD in DIR (when DIR exists) with a hard time limit,
+# log to $R/NAME.log, keep the status. Tests run in their package folder when the source
+# tree is here (the repository copy on the GPU machine), so the fake-library and emulator
+# tests find their C sources; elsewhere those skip.
 declare -A status
 step() {
-	local name=$1 secs=$2
-	shift 2
+	local name=$1 secs=$2 dir=$3
+	shift 3
 	local t0=$(date +%s)
 	echo "== $name (limit ${secs}s): $*"
-	timeout --kill-after=10 "$secs" "$@" >"$R/$name.log" 2>&1
+	(
+		if [ -d "$dir" ]; then cd "$dir"; fi
+		timeout --kill-after=10 "$secs" "$@"
+	) >"$R/$name.log" 2>&1
 	status[$name]=$?
 	echo "== $name: exit ${status[$name]} after $(($(date +%s) - t0))s"
 }
 
-step dl 30 "$B/dl.test" -test.v -test.timeout 25s
-step cuda 200 "$B/cuda.test" -test.v -test.timeout 190s
-step nccl 75 "$B/nccl.test" -test.v -test.timeout 70s
-step bench 100 "$B/cuda.test" -test.run '^$' -test.bench 'Gemm' -test.benchtime 20x -test.timeout 95s
-step peer 100 "$PY" "$B/peer_matmul.py"
+step dl 20 kernels/cuda/dl "$B/dl.test" -test.v -test.timeout 15s
+step cuda 170 kernels/cuda "$B/cuda.test" -test.v -test.timeout 160s
+step nccl 60 comm/nccl "$B/nccl.test" -test.v -test.timeout 55s
+step bench 90 . "$B/cuda.test" -test.run '^$' -test.bench 'Gemm' -test.benchtime 20x -test.timeout 85s
+step peer 90 . "$PY" "$B/peer_matmul.py"
 
 # ---- report -----------------------------------------------------------------------------
 rep=$R/report.md
