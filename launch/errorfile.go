@@ -3,6 +3,7 @@ package launch
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/gomegatron/gomegatron/internal/atomicfile"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -59,34 +60,13 @@ func writeErrorFile(msg, stack string) {
 	}
 	data, _ := json.Marshal(errorFile{Message: errorMessage{Message: msg,
 		ExtraInfo: extraInfo{PyCallstack: stack, Timestamp: strconv.FormatInt(time.Now().Unix(), 10)}}})
-	if err := writeFileAtomic(path, data); err != nil {
+	err := os.MkdirAll(filepath.Dir(path), 0o755)
+	if err == nil {
+		err = atomicfile.WriteFile(path, data)
+	}
+	if err != nil {
 		fmt.Fprintf(os.Stderr, "warning: cannot write error file %s: %v\n", path, err)
 	}
-}
-
-// writeFileAtomic writes data to a temp file beside path, syncs it and renames it into place.
-func writeFileAtomic(path string, data []byte) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-*")
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-	}
-	return err
 }
 
 // readErrorFile reads a worker's error file as ProcessFailure does: the message is either a

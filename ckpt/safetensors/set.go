@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/gomegatron/gomegatron/internal/atomicfile"
 	"os"
 	"path/filepath"
 	"sort"
@@ -223,7 +224,7 @@ func WriteSharded(dir string, tensors []Named, maxShardBytes int64, metadata map
 		}
 	}
 	idx := encodeIndex(total, weightMap)
-	if err := writeAtomic(filepath.Join(dir, IndexFile), func(w *bufio.Writer) error {
+	if err := atomicfile.Write(filepath.Join(dir, IndexFile), func(w *bufio.Writer) error {
 		_, err := w.Write(idx)
 		return err
 	}); err != nil {

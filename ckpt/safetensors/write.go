@@ -4,8 +4,7 @@ import (
 	"bufio"
 	"encoding/binary"
 	"fmt"
-	"os"
-	"path/filepath"
+	"github.com/gomegatron/gomegatron/internal/atomicfile"
 	"sort"
 
 	"github.com/gomegatron/gomegatron/tensor"
@@ -78,7 +77,7 @@ func Write(path string, tensors []Named, metadata map[string]string) error {
 		return fmt.Errorf("safetensors: writing %s: %w", path, err)
 	}
 	hdr := encodeHeader(infos, metadata)
-	err = writeAtomic(path, func(w *bufio.Writer) error {
+	err = atomicfile.Write(path, func(w *bufio.Writer) error {
 		var n [8]byte
 		binary.LittleEndian.PutUint64(n[:], uint64(len(hdr)))
 		if _, err := w.Write(n[:]); err != nil {
@@ -96,47 +95,6 @@ func Write(path string, tensors []Named, metadata map[string]string) error {
 	})
 	if err != nil {
 		return fmt.Errorf("safetensors: writing %s: %w", path, err)
-	}
-	return nil
-}
-
-// writeAtomic writes path through a temporary file in the same directory, fsyncs it,
-// renames it into place and fsyncs the directory, so readers see the old file or the
-// complete new one, never a torn write.
-func writeAtomic(path string, fill func(*bufio.Writer) error) (err error) {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	w := bufio.NewWriterSize(tmp, 1<<20)
-	if err = fill(w); err != nil {
-		return err
-	}
-	if err = w.Flush(); err != nil {
-		return err
-	}
-	if err = tmp.Chmod(0o644); err != nil {
-		return err
-	}
-	if err = tmp.Sync(); err != nil {
-		return err
-	}
-	if err = tmp.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	if d, derr := os.Open(dir); derr == nil {
-		d.Sync()
-		d.Close()
 	}
 	return nil
 }

@@ -4,9 +4,9 @@ import (
 	"bufio"
 	"encoding/binary"
 	"fmt"
+	"github.com/gomegatron/gomegatron/internal/atomicfile"
 	"hash/crc32"
 	"io"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -28,7 +28,7 @@ func Save(path string, v any) error {
 	if name == "" {
 		name = "archive"
 	}
-	err := writeAtomic(path, func(w io.Writer) error { return Encode(w, name, v) })
+	err := atomicfile.Write(path, func(w *bufio.Writer) error { return Encode(w, name, v) })
 	if err != nil {
 		return fmt.Errorf("torchpickle: writing %s: %w", path, err)
 	}
@@ -152,44 +152,4 @@ func writeZip(w io.Writer, recs []record) error {
 	cw.le(uint32(0x06054b50), uint16(0), uint16(0), uint16(min(n, 0xFFFF)), uint16(min(n, 0xFFFF)),
 		uint32(min(cdEnd-cdStart, u32max)), uint32(min(cdStart, u32max)), uint16(0))
 	return cw.err
-}
-
-// writeAtomic writes path through a temporary file in the same directory, fsyncs it
-// and renames it into place, so a crash never leaves a partial checkpoint.
-func writeAtomic(path string, fill func(io.Writer) error) (err error) {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	w := bufio.NewWriterSize(tmp, 1<<20)
-	if err = fill(w); err != nil {
-		return err
-	}
-	if err = w.Flush(); err != nil {
-		return err
-	}
-	if err = tmp.Chmod(0o644); err != nil {
-		return err
-	}
-	if err = tmp.Sync(); err != nil {
-		return err
-	}
-	if err = tmp.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	if d, derr := os.Open(dir); derr == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
 }

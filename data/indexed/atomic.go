@@ -2,6 +2,7 @@ package indexed
 
 import (
 	"fmt"
+	"github.com/gomegatron/gomegatron/internal/atomicfile"
 	"os"
 	"path/filepath"
 )
@@ -10,17 +11,10 @@ import (
 // it, renames it over path and fsyncs the directory, so a crash leaves either the old file or
 // the complete new one.
 func WriteFileAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("indexed: create temp for %s: %w", path, err)
-	}
-	tmp := f.Name()
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		os.Remove(tmp)
+	if err := atomicfile.WriteFile(path, data); err != nil {
 		return fmt.Errorf("indexed: write %s: %w", path, err)
 	}
-	return commitTemp(f, path)
+	return nil
 }
 
 // commitTemp fsyncs, closes and renames the open temporary file f to path, removing it on
@@ -44,15 +38,6 @@ func commitTemp(f *os.File, path string) error {
 		os.Remove(tmp)
 		return fmt.Errorf("indexed: rename to %s: %w", path, err)
 	}
-	syncDir(filepath.Dir(path))
+	atomicfile.SyncDir(filepath.Dir(path))
 	return nil
-}
-
-// syncDir makes a rename durable; failures are ignored because some filesystems refuse
-// fsync on directories and the data itself is already synced.
-func syncDir(dir string) {
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
 }
