@@ -1,9 +1,12 @@
 package main
 
 import (
+	"bufio"
+
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/gomegatron/gomegatron/internal/atomicfile"
 	"io"
 	"os"
 	"path/filepath"
@@ -11,38 +14,11 @@ import (
 	"strings"
 )
 
-// writeAtomic writes path through a temporary file in the same directory: fill writes
-// the content, then the file is fsynced and renamed into place, so a reader sees the old
-// file or the complete new one.
-func writeAtomic(path string, fill func(io.Writer) error) (err error) {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+// writeAtomic writes path atomically (internal/atomicfile) from what fill writes.
+func writeAtomic(path string, fill func(io.Writer) error) error {
+	err := atomicfile.Write(path, func(w *bufio.Writer) error { return fill(w) })
 	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if err = fill(tmp); err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err = tmp.Chmod(0o644); err != nil {
-		return err
-	}
-	if err = tmp.Sync(); err != nil {
-		return err
-	}
-	if err = tmp.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	if d, derr := os.Open(filepath.Dir(path)); derr == nil {
-		d.Sync()
-		d.Close()
 	}
 	return nil
 }
