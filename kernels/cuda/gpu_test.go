@@ -242,12 +242,18 @@ func vsCPU(t *testing.T, g *Backend) {
 				require.Equal(t, ac, ag, "amax %v", dt)
 				e.checkBits(fmt.Sprint("cast ", dt), o) // round-to-nearest-even and saturation agree bit for bit
 			}
-			x := e.randn(F, 1, 1000)
+			// Specials: NaN (both signs), ±Inf, overflow of every format; NaN amax.
+			x := e.randn(F, 1e3, 1000)
 			hx := x.h.F32()
-			hx[17] = float32(math.NaN())
+			copy(hx, []float32{float32(math.NaN()), -float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1)), 7e4, -7e4, 3e38, 1e-40})
 			e.g.Upload(x.d, x.h)
-			o := e.out(tensor.BF16, 1000)
-			require.True(t, math.IsNaN(float64(e.g.CastWithAmax(o.d, x.d, 1))), "a NaN input makes amax NaN")
+			for _, dt := range []tensor.DType{tensor.BF16, tensor.F16, tensor.F8E4M3, tensor.F8E5M2} {
+				o := e.out(dt, 1000)
+				ac := e.c.CastWithAmax(o.h, x.h, 1)
+				ag := e.g.CastWithAmax(o.d, x.d, 1)
+				require.True(t, math.IsNaN(float64(ac)) && math.IsNaN(float64(ag)), "a NaN input makes amax NaN (%v)", dt)
+				e.checkBits(fmt.Sprint("specials ", dt), o)
+			}
 		}},
 	}
 	for _, c := range cases {

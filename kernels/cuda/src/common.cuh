@@ -74,6 +74,10 @@ GM_DEV float bf16_to_f32(u16 h) { return u2f(((unsigned)h) << 16); }
 GM_DEV float abs_f(float x) { return u2f(f2u(x) & 0x7fffffffu); }
 GM_DEV bool isnan_f(float x) { return (f2u(x) & 0x7fffffffu) > 0x7f800000u; }
 GM_DEV float pow2i(int k) { return u2f((unsigned)(k + 127) << 23); } // 2^k, −126 ≤ k ≤ 127
+// The casts of CastWithAmax: round to nearest even, NaN encoded as the tensor package does
+// (bf16 0x7fc0; f16 0x7e00 with the sign), not as the hardware's canonical NaN.
+GM_DEV u16 cast_bf16(float x) { return isnan_f(x) ? (u16)0x7fc0 : f32_to_bf16(x); }
+GM_DEV u16 cast_f16(float x) { return isnan_f(x) ? (u16)(((f2u(x) >> 16) & 0x8000u) | 0x7e00u) : f32_to_f16(x); }
 
 // fp8_sw rounds x to an OCP FP8 format with E exponent and M mantissa bits (nearest even,
 // saturating to ±maxv, NaN → sign|0x7f, or sign|0x7e for E5M2) in software: the sm_80 path and the reference the

@@ -33,8 +33,8 @@ GM_KERNEL gm_cast_amax_f32(void* dst, const float* src, float scale, int kind, u
 		if (b > am) am = b;
 		float y = x * scale;
 		switch (kind) {
-		case 0: ((u16*)dst)[i] = f32_to_bf16(y); break;
-		case 1: ((u16*)dst)[i] = f32_to_f16(y); break;
+		case 0: ((u16*)dst)[i] = cast_bf16(y); break;
+		case 1: ((u16*)dst)[i] = cast_f16(y); break;
 		case 2: ((u8*)dst)[i] = f32_to_e4m3(y); break;
 		case 3: ((u8*)dst)[i] = f32_to_e5m2(y); break;
 		default: ((float*)dst)[i] = y; break;
