@@ -28,6 +28,7 @@ type Backend struct {
 	scratchN uintptr
 	rope     map[ropeKey]ropeTable
 	stub     []byte // PROT_NONE address space: length-only backing for device tensor headers
+	inline   bool   // a bound view: ops run on the caller's thread (Bind)
 }
 
 var _ kernels.Backend = (*Backend)(nil)
@@ -239,8 +240,36 @@ func (b *Backend) grid1D(n int) int {
 	return min((n+blockSize-1)/blockSize, 32*max(b.dev.SMs, 1))
 }
 
-// run executes f on the device thread and panics on error.
-func (b *Backend) run(f func() error) { must(b.dev.Do(f)) }
+// run executes f on the device thread (or inline for a bound view) and panics on error.
+func (b *Backend) run(f func() error) {
+	if b.inline {
+		b.dev.mu.Lock()
+		defer b.dev.mu.Unlock()
+		must(f())
+		return
+	}
+	must(b.dev.Do(f))
+}
+
+// Bind makes the device's context current on the calling goroutine's OS thread and
+// returns a view of b whose kernel launches and GEMMs run right there, without the
+// hand-off to the device thread (BenchmarkDispatch: the hand-off costs several µs an op).
+// The contract: the caller has called runtime.LockOSThread, and uses the view from that
+// goroutine only; launches from the view and from the device thread are serialised by a
+// mutex and go to the same stream, so both may be used. Transfers, Alloc and Free still go
+// through the device thread. Close the original Backend, not the view.
+func (b *Backend) Bind() (*Backend, error) {
+	d := b.dev
+	d.mu.Lock()
+	err := d.drv().check("cuCtxSetCurrent", d.drv().cuCtxSetCurrent.Status(d.ctx), "Bind")
+	d.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	v := *b
+	v.inline = true
+	return &v, nil
+}
 
 // elem launches a grid-stride kernel over n elements.
 func (b *Backend) elem(kernel string, n int, args ...any) {

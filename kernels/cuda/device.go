@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"sync"
 
 	"github.com/gomegatron/gomegatron/kernels/cuda/dl"
 )
@@ -38,6 +39,7 @@ type Device struct {
 	SMs   int
 
 	th *thread
+	mu sync.Mutex // serialises the device thread's closures with bound callers (Backend.Bind)
 
 	ctx, stream uintptr
 	arena       *Arena
@@ -55,7 +57,7 @@ func OpenDevice(libs *Libraries, o Options) (*Device, error) {
 		return nil, fmt.Errorf("cuda: device %d does not exist (%d visible)", o.Index, libs.Devices)
 	}
 	d := &Device{libs: libs, Index: o.Index}
-	th, err := startThread(func() error { return d.setup(o) }, d.teardown)
+	th, err := startThread(&d.mu, func() error { return d.setup(o) }, d.teardown)
 	if err != nil {
 		return nil, err
 	}

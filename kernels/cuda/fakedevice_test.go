@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -134,6 +135,23 @@ func TestFakeDevice(t *testing.T) {
 		require.Equal(t, float32(-18), got.F32()[7])
 	})
 
+	t.Run("bind", func(t *testing.T) {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		v, err := b.Bind()
+		require.NoError(t, err)
+		x := b.Alloc(tensor.F32, 300)
+		v.Fill(x, 1.5)
+		b.Axpy(x, 2, x) // the device thread and the bound view share the stream
+		v.Axpy(x, 1, x) // (the fake driver runs fill and axpy only)
+		got := tensor.New(tensor.F32, 300)
+		v.Download(got, x)
+		for _, g := range got.F32() {
+			require.Equal(t, float32(9), g)
+		}
+		require.NoError(t, b.Free(x))
+	})
+
 	t.Run("attention-args", func(t *testing.T) {
 		q, k := b.Alloc(tensor.F32, 1, 4, 3, 8), b.Alloc(tensor.F32, 1, 2, 5, 8)
 		v, out, lse := b.Alloc(tensor.F32, 1, 2, 5, 8), b.Alloc(tensor.F32, 1, 4, 3, 8), b.Alloc(tensor.F32, 1, 4, 3)
@@ -225,4 +243,34 @@ func needTestdata(t *testing.T, path string) {
 	if _, err := os.Stat(path); err != nil {
 		t.Skipf("%s not found (test binary run outside kernels/cuda): %v", path, err)
 	}
+}
+
+// BenchmarkDispatch measures the host cost of one op on the device thread (closure, channel
+// hand-off, argument packing, cgo call) with the fake driver, whose kernel does nothing
+// for a one-element Fill.
+func BenchmarkDispatch(b *testing.B) {
+	t := &testing.T{}
+	f := newFakeGPU(t)
+	g, err := NewOn(f.libs, Options{ArenaBytes: 16 << 20, WorkspaceBytes: 1 << 20, CacheDir: f.cache})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer g.Close()
+	x := g.Alloc(tensor.F32, 1)
+	b.Run("device-thread", func(b *testing.B) {
+		for range b.N {
+			g.Fill(x, 1)
+		}
+	})
+	b.Run("bound", func(b *testing.B) {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		v, err := g.Bind()
+		if err != nil {
+			b.Fatal(err)
+		}
+		for range b.N {
+			v.Fill(x, 1)
+		}
+	})
 }

@@ -4,11 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"sync"
 )
 
 // thread is a goroutine locked to its OS thread that runs closures one at a time: the way
 // a CUDA context stays current for every call made through it.
 type thread struct {
+	mu      *sync.Mutex // held while a closure runs (shared with bound callers)
 	work    chan func()
 	quit    chan struct{}
 	stopped chan struct{}
@@ -19,8 +21,8 @@ var errClosed = errors.New("cuda: device thread is closed")
 
 // startThread starts the thread, runs setup on it and returns once setup is done; on a
 // setup error teardown runs and the thread ends. teardown also runs at stop.
-func startThread(setup func() error, teardown func()) (*thread, error) {
-	t := &thread{work: make(chan func()), quit: make(chan struct{}), stopped: make(chan struct{})}
+func startThread(mu *sync.Mutex, setup func() error, teardown func()) (*thread, error) {
+	t := &thread{mu: mu, work: make(chan func()), quit: make(chan struct{}), stopped: make(chan struct{})}
 	ready := make(chan error)
 	go func() {
 		runtime.LockOSThread() // never unlocked: the OS thread ends with this goroutine
@@ -34,7 +36,13 @@ func startThread(setup func() error, teardown func()) (*thread, error) {
 		for {
 			select {
 			case f := <-t.work:
+				if t.mu != nil {
+					t.mu.Lock()
+				}
 				f()
+				if t.mu != nil {
+					t.mu.Unlock()
+				}
 			case <-t.quit:
 				teardown()
 				return
@@ -95,7 +103,7 @@ type Worker struct {
 
 // NewWorker starts a worker thread with d's context current.
 func (d *Device) NewWorker() (*Worker, error) {
-	th, err := startThread(func() error {
+	th, err := startThread(nil, func() error {
 		return d.drv().check("cuCtxSetCurrent", d.drv().cuCtxSetCurrent.Status(d.ctx), "worker thread")
 	}, func() {})
 	if err != nil {
