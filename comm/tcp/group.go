@@ -255,8 +255,8 @@ func (g *group) reduceScatter(what string, data []byte, lo func(int) int, dt ten
 	// small enough to be cache-warm when folded.
 	window := max(1, g.window/(segE*es))
 
-	// Senders: this rank's part of chunk p goes to p; with gather, once a segment is sent its
-	// region is free to receive p's reduced result.
+	// Senders: this rank's part of chunk p goes to p; with gather, the same region then
+	// receives p's reduced result.
 	var wg sync.WaitGroup
 	sendErr := make([]error, n)
 	gatherReqs := make([][]*request, n)
@@ -273,12 +273,21 @@ func (g *group) reduceScatter(what string, data []byte, lo func(int) int, dt ten
 						return
 					}
 				}
-				if err := g.send(p, tag(tagReduceScatter, s), data[a*es:b*es], dl); err != nil {
+				// With gather, the region receives p's reduced result once sent: post that
+				// receive first (armed after the send) so that the result never arrives
+				// before its buffer and has to be queued and copied.
+				var r *request
+				if gather {
+					r = g.peer(p).postArmed(chanKey{g.id, tag(tagAllGather, s)}, data[a*es:b*es])
+					gatherReqs[p] = append(gatherReqs[p], r)
+				}
+				err := g.send(p, tag(tagReduceScatter, s), data[a*es:b*es], dl)
+				if r != nil {
+					r.arm()
+				}
+				if err != nil {
 					sendErr[p] = err
 					return
-				}
-				if gather {
-					gatherReqs[p] = append(gatherReqs[p], g.post(p, tag(tagAllGather, s), data[a*es:b*es]))
 				}
 			}
 		}()

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/bits"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -36,9 +37,28 @@ type request struct {
 	buf  []byte
 	err  error
 	done chan struct{}
+	// armed, when not nil, is closed by the poster once buf may be written: a receive can
+	// be posted into a buffer that is still being sent (see postArmed).
+	armed chan struct{}
 }
 
 func (r *request) finish(err error) { r.err = err; close(r.done) }
+
+// arm allows the reader to fill the buffer of a request from postArmed.
+func (r *request) arm() { close(r.armed) }
+
+// ready waits until the request is armed (or the transport fails).
+func (p *peer) ready(r *request) error {
+	if r.armed == nil {
+		return nil
+	}
+	select {
+	case <-r.armed:
+		return nil
+	case <-p.t.failed:
+		return p.t.err()
+	}
+}
 
 // channel holds, for one (comm, tag) of one peer, either frames that arrived before their
 // receive was posted or receives posted before their frame arrived (never both).
@@ -73,7 +93,7 @@ type transport struct {
 	closing  atomic.Bool
 	onClose  func()
 	readers  sync.WaitGroup
-	nextComm atomic.Uint64
+	pools    [48]sync.Pool // early-frame buffers by power-of-two size
 }
 
 func newTransport(rank, size int, timeout time.Duration) *transport {
@@ -259,6 +279,10 @@ func (p *peer) readLoop(br *bufio.Reader) error {
 				r.finish(err)
 				return err
 			}
+			if err := p.ready(r); err != nil {
+				r.finish(err)
+				return err
+			}
 			if _, err := io.ReadFull(br, r.buf); err != nil {
 				err = p.connErr(err)
 				r.finish(err)
@@ -268,7 +292,7 @@ func (p *peer) readLoop(br *bufio.Reader) error {
 			continue
 		}
 		p.mu.Unlock()
-		buf := make([]byte, n)
+		buf := p.t.getBuf(int(n))
 		if _, err := io.ReadFull(br, buf); err != nil {
 			return p.connErr(err)
 		}
@@ -284,13 +308,42 @@ func (p *peer) readLoop(br *bufio.Reader) error {
 				r.finish(err)
 				return err
 			}
+			if err := p.ready(r); err != nil {
+				r.finish(err)
+				return err
+			}
 			copy(r.buf, buf)
+			p.t.putBuf(buf)
 			r.finish(nil)
 			continue
 		}
 		ch.early = append(ch.early, buf)
 		p.mu.Unlock()
 	}
+}
+
+// Frames that arrive before their receive is posted (a peer that entered the collective
+// earlier) wait in buffers from the transport's pools, one per power-of-two size from
+// 64 KiB, so that large collectives do not allocate (and clear, and collect) megabytes per call.
+const minPooled = 64 << 10
+
+func (t *transport) getBuf(n int) []byte {
+	if n < minPooled {
+		return make([]byte, n)
+	}
+	c := bits.Len(uint(n - 1)) // 2^c ≥ n
+	if b, ok := t.pools[c].Get().(*[]byte); ok {
+		return (*b)[:n]
+	}
+	return make([]byte, n, 1<<c)
+}
+
+func (t *transport) putBuf(b []byte) {
+	if cap(b) < minPooled || cap(b)&(cap(b)-1) != 0 {
+		return
+	}
+	b = b[:cap(b)]
+	t.pools[bits.Len(uint(cap(b)-1))].Put(&b)
 }
 
 func (p *peer) chan_(k chanKey) *channel {
@@ -330,10 +383,26 @@ func (p *peer) mismatch(k chanKey, got uint64, want int) error {
 
 // post registers a receive of exactly len(buf) bytes on channel k. It never blocks.
 func (p *peer) post(k chanKey, buf []byte) *request {
-	r := &request{buf: buf, done: make(chan struct{})}
+	return p.postReq(k, &request{buf: buf, done: make(chan struct{})})
+}
+
+// postArmed posts a receive into a buffer that the caller is about to send from, for a reply
+// that the peer can only send after it has received that data: the reader holds the frame
+// until the caller calls arm() (right after its send returns), which orders the send's reads
+// of buf before the reader's writes. The caller must call arm() exactly once.
+func (p *peer) postArmed(k chanKey, buf []byte) *request {
+	return p.postReq(k, &request{buf: buf, done: make(chan struct{}), armed: make(chan struct{})})
+}
+
+func (p *peer) postReq(k chanKey, r *request) *request {
+	buf := r.buf
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	ch := p.chans[k]
+	if ch != nil && len(ch.early) > 0 && r.armed != nil {
+		r.finish(p.mismatch(k, uint64(len(ch.early[0])), len(buf))) // a reply before its request
+		return r
+	}
 	if ch != nil && len(ch.early) > 0 {
 		b := ch.early[0]
 		ch.early = ch.early[1:]
@@ -343,6 +412,7 @@ func (p *peer) post(k chanKey, buf []byte) *request {
 			return r
 		}
 		copy(buf, b)
+		p.t.putBuf(b)
 		r.finish(nil)
 		return r
 	}
