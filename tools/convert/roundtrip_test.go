@@ -82,6 +82,7 @@ func TestHFMegatronHFRoundTrip(t *testing.T) {
 		orig := hfTensors(t, src)
 		origModel, err := hf.ReadConfig(src)
 		require.NoError(t, err)
+		require.Equal(t, string(origModel.Family), inferFamily(&origModel.Config), "family inferred from the architecture")
 		for _, format := range [][]string{{"--megatron-format", "mcore"}, {"--megatron-format", "mcore", "--transformer-impl", "local"}, {"--megatron-format", "legacy"}} {
 			t.Run(fam+"/"+strings.Join(format, " "), func(t *testing.T) {
 				tmp := t.TempDir()
