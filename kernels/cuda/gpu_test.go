@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -427,4 +428,25 @@ func TestEnvironment(t *testing.T) {
 	}
 	g := gpu(t)
 	fmt.Printf("CUDA device %d: %s, %s, %d SMs, arena %d MiB\n", g.dev.Index, g.dev.Name, Arch(g.dev.CC), g.dev.SMs, g.dev.arena.Size()>>20)
+}
+
+// TestBind: ops from a bound view (launched on this locked thread) and from the device
+// thread interleave on one stream and match the CPU.
+func TestBind(t *testing.T) { bindCheck(t, gpu(t)) }
+
+func bindCheck(t *testing.T, g *Backend) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	v, err := g.Bind()
+	require.NoError(t, err)
+	e := newEnv(t, g)
+	x, y := e.randn(tensor.F32, 1, 2500, 2), e.randn(tensor.F32, 1, 2500, 2)
+	e.c.Axpy(y.h, 0.5, x.h)
+	v.Axpy(y.d, 0.5, x.d)
+	e.c.Scale(y.h, 3)
+	g.Scale(y.d, 3)
+	o := e.out(tensor.F32, 2500, 1)
+	e.c.SwiGLU(o.h, y.h)
+	v.SwiGLU(o.d, y.d)
+	e.check("bound ops", o, tolF32)
 }
