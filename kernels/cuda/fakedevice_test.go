@@ -26,7 +26,7 @@ type fakeGPU struct {
 	cache, libDir string
 }
 
-func newFakeGPU(t *testing.T) *fakeGPU {
+func newFakeGPU(t testing.TB) *fakeGPU {
 	needTestdata(t, "testdata/fake/cuda.c")
 	dir := t.TempDir()
 	src := func(f string) string {
@@ -48,7 +48,7 @@ func newFakeGPU(t *testing.T) *fakeGPU {
 	return f
 }
 
-func (f *fakeGPU) call(t *testing.T, l *dl.Lib, name string) uintptr {
+func (f *fakeGPU) call(t testing.TB, l *dl.Lib, name string) uintptr {
 	fn, err := l.Sym(name)
 	require.NoError(t, err)
 	return fn.Call()
@@ -238,7 +238,7 @@ func toF64(v []float32) []float64 {
 
 // needTestdata skips a test whose C sources are missing: a prebuilt test binary run
 // outside its package folder (scripts/gpu/check.sh without the source tree).
-func needTestdata(t *testing.T, path string) {
+func needTestdata(t testing.TB, path string) {
 	t.Helper()
 	if _, err := os.Stat(path); err != nil {
 		t.Skipf("%s not found (test binary run outside kernels/cuda): %v", path, err)
@@ -249,8 +249,7 @@ func needTestdata(t *testing.T, path string) {
 // hand-off, argument packing, cgo call) with the fake driver, whose kernel does nothing
 // for a one-element Fill.
 func BenchmarkDispatch(b *testing.B) {
-	t := &testing.T{}
-	f := newFakeGPU(t)
+	f := newFakeGPU(b)
 	g, err := NewOn(f.libs, Options{ArenaBytes: 16 << 20, WorkspaceBytes: 1 << 20, CacheDir: f.cache})
 	if err != nil {
 		b.Fatal(err)
