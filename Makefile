@@ -2,7 +2,7 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: all build test lint bench testdata clean demo test-matrix
+.PHONY: all build test lint bench testdata clean demo test-matrix kernels-check gpu-bundle
 
 all: build
 
@@ -34,6 +34,14 @@ demo:
 # Every TP/PP/DP/SP/distributed-optimizer/recompute combination against one process (slow).
 test-matrix:
 	GOMEGATRON_TEST_MATRIX=1 $(GO) test -count=1 -timeout 60m -run ParallelLayouts ./train/
+
+# Every CUDA kernel source must compile for sm_80 and sm_90a (clang-19, no CUDA toolkit).
+kernels-check:
+	./scripts/kernels-check.sh
+
+# Prebuilt test and benchmark binaries plus scripts/gpu/check.sh for a GPU machine without Go.
+gpu-bundle:
+	./scripts/gpu/bundle.sh out/gpu-bundle
 
 clean:
 	rm -rf bin

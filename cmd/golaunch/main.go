@@ -22,6 +22,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"github.com/gomegatron/gomegatron/kernels/cuda/dl"
 	"os"
 	"os/exec"
 	"sort"
@@ -112,7 +113,7 @@ func golaunch(args []string) int {
 		Layout:      layout,
 		Entrypoint:  name,
 		Argv:        argv,
-		Env:         os.Environ(),
+		Env:         withCUDALibDirs(os.Environ()),
 		LogDir:      opts.LogDir,
 		Redirects:   opts.Redirects,
 		Tee:         opts.Tee,
@@ -120,4 +121,20 @@ func golaunch(args []string) int {
 		Stdout:      os.Stdout,
 		Stderr:      os.Stderr,
 	})
+}
+
+// withCUDALibDirs passes the CUDA/NCCL library folders found here (pip wheels, CUDA_HOME, …)
+// to the workers: GOMEGATRON_CUDA_LIB_DIRS for our loader, and in front of LD_LIBRARY_PATH
+// because NVRTC loads its builtins library by soname.
+func withCUDALibDirs(env []string) []string {
+	dirs := dl.LibDirsFromEnv()
+	if len(dirs) == 0 {
+		return env
+	}
+	joined := strings.Join(dirs, ":")
+	ld := joined
+	if old := os.Getenv("LD_LIBRARY_PATH"); old != "" {
+		ld += ":" + old
+	}
+	return append(env, "GOMEGATRON_CUDA_LIB_DIRS="+joined, "LD_LIBRARY_PATH="+ld)
 }
