@@ -85,6 +85,11 @@ func Args(cfg layers.Config, tp, pp int, dtype tensor.DType, f Format, hfModelTy
 	if hfModelType != "" {
 		set("hf_model_type", hfModelType)
 	}
+	if hfModelType == "gpt2" {
+		// check_checkpoint_args compares tokenizer_type when --vocab-file is given, as it
+		// is for GPT-2's BPE; Pai's convertor stores the same value.
+		set("tokenizer_type", "GPT2BPETokenizer")
+	}
 	return ns
 }
 
@@ -202,6 +207,9 @@ func (a *argReader) int(name string, def int) int {
 		}
 		return def
 	}
+	if n, ok := v.(int); ok { // set from Go, not yet pickled
+		return n
+	}
 	if n, ok := torchpickle.AsInt64(v); ok {
 		return int(n)
 	}
@@ -233,6 +241,8 @@ func (a *argReader) float(name string, def float64) float64 {
 	case float64:
 		return x
 	case int64:
+		return float64(x)
+	case int:
 		return float64(x)
 	}
 	a.fail(name, "is %T %v, want a float", v, v)

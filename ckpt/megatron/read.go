@@ -162,7 +162,16 @@ type entry struct {
 // iteration folder. It maps every shard file, rebuilds the model configuration from the
 // args, and checks every shard against it: each expected parameter present with its
 // local shape, nothing unknown. Errors name the file and the tensor.
-func Open(path string) (*Checkpoint, error) {
+func Open(path string) (*Checkpoint, error) { return OpenWith(path, nil) }
+
+// ArgsFixer completes the args of a checkpoint written without Megatron's full argument
+// set (Pai's convertor stores a SimpleNamespace with a handful of fields). It sees the
+// args, shard (0, 0)'s tensors under our names and the shard grid, and edits the
+// Namespace in place before the configuration is built from it.
+type ArgsFixer func(args *torchpickle.Namespace, shard00 map[string]*tensor.Tensor, tp, pp int) error
+
+// OpenWith is Open with an ArgsFixer (nil for none).
+func OpenWith(path string, fix ArgsFixer) (*Checkpoint, error) {
 	loc, err := Resolve(path)
 	if err != nil {
 		return nil, err
@@ -192,6 +201,15 @@ func Open(path string) (*Checkpoint, error) {
 	first := c.files[0][0]
 	if c.Args, err = first.Args(); err != nil {
 		return nil, err
+	}
+	if fix != nil {
+		ts, _, err := first.Model()
+		if err != nil {
+			return nil, err
+		}
+		if err := fix(c.Args, ts, tp, pp); err != nil {
+			return nil, fmt.Errorf("megatron: %s: %w", first.Path, err)
+		}
 	}
 	if c.Config, c.Info, err = ConfigFromArgs(c.Args); err != nil {
 		return nil, fmt.Errorf("megatron: %s: %w", first.Path, err)

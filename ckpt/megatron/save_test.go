@@ -142,3 +142,24 @@ func TestResolveAndLayoutNames(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "release", string(tr))
 }
+
+// TestArgsConfigRoundTrip: the args written for a configuration give it back, both in
+// memory (Go ints) and after pickling (int64).
+func TestArgsConfigRoundTrip(t *testing.T) {
+	cfg := testConfig(true)
+	cfg.TensorModelParallelSize = 2
+	require.NoError(t, cfg.Finalize())
+	ns := Args(cfg, 2, 4, tensor.F16, MCoreTE, "llama")
+	got, info, err := ConfigFromArgs(ns)
+	require.NoError(t, err)
+	require.Equal(t, cfg, got)
+	require.Equal(t, ArgsInfo{TP: 2, PP: 4, ParamsDType: tensor.F16, HFModelType: "llama"}, info)
+	path := filepath.Join(t.TempDir(), "args.pt")
+	require.NoError(t, torchpickle.Save(path, ns))
+	v, err := torchpickle.Load(path)
+	require.NoError(t, err)
+	got, info2, err := ConfigFromArgs(v.(*torchpickle.Namespace))
+	require.NoError(t, err)
+	require.Equal(t, cfg, got)
+	require.Equal(t, info, info2)
+}

@@ -1,14 +1,18 @@
 package main
 
 import (
+	"bytes"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/gomegatron/gomegatron/ckpt/hf"
+	"github.com/gomegatron/gomegatron/ckpt/megatron"
+	"github.com/gomegatron/gomegatron/ckpt/torchpickle"
 	"github.com/gomegatron/gomegatron/kernels/cpu"
 	"github.com/gomegatron/gomegatron/tensor"
 )
@@ -115,4 +119,71 @@ func TestFixtureToHF(t *testing.T) {
 			require.NoError(t, err)
 		})
 	}
+}
+
+// TestPaiLegacyCheckpoint rewrites a converted checkpoint into what Pai's v1 convertor
+// writes — SimpleNamespace args with only its few fields, model_rng.pt, the older
+// input_layernorm/post_attention_layernorm/final_layernorm names, extra lm_head and
+// word_embeddings_for_head copies, no iteration — and converts it back to Hugging Face
+// with --model_name: the Llama architecture is assumed, the FFN width and query groups
+// come from the shapes, and the tensors are bit-identical to the original.
+func TestPaiLegacyCheckpoint(t *testing.T) {
+	src := filepath.Join(hfFixtures, "llama-gqa")
+	tmp := t.TempDir()
+	meg := filepath.Join(tmp, "meg")
+	convertOK(t, "--load_path", src, "--save_path", meg, "--megatron-format", "legacy", "--target_tensor_model_parallel_size", "2",
+		"--make_vocab_size_divisible_by", "1")
+	for tp := 0; tp < 2; tp++ {
+		dir := filepath.Join(meg, "release", megatron.ShardDirName(tp, 0, 1))
+		v, err := torchpickle.Load(filepath.Join(dir, megatron.ModelFile))
+		require.NoError(t, err)
+		d := v.(*torchpickle.Dict)
+		a, _ := d.Get("args")
+		old := a.(*torchpickle.Namespace)
+		ns := &torchpickle.Namespace{Class: torchpickle.Global{Module: "types", Name: "SimpleNamespace"}, Attrs: torchpickle.NewDict(false)}
+		for _, k := range []string{"orig_vocab_size", "hidden_size", "num_layers", "num_attention_heads", "tensor_model_parallel_size",
+			"pipeline_model_parallel_size", "data_parallel_size", "make_vocab_size_divisible_by", "rank", "params_dtype", "padded_vocab_size"} {
+			x, ok := old.Get(k)
+			require.True(t, ok, k)
+			ns.Set(k, x)
+		}
+		ns.Set("tokenizer_type", "GPT2BPETokenizer")
+		m, _ := d.Get("model")
+		lm, _ := m.(*torchpickle.Dict).Get("language_model")
+		encV, _ := lm.(*torchpickle.Dict).Get("encoder")
+		enc := encV.(*torchpickle.Dict)
+		renamed := torchpickle.NewDict(true)
+		for i, k := range enc.Keys {
+			ks := k.(string)
+			for _, r := range [][2]string{{"input_norm", "input_layernorm"}, {"post_attention_norm", "post_attention_layernorm"}, {"final_norm", "final_layernorm"}} {
+				ks = strings.Replace(ks, r[0], r[1], 1)
+			}
+			renamed.Set(ks, enc.Values[i])
+		}
+		lm.(*torchpickle.Dict).Set("encoder", renamed)
+		outW, _ := lm.(*torchpickle.Dict).Get("output_layer")
+		w, _ := outW.(*torchpickle.Dict).Get("weight")
+		head := torchpickle.NewDict(false)
+		head.Set("weight", w)
+		m.(*torchpickle.Dict).Set("lm_head", head)
+		m.(*torchpickle.Dict).Set("word_embeddings_for_head", head)
+		pai := torchpickle.NewDict(false)
+		pai.Set("model", m)
+		pai.Set("checkpoint_version", 3.0)
+		pai.Set("args", ns)
+		require.NoError(t, torchpickle.Save(filepath.Join(dir, "model_rng.pt"), pai))
+		require.NoError(t, os.Remove(filepath.Join(dir, megatron.ModelFile)))
+	}
+	back := filepath.Join(tmp, "hf")
+	var o, e bytes.Buffer
+	err := run([]string{"--load_path", filepath.Join(meg, "release"), "--save_path", back, "--convert_checkpoint_from_megatron_to_transformers", "--progress", "none"}, &o, &e)
+	require.ErrorContains(t, err, "--model_name")
+	convertOK(t, "--load_path", filepath.Join(meg, "release"), "--save_path", back, "--convert_checkpoint_from_megatron_to_transformers",
+		"--model_name", "llama2-7b")
+	requireSameTensors(t, hfTensors(t, src), hfTensors(t, back))
+	want, err := hf.ReadConfig(src)
+	require.NoError(t, err)
+	got, err := hf.ReadConfig(back)
+	require.NoError(t, err)
+	require.Equal(t, want.Config, got.Config)
 }

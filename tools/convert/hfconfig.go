@@ -41,7 +41,9 @@ func hfConfig(family string, cfg *layers.Config, dtype tensor.DType, base map[st
 		m["rms_norm_eps"] = cfg.NormEpsilon
 		m["rope_theta"] = cfg.RotaryBase
 		m["rope_scaling"] = nil
-		m["max_position_embeddings"] = cfg.MaxPositionEmbeddings
+		if cfg.MaxPositionEmbeddings > 0 { // absent from Pai's args: keep the base config's
+			m["max_position_embeddings"] = cfg.MaxPositionEmbeddings
+		}
 		m["hidden_act"] = "silu"
 		if cfg.KVChannels*cfg.NumAttentionHeads != cfg.HiddenSize {
 			m["head_dim"] = cfg.KVChannels

@@ -97,7 +97,7 @@ func convert(c *cli, stdout, stderr io.Writer) error {
 	if err := checkTarget(c.SavePath, c.Force); err != nil {
 		return err
 	}
-	src, err := openSource(c.LoadPath)
+	src, err := openSource(c.LoadPath, c.ModelName)
 	if err != nil {
 		return err
 	}

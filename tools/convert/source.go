@@ -31,9 +31,9 @@ type source interface {
 
 // openSource recognises a Megatron checkpoint (tracker file, release/ or iter_ folder, or
 // mp_rank_* folders) or a Hugging Face folder (config.json).
-func openSource(path string) (source, error) {
+func openSource(path, modelName string) (source, error) {
 	if _, err := megatron.Resolve(path); err == nil {
-		return openMegatron(path)
+		return openMegatron(path, modelName)
 	}
 	if _, err := os.Stat(filepath.Join(path, "config.json")); err == nil {
 		return openHF(path)
@@ -44,8 +44,8 @@ func openSource(path string) (source, error) {
 // megatronSource reads a Megatron checkpoint.
 type megatronSource struct{ c *megatron.Checkpoint }
 
-func openMegatron(path string) (*megatronSource, error) {
-	c, err := megatron.Open(path)
+func openMegatron(path, modelName string) (*megatronSource, error) {
+	c, err := megatron.OpenWith(path, paiArgsFixer(modelName))
 	if err != nil {
 		return nil, err
 	}
