@@ -205,11 +205,11 @@ func fixturePath(root, name string, trackers bool) string {
 	return filepath.Join(root, name, "iter_0000010")
 }
 
-// TestConvertedLossMatchesHF loads a converted checkpoint (HF → Megatron TP 2 PP 2),
-// joins its shards, builds the model from the checkpoint's args and evaluates the
-// fixture's tokens: the loss must equal, bit for bit, the loss of the Hugging Face
-// original loaded by hf.Load (the `golaunch evaluate` path), and match the loss
-// transformers computed to 1e-5.
+// TestConvertedLossMatchesHF loads a converted checkpoint (HF → Megatron TP 2 PP 2)
+// through megatron.LoadModel (shards joined, model built from the checkpoint's args: the
+// path `golaunch evaluate` takes for Megatron folders) and evaluates the fixture's
+// tokens: the loss must equal, bit for bit, the loss of the Hugging Face original loaded
+// by hf.Load, and match the loss transformers computed to 1e-5.
 func TestConvertedLossMatchesHF(t *testing.T) {
 	for _, fam := range families {
 		t.Run(fam, func(t *testing.T) {
@@ -224,17 +224,9 @@ func TestConvertedLossMatchesHF(t *testing.T) {
 			require.NoError(t, err)
 			refLoss := forwardLoss(t, ref, ids, b, s)
 
-			c, full := megatronFull(t, meg)
-			cfg := c.Config
-			cfg.TensorModelParallelSize = 1
-			gm, err := layers.NewGPTModel(be, cfg, 0)
+			// megatron.LoadModel is what `golaunch evaluate --load <megatron dir>` uses.
+			gm, _, err := megatron.LoadModel(be, meg)
 			require.NoError(t, err)
-			for _, p := range gm.Params {
-				x, ok := full[p.InitKey]
-				require.True(t, ok, p.InitKey)
-				require.Equal(t, p.Data.Shape(), x.Shape(), p.Name)
-				be.Upload(p.Data, tensor.FromF32(x.ToF32(), x.Shape()...))
-			}
 			loss := forwardLoss(t, gm, ids, b, s)
 			require.Equal(t, refLoss, loss, "loss of the converted checkpoint")
 
