@@ -71,6 +71,39 @@ func TestAgainstTiktokenNode(t *testing.T) {
 	}
 	in, err := json.Marshal(texts)
 	require.NoError(t, err)
+	t.Run("gpt2-files", func(t *testing.T) {
+		// Megatron's GPT2BPETokenizer from vocab.json + merges.txt against tiktoken's
+		// bundled "gpt2" encoding (the same ranks and regex): encode_ordinary, so
+		// <|endoftext|> in the text is ordinary text in both.
+		vocab, merges, _ := hfVocabAndMerges(t, "gpt2")
+		var mb strings.Builder
+		mb.WriteString("#version: 0.2\n")
+		for _, m := range merges {
+			mb.WriteString(m[0] + " " + m[1] + "\n")
+		}
+		tok, err := NewGPT2(vocab, mb.String())
+		require.NoError(t, err)
+		script := `const { get_encoding } = require('tiktoken');
+const texts = JSON.parse(require('fs').readFileSync(0, 'utf8'));
+const enc = get_encoding('gpt2');
+process.stdout.write(JSON.stringify(texts.map(s => Array.from(enc.encode_ordinary(s)))));`
+		texts := append([]string{"<|endoftext|>", "a<|endoftext|>b"}, texts...)
+		in, err := json.Marshal(texts)
+		require.NoError(t, err)
+		cmd := exec.Command("node", "-e", script)
+		cmd.Env = append(os.Environ(), "NODE_PATH="+nm)
+		cmd.Stdin = bytes.NewReader(in)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		res, err := cmd.Output()
+		require.NoError(t, err, stderr.String())
+		var want [][]int
+		require.NoError(t, json.Unmarshal(res, &want))
+		for i, s := range texts {
+			require.Equal(t, want[i], tok.Encode(s), "%+q", s)
+		}
+		t.Logf("gpt2 files: %d/%d strings match tiktoken", len(texts), len(texts))
+	})
 	for _, pat := range []struct{ name, expr string }{
 		{"cl100k", Llama3Pattern}, {"megatron-v1", MegatronTikTokenV1Pattern}, {"megatron-v2", MegatronTikTokenV2Pattern},
 	} {
