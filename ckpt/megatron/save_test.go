@@ -163,3 +163,28 @@ func TestArgsConfigRoundTrip(t *testing.T) {
 	require.Equal(t, cfg, got)
 	require.Equal(t, info, info2)
 }
+
+// TestDistribOptimPlacement: distrib_optim.pt sits next to model_optim_rng.pt in the
+// shard folder and reads back (the buckets_coalesced dict of
+// get_parameter_state_dp_zero).
+func TestDistribOptimPlacement(t *testing.T) {
+	loc := Location{Root: t.TempDir(), Iteration: 20}
+	state := torchpickle.NewDict(false)
+	state.Set("buckets_coalesced", true)
+	inner := torchpickle.NewDict(false)
+	inner.Set(tensor.F32, map[string]any{"param": tensor.FromF32([]float32{1, 2, 3}, 3), "numel_unpadded": int64(3)})
+	state.Set(int64(0), inner)
+	require.NoError(t, SaveDistribOptim(loc, 1, 2, 4, state))
+	require.FileExists(t, filepath.Join(loc.Root, "iter_0000020", "mp_rank_01_002", DistribOptimFile))
+	v, err := LoadDistribOptim(loc, 1, 2, 4)
+	require.NoError(t, err)
+	d := v.(*torchpickle.Dict)
+	bc, _ := d.Get("buckets_coalesced")
+	require.Equal(t, true, bc)
+	g, ok := d.Get(int64(0))
+	require.True(t, ok)
+	p, ok := g.(*torchpickle.Dict).Get(tensor.F32)
+	require.True(t, ok)
+	x, _ := p.(*torchpickle.Dict).Get("param")
+	require.Equal(t, []float32{1, 2, 3}, x.(*tensor.Tensor).F32())
+}

@@ -2,9 +2,11 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 
@@ -186,4 +188,34 @@ func TestPaiLegacyCheckpoint(t *testing.T) {
 	got, err := hf.ReadConfig(back)
 	require.NoError(t, err)
 	require.Equal(t, want.Config, got.Config)
+}
+
+// TestPytorchBinInput converts a Hugging Face folder stored as sharded pytorch_model*.bin
+// files (torch.save'd OrderedDicts, as older save_pretrained wrote) and requires the same
+// tensors back as safetensors.
+func TestPytorchBinInput(t *testing.T) {
+	src := filepath.Join(hfFixtures, "llama-mha")
+	orig := hfTensors(t, src)
+	dir := filepath.Join(t.TempDir(), "bin")
+	require.NoError(t, os.MkdirAll(dir, 0o755))
+	b, err := os.ReadFile(filepath.Join(src, "config.json"))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "config.json"), b, 0o644))
+	names := make([]string, 0, len(orig))
+	for n := range orig {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	parts := [2]*torchpickle.Dict{torchpickle.NewDict(true), torchpickle.NewDict(true)}
+	for i, n := range names {
+		parts[i%2].Set(n, orig[n])
+	}
+	for i, p := range parts {
+		require.NoError(t, torchpickle.Save(filepath.Join(dir, fmt.Sprintf("pytorch_model-%05d-of-00002.bin", i+1)), p))
+	}
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "pytorch_model.bin.index.json"), []byte(`{"metadata": {}, "weight_map": {}}`), 0o644))
+	meg, back := filepath.Join(t.TempDir(), "meg"), filepath.Join(t.TempDir(), "hf")
+	convertOK(t, "--load_path", dir, "--save_path", meg, "--target_tensor_model_parallel_size", "2", "--target_pipeline_model_parallel_size", "2")
+	convertOK(t, "--load_path", meg, "--save_path", back, "--convert_checkpoint_from_megatron_to_transformers")
+	requireSameTensors(t, orig, hfTensors(t, back))
 }
