@@ -55,6 +55,10 @@ func TestBadCheckpoints(t *testing.T) {
 		{"missing shard", func(t *testing.T, loc Location) {
 			require.NoError(t, os.RemoveAll(filepath.Dir(shard(loc, 1, 0))))
 		}, []string{"iter_0000003", "mp_rank_01_000", "missing"}},
+		{"last TP shard missing", func(t *testing.T, loc Location) {
+			require.NoError(t, os.RemoveAll(filepath.Dir(shard(loc, 1, 0))))
+			require.NoError(t, os.RemoveAll(filepath.Dir(shard(loc, 1, 1))))
+		}, []string{"tensor_model_parallel_size 2", "missing shard folders mp_rank_01_000, mp_rank_01_001"}},
 		{"missing file in shard folder", func(t *testing.T, loc Location) {
 			require.NoError(t, os.Remove(shard(loc, 1, 1)))
 		}, []string{"mp_rank_01_001/model_optim_rng.pt", "no such file"}},

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/gomegatron/gomegatron/ckpt/torchpickle"
 	"github.com/gomegatron/gomegatron/layers"
@@ -215,8 +216,20 @@ func OpenWith(path string, fix ArgsFixer) (*Checkpoint, error) {
 		return nil, fmt.Errorf("megatron: %s: %w", first.Path, err)
 	}
 	if c.Info.TP != tp || c.Info.PP != pp {
-		return nil, fmt.Errorf("megatron: %s: args say tensor_model_parallel_size %d and pipeline_model_parallel_size %d, but %s holds a %d×%d grid of shards",
-			first.Path, c.Info.TP, c.Info.PP, loc.Dir(), tp, pp)
+		var missing []string
+		for p := 0; p < c.Info.PP; p++ {
+			for t := 0; t < c.Info.TP; t++ {
+				if t >= tp || p >= pp {
+					missing = append(missing, ShardDirName(t, p, c.Info.PP))
+				}
+			}
+		}
+		what := "extra shard folders"
+		if len(missing) > 0 {
+			what = "missing shard folders " + strings.Join(missing, ", ")
+		}
+		return nil, fmt.Errorf("megatron: %s: args say tensor_model_parallel_size %d and pipeline_model_parallel_size %d, but %s holds a %d×%d grid of shards (%s)",
+			first.Path, c.Info.TP, c.Info.PP, loc.Dir(), tp, pp, what)
 	}
 	c.Version = first.Version()
 	for p := 0; p < pp; p++ {
