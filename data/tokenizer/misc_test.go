@@ -221,20 +221,29 @@ func TestPaiLLamaTokenizer(t *testing.T) {
 func TestConcurrentEncode(t *testing.T) {
 	sp, err := LoadSentencePiece("testdata/sp_bpe2k.model")
 	require.NoError(t, err)
-	hf := loadHFFixture(t, "gpt2")
+	uni, err := LoadSentencePiece("testdata/sp_unigram2k.model")
+	require.NoError(t, err)
+	toks := []Tokenizer{sp, uni}
+	if fileExists(filepath.Join("..", "..", "testdata", "large", "tokenizers", "gpt2", "tokenizer.json")) {
+		toks = append(toks, loadHFFixture(t, "gpt2"))
+	}
 	rows := readExpected(t, "corpus.jsonl")
-	want := make([][2][]int, len(rows))
-	for i, r := range rows {
-		want[i] = [2][]int{sp.Encode(r.Text), hf.Encode(r.Text)}
+	want := make([][][]int, len(toks))
+	for k, tok := range toks {
+		for _, r := range rows {
+			want[k] = append(want[k], tok.Encode(r.Text))
+		}
 	}
 	errs := make(chan error, 8)
 	for g := range 8 {
 		go func() {
-			for k := range 3 * len(rows) {
-				i := (k*7 + g) % len(rows)
-				if !equalInts(sp.Encode(rows[i].Text), want[i][0]) || !equalInts(hf.Encode(rows[i].Text), want[i][1]) {
-					errs <- fmt.Errorf("goroutine %d: row %d differs", g, i)
-					return
+			for n := range 3 * len(rows) {
+				i := (n*7 + g) % len(rows)
+				for k, tok := range toks {
+					if !equalInts(tok.Encode(rows[i].Text), want[k][i]) {
+						errs <- fmt.Errorf("goroutine %d: tokenizer %d row %d differs", g, k, i)
+						return
+					}
 				}
 			}
 			errs <- nil
