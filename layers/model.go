@@ -23,12 +23,15 @@ type GPTModel struct {
 	PosEmb    *Param // first stage, learned_absolute only
 	EmbNorm   *Norm  // first stage, BLOOM only
 	Layers    []*TransformerLayer
-	FinalNorm *Norm         // last stage
-	Output    *Param        // last stage; nil when tied on a single stage (the word embeddings serve)
-	vocabLo   int           // first vocabulary id of this TP rank's shard
-	chunks    []chunk       // recompute chunking of Layers (nil: none)
-	fp8       *FP8Recipe    // nil: no FP8
-	shared    []*layerStash // activations shared by recomputed layers
+	FinalNorm *Norm   // last stage
+	Output    *Param  // last stage; nil when tied on a single stage (the word embeddings serve)
+	vocabLo   int     // first vocabulary id of this TP rank's shard
+	chunks    []chunk // recompute chunking of Layers (nil: none)
+	// GradsReady, when set, is called during Backward with parameters whose gradients are
+	// final for this backward (for --overlap-grad-reduce).
+	GradsReady func([]*Param)
+	fp8        *FP8Recipe    // nil: no FP8
+	shared     []*layerStash // activations shared by recomputed layers
 }
 
 // NewGPTModel builds a whole model on one process (TP = PP = 1).
@@ -420,6 +423,14 @@ func (m *GPTModel) Backward(st *Stash, scale float32, dout *tensor.Tensor) error
 			return err
 		}
 		m.FinalNorm.Backward(m.be, d, st.dfinal, st.Output(), st.finalNorm)
+		ready := []*Param{m.FinalNorm.W}
+		if m.FinalNorm.B != nil {
+			ready = append(ready, m.FinalNorm.B)
+		}
+		if m.Output != nil {
+			ready = append(ready, m.Output)
+		}
+		m.gradsReady(ready)
 	} else {
 		m.be.Copy(d, dout)
 	}
@@ -445,10 +456,25 @@ func (m *GPTModel) Backward(st *Stash, scale float32, dout *tensor.Tensor) error
 		m.be.Copy(st.dembF, d)
 	}
 	m.be.EmbeddingBackward(m.WordEmb.Grad, st.dembF, st.ids, m.vocabLo)
+	ready := []*Param{m.WordEmb}
 	if m.PosEmb != nil {
 		m.be.EmbeddingBackward(m.PosEmb.Grad, st.dembF, st.posIDs, 0)
+		ready = append(ready, m.PosEmb)
 	}
+	if m.EmbNorm != nil {
+		ready = append(ready, m.EmbNorm.W)
+		if m.EmbNorm.B != nil {
+			ready = append(ready, m.EmbNorm.B)
+		}
+	}
+	m.gradsReady(ready)
 	return nil
+}
+
+func (m *GPTModel) gradsReady(ps []*Param) {
+	if m.GradsReady != nil {
+		m.GradsReady(ps)
+	}
 }
 
 // HiddenState returns layer i's output (this rank's rows, [s, b] order) from the last

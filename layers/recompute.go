@@ -167,6 +167,7 @@ func (m *GPTModel) backwardLayers(st *Stash, d *tensor.Tensor) error {
 			if err := m.Layers[i].Backward(m.be, st.layers[i], st.grads, d, d); err != nil {
 				return fmt.Errorf("layer %d backward: %w", m.Layers[i].Index, err)
 			}
+			m.gradsReady(m.Layers[i].params)
 		}
 	}
 	return nil

@@ -30,6 +30,7 @@ type TransformerLayer struct {
 	Proj     *Linear
 	PreMLP   *Norm // nil with ParallelAttention
 	FC1, FC2 *Linear
+	params   []*Param  // the layer's parameters
 	slopes   []float32 // this rank's heads' ALiBi slopes
 	heads    int       // local query heads
 	groups   int       // local query groups
@@ -57,6 +58,7 @@ func newTransformerLayer(ps *paramSet, cfg *Config, par Parallel, global, local 
 	for _, p := range ps.all[start:] { // initialise from the global name
 		p.InitKey = fmt.Sprintf("decoder.layers.%d.", global) + p.Name[len(pre):]
 	}
+	l.params = ps.all[start:len(ps.all):len(ps.all)]
 	if cfg.PositionEmbeddingType == "alibi" {
 		r := par.tpRank()
 		l.slopes = ALiBiSlopes(cfg.NumAttentionHeads)[r*l.heads : (r+1)*l.heads]

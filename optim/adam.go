@@ -57,9 +57,10 @@ type Adam struct {
 	main        *tensor.Tensor // fp32 main parameters of the owned elements (bf16/fp16 models)
 	modelDType  tensor.DType   // precision the model's weights are held in (F32, BF16, F16)
 	// Scaler scales the loss for --fp16 (nil: no scaling, Megatron's bf16/fp32 behaviour).
-	Scaler LossScaler
-	step   int
-	numel  int // model parameters on this rank
+	Scaler  LossScaler
+	step    int
+	numel   int      // model parameters on this rank
+	overlap *overlap // --overlap-grad-reduce (nil: reduce after backward)
 }
 
 // LossScale is the factor backward must multiply the loss by (1 without a scaler).
@@ -143,6 +144,9 @@ func (a *Adam) ZeroGrads() { a.be.Fill(a.buf.Grad, 0) }
 // weights the gradients are first rounded to fp16, as Megatron's fp16 grad buffers hold
 // them: a scaled gradient past 65504 becomes inf and the loss scaler backs off.
 func (a *Adam) ReduceGrads() error {
+	if a.overlap != nil {
+		return a.overlap.finish()
+	}
 	if a.modelDType == tensor.F16 {
 		roundTo(tensor.F16, a.buf.Grad)
 	}

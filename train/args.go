@@ -21,7 +21,8 @@ type Args struct {
 	PipelineModelParallelSize int  `name:"pipeline-model-parallel-size" default:"1" help:"Pipeline-parallel size."`
 	SequenceParallel          bool `name:"sequence-parallel" help:"Sequence parallelism (with TP > 1)."`
 	UseDistributedOptimizer   bool `name:"use-distributed-optimizer" help:"Shard optimizer state over data parallelism (ZeRO-1)."`
-	OverlapGradReduce         bool `name:"overlap-grad-reduce" help:"Accepted; gradients are reduced after the last microbatch (one bucket)."`
+	OverlapGradReduce         bool `name:"overlap-grad-reduce" help:"Reduce gradient buckets over data parallelism while backward runs."`
+	DDPBucketSize             int  `name:"ddp-bucket-size" help:"Bucket size in elements for --overlap-grad-reduce (default max(40M, 1M·DP))."`
 	LayersPerVirtualStage     int  `name:"num-layers-per-virtual-pipeline-stage" help:"Layers per virtual pipeline stage: the interleaved 1F1B schedule."`
 
 	// Batches and length of training.

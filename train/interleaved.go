@@ -125,7 +125,12 @@ func (vp *interleaved) forwardBackward(t *Trainer, micro []layers.Batch, seed, i
 				return fmt.Errorf("microbatch %d chunk %d: receiving gradients: %w", mb, v, err)
 			}
 		}
-		if err := c.Backward(st, scale, dout); err != nil {
+		if k == total-1 { // the last unit: chunks finished earlier are reduced at WaitGradSync
+			c.GradsReady = t.Opt.StartGradSync()
+		}
+		err := c.Backward(st, scale, dout)
+		c.GradsReady = nil
+		if err != nil {
 			return fmt.Errorf("microbatch %d chunk %d backward: %w", mb, v, err)
 		}
 		if !c.Par.First() {

@@ -24,6 +24,7 @@ type layout struct {
 	sp, dist   bool
 	rc         layers.Recompute
 	vpp        int  // virtual pipeline stages (interleaved schedule); 0 = 1
+	bucket     int  // --overlap-grad-reduce with this bucket size (elements); 0 = off
 	bf16       bool // bf16 weights with fp32 main params; compared with the bf16 single process at 1e-2
 }
 
@@ -34,6 +35,9 @@ func (l layout) String() string {
 	}
 	if l.vpp > 1 {
 		s += fmt.Sprintf("_vpp%d", l.vpp)
+	}
+	if l.bucket > 0 {
+		s += fmt.Sprintf("_overlap%d", l.bucket)
 	}
 	if l.rc.Granularity != "" {
 		s += fmt.Sprintf("_rc-%s%s%d", l.rc.Granularity, l.rc.Method, l.rc.NumLayers)
@@ -153,6 +157,12 @@ func runLayout(t *testing.T, cfg layers.Config, l layout, iters int) runResult {
 			if l.bf16 {
 				opt.SetModelDType(tensor.BF16)
 			}
+			if l.bucket > 0 {
+				if err := opt.EnableOverlap(params, l.bucket, LateForOverlap(l.pp, cfg.UntieEmbeddingsAndOutputWeights)); err != nil {
+					o.err = err
+					return
+				}
+			}
 			tr, err := NewInterleavedTrainer(be, chunks, ps, opt, s, mbs)
 			if err != nil {
 				o.err = err
@@ -167,6 +177,10 @@ func runLayout(t *testing.T, cfg layers.Config, l layout, iters int) runResult {
 				}
 				o.res.losses = append(o.res.losses, res.Loss)
 				o.res.norms = append(o.res.norms, res.GradNorm)
+			}
+			if l.bucket > 0 && len(opt.Buckets()) > 2 && opt.EarlyReductions() == 0 {
+				o.err = fmt.Errorf("rank %d: %d buckets but none reduced while backward ran", r, len(opt.Buckets()))
+				return
 			}
 			o.last, o.models = chunks[len(chunks)-1].Par.Last(), chunks
 		}(r)
@@ -278,6 +292,8 @@ func TestParallelLayoutsMatchSingleProcess(t *testing.T) {
 		{tp: 1, pp: 1, dp: 1, rc: layers.Recompute{Granularity: "full", Method: "uniform", NumLayers: 3}},
 		{tp: 2, pp: 2, dp: 2, sp: true, dist: true, bf16: true},
 		{tp: 1, pp: 2, dp: 1, vpp: 2},
+		{tp: 1, pp: 2, dp: 2, bucket: 5000},
+		{tp: 2, pp: 1, dp: 2, sp: true, dist: true, bucket: 3000, rc: full1},
 		{tp: 2, pp: 2, dp: 1, sp: true, vpp: 2, rc: full1},
 	}
 	if os.Getenv("GOMEGATRON_TEST_MATRIX") != "" {

@@ -127,6 +127,15 @@ func run(a *Args, world comm.Comm, out io.Writer, hook dataHook) error {
 			opt.Scaler = optim.NewDynamicScaler(a.InitialLossScale, a.MinLossScale, a.LossScaleWindow, a.Hysteresis)
 		}
 	}
+	if a.OverlapGradReduce {
+		size := a.DDPBucketSize
+		if size <= 0 {
+			size = optim.DefaultBucketSize(ps.DPSize)
+		}
+		if err := opt.EnableOverlap(params, size, LateForOverlap(ps.PPSize, cfg.UntieEmbeddingsAndOutputWeights)); err != nil {
+			return err
+		}
+	}
 	tr, err := NewInterleavedTrainer(be, chunks, ps, opt, a.SeqLength, a.MicroBatchSize)
 	if err != nil {
 		return err

@@ -129,7 +129,12 @@ func (t *Trainer) forwardBackward(micro []layers.Batch, seed, iteration uint64) 
 		} else if err := pipe.Recv(t.dout, rank+1); err != nil {
 			return fmt.Errorf("microbatch %d: receiving gradients from stage %d: %w", i, rank+1, err)
 		}
-		if err := m.Backward(st, scale, t.dout); err != nil {
+		if i == M-1 { // Megatron enables grad sync for the last microbatch only
+			m.GradsReady = t.Opt.StartGradSync()
+		}
+		err := m.Backward(st, scale, t.dout)
+		m.GradsReady = nil
+		if err != nil {
 			return fmt.Errorf("microbatch %d backward: %w", i, err)
 		}
 		if !m.Par.First() {
@@ -164,6 +169,9 @@ func (t *Trainer) forwardBackward(micro []layers.Batch, seed, iteration uint64) 
 // finalizeGrads sums the tied embedding grads over the embedding group (first and last
 // stage), all-reduces sequence-parallel grads over TP and averages over data parallelism.
 func (t *Trainer) finalizeGrads() error {
+	if err := t.Opt.WaitGradSync(); err != nil {
+		return err
+	}
 	m := t.Model
 	if t.PS != nil && t.PS.PPSize > 1 && t.PS.Embedding != nil && !m.Cfg.UntieEmbeddingsAndOutputWeights {
 		w := m.WordEmb
@@ -249,4 +257,15 @@ func (t *Trainer) reduceEval(lossSum, tokens float64) (float64, float64, error) 
 		lossSum, tokens = v[0], v[1]
 	}
 	return lossSum, tokens, nil
+}
+
+// LateForOverlap marks the parameters --overlap-grad-reduce must not reduce before the
+// embedding-group all-reduce: the tied word embeddings of the first and last pipeline stage.
+func LateForOverlap(ppSize int, untied bool) func(*layers.Param) bool {
+	return func(p *layers.Param) bool {
+		if ppSize == 1 || untied {
+			return false
+		}
+		return p.Shared || p.Name == "embedding.word_embeddings.weight"
+	}
 }
