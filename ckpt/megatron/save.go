@@ -2,6 +2,7 @@ package megatron
 
 import (
 	"fmt"
+	"github.com/gomegatron/gomegatron/internal/atomicfile"
 	"os"
 	"path/filepath"
 
@@ -41,7 +42,7 @@ func saveFile(path string, v any) error {
 	if err := torchpickle.Save(path, v); err != nil {
 		return fmt.Errorf("megatron: %w", err)
 	}
-	syncDir(filepath.Dir(path))
+	atomicfile.SyncDir(filepath.Dir(path))
 	return nil
 }
 
