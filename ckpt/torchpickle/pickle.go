@@ -20,6 +20,7 @@ type outStorage struct {
 	dt    tensor.DType
 	data  []byte
 	numel int64
+	lazy  *LazyTensor // when set, the bytes come from lazy.Fill at write time (data is nil)
 }
 
 // storageID identifies tensors that share exactly the same bytes.
@@ -317,6 +318,8 @@ func (p *pickler) save(v any) error {
 		return p.namespace(x)
 	case *tensor.Tensor:
 		return p.tensor(x)
+	case *LazyTensor:
+		return p.lazyTensor(x)
 	case tensor.DType:
 		if _, ok := torchDTypes[x.String()]; !ok {
 			return fmt.Errorf("dtype %v has no torch equivalent", x)
@@ -486,6 +489,14 @@ func (p *pickler) tensor(t *tensor.Tensor) error {
 			p.byID[id] = st
 		}
 	}
+	p.rebuildTensor(cls, st, t.Shape())
+	p.put(t)
+	return nil
+}
+
+// rebuildTensor writes the _rebuild_tensor_v2 call of a contiguous tensor of shape over
+// storage st (torch class cls), without memoizing it.
+func (p *pickler) rebuildTensor(cls string, st *outStorage, shape []int) {
 	p.global("torch._utils", "_rebuild_tensor_v2")
 	p.op(opMark)
 	p.op(opMark)
@@ -496,7 +507,6 @@ func (p *pickler) tensor(t *tensor.Tensor) error {
 	p.int(st.numel)
 	p.op(opTuple, opBinPersID)
 	p.int(0)
-	shape := t.Shape()
 	size := make([]any, len(shape))
 	stride := make([]any, len(shape))
 	s := int64(1)
@@ -511,6 +521,4 @@ func (p *pickler) tensor(t *tensor.Tensor) error {
 	p.global("collections", "OrderedDict")
 	p.op(opEmptyTuple, opReduce)
 	p.op(opTuple, opReduce)
-	p.put(t)
-	return nil
 }

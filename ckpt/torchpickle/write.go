@@ -35,15 +35,31 @@ func Save(path string, v any) error {
 	return nil
 }
 
-// Encode writes v as a torch.save archive with top-level folder name to w.
+// Encode writes v as a torch.save archive with top-level folder name to w. Values with
+// *LazyTensor need SaveStream: their CRCs are patched into the file after streaming.
 func Encode(w io.Writer, name string, v any) error {
+	recs, lazies, err := archive(name, v)
+	if err != nil {
+		return err
+	}
+	for i, l := range lazies {
+		if l != nil {
+			return fmt.Errorf("%s: lazy tensors can only be written to a file (SaveStream)", l.label(recs[i].name))
+		}
+	}
+	return writeZip(w, recs)
+}
+
+// archive pickles v and lists the archive's entries in torch's order; lazies[i] is set
+// when entry i's bytes come from a LazyTensor (recs[i].data is then nil).
+func archive(name string, v any) (recs []record, lazies []*LazyTensor, err error) {
 	p := newPickler()
 	p.op(opProto, 2)
 	if err := p.save(v); err != nil {
-		return err
+		return nil, nil, err
 	}
 	p.op(opStop)
-	recs := []record{
+	recs = []record{
 		{name + "/data.pkl", p.b.Bytes()},
 		{name + "/byteorder", []byte("little")},
 	}
@@ -53,7 +69,11 @@ func Encode(w io.Writer, name string, v any) error {
 		recs = append(recs, record{name + "/data/" + s.key, s.data})
 	}
 	recs = append(recs, record{name + "/version", []byte("3\n")})
-	return writeZip(w, recs)
+	lazies = make([]*LazyTensor, len(recs))
+	for i, s := range sts {
+		lazies[2+i] = s.lazy
+	}
+	return recs, lazies, nil
 }
 
 type record struct {
@@ -97,11 +117,29 @@ type centralEntry struct {
 // 64-byte boundary; sizes or offsets past 4 GiB use ZIP64 fields; the archive ends
 // with a ZIP64 end-of-central-directory record, locator and the classic record.
 func writeZip(w io.Writer, recs []record) error {
+	_, err := writeZipLazy(w, recs, nil)
+	return err
+}
+
+// writeZipLazy is writeZip where entry i with lazies[i] != nil is streamed from its Fill
+// (lazies may be nil). A streamed entry's local header carries CRC 0; the returned patches
+// say where the real CRCs go once the file is flushed.
+func writeZipLazy(w io.Writer, recs []record, lazies []*LazyTensor) ([]crcPatch, error) {
 	cw := &countingWriter{w: w}
 	var cents []centralEntry
-	for _, r := range recs {
+	var patches []crcPatch
+	for i, r := range recs {
+		var lazy *LazyTensor
+		if lazies != nil {
+			lazy = lazies[i]
+		}
 		size := uint64(len(r.data))
-		crc := crc32.ChecksumIEEE(r.data)
+		var crc uint32
+		if lazy != nil {
+			size = uint64(lazy.bytes())
+		} else {
+			crc = crc32.ChecksumIEEE(r.data)
+		}
 		start := cw.off
 		var zip64 []byte
 		if size >= u32max {
@@ -121,7 +159,18 @@ func writeZip(w io.Writer, recs []record) error {
 			crc, s32, s32, uint16(len(r.name)), uint16(len(extra)))
 		io.WriteString(cw, r.name)
 		cw.Write(extra)
-		cw.Write(r.data)
+		if lazy != nil {
+			if cw.err != nil {
+				return nil, cw.err
+			}
+			var err error
+			if crc, err = lazy.stream(cw, r.name); err != nil {
+				return nil, err
+			}
+			patches = append(patches, crcPatch{start + 14, crc})
+		} else {
+			cw.Write(r.data)
+		}
 		cents = append(cents, centralEntry{r.name, crc, size, start})
 	}
 	cdStart := cw.off
@@ -151,5 +200,5 @@ func writeZip(w io.Writer, recs []record) error {
 	cw.le(uint32(0x07064b50), uint32(0), cdEnd, uint32(1))
 	cw.le(uint32(0x06054b50), uint16(0), uint16(0), uint16(min(n, 0xFFFF)), uint16(min(n, 0xFFFF)),
 		uint32(min(cdEnd-cdStart, u32max)), uint32(min(cdStart, u32max)), uint16(0))
-	return cw.err
+	return patches, cw.err
 }
