@@ -14,17 +14,45 @@ import (
 )
 
 // writeMegatron writes the source as a Megatron checkpoint with the target TP and PP: for
-// every (pp, tp) shard in turn, each parameter's full tensor is read from the source,
-// resized if it is vocabulary-indexed, cut to the shard (layers.Shard: whole query groups
-// for linear_qkv, [gate_r; up_r] for SwiGLU fc1, columns for row-parallel weights), cast
-// to the target dtype into its own storage, and the shard is saved; only one shard is
-// held in memory. Hugging Face sources give release/ (tracker "release", as Pai's
-// convertor); Megatron sources keep their iteration.
+// every (pp, tp) shard in turn, the shard file is streamed (shardWriter): while it is
+// written, each parameter's full tensor is read from the source, resized if it is
+// vocabulary-indexed, cut to the shard (layers.Shard: whole query groups for linear_qkv,
+// [gate_r; up_r] for SwiGLU fc1, columns for row-parallel weights), cast to the target
+// dtype and written as its own storage, then dropped; memory holds about one tensor.
+// Hugging Face sources give release/ (tracker "release", as Pai's convertor); Megatron
+// sources keep their iteration.
 func writeMegatron(c *cli, src source, dtype tensor.DType, prog *progress, stdout io.Writer) error {
+	w, stages, total, err := planMegatron(c, src, dtype, prog, stdout)
+	if err != nil {
+		return err
+	}
+	if c.Force {
+		if err := clearMegatronTarget(w.loc); err != nil {
+			return err
+		}
+	}
+	prog.start(total, "tensors")
+	for pp := range stages {
+		for tp, specs := range stages[pp] {
+			if err := w.write(tp, pp, specs); err != nil {
+				return err
+			}
+		}
+	}
+	prog.finish()
+	if err := copyAuxFiles(c.LoadPath, c.SavePath, src.kind() == "hf"); err != nil {
+		return err
+	}
+	return megatron.WriteTracker(w.loc)
+}
+
+// planMegatron works out the target model (vocabulary padding, layout, args, location)
+// and every shard's parameters, stages[pp][tp], with their total count.
+func planMegatron(c *cli, src source, dtype tensor.DType, prog *progress, stdout io.Writer) (*shardWriter, [][]layers.Params, int, error) {
 	scfg := src.config()
 	format, err := targetFormat(c, src)
 	if err != nil {
-		return err
+		return nil, nil, 0, err
 	}
 	cfg := scfg
 	cfg.TensorModelParallelSize = c.TargetTP
@@ -38,10 +66,10 @@ func writeMegatron(c *cli, src source, dtype tensor.DType, prog *progress, stdou
 	cfg.VocabSize = scfg.VocabSize + c.ExtraNumVocabs
 	cfg.PaddedVocabSize = layers.PaddedVocab(cfg.VocabSize, cfg.MakeVocabSizeDivisibleBy, c.TargetTP)
 	if cfg.NumLayers%c.TargetPP != 0 {
-		return fmt.Errorf("--target_pipeline_model_parallel_size %d does not divide num_layers %d", c.TargetPP, cfg.NumLayers)
+		return nil, nil, 0, fmt.Errorf("--target_pipeline_model_parallel_size %d does not divide num_layers %d", c.TargetPP, cfg.NumLayers)
 	}
 	if err := cfg.Finalize(); err != nil {
-		return fmt.Errorf("target TP %d: %w", c.TargetTP, err)
+		return nil, nil, 0, fmt.Errorf("target TP %d: %w", c.TargetTP, err)
 	}
 	vp := &vocabPlan{srcVocab: scfg.VocabSize, srcRows: scfg.PaddedVocabSize, vocab: cfg.VocabSize,
 		rows: cfg.PaddedVocabSize, init: c.ExtraVocabInit, seed: c.Seed}
@@ -58,11 +86,6 @@ func writeMegatron(c *cli, src source, dtype tensor.DType, prog *progress, stdou
 	if srcArgs != nil {
 		args = mergeArgs(srcArgs, args)
 	}
-	if c.Force {
-		if err := clearMegatronTarget(loc); err != nil {
-			return err
-		}
-	}
 
 	var total int
 	stages := make([][]layers.Params, c.TargetPP)
@@ -70,48 +93,15 @@ func writeMegatron(c *cli, src source, dtype tensor.DType, prog *progress, stdou
 		for tp := 0; tp < c.TargetTP; tp++ {
 			specs, err := layers.Specs(cfg, layers.Parallel{TPRank: tp, TPSize: c.TargetTP, PPRank: pp, PPSize: c.TargetPP})
 			if err != nil {
-				return err
+				return nil, nil, 0, err
 			}
 			stages[pp] = append(stages[pp], specs)
 			total += len(specs)
 		}
 	}
-	prog.start(total, "tensors")
-	for pp := range stages {
-		for tp, specs := range stages[pp] {
-			tensors := make(map[string]*tensor.Tensor, len(specs))
-			for _, p := range specs {
-				vals, shape, err := src.full(p.InitKey)
-				if err != nil {
-					return err
-				}
-				if vals, shape, err = vp.apply(p.InitKey, vals, shape); err != nil {
-					return err
-				}
-				if !tensor.SameShape(shape, p.FullShape) {
-					return fmt.Errorf("%s: source tensor %s has shape %v, the target model needs %v", c.LoadPath, p.InitKey, shape, p.FullShape)
-				}
-				local := layers.Shard(vals, p.FullShape, p.PartitionDim, p.GLU, tp, c.TargetTP)
-				tensors[p.Name] = tensor.FromF32Values(dtype, local, p.Shape...)
-				prog.add(1)
-			}
-			model, err := megatron.ModelDict(format, specs, tensors)
-			if err != nil {
-				return err
-			}
-			if c.PrintStructure {
-				printShard(stdout, loc.ShardFile(tp, pp, c.TargetPP, megatron.ModelFile), format, specs, tensors)
-			}
-			if err := megatron.SaveShard(loc, tp, pp, c.TargetPP, megatron.StateDict(args, loc.Iteration, model)); err != nil {
-				return err
-			}
-		}
-	}
-	prog.finish()
-	if err := copyAuxFiles(c.LoadPath, c.SavePath, src.kind() == "hf"); err != nil {
-		return err
-	}
-	return megatron.WriteTracker(loc)
+	w := &shardWriter{c: c, src: src, vp: vp, loc: loc, args: args, format: format, dtype: dtype,
+		prog: prog, stdout: stdout, zero: make([]byte, maxParamBytes(stages, dtype))}
+	return w, stages, total, nil
 }
 
 // targetFormat picks the written layout from --megatron-format and --transformer-impl,
@@ -215,10 +205,10 @@ func copyTokenizerFiles(from, to string, withConfig bool) error {
 }
 
 // printShard lists a written shard's keys (--print-checkpoint-structure).
-func printShard(w io.Writer, path string, f megatron.Format, specs layers.Params, ts map[string]*tensor.Tensor) {
+func printShard(w io.Writer, path string, f megatron.Format, specs layers.Params, dt tensor.DType) {
 	fmt.Fprintln(w, path)
 	for _, p := range specs {
 		kp, _ := megatron.KeyPath(f, p.Name, p.Shared)
-		fmt.Fprintf(w, "  %s %v %v\n", strings.Join(kp, "."), ts[p.Name].Shape(), ts[p.Name].DType())
+		fmt.Fprintf(w, "  %s %v %v\n", strings.Join(kp, "."), p.Shape, dt)
 	}
 }

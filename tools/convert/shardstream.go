@@ -1,0 +1,144 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/gomegatron/gomegatron/ckpt/megatron"
+	"github.com/gomegatron/gomegatron/ckpt/torchpickle"
+	"github.com/gomegatron/gomegatron/internal/atomicfile"
+	"github.com/gomegatron/gomegatron/layers"
+	"github.com/gomegatron/gomegatron/tensor"
+)
+
+// shardWriter streams Megatron shard files: the state dict is built with a
+// torchpickle.LazyTensor per parameter, and torchpickle.SaveStream produces each one
+// (read from the source, resized, cut, cast, written) only when its storage entry is
+// written, so peak memory is about one source tensor (as float32, plus its resized and
+// cut copies) instead of the whole shard. The file is byte-identical to saving the
+// materialised shard.
+type shardWriter struct {
+	c      *cli
+	src    source
+	vp     *vocabPlan
+	loc    megatron.Location
+	args   *torchpickle.Namespace
+	format megatron.Format
+	dtype  tensor.DType
+	prog   *progress
+	stdout io.Writer
+	// zero backs the shape-only stand-ins given to megatron.ModelDict (which wants
+	// *tensor.Tensor values to lay out the dict): one buffer of the largest parameter's
+	// size, never written or read, so its pages are never touched.
+	zero []byte
+}
+
+// maxParamBytes is the largest target parameter's size in dt over all shards.
+func maxParamBytes(stages [][]layers.Params, dt tensor.DType) int {
+	m := 0
+	for _, st := range stages {
+		for _, specs := range st {
+			for _, p := range specs {
+				m = max(m, numel(p.Shape)*dt.Size())
+			}
+		}
+	}
+	return m
+}
+
+// write streams shard (tp, pp) to its model_optim_rng.pt.
+func (w *shardWriter) write(tp, pp int, specs layers.Params) error {
+	stand := make(map[string]*tensor.Tensor, len(specs))
+	lazy := make(map[*tensor.Tensor]*torchpickle.LazyTensor, len(specs))
+	for _, p := range specs {
+		t, err := tensor.FromBytes(w.dtype, p.Shape, w.zero[:numel(p.Shape)*w.dtype.Size()])
+		if err != nil {
+			return fmt.Errorf("parameter %s: %w", p.Name, err)
+		}
+		stand[p.Name] = t
+		lazy[t] = &torchpickle.LazyTensor{Name: p.Name, DType: w.dtype, Shape: p.Shape,
+			Fill: func(out io.Writer) error { return w.fill(out, p, tp) }}
+	}
+	model, err := megatron.ModelDict(w.format, specs, stand)
+	if err != nil {
+		return err
+	}
+	if n := replaceTensors(model, lazy); n != len(specs) {
+		return fmt.Errorf("shard tp %d pp %d: %d of %d parameters found in the model dict", tp, pp, n, len(specs))
+	}
+	path := w.loc.ShardFile(tp, pp, w.c.TargetPP, megatron.ModelFile)
+	if w.c.PrintStructure {
+		printShard(w.stdout, path, w.format, specs, w.dtype)
+	}
+	// As megatron.SaveShard, streamed.
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("megatron: %w", err)
+	}
+	if err := torchpickle.SaveStream(path, megatron.StateDict(w.args, w.loc.Iteration, model)); err != nil {
+		return fmt.Errorf("megatron: %w", err)
+	}
+	atomicfile.SyncDir(filepath.Dir(path))
+	return nil
+}
+
+// fill produces parameter p of TP rank tp: the source's full tensor, resized if it is
+// vocabulary-indexed, cut to the rank and cast to the target dtype, written in chunks.
+func (w *shardWriter) fill(out io.Writer, p *layers.Param, tp int) error {
+	vals, shape, err := w.src.full(p.InitKey)
+	if err != nil {
+		return err
+	}
+	if vals, shape, err = w.vp.apply(p.InitKey, vals, shape); err != nil {
+		return err
+	}
+	if !tensor.SameShape(shape, p.FullShape) {
+		return fmt.Errorf("%s: source tensor %s has shape %v, the target model needs %v", w.c.LoadPath, p.InitKey, shape, p.FullShape)
+	}
+	local := layers.Shard(vals, p.FullShape, p.PartitionDim, p.GLU, tp, w.c.TargetTP)
+	if err := writeCast(out, w.dtype, local); err != nil {
+		return err
+	}
+	w.prog.add(1)
+	return nil
+}
+
+// castChunk is how many values writeCast rounds at a time (4 MiB of float32).
+const castChunk = 1 << 20
+
+// writeCast writes v rounded to dt (tensor.ConvertFromF32, as tensor.FromF32Values)
+// through one reused chunk buffer instead of a whole cast copy.
+func writeCast(w io.Writer, dt tensor.DType, v []float32) error {
+	buf := tensor.New(dt, min(castChunk, len(v)))
+	for i := 0; i < len(v); i += castChunk {
+		n := min(castChunk, len(v)-i)
+		t := buf
+		if n < buf.Numel() {
+			t = buf.Slice(0, n)
+		}
+		tensor.ConvertFromF32(t, v[i:i+n])
+		if _, err := w.Write(t.Data); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// replaceTensors swaps, throughout the nested dicts under d, every tensor that is a key of
+// lazy for its lazy counterpart, and returns how many it swapped.
+func replaceTensors(d *torchpickle.Dict, lazy map[*tensor.Tensor]*torchpickle.LazyTensor) int {
+	n := 0
+	for i, v := range d.Values {
+		switch x := v.(type) {
+		case *torchpickle.Dict:
+			n += replaceTensors(x, lazy)
+		case *tensor.Tensor:
+			if l, ok := lazy[x]; ok {
+				d.Values[i] = l
+				n++
+			}
+		}
+	}
+	return n
+}
