@@ -462,7 +462,7 @@ func (a *agent) runAttempt(ctx context.Context, attempt int) outcome {
 				// Tell the other nodes first, so they stop while we wait for ours.
 				a.cli.Set(a.key(attempt, "failed"), []byte(strconv.Itoa(a.part)))
 			}
-			a.stop(workers, events, syscall.SIGTERM)
+			out.failures = append(out.failures, a.stop(workers, events, syscall.SIGTERM)...)
 			return out
 		case sig := <-a.sigNotify:
 			fmt.Fprintf(a.Stderr, "golaunch: received %s, forwarding it to the workers\n", sigName(sig))

@@ -250,7 +250,13 @@ func (a *agent) startWorker(attempt, lr int, baseHas func(string) bool, idx int,
 
 // stop sends sig to every live worker's process group, waits up to the grace period for
 // them to exit, then SIGKILLs the stragglers; then reaps.
-func (a *agent) stop(workers []*worker, events <-chan exitEvent, sig syscall.Signal) {
+// It returns the failures of workers that had already exited on their own before the signal
+// went out: their exit events can reach the monitor after another worker's (a SIGKILLed
+// rank's wait returns after its peers noticed it), and the summary must still list them,
+// with the earliest as root cause.
+func (a *agent) stop(workers []*worker, events <-chan exitEvent, sig syscall.Signal) []Failure {
+	stopAt := time.Now()
+	var earlier []Failure
 	live := 0
 	for _, w := range workers {
 		if !w.exited {
@@ -266,6 +272,9 @@ func (a *agent) stop(workers []*worker, events <-chan exitEvent, sig syscall.Sig
 		case ev := <-events:
 			workers[ev.idx].exited = true
 			live--
+			if ev.code != 0 && ev.at.Before(stopAt) {
+				earlier = append(earlier, a.failure(workers[ev.idx], ev))
+			}
 		case <-grace.C:
 			if !killed {
 				killed = true
@@ -278,6 +287,7 @@ func (a *agent) stop(workers []*worker, events <-chan exitEvent, sig syscall.Sig
 		}
 	}
 	a.reap(workers)
+	return earlier
 }
 
 // reap kills whatever is left in the workers' process groups (no orphan survives) and waits
