@@ -278,7 +278,7 @@ func (c *checkpointer) loadShardWeights(loc megatron.Location) error {
 		if !tensor.SameShape(t.Shape(), prm.Shape) {
 			return fmt.Errorf("%s: %s has shape %v, the model (from the flags) wants %v", sf.Path, prm.Name, t.Shape(), prm.Shape)
 		}
-		c.setParam(prm, t.ToF32())
+		copy(prm.Data.F32(), t.ToF32())
 	}
 	return nil
 }
@@ -299,13 +299,9 @@ func (c *checkpointer) loadResharded(loc megatron.Location) error {
 		if !tensor.SameShape(shape, prm.FullShape) {
 			return fmt.Errorf("--load %s: %s has shape %v, the model (from the flags) wants %v", c.a.Load, prm.InitKey, shape, prm.FullShape)
 		}
-		c.setParam(prm, layers.Shard(vals, shape, prm.PartitionDim, prm.GLU, c.ps.Coords.TP, tp))
+		copy(prm.Data.F32(), layers.Shard(vals, shape, prm.PartitionDim, prm.GLU, c.ps.Coords.TP, tp))
 	}
 	return nil
-}
-
-func (c *checkpointer) setParam(prm *layers.Param, vals []float32) {
-	copy(prm.Data.F32(), vals)
 }
 
 // loadOptimizer restores Adam's state (and fp32 main params, loss scaler) from a checkpoint

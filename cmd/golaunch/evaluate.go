@@ -57,22 +57,23 @@ func runEvaluate(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	m := struct{ Config layers.Config }{gm.Cfg}
-	vocab := m.Config.PaddedVocabSize
+	cfg := gm.Cfg
+	vocab := cfg.PaddedVocabSize
+	source := cmd.Tokens + cmd.DataPath + cmd.JSONL // exactly one is set
 	var total, count float64
 	per := make([]float64, len(seqs))
 	logits := make([][]float32, len(seqs))
 	for i, ids := range seqs {
 		if len(ids) < 2 {
-			return fmt.Errorf("%s: sequence %d has %d tokens; a loss needs at least 2", cmd.Tokens, i, len(ids))
+			return fmt.Errorf("%s: sequence %d has %d tokens; a loss needs at least 2", source, i, len(ids))
 		}
 		for j, id := range ids {
-			if id < 0 || id >= int64(m.Config.VocabSize) {
-				return fmt.Errorf("%s: sequence %d position %d: token id %d is outside the vocabulary of %d", cmd.Tokens, i, j, id, m.Config.VocabSize)
+			if id < 0 || id >= int64(cfg.VocabSize) {
+				return fmt.Errorf("%s: sequence %d position %d: token id %d is outside the vocabulary of %d", source, i, j, id, cfg.VocabSize)
 			}
 		}
-		if m.Config.PositionEmbeddingType == "learned_absolute" && len(ids) > m.Config.MaxPositionEmbeddings {
-			return fmt.Errorf("%s: sequence %d has %d tokens, more than the model's %d positions", cmd.Tokens, i, len(ids), m.Config.MaxPositionEmbeddings)
+		if cfg.PositionEmbeddingType == "learned_absolute" && len(ids) > cfg.MaxPositionEmbeddings {
+			return fmt.Errorf("%s: sequence %d has %d tokens, more than the model's %d positions", source, i, len(ids), cfg.MaxPositionEmbeddings)
 		}
 		st := gm.NewStash(len(ids), 1)
 		bt := layers.Batch{Tokens: ids, Labels: make([]int64, len(ids)), LossMask: make([]float32, len(ids))}
