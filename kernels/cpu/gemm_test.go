@@ -326,3 +326,56 @@ func TestSgemmDoesNotAllocate(t *testing.T) {
 	}
 	SetGemmThreads(0)
 }
+
+// TestGemmPackers checks both packing routines, with and without the AVX paths, against
+// their definitions for every lane count n ≤ w, panel widths of all kernels, and depths
+// around the 8-column transpose step; padding lanes must come out zero.
+func TestGemmPackers(t *testing.T) {
+	const ld, rows, cols = 83, 40, 75
+	src := make([]float32, rows*ld)
+	for i := range src {
+		src[i] = float32(i + 1)
+	}
+	for _, asm := range []bool{false, true} {
+		for _, w := range []int{4, 6, 12, 16, 32} {
+			for n := 1; n <= w; n++ {
+				for _, kc := range []int{1, 7, 8, 9, 16, 23, 35} {
+					dst := make([]float32, kc*w)
+					for i := range dst {
+						dst[i] = -1
+					}
+					// rows r0.. of src become lanes: dst[p·w+i] = src[(r0+i)·ld + c0+p]
+					r0, c0 := 3, 5
+					gemmPackLanesFromCols(dst, w, src, ld, r0, n, c0, kc, asm)
+					for p := 0; p < kc; p++ {
+						for i := 0; i < w; i++ {
+							want := float32(0)
+							if i < n {
+								want = src[(r0+i)*ld+c0+p]
+							}
+							if dst[p*w+i] != want {
+								t.Fatalf("FromCols asm=%v w=%d n=%d kc=%d: dst[%d·w+%d] = %g, want %g", asm, w, n, kc, p, i, dst[p*w+i], want)
+							}
+						}
+					}
+					// rows r0+p of src are copied: dst[p·w+i] = src[(r0+p)·ld + c0+i]
+					for i := range dst {
+						dst[i] = -1
+					}
+					gemmPackLanesFromRows(dst, w, src, ld, r0, kc, c0, n, asm)
+					for p := 0; p < kc; p++ {
+						for i := 0; i < w; i++ {
+							want := float32(0)
+							if i < n {
+								want = src[(r0+p)*ld+c0+i]
+							}
+							if dst[p*w+i] != want {
+								t.Fatalf("FromRows asm=%v w=%d n=%d kc=%d: dst[%d·w+%d] = %g, want %g", asm, w, n, kc, p, i, dst[p*w+i], want)
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+}
