@@ -19,6 +19,7 @@ test: lint testdata
 
 # Benchmarks beside their peers (OpenBLAS, PyTorch); reports go to docs/perf/.
 bench:
+	GOMEGATRON_BENCH=1 $(GO) test -count=1 -run '^TestGemmVsOpenBLAS$$' -v -timeout 30m ./kernels/cpu/
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./kernels/cpu/
 	./scripts/bench/train_step.sh
 
