@@ -20,7 +20,7 @@ import (
 )
 
 func init() {
-	register("evaluate", "forward loss of a model on token ids (Hugging Face directory)", func(args []string) error {
+	register("evaluate", "per-sample loss and perplexity of an HF or Megatron checkpoint on ids, .bin/.idx or jsonl", func(args []string) error {
 		return runEvaluate(args, os.Stdout)
 	})
 }

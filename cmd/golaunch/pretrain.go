@@ -10,7 +10,7 @@ import (
 )
 
 func init() {
-	register("pretrain", "Megatron pretraining (TP/SP/PP/DP, distributed optimizer) with Megatron's flags", func(args []string) error {
+	register("pretrain", "Megatron pretraining (TP/SP/PP/DP, distributed optimizer, bf16/fp16/fp8) with Megatron's flags", func(args []string) error {
 		var a train.Args
 		if done, err := parseCommand(&a, "golaunch pretrain",
 			"Pretrain a GPT model with Megatron-LM's arguments. Run under golaunch for several processes:\n"+
