@@ -95,26 +95,7 @@ pai_check_writable OUTPUT_BASEPATH 22 "$OUTPUT_BASEPATH"
 pai_distributed "$ENV"
 pai_check_parallel 11 12
 
-activation_checkpoint_options=()
-case $AC in
-full) activation_checkpoint_options=(--recompute-method uniform --recompute-granularity full) ;;
-sel) activation_checkpoint_options=(--recompute-activations) ;;
-esac
-case $PR in
-fp16) pr_options=(--fp16) ;;
-bf16) pr_options=(--bf16) ;;
-fp8) pr_options=(--bf16 --fp8-hybrid --fp8-amax-compute-algo max --fp8-amax-history-len 1024 --transformer-impl transformer_engine) ;;
-esac
-do_options=()
-[ "$DO" = true ] && do_options=(--use-distributed-optimizer)
-flash_options=()
-[ "$FL" = true ] && flash_options=(--use-flash-attn)
-te_options=()
-[ "$TE" = true ] && te_options=(--transformer-impl transformer_engine)
-sp_options=()
-if [ "$SP" = true ] && [ "$TP" -gt 1 ]; then sp_options=(--sequence-parallel); fi
-load_options=()
-[ "$PRETRAIN_CHECKPOINT_PATH" != none ] && load_options=(--load "$PRETRAIN_CHECKPOINT_PATH")
+pai_feature_options # AC PR DO FL TE SP TP PRETRAIN_CHECKPOINT_PATH → the option arrays, as Pai builds them
 
 # Pai's name, double dash before "do" included.
 FT_NAME="${ENV}-finetune-megatron-llama-${MODEL_SIZE}-lr-${LR}-ep-${EPOCH}-bs-${BATCH_SIZE}-seqlen-${SEQ_LEN}-pr-${PR}--do-${DO}-tp-${TP}-ac-${AC}-sp-${SP}"

@@ -108,26 +108,7 @@ LR_DECAY_ITERS=$((TRAIN_TOKENS / GLOBAL_BATCH_SIZE / SEQ_LEN))
 ((TRAIN_ITERS > 0)) ||
 	pai_die "TRAIN_TOKENS (arg 22): ${TRAIN_TOKENS} / GLOBAL_BATCH_SIZE ${GLOBAL_BATCH_SIZE} / SEQ_LEN ${SEQ_LEN} gives 0 training iterations"
 
-activation_checkpoint_options=()
-case $AC in
-full) activation_checkpoint_options=(--recompute-method uniform --recompute-granularity full) ;;
-sel) activation_checkpoint_options=(--recompute-activations) ;;
-esac
-case $PR in
-fp16) pr_options=(--fp16) ;;
-bf16) pr_options=(--bf16) ;;
-fp8) pr_options=(--bf16 --fp8-hybrid --fp8-amax-compute-algo max --fp8-amax-history-len 1024 --transformer-impl transformer_engine) ;;
-esac
-do_options=()
-[ "$DO" = true ] && do_options=(--use-distributed-optimizer)
-flash_options=()
-[ "$FL" = true ] && flash_options=(--use-flash-attn)
-te_options=()
-[ "$TE" = true ] && te_options=(--transformer-impl transformer_engine)
-sp_options=()
-if [ "$SP" = true ] && [ "$TP" -gt 1 ]; then sp_options=(--sequence-parallel); fi
-load_options=()
-[ "$PRETRAIN_CHECKPOINT_PATH" != none ] && load_options=(--load "$PRETRAIN_CHECKPOINT_PATH")
+pai_feature_options # AC PR DO FL TE SP TP PRETRAIN_CHECKPOINT_PATH → the option arrays, as Pai builds them
 
 NAME="${ENV}-pretrain-megatron-gpt3-${MODEL_SIZE}-lr-${LR}-bs-${BATCH_SIZE}-seqlen-${SEQ_LEN}-pr-${PR}-tp-${TP}-pp-${PP}-ac-${AC}-do-${DO}-sp-${SP}-tt-${TRAIN_TOKENS}-wt-${WARMUP_TOKENS}"
 current_time=$(date "+%Y.%m.%d-%H.%M.%S")

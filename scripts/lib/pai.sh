@@ -289,3 +289,29 @@ pai_quote() {
 	done
 	printf '%s\n' "$out"
 }
+
+# pai_feature_options sets the option arrays Pai's pretrain and finetune scripts build from
+# AC, PR, DO, FL, TE, SP (only with TP > 1) and PRETRAIN_CHECKPOINT_PATH, flag for flag.
+pai_feature_options() {
+	activation_checkpoint_options=()
+	case $AC in
+	full) activation_checkpoint_options=(--recompute-method uniform --recompute-granularity full) ;;
+	sel) activation_checkpoint_options=(--recompute-activations) ;;
+	esac
+	case $PR in
+	fp16) pr_options=(--fp16) ;;
+	bf16) pr_options=(--bf16) ;;
+	fp8) pr_options=(--bf16 --fp8-hybrid --fp8-amax-compute-algo max --fp8-amax-history-len 1024 --transformer-impl transformer_engine) ;;
+	esac
+	do_options=()
+	[ "$DO" = true ] && do_options=(--use-distributed-optimizer)
+	flash_options=()
+	[ "$FL" = true ] && flash_options=(--use-flash-attn)
+	te_options=()
+	[ "$TE" = true ] && te_options=(--transformer-impl transformer_engine)
+	sp_options=()
+	if [ "$SP" = true ] && [ "$TP" -gt 1 ]; then sp_options=(--sequence-parallel); fi
+	load_options=()
+	[ "$PRETRAIN_CHECKPOINT_PATH" != none ] && load_options=(--load "$PRETRAIN_CHECKPOINT_PATH")
+	return 0
+}
