@@ -65,10 +65,9 @@ func (ps Params) Numel() int {
 
 // paramSet registers parameters as modules are built.
 type paramSet struct {
-	be       kernels.Backend
-	all      Params
-	tp       int // TP size
-	localOff int // first global layer index of this pipeline stage
+	be  kernels.Backend
+	all Params
+	tp  int // TP size
 }
 
 // add registers a parameter of the given full shape; partitionDim ≥ 0 splits it over TP.

@@ -82,9 +82,6 @@ type pyList struct{ items []any }
 // pySet is a set under construction (EMPTY_SET + ADDITEMS).
 type pySet struct{ items []any }
 
-// markObj sits on the stack where MARK was executed.
-type markObj struct{}
-
 // unpickler is a pickle machine. Constructors for globals live in globals.go.
 type unpickler struct {
 	data  []byte

@@ -47,15 +47,6 @@ func byteLevelDecodeString(tok string) string {
 	return tok
 }
 
-// byteLevelEncode spells raw bytes with the byte-level runes.
-func byteLevelEncode(raw string) string {
-	out := make([]rune, 0, len(raw))
-	for i := 0; i < len(raw); i++ {
-		out = append(out, byteToRune[raw[i]])
-	}
-	return string(out)
-}
-
 // lossyUTF8 converts bytes to a string the way Rust's String::from_utf8_lossy does, which
 // HF tokenizers' decoders use: each maximal ill-formed subpart (a truncated but otherwise
 // valid prefix of a sequence, or one stray byte) becomes one U+FFFD. Go's

@@ -141,14 +141,3 @@ func loadCorpus(t *testing.T, path string) []corpusCase {
 	}
 	return out
 }
-
-// readTensor returns a copy of the named tensor of the safetensors checkpoint in dir.
-func readTensor(t *testing.T, dir, name string) *tensor.Tensor {
-	t.Helper()
-	set, err := safetensors.OpenDir(dir)
-	require.NoError(t, err)
-	defer set.Close()
-	x, err := set.Tensor(name)
-	require.NoError(t, err)
-	return x.Clone()
-}
