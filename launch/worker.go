@@ -250,12 +250,11 @@ func (a *agent) startWorker(attempt, lr int, baseHas func(string) bool, idx int,
 
 // stop sends sig to every live worker's process group, waits up to the grace period for
 // them to exit, then SIGKILLs the stragglers; then reaps.
-// It returns the failures of workers that had already exited on their own before the signal
-// went out: their exit events can reach the monitor after another worker's (a SIGKILLed
-// rank's wait returns after its peers noticed it), and the summary must still list them,
-// with the earliest as root cause.
+// It returns the failures of workers that exited for reasons of their own rather than from
+// the signals sent here (a non-zero code, or a signal golaunch did not send): their exit
+// events can reach the monitor after another worker's (a SIGKILLed rank's wait may return
+// after its peers have already failed on its account), and the summary must still list them.
 func (a *agent) stop(workers []*worker, events <-chan exitEvent, sig syscall.Signal) []Failure {
-	stopAt := time.Now()
 	var earlier []Failure
 	live := 0
 	for _, w := range workers {
@@ -272,7 +271,7 @@ func (a *agent) stop(workers []*worker, events <-chan exitEvent, sig syscall.Sig
 		case ev := <-events:
 			workers[ev.idx].exited = true
 			live--
-			if ev.code != 0 && ev.at.Before(stopAt) {
+			if ev.code != 0 && ev.code != -int(sig) && !(killed && ev.code == -int(syscall.SIGKILL)) {
 				earlier = append(earlier, a.failure(workers[ev.idx], ev))
 			}
 		case <-grace.C:
