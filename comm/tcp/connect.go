@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -64,14 +65,28 @@ func (t *transport) connect(ctx context.Context, st Store, o *Options) error {
 			host = h
 		}
 	}
-	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	tcpLn, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		return fmt.Errorf("rank %d: listening on %s: %w", t.rank, host, err)
 	}
-	defer ln.Close()
 	addrKey := func(r int) string { return o.Prefix + "/addr/" + strconv.Itoa(r) }
-	if err := st.Set(addrKey(t.rank), []byte(ln.Addr().String())); err != nil {
-		return fmt.Errorf("rank %d: publishing address %s: %w", t.rank, ln.Addr(), err)
+	// The local (Unix) address goes first: a dialer that has read the TCP key finds it.
+	ident, local := "", []byte{}
+	var ln net.Listener = tcpLn
+	if !o.TCPOnly {
+		if ident = hostIdentity(); ident != "" {
+			if uln := listenLocal(); uln != nil {
+				ln = mergeListeners(tcpLn, uln)
+				local = []byte(ident + "\n" + uln.Addr().String())
+			}
+		}
+	}
+	defer ln.Close()
+	if err := st.Set(addrKey(t.rank)+"/local", local); err != nil {
+		return fmt.Errorf("rank %d: publishing its local address: %w", t.rank, err)
+	}
+	if err := st.Set(addrKey(t.rank), []byte(tcpLn.Addr().String())); err != nil {
+		return fmt.Errorf("rank %d: publishing address %s: %w", t.rank, tcpLn.Addr(), err)
 	}
 
 	var wg sync.WaitGroup
@@ -81,7 +96,7 @@ func (t *transport) connect(ctx context.Context, st Store, o *Options) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			conns[r], errs[r] = t.dial(ctx, st, addrKey(r), r, o.Token)
+			conns[r], errs[r] = t.dial(ctx, st, addrKey(r), r, o.Token, ident)
 		}()
 	}
 	accepted := make(chan error, 1)
@@ -104,12 +119,22 @@ func (t *transport) connect(ctx context.Context, st Store, o *Options) error {
 	return nil
 }
 
-func (t *transport) dial(ctx context.Context, st Store, key string, r int, token string) (net.Conn, error) {
+func (t *transport) dial(ctx context.Context, st Store, key string, r int, token, ident string) (net.Conn, error) {
 	addr, err := st.Get(ctx, key)
 	if err != nil {
 		return nil, fmt.Errorf("reading rank %d's address (%s): %w", r, key, err)
 	}
 	var d net.Dialer
+	if local, err := st.Get(ctx, key+"/local"); err == nil && ident != "" {
+		if id, uaddr, ok := strings.Cut(string(local), "\n"); ok && id == ident {
+			if c, err := d.DialContext(ctx, "unix", uaddr); err == nil {
+				if err := t.hello(ctx, c, token); err == nil {
+					return c, nil
+				}
+				c.Close() // refused on the local socket: TCP reports why
+			}
+		}
+	}
 	for {
 		c, err := d.DialContext(ctx, "tcp", string(addr))
 		if err == nil {

@@ -215,7 +215,9 @@ func TestNonLoopbackInterface(t *testing.T) {
 				return
 			}
 			defer st.Close()
-			comms[r], errs[r] = New(ctx, r, 3, st, Options{Token: "tok", StoreAddr: srv.Addr()})
+			// TCPOnly: this checks the route other machines use (same-host ranks would
+			// otherwise take Unix sockets).
+			comms[r], errs[r] = New(ctx, r, 3, st, Options{Token: "tok", StoreAddr: srv.Addr(), TCPOnly: true})
 			if errs[r] == nil {
 				errs[r] = comms[r].AllReduce(tensor.New(tensor.F32, 5), comm.Sum)
 			}
@@ -232,4 +234,50 @@ func TestNonLoopbackInterface(t *testing.T) {
 		}
 		c.Close()
 	}
+}
+
+// TestSameHostUsesUnixSockets: ranks on one host connect over Unix sockets by default and
+// over TCP with TCPOnly, with the same results.
+func TestSameHostUsesUnixSockets(t *testing.T) {
+	if hostIdentity() == "" {
+		t.Skip("no host identity (/proc) here: only TCP is used")
+	}
+	var results [2][]float32
+	for i, tcpOnly := range []bool{false, true} {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		comms, err := LocalWorld(ctx, 3, Options{TCPOnly: tcpOnly})
+		cancel()
+		require.NoError(t, err)
+		for _, c := range comms {
+			for _, p := range c.(*group).t.peers {
+				if p != nil {
+					_, isUnix := p.conn.(*net.UnixConn)
+					assert.Equal(t, !tcpOnly, isUnix, "TCPOnly=%v", tcpOnly)
+				}
+			}
+		}
+		var wg sync.WaitGroup
+		outs := make([]*tensor.Tensor, 3)
+		for r, c := range comms {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				x := tensor.New(tensor.F32, 300000)
+				for j, v := 0, x.F32(); j < len(v); j++ {
+					v[j] = float32((r+1)*j%7) * 0.25
+				}
+				assert.NoError(t, c.AllReduce(x, comm.Sum))
+				outs[r] = x
+			}()
+		}
+		wg.Wait()
+		for j, v := range outs[0].F32() {
+			require.Equal(t, float32(1*j%7)*0.25+float32(2*j%7)*0.25+float32(3*j%7)*0.25, v, "element %d", j)
+		}
+		results[i] = outs[0].F32()
+		for _, c := range comms {
+			c.Close()
+		}
+	}
+	require.Equal(t, results[0], results[1])
 }

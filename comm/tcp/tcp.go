@@ -52,6 +52,8 @@ type Options struct {
 	ConnectTimeout time.Duration
 	// Token is the job token every connection must present (GOMEGATRON_JOB_TOKEN).
 	Token string
+	// TCPOnly turns off Unix-domain sockets between ranks on the same host (see local.go).
+	TCPOnly bool
 	// StoreAddr is the store's host:port: the rank listens on the local interface that
 	// routes to it (loopback for a loopback store). Host overrides the choice.
 	StoreAddr string

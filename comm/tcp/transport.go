@@ -108,6 +108,10 @@ func (t *transport) addPeer(rank int, c net.Conn) {
 		tc.SetKeepAlive(true)
 		tc.SetKeepAlivePeriod(15 * time.Second)
 	}
+	if uc, ok := c.(*net.UnixConn); ok {
+		uc.SetReadBuffer(4 << 20)
+		uc.SetWriteBuffer(4 << 20)
+	}
 	t.peers[rank] = &peer{t: t, rank: rank, conn: c, chans: map[chanKey]*channel{}}
 }
 
@@ -459,6 +463,14 @@ func (p *peer) send(k chanKey, payload []byte, deadline time.Time) error {
 		err := fmt.Errorf("sending %d bytes to rank %d (%s): %w after %v", len(payload), p.rank, tagString(k.tag), comm.ErrTimeout, p.t.timeout)
 		p.t.fail(err)
 		return p.t.err()
+	}
+	// A write fails once the peer is gone. Its reader, which still gets the peer's last
+	// frames (maybe an abort frame naming the rank at fault) before the disconnection,
+	// gives the verdict; wait for it briefly, then name this peer.
+	select {
+	case <-p.t.failed:
+		return p.t.err()
+	case <-time.After(2 * abortGrace):
 	}
 	return p.connErr(err)
 }
