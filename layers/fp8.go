@@ -183,3 +183,45 @@ func (m *GPTModel) FP8Scales() [][3]float32 {
 	}
 	return out
 }
+
+// FP8Meta returns the delayed-scaling state of every FP8 linear as one tensor
+// [linears, roles, 1 + history]: each role's current scale followed by its amax history
+// (nil without FP8). Checkpoints store it so that resuming an FP8 run is exact.
+func (m *GPTModel) FP8Meta() *tensor.Tensor {
+	if m.fp8 == nil {
+		return nil
+	}
+	lins := m.fp8Linears()
+	L := m.fp8.HistoryLen
+	t := tensor.New(tensor.F32, len(lins), fp8Roles, 1+L)
+	v := t.F32()
+	for i, lin := range lins {
+		for r := 0; r < fp8Roles; r++ {
+			row := v[(i*fp8Roles+r)*(1+L):][:1+L]
+			row[0] = lin.fp8.scale[r]
+			copy(row[1:], lin.fp8.hist[r])
+		}
+	}
+	return t
+}
+
+// SetFP8Meta restores what FP8Meta returned.
+func (m *GPTModel) SetFP8Meta(t *tensor.Tensor) error {
+	if m.fp8 == nil {
+		return fmt.Errorf("the checkpoint has FP8 scaling state but the run has no --fp8-format")
+	}
+	lins := m.fp8Linears()
+	L := m.fp8.HistoryLen
+	if !tensor.SameShape(t.Shape(), []int{len(lins), fp8Roles, 1 + L}) {
+		return fmt.Errorf("FP8 scaling state has shape %v, this run needs %v (linears × roles × 1+--fp8-amax-history-len)", t.Shape(), []int{len(lins), fp8Roles, 1 + L})
+	}
+	v := t.ToF32()
+	for i, lin := range lins {
+		for r := 0; r < fp8Roles; r++ {
+			row := v[(i*fp8Roles+r)*(1+L):][:1+L]
+			lin.fp8.scale[r] = row[0]
+			copy(lin.fp8.hist[r], row[1:])
+		}
+	}
+	return nil
+}

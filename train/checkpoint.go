@@ -126,6 +126,10 @@ func (c *checkpointer) stateDict(p progress) (*torchpickle.Dict, error) {
 		st.Set("rng_state", []any{rng})
 	}
 	st.Set("num_floating_point_operations_so_far", 0.0)
+	if meta := c.model.FP8Meta(); meta != nil {
+		// Transformer Engine keeps this in each module's _extra_state; one tensor here.
+		st.Set("gomegatron_fp8_meta", meta)
+	}
 	return st, nil
 }
 
@@ -247,6 +251,13 @@ func (c *checkpointer) load() (progress, error) {
 		if v, ok := dictGetAny(sch, "num_steps"); ok {
 			n, _ := torchpickle.AsInt64(v)
 			p.SchedSteps = n
+		}
+	}
+	if v, ok := dictGetAny(root, "gomegatron_fp8_meta"); ok && same {
+		if t, ok := v.(*tensor.Tensor); ok && c.a.FP8() != nil {
+			if err := c.model.SetFP8Meta(t.Clone()); err != nil {
+				return p, fmt.Errorf("--load %s: %w", c.a.Load, err)
+			}
 		}
 	}
 	if c.a.NoLoadOptim {

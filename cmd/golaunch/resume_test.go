@@ -51,11 +51,12 @@ func TestExactResume(t *testing.T) {
 		"single":        nil,
 		"tp2pp2":        {"--tensor-model-parallel-size", "2", "--pipeline-model-parallel-size", "2"},
 		"tp2dp2-distop": {"--tensor-model-parallel-size", "2", "--use-distributed-optimizer"},
+		"single-fp8":    {"--fp8-hybrid", "--fp8-amax-history-len", "4", "--fp8-amax-compute-algo", "max"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
 			launcher := []string{"--standalone"}
-			if layout != nil {
+			if layout != nil && name != "single-fp8" {
 				launcher = append(launcher, "--nproc-per-node", "4")
 			}
 			run := func(extra ...string) string {
