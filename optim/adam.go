@@ -37,6 +37,23 @@ type Groups struct {
 type piece struct {
 	p      *layers.Param
 	lo, hi int
+	// Views of the piece in the reduced grads, the Adam moments and the parameter (or its
+	// fp32 main copy), made once so that a step allocates nothing.
+	grad, m, v, param *tensor.Tensor
+}
+
+// views (re)builds every piece's tensor views; called whenever the buffers they point into
+// change (construction, SetModelDType).
+func (a *Adam) views() {
+	for i := range a.pieces {
+		pc := &a.pieces[i]
+		s, e := pc.lo-a.shardLo, pc.hi-a.shardLo
+		pc.grad, pc.m, pc.v = a.grad(pc.lo, pc.hi), a.m.Slice(s, e), a.v.Slice(s, e)
+		pc.param = a.buf.Param.Slice(pc.lo, pc.hi)
+		if a.main != nil {
+			pc.param = a.main.Slice(s, e)
+		}
+	}
 }
 
 // Adam is AdamW over a model's parameters with Megatron's groups (no weight decay for biases
@@ -92,10 +109,11 @@ func NewAdam(be kernels.Backend, params layers.Params, cfg AdamConfig, distribut
 	for i, p := range params {
 		s, e := max(a.buf.Layout.Offsets[i], lo), min(a.buf.Layout.Offsets[i]+p.Numel(), hi)
 		if s < e {
-			a.pieces = append(a.pieces, piece{p, s, e})
+			a.pieces = append(a.pieces, piece{p: p, lo: s, hi: e})
 		}
 	}
 	a.m, a.v = be.Alloc(tensor.F32, hi-lo), be.Alloc(tensor.F32, hi-lo)
+	a.views()
 	return a
 }
 
@@ -113,6 +131,7 @@ func (a *Adam) SetModelDType(dt tensor.DType) {
 	a.main = a.be.Alloc(tensor.F32, a.m.Numel())
 	a.be.Copy(a.main, a.buf.Param.Slice(lo, lo+a.m.Numel()))
 	roundTo(dt, a.buf.Param)
+	a.views()
 }
 
 // roundTo rounds every element of a host F32 tensor to dt (nearest even) in place.
@@ -183,7 +202,7 @@ func (a *Adam) GradNorm() (float64, error) {
 		if pc.p.Shared || !pc.p.TensorParallel() && a.g.TP != 0 {
 			continue
 		}
-		ss += a.be.SumSquares(a.grad(pc.lo, pc.hi))
+		ss += a.be.SumSquares(pc.grad)
 	}
 	if a.g.Norm != nil && a.g.Norm.Size() > 1 {
 		t := tensor.New(tensor.F64, 1)
@@ -204,7 +223,7 @@ func (a *Adam) GradNorm() (float64, error) {
 func (a *Adam) Step(lr float64) (gradNorm float64, ok bool, err error) {
 	if s := a.LossScale(); s != 1 {
 		for _, pc := range a.pieces {
-			a.be.Scale(a.grad(pc.lo, pc.hi), float32(1/s))
+			a.be.Scale(pc.grad, float32(1/s))
 		}
 	}
 	norm, err := a.GradNorm()
@@ -220,7 +239,7 @@ func (a *Adam) Step(lr float64) (gradNorm float64, ok bool, err error) {
 	}
 	if c := a.Cfg.ClipGrad / (norm + 1e-6); a.Cfg.ClipGrad > 0 && c < 1 {
 		for _, pc := range a.pieces {
-			a.be.Scale(a.grad(pc.lo, pc.hi), float32(c))
+			a.be.Scale(pc.grad, float32(c))
 		}
 	}
 	a.step++
@@ -229,12 +248,7 @@ func (a *Adam) Step(lr float64) (gradNorm float64, ok bool, err error) {
 		if pc.p.NoWeightDecay {
 			wd = 0
 		}
-		s, e := pc.lo-a.shardLo, pc.hi-a.shardLo
-		param := a.buf.Param.Slice(pc.lo, pc.hi)
-		if a.main != nil {
-			param = a.main.Slice(s, e)
-		}
-		a.be.AdamW(param, a.grad(pc.lo, pc.hi), a.m.Slice(s, e), a.v.Slice(s, e), kernels.AdamParams{
+		a.be.AdamW(pc.param, pc.grad, pc.m, pc.v, kernels.AdamParams{
 			LR: float32(lr), Beta1: float32(a.Cfg.Beta1), Beta2: float32(a.Cfg.Beta2),
 			Eps: float32(a.Cfg.Eps), WeightDecay: float32(wd), Step: a.step,
 		})
