@@ -168,17 +168,4 @@ megatron_options=(
 	--disable-bias-linear
 )
 
-# Pai's order: megatron, pr, load, te, activation checkpoint, do, flash, sp, gqa.
-command_args=(pretrain "${megatron_options[@]}" "${pr_options[@]}" "${load_options[@]}" "${te_options[@]}"
-	"${activation_checkpoint_options[@]}" "${do_options[@]}" "${flash_options[@]}" "${sp_options[@]}" "${gqa_options[@]}")
-
-if [ "${DRY_RUN:-0}" != 0 ]; then
-	pai_quote golaunch "${launcher_options[@]}" "${command_args[@]}"
-	exit 0
-fi
-
-GOLAUNCH_BIN=$(pai_tool golaunch GOLAUNCH ./cmd/golaunch path)
-mkdir -p "${OUTPUT_BASEPATH}/tensorboard/" "${OUTPUT_BASEPATH}/checkpoint/" "${OUTPUT_BASEPATH}/log/" "${TENSORBOARD_DIR}"
-export CUDA_DEVICE_MAX_CONNECTIONS=1
-pai_quote "$GOLAUNCH_BIN" "${launcher_options[@]}" "${command_args[@]}" | tee -a "$LOG_FILE"
-"$GOLAUNCH_BIN" "${launcher_options[@]}" "${command_args[@]}" 2>&1 | tee -a "$LOG_FILE"
+pai_train_launch pretrain # Pai's option order; DRY_RUN=1 prints the command

@@ -315,3 +315,21 @@ pai_feature_options() {
 	[ "$PRETRAIN_CHECKPOINT_PATH" != none ] && load_options=(--load "$PRETRAIN_CHECKPOINT_PATH")
 	return 0
 }
+
+# pai_train_launch COMMAND runs golaunch COMMAND with the options in Pai's order (megatron,
+# pr, load, te, activation checkpoint, do, flash, sp, gqa), or prints it with DRY_RUN=1;
+# a real run creates the output folders and tees the console into LOG_FILE.
+pai_train_launch() {
+	command_args=("$1" "${megatron_options[@]}" "${pr_options[@]}" "${load_options[@]}" "${te_options[@]}"
+		"${activation_checkpoint_options[@]}" "${do_options[@]}" "${flash_options[@]}" "${sp_options[@]}" "${gqa_options[@]}")
+	if [ "${DRY_RUN:-0}" != 0 ]; then
+		pai_quote golaunch "${launcher_options[@]}" "${command_args[@]}"
+		exit 0
+	fi
+	local bin
+	bin=$(pai_tool golaunch GOLAUNCH ./cmd/golaunch path)
+	mkdir -p "${OUTPUT_BASEPATH}/tensorboard/" "${OUTPUT_BASEPATH}/checkpoint/" "${OUTPUT_BASEPATH}/log/" "${TENSORBOARD_DIR}"
+	export CUDA_DEVICE_MAX_CONNECTIONS=1
+	pai_quote "$bin" "${launcher_options[@]}" "${command_args[@]}" | tee -a "$LOG_FILE"
+	"$bin" "${launcher_options[@]}" "${command_args[@]}" 2>&1 | tee -a "$LOG_FILE"
+}
