@@ -108,9 +108,12 @@ func newGPTModel(be kernels.Backend, cfg Config, par Parallel) (*GPTModel, error
 			// The tied output layer's copy on the last stage: same initial values as the word
 			// embeddings, grads summed over the embedding group, left out of the grad norm.
 			m.Output = ps.add("output_layer.weight", 0, c.PaddedVocabSize, c.HiddenSize)
-			m.Output.Shared = true
+			m.Output.Shared, m.Output.SharedEmbedding = true, true
 			m.Output.InitKey = "embedding.word_embeddings.weight"
 		}
+	}
+	if m.WordEmb != nil && par.PPSize > 1 && !c.UntieEmbeddingsAndOutputWeights {
+		m.WordEmb.SharedEmbedding = true
 	}
 	m.Params = ps.all
 	return m, nil

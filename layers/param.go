@@ -21,6 +21,10 @@ type Param struct {
 	// Shared marks a copy of a weight owned elsewhere (the tied output layer on the last
 	// pipeline stage); excluded from the grad norm.
 	Shared bool
+	// SharedEmbedding marks the word embeddings tied across pipeline stages (the first
+	// stage's embedding and the last stage's output copy), whose grads are summed over the
+	// embedding group (Megatron's shared_embedding attribute).
+	SharedEmbedding bool
 	// NoWeightDecay: biases and norm weights (Megatron: 1-D params or names ending in .bias).
 	NoWeightDecay bool
 	// Shape is the local shard's shape (Data's shape when allocated).

@@ -158,7 +158,7 @@ func runLayout(t *testing.T, cfg layers.Config, l layout, iters int) runResult {
 				opt.SetModelDType(tensor.BF16)
 			}
 			if l.bucket > 0 {
-				if err := opt.EnableOverlap(params, l.bucket, LateForOverlap(l.pp, cfg.UntieEmbeddingsAndOutputWeights)); err != nil {
+				if err := opt.EnableOverlap(params, l.bucket, lateForOverlap); err != nil {
 					o.err = err
 					return
 				}

@@ -132,7 +132,7 @@ func run(a *Args, world comm.Comm, out io.Writer, hook dataHook) error {
 		if size <= 0 {
 			size = optim.DefaultBucketSize(ps.DPSize)
 		}
-		if err := opt.EnableOverlap(params, size, LateForOverlap(ps.PPSize, cfg.UntieEmbeddingsAndOutputWeights)); err != nil {
+		if err := opt.EnableOverlap(params, size, lateForOverlap); err != nil {
 			return err
 		}
 	}

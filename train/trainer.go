@@ -259,13 +259,6 @@ func (t *Trainer) reduceEval(lossSum, tokens float64) (float64, float64, error) 
 	return lossSum, tokens, nil
 }
 
-// LateForOverlap marks the parameters --overlap-grad-reduce must not reduce before the
-// embedding-group all-reduce: the tied word embeddings of the first and last pipeline stage.
-func LateForOverlap(ppSize int, untied bool) func(*layers.Param) bool {
-	return func(p *layers.Param) bool {
-		if ppSize == 1 || untied {
-			return false
-		}
-		return p.Shared || p.Name == "embedding.word_embeddings.weight"
-	}
-}
+// lateForOverlap marks the parameters --overlap-grad-reduce must not reduce before the
+// embedding-group all-reduce: the word embeddings tied across pipeline stages.
+func lateForOverlap(p *layers.Param) bool { return p.SharedEmbedding }
