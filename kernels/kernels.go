@@ -170,4 +170,12 @@ type Backend interface {
 	// CastWithAmax rounds src (F32) times scale into dst (BF16, F16, F8E4M3, F8E5M2 with
 	// saturation) and returns max|src| (the FP8 amax), computed before scaling.
 	CastWithAmax(dst, src *tensor.Tensor, scale float32) float32
+	// Cast converts src into dst (same element count) among F32, BF16 and F16: into a
+	// 16-bit type by rounding to nearest even (NaN stays NaN, F16 overflows to ±Inf), into
+	// F32 exactly. It does not wait (unlike CastWithAmax).
+	Cast(dst, src *tensor.Tensor)
+	// Round rounds the F32 tensor x in place to the nearest dt value (BF16 or F16, ties to
+	// even): x ← float32(dt(x)). Mixed-precision weights and fp16 gradients are F32
+	// tensors holding exactly representable values.
+	Round(x *tensor.Tensor, dt tensor.DType)
 }

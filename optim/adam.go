@@ -130,23 +130,8 @@ func (a *Adam) SetModelDType(dt tensor.DType) {
 	lo := a.shardLo
 	a.main = a.be.Alloc(tensor.F32, a.m.Numel())
 	a.be.Copy(a.main, a.buf.Param.Slice(lo, lo+a.m.Numel()))
-	roundTo(dt, a.buf.Param)
+	a.be.Round(a.buf.Param, dt)
 	a.views()
-}
-
-// roundTo rounds every element of a host F32 tensor to dt (nearest even) in place.
-func roundTo(dt tensor.DType, t *tensor.Tensor) {
-	v := t.F32()
-	switch dt {
-	case tensor.BF16:
-		for i, x := range v {
-			v[i] = tensor.F32FromBF16(tensor.BF16FromF32(x))
-		}
-	case tensor.F16:
-		for i, x := range v {
-			v[i] = tensor.F32FromF16(tensor.F16FromF32(x))
-		}
-	}
 }
 
 // Buffers returns the parameter and gradient buffers.
@@ -167,7 +152,7 @@ func (a *Adam) ReduceGrads() error {
 		return a.overlap.finish()
 	}
 	if a.modelDType == tensor.F16 {
-		roundTo(tensor.F16, a.buf.Grad)
+		a.be.Round(a.buf.Grad, tensor.F16)
 	}
 	if a.g.DP == nil || a.g.DP.Size() == 1 {
 		return nil
@@ -256,7 +241,7 @@ func (a *Adam) Step(lr float64) (gradNorm float64, ok bool, err error) {
 	if a.main != nil {
 		owned := a.buf.Param.Slice(a.shardLo, a.shardLo+a.main.Numel())
 		a.be.Copy(owned, a.main)
-		roundTo(a.modelDType, owned)
+		a.be.Round(owned, a.modelDType)
 	}
 	if a.Distributed {
 		n := a.paramShard.Numel()
@@ -314,7 +299,7 @@ func (a *Adam) SyncMainFromWeights() {
 		return
 	}
 	a.be.Copy(a.main, a.buf.Param.Slice(a.shardLo, a.shardLo+a.main.Numel()))
-	roundTo(a.modelDType, a.buf.Param)
+	a.be.Round(a.buf.Param, a.modelDType)
 }
 
 // Unpadded is the buffer length without the end padding (Megatron's numel_unpadded).

@@ -142,7 +142,7 @@ func (o *overlap) ready(ps []*layers.Param) {
 func (o *overlap) reduce(b int) error {
 	g := o.a.buf.Grad.Slice(o.buckets[b][0], o.buckets[b][1])
 	if o.a.modelDType == tensor.F16 {
-		roundTo(tensor.F16, g)
+		o.a.be.Round(g, tensor.F16)
 	}
 	o.a.be.Scale(g, float32(1/float64(o.dp.Size())))
 	if err := o.dp.AllReduce(g, comm.Sum); err != nil {

@@ -66,3 +66,73 @@ func (b *Backend) CastWithAmax(dst, src *tensor.Tensor, scale float32) float32 {
 	}
 	return amax
 }
+
+// Cast converts src into dst among F32, BF16 and F16 (see kernels.Backend).
+func (b *Backend) Cast(dst, src *tensor.Tensor) {
+	n := src.Numel()
+	if dst.Numel() != n {
+		panic(fmt.Sprintf("cpu.Cast: dst %v and src %v differ in size", dst, src))
+	}
+	load, store := floatLoader(src), floatStorer(dst)
+	if load == nil || store == nil {
+		panic(fmt.Sprintf("cpu.Cast: cannot cast %v into %v (F32, BF16 and F16 only)", src, dst))
+	}
+	parallelFor(n, 1<<14, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			store(i, load(i))
+		}
+	})
+}
+
+// floatLoader reads element i of an F32, BF16 or F16 tensor as float32 (nil for others).
+func floatLoader(t *tensor.Tensor) func(i int) float32 {
+	switch t.DType() {
+	case tensor.F32:
+		v := t.F32()
+		return func(i int) float32 { return v[i] }
+	case tensor.BF16:
+		v := t.U16()
+		return func(i int) float32 { return tensor.F32FromBF16(v[i]) }
+	case tensor.F16:
+		v := t.U16()
+		return func(i int) float32 { return tensor.F32FromF16(v[i]) }
+	}
+	return nil
+}
+
+// floatStorer writes element i of an F32, BF16 or F16 tensor, rounding to nearest even.
+func floatStorer(t *tensor.Tensor) func(i int, x float32) {
+	switch t.DType() {
+	case tensor.F32:
+		v := t.F32()
+		return func(i int, x float32) { v[i] = x }
+	case tensor.BF16:
+		v := t.U16()
+		return func(i int, x float32) { v[i] = tensor.BF16FromF32(x) }
+	case tensor.F16:
+		v := t.U16()
+		return func(i int, x float32) { v[i] = tensor.F16FromF32(x) }
+	}
+	return nil
+}
+
+// Round rounds the F32 tensor x in place to the nearest BF16 or F16 value.
+func (b *Backend) Round(x *tensor.Tensor, dt tensor.DType) {
+	v := f32("Round", x)
+	var rt func(float32) float32
+	switch dt {
+	case tensor.BF16:
+		rt = func(f float32) float32 { return tensor.F32FromBF16(tensor.BF16FromF32(f)) }
+	case tensor.F16:
+		rt = func(f float32) float32 { return tensor.F32FromF16(tensor.F16FromF32(f)) }
+	case tensor.F32:
+		return
+	default:
+		panic(fmt.Sprintf("cpu.Round: cannot round to %v (BF16 or F16)", dt))
+	}
+	parallelFor(len(v), 1<<14, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			v[i] = rt(v[i])
+		}
+	})
+}

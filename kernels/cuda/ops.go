@@ -432,3 +432,38 @@ func (b *Backend) CastWithAmax(dst, src *tensor.Tensor, scale float32) float32 {
 	})
 	return *(*float32)(unsafe.Pointer(&out[0]))
 }
+
+// floatKind is the kernels' code for F32 (0), BF16 (1) and F16 (2).
+func floatKind(op string, dt tensor.DType) int32 {
+	switch dt {
+	case tensor.F32:
+		return 0
+	case tensor.BF16:
+		return 1
+	case tensor.F16:
+		return 2
+	}
+	panic(fmt.Sprintf("cuda.%s: %v is not F32, BF16 or F16", op, dt))
+}
+
+// Cast converts src into dst among F32, BF16 and F16 (see kernels.Backend).
+func (b *Backend) Cast(dst, src *tensor.Tensor) {
+	b.mustDev("Cast", dst, src)
+	if dst.Numel() != src.Numel() {
+		panic(fmt.Sprintf("cuda.Cast: dst %v and src %v differ in size", dst, src))
+	}
+	b.elem("gm_cast", src.Numel(), dst.Ptr, src.Ptr, floatKind("Cast", src.DType()), floatKind("Cast", dst.DType()), int64(src.Numel()))
+}
+
+// Round rounds the F32 tensor x in place to the nearest BF16 or F16 value.
+func (b *Backend) Round(x *tensor.Tensor, dt tensor.DType) {
+	b.f32("Round", x)
+	if dt == tensor.F32 {
+		return
+	}
+	k := floatKind("Round", dt)
+	if k == 0 {
+		panic(fmt.Sprintf("cuda.Round: cannot round to %v (BF16 or F16)", dt))
+	}
+	b.elem("gm_round_f32", x.Numel(), x.Ptr, k, int64(x.Numel()))
+}

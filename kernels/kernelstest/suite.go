@@ -42,6 +42,7 @@ func Checks() []Check {
 		{"CrossEntropy", CrossEntropy},
 		{"AdamW", AdamW},
 		{"CastWithAmax", CastWithAmax},
+		{"Cast", Cast},
 	}
 }
 

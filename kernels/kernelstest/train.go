@@ -277,3 +277,39 @@ func CastWithAmax(t *testing.T, b kernels.Backend) {
 		}
 	}
 }
+
+// Cast checks every conversion among F32, BF16 and F16 against the tensor package's exact
+// ones (nearest even; F16 overflow to ±Inf; exact widening), and Round against Cast there
+// and back.
+func Cast(t *testing.T, b kernels.Backend) {
+	r := newRand(15)
+	const n = 40003
+	src := randVals(r, n, 30)
+	src[7] = 1e6         // F16 overflow
+	src[8] = -7e-8       // F16 subnormal
+	src[9] = 1e-40       // F32 subnormal
+	src[10] = -0.0       // signed zero
+	src[11] = 1.00390625 // exactly halfway between two BF16 values: ties to even
+	floats := []tensor.DType{tensor.F32, tensor.BF16, tensor.F16}
+	for _, sd := range floats {
+		for _, dd := range floats {
+			t.Run(fmt.Sprintf("%v->%v", sd, dd), func(t *testing.T) {
+				in := tensor.FromF32Values(sd, src, n)
+				s := b.Alloc(sd, n)
+				b.Upload(s, in)
+				d := b.Alloc(dd, n)
+				b.Cast(d, s)
+				want := tensor.FromF32Values(dd, in.ToF32(), n)
+				require.Equal(t, want.Data, host(b, d).Data)
+			})
+		}
+	}
+	for _, dt := range []tensor.DType{tensor.BF16, tensor.F16} {
+		t.Run(fmt.Sprintf("Round/%v", dt), func(t *testing.T) {
+			x := devF32(b, src, n)
+			b.Round(x, dt)
+			want := tensor.FromF32Values(tensor.F32, tensor.FromF32Values(dt, src, n).ToF32(), n)
+			require.Equal(t, want.Data, host(b, x).Data)
+		})
+	}
+}

@@ -47,6 +47,28 @@ GM_KERNEL gm_cast_amax_f32(void* dst, const float* src, float scale, int kind, u
 	if (lane_id() == 0 && am) atomic_max_u(amax, am);
 }
 
+// dst = src converted among F32 (kind 0), BF16 (1) and F16 (2): into 16 bits by rounding
+// to nearest even, into F32 exactly.
+GM_KERNEL gm_cast(void* dst, const void* src, int skind, int dkind, i64 n) {
+	for (i64 i = gstart(); i < n; i += gstride()) {
+		float x = skind == 0 ? ((const float*)src)[i]
+			: skind == 1 ? bf16_to_f32(((const u16*)src)[i]) : f16_to_f32(((const u16*)src)[i]);
+		switch (dkind) {
+		case 0: ((float*)dst)[i] = x; break;
+		case 1: ((u16*)dst)[i] = cast_bf16(x); break;
+		default: ((u16*)dst)[i] = cast_f16(x); break;
+		}
+	}
+}
+
+// x = float(dt(x)) in place, dt BF16 (kind 1) or F16 (2): weights held at lower precision.
+GM_KERNEL gm_round_f32(float* x, int kind, i64 n) {
+	for (i64 i = gstart(); i < n; i += gstride()) {
+		float v = x[i];
+		x[i] = kind == 1 ? bf16_to_f32(cast_bf16(v)) : f16_to_f32(cast_f16(v));
+	}
+}
+
 // The software FP8 rounding (the sm_80 path) on n values, for checking it against the
 // hardware cvt on sm_89+ and against tensor.E4M3FromF32/E5M2FromF32.
 GM_KERNEL gm_fp8_sw_f32(u8* dst, const float* src, int e5m2, i64 n) {
