@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/gomegatron/gomegatron/kernels"
 	"github.com/gomegatron/gomegatron/layers"
 	"github.com/gomegatron/gomegatron/optim"
+	"github.com/gomegatron/gomegatron/tensor"
 )
 
 // Args are `golaunch pretrain`'s flags: Megatron-LM's names and defaults, plus the
@@ -119,8 +121,9 @@ type Args struct {
 	UseLlama2RotaryPosE bool   `name:"use-llama2-rotary-position-embeddings" help:"Pai: rotary embeddings (same as --position-embedding-type rope)."`
 	UseAlibiMask        bool   `name:"use-alibi-mask" help:"Pai: ALiBi (same as --position-embedding-type alibi)."`
 
-	// Device is gomegatron's: cpu (cuda once the CUDA backend lands).
-	Device string `name:"device" default:"cpu" help:"cpu."`
+	// Device is gomegatron's: the command opens the backend (kernels/device) into Backend.
+	Device  string          `name:"device" default:"auto" enum:"auto,cpu,cuda" help:"Compute device: cuda (GPU LOCAL_RANK), cpu, or auto (cuda when a GPU and its libraries are found)."`
+	Backend kernels.Backend `kong:"-"` // nil: kernels/cpu
 }
 
 // Validate applies Megatron's derived defaults and rejects what is inconsistent or not yet
@@ -153,8 +156,13 @@ func (a *Args) Validate(world int) error {
 	if a.Optimizer != "adam" {
 		return fmt.Errorf("--optimizer %q: only adam is supported", a.Optimizer)
 	}
-	if a.Device != "cpu" {
-		return fmt.Errorf("--device %q: only cpu is available in this build", a.Device)
+	switch a.Device {
+	case "", "auto", "cpu", "cuda":
+	default:
+		return fmt.Errorf("--device %q: want cpu, cuda or auto", a.Device)
+	}
+	if a.Backend != nil && a.Backend.Device().Type != tensor.CPU && a.FP8() != nil {
+		return fmt.Errorf("--fp8-format on %v: not implemented yet (FP8 is emulated on the CPU only; pass --device cpu)", a.Backend.Device())
 	}
 	if a.CkptFormat != "torch" {
 		return fmt.Errorf("--ckpt-format %q: only torch is supported", a.CkptFormat)

@@ -6,6 +6,7 @@ import (
 	"github.com/gomegatron/gomegatron/ckpt/megatron"
 	"github.com/gomegatron/gomegatron/ckpt/torchpickle"
 	"github.com/gomegatron/gomegatron/comm"
+	"github.com/gomegatron/gomegatron/kernels"
 	"github.com/gomegatron/gomegatron/layers"
 	"github.com/gomegatron/gomegatron/optim"
 	"github.com/gomegatron/gomegatron/tensor"
@@ -28,6 +29,26 @@ type checkpointer struct {
 	model *layers.GPTModel
 	opt   *optim.Adam
 	sched LRSchedule
+	be    kernels.Backend // where the model lives (nil: the host)
+}
+
+// host returns a host copy of t, downloading it when it lives on the backend's device.
+func (c *checkpointer) host(t *tensor.Tensor) *tensor.Tensor {
+	if c.be == nil || t.Device.Type == tensor.CPU {
+		return t.Clone()
+	}
+	h := tensor.New(t.DType(), t.Shape()...)
+	c.be.Download(h, t)
+	return h
+}
+
+// set writes float32 values into dst, a host or device F32 tensor.
+func (c *checkpointer) set(dst *tensor.Tensor, vals []float32) {
+	if c.be == nil || dst.Device.Type == tensor.CPU {
+		copy(dst.F32(), vals)
+		return
+	}
+	c.be.Upload(dst, tensor.FromF32(vals[:dst.Numel()], dst.Shape()...))
 }
 
 func (c *checkpointer) dtype() tensor.DType {
@@ -82,7 +103,7 @@ func (c *checkpointer) save(p progress) error {
 func (c *checkpointer) stateDict(p progress) (*torchpickle.Dict, error) {
 	tensors := map[string]*tensor.Tensor{}
 	for _, prm := range c.model.Params {
-		tensors[prm.Name] = prm.Data.Clone()
+		tensors[prm.Name] = c.host(prm.Data)
 	}
 	model, err := megatron.ModelDict(megatron.MCore, c.model.Params, tensors)
 	if err != nil {
@@ -155,11 +176,11 @@ func (c *checkpointer) optimizerDict(p progress) *torchpickle.Dict {
 			lo, hi := lay.Offsets[i]-s.Lo, lay.Offsets[i]-s.Lo+prm.Numel()
 			e := torchpickle.NewDict(false)
 			e.Set("step", s.Step)
-			e.Set("exp_avg", s.M.Slice(lo, hi).View(prm.Shape...).Clone())
-			e.Set("exp_avg_sq", s.V.Slice(lo, hi).View(prm.Shape...).Clone())
+			e.Set("exp_avg", c.host(s.M.Slice(lo, hi).View(prm.Shape...)))
+			e.Set("exp_avg_sq", c.host(s.V.Slice(lo, hi).View(prm.Shape...)))
 			state.Set(i, e)
 			if s.Main != nil {
-				mains = append(mains, s.Main.Slice(lo, hi).View(prm.Shape...).Clone())
+				mains = append(mains, c.host(s.Main.Slice(lo, hi).View(prm.Shape...)))
 			}
 		}
 		inner.Set("state", state)
@@ -195,7 +216,7 @@ func (c *checkpointer) gatherDistribOptim() (any, error) {
 		t *tensor.Tensor
 	}{{"param", main}, {"exp_avg", s.M}, {"exp_avg_sq", s.V}} {
 		full := tensor.New(tensor.F32, lay.Numel)
-		if err := c.ps.DPCP.AllGather(full, kv.t.Clone()); err != nil {
+		if err := c.ps.DPCP.AllGather(full, c.host(kv.t)); err != nil {
 			return nil, fmt.Errorf("gathering the distributed optimizer's %s: %w", kv.k, err)
 		}
 		byName.Set(kv.k, full.Slice(0, unpadded))
@@ -289,7 +310,7 @@ func (c *checkpointer) loadShardWeights(loc megatron.Location) error {
 		if !tensor.SameShape(t.Shape(), prm.Shape) {
 			return fmt.Errorf("%s: %s has shape %v, the model (from the flags) wants %v", sf.Path, prm.Name, t.Shape(), prm.Shape)
 		}
-		copy(prm.Data.F32(), t.ToF32())
+		c.set(prm.Data, t.ToF32())
 	}
 	return nil
 }
@@ -310,7 +331,7 @@ func (c *checkpointer) loadResharded(loc megatron.Location) error {
 		if !tensor.SameShape(shape, prm.FullShape) {
 			return fmt.Errorf("--load %s: %s has shape %v, the model (from the flags) wants %v", c.a.Load, prm.InitKey, shape, prm.FullShape)
 		}
-		copy(prm.Data.F32(), layers.Shard(vals, shape, prm.PartitionDim, prm.GLU, c.ps.Coords.TP, tp))
+		c.set(prm.Data, layers.Shard(vals, shape, prm.PartitionDim, prm.GLU, c.ps.Coords.TP, tp))
 	}
 	return nil
 }
@@ -370,14 +391,13 @@ func (c *checkpointer) loadOptimizer(loc megatron.Location, root *torchpickle.Di
 				kv.dst = c.opt.Buffers().Param.Slice(s.Lo, s.Lo+s.M.Numel())
 			}
 			src := t.ToF32()
-			dv := kv.dst.F32()
+			dv := make([]float32, kv.dst.Numel())
 			for i := range dv {
 				if j := s.Lo + i; j < len(src) {
 					dv[i] = src[j]
-				} else {
-					dv[i] = 0
 				}
 			}
+			c.set(kv.dst, dv)
 		}
 		return nil
 	}
@@ -406,11 +426,11 @@ func (c *checkpointer) loadOptimizer(loc megatron.Location, root *torchpickle.Di
 			if !ok || t.Numel() != prm.Numel() {
 				return fmt.Errorf("--load %s: optimizer %s of %s is missing or has the wrong size", c.a.Load, kv.k, prm.Name)
 			}
-			copy(kv.dst.F32()[lo:lo+prm.Numel()], t.ToF32())
+			c.set(kv.dst.Slice(lo, lo+prm.Numel()), t.ToF32())
 		}
 		if s.Main != nil && i < len(mains) {
 			if t, ok := mains[i].(*tensor.Tensor); ok && t.Numel() == prm.Numel() {
-				copy(s.Main.F32()[lo:lo+prm.Numel()], t.ToF32())
+				c.set(s.Main.Slice(lo, lo+prm.Numel()), t.ToF32())
 			}
 		}
 	}

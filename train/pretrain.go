@@ -48,6 +48,9 @@ func run(a *Args, world comm.Comm, out io.Writer, hook dataHook) error {
 	if err := a.Validate(world.Size()); err != nil {
 		return err
 	}
+	if a.Backend != nil && a.Backend.Device().Type != tensor.CPU {
+		world = comm.Staged(world, a.Backend) // host collectives carry device tensors
+	}
 	ps, err := comm.NewParallelState(world, comm.ParallelConfig{TP: a.TensorModelParallelSize, PP: a.PipelineModelParallelSize, CP: 1, EP: 1, Order: comm.DefaultOrder})
 	if err != nil {
 		return err
@@ -85,7 +88,13 @@ func run(a *Args, world comm.Comm, out io.Writer, hook dataHook) error {
 
 	// Model, optimizer, trainer.
 	cfg := a.Config
-	be := cpu.New()
+	be := a.Backend
+	if be == nil {
+		be = cpu.New()
+	}
+	if d := be.Device(); d.Type != tensor.CPU {
+		logf("> training on %v", d)
+	}
 	var chunks []*layers.GPTModel
 	var params layers.Params
 	for v := 0; v < a.VirtualStages(); v++ {
@@ -140,7 +149,7 @@ func run(a *Args, world comm.Comm, out io.Writer, hook dataHook) error {
 	if err != nil {
 		return err
 	}
-	ck := &checkpointer{a: a, world: world, ps: ps, model: model, opt: opt}
+	ck := &checkpointer{a: a, world: world, ps: ps, model: model, opt: opt, be: be}
 
 	// Schedule and data.
 	gbs := int64(a.GlobalBatchSize)

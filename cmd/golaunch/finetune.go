@@ -23,6 +23,11 @@ func init() {
 			return err
 		}
 		defer world.Close()
+		release, err := openBackend(&f.Args)
+		if err != nil {
+			return err
+		}
+		defer release()
 		return train.Finetune(&f, world, os.Stdout)
 	})
 }

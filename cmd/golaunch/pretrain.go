@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/gomegatron/gomegatron/comm/tcp"
+	"github.com/gomegatron/gomegatron/kernels/device"
 	"github.com/gomegatron/gomegatron/train"
 )
 
@@ -23,6 +24,11 @@ func init() {
 			return err
 		}
 		defer world.Close()
+		release, err := openBackend(&a)
+		if err != nil {
+			return err
+		}
+		defer release()
 		return train.Pretrain(&a, world, os.Stdout)
 	})
 }
@@ -46,4 +52,15 @@ func expandListFlags(args []string) []string {
 		}
 	}
 	return out
+}
+
+// openBackend opens --device for a training command: the GPU LOCAL_RANK under golaunch,
+// with TF32 GEMMs for bf16/fp16 runs (their weights are exact in TF32).
+func openBackend(a *train.Args) (func(), error) {
+	be, release, err := device.Open(device.Options{Name: a.Device, Index: device.LocalRank(), TF32: a.BF16 || a.FP16})
+	if err != nil {
+		return nil, err
+	}
+	a.Backend = be
+	return release, nil
 }
