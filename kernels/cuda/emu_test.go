@@ -1,12 +1,8 @@
 package cuda
 
 import (
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"sort"
-	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -20,57 +16,14 @@ import (
 // CPU (every CUDA thread a fiber), with the fake NVRTC and the fake cuBLASLt (a host GEMM),
 // and opens a Backend on it. It skips when g++ is missing.
 func emuBackend(t *testing.T) *Backend {
-	gxx, err := exec.LookPath("g++")
-	if err != nil || !dl.Supported {
-		t.Skip("g++ (or cgo) not available: cannot build the kernel emulator")
-	}
-	needTestdata(t, "testdata/emu/emu.cpp")
-	dir := t.TempDir()
 	files, _, err := Sources()
 	require.NoError(t, err)
 	idx, err := KernelIndex(files)
 	require.NoError(t, err)
-	var inc, reg strings.Builder
-	names := make([]string, 0, len(files))
-	for f := range files {
-		names = append(names, f)
-	}
-	sort.Strings(names)
-	for _, f := range names {
-		fmt.Fprintf(&inc, "#include %q\n", f)
-	}
-	kernels := make([]string, 0, len(idx))
-	for k := range idx {
-		kernels = append(kernels, k)
-	}
-	sort.Strings(kernels)
-	for _, k := range kernels {
-		fmt.Fprintf(&reg, "GM_REG(%s)\n", k)
-	}
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "kernels.inc"), []byte(inc.String()), 0o644))
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "registry.inc"), []byte(reg.String()), 0o644))
-	src, err := filepath.Abs("src")
-	require.NoError(t, err)
-	emu, err := filepath.Abs("testdata/emu")
-	require.NoError(t, err)
-	drv := filepath.Join(dir, "drv", "libcuda.so.1")
-	require.NoError(t, os.MkdirAll(filepath.Dir(drv), 0o755))
-	cmd := exec.Command(gxx, "-std=c++17", "-O1", "-shared", "-fPIC", "-DGM_HOST_EMU", "-Wno-unknown-pragmas",
-		"-I", dir, "-I", src, "-I", emu, "-o", drv, filepath.Join(emu, "emu.cpp"))
-	out, err := cmd.CombinedOutput()
-	require.NoError(t, err, "building the emulator:\n%s", out)
-
-	read := func(f string) string {
-		b, err := os.ReadFile(filepath.Join("testdata/fake", f))
-		require.NoError(t, err)
-		return string(b)
-	}
-	wheel := filepath.Join(dir, "wheel")
-	dltest.Build(t, wheel, "libnvrtc.so.13", read("nvrtc.c"))
-	dltest.Build(t, wheel, "libcublasLt.so.13", read("cublaslt.c"))
+	drv, wheel := dltest.Emulator(t, ".", idx)
 	libs, err := Load(dl.Search{Driver: drv, Dirs: []string{wheel}})
 	require.NoError(t, err)
-	b, err := NewOn(libs, Options{ArenaBytes: 512 << 20, WorkspaceBytes: 1 << 20, CacheDir: filepath.Join(dir, "cubin")})
+	b, err := NewOn(libs, Options{ArenaBytes: 512 << 20, WorkspaceBytes: 1 << 20, CacheDir: filepath.Join(t.TempDir(), "cubin")})
 	require.NoError(t, err)
 	t.Cleanup(func() { b.Close() })
 	return b

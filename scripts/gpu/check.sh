@@ -39,12 +39,21 @@ export GOMEGATRON_CUDA_ARENA_MB=${GOMEGATRON_CUDA_ARENA_MB:-16384}
 # step NAME SECONDS DIR CMD...: run CMD in DIR (when DIR exists) with a hard time limit,
 # log to $R/NAME.log, keep the status. Tests run in their package folder when the source
 # tree is here (the repository copy on the GPU machine), so the fake-library and emulator
-# tests find their C sources; elsewhere those skip.
+# tests find their C sources; elsewhere those skip. Every limit is cut to what is left of
+# the whole script's budget (CHECK_BUDGET_S, 470 s: the report within 8 minutes).
 declare -A status
+deadline=$((start + ${CHECK_BUDGET_S:-470}))
 step() {
 	local name=$1 secs=$2 dir=$3
 	shift 3
 	local t0=$(date +%s)
+	local left=$((deadline - t0))
+	if [ "$left" -lt "$secs" ]; then secs=$left; fi
+	if [ "$secs" -lt 5 ]; then
+		echo "== $name: skipped, the time budget is spent" | tee "$R/$name.log"
+		status[$name]=skipped
+		return
+	fi
 	echo "== $name (limit ${secs}s): $*"
 	(
 		if [ -d "$dir" ]; then cd "$dir"; fi
@@ -55,12 +64,34 @@ step() {
 }
 
 step dl 20 kernels/cuda/dl "$B/dl.test" -test.v -test.timeout 15s
-step cuda 170 kernels/cuda "$B/cuda.test" -test.v -test.timeout 160s
-step nccl 60 comm/nccl "$B/nccl.test" -test.v -test.timeout 55s
-step bench 90 . "$B/cuda.test" -test.run '^$' -test.bench 'Gemm' -test.benchtime 20x -test.timeout 85s
-step peer 90 . "$PY" "$B/peer_matmul.py"
+step cuda 150 kernels/cuda "$B/cuda.test" -test.v -test.timeout 140s
+step nccl 40 comm/nccl "$B/nccl.test" -test.v -test.timeout 35s
+step bench 60 . "$B/cuda.test" -test.run '^$' -test.bench 'Gemm' -test.benchtime 20x -test.timeout 55s
+step peer 50 . "$PY" "$B/peer_matmul.py"
+
+# Training through golaunch on the GPU (the arena takes its default, 90% of free memory).
+# small: the demo's Llama on real text (Go sources, SentencePiece BPE 2k) for 100 iterations.
+# 1b: a TinyLlama-1.1B-shaped model, bf16, seq 2048, 2 microbatches of 4, on mock data, beside
+# transformers' LlamaForCausalLM with SDPA on the same shapes (peer_llama.py).
+L1B=(22 2048 5632 32 4 32000 2048 4 2) # layers hidden ffn heads groups vocab seq mbs accum
+common=(--swiglu --normalization RMSNorm --position-embedding-type rope --untie-embeddings-and-output-weights
+	--disable-bias-linear --attention-dropout 0 --hidden-dropout 0 --bf16 --log-interval 1 --eval-iters 0)
+step train-small 60 . env -u GOMEGATRON_CUDA_ARENA_MB "$B/golaunch" --standalone --nproc-per-node 1 pretrain --device cuda \
+	--num-layers 4 --hidden-size 256 --num-attention-heads 8 --group-query-attention --num-query-groups 4 \
+	--ffn-hidden-size 688 --seq-length 128 --max-position-embeddings 128 "${common[@]}" \
+	--micro-batch-size 8 --global-batch-size 16 --train-iters 100 --lr 1e-3 --min-lr 1e-4 --lr-decay-style cosine \
+	--lr-warmup-iters 10 --data-path "$B/data/gostd_text_document" --split 98,2,0 --data-cache-path /tmp/gm-cache \
+	--tokenizer-type Llama2Tokenizer --tokenizer-model "$B/data/tokenizer.model"
+step train-1b 150 . env -u GOMEGATRON_CUDA_ARENA_MB "$B/golaunch" --standalone --nproc-per-node 1 pretrain --device cuda \
+	--num-layers ${L1B[0]} --hidden-size ${L1B[1]} --ffn-hidden-size ${L1B[2]} --num-attention-heads ${L1B[3]} \
+	--group-query-attention --num-query-groups ${L1B[4]} --vocab-size ${L1B[5]} --mock-data --data-cache-path /tmp/gm-cache \
+	--seq-length ${L1B[6]} --max-position-embeddings ${L1B[6]} --micro-batch-size ${L1B[7]} \
+	--global-batch-size $((L1B[7] * L1B[8])) --train-iters 7 --lr 1e-4 --clip-grad 1.0 "${common[@]}"
+step peer-1b 90 . "$PY" "$B/peer_llama.py" --layers ${L1B[0]} --hidden ${L1B[1]} --ffn ${L1B[2]} --heads ${L1B[3]} \
+	--kv-heads ${L1B[4]} --vocab ${L1B[5]} --seq ${L1B[6]} --mbs ${L1B[7]} --accum ${L1B[8]}
 
 # ---- report -----------------------------------------------------------------------------
+steps="dl cuda nccl bench peer train-small train-1b peer-1b"
 rep=$R/report.md
 gpu=$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | head -1)
 torchv=$("$PY" -c 'import torch; print(torch.__version__, "CUDA", torch.version.cuda)' 2>/dev/null)
@@ -120,18 +151,38 @@ torchv=$("$PY" -c 'import torch; print(torch.__version__, "CUDA", torch.version.
 		fi
 	done
 	echo
-	echo "## TODO: 1B Llama training tokens/s and MFU beside PyTorch (later step of issue 8)"
+	echo "## Training through golaunch pretrain --device cuda"
 	echo
-	echo "Not run: it needs the CUDA training path (layers on kernels/cuda, golaunch pretrain --device cuda),"
-	echo "which is not built yet. When it is, this section runs a ~1B Llama (bf16, seq 2048) for a few"
-	echo "iterations with golaunch and transformers' LlamaForCausalLM (SDPA) on the same GPU and reports"
-	echo "tokens/s and MFU of each and the ratio."
+	losses=$(awk '/ lm loss: / { for (i = 1; i < NF; i++) if ($i == "loss:") print $(i+1) }' "$R/train-small.log")
+	first=$(echo "$losses" | head -1)
+	last=$(echo "$losses" | tail -1)
+	echo "- small Llama (4 layers, hidden 256, real text): $(echo "$losses" | grep -c .) iterations logged, lm loss ${first:-n/a} → ${last:-n/a}$(awk -v a="$first" -v b="$last" 'BEGIN { if (a != "" && b != "") print (b < a ? " (falls)" : " (**does not fall**)") }')"
+	# Median ms per iteration from the 3rd logged iteration on (the 1st compiles the kernels).
+	ours_ms=$(awk '/elapsed time per iteration/ { n++; for (i = 1; i < NF; i++) if ($i == "(ms):") if (n >= 3) print $(i+1) }' "$R/train-1b.log" | sort -g | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)] }')
+	peer_ms=$(grep -o 'ms_per_iter=[0-9.]*' "$R/peer-1b.log" | cut -d= -f2)
+	# Model FLOPs per token (PaLM's MFU): 6 × GEMM parameters + 12 × layers × hidden × seq
+	# (attention scores and values, not halved for causality); peak: H100/H200 dense bf16.
+	read -r ours_tok peer_tok ours_mfu peer_mfu < <(awk -v L="${L1B[0]}" -v h="${L1B[1]}" -v f="${L1B[2]}" -v H="${L1B[3]}" \
+		-v G="${L1B[4]}" -v V="${L1B[5]}" -v s="${L1B[6]}" -v b="$((L1B[7] * L1B[8]))" -v om="$ours_ms" -v pm="$peer_ms" -v gpu="$gpu" 'BEGIN {
+		d = h / H; n = L * (h * (h + 2 * G * d) + h * h + 3 * h * f) + h * V
+		fpt = 6 * n + 12 * L * h * s; peak = (gpu ~ /H100|H200/) ? 989.4e12 : 0
+		ot = om > 0 ? b * s / om * 1e3 : 0; pt = pm > 0 ? b * s / pm * 1e3 : 0
+		printf "%.0f %.0f %s %s\n", ot, pt, (peak && ot) ? sprintf("%.1f%%", 100 * ot * fpt / peak) : "n/a", (peak && pt) ? sprintf("%.1f%%", 100 * pt * fpt / peak) : "n/a" }')
+	echo "- 1B Llama (${L1B[0]} layers, hidden ${L1B[1]}, ffn ${L1B[2]}, ${L1B[3]} heads / ${L1B[4]} groups, vocab ${L1B[5]}), bf16, seq ${L1B[6]}, ${L1B[7]}×${L1B[8]} sequences per iteration:"
+	echo
+	echo "| | ms / iteration | tokens/s | MFU |"
+	echo "|---|---|---|---|"
+	echo "| gomegatron (golaunch pretrain) | ${ours_ms:-n/a} | ${ours_tok} | ${ours_mfu} |"
+	echo "| transformers LlamaForCausalLM, SDPA, autocast bf16, fused AdamW | ${peer_ms:-n/a} | ${peer_tok} | ${peer_mfu} |"
+	echo
+	echo "Ratio (ours / PyTorch tokens/s): $(awk -v a="$ours_tok" -v b="$peer_tok" 'BEGIN { print (a > 0 && b > 0) ? sprintf("%.2f", a / b) : "n/a" }'). Targets (issue 8): MFU ≥ 35% first, ≥ 55% after flash attention and fusion."
+	echo "MFU counts 6 × GEMM parameters + 12·layers·hidden·seq FLOPs per token against 989.4 TFLOP/s."
 	echo
 	echo "## Step status"
 	echo
-	for s in dl cuda nccl bench peer; do echo "- $s: exit ${status[$s]}"; done
+	for s in $steps; do echo "- $s: exit ${status[$s]}"; done
 	echo "- wall time: $(($(date +%s) - start)) s"
-	for s in dl cuda nccl bench peer; do
+	for s in $steps; do
 		if [ "${status[$s]}" != 0 ]; then
 			echo
 			echo "### $s.log (last 40 lines)"

@@ -20,7 +20,8 @@ int cuInit(unsigned f) { return 0; }
 int cuDriverGetVersion(int* v) { *v = 13000; return 0; }
 int cuGetErrorName(int c, const char** s) { *s = c == 2 ? "CUDA_ERROR_OUT_OF_MEMORY" : c == 500 ? "CUDA_ERROR_NOT_FOUND" : c == 600 ? "CUDA_ERROR_NOT_READY" : "CUDA_ERROR_UNKNOWN"; return 0; }
 int cuGetErrorString(int c, const char** s) { *s = c == 2 ? "out of memory" : "fake error"; return 0; }
-int cuDeviceGetCount(int* n) { *n = 1; return 0; }
+// GM_FAKE_DEVICES devices (default 1), so several launcher ranks can each own one.
+int cuDeviceGetCount(int* n) { const char* e = getenv("GM_FAKE_DEVICES"); *n = e ? atoi(e) : 1; return 0; }
 int cuDeviceGet(int* d, int i) { *d = i; return 0; }
 int cuDeviceGetName(char* n, int len, int d) { strncpy(n, "Fake GPU", len); return 0; }
 int cuDeviceGetAttribute(int* v, int a, int d) { *v = a == 75 ? 9 : a == 76 ? 0 : a == 16 ? 132 : 0; return 0; }

@@ -1,0 +1,64 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/gomegatron/gomegatron/kernels/cuda"
+	"github.com/gomegatron/gomegatron/kernels/cuda/dl"
+	"github.com/gomegatron/gomegatron/kernels/cuda/dl/dltest"
+)
+
+// TestPretrainOnEmulatedGPUs runs `golaunch pretrain --device cuda` with the kernel emulator
+// as the CUDA driver (the real kernel sources on the CPU, found through the environment as
+// on a GPU machine): two ranks, TP=2 with sequence parallelism, each on its own "GPU", with
+// activations exchanged through comm.Staged. The losses and grad norms match the same run
+// on --device cpu, and the checkpoint it saves resumes on the CPU.
+func TestPretrainOnEmulatedGPUs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: the emulator runs every CUDA thread as a fiber")
+	}
+	files, _, err := cuda.Sources()
+	require.NoError(t, err)
+	idx, err := cuda.KernelIndex(files)
+	require.NoError(t, err)
+	drv, libDir := dltest.Emulator(t, "../../kernels/cuda", idx)
+	dir := t.TempDir()
+	data := writeCorpus(t, dir)
+	args := func(device string, extra ...string) []string {
+		return append(strings.Fields("--standalone --nproc-per-node 2 pretrain --tensor-model-parallel-size 2 --sequence-parallel "+
+			"--num-layers 2 --hidden-size 64 --num-attention-heads 4 --group-query-attention --num-query-groups 2 "+
+			"--ffn-hidden-size 128 --seq-length 32 --max-position-embeddings 32 --micro-batch-size 2 --global-batch-size 4 "+
+			"--train-iters 3 --lr 3e-3 --tokenizer-type NullTokenizer --vocab-size 255 --log-interval 1 --swiglu --normalization RMSNorm "+
+			"--position-embedding-type rope --disable-bias-linear --attention-dropout 0 --hidden-dropout 0 "+
+			"--split 100,0,0 --eval-iters 0 --data-cache-path "+dir+" --data-path "+data+" --device "+device), extra...)
+	}
+	run := func(env []string, a ...string) string {
+		cmd := exec.Command(golaunchBin, a...)
+		cmd.Env = append(os.Environ(), append([]string{"GOLAUNCH_GRACE_PERIOD=5"}, env...)...)
+		out, err := cmd.CombinedOutput()
+		require.NoError(t, err, "%v\n%s", a, out)
+		return string(out)
+	}
+	gpuEnv := []string{dl.EnvDriver + "=" + drv, "GOMEGATRON_CUDA_LIB_DIRS=" + libDir, "GM_FAKE_DEVICES=2",
+		"GOMEGATRON_CUDA_ARENA_MB=256", "GOMEGATRON_CUBIN_CACHE=" + filepath.Join(dir, "cubin")}
+	ckpt := filepath.Join(dir, "ckpt")
+	onGPU := run(gpuEnv, args("cuda", "--save", ckpt, "--save-interval", "3")...)
+	require.Contains(t, onGPU, "> training on cuda:1", "the last rank reports its GPU")
+	onCPU := run(nil, args("cpu")...)
+	g, c := parseLog(t, onGPU), parseLog(t, onCPU)
+	require.Len(t, g.loss, 3)
+	require.Len(t, c.loss, 3)
+	for i := range c.loss {
+		require.InEpsilon(t, c.loss[i], g.loss[i], 1e-5, "iteration %d loss: cpu %v, emulated gpu %v", i+1, c.loss, g.loss)
+		require.InEpsilon(t, c.norm[i], g.norm[i], 2e-3, "iteration %d grad norm: cpu %v, emulated gpu %v", i+1, c.norm, g.norm)
+	}
+	// The checkpoint written from device memory resumes on the CPU.
+	resumed := run(nil, append(args("cpu", "--load", ckpt), "--train-iters", "4")...)
+	require.Len(t, parseLog(t, resumed).loss, 1, "one more iteration after the resumed 3\n%s", resumed)
+}
