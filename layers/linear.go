@@ -16,10 +16,11 @@ type Linear struct {
 	fp8            *fp8Meta
 	fp8Fwd, fp8Bwd tensor.DType
 	sc             *fp8Scratch
+	cast           *castScratch // the model's, for GEMMs on Param.Low
 }
 
 func newLinear(ps *paramSet, name string, in, out int, bias bool, partitionDim int) *Linear {
-	l := &Linear{In: in, Out: out}
+	l := &Linear{In: in, Out: out, cast: ps.cast}
 	l.W = ps.add(name+".weight", partitionDim, out, in)
 	l.Out, l.In = l.W.Shape[0], l.W.Shape[1]
 	if bias {
@@ -36,17 +37,64 @@ func newLinear(ps *paramSet, name string, in, out int, bias bool, partitionDim i
 }
 
 // Matmul computes y [N, out] = x [N, in]·Wᵀ, without the bias. Under FP8 both operands
-// are quantised with their current scales and their amaxes recorded.
+// are quantised with their current scales and their amaxes recorded; with a 16-bit weight
+// copy (Param.Low) the GEMM takes it and x cast to 16 bits.
 func (l *Linear) Matmul(be kernels.Backend, y, x *tensor.Tensor) {
-	n := x.Numel() / l.In
-	w := l.W.Data
-	if f := l.fp8; f != nil {
-		xq := l.sc.buf(&l.sc.x, x.Numel())
-		f.amax[fp8Input] = max(f.amax[fp8Input], l.sc.fakeQuant(xq, x, l.fp8Fwd, f.scale[fp8Input]))
-		x = xq
-		w = l.quantWeight(true)
+	f := l.fp8
+	if f == nil {
+		l.cast.forward(be, y, x, l.W)
+		return
 	}
-	be.Gemm(kernels.GemmParams{TransB: true, M: n, N: l.Out, K: l.In, Alpha: 1, Batch: 1}, x, w, y)
+	xq := l.sc.buf(&l.sc.x, x.Numel())
+	f.amax[fp8Input] = max(f.amax[fp8Input], l.sc.fakeQuant(xq, x, l.fp8Fwd, f.scale[fp8Input]))
+	n := x.Numel() / l.In
+	be.Gemm(kernels.GemmParams{TransB: true, M: n, N: l.Out, K: l.In, Alpha: 1, Batch: 1}, xq, l.quantWeight(true), y)
+}
+
+// castScratch runs the GEMMs of a linear map y = x·Wᵀ and holds the 16-bit copies of their
+// activations for weights with a Low copy; one per model, grown to the largest operand.
+type castScratch struct {
+	be    kernels.Backend
+	x, dy *tensor.Tensor
+}
+
+// to16 returns src cast into the scratch slot *t as dtype dt, shaped like src.
+func (c *castScratch) to16(t **tensor.Tensor, src *tensor.Tensor, dt tensor.DType) *tensor.Tensor {
+	n := src.Numel()
+	if *t == nil || (*t).Numel() < n || (*t).DType() != dt {
+		if f, ok := c.be.(interface{ Free(*tensor.Tensor) error }); ok && *t != nil {
+			_ = f.Free(*t)
+		}
+		*t = c.be.Alloc(dt, n)
+	}
+	v := (*t).Slice(0, n).View(src.Shape()...)
+	c.be.Cast(v, src)
+	return v
+}
+
+// forward: y [n, out] = x [n, in]·Wᵀ.
+func (c *castScratch) forward(be kernels.Backend, y, x *tensor.Tensor, w *Param) {
+	out, in := w.Shape[0], w.Shape[1]
+	wt := w.Data
+	if w.Low != nil {
+		wt, x = w.Low, c.to16(&c.x, x, w.Low.DType())
+	}
+	be.Gemm(kernels.GemmParams{TransB: true, M: x.Numel() / in, N: out, K: in, Alpha: 1, Batch: 1}, x, wt, y)
+}
+
+// backward: dW += dyᵀ·x, and dx = dy·W when dx is non-nil.
+func (c *castScratch) backward(be kernels.Backend, dx, dy, x *tensor.Tensor, w *Param) {
+	out, in := w.Shape[0], w.Shape[1]
+	n := x.Numel() / in
+	wt := w.Data
+	if w.Low != nil {
+		wt = w.Low
+		dy, x = c.to16(&c.dy, dy, wt.DType()), c.to16(&c.x, x, wt.DType())
+	}
+	be.Gemm(kernels.GemmParams{TransA: true, M: out, N: in, K: n, Alpha: 1, Beta: 1, Batch: 1}, dy, x, w.Grad)
+	if dx != nil {
+		be.Gemm(kernels.GemmParams{M: n, N: in, K: out, Alpha: 1, Batch: 1}, dy, wt, dx)
+	}
 }
 
 // quantWeight returns the FP8-rounded weight in scratch, recording its amax in forward.
@@ -84,19 +132,16 @@ func (l *Linear) BiasGrad(be kernels.Backend, dy *tensor.Tensor) {
 // FP8 the weight gradient stays high precision and dx uses the FP8 output gradient
 // (E5M2 with the hybrid format) and weight.
 func (l *Linear) WeightBackward(be kernels.Backend, dx, dy, x *tensor.Tensor) {
-	n := x.Numel() / l.In
-	be.Gemm(kernels.GemmParams{TransA: true, M: l.Out, N: l.In, K: n, Alpha: 1, Beta: 1, Batch: 1}, dy, x, l.W.Grad)
-	if dx == nil {
+	f := l.fp8
+	if f == nil || dx == nil {
+		l.cast.backward(be, dx, dy, x, l.W)
 		return
 	}
-	w := l.W.Data
-	if f := l.fp8; f != nil {
-		dq := l.sc.buf(&l.sc.dy, dy.Numel())
-		f.amax[fp8GradOut] = max(f.amax[fp8GradOut], l.sc.fakeQuant(dq, dy, l.fp8Bwd, f.scale[fp8GradOut]))
-		dy = dq
-		w = l.quantWeight(false)
-	}
-	be.Gemm(kernels.GemmParams{M: n, N: l.In, K: l.Out, Alpha: 1, Batch: 1}, dy, w, dx)
+	l.cast.backward(be, nil, dy, x, l.W)
+	dq := l.sc.buf(&l.sc.dy, dy.Numel())
+	f.amax[fp8GradOut] = max(f.amax[fp8GradOut], l.sc.fakeQuant(dq, dy, l.fp8Bwd, f.scale[fp8GradOut]))
+	n := x.Numel() / l.In
+	be.Gemm(kernels.GemmParams{M: n, N: l.In, K: l.Out, Alpha: 1, Batch: 1}, dq, l.quantWeight(false), dx)
 }
 
 // Backward is WeightBackward plus the bias gradient from the same dy.

@@ -19,9 +19,10 @@ type GPTModel struct {
 	Par       Parallel
 	Params    Params
 	be        kernels.Backend
-	WordEmb   *Param // first stage
-	PosEmb    *Param // first stage, learned_absolute only
-	EmbNorm   *Norm  // first stage, BLOOM only
+	cast      *castScratch // GEMMs on 16-bit weight copies (Param.Low)
+	WordEmb   *Param       // first stage
+	PosEmb    *Param       // first stage, learned_absolute only
+	EmbNorm   *Norm        // first stage, BLOOM only
 	Layers    []*TransformerLayer
 	FinalNorm *Norm   // last stage
 	Output    *Param  // last stage; nil when tied on a single stage (the word embeddings serve)
@@ -83,7 +84,8 @@ func newGPTModel(be kernels.Backend, cfg Config, par Parallel) (*GPTModel, error
 	m := &GPTModel{Cfg: cfg, Par: par, be: be}
 	c := &m.Cfg
 	tp := par.tpSize()
-	ps := &paramSet{be: be, tp: tp}
+	m.cast = &castScratch{be: be}
+	ps := &paramSet{be: be, tp: tp, cast: m.cast}
 	m.vocabLo, _ = shardRange(c.PaddedVocabSize, par.tpRank(), tp)
 	if par.First() {
 		m.WordEmb = ps.add("embedding.word_embeddings.weight", 0, c.PaddedVocabSize, c.HiddenSize)
@@ -307,9 +309,7 @@ func (m *GPTModel) Forward(st *Stash, bt Batch, seed, step uint64) (lossSum, tok
 	if err := m.Par.gatherRows(st.finalFull, st.final, "final layernorm output"); err != nil {
 		return 0, 0, err
 	}
-	w := m.outputWeight()
-	vl := w.Data.Dim(0)
-	m.be.Gemm(kernels.GemmParams{TransB: true, M: n, N: vl, K: c.HiddenSize, Alpha: 1, Batch: 1}, st.finalFull, w.Data, st.Logits)
+	m.cast.forward(m.be, st.Logits, st.finalFull, m.outputWeight())
 	return m.loss(st)
 }
 
@@ -408,7 +408,6 @@ func (st *Stash) TokenLosses() []float32 {
 // st.InputGrad().
 func (m *GPTModel) Backward(st *Stash, scale float32, dout *tensor.Tensor) error {
 	c := &m.Cfg
-	n := st.S * st.B
 	d := st.dh
 	if m.Par.Last() {
 		dl := st.hostN.F32()
@@ -417,11 +416,8 @@ func (m *GPTModel) Backward(st *Stash, scale float32, dout *tensor.Tensor) error
 		}
 		m.be.Upload(st.dloss, st.hostN)
 		m.be.CrossEntropyBackward(st.dlogits, st.Logits, st.mx, st.se, st.targets, st.dloss, m.vocabLo)
-		w := m.outputWeight()
-		h, vl := c.HiddenSize, w.Data.Dim(0)
 		// d final = dlogits·W (partial over TP); dW += dlogitsᵀ·final.
-		m.be.Gemm(kernels.GemmParams{M: n, N: h, K: vl, Alpha: 1, Batch: 1}, st.dlogits, w.Data, st.dfinalF)
-		m.be.Gemm(kernels.GemmParams{TransA: true, M: vl, N: h, K: n, Alpha: 1, Beta: 1, Batch: 1}, st.dlogits, st.finalFull, w.Grad)
+		m.cast.backward(m.be, st.dfinalF, st.dlogits, st.finalFull, m.outputWeight())
 		if err := m.Par.reduceRows(st.dfinal, st.dfinalF, "final layernorm output grad"); err != nil {
 			return err
 		}

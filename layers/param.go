@@ -13,6 +13,9 @@ type Param struct {
 	// Data is the local shard (F32 on the CPU backend); Grad has the same shape and is a view
 	// into the contiguous grad buffer once one is attached (see AttachGrads).
 	Data, Grad *tensor.Tensor
+	// Low, when set (optim.Adam.ShadowWeights), holds Data rounded to the model's 16-bit
+	// dtype and kept current by the optimizer; GEMMs then take it and 16-bit activations.
+	Low *tensor.Tensor
 	// PartitionDim is the dimension split over tensor parallelism, or -1 if replicated.
 	PartitionDim int
 	// SequenceParallel marks params whose grads are all-reduced over TP with
@@ -69,9 +72,10 @@ func (ps Params) Numel() int {
 
 // paramSet registers parameters as modules are built.
 type paramSet struct {
-	be  kernels.Backend
-	all Params
-	tp  int // TP size
+	be   kernels.Backend
+	all  Params
+	tp   int // TP size
+	cast *castScratch
 }
 
 // add registers a parameter of the given full shape; partitionDim ≥ 0 splits it over TP.

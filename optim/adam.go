@@ -78,6 +78,8 @@ type Adam struct {
 	step    int
 	numel   int      // model parameters on this rank
 	overlap *overlap // --overlap-grad-reduce (nil: reduce after backward)
+	params  layers.Params
+	low     *tensor.Tensor // ShadowWeights: the param buffer in modelDType
 }
 
 // LossScale is the factor backward must multiply the loss by (1 without a scaler).
@@ -98,6 +100,7 @@ func NewAdam(be kernels.Backend, params layers.Params, cfg AdamConfig, distribut
 	a := &Adam{Cfg: cfg, Distributed: distributed && dp > 1, be: be, g: g}
 	a.buf = Attach(be, params, dp)
 	a.numel = params.Numel()
+	a.params = params
 	lo, hi := 0, a.buf.Layout.Numel
 	if a.Distributed {
 		n := a.buf.Layout.Numel / dp
@@ -250,10 +253,34 @@ func (a *Adam) Step(lr float64) (gradNorm float64, ok bool, err error) {
 			return norm, true, fmt.Errorf("data-parallel all-gather of the parameters: %w", err)
 		}
 	}
+	a.refreshShadow()
 	if a.Cfg.ClipGrad == 0 {
 		norm = 0
 	}
 	return norm, true, nil
+}
+
+// ShadowWeights keeps the model's weights also in their model dtype (BF16 or F16, after
+// SetModelDType), as Megatron's bf16 parameters are: every Param gets a Low view into one
+// 2-byte buffer, which the layers' GEMMs read instead of the F32 weights, and which this
+// optimizer recasts whenever it changes the weights (Step, SyncMainFromWeights). The GPU
+// backend uses it to run its GEMMs on 16-bit tensor cores; a no-op for F32 models.
+func (a *Adam) ShadowWeights() {
+	if a.main == nil || a.low != nil { // F32 model (no SetModelDType), or done
+		return
+	}
+	a.low = a.be.Alloc(a.modelDType, a.buf.Layout.Numel)
+	for i, p := range a.params {
+		off := a.buf.Layout.Offsets[i]
+		p.Low = a.low.Slice(off, off+p.Numel()).View(p.Shape...)
+	}
+	a.refreshShadow()
+}
+
+func (a *Adam) refreshShadow() {
+	if a.low != nil {
+		a.be.Cast(a.low, a.buf.Param)
+	}
 }
 
 // Memory is what the optimizer and its buffers hold, in bytes, by role.
@@ -273,7 +300,7 @@ func (a *Adam) Memory() Memory {
 		}
 		return int64(t.Bytes())
 	}
-	return Memory{Weights: b(a.buf.Param), Grads: b(a.buf.Grad), Optimizer: b(a.m) + b(a.v) + b(a.main),
+	return Memory{Weights: b(a.buf.Param) + b(a.low), Grads: b(a.buf.Grad), Optimizer: b(a.m) + b(a.v) + b(a.main),
 		Staging: b(a.gradShard) + b(a.paramShard), Params: int64(a.numel)}
 }
 
@@ -300,6 +327,7 @@ func (a *Adam) SyncMainFromWeights() {
 	}
 	a.be.Copy(a.main, a.buf.Param.Slice(a.shardLo, a.shardLo+a.main.Numel()))
 	a.be.Round(a.buf.Param, a.modelDType)
+	a.refreshShadow()
 }
 
 // Unpadded is the buffer length without the end padding (Megatron's numel_unpadded).

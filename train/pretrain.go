@@ -136,6 +136,9 @@ func run(a *Args, world comm.Comm, out io.Writer, hook dataHook) error {
 			opt.Scaler = optim.NewDynamicScaler(a.InitialLossScale, a.MinLossScale, a.LossScaleWindow, a.Hysteresis)
 		}
 	}
+	if be.Device().Type != tensor.CPU {
+		opt.ShadowWeights() // bf16/fp16 GEMM operands on the GPU's tensor cores
+	}
 	if a.OverlapGradReduce {
 		size := a.DDPBucketSize
 		if size <= 0 {
