@@ -18,7 +18,8 @@ import (
 // as the CUDA driver (the real kernel sources on the CPU, found through the environment as
 // on a GPU machine): two ranks, TP=2 with sequence parallelism, each on its own "GPU", with
 // activations exchanged through comm.Staged. The losses and grad norms match the same run
-// on --device cpu, and the checkpoint it saves resumes on the CPU.
+// on --device cpu (to bf16 accuracy with --bf16), and the checkpoint it saves resumes on
+// the CPU.
 func TestPretrainOnEmulatedGPUs(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: the emulator runs every CUDA thread as a fiber")
@@ -57,6 +58,13 @@ func TestPretrainOnEmulatedGPUs(t *testing.T) {
 	for i := range c.loss {
 		require.InEpsilon(t, c.loss[i], g.loss[i], 1e-5, "iteration %d loss: cpu %v, emulated gpu %v", i+1, c.loss, g.loss)
 		require.InEpsilon(t, c.norm[i], g.norm[i], 2e-3, "iteration %d grad norm: cpu %v, emulated gpu %v", i+1, c.norm, g.norm)
+	}
+	// --bf16: 16-bit weight copies and GEMM operands, flash attention on the "GPUs"; F32
+	// activations on the CPU. The losses agree to bf16 accuracy.
+	g16, c16 := parseLog(t, run(gpuEnv, args("cuda", "--bf16")...)), parseLog(t, run(nil, args("cpu", "--bf16")...))
+	require.Len(t, g16.loss, 3)
+	for i := range c16.loss {
+		require.InEpsilon(t, c16.loss[i], g16.loss[i], 1e-2, "bf16 iteration %d loss: cpu %v, emulated gpu %v", i+1, c16.loss, g16.loss)
 	}
 	// The checkpoint written from device memory resumes on the CPU.
 	resumed := run(nil, append(args("cpu", "--load", ckpt), "--train-iters", "4")...)

@@ -54,10 +54,12 @@ func expandListFlags(args []string) []string {
 	return out
 }
 
-// openBackend opens --device for a training command: the GPU LOCAL_RANK under golaunch,
-// with TF32 GEMMs for bf16/fp16 runs (their weights are exact in TF32).
+// openBackend opens --device for a training command: the GPU LOCAL_RANK under golaunch.
+// bf16/fp16 runs get TF32 for the GEMMs left in F32 and bf16 flash attention, as Megatron's
+// bf16 runs compute attention in bf16.
 func openBackend(a *train.Args) (func(), error) {
-	be, release, err := device.Open(device.Options{Name: a.Device, Index: device.LocalRank(), TF32: a.BF16 || a.FP16})
+	half := a.BF16 || a.FP16
+	be, release, err := device.Open(device.Options{Name: a.Device, Index: device.LocalRank(), TF32: half, FlashAttention: half})
 	if err != nil {
 		return nil, err
 	}

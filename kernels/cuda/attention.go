@@ -64,8 +64,20 @@ func (b *Backend) slopes(p kernels.AttnParams) (uintptr, error) {
 // warpsGrid is the grid of a one-warp-per-row kernel with 4 warps per block.
 func warpsGrid(rows int) int { return (rows + 3) / 4 }
 
-// Attention: see kernels.AttnParams. One warp per query row with an online softmax; a
-// query that sees no key gets out = 0 and lse = −Inf (as kernels/cpu).
+// Flash-attention tiles (src/attention.cu: FA_MAXD, FA_BQ, FA_BK).
+const (
+	flashMaxD = 128
+	flashRows = 64 // query rows per forward block, keys per backward block
+)
+
+// flash reports whether the tensor-core kernels serve geometry g.
+func (b *Backend) flash(g attnGeom) bool {
+	return b.FlashAttention && g.d%16 == 0 && g.d <= flashMaxD
+}
+
+// Attention: see kernels.AttnParams. One warp per query row with an online softmax, or the
+// flash kernel (Backend.FlashAttention); a query that sees no key gets out = 0 and
+// lse = −Inf (as kernels/cpu).
 func (b *Backend) Attention(out, lse, q, k, v *tensor.Tensor, p kernels.AttnParams) {
 	g := b.attnCheck("Attention", q, k, v, out, lse, p)
 	rows := g.b * g.h * g.s
@@ -73,6 +85,10 @@ func (b *Backend) Attention(out, lse, q, k, v *tensor.Tensor, p kernels.AttnPara
 		sl, err := b.slopes(p)
 		if err != nil {
 			return err
+		}
+		if b.flash(g) {
+			grid := g.b * g.h * ((g.s + flashRows - 1) / flashRows)
+			return b.dev.launch("gm_flash_fwd", grid, 128, 0, out.Ptr, lse.Ptr, q.Ptr, k.Ptr, v.Ptr, sl, geomStruct(g, p))
 		}
 		return b.dev.launch("gm_attn_fwd_f32", warpsGrid(rows), 128, 0, out.Ptr, lse.Ptr, q.Ptr, k.Ptr, v.Ptr, sl, geomStruct(g, p))
 	})
@@ -101,6 +117,13 @@ func (b *Backend) AttentionBackward(dq, dk, dv, dout, q, k, v, out, lse *tensor.
 		gs := geomStruct(g, p)
 		if err := b.dev.launch("gm_attn_bwd_dsum_f32", warpsGrid(rows), 128, 0, dsum, dout.Ptr, out.Ptr, int64(rows), int32(g.d)); err != nil {
 			return err
+		}
+		if b.flash(g) { // dq takes every key block's share by atomic adds
+			if err := b.dev.memset32(dq.Ptr, 0, dq.Numel()); err != nil {
+				return err
+			}
+			grid := g.b * g.g * ((g.t + flashRows - 1) / flashRows)
+			return b.dev.launch("gm_flash_bwd", grid, 128, 0, dq.Ptr, dk.Ptr, dv.Ptr, dout.Ptr, q.Ptr, k.Ptr, v.Ptr, lse.Ptr, dsum, sl, gs)
 		}
 		if err := b.dev.launch("gm_attn_bwd_dq_f32", warpsGrid(rows), 128, 0, dq.Ptr, dout.Ptr, q.Ptr, k.Ptr, v.Ptr, lse.Ptr, dsum, sl, gs); err != nil {
 			return err

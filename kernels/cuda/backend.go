@@ -19,6 +19,10 @@ import (
 type Backend struct {
 	dev  *Device
 	TF32 bool // F32 GEMMs on TF32 tensor cores (CUBLAS_COMPUTE_32F_FAST_TF32); off by default
+	// FlashAttention runs Attention and AttentionBackward on the tensor cores (FlashAttention-2
+	// tiling, bf16 products, f32 softmax and sums) for head dims that are multiples of 16 up
+	// to 128; off by default (then, and for other head dims, the simple F32 kernels run).
+	FlashAttention bool
 
 	lt       uintptr // cublasLtHandle_t
 	ws       uintptr // cuBLASLt workspace

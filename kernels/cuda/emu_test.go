@@ -49,7 +49,8 @@ func TestEmulator(t *testing.T) {
 		t.Run("Conformance/"+c.Name, func(t *testing.T) { c.Run(t, g) })
 	}
 	t.Run("VsCPU", func(t *testing.T) { vsCPU(t, g) })
-	t.Run("AttentionVsCPU", func(t *testing.T) { attentionVsCPU(t, g) })
+	t.Run("AttentionVsCPU", func(t *testing.T) { attentionVsCPU(t, g, false) })
+	t.Run("FlashAttentionVsCPU", func(t *testing.T) { attentionVsCPU(t, g, true) })
 	t.Run("GemmVsCPU", func(t *testing.T) { gemmVsCPU(t, g) })
 	t.Run("FP8SoftwareRounding", func(t *testing.T) { fp8SoftwareRounding(t, g) })
 	t.Run("Bind", func(t *testing.T) { bindCheck(t, g) })

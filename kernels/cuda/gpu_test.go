@@ -25,7 +25,8 @@ func TestConformance(t *testing.T) {
 // The checks below run on the GPU (Test*) and on the host emulator (TestEmulator), which
 // executes the same kernel sources on the CPU.
 func TestVsCPU(t *testing.T)               { vsCPU(t, gpu(t)) }
-func TestAttentionVsCPU(t *testing.T)      { attentionVsCPU(t, gpu(t)) }
+func TestAttentionVsCPU(t *testing.T)      { attentionVsCPU(t, gpu(t), false) }
+func TestFlashAttentionVsCPU(t *testing.T) { attentionVsCPU(t, gpu(t), true) }
 func TestGemmVsCPU(t *testing.T)           { gemmVsCPU(t, gpu(t)) }
 func TestGemmFP8(t *testing.T)             { gemmFP8(t, gpu(t)) }
 func TestFP8SoftwareRounding(t *testing.T) { fp8SoftwareRounding(t, gpu(t)) }
@@ -264,8 +265,16 @@ func vsCPU(t *testing.T, g *Backend) {
 
 // TestAttentionVsCPU covers GQA, causal with a query offset, sliding windows and ALiBi
 // before and after scaling, forward and backward.
-func attentionVsCPU(t *testing.T, g *Backend) {
+//
+// With flash, the tensor-core kernels run (head dims that are multiples of 16 up to 128;
+// the others fall back) and are held to the bf16 tolerance.
+func attentionVsCPU(t *testing.T, g *Backend, flash bool) {
 	F := tensor.F32
+	tol := tolF32
+	if flash {
+		g.FlashAttention, tol = true, tolBF16
+		defer func() { g.FlashAttention = false }()
+	}
 	cases := []struct {
 		name              string
 		b, h, g, s, tt, d int
@@ -277,6 +286,8 @@ func attentionVsCPU(t *testing.T, g *Backend) {
 		{"alibi-mqa", 2, 4, 1, 20, 20, 80, kernels.AttnParams{Causal: true, ALiBiSlopes: cpu.ALiBiSlopes(4)}},
 		{"alibi-before-scale", 1, 4, 2, 20, 29, 96, kernels.AttnParams{ALiBiSlopes: cpu.ALiBiSlopes(4), ALiBiBeforeScale: true}},
 		{"full-d256", 1, 2, 2, 9, 9, 256, kernels.AttnParams{}},
+		{"causal-blocks", 1, 2, 1, 150, 150, 16, kernels.AttnParams{Causal: true}},
+		{"full-blocks", 1, 1, 1, 70, 130, 32, kernels.AttnParams{}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -286,15 +297,15 @@ func attentionVsCPU(t *testing.T, g *Backend) {
 			o, lse := e.out(F, c.b, c.h, c.s, c.d), e.out(F, c.b, c.h, c.s)
 			e.c.Attention(o.h, lse.h, q.h, k.h, v.h, c.p)
 			e.g.Attention(o.d, lse.d, q.d, k.d, v.d, c.p)
-			e.check("out", o, tolF32)
-			e.check("lse", lse, tolF32)
+			e.check("out", o, tol)
+			e.check("lse", lse, tol)
 			g := e.randn(F, 1, c.b, c.h, c.s, c.d)
 			dq, dk, dv := e.out(F, c.b, c.h, c.s, c.d), e.out(F, c.b, c.g, c.tt, c.d), e.out(F, c.b, c.g, c.tt, c.d)
 			e.c.AttentionBackward(dq.h, dk.h, dv.h, g.h, q.h, k.h, v.h, o.h, lse.h, c.p)
 			e.g.AttentionBackward(dq.d, dk.d, dv.d, g.d, q.d, k.d, v.d, o.d, lse.d, c.p)
-			e.check("dq", dq, tolF32)
-			e.check("dk", dk, tolF32)
-			e.check("dv", dv, tolF32)
+			e.check("dq", dq, tol)
+			e.check("dk", dk, tol)
+			e.check("dv", dv, tol)
 		})
 	}
 }

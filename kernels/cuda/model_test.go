@@ -17,14 +17,15 @@ import (
 // TestModelVsCPU trains the tiny Llama on the GPU and on kernels/cpu (see modelVsCPU).
 func TestModelVsCPU(t *testing.T) { modelVsCPU(t, gpu(t)) }
 
-// TestLossFallsOnGPU trains the tiny Llama with bf16 weights for 40 iterations on the GPU
-// and requires the loss to fall by half on a memorisable corpus.
+// TestLossFallsOnGPU trains the tiny Llama as golaunch pretrain --bf16 does on a GPU (bf16
+// weight copies and GEMMs, flash attention) for 40 iterations and requires the loss to fall
+// by half on a memorisable corpus.
 func TestLossFallsOnGPU(t *testing.T) {
 	g := gpu(t)
-	g.TF32 = true
-	defer func() { g.TF32 = false }()
+	g.TF32, g.FlashAttention = true, true
+	defer func() { g.TF32, g.FlashAttention = false, false }()
 	losses, _ := trainTiny(t, g, true, 40, 3e-3)
-	t.Logf("bf16 weights, TF32 GEMMs: loss %.4f → %.4f", losses[0], losses[len(losses)-1])
+	t.Logf("bf16 weights and GEMMs, flash attention: loss %.4f → %.4f", losses[0], losses[len(losses)-1])
 	require.Less(t, losses[len(losses)-1], 0.5*losses[0])
 }
 
@@ -76,8 +77,8 @@ func trainTiny(t *testing.T, be kernels.Backend, bf16 bool, iters int, lr float6
 
 // modelVsCPU checks the whole training path (layers, schedule, optimizer) on g against
 // the CPU backend: in F32 the first loss and the whole gradient buffer agree to F32
-// accuracy; with bf16 weights (bf16 GEMM operands on g, F32 activations on the CPU) the
-// losses of five AdamW iterations agree to bf16 accuracy.
+// accuracy; with bf16 weights (bf16 GEMM operands and flash attention on g, F32 activations
+// on the CPU) the losses of five AdamW iterations agree to bf16 accuracy.
 func modelVsCPU(t *testing.T, g *Backend) {
 	t.Run("F32", func(t *testing.T) {
 		cl, cg := trainTiny(t, cpu.New(), false, 1, 1e-3)
@@ -86,6 +87,8 @@ func modelVsCPU(t *testing.T, g *Backend) {
 		require.Less(t, relL2(gg, cg), 1e-4, "gradients")
 	})
 	t.Run("BF16", func(t *testing.T) {
+		g.FlashAttention = true // as golaunch sets it for bf16 runs
+		defer func() { g.FlashAttention = false }()
 		cl, _ := trainTiny(t, cpu.New(), true, 5, 3e-3)
 		gl, _ := trainTiny(t, g, true, 5, 3e-3)
 		for i := range cl {

@@ -22,6 +22,8 @@ type Options struct {
 	// TF32 runs F32 GEMMs on TF32 tensor cores (for bf16/fp16 runs, whose weights TF32
 	// holds exactly).
 	TF32 bool
+	// FlashAttention runs attention on the tensor cores with bf16 products (cuda.Backend).
+	FlashAttention bool
 }
 
 // Open returns the backend and a function that releases it.
@@ -44,7 +46,7 @@ func Open(o Options) (kernels.Backend, func(), error) {
 			fmt.Fprintf(os.Stderr, "gomegatron: the CUDA libraries load but GPU %d does not open (%v); using the CPU\n", o.Index, err)
 			return cpu.New(), func() {}, nil
 		}
-		g.TF32 = o.TF32
+		g.TF32, g.FlashAttention = o.TF32, o.FlashAttention
 		return g, func() { _ = g.Close() }, nil
 	}
 	return nil, nil, fmt.Errorf("--device %q: want cpu, cuda or auto", o.Name)

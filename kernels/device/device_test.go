@@ -42,10 +42,11 @@ func TestOpenWithoutGPU(t *testing.T) {
 func TestOpenEmulatedGPU(t *testing.T) {
 	if os.Getenv("GM_DEVICE_TEST_CHILD") != "" {
 		for _, name := range []string{"cuda", "auto"} {
-			be, release, err := Open(Options{Name: name, Index: 1, TF32: true})
+			be, release, err := Open(Options{Name: name, Index: 1, TF32: true, FlashAttention: true})
 			require.NoError(t, err)
 			require.Equal(t, tensor.Device{Type: tensor.CUDA, Index: 1}, be.Device())
 			require.True(t, be.(*cuda.Backend).TF32)
+			require.True(t, be.(*cuda.Backend).FlashAttention)
 			release()
 		}
 		_, _, err := Open(Options{Name: "cuda", Index: 2})

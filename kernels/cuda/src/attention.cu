@@ -185,3 +185,307 @@ GM_KERNEL gm_attn_bwd_dkv_f32(float* dk, float* dv, const float* dout, const flo
 	store_row(dk + w * g.D, ak, g.D, g.scale);
 	store_row(dv + w * g.D, av, g.D, 1.0f);
 }
+
+// ---- flash attention on the tensor cores (bf16 operands, f32 accumulation) ----------------
+// FlashAttention-2's tiling with mma.m16n8k16: q, k, v, the probabilities P, dout and dS are
+// rounded to bf16 for the products; scores, the online softmax, lse and every sum stay f32.
+// Head dim D: a multiple of 16, at most FA_MAXD. Same masking, ALiBi and empty-row rules as
+// the simple kernels above (attn_score, key_range, query_range).
+
+#define FA_MAXD 128
+#define FA_BQ 64 // forward: query rows per block (4 warps × 16)
+#define FA_BK 64 // keys per tile
+#define FB_BQ 16 // backward: query rows per step
+
+GM_DEV unsigned pack_bf16(float lo, float hi) { return (unsigned)f32_to_bf16(lo) | ((unsigned)f32_to_bf16(hi) << 16); }
+GM_DEV unsigned pack_u16(u16 lo, u16 hi) { return (unsigned)lo | ((unsigned)hi << 16); }
+GM_DEV unsigned ld_pair(const u16* p) { return *(const unsigned*)p; } // p 4-byte aligned
+GM_DEV float neg_inf() { return u2f(0xff800000u); }
+
+// Loads rows [r0, r0+n) of a [rows, D] f32 matrix into a bf16 tile [n][D] (zeros past rows).
+GM_DEV void fa_load_tile(u16* dst, const float* src, int r0, int n, int rows, int D) {
+	for (int e = (int)tid_x(); e < n * D; e += (int)ntid_x()) {
+		int r = r0 + e / D;
+		dst[e] = f32_to_bf16(r < rows ? src[(i64)r * D + e % D] : 0.0f);
+	}
+}
+
+// One block: FA_BQ query rows of one (b, h); warp w owns rows 16w..16w+15, lane rows
+// r0 = 16w + g and r1 = r0 + 8. Keys stream through shared memory FA_BK at a time.
+GM_KERNEL gm_flash_fwd(float* out, float* lse, const float* q, const float* k, const float* v,
+                       const float* slopes, AttnGeom g) {
+	__shared__ u16 ks[FA_BK * FA_MAXD];
+	__shared__ u16 vs[FA_BK * FA_MAXD];
+	const int D = g.D, nkc = D / 16, ndt = D / 8;
+	int nqb = (g.S + FA_BQ - 1) / FA_BQ;
+	int qb = (int)(ctaid_x() % (unsigned)nqb);
+	i64 bh = ctaid_x() / (unsigned)nqb;
+	int h = (int)(bh % g.H), b = (int)(bh / g.H), grp = h / (g.H / g.G);
+	const float* kb = k + ((i64)b * g.G + grp) * g.T * D;
+	const float* vb = v + ((i64)b * g.G + grp) * g.T * D;
+	const float* qh = q + bh * g.S * D;
+	float slope = slopes ? slopes[h] : 0.0f;
+	int lane = (int)lane_id(), gq = lane >> 2, tq = lane & 3;
+	int r0 = qb * FA_BQ + (int)warp_id() * 16 + gq, r1 = r0 + 8;
+	int lo0 = 0, hi0 = 0, lo1 = 0, hi1 = 0;
+	if (r0 < g.S) key_range(g, r0, &lo0, &hi0);
+	if (r1 < g.S) key_range(g, r1, &lo1, &hi1);
+	// The block's keys: ranges are monotonic in the query, so first row's lo to last row's hi.
+	int first = qb * FA_BQ, last = first + FA_BQ < g.S ? first + FA_BQ - 1 : g.S - 1, jlo, jhi, t0, t1;
+	key_range(g, first, &jlo, &t0);
+	key_range(g, last, &t1, &jhi);
+
+	unsigned qa[FA_MAXD / 16][4];
+#pragma unroll
+	for (int kc = 0; kc < FA_MAXD / 16; kc++) {
+		if (kc >= nkc) continue;
+		int c = kc * 16 + 2 * tq;
+		float x[8];
+		for (int e = 0; e < 8; e++) {
+			int r = (e & 2) ? r1 : r0, cc = c + (e & 1) + ((e & 4) ? 8 : 0);
+			x[e] = r < g.S ? qh[(i64)r * D + cc] : 0.0f;
+		}
+		qa[kc][0] = pack_bf16(x[0], x[1]);
+		qa[kc][1] = pack_bf16(x[2], x[3]);
+		qa[kc][2] = pack_bf16(x[4], x[5]);
+		qa[kc][3] = pack_bf16(x[6], x[7]);
+	}
+	float o[FA_MAXD / 8][4];
+#pragma unroll
+	for (int dt = 0; dt < FA_MAXD / 8; dt++) o[dt][0] = o[dt][1] = o[dt][2] = o[dt][3] = 0.0f;
+	float m0 = neg_inf(), m1 = neg_inf(), l0 = 0.0f, l1 = 0.0f;
+
+	for (int j0 = jlo - jlo % FA_BK; j0 < jhi; j0 += FA_BK) {
+		sync_threads();
+		fa_load_tile(ks, kb, j0, FA_BK, g.T, D);
+		fa_load_tile(vs, vb, j0, FA_BK, g.T, D);
+		sync_threads();
+		float s[FA_BK / 8][4];
+#pragma unroll
+		for (int nt = 0; nt < FA_BK / 8; nt++) {
+			s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+			const u16* kr = ks + (nt * 8 + gq) * D + 2 * tq;
+#pragma unroll
+			for (int kc = 0; kc < FA_MAXD / 16; kc++) {
+				if (kc >= nkc) continue;
+				unsigned bb[2] = {ld_pair(kr + kc * 16), ld_pair(kr + kc * 16 + 8)};
+				mma_bf16_16816(s[nt], qa[kc], bb);
+			}
+		}
+		float mx0 = neg_inf(), mx1 = neg_inf();
+#pragma unroll
+		for (int nt = 0; nt < FA_BK / 8; nt++)
+			for (int e = 0; e < 4; e++) {
+				int j = j0 + nt * 8 + 2 * tq + (e & 1);
+				bool top = e < 2;
+				bool ok = top ? (j >= lo0 && j < hi0) : (j >= lo1 && j < hi1);
+				float sc = ok ? attn_score(s[nt][e], g, slope, j) : neg_inf();
+				s[nt][e] = sc;
+				if (top) mx0 = max_nan(mx0, sc);
+				else mx1 = max_nan(mx1, sc);
+			}
+		for (int mk = 1; mk < 4; mk <<= 1) {
+			mx0 = max_nan(mx0, shfl_xor_f(mx0, mk));
+			mx1 = max_nan(mx1, shfl_xor_f(mx1, mk));
+		}
+		float mn0 = max_nan(m0, mx0), mn1 = max_nan(m1, mx1);
+		// A row that has seen no key yet keeps m = −Inf: nothing to rescale, every p is 0.
+		float c0 = mn0 == neg_inf() ? 1.0f : exp_f(m0 - mn0), c1 = mn1 == neg_inf() ? 1.0f : exp_f(m1 - mn1);
+		float base0 = mn0 == neg_inf() ? 0.0f : mn0, base1 = mn1 == neg_inf() ? 0.0f : mn1;
+		l0 *= c0;
+		l1 *= c1;
+#pragma unroll
+		for (int nt = 0; nt < FA_BK / 8; nt++) {
+			s[nt][0] = exp_f(s[nt][0] - base0);
+			s[nt][1] = exp_f(s[nt][1] - base0);
+			s[nt][2] = exp_f(s[nt][2] - base1);
+			s[nt][3] = exp_f(s[nt][3] - base1);
+			l0 += s[nt][0] + s[nt][1];
+			l1 += s[nt][2] + s[nt][3];
+		}
+#pragma unroll
+		for (int dt = 0; dt < FA_MAXD / 8; dt++) {
+			o[dt][0] *= c0;
+			o[dt][1] *= c0;
+			o[dt][2] *= c1;
+			o[dt][3] *= c1;
+		}
+		m0 = mn0;
+		m1 = mn1;
+#pragma unroll
+		for (int kc = 0; kc < FA_BK / 16; kc++) {
+			unsigned pa[4] = {pack_bf16(s[2 * kc][0], s[2 * kc][1]), pack_bf16(s[2 * kc][2], s[2 * kc][3]),
+			                  pack_bf16(s[2 * kc + 1][0], s[2 * kc + 1][1]), pack_bf16(s[2 * kc + 1][2], s[2 * kc + 1][3])};
+			const u16* vr = vs + (kc * 16 + 2 * tq) * D + gq;
+#pragma unroll
+			for (int dt = 0; dt < FA_MAXD / 8; dt++) {
+				if (dt >= ndt) continue;
+				unsigned bb[2] = {pack_u16(vr[dt * 8], vr[D + dt * 8]), pack_u16(vr[8 * D + dt * 8], vr[9 * D + dt * 8])};
+				mma_bf16_16816(o[dt], pa, bb);
+			}
+		}
+	}
+	for (int mk = 1; mk < 4; mk <<= 1) {
+		l0 += shfl_xor_f(l0, mk);
+		l1 += shfl_xor_f(l1, mk);
+	}
+	float inv0 = l0 == 0.0f ? 0.0f : 1.0f / l0, inv1 = l1 == 0.0f ? 0.0f : 1.0f / l1;
+	float* oh = out + bh * g.S * D;
+#pragma unroll
+	for (int dt = 0; dt < FA_MAXD / 8; dt++) {
+		if (dt >= ndt) continue;
+		int c = dt * 8 + 2 * tq;
+		if (r0 < g.S) {
+			oh[(i64)r0 * D + c] = o[dt][0] * inv0;
+			oh[(i64)r0 * D + c + 1] = o[dt][1] * inv0;
+		}
+		if (r1 < g.S) {
+			oh[(i64)r1 * D + c] = o[dt][2] * inv1;
+			oh[(i64)r1 * D + c + 1] = o[dt][3] * inv1;
+		}
+	}
+	if (tq == 0) {
+		if (r0 < g.S) lse[bh * g.S + r0] = l0 == 0.0f ? neg_inf() : m0 + log_f(l0);
+		if (r1 < g.S) lse[bh * g.S + r1] = l1 == 0.0f ? neg_inf() : m1 + log_f(l1);
+	}
+}
+
+// One block: FA_BK keys of one (b, group); warp w owns keys 16w..16w+15 (lane rows
+// k0 = 16w + g, k1 = k0 + 8) and accumulates their dk and dv over the group's heads and
+// every query that sees them, FB_BQ queries at a time. dq (zeroed first) gets each key
+// block's share with atomic adds. dsum[row] = Σ_d dout·out (gm_attn_bwd_dsum_f32).
+GM_KERNEL gm_flash_bwd(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
+                       const float* v, const float* lse, const float* dsum, const float* slopes, AttnGeom g) {
+	__shared__ u16 ks[FA_BK * FA_MAXD];
+	__shared__ u16 vs[FA_BK * FA_MAXD];
+	__shared__ u16 qs[FB_BQ * FA_MAXD];
+	__shared__ u16 dos[FB_BQ * FA_MAXD];
+	__shared__ u16 dss[FB_BQ * FA_BK];
+	__shared__ float lsh[FB_BQ], dsh[FB_BQ];
+	const int D = g.D, nkc = D / 16, ndt = D / 8;
+	int nkb = (g.T + FA_BK - 1) / FA_BK;
+	int kbi = (int)(ctaid_x() % (unsigned)nkb);
+	i64 bg = ctaid_x() / (unsigned)nkb;
+	int grp = (int)(bg % g.G), b = (int)(bg / g.G), rep = g.H / g.G;
+	int lane = (int)lane_id(), w = (int)warp_id(), gq = lane >> 2, tq = lane & 3;
+	int jb = kbi * FA_BK, kl0 = w * 16 + gq, kl1 = kl0 + 8; // local key rows
+	int j0 = jb + kl0, j1 = jb + kl1;
+	fa_load_tile(ks, k + bg * g.T * D, jb, FA_BK, g.T, D);
+	fa_load_tile(vs, v + bg * g.T * D, jb, FA_BK, g.T, D);
+	int jlast = jb + FA_BK - 1 < g.T ? jb + FA_BK - 1 : g.T - 1, ilo, ihi, t0, t1;
+	query_range(g, jb, &ilo, &t0);
+	query_range(g, jlast, &t1, &ihi);
+
+	float adk[FA_MAXD / 8][4], adv[FA_MAXD / 8][4];
+#pragma unroll
+	for (int dt = 0; dt < FA_MAXD / 8; dt++)
+		for (int e = 0; e < 4; e++) adk[dt][e] = adv[dt][e] = 0.0f;
+
+	for (int h = grp * rep; h < (grp + 1) * rep; h++) {
+		float slope = slopes ? slopes[h] : 0.0f;
+		i64 row0 = ((i64)b * g.H + h) * g.S;
+		for (int i0 = ilo - ilo % FB_BQ; i0 < ihi; i0 += FB_BQ) {
+			sync_threads();
+			fa_load_tile(qs, q + row0 * D, i0, FB_BQ, g.S, D);
+			fa_load_tile(dos, dout + row0 * D, i0, FB_BQ, g.S, D);
+			for (int e = (int)tid_x(); e < FB_BQ; e += (int)ntid_x()) {
+				bool in = i0 + e < g.S;
+				lsh[e] = in ? lse[row0 + i0 + e] : neg_inf();
+				dsh[e] = in ? dsum[row0 + i0 + e] : 0.0f;
+			}
+			sync_threads();
+			// Sᵀ = K Qᵀ and dPᵀ = V doutᵀ for this warp's 16 keys × FB_BQ queries.
+			float st[FB_BQ / 8][4], dpt[FB_BQ / 8][4];
+#pragma unroll
+			for (int nt = 0; nt < FB_BQ / 8; nt++) {
+				for (int e = 0; e < 4; e++) st[nt][e] = dpt[nt][e] = 0.0f;
+				const u16* qr = qs + (nt * 8 + gq) * D + 2 * tq;
+				const u16* gr = dos + (nt * 8 + gq) * D + 2 * tq;
+#pragma unroll
+				for (int kc = 0; kc < FA_MAXD / 16; kc++) {
+					if (kc >= nkc) continue;
+					int c = kc * 16 + 2 * tq;
+					unsigned ka[4] = {ld_pair(ks + kl0 * D + c), ld_pair(ks + kl1 * D + c), ld_pair(ks + kl0 * D + c + 8),
+					                  ld_pair(ks + kl1 * D + c + 8)};
+					unsigned va[4] = {ld_pair(vs + kl0 * D + c), ld_pair(vs + kl1 * D + c), ld_pair(vs + kl0 * D + c + 8),
+					                  ld_pair(vs + kl1 * D + c + 8)};
+					unsigned qb2[2] = {ld_pair(qr + kc * 16), ld_pair(qr + kc * 16 + 8)};
+					unsigned gb2[2] = {ld_pair(gr + kc * 16), ld_pair(gr + kc * 16 + 8)};
+					mma_bf16_16816(st[nt], ka, qb2);
+					mma_bf16_16816(dpt[nt], va, gb2);
+				}
+			}
+			// Pᵀ and dSᵀ = Pᵀ ⊙ (dPᵀ − dsum); element e: key (e < 2 ? j0 : j1), query i0 + 8nt + 2t + e%2.
+#pragma unroll
+			for (int nt = 0; nt < FB_BQ / 8; nt++)
+				for (int e = 0; e < 4; e++) {
+					int il = nt * 8 + 2 * tq + (e & 1), i = i0 + il, j = e < 2 ? j0 : j1;
+					float p = 0.0f;
+					if (i < g.S && j < g.T && lsh[il] != neg_inf()) {
+						int lo, hi;
+						key_range(g, i, &lo, &hi);
+						if (j >= lo && j < hi) p = exp_f(attn_score(st[nt][e], g, slope, j) - lsh[il]);
+					}
+					st[nt][e] = p;
+					dpt[nt][e] = p * (dpt[nt][e] - dsh[il]);
+					dss[il * FA_BK + (e < 2 ? kl0 : kl1)] = f32_to_bf16(dpt[nt][e]);
+				}
+			// dv += Pᵀ dout, dk += dSᵀ q (scaled at the end): A from the C fragments above.
+			unsigned pa[4] = {pack_bf16(st[0][0], st[0][1]), pack_bf16(st[0][2], st[0][3]),
+			                  pack_bf16(st[1][0], st[1][1]), pack_bf16(st[1][2], st[1][3])};
+			unsigned da[4] = {pack_bf16(dpt[0][0], dpt[0][1]), pack_bf16(dpt[0][2], dpt[0][3]),
+			                  pack_bf16(dpt[1][0], dpt[1][1]), pack_bf16(dpt[1][2], dpt[1][3])};
+#pragma unroll
+			for (int dt = 0; dt < FA_MAXD / 8; dt++) {
+				if (dt >= ndt) continue;
+				const u16* gr = dos + (2 * tq) * D + dt * 8 + gq;
+				const u16* qr = qs + (2 * tq) * D + dt * 8 + gq;
+				unsigned gb2[2] = {pack_u16(gr[0], gr[D]), pack_u16(gr[8 * D], gr[9 * D])};
+				unsigned qb2[2] = {pack_u16(qr[0], qr[D]), pack_u16(qr[8 * D], qr[9 * D])};
+				mma_bf16_16816(adv[dt], pa, gb2);
+				mma_bf16_16816(adk[dt], da, qb2);
+			}
+			sync_threads();
+			// dq[i0 .. i0+16) += Scale · dS K: warp w takes the d-tiles dt ≡ w (mod 4).
+			for (int dt = w; dt < ndt; dt += 4) {
+				float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+				for (int kc = 0; kc < FA_BK / 16; kc++) {
+					const u16* sr = dss + gq * FA_BK + kc * 16 + 2 * tq;
+					unsigned sa[4] = {ld_pair(sr), ld_pair(sr + 8 * FA_BK), ld_pair(sr + 8), ld_pair(sr + 8 * FA_BK + 8)};
+					const u16* kr = ks + (kc * 16 + 2 * tq) * D + dt * 8 + gq;
+					unsigned kb2[2] = {pack_u16(kr[0], kr[D]), pack_u16(kr[8 * D], kr[9 * D])};
+					mma_bf16_16816(acc, sa, kb2);
+				}
+				int c = dt * 8 + 2 * tq, ia = i0 + gq, ib = ia + 8;
+				if (ia < g.S) {
+					atomic_add_f(dq + (row0 + ia) * D + c, g.scale * acc[0]);
+					atomic_add_f(dq + (row0 + ia) * D + c + 1, g.scale * acc[1]);
+				}
+				if (ib < g.S) {
+					atomic_add_f(dq + (row0 + ib) * D + c, g.scale * acc[2]);
+					atomic_add_f(dq + (row0 + ib) * D + c + 1, g.scale * acc[3]);
+				}
+			}
+		}
+	}
+	float* dkb = dk + bg * g.T * D;
+	float* dvb = dv + bg * g.T * D;
+#pragma unroll
+	for (int dt = 0; dt < FA_MAXD / 8; dt++) {
+		if (dt >= ndt) continue;
+		int c = dt * 8 + 2 * tq;
+		if (j0 < g.T) {
+			dkb[(i64)j0 * D + c] = g.scale * adk[dt][0];
+			dkb[(i64)j0 * D + c + 1] = g.scale * adk[dt][1];
+			dvb[(i64)j0 * D + c] = adv[dt][0];
+			dvb[(i64)j0 * D + c + 1] = adv[dt][1];
+		}
+		if (j1 < g.T) {
+			dkb[(i64)j1 * D + c] = g.scale * adk[dt][2];
+			dkb[(i64)j1 * D + c + 1] = g.scale * adk[dt][3];
+			dvb[(i64)j1 * D + c] = adv[dt][2];
+			dvb[(i64)j1 * D + c + 1] = adv[dt][3];
+		}
+	}
+}

@@ -60,6 +60,17 @@ GM_DEV unsigned shfl_xor_u(unsigned v, int m) {
 GM_DEV void atomic_add_f(float* p, float v) { asm volatile("red.global.add.f32 [%0], %1;" :: "l"(p), "f"(v) : "memory"); }
 GM_DEV void atomic_max_u(unsigned* p, unsigned v) { asm volatile("red.global.max.u32 [%0], %1;" :: "l"(p), "r"(v) : "memory"); }
 GM_DEV void atomic_add_d(double* p, double v) { asm volatile("red.global.add.f64 [%0], %1;" :: "l"(p), "d"(v) : "memory"); }
+
+// d += a·b on the tensor cores for one 16×8 tile (mma.m16n8k16, bf16 in, f32 out; sm_80+),
+// every lane of the warp together. With g = lane/4 and t = lane%4 each lane holds, as pairs
+// of bf16 (low half first): a[0] = A[g][2t,2t+1], a[1] = A[g+8][2t,2t+1],
+// a[2] = A[g][2t+8,2t+9], a[3] = A[g+8][2t+8,2t+9] (A 16×16); b[0] = B[2t,2t+1][g],
+// b[1] = B[2t+8,2t+9][g] (B 16×8); d[0..1] = D[g][2t,2t+1], d[2..3] = D[g+8][2t,2t+1].
+GM_DEV void mma_bf16_16816(float* d, const unsigned* a, const unsigned* b) {
+	asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+	             : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+	             : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
 #else
 #include "emu_prims.h"
 #endif

@@ -140,6 +140,31 @@ unsigned gm_emu_shfl_xor(unsigned v, int m) {
 	return r;
 }
 
+// mma.m16n8k16 (bf16 → f32) as a warp collective: every lane posts its fragments, then
+// each computes its four outputs from the whole warp's (the PTX fragment layout; see
+// mma_bf16_16816 in common.cuh).
+static unsigned mma_a[kMaxThreads][4], mma_b[kMaxThreads][2];
+
+void gm_emu_mma_bf16(float* d, const unsigned* a, const unsigned* b) {
+	unsigned t = (unsigned)cur, w = t / 32, base = w * 32, lane = t & 31u;
+	memcpy(mma_a[t], a, sizeof mma_a[t]);
+	memcpy(mma_b[t], b, sizeof mma_b[t]);
+	warp_wait(w);
+	auto bf = [](unsigned reg, int hi) { return u2f((hi ? reg >> 16 : reg & 0xffffu) << 16); };
+	auto A = [&](int r, int k) { // A[r][k]: lane (r%8)·4 + (k%8)/2, register r/8 + 2·(k/8)
+		return bf(mma_a[base + (r % 8) * 4 + (k % 8) / 2][r / 8 + 2 * (k / 8)], k & 1);
+	};
+	auto B = [&](int k, int n) { return bf(mma_b[base + n * 4 + (k % 8) / 2][k / 8], k & 1); };
+	int g = (int)(lane >> 2), tq = (int)(lane & 3u);
+	for (int e = 0; e < 4; e++) {
+		int r = g + 8 * (e / 2), n = 2 * tq + (e & 1);
+		float s = 0;
+		for (int k = 0; k < 16; k++) s += A(r, k) * B(k, n);
+		d[e] += s;
+	}
+	warp_wait(w);
+}
+
 extern "C" int emu_launches;
 int emu_launches;
 

@@ -10,6 +10,7 @@ unsigned gm_emu_ctaid();
 unsigned gm_emu_nctaid();
 void gm_emu_bar();
 unsigned gm_emu_shfl_xor(unsigned v, int m);
+void gm_emu_mma_bf16(float* d, const unsigned* a, const unsigned* b);
 
 GM_DEV unsigned tid_x() { return gm_emu_tid(); }
 GM_DEV unsigned ntid_x() { return gm_emu_ntid(); }
@@ -40,6 +41,7 @@ GM_DEV double sqrt_d(double x) { return sqrt(x); }
 GM_DEV float no_fma(float x) { return x; }
 
 GM_DEV unsigned shfl_xor_u(unsigned v, int m) { return gm_emu_shfl_xor(v, m); }
+GM_DEV void mma_bf16_16816(float* d, const unsigned* a, const unsigned* b) { gm_emu_mma_bf16(d, a, b); }
 
 // One OS thread runs every fiber and a fiber never yields inside these: plain updates are
 // atomic here.
