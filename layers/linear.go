@@ -195,11 +195,8 @@ func (n *Norm) Backward(be kernels.Backend, dx, dout, x *tensor.Tensor, st normS
 // initNormal fills a parameter with this rank's shard of a full N(0, std²) tensor drawn
 // from a generator keyed by (seed, InitKey), so every layout gets the same values.
 func initNormal(be kernels.Backend, p *Param, std float64, seed uint64, rank, size int) {
-	rng := newSplitMix(seed ^ fnv64(p.InitKey))
 	full := make([]float32, numelOf(p.FullShape))
-	for i := range full {
-		full[i] = float32(rng.normal() * std)
-	}
+	fillNormal(full, seed^fnv64(p.InitKey), std)
 	be.Upload(p.Data, tensor.FromF32(Shard(full, p.FullShape, p.PartitionDim, p.GLU, rank, size), p.Data.Shape()...))
 }
 

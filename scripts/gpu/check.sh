@@ -71,9 +71,9 @@ step peer 50 . "$PY" "$B/peer_matmul.py"
 
 # Training through golaunch on the GPU (the arena takes its default, 90% of free memory).
 # small: the demo's Llama on real text (Go sources, SentencePiece BPE 2k) for 100 iterations.
-# 1b: a TinyLlama-1.1B-shaped model, bf16, seq 2048, 2 microbatches of 4, on mock data, beside
+# 1b: a TinyLlama-1.1B-shaped model, bf16, seq 2048, 4 microbatches of 2, on mock data, beside
 # transformers' LlamaForCausalLM with SDPA on the same shapes (peer_llama.py).
-L1B=(22 2048 5632 32 4 32000 2048 4 2) # layers hidden ffn heads groups vocab seq mbs accum
+L1B=(22 2048 5632 32 4 32000 2048 2 4) # layers hidden ffn heads groups vocab seq mbs accum
 common=(--swiglu --normalization RMSNorm --position-embedding-type rope --untie-embeddings-and-output-weights
 	--disable-bias-linear --attention-dropout 0 --hidden-dropout 0 --bf16 --log-interval 1 --eval-iters 0)
 step train-small 60 . env -u GOMEGATRON_CUDA_ARENA_MB "$B/golaunch" --standalone --nproc-per-node 1 pretrain --device cuda \
