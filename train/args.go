@@ -124,6 +124,8 @@ type Args struct {
 	// Device is gomegatron's: the command opens the backend (kernels/device) into Backend.
 	Device  string          `name:"device" default:"auto" enum:"auto,cpu,cuda" help:"Compute device: cuda (GPU LOCAL_RANK), cpu, or auto (cuda when a GPU and its libraries are found)."`
 	Backend kernels.Backend `kong:"-"` // nil: kernels/cpu
+	// DistributedBackend is Megatron's: the collectives of GPU tensors.
+	DistributedBackend string `name:"distributed-backend" default:"nccl" enum:"nccl,gloo" help:"Collectives for GPU tensors: nccl, or gloo (host collectives over TCP, staged through host memory)."`
 }
 
 // Validate applies Megatron's derived defaults and rejects what is inconsistent or not yet

@@ -48,7 +48,7 @@ func run(a *Args, world comm.Comm, out io.Writer, hook dataHook) error {
 	if err := a.Validate(world.Size()); err != nil {
 		return err
 	}
-	if a.Backend != nil && a.Backend.Device().Type != tensor.CPU {
+	if a.Backend != nil && !comm.Carries(world, a.Backend.Device()) {
 		world = comm.Staged(world, a.Backend) // host collectives carry device tensors
 	}
 	ps, err := comm.NewParallelState(world, comm.ParallelConfig{TP: a.TensorModelParallelSize, PP: a.PipelineModelParallelSize, CP: 1, EP: 1, Order: comm.DefaultOrder})

@@ -17,7 +17,7 @@ import (
 // TestPretrainOnEmulatedGPUs runs `golaunch pretrain --device cuda` with the kernel emulator
 // as the CUDA driver (the real kernel sources on the CPU, found through the environment as
 // on a GPU machine): two ranks, TP=2 with sequence parallelism, each on its own "GPU", with
-// activations exchanged through comm.Staged. The losses and grad norms match the same run
+// activations exchanged through host collectives (--distributed-backend gloo, comm.Staged). The losses and grad norms match the same run
 // on --device cpu (to bf16 accuracy with --bf16), and the checkpoint it saves resumes on
 // the CPU.
 func TestPretrainOnEmulatedGPUs(t *testing.T) {
@@ -37,7 +37,8 @@ func TestPretrainOnEmulatedGPUs(t *testing.T) {
 			"--ffn-hidden-size 128 --seq-length 32 --max-position-embeddings 32 --micro-batch-size 2 --global-batch-size 4 "+
 			"--train-iters 3 --lr 3e-3 --tokenizer-type NullTokenizer --vocab-size 255 --log-interval 1 --swiglu --normalization RMSNorm "+
 			"--position-embedding-type rope --disable-bias-linear --attention-dropout 0 --hidden-dropout 0 "+
-			"--split 100,0,0 --eval-iters 0 --data-cache-path "+dir+" --data-path "+data+" --device "+device), extra...)
+			"--split 100,0,0 --eval-iters 0 --data-cache-path "+dir+" --data-path "+data+" --device "+device+
+			" --distributed-backend gloo"), extra...)
 	}
 	run := func(env []string, a ...string) string {
 		cmd := exec.Command(golaunchBin, a...)
@@ -48,6 +49,12 @@ func TestPretrainOnEmulatedGPUs(t *testing.T) {
 	}
 	gpuEnv := []string{dl.EnvDriver + "=" + drv, "GOMEGATRON_CUDA_LIB_DIRS=" + libDir, "GM_FAKE_DEVICES=2",
 		"GOMEGATRON_CUDA_ARENA_MB=256", "GOMEGATRON_CUBIN_CACHE=" + filepath.Join(dir, "cubin")}
+	// NCCL is the default for GPU tensors; this machine has none, and the error says so.
+	cmd := exec.Command(golaunchBin, append(args("cuda"), "--distributed-backend", "nccl")...)
+	cmd.Env = append(os.Environ(), gpuEnv...)
+	out, err := cmd.CombinedOutput()
+	require.Error(t, err)
+	require.Contains(t, string(out), "--distributed-backend nccl: comm/nccl: libnccl.so.2 not found")
 	ckpt := filepath.Join(dir, "ckpt")
 	onGPU := run(gpuEnv, args("cuda", "--save", ckpt, "--save-interval", "3")...)
 	require.Contains(t, onGPU, "> training on cuda:1", "the last rank reports its GPU")

@@ -28,6 +28,10 @@ func init() {
 			return err
 		}
 		defer release()
+		if world, err = deviceWorld(&f.Args, world); err != nil {
+			return err
+		}
+		defer world.Close() // NCCL too; closing the host world twice is harmless
 		return train.Finetune(&f, world, os.Stdout)
 	})
 }

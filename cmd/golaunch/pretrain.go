@@ -2,10 +2,14 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"strings"
 
+	"github.com/gomegatron/gomegatron/comm"
+	"github.com/gomegatron/gomegatron/comm/nccl"
 	"github.com/gomegatron/gomegatron/comm/tcp"
+	"github.com/gomegatron/gomegatron/kernels/cuda"
 	"github.com/gomegatron/gomegatron/kernels/device"
 	"github.com/gomegatron/gomegatron/train"
 )
@@ -29,6 +33,10 @@ func init() {
 			return err
 		}
 		defer release()
+		if world, err = deviceWorld(&a, world); err != nil {
+			return err
+		}
+		defer world.Close() // NCCL too; closing the host world twice is harmless
 		return train.Pretrain(&a, world, os.Stdout)
 	})
 }
@@ -65,4 +73,20 @@ func openBackend(a *train.Args) (func(), error) {
 	}
 	a.Backend = be
 	return release, nil
+}
+
+// deviceWorld joins NCCL beside the host world for a multi-GPU run with
+// --distributed-backend nccl: GPU tensors then go through NCCL and host tensors (losses,
+// norms, checkpoints) through comm/tcp. With gloo, or one rank, the host world serves
+// (train stages GPU tensors through host memory where needed).
+func deviceWorld(a *train.Args, world comm.Comm) (comm.Comm, error) {
+	g, ok := a.Backend.(*cuda.Backend)
+	if !ok || world.Size() == 1 || a.DistributedBackend != "nccl" {
+		return world, nil
+	}
+	nw, err := nccl.InitFromEnv(context.Background(), g.GPU(), nccl.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("--distributed-backend nccl: %w (--distributed-backend gloo uses host collectives instead)", err)
+	}
+	return comm.Hybrid(world, nw, g.Device())
 }

@@ -477,3 +477,8 @@ func (c *Comm) destroy() error {
 	}
 	return err
 }
+
+// Carries reports whether d is this communicator's GPU (comm.Carrier).
+func (c *Comm) Carries(d tensor.Device) bool {
+	return d == tensor.Device{Type: tensor.CUDA, Index: c.wd.dev.Index}
+}
