@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -76,4 +77,41 @@ func TestPretrainOnEmulatedGPUs(t *testing.T) {
 	// The checkpoint written from device memory resumes on the CPU.
 	resumed := run(nil, append(args("cpu", "--load", ckpt), "--train-iters", "4")...)
 	require.Len(t, parseLog(t, resumed).loss, 1, "one more iteration after the resumed 3\n%s", resumed)
+
+	// Offline generation and evaluation of that checkpoint on an emulated GPU give what the
+	// CPU gives: the same greedy tokens, the same losses to F32 accuracy.
+	gen := func(device string, env []string) string {
+		out := run(env, "generate", "--device", device, "--load", ckpt, "--tokenizer-type", "NullTokenizer",
+			"--vocab-size", "255", "--prompt", "1 4 7", "--prompt", "30 33", "--greedy", "--out-seq-length", "6",
+			"--repetition-penalty", "1")
+		var ids []string // the generated lines, without golaunch's banner
+		for _, l := range strings.Split(out, "\n") {
+			if l != "" && !strings.HasPrefix(l, "golaunch:") && !strings.HasPrefix(l, "  ") {
+				ids = append(ids, l)
+			}
+		}
+		require.Len(t, ids, 2, out)
+		return strings.Join(ids, "\n")
+	}
+	require.Equal(t, gen("cpu", nil), gen("cuda", gpuEnv))
+	tokens := filepath.Join(dir, "tokens.json")
+	require.NoError(t, os.WriteFile(tokens, []byte("[[3, 6, 9, 12, 15, 18, 21], [5, 8, 11, 14]]"), 0o644))
+	var losses [2][]float64
+	for i, dev := range []string{"cpu", "cuda"} {
+		env := gpuEnv
+		if dev == "cpu" {
+			env = nil
+		}
+		out := run(env, "evaluate", "--device", dev, "--load", ckpt, "--tokens", tokens, "--json")
+		var res struct {
+			Loss        float64   `json:"loss"`
+			PerSequence []float64 `json:"per_sequence"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(out[strings.Index(out, "{"):]), &res), out)
+		losses[i] = append(res.PerSequence, res.Loss)
+	}
+	require.Len(t, losses[0], 3)
+	for i := range losses[0] {
+		require.InEpsilon(t, losses[0][i], losses[1][i], 1e-5, "evaluate: cpu %v, emulated gpu %v", losses[0], losses[1])
+	}
 }

@@ -14,7 +14,8 @@ import (
 	"github.com/gomegatron/gomegatron/ckpt/safetensors"
 	"github.com/gomegatron/gomegatron/data/indexed"
 	"github.com/gomegatron/gomegatron/data/tokenizer"
-	"github.com/gomegatron/gomegatron/kernels/cpu"
+	"github.com/gomegatron/gomegatron/kernels"
+	"github.com/gomegatron/gomegatron/kernels/device"
 	"github.com/gomegatron/gomegatron/layers"
 	"github.com/gomegatron/gomegatron/tensor"
 )
@@ -37,6 +38,7 @@ type evaluateCmd struct {
 	TokenizerModel string   `name:"tokenizer-model" help:"Tokenizer file or directory for --jsonl." type:"path"`
 	DumpLogits     string   `name:"dump-logits" help:"Write the logits to this safetensors file (logits [B, T, V], or logits.<i> per sequence when lengths differ)." type:"path"`
 	JSON           bool     `name:"json" help:"Print {\"loss\": …, \"ppl\": …, \"per_sequence\": […]} instead of text."`
+	Device         string   `name:"device" default:"auto" enum:"auto,cpu,cuda" help:"Compute device: cuda (GPU LOCAL_RANK), cpu, or auto (cuda when a GPU and its libraries are found); fp32 either way."`
 }
 
 // runEvaluate prints the mean next-token cross entropy per sequence and overall: Hugging
@@ -48,7 +50,11 @@ func runEvaluate(args []string, stdout io.Writer) error {
 			"on token ids (--tokens), a .bin/.idx dataset (--data-path) or texts (--jsonl).", args, stdout); done || err != nil {
 		return err
 	}
-	be := cpu.New()
+	be, release, err := device.Open(device.Options{Name: cmd.Device, Index: device.LocalRank()})
+	if err != nil {
+		return err
+	}
+	defer release()
 	gm, family, err := loadAnyModel(be, cmd.Load)
 	if err != nil {
 		return err
@@ -88,7 +94,9 @@ func runEvaluate(args []string, stdout io.Writer) error {
 		total += sum
 		count += n
 		if cmd.DumpLogits != "" {
-			logits[i] = append([]float32(nil), st.Logits.F32()[:len(ids)*vocab]...)
+			h := tensor.New(tensor.F32, st.Logits.Shape()...)
+			be.Download(h, st.Logits)
+			logits[i] = h.F32()[:len(ids)*vocab]
 		}
 	}
 	loss := total / count
@@ -179,7 +187,7 @@ func dumpLogits(path string, logits [][]float32, vocab int) error {
 }
 
 // loadAnyModel loads a Hugging Face directory or a Megatron checkpoint as one whole model.
-func loadAnyModel(be *cpu.Backend, dir string) (*layers.GPTModel, string, error) {
+func loadAnyModel(be kernels.Backend, dir string) (*layers.GPTModel, string, error) {
 	if _, err := os.Stat(filepath.Join(dir, "config.json")); err == nil {
 		m, gm, err := hf.Load(be, dir)
 		if err != nil {

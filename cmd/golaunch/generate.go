@@ -16,7 +16,8 @@ import (
 	"github.com/gomegatron/gomegatron/comm/tcp"
 	"github.com/gomegatron/gomegatron/data/tokenizer"
 	"github.com/gomegatron/gomegatron/generate"
-	"github.com/gomegatron/gomegatron/kernels/cpu"
+	"github.com/gomegatron/gomegatron/kernels"
+	"github.com/gomegatron/gomegatron/kernels/device"
 	"github.com/gomegatron/gomegatron/layers"
 )
 
@@ -71,7 +72,7 @@ type generateCmd struct {
 	UseLlama2RotaryPosE bool   `name:"use-llama2-rotary-position-embeddings" help:"Pai: same as --position-embedding-type rope."`
 	UseFlashAttn        bool   `name:"use-flash-attn" help:"Accepted: attention always uses the online-softmax kernel."`
 	TransformerImpl     string `name:"transformer-impl" default:"local" help:"Accepted (local or transformer_engine: the same kernels)."`
-	Device              string `name:"device" default:"cpu" enum:"cpu" help:"cpu."`
+	Device              string `name:"device" default:"auto" enum:"auto,cpu,cuda" help:"Compute device: cuda (GPU LOCAL_RANK), cpu, or auto (cuda when a GPU and its libraries are found); fp32 either way."`
 }
 
 func runGenerate(args []string, stdout io.Writer) error {
@@ -133,15 +134,23 @@ func (g *generateCmd) run(world comm.Comm, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	be, release, err := device.Open(device.Options{Name: g.Device, Index: device.LocalRank()})
+	if err != nil {
+		return err
+	}
+	defer release()
 	par := layers.Parallel{}
 	if world.Size() > 1 {
 		par.TP = world
+		if !comm.Carries(world, be.Device()) {
+			par.TP = comm.Staged(world, be) // TP collectives of GPU activations through the host
+		}
 	}
 	// With --load the checkpoint is checked first (a wrong path is the likelier mistake);
 	// a model built from flags takes its vocabulary from the tokenizer.
 	var m *layers.GPTModel
 	if g.Load != "" {
-		if m, err = g.model(nil, par); err != nil {
+		if m, err = g.model(be, nil, par); err != nil {
 			return err
 		}
 	}
@@ -150,7 +159,7 @@ func (g *generateCmd) run(world comm.Comm, stdout io.Writer) error {
 		return err
 	}
 	if m == nil {
-		if m, err = g.model(tok, par); err != nil {
+		if m, err = g.model(be, tok, par); err != nil {
 			return err
 		}
 	}
@@ -278,8 +287,7 @@ func (g *generateCmd) tokenizer() (tokenizer.Tokenizer, error) {
 
 // model loads --load (checking the shape flags given against it) or builds a model from
 // the flags and the tokenizer's vocabulary.
-func (g *generateCmd) model(tok tokenizer.Tokenizer, par layers.Parallel) (*layers.GPTModel, error) {
-	be := cpu.New()
+func (g *generateCmd) model(be kernels.Backend, tok tokenizer.Tokenizer, par layers.Parallel) (*layers.GPTModel, error) {
 	if g.Load == "" {
 		cfg := g.Config
 		if g.UseLlama2RotaryPosE {
