@@ -172,10 +172,20 @@ type Backend interface {
 	CastWithAmax(dst, src *tensor.Tensor, scale float32) float32
 	// Cast converts src into dst (same element count) among F32, BF16 and F16: into a
 	// 16-bit type by rounding to nearest even (NaN stays NaN, F16 overflows to ±Inf), into
-	// F32 exactly. It does not wait (unlike CastWithAmax).
+	// F32 exactly; F8E4M3 and F8E5M2 sources also widen into F32 exactly (dequantising the
+	// output of CastWithAmax). It does not wait (unlike CastWithAmax).
 	Cast(dst, src *tensor.Tensor)
 	// Round rounds the F32 tensor x in place to the nearest dt value (BF16 or F16, ties to
 	// even): x ← float32(dt(x)). Mixed-precision weights and fp16 gradients are F32
 	// tensors holding exactly representable values.
 	Round(x *tensor.Tensor, dt tensor.DType)
+}
+
+// FP8Gemmer is implemented by backends with native FP8 GEMMs (kernels/cuda on Hopper and
+// Ada): C = Alpha·A·Bᵀ with A [M, K] and B [N, K] in F8E4M3 or F8E5M2 (not both E5M2) and
+// C F32 — GemmParams with TransB set and Beta 0. Fast selects the faster, less precise
+// accumulation Transformer Engine uses in forward passes. It returns false, having done
+// nothing, where the device or the shape cannot (then the caller dequantises and runs Gemm).
+type FP8Gemmer interface {
+	GemmFP8TN(p GemmParams, a, b, c *tensor.Tensor, fast bool) bool
 }

@@ -55,9 +55,23 @@ type fp8Meta struct {
 // fp8Scratch holds the quantise–dequantise buffers shared by all linears of a model; they
 // grow to the largest operand on first use and are reused after.
 type fp8Scratch struct {
-	q8       []byte
+	q        map[tensor.DType]*tensor.Tensor // FP8 codes, per format
 	x, w, dy *tensor.Tensor
 	be       kernels.Backend
+	native   map[string]*tensor.Tensor // FP8 codes of native GEMM operands, per role
+}
+
+// codes returns the role's FP8 operand buffer [rows, cols] of dtype dt (native FP8 GEMMs).
+func (sc *fp8Scratch) codes(role string, dt tensor.DType, rows, cols int) *tensor.Tensor {
+	if sc.native == nil {
+		sc.native = map[string]*tensor.Tensor{}
+	}
+	t := sc.native[role]
+	if t == nil || t.Numel() < rows*cols || t.DType() != dt {
+		t = sc.be.Alloc(dt, rows*cols)
+		sc.native[role] = t
+	}
+	return t.Slice(0, rows*cols).View(rows, cols)
 }
 
 func (sc *fp8Scratch) buf(t **tensor.Tensor, n int) *tensor.Tensor {
@@ -69,19 +83,19 @@ func (sc *fp8Scratch) buf(t **tensor.Tensor, n int) *tensor.Tensor {
 
 // fakeQuant rounds src·scale to FP8 dt (saturating, nearest even) and writes the dequantised
 // values (÷ scale) into dst, so a float32 GEMM on dst computes what an FP8 GEMM with fp32
-// accumulation computes. It returns max|src|, the amax Transformer Engine records. This is
-// the CPU emulation: host tensors only (a GPU backend runs real FP8 GEMMs instead).
+// accumulation computes. It returns max|src|, the amax Transformer Engine records. Every
+// step is a backend op, so it runs where the model lives.
 func (sc *fp8Scratch) fakeQuant(dst, src *tensor.Tensor, dt tensor.DType, scale float32) float32 {
 	n := src.Numel()
-	if len(sc.q8) < n {
-		sc.q8 = make([]byte, n)
+	if sc.q == nil {
+		sc.q = map[tensor.DType]*tensor.Tensor{}
 	}
-	q, err := tensor.FromBytes(dt, []int{n}, sc.q8[:n])
-	if err != nil {
-		panic(err)
+	if q := sc.q[dt]; q == nil || q.Numel() < n {
+		sc.q[dt] = sc.be.Alloc(dt, n)
 	}
+	q := sc.q[dt].Slice(0, n)
 	amax := sc.be.CastWithAmax(q, src.View(n), scale)
-	tensor.ConvertToF32(dst.F32(), q)
+	sc.be.Cast(dst.View(n), q)
 	sc.be.Scale(dst, 1/scale)
 	return amax
 }

@@ -45,10 +45,27 @@ func (l *Linear) Matmul(be kernels.Backend, y, x *tensor.Tensor) {
 		l.cast.forward(be, y, x, l.W)
 		return
 	}
+	n := x.Numel() / l.In
+	p := kernels.GemmParams{TransB: true, M: n, N: l.Out, K: l.In, Alpha: 1, Batch: 1}
+	if g, ok := be.(kernels.FP8Gemmer); ok {
+		sx, sw := f.scale[fp8Input], f.scale[fp8Weight]
+		xq := l.sc.codes("x", l.fp8Fwd, n, l.In)
+		wq := l.sc.codes("w", l.fp8Fwd, l.Out, l.In)
+		ax := be.CastWithAmax(xq, x.View(n, l.In), sx)
+		aw := be.CastWithAmax(wq, l.W.Data, sw)
+		if g.GemmFP8TN(withAlpha(p, 1/(sx*sw)), xq, wq, y, true) {
+			f.amax[fp8Input], f.amax[fp8Weight] = max(f.amax[fp8Input], ax), max(f.amax[fp8Weight], aw)
+			return
+		}
+	}
 	xq := l.sc.buf(&l.sc.x, x.Numel())
 	f.amax[fp8Input] = max(f.amax[fp8Input], l.sc.fakeQuant(xq, x, l.fp8Fwd, f.scale[fp8Input]))
-	n := x.Numel() / l.In
-	be.Gemm(kernels.GemmParams{TransB: true, M: n, N: l.Out, K: l.In, Alpha: 1, Batch: 1}, xq, l.quantWeight(true), y)
+	be.Gemm(p, xq, l.quantWeight(true), y)
+}
+
+func withAlpha(p kernels.GemmParams, alpha float32) kernels.GemmParams {
+	p.Alpha = alpha
+	return p
 }
 
 // castScratch runs the GEMMs of a linear map y = x·Wᵀ and holds the 16-bit copies of their
@@ -138,9 +155,23 @@ func (l *Linear) WeightBackward(be kernels.Backend, dx, dy, x *tensor.Tensor) {
 		return
 	}
 	l.cast.backward(be, nil, dy, x, l.W)
+	n := x.Numel() / l.In
+	if g, ok := be.(kernels.FP8Gemmer); ok {
+		// dx = dy·W as the TN product dy·(Wᵀ)ᵀ: the weight transposed, then quantised.
+		sg, sw := f.scale[fp8GradOut], f.scale[fp8Weight]
+		dq := l.sc.codes("dy", l.fp8Bwd, n, l.Out)
+		wt := l.sc.buf(&l.sc.w, l.W.Data.Numel()).View(l.In, l.Out)
+		be.Permute(wt, l.W.Data, []int{1, 0})
+		wtq := l.sc.codes("wt", l.fp8Fwd, l.In, l.Out)
+		ag := be.CastWithAmax(dq, dy.View(n, l.Out), sg)
+		be.CastWithAmax(wtq, wt, sw)
+		if g.GemmFP8TN(kernels.GemmParams{TransB: true, M: n, N: l.In, K: l.Out, Alpha: 1 / (sg * sw), Batch: 1}, dq, wtq, dx, false) {
+			f.amax[fp8GradOut] = max(f.amax[fp8GradOut], ag)
+			return
+		}
+	}
 	dq := l.sc.buf(&l.sc.dy, dy.Numel())
 	f.amax[fp8GradOut] = max(f.amax[fp8GradOut], l.sc.fakeQuant(dq, dy, l.fp8Bwd, f.scale[fp8GradOut]))
-	n := x.Numel() / l.In
 	be.Gemm(kernels.GemmParams{M: n, N: l.In, K: l.Out, Alpha: 1, Batch: 1}, dq, l.quantWeight(false), dx)
 }
 

@@ -7,7 +7,6 @@ import (
 	"github.com/gomegatron/gomegatron/kernels"
 	"github.com/gomegatron/gomegatron/layers"
 	"github.com/gomegatron/gomegatron/optim"
-	"github.com/gomegatron/gomegatron/tensor"
 )
 
 // Args are `golaunch pretrain`'s flags: Megatron-LM's names and defaults, plus the
@@ -162,9 +161,6 @@ func (a *Args) Validate(world int) error {
 	case "", "auto", "cpu", "cuda":
 	default:
 		return fmt.Errorf("--device %q: want cpu, cuda or auto", a.Device)
-	}
-	if a.Backend != nil && a.Backend.Device().Type != tensor.CPU && a.FP8() != nil {
-		return fmt.Errorf("--fp8-format on %v: not implemented yet (FP8 is emulated on the CPU only; pass --device cpu)", a.Backend.Device())
 	}
 	if a.CkptFormat != "torch" {
 		return fmt.Errorf("--ckpt-format %q: only torch is supported", a.CkptFormat)

@@ -74,8 +74,9 @@ func (b *Backend) Cast(dst, src *tensor.Tensor) {
 		panic(fmt.Sprintf("cpu.Cast: dst %v and src %v differ in size", dst, src))
 	}
 	load, store := floatLoader(src), floatStorer(dst)
-	if load == nil || store == nil {
-		panic(fmt.Sprintf("cpu.Cast: cannot cast %v into %v (F32, BF16 and F16 only)", src, dst))
+	fp8 := src.DType() == tensor.F8E4M3 || src.DType() == tensor.F8E5M2
+	if load == nil || store == nil || fp8 && dst.DType() != tensor.F32 {
+		panic(fmt.Sprintf("cpu.Cast: cannot cast %v into %v (F32, BF16 and F16; FP8 into F32)", src, dst))
 	}
 	parallelFor(n, 1<<14, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
@@ -84,7 +85,7 @@ func (b *Backend) Cast(dst, src *tensor.Tensor) {
 	})
 }
 
-// floatLoader reads element i of an F32, BF16 or F16 tensor as float32 (nil for others).
+// floatLoader reads element i of an F32, BF16, F16 or FP8 tensor as float32 (nil for others).
 func floatLoader(t *tensor.Tensor) func(i int) float32 {
 	switch t.DType() {
 	case tensor.F32:
@@ -96,6 +97,10 @@ func floatLoader(t *tensor.Tensor) func(i int) float32 {
 	case tensor.F16:
 		v := t.U16()
 		return func(i int) float32 { return tensor.F32FromF16(v[i]) }
+	case tensor.F8E4M3:
+		return func(i int) float32 { return tensor.F32FromE4M3(t.Data[i]) }
+	case tensor.F8E5M2:
+		return func(i int) float32 { return tensor.F32FromE5M2(t.Data[i]) }
 	}
 	return nil
 }

@@ -206,3 +206,16 @@ func (b *Backend) GemmFP8(p kernels.GemmParams, a, bm, d *tensor.Tensor, sc FP8S
 		return lt.run(b.lt, pl, p.Alpha, p.Beta, bm.Ptr, a.Ptr, d.Ptr, d.Ptr, b.ws, b.wsBytes, b.dev.stream)
 	})
 }
+
+var _ kernels.FP8Gemmer = (*Backend)(nil)
+
+// GemmFP8TN is GemmFP8 with per-tensor scaling folded into p.Alpha (kernels.FP8Gemmer). It
+// declines devices before compute capability 8.9 and dimensions that are not multiples of
+// 16 (cuBLASLt's FP8 requirement), and panics on a failing call, as the other ops do.
+func (b *Backend) GemmFP8TN(p kernels.GemmParams, a, bm, c *tensor.Tensor, fast bool) bool {
+	if b.dev.CC < 89 || p.M%16 != 0 || p.N%16 != 0 || p.K%16 != 0 || p.Batch > 1 {
+		return false
+	}
+	must(b.GemmFP8(p, a, bm, c, FP8Scales{FastAccum: fast}))
+	return true
+}

@@ -43,11 +43,14 @@ func repeatedBatch(b, s, vocab int) layers.Batch {
 
 // trainTiny runs iterations of the tiny Llama (2 microbatches of 2×32 tokens) through
 // train.Trainer on be and returns the losses and the first iteration's gradient buffer.
-func trainTiny(t *testing.T, be kernels.Backend, bf16 bool, iters int, lr float64) ([]float64, []float32) {
+func trainTiny(t *testing.T, be kernels.Backend, bf16 bool, iters int, lr float64, fp8 ...layers.FP8Recipe) ([]float64, []float32) {
 	cfg, err := layers.Preset("tiny-llama")
 	require.NoError(t, err)
 	m, err := layers.NewGPTModel(be, cfg, 1234)
 	require.NoError(t, err)
+	for _, r := range fp8 {
+		require.NoError(t, m.SetFP8(r))
+	}
 	opt := optim.NewAdam(be, m.Params, optim.DefaultAdam(), false, optim.Groups{})
 	if bf16 {
 		opt.SetModelDType(tensor.BF16)
@@ -96,6 +99,15 @@ func modelVsCPU(t *testing.T, g *Backend) {
 		}
 		t.Logf("losses: cpu %.6f, gpu %.6f", cl, gl)
 		require.Less(t, gl[4], gl[0], "loss falls")
+	})
+	t.Run("FP8", func(t *testing.T) {
+		r := layers.FP8Recipe{Format: "hybrid", HistoryLen: 4, ComputeAlgo: "max"}
+		cl, _ := trainTiny(t, cpu.New(), true, 4, 3e-3, r)
+		gl, _ := trainTiny(t, g, true, 4, 3e-3, r)
+		t.Logf("fp8 losses: cpu %.6f, gpu %.6f", cl, gl)
+		for i := range cl {
+			require.InEpsilon(t, cl[i], gl[i], 1e-2, "fp8 loss of iteration %d", i)
+		}
 	})
 }
 

@@ -446,13 +446,19 @@ func floatKind(op string, dt tensor.DType) int32 {
 	panic(fmt.Sprintf("cuda.%s: %v is not F32, BF16 or F16", op, dt))
 }
 
-// Cast converts src into dst among F32, BF16 and F16 (see kernels.Backend).
+// Cast converts src into dst among F32, BF16 and F16, and FP8 into F32 (see kernels.Backend).
 func (b *Backend) Cast(dst, src *tensor.Tensor) {
 	b.mustDev("Cast", dst, src)
 	if dst.Numel() != src.Numel() {
 		panic(fmt.Sprintf("cuda.Cast: dst %v and src %v differ in size", dst, src))
 	}
-	b.elem("gm_cast", src.Numel(), dst.Ptr, src.Ptr, floatKind("Cast", src.DType()), floatKind("Cast", dst.DType()), int64(src.Numel()))
+	sk := map[tensor.DType]int32{tensor.F8E4M3: 3, tensor.F8E5M2: 4}[src.DType()]
+	if sk == 0 {
+		sk = floatKind("Cast", src.DType())
+	} else if dst.DType() != tensor.F32 {
+		panic(fmt.Sprintf("cuda.Cast: FP8 %v widens into F32 only, not %v", src, dst))
+	}
+	b.elem("gm_cast", src.Numel(), dst.Ptr, src.Ptr, sk, floatKind("Cast", dst.DType()), int64(src.Numel()))
 }
 
 // Round rounds the F32 tensor x in place to the nearest BF16 or F16 value.

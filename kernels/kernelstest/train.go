@@ -304,6 +304,27 @@ func Cast(t *testing.T, b kernels.Backend) {
 			})
 		}
 	}
+	for _, sd := range []tensor.DType{tensor.F8E4M3, tensor.F8E5M2} {
+		t.Run(fmt.Sprintf("%v->float32", sd), func(t *testing.T) {
+			// Every bit pattern, NaNs included (compared as bits, canonical NaN either way).
+			in := tensor.New(sd, 256)
+			for i := range in.Data {
+				in.Data[i] = byte(i)
+			}
+			s := b.Alloc(sd, 256)
+			b.Upload(s, in)
+			d := b.Alloc(tensor.F32, 256)
+			b.Cast(d, s)
+			got, want := host(b, d).F32(), in.ToF32()
+			for i := range want {
+				if want[i] != want[i] {
+					require.True(t, got[i] != got[i], "%v %#02x: want NaN, got %v", sd, i, got[i])
+					continue
+				}
+				require.Equal(t, math.Float32bits(want[i]), math.Float32bits(got[i]), "%v %#02x", sd, i)
+			}
+		})
+	}
 	for _, dt := range []tensor.DType{tensor.BF16, tensor.F16} {
 		t.Run(fmt.Sprintf("Round/%v", dt), func(t *testing.T) {
 			x := devF32(b, src, n)

@@ -47,12 +47,24 @@ GM_KERNEL gm_cast_amax_f32(void* dst, const float* src, float scale, int kind, u
 	if (lane_id() == 0 && am) atomic_max_u(amax, am);
 }
 
+// E4M3 and E5M2 widened exactly: E5M2 is the top byte of an f16; E4M3 (bias 7, no
+// infinities, S.1111.111 is NaN) is decoded by hand.
+GM_DEV float e5m2_to_f32(u8 b) { return f16_to_f32((u16)((unsigned)b << 8)); }
+GM_DEV float e4m3_to_f32(u8 b) {
+	unsigned e = (b >> 3) & 15u, m = b & 7u;
+	float v = e == 15u && m == 7u ? u2f(0x7fc00000u)
+	        : e == 0u ? (float)m * pow2i(-9) : (float)(8u + m) * pow2i((int)e - 10);
+	return (b & 0x80u) ? -v : v;
+}
+
 // dst = src converted among F32 (kind 0), BF16 (1) and F16 (2): into 16 bits by rounding
-// to nearest even, into F32 exactly.
+// to nearest even, into F32 exactly; E4M3 (3) and E5M2 (4) sources widen into F32.
 GM_KERNEL gm_cast(void* dst, const void* src, int skind, int dkind, i64 n) {
 	for (i64 i = gstart(); i < n; i += gstride()) {
 		float x = skind == 0 ? ((const float*)src)[i]
-			: skind == 1 ? bf16_to_f32(((const u16*)src)[i]) : f16_to_f32(((const u16*)src)[i]);
+			: skind == 1 ? bf16_to_f32(((const u16*)src)[i])
+			: skind == 2 ? f16_to_f32(((const u16*)src)[i])
+			: skind == 3 ? e4m3_to_f32(((const u8*)src)[i]) : e5m2_to_f32(((const u8*)src)[i]);
 		switch (dkind) {
 		case 0: ((float*)dst)[i] = x; break;
 		case 1: ((u16*)dst)[i] = cast_bf16(x); break;

@@ -30,7 +30,7 @@ func Build(t testing.TB, dir, name, csrc string) string {
 		t.Fatal(err)
 	}
 	out := filepath.Join(dir, name)
-	cmd := exec.Command(gcc, "-shared", "-fPIC", "-O1", "-o", out, src)
+	cmd := exec.Command(gcc, "-shared", "-fPIC", "-O1", "-o", out, src, "-lm")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("gcc %s: %v\n%s", name, err, b)
 	}

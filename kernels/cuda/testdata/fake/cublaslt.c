@@ -1,21 +1,35 @@
-// A fake libcublasLt.so.13 that really multiplies F32, F16 and BF16 matrices on the host (column-major,
+// A fake libcublasLt.so.13 that really multiplies F32, F16, BF16 and FP8 (TN) matrices on the host (column-major,
 // as cuBLAS), from the descriptors the binding builds: it checks the binding's layouts,
 // transposes, batches and leading dimensions end to end.
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <math.h>
 
 typedef struct { int type; uint64_t rows, cols; int64_t ld; int batch; int64_t stride; } layout;
 typedef struct { int compute, scale, ta, tb; } desc;
 
-// elem reads element i of a matrix of cudaDataType t (F32 0, F16 2, BF16 14).
+// fp8 decodes an OCP FP8 byte: E4M3 (bias 7, no infinities, S.1111.111 NaN) or E5M2.
+static float fp8(unsigned char b, int e4m3) {
+	int eb = e4m3 ? 4 : 5, mb = 7 - eb, bias = e4m3 ? 7 : 15;
+	int e = (b >> mb) & ((1 << eb) - 1), m = b & ((1 << mb) - 1);
+	float v;
+	if (e4m3 && e == 15 && m == 7) v = __builtin_nanf("");
+	else if (!e4m3 && e == 31) v = m ? __builtin_nanf("") : __builtin_inff();
+	else if (e == 0) v = ldexpf((float)m, 1 - bias - mb);
+	else v = ldexpf((float)(m + (1 << mb)), e - bias - mb);
+	return (b & 0x80) ? -v : v;
+}
+
+// elem reads element i of a matrix of cudaDataType t (F32 0, F16 2, BF16 14, E4M3 28, E5M2 29).
 static float elem(const void* p, int t, int64_t i) {
 	if (t == 0) return ((const float*)p)[i];
+	if (t == 28 || t == 29) return fp8(((const unsigned char*)p)[i], t == 28);
 	unsigned short h = ((const unsigned short*)p)[i];
 	if (t == 14) { unsigned u = (unsigned)h << 16; float f; memcpy(&f, &u, 4); return f; }
 	_Float16 v; memcpy(&v, &h, 2); return (float)v;
 }
-static int elemSize(int t) { return t == 0 ? 4 : 2; }
+static int elemSize(int t) { return t == 0 ? 4 : (t == 28 || t == 29) ? 1 : 2; }
 
 unsigned long cublasLtGetVersion(void) { return 130100; }
 int cublasLtCreate(void** h) { *h = (void*)0x77; return 0; }
@@ -54,7 +68,9 @@ int cublasLtMatmulAlgoGetHeuristic(void* h, desc* d, layout* a, layout* b, layou
 int cublasLtMatmul(void* h, desc* d, const float* alpha, const void* A, layout* la, const void* B, layout* lb,
                    const float* beta, const float* C, layout* lc, float* D, layout* ld, const unsigned char* algo,
                    void* ws, size_t wsSize, void* stream) {
-	if (algo[0] != 42 || la->type != lb->type || (la->type != 0 && la->type != 2 && la->type != 14) || lc->type != 0 || ld->type != 0) return 15;
+	int f8 = (la->type == 28 || la->type == 29) && (lb->type == 28 || lb->type == 29) && !(la->type == 29 && lb->type == 29);
+	if (algo[0] != 42 || (la->type != lb->type && !f8) || (la->type != 0 && la->type != 2 && la->type != 14 && !f8) || lc->type != 0 || ld->type != 0) return 15;
+	if (f8 && !(d->ta && !d->tb)) return 15; // FP8 is TN only
 	if (d->compute != 68 && !(d->compute == 77 && la->type == 0)) return 15;
 	uint64_t m = lc->rows, n = lc->cols, k = d->ta ? la->rows : la->cols;
 	for (int bi = 0; bi < lc->batch; bi++) {
