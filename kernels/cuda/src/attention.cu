@@ -189,7 +189,7 @@ GM_KERNEL gm_attn_bwd_dkv_f32(float* dk, float* dv, const float* dout, const flo
 // ---- flash attention on the tensor cores (bf16 operands, f32 accumulation) ----------------
 // FlashAttention-2's tiling with mma.m16n8k16: q, k, v, the probabilities P, dout and dS are
 // rounded to bf16 for the products; scores, the online softmax, lse and every sum stay f32.
-// Head dim D: a multiple of 16, at most FA_MAXD. Same masking, ALiBi and empty-row rules as
+// Head dim D: a multiple of 16, at most FA_MAXD (the _d64 kernels: at most 64). Same masking, ALiBi and empty-row rules as
 // the simple kernels above (attn_score, key_range, query_range).
 
 #define FA_MAXD 128
@@ -212,10 +212,11 @@ GM_DEV void fa_load_tile(u16* dst, const float* src, int r0, int n, int rows, in
 
 // One block: FA_BQ query rows of one (b, h); warp w owns rows 16w..16w+15, lane rows
 // r0 = 16w + g and r1 = r0 + 8. Keys stream through shared memory FA_BK at a time.
-GM_KERNEL gm_flash_fwd(float* out, float* lse, const float* q, const float* k, const float* v,
-                       const float* slopes, AttnGeom g) {
-	__shared__ u16 ks[FA_BK * FA_MAXD];
-	__shared__ u16 vs[FA_BK * FA_MAXD];
+template <int MAXD>
+GM_DEV void flash_fwd(float* out, float* lse, const float* q, const float* k, const float* v, const float* slopes,
+                      AttnGeom g) {
+	__shared__ u16 ks[FA_BK * MAXD];
+	__shared__ u16 vs[FA_BK * MAXD];
 	const int D = g.D, nkc = D / 16, ndt = D / 8;
 	int nqb = (g.S + FA_BQ - 1) / FA_BQ;
 	int qb = (int)(ctaid_x() % (unsigned)nqb);
@@ -235,9 +236,9 @@ GM_KERNEL gm_flash_fwd(float* out, float* lse, const float* q, const float* k, c
 	key_range(g, first, &jlo, &t0);
 	key_range(g, last, &t1, &jhi);
 
-	unsigned qa[FA_MAXD / 16][4];
+	unsigned qa[MAXD / 16][4];
 #pragma unroll
-	for (int kc = 0; kc < FA_MAXD / 16; kc++) {
+	for (int kc = 0; kc < MAXD / 16; kc++) {
 		if (kc >= nkc) continue;
 		int c = kc * 16 + 2 * tq;
 		float x[8];
@@ -250,9 +251,9 @@ GM_KERNEL gm_flash_fwd(float* out, float* lse, const float* q, const float* k, c
 		qa[kc][2] = pack_bf16(x[4], x[5]);
 		qa[kc][3] = pack_bf16(x[6], x[7]);
 	}
-	float o[FA_MAXD / 8][4];
+	float o[MAXD / 8][4];
 #pragma unroll
-	for (int dt = 0; dt < FA_MAXD / 8; dt++) o[dt][0] = o[dt][1] = o[dt][2] = o[dt][3] = 0.0f;
+	for (int dt = 0; dt < MAXD / 8; dt++) o[dt][0] = o[dt][1] = o[dt][2] = o[dt][3] = 0.0f;
 	float m0 = neg_inf(), m1 = neg_inf(), l0 = 0.0f, l1 = 0.0f;
 
 	for (int j0 = jlo - jlo % FA_BK; j0 < jhi; j0 += FA_BK) {
@@ -266,7 +267,7 @@ GM_KERNEL gm_flash_fwd(float* out, float* lse, const float* q, const float* k, c
 			s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
 			const u16* kr = ks + (nt * 8 + gq) * D + 2 * tq;
 #pragma unroll
-			for (int kc = 0; kc < FA_MAXD / 16; kc++) {
+			for (int kc = 0; kc < MAXD / 16; kc++) {
 				if (kc >= nkc) continue;
 				unsigned bb[2] = {ld_pair(kr + kc * 16), ld_pair(kr + kc * 16 + 8)};
 				mma_bf16_16816(s[nt], qa[kc], bb);
@@ -304,7 +305,7 @@ GM_KERNEL gm_flash_fwd(float* out, float* lse, const float* q, const float* k, c
 			l1 += s[nt][2] + s[nt][3];
 		}
 #pragma unroll
-		for (int dt = 0; dt < FA_MAXD / 8; dt++) {
+		for (int dt = 0; dt < MAXD / 8; dt++) {
 			o[dt][0] *= c0;
 			o[dt][1] *= c0;
 			o[dt][2] *= c1;
@@ -318,7 +319,7 @@ GM_KERNEL gm_flash_fwd(float* out, float* lse, const float* q, const float* k, c
 			                  pack_bf16(s[2 * kc + 1][0], s[2 * kc + 1][1]), pack_bf16(s[2 * kc + 1][2], s[2 * kc + 1][3])};
 			const u16* vr = vs + (kc * 16 + 2 * tq) * D + gq;
 #pragma unroll
-			for (int dt = 0; dt < FA_MAXD / 8; dt++) {
+			for (int dt = 0; dt < MAXD / 8; dt++) {
 				if (dt >= ndt) continue;
 				unsigned bb[2] = {pack_u16(vr[dt * 8], vr[D + dt * 8]), pack_u16(vr[8 * D + dt * 8], vr[9 * D + dt * 8])};
 				mma_bf16_16816(o[dt], pa, bb);
@@ -332,7 +333,7 @@ GM_KERNEL gm_flash_fwd(float* out, float* lse, const float* q, const float* k, c
 	float inv0 = l0 == 0.0f ? 0.0f : 1.0f / l0, inv1 = l1 == 0.0f ? 0.0f : 1.0f / l1;
 	float* oh = out + bh * g.S * D;
 #pragma unroll
-	for (int dt = 0; dt < FA_MAXD / 8; dt++) {
+	for (int dt = 0; dt < MAXD / 8; dt++) {
 		if (dt >= ndt) continue;
 		int c = dt * 8 + 2 * tq;
 		if (r0 < g.S) {
@@ -354,12 +355,13 @@ GM_KERNEL gm_flash_fwd(float* out, float* lse, const float* q, const float* k, c
 // k0 = 16w + g, k1 = k0 + 8) and accumulates their dk and dv over the group's heads and
 // every query that sees them, FB_BQ queries at a time. dq (zeroed first) gets each key
 // block's share with atomic adds. dsum[row] = Σ_d dout·out (gm_attn_bwd_dsum_f32).
-GM_KERNEL gm_flash_bwd(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
-                       const float* v, const float* lse, const float* dsum, const float* slopes, AttnGeom g) {
-	__shared__ u16 ks[FA_BK * FA_MAXD];
-	__shared__ u16 vs[FA_BK * FA_MAXD];
-	__shared__ u16 qs[FB_BQ * FA_MAXD];
-	__shared__ u16 dos[FB_BQ * FA_MAXD];
+template <int MAXD>
+GM_DEV void flash_bwd(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
+                      const float* v, const float* lse, const float* dsum, const float* slopes, AttnGeom g) {
+	__shared__ u16 ks[FA_BK * MAXD];
+	__shared__ u16 vs[FA_BK * MAXD];
+	__shared__ u16 qs[FB_BQ * MAXD];
+	__shared__ u16 dos[FB_BQ * MAXD];
 	__shared__ u16 dss[FB_BQ * FA_BK];
 	__shared__ float lsh[FB_BQ], dsh[FB_BQ];
 	const int D = g.D, nkc = D / 16, ndt = D / 8;
@@ -376,9 +378,9 @@ GM_KERNEL gm_flash_bwd(float* dq, float* dk, float* dv, const float* dout, const
 	query_range(g, jb, &ilo, &t0);
 	query_range(g, jlast, &t1, &ihi);
 
-	float adk[FA_MAXD / 8][4], adv[FA_MAXD / 8][4];
+	float adk[MAXD / 8][4], adv[MAXD / 8][4];
 #pragma unroll
-	for (int dt = 0; dt < FA_MAXD / 8; dt++)
+	for (int dt = 0; dt < MAXD / 8; dt++)
 		for (int e = 0; e < 4; e++) adk[dt][e] = adv[dt][e] = 0.0f;
 
 	for (int h = grp * rep; h < (grp + 1) * rep; h++) {
@@ -402,7 +404,7 @@ GM_KERNEL gm_flash_bwd(float* dq, float* dk, float* dv, const float* dout, const
 				const u16* qr = qs + (nt * 8 + gq) * D + 2 * tq;
 				const u16* gr = dos + (nt * 8 + gq) * D + 2 * tq;
 #pragma unroll
-				for (int kc = 0; kc < FA_MAXD / 16; kc++) {
+				for (int kc = 0; kc < MAXD / 16; kc++) {
 					if (kc >= nkc) continue;
 					int c = kc * 16 + 2 * tq;
 					unsigned ka[4] = {ld_pair(ks + kl0 * D + c), ld_pair(ks + kl1 * D + c), ld_pair(ks + kl0 * D + c + 8),
@@ -436,7 +438,7 @@ GM_KERNEL gm_flash_bwd(float* dq, float* dk, float* dv, const float* dout, const
 			unsigned da[4] = {pack_bf16(dpt[0][0], dpt[0][1]), pack_bf16(dpt[0][2], dpt[0][3]),
 			                  pack_bf16(dpt[1][0], dpt[1][1]), pack_bf16(dpt[1][2], dpt[1][3])};
 #pragma unroll
-			for (int dt = 0; dt < FA_MAXD / 8; dt++) {
+			for (int dt = 0; dt < MAXD / 8; dt++) {
 				if (dt >= ndt) continue;
 				const u16* gr = dos + (2 * tq) * D + dt * 8 + gq;
 				const u16* qr = qs + (2 * tq) * D + dt * 8 + gq;
@@ -472,7 +474,7 @@ GM_KERNEL gm_flash_bwd(float* dq, float* dk, float* dv, const float* dout, const
 	float* dkb = dk + bg * g.T * D;
 	float* dvb = dv + bg * g.T * D;
 #pragma unroll
-	for (int dt = 0; dt < FA_MAXD / 8; dt++) {
+	for (int dt = 0; dt < MAXD / 8; dt++) {
 		if (dt >= ndt) continue;
 		int c = dt * 8 + 2 * tq;
 		if (j0 < g.T) {
@@ -488,4 +490,23 @@ GM_KERNEL gm_flash_bwd(float* dq, float* dk, float* dv, const float* dout, const
 			dvb[(i64)j1 * D + c + 1] = adv[dt][3];
 		}
 	}
+}
+
+// The kernels, per largest head dim: accumulators sized for D ≤ 64 leave registers for more
+// warps (Llama-3.2-1B and TinyLlama have D = 64; 7B and up, 128).
+GM_KERNEL gm_flash_fwd(float* out, float* lse, const float* q, const float* k, const float* v, const float* slopes,
+                       AttnGeom g) {
+	flash_fwd<FA_MAXD>(out, lse, q, k, v, slopes, g);
+}
+GM_KERNEL gm_flash_fwd_d64(float* out, float* lse, const float* q, const float* k, const float* v,
+                           const float* slopes, AttnGeom g) {
+	flash_fwd<64>(out, lse, q, k, v, slopes, g);
+}
+GM_KERNEL gm_flash_bwd(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
+                       const float* v, const float* lse, const float* dsum, const float* slopes, AttnGeom g) {
+	flash_bwd<FA_MAXD>(dq, dk, dv, dout, q, k, v, lse, dsum, slopes, g);
+}
+GM_KERNEL gm_flash_bwd_d64(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
+                           const float* v, const float* lse, const float* dsum, const float* slopes, AttnGeom g) {
+	flash_bwd<64>(dq, dk, dv, dout, q, k, v, lse, dsum, slopes, g);
 }
