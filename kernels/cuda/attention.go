@@ -75,12 +75,18 @@ func (b *Backend) flash(g attnGeom) bool {
 	return b.FlashAttention && g.d%16 == 0 && g.d <= flashMaxD
 }
 
-// flashKernel names the flash kernel for head dim d: the _d64 variant up to 64.
-func flashKernel(name string, d int) string {
-	if d <= 64 {
-		return name + "_d64"
+// flashKernel names the forward or backward flash kernel for head dim d: the _d64 variants
+// up to 64.
+func flashKernel(fwd bool, d int) string {
+	switch {
+	case fwd && d <= 64:
+		return "gm_flash_fwd_d64"
+	case fwd:
+		return "gm_flash_fwd"
+	case d <= 64:
+		return "gm_flash_bwd_d64"
 	}
-	return name
+	return "gm_flash_bwd"
 }
 
 // Attention: see kernels.AttnParams. One warp per query row with an online softmax, or the
@@ -96,7 +102,7 @@ func (b *Backend) Attention(out, lse, q, k, v *tensor.Tensor, p kernels.AttnPara
 		}
 		if b.flash(g) {
 			grid := g.b * g.h * ((g.s + flashRows - 1) / flashRows)
-			return b.dev.launch(flashKernel("gm_flash_fwd", g.d), grid, 128, 0, out.Ptr, lse.Ptr, q.Ptr, k.Ptr, v.Ptr, sl, geomStruct(g, p))
+			return b.dev.launch(flashKernel(true, g.d), grid, 128, 0, out.Ptr, lse.Ptr, q.Ptr, k.Ptr, v.Ptr, sl, geomStruct(g, p))
 		}
 		return b.dev.launch("gm_attn_fwd_f32", warpsGrid(rows), 128, 0, out.Ptr, lse.Ptr, q.Ptr, k.Ptr, v.Ptr, sl, geomStruct(g, p))
 	})
@@ -131,7 +137,7 @@ func (b *Backend) AttentionBackward(dq, dk, dv, dout, q, k, v, out, lse *tensor.
 				return err
 			}
 			grid := g.b * g.g * ((g.t + flashRows - 1) / flashRows)
-			return b.dev.launch(flashKernel("gm_flash_bwd", g.d), grid, 128, 0, dq.Ptr, dk.Ptr, dv.Ptr, dout.Ptr, q.Ptr, k.Ptr, v.Ptr, lse.Ptr, dsum, sl, gs)
+			return b.dev.launch(flashKernel(false, g.d), grid, 128, 0, dq.Ptr, dk.Ptr, dv.Ptr, dout.Ptr, q.Ptr, k.Ptr, v.Ptr, lse.Ptr, dsum, sl, gs)
 		}
 		if err := b.dev.launch("gm_attn_bwd_dq_f32", warpsGrid(rows), 128, 0, dq.Ptr, dout.Ptr, q.Ptr, k.Ptr, v.Ptr, lse.Ptr, dsum, sl, gs); err != nil {
 			return err
