@@ -135,7 +135,6 @@ func (a *Args) Validate(world int) error {
 		on   bool
 		flag string
 	}{
-		{a.LayersPerVirtualStage != 0 && (a.Save != "" || a.LoadingCheckpoint()), "checkpoints (--save/--load) with --num-layers-per-virtual-pipeline-stage"},
 		{a.ResetPositionIDs, "--reset-position-ids"}, {a.ResetAttentionMsk, "--reset-attention-mask"},
 	} {
 		if u.on {

@@ -23,13 +23,39 @@ type progress struct {
 
 // checkpointer saves and loads Megatron torch-format checkpoints for one rank.
 type checkpointer struct {
-	a     *Args
-	world comm.Comm
-	ps    *comm.ParallelState
-	model *layers.GPTModel
-	opt   *optim.Adam
-	sched LRSchedule
-	be    kernels.Backend // where the model lives (nil: the host)
+	a      *Args
+	world  comm.Comm
+	ps     *comm.ParallelState
+	model  *layers.GPTModel   // the first chunk
+	chunks []*layers.GPTModel // every model chunk of this stage (virtual pipeline stages)
+	opt    *optim.Adam
+	sched  LRSchedule
+	be     kernels.Backend // where the model lives (nil: the host)
+}
+
+// params lists every chunk's parameters in the optimizer's order.
+func (c *checkpointer) params() layers.Params {
+	var ps layers.Params
+	for _, m := range c.allChunks() {
+		ps = append(ps, m.Params...)
+	}
+	return ps
+}
+
+func (c *checkpointer) allChunks() []*layers.GPTModel {
+	if len(c.chunks) == 0 {
+		return []*layers.GPTModel{c.model}
+	}
+	return c.chunks
+}
+
+// fp8Key is where chunk v's FP8 scaling state is saved (gomegatron's own key; Transformer
+// Engine keeps it in each module's _extra_state).
+func fp8Key(v, n int) string {
+	if n == 1 {
+		return "gomegatron_fp8_meta"
+	}
+	return fmt.Sprintf("gomegatron_fp8_meta%d", v)
 }
 
 // host returns a host copy of t, downloading it when it lives on the backend's device.
@@ -101,15 +127,24 @@ func (c *checkpointer) save(p progress) error {
 
 // stateDict builds this shard's top-level dict with Megatron's keys.
 func (c *checkpointer) stateDict(p progress) (*torchpickle.Dict, error) {
-	tensors := map[string]*tensor.Tensor{}
-	for _, prm := range c.model.Params {
-		tensors[prm.Name] = c.host(prm.Data)
-	}
-	model, err := megatron.ModelDict(megatron.MCore, c.model.Params, tensors)
-	if err != nil {
-		return nil, err
+	chunks := c.allChunks()
+	var models []*torchpickle.Dict
+	for _, m := range chunks {
+		tensors := map[string]*tensor.Tensor{}
+		for _, prm := range m.Params {
+			tensors[prm.Name] = c.host(prm.Data)
+		}
+		model, err := megatron.ModelDict(megatron.MCore, m.Params, tensors)
+		if err != nil {
+			return nil, err
+		}
+		models = append(models, model)
 	}
 	args := megatron.Args(c.model.Cfg, c.ps.TPSize, c.ps.PPSize, c.dtype(), megatron.MCore, "")
+	if len(chunks) > 1 {
+		args.Set("virtual_pipeline_model_parallel_size", len(chunks))
+		args.Set("num_layers_per_virtual_pipeline_stage", c.a.LayersPerVirtualStage)
+	}
 	args.Set("data_parallel_size", c.ps.DPSize)
 	args.Set("consumed_train_samples", p.ConsumedTrain)
 	args.Set("consumed_valid_samples", p.ConsumedValid)
@@ -120,7 +155,7 @@ func (c *checkpointer) stateDict(p progress) (*torchpickle.Dict, error) {
 	args.Set("use_distributed_optimizer", c.opt.Distributed)
 	args.Set("lr", c.a.LR)
 	args.Set("min_lr", c.a.MinLR)
-	st := megatron.StateDict(args, p.Iteration, model)
+	st := megatron.StateDictChunks(args, p.Iteration, models)
 	sched := torchpickle.NewDict(false)
 	for _, kv := range []struct {
 		k string
@@ -147,9 +182,10 @@ func (c *checkpointer) stateDict(p progress) (*torchpickle.Dict, error) {
 		st.Set("rng_state", []any{rng})
 	}
 	st.Set("num_floating_point_operations_so_far", 0.0)
-	if meta := c.model.FP8Meta(); meta != nil {
-		// Transformer Engine keeps this in each module's _extra_state; one tensor here.
-		st.Set("gomegatron_fp8_meta", meta)
+	for v, m := range chunks {
+		if meta := m.FP8Meta(); meta != nil {
+			st.Set(fp8Key(v, len(chunks)), meta)
+		}
 	}
 	return st, nil
 }
@@ -172,7 +208,7 @@ func (c *checkpointer) optimizerDict(p progress) *torchpickle.Dict {
 		state := torchpickle.NewDict(false)
 		var mains []any
 		lay := c.opt.Buffers().Layout
-		for i, prm := range c.model.Params {
+		for i, prm := range c.params() {
 			lo, hi := lay.Offsets[i]-s.Lo, lay.Offsets[i]-s.Lo+prm.Numel()
 			e := torchpickle.NewDict(false)
 			e.Set("step", s.Step)
@@ -205,7 +241,7 @@ func (c *checkpointer) optimizerDict(p progress) *torchpickle.Dict {
 func (c *checkpointer) gatherDistribOptim() (any, error) {
 	s := c.opt.State()
 	lay := c.opt.Buffers().Layout
-	unpadded := lay.Unpadded(c.model.Params)
+	unpadded := lay.Unpadded(c.params())
 	main := s.Main
 	if main == nil {
 		main = c.opt.Buffers().Param.Slice(s.Lo, s.Lo+s.M.Numel())
@@ -243,6 +279,13 @@ func (c *checkpointer) load() (progress, error) {
 		return p, fmt.Errorf("--load: %w", err)
 	}
 	same := tp == c.ps.TPSize && pp == c.ps.PPSize
+	vp := 1
+	if same {
+		if vp, err = c.savedChunks(loc, pp); err != nil {
+			return p, err
+		}
+		same = vp == len(c.allChunks())
+	}
 	if same {
 		err = c.loadShardWeights(loc)
 	} else {
@@ -274,10 +317,12 @@ func (c *checkpointer) load() (progress, error) {
 			p.SchedSteps = n
 		}
 	}
-	if v, ok := dictGetAny(root, "gomegatron_fp8_meta"); ok && same {
-		if t, ok := v.(*tensor.Tensor); ok && c.a.FP8() != nil {
-			if err := c.model.SetFP8Meta(t.Clone()); err != nil {
-				return p, fmt.Errorf("--load %s: %w", c.a.Load, err)
+	for v, m := range c.allChunks() {
+		if x, ok := dictGetAny(root, fp8Key(v, vp)); ok && same {
+			if t, ok := x.(*tensor.Tensor); ok && c.a.FP8() != nil {
+				if err := m.SetFP8Meta(t.Clone()); err != nil {
+					return p, fmt.Errorf("--load %s: %w", c.a.Load, err)
+				}
 			}
 		}
 	}
@@ -285,7 +330,12 @@ func (c *checkpointer) load() (progress, error) {
 		return p, nil
 	}
 	if !same {
-		return p, fmt.Errorf("--load: %s was saved with TP=%d PP=%d, this run has TP=%d PP=%d: the optimizer state cannot follow a resharding; pass --no-load-optim (or --finetune) to load the weights only", c.a.Load, tp, pp, c.ps.TPSize, c.ps.PPSize)
+		saved, now := fmt.Sprintf("TP=%d PP=%d", tp, pp), fmt.Sprintf("TP=%d PP=%d", c.ps.TPSize, c.ps.PPSize)
+		if saved == now {
+			saved, now = fmt.Sprintf("%d virtual pipeline stages", vp), fmt.Sprintf("%d", len(c.allChunks()))
+		}
+		return p, fmt.Errorf("--load: %s was saved with %s, this run has %s: the optimizer state cannot follow a resharding; pass --no-load-optim (or --finetune) to load the weights only",
+			c.a.Load, saved, now)
 	}
 	return p, c.loadOptimizer(loc, root, &p)
 }
@@ -298,21 +348,33 @@ func (c *checkpointer) loadShardWeights(loc megatron.Location) error {
 		return err
 	}
 	defer sf.Close()
-	tensors, _, err := sf.Model()
-	if err != nil {
-		return err
-	}
-	for _, prm := range c.model.Params {
-		t, ok := tensors[prm.Name]
-		if !ok {
-			return fmt.Errorf("%s: no tensor %s", sf.Path, prm.Name)
+	for v, m := range c.allChunks() {
+		tensors, _, err := sf.ModelChunk(v)
+		if err != nil {
+			return err
 		}
-		if !tensor.SameShape(t.Shape(), prm.Shape) {
-			return fmt.Errorf("%s: %s has shape %v, the model (from the flags) wants %v", sf.Path, prm.Name, t.Shape(), prm.Shape)
+		for _, prm := range m.Params {
+			t, ok := tensors[prm.Name]
+			if !ok {
+				return fmt.Errorf("%s: model chunk %d has no tensor %s", sf.Path, v, prm.Name)
+			}
+			if !tensor.SameShape(t.Shape(), prm.Shape) {
+				return fmt.Errorf("%s: %s has shape %v, the model (from the flags) wants %v", sf.Path, prm.Name, t.Shape(), prm.Shape)
+			}
+			c.set(prm.Data, t.ToF32())
 		}
-		c.set(prm.Data, t.ToF32())
 	}
 	return nil
+}
+
+// savedChunks is the number of model chunks this rank's shard of loc holds.
+func (c *checkpointer) savedChunks(loc megatron.Location, pp int) (int, error) {
+	sf, err := megatron.LoadShard(loc, c.ps.Coords.TP, c.ps.Coords.PP, pp)
+	if err != nil {
+		return 0, err
+	}
+	defer sf.Close()
+	return sf.VirtualStages(), nil
 }
 
 // loadResharded reads full tensors from a checkpoint of another TP/PP and takes this rank's shard.
@@ -323,7 +385,7 @@ func (c *checkpointer) loadResharded(loc megatron.Location) error {
 	}
 	defer ck.Close()
 	tp := c.ps.TPSize
-	for _, prm := range c.model.Params {
+	for _, prm := range c.params() {
 		vals, shape, err := ck.Full(prm.InitKey)
 		if err != nil {
 			return fmt.Errorf("--load %s: %s: %w", c.a.Load, prm.InitKey, err)
@@ -411,7 +473,7 @@ func (c *checkpointer) loadOptimizer(loc megatron.Location, root *torchpickle.Di
 			mains, _ = l[0].([]any)
 		}
 	}
-	for i, prm := range c.model.Params {
+	for i, prm := range c.params() {
 		e, ok := dictGetAny(state, i)
 		if !ok {
 			return fmt.Errorf("--load %s: no optimizer state for parameter %d (%s)", c.a.Load, i, prm.Name)

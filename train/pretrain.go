@@ -152,7 +152,7 @@ func run(a *Args, world comm.Comm, out io.Writer, hook dataHook) error {
 	if err != nil {
 		return err
 	}
-	ck := &checkpointer{a: a, world: world, ps: ps, model: model, opt: opt, be: be}
+	ck := &checkpointer{a: a, world: world, ps: ps, model: model, chunks: chunks, opt: opt, be: be}
 
 	// Schedule and data.
 	gbs := int64(a.GlobalBatchSize)

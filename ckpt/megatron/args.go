@@ -96,6 +96,7 @@ func Args(cfg layers.Config, tp, pp int, dtype tensor.DType, f Format, hfModelTy
 // ArgsInfo is what a checkpoint's args say beyond the architecture.
 type ArgsInfo struct {
 	TP, PP      int
+	VP          int          // virtual pipeline stages (1 without)
 	ParamsDType tensor.DType // Invalid when args lack params_dtype
 	HFModelType string       // gomegatron's hf_model_type, "" if absent
 }
@@ -144,15 +145,12 @@ func ConfigFromArgs(ns *torchpickle.Namespace) (layers.Config, ArgsInfo, error) 
 	c.ALiBiBeforeScale = a.bool("alibi_before_scale", false)
 	info := ArgsInfo{
 		TP: a.int("tensor_model_parallel_size", 1), PP: a.int("pipeline_model_parallel_size", 1),
-		HFModelType: a.str("hf_model_type", ""),
+		VP: max(a.int("virtual_pipeline_model_parallel_size", 1), 1), HFModelType: a.str("hf_model_type", ""),
 	}
 	if v, ok := ns.Get("params_dtype"); ok {
 		if dt, ok := v.(tensor.DType); ok {
 			info.ParamsDType = dt
 		}
-	}
-	if vp := a.int("virtual_pipeline_model_parallel_size", 0); vp > 1 {
-		a.fail("virtual_pipeline_model_parallel_size", "virtual pipeline stages (%d) are not supported", vp)
 	}
 	if a.bool("squared_relu", false) {
 		a.fail("squared_relu", "not supported")

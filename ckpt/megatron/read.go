@@ -83,14 +83,28 @@ func OpenShardFile(path string) (*ShardFile, error) {
 		mf.Close()
 		return nil, fmt.Errorf("megatron: %s holds a %T, not a checkpoint dict", path, mf.Value)
 	}
-	if _, ok := d.Get("model"); !ok {
+	_, plain := d.Get("model")
+	_, chunked := d.Get("model0")
+	if !plain && !chunked {
 		mf.Close()
-		if _, vpp := d.Get("model0"); vpp {
-			return nil, fmt.Errorf("megatron: %s: model0/model1… entries (virtual pipeline stages) are not supported", path)
-		}
-		return nil, fmt.Errorf("megatron: %s has no \"model\" entry", path)
+		return nil, fmt.Errorf("megatron: %s has no \"model\" entry (nor model0, model1, … of virtual pipeline stages)", path)
 	}
 	return &ShardFile{MappedFile: mf, State: d}, nil
+}
+
+// VirtualStages is the number of model chunks the file holds: 1 for "model", n for
+// model0 … model{n-1} (virtual pipeline stages).
+func (s *ShardFile) VirtualStages() int {
+	if _, ok := s.State.Get("model"); ok {
+		return 1
+	}
+	n := 0
+	for {
+		if _, ok := s.State.Get(fmt.Sprintf("model%d", n)); !ok {
+			return n
+		}
+		n++
+	}
 }
 
 // Args returns the args Namespace (argparse.Namespace or types.SimpleNamespace).
@@ -125,12 +139,20 @@ func (s *ShardFile) Iteration() int {
 	return int(n)
 }
 
-// Model returns the model's tensors under our parameter names and the layout found.
-func (s *ShardFile) Model() (map[string]*tensor.Tensor, Format, error) {
-	v, _ := s.State.Get("model")
-	ts, f, err := ModelTensors(v)
+// Model returns the model's tensors under our parameter names and the layout found; with
+// virtual pipeline stages, those of the first chunk (ModelChunk reads the others).
+func (s *ShardFile) Model() (map[string]*tensor.Tensor, Format, error) { return s.ModelChunk(0) }
+
+// ModelChunk returns model chunk v's tensors under our (chunk-local) parameter names.
+func (s *ShardFile) ModelChunk(v int) (map[string]*tensor.Tensor, Format, error) {
+	n := s.VirtualStages()
+	if v < 0 || v >= n {
+		return nil, 0, fmt.Errorf("megatron: %s: no model chunk %d (the file holds %d)", s.Path, v, n)
+	}
+	m, _ := s.State.Get(chunkKey(v, n))
+	ts, f, err := ModelTensors(m)
 	if err != nil {
-		return nil, f, fmt.Errorf("megatron: %s: %w", s.Path, err)
+		return nil, f, fmt.Errorf("megatron: %s: %s: %w", s.Path, chunkKey(v, n), err)
 	}
 	return ts, f, nil
 }
@@ -144,19 +166,20 @@ type Checkpoint struct {
 	Config  layers.Config          // TensorModelParallelSize = TP
 	Info    ArgsInfo
 	TP, PP  int
+	VP      int     // virtual pipeline stages (model chunks per shard file; 1 without)
 	Version float64 // checkpoint_version
 	Format  Format
 	DType   tensor.DType // dtype of the stored parameters
 
-	files   [][]*ShardFile                // [pp][tp]
-	tensors [][]map[string]*tensor.Tensor // [pp][tp] by local name
-	index   map[string]entry              // InitKey → stage and parameter
-	keys    []string                      // InitKeys in stage order
+	files   [][]*ShardFile                  // [pp][tp]
+	tensors [][][]map[string]*tensor.Tensor // [pp][tp][vp] by chunk-local name
+	index   map[string]entry                // InitKey → stage, chunk and parameter
+	keys    []string                        // InitKeys in stage order
 }
 
 type entry struct {
-	pp int
-	p  *layers.Param
+	pp, vp int
+	p      *layers.Param
 }
 
 // Open reads a checkpoint: a root with latest_checkpointed_iteration.txt, or an
@@ -190,7 +213,7 @@ func OpenWith(path string, fix ArgsFixer) (*Checkpoint, error) {
 	}()
 	for p := 0; p < pp; p++ {
 		c.files = append(c.files, make([]*ShardFile, tp))
-		c.tensors = append(c.tensors, make([]map[string]*tensor.Tensor, tp))
+		c.tensors = append(c.tensors, make([][]map[string]*tensor.Tensor, tp))
 		for t := 0; t < tp; t++ {
 			sf, err := LoadShard(loc, t, p, pp)
 			if err != nil {
@@ -232,6 +255,7 @@ func OpenWith(path string, fix ArgsFixer) (*Checkpoint, error) {
 			first.Path, c.Info.TP, c.Info.PP, loc.Dir(), tp, pp, what)
 	}
 	c.Version = first.Version()
+	c.VP = c.Info.VP
 	for p := 0; p < pp; p++ {
 		for t := 0; t < tp; t++ {
 			if err := c.checkShard(t, p); err != nil {
@@ -246,52 +270,71 @@ func OpenWith(path string, fix ArgsFixer) (*Checkpoint, error) {
 	return c, nil
 }
 
-// checkShard reads shard (t, p)'s model and compares it with the parameters the args
-// imply.
+// checkShard reads shard (t, p)'s model chunks and compares them with the parameters the
+// args imply.
 func (c *Checkpoint) checkShard(t, p int) error {
 	sf := c.files[p][t]
-	ts, f, err := sf.Model()
+	if n := sf.VirtualStages(); n != c.VP {
+		return fmt.Errorf("megatron: %s holds %d model chunks, but the args say virtual_pipeline_model_parallel_size %d", sf.Path, n, c.VP)
+	}
+	c.tensors[p][t] = make([]map[string]*tensor.Tensor, c.VP)
+	for v := 0; v < c.VP; v++ {
+		if err := c.checkChunk(t, p, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkChunk checks model chunk v of shard (t, p).
+func (c *Checkpoint) checkChunk(t, p, v int) error {
+	sf := c.files[p][t]
+	ts, f, err := sf.ModelChunk(v)
 	if err != nil {
 		return err
 	}
-	if t == 0 && p == 0 {
+	if t == 0 && p == 0 && v == 0 {
 		c.Format = f
 	} else if (f == Legacy) != (c.Format == Legacy) {
 		return fmt.Errorf("megatron: %s uses the %v layout, %s the %v layout", sf.Path, f, c.files[0][0].Path, c.Format)
 	} else if f == MCoreTE {
 		c.Format = MCoreTE // a stage without norms looks like the local spec
 	}
-	specs, err := layers.Specs(c.Config, layers.Parallel{TPRank: t, TPSize: c.TP, PPRank: p, PPSize: c.PP})
+	where := sf.Path
+	if c.VP > 1 {
+		where = fmt.Sprintf("%s (model%d)", sf.Path, v)
+	}
+	specs, err := layers.Specs(c.Config, layers.Parallel{TPRank: t, TPSize: c.TP, PPRank: p, PPSize: c.PP, VPRank: v, VPSize: c.VP})
 	if err != nil {
-		return fmt.Errorf("megatron: %s: %w", sf.Path, err)
+		return fmt.Errorf("megatron: %s: %w", where, err)
 	}
 	for _, sp := range specs {
 		x, ok := ts[sp.Name]
 		if !ok {
-			return fmt.Errorf("megatron: %s: tensor %s (%s in the %v layout) is missing; the args expect it", sf.Path, sp.Name, keyName(c.Format, sp), c.Format)
+			return fmt.Errorf("megatron: %s: tensor %s (%s in the %v layout) is missing; the args expect it", where, sp.Name, keyName(c.Format, sp), c.Format)
 		}
 		if !tensor.SameShape(x.Shape(), sp.Shape) {
 			return fmt.Errorf("megatron: %s: tensor %s has shape %v, but the args (TP %d, hidden_size %d, padded_vocab_size %d, …) give %v",
-				sf.Path, keyName(c.Format, sp), x.Shape(), c.TP, c.Config.HiddenSize, c.Config.PaddedVocabSize, sp.Shape)
+				where, keyName(c.Format, sp), x.Shape(), c.TP, c.Config.HiddenSize, c.Config.PaddedVocabSize, sp.Shape)
 		}
 		if !x.DType().IsFloat() {
-			return fmt.Errorf("megatron: %s: tensor %s has dtype %v, want a floating-point type", sf.Path, keyName(c.Format, sp), x.DType())
+			return fmt.Errorf("megatron: %s: tensor %s has dtype %v, want a floating-point type", where, keyName(c.Format, sp), x.DType())
 		}
 		if c.DType == tensor.Invalid {
 			c.DType = x.DType()
 		}
 		if t == 0 && !sp.Shared {
-			c.index[sp.InitKey] = entry{p, sp}
+			c.index[sp.InitKey] = entry{p, v, sp}
 			c.keys = append(c.keys, sp.InitKey)
 		}
 	}
 	for name := range ts {
 		if specs.ByName(name) == nil && !ignoredPai(name) &&
 			!(name == "output_layer.weight" && f == Legacy) { // Pai's word_embeddings_for_head on a tied stage without output layer
-			return fmt.Errorf("megatron: %s: tensor %s is not a parameter of the model the args describe", sf.Path, name)
+			return fmt.Errorf("megatron: %s: tensor %s is not a parameter of the model the args describe", where, name)
 		}
 	}
-	c.tensors[p][t] = ts
+	c.tensors[p][t][v] = ts
 	return nil
 }
 
@@ -328,7 +371,7 @@ func (c *Checkpoint) Full(key string) ([]float32, []int, error) {
 	}
 	shards := make([][]float32, c.TP)
 	for t := 0; t < c.TP; t++ {
-		x := c.tensors[e.pp][t][e.p.Name]
+		x := c.tensors[e.pp][t][e.vp][e.p.Name]
 		v := x.ToF32()
 		c.files[e.pp][t].Release(x)
 		if err := c.fixQKV(v, e.p, x.Shape()); err != nil {
@@ -340,9 +383,13 @@ func (c *Checkpoint) Full(key string) ([]float32, []int, error) {
 }
 
 // ShardTensors returns shard (tp, pp)'s tensors by our local parameter names: views of
-// the mapped file in the stored dtype (for resuming with the same layout).
-func (c *Checkpoint) ShardTensors(tpRank, ppRank int) map[string]*tensor.Tensor {
-	return c.tensors[ppRank][tpRank]
+// the mapped file in the stored dtype; with virtual pipeline stages, chunk vp (default 0).
+func (c *Checkpoint) ShardTensors(tpRank, ppRank int, vp ...int) map[string]*tensor.Tensor {
+	v := 0
+	if len(vp) > 0 {
+		v = vp[0]
+	}
+	return c.tensors[ppRank][tpRank][v]
 }
 
 // ShardFile returns the opened file of shard (tp, pp), e.g. for its optimizer state.

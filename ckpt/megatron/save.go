@@ -14,12 +14,28 @@ import (
 // optimizer, opt_param_scheduler, rng_state and num_floating_point_operations_so_far
 // with Set before saving.
 func StateDict(args *torchpickle.Namespace, iteration int, model *torchpickle.Dict) *torchpickle.Dict {
+	return StateDictChunks(args, iteration, []*torchpickle.Dict{model})
+}
+
+// StateDictChunks is StateDict for a stage of several model chunks (virtual pipeline
+// stages): model0, model1, … as Megatron names them; one chunk is plain "model".
+func StateDictChunks(args *torchpickle.Namespace, iteration int, models []*torchpickle.Dict) *torchpickle.Dict {
 	d := torchpickle.NewDict(false)
 	d.Set("args", args)
 	d.Set("checkpoint_version", CheckpointVersion)
 	d.Set("iteration", iteration)
-	d.Set("model", model)
+	for v, m := range models {
+		d.Set(chunkKey(v, len(models)), m)
+	}
 	return d
+}
+
+// chunkKey is the state-dict key of model chunk v of n.
+func chunkKey(v, n int) string {
+	if n == 1 {
+		return "model"
+	}
+	return fmt.Sprintf("model%d", v)
 }
 
 // SaveShard writes shard (tp, pp) of a checkpoint as <dir>/mp_rank_…/model_optim_rng.pt,

@@ -44,14 +44,18 @@ func runGolaunch(t *testing.T, args ...string) string {
 }
 
 // TestExactResume: 8 iterations in one go, and 4 + resume to 8, give the same losses, grad
-// norms and final weights bit for bit, for one process, TP2·PP2, and TP2·DP2 with the
-// distributed optimizer (bf16 with fp32 main params, dropout on).
+// norms and final weights bit for bit, for one process, TP2·PP2, TP2·DP2 with the
+// distributed optimizer, and PP2·DP2 with two virtual stages and FP8 (bf16 with fp32 main
+// params, dropout on).
 func TestExactResume(t *testing.T) {
 	for name, layout := range map[string][]string{
 		"single":        nil,
 		"tp2pp2":        {"--tensor-model-parallel-size", "2", "--pipeline-model-parallel-size", "2"},
 		"tp2dp2-distop": {"--tensor-model-parallel-size", "2", "--use-distributed-optimizer"},
 		"single-fp8":    {"--fp8-hybrid", "--fp8-amax-history-len", "4", "--fp8-amax-compute-algo", "max"},
+		// Interleaved schedule: model0/model1 chunks in each stage's file, Megatron's keys.
+		"pp2vp2dp2-fp8": {"--pipeline-model-parallel-size", "2", "--num-layers-per-virtual-pipeline-stage", "1",
+			"--fp8-hybrid", "--fp8-amax-history-len", "4"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -116,33 +120,41 @@ func TestSignalSavesCheckpoint(t *testing.T) {
 	require.GreaterOrEqual(t, it, 3)
 }
 
-// TestLoadAtAnotherLayout: a checkpoint saved at TP2·PP2 loads into one process through
-// resharding (weights only: the optimizer state is refused with a message naming the way
-// out), and the resharded weights give the same loss as the saved run's next iteration.
+// TestLoadAtAnotherLayout: a checkpoint saved at TP2·PP2, or at PP2 with two virtual
+// stages, loads into one process through resharding (weights only: the optimizer state is
+// refused with a message naming the way out), and the resharded weights give the same loss
+// as the saved run's next iteration.
 func TestLoadAtAnotherLayout(t *testing.T) {
-	dir := t.TempDir()
-	ck := filepath.Join(dir, "ck")
-	base := append([]string{"--standalone"}, resumeArgs(dir)...)
-	// hidden dropout off, so iteration 5's loss depends only on the weights and the data.
-	noDrop := func(args []string) []string {
-		for i := range args {
-			if args[i] == "--hidden-dropout" {
-				args[i+1] = "0"
+	for name, layout := range map[string][]string{
+		"tp2pp2": {"--tensor-model-parallel-size", "2", "--pipeline-model-parallel-size", "2"},
+		"pp2vp2": {"--pipeline-model-parallel-size", "2", "--num-layers-per-virtual-pipeline-stage", "1"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			ck := filepath.Join(dir, "ck")
+			base := append([]string{"--standalone"}, resumeArgs(dir)...)
+			// hidden dropout off, so iteration 5's loss depends only on the weights and the data.
+			noDrop := func(args []string) []string {
+				for i := range args {
+					if args[i] == "--hidden-dropout" {
+						args[i+1] = "0"
+					}
+				}
+				return args
 			}
-		}
-		return args
+			straight := iterationLosses(runGolaunch(t, noDrop(append(append(append([]string{"--nproc-per-node", "4"}, base...), layout...),
+				"--save", ck, "--save-interval", "4", "--exit-interval", "5"))...))
+			it4 := filepath.Join(ck, "iter_0000004") // the run also saved at its exit (iteration 5)
+			cmd := exec.Command(golaunchBin, noDrop(append(append([]string{}, base...), "--load", it4))...)
+			out, err := cmd.CombinedOutput()
+			require.Error(t, err)
+			require.Contains(t, string(out), "cannot follow a resharding; pass --no-load-optim")
+			// Weights only, as --finetune would, but keeping the iteration count: compare the
+			// forward loss of iteration 5 (the first after loading) with the saved run's.
+			resharded := iterationLosses(runGolaunch(t, noDrop(append(append([]string{}, base...), "--load", it4, "--no-load-optim"))...))
+			require.Contains(t, resharded, "5")
+			a, b := parseLossNorm(straight["5"]), parseLossNorm(resharded["5"])
+			require.InEpsilon(t, a[0], b[0], 1e-5, "iteration 5 loss after resharding %s → TP1·PP1", name)
+		})
 	}
-	straight := iterationLosses(runGolaunch(t, noDrop(append(append([]string{"--nproc-per-node", "4"}, base...),
-		"--tensor-model-parallel-size", "2", "--pipeline-model-parallel-size", "2", "--save", ck, "--save-interval", "4", "--exit-interval", "5"))...))
-	it4 := filepath.Join(ck, "iter_0000004") // the run also saved at its exit (iteration 5)
-	cmd := exec.Command(golaunchBin, noDrop(append(append([]string{}, base...), "--load", it4))...)
-	out, err := cmd.CombinedOutput()
-	require.Error(t, err)
-	require.Contains(t, string(out), "cannot follow a resharding; pass --no-load-optim")
-	// Weights only, as --finetune would, but keeping the iteration count: compare the
-	// forward loss of iteration 5 (the first after loading) with the saved run's.
-	resharded := iterationLosses(runGolaunch(t, noDrop(append(append([]string{}, base...), "--load", it4, "--no-load-optim"))...))
-	require.Contains(t, resharded, "5")
-	a, b := parseLossNorm(straight["5"]), parseLossNorm(resharded["5"])
-	require.InEpsilon(t, a[0], b[0], 1e-5, "iteration 5 loss after resharding TP2·PP2 → TP1·PP1")
 }
