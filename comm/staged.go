@@ -181,3 +181,19 @@ func (s *staged) Split(color, key int) (Comm, error) {
 	}
 	return Staged(c, s.mv), nil
 }
+
+func (s *staged) Exchange(send *tensor.Tensor, to int, recv *tensor.Tensor, from int) error {
+	dev, err := s.onDevice("Exchange", send, recv)
+	if err != nil || !dev {
+		if err != nil {
+			return err
+		}
+		return Exchange(s.c, send, to, recv, from)
+	}
+	h := s.toHost(recv, false)
+	if err := Exchange(s.c, s.toHost(send, true), to, h, from); err != nil {
+		return err
+	}
+	s.mv.Upload(recv, h)
+	return nil
+}

@@ -26,6 +26,9 @@ type layout struct {
 	vpp        int  // virtual pipeline stages (interleaved schedule); 0 = 1
 	bucket     int  // --overlap-grad-reduce with this bucket size (elements); 0 = off
 	bf16       bool // bf16 weights with fp32 main params; compared with the bf16 single process at 1e-2
+	// rendezvous gives the pipeline group NCCL's point-to-point semantics (rendezvousPP);
+	// pure pipeline layouts only (tp = dp = 1, so PP ranks are world ranks).
+	rendezvous bool
 }
 
 func (l layout) String() string {
@@ -42,7 +45,43 @@ func (l layout) String() string {
 	if l.rc.Granularity != "" {
 		s += fmt.Sprintf("_rc-%s%s%d", l.rc.Granularity, l.rc.Method, l.rc.NumLayers)
 	}
+	if l.rendezvous {
+		s += "_rendezvous"
+	}
 	return s
+}
+
+// rendezvousPP gives a pipeline communicator NCCL's point-to-point semantics: a send
+// completes only once the receiver has posted its receive (announced on ready), and an
+// Exchange posts its receive before its send waits, as an NCCL group does. A schedule in
+// which two neighbours both send before receiving blocks here, as it does on GPUs.
+type rendezvousPP struct {
+	comm.Comm
+	ready comm.Comm
+}
+
+func (r rendezvousPP) Send(t *tensor.Tensor, peer int) error {
+	if err := r.ready.Recv(tensor.New(tensor.U8, 1), peer); err != nil {
+		return fmt.Errorf("waiting for stage %d to post its receive: %w", peer, err)
+	}
+	return r.Comm.Send(t, peer)
+}
+
+func (r rendezvousPP) Recv(t *tensor.Tensor, peer int) error {
+	if err := r.ready.Send(tensor.New(tensor.U8, 1), peer); err != nil {
+		return err
+	}
+	return r.Comm.Recv(t, peer)
+}
+
+func (r rendezvousPP) Exchange(send *tensor.Tensor, to int, recv *tensor.Tensor, from int) error {
+	if err := r.ready.Send(tensor.New(tensor.U8, 1), from); err != nil {
+		return err
+	}
+	if err := r.Send(send, to); err != nil {
+		return err
+	}
+	return r.Comm.Recv(recv, from)
 }
 
 type runResult struct {
@@ -92,10 +131,21 @@ func runLayout(t *testing.T, cfg layers.Config, l layout, iters int) runResult {
 	world := l.tp * l.pp * l.dp
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	var comms []comm.Comm
+	var comms, ready []comm.Comm
 	if world > 1 {
 		var err error
-		comms, err = tcp.LocalWorld(ctx, world, tcp.Options{Timeout: time.Minute})
+		timeout := time.Minute
+		if l.rendezvous {
+			timeout = 10 * time.Second // a schedule deadlock fails fast
+			ready, err = tcp.LocalWorld(ctx, world, tcp.Options{Timeout: timeout})
+			require.NoError(t, err)
+			defer func() {
+				for _, c := range ready {
+					c.Close()
+				}
+			}()
+		}
+		comms, err = tcp.LocalWorld(ctx, world, tcp.Options{Timeout: timeout})
 		require.NoError(t, err)
 		defer func() {
 			for _, c := range comms {
@@ -128,6 +178,9 @@ func runLayout(t *testing.T, cfg layers.Config, l layout, iters int) runResult {
 				if err != nil {
 					o.err = err
 					return
+				}
+				if l.rendezvous {
+					ps.PP = rendezvousPP{Comm: ps.PP, ready: ready[r]}
 				}
 				par.TP, par.PPRank, par.PPSize = ps.TP, ps.Coords.PP, ps.PPSize
 				groups = optim.Groups{DP: ps.DPCP, Norm: ps.MP, TP: ps.Coords.TP}
@@ -295,6 +348,7 @@ func TestParallelLayoutsMatchSingleProcess(t *testing.T) {
 		{tp: 1, pp: 2, dp: 2, bucket: 5000},
 		{tp: 2, pp: 1, dp: 2, sp: true, dist: true, bucket: 3000, rc: full1},
 		{tp: 2, pp: 2, dp: 1, sp: true, vpp: 2, rc: full1},
+		{tp: 1, pp: 4, dp: 1, rendezvous: true},
 	}
 	if os.Getenv("GOMEGATRON_TEST_MATRIX") != "" {
 		iters = 20

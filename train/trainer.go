@@ -100,11 +100,14 @@ func (t *Trainer) forwardBackward(micro []layers.Batch, seed, iteration uint64) 
 		pp, rank, pipe = t.PS.PPSize, t.PS.Coords.PP, t.PS.PP
 	}
 	var lossSum float64
+	io := &p2p{c: pipe}
 	stash := func(i int) *layers.Stash { return t.stashes[i%len(t.stashes)] }
-	forward := func(i int) error {
+	// pair: the next transfer is a receive from the same neighbour (the steady 1F1B state),
+	// so the send waits and goes with it.
+	forward := func(i int, pair bool) error {
 		st := stash(i)
 		if !m.Par.First() {
-			if err := pipe.Recv(st.Input(), rank-1); err != nil {
+			if err := io.recv(st.Input(), rank-1); err != nil {
 				return fmt.Errorf("microbatch %d: receiving activations from stage %d: %w", i, rank-1, err)
 			}
 		}
@@ -115,18 +118,18 @@ func (t *Trainer) forwardBackward(micro []layers.Batch, seed, iteration uint64) 
 		lossSum += sum
 		t.tokens[i] = n
 		if !m.Par.Last() {
-			if err := pipe.Send(st.Output(), rank+1); err != nil {
+			if err := io.send(st.Output(), rank+1, pair); err != nil {
 				return fmt.Errorf("microbatch %d: sending activations to stage %d: %w", i, rank+1, err)
 			}
 		}
 		return nil
 	}
-	backward := func(i int) error {
+	backward := func(i int, pair bool) error {
 		st := stash(i)
 		var scale float32
 		if m.Par.Last() {
 			scale = float32(t.Opt.LossScale() / (max(t.tokens[i], 1) * float64(M)))
-		} else if err := pipe.Recv(t.dout, rank+1); err != nil {
+		} else if err := io.recv(t.dout, rank+1); err != nil {
 			return fmt.Errorf("microbatch %d: receiving gradients from stage %d: %w", i, rank+1, err)
 		}
 		if i == M-1 { // Megatron enables grad sync for the last microbatch only
@@ -138,7 +141,7 @@ func (t *Trainer) forwardBackward(micro []layers.Batch, seed, iteration uint64) 
 			return fmt.Errorf("microbatch %d backward: %w", i, err)
 		}
 		if !m.Par.First() {
-			if err := pipe.Send(st.InputGrad(), rank-1); err != nil {
+			if err := io.send(st.InputGrad(), rank-1, pair); err != nil {
 				return fmt.Errorf("microbatch %d: sending gradients to stage %d: %w", i, rank-1, err)
 			}
 		}
@@ -146,24 +149,57 @@ func (t *Trainer) forwardBackward(micro []layers.Batch, seed, iteration uint64) 
 	}
 	warmup := min(pp-rank-1, M)
 	for i := 0; i < warmup; i++ {
-		if err := forward(i); err != nil {
+		if err := forward(i, false); err != nil {
 			return 0, err
 		}
 	}
-	for i := 0; i < M-warmup; i++ {
-		if err := forward(warmup + i); err != nil {
+	steady := M - warmup
+	for i := 0; i < steady; i++ {
+		if err := forward(warmup+i, true); err != nil {
 			return 0, err
 		}
-		if err := backward(i); err != nil {
+		if err := backward(i, i+1 < steady); err != nil {
 			return 0, err
 		}
 	}
-	for i := M - warmup; i < M; i++ {
-		if err := backward(i); err != nil {
+	for i := steady; i < M; i++ {
+		if err := backward(i, false); err != nil {
 			return 0, err
 		}
+	}
+	if io.pending != nil {
+		return 0, fmt.Errorf("pipeline schedule: a send to stage %d was never paired", io.to)
 	}
 	return lossSum, nil
+}
+
+// p2p pairs a pipeline send with the stage's next receive from the same neighbour as one
+// comm.Exchange (Megatron's send_forward_recv_backward and send_backward_recv_forward),
+// which NCCL needs when both neighbours send first. A paired send waits for that receive;
+// the tensor is not written in between (its stash is not reused before it).
+type p2p struct {
+	c       comm.Comm
+	pending *tensor.Tensor
+	to      int
+}
+
+func (p *p2p) send(t *tensor.Tensor, to int, pair bool) error {
+	if !pair {
+		return p.c.Send(t, to)
+	}
+	p.pending, p.to = t, to
+	return nil
+}
+
+func (p *p2p) recv(t *tensor.Tensor, from int) error {
+	if s := p.pending; s != nil {
+		p.pending = nil
+		if from != p.to {
+			return fmt.Errorf("pipeline schedule: a send to stage %d paired with a receive from stage %d", p.to, from)
+		}
+		return comm.Exchange(p.c, s, p.to, t, from)
+	}
+	return p.c.Recv(t, from)
 }
 
 // finalizeGrads sums the tied embedding grads over the embedding group (first and last

@@ -482,3 +482,9 @@ func (c *Comm) destroy() error {
 func (c *Comm) Carries(d tensor.Device) bool {
 	return d == tensor.Device{Type: tensor.CUDA, Index: c.wd.dev.Index}
 }
+
+// Exchange sends send to rank to and receives recv from rank from as one NCCL group
+// (comm.Exchanger), so pipeline stages that send before they receive cannot deadlock.
+func (c *Comm) Exchange(send *tensor.Tensor, to int, recv *tensor.Tensor, from int) error {
+	return c.SendRecv(P2P{T: send, Peer: to, Send: true}, P2P{T: recv, Peer: from})
+}
