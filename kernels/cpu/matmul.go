@@ -37,7 +37,9 @@ func (b *Backend) Gemm(p kernels.GemmParams, a, bm, c *tensor.Tensor) {
 	}
 	as, aBuf := b.gemmOperand(a)
 	bs, bBuf := b.gemmOperand(bm)
-	if batch > 1 && p.M*p.N*p.K <= smallGemm && p.StrideC >= (p.M-1)*ldc+p.N {
+	if batch == 1 && p.M == 1 && !p.TransA && p.TransB && hasDotAVX2 && p.N*p.K >= gemvMin {
+		gemv(p.N, p.K, p.Alpha, as, bs, ldb, p.Beta, cs)
+	} else if batch > 1 && p.M*p.N*p.K <= smallGemm && p.StrideC >= (p.M-1)*ldc+p.N {
 		// Many small products (attention-like batches): one goroutine per group of entries,
 		// each multiplying on its own thread. The result bits do not depend on the thread
 		// count (Sgemm's summation order is fixed by its block sizes).
