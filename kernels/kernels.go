@@ -170,6 +170,10 @@ type Backend interface {
 	// CastWithAmax rounds src (F32) times scale into dst (BF16, F16, F8E4M3, F8E5M2 with
 	// saturation) and returns max|src| (the FP8 amax), computed before scaling.
 	CastWithAmax(dst, src *tensor.Tensor, scale float32) float32
+	// CastWithAmaxInto is CastWithAmax without the wait: amax (one F32 element on the
+	// backend) becomes max(amax, max|src|), so delayed scaling reads all of a step's amaxes
+	// once at its end.
+	CastWithAmaxInto(dst, src *tensor.Tensor, scale float32, amax *tensor.Tensor)
 	// Cast converts src into dst (same element count) among F32, BF16 and F16: into a
 	// 16-bit type by rounding to nearest even (NaN stays NaN, F16 overflows to ±Inf), into
 	// F32 exactly; F8E4M3 and F8E5M2 sources also widen into F32 exactly (dequantising the

@@ -45,18 +45,23 @@ const (
 )
 
 // fp8Meta is one linear layer's delayed-scaling state: a scale per operand (used this step,
-// computed from past amaxes), the running amax of this step, and the amax history.
+// computed from past amaxes), the running amax of this step (one F32 per role on the
+// backend, folded in by CastWithAmaxInto without waiting), and the amax history.
 type fp8Meta struct {
 	scale [fp8Roles]float32
-	amax  [fp8Roles]float32
+	amax  *tensor.Tensor
 	hist  [fp8Roles][]float32
 }
+
+// slot is role r's running amax.
+func (f *fp8Meta) slot(r int) *tensor.Tensor { return f.amax.Slice(r, r+1) }
 
 // fp8Scratch holds the quantise–dequantise buffers shared by all linears of a model; they
 // grow to the largest operand on first use and are reused after.
 type fp8Scratch struct {
 	q        map[tensor.DType]*tensor.Tensor // FP8 codes, per format
 	x, w, dy *tensor.Tensor
+	sink     *tensor.Tensor // the amax of casts nobody records (backward weight casts)
 	be       kernels.Backend
 	native   map[string]*tensor.Tensor // FP8 codes of native GEMM operands, per role
 }
@@ -83,9 +88,9 @@ func (sc *fp8Scratch) buf(t **tensor.Tensor, n int) *tensor.Tensor {
 
 // fakeQuant rounds src·scale to FP8 dt (saturating, nearest even) and writes the dequantised
 // values (÷ scale) into dst, so a float32 GEMM on dst computes what an FP8 GEMM with fp32
-// accumulation computes. It returns max|src|, the amax Transformer Engine records. Every
-// step is a backend op, so it runs where the model lives.
-func (sc *fp8Scratch) fakeQuant(dst, src *tensor.Tensor, dt tensor.DType, scale float32) float32 {
+// accumulation computes. max|src|, the amax Transformer Engine records, is folded into
+// amax. Every step is a backend op, so it runs where the model lives, without waiting.
+func (sc *fp8Scratch) fakeQuant(dst, src *tensor.Tensor, dt tensor.DType, scale float32, amax *tensor.Tensor) {
 	n := src.Numel()
 	if sc.q == nil {
 		sc.q = map[tensor.DType]*tensor.Tensor{}
@@ -94,10 +99,9 @@ func (sc *fp8Scratch) fakeQuant(dst, src *tensor.Tensor, dt tensor.DType, scale 
 		sc.q[dt] = sc.be.Alloc(dt, n)
 	}
 	q := sc.q[dt].Slice(0, n)
-	amax := sc.be.CastWithAmax(q, src.View(n), scale)
+	sc.be.CastWithAmaxInto(q, src.View(n), scale, amax)
 	sc.be.Cast(dst.View(n), q)
 	sc.be.Scale(dst, 1/scale)
-	return amax
 }
 
 // SetFP8 turns on FP8 for the GEMMs of every transformer layer's linear_qkv, linear_proj,
@@ -111,20 +115,19 @@ func (m *GPTModel) SetFP8(r FP8Recipe) error {
 		return err
 	}
 	m.fp8 = &r
-	sc := &fp8Scratch{be: m.be}
-	for _, l := range m.Layers {
-		for _, lin := range []*Linear{l.QKV, l.Proj, l.FC1, l.FC2} {
-			lin.fp8 = &fp8Meta{}
-			for i := range lin.fp8.scale {
-				lin.fp8.scale[i] = 1
-				lin.fp8.hist[i] = make([]float32, r.HistoryLen)
-			}
-			lin.fp8Fwd, lin.fp8Bwd = tensor.F8E4M3, tensor.F8E4M3
-			if r.Format == "hybrid" {
-				lin.fp8Bwd = tensor.F8E5M2
-			}
-			lin.sc = sc
+	sc := &fp8Scratch{be: m.be, sink: m.be.Alloc(tensor.F32, 1)}
+	m.fp8Amax = m.be.Alloc(tensor.F32, len(m.fp8Linears())*fp8Roles)
+	for i, lin := range m.fp8Linears() {
+		lin.fp8 = &fp8Meta{amax: m.fp8Amax.Slice(i*fp8Roles, (i+1)*fp8Roles)}
+		for r := range lin.fp8.scale {
+			lin.fp8.scale[r] = 1
+			lin.fp8.hist[r] = make([]float32, m.fp8.HistoryLen)
 		}
+		lin.fp8Fwd, lin.fp8Bwd = tensor.F8E4M3, tensor.F8E4M3
+		if m.fp8.Format == "hybrid" {
+			lin.fp8Bwd = tensor.F8E5M2
+		}
+		lin.sc = sc
 	}
 	return nil
 }
@@ -149,9 +152,8 @@ func (m *GPTModel) UpdateFP8Scales(amaxGroup comm.Comm) error {
 	lins := m.fp8Linears()
 	cur := tensor.New(tensor.F32, len(lins)*fp8Roles)
 	cv := cur.F32()
-	for i, lin := range lins {
-		copy(cv[i*fp8Roles:], lin.fp8.amax[:])
-	}
+	m.be.Download(cur, m.fp8Amax) // the step's amaxes, in one transfer
+	m.be.Fill(m.fp8Amax, 0)
 	if amaxGroup != nil && amaxGroup.Size() > 1 {
 		if err := amaxGroup.AllReduce(cur, comm.Max); err != nil {
 			return fmt.Errorf("FP8 amax all-reduce: %w", err)
@@ -180,7 +182,6 @@ func (m *GPTModel) UpdateFP8Scales(amaxGroup comm.Comm) error {
 			copy(h, h[1:])
 			h[len(h)-1] = first
 			h[0] = 0
-			f.amax[r] = 0
 		}
 	}
 	return nil

@@ -17,15 +17,17 @@ func TestFakeQuantRoundsLikeFP8(t *testing.T) {
 	dst := tensor.New(tensor.F32, 6)
 	var scale float32 = 40
 	inv := 1 / scale // dequantisation multiplies by scale_inv, as Transformer Engine does
-	amax := sc.fakeQuant(dst, src, tensor.F8E4M3, scale)
-	require.Equal(t, float32(500), amax)
+	amax := tensor.New(tensor.F32, 1)
+	sc.fakeQuant(dst, src, tensor.F8E4M3, scale, amax)
+	require.Equal(t, float32(500), amax.F32()[0])
 	for i, x := range src.F32() {
 		want := tensor.F32FromE4M3(tensor.E4M3FromF32(x*scale, true)) * inv
 		require.Equal(t, want, dst.F32()[i], "element %d", i)
 	}
 	require.Equal(t, 448*inv, dst.F32()[3], "overflow saturates to the largest E4M3")
-	amax = sc.fakeQuant(dst, src, tensor.F8E5M2, 1)
-	require.Equal(t, float32(500), amax)
+	amax.F32()[0] = 0
+	sc.fakeQuant(dst, src, tensor.F8E5M2, 1, amax)
+	require.Equal(t, float32(500), amax.F32()[0])
 	require.Equal(t, tensor.F32FromE5M2(tensor.E5M2FromF32(-3.3, true)), dst.F32()[1])
 }
 
@@ -44,7 +46,7 @@ func TestDelayedScaling(t *testing.T) {
 		lin := m.Layers[0].QKV
 		amaxes := []float32{4, 2, 1, 0.5}
 		for step, a := range amaxes {
-			lin.fp8.amax = [3]float32{a, 2 * a, 8 * a}
+			copy(lin.fp8.amax.F32(), []float32{a, 2 * a, 8 * a})
 			require.NoError(t, m.UpdateFP8Scales(nil))
 			// History after the roll holds this and earlier steps' amaxes (length 3).
 			want := a
@@ -58,7 +60,7 @@ func TestDelayedScaling(t *testing.T) {
 			require.InDelta(t, 448/float64(2*want)/div, float64(lin.fp8.scale[fp8Weight]), 1e-4, "%s step %d weight", tc.algo, step)
 			require.InDelta(t, 57344/float64(8*want)/div, float64(lin.fp8.scale[fp8GradOut]), 1e-2, "%s step %d grad (E5M2)", tc.algo, step)
 		}
-		lin.fp8.amax = [3]float32{}
+		require.Equal(t, []float32{0, 0, 0}, lin.fp8.amax.F32(), "the step's amaxes are cleared")
 		before := lin.fp8.scale
 		m.fp8.ComputeAlgo = "most_recent"
 		require.NoError(t, m.UpdateFP8Scales(nil))
@@ -87,8 +89,8 @@ func TestFP8ForwardIsCloseButNotEqual(t *testing.T) {
 		require.NoError(t, err)
 		if fp8 {
 			for _, lin := range m.fp8Linears() {
-				require.Greater(t, lin.fp8.amax[fp8Input], float32(0))
-				require.Greater(t, lin.fp8.amax[fp8Weight], float32(0))
+				require.Greater(t, lin.fp8.amax.F32()[fp8Input], float32(0))
+				require.Greater(t, lin.fp8.amax.F32()[fp8Weight], float32(0))
 			}
 		}
 		return append([]float32(nil), st.Logits.F32()...)

@@ -51,15 +51,14 @@ func (l *Linear) Matmul(be kernels.Backend, y, x *tensor.Tensor) {
 		sx, sw := f.scale[fp8Input], f.scale[fp8Weight]
 		xq := l.sc.codes("x", l.fp8Fwd, n, l.In)
 		wq := l.sc.codes("w", l.fp8Fwd, l.Out, l.In)
-		ax := be.CastWithAmax(xq, x.View(n, l.In), sx)
-		aw := be.CastWithAmax(wq, l.W.Data, sw)
+		be.CastWithAmaxInto(xq, x.View(n, l.In), sx, f.slot(fp8Input))
+		be.CastWithAmaxInto(wq, l.W.Data, sw, f.slot(fp8Weight))
 		if g.GemmFP8TN(withAlpha(p, 1/(sx*sw)), xq, wq, y, true) {
-			f.amax[fp8Input], f.amax[fp8Weight] = max(f.amax[fp8Input], ax), max(f.amax[fp8Weight], aw)
 			return
 		}
 	}
 	xq := l.sc.buf(&l.sc.x, x.Numel())
-	f.amax[fp8Input] = max(f.amax[fp8Input], l.sc.fakeQuant(xq, x, l.fp8Fwd, f.scale[fp8Input]))
+	l.sc.fakeQuant(xq, x, l.fp8Fwd, f.scale[fp8Input], f.slot(fp8Input))
 	be.Gemm(p, xq, l.quantWeight(true), y)
 }
 
@@ -118,10 +117,11 @@ func (c *castScratch) backward(be kernels.Backend, dx, dy, x *tensor.Tensor, w *
 func (l *Linear) quantWeight(record bool) *tensor.Tensor {
 	f := l.fp8
 	wq := l.sc.buf(&l.sc.w, l.W.Data.Numel()).View(l.W.Data.Shape()...)
-	a := l.sc.fakeQuant(wq, l.W.Data, l.fp8Fwd, f.scale[fp8Weight])
+	amax := l.sc.sink
 	if record {
-		f.amax[fp8Weight] = max(f.amax[fp8Weight], a)
+		amax = f.slot(fp8Weight)
 	}
+	l.sc.fakeQuant(wq, l.W.Data, l.fp8Fwd, f.scale[fp8Weight], amax)
 	return wq
 }
 
@@ -163,15 +163,14 @@ func (l *Linear) WeightBackward(be kernels.Backend, dx, dy, x *tensor.Tensor) {
 		wt := l.sc.buf(&l.sc.w, l.W.Data.Numel()).View(l.In, l.Out)
 		be.Permute(wt, l.W.Data, []int{1, 0})
 		wtq := l.sc.codes("wt", l.fp8Fwd, l.In, l.Out)
-		ag := be.CastWithAmax(dq, dy.View(n, l.Out), sg)
-		be.CastWithAmax(wtq, wt, sw)
+		be.CastWithAmaxInto(dq, dy.View(n, l.Out), sg, f.slot(fp8GradOut))
+		be.CastWithAmaxInto(wtq, wt, sw, l.sc.sink)
 		if g.GemmFP8TN(kernels.GemmParams{TransB: true, M: n, N: l.In, K: l.Out, Alpha: 1 / (sg * sw), Batch: 1}, dq, wtq, dx, false) {
-			f.amax[fp8GradOut] = max(f.amax[fp8GradOut], ag)
 			return
 		}
 	}
 	dq := l.sc.buf(&l.sc.dy, dy.Numel())
-	f.amax[fp8GradOut] = max(f.amax[fp8GradOut], l.sc.fakeQuant(dq, dy, l.fp8Bwd, f.scale[fp8GradOut]))
+	l.sc.fakeQuant(dq, dy, l.fp8Bwd, f.scale[fp8GradOut], f.slot(fp8GradOut))
 	be.Gemm(kernels.GemmParams{M: n, N: l.In, K: l.Out, Alpha: 1, Batch: 1}, dq, l.quantWeight(false), dx)
 }
 

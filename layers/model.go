@@ -31,8 +31,9 @@ type GPTModel struct {
 	// GradsReady, when set, is called during Backward with parameters whose gradients are
 	// final for this backward (for --overlap-grad-reduce).
 	GradsReady func([]*Param)
-	fp8        *FP8Recipe    // nil: no FP8
-	shared     []*layerStash // activations shared by recomputed layers
+	fp8        *FP8Recipe     // nil: no FP8
+	fp8Amax    *tensor.Tensor // [fp8 linears × roles] F32 on the backend: this step's amaxes
+	shared     []*layerStash  // activations shared by recomputed layers
 }
 
 // NewGPTModel builds a whole model on one process (TP = PP = 1).

@@ -141,3 +141,12 @@ func (b *Backend) Round(x *tensor.Tensor, dt tensor.DType) {
 		}
 	})
 }
+
+// CastWithAmaxInto is CastWithAmax folding max|src| into amax[0].
+func (b *Backend) CastWithAmaxInto(dst, src *tensor.Tensor, scale float32, amax *tensor.Tensor) {
+	a := f32("CastWithAmaxInto", amax)
+	if len(a) != 1 {
+		panic(fmt.Sprintf("cpu.CastWithAmaxInto: amax %v must have one element", amax))
+	}
+	a[0] = max(a[0], b.CastWithAmax(dst, src, scale))
+}

@@ -407,19 +407,34 @@ func (b *Backend) AdamW(p, g, m, v *tensor.Tensor, h kernels.AdamParams) {
 		float32(1-b1), float32(1-b2), negStep, bc2s, h.Eps, int64(p.Numel()))
 }
 
-// CastWithAmax rounds src·scale into dst (BF16, F16, F8E4M3, F8E5M2 saturating, or F32)
-// and returns max|src| (NaN if src holds a NaN). It waits for the result.
-func (b *Backend) CastWithAmax(dst, src *tensor.Tensor, scale float32) float32 {
-	b.f32("CastWithAmax", src)
-	b.mustDev("CastWithAmax", dst)
+// castKind checks CastWithAmax's operands and returns the kernel's code for dst's dtype.
+func (b *Backend) castKind(op string, dst, src *tensor.Tensor) int32 {
+	b.f32(op, src)
+	b.mustDev(op, dst)
 	if dst.Numel() != src.Numel() {
-		panic(fmt.Sprintf("cuda.CastWithAmax: dst %v and src %v differ in size", dst, src))
+		panic(fmt.Sprintf("cuda.%s: dst %v and src %v differ in size", op, dst, src))
 	}
 	kind := map[tensor.DType]int32{tensor.BF16: 0, tensor.F16: 1, tensor.F8E4M3: 2, tensor.F8E5M2: 3, tensor.F32: 4}
 	k, ok := kind[dst.DType()]
 	if !ok {
-		panic(fmt.Sprintf("cuda.CastWithAmax: cannot cast into %v", dst))
+		panic(fmt.Sprintf("cuda.%s: cannot cast into %v", op, dst))
 	}
+	return k
+}
+
+// CastWithAmaxInto is CastWithAmax folding max|src| into the device element amax, without
+// waiting (the kernel's atomic max on the float bits).
+func (b *Backend) CastWithAmaxInto(dst, src *tensor.Tensor, scale float32, amax *tensor.Tensor) {
+	k := b.castKind("CastWithAmaxInto", dst, src)
+	b.f32("CastWithAmaxInto", amax)
+	wantNumel("CastWithAmaxInto", "amax", amax, 1)
+	b.elem("gm_cast_amax_f32", src.Numel(), dst.Ptr, src.Ptr, scale, k, amax.Ptr, int64(src.Numel()))
+}
+
+// CastWithAmax rounds src·scale into dst (BF16, F16, F8E4M3, F8E5M2 saturating, or F32)
+// and returns max|src| (NaN if src holds a NaN). It waits for the result.
+func (b *Backend) CastWithAmax(dst, src *tensor.Tensor, scale float32) float32 {
+	k := b.castKind("CastWithAmax", dst, src)
 	var out [4]byte
 	b.run(func() error {
 		if err := b.dev.memset32(b.scratch, 0, 1); err != nil {

@@ -273,6 +273,14 @@ func CastWithAmax(t *testing.T, b kernels.Backend) {
 				}
 				want := tensor.FromF32Values(dt, scaled, n)
 				require.Equal(t, want.Data, host(b, dst).Data)
+				// The Into form folds into a running amax: a smaller part leaves it, the
+				// whole raises it.
+				am := devF32(b, []float32{500}, 1)
+				b.CastWithAmaxInto(dst.Slice(0, 100), devF32(b, src[:100], 100), scale, am)
+				require.Equal(t, float32(500), host(b, am).F32()[0])
+				b.CastWithAmaxInto(dst, devF32(b, src, n), scale, am)
+				require.Equal(t, float32(1000), host(b, am).F32()[0])
+				require.Equal(t, want.Data, host(b, dst).Data)
 			})
 		}
 	}
