@@ -135,32 +135,28 @@ func (h *hybrid) Split(color, key int) (Comm, error) {
 	return Hybrid(hc, dc, h.device)
 }
 
-// Exchanger is implemented by communicators whose point-to-point transfers must be posted
-// together to make progress (NCCL: a send waits on the GPU for its receive, so two ranks
-// that both send before receiving deadlock). Exchange sends send to rank to and receives
-// recv from rank from as one step.
-type Exchanger interface {
-	Exchange(send *tensor.Tensor, to int, recv *tensor.Tensor, from int) error
-}
-
-// Exchange sends and receives as one step: c's own Exchange, or Send then Recv for
-// communicators whose Send does not wait for the receiver (comm/tcp). Pipeline schedules
-// pair a stage's send with its next receive this way, as Megatron's
-// send_forward_recv_backward does.
-func Exchange(c Comm, send *tensor.Tensor, to int, recv *tensor.Tensor, from int) error {
-	if x, ok := c.(Exchanger); ok {
-		return x.Exchange(send, to, recv, from)
+// BatchP2P routes a batch whose operations are all on hybrid communicators to the device
+// or the host ones, by where its tensors live.
+func (h *hybrid) BatchP2P(ops []P2POp) (bool, error) {
+	routed := make([]P2POp, len(ops))
+	onDev := 0
+	for i, o := range ops {
+		x, ok := o.Comm.(*hybrid)
+		if !ok {
+			return false, nil
+		}
+		c, err := x.route("BatchP2P", o.T)
+		if err != nil {
+			return true, err
+		}
+		if c == x.dev {
+			onDev++
+		}
+		routed[i] = o
+		routed[i].Comm = c
 	}
-	if err := c.Send(send, to); err != nil {
-		return err
+	if onDev != 0 && onDev != len(ops) {
+		return false, nil // host and device transfers: nothing to group
 	}
-	return c.Recv(recv, from)
-}
-
-func (h *hybrid) Exchange(send *tensor.Tensor, to int, recv *tensor.Tensor, from int) error {
-	c, err := h.route("Exchange", send, recv)
-	if err != nil {
-		return err
-	}
-	return Exchange(c, send, to, recv, from)
+	return true, BatchP2P(routed)
 }

@@ -182,18 +182,33 @@ func (s *staged) Split(color, key int) (Comm, error) {
 	return Staged(c, s.mv), nil
 }
 
-func (s *staged) Exchange(send *tensor.Tensor, to int, recv *tensor.Tensor, from int) error {
-	dev, err := s.onDevice("Exchange", send, recv)
-	if err != nil || !dev {
-		if err != nil {
-			return err
+// BatchP2P stages a batch whose operations are all on staged communicators: device
+// tensors go through host copies, and the inner communicators run the batch.
+func (s *staged) BatchP2P(ops []P2POp) (bool, error) {
+	inner := make([]P2POp, len(ops))
+	dev := make([]bool, len(ops))
+	for i, o := range ops {
+		x, ok := o.Comm.(*staged)
+		if !ok {
+			return false, nil
 		}
-		return Exchange(s.c, send, to, recv, from)
+		d, err := x.onDevice("BatchP2P", o.T)
+		if err != nil {
+			return true, err
+		}
+		inner[i], dev[i] = o, d
+		inner[i].Comm = x.c
+		if d {
+			inner[i].T = x.toHost(o.T, o.Send)
+		}
 	}
-	h := s.toHost(recv, false)
-	if err := Exchange(s.c, s.toHost(send, true), to, h, from); err != nil {
-		return err
+	if err := BatchP2P(inner); err != nil {
+		return true, err
 	}
-	s.mv.Upload(recv, h)
-	return nil
+	for i, o := range ops {
+		if dev[i] && !o.Send {
+			o.Comm.(*staged).mv.Upload(o.T, inner[i].T)
+		}
+	}
+	return true, nil
 }

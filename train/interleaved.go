@@ -82,19 +82,48 @@ func (vp *interleaved) forwardBackward(t *Trainer, micro []layers.Batch, seed, i
 	}
 	warmup = min(warmup, total)
 	t.tokens = append(t.tokens[:0], make([]float64, M)...)
-	inflight := map[[2]int]*layers.Stash{}
+	inflight := map[[2]int]*layers.Stash{} // (microbatch, chunk) → stash, from its forward to its backward
+	inputs := map[int]*layers.Stash{}      // forward unit → stash whose input has arrived
 	prev, next := (rank-1+pp)%pp, (rank+1)%pp
 	var lossSum float64
-	forward := func(k int) error {
+
+	// Transfers go in batches, as Megatron's send_forward_recv_forward,
+	// send_forward_backward_recv_forward_backward and send_backward_recv_backward: each
+	// batch sends what the units just computed and receives what the next units need, all
+	// posted together (one NCCL group on GPUs, where a lone send waits for its receiver).
+	var ops []comm.P2POp
+	recvInput := func(k int) { // the input of forward unit k, if it comes from another stage
+		if k >= total {
+			return
+		}
 		mb, v := unit(k, pp, vpp, true)
-		c := t.Chunks[v]
 		st := vp.get(t, v)
 		inflight[[2]int{mb, v}] = st
-		if !c.Par.First() {
-			if err := vp.fwd.Recv(st.Input(), prev); err != nil {
-				return fmt.Errorf("microbatch %d chunk %d: receiving activations: %w", mb, v, err)
-			}
+		inputs[k] = st
+		if !t.Chunks[v].Par.First() {
+			ops = append(ops, comm.P2POp{Comm: vp.fwd, T: st.Input(), Peer: prev})
 		}
+	}
+	recvGrad := func(k int) { // the output gradient of backward unit k, if it has one
+		if k >= total {
+			return
+		}
+		if _, v := unit(k, pp, vpp, false); !t.Chunks[v].Par.Last() {
+			ops = append(ops, comm.P2POp{Comm: vp.bwd, T: vp.dout[v], Peer: next})
+		}
+	}
+	flush := func(what string) error {
+		err := comm.BatchP2P(ops)
+		ops = ops[:0]
+		if err != nil {
+			return fmt.Errorf("pipeline transfers after %s: %w", what, err)
+		}
+		return nil
+	}
+	forward := func(k int) error {
+		mb, v := unit(k, pp, vpp, true)
+		c, st := t.Chunks[v], inputs[k]
+		delete(inputs, k)
 		sum, n, err := c.Forward(st, micro[mb], seed, iteration*uint64(M)+uint64(mb))
 		if err != nil {
 			return fmt.Errorf("microbatch %d chunk %d: %w", mb, v, err)
@@ -102,11 +131,16 @@ func (vp *interleaved) forwardBackward(t *Trainer, micro []layers.Batch, seed, i
 		if c.Par.Last() {
 			lossSum += sum
 			t.tokens[mb] = n
-		} else if err := vp.fwd.Send(st.Output(), next); err != nil {
-			return fmt.Errorf("microbatch %d chunk %d: sending activations: %w", mb, v, err)
+		} else {
+			ops = append(ops, comm.P2POp{Comm: vp.fwd, T: st.Output(), Peer: next, Send: true})
 		}
 		return nil
 	}
+	type chunkStash struct {
+		v  int
+		st *layers.Stash
+	}
+	var done []chunkStash // backward stashes whose input gradient is in the pending batch
 	backward := func(k int) error {
 		mb, v := unit(k, pp, vpp, false)
 		c := t.Chunks[v]
@@ -121,9 +155,6 @@ func (vp *interleaved) forwardBackward(t *Trainer, micro []layers.Batch, seed, i
 			scale = float32(t.Opt.LossScale() / (max(t.tokens[mb], 1) * float64(M)))
 		} else {
 			dout = vp.dout[v]
-			if err := vp.bwd.Recv(dout, next); err != nil {
-				return fmt.Errorf("microbatch %d chunk %d: receiving gradients: %w", mb, v, err)
-			}
 		}
 		if k == total-1 { // the last unit: chunks finished earlier are reduced at WaitGradSync
 			c.GradsReady = t.Opt.StartGradSync()
@@ -134,15 +165,34 @@ func (vp *interleaved) forwardBackward(t *Trainer, micro []layers.Batch, seed, i
 			return fmt.Errorf("microbatch %d chunk %d backward: %w", mb, v, err)
 		}
 		if !c.Par.First() {
-			if err := vp.bwd.Send(st.InputGrad(), prev); err != nil {
-				return fmt.Errorf("microbatch %d chunk %d: sending gradients: %w", mb, v, err)
-			}
+			ops = append(ops, comm.P2POp{Comm: vp.bwd, T: st.InputGrad(), Peer: prev, Send: true})
 		}
-		vp.free[v] = append(vp.free[v], st)
+		done = append(done, chunkStash{v, st})
 		return nil
+	}
+	release := func() { // stashes whose gradient has been sent go back to their chunk's pool
+		for _, d := range done {
+			vp.free[d.v] = append(vp.free[d.v], d.st)
+		}
+		done = done[:0]
+	}
+
+	recvInput(0)
+	if warmup == 0 {
+		recvGrad(0)
+	}
+	if err := flush("start"); err != nil {
+		return 0, err
 	}
 	for k := 0; k < warmup; k++ {
 		if err := forward(k); err != nil {
+			return 0, err
+		}
+		recvInput(k + 1)
+		if k == warmup-1 && warmup < total {
+			recvGrad(0) // the first backward's gradient, with the last warm-up transfer
+		}
+		if err := flush(fmt.Sprintf("warm-up forward %d", k)); err != nil {
 			return 0, err
 		}
 	}
@@ -153,11 +203,28 @@ func (vp *interleaved) forwardBackward(t *Trainer, micro []layers.Batch, seed, i
 		if err := backward(i); err != nil {
 			return 0, err
 		}
+		recvInput(warmup + i + 1)
+		recvGrad(i + 1)
+		if err := flush(fmt.Sprintf("forward %d and backward %d", warmup+i, i)); err != nil {
+			return 0, err
+		}
+		release()
+	}
+	if warmup == total {
+		recvGrad(0)
+		if err := flush("warm-up"); err != nil {
+			return 0, err
+		}
 	}
 	for i := total - warmup; i < total; i++ {
 		if err := backward(i); err != nil {
 			return 0, err
 		}
+		recvGrad(i + 1)
+		if err := flush(fmt.Sprintf("backward %d", i)); err != nil {
+			return 0, err
+		}
+		release()
 	}
 	return lossSum, nil
 }

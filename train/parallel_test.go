@@ -52,8 +52,8 @@ func (l layout) String() string {
 }
 
 // rendezvousPP gives a pipeline communicator NCCL's point-to-point semantics: a send
-// completes only once the receiver has posted its receive (announced on ready), and an
-// Exchange posts its receive before its send waits, as an NCCL group does. A schedule in
+// completes only once the receiver has posted its receive (announced on ready), and a
+// BatchP2P posts its receives before its sends wait, as an NCCL group does. A schedule in
 // which two neighbours both send before receiving blocks here, as it does on GPUs.
 type rendezvousPP struct {
 	comm.Comm
@@ -74,14 +74,48 @@ func (r rendezvousPP) Recv(t *tensor.Tensor, peer int) error {
 	return r.Comm.Recv(t, peer)
 }
 
-func (r rendezvousPP) Exchange(send *tensor.Tensor, to int, recv *tensor.Tensor, from int) error {
-	if err := r.ready.Send(tensor.New(tensor.U8, 1), from); err != nil {
-		return err
+// BatchP2P posts every receive of the batch before any send waits, as an NCCL group does.
+func (r rendezvousPP) BatchP2P(ops []comm.P2POp) (bool, error) {
+	for _, o := range ops {
+		if _, ok := o.Comm.(rendezvousPP); !ok {
+			return false, nil
+		}
 	}
-	if err := r.Send(send, to); err != nil {
-		return err
+	for _, o := range ops {
+		if !o.Send {
+			if err := o.Comm.(rendezvousPP).ready.Send(tensor.New(tensor.U8, 1), o.Peer); err != nil {
+				return true, err
+			}
+		}
 	}
-	return r.Comm.Recv(recv, from)
+	for _, o := range ops {
+		if o.Send {
+			if err := o.Comm.Send(o.T, o.Peer); err != nil {
+				return true, err
+			}
+		}
+	}
+	for _, o := range ops {
+		if !o.Send {
+			if err := o.Comm.(rendezvousPP).Comm.Recv(o.T, o.Peer); err != nil {
+				return true, err
+			}
+		}
+	}
+	return true, nil
+}
+
+// Split keeps the semantics in sub-groups (the interleaved schedule splits the PP group).
+func (r rendezvousPP) Split(color, key int) (comm.Comm, error) {
+	c, err := r.Comm.Split(color, key)
+	if err != nil || c == nil {
+		return nil, err
+	}
+	ready, err := r.ready.Split(color, key)
+	if err != nil {
+		return nil, err
+	}
+	return rendezvousPP{Comm: c, ready: ready}, nil
 }
 
 type runResult struct {
@@ -349,6 +383,7 @@ func TestParallelLayoutsMatchSingleProcess(t *testing.T) {
 		{tp: 2, pp: 1, dp: 2, sp: true, dist: true, bucket: 3000, rc: full1},
 		{tp: 2, pp: 2, dp: 1, sp: true, vpp: 2, rc: full1},
 		{tp: 1, pp: 4, dp: 1, rendezvous: true},
+		{tp: 1, pp: 2, dp: 1, vpp: 2, rendezvous: true},
 	}
 	if os.Getenv("GOMEGATRON_TEST_MATRIX") != "" {
 		iters = 20

@@ -174,7 +174,7 @@ func (t *Trainer) forwardBackward(micro []layers.Batch, seed, iteration uint64) 
 }
 
 // p2p pairs a pipeline send with the stage's next receive from the same neighbour as one
-// comm.Exchange (Megatron's send_forward_recv_backward and send_backward_recv_forward),
+// comm.BatchP2P (Megatron's send_forward_recv_backward and send_backward_recv_forward),
 // which NCCL needs when both neighbours send first. A paired send waits for that receive;
 // the tensor is not written in between (its stash is not reused before it).
 type p2p struct {
@@ -197,7 +197,7 @@ func (p *p2p) recv(t *tensor.Tensor, from int) error {
 		if from != p.to {
 			return fmt.Errorf("pipeline schedule: a send to stage %d paired with a receive from stage %d", p.to, from)
 		}
-		return comm.Exchange(p.c, s, p.to, t, from)
+		return comm.BatchP2P([]comm.P2POp{{Comm: p.c, T: s, Peer: p.to, Send: true}, {Comm: p.c, T: t, Peer: from}})
 	}
 	return p.c.Recv(t, from)
 }

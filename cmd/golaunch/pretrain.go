@@ -84,11 +84,6 @@ func deviceWorld(a *train.Args, world comm.Comm) (comm.Comm, error) {
 	if !ok || world.Size() == 1 || a.DistributedBackend != "nccl" {
 		return world, nil
 	}
-	if a.LayersPerVirtualStage > 0 && a.PipelineModelParallelSize > 1 {
-		// Its sends are not yet paired with receives across its two communicators, which
-		// NCCL needs (the 1F1B schedule pairs them: train/trainer.go's p2p).
-		return nil, fmt.Errorf("--num-layers-per-virtual-pipeline-stage with --distributed-backend nccl is not supported yet: use --distributed-backend gloo, or the 1F1B schedule")
-	}
 	nw, err := nccl.InitFromEnv(context.Background(), g.GPU(), nccl.Options{})
 	if err != nil {
 		return nil, fmt.Errorf("--distributed-backend nccl: %w (--distributed-backend gloo uses host collectives instead)", err)

@@ -359,12 +359,37 @@ type P2P struct {
 // torch.distributed.batch_isend_irecv, so pairs of ranks may exchange in any order and
 // size; it waits for all of them.
 func (c *Comm) SendRecv(ops ...P2P) error {
+	on := make([]*Comm, len(ops))
+	for i := range on {
+		on[i] = c
+	}
+	return c.group(on, ops)
+}
+
+// BatchP2P runs a batch whose operations are all on communicators of this world as one
+// NCCL group (comm.Batcher); groups may span communicators.
+func (c *Comm) BatchP2P(ops []comm.P2POp) (bool, error) {
+	on := make([]*Comm, len(ops))
+	ps := make([]P2P, len(ops))
+	for i, o := range ops {
+		x, ok := o.Comm.(*Comm)
+		if !ok || x.wd != c.wd {
+			return false, nil
+		}
+		on[i], ps[i] = x, P2P{T: o.T, Peer: o.Peer, Send: o.Send}
+	}
+	return true, c.group(on, ps)
+}
+
+// group runs ops[i] on communicator on[i] (all of c's world: one device, one stream) as
+// one NCCL group and waits for it.
+func (c *Comm) group(on []*Comm, ops []P2P) error {
 	for i, o := range ops {
 		what := fmt.Sprintf("SendRecv[%d]", i)
-		if err := c.check(what, o.T); err != nil {
+		if err := on[i].check(what, o.T); err != nil {
 			return err
 		}
-		if err := c.peer(what, o.Peer); err != nil {
+		if err := on[i].peer(what, o.Peer); err != nil {
 			return err
 		}
 	}
@@ -374,13 +399,13 @@ func (c *Comm) SendRecv(ops ...P2P) error {
 			return err
 		}
 		var first error
-		for _, o := range ops {
+		for i, o := range ops {
 			dt, _ := ncclType(o.T.DType())
 			f, name := lib.ncclRecv, "ncclRecv"
 			if o.Send {
 				f, name = lib.ncclSend, "ncclSend"
 			}
-			if err := lib.check(name, f.Status(o.T.Ptr, uintptr(o.T.Numel()), uintptr(dt), uintptr(o.Peer), c.comm, c.wd.dev.Stream()), o.T.String()); err != nil && first == nil {
+			if err := lib.check(name, f.Status(o.T.Ptr, uintptr(o.T.Numel()), uintptr(dt), uintptr(o.Peer), on[i].comm, c.wd.dev.Stream()), o.T.String()); err != nil && first == nil {
 				first = err
 			}
 		}
@@ -481,10 +506,4 @@ func (c *Comm) destroy() error {
 // Carries reports whether d is this communicator's GPU (comm.Carrier).
 func (c *Comm) Carries(d tensor.Device) bool {
 	return d == tensor.Device{Type: tensor.CUDA, Index: c.wd.dev.Index}
-}
-
-// Exchange sends send to rank to and receives recv from rank from as one NCCL group
-// (comm.Exchanger), so pipeline stages that send before they receive cannot deadlock.
-func (c *Comm) Exchange(send *tensor.Tensor, to int, recv *tensor.Tensor, from int) error {
-	return c.SendRecv(P2P{T: send, Peer: to, Send: true}, P2P{T: recv, Peer: from})
 }
