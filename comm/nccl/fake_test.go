@@ -166,6 +166,15 @@ func TestFakeUniqueID(t *testing.T) {
 	require.Equal(t, uintptr(2), e.fake(t, e.nc, "fake_p2p_calls"))
 	require.Equal(t, uintptr(0), e.fake(t, e.nc, "fake_group_depth"), "every ncclGroupStart is ended")
 	require.ErrorContains(t, c1.SendRecv(P2P{T: a, Peer: 1, Send: true}), "peer 1 is not another rank")
+	// comm.BatchP2P over two communicators of this world: one group of both.
+	c2, err := c1.Split(0, 1)
+	require.NoError(t, err)
+	require.NoError(t, comm.BatchP2P([]comm.P2POp{{Comm: c1, T: a, Peer: 0, Send: true}, {Comm: c2, T: b, Peer: 0}}))
+	require.Equal(t, uintptr(4), e.fake(t, e.nc, "fake_p2p_calls"))
+	require.Equal(t, uintptr(0), e.fake(t, e.nc, "fake_group_depth"))
+	handled, err := c1.BatchP2P([]comm.P2POp{{Comm: comm.NewSingle(), T: a, Peer: 0, Send: true}})
+	require.NoError(t, err)
+	require.False(t, handled, "a batch with another kind of communicator is declined")
 	require.NoError(t, c1.Send(a, 0))
 
 	_, err = New(context.Background(), e.lib, e.b.GPU(), 1, 2, st, Options{Prefix: "absent", Timeout: 50 * time.Millisecond})

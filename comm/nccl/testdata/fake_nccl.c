@@ -27,7 +27,7 @@ int ncclCommSplit(comm* c, int color, int key, comm** out, void* config) {
 	if (config) return 4;
 	if (color == -1) { *out = 0; return 0; }
 	comm* x = calloc(1, sizeof *x);
-	x->rank = 0; x->size = 1;
+	x->rank = c->rank; x->size = c->size; // as if every rank passed this color
 	*out = x;
 	return 0;
 }
