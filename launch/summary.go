@@ -50,6 +50,8 @@ func newFailure(rank, localRank, pid, exitCode int, errorFile string, seen time.
 // FormatSummary renders torchelastic's ChildFailedError message for the failures of a worker
 // group, byte for byte: the root cause is the first observed failure, the others are listed
 // under "Failures:" (or <NO_OTHER_FAILURES>), the rule width is the widest line capped at 60.
+// One departure: a first observed failure that blames a failed peer ("peer rank K failed")
+// passes the root cause to it (blamed).
 func FormatSummary(name, host string, failures []Failure) string {
 	if len(failures) == 0 {
 		return ""
@@ -60,6 +62,7 @@ func FormatSummary(name, host string, failures []Failure) string {
 			root = i
 		}
 	}
+	root = blamed(failures, root)
 	title := name + " FAILED"
 	width := utf8.RuneCountInString(title)
 	var rootFmt string
@@ -87,3 +90,30 @@ func FormatSummary(name, host string, failures []Failure) string {
 }
 
 func unixSignalName(s syscall.Signal) string { return unix.SignalName(s) }
+
+// blamed follows "peer rank K failed" (comm.PeerError) from the first observed failure to
+// the failure of rank K when the group has one: a worker killed outright (SIGKILL, the OOM
+// killer) can be seen exiting after the survivors that lost it, whose errors name it.
+func blamed(failures []Failure, root int) int {
+	for range failures { // a chain visits each failure at most once
+		var k int
+		i := strings.Index(failures[root].Traceback, "peer rank ")
+		if i < 0 {
+			return root
+		}
+		if _, err := fmt.Sscanf(failures[root].Traceback[i:], "peer rank %d failed", &k); err != nil {
+			return root
+		}
+		next := -1
+		for j, f := range failures {
+			if f.Rank == k && j != root {
+				next = j
+			}
+		}
+		if next < 0 {
+			return root
+		}
+		root = next
+	}
+	return root
+}

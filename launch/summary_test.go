@@ -165,3 +165,24 @@ func TestRecordErrorsWritesTorchelasticErrorFile(t *testing.T) {
 	}
 
 }
+
+// TestRootCauseFollowsBlame: a survivor seen first whose error names a dead peer ("peer rank
+// K failed", comm.PeerError) yields the root cause to that peer's failure, through chains,
+// and keeps it when the named rank did not fail or the chain loops.
+func TestRootCauseFollowsBlame(t *testing.T) {
+	t0 := time.Unix(1718569000, 0)
+	f := func(rank int, after time.Duration, tb string) Failure {
+		return Failure{Rank: rank, PID: 100 + rank, ExitCode: 1, ErrorFile: notAvailable, Traceback: tb, Time: t0, seen: t0.Add(after)}
+	}
+	root := func(fs []Failure) string {
+		s := FormatSummary("pretrain", "host", fs)
+		return s[strings.Index(s, "Root Cause"):]
+	}
+	killed := Failure{Rank: 3, PID: 103, ExitCode: -9, ErrorFile: notAvailable, Traceback: "Signal 9 (SIGKILL) received by PID 103", Time: t0, seen: t0.Add(time.Second)}
+	survivor := f(1, 0, "error: AllReduce on world: comm: peer rank 2 failed: EOF")
+	middle := f(2, 500*time.Millisecond, "error: Recv: comm: peer rank 3 failed: connection reset")
+	require.Contains(t, root([]Failure{survivor, middle, killed}), "rank      : 3 (local_rank: 0)")
+	require.Contains(t, root([]Failure{survivor, killed}), "rank      : 1 (local_rank: 0)", "rank 2 did not fail: keep the first observed")
+	loop := f(2, time.Second, "error: comm: peer rank 1 failed: EOF")
+	require.Contains(t, root([]Failure{survivor, loop}), "rank      : ", "a loop ends")
+}
