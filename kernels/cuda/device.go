@@ -48,6 +48,7 @@ type Device struct {
 	pinnedSize  int
 	modules     *modules
 	args        launchArgs
+	prof        *profiler // GOMEGATRON_CUDA_PROFILE: per-op GPU times (nil: off)
 }
 
 // OpenDevice retains the primary context of GPU o.Index on a new locked thread, creates
@@ -141,6 +142,9 @@ func (d *Device) setup(o Options) error {
 	if err := drv.check("cuMemAllocHost_v2", drv.cuMemAllocHost.Status(addr(&d.pinned), uintptr(d.pinnedSize)), "%d MiB pinned staging buffer", d.pinnedSize>>20); err != nil {
 		return err
 	}
+	if path := os.Getenv(EnvProfile); path != "" {
+		d.prof = newProfiler(d, path)
+	}
 	dir := o.CacheDir
 	if dir == "" {
 		if dir, err = CacheDir(); err != nil {
@@ -181,8 +185,12 @@ func (d *Device) teardown() {
 // Close waits for queued work, frees the arena and the staging buffer and releases the
 // primary context. The Device is unusable afterwards.
 func (d *Device) Close() error {
+	var err error
+	if d.prof != nil {
+		err = d.Do(d.prof.report)
+	}
 	d.th.stop(true)
-	return nil
+	return err
 }
 
 // Arena returns the device's arena; use it only inside Do.

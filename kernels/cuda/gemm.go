@@ -137,7 +137,11 @@ func (b *Backend) matmul(s matmulSpec, alpha, beta float32, a, bm, c, d uintptr)
 			}
 			b.plans[s] = pl
 		}
-		return lt.run(b.lt, pl, alpha, beta, a, bm, c, d, b.ws, b.wsBytes, b.dev.stream)
+		run := func() error { return lt.run(b.lt, pl, alpha, beta, a, bm, c, d, b.ws, b.wsBytes, b.dev.stream) }
+		if b.dev.prof != nil {
+			return b.dev.prof.time(s.opName(), run)
+		}
+		return run()
 	})
 }
 
@@ -203,7 +207,13 @@ func (b *Backend) GemmFP8(p kernels.GemmParams, a, bm, d *tensor.Tensor, sc FP8S
 			}
 			b.plans[s] = pl
 		}
-		return lt.run(b.lt, pl, p.Alpha, p.Beta, bm.Ptr, a.Ptr, d.Ptr, d.Ptr, b.ws, b.wsBytes, b.dev.stream)
+		run := func() error {
+			return lt.run(b.lt, pl, p.Alpha, p.Beta, bm.Ptr, a.Ptr, d.Ptr, d.Ptr, b.ws, b.wsBytes, b.dev.stream)
+		}
+		if b.dev.prof != nil {
+			return b.dev.prof.time(s.opName(), run)
+		}
+		return run()
 	})
 }
 

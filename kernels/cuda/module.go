@@ -285,6 +285,12 @@ func (d *Device) launch(kernel string, grid, block, smem int, args ...any) error
 		la.params[i] = uintptr(p)
 		slot++
 	}
-	code := d.drv().cuLaunchKernel.Status(f, uintptr(grid), 1, 1, uintptr(block), 1, 1, uintptr(smem), d.stream, uintptr(unsafe.Pointer(&la.params[0])), 0)
-	return d.drv().check("cuLaunchKernel", code, "%s grid %d block %d", kernel, grid, block)
+	launch := func() error {
+		code := d.drv().cuLaunchKernel.Status(f, uintptr(grid), 1, 1, uintptr(block), 1, 1, uintptr(smem), d.stream, uintptr(unsafe.Pointer(&la.params[0])), 0)
+		return d.drv().check("cuLaunchKernel", code, "%s grid %d block %d", kernel, grid, block)
+	}
+	if d.prof != nil {
+		return d.prof.time(kernel, launch)
+	}
+	return launch()
 }

@@ -90,11 +90,13 @@ step train-1b 150 . env -u GOMEGATRON_CUDA_ARENA_MB "$B/golaunch" --standalone -
 	"${llama1b[@]}" --train-iters 7
 step peer-1b 90 . "$PY" "$B/peer_llama.py" --layers ${L1B[0]} --hidden ${L1B[1]} --ffn ${L1B[2]} --heads ${L1B[3]} \
 	--kv-heads ${L1B[4]} --vocab ${L1B[5]} --seq ${L1B[6]} --mbs ${L1B[7]} --accum ${L1B[8]}
+step profile-1b 80 . env -u GOMEGATRON_CUDA_ARENA_MB GOMEGATRON_CUDA_PROFILE="$R/profile-1b.txt" "$B/golaunch" --standalone \
+	--nproc-per-node 1 pretrain --device cuda "${llama1b[@]}" --train-iters 3
 step train-1b-fp8 100 . env -u GOMEGATRON_CUDA_ARENA_MB "$B/golaunch" --standalone --nproc-per-node 1 pretrain --device cuda \
 	"${llama1b[@]}" --train-iters 6 --fp8-format hybrid --fp8-amax-history-len 16 --fp8-amax-compute-algo max
 
 # ---- report -----------------------------------------------------------------------------
-steps="dl cuda nccl bench peer train-small train-1b peer-1b train-1b-fp8"
+steps="dl cuda nccl bench peer train-small train-1b peer-1b profile-1b train-1b-fp8"
 rep=$R/report.md
 gpu=$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | head -1)
 torchv=$("$PY" -c 'import torch; print(torch.__version__, "CUDA", torch.version.cuda)' 2>/dev/null)
@@ -182,6 +184,12 @@ torchv=$("$PY" -c 'import torch; print(torch.__version__, "CUDA", torch.version.
 	echo
 	echo "Ratio (ours / PyTorch tokens/s): $(awk -v a="$ours_tok" -v b="$peer_tok" 'BEGIN { print (a > 0 && b > 0) ? sprintf("%.2f", a / b) : "n/a" }'). Targets (issue 8): MFU ≥ 35% first, ≥ 55% after flash attention and fusion."
 	echo "MFU counts 6 × GEMM parameters + 12·layers·hidden·seq FLOPs per token against 989.4 TFLOP/s."
+	echo
+	echo "### Where the 1B step's GPU time goes (3 iterations, GOMEGATRON_CUDA_PROFILE, top 30)"
+	echo
+	echo '```'
+	head -32 "$R/profile-1b.txt" 2>/dev/null || echo "(no profile: see profile-1b.log)"
+	echo '```'
 	echo
 	echo "## Step status"
 	echo
