@@ -172,7 +172,8 @@ torchv=$("$PY" -c 'import torch; print(torch.__version__, "CUDA", torch.version.
 		d = h / H; n = L * (h * (h + 2 * G * d) + h * h + 3 * h * f) + h * V
 		fpt = 6 * n + 12 * L * h * s; peak = (gpu ~ /H100|H200/) ? 989.4e12 : 0
 		ot = om > 0 ? b * s / om * 1e3 : 0; pt = pm > 0 ? b * s / pm * 1e3 : 0
-		printf "%.0f %.0f %s %s\n", ot, pt, (peak && ot) ? sprintf("%.1f%%", 100 * ot * fpt / peak) : "n/a", (peak && pt) ? sprintf("%.1f%%", 100 * pt * fpt / peak) : "n/a" }')
+		printf "%s %s %s %s\n", ot ? sprintf("%.0f", ot) : "n/a", pt ? sprintf("%.0f", pt) : "n/a",
+			(peak && ot) ? sprintf("%.1f%%", 100 * ot * fpt / peak) : "n/a", (peak && pt) ? sprintf("%.1f%%", 100 * pt * fpt / peak) : "n/a" }')
 	echo "- 1B Llama (${L1B[0]} layers, hidden ${L1B[1]}, ffn ${L1B[2]}, ${L1B[3]} heads / ${L1B[4]} groups, vocab ${L1B[5]}), bf16, seq ${L1B[6]}, ${L1B[7]}×${L1B[8]} sequences per iteration:"
 	echo
 	echo "| | ms / iteration | tokens/s | MFU |"
