@@ -183,7 +183,7 @@ torchv=$("$PY" -c 'import torch; print(torch.__version__, "CUDA", torch.version.
 	fp8_ms=$(awk '/elapsed time per iteration/ { n++; for (i = 1; i < NF; i++) if ($i == "(ms):") if (n >= 3) print $(i+1) }' "$R/train-1b-fp8.log" | sort -g | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)] }')
 	echo "| gomegatron --fp8-format hybrid (FP8 GEMMs where shapes allow) | ${fp8_ms:-n/a} | $(awk -v b="$((L1B[7] * L1B[8] * L1B[6]))" -v m="$fp8_ms" 'BEGIN { print m > 0 ? sprintf("%.0f", b / m * 1e3) : "n/a" }') | |"
 	echo
-	echo "Ratio (ours / PyTorch tokens/s): $(awk -v a="$ours_tok" -v b="$peer_tok" 'BEGIN { print (a > 0 && b > 0) ? sprintf("%.2f", a / b) : "n/a" }'). Targets (issue 8): MFU ≥ 35% first, ≥ 55% after flash attention and fusion."
+	echo "Ratio (ours / PyTorch tokens/s): $(awk -v a="$ours_tok" -v b="$peer_tok" 'BEGIN { print (a + 0 > 0 && b + 0 > 0) ? sprintf("%.2f", a / b) : "n/a" }'). Targets (issue 8): MFU ≥ 35% first, ≥ 55% after flash attention and fusion."
 	echo "MFU counts 6 × GEMM parameters + 12·layers·hidden·seq FLOPs per token against 989.4 TFLOP/s."
 	echo
 	echo "### Where the 1B step's GPU time goes (3 iterations, GOMEGATRON_CUDA_PROFILE, top 30)"
