@@ -45,6 +45,7 @@ type piece struct {
 // views (re)builds every piece's tensor views; called whenever the buffers they point into
 // change (construction, SetModelDType).
 func (a *Adam) views() {
+	lo, hi, all := -1, -1, true
 	for i := range a.pieces {
 		pc := &a.pieces[i]
 		s, e := pc.lo-a.shardLo, pc.hi-a.shardLo
@@ -53,7 +54,24 @@ func (a *Adam) views() {
 		if a.main != nil {
 			pc.param = a.main.Slice(s, e)
 		}
+		all = all && a.countsInNorm(pc.p)
+		if lo < 0 || pc.lo < lo {
+			lo = pc.lo
+		}
+		hi = max(hi, pc.hi)
 	}
+	// When every piece counts, the norm is one sum over their span (the gaps between
+	// pieces are alignment padding, always zero): one reduction, and one wait on a GPU.
+	a.normSpan = nil
+	if all && lo >= 0 {
+		a.normSpan = a.grad(lo, hi)
+	}
+}
+
+// countsInNorm: the tied output layer's copy is left out, and TP-replicated parameters
+// count on TP rank 0 only (Megatron's grad-norm rule).
+func (a *Adam) countsInNorm(p *layers.Param) bool {
+	return !p.Shared && (p.TensorParallel() || a.g.TP == 0)
 }
 
 // Adam is AdamW over a model's parameters with Megatron's groups (no weight decay for biases
@@ -80,6 +98,9 @@ type Adam struct {
 	overlap *overlap // --overlap-grad-reduce (nil: reduce after backward)
 	params  layers.Params
 	low     *tensor.Tensor // ShadowWeights: the param buffer in modelDType
+	// normSpan is the grad span GradNorm sums in one go when no piece is left out (nil:
+	// piece by piece).
+	normSpan *tensor.Tensor
 }
 
 // LossScale is the factor backward must multiply the loss by (1 without a scaler).
@@ -186,11 +207,14 @@ func (a *Adam) grad(lo, hi int) *tensor.Tensor {
 // rank 0; partial sums are added over the Norm group.
 func (a *Adam) GradNorm() (float64, error) {
 	var ss float64
-	for _, pc := range a.pieces {
-		if pc.p.Shared || !pc.p.TensorParallel() && a.g.TP != 0 {
-			continue
+	if a.normSpan != nil {
+		ss = a.be.SumSquares(a.normSpan)
+	} else {
+		for _, pc := range a.pieces {
+			if a.countsInNorm(pc.p) {
+				ss += a.be.SumSquares(pc.grad)
+			}
 		}
-		ss += a.be.SumSquares(pc.grad)
 	}
 	if a.g.Norm != nil && a.g.Norm.Size() > 1 {
 		t := tensor.New(tensor.F64, 1)
