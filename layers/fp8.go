@@ -183,6 +183,7 @@ func (m *GPTModel) UpdateFP8Scales(amaxGroup comm.Comm) error {
 			h[len(h)-1] = first
 			h[0] = 0
 		}
+		lin.wReady = false // new weights (the step just taken) and new scales
 	}
 	return nil
 }
@@ -237,6 +238,7 @@ func (m *GPTModel) SetFP8Meta(t *tensor.Tensor) error {
 			lin.fp8.scale[r] = row[0]
 			copy(lin.fp8.hist[r], row[1:])
 		}
+		lin.wReady = false
 	}
 	return nil
 }

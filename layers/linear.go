@@ -17,6 +17,13 @@ type Linear struct {
 	fp8Fwd, fp8Bwd tensor.DType
 	sc             *fp8Scratch
 	cast           *castScratch // the model's, for GEMMs on Param.Low
+	// The step's quantised weight: FP8 codes of W and Wᵀ for native FP8 GEMMs, or W
+	// dequantised for emulated ones. Weights and scales change only between steps, so it is
+	// made once per step (wReady) for every microbatch. native: 0 undecided, 1 native
+	// GEMMs, −1 emulated (the device or the shape declined).
+	w8, wt8, wdq *tensor.Tensor
+	wReady       bool
+	native       int8
 }
 
 func newLinear(ps *paramSet, name string, in, out int, bias bool, partitionDim int) *Linear {
@@ -47,19 +54,21 @@ func (l *Linear) Matmul(be kernels.Backend, y, x *tensor.Tensor) {
 	}
 	n := x.Numel() / l.In
 	p := kernels.GemmParams{TransB: true, M: n, N: l.Out, K: l.In, Alpha: 1, Batch: 1}
-	if g, ok := be.(kernels.FP8Gemmer); ok {
+	if g, ok := be.(kernels.FP8Gemmer); ok && l.native >= 0 {
 		sx, sw := f.scale[fp8Input], f.scale[fp8Weight]
 		xq := l.sc.codes("x", l.fp8Fwd, n, l.In)
-		wq := l.sc.codes("w", l.fp8Fwd, l.Out, l.In)
 		be.CastWithAmaxInto(xq, x.View(n, l.In), sx, f.slot(fp8Input))
-		be.CastWithAmaxInto(wq, l.W.Data, sw, f.slot(fp8Weight))
-		if g.GemmFP8TN(withAlpha(p, 1/(sx*sw)), xq, wq, y, true) {
+		l.stepWeight(be, true)
+		if g.GemmFP8TN(withAlpha(p, 1/(sx*sw)), xq, l.w8, y, true) {
+			l.native = 1
 			return
 		}
+		l.native, l.wReady = -1, false // emulate from now on
 	}
 	xq := l.sc.buf(&l.sc.x, x.Numel())
 	l.sc.fakeQuant(xq, x, l.fp8Fwd, f.scale[fp8Input], f.slot(fp8Input))
-	be.Gemm(p, xq, l.quantWeight(true), y)
+	l.stepWeight(be, false)
+	be.Gemm(p, xq, l.wdq, y)
 }
 
 func withAlpha(p kernels.GemmParams, alpha float32) kernels.GemmParams {
@@ -113,16 +122,29 @@ func (c *castScratch) backward(be kernels.Backend, dx, dy, x *tensor.Tensor, w *
 	}
 }
 
-// quantWeight returns the FP8-rounded weight in scratch, recording its amax in forward.
-func (l *Linear) quantWeight(record bool) *tensor.Tensor {
-	f := l.fp8
-	wq := l.sc.buf(&l.sc.w, l.W.Data.Numel()).View(l.W.Data.Shape()...)
-	amax := l.sc.sink
-	if record {
-		amax = f.slot(fp8Weight)
+// stepWeight quantises W once per step (see Linear.wReady), recording its amax: as FP8
+// codes of W and Wᵀ for native GEMMs, else dequantised into wdq.
+func (l *Linear) stepWeight(be kernels.Backend, native bool) {
+	if l.wReady {
+		return
 	}
-	l.sc.fakeQuant(wq, l.W.Data, l.fp8Fwd, f.scale[fp8Weight], amax)
-	return wq
+	f := l.fp8
+	sw := f.scale[fp8Weight]
+	if native {
+		if l.w8 == nil {
+			l.w8, l.wt8 = be.Alloc(l.fp8Fwd, l.Out, l.In), be.Alloc(l.fp8Fwd, l.In, l.Out)
+		}
+		be.CastWithAmaxInto(l.w8, l.W.Data, sw, f.slot(fp8Weight))
+		wt := l.sc.buf(&l.sc.w, l.W.Data.Numel()).View(l.In, l.Out)
+		be.Permute(wt, l.W.Data, []int{1, 0})
+		be.CastWithAmaxInto(l.wt8, wt, sw, l.sc.sink)
+	} else {
+		if l.wdq == nil {
+			l.wdq = be.Alloc(tensor.F32, l.Out, l.In)
+		}
+		l.sc.fakeQuant(l.wdq, l.W.Data, l.fp8Fwd, sw, f.slot(fp8Weight))
+	}
+	l.wReady = true
 }
 
 // AddBias adds b to every row of y.
@@ -156,22 +178,21 @@ func (l *Linear) WeightBackward(be kernels.Backend, dx, dy, x *tensor.Tensor) {
 	}
 	l.cast.backward(be, nil, dy, x, l.W)
 	n := x.Numel() / l.In
-	if g, ok := be.(kernels.FP8Gemmer); ok {
-		// dx = dy·W as the TN product dy·(Wᵀ)ᵀ: the weight transposed, then quantised.
+	if g, ok := be.(kernels.FP8Gemmer); ok && l.native > 0 {
+		// dx = dy·W as the TN product dy·(Wᵀ)ᵀ with the step's quantised Wᵀ.
 		sg, sw := f.scale[fp8GradOut], f.scale[fp8Weight]
 		dq := l.sc.codes("dy", l.fp8Bwd, n, l.Out)
-		wt := l.sc.buf(&l.sc.w, l.W.Data.Numel()).View(l.In, l.Out)
-		be.Permute(wt, l.W.Data, []int{1, 0})
-		wtq := l.sc.codes("wt", l.fp8Fwd, l.In, l.Out)
 		be.CastWithAmaxInto(dq, dy.View(n, l.Out), sg, f.slot(fp8GradOut))
-		be.CastWithAmaxInto(wtq, wt, sw, l.sc.sink)
-		if g.GemmFP8TN(kernels.GemmParams{TransB: true, M: n, N: l.In, K: l.Out, Alpha: 1 / (sg * sw), Batch: 1}, dq, wtq, dx, false) {
+		l.stepWeight(be, true)
+		if g.GemmFP8TN(kernels.GemmParams{TransB: true, M: n, N: l.In, K: l.Out, Alpha: 1 / (sg * sw), Batch: 1}, dq, l.wt8, dx, false) {
 			return
 		}
+		l.native, l.wReady = -1, false
 	}
 	dq := l.sc.buf(&l.sc.dy, dy.Numel())
 	l.sc.fakeQuant(dq, dy, l.fp8Bwd, f.scale[fp8GradOut], f.slot(fp8GradOut))
-	be.Gemm(kernels.GemmParams{M: n, N: l.In, K: l.Out, Alpha: 1, Batch: 1}, dq, l.quantWeight(false), dx)
+	l.stepWeight(be, false)
+	be.Gemm(kernels.GemmParams{M: n, N: l.In, K: l.Out, Alpha: 1, Batch: 1}, dq, l.wdq, dx)
 }
 
 // Backward is WeightBackward plus the bias gradient from the same dy.
