@@ -1,17 +1,11 @@
 package comm_test
 
 import (
-	"context"
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"testing"
 
-	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
-
 	"github.com/gomegatron/gomegatron/comm"
-	"github.com/gomegatron/gomegatron/comm/tcp"
 	"github.com/gomegatron/gomegatron/tensor"
 )
 
@@ -43,65 +37,52 @@ func (c counting) Split(color, key int) (comm.Comm, error) {
 // the device one (here comm/tcp staged through a fake GPU, standing in for NCCL), in the
 // world and in its splits; mixes are refused; Carries tells train what needs staging.
 func TestHybridRoutesByDevice(t *testing.T) {
-	const n = 2
-	hostW, err := tcp.LocalWorld(context.Background(), n, tcp.Options{})
-	require.NoError(t, err)
-	devW, err := tcp.LocalWorld(context.Background(), n, tcp.Options{})
-	require.NoError(t, err)
-	var wg sync.WaitGroup
-	errs := make([]error, n)
-	for r := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			d := &fakeDevice{}
-			var hn, dn atomic.Int64
-			h, err := comm.Hybrid(counting{hostW[r], &hn}, counting{comm.Staged(devW[r], d), &dn}, gpu0)
-			if err != nil {
-				errs[r] = err
-				return
+	onRanks(t, 2, 2, func(r int, w []comm.Comm, d *fakeDevice) error {
+		hostW := w[0]
+		var hn, dn atomic.Int64
+		h, err := comm.Hybrid(counting{hostW, &hn}, counting{comm.Staged(w[1], d), &dn}, gpu0)
+		if err != nil {
+			return err
+		}
+		if !comm.Carries(h, gpu0) || comm.Carries(hostW, gpu0) {
+			return fmt.Errorf("Carries: hybrid should carry cuda:0, plain tcp should not")
+		}
+		x := d.tensor(float32(r + 1))
+		if err := h.AllReduce(x, comm.Sum); err != nil {
+			return err
+		}
+		y := tensor.FromF32([]float32{float32(r + 1)}, 1)
+		if err := h.AllReduce(y, comm.Sum); err != nil {
+			return err
+		}
+		if values(x)[0] != 3 || y.F32()[0] != 3 {
+			return fmt.Errorf("sums %v %v", values(x), y.F32())
+		}
+		if hn.Load() != 1 || dn.Load() != 1 {
+			return fmt.Errorf("routing: host ran %d, device %d collectives; want 1 and 1", hn.Load(), dn.Load())
+		}
+		sub, err := h.Split(0, -r) // reversed order
+		if err != nil {
+			return err
+		}
+		out := d.tensor(0, 0)
+		if err := sub.AllGather(out, d.tensor(float32(r))); err != nil {
+			return err
+		}
+		if fmt.Sprint(values(out)) != "[1 0]" || dn.Load() != 2 {
+			return fmt.Errorf("split all-gather %v (device collectives %d)", values(out), dn.Load())
+		}
+		if err := h.AllGather(tensor.New(tensor.F32, 2), d.tensor(1)); err == nil {
+			return fmt.Errorf("a host/device mix was accepted")
+		}
+		if err := h.Barrier(); err != nil {
+			return err
+		}
+		if r == 0 {
+			if _, err := comm.Hybrid(comm.NewSingle(), hostW, gpu0); err == nil {
+				return fmt.Errorf("communicators of different sizes were accepted")
 			}
-			defer h.Close()
-			errs[r] = func() error {
-				if !comm.Carries(h, gpu0) || comm.Carries(hostW[r], gpu0) {
-					return fmt.Errorf("Carries: hybrid should carry cuda:0, plain tcp should not")
-				}
-				x := d.tensor(float32(r + 1))
-				if err := h.AllReduce(x, comm.Sum); err != nil {
-					return err
-				}
-				y := tensor.FromF32([]float32{float32(r + 1)}, 1)
-				if err := h.AllReduce(y, comm.Sum); err != nil {
-					return err
-				}
-				if values(x)[0] != 3 || y.F32()[0] != 3 {
-					return fmt.Errorf("sums %v %v", values(x), y.F32())
-				}
-				if hn.Load() != 1 || dn.Load() != 1 {
-					return fmt.Errorf("routing: host ran %d, device %d collectives; want 1 and 1", hn.Load(), dn.Load())
-				}
-				sub, err := h.Split(0, -r) // reversed order
-				if err != nil {
-					return err
-				}
-				out := d.tensor(0, 0)
-				if err := sub.AllGather(out, d.tensor(float32(r))); err != nil {
-					return err
-				}
-				if fmt.Sprint(values(out)) != "[1 0]" || dn.Load() != 2 {
-					return fmt.Errorf("split all-gather %v (device collectives %d)", values(out), dn.Load())
-				}
-				if err := h.AllGather(tensor.New(tensor.F32, 2), d.tensor(1)); err == nil {
-					return fmt.Errorf("a host/device mix was accepted")
-				}
-				return h.Barrier()
-			}()
-		}()
-	}
-	wg.Wait()
-	for r, err := range errs {
-		assert.NoError(t, err, "rank %d", r)
-	}
-	_, err = comm.Hybrid(comm.NewSingle(), hostW[0], gpu0)
-	require.ErrorContains(t, err, "rank 0 of 1")
+		}
+		return nil
+	})
 }

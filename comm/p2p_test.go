@@ -1,17 +1,11 @@
 package comm_test
 
 import (
-	"context"
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"testing"
 
-	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
-
 	"github.com/gomegatron/gomegatron/comm"
-	"github.com/gomegatron/gomegatron/comm/tcp"
 	"github.com/gomegatron/gomegatron/tensor"
 )
 
@@ -20,62 +14,42 @@ import (
 // communicators, the last routing device tensors to its device side.
 func TestBatchP2P(t *testing.T) {
 	const n = 3
-	hostW, err := tcp.LocalWorld(context.Background(), n, tcp.Options{})
-	require.NoError(t, err)
-	devW, err := tcp.LocalWorld(context.Background(), n, tcp.Options{})
-	require.NoError(t, err)
-	var wg sync.WaitGroup
-	errs := make([]error, n)
-	for r := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer hostW[r].Close()
-			defer devW[r].Close()
-			d := &fakeDevice{}
-			var dn atomic.Int64
-			staged := comm.Staged(devW[r], d)
-			hyb, err := comm.Hybrid(hostW[r], counting{staged, &dn}, gpu0)
+	onRanks(t, n, 2, func(r int, w []comm.Comm, d *fakeDevice) error {
+		var dn atomic.Int64
+		staged := comm.Staged(w[1], d)
+		hyb, err := comm.Hybrid(w[0], counting{staged, &dn}, gpu0)
+		if err != nil {
+			return err
+		}
+		next, prev := (r+1)%n, (r+n-1)%n
+		ring := func(c comm.Comm, mk func(...float32) *tensor.Tensor, what string) error {
+			got := mk(0, 0)
+			err := comm.BatchP2P([]comm.P2POp{
+				{Comm: c, T: mk(float32(r), 10), Peer: next, Send: true},
+				{Comm: c, T: got, Peer: prev},
+			})
 			if err != nil {
-				errs[r] = err
-				return
+				return fmt.Errorf("%s: %w", what, err)
 			}
-			next, prev := (r+1)%n, (r+n-1)%n
-			ring := func(c comm.Comm, mk func(...float32) *tensor.Tensor, what string) error {
-				got := mk(0, 0)
-				err := comm.BatchP2P([]comm.P2POp{
-					{Comm: c, T: mk(float32(r), 10), Peer: next, Send: true},
-					{Comm: c, T: got, Peer: prev},
-				})
-				if err != nil {
-					return fmt.Errorf("%s: %w", what, err)
-				}
-				if v := values(got); v[0] != float32(prev) || v[1] != 10 {
-					return fmt.Errorf("%s: rank %d received %v from rank %d", what, r, v, prev)
-				}
-				return nil
+			if v := values(got); v[0] != float32(prev) || v[1] != 10 {
+				return fmt.Errorf("%s: rank %d received %v from rank %d", what, r, v, prev)
 			}
-			host := func(v ...float32) *tensor.Tensor { return tensor.FromF32(v, len(v)) }
-			errs[r] = func() error {
-				if err := ring(hostW[r], host, "tcp"); err != nil {
-					return err
-				}
-				if err := ring(staged, d.tensor, "staged"); err != nil {
-					return err
-				}
-				before := d.transfers.Load()
-				if err := ring(hyb, d.tensor, "hybrid, device tensors"); err != nil {
-					return err
-				}
-				if d.transfers.Load() == before {
-					return fmt.Errorf("hybrid: device tensors did not go through the device side")
-				}
-				return ring(hyb, host, "hybrid, host tensors")
-			}()
-		}()
-	}
-	wg.Wait()
-	for r, err := range errs {
-		assert.NoError(t, err, "rank %d", r)
-	}
+			return nil
+		}
+		host := func(v ...float32) *tensor.Tensor { return tensor.FromF32(v, len(v)) }
+		if err := ring(w[0], host, "tcp"); err != nil {
+			return err
+		}
+		if err := ring(staged, d.tensor, "staged"); err != nil {
+			return err
+		}
+		before := d.transfers.Load()
+		if err := ring(hyb, d.tensor, "hybrid, device tensors"); err != nil {
+			return err
+		}
+		if d.transfers.Load() == before {
+			return fmt.Errorf("hybrid: device tensors did not go through the device side")
+		}
+		return ring(hyb, host, "hybrid, host tensors")
+	})
 }

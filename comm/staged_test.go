@@ -62,19 +62,33 @@ func values(t *tensor.Tensor) []float32 {
 // Staged over comm/tcp and checks the results, that one-rank groups transfer nothing, and
 // that host tensors and bad mixes are handled.
 func TestStagedCollectives(t *testing.T) {
-	const n = 3
-	world, err := tcp.LocalWorld(context.Background(), n, tcp.Options{})
-	require.NoError(t, err)
-	devs := make([]*fakeDevice, n)
+	onRanks(t, 3, 1, func(r int, w []comm.Comm, d *fakeDevice) error {
+		return stagedRank(t, comm.Staged(w[0], d), d)
+	})
+}
+
+// onRanks runs body for each of n ranks in its own goroutine, with the rank's communicator
+// in each of `worlds` fresh in-process comm/tcp worlds (closed afterwards) and a fake GPU,
+// and requires every rank to succeed.
+func onRanks(t *testing.T, n, worlds int, body func(r int, w []comm.Comm, d *fakeDevice) error) {
+	ws := make([][]comm.Comm, worlds)
+	for i := range ws {
+		var err error
+		ws[i], err = tcp.LocalWorld(context.Background(), n, tcp.Options{})
+		require.NoError(t, err)
+	}
 	var wg sync.WaitGroup
 	errs := make([]error, n)
 	for r := range n {
-		devs[r] = &fakeDevice{}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			defer world[r].Close()
-			errs[r] = stagedRank(t, comm.Staged(world[r], devs[r]), devs[r])
+			mine := make([]comm.Comm, worlds)
+			for i := range ws {
+				mine[i] = ws[i][r]
+				defer ws[i][r].Close()
+			}
+			errs[r] = body(r, mine, &fakeDevice{})
 		}()
 	}
 	wg.Wait()
