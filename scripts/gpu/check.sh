@@ -64,7 +64,21 @@ step() {
 }
 
 step dl 20 kernels/cuda/dl "$B/dl.test" -test.v -test.timeout 15s
-step cuda 150 kernels/cuda "$B/cuda.test" -test.v -test.timeout 140s -test.skip '^TestEmulator$' # the emulator runs in CI
+# The GPU tests in groups, each its own process: a CUDA error panics the backend, and a panic
+# ends its test binary; groups keep one failure from hiding the others' results. The host
+# emulator's tests (TestEmulator, TestProfileOnEmulator) run in CI, not here.
+cuda_groups=(
+	"cuda-setup:^(TestEnvironment|TestCubinCache|TestArenaDevice|TestBind)$"
+	"cuda-conformance:^TestConformance$"
+	"cuda-ops:^(TestVsCPU|TestGemmVsCPU|TestGemmFP8|TestFP8SoftwareRounding)$"
+	"cuda-attention:^(TestAttentionVsCPU|TestFlashAttentionVsCPU)$"
+	"cuda-model:^(TestModelVsCPU|TestLossFallsOnGPU)$"
+)
+for g in "${cuda_groups[@]}"; do
+	step "${g%%:*}" 60 kernels/cuda "$B/cuda.test" -test.v -test.timeout 55s -test.run "${g#*:}"
+done
+step cuda-host 30 kernels/cuda "$B/cuda.test" -test.v -test.timeout 25s \
+	-test.skip '^(TestEmulator|TestProfileOnEmulator|TestEnvironment|TestCubinCache|TestArenaDevice|TestBind|TestConformance|TestVsCPU|TestGemmVsCPU|TestGemmFP8|TestFP8SoftwareRounding|TestAttentionVsCPU|TestFlashAttentionVsCPU|TestModelVsCPU|TestLossFallsOnGPU)$'
 step nccl 40 comm/nccl "$B/nccl.test" -test.v -test.timeout 35s
 step bench 60 . "$B/cuda.test" -test.run '^$' -test.bench 'Gemm' -test.benchtime 20x -test.timeout 55s
 step peer 50 . "$PY" "$B/peer_matmul.py"
@@ -96,7 +110,8 @@ step train-1b-fp8 100 . env -u GOMEGATRON_CUDA_ARENA_MB "$B/golaunch" --standalo
 	"${llama1b[@]}" --train-iters 6 --fp8-format hybrid --fp8-amax-history-len 16 --fp8-amax-compute-algo max
 
 # ---- report -----------------------------------------------------------------------------
-steps="dl cuda nccl bench peer train-small train-1b peer-1b profile-1b train-1b-fp8"
+cuda_steps="$(for g in "${cuda_groups[@]}"; do printf '%s ' "${g%%:*}"; done)cuda-host"
+steps="dl $cuda_steps nccl bench peer train-small train-1b peer-1b profile-1b train-1b-fp8"
 rep=$R/report.md
 gpu=$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | head -1)
 torchv=$("$PY" -c 'import torch; print(torch.__version__, "CUDA", torch.version.cuda)' 2>/dev/null)
@@ -106,14 +121,14 @@ torchv=$("$PY" -c 'import torch; print(torch.__version__, "CUDA", torch.version.
 	echo "- commit: $(cat "$B/COMMIT" 2>/dev/null || echo unknown)"
 	echo "- GPU: ${gpu:-unknown (nvidia-smi failed)}"
 	echo "- PyTorch: ${torchv:-not importable}"
-	echo "- CUDA backend: $(grep -m1 -o 'CUDA available=.*' "$R/cuda.log" || echo 'no environment line (see cuda.log)')"
+	echo "- CUDA backend: $(grep -m1 -o 'CUDA available=.*' "$R/cuda-setup.log" || echo 'no environment line (see cuda-setup.log)')"
 	echo "- library folders: ${LIBDIRS:-none found on sys.path}"
 	echo
 	echo "## Tests"
 	echo
 	echo "| binary | test | result | seconds |"
 	echo "|---|---|---|---|"
-	for bin in dl cuda nccl; do
+	for bin in dl $cuda_steps nccl; do
 		awk -v bin="$bin" '/^ *--- (PASS|FAIL|SKIP): / {
 			res=$2; sub(":", "", res); t=$4; gsub(/[()s]/, "", t)
 			printf "| %s | %s | %s | %s |\n", bin, $3, (res=="FAIL" ? "**FAIL**" : res), t }' "$R/$bin.log"
@@ -124,7 +139,7 @@ torchv=$("$PY" -c 'import torch; print(torch.__version__, "CUDA", torch.version.
 		esac
 	done
 	echo
-	count() { cat "$R/dl.log" "$R/cuda.log" "$R/nccl.log" | grep -c -- "--- $1"; }
+	count() { for b in dl $cuda_steps nccl; do cat "$R/$b.log"; done | grep -c -- "--- $1"; }
 	passes=$(count PASS)
 	fails=$(count FAIL)
 	skips=$(count SKIP)
