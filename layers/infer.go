@@ -176,10 +176,9 @@ func (m *GPTModel) Decode(kc *KVCache, tokens [][]int64, pos int) (*tensor.Tenso
 	last := x.Slice((n-1)*b, n*b)
 	fin := view(s.fin, b, h)
 	m.FinalNorm.Forward(m.be, fin, last, normStash{mean: s.mean.Slice(0, b), rstd: s.rstd.Slice(0, b)})
-	w := m.outputWeight()
-	vl := w.Data.Dim(0)
+	vl := m.outputWeight().Data.Dim(0)
 	logits := view(s.logits, b, vl)
-	m.be.Gemm(kernels.GemmParams{TransB: true, M: b, N: vl, K: h, Alpha: 1, Batch: 1}, fin, w.Data, logits)
+	m.cast.forward(m.be, logits, fin, m.outputWeight())
 	m.be.Download(s.hostLogits, s.logits)
 	return m.gatherLogits(s.hostLogits, b, vl)
 }

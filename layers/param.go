@@ -96,3 +96,15 @@ func (s *paramSet) add(name string, partitionDim int, full ...int) *Param {
 }
 
 func hasSuffix(s, suf string) bool { return len(s) >= len(suf) && s[len(s)-len(suf):] == suf }
+
+// SetLowPrecision gives every parameter a Low copy of its weights in dt (BF16 or F16),
+// so GEMMs read 16-bit weights: for inference, where the weights do not change (training
+// keeps its copies current through optim.Adam.ShadowWeights instead).
+func (ps Params) SetLowPrecision(be kernels.Backend, dt tensor.DType) {
+	for _, p := range ps {
+		if p.Low == nil || p.Low.DType() != dt {
+			p.Low = be.Alloc(dt, p.Shape...)
+		}
+		be.Cast(p.Low, p.Data)
+	}
+}

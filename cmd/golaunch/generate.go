@@ -19,6 +19,7 @@ import (
 	"github.com/gomegatron/gomegatron/kernels"
 	"github.com/gomegatron/gomegatron/kernels/device"
 	"github.com/gomegatron/gomegatron/layers"
+	"github.com/gomegatron/gomegatron/tensor"
 )
 
 func init() {
@@ -65,8 +66,8 @@ type generateCmd struct {
 	NoLoadRNG           bool   `name:"no-load-rng" help:"Accepted (no RNG state is loaded)."`
 	UseDistOpt          bool   `name:"use-distributed-optimizer" help:"Accepted."`
 	SequenceParallel    bool   `name:"sequence-parallel" help:"Accepted (inference all-reduces whole sequences)."`
-	FP16                bool   `name:"fp16" help:"Accepted; computation is fp32."`
-	BF16                bool   `name:"bf16" help:"Accepted; computation is fp32."`
+	FP16                bool   `name:"fp16" help:"On a GPU, GEMMs on fp16 weights and activations; else accepted (fp32)."`
+	BF16                bool   `name:"bf16" help:"On a GPU, GEMMs on bf16 weights and activations; else accepted (fp32)."`
 	MaxPaddingLength    int    `name:"max-padding-length" help:"Accepted (Pai: sample length of training data)."`
 	ExtraVocabSize      int    `name:"extra-vocab-size" default:"0" help:"Pai: rows appended to the tokenizer's vocabulary (for a model built without --load)."`
 	UseLlama2RotaryPosE bool   `name:"use-llama2-rotary-position-embeddings" help:"Pai: same as --position-embedding-type rope."`
@@ -162,6 +163,13 @@ func (g *generateCmd) run(world comm.Comm, stdout io.Writer) error {
 		if m, err = g.model(be, tok, par); err != nil {
 			return err
 		}
+	}
+	if (g.BF16 || g.FP16) && be.Device().Type != tensor.CPU {
+		dt := tensor.BF16
+		if g.FP16 {
+			dt = tensor.F16
+		}
+		m.Params.SetLowPrecision(be, dt) // decoding streams the weights: half the bytes
 	}
 	o := generate.Options{Sampling: g.sampling(), RepetitionPenalty: g.RepetitionPenalty,
 		HFRepetitionPenalty: g.HFRepetitionPenalty, OutSeqLength: g.OutSeqLength,

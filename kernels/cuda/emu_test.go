@@ -55,4 +55,5 @@ func TestEmulator(t *testing.T) {
 	t.Run("FP8SoftwareRounding", func(t *testing.T) { fp8SoftwareRounding(t, g) })
 	t.Run("Bind", func(t *testing.T) { bindCheck(t, g) })
 	t.Run("ModelVsCPU", func(t *testing.T) { modelVsCPU(t, g) })
+	t.Run("DecodeVsCPU", func(t *testing.T) { decodeVsCPU(t, g) })
 }

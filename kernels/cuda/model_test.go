@@ -17,6 +17,41 @@ import (
 // TestModelVsCPU trains the tiny Llama on the GPU and on kernels/cpu (see modelVsCPU).
 func TestModelVsCPU(t *testing.T) { modelVsCPU(t, gpu(t)) }
 
+// TestDecodeVsCPU decodes with the KV cache on the GPU and on the CPU (see decodeVsCPU).
+func TestDecodeVsCPU(t *testing.T) { decodeVsCPU(t, gpu(t)) }
+
+// decodeVsCPU prefills 5 tokens of two sequences and decodes 4 more on g and on kernels/cpu
+// from the same weights: F32 logits agree to F32 accuracy, and with bf16 weight copies
+// (golaunch generate --bf16 on a GPU) to bf16 accuracy.
+func decodeVsCPU(t *testing.T, g *Backend) {
+	cfg, err := layers.Preset("tiny-llama")
+	require.NoError(t, err)
+	tokens := [][]int64{{5, 17, 42, 8, 99, 3, 64, 21, 7}, {250, 13, 77, 5, 17, 42, 8, 99, 3}}
+	decode := func(be kernels.Backend, low bool) []float32 {
+		m, err := layers.NewGPTModel(be, cfg, 99)
+		require.NoError(t, err)
+		if low {
+			m.Params.SetLowPrecision(be, tensor.BF16)
+		}
+		kc := m.NewKVCache(2, len(tokens[0]))
+		var all []float32
+		for p := 5; p <= len(tokens[0]); p++ {
+			lo := p - 1
+			if p == 5 {
+				lo = 0
+			}
+			chunk := [][]int64{tokens[0][lo:p], tokens[1][lo:p]}
+			lg, err := m.Decode(kc, chunk, lo)
+			require.NoError(t, err)
+			all = append(all, lg.F32()...)
+		}
+		return all
+	}
+	want := decode(cpu.New(), false)
+	require.Less(t, relL2(decode(g, false), want), 1e-5, "F32 decode")
+	require.Less(t, relL2(decode(g, true), want), 1e-2, "bf16 weights")
+}
+
 // TestLossFallsOnGPU trains the tiny Llama as golaunch pretrain --bf16 does on a GPU (bf16
 // weight copies and GEMMs, flash attention) for 40 iterations and requires the loss to fall
 // by half on a memorisable corpus.

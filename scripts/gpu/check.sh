@@ -72,13 +72,13 @@ cuda_groups=(
 	"cuda-conformance:^TestConformance$"
 	"cuda-ops:^(TestVsCPU|TestGemmVsCPU|TestGemmFP8|TestFP8SoftwareRounding)$"
 	"cuda-attention:^(TestAttentionVsCPU|TestFlashAttentionVsCPU)$"
-	"cuda-model:^(TestModelVsCPU|TestLossFallsOnGPU)$"
+	"cuda-model:^(TestModelVsCPU|TestDecodeVsCPU|TestLossFallsOnGPU)$"
 )
 for g in "${cuda_groups[@]}"; do
 	step "${g%%:*}" 60 kernels/cuda "$B/cuda.test" -test.v -test.timeout 55s -test.run "${g#*:}"
 done
 step cuda-host 30 kernels/cuda "$B/cuda.test" -test.v -test.timeout 25s \
-	-test.skip '^(TestEmulator|TestProfileOnEmulator|TestEnvironment|TestCubinCache|TestArenaDevice|TestBind|TestConformance|TestVsCPU|TestGemmVsCPU|TestGemmFP8|TestFP8SoftwareRounding|TestAttentionVsCPU|TestFlashAttentionVsCPU|TestModelVsCPU|TestLossFallsOnGPU)$'
+	-test.skip '^(TestEmulator|TestProfileOnEmulator|TestEnvironment|TestCubinCache|TestArenaDevice|TestBind|TestConformance|TestVsCPU|TestGemmVsCPU|TestGemmFP8|TestFP8SoftwareRounding|TestAttentionVsCPU|TestFlashAttentionVsCPU|TestModelVsCPU|TestDecodeVsCPU|TestLossFallsOnGPU)$'
 step nccl 40 comm/nccl "$B/nccl.test" -test.v -test.timeout 35s
 step bench 60 . "$B/cuda.test" -test.run '^$' -test.bench 'Gemm' -test.benchtime 20x -test.timeout 55s
 step peer 50 . "$PY" "$B/peer_matmul.py"
