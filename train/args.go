@@ -106,7 +106,7 @@ type Args struct {
 	LossScaleWindow      int     `name:"loss-scale-window" default:"1000" help:"Clean iterations before the loss scale grows."`
 	Hysteresis           int     `name:"hysteresis" default:"2" help:"Overflows tolerated before the loss scale backs off."`
 	TransformerImpl      string  `name:"transformer-impl" default:"local" help:"local or transformer_engine (the same kernels here)."`
-	UseFlashAttn         bool    `name:"use-flash-attn" help:"Accepted: attention always uses the online-softmax (flash) kernel."`
+	UseFlashAttn         bool    `name:"use-flash-attn" help:"Accepted: attention is always flash-style (online softmax); bf16/fp16 runs on a GPU use the tensor-core flash kernel."`
 	RecomputeActivations bool    `name:"recompute-activations" help:"Same as --recompute-granularity selective."`
 	RecomputeGranularity string  `name:"recompute-granularity" help:"selective (core attention; what the flash-style kernel always does) or full (whole layers)."`
 	RecomputeMethod      string  `name:"recompute-method" help:"uniform (chunks of --recompute-num-layers) or block (the first --recompute-num-layers layers of each stage)."`
