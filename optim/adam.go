@@ -37,6 +37,7 @@ type Groups struct {
 type piece struct {
 	p      *layers.Param
 	lo, hi int
+	local  int // where lo sits in this rank's owned elements (moments, main, grad shard)
 	// Views of the piece in the reduced grads, the Adam moments and the parameter (or its
 	// fp32 main copy), made once so that a step allocates nothing.
 	grad, m, v, param *tensor.Tensor
@@ -48,8 +49,8 @@ func (a *Adam) views() {
 	lo, hi, all := -1, -1, true
 	for i := range a.pieces {
 		pc := &a.pieces[i]
-		s, e := pc.lo-a.shardLo, pc.hi-a.shardLo
-		pc.grad, pc.m, pc.v = a.grad(pc.lo, pc.hi), a.m.Slice(s, e), a.v.Slice(s, e)
+		s, e := pc.local, pc.local+pc.hi-pc.lo
+		pc.grad, pc.m, pc.v = a.grad(pc), a.m.Slice(s, e), a.v.Slice(s, e)
 		pc.param = a.buf.Param.Slice(pc.lo, pc.hi)
 		if a.main != nil {
 			pc.param = a.main.Slice(s, e)
@@ -60,11 +61,18 @@ func (a *Adam) views() {
 		}
 		hi = max(hi, pc.hi)
 	}
-	// When every piece counts, the norm is one sum over their span (the gaps between
-	// pieces are alignment padding, always zero): one reduction, and one wait on a GPU.
-	a.normSpan = nil
+	// When every piece counts, the norm is one sum over their span (per owned bucket shard
+	// with the distributed optimizer; the gaps between pieces are alignment padding, always
+	// zero): a reduction or a few, and as many waits on a GPU, instead of one per piece.
+	a.normSpans = nil
 	if all && lo >= 0 {
-		a.normSpan = a.grad(lo, hi)
+		if a.Distributed {
+			for _, o := range a.own {
+				a.normSpans = append(a.normSpans, a.buf.Grad.Slice(o.Lo, o.Hi))
+			}
+		} else {
+			a.normSpans = []*tensor.Tensor{a.buf.Grad.Slice(lo, hi)}
+		}
 	}
 }
 
@@ -85,7 +93,7 @@ type Adam struct {
 	g           Groups
 	buf         *Buffers
 	pieces      []piece
-	shardLo     int            // first buffer element this rank owns
+	own         []Span         // the buffer elements this rank updates, bucket by bucket
 	gradShard   *tensor.Tensor // distributed: this rank's reduced grads
 	paramShard  *tensor.Tensor // distributed: staging for the all-gather
 	m, v        *tensor.Tensor // Adam moments over the owned elements
@@ -98,9 +106,9 @@ type Adam struct {
 	overlap *overlap // --overlap-grad-reduce (nil: reduce after backward)
 	params  layers.Params
 	low     *tensor.Tensor // ShadowWeights: the param buffer in modelDType
-	// normSpan is the grad span GradNorm sums in one go when no piece is left out (nil:
-	// piece by piece).
-	normSpan *tensor.Tensor
+	// normSpans are the grad spans GradNorm sums when no piece is left out (nil: piece by
+	// piece).
+	normSpans []*tensor.Tensor
 }
 
 // LossScale is the factor backward must multiply the loss by (1 without a scaler).
@@ -114,31 +122,77 @@ func (a *Adam) LossScale() float64 {
 // NewAdam lays the parameters out in contiguous buffers (see Attach) and allocates the Adam
 // state this rank owns.
 func NewAdam(be kernels.Backend, params layers.Params, cfg AdamConfig, distributed bool, g Groups) *Adam {
+	return NewAdamBuckets(be, params, cfg, distributed, g, 0)
+}
+
+// NewAdamBuckets is NewAdam with the distributed optimizer's buckets of bucketSize
+// elements (--overlap-grad-reduce; 0: one bucket besides the shared embedding's), laid out
+// and sharded as Megatron's: DP rank r owns shard r of every bucket.
+func NewAdamBuckets(be kernels.Backend, params layers.Params, cfg AdamConfig, distributed bool, g Groups, bucketSize int) *Adam {
 	dp := 1
 	if g.DP != nil {
 		dp = g.DP.Size()
 	}
 	a := &Adam{Cfg: cfg, Distributed: distributed && dp > 1, be: be, g: g}
-	a.buf = Attach(be, params, dp)
+	if a.Distributed {
+		a.buf = AttachLayout(be, params, NewDistLayout(params, dp, bucketSize, true))
+	} else {
+		a.buf = Attach(be, params, dp)
+	}
 	a.numel = params.Numel()
 	a.params = params
-	lo, hi := 0, a.buf.Layout.Numel
+	lay := a.buf.Layout
 	if a.Distributed {
-		n := a.buf.Layout.Numel / dp
-		lo, hi = g.DP.Rank()*n, (g.DP.Rank()+1)*n
-		a.gradShard = be.Alloc(tensor.F32, n)
-		a.paramShard = be.Alloc(tensor.F32, n)
+		local := 0
+		for _, b := range lay.Buckets {
+			n := (b.Hi - b.Lo) / dp
+			lo := b.Lo + g.DP.Rank()*n
+			a.own = append(a.own, Span{Lo: lo, Hi: lo + n, Local: local})
+			local += n
+		}
+		a.gradShard = be.Alloc(tensor.F32, local)
+		a.paramShard = be.Alloc(tensor.F32, local)
+	} else {
+		a.own = []Span{{Lo: 0, Hi: lay.Numel}}
 	}
-	a.shardLo = lo
 	for i, p := range params {
-		s, e := max(a.buf.Layout.Offsets[i], lo), min(a.buf.Layout.Offsets[i]+p.Numel(), hi)
+		start := lay.Offsets[i]
+		o := a.own[0]
+		if a.Distributed {
+			o = a.own[lay.bucketOf(start)]
+		}
+		s, e := max(start, o.Lo), min(start+p.Numel(), o.Hi)
 		if s < e {
-			a.pieces = append(a.pieces, piece{p: p, lo: s, hi: e})
+			a.pieces = append(a.pieces, piece{p: p, lo: s, hi: e, local: o.Local + s - o.Lo})
 		}
 	}
-	a.m, a.v = be.Alloc(tensor.F32, hi-lo), be.Alloc(tensor.F32, hi-lo)
+	n := a.owned()
+	a.m, a.v = be.Alloc(tensor.F32, n), be.Alloc(tensor.F32, n)
 	a.views()
 	return a
+}
+
+// Span is a range [Lo, Hi) of the buffer this rank owns, stored from Local on in its
+// moments, main parameters and gradient shard.
+type Span struct{ Lo, Hi, Local int }
+
+// owned is the number of buffer elements this rank updates.
+func (a *Adam) owned() int {
+	last := a.own[len(a.own)-1]
+	return last.Local + last.Hi - last.Lo
+}
+
+// copyOwned copies between the owned elements of a buffer (full) and their packed form
+// (packed, indexed by Span.Local): toPacked or back.
+func (a *Adam) copyOwned(full, packed *tensor.Tensor, toPacked bool) {
+	for _, o := range a.own {
+		f, p := full.Slice(o.Lo, o.Hi), packed.Slice(o.Local, o.Local+o.Hi-o.Lo)
+		if toPacked {
+			a.be.Copy(p, f)
+		} else {
+			a.be.Copy(f, p)
+		}
+	}
 }
 
 // SetModelDType makes the model's weights dt (BF16 or F16) while the optimizer keeps fp32
@@ -151,9 +205,8 @@ func (a *Adam) SetModelDType(dt tensor.DType) {
 		return
 	}
 	a.modelDType = dt
-	lo := a.shardLo
 	a.main = a.be.Alloc(tensor.F32, a.m.Numel())
-	a.be.Copy(a.main, a.buf.Param.Slice(lo, lo+a.m.Numel()))
+	a.copyOwned(a.buf.Param, a.main, true)
 	a.be.Round(a.buf.Param, dt)
 	a.views()
 }
@@ -183,8 +236,10 @@ func (a *Adam) ReduceGrads() error {
 	}
 	a.be.Scale(a.buf.Grad, float32(1/float64(a.g.DP.Size())))
 	if a.Distributed {
-		if err := a.g.DP.ReduceScatter(a.gradShard, a.buf.Grad, comm.Sum); err != nil {
-			return fmt.Errorf("data-parallel reduce-scatter of the gradients: %w", err)
+		for b := range a.own {
+			if err := a.reduceScatter(a.g.DP, b); err != nil {
+				return err
+			}
 		}
 		return nil
 	}
@@ -194,21 +249,31 @@ func (a *Adam) ReduceGrads() error {
 	return nil
 }
 
-// grad returns the reduced gradient of elements [lo, hi) of the buffer.
-func (a *Adam) grad(lo, hi int) *tensor.Tensor {
-	if a.Distributed {
-		return a.gradShard.Slice(lo-a.shardLo, hi-a.shardLo)
+// reduceScatter sums bucket b over DP into this rank's shard of it, in place in the grad
+// buffer as Megatron's (through the staging shard: collectives do not alias), so the
+// tensor-parallel and embedding all-reduces that may follow act on the reduced values.
+func (a *Adam) reduceScatter(dp comm.Comm, b int) error {
+	k, o := a.buf.Layout.Buckets[b], a.own[b]
+	stage := a.gradShard.Slice(o.Local, o.Local+o.Hi-o.Lo)
+	if err := dp.ReduceScatter(stage, a.buf.Grad.Slice(k.Lo, k.Hi), comm.Sum); err != nil {
+		return fmt.Errorf("data-parallel reduce-scatter of gradient bucket %d: %w", b, err)
 	}
-	return a.buf.Grad.Slice(lo, hi)
+	a.be.Copy(a.buf.Grad.Slice(o.Lo, o.Hi), stage)
+	return nil
 }
+
+// grad returns the reduced gradient of a piece.
+func (a *Adam) grad(pc *piece) *tensor.Tensor { return a.buf.Grad.Slice(pc.lo, pc.hi) }
 
 // GradNorm is Megatron's global L2 norm of the reduced gradients: params marked Shared
 // (the tied output layer's copy) are left out, and TP-replicated params count only on TP
 // rank 0; partial sums are added over the Norm group.
 func (a *Adam) GradNorm() (float64, error) {
 	var ss float64
-	if a.normSpan != nil {
-		ss = a.be.SumSquares(a.normSpan)
+	if a.normSpans != nil {
+		for _, t := range a.normSpans {
+			ss += a.be.SumSquares(t)
+		}
 	} else {
 		for _, pc := range a.pieces {
 			if a.countsInNorm(pc.p) {
@@ -266,15 +331,18 @@ func (a *Adam) Step(lr float64) (gradNorm float64, ok bool, err error) {
 		})
 	}
 	if a.main != nil {
-		owned := a.buf.Param.Slice(a.shardLo, a.shardLo+a.main.Numel())
-		a.be.Copy(owned, a.main)
-		a.be.Round(owned, a.modelDType)
+		a.copyOwned(a.buf.Param, a.main, false)
+		for _, o := range a.own {
+			a.be.Round(a.buf.Param.Slice(o.Lo, o.Hi), a.modelDType)
+		}
 	}
 	if a.Distributed {
-		n := a.paramShard.Numel()
-		a.be.Copy(a.paramShard, a.buf.Param.Slice(a.shardLo, a.shardLo+n))
-		if err := a.g.DP.AllGather(a.buf.Param, a.paramShard); err != nil {
-			return norm, true, fmt.Errorf("data-parallel all-gather of the parameters: %w", err)
+		a.copyOwned(a.buf.Param, a.paramShard, true)
+		for b, k := range a.buf.Layout.Buckets {
+			o := a.own[b]
+			if err := a.g.DP.AllGather(a.buf.Param.Slice(k.Lo, k.Hi), a.paramShard.Slice(o.Local, o.Local+o.Hi-o.Lo)); err != nil {
+				return norm, true, fmt.Errorf("data-parallel all-gather of parameter bucket %d: %w", b, err)
+			}
 		}
 	}
 	a.refreshShadow()
@@ -329,16 +397,27 @@ func (a *Adam) Memory() Memory {
 }
 
 // State is the optimizer state this rank owns, for checkpoints: the Adam step, and the
-// moments and fp32 main parameters (nil without SetModelDType) of buffer elements
-// [Lo, Lo+M.Numel()).
+// moments and fp32 main parameters (nil without SetModelDType) of the buffer elements in
+// Own, packed (Span.Local).
 type State struct {
 	Step       int
-	Lo         int
+	Own        []Span
 	M, V, Main *tensor.Tensor
 }
 
+// Packed is where buffer element i sits in the packed state, or −1 if this rank does not
+// own it.
+func (s State) Packed(i int) int {
+	for _, o := range s.Own {
+		if i >= o.Lo && i < o.Hi {
+			return o.Local + i - o.Lo
+		}
+	}
+	return -1
+}
+
 // State returns views of the owned state (changes to them change the optimizer).
-func (a *Adam) State() State { return State{Step: a.step, Lo: a.shardLo, M: a.m, V: a.v, Main: a.main} }
+func (a *Adam) State() State { return State{Step: a.step, Own: a.own, M: a.m, V: a.v, Main: a.main} }
 
 // SetStep sets the Adam step count (bias correction) when resuming.
 func (a *Adam) SetStep(n int) { a.step = n }
@@ -349,16 +428,7 @@ func (a *Adam) SyncMainFromWeights() {
 	if a.main == nil {
 		return
 	}
-	a.be.Copy(a.main, a.buf.Param.Slice(a.shardLo, a.shardLo+a.main.Numel()))
+	a.copyOwned(a.buf.Param, a.main, true)
 	a.be.Round(a.buf.Param, a.modelDType)
 	a.refreshShadow()
-}
-
-// Unpadded is the buffer length without the end padding (Megatron's numel_unpadded).
-func (l Layout) Unpadded(params layers.Params) int {
-	n := 0
-	for i, p := range params {
-		n = max(n, l.Offsets[i]+p.Numel())
-	}
-	return n
 }

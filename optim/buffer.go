@@ -6,28 +6,67 @@ import (
 	"github.com/gomegatron/gomegatron/tensor"
 )
 
-// Layout is Megatron's grad-buffer layout (param_and_grad_buffer.py) for one bucket:
-// parameters in reverse registration order, each start padded to a multiple of 64
-// elements, and the end padded to a multiple of lcm(DP, 128) so the buffer splits evenly
-// into data-parallel shards.
+// Layout is Megatron's grad-buffer layout (param_and_grad_buffer.py): parameters in
+// reverse registration order, each start padded to a multiple of 64 elements, grouped in
+// buckets whose ends are padded to a multiple of lcm(DP, 128) so each splits evenly into
+// data-parallel shards.
 type Layout struct {
 	Offsets []int // start of each param (registration order) in the buffer
 	Numel   int   // padded buffer length
+	Buckets []Bucket
 }
 
-// NewLayout lays out params for a data-parallel group of dp ranks.
-func NewLayout(params layers.Params, dp int) Layout {
+// Bucket is elements [Lo, Hi) of the buffer; its parameters end at End (Hi is End padded).
+type Bucket struct{ Lo, End, Hi int }
+
+// NewLayout lays out params in one bucket for a data-parallel group of dp ranks.
+func NewLayout(params layers.Params, dp int) Layout { return NewDistLayout(params, dp, 0, false) }
+
+// NewDistLayout is the distributed optimizer's layout: a bucket closes once it spans
+// bucketSize elements (0: never; --overlap-grad-reduce sets it), and with separate a
+// parameter marked SharedEmbedding gets a bucket of its own (Megatron splits the shared
+// embedding out whenever the distributed optimizer is on).
+func NewDistLayout(params layers.Params, dp, bucketSize int, separate bool) Layout {
 	const align = 64
-	l := Layout{Offsets: make([]int, len(params))}
-	n := 0
-	for i := len(params) - 1; i >= 0; i-- {
-		n = (n + align - 1) / align * align
-		l.Offsets[i] = n
-		n += params[i].Numel()
-	}
 	pad := lcm(max(dp, 1), 128)
-	l.Numel = (n + pad - 1) / pad * pad
+	l := Layout{Offsets: make([]int, len(params))}
+	start, bucketLo, open := 0, 0, false
+	closeAt := func(end int) int {
+		hi := (end + pad - 1) / pad * pad
+		l.Buckets = append(l.Buckets, Bucket{Lo: bucketLo, End: end, Hi: hi})
+		bucketLo, open = hi, false
+		return hi
+	}
+	for i := len(params) - 1; i >= 0; i-- {
+		p := params[i]
+		own := separate && p.SharedEmbedding
+		start = (start + align - 1) / align * align
+		if own && open {
+			start = closeAt(start)
+		}
+		l.Offsets[i], open = start, true
+		end := start + p.Numel()
+		if own || bucketSize > 0 && end-bucketLo >= bucketSize {
+			start = closeAt(end)
+		} else {
+			start = end
+		}
+	}
+	if open || len(l.Buckets) == 0 {
+		closeAt(start)
+	}
+	l.Numel = l.Buckets[len(l.Buckets)-1].Hi
 	return l
+}
+
+// bucketOf is the index of the bucket holding buffer element off.
+func (l Layout) bucketOf(off int) int {
+	for b, k := range l.Buckets {
+		if off < k.Hi {
+			return b
+		}
+	}
+	return len(l.Buckets) - 1
 }
 
 func gcd(a, b int) int {
@@ -48,9 +87,13 @@ type Buffers struct {
 }
 
 // Attach moves every parameter's values into one contiguous buffer and gives it a gradient
-// view into a second one, both with the same layout.
+// view into a second one, both with the same layout (NewLayout).
 func Attach(be kernels.Backend, params layers.Params, dp int) *Buffers {
-	l := NewLayout(params, dp)
+	return AttachLayout(be, params, NewLayout(params, dp))
+}
+
+// AttachLayout is Attach with a given layout.
+func AttachLayout(be kernels.Backend, params layers.Params, l Layout) *Buffers {
 	b := &Buffers{Layout: l, Param: be.Alloc(tensor.F32, l.Numel), Grad: be.Alloc(tensor.F32, l.Numel)}
 	for i, p := range params {
 		lo, hi := l.Offsets[i], l.Offsets[i]+p.Numel()

@@ -20,8 +20,8 @@ func DefaultBucketSize(dp int) int { return max(40_000_000, 1_000_000*dp) }
 // in it. Parameters marked late (the tied embedding shared across pipeline stages) get a
 // bucket of their own that is reduced by Finish, after the embedding-group all-reduce.
 //
-// Each bucket is all-reduced, also with the distributed optimizer (which then keeps its
-// shard of the result): the same sums as one reduce-scatter, at twice the traffic.
+// Each bucket is all-reduced; with the distributed optimizer the buckets are the layout's
+// (NewAdamBuckets) and each is reduce-scattered into this rank's shard of it, as Megatron's.
 type overlap struct {
 	a        *Adam
 	dp       comm.Comm
@@ -49,6 +49,24 @@ func (a *Adam) EnableOverlap(params layers.Params, bucketSize int, late func(*la
 	}
 	o := &overlap{a: a, dp: dp, bucketOf: map[*layers.Param]int{}}
 	lay := a.buf.Layout
+	if a.Distributed {
+		// The distributed optimizer's buckets are the layout's (NewAdamBuckets with the same
+		// size): each is reduce-scattered into this rank's shard.
+		for _, k := range lay.Buckets {
+			o.buckets = append(o.buckets, [2]int{k.Lo, k.Hi})
+			o.late = append(o.late, true)
+			o.size = append(o.size, 0)
+		}
+		for i, p := range params {
+			b := lay.bucketOf(lay.Offsets[i])
+			o.bucketOf[p] = b
+			o.size[b]++
+			o.late[b] = o.late[b] && late(p)
+		}
+		o.pending = make([]int, len(o.buckets))
+		a.overlap = o
+		return nil
+	}
 	var lateIDs []int
 	start, open := -1, -1
 	for i := len(params) - 1; i >= 0; i-- { // buffer order
@@ -138,13 +156,17 @@ func (o *overlap) ready(ps []*layers.Param) {
 }
 
 // reduce averages one bucket over DP: fp16 rounding (as the fp16 grad buffer holds it),
-// scale by 1/DP, all-reduce.
+// scale by 1/DP, all-reduce (or, for the distributed optimizer, reduce-scatter into the
+// shard).
 func (o *overlap) reduce(b int) error {
 	g := o.a.buf.Grad.Slice(o.buckets[b][0], o.buckets[b][1])
 	if o.a.modelDType == tensor.F16 {
 		o.a.be.Round(g, tensor.F16)
 	}
 	o.a.be.Scale(g, float32(1/float64(o.dp.Size())))
+	if o.a.Distributed {
+		return o.a.reduceScatter(o.dp, b)
+	}
 	if err := o.dp.AllReduce(g, comm.Sum); err != nil {
 		return fmt.Errorf("overlapped data-parallel all-reduce of bucket %d: %w", b, err)
 	}
@@ -174,7 +196,7 @@ func (a *Adam) WaitGradSync() error {
 	return <-o.errs
 }
 
-// finish reduces the late buckets and gives the distributed optimizer its shard.
+// finish reduces the late buckets.
 func (o *overlap) finish() error {
 	if o.started {
 		if err := o.a.WaitGradSync(); err != nil {
@@ -187,10 +209,6 @@ func (o *overlap) finish() error {
 				return err
 			}
 		}
-	}
-	if o.a.Distributed {
-		n := o.a.gradShard.Numel()
-		o.a.be.Copy(o.a.gradShard, o.a.buf.Grad.Slice(o.a.shardLo, o.a.shardLo+n))
 	}
 	return nil
 }

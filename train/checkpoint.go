@@ -209,7 +209,8 @@ func (c *checkpointer) optimizerDict(p progress) *torchpickle.Dict {
 		var mains []any
 		lay := c.opt.Buffers().Layout
 		for i, prm := range c.params() {
-			lo, hi := lay.Offsets[i]-s.Lo, lay.Offsets[i]-s.Lo+prm.Numel()
+			lo := s.Packed(lay.Offsets[i])
+			hi := lo + prm.Numel()
 			e := torchpickle.NewDict(false)
 			e.Set("step", s.Step)
 			e.Set("exp_avg", c.host(s.M.Slice(lo, hi).View(prm.Shape...)))
@@ -235,27 +236,44 @@ func (c *checkpointer) optimizerDict(p progress) *torchpickle.Dict {
 	return out
 }
 
-// gatherDistribOptim collects every DP rank's optimizer shard into the whole buffer, as
+// gatherDistribOptim collects every DP rank's optimizer shards into the whole buffer, as
 // get_parameter_state_dp_zero does: {"buckets_coalesced": True, 0: {torch.float32:
-// {"param", "exp_avg", "exp_avg_sq": fp32[numel_unpadded], "numel_unpadded"}}}.
+// {"param", "exp_avg", "exp_avg_sq": fp32[numel_unpadded], "numel_unpadded"}}}, each array
+// the buckets in order with their end padding left out.
 func (c *checkpointer) gatherDistribOptim() (any, error) {
 	s := c.opt.State()
 	lay := c.opt.Buffers().Layout
-	unpadded := lay.Unpadded(c.params())
-	main := s.Main
-	if main == nil {
-		main = c.opt.Buffers().Param.Slice(s.Lo, s.Lo+s.M.Numel())
+	unpadded := 0
+	for _, k := range lay.Buckets {
+		unpadded += k.End - k.Lo
 	}
 	byName := torchpickle.NewDict(false)
 	for _, kv := range []struct {
 		k string
 		t *tensor.Tensor
-	}{{"param", main}, {"exp_avg", s.M}, {"exp_avg_sq", s.V}} {
-		full := tensor.New(tensor.F32, lay.Numel)
-		if err := c.ps.DPCP.AllGather(full, c.host(kv.t)); err != nil {
-			return nil, fmt.Errorf("gathering the distributed optimizer's %s: %w", kv.k, err)
+	}{{"param", s.Main}, {"exp_avg", s.M}, {"exp_avg_sq", s.V}} {
+		var packed *tensor.Tensor
+		if kv.t != nil {
+			packed = c.host(kv.t)
+		} else { // fp32 training: the param buffer's owned elements are the main copy
+			packed = tensor.New(tensor.F32, s.M.Numel())
+			for _, o := range s.Own {
+				copy(packed.F32()[o.Local:], c.host(c.opt.Buffers().Param.Slice(o.Lo, o.Hi)).F32())
+			}
 		}
-		byName.Set(kv.k, full.Slice(0, unpadded))
+		full := tensor.New(tensor.F32, lay.Numel)
+		for b, k := range lay.Buckets {
+			o := s.Own[b]
+			if err := c.ps.DPCP.AllGather(full.Slice(k.Lo, k.Hi), packed.Slice(o.Local, o.Local+o.Hi-o.Lo)); err != nil {
+				return nil, fmt.Errorf("gathering the distributed optimizer's %s (bucket %d): %w", kv.k, b, err)
+			}
+		}
+		out := tensor.New(tensor.F32, unpadded)
+		at := 0
+		for _, k := range lay.Buckets {
+			at += copy(out.F32()[at:], full.F32()[k.Lo:k.End])
+		}
+		byName.Set(kv.k, out)
 	}
 	byName.Set("numel_unpadded", unpadded)
 	byDType := torchpickle.NewDict(false)
@@ -449,17 +467,26 @@ func (c *checkpointer) loadOptimizer(loc megatron.Location, root *torchpickle.Di
 			if !ok || !isT {
 				return fmt.Errorf("--load: distrib_optim.pt lacks %s", kv.k)
 			}
-			if kv.dst == nil { // fp32 training: the param buffer is the main copy
-				kv.dst = c.opt.Buffers().Param.Slice(s.Lo, s.Lo+s.M.Numel())
-			}
+			// The file holds the buckets in order without their end padding.
 			src := t.ToF32()
-			dv := make([]float32, kv.dst.Numel())
-			for i := range dv {
-				if j := s.Lo + i; j < len(src) {
-					dv[i] = src[j]
+			dv := make([]float32, s.M.Numel())
+			base := 0
+			for b, k := range lay.Buckets {
+				o := s.Own[b]
+				for g := o.Lo; g < min(o.Hi, k.End); g++ {
+					if j := base + g - k.Lo; j < len(src) {
+						dv[o.Local+g-o.Lo] = src[j]
+					}
 				}
+				base += k.End - k.Lo
 			}
-			c.set(kv.dst, dv)
+			if kv.dst != nil {
+				c.set(kv.dst, dv)
+				continue
+			}
+			for _, o := range s.Own { // fp32 training: the param buffer is the main copy
+				c.set(c.opt.Buffers().Param.Slice(o.Lo, o.Hi), dv[o.Local:o.Local+o.Hi-o.Lo])
+			}
 		}
 		return nil
 	}
@@ -478,7 +505,7 @@ func (c *checkpointer) loadOptimizer(loc megatron.Location, root *torchpickle.Di
 		if !ok {
 			return fmt.Errorf("--load %s: no optimizer state for parameter %d (%s)", c.a.Load, i, prm.Name)
 		}
-		lo := lay.Offsets[i] - s.Lo
+		lo := s.Packed(lay.Offsets[i])
 		for _, kv := range []struct {
 			k   string
 			dst *tensor.Tensor

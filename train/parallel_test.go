@@ -240,7 +240,11 @@ func runLayout(t *testing.T, cfg layers.Config, l layout, iters int) runResult {
 				chunks = append(chunks, m)
 				params = append(params, m.Params...)
 			}
-			opt := optim.NewAdam(be, params, optim.DefaultAdam(), l.dist, groups)
+			bucket := 0
+			if l.dist {
+				bucket = l.bucket // the distributed optimizer's layout follows the buckets
+			}
+			opt := optim.NewAdamBuckets(be, params, optim.DefaultAdam(), l.dist, groups, bucket)
 			if l.bf16 {
 				opt.SetModelDType(tensor.BF16)
 			}

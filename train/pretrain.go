@@ -124,7 +124,13 @@ func run(a *Args, world comm.Comm, out io.Writer, hook dataHook) error {
 	if a.UseDistributedOptimizer {
 		groups.Norm = world
 	}
-	opt := optim.NewAdam(be, params, a.AdamConfig, a.UseDistributedOptimizer, groups)
+	bucketSize := 0
+	if a.OverlapGradReduce {
+		if bucketSize = a.DDPBucketSize; bucketSize <= 0 {
+			bucketSize = optim.DefaultBucketSize(ps.DPSize)
+		}
+	}
+	opt := optim.NewAdamBuckets(be, params, a.AdamConfig, a.UseDistributedOptimizer, groups, bucketSize)
 	switch {
 	case a.BF16:
 		opt.SetModelDType(tensor.BF16)
@@ -140,11 +146,7 @@ func run(a *Args, world comm.Comm, out io.Writer, hook dataHook) error {
 		opt.ShadowWeights() // bf16/fp16 GEMM operands on the GPU's tensor cores
 	}
 	if a.OverlapGradReduce {
-		size := a.DDPBucketSize
-		if size <= 0 {
-			size = optim.DefaultBucketSize(ps.DPSize)
-		}
-		if err := opt.EnableOverlap(params, size, lateForOverlap); err != nil {
+		if err := opt.EnableOverlap(params, bucketSize, lateForOverlap); err != nil {
 			return err
 		}
 	}

@@ -52,7 +52,9 @@ func TestExactResume(t *testing.T) {
 		"single":        nil,
 		"tp2pp2":        {"--tensor-model-parallel-size", "2", "--pipeline-model-parallel-size", "2"},
 		"tp2dp2-distop": {"--tensor-model-parallel-size", "2", "--use-distributed-optimizer"},
-		"single-fp8":    {"--fp8-hybrid", "--fp8-amax-history-len", "4", "--fp8-amax-compute-algo", "max"},
+		// Many buckets: shards per bucket, distrib_optim.pt without the buckets' end padding.
+		"dp4-distop-overlap": {"--use-distributed-optimizer", "--overlap-grad-reduce", "--ddp-bucket-size", "20000"},
+		"single-fp8":         {"--fp8-hybrid", "--fp8-amax-history-len", "4", "--fp8-amax-compute-algo", "max"},
 		// Interleaved schedule: model0/model1 chunks in each stage's file, Megatron's keys.
 		"pp2vp2dp2-fp8": {"--pipeline-model-parallel-size", "2", "--num-layers-per-virtual-pipeline-stage", "1",
 			"--fp8-hybrid", "--fp8-amax-history-len", "4"},
