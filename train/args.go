@@ -112,6 +112,22 @@ type Args struct {
 	RecomputeMethod      string  `name:"recompute-method" help:"uniform (chunks of --recompute-num-layers) or block (the first --recompute-num-layers layers of each stage)."`
 	RecomputeNumLayers   int     `name:"recompute-num-layers" default:"1" help:"Layers per recompute chunk (uniform) or recomputed layers per stage (block)."`
 
+	// Accepted from Megatron command lines; each help says what gomegatron does instead.
+	UseMcoreModels                 bool `name:"use-mcore-models" help:"Accepted: the model is always mcore-shaped (mcore key names)."`
+	UseRotaryPositionEmbeddings    bool `name:"use-rotary-position-embeddings" help:"Same as --position-embedding-type rope."`
+	AttentionSoftmaxInFP32         bool `name:"attention-softmax-in-fp32" help:"Accepted: the softmax is always computed in fp32."`
+	AccumulateAllreduceGradsInFP32 bool `name:"accumulate-allreduce-grads-in-fp32" help:"Accepted: gradients are always accumulated and reduced in fp32."`
+	NoMaskedSoftmaxFusion          bool `name:"no-masked-softmax-fusion" help:"Accepted (the kernels' fusions are gomegatron's)."`
+	NoBiasSwigluFusion             bool `name:"no-bias-swiglu-fusion" help:"Accepted (the kernels' fusions are gomegatron's)."`
+	NoBiasGeluFusion               bool `name:"no-bias-gelu-fusion" help:"Accepted (the kernels' fusions are gomegatron's)."`
+	NoBiasDropoutFusion            bool `name:"no-bias-dropout-fusion" help:"Accepted (the kernels' fusions are gomegatron's)."`
+	NoRopeFusion                   bool `name:"no-rope-fusion" help:"Accepted (the kernels' fusions are gomegatron's)."`
+	NoGradientAccumulationFusion   bool `name:"no-gradient-accumulation-fusion" help:"Accepted: weight gradients always accumulate into the fp32 buffer."`
+	OverlapParamGather             bool `name:"overlap-param-gather" help:"Accepted: the distributed optimizer gathers parameters at the end of each step."`
+	TPCommOverlap                  bool `name:"tp-comm-overlap" help:"Accepted: tensor-parallel communication is not overlapped with GEMMs yet."`
+	ManualGC                       bool `name:"manual-gc" help:"Accepted (Go's collector follows GOGC)."`
+	DistributedTimeoutMinutes      int  `name:"distributed-timeout-minutes" help:"Timeout of collectives in minutes (default: GOMEGATRON_COMM_TIMEOUT, else comm/tcp's)."`
+
 	// Pai-Megatron-Patch extras.
 	MaxPaddingLength    int    `name:"max-padding-length" help:"Pai: sample length of raw/idxmap datasets."`
 	ExtraVocabSize      int    `name:"extra-vocab-size" default:"0" help:"Pai: rows appended to the vocabulary."`
@@ -164,7 +180,7 @@ func (a *Args) Validate(world int) error {
 	if a.CkptFormat != "torch" {
 		return fmt.Errorf("--ckpt-format %q: only torch is supported", a.CkptFormat)
 	}
-	if a.UseLlama2RotaryPosE {
+	if a.UseLlama2RotaryPosE || a.UseRotaryPositionEmbeddings {
 		a.PositionEmbeddingType = "rope"
 	}
 	if a.UseAlibiMask {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"os"
+	"time"
 
 	"github.com/gomegatron/gomegatron/comm/tcp"
 	"github.com/gomegatron/gomegatron/train"
@@ -18,7 +19,7 @@ func init() {
 			expandListFlags(args), os.Stdout); done || err != nil {
 			return err
 		}
-		world, err := tcp.InitFromEnv(context.Background(), tcp.Options{})
+		world, err := tcp.InitFromEnv(context.Background(), tcp.Options{Timeout: time.Duration(f.DistributedTimeoutMinutes) * time.Minute})
 		if err != nil {
 			return err
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/gomegatron/gomegatron/comm"
 	"github.com/gomegatron/gomegatron/comm/nccl"
@@ -23,7 +24,7 @@ func init() {
 			expandListFlags(args), os.Stdout); done || err != nil {
 			return err
 		}
-		world, err := tcp.InitFromEnv(context.Background(), tcp.Options{})
+		world, err := tcp.InitFromEnv(context.Background(), tcp.Options{Timeout: time.Duration(a.DistributedTimeoutMinutes) * time.Minute})
 		if err != nil {
 			return err
 		}

@@ -160,3 +160,27 @@ func TestLoadAtAnotherLayout(t *testing.T) {
 		})
 	}
 }
+
+// TestMegatronFlagsAccepted: flags Megatron command lines carry for its own kernels and
+// runtime are accepted and change nothing (the same losses), and --use-rotary-position-
+// embeddings selects RoPE as Megatron's older spelling does.
+func TestMegatronFlagsAccepted(t *testing.T) {
+	dir := t.TempDir()
+	base := append(append([]string{"--standalone"}, resumeArgs(dir)...), "--train-iters", "3", "--hidden-dropout", "0")
+	plain := iterationLosses(runGolaunch(t, base...))
+	require.Len(t, plain, 3)
+	extra := strings.Fields("--use-mcore-models --attention-softmax-in-fp32 --accumulate-allreduce-grads-in-fp32 " +
+		"--no-masked-softmax-fusion --no-bias-swiglu-fusion --no-bias-gelu-fusion --no-bias-dropout-fusion --no-rope-fusion " +
+		"--no-gradient-accumulation-fusion --overlap-param-gather --tp-comm-overlap --manual-gc --distributed-timeout-minutes 5")
+	require.Equal(t, plain, iterationLosses(runGolaunch(t, append(base, extra...)...)))
+	// RoPE by the older flag, over a learned-absolute default: the losses of explicit rope.
+	var noRope []string
+	for i := 0; i < len(base); i++ {
+		if base[i] == "--position-embedding-type" {
+			i++
+			continue
+		}
+		noRope = append(noRope, base[i])
+	}
+	require.Equal(t, plain, iterationLosses(runGolaunch(t, append(noRope, "--use-rotary-position-embeddings")...)))
+}
