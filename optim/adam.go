@@ -31,6 +31,9 @@ type Groups struct {
 	DP   comm.Comm // data parallel (× context parallel): grad averaging, optimizer shards
 	Norm comm.Comm // where grad-norm partial sums are added: TP×PP, or all ranks with the distributed optimizer
 	TP   int       // this rank's TP rank (TP-duplicated params count once, on TP rank 0)
+	// Chunks are the parameter counts of the model chunks (virtual pipeline stages), in
+	// order; the distributed optimizer gives each its own buffer, as Megatron's. nil: one.
+	Chunks []int
 }
 
 // piece is the part of one parameter this rank updates: elements [lo, hi) of the buffer.
@@ -135,7 +138,7 @@ func NewAdamBuckets(be kernels.Backend, params layers.Params, cfg AdamConfig, di
 	}
 	a := &Adam{Cfg: cfg, Distributed: distributed && dp > 1, be: be, g: g}
 	if a.Distributed {
-		a.buf = AttachLayout(be, params, NewDistLayout(params, dp, bucketSize, true))
+		a.buf = AttachLayout(be, params, NewDistLayout(params, dp, bucketSize, true, g.Chunks))
 	} else {
 		a.buf = Attach(be, params, dp)
 	}

@@ -14,27 +14,46 @@ type Layout struct {
 	Offsets []int // start of each param (registration order) in the buffer
 	Numel   int   // padded buffer length
 	Buckets []Bucket
+	// Chunks are the bucket ranges [first, last) of each model chunk's buffer (virtual
+	// pipeline stages: Megatron gives each chunk its own buffer; here they sit end to end).
+	Chunks [][2]int
 }
 
 // Bucket is elements [Lo, Hi) of the buffer; its parameters end at End (Hi is End padded).
 type Bucket struct{ Lo, End, Hi int }
 
 // NewLayout lays out params in one bucket for a data-parallel group of dp ranks.
-func NewLayout(params layers.Params, dp int) Layout { return NewDistLayout(params, dp, 0, false) }
+func NewLayout(params layers.Params, dp int) Layout { return NewDistLayout(params, dp, 0, false, nil) }
 
 // NewDistLayout is the distributed optimizer's layout: a bucket closes once it spans
 // bucketSize elements (0: never; --overlap-grad-reduce sets it), and with separate a
 // parameter marked SharedEmbedding gets a bucket of its own (Megatron splits the shared
-// embedding out whenever the distributed optimizer is on).
-func NewDistLayout(params layers.Params, dp, bucketSize int, separate bool) Layout {
+// embedding out whenever the distributed optimizer is on). chunks, when set, are the
+// parameter counts of consecutive model chunks, each laid out as its own buffer.
+func NewDistLayout(params layers.Params, dp, bucketSize int, separate bool, chunks []int) Layout {
+	if chunks == nil {
+		chunks = []int{len(params)}
+	}
+	l := Layout{Offsets: make([]int, len(params))}
+	first := 0
+	for _, n := range chunks {
+		b := len(l.Buckets)
+		l.layChunk(params[first:first+n], l.Offsets[first:first+n], dp, bucketSize, separate)
+		l.Chunks = append(l.Chunks, [2]int{b, len(l.Buckets)})
+		first += n
+	}
+	return l
+}
+
+// layChunk appends one buffer's parameters and buckets, from l.Numel on.
+func (l *Layout) layChunk(params layers.Params, offsets []int, dp, bucketSize int, separate bool) {
 	const align = 64
 	pad := lcm(max(dp, 1), 128)
-	l := Layout{Offsets: make([]int, len(params))}
-	start, bucketLo, open := 0, 0, false
+	start, bucketLo, open, placed := l.Numel, l.Numel, false, false
 	closeAt := func(end int) int {
 		hi := (end + pad - 1) / pad * pad
 		l.Buckets = append(l.Buckets, Bucket{Lo: bucketLo, End: end, Hi: hi})
-		bucketLo, open = hi, false
+		bucketLo, open, placed = hi, false, true
 		return hi
 	}
 	for i := len(params) - 1; i >= 0; i-- {
@@ -44,7 +63,7 @@ func NewDistLayout(params layers.Params, dp, bucketSize int, separate bool) Layo
 		if own && open {
 			start = closeAt(start)
 		}
-		l.Offsets[i], open = start, true
+		offsets[i], open = start, true
 		end := start + p.Numel()
 		if own || bucketSize > 0 && end-bucketLo >= bucketSize {
 			start = closeAt(end)
@@ -52,11 +71,10 @@ func NewDistLayout(params layers.Params, dp, bucketSize int, separate bool) Layo
 			start = end
 		}
 	}
-	if open || len(l.Buckets) == 0 {
+	if open || !placed {
 		closeAt(start)
 	}
 	l.Numel = l.Buckets[len(l.Buckets)-1].Hi
-	return l
 }
 
 // bucketOf is the index of the bucket holding buffer element off.

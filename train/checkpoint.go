@@ -237,17 +237,13 @@ func (c *checkpointer) optimizerDict(p progress) *torchpickle.Dict {
 }
 
 // gatherDistribOptim collects every DP rank's optimizer shards into the whole buffer, as
-// get_parameter_state_dp_zero does: {"buckets_coalesced": True, 0: {torch.float32:
-// {"param", "exp_avg", "exp_avg_sq": fp32[numel_unpadded], "numel_unpadded"}}}, each array
-// the buckets in order with their end padding left out.
+// get_parameter_state_dp_zero does: {"buckets_coalesced": True, i: {torch.float32:
+// {"param", "exp_avg", "exp_avg_sq": fp32[numel_unpadded], "numel_unpadded"}}} for each
+// model chunk's buffer i, each array the buffer's buckets in order without their end padding.
 func (c *checkpointer) gatherDistribOptim() (any, error) {
 	s := c.opt.State()
 	lay := c.opt.Buffers().Layout
-	unpadded := 0
-	for _, k := range lay.Buckets {
-		unpadded += k.End - k.Lo
-	}
-	byName := torchpickle.NewDict(false)
+	full := map[string]*tensor.Tensor{}
 	for _, kv := range []struct {
 		k string
 		t *tensor.Tensor
@@ -261,26 +257,37 @@ func (c *checkpointer) gatherDistribOptim() (any, error) {
 				copy(packed.F32()[o.Local:], c.host(c.opt.Buffers().Param.Slice(o.Lo, o.Hi)).F32())
 			}
 		}
-		full := tensor.New(tensor.F32, lay.Numel)
+		f := tensor.New(tensor.F32, lay.Numel)
 		for b, k := range lay.Buckets {
 			o := s.Own[b]
-			if err := c.ps.DPCP.AllGather(full.Slice(k.Lo, k.Hi), packed.Slice(o.Local, o.Local+o.Hi-o.Lo)); err != nil {
+			if err := c.ps.DPCP.AllGather(f.Slice(k.Lo, k.Hi), packed.Slice(o.Local, o.Local+o.Hi-o.Lo)); err != nil {
 				return nil, fmt.Errorf("gathering the distributed optimizer's %s (bucket %d): %w", kv.k, b, err)
 			}
 		}
-		out := tensor.New(tensor.F32, unpadded)
-		at := 0
-		for _, k := range lay.Buckets {
-			at += copy(out.F32()[at:], full.F32()[k.Lo:k.End])
-		}
-		byName.Set(kv.k, out)
+		full[kv.k] = f
 	}
-	byName.Set("numel_unpadded", unpadded)
-	byDType := torchpickle.NewDict(false)
-	byDType.Set(tensor.F32, byName)
 	d := torchpickle.NewDict(false)
 	d.Set("buckets_coalesced", true)
-	d.Set(0, byDType)
+	for i, ch := range lay.Chunks {
+		buckets := lay.Buckets[ch[0]:ch[1]]
+		unpadded := 0
+		for _, k := range buckets {
+			unpadded += k.End - k.Lo
+		}
+		byName := torchpickle.NewDict(false)
+		for _, name := range []string{"param", "exp_avg", "exp_avg_sq"} {
+			out := tensor.New(tensor.F32, unpadded)
+			at := 0
+			for _, k := range buckets {
+				at += copy(out.F32()[at:], full[name].F32()[k.Lo:k.End])
+			}
+			byName.Set(name, out)
+		}
+		byName.Set("numel_unpadded", unpadded)
+		byDType := torchpickle.NewDict(false)
+		byDType.Set(tensor.F32, byName)
+		d.Set(i, byDType)
+	}
 	return d, nil
 }
 
@@ -453,39 +460,41 @@ func (c *checkpointer) loadOptimizer(loc megatron.Location, root *torchpickle.Di
 		if err != nil {
 			return fmt.Errorf("--load: %w (saved without --use-distributed-optimizer? pass --no-load-optim)", err)
 		}
-		byDType, _ := dictGetAny(d, 0)
-		byName, ok := dictGetAny(byDType, tensor.F32)
-		if !ok {
-			return fmt.Errorf("--load: distrib_optim.pt has no float32 buffer")
-		}
-		for _, kv := range []struct {
-			k   string
-			dst *tensor.Tensor
-		}{{"exp_avg", s.M}, {"exp_avg_sq", s.V}, {"param", s.Main}} {
-			v, ok := dictGetAny(byName, kv.k)
-			t, isT := v.(*tensor.Tensor)
-			if !ok || !isT {
-				return fmt.Errorf("--load: distrib_optim.pt lacks %s", kv.k)
+		// Each model chunk's buffer i holds its buckets in order without their end padding.
+		packed := map[string][]float32{"exp_avg": make([]float32, s.M.Numel()), "exp_avg_sq": make([]float32, s.M.Numel()),
+			"param": make([]float32, s.M.Numel())}
+		for i, ch := range lay.Chunks {
+			byDType, _ := dictGetAny(d, i)
+			byName, ok := dictGetAny(byDType, tensor.F32)
+			if !ok {
+				return fmt.Errorf("--load: distrib_optim.pt has no float32 buffer %d (%d model chunks here)", i, len(lay.Chunks))
 			}
-			// The file holds the buckets in order without their end padding.
-			src := t.ToF32()
-			dv := make([]float32, s.M.Numel())
-			base := 0
-			for b, k := range lay.Buckets {
-				o := s.Own[b]
-				for g := o.Lo; g < min(o.Hi, k.End); g++ {
-					if j := base + g - k.Lo; j < len(src) {
-						dv[o.Local+g-o.Lo] = src[j]
-					}
+			for name, dv := range packed {
+				v, ok := dictGetAny(byName, name)
+				t, isT := v.(*tensor.Tensor)
+				if !ok || !isT {
+					return fmt.Errorf("--load: distrib_optim.pt buffer %d lacks %s", i, name)
 				}
-				base += k.End - k.Lo
+				src := t.ToF32()
+				base := 0
+				for b := ch[0]; b < ch[1]; b++ {
+					k, o := lay.Buckets[b], s.Own[b]
+					for g := o.Lo; g < min(o.Hi, k.End); g++ {
+						if j := base + g - k.Lo; j < len(src) {
+							dv[o.Local+g-o.Lo] = src[j]
+						}
+					}
+					base += k.End - k.Lo
+				}
 			}
-			if kv.dst != nil {
-				c.set(kv.dst, dv)
-				continue
-			}
+		}
+		c.set(s.M, packed["exp_avg"])
+		c.set(s.V, packed["exp_avg_sq"])
+		if s.Main != nil {
+			c.set(s.Main, packed["param"])
+		} else {
 			for _, o := range s.Own { // fp32 training: the param buffer is the main copy
-				c.set(c.opt.Buffers().Param.Slice(o.Lo, o.Hi), dv[o.Local:o.Local+o.Hi-o.Lo])
+				c.set(c.opt.Buffers().Param.Slice(o.Lo, o.Hi), packed["param"][o.Local:o.Local+o.Hi-o.Lo])
 			}
 		}
 		return nil

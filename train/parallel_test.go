@@ -240,6 +240,11 @@ func runLayout(t *testing.T, cfg layers.Config, l layout, iters int) runResult {
 				chunks = append(chunks, m)
 				params = append(params, m.Params...)
 			}
+			if len(chunks) > 1 {
+				for _, m := range chunks {
+					groups.Chunks = append(groups.Chunks, len(m.Params))
+				}
+			}
 			bucket := 0
 			if l.dist {
 				bucket = l.bucket // the distributed optimizer's layout follows the buckets

@@ -121,6 +121,11 @@ func run(a *Args, world comm.Comm, out io.Writer, hook dataHook) error {
 		fmt.Fprintf(out, " > number of parameters on (tensor, pipeline) model parallel rank (%d, %d): %d\n", ps.Coords.TP, ps.Coords.PP, params.Numel())
 	}
 	groups := optim.Groups{DP: ps.DPCP, Norm: ps.MP, TP: ps.Coords.TP}
+	if len(chunks) > 1 {
+		for _, m := range chunks {
+			groups.Chunks = append(groups.Chunks, len(m.Params))
+		}
+	}
 	if a.UseDistributedOptimizer {
 		groups.Norm = world
 	}

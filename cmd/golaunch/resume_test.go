@@ -58,6 +58,9 @@ func TestExactResume(t *testing.T) {
 		// Interleaved schedule: model0/model1 chunks in each stage's file, Megatron's keys.
 		"pp2vp2dp2-fp8": {"--pipeline-model-parallel-size", "2", "--num-layers-per-virtual-pipeline-stage", "1",
 			"--fp8-hybrid", "--fp8-amax-history-len", "4"},
+		// A buffer per model chunk, as Megatron's, in distrib_optim.pt too.
+		"pp2vp2dp2-distop": {"--pipeline-model-parallel-size", "2", "--num-layers-per-virtual-pipeline-stage", "1",
+			"--use-distributed-optimizer"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
