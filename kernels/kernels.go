@@ -51,6 +51,13 @@ type RoPEParams struct {
 //	bias_hj = ALiBiSlopes[h]·j                (0 without ALiBi)
 //	masked when Causal and j > QOffset+i, or SlidingWindow > 0 and j ≤ QOffset+i−SlidingWindow
 //	P = softmax_j(s), out_i = Σ_j P_ij v_j,  lse_i = log Σ_j exp(s_ij)
+//
+// Dropout (DropoutP > 0) keeps P_ij with probability 1 − DropoutP and scales the kept ones
+// by 1/(1 − DropoutP) in out = Σ_j P̃_ij v_j (lse is the softmax's, before dropout). The
+// element of batch b, head h (global index DropoutHead0 + h of DropoutHeads; 0 means H),
+// query i and key j is kept iff Dropout's rule keeps counter
+// DropoutOffset + ((b·heads + head)·S + i)·T + j under DropoutSeed, so heads split over
+// tensor-parallel ranks draw a single process's masks, and backward redraws forward's.
 type AttnParams struct {
 	Causal           bool
 	Scale            float32
@@ -58,6 +65,19 @@ type AttnParams struct {
 	ALiBiBeforeScale bool
 	SlidingWindow    int
 	QOffset          int
+
+	DropoutP                   float32
+	DropoutSeed, DropoutOffset uint64
+	DropoutHeads, DropoutHead0 int
+}
+
+// DropoutCounter is the dropout counter of attention element (b, h, i, j) for s queries
+// and t keys (see AttnParams).
+func (p AttnParams) DropoutCounter(heads, b, h, i, j, s, t int) uint64 {
+	if p.DropoutHeads > 0 {
+		heads = p.DropoutHeads
+	}
+	return p.DropoutOffset + ((uint64(b)*uint64(heads)+uint64(p.DropoutHead0+h))*uint64(s)+uint64(i))*uint64(t) + uint64(j)
 }
 
 // AdamParams are the hyper-parameters of one AdamW step (decoupled weight decay, bias

@@ -132,9 +132,6 @@ func (c *Config) Finalize() error {
 	if c.AttentionDropout < 0 || c.AttentionDropout >= 1 || c.HiddenDropout < 0 || c.HiddenDropout >= 1 {
 		return fmt.Errorf("dropout must be in [0, 1): --attention-dropout %v, --hidden-dropout %v", c.AttentionDropout, c.HiddenDropout)
 	}
-	if c.AttentionDropout != 0 {
-		return fmt.Errorf("--attention-dropout %v: dropout of attention probabilities is not supported yet; pass --attention-dropout 0.0", c.AttentionDropout)
-	}
 	if c.PaddedVocabSize == 0 {
 		c.PaddedVocabSize = PaddedVocab(c.VocabSize, c.MakeVocabSizeDivisibleBy, tp)
 	}

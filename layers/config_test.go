@@ -64,7 +64,7 @@ func TestConfigErrorsNameTheFlag(t *testing.T) {
 		{func(c *Config) { c.NumLayers = 0 }, []string{"--num-layers"}},
 		{func(c *Config) { c.TensorModelParallelSize = 3 }, []string{"--num-attention-heads 4", "--tensor-model-parallel-size 3"}},
 		{func(c *Config) { c.RotaryPercent = 0.1 }, []string{"--rotary-percent"}},
-		{func(c *Config) { c.AttentionDropout = 0.1 }, []string{"--attention-dropout"}},
+		{func(c *Config) { c.AttentionDropout = 1 }, []string{"--attention-dropout"}},
 	}
 	for _, tc := range cases {
 		c := base

@@ -162,6 +162,24 @@ func (l *TransformerLayer) attnParams() kernels.AttnParams {
 	}
 }
 
+// attnSeedSalt separates the attention-dropout streams from the hidden-dropout ones.
+const attnSeedSalt = 0x5851F42D4C957F2D
+
+// trainAttnParams adds --attention-dropout for a training step: a stream per layer (its
+// seed salted with the global layer number) whose counters start at the layer's dropout
+// offset for this step (steps lie 2⁴⁰ apart), heads numbered globally so every TP layout
+// draws the same masks.
+func (l *TransformerLayer) trainAttnParams(st *layerStash) kernels.AttnParams {
+	p := l.attnParams()
+	if d := l.cfg.AttentionDropout; d > 0 {
+		p.DropoutP = float32(d)
+		p.DropoutSeed = st.dropSeed ^ attnSeedSalt*uint64(l.Index+1)
+		p.DropoutOffset = st.dropOffs
+		p.DropoutHeads, p.DropoutHead0 = l.cfg.NumAttentionHeads, l.par.tpRank()*l.heads
+	}
+	return p
+}
+
 func (l *TransformerLayer) rope(inverse bool) kernels.RoPEParams {
 	return kernels.RoPEParams{Base: l.cfg.RotaryBase, RotaryDim: l.cfg.RotaryDim(), Inverse: inverse}
 }
@@ -175,7 +193,7 @@ func (l *TransformerLayer) attention(be kernels.Backend, st *layerStash, lnf *te
 		be.RoPE(st.q, st.q, l.rope(false))
 		be.RoPE(st.k, st.k, l.rope(false))
 	}
-	be.Attention(st.o, st.lse, st.q, st.k, st.v, l.attnParams())
+	be.Attention(st.o, st.lse, st.q, st.k, st.v, l.trainAttnParams(st))
 	b, np, s, hn := st.o.Dim(0), st.o.Dim(1), st.o.Dim(2), st.o.Dim(3)
 	be.Permute(st.o2.View(s, b, np, hn), st.o, []int{2, 0, 1, 3})
 }
@@ -185,7 +203,7 @@ func (l *TransformerLayer) attentionBackward(be kernels.Backend, st *layerStash,
 	c := l.cfg
 	b, np, s, hn := st.o.Dim(0), st.o.Dim(1), st.o.Dim(2), st.o.Dim(3)
 	be.Permute(g.do, g.do2.View(s, b, np, hn), []int{1, 2, 0, 3})
-	be.AttentionBackward(g.dq, g.dk, g.dv, g.do, st.q, st.k, st.v, st.o, st.lse, l.attnParams())
+	be.AttentionBackward(g.dq, g.dk, g.dv, g.do, st.q, st.k, st.v, st.o, st.lse, l.trainAttnParams(st))
 	if c.PositionEmbeddingType == "rope" {
 		be.RoPE(g.dq, g.dq, l.rope(true))
 		be.RoPE(g.dk, g.dk, l.rope(true))

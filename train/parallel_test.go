@@ -437,3 +437,28 @@ func modelParams(ms []*layers.GPTModel) layers.Params {
 	}
 	return ps
 }
+
+// TestAttentionDropoutLayouts: with --attention-dropout every tensor- and pipeline-parallel
+// layout (recompute and the interleaved schedule included) draws the single process's
+// masks — heads are numbered globally, each layer has its own stream — so losses, grad
+// norms and final weights match it; and the dropout is on (the losses differ from 0).
+func TestAttentionDropoutLayouts(t *testing.T) {
+	cfg := equivalenceModels()["llama"]
+	cfg.AttentionDropout = 0.2
+	const iters = 4
+	ref := runLayout(t, cfg, layout{tp: 1, pp: 1, dp: 1}, iters)
+	plain := cfg
+	plain.AttentionDropout = 0
+	require.NotEqual(t, runLayout(t, plain, layout{tp: 1, pp: 1, dp: 1}, iters).losses, ref.losses, "attention dropout changes the losses")
+	full1 := layers.Recompute{Granularity: "full", Method: "uniform", NumLayers: 1}
+	for _, l := range []layout{
+		{tp: 2, pp: 1, dp: 1, sp: true},
+		{tp: 1, pp: 2, dp: 1, rc: full1},
+		{tp: 2, pp: 2, dp: 1},
+		{tp: 1, pp: 2, dp: 1, vpp: 2},
+	} {
+		t.Run(l.String(), func(t *testing.T) {
+			compareRuns(t, l.String(), ref, runLayout(t, cfg, l, iters), 1e-5)
+		})
+	}
+}

@@ -49,9 +49,10 @@ func runGolaunch(t *testing.T, args ...string) string {
 // params, dropout on).
 func TestExactResume(t *testing.T) {
 	for name, layout := range map[string][]string{
-		"single":        nil,
-		"tp2pp2":        {"--tensor-model-parallel-size", "2", "--pipeline-model-parallel-size", "2"},
-		"tp2dp2-distop": {"--tensor-model-parallel-size", "2", "--use-distributed-optimizer"},
+		"single":                nil,
+		"tp2pp2":                {"--tensor-model-parallel-size", "2", "--pipeline-model-parallel-size", "2"},
+		"tp2dp2-distop":         {"--tensor-model-parallel-size", "2", "--use-distributed-optimizer"},
+		"tp2-attention-dropout": {"--tensor-model-parallel-size", "2", "--attention-dropout", "0.1"},
 		// Many buckets: shards per bucket, distrib_optim.pt without the buckets' end padding.
 		"dp4-distop-overlap": {"--use-distributed-optimizer", "--overlap-grad-reduce", "--ddp-bucket-size", "20000"},
 		"single-fp8":         {"--fp8-hybrid", "--fp8-amax-history-len", "4", "--fp8-amax-compute-algo", "max"},

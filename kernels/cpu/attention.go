@@ -155,6 +155,7 @@ func (b *Backend) Attention(out, lse, q, k, v *tensor.Tensor, p kernels.AttnPara
 				}
 				l[r] += sum
 				m[r] = mx
+				g.dropRow(row, bi, h, i0+r, j0)
 			}
 			blockGemm(false, false, nq, d, nk, 1, sb, nk, vs[koff+j0*d:], d, 1, o, d)
 		}
@@ -172,6 +173,24 @@ func (b *Backend) Attention(out, lse, q, k, v *tensor.Tensor, p kernels.AttnPara
 			ls[bh*g.s+i0+r] = m[r] + float32(math.Log(float64(l[r])))
 		}
 	})
+}
+
+// dropRow applies attention dropout to a row of query i (batch bi, head h) holding keys
+// j0, j0+1, …: each element is scaled by 1/(1−p) or zeroed (kernels.AttnParams).
+func (g *attnGeom) dropRow(row []float32, bi, h, i, j0 int) {
+	p := g.p.DropoutP
+	if p <= 0 {
+		return
+	}
+	thr, scale := dropThreshold(p), 1/(1-p)
+	base := g.p.DropoutCounter(g.h, bi, h, i, j0, g.s, g.t)
+	for c := range row {
+		if float32(DropoutBits(g.p.DropoutSeed, base+uint64(c))>>40) >= thr {
+			row[c] *= scale
+		} else {
+			row[c] = 0
+		}
+	}
 }
 
 // probs turns a score block into P_ij = exp(s_ij − lse_i) (0 where masked or where the
@@ -226,6 +245,14 @@ func (b *Backend) AttentionBackward(dq, dk, dv, dout, q, k, v, out, lse *tensor.
 		for r := range nq {
 			di := dd[bh*g.s+i0+r]
 			pr, sr := pb[r*nk:(r+1)*nk], sb[r*nk:(r+1)*nk]
+			if g.p.DropoutP > 0 { // dP = mask/(1−p)·dout·vᵀ; dv takes P̃ = mask/(1−p)·P
+				g.dropRow(sr, bh/g.h, bh%g.h, i0+r, j0)
+				for c := range sr {
+					sr[c] = pr[c] * (sr[c] - di)
+				}
+				g.dropRow(pr, bh/g.h, bh%g.h, i0+r, j0)
+				continue
+			}
 			for c := range sr {
 				sr[c] = pr[c] * (sr[c] - di)
 			}

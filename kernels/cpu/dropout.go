@@ -41,7 +41,7 @@ func (*Backend) Dropout(out, mask, x *tensor.Tensor, p float32, seed, offset uin
 	if p < 0 || p > 1 {
 		panic(fmt.Sprintf("cpu.Dropout: p = %v outside [0, 1]", p))
 	}
-	thr := p * (1 << 24)
+	thr := dropThreshold(p)
 	scale := 1 / (1 - p)
 	parallelFor(len(xs), elemGrain/4, func(lo, hi int) {
 		if p == 0 {
@@ -80,3 +80,6 @@ func (*Backend) DropoutBackward(dx, dout, mask *tensor.Tensor, p float32) {
 		}
 	})
 }
+
+// dropThreshold is Dropout's keep threshold: keep iff float32(u>>40) ≥ p·2²⁴.
+func dropThreshold(p float32) float32 { return p * (1 << 24) }

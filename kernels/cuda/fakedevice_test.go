@@ -158,7 +158,7 @@ func TestFakeDevice(t *testing.T) {
 		p := kernels.AttnParams{Causal: true, Scale: 0.125, ALiBiSlopes: []float32{1, 2, 3, 4}, SlidingWindow: 2, QOffset: 2}
 		b.Attention(out, lse, q, k, v, p)
 		b.Sync()
-		geom := dl.Bytes(f.call(t, f.drv, "fake_attn_geom"), 44)
+		geom := dl.Bytes(f.call(t, f.drv, "fake_attn_geom"), 80)
 		require.Equal(t, []byte(geomStruct(attnGeom{b: 1, h: 4, g: 2, s: 3, t: 5, d: 8}, p)), geom)
 		sl := dl.Bytes(f.call(t, f.drv, "fake_attn_slopes"), 16)
 		require.Equal(t, f32Bytes(p.ALiBiSlopes), sl)

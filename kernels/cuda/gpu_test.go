@@ -288,6 +288,8 @@ func attentionVsCPU(t *testing.T, g *Backend, flash bool) {
 		{"full-d256", 1, 2, 2, 9, 9, 256, kernels.AttnParams{}},
 		{"causal-blocks", 1, 2, 1, 150, 150, 16, kernels.AttnParams{Causal: true}},
 		{"full-blocks", 1, 1, 1, 70, 130, 32, kernels.AttnParams{}},
+		{"dropout-causal-gqa", 2, 4, 2, 70, 70, 64, kernels.AttnParams{Causal: true, DropoutP: 0.1, DropoutSeed: 5, DropoutOffset: 123}},
+		{"dropout-tp-heads", 1, 2, 1, 40, 70, 32, kernels.AttnParams{DropoutP: 0.3, DropoutSeed: 9, DropoutHeads: 8, DropoutHead0: 6}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

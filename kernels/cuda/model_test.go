@@ -81,6 +81,10 @@ func repeatedBatch(b, s, vocab int) layers.Batch {
 func trainTiny(t *testing.T, be kernels.Backend, bf16 bool, iters int, lr float64, fp8 ...layers.FP8Recipe) ([]float64, []float32) {
 	cfg, err := layers.Preset("tiny-llama")
 	require.NoError(t, err)
+	return trainTinyCfg(t, be, cfg, bf16, iters, lr, fp8...)
+}
+
+func trainTinyCfg(t *testing.T, be kernels.Backend, cfg layers.Config, bf16 bool, iters int, lr float64, fp8 ...layers.FP8Recipe) ([]float64, []float32) {
 	m, err := layers.NewGPTModel(be, cfg, 1234)
 	require.NoError(t, err)
 	for _, r := range fp8 {
@@ -134,6 +138,17 @@ func modelVsCPU(t *testing.T, g *Backend) {
 		}
 		t.Logf("losses: cpu %.6f, gpu %.6f", cl, gl)
 		require.Less(t, gl[4], gl[0], "loss falls")
+	})
+	t.Run("AttentionDropout", func(t *testing.T) {
+		cfg, err := layers.Preset("tiny-llama")
+		require.NoError(t, err)
+		cfg.AttentionDropout = 0.1
+		cl, cg := trainTinyCfg(t, cpu.New(), cfg, false, 2, 1e-3)
+		gl, gg := trainTinyCfg(t, g, cfg, false, 2, 1e-3)
+		for i := range cl {
+			require.InEpsilon(t, cl[i], gl[i], 1e-5, "loss of iteration %d: the same masks on both", i)
+		}
+		require.Less(t, relL2(gg, cg), 1e-4, "gradients")
 	})
 	t.Run("FP8", func(t *testing.T) {
 		r := layers.FP8Recipe{Format: "hybrid", HistoryLen: 4, ComputeAlgo: "max"}

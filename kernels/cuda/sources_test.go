@@ -184,7 +184,12 @@ func TestRowMajorSpec(t *testing.T) {
 
 func TestGeomStruct(t *testing.T) {
 	g := geomStruct(attnGeom{b: 1, h: 2, g: 3, s: 4, t: 5, d: 6}, kernels.AttnParams{Scale: 0.5, Causal: true, SlidingWindow: 7, QOffset: -1, ALiBiBeforeScale: true})
-	require.Len(t, g, 44)
+	require.Len(t, g, 80)
 	require.Equal(t, []byte{1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 4, 0, 0, 0, 5, 0, 0, 0, 6, 0, 0, 0,
-		0, 0, 0, 0x3f, 1, 0, 0, 0, 7, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 1, 0, 0, 0}, []byte(g))
+		0, 0, 0, 0x3f, 1, 0, 0, 0, 7, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 1, 0, 0, 0}, []byte(g[:44]))
+	// No dropout: threshold 0, scale 0, heads = H, first head 0, padding, seed 0, offset 0.
+	require.Equal(t, append([]byte{0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0}, make([]byte, 4+4+16)...), []byte(g[44:]))
+	d := geomStruct(attnGeom{h: 2}, kernels.AttnParams{DropoutP: 0.5, DropoutSeed: 0x0102, DropoutOffset: 7, DropoutHeads: 8, DropoutHead0: 4})
+	require.Equal(t, []byte{0, 0, 0, 0x4b, 0, 0, 0, 0x40, 8, 0, 0, 0, 4, 0, 0, 0}, []byte(d[44:60]), "p·2²⁴ = 2²³, 1/(1−p) = 2")
+	require.Equal(t, []byte{2, 1, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0}, []byte(d[64:]))
 }

@@ -44,6 +44,26 @@ func (c *attnCase) score(qk float64, h, j int) float64 {
 	return sc*qk + slope*float64(j)
 }
 
+// drop is the attention-dropout factor of element (bi, h, i, j): 1 without dropout, else
+// 1/(1−p) where Dropout's counter-based rule keeps it and 0 where it drops it:
+// u = mix(mix(seed) + (counter+1)·0x9E3779B97F4A7C15), kept iff float32(u>>40) ≥ p·2²⁴.
+func (c *attnCase) drop(bi, h, i, j int) float64 {
+	p := c.p.DropoutP
+	if p <= 0 {
+		return 1
+	}
+	mix := func(z uint64) uint64 {
+		z = (z ^ z>>30) * 0xBF58476D1CE4E5B9
+		z = (z ^ z>>27) * 0x94D049BB133111EB
+		return z ^ z>>31
+	}
+	n := c.p.DropoutCounter(c.h, bi, h, i, j, c.s, c.t)
+	if float32(mix(mix(c.p.DropoutSeed)+(n+1)*0x9E3779B97F4A7C15)>>40) >= p*(1<<24) {
+		return float64(1 / (1 - p))
+	}
+	return 0
+}
+
 // probs returns P_ij for every j of query row (bi, h, i) (0 where masked) and lse_i.
 func (c *attnCase) probs(q, k []float64, bi, h, i int) ([]float64, float64) {
 	d, grp := c.d, h/(c.h/c.g)
@@ -86,6 +106,7 @@ func refAttention(c *attnCase, q, k, v []float64) (out, lse []float64) {
 				lse[row] = l
 				for j, pj := range p {
 					vj := v[((bi*c.g+grp)*c.t+j)*d:][:d]
+					pj *= c.drop(bi, h, i, j)
 					for e := range d {
 						out[row*d+e] += pj * vj[e]
 					}
@@ -112,7 +133,7 @@ func refAttentionBackward(c *attnCase, q, k, v, dout []float64) (dq, dk, dv []fl
 				dp := make([]float64, c.t)
 				var dd float64
 				for j := range c.t {
-					dp[j] = dot(g, v[((bi*c.g+grp)*c.t+j)*d:][:d])
+					dp[j] = c.drop(bi, h, i, j) * dot(g, v[((bi*c.g+grp)*c.t+j)*d:][:d])
 					dd += p[j] * dp[j]
 				}
 				for j := range c.t {
@@ -121,10 +142,11 @@ func refAttentionBackward(c *attnCase, q, k, v, dout []float64) (dq, dk, dv []fl
 					}
 					ds := p[j] * (dp[j] - dd)
 					ko := ((bi*c.g+grp)*c.t + j) * d
+					pd := p[j] * c.drop(bi, h, i, j)
 					for e := range d {
 						dq[row*d+e] += sc * ds * k[ko+e]
 						dk[ko+e] += sc * ds * q[row*d+e]
-						dv[ko+e] += p[j] * g[e]
+						dv[ko+e] += pd * g[e]
 					}
 				}
 			}
@@ -182,6 +204,8 @@ func Attention(t *testing.T, b kernels.Backend) {
 		{"window-gqa-qoffset", 1, 4, 2, 4, 10, 8, kernels.AttnParams{Scale: sc, Causal: true, SlidingWindow: 5, QOffset: 6}},
 		{"window-noncausal", 1, 2, 2, 6, 6, 8, kernels.AttnParams{Scale: sc, SlidingWindow: 2}},
 		{"everything", 2, 4, 2, 5, 9, 8, kernels.AttnParams{Scale: sc, Causal: true, SlidingWindow: 4, QOffset: 4, ALiBiSlopes: alibiSlopes(4)}},
+		{"dropout-gqa-causal", 2, 4, 2, 6, 6, 8, kernels.AttnParams{Scale: sc, Causal: true, DropoutP: 0.3, DropoutSeed: 7, DropoutOffset: 1000}},
+		{"dropout-tp-heads", 1, 2, 2, 5, 7, 8, kernels.AttnParams{Scale: sc, DropoutP: 0.5, DropoutSeed: 9, DropoutHeads: 6, DropoutHead0: 2}},
 	}
 	for n, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -209,6 +233,7 @@ func AttentionBlocks(t *testing.T, b kernels.Backend) {
 		{"alibi-window", 2, 2, 1, 130, 130, 16, kernels.AttnParams{Scale: 0.25, Causal: true, SlidingWindow: 70, ALiBiSlopes: alibiSlopes(2)}},
 		{"noncausal", 1, 2, 2, 70, 131, 24, kernels.AttnParams{Scale: 0.2}},
 		{"d128", 1, 2, 1, 65, 65, 128, kernels.AttnParams{Scale: float32(1 / math.Sqrt(128)), Causal: true}},
+		{"dropout", 1, 2, 2, 70, 130, 16, kernels.AttnParams{Scale: 0.25, Causal: true, QOffset: 60, DropoutP: 0.1, DropoutSeed: 3, DropoutOffset: 1 << 40}},
 	}
 	for n, c := range cases {
 		t.Run(fmt.Sprint(c.name), func(t *testing.T) {

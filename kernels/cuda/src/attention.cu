@@ -11,7 +11,19 @@ struct AttnGeom {
 	int B, H, G, S, T, D;
 	float scale;
 	int causal, window, qoff, before;
+	float dthr, dscale; // dropout: keep iff float(u>>40) ≥ dthr (p·2²⁴), kept × dscale
+	int dheads, dhead0; // the dropout counter's head count and this call's first head
+	u64 dseed, doff;
 };
+
+// Attention dropout's factor for (batch b, head h, query i, key j): 1 without dropout, else
+// dscale or 0 by Dropout's counter-based rule (kernels.AttnParams.DropoutCounter).
+GM_DEV float attn_drop(const AttnGeom& g, int b, int h, int i, int j) {
+	if (g.dthr <= 0.0f) return 1.0f;
+	u64 n = g.doff + (((u64)b * (u64)g.dheads + (u64)(g.dhead0 + h)) * (u64)g.S + (u64)i) * (u64)g.T + (u64)j;
+	u64 u = mix64(mix64(g.dseed) + (n + 1) * 0x9E3779B97F4A7C15ull);
+	return (float)(u >> 40) >= g.dthr ? g.dscale : 0.0f;
+}
 
 // Score from the raw dot product q·k (ALiBi bias slope·j added after or before scaling).
 GM_DEV float attn_score(float dot, const AttnGeom& g, float slope, int j) {
@@ -85,11 +97,12 @@ GM_KERNEL gm_attn_fwd_f32(float* out, float* lse, const float* q, const float* k
 		float mn = s > m ? s : m;
 		float corr = exp_f(m - mn), p = exp_f(s - mn);
 		l = l * corr + p;
+		float pd = p * attn_drop(g, b, h, i, j);
 		const float* vr = vb + (i64)j * g.D;
 		unsigned ln = lane_id();
 #pragma unroll
 		for (int c = 0; c < ATT_MAXC; c++)
-			if (ln + 32 * c < (unsigned)g.D) acc[c] = acc[c] * corr + p * vr[ln + 32 * c];
+			if (ln + 32 * c < (unsigned)g.D) acc[c] = acc[c] * corr + pd * vr[ln + 32 * c];
 		m = mn;
 	}
 	if (l == 0.0f) {
@@ -135,7 +148,7 @@ GM_KERNEL gm_attn_bwd_dq_f32(float* dq, const float* dout, const float* q, const
 	for (int j = jlo; j < jhi; j++) {
 		float s = attn_score(dot_row(qr, kb + (i64)j * g.D, g.D), g, slope, j);
 		float p = exp_f(s - li);
-		float ds = p * (dot_row(gr, vb + (i64)j * g.D, g.D) - di);
+		float ds = p * (attn_drop(g, b, h, i, j) * dot_row(gr, vb + (i64)j * g.D, g.D) - di);
 		const float* kr = kb + (i64)j * g.D;
 		unsigned ln = lane_id();
 #pragma unroll
@@ -172,12 +185,13 @@ GM_KERNEL gm_attn_bwd_dkv_f32(float* dk, float* dv, const float* dout, const flo
 			const float* qr = q + row * g.D;
 			const float* gr = dout + row * g.D;
 			float s = attn_score(dot_row(kr, qr, g.D), g, slope, j);
-			float p = exp_f(s - li);
-			float ds = p * (dot_row(vr, gr, g.D) - dsum[row]);
+			float p = exp_f(s - li), kf = attn_drop(g, b, h, i, j);
+			float ds = p * (kf * dot_row(vr, gr, g.D) - dsum[row]);
+			float pd = p * kf;
 #pragma unroll
 			for (int c = 0; c < ATT_MAXC; c++)
 				if (ln + 32 * c < (unsigned)g.D) {
-					av[c] += p * gr[ln + 32 * c];
+					av[c] += pd * gr[ln + 32 * c];
 					ak[c] += ds * qr[ln + 32 * c];
 				}
 		}
@@ -303,6 +317,9 @@ GM_DEV void flash_fwd(float* out, float* lse, const float* q, const float* k, co
 			s[nt][3] = exp_f(s[nt][3] - base1);
 			l0 += s[nt][0] + s[nt][1];
 			l1 += s[nt][2] + s[nt][3];
+			if (g.dthr > 0.0f) // dropout on P for the V product (the normaliser keeps all)
+				for (int e = 0; e < 4; e++)
+					s[nt][e] *= attn_drop(g, b, h, e < 2 ? r0 : r1, j0 + nt * 8 + 2 * tq + (e & 1));
 		}
 #pragma unroll
 		for (int dt = 0; dt < MAXD / 8; dt++) {
@@ -428,8 +445,9 @@ GM_DEV void flash_bwd(float* dq, float* dk, float* dv, const float* dout, const 
 						key_range(g, i, &lo, &hi);
 						if (j >= lo && j < hi) p = exp_f(attn_score(st[nt][e], g, slope, j) - lsh[il]);
 					}
-					st[nt][e] = p;
-					dpt[nt][e] = p * (dpt[nt][e] - dsh[il]);
+					float kf = p == 0.0f ? 0.0f : attn_drop(g, b, h, i, j);
+					st[nt][e] = p * kf; // P̃ for dv
+					dpt[nt][e] = p * (kf * dpt[nt][e] - dsh[il]);
 					dss[il * FA_BK + (e < 2 ? kl0 : kl1)] = f32_to_bf16(dpt[nt][e]);
 				}
 			// dv += Pᵀ dout, dk += dSᵀ q (scaled at the end): A from the C fragments above.

@@ -75,6 +75,13 @@ GM_DEV void mma_bf16_16816(float* d, const unsigned* a, const unsigned* b) {
 #include "emu_prims.h"
 #endif
 
+// SplitMix64 finaliser: the same mix64 as kernels/cpu/dropout.go (dropout masks).
+GM_DEV u64 mix64(u64 z) {
+	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+	return z ^ (z >> 31);
+}
+
 GM_DEV unsigned lane_id() { return tid_x() & 31u; }
 GM_DEV unsigned warp_id() { return tid_x() >> 5; }
 // First element and stride of a 1-D grid-stride loop.

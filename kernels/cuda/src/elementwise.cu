@@ -84,13 +84,6 @@ GM_KERNEL gm_qkv_f32(float* q, float* k, float* v, float* qkv, int S, int B, int
 	}
 }
 
-// SplitMix64 finaliser: the same mix64 as kernels/cpu/dropout.go.
-GM_DEV u64 mix64(u64 z) {
-	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-	return z ^ (z >> 31);
-}
-
 // Dropout: u = mix64(mix64(seed) + (offset+i+1)·0x9E3779B97F4A7C15), keep iff
 // float(u>>40) ≥ p·2²⁴ (kernels/cpu.DropoutBits), out = x·scale where kept.
 GM_KERNEL gm_dropout_f32(float* out, u8* mask, const float* x, float p, float scale, u64 seed, u64 offset, i64 n) {
