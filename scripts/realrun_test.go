@@ -1,0 +1,76 @@
+package scripts
+
+import (
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/gomegatron/gomegatron/data/indexed"
+)
+
+// TestPretrainRealRun runs run_pretrain_megatron_llama.sh with the real golaunch, as a
+// user would: Pai's legacy script passes no dropout flags (Megatron's 0.1 attention and
+// hidden dropout apply) and reads LLamaTokenizer's tokenizer.json from the checkpoint it
+// loads. The checkpoint comes from the script's own command with --save; the script then
+// resumes from it and trains to TRAIN_TOKENS.
+func TestPretrainRealRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: builds golaunch and trains twice")
+	}
+	tokJSON, err := filepath.Abs("../testdata/large/tokenizers/llama2/tokenizer.json")
+	require.NoError(t, err)
+	if _, err := os.Stat(tokJSON); err != nil {
+		t.Skipf("%s is missing: run make testdata", tokJSON)
+	}
+	f := newFixture(t)
+	bin := filepath.Join(f.dir, "bin", "golaunch")
+	out, err := exec.Command("go", "build", "-o", bin, "../cmd/golaunch").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+
+	// A corpus of repeated patterns the tiny model can learn.
+	ds := filepath.Join(f.dir, "corpus_text_document")
+	b, err := indexed.NewBuilder(ds+".bin", indexed.Uint16)
+	require.NoError(t, err)
+	r := rand.New(rand.NewPCG(1, 2))
+	for range 200 {
+		doc := make([]int32, 40+r.IntN(80))
+		for i := range doc {
+			doc[i] = int32(100 + (i*7)%50)
+		}
+		require.NoError(t, b.AddItem(doc))
+		b.EndDocument()
+	}
+	require.NoError(t, b.Finalize(ds+".idx"))
+
+	args := func(load string, tokens int) []string {
+		return []string{"dsw", "x", "tiny", "1", "2", "1e-3", "1e-4", "128", "128", "0", "bf16", "1", "1", "sel",
+			"false", "false", "false", "false", "10", ds, load, strconv.Itoa(tokens), "256", f.out}
+	}
+	env := map[string]string{"GPUS_PER_NODE": "1", "GOLAUNCH": bin}
+	dry, stderr, code := run(t, f, "bash", pretrainScript, env, args("none", 2560)...)
+	require.Equal(t, 0, code, stderr)
+	// The script's command, with the tokenizer given directly and a checkpoint saved.
+	ck := filepath.Join(f.dir, "ck")
+	cmdline := strings.Fields(strings.TrimSpace(dry))
+	cmd := exec.Command(bin, append(cmdline[1:], "--tokenizer-model", filepath.Dir(tokJSON), "--save", ck, "--save-interval", "1000")...)
+	cmd.Env = append(os.Environ(), "GOLAUNCH_GRACE_PERIOD=5")
+	out, err = cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	require.Contains(t, string(out), "iteration       10/      10")
+	data, err := os.ReadFile(tokJSON)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(ck, "tokenizer.json"), data, 0o644))
+
+	env["DRY_RUN"] = "0"
+	stdout, stderr, code := run(t, f, "bash", pretrainScript, env, args(ck, 5120)...)
+	require.Equal(t, 0, code, "%s\n%s", stdout, stderr)
+	require.Contains(t, stdout, "successfully loaded checkpoint from "+ck)
+	require.Contains(t, stdout, "iteration       20/      20")
+	require.Contains(t, stdout, "successfully saved checkpoint from iteration      20")
+}
