@@ -21,7 +21,10 @@ func swigluDims(op string, out, x *tensor.Tensor) (n, f int) {
 func sigmoid(z float32) float32 { return 1 / (1 + expf(-z)) }
 
 // SwiGLU: x [N, 2F] holds [gate | up]; out [N, F] = silu(gate)⊙up, silu(z) = z·σ(z).
-func (*Backend) SwiGLU(out, x *tensor.Tensor) {
+func (b *Backend) SwiGLU(out, x *tensor.Tensor) {
+	if b.bf16("SwiGLU", func(t []*tensor.Tensor) { b.SwiGLU(t[0], t[1]) }, wr("out", out), rd("x", x)) {
+		return
+	}
 	n, f := swigluDims("SwiGLU", out, x)
 	os, xs := f32("SwiGLU", out), f32("SwiGLU", x)
 	parallelFor(n, grainFor(20*f), func(lo, hi int) {
@@ -35,7 +38,11 @@ func (*Backend) SwiGLU(out, x *tensor.Tensor) {
 }
 
 // SwiGLUBackward: dgate = dout⊙up⊙σ(g)(1 + g(1−σ(g))), dup = dout⊙silu(g); dx [N, 2F].
-func (*Backend) SwiGLUBackward(dx, dout, x *tensor.Tensor) {
+func (b *Backend) SwiGLUBackward(dx, dout, x *tensor.Tensor) {
+	if b.bf16("SwiGLUBackward", func(t []*tensor.Tensor) { b.SwiGLUBackward(t[0], t[1], t[2]) },
+		wr("dx", dx), rd("dout", dout), rd("x", x)) {
+		return
+	}
 	n, f := swigluDims("SwiGLUBackward", dout, x)
 	sameShape("SwiGLUBackward", dx, x)
 	op := "SwiGLUBackward"
@@ -57,7 +64,10 @@ func (*Backend) SwiGLUBackward(dx, dout, x *tensor.Tensor) {
 const sqrt2OverPi = 0.7978845608028654 // √(2/π)
 
 // GeLU: exact 0.5x(1+erf(x/√2)), or with tanh 0.5x(1+tanh(√(2/π)(x+0.044715x³))).
-func (*Backend) GeLU(out, x *tensor.Tensor, tanh bool) {
+func (b *Backend) GeLU(out, x *tensor.Tensor, tanh bool) {
+	if b.bf16("GeLU", func(t []*tensor.Tensor) { b.GeLU(t[0], t[1], tanh) }, wr("out", out), rd("x", x)) {
+		return
+	}
 	sameShape("GeLU", out, x)
 	os, xs := f32("GeLU", out), f32("GeLU", x)
 	parallelFor(len(xs), elemGrain/8, func(lo, hi int) {
@@ -74,7 +84,11 @@ func (*Backend) GeLU(out, x *tensor.Tensor, tanh bool) {
 
 // GeLUBackward: dx = dout·gelu'(x) with, exact, gelu'(x) = Φ(x) + x·φ(x), and, for tanh
 // with u = √(2/π)(x+0.044715x³), gelu'(x) = 0.5(1+tanh u) + 0.5x(1−tanh²u)·√(2/π)(1+0.134145x²).
-func (*Backend) GeLUBackward(dx, dout, x *tensor.Tensor, tanh bool) {
+func (b *Backend) GeLUBackward(dx, dout, x *tensor.Tensor, tanh bool) {
+	if b.bf16("GeLUBackward", func(t []*tensor.Tensor) { b.GeLUBackward(t[0], t[1], t[2], tanh) },
+		wr("dx", dx), rd("dout", dout), rd("x", x)) {
+		return
+	}
 	sameShape("GeLUBackward", dx, dout, x)
 	op := "GeLUBackward"
 	ds, gs, xs := f32(op, dx), f32(op, dout), f32(op, x)

@@ -104,6 +104,10 @@ func (g *attnGeom) scores(sb, qs, ks []float32, h, i0, nq, j0, nk int) {
 // Attention: see kernels.AttnParams. Parallel over (batch, head, query block). A query row
 // that sees no key gets out = 0 and lse = −Inf.
 func (b *Backend) Attention(out, lse, q, k, v *tensor.Tensor, p kernels.AttnParams) {
+	if b.bf16("Attention", func(t []*tensor.Tensor) { b.Attention(t[0], lse, t[1], t[2], t[3], p) },
+		wr("out", out), rd("q", q), rd("k", k), rd("v", v)) {
+		return
+	}
 	g := attnCheck("Attention", q, k, v, out, lse, p)
 	op := "Attention"
 	os, ls, qs, ks, vs := f32(op, out), f32(op, lse), f32(op, q), f32(op, k), f32(op, v)
@@ -214,6 +218,10 @@ func probs(sb, lse []float32, nq, nk int) {
 // dk and dv in parallel over (batch, group, key block), then dq over (batch, head, query
 // block).
 func (b *Backend) AttentionBackward(dq, dk, dv, dout, q, k, v, out, lse *tensor.Tensor, p kernels.AttnParams) {
+	if b.bf16("AttentionBackward", func(t []*tensor.Tensor) { b.AttentionBackward(t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], lse, p) },
+		wr("dq", dq), wr("dk", dk), wr("dv", dv), rd("dout", dout), rd("q", q), rd("k", k), rd("v", v), rd("out", out)) {
+		return
+	}
 	g := attnCheck("AttentionBackward", q, k, v, out, lse, p)
 	sameShape("AttentionBackward", q, dq, dout)
 	sameShape("AttentionBackward", k, dk, dv)

@@ -10,11 +10,15 @@ import (
 // amaxBlock is the fixed block size of CastWithAmax's partial maxima.
 const amaxBlock = 16384
 
-// CastWithAmax rounds src·scale (src F32) into dst with round-to-nearest-even: BF16, F16,
+// CastWithAmax rounds src·scale (src F32 or BF16) into dst with round-to-nearest-even: BF16, F16,
 // F8E4M3 or F8E5M2 (FP8 saturating to ±max finite, as Transformer Engine casts), or F32
 // (a scaled copy). It returns amax = max|src| computed before scaling; a NaN in src makes
 // amax NaN so overflow checks see it.
 func (b *Backend) CastWithAmax(dst, src *tensor.Tensor, scale float32) float32 {
+	var wide float32
+	if b.bf16("CastWithAmax", func(t []*tensor.Tensor) { wide = b.CastWithAmax(dst, t[0], scale) }, rd("src", src)) {
+		return wide
+	}
 	if dst.Numel() != src.Numel() {
 		panic(fmt.Sprintf("cpu.CastWithAmax: dst %v and src %v differ in size", dst, src))
 	}

@@ -15,7 +15,8 @@ import (
 // Scratch: kernels.Backend's ops take no workspace arguments, so the few that need one
 // (attention's score blocks and D_i, BF16/F16 GEMM operands widened to F32, SumExp's row
 // of exponentials, float64 column sums, partial maxima and sums) take it from pools owned
-// by the Backend; after warm-up no op allocates buffers (a call still allocates its
+// by the Backend, as do BF16 activations (widened to F32 and run through the F32 code,
+// see bf16.go); after warm-up no op allocates buffers (a call still allocates its
 // closure and goroutines, a few small objects). Tensors returned by Alloc are plain
 // host tensors.
 //

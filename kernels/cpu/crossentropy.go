@@ -23,7 +23,10 @@ func ceRows(op string, logits *tensor.Tensor, perRow ...*tensor.Tensor) (n, v in
 }
 
 // RowMax: mx[n] = max_v logits[n, v].
-func (*Backend) RowMax(mx, logits *tensor.Tensor) {
+func (b *Backend) RowMax(mx, logits *tensor.Tensor) {
+	if b.bf16("RowMax", func(t []*tensor.Tensor) { b.RowMax(mx, t[0]) }, rd("logits", logits)) {
+		return
+	}
 	n, v := ceRows("RowMax", logits, mx)
 	ms, ls := f32("RowMax", mx), f32("RowMax", logits)
 	parallelFor(n, grainFor(v), func(lo, hi int) {
@@ -40,6 +43,9 @@ func (*Backend) RowMax(mx, logits *tensor.Tensor) {
 // SumExp: se[n] = Σ_v exp(logits[n, v] − mx[n]) (expf terms summed in float64), for a
 // given (global) mx.
 func (b *Backend) SumExp(se, logits, mx *tensor.Tensor) {
+	if b.bf16("SumExp", func(t []*tensor.Tensor) { b.SumExp(se, t[0], mx) }, rd("logits", logits)) {
+		return
+	}
 	n, v := ceRows("SumExp", logits, se, mx)
 	ss, ls, ms := f32("SumExp", se), f32("SumExp", logits), f32("SumExp", mx)
 	parallelFor(n, grainFor(8*v), func(lo, hi int) {
@@ -58,7 +64,10 @@ func (b *Backend) SumExp(se, logits, mx *tensor.Tensor) {
 
 // TargetLogit: tl[n] = logits[n, t−start] if start ≤ t = targets[n] < start+V, else 0.
 // targets are I64 or I32.
-func (*Backend) TargetLogit(tl, logits, targets *tensor.Tensor, start int) {
+func (b *Backend) TargetLogit(tl, logits, targets *tensor.Tensor, start int) {
+	if b.bf16("TargetLogit", func(t []*tensor.Tensor) { b.TargetLogit(tl, t[0], targets, start) }, rd("logits", logits)) {
+		return
+	}
 	n, v := ceRows("TargetLogit", logits, tl, targets)
 	ts, ls := f32("TargetLogit", tl), f32("TargetLogit", logits)
 	tg := indices("TargetLogit", targets)
@@ -73,7 +82,11 @@ func (*Backend) TargetLogit(tl, logits, targets *tensor.Tensor, start int) {
 
 // CrossEntropyBackward: dlogits[n, v] = (exp(logits[n, v] − mx[n])/se[n] − [v = t−start])·dloss[n]
 // with the global mx and se. dlogits may alias logits (Megatron's in-place backward).
-func (*Backend) CrossEntropyBackward(dlogits, logits, mx, se, targets, dloss *tensor.Tensor, start int) {
+func (b *Backend) CrossEntropyBackward(dlogits, logits, mx, se, targets, dloss *tensor.Tensor, start int) {
+	if b.bf16("CrossEntropyBackward", func(t []*tensor.Tensor) { b.CrossEntropyBackward(t[0], t[1], mx, se, targets, dloss, start) },
+		wr("dlogits", dlogits), rd("logits", logits)) {
+		return
+	}
 	op := "CrossEntropyBackward"
 	sameShape(op, dlogits, logits)
 	n, v := ceRows(op, logits, mx, se, targets, dloss)

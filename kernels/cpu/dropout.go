@@ -34,7 +34,10 @@ func dropoutMask(op string, mask *tensor.Tensor, n int) []byte {
 
 // Dropout keeps element i with probability 1−p (see DropoutBits), mask[i] = 1 for kept
 // elements, out = x·mask/(1−p). p = 0 copies x and sets the mask to 1; p = 1 drops all.
-func (*Backend) Dropout(out, mask, x *tensor.Tensor, p float32, seed, offset uint64) {
+func (b *Backend) Dropout(out, mask, x *tensor.Tensor, p float32, seed, offset uint64) {
+	if b.bf16("Dropout", func(t []*tensor.Tensor) { b.Dropout(t[0], mask, t[1], p, seed, offset) }, wr("out", out), rd("x", x)) {
+		return
+	}
 	sameShape("Dropout", out, x)
 	os, xs := f32("Dropout", out), f32("Dropout", x)
 	ms := dropoutMask("Dropout", mask, len(xs))
@@ -65,7 +68,10 @@ func (*Backend) Dropout(out, mask, x *tensor.Tensor, p float32, seed, offset uin
 }
 
 // DropoutBackward: dx = dout·mask/(1−p).
-func (*Backend) DropoutBackward(dx, dout, mask *tensor.Tensor, p float32) {
+func (b *Backend) DropoutBackward(dx, dout, mask *tensor.Tensor, p float32) {
+	if b.bf16("DropoutBackward", func(t []*tensor.Tensor) { b.DropoutBackward(t[0], t[1], mask, p) }, wr("dx", dx), rd("dout", dout)) {
+		return
+	}
 	sameShape("DropoutBackward", dx, dout)
 	ds, gs := f32("DropoutBackward", dx), f32("DropoutBackward", dout)
 	ms := dropoutMask("DropoutBackward", mask, len(ds))

@@ -10,8 +10,11 @@ import (
 // elemGrain elements.
 const elemGrain = 16384
 
-// Fill sets every element of x (F32) to v.
-func (*Backend) Fill(x *tensor.Tensor, v float32) {
+// Fill sets every element of x (F32 or BF16) to v.
+func (be *Backend) Fill(x *tensor.Tensor, v float32) {
+	if be.bf16("Fill", func(t []*tensor.Tensor) { be.Fill(t[0], v) }, wr("x", x)) {
+		return
+	}
 	xs := f32("Fill", x)
 	parallelFor(len(xs), elemGrain, func(lo, hi int) {
 		s := xs[lo:hi]
@@ -32,8 +35,11 @@ func (*Backend) Copy(dst, src *tensor.Tensor) {
 }
 
 // Permute writes out = x with dimensions reordered, out.shape[i] = x.shape[perm[i]], for
-// F32 tensors of rank 1 to 4. The loop runs over out in order and gathers from x.
-func (*Backend) Permute(out, x *tensor.Tensor, perm []int) {
+// F32 (or BF16) tensors of rank 1 to 4. The loop runs over out in order and gathers from x.
+func (be *Backend) Permute(out, x *tensor.Tensor, perm []int) {
+	if be.bf16("Permute", func(t []*tensor.Tensor) { be.Permute(t[0], t[1], perm) }, wr("out", out), rd("x", x)) {
+		return
+	}
 	r := x.Rank()
 	if r < 1 || r > 4 || len(perm) != r || out.Rank() != r {
 		panic(fmt.Sprintf("cpu.Permute: out %v, x %v, perm %v: need equal ranks 1..4", out, x, perm))
@@ -82,7 +88,10 @@ func (*Backend) Permute(out, x *tensor.Tensor, perm []int) {
 }
 
 // Scale: x ← α·x.
-func (*Backend) Scale(x *tensor.Tensor, alpha float32) {
+func (be *Backend) Scale(x *tensor.Tensor, alpha float32) {
+	if be.bf16("Scale", func(t []*tensor.Tensor) { be.Scale(t[0], alpha) }, rw("x", x)) {
+		return
+	}
 	xs := f32("Scale", x)
 	parallelFor(len(xs), elemGrain, func(lo, hi int) {
 		s := xs[lo:hi]
@@ -93,7 +102,10 @@ func (*Backend) Scale(x *tensor.Tensor, alpha float32) {
 }
 
 // Axpy: y ← y + α·x.
-func (*Backend) Axpy(y *tensor.Tensor, alpha float32, x *tensor.Tensor) {
+func (be *Backend) Axpy(y *tensor.Tensor, alpha float32, x *tensor.Tensor) {
+	if be.bf16("Axpy", func(t []*tensor.Tensor) { be.Axpy(t[0], alpha, t[1]) }, rw("y", y), rd("x", x)) {
+		return
+	}
 	sameShape("Axpy", y, x)
 	ys, xs := f32("Axpy", y), f32("Axpy", x)
 	parallelFor(len(ys), elemGrain, func(lo, hi int) {
@@ -105,7 +117,10 @@ func (*Backend) Axpy(y *tensor.Tensor, alpha float32, x *tensor.Tensor) {
 }
 
 // Add: out = a + b (out may alias a or b).
-func (*Backend) Add(out, a, b *tensor.Tensor) {
+func (be *Backend) Add(out, a, b *tensor.Tensor) {
+	if be.bf16("Add", func(t []*tensor.Tensor) { be.Add(t[0], t[1], t[2]) }, wr("out", out), rd("a", a), rd("b", b)) {
+		return
+	}
 	sameShape("Add", out, a, b)
 	os, as, bs := f32("Add", out), f32("Add", a), f32("Add", b)
 	parallelFor(len(os), elemGrain, func(lo, hi int) {
@@ -117,7 +132,10 @@ func (*Backend) Add(out, a, b *tensor.Tensor) {
 }
 
 // Mul: out = a ⊙ b (out may alias a or b).
-func (*Backend) Mul(out, a, b *tensor.Tensor) {
+func (be *Backend) Mul(out, a, b *tensor.Tensor) {
+	if be.bf16("Mul", func(t []*tensor.Tensor) { be.Mul(t[0], t[1], t[2]) }, wr("out", out), rd("a", a), rd("b", b)) {
+		return
+	}
 	sameShape("Mul", out, a, b)
 	os, as, bs := f32("Mul", out), f32("Mul", a), f32("Mul", b)
 	parallelFor(len(os), elemGrain, func(lo, hi int) {
@@ -135,6 +153,10 @@ const sumSqBlock = 8192
 // SumSquares returns Σ x² in float64: float64 partial sums over fixed blocks of
 // sumSqBlock elements, added in block order.
 func (b *Backend) SumSquares(x *tensor.Tensor) float64 {
+	var r float64
+	if b.bf16("SumSquares", func(t []*tensor.Tensor) { r = b.SumSquares(t[0]) }, rd("x", x)) {
+		return r
+	}
 	xs := f32("SumSquares", x)
 	nb := (len(xs) + sumSqBlock - 1) / sumSqBlock
 	part := b.getScratch64(nb)
@@ -157,7 +179,10 @@ func (b *Backend) SumSquares(x *tensor.Tensor) float64 {
 }
 
 // AddBias adds bias[F] to every row of x[N, F].
-func (*Backend) AddBias(x, bias *tensor.Tensor) {
+func (b *Backend) AddBias(x, bias *tensor.Tensor) {
+	if b.bf16("AddBias", func(t []*tensor.Tensor) { b.AddBias(t[0], bias) }, rw("x", x)) {
+		return
+	}
 	n, f := rowsCols(x)
 	wantNumel("AddBias", "bias", bias, f)
 	xs, bs := f32("AddBias", x), f32("AddBias", bias)
@@ -174,6 +199,9 @@ func (*Backend) AddBias(x, bias *tensor.Tensor) {
 // BiasGrad: db[f] += Σ_n dout[n, f], summed in float64 in row order, parallel over column
 // blocks.
 func (b *Backend) BiasGrad(db, dout *tensor.Tensor) {
+	if b.bf16("BiasGrad", func(t []*tensor.Tensor) { b.BiasGrad(db, t[0]) }, rd("dout", dout)) {
+		return
+	}
 	n, f := rowsCols(dout)
 	wantNumel("BiasGrad", "db", db, f)
 	ds, gs := f32("BiasGrad", db), f32("BiasGrad", dout)

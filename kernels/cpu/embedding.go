@@ -9,7 +9,10 @@ import (
 // Embedding: out[n] = table[ids[n] − start] when start ≤ ids[n] < start+V, else a zero row
 // (the vocab-parallel lookup of Megatron's VocabParallelEmbedding; start = 0 without TP).
 // table is [V, H], out is [N, H] (any leading dims), ids [N] is I64 or I32.
-func (*Backend) Embedding(out, table, ids *tensor.Tensor, start int) {
+func (b *Backend) Embedding(out, table, ids *tensor.Tensor, start int) {
+	if b.bf16("Embedding", func(t []*tensor.Tensor) { b.Embedding(t[0], table, ids, start) }, wr("out", out)) {
+		return
+	}
 	v, h := embeddingDims("Embedding", table, out, ids)
 	os, ts := f32("Embedding", out), f32("Embedding", table)
 	id := indices("Embedding", ids)
@@ -28,7 +31,10 @@ func (*Backend) Embedding(out, table, ids *tensor.Tensor, start int) {
 // EmbeddingBackward: dtable[ids[n] − start] += dout[n] for the in-range ids. The scatter
 // is parallel over column blocks, each adding the rows in n order, so repeated ids never
 // race and the sum order is fixed.
-func (*Backend) EmbeddingBackward(dtable, dout, ids *tensor.Tensor, start int) {
+func (b *Backend) EmbeddingBackward(dtable, dout, ids *tensor.Tensor, start int) {
+	if b.bf16("EmbeddingBackward", func(t []*tensor.Tensor) { b.EmbeddingBackward(dtable, t[0], ids, start) }, rd("dout", dout)) {
+		return
+	}
 	v, h := embeddingDims("EmbeddingBackward", dtable, dout, ids)
 	ds, gs := f32("EmbeddingBackward", dtable), f32("EmbeddingBackward", dout)
 	id := indices("EmbeddingBackward", ids)

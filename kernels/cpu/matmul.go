@@ -12,7 +12,9 @@ import (
 // A and B are F32, BF16 or F16 (each independently) and, beyond the interface, FP8
 // E4M3/E5M2 (fold the scale-inverses into Alpha). Narrow operands are widened exactly to
 // float32 into pooled scratch buffers (one buffer per operand, the whole tensor) before
-// the Sgemm calls, so every accumulation is fp32. C is F32.
+// the Sgemm calls, so every accumulation is fp32. C is F32, or BF16 with A and B BF16:
+// then C is widened into scratch, Sgemm forms Alpha·AB + Beta·C in F32 there, and the
+// result is rounded once into C.
 func (b *Backend) Gemm(p kernels.GemmParams, a, bm, c *tensor.Tensor) {
 	batch := max(p.Batch, 1)
 	if p.M < 0 || p.N < 0 || p.K < 0 {
@@ -31,10 +33,15 @@ func (b *Backend) Gemm(p kernels.GemmParams, a, bm, c *tensor.Tensor) {
 	checkExtent("A", p, a, batch, p.StrideA, ar, ac, lda)
 	checkExtent("B", p, bm, batch, p.StrideB, br, bc, ldb)
 	checkExtent("C", p, c, batch, p.StrideC, p.M, p.N, ldc)
-	cs := f32("Gemm", c)
+	if c.DType() != tensor.BF16 {
+		f32("Gemm", c)
+	} else if a.DType() != tensor.BF16 || bm.DType() != tensor.BF16 {
+		panic(fmt.Sprintf("cpu.Gemm: C %v is BF16, so A and B must be BF16, got A %v, B %v", c, a, bm))
+	}
 	if p.M == 0 || p.N == 0 {
 		return
 	}
+	cs, cBuf := b.gemmC(p, c, batch, ldc)
 	as, aBuf := b.gemmOperand(a)
 	bs, bBuf := b.gemmOperand(bm)
 	if batch == 1 && p.M == 1 && !p.TransA && p.TransB && hasDotAVX2 && p.N*p.K >= gemvMin {
@@ -61,6 +68,49 @@ func (b *Backend) Gemm(p kernels.GemmParams, a, bm, c *tensor.Tensor) {
 	if bBuf != nil {
 		b.putScratch(bBuf)
 	}
+	if cBuf != nil {
+		u := c.U16()
+		eachCRow(p, batch, ldc, func(off int) {
+			for j, v := range cBuf.v[off : off+p.N] {
+				u[off+j] = tensor.BF16FromF32(v)
+			}
+		})
+		b.putScratch(cBuf)
+	}
+}
+
+// gemmC returns C as float32: its own storage when F32; for BF16 C, a
+// pooled scratch copy (returned too, to round back and release). Only C's M×N blocks are
+// widened, and only when Beta ≠ 0 (Beta = 0 overwrites C without reading it), so elements
+// in LDC/StrideC gaps are never touched.
+func (b *Backend) gemmC(p kernels.GemmParams, c *tensor.Tensor, batch, ldc int) ([]float32, *scratchBuf) {
+	if c.DType() != tensor.BF16 {
+		return f32("Gemm", c), nil
+	}
+	s := b.getScratch(c.Numel())
+	if p.Beta != 0 {
+		u := c.U16()
+		eachCRow(p, batch, ldc, func(off int) {
+			for j, h := range u[off : off+p.N] {
+				s.v[off+j] = tensor.F32FromBF16(h)
+			}
+		})
+	}
+	return s.v, s
+}
+
+// eachCRow calls f with the offset of every row of every C matrix; in parallel unless
+// batch entries overlap (StrideC smaller than a matrix), where rows may repeat.
+func eachCRow(p kernels.GemmParams, batch, ldc int, f func(off int)) {
+	grain := grainFor(p.N)
+	if batch > 1 && p.StrideC < (p.M-1)*ldc+p.N {
+		grain = batch * p.M
+	}
+	parallelFor(batch*p.M, grain, func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			f((r/p.M)*p.StrideC + (r%p.M)*ldc)
+		}
+	})
 }
 
 // smallGemm is the M·N·K below which a batched Gemm parallelises over batch entries

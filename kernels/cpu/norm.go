@@ -9,7 +9,10 @@ import (
 // RMSNorm over the last dim H (Llama): rstd = 1/sqrt(mean(x²) + eps), out = w ⊙ (x·rstd),
 // rstd [N] saved for backward. mean(x²) is accumulated in float64; the products are
 // rounded in the order Hugging Face's LlamaRMSNorm uses (x·rstd first, then ·w).
-func (*Backend) RMSNorm(out, rstd, x, w *tensor.Tensor, eps float32) {
+func (b *Backend) RMSNorm(out, rstd, x, w *tensor.Tensor, eps float32) {
+	if b.bf16("RMSNorm", func(t []*tensor.Tensor) { b.RMSNorm(t[0], rstd, t[1], w, eps) }, wr("out", out), rd("x", x)) {
+		return
+	}
 	sameShape("RMSNorm", out, x)
 	n, h := rowsCols(x)
 	wantNumel("RMSNorm", "w", w, h)
@@ -34,6 +37,10 @@ func (*Backend) RMSNorm(out, rstd, x, w *tensor.Tensor, eps float32) {
 // RMSNormBackward: with x̂ = x·rstd, dx = rstd·(w⊙dout − x̂·mean(w⊙dout⊙x̂)) and
 // dw += Σ_n dout⊙x̂ (column-parallel, float64 sums in row order).
 func (b *Backend) RMSNormBackward(dx, dw, dout, x, w, rstd *tensor.Tensor) {
+	if b.bf16("RMSNormBackward", func(t []*tensor.Tensor) { b.RMSNormBackward(t[0], dw, t[1], t[2], w, rstd) },
+		wr("dx", dx), rd("dout", dout), rd("x", x)) {
+		return
+	}
 	sameShape("RMSNormBackward", dx, dout, x)
 	n, h := rowsCols(x)
 	wantNumel("RMSNormBackward", "w", w, h)
@@ -70,7 +77,10 @@ func (b *Backend) RMSNormBackward(dx, dw, dout, x, w, rstd *tensor.Tensor) {
 
 // LayerNorm over the last dim H: mean and biased variance (float64, two passes),
 // rstd = 1/sqrt(var + eps), x̂ = (x − mean)·rstd, out = w⊙x̂ + b; mean and rstd [N] saved.
-func (*Backend) LayerNorm(out, mean, rstd, x, w, bias *tensor.Tensor, eps float32) {
+func (b *Backend) LayerNorm(out, mean, rstd, x, w, bias *tensor.Tensor, eps float32) {
+	if b.bf16("LayerNorm", func(t []*tensor.Tensor) { b.LayerNorm(t[0], mean, rstd, t[1], w, bias, eps) }, wr("out", out), rd("x", x)) {
+		return
+	}
 	sameShape("LayerNorm", out, x)
 	n, h := rowsCols(x)
 	wantNumel("LayerNorm", "w", w, h)
@@ -105,6 +115,10 @@ func (*Backend) LayerNorm(out, mean, rstd, x, w, bias *tensor.Tensor, eps float3
 // LayerNormBackward: with x̂ = (x − mean)·rstd and ĝ = w⊙dout,
 // dx = rstd·(ĝ − mean(ĝ) − x̂·mean(ĝ⊙x̂)); dw += Σ_n dout⊙x̂, db += Σ_n dout.
 func (b *Backend) LayerNormBackward(dx, dw, db, dout, x, w, mean, rstd *tensor.Tensor) {
+	if b.bf16("LayerNormBackward", func(t []*tensor.Tensor) { b.LayerNormBackward(t[0], dw, db, t[1], t[2], w, mean, rstd) },
+		wr("dx", dx), rd("dout", dout), rd("x", x)) {
+		return
+	}
 	op := "LayerNormBackward"
 	sameShape(op, dx, dout, x)
 	n, h := rowsCols(x)

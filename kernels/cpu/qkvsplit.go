@@ -4,11 +4,19 @@ import "github.com/gomegatron/gomegatron/tensor"
 
 // SplitQKV implements kernels.Backend.SplitQKV.
 func (be *Backend) SplitQKV(q, k, v, qkv *tensor.Tensor, groups, qPerGroup int) {
+	if be.bf16("SplitQKV", func(t []*tensor.Tensor) { be.SplitQKV(t[0], t[1], t[2], t[3], groups, qPerGroup) },
+		wr("q", q), wr("k", k), wr("v", v), rd("qkv", qkv)) {
+		return
+	}
 	moveQKV(q, k, v, qkv, groups, qPerGroup, false)
 }
 
 // MergeQKV implements kernels.Backend.MergeQKV.
 func (be *Backend) MergeQKV(qkv, q, k, v *tensor.Tensor, groups, qPerGroup int) {
+	if be.bf16("MergeQKV", func(t []*tensor.Tensor) { be.MergeQKV(t[0], t[1], t[2], t[3], groups, qPerGroup) },
+		wr("qkv", qkv), rd("q", q), rd("k", k), rd("v", v)) {
+		return
+	}
 	moveQKV(q, k, v, qkv, groups, qPerGroup, true)
 }
 

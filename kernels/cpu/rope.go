@@ -79,6 +79,9 @@ func (b *Backend) ropeTables(base float64, d, n int) *ropeTable {
 //
 // with sin negated for Inverse (the backward).
 func (b *Backend) RoPE(out, x *tensor.Tensor, p kernels.RoPEParams) {
+	if b.bf16("RoPE", func(t []*tensor.Tensor) { b.RoPE(t[0], t[1], p) }, wr("out", out), rd("x", x)) {
+		return
+	}
 	sameShape("RoPE", out, x)
 	if x.Rank() != 4 {
 		panic(fmt.Sprintf("cpu.RoPE: x %v must be [B, H, S, D]", x))
