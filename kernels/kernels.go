@@ -5,6 +5,18 @@
 // Conventions:
 //   - Tensors are dense and row-major. Unless a comment says otherwise, elementwise and
 //     normalisation ops take F32 tensors and compute in F32.
+//   - BF16 activations: every op's activation operands (listed below) may instead be BF16,
+//     all of one call's activations the same dtype. The op then widens them exactly, runs
+//     the F32 math unchanged, and rounds each BF16 result once, to nearest even, when it
+//     stores it; so a BF16 call equals the F32 call on the widened inputs with its
+//     activation outputs rounded. Everything else stays F32: weights and biases (w, b,
+//     bias, table), the gradients they accumulate (dw, db, dtable), saved statistics
+//     (rstd, mean, lse), the cross-entropy row vectors (mx, se, tl, dloss), AdamW's
+//     operands. Activations are: Fill's, Scale's, Axpy's, Add's, Mul's, Permute's and
+//     SumSquares' tensors; q, k, v and qkv of SplitQKV/MergeQKV; AddBias' x, BiasGrad's
+//     dout; Embedding's out, EmbeddingBackward's dout; out, x, dout and dx of the norms,
+//     RoPE, SwiGLU, GeLU and Dropout; q, k, v, out, dout, dq, dk, dv of attention; logits
+//     and dlogits of the cross-entropy pieces; CastWithAmax's src.
 //   - Backward ops overwrite input gradients (dx) and ACCUMULATE parameter gradients (dw,
 //     db, dtable: +=), so the grad buffers of several microbatches sum without extra copies.
 //   - "rows" means the tensor viewed as [N, last dim]; N is the product of the leading dims.
@@ -104,7 +116,9 @@ type Backend interface {
 	// Sync waits for all queued work.
 	Sync()
 
-	// Gemm: see GemmParams. A and B are both F32, BF16 or F16; C is F32 (fp32 accumulate).
+	// Gemm: see GemmParams. A and B are both F32, BF16 or F16; C is F32 (fp32 accumulate),
+	// or BF16 when A and B are BF16: then Alpha·AB + Beta·C is formed in F32 from the
+	// widened C and rounded once into C.
 	Gemm(p GemmParams, a, b, c *tensor.Tensor)
 
 	// Fill sets every element of x to v. Copy copies src into dst (same shape).
@@ -187,7 +201,7 @@ type Backend interface {
 
 	// AdamW updates p (F32) in place from g, with moments m and v (F32); see AdamParams.
 	AdamW(p, g, m, v *tensor.Tensor, h AdamParams)
-	// CastWithAmax rounds src (F32) times scale into dst (BF16, F16, F8E4M3, F8E5M2 with
+	// CastWithAmax rounds src (F32 or BF16) times scale into dst (BF16, F16, F8E4M3, F8E5M2 with
 	// saturation) and returns max|src| (the FP8 amax), computed before scaling.
 	CastWithAmax(dst, src *tensor.Tensor, scale float32) float32
 	// CastWithAmaxInto is CastWithAmax without the wait: amax (one F32 element on the

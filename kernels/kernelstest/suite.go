@@ -43,6 +43,7 @@ func Checks() []Check {
 		{"AdamW", AdamW},
 		{"CastWithAmax", CastWithAmax},
 		{"Cast", Cast},
+		{"BF16", BF16},
 	}
 }
 
