@@ -76,49 +76,75 @@ func withAlpha(p kernels.GemmParams, alpha float32) kernels.GemmParams {
 	return p
 }
 
-// castScratch runs the GEMMs of a linear map y = x·Wᵀ and holds the 16-bit copies of their
-// activations for weights with a Low copy; one per model, grown to the largest operand.
+// castScratch runs the GEMMs of a linear map y = x·Wᵀ whatever the dtypes of the
+// activations (F32 or BF16) and of the weight the GEMM reads (Param.Low when set, else the
+// F32 Data): an activation in another dtype than that weight is cast into scratch, and an
+// output the GEMM cannot write directly (BF16 from F32 operands) goes through F32 scratch.
+// One per model, each slot grown to the largest operand.
 type castScratch struct {
-	be    kernels.Backend
-	x, dy *tensor.Tensor
+	be       kernels.Backend
+	x, dy, y *tensor.Tensor
 }
 
-// to16 returns src cast into the scratch slot *t as dtype dt, shaped like src.
-func (c *castScratch) to16(t **tensor.Tensor, src *tensor.Tensor, dt tensor.DType) *tensor.Tensor {
-	n := src.Numel()
+// slot returns the scratch slot *t as a dt tensor shaped like like, growing it as needed.
+func (c *castScratch) slot(t **tensor.Tensor, dt tensor.DType, like *tensor.Tensor) *tensor.Tensor {
+	n := like.Numel()
 	if *t == nil || (*t).Numel() < n || (*t).DType() != dt {
 		if f, ok := c.be.(interface{ Free(*tensor.Tensor) error }); ok && *t != nil {
 			_ = f.Free(*t)
 		}
 		*t = c.be.Alloc(dt, n)
 	}
-	v := (*t).Slice(0, n).View(src.Shape()...)
+	return (*t).Slice(0, n).View(like.Shape()...)
+}
+
+// as returns src in dtype dt: src itself, or src cast into the scratch slot *t.
+func (c *castScratch) as(t **tensor.Tensor, src *tensor.Tensor, dt tensor.DType) *tensor.Tensor {
+	if src.DType() == dt {
+		return src
+	}
+	v := c.slot(t, dt, src)
 	c.be.Cast(v, src)
 	return v
+}
+
+// weight is the tensor the GEMMs read for w.
+func weight(w *Param) *tensor.Tensor {
+	if w.Low != nil {
+		return w.Low
+	}
+	return w.Data
+}
+
+// gemm writes y = op(a)·op(b) (p.Beta 0) in y's dtype: a BF16 y from F32 operands is
+// computed in F32 scratch and rounded once.
+func (c *castScratch) gemm(be kernels.Backend, p kernels.GemmParams, a, b, y *tensor.Tensor) {
+	if y.DType() == tensor.F32 || y.DType() == a.DType() {
+		be.Gemm(p, a, b, y)
+		return
+	}
+	tmp := c.slot(&c.y, tensor.F32, y)
+	be.Gemm(p, a, b, tmp)
+	be.Cast(y, tmp)
 }
 
 // forward: y [n, out] = x [n, in]·Wᵀ.
 func (c *castScratch) forward(be kernels.Backend, y, x *tensor.Tensor, w *Param) {
 	out, in := w.Shape[0], w.Shape[1]
-	wt := w.Data
-	if w.Low != nil {
-		wt, x = w.Low, c.to16(&c.x, x, w.Low.DType())
-	}
-	be.Gemm(kernels.GemmParams{TransB: true, M: x.Numel() / in, N: out, K: in, Alpha: 1, Batch: 1}, x, wt, y)
+	wt := weight(w)
+	x = c.as(&c.x, x, wt.DType())
+	c.gemm(be, kernels.GemmParams{TransB: true, M: x.Numel() / in, N: out, K: in, Alpha: 1, Batch: 1}, x, wt, y)
 }
 
 // backward: dW += dyᵀ·x, and dx = dy·W when dx is non-nil.
 func (c *castScratch) backward(be kernels.Backend, dx, dy, x *tensor.Tensor, w *Param) {
 	out, in := w.Shape[0], w.Shape[1]
 	n := x.Numel() / in
-	wt := w.Data
-	if w.Low != nil {
-		wt = w.Low
-		dy, x = c.to16(&c.dy, dy, wt.DType()), c.to16(&c.x, x, wt.DType())
-	}
+	wt := weight(w)
+	dy, x = c.as(&c.dy, dy, wt.DType()), c.as(&c.x, x, wt.DType())
 	be.Gemm(kernels.GemmParams{TransA: true, M: out, N: in, K: n, Alpha: 1, Beta: 1, Batch: 1}, dy, x, w.Grad)
 	if dx != nil {
-		be.Gemm(kernels.GemmParams{M: n, N: in, K: out, Alpha: 1, Batch: 1}, dy, wt, dx)
+		c.gemm(be, kernels.GemmParams{M: n, N: in, K: out, Alpha: 1, Batch: 1}, dy, wt, dx)
 	}
 }
 

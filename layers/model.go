@@ -34,6 +34,7 @@ type GPTModel struct {
 	fp8        *FP8Recipe     // nil: no FP8
 	fp8Amax    *tensor.Tensor // [fp8 linears × roles] F32 on the backend: this step's amaxes
 	shared     []*layerStash  // activations shared by recomputed layers
+	act        tensor.DType   // activations' dtype (SetActivationDType)
 }
 
 // NewGPTModel builds a whole model on one process (TP = PP = 1).
@@ -82,7 +83,7 @@ func newGPTModel(be kernels.Backend, cfg Config, par Parallel) (*GPTModel, error
 	if cfg.NumLayers%(par.PPSize*par.VPSize) != 0 {
 		return nil, fmt.Errorf("--num-layers %d is not divisible by pipeline size %d × virtual stages %d", cfg.NumLayers, par.PPSize, par.VPSize)
 	}
-	m := &GPTModel{Cfg: cfg, Par: par, be: be}
+	m := &GPTModel{Cfg: cfg, Par: par, be: be, act: tensor.F32}
 	c := &m.Cfg
 	tp := par.tpSize()
 	m.cast = &castScratch{be: be}
@@ -139,6 +140,28 @@ func (m *GPTModel) initWeights(seed uint64) {
 		}
 	}
 }
+
+// SetActivationDType chooses the dtype of the activations and their gradients, F32
+// (the default) or BF16 as Megatron keeps them under --bf16: half the activation memory
+// and bandwidth, with each op computing in F32 and rounding what it stores (see
+// kernels.Backend). Weights, their gradients, the norms' statistics and the loss stay
+// F32; GEMMs read 16-bit weight copies (Param.Low) when present. Call it before NewStash.
+// FP8 GEMMs write F32 outputs, so FP8 keeps F32 activations.
+func (m *GPTModel) SetActivationDType(dt tensor.DType) error {
+	switch {
+	case dt != tensor.F32 && dt != tensor.BF16:
+		return fmt.Errorf("activations in %v: want F32 or BF16", dt)
+	case dt != tensor.F32 && m.fp8 != nil:
+		return fmt.Errorf("activations in %v: FP8 GEMMs need F32 activations", dt)
+	}
+	if dt != m.act {
+		m.act, m.shared = dt, nil
+	}
+	return nil
+}
+
+// ActivationDType is the activations' dtype (SetActivationDType).
+func (m *GPTModel) ActivationDType() tensor.DType { return m.act }
 
 // outputWeight is this rank's [Vpad/TP, h] output-layer matrix.
 func (m *GPTModel) outputWeight() *Param {
@@ -198,19 +221,20 @@ func (m *GPTModel) NewStash(s, b int) *Stash {
 	}
 	be := m.be
 	f32 := func(shape ...int) *tensor.Tensor { return be.Alloc(tensor.F32, shape...) }
+	act := func(shape ...int) *tensor.Tensor { return be.Alloc(m.act, shape...) }
 	st := &Stash{S: s, B: b, lossMask: make([]float32, n), losses: make([]float32, n),
 		hostN: tensor.New(tensor.F32, n), hostIDs: tensor.New(tensor.I64, n), hostTg: tensor.New(tensor.I64, n),
-		ids: be.Alloc(tensor.I64, n), targets: be.Alloc(tensor.I64, n), dh: f32(nl, h),
+		ids: be.Alloc(tensor.I64, n), targets: be.Alloc(tensor.I64, n), dh: act(nl, h),
 		mxH: make([]float32, n), seH: make([]float32, n)}
 	if m.Par.First() {
 		st.posIDs = be.Alloc(tensor.I64, n)
-		st.embFull, st.emb = rowPair(be, sp, n, nl, h)
+		st.embFull, st.emb = rowPair(be, m.act, sp, n, nl, h)
 		if !sp {
-			st.emb = f32(n, h) // keep the summed embeddings apart from the layer input
+			st.emb = act(n, h) // keep the summed embeddings apart from the layer input
 		}
-		st.dembF = f32(n, h)
+		st.dembF = act(n, h)
 		if m.EmbNorm != nil {
-			st.embPre, st.embNorm = f32(nl, h), newNormStash(be, nl)
+			st.embPre, st.embNorm = act(nl, h), newNormStash(be, nl)
 		}
 		if c.HiddenDropout > 0 {
 			st.embMask = be.Alloc(tensor.U8, nl, h)
@@ -221,19 +245,19 @@ func (m *GPTModel) NewStash(s, b int) *Stash {
 		}
 		be.Upload(st.posIDs, pos)
 	} else {
-		st.input = f32(nl, h)
+		st.input = act(nl, h)
 	}
 	m.allocLayerStashes(st, s, b)
 	if len(m.Layers) > 0 {
-		st.grads = m.Layers[0].newGrads(be, s, b)
+		st.grads = m.Layers[0].newGrads(be, m.act, s, b)
 	}
 	if m.Par.Last() {
 		vl := c.PaddedVocabSize / m.Par.tpSize()
-		st.finalFull, st.final = rowPair(be, sp, n, nl, h)
+		st.finalFull, st.final = rowPair(be, m.act, sp, n, nl, h)
 		st.finalNorm = newNormStash(be, nl)
-		st.Logits, st.dlogits = f32(n, vl), f32(n, vl)
+		st.Logits, st.dlogits = act(n, vl), act(n, vl)
 		st.mx, st.se, st.tl, st.dloss = f32(n), f32(n), f32(n), f32(n)
-		st.dfinalF, st.dfinal = rowPair(be, sp, n, nl, h)
+		st.dfinalF, st.dfinal = rowPair(be, m.act, sp, n, nl, h)
 	}
 	return st
 }
@@ -340,7 +364,7 @@ func (m *GPTModel) embed(st *Stash, seed, step uint64) error {
 		m.EmbNorm.Forward(m.be, st.emb, st.embPre, st.embNorm)
 	}
 	if p := float32(c.HiddenDropout); p > 0 {
-		m.be.Dropout(st.emb, st.embMask, st.emb, p, seed, dropOffset(step, 0, 2*st.S*st.B*c.HiddenSize))
+		m.be.Dropout(st.emb, st.embMask, st.emb, p, seed, dropOffset(step, 0, 2*st.S*st.B*c.HiddenSize)+m.Par.dropoutOffset(st.emb))
 	}
 	return nil
 }

@@ -40,6 +40,16 @@ func (p Parallel) tpRank() int {
 func (p Parallel) sp() bool { return p.SequenceParallel && p.tpSize() > 1 }
 
 // First and Last report the pipeline position.
+// dropoutOffset is the dropout counter of local's first element in the full [N, h]
+// tensor: with sequence parallelism this rank holds rows from tpRank·Nl on, so its
+// hidden-dropout masks are the single process's rows (as attention dropout's heads are).
+func (p Parallel) dropoutOffset(local *tensor.Tensor) uint64 {
+	if !p.sp() {
+		return 0
+	}
+	return uint64(p.tpRank()) * uint64(local.Numel())
+}
+
 func (p Parallel) First() bool { return p.PPRank == 0 && p.VPRank == 0 }
 func (p Parallel) Last() bool {
 	return p.PPRank == max(p.PPSize, 1)-1 && p.VPRank == max(p.VPSize, 1)-1

@@ -11,6 +11,7 @@ import (
 
 	"github.com/gomegatron/gomegatron/comm"
 	"github.com/gomegatron/gomegatron/comm/tcp"
+	"github.com/gomegatron/gomegatron/kernels"
 	"github.com/gomegatron/gomegatron/kernels/cpu"
 	"github.com/gomegatron/gomegatron/layers"
 	"github.com/gomegatron/gomegatron/optim"
@@ -19,6 +20,12 @@ import (
 // runSharded runs one forward and backward on tp in-process ranks and returns the loss and
 // every parameter's full (unsharded) gradient and value.
 func runSharded(t *testing.T, cfg layers.Config, tp int, sp bool, bt layers.Batch, s, b int) (float64, map[string][]float32, map[string][]float32) {
+	t.Helper()
+	return runShardedWith(t, cfg, tp, sp, bt, s, b, nil)
+}
+
+// runShardedWith is runSharded with setup applied to each rank's model before its stash.
+func runShardedWith(t *testing.T, cfg layers.Config, tp int, sp bool, bt layers.Batch, s, b int, setup func(kernels.Backend, *layers.GPTModel) error) (float64, map[string][]float32, map[string][]float32) {
 	t.Helper()
 	var comms []comm.Comm
 	if tp > 1 {
@@ -52,6 +59,11 @@ func runSharded(t *testing.T, cfg layers.Config, tp int, sp bool, bt layers.Batc
 				return
 			}
 			optim.Attach(be, m.Params, 1)
+			if setup != nil {
+				if errs[r] = setup(be, m); errs[r] != nil {
+					return
+				}
+			}
 			st := m.NewStash(s, b)
 			sum, n, err := m.Forward(st, bt, 1, 0)
 			if err == nil {

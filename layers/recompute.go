@@ -86,18 +86,18 @@ func (m *GPTModel) allocLayerStashes(st *Stash, s, b int) {
 	for ci, ch := range m.layerChunks() {
 		if !ch.recompute {
 			for i := ch.lo; i < ch.hi; i++ {
-				st.layers[i] = m.Layers[i].newStash(m.be, s, b)
+				st.layers[i] = m.Layers[i].newStash(m.be, m.act, s, b)
 			}
 			continue
 		}
 		widest = max(widest, ch.hi-ch.lo)
-		st.chunkIn[ci] = m.be.Alloc(tensor.F32, st.rows(m), m.Cfg.HiddenSize)
+		st.chunkIn[ci] = m.be.Alloc(m.act, st.rows(m), m.Cfg.HiddenSize)
 	}
 	if widest > 0 {
-		if m.shared == nil || m.shared[0].q.Dim(2) != s || m.shared[0].q.Dim(0) != b || len(m.shared) < widest {
+		if m.shared == nil || m.shared[0].q.DType() != m.act || m.shared[0].q.Dim(2) != s || m.shared[0].q.Dim(0) != b || len(m.shared) < widest {
 			m.shared = nil
 			for i := 0; i < widest; i++ {
-				m.shared = append(m.shared, m.Layers[0].newStash(m.be, s, b))
+				m.shared = append(m.shared, m.Layers[0].newStash(m.be, m.act, s, b))
 			}
 		}
 		for _, ch := range m.layerChunks() {
@@ -109,7 +109,7 @@ func (m *GPTModel) allocLayerStashes(st *Stash, s, b int) {
 		}
 	}
 	if ch := m.layerChunks(); len(m.Layers) > 0 && ch[len(ch)-1].recompute {
-		st.lastOut = m.be.Alloc(tensor.F32, st.rows(m), m.Cfg.HiddenSize)
+		st.lastOut = m.be.Alloc(m.act, st.rows(m), m.Cfg.HiddenSize)
 	}
 }
 

@@ -85,15 +85,17 @@ type layerStash struct {
 }
 
 // rowPair allocates a full [N, h] tensor and, with SP, a separate local [N/TP, h] one.
-func rowPair(be kernels.Backend, sp bool, n, nl, h int) (full, local *tensor.Tensor) {
-	full = be.Alloc(tensor.F32, n, h)
+func rowPair(be kernels.Backend, dt tensor.DType, sp bool, n, nl, h int) (full, local *tensor.Tensor) {
+	full = be.Alloc(dt, n, h)
 	if !sp {
 		return full, full
 	}
-	return full, be.Alloc(tensor.F32, nl, h)
+	return full, be.Alloc(dt, nl, h)
 }
 
-func (l *TransformerLayer) newStash(be kernels.Backend, s, b int) *layerStash {
+// newStash allocates one microbatch's activations in dtype act (lse and the norms'
+// statistics stay F32).
+func (l *TransformerLayer) newStash(be kernels.Backend, act tensor.DType, s, b int) *layerStash {
 	c := l.cfg
 	sp := l.par.sp()
 	n, h, hn := s*b, c.HiddenSize, c.KVChannels
@@ -101,20 +103,20 @@ func (l *TransformerLayer) newStash(be kernels.Backend, s, b int) *layerStash {
 	if !sp {
 		nl = n
 	}
-	f32 := func(shape ...int) *tensor.Tensor { return be.Alloc(tensor.F32, shape...) }
+	a := func(shape ...int) *tensor.Tensor { return be.Alloc(act, shape...) }
 	st := &layerStash{
-		h1: f32(nl, h), out: f32(nl, h),
+		h1: a(nl, h), out: a(nl, h),
 		n1: newNormStash(be, nl), n2: newNormStash(be, nl),
-		qkv: f32(n, l.QKV.Out),
-		q:   f32(b, l.heads, s, hn), k: f32(b, l.groups, s, hn), v: f32(b, l.groups, s, hn),
-		o: f32(b, l.heads, s, hn), lse: f32(b, l.heads, s),
-		o2: f32(n, l.heads*hn), f: f32(n, l.FC1.Out), g: f32(n, l.FC2.In),
+		qkv: a(n, l.QKV.Out),
+		q:   a(b, l.heads, s, hn), k: a(b, l.groups, s, hn), v: a(b, l.groups, s, hn),
+		o: a(b, l.heads, s, hn), lse: be.Alloc(tensor.F32, b, l.heads, s),
+		o2: a(n, l.heads*hn), f: a(n, l.FC1.Out), g: a(n, l.FC2.In),
 	}
-	st.ln1f, st.ln1 = rowPair(be, sp, n, nl, h)
-	st.ap, st.a = rowPair(be, sp, n, nl, h)
-	st.mp, st.m = rowPair(be, sp, n, nl, h)
+	st.ln1f, st.ln1 = rowPair(be, act, sp, n, nl, h)
+	st.ap, st.a = rowPair(be, act, sp, n, nl, h)
+	st.mp, st.m = rowPair(be, act, sp, n, nl, h)
 	if !c.ParallelAttention {
-		st.ln2f, st.ln2 = rowPair(be, sp, n, nl, h)
+		st.ln2f, st.ln2 = rowPair(be, act, sp, n, nl, h)
 	}
 	if c.HiddenDropout > 0 {
 		st.mask1, st.mask2 = be.Alloc(tensor.U8, nl, h), be.Alloc(tensor.U8, nl, h)
@@ -131,7 +133,7 @@ type layerGrads struct {
 	dh1, dsave                *tensor.Tensor
 }
 
-func (l *TransformerLayer) newGrads(be kernels.Backend, s, b int) *layerGrads {
+func (l *TransformerLayer) newGrads(be kernels.Backend, act tensor.DType, s, b int) *layerGrads {
 	c := l.cfg
 	sp := l.par.sp()
 	n, h, hn := s*b, c.HiddenSize, c.KVChannels
@@ -139,17 +141,17 @@ func (l *TransformerLayer) newGrads(be kernels.Backend, s, b int) *layerGrads {
 	if !sp {
 		nl = n
 	}
-	f32 := func(shape ...int) *tensor.Tensor { return be.Alloc(tensor.F32, shape...) }
+	a := func(shape ...int) *tensor.Tensor { return be.Alloc(act, shape...) }
 	g := &layerGrads{
-		dqkv: f32(n, l.QKV.Out),
-		dq:   f32(b, l.heads, s, hn), dk: f32(b, l.groups, s, hn), dv: f32(b, l.groups, s, hn),
-		do: f32(b, l.heads, s, hn), do2: f32(n, l.heads*hn),
-		df: f32(n, l.FC1.Out), dg: f32(n, l.FC2.In), dh1: f32(nl, h),
+		dqkv: a(n, l.QKV.Out),
+		dq:   a(b, l.heads, s, hn), dk: a(b, l.groups, s, hn), dv: a(b, l.groups, s, hn),
+		do: a(b, l.heads, s, hn), do2: a(n, l.heads*hn),
+		df: a(n, l.FC1.Out), dg: a(n, l.FC2.In), dh1: a(nl, h),
 	}
-	g.dlnf, g.dln = rowPair(be, sp, n, nl, h)
-	g.dmf, g.dm = rowPair(be, sp, n, nl, h)
+	g.dlnf, g.dln = rowPair(be, act, sp, n, nl, h)
+	g.dmf, g.dm = rowPair(be, act, sp, n, nl, h)
 	if c.ParallelAttention {
-		g.dsave = f32(n, h)
+		g.dsave = a(n, h)
 	}
 	return g
 }
@@ -236,7 +238,7 @@ func (l *TransformerLayer) mlpBackward(be kernels.Backend, st *layerStash, g *la
 
 func (l *TransformerLayer) dropout(be kernels.Backend, x, mask *tensor.Tensor, offset uint64, st *layerStash) {
 	if p := float32(l.cfg.HiddenDropout); p > 0 {
-		be.Dropout(x, mask, x, p, st.dropSeed, st.dropOffs+offset)
+		be.Dropout(x, mask, x, p, st.dropSeed, st.dropOffs+offset+l.par.dropoutOffset(x))
 	}
 }
 
@@ -269,7 +271,7 @@ func (l *TransformerLayer) Forward(be kernels.Backend, st *layerStash, x *tensor
 	}
 	l.attention(be, st, st.ln1f)
 	l.Proj.Matmul(be, st.ap, st.o2)
-	n := uint64(st.out.Numel())
+	n := uint64(st.ln1f.Numel()) // the full [N, h]: the second dropout's counters follow the first's
 	if err := l.branchOut(be, st, l.Proj, st.a, st.ap, st.mask1, 0, "linear_proj output"); err != nil {
 		return err
 	}

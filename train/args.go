@@ -2,11 +2,13 @@ package train
 
 import (
 	"fmt"
+	"os"
 	"strings"
 
 	"github.com/gomegatron/gomegatron/kernels"
 	"github.com/gomegatron/gomegatron/layers"
 	"github.com/gomegatron/gomegatron/optim"
+	"github.com/gomegatron/gomegatron/tensor"
 )
 
 // Args are `golaunch pretrain`'s flags: Megatron-LM's names and defaults, plus the
@@ -251,6 +253,17 @@ func (a *Args) Recompute() layers.Recompute {
 		r.Method, r.NumLayers = a.RecomputeMethod, a.RecomputeNumLayers
 	}
 	return r
+}
+
+// activationDType is the dtype the model keeps activations in: BF16, as Megatron does
+// under --bf16, on a GPU, where it halves every op's memory traffic; F32 on the CPU (its
+// kernels compute in F32, so BF16 would only add conversions), under FP8 (its GEMMs write
+// F32) and with GOMEGATRON_ACTIVATIONS=f32.
+func (a *Args) activationDType(be kernels.Backend) tensor.DType {
+	if a.BF16 && a.FP8Format == "" && be.Device().Type != tensor.CPU && os.Getenv("GOMEGATRON_ACTIVATIONS") != "f32" {
+		return tensor.BF16
+	}
+	return tensor.F32
 }
 
 // FP8 is the FP8 recipe the flags ask for (nil: none).

@@ -39,7 +39,7 @@ func NewInterleavedTrainer(be kernels.Backend, chunks []*layers.GPTModel, ps *co
 	for v, c := range chunks {
 		st := c.NewStash(s, mbs)
 		vp.free[v] = append(vp.free[v], st)
-		vp.dout[v] = be.Alloc(tensor.F32, st.Output().Shape()...)
+		vp.dout[v] = be.Alloc(st.Output().DType(), st.Output().Shape()...)
 	}
 	t.vp = vp
 	return t, nil

@@ -438,18 +438,24 @@ func modelParams(ms []*layers.GPTModel) layers.Params {
 	return ps
 }
 
-// TestAttentionDropoutLayouts: with --attention-dropout every tensor- and pipeline-parallel
-// layout (recompute and the interleaved schedule included) draws the single process's
-// masks — heads are numbered globally, each layer has its own stream — so losses, grad
-// norms and final weights match it; and the dropout is on (the losses differ from 0).
-func TestAttentionDropoutLayouts(t *testing.T) {
+// TestDropoutLayouts: with --attention-dropout and --hidden-dropout every tensor- and
+// pipeline-parallel layout (sequence parallelism, recompute and the interleaved schedule
+// included) draws the single process's masks — heads are numbered globally, each layer
+// has its own stream, sequence-parallel rows keep their global counters — so losses, grad
+// norms and final weights match it; and each dropout is on (it changes the losses).
+func TestDropoutLayouts(t *testing.T) {
 	cfg := equivalenceModels()["llama"]
-	cfg.AttentionDropout = 0.2
+	cfg.AttentionDropout, cfg.HiddenDropout = 0.2, 0.2
 	const iters = 4
 	ref := runLayout(t, cfg, layout{tp: 1, pp: 1, dp: 1}, iters)
-	plain := cfg
-	plain.AttentionDropout = 0
-	require.NotEqual(t, runLayout(t, plain, layout{tp: 1, pp: 1, dp: 1}, iters).losses, ref.losses, "attention dropout changes the losses")
+	for _, off := range []func(*layers.Config){
+		func(c *layers.Config) { c.AttentionDropout = 0 },
+		func(c *layers.Config) { c.HiddenDropout = 0 },
+	} {
+		plain := cfg
+		off(&plain)
+		require.NotEqual(t, runLayout(t, plain, layout{tp: 1, pp: 1, dp: 1}, iters).losses, ref.losses, "each dropout changes the losses")
+	}
 	full1 := layers.Recompute{Granularity: "full", Method: "uniform", NumLayers: 1}
 	for _, l := range []layout{
 		{tp: 2, pp: 1, dp: 1, sp: true},

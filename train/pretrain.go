@@ -112,10 +112,16 @@ func run(a *Args, world comm.Comm, out io.Writer, hook dataHook) error {
 				return err
 			}
 		}
+		if err := m.SetActivationDType(a.activationDType(be)); err != nil {
+			return err
+		}
 		chunks = append(chunks, m)
 		params = append(params, m.Params...)
 	}
 	model := chunks[0]
+	if dt := model.ActivationDType(); dt != tensor.F32 {
+		logf("> activations in %v", dt)
+	}
 	logf("> padded vocab (size: %d) with %d dummy tokens (new size: %d)", a.VocabSize, model.Cfg.PaddedVocabSize-a.VocabSize, model.Cfg.PaddedVocabSize)
 	if ps.Coords.DP == 0 {
 		fmt.Fprintf(out, " > number of parameters on (tensor, pipeline) model parallel rank (%d, %d): %d\n", ps.Coords.TP, ps.Coords.PP, params.Numel())

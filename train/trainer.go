@@ -39,7 +39,7 @@ func NewTrainer(be kernels.Backend, m *layers.GPTModel, ps *comm.ParallelState, 
 		t.stashes = append(t.stashes, m.NewStash(s, mbs))
 	}
 	if !m.Par.Last() {
-		t.dout = be.Alloc(tensor.F32, t.stashes[0].Output().Shape()...)
+		t.dout = be.Alloc(t.stashes[0].Output().DType(), t.stashes[0].Output().Shape()...)
 	}
 	return t
 }
