@@ -26,6 +26,7 @@ type layout struct {
 	vpp        int  // virtual pipeline stages (interleaved schedule); 0 = 1
 	bucket     int  // --overlap-grad-reduce with this bucket size (elements); 0 = off
 	bf16       bool // bf16 weights with fp32 main params; compared with the bf16 single process at 1e-2
+	act16      bool // with bf16: BF16 activations and 16-bit weight copies, as on a GPU
 	// rendezvous gives the pipeline group NCCL's point-to-point semantics (rendezvousPP);
 	// pure pipeline layouts only (tp = dp = 1, so PP ranks are world ranks).
 	rendezvous bool
@@ -35,6 +36,9 @@ func (l layout) String() string {
 	s := fmt.Sprintf("tp%d_pp%d_dp%d_sp%v_dist%v", l.tp, l.pp, l.dp, l.sp, l.dist)
 	if l.bf16 {
 		s += "_bf16"
+	}
+	if l.act16 {
+		s += "_act16"
 	}
 	if l.vpp > 1 {
 		s += fmt.Sprintf("_vpp%d", l.vpp)
@@ -237,6 +241,12 @@ func runLayout(t *testing.T, cfg layers.Config, l layout, iters int) runResult {
 					o.err = err
 					return
 				}
+				if l.act16 {
+					if err := m.SetActivationDType(tensor.BF16); err != nil {
+						o.err = err
+						return
+					}
+				}
 				chunks = append(chunks, m)
 				params = append(params, m.Params...)
 			}
@@ -252,6 +262,9 @@ func runLayout(t *testing.T, cfg layers.Config, l layout, iters int) runResult {
 			opt := optim.NewAdamBuckets(be, params, optim.DefaultAdam(), l.dist, groups, bucket)
 			if l.bf16 {
 				opt.SetModelDType(tensor.BF16)
+			}
+			if l.act16 {
+				opt.ShadowWeights()
 			}
 			if l.bucket > 0 {
 				if err := opt.EnableOverlap(params, l.bucket, lateForOverlap); err != nil {
@@ -436,6 +449,34 @@ func modelParams(ms []*layers.GPTModel) layers.Params {
 		ps = append(ps, m.Params...)
 	}
 	return ps
+}
+
+// TestBF16ActivationLayouts trains with BF16 activations (the GPU's --bf16): stage
+// inputs, outputs and gradients cross pipeline stages in BF16 unchanged, so pipeline and
+// data-parallel layouts (interleaved, recomputed, distributed optimizer) match the single
+// process as closely as F32 layouts do; tensor parallelism sums partial BF16 products in
+// another order, so it matches within bf16 tolerance; and the run learns.
+func TestBF16ActivationLayouts(t *testing.T) {
+	cfg := equivalenceModels()["llama"]
+	const iters = 4
+	ref := runLayout(t, cfg, layout{tp: 1, pp: 1, dp: 1, bf16: true, act16: true}, iters)
+	require.Less(t, ref.losses[iters-1], ref.losses[0], "the run learns")
+	full1 := layers.Recompute{Granularity: "full", Method: "uniform", NumLayers: 1}
+	for _, l := range []layout{
+		{tp: 1, pp: 2, dp: 1, rc: full1},
+		{tp: 1, pp: 2, dp: 2, dist: true, vpp: 2},
+		{tp: 2, pp: 1, dp: 1, sp: true},
+		{tp: 2, pp: 2, dp: 1},
+	} {
+		l.bf16, l.act16 = true, true
+		t.Run(l.String(), func(t *testing.T) {
+			tol := 1e-5
+			if l.tp > 1 {
+				tol = 1e-2
+			}
+			compareRuns(t, l.String(), ref, runLayout(t, cfg, l, iters), tol)
+		})
+	}
 }
 
 // TestDropoutLayouts: with --attention-dropout and --hidden-dropout every tensor- and
