@@ -108,10 +108,13 @@ step profile-1b 80 . env -u GOMEGATRON_CUDA_ARENA_MB GOMEGATRON_CUDA_PROFILE="$R
 	--nproc-per-node 1 pretrain --device cuda "${llama1b[@]}" --train-iters 3
 step train-1b-fp8 100 . env -u GOMEGATRON_CUDA_ARENA_MB "$B/golaunch" --standalone --nproc-per-node 1 pretrain --device cuda \
 	"${llama1b[@]}" --train-iters 6 --fp8-format hybrid --fp8-amax-history-len 16 --fp8-amax-compute-algo max
+# The same bf16 run with F32 activations (GOMEGATRON_ACTIVATIONS=f32): what BF16 activations save.
+step train-1b-f32act 80 . env -u GOMEGATRON_CUDA_ARENA_MB GOMEGATRON_ACTIVATIONS=f32 "$B/golaunch" --standalone \
+	--nproc-per-node 1 pretrain --device cuda "${llama1b[@]}" --train-iters 5
 
 # ---- report -----------------------------------------------------------------------------
 cuda_steps="$(for g in "${cuda_groups[@]}"; do printf '%s ' "${g%%:*}"; done)cuda-host"
-steps="dl $cuda_steps nccl bench peer train-small train-1b peer-1b profile-1b train-1b-fp8"
+steps="dl $cuda_steps nccl bench peer train-small train-1b peer-1b profile-1b train-1b-fp8 train-1b-f32act"
 rep=$R/report.md
 gpu=$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | head -1)
 torchv=$("$PY" -c 'import torch; print(torch.__version__, "CUDA", torch.version.cuda)' 2>/dev/null)
@@ -178,7 +181,11 @@ torchv=$("$PY" -c 'import torch; print(torch.__version__, "CUDA", torch.version.
 	last=$(echo "$losses" | tail -1)
 	echo "- small Llama (4 layers, hidden 256, real text): $(echo "$losses" | grep -c .) iterations logged, lm loss ${first:-n/a} → ${last:-n/a}$(awk -v a="$first" -v b="$last" 'BEGIN { if (a != "" && b != "") print (b < a ? " (falls)" : " (**does not fall**)") }')"
 	# Median ms per iteration from the 3rd logged iteration on (the 1st compiles the kernels).
-	ours_ms=$(awk '/elapsed time per iteration/ { n++; for (i = 1; i < NF; i++) if ($i == "(ms):") if (n >= 3) print $(i+1) }' "$R/train-1b.log" | sort -g | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)] }')
+	median_ms() {
+		awk '/elapsed time per iteration/ { n++; for (i = 1; i < NF; i++) if ($i == "(ms):") if (n >= 3) print $(i+1) }' "$1" 2>/dev/null |
+			sort -g | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)] }'
+	}
+	ours_ms=$(median_ms "$R/train-1b.log")
 	peer_ms=$(grep -o 'ms_per_iter=[0-9.]*' "$R/peer-1b.log" | cut -d= -f2)
 	# Model FLOPs per token (PaLM's MFU): 6 × GEMM parameters + 12 × layers × hidden × seq
 	# (attention scores and values, not halved for causality); peak: H100/H200 dense bf16.
@@ -193,10 +200,12 @@ torchv=$("$PY" -c 'import torch; print(torch.__version__, "CUDA", torch.version.
 	echo
 	echo "| | ms / iteration | tokens/s | MFU |"
 	echo "|---|---|---|---|"
-	echo "| gomegatron (golaunch pretrain) | ${ours_ms:-n/a} | ${ours_tok} | ${ours_mfu} |"
+	echo "| gomegatron (golaunch pretrain; BF16 activations) | ${ours_ms:-n/a} | ${ours_tok} | ${ours_mfu} |"
 	echo "| transformers LlamaForCausalLM, SDPA, autocast bf16, fused AdamW | ${peer_ms:-n/a} | ${peer_tok} | ${peer_mfu} |"
-	fp8_ms=$(awk '/elapsed time per iteration/ { n++; for (i = 1; i < NF; i++) if ($i == "(ms):") if (n >= 3) print $(i+1) }' "$R/train-1b-fp8.log" | sort -g | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)] }')
-	echo "| gomegatron --fp8-format hybrid (FP8 GEMMs where shapes allow) | ${fp8_ms:-n/a} | $(awk -v b="$((L1B[7] * L1B[8] * L1B[6]))" -v m="$fp8_ms" 'BEGIN { print m > 0 ? sprintf("%.0f", b / m * 1e3) : "n/a" }') | |"
+	for v in "fp8:--fp8-format hybrid (FP8 GEMMs where shapes allow; F32 activations)" "f32act:F32 activations (GOMEGATRON_ACTIVATIONS=f32)"; do
+		v_ms=$(median_ms "$R/train-1b-${v%%:*}.log")
+		echo "| gomegatron ${v#*:} | ${v_ms:-n/a} | $(awk -v b="$((L1B[7] * L1B[8] * L1B[6]))" -v m="$v_ms" 'BEGIN { print (m > 0 ? sprintf("%.0f", b / m * 1e3) : "n/a") }') | |"
+	done
 	echo
 	echo "Ratio (ours / PyTorch tokens/s): $(awk -v a="$ours_tok" -v b="$peer_tok" 'BEGIN { print (a + 0 > 0 && b + 0 > 0) ? sprintf("%.2f", a / b) : "n/a" }'). Targets (issue 8): MFU ≥ 35% first, ≥ 55% after flash attention and fusion."
 	echo "MFU counts 6 × GEMM parameters + 12·layers·hidden·seq FLOPs per token against 989.4 TFLOP/s."
