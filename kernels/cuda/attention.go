@@ -14,14 +14,17 @@ const attnMaxD = 256
 
 type attnGeom struct {
 	b, h, g, s, t, d int
+	dt               tensor.DType // of the activations (q, k, v, out and their gradients)
 }
 
-func (b *Backend) attnCheck(op string, q, k, v, out, lse *tensor.Tensor, p kernels.AttnParams) attnGeom {
-	b.f32(op, q, k, v, out, lse)
+// attnCheck checks the operands of op; grads are AttentionBackward's dout, dq, dk and dv.
+func (b *Backend) attnCheck(op string, q, k, v, out, lse *tensor.Tensor, p kernels.AttnParams, grads ...*tensor.Tensor) attnGeom {
+	dt := b.acts(op, append([]*tensor.Tensor{q, k, v, out}, grads...)...)
+	b.f32(op, lse)
 	if q.Rank() != 4 || k.Rank() != 4 || !tensor.SameShape(k.Shape(), v.Shape()) || !tensor.SameShape(q.Shape(), out.Shape()) {
 		panic(fmt.Sprintf("cuda.%s: want q, out [B, H, S, D] and k, v [B, G, T, D]; got q %v k %v v %v out %v", op, q, k, v, out))
 	}
-	g := attnGeom{b: q.Dim(0), h: q.Dim(1), s: q.Dim(2), d: q.Dim(3), g: k.Dim(1), t: k.Dim(2)}
+	g := attnGeom{b: q.Dim(0), h: q.Dim(1), s: q.Dim(2), d: q.Dim(3), g: k.Dim(1), t: k.Dim(2), dt: dt}
 	if k.Dim(0) != g.b || k.Dim(3) != g.d || g.g == 0 || g.h%g.g != 0 {
 		panic(fmt.Sprintf("cuda.%s: q %v and k %v: need equal B and D and H %% G == 0", op, q, k))
 	}
@@ -86,18 +89,18 @@ func (b *Backend) flash(g attnGeom) bool {
 	return b.FlashAttention && g.d%16 == 0 && g.d <= flashMaxD
 }
 
-// flashKernel names the forward or backward flash kernel for head dim d: the _d64 variants
-// up to 64.
-func flashKernel(fwd bool, d int) string {
+// flashKernel names the forward or backward flash kernel for g: the _d64 variants for head
+// dims up to 64.
+func flashKernel(fwd bool, g attnGeom) string {
 	switch {
-	case fwd && d <= 64:
-		return "gm_flash_fwd_d64"
+	case fwd && g.d <= 64:
+		return "gm_flash_fwd_d64" + sfx(g.dt)
 	case fwd:
-		return "gm_flash_fwd"
-	case d <= 64:
-		return "gm_flash_bwd_d64"
+		return "gm_flash_fwd" + sfx(g.dt)
+	case g.d <= 64:
+		return "gm_flash_bwd_d64" + sfx(g.dt)
 	}
-	return "gm_flash_bwd"
+	return "gm_flash_bwd" + sfx(g.dt)
 }
 
 // Attention: see kernels.AttnParams. One warp per query row with an online softmax, or the
@@ -113,18 +116,18 @@ func (b *Backend) Attention(out, lse, q, k, v *tensor.Tensor, p kernels.AttnPara
 		}
 		if b.flash(g) {
 			grid := g.b * g.h * ((g.s + flashRows - 1) / flashRows)
-			return b.dev.launch(flashKernel(true, g.d), grid, 128, 0, out.Ptr, lse.Ptr, q.Ptr, k.Ptr, v.Ptr, sl, geomStruct(g, p))
+			return b.dev.launch(flashKernel(true, g), grid, 128, 0, out.Ptr, lse.Ptr, q.Ptr, k.Ptr, v.Ptr, sl, geomStruct(g, p))
 		}
-		return b.dev.launch("gm_attn_fwd_f32", warpsGrid(rows), 128, 0, out.Ptr, lse.Ptr, q.Ptr, k.Ptr, v.Ptr, sl, geomStruct(g, p))
+		return b.dev.launch("gm_attn_fwd"+sfx(g.dt), warpsGrid(rows), 128, 0, out.Ptr, lse.Ptr, q.Ptr, k.Ptr, v.Ptr, sl, geomStruct(g, p))
 	})
 }
 
-// AttentionBackward: D_i = Σ dout_i·out_i into scratch after the slopes, then dq (one warp
-// per query row) and dk, dv (one warp per key row, summing the group's heads).
+// AttentionBackward: D_i = Σ dout_i·out_i into arena scratch, then dq (one warp per query
+// row) and dk, dv (one warp per key row, summing the group's heads). The flash kernel adds
+// dq up atomically in F32: a BF16 dq is summed in F32 scratch and rounded once by gm_cast.
 func (b *Backend) AttentionBackward(dq, dk, dv, dout, q, k, v, out, lse *tensor.Tensor, p kernels.AttnParams) {
 	op := "AttentionBackward"
-	g := b.attnCheck(op, q, k, v, out, lse, p)
-	b.f32(op, dq, dk, dv, dout)
+	g := b.attnCheck(op, q, k, v, out, lse, p, dout, dq, dk, dv)
 	sameShape(op, q, dq, dout)
 	sameShape(op, k, dk, dv)
 	rows := g.b * g.h * g.s
@@ -140,19 +143,30 @@ func (b *Backend) AttentionBackward(dq, dk, dv, dout, q, k, v, out, lse *tensor.
 		}
 		defer b.dev.arena.Free(dsum) // reused only by later work on the same stream
 		gs := geomStruct(g, p)
-		if err := b.dev.launch("gm_attn_bwd_dsum_f32", warpsGrid(rows), 128, 0, dsum, dout.Ptr, out.Ptr, int64(rows), int32(g.d)); err != nil {
+		if err := b.dev.launch("gm_attn_bwd_dsum"+sfx(g.dt), warpsGrid(rows), 128, 0, dsum, dout.Ptr, out.Ptr, int64(rows), int32(g.d)); err != nil {
 			return err
 		}
 		if b.flash(g) { // dq takes every key block's share by atomic adds
-			if err := b.dev.memset32(dq.Ptr, 0, dq.Numel()); err != nil {
+			dq32 := dq.Ptr
+			if g.dt == tensor.BF16 {
+				if dq32, err = b.dev.arena.Alloc(uintptr(4 * dq.Numel())); err != nil {
+					return err
+				}
+				defer b.dev.arena.Free(dq32)
+			}
+			if err := b.dev.memset32(dq32, 0, dq.Numel()); err != nil {
 				return err
 			}
 			grid := g.b * g.g * ((g.t + flashRows - 1) / flashRows)
-			return b.dev.launch(flashKernel(false, g.d), grid, 128, 0, dq.Ptr, dk.Ptr, dv.Ptr, dout.Ptr, q.Ptr, k.Ptr, v.Ptr, lse.Ptr, dsum, sl, gs)
+			if err := b.dev.launch(flashKernel(false, g), grid, 128, 0, dq32, dk.Ptr, dv.Ptr, dout.Ptr, q.Ptr, k.Ptr, v.Ptr, lse.Ptr, dsum, sl, gs); err != nil || dq32 == dq.Ptr {
+				return err
+			}
+			n := dq.Numel() // F32 (kind 0) into BF16 (kind 1)
+			return b.dev.launch("gm_cast", b.grid1D(n), blockSize, 0, dq.Ptr, dq32, int32(0), int32(1), int64(n))
 		}
-		if err := b.dev.launch("gm_attn_bwd_dq_f32", warpsGrid(rows), 128, 0, dq.Ptr, dout.Ptr, q.Ptr, k.Ptr, v.Ptr, lse.Ptr, dsum, sl, gs); err != nil {
+		if err := b.dev.launch("gm_attn_bwd_dq"+sfx(g.dt), warpsGrid(rows), 128, 0, dq.Ptr, dout.Ptr, q.Ptr, k.Ptr, v.Ptr, lse.Ptr, dsum, sl, gs); err != nil {
 			return err
 		}
-		return b.dev.launch("gm_attn_bwd_dkv_f32", warpsGrid(krows), 128, 0, dk.Ptr, dv.Ptr, dout.Ptr, q.Ptr, k.Ptr, v.Ptr, lse.Ptr, dsum, sl, gs)
+		return b.dev.launch("gm_attn_bwd_dkv"+sfx(g.dt), warpsGrid(krows), 128, 0, dk.Ptr, dv.Ptr, dout.Ptr, q.Ptr, k.Ptr, v.Ptr, lse.Ptr, dsum, sl, gs)
 	})
 }

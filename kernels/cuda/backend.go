@@ -2,6 +2,7 @@ package cuda
 
 import (
 	"fmt"
+	"strings"
 	"syscall"
 
 	"github.com/gomegatron/gomegatron/kernels"
@@ -21,7 +22,7 @@ type Backend struct {
 	TF32 bool // F32 GEMMs on TF32 tensor cores (CUBLAS_COMPUTE_32F_FAST_TF32); off by default
 	// FlashAttention runs Attention and AttentionBackward on the tensor cores (FlashAttention-2
 	// tiling, bf16 products, f32 softmax and sums) for head dims that are multiples of 16 up
-	// to 128; off by default (then, and for other head dims, the simple F32 kernels run).
+	// to 128; off by default (then, and for other head dims, the simple kernels run, in F32).
 	FlashAttention bool
 
 	lt       uintptr // cublasLtHandle_t
@@ -206,6 +207,31 @@ func (b *Backend) f32(op string, ts ...*tensor.Tensor) {
 			panic(fmt.Sprintf("cuda.%s: want an F32 tensor, got %v", op, t))
 		}
 	}
+}
+
+// acts checks the activation operands of op (kernels' "BF16 activations"): tensors on this
+// device, all F32 or all BF16. It returns their dtype, which picks the kernel (sfx).
+func (b *Backend) acts(op string, ts ...*tensor.Tensor) tensor.DType {
+	b.mustDev(op, ts...)
+	dt := ts[0].DType()
+	for _, t := range ts {
+		if t.DType() != dt || (dt != tensor.F32 && dt != tensor.BF16) {
+			s := make([]string, len(ts))
+			for i, t := range ts {
+				s[i] = t.String()
+			}
+			panic(fmt.Sprintf("cuda.%s: activations must be all F32 or all BF16, got %s", op, strings.Join(s, ", ")))
+		}
+	}
+	return dt
+}
+
+// sfx is the kernel-name suffix of activation dtype dt (F32 or BF16, from acts).
+func sfx(dt tensor.DType) string {
+	if dt == tensor.BF16 {
+		return "_bf16"
+	}
+	return "_f32"
 }
 
 func sameShape(op string, a *tensor.Tensor, others ...*tensor.Tensor) {

@@ -32,7 +32,10 @@
 // the device (sm_90a on an H100), cached under os.UserCacheDir()/gomegatron/cubin (or
 // GOMEGATRON_CUBIN_CACHE) by source hash, architecture and NVRTC version.
 // scripts/kernels-check.sh compiles them with clang-19 for sm_80 and sm_90a; the host
-// emulator (testdata/emu, TestEmulator) runs them on the CPU against kernels/cpu. GEMMs go
-// to cuBLASLt (F32 with TF32 off unless Backend.TF32, BF16, F16; FP8 TN with device scale
-// and amax pointers through GemmFP8).
+// emulator (testdata/emu, TestEmulator) runs them on the CPU against kernels/cpu. Each op
+// takes F32 or BF16 activations (kernels' "BF16 activations"): a kernel body is a template
+// over the activation type with _f32 and _bf16 extern "C" wrappers, loading through ld
+// (BF16 widened exactly) and storing through st (rounded once), so the math is the F32
+// kernel's. GEMMs go to cuBLASLt (F32 with TF32 off unless Backend.TF32, BF16, F16, with an
+// F32 C or, for BF16, a BF16 C; FP8 TN with device scale and amax pointers through GemmFP8).
 package cuda

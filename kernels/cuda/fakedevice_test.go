@@ -200,6 +200,17 @@ func TestFakeDevice(t *testing.T) {
 		require.ErrorContains(t, recovered(func() { b.Alloc(tensor.F32, 1<<30) }),
 			"cuda.Alloc float32[1073741824]: device arena out of memory: 4294967296 bytes wanted")
 		require.ErrorContains(t, recovered(func() { b.Fill(tensor.New(tensor.F32, 3), 1) }), "cuda.Fill: float32[3]@cpu is not a tensor on cuda:0")
+		xf, xb, xh := b.Alloc(tensor.F32, 4), b.Alloc(tensor.BF16, 4), b.Alloc(tensor.F16, 4)
+		b.Fill(xb, 1)
+		require.Equal(t, "gm_fill_bf16", dl.GoString(f.call(t, f.drv, "fake_last_kernel")), "BF16 activations pick the _bf16 kernel")
+		require.ErrorContains(t, recovered(func() { b.Add(xf, xb, xf) }),
+			"cuda.Add: activations must be all F32 or all BF16, got float32[4]@cuda:0, bfloat16[4]@cuda:0, float32[4]@cuda:0")
+		require.ErrorContains(t, recovered(func() { b.Scale(xh, 2) }), "cuda.Scale: activations must be all F32 or all BF16, got float16[4]@cuda:0")
+		require.ErrorContains(t, recovered(func() { b.RMSNorm(xb, xb, xb, xf, 1e-5) }), "cuda.RMSNorm: want an F32 tensor, got bfloat16[4]@cuda:0")
+		require.ErrorContains(t, recovered(func() { b.Gemm(kernels.GemmParams{M: 2, N: 2, K: 1}, xf, xf, xb) }), "C bfloat16[4]@cuda:0 be F32 (or BF16 with BF16 A and B)")
+		for _, x := range []*tensor.Tensor{xf, xb, xh} {
+			require.NoError(t, b.Free(x))
+		}
 		e0, err := d.NewEvent()
 		require.NoError(t, err)
 		e1, _ := d.NewEvent()

@@ -74,17 +74,19 @@ func gemmElems(op, name string, t *tensor.Tensor, batch, stride, rows, cols, ld 
 }
 
 // Gemm: see kernels.GemmParams. A and B are F32 (fp32, or TF32 when b.TF32), BF16 or F16;
-// C is F32; accumulation in fp32 (CUBLAS_COMPUTE_32F).
+// C is F32, or BF16 with BF16 A and B (cuBLASLt forms Alpha·AB + Beta·C in F32 and rounds
+// once into C); accumulation in fp32 (CUBLAS_COMPUTE_32F).
 func (b *Backend) Gemm(p kernels.GemmParams, a, bm, c *tensor.Tensor) {
 	b.mustDev("Gemm", a, bm, c)
-	if a.DType() != bm.DType() || c.DType() != tensor.F32 {
-		panic(fmt.Sprintf("cuda.Gemm: A %v and B %v must share a dtype and C %v be F32", a, bm, c))
+	if a.DType() != bm.DType() || (c.DType() != tensor.F32 && (c.DType() != tensor.BF16 || a.DType() != tensor.BF16)) {
+		panic(fmt.Sprintf("cuda.Gemm: A %v and B %v must share a dtype and C %v be F32 (or BF16 with BF16 A and B)", a, bm, c))
 	}
 	at, ok := cudaType(a.DType())
 	if !ok || a.DType() == tensor.F8E4M3 || a.DType() == tensor.F8E5M2 {
 		panic(fmt.Sprintf("cuda.Gemm: A %v: want F32, BF16 or F16 (FP8 goes through GemmFP8)", a))
 	}
-	s, err := rowMajorSpec(p, at, at, rF32, rF32)
+	ct, _ := cudaType(c.DType())
+	s, err := rowMajorSpec(p, at, at, ct, ct)
 	must(err)
 	if a.DType() == tensor.F32 && b.TF32 {
 		s.compute = computeF32TF32
@@ -97,7 +99,7 @@ func (b *Backend) Gemm(p kernels.GemmParams, a, bm, c *tensor.Tensor) {
 		if p.Beta != 1 {
 			for i := range max(p.Batch, 1) {
 				for r := range p.M {
-					row := b.Wrap(tensor.F32, c.Ptr+uintptr(4*(i*p.StrideC+r*s.ldc)), p.N)
+					row := b.Wrap(c.DType(), c.Ptr+uintptr(c.DType().Size()*(i*p.StrideC+r*s.ldc)), p.N)
 					b.Scale(row, p.Beta)
 				}
 			}

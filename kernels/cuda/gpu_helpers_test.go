@@ -40,18 +40,20 @@ func gpu(t testing.TB) *Backend {
 }
 
 // env pairs every test tensor with a CPU twin: ops run on both and results are compared.
+// act is the dtype of the activations the act* helpers make (F32 unless a test sets it).
 type env struct {
 	t   *testing.T
 	g   *Backend
 	c   *cpu.Backend
 	r   *rand.Rand
 	own []*tensor.Tensor
+	act tensor.DType
 }
 
 type pair struct{ h, d *tensor.Tensor }
 
 func newEnv(t *testing.T, g *Backend) *env {
-	e := &env{t: t, g: g, c: cpu.New(), r: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))}
+	e := &env{t: t, g: g, c: cpu.New(), r: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())), act: tensor.F32}
 	t.Cleanup(func() {
 		for _, d := range e.own {
 			_ = g.Free(d)
@@ -109,6 +111,21 @@ func (e *env) out(dt tensor.DType, shape ...int) pair {
 		}
 	}
 	return pair{h, e.device(poison)}
+}
+
+// actIn is an activation input pair (dtype e.act) of normal values times scale, actOut an
+// activation output pair (see out).
+func (e *env) actIn(scale float64, shape ...int) pair { return e.randn(e.act, scale, shape...) }
+func (e *env) actOut(shape ...int) pair               { return e.out(e.act, shape...) }
+
+// actTol is the tolerance of an activation output whose F32 tolerance is tol: with BF16
+// activations both backends round the same F32 math once, so exact stays exact and the
+// rest may differ by the odd flipped rounding (tolBF16).
+func (e *env) actTol(tol float64) float64 {
+	if e.act == tensor.BF16 && tol > 0 {
+		return tolBF16
+	}
+	return tol
 }
 
 // get downloads a device tensor.

@@ -32,17 +32,26 @@ func TestGemmFP8(t *testing.T)             { gemmFP8(t, gpu(t)) }
 func TestFP8SoftwareRounding(t *testing.T) { fp8SoftwareRounding(t, gpu(t)) }
 
 // TestVsCPU runs every op on the GPU and on the CPU backend with the same fresh random
-// inputs and compares (outputs poisoned with NaN on the GPU before each run).
+// inputs and compares (outputs poisoned with NaN on the GPU before each run), with F32
+// activations and again with BF16 ones (kernels' "BF16 activations"; weights, statistics
+// and parameter gradients stay F32).
 func vsCPU(t *testing.T, g *Backend) {
+	for _, act := range []tensor.DType{tensor.F32, tensor.BF16} {
+		t.Run(act.String(), func(t *testing.T) { opsVsCPU(t, g, act) })
+	}
+}
+
+func opsVsCPU(t *testing.T, g *Backend, act tensor.DType) {
 	F := tensor.F32
 	cases := []struct {
-		name string
-		run  func(e *env)
+		name    string
+		f32Only bool // no activations, or a dtype of its own
+		run     func(e *env)
 	}{
-		{"Fill/Scale/Axpy/Add/Mul", func(e *env) {
+		{"Fill/Scale/Axpy/Add/Mul", false, func(e *env) {
 			n := 100003
-			x, y := e.randn(F, 1, n), e.randn(F, 1, n)
-			o := e.out(F, n)
+			x, y := e.actIn(1, n), e.actIn(1, n)
+			o := e.actOut(n)
 			e.c.Fill(o.h, 2.5)
 			e.g.Fill(o.d, 2.5)
 			e.check("Fill", o, 0)
@@ -51,53 +60,53 @@ func vsCPU(t *testing.T, g *Backend) {
 			e.check("Scale", x, 0)
 			e.c.Axpy(y.h, 1.7, x.h)
 			e.g.Axpy(y.d, 1.7, x.d)
-			e.check("Axpy", y, tolF32)
+			e.check("Axpy", y, e.actTol(tolF32))
 			e.c.Add(o.h, x.h, y.h)
 			e.g.Add(o.d, x.d, y.d)
 			e.check("Add", o, 0)
-			o2 := e.out(F, n)
+			o2 := e.actOut(n)
 			e.c.Mul(o2.h, x.h, y.h)
 			e.g.Mul(o2.d, x.d, y.d)
 			e.check("Mul", o2, 0)
 			require.InEpsilon(t, e.c.SumSquares(x.h), e.g.SumSquares(x.d), 1e-12)
 		}},
-		{"Copy/bf16", func(e *env) {
+		{"Copy/bf16", true, func(e *env) {
 			x := e.randn(tensor.BF16, 1, 37, 3)
 			o := e.out(tensor.BF16, 37, 3)
 			e.c.Copy(o.h, x.h)
 			e.g.Copy(o.d, x.d)
 			e.checkBits("Copy", o)
 		}},
-		{"Permute", func(e *env) {
+		{"Permute", false, func(e *env) {
 			for _, perm := range [][]int{{1, 0}, {2, 0, 1}, {0, 2, 1, 3}, {3, 1, 0, 2}} {
 				shape := []int{3, 5, 7, 11}[:len(perm)]
-				x := e.randn(F, 1, shape...)
+				x := e.actIn(1, shape...)
 				os := make([]int, len(perm))
 				for i, p := range perm {
 					os[i] = shape[p]
 				}
-				o := e.out(F, os...)
+				o := e.actOut(os...)
 				e.c.Permute(o.h, x.h, perm)
 				e.g.Permute(o.d, x.d, perm)
 				e.check(fmt.Sprint("Permute", perm), o, 0)
 			}
 		}},
-		{"SplitQKV/MergeQKV", func(e *env) {
+		{"SplitQKV/MergeQKV", false, func(e *env) {
 			s, b, g, r, d := 5, 2, 3, 2, 8
-			qkv := e.randn(F, 1, s, b, g*(r+2)*d)
-			q, k, v := e.out(F, b, g*r, s, d), e.out(F, b, g, s, d), e.out(F, b, g, s, d)
+			qkv := e.actIn(1, s, b, g*(r+2)*d)
+			q, k, v := e.actOut(b, g*r, s, d), e.actOut(b, g, s, d), e.actOut(b, g, s, d)
 			e.c.SplitQKV(q.h, k.h, v.h, qkv.h, g, r)
 			e.g.SplitQKV(q.d, k.d, v.d, qkv.d, g, r)
 			e.check("q", q, 0)
 			e.check("k", k, 0)
 			e.check("v", v, 0)
-			m := e.out(F, s, b, g*(r+2)*d)
+			m := e.actOut(s, b, g*(r+2)*d)
 			e.c.MergeQKV(m.h, q.h, k.h, v.h, g, r)
 			e.g.MergeQKV(m.d, q.d, k.d, v.d, g, r)
 			e.check("merged", m, 0)
 		}},
-		{"AddBias/BiasGrad", func(e *env) {
-			x, bias := e.randn(F, 1, 300, 129), e.randn(F, 1, 129)
+		{"AddBias/BiasGrad", false, func(e *env) {
+			x, bias := e.actIn(1, 300, 129), e.randn(F, 1, 129)
 			e.c.AddBias(x.h, bias.h)
 			e.g.AddBias(x.d, bias.d)
 			e.check("AddBias", x, 0)
@@ -106,11 +115,11 @@ func vsCPU(t *testing.T, g *Backend) {
 			e.g.BiasGrad(db.d, x.d)
 			e.check("BiasGrad", db, tolF32)
 		}},
-		{"Embedding", func(e *env) {
+		{"Embedding", false, func(e *env) {
 			for _, dt := range []tensor.DType{tensor.I64, tensor.I32} {
 				table := e.randn(F, 1, 50, 33)
 				ids := e.ids(dt, 77, 90, 160) // vocab shard [100, 150): some ids out of range
-				o := e.out(F, 77, 33)
+				o := e.actOut(77, 33)
 				e.c.Embedding(o.h, table.h, ids.h, 100)
 				e.g.Embedding(o.d, table.d, ids.d, 100)
 				e.check("Embedding", o, 0)
@@ -120,73 +129,73 @@ func vsCPU(t *testing.T, g *Backend) {
 				e.check("EmbeddingBackward", dt, tolF32)
 			}
 		}},
-		{"RMSNorm", func(e *env) {
+		{"RMSNorm", false, func(e *env) {
 			n, h := 67, 1000
-			x, w, g := e.randn(F, 2, n, h), e.randn(F, 1, h), e.randn(F, 1, n, h)
-			o, rs := e.out(F, n, h), e.out(F, n)
+			x, w, g := e.actIn(2, n, h), e.randn(F, 1, h), e.actIn(1, n, h)
+			o, rs := e.actOut(n, h), e.out(F, n)
 			e.c.RMSNorm(o.h, rs.h, x.h, w.h, 1e-5)
 			e.g.RMSNorm(o.d, rs.d, x.d, w.d, 1e-5)
-			e.check("out", o, tolF32)
+			e.check("out", o, e.actTol(tolF32))
 			e.check("rstd", rs, tolF32)
-			dx, dw := e.out(F, n, h), e.randn(F, 1, h)
+			dx, dw := e.actOut(n, h), e.randn(F, 1, h)
 			e.c.RMSNormBackward(dx.h, dw.h, g.h, x.h, w.h, rs.h)
 			e.g.RMSNormBackward(dx.d, dw.d, g.d, x.d, w.d, rs.d)
-			e.check("dx", dx, tolF32)
+			e.check("dx", dx, e.actTol(tolF32))
 			e.check("dw", dw, tolF32)
 		}},
-		{"LayerNorm", func(e *env) {
+		{"LayerNorm", false, func(e *env) {
 			n, h := 45, 777
-			x, w, bi, g := e.randn(F, 2, n, h), e.randn(F, 1, h), e.randn(F, 1, h), e.randn(F, 1, n, h)
-			o, mu, rs := e.out(F, n, h), e.out(F, n), e.out(F, n)
+			x, w, bi, g := e.actIn(2, n, h), e.randn(F, 1, h), e.randn(F, 1, h), e.actIn(1, n, h)
+			o, mu, rs := e.actOut(n, h), e.out(F, n), e.out(F, n)
 			e.c.LayerNorm(o.h, mu.h, rs.h, x.h, w.h, bi.h, 1e-5)
 			e.g.LayerNorm(o.d, mu.d, rs.d, x.d, w.d, bi.d, 1e-5)
-			e.check("out", o, tolF32)
+			e.check("out", o, e.actTol(tolF32))
 			e.check("mean", mu, tolF32)
 			e.check("rstd", rs, tolF32)
-			dx, dw, db := e.out(F, n, h), e.randn(F, 1, h), e.randn(F, 1, h)
+			dx, dw, db := e.actOut(n, h), e.randn(F, 1, h), e.randn(F, 1, h)
 			e.c.LayerNormBackward(dx.h, dw.h, db.h, g.h, x.h, w.h, mu.h, rs.h)
 			e.g.LayerNormBackward(dx.d, dw.d, db.d, g.d, x.d, w.d, mu.d, rs.d)
-			e.check("dx", dx, tolF32)
+			e.check("dx", dx, e.actTol(tolF32))
 			e.check("dw", dw, tolF32)
 			e.check("db", db, tolF32)
 		}},
-		{"RoPE", func(e *env) {
+		{"RoPE", false, func(e *env) {
 			for _, p := range []kernels.RoPEParams{{Base: 10000}, {Base: 500000, RotaryDim: 32, PosOffset: 4090}, {Base: 10000, Inverse: true, PosOffset: 3}} {
-				x := e.randn(F, 1, 2, 3, 19, 64)
-				o := e.out(F, 2, 3, 19, 64)
+				x := e.actIn(1, 2, 3, 19, 64)
+				o := e.actOut(2, 3, 19, 64)
 				e.c.RoPE(o.h, x.h, p)
 				e.g.RoPE(o.d, x.d, p)
-				e.check(fmt.Sprintf("RoPE %+v", p), o, tolF32)
+				e.check(fmt.Sprintf("RoPE %+v", p), o, e.actTol(tolF32))
 				e.c.RoPE(x.h, x.h, p) // in place
 				e.g.RoPE(x.d, x.d, p)
-				e.check("RoPE in place", x, tolF32)
+				e.check("RoPE in place", x, e.actTol(tolF32))
 			}
 		}},
-		{"SwiGLU/GeLU", func(e *env) {
-			x, g := e.randn(F, 2, 33, 2*70), e.randn(F, 1, 33, 70)
-			o, dx := e.out(F, 33, 70), e.out(F, 33, 140)
+		{"SwiGLU/GeLU", false, func(e *env) {
+			x, g := e.actIn(2, 33, 2*70), e.actIn(1, 33, 70)
+			o, dx := e.actOut(33, 70), e.actOut(33, 140)
 			e.c.SwiGLU(o.h, x.h)
 			e.g.SwiGLU(o.d, x.d)
-			e.check("SwiGLU", o, tolF32)
+			e.check("SwiGLU", o, e.actTol(tolF32))
 			e.c.SwiGLUBackward(dx.h, g.h, x.h)
 			e.g.SwiGLUBackward(dx.d, g.d, x.d)
-			e.check("SwiGLUBackward", dx, tolF32)
+			e.check("SwiGLUBackward", dx, e.actTol(tolF32))
 			for _, tanh := range []bool{false, true} {
-				y, gy := e.randn(F, 2.5, 5000), e.randn(F, 1, 5000)
-				o, d := e.out(F, 5000), e.out(F, 5000)
+				y, gy := e.actIn(2.5, 5000), e.actIn(1, 5000)
+				o, d := e.actOut(5000), e.actOut(5000)
 				e.c.GeLU(o.h, y.h, tanh)
 				e.g.GeLU(o.d, y.d, tanh)
-				e.check(fmt.Sprint("GeLU tanh=", tanh), o, tolF32)
+				e.check(fmt.Sprint("GeLU tanh=", tanh), o, e.actTol(tolF32))
 				e.c.GeLUBackward(d.h, gy.h, y.h, tanh)
 				e.g.GeLUBackward(d.d, gy.d, y.d, tanh)
-				e.check(fmt.Sprint("GeLUBackward tanh=", tanh), d, tolF32)
+				e.check(fmt.Sprint("GeLUBackward tanh=", tanh), d, e.actTol(tolF32))
 			}
 		}},
-		{"Dropout", func(e *env) {
+		{"Dropout", false, func(e *env) {
 			for _, p := range []float32{0, 0.1, 0.5, 1} {
 				n := 70001
-				x, g := e.randn(F, 1, n), e.randn(F, 1, n)
-				o, m, dx := e.out(F, n), e.out(tensor.U8, n), e.out(F, n)
+				x, g := e.actIn(1, n), e.actIn(1, n)
+				o, m, dx := e.actOut(n), e.out(tensor.U8, n), e.actOut(n)
 				e.c.Dropout(o.h, m.h, x.h, p, 1234, 99)
 				e.g.Dropout(o.d, m.d, x.d, p, 1234, 99)
 				e.checkBits(fmt.Sprint("mask p=", p), m) // the same counter-based RNG, bit for bit
@@ -198,10 +207,10 @@ func vsCPU(t *testing.T, g *Backend) {
 				}
 			}
 		}},
-		{"CrossEntropy", func(e *env) {
+		{"CrossEntropy", false, func(e *env) {
 			for _, dt := range []tensor.DType{tensor.I64, tensor.I32} {
 				n, v, start := 37, 1001, 500
-				logits := e.randn(F, 3, n, v)
+				logits := e.actIn(3, n, v)
 				tg := e.ids(dt, n, 0, 2000)
 				mx, se, tl := e.out(F, n), e.out(F, n), e.out(F, n)
 				e.c.RowMax(mx.h, logits.h)
@@ -213,13 +222,13 @@ func vsCPU(t *testing.T, g *Backend) {
 				e.c.TargetLogit(tl.h, logits.h, tg.h, start)
 				e.g.TargetLogit(tl.d, logits.d, tg.d, start)
 				e.check("TargetLogit", tl, 0)
-				dl, dloss := e.out(F, n, v), e.randn(F, 1, n)
+				dl, dloss := e.actOut(n, v), e.randn(F, 1, n)
 				e.c.CrossEntropyBackward(dl.h, logits.h, mx.h, se.h, tg.h, dloss.h, start)
 				e.g.CrossEntropyBackward(dl.d, logits.d, mx.d, se.d, tg.d, dloss.d, start)
-				e.check("CrossEntropyBackward", dl, tolF32)
+				e.check("CrossEntropyBackward", dl, e.actTol(tolF32))
 			}
 		}},
-		{"AdamW", func(e *env) {
+		{"AdamW", true, func(e *env) {
 			n := 10007
 			p, m := e.randn(F, 1, n), e.randn(F, 0.01, n)
 			v := e.randn(F, 0.01, n)
@@ -235,9 +244,9 @@ func vsCPU(t *testing.T, g *Backend) {
 			e.check("m", m, tolF32)
 			e.check("v", v, tolF32)
 		}},
-		{"CastWithAmax", func(e *env) {
+		{"CastWithAmax", false, func(e *env) {
 			for _, dt := range []tensor.DType{tensor.BF16, tensor.F16, tensor.F8E4M3, tensor.F8E5M2, tensor.F32} {
-				x := e.randn(F, 100, 4099)
+				x := e.actIn(100, 4099)
 				o := e.out(dt, 4099)
 				ac := e.c.CastWithAmax(o.h, x.h, 3.5)
 				ag := e.g.CastWithAmax(o.d, x.d, 3.5)
@@ -245,9 +254,10 @@ func vsCPU(t *testing.T, g *Backend) {
 				e.checkBits(fmt.Sprint("cast ", dt), o) // round-to-nearest-even and saturation agree bit for bit
 			}
 			// Specials: NaN (both signs), ±Inf, overflow of every format; NaN amax.
-			x := e.randn(F, 1e3, 1000)
-			hx := x.h.F32()
+			x := e.actIn(1e3, 1000)
+			hx := x.h.ToF32()
 			copy(hx, []float32{float32(math.NaN()), -float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1)), 7e4, -7e4, 3e38, 1e-40})
+			tensor.ConvertFromF32(x.h, hx)
 			e.g.Upload(x.d, x.h)
 			for _, dt := range []tensor.DType{tensor.BF16, tensor.F16, tensor.F8E4M3, tensor.F8E5M2} {
 				o := e.out(dt, 1000)
@@ -259,7 +269,14 @@ func vsCPU(t *testing.T, g *Backend) {
 		}},
 	}
 	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) { c.run(newEnv(t, g)) })
+		if c.f32Only && act != F {
+			continue
+		}
+		t.Run(c.name, func(t *testing.T) {
+			e := newEnv(t, g)
+			e.act = act
+			c.run(e)
+		})
 	}
 }
 
@@ -267,9 +284,9 @@ func vsCPU(t *testing.T, g *Backend) {
 // before and after scaling, forward and backward.
 //
 // With flash, the tensor-core kernels run (head dims that are multiples of 16 up to 128;
-// the others fall back) and are held to the bf16 tolerance.
+// the others fall back) and are held to the bf16 tolerance. The cases marked bf16 run
+// again with BF16 q, k, v, out and gradients (lse F32), held to the bf16 tolerance.
 func attentionVsCPU(t *testing.T, g *Backend, flash bool) {
-	F := tensor.F32
 	tol := tolF32
 	if flash {
 		g.FlashAttention, tol = true, tolBF16
@@ -279,61 +296,87 @@ func attentionVsCPU(t *testing.T, g *Backend, flash bool) {
 		name              string
 		b, h, g, s, tt, d int
 		p                 kernels.AttnParams
+		bf16              bool
 	}{
-		{"causal-gqa", 2, 4, 2, 33, 33, 64, kernels.AttnParams{Causal: true}},
-		{"causal-qoffset", 1, 6, 3, 17, 40, 128, kernels.AttnParams{Causal: true, QOffset: 23}},
-		{"sliding-window", 1, 4, 4, 50, 50, 32, kernels.AttnParams{Causal: true, SlidingWindow: 7}},
-		{"alibi-mqa", 2, 4, 1, 20, 20, 80, kernels.AttnParams{Causal: true, ALiBiSlopes: cpu.ALiBiSlopes(4)}},
-		{"alibi-before-scale", 1, 4, 2, 20, 29, 96, kernels.AttnParams{ALiBiSlopes: cpu.ALiBiSlopes(4), ALiBiBeforeScale: true}},
-		{"full-d256", 1, 2, 2, 9, 9, 256, kernels.AttnParams{}},
-		{"causal-blocks", 1, 2, 1, 150, 150, 16, kernels.AttnParams{Causal: true}},
-		{"full-blocks", 1, 1, 1, 70, 130, 32, kernels.AttnParams{}},
-		{"dropout-causal-gqa", 2, 4, 2, 70, 70, 64, kernels.AttnParams{Causal: true, DropoutP: 0.1, DropoutSeed: 5, DropoutOffset: 123}},
-		{"dropout-tp-heads", 1, 2, 1, 40, 70, 32, kernels.AttnParams{DropoutP: 0.3, DropoutSeed: 9, DropoutHeads: 8, DropoutHead0: 6}},
+		{"causal-gqa", 2, 4, 2, 33, 33, 64, kernels.AttnParams{Causal: true}, true},
+		{"causal-qoffset", 1, 6, 3, 17, 40, 128, kernels.AttnParams{Causal: true, QOffset: 23}, true},
+		{"sliding-window", 1, 4, 4, 50, 50, 32, kernels.AttnParams{Causal: true, SlidingWindow: 7}, false},
+		{"alibi-mqa", 2, 4, 1, 20, 20, 80, kernels.AttnParams{Causal: true, ALiBiSlopes: cpu.ALiBiSlopes(4)}, true},
+		{"alibi-before-scale", 1, 4, 2, 20, 29, 96, kernels.AttnParams{ALiBiSlopes: cpu.ALiBiSlopes(4), ALiBiBeforeScale: true}, false},
+		{"full-d256", 1, 2, 2, 9, 9, 256, kernels.AttnParams{}, true},
+		{"causal-blocks", 1, 2, 1, 150, 150, 16, kernels.AttnParams{Causal: true}, false},
+		{"full-blocks", 1, 1, 1, 70, 130, 32, kernels.AttnParams{}, false},
+		{"dropout-causal-gqa", 2, 4, 2, 70, 70, 64, kernels.AttnParams{Causal: true, DropoutP: 0.1, DropoutSeed: 5, DropoutOffset: 123}, false},
+		{"dropout-tp-heads", 1, 2, 1, 40, 70, 32, kernels.AttnParams{DropoutP: 0.3, DropoutSeed: 9, DropoutHeads: 8, DropoutHead0: 6}, true},
 	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			e := newEnv(t, g)
-			c.p.Scale = float32(1 / math.Sqrt(float64(c.d)))
-			q, k, v := e.randn(F, 1, c.b, c.h, c.s, c.d), e.randn(F, 1, c.b, c.g, c.tt, c.d), e.randn(F, 1, c.b, c.g, c.tt, c.d)
-			o, lse := e.out(F, c.b, c.h, c.s, c.d), e.out(F, c.b, c.h, c.s)
-			e.c.Attention(o.h, lse.h, q.h, k.h, v.h, c.p)
-			e.g.Attention(o.d, lse.d, q.d, k.d, v.d, c.p)
-			e.check("out", o, tol)
-			e.check("lse", lse, tol)
-			g := e.randn(F, 1, c.b, c.h, c.s, c.d)
-			dq, dk, dv := e.out(F, c.b, c.h, c.s, c.d), e.out(F, c.b, c.g, c.tt, c.d), e.out(F, c.b, c.g, c.tt, c.d)
-			e.c.AttentionBackward(dq.h, dk.h, dv.h, g.h, q.h, k.h, v.h, o.h, lse.h, c.p)
-			e.g.AttentionBackward(dq.d, dk.d, dv.d, g.d, q.d, k.d, v.d, o.d, lse.d, c.p)
-			e.check("dq", dq, tol)
-			e.check("dk", dk, tol)
-			e.check("dv", dv, tol)
-		})
+	for _, act := range []tensor.DType{tensor.F32, tensor.BF16} {
+		for _, c := range cases {
+			if act == tensor.BF16 && !c.bf16 {
+				continue
+			}
+			name := c.name
+			if act == tensor.BF16 {
+				name += "/bf16"
+			}
+			t.Run(name, func(t *testing.T) {
+				e := newEnv(t, g)
+				e.act = act
+				c.p.Scale = float32(1 / math.Sqrt(float64(c.d)))
+				q, k, v := e.actIn(1, c.b, c.h, c.s, c.d), e.actIn(1, c.b, c.g, c.tt, c.d), e.actIn(1, c.b, c.g, c.tt, c.d)
+				o, lse := e.actOut(c.b, c.h, c.s, c.d), e.out(tensor.F32, c.b, c.h, c.s)
+				e.c.Attention(o.h, lse.h, q.h, k.h, v.h, c.p)
+				e.g.Attention(o.d, lse.d, q.d, k.d, v.d, c.p)
+				e.check("out", o, e.actTol(tol))
+				e.check("lse", lse, tol)
+				g := e.actIn(1, c.b, c.h, c.s, c.d)
+				dq, dk, dv := e.actOut(c.b, c.h, c.s, c.d), e.actOut(c.b, c.g, c.tt, c.d), e.actOut(c.b, c.g, c.tt, c.d)
+				e.c.AttentionBackward(dq.h, dk.h, dv.h, g.h, q.h, k.h, v.h, o.h, lse.h, c.p)
+				e.g.AttentionBackward(dq.d, dk.d, dv.d, g.d, q.d, k.d, v.d, o.d, lse.d, c.p)
+				e.check("dq", dq, e.actTol(tol))
+				e.check("dk", dk, e.actTol(tol))
+				e.check("dv", dv, e.actTol(tol))
+			})
+		}
 	}
 }
 
 // TestGemmVsCPU: F32 (exact fp32 and TF32), BF16 and F16 against the CPU backend on the same
-// rounded operands.
+// rounded operands; BF16 also into a BF16 C (rounded once), and with K = 0 (C = Beta·C).
 func gemmVsCPU(t *testing.T, g *Backend) {
 	e := newEnv(t, g)
 	for _, tc := range []struct {
-		dt   tensor.DType
-		tf32 bool
-		tol  float64
-	}{{tensor.F32, false, tolF32}, {tensor.F32, true, tolTF32}, {tensor.BF16, false, tolF32}, {tensor.F16, false, tolF32}} {
+		dt, ct tensor.DType
+		tf32   bool
+		tol    float64
+	}{{tensor.F32, tensor.F32, false, tolF32}, {tensor.F32, tensor.F32, true, tolTF32}, {tensor.BF16, tensor.F32, false, tolF32},
+		{tensor.F16, tensor.F32, false, tolF32}, {tensor.BF16, tensor.BF16, false, tolBF16}} {
 		for _, tr := range [][2]bool{{false, false}, {false, true}, {true, false}, {true, true}} {
 			m, n, k := 129, 257, 300
 			p := kernels.GemmParams{TransA: tr[0], TransB: tr[1], M: m, N: n, K: k, Alpha: 1.25, Beta: 0.5, Batch: 2,
 				StrideA: m * k, StrideB: k * n, StrideC: m * n}
 			a, bm := e.randn(tc.dt, 1, 2, m*k), e.randn(tc.dt, 1, 2, k*n)
-			c := e.randn(tensor.F32, 1, 2, m*n)
+			c := e.randn(tc.ct, 1, 2, m*n)
 			e.c.Gemm(p, a.h, bm.h, c.h)
 			e.g.TF32 = tc.tf32
 			e.g.Gemm(p, a.d, bm.d, c.d)
 			e.g.TF32 = false
-			e.check(fmt.Sprintf("%v tf32=%v trans=%v", tc.dt, tc.tf32, tr), c, tc.tol)
+			e.check(fmt.Sprintf("%v C %v tf32=%v trans=%v", tc.dt, tc.ct, tc.tf32, tr), c, tc.tol)
 		}
 	}
+	// K = 0 (which kernels/cpu's GEMM does not take): C = Beta·C in C's rows only.
+	p := kernels.GemmParams{M: 5, N: 7, LDC: 9, Alpha: 1, Beta: 0.5, Batch: 2, StrideC: 50}
+	a, bm, c := e.randn(tensor.BF16, 1, 1), e.randn(tensor.BF16, 1, 1), e.randn(tensor.BF16, 1, 100)
+	e.g.Gemm(p, a.d, bm.d, c.d)
+	want := c.h.ToF32()
+	for i := range p.Batch {
+		for r := range p.M {
+			for j := range p.N {
+				want[i*p.StrideC+r*p.LDC+j] *= p.Beta
+			}
+		}
+	}
+	tensor.ConvertFromF32(c.h, want)
+	e.checkBits("K = 0 into BF16 C", c)
 }
 
 // TestGemmFP8: cuBLASLt's TN FP8 path with device-pointer scales against the CPU backend's

@@ -10,10 +10,10 @@ import (
 	"github.com/gomegatron/gomegatron/tensor"
 )
 
-// Fill sets every element of x (F32) to v.
+// Fill sets every element of x (F32 or BF16) to v.
 func (b *Backend) Fill(x *tensor.Tensor, v float32) {
-	b.f32("Fill", x)
-	b.elem("gm_fill_f32", x.Numel(), x.Ptr, v, int64(x.Numel()))
+	dt := b.acts("Fill", x)
+	b.elem("gm_fill"+sfx(dt), x.Numel(), x.Ptr, v, int64(x.Numel()))
 }
 
 // Copy copies src into dst (same shape and dtype, any dtype).
@@ -28,7 +28,7 @@ func (b *Backend) Copy(dst, src *tensor.Tensor) {
 
 // Permute: out.shape[i] = x.shape[perm[i]], rank ≤ 4.
 func (b *Backend) Permute(out, x *tensor.Tensor, perm []int) {
-	b.f32("Permute", out, x)
+	dt := b.acts("Permute", out, x)
 	r := x.Rank()
 	if r < 1 || r > 4 || len(perm) != r || out.Rank() != r {
 		panic(fmt.Sprintf("cuda.Permute: out %v, x %v, perm %v: need equal ranks 1..4", out, x, perm))
@@ -52,7 +52,7 @@ func (b *Backend) Permute(out, x *tensor.Tensor, perm []int) {
 		dims[4-r+i] = int32(out.Dim(i))
 		st[4-r+i] = xstride[perm[i]]
 	}
-	b.elem("gm_permute_f32", out.Numel(), out.Ptr, x.Ptr, dims[0], dims[1], dims[2], dims[3], st[0], st[1], st[2], st[3])
+	b.elem("gm_permute"+sfx(dt), out.Numel(), out.Ptr, x.Ptr, dims[0], dims[1], dims[2], dims[3], st[0], st[1], st[2], st[3])
 }
 
 // SplitQKV / MergeQKV: see kernels.Backend.
@@ -65,7 +65,7 @@ func (b *Backend) MergeQKV(qkv, q, k, v *tensor.Tensor, groups, qPerGroup int) {
 }
 
 func (b *Backend) qkv(op string, q, k, v, qkv *tensor.Tensor, groups, r int, merge bool) {
-	b.f32(op, q, k, v, qkv)
+	dt := b.acts(op, q, k, v, qkv)
 	if q.Rank() != 4 || k.Rank() != 4 || v.Rank() != 4 {
 		panic(fmt.Sprintf("cuda.%s: q %v, k %v, v %v must be rank 4", op, q, k, v))
 	}
@@ -73,42 +73,42 @@ func (b *Backend) qkv(op string, q, k, v, qkv *tensor.Tensor, groups, r int, mer
 	if q.Dim(1) != groups*r || k.Dim(1) != groups || v.Dim(1) != groups || qkv.Numel() != s*bs*groups*(r+2)*d {
 		panic(fmt.Sprintf("cuda.%s: shapes %v %v %v %v do not match the group layout", op, q, k, v, qkv))
 	}
-	b.elem("gm_qkv_f32", qkv.Numel(), q.Ptr, k.Ptr, v.Ptr, qkv.Ptr, int32(s), int32(bs), int32(groups), int32(r), int32(d), bool32(merge))
+	b.elem("gm_qkv"+sfx(dt), qkv.Numel(), q.Ptr, k.Ptr, v.Ptr, qkv.Ptr, int32(s), int32(bs), int32(groups), int32(r), int32(d), bool32(merge))
 }
 
 func (b *Backend) Scale(x *tensor.Tensor, alpha float32) {
-	b.f32("Scale", x)
-	b.elem("gm_scale_f32", x.Numel(), x.Ptr, alpha, int64(x.Numel()))
+	dt := b.acts("Scale", x)
+	b.elem("gm_scale"+sfx(dt), x.Numel(), x.Ptr, alpha, int64(x.Numel()))
 }
 
 func (b *Backend) Axpy(y *tensor.Tensor, alpha float32, x *tensor.Tensor) {
-	b.f32("Axpy", y, x)
+	dt := b.acts("Axpy", y, x)
 	sameShape("Axpy", y, x)
-	b.elem("gm_axpy_f32", y.Numel(), y.Ptr, alpha, x.Ptr, int64(y.Numel()))
+	b.elem("gm_axpy"+sfx(dt), y.Numel(), y.Ptr, alpha, x.Ptr, int64(y.Numel()))
 }
 
 func (b *Backend) Add(out, x, y *tensor.Tensor) {
-	b.f32("Add", out, x, y)
+	dt := b.acts("Add", out, x, y)
 	sameShape("Add", out, x, y)
-	b.elem("gm_add_f32", out.Numel(), out.Ptr, x.Ptr, y.Ptr, int64(out.Numel()))
+	b.elem("gm_add"+sfx(dt), out.Numel(), out.Ptr, x.Ptr, y.Ptr, int64(out.Numel()))
 }
 
 func (b *Backend) Mul(out, x, y *tensor.Tensor) {
-	b.f32("Mul", out, x, y)
+	dt := b.acts("Mul", out, x, y)
 	sameShape("Mul", out, x, y)
-	b.elem("gm_mul_f32", out.Numel(), out.Ptr, x.Ptr, y.Ptr, int64(out.Numel()))
+	b.elem("gm_mul"+sfx(dt), out.Numel(), out.Ptr, x.Ptr, y.Ptr, int64(out.Numel()))
 }
 
 // SumSquares returns Σ x², accumulated in float64 on the device (block partial sums added
 // atomically, so the last bits may vary between runs).
 func (b *Backend) SumSquares(x *tensor.Tensor) float64 {
-	b.f32("SumSquares", x)
+	dt := b.acts("SumSquares", x)
 	var out [8]byte
 	b.run(func() error {
 		if err := b.dev.memset8(b.scratch, 0, 8); err != nil {
 			return err
 		}
-		if err := b.dev.launch("gm_sumsq_f32", b.grid1D(x.Numel()), blockSize, 0, b.scratch, x.Ptr, int64(x.Numel())); err != nil {
+		if err := b.dev.launch("gm_sumsq"+sfx(dt), b.grid1D(x.Numel()), blockSize, 0, b.scratch, x.Ptr, int64(x.Numel())); err != nil {
 			return err
 		}
 		return b.dev.download(out[:], b.scratch)
@@ -117,17 +117,19 @@ func (b *Backend) SumSquares(x *tensor.Tensor) float64 {
 }
 
 func (b *Backend) AddBias(x, bias *tensor.Tensor) {
-	b.f32("AddBias", x, bias)
+	dt := b.acts("AddBias", x)
+	b.f32("AddBias", bias)
 	n, f := rowsCols(x)
 	wantNumel("AddBias", "bias", bias, f)
-	b.elem("gm_add_bias_f32", n*f, x.Ptr, bias.Ptr, int64(n), int32(f))
+	b.elem("gm_add_bias"+sfx(dt), n*f, x.Ptr, bias.Ptr, int64(n), int32(f))
 }
 
 func (b *Backend) BiasGrad(db, dout *tensor.Tensor) {
-	b.f32("BiasGrad", db, dout)
+	dt := b.acts("BiasGrad", dout)
+	b.f32("BiasGrad", db)
 	n, f := rowsCols(dout)
 	wantNumel("BiasGrad", "db", db, f)
-	b.elem("gm_bias_grad_f32", f, db.Ptr, dout.Ptr, int64(n), int32(f))
+	b.elem("gm_bias_grad"+sfx(dt), f, db.Ptr, dout.Ptr, int64(n), int32(f))
 }
 
 func embeddingDims(op string, table, rows, ids *tensor.Tensor) (v, h int) {
@@ -142,17 +144,19 @@ func embeddingDims(op string, table, rows, ids *tensor.Tensor) (v, h int) {
 }
 
 func (b *Backend) Embedding(out, table, ids *tensor.Tensor, start int) {
-	b.f32("Embedding", out, table)
+	dt := b.acts("Embedding", out)
+	b.f32("Embedding", table)
 	is64 := b.idsKind("Embedding", ids)
 	v, h := embeddingDims("Embedding", table, out, ids)
-	b.elem("gm_embedding_f32", out.Numel(), out.Ptr, table.Ptr, ids.Ptr, is64, int64(ids.Numel()), int32(h), int64(start), int64(v))
+	b.elem("gm_embedding"+sfx(dt), out.Numel(), out.Ptr, table.Ptr, ids.Ptr, is64, int64(ids.Numel()), int32(h), int64(start), int64(v))
 }
 
 func (b *Backend) EmbeddingBackward(dtable, dout, ids *tensor.Tensor, start int) {
-	b.f32("EmbeddingBackward", dtable, dout)
+	dt := b.acts("EmbeddingBackward", dout)
+	b.f32("EmbeddingBackward", dtable)
 	is64 := b.idsKind("EmbeddingBackward", ids)
 	v, h := embeddingDims("EmbeddingBackward", dtable, dout, ids)
-	b.elem("gm_embedding_bwd_f32", dout.Numel(), dtable.Ptr, dout.Ptr, ids.Ptr, is64, int64(ids.Numel()), int32(h), int64(start), int64(v))
+	b.elem("gm_embedding_bwd"+sfx(dt), dout.Numel(), dtable.Ptr, dout.Ptr, ids.Ptr, is64, int64(ids.Numel()), int32(h), int64(start), int64(v))
 }
 
 // rowKernel launches a one-block-per-row kernel.
@@ -161,41 +165,45 @@ func (b *Backend) rowKernel(kernel string, rows int, args ...any) {
 }
 
 func (b *Backend) RMSNorm(out, rstd, x, w *tensor.Tensor, eps float32) {
-	b.f32("RMSNorm", out, rstd, x, w)
+	dt := b.acts("RMSNorm", out, x)
+	b.f32("RMSNorm", rstd, w)
 	sameShape("RMSNorm", out, x)
 	n, h := rowsCols(x)
 	wantNumel("RMSNorm", "w", w, h)
 	wantNumel("RMSNorm", "rstd", rstd, n)
-	b.rowKernel("gm_rmsnorm_f32", n, out.Ptr, rstd.Ptr, x.Ptr, w.Ptr, int32(h), eps)
+	b.rowKernel("gm_rmsnorm"+sfx(dt), n, out.Ptr, rstd.Ptr, x.Ptr, w.Ptr, int32(h), eps)
 }
 
 func (b *Backend) RMSNormBackward(dx, dw, dout, x, w, rstd *tensor.Tensor) {
 	op := "RMSNormBackward"
-	b.f32(op, dx, dw, dout, x, w, rstd)
+	dt := b.acts(op, dx, dout, x)
+	b.f32(op, dw, w, rstd)
 	sameShape(op, dx, dout, x)
 	n, h := rowsCols(x)
 	wantNumel(op, "w", w, h)
 	wantNumel(op, "dw", dw, h)
 	wantNumel(op, "rstd", rstd, n)
-	b.rowKernel("gm_rmsnorm_bwd_dx_f32", n, dx.Ptr, dout.Ptr, x.Ptr, w.Ptr, rstd.Ptr, int32(h))
-	b.elem("gm_norm_bwd_dw_f32", h, dw.Ptr, uintptr(0), dout.Ptr, x.Ptr, uintptr(0), rstd.Ptr, int64(n), int32(h))
+	b.rowKernel("gm_rmsnorm_bwd_dx"+sfx(dt), n, dx.Ptr, dout.Ptr, x.Ptr, w.Ptr, rstd.Ptr, int32(h))
+	b.elem("gm_norm_bwd_dw"+sfx(dt), h, dw.Ptr, uintptr(0), dout.Ptr, x.Ptr, uintptr(0), rstd.Ptr, int64(n), int32(h))
 }
 
 func (b *Backend) LayerNorm(out, mean, rstd, x, w, bias *tensor.Tensor, eps float32) {
 	op := "LayerNorm"
-	b.f32(op, out, mean, rstd, x, w, bias)
+	dt := b.acts(op, out, x)
+	b.f32(op, mean, rstd, w, bias)
 	sameShape(op, out, x)
 	n, h := rowsCols(x)
 	wantNumel(op, "w", w, h)
 	wantNumel(op, "b", bias, h)
 	wantNumel(op, "mean", mean, n)
 	wantNumel(op, "rstd", rstd, n)
-	b.rowKernel("gm_layernorm_f32", n, out.Ptr, mean.Ptr, rstd.Ptr, x.Ptr, w.Ptr, bias.Ptr, int32(h), eps)
+	b.rowKernel("gm_layernorm"+sfx(dt), n, out.Ptr, mean.Ptr, rstd.Ptr, x.Ptr, w.Ptr, bias.Ptr, int32(h), eps)
 }
 
 func (b *Backend) LayerNormBackward(dx, dw, db, dout, x, w, mean, rstd *tensor.Tensor) {
 	op := "LayerNormBackward"
-	b.f32(op, dx, dw, db, dout, x, w, mean, rstd)
+	dt := b.acts(op, dx, dout, x)
+	b.f32(op, dw, db, w, mean, rstd)
 	sameShape(op, dx, dout, x)
 	n, h := rowsCols(x)
 	wantNumel(op, "w", w, h)
@@ -203,8 +211,8 @@ func (b *Backend) LayerNormBackward(dx, dw, db, dout, x, w, mean, rstd *tensor.T
 	wantNumel(op, "db", db, h)
 	wantNumel(op, "mean", mean, n)
 	wantNumel(op, "rstd", rstd, n)
-	b.rowKernel("gm_layernorm_bwd_dx_f32", n, dx.Ptr, dout.Ptr, x.Ptr, w.Ptr, mean.Ptr, rstd.Ptr, int32(h))
-	b.elem("gm_norm_bwd_dw_f32", h, dw.Ptr, db.Ptr, dout.Ptr, x.Ptr, mean.Ptr, rstd.Ptr, int64(n), int32(h))
+	b.rowKernel("gm_layernorm_bwd_dx"+sfx(dt), n, dx.Ptr, dout.Ptr, x.Ptr, w.Ptr, mean.Ptr, rstd.Ptr, int32(h))
+	b.elem("gm_norm_bwd_dw"+sfx(dt), h, dw.Ptr, db.Ptr, dout.Ptr, x.Ptr, mean.Ptr, rstd.Ptr, int64(n), int32(h))
 }
 
 // ropeTables returns device cos/sin tables [n, d/2] for (base, d), computed on the host
@@ -262,7 +270,7 @@ func f32Bytes(v []float32) []byte {
 
 // RoPE: see kernels.RoPEParams; out may alias x.
 func (b *Backend) RoPE(out, x *tensor.Tensor, p kernels.RoPEParams) {
-	b.f32("RoPE", out, x)
+	dt := b.acts("RoPE", out, x)
 	sameShape("RoPE", out, x)
 	if x.Rank() != 4 {
 		panic(fmt.Sprintf("cuda.RoPE: x %v must be [B, H, S, D]", x))
@@ -289,7 +297,7 @@ func (b *Backend) RoPE(out, x *tensor.Tensor, p kernels.RoPEParams) {
 			return err
 		}
 		n := rows * (d/2 + dd - d)
-		return b.dev.launch("gm_rope_f32", b.grid1D(n), blockSize, 0, out.Ptr, x.Ptr, t.cos, t.sin, int64(rows), int32(s), int32(dd), int32(d), int32(p.PosOffset), sign)
+		return b.dev.launch("gm_rope"+sfx(dt), b.grid1D(n), blockSize, 0, out.Ptr, x.Ptr, t.cos, t.sin, int64(rows), int32(s), int32(dd), int32(d), int32(p.PosOffset), sign)
 	})
 }
 
@@ -302,28 +310,28 @@ func swigluDims(op string, out, x *tensor.Tensor) (n, f int) {
 }
 
 func (b *Backend) SwiGLU(out, x *tensor.Tensor) {
-	b.f32("SwiGLU", out, x)
+	dt := b.acts("SwiGLU", out, x)
 	n, f := swigluDims("SwiGLU", out, x)
-	b.elem("gm_swiglu_f32", n*f, out.Ptr, x.Ptr, int64(n), int32(f))
+	b.elem("gm_swiglu"+sfx(dt), n*f, out.Ptr, x.Ptr, int64(n), int32(f))
 }
 
 func (b *Backend) SwiGLUBackward(dx, dout, x *tensor.Tensor) {
-	b.f32("SwiGLUBackward", dx, dout, x)
+	dt := b.acts("SwiGLUBackward", dx, dout, x)
 	n, f := swigluDims("SwiGLUBackward", dout, x)
 	sameShape("SwiGLUBackward", dx, x)
-	b.elem("gm_swiglu_bwd_f32", n*f, dx.Ptr, dout.Ptr, x.Ptr, int64(n), int32(f))
+	b.elem("gm_swiglu_bwd"+sfx(dt), n*f, dx.Ptr, dout.Ptr, x.Ptr, int64(n), int32(f))
 }
 
 func (b *Backend) GeLU(out, x *tensor.Tensor, tanh bool) {
-	b.f32("GeLU", out, x)
+	dt := b.acts("GeLU", out, x)
 	sameShape("GeLU", out, x)
-	b.elem("gm_gelu_f32", x.Numel(), out.Ptr, x.Ptr, int64(x.Numel()), bool32(tanh))
+	b.elem("gm_gelu"+sfx(dt), x.Numel(), out.Ptr, x.Ptr, int64(x.Numel()), bool32(tanh))
 }
 
 func (b *Backend) GeLUBackward(dx, dout, x *tensor.Tensor, tanh bool) {
-	b.f32("GeLUBackward", dx, dout, x)
+	dt := b.acts("GeLUBackward", dx, dout, x)
 	sameShape("GeLUBackward", dx, dout, x)
-	b.elem("gm_gelu_bwd_f32", x.Numel(), dx.Ptr, dout.Ptr, x.Ptr, int64(x.Numel()), bool32(tanh))
+	b.elem("gm_gelu_bwd"+sfx(dt), x.Numel(), dx.Ptr, dout.Ptr, x.Ptr, int64(x.Numel()), bool32(tanh))
 }
 
 func (b *Backend) dropoutMask(op string, mask *tensor.Tensor, n int) {
@@ -335,21 +343,21 @@ func (b *Backend) dropoutMask(op string, mask *tensor.Tensor, n int) {
 
 // Dropout draws the same mask as kernels/cpu (cpu.DropoutBits).
 func (b *Backend) Dropout(out, mask, x *tensor.Tensor, p float32, seed, offset uint64) {
-	b.f32("Dropout", out, x)
+	dt := b.acts("Dropout", out, x)
 	sameShape("Dropout", out, x)
 	b.dropoutMask("Dropout", mask, x.Numel())
 	if p < 0 || p > 1 {
 		panic(fmt.Sprintf("cuda.Dropout: p = %v outside [0, 1]", p))
 	}
 	scale := 1 / (1 - p)
-	b.elem("gm_dropout_f32", x.Numel(), out.Ptr, mask.Ptr, x.Ptr, p, scale, seed, offset, int64(x.Numel()))
+	b.elem("gm_dropout"+sfx(dt), x.Numel(), out.Ptr, mask.Ptr, x.Ptr, p, scale, seed, offset, int64(x.Numel()))
 }
 
 func (b *Backend) DropoutBackward(dx, dout, mask *tensor.Tensor, p float32) {
-	b.f32("DropoutBackward", dx, dout)
+	dt := b.acts("DropoutBackward", dx, dout)
 	sameShape("DropoutBackward", dx, dout)
 	b.dropoutMask("DropoutBackward", mask, dx.Numel())
-	b.elem("gm_dropout_bwd_f32", dx.Numel(), dx.Ptr, dout.Ptr, mask.Ptr, 1/(1-p), int64(dx.Numel()))
+	b.elem("gm_dropout_bwd"+sfx(dt), dx.Numel(), dx.Ptr, dout.Ptr, mask.Ptr, 1/(1-p), int64(dx.Numel()))
 }
 
 func ceRows(op string, logits *tensor.Tensor, perRow ...*tensor.Tensor) (n, v int) {
@@ -363,31 +371,35 @@ func ceRows(op string, logits *tensor.Tensor, perRow ...*tensor.Tensor) (n, v in
 }
 
 func (b *Backend) RowMax(mx, logits *tensor.Tensor) {
-	b.f32("RowMax", mx, logits)
+	dt := b.acts("RowMax", logits)
+	b.f32("RowMax", mx)
 	n, v := ceRows("RowMax", logits, mx)
-	b.rowKernel("gm_rowmax_f32", n, mx.Ptr, logits.Ptr, int32(v))
+	b.rowKernel("gm_rowmax"+sfx(dt), n, mx.Ptr, logits.Ptr, int32(v))
 }
 
 func (b *Backend) SumExp(se, logits, mx *tensor.Tensor) {
-	b.f32("SumExp", se, logits, mx)
+	dt := b.acts("SumExp", logits)
+	b.f32("SumExp", se, mx)
 	n, v := ceRows("SumExp", logits, se, mx)
-	b.rowKernel("gm_sumexp_f32", n, se.Ptr, logits.Ptr, mx.Ptr, int32(v))
+	b.rowKernel("gm_sumexp"+sfx(dt), n, se.Ptr, logits.Ptr, mx.Ptr, int32(v))
 }
 
 func (b *Backend) TargetLogit(tl, logits, targets *tensor.Tensor, start int) {
-	b.f32("TargetLogit", tl, logits)
+	dt := b.acts("TargetLogit", logits)
+	b.f32("TargetLogit", tl)
 	is64 := b.idsKind("TargetLogit", targets)
 	n, v := ceRows("TargetLogit", logits, tl, targets)
-	b.elem("gm_target_logit_f32", n, tl.Ptr, logits.Ptr, targets.Ptr, is64, int64(n), int32(v), int64(start))
+	b.elem("gm_target_logit"+sfx(dt), n, tl.Ptr, logits.Ptr, targets.Ptr, is64, int64(n), int32(v), int64(start))
 }
 
 func (b *Backend) CrossEntropyBackward(dlogits, logits, mx, se, targets, dloss *tensor.Tensor, start int) {
 	op := "CrossEntropyBackward"
-	b.f32(op, dlogits, logits, mx, se, dloss)
+	dt := b.acts(op, dlogits, logits)
+	b.f32(op, mx, se, dloss)
 	is64 := b.idsKind(op, targets)
 	sameShape(op, dlogits, logits)
 	n, v := ceRows(op, logits, mx, se, targets, dloss)
-	b.elem("gm_xent_bwd_f32", n*v, dlogits.Ptr, logits.Ptr, mx.Ptr, se.Ptr, targets.Ptr, is64, dloss.Ptr, int64(n), int32(v), int64(start))
+	b.elem("gm_xent_bwd"+sfx(dt), n*v, dlogits.Ptr, logits.Ptr, mx.Ptr, se.Ptr, targets.Ptr, is64, dloss.Ptr, int64(n), int32(v), int64(start))
 }
 
 // AdamW: see kernels.AdamParams; the constants are formed on the host as in kernels/cpu.
@@ -407,9 +419,10 @@ func (b *Backend) AdamW(p, g, m, v *tensor.Tensor, h kernels.AdamParams) {
 		float32(1-b1), float32(1-b2), negStep, bc2s, h.Eps, int64(p.Numel()))
 }
 
-// castKind checks CastWithAmax's operands and returns the kernel's code for dst's dtype.
-func (b *Backend) castKind(op string, dst, src *tensor.Tensor) int32 {
-	b.f32(op, src)
+// castKind checks CastWithAmax's operands and returns the kernel for src's dtype and the
+// kernel's code for dst's dtype.
+func (b *Backend) castKind(op string, dst, src *tensor.Tensor) (string, int32) {
+	kernel := "gm_cast_amax" + sfx(b.acts(op, src))
 	b.mustDev(op, dst)
 	if dst.Numel() != src.Numel() {
 		panic(fmt.Sprintf("cuda.%s: dst %v and src %v differ in size", op, dst, src))
@@ -419,28 +432,28 @@ func (b *Backend) castKind(op string, dst, src *tensor.Tensor) int32 {
 	if !ok {
 		panic(fmt.Sprintf("cuda.%s: cannot cast into %v", op, dst))
 	}
-	return k
+	return kernel, k
 }
 
 // CastWithAmaxInto is CastWithAmax folding max|src| into the device element amax, without
 // waiting (the kernel's atomic max on the float bits).
 func (b *Backend) CastWithAmaxInto(dst, src *tensor.Tensor, scale float32, amax *tensor.Tensor) {
-	k := b.castKind("CastWithAmaxInto", dst, src)
+	kernel, k := b.castKind("CastWithAmaxInto", dst, src)
 	b.f32("CastWithAmaxInto", amax)
 	wantNumel("CastWithAmaxInto", "amax", amax, 1)
-	b.elem("gm_cast_amax_f32", src.Numel(), dst.Ptr, src.Ptr, scale, k, amax.Ptr, int64(src.Numel()))
+	b.elem(kernel, src.Numel(), dst.Ptr, src.Ptr, scale, k, amax.Ptr, int64(src.Numel()))
 }
 
-// CastWithAmax rounds src·scale into dst (BF16, F16, F8E4M3, F8E5M2 saturating, or F32)
-// and returns max|src| (NaN if src holds a NaN). It waits for the result.
+// CastWithAmax rounds src·scale (src F32 or BF16) into dst (BF16, F16, F8E4M3, F8E5M2
+// saturating, or F32) and returns max|src| (NaN if src holds a NaN). It waits for the result.
 func (b *Backend) CastWithAmax(dst, src *tensor.Tensor, scale float32) float32 {
-	k := b.castKind("CastWithAmax", dst, src)
+	kernel, k := b.castKind("CastWithAmax", dst, src)
 	var out [4]byte
 	b.run(func() error {
 		if err := b.dev.memset32(b.scratch, 0, 1); err != nil {
 			return err
 		}
-		if err := b.dev.launch("gm_cast_amax_f32", b.grid1D(src.Numel()), blockSize, 0, dst.Ptr, src.Ptr, scale, k, b.scratch, int64(src.Numel())); err != nil {
+		if err := b.dev.launch(kernel, b.grid1D(src.Numel()), blockSize, 0, dst.Ptr, src.Ptr, scale, k, b.scratch, int64(src.Numel())); err != nil {
 			return err
 		}
 		return b.dev.download(out[:], b.scratch)

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/gomegatron/gomegatron/kernels"
+	"github.com/gomegatron/gomegatron/tensor"
 )
 
 // TestKernelNames: every kernel name the Go code launches exists in kernels/cuda/src, and
@@ -29,12 +30,18 @@ func TestKernelNames(t *testing.T) {
 	if len(goFiles) == 0 {
 		t.Skip("Go sources not present (a prebuilt test binary run outside kernels/cuda)")
 	}
-	re := regexp.MustCompile(`"(gm_[a-z0-9_]+)"`)
+	// A kernel name followed by + sfx(…) stands for both activation variants, _f32 and _bf16.
+	re := regexp.MustCompile(`"(gm_[a-z0-9_]+)"(\s*\+\s*sfx\()?`)
 	for _, f := range goFiles {
 		b, err := os.ReadFile(f)
 		require.NoError(t, err)
 		for _, m := range re.FindAllStringSubmatch(string(b), -1) {
-			used[m[1]] = true
+			if m[2] != "" {
+				used[m[1]+sfx(tensor.F32)] = true
+				used[m[1]+sfx(tensor.BF16)] = true
+			} else {
+				used[m[1]] = true
+			}
 		}
 	}
 	for name := range used {

@@ -1,42 +1,49 @@
-// activation.cu: SwiGLU and GeLU forward and backward (F32).
+// activation.cu: SwiGLU and GeLU forward and backward (activations F32 or BF16: T is float
+// or u16, through ld/st).
 #include "common.cuh"
 
 // x [N, 2F] = [gate | up]; out [N, F] = silu(gate)⊙up.
-GM_KERNEL gm_swiglu_f32(float* out, const float* x, i64 N, int F) {
+template <typename T> GM_DEV void swiglu(T* out, const T* x, i64 N, int F) {
 	i64 n = N * F;
 	for (i64 i = gstart(); i < n; i += gstride()) {
 		i64 r = i / F, j = i % F;
-		float g = x[2 * r * F + j], u = x[(2 * r + 1) * F + j];
-		out[i] = g * sigmoid_f(g) * u;
+		float g = ld(x, 2 * r * F + j), u = ld(x, (2 * r + 1) * F + j);
+		st(out, i, g * sigmoid_f(g) * u);
 	}
 }
+GM_KERNEL gm_swiglu_f32(float* out, const float* x, i64 N, int F) { swiglu(out, x, N, F); }
+GM_KERNEL gm_swiglu_bf16(u16* out, const u16* x, i64 N, int F) { swiglu(out, x, N, F); }
 
 // dgate = dout⊙up⊙σ(g)(1 + g(1−σ(g))), dup = dout⊙silu(g).
-GM_KERNEL gm_swiglu_bwd_f32(float* dx, const float* dout, const float* x, i64 N, int F) {
+template <typename T> GM_DEV void swiglu_bwd(T* dx, const T* dout, const T* x, i64 N, int F) {
 	i64 n = N * F;
 	for (i64 i = gstart(); i < n; i += gstride()) {
 		i64 r = i / F, j = i % F;
-		float z = x[2 * r * F + j], u = x[(2 * r + 1) * F + j], g = dout[i];
+		float z = ld(x, 2 * r * F + j), u = ld(x, (2 * r + 1) * F + j), g = ld(dout, i);
 		float s = sigmoid_f(z);
-		dx[2 * r * F + j] = g * u * s * (1.0f + z * (1.0f - s));
-		dx[(2 * r + 1) * F + j] = g * z * s;
+		st(dx, 2 * r * F + j, g * u * s * (1.0f + z * (1.0f - s)));
+		st(dx, (2 * r + 1) * F + j, g * z * s);
 	}
 }
+GM_KERNEL gm_swiglu_bwd_f32(float* dx, const float* dout, const float* x, i64 N, int F) { swiglu_bwd(dx, dout, x, N, F); }
+GM_KERNEL gm_swiglu_bwd_bf16(u16* dx, const u16* dout, const u16* x, i64 N, int F) { swiglu_bwd(dx, dout, x, N, F); }
 
 #define SQRT2_OVER_PI 0.7978845608028654f
 
 // exact: 0.5x(1+erf(x/√2)); tanh: 0.5x(1+tanh(√(2/π)(x+0.044715x³))).
-GM_KERNEL gm_gelu_f32(float* out, const float* x, i64 n, int use_tanh) {
+template <typename T> GM_DEV void gelu(T* out, const T* x, i64 n, int use_tanh) {
 	for (i64 i = gstart(); i < n; i += gstride()) {
-		float z = x[i];
+		float z = ld(x, i);
 		float t = use_tanh ? tanh_f(SQRT2_OVER_PI * (z + 0.044715f * z * z * z)) : erf_f(z * 0.70710678118654752f);
-		out[i] = 0.5f * z * (1.0f + t);
+		st(out, i, 0.5f * z * (1.0f + t));
 	}
 }
+GM_KERNEL gm_gelu_f32(float* out, const float* x, i64 n, int use_tanh) { gelu(out, x, n, use_tanh); }
+GM_KERNEL gm_gelu_bf16(u16* out, const u16* x, i64 n, int use_tanh) { gelu(out, x, n, use_tanh); }
 
-GM_KERNEL gm_gelu_bwd_f32(float* dx, const float* dout, const float* x, i64 n, int use_tanh) {
+template <typename T> GM_DEV void gelu_bwd(T* dx, const T* dout, const T* x, i64 n, int use_tanh) {
 	for (i64 i = gstart(); i < n; i += gstride()) {
-		float z = x[i];
+		float z = ld(x, i);
 		float d;
 		if (use_tanh) {
 			float t = tanh_f(SQRT2_OVER_PI * (z + 0.044715f * z * z * z));
@@ -44,6 +51,12 @@ GM_KERNEL gm_gelu_bwd_f32(float* dx, const float* dout, const float* x, i64 n, i
 		} else {
 			d = 0.5f * (1.0f + erf_f(z * 0.70710678118654752f)) + z * exp_f(-0.5f * z * z) * 0.3989422804014327f;
 		}
-		dx[i] = dout[i] * d;
+		st(dx, i, ld(dout, i) * d);
 	}
+}
+GM_KERNEL gm_gelu_bwd_f32(float* dx, const float* dout, const float* x, i64 n, int use_tanh) {
+	gelu_bwd(dx, dout, x, n, use_tanh);
+}
+GM_KERNEL gm_gelu_bwd_bf16(u16* dx, const u16* dout, const u16* x, i64 n, int use_tanh) {
+	gelu_bwd(dx, dout, x, n, use_tanh);
 }

@@ -3,6 +3,8 @@
 // each lane holds D/32 channels (D ≤ 256) in registers, and the softmax is online (running
 // max and sum), so no score matrix is stored. Layouts: q, out, dq [B, H, S, D]; k, v, dk, dv
 // [B, G, T, D]; lse, Dsum [B, H, S]. See kernels.AttnParams for masking and ALiBi.
+// q, k, v, out and their gradients are F32 or BF16 (T: float or u16, through ld/st); lse,
+// Dsum and the ALiBi slopes F32.
 #include "common.cuh"
 
 #define ATT_MAXC 8 // channels per lane: D ≤ 32·ATT_MAXC
@@ -50,40 +52,40 @@ GM_DEV void query_range(const AttnGeom& g, int j, int* lo, int* hi) {
 	*hi = b > a ? b : a;
 }
 
-GM_DEV void load_row(float* r, const float* p, int D) {
+template <typename T> GM_DEV void load_row(float* r, const T* p, int D) {
 	unsigned l = lane_id();
 #pragma unroll
-	for (int c = 0; c < ATT_MAXC; c++) r[c] = (l + 32 * c < (unsigned)D) ? p[l + 32 * c] : 0.0f;
+	for (int c = 0; c < ATT_MAXC; c++) r[c] = (l + 32 * c < (unsigned)D) ? ld(p, l + 32 * c) : 0.0f;
 }
 
-GM_DEV float dot_row(const float* r, const float* p, int D) {
+template <typename T> GM_DEV float dot_row(const float* r, const T* p, int D) {
 	unsigned l = lane_id();
 	float s = 0;
 #pragma unroll
 	for (int c = 0; c < ATT_MAXC; c++)
-		if (l + 32 * c < (unsigned)D) s += r[c] * p[l + 32 * c];
+		if (l + 32 * c < (unsigned)D) s += r[c] * ld(p, l + 32 * c);
 	return warp_sum(s);
 }
 
-GM_DEV void store_row(float* p, const float* r, int D, float mul) {
+template <typename T> GM_DEV void store_row(T* p, const float* r, int D, float mul) {
 	unsigned l = lane_id();
 #pragma unroll
 	for (int c = 0; c < ATT_MAXC; c++)
-		if (l + 32 * c < (unsigned)D) p[l + 32 * c] = r[c] * mul;
+		if (l + 32 * c < (unsigned)D) st(p, l + 32 * c, r[c] * mul);
 }
 
 GM_DEV i64 warp_global() { return (i64)ctaid_x() * (ntid_x() >> 5) + warp_id(); }
 
-GM_KERNEL gm_attn_fwd_f32(float* out, float* lse, const float* q, const float* k, const float* v,
-                          const float* slopes, AttnGeom g) {
+template <typename T>
+GM_DEV void attn_fwd(T* out, float* lse, const T* q, const T* k, const T* v, const float* slopes, AttnGeom g) {
 	i64 w = warp_global();
 	if (w >= (i64)g.B * g.H * g.S) return;
 	int i = (int)(w % g.S);
 	i64 bh = w / g.S;
 	int h = (int)(bh % g.H), b = (int)(bh / g.H);
 	int grp = h / (g.H / g.G);
-	const float* kb = k + ((i64)b * g.G + grp) * g.T * g.D;
-	const float* vb = v + ((i64)b * g.G + grp) * g.T * g.D;
+	const T* kb = k + ((i64)b * g.G + grp) * g.T * g.D;
+	const T* vb = v + ((i64)b * g.G + grp) * g.T * g.D;
 	float slope = slopes ? slopes[h] : 0.0f;
 	float qr[ATT_MAXC], acc[ATT_MAXC];
 	load_row(qr, q + w * g.D, g.D);
@@ -98,11 +100,11 @@ GM_KERNEL gm_attn_fwd_f32(float* out, float* lse, const float* q, const float* k
 		float corr = exp_f(m - mn), p = exp_f(s - mn);
 		l = l * corr + p;
 		float pd = p * attn_drop(g, b, h, i, j);
-		const float* vr = vb + (i64)j * g.D;
+		const T* vr = vb + (i64)j * g.D;
 		unsigned ln = lane_id();
 #pragma unroll
 		for (int c = 0; c < ATT_MAXC; c++)
-			if (ln + 32 * c < (unsigned)g.D) acc[c] = acc[c] * corr + pd * vr[ln + 32 * c];
+			if (ln + 32 * c < (unsigned)g.D) acc[c] = acc[c] * corr + pd * ld(vr, ln + 32 * c);
 		m = mn;
 	}
 	if (l == 0.0f) {
@@ -113,9 +115,17 @@ GM_KERNEL gm_attn_fwd_f32(float* out, float* lse, const float* q, const float* k
 	store_row(out + w * g.D, acc, g.D, 1.0f / l);
 	if (lane_id() == 0) lse[w] = m + log_f(l);
 }
+GM_KERNEL gm_attn_fwd_f32(float* out, float* lse, const float* q, const float* k, const float* v,
+                          const float* slopes, AttnGeom g) {
+	attn_fwd(out, lse, q, k, v, slopes, g);
+}
+GM_KERNEL gm_attn_fwd_bf16(u16* out, float* lse, const u16* q, const u16* k, const u16* v, const float* slopes,
+                           AttnGeom g) {
+	attn_fwd(out, lse, q, k, v, slopes, g);
+}
 
 // Dsum[row] = Σ_d dout·out.
-GM_KERNEL gm_attn_bwd_dsum_f32(float* dsum, const float* dout, const float* out, i64 rows, int D) {
+template <typename T> GM_DEV void attn_bwd_dsum(float* dsum, const T* dout, const T* out, i64 rows, int D) {
 	i64 w = warp_global();
 	if (w >= rows) return;
 	float r[ATT_MAXC];
@@ -123,18 +133,25 @@ GM_KERNEL gm_attn_bwd_dsum_f32(float* dsum, const float* dout, const float* out,
 	float s = dot_row(r, out + w * D, D);
 	if (lane_id() == 0) dsum[w] = s;
 }
+GM_KERNEL gm_attn_bwd_dsum_f32(float* dsum, const float* dout, const float* out, i64 rows, int D) {
+	attn_bwd_dsum(dsum, dout, out, rows, D);
+}
+GM_KERNEL gm_attn_bwd_dsum_bf16(float* dsum, const u16* dout, const u16* out, i64 rows, int D) {
+	attn_bwd_dsum(dsum, dout, out, rows, D);
+}
 
 // dq_i = Scale·Σ_j dS_ij·k_j with P_ij = exp(s_ij − lse_i), dS_ij = P_ij(dout_i·v_j − Dsum_i).
-GM_KERNEL gm_attn_bwd_dq_f32(float* dq, const float* dout, const float* q, const float* k, const float* v,
-                             const float* lse, const float* dsum, const float* slopes, AttnGeom g) {
+template <typename T>
+GM_DEV void attn_bwd_dq(T* dq, const T* dout, const T* q, const T* k, const T* v, const float* lse, const float* dsum,
+                        const float* slopes, AttnGeom g) {
 	i64 w = warp_global();
 	if (w >= (i64)g.B * g.H * g.S) return;
 	int i = (int)(w % g.S);
 	i64 bh = w / g.S;
 	int h = (int)(bh % g.H), b = (int)(bh / g.H);
 	int grp = h / (g.H / g.G);
-	const float* kb = k + ((i64)b * g.G + grp) * g.T * g.D;
-	const float* vb = v + ((i64)b * g.G + grp) * g.T * g.D;
+	const T* kb = k + ((i64)b * g.G + grp) * g.T * g.D;
+	const T* vb = v + ((i64)b * g.G + grp) * g.T * g.D;
 	float slope = slopes ? slopes[h] : 0.0f;
 	float qr[ATT_MAXC], gr[ATT_MAXC], acc[ATT_MAXC];
 	load_row(qr, q + w * g.D, g.D);
@@ -149,18 +166,27 @@ GM_KERNEL gm_attn_bwd_dq_f32(float* dq, const float* dout, const float* q, const
 		float s = attn_score(dot_row(qr, kb + (i64)j * g.D, g.D), g, slope, j);
 		float p = exp_f(s - li);
 		float ds = p * (attn_drop(g, b, h, i, j) * dot_row(gr, vb + (i64)j * g.D, g.D) - di);
-		const float* kr = kb + (i64)j * g.D;
+		const T* kr = kb + (i64)j * g.D;
 		unsigned ln = lane_id();
 #pragma unroll
 		for (int c = 0; c < ATT_MAXC; c++)
-			if (ln + 32 * c < (unsigned)g.D) acc[c] += ds * kr[ln + 32 * c];
+			if (ln + 32 * c < (unsigned)g.D) acc[c] += ds * ld(kr, ln + 32 * c);
 	}
 	store_row(dq + w * g.D, acc, g.D, g.scale);
 }
+GM_KERNEL gm_attn_bwd_dq_f32(float* dq, const float* dout, const float* q, const float* k, const float* v,
+                             const float* lse, const float* dsum, const float* slopes, AttnGeom g) {
+	attn_bwd_dq(dq, dout, q, k, v, lse, dsum, slopes, g);
+}
+GM_KERNEL gm_attn_bwd_dq_bf16(u16* dq, const u16* dout, const u16* q, const u16* k, const u16* v, const float* lse,
+                              const float* dsum, const float* slopes, AttnGeom g) {
+	attn_bwd_dq(dq, dout, q, k, v, lse, dsum, slopes, g);
+}
 
 // For key row j of group grp: dv_j = Σ_{h∈grp, i} P_ij·dout_i, dk_j = Scale·Σ dS_ij·q_i.
-GM_KERNEL gm_attn_bwd_dkv_f32(float* dk, float* dv, const float* dout, const float* q, const float* k,
-                              const float* v, const float* lse, const float* dsum, const float* slopes, AttnGeom g) {
+template <typename T>
+GM_DEV void attn_bwd_dkv(T* dk, T* dv, const T* dout, const T* q, const T* k, const T* v, const float* lse,
+                         const float* dsum, const float* slopes, AttnGeom g) {
 	i64 w = warp_global();
 	if (w >= (i64)g.B * g.G * g.T) return;
 	int j = (int)(w % g.T);
@@ -182,8 +208,8 @@ GM_KERNEL gm_attn_bwd_dkv_f32(float* dk, float* dv, const float* dout, const flo
 			i64 row = row0 + i;
 			float li = lse[row];
 			if (li == u2f(0xff800000u)) continue;
-			const float* qr = q + row * g.D;
-			const float* gr = dout + row * g.D;
+			const T* qr = q + row * g.D;
+			const T* gr = dout + row * g.D;
 			float s = attn_score(dot_row(kr, qr, g.D), g, slope, j);
 			float p = exp_f(s - li), kf = attn_drop(g, b, h, i, j);
 			float ds = p * (kf * dot_row(vr, gr, g.D) - dsum[row]);
@@ -191,18 +217,29 @@ GM_KERNEL gm_attn_bwd_dkv_f32(float* dk, float* dv, const float* dout, const flo
 #pragma unroll
 			for (int c = 0; c < ATT_MAXC; c++)
 				if (ln + 32 * c < (unsigned)g.D) {
-					av[c] += pd * gr[ln + 32 * c];
-					ak[c] += ds * qr[ln + 32 * c];
+					av[c] += pd * ld(gr, ln + 32 * c);
+					ak[c] += ds * ld(qr, ln + 32 * c);
 				}
 		}
 	}
 	store_row(dk + w * g.D, ak, g.D, g.scale);
 	store_row(dv + w * g.D, av, g.D, 1.0f);
 }
+GM_KERNEL gm_attn_bwd_dkv_f32(float* dk, float* dv, const float* dout, const float* q, const float* k,
+                              const float* v, const float* lse, const float* dsum, const float* slopes, AttnGeom g) {
+	attn_bwd_dkv(dk, dv, dout, q, k, v, lse, dsum, slopes, g);
+}
+GM_KERNEL gm_attn_bwd_dkv_bf16(u16* dk, u16* dv, const u16* dout, const u16* q, const u16* k, const u16* v,
+                               const float* lse, const float* dsum, const float* slopes, AttnGeom g) {
+	attn_bwd_dkv(dk, dv, dout, q, k, v, lse, dsum, slopes, g);
+}
 
 // ---- flash attention on the tensor cores (bf16 operands, f32 accumulation) ----------------
 // FlashAttention-2's tiling with mma.m16n8k16: q, k, v, the probabilities P, dout and dS are
 // rounded to bf16 for the products; scores, the online softmax, lse and every sum stay f32.
+// BF16 q, k, v and dout are bf16 already and go into the tiles as they are; out, dk and dv
+// are stored through st; dq stays F32 (atomic adds: AttentionBackward rounds a BF16 dq from
+// an F32 scratch).
 // Head dim D: a multiple of 16, at most FA_MAXD (the _d64 kernels: at most 64). Same masking, ALiBi and empty-row rules as
 // the simple kernels above (attn_score, key_range, query_range).
 
@@ -216,19 +253,22 @@ GM_DEV unsigned pack_u16(u16 lo, u16 hi) { return (unsigned)lo | ((unsigned)hi <
 GM_DEV unsigned ld_pair(const u16* p) { return *(const unsigned*)p; } // p 4-byte aligned
 GM_DEV float neg_inf() { return u2f(0xff800000u); }
 
-// Loads rows [r0, r0+n) of a [rows, D] f32 matrix into a bf16 tile [n][D] (zeros past rows).
-GM_DEV void fa_load_tile(u16* dst, const float* src, int r0, int n, int rows, int D) {
+// Element i of an activation as a bf16 operand: F32 rounded, BF16 as stored.
+GM_DEV u16 bf16_at(const float* p, i64 i) { return f32_to_bf16(p[i]); }
+GM_DEV u16 bf16_at(const u16* p, i64 i) { return p[i]; }
+
+// Loads rows [r0, r0+n) of a [rows, D] matrix into a bf16 tile [n][D] (zeros past rows).
+template <typename T> GM_DEV void fa_load_tile(u16* dst, const T* src, int r0, int n, int rows, int D) {
 	for (int e = (int)tid_x(); e < n * D; e += (int)ntid_x()) {
 		int r = r0 + e / D;
-		dst[e] = f32_to_bf16(r < rows ? src[(i64)r * D + e % D] : 0.0f);
+		dst[e] = r < rows ? bf16_at(src, (i64)r * D + e % D) : (u16)0;
 	}
 }
 
 // One block: FA_BQ query rows of one (b, h); warp w owns rows 16w..16w+15, lane rows
 // r0 = 16w + g and r1 = r0 + 8. Keys stream through shared memory FA_BK at a time.
-template <int MAXD>
-GM_DEV void flash_fwd(float* out, float* lse, const float* q, const float* k, const float* v, const float* slopes,
-                      AttnGeom g) {
+template <int MAXD, typename T>
+GM_DEV void flash_fwd(T* out, float* lse, const T* q, const T* k, const T* v, const float* slopes, AttnGeom g) {
 	__shared__ u16 ks[FA_BK * MAXD];
 	__shared__ u16 vs[FA_BK * MAXD];
 	const int D = g.D, nkc = D / 16, ndt = D / 8;
@@ -236,9 +276,9 @@ GM_DEV void flash_fwd(float* out, float* lse, const float* q, const float* k, co
 	int qb = (int)(ctaid_x() % (unsigned)nqb);
 	i64 bh = ctaid_x() / (unsigned)nqb;
 	int h = (int)(bh % g.H), b = (int)(bh / g.H), grp = h / (g.H / g.G);
-	const float* kb = k + ((i64)b * g.G + grp) * g.T * D;
-	const float* vb = v + ((i64)b * g.G + grp) * g.T * D;
-	const float* qh = q + bh * g.S * D;
+	const T* kb = k + ((i64)b * g.G + grp) * g.T * D;
+	const T* vb = v + ((i64)b * g.G + grp) * g.T * D;
+	const T* qh = q + bh * g.S * D;
 	float slope = slopes ? slopes[h] : 0.0f;
 	int lane = (int)lane_id(), gq = lane >> 2, tq = lane & 3;
 	int r0 = qb * FA_BQ + (int)warp_id() * 16 + gq, r1 = r0 + 8;
@@ -255,15 +295,15 @@ GM_DEV void flash_fwd(float* out, float* lse, const float* q, const float* k, co
 	for (int kc = 0; kc < MAXD / 16; kc++) {
 		if (kc >= nkc) continue;
 		int c = kc * 16 + 2 * tq;
-		float x[8];
+		u16 x[8];
 		for (int e = 0; e < 8; e++) {
 			int r = (e & 2) ? r1 : r0, cc = c + (e & 1) + ((e & 4) ? 8 : 0);
-			x[e] = r < g.S ? qh[(i64)r * D + cc] : 0.0f;
+			x[e] = r < g.S ? bf16_at(qh, (i64)r * D + cc) : (u16)0;
 		}
-		qa[kc][0] = pack_bf16(x[0], x[1]);
-		qa[kc][1] = pack_bf16(x[2], x[3]);
-		qa[kc][2] = pack_bf16(x[4], x[5]);
-		qa[kc][3] = pack_bf16(x[6], x[7]);
+		qa[kc][0] = pack_u16(x[0], x[1]);
+		qa[kc][1] = pack_u16(x[2], x[3]);
+		qa[kc][2] = pack_u16(x[4], x[5]);
+		qa[kc][3] = pack_u16(x[6], x[7]);
 	}
 	float o[MAXD / 8][4];
 #pragma unroll
@@ -348,18 +388,18 @@ GM_DEV void flash_fwd(float* out, float* lse, const float* q, const float* k, co
 		l1 += shfl_xor_f(l1, mk);
 	}
 	float inv0 = l0 == 0.0f ? 0.0f : 1.0f / l0, inv1 = l1 == 0.0f ? 0.0f : 1.0f / l1;
-	float* oh = out + bh * g.S * D;
+	T* oh = out + bh * g.S * D;
 #pragma unroll
 	for (int dt = 0; dt < MAXD / 8; dt++) {
 		if (dt >= ndt) continue;
 		int c = dt * 8 + 2 * tq;
 		if (r0 < g.S) {
-			oh[(i64)r0 * D + c] = o[dt][0] * inv0;
-			oh[(i64)r0 * D + c + 1] = o[dt][1] * inv0;
+			st(oh, (i64)r0 * D + c, o[dt][0] * inv0);
+			st(oh, (i64)r0 * D + c + 1, o[dt][1] * inv0);
 		}
 		if (r1 < g.S) {
-			oh[(i64)r1 * D + c] = o[dt][2] * inv1;
-			oh[(i64)r1 * D + c + 1] = o[dt][3] * inv1;
+			st(oh, (i64)r1 * D + c, o[dt][2] * inv1);
+			st(oh, (i64)r1 * D + c + 1, o[dt][3] * inv1);
 		}
 	}
 	if (tq == 0) {
@@ -372,9 +412,9 @@ GM_DEV void flash_fwd(float* out, float* lse, const float* q, const float* k, co
 // k0 = 16w + g, k1 = k0 + 8) and accumulates their dk and dv over the group's heads and
 // every query that sees them, FB_BQ queries at a time. dq (zeroed first) gets each key
 // block's share with atomic adds. dsum[row] = Σ_d dout·out (gm_attn_bwd_dsum_f32).
-template <int MAXD>
-GM_DEV void flash_bwd(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
-                      const float* v, const float* lse, const float* dsum, const float* slopes, AttnGeom g) {
+template <int MAXD, typename T>
+GM_DEV void flash_bwd(float* dq, T* dk, T* dv, const T* dout, const T* q, const T* k, const T* v, const float* lse,
+                      const float* dsum, const float* slopes, AttnGeom g) {
 	__shared__ u16 ks[FA_BK * MAXD];
 	__shared__ u16 vs[FA_BK * MAXD];
 	__shared__ u16 qs[FB_BQ * MAXD];
@@ -414,10 +454,10 @@ GM_DEV void flash_bwd(float* dq, float* dk, float* dv, const float* dout, const 
 			}
 			sync_threads();
 			// Sᵀ = K Qᵀ and dPᵀ = V doutᵀ for this warp's 16 keys × FB_BQ queries.
-			float st[FB_BQ / 8][4], dpt[FB_BQ / 8][4];
+			float pt[FB_BQ / 8][4], dpt[FB_BQ / 8][4];
 #pragma unroll
 			for (int nt = 0; nt < FB_BQ / 8; nt++) {
-				for (int e = 0; e < 4; e++) st[nt][e] = dpt[nt][e] = 0.0f;
+				for (int e = 0; e < 4; e++) pt[nt][e] = dpt[nt][e] = 0.0f;
 				const u16* qr = qs + (nt * 8 + gq) * D + 2 * tq;
 				const u16* gr = dos + (nt * 8 + gq) * D + 2 * tq;
 #pragma unroll
@@ -430,7 +470,7 @@ GM_DEV void flash_bwd(float* dq, float* dk, float* dv, const float* dout, const 
 					                  ld_pair(vs + kl1 * D + c + 8)};
 					unsigned qb2[2] = {ld_pair(qr + kc * 16), ld_pair(qr + kc * 16 + 8)};
 					unsigned gb2[2] = {ld_pair(gr + kc * 16), ld_pair(gr + kc * 16 + 8)};
-					mma_bf16_16816(st[nt], ka, qb2);
+					mma_bf16_16816(pt[nt], ka, qb2);
 					mma_bf16_16816(dpt[nt], va, gb2);
 				}
 			}
@@ -443,16 +483,16 @@ GM_DEV void flash_bwd(float* dq, float* dk, float* dv, const float* dout, const 
 					if (i < g.S && j < g.T && lsh[il] != neg_inf()) {
 						int lo, hi;
 						key_range(g, i, &lo, &hi);
-						if (j >= lo && j < hi) p = exp_f(attn_score(st[nt][e], g, slope, j) - lsh[il]);
+						if (j >= lo && j < hi) p = exp_f(attn_score(pt[nt][e], g, slope, j) - lsh[il]);
 					}
 					float kf = p == 0.0f ? 0.0f : attn_drop(g, b, h, i, j);
-					st[nt][e] = p * kf; // P̃ for dv
+					pt[nt][e] = p * kf; // P̃ for dv
 					dpt[nt][e] = p * (kf * dpt[nt][e] - dsh[il]);
 					dss[il * FA_BK + (e < 2 ? kl0 : kl1)] = f32_to_bf16(dpt[nt][e]);
 				}
 			// dv += Pᵀ dout, dk += dSᵀ q (scaled at the end): A from the C fragments above.
-			unsigned pa[4] = {pack_bf16(st[0][0], st[0][1]), pack_bf16(st[0][2], st[0][3]),
-			                  pack_bf16(st[1][0], st[1][1]), pack_bf16(st[1][2], st[1][3])};
+			unsigned pa[4] = {pack_bf16(pt[0][0], pt[0][1]), pack_bf16(pt[0][2], pt[0][3]),
+			                  pack_bf16(pt[1][0], pt[1][1]), pack_bf16(pt[1][2], pt[1][3])};
 			unsigned da[4] = {pack_bf16(dpt[0][0], dpt[0][1]), pack_bf16(dpt[0][2], dpt[0][3]),
 			                  pack_bf16(dpt[1][0], dpt[1][1]), pack_bf16(dpt[1][2], dpt[1][3])};
 #pragma unroll
@@ -489,42 +529,58 @@ GM_DEV void flash_bwd(float* dq, float* dk, float* dv, const float* dout, const 
 			}
 		}
 	}
-	float* dkb = dk + bg * g.T * D;
-	float* dvb = dv + bg * g.T * D;
+	T* dkb = dk + bg * g.T * D;
+	T* dvb = dv + bg * g.T * D;
 #pragma unroll
 	for (int dt = 0; dt < MAXD / 8; dt++) {
 		if (dt >= ndt) continue;
 		int c = dt * 8 + 2 * tq;
 		if (j0 < g.T) {
-			dkb[(i64)j0 * D + c] = g.scale * adk[dt][0];
-			dkb[(i64)j0 * D + c + 1] = g.scale * adk[dt][1];
-			dvb[(i64)j0 * D + c] = adv[dt][0];
-			dvb[(i64)j0 * D + c + 1] = adv[dt][1];
+			st(dkb, (i64)j0 * D + c, g.scale * adk[dt][0]);
+			st(dkb, (i64)j0 * D + c + 1, g.scale * adk[dt][1]);
+			st(dvb, (i64)j0 * D + c, adv[dt][0]);
+			st(dvb, (i64)j0 * D + c + 1, adv[dt][1]);
 		}
 		if (j1 < g.T) {
-			dkb[(i64)j1 * D + c] = g.scale * adk[dt][2];
-			dkb[(i64)j1 * D + c + 1] = g.scale * adk[dt][3];
-			dvb[(i64)j1 * D + c] = adv[dt][2];
-			dvb[(i64)j1 * D + c + 1] = adv[dt][3];
+			st(dkb, (i64)j1 * D + c, g.scale * adk[dt][2]);
+			st(dkb, (i64)j1 * D + c + 1, g.scale * adk[dt][3]);
+			st(dvb, (i64)j1 * D + c, adv[dt][2]);
+			st(dvb, (i64)j1 * D + c + 1, adv[dt][3]);
 		}
 	}
 }
 
-// The kernels, per largest head dim: accumulators sized for D ≤ 64 leave registers for more
-// warps (Llama-3.2-1B and TinyLlama have D = 64; 7B and up, 128).
-GM_KERNEL gm_flash_fwd(float* out, float* lse, const float* q, const float* k, const float* v, const float* slopes,
-                       AttnGeom g) {
+// The kernels, per largest head dim and activation dtype: accumulators sized for D ≤ 64
+// leave registers for more warps (Llama-3.2-1B and TinyLlama have D = 64; 7B and up, 128).
+GM_KERNEL gm_flash_fwd_f32(float* out, float* lse, const float* q, const float* k, const float* v, const float* slopes,
+                           AttnGeom g) {
 	flash_fwd<FA_MAXD>(out, lse, q, k, v, slopes, g);
 }
-GM_KERNEL gm_flash_fwd_d64(float* out, float* lse, const float* q, const float* k, const float* v,
-                           const float* slopes, AttnGeom g) {
+GM_KERNEL gm_flash_fwd_bf16(u16* out, float* lse, const u16* q, const u16* k, const u16* v, const float* slopes,
+                            AttnGeom g) {
+	flash_fwd<FA_MAXD>(out, lse, q, k, v, slopes, g);
+}
+GM_KERNEL gm_flash_fwd_d64_f32(float* out, float* lse, const float* q, const float* k, const float* v,
+                               const float* slopes, AttnGeom g) {
 	flash_fwd<64>(out, lse, q, k, v, slopes, g);
 }
-GM_KERNEL gm_flash_bwd(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
-                       const float* v, const float* lse, const float* dsum, const float* slopes, AttnGeom g) {
+GM_KERNEL gm_flash_fwd_d64_bf16(u16* out, float* lse, const u16* q, const u16* k, const u16* v, const float* slopes,
+                                AttnGeom g) {
+	flash_fwd<64>(out, lse, q, k, v, slopes, g);
+}
+GM_KERNEL gm_flash_bwd_f32(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
+                           const float* v, const float* lse, const float* dsum, const float* slopes, AttnGeom g) {
 	flash_bwd<FA_MAXD>(dq, dk, dv, dout, q, k, v, lse, dsum, slopes, g);
 }
-GM_KERNEL gm_flash_bwd_d64(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
-                           const float* v, const float* lse, const float* dsum, const float* slopes, AttnGeom g) {
+GM_KERNEL gm_flash_bwd_bf16(float* dq, u16* dk, u16* dv, const u16* dout, const u16* q, const u16* k, const u16* v,
+                            const float* lse, const float* dsum, const float* slopes, AttnGeom g) {
+	flash_bwd<FA_MAXD>(dq, dk, dv, dout, q, k, v, lse, dsum, slopes, g);
+}
+GM_KERNEL gm_flash_bwd_d64_f32(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
+                               const float* v, const float* lse, const float* dsum, const float* slopes, AttnGeom g) {
+	flash_bwd<64>(dq, dk, dv, dout, q, k, v, lse, dsum, slopes, g);
+}
+GM_KERNEL gm_flash_bwd_d64_bf16(float* dq, u16* dk, u16* dv, const u16* dout, const u16* q, const u16* k,
+                                const u16* v, const float* lse, const float* dsum, const float* slopes, AttnGeom g) {
 	flash_bwd<64>(dq, dk, dv, dout, q, k, v, lse, dsum, slopes, g);
 }

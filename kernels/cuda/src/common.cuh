@@ -97,6 +97,16 @@ GM_DEV float pow2i(int k) { return u2f((unsigned)(k + 127) << 23); } // 2^k, −
 GM_DEV u16 cast_bf16(float x) { return isnan_f(x) ? (u16)0x7fc0 : f32_to_bf16(x); }
 GM_DEV u16 cast_f16(float x) { return isnan_f(x) ? (u16)(((f2u(x) >> 16) & 0x8000u) | 0x7e00u) : f32_to_f16(x); }
 
+// Activations (kernels' "BF16 activations") are F32 or BF16 (u16 storage). A kernel body is
+// written once as a template over the activation type T and reads and writes them through
+// ld and st: BF16 widens exactly on load and rounds once, to nearest even, on store
+// (cast_bf16), so the math in between is the F32 kernel's, unchanged. The extern "C"
+// kernels are thin wrappers named _f32 and _bf16.
+GM_DEV float ld(const float* p, i64 i) { return p[i]; }
+GM_DEV float ld(const u16* p, i64 i) { return bf16_to_f32(p[i]); }
+GM_DEV void st(float* p, i64 i, float v) { p[i] = v; }
+GM_DEV void st(u16* p, i64 i, float v) { p[i] = cast_bf16(v); }
+
 // fp8_sw rounds x to an OCP FP8 format with E exponent and M mantissa bits (nearest even,
 // saturating to ±maxv, NaN → sign|0x7f, or sign|0x7e for E5M2) in software: the sm_80 path and the reference the
 // hardware cvt on sm_89+ must agree with.

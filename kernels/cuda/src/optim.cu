@@ -1,4 +1,5 @@
-// optim.cu: fused AdamW and casts with amax.
+// optim.cu: fused AdamW and casts with amax (AdamW's operands F32; CastWithAmax's src F32
+// or BF16).
 #include "common.cuh"
 
 // One AdamW step with host-computed constants (as kernels/cpu): decay = 1 − lr·wd,
@@ -21,14 +22,15 @@ GM_KERNEL gm_adamw_f32(float* p, const float* g, float* m, float* v, float decay
 	}
 }
 
-// dst = round(src·scale) into BF16 (kind 0), F16 (1), E4M3 (2), E5M2 (3) or F32 (4);
+// dst = round(src·scale) into BF16 (kind 0), F16 (1), E4M3 (2), E5M2 (3) or F32 (4), src
+// F32 or BF16 (T: float or u16, widened by ld);
 // *amax = max over |src| as float bits with red.max.u32: non-negative floats order like
 // their bits, and a NaN's bits (sign cleared) exceed +Inf's, so a NaN in src makes amax NaN.
 // *amax must be zeroed first.
-GM_KERNEL gm_cast_amax_f32(void* dst, const float* src, float scale, int kind, unsigned* amax, i64 n) {
+template <typename T> GM_DEV void cast_amax(void* dst, const T* src, float scale, int kind, unsigned* amax, i64 n) {
 	unsigned am = 0;
 	for (i64 i = gstart(); i < n; i += gstride()) {
-		float x = src[i];
+		float x = ld(src, i);
 		unsigned b = f2u(x) & 0x7fffffffu;
 		if (b > am) am = b;
 		float y = x * scale;
@@ -45,6 +47,12 @@ GM_KERNEL gm_cast_amax_f32(void* dst, const float* src, float scale, int kind, u
 		if (o > am) am = o;
 	}
 	if (lane_id() == 0 && am) atomic_max_u(amax, am);
+}
+GM_KERNEL gm_cast_amax_f32(void* dst, const float* src, float scale, int kind, unsigned* amax, i64 n) {
+	cast_amax(dst, src, scale, kind, amax, n);
+}
+GM_KERNEL gm_cast_amax_bf16(void* dst, const u16* src, float scale, int kind, unsigned* amax, i64 n) {
+	cast_amax(dst, src, scale, kind, amax, n);
 }
 
 // E4M3 and E5M2 widened exactly: E5M2 is the top byte of an f16; E4M3 (bias 7, no

@@ -1,6 +1,7 @@
 // A fake libcublasLt.so.13 that really multiplies F32, F16, BF16 and FP8 (TN) matrices on the host (column-major,
 // as cuBLAS), from the descriptors the binding builds: it checks the binding's layouts,
-// transposes, batches and leading dimensions end to end.
+// transposes, batches and leading dimensions end to end. C and D are F32, or BF16 (with BF16
+// or FP8 A and B): read widened, the result rounded once to nearest even.
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,13 @@ static float elem(const void* p, int t, int64_t i) {
 	_Float16 v; memcpy(&v, &h, 2); return (float)v;
 }
 static int elemSize(int t) { return t == 0 ? 4 : (t == 28 || t == 29) ? 1 : 2; }
+
+// store writes v as element i of an F32 or BF16 (nearest even, NaN 0x7fc0) matrix.
+static void store(void* p, int t, int64_t i, float v) {
+	if (t == 0) { ((float*)p)[i] = v; return; }
+	unsigned u; memcpy(&u, &v, 4);
+	((unsigned short*)p)[i] = isnan(v) ? 0x7fc0 : (unsigned short)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
 
 unsigned long cublasLtGetVersion(void) { return 130100; }
 int cublasLtCreate(void** h) { *h = (void*)0x77; return 0; }
@@ -66,18 +74,20 @@ int cublasLtMatmulAlgoGetHeuristic(void* h, desc* d, layout* a, layout* b, layou
 	return 0;
 }
 int cublasLtMatmul(void* h, desc* d, const float* alpha, const void* A, layout* la, const void* B, layout* lb,
-                   const float* beta, const float* C, layout* lc, float* D, layout* ld, const unsigned char* algo,
+                   const float* beta, const void* C, layout* lc, void* D, layout* ld, const unsigned char* algo,
                    void* ws, size_t wsSize, void* stream) {
 	int f8 = (la->type == 28 || la->type == 29) && (lb->type == 28 || lb->type == 29) && !(la->type == 29 && lb->type == 29);
-	if (algo[0] != 42 || (la->type != lb->type && !f8) || (la->type != 0 && la->type != 2 && la->type != 14 && !f8) || lc->type != 0 || ld->type != 0) return 15;
+	int cbf16 = lc->type == 14 && (la->type == 14 || f8);
+	if (algo[0] != 42 || (la->type != lb->type && !f8) || (la->type != 0 && la->type != 2 && la->type != 14 && !f8) ||
+	    (lc->type != 0 && !cbf16) || ld->type != lc->type) return 15;
 	if (f8 && !(d->ta && !d->tb)) return 15; // FP8 is TN only
 	if (d->compute != 68 && !(d->compute == 77 && la->type == 0)) return 15;
 	uint64_t m = lc->rows, n = lc->cols, k = d->ta ? la->rows : la->cols;
 	for (int bi = 0; bi < lc->batch; bi++) {
 		const char* a = (const char*)A + bi * la->stride * elemSize(la->type);
 		const char* b = (const char*)B + bi * lb->stride * elemSize(lb->type);
-		const float* c = C + bi * lc->stride;
-		float* o = D + bi * ld->stride;
+		const char* c = (const char*)C + bi * lc->stride * elemSize(lc->type);
+		char* o = (char*)D + bi * ld->stride * elemSize(ld->type);
 		for (uint64_t i = 0; i < m; i++)
 			for (uint64_t j = 0; j < n; j++) {
 				double s = 0;
@@ -86,7 +96,8 @@ int cublasLtMatmul(void* h, desc* d, const float* alpha, const void* A, layout* 
 					float bv = elem(b, lb->type, d->tb ? p * lb->ld + j : j * lb->ld + p);
 					s += (double)av * bv;
 				}
-				o[j * ld->ld + i] = (float)(*alpha * s + (double)*beta * c[j * lc->ld + i]);
+				double cv = *beta == 0 ? 0 : (double)*beta * elem(c, lc->type, j * lc->ld + i); // β = 0: C not read
+				store(o, ld->type, j * ld->ld + i, (float)(*alpha * s + cv));
 			}
 	}
 	return 0;
