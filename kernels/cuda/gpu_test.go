@@ -144,7 +144,7 @@ func opsVsCPU(t *testing.T, g *Backend, act tensor.DType) {
 			e.check("dw", dw, tolF32)
 		}},
 		{"LayerNorm", false, func(e *env) {
-			n, h := 45, 777
+			n, h := 130, 777 // enough rows for several row chunks in the weight gradients
 			x, w, bi, g := e.actIn(2, n, h), e.randn(F, 1, h), e.randn(F, 1, h), e.actIn(1, n, h)
 			o, mu, rs := e.actOut(n, h), e.out(F, n), e.out(F, n)
 			e.c.LayerNorm(o.h, mu.h, rs.h, x.h, w.h, bi.h, 1e-5)

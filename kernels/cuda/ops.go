@@ -129,7 +129,7 @@ func (b *Backend) BiasGrad(db, dout *tensor.Tensor) {
 	b.f32("BiasGrad", db)
 	n, f := rowsCols(dout)
 	wantNumel("BiasGrad", "db", db, f)
-	b.elem("gm_bias_grad"+sfx(dt), f, db.Ptr, dout.Ptr, int64(n), int32(f))
+	b.columnSums(dt, nil, db, dout, nil, nil, nil, n, f)
 }
 
 func embeddingDims(op string, table, rows, ids *tensor.Tensor) (v, h int) {
@@ -184,7 +184,7 @@ func (b *Backend) RMSNormBackward(dx, dw, dout, x, w, rstd *tensor.Tensor) {
 	wantNumel(op, "dw", dw, h)
 	wantNumel(op, "rstd", rstd, n)
 	b.rowKernel("gm_rmsnorm_bwd_dx"+sfx(dt), n, dx.Ptr, dout.Ptr, x.Ptr, w.Ptr, rstd.Ptr, int32(h))
-	b.elem("gm_norm_bwd_dw"+sfx(dt), h, dw.Ptr, uintptr(0), dout.Ptr, x.Ptr, uintptr(0), rstd.Ptr, int64(n), int32(h))
+	b.columnSums(dt, dw, nil, dout, x, nil, rstd, n, h)
 }
 
 func (b *Backend) LayerNorm(out, mean, rstd, x, w, bias *tensor.Tensor, eps float32) {
@@ -212,7 +212,40 @@ func (b *Backend) LayerNormBackward(dx, dw, db, dout, x, w, mean, rstd *tensor.T
 	wantNumel(op, "mean", mean, n)
 	wantNumel(op, "rstd", rstd, n)
 	b.rowKernel("gm_layernorm_bwd_dx"+sfx(dt), n, dx.Ptr, dout.Ptr, x.Ptr, w.Ptr, mean.Ptr, rstd.Ptr, int32(h))
-	b.elem("gm_norm_bwd_dw"+sfx(dt), h, dw.Ptr, db.Ptr, dout.Ptr, x.Ptr, mean.Ptr, rstd.Ptr, int64(n), int32(h))
+	b.columnSums(dt, dw, db, dout, x, mean, rstd, n, h)
+}
+
+// columnSums adds the column sums of dout [n, h] (into db) and of dout⊙x̂ (into dw, with
+// x) over the rows, in two passes through arena scratch (colsum_part in norm.cu): row
+// chunks of R rows, enough of them to give the GPU ~1000 threads per SM but each at
+// least 32 rows long, summed in a fixed order so results do not vary from run to run.
+func (b *Backend) columnSums(dt tensor.DType, dw, db, dout, x, mean, rstd *tensor.Tensor, n, h int) {
+	if n == 0 || h == 0 {
+		return
+	}
+	k := min(max(1, (1024*max(b.dev.SMs, 1)+h-1)/h), max(1, n/32))
+	r := (n + k - 1) / k
+	k = (n + r - 1) / r
+	b.run(func() error {
+		part, err := b.dev.arena.Alloc(uintptr(16 * k * h))
+		if err != nil {
+			return err
+		}
+		defer b.dev.arena.Free(part) // reused only by later work on the same stream
+		if err := b.dev.launch("gm_colsum_part"+sfx(dt), b.grid1D(k*h), blockSize, 0,
+			part, dout.Ptr, ptr(x), ptr(mean), ptr(rstd), int64(n), int32(h), int32(r), int32(k)); err != nil {
+			return err
+		}
+		return b.dev.launch("gm_colsum_finish", b.grid1D(h), blockSize, 0, ptr(dw), ptr(db), part, int32(k), int32(h))
+	})
+}
+
+// ptr is t's device address, 0 for nil.
+func ptr(t *tensor.Tensor) uintptr {
+	if t == nil {
+		return 0
+	}
+	return t.Ptr
 }
 
 // ropeTables returns device cos/sin tables [n, d/2] for (base, d), computed on the host

@@ -46,17 +46,6 @@ template <typename T> GM_DEV void add_bias(T* x, const float* bias, i64 n, int f
 GM_KERNEL gm_add_bias_f32(float* x, const float* bias, i64 n, int f) { add_bias(x, bias, n, f); }
 GM_KERNEL gm_add_bias_bf16(u16* x, const float* bias, i64 n, int f) { add_bias(x, bias, n, f); }
 
-// db[f] += Σ_r dout[r, f], one thread per column, summed in double in row order.
-template <typename T> GM_DEV void bias_grad(float* db, const T* dout, i64 n, int f) {
-	for (i64 c = gstart(); c < f; c += gstride()) {
-		double s = 0;
-		for (i64 r = 0; r < n; r++) s += (double)ld(dout, r * f + c);
-		db[c] += (float)s;
-	}
-}
-GM_KERNEL gm_bias_grad_f32(float* db, const float* dout, i64 n, int f) { bias_grad(db, dout, n, f); }
-GM_KERNEL gm_bias_grad_bf16(float* db, const u16* dout, i64 n, int f) { bias_grad(db, dout, n, f); }
-
 // Σ x² in double: each block adds its partial sum into *acc (zeroed by the caller).
 template <typename T> GM_DEV void sumsq(double* acc, const T* x, i64 n) {
 	__shared__ double sh[32];

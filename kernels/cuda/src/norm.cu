@@ -47,31 +47,55 @@ GM_KERNEL gm_rmsnorm_bwd_dx_bf16(u16* dx, const u16* dout, const u16* x, const f
 	rmsnorm_bwd_dx(dx, dout, x, w, rstd, H);
 }
 
-// dw[c] += Σ_r dout[r,c]·(x[r,c]·rstd[r]) (mean = 0 for RMSNorm) or ·(x − mean)·rstd for
-// LayerNorm (mean non-null); db[c] += Σ_r dout[r,c] when db is non-null.
+// Column sums of the weight and bias gradients, dw[c] += Σ_r dout[r,c]·x̂[r,c] and
+// db[c] += Σ_r dout[r,c], with x̂ = x·rstd (RMSNorm: mean null) or (x − mean)·rstd
+// (LayerNorm); BiasGrad passes no x and takes db alone. Two deterministic passes, so that
+// every SM takes part (a thread per column would leave most of the GPU idle at hidden
+// sizes of a few thousand): colsum_part sums rows [k·R, k·R + R) of column c in double in
+// row order into part[k·H + c] (dw's terms) and part[K·H + k·H + c] (db's); then
+// gm_colsum_finish adds each column's K partial sums in order.
 template <typename T>
-GM_DEV void norm_bwd_dw(float* dw, float* db, const T* dout, const T* x, const float* mean, const float* rstd, i64 N,
-                        int H) {
-	for (i64 c = gstart(); c < H; c += gstride()) {
+GM_DEV void colsum_part(double* part, const T* dout, const T* x, const float* mean, const float* rstd, i64 N, int H,
+                        int R, int K) {
+	i64 n = (i64)K * H;
+	for (i64 i = gstart(); i < n; i += gstride()) {
+		i64 k = i / H, c = i % H;
+		i64 r0 = k * R, r1 = r0 + R < N ? r0 + R : N;
 		double sw = 0, sb = 0;
-		for (i64 r = 0; r < N; r++) {
+		for (i64 r = r0; r < r1; r++) {
 			float g = ld(dout, r * H + c);
-			float xv = ld(x, r * H + c);
-			float xh = mean ? (xv - mean[r]) * rstd[r] : xv * rstd[r];
-			sw += (double)(g * xh);
+			if (x) {
+				float xv = ld(x, r * H + c);
+				float xh = mean ? (xv - mean[r]) * rstd[r] : xv * rstd[r];
+				sw += (double)(g * xh);
+			}
 			sb += (double)g;
 		}
-		dw[c] += (float)sw;
-		if (db) db[c] += (float)sb;
+		part[i] = sw;
+		part[n + i] = sb;
 	}
 }
-GM_KERNEL gm_norm_bwd_dw_f32(float* dw, float* db, const float* dout, const float* x, const float* mean,
-                             const float* rstd, i64 N, int H) {
-	norm_bwd_dw(dw, db, dout, x, mean, rstd, N, H);
+GM_KERNEL gm_colsum_part_f32(double* part, const float* dout, const float* x, const float* mean, const float* rstd,
+                             i64 N, int H, int R, int K) {
+	colsum_part(part, dout, x, mean, rstd, N, H, R, K);
 }
-GM_KERNEL gm_norm_bwd_dw_bf16(float* dw, float* db, const u16* dout, const u16* x, const float* mean,
-                              const float* rstd, i64 N, int H) {
-	norm_bwd_dw(dw, db, dout, x, mean, rstd, N, H);
+GM_KERNEL gm_colsum_part_bf16(double* part, const u16* dout, const u16* x, const float* mean, const float* rstd,
+                              i64 N, int H, int R, int K) {
+	colsum_part(part, dout, x, mean, rstd, N, H, R, K);
+}
+
+// dw[c] += Σ_k part[k·H + c] and db[c] += Σ_k part[K·H + k·H + c], k in order; either
+// output may be null.
+GM_KERNEL gm_colsum_finish(float* dw, float* db, const double* part, int K, int H) {
+	for (i64 c = gstart(); c < H; c += gstride()) {
+		double sw = 0, sb = 0;
+		for (int k = 0; k < K; k++) {
+			sw += part[(i64)k * H + c];
+			sb += part[(i64)(K + k) * H + c];
+		}
+		if (dw) dw[c] += (float)sw;
+		if (db) db[c] += (float)sb;
+	}
 }
 
 // mean, biased variance (two passes in double), x̂ = (x − mean)·rstd, out = w⊙x̂ + b.
