@@ -13,17 +13,6 @@ import (
 	"github.com/gomegatron/gomegatron/tensor"
 )
 
-// relErr is ‖got − want‖/‖want‖.
-func relErr(got, want []float32) float64 {
-	var num, den float64
-	for i := range want {
-		d := float64(got[i] - want[i])
-		num += d * d
-		den += float64(want[i]) * float64(want[i])
-	}
-	return math.Sqrt(num / den)
-}
-
 // TestBF16Activations runs every layer variant with BF16 activations (as Megatron keeps
 // them under --bf16) — with F32 weights, with 16-bit weight copies (Param.Low), under
 // TP with sequence parallelism and with full recompute — and checks loss and every
@@ -47,19 +36,8 @@ func TestBF16Activations(t *testing.T) {
 			return m.SetActivationDType(tensor.BF16)
 		}
 	}
-	mods := map[string]func(*layers.Config){
-		"llama-gqa": func(c *layers.Config) {},
-		"gpt2":      func(c *layers.Config) { *c = mustPreset("tiny-gpt2") },
-		"bloom": func(c *layers.Config) {
-			*c = mustPreset("tiny-gpt2")
-			c.PositionEmbeddingType, c.EmbeddingLayerNorm = "alibi", true
-		},
-		"falcon": func(c *layers.Config) {
-			c.Normalization, c.SwiGLU, c.ParallelAttention, c.GroupQueryAttention, c.NumQueryGroups = "LayerNorm", false, true, false, 4
-			c.FFNHiddenSize = 256
-		},
-		"dropout": func(c *layers.Config) { c.HiddenDropout, c.AttentionDropout = 0.1, 0.1 },
-	}
+	mods := layerVariants()
+	mods["dropout"] = func(c *layers.Config) { c.HiddenDropout, c.AttentionDropout = 0.1, 0.1 }
 	const s, b = 16, 2
 	for name, mod := range mods {
 		cfg := mustPreset("tiny-llama")
