@@ -219,6 +219,12 @@ type Backend interface {
 	Round(x *tensor.Tensor, dt tensor.DType)
 }
 
+// MemoryReporter is implemented by backends with device memory (kernels/cuda): bytes
+// allocated now and at most, and reserved now and at most, as torch.cuda reports them.
+type MemoryReporter interface {
+	MemoryStats() (allocated, maxAllocated, reserved, maxReserved uint64)
+}
+
 // FP8Gemmer is implemented by backends with native FP8 GEMMs (kernels/cuda on Hopper and
 // Ada): C = Alpha·A·Bᵀ with A [M, K] and B [N, K] in F8E4M3 or F8E5M2 (not both E5M2) and
 // C F32 — GemmParams with TransB set and Beta 0. Fast selects the faster, less precise

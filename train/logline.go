@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gomegatron/gomegatron/kernels"
 	"github.com/gomegatron/gomegatron/layers"
 )
 
@@ -43,6 +44,16 @@ func (f logFields) format(now time.Time) string {
 	fmt.Fprintf(&b, " number of skipped iterations: %3d |", f.Skipped)
 	fmt.Fprintf(&b, " number of nan iterations: %3d |", f.NaN)
 	return b.String()
+}
+
+// memoryLine is Megatron's report_memory line after the first logged iteration:
+// "[Rank r] (after n iterations) memory (MB) | allocated: … | max allocated: … |
+// reserved: … | max reserved: …".
+func memoryLine(rank, iteration int, m kernels.MemoryReporter) string {
+	const mb = 1024 * 1024
+	a, ma, r, mr := m.MemoryStats()
+	return fmt.Sprintf("[Rank %d] (after %d iterations) memory (MB) | allocated: %.2f | max allocated: %.2f | reserved: %.2f | max reserved: %.2f",
+		rank, iteration, float64(a)/mb, float64(ma)/mb, float64(r)/mb, float64(mr)/mb)
 }
 
 // FLOPs is Megatron's num_floating_point_operations for a dense GPT and a batch of

@@ -11,6 +11,7 @@ import (
 	"github.com/gomegatron/gomegatron/comm"
 	"github.com/gomegatron/gomegatron/data/gpt"
 	"github.com/gomegatron/gomegatron/data/tokenizer"
+	"github.com/gomegatron/gomegatron/kernels"
 	"github.com/gomegatron/gomegatron/kernels/cpu"
 	"github.com/gomegatron/gomegatron/layers"
 	"github.com/gomegatron/gomegatron/optim"
@@ -246,6 +247,7 @@ func run(a *Args, world comm.Comm, out io.Writer, hook dataHook) error {
 	var lossAcc float64
 	var lossN int
 	lastLog := time.Now()
+	memoryReported := false // Megatron reports memory once, after the first logged iteration
 	flopsPerIter := FLOPs(&model.Cfg, a.GlobalBatchSize)
 	save := func(it int) error {
 		p := progress{Iteration: it, ConsumedTrain: consumed, ConsumedValid: consumedValid, SchedSteps: schedSteps, LossScale: opt.LossScale()}
@@ -317,6 +319,10 @@ func run(a *Args, world comm.Comm, out io.Writer, hook dataHook) error {
 				f.TFLOPS = flopsPerIter / (elapsed * 1e12 * float64(world.Size()))
 			}
 			logf("%s", f.format(time.Now()))
+			if mr, ok := be.(kernels.MemoryReporter); ok && !memoryReported && ps.Coords.DP == 0 {
+				fmt.Fprintln(out, memoryLine(world.Rank(), it, mr)) // every DP-rank-0 process, as Megatron
+			}
+			memoryReported = true
 			if tb != nil && a.LogThroughput {
 				if err := tb.Scalar("throughput", f.TFLOPS, int64(it)); err != nil {
 					return err

@@ -5,6 +5,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -59,6 +61,15 @@ func TestPretrainOnEmulatedGPUs(t *testing.T) {
 	ckpt := filepath.Join(dir, "ckpt")
 	onGPU := run(gpuEnv, args("cuda", "--save", ckpt, "--save-interval", "3")...)
 	require.Contains(t, onGPU, "> training on cuda:1", "the last rank reports its GPU")
+	// Megatron's report_memory after the first iteration, from each DP-rank-0 process.
+	mem := regexp.MustCompile(`(?m)\[Rank (\d)\] \(after 1 iterations\) memory \(MB\) \| allocated: [\d.]+ \| max allocated: ([\d.]+) \| reserved: 256\.00 \| max reserved: 256\.00$`)
+	reports := mem.FindAllStringSubmatch(onGPU, -1)
+	require.Len(t, reports, 2, "one memory line per TP rank\n%s", onGPU)
+	for _, m := range reports {
+		peak, err := strconv.ParseFloat(m[2], 64)
+		require.NoError(t, err)
+		require.Greater(t, peak, 0.0, "rank %s used device memory", m[1])
+	}
 	onCPU := run(nil, args("cpu")...)
 	g, c := parseLog(t, onGPU), parseLog(t, onCPU)
 	require.Len(t, g.loss, 3)
@@ -67,9 +78,11 @@ func TestPretrainOnEmulatedGPUs(t *testing.T) {
 		require.InEpsilon(t, c.loss[i], g.loss[i], 1e-5, "iteration %d loss: cpu %v, emulated gpu %v", i+1, c.loss, g.loss)
 		require.InEpsilon(t, c.norm[i], g.norm[i], 2e-3, "iteration %d grad norm: cpu %v, emulated gpu %v", i+1, c.norm, g.norm)
 	}
-	// --bf16: 16-bit weight copies and GEMM operands, flash attention on the "GPUs"; F32
-	// activations on the CPU. The losses agree to bf16 accuracy.
-	g16, c16 := parseLog(t, run(gpuEnv, args("cuda", "--bf16")...)), parseLog(t, run(nil, args("cpu", "--bf16")...))
+	// --bf16: 16-bit weight copies and GEMM operands, BF16 activations and flash attention on
+	// the "GPUs"; F32 activations on the CPU. The losses agree to bf16 accuracy.
+	out16 := run(gpuEnv, args("cuda", "--bf16")...)
+	require.Contains(t, out16, "> activations in bfloat16")
+	g16, c16 := parseLog(t, out16), parseLog(t, run(nil, args("cpu", "--bf16")...))
 	require.Len(t, g16.loss, 3)
 	for i := range c16.loss {
 		require.InEpsilon(t, c16.loss[i], g16.loss[i], 1e-2, "bf16 iteration %d loss: cpu %v, emulated gpu %v", i+1, c16.loss, g16.loss)

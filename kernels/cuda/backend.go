@@ -103,6 +103,18 @@ func NewOn(libs *Libraries, o Options) (*Backend, error) {
 // Device returns the backend's GPU.
 func (b *Backend) GPU() *Device { return b.dev }
 
+// MemoryStats reports the device arena's bytes: allocated now, the most ever allocated,
+// and the arena's size as both reserved figures (it is reserved once, at start-up) — the
+// four numbers of Megatron's report_memory.
+func (b *Backend) MemoryStats() (allocated, maxAllocated, reserved, maxReserved uint64) {
+	b.run(func() error {
+		a := b.dev.arena
+		allocated, maxAllocated, reserved = uint64(a.InUse()), uint64(a.Peak()), uint64(a.Size())
+		return nil
+	})
+	return allocated, maxAllocated, reserved, reserved
+}
+
 // Close destroys the cuBLASLt handle and closes the device.
 func (b *Backend) Close() error {
 	_ = b.dev.Do(func() error {

@@ -198,13 +198,17 @@ torchv=$("$PY" -c 'import torch; print(torch.__version__, "CUDA", torch.version.
 			(peak && ot) ? sprintf("%.1f%%", 100 * ot * fpt / peak) : "n/a", (peak && pt) ? sprintf("%.1f%%", 100 * pt * fpt / peak) : "n/a" }')
 	echo "- 1B Llama (${L1B[0]} layers, hidden ${L1B[1]}, ffn ${L1B[2]}, ${L1B[3]} heads / ${L1B[4]} groups, vocab ${L1B[5]}), bf16, seq ${L1B[6]}, ${L1B[7]}×${L1B[8]} sequences per iteration:"
 	echo
-	echo "| | ms / iteration | tokens/s | MFU |"
-	echo "|---|---|---|---|"
-	echo "| gomegatron (golaunch pretrain; BF16 activations) | ${ours_ms:-n/a} | ${ours_tok} | ${ours_mfu} |"
-	echo "| transformers LlamaForCausalLM, SDPA, autocast bf16, fused AdamW | ${peer_ms:-n/a} | ${peer_tok} | ${peer_mfu} |"
+	# Peak device memory: Megatron's report_memory line (max allocated, MiB) and torch's
+	# max_memory_allocated, in GiB.
+	peak_gib() { grep -o 'max allocated: [0-9.]*' "$1" 2>/dev/null | head -1 | awk '{ printf "%.1f", $3 / 1024 }'; }
+	peer_gib=$(grep -o 'max_mem_gib=[0-9.]*' "$R/peer-1b.log" | cut -d= -f2)
+	echo "| | ms / iteration | tokens/s | MFU | peak memory (GiB) |"
+	echo "|---|---|---|---|---|"
+	echo "| gomegatron (golaunch pretrain; BF16 activations) | ${ours_ms:-n/a} | ${ours_tok} | ${ours_mfu} | $(peak_gib "$R/train-1b.log") |"
+	echo "| transformers LlamaForCausalLM, SDPA, autocast bf16, fused AdamW | ${peer_ms:-n/a} | ${peer_tok} | ${peer_mfu} | ${peer_gib:-n/a} |"
 	for v in "fp8:--fp8-format hybrid (FP8 GEMMs where shapes allow; F32 activations)" "f32act:F32 activations (GOMEGATRON_ACTIVATIONS=f32)"; do
 		v_ms=$(median_ms "$R/train-1b-${v%%:*}.log")
-		echo "| gomegatron ${v#*:} | ${v_ms:-n/a} | $(awk -v b="$((L1B[7] * L1B[8] * L1B[6]))" -v m="$v_ms" 'BEGIN { print (m > 0 ? sprintf("%.0f", b / m * 1e3) : "n/a") }') | |"
+		echo "| gomegatron ${v#*:} | ${v_ms:-n/a} | $(awk -v b="$((L1B[7] * L1B[8] * L1B[6]))" -v m="$v_ms" 'BEGIN { print (m > 0 ? sprintf("%.0f", b / m * 1e3) : "n/a") }') | | $(peak_gib "$R/train-1b-${v%%:*}.log") |"
 	done
 	echo
 	echo "Ratio (ours / PyTorch tokens/s): $(awk -v a="$ours_tok" -v b="$peer_tok" 'BEGIN { print (a + 0 > 0 && b + 0 > 0) ? sprintf("%.2f", a / b) : "n/a" }'). Targets (issue 8): MFU ≥ 35% first, ≥ 55% after flash attention and fusion."
