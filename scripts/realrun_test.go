@@ -58,9 +58,14 @@ func TestPretrainRealRun(t *testing.T) {
 	// The script's command, with the tokenizer given directly and a checkpoint saved.
 	ck := filepath.Join(f.dir, "ck")
 	cmdline := strings.Fields(strings.TrimSpace(dry))
-	cmd := exec.Command(bin, append(cmdline[1:], "--tokenizer-model", filepath.Dir(tokJSON), "--save", ck, "--save-interval", "1000")...)
-	cmd.Env = append(os.Environ(), "GOLAUNCH_GRACE_PERIOD=5")
-	out, err = cmd.CombinedOutput()
+	for try := 0; ; try++ { // the script's random port may be taken: retry, as a user would
+		cmd := exec.Command(bin, append(cmdline[1:], "--tokenizer-model", filepath.Dir(tokJSON), "--save", ck, "--save-interval", "1000")...)
+		cmd.Env = append(os.Environ(), "GOLAUNCH_GRACE_PERIOD=5")
+		if out, err = cmd.CombinedOutput(); err == nil || try == 2 || !portTaken(string(out)) {
+			break
+		}
+		cmdline = strings.Fields(portRE.ReplaceAllString(strings.Join(cmdline, " "), "--master_port "+strconv.Itoa(20000+try*7919)))
+	}
 	require.NoError(t, err, "%s", out)
 	require.Contains(t, string(out), "iteration       10/      10")
 	data, err := os.ReadFile(tokJSON)
@@ -69,8 +74,14 @@ func TestPretrainRealRun(t *testing.T) {
 
 	env["DRY_RUN"] = "0"
 	stdout, stderr, code := run(t, f, "bash", pretrainScript, env, args(ck, 5120)...)
+	for try := 0; code != 0 && try < 2 && portTaken(stdout+stderr); try++ {
+		stdout, stderr, code = run(t, f, "bash", pretrainScript, env, args(ck, 5120)...)
+	}
 	require.Equal(t, 0, code, "%s\n%s", stdout, stderr)
 	require.Contains(t, stdout, "successfully loaded checkpoint from "+ck)
 	require.Contains(t, stdout, "iteration       20/      20")
 	require.Contains(t, stdout, "successfully saved checkpoint from iteration      20")
 }
+
+// portTaken reports golaunch's error for a rendezvous port another process holds.
+func portTaken(out string) bool { return strings.Contains(out, "address already in use") }
