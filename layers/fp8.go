@@ -80,8 +80,13 @@ func (sc *fp8Scratch) codes(role string, dt tensor.DType, rows, cols int) *tenso
 }
 
 func (sc *fp8Scratch) buf(t **tensor.Tensor, n int) *tensor.Tensor {
-	if *t == nil || (*t).Numel() < n {
-		*t = sc.be.Alloc(tensor.F32, n)
+	return sc.bufOf(t, tensor.F32, n)
+}
+
+// bufOf is buf in dtype dt (the transposed weight follows the weight's dtype).
+func (sc *fp8Scratch) bufOf(t **tensor.Tensor, dt tensor.DType, n int) *tensor.Tensor {
+	if *t == nil || (*t).Numel() < n || (*t).DType() != dt {
+		*t = sc.be.Alloc(dt, n)
 	}
 	return (*t).Slice(0, n)
 }

@@ -36,6 +36,7 @@ func newLinear(ps *paramSet, name string, in, out int, bias bool, partitionDim i
 			bdim = 0
 		}
 		l.B = ps.add(name+".bias", bdim, out)
+		l.B.NonGEMM = true
 		if bdim < 0 {
 			l.B.SequenceParallel = true
 		}
@@ -161,7 +162,7 @@ func (l *Linear) stepWeight(be kernels.Backend, native bool) {
 			l.w8, l.wt8 = be.Alloc(l.fp8Fwd, l.Out, l.In), be.Alloc(l.fp8Fwd, l.In, l.Out)
 		}
 		be.CastWithAmaxInto(l.w8, l.W.Data, sw, f.slot(fp8Weight))
-		wt := l.sc.buf(&l.sc.w, l.W.Data.Numel()).View(l.In, l.Out)
+		wt := l.sc.bufOf(&l.sc.w, l.W.Data.DType(), l.W.Data.Numel()).View(l.In, l.Out)
 		be.Permute(wt, l.W.Data, []int{1, 0})
 		be.CastWithAmaxInto(l.wt8, wt, sw, l.sc.sink)
 	} else {
@@ -176,7 +177,7 @@ func (l *Linear) stepWeight(be kernels.Backend, native bool) {
 // AddBias adds b to every row of y.
 func (l *Linear) AddBias(be kernels.Backend, y *tensor.Tensor) {
 	if l.B != nil {
-		be.AddBias(y.View(y.Numel()/l.B.Data.Numel(), l.B.Data.Numel()), l.B.Data)
+		be.AddBias(y.View(y.Numel()/l.B.Data.Numel(), l.B.Data.Numel()), l.B.F32())
 	}
 }
 
@@ -236,10 +237,10 @@ type Norm struct {
 func newNorm(ps *paramSet, name string, cfg *Config, h int) *Norm {
 	n := &Norm{Eps: float32(cfg.NormEpsilon)}
 	n.W = ps.add(name+".weight", -1, h)
-	n.W.SequenceParallel = true
+	n.W.SequenceParallel, n.W.NonGEMM = true, true
 	if cfg.Normalization == "LayerNorm" {
 		n.B = ps.add(name+".bias", -1, h)
-		n.B.SequenceParallel = true
+		n.B.SequenceParallel, n.B.NonGEMM = true, true
 	}
 	return n
 }
@@ -254,19 +255,19 @@ func newNormStash(be kernels.Backend, rows int) normStash {
 // Forward normalises x [N, h] into out.
 func (n *Norm) Forward(be kernels.Backend, out, x *tensor.Tensor, st normStash) {
 	if n.B == nil {
-		be.RMSNorm(out, st.rstd, x, n.W.Data, n.Eps)
+		be.RMSNorm(out, st.rstd, x, n.W.F32(), n.Eps)
 		return
 	}
-	be.LayerNorm(out, st.mean, st.rstd, x, n.W.Data, n.B.Data, n.Eps)
+	be.LayerNorm(out, st.mean, st.rstd, x, n.W.F32(), n.B.F32(), n.Eps)
 }
 
 // Backward writes dx and accumulates the weight (and bias) grads.
 func (n *Norm) Backward(be kernels.Backend, dx, dout, x *tensor.Tensor, st normStash) {
 	if n.B == nil {
-		be.RMSNormBackward(dx, n.W.Grad, dout, x, n.W.Data, st.rstd)
+		be.RMSNormBackward(dx, n.W.Grad, dout, x, n.W.F32(), st.rstd)
 		return
 	}
-	be.LayerNormBackward(dx, n.W.Grad, n.B.Grad, dout, x, n.W.Data, st.mean, st.rstd)
+	be.LayerNormBackward(dx, n.W.Grad, n.B.Grad, dout, x, n.W.F32(), st.mean, st.rstd)
 }
 
 // initNormal fills a parameter with this rank's shard of a full N(0, std²) tensor drawn

@@ -84,7 +84,7 @@ func runShardedWith(t *testing.T, cfg layers.Config, tp int, sp bool, bt layers.
 		g, v := make([][]float32, tp), make([][]float32, tp)
 		for r := 0; r < tp; r++ {
 			q := models[r].Params[i]
-			g[r], v[r] = q.Grad.F32(), q.Data.F32()
+			g[r], v[r] = q.Grad.F32(), q.Data.ToF32()
 		}
 		grads[p.Name] = layers.Unshard(g, p.FullShape, p.PartitionDim, p.GLU)
 		vals[p.Name] = layers.Unshard(v, p.FullShape, p.PartitionDim, p.GLU)

@@ -13,9 +13,15 @@ type Param struct {
 	// Data is the local shard (F32 on the CPU backend); Grad has the same shape and is a view
 	// into the contiguous grad buffer once one is attached (see AttachGrads).
 	Data, Grad *tensor.Tensor
-	// Low, when set (optim.Adam.ShadowWeights), holds Data rounded to the model's 16-bit
-	// dtype and kept current by the optimizer; GEMMs then take it and 16-bit activations.
+	// Low, when set, is the 16-bit weight GEMMs read: a rounded copy of Data for inference
+	// (SetLowPrecision), or Data itself once optim.Adam.ShadowWeights has made the model's
+	// weights 16-bit as Megatron's are.
 	Low *tensor.Tensor
+	// Wide is an F32 copy of 16-bit Data for the ops that take F32 weights (embedding
+	// lookups, norms, bias adds), kept current by the optimizer; nil while Data is F32.
+	// NonGEMM marks the parameters such ops read.
+	Wide    *tensor.Tensor
+	NonGEMM bool
 	// PartitionDim is the dimension split over tensor parallelism, or -1 if replicated.
 	PartitionDim int
 	// SequenceParallel marks params whose grads are all-reduced over TP with
@@ -39,6 +45,15 @@ type Param struct {
 	// (layer numbers counted over the whole model), so every parallel layout starts from the
 	// same weights.
 	InitKey string
+}
+
+// F32 is the weight as an F32 tensor, for the ops that take F32 weights: Data, or its
+// Wide copy when Data is 16-bit.
+func (p *Param) F32() *tensor.Tensor {
+	if p.Wide != nil {
+		return p.Wide
+	}
+	return p.Data
 }
 
 // TensorParallel reports whether the parameter is split over TP (Megatron's

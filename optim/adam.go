@@ -186,15 +186,30 @@ func (a *Adam) owned() int {
 }
 
 // copyOwned copies between the owned elements of a buffer (full) and their packed form
-// (packed, indexed by Span.Local): toPacked or back.
+// (packed, indexed by Span.Local): toPacked or back, casting (rounding to nearest even)
+// where their dtypes differ.
 func (a *Adam) copyOwned(full, packed *tensor.Tensor, toPacked bool) {
 	for _, o := range a.own {
 		f, p := full.Slice(o.Lo, o.Hi), packed.Slice(o.Local, o.Local+o.Hi-o.Lo)
-		if toPacked {
+		if !toPacked {
+			f, p = p, f
+		}
+		if f.DType() == p.DType() {
 			a.be.Copy(p, f)
 		} else {
-			a.be.Copy(f, p)
+			a.be.Cast(p, f)
 		}
+	}
+}
+
+// roundWeights rounds the owned weights to the model dtype when the param buffer is F32
+// holding 16-bit values (without ShadowWeights; a 16-bit buffer was rounded by its cast).
+func (a *Adam) roundWeights() {
+	if a.buf.Param.DType() != tensor.F32 {
+		return
+	}
+	for _, o := range a.own {
+		a.be.Round(a.buf.Param.Slice(o.Lo, o.Hi), a.modelDType)
 	}
 }
 
@@ -335,9 +350,7 @@ func (a *Adam) Step(lr float64) (gradNorm float64, ok bool, err error) {
 	}
 	if a.main != nil {
 		a.copyOwned(a.buf.Param, a.main, false)
-		for _, o := range a.own {
-			a.be.Round(a.buf.Param.Slice(o.Lo, o.Hi), a.modelDType)
-		}
+		a.roundWeights()
 	}
 	if a.Distributed {
 		a.copyOwned(a.buf.Param, a.paramShard, true)
@@ -355,32 +368,58 @@ func (a *Adam) Step(lr float64) (gradNorm float64, ok bool, err error) {
 	return norm, true, nil
 }
 
-// ShadowWeights keeps the model's weights also in their model dtype (BF16 or F16, after
-// SetModelDType), as Megatron's bf16 parameters are: every Param gets a Low view into one
-// 2-byte buffer, which the layers' GEMMs read instead of the F32 weights, and which this
-// optimizer recasts whenever it changes the weights (Step, SyncMainFromWeights). The GPU
-// backend uses it to run its GEMMs on 16-bit tensor cores; a no-op for F32 models.
+// ShadowWeights stores the model's weights in their model dtype (BF16 or F16, after
+// SetModelDType), as Megatron's bf16 parameters are: the param buffer becomes 16-bit
+// (half the bytes, and half the distributed optimizer's all-gather), every Param's Data a
+// view into it and its Low the same view, which the layers' GEMMs read on 16-bit tensor
+// cores; the fp32 main parameters keep the precise values. Parameters read by ops that
+// take F32 weights (Param.NonGEMM: embeddings, norms, biases) get an F32 Wide copy,
+// recast whenever the weights change (Step, SyncMainFromWeights). The GPU path uses it; a
+// no-op for F32 models.
 func (a *Adam) ShadowWeights() {
 	if a.main == nil || a.low != nil { // F32 model (no SetModelDType), or done
 		return
 	}
 	a.low = a.be.Alloc(a.modelDType, a.buf.Layout.Numel)
+	a.be.Cast(a.low, a.buf.Param) // exact: the F32 buffer holds rounded values
 	for i, p := range a.params {
 		off := a.buf.Layout.Offsets[i]
-		p.Low = a.low.Slice(off, off+p.Numel()).View(p.Shape...)
+		p.Data = a.low.Slice(off, off+p.Numel()).View(p.Shape...)
+		p.Low = p.Data
+		if p.NonGEMM {
+			p.Wide = a.be.Alloc(tensor.F32, p.Shape...)
+		}
 	}
+	free(a.be, a.buf.Param)
+	a.buf.Param = a.low
+	if a.paramShard != nil {
+		free(a.be, a.paramShard)
+		a.paramShard = a.be.Alloc(a.modelDType, a.paramShard.Numel())
+	}
+	a.views()
 	a.refreshShadow()
 }
 
+// refreshShadow recasts the Wide copies from the 16-bit weights.
 func (a *Adam) refreshShadow() {
-	if a.low != nil {
-		a.be.Cast(a.low, a.buf.Param)
+	for _, p := range a.params {
+		if p.Wide != nil {
+			a.be.Cast(p.Wide, p.Data)
+		}
+	}
+}
+
+// free releases t on backends that manage device memory (kernels/cuda's arena).
+func free(be kernels.Backend, t *tensor.Tensor) {
+	if f, ok := be.(interface{ Free(*tensor.Tensor) error }); ok {
+		_ = f.Free(t)
 	}
 }
 
 // Memory is what the optimizer and its buffers hold, in bytes, by role.
 type Memory struct {
 	Weights   int64 // model parameters (the param buffer)
+	Wide      int64 // F32 copies of 16-bit weights for non-GEMM ops (ShadowWeights)
 	Grads     int64 // gradient buffer
 	Optimizer int64 // Adam moments and fp32 main parameters of the owned elements
 	Staging   int64 // distributed optimizer: reduce-scatter / all-gather shards
@@ -395,7 +434,11 @@ func (a *Adam) Memory() Memory {
 		}
 		return int64(t.Bytes())
 	}
-	return Memory{Weights: b(a.buf.Param) + b(a.low), Grads: b(a.buf.Grad), Optimizer: b(a.m) + b(a.v) + b(a.main),
+	var wide int64
+	for _, p := range a.params {
+		wide += b(p.Wide)
+	}
+	return Memory{Weights: b(a.buf.Param), Wide: wide, Grads: b(a.buf.Grad), Optimizer: b(a.m) + b(a.v) + b(a.main),
 		Staging: b(a.gradShard) + b(a.paramShard), Params: int64(a.numel)}
 }
 
@@ -432,6 +475,8 @@ func (a *Adam) SyncMainFromWeights() {
 		return
 	}
 	a.copyOwned(a.buf.Param, a.main, true)
-	a.be.Round(a.buf.Param, a.modelDType)
+	if a.buf.Param.DType() == tensor.F32 {
+		a.be.Round(a.buf.Param, a.modelDType)
+	}
 	a.refreshShadow()
 }

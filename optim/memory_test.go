@@ -22,16 +22,19 @@ import (
 // TestMemoryPerParameter measures the bytes per parameter that weights, grads and optimizer
 // state take with and without the distributed optimizer for DP 1, 2 and 4 (bf16 training),
 // beside Megatron's formula: 18 bytes (2 bf16 weights + 4 fp32 grads + 4 main + 4 + 4 Adam)
-// and 6 + 12/DP with the distributed optimizer. gomegatron's CPU backend keeps bf16 weights
-// in float32 storage (4 bytes), so its expected values are 20 and 8 + 12/DP (+ 8/DP shard
-// staging for the reduce-scatter and all-gather). GOMEGATRON_MEMORY_REPORT=file writes the table.
+// and 6 + 12/DP with the distributed optimizer. The CPU path keeps bf16 weights in float32
+// storage (4 bytes): 20 and 8 + 12/DP, + 8/DP shard staging for the reduce-scatter and
+// all-gather. With ShadowWeights (the GPU path) the weights are 16-bit as Megatron's: 18 and
+// 6 + 12/DP, + 6/DP staging, + the F32 copies of the embeddings, norms and biases (Wide).
+// GOMEGATRON_MEMORY_REPORT=file writes the table.
 func TestMemoryPerParameter(t *testing.T) {
 	cfg, err := layers.Preset("small-llama")
 	require.NoError(t, err)
 	cfg.NumLayers, cfg.VocabSize = 2, 4096 // ~2.6M parameters: quick, and padding stays < 1%
 	var rows []string
 	for _, dp := range []int{1, 2, 4} {
-		for _, dist := range []bool{false, true} {
+		for _, variant := range []struct{ dist, shadow bool }{{false, false}, {true, false}, {false, true}, {true, true}} {
+			dist, shadow := variant.dist, variant.shadow
 			if dist && dp == 1 {
 				continue
 			}
@@ -59,6 +62,9 @@ func TestMemoryPerParameter(t *testing.T) {
 					}
 					opt := optim.NewAdam(be, m.Params, optim.DefaultAdam(), dist, g)
 					opt.SetModelDType(tensor.BF16)
+					if shadow {
+						opt.ShadowWeights()
+					}
 					mems[r] = opt.Memory()
 				}(r)
 			}
@@ -70,18 +76,24 @@ func TestMemoryPerParameter(t *testing.T) {
 			mm := mems[0]
 			n := float64(mm.Params)
 			per := func(b int64) float64 { return float64(b) / n }
-			total := per(mm.Weights + mm.Grads + mm.Optimizer + mm.Staging)
+			total := per(mm.Weights + mm.Wide + mm.Grads + mm.Optimizer + mm.Staging)
 			megatron, ours := 18.0, 20.0
-			if dist {
+			switch {
+			case dist && shadow:
+				megatron, ours = 6+12/float64(dp), 6+12/float64(dp)+6/float64(dp)
+			case dist:
 				megatron, ours = 6+12/float64(dp), 8+12/float64(dp)+8/float64(dp)
+			case shadow:
+				ours = 18
 			}
+			ours += per(mm.Wide)
 			// Buffers are padded (64-element alignment, lcm(DP,128) ends): allow that slack.
-			require.InDelta(t, ours, total, 0.02*ours, "dp=%d dist=%v", dp, dist)
-			rows = append(rows, fmt.Sprintf("| %d | %v | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f |",
-				dp, dist, per(mm.Weights), per(mm.Grads), per(mm.Optimizer), per(mm.Staging), total, ours, megatron))
+			require.InDelta(t, ours, total, 0.02*ours, "dp=%d dist=%v 16-bit=%v", dp, dist, shadow)
+			rows = append(rows, fmt.Sprintf("| %d | %v | %v | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f |",
+				dp, dist, shadow, per(mm.Weights), per(mm.Wide), per(mm.Grads), per(mm.Optimizer), per(mm.Staging), total, ours, megatron))
 		}
 	}
-	table := "| DP | distributed optimizer | weights | grads | optimizer state | shard staging | total B/param | expected (fp32-stored weights) | Megatron formula (bf16) |\n|---|---|---|---|---|---|---|---|---|\n" + strings.Join(rows, "\n") + "\n"
+	table := "| DP | distributed optimizer | 16-bit weights (GPU) | weights | F32 copies | grads | optimizer state | shard staging | total B/param | expected | Megatron formula (bf16) |\n|---|---|---|---|---|---|---|---|---|---|---|\n" + strings.Join(rows, "\n") + "\n"
 	t.Log("\n" + table)
 	if out := os.Getenv("GOMEGATRON_MEMORY_REPORT"); out != "" {
 		require.NoError(t, os.WriteFile(out, []byte(table), 0o644))

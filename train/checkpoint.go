@@ -68,13 +68,30 @@ func (c *checkpointer) host(t *tensor.Tensor) *tensor.Tensor {
 	return h
 }
 
-// set writes float32 values into dst, a host or device F32 tensor.
+// set writes float32 values into dst, a host or device tensor (rounded to nearest even
+// into 16-bit weights).
 func (c *checkpointer) set(dst *tensor.Tensor, vals []float32) {
-	if c.be == nil || dst.Device.Type == tensor.CPU {
+	vals = vals[:dst.Numel()]
+	if dst.DType() == tensor.F32 && (c.be == nil || dst.Device.Type == tensor.CPU) {
 		copy(dst.F32(), vals)
 		return
 	}
-	c.be.Upload(dst, tensor.FromF32(vals[:dst.Numel()], dst.Shape()...))
+	h := tensor.FromF32Values(dst.DType(), vals, dst.Shape()...)
+	if c.be == nil || dst.Device.Type == tensor.CPU {
+		copy(dst.Data, h.Data)
+		return
+	}
+	c.be.Upload(dst, h)
+}
+
+// hostF32 is host, widened to F32: model weights are saved as F32 whatever dtype the
+// model holds them in, so every backend writes the same files.
+func (c *checkpointer) hostF32(t *tensor.Tensor) *tensor.Tensor {
+	h := c.host(t)
+	if h.DType() == tensor.F32 {
+		return h
+	}
+	return tensor.FromF32(h.ToF32(), h.Shape()...)
 }
 
 func (c *checkpointer) dtype() tensor.DType {
@@ -132,7 +149,7 @@ func (c *checkpointer) stateDict(p progress) (*torchpickle.Dict, error) {
 	for _, m := range chunks {
 		tensors := map[string]*tensor.Tensor{}
 		for _, prm := range m.Params {
-			tensors[prm.Name] = c.host(prm.Data)
+			tensors[prm.Name] = c.hostF32(prm.Data)
 		}
 		model, err := megatron.ModelDict(megatron.MCore, m.Params, tensors)
 		if err != nil {

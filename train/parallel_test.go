@@ -332,7 +332,7 @@ func runLayout(t *testing.T, cfg layers.Config, l layout, iters int) runResult {
 			if shards[p.InitKey] == nil {
 				shards[p.InitKey] = make([][]float32, l.tp)
 			}
-			shards[p.InitKey][o.tpr] = append([]float32(nil), p.Data.F32()...)
+			shards[p.InitKey][o.tpr] = p.Data.ToF32()
 			meta[p.InitKey] = p
 		}
 	}

@@ -80,13 +80,21 @@ func TestPretrainOnEmulatedGPUs(t *testing.T) {
 	}
 	// --bf16: 16-bit weight copies and GEMM operands, BF16 activations and flash attention on
 	// the "GPUs"; F32 activations on the CPU. The losses agree to bf16 accuracy.
-	out16 := run(gpuEnv, args("cuda", "--bf16")...)
+	ck16 := filepath.Join(dir, "ckpt16")
+	out16 := run(gpuEnv, append(args("cuda", "--bf16"), "--train-iters", "4")...)
 	require.Contains(t, out16, "> activations in bfloat16")
 	g16, c16 := parseLog(t, out16), parseLog(t, run(nil, args("cpu", "--bf16")...))
-	require.Len(t, g16.loss, 3)
+	require.Len(t, g16.loss, 4)
 	for i := range c16.loss {
 		require.InEpsilon(t, c16.loss[i], g16.loss[i], 1e-2, "bf16 iteration %d loss: cpu %v, emulated gpu %v", i+1, c16.loss, g16.loss)
 	}
+	// The same run stopped after iteration 2 with a checkpoint (16-bit weights saved as F32,
+	// fp32 main parameters in the optimizer state) resumes on the "GPUs" into the same
+	// iterations 3 and 4.
+	run(gpuEnv, append(args("cuda", "--bf16"), "--train-iters", "4", "--exit-interval", "2", "--save", ck16)...)
+	r16 := parseLog(t, run(gpuEnv, append(args("cuda", "--bf16"), "--train-iters", "4", "--load", ck16)...))
+	require.Equal(t, g16.loss[2:], r16.loss, "resumed bf16 losses")
+	require.Equal(t, g16.norm[2:], r16.norm, "resumed bf16 grad norms")
 	// The checkpoint written from device memory resumes on the CPU.
 	resumed := run(nil, append(args("cpu", "--load", ckpt), "--train-iters", "4")...)
 	require.Len(t, parseLog(t, resumed).loss, 1, "one more iteration after the resumed 3\n%s", resumed)
