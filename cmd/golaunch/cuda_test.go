@@ -88,6 +88,13 @@ func TestPretrainOnEmulatedGPUs(t *testing.T) {
 	for i := range c16.loss {
 		require.InEpsilon(t, c16.loss[i], g16.loss[i], 1e-2, "bf16 iteration %d loss: cpu %v, emulated gpu %v", i+1, c16.loss, g16.loss)
 	}
+	// --fp16: 16-bit weights and GEMM operands in F16, F32 activations.
+	fp16 := []string{"--fp16", "--loss-scale", "1"} // a constant scale: no skipped iterations to log
+	g16h, c16h := parseLog(t, run(gpuEnv, append(args("cuda"), fp16...)...)), parseLog(t, run(nil, append(args("cpu"), fp16...)...))
+	require.Len(t, g16h.loss, 3)
+	for i := range c16h.loss {
+		require.InEpsilon(t, c16h.loss[i], g16h.loss[i], 1e-2, "fp16 iteration %d loss: cpu %v, emulated gpu %v", i+1, c16h.loss, g16h.loss)
+	}
 	// The same run stopped after iteration 2 with a checkpoint (16-bit weights saved as F32,
 	// fp32 main parameters in the optimizer state) resumes on the "GPUs" into the same
 	// iterations 3 and 4.
