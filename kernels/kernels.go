@@ -143,7 +143,8 @@ type Backend interface {
 	BiasGrad(db, dout *tensor.Tensor)
 
 	// Embedding: out[n] = table[ids[n] − start] if start ≤ ids[n] < start+V, else 0
-	// (the vocab-parallel lookup; start = 0 without TP). ids are I64 or I32.
+	// (the vocab-parallel lookup; start = 0 without TP). ids are I64 or I32. The table may
+	// be F32 or BF16 (16-bit model weights), whatever out's dtype.
 	Embedding(out, table, ids *tensor.Tensor, start int)
 	// EmbeddingBackward: dtable[ids[n] − start] += dout[n] for the in-range ids.
 	EmbeddingBackward(dtable, dout, ids *tensor.Tensor, start int)

@@ -17,9 +17,9 @@ type Param struct {
 	// (SetLowPrecision), or Data itself once optim.Adam.ShadowWeights has made the model's
 	// weights 16-bit as Megatron's are.
 	Low *tensor.Tensor
-	// Wide is an F32 copy of 16-bit Data for the ops that take F32 weights (embedding
-	// lookups, norms, bias adds), kept current by the optimizer; nil while Data is F32.
-	// NonGEMM marks the parameters such ops read.
+	// Wide is an F32 copy of 16-bit Data for the ops that take F32 weights (norms, bias
+	// adds), kept current by the optimizer; nil while Data is F32. NonGEMM marks the
+	// parameters such ops read (embedding lookups take 16-bit tables).
 	Wide    *tensor.Tensor
 	NonGEMM bool
 	// PartitionDim is the dimension split over tensor parallelism, or -1 if replicated.

@@ -372,8 +372,9 @@ func (a *Adam) Step(lr float64) (gradNorm float64, ok bool, err error) {
 // SetModelDType), as Megatron's bf16 parameters are: the param buffer becomes 16-bit
 // (half the bytes, and half the distributed optimizer's all-gather), every Param's Data a
 // view into it and its Low the same view, which the layers' GEMMs read on 16-bit tensor
-// cores; the fp32 main parameters keep the precise values. Parameters read by ops that
-// take F32 weights (Param.NonGEMM: embeddings, norms, biases) get an F32 Wide copy,
+// cores, and the embedding lookups read directly; the fp32 main parameters keep the
+// precise values. Parameters read by ops that take F32 weights (Param.NonGEMM: norms,
+// biases) get an F32 Wide copy,
 // recast whenever the weights change (Step, SyncMainFromWeights). The GPU path uses it; a
 // no-op for F32 models.
 func (a *Adam) ShadowWeights() {

@@ -8,19 +8,32 @@ import (
 
 // Embedding: out[n] = table[ids[n] − start] when start ≤ ids[n] < start+V, else a zero row
 // (the vocab-parallel lookup of Megatron's VocabParallelEmbedding; start = 0 without TP).
-// table is [V, H], out is [N, H] (any leading dims), ids [N] is I64 or I32.
+// table is [V, H] (F32 or BF16), out is [N, H] (any leading dims), ids [N] is I64 or I32.
 func (b *Backend) Embedding(out, table, ids *tensor.Tensor, start int) {
 	if b.bf16("Embedding", func(t []*tensor.Tensor) { b.Embedding(t[0], table, ids, start) }, wr("out", out)) {
 		return
 	}
 	v, h := embeddingDims("Embedding", table, out, ids)
-	os, ts := f32("Embedding", out), f32("Embedding", table)
+	os := f32("Embedding", out)
+	var copyRow func(dst []float32, r int)
+	switch table.DType() {
+	case tensor.BF16: // 16-bit model weights: widen the rows looked up
+		ts := table.U16()
+		copyRow = func(dst []float32, r int) {
+			for j, x := range ts[r*h : (r+1)*h] {
+				dst[j] = tensor.F32FromBF16(x)
+			}
+		}
+	default:
+		ts := f32("Embedding", table)
+		copyRow = func(dst []float32, r int) { copy(dst, ts[r*h:(r+1)*h]) }
+	}
 	id := indices("Embedding", ids)
 	parallelFor(ids.Numel(), grainFor(h), func(lo, hi int) {
 		for n := lo; n < hi; n++ {
 			row := os[n*h : (n+1)*h]
 			if r := id(n) - int64(start); r >= 0 && r < int64(v) {
-				copy(row, ts[int(r)*h:(int(r)+1)*h])
+				copyRow(row, int(r))
 			} else {
 				clear(row)
 			}

@@ -145,10 +145,16 @@ func embeddingDims(op string, table, rows, ids *tensor.Tensor) (v, h int) {
 
 func (b *Backend) Embedding(out, table, ids *tensor.Tensor, start int) {
 	dt := b.acts("Embedding", out)
-	b.f32("Embedding", table)
+	kernel := "gm_embedding" + sfx(dt)
+	if table.DType() == tensor.BF16 { // 16-bit model weights
+		b.mustDev("Embedding", table)
+		kernel = map[tensor.DType]string{tensor.F32: "gm_embedding_f32_tbf16", tensor.BF16: "gm_embedding_bf16_tbf16"}[dt]
+	} else {
+		b.f32("Embedding", table)
+	}
 	is64 := b.idsKind("Embedding", ids)
 	v, h := embeddingDims("Embedding", table, out, ids)
-	b.elem("gm_embedding"+sfx(dt), out.Numel(), out.Ptr, table.Ptr, ids.Ptr, is64, int64(ids.Numel()), int32(h), int64(start), int64(v))
+	b.elem(kernel, out.Numel(), out.Ptr, table.Ptr, ids.Ptr, is64, int64(ids.Numel()), int32(h), int64(start), int64(v))
 }
 
 func (b *Backend) EmbeddingBackward(dtable, dout, ids *tensor.Tensor, start int) {

@@ -21,7 +21,7 @@ func refEmbedding(table []float64, v, h int, ids []int64, start int) []float64 {
 }
 
 // Embedding checks the vocab-parallel lookup (ids below, inside and above the shard,
-// repeated ids, I64 and I32) and EmbeddingBackward's accumulation into a nonzero dtable
+// repeated ids, I64 and I32; F32 and BF16 tables) and EmbeddingBackward's accumulation into a nonzero dtable
 // against finite differences.
 func Embedding(t *testing.T, b kernels.Backend) {
 	r := newRand(5)
@@ -46,6 +46,16 @@ func Embedding(t *testing.T, b kernels.Backend) {
 				b.EmbeddingBackward(dtable, devF32(b, toF32(rr), n, h), di, start)
 				want := numGrad(ft, func() float64 { return dot(rr, refEmbedding(ft, v, h, ids, start)) })
 				requireClose(t, "dtable − prior", minus(get(b, dtable), prior), want, tolFD)
+
+				// A BF16 table (16-bit model weights) looks up its values exactly, into F32
+				// or BF16 rows.
+				t16 := dev(b, tensor.BF16, table, v, h)
+				want16 := refEmbedding(f64s(get(b, t16)), v, h, ids, start)
+				for _, odt := range []tensor.DType{tensor.F32, tensor.BF16} {
+					o := dev(b, odt, nans(n*h), n, h)
+					b.Embedding(o, t16, di, start)
+					requireClose(t, fmt.Sprintf("out %v from a bf16 table", odt), get(b, o), want16, 0)
+				}
 			})
 		}
 	}
