@@ -220,10 +220,16 @@ type Backend interface {
 	Round(x *tensor.Tensor, dt tensor.DType)
 }
 
-// MemoryReporter is implemented by backends with device memory (kernels/cuda): bytes
-// allocated now and at most, and reserved now and at most, as torch.cuda reports them.
+// MemoryStats are a device's memory figures as torch.cuda reports them: bytes allocated
+// now and at most, bytes reserved now and at most, and live allocations.
+type MemoryStats struct {
+	Allocated, MaxAllocated, Reserved, MaxReserved uint64
+	Allocations                                    int
+}
+
+// MemoryReporter is implemented by backends with device memory (kernels/cuda).
 type MemoryReporter interface {
-	MemoryStats() (allocated, maxAllocated, reserved, maxReserved uint64)
+	MemoryStats() MemoryStats
 }
 
 // FP8Gemmer is implemented by backends with native FP8 GEMMs (kernels/cuda on Hopper and

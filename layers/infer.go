@@ -150,13 +150,13 @@ func (m *GPTModel) Decode(kc *KVCache, tokens [][]int64, pos int) (*tensor.Tenso
 	m.be.Upload(posIDs, s.hostPos.Slice(0, N))
 
 	x := view(s.x, N, h)
-	m.be.Embedding(x, m.WordEmb.Data, ids, m.vocabLo)
+	m.be.Embedding(x, m.WordEmb.Value(), ids, m.vocabLo)
 	if err := m.Par.allReduce(x, "word embeddings"); err != nil {
 		return nil, err
 	}
 	if m.PosEmb != nil {
 		tmp := view(s.tmp, N, h)
-		m.be.Embedding(tmp, m.PosEmb.Data, posIDs, 0)
+		m.be.Embedding(tmp, m.PosEmb.Value(), posIDs, 0)
 		m.be.Add(x, x, tmp)
 	}
 	if m.EmbNorm != nil {

@@ -177,7 +177,7 @@ func (l *Linear) stepWeight(be kernels.Backend, native bool) {
 // AddBias adds b to every row of y.
 func (l *Linear) AddBias(be kernels.Backend, y *tensor.Tensor) {
 	if l.B != nil {
-		be.AddBias(y.View(y.Numel()/l.B.Data.Numel(), l.B.Data.Numel()), l.B.F32())
+		be.AddBias(y.View(y.Numel()/l.B.Data.Numel(), l.B.Data.Numel()), l.B.Value())
 	}
 }
 
@@ -255,19 +255,19 @@ func newNormStash(be kernels.Backend, rows int) normStash {
 // Forward normalises x [N, h] into out.
 func (n *Norm) Forward(be kernels.Backend, out, x *tensor.Tensor, st normStash) {
 	if n.B == nil {
-		be.RMSNorm(out, st.rstd, x, n.W.F32(), n.Eps)
+		be.RMSNorm(out, st.rstd, x, n.W.Value(), n.Eps)
 		return
 	}
-	be.LayerNorm(out, st.mean, st.rstd, x, n.W.F32(), n.B.F32(), n.Eps)
+	be.LayerNorm(out, st.mean, st.rstd, x, n.W.Value(), n.B.Value(), n.Eps)
 }
 
 // Backward writes dx and accumulates the weight (and bias) grads.
 func (n *Norm) Backward(be kernels.Backend, dx, dout, x *tensor.Tensor, st normStash) {
 	if n.B == nil {
-		be.RMSNormBackward(dx, n.W.Grad, dout, x, n.W.F32(), st.rstd)
+		be.RMSNormBackward(dx, n.W.Grad, dout, x, n.W.Value(), st.rstd)
 		return
 	}
-	be.LayerNormBackward(dx, n.W.Grad, n.B.Grad, dout, x, n.W.F32(), st.mean, st.rstd)
+	be.LayerNormBackward(dx, n.W.Grad, n.B.Grad, dout, x, n.W.Value(), st.mean, st.rstd)
 }
 
 // initNormal fills a parameter with this rank's shard of a full N(0, std²) tensor drawn

@@ -91,8 +91,10 @@ func newGPTModel(be kernels.Backend, cfg Config, par Parallel) (*GPTModel, error
 	m.vocabLo, _ = shardRange(c.PaddedVocabSize, par.tpRank(), tp)
 	if par.First() {
 		m.WordEmb = ps.add("embedding.word_embeddings.weight", 0, c.PaddedVocabSize, c.HiddenSize)
+		m.WordEmb.Lookup = true
 		if c.PositionEmbeddingType == "learned_absolute" {
 			m.PosEmb = ps.add("embedding.position_embeddings.weight", -1, c.MaxPositionEmbeddings, c.HiddenSize)
+			m.PosEmb.Lookup = true
 		}
 		if c.EmbeddingLayerNorm {
 			m.EmbNorm = newNorm(ps, "embedding.word_embeddings_layernorm", c, c.HiddenSize)
@@ -347,12 +349,12 @@ func dropOffset(step uint64, site, n int) uint64 {
 // positions, then (with SP) this rank's rows, BLOOM's norm and dropout.
 func (m *GPTModel) embed(st *Stash, seed, step uint64) error {
 	c := &m.Cfg
-	m.be.Embedding(st.embFull, m.WordEmb.Data, st.ids, m.vocabLo)
+	m.be.Embedding(st.embFull, m.WordEmb.Value(), st.ids, m.vocabLo)
 	if err := m.Par.allReduce(st.embFull, "word embeddings"); err != nil {
 		return err
 	}
 	if m.PosEmb != nil {
-		m.be.Embedding(st.dembF, m.PosEmb.Data, st.posIDs, 0)
+		m.be.Embedding(st.dembF, m.PosEmb.Value(), st.posIDs, 0)
 		m.be.Add(st.embFull, st.embFull, st.dembF)
 	}
 	out := st.emb

@@ -17,11 +17,12 @@ type Param struct {
 	// (SetLowPrecision), or Data itself once optim.Adam.ShadowWeights has made the model's
 	// weights 16-bit as Megatron's are.
 	Low *tensor.Tensor
-	// Wide is an F32 copy of 16-bit Data for the ops that take F32 weights (norms, bias
-	// adds), kept current by the optimizer; nil while Data is F32. NonGEMM marks the
-	// parameters such ops read (embedding lookups take 16-bit tables).
-	Wide    *tensor.Tensor
-	NonGEMM bool
+	// Wide is an F32 copy of 16-bit Data for the ops that take F32 weights, kept current
+	// by the optimizer; nil while Data is F32. NonGEMM marks the parameters such ops read
+	// (norm weights, biases); Lookup the embedding tables, which lookups take in F32 or
+	// BF16 (so only F16 tables need Wide).
+	Wide            *tensor.Tensor
+	NonGEMM, Lookup bool
 	// PartitionDim is the dimension split over tensor parallelism, or -1 if replicated.
 	PartitionDim int
 	// SequenceParallel marks params whose grads are all-reduced over TP with
@@ -47,9 +48,8 @@ type Param struct {
 	InitKey string
 }
 
-// F32 is the weight as an F32 tensor, for the ops that take F32 weights: Data, or its
-// Wide copy when Data is 16-bit.
-func (p *Param) F32() *tensor.Tensor {
+// Value is the weight as the non-GEMM ops take it: Data, or its F32 Wide copy.
+func (p *Param) Value() *tensor.Tensor {
 	if p.Wide != nil {
 		return p.Wide
 	}

@@ -78,6 +78,7 @@ type Args struct {
 	LogThroughput                bool   `name:"log-throughput" help:"Print TFLOP/s per GPU in the log line."`
 	LogTimersToTensorboard       bool   `name:"log-timers-to-tensorboard" help:"Accepted for compatibility."`
 	LogBatchSizeToTensorboard    bool   `name:"log-batch-size-to-tensorboard" help:"Write the batch size to TensorBoard."`
+	LogMemoryToTensorboard       bool   `name:"log-memory-to-tensorboard" help:"Write the GPU's memory (mem-reserved-bytes, mem-allocated-bytes, mem-max-allocated-bytes, mem-allocated-count) to TensorBoard; nothing on the CPU."`
 	LogValidationPPLToTensorbord bool   `name:"log-validation-ppl-to-tensorboard" help:"Write validation perplexity to TensorBoard."`
 	ExitInterval                 int    `name:"exit-interval" help:"Exit after this many iterations."`
 	ExitDurationInMins           int    `name:"exit-duration-in-mins" help:"Exit after this many minutes."`

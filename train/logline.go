@@ -49,11 +49,10 @@ func (f logFields) format(now time.Time) string {
 // memoryLine is Megatron's report_memory line after the first logged iteration:
 // "[Rank r] (after n iterations) memory (MB) | allocated: … | max allocated: … |
 // reserved: … | max reserved: …".
-func memoryLine(rank, iteration int, m kernels.MemoryReporter) string {
+func memoryLine(rank, iteration int, m kernels.MemoryStats) string {
 	const mb = 1024 * 1024
-	a, ma, r, mr := m.MemoryStats()
 	return fmt.Sprintf("[Rank %d] (after %d iterations) memory (MB) | allocated: %.2f | max allocated: %.2f | reserved: %.2f | max reserved: %.2f",
-		rank, iteration, float64(a)/mb, float64(ma)/mb, float64(r)/mb, float64(mr)/mb)
+		rank, iteration, float64(m.Allocated)/mb, float64(m.MaxAllocated)/mb, float64(m.Reserved)/mb, float64(m.MaxReserved)/mb)
 }
 
 // FLOPs is Megatron's num_floating_point_operations for a dense GPT and a batch of

@@ -40,6 +40,12 @@ func Finetune(f *FinetuneArgs, world comm.Comm, out io.Writer) error {
 	return run(&f.Args, world, out, f.sftSplits)
 }
 
+// scalar is one TensorBoard value of an iteration.
+type scalar struct {
+	tag string
+	v   float64
+}
+
 // dataHook builds the splits instead of the GPT datasets (fine-tuning) and may set
 // a.TrainIters; dp is the data-parallel size.
 type dataHook func(tok tokenizer.Tokenizer, dp int) ([3]samples, error)
@@ -290,16 +296,17 @@ func run(a *Args, world comm.Comm, out io.Writer, hook dataHook) error {
 		}
 		lr := sched.At(schedSteps)
 		if tb != nil && it%a.TensorboardLogInterval == 0 {
-			for _, s := range []struct {
-				tag string
-				v   float64
-			}{{"learning-rate", lr}, {"lm loss", res.Loss}, {"grad-norm", res.GradNorm}, {"loss-scale", opt.LossScale()}} {
-				if err := tb.Scalar(s.tag, s.v, int64(it)); err != nil {
-					return err
-				}
-			}
+			sc := []scalar{{"learning-rate", lr}, {"lm loss", res.Loss}, {"grad-norm", res.GradNorm}, {"loss-scale", opt.LossScale()}}
 			if a.LogBatchSizeToTensorboard {
-				if err := tb.Scalar("batch-size", float64(a.GlobalBatchSize), int64(it)); err != nil {
+				sc = append(sc, scalar{"batch-size", float64(a.GlobalBatchSize)})
+			}
+			if mr, ok := be.(kernels.MemoryReporter); ok && a.LogMemoryToTensorboard {
+				m := mr.MemoryStats()
+				sc = append(sc, scalar{"mem-reserved-bytes", float64(m.Reserved)}, scalar{"mem-allocated-bytes", float64(m.Allocated)},
+					scalar{"mem-max-allocated-bytes", float64(m.MaxAllocated)}, scalar{"mem-allocated-count", float64(m.Allocations)})
+			}
+			for _, s := range sc {
+				if err := tb.Scalar(s.tag, s.v, int64(it)); err != nil {
 					return err
 				}
 			}
@@ -320,7 +327,7 @@ func run(a *Args, world comm.Comm, out io.Writer, hook dataHook) error {
 			}
 			logf("%s", f.format(time.Now()))
 			if mr, ok := be.(kernels.MemoryReporter); ok && !memoryReported && ps.Coords.DP == 0 {
-				fmt.Fprintln(out, memoryLine(world.Rank(), it, mr)) // every DP-rank-0 process, as Megatron
+				fmt.Fprintln(out, memoryLine(world.Rank(), it, mr.MemoryStats())) // every DP-rank-0 process, as Megatron
 			}
 			memoryReported = true
 			if tb != nil && a.LogThroughput {

@@ -59,10 +59,19 @@ func TestPretrainOnEmulatedGPUs(t *testing.T) {
 	require.Error(t, err)
 	require.Contains(t, string(out), "--distributed-backend nccl: comm/nccl: libnccl.so.2 not found")
 	ckpt := filepath.Join(dir, "ckpt")
-	onGPU := run(gpuEnv, args("cuda", "--save", ckpt, "--save-interval", "3")...)
+	tb := filepath.Join(dir, "tb")
+	onGPU := run(gpuEnv, args("cuda", "--save", ckpt, "--save-interval", "3", "--tensorboard-dir", tb, "--log-memory-to-tensorboard")...)
 	require.Contains(t, onGPU, "> training on cuda:1", "the last rank reports its GPU")
 	// Megatron's report_memory after the first iteration, from each DP-rank-0 process.
 	mem := regexp.MustCompile(`(?m)\[Rank (\d)\] \(after 1 iterations\) memory \(MB\) \| allocated: [\d.]+ \| max allocated: ([\d.]+) \| reserved: 256\.00 \| max reserved: 256\.00$`)
+	ev, err := filepath.Glob(filepath.Join(tb, "events.out.tfevents.*"))
+	require.NoError(t, err)
+	require.Len(t, ev, 1)
+	events, err := os.ReadFile(ev[0])
+	require.NoError(t, err)
+	for _, tag := range []string{"mem-reserved-bytes", "mem-allocated-bytes", "mem-max-allocated-bytes", "mem-allocated-count"} {
+		require.Contains(t, string(events), tag, "--log-memory-to-tensorboard")
+	}
 	reports := mem.FindAllStringSubmatch(onGPU, -1)
 	require.Len(t, reports, 2, "one memory line per TP rank\n%s", onGPU)
 	for _, m := range reports {

@@ -103,6 +103,9 @@ func (a *Arena) Size() uintptr  { return a.size }
 func (a *Arena) InUse() uintptr { return a.inUse }
 func (a *Arena) Peak() uintptr  { return a.peak }
 
+// Live is the number of allocations not yet freed.
+func (a *Arena) Live() int { return len(a.used) }
+
 func (a *Arena) largestFree() uintptr {
 	var m uintptr
 	for _, s := range a.free {

@@ -103,16 +103,17 @@ func NewOn(libs *Libraries, o Options) (*Backend, error) {
 // Device returns the backend's GPU.
 func (b *Backend) GPU() *Device { return b.dev }
 
-// MemoryStats reports the device arena's bytes: allocated now, the most ever allocated,
-// and the arena's size as both reserved figures (it is reserved once, at start-up) — the
-// four numbers of Megatron's report_memory.
-func (b *Backend) MemoryStats() (allocated, maxAllocated, reserved, maxReserved uint64) {
+// MemoryStats reports the device arena: bytes allocated now and at most, its size as both
+// reserved figures (it is reserved once, at start-up), and its live allocations.
+func (b *Backend) MemoryStats() kernels.MemoryStats {
+	var m kernels.MemoryStats
 	b.run(func() error {
 		a := b.dev.arena
-		allocated, maxAllocated, reserved = uint64(a.InUse()), uint64(a.Peak()), uint64(a.Size())
+		m = kernels.MemoryStats{Allocated: uint64(a.InUse()), MaxAllocated: uint64(a.Peak()),
+			Reserved: uint64(a.Size()), MaxReserved: uint64(a.Size()), Allocations: a.Live()}
 		return nil
 	})
-	return allocated, maxAllocated, reserved, reserved
+	return m
 }
 
 // Close destroys the cuBLASLt handle and closes the device.
