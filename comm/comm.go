@@ -64,10 +64,15 @@ type Comm interface {
 	// AllReduce replaces t on every rank with the reduction of t over the group.
 	AllReduce(t *tensor.Tensor, op Op) error
 	// ReduceScatter reduces in (Size()·out.Numel() elements) over the group and leaves
-	// chunk r (elements [r·m, (r+1)·m), m = out.Numel()) in out on rank r.
+	// chunk r (elements [r·m, (r+1)·m), m = out.Numel()) in out on rank r. It may run in
+	// place, as NCCL's: out may be exactly in's chunk r (same storage, offset r·m elements;
+	// in's other chunks are only read, as always). The distributed optimizer reduces each
+	// grad bucket this way. Any other overlap of out and in is an error (see InPlace).
 	ReduceScatter(out, in *tensor.Tensor, op Op) error
 	// AllGather concatenates every rank's in (rank order) into out, which has Size()·in.Numel()
-	// elements.
+	// elements. It may run in place, as NCCL's: in may be exactly out's chunk r on rank r
+	// (same storage, offset r·in.Numel() elements; the distributed optimizer gathers each
+	// param bucket this way). Any other overlap of out and in is an error (see InPlace).
 	AllGather(out, in *tensor.Tensor) error
 	// Broadcast copies root's t into t on every rank.
 	Broadcast(t *tensor.Tensor, root int) error

@@ -45,8 +45,7 @@ func (s *single) ReduceScatter(out, in *tensor.Tensor, op Op) error {
 	if err := CheckOp(op, in.DType()); err != nil {
 		return err
 	}
-	copy(out.Data, in.Data)
-	return nil
+	return s.copy("ReduceScatter", out, in, out, in)
 }
 
 func (s *single) AllGather(out, in *tensor.Tensor) error {
@@ -54,6 +53,16 @@ func (s *single) AllGather(out, in *tensor.Tensor) error {
 		return err
 	}
 	if err := sameKind("AllGather", in, out, 1); err != nil {
+		return err
+	}
+	return s.copy("AllGather", out, in, in, out)
+}
+
+// copy is a one-rank reduce-scatter or all-gather: out = in, nothing to do in place
+// (chunk is out resp. in, whole the other).
+func (s *single) copy(what string, out, in, chunk, whole *tensor.Tensor) error {
+	inPlace, err := InPlace(what, chunk, whole, 0)
+	if err != nil || inPlace {
 		return err
 	}
 	copy(out.Data, in.Data)

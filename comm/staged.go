@@ -84,44 +84,75 @@ func (s *staged) AllReduce(t *tensor.Tensor, op Op) error {
 	return nil
 }
 
+// ReduceScatter stages device tensors through host copies; in place (out is in's chunk
+// on the device), it runs in place on one host copy of in, which saves the host out.
 func (s *staged) ReduceScatter(out, in *tensor.Tensor, op Op) error {
-	dev, err := s.onDevice("ReduceScatter", out, in)
+	const what = "ReduceScatter"
+	dev, err := s.onDevice(what, out, in)
 	switch {
 	case err != nil:
 		return err
 	case !dev:
 		return s.c.ReduceScatter(out, in, op)
-	case s.c.Size() == 1:
-		if err := sameKind("ReduceScatter", out, in, 1); err != nil {
-			return err
+	}
+	if err := sameKind(what, out, in, s.c.Size()); err != nil {
+		return err
+	}
+	inPlace, err := InPlace(what, out, in, s.c.Rank())
+	if err != nil {
+		return err
+	}
+	if s.c.Size() == 1 {
+		if !inPlace {
+			s.mv.Copy(out, in.View(out.Shape()...))
 		}
-		s.mv.Copy(out, in.View(out.Shape()...))
 		return CheckOp(op, in.DType())
 	}
+	hi := s.toHost(in, true)
 	ho := s.toHost(out, false)
-	if err := s.c.ReduceScatter(ho, s.toHost(in, true), op); err != nil {
+	if inPlace {
+		ho = chunkOf(hi, s.c.Rank(), out.Shape())
+	}
+	if err := s.c.ReduceScatter(ho, hi, op); err != nil {
 		return err
 	}
 	s.mv.Upload(out, ho)
 	return nil
 }
 
+// AllGather stages device tensors through host copies; in place (in is out's chunk on the
+// device), it runs in place on one host copy of out, which saves the host in.
 func (s *staged) AllGather(out, in *tensor.Tensor) error {
-	dev, err := s.onDevice("AllGather", out, in)
+	const what = "AllGather"
+	dev, err := s.onDevice(what, out, in)
 	switch {
 	case err != nil:
 		return err
 	case !dev:
 		return s.c.AllGather(out, in)
-	case s.c.Size() == 1:
-		if err := sameKind("AllGather", in, out, 1); err != nil {
-			return err
+	}
+	if err := sameKind(what, in, out, s.c.Size()); err != nil {
+		return err
+	}
+	inPlace, err := InPlace(what, in, out, s.c.Rank())
+	if err != nil {
+		return err
+	}
+	if s.c.Size() == 1 {
+		if !inPlace {
+			s.mv.Copy(out, in.View(out.Shape()...))
 		}
-		s.mv.Copy(out, in.View(out.Shape()...))
 		return nil
 	}
 	ho := s.toHost(out, false)
-	if err := s.c.AllGather(ho, s.toHost(in, true)); err != nil {
+	var hi *tensor.Tensor
+	if inPlace {
+		hi = chunkOf(ho, s.c.Rank(), in.Shape())
+		s.mv.Download(hi, in)
+	} else {
+		hi = s.toHost(in, true)
+	}
+	if err := s.c.AllGather(ho, hi); err != nil {
 		return err
 	}
 	s.mv.Upload(out, ho)

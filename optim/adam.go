@@ -40,7 +40,7 @@ type Groups struct {
 type piece struct {
 	p      *layers.Param
 	lo, hi int
-	local  int // where lo sits in this rank's owned elements (moments, main, grad shard)
+	local  int // where lo sits in this rank's owned elements (moments, main)
 	// Views of the piece in the reduced grads, the Adam moments and the parameter (or its
 	// fp32 main copy), made once so that a step allocates nothing.
 	grad, m, v, param *tensor.Tensor
@@ -97,8 +97,6 @@ type Adam struct {
 	buf         *Buffers
 	pieces      []piece
 	own         []Span         // the buffer elements this rank updates, bucket by bucket
-	gradShard   *tensor.Tensor // distributed: this rank's reduced grads
-	paramShard  *tensor.Tensor // distributed: staging for the all-gather
 	m, v        *tensor.Tensor // Adam moments over the owned elements
 	main        *tensor.Tensor // fp32 main parameters of the owned elements (bf16/fp16 models)
 	modelDType  tensor.DType   // precision the model's weights are held in (F32, BF16, F16)
@@ -153,8 +151,6 @@ func NewAdamBuckets(be kernels.Backend, params layers.Params, cfg AdamConfig, di
 			a.own = append(a.own, Span{Lo: lo, Hi: lo + n, Local: local})
 			local += n
 		}
-		a.gradShard = be.Alloc(tensor.F32, local)
-		a.paramShard = be.Alloc(tensor.F32, local)
 	} else {
 		a.own = []Span{{Lo: 0, Hi: lay.Numel}}
 	}
@@ -176,7 +172,8 @@ func NewAdamBuckets(be kernels.Backend, params layers.Params, cfg AdamConfig, di
 }
 
 // Span is a range [Lo, Hi) of the buffer this rank owns, stored from Local on in its
-// moments, main parameters and gradient shard.
+// moments and main parameters. With the distributed optimizer it is this rank's chunk of
+// its bucket, where the bucket's reduce-scatter and all-gather run in place.
 type Span struct{ Lo, Hi, Local int }
 
 // owned is the number of buffer elements this rank updates.
@@ -268,15 +265,14 @@ func (a *Adam) ReduceGrads() error {
 }
 
 // reduceScatter sums bucket b over DP into this rank's shard of it, in place in the grad
-// buffer as Megatron's (through the staging shard: collectives do not alias), so the
-// tensor-parallel and embedding all-reduces that may follow act on the reduced values.
+// buffer as Megatron's (the shard is the bucket's chunk DP-rank: comm.Comm's in-place
+// form), so the tensor-parallel and embedding all-reduces that may follow act on the
+// reduced values. The rest of the bucket keeps this rank's unreduced grads.
 func (a *Adam) reduceScatter(dp comm.Comm, b int) error {
 	k, o := a.buf.Layout.Buckets[b], a.own[b]
-	stage := a.gradShard.Slice(o.Local, o.Local+o.Hi-o.Lo)
-	if err := dp.ReduceScatter(stage, a.buf.Grad.Slice(k.Lo, k.Hi), comm.Sum); err != nil {
+	if err := dp.ReduceScatter(a.buf.Grad.Slice(o.Lo, o.Hi), a.buf.Grad.Slice(k.Lo, k.Hi), comm.Sum); err != nil {
 		return fmt.Errorf("data-parallel reduce-scatter of gradient bucket %d: %w", b, err)
 	}
-	a.be.Copy(a.buf.Grad.Slice(o.Lo, o.Hi), stage)
 	return nil
 }
 
@@ -353,10 +349,11 @@ func (a *Adam) Step(lr float64) (gradNorm float64, ok bool, err error) {
 		a.roundWeights()
 	}
 	if a.Distributed {
-		a.copyOwned(a.buf.Param, a.paramShard, true)
+		// The updated shard is already in place in the param buffer (its bucket's chunk
+		// DP-rank): gather each bucket around it.
 		for b, k := range a.buf.Layout.Buckets {
 			o := a.own[b]
-			if err := a.g.DP.AllGather(a.buf.Param.Slice(k.Lo, k.Hi), a.paramShard.Slice(o.Local, o.Local+o.Hi-o.Lo)); err != nil {
+			if err := a.g.DP.AllGather(a.buf.Param.Slice(k.Lo, k.Hi), a.buf.Param.Slice(o.Lo, o.Hi)); err != nil {
 				return norm, true, fmt.Errorf("data-parallel all-gather of parameter bucket %d: %w", b, err)
 			}
 		}
@@ -372,9 +369,9 @@ func (a *Adam) Step(lr float64) (gradNorm float64, ok bool, err error) {
 // SetModelDType), as Megatron's bf16 parameters are: the param buffer becomes 16-bit
 // (half the bytes, and half the distributed optimizer's all-gather), every Param's Data a
 // view into it and its Low the same view, which the layers' GEMMs read on 16-bit tensor
-// cores, and the embedding lookups read directly; the fp32 main parameters keep the
-// precise values. Parameters read by ops that take F32 weights (Param.NonGEMM: norms,
-// biases) get an F32 Wide copy,
+// cores, and the embedding lookups read BF16 tables directly; the fp32 main parameters
+// keep the precise values. Parameters read by ops that take F32 weights (Param.NonGEMM:
+// norms, biases; F16 embedding tables) get an F32 Wide copy,
 // recast whenever the weights change (Step, SyncMainFromWeights). The GPU path uses it; a
 // no-op for F32 models.
 func (a *Adam) ShadowWeights() {
@@ -387,16 +384,12 @@ func (a *Adam) ShadowWeights() {
 		off := a.buf.Layout.Offsets[i]
 		p.Data = a.low.Slice(off, off+p.Numel()).View(p.Shape...)
 		p.Low = p.Data
-		if p.NonGEMM {
+		if p.NonGEMM || p.Lookup && a.modelDType != tensor.BF16 {
 			p.Wide = a.be.Alloc(tensor.F32, p.Shape...)
 		}
 	}
 	free(a.be, a.buf.Param)
 	a.buf.Param = a.low
-	if a.paramShard != nil {
-		free(a.be, a.paramShard)
-		a.paramShard = a.be.Alloc(a.modelDType, a.paramShard.Numel())
-	}
 	a.views()
 	a.refreshShadow()
 }
@@ -423,8 +416,12 @@ type Memory struct {
 	Wide      int64 // F32 copies of 16-bit weights for non-GEMM ops (ShadowWeights)
 	Grads     int64 // gradient buffer
 	Optimizer int64 // Adam moments and fp32 main parameters of the owned elements
-	Staging   int64 // distributed optimizer: reduce-scatter / all-gather shards
-	Params    int64 // number of model parameters on this rank (unpadded)
+	// Staging is what the distributed optimizer holds beside the buffers for its
+	// reduce-scatters and all-gathers: 0, as Megatron's, since both run in place in the grad
+	// and param buffers (comm.Comm's in-place form; shards used to be staged, 4/DP + 4/DP
+	// bytes per parameter, 4/DP + 2/DP with 16-bit weights).
+	Staging int64
+	Params  int64 // number of model parameters on this rank (unpadded)
 }
 
 // Memory reports the bytes held by role, read from the tensors actually allocated.
@@ -440,7 +437,7 @@ func (a *Adam) Memory() Memory {
 		wide += b(p.Wide)
 	}
 	return Memory{Weights: b(a.buf.Param), Wide: wide, Grads: b(a.buf.Grad), Optimizer: b(a.m) + b(a.v) + b(a.main),
-		Staging: b(a.gradShard) + b(a.paramShard), Params: int64(a.numel)}
+		Params: int64(a.numel)}
 }
 
 // State is the optimizer state this rank owns, for checkpoints: the Adam step, and the

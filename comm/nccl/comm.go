@@ -281,6 +281,11 @@ func (c *Comm) ReduceScatter(out, in *tensor.Tensor, op comm.Op) error {
 	if err := comm.CheckOp(op, out.DType()); err != nil {
 		return fmt.Errorf("ReduceScatter: %w", err)
 	}
+	// NCCL runs in place when recvbuff = sendbuff + rank·recvcount, which is comm.Comm's
+	// in-place form: the pointers go as they are. Other overlaps are undefined in NCCL.
+	if _, err := comm.InPlace("ReduceScatter", out, in, c.rank); err != nil {
+		return err
+	}
 	dt, _ := ncclType(out.DType())
 	return c.run("ncclReduceScatter", true, func() error {
 		return c.wd.lib.check("ncclReduceScatter", c.wd.lib.ncclReduceScatter.Status(in.Ptr, out.Ptr, uintptr(out.Numel()), uintptr(dt), uintptr(ncclOp(op)), c.comm, c.wd.dev.Stream()), out.String())
@@ -292,6 +297,10 @@ func (c *Comm) AllGather(out, in *tensor.Tensor) error {
 		return err
 	}
 	if err := comm.CheckSizes("AllGather", in, out, c.size); err != nil {
+		return err
+	}
+	// In place (sendbuff = recvbuff + rank·sendcount) as in ReduceScatter.
+	if _, err := comm.InPlace("AllGather", in, out, c.rank); err != nil {
 		return err
 	}
 	dt, _ := ncclType(in.DType())

@@ -214,3 +214,49 @@ func TestFakeFailures(t *testing.T) {
 	require.True(t, errors.Is(c2.Barrier(), comm.ErrTimeout))
 	require.NoError(t, c2.Close())
 }
+
+// TestFakeInPlace: NCCL's in-place reduce-scatter and all-gather (recvbuff = sendbuff +
+// rank·recvcount, sendbuff = recvbuff + rank·sendcount) pass validation and reach NCCL with
+// the pointers as they are; any other overlap is refused before NCCL is called.
+func TestFakeInPlace(t *testing.T) {
+	e := newFakeEnv(t)
+	last := func() [2]uintptr {
+		return [2]uintptr{e.fake(t, e.nc, "fake_last_send"), e.fake(t, e.nc, "fake_last_recv")}
+	}
+	c, err := New(context.Background(), e.lib, e.b.GPU(), 0, 1, nil, Options{Timeout: 5 * time.Second})
+	require.NoError(t, err)
+	x := e.dev(t, 1, 2, 3, 4)
+	require.NoError(t, c.ReduceScatter(x, x, comm.Sum))
+	require.Equal(t, [2]uintptr{x.Ptr, x.Ptr}, last())
+	require.NoError(t, c.AllGather(x, x.View(2, 2)))
+	require.Equal(t, [2]uintptr{x.Ptr, x.Ptr}, last())
+	require.Equal(t, []float32{1, 2, 3, 4}, e.host(x))
+	buf := e.dev(t, 1, 2, 3, 4, 5, 6)
+	require.ErrorContains(t, c.ReduceScatter(buf.Slice(2, 6), buf.Slice(0, 4), comm.Sum),
+		"ReduceScatter: float32[4]@cuda:0 overlaps float32[4]@cuda:0 without being its chunk 0 (it starts 8 bytes into it")
+	require.ErrorContains(t, c.AllGather(buf.Slice(0, 4), buf.Slice(1, 5)), "AllGather: float32[4]@cuda:0 overlaps")
+	require.Equal(t, [2]uintptr{x.Ptr, x.Ptr}, last(), "refused calls do not reach NCCL")
+	require.NoError(t, c.AllGather(x, x), "still healthy after argument errors")
+	require.NoError(t, c.Close())
+
+	// Rank 1 of 2: chunk 1 is in place, chunk 0 is refused. (The fake's collectives fail on
+	// more than one rank, after NCCL got the pointers, and abort the world: one world each.)
+	st := &memStore{m: map[string][]byte{"rs/id": make([]byte, 128), "ag/id": make([]byte, 128)}}
+	rs, err := New(context.Background(), e.lib, e.b.GPU(), 1, 2, st, Options{Prefix: "rs", Timeout: 5 * time.Second})
+	require.NoError(t, err)
+	ag, err := New(context.Background(), e.lib, e.b.GPU(), 1, 2, st, Options{Prefix: "ag", Timeout: 5 * time.Second})
+	require.NoError(t, err)
+	in := e.dev(t, 1, 2, 3, 4, 5, 6, 7, 8)
+	require.ErrorContains(t, rs.ReduceScatter(in.Slice(0, 4), in, comm.Sum), "without being its chunk 1 (it starts 0 bytes into it, chunk 1 starts at 16)")
+	require.ErrorContains(t, ag.AllGather(in, in.Slice(0, 4)), "without being its chunk 1")
+	err = rs.ReduceScatter(in.Slice(4, 8), in, comm.Sum)
+	require.Error(t, err, "the fake NCCL runs one rank only")
+	require.NotContains(t, err.Error(), "overlaps")
+	require.Equal(t, [2]uintptr{in.Ptr, in.Ptr + 16}, last())
+	err = ag.AllGather(in, in.Slice(4, 8))
+	require.Error(t, err)
+	require.NotContains(t, err.Error(), "overlaps")
+	require.Equal(t, [2]uintptr{in.Ptr + 16, in.Ptr}, last())
+	rs.Close()
+	ag.Close()
+}

@@ -104,8 +104,9 @@ func TestSingleRank(t *testing.T) {
 }
 
 // TestMultiGPU runs one process per GPU (up to 4; skipped with fewer than 2) through a real
-// rendezvous store: all-reduce, reduce-scatter, all-gather, broadcast, grouped send/recv
-// around a ring, and Split into even and odd ranks, checked against host sums.
+// rendezvous store: all-reduce, reduce-scatter, all-gather (out of place and in place),
+// broadcast, grouped send/recv around a ring, and Split into even and odd ranks, checked
+// against host sums.
 func TestMultiGPU(t *testing.T) {
 	if os.Getenv("GM_NCCL_CHILD") == "1" {
 		multiChild(t)
@@ -184,6 +185,23 @@ func multiChild(t *testing.T) {
 	b.Download(ga, all)
 	for r := range size {
 		require.Equal(t, hosts[r].F32()[:n/size], ga.F32()[r*(n/size):(r+1)*(n/size)])
+	}
+	// The same two in place, as the distributed optimizer runs them: the reduce-scatter's
+	// output is the input's chunk rank, the all-gather's input the output's chunk rank.
+	m := n / size
+	b.Upload(d, hosts[rank])
+	require.NoError(t, c.ReduceScatter(d.Slice(rank*m, (rank+1)*m), d.Slice(0, m*size), comm.Sum))
+	inPlace := tensor.New(tensor.F32, m)
+	b.Download(inPlace, d.Slice(rank*m, (rank+1)*m))
+	for i, v := range inPlace.F32() {
+		require.InDelta(t, sum[rank*m+i], float64(v), 1e-5*math.Max(1, math.Abs(sum[rank*m+i])), "in-place reduce-scatter[%d]", i)
+	}
+	b.Fill(all, 0)
+	b.Upload(all.Slice(rank*m, (rank+1)*m), hosts[rank].Slice(0, m))
+	require.NoError(t, c.AllGather(all, all.Slice(rank*m, (rank+1)*m)))
+	b.Download(ga, all)
+	for r := range size {
+		require.Equal(t, hosts[r].F32()[:m], ga.F32()[r*m:(r+1)*m], "in-place all-gather chunk %d", r)
 	}
 	// Ring exchange in one group, 8 MiB (above NCCL's default buffer).
 	big := 2 << 20

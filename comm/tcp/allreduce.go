@@ -218,11 +218,21 @@ func (g *group) ReduceScatter(out, in *tensor.Tensor, op comm.Op) error {
 	if err := comm.CheckOp(op, in.DType()); err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
+	inPlace, err := comm.InPlace(what, out, in, g.rank)
+	if err != nil {
+		return err
+	}
 	m := out.Numel()
 	if g.Size() == 1 {
-		copy(out.Data, in.Data)
+		if !inPlace {
+			copy(out.Data, in.Data)
+		}
 		return nil
 	}
+	// In place (out is in's own chunk) needs no temporary: the senders read only the peers'
+	// chunks, and the owner folds each segment of its chunk, reading its own contribution
+	// before writing the result over it (reduceInto lets dst alias a source), as AllReduce
+	// does.
 	if err := g.reduceScatter(what, in.Data, func(r int) int { return r * m }, in.DType(), op, out.Data, false, dl); err != nil {
 		return g.fail(what, err)
 	}

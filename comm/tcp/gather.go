@@ -17,8 +17,16 @@ func (g *group) AllGather(out, in *tensor.Tensor) error {
 	if err := comm.CheckSizes(what, in, out, g.Size()); err != nil {
 		return err
 	}
+	inPlace, err := comm.InPlace(what, in, out, g.rank)
+	if err != nil {
+		return err
+	}
 	nb := len(in.Data)
-	copy(out.Data[g.rank*nb:], in.Data)
+	// In place, in is already out's own chunk: the peers' chunks are received around it
+	// and it is only read (sent).
+	if !inPlace {
+		copy(out.Data[g.rank*nb:], in.Data)
+	}
 	segB := g.segElems(in.DType()) * in.DType().Size()
 	nseg := segCount(nb, segB)
 	peers := g.others()

@@ -48,8 +48,10 @@ static size_t dsize(int dt) {
 }
 static int one(comm* c) { return c->size == 1 && !c->aborted ? 0 : 5; }
 int ncclAllReduce(const void* s, void* r, size_t n, int dt, int op, comm* c, void* st) { if (op < 0 || op > 4) return 4; if (s != r) memcpy(r, s, n * dsize(dt)); return one(c); }
-int ncclReduceScatter(const void* s, void* r, size_t n, int dt, int op, comm* c, void* st) { memcpy(r, s, n * dsize(dt)); return one(c); }
-int ncclAllGather(const void* s, void* r, size_t n, int dt, comm* c, void* st) { memcpy(r, s, n * dsize(dt)); return one(c); }
+static const void* last_send;
+static void* last_recv;
+int ncclReduceScatter(const void* s, void* r, size_t n, int dt, int op, comm* c, void* st) { last_send = s; last_recv = r; if (s != r) memcpy(r, s, n * dsize(dt)); return one(c); }
+int ncclAllGather(const void* s, void* r, size_t n, int dt, comm* c, void* st) { last_send = s; last_recv = r; if (s != r) memcpy(r, s, n * dsize(dt)); return one(c); }
 int ncclBroadcast(const void* s, void* r, size_t n, int dt, int root, comm* c, void* st) { if (s != r) memcpy(r, s, n * dsize(dt)); return root == 0 ? one(c) : 4; }
 int ncclSend(const void* b, size_t n, int dt, int peer, comm* c, void* st) { p2p_calls++; return peer == c->rank ? 4 : 0; }
 int ncclRecv(void* b, size_t n, int dt, int peer, comm* c, void* st) { p2p_calls++; return peer == c->rank ? 4 : 0; }
@@ -64,3 +66,5 @@ int fake_group_depth(void) { return group_depth; }
 int fake_last_rank(void) { return last_rank; }
 int fake_last_size(void) { return last_size; }
 void* fake_last_id(void) { return &last_id; }
+const void* fake_last_send(void) { return last_send; } // sendbuff of the last reduce-scatter / all-gather
+void* fake_last_recv(void) { return last_recv; }
