@@ -32,7 +32,8 @@ func emuBackend(t *testing.T) *Backend {
 // TestEmulator runs the kernel sources on the CPU through the whole CUDA backend (argument
 // packing, grid sizes, the Go side of every op) and checks them like the GPU tests do:
 // the backend-independent conformance suite, every op against kernels/cpu with
-// NaN-poisoned outputs, attention variants, GEMM through the fake cuBLASLt, and the
+// NaN-poisoned outputs, attention variants, GEMM through the fake cuBLASLt (FP8 with its
+// scale pointers too), and the
 // software FP8 rounding bit for bit. What it cannot check is the inline PTX itself
 // (emulated by plain C++ here) and speed: those need the GPU.
 func TestEmulator(t *testing.T) {
@@ -52,6 +53,7 @@ func TestEmulator(t *testing.T) {
 	t.Run("AttentionVsCPU", func(t *testing.T) { attentionVsCPU(t, g, false) })
 	t.Run("FlashAttentionVsCPU", func(t *testing.T) { attentionVsCPU(t, g, true) })
 	t.Run("GemmVsCPU", func(t *testing.T) { gemmVsCPU(t, g) })
+	t.Run("GemmFP8", func(t *testing.T) { gemmFP8(t, g) })
 	t.Run("FP8SoftwareRounding", func(t *testing.T) { fp8SoftwareRounding(t, g) })
 	t.Run("Bind", func(t *testing.T) { bindCheck(t, g) })
 	t.Run("ModelVsCPU", func(t *testing.T) { modelVsCPU(t, g) })

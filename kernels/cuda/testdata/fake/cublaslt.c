@@ -8,7 +8,9 @@
 #include <math.h>
 
 typedef struct { int type; uint64_t rows, cols; int64_t ld; int batch; int64_t stride; } layout;
-typedef struct { int compute, scale, ta, tb; } desc;
+// scaleA, scaleB: FP8 dequantisation factors (device pointers, host memory here); amaxD
+// receives max|D| (the values before any D scale, which FP8 outputs alone would take).
+typedef struct { int compute, scale, ta, tb; const float *scaleA, *scaleB; float* amaxD; } desc;
 
 // fp8 decodes an OCP FP8 byte: E4M3 (bias 7, no infinities, S.1111.111 NaN) or E5M2.
 static float fp8(unsigned char b, int e4m3) {
@@ -47,6 +49,9 @@ int cublasLtMatmulDescDestroy(desc* d) { free(d); return 0; }
 int cublasLtMatmulDescSetAttribute(desc* d, int attr, const void* v, size_t n) {
 	if (attr == 3 && n == 4) d->ta = *(const int*)v;
 	else if (attr == 4 && n == 4) d->tb = *(const int*)v;
+	else if (attr == 17 && n == 8) d->scaleA = *(const float* const*)v;
+	else if (attr == 18 && n == 8) d->scaleB = *(const float* const*)v;
+	else if (attr == 21 && n == 8) d->amaxD = *(float* const*)v;
 	else if (attr < 17 || attr > 25) return 7;
 	return 0;
 }
@@ -83,6 +88,8 @@ int cublasLtMatmul(void* h, desc* d, const float* alpha, const void* A, layout* 
 	if (f8 && !(d->ta && !d->tb)) return 15; // FP8 is TN only
 	if (d->compute != 68 && !(d->compute == 77 && la->type == 0)) return 15;
 	uint64_t m = lc->rows, n = lc->cols, k = d->ta ? la->rows : la->cols;
+	double scale = (d->scaleA ? *d->scaleA : 1.0f) * (d->scaleB ? *d->scaleB : 1.0f);
+	float amax = 0;
 	for (int bi = 0; bi < lc->batch; bi++) {
 		const char* a = (const char*)A + bi * la->stride * elemSize(la->type);
 		const char* b = (const char*)B + bi * lb->stride * elemSize(lb->type);
@@ -97,8 +104,11 @@ int cublasLtMatmul(void* h, desc* d, const float* alpha, const void* A, layout* 
 					s += (double)av * bv;
 				}
 				double cv = *beta == 0 ? 0 : (double)*beta * elem(c, lc->type, j * lc->ld + i); // β = 0: C not read
-				store(o, ld->type, j * ld->ld + i, (float)(*alpha * s + cv));
+				float r = (float)(*alpha * scale * s + cv);
+				if (fabsf(r) > amax) amax = fabsf(r);
+				store(o, ld->type, j * ld->ld + i, r);
 			}
 	}
+	if (d->amaxD) *d->amaxD = amax;
 	return 0;
 }
