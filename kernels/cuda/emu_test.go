@@ -33,9 +33,8 @@ func emuBackend(t *testing.T) *Backend {
 // packing, grid sizes, the Go side of every op) and checks them like the GPU tests do:
 // the backend-independent conformance suite, every op against kernels/cpu with
 // NaN-poisoned outputs, attention variants, GEMM through the fake cuBLASLt (FP8 with its
-// scale pointers too), and the
-// software FP8 rounding bit for bit. What it cannot check is the inline PTX itself
-// (emulated by plain C++ here) and speed: those need the GPU.
+// scale pointers too), and the software FP8 rounding bit for bit. What it cannot check is
+// the inline PTX itself (emulated by plain C++ here) and speed: those need the GPU.
 func TestEmulator(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: the emulator runs every kernel thread as a fiber")
