@@ -2,7 +2,7 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: all build test lint bench testdata clean demo test-matrix kernels-check gpu-bundle
+.PHONY: all build test lint bench testdata clean demo test-matrix kernels-check gpu-bundle gpu-rehearsal
 
 all: build
 
@@ -43,6 +43,10 @@ kernels-check:
 # Prebuilt test and benchmark binaries plus scripts/gpu/check.sh for a GPU machine without Go.
 gpu-bundle:
 	./scripts/gpu/bundle.sh out/gpu-bundle
+
+# The GPU check's test steps on the kernel emulator: no GPU needed (see the script).
+gpu-rehearsal:
+	./scripts/gpu/rehearse.sh
 
 clean:
 	rm -rf bin

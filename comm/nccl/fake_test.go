@@ -64,8 +64,10 @@ func newFakeEnv(t *testing.T) *fakeEnv {
 		return string(b)
 	}
 	fake := "../../kernels/cuda/testdata/fake"
-	if _, err := os.Stat(filepath.Join(fake, "cuda.c")); err != nil {
-		t.Skipf("fake CUDA sources not found (test binary run outside comm/nccl): %v", err)
+	for _, src := range []string{filepath.Join(fake, "cuda.c"), "testdata/fake_nccl.c"} {
+		if _, err := os.Stat(src); err != nil {
+			t.Skipf("fake CUDA/NCCL sources not found (test binary run outside comm/nccl): %v", err)
+		}
 	}
 	drv := dltest.Build(t, filepath.Join(dir, "drv"), "libcuda.so.1", read(filepath.Join(fake, "cuda.c")))
 	wheel := filepath.Join(dir, "wheel")
