@@ -84,14 +84,15 @@ func (c *checkpointer) set(dst *tensor.Tensor, vals []float32) {
 	c.be.Upload(dst, h)
 }
 
-// hostF32 is host, widened to F32: model weights are saved as F32 whatever dtype the
-// model holds them in, so every backend writes the same files.
-func (c *checkpointer) hostF32(t *tensor.Tensor) *tensor.Tensor {
+// hostAs is host converted to dt (exact for model weights, which hold dt's values): model
+// weights are saved in the run's dtype, as Megatron's bf16/fp16 modules hold them, whatever
+// dtype this backend keeps them in.
+func (c *checkpointer) hostAs(t *tensor.Tensor, dt tensor.DType) *tensor.Tensor {
 	h := c.host(t)
-	if h.DType() == tensor.F32 {
+	if h.DType() == dt {
 		return h
 	}
-	return tensor.FromF32(h.ToF32(), h.Shape()...)
+	return tensor.FromF32Values(dt, h.ToF32(), h.Shape()...)
 }
 
 func (c *checkpointer) dtype() tensor.DType {
@@ -149,7 +150,7 @@ func (c *checkpointer) stateDict(p progress) (*torchpickle.Dict, error) {
 	for _, m := range chunks {
 		tensors := map[string]*tensor.Tensor{}
 		for _, prm := range m.Params {
-			tensors[prm.Name] = c.hostF32(prm.Data)
+			tensors[prm.Name] = c.hostAs(prm.Data, c.dtype())
 		}
 		model, err := megatron.ModelDict(megatron.MCore, m.Params, tensors)
 		if err != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/gomegatron/gomegatron/ckpt/megatron"
+	"github.com/gomegatron/gomegatron/tensor"
 )
 
 var lossField = regexp.MustCompile(`iteration +(\d+)/.*(lm loss: [^|]*\| loss scale: [^|]*\| grad norm: [^|]*)`)
@@ -91,6 +92,9 @@ func TestExactResume(t *testing.T) {
 			require.NoError(t, err)
 			defer b.Close()
 			require.Equal(t, a.Keys(), b.Keys())
+			for k, w := range a.ShardTensors(0, 0) { // --bf16: weights saved in bf16, as Megatron's
+				require.Equal(t, tensor.BF16, w.DType(), "saved %s", k)
+			}
 			for _, k := range a.Keys() {
 				va, _, err := a.Full(k)
 				require.NoError(t, err)
