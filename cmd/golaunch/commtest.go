@@ -28,7 +28,8 @@ func init() {
 // commTest joins the world from the launcher's environment and, by flags:
 //
 //	(default)        runs every collective on every dtype and size in -sizes (F32 and BF16
-//	                 also at -large elements) against comm.ReduceSerial, plus Split,
+//	                 also at -large elements; reduce-scatter and all-gather in place too)
+//	                 against comm.ReduceSerial, plus Split,
 //	                 Send/Recv and Barrier, and prints "rank R: _commtest passed (N checks)"
 //	-kill-rank R     rank R SIGKILLs itself after a barrier; the others all-reduce until they
 //	                 fail and print "rank R: error: …" (the error must name rank R)
@@ -164,10 +165,23 @@ func checkCollectives(c comm.Comm, dt tensor.DType, m, g int, ops []comm.Op) (in
 		if !bytes.Equal(out.Data, want.Data[me*g*es:(me+1)*g*es]) {
 			return checks, fmt.Errorf("ReduceScatter %v differs from the serial reference", op)
 		}
-		checks += 2
+		// In place (NCCL's form, the distributed optimizer's): out is this rank's chunk of in.
+		buf := big[me].Clone()
+		if err := c.ReduceScatter(buf.Slice(me*g, (me+1)*g), buf, op); err != nil {
+			return checks, err
+		}
+		if !bytes.Equal(buf.Data[me*g*es:(me+1)*g*es], want.Data[me*g*es:(me+1)*g*es]) {
+			return checks, fmt.Errorf("in-place ReduceScatter %v differs from the serial reference", op)
+		}
+		checks += 3
 	}
 	all := tensor.New(dt, n*g)
 	if err := c.AllGather(all, small[me]); err != nil {
+		return checks, err
+	}
+	inPlace := tensor.New(dt, n*g)
+	copy(inPlace.Data[me*g*dt.Size():], small[me].Data)
+	if err := c.AllGather(inPlace, inPlace.Slice(me*g, (me+1)*g)); err != nil {
 		return checks, err
 	}
 	for r := range n {
@@ -175,6 +189,10 @@ func checkCollectives(c comm.Comm, dt tensor.DType, m, g int, ops []comm.Op) (in
 			return checks, fmt.Errorf("AllGather: chunk %d differs", r)
 		}
 	}
+	if !bytes.Equal(inPlace.Data, all.Data) {
+		return checks, fmt.Errorf("in-place AllGather differs from the out-of-place one")
+	}
+	checks++
 	root := m % n
 	x := in[me].Clone()
 	if err := c.Broadcast(x, root); err != nil {
