@@ -87,7 +87,7 @@ done
 step cuda-host 30 kernels/cuda "$B/cuda.test" -test.v -test.timeout 25s \
 	-test.skip '^(TestEmulator|TestProfileOnEmulator|TestEnvironment|TestCubinCache|TestArenaDevice|TestBind|TestConformance|TestVsCPU|TestGemmVsCPU|TestGemmFP8|TestFP8SoftwareRounding|TestAttentionVsCPU|TestFlashAttentionVsCPU|TestModelVsCPU|TestDecodeVsCPU|TestLossFallsOnGPU)$'
 step nccl 40 comm/nccl "$B/nccl.test" -test.v -test.timeout 35s
-step bench 60 . "$B/cuda.test" -test.run '^$' -test.bench 'Gemm' -test.benchtime 20x -test.timeout 55s
+step bench 75 . "$B/cuda.test" -test.run '^$' -test.bench 'Gemm|Ops' -test.benchtime 20x -test.timeout 70s
 step peer 50 . "$PY" "$B/peer_matmul.py"
 
 # Training through golaunch on the GPU (the arena takes its default, 90% of free memory).
@@ -180,6 +180,20 @@ torchv=$("$PY" -c 'import torch; print(torch.__version__, "CUDA", torch.version.
 			echo "- $n³: ours fp8 / ours bf16 = $(awk -v a="$f8" -v b="$b16" 'BEGIN { printf "%.2f", a / b }')"
 		fi
 	done
+	echo
+	echo "## Memory-bound ops and flash attention of a 1B step (BenchmarkOps), F32 vs BF16 activations"
+	echo
+	echo "| op | F32 | BF16 | unit |"
+	echo "|---|---|---|---|"
+	awk '$1 ~ /^BenchmarkOps\// {
+		split($1, p, "/"); dt = p[3]; sub(/-[0-9]+$/, "", dt)
+		for (i = 2; i < NF; i++) if ($(i+1) == "GB/s" || $(i+1) == "TFLOP/s") { v[p[2], dt] = $i; u[p[2]] = $(i+1) }
+		if (!(p[2] in seen)) { seen[p[2]] = 1; order[++n] = p[2] } }
+		END { for (i = 1; i <= n; i++) { o = order[i]
+			printf "| %s | %s | %s | %s |\n", o, ((o, "float32") in v) ? v[o, "float32"] : "n/a", ((o, "bfloat16") in v) ? v[o, "bfloat16"] : "n/a", u[o] } }' "$R/bench.log"
+	echo
+	echo "GB/s counts the activations each op must read and write (H100 SXM HBM3 ≈ 3350 GB/s); flash attention"
+	echo "counts the causal half of 4·B·H·S²·D (backward 2.5×), B 2, H 32 (4 groups), S 2048, D 64."
 	echo
 	echo "## Training through golaunch pretrain --device cuda"
 	echo
