@@ -46,12 +46,15 @@ type GemmParams struct {
 //	out[i+d/2] = x[i+d/2]·cos a + x[i]·sin a
 //
 // Channels ≥ RotaryDim (--rotary-percent < 1) pass through. Inverse rotates by −a, which is
-// the backward of the forward rotation.
+// the backward of the forward rotation. Positions, when set, is an I32 tensor [B, S] on the
+// backend holding each token's position p (Megatron's --reset-position-ids: positions
+// restart after each end of document), every one in [0, S); PosOffset must then be 0.
 type RoPEParams struct {
 	Base      float64
 	RotaryDim int
 	PosOffset int
 	Inverse   bool
+	Positions *tensor.Tensor
 }
 
 // AttnParams configures scaled dot-product attention.
@@ -61,8 +64,13 @@ type RoPEParams struct {
 //	s_ij = Scale·(q_i·k_j) + bias_hj          (bias added after scaling; BLOOM)
 //	s_ij = Scale·(q_i·k_j + bias_hj)          (ALiBiBeforeScale; Falcon)
 //	bias_hj = ALiBiSlopes[h]·j                (0 without ALiBi)
-//	masked when Causal and j > QOffset+i, or SlidingWindow > 0 and j ≤ QOffset+i−SlidingWindow
+//	masked when Causal and j > QOffset+i, or SlidingWindow > 0 and j ≤ QOffset+i−SlidingWindow,
+//	or KeyStart is set and j < KeyStart[b, i]
 //	P = softmax_j(s), out_i = Σ_j P_ij v_j,  lse_i = log Σ_j exp(s_ij)
+//
+// KeyStart, when set, is an I32 tensor [B, S] on the backend (Megatron's
+// --reset-attention-mask: documents packed in one sequence attend only within themselves;
+// KeyStart[b, i] is the first position of query i's document, ≤ QOffset+i).
 //
 // Dropout (DropoutP > 0) keeps P_ij with probability 1 − DropoutP and scales the kept ones
 // by 1/(1 − DropoutP) in out = Σ_j P̃_ij v_j (lse is the softmax's, before dropout). The
@@ -77,6 +85,8 @@ type AttnParams struct {
 	ALiBiBeforeScale bool
 	SlidingWindow    int
 	QOffset          int
+
+	KeyStart *tensor.Tensor
 
 	DropoutP                   float32
 	DropoutSeed, DropoutOffset uint64

@@ -23,6 +23,7 @@ const (
 type attnGeom struct {
 	b, h, g, s, t, d, rep int
 	p                     kernels.AttnParams
+	keyStart              []int32 // p.KeyStart's values [B, S], nil without
 }
 
 func attnCheck(op string, q, k, v, out, lse *tensor.Tensor, p kernels.AttnParams) attnGeom {
@@ -40,17 +41,31 @@ func attnCheck(op string, q, k, v, out, lse *tensor.Tensor, p kernels.AttnParams
 		panic(fmt.Sprintf("cpu.%s: %d ALiBi slopes for %d heads", op, len(p.ALiBiSlopes), g.h))
 	}
 	g.rep = g.h / g.g
+	if ks := p.KeyStart; ks != nil {
+		if ks.DType() != tensor.I32 || ks.Numel() != g.b*g.s || ks.Device.Type != tensor.CPU {
+			panic(fmt.Sprintf("cpu.%s: KeyStart %v must be an I32 host tensor [%d, %d]", op, ks, g.b, g.s))
+		}
+		g.keyStart = ks.I32()
+	}
 	return g
 }
 
-// keyRange is the range [lo, hi) of keys that some query in rows [i0, i1) may see.
-func (g *attnGeom) keyRange(i0, i1 int) (lo, hi int) {
+// keyRange is the range [lo, hi) of keys that some query in rows [i0, i1) of batch bi may
+// see.
+func (g *attnGeom) keyRange(bi, i0, i1 int) (lo, hi int) {
 	lo, hi = 0, g.t
 	if g.p.Causal {
 		hi = min(hi, g.p.QOffset+i1)
 	}
 	if w := g.p.SlidingWindow; w > 0 {
 		lo = max(lo, g.p.QOffset+i0-w+1)
+	}
+	if g.keyStart != nil { // documents before every row's own are skipped
+		first := g.t
+		for _, k := range g.keyStart[bi*g.s+i0 : bi*g.s+i1] {
+			first = min(first, int(k))
+		}
+		lo = max(lo, first)
 	}
 	return lo, max(lo, hi)
 }
@@ -67,10 +82,10 @@ func (g *attnGeom) queryRange(j0, j1 int) (lo, hi int) {
 	return lo, max(lo, hi)
 }
 
-// scores fills sb [nq, nk] with the masked scores s_ij of head h for query rows
+// scores fills sb [nq, nk] with the masked scores s_ij of batch bi, head h for query rows
 // i0..i0+nq−1 and keys j0..j0+nk−1 (−Inf where masked). qs and ks start at row i0 of the
 // head's queries and row j0 of the group's keys.
-func (g *attnGeom) scores(sb, qs, ks []float32, h, i0, nq, j0, nk int) {
+func (g *attnGeom) scores(sb, qs, ks []float32, bi, h, i0, nq, j0, nk int) {
 	p := &g.p
 	var slope float32
 	if p.ALiBiSlopes != nil {
@@ -85,10 +100,14 @@ func (g *attnGeom) scores(sb, qs, ks []float32, h, i0, nq, j0, nk int) {
 	ninf := float32(math.Inf(-1))
 	for r := range nq {
 		qpos := p.QOffset + i0 + r
+		first := 0
+		if g.keyStart != nil {
+			first = int(g.keyStart[bi*g.s+i0+r])
+		}
 		row := sb[r*nk : (r+1)*nk]
 		for c := range row {
 			j := j0 + c
-			if (p.Causal && j > qpos) || (p.SlidingWindow > 0 && j <= qpos-p.SlidingWindow) {
+			if (p.Causal && j > qpos) || (p.SlidingWindow > 0 && j <= qpos-p.SlidingWindow) || j < first {
 				row[c] = ninf
 				continue
 			}
@@ -131,10 +150,10 @@ func (b *Backend) Attention(out, lse, q, k, v *tensor.Tensor, p kernels.AttnPara
 		for r := range nq {
 			m[r], l[r] = float32(math.Inf(-1)), 0
 		}
-		jlo, jhi := g.keyRange(i0, i1)
+		jlo, jhi := g.keyRange(bi, i0, i1)
 		for j0 := jlo; j0 < jhi; j0 += attnBlockK {
 			nk := min(attnBlockK, jhi-j0)
-			g.scores(sb, qs[qoff:], ks[koff+j0*d:], h, i0, nq, j0, nk)
+			g.scores(sb, qs[qoff:], ks[koff+j0*d:], bi, h, i0, nq, j0, nk)
 			for r := range nq {
 				row := sb[r*nk : (r+1)*nk]
 				mx := m[r]
@@ -247,7 +266,7 @@ func (b *Backend) AttentionBackward(dq, dk, dv, dout, q, k, v, out, lse *tensor.
 	// dS for rows i0.. of head bh against keys j0..: fills pb with P and sb with dS.
 	grad := func(pb, sb []float32, bh, h, i0, nq, koff, j0, nk int) {
 		qoff := (bh*g.s + i0) * d
-		g.scores(pb, qs[qoff:], ks[koff+j0*d:], h, i0, nq, j0, nk)
+		g.scores(pb, qs[qoff:], ks[koff+j0*d:], bh/g.h, h, i0, nq, j0, nk)
 		probs(pb, ls[bh*g.s+i0:], nq, nk)
 		blockGemm(false, true, nq, nk, d, 1, gs[qoff:], d, vs[koff+j0*d:], d, 0, sb, nk)
 		for r := range nq {
@@ -307,7 +326,7 @@ func (b *Backend) AttentionBackward(dq, dk, dv, dout, q, k, v, out, lse *tensor.
 		koff := (bi*g.g + h/g.rep) * g.t * d
 		dqr := dqs[qoff : qoff+nq*d]
 		clear(dqr)
-		jlo, jhi := g.keyRange(i0, i1)
+		jlo, jhi := g.keyRange(bi, i0, i1)
 		for j0 := jlo; j0 < jhi; j0 += attnBlockK {
 			nk := min(attnBlockK, jhi-j0)
 			grad(pb, sb, bh, h, i0, nq, koff, j0, nk)

@@ -98,7 +98,20 @@ func (b *Backend) RoPE(out, x *tensor.Tensor, p kernels.RoPEParams) {
 	if x.Numel() == 0 {
 		return
 	}
+	var positions []int32 // per token [B, S] (--reset-position-ids), else PosOffset + s
+	if t := p.Positions; t != nil {
+		if t.DType() != tensor.I32 || t.Numel() != x.Dim(0)*s || t.Device.Type != tensor.CPU || p.PosOffset != 0 {
+			panic(fmt.Sprintf("cpu.RoPE: Positions %v must be an I32 host tensor [%d, %d], with PosOffset 0 (is %d)", t, x.Dim(0), s, p.PosOffset))
+		}
+		positions = t.I32()
+		for _, v := range positions {
+			if v < 0 || int(v) >= s {
+				panic(fmt.Sprintf("cpu.RoPE: position %d outside [0, %d)", v, s))
+			}
+		}
+	}
 	rows := x.Numel() / dd
+	heads := x.Dim(1)
 	h := d / 2
 	tab := b.ropeTables(p.Base, d, p.PosOffset+s)
 	sign := float32(1)
@@ -108,6 +121,9 @@ func (b *Backend) RoPE(out, x *tensor.Tensor, p kernels.RoPEParams) {
 	parallelFor(rows, grainFor(3*dd), func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			pos := p.PosOffset + r%s
+			if positions != nil {
+				pos = int(positions[r/(heads*s)*s+r%s])
+			}
 			cs, sn := tab.cos[pos*h:(pos+1)*h], tab.sin[pos*h:(pos+1)*h]
 			xr, or := xs[r*dd:(r+1)*dd], os[r*dd:(r+1)*dd]
 			for i := range h {

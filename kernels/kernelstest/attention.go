@@ -16,10 +16,11 @@ type attnCase struct {
 	name             string
 	b, h, g, s, t, d int
 	p                kernels.AttnParams
+	keyStart         []int32 // [B, S]: set as p.KeyStart by runAttention (nil: none)
 }
 
-// visible reports whether query i (position QOffset+i) sees key j.
-func (c *attnCase) visible(i, j int) bool {
+// visible reports whether query i (position QOffset+i) of batch bi sees key j.
+func (c *attnCase) visible(bi, i, j int) bool {
 	qp := c.p.QOffset + i
 	if c.p.Causal && j > qp {
 		return false
@@ -27,7 +28,23 @@ func (c *attnCase) visible(i, j int) bool {
 	if w := c.p.SlidingWindow; w > 0 && j <= qp-w {
 		return false
 	}
-	return true
+	return c.keyStart == nil || j >= int(c.keyStart[bi*c.s+i])
+}
+
+// docStarts is KeyStart for sequences of s tokens packed from documents of the given
+// lengths (repeated to fill s): each token's document start.
+func docStarts(b, s int, lens ...int) []int32 {
+	out := make([]int32, b*s)
+	for bi := range b {
+		start, k := 0, bi // each batch row its own cut
+		for i := range s {
+			if i-start == lens[k%len(lens)] {
+				start, k = i, k+1
+			}
+			out[bi*s+i] = int32(start)
+		}
+	}
+	return out
 }
 
 // score is s_ij for head h: Scale·(q·k) + slope·j, or Scale·(q·k + slope·j) with
@@ -71,7 +88,7 @@ func (c *attnCase) probs(q, k []float64, bi, h, i int) ([]float64, float64) {
 	s := make([]float64, c.t)
 	mx := math.Inf(-1)
 	for j := range c.t {
-		if !c.visible(i, j) {
+		if !c.visible(bi, i, j) {
 			s[j] = math.Inf(-1)
 			continue
 		}
@@ -174,6 +191,9 @@ func runAttention(t *testing.T, b kernels.Backend, c *attnCase, seed uint64) (q,
 	q, k, v, dout = f64s(qs), f64s(ks), f64s(vs), f64s(gs)
 	dq4, dk4 := []int{c.b, c.h, c.s, c.d}, []int{c.b, c.g, c.t, c.d}
 	tq, tk, tv := devF32(b, qs, dq4...), devF32(b, ks, dk4...), devF32(b, vs, dk4...)
+	if c.keyStart != nil {
+		c.p.KeyStart = devI32(b, c.keyStart, c.b, c.s)
+	}
 	out, lse := b.Alloc(tensor.F32, dq4...), b.Alloc(tensor.F32, c.b, c.h, c.s)
 	b.Attention(out, lse, tq, tk, tv, c.p)
 	wo, wl := refAttention(c, q, k, v)
@@ -195,17 +215,19 @@ func runAttention(t *testing.T, b kernels.Backend, c *attnCase, seed uint64) (q,
 func Attention(t *testing.T, b kernels.Backend) {
 	sc := float32(1 / math.Sqrt(8))
 	cases := []attnCase{
-		{"mha", 2, 2, 2, 5, 7, 8, kernels.AttnParams{Scale: sc}},
-		{"gqa-causal-qoffset", 1, 4, 2, 5, 8, 8, kernels.AttnParams{Scale: sc, Causal: true, QOffset: 3}},
-		{"mqa-causal", 2, 3, 1, 6, 6, 8, kernels.AttnParams{Scale: sc, Causal: true}},
-		{"alibi-bloom", 1, 4, 4, 6, 6, 8, kernels.AttnParams{Scale: sc, Causal: true, ALiBiSlopes: alibiSlopes(4)}},
-		{"alibi-falcon-gqa", 1, 4, 2, 6, 6, 8, kernels.AttnParams{Scale: sc, Causal: true, ALiBiSlopes: alibiSlopes(4), ALiBiBeforeScale: true}},
-		{"window-causal", 1, 2, 1, 9, 9, 8, kernels.AttnParams{Scale: sc, Causal: true, SlidingWindow: 3}},
-		{"window-gqa-qoffset", 1, 4, 2, 4, 10, 8, kernels.AttnParams{Scale: sc, Causal: true, SlidingWindow: 5, QOffset: 6}},
-		{"window-noncausal", 1, 2, 2, 6, 6, 8, kernels.AttnParams{Scale: sc, SlidingWindow: 2}},
-		{"everything", 2, 4, 2, 5, 9, 8, kernels.AttnParams{Scale: sc, Causal: true, SlidingWindow: 4, QOffset: 4, ALiBiSlopes: alibiSlopes(4)}},
-		{"dropout-gqa-causal", 2, 4, 2, 6, 6, 8, kernels.AttnParams{Scale: sc, Causal: true, DropoutP: 0.3, DropoutSeed: 7, DropoutOffset: 1000}},
-		{"dropout-tp-heads", 1, 2, 2, 5, 7, 8, kernels.AttnParams{Scale: sc, DropoutP: 0.5, DropoutSeed: 9, DropoutHeads: 6, DropoutHead0: 2}},
+		{"mha", 2, 2, 2, 5, 7, 8, kernels.AttnParams{Scale: sc}, nil},
+		{"gqa-causal-qoffset", 1, 4, 2, 5, 8, 8, kernels.AttnParams{Scale: sc, Causal: true, QOffset: 3}, nil},
+		{"mqa-causal", 2, 3, 1, 6, 6, 8, kernels.AttnParams{Scale: sc, Causal: true}, nil},
+		{"alibi-bloom", 1, 4, 4, 6, 6, 8, kernels.AttnParams{Scale: sc, Causal: true, ALiBiSlopes: alibiSlopes(4)}, nil},
+		{"alibi-falcon-gqa", 1, 4, 2, 6, 6, 8, kernels.AttnParams{Scale: sc, Causal: true, ALiBiSlopes: alibiSlopes(4), ALiBiBeforeScale: true}, nil},
+		{"window-causal", 1, 2, 1, 9, 9, 8, kernels.AttnParams{Scale: sc, Causal: true, SlidingWindow: 3}, nil},
+		{"window-gqa-qoffset", 1, 4, 2, 4, 10, 8, kernels.AttnParams{Scale: sc, Causal: true, SlidingWindow: 5, QOffset: 6}, nil},
+		{"window-noncausal", 1, 2, 2, 6, 6, 8, kernels.AttnParams{Scale: sc, SlidingWindow: 2}, nil},
+		{"everything", 2, 4, 2, 5, 9, 8, kernels.AttnParams{Scale: sc, Causal: true, SlidingWindow: 4, QOffset: 4, ALiBiSlopes: alibiSlopes(4)}, nil},
+		{"dropout-gqa-causal", 2, 4, 2, 6, 6, 8, kernels.AttnParams{Scale: sc, Causal: true, DropoutP: 0.3, DropoutSeed: 7, DropoutOffset: 1000}, nil},
+		{"dropout-tp-heads", 1, 2, 2, 5, 7, 8, kernels.AttnParams{Scale: sc, DropoutP: 0.5, DropoutSeed: 9, DropoutHeads: 6, DropoutHead0: 2}, nil},
+		{"documents-gqa", 2, 4, 2, 9, 9, 8, kernels.AttnParams{Scale: sc, Causal: true}, docStarts(2, 9, 3, 1, 4)},
+		{"documents-window-dropout", 2, 2, 1, 8, 8, 8, kernels.AttnParams{Scale: sc, Causal: true, SlidingWindow: 3, DropoutP: 0.3, DropoutSeed: 5}, docStarts(2, 8, 5, 2)},
 	}
 	for n, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -229,11 +251,12 @@ func Attention(t *testing.T, b kernels.Backend) {
 // forward and the analytic reference backward.
 func AttentionBlocks(t *testing.T, b kernels.Backend) {
 	cases := []attnCase{
-		{"gqa-causal-qoffset", 1, 4, 2, 150, 200, 16, kernels.AttnParams{Scale: 0.25, Causal: true, QOffset: 50}},
-		{"alibi-window", 2, 2, 1, 130, 130, 16, kernels.AttnParams{Scale: 0.25, Causal: true, SlidingWindow: 70, ALiBiSlopes: alibiSlopes(2)}},
-		{"noncausal", 1, 2, 2, 70, 131, 24, kernels.AttnParams{Scale: 0.2}},
-		{"d128", 1, 2, 1, 65, 65, 128, kernels.AttnParams{Scale: float32(1 / math.Sqrt(128)), Causal: true}},
-		{"dropout", 1, 2, 2, 70, 130, 16, kernels.AttnParams{Scale: 0.25, Causal: true, QOffset: 60, DropoutP: 0.1, DropoutSeed: 3, DropoutOffset: 1 << 40}},
+		{"gqa-causal-qoffset", 1, 4, 2, 150, 200, 16, kernels.AttnParams{Scale: 0.25, Causal: true, QOffset: 50}, nil},
+		{"alibi-window", 2, 2, 1, 130, 130, 16, kernels.AttnParams{Scale: 0.25, Causal: true, SlidingWindow: 70, ALiBiSlopes: alibiSlopes(2)}, nil},
+		{"noncausal", 1, 2, 2, 70, 131, 24, kernels.AttnParams{Scale: 0.2}, nil},
+		{"d128", 1, 2, 1, 65, 65, 128, kernels.AttnParams{Scale: float32(1 / math.Sqrt(128)), Causal: true}, nil},
+		{"dropout", 1, 2, 2, 70, 130, 16, kernels.AttnParams{Scale: 0.25, Causal: true, QOffset: 60, DropoutP: 0.1, DropoutSeed: 3, DropoutOffset: 1 << 40}, nil},
+		{"documents", 2, 2, 1, 150, 150, 16, kernels.AttnParams{Scale: 0.25, Causal: true}, docStarts(2, 150, 70, 1, 40, 90)},
 	}
 	for n, c := range cases {
 		t.Run(fmt.Sprint(c.name), func(t *testing.T) {

@@ -60,6 +60,15 @@ func devIdx(b kernels.Backend, dt tensor.DType, ids []int64) *tensor.Tensor {
 	return d
 }
 
+// devI32 creates a backend I32 tensor holding vals.
+func devI32(b kernels.Backend, vals []int32, shape ...int) *tensor.Tensor {
+	host := tensor.New(tensor.I32, shape...)
+	copy(host.I32(), vals)
+	d := b.Alloc(tensor.I32, shape...)
+	b.Upload(d, host)
+	return d
+}
+
 // host downloads a backend tensor into a fresh host tensor.
 func host(b kernels.Backend, t *tensor.Tensor) *tensor.Tensor {
 	b.Sync()

@@ -20,12 +20,16 @@ func ropeAngle(base float64, d, p, i int) float64 {
 	return float64(float32(p) * inv)
 }
 
-// refRoPE rotates x [B, H, S, D] by the angles of positions PosOffset+s (−a for Inverse).
-func refRoPE(x []float64, s, dd int, p kernels.RoPEParams) []float64 {
+// refRoPE rotates x [B, H, S, D] by the angles of positions PosOffset+s, or pos[b, s] when
+// pos is set (−a for Inverse).
+func refRoPE(x []float64, h, s, dd int, p kernels.RoPEParams, positions []int32) []float64 {
 	out := append([]float64(nil), x...)
 	d := p.RotaryDim
 	for row := range len(x) / dd {
 		pos := p.PosOffset + row%s
+		if positions != nil {
+			pos = int(positions[row/(h*s)*s+row%s])
+		}
 		for i := range d / 2 {
 			a := ropeAngle(p.Base, d, pos, i)
 			if p.Inverse {
@@ -41,17 +45,26 @@ func refRoPE(x []float64, s, dd int, p kernels.RoPEParams) []float64 {
 }
 
 // RoPE checks the forward (full and partial rotary dims, large position offsets where
-// the float32 angle rounding matters, in place) and that the Inverse rotation is the
-// backward, against finite differences.
+// the float32 angle rounding matters, per-token positions restarting with each document,
+// in place) and that the Inverse rotation is the backward, against finite differences.
 func RoPE(t *testing.T, b kernels.Backend) {
+	restart := func(bb, s int, lens ...int) []int32 { // position within each document
+		pos := docStarts(bb, s, lens...)
+		for i := range pos {
+			pos[i] = int32(i%s) - pos[i]
+		}
+		return pos
+	}
 	cases := []struct {
 		bb, h, s, d int
 		p           kernels.RoPEParams
+		positions   []int32
 	}{
-		{2, 3, 5, 16, kernels.RoPEParams{Base: 10000, RotaryDim: 16}},
-		{1, 2, 7, 16, kernels.RoPEParams{Base: 10000, RotaryDim: 8, PosOffset: 3}},
-		{1, 2, 6, 12, kernels.RoPEParams{Base: 1e6, RotaryDim: 12, PosOffset: 1000}},
-		{1, 1, 4, 64, kernels.RoPEParams{Base: 500000, RotaryDim: 64, PosOffset: 7000}},
+		{2, 3, 5, 16, kernels.RoPEParams{Base: 10000, RotaryDim: 16}, nil},
+		{1, 2, 7, 16, kernels.RoPEParams{Base: 10000, RotaryDim: 8, PosOffset: 3}, nil},
+		{1, 2, 6, 12, kernels.RoPEParams{Base: 1e6, RotaryDim: 12, PosOffset: 1000}, nil},
+		{1, 1, 4, 64, kernels.RoPEParams{Base: 500000, RotaryDim: 64, PosOffset: 7000}, nil},
+		{2, 3, 9, 16, kernels.RoPEParams{Base: 10000, RotaryDim: 12}, restart(2, 9, 4, 2, 5)},
 	}
 	r := newRand(10)
 	for _, c := range cases {
@@ -61,8 +74,11 @@ func RoPE(t *testing.T, b kernels.Backend) {
 			x := randVals(r, n, 1)
 			fx := f64s(x)
 			dx, out := devF32(b, x, shape...), b.Alloc(tensor.F32, shape...)
+			if c.positions != nil {
+				c.p.Positions = devI32(b, c.positions, c.bb, c.s)
+			}
 			b.RoPE(out, dx, c.p)
-			want := refRoPE(fx, c.s, c.d, c.p)
+			want := refRoPE(fx, c.h, c.s, c.d, c.p, c.positions)
 			requireClose(t, "out", get(b, out), want, tolF32)
 			b.RoPE(dx, dx, c.p) // in place
 			require.Equal(t, get(b, out), get(b, dx), "in-place RoPE")
@@ -72,7 +88,7 @@ func RoPE(t *testing.T, b kernels.Backend) {
 			inv.Inverse = true
 			gx := b.Alloc(tensor.F32, shape...)
 			b.RoPE(gx, devF32(b, toF32(rr), shape...), inv)
-			fd := numGrad(fx, func() float64 { return dot(rr, refRoPE(fx, c.s, c.d, c.p)) })
+			fd := numGrad(fx, func() float64 { return dot(rr, refRoPE(fx, c.h, c.s, c.d, c.p, c.positions)) })
 			requireClose(t, "dx (Inverse)", get(b, gx), fd, tolFD)
 		})
 	}
