@@ -179,6 +179,12 @@ type Stash struct {
 	S, B      int
 	ids       *tensor.Tensor // [N] I64 token ids in [s, b] order
 	posIDs    *tensor.Tensor // [N] I64 positions
+	customPos bool           // posIDs hold a Batch's Positions (else 0…s−1)
+	ropePos   *tensor.Tensor // [b, s] I32 Batch.Positions for RoPE (nil: none this batch)
+	keyStart  *tensor.Tensor // [b, s] I32 Batch.DocStart (nil: none this batch)
+	ropeBuf   *tensor.Tensor // allocations behind ropePos and keyStart
+	keyBuf    *tensor.Tensor
+	hostI32   *tensor.Tensor // [N] I32 host scratch
 	targets   *tensor.Tensor // [N] I64
 	lossMask  []float32      // [N] host
 	embFull   *tensor.Tensor // [N, h] summed embeddings
@@ -286,6 +292,12 @@ func (st *Stash) InputGrad() *tensor.Tensor { return st.dh }
 type Batch struct {
 	Tokens, Labels []int64
 	LossMask       []float32
+	// Positions [b, s] are the tokens' positions when they restart with each document
+	// (--reset-position-ids); nil: 0, 1, … s−1. DocStart [b, s] is each token's document
+	// start (--reset-attention-mask, data/gpt.DocStarts): a token attends to none before it;
+	// nil: the whole sequence.
+	Positions []int64
+	DocStart  []int32
 }
 
 // Forward runs this stage on a microbatch. The first stage reads bt.Tokens; other stages read
@@ -317,6 +329,9 @@ func (m *GPTModel) Forward(st *Stash, bt Batch, seed, step uint64) (lossSum, tok
 	}
 	m.be.Upload(st.ids, st.hostIDs)
 	m.be.Upload(st.targets, st.hostTg)
+	if err := m.setDocuments(st, bt); err != nil {
+		return 0, 0, err
+	}
 
 	x := st.input
 	if m.Par.First() {
@@ -339,6 +354,68 @@ func (m *GPTModel) Forward(st *Stash, bt Batch, seed, step uint64) (lossSum, tok
 	m.cast.forward(m.be, st.Logits, st.finalFull, m.outputWeight())
 	return m.loss(st)
 }
+
+// setDocuments takes the batch's per-token positions and document starts
+// (--reset-position-ids, --reset-attention-mask) onto the backend: RoPE's positions, the
+// learned position embeddings' ids (back to 0…s−1 when a batch has none) and attention's
+// KeyStart.
+func (m *GPTModel) setDocuments(st *Stash, bt Batch) error {
+	s, b := st.S, st.B
+	n := s * b
+	st.ropePos, st.keyStart = nil, nil
+	if (bt.Positions != nil && len(bt.Positions) != n) || (bt.DocStart != nil && len(bt.DocStart) != n) {
+		return fmt.Errorf("batch has %d positions and %d document starts; the stash is [b=%d, s=%d]", len(bt.Positions), len(bt.DocStart), b, s)
+	}
+	if st.hostI32 == nil {
+		st.hostI32 = tensor.New(tensor.I32, n)
+	}
+	h := st.hostI32.I32()
+	upload := func(buf **tensor.Tensor) *tensor.Tensor {
+		if *buf == nil {
+			*buf = m.be.Alloc(tensor.I32, b, s)
+		}
+		m.be.Upload(*buf, st.hostI32)
+		return *buf
+	}
+	if bt.Positions != nil {
+		for i, p := range bt.Positions {
+			if p < 0 || p > int64(i%s) {
+				return fmt.Errorf("position %d of token [%d, %d] is outside [0, %d]", p, i/s, i%s, i%s)
+			}
+			h[i] = int32(p)
+		}
+		if m.Cfg.PositionEmbeddingType == "rope" {
+			st.ropePos = upload(&st.ropeBuf)
+		}
+	}
+	if st.posIDs != nil && (bt.Positions != nil || st.customPos) { // learned positions, [s, b] order
+		pv := st.hostIDs.I64()
+		for bi := 0; bi < b; bi++ {
+			for si := 0; si < s; si++ {
+				pv[si*b+bi] = int64(si)
+				if bt.Positions != nil {
+					pv[si*b+bi] = bt.Positions[bi*s+si]
+				}
+			}
+		}
+		m.be.Upload(st.posIDs, st.hostIDs)
+		st.customPos = bt.Positions != nil
+	}
+	if bt.DocStart != nil {
+		for i, d := range bt.DocStart {
+			if d < 0 || int(d) > i%s {
+				return fmt.Errorf("document start %d of token [%d, %d] is outside [0, %d]", d, i/s, i%s, i%s)
+			}
+			h[i] = d
+		}
+		st.keyStart = upload(&st.keyBuf)
+	}
+	return nil
+}
+
+// rope and docStart are the microbatch's RoPE positions and attention KeyStart (nil: none).
+func (st *Stash) rope() *tensor.Tensor     { return st.ropePos }
+func (st *Stash) docStart() *tensor.Tensor { return st.keyStart }
 
 // dropOffset gives each dropout site of each step its own counter range.
 func dropOffset(step uint64, site, n int) uint64 {

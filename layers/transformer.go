@@ -82,6 +82,9 @@ type layerStash struct {
 	mask1, mask2       *tensor.Tensor // dropout masks (U8) [Nl, h]
 	f, g               *tensor.Tensor // fc1 output [N, fc1/TP], activation output [N, ffn/TP]
 	dropSeed, dropOffs uint64
+	// The microbatch's per-token RoPE positions and document starts [b, s] (I32), or nil:
+	// --reset-position-ids and --reset-attention-mask (Batch.Positions, Batch.DocStart).
+	positions, keyStart *tensor.Tensor
 }
 
 // rowPair allocates a full [N, h] tensor and, with SP, a separate local [N/TP, h] one.
@@ -173,6 +176,7 @@ const attnSeedSalt = 0x5851F42D4C957F2D
 // draws the same masks.
 func (l *TransformerLayer) trainAttnParams(st *layerStash) kernels.AttnParams {
 	p := l.attnParams()
+	p.KeyStart = st.keyStart
 	if d := l.cfg.AttentionDropout; d > 0 {
 		p.DropoutP = float32(d)
 		p.DropoutSeed = st.dropSeed ^ attnSeedSalt*uint64(l.Index+1)
@@ -186,14 +190,21 @@ func (l *TransformerLayer) rope(inverse bool) kernels.RoPEParams {
 	return kernels.RoPEParams{Base: l.cfg.RotaryBase, RotaryDim: l.cfg.RotaryDim(), Inverse: inverse}
 }
 
+// trainRoPE is rope with the microbatch's per-token positions (--reset-position-ids).
+func (l *TransformerLayer) trainRoPE(st *layerStash, inverse bool) kernels.RoPEParams {
+	p := l.rope(inverse)
+	p.Positions = st.positions
+	return p
+}
+
 // attention runs qkv → rope → core attention → o2 (the input of linear_proj) on lnf.
 func (l *TransformerLayer) attention(be kernels.Backend, st *layerStash, lnf *tensor.Tensor) {
 	c := l.cfg
 	l.QKV.Forward(be, st.qkv, lnf)
 	be.SplitQKV(st.q, st.k, st.v, st.qkv, l.groups, l.heads/l.groups)
 	if c.PositionEmbeddingType == "rope" {
-		be.RoPE(st.q, st.q, l.rope(false))
-		be.RoPE(st.k, st.k, l.rope(false))
+		be.RoPE(st.q, st.q, l.trainRoPE(st, false))
+		be.RoPE(st.k, st.k, l.trainRoPE(st, false))
 	}
 	be.Attention(st.o, st.lse, st.q, st.k, st.v, l.trainAttnParams(st))
 	b, np, s, hn := st.o.Dim(0), st.o.Dim(1), st.o.Dim(2), st.o.Dim(3)
@@ -207,8 +218,8 @@ func (l *TransformerLayer) attentionBackward(be kernels.Backend, st *layerStash,
 	be.Permute(g.do, g.do2.View(s, b, np, hn), []int{1, 2, 0, 3})
 	be.AttentionBackward(g.dq, g.dk, g.dv, g.do, st.q, st.k, st.v, st.o, st.lse, l.trainAttnParams(st))
 	if c.PositionEmbeddingType == "rope" {
-		be.RoPE(g.dq, g.dq, l.rope(true))
-		be.RoPE(g.dk, g.dk, l.rope(true))
+		be.RoPE(g.dq, g.dq, l.trainRoPE(st, true))
+		be.RoPE(g.dk, g.dk, l.trainRoPE(st, true))
 	}
 	be.MergeQKV(g.dqkv, g.dq, g.dk, g.dv, l.groups, l.heads/l.groups)
 	l.QKV.Backward(be, g.dlnf, g.dqkv, lnf)

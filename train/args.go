@@ -3,7 +3,6 @@ package train
 import (
 	"fmt"
 	"os"
-	"strings"
 
 	"github.com/gomegatron/gomegatron/kernels"
 	"github.com/gomegatron/gomegatron/layers"
@@ -58,8 +57,8 @@ type Args struct {
 	MockData          bool     `name:"mock-data" help:"Random tokens instead of a dataset."`
 	Seed              int      `name:"seed" default:"1234" help:"Random seed (data order, initialisation, dropout)."`
 	EODMaskLoss       bool     `name:"eod-mask-loss" help:"No loss on end-of-document tokens."`
-	ResetPositionIDs  bool     `name:"reset-position-ids" help:"Restart positions after each EOD (not supported yet)."`
-	ResetAttentionMsk bool     `name:"reset-attention-mask" help:"Block attention across EOD (not supported yet)."`
+	ResetPositionIDs  bool     `name:"reset-position-ids" help:"Restart positions after each EOD."`
+	ResetAttentionMsk bool     `name:"reset-attention-mask" help:"Block attention across EOD: packed documents attend only within themselves."`
 	NumWorkers        int      `name:"num-workers" default:"2" help:"Accepted; data loading runs in the training process."`
 
 	// Tokenizer.
@@ -149,20 +148,6 @@ type Args struct {
 // Validate applies Megatron's derived defaults and rejects what is inconsistent or not yet
 // implemented, naming the flag. world is the number of processes.
 func (a *Args) Validate(world int) error {
-	var unsupported []string
-	for _, u := range []struct {
-		on   bool
-		flag string
-	}{
-		{a.ResetPositionIDs, "--reset-position-ids"}, {a.ResetAttentionMsk, "--reset-attention-mask"},
-	} {
-		if u.on {
-			unsupported = append(unsupported, u.flag)
-		}
-	}
-	if len(unsupported) > 0 {
-		return fmt.Errorf("not supported yet: %s", strings.Join(unsupported, ", "))
-	}
 	if a.FP8Hybrid {
 		if a.FP8Format != "" && a.FP8Format != "hybrid" {
 			return fmt.Errorf("--fp8-hybrid contradicts --fp8-format %s", a.FP8Format)

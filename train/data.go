@@ -152,13 +152,32 @@ func (a *Args) buildSplits(sizes [3]int, ds gpt.DatasetConfig) ([3]samples, erro
 	return out, nil
 }
 
-// toBatch stacks samples into one microbatch [b, s].
-func toBatch(ss []*gpt.Sample) layers.Batch {
+// documents is how a batch treats end-of-document tokens: Megatron's --reset-position-ids
+// and --reset-attention-mask, with the tokenizer's EOD (−1: none).
+type documents struct {
+	eod                 int64
+	resetPos, resetAttn bool
+}
+
+// toBatch stacks samples into one microbatch [b, s], with each token's position and
+// document start where docs resets them at every EOD (as get_ltor_masks_and_position_ids).
+func toBatch(ss []*gpt.Sample, docs documents) layers.Batch {
 	var bt layers.Batch
 	for _, s := range ss {
 		bt.Tokens = append(bt.Tokens, s.Tokens...)
 		bt.Labels = append(bt.Labels, s.Labels...)
 		bt.LossMask = append(bt.LossMask, s.LossMask...)
+		if docs.resetPos || docs.resetAttn {
+			starts := gpt.DocStarts(s.Tokens, docs.eod)
+			for i, d := range starts {
+				if docs.resetPos {
+					bt.Positions = append(bt.Positions, int64(i)-int64(d))
+				}
+				if docs.resetAttn {
+					bt.DocStart = append(bt.DocStart, d)
+				}
+			}
+		}
 	}
 	return bt
 }

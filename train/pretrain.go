@@ -225,6 +225,7 @@ func run(a *Args, world comm.Comm, out io.Writer, hook dataHook) error {
 	numMicro := a.GlobalBatchSize / (mbs * dp)
 	// Megatron's pretraining sampler: chunk c of mbs·DP samples, this rank's rows
 	// [dpRank·mbs, (dpRank+1)·mbs).
+	docs := documents{eod: ds.EOD, resetPos: a.ResetPositionIDs, resetAttn: a.ResetAttentionMsk}
 	batchAt := func(split samples, consumed int64) ([]layers.Batch, error) {
 		micro := make([]layers.Batch, numMicro)
 		for j := range micro {
@@ -241,7 +242,7 @@ func run(a *Args, world comm.Comm, out io.Writer, hook dataHook) error {
 				}
 				ss[k] = s
 			}
-			micro[j] = toBatch(ss)
+			micro[j] = toBatch(ss, docs)
 		}
 		return micro, nil
 	}

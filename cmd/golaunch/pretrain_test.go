@@ -115,7 +115,6 @@ func TestPretrainBadInput(t *testing.T) {
 		{[]string{"--standalone", "--nproc-per-node", "3"}, []string{"--tensor-model-parallel-size", "2"}, "world size 3 is not divisible by tensor-parallel size 2"},
 		{[]string{"--standalone"}, []string{"--pipeline-model-parallel-size", "3"}, "world size 1 is not divisible"},
 		{[]string{"--standalone"}, []string{"--global-batch-size", "7"}, "--global-batch-size 7 is not divisible by --micro-batch-size 2"},
-		{[]string{"--standalone"}, []string{"--reset-position-ids"}, "not supported yet: --reset-position-ids"},
 		{[]string{"--standalone"}, []string{"--fp16", "--bf16"}, "--fp16 and --bf16 are exclusive"},
 		{[]string{"--standalone"}, []string{"--num-layers-per-virtual-pipeline-stage", "1"}, "needs --pipeline-model-parallel-size > 1"},
 		{[]string{"--standalone"}, []string{"--no-such-flag"}, "--no-such-flag"},

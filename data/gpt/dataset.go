@@ -162,6 +162,22 @@ func (d *Dataset) sampleFromText(text []int64) *Sample {
 	return smp
 }
 
+// DocStarts is the compact form of the reset attention mask: for each token, 1 + the
+// position of the last EOD before it (0 in the first document), so that token i sees
+// exactly the tokens j with DocStarts[i] ≤ j ≤ i, as LTRMasksAndPositionIDs's mask with
+// resetAttentionMask allows.
+func DocStarts(tokens []int64, eod int64) []int32 {
+	out := make([]int32, len(tokens))
+	start := int32(0)
+	for i, t := range tokens {
+		out[i] = start
+		if t == eod {
+			start = int32(i) + 1
+		}
+	}
+	return out
+}
+
 // LTRMasksAndPositionIDs is _get_ltor_masks_and_position_ids for one sequence of tokens:
 //
 //	loss_mask = 1, and 0 where tokens == eod when eodMaskLoss;
