@@ -40,6 +40,12 @@ func (b *Backend) attnCheck(op string, q, k, v, out, lse *tensor.Tensor, p kerne
 	if len(p.ALiBiSlopes)*4 > scratchBytes/2 {
 		panic(fmt.Sprintf("cuda.%s: %d ALiBi slopes exceed the scratch buffer", op, len(p.ALiBiSlopes)))
 	}
+	if ks := p.KeyStart; ks != nil {
+		b.mustDev(op, ks)
+		if ks.DType() != tensor.I32 || ks.Numel() != g.b*g.s {
+			panic(fmt.Sprintf("cuda.%s: KeyStart %v for q %v: need I32 [%d, %d]", op, ks, q, g.b, g.s))
+		}
+	}
 	return g
 }
 
@@ -105,10 +111,12 @@ func flashKernel(fwd bool, g attnGeom) string {
 
 // Attention: see kernels.AttnParams. One warp per query row with an online softmax, or the
 // flash kernel (Backend.FlashAttention); a query that sees no key gets out = 0 and
-// lse = −Inf (as kernels/cpu).
+// lse = −Inf (as kernels/cpu). KeyStart goes to every kernel as its last argument (null
+// when unset).
 func (b *Backend) Attention(out, lse, q, k, v *tensor.Tensor, p kernels.AttnParams) {
 	g := b.attnCheck("Attention", q, k, v, out, lse, p)
 	rows := g.b * g.h * g.s
+	ks := ptr(p.KeyStart)
 	b.run(func() error {
 		sl, err := b.slopes(p)
 		if err != nil {
@@ -116,9 +124,9 @@ func (b *Backend) Attention(out, lse, q, k, v *tensor.Tensor, p kernels.AttnPara
 		}
 		if b.flash(g) {
 			grid := g.b * g.h * ((g.s + flashRows - 1) / flashRows)
-			return b.dev.launch(flashKernel(true, g), grid, 128, 0, out.Ptr, lse.Ptr, q.Ptr, k.Ptr, v.Ptr, sl, geomStruct(g, p))
+			return b.dev.launch(flashKernel(true, g), grid, 128, 0, out.Ptr, lse.Ptr, q.Ptr, k.Ptr, v.Ptr, sl, geomStruct(g, p), ks)
 		}
-		return b.dev.launch("gm_attn_fwd"+sfx(g.dt), warpsGrid(rows), 128, 0, out.Ptr, lse.Ptr, q.Ptr, k.Ptr, v.Ptr, sl, geomStruct(g, p))
+		return b.dev.launch("gm_attn_fwd"+sfx(g.dt), warpsGrid(rows), 128, 0, out.Ptr, lse.Ptr, q.Ptr, k.Ptr, v.Ptr, sl, geomStruct(g, p), ks)
 	})
 }
 
@@ -132,6 +140,7 @@ func (b *Backend) AttentionBackward(dq, dk, dv, dout, q, k, v, out, lse *tensor.
 	sameShape(op, k, dk, dv)
 	rows := g.b * g.h * g.s
 	krows := g.b * g.g * g.t
+	ks := ptr(p.KeyStart)
 	b.run(func() error {
 		sl, err := b.slopes(p)
 		if err != nil {
@@ -158,15 +167,15 @@ func (b *Backend) AttentionBackward(dq, dk, dv, dout, q, k, v, out, lse *tensor.
 				return err
 			}
 			grid := g.b * g.g * ((g.t + flashRows - 1) / flashRows)
-			if err := b.dev.launch(flashKernel(false, g), grid, 128, 0, dq32, dk.Ptr, dv.Ptr, dout.Ptr, q.Ptr, k.Ptr, v.Ptr, lse.Ptr, dsum, sl, gs); err != nil || dq32 == dq.Ptr {
+			if err := b.dev.launch(flashKernel(false, g), grid, 128, 0, dq32, dk.Ptr, dv.Ptr, dout.Ptr, q.Ptr, k.Ptr, v.Ptr, lse.Ptr, dsum, sl, gs, ks); err != nil || dq32 == dq.Ptr {
 				return err
 			}
 			n := dq.Numel() // F32 (kind 0) into BF16 (kind 1)
 			return b.dev.launch("gm_cast", b.grid1D(n), blockSize, 0, dq.Ptr, dq32, int32(0), int32(1), int64(n))
 		}
-		if err := b.dev.launch("gm_attn_bwd_dq"+sfx(g.dt), warpsGrid(rows), 128, 0, dq.Ptr, dout.Ptr, q.Ptr, k.Ptr, v.Ptr, lse.Ptr, dsum, sl, gs); err != nil {
+		if err := b.dev.launch("gm_attn_bwd_dq"+sfx(g.dt), warpsGrid(rows), 128, 0, dq.Ptr, dout.Ptr, q.Ptr, k.Ptr, v.Ptr, lse.Ptr, dsum, sl, gs, ks); err != nil {
 			return err
 		}
-		return b.dev.launch("gm_attn_bwd_dkv"+sfx(g.dt), warpsGrid(krows), 128, 0, dk.Ptr, dv.Ptr, dout.Ptr, q.Ptr, k.Ptr, v.Ptr, lse.Ptr, dsum, sl, gs)
+		return b.dev.launch("gm_attn_bwd_dkv"+sfx(g.dt), warpsGrid(krows), 128, 0, dk.Ptr, dv.Ptr, dout.Ptr, q.Ptr, k.Ptr, v.Ptr, lse.Ptr, dsum, sl, gs, ks)
 	})
 }

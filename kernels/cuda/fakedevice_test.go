@@ -163,6 +163,26 @@ func TestFakeDevice(t *testing.T) {
 		sl := dl.Bytes(f.call(t, f.drv, "fake_attn_slopes"), 16)
 		require.Equal(t, f32Bytes(p.ALiBiSlopes), sl)
 		require.Equal(t, uint32(3), uint32(f.call(t, f.drv, "fake_last_grid")), "12 query rows, 4 warps a block")
+		ks32, ksf, ksHost := b.Alloc(tensor.I32, 1, 3), b.Alloc(tensor.F32, 1, 3), tensor.New(tensor.I32, 1, 3)
+		for _, c := range []struct {
+			ks   *tensor.Tensor
+			want string
+		}{
+			{ksf, "cuda.Attention: KeyStart float32[1 3]@cuda:0 for q float32[1 4 3 8]@cuda:0: need I32 [1, 3]"},
+			{b.Alloc(tensor.I32, 4), "cuda.Attention: KeyStart int32[4]@cuda:0 for q float32[1 4 3 8]@cuda:0: need I32 [1, 3]"},
+			{ksHost, "cuda.Attention: int32[1 3]@cpu is not a tensor on cuda:0"},
+		} {
+			pk := p
+			pk.KeyStart = c.ks
+			require.ErrorContains(t, recovered(func() { b.Attention(out, lse, q, k, v, pk) }), c.want)
+		}
+		pk := p
+		pk.KeyStart = ksf
+		require.ErrorContains(t, recovered(func() { b.AttentionBackward(q, k, v, out, q, k, v, out, lse, pk) }), "cuda.AttentionBackward: KeyStart float32")
+		require.ErrorContains(t, recovered(func() { b.RoPE(q, q, kernels.RoPEParams{Base: 1e4, Positions: ks32, PosOffset: 2}) }),
+			"cuda.RoPE: Positions int32[1 3]@cuda:0 for x float32[1 4 3 8]@cuda:0: need I32 [1, 3] and PosOffset 0 (have 2)")
+		require.ErrorContains(t, recovered(func() { b.RoPE(q, q, kernels.RoPEParams{Base: 1e4, Positions: ksf}) }), "cuda.RoPE: Positions float32[1 3]")
+		require.ErrorContains(t, recovered(func() { b.RoPE(q, q, kernels.RoPEParams{Base: 1e4, Positions: ksHost}) }), "cuda.RoPE: int32[1 3]@cpu is not a tensor on cuda:0")
 	})
 
 	t.Run("gemm", func(t *testing.T) {

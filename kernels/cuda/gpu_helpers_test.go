@@ -171,3 +171,45 @@ func (e *env) checkBits(what string, p pair) {
 	got := e.get(p.d)
 	require.Equal(e.t, p.h.Data, got.Data, what)
 }
+
+// i32 is a pair holding vals (I32, of the given shape).
+func (e *env) i32(vals []int32, shape ...int) pair {
+	h := tensor.New(tensor.I32, shape...)
+	copy(h.I32(), vals)
+	return pair{h, e.device(h)}
+}
+
+// docStarts is KeyStart [b, s] for sequences packed from documents of the given lengths
+// (repeated to fill s, each batch row starting one document further on): every token's
+// document start (--reset-attention-mask).
+func docStarts(b, s int, lens ...int) []int32 {
+	out := make([]int32, b*s)
+	for bi := range b {
+		start, k := 0, bi
+		for i := range s {
+			if i-start == lens[k%len(lens)] {
+				start, k = i, k+1
+			}
+			out[bi*s+i] = int32(start)
+		}
+	}
+	return out
+}
+
+// docPositions is RoPE's Positions [b, s] for the documents of docStarts: every token's
+// position within its document (--reset-position-ids).
+func docPositions(b, s int, lens ...int) []int32 {
+	pos := docStarts(b, s, lens...)
+	for i := range pos {
+		pos[i] = int32(i%s) - pos[i]
+	}
+	return pos
+}
+
+// emptyRows sets the key start of the given rows to t (past every key).
+func emptyRows(ks []int32, t int, rows ...int) []int32 {
+	for _, r := range rows {
+		ks[r] = int32(t)
+	}
+	return ks
+}

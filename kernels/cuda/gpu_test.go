@@ -160,15 +160,29 @@ func opsVsCPU(t *testing.T, g *Backend, act tensor.DType) {
 			e.check("db", db, tolF32)
 		}},
 		{"RoPE", false, func(e *env) {
-			for _, p := range []kernels.RoPEParams{{Base: 10000}, {Base: 500000, RotaryDim: 32, PosOffset: 4090}, {Base: 10000, Inverse: true, PosOffset: 3}} {
+			// Per-token positions restarting with each document (--reset-position-ids).
+			pos := e.i32(docPositions(2, 19, 5, 1, 8, 2), 2, 19)
+			for _, p := range []kernels.RoPEParams{{Base: 10000}, {Base: 500000, RotaryDim: 32, PosOffset: 4090}, {Base: 10000, Inverse: true, PosOffset: 3},
+				{Base: 10000, RotaryDim: 48, Positions: pos.d}, {Base: 500000, Inverse: true, Positions: pos.d}} {
+				pc := p
+				if p.Positions != nil {
+					pc.Positions = pos.h
+				}
 				x := e.actIn(1, 2, 3, 19, 64)
 				o := e.actOut(2, 3, 19, 64)
-				e.c.RoPE(o.h, x.h, p)
+				e.c.RoPE(o.h, x.h, pc)
 				e.g.RoPE(o.d, x.d, p)
-				e.check(fmt.Sprintf("RoPE %+v", p), o, e.actTol(tolF32))
-				e.c.RoPE(x.h, x.h, p) // in place
+				e.check(fmt.Sprintf("RoPE %+v", pc), o, e.actTol(tolF32))
+				e.c.RoPE(x.h, x.h, pc) // in place
 				e.g.RoPE(x.d, x.d, p)
 				e.check("RoPE in place", x, e.actTol(tolF32))
+			}
+			// Beyond the contract ([0, S)) and the tables: NaN, not a read past them.
+			bad, x, o := e.i32([]int32{1, 1 << 20}, 1, 2), e.actIn(1, 1, 1, 2, 8), e.actOut(1, 1, 2, 8)
+			e.g.RoPE(o.d, x.d, kernels.RoPEParams{Base: 10000, Positions: bad.d})
+			got := e.get(o.d).ToF32()
+			for i, v := range got {
+				require.Equalf(e.t, i >= 8, math.IsNaN(float64(v)), "out[%d] = %v", i, v)
 			}
 		}},
 		{"SwiGLU/GeLU", false, func(e *env) {
@@ -281,7 +295,9 @@ func opsVsCPU(t *testing.T, g *Backend, act tensor.DType) {
 }
 
 // TestAttentionVsCPU covers GQA, causal with a query offset, sliding windows and ALiBi
-// before and after scaling, forward and backward.
+// before and after scaling, and documents packed in a sequence (KeyStart: several per row
+// of different lengths, with GQA, a query offset, a sliding window, dropout, and rows that
+// see no key), forward and backward.
 //
 // With flash, the tensor-core kernels run (head dims that are multiples of 16 up to 128;
 // the others fall back) and are held to the bf16 tolerance. The cases marked bf16 run
@@ -297,17 +313,24 @@ func attentionVsCPU(t *testing.T, g *Backend, flash bool) {
 		b, h, g, s, tt, d int
 		p                 kernels.AttnParams
 		bf16              bool
+		keyStart          []int32 // [B, S]: p.KeyStart (nil: none)
 	}{
-		{"causal-gqa", 2, 4, 2, 33, 33, 64, kernels.AttnParams{Causal: true}, true},
-		{"causal-qoffset", 1, 6, 3, 17, 40, 128, kernels.AttnParams{Causal: true, QOffset: 23}, true},
-		{"sliding-window", 1, 4, 4, 50, 50, 32, kernels.AttnParams{Causal: true, SlidingWindow: 7}, false},
-		{"alibi-mqa", 2, 4, 1, 20, 20, 80, kernels.AttnParams{Causal: true, ALiBiSlopes: cpu.ALiBiSlopes(4)}, true},
-		{"alibi-before-scale", 1, 4, 2, 20, 29, 96, kernels.AttnParams{ALiBiSlopes: cpu.ALiBiSlopes(4), ALiBiBeforeScale: true}, false},
-		{"full-d256", 1, 2, 2, 9, 9, 256, kernels.AttnParams{}, true},
-		{"causal-blocks", 1, 2, 1, 150, 150, 16, kernels.AttnParams{Causal: true}, false},
-		{"full-blocks", 1, 1, 1, 70, 130, 32, kernels.AttnParams{}, false},
-		{"dropout-causal-gqa", 2, 4, 2, 70, 70, 64, kernels.AttnParams{Causal: true, DropoutP: 0.1, DropoutSeed: 5, DropoutOffset: 123}, false},
-		{"dropout-tp-heads", 1, 2, 1, 40, 70, 32, kernels.AttnParams{DropoutP: 0.3, DropoutSeed: 9, DropoutHeads: 8, DropoutHead0: 6}, true},
+		{"causal-gqa", 2, 4, 2, 33, 33, 64, kernels.AttnParams{Causal: true}, true, nil},
+		{"causal-qoffset", 1, 6, 3, 17, 40, 128, kernels.AttnParams{Causal: true, QOffset: 23}, true, nil},
+		{"sliding-window", 1, 4, 4, 50, 50, 32, kernels.AttnParams{Causal: true, SlidingWindow: 7}, false, nil},
+		{"alibi-mqa", 2, 4, 1, 20, 20, 80, kernels.AttnParams{Causal: true, ALiBiSlopes: cpu.ALiBiSlopes(4)}, true, nil},
+		{"alibi-before-scale", 1, 4, 2, 20, 29, 96, kernels.AttnParams{ALiBiSlopes: cpu.ALiBiSlopes(4), ALiBiBeforeScale: true}, false, nil},
+		{"full-d256", 1, 2, 2, 9, 9, 256, kernels.AttnParams{}, true, nil},
+		{"causal-blocks", 1, 2, 1, 150, 150, 16, kernels.AttnParams{Causal: true}, false, nil},
+		{"full-blocks", 1, 1, 1, 70, 130, 32, kernels.AttnParams{}, false, nil},
+		{"dropout-causal-gqa", 2, 4, 2, 70, 70, 64, kernels.AttnParams{Causal: true, DropoutP: 0.1, DropoutSeed: 5, DropoutOffset: 123}, false, nil},
+		{"dropout-tp-heads", 1, 2, 1, 40, 70, 32, kernels.AttnParams{DropoutP: 0.3, DropoutSeed: 9, DropoutHeads: 8, DropoutHead0: 6}, true, nil},
+		{"documents-gqa", 2, 4, 2, 70, 70, 32, kernels.AttnParams{Causal: true}, true, docStarts(2, 70, 20, 1, 33, 10)},
+		{"documents-qoffset", 1, 2, 1, 17, 40, 64, kernels.AttnParams{Causal: true, QOffset: 23}, false, docStarts(1, 40, 10, 15, 6, 9)[23:]},
+		{"documents-window", 2, 2, 1, 50, 50, 16, kernels.AttnParams{Causal: true, SlidingWindow: 7}, false, docStarts(2, 50, 12, 5, 30)},
+		{"documents-dropout", 2, 2, 2, 40, 40, 64, kernels.AttnParams{Causal: true, DropoutP: 0.2, DropoutSeed: 3, DropoutOffset: 77}, true, docStarts(2, 40, 17, 23, 3)},
+		// Beyond KeyStart's contract (≤ QOffset+i): rows starting at T see no key.
+		{"documents-empty-rows", 1, 2, 2, 20, 20, 32, kernels.AttnParams{}, false, emptyRows(docStarts(1, 20, 6, 9), 20, 3, 4, 15)},
 	}
 	for _, act := range []tensor.DType{tensor.F32, tensor.BF16} {
 		for _, c := range cases {
@@ -322,16 +345,21 @@ func attentionVsCPU(t *testing.T, g *Backend, flash bool) {
 				e := newEnv(t, g)
 				e.act = act
 				c.p.Scale = float32(1 / math.Sqrt(float64(c.d)))
+				pc, pg := c.p, c.p
+				if c.keyStart != nil {
+					ks := e.i32(c.keyStart, c.b, c.s)
+					pc.KeyStart, pg.KeyStart = ks.h, ks.d
+				}
 				q, k, v := e.actIn(1, c.b, c.h, c.s, c.d), e.actIn(1, c.b, c.g, c.tt, c.d), e.actIn(1, c.b, c.g, c.tt, c.d)
 				o, lse := e.actOut(c.b, c.h, c.s, c.d), e.out(tensor.F32, c.b, c.h, c.s)
-				e.c.Attention(o.h, lse.h, q.h, k.h, v.h, c.p)
-				e.g.Attention(o.d, lse.d, q.d, k.d, v.d, c.p)
+				e.c.Attention(o.h, lse.h, q.h, k.h, v.h, pc)
+				e.g.Attention(o.d, lse.d, q.d, k.d, v.d, pg)
 				e.check("out", o, e.actTol(tol))
 				e.check("lse", lse, tol)
 				g := e.actIn(1, c.b, c.h, c.s, c.d)
 				dq, dk, dv := e.actOut(c.b, c.h, c.s, c.d), e.actOut(c.b, c.g, c.tt, c.d), e.actOut(c.b, c.g, c.tt, c.d)
-				e.c.AttentionBackward(dq.h, dk.h, dv.h, g.h, q.h, k.h, v.h, o.h, lse.h, c.p)
-				e.g.AttentionBackward(dq.d, dk.d, dv.d, g.d, q.d, k.d, v.d, o.d, lse.d, c.p)
+				e.c.AttentionBackward(dq.h, dk.h, dv.h, g.h, q.h, k.h, v.h, o.h, lse.h, pc)
+				e.g.AttentionBackward(dq.d, dk.d, dv.d, g.d, q.d, k.d, v.d, o.d, lse.d, pg)
 				e.check("dq", dq, e.actTol(tol))
 				e.check("dk", dk, e.actTol(tol))
 				e.check("dv", dv, e.actTol(tol))

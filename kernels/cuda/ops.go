@@ -307,7 +307,9 @@ func f32Bytes(v []float32) []byte {
 	return unsafe.Slice((*byte)(unsafe.Pointer(&v[0])), 4*len(v))
 }
 
-// RoPE: see kernels.RoPEParams; out may alias x.
+// RoPE: see kernels.RoPEParams; out may alias x. Positions stay on the device, unchecked
+// (reading them back would stall the stream): one beyond the cos/sin tables (at least
+// max(S, 4096) rows) rotates its token to NaN instead of reading past them.
 func (b *Backend) RoPE(out, x *tensor.Tensor, p kernels.RoPEParams) {
 	dt := b.acts("RoPE", out, x)
 	sameShape("RoPE", out, x)
@@ -321,6 +323,12 @@ func (b *Backend) RoPE(out, x *tensor.Tensor, p kernels.RoPEParams) {
 	}
 	if d < 0 || d%2 != 0 || d > dd || p.PosOffset < 0 || p.Base <= 0 {
 		panic(fmt.Sprintf("cuda.RoPE: x %v with params %+v: need even RotaryDim ≤ D, PosOffset ≥ 0, Base > 0", x, p))
+	}
+	if p.Positions != nil {
+		b.mustDev("RoPE", p.Positions)
+		if p.Positions.DType() != tensor.I32 || p.Positions.Numel() != x.Dim(0)*s || p.PosOffset != 0 {
+			panic(fmt.Sprintf("cuda.RoPE: Positions %v for x %v: need I32 [%d, %d] and PosOffset 0 (have %d)", p.Positions, x, x.Dim(0), s, p.PosOffset))
+		}
 	}
 	if x.Numel() == 0 {
 		return
@@ -336,7 +344,8 @@ func (b *Backend) RoPE(out, x *tensor.Tensor, p kernels.RoPEParams) {
 			return err
 		}
 		n := rows * (d/2 + dd - d)
-		return b.dev.launch("gm_rope"+sfx(dt), b.grid1D(n), blockSize, 0, out.Ptr, x.Ptr, t.cos, t.sin, int64(rows), int32(s), int32(dd), int32(d), int32(p.PosOffset), sign)
+		return b.dev.launch("gm_rope"+sfx(dt), b.grid1D(n), blockSize, 0, out.Ptr, x.Ptr, t.cos, t.sin, int64(rows), int32(x.Dim(1)), int32(s),
+			int32(dd), int32(d), int32(p.PosOffset), ptr(p.Positions), int32(t.n), sign)
 	})
 }
 

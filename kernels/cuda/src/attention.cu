@@ -2,7 +2,10 @@
 // kernel is a later step). One warp per query row (forward, dq) or per key row (dk, dv);
 // each lane holds D/32 channels (D ≤ 256) in registers, and the softmax is online (running
 // max and sum), so no score matrix is stored. Layouts: q, out, dq [B, H, S, D]; k, v, dk, dv
-// [B, G, T, D]; lse, Dsum [B, H, S]. See kernels.AttnParams for masking and ALiBi.
+// [B, G, T, D]; lse, Dsum [B, H, S]. See kernels.AttnParams for masking and ALiBi;
+// keystart (I32 [B, S], null when unset: --reset-attention-mask) masks keys j < keystart[b, i]
+// on top of the causal and window rules (key_range, query_range): a query's loop over keys
+// starts there, a key's loop over queries tests it query by query.
 // q, k, v, out and their gradients are F32 or BF16 (T: float or u16, through ld/st); lse,
 // Dsum and the ALiBi slopes F32.
 #include "common.cuh"
@@ -44,6 +47,14 @@ GM_DEV void key_range(const AttnGeom& g, int i, int* lo, int* hi) {
 	*hi = b > a ? b : a;
 }
 
+GM_DEV int max_i(int a, int b) { return a > b ? a : b; }
+GM_DEV int min_i(int a, int b) { return a < b ? a : b; }
+
+// The first key query i of batch b may see by its document (0 without keystart).
+GM_DEV int key_start(const int* keystart, const AttnGeom& g, int b, int i) {
+	return keystart ? keystart[(i64)b * g.S + i] : 0;
+}
+
 GM_DEV void query_range(const AttnGeom& g, int j, int* lo, int* hi) {
 	int a = 0, b = g.S;
 	if (g.causal && j - g.qoff > a) a = j - g.qoff;
@@ -77,7 +88,8 @@ template <typename T> GM_DEV void store_row(T* p, const float* r, int D, float m
 GM_DEV i64 warp_global() { return (i64)ctaid_x() * (ntid_x() >> 5) + warp_id(); }
 
 template <typename T>
-GM_DEV void attn_fwd(T* out, float* lse, const T* q, const T* k, const T* v, const float* slopes, AttnGeom g) {
+GM_DEV void attn_fwd(T* out, float* lse, const T* q, const T* k, const T* v, const float* slopes, AttnGeom g,
+                     const int* keystart) {
 	i64 w = warp_global();
 	if (w >= (i64)g.B * g.H * g.S) return;
 	int i = (int)(w % g.S);
@@ -94,6 +106,7 @@ GM_DEV void attn_fwd(T* out, float* lse, const T* q, const T* k, const T* v, con
 	float m = u2f(0xff800000u), l = 0.0f;
 	int jlo, jhi;
 	key_range(g, i, &jlo, &jhi);
+	jlo = max_i(jlo, key_start(keystart, g, b, i));
 	for (int j = jlo; j < jhi; j++) {
 		float s = attn_score(dot_row(qr, kb + (i64)j * g.D, g.D), g, slope, j);
 		float mn = s > m ? s : m;
@@ -116,12 +129,12 @@ GM_DEV void attn_fwd(T* out, float* lse, const T* q, const T* k, const T* v, con
 	if (lane_id() == 0) lse[w] = m + log_f(l);
 }
 GM_KERNEL gm_attn_fwd_f32(float* out, float* lse, const float* q, const float* k, const float* v,
-                          const float* slopes, AttnGeom g) {
-	attn_fwd(out, lse, q, k, v, slopes, g);
+                          const float* slopes, AttnGeom g, const int* keystart) {
+	attn_fwd(out, lse, q, k, v, slopes, g, keystart);
 }
 GM_KERNEL gm_attn_fwd_bf16(u16* out, float* lse, const u16* q, const u16* k, const u16* v, const float* slopes,
-                           AttnGeom g) {
-	attn_fwd(out, lse, q, k, v, slopes, g);
+                           AttnGeom g, const int* keystart) {
+	attn_fwd(out, lse, q, k, v, slopes, g, keystart);
 }
 
 // Dsum[row] = Σ_d dout·out.
@@ -143,7 +156,7 @@ GM_KERNEL gm_attn_bwd_dsum_bf16(float* dsum, const u16* dout, const u16* out, i6
 // dq_i = Scale·Σ_j dS_ij·k_j with P_ij = exp(s_ij − lse_i), dS_ij = P_ij(dout_i·v_j − Dsum_i).
 template <typename T>
 GM_DEV void attn_bwd_dq(T* dq, const T* dout, const T* q, const T* k, const T* v, const float* lse, const float* dsum,
-                        const float* slopes, AttnGeom g) {
+                        const float* slopes, AttnGeom g, const int* keystart) {
 	i64 w = warp_global();
 	if (w >= (i64)g.B * g.H * g.S) return;
 	int i = (int)(w % g.S);
@@ -161,6 +174,7 @@ GM_DEV void attn_bwd_dq(T* dq, const T* dout, const T* q, const T* k, const T* v
 	float li = lse[w], di = dsum[w];
 	int jlo, jhi;
 	key_range(g, i, &jlo, &jhi);
+	jlo = max_i(jlo, key_start(keystart, g, b, i));
 	if (li == u2f(0xff800000u)) jhi = jlo;
 	for (int j = jlo; j < jhi; j++) {
 		float s = attn_score(dot_row(qr, kb + (i64)j * g.D, g.D), g, slope, j);
@@ -175,18 +189,19 @@ GM_DEV void attn_bwd_dq(T* dq, const T* dout, const T* q, const T* k, const T* v
 	store_row(dq + w * g.D, acc, g.D, g.scale);
 }
 GM_KERNEL gm_attn_bwd_dq_f32(float* dq, const float* dout, const float* q, const float* k, const float* v,
-                             const float* lse, const float* dsum, const float* slopes, AttnGeom g) {
-	attn_bwd_dq(dq, dout, q, k, v, lse, dsum, slopes, g);
+                             const float* lse, const float* dsum, const float* slopes, AttnGeom g,
+                             const int* keystart) {
+	attn_bwd_dq(dq, dout, q, k, v, lse, dsum, slopes, g, keystart);
 }
 GM_KERNEL gm_attn_bwd_dq_bf16(u16* dq, const u16* dout, const u16* q, const u16* k, const u16* v, const float* lse,
-                              const float* dsum, const float* slopes, AttnGeom g) {
-	attn_bwd_dq(dq, dout, q, k, v, lse, dsum, slopes, g);
+                              const float* dsum, const float* slopes, AttnGeom g, const int* keystart) {
+	attn_bwd_dq(dq, dout, q, k, v, lse, dsum, slopes, g, keystart);
 }
 
 // For key row j of group grp: dv_j = Σ_{h∈grp, i} P_ij·dout_i, dk_j = Scale·Σ dS_ij·q_i.
 template <typename T>
 GM_DEV void attn_bwd_dkv(T* dk, T* dv, const T* dout, const T* q, const T* k, const T* v, const float* lse,
-                         const float* dsum, const float* slopes, AttnGeom g) {
+                         const float* dsum, const float* slopes, AttnGeom g, const int* keystart) {
 	i64 w = warp_global();
 	if (w >= (i64)g.B * g.G * g.T) return;
 	int j = (int)(w % g.T);
@@ -207,7 +222,7 @@ GM_DEV void attn_bwd_dkv(T* dk, T* dv, const T* dout, const T* q, const T* k, co
 		for (int i = ilo; i < ihi; i++) {
 			i64 row = row0 + i;
 			float li = lse[row];
-			if (li == u2f(0xff800000u)) continue;
+			if (li == u2f(0xff800000u) || j < key_start(keystart, g, b, i)) continue;
 			const T* qr = q + row * g.D;
 			const T* gr = dout + row * g.D;
 			float s = attn_score(dot_row(kr, qr, g.D), g, slope, j);
@@ -226,12 +241,14 @@ GM_DEV void attn_bwd_dkv(T* dk, T* dv, const T* dout, const T* q, const T* k, co
 	store_row(dv + w * g.D, av, g.D, 1.0f);
 }
 GM_KERNEL gm_attn_bwd_dkv_f32(float* dk, float* dv, const float* dout, const float* q, const float* k,
-                              const float* v, const float* lse, const float* dsum, const float* slopes, AttnGeom g) {
-	attn_bwd_dkv(dk, dv, dout, q, k, v, lse, dsum, slopes, g);
+                              const float* v, const float* lse, const float* dsum, const float* slopes, AttnGeom g,
+                              const int* keystart) {
+	attn_bwd_dkv(dk, dv, dout, q, k, v, lse, dsum, slopes, g, keystart);
 }
 GM_KERNEL gm_attn_bwd_dkv_bf16(u16* dk, u16* dv, const u16* dout, const u16* q, const u16* k, const u16* v,
-                               const float* lse, const float* dsum, const float* slopes, AttnGeom g) {
-	attn_bwd_dkv(dk, dv, dout, q, k, v, lse, dsum, slopes, g);
+                               const float* lse, const float* dsum, const float* slopes, AttnGeom g,
+                               const int* keystart) {
+	attn_bwd_dkv(dk, dv, dout, q, k, v, lse, dsum, slopes, g, keystart);
 }
 
 // ---- flash attention on the tensor cores (bf16 operands, f32 accumulation) ----------------
@@ -241,7 +258,9 @@ GM_KERNEL gm_attn_bwd_dkv_bf16(u16* dk, u16* dv, const u16* dout, const u16* q, 
 // are stored through st; dq stays F32 (atomic adds: AttentionBackward rounds a BF16 dq from
 // an F32 scratch).
 // Head dim D: a multiple of 16, at most FA_MAXD (the _d64 kernels: at most 64). Same masking, ALiBi and empty-row rules as
-// the simple kernels above (attn_score, key_range, query_range).
+// the simple kernels above (attn_score, key_range, query_range, key_start). With keystart, the
+// forward skips the key tiles below every row's first visible key and the backward the query
+// tiles none of whose queries sees the block's keys.
 
 #define FA_MAXD 128
 #define FA_BQ 64 // forward: query rows per block (4 warps × 16)
@@ -265,12 +284,19 @@ template <typename T> GM_DEV void fa_load_tile(u16* dst, const T* src, int r0, i
 	}
 }
 
+GM_DEV int warp_min_i(int v) {
+	for (int m = 16; m > 0; m >>= 1) v = min_i(v, (int)shfl_xor_u((unsigned)v, m));
+	return v;
+}
+
 // One block: FA_BQ query rows of one (b, h); warp w owns rows 16w..16w+15, lane rows
 // r0 = 16w + g and r1 = r0 + 8. Keys stream through shared memory FA_BK at a time.
 template <int MAXD, typename T>
-GM_DEV void flash_fwd(T* out, float* lse, const T* q, const T* k, const T* v, const float* slopes, AttnGeom g) {
+GM_DEV void flash_fwd(T* out, float* lse, const T* q, const T* k, const T* v, const float* slopes, AttnGeom g,
+                      const int* keystart) {
 	__shared__ u16 ks[FA_BK * MAXD];
 	__shared__ u16 vs[FA_BK * MAXD];
+	__shared__ int wlo[FA_BQ / 16];
 	const int D = g.D, nkc = D / 16, ndt = D / 8;
 	int nqb = (g.S + FA_BQ - 1) / FA_BQ;
 	int qb = (int)(ctaid_x() % (unsigned)nqb);
@@ -283,12 +309,27 @@ GM_DEV void flash_fwd(T* out, float* lse, const T* q, const T* k, const T* v, co
 	int lane = (int)lane_id(), gq = lane >> 2, tq = lane & 3;
 	int r0 = qb * FA_BQ + (int)warp_id() * 16 + gq, r1 = r0 + 8;
 	int lo0 = 0, hi0 = 0, lo1 = 0, hi1 = 0;
-	if (r0 < g.S) key_range(g, r0, &lo0, &hi0);
-	if (r1 < g.S) key_range(g, r1, &lo1, &hi1);
+	if (r0 < g.S) {
+		key_range(g, r0, &lo0, &hi0);
+		lo0 = max_i(lo0, key_start(keystart, g, b, r0));
+	}
+	if (r1 < g.S) {
+		key_range(g, r1, &lo1, &hi1);
+		lo1 = max_i(lo1, key_start(keystart, g, b, r1));
+	}
 	// The block's keys: ranges are monotonic in the query, so first row's lo to last row's hi.
 	int first = qb * FA_BQ, last = first + FA_BQ < g.S ? first + FA_BQ - 1 : g.S - 1, jlo, jhi, t0, t1;
 	key_range(g, first, &jlo, &t0);
 	key_range(g, last, &t1, &jhi);
+	if (keystart) { // from the least first key of the rows that see any (KeyStart need not be monotonic)
+		int m = min_i(lo0 < hi0 ? lo0 : 0x7fffffff, lo1 < hi1 ? lo1 : 0x7fffffff);
+		m = warp_min_i(m);
+		if (lane == 0) wlo[warp_id()] = m;
+		sync_threads();
+		m = wlo[0];
+		for (int w = 1; w < FA_BQ / 16; w++) m = min_i(m, wlo[w]);
+		jlo = max_i(jlo, m);
+	}
 
 	unsigned qa[MAXD / 16][4];
 #pragma unroll
@@ -414,13 +455,15 @@ GM_DEV void flash_fwd(T* out, float* lse, const T* q, const T* k, const T* v, co
 // block's share with atomic adds. dsum[row] = Σ_d dout·out (gm_attn_bwd_dsum_f32).
 template <int MAXD, typename T>
 GM_DEV void flash_bwd(float* dq, T* dk, T* dv, const T* dout, const T* q, const T* k, const T* v, const float* lse,
-                      const float* dsum, const float* slopes, AttnGeom g) {
+                      const float* dsum, const float* slopes, AttnGeom g, const int* keystart) {
 	__shared__ u16 ks[FA_BK * MAXD];
 	__shared__ u16 vs[FA_BK * MAXD];
 	__shared__ u16 qs[FB_BQ * MAXD];
 	__shared__ u16 dos[FB_BQ * MAXD];
 	__shared__ u16 dss[FB_BQ * FA_BK];
 	__shared__ float lsh[FB_BQ], dsh[FB_BQ];
+	__shared__ int ksh[FB_BQ];
+	__shared__ int live; // the last step with a query that sees a key of this block
 	const int D = g.D, nkc = D / 16, ndt = D / 8;
 	int nkb = (g.T + FA_BK - 1) / FA_BK;
 	int kbi = (int)(ctaid_x() % (unsigned)nkb);
@@ -434,6 +477,8 @@ GM_DEV void flash_bwd(float* dq, T* dk, T* dv, const T* dout, const T* q, const 
 	int jlast = jb + FA_BK - 1 < g.T ? jb + FA_BK - 1 : g.T - 1, ilo, ihi, t0, t1;
 	query_range(g, jb, &ilo, &t0);
 	query_range(g, jlast, &t1, &ihi);
+	if (tid_x() == 0) live = -1; // read after the loop's first barrier
+	int step = 0;
 
 	float adk[MAXD / 8][4], adv[MAXD / 8][4];
 #pragma unroll
@@ -443,7 +488,7 @@ GM_DEV void flash_bwd(float* dq, T* dk, T* dv, const T* dout, const T* q, const 
 	for (int h = grp * rep; h < (grp + 1) * rep; h++) {
 		float slope = slopes ? slopes[h] : 0.0f;
 		i64 row0 = ((i64)b * g.H + h) * g.S;
-		for (int i0 = ilo - ilo % FB_BQ; i0 < ihi; i0 += FB_BQ) {
+		for (int i0 = ilo - ilo % FB_BQ; i0 < ihi; i0 += FB_BQ, step++) {
 			sync_threads();
 			fa_load_tile(qs, q + row0 * D, i0, FB_BQ, g.S, D);
 			fa_load_tile(dos, dout + row0 * D, i0, FB_BQ, g.S, D);
@@ -451,8 +496,11 @@ GM_DEV void flash_bwd(float* dq, T* dk, T* dv, const T* dout, const T* q, const 
 				bool in = i0 + e < g.S;
 				lsh[e] = in ? lse[row0 + i0 + e] : neg_inf();
 				dsh[e] = in ? dsum[row0 + i0 + e] : 0.0f;
+				ksh[e] = in ? key_start(keystart, g, b, i0 + e) : 0;
+				if (in && lsh[e] != neg_inf() && ksh[e] <= jlast) live = step;
 			}
 			sync_threads();
+			if (live != step) continue; // every P and dS of the tile is 0 (the next barrier orders the writes)
 			// Sᵀ = K Qᵀ and dPᵀ = V doutᵀ for this warp's 16 keys × FB_BQ queries.
 			float pt[FB_BQ / 8][4], dpt[FB_BQ / 8][4];
 #pragma unroll
@@ -483,7 +531,7 @@ GM_DEV void flash_bwd(float* dq, T* dk, T* dv, const T* dout, const T* q, const 
 					if (i < g.S && j < g.T && lsh[il] != neg_inf()) {
 						int lo, hi;
 						key_range(g, i, &lo, &hi);
-						if (j >= lo && j < hi) p = exp_f(attn_score(pt[nt][e], g, slope, j) - lsh[il]);
+						if (j >= max_i(lo, ksh[il]) && j < hi) p = exp_f(attn_score(pt[nt][e], g, slope, j) - lsh[il]);
 					}
 					float kf = p == 0.0f ? 0.0f : attn_drop(g, b, h, i, j);
 					pt[nt][e] = p * kf; // P̃ for dv
@@ -553,34 +601,38 @@ GM_DEV void flash_bwd(float* dq, T* dk, T* dv, const T* dout, const T* q, const 
 // The kernels, per largest head dim and activation dtype: accumulators sized for D ≤ 64
 // leave registers for more warps (Llama-3.2-1B and TinyLlama have D = 64; 7B and up, 128).
 GM_KERNEL gm_flash_fwd_f32(float* out, float* lse, const float* q, const float* k, const float* v, const float* slopes,
-                           AttnGeom g) {
-	flash_fwd<FA_MAXD>(out, lse, q, k, v, slopes, g);
+                           AttnGeom g, const int* keystart) {
+	flash_fwd<FA_MAXD>(out, lse, q, k, v, slopes, g, keystart);
 }
 GM_KERNEL gm_flash_fwd_bf16(u16* out, float* lse, const u16* q, const u16* k, const u16* v, const float* slopes,
-                            AttnGeom g) {
-	flash_fwd<FA_MAXD>(out, lse, q, k, v, slopes, g);
+                            AttnGeom g, const int* keystart) {
+	flash_fwd<FA_MAXD>(out, lse, q, k, v, slopes, g, keystart);
 }
 GM_KERNEL gm_flash_fwd_d64_f32(float* out, float* lse, const float* q, const float* k, const float* v,
-                               const float* slopes, AttnGeom g) {
-	flash_fwd<64>(out, lse, q, k, v, slopes, g);
+                               const float* slopes, AttnGeom g, const int* keystart) {
+	flash_fwd<64>(out, lse, q, k, v, slopes, g, keystart);
 }
 GM_KERNEL gm_flash_fwd_d64_bf16(u16* out, float* lse, const u16* q, const u16* k, const u16* v, const float* slopes,
-                                AttnGeom g) {
-	flash_fwd<64>(out, lse, q, k, v, slopes, g);
+                                AttnGeom g, const int* keystart) {
+	flash_fwd<64>(out, lse, q, k, v, slopes, g, keystart);
 }
 GM_KERNEL gm_flash_bwd_f32(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
-                           const float* v, const float* lse, const float* dsum, const float* slopes, AttnGeom g) {
-	flash_bwd<FA_MAXD>(dq, dk, dv, dout, q, k, v, lse, dsum, slopes, g);
+                           const float* v, const float* lse, const float* dsum, const float* slopes, AttnGeom g,
+                           const int* keystart) {
+	flash_bwd<FA_MAXD>(dq, dk, dv, dout, q, k, v, lse, dsum, slopes, g, keystart);
 }
 GM_KERNEL gm_flash_bwd_bf16(float* dq, u16* dk, u16* dv, const u16* dout, const u16* q, const u16* k, const u16* v,
-                            const float* lse, const float* dsum, const float* slopes, AttnGeom g) {
-	flash_bwd<FA_MAXD>(dq, dk, dv, dout, q, k, v, lse, dsum, slopes, g);
+                            const float* lse, const float* dsum, const float* slopes, AttnGeom g,
+                            const int* keystart) {
+	flash_bwd<FA_MAXD>(dq, dk, dv, dout, q, k, v, lse, dsum, slopes, g, keystart);
 }
 GM_KERNEL gm_flash_bwd_d64_f32(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
-                               const float* v, const float* lse, const float* dsum, const float* slopes, AttnGeom g) {
-	flash_bwd<64>(dq, dk, dv, dout, q, k, v, lse, dsum, slopes, g);
+                               const float* v, const float* lse, const float* dsum, const float* slopes, AttnGeom g,
+                               const int* keystart) {
+	flash_bwd<64>(dq, dk, dv, dout, q, k, v, lse, dsum, slopes, g, keystart);
 }
 GM_KERNEL gm_flash_bwd_d64_bf16(float* dq, u16* dk, u16* dv, const u16* dout, const u16* q, const u16* k,
-                                const u16* v, const float* lse, const float* dsum, const float* slopes, AttnGeom g) {
-	flash_bwd<64>(dq, dk, dv, dout, q, k, v, lse, dsum, slopes, g);
+                                const u16* v, const float* lse, const float* dsum, const float* slopes, AttnGeom g,
+                                const int* keystart) {
+	flash_bwd<64>(dq, dk, dv, dout, q, k, v, lse, dsum, slopes, g, keystart);
 }
