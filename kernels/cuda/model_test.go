@@ -155,6 +155,32 @@ func modelVsCPU(t *testing.T, g *Backend) {
 		}
 		require.Less(t, relL2(gg, cg), 1e-4, "gradients")
 	})
+	t.Run("Documents", func(t *testing.T) { // --reset-position-ids, --reset-attention-mask
+		cfg, err := layers.Preset("tiny-llama")
+		require.NoError(t, err)
+		const b, s = 2, 32
+		bt := repeatedBatch(b, s, cfg.VocabSize)
+		starts := [b][]int{{0, 5, 19}, {0, 11, 12, 30}} // where each row's packed documents begin
+		for i := range b * s {
+			row, pos, d := i/s, i%s, 0
+			for _, st := range starts[row] {
+				if st <= pos {
+					d = st
+				}
+			}
+			bt.DocStart = append(bt.DocStart, int32(d))
+			bt.Positions = append(bt.Positions, int64(pos-d))
+		}
+		run := func(be kernels.Backend) []float32 {
+			m, err := layers.NewGPTModel(be, cfg, 77)
+			require.NoError(t, err)
+			st := m.NewStash(s, b)
+			_, _, err = m.Forward(st, bt, 1, 0)
+			require.NoError(t, err)
+			return st.TokenLosses()
+		}
+		require.Less(t, relL2(run(g), run(cpu.New())), 1e-5, "per-token losses of packed documents")
+	})
 	t.Run("FP8", func(t *testing.T) {
 		r := layers.FP8Recipe{Format: "hybrid", HistoryLen: 4, ComputeAlgo: "max"}
 		cl, _ := trainTiny(t, cpu.New(), true, 4, 3e-3, r)
