@@ -129,6 +129,8 @@ type Args struct {
 	TPCommOverlap                  bool `name:"tp-comm-overlap" help:"Accepted: tensor-parallel communication is not overlapped with GEMMs yet."`
 	ManualGC                       bool `name:"manual-gc" help:"Accepted (Go's collector follows GOGC)."`
 	DistributedTimeoutMinutes      int  `name:"distributed-timeout-minutes" help:"Timeout of collectives in minutes (default: GOMEGATRON_COMM_TIMEOUT, else comm/tcp's)."`
+	ApplyQueryKeyLayerScaling      bool `name:"apply-query-key-layer-scaling" help:"Accepted: attention scores are formed in fp32, where Megatron's 1/layer-number scaling (undone inside its fp16 softmax) changes nothing."`
+	FP32ResidualConnection         bool `name:"fp32-residual-connection" help:"Keep the residual stream in fp32: on a GPU every activation stays F32 (Megatron keeps only the residual); the CPU's are F32 anyway."`
 
 	// Pai-Megatron-Patch extras.
 	MaxPaddingLength    int    `name:"max-padding-length" help:"Pai: sample length of raw/idxmap datasets."`
@@ -244,9 +246,9 @@ func (a *Args) Recompute() layers.Recompute {
 // activationDType is the dtype the model keeps activations in: BF16, as Megatron does
 // under --bf16, on a GPU, where it halves every op's memory traffic; F32 on the CPU (its
 // kernels compute in F32, so BF16 would only add conversions), under FP8 (its GEMMs write
-// F32) and with GOMEGATRON_ACTIVATIONS=f32.
+// F32), with --fp32-residual-connection and with GOMEGATRON_ACTIVATIONS=f32.
 func (a *Args) activationDType(be kernels.Backend) tensor.DType {
-	if a.BF16 && a.FP8Format == "" && be.Device().Type != tensor.CPU && os.Getenv("GOMEGATRON_ACTIVATIONS") != "f32" {
+	if a.BF16 && a.FP8Format == "" && !a.FP32ResidualConnection && be.Device().Type != tensor.CPU && os.Getenv("GOMEGATRON_ACTIVATIONS") != "f32" {
 		return tensor.BF16
 	}
 	return tensor.F32

@@ -179,7 +179,8 @@ func TestMegatronFlagsAccepted(t *testing.T) {
 	require.Len(t, plain, 3)
 	extra := strings.Fields("--use-mcore-models --attention-softmax-in-fp32 --accumulate-allreduce-grads-in-fp32 " +
 		"--no-masked-softmax-fusion --no-bias-swiglu-fusion --no-bias-gelu-fusion --no-bias-dropout-fusion --no-rope-fusion " +
-		"--no-gradient-accumulation-fusion --overlap-param-gather --tp-comm-overlap --manual-gc --distributed-timeout-minutes 5")
+		"--no-gradient-accumulation-fusion --overlap-param-gather --tp-comm-overlap --manual-gc --distributed-timeout-minutes 5 " +
+		"--apply-query-key-layer-scaling --fp32-residual-connection")
 	require.Equal(t, plain, iterationLosses(runGolaunch(t, append(base, extra...)...)))
 	// RoPE by the older flag, over a learned-absolute default: the losses of explicit rope.
 	var noRope []string
