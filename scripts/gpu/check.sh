@@ -42,11 +42,13 @@ export GOMEGATRON_CUDA_ARENA_MB=${GOMEGATRON_CUDA_ARENA_MB:-16384}
 # tests find their C sources; elsewhere those skip. Every limit is cut to what is left of
 # the whole script's budget (CHECK_BUDGET_S, 470 s: the report within 8 minutes).
 # CHECK_STEPS, an extended regex, runs only the steps whose names match it (all by default;
-# scripts/gpu/rehearse.sh runs the test steps on the kernel emulator).
+# scripts/gpu/rehearse.sh runs the test steps on the kernel emulator, with CHECK_SLOWDOWN
+# multiplying every step's limit and its test binaries' -test.timeout).
 declare -A status
 deadline=$((start + ${CHECK_BUDGET_S:-470}))
+slow=${CHECK_SLOWDOWN:-1}
 step() {
-	local name=$1 secs=$2 dir=$3
+	local name=$1 secs=$(($2 * slow)) dir=$3
 	shift 3
 	local t0=$(date +%s)
 	local left=$((deadline - t0))
@@ -70,7 +72,7 @@ step() {
 	echo "== $name: exit ${status[$name]} after $(($(date +%s) - t0))s"
 }
 
-step dl 20 kernels/cuda/dl "$B/dl.test" -test.v -test.timeout 15s
+step dl 20 kernels/cuda/dl "$B/dl.test" -test.v -test.timeout $((15 * slow))s
 # The GPU tests in groups, each its own process: a CUDA error panics the backend, and a panic
 # ends its test binary; groups keep one failure from hiding the others' results. The host
 # emulator's tests (TestEmulator, TestProfileOnEmulator) run in CI, not here.
@@ -82,12 +84,12 @@ cuda_groups=(
 	"cuda-model:^(TestModelVsCPU|TestDecodeVsCPU|TestLossFallsOnGPU)$"
 )
 for g in "${cuda_groups[@]}"; do
-	step "${g%%:*}" 60 kernels/cuda "$B/cuda.test" -test.v -test.timeout 55s -test.run "${g#*:}"
+	step "${g%%:*}" 60 kernels/cuda "$B/cuda.test" -test.v -test.timeout $((55 * slow))s -test.run "${g#*:}"
 done
-step cuda-host 30 kernels/cuda "$B/cuda.test" -test.v -test.timeout 25s \
+step cuda-host 30 kernels/cuda "$B/cuda.test" -test.v -test.timeout $((25 * slow))s \
 	-test.skip '^(TestEmulator|TestProfileOnEmulator|TestEnvironment|TestCubinCache|TestArenaDevice|TestBind|TestConformance|TestVsCPU|TestGemmVsCPU|TestGemmFP8|TestFP8SoftwareRounding|TestAttentionVsCPU|TestFlashAttentionVsCPU|TestModelVsCPU|TestDecodeVsCPU|TestLossFallsOnGPU)$'
-step nccl 40 comm/nccl "$B/nccl.test" -test.v -test.timeout 35s
-step bench 75 . "$B/cuda.test" -test.run '^$' -test.bench 'Gemm|Ops' -test.benchtime 20x -test.timeout 70s
+step nccl 40 comm/nccl "$B/nccl.test" -test.v -test.timeout $((35 * slow))s
+step bench 75 . "$B/cuda.test" -test.run '^$' -test.bench 'Gemm|Ops' -test.benchtime 20x -test.timeout $((70 * slow))s
 step peer 50 . "$PY" "$B/peer_matmul.py"
 
 # Training through golaunch on the GPU (the arena takes its default, 90% of free memory).
