@@ -179,7 +179,7 @@ type Stash struct {
 	S, B      int
 	ids       *tensor.Tensor // [N] I64 token ids in [s, b] order
 	posIDs    *tensor.Tensor // [N] I64 positions
-	customPos bool           // posIDs hold a Batch's Positions (else 0…s−1)
+	posStale  bool           // posIDs do not hold 0…s−1 (unwritten, or a Batch's Positions)
 	ropePos   *tensor.Tensor // [b, s] I32 Batch.Positions for RoPE (nil: none this batch)
 	keyStart  *tensor.Tensor // [b, s] I32 Batch.DocStart (nil: none this batch)
 	ropeBuf   *tensor.Tensor // allocations behind ropePos and keyStart
@@ -247,11 +247,7 @@ func (m *GPTModel) NewStash(s, b int) *Stash {
 		if c.HiddenDropout > 0 {
 			st.embMask = be.Alloc(tensor.U8, nl, h)
 		}
-		pos := tensor.New(tensor.I64, n)
-		for i, pv := 0, pos.I64(); i < n; i++ {
-			pv[i] = int64(i / b)
-		}
-		be.Upload(st.posIDs, pos)
+		st.posStale = true // the first Forward writes 0…s−1 (setDocuments)
 	} else {
 		st.input = act(nl, h)
 	}
@@ -388,7 +384,7 @@ func (m *GPTModel) setDocuments(st *Stash, bt Batch) error {
 			st.ropePos = upload(&st.ropeBuf)
 		}
 	}
-	if st.posIDs != nil && (bt.Positions != nil || st.customPos) { // learned positions, [s, b] order
+	if st.posIDs != nil && (bt.Positions != nil || st.posStale) { // learned positions, [s, b] order
 		pv := st.hostIDs.I64()
 		for bi := 0; bi < b; bi++ {
 			for si := 0; si < s; si++ {
@@ -399,7 +395,7 @@ func (m *GPTModel) setDocuments(st *Stash, bt Batch) error {
 			}
 		}
 		m.be.Upload(st.posIDs, st.hostIDs)
-		st.customPos = bt.Positions != nil
+		st.posStale = bt.Positions != nil
 	}
 	if bt.DocStart != nil {
 		for i, d := range bt.DocStart {
@@ -412,10 +408,6 @@ func (m *GPTModel) setDocuments(st *Stash, bt Batch) error {
 	}
 	return nil
 }
-
-// rope and docStart are the microbatch's RoPE positions and attention KeyStart (nil: none).
-func (st *Stash) rope() *tensor.Tensor     { return st.ropePos }
-func (st *Stash) docStart() *tensor.Tensor { return st.keyStart }
 
 // dropOffset gives each dropout site of each step its own counter range.
 func dropOffset(step uint64, site, n int) uint64 {

@@ -148,7 +148,10 @@ func (b *Backend) Embedding(out, table, ids *tensor.Tensor, start int) {
 	kernel := "gm_embedding" + sfx(dt)
 	if table.DType() == tensor.BF16 { // 16-bit model weights
 		b.mustDev("Embedding", table)
-		kernel = map[tensor.DType]string{tensor.F32: "gm_embedding_f32_tbf16", tensor.BF16: "gm_embedding_bf16_tbf16"}[dt]
+		kernel = "gm_embedding_f32_tbf16"
+		if dt == tensor.BF16 {
+			kernel = "gm_embedding_bf16_tbf16"
+		}
 	} else {
 		b.f32("Embedding", table)
 	}
