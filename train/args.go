@@ -26,6 +26,14 @@ type Args struct {
 	OverlapGradReduce         bool `name:"overlap-grad-reduce" help:"Reduce gradient buckets over data parallelism while backward runs."`
 	DDPBucketSize             int  `name:"ddp-bucket-size" help:"Bucket size in elements for --overlap-grad-reduce (default max(40M, 1M·DP))."`
 	LayersPerVirtualStage     int  `name:"num-layers-per-virtual-pipeline-stage" help:"Layers per virtual pipeline stage: the interleaved 1F1B schedule."`
+	// Megatron's flags for what is not implemented yet, so that a run asking for it stops
+	// with a message instead of an unknown-flag error.
+	ContextParallelSize     int     `name:"context-parallel-size" default:"1" help:"Context parallelism: only 1 (not supported yet)."`
+	NumExperts              int     `name:"num-experts" help:"Mixture of experts: not supported yet."`
+	MoERouterTopK           int     `name:"moe-router-topk" default:"2" help:"Mixture of experts: not supported yet."`
+	ExpertModelParallelSize int     `name:"expert-model-parallel-size" default:"1" help:"Expert parallelism: only 1 (not supported yet)."`
+	MoEAuxLossCoeff         float64 `name:"moe-aux-loss-coeff" help:"Mixture of experts: not supported yet."`
+	MoEGroupedGemm          bool    `name:"moe-grouped-gemm" help:"Mixture of experts: not supported yet."`
 
 	// Batches and length of training.
 	MicroBatchSize  int `name:"micro-batch-size" default:"1" help:"Sequences per microbatch."`
@@ -60,6 +68,8 @@ type Args struct {
 	ResetPositionIDs  bool     `name:"reset-position-ids" help:"Restart positions after each EOD."`
 	ResetAttentionMsk bool     `name:"reset-attention-mask" help:"Block attention across EOD: packed documents attend only within themselves."`
 	NumWorkers        int      `name:"num-workers" default:"2" help:"Accepted; data loading runs in the training process."`
+	DataloaderType    string   `name:"dataloader-type" default:"single" enum:"single,cyclic" help:"Sample order: single (in order, Megatron's MegatronPretrainingSampler) or cyclic (reshuffled every epoch with torch.randperm, MegatronPretrainingRandomSampler)."`
+	NoDataSharding    bool     `name:"no-data-sharding" help:"cyclic: one shuffle of all samples dealt to the data-parallel ranks in turn (default: each rank shuffles its own contiguous share)."`
 
 	// Tokenizer.
 	TokenizerType  string `name:"tokenizer-type" help:"Megatron tokenizer class (GPT2BPETokenizer, Llama2Tokenizer, HuggingFaceTokenizer, NullTokenizer, …)."`
@@ -175,6 +185,12 @@ func (a *Args) Validate(world int) error {
 	}
 	if a.UseAlibiMask {
 		a.PositionEmbeddingType = "alibi"
+	}
+	if a.ContextParallelSize != 1 {
+		return fmt.Errorf("--context-parallel-size %d: context parallelism is not supported yet (only 1)", a.ContextParallelSize)
+	}
+	if a.NumExperts > 0 || a.ExpertModelParallelSize != 1 {
+		return fmt.Errorf("--num-experts %d, --expert-model-parallel-size %d: mixture-of-experts layers are not supported yet (dense models only)", a.NumExperts, a.ExpertModelParallelSize)
 	}
 	tp, pp := a.TensorModelParallelSize, a.PipelineModelParallelSize
 	if tp < 1 || pp < 1 {

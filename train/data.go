@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"strconv"
 
+	"github.com/gomegatron/gomegatron/comm"
 	"github.com/gomegatron/gomegatron/data/gpt"
 	"github.com/gomegatron/gomegatron/data/indexed"
+	"github.com/gomegatron/gomegatron/data/sampler"
 	"github.com/gomegatron/gomegatron/layers"
 )
 
@@ -54,8 +56,8 @@ func (a *Args) splitSizes(trainIters int) [3]int {
 	return [3]int{train, valid, a.EvalIters * a.GlobalBatchSize}
 }
 
-// parseBlend reads --data-path's "p" or "w1 p1 w2 p2 …" (nil weights when unweighted).
-func parseBlend(paths []string) (prefixes []string, weights []float64, err error) {
+// parseBlend reads a data path flag's "p" or "w1 p1 w2 p2 …" (nil weights when unweighted).
+func parseBlend(flag string, paths []string) (prefixes []string, weights []float64, err error) {
 	if len(paths) == 1 {
 		return paths, nil, nil
 	}
@@ -63,12 +65,12 @@ func parseBlend(paths []string) (prefixes []string, weights []float64, err error
 		return paths, nil, nil
 	}
 	if len(paths)%2 != 0 {
-		return nil, nil, fmt.Errorf("--data-path: weights and prefixes must alternate, got %d words", len(paths))
+		return nil, nil, fmt.Errorf("%s: weights and prefixes must alternate, got %d words", flag, len(paths))
 	}
 	for i := 0; i < len(paths); i += 2 {
 		w, err := strconv.ParseFloat(paths[i], 64)
 		if err != nil {
-			return nil, nil, fmt.Errorf("--data-path: %q is not a weight", paths[i])
+			return nil, nil, fmt.Errorf("%s: %q is not a weight", flag, paths[i])
 		}
 		weights = append(weights, w)
 		prefixes = append(prefixes, paths[i+1])
@@ -88,7 +90,7 @@ func (a *Args) buildSplits(sizes [3]int, ds gpt.DatasetConfig) ([3]samples, erro
 	cfg := gpt.BuildConfig{Split: a.Split, Sizes: sizes, RandomSeed: uint32(a.Seed), SequenceLength: a.SeqLength,
 		AddExtraToken: true, DropLastPartialValidationSequence: true, CacheDir: a.DataCachePath, Dataset: ds}
 	if len(a.DataPath) > 0 {
-		prefixes, weights, err := parseBlend(a.DataPath)
+		prefixes, weights, err := parseBlend("--data-path", a.DataPath)
 		if err != nil {
 			return out, err
 		}
@@ -109,13 +111,9 @@ func (a *Args) buildSplits(sizes [3]int, ds gpt.DatasetConfig) ([3]samples, erro
 			}
 			return out, nil
 		}
-		var src []gpt.BlendSource
-		for _, p := range prefixes {
-			low, err := indexed.Open(p)
-			if err != nil {
-				return out, fmt.Errorf("--data-path: %w", err)
-			}
-			src = append(src, gpt.BlendSource{Dataset: low, DataPath: p})
+		src, err := openBlend("--data-path", prefixes)
+		if err != nil {
+			return out, err
 		}
 		sp, err := gpt.BuildBlendedSplits(src, weights, cfg)
 		if err != nil {
@@ -128,28 +126,63 @@ func (a *Args) buildSplits(sizes [3]int, ds gpt.DatasetConfig) ([3]samples, erro
 		}
 		return out, nil
 	}
-	// --train-data-path / --valid-data-path / --test-data-path: each is a whole split.
+	// --train-data-path / --valid-data-path / --test-data-path: each is a whole split, one
+	// prefix or a blend of its own (Megatron's blend_per_split).
 	for i, paths := range [][]string{a.TrainDataPath, a.ValidDataPath, a.TestDataPath} {
 		if len(paths) == 0 {
 			continue
 		}
-		if len(paths) != 1 {
-			return out, fmt.Errorf("several prefixes per split are not supported yet; use --data-path with weights")
-		}
-		low, err := indexed.Open(paths[0])
+		flag := [3]string{"--train-data-path", "--valid-data-path", "--test-data-path"}[i]
+		prefixes, weights, err := parseBlend(flag, paths)
 		if err != nil {
 			return out, err
 		}
 		c := cfg
-		c.DataPath, c.Split = paths[0], "1,0,0"
-		c.Sizes = [3]int{sizes[i], -1, -1}
-		sp, err := gpt.BuildSplits(low, c)
+		if len(prefixes) == 1 {
+			low, err := indexed.Open(prefixes[0])
+			if err != nil {
+				return out, fmt.Errorf("%s: %w", flag, err)
+			}
+			c.DataPath, c.Split = prefixes[0], "1,0,0"
+			c.Sizes = [3]int{sizes[i], -1, -1}
+			sp, err := gpt.BuildSplits(low, c)
+			if err != nil {
+				return out, err
+			}
+			out[i] = sp[0]
+			continue
+		}
+		if sizes[i] <= 0 {
+			continue // nothing is read from this split
+		}
+		// Every component is whole: the split is spoofed to give it all to split i.
+		c.Split = [3]string{"1,0,0", "0,1,0", "0,0,1"}[i]
+		c.Sizes = [3]int{}
+		c.Sizes[i] = sizes[i]
+		src, err := openBlend(flag, prefixes)
 		if err != nil {
 			return out, err
 		}
-		out[i] = sp[0]
+		sp, err := gpt.BuildBlendedSplits(src, weights, c)
+		if err != nil {
+			return out, fmt.Errorf("%s: %w", flag, err)
+		}
+		out[i] = blended{sp[i]}
 	}
 	return out, nil
+}
+
+// openBlend opens the prefixes of a blend.
+func openBlend(flag string, prefixes []string) ([]gpt.BlendSource, error) {
+	var src []gpt.BlendSource
+	for _, p := range prefixes {
+		low, err := indexed.Open(p)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", flag, err)
+		}
+		src = append(src, gpt.BlendSource{Dataset: low, DataPath: p})
+	}
+	return src, nil
 }
 
 // documents is how a batch treats end-of-document tokens: Megatron's --reset-position-ids
@@ -180,4 +213,52 @@ func toBatch(ss []*gpt.Sample, docs documents) layers.Batch {
 		}
 	}
 	return bt
+}
+
+// loader reads one split's micro-batches for this rank in the order of Megatron's data
+// loader (--dataloader-type), from the consumed-samples count of the checkpoint.
+type loader struct {
+	split    samples
+	cfg      sampler.Config
+	kind     string
+	sharding bool
+	numMicro int
+	docs     documents
+	s        sampler.Sampler // made on first use: a finished run never reads
+}
+
+func (a *Args) newLoader(split samples, consumed int64, ps *comm.ParallelState, docs documents) *loader {
+	l := &loader{split: split, kind: a.DataloaderType, sharding: !a.NoDataSharding, docs: docs,
+		numMicro: a.GlobalBatchSize / (a.MicroBatchSize * ps.DPSize),
+		cfg:      sampler.Config{MicroBatchSize: a.MicroBatchSize, DPSize: ps.DPSize, DPRank: ps.Coords.DP, Consumed: consumed}}
+	if split != nil {
+		l.cfg.Total = split.Len()
+	}
+	return l
+}
+
+// next is one global batch's micro-batches on this rank.
+func (l *loader) next() ([]layers.Batch, error) {
+	if l.s == nil {
+		s, err := sampler.New(l.kind, l.cfg, l.sharding)
+		if err != nil {
+			return nil, err
+		}
+		l.s = s
+	}
+	micro := make([]layers.Batch, l.numMicro)
+	for j := range micro {
+		idx, err := l.s.Next()
+		if err != nil {
+			return nil, err
+		}
+		ss := make([]*gpt.Sample, len(idx))
+		for k, i := range idx {
+			if ss[k], err = l.split.Get(i); err != nil {
+				return nil, err
+			}
+		}
+		micro[j] = toBatch(ss, l.docs)
+	}
+	return micro, nil
 }

@@ -4,7 +4,6 @@ import (
 	"fmt"
 
 	"github.com/gomegatron/gomegatron/data/gpt"
-	"github.com/gomegatron/gomegatron/data/sft"
 	"github.com/gomegatron/gomegatron/data/tokenizer"
 )
 
@@ -12,15 +11,15 @@ import (
 // supervised fine-tuning on instruction data (data/sft).
 type FinetuneArgs struct {
 	Args
-	Epochs   int  `name:"epochs" default:"1" help:"Passes over the training set."`
+	Epochs   int  `name:"epochs" default:"1" help:"Passes over the training set (unless --train-iters or --train-samples sets the length)."`
 	KeepLast bool `name:"keep-last" help:"Keep the last partial batch of an epoch (filled from the epoch's start); default drops it."`
 }
 
-// sftSamples serves an SFT dataset epoch after epoch, each epoch in its own deterministic
+// sftSamples serves raw JSON samples epoch after epoch, each epoch in its own deterministic
 // shuffled order (seeded by --seed and the epoch), with per-epoch length perEpoch (the kept
 // batches' samples; a kept partial batch wraps around to the epoch's first samples).
 type sftSamples struct {
-	d        *sft.Dataset
+	d        rawSamples
 	epochs   int
 	perEpoch int
 	seed     uint64
@@ -37,12 +36,7 @@ func (s *sftSamples) Get(i int) (*gpt.Sample, error) {
 	for len(s.perms) <= e {
 		s.perms = append(s.perms, permutation(s.d.Len(), s.seed+uint64(len(s.perms))))
 	}
-	x := s.d.Sample(s.perms[e][k%s.d.Len()])
-	out := &gpt.Sample{Tokens: make([]int64, len(x.Tokens)), Labels: make([]int64, len(x.Labels)), LossMask: x.LossMask}
-	for j := range x.Tokens {
-		out.Tokens[j], out.Labels[j] = int64(x.Tokens[j]), int64(x.Labels[j])
-	}
-	return out, nil
+	return s.d.Get(s.perms[e][k%s.d.Len()])
 }
 
 // permutation is a Fisher–Yates shuffle of 0..n-1 driven by SplitMix64.
@@ -65,44 +59,39 @@ func permutation(n int, seed uint64) []int {
 
 // sftSplits loads the training and validation sets and sets the run length: epochs ×
 // (samples per DP rank per epoch / micro-batch), Pai's len(train_dataloader) per epoch.
-func (f *FinetuneArgs) sftSplits(tok tokenizer.Tokenizer, dp int) ([3]samples, error) {
-	var out [3]samples
-	a := &f.Args
-	if len(a.TrainDataPath) != 1 {
-		return out, fmt.Errorf("finetune needs exactly one --train-data-path (a JSON list or jsonl of {instruction, input, output})")
-	}
-	if a.MaxPaddingLength < 2 {
-		return out, fmt.Errorf("finetune needs --max-padding-length ≥ 2 (the padded sample length)")
-	}
-	opts := sft.Options{MaxPaddingLength: a.MaxPaddingLength, PadID: -1}
-	train, err := sft.LoadWithOptions(a.TrainDataPath[0], tok, opts)
-	if err != nil {
-		return out, err
-	}
-	if train.Len() == 0 {
-		return out, fmt.Errorf("%s: no sample fits --max-padding-length %d (%d records, %d too long)", a.TrainDataPath[0], a.MaxPaddingLength, train.Stats().Records, train.Stats().TooLong)
-	}
-	batch := a.MicroBatchSize * dp
-	per := train.Len() / batch * batch
-	if f.KeepLast {
-		per = (train.Len() + batch - 1) / batch * batch
-	}
-	if per == 0 {
-		return out, fmt.Errorf("%s: %d samples do not fill one batch of %d (micro-batch × data-parallel); pass --keep-last", a.TrainDataPath[0], train.Len(), batch)
-	}
-	out[0] = &sftSamples{d: train, epochs: f.Epochs, perEpoch: per, seed: uint64(a.Seed)}
-	a.TrainIters = f.Epochs * per / a.GlobalBatchSize
-	if len(a.ValidDataPath) == 1 {
-		valid, err := sft.LoadWithOptions(a.ValidDataPath[0], tok, opts)
+func (f *FinetuneArgs) sftSplits(loss rawLoss) dataHook {
+	return func(tok tokenizer.Tokenizer, dp int) ([3]samples, error) {
+		var out [3]samples
+		a := &f.Args
+		if len(a.TrainDataPath) != 1 {
+			return out, fmt.Errorf("finetune needs exactly one --train-data-path (a JSON list or jsonl of {instruction, input, output})")
+		}
+		train, err := a.loadRaw(a.TrainDataPath[0], tok, loss)
 		if err != nil {
 			return out, err
 		}
-		if valid.Len() >= batch {
-			// Validation walks the whole set in order, once per evaluation.
-			vs := &sftSamples{d: valid, epochs: 1 << 20, perEpoch: valid.Len() / batch * batch, seed: uint64(a.Seed) + 1<<40}
-			out[1] = vs
-			a.EvalIters = min(a.EvalIters, vs.perEpoch/a.GlobalBatchSize)
+		batch := a.MicroBatchSize * dp
+		per := train.Len() / batch * batch
+		if f.KeepLast {
+			per = (train.Len() + batch - 1) / batch * batch
 		}
+		if per == 0 {
+			return out, fmt.Errorf("%s: %d samples do not fill one batch of %d (micro-batch × data-parallel); pass --keep-last", a.TrainDataPath[0], train.Len(), batch)
+		}
+		out[0] = &sftSamples{d: train, epochs: f.Epochs, perEpoch: per, seed: uint64(a.Seed)}
+		a.TrainIters = f.Epochs * per / a.GlobalBatchSize
+		if len(a.ValidDataPath) == 1 {
+			valid, err := a.loadRaw(a.ValidDataPath[0], tok, loss)
+			if err != nil {
+				return out, err
+			}
+			if valid.Len() >= batch {
+				// Validation walks the whole set in order, once per evaluation.
+				vs := &sftSamples{d: valid, epochs: 1 << 20, perEpoch: valid.Len() / batch * batch, seed: uint64(a.Seed) + 1<<40}
+				out[1] = vs
+				a.EvalIters = min(a.EvalIters, vs.perEpoch/a.GlobalBatchSize)
+			}
+		}
+		return out, nil
 	}
-	return out, nil
 }

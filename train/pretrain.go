@@ -22,22 +22,52 @@ import (
 // Pretrain runs Megatron's pretrain loop on this rank of world: build the parallel groups,
 // the tokenizer, the datasets and the model shard, then train, log, evaluate and exit as the
 // flags say. The last rank prints Megatron's log lines to out.
+//
+// A --train-data-path that is a file is Pai's raw JSON dataset (LLamaRawDataset), as
+// pretrain_megatron_llama.py reads it: see rawJSON and rawLoss.
 func Pretrain(a *Args, world comm.Comm, out io.Writer) error {
-	return run(a, world, out, nil)
+	if !a.rawJSON() {
+		return run(a, world, out, nil)
+	}
+	loss, err := a.rawLossRule(false)
+	if err != nil {
+		return err
+	}
+	if err := a.rawSeqLength("raw JSON training data (" + a.TrainDataPath[0] + ")"); err != nil {
+		return err
+	}
+	return run(a, world, out, a.rawSplits(loss))
 }
 
 // Finetune runs Pai-Megatron-Patch's supervised fine-tuning: the pretraining loop on
-// instruction samples (prompt and padding masked out of the loss), for --epochs passes.
+// instruction samples (prompt and padding masked out of the loss), for --epochs passes
+// (finetune_megatron_llama.py), or for --train-iters iterations in --dataloader-type order
+// (the *_withGA scripts, which run Megatron's pretraining loop on the same samples).
 func Finetune(f *FinetuneArgs, world comm.Comm, out io.Writer) error {
-	if f.MaxPaddingLength < 2 {
-		return fmt.Errorf("finetune needs --max-padding-length ≥ 2 (the padded sample length)")
+	if err := f.rawSeqLength("finetune"); err != nil {
+		return err
 	}
-	f.SeqLength = f.MaxPaddingLength - 1 // samples are input_ids[:-1]
-	f.TrainIters, f.TrainSamples = 1, 0  // set from the data and --epochs below
+	loss, err := f.rawLossRule(true)
+	if err != nil {
+		return err
+	}
+	if f.TrainIters > 0 || f.TrainSamples > 0 {
+		return run(&f.Args, world, out, f.rawSplits(loss))
+	}
+	f.TrainIters = 1 // set from the data and --epochs below
 	if f.Epochs < 1 {
 		return fmt.Errorf("--epochs must be ≥ 1, got %d", f.Epochs)
 	}
-	return run(&f.Args, world, out, f.sftSplits)
+	return run(&f.Args, world, out, f.sftSplits(loss))
+}
+
+// rawSeqLength sets --seq-length to the raw samples' length: the model sees input_ids[:-1].
+func (a *Args) rawSeqLength(what string) error {
+	if a.rawSampleLength() < 2 {
+		return fmt.Errorf("%s needs --max-padding-length (the padded sample length), got %d", what, a.MaxPaddingLength)
+	}
+	a.SeqLength = a.rawSampleLength() - 1
+	return nil
 }
 
 // scalar is one TensorBoard value of an iteration.
@@ -90,6 +120,12 @@ func run(a *Args, world comm.Comm, out io.Writer, hook dataHook) error {
 	if hook != nil {
 		if splits, err = hook(tok, ps.DPSize); err != nil {
 			return err
+		}
+		for i, s := range splits[:2] {
+			if st, ok := rawStats(s); ok { // LLamaRawDataset's line, and what it dropped
+				logf("  >> total number of samples: %d (%s: %d records, %d longer than %d tokens, %d with an empty %s)",
+					st.Kept, [2]string{"train", "valid"}[i], st.Records, st.TooLong, a.rawSampleLength(), st.EmptyTarget, st.TargetKey)
+			}
 		}
 	}
 
@@ -220,32 +256,9 @@ func run(a *Args, world comm.Comm, out io.Writer, hook dataHook) error {
 	logf("[after dataloaders are built] datetime: %s ", time.Now().Format("2006-01-02 15:04:05"))
 	logf("training ...")
 
-	dp, dpRank := ps.DPSize, ps.Coords.DP
-	mbs := a.MicroBatchSize
-	numMicro := a.GlobalBatchSize / (mbs * dp)
-	// Megatron's pretraining sampler: chunk c of mbs·DP samples, this rank's rows
-	// [dpRank·mbs, (dpRank+1)·mbs).
 	docs := documents{eod: ds.EOD, resetPos: a.ResetPositionIDs, resetAttn: a.ResetAttentionMsk}
-	batchAt := func(split samples, consumed int64) ([]layers.Batch, error) {
-		micro := make([]layers.Batch, numMicro)
-		for j := range micro {
-			base := consumed + int64(j*mbs*dp+dpRank*mbs)
-			ss := make([]*gpt.Sample, mbs)
-			for k := range ss {
-				i := int(base) + k
-				if i >= split.Len() {
-					return nil, fmt.Errorf("the dataset has %d samples; sample %d was requested", split.Len(), i)
-				}
-				s, err := split.Get(i)
-				if err != nil {
-					return nil, err
-				}
-				ss[k] = s
-			}
-			micro[j] = toBatch(ss, docs)
-		}
-		return micro, nil
-	}
+	train := a.newLoader(splits[0], resume.ConsumedTrain, ps, docs)
+	valid := a.newLoader(splits[1], resume.ConsumedValid, ps, docs)
 
 	// consumed counts every iteration's samples; schedSteps only those of successful updates
 	// (Megatron does not step the scheduler on a skipped iteration).
@@ -273,7 +286,7 @@ func run(a *Args, world comm.Comm, out io.Writer, hook dataHook) error {
 	it := resume.Iteration
 	for it < trainIters {
 		it++
-		micro, err := batchAt(splits[0], consumed)
+		micro, err := train.next()
 		if err != nil {
 			return fmt.Errorf("iteration %d: %w", it, err)
 		}
@@ -339,7 +352,7 @@ func run(a *Args, world comm.Comm, out io.Writer, hook dataHook) error {
 			lastLog, sinceLog, lossAcc, lossN, skipped, nanIters = time.Now(), 0, 0, 0, 0, 0
 		}
 		if a.EvalIters > 0 && it%a.EvalInterval == 0 && splits[1] != nil {
-			if consumedValid, err = a.validate(tr, splits[1], consumedValid, batchAt, it, logf, tb); err != nil {
+			if consumedValid, err = a.validate(tr, valid, consumedValid, it, logf, tb); err != nil {
 				return err
 			}
 		}
@@ -385,11 +398,10 @@ func run(a *Args, world comm.Comm, out io.Writer, hook dataHook) error {
 }
 
 // validate runs --eval-iters forward-only iterations on the validation split.
-func (a *Args) validate(tr *Trainer, split samples, consumed int64, batchAt func(samples, int64) ([]layers.Batch, error),
-	it int, logf func(string, ...any), tb *tensorboard.Writer) (int64, error) {
+func (a *Args) validate(tr *Trainer, valid *loader, consumed int64, it int, logf func(string, ...any), tb *tensorboard.Writer) (int64, error) {
 	var sum, n float64
 	for e := 0; e < a.EvalIters; e++ {
-		micro, err := batchAt(split, consumed)
+		micro, err := valid.next()
 		if err != nil {
 			return consumed, fmt.Errorf("validation: %w", err)
 		}

@@ -15,7 +15,8 @@ func init() {
 		if done, err := parseCommand(&f, "golaunch finetune",
 			"Fine-tune on {instruction, input, output} records with the Alpaca prompts, loss on the response only.\n"+
 				"  golaunch --nproc-per-node 2 finetune --load CKPT --train-data-path train.json --valid-data-path valid.json \\\n"+
-				"    --max-padding-length 512 --epochs 2 --micro-batch-size 1 --lr 1e-5 --patch-tokenizer-type LLamaTokenizer …",
+				"    --max-padding-length 512 --epochs 2 --micro-batch-size 1 --lr 1e-5 --patch-tokenizer-type LLamaTokenizer …\n"+
+				"With --train-iters it runs that many global batches in --dataloader-type order instead (Pai's *_withGA scripts).",
 			expandListFlags(args), os.Stdout); done || err != nil {
 			return err
 		}

@@ -120,6 +120,9 @@ func TestPretrainBadInput(t *testing.T) {
 		{[]string{"--standalone"}, []string{"--no-such-flag"}, "--no-such-flag"},
 		{[]string{"--standalone"}, []string{"--normalization", "BatchNorm"}, "BatchNorm"},
 		{[]string{"--standalone"}, []string{"--data-path", filepath.Join(dir, "missing")}, "missing"},
+		{[]string{"--standalone"}, []string{"--context-parallel-size", "2"}, "context parallelism is not supported yet"},
+		{[]string{"--standalone"}, []string{"--num-experts", "4", "--moe-router-topk", "1"}, "mixture-of-experts layers are not supported yet"},
+		{[]string{"--standalone"}, []string{"--dataloader-type", "external"}, "--dataloader-type"},
 	}
 	for _, c := range cases {
 		args := append(append(c.launcher, pretrainArgs(prefix, filepath.Join(dir, "tb"))...), c.extra...)

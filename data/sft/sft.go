@@ -106,7 +106,7 @@ func LoadWithOptions(path string, tok tokenizer.Tokenizer, opts Options) (*Datas
 		eos = tok.EOD()
 	}
 	if eos < 0 {
-		return nil, errors.New("sft: the tokenizer has no EOS token, which the target needs")
+		return nil, errors.New("sft: the tokenizer has no EOS token, which the target needs (a Hugging Face tokenizer names it in tokenizer_config.json's eos_token, next to tokenizer.json)")
 	}
 	bos := -1
 	if !opts.NoBOS {
