@@ -71,6 +71,9 @@ func TestPretrainRealRun(t *testing.T) {
 	data, err := os.ReadFile(tokJSON)
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(filepath.Join(ck, "tokenizer.json"), data, 0o644))
+	// Llama-2's special tokens, which a converted checkpoint carries beside tokenizer.json.
+	require.NoError(t, os.WriteFile(filepath.Join(ck, "tokenizer_config.json"),
+		[]byte(`{"add_bos_token": true, "add_eos_token": false, "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}`), 0o644))
 
 	env["DRY_RUN"] = "0"
 	stdout, stderr, code := run(t, f, "bash", pretrainScript, env, args(ck, 5120)...)
@@ -81,6 +84,26 @@ func TestPretrainRealRun(t *testing.T) {
 	require.Contains(t, stdout, "successfully loaded checkpoint from "+ck)
 	require.Contains(t, stdout, "iteration       20/      20")
 	require.Contains(t, stdout, "successfully saved checkpoint from iteration      20")
+
+	// Pai's Megatron-Core fine-tuning script on raw JSON from that checkpoint: it passes no
+	// --finetune, so the run continues the checkpoint's iteration count to TRAIN_ITERS.
+	var recs []string
+	for i := range 40 {
+		recs = append(recs, `{"instruction": "Add `+strconv.Itoa(i%9)+` and 2.", "input": "", "output": "It is `+strconv.Itoa(i%9+2)+`."}`)
+	}
+	sft := filepath.Join(f.dir, "alpaca.json")
+	require.NoError(t, os.WriteFile(sft, []byte("["+strings.Join(recs, ",")+"]"), 0o644))
+	ftArgs := []string{"dsw", "x", "tiny", "1", "8", "1e-3", "1e-4", "96", "96", "0", "bf16", "1", "1", "none",
+		"false", "false", "false", "false", "false", "100", sft, sft, ck, "24", "1", f.out}
+	stdout, stderr, code = run(t, f, "bash", mcoreFinetuneScript, env, ftArgs...)
+	for try := 0; code != 0 && try < 2 && portTaken(stdout+stderr); try++ {
+		stdout, stderr, code = run(t, f, "bash", mcoreFinetuneScript, env, ftArgs...)
+	}
+	require.Equal(t, 0, code, "%s\n%s", stdout, stderr)
+	require.Contains(t, stdout, "successfully loaded checkpoint from "+ck)
+	require.Contains(t, stdout, "iteration       24/      24")
+	require.Contains(t, stdout, "iteration       11/      24", "it goes on from the checkpoint's iteration 10")
+	require.NotContains(t, stdout, "iteration       10/")
 }
 
 // portTaken reports golaunch's error for a rendezvous port another process holds.

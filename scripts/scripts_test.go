@@ -394,12 +394,16 @@ func TestGPUsPerNode(t *testing.T) {
 func TestUsage(t *testing.T) {
 	f := newFixture(t)
 	names := map[string][]string{
-		pretrainScript: strings.Fields("ENV MEGATRON_PATCH_PATH MODEL_SIZE BATCH_SIZE GLOBAL_BATCH_SIZE LR MIN_LR SEQ_LEN PAD_LEN EXTRA_VOCAB_SIZE PR TP PP AC DO FL SP TE SAVE_INTERVAL DATASET_PATH PRETRAIN_CHECKPOINT_PATH TRAIN_TOKENS WARMUP_TOKENS OUTPUT_BASEPATH"),
-		finetuneScript: strings.Fields("ENV MEGATRON_PATCH_PATH MODEL_SIZE BATCH_SIZE LR MIN_LR SEQ_LEN PAD_LEN EXTRA_VOCAB_SIZE PR TP PP AC DO FL SP TE TRAIN_DATASET_PATH VALID_DATASET_PATH PRETRAIN_CHECKPOINT_PATH EPOCH OUTPUT_BASEPATH"),
-		generateScript: strings.Fields("ENV MEGATRON_PATCH_PATH CHECKPOINT_PATH MODEL_SIZE TP BS SEQ_LEN PAD_LEN EXTRA_VOCAB_SIZE PR TOP_K INPUT_SEQ_LEN OUTPUT_SEQ_LEN INPUT_FILE OUTPUT_FILE TOP_P TEMPERATURE REPETITION_PENALTY"),
-		datasetScript:  strings.Fields("MEGATRON_PATH MEGATRON_PATCH_PATH input_data_dir tokenizer output_data_dir load_dir"),
+		pretrainScript:      strings.Fields("ENV MEGATRON_PATCH_PATH MODEL_SIZE BATCH_SIZE GLOBAL_BATCH_SIZE LR MIN_LR SEQ_LEN PAD_LEN EXTRA_VOCAB_SIZE PR TP PP AC DO FL SP TE SAVE_INTERVAL DATASET_PATH PRETRAIN_CHECKPOINT_PATH TRAIN_TOKENS WARMUP_TOKENS OUTPUT_BASEPATH"),
+		finetuneScript:      strings.Fields("ENV MEGATRON_PATCH_PATH MODEL_SIZE BATCH_SIZE LR MIN_LR SEQ_LEN PAD_LEN EXTRA_VOCAB_SIZE PR TP PP AC DO FL SP TE TRAIN_DATASET_PATH VALID_DATASET_PATH PRETRAIN_CHECKPOINT_PATH EPOCH OUTPUT_BASEPATH"),
+		generateScript:      strings.Fields("ENV MEGATRON_PATCH_PATH CHECKPOINT_PATH MODEL_SIZE TP BS SEQ_LEN PAD_LEN EXTRA_VOCAB_SIZE PR TOP_K INPUT_SEQ_LEN OUTPUT_SEQ_LEN INPUT_FILE OUTPUT_FILE TOP_P TEMPERATURE REPETITION_PENALTY"),
+		datasetScript:       strings.Fields("MEGATRON_PATH MEGATRON_PATCH_PATH input_data_dir tokenizer output_data_dir load_dir"),
+		withGAScript:        strings.Fields("ENV MEGATRON_PATCH_PATH MODEL_SIZE BATCH_SIZE GLOBAL_BATCH_SIZE LR MIN_LR SEQ_LEN PAD_LEN EXTRA_VOCAB_SIZE PR TP PP AC DO FL SP TE SAVE_INTERVAL DATASET_PATH VALID_DATASET_PATH PRETRAIN_CHECKPOINT_PATH TRAIN_ITERS WARMUP_ITERS OUTPUT_BASEPATH"),
+		mcorePretrainScript: strings.Fields("ENV MEGATRON_PATCH_PATH MODEL_SIZE BATCH_SIZE GLOBAL_BATCH_SIZE LR MIN_LR SEQ_LEN PAD_LEN EXTRA_VOCAB_SIZE PR TP PP AC DO FL SP TE MOE SAVE_INTERVAL DATASET_PATH PRETRAIN_CHECKPOINT_PATH TRAIN_TOKENS WARMUP_TOKENS OUTPUT_BASEPATH"),
+		mcoreFinetuneScript: strings.Fields("ENV MEGATRON_PATCH_PATH MODEL_SIZE BATCH_SIZE GLOBAL_BATCH_SIZE LR MIN_LR SEQ_LEN PAD_LEN EXTRA_VOCAB_SIZE PR TP PP AC DO FL SP TE MOE SAVE_INTERVAL DATASET_PATH VALID_DATASET_PATH PRETRAIN_CHECKPOINT_PATH TRAIN_ITERS WARMUP_ITERS OUTPUT_BASEPATH"),
 	}
-	counts := map[string][]int{pretrainScript: {0, 23, 25}, finetuneScript: {0, 21, 23}, generateScript: {0, 17, 19}, datasetScript: {0, 4, 7}}
+	counts := map[string][]int{pretrainScript: {0, 23, 25}, finetuneScript: {0, 21, 23}, generateScript: {0, 17, 19}, datasetScript: {0, 4, 7},
+		withGAScript: {0, 24, 26}, mcorePretrainScript: {0, 24, 26}, mcoreFinetuneScript: {0, 25, 27}}
 	for script, ns := range names {
 		for _, n := range counts[script] {
 			t.Run(script+"/"+strconv.Itoa(n), func(t *testing.T) {
@@ -420,9 +424,11 @@ func TestUsage(t *testing.T) {
 		}
 	}
 	// The usage lists the arguments in order, each on its numbered line.
-	_, stderr, _ := run(t, f, "bash", pretrainScript, nil)
-	for i, name := range names[pretrainScript] {
-		assert.Regexp(t, regexp.MustCompile(`(?m)^ +`+strconv.Itoa(i+1)+` `+name+` `), stderr)
+	for _, script := range []string{pretrainScript, withGAScript, mcorePretrainScript, mcoreFinetuneScript} {
+		_, stderr, _ := run(t, f, "bash", script, nil)
+		for i, name := range names[script] {
+			assert.Regexp(t, regexp.MustCompile(`(?m)^ +`+strconv.Itoa(i+1)+` `+name+` `), stderr, script)
+		}
 	}
 }
 

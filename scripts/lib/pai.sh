@@ -290,8 +290,10 @@ pai_quote() {
 	printf '%s\n' "$out"
 }
 
-# pai_feature_options sets the option arrays Pai's pretrain and finetune scripts build from
-# AC, PR, DO, FL, TE, SP (only with TP > 1) and PRETRAIN_CHECKPOINT_PATH, flag for flag.
+# pai_feature_options [mcore] sets the option arrays Pai's pretrain and finetune scripts build
+# from AC, PR, DO, FL, TE, SP (only with TP > 1) and PRETRAIN_CHECKPOINT_PATH, flag for flag;
+# the mcore scripts add --apply-query-key-layer-scaling to fp16 (and export
+# NVTE_APPLY_QK_LAYER_SCALING=1, which only Transformer Engine reads).
 pai_feature_options() {
 	activation_checkpoint_options=()
 	case $AC in
@@ -299,7 +301,13 @@ pai_feature_options() {
 	sel) activation_checkpoint_options=(--recompute-activations) ;;
 	esac
 	case $PR in
-	fp16) pr_options=(--fp16) ;;
+	fp16)
+		pr_options=(--fp16)
+		if [ "${1:-}" = mcore ]; then
+			pr_options+=(--apply-query-key-layer-scaling)
+			export NVTE_APPLY_QK_LAYER_SCALING=1
+		fi
+		;;
 	bf16) pr_options=(--bf16) ;;
 	fp8) pr_options=(--bf16 --fp8-hybrid --fp8-amax-compute-algo max --fp8-amax-history-len 1024 --transformer-impl transformer_engine) ;;
 	esac
@@ -313,15 +321,26 @@ pai_feature_options() {
 	if [ "$SP" = true ] && [ "$TP" -gt 1 ]; then sp_options=(--sequence-parallel); fi
 	load_options=()
 	[ "$PRETRAIN_CHECKPOINT_PATH" != none ] && load_options=(--load "$PRETRAIN_CHECKPOINT_PATH")
+	moe_options=()
 	return 0
 }
 
+# pai_moe VALUE POS checks the MOE argument of the mcore scripts: false, or true, which asks
+# for Pai's mixture-of-experts layers (--moe-router-topk 1 --num-experts 4
+# --expert-model-parallel-size 2) that gomegatron does not train yet.
+pai_moe() {
+	pai_enum MOE "$2" "$1" true false
+	[ "$1" = false ] ||
+		pai_die "MOE (arg $2): true asks for mixture-of-experts layers (--num-experts 4 --moe-router-topk 1 --expert-model-parallel-size 2), which gomegatron does not train yet; pass false for the dense model"
+}
+
 # pai_train_launch COMMAND runs golaunch COMMAND with the options in Pai's order (megatron,
-# pr, load, te, activation checkpoint, do, flash, sp, gqa), or prints it with DRY_RUN=1;
+# pr, load, te, activation checkpoint, do, flash, sp, gqa, moe), or prints it with DRY_RUN=1;
 # a real run creates the output folders and tees the console into LOG_FILE.
 pai_train_launch() {
 	command_args=("$1" "${megatron_options[@]}" "${pr_options[@]}" "${load_options[@]}" "${te_options[@]}"
-		"${activation_checkpoint_options[@]}" "${do_options[@]}" "${flash_options[@]}" "${sp_options[@]}" "${gqa_options[@]}")
+		"${activation_checkpoint_options[@]}" "${do_options[@]}" "${flash_options[@]}" "${sp_options[@]}" "${gqa_options[@]}"
+		"${moe_options[@]}")
 	if [ "${DRY_RUN:-0}" != 0 ]; then
 		pai_quote golaunch "${launcher_options[@]}" "${command_args[@]}"
 		exit 0

@@ -1,0 +1,172 @@
+package scripts
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// Pai-Megatron-Patch v2's llama2 scripts (commit 7097866, 2024-06): the iteration-based
+// fine-tuning with a global batch and the Megatron-Core pretraining and fine-tuning.
+const (
+	withGAScript        = "run_finetune_megatron_llama_withGA.sh"
+	mcorePretrainScript = "run_pretrain_mcore_llama.sh"
+	mcoreFinetuneScript = "run_finetune_mcore_llama_withGA.sh"
+)
+
+// withGAFixed is run_finetune_megatron_llama_withGA.sh's megatron_options, in Pai's order
+// (the printed command is shell-quoted: printf %q escapes the split's commas).
+const withGAFixed = "--save {OUT}/checkpoint/{NAME} --split 99\\,1\\,0 --train-data-path {TRAIN} --valid-data-path {VALID} " +
+	"--test-data-path {VALID} --lr {LR} --min-lr {MINLR} --lr-decay-style linear --adam-beta1 0.9 --adam-beta2 0.95 " +
+	"--weight-decay 0.1 --clip-grad 1.0 --init-method-std 0.006 --dataloader-type cyclic --lr-decay-iters {DECAY} " +
+	"--lr-warmup-iters {WARMUP} --train-iters {ITERS} --micro-batch-size {MBS} --global-batch-size {GBS} --num-layers {L} " +
+	"--hidden-size {H} --num-attention-heads {NH} --ffn-hidden-size {F} --seq-length {SEQ} --max-position-embeddings 2048 " +
+	"--max-padding-length {PAD} --log-interval 1 --eval-interval 10000 --eval-iters 10 --save-interval {SAVE} " +
+	"--tensorboard-queue-size 1 --tensorboard-dir {OUT}/tensorboard/{NAME}_DATE --log-timers-to-tensorboard " +
+	"--log-batch-size-to-tensorboard --log-validation-ppl-to-tensorboard --tensor-model-parallel-size {TP} " +
+	"--pipeline-model-parallel-size {PP} --no-load-optim --no-load-rng --num-workers 0 --seed 1234 --extra-vocab-size {EXTRA} " +
+	"--patch-tokenizer-type LLamaTokenizer --dataset LLama-Pretrain-Raw --swiglu --normalization RMSNorm " +
+	"--use-rotary-position-embeddings --position-embedding-type rope --untie-embeddings-and-output-weights " +
+	"--disable-bias-linear --eod-mask-loss"
+
+// mcorePretrainFixed is run_pretrain_mcore_llama.sh's megatron_options, then gomegatron's
+// --use-mcore-models.
+const mcorePretrainFixed = "--save {OUT}/checkpoint/{NAME} --train-data-path {DATA} --data-path {DATA} --lr {LR} " +
+	"--min-lr {MINLR} --lr-decay-style linear --adam-beta1 0.9 --adam-beta2 0.95 --weight-decay 0.1 --clip-grad 1.0 " +
+	"--init-method-std 0.006 --attention-dropout 0.0 --hidden-dropout 0.0 --lr-decay-iters {ITERS} --lr-warmup-iters {WARMUP} " +
+	"--train-iters {ITERS} --split 99\\,1\\,0 --micro-batch-size {MBS} --global-batch-size {GBS} --num-layers {L} --hidden-size {H} " +
+	"--num-attention-heads {NH} --ffn-hidden-size {F} --seq-length {SEQ} --max-position-embeddings 4096 " +
+	"--max-padding-length {PAD} --log-interval 1 --eval-interval 10000 --eval-iters 10 --save-interval {SAVE} " +
+	"--tensorboard-queue-size 1 --tensorboard-dir {OUT}/tensorboard/{NAME}_DATE --log-timers-to-tensorboard " +
+	"--log-batch-size-to-tensorboard --log-validation-ppl-to-tensorboard --tensor-model-parallel-size {TP} " +
+	"--pipeline-model-parallel-size {PP} --no-load-optim --no-load-rng --num-workers 0 --seed 1234 --extra-vocab-size {EXTRA} " +
+	"--patch-tokenizer-type LLamaTokenizer --dataset LLama-Pretrain-Idxmap --swiglu --normalization RMSNorm " +
+	"--use-rotary-position-embeddings --no-rope-fusion --position-embedding-type rope --untie-embeddings-and-output-weights " +
+	"--disable-bias-linear --transformer-impl transformer_engine --use-mcore-models"
+
+// mcoreFinetuneFixed is run_finetune_mcore_llama_withGA.sh's megatron_options (PAD_LEN as
+// --max-position-embeddings, --max-padding-length twice), then --use-mcore-models.
+const mcoreFinetuneFixed = "--save {OUT}/checkpoint/{NAME} --split 99\\,1\\,0 --train-data-path {TRAIN} --valid-data-path {VALID} " +
+	"--test-data-path {VALID} --lr {LR} --min-lr {MINLR} --lr-decay-style linear --adam-beta1 0.9 --adam-beta2 0.95 " +
+	"--weight-decay 0.1 --clip-grad 1.0 --init-method-std 0.006 --dataloader-type cyclic --lr-decay-iters {DECAY} " +
+	"--lr-warmup-iters {WARMUP} --train-iters {ITERS} --micro-batch-size {MBS} --global-batch-size {GBS} --num-layers {L} " +
+	"--hidden-size {H} --num-attention-heads {NH} --ffn-hidden-size {F} --seq-length {SEQ} --max-position-embeddings {PAD} " +
+	"--max-padding-length {PAD} --log-interval 1 --eval-interval 10000 --eval-iters 10 --save-interval {SAVE} " +
+	"--tensorboard-queue-size 1 --tensorboard-dir {OUT}/tensorboard/{NAME}_DATE --log-timers-to-tensorboard " +
+	"--log-batch-size-to-tensorboard --log-validation-ppl-to-tensorboard --tensor-model-parallel-size {TP} " +
+	"--pipeline-model-parallel-size {PP} --no-load-optim --no-load-rng --num-workers 0 --seed 1234 --max-padding-length {PAD} " +
+	"--extra-vocab-size {EXTRA} --patch-tokenizer-type LLamaTokenizer --dataset LLama-Pretrain-Raw --swiglu " +
+	"--normalization RMSNorm --use-rotary-position-embeddings --no-rope-fusion --position-embedding-type rope " +
+	"--untie-embeddings-and-output-weights --disable-bias-linear --eod-mask-loss --transformer-impl transformer_engine " +
+	"--use-mcore-models"
+
+func TestV2DryRun(t *testing.T) {
+	f := newFixture(t)
+	dsw8 := "golaunch --nproc_per_node 8 --nnodes 1 --node_rank 0 --master_addr localhost --master_port PORT "
+	dsw2 := "golaunch --nproc_per_node 2 --nnodes 1 --node_rank 0 --master_addr localhost --master_port PORT "
+	eight, two := map[string]string{"GPUS_PER_NODE": "8"}, map[string]string{"GPUS_PER_NODE": "2"}
+	tests := []struct {
+		name, script, fixed, size, launch, tail string
+		env                                     map[string]string
+		args                                    []string
+		vals                                    map[string]string
+	}{{
+		name: "withGA README example: 13B TP 8, decay = 1000 - 10", script: withGAScript, fixed: withGAFixed, size: "13B", env: eight,
+		args:   []string{"dsw", "../../", "13B", "1", "32", "1e-5", "1e-6", "128", "128", "0", "bf16", "8", "1", "sel", "true", "false", "false", "false", "100", f.json, f.json, f.ck13, "1000", "10", f.out},
+		launch: dsw8 + "finetune ",
+		vals: map[string]string{"NAME": "dsw-finetune-megatron-llama2-13B-lr-1e-5-bs-1-seqlen-128-pr-bf16-tp-8-pp-1-ac-sel-do-true-sp-false-tt--wt-",
+			"TRAIN": f.json, "VALID": f.json, "LR": "1e-5", "MINLR": "1e-6", "DECAY": "990", "WARMUP": "10", "ITERS": "1000", "MBS": "1", "GBS": "32",
+			"SEQ": "128", "PAD": "128", "SAVE": "100", "TP": "8", "PP": "1", "EXTRA": "0"},
+		tail: "--bf16 --load " + f.ck13 + " --recompute-activations --use-distributed-optimizer",
+	}, {
+		name: "withGA tiny fp16 (no query-key scaling in the legacy script), SP at TP 2, from scratch", script: withGAScript, fixed: withGAFixed, size: "tiny", env: two,
+		args:   []string{"dsw", "x", "tiny", "2", "8", "3e-4", "0", "64", "100", "3", "fp16", "2", "1", "none", "false", "true", "true", "false", "5", f.json, f.json, "none", "20", "0", f.out},
+		launch: dsw2 + "finetune ",
+		vals: map[string]string{"NAME": "dsw-finetune-megatron-llama2-tiny-lr-3e-4-bs-2-seqlen-64-pr-fp16-tp-2-pp-1-ac-none-do-false-sp-true-tt--wt-",
+			"TRAIN": f.json, "VALID": f.json, "LR": "3e-4", "MINLR": "0", "DECAY": "20", "WARMUP": "0", "ITERS": "20", "MBS": "2", "GBS": "8",
+			"SEQ": "64", "PAD": "100", "SAVE": "5", "TP": "2", "PP": "1", "EXTRA": "3"},
+		tail: "--fp16 --use-flash-attn --sequence-parallel --group-query-attention --num-query-groups 2 --vocab-size 256",
+	}, {
+		name: "mcore pretrain README example: 13B TP 8, MOE false", script: mcorePretrainScript, fixed: mcorePretrainFixed, size: "13B", env: eight,
+		args:   []string{"dsw", "../../", "13B", "1", "8", "1e-5", "1e-6", "128", "128", "0", "bf16", "8", "1", "sel", "true", "false", "false", "false", "false", "100000", f.ds, f.ck13, "100000000", "10000", f.out},
+		launch: dsw8 + "pretrain ",
+		vals: map[string]string{"NAME": "dsw-pretrain-mcore-llama-13B-lr-1e-5-bs-1-seqlen-128-pr-bf16-tp-8-pp-1-ac-sel-do-true-sp-false-moe-false-tt-100000000-wt-10000",
+			"DATA": f.ds, "LR": "1e-5", "MINLR": "1e-6", "ITERS": "97656", "WARMUP": "9", "MBS": "1", "GBS": "8", "SEQ": "128", "PAD": "128",
+			"SAVE": "100000", "TP": "8", "PP": "1", "EXTRA": "0"},
+		tail: "--bf16 --load " + f.ck13 + " --recompute-activations --use-distributed-optimizer",
+	}, {
+		name: "mcore pretrain fp16 adds --apply-query-key-layer-scaling; fp8 TE twice", script: mcorePretrainScript, fixed: mcorePretrainFixed, size: "tiny", env: two,
+		args:   []string{"dsw", "x", "tiny", "1", "4", "1e-3", "1e-4", "128", "128", "0", "fp16", "1", "2", "full", "false", "true", "false", "true", "false", "10", "0.5 " + f.ds + " 0.5 " + f.ds2, "none", "1024000", "0", f.out},
+		launch: dsw2 + "pretrain ",
+		vals: map[string]string{"NAME": "dsw-pretrain-mcore-llama-tiny-lr-1e-3-bs-1-seqlen-128-pr-fp16-tp-1-pp-2-ac-full-do-false-sp-false-moe-false-tt-1024000-wt-0",
+			"DATA": "0.5 " + f.ds + " 0.5 " + f.ds2, "LR": "1e-3", "MINLR": "1e-4", "ITERS": "2000", "WARMUP": "0", "MBS": "1", "GBS": "4", "SEQ": "128", "PAD": "128",
+			"SAVE": "10", "TP": "1", "PP": "2", "EXTRA": "0"},
+		tail: "--fp16 --apply-query-key-layer-scaling --transformer-impl transformer_engine --recompute-method uniform --recompute-granularity full " +
+			"--use-flash-attn --group-query-attention --num-query-groups 2 --vocab-size 256",
+	}, {
+		name: "mcore finetune README example: 13B TP 8", script: mcoreFinetuneScript, fixed: mcoreFinetuneFixed, size: "13B", env: eight,
+		args:   []string{"dsw", "../../", "13B", "1", "8", "1e-5", "1e-6", "128", "128", "0", "bf16", "8", "1", "sel", "true", "false", "false", "false", "false", "100000", f.json, f.json, f.ck13, "100000000", "10000", f.out},
+		launch: dsw8 + "finetune ",
+		vals: map[string]string{"NAME": "dsw-finetune-megatron-llama2-13B-lr-1e-5-bs-1-seqlen-128-pr-bf16-tp-8-pp-1-ac-sel-do-true-sp-false-tt--wt-10000",
+			"TRAIN": f.json, "VALID": f.json, "LR": "1e-5", "MINLR": "1e-6", "DECAY": "99990000", "WARMUP": "10000", "ITERS": "100000000", "MBS": "1", "GBS": "8",
+			"SEQ": "128", "PAD": "128", "SAVE": "100000", "TP": "8", "PP": "1", "EXTRA": "0"},
+		tail: "--bf16 --load " + f.ck13 + " --recompute-activations --use-distributed-optimizer",
+	}, {
+		name: "mcore finetune 70B fp8 TP 8 SP, GQA", script: mcoreFinetuneScript, fixed: mcoreFinetuneFixed, size: "70B", env: eight,
+		args:   []string{"dsw", "x", "70B", "1", "64", "1e-5", "1e-6", "2048", "2048", "0", "fp8", "8", "1", "full", "true", "true", "true", "true", "false", "500", f.json, f.json, f.ck70, "300", "30", f.out},
+		launch: dsw8 + "finetune ",
+		vals: map[string]string{"NAME": "dsw-finetune-megatron-llama2-70B-lr-1e-5-bs-1-seqlen-2048-pr-fp8-tp-8-pp-1-ac-full-do-true-sp-true-tt--wt-30",
+			"TRAIN": f.json, "VALID": f.json, "LR": "1e-5", "MINLR": "1e-6", "DECAY": "270", "WARMUP": "30", "ITERS": "300", "MBS": "1", "GBS": "64",
+			"SEQ": "2048", "PAD": "2048", "SAVE": "500", "TP": "8", "PP": "1", "EXTRA": "0"},
+		tail: "--bf16 --fp8-hybrid --fp8-amax-compute-algo max --fp8-amax-history-len 1024 --transformer-impl transformer_engine --load " + f.ck70 +
+			" --transformer-impl transformer_engine --recompute-method uniform --recompute-granularity full --use-distributed-optimizer --use-flash-attn" +
+			" --sequence-parallel --group-query-attention --num-query-groups 8",
+	}}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			stdout, stderr, code := run(t, f, "bash", tc.script, tc.env, tc.args...)
+			require.Equal(t, 0, code, "stderr: %s", stderr)
+			want := tc.launch + fill(tc.fixed, merge(shape[tc.size], tc.vals, map[string]string{"OUT": f.out})) + " " + tc.tail
+			assert.Equal(t, want, normalize(t, strings.TrimSuffix(stdout, "\n"), true))
+			assert.Empty(t, stderr)
+			assert.NoDirExists(t, f.out, "a dry run creates nothing")
+		})
+	}
+}
+
+func TestV2BadInput(t *testing.T) {
+	f := newFixture(t)
+	missing := filepath.Join(f.dir, "alpaca_zh-llama2-train.json")
+	withGA := []string{"dsw", "x", "7B", "1", "8", "1e-5", "1e-6", "128", "128", "0", "bf16", "1", "1", "sel", "true", "false", "false", "false", "100", f.json, f.json, f.ck7, "100", "10", f.out}
+	mcoreFT := []string{"dsw", "x", "7B", "1", "8", "1e-5", "1e-6", "128", "128", "0", "bf16", "1", "1", "sel", "true", "false", "false", "false", "false", "100", f.json, f.json, f.ck7, "100", "10", f.out}
+	mcorePT := []string{"dsw", "x", "7B", "1", "8", "1e-5", "1e-6", "128", "128", "0", "bf16", "1", "1", "sel", "true", "false", "false", "false", "false", "100", f.ds, f.ck7, "1024000", "0", f.out}
+	env := map[string]string{"GPUS_PER_NODE": "8"}
+	for script, base := range map[string][]string{withGAScript: withGA, mcoreFinetuneScript: mcoreFT, mcorePretrainScript: mcorePT} {
+		_, stderr, code := run(t, f, "bash", script, env, base...)
+		require.Equal(t, 0, code, "%s: the base arguments must be valid: %s", script, stderr)
+	}
+	moe := "true asks for mixture-of-experts layers (--num-experts 4 --moe-router-topk 1 --expert-model-parallel-size 2), which gomegatron does not train yet"
+	checkBad(t, f, withGAScript, withGA, env, []badCase{
+		{"train data missing", map[int]string{20: missing}, nil, "DATASET_PATH (arg 20): " + missing + " not found"},
+		{"valid data missing", map[int]string{21: missing}, nil, "VALID_DATASET_PATH (arg 21): " + missing + " not found"},
+		{"warmup leaves no decay", map[int]string{24: "100"}, nil, "WARMUP_ITERS (arg 24): 100 leaves no decay iterations"},
+		{"TRAIN_ITERS", map[int]string{23: "0"}, nil, "TRAIN_ITERS (arg 23): '0' is not a positive integer"},
+		{"GBS by MBS × DP", map[int]string{5: "12"}, nil, "GLOBAL_BATCH_SIZE (arg 5): 12 is not a multiple of BATCH_SIZE (arg 4) 1 × data-parallel size 8"},
+	})
+	checkBad(t, f, mcoreFinetuneScript, mcoreFT, env, []badCase{
+		{"MOE true", map[int]string{19: "true"}, nil, "MOE (arg 19): " + moe},
+		{"MOE yes", map[int]string{19: "yes"}, nil, "MOE (arg 19): 'yes' is not one of: true false"},
+		{"checkpoint of 70B for 7B", map[int]string{23: f.ck70}, nil, "PRETRAIN_CHECKPOINT_PATH (arg 23): " + f.ck70 + "/config.json has num_hidden_layers 80, but MODEL_SIZE (arg 3) 7B has 32"},
+		{"warmup leaves no decay", map[int]string{25: "200"}, nil, "WARMUP_ITERS (arg 25): 200 leaves no decay iterations"},
+		{"output under a file", map[int]string{26: f.json + "/out"}, nil, "OUTPUT_BASEPATH (arg 26): " + f.json + "/out cannot be created"},
+	})
+	checkBad(t, f, mcorePretrainScript, mcorePT, env, []badCase{
+		{"MOE true", map[int]string{19: "true"}, nil, "MOE (arg 19): " + moe},
+		{"no iterations", map[int]string{23: "1000"}, nil, "TRAIN_TOKENS (arg 23): 1000 / GLOBAL_BATCH_SIZE 8 / SEQ_LEN 128 gives 0 training iterations"},
+		{"data missing", map[int]string{21: f.ds + "x"}, nil, "DATASET_PATH (arg 21): " + f.ds + "x.bin not found"},
+		{"TP does not divide heads", map[int]string{12: "3"}, nil, "TP (arg 12): 3 does not divide the 32 attention heads of MODEL_SIZE 7B"},
+	})
+}
