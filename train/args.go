@@ -153,6 +153,7 @@ type Args struct {
 	// Device is gomegatron's: the command opens the backend (kernels/device) into Backend.
 	Device  string          `name:"device" default:"auto" enum:"auto,cpu,cuda" help:"Compute device: cuda (GPU LOCAL_RANK), cpu, or auto (cuda when a GPU and its libraries are found)."`
 	Backend kernels.Backend `kong:"-"` // nil: kernels/cpu
+	tokPad  int64           // the tokenizer's pad id (−1: none), for Pai's loss masks
 	// DistributedBackend is Megatron's: the collectives of GPU tensors.
 	DistributedBackend string `name:"distributed-backend" default:"nccl" enum:"nccl,gloo" help:"Collectives for GPU tensors: nccl, or gloo (host collectives over TCP, staged through host memory)."`
 }

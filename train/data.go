@@ -89,6 +89,9 @@ func (a *Args) buildSplits(sizes [3]int, ds gpt.DatasetConfig) ([3]samples, erro
 	}
 	cfg := gpt.BuildConfig{Split: a.Split, Sizes: sizes, RandomSeed: uint32(a.Seed), SequenceLength: a.SeqLength,
 		AddExtraToken: true, DropLastPartialValidationSequence: true, CacheDir: a.DataCachePath, Dataset: ds}
+	if a.paiIdxmap() {
+		return a.paiIdxmapSplits(sizes, cfg, a.tokPad)
+	}
 	if len(a.DataPath) > 0 {
 		prefixes, weights, err := parseBlend("--data-path", a.DataPath)
 		if err != nil {

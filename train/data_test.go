@@ -33,10 +33,11 @@ func TestToBatchDocuments(t *testing.T) {
 	require.Nil(t, onlyPos.DocStart)
 }
 
-// writeCorpus writes an indexed dataset of n documents of varying length.
-func writeCorpus(t *testing.T, prefix string, n int, seed uint64) {
+// writeCorpus writes an indexed dataset of n documents of varying length and returns them.
+func writeCorpus(t *testing.T, prefix string, n int, seed uint64) [][]int32 {
 	b, err := indexed.NewBuilder(prefix+".bin", indexed.Uint16)
 	require.NoError(t, err)
+	var docs [][]int32
 	for d := 0; d < n; d++ {
 		doc := make([]int32, 5+int((uint64(d)*7+seed)%23))
 		for i := range doc {
@@ -44,8 +45,10 @@ func writeCorpus(t *testing.T, prefix string, n int, seed uint64) {
 		}
 		require.NoError(t, b.AddItem(doc))
 		b.EndDocument()
+		docs = append(docs, doc)
 	}
 	require.NoError(t, b.Finalize(prefix+".idx"))
+	return docs
 }
 
 // TestPerSplitBlends: a blend given to --train-data-path (or --valid-data-path) is Megatron's

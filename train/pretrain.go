@@ -24,8 +24,15 @@ import (
 // flags say. The last rank prints Megatron's log lines to out.
 //
 // A --train-data-path that is a file is Pai's raw JSON dataset (LLamaRawDataset), as
-// pretrain_megatron_llama.py reads it: see rawJSON and rawLoss.
+// pretrain_megatron_llama.py reads it: see rawJSON and rawLoss; a prefix with a "-Pretrain"
+// --dataset is its LLamaIdxMapDataset (paiIdxmap).
 func Pretrain(a *Args, world comm.Comm, out io.Writer) error {
+	if a.paiIdxmap() {
+		if a.MaxPaddingLength < 1 {
+			return fmt.Errorf("--dataset %s reads Pai's idxmap samples of --max-padding-length + 1 tokens: give --max-padding-length", a.Dataset)
+		}
+		a.SeqLength = a.MaxPaddingLength
+	}
 	if !a.rawJSON() {
 		return run(a, world, out, nil)
 	}
@@ -108,6 +115,7 @@ func run(a *Args, world comm.Comm, out io.Writer, hook dataHook) error {
 			return err
 		}
 		a.VocabSize = tok.VocabSize() + a.ExtraVocabSize
+		a.tokPad = int64(tok.Pad())
 		ds.EOD = int64(tok.EOD())
 		if p := tok.Pad(); p >= 0 && p != tok.EOD() {
 			ds.Pad = int64(p)

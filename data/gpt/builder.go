@@ -26,12 +26,20 @@ type BuildConfig struct {
 	Tokenizer OrderedMap
 	// Retrieval options (EOD, pad, masks).
 	Dataset DatasetConfig
+	// LegacySplit cuts the splits with the legacy pipeline's get_train_valid_test_split_
+	// (LegacySplitRanges), as Pai-Megatron-Patch's LLamaIdxMapDataset does. Its index caches
+	// are kept apart from GPTDataset's (class "LegacyGPTDataset" in the description).
+	LegacySplit bool
 }
 
 // Description returns the cache description of one split.
 func (c *BuildConfig) Description(split Split, v [3]float64) CacheDescription {
+	class := "GPTDataset"
+	if c.LegacySplit {
+		class = "LegacyGPTDataset"
+	}
 	return CacheDescription{
-		Class: "GPTDataset", DatasetPath: c.DataPath, NumSamples: c.Sizes[split], IndexSplit: split,
+		Class: class, DatasetPath: c.DataPath, NumSamples: c.Sizes[split], IndexSplit: split,
 		RandomSeed: int64(c.RandomSeed), SequenceLength: c.SequenceLength, Split: c.Split,
 		SplitMatrix: SplitMatrix(v), Tokenizer: c.Tokenizer,
 	}
@@ -49,6 +57,11 @@ func BuildSplits(low *indexed.Dataset, cfg BuildConfig) ([3]*Dataset, error) {
 		return out, err
 	}
 	ranges := SplitRanges(SplitMatrix(v), low.NumSequences())
+	if cfg.LegacySplit {
+		if ranges, err = LegacySplitRanges(cfg.Split, low.NumSequences()); err != nil {
+			return out, err
+		}
+	}
 	for s := Train; s <= Test; s++ {
 		r := ranges[s]
 		if r == nil || r.Len() <= 0 {

@@ -12,6 +12,7 @@ import (
 	"math"
 	"regexp"
 	"strconv"
+	"strings"
 )
 
 // Split names one of the three splits (Megatron's Split enum).
@@ -136,4 +137,48 @@ func (r Range) Arange() []int32 {
 		a[i] = int32(r.Beg + i)
 	}
 	return a
+}
+
+// LegacySplitRanges is the legacy data pipeline's get_train_valid_test_split_
+// (megatron/data/dataset_utils.py, 2023), which Pai-Megatron-Patch's idxmap datasets use:
+// split is cut at ',' (else '/'), each part a Python float, padded with zeros and cut to
+// three, normalised; the boundaries accumulate int(round(s·n)) (half to even) and the
+// overshoot d = last − n is taken off every boundary after the first. A split whose end is
+// not past its begin has no dataset (nil).
+func LegacySplitRanges(split string, n int) ([3]*Range, error) {
+	var out [3]*Range
+	sep := ","
+	if !strings.Contains(split, ",") && strings.Contains(split, "/") {
+		sep = "/"
+	}
+	var v []float64
+	for _, p := range strings.Split(split, sep) {
+		x, err := strconv.ParseFloat(strings.TrimSpace(p), 64)
+		if err != nil {
+			return out, fmt.Errorf("gpt: --split %q: %q is not a number", split, p)
+		}
+		v = append(v, x)
+	}
+	for len(v) < 3 {
+		v = append(v, 0)
+	}
+	v = v[:3]
+	sum := v[0] + v[1] + v[2] // Python's sum, left to right
+	if !(sum > 0) || math.IsInf(sum, 0) {
+		return out, fmt.Errorf("gpt: --split %q must have a positive finite sum", split)
+	}
+	idx := [4]int{}
+	for i, x := range v {
+		idx[i+1] = idx[i] + int(math.RoundToEven(x/sum*float64(n)))
+	}
+	d := idx[3] - n
+	for i := 1; i < 4; i++ {
+		idx[i] -= d
+	}
+	for i := range out {
+		if idx[i+1] > idx[i] {
+			out[i] = &Range{idx[i], idx[i+1]}
+		}
+	}
+	return out, nil
 }
