@@ -200,17 +200,17 @@ pai_json_int() {
 	grep -o "\"$2\"[[:space:]]*:[[:space:]]*[0-9][0-9]*" "$1" 2>/dev/null | head -n 1 | grep -o '[0-9][0-9]*$' || true
 }
 
-# pai_check_checkpoint NAME POS PATH SIZE_POS: a checkpoint to load must exist and, when it
+# pai_check_checkpoint NAME POS PATH SIZE_POS [HINT]: a checkpoint to load must exist and, when it
 # carries a Hugging Face config.json (an HF folder, or a Pai-converted Megatron folder,
 # which keeps the HF json files), match MODEL_SIZE's layers, hidden size, heads and
 # query groups. A Megatron folder needs latest_checkpointed_iteration.txt naming an
-# existing iteration folder.
+# existing iteration folder. HINT follows a missing checkpoint's message (default: pass none).
 # TODO: compare a Megatron checkpoint without config.json with the args pickled in its
 # model_optim_rng.pt (needs a reader; golaunch checks shapes when it loads).
 pai_check_checkpoint() {
-	local name=$1 pos=$2 dir=$3 size_pos=$4 got want k v it sub
+	local name=$1 pos=$2 dir=$3 size_pos=$4 hint=${5-pass none to start from scratch} got want k v it sub
 	while [ "${#dir}" -gt 1 ] && [ "${dir%/}" != "$dir" ]; do dir=${dir%/}; done # messages without //
-	[ -e "$dir" ] || pai_die "${name} (arg ${pos}): ${dir} not found (pass none to start from scratch)"
+	[ -e "$dir" ] || pai_die "${name} (arg ${pos}): ${dir} not found${hint:+ ($hint)}"
 	[ -d "$dir" ] || pai_die "${name} (arg ${pos}): ${dir} is not a directory"
 	if [ -f "$dir/config.json" ]; then
 		for k in num_hidden_layers:NUM_LAYERS hidden_size:HIDDEN_SIZE num_attention_heads:NUM_ATTN_HEADS \
@@ -237,7 +237,7 @@ pai_check_checkpoint() {
 		[ -d "$dir/$sub" ] || pai_die "${name} (arg ${pos}): ${dir}/latest_checkpointed_iteration.txt names ${sub}, but ${dir}/${sub} is missing"
 		return 0
 	fi
-	pai_die "${name} (arg ${pos}): ${dir} has neither latest_checkpointed_iteration.txt (Megatron) nor config.json (Hugging Face); pass none to start from scratch"
+	pai_die "${name} (arg ${pos}): ${dir} has neither latest_checkpointed_iteration.txt (Megatron) nor config.json (Hugging Face)${hint:+; $hint}"
 }
 
 # pai_check_writable NAME POS DIR [SHOWN]: DIR must be a writable directory, or creatable

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/gomegatron/gomegatron/ckpt/megatron"
+	"github.com/gomegatron/gomegatron/ckpt/torchpickle"
 	"github.com/gomegatron/gomegatron/tensor"
 )
 
@@ -173,6 +174,64 @@ func TestModelConvertorScript(t *testing.T) {
 		require.NoError(t, err, string(out))
 	}
 	requireSameTensors(t, hfTensors(t, src), hfTensors(t, filepath.Join(tmp, "hf")))
+}
+
+// TestHF2McoreConvertorScript runs scripts/hf2mcore_convertor.sh (Pai v2's 13 positional
+// arguments) both ways: Hugging Face → Megatron-Core with Transformer Engine's key names at
+// TP 2, then back, bit-identical; MoE arguments and a model of the wrong size are refused.
+func TestHF2McoreConvertorScript(t *testing.T) {
+	script, err := filepath.Abs("../../scripts/hf2mcore_convertor.sh")
+	require.NoError(t, err)
+	src, err := filepath.Abs(filepath.Join(hfFixtures, "llama-gqa"))
+	require.NoError(t, err)
+	tmp := t.TempDir()
+	meg, back := filepath.Join(tmp, "mcore"), filepath.Join(tmp, "hf")
+	run := func(env []string, args ...string) (string, error) {
+		cmd := exec.Command("bash", append([]string{script}, args...)...)
+		cmd.Env = append(os.Environ(), env...)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	out, err := run([]string{"DRY_RUN=1"}, "tiny", src, "../../../", src, meg, "2", "1", "0", "0", "0", "0", "0", "false")
+	require.NoError(t, err, out)
+	require.Equal(t, "convert --load_path "+src+" --save_path "+meg+" --target_tensor_model_parallel_size 2 --target_pipeline_model_parallel_size 1 "+
+		"--target_params_dtype fp16 --model_name llama --extra_num_vocabs 0 --megatron-format mcore --transformer-impl transformer_engine --megatron-path ../../../\n", out)
+	for _, bad := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"tiny", src, "x", src, meg, "2", "1", "0", "4", "1", "2", "0", "false"}, "NUM_EXPERTS (arg 9): 4 experts"},
+		{[]string{"7B", src, "x", src, meg, "2", "1", "0", "0", "0", "0", "0", "false"}, "HG_CKPT_PATH (arg 2): " + src + "/config.json has num_hidden_layers 2, but MODEL_SIZE (arg 1) 7B has 32"},
+		{[]string{"tiny", src, "x", src, meg, "2", "1", "0", "0", "0", "0", "0", "yes"}, "mg2hf (arg 13): 'yes' is not one of: true false"},
+		{[]string{"tiny", src, "x", src}, "expected 13 arguments, got 4"},
+	} {
+		out, err := run([]string{"DRY_RUN=1"}, bad.args...)
+		require.Error(t, err)
+		require.Contains(t, out, bad.want)
+	}
+	if testing.Short() {
+		return
+	}
+	bin := filepath.Join(tmp, "convert")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	out2, err := build.CombinedOutput()
+	require.NoError(t, err, string(out2))
+	env := []string{"CONVERT_BIN=" + bin, "TARGET_PARAMS_DTYPE=fp32"}
+	out, err = run(env, "tiny", src, "x", src, meg, "2", "1", "0", "0", "0", "0", "0", "false")
+	require.NoError(t, err, out)
+	require.Regexp(t, `(?m)^0 min \d+ sec$`, out, "Pai's closing line")
+	v, err := torchpickle.Load(filepath.Join(meg, "release", megatron.ShardDirName(1, 0, 1), megatron.ModelFile))
+	require.NoError(t, err)
+	m, _ := v.(*torchpickle.Dict).Get("model")
+	w, ok := m.(*torchpickle.Dict).Get("decoder.layers.1.self_attention.linear_qkv.layer_norm_weight")
+	require.True(t, ok, "Transformer Engine's fused-norm key")
+	require.Equal(t, []int{64}, w.(*tensor.Tensor).Shape())
+	out, err = run([]string{"DRY_RUN=1"}, "tiny", src, "x", filepath.Join(meg, "release"), back, "1", "1", "0", "0", "0", "0", "0", "true")
+	require.NoError(t, err, out)
+	require.Contains(t, out, "--convert_checkpoint_from_megatron_to_transformers --hf_ckpt_path "+src)
+	out, err = run(env, "tiny", src, "x", filepath.Join(meg, "release"), back, "1", "1", "0", "0", "0", "0", "0", "true")
+	require.NoError(t, err, out)
+	requireSameTensors(t, hfTensors(t, src), hfTensors(t, back))
 }
 
 func slicesEqual(a, b []float32) bool {

@@ -1,0 +1,110 @@
+#!/bin/bash
+# Hugging Face ⇄ Megatron-Core checkpoint conversion of a Llama model with gomegatron:
+# Pai-Megatron-Patch's toolkits/model_checkpoints_convertor/llama/hf2mcore_convertor.sh (v2,
+# 13 arguments, commit 7097866) with the same arguments, running tools/convert instead of
+# hf2mcore.py: the mcore checkpoint with Transformer Engine's layer spec
+# (linear_qkv.layer_norm_weight, …) that run_*_mcore_llama*.sh load. See scripts/README.md.
+#
+# bash hf2mcore_convertor.sh 7B /mnt/llama2-ckpts/Llama-2-7b-hf ../../../ /mnt/llama2-ckpts/Llama-2-7b-hf /mnt/llama2-ckpts/Llama-2-7b-hf-to-mcore-tp4-pp1 4 1 0 0 0 0 0 false
+if [ -z "${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi # `sh hf2mcore_convertor.sh` as in Pai's docs
+set -euo pipefail
+
+PAI_SCRIPT=$(basename "$0")
+PAI_USAGE="usage: ${PAI_SCRIPT} MODEL_SIZE HG_CKPT_PATH MEGATRON_PATH SOURCE_CKPT_PATH TARGET_CKPT_PATH TP PP EXTRA_VOCAB_SIZE NUM_EXPERTS EXPERTS_TOPK EP NUM_EXPERT_SPLITS mg2hf
+
+Convert a Llama checkpoint between Hugging Face and Megatron-Core with tools/convert (Pai-Megatron-Patch's arguments, in order):
+   1 MODEL_SIZE         7B | 13B | 70B (GQA, bf16) | 8B (Llama-3) | tiny | small (CPU sizes); checked against the Hugging Face config
+   2 HG_CKPT_PATH       the Hugging Face folder: its config.json and tokenizer files go with an mg2hf output
+   3 MEGATRON_PATH      accepted and ignored (gomegatron needs no Megatron or Pai checkout)
+   4 SOURCE_CKPT_PATH   Hugging Face folder (mg2hf false) or Megatron checkpoint (mg2hf true)
+   5 TARGET_CKPT_PATH   output folder (must be empty unless FORCE=1)
+   6 TP                 target tensor-parallel size
+   7 PP                 target pipeline-parallel size (Pai's hf2mcore.py refuses PP > 1; tools/convert does it)
+   8 EXTRA_VOCAB_SIZE   rows appended to the vocabulary
+   9 NUM_EXPERTS        0 (mixture-of-experts upcycling is not supported yet)
+  10 EXPERTS_TOPK       0 (MoE only)
+  11 EP                 0 or 1 (MoE only)
+  12 NUM_EXPERT_SPLITS  0 (MoE only)
+  13 mg2hf              false: Hugging Face → Megatron-Core; true: Megatron → Hugging Face
+
+Environment: DRY_RUN=1 prints the convert command and stops; CONVERT_BIN names the convertor
+(default: bin/convert built from ./tools/convert); TARGET_PARAMS_DTYPE overrides the stored
+dtype (Pai's: fp16, bf16 for 70B); FORCE=1 writes into a non-empty TARGET_CKPT_PATH.
+
+example: ${PAI_SCRIPT} 7B /mnt/llama2-ckpts/Llama-2-7b-hf ../../../ /mnt/llama2-ckpts/Llama-2-7b-hf /mnt/llama2-ckpts/Llama-2-7b-hf-to-mcore-tp4-pp1 4 1 0 0 0 0 0 false"
+
+# shellcheck source=lib/pai.sh
+. "$(dirname "$0")/lib/pai.sh"
+pai_nargs 13 $#
+
+MODEL_SIZE=$1
+HG_CKPT_PATH=$2
+MEGATRON_PATH=$3 # ignored
+SOURCE_CKPT_PATH=$4
+TARGET_CKPT_PATH=$5
+TP=$6
+PP=$7
+EXTRA_VOCAB_SIZE=$8
+NUM_EXPERTS=$9
+EXPERTS_TOPK=${10}
+EP=${11}
+NUM_EXPERT_SPLITS=${12}
+mg2hf=${13}
+
+# Every argument is checked before anything is written.
+case $MODEL_SIZE in
+8B)
+	NUM_LAYERS=32 HIDDEN_SIZE=4096 NUM_ATTN_HEADS=32 INTERMEDIATE_SIZE=14336 NUM_QUERY_GROUPS=8
+	MODEL_NAME=llama3-8b
+	;;
+*)
+	pai_model_shape "$MODEL_SIZE" 1
+	MODEL_NAME=llama
+	case $MODEL_SIZE in 7B | 13B | 70B) MODEL_NAME=llama2-$(tr '[:upper:]' '[:lower:]' <<<"$MODEL_SIZE") ;; esac
+	;;
+esac
+pai_int_pos TP 6 "$TP"
+pai_int_pos PP 7 "$PP"
+pai_int_nonneg EXTRA_VOCAB_SIZE 8 "$EXTRA_VOCAB_SIZE"
+pai_int_nonneg NUM_EXPERTS 9 "$NUM_EXPERTS"
+pai_int_nonneg EXPERTS_TOPK 10 "$EXPERTS_TOPK"
+pai_int_nonneg EP 11 "$EP"
+pai_int_nonneg NUM_EXPERT_SPLITS 12 "$NUM_EXPERT_SPLITS"
+pai_enum mg2hf 13 "$mg2hf" true false
+((NUM_EXPERTS == 0 && NUM_EXPERT_SPLITS == 0 && EP <= 1)) ||
+	pai_die "NUM_EXPERTS (arg 9): ${NUM_EXPERTS} experts (EP ${EP}, NUM_EXPERT_SPLITS ${NUM_EXPERT_SPLITS}) asks for Pai's mixture-of-experts upcycling, which gomegatron does not do yet; pass 0 0 0 0 for the dense model"
+pai_check_checkpoint HG_CKPT_PATH 2 "$HG_CKPT_PATH" 1 ""
+if [ "$mg2hf" = false ]; then
+	pai_check_checkpoint SOURCE_CKPT_PATH 4 "$SOURCE_CKPT_PATH" 1 ""
+else
+	[ -e "$SOURCE_CKPT_PATH" ] || pai_die "SOURCE_CKPT_PATH (arg 4): ${SOURCE_CKPT_PATH} not found"
+fi
+pai_check_writable TARGET_CKPT_PATH 5 "$TARGET_CKPT_PATH"
+
+DTYPE=fp16 # hf2mcore.py runs with --fp16; hf2mcore_70b.py stores bf16
+[ "$MODEL_SIZE" = 70B ] && DTYPE=bf16
+
+args=(--load_path "$SOURCE_CKPT_PATH"
+	--save_path "$TARGET_CKPT_PATH"
+	--target_tensor_model_parallel_size "$TP"
+	--target_pipeline_model_parallel_size "$PP"
+	--target_params_dtype "${TARGET_PARAMS_DTYPE:-$DTYPE}"
+	--model_name "$MODEL_NAME"
+	--extra_num_vocabs "$EXTRA_VOCAB_SIZE"
+	--megatron-format mcore
+	--transformer-impl transformer_engine
+	--megatron-path "$MEGATRON_PATH")
+if [ "$mg2hf" = true ]; then
+	args+=(--convert_checkpoint_from_megatron_to_transformers --hf_ckpt_path "$HG_CKPT_PATH")
+fi
+[ "${FORCE:-0}" = 1 ] && args+=(--force)
+
+if [ "${DRY_RUN:-0}" != 0 ]; then
+	pai_quote convert "${args[@]}"
+	exit 0
+fi
+bin=$(pai_tool convert CONVERT_BIN ./tools/convert)
+START_TIME=$SECONDS
+"$bin" "${args[@]}"
+ELAPSED_TIME=$((SECONDS - START_TIME))
+echo "$((ELAPSED_TIME / 60)) min $((ELAPSED_TIME % 60)) sec" # Pai's closing line
