@@ -47,49 +47,14 @@ example: ${PAI_SCRIPT} dsw /workspace/Pai-Megatron-Patch 7B 1 8 1e-5 1e-6 2048 2
 . "$(dirname "$0")/lib/pai.sh"
 pai_nargs 24 $#
 
-ENV=$1
-MEGATRON_PATCH_PATH=$2 # ignored
-MODEL_SIZE=$3
-BATCH_SIZE=$4
-GLOBAL_BATCH_SIZE=$5
-LR=$6
-MIN_LR=$7
-SEQ_LEN=$8
-PAD_LEN=$9
-EXTRA_VOCAB_SIZE=${10}
-PR=${11}
-TP=${12}
-PP=${13}
-AC=${14}
-DO=${15}
-FL=${16}
-SP=${17}
-TE=${18}
+# Every argument is checked before anything is created or launched.
+pai_train_args "$@" # ENV … TE, arguments 1-18
 SAVE_INTERVAL=${19}
 DATASET_PATH=${20}
 PRETRAIN_CHECKPOINT_PATH=${21}
 TRAIN_TOKENS=${22}
 WARMUP_TOKENS=${23}
 OUTPUT_BASEPATH=${24}
-
-# Every argument is checked before anything is created or launched.
-pai_enum ENV 1 "$ENV" dsw dlc
-pai_model_shape "$MODEL_SIZE" 3
-pai_int_pos BATCH_SIZE 4 "$BATCH_SIZE"
-pai_int_pos GLOBAL_BATCH_SIZE 5 "$GLOBAL_BATCH_SIZE"
-pai_float LR 6 "$LR"
-pai_float MIN_LR 7 "$MIN_LR"
-pai_int_pos SEQ_LEN 8 "$SEQ_LEN"
-pai_int_pos PAD_LEN 9 "$PAD_LEN"
-pai_int_nonneg EXTRA_VOCAB_SIZE 10 "$EXTRA_VOCAB_SIZE"
-pai_enum PR 11 "$PR" fp16 bf16 fp8
-pai_int_pos TP 12 "$TP"
-pai_int_pos PP 13 "$PP"
-pai_enum AC 14 "$AC" full sel none
-pai_enum DO 15 "$DO" true false
-pai_enum FL 16 "$FL" true false
-pai_enum SP 17 "$SP" true false
-pai_enum TE 18 "$TE" true false
 pai_int_pos SAVE_INTERVAL 19 "$SAVE_INTERVAL"
 pai_check_data DATASET_PATH 20 "$DATASET_PATH"
 if [ "$PRETRAIN_CHECKPOINT_PATH" != none ]; then
@@ -111,10 +76,7 @@ LR_DECAY_ITERS=$((TRAIN_TOKENS / GLOBAL_BATCH_SIZE / SEQ_LEN))
 pai_feature_options # AC PR DO FL TE SP TP PRETRAIN_CHECKPOINT_PATH → the option arrays, as Pai builds them
 
 NAME="${ENV}-pretrain-megatron-gpt3-${MODEL_SIZE}-lr-${LR}-bs-${BATCH_SIZE}-seqlen-${SEQ_LEN}-pr-${PR}-tp-${TP}-pp-${PP}-ac-${AC}-do-${DO}-sp-${SP}-tt-${TRAIN_TOKENS}-wt-${WARMUP_TOKENS}"
-current_time=$(date "+%Y.%m.%d-%H.%M.%S")
-TENSORBOARD_DIR="${OUTPUT_BASEPATH}/tensorboard/${NAME}_${current_time}"
-SAVED_PRETRAIN_CHECKPOINT_PATH="${OUTPUT_BASEPATH}/checkpoint/${NAME}"
-LOG_FILE="${OUTPUT_BASEPATH}/log/${NAME}_${current_time}.log"
+pai_run_paths "${NAME}" # TENSORBOARD_DIR, SAVED_PRETRAIN_CHECKPOINT_PATH, LOG_FILE
 
 # DATASET_PATH is split on blanks, as Pai's unquoted expansion splits it (a blend "w1 p1 w2 p2").
 read -r -a dataset_paths <<<"$DATASET_PATH"

@@ -91,6 +91,40 @@ pai_model_shape() {
 	esac
 }
 
+# pai_train_args ARGS… assigns and checks the first 18 arguments that Pai's training scripts
+# with a global batch share, in their order: ENV MEGATRON_PATCH_PATH MODEL_SIZE BATCH_SIZE
+# GLOBAL_BATCH_SIZE LR MIN_LR SEQ_LEN PAD_LEN EXTRA_VOCAB_SIZE PR TP PP AC DO FL SP TE.
+pai_train_args() {
+	ENV=$1 MEGATRON_PATCH_PATH=$2 MODEL_SIZE=$3 BATCH_SIZE=$4 GLOBAL_BATCH_SIZE=$5 LR=$6 MIN_LR=$7 SEQ_LEN=$8 PAD_LEN=$9
+	EXTRA_VOCAB_SIZE=${10} PR=${11} TP=${12} PP=${13} AC=${14} DO=${15} FL=${16} SP=${17} TE=${18}
+	pai_enum ENV 1 "$ENV" dsw dlc
+	pai_model_shape "$MODEL_SIZE" 3
+	pai_int_pos BATCH_SIZE 4 "$BATCH_SIZE"
+	pai_int_pos GLOBAL_BATCH_SIZE 5 "$GLOBAL_BATCH_SIZE"
+	pai_float LR 6 "$LR"
+	pai_float MIN_LR 7 "$MIN_LR"
+	pai_int_pos SEQ_LEN 8 "$SEQ_LEN"
+	pai_int_pos PAD_LEN 9 "$PAD_LEN"
+	pai_int_nonneg EXTRA_VOCAB_SIZE 10 "$EXTRA_VOCAB_SIZE"
+	pai_enum PR 11 "$PR" fp16 bf16 fp8
+	pai_int_pos TP 12 "$TP"
+	pai_int_pos PP 13 "$PP"
+	pai_enum AC 14 "$AC" full sel none
+	pai_enum DO 15 "$DO" true false
+	pai_enum FL 16 "$FL" true false
+	pai_enum SP 17 "$SP" true false
+	pai_enum TE 18 "$TE" true false
+}
+
+# pai_run_paths NAME sets the run's folders and files as Pai's scripts name them: the date
+# suffix, TENSORBOARD_DIR, SAVED_PRETRAIN_CHECKPOINT_PATH and LOG_FILE under OUTPUT_BASEPATH.
+pai_run_paths() {
+	current_time=$(date "+%Y.%m.%d-%H.%M.%S")
+	TENSORBOARD_DIR="${OUTPUT_BASEPATH}/tensorboard/$1_${current_time}"
+	SAVED_PRETRAIN_CHECKPOINT_PATH="${OUTPUT_BASEPATH}/checkpoint/$1"
+	LOG_FILE="${OUTPUT_BASEPATH}/log/$1_${current_time}.log"
+}
+
 # pai_gpu_count prints the local GPU count: the entries of CUDA_VISIBLE_DEVICES when it is
 # set, else the lines of `nvidia-smi -L`, else 1 (a CPU machine runs one process unless
 # GPUS_PER_NODE says otherwise).
