@@ -114,7 +114,7 @@ func run(a *Args, world comm.Comm, out io.Writer, hook dataHook) error {
 		if tok, err = a.buildTokenizer(); err != nil {
 			return err
 		}
-		a.VocabSize = tok.VocabSize() + a.ExtraVocabSize
+		a.VocabSize = a.modelVocab(tok)
 		a.tokPad = int64(tok.Pad())
 		ds.EOD = int64(tok.EOD())
 		if p := tok.Pad(); p >= 0 && p != tok.EOD() {
@@ -481,17 +481,32 @@ func (a *Args) schedule(trainIters int) (LRSchedule, error) {
 	return s, s.Validate()
 }
 
+// modelVocab is the vocabulary the embedding is sized from: the tokenizer's (Pai's
+// tokenizer.vocab_size for its --patch-tokenizer-type) plus --extra-vocab-size.
+func (a *Args) modelVocab(tok tokenizer.Tokenizer) int {
+	switch a.tokenizerType() {
+	case "LLamaTokenizer", "LLama3Tokenizer":
+		return tokenizer.PaiVocabSize(tok) + a.ExtraVocabSize
+	}
+	return tok.VocabSize() + a.ExtraVocabSize
+}
+
+// tokenizerType is --tokenizer-type, else Pai's --patch-tokenizer-type.
+func (a *Args) tokenizerType() string {
+	if a.TokenizerType != "" {
+		return a.TokenizerType
+	}
+	return a.PatchTokenizerType
+}
+
 // buildTokenizer builds the tokenizer from Megatron's flags or Pai's --patch-tokenizer-type.
 func (a *Args) buildTokenizer() (tokenizer.Tokenizer, error) {
-	typ := a.TokenizerType
-	if typ == "" {
-		typ = a.PatchTokenizerType
-	}
+	typ := a.tokenizerType()
 	if typ == "" {
 		return nil, fmt.Errorf("no tokenizer: give --tokenizer-type (or --patch-tokenizer-type)")
 	}
 	model := a.TokenizerModel
-	if model == "" && (typ == "LLamaTokenizer" || typ == "HuggingFaceTokenizer") && a.LoadingCheckpoint() {
+	if model == "" && (typ == "LLamaTokenizer" || typ == "LLama3Tokenizer" || typ == "HuggingFaceTokenizer") && a.LoadingCheckpoint() {
 		model = a.Load // Pai loads the tokenizer from the checkpoint folder (the converter copies it there)
 	}
 	return tokenizer.Build(tokenizer.Config{TokenizerType: typ, TokenizerModel: model,

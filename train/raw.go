@@ -139,11 +139,11 @@ func (a *Args) loadRaw(path string, tok tokenizer.Tokenizer, loss rawLoss) (rawS
 	}
 	r := rawSamples{d: d, loss: loss, eos: int32(eos), padIn: int64(d.PadID())}
 	// The embedding's rows: the vocabulary padded as the model pads it.
-	vocab := layers.PaddedVocab(tok.VocabSize()+a.ExtraVocabSize, a.MakeVocabSizeDivisibleBy, a.TensorModelParallelSize)
+	vocab := layers.PaddedVocab(a.modelVocab(tok), a.MakeVocabSizeDivisibleBy, a.TensorModelParallelSize)
 	if d.PadID() >= vocab {
 		if loss == lossOnInputs {
 			// pretrain_megatron_llama.py trains the position after EOS on a pad label.
-			return rawSamples{}, fmt.Errorf("%s: samples are padded with id %d (the tokenizer has no pad token), a label pretraining on raw JSON trains on, outside the padded vocabulary of %d: pass --extra-vocab-size %d or more", path, d.PadID(), vocab, d.PadID()-tok.VocabSize()+1)
+			return rawSamples{}, fmt.Errorf("%s: samples are padded with id %d (the tokenizer has no pad token), a label pretraining on raw JSON trains on, outside the padded vocabulary of %d: pass --extra-vocab-size %d or more", path, d.PadID(), vocab, d.PadID()-(a.modelVocab(tok)-a.ExtraVocabSize)+1)
 		}
 		r.padIn = 0
 	}

@@ -16,7 +16,8 @@ import (
 //   - GPTSentencePieceTokenizer: --tokenizer-model; Encode has no BOS; eod = eos.
 //   - Llama2Tokenizer: --tokenizer-model; Encode prepends BOS (Megatron's tokenize
 //     default bos=True); eod = eos.
-//   - HuggingFaceTokenizer, and Pai-Megatron-Patch's LLamaTokenizer: --tokenizer-model is
+//   - HuggingFaceTokenizer, and Pai-Megatron-Patch's LLamaTokenizer and LLama3Tokenizer
+//     (see paiLlamaSpecials): --tokenizer-model is
 //     a Hugging Face directory (tokenizer.json, tokenizer_config.json) or a tokenizer.json;
 //     Encode is tokenizer(text) (add_special_tokens=True); eod = eos.
 //   - TikTokenizer: --tokenizer-model, Megatron's JSON rank list, or a tiktoken rank file
@@ -44,7 +45,7 @@ func Build(cfg Config) (Tokenizer, error) {
 			return &SentencePieceBOS{sp}, nil
 		}
 		return sp, nil
-	case "HuggingFaceTokenizer", "LLamaTokenizer":
+	case "HuggingFaceTokenizer", "LLamaTokenizer", "LLama3Tokenizer":
 		if cfg.TokenizerModel == "" {
 			return nil, fmt.Errorf("tokenizer: %s needs --tokenizer-model (a Hugging Face directory or tokenizer.json)", cfg.TokenizerType)
 		}
@@ -65,8 +66,11 @@ func Build(cfg Config) (Tokenizer, error) {
 		if err != nil {
 			return nil, err
 		}
-		if cfg.TokenizerType == "LLamaTokenizer" {
+		switch cfg.TokenizerType {
+		case "LLamaTokenizer":
 			paiLlamaSpecials(hf)
+		case "LLama3Tokenizer":
+			hf.eod = hf.eos
 		}
 		return hf, nil
 	case "TikTokenizer":
@@ -82,19 +86,30 @@ func Build(cfg Config) (Tokenizer, error) {
 	case "":
 		return nil, fmt.Errorf("tokenizer: --tokenizer-type is not set")
 	}
-	return nil, fmt.Errorf("tokenizer: --tokenizer-type %q is not supported (GPT2BPETokenizer, SentencePieceTokenizer, GPTSentencePieceTokenizer, Llama2Tokenizer, HuggingFaceTokenizer, LLamaTokenizer, TikTokenizer, NullTokenizer)", cfg.TokenizerType)
+	return nil, fmt.Errorf("tokenizer: --tokenizer-type %q is not supported (GPT2BPETokenizer, SentencePieceTokenizer, GPTSentencePieceTokenizer, Llama2Tokenizer, HuggingFaceTokenizer, LLamaTokenizer, LLama3Tokenizer, TikTokenizer, NullTokenizer)", cfg.TokenizerType)
 }
 
 // paiLlamaSpecials gives Pai-Megatron-Patch's LLamaTokenizer special ids: eod = eos, and
 // a tokenizer without a pad token gets the id Pai's added "[PAD]" takes, the next free id
-// (32000 for Llama-2). The token itself is not added: VocabSize stays the model's
-// vocabulary, which is what Pai sizes the embedding from (tokenizer.vocab_size +
-// --extra-vocab-size), and "[PAD]" in a text stays ordinary text.
+// (32000 for Llama-2). The token itself is not added and "[PAD]" in a text stays ordinary
+// text. (Pai's LLama3Tokenizer has eod = eos and keeps the tokenizer's pad, if any.)
 func paiLlamaSpecials(t *HF) {
 	if t.pad < 0 {
 		t.pad = t.VocabSize()
 	}
 	t.eod = t.eos
+}
+
+// PaiVocabSize is the vocabulary Pai-Megatron-Patch sizes the embedding from before
+// --extra-vocab-size (tokenizer.vocab_size): for a Hugging Face tokenizer its model's ids
+// without the added tokens past them (HF's vocab_size: 32000 for Llama-2, 128000 for
+// Llama-3, whose 256 added specials need the --extra-vocab-size 256 Pai's scripts pass),
+// else VocabSize.
+func PaiVocabSize(t Tokenizer) int {
+	if h, ok := t.(*HF); ok {
+		return h.modelVocab
+	}
+	return t.VocabSize()
 }
 
 // EncodeNoSpecial encodes text without the special tokens a tokenizer's Encode adds

@@ -27,6 +27,7 @@ type HF struct {
 	pureBLDec  bool     // decoder is exactly ByteLevel: decode by concatenating raw bytes
 	rawTokens  []string // pureBLDec: id → the token's bytes (ByteLevel decoder of one token)
 	vocabSize  int
+	modelVocab int // ids of the model's vocabulary, added tokens aside (HF's vocab_size)
 	bos, eos   int
 	pad, eod   int
 	unkID      int
@@ -177,6 +178,7 @@ func ParseHF(data []byte) (*HF, error) {
 	for _, id := range f.Model.Vocab {
 		ids[id] = true
 	}
+	t.modelVocab = len(ids)
 	var raw, norm []addedToken
 	t.added = f.AddedTokens
 	for i := range t.added {

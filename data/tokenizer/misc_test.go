@@ -216,6 +216,39 @@ func TestPaiLLamaTokenizer(t *testing.T) {
 	require.Equal(t, r.IDs, EncodeNoSpecial(tok, r.Text))
 }
 
+// TestPaiLLama3Tokenizer: Pai-Megatron-Patch's LLama3Tokenizer (and its LLamaTokenizer) on
+// Llama-3's HF directory: Pai's vocabulary is the model's 128000 ids without the 256 added
+// specials (its scripts pass --extra-vocab-size 256 for them), eod = eos; LLama3Tokenizer
+// keeps the tokenizer's lack of a pad, LLamaTokenizer pads with the next free id.
+func TestPaiLLama3Tokenizer(t *testing.T) {
+	src := largeFile(t, "tokenizers/llama3/tokenizer.json")
+	dir := t.TempDir()
+	data, err := os.ReadFile(src)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "tokenizer.json"), data, 0o644))
+	cfg, err := os.ReadFile("testdata/llama3.tokenizer_config.json")
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "tokenizer_config.json"), cfg, 0o644))
+	hf, err := Build(Config{TokenizerType: "HuggingFaceTokenizer", TokenizerModel: dir})
+	require.NoError(t, err)
+	require.Equal(t, 128256, hf.VocabSize(), "Megatron's HuggingFaceTokenizer counts the added tokens")
+	tok, err := Build(Config{TokenizerType: "LLama3Tokenizer", TokenizerModel: dir})
+	require.NoError(t, err)
+	require.Equal(t, 128256, tok.VocabSize(), "every id decodes")
+	require.Equal(t, 128000, PaiVocabSize(tok))
+	require.Equal(t, hf.EOS(), tok.EOS())
+	require.Equal(t, tok.EOS(), tok.EOD())
+	require.Equal(t, hf.Pad(), tok.Pad())
+	r := readExpected(t, "llama3.expected.jsonl")[0]
+	require.Equal(t, r.IDsWithSpecial, tok.Encode(r.Text))
+	old, err := Build(Config{TokenizerType: "LLamaTokenizer", TokenizerModel: dir})
+	require.NoError(t, err)
+	require.Equal(t, 128000, PaiVocabSize(old))
+	if hf.Pad() < 0 {
+		require.Equal(t, 128256, old.Pad(), "the id an added pad token takes")
+	}
+}
+
 // TestConcurrentEncode: Encode is safe from many goroutines (each borrows its own word
 // cache) and gives the same ids as a sequential run.
 func TestConcurrentEncode(t *testing.T) {
