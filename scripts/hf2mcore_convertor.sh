@@ -24,7 +24,7 @@ Convert a Llama checkpoint between Hugging Face and Megatron-Core with tools/con
    9 NUM_EXPERTS        0 (mixture-of-experts upcycling is not supported yet)
   10 EXPERTS_TOPK       0 (MoE only)
   11 EP                 0 or 1 (MoE only)
-  12 NUM_EXPERT_SPLITS  0 (MoE only)
+  12 NUM_EXPERT_SPLITS  0 (MoE only; may be left out, as in Pai's READMEs)
   13 mg2hf              false: Hugging Face → Megatron-Core; true: Megatron → Hugging Face
 
 Environment: DRY_RUN=1 prints the convert command and stops; CONVERT_BIN names the convertor
@@ -35,6 +35,8 @@ example: ${PAI_SCRIPT} 7B /mnt/llama2-ckpts/Llama-2-7b-hf ../../../ /mnt/llama2-
 
 # shellcheck source=lib/pai.sh
 . "$(dirname "$0")/lib/pai.sh"
+# Pai's READMEs also show twelve arguments, without NUM_EXPERT_SPLITS: read as 0.
+if [ $# -eq 12 ]; then set -- "${@:1:11}" 0 "${12}"; fi
 pai_nargs 13 $#
 
 MODEL_SIZE=$1
@@ -54,7 +56,7 @@ mg2hf=${13}
 # Every argument is checked before anything is written.
 case $MODEL_SIZE in
 8B)
-	NUM_LAYERS=32 HIDDEN_SIZE=4096 NUM_ATTN_HEADS=32 INTERMEDIATE_SIZE=14336 NUM_QUERY_GROUPS=8
+	pai_llama3_shape 8B 1
 	MODEL_NAME=llama3-8b
 	;;
 *)

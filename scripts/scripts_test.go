@@ -403,7 +403,9 @@ func TestUsage(t *testing.T) {
 		mcoreFinetuneScript: strings.Fields("ENV MEGATRON_PATCH_PATH MODEL_SIZE BATCH_SIZE GLOBAL_BATCH_SIZE LR MIN_LR SEQ_LEN PAD_LEN EXTRA_VOCAB_SIZE PR TP PP AC DO FL SP TE MOE SAVE_INTERVAL DATASET_PATH VALID_DATASET_PATH PRETRAIN_CHECKPOINT_PATH TRAIN_ITERS WARMUP_ITERS OUTPUT_BASEPATH"),
 	}
 	counts := map[string][]int{pretrainScript: {0, 23, 25}, finetuneScript: {0, 21, 23}, generateScript: {0, 17, 19}, datasetScript: {0, 4, 7},
-		withGAScript: {0, 24, 26}, mcorePretrainScript: {0, 24, 26}, mcoreFinetuneScript: {0, 25, 27}}
+		withGAScript: {0, 24, 26}, mcorePretrainScript: {0, 24, 26}, mcoreFinetuneScript: {0, 25, 27},
+		llama3PretrainScript: {0, 26}, llama3FinetuneScript: {0, 27}}
+	names[llama3PretrainScript], names[llama3FinetuneScript] = names[mcorePretrainScript], names[mcoreFinetuneScript]
 	for script, ns := range names {
 		for _, n := range counts[script] {
 			t.Run(script+"/"+strconv.Itoa(n), func(t *testing.T) {
@@ -414,7 +416,7 @@ func TestUsage(t *testing.T) {
 				stdout, stderr, code := run(t, f, "bash", script, nil, args...)
 				assert.Equal(t, 2, code)
 				assert.Empty(t, stdout)
-				assert.Contains(t, stderr, "usage: "+script)
+				assert.Contains(t, stderr, "usage: "+filepath.Base(script))
 				assert.Contains(t, stderr, "got "+strconv.Itoa(n))
 				for i, name := range ns {
 					assert.Contains(t, stderr, name, "usage must name argument %d", i+1)
@@ -436,7 +438,7 @@ func TestUsage(t *testing.T) {
 // also makes go test's result cache, which records the files a test opens, rerun the tests
 // when a script changes (bash reads them, not the test binary).
 func TestScriptFiles(t *testing.T) {
-	for _, pattern := range []string{"run_*.sh", "lib/*.sh"} {
+	for _, pattern := range []string{"run_*.sh", "*_convertor.sh", "llama3/run_*.sh", "lib/*.sh"} {
 		files, err := filepath.Glob(pattern)
 		require.NoError(t, err)
 		for _, p := range files {
@@ -482,7 +484,7 @@ func checkBad(t *testing.T, f fixture, script string, base []string, baseEnv map
 			stdout, stderr, code := run(t, f, "bash", script, env, with(base, tc.set)...)
 			assert.Equal(t, 2, code, "stderr: %s", stderr)
 			assert.Empty(t, stdout)
-			assert.Contains(t, stderr, script+": "+tc.want)
+			assert.Contains(t, stderr, filepath.Base(script)+": "+tc.want)
 			assert.NoDirExists(t, f.out)
 		})
 	}

@@ -63,6 +63,84 @@ const mcoreFinetuneFixed = "--save {OUT}/checkpoint/{NAME} --split 99\\,1\\,0 --
 	"--untie-embeddings-and-output-weights --disable-bias-linear --eod-mask-loss --transformer-impl transformer_engine " +
 	"--use-mcore-models"
 
+// Pai v2's Llama-3 scripts (examples/llama3, 7097866), in scripts/llama3/.
+const (
+	llama3PretrainScript = "llama3/run_pretrain_mcore_llama.sh"
+	llama3FinetuneScript = "llama3/run_finetune_mcore_llama_withGA.sh"
+)
+
+// llama3PretrainFixed is examples/llama3/run_pretrain_mcore_llama.sh's megatron_options.
+const llama3PretrainFixed = "--save {OUT}/checkpoint/{NAME} --data-path {DATA} --lr {LR} --min-lr {MINLR} --lr-decay-style cosine " +
+	"--weight-decay 0.1 --adam-beta1 0.9 --adam-beta2 0.95 --clip-grad 1.0 --init-method-std 0.008 --attention-dropout 0.0 " +
+	"--hidden-dropout 0.0 --lr-decay-iters {ITERS} --lr-warmup-iters {WARMUP} --train-iters {ITERS} --split 99\\,1\\,0 " +
+	"--micro-batch-size {MBS} --global-batch-size {GBS} --num-layers {L} --hidden-size {H} --num-attention-heads {NH} " +
+	"--ffn-hidden-size {F} --seq-length {SEQ} --max-position-embeddings 8192 --max-padding-length {PAD} --log-interval 1 " +
+	"--eval-interval 10000 --eval-iters 10 --save-interval {SAVE} --tensorboard-queue-size 1 --tensorboard-dir {OUT}/tensorboard/{NAME}_DATE " +
+	"--log-timers-to-tensorboard --log-batch-size-to-tensorboard --log-validation-ppl-to-tensorboard --tensor-model-parallel-size {TP} " +
+	"--pipeline-model-parallel-size {PP} --no-load-optim --no-load-rng --num-workers 8 --extra-vocab-size {EXTRA} " +
+	"--patch-tokenizer-type LLama3Tokenizer --dataset LLama-Pretrain-Idxmap --swiglu --normalization RMSNorm --norm-epsilon 1e-05 " +
+	"--use-rotary-position-embeddings --no-rope-fusion --position-embedding-type rope --untie-embeddings-and-output-weights " +
+	"--disable-bias-linear --use-mcore-models --rotary-base 500000"
+
+// llama3FinetuneFixed is examples/llama3/run_finetune_mcore_llama_withGA.sh's megatron_options.
+const llama3FinetuneFixed = "--save {OUT}/checkpoint/{NAME} --split 99\\,1\\,0 --train-data-path {TRAIN} --valid-data-path {VALID} " +
+	"--test-data-path {VALID} --lr {LR} --min-lr {MINLR} --lr-decay-style cosine --adam-beta1 0.9 --adam-beta2 0.95 " +
+	"--weight-decay 0.1 --clip-grad 1.0 --init-method-std 0.006 --dataloader-type cyclic --lr-decay-iters {DECAY} " +
+	"--lr-warmup-iters {WARMUP} --train-iters {ITERS} --micro-batch-size {MBS} --global-batch-size {GBS} --num-layers {L} " +
+	"--hidden-size {H} --num-attention-heads {NH} --ffn-hidden-size {F} --seq-length {SEQ} --max-position-embeddings 8192 " +
+	"--max-padding-length {PAD} --log-interval 1 --eval-interval 10000 --eval-iters 10 --save-interval {SAVE} " +
+	"--tensorboard-queue-size 1 --tensorboard-dir {OUT}/tensorboard/{NAME}_DATE --log-timers-to-tensorboard " +
+	"--log-batch-size-to-tensorboard --log-validation-ppl-to-tensorboard --tensor-model-parallel-size {TP} " +
+	"--pipeline-model-parallel-size {PP} --no-load-optim --no-load-rng --num-workers 8 --extra-vocab-size {EXTRA} " +
+	"--patch-tokenizer-type LLamaTokenizer --dataset LLama-Pretrain-Raw --swiglu --normalization RMSNorm " +
+	"--use-rotary-position-embeddings --no-rope-fusion --position-embedding-type rope --untie-embeddings-and-output-weights " +
+	"--disable-bias-linear --use-mcore-models --rotary-base 500000 --attention-dropout 0.0 --hidden-dropout 0.0 " +
+	"--norm-epsilon 1e-05 --eod-mask-loss"
+
+// TestLlama3DryRun: the Llama-3 scripts print Pai's commands for its README examples.
+func TestLlama3DryRun(t *testing.T) {
+	f := newFixture(t)
+	ck8 := filepath.Join(f.dir, "Meta-Llama-3-8B-to-mcore-tp4-pp1")
+	writeFile(t, filepath.Join(ck8, "config.json"), `{"hidden_size": 4096, "intermediate_size": 14336, "num_attention_heads": 32, "num_hidden_layers": 32, "num_key_value_heads": 8, "vocab_size": 128256}`)
+	dsw8 := "golaunch --nproc_per_node 8 --nnodes 1 --node_rank 0 --master_addr localhost --master_port PORT "
+	eight := map[string]string{"GPUS_PER_NODE": "8"}
+	shape8B := map[string]string{"L": "32", "H": "4096", "NH": "32", "F": "14336"}
+	gqa := " --group-query-attention --num-query-groups 8"
+	for _, tc := range []struct {
+		name, script, fixed, launch, tail string
+		args                              []string
+		vals                              map[string]string
+	}{{
+		name: "pretrain README example", script: llama3PretrainScript, fixed: llama3PretrainFixed, launch: dsw8 + "pretrain ",
+		args: []string{"dsw", "../../", "8B", "1", "8", "1e-5", "1e-6", "128", "128", "256", "bf16", "4", "1", "sel", "true", "false", "false", "false", "false", "100000", f.ds, ck8, "100000000", "10000", f.out},
+		vals: map[string]string{"NAME": "pretrain-mcore-llama3-8B-lr-1e-5-minlr-1e-6-bs-1-gbs-8-seqlen-128-pr-bf16-tp-4-pp-1-ac-sel-do-true-sp-false-moe-false-tt-100000000-wt-10000",
+			"DATA": f.ds, "LR": "1e-5", "MINLR": "1e-6", "ITERS": "97656", "WARMUP": "9", "MBS": "1", "GBS": "8", "SEQ": "128", "PAD": "128",
+			"SAVE": "100000", "TP": "4", "PP": "1", "EXTRA": "256"},
+		tail: "--bf16 --load " + ck8 + " --transformer-impl local --recompute-activations --use-distributed-optimizer" + gqa,
+	}, {
+		name: "finetune README example", script: llama3FinetuneScript, fixed: llama3FinetuneFixed, launch: dsw8 + "finetune ",
+		args: []string{"dsw", "../../", "8B", "1", "8", "1e-5", "1e-6", "128", "128", "256", "bf16", "4", "1", "sel", "true", "false", "false", "false", "false", "100000", f.json, f.json, ck8, "100000000", "10000", f.out},
+		vals: map[string]string{"NAME": "dsw-finetune-megatron-llama2-8B-lr-1e-5-bs-1-seqlen-128-pr-bf16-tp-4-pp-1-ac-sel-do-true-sp-false-tt--wt-",
+			"TRAIN": f.json, "VALID": f.json, "LR": "1e-5", "MINLR": "1e-6", "DECAY": "99990000", "WARMUP": "10000", "ITERS": "100000000", "MBS": "1", "GBS": "8",
+			"SEQ": "128", "PAD": "128", "SAVE": "100000", "TP": "4", "PP": "1", "EXTRA": "256"},
+		tail: "--bf16 --load " + ck8 + " --transformer-impl local --recompute-activations --use-distributed-optimizer" + gqa,
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			stdout, stderr, code := run(t, f, "bash", tc.script, eight, tc.args...)
+			require.Equal(t, 0, code, "stderr: %s", stderr)
+			want := tc.launch + fill(tc.fixed, merge(shape8B, tc.vals, map[string]string{"OUT": f.out})) + " " + tc.tail
+			assert.Equal(t, want, normalize(t, strings.TrimSuffix(stdout, "\n"), true))
+			assert.NoDirExists(t, f.out)
+		})
+	}
+	base := []string{"dsw", "x", "8B", "1", "8", "1e-5", "1e-6", "128", "128", "256", "bf16", "4", "1", "sel", "true", "false", "false", "false", "false", "100", f.ds, ck8, "1024000", "0", f.out}
+	checkBad(t, f, llama3PretrainScript, base, eight, []badCase{
+		{"Llama-2 size", map[int]string{3: "7B"}, nil, "MODEL_SIZE (arg 3): '7B' is not one of: 8B tiny small"},
+		{"MOE true", map[int]string{19: "true"}, nil, "MOE (arg 19): true asks for mixture-of-experts layers (--moe-router-topk 2 --num-experts 8"},
+		{"Llama-2 checkpoint", map[int]string{22: f.ck7}, nil, "PRETRAIN_CHECKPOINT_PATH (arg 22): " + f.ck7 + "/config.json has intermediate_size 11008, but MODEL_SIZE (arg 3) 8B has 14336"},
+	})
+}
+
 func TestV2DryRun(t *testing.T) {
 	f := newFixture(t)
 	dsw8 := "golaunch --nproc_per_node 8 --nnodes 1 --node_rank 0 --master_addr localhost --master_port PORT "

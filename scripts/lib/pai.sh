@@ -94,11 +94,12 @@ pai_model_shape() {
 # pai_train_args ARGS… assigns and checks the first 18 arguments that Pai's training scripts
 # with a global batch share, in their order: ENV MEGATRON_PATCH_PATH MODEL_SIZE BATCH_SIZE
 # GLOBAL_BATCH_SIZE LR MIN_LR SEQ_LEN PAD_LEN EXTRA_VOCAB_SIZE PR TP PP AC DO FL SP TE.
+# MODEL_SIZE goes through ${PAI_SHAPE:-pai_model_shape}.
 pai_train_args() {
 	ENV=$1 MEGATRON_PATCH_PATH=$2 MODEL_SIZE=$3 BATCH_SIZE=$4 GLOBAL_BATCH_SIZE=$5 LR=$6 MIN_LR=$7 SEQ_LEN=$8 PAD_LEN=$9
 	EXTRA_VOCAB_SIZE=${10} PR=${11} TP=${12} PP=${13} AC=${14} DO=${15} FL=${16} SP=${17} TE=${18}
 	pai_enum ENV 1 "$ENV" dsw dlc
-	pai_model_shape "$MODEL_SIZE" 3
+	"${PAI_SHAPE:-pai_model_shape}" "$MODEL_SIZE" 3
 	pai_int_pos BATCH_SIZE 4 "$BATCH_SIZE"
 	pai_int_pos GLOBAL_BATCH_SIZE 5 "$GLOBAL_BATCH_SIZE"
 	pai_float LR 6 "$LR"
@@ -123,6 +124,20 @@ pai_run_paths() {
 	TENSORBOARD_DIR="${OUTPUT_BASEPATH}/tensorboard/$1_${current_time}"
 	SAVED_PRETRAIN_CHECKPOINT_PATH="${OUTPUT_BASEPATH}/checkpoint/$1"
 	LOG_FILE="${OUTPUT_BASEPATH}/log/$1_${current_time}.log"
+}
+
+# pai_llama3_shape SIZE POS sets the shape variables as pai_model_shape does for Pai's
+# Llama-3 scripts: 8B (32 layers, hidden 4096, 32 heads, 8 query groups, FFN 14336), or
+# gomegatron's CPU sizes tiny and small.
+pai_llama3_shape() {
+	case $1 in
+	8B)
+		NUM_LAYERS=32 HIDDEN_SIZE=4096 NUM_ATTN_HEADS=32 INTERMEDIATE_SIZE=14336 NUM_QUERY_GROUPS=8
+		gqa_options=(--group-query-attention --num-query-groups 8)
+		;;
+	tiny | small) pai_model_shape "$1" "$2" ;;
+	*) pai_die "MODEL_SIZE (arg $2): '$1' is not one of: 8B tiny small" ;;
+	esac
 }
 
 # pai_gpu_count prints the local GPU count: the entries of CUDA_VISIBLE_DEVICES when it is
@@ -359,13 +374,13 @@ pai_feature_options() {
 	return 0
 }
 
-# pai_moe VALUE POS checks the MOE argument of the mcore scripts: false, or true, which asks
-# for Pai's mixture-of-experts layers (--moe-router-topk 1 --num-experts 4
-# --expert-model-parallel-size 2) that gomegatron does not train yet.
+# pai_moe VALUE POS [FLAGS] checks the MOE argument of the mcore scripts: false, or true,
+# which asks for Pai's mixture-of-experts layers (FLAGS, Llama-2's by default) that
+# gomegatron does not train yet.
 pai_moe() {
 	pai_enum MOE "$2" "$1" true false
 	[ "$1" = false ] ||
-		pai_die "MOE (arg $2): true asks for mixture-of-experts layers (--num-experts 4 --moe-router-topk 1 --expert-model-parallel-size 2), which gomegatron does not train yet; pass false for the dense model"
+		pai_die "MOE (arg $2): true asks for mixture-of-experts layers (${3:---num-experts 4 --moe-router-topk 1 --expert-model-parallel-size 2}), which gomegatron does not train yet; pass false for the dense model"
 }
 
 # pai_train_launch COMMAND runs golaunch COMMAND with the options in Pai's order (megatron,

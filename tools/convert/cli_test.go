@@ -204,6 +204,7 @@ func TestHF2McoreConvertorScript(t *testing.T) {
 		{[]string{"7B", src, "x", src, meg, "2", "1", "0", "0", "0", "0", "0", "false"}, "HG_CKPT_PATH (arg 2): " + src + "/config.json has num_hidden_layers 2, but MODEL_SIZE (arg 1) 7B has 32"},
 		{[]string{"tiny", src, "x", src, meg, "2", "1", "0", "0", "0", "0", "0", "yes"}, "mg2hf (arg 13): 'yes' is not one of: true false"},
 		{[]string{"tiny", src, "x", src}, "expected 13 arguments, got 4"},
+		{[]string{"tiny", src, "x", src, meg, "2", "1", "0", "4", "1", "2", "false"}, "NUM_EXPERTS (arg 9): 4 experts"}, // the README's 12
 	} {
 		out, err := run([]string{"DRY_RUN=1"}, bad.args...)
 		require.Error(t, err)
@@ -217,7 +218,7 @@ func TestHF2McoreConvertorScript(t *testing.T) {
 	out2, err := build.CombinedOutput()
 	require.NoError(t, err, string(out2))
 	env := []string{"CONVERT_BIN=" + bin, "TARGET_PARAMS_DTYPE=fp32"}
-	out, err = run(env, "tiny", src, "x", src, meg, "2", "1", "0", "0", "0", "0", "0", "false")
+	out, err = run(env, "tiny", src, "x", src, meg, "2", "1", "0", "0", "0", "0", "false") // the README's twelve arguments
 	require.NoError(t, err, out)
 	require.Regexp(t, `(?m)^0 min \d+ sec$`, out, "Pai's closing line")
 	v, err := torchpickle.Load(filepath.Join(meg, "release", megatron.ShardDirName(1, 0, 1), megatron.ModelFile))
