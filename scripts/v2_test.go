@@ -104,35 +104,22 @@ func TestLlama3DryRun(t *testing.T) {
 	writeFile(t, filepath.Join(ck8, "config.json"), `{"hidden_size": 4096, "intermediate_size": 14336, "num_attention_heads": 32, "num_hidden_layers": 32, "num_key_value_heads": 8, "vocab_size": 128256}`)
 	dsw8 := "golaunch --nproc_per_node 8 --nnodes 1 --node_rank 0 --master_addr localhost --master_port PORT "
 	eight := map[string]string{"GPUS_PER_NODE": "8"}
-	shape8B := map[string]string{"L": "32", "H": "4096", "NH": "32", "F": "14336"}
 	gqa := " --group-query-attention --num-query-groups 8"
-	for _, tc := range []struct {
-		name, script, fixed, launch, tail string
-		args                              []string
-		vals                              map[string]string
-	}{{
-		name: "pretrain README example", script: llama3PretrainScript, fixed: llama3PretrainFixed, launch: dsw8 + "pretrain ",
+	runDryCases(t, f, []dryCase{{
+		name: "pretrain README example", script: llama3PretrainScript, fixed: llama3PretrainFixed, size: "8B", env: eight, launch: dsw8 + "pretrain ",
 		args: []string{"dsw", "../../", "8B", "1", "8", "1e-5", "1e-6", "128", "128", "256", "bf16", "4", "1", "sel", "true", "false", "false", "false", "false", "100000", f.ds, ck8, "100000000", "10000", f.out},
 		vals: map[string]string{"NAME": "pretrain-mcore-llama3-8B-lr-1e-5-minlr-1e-6-bs-1-gbs-8-seqlen-128-pr-bf16-tp-4-pp-1-ac-sel-do-true-sp-false-moe-false-tt-100000000-wt-10000",
 			"DATA": f.ds, "LR": "1e-5", "MINLR": "1e-6", "ITERS": "97656", "WARMUP": "9", "MBS": "1", "GBS": "8", "SEQ": "128", "PAD": "128",
 			"SAVE": "100000", "TP": "4", "PP": "1", "EXTRA": "256"},
 		tail: "--bf16 --load " + ck8 + " --transformer-impl local --recompute-activations --use-distributed-optimizer" + gqa,
 	}, {
-		name: "finetune README example", script: llama3FinetuneScript, fixed: llama3FinetuneFixed, launch: dsw8 + "finetune ",
+		name: "finetune README example", script: llama3FinetuneScript, fixed: llama3FinetuneFixed, size: "8B", env: eight, launch: dsw8 + "finetune ",
 		args: []string{"dsw", "../../", "8B", "1", "8", "1e-5", "1e-6", "128", "128", "256", "bf16", "4", "1", "sel", "true", "false", "false", "false", "false", "100000", f.json, f.json, ck8, "100000000", "10000", f.out},
 		vals: map[string]string{"NAME": "dsw-finetune-megatron-llama2-8B-lr-1e-5-bs-1-seqlen-128-pr-bf16-tp-4-pp-1-ac-sel-do-true-sp-false-tt--wt-",
 			"TRAIN": f.json, "VALID": f.json, "LR": "1e-5", "MINLR": "1e-6", "DECAY": "99990000", "WARMUP": "10000", "ITERS": "100000000", "MBS": "1", "GBS": "8",
 			"SEQ": "128", "PAD": "128", "SAVE": "100000", "TP": "4", "PP": "1", "EXTRA": "256"},
 		tail: "--bf16 --load " + ck8 + " --transformer-impl local --recompute-activations --use-distributed-optimizer" + gqa,
-	}} {
-		t.Run(tc.name, func(t *testing.T) {
-			stdout, stderr, code := run(t, f, "bash", tc.script, eight, tc.args...)
-			require.Equal(t, 0, code, "stderr: %s", stderr)
-			want := tc.launch + fill(tc.fixed, merge(shape8B, tc.vals, map[string]string{"OUT": f.out})) + " " + tc.tail
-			assert.Equal(t, want, normalize(t, strings.TrimSuffix(stdout, "\n"), true))
-			assert.NoDirExists(t, f.out)
-		})
-	}
+	}})
 	base := []string{"dsw", "x", "8B", "1", "8", "1e-5", "1e-6", "128", "128", "256", "bf16", "4", "1", "sel", "true", "false", "false", "false", "false", "100", f.ds, ck8, "1024000", "0", f.out}
 	checkBad(t, f, llama3PretrainScript, base, eight, []badCase{
 		{"Llama-2 size", map[int]string{3: "7B"}, nil, "MODEL_SIZE (arg 3): '7B' is not one of: 8B tiny small"},
@@ -146,12 +133,7 @@ func TestV2DryRun(t *testing.T) {
 	dsw8 := "golaunch --nproc_per_node 8 --nnodes 1 --node_rank 0 --master_addr localhost --master_port PORT "
 	dsw2 := "golaunch --nproc_per_node 2 --nnodes 1 --node_rank 0 --master_addr localhost --master_port PORT "
 	eight, two := map[string]string{"GPUS_PER_NODE": "8"}, map[string]string{"GPUS_PER_NODE": "2"}
-	tests := []struct {
-		name, script, fixed, size, launch, tail string
-		env                                     map[string]string
-		args                                    []string
-		vals                                    map[string]string
-	}{{
+	runDryCases(t, f, []dryCase{{
 		name: "withGA README example: 13B TP 8, decay = 1000 - 10", script: withGAScript, fixed: withGAFixed, size: "13B", env: eight,
 		args:   []string{"dsw", "../../", "13B", "1", "32", "1e-5", "1e-6", "128", "128", "0", "bf16", "8", "1", "sel", "true", "false", "false", "false", "100", f.json, f.json, f.ck13, "1000", "10", f.out},
 		launch: dsw8 + "finetune ",
@@ -202,11 +184,24 @@ func TestV2DryRun(t *testing.T) {
 		tail: "--bf16 --fp8-hybrid --fp8-amax-compute-algo max --fp8-amax-history-len 1024 --transformer-impl transformer_engine --load " + f.ck70 +
 			" --transformer-impl transformer_engine --recompute-method uniform --recompute-granularity full --use-distributed-optimizer --use-flash-attn" +
 			" --sequence-parallel --group-query-attention --num-query-groups 8",
-	}}
-	for _, tc := range tests {
+	}})
+}
+
+// dryCase is one dry run: the script's arguments and environment, and the command it must
+// print: launch, then fixed (a template filled with vals, the shape of size and OUT), then tail.
+type dryCase struct {
+	name, script, fixed, size, launch, tail string
+	env                                     map[string]string
+	args                                    []string
+	vals                                    map[string]string
+}
+
+func runDryCases(t *testing.T, f fixture, cases []dryCase) {
+	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			stdout, stderr, code := run(t, f, "bash", tc.script, tc.env, tc.args...)
 			require.Equal(t, 0, code, "stderr: %s", stderr)
+			require.Contains(t, shape, tc.size)
 			want := tc.launch + fill(tc.fixed, merge(shape[tc.size], tc.vals, map[string]string{"OUT": f.out})) + " " + tc.tail
 			assert.Equal(t, want, normalize(t, strings.TrimSuffix(stdout, "\n"), true))
 			assert.Empty(t, stderr)
@@ -246,5 +241,75 @@ func TestV2BadInput(t *testing.T) {
 		{"no iterations", map[int]string{23: "1000"}, nil, "TRAIN_TOKENS (arg 23): 1000 / GLOBAL_BATCH_SIZE 8 / SEQ_LEN 128 gives 0 training iterations"},
 		{"data missing", map[int]string{21: f.ds + "x"}, nil, "DATASET_PATH (arg 21): " + f.ds + "x.bin not found"},
 		{"TP does not divide heads", map[int]string{12: "3"}, nil, "TP (arg 12): 3 does not divide the 32 attention heads of MODEL_SIZE 7B"},
+	})
+}
+
+// Pai v2's Qwen1.5 scripts (examples/qwen1_5, 7097866), in scripts/qwen1_5/.
+const (
+	qwenPretrainScript = "qwen1_5/run_pretrain_mcore_qwen.sh"
+	qwenFinetuneScript = "qwen1_5/run_finetune_mcore_qwen_withGA.sh"
+)
+
+// qwenTail is the end of both Qwen1.5 scripts' megatron_options.
+const qwenTail = "--swiglu --normalization RMSNorm --norm-epsilon 1e-06 --use-rotary-position-embeddings --no-rope-fusion " +
+	"--position-embedding-type rope --untie-embeddings-and-output-weights --disable-bias-linear --add-qkv-bias --use-mcore-models " +
+	"--rotary-percent 1.0 --rotary-base 1000000 --rotary-seq-len-interpolation-factor 1"
+
+// qwenPretrainFixed is examples/qwen1_5/run_pretrain_mcore_qwen.sh's megatron_options.
+const qwenPretrainFixed = "--save {OUT}/checkpoint/{NAME} --data-path {DATA} --lr {LR} --min-lr {MINLR} --lr-decay-style cosine " +
+	"--weight-decay 0.1 --adam-beta1 0.9 --adam-beta2 0.95 --clip-grad 1.0 --init-method-std 0.008 --attention-dropout 0.0 " +
+	"--hidden-dropout 0.0 --lr-decay-iters {ITERS} --lr-warmup-iters {WARMUP} --train-iters {ITERS} --split 99\\,1\\,0 " +
+	"--micro-batch-size {MBS} --global-batch-size {GBS} --num-layers {L} --hidden-size {H} --num-attention-heads {NH} " +
+	"--ffn-hidden-size {F} --seq-length {SEQ} --max-position-embeddings 32768 --max-padding-length {PAD} --log-interval 1 " +
+	"--eval-interval 10000 --eval-iters 10 --save-interval {SAVE} --tensorboard-queue-size 1 --tensorboard-dir {OUT}/tensorboard/{NAME}_DATE " +
+	"--log-timers-to-tensorboard --log-batch-size-to-tensorboard --log-validation-ppl-to-tensorboard --tensor-model-parallel-size {TP} " +
+	"--pipeline-model-parallel-size {PP} --no-load-optim --no-load-rng --num-workers 8 --extra-vocab-size {EXTRA} " +
+	"--patch-tokenizer-type Qwen2Tokenizer --dataset LLama-Pretrain-Idxmap " + qwenTail
+
+// qwenFinetuneFixed is examples/qwen1_5/run_finetune_mcore_qwen_withGA.sh's megatron_options.
+const qwenFinetuneFixed = "--save {OUT}/checkpoint/{NAME} --train-data-path {TRAIN} --valid-data-path {VALID} " +
+	"--test-data-path {VALID} --lr {LR} --min-lr {MINLR} --lr-decay-style cosine --adam-beta1 0.9 --adam-beta2 0.95 " +
+	"--weight-decay 0.1 --clip-grad 1.0 --init-method-std 0.008 --attention-dropout 0.0 --hidden-dropout 0.0 --dataloader-type cyclic " +
+	"--lr-decay-iters {DECAY} --lr-warmup-iters {WARMUP} --train-iters {ITERS} --micro-batch-size {MBS} --global-batch-size {GBS} " +
+	"--num-layers {L} --hidden-size {H} --num-attention-heads {NH} --ffn-hidden-size {F} --seq-length {SEQ} " +
+	"--max-position-embeddings 32768 --max-padding-length {PAD} --log-interval 1 --eval-interval 10000 --eval-iters 10 " +
+	"--save-interval {SAVE} --tensorboard-queue-size 1 --tensorboard-dir {OUT}/tensorboard/{NAME}_DATE --log-timers-to-tensorboard " +
+	"--log-batch-size-to-tensorboard --log-validation-ppl-to-tensorboard --tensor-model-parallel-size {TP} " +
+	"--pipeline-model-parallel-size {PP} --no-load-optim --no-load-rng --num-workers 8 --extra-vocab-size {EXTRA} " +
+	"--patch-tokenizer-type LLamaTokenizer --dataset LLama-Pretrain-Raw " + qwenTail + " --eod-mask-loss"
+
+// TestQwen15DryRun: the Qwen1.5 scripts print Pai's commands for its README examples (the
+// fine-tuning one without EP, as Pai's README writes it, and with it).
+func TestQwen15DryRun(t *testing.T) {
+	f := newFixture(t)
+	ck := filepath.Join(f.dir, "Qwen1.5-0.5B-hf-to-mcore-tp1-pp1")
+	writeFile(t, filepath.Join(ck, "config.json"), `{"hidden_size": 1024, "intermediate_size": 2816, "num_attention_heads": 16, "num_hidden_layers": 24, "num_key_value_heads": 16, "vocab_size": 151936}`)
+	one := map[string]string{"GPUS_PER_NODE": "1"}
+	dsw1 := "golaunch --nproc_per_node 1 --nnodes 1 --node_rank 0 --master_addr localhost --master_port PORT "
+	ft := []string{"dsw", "../../", "0.5B", "1", "8", "1e-5", "1e-6", "128", "128", "293", "bf16", "1", "1", "sel", "true", "false", "false", "false", "false", "100000", f.json, f.json, ck, "100000000", "10000", f.out}
+	ftVals := map[string]string{"NAME": "dsw-finetune-megatron-qwen2-0.5B-lr-1e-5-bs-1-seqlen-128-pr-bf16-tp-1-pp-1-ac-sel-do-true-sp-false-tt--wt-",
+		"TRAIN": f.json, "VALID": f.json, "LR": "1e-5", "MINLR": "1e-6", "DECAY": "99990000", "WARMUP": "10000", "ITERS": "100000000", "MBS": "1", "GBS": "8",
+		"SEQ": "128", "PAD": "128", "SAVE": "100000", "TP": "1", "PP": "1", "EXTRA": "293"}
+	tail := "--bf16 --load " + ck + " --transformer-impl local --recompute-activations --use-distributed-optimizer"
+	runDryCases(t, f, []dryCase{{
+		name: "pretrain README example", script: qwenPretrainScript, fixed: qwenPretrainFixed, size: "0.5B", env: one, launch: dsw1 + "pretrain ",
+		args: []string{"dsw", "../../", "0.5B", "1", "8", "1e-5", "1e-6", "128", "128", "293", "bf16", "1", "1", "sel", "true", "false", "false", "false", "false", "100000", f.ds, ck, "100000000", "10000", f.out},
+		vals: map[string]string{"NAME": "pretrain-mcore-qwen-0.5B-lr-1e-5-minlr-1e-6-bs-1-gbs-8-seqlen-128-pr-bf16-tp-1-pp-1-ac-sel-do-true-sp-false-moe-false-tt-100000000-wt-10000",
+			"DATA": f.ds, "LR": "1e-5", "MINLR": "1e-6", "ITERS": "97656", "WARMUP": "9", "MBS": "1", "GBS": "8", "SEQ": "128", "PAD": "128",
+			"SAVE": "100000", "TP": "1", "PP": "1", "EXTRA": "293"},
+		tail: tail,
+	}, {
+		name: "finetune README example (26 arguments, no EP)", script: qwenFinetuneScript, fixed: qwenFinetuneFixed, size: "0.5B", env: one, launch: dsw1 + "finetune ",
+		args: ft, vals: ftVals, tail: tail,
+	}, {
+		name: "finetune with EP", script: qwenFinetuneScript, fixed: qwenFinetuneFixed, size: "0.5B", env: one, launch: dsw1 + "finetune ",
+		args: append(append(append([]string{}, ft[:19]...), "1"), ft[19:]...), vals: ftVals, tail: tail,
+	}})
+	base := append(append(append([]string{}, ft[:19]...), "1"), ft[19:]...)
+	checkBad(t, f, qwenFinetuneScript, base, one, []badCase{
+		{"MoE size", map[int]string{3: "A2.7B"}, nil, "MODEL_SIZE (arg 3): A2.7B is Qwen1.5-MoE"},
+		{"MOE true", map[int]string{19: "true"}, nil, "MOE (arg 19): true asks for mixture-of-experts layers (--moe-router-topk 2 --num-experts 8 --moe-aux-loss-coeff 1e-2 --expert-model-parallel-size 1"},
+		{"EP", map[int]string{20: "0"}, nil, "EP (arg 20): '0' is not a positive integer"},
+		{"warmup", map[int]string{26: "100000000"}, nil, "WARMUP_ITERS (arg 26): 100000000 leaves no decay iterations"},
 	})
 }

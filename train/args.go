@@ -34,6 +34,7 @@ type Args struct {
 	ExpertModelParallelSize int     `name:"expert-model-parallel-size" default:"1" help:"Expert parallelism: only 1 (not supported yet)."`
 	MoEAuxLossCoeff         float64 `name:"moe-aux-loss-coeff" help:"Mixture of experts: not supported yet."`
 	MoEGroupedGemm          bool    `name:"moe-grouped-gemm" help:"Mixture of experts: not supported yet."`
+	RotarySeqLenInterp      float64 `name:"rotary-seq-len-interpolation-factor" help:"RoPE position interpolation: only 1 (none; Pai's Qwen scripts pass it)."`
 
 	// Batches and length of training.
 	MicroBatchSize  int `name:"micro-batch-size" default:"1" help:"Sequences per microbatch."`
@@ -189,6 +190,9 @@ func (a *Args) Validate(world int) error {
 	}
 	if a.ContextParallelSize != 1 {
 		return fmt.Errorf("--context-parallel-size %d: context parallelism is not supported yet (only 1)", a.ContextParallelSize)
+	}
+	if a.RotarySeqLenInterp != 0 && a.RotarySeqLenInterp != 1 {
+		return fmt.Errorf("--rotary-seq-len-interpolation-factor %v: RoPE position interpolation is not supported yet (only 1)", a.RotarySeqLenInterp)
 	}
 	if a.NumExperts > 0 || a.ExpertModelParallelSize != 1 {
 		return fmt.Errorf("--num-experts %d, --expert-model-parallel-size %d: mixture-of-experts layers are not supported yet (dense models only)", a.NumExperts, a.ExpertModelParallelSize)

@@ -485,7 +485,7 @@ func (a *Args) schedule(trainIters int) (LRSchedule, error) {
 // tokenizer.vocab_size for its --patch-tokenizer-type) plus --extra-vocab-size.
 func (a *Args) modelVocab(tok tokenizer.Tokenizer) int {
 	switch a.tokenizerType() {
-	case "LLamaTokenizer", "LLama3Tokenizer":
+	case "LLamaTokenizer", "LLama3Tokenizer", "Qwen2Tokenizer":
 		return tokenizer.PaiVocabSize(tok) + a.ExtraVocabSize
 	}
 	return tok.VocabSize() + a.ExtraVocabSize
@@ -506,7 +506,7 @@ func (a *Args) buildTokenizer() (tokenizer.Tokenizer, error) {
 		return nil, fmt.Errorf("no tokenizer: give --tokenizer-type (or --patch-tokenizer-type)")
 	}
 	model := a.TokenizerModel
-	if model == "" && (typ == "LLamaTokenizer" || typ == "LLama3Tokenizer" || typ == "HuggingFaceTokenizer") && a.LoadingCheckpoint() {
+	if model == "" && (typ == "LLamaTokenizer" || typ == "LLama3Tokenizer" || typ == "Qwen2Tokenizer" || typ == "HuggingFaceTokenizer") && a.LoadingCheckpoint() {
 		model = a.Load // Pai loads the tokenizer from the checkpoint folder (the converter copies it there)
 	}
 	return tokenizer.Build(tokenizer.Config{TokenizerType: typ, TokenizerModel: model,

@@ -16,8 +16,8 @@ import (
 //   - GPTSentencePieceTokenizer: --tokenizer-model; Encode has no BOS; eod = eos.
 //   - Llama2Tokenizer: --tokenizer-model; Encode prepends BOS (Megatron's tokenize
 //     default bos=True); eod = eos.
-//   - HuggingFaceTokenizer, and Pai-Megatron-Patch's LLamaTokenizer and LLama3Tokenizer
-//     (see paiLlamaSpecials): --tokenizer-model is
+//   - HuggingFaceTokenizer, and Pai-Megatron-Patch's LLamaTokenizer, LLama3Tokenizer and
+//     Qwen2Tokenizer (see paiLlamaSpecials, paiQwen2Specials): --tokenizer-model is
 //     a Hugging Face directory (tokenizer.json, tokenizer_config.json) or a tokenizer.json;
 //     Encode is tokenizer(text) (add_special_tokens=True); eod = eos.
 //   - TikTokenizer: --tokenizer-model, Megatron's JSON rank list, or a tiktoken rank file
@@ -45,7 +45,7 @@ func Build(cfg Config) (Tokenizer, error) {
 			return &SentencePieceBOS{sp}, nil
 		}
 		return sp, nil
-	case "HuggingFaceTokenizer", "LLamaTokenizer", "LLama3Tokenizer":
+	case "HuggingFaceTokenizer", "LLamaTokenizer", "LLama3Tokenizer", "Qwen2Tokenizer":
 		if cfg.TokenizerModel == "" {
 			return nil, fmt.Errorf("tokenizer: %s needs --tokenizer-model (a Hugging Face directory or tokenizer.json)", cfg.TokenizerType)
 		}
@@ -71,6 +71,8 @@ func Build(cfg Config) (Tokenizer, error) {
 			paiLlamaSpecials(hf)
 		case "LLama3Tokenizer":
 			hf.eod = hf.eos
+		case "Qwen2Tokenizer":
+			paiQwen2Specials(hf)
 		}
 		return hf, nil
 	case "TikTokenizer":
@@ -86,7 +88,7 @@ func Build(cfg Config) (Tokenizer, error) {
 	case "":
 		return nil, fmt.Errorf("tokenizer: --tokenizer-type is not set")
 	}
-	return nil, fmt.Errorf("tokenizer: --tokenizer-type %q is not supported (GPT2BPETokenizer, SentencePieceTokenizer, GPTSentencePieceTokenizer, Llama2Tokenizer, HuggingFaceTokenizer, LLamaTokenizer, LLama3Tokenizer, TikTokenizer, NullTokenizer)", cfg.TokenizerType)
+	return nil, fmt.Errorf("tokenizer: --tokenizer-type %q is not supported (GPT2BPETokenizer, SentencePieceTokenizer, GPTSentencePieceTokenizer, Llama2Tokenizer, HuggingFaceTokenizer, LLamaTokenizer, LLama3Tokenizer, Qwen2Tokenizer, TikTokenizer, NullTokenizer)", cfg.TokenizerType)
 }
 
 // paiLlamaSpecials gives Pai-Megatron-Patch's LLamaTokenizer special ids: eod = eos, and
@@ -98,6 +100,18 @@ func paiLlamaSpecials(t *HF) {
 		t.pad = t.VocabSize()
 	}
 	t.eod = t.eos
+}
+
+// paiQwen2Specials gives Pai-Megatron-Patch's Qwen2Tokenizer special ids: eod = eos, and
+// the pad is "<|extra_0|>", which Pai adds: its id, or the next free one when the
+// tokenizer does not have it (151646 for Qwen1.5), whatever pad the tokenizer names.
+func paiQwen2Specials(t *HF) {
+	t.eod = t.eos
+	if id, ok := t.TokenID("<|extra_0|>"); ok {
+		t.pad = id
+	} else {
+		t.pad = t.VocabSize()
+	}
 }
 
 // PaiVocabSize is the vocabulary Pai-Megatron-Patch sizes the embedding from before

@@ -249,6 +249,32 @@ func TestPaiLLama3Tokenizer(t *testing.T) {
 	}
 }
 
+// TestPaiQwen2Tokenizer: Pai-Megatron-Patch's Qwen2Tokenizer on a Qwen HF directory: the
+// vocabulary is the BPE's 151643 ids (len(tokenizer.encoder); Pai's scripts add 293 or 421
+// extra rows), eod = eos, and the pad is "<|extra_0|>", which Pai adds after the tokenizer's
+// own ids, whatever pad the tokenizer names.
+func TestPaiQwen2Tokenizer(t *testing.T) {
+	src := largeFile(t, "tokenizers/qwen3/tokenizer.json")
+	dir := t.TempDir()
+	data, err := os.ReadFile(src)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "tokenizer.json"), data, 0o644))
+	cfg, err := os.ReadFile("testdata/qwen3.tokenizer_config.json")
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "tokenizer_config.json"), cfg, 0o644))
+	hf, err := Build(Config{TokenizerType: "HuggingFaceTokenizer", TokenizerModel: dir})
+	require.NoError(t, err)
+	tok, err := Build(Config{TokenizerType: "Qwen2Tokenizer", TokenizerModel: dir})
+	require.NoError(t, err)
+	require.Equal(t, 151643, PaiVocabSize(tok))
+	require.Equal(t, hf.VocabSize(), tok.VocabSize())
+	require.Equal(t, 151643, hf.Pad(), "the tokenizer's own pad, <|endoftext|>")
+	require.Equal(t, 151669, tok.Pad(), "Pai's added <|extra_0|>")
+	require.Equal(t, hf.EOS(), tok.EOD())
+	r := readExpected(t, "qwen3.expected.jsonl")[0]
+	require.Equal(t, r.IDsWithSpecial, tok.Encode(r.Text))
+}
+
 // TestConcurrentEncode: Encode is safe from many goroutines (each borrows its own word
 // cache) and gives the same ids as a sequential run.
 func TestConcurrentEncode(t *testing.T) {

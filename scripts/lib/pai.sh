@@ -140,6 +140,30 @@ pai_llama3_shape() {
 	esac
 }
 
+# pai_qwen15_shape SIZE POS sets the shape variables and MAX_POSITION_EMBEDDINGS as Pai's
+# Qwen1.5 scripts do: 0.5B 1.8B 4B 7B 14B 32B (GQA, 8 groups) 72B, or gomegatron's tiny and
+# small; A2.7B, Qwen1.5-MoE, is refused (no mixture-of-experts layers yet).
+pai_qwen15_shape() {
+	gqa_options=()
+	NUM_QUERY_GROUPS=0
+	MAX_POSITION_EMBEDDINGS=32768
+	case $1 in
+	0.5B) NUM_LAYERS=24 HIDDEN_SIZE=1024 NUM_ATTN_HEADS=16 INTERMEDIATE_SIZE=2816 ;;
+	1.8B) NUM_LAYERS=24 HIDDEN_SIZE=2048 NUM_ATTN_HEADS=16 INTERMEDIATE_SIZE=5504 ;;
+	4B) NUM_LAYERS=40 HIDDEN_SIZE=2560 NUM_ATTN_HEADS=20 INTERMEDIATE_SIZE=6912 ;;
+	7B) NUM_LAYERS=32 HIDDEN_SIZE=4096 NUM_ATTN_HEADS=32 INTERMEDIATE_SIZE=11008 ;;
+	14B) NUM_LAYERS=40 HIDDEN_SIZE=5120 NUM_ATTN_HEADS=40 INTERMEDIATE_SIZE=13696 ;;
+	32B)
+		NUM_LAYERS=64 HIDDEN_SIZE=5120 NUM_ATTN_HEADS=40 INTERMEDIATE_SIZE=27392 NUM_QUERY_GROUPS=8
+		gqa_options=(--group-query-attention --num-query-groups 8)
+		;;
+	72B) NUM_LAYERS=80 HIDDEN_SIZE=8192 NUM_ATTN_HEADS=64 INTERMEDIATE_SIZE=24576 ;;
+	A2.7B) pai_die "MODEL_SIZE (arg $2): A2.7B is Qwen1.5-MoE, whose mixture-of-experts layers gomegatron does not train yet" ;;
+	tiny | small) pai_model_shape "$1" "$2" ;;
+	*) pai_die "MODEL_SIZE (arg $2): '$1' is not one of: 0.5B 1.8B 4B 7B 14B 32B 72B tiny small" ;;
+	esac
+}
+
 # pai_gpu_count prints the local GPU count: the entries of CUDA_VISIBLE_DEVICES when it is
 # set, else the lines of `nvidia-smi -L`, else 1 (a CPU machine runs one process unless
 # GPUS_PER_NODE says otherwise).
