@@ -95,6 +95,7 @@ args=(--load_path "$SOURCE_CKPT_PATH"
 	--extra_num_vocabs "$EXTRA_VOCAB_SIZE"
 	--megatron-format mcore
 	--transformer-impl transformer_engine
+	--make_vocab_size_divisible_by 1 # Pai's padded_vocab_size is the vocabulary + EXTRA_VOCAB_SIZE
 	--megatron-path "$MEGATRON_PATH")
 if [ "$mg2hf" = true ]; then
 	args+=(--convert_checkpoint_from_megatron_to_transformers --hf_ckpt_path "$HG_CKPT_PATH")

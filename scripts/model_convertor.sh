@@ -12,6 +12,9 @@
 #   EXTRA_VOCAB_SIZE  rows appended to the vocabulary
 #   mg2hf             true: Megatron → HF; false: HF → Megatron
 #
+# The vocabulary is not padded (Pai's convertor keeps padded_vocab_size = orig_vocab_size,
+# and golaunch sizes it the same with Pai's --patch-tokenizer-type).
+#
 # Environment: TARGET_PARAMS_DTYPE (default fp16, as Pai passes), MEGATRON_FORMAT (mcore
 # or legacy; default mcore), FORCE=1 adds --force, CONVERT_BIN names a built convertor
 # (default: `go run ./tools/convert` from this repository), DRY_RUN=1 prints the command.
@@ -45,6 +48,7 @@ ARGS=(--load_path "$SOURCE_CKPT_PATH"
       --target_pipeline_model_parallel_size "$PP"
       --model_name "$MN"
       --extra_num_vocabs "$EXTRA_VOCAB_SIZE"
+      --make_vocab_size_divisible_by 1
       --megatron-format "${MEGATRON_FORMAT:-mcore}")
 if [ "$mg2hf" = true ]; then
     ARGS+=(--convert_checkpoint_from_megatron_to_transformers)

@@ -139,6 +139,14 @@ func run(a *Args, world comm.Comm, out io.Writer, hook dataHook) error {
 
 	// Model, optimizer, trainer.
 	cfg := a.Config
+	if a.paiTokenizer() {
+		// Pai sets padded_vocab_size = tokenizer.vocab_size + --extra-vocab-size itself:
+		// no rounding to --make-vocab-size-divisible-by, so Pai's checkpoints fit.
+		if a.VocabSize%a.TensorModelParallelSize != 0 {
+			return fmt.Errorf("--patch-tokenizer-type %s sizes the vocabulary exactly (%d with --extra-vocab-size %d), which --tensor-model-parallel-size %d must divide, as in Pai-Megatron-Patch", a.tokenizerType(), a.VocabSize, a.ExtraVocabSize, a.TensorModelParallelSize)
+		}
+		cfg.PaddedVocabSize = a.VocabSize
+	}
 	be := a.Backend
 	if be == nil {
 		be = cpu.New()
@@ -484,11 +492,20 @@ func (a *Args) schedule(trainIters int) (LRSchedule, error) {
 // modelVocab is the vocabulary the embedding is sized from: the tokenizer's (Pai's
 // tokenizer.vocab_size for its --patch-tokenizer-type) plus --extra-vocab-size.
 func (a *Args) modelVocab(tok tokenizer.Tokenizer) int {
-	switch a.tokenizerType() {
-	case "LLamaTokenizer", "LLama3Tokenizer", "Qwen2Tokenizer":
+	if a.paiTokenizer() {
 		return tokenizer.PaiVocabSize(tok) + a.ExtraVocabSize
 	}
 	return tok.VocabSize() + a.ExtraVocabSize
+}
+
+// paiTokenizer reports a Pai-Megatron-Patch tokenizer type, which sizes the vocabulary its
+// own way (modelVocab) and leaves it unpadded.
+func (a *Args) paiTokenizer() bool {
+	switch a.tokenizerType() {
+	case "LLamaTokenizer", "LLama3Tokenizer", "Qwen2Tokenizer":
+		return true
+	}
+	return false
 }
 
 // tokenizerType is --tokenizer-type, else Pai's --patch-tokenizer-type.

@@ -70,3 +70,33 @@ func TestRawJSONFinetuneIterations(t *testing.T) {
 	mcore := iterationLosses(runGolaunch(t, append([]string{"--standalone"}, append(args, "--use-mcore-models")...)...))
 	require.NotEqual(t, single["1"], mcore["1"], "the mcore entry points leave EOS labels out of the loss")
 }
+
+// TestPaiVocabularyUnpadded: with Pai's --patch-tokenizer-type the vocabulary is
+// tokenizer.vocab_size + --extra-vocab-size exactly, not rounded up to 128·TP, so a checkpoint
+// converted as Pai's convertors write it (no padding rows) loads at TP=2; Megatron's own
+// tokenizer types keep the rounding and say what does not fit.
+func TestPaiVocabularyUnpadded(t *testing.T) {
+	dir := t.TempDir()
+	convert := filepath.Join(dir, "convert")
+	out, err := exec.Command("go", "build", "-o", convert, "../../tools/convert").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	ck := filepath.Join(dir, "ck")
+	out, err = exec.Command(convert, "--load_path", "../../testdata/hf/llama-gqa", "--save_path", ck, "--target_tensor_model_parallel_size", "2",
+		"--make_vocab_size_divisible_by", "1", "--extra_num_vocabs", "2", "--target_params_dtype", "fp32", "--progress", "none").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	args := strings.Fields("--standalone --nproc-per-node 2 pretrain --tensor-model-parallel-size 2 --mock-data --vocab-size 258 " +
+		"--num-layers 2 --hidden-size 64 --num-attention-heads 4 --group-query-attention --num-query-groups 2 --ffn-hidden-size 172 " +
+		"--swiglu --normalization RMSNorm --position-embedding-type rope --untie-embeddings-and-output-weights --disable-bias-linear " +
+		"--seq-length 16 --micro-batch-size 1 --global-batch-size 1 --train-iters 2 --lr 1e-4 --finetune --load " + ck)
+	log := runGolaunch(t, append(args, "--patch-tokenizer-type", "LLamaTokenizer")...)
+	require.Contains(t, log, "padded vocab (size: 258) with 0 dummy tokens (new size: 258)")
+	require.Contains(t, log, "successfully loaded checkpoint")
+	cmd := exec.Command(golaunchBin, args...)
+	b, err := cmd.CombinedOutput()
+	require.Error(t, err)
+	require.Contains(t, string(b), "embedding.word_embeddings.weight has shape [129 64], the model (from the flags) wants [256 64]")
+	cmd = exec.Command(golaunchBin, append(args, "--patch-tokenizer-type", "LLamaTokenizer", "--vocab-size", "257")...)
+	b, err = cmd.CombinedOutput()
+	require.Error(t, err)
+	require.Contains(t, string(b), "which --tensor-model-parallel-size 2 must divide")
+}

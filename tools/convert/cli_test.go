@@ -146,7 +146,8 @@ func TestModelConvertorScript(t *testing.T) {
 	require.NoError(t, err, string(out))
 	line := strings.TrimSpace(string(out))
 	for _, w := range []string{"--load_path " + src, "--save_path " + filepath.Join(tmp, "meg"), "--target_tensor_model_parallel_size 2",
-		"--target_pipeline_model_parallel_size 2", "--model_name llama2-7b", "--extra_num_vocabs 0", "--target_params_dtype fp16", "--megatron-path /opt/Megatron-LM"} {
+		"--target_pipeline_model_parallel_size 2", "--model_name llama2-7b", "--extra_num_vocabs 0", "--target_params_dtype fp16", "--megatron-path /opt/Megatron-LM",
+		"--make_vocab_size_divisible_by 1"} {
 		require.Contains(t, line, w)
 	}
 	require.NotContains(t, line, "--convert_checkpoint_from_megatron_to_transformers")
@@ -195,7 +196,8 @@ func TestHF2McoreConvertorScript(t *testing.T) {
 	out, err := run([]string{"DRY_RUN=1"}, "tiny", src, "../../../", src, meg, "2", "1", "0", "0", "0", "0", "0", "false")
 	require.NoError(t, err, out)
 	require.Equal(t, "convert --load_path "+src+" --save_path "+meg+" --target_tensor_model_parallel_size 2 --target_pipeline_model_parallel_size 1 "+
-		"--target_params_dtype fp16 --model_name llama --extra_num_vocabs 0 --megatron-format mcore --transformer-impl transformer_engine --megatron-path ../../../\n", out)
+		"--target_params_dtype fp16 --model_name llama --extra_num_vocabs 0 --megatron-format mcore --transformer-impl transformer_engine "+
+		"--make_vocab_size_divisible_by 1 --megatron-path ../../../\n", out)
 	for _, bad := range []struct {
 		args []string
 		want string
