@@ -440,7 +440,7 @@ func TestUsage(t *testing.T) {
 // also makes go test's result cache, which records the files a test opens, rerun the tests
 // when a script changes (bash reads them, not the test binary).
 func TestScriptFiles(t *testing.T) {
-	for _, pattern := range []string{"run_*.sh", "*_convertor.sh", "llama3/run_*.sh", "lib/*.sh"} {
+	for _, pattern := range []string{"run_*.sh", "*_convertor.sh", "llama3/run_*.sh", "qwen1_5/*.sh", "lib/*.sh"} {
 		files, err := filepath.Glob(pattern)
 		require.NoError(t, err)
 		for _, p := range files {

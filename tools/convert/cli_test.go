@@ -237,6 +237,58 @@ func TestHF2McoreConvertorScript(t *testing.T) {
 	requireSameTensors(t, hfTensors(t, src), hfTensors(t, back))
 }
 
+// TestQwenConvertorScript runs scripts/qwen1_5/hf2mcore_qwen1.5_dense_convertor.sh (Pai v2's
+// six or seven arguments) on a synthetic Qwen2-architecture model of the tiny shape: to
+// Megatron-Core at TP 2 with the vocabulary unpadded, and back, bit-identical.
+func TestQwenConvertorScript(t *testing.T) {
+	script, err := filepath.Abs("../../scripts/qwen1_5/hf2mcore_qwen1.5_dense_convertor.sh")
+	require.NoError(t, err)
+	tmp := t.TempDir()
+	src, meg, back := filepath.Join(tmp, "Qwen1.5-tiny"), filepath.Join(tmp, "mcore"), filepath.Join(tmp, "back")
+	syntheticHF(t, src, `{"model_type": "qwen2", "architectures": ["Qwen2ForCausalLM"], "hidden_size": 64, "intermediate_size": 172,
+		"num_attention_heads": 4, "num_key_value_heads": 2, "num_hidden_layers": 2, "vocab_size": 202,
+		"max_position_embeddings": 128, "rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "tie_word_embeddings": false,
+		"hidden_act": "silu", "use_sliding_window": false, "sliding_window": 4096}`)
+	run := func(env []string, args ...string) (string, error) {
+		cmd := exec.Command("bash", append([]string{script}, args...)...)
+		cmd.Env = append(os.Environ(), env...)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	out, err := run([]string{"DRY_RUN=1"}, "tiny", src, meg, "2", "1", "false")
+	require.NoError(t, err, out)
+	require.Equal(t, "convert --load_path "+src+" --save_path "+meg+" --target_tensor_model_parallel_size 2 --target_pipeline_model_parallel_size 1 "+
+		"--target_params_dtype fp16 --model_name qwen --megatron-format mcore --transformer-impl transformer_engine --make_vocab_size_divisible_by 1\n", out)
+	for _, bad := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"A2.7B", src, meg, "2", "1", "false"}, "MODEL_SIZE (arg 1): A2.7B is Qwen1.5-MoE"},
+		{[]string{"7B", src, meg, "2", "1", "false"}, "SOURCE_CKPT_PATH (arg 2): " + src + "/config.json has num_hidden_layers 2, but MODEL_SIZE (arg 1) 7B has 32"},
+		{[]string{"tiny", meg, back, "2", "1", "true", src}, "SOURCE_CKPT_PATH (arg 2): " + meg + " not found"},
+		{[]string{"tiny", src, back, "2", "1", "true"}, "HF_CKPT_PATH (arg 7): mg2hf true needs the Hugging Face folder"},
+		{[]string{"tiny", src, meg}, "expected 7 arguments, got 3"},
+	} {
+		out, err := run([]string{"DRY_RUN=1"}, bad.args...)
+		require.Error(t, err)
+		require.Contains(t, out, bad.want)
+	}
+	if testing.Short() {
+		return
+	}
+	bin := filepath.Join(tmp, "convert")
+	b, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	require.NoError(t, err, string(b))
+	env := []string{"CONVERT_BIN=" + bin, "TARGET_PARAMS_DTYPE=fp32"}
+	out, err = run(env, "tiny", src, meg, "2", "1", "false")
+	require.NoError(t, err, out)
+	c, _ := megatronFull(t, meg)
+	require.Equal(t, 202, c.Config.PaddedVocabSize, "Pai's vocabulary, not rounded to 128·TP")
+	out, err = run(env, "tiny", filepath.Join(meg, "release"), back, "1", "1", "true", src)
+	require.NoError(t, err, out)
+	requireSameTensors(t, hfTensors(t, src), hfTensors(t, back))
+}
+
 func slicesEqual(a, b []float32) bool {
 	if len(a) != len(b) {
 		return false
