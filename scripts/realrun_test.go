@@ -104,6 +104,19 @@ func TestPretrainRealRun(t *testing.T) {
 	require.Contains(t, stdout, "iteration       24/      24")
 	require.Contains(t, stdout, "iteration       11/      24", "it goes on from the checkpoint's iteration 10")
 	require.NotContains(t, stdout, "iteration       10/")
+
+	// Pai's Mistral fine-tuning script (Mistral's flags on the tiny Llama-shaped model): no
+	// --dataloader-type, so Megatron's single sampler goes on from the checkpoint's 20
+	// consumed samples through the 40 records.
+	ftArgs[2], ftArgs[18] = "tiny", "false"
+	ftArgs[23] = "12"
+	stdout, stderr, code = run(t, f, "bash", mistralFinetuneScript, env, ftArgs...)
+	for try := 0; code != 0 && try < 2 && portTaken(stdout+stderr); try++ {
+		stdout, stderr, code = run(t, f, "bash", mistralFinetuneScript, env, ftArgs...)
+	}
+	require.Equal(t, 0, code, "%s\n%s", stdout, stderr)
+	require.Contains(t, stdout, "iteration       12/      12")
+	require.Contains(t, stdout, "consumed samples:           36")
 }
 
 // portTaken reports golaunch's error for a rendezvous port another process holds.

@@ -174,13 +174,14 @@ func fill(tmpl string, kv map[string]string) string {
 
 // shape holds the spec's model shapes (§1.2; tiny/small are the layers presets).
 var shape = map[string]map[string]string{
-	"7B":    {"L": "32", "H": "4096", "NH": "32", "F": "11008"},
-	"13B":   {"L": "40", "H": "5120", "NH": "40", "F": "13824"},
-	"70B":   {"L": "80", "H": "8192", "NH": "64", "F": "28672"},
-	"tiny":  {"L": "2", "H": "64", "NH": "4", "F": "172"},
-	"8B":    {"L": "32", "H": "4096", "NH": "32", "F": "14336"}, // Llama-3
-	"0.5B":  {"L": "24", "H": "1024", "NH": "16", "F": "2816"},  // Qwen1.5
-	"small": {"L": "4", "H": "256", "NH": "8", "F": "688"},
+	"7B":        {"L": "32", "H": "4096", "NH": "32", "F": "11008"},
+	"13B":       {"L": "40", "H": "5120", "NH": "40", "F": "13824"},
+	"70B":       {"L": "80", "H": "8192", "NH": "64", "F": "28672"},
+	"tiny":      {"L": "2", "H": "64", "NH": "4", "F": "172"},
+	"8B":        {"L": "32", "H": "4096", "NH": "32", "F": "14336"}, // Llama-3
+	"0.5B":      {"L": "24", "H": "1024", "NH": "16", "F": "2816"},  // Qwen1.5
+	"mistral7B": {"L": "32", "H": "4096", "NH": "32", "F": "14336"},
+	"small":     {"L": "4", "H": "256", "NH": "8", "F": "688"},
 }
 
 func merge(ms ...map[string]string) map[string]string {
@@ -440,7 +441,7 @@ func TestUsage(t *testing.T) {
 // also makes go test's result cache, which records the files a test opens, rerun the tests
 // when a script changes (bash reads them, not the test binary).
 func TestScriptFiles(t *testing.T) {
-	for _, pattern := range []string{"run_*.sh", "*_convertor.sh", "llama3/run_*.sh", "qwen1_5/*.sh", "lib/*.sh"} {
+	for _, pattern := range []string{"run_*.sh", "*_convertor.sh", "llama3/run_*.sh", "qwen1_5/*.sh", "mistral/*.sh", "lib/*.sh"} {
 		files, err := filepath.Glob(pattern)
 		require.NoError(t, err)
 		for _, p := range files {

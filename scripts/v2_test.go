@@ -313,3 +313,63 @@ func TestQwen15DryRun(t *testing.T) {
 		{"warmup", map[int]string{26: "100000000"}, nil, "WARMUP_ITERS (arg 26): 100000000 leaves no decay iterations"},
 	})
 }
+
+// Pai v2's Mistral scripts (examples/mistral, 7097866), in scripts/mistral/.
+const (
+	mistralPretrainScript = "mistral/run_pretrain_mcore_mistral.sh"
+	mistralFinetuneScript = "mistral/run_finetune_mcore_mistral_withGA.sh"
+)
+
+// mistralTail ends both Mistral scripts' megatron_options (before the fine-tuning extras).
+const mistralTail = "--swiglu --use-rotary-position-embeddings --position-embedding-type rope --untie-embeddings-and-output-weights " +
+	"--disable-bias-linear --disable-bias-linear-fc --disable-bias-attn-fc --normalization RMSNorm --no-masked-softmax-fusion " +
+	"--no-position-embedding --use-mcore-models --no-rope-fusion"
+
+// mistralPretrainFixed is examples/mistral/run_pretrain_mcore_mistral.sh's megatron_options.
+const mistralPretrainFixed = "--save {OUT}/checkpoint/{NAME} --train-data-path {DATA} --data-path {DATA} --lr {LR} --min-lr {MINLR} " +
+	"--lr-decay-style cosine --adam-beta1 0.9 --adam-beta2 0.95 --weight-decay 0.1 --clip-grad 1.0 --init-method-std 0.006 " +
+	"--lr-decay-iters {ITERS} --lr-warmup-iters {WARMUP} --train-iters {ITERS} --split 99\\,1\\,0 --micro-batch-size {MBS} " +
+	"--global-batch-size {GBS} --num-layers {L} --hidden-size {H} --ffn-hidden-size {F} --num-attention-heads {NH} " +
+	"--seq-length {SEQ} --max-position-embeddings 32768 --max-padding-length {PAD} --sliding-window 4096 --log-interval 1 " +
+	"--eval-interval 10000 --eval-iters 10 --save-interval {SAVE} --tensorboard-queue-size 1 --tensorboard-dir {OUT}/tensorboard/{NAME}_DATE " +
+	"--log-timers-to-tensorboard --log-batch-size-to-tensorboard --log-validation-ppl-to-tensorboard --tensor-model-parallel-size {TP} " +
+	"--pipeline-model-parallel-size {PP} --no-load-optim --no-load-rng --num-workers 0 --seed 1234 --extra-vocab-size {EXTRA} " +
+	"--patch-tokenizer-type MistralTokenizer --dataset LLama-Pretrain-Idxmap " + mistralTail +
+	" --distributed-timeout-minutes 6000 --transformer-impl transformer_engine"
+
+// mistralFinetuneFixed is examples/mistral/run_finetune_mcore_mistral_withGA.sh's megatron_options.
+const mistralFinetuneFixed = "--save {OUT}/checkpoint/{NAME} --train-data-path {TRAIN} --data-path {TRAIN} --valid-data-path {VALID} " +
+	"--lr {LR} --min-lr {MINLR} --lr-decay-style cosine --adam-beta1 0.9 --adam-beta2 0.95 --weight-decay 0.1 --clip-grad 1.0 " +
+	"--init-method-std 0.006 --lr-decay-iters {DECAY} --lr-warmup-iters {WARMUP} --train-iters {ITERS} --split 99\\,1\\,0 " +
+	"--micro-batch-size {MBS} --global-batch-size {GBS} --num-layers {L} --hidden-size {H} --ffn-hidden-size {F} " +
+	"--num-attention-heads {NH} --seq-length {SEQ} --max-position-embeddings 32768 --max-padding-length {PAD} --log-interval 1 " +
+	"--eval-interval 10000 --eval-iters 10 --save-interval {SAVE} --tensorboard-queue-size 1 --tensorboard-dir {OUT}/tensorboard/{NAME}_DATE " +
+	"--log-timers-to-tensorboard --log-batch-size-to-tensorboard --log-validation-ppl-to-tensorboard --tensor-model-parallel-size {TP} " +
+	"--pipeline-model-parallel-size {PP} --no-load-optim --no-load-rng --num-workers 0 --seed 1234 --extra-vocab-size {EXTRA} " +
+	"--patch-tokenizer-type MistralTokenizer --dataset LLama-Pretrain-Raw " + mistralTail +
+	" --expert-model-parallel-size {EP} --distributed-timeout-minutes 6000 --transformer-impl transformer_engine --eod-mask-loss"
+
+// TestMistralDryRun: the Mistral scripts print Pai's commands for its README examples.
+func TestMistralDryRun(t *testing.T) {
+	f := newFixture(t)
+	ck := filepath.Join(f.dir, "Mistral-7B-v0.1-to-mcore-tp4-pp1")
+	writeFile(t, filepath.Join(ck, "config.json"), `{"hidden_size": 4096, "intermediate_size": 14336, "num_attention_heads": 32, "num_hidden_layers": 32, "num_key_value_heads": 8, "vocab_size": 32000}`)
+	eight := map[string]string{"GPUS_PER_NODE": "8"}
+	dsw8 := "golaunch --nproc_per_node 8 --nnodes 1 --node_rank 0 --master_addr localhost --master_port PORT "
+	tail := "--bf16 --load " + ck + " --recompute-activations --use-distributed-optimizer --group-query-attention --num-query-groups 8"
+	runDryCases(t, f, []dryCase{{
+		name: "pretrain README example", script: mistralPretrainScript, fixed: mistralPretrainFixed, size: "mistral7B", env: eight, launch: dsw8 + "pretrain ",
+		args: []string{"dsw", "../../", "7B", "1", "8", "1e-5", "1e-6", "128", "128", "0", "bf16", "4", "1", "sel", "true", "false", "false", "false", "false", "100000", f.ds, ck, "100000000", "10000", f.out},
+		vals: map[string]string{"NAME": "dsw-pretrain-megatron-gpt3-7B-lr-1e-5-bs-1-seqlen-128-pr-bf16-tp-4-pp-1-ac-sel-do-true-sp-false-tt-100000000-wt-10000",
+			"DATA": f.ds, "LR": "1e-5", "MINLR": "1e-6", "ITERS": "97656", "WARMUP": "9", "MBS": "1", "GBS": "8", "SEQ": "128", "PAD": "128",
+			"SAVE": "100000", "TP": "4", "PP": "1", "EXTRA": "0"},
+		tail: tail,
+	}, {
+		name: "finetune README example; full recompute adds --recompute-num-layers 1", script: mistralFinetuneScript, fixed: mistralFinetuneFixed, size: "mistral7B", env: eight, launch: dsw8 + "finetune ",
+		args: []string{"dsw", "../../", "7B", "1", "8", "1e-5", "1e-6", "128", "128", "0", "bf16", "4", "1", "full", "true", "false", "false", "false", "false", "100000", f.json, f.json, ck, "100000000", "10000", f.out},
+		vals: map[string]string{"NAME": "dsw-finetune-megatron-gpt3-7B-lr-1e-5-bs-1-seqlen-128-pr-bf16-tp-4-pp-1-ac-full-do-true-sp-false-tt--wt-",
+			"TRAIN": f.json, "VALID": f.json, "LR": "1e-5", "MINLR": "1e-6", "DECAY": "99990000", "WARMUP": "10000", "ITERS": "100000000", "MBS": "1", "GBS": "8",
+			"SEQ": "128", "PAD": "128", "SAVE": "100000", "TP": "4", "PP": "1", "EXTRA": "0", "EP": "2"},
+		tail: "--bf16 --load " + ck + " --recompute-num-layers 1 --recompute-method uniform --recompute-granularity full --use-distributed-optimizer --group-query-attention --num-query-groups 8",
+	}})
+}

@@ -31,9 +31,12 @@ type Args struct {
 	ContextParallelSize     int     `name:"context-parallel-size" default:"1" help:"Context parallelism: only 1 (not supported yet)."`
 	NumExperts              int     `name:"num-experts" help:"Mixture of experts: not supported yet."`
 	MoERouterTopK           int     `name:"moe-router-topk" default:"2" help:"Mixture of experts: not supported yet."`
-	ExpertModelParallelSize int     `name:"expert-model-parallel-size" default:"1" help:"Expert parallelism: only 1 (not supported yet)."`
+	ExpertModelParallelSize int     `name:"expert-model-parallel-size" default:"1" help:"Expert parallelism: no effect on a dense model (must divide the data-parallel size, as Megatron checks); experts are not supported yet."`
 	MoEAuxLossCoeff         float64 `name:"moe-aux-loss-coeff" help:"Mixture of experts: not supported yet."`
 	MoEGroupedGemm          bool    `name:"moe-grouped-gemm" help:"Mixture of experts: not supported yet."`
+	DisableBiasLinearFC     bool    `name:"disable-bias-linear-fc" help:"Pai (Mistral): no MLP biases; with --disable-bias-linear only."`
+	DisableBiasAttnFC       bool    `name:"disable-bias-attn-fc" help:"Pai (Mistral): no attention biases; with --disable-bias-linear only."`
+	NoPositionEmbedding     bool    `name:"no-position-embedding" help:"No learned position embedding (with RoPE there is none anyway)."`
 	RotarySeqLenInterp      float64 `name:"rotary-seq-len-interpolation-factor" help:"RoPE position interpolation: only 1 (none; Pai's Qwen scripts pass it)."`
 
 	// Batches and length of training.
@@ -194,8 +197,14 @@ func (a *Args) Validate(world int) error {
 	if a.RotarySeqLenInterp != 0 && a.RotarySeqLenInterp != 1 {
 		return fmt.Errorf("--rotary-seq-len-interpolation-factor %v: RoPE position interpolation is not supported yet (only 1)", a.RotarySeqLenInterp)
 	}
-	if a.NumExperts > 0 || a.ExpertModelParallelSize != 1 {
-		return fmt.Errorf("--num-experts %d, --expert-model-parallel-size %d: mixture-of-experts layers are not supported yet (dense models only)", a.NumExperts, a.ExpertModelParallelSize)
+	if a.NumExperts > 0 {
+		return fmt.Errorf("--num-experts %d: mixture-of-experts layers are not supported yet (dense models only)", a.NumExperts)
+	}
+	if (a.DisableBiasLinearFC || a.DisableBiasAttnFC) && !a.DisableBiasLinear {
+		return fmt.Errorf("--disable-bias-linear-fc and --disable-bias-attn-fc are supported with --disable-bias-linear only (which removes those biases too)")
+	}
+	if a.NoPositionEmbedding && a.PositionEmbeddingType == "learned_absolute" {
+		return fmt.Errorf("--no-position-embedding with learned absolute positions leaves no position information: not supported")
 	}
 	tp, pp := a.TensorModelParallelSize, a.PipelineModelParallelSize
 	if tp < 1 || pp < 1 {
@@ -205,6 +214,9 @@ func (a *Args) Validate(world int) error {
 		return fmt.Errorf("world size %d is not divisible by tensor-parallel size %d × pipeline-parallel size %d", world, tp, pp)
 	}
 	dp := world / (tp * pp)
+	if ep := a.ExpertModelParallelSize; ep < 1 || dp%ep != 0 {
+		return fmt.Errorf("--expert-model-parallel-size %d must divide the data-parallel size %d", ep, dp)
+	}
 	if a.NumLayers%pp != 0 {
 		return fmt.Errorf("--num-layers %d is not divisible by --pipeline-model-parallel-size %d", a.NumLayers, pp)
 	}

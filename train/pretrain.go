@@ -501,11 +501,7 @@ func (a *Args) modelVocab(tok tokenizer.Tokenizer) int {
 // paiTokenizer reports a Pai-Megatron-Patch tokenizer type, which sizes the vocabulary its
 // own way (modelVocab) and leaves it unpadded.
 func (a *Args) paiTokenizer() bool {
-	switch a.tokenizerType() {
-	case "LLamaTokenizer", "LLama3Tokenizer", "Qwen2Tokenizer":
-		return true
-	}
-	return false
+	return tokenizer.IsPai(a.tokenizerType())
 }
 
 // tokenizerType is --tokenizer-type, else Pai's --patch-tokenizer-type.
@@ -523,7 +519,7 @@ func (a *Args) buildTokenizer() (tokenizer.Tokenizer, error) {
 		return nil, fmt.Errorf("no tokenizer: give --tokenizer-type (or --patch-tokenizer-type)")
 	}
 	model := a.TokenizerModel
-	if model == "" && (typ == "LLamaTokenizer" || typ == "LLama3Tokenizer" || typ == "Qwen2Tokenizer" || typ == "HuggingFaceTokenizer") && a.LoadingCheckpoint() {
+	if model == "" && (typ == "HuggingFaceTokenizer" || tokenizer.IsPai(typ)) && a.LoadingCheckpoint() {
 		model = a.Load // Pai loads the tokenizer from the checkpoint folder (the converter copies it there)
 	}
 	return tokenizer.Build(tokenizer.Config{TokenizerType: typ, TokenizerModel: model,

@@ -283,7 +283,7 @@ func (g *generateCmd) tokenizer() (tokenizer.Tokenizer, error) {
 		return nil, fmt.Errorf("no tokenizer: give --tokenizer-type (or --patch-tokenizer-type)")
 	}
 	model := g.TokenizerModel
-	if model == "" && (typ == "LLamaTokenizer" || typ == "LLama3Tokenizer" || typ == "Qwen2Tokenizer" || typ == "HuggingFaceTokenizer") && g.Load != "" {
+	if model == "" && (typ == "HuggingFaceTokenizer" || tokenizer.IsPai(typ)) && g.Load != "" {
 		model = g.Load
 		if loc, err := megatron.Resolve(g.Load); err == nil {
 			model = loc.Root

@@ -123,6 +123,7 @@ func TestPretrainBadInput(t *testing.T) {
 		{[]string{"--standalone"}, []string{"--context-parallel-size", "2"}, "context parallelism is not supported yet"},
 		{[]string{"--standalone"}, []string{"--num-experts", "4", "--moe-router-topk", "1"}, "mixture-of-experts layers are not supported yet"},
 		{[]string{"--standalone"}, []string{"--dataloader-type", "external"}, "--dataloader-type"},
+		{[]string{"--standalone", "--nproc-per-node", "2"}, []string{"--expert-model-parallel-size", "4"}, "--expert-model-parallel-size 4 must divide the data-parallel size 2"},
 	}
 	for _, c := range cases {
 		args := append(append(c.launcher, pretrainArgs(prefix, filepath.Join(dir, "tb"))...), c.extra...)

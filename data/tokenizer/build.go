@@ -16,8 +16,9 @@ import (
 //   - GPTSentencePieceTokenizer: --tokenizer-model; Encode has no BOS; eod = eos.
 //   - Llama2Tokenizer: --tokenizer-model; Encode prepends BOS (Megatron's tokenize
 //     default bos=True); eod = eos.
-//   - HuggingFaceTokenizer, and Pai-Megatron-Patch's LLamaTokenizer, LLama3Tokenizer and
-//     Qwen2Tokenizer (see paiLlamaSpecials, paiQwen2Specials): --tokenizer-model is
+//   - HuggingFaceTokenizer, and Pai-Megatron-Patch's LLamaTokenizer, LLama3Tokenizer,
+//     Qwen2Tokenizer and MistralTokenizer (pad 0; see paiLlamaSpecials, paiQwen2Specials):
+//     --tokenizer-model is
 //     a Hugging Face directory (tokenizer.json, tokenizer_config.json) or a tokenizer.json;
 //     Encode is tokenizer(text) (add_special_tokens=True); eod = eos.
 //   - TikTokenizer: --tokenizer-model, Megatron's JSON rank list, or a tiktoken rank file
@@ -45,7 +46,7 @@ func Build(cfg Config) (Tokenizer, error) {
 			return &SentencePieceBOS{sp}, nil
 		}
 		return sp, nil
-	case "HuggingFaceTokenizer", "LLamaTokenizer", "LLama3Tokenizer", "Qwen2Tokenizer":
+	case "HuggingFaceTokenizer", "LLamaTokenizer", "LLama3Tokenizer", "Qwen2Tokenizer", "MistralTokenizer":
 		if cfg.TokenizerModel == "" {
 			return nil, fmt.Errorf("tokenizer: %s needs --tokenizer-model (a Hugging Face directory or tokenizer.json)", cfg.TokenizerType)
 		}
@@ -73,6 +74,8 @@ func Build(cfg Config) (Tokenizer, error) {
 			hf.eod = hf.eos
 		case "Qwen2Tokenizer":
 			paiQwen2Specials(hf)
+		case "MistralTokenizer":
+			hf.eod, hf.pad = hf.eos, 0 // Pai sets pad_token_id = 0 (<unk>)
 		}
 		return hf, nil
 	case "TikTokenizer":
@@ -88,7 +91,7 @@ func Build(cfg Config) (Tokenizer, error) {
 	case "":
 		return nil, fmt.Errorf("tokenizer: --tokenizer-type is not set")
 	}
-	return nil, fmt.Errorf("tokenizer: --tokenizer-type %q is not supported (GPT2BPETokenizer, SentencePieceTokenizer, GPTSentencePieceTokenizer, Llama2Tokenizer, HuggingFaceTokenizer, LLamaTokenizer, LLama3Tokenizer, Qwen2Tokenizer, TikTokenizer, NullTokenizer)", cfg.TokenizerType)
+	return nil, fmt.Errorf("tokenizer: --tokenizer-type %q is not supported (GPT2BPETokenizer, SentencePieceTokenizer, GPTSentencePieceTokenizer, Llama2Tokenizer, HuggingFaceTokenizer, LLamaTokenizer, LLama3Tokenizer, Qwen2Tokenizer, MistralTokenizer, TikTokenizer, NullTokenizer)", cfg.TokenizerType)
 }
 
 // paiLlamaSpecials gives Pai-Megatron-Patch's LLamaTokenizer special ids: eod = eos, and
@@ -112,6 +115,17 @@ func paiQwen2Specials(t *HF) {
 	} else {
 		t.pad = t.VocabSize()
 	}
+}
+
+// IsPai reports one of Pai-Megatron-Patch's Hugging Face tokenizer types (its
+// --patch-tokenizer-type), which read the tokenizer from --load and size the vocabulary
+// with PaiVocabSize.
+func IsPai(typ string) bool {
+	switch typ {
+	case "LLamaTokenizer", "LLama3Tokenizer", "Qwen2Tokenizer", "MistralTokenizer":
+		return true
+	}
+	return false
 }
 
 // PaiVocabSize is the vocabulary Pai-Megatron-Patch sizes the embedding from before

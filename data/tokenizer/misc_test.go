@@ -214,6 +214,14 @@ func TestPaiLLamaTokenizer(t *testing.T) {
 	r := readExpected(t, "llama2.expected.jsonl")[0]
 	require.Equal(t, r.IDsWithSpecial, tok.Encode(r.Text))
 	require.Equal(t, r.IDs, EncodeNoSpecial(tok, r.Text))
+
+	// Pai's MistralTokenizer (a Llama-style SentencePiece vocabulary like this one): pad 0.
+	mis, err := Build(Config{TokenizerType: "MistralTokenizer", TokenizerModel: dir})
+	require.NoError(t, err)
+	require.Equal(t, 0, mis.Pad())
+	require.Equal(t, 2, mis.EOD())
+	require.Equal(t, 32000, PaiVocabSize(mis))
+	require.True(t, IsPai("MistralTokenizer") && IsPai("LLamaTokenizer") && !IsPai("HuggingFaceTokenizer"))
 }
 
 // TestPaiLLama3Tokenizer: Pai-Megatron-Patch's LLama3Tokenizer (and its LLamaTokenizer) on

@@ -164,6 +164,20 @@ pai_qwen15_shape() {
 	esac
 }
 
+# pai_mistral_shape SIZE POS sets the shape variables, MAX_POSITION_EMBEDDINGS and SLW (the
+# sliding window) as Pai's Mistral scripts do: 7B (GQA, 8 groups, FFN 14336), or tiny/small.
+pai_mistral_shape() {
+	MAX_POSITION_EMBEDDINGS=32768 SLW=4096
+	case $1 in
+	7B)
+		NUM_LAYERS=32 HIDDEN_SIZE=4096 NUM_ATTN_HEADS=32 INTERMEDIATE_SIZE=14336 NUM_QUERY_GROUPS=8
+		gqa_options=(--group-query-attention --num-query-groups 8)
+		;;
+	tiny | small) pai_model_shape "$1" "$2" ;;
+	*) pai_die "MODEL_SIZE (arg $2): '$1' is not one of: 7B tiny small" ;;
+	esac
+}
+
 # pai_gpu_count prints the local GPU count: the entries of CUDA_VISIBLE_DEVICES when it is
 # set, else the lines of `nvidia-smi -L`, else 1 (a CPU machine runs one process unless
 # GPUS_PER_NODE says otherwise).
