@@ -51,28 +51,8 @@ pai_nargs 25 $#
 
 # Every argument is checked before anything is created or launched.
 pai_train_args "$@" # ENV … TE, arguments 1-18
-SAVE_INTERVAL=${19}
-DATASET_PATH=${20}
-VALID_DATASET_PATH=${21}
-PRETRAIN_CHECKPOINT_PATH=${22}
-TRAIN_ITERS=${23}
-LR_WARMUP_ITERS=${24}
-OUTPUT_BASEPATH=${25}
-pai_int_pos SAVE_INTERVAL 19 "$SAVE_INTERVAL"
-pai_check_data DATASET_PATH 20 "$DATASET_PATH"
-pai_check_data VALID_DATASET_PATH 21 "$VALID_DATASET_PATH"
-if [ "$PRETRAIN_CHECKPOINT_PATH" != none ]; then
-	pai_check_checkpoint PRETRAIN_CHECKPOINT_PATH 22 "$PRETRAIN_CHECKPOINT_PATH" 3
-fi
-pai_int_pos TRAIN_ITERS 23 "$TRAIN_ITERS"
-pai_int_nonneg WARMUP_ITERS 24 "$LR_WARMUP_ITERS"
-((LR_WARMUP_ITERS < TRAIN_ITERS)) ||
-	pai_die "WARMUP_ITERS (arg 24): ${LR_WARMUP_ITERS} leaves no decay iterations (--lr-decay-iters = TRAIN_ITERS ${TRAIN_ITERS} - WARMUP_ITERS)"
-pai_check_writable OUTPUT_BASEPATH 25 "$OUTPUT_BASEPATH"
-pai_distributed "$ENV"
-pai_check_parallel 12 13 5 4
+pai_iter_run_args 19 "$@" # SAVE_INTERVAL … OUTPUT_BASEPATH; LR_WARMUP_ITERS, LR_DECAY_ITERS
 
-LR_DECAY_ITERS=$((TRAIN_ITERS - LR_WARMUP_ITERS))
 MAX_POSITION_EMBEDDINGS=2048 # every MODEL_SIZE of Pai's script
 
 pai_feature_options # AC PR DO FL TE SP TP PRETRAIN_CHECKPOINT_PATH → the option arrays, as Pai builds them
@@ -80,7 +60,7 @@ pai_feature_options # AC PR DO FL TE SP TP PRETRAIN_CHECKPOINT_PATH → the opti
 # Pai's name: it reads TRAIN_TOKENS and WARMUP_ITERS, which this script never sets, so the
 # name ends in "-tt--wt-".
 NAME="${ENV}-finetune-megatron-llama2-${MODEL_SIZE}-lr-${LR}-bs-${BATCH_SIZE}-seqlen-${SEQ_LEN}-pr-${PR}-tp-${TP}-pp-${PP}-ac-${AC}-do-${DO}-sp-${SP}-tt--wt-"
-pai_run_paths "${NAME}" # TENSORBOARD_DIR, SAVED_PRETRAIN_CHECKPOINT_PATH, LOG_FILE
+pai_run_paths "${NAME}" # TENSORBOARD_DIR, SAVED_PRETRAIN_CHECKPOINT_PATH, LOG_FILE, pai_log_options
 
 # Data paths are split on blanks, as Pai's unquoted expansions split them.
 read -r -a train_paths <<<"$DATASET_PATH"
@@ -113,19 +93,7 @@ megatron_options=(
 	--seq-length "${SEQ_LEN}"
 	--max-position-embeddings "${MAX_POSITION_EMBEDDINGS}"
 	--max-padding-length "${PAD_LEN}"
-	--log-interval 1
-	--eval-interval 10000
-	--eval-iters 10
-	--save-interval "${SAVE_INTERVAL}"
-	--tensorboard-queue-size 1
-	--tensorboard-dir "${TENSORBOARD_DIR}"
-	--log-timers-to-tensorboard
-	--log-batch-size-to-tensorboard
-	--log-validation-ppl-to-tensorboard
-	--tensor-model-parallel-size "${TP}"
-	--pipeline-model-parallel-size "${PP}"
-	--no-load-optim
-	--no-load-rng
+	"${pai_log_options[@]}" # --log-interval 1 … --no-load-rng, in Pai's order
 	--num-workers 0
 	--seed 1234
 	--extra-vocab-size "${EXTRA_VOCAB_SIZE}"

@@ -49,34 +49,12 @@ pai_nargs 24 $#
 
 # Every argument is checked before anything is created or launched.
 pai_train_args "$@" # ENV … TE, arguments 1-18
-SAVE_INTERVAL=${19}
-DATASET_PATH=${20}
-PRETRAIN_CHECKPOINT_PATH=${21}
-TRAIN_TOKENS=${22}
-WARMUP_TOKENS=${23}
-OUTPUT_BASEPATH=${24}
-pai_int_pos SAVE_INTERVAL 19 "$SAVE_INTERVAL"
-pai_check_data DATASET_PATH 20 "$DATASET_PATH"
-if [ "$PRETRAIN_CHECKPOINT_PATH" != none ]; then
-	pai_check_checkpoint PRETRAIN_CHECKPOINT_PATH 21 "$PRETRAIN_CHECKPOINT_PATH" 3
-fi
-pai_int_nonneg TRAIN_TOKENS 22 "$TRAIN_TOKENS"
-pai_int_nonneg WARMUP_TOKENS 23 "$WARMUP_TOKENS"
-pai_check_writable OUTPUT_BASEPATH 24 "$OUTPUT_BASEPATH"
-pai_distributed "$ENV"
-pai_check_parallel 12 13 5 4
-
-# Pai's iteration counts: truncating integer division, left to right.
-TRAIN_ITERS=$((TRAIN_TOKENS / GLOBAL_BATCH_SIZE / SEQ_LEN))
-LR_WARMUP_ITERS=$((WARMUP_TOKENS / GLOBAL_BATCH_SIZE / SEQ_LEN))
-LR_DECAY_ITERS=$((TRAIN_TOKENS / GLOBAL_BATCH_SIZE / SEQ_LEN))
-((TRAIN_ITERS > 0)) ||
-	pai_die "TRAIN_TOKENS (arg 22): ${TRAIN_TOKENS} / GLOBAL_BATCH_SIZE ${GLOBAL_BATCH_SIZE} / SEQ_LEN ${SEQ_LEN} gives 0 training iterations"
+pai_token_run_args 19 "$@" # SAVE_INTERVAL … OUTPUT_BASEPATH; TRAIN_ITERS, LR_WARMUP_ITERS, LR_DECAY_ITERS
 
 pai_feature_options # AC PR DO FL TE SP TP PRETRAIN_CHECKPOINT_PATH → the option arrays, as Pai builds them
 
 NAME="${ENV}-pretrain-megatron-gpt3-${MODEL_SIZE}-lr-${LR}-bs-${BATCH_SIZE}-seqlen-${SEQ_LEN}-pr-${PR}-tp-${TP}-pp-${PP}-ac-${AC}-do-${DO}-sp-${SP}-tt-${TRAIN_TOKENS}-wt-${WARMUP_TOKENS}"
-pai_run_paths "${NAME}" # TENSORBOARD_DIR, SAVED_PRETRAIN_CHECKPOINT_PATH, LOG_FILE
+pai_run_paths "${NAME}" # TENSORBOARD_DIR, SAVED_PRETRAIN_CHECKPOINT_PATH, LOG_FILE, pai_log_options
 
 # DATASET_PATH is split on blanks, as Pai's unquoted expansion splits it (a blend "w1 p1 w2 p2").
 read -r -a dataset_paths <<<"$DATASET_PATH"
@@ -103,19 +81,7 @@ megatron_options=(
 	--ffn-hidden-size "${INTERMEDIATE_SIZE}"
 	--seq-length "${SEQ_LEN}"
 	--max-position-embeddings "${SEQ_LEN}"
-	--log-interval 1
-	--eval-interval 10000
-	--eval-iters 10
-	--save-interval "${SAVE_INTERVAL}"
-	--tensorboard-queue-size 1
-	--tensorboard-dir "${TENSORBOARD_DIR}"
-	--log-timers-to-tensorboard
-	--log-batch-size-to-tensorboard
-	--log-validation-ppl-to-tensorboard
-	--tensor-model-parallel-size "${TP}"
-	--pipeline-model-parallel-size "${PP}"
-	--no-load-optim
-	--no-load-rng
+	"${pai_log_options[@]}" # --log-interval 1 … --no-load-rng, in Pai's order
 	--num-workers 0
 	--seed 1234
 	--max-padding-length "${PAD_LEN}"

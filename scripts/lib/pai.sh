@@ -117,13 +117,72 @@ pai_train_args() {
 	pai_enum TE 18 "$TE" true false
 }
 
+# pai_token_run_args FIRST ARGS… assigns and checks the six arguments that end Pai's
+# pretraining scripts, from position FIRST: SAVE_INTERVAL DATASET_PATH
+# PRETRAIN_CHECKPOINT_PATH TRAIN_TOKENS WARMUP_TOKENS OUTPUT_BASEPATH; then picks the
+# launcher layout, checks the parallel layout and derives Pai's iteration counts (truncating
+# integer division, left to right).
+pai_token_run_args() {
+	local i=$1
+	shift
+	SAVE_INTERVAL=${!i} DATASET_PATH=${*:i+1:1} PRETRAIN_CHECKPOINT_PATH=${*:i+2:1}
+	TRAIN_TOKENS=${*:i+3:1} WARMUP_TOKENS=${*:i+4:1} OUTPUT_BASEPATH=${*:i+5:1}
+	pai_int_pos SAVE_INTERVAL "$i" "$SAVE_INTERVAL"
+	pai_check_data DATASET_PATH $((i + 1)) "$DATASET_PATH"
+	if [ "$PRETRAIN_CHECKPOINT_PATH" != none ]; then
+		pai_check_checkpoint PRETRAIN_CHECKPOINT_PATH $((i + 2)) "$PRETRAIN_CHECKPOINT_PATH" 3
+	fi
+	pai_int_nonneg TRAIN_TOKENS $((i + 3)) "$TRAIN_TOKENS"
+	pai_int_nonneg WARMUP_TOKENS $((i + 4)) "$WARMUP_TOKENS"
+	pai_check_writable OUTPUT_BASEPATH $((i + 5)) "$OUTPUT_BASEPATH"
+	pai_distributed "$ENV"
+	pai_check_parallel 12 13 5 4
+	TRAIN_ITERS=$((TRAIN_TOKENS / GLOBAL_BATCH_SIZE / SEQ_LEN))
+	LR_WARMUP_ITERS=$((WARMUP_TOKENS / GLOBAL_BATCH_SIZE / SEQ_LEN))
+	LR_DECAY_ITERS=$((TRAIN_TOKENS / GLOBAL_BATCH_SIZE / SEQ_LEN))
+	((TRAIN_ITERS > 0)) ||
+		pai_die "TRAIN_TOKENS (arg $((i + 3))): ${TRAIN_TOKENS} / GLOBAL_BATCH_SIZE ${GLOBAL_BATCH_SIZE} / SEQ_LEN ${SEQ_LEN} gives 0 training iterations"
+}
+
+# pai_iter_run_args FIRST ARGS… is the same for the seven arguments that end Pai's *_withGA
+# fine-tuning scripts: SAVE_INTERVAL DATASET_PATH VALID_DATASET_PATH
+# PRETRAIN_CHECKPOINT_PATH TRAIN_ITERS WARMUP_ITERS OUTPUT_BASEPATH, with
+# LR_DECAY_ITERS = TRAIN_ITERS - WARMUP_ITERS (LR_WARMUP_ITERS is WARMUP_ITERS).
+pai_iter_run_args() {
+	local i=$1
+	shift
+	SAVE_INTERVAL=${!i} DATASET_PATH=${*:i+1:1} VALID_DATASET_PATH=${*:i+2:1} PRETRAIN_CHECKPOINT_PATH=${*:i+3:1}
+	TRAIN_ITERS=${*:i+4:1} WARMUP_ITERS=${*:i+5:1} OUTPUT_BASEPATH=${*:i+6:1}
+	pai_int_pos SAVE_INTERVAL "$i" "$SAVE_INTERVAL"
+	pai_check_data DATASET_PATH $((i + 1)) "$DATASET_PATH"
+	pai_check_data VALID_DATASET_PATH $((i + 2)) "$VALID_DATASET_PATH"
+	if [ "$PRETRAIN_CHECKPOINT_PATH" != none ]; then
+		pai_check_checkpoint PRETRAIN_CHECKPOINT_PATH $((i + 3)) "$PRETRAIN_CHECKPOINT_PATH" 3
+	fi
+	pai_int_pos TRAIN_ITERS $((i + 4)) "$TRAIN_ITERS"
+	pai_int_nonneg WARMUP_ITERS $((i + 5)) "$WARMUP_ITERS"
+	((WARMUP_ITERS < TRAIN_ITERS)) ||
+		pai_die "WARMUP_ITERS (arg $((i + 5))): ${WARMUP_ITERS} leaves no decay iterations (--lr-decay-iters = TRAIN_ITERS ${TRAIN_ITERS} - WARMUP_ITERS)"
+	pai_check_writable OUTPUT_BASEPATH $((i + 6)) "$OUTPUT_BASEPATH"
+	pai_distributed "$ENV"
+	pai_check_parallel 12 13 5 4
+	LR_WARMUP_ITERS=$WARMUP_ITERS
+	LR_DECAY_ITERS=$((TRAIN_ITERS - WARMUP_ITERS))
+}
+
 # pai_run_paths NAME sets the run's folders and files as Pai's scripts name them: the date
-# suffix, TENSORBOARD_DIR, SAVED_PRETRAIN_CHECKPOINT_PATH and LOG_FILE under OUTPUT_BASEPATH.
+# suffix, TENSORBOARD_DIR, SAVED_PRETRAIN_CHECKPOINT_PATH and LOG_FILE under OUTPUT_BASEPATH;
+# and pai_log_options, the run of logging and layout flags every global-batch script has in
+# the middle of its fixed options.
 pai_run_paths() {
 	current_time=$(date "+%Y.%m.%d-%H.%M.%S")
 	TENSORBOARD_DIR="${OUTPUT_BASEPATH}/tensorboard/$1_${current_time}"
 	SAVED_PRETRAIN_CHECKPOINT_PATH="${OUTPUT_BASEPATH}/checkpoint/$1"
 	LOG_FILE="${OUTPUT_BASEPATH}/log/$1_${current_time}.log"
+	pai_log_options=(--log-interval 1 --eval-interval 10000 --eval-iters 10 --save-interval "${SAVE_INTERVAL}"
+		--tensorboard-queue-size 1 --tensorboard-dir "${TENSORBOARD_DIR}" --log-timers-to-tensorboard
+		--log-batch-size-to-tensorboard --log-validation-ppl-to-tensorboard --tensor-model-parallel-size "${TP}"
+		--pipeline-model-parallel-size "${PP}" --no-load-optim --no-load-rng)
 }
 
 # pai_llama3_shape SIZE POS sets the shape variables as pai_model_shape does for Pai's

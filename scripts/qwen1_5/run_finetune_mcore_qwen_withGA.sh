@@ -58,30 +58,9 @@ pai_nargs 27 $#
 PAI_SHAPE=pai_qwen15_shape pai_train_args "$@" # ENV … TE, arguments 1-18
 MOE=${19}
 EP=${20}
-SAVE_INTERVAL=${21}
-DATASET_PATH=${22}
-VALID_DATASET_PATH=${23}
-PRETRAIN_CHECKPOINT_PATH=${24}
-TRAIN_ITERS=${25}
-WARMUP_ITERS=${26}
-OUTPUT_BASEPATH=${27}
 pai_moe "$MOE" 19 "--moe-router-topk 2 --num-experts 8 --moe-aux-loss-coeff 1e-2 --expert-model-parallel-size ${EP} --moe-router-load-balancing-type aux_loss"
 pai_int_pos EP 20 "$EP"
-pai_int_pos SAVE_INTERVAL 21 "$SAVE_INTERVAL"
-pai_check_data DATASET_PATH 22 "$DATASET_PATH"
-pai_check_data VALID_DATASET_PATH 23 "$VALID_DATASET_PATH"
-if [ "$PRETRAIN_CHECKPOINT_PATH" != none ]; then
-	pai_check_checkpoint PRETRAIN_CHECKPOINT_PATH 24 "$PRETRAIN_CHECKPOINT_PATH" 3
-fi
-pai_int_pos TRAIN_ITERS 25 "$TRAIN_ITERS"
-pai_int_nonneg WARMUP_ITERS 26 "$WARMUP_ITERS"
-((WARMUP_ITERS < TRAIN_ITERS)) ||
-	pai_die "WARMUP_ITERS (arg 26): ${WARMUP_ITERS} leaves no decay iterations (--lr-decay-iters = TRAIN_ITERS ${TRAIN_ITERS} - WARMUP_ITERS)"
-pai_check_writable OUTPUT_BASEPATH 27 "$OUTPUT_BASEPATH"
-pai_distributed "$ENV"
-pai_check_parallel 12 13 5 4
-
-LR_DECAY_ITERS=$((TRAIN_ITERS - WARMUP_ITERS))
+pai_iter_run_args 21 "$@" # SAVE_INTERVAL … OUTPUT_BASEPATH; LR_WARMUP_ITERS, LR_DECAY_ITERS
 
 pai_feature_options mcore # AC PR DO FL TE SP TP PRETRAIN_CHECKPOINT_PATH → the option arrays, as Pai builds them
 [ "$TE" = false ] && te_options=(--transformer-impl local) # Pai's Qwen1.5 scripts say so
@@ -89,7 +68,7 @@ pai_feature_options mcore # AC PR DO FL TE SP TP PRETRAIN_CHECKPOINT_PATH → th
 # Pai's name: it reads TRAIN_TOKENS and WARMUP_ITERS, which this script never sets (its
 # variable is LR_WARMUP_ITERS), so the name ends in "-tt--wt-".
 NAME="${ENV}-finetune-megatron-qwen2-${MODEL_SIZE}-lr-${LR}-bs-${BATCH_SIZE}-seqlen-${SEQ_LEN}-pr-${PR}-tp-${TP}-pp-${PP}-ac-${AC}-do-${DO}-sp-${SP}-tt--wt-"
-pai_run_paths "${NAME}" # TENSORBOARD_DIR, SAVED_PRETRAIN_CHECKPOINT_PATH, LOG_FILE
+pai_run_paths "${NAME}" # TENSORBOARD_DIR, SAVED_PRETRAIN_CHECKPOINT_PATH, LOG_FILE, pai_log_options
 
 # Data paths are split on blanks, as Pai's unquoted expansions split them.
 read -r -a train_paths <<<"$DATASET_PATH"
@@ -123,19 +102,7 @@ megatron_options=(
 	--seq-length "${SEQ_LEN}"
 	--max-position-embeddings "${MAX_POSITION_EMBEDDINGS}"
 	--max-padding-length "${PAD_LEN}"
-	--log-interval 1
-	--eval-interval 10000
-	--eval-iters 10
-	--save-interval "${SAVE_INTERVAL}"
-	--tensorboard-queue-size 1
-	--tensorboard-dir "${TENSORBOARD_DIR}"
-	--log-timers-to-tensorboard
-	--log-batch-size-to-tensorboard
-	--log-validation-ppl-to-tensorboard
-	--tensor-model-parallel-size "${TP}"
-	--pipeline-model-parallel-size "${PP}"
-	--no-load-optim
-	--no-load-rng
+	"${pai_log_options[@]}" # --log-interval 1 … --no-load-rng, in Pai's order
 	--num-workers 8
 	--extra-vocab-size "${EXTRA_VOCAB_SIZE}"
 	--patch-tokenizer-type LLamaTokenizer

@@ -51,36 +51,14 @@ pai_nargs 25 $#
 # Every argument is checked before anything is created or launched.
 PAI_SHAPE=pai_qwen15_shape pai_train_args "$@" # ENV … TE, arguments 1-18
 MOE=${19}
-SAVE_INTERVAL=${20}
-DATASET_PATH=${21}
-PRETRAIN_CHECKPOINT_PATH=${22}
-TRAIN_TOKENS=${23}
-WARMUP_TOKENS=${24}
-OUTPUT_BASEPATH=${25}
 pai_moe "$MOE" 19 "--moe-router-topk 2 --num-experts 8 --moe-aux-loss-coeff 1e-2 --expert-model-parallel-size 1 --moe-router-load-balancing-type aux_loss"
-pai_int_pos SAVE_INTERVAL 20 "$SAVE_INTERVAL"
-pai_check_data DATASET_PATH 21 "$DATASET_PATH"
-if [ "$PRETRAIN_CHECKPOINT_PATH" != none ]; then
-	pai_check_checkpoint PRETRAIN_CHECKPOINT_PATH 22 "$PRETRAIN_CHECKPOINT_PATH" 3
-fi
-pai_int_nonneg TRAIN_TOKENS 23 "$TRAIN_TOKENS"
-pai_int_nonneg WARMUP_TOKENS 24 "$WARMUP_TOKENS"
-pai_check_writable OUTPUT_BASEPATH 25 "$OUTPUT_BASEPATH"
-pai_distributed "$ENV"
-pai_check_parallel 12 13 5 4
-
-# Pai's iteration counts: truncating integer division, left to right.
-TRAIN_ITERS=$((TRAIN_TOKENS / GLOBAL_BATCH_SIZE / SEQ_LEN))
-LR_WARMUP_ITERS=$((WARMUP_TOKENS / GLOBAL_BATCH_SIZE / SEQ_LEN))
-LR_DECAY_ITERS=$((TRAIN_TOKENS / GLOBAL_BATCH_SIZE / SEQ_LEN))
-((TRAIN_ITERS > 0)) ||
-	pai_die "TRAIN_TOKENS (arg 23): ${TRAIN_TOKENS} / GLOBAL_BATCH_SIZE ${GLOBAL_BATCH_SIZE} / SEQ_LEN ${SEQ_LEN} gives 0 training iterations"
+pai_token_run_args 20 "$@" # SAVE_INTERVAL … OUTPUT_BASEPATH; TRAIN_ITERS, LR_WARMUP_ITERS, LR_DECAY_ITERS
 
 pai_feature_options mcore # AC PR DO FL TE SP TP PRETRAIN_CHECKPOINT_PATH → the option arrays, as Pai builds them
 [ "$TE" = false ] && te_options=(--transformer-impl local) # Pai's Qwen1.5 scripts say so
 
 NAME="pretrain-mcore-qwen-${MODEL_SIZE}-lr-${LR}-minlr-${MIN_LR}-bs-${BATCH_SIZE}-gbs-${GLOBAL_BATCH_SIZE}-seqlen-${SEQ_LEN}-pr-${PR}-tp-${TP}-pp-${PP}-ac-${AC}-do-${DO}-sp-${SP}-moe-${MOE}-tt-${TRAIN_TOKENS}-wt-${WARMUP_TOKENS}"
-pai_run_paths "${NAME}" # TENSORBOARD_DIR, SAVED_PRETRAIN_CHECKPOINT_PATH, LOG_FILE
+pai_run_paths "${NAME}" # TENSORBOARD_DIR, SAVED_PRETRAIN_CHECKPOINT_PATH, LOG_FILE, pai_log_options
 
 # DATASET_PATH is split on blanks, as Pai's unquoted expansion splits it (a blend "w1 p1 w2 p2").
 read -r -a dataset_paths <<<"$DATASET_PATH"
@@ -111,19 +89,7 @@ megatron_options=(
 	--seq-length "${SEQ_LEN}"
 	--max-position-embeddings "${MAX_POSITION_EMBEDDINGS}"
 	--max-padding-length "${PAD_LEN}"
-	--log-interval 1
-	--eval-interval 10000
-	--eval-iters 10
-	--save-interval "${SAVE_INTERVAL}"
-	--tensorboard-queue-size 1
-	--tensorboard-dir "${TENSORBOARD_DIR}"
-	--log-timers-to-tensorboard
-	--log-batch-size-to-tensorboard
-	--log-validation-ppl-to-tensorboard
-	--tensor-model-parallel-size "${TP}"
-	--pipeline-model-parallel-size "${PP}"
-	--no-load-optim
-	--no-load-rng
+	"${pai_log_options[@]}" # --log-interval 1 … --no-load-rng, in Pai's order
 	--num-workers 8
 	--extra-vocab-size "${EXTRA_VOCAB_SIZE}"
 	--patch-tokenizer-type Qwen2Tokenizer
