@@ -107,6 +107,14 @@ func run(a *Args, world comm.Comm, out io.Writer, hook dataHook) error {
 		}
 	}
 
+	switch {
+	case a.paiIdxmap():
+		logf("> %s as Pai's LLamaIdxMapDataset: samples of %d tokens (--max-padding-length), --split %q cut by Megatron's legacy rule", a.TrainDataPath, a.SeqLength, a.Split)
+	case hook != nil:
+		logf("> Pai's raw JSON samples of %d tokens (--max-padding-length %d%s): the model sees %d", a.rawSampleLength(), a.MaxPaddingLength,
+			map[bool]string{true: " + 1 for --dataset " + a.Dataset}[a.rawSampleLength() > a.MaxPaddingLength], a.SeqLength)
+	}
+
 	// Tokenizer and vocabulary.
 	ds := gpt.DatasetConfig{SequenceLength: a.SeqLength, AddExtraToken: true, EOD: -1, Pad: gpt.PadTokenIDNone, EODMaskLoss: a.EODMaskLoss}
 	var tok tokenizer.Tokenizer
