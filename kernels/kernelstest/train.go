@@ -293,11 +293,11 @@ func Cast(t *testing.T, b kernels.Backend) {
 	r := newRand(15)
 	const n = 40003
 	src := randVals(r, n, 30)
-	src[7] = 1e6         // F16 overflow
-	src[8] = -7e-8       // F16 subnormal
-	src[9] = 1e-40       // F32 subnormal
-	src[10] = -0.0       // signed zero
-	src[11] = 1.00390625 // exactly halfway between two BF16 values: ties to even
+	src[7] = 1e6                            // F16 overflow
+	src[8] = -7e-8                          // F16 subnormal
+	src[9] = 1e-40                          // F32 subnormal
+	src[10] = float32(math.Copysign(0, -1)) // signed zero (a -0.0 literal is +0 in Go)
+	src[11] = 1.00390625                    // exactly halfway between two BF16 values: ties to even
 	floats := []tensor.DType{tensor.F32, tensor.BF16, tensor.F16}
 	for _, sd := range floats {
 		for _, dd := range floats {
