@@ -407,8 +407,9 @@ func TestUsage(t *testing.T) {
 	}
 	counts := map[string][]int{pretrainScript: {0, 23, 25}, finetuneScript: {0, 21, 23}, generateScript: {0, 17, 19}, datasetScript: {0, 4, 7},
 		withGAScript: {0, 24, 26}, mcorePretrainScript: {0, 24, 26}, mcoreFinetuneScript: {0, 25, 27},
-		llama3PretrainScript: {0, 26}, llama3FinetuneScript: {0, 27}}
+		llama3PretrainScript: {0, 26}, llama3FinetuneScript: {0, 27}, llama3LegacyPretrainScript: {0, 25}, llama3LegacyFinetuneScript: {0, 26}}
 	names[llama3PretrainScript], names[llama3FinetuneScript] = names[mcorePretrainScript], names[mcoreFinetuneScript]
+	names[llama3LegacyPretrainScript], names[llama3LegacyFinetuneScript] = names[pretrainScript], names[withGAScript]
 	for script, ns := range names {
 		for _, n := range counts[script] {
 			t.Run(script+"/"+strconv.Itoa(n), func(t *testing.T) {

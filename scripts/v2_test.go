@@ -97,6 +97,38 @@ const llama3FinetuneFixed = "--save {OUT}/checkpoint/{NAME} --split 99\\,1\\,0 -
 	"--disable-bias-linear --use-mcore-models --rotary-base 500000 --attention-dropout 0.0 --hidden-dropout 0.0 " +
 	"--norm-epsilon 1e-05 --eod-mask-loss"
 
+// Pai's Llama-3 legacy scripts (examples/llama3, running ../llama2's entry points).
+const (
+	llama3LegacyPretrainScript = "llama3/run_pretrain_megatron_llama.sh"
+	llama3LegacyFinetuneScript = "llama3/run_finetune_megatron_llama_withGA.sh"
+)
+
+// llama3LegacyPretrainFixed is examples/llama3/run_pretrain_megatron_llama.sh's megatron_options.
+const llama3LegacyPretrainFixed = "--save {OUT}/checkpoint/{NAME} --split 99\\,1\\,0 --train-data-path {DATA} --data-path {DATA} --lr {LR} " +
+	"--min-lr {MINLR} --lr-decay-style linear --adam-beta1 0.9 --adam-beta2 0.95 --weight-decay 0.1 --clip-grad 1.0 " +
+	"--init-method-std 0.006 --lr-decay-iters {ITERS} --lr-warmup-iters {WARMUP} --train-iters {ITERS} --micro-batch-size {MBS} " +
+	"--global-batch-size {GBS} --num-layers {L} --hidden-size {H} --num-attention-heads {NH} --ffn-hidden-size {F} " +
+	"--seq-length {SEQ} --max-position-embeddings 8192 --max-padding-length {PAD} --log-interval 1 --eval-interval 10000 " +
+	"--eval-iters 10 --save-interval {SAVE} --tensorboard-queue-size 1 --tensorboard-dir {OUT}/tensorboard/{NAME}_DATE " +
+	"--log-timers-to-tensorboard --log-batch-size-to-tensorboard --log-validation-ppl-to-tensorboard --tensor-model-parallel-size {TP} " +
+	"--pipeline-model-parallel-size {PP} --dataset LLama-Pretrain-Idxmap --no-load-optim --no-load-rng --num-workers 8 --seed 1234 " +
+	"--extra-vocab-size {EXTRA} --patch-tokenizer-type LLamaTokenizer --swiglu --normalization RMSNorm --use-rotary-position-embeddings " +
+	"--position-embedding-type rope --untie-embeddings-and-output-weights --rotary-base 500000 --attention-dropout 0.0 " +
+	"--hidden-dropout 0.0 --disable-bias-linear --norm-epsilon 1e-05"
+
+// llama3LegacyFinetuneFixed is examples/llama3/run_finetune_megatron_llama_withGA.sh's megatron_options.
+const llama3LegacyFinetuneFixed = "--save {OUT}/checkpoint/{NAME} --split 99\\,1\\,0 --train-data-path {TRAIN} --valid-data-path {VALID} " +
+	"--test-data-path {VALID} --lr {LR} --min-lr {MINLR} --lr-decay-style linear --adam-beta1 0.9 --adam-beta2 0.95 --weight-decay 0.1 " +
+	"--clip-grad 1.0 --init-method-std 0.006 --lr-decay-iters {DECAY} --lr-warmup-iters {WARMUP} --train-iters {ITERS} " +
+	"--micro-batch-size {MBS} --global-batch-size {GBS} --num-layers {L} --hidden-size {H} --num-attention-heads {NH} " +
+	"--ffn-hidden-size {F} --seq-length {SEQ} --max-position-embeddings 8192 --max-padding-length {PAD} --log-interval 1 " +
+	"--eval-interval 10000 --eval-iters 10 --save-interval {SAVE} --tensorboard-queue-size 1 --tensorboard-dir {OUT}/tensorboard/{NAME}_DATE " +
+	"--log-timers-to-tensorboard --log-batch-size-to-tensorboard --log-validation-ppl-to-tensorboard --tensor-model-parallel-size {TP} " +
+	"--pipeline-model-parallel-size {PP} --no-load-optim --no-load-rng --num-workers 8 --seed 1234 --extra-vocab-size {EXTRA} " +
+	"--patch-tokenizer-type LLamaTokenizer --dataset LLama-Pretrain-Raw --swiglu --normalization RMSNorm " +
+	"--use-rotary-position-embeddings --position-embedding-type rope --untie-embeddings-and-output-weights --disable-bias-linear " +
+	"--rotary-base 500000 --attention-dropout 0.0 --hidden-dropout 0.0 --norm-epsilon 1e-05"
+
 // TestLlama3DryRun: the Llama-3 scripts print Pai's commands for its README examples.
 func TestLlama3DryRun(t *testing.T) {
 	f := newFixture(t)
@@ -118,6 +150,20 @@ func TestLlama3DryRun(t *testing.T) {
 		vals: map[string]string{"NAME": "dsw-finetune-megatron-llama2-8B-lr-1e-5-bs-1-seqlen-128-pr-bf16-tp-4-pp-1-ac-sel-do-true-sp-false-tt--wt-",
 			"TRAIN": f.json, "VALID": f.json, "LR": "1e-5", "MINLR": "1e-6", "DECAY": "99990000", "WARMUP": "10000", "ITERS": "100000000", "MBS": "1", "GBS": "8",
 			"SEQ": "128", "PAD": "128", "SAVE": "100000", "TP": "4", "PP": "1", "EXTRA": "256"},
+		tail: "--bf16 --load " + ck8 + " --transformer-impl local --recompute-activations --use-distributed-optimizer" + gqa,
+	}, {
+		name: "legacy pretrain", script: llama3LegacyPretrainScript, fixed: llama3LegacyPretrainFixed, size: "8B", env: eight, launch: dsw8 + "pretrain ",
+		args: []string{"dsw", "../../", "8B", "1", "8", "1e-5", "1e-6", "128", "128", "256", "bf16", "4", "1", "sel", "true", "false", "false", "false", "100000", f.ds, ck8, "100000000", "10000", f.out},
+		vals: map[string]string{"NAME": "dsw-pretrain-megatron-gpt3-8B-lr-1e-5-bs-1-seqlen-128-pr-bf16-tp-4-pp-1-ac-sel-do-true-sp-false-tt-100000000-wt-10000",
+			"DATA": f.ds, "LR": "1e-5", "MINLR": "1e-6", "ITERS": "97656", "WARMUP": "9", "MBS": "1", "GBS": "8", "SEQ": "128", "PAD": "128",
+			"SAVE": "100000", "TP": "4", "PP": "1", "EXTRA": "256"},
+		tail: "--bf16 --load " + ck8 + " --transformer-impl local --recompute-activations --use-distributed-optimizer" + gqa,
+	}, {
+		name: "legacy withGA finetune", script: llama3LegacyFinetuneScript, fixed: llama3LegacyFinetuneFixed, size: "8B", env: eight, launch: dsw8 + "finetune ",
+		args: []string{"dsw", "../../", "8B", "1", "32", "1e-5", "1e-6", "128", "128", "256", "bf16", "4", "1", "sel", "true", "false", "false", "false", "100", f.json, f.json, ck8, "1000", "10", f.out},
+		vals: map[string]string{"NAME": "dsw-finetune-megatron-llama3-8B-lr-1e-5-bs-1-seqlen-128-pr-bf16-tp-4-pp-1-ac-sel-do-true-sp-false-tt--wt-",
+			"TRAIN": f.json, "VALID": f.json, "LR": "1e-5", "MINLR": "1e-6", "DECAY": "990", "WARMUP": "10", "ITERS": "1000", "MBS": "1", "GBS": "32",
+			"SEQ": "128", "PAD": "128", "SAVE": "100", "TP": "4", "PP": "1", "EXTRA": "256"},
 		tail: "--bf16 --load " + ck8 + " --transformer-impl local --recompute-activations --use-distributed-optimizer" + gqa,
 	}})
 	base := []string{"dsw", "x", "8B", "1", "8", "1e-5", "1e-6", "128", "128", "256", "bf16", "4", "1", "sel", "true", "false", "false", "false", "false", "100", f.ds, ck8, "1024000", "0", f.out}

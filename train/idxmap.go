@@ -11,13 +11,13 @@ import (
 
 // paiIdxmap reports whether pretraining reads Pai-Megatron-Patch's LLamaIdxMapDataset, as
 // pretrain_megatron_llama.py does for a --train-data-path prefix with a "-Pretrain"
-// --dataset: the legacy pipeline's split of that one prefix (--split carves train, valid
-// and test out of it), samples of --max-padding-length + 1 tokens, the legacy
-// BlendableDataset for a weighted list, and no loss where the input token is padding.
-// Megatron-Core's runs (--use-mcore-models) and plain Megatron flags keep GPTDataset.
+// --dataset (whatever --data-path says, which it does not read): the legacy pipeline's
+// split of that one prefix (--split carves train, valid and test out of it), samples of
+// --max-padding-length + 1 tokens, the legacy BlendableDataset for a weighted list, and no
+// loss where the input token is padding. Megatron-Core's runs (--use-mcore-models, which
+// read --data-path) and plain Megatron flags keep GPTDataset.
 func (a *Args) paiIdxmap() bool {
-	return !a.UseMcoreModels && len(a.DataPath) == 0 && len(a.TrainDataPath) > 0 &&
-		strings.Contains(a.Dataset, "-Pretrain") && !a.rawJSON()
+	return !a.UseMcoreModels && len(a.TrainDataPath) > 0 && strings.Contains(a.Dataset, "-Pretrain") && !a.rawJSON()
 }
 
 // paiIdxmapSplits builds the three splits of a Pai idxmap run.

@@ -93,11 +93,12 @@ func (a *Args) rawSampleLength() int {
 	return a.MaxPaddingLength
 }
 
-// rawJSON reports whether pretraining reads Pai's raw JSON dataset: the training path is a
-// file (pretrain_megatron_llama.py's os.path.isfile test; a .bin/.idx prefix is not one),
-// unless a --data-path blend is given and --dataset names no "-Raw" kind.
+// rawJSON reports whether a run reads Pai's raw JSON dataset (LLamaRawDataset): the training
+// path is a file (pretrain_megatron_llama.py's os.path.isfile test; a .bin/.idx prefix is
+// not one); under --use-mcore-models, whose entry points read --data-path, only when
+// --dataset names a "-Raw" kind or there is no --data-path.
 func (a *Args) rawJSON() bool {
-	if len(a.TrainDataPath) == 0 || (len(a.DataPath) > 0 && !strings.Contains(a.Dataset, "-Raw")) {
+	if len(a.TrainDataPath) == 0 || (a.UseMcoreModels && len(a.DataPath) > 0 && !strings.Contains(a.Dataset, "-Raw")) {
 		return false
 	}
 	st, err := os.Stat(a.TrainDataPath[0])

@@ -123,8 +123,11 @@ func TestRawLossRuleFlags(t *testing.T) {
 	require.NoError(t, os.WriteFile(file, []byte("[]"), 0o644))
 	require.True(t, (&Args{TrainDataPath: []string{file}}).rawJSON())
 	require.False(t, (&Args{TrainDataPath: []string{filepath.Join(dir, "prefix")}}).rawJSON(), "a .bin/.idx prefix is no file")
-	require.False(t, (&Args{TrainDataPath: []string{file}, DataPath: []string{"p"}, Dataset: "LLama-Pretrain-Idxmap"}).rawJSON())
-	require.True(t, (&Args{TrainDataPath: []string{file}, DataPath: []string{file}, Dataset: "LLama-Pretrain-Raw"}).rawJSON())
+	mc := &Args{TrainDataPath: []string{file}, DataPath: []string{"p"}, Dataset: "LLama-Pretrain-Idxmap"}
+	require.True(t, mc.rawJSON(), "the legacy entry point tests the training path only")
+	mc.UseMcoreModels = true
+	require.False(t, mc.rawJSON(), "the mcore one reads --data-path")
+	require.True(t, (&Args{TrainDataPath: []string{file}, DataPath: []string{file}, Dataset: "LLama-Pretrain-Raw", UseMcoreModels: true}).rawJSON())
 }
 
 // noPadTok is runeTok without a pad token: Pai pads with "[PAD]", id 1000, past the vocabulary.
