@@ -40,10 +40,11 @@ type Args struct {
 	RotarySeqLenInterp      float64 `name:"rotary-seq-len-interpolation-factor" help:"RoPE position interpolation: only 1 (none; Pai's Qwen scripts pass it)."`
 
 	// Batches and length of training.
-	MicroBatchSize  int `name:"micro-batch-size" default:"1" help:"Sequences per microbatch."`
-	GlobalBatchSize int `name:"global-batch-size" help:"Sequences per iteration (default micro-batch-size × data-parallel size)."`
-	TrainIters      int `name:"train-iters" help:"Iterations to train."`
-	TrainSamples    int `name:"train-samples" help:"Samples to train (instead of --train-iters)."`
+	MicroBatchSize  int  `name:"micro-batch-size" default:"1" help:"Sequences per microbatch."`
+	GlobalBatchSize int  `name:"global-batch-size" help:"Sequences per iteration (default micro-batch-size × data-parallel size)."`
+	TrainIters      int  `name:"train-iters" help:"Iterations to train."`
+	TrainSamples    int  `name:"train-samples" help:"Samples to train (instead of --train-iters)."`
+	SkipTrain       bool `name:"skip-train" help:"Evaluate the loaded checkpoint on the validation and test sets without training."`
 
 	// Learning rate.
 	LR               float64 `name:"lr" help:"Peak learning rate."`

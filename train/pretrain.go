@@ -278,11 +278,20 @@ func run(a *Args, world comm.Comm, out io.Writer, hook dataHook) error {
 		defer tb.Close()
 	}
 	logf("[after dataloaders are built] datetime: %s ", time.Now().Format("2006-01-02 15:04:05"))
-	logf("training ...")
+	if a.SkipTrain {
+		logf("skipping training (--skip-train is on) ...")
+	} else {
+		logf("training ...")
+	}
 
 	docs := documents{eod: ds.EOD, resetPos: a.ResetPositionIDs, resetAttn: a.ResetAttentionMsk}
 	train := a.newLoader(splits[0], resume.ConsumedTrain, ps, docs)
-	valid := a.newLoader(splits[1], resume.ConsumedValid, ps, docs)
+	validFrom := resume.ConsumedValid
+	if a.SkipTrain {
+		validFrom = 0 // Megatron evaluates a checkpoint from the start of the validation set
+	}
+	valid := a.newLoader(splits[1], validFrom, ps, docs)
+	test := a.newLoader(splits[2], 0, ps, docs)
 
 	// consumed counts every iteration's samples; schedSteps only those of successful updates
 	// (Megatron does not step the scheduler on a skipped iteration).
@@ -308,7 +317,8 @@ func run(a *Args, world comm.Comm, out io.Writer, hook dataHook) error {
 	defer stop.close()
 	saved := resume.Iteration
 	it := resume.Iteration
-	for it < trainIters {
+	exited := false
+	for it < trainIters && !a.SkipTrain {
 		it++
 		micro, err := train.next()
 		if err != nil {
@@ -376,7 +386,7 @@ func run(a *Args, world comm.Comm, out io.Writer, hook dataHook) error {
 			lastLog, sinceLog, lossAcc, lossN, skipped, nanIters = time.Now(), 0, 0, 0, 0, 0
 		}
 		if a.EvalIters > 0 && it%a.EvalInterval == 0 && splits[1] != nil {
-			if consumedValid, err = a.validate(tr, valid, consumedValid, it, logf, tb); err != nil {
+			if consumedValid, err = a.validate(tr, valid, consumedValid, fmt.Sprintf("iteration %d", it), it, logf, tb); err != nil {
 				return err
 			}
 		}
@@ -407,12 +417,36 @@ func run(a *Args, world comm.Comm, out io.Writer, hook dataHook) error {
 				saved = it
 			}
 			logf("%s", exit)
+			exited = true // Megatron's sys.exit: no final evaluation
 			break
 		}
 	}
-	if a.Save != "" && saved != it {
-		if err := save(it); err != nil {
-			return err
+	if !exited {
+		if !a.SkipTrain {
+			logf("[after training is done] datetime: %s ", time.Now().Format("2006-01-02 15:04:05"))
+		}
+		if a.Save != "" && saved != it {
+			if err := save(it); err != nil {
+				return err
+			}
+		}
+		// Megatron's end of pretrain(): the validation set (going on where training left it)
+		// and the test set (from its start), logged to TensorBoard unless --skip-train.
+		etb := tb
+		if a.SkipTrain {
+			etb = nil
+		}
+		for _, e := range []struct {
+			l     *loader
+			name  string
+			split samples
+		}{{valid, "validation", splits[1]}, {test, "test", splits[2]}} {
+			if e.split == nil || a.EvalIters == 0 {
+				continue
+			}
+			if _, err := a.validate(tr, e.l, 0, fmt.Sprintf("iteration %d on %s set", it, e.name), it, logf, etb); err != nil {
+				return err
+			}
 		}
 	}
 	if tb != nil {
@@ -422,7 +456,7 @@ func run(a *Args, world comm.Comm, out io.Writer, hook dataHook) error {
 }
 
 // validate runs --eval-iters forward-only iterations on the validation split.
-func (a *Args) validate(tr *Trainer, valid *loader, consumed int64, it int, logf func(string, ...any), tb *tensorboard.Writer) (int64, error) {
+func (a *Args) validate(tr *Trainer, valid *loader, consumed int64, prefix string, it int, logf func(string, ...any), tb *tensorboard.Writer) (int64, error) {
 	var sum, n float64
 	for e := 0; e < a.EvalIters; e++ {
 		micro, err := valid.next()
@@ -441,7 +475,7 @@ func (a *Args) validate(tr *Trainer, valid *loader, consumed int64, it int, logf
 	}
 	loss := sum / n
 	ppl := math.Exp(math.Min(20, loss))
-	logf("%s", validationBlock(fmt.Sprintf("iteration %d", it), loss, ppl))
+	logf("%s", validationBlock(prefix, loss, ppl))
 	if tb != nil {
 		if err := tb.Scalar("lm loss validation", loss, int64(it)); err != nil {
 			return consumed, err

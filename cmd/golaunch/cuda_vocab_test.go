@@ -32,7 +32,7 @@ func TestPaiVocabularyOnEmulatedGPUs(t *testing.T) {
 			"--num-layers 1 --hidden-size 64 --num-attention-heads 4 --ffn-hidden-size 128 --seq-length 16 " +
 			"--micro-batch-size 2 --global-batch-size 2 --train-iters 2 --lr 3e-3 --mock-data --vocab-size 258 " +
 			"--patch-tokenizer-type LLamaTokenizer --log-interval 1 --swiglu --normalization RMSNorm --position-embedding-type rope " +
-			"--disable-bias-linear --attention-dropout 0 --hidden-dropout 0 --distributed-backend gloo --device " + device)
+			"--disable-bias-linear --attention-dropout 0 --hidden-dropout 0 --eval-iters 0 --distributed-backend gloo --device " + device)
 	}
 	run := func(env []string, a ...string) string {
 		cmd := exec.Command(golaunchBin, a...)

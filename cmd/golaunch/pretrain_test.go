@@ -134,3 +134,37 @@ func TestPretrainBadInput(t *testing.T) {
 		require.Contains(t, string(out), c.want, "%v", c.extra)
 	}
 }
+
+var endEval = regexp.MustCompile(` validation loss at iteration (\d+) on (validation|test) set \| lm loss value: (\S+) \| lm loss PPL: (\S+) \| `)
+
+// TestEndOfTrainingEvaluation: as Megatron's pretrain() ends, a finished run saves, then
+// evaluates the validation set (going on where training left it) and the test set (from
+// its start); a run stopped by --exit-interval does neither; --skip-train evaluates a loaded
+// checkpoint without training — its test loss is the trained run's, the same weights on the
+// same samples.
+func TestEndOfTrainingEvaluation(t *testing.T) {
+	dir := t.TempDir()
+	prefix := writeCorpus(t, dir)
+	ck := filepath.Join(dir, "ck")
+	base := append(pretrainArgs(prefix, filepath.Join(dir, "tb")), "--split", "90,5,5", "--eval-iters", "2")
+	out := runGolaunch(t, append([]string{"--standalone"}, append(base, "--save", ck)...)...)
+	ends := endEval.FindAllStringSubmatch(out, -1)
+	require.Len(t, ends, 2, "%s", out)
+	require.Equal(t, []string{"12", "validation"}, ends[0][1:3])
+	require.Equal(t, []string{"12", "test"}, ends[1][1:3])
+	require.Less(t, strings.Index(out, "successfully saved checkpoint from iteration      12"), strings.Index(out, ends[0][0]), "saved first")
+	require.Contains(t, out, "[after training is done] datetime: ")
+
+	stopped := runGolaunch(t, append([]string{"--standalone"}, append(base, "--exit-interval", "6")...)...)
+	require.Contains(t, stopped, "exiting program at iteration 6")
+	require.Empty(t, endEval.FindAllString(stopped, -1), "Megatron exits without the final evaluation")
+
+	skip := runGolaunch(t, append([]string{"--standalone"}, append(base, "--load", ck, "--skip-train")...)...)
+	require.Contains(t, skip, "skipping training (--skip-train is on) ...")
+	require.Empty(t, parseLog(t, skip).loss, "no training iterations")
+	require.NotContains(t, skip, "successfully saved")
+	skipEnds := endEval.FindAllStringSubmatch(skip, -1)
+	require.Len(t, skipEnds, 2, "%s", skip)
+	require.Equal(t, ends[1][1:], skipEnds[1][1:], "the test set, from its start, with the trained weights")
+	require.Equal(t, "12", skipEnds[0][1], "the checkpoint's iteration")
+}

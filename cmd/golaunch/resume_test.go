@@ -33,7 +33,7 @@ func resumeArgs(dir string) []string {
 	return strings.Fields("pretrain --num-layers 4 --hidden-size 64 --num-attention-heads 4 --ffn-hidden-size 128 " +
 		"--seq-length 32 --micro-batch-size 2 --global-batch-size 8 --train-iters 8 --lr 3e-3 --lr-warmup-iters 2 " +
 		"--vocab-size 256 --log-interval 1 --swiglu --normalization RMSNorm --position-embedding-type rope " +
-		"--attention-dropout 0 --hidden-dropout 0.1 --mock-data --bf16 --data-cache-path " + dir)
+		"--attention-dropout 0 --hidden-dropout 0.1 --mock-data --bf16 --eval-iters 0 --data-cache-path " + dir)
 }
 
 func runGolaunch(t *testing.T, args ...string) string {

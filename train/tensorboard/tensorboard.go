@@ -11,6 +11,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 )
 
@@ -29,8 +30,12 @@ type Writer struct {
 	path string
 }
 
-// NewWriter creates dir if needed and opens events.out.tfevents.<unix time>.<host> in it, the
-// name TensorBoard scans for.
+// writers numbers this process's event files (TensorBoard's _global_uid).
+var writers atomic.Int64
+
+// NewWriter creates dir if needed and opens events.out.tfevents.<unix time>.<host>.<pid>.<n>
+// in it, the name TensorBoard's own EventFileWriter gives (n counts the writers of this
+// process), so runs started in the same second into one folder do not collide.
 func NewWriter(dir string) (*Writer, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("tensorboard: %w", err)
@@ -39,7 +44,7 @@ func NewWriter(dir string) (*Writer, error) {
 	if host == "" {
 		host = "localhost"
 	}
-	path := filepath.Join(dir, fmt.Sprintf("events.out.tfevents.%d.%s", time.Now().Unix(), host))
+	path := filepath.Join(dir, fmt.Sprintf("events.out.tfevents.%010d.%s.%d.%d", time.Now().Unix(), host, os.Getpid(), writers.Add(1)-1))
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_EXCL, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("tensorboard: %w", err)
