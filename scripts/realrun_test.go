@@ -88,7 +88,7 @@ func TestPretrainRealRun(t *testing.T) {
 	// Pai's Megatron-Core fine-tuning script on raw JSON from that checkpoint: it passes no
 	// --finetune, so the run continues the checkpoint's iteration count to TRAIN_ITERS.
 	var recs []string
-	for i := range 40 {
+	for i := range 100 { // enough for the final evaluation: --eval-iters 10 × 8 samples
 		recs = append(recs, `{"instruction": "Add `+strconv.Itoa(i%9)+` and 2.", "input": "", "output": "It is `+strconv.Itoa(i%9+2)+`."}`)
 	}
 	sft := filepath.Join(f.dir, "alpaca.json")
@@ -107,7 +107,7 @@ func TestPretrainRealRun(t *testing.T) {
 
 	// Pai's Mistral fine-tuning script (Mistral's flags on the tiny Llama-shaped model): no
 	// --dataloader-type, so Megatron's single sampler goes on from the checkpoint's 20
-	// consumed samples through the 40 records.
+	// consumed samples through the records.
 	ftArgs[2], ftArgs[18] = "tiny", "false"
 	ftArgs[23] = "12"
 	stdout, stderr, code = run(t, f, "bash", mistralFinetuneScript, env, ftArgs...)
