@@ -159,6 +159,7 @@ type Args struct {
 	Device  string          `name:"device" default:"auto" enum:"auto,cpu,cuda" help:"Compute device: cuda (GPU LOCAL_RANK), cpu, or auto (cuda when a GPU and its libraries are found)."`
 	Backend kernels.Backend `kong:"-"` // nil: kernels/cpu
 	tokPad  int64           // the tokenizer's pad id (−1: none), for Pai's loss masks
+	epochs  bool            // Pai's epoch loop (finetune_utils), which has no final evaluation
 	// DistributedBackend is Megatron's: the collectives of GPU tensors.
 	DistributedBackend string `name:"distributed-backend" default:"nccl" enum:"nccl,gloo" help:"Collectives for GPU tensors: nccl, or gloo (host collectives over TCP, staged through host memory)."`
 }

@@ -62,6 +62,7 @@ func Finetune(f *FinetuneArgs, world comm.Comm, out io.Writer) error {
 		return run(&f.Args, world, out, f.rawSplits(loss))
 	}
 	f.TrainIters = 1 // set from the data and --epochs below
+	f.epochs = true
 	if f.Epochs < 1 {
 		return fmt.Errorf("--epochs must be ≥ 1, got %d", f.Epochs)
 	}
@@ -431,7 +432,8 @@ func run(a *Args, world comm.Comm, out io.Writer, hook dataHook) error {
 			}
 		}
 		// Megatron's end of pretrain(): the validation set (going on where training left it)
-		// and the test set (from its start), logged to TensorBoard unless --skip-train.
+		// and the test set (from its start), logged to TensorBoard unless --skip-train. Pai's
+		// epoch-based fine-tuning loop has none.
 		etb := tb
 		if a.SkipTrain {
 			etb = nil
@@ -441,7 +443,7 @@ func run(a *Args, world comm.Comm, out io.Writer, hook dataHook) error {
 			name  string
 			split samples
 		}{{valid, "validation", splits[1]}, {test, "test", splits[2]}} {
-			if e.split == nil || a.EvalIters == 0 {
+			if e.split == nil || a.EvalIters == 0 || a.epochs {
 				continue
 			}
 			if _, err := a.validate(tr, e.l, 0, fmt.Sprintf("iteration %d on %s set", it, e.name), it, logf, etb); err != nil {

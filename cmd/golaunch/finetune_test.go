@@ -50,6 +50,7 @@ func TestFinetune(t *testing.T) {
 	out := runGolaunch(t, append([]string{"--standalone"}, finetuneArgs(train, valid)...)...)
 	single := iterationLosses(out)
 	require.Contains(t, out, "validation loss at iteration 10")
+	require.NotContains(t, out, "on validation set", "Pai's epoch loop has no final evaluation")
 	n := len(single)
 	require.Equal(t, 0, n%3, "epochs × iterations per epoch: %d", n)
 	require.Contains(t, out, fmt.Sprintf("iteration %8d/%8d", n, n))

@@ -60,8 +60,10 @@ func TestRawJSONFinetuneIterations(t *testing.T) {
 	dir := t.TempDir()
 	train, valid := writeSFT(t, dir)
 	args := append(rawArgs("finetune", train, valid), "--train-iters", "6", "--dataloader-type", "cyclic", "--eod-mask-loss")
-	single := iterationLosses(runGolaunch(t, append([]string{"--standalone"}, args...)...))
+	singleOut := runGolaunch(t, append([]string{"--standalone"}, args...)...)
+	single := iterationLosses(singleOut)
 	require.Len(t, single, 6)
+	require.Contains(t, singleOut, "validation loss at iteration 6 on validation set", "Megatron's loop ends with an evaluation")
 	tp2 := iterationLosses(runGolaunch(t, append([]string{"--standalone", "--nproc-per-node", "2"}, append(args, "--tensor-model-parallel-size", "2")...)...))
 	for it, want := range single {
 		w, g := parseLossNorm(want), parseLossNorm(tp2[it])
