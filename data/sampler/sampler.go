@@ -118,3 +118,24 @@ func (c *cyclic) pass() {
 		c.idx = append(c.idx, perm[i])
 	}
 }
+
+// DistributedIndices is torch.utils.data.DistributedSampler's order for one replica, with
+// shuffle (its default) and drop_last false: torch.randperm(n) after manual_seed(seed +
+// epoch) (passed here as one seed), padded by repeating its head up to a multiple of
+// replicas, then every replicas-th index from rank. Pai-Megatron-Patch's fine-tuning reads
+// its data this way (finetune_utils.build_data_loader, set_epoch(--seed + epoch)).
+func DistributedIndices(n, replicas, rank int, seed uint64) []int {
+	if n <= 0 || replicas <= 0 || rank < 0 || rank >= replicas {
+		return nil
+	}
+	perm := Randperm(n, seed)
+	total := (n + replicas - 1) / replicas * replicas
+	for len(perm) < total { // padding_size may exceed n: the head is repeated as often as needed
+		perm = append(perm, perm[:min(n, total-len(perm))]...)
+	}
+	out := make([]int, 0, total/replicas)
+	for i := rank; i < total; i += replicas {
+		out = append(out, perm[i])
+	}
+	return out
+}

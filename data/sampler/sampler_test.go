@@ -123,3 +123,36 @@ func TestBadConfig(t *testing.T) {
 		require.True(t, strings.Contains(err.Error(), c.want), "%v: %v", c.cfg, err)
 	}
 }
+
+// distributedPy prints torch's DistributedSampler order (shuffle, drop_last false) for every
+// rank, for [n, replicas, seed] cases.
+const distributedPy = `
+import json, sys, torch
+from torch.utils.data.distributed import DistributedSampler
+out = []
+for n, replicas, seed in json.loads(sys.argv[1]):
+    ranks = []
+    for r in range(replicas):
+        s = DistributedSampler(list(range(n)), num_replicas=replicas, rank=r)
+        s.set_epoch(seed)
+        ranks.append(list(iter(s)))
+    out.append(ranks)
+print(json.dumps(out))
+`
+
+func TestDistributedIndicesMatchTorch(t *testing.T) {
+	if err := exec.Command("/usr/bin/python3", "-c", "import torch").Run(); err != nil {
+		t.Skipf("skipping: /usr/bin/python3 with torch not available (%v)", err)
+	}
+	cases := [][3]int{{10, 1, 1234}, {10, 3, 1234}, {10, 3, 1235}, {7, 4, 0}, {2, 5, 9}, {1, 3, 1}, {1000, 8, 1240}}
+	arg, _ := json.Marshal(cases)
+	raw, err := exec.Command("/usr/bin/python3", "-c", distributedPy, string(arg)).Output()
+	require.NoError(t, err)
+	var want [][][]int
+	require.NoError(t, json.Unmarshal(raw, &want))
+	for i, c := range cases {
+		for r := 0; r < c[1]; r++ {
+			require.Equal(t, want[i][r], DistributedIndices(c[0], c[1], r, uint64(c[2])), "n=%d replicas=%d seed=%d rank %d", c[0], c[1], c[2], r)
+		}
+	}
+}
