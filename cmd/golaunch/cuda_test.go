@@ -17,6 +17,19 @@ import (
 	"github.com/gomegatron/gomegatron/kernels/cuda/dl/dltest"
 )
 
+// emulatedGPUs builds the kernel emulator (the real kernel sources run on the CPU as a CUDA
+// driver) and returns the environment that shows golaunch two such "GPUs" with arenaMB of
+// memory each and a CUBIN cache under dir.
+func emulatedGPUs(t *testing.T, dir string, arenaMB int) []string {
+	files, _, err := cuda.Sources()
+	require.NoError(t, err)
+	idx, err := cuda.KernelIndex(files)
+	require.NoError(t, err)
+	drv, libDir := dltest.Emulator(t, "../../kernels/cuda", idx)
+	return []string{dl.EnvDriver + "=" + drv, "GOMEGATRON_CUDA_LIB_DIRS=" + libDir, "GM_FAKE_DEVICES=2",
+		"GOMEGATRON_CUDA_ARENA_MB=" + strconv.Itoa(arenaMB), "GOMEGATRON_CUBIN_CACHE=" + filepath.Join(dir, "cubin")}
+}
+
 // TestPretrainOnEmulatedGPUs runs `golaunch pretrain --device cuda` with the kernel emulator
 // as the CUDA driver (the real kernel sources on the CPU, found through the environment as
 // on a GPU machine): two ranks, TP=2 with sequence parallelism, each on its own "GPU", with
@@ -27,12 +40,8 @@ func TestPretrainOnEmulatedGPUs(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: the emulator runs every CUDA thread as a fiber")
 	}
-	files, _, err := cuda.Sources()
-	require.NoError(t, err)
-	idx, err := cuda.KernelIndex(files)
-	require.NoError(t, err)
-	drv, libDir := dltest.Emulator(t, "../../kernels/cuda", idx)
 	dir := t.TempDir()
+	gpuEnv := emulatedGPUs(t, dir, 256)
 	data := writeCorpus(t, dir)
 	args := func(device string, extra ...string) []string {
 		return append(strings.Fields("--standalone --nproc-per-node 2 pretrain --tensor-model-parallel-size 2 --sequence-parallel "+
@@ -50,8 +59,6 @@ func TestPretrainOnEmulatedGPUs(t *testing.T) {
 		require.NoError(t, err, "%v\n%s", a, out)
 		return string(out)
 	}
-	gpuEnv := []string{dl.EnvDriver + "=" + drv, "GOMEGATRON_CUDA_LIB_DIRS=" + libDir, "GM_FAKE_DEVICES=2",
-		"GOMEGATRON_CUDA_ARENA_MB=256", "GOMEGATRON_CUBIN_CACHE=" + filepath.Join(dir, "cubin")}
 	// NCCL is the default for GPU tensors; this machine has none, and the error says so.
 	cmd := exec.Command(golaunchBin, append(args("cuda"), "--distributed-backend", "nccl")...)
 	cmd.Env = append(os.Environ(), gpuEnv...)

@@ -3,15 +3,10 @@ package main
 import (
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
-
-	"github.com/gomegatron/gomegatron/kernels/cuda"
-	"github.com/gomegatron/gomegatron/kernels/cuda/dl"
-	"github.com/gomegatron/gomegatron/kernels/cuda/dl/dltest"
 )
 
 // TestPaiVocabularyOnEmulatedGPUs: Pai's unpadded vocabulary gives each TP rank an odd
@@ -21,12 +16,8 @@ func TestPaiVocabularyOnEmulatedGPUs(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: the emulator runs every CUDA thread as a fiber")
 	}
-	files, _, err := cuda.Sources()
-	require.NoError(t, err)
-	idx, err := cuda.KernelIndex(files)
-	require.NoError(t, err)
-	drv, libDir := dltest.Emulator(t, "../../kernels/cuda", idx)
 	dir := t.TempDir()
+	gpuEnv := emulatedGPUs(t, dir, 128)
 	args := func(device string) []string {
 		return strings.Fields("--standalone --nproc-per-node 2 pretrain --tensor-model-parallel-size 2 " +
 			"--num-layers 1 --hidden-size 64 --num-attention-heads 4 --ffn-hidden-size 128 --seq-length 16 " +
@@ -41,8 +32,6 @@ func TestPaiVocabularyOnEmulatedGPUs(t *testing.T) {
 		require.NoError(t, err, "%v\n%s", a, out)
 		return string(out)
 	}
-	gpuEnv := []string{dl.EnvDriver + "=" + drv, "GOMEGATRON_CUDA_LIB_DIRS=" + libDir, "GM_FAKE_DEVICES=2",
-		"GOMEGATRON_CUDA_ARENA_MB=128", "GOMEGATRON_CUBIN_CACHE=" + filepath.Join(dir, "cubin")}
 	onGPU := run(gpuEnv, args("cuda")...)
 	require.Contains(t, onGPU, "padded vocab (size: 258) with 0 dummy tokens (new size: 258)")
 	g, c := parseLog(t, onGPU), parseLog(t, run(nil, args("cpu")...))
