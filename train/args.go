@@ -45,6 +45,35 @@ type Args struct {
 	TrainIters      int  `name:"train-iters" help:"Iterations to train."`
 	TrainSamples    int  `name:"train-samples" help:"Samples to train (instead of --train-iters)."`
 	SkipTrain       bool `name:"skip-train" help:"Evaluate the loaded checkpoint on the validation and test sets without training."`
+	// Checkpoint loading (Megatron's).
+	ExitOnMissingCheckpoint bool `name:"exit-on-missing-checkpoint" help:"Stop with an error when --load holds no checkpoint (default: start from random, with a warning)."`
+	CkptStep                int  `name:"ckpt-step" help:"Load this iteration's checkpoint instead of the tracker file's."`
+	OverrideOptParamSched   bool `name:"override-opt_param-scheduler" help:"Accepted: the learning-rate flags always win over a checkpoint's scheduler values here."`
+
+	// Megatron flags that change nothing here (what they tune does not exist or is fixed).
+	TimingLogLevel         int  `name:"timing-log-level" help:"Accepted (Megatron's timers are not printed)."`
+	EmptyUnusedMemoryLevel int  `name:"empty-unused-memory-level" help:"Accepted (the device arena is sized at start-up)."`
+	NoAsyncTPAllreduce     bool `name:"no-async-tensor-model-parallel-allreduce" help:"Accepted (no effect on results)."`
+	UseCPUInitialization   bool `name:"use-cpu-initialization" help:"Accepted: weights are always initialised on the host, the same on every device."`
+	DeterministicMode      bool `name:"deterministic-mode" help:"Accepted: every kernel here is deterministic."`
+	NumDatasetBuilderThr   int  `name:"num-dataset-builder-threads" help:"Accepted."`
+	NoMmapBinFiles         bool `name:"no-mmap-bin-files" help:"Accepted (.bin files are memory-mapped)."`
+	MmapWarmup             bool `name:"mmap-warmup" help:"Accepted."`
+	DelayGradReduce        bool `name:"delay-grad-reduce" help:"Accepted (no effect on results)."`
+	AlignGradReduce        bool `name:"align-grad-reduce" help:"Accepted (no effect on results)."`
+
+	// Megatron flags for what is not implemented: refused with a message.
+	RampupBatchSize         []string `name:"rampup-batch-size" help:"Batch-size ramp-up: not supported yet." sep:"none"`
+	DecoupledLR             float64  `name:"decoupled-lr" help:"Separate embedding/output learning rate: not supported yet."`
+	InitMethodXavierUniform bool     `name:"init-method-xavier-uniform" help:"Xavier-uniform initialisation: not supported yet."`
+	QKLayernorm             bool     `name:"qk-layernorm" help:"LayerNorm on queries and keys: not supported yet."`
+	RotaryInterleaved       bool     `name:"rotary-interleaved" help:"Interleaved RoPE: not supported yet."`
+	CalculatePerTokenLoss   bool     `name:"calculate-per-token-loss" help:"Loss averaged over all tokens of the global batch: not supported yet."`
+	WandbProject            string   `name:"wandb-project" help:"Weights & Biases logging: not supported (TensorBoard is)."`
+	UseCheckpointArgs       bool     `name:"use-checkpoint-args" help:"Model arguments from the checkpoint: not supported yet (give the model flags)."`
+	UseCheckpointOptSched   bool     `name:"use-checkpoint-opt_param-scheduler" help:"Scheduler values from the checkpoint: not supported yet."`
+	LogParamsNorm           bool     `name:"log-params-norm" help:"Parameter norm in the log line: not supported yet."`
+	LogNumZerosInGrad       bool     `name:"log-num-zeros-in-grad" help:"Zero count of the gradients in the log line: not supported yet."`
 
 	// Learning rate.
 	LR               float64 `name:"lr" help:"Peak learning rate."`
@@ -192,6 +221,19 @@ func (a *Args) Validate(world int) error {
 	}
 	if a.UseAlibiMask {
 		a.PositionEmbeddingType = "alibi"
+	}
+	for _, f := range []struct {
+		set  bool
+		flag string
+	}{{len(a.RampupBatchSize) > 0, "--rampup-batch-size"}, {a.DecoupledLR != 0, "--decoupled-lr"},
+		{a.InitMethodXavierUniform, "--init-method-xavier-uniform"}, {a.QKLayernorm, "--qk-layernorm"},
+		{a.RotaryInterleaved, "--rotary-interleaved"}, {a.CalculatePerTokenLoss, "--calculate-per-token-loss"},
+		{a.WandbProject != "", "--wandb-project"}, {a.UseCheckpointArgs, "--use-checkpoint-args"},
+		{a.UseCheckpointOptSched, "--use-checkpoint-opt_param-scheduler"}, {a.LogParamsNorm, "--log-params-norm"},
+		{a.LogNumZerosInGrad, "--log-num-zeros-in-grad"}} {
+		if f.set {
+			return fmt.Errorf("%s is not supported yet", f.flag)
+		}
 	}
 	if a.ContextParallelSize != 1 {
 		return fmt.Errorf("--context-parallel-size %d: context parallelism is not supported yet (only 1)", a.ContextParallelSize)

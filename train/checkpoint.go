@@ -314,6 +314,9 @@ func (c *checkpointer) gatherDistribOptim() (any, error) {
 func (c *checkpointer) load() (progress, error) {
 	var p progress
 	loc, err := megatron.Resolve(c.a.Load)
+	if c.a.CkptStep > 0 {
+		loc, err = megatron.Location{Root: c.a.Load, Iteration: c.a.CkptStep}, nil
+	}
 	if err != nil {
 		return p, fmt.Errorf("--load: %w", err)
 	}

@@ -5,6 +5,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/gomegatron/gomegatron/ckpt/megatron"
@@ -248,8 +249,16 @@ func run(a *Args, world comm.Comm, out io.Writer, hook dataHook) error {
 	ck.sched = sched
 	var resume progress
 	if a.LoadingCheckpoint() {
-		if _, err := os.Stat(a.Load); os.IsNotExist(err) {
-			logf("WARNING: could not find the metadata file %s/%s; will not load any checkpoints and will start from random", a.Load, megatron.TrackerFile)
+		found, err := a.checkpointFound()
+		if err != nil {
+			return err
+		}
+		if !found {
+			logf("WARNING: could not find the metadata file %s/%s ", a.Load, megatron.TrackerFile)
+			logf("    will not load any checkpoints and will start from random")
+			if a.ExitOnMissingCheckpoint {
+				return fmt.Errorf(">> '--exit-on-missing-checkpoint' set ... exiting. <<: no checkpoint in --load %s", a.Load)
+			}
 		} else {
 			if resume, err = ck.load(); err != nil {
 				return err
@@ -546,6 +555,35 @@ func (a *Args) modelVocab(tok tokenizer.Tokenizer) int {
 // own way (modelVocab) and leaves it unpadded.
 func (a *Args) paiTokenizer() bool {
 	return tokenizer.IsPai(a.tokenizerType())
+}
+
+// checkpointFound reports whether --load holds a checkpoint to load, as Megatron's
+// load_checkpoint decides: its tracker file (or, as Pai's convertor takes them, an
+// iter_XXXXXXX or release folder itself); --ckpt-step names the iteration folder instead. A
+// missing or empty folder is no checkpoint (Megatron starts from random); a Hugging Face
+// model folder is an error, since it needs converting first.
+func (a *Args) checkpointFound() (bool, error) {
+	if a.CkptStep > 0 {
+		dir := filepath.Join(a.Load, megatron.IterDirName(a.CkptStep, false))
+		if _, err := os.Stat(dir); err != nil {
+			return false, fmt.Errorf("--ckpt-step %d: %w", a.CkptStep, err)
+		}
+		return true, nil
+	}
+	if _, err := os.Stat(a.Load); os.IsNotExist(err) {
+		return false, nil
+	}
+	if _, err := megatron.Resolve(a.Load); err == nil {
+		return true, nil
+	}
+	if _, err := os.Stat(filepath.Join(a.Load, "config.json")); err == nil {
+		return false, fmt.Errorf("--load %s is a Hugging Face model folder (config.json, no %s): convert it with tools/convert (or scripts/model_convertor.sh) first", a.Load, megatron.TrackerFile)
+	}
+	if _, err := os.Stat(filepath.Join(a.Load, megatron.TrackerFile)); err == nil {
+		_, err := megatron.Resolve(a.Load) // a tracker naming a missing or malformed iteration
+		return false, fmt.Errorf("--load: %w", err)
+	}
+	return false, nil
 }
 
 // tokenizerType is --tokenizer-type, else Pai's --patch-tokenizer-type.

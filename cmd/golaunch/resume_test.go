@@ -180,7 +180,10 @@ func TestMegatronFlagsAccepted(t *testing.T) {
 	extra := strings.Fields("--use-mcore-models --attention-softmax-in-fp32 --accumulate-allreduce-grads-in-fp32 " +
 		"--no-masked-softmax-fusion --no-bias-swiglu-fusion --no-bias-gelu-fusion --no-bias-dropout-fusion --no-rope-fusion " +
 		"--no-gradient-accumulation-fusion --overlap-param-gather --tp-comm-overlap --manual-gc --distributed-timeout-minutes 5 " +
-		"--apply-query-key-layer-scaling --fp32-residual-connection")
+		"--apply-query-key-layer-scaling --fp32-residual-connection --timing-log-level 2 --empty-unused-memory-level 1 " +
+		"--no-async-tensor-model-parallel-allreduce --use-cpu-initialization --deterministic-mode --num-dataset-builder-threads 4 " +
+		"--no-mmap-bin-files --mmap-warmup --delay-grad-reduce --align-grad-reduce --override-opt_param-scheduler " +
+		"--expert-model-parallel-size 1")
 	require.Equal(t, plain, iterationLosses(runGolaunch(t, append(base, extra...)...)))
 	// RoPE by the older flag, over a learned-absolute default: the losses of explicit rope.
 	var noRope []string
@@ -192,4 +195,43 @@ func TestMegatronFlagsAccepted(t *testing.T) {
 		noRope = append(noRope, base[i])
 	}
 	require.Equal(t, plain, iterationLosses(runGolaunch(t, append(noRope, "--use-rotary-position-embeddings")...)))
+}
+
+// TestLoadChoices: Megatron's choices when --load holds no checkpoint (an absent or empty
+// folder: a warning and random weights, or an error with --exit-on-missing-checkpoint), a
+// Hugging Face folder (an error: convert it first), and --ckpt-step (that iteration, not the
+// tracker's).
+func TestLoadChoices(t *testing.T) {
+	dir := t.TempDir()
+	base := append(append([]string{"--standalone"}, resumeArgs(dir)...), "--hidden-dropout", "0")
+	empty := filepath.Join(dir, "empty")
+	require.NoError(t, os.MkdirAll(empty, 0o755))
+	out := runGolaunch(t, append(base, "--load", empty, "--save", empty, "--save-interval", "4")...)
+	require.Contains(t, out, "WARNING: could not find the metadata file "+empty+"/latest_checkpointed_iteration.txt")
+	require.Contains(t, out, "will not load any checkpoints and will start from random")
+	require.Contains(t, out, "iteration        8/       8")
+
+	for _, c := range []struct {
+		extra []string
+		want  string
+	}{
+		{[]string{"--load", filepath.Join(dir, "absent"), "--exit-on-missing-checkpoint"}, "'--exit-on-missing-checkpoint' set ... exiting."},
+		{[]string{"--load", "../../testdata/hf/llama-gqa"}, "is a Hugging Face model folder"},
+		{[]string{"--load", empty, "--ckpt-step", "5"}, "--ckpt-step 5:"},
+	} {
+		cmd := exec.Command(golaunchBin, append(base, c.extra...)...)
+		b, err := cmd.CombinedOutput()
+		require.Error(t, err, "%v", c.extra)
+		require.Contains(t, string(b), c.want)
+	}
+
+	// The folder now holds iterations 4 and 8; --ckpt-step 4 resumes from 4 and gives the
+	// straight run's iterations 5–8.
+	resumed := runGolaunch(t, append(base, "--load", empty, "--ckpt-step", "4")...)
+	require.Contains(t, resumed, "successfully loaded checkpoint from "+empty+" [ t 1, p 1 ] at iteration 4")
+	straight, again := iterationLosses(out), iterationLosses(resumed)
+	require.Len(t, again, 4)
+	for _, it := range []string{"5", "6", "7", "8"} {
+		require.Equal(t, straight[it], again[it], "iteration %s", it)
+	}
 }
