@@ -50,6 +50,8 @@ type Args struct {
 	CkptStep                int  `name:"ckpt-step" help:"Load this iteration's checkpoint instead of the tracker file's."`
 	OverrideOptParamSched   bool `name:"override-opt_param-scheduler" help:"Accepted: the learning-rate flags always win over a checkpoint's scheduler values here."`
 
+	LogParamsNorm bool `name:"log-params-norm" help:"Log the L2 norm of the model parameters (params norm) each logged iteration."`
+
 	// Megatron flags that change nothing here (what they tune does not exist or is fixed).
 	TimingLogLevel         int  `name:"timing-log-level" help:"Accepted (Megatron's timers are not printed)."`
 	EmptyUnusedMemoryLevel int  `name:"empty-unused-memory-level" help:"Accepted (the device arena is sized at start-up)."`
@@ -72,7 +74,6 @@ type Args struct {
 	WandbProject            string   `name:"wandb-project" help:"Weights & Biases logging: not supported (TensorBoard is)."`
 	UseCheckpointArgs       bool     `name:"use-checkpoint-args" help:"Model arguments from the checkpoint: not supported yet (give the model flags)."`
 	UseCheckpointOptSched   bool     `name:"use-checkpoint-opt_param-scheduler" help:"Scheduler values from the checkpoint: not supported yet."`
-	LogParamsNorm           bool     `name:"log-params-norm" help:"Parameter norm in the log line: not supported yet."`
 	LogNumZerosInGrad       bool     `name:"log-num-zeros-in-grad" help:"Zero count of the gradients in the log line: not supported yet."`
 
 	// Learning rate.
@@ -229,7 +230,7 @@ func (a *Args) Validate(world int) error {
 		{a.InitMethodXavierUniform, "--init-method-xavier-uniform"}, {a.QKLayernorm, "--qk-layernorm"},
 		{a.RotaryInterleaved, "--rotary-interleaved"}, {a.CalculatePerTokenLoss, "--calculate-per-token-loss"},
 		{a.WandbProject != "", "--wandb-project"}, {a.UseCheckpointArgs, "--use-checkpoint-args"},
-		{a.UseCheckpointOptSched, "--use-checkpoint-opt_param-scheduler"}, {a.LogParamsNorm, "--log-params-norm"},
+		{a.UseCheckpointOptSched, "--use-checkpoint-opt_param-scheduler"},
 		{a.LogNumZerosInGrad, "--log-num-zeros-in-grad"}} {
 		if f.set {
 			return fmt.Errorf("%s is not supported yet", f.flag)

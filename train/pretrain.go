@@ -353,8 +353,20 @@ func run(a *Args, world comm.Comm, out io.Writer, hook dataHook) error {
 			lossN++
 		}
 		lr := sched.At(schedSteps)
-		if tb != nil && it%a.TensorboardLogInterval == 0 {
+		logging := it%a.LogInterval == 0 || it == 1
+		writeTB := tb != nil && it%a.TensorboardLogInterval == 0
+		pnorm := math.NaN()
+		// The same condition on every rank: all of them join the all-reduce.
+		if a.LogParamsNorm && (logging || (a.TensorboardDir != "" && it%a.TensorboardLogInterval == 0)) {
+			if pnorm, err = paramsNorm(be, params, ps.Coords.TP, ps.MP); err != nil {
+				return fmt.Errorf("iteration %d: %w", it, err)
+			}
+		}
+		if writeTB {
 			sc := []scalar{{"learning-rate", lr}, {"lm loss", res.Loss}, {"grad-norm", res.GradNorm}, {"loss-scale", opt.LossScale()}}
+			if !math.IsNaN(pnorm) {
+				sc = append(sc, scalar{"params-norm", pnorm})
+			}
 			if a.LogBatchSizeToTensorboard {
 				sc = append(sc, scalar{"batch-size", float64(a.GlobalBatchSize)})
 			}
@@ -369,11 +381,11 @@ func run(a *Args, world comm.Comm, out io.Writer, hook dataHook) error {
 				}
 			}
 		}
-		if it%a.LogInterval == 0 || it == 1 {
+		if logging {
 			elapsed := time.Since(lastLog).Seconds() / float64(sinceLog)
 			f := logFields{Iteration: it, TrainIters: trainIters, ConsumedSamples: consumed, ElapsedMS: elapsed * 1000,
 				TFLOPS: -1, LR: lr, GlobalBatchSize: a.GlobalBatchSize, Loss: math.NaN(),
-				LossScale: opt.LossScale(), GradNorm: res.GradNorm, Skipped: skipped, NaN: nanIters}
+				LossScale: opt.LossScale(), GradNorm: res.GradNorm, ParamsNorm: pnorm, Skipped: skipped, NaN: nanIters}
 			if lossN > 0 {
 				f.Loss = lossAcc / float64(lossN)
 			}

@@ -97,9 +97,18 @@ func TestPretrainOnEmulatedGPUs(t *testing.T) {
 	// --bf16: 16-bit weight copies and GEMM operands, BF16 activations and flash attention on
 	// the "GPUs"; F32 activations on the CPU. The losses agree to bf16 accuracy.
 	ck16 := filepath.Join(dir, "ckpt16")
-	out16 := run(gpuEnv, append(args("cuda", "--bf16"), "--train-iters", "4")...)
+	out16 := run(gpuEnv, append(args("cuda", "--bf16"), "--train-iters", "4", "--log-params-norm")...)
 	require.Contains(t, out16, "> activations in bfloat16")
-	g16, c16 := parseLog(t, out16), parseLog(t, run(nil, args("cpu", "--bf16")...))
+	cpu16 := run(nil, append(args("cpu", "--bf16"), "--log-params-norm")...)
+	g16, c16 := parseLog(t, out16), parseLog(t, cpu16)
+	// --log-params-norm over the 16-bit weights in device memory: the CPU's to bf16 accuracy.
+	gp, cp := paramsNormField.FindAllStringSubmatch(out16, -1), paramsNormField.FindAllStringSubmatch(cpu16, -1)
+	require.NotEmpty(t, cp)
+	for i := range cp {
+		g, _ := strconv.ParseFloat(gp[i][2], 64)
+		c, _ := strconv.ParseFloat(cp[i][2], 64)
+		require.InEpsilon(t, c, g, 1e-3, "params norm, iteration %s", cp[i][1])
+	}
 	require.Len(t, g16.loss, 4)
 	for i := range c16.loss {
 		require.InEpsilon(t, c16.loss[i], g16.loss[i], 1e-2, "bf16 iteration %d loss: cpu %v, emulated gpu %v", i+1, c16.loss, g16.loss)

@@ -37,7 +37,7 @@ func writeCorpus(t *testing.T, dir string) string {
 }
 
 var (
-	iterLine = regexp.MustCompile(`^ \[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}\] iteration +(\d+)/ +(\d+) \| consumed samples: +(\d+) \| elapsed time per iteration \(ms\): [\d.]+ \| learning rate: (\d\.\d{6}E[-+]\d\d) \| global batch size: +(\d+) \| lm loss: (\d\.\d{6}E[-+]\d\d) \| loss scale: 1\.0 \| grad norm: ([\d.]+) \| number of skipped iterations: +0 \| number of nan iterations: +0 \|$`)
+	iterLine = regexp.MustCompile(`^ \[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}\] iteration +(\d+)/ +(\d+) \| consumed samples: +(\d+) \| elapsed time per iteration \(ms\): [\d.]+ \| learning rate: (\d\.\d{6}E[-+]\d\d) \| global batch size: +(\d+) \| lm loss: (\d\.\d{6}E[-+]\d\d) \| loss scale: 1\.0 \| grad norm: ([\d.]+) \|(?: params norm: [\d.]+ \|)? number of skipped iterations: +0 \| number of nan iterations: +0 \|$`)
 )
 
 type logged struct{ loss, norm []float64 }

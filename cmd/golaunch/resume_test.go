@@ -1,10 +1,12 @@
 package main
 
 import (
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -234,4 +236,50 @@ func TestLoadChoices(t *testing.T) {
 	for _, it := range []string{"5", "6", "7", "8"} {
 		require.Equal(t, straight[it], again[it], "iteration %s", it)
 	}
+}
+
+var paramsNormField = regexp.MustCompile(`iteration +(\d+)/.*\| grad norm: [\d.]+ \| params norm: ([\d.]+) \|`)
+
+// TestLogParamsNorm: --log-params-norm prints Megatron's " params norm: %.3f |" after the
+// grad norm: the L2 norm of the model's parameters, the same for one process, TP=2 and PP=2
+// (replicated parameters counted once), and equal to the norm of the checkpoint's tensors.
+func TestLogParamsNorm(t *testing.T) {
+	dir := t.TempDir()
+	base := append(append([]string{}, resumeArgs(dir)...), "--hidden-dropout", "0", "--train-iters", "3", "--log-params-norm")
+	norms := func(out string) map[string]float64 {
+		m := map[string]float64{}
+		for _, s := range paramsNormField.FindAllStringSubmatch(out, -1) {
+			v, err := strconv.ParseFloat(s[2], 64)
+			require.NoError(t, err)
+			m[s[1]] = v
+		}
+		return m
+	}
+	ck := filepath.Join(dir, "ck")
+	single := norms(runGolaunch(t, append([]string{"--standalone"}, append(base, "--save", ck)...)...))
+	require.Len(t, single, 3)
+	for _, layout := range [][]string{{"--tensor-model-parallel-size", "2"}, {"--pipeline-model-parallel-size", "2"}} {
+		got := norms(runGolaunch(t, append([]string{"--standalone", "--nproc-per-node", "2"}, append(base, layout...)...)...))
+		require.Len(t, got, 3, "%v", layout)
+		for it, v := range single {
+			require.InDelta(t, v, got[it], 0.0015, "iteration %s, %v", it, layout)
+		}
+	}
+	loc, err := megatron.Resolve(ck)
+	require.NoError(t, err)
+	sf, err := megatron.LoadShard(loc, 0, 0, 1)
+	require.NoError(t, err)
+	defer sf.Close()
+	tensors, _, err := sf.ModelChunk(0)
+	require.NoError(t, err)
+	var ss float64
+	for name, x := range tensors {
+		if strings.HasSuffix(name, "_extra_state") {
+			continue
+		}
+		for _, v := range x.ToF32() { // bf16 as the run holds them
+			ss += float64(v) * float64(v)
+		}
+	}
+	require.InDelta(t, math.Sqrt(ss), single["3"], 0.0006, "the checkpoint's weights after iteration 3")
 }
