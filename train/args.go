@@ -50,7 +50,8 @@ type Args struct {
 	CkptStep                int  `name:"ckpt-step" help:"Load this iteration's checkpoint instead of the tracker file's."`
 	OverrideOptParamSched   bool `name:"override-opt_param-scheduler" help:"Accepted: the learning-rate flags always win over a checkpoint's scheduler values here."`
 
-	LogParamsNorm bool `name:"log-params-norm" help:"Log the L2 norm of the model parameters (params norm) each logged iteration."`
+	LogParamsNorm     bool `name:"log-params-norm" help:"Log the L2 norm of the model parameters (params norm) each logged iteration."`
+	UseCheckpointArgs bool `name:"use-checkpoint-args" help:"Take the model's shape and TP/PP from the --load checkpoint's args (Megatron's load_args_from_checkpoint)."`
 
 	// Megatron flags that change nothing here (what they tune does not exist or is fixed).
 	TimingLogLevel         int  `name:"timing-log-level" help:"Accepted (Megatron's timers are not printed)."`
@@ -72,7 +73,6 @@ type Args struct {
 	RotaryInterleaved       bool     `name:"rotary-interleaved" help:"Interleaved RoPE: not supported yet."`
 	CalculatePerTokenLoss   bool     `name:"calculate-per-token-loss" help:"Loss averaged over all tokens of the global batch: not supported yet."`
 	WandbProject            string   `name:"wandb-project" help:"Weights & Biases logging: not supported (TensorBoard is)."`
-	UseCheckpointArgs       bool     `name:"use-checkpoint-args" help:"Model arguments from the checkpoint: not supported yet (give the model flags)."`
 	UseCheckpointOptSched   bool     `name:"use-checkpoint-opt_param-scheduler" help:"Scheduler values from the checkpoint: not supported yet."`
 	LogNumZerosInGrad       bool     `name:"log-num-zeros-in-grad" help:"Zero count of the gradients in the log line: not supported yet."`
 
@@ -229,7 +229,7 @@ func (a *Args) Validate(world int) error {
 	}{{len(a.RampupBatchSize) > 0, "--rampup-batch-size"}, {a.DecoupledLR != 0, "--decoupled-lr"},
 		{a.InitMethodXavierUniform, "--init-method-xavier-uniform"}, {a.QKLayernorm, "--qk-layernorm"},
 		{a.RotaryInterleaved, "--rotary-interleaved"}, {a.CalculatePerTokenLoss, "--calculate-per-token-loss"},
-		{a.WandbProject != "", "--wandb-project"}, {a.UseCheckpointArgs, "--use-checkpoint-args"},
+		{a.WandbProject != "", "--wandb-project"},
 		{a.UseCheckpointOptSched, "--use-checkpoint-opt_param-scheduler"},
 		{a.LogNumZerosInGrad, "--log-num-zeros-in-grad"}} {
 		if f.set {

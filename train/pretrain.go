@@ -91,6 +91,17 @@ type dataHook func(tok tokenizer.Tokenizer, dp int) ([3]samples, error)
 
 func run(a *Args, world comm.Comm, out io.Writer, hook dataHook) error {
 	start := time.Now()
+	if a.UseCheckpointArgs {
+		lines, err := a.useCheckpointArgs()
+		if err != nil {
+			return err
+		}
+		if world.Rank() == 0 {
+			for _, l := range lines {
+				fmt.Fprintln(out, l)
+			}
+		}
+	}
 	if err := a.Validate(world.Size()); err != nil {
 		return err
 	}

@@ -283,3 +283,31 @@ func TestLogParamsNorm(t *testing.T) {
 	}
 	require.InDelta(t, math.Sqrt(ss), single["3"], 0.0006, "the checkpoint's weights after iteration 3")
 }
+
+// TestUseCheckpointArgs: with --use-checkpoint-args the model's shape and TP come from the
+// checkpoint's args (Megatron's "Setting … from checkpoint" lines): a run given no model
+// flags resumes a TP=2 checkpoint into the iterations of the uninterrupted run.
+func TestUseCheckpointArgs(t *testing.T) {
+	dir := t.TempDir()
+	full := append(append([]string{"--standalone", "--nproc-per-node", "2"}, resumeArgs(dir)...), "--hidden-dropout", "0", "--tensor-model-parallel-size", "2")
+	straight := iterationLosses(runGolaunch(t, full...))
+	ck := filepath.Join(dir, "ck")
+	runGolaunch(t, append(full, "--save", ck, "--exit-interval", "4")...)
+	bare := strings.Fields("--standalone --nproc-per-node 2 pretrain --micro-batch-size 2 --global-batch-size 8 --train-iters 8 --lr 3e-3 " +
+		"--lr-warmup-iters 2 --vocab-size 256 --log-interval 1 --attention-dropout 0 --hidden-dropout 0 --mock-data --bf16 --eval-iters 0 " +
+		"--data-cache-path " + dir + " --use-checkpoint-args --load " + ck)
+	out := runGolaunch(t, bare...)
+	for _, line := range []string{"Setting num_layers to 4 from checkpoint", "Setting swiglu to true from checkpoint",
+		"Setting tensor_model_parallel_size to 2 from checkpoint", "Setting normalization to RMSNorm from checkpoint"} {
+		require.Contains(t, out, line)
+	}
+	resumed := iterationLosses(out)
+	require.Len(t, resumed, 4)
+	for it, v := range resumed {
+		require.Equal(t, straight[it], v, "iteration %s", it)
+	}
+	cmd := exec.Command(golaunchBin, append(bare[:len(bare)-2], "--load", filepath.Join(dir, "none-here"))...)
+	b, err := cmd.CombinedOutput()
+	require.Error(t, err)
+	require.Contains(t, string(b), "--use-checkpoint-args: ")
+}

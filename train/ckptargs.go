@@ -1,0 +1,88 @@
+package train
+
+import (
+	"fmt"
+
+	"github.com/gomegatron/gomegatron/ckpt/megatron"
+)
+
+// useCheckpointArgs is Megatron's load_args_from_checkpoint (--use-checkpoint-args): the
+// model's shape from the checkpoint's args. Arguments Megatron sets only when the command
+// line left them unset take effect where the flag is zero; the others (layout, query groups,
+// positions, biases, activation, norm, tying, TP, PP) always do. It returns Megatron's
+// "Setting … from checkpoint" lines.
+func (a *Args) useCheckpointArgs() ([]string, error) {
+	if !a.LoadingCheckpoint() {
+		return nil, fmt.Errorf("--use-checkpoint-args needs --load")
+	}
+	loc, err := megatron.Resolve(a.Load)
+	if a.CkptStep > 0 {
+		loc, err = megatron.Location{Root: a.Load, Iteration: a.CkptStep}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("--use-checkpoint-args: %w", err)
+	}
+	_, pp, err := megatron.Shards(loc)
+	if err != nil {
+		return nil, fmt.Errorf("--use-checkpoint-args: %w", err)
+	}
+	sf, err := megatron.LoadShard(loc, 0, 0, pp)
+	if err != nil {
+		return nil, fmt.Errorf("--use-checkpoint-args: %w", err)
+	}
+	defer sf.Close()
+	ns, err := sf.Args()
+	if err != nil {
+		return nil, fmt.Errorf("--use-checkpoint-args: %w", err)
+	}
+	c, info, err := megatron.ConfigFromArgs(ns)
+	if err != nil {
+		return nil, fmt.Errorf("--use-checkpoint-args: %s: %w", sf.Path, err)
+	}
+	var lines []string
+	set := func(name string, force bool, dst, v any) {
+		switch d := dst.(type) {
+		case *int:
+			if !force && *d != 0 {
+				return
+			}
+			*d = v.(int)
+		case *bool:
+			*d = v.(bool)
+		case *string:
+			if !force && *d != "" {
+				return
+			}
+			*d = v.(string)
+		case *float64:
+			*d = v.(float64)
+		}
+		lines = append(lines, fmt.Sprintf("Setting %s to %v from checkpoint", name, v))
+	}
+	set("num_layers", false, &a.NumLayers, c.NumLayers)
+	set("hidden_size", false, &a.HiddenSize, c.HiddenSize)
+	set("ffn_hidden_size", false, &a.FFNHiddenSize, c.FFNHiddenSize)
+	set("seq_length", false, &a.SeqLength, c.SeqLength)
+	set("num_attention_heads", false, &a.NumAttentionHeads, c.NumAttentionHeads)
+	set("num_query_groups", true, &a.NumQueryGroups, c.NumQueryGroups)
+	set("group_query_attention", true, &a.GroupQueryAttention, c.GroupQueryAttention)
+	set("kv_channels", false, &a.KVChannels, c.KVChannels)
+	set("max_position_embeddings", false, &a.MaxPositionEmbeddings, c.MaxPositionEmbeddings)
+	set("position_embedding_type", true, &a.PositionEmbeddingType, c.PositionEmbeddingType)
+	set("rotary_percent", true, &a.RotaryPercent, c.RotaryPercent)
+	set("add_bias_linear", true, &a.DisableBiasLinear, c.DisableBiasLinear) // stored as its negation
+	set("swiglu", true, &a.SwiGLU, c.SwiGLU)
+	set("untie_embeddings_and_output_weights", true, &a.UntieEmbeddingsAndOutputWeights, c.UntieEmbeddingsAndOutputWeights)
+	set("normalization", true, &a.Normalization, c.Normalization)
+	if a.tokenizerType() == "" {
+		if v, ok := ns.Get("tokenizer_type"); ok {
+			if s, ok := v.(string); ok && s != "" {
+				set("tokenizer_type", false, &a.TokenizerType, s)
+			}
+		}
+	}
+	set("padded_vocab_size", false, &a.PaddedVocabSize, c.PaddedVocabSize)
+	set("tensor_model_parallel_size", true, &a.TensorModelParallelSize, info.TP)
+	set("pipeline_model_parallel_size", true, &a.PipelineModelParallelSize, info.PP)
+	return lines, nil
+}
