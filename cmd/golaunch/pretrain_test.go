@@ -124,7 +124,7 @@ func TestPretrainBadInput(t *testing.T) {
 		{[]string{"--standalone"}, []string{"--num-experts", "4", "--moe-router-topk", "1"}, "mixture-of-experts layers are not supported yet"},
 		{[]string{"--standalone"}, []string{"--dataloader-type", "external"}, "--dataloader-type"},
 		{[]string{"--standalone"}, []string{"--rampup-batch-size", "2", "2", "100"}, "--rampup-batch-size is not supported yet"},
-		{[]string{"--standalone"}, []string{"--use-checkpoint-args"}, "--use-checkpoint-args is not supported yet"},
+		{[]string{"--standalone"}, []string{"--use-checkpoint-args"}, "--use-checkpoint-args needs --load"},
 		{[]string{"--standalone", "--nproc-per-node", "2"}, []string{"--expert-model-parallel-size", "4"}, "--expert-model-parallel-size 4 must divide the data-parallel size 2"},
 	}
 	for _, c := range cases {
