@@ -43,6 +43,13 @@ type Config struct {
 	SlidingWindow      int  `name:"sliding-window" help:"Attention window in keys, including the query's own (Mistral); 0 = full."`
 	ALiBiBeforeScale   bool `name:"alibi-before-scale" hidden:"" help:"Add ALiBi before the 1/sqrt(d) scale (Falcon)."`
 
+	// Mixture of experts (Megatron-Core's MoELayer in every layer; see MoE).
+	NumExperts                 int     `name:"num-experts" help:"Experts in each layer's MoE block (Megatron-Core MoE); 0: a dense MLP."`
+	MoERouterTopK              int     `name:"moe-router-topk" default:"2" help:"Experts each token is routed to."`
+	MoERouterLoadBalancingType string  `name:"moe-router-load-balancing-type" default:"aux_loss" help:"Router load balancing: aux_loss (sinkhorn is not supported yet)."`
+	MoEAuxLossCoeff            float64 `name:"moe-aux-loss-coeff" help:"Scale of the load-balancing loss (1e-2 is Megatron's suggestion)."`
+	MoEZLossCoeff              float64 `name:"moe-z-loss-coeff" help:"Scale of the router z-loss (1e-3 is Megatron's suggestion); 0: none."`
+
 	// PaddedVocabSize is derived by Finalize unless set (a loaded checkpoint fixes it).
 	PaddedVocabSize int `kong:"-"`
 	// TensorModelParallelSize splits heads, FFN and vocabulary (issue 5); 1 here.
@@ -55,6 +62,7 @@ func Defaults() Config {
 		NumQueryGroups: 1, PositionEmbeddingType: "learned_absolute", RotaryBase: 10000,
 		RotaryPercent: 1, Normalization: "LayerNorm", NormEpsilon: 1e-5, AttentionDropout: 0.1,
 		HiddenDropout: 0.1, InitMethodStd: 0.02, MakeVocabSizeDivisibleBy: 128, TensorModelParallelSize: 1,
+		MoERouterTopK: 2, MoERouterLoadBalancingType: "aux_loss",
 	}
 }
 
@@ -132,6 +140,9 @@ func (c *Config) Finalize() error {
 	if c.AttentionDropout < 0 || c.AttentionDropout >= 1 || c.HiddenDropout < 0 || c.HiddenDropout >= 1 {
 		return fmt.Errorf("dropout must be in [0, 1): --attention-dropout %v, --hidden-dropout %v", c.AttentionDropout, c.HiddenDropout)
 	}
+	if err := c.finalizeMoE(); err != nil {
+		return err
+	}
 	if c.PaddedVocabSize == 0 {
 		c.PaddedVocabSize = PaddedVocab(c.VocabSize, c.MakeVocabSizeDivisibleBy, tp)
 	}
@@ -187,4 +198,35 @@ func ALiBiSlopes(heads int) []float32 {
 		}
 	}
 	return out
+}
+
+// finalizeMoE checks the mixture-of-experts settings (Megatron's checks, and what this
+// implementation does not cover yet).
+func (c *Config) finalizeMoE() error {
+	if c.NumExperts < 0 {
+		return fmt.Errorf("--num-experts must be positive, got %d", c.NumExperts)
+	}
+	if c.NumExperts == 0 {
+		return nil
+	}
+	if c.MoERouterTopK < 1 || c.MoERouterTopK > c.NumExperts {
+		return fmt.Errorf("--moe-router-topk %d must be between 1 and --num-experts %d", c.MoERouterTopK, c.NumExperts)
+	}
+	switch c.MoERouterLoadBalancingType {
+	case "aux_loss", "":
+	case "sinkhorn":
+		return fmt.Errorf("--moe-router-load-balancing-type sinkhorn is not supported yet (aux_loss is)")
+	default:
+		return fmt.Errorf("--moe-router-load-balancing-type %q: want aux_loss or sinkhorn", c.MoERouterLoadBalancingType)
+	}
+	if c.AddBiasLinear() {
+		return fmt.Errorf("--num-experts: experts with biases are not supported yet; pass --disable-bias-linear (as Mixtral, Qwen-MoE and Pai's MoE scripts do)")
+	}
+	if c.ParallelAttention {
+		return fmt.Errorf("--num-experts with --parallel-attention is not supported")
+	}
+	if c.MoEAuxLossCoeff < 0 || c.MoEZLossCoeff < 0 {
+		return fmt.Errorf("--moe-aux-loss-coeff %v and --moe-z-loss-coeff %v must not be negative", c.MoEAuxLossCoeff, c.MoEZLossCoeff)
+	}
+	return nil
 }

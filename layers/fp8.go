@@ -122,6 +122,9 @@ func (m *GPTModel) SetFP8(r FP8Recipe) error {
 	if m.act != tensor.F32 {
 		return fmt.Errorf("FP8 GEMMs need F32 activations (their outputs are F32), not %v", m.act)
 	}
+	if m.Cfg.NumExperts > 0 {
+		return fmt.Errorf("FP8 with mixture-of-experts layers is not supported yet")
+	}
 	m.fp8 = &r
 	sc := &fp8Scratch{be: m.be, sink: m.be.Alloc(tensor.F32, 1)}
 	m.fp8Amax = m.be.Alloc(tensor.F32, len(m.fp8Linears())*fp8Roles)

@@ -35,6 +35,7 @@ type inferScratch struct {
 	kt, vt             *tensor.Tensor // [MaxLen·B·groups·hn] cached keys as [B, G, T, hn]
 	lse                *tensor.Tensor // [N·heads]
 	f, g               *tensor.Tensor // [N·fc1/TP], [N·ffn/TP]
+	moe                *moeStash      // MoE layers' routing and expert activations
 	fin                *tensor.Tensor // [B·h] final norm output of the last position
 	logits             *tensor.Tensor // [B·V/TP]
 	hostLogits         *tensor.Tensor // [B·V/TP] host
@@ -83,7 +84,11 @@ func (kc *KVCache) grow(m *GPTModel, n int) {
 		s.q, s.o, s.o2 = f32(N*l.heads*hn), f32(N*l.heads*hn), f32(N*l.heads*hn)
 		s.kn, s.vn = f32(N*l.groups*hn), f32(N*l.groups*hn)
 		s.lse = f32(N * l.heads)
-		s.f, s.g = f32(N*l.FC1.Out), f32(N*l.FC2.In)
+		if l.MoE != nil {
+			s.moe = l.MoE.newStash(be, tensor.F32, N)
+		} else {
+			s.f, s.g = f32(N*l.FC1.Out), f32(N*l.FC2.In)
+		}
 	}
 	kc.capN = n
 }
@@ -284,6 +289,10 @@ func (l *TransformerLayer) decode(m *GPTModel, kc *KVCache, li int, out, x *tens
 
 // decodeMLP is fc1 → activation → fc2 → TP all-reduce → fc2 bias, into out [N, h].
 func (l *TransformerLayer) decodeMLP(be kernels.Backend, s *inferScratch, out, in *tensor.Tensor, N int) error {
+	if l.MoE != nil {
+		l.MoE.Forward(be, l.cast, s.moe, out, in)
+		return l.par.allReduce(out, "MoE output")
+	}
 	f, g := view(s.f, N, l.FC1.Out), view(s.g, N, l.FC2.In)
 	l.FC1.Forward(be, f, in)
 	if l.cfg.SwiGLU {

@@ -176,7 +176,7 @@ func (l *Linear) stepWeight(be kernels.Backend, native bool) {
 
 // AddBias adds b to every row of y.
 func (l *Linear) AddBias(be kernels.Backend, y *tensor.Tensor) {
-	if l.B != nil {
+	if l != nil && l.B != nil {
 		be.AddBias(y.View(y.Numel()/l.B.Data.Numel(), l.B.Data.Numel()), l.B.Value())
 	}
 }
@@ -189,7 +189,7 @@ func (l *Linear) Forward(be kernels.Backend, y, x *tensor.Tensor) {
 
 // BiasGrad accumulates db += Σ_rows dy.
 func (l *Linear) BiasGrad(be kernels.Backend, dy *tensor.Tensor) {
-	if l.B != nil {
+	if l != nil && l.B != nil {
 		be.BiasGrad(l.B.Grad, dy.View(dy.Numel()/l.B.Data.Numel(), l.B.Data.Numel()))
 	}
 }

@@ -35,6 +35,9 @@ type GPTModel struct {
 	fp8Amax    *tensor.Tensor // [fp8 linears × roles] F32 on the backend: this step's amaxes
 	shared     []*layerStash  // activations shared by recomputed layers
 	act        tensor.DType   // activations' dtype (SetActivationDType)
+	// AuxLossScale multiplies the gradients of MoE layers' auxiliary losses: the main loss's
+	// scale over the step's microbatch count, as Megatron's MoEAuxLossAutoScaler is set.
+	AuxLossScale float32
 }
 
 // NewGPTModel builds a whole model on one process (TP = PP = 1).
@@ -83,11 +86,11 @@ func newGPTModel(be kernels.Backend, cfg Config, par Parallel) (*GPTModel, error
 	if cfg.NumLayers%(par.PPSize*par.VPSize) != 0 {
 		return nil, fmt.Errorf("--num-layers %d is not divisible by pipeline size %d × virtual stages %d", cfg.NumLayers, par.PPSize, par.VPSize)
 	}
-	m := &GPTModel{Cfg: cfg, Par: par, be: be, act: tensor.F32}
+	m := &GPTModel{Cfg: cfg, Par: par, be: be, act: tensor.F32, AuxLossScale: 1}
 	c := &m.Cfg
 	tp := par.tpSize()
 	m.cast = &castScratch{be: be}
-	ps := &paramSet{be: be, tp: tp, cast: m.cast}
+	ps := &paramSet{be: be, tp: tp, cast: m.cast, auxScale: &m.AuxLossScale}
 	m.vocabLo, _ = shardRange(c.PaddedVocabSize, par.tpRank(), tp)
 	if par.First() {
 		m.WordEmb = ps.add("embedding.word_embeddings.weight", 0, c.PaddedVocabSize, c.HiddenSize)

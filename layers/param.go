@@ -42,6 +42,9 @@ type Param struct {
 	// FullShape is the unsharded shape; GLU marks a SwiGLU fc1 whose shard is [gate_r; up_r].
 	FullShape []int
 	GLU       bool
+	// Unfused marks a norm that stays its own module under Transformer Engine (MoE layers'
+	// pre_mlp_layernorm, which no linear_fc1 follows).
+	Unfused bool
 	// InitKey names the full tensor whose values initialise this shard: the global name
 	// (layer numbers counted over the whole model), so every parallel layout starts from the
 	// same weights.
@@ -91,6 +94,8 @@ type paramSet struct {
 	all  Params
 	tp   int // TP size
 	cast *castScratch
+	// auxScale is the model's AuxLossScale, which MoE layers read in backward.
+	auxScale *float32
 }
 
 // add registers a parameter of the given full shape; partitionDim ≥ 0 splits it over TP.

@@ -28,8 +28,10 @@ type TransformerLayer struct {
 	InNorm   *Norm
 	QKV      *Linear
 	Proj     *Linear
-	PreMLP   *Norm // nil with ParallelAttention
-	FC1, FC2 *Linear
+	PreMLP   *Norm   // nil with ParallelAttention
+	FC1, FC2 *Linear // nil in MoE layers
+	MoE      *MoE    // --num-experts: the MLP is a mixture of experts
+	cast     *castScratch
 	params   []*Param  // the layer's parameters
 	slopes   []float32 // this rank's heads' ALiBi slopes
 	heads    int       // local query heads
@@ -40,7 +42,7 @@ func newTransformerLayer(ps *paramSet, cfg *Config, par Parallel, global, local 
 	pre := fmt.Sprintf("decoder.layers.%d.", local)
 	h := cfg.HiddenSize
 	tp := par.tpSize()
-	l := &TransformerLayer{cfg: cfg, par: par, Index: global,
+	l := &TransformerLayer{cfg: cfg, par: par, Index: global, cast: ps.cast,
 		heads: cfg.NumAttentionHeads / tp, groups: cfg.NumQueryGroups / tp}
 	start := len(ps.all)
 	l.InNorm = newNorm(ps, pre+"input_layernorm", cfg, h)
@@ -49,12 +51,20 @@ func newTransformerLayer(ps *paramSet, cfg *Config, par Parallel, global, local 
 	if !cfg.ParallelAttention {
 		l.PreMLP = newNorm(ps, pre+"pre_mlp_layernorm", cfg, h)
 	}
-	l.FC1 = newLinear(ps, pre+"mlp.linear_fc1", h, cfg.FC1Dim(), cfg.AddBiasLinear(), 0)
-	l.FC1.W.GLU = cfg.SwiGLU
-	if l.FC1.B != nil {
-		l.FC1.B.GLU = cfg.SwiGLU
+	if cfg.NumExperts > 0 {
+		l.MoE = newMoE(ps, pre, cfg, ps.auxScale)
+		l.PreMLP.W.Unfused = true
+		if l.PreMLP.B != nil {
+			l.PreMLP.B.Unfused = true
+		}
+	} else {
+		l.FC1 = newLinear(ps, pre+"mlp.linear_fc1", h, cfg.FC1Dim(), cfg.AddBiasLinear(), 0)
+		l.FC1.W.GLU = cfg.SwiGLU
+		if l.FC1.B != nil {
+			l.FC1.B.GLU = cfg.SwiGLU
+		}
+		l.FC2 = newLinear(ps, pre+"mlp.linear_fc2", cfg.FFNHiddenSize, h, cfg.AddBiasLinear(), 1)
 	}
-	l.FC2 = newLinear(ps, pre+"mlp.linear_fc2", cfg.FFNHiddenSize, h, cfg.AddBiasLinear(), 1)
 	for _, p := range ps.all[start:] { // initialise from the global name
 		p.InitKey = fmt.Sprintf("decoder.layers.%d.", global) + p.Name[len(pre):]
 	}
@@ -85,6 +95,7 @@ type layerStash struct {
 	// The microbatch's per-token RoPE positions and document starts [b, s] (I32), or nil:
 	// --reset-position-ids and --reset-attention-mask (Batch.Positions, Batch.DocStart).
 	positions, keyStart *tensor.Tensor
+	moe                 *moeStash // MoE layers: routing and expert activations
 }
 
 // rowPair allocates a full [N, h] tensor and, with SP, a separate local [N/TP, h] one.
@@ -113,7 +124,12 @@ func (l *TransformerLayer) newStash(be kernels.Backend, act tensor.DType, s, b i
 		qkv: a(n, l.QKV.Out),
 		q:   a(b, l.heads, s, hn), k: a(b, l.groups, s, hn), v: a(b, l.groups, s, hn),
 		o: a(b, l.heads, s, hn), lse: be.Alloc(tensor.F32, b, l.heads, s),
-		o2: a(n, l.heads*hn), f: a(n, l.FC1.Out), g: a(n, l.FC2.In),
+		o2: a(n, l.heads*hn),
+	}
+	if l.MoE != nil {
+		st.moe = l.MoE.newStash(be, act, n)
+	} else {
+		st.f, st.g = a(n, l.FC1.Out), a(n, l.FC2.In)
 	}
 	st.ln1f, st.ln1 = rowPair(be, act, sp, n, nl, h)
 	st.ap, st.a = rowPair(be, act, sp, n, nl, h)
@@ -134,6 +150,7 @@ type layerGrads struct {
 	dlnf, dln                 *tensor.Tensor // partial d(norm output) [N, h] and reduced rows
 	dmf, dm                   *tensor.Tensor // branch-output grads gathered [N, h] and local
 	dh1, dsave                *tensor.Tensor
+	moe                       *moeGrads
 }
 
 func (l *TransformerLayer) newGrads(be kernels.Backend, act tensor.DType, s, b int) *layerGrads {
@@ -148,8 +165,12 @@ func (l *TransformerLayer) newGrads(be kernels.Backend, act tensor.DType, s, b i
 	g := &layerGrads{
 		dqkv: a(n, l.QKV.Out),
 		dq:   a(b, l.heads, s, hn), dk: a(b, l.groups, s, hn), dv: a(b, l.groups, s, hn),
-		do: a(b, l.heads, s, hn), do2: a(n, l.heads*hn),
-		df: a(n, l.FC1.Out), dg: a(n, l.FC2.In), dh1: a(nl, h),
+		do: a(b, l.heads, s, hn), do2: a(n, l.heads*hn), dh1: a(nl, h),
+	}
+	if l.MoE != nil {
+		g.moe = l.MoE.newGrads(be, act, n, nl)
+	} else {
+		g.df, g.dg = a(n, l.FC1.Out), a(n, l.FC2.In)
 	}
 	g.dlnf, g.dln = rowPair(be, act, sp, n, nl, h)
 	g.dmf, g.dm = rowPair(be, act, sp, n, nl, h)
@@ -225,8 +246,12 @@ func (l *TransformerLayer) attentionBackward(be kernels.Backend, st *layerStash,
 	l.QKV.Backward(be, g.dlnf, g.dqkv, lnf)
 }
 
-// mlp runs fc1 → activation → fc2 (without its bias) on lnf into st.mp.
+// mlp runs fc1 → activation → fc2 (without its bias) on lnf into st.mp, or the experts.
 func (l *TransformerLayer) mlp(be kernels.Backend, st *layerStash, lnf *tensor.Tensor) {
+	if l.MoE != nil {
+		l.MoE.Forward(be, l.cast, st.moe, st.mp, lnf)
+		return
+	}
 	l.FC1.Forward(be, st.f, lnf)
 	if l.cfg.SwiGLU {
 		be.SwiGLU(st.g, st.f)
@@ -236,8 +261,17 @@ func (l *TransformerLayer) mlp(be kernels.Backend, st *layerStash, lnf *tensor.T
 	l.FC2.Matmul(be, st.mp, st.g)
 }
 
-// mlpBackward takes the gathered d(mp) in g.dmf and leaves the partial d(lnf) in g.dlnf.
-func (l *TransformerLayer) mlpBackward(be kernels.Backend, st *layerStash, g *layerGrads, lnf *tensor.Tensor) {
+// mlpBackward takes the gathered d(mp) in g.dmf and leaves the partial d(lnf) in g.dlnf
+// (in MoE layers the router's d(ln) of this rank's rows in g.moe.dxr).
+func (l *TransformerLayer) mlpBackward(be kernels.Backend, st *layerStash, g *layerGrads, lnf *tensor.Tensor) error {
+	if l.MoE != nil {
+		lo := 0
+		if l.par.sp() {
+			lo = l.par.tpRank() * st.ln2.Dim(0)
+		}
+		return l.MoE.Backward(be, l.cast, st.moe, g.moe, g.dlnf, g.dmf, st.ln2, lo,
+			func(t *tensor.Tensor) error { return l.par.allReduce(t, "router score grads") })
+	}
 	l.FC2.WeightBackward(be, g.dg, g.dmf, st.g)
 	if l.cfg.SwiGLU {
 		be.SwiGLUBackward(g.df, g.dg, st.f)
@@ -245,6 +279,7 @@ func (l *TransformerLayer) mlpBackward(be kernels.Backend, st *layerStash, g *la
 		be.GeLUBackward(g.df, g.dg, st.f, l.cfg.OpenAIGeLU)
 	}
 	l.FC1.Backward(be, g.dlnf, g.df, lnf)
+	return nil
 }
 
 func (l *TransformerLayer) dropout(be kernels.Backend, x, mask *tensor.Tensor, offset uint64, st *layerStash) {
@@ -334,7 +369,9 @@ func (l *TransformerLayer) Backward(be kernels.Backend, st *layerStash, g *layer
 		if err := l.branchGrad(be, g, l.FC2, dout, st.mask2, "linear_fc2 output grad"); err != nil {
 			return err
 		}
-		l.mlpBackward(be, st, g, st.ln1f)
+		if err := l.mlpBackward(be, st, g, st.ln1f); err != nil {
+			return err
+		}
 		be.Copy(g.dsave, g.dlnf)
 		if err := l.branchGrad(be, g, l.Proj, dout, st.mask1, "linear_proj output grad"); err != nil {
 			return err
@@ -358,9 +395,14 @@ func (l *TransformerLayer) Backward(be kernels.Backend, st *layerStash, g *layer
 	if err := l.branchGrad(be, g, l.FC2, dout, st.mask2, "linear_fc2 output grad"); err != nil {
 		return err
 	}
-	l.mlpBackward(be, st, g, st.ln2f)
+	if err := l.mlpBackward(be, st, g, st.ln2f); err != nil {
+		return err
+	}
 	if err := l.par.reduceRows(g.dln, g.dlnf, "pre_mlp_layernorm output grad"); err != nil {
 		return err
+	}
+	if l.MoE != nil {
+		be.Add(g.dln, g.dln, g.moe.dxr.Slice(0, g.dln.Dim(0)))
 	}
 	// dh1 = residual grad + pre_mlp_layernorm backward.
 	if postRes {

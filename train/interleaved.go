@@ -75,6 +75,9 @@ func (vp *interleaved) forwardBackward(t *Trainer, micro []layers.Batch, seed, i
 	if M%pp != 0 {
 		return 0, fmt.Errorf("the interleaved schedule needs the number of microbatches (%d) to be a multiple of the pipeline size %d", M, pp)
 	}
+	for _, c := range t.Chunks {
+		c.AuxLossScale = auxLossScale(t, M)
+	}
 	total := M * vpp
 	warmup := (pp-rank-1)*2 + (vpp-1)*pp
 	if M == pp {

@@ -509,3 +509,32 @@ func TestDropoutLayouts(t *testing.T) {
 		})
 	}
 }
+
+// TestMoELayouts trains a mixture-of-experts Llama (4 experts, top-2, with the aux and z
+// losses) in tensor-, sequence-, pipeline- and data-parallel layouts: routing sees every
+// token of the microbatch and the auxiliary losses' statistics are the microbatch's
+// whatever the layout, so each matches the single process as the dense model does; and
+// the run learns, with the router weights trained.
+func TestMoELayouts(t *testing.T) {
+	cfg := equivalenceModels()["llama"]
+	cfg.NumExperts, cfg.MoERouterTopK, cfg.MoEAuxLossCoeff, cfg.MoEZLossCoeff = 4, 2, 0.01, 0.001
+	cfg.FFNHiddenSize = 96
+	const iters = 5
+	ref := runLayout(t, cfg, layout{tp: 1, pp: 1, dp: 1}, iters)
+	require.Less(t, ref.losses[iters-1], ref.losses[0], "the run learns")
+	require.Contains(t, ref.weights, "decoder.layers.3.mlp.experts.local_experts.3.linear_fc2.weight")
+	noAux := cfg
+	noAux.MoEAuxLossCoeff, noAux.MoEZLossCoeff = 0, 0
+	require.NotEqual(t, runLayout(t, noAux, layout{tp: 1, pp: 1, dp: 1}, iters).norms, ref.norms, "the auxiliary losses count")
+	full1 := layers.Recompute{Granularity: "full", Method: "uniform", NumLayers: 1}
+	for _, l := range []layout{
+		{tp: 2, pp: 1, dp: 1, sp: true},
+		{tp: 2, pp: 1, dp: 1},
+		{tp: 1, pp: 2, dp: 2, dist: true, rc: full1},
+		{tp: 2, pp: 2, dp: 1, sp: true, vpp: 2},
+	} {
+		t.Run(l.String(), func(t *testing.T) {
+			compareRuns(t, l.String(), ref, runLayout(t, cfg, l, iters), 1e-5)
+		})
+	}
+}

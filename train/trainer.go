@@ -87,12 +87,19 @@ func (t *Trainer) Iteration(micro []layers.Batch, lr float64, seed, iteration ui
 // last is the chunk that ends the model on the last pipeline stage (or would).
 func (t *Trainer) last() *layers.GPTModel { return t.Chunks[len(t.Chunks)-1] }
 
+// auxLossScale is what MoE layers scale their auxiliary losses' gradients by: the loss
+// scale over the microbatch count (Megatron's MoEAuxLossAutoScaler.set_loss_scale).
+func auxLossScale(t *Trainer, microbatches int) float32 {
+	return float32(t.Opt.LossScale() / float64(microbatches))
+}
+
 // forwardBackward is Megatron's non-interleaved 1F1B schedule: warm-up forwards
 // (pp − rank − 1 of them), then one forward and one backward alternately, then the
 // remaining backwards. Activations move between stages by send/recv over the PP group.
 func (t *Trainer) forwardBackward(micro []layers.Batch, seed, iteration uint64) (float64, error) {
 	m := t.Model
 	M := len(micro)
+	m.AuxLossScale = auxLossScale(t, M)
 	t.tokens = append(t.tokens[:0], make([]float64, M)...)
 	pp, rank := 1, 0
 	var pipe comm.Comm

@@ -1,0 +1,172 @@
+package layers
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/gomegatron/gomegatron/kernels/cpu"
+	"github.com/gomegatron/gomegatron/tensor"
+)
+
+// megatronMoE transcribes Megatron-LM 240126's MoELayer (router.py TopKRouter with
+// aux_loss balancing and the z-loss, token_dispatcher.py MoEDroplessTokenDispatcher
+// without SP/EP, experts.py SequentialMLP with SwiGLU) in float64 torch. The
+// MoEAuxLossAutoScaler gives the auxiliary losses the gradient `scale`, so the objective
+// is Σ out·dout + scale·(aux + z). Reads the inputs as JSON on stdin, prints the output
+// and the gradients as JSON.
+const megatronMoE = `
+import json, sys, torch
+d = json.load(sys.stdin)
+T = lambda k: torch.tensor(d[k], dtype=torch.float64)
+N, h, E, k, F = d["N"], d["h"], d["E"], d["k"], d["F"]
+x = T("x").view(N, h).requires_grad_()
+R = T("router").view(E, h).requires_grad_()
+W1 = [T("fc1_%d" % e).view(2 * F, h).requires_grad_() for e in range(E)]
+W2 = [T("fc2_%d" % e).view(h, F).requires_grad_() for e in range(E)]
+dout = T("dout").view(N, h)
+aux_c, z_c, scale = d["aux"], d["z"], d["scale"]
+
+logits = torch.nn.functional.linear(x, R).view(-1, E)
+extra = 0
+if z_c:
+    extra = extra + torch.mean(torch.square(torch.logsumexp(logits, dim=-1))) * z_c
+top_logits, indices = torch.topk(logits, k=k, dim=1)
+scores = torch.softmax(top_logits, dim=-1)
+probs = torch.softmax(logits, dim=-1)
+mask = torch.nn.functional.one_hot(indices, num_classes=E).sum(dim=1)
+aux = torch.sum(probs.mean(dim=0) * mask.double().mean(dim=0)) * E * aux_c
+extra = extra + aux
+
+hidden = x.view(-1, h)
+if k > 1:
+    glm = torch.ones_like(indices).bool()
+    local_indices = indices.masked_select(glm)
+    local_probs = scores.masked_select(glm)
+    glm = glm.nonzero()[:, 0].view(-1, 1).expand(-1, h)
+    local_hidden = torch.gather(hidden, 0, glm)
+else:
+    local_indices, local_probs, local_hidden, glm = indices, scores, hidden, None
+order = torch.argsort(local_indices.view(-1), dim=0, stable=True)
+tpe = torch.histc(local_indices.double(), bins=E, min=0, max=E - 1).long()
+idx = order.view(-1, 1).expand(-1, h)
+permuted = torch.gather(local_hidden, 0, idx)
+out_local = torch.zeros_like(permuted)
+cum = torch.cat((torch.zeros(1, dtype=torch.long), torch.cumsum(tpe, dim=0)))
+for e in range(E):
+    a, b = cum[e], cum[e + 1]
+    f = permuted[a:b] @ W1[e].t()
+    g0, g1 = torch.chunk(f, 2, dim=-1)
+    out_local[a:b] = (torch.nn.functional.silu(g0) * g1) @ W2[e].t()
+un = torch.zeros_like(out_local).scatter(0, idx, out_local)
+if k > 1:
+    un = un * local_probs.view(-1, 1)
+    out = torch.zeros(N, h, dtype=torch.float64).scatter_add(0, glm, un)
+else:
+    out = un * local_probs
+(torch.sum(out * dout) + scale * extra).backward()
+z_val = float(torch.mean(torch.square(torch.logsumexp(logits, dim=-1))) * z_c)
+res = {"out": out.flatten().tolist(), "dx": x.grad.flatten().tolist(), "drouter": R.grad.flatten().tolist(),
+       "aux": float(aux), "z": z_val}
+for e in range(E):
+    res["dfc1_%d" % e] = W1[e].grad.flatten().tolist()
+    res["dfc2_%d" % e] = W2[e].grad.flatten().tolist()
+print(json.dumps(res))
+`
+
+func TestMoEMatchesMegatron(t *testing.T) {
+	if _, err := exec.Command("/usr/bin/python3", "-c", "import torch").CombinedOutput(); err != nil {
+		t.Skipf("skipping: needs /usr/bin/python3 with torch for the reference (%v)", err)
+	}
+	for _, tc := range []struct {
+		k      int
+		aux, z float64
+	}{{2, 0.01, 0.001}, {1, 0.1, 0}, {3, 0, 0.01}} {
+		t.Run(fmt.Sprintf("top%d_aux%v_z%v", tc.k, tc.aux, tc.z), func(t *testing.T) {
+			checkMoEAgainstMegatron(t, tc.k, tc.aux, tc.z)
+		})
+	}
+}
+
+func checkMoEAgainstMegatron(t *testing.T, k int, auxC, zC float64) {
+	be := cpu.New()
+	const N, h, F, E = 11, 8, 6, 4
+	cfg := Defaults()
+	cfg.HiddenSize, cfg.FFNHiddenSize, cfg.SwiGLU = h, F, true
+	cfg.NumExperts, cfg.MoERouterTopK, cfg.MoEAuxLossCoeff, cfg.MoEZLossCoeff = E, k, auxC, zC
+	scale := float32(0.75)
+	cast := &castScratch{be: be}
+	ps := &paramSet{be: be, tp: 1, cast: cast, auxScale: &scale}
+	m := newMoE(ps, "decoder.layers.0.", &cfg, &scale)
+	rng := rand.New(rand.NewPCG(uint64(k), 7))
+	randn := func(n int, std float64) []float32 {
+		v := make([]float32, n)
+		for i := range v {
+			v[i] = float32(rng.NormFloat64() * std)
+		}
+		return v
+	}
+	in := map[string]any{"N": N, "h": h, "E": E, "k": k, "F": F, "aux": auxC, "z": zC, "scale": scale}
+	for _, p := range ps.all {
+		v := randn(p.Numel(), 0.5)
+		copy(p.Data.F32(), v)
+		p.Grad = be.Alloc(tensor.F32, p.Shape...)
+	}
+	in["router"] = m.Router.Data.F32()
+	for e, ex := range m.Experts {
+		in[fmt.Sprintf("fc1_%d", e)] = ex.FC1.W.Data.F32()
+		in[fmt.Sprintf("fc2_%d", e)] = ex.FC2.W.Data.F32()
+	}
+	x, dout := tensor.FromF32(randn(N*h, 1), N, h), tensor.FromF32(randn(N*h, 1), N, h)
+	in["x"], in["dout"] = x.F32(), dout.F32()
+
+	ms, g := m.newStash(be, tensor.F32, N), m.newGrads(be, tensor.F32, N, N)
+	out, dx := be.Alloc(tensor.F32, N, h), be.Alloc(tensor.F32, N, h)
+	m.Forward(be, cast, ms, out, x)
+	require.NoError(t, m.Backward(be, cast, ms, g, dx, dout, x, 0, func(*tensor.Tensor) error { return nil }))
+	be.Add(dx, dx, g.dxr)
+
+	js, err := json.Marshal(in)
+	require.NoError(t, err)
+	f := filepath.Join(t.TempDir(), "in.json")
+	require.NoError(t, os.WriteFile(f, js, 0o644))
+	cmd := exec.Command("/usr/bin/python3", "-c", megatronMoE)
+	cmd.Stdin, err = os.Open(f)
+	require.NoError(t, err)
+	raw, err := cmd.CombinedOutput()
+	require.NoError(t, err, "python: %s", raw)
+	var want map[string]any
+	require.NoError(t, json.Unmarshal(raw, &want))
+
+	near := func(name string, got []float32) {
+		w := want[name].([]any)
+		require.Len(t, got, len(w), name)
+		var num, den float64
+		for i, v := range w {
+			d := float64(got[i]) - v.(float64)
+			num += d * d
+			den += v.(float64) * v.(float64)
+		}
+		require.LessOrEqual(t, math.Sqrt(num), 1e-5*math.Sqrt(den)+1e-9, "%s: relative L2 error", name)
+	}
+	near("out", out.F32())
+	near("dx", dx.F32())
+	near("drouter", m.Router.Grad.F32())
+	for e, ex := range m.Experts {
+		near(fmt.Sprintf("dfc1_%d", e), ex.FC1.W.Grad.F32())
+		near(fmt.Sprintf("dfc2_%d", e), ex.FC2.W.Grad.F32())
+	}
+	aux, z := m.auxLosses(ms)
+	require.InDelta(t, want["aux"].(float64), aux, 1e-6)
+	require.InDelta(t, want["z"].(float64), z, 1e-6)
+	if k == 1 && auxC == 0 && zC == 0 {
+		require.Zero(t, m.Router.Grad.F32()[0])
+	}
+}
