@@ -169,7 +169,6 @@ func TestLlama3DryRun(t *testing.T) {
 	base := []string{"dsw", "x", "8B", "1", "8", "1e-5", "1e-6", "128", "128", "256", "bf16", "4", "1", "sel", "true", "false", "false", "false", "false", "100", f.ds, ck8, "1024000", "0", f.out}
 	checkBad(t, f, llama3PretrainScript, base, eight, []badCase{
 		{"Llama-2 size", map[int]string{3: "7B"}, nil, "MODEL_SIZE (arg 3): '7B' is not one of: 8B tiny small"},
-		{"MOE true", map[int]string{19: "true"}, nil, "MOE (arg 19): true asks for mixture-of-experts layers (--moe-router-topk 2 --num-experts 8"},
 		{"Llama-2 checkpoint", map[int]string{22: f.ck7}, nil, "PRETRAIN_CHECKPOINT_PATH (arg 22): " + f.ck7 + "/config.json has intermediate_size 11008, but MODEL_SIZE (arg 3) 8B has 14336"},
 	})
 }
@@ -267,7 +266,7 @@ func TestV2BadInput(t *testing.T) {
 		_, stderr, code := run(t, f, "bash", script, env, base...)
 		require.Equal(t, 0, code, "%s: the base arguments must be valid: %s", script, stderr)
 	}
-	moe := "true asks for mixture-of-experts layers (--num-experts 4 --moe-router-topk 1 --expert-model-parallel-size 2), which gomegatron does not train yet"
+	moe := "true asks for mixture-of-experts layers with expert parallelism (--moe-router-topk 1 --num-experts 4 --expert-model-parallel-size 2), which gomegatron does not support yet"
 	checkBad(t, f, withGAScript, withGA, env, []badCase{
 		{"train data missing", map[int]string{20: missing}, nil, "DATASET_PATH (arg 20): " + missing + " not found"},
 		{"valid data missing", map[int]string{21: missing}, nil, "VALID_DATASET_PATH (arg 21): " + missing + " not found"},
@@ -354,7 +353,7 @@ func TestQwen15DryRun(t *testing.T) {
 	base := append(append(append([]string{}, ft[:19]...), "1"), ft[19:]...)
 	checkBad(t, f, qwenFinetuneScript, base, one, []badCase{
 		{"MoE size", map[int]string{3: "A2.7B"}, nil, "MODEL_SIZE (arg 3): A2.7B is Qwen1.5-MoE"},
-		{"MOE true", map[int]string{19: "true"}, nil, "MOE (arg 19): true asks for mixture-of-experts layers (--moe-router-topk 2 --num-experts 8 --moe-aux-loss-coeff 1e-2 --expert-model-parallel-size 1"},
+		{"MOE true with EP 2", map[int]string{19: "true", 20: "2"}, nil, "MOE (arg 19): true asks for mixture-of-experts layers with expert parallelism (--moe-router-topk 2 --num-experts 8 --moe-aux-loss-coeff 1e-2 --expert-model-parallel-size 2"},
 		{"EP", map[int]string{20: "0"}, nil, "EP (arg 20): '0' is not a positive integer"},
 		{"warmup", map[int]string{26: "100000000"}, nil, "WARMUP_ITERS (arg 26): 100000000 leaves no decay iterations"},
 	})
@@ -418,4 +417,22 @@ func TestMistralDryRun(t *testing.T) {
 			"SEQ": "128", "PAD": "128", "SAVE": "100000", "TP": "4", "PP": "1", "EXTRA": "0", "EP": "2"},
 		tail: "--bf16 --load " + ck + " --recompute-num-layers 1 --recompute-method uniform --recompute-granularity full --use-distributed-optimizer --group-query-attention --num-query-groups 8",
 	}})
+}
+
+// TestV2MoEOptions: MOE=true adds Pai's mixture-of-experts options after every other
+// option, as Pai's scripts do, where they ask for no expert parallelism.
+func TestV2MoEOptions(t *testing.T) {
+	f := newFixture(t)
+	const mixtral = " --moe-router-topk 2 --num-experts 8 --moe-aux-loss-coeff 1e-2 --expert-model-parallel-size 1 --moe-router-load-balancing-type aux_loss"
+	env := map[string]string{"GPUS_PER_NODE": "8"}
+	pt := []string{"dsw", "x", "8B", "1", "8", "1e-5", "1e-6", "128", "128", "256", "bf16", "4", "1", "sel", "true", "false", "false", "false", "true", "100", f.ds, "none", "1024000", "0", f.out}
+	ft := []string{"dsw", "x", "0.5B", "1", "8", "1e-5", "1e-6", "128", "128", "0", "bf16", "1", "1", "sel", "true", "false", "false", "false", "true", "1", "100", f.json, f.json, "none", "100", "10", f.out}
+	for _, tc := range []struct {
+		script string
+		args   []string
+	}{{llama3PretrainScript, pt}, {qwenFinetuneScript, ft}} {
+		stdout, stderr, code := run(t, f, "bash", tc.script, env, tc.args...)
+		require.Equal(t, 0, code, "%s: %s", tc.script, stderr)
+		require.True(t, strings.HasSuffix(strings.TrimSpace(stdout), mixtral), "%s: %s", tc.script, stdout)
+	}
 }

@@ -29,11 +29,10 @@ type Args struct {
 	// Megatron's flags for what is not implemented yet, so that a run asking for it stops
 	// with a message instead of an unknown-flag error.
 	ContextParallelSize     int     `name:"context-parallel-size" default:"1" help:"Context parallelism: only 1 (not supported yet)."`
-	NumExperts              int     `name:"num-experts" help:"Mixture of experts: not supported yet."`
-	MoERouterTopK           int     `name:"moe-router-topk" default:"2" help:"Mixture of experts: not supported yet."`
-	ExpertModelParallelSize int     `name:"expert-model-parallel-size" default:"1" help:"Expert parallelism: no effect on a dense model (must divide the data-parallel size, as Megatron checks); experts are not supported yet."`
-	MoEAuxLossCoeff         float64 `name:"moe-aux-loss-coeff" help:"Mixture of experts: not supported yet."`
-	MoEGroupedGemm          bool    `name:"moe-grouped-gemm" help:"Mixture of experts: not supported yet."`
+	ExpertModelParallelSize int     `name:"expert-model-parallel-size" default:"1" help:"Expert parallelism: only 1 with --num-experts (every rank holds every expert); on a dense model it must divide the data-parallel size, as Megatron checks, and changes nothing."`
+	MoEGroupedGemm          bool    `name:"moe-grouped-gemm" help:"GroupedMLP experts (weight1/weight2): not supported yet (SequentialMLP's local_experts are)."`
+	MoEInputJitterEps       float64 `name:"moe-input-jitter-eps" help:"Router input jitter: not supported yet."`
+	MoETokenDropping        bool    `name:"moe-token-dropping" help:"Token dropping: not supported (nor by Megatron at this version)."`
 	DisableBiasLinearFC     bool    `name:"disable-bias-linear-fc" help:"Pai (Mistral): no MLP biases; with --disable-bias-linear only."`
 	DisableBiasAttnFC       bool    `name:"disable-bias-attn-fc" help:"Pai (Mistral): no attention biases; with --disable-bias-linear only."`
 	NoPositionEmbedding     bool    `name:"no-position-embedding" help:"No learned position embedding (with RoPE there is none anyway)."`
@@ -242,8 +241,13 @@ func (a *Args) Validate(world int) error {
 	if a.RotarySeqLenInterp != 0 && a.RotarySeqLenInterp != 1 {
 		return fmt.Errorf("--rotary-seq-len-interpolation-factor %v: RoPE position interpolation is not supported yet (only 1)", a.RotarySeqLenInterp)
 	}
-	if a.NumExperts > 0 {
-		return fmt.Errorf("--num-experts %d: mixture-of-experts layers are not supported yet (dense models only)", a.NumExperts)
+	for _, f := range []struct {
+		set  bool
+		flag string
+	}{{a.MoEGroupedGemm, "--moe-grouped-gemm"}, {a.MoEInputJitterEps != 0, "--moe-input-jitter-eps"}, {a.MoETokenDropping, "--moe-token-dropping"}} {
+		if f.set {
+			return fmt.Errorf("%s is not supported yet (mixture-of-experts layers run as SequentialMLP without jitter or dropping)", f.flag)
+		}
 	}
 	if (a.DisableBiasLinearFC || a.DisableBiasAttnFC) && !a.DisableBiasLinear {
 		return fmt.Errorf("--disable-bias-linear-fc and --disable-bias-attn-fc are supported with --disable-bias-linear only (which removes those biases too)")
@@ -261,6 +265,12 @@ func (a *Args) Validate(world int) error {
 	dp := world / (tp * pp)
 	if ep := a.ExpertModelParallelSize; ep < 1 || dp%ep != 0 {
 		return fmt.Errorf("--expert-model-parallel-size %d must divide the data-parallel size %d", ep, dp)
+	}
+	if ep := a.ExpertModelParallelSize; ep > 1 && a.NumExperts > 0 {
+		if a.NumExperts%ep != 0 {
+			return fmt.Errorf("--num-experts %d is not a multiple of --expert-model-parallel-size %d", a.NumExperts, ep)
+		}
+		return fmt.Errorf("--expert-model-parallel-size %d: expert parallelism is not supported yet; with 1 every data-parallel rank holds all %d experts (same results, more memory)", ep, a.NumExperts)
 	}
 	if a.NumLayers%pp != 0 {
 		return fmt.Errorf("--num-layers %d is not divisible by --pipeline-model-parallel-size %d", a.NumLayers, pp)

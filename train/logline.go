@@ -64,7 +64,9 @@ func memoryLine(rank, iteration int, m kernels.MemoryStats) string {
 //
 //	B·s·[6·h·(ffn·f)·L + 6·(h·(q+2k) + q·h)·L + 6·h·Vpad] + B·s²·6·q·L
 //
-// with q = kv_channels·heads, k = kv_channels·groups and f = 3 with SwiGLU, else 2.
+// with q = kv_channels·heads, k = kv_channels·groups and f = 3 with SwiGLU, else 2; with
+// mixture-of-experts layers the MLP term counts the --moe-router-topk experts each token
+// runs through (Megatron's num_experts_routed_to; the router is not counted).
 func FLOPs(c *layers.Config, batch int) float64 {
 	B, s := float64(batch), float64(c.SeqLength)
 	h, L := float64(c.HiddenSize), float64(c.NumLayers)
@@ -73,6 +75,9 @@ func FLOPs(c *layers.Config, batch int) float64 {
 	f := 2.0
 	if c.SwiGLU {
 		f = 3
+	}
+	if c.NumExperts > 0 {
+		f *= float64(c.MoERouterTopK)
 	}
 	return B*s*(6*h*float64(c.FFNHiddenSize)*f*L+6*(h*(q+2*k)+q*h)*L+6*h*float64(c.PaddedVocabSize)) + B*s*s*6*q*L
 }

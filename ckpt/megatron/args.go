@@ -82,6 +82,20 @@ func Args(cfg layers.Config, tp, pp int, dtype tensor.DType, f Format, hfModelTy
 		set("sliding_window", nil)
 	}
 	set("alibi_before_scale", cfg.ALiBiBeforeScale)
+	if cfg.NumExperts > 0 {
+		set("num_experts", cfg.NumExperts)
+		set("moe_router_topk", cfg.MoERouterTopK)
+		set("moe_router_load_balancing_type", cfg.MoERouterLoadBalancingType)
+		set("moe_aux_loss_coeff", cfg.MoEAuxLossCoeff)
+		if cfg.MoEZLossCoeff > 0 {
+			set("moe_z_loss_coeff", cfg.MoEZLossCoeff)
+		} else {
+			set("moe_z_loss_coeff", nil)
+		}
+		set("moe_grouped_gemm", false)
+	} else {
+		set("num_experts", nil)
+	}
 	if hfModelType != "" {
 		set("hf_model_type", hfModelType)
 	}
@@ -158,8 +172,18 @@ func ConfigFromArgs(ns *torchpickle.Namespace) (layers.Config, ArgsInfo, error) 
 	if a.bool("apply_layernorm_1p", false) {
 		a.fail("apply_layernorm_1p", "not supported")
 	}
-	if n := a.int("num_experts", 0); n > 0 {
-		a.fail("num_experts", "mixture of experts (%d experts) is not supported", n)
+	c.NumExperts = a.int("num_experts", 0)
+	if c.NumExperts > 0 {
+		c.MoERouterTopK = a.int("moe_router_topk", 2)
+		c.MoERouterLoadBalancingType = a.str("moe_router_load_balancing_type", "aux_loss")
+		c.MoEAuxLossCoeff = a.float("moe_aux_loss_coeff", 0)
+		c.MoEZLossCoeff = a.float("moe_z_loss_coeff", 0)
+		if a.bool("moe_grouped_gemm", false) {
+			a.fail("moe_grouped_gemm", "GroupedMLP experts (weight1/weight2) are not supported")
+		}
+		if ep := a.int("expert_model_parallel_size", 1); ep != 1 {
+			a.fail("expert_model_parallel_size", "%d: expert-parallel checkpoints are not supported (only 1)", ep)
+		}
 	}
 	if a.err != nil {
 		return c, info, a.err

@@ -116,6 +116,15 @@ func KeyPath(f Format, name string, shared bool) ([]string, error) {
 	return nil, fmt.Errorf("unknown format %v", f)
 }
 
+// ParamKeyPath is KeyPath for a parameter: a norm that stays its own module under
+// Transformer Engine (Param.Unfused, MoE layers' pre_mlp_layernorm) keeps its local name.
+func ParamKeyPath(f Format, p *layers.Param) ([]string, error) {
+	if p.Unfused && f == MCoreTE {
+		return []string{p.Name}, nil
+	}
+	return KeyPath(f, p.Name, p.Shared)
+}
+
 // extraStates lists the _extra_state entries Megatron saves for a parameter's module, as
 // key paths, with the value (None, or an empty uint8 tensor for TE modules). They are
 // attached after the module's last parameter.
@@ -170,7 +179,7 @@ func ModelDict(f Format, params layers.Params, tensors map[string]*tensor.Tensor
 		if !tensor.SameShape(t.Shape(), p.Shape) {
 			return nil, fmt.Errorf("parameter %s: tensor has shape %v, want %v", p.Name, t.Shape(), p.Shape)
 		}
-		path, err := KeyPath(f, p.Name, p.Shared)
+		path, err := ParamKeyPath(f, p)
 		if err != nil {
 			return nil, err
 		}

@@ -340,7 +340,7 @@ func (c *Checkpoint) checkChunk(t, p, v int) error {
 
 // keyName is a parameter's key in the file's layout, for messages.
 func keyName(f Format, p *layers.Param) string {
-	path, err := KeyPath(f, p.Name, p.Shared)
+	path, err := ParamKeyPath(f, p)
 	if err != nil {
 		return p.Name
 	}

@@ -62,6 +62,9 @@ func TestExactResume(t *testing.T) {
 		// Interleaved schedule: model0/model1 chunks in each stage's file, Megatron's keys.
 		"pp2vp2dp2-fp8": {"--pipeline-model-parallel-size", "2", "--num-layers-per-virtual-pipeline-stage", "1",
 			"--fp8-hybrid", "--fp8-amax-history-len", "4"},
+		// Mixture of experts: router and experts saved under Megatron-Core's names.
+		"tp2dp2-sp-moe": {"--tensor-model-parallel-size", "2", "--sequence-parallel", "--use-distributed-optimizer",
+			"--num-experts", "4", "--moe-router-topk", "2", "--moe-aux-loss-coeff", "1e-2", "--moe-z-loss-coeff", "1e-3", "--disable-bias-linear"},
 		// A buffer per model chunk, as Megatron's, in distrib_optim.pt too.
 		"pp2vp2dp2-distop": {"--pipeline-model-parallel-size", "2", "--num-layers-per-virtual-pipeline-stage", "1",
 			"--use-distributed-optimizer"},
@@ -94,6 +97,10 @@ func TestExactResume(t *testing.T) {
 			require.NoError(t, err)
 			defer b.Close()
 			require.Equal(t, a.Keys(), b.Keys())
+			if strings.HasSuffix(name, "moe") {
+				require.Contains(t, a.Keys(), "decoder.layers.3.mlp.experts.local_experts.3.linear_fc1.weight")
+				require.Contains(t, a.Keys(), "decoder.layers.0.mlp.router.weight")
+			}
 			for k, w := range a.ShardTensors(0, 0) { // --bf16: weights saved in bf16, as Megatron's
 				require.Equal(t, tensor.BF16, w.DType(), "saved %s", k)
 			}

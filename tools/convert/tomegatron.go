@@ -208,7 +208,7 @@ func copyTokenizerFiles(from, to string, withConfig bool) error {
 func printShard(w io.Writer, path string, f megatron.Format, specs layers.Params, dt tensor.DType) {
 	fmt.Fprintln(w, path)
 	for _, p := range specs {
-		kp, _ := megatron.KeyPath(f, p.Name, p.Shared)
+		kp, _ := megatron.ParamKeyPath(f, p)
 		fmt.Fprintf(w, "  %s %v %v\n", strings.Join(kp, "."), p.Shape, dt)
 	}
 }
