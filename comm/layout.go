@@ -2,15 +2,19 @@ package comm
 
 import (
 	"fmt"
+	"sort"
 	"strings"
 )
 
 // ParallelConfig is Megatron's model-parallel layout: --tensor-model-parallel-size (TP),
 // --pipeline-model-parallel-size (PP), --context-parallel-size (CP),
-// --expert-model-parallel-size (EP, must be 1 here), --num-layers-per-virtual-pipeline-stage
-// turned into a virtual pipeline size (VPP, 0 or 1 = not interleaved) and the rank order
-// (default "tp-cp-ep-dp-pp"). Zero sizes mean 1. The data-parallel size is derived:
-// DP = world / (TP·PP·CP).
+// --expert-model-parallel-size (EP), --num-layers-per-virtual-pipeline-stage turned into a
+// virtual pipeline size (VPP, 0 or 1 = not interleaved) and the rank order (default
+// "tp-cp-ep-dp-pp"). Zero sizes mean 1. The data-parallel size is derived:
+// DP = world / (TP·PP·CP). Expert parallelism splits each data-parallel group, as
+// Megatron-LM 240126's parallel_state does: the EP consecutive DP ranks of a block hold
+// different experts (expert-parallel rank = DP rank mod EP) and the ranks EP apart hold the
+// same ones (the expert-data-parallel group, "data modulo expert parallel").
 type ParallelConfig struct {
 	TP, PP, CP, EP, VPP int
 	Order               string
@@ -24,6 +28,7 @@ const DefaultOrder = "tp-cp-ep-dp-pp"
 type Coords struct {
 	Rank           int // global rank
 	TP, CP, EP, DP int // tensor-, context-, expert-, data-parallel rank
+	ExpertDP       int // rank in the expert-data-parallel group: DP rank / EP
 	PP             int // pipeline stage
 	DPCP           int // rank in the data-parallel group with context parallelism (dp-cp)
 	MP             int // rank in the model-parallel group (tp-pp)
@@ -42,10 +47,13 @@ const (
 	GroupAmax                               // FP8 amax reduction: "tp-dp-cp", every rank of a PP stage
 	GroupEmbedding                          // {first, last} stage of each pipeline group
 	GroupPositionEmbedding                  // {first} stage of each pipeline group
+	GroupEP                                 // expert parallel: "ep", EP consecutive DP ranks
+	GroupTPEP                               // tensor and expert parallel: "tp-ep"
+	GroupExpertDP                           // data modulo expert parallel: "dp-modulo-ep"
 	numGroupKinds
 )
 
-var groupNames = [numGroupKinds]string{"tp", "cp", "dp", "pp", "dp-cp", "tp-pp", "tp-dp-cp", "embedding", "position-embedding"}
+var groupNames = [numGroupKinds]string{"tp", "cp", "dp", "pp", "dp-cp", "tp-pp", "tp-dp-cp", "embedding", "position-embedding", "ep", "tp-ep", "dp-modulo-ep"}
 
 func (k GroupKind) String() string {
 	if k < 0 || k >= numGroupKinds {
@@ -58,6 +66,7 @@ func (k GroupKind) String() string {
 // strides (global = Σ coord_d · stride_d, stride = product of the sizes before d).
 type layout struct {
 	world  int
+	ep     int            // expert-parallel size (a split of dp; "ep" itself has size 1 here)
 	dims   []string       // in order, e.g. tp cp ep dp pp
 	size   map[string]int // per dimension
 	stride map[string]int
@@ -76,8 +85,6 @@ func (c ParallelConfig) layout(world int) (*layout, error) {
 		return nil, fmt.Errorf("parallel layout: world size %d must be ≥ 1", world)
 	case tp < 0 || pp < 0 || cp < 0 || ep < 0 || c.VPP < 0:
 		return nil, fmt.Errorf("parallel layout: negative size (tensor %d, pipeline %d, context %d, expert %d, virtual pipeline %d)", c.TP, c.PP, c.CP, c.EP, c.VPP)
-	case ep != 1:
-		return nil, fmt.Errorf("parallel layout: expert-model-parallel-size %d is not supported (only 1)", ep)
 	case world%(tp*pp*cp) != 0:
 		return nil, fmt.Errorf("parallel layout: world size %d is not divisible by tensor-model-parallel-size (%d) × pipeline-model-parallel-size (%d) × context-parallel-size (%d) = %d", world, tp, pp, cp, tp*pp*cp)
 	case c.VPP > 1 && pp == 1:
@@ -87,7 +94,14 @@ func (c ParallelConfig) layout(world int) (*layout, error) {
 	if order == "" {
 		order = DefaultOrder
 	}
-	l := &layout{world: world, size: map[string]int{"tp": tp, "cp": cp, "ep": ep, "dp": world / (tp * pp * cp), "pp": pp}, stride: map[string]int{}}
+	dp := world / (tp * pp * cp)
+	if dp%ep != 0 {
+		return nil, fmt.Errorf("parallel layout: expert-model-parallel-size %d does not divide the data-parallel size %d", ep, dp)
+	}
+	if ep > 1 && (cp > 1 || c.Order != "" && c.Order != DefaultOrder) {
+		return nil, fmt.Errorf("parallel layout: expert parallelism needs context-parallel-size 1 and the default rank order %s", DefaultOrder)
+	}
+	l := &layout{world: world, ep: ep, size: map[string]int{"tp": tp, "cp": cp, "ep": 1, "dp": dp, "pp": pp}, stride: map[string]int{}}
 	for _, d := range strings.Split(order, "-") {
 		if _, ok := l.size[d]; !ok {
 			return nil, fmt.Errorf("parallel layout: order %q: unknown dimension %q (want tp, cp, ep, dp, pp)", order, d)
@@ -192,8 +206,8 @@ func RankCoordinates(rank int, cfg ParallelConfig, world int) (Coords, error) {
 	if rank < 0 || rank >= world {
 		return Coords{}, fmt.Errorf("rank %d out of range for world size %d", rank, world)
 	}
-	c := Coords{Rank: rank, TP: l.coord(rank, "tp"), CP: l.coord(rank, "cp"), EP: l.coord(rank, "ep"),
-		DP: l.coord(rank, "dp"), PP: l.coord(rank, "pp")}
+	c := Coords{Rank: rank, TP: l.coord(rank, "tp"), CP: l.coord(rank, "cp"), DP: l.coord(rank, "dp"), PP: l.coord(rank, "pp")}
+	c.EP, c.ExpertDP = c.DP%l.ep, c.DP/l.ep
 	_, c.DPCP = position(l.groups("dp", "cp"), rank)
 	_, c.MP = position(l.groups("tp", "pp"), rank)
 	return c, nil
@@ -222,6 +236,8 @@ func GroupRanks(kind GroupKind, cfg ParallelConfig, world int) ([][]int, error) 
 		return l.groups("tp", "pp"), nil
 	case GroupAmax:
 		return l.groups("tp", "dp", "cp"), nil
+	case GroupEP, GroupTPEP, GroupExpertDP:
+		return l.expertGroups(kind), nil
 	case GroupEmbedding, GroupPositionEmbedding:
 		pp := l.groups("pp")
 		out := make([][]int, len(pp))
@@ -234,4 +250,56 @@ func GroupRanks(kind GroupKind, cfg ParallelConfig, world int) ([][]int, error) 
 		return out, nil
 	}
 	return nil, fmt.Errorf("unknown group kind %d", int(kind))
+}
+
+// expertGroups lists the expert groups as Megatron-LM 240126's initialize_model_parallel
+// builds them (default order, so global = tp + TP·dp + TP·DP·pp): in each pipeline stage's
+// block of TP·DP ranks, "tp-ep" groups are the consecutive TP·EP ranges, "dp-modulo-ep"
+// groups take every TP·EP-th rank, and "ep" groups are one TP rank of a "tp-ep" range.
+// With EP = 1 (any order) they are the singletons, the TP groups and the DP groups. Lists
+// are sorted by first rank.
+func (l *layout) expertGroups(kind GroupKind) [][]int {
+	tp, dp, ep := l.size["tp"], l.size["dp"], l.ep
+	if ep == 1 {
+		var out [][]int
+		switch kind {
+		case GroupEP:
+			out = l.groups()
+		case GroupTPEP:
+			out = l.groups("tp")
+		case GroupExpertDP:
+			out = l.groups("dp")
+		}
+		sort.Slice(out, func(a, b int) bool { return out[a][0] < out[b][0] })
+		return out
+	}
+	var out [][]int
+	for base := 0; base < l.world; base += tp * dp {
+		switch kind {
+		case GroupTPEP, GroupEP:
+			for start := base; start < base+tp*dp; start += tp * ep {
+				if kind == GroupTPEP {
+					out = append(out, seq(start, start+tp*ep, 1))
+					continue
+				}
+				for t := 0; t < tp; t++ {
+					out = append(out, seq(start+t, start+tp*ep, tp))
+				}
+			}
+		case GroupExpertDP:
+			for j := 0; j < tp*ep; j++ {
+				out = append(out, seq(base+j, base+tp*dp, tp*ep))
+			}
+		}
+	}
+	return out
+}
+
+// seq is lo, lo+step, … below hi.
+func seq(lo, hi, step int) []int {
+	var out []int
+	for r := lo; r < hi; r += step {
+		out = append(out, r)
+	}
+	return out
 }

@@ -44,11 +44,12 @@ type refCase struct {
 	PP    int    `json:"pp"`
 	CP    int    `json:"cp"`
 	Order string `json:"order"`
+	EP    int    `json:"ep,omitempty"`
 }
 
 type refResult struct {
 	Groups map[string][][]int `json:"groups"`
-	Coords [][4]int           `json:"coords"`
+	Coords [][6]int           `json:"coords"`
 }
 
 // TestGroupRanksMatchMegatron compares every group kind and every rank's coordinates with
@@ -59,16 +60,20 @@ func TestGroupRanksMatchMegatron(t *testing.T) {
 		t.Skip("python3 not found: cannot run the Megatron RankGenerator reference")
 	}
 	cases := []refCase{
-		{1, 1, 1, 1, DefaultOrder},
-		{8, 2, 2, 1, DefaultOrder},
-		{16, 2, 4, 1, DefaultOrder},
-		{16, 2, 2, 2, DefaultOrder},
-		{24, 2, 3, 2, DefaultOrder},
-		{32, 4, 2, 2, DefaultOrder},
-		{12, 3, 2, 1, DefaultOrder},
-		{16, 2, 2, 1, "tp-pp-dp"},
-		{16, 2, 2, 2, "tp-cp-pp-dp"},
-		{24, 2, 3, 2, "pp-dp-cp-tp"},
+		{1, 1, 1, 1, DefaultOrder, 1},
+		{8, 2, 2, 1, DefaultOrder, 1},
+		{16, 2, 4, 1, DefaultOrder, 1},
+		{16, 2, 2, 2, DefaultOrder, 1},
+		{24, 2, 3, 2, DefaultOrder, 1},
+		{32, 4, 2, 2, DefaultOrder, 1},
+		{12, 3, 2, 1, DefaultOrder, 1},
+		{16, 2, 2, 1, "tp-pp-dp", 1},
+		{16, 2, 2, 2, "tp-cp-pp-dp", 1},
+		{24, 2, 3, 2, "pp-dp-cp-tp", 1},
+		{8, 1, 1, 1, DefaultOrder, 2},
+		{16, 2, 2, 1, DefaultOrder, 2},
+		{32, 2, 2, 1, DefaultOrder, 4},
+		{48, 2, 2, 1, DefaultOrder, 3},
 	}
 	in, err := json.Marshal(cases)
 	require.NoError(t, err)
@@ -82,7 +87,7 @@ func TestGroupRanksMatchMegatron(t *testing.T) {
 	require.NoError(t, json.Unmarshal(out, &ref))
 	require.Len(t, ref, len(cases))
 	for i, c := range cases {
-		cfg := ParallelConfig{TP: c.TP, PP: c.PP, CP: c.CP, Order: c.Order}
+		cfg := ParallelConfig{TP: c.TP, PP: c.PP, CP: c.CP, EP: c.EP, Order: c.Order}
 		for k := GroupKind(0); k < numGroupKinds; k++ {
 			want, ok := ref[i].Groups[k.String()]
 			require.True(t, ok, "reference lacks %v", k)
@@ -93,7 +98,7 @@ func TestGroupRanksMatchMegatron(t *testing.T) {
 		for r := 0; r < c.World; r++ {
 			co, err := RankCoordinates(r, cfg, c.World)
 			require.NoError(t, err)
-			assert.Equal(t, ref[i].Coords[r], [4]int{co.TP, co.CP, co.DP, co.PP}, "case %+v rank %d", c, r)
+			assert.Equal(t, ref[i].Coords[r], [6]int{co.TP, co.CP, co.DP, co.PP, co.EP, co.ExpertDP}, "case %+v rank %d", c, r)
 			dpcp, _ := GroupRanks(GroupDPCP, cfg, c.World)
 			_, m := position(dpcp, r)
 			assert.Equal(t, m, co.DPCP)
@@ -108,7 +113,8 @@ func TestLayoutErrors(t *testing.T) {
 		want  string
 	}{
 		{ParallelConfig{TP: 2, PP: 3}, 8, "world size 8 is not divisible by tensor-model-parallel-size (2) × pipeline-model-parallel-size (3) × context-parallel-size (1) = 6"},
-		{ParallelConfig{TP: 2, EP: 2}, 8, "expert-model-parallel-size 2"},
+		{ParallelConfig{TP: 2, EP: 3}, 8, "expert-model-parallel-size 3 does not divide the data-parallel size 4"},
+		{ParallelConfig{EP: 2, Order: "tp-cp-ep-pp-dp"}, 8, "expert parallelism needs context-parallel-size 1 and the default rank order"},
 		{ParallelConfig{VPP: 2}, 8, "virtual pipeline size 2 needs pipeline-model-parallel-size > 1"},
 		{ParallelConfig{Order: "tp-cp-xp-dp-pp"}, 8, `unknown dimension "xp"`},
 		{ParallelConfig{CP: 2, Order: "tp-dp-pp"}, 8, `lacks dimension "cp" of size 2`},

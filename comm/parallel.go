@@ -12,7 +12,7 @@ type ParallelState struct {
 	World  Comm
 	Coords Coords // this rank's coordinates (ps.Coords.TP is the TP rank; ps.TP the TP Comm)
 	// Sizes of each dimension (DP derived from the world size).
-	TPSize, CPSize, DPSize, PPSize int
+	TPSize, CPSize, DPSize, PPSize, EPSize int
 
 	TP, CP, DP, PP Comm
 	DPCP           Comm // data parallel with context parallel (grad reduction, distributed optimizer)
@@ -23,6 +23,11 @@ type ParallelState struct {
 	Embedding Comm
 	// PositionEmbedding holds the first pipeline stage; nil on other stages.
 	PositionEmbedding Comm
+	// Expert parallelism: EP holds the DP ranks whose experts differ (the MoE token
+	// exchange), TPEP the same joined over TP, ExpertDP the DP ranks holding the same
+	// experts (their gradient reduction). With EP = 1, EP is the rank alone and ExpertDP
+	// the DP group's ranks.
+	EP, TPEP, ExpertDP Comm
 }
 
 // NewParallelState splits world into Megatron's process groups for cfg. It is collective over
@@ -38,7 +43,7 @@ func NewParallelState(world Comm, cfg ParallelConfig) (*ParallelState, error) {
 		return nil, err
 	}
 	ps := &ParallelState{Config: cfg, World: world, Coords: co,
-		TPSize: l.size["tp"], CPSize: l.size["cp"], DPSize: l.size["dp"], PPSize: l.size["pp"]}
+		TPSize: l.size["tp"], CPSize: l.size["cp"], DPSize: l.size["dp"], PPSize: l.size["pp"], EPSize: l.ep}
 	slots := []struct {
 		kind GroupKind
 		dst  *Comm
@@ -46,6 +51,7 @@ func NewParallelState(world Comm, cfg ParallelConfig) (*ParallelState, error) {
 		{GroupTP, &ps.TP}, {GroupCP, &ps.CP}, {GroupDP, &ps.DP}, {GroupPP, &ps.PP},
 		{GroupDPCP, &ps.DPCP}, {GroupMP, &ps.MP}, {GroupAmax, &ps.Amax},
 		{GroupEmbedding, &ps.Embedding}, {GroupPositionEmbedding, &ps.PositionEmbedding},
+		{GroupEP, &ps.EP}, {GroupTPEP, &ps.TPEP}, {GroupExpertDP, &ps.ExpertDP},
 	}
 	for _, s := range slots {
 		groups, err := GroupRanks(s.kind, cfg, world.Size())
@@ -77,7 +83,7 @@ func (ps *ParallelState) IsLastStage() bool { return ps.Coords.PP == ps.PPSize-1
 // Close closes the group communicators (not World).
 func (ps *ParallelState) Close() error {
 	var errs []error
-	for _, c := range []Comm{ps.TP, ps.CP, ps.DP, ps.PP, ps.DPCP, ps.MP, ps.Amax, ps.Embedding, ps.PositionEmbedding} {
+	for _, c := range []Comm{ps.TP, ps.CP, ps.DP, ps.PP, ps.DPCP, ps.MP, ps.Amax, ps.Embedding, ps.PositionEmbedding, ps.EP, ps.TPEP, ps.ExpertDP} {
 		if c != nil {
 			errs = append(errs, c.Close())
 		}

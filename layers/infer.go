@@ -290,7 +290,9 @@ func (l *TransformerLayer) decode(m *GPTModel, kc *KVCache, li int, out, x *tens
 // decodeMLP is fc1 → activation → fc2 → TP all-reduce → fc2 bias, into out [N, h].
 func (l *TransformerLayer) decodeMLP(be kernels.Backend, s *inferScratch, out, in *tensor.Tensor, N int) error {
 	if l.MoE != nil {
-		l.MoE.Forward(be, l.cast, s.moe, out, in)
+		if err := l.MoE.Forward(be, l.cast, s.moe, out, in); err != nil {
+			return err
+		}
 		return l.par.allReduce(out, "MoE output")
 	}
 	f, g := view(s.f, N, l.FC1.Out), view(s.g, N, l.FC2.In)

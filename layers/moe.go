@@ -30,9 +30,13 @@ import (
 // through the scores with top-k > 1 under sequence parallelism (the gathered probabilities
 // are detached) — both differ from its own TP = 1 run, which this matches.
 type MoE struct {
-	Router  *Param
+	Router *Param
+	// Experts are this rank's: experts First … First+len(Experts)−1 of NumExperts (all of
+	// them without expert parallelism).
 	Experts []*Expert
+	First   int
 	cfg     *Config
+	par     Parallel
 	// auxScale is the model's AuxLossScale: loss scale / microbatches of the step.
 	auxScale *float32
 }
@@ -40,52 +44,73 @@ type MoE struct {
 // Expert is one SequentialMLP expert: linear_fc1 → activation → linear_fc2.
 type Expert struct{ FC1, FC2 *Linear }
 
-func newMoE(ps *paramSet, pre string, cfg *Config, auxScale *float32) *MoE {
+func newMoE(ps *paramSet, pre string, global int, cfg *Config, par Parallel, auxScale *float32) *MoE {
 	h := cfg.HiddenSize
-	m := &MoE{cfg: cfg, auxScale: auxScale}
+	local := cfg.NumExperts / par.epSize()
+	m := &MoE{cfg: cfg, par: par, auxScale: auxScale, First: par.epRank() * local}
 	m.Router = ps.add(pre+"mlp.router.weight", -1, cfg.NumExperts, h)
 	m.Router.SequenceParallel = true // grads from this rank's rows, summed over TP
-	for e := 0; e < cfg.NumExperts; e++ {
+	for e := 0; e < local; e++ {
 		name := fmt.Sprintf("%smlp.experts.local_experts.%d.", pre, e)
 		fc1 := newLinear(ps, name+"linear_fc1", h, cfg.FC1Dim(), false, 0)
 		fc1.W.GLU = cfg.SwiGLU
 		fc2 := newLinear(ps, name+"linear_fc2", cfg.FFNHiddenSize, h, false, 1)
+		for _, l := range []*Linear{fc1, fc2} {
+			l.W.Expert = true
+			// Initialised (and named in checkpoints of other EP sizes) by the global expert.
+			l.W.InitKey = fmt.Sprintf("decoder.layers.%d.mlp.experts.local_experts.%d.%s", global, m.First+e, l.W.Name[len(name):])
+		}
 		m.Experts = append(m.Experts, &Expert{FC1: fc1, FC2: fc2})
 	}
 	return m
 }
 
-// moeStash is one microbatch's routing and expert activations: rows are the N·k
-// (token, choice) pairs grouped by expert, in token order within an expert (the
-// permutation Megatron's dispatcher makes with its argsort).
+// moeStash is one microbatch's routing and expert activations. The routing of this rank's
+// N tokens is exchanged over expert parallelism: the G = EP·N gathered tokens' choices
+// that go to this rank's experts become its rows, grouped by expert, in token order within
+// an expert (the permutation Megatron's dispatcher makes with its argsort).
 type moeStash struct {
-	n                  int            // tokens
-	logits, probs, lse []float32      // [N, E], [N, E], [N]
-	sel                []int32        // [N, k] chosen experts
-	score              []float32      // [N, k]
-	row                []int32        // [N, k] permuted row of each choice
-	tok                *tensor.Tensor // [R] I32 token of each row (host), and on the backend
+	n                  int            // this rank's tokens
+	logits, probs, lse []float32      // [N, E], [N, E], [N]: this rank's tokens
+	sel                []int32        // [G, k] chosen experts of the gathered tokens
+	score              []float32      // [G, k]
+	row                []int32        // [G, k] the row of each choice, −1 on another rank
+	own                int            // index in sel and score of this rank's first choice
+	tok                *tensor.Tensor // [R] I32 gathered token of each row (host), and on the backend
 	tokDev             *tensor.Tensor
-	count              []int          // rows per expert
+	rows               int            // R: rows this microbatch
+	count              []int          // rows per local expert
 	lg                 *tensor.Tensor // [N, E] F32 logits on the backend
+	route              *tensor.Tensor // [N, 2k] F32 this rank's choices and scores, and [G, 2k] gathered
+	routeG             *tensor.Tensor
+	xg, og             *tensor.Tensor // [G, h] gathered input and output (nil without EP)
 	x, f, g, y         *tensor.Tensor // [R, h], [R, fc1], [R, ffn/TP], [R, h]
-	yh                 []float32      // y on the host
+	yh, oh             []float32      // y and the gathered output on the host
 	host               hostF32
 }
 
+// maxRows bounds a microbatch's rows: every gathered token's choices of local experts.
+func (m *MoE) maxRows(g int) int { return g * min(m.cfg.MoERouterTopK, len(m.Experts)) }
+
 func (m *MoE) newStash(be kernels.Backend, act tensor.DType, n int) *moeStash {
 	c := m.cfg
-	k, e := c.MoERouterTopK, c.NumExperts
-	r := n * k
+	k, e, h := c.MoERouterTopK, c.NumExperts, c.HiddenSize
+	g := n * m.par.epSize()
+	r := m.maxRows(g)
 	fc1, ffn := m.Experts[0].FC1.Out, m.Experts[0].FC2.In
-	return &moeStash{
+	ms := &moeStash{
 		logits: make([]float32, n*e), probs: make([]float32, n*e), lse: make([]float32, n),
-		sel: make([]int32, n*k), score: make([]float32, n*k), row: make([]int32, n*k),
-		tok: tensor.New(tensor.I32, r), tokDev: be.Alloc(tensor.I32, r), count: make([]int, e),
+		sel: make([]int32, g*k), score: make([]float32, g*k), row: make([]int32, g*k),
+		tok: tensor.New(tensor.I32, r), tokDev: be.Alloc(tensor.I32, r), count: make([]int, len(m.Experts)),
 		lg: be.Alloc(tensor.F32, n, e),
-		x:  be.Alloc(act, r, c.HiddenSize), f: be.Alloc(act, r, fc1), g: be.Alloc(act, r, ffn),
-		y: be.Alloc(act, r, c.HiddenSize), yh: make([]float32, r*c.HiddenSize),
+		x:  be.Alloc(act, r, h), f: be.Alloc(act, r, fc1), g: be.Alloc(act, r, ffn),
+		y: be.Alloc(act, r, h), yh: make([]float32, r*h), oh: make([]float32, g*h),
 	}
+	if m.par.epSize() > 1 {
+		ms.route, ms.routeG = be.Alloc(tensor.F32, n, 2*k), be.Alloc(tensor.F32, g, 2*k)
+		ms.xg, ms.og = be.Alloc(act, g, h), be.Alloc(act, g, h)
+	}
+	return ms
 }
 
 // moeGrads is the experts' backward scratch, shared by a model's MoE layers.
@@ -93,22 +118,28 @@ type moeGrads struct {
 	dy, df, dg, dx *tensor.Tensor // [R, h], [R, fc1], [R, ffn/TP], [R, h]
 	dlg            *tensor.Tensor // [Nl, E] F32 router logits' grad (this rank's rows)
 	dxr            *tensor.Tensor // [Nl, h] the router's d input
-	dscore         *tensor.Tensor // [N·k] F32, summed over TP
-	dh, dxh, dl    []float32
+	dsG, ds        *tensor.Tensor // [G·k] F32 score grads of the gathered choices, [N·k] this rank's
+	dG, dxG        *tensor.Tensor // [G, h] gathered d out and d x (nil without EP)
+	dh, dyh, dl    []float32
 	host           hostF32
 }
 
 func (m *MoE) newGrads(be kernels.Backend, act tensor.DType, n, nl int) *moeGrads {
 	c := m.cfg
-	r := n * c.MoERouterTopK
-	return &moeGrads{
-		dy: be.Alloc(act, r, c.HiddenSize), df: be.Alloc(act, r, m.Experts[0].FC1.Out),
-		dg: be.Alloc(act, r, m.Experts[0].FC2.In), dx: be.Alloc(act, r, c.HiddenSize),
-		dlg: be.Alloc(tensor.F32, nl, c.NumExperts), dxr: be.Alloc(act, nl, c.HiddenSize),
-		dscore: be.Alloc(tensor.F32, r),
-		dh:     make([]float32, n*c.HiddenSize), dxh: make([]float32, r*c.HiddenSize),
-		dl: make([]float32, n*c.NumExperts),
+	h, k := c.HiddenSize, c.MoERouterTopK
+	g := n * m.par.epSize()
+	r := m.maxRows(g)
+	gr := &moeGrads{
+		dy: be.Alloc(act, r, h), df: be.Alloc(act, r, m.Experts[0].FC1.Out),
+		dg: be.Alloc(act, r, m.Experts[0].FC2.In), dx: be.Alloc(act, r, h),
+		dlg: be.Alloc(tensor.F32, nl, c.NumExperts), dxr: be.Alloc(act, nl, h),
+		dsG: be.Alloc(tensor.F32, g*k), ds: be.Alloc(tensor.F32, n*k),
+		dh: make([]float32, g*h), dyh: make([]float32, r*h), dl: make([]float32, n*c.NumExperts),
 	}
+	if m.par.epSize() > 1 {
+		gr.dG, gr.dxG = be.Alloc(act, g, h), be.Alloc(act, g, h)
+	}
+	return gr
 }
 
 // hostF32 moves backend tensors to and from F32 host values through a reusable host
@@ -136,9 +167,9 @@ func (h *hostF32) put(be kernels.Backend, dst *tensor.Tensor, src []float32) {
 	be.Upload(dst, t)
 }
 
-// route computes the logits of x [N, h] and chooses each token's experts, filling ms's
-// routing and permutation.
-func (m *MoE) route(be kernels.Backend, cast *castScratch, ms *moeStash, x *tensor.Tensor) {
+// route computes the logits of this rank's tokens x [N, h], chooses each token's experts,
+// exchanges the choices over expert parallelism and lays out this rank's rows.
+func (m *MoE) route(be kernels.Backend, cast *castScratch, ms *moeStash, x *tensor.Tensor) error {
 	c := m.cfg
 	E, k := c.NumExperts, c.MoERouterTopK
 	n := x.Numel() / c.HiddenSize
@@ -179,26 +210,65 @@ func (m *MoE) route(be kernels.Backend, cast *castScratch, ms *moeStash, x *tens
 			sc[j] = float32(float64(sc[j]) / s)
 		}
 	}
-	// Group the (token, choice) rows by expert, tokens in order within each.
-	clear(ms.count)
-	for _, e := range ms.sel[:n*k] {
-		ms.count[e]++
+	g := n
+	ms.own = 0
+	if ep := m.par.epSize(); ep > 1 {
+		g, ms.own = n*ep, m.par.epRank()*n*k
+		if err := m.gatherRoutes(be, ms, n); err != nil {
+			return err
+		}
 	}
-	next := make([]int, E)
-	for e := 1; e < E; e++ {
+	// This rank's rows: the gathered choices of its experts, by expert, tokens in order.
+	clear(ms.count)
+	lo, local := int32(m.First), int32(len(m.Experts))
+	for _, e := range ms.sel[:g*k] {
+		if e >= lo && e < lo+local {
+			ms.count[e-lo]++
+		}
+	}
+	next := make([]int, local)
+	for e := 1; e < int(local); e++ {
 		next[e] = next[e-1] + ms.count[e-1]
 	}
 	tok := ms.tok.I32()
-	for i, e := range ms.sel[:n*k] {
-		r := next[e]
-		next[e]++
+	ms.rows = 0
+	for i, e := range ms.sel[:g*k] {
+		if e < lo || e >= lo+local {
+			ms.row[i] = -1
+			continue
+		}
+		r := next[e-lo]
+		next[e-lo]++
 		ms.row[i] = int32(r)
 		tok[r] = int32(i / k)
+		ms.rows++
 	}
-	be.Upload(ms.tokDev.Slice(0, n*k), ms.tok.Slice(0, n*k))
+	be.Upload(ms.tokDev.Slice(0, ms.rows), ms.tok.Slice(0, ms.rows))
+	return nil
 }
 
-// expertRows calls f with each expert that received tokens and its row range.
+// gatherRoutes all-gathers every EP rank's choices and scores into ms.sel and ms.score.
+func (m *MoE) gatherRoutes(be kernels.Backend, ms *moeStash, n int) error {
+	k := m.cfg.MoERouterTopK
+	g := n * m.par.epSize()
+	v := make([]float32, g*2*k)
+	for i := 0; i < n*k; i++ { // [N, 2k]: k choices (exact as floats), then k scores
+		t, j := i/k, i%k
+		v[t*2*k+j], v[t*2*k+k+j] = float32(ms.sel[i]), ms.score[i]
+	}
+	ms.host.put(be, ms.route.Slice(0, n), v)
+	if err := m.par.epGather(ms.routeG.Slice(0, g), ms.route.Slice(0, n), "router choices"); err != nil {
+		return err
+	}
+	ms.host.get(be, v, ms.routeG.Slice(0, g))
+	for i := 0; i < g*k; i++ {
+		t, j := i/k, i%k
+		ms.sel[i], ms.score[i] = int32(v[t*2*k+j]), v[t*2*k+k+j]
+	}
+	return nil
+}
+
+// expertRows calls f with each local expert that received tokens and its row range.
 func (m *MoE) expertRows(ms *moeStash, f func(e *Expert, lo, hi int)) {
 	lo := 0
 	for i, c := range ms.count {
@@ -210,36 +280,53 @@ func (m *MoE) expertRows(ms *moeStash, f func(e *Expert, lo, hi int)) {
 }
 
 // Forward routes x [N, h] (every token of the microbatch, gathered over TP) and writes
-// into out [N, h] the experts' score-weighted outputs, partial over TP.
-func (m *MoE) Forward(be kernels.Backend, cast *castScratch, ms *moeStash, out, x *tensor.Tensor) {
+// into out [N, h] the experts' score-weighted outputs, partial over TP. With expert
+// parallelism the tokens are all-gathered over EP, each rank runs its experts' rows, and
+// the outputs are reduce-scattered back (Megatron's all-gather dispatcher).
+func (m *MoE) Forward(be kernels.Backend, cast *castScratch, ms *moeStash, out, x *tensor.Tensor) error {
 	c := m.cfg
 	h, k := c.HiddenSize, c.MoERouterTopK
-	m.route(be, cast, ms, x)
+	if err := m.route(be, cast, ms, x); err != nil {
+		return err
+	}
 	n := ms.n
-	R := n * k
-	be.Embedding(ms.x.Slice(0, R), x.View(n, h), ms.tokDev.Slice(0, R), 0) // gather rows
-	m.expertRows(ms, func(e *Expert, lo, hi int) {
-		f, g := ms.f.Slice(lo, hi), ms.g.Slice(lo, hi)
-		e.FC1.Forward(be, f, ms.x.Slice(lo, hi))
-		if c.SwiGLU {
-			be.SwiGLU(g, f)
-		} else {
-			be.GeLU(g, f, c.OpenAIGeLU)
-		}
-		e.FC2.Matmul(be, ms.y.Slice(lo, hi), g)
-	})
-	ms.host.get(be, ms.yh[:R*h], ms.y.Slice(0, R))
-	o := make([]float32, n*h)
-	for t := 0; t < n; t++ {
-		ot := o[t*h : (t+1)*h]
-		for j := 0; j < k; j++ {
-			s, yr := ms.score[t*k+j], ms.yh[int(ms.row[t*k+j])*h:]
-			for i := range ot {
-				ot[i] += s * yr[i]
-			}
+	g, xg, og := n, x.View(n, h), out.View(n, h)
+	if m.par.epSize() > 1 {
+		g = n * m.par.epSize()
+		xg, og = ms.xg.Slice(0, g), ms.og.Slice(0, g)
+		if err := m.par.epGather(xg, x.View(n, h), "MoE input"); err != nil {
+			return err
 		}
 	}
-	ms.host.put(be, out.View(n, h), o)
+	R := ms.rows
+	be.Embedding(ms.x.Slice(0, R), xg, ms.tokDev.Slice(0, R), 0) // gather rows
+	m.expertRows(ms, func(e *Expert, lo, hi int) {
+		f, gg := ms.f.Slice(lo, hi), ms.g.Slice(lo, hi)
+		e.FC1.Forward(be, f, ms.x.Slice(lo, hi))
+		if c.SwiGLU {
+			be.SwiGLU(gg, f)
+		} else {
+			be.GeLU(gg, f, c.OpenAIGeLU)
+		}
+		e.FC2.Matmul(be, ms.y.Slice(lo, hi), gg)
+	})
+	ms.host.get(be, ms.yh[:R*h], ms.y.Slice(0, R))
+	o := ms.oh[:g*h]
+	clear(o)
+	for i, r := range ms.row[:g*k] {
+		if r < 0 {
+			continue
+		}
+		s, yr, ot := ms.score[i], ms.yh[int(r)*h:(int(r)+1)*h], o[i/k*h:(i/k+1)*h]
+		for d := range ot {
+			ot[d] += s * yr[d]
+		}
+	}
+	ms.host.put(be, og, o)
+	if m.par.epSize() > 1 {
+		return m.par.epReduceScatter(out.View(n, h), og, "MoE output")
+	}
+	return nil
 }
 
 // Backward takes d out [N, h] (gathered over TP) and writes the experts' partial d x into
@@ -249,33 +336,46 @@ func (m *MoE) Forward(be kernels.Backend, cast *castScratch, ms *moeStash, out, 
 func (m *MoE) Backward(be kernels.Backend, cast *castScratch, ms *moeStash, g *moeGrads, dx, dout, xl *tensor.Tensor, lo int, tpSum func(*tensor.Tensor) error) error {
 	c := m.cfg
 	h, k, E := c.HiddenSize, c.MoERouterTopK, c.NumExperts
-	n := ms.n
-	R := n * k
-	dh := g.dh[:n*h]
-	g.host.get(be, dh, dout.View(n, h))
-	// d y_r = s·d out_t; d s_{t,j} = ⟨d out_t, y_r⟩ (partial over TP: y is).
-	dyh := g.dxh[:R*h]
-	ds := make([]float32, R)
-	for t := 0; t < n; t++ {
-		dt := dh[t*h : (t+1)*h]
-		for j := 0; j < k; j++ {
-			r := int(ms.row[t*k+j])
-			s, yr, dyr := ms.score[t*k+j], ms.yh[r*h:(r+1)*h], dyh[r*h:(r+1)*h]
-			var dot float64
-			for i, v := range dt {
-				dyr[i] = s * v
-				dot += float64(v) * float64(yr[i])
-			}
-			ds[t*k+j] = float32(dot)
+	n, ep := ms.n, m.par.epSize()
+	G, R := n*ep, ms.rows
+	dG := dout.View(n, h)
+	if ep > 1 {
+		dG = g.dG.Slice(0, G)
+		if err := m.par.epGather(dG, dout.View(n, h), "MoE output grad"); err != nil {
+			return err
 		}
+	}
+	dh := g.dh[:G*h]
+	g.host.get(be, dh, dG)
+	// d y_r = s·d out_t; d s = ⟨d out_t, y_r⟩ (partial over TP: y is; 0 for other ranks' rows).
+	dyh := g.dyh[:R*h]
+	ds := make([]float32, G*k)
+	for i, r := range ms.row[:G*k] {
+		if r < 0 {
+			continue
+		}
+		s, yr, dyr, dt := ms.score[i], ms.yh[int(r)*h:(int(r)+1)*h], dyh[int(r)*h:(int(r)+1)*h], dh[i/k*h:(i/k+1)*h]
+		var dot float64
+		for d, v := range dt {
+			dyr[d] = s * v
+			dot += float64(v) * float64(yr[d])
+		}
+		ds[i] = float32(dot)
 	}
 	g.host.put(be, g.dy.Slice(0, R), dyh)
 	if k > 1 { // with k = 1 the score is constant
-		g.host.put(be, g.dscore.Slice(0, R), ds)
-		if err := tpSum(g.dscore.Slice(0, R)); err != nil {
+		g.host.put(be, g.dsG.Slice(0, G*k), ds)
+		if err := tpSum(g.dsG.Slice(0, G*k)); err != nil {
 			return err
 		}
-		g.host.get(be, ds, g.dscore.Slice(0, R))
+		own := g.dsG.Slice(0, G*k)
+		if ep > 1 {
+			own = g.ds.Slice(0, n*k)
+			if err := m.par.epReduceScatter(own, g.dsG.Slice(0, G*k), "router score grads"); err != nil {
+				return err
+			}
+		}
+		g.host.get(be, ds[:n*k], own)
 	}
 	m.expertRows(ms, func(e *Expert, lo, hi int) {
 		dg, df := g.dg.Slice(lo, hi), g.df.Slice(lo, hi)
@@ -287,20 +387,27 @@ func (m *MoE) Backward(be kernels.Backend, cast *castScratch, ms *moeStash, g *m
 		}
 		e.FC1.WeightBackward(be, g.dx.Slice(lo, hi), df, ms.x.Slice(lo, hi))
 	})
-	// Scatter the rows' d x back to their tokens.
-	dxh := g.dxh[:R*h]
+	// Scatter the rows' d x back to their (gathered) tokens.
+	dxh := g.dyh[:R*h]
 	g.host.get(be, dxh, g.dx.Slice(0, R))
 	clear(dh)
-	for t := 0; t < n; t++ {
-		dt := dh[t*h : (t+1)*h]
-		for j := 0; j < k; j++ {
-			r := int(ms.row[t*k+j])
-			for i, v := range dxh[r*h : (r+1)*h] {
-				dt[i] += v
-			}
+	for i, r := range ms.row[:G*k] {
+		if r < 0 {
+			continue
+		}
+		dt := dh[i/k*h : (i/k+1)*h]
+		for d, v := range dxh[int(r)*h : (int(r)+1)*h] {
+			dt[d] += v
 		}
 	}
-	g.host.put(be, dx.View(n, h), dh)
+	if ep > 1 {
+		g.host.put(be, g.dxG.Slice(0, G), dh)
+		if err := m.par.epReduceScatter(dx.View(n, h), g.dxG.Slice(0, G), "MoE input grad"); err != nil {
+			return err
+		}
+	} else {
+		g.host.put(be, dx.View(n, h), dh)
+	}
 	// The router: d logits of this rank's rows, then its weight grad and d x.
 	nl := xl.Numel() / h
 	dl := g.dl[:nl*E]
@@ -316,12 +423,13 @@ func (m *MoE) logitGrads(ms *moeStash, dl, ds []float32, lo, nl int) {
 	c := m.cfg
 	k, E, n := c.MoERouterTopK, c.NumExperts, ms.n
 	clear(dl)
+	sel, score := ms.sel[ms.own:ms.own+n*k], ms.score[ms.own:ms.own+n*k]
 	// Aux loss: d aux/d p_{t,e} = c·E·mean_t(m_{t,e})/N, through the full softmax.
 	var dp []float64
 	scale := float64(*m.auxScale)
 	if c.MoEAuxLossCoeff != 0 {
 		dp = make([]float64, E)
-		for _, e := range ms.sel[:n*k] {
+		for _, e := range sel {
 			dp[e]++
 		}
 		for e := range dp {
@@ -330,12 +438,12 @@ func (m *MoE) logitGrads(ms *moeStash, dl, ds []float32, lo, nl int) {
 	}
 	for t := lo; t < lo+nl; t++ {
 		d := dl[(t-lo)*E : (t-lo+1)*E]
-		sc, dst := ms.score[t*k:(t+1)*k], ds[t*k:(t+1)*k]
+		sc, dst := score[t*k:(t+1)*k], ds[t*k:(t+1)*k]
 		var dot float64
 		for j := range sc {
 			dot += float64(sc[j]) * float64(dst[j])
 		}
-		for j, e := range ms.sel[t*k : (t+1)*k] {
+		for j, e := range sel[t*k : (t+1)*k] {
 			d[e] += float32(float64(sc[j]) * (float64(dst[j]) - dot))
 		}
 		p := ms.probs[t*E : (t+1)*E]
@@ -367,7 +475,7 @@ func (m *MoE) auxLosses(ms *moeStash) (aux, z float64) {
 		for e := 0; e < E; e++ {
 			pm[e] += float64(ms.probs[t*E+e])
 		}
-		for _, e := range ms.sel[t*k : (t+1)*k] {
+		for _, e := range ms.sel[ms.own+t*k : ms.own+(t+1)*k] {
 			mm[e]++
 		}
 		z += float64(ms.lse[t]) * float64(ms.lse[t])

@@ -104,7 +104,7 @@ func checkMoEAgainstMegatron(t *testing.T, k int, auxC, zC float64) {
 	scale := float32(0.75)
 	cast := &castScratch{be: be}
 	ps := &paramSet{be: be, tp: 1, cast: cast, auxScale: &scale}
-	m := newMoE(ps, "decoder.layers.0.", &cfg, &scale)
+	m := newMoE(ps, "decoder.layers.0.", 0, &cfg, Parallel{}, &scale)
 	rng := rand.New(rand.NewPCG(uint64(k), 7))
 	randn := func(n int, std float64) []float32 {
 		v := make([]float32, n)
@@ -129,7 +129,7 @@ func checkMoEAgainstMegatron(t *testing.T, k int, auxC, zC float64) {
 
 	ms, g := m.newStash(be, tensor.F32, N), m.newGrads(be, tensor.F32, N, N)
 	out, dx := be.Alloc(tensor.F32, N, h), be.Alloc(tensor.F32, N, h)
-	m.Forward(be, cast, ms, out, x)
+	require.NoError(t, m.Forward(be, cast, ms, out, x))
 	require.NoError(t, m.Backward(be, cast, ms, g, dx, dout, x, 0, func(*tensor.Tensor) error { return nil }))
 	be.Add(dx, dx, g.dxr)
 

@@ -20,6 +20,41 @@ type Parallel struct {
 	// TPRank and TPSize place a shard without a communicator (Specs, checkpoint
 	// conversion); TP's rank and size win when TP is set.
 	TPRank, TPSize int
+	// EP is the expert-parallel group (--expert-model-parallel-size): each rank holds
+	// NumExperts/EP experts and MoE layers exchange tokens over it; nil means EP = 1.
+	// EPRank and EPSize place a shard without a communicator.
+	EP             comm.Comm
+	EPRank, EPSize int
+}
+
+func (p Parallel) epSize() int {
+	if p.EP != nil {
+		return p.EP.Size()
+	}
+	return max(p.EPSize, 1)
+}
+
+func (p Parallel) epRank() int {
+	if p.EP != nil {
+		return p.EP.Rank()
+	}
+	return p.EPRank
+}
+
+// epGather all-gathers rows over expert parallelism (rank order).
+func (p Parallel) epGather(full, local *tensor.Tensor, what string) error {
+	if err := p.EP.AllGather(full, local); err != nil {
+		return fmt.Errorf("expert-parallel all-gather of %s: %w", what, err)
+	}
+	return nil
+}
+
+// epReduceScatter sums full over expert parallelism and keeps this rank's block.
+func (p Parallel) epReduceScatter(local, full *tensor.Tensor, what string) error {
+	if err := p.EP.ReduceScatter(local, full, comm.Sum); err != nil {
+		return fmt.Errorf("expert-parallel reduce-scatter of %s: %w", what, err)
+	}
+	return nil
 }
 
 func (p Parallel) tpSize() int {

@@ -42,6 +42,9 @@ type Param struct {
 	// FullShape is the unsharded shape; GLU marks a SwiGLU fc1 whose shard is [gate_r; up_r].
 	FullShape []int
 	GLU       bool
+	// Expert marks an MoE expert's weight: with expert parallelism its grads are reduced
+	// over the expert-data-parallel group only (Megatron's allreduce = False).
+	Expert bool
 	// Unfused marks a norm that stays its own module under Transformer Engine (MoE layers'
 	// pre_mlp_layernorm, which no linear_fc1 follows).
 	Unfused bool

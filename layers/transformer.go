@@ -52,7 +52,7 @@ func newTransformerLayer(ps *paramSet, cfg *Config, par Parallel, global, local 
 		l.PreMLP = newNorm(ps, pre+"pre_mlp_layernorm", cfg, h)
 	}
 	if cfg.NumExperts > 0 {
-		l.MoE = newMoE(ps, pre, cfg, ps.auxScale)
+		l.MoE = newMoE(ps, pre, global, cfg, par, ps.auxScale)
 		l.PreMLP.W.Unfused = true
 		if l.PreMLP.B != nil {
 			l.PreMLP.B.Unfused = true
@@ -66,7 +66,9 @@ func newTransformerLayer(ps *paramSet, cfg *Config, par Parallel, global, local 
 		l.FC2 = newLinear(ps, pre+"mlp.linear_fc2", cfg.FFNHiddenSize, h, cfg.AddBiasLinear(), 1)
 	}
 	for _, p := range ps.all[start:] { // initialise from the global name
-		p.InitKey = fmt.Sprintf("decoder.layers.%d.", global) + p.Name[len(pre):]
+		if !p.Expert { // experts name their global expert already
+			p.InitKey = fmt.Sprintf("decoder.layers.%d.", global) + p.Name[len(pre):]
+		}
 	}
 	l.params = ps.all[start:len(ps.all):len(ps.all)]
 	if cfg.PositionEmbeddingType == "alibi" {
@@ -247,10 +249,9 @@ func (l *TransformerLayer) attentionBackward(be kernels.Backend, st *layerStash,
 }
 
 // mlp runs fc1 → activation → fc2 (without its bias) on lnf into st.mp, or the experts.
-func (l *TransformerLayer) mlp(be kernels.Backend, st *layerStash, lnf *tensor.Tensor) {
+func (l *TransformerLayer) mlp(be kernels.Backend, st *layerStash, lnf *tensor.Tensor) error {
 	if l.MoE != nil {
-		l.MoE.Forward(be, l.cast, st.moe, st.mp, lnf)
-		return
+		return l.MoE.Forward(be, l.cast, st.moe, st.mp, lnf)
 	}
 	l.FC1.Forward(be, st.f, lnf)
 	if l.cfg.SwiGLU {
@@ -259,6 +260,7 @@ func (l *TransformerLayer) mlp(be kernels.Backend, st *layerStash, lnf *tensor.T
 		be.GeLU(st.g, st.f, l.cfg.OpenAIGeLU)
 	}
 	l.FC2.Matmul(be, st.mp, st.g)
+	return nil
 }
 
 // mlpBackward takes the gathered d(mp) in g.dmf and leaves the partial d(lnf) in g.dlnf
@@ -326,7 +328,9 @@ func (l *TransformerLayer) Forward(be kernels.Backend, st *layerStash, x *tensor
 		res1 = st.ln1
 	}
 	if c.ParallelAttention {
-		l.mlp(be, st, st.ln1f)
+		if err := l.mlp(be, st, st.ln1f); err != nil {
+			return err
+		}
 		if err := l.branchOut(be, st, l.FC2, st.m, st.mp, st.mask2, n, "linear_fc2 output"); err != nil {
 			return err
 		}
@@ -339,7 +343,9 @@ func (l *TransformerLayer) Forward(be kernels.Backend, st *layerStash, x *tensor
 	if err := l.par.gatherRows(st.ln2f, st.ln2, "pre_mlp_layernorm output"); err != nil {
 		return err
 	}
-	l.mlp(be, st, st.ln2f)
+	if err := l.mlp(be, st, st.ln2f); err != nil {
+		return err
+	}
 	if err := l.branchOut(be, st, l.FC2, st.m, st.mp, st.mask2, n, "linear_fc2 output"); err != nil {
 		return err
 	}

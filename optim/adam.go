@@ -34,6 +34,13 @@ type Groups struct {
 	// Chunks are the parameter counts of the model chunks (virtual pipeline stages), in
 	// order; the distributed optimizer gives each its own buffer, as Megatron's. nil: one.
 	Chunks []int
+	// ExpertDP, with expert parallelism, is the expert-data-parallel group: expert weights
+	// (Param.Expert) sit in buckets of their own, averaged over all DP ranks' tokens but
+	// summed over this group only (the other DP ranks hold other experts), and sharded over
+	// it by the distributed optimizer. EP is the expert-parallel group, over which their
+	// squared norms are added when the optimizer is not distributed. nil: no expert
+	// parallelism.
+	ExpertDP, EP comm.Comm
 }
 
 // piece is the part of one parameter this rank updates: elements [lo, hi) of the buffer.
@@ -68,7 +75,7 @@ func (a *Adam) views() {
 	// with the distributed optimizer; the gaps between pieces are alignment padding, always
 	// zero): a reduction or a few, and as many waits on a GPU, instead of one per piece.
 	a.normSpans = nil
-	if all && lo >= 0 {
+	if all && lo >= 0 && (a.g.ExpertDP == nil || a.Distributed) {
 		if a.Distributed {
 			for _, o := range a.own {
 				a.normSpans = append(a.normSpans, a.buf.Grad.Slice(o.Lo, o.Hi))
@@ -135,9 +142,16 @@ func NewAdamBuckets(be kernels.Backend, params layers.Params, cfg AdamConfig, di
 		dp = g.DP.Size()
 	}
 	a := &Adam{Cfg: cfg, Distributed: distributed && dp > 1, be: be, g: g}
-	if a.Distributed {
-		a.buf = AttachLayout(be, params, NewDistLayout(params, dp, bucketSize, true, g.Chunks))
-	} else {
+	edp := 0
+	if g.ExpertDP != nil {
+		edp = g.ExpertDP.Size()
+	}
+	switch {
+	case a.Distributed:
+		a.buf = AttachLayout(be, params, NewDistLayout(params, dp, bucketSize, true, g.Chunks, edp))
+	case edp > 0:
+		a.buf = AttachLayout(be, params, NewDistLayout(params, dp, 0, false, nil, edp))
+	default:
 		a.buf = Attach(be, params, dp)
 	}
 	a.numel = params.Numel()
@@ -145,9 +159,10 @@ func NewAdamBuckets(be kernels.Backend, params layers.Params, cfg AdamConfig, di
 	lay := a.buf.Layout
 	if a.Distributed {
 		local := 0
-		for _, b := range lay.Buckets {
-			n := (b.Hi - b.Lo) / dp
-			lo := b.Lo + g.DP.Rank()*n
+		for i, b := range lay.Buckets {
+			c := a.BucketGroup(i)
+			n := (b.Hi - b.Lo) / c.Size()
+			lo := b.Lo + c.Rank()*n
 			a.own = append(a.own, Span{Lo: lo, Hi: lo + n, Local: local})
 			local += n
 		}
@@ -169,6 +184,15 @@ func NewAdamBuckets(be kernels.Backend, params layers.Params, cfg AdamConfig, di
 	a.m, a.v = be.Alloc(tensor.F32, n), be.Alloc(tensor.F32, n)
 	a.views()
 	return a
+}
+
+// BucketGroup is the group bucket b is reduced (and, distributed, sharded) over: the
+// expert-data-parallel group for expert buckets, else the data-parallel group.
+func (a *Adam) BucketGroup(b int) comm.Comm {
+	if a.buf.Layout.Buckets[b].Expert {
+		return a.g.ExpertDP
+	}
+	return a.g.DP
 }
 
 // Span is a range [Lo, Hi) of the buffer this rank owns, stored from Local on in its
@@ -252,14 +276,22 @@ func (a *Adam) ReduceGrads() error {
 	a.be.Scale(a.buf.Grad, float32(1/float64(a.g.DP.Size())))
 	if a.Distributed {
 		for b := range a.own {
-			if err := a.reduceScatter(a.g.DP, b); err != nil {
+			if err := a.reduceScatter(a.BucketGroup(b), b); err != nil {
 				return err
 			}
 		}
 		return nil
 	}
-	if err := a.g.DP.AllReduce(a.buf.Grad, comm.Sum); err != nil {
-		return fmt.Errorf("data-parallel all-reduce of the gradients: %w", err)
+	if a.g.ExpertDP == nil {
+		if err := a.g.DP.AllReduce(a.buf.Grad, comm.Sum); err != nil {
+			return fmt.Errorf("data-parallel all-reduce of the gradients: %w", err)
+		}
+		return nil
+	}
+	for b, k := range a.buf.Layout.Buckets {
+		if err := a.BucketGroup(b).AllReduce(a.buf.Grad.Slice(k.Lo, k.Hi), comm.Sum); err != nil {
+			return fmt.Errorf("data-parallel all-reduce of gradient bucket %d: %w", b, err)
+		}
 	}
 	return nil
 }
@@ -283,12 +315,31 @@ func (a *Adam) grad(pc *piece) *tensor.Tensor { return a.buf.Grad.Slice(pc.lo, p
 // (the tied output layer's copy) are left out, and TP-replicated params count only on TP
 // rank 0; partial sums are added over the Norm group.
 func (a *Adam) GradNorm() (float64, error) {
-	var ss float64
-	if a.normSpans != nil {
+	var ss, experts float64
+	switch {
+	case a.normSpans != nil:
 		for _, t := range a.normSpans {
 			ss += a.be.SumSquares(t)
 		}
-	} else {
+	case a.g.ExpertDP != nil && !a.Distributed:
+		// Each EP rank holds other experts: add their sums over EP first.
+		for _, pc := range a.pieces {
+			if !a.countsInNorm(pc.p) {
+				continue
+			}
+			if pc.p.Expert {
+				experts += a.be.SumSquares(pc.grad)
+			} else {
+				ss += a.be.SumSquares(pc.grad)
+			}
+		}
+		t := tensor.New(tensor.F64, 1)
+		t.F64()[0] = experts
+		if err := a.g.EP.AllReduce(t, comm.Sum); err != nil {
+			return 0, fmt.Errorf("expert-parallel all-reduce of the grad norm: %w", err)
+		}
+		ss += t.F64()[0]
+	default:
 		for _, pc := range a.pieces {
 			if a.countsInNorm(pc.p) {
 				ss += a.be.SumSquares(pc.grad)
@@ -353,7 +404,7 @@ func (a *Adam) Step(lr float64) (gradNorm float64, ok bool, err error) {
 		// DP-rank): gather each bucket around it.
 		for b, k := range a.buf.Layout.Buckets {
 			o := a.own[b]
-			if err := a.g.DP.AllGather(a.buf.Param.Slice(k.Lo, k.Hi), a.buf.Param.Slice(o.Lo, o.Hi)); err != nil {
+			if err := a.BucketGroup(b).AllGather(a.buf.Param.Slice(k.Lo, k.Hi), a.buf.Param.Slice(o.Lo, o.Hi)); err != nil {
 				return norm, true, fmt.Errorf("data-parallel all-gather of parameter bucket %d: %w", b, err)
 			}
 		}

@@ -20,17 +20,26 @@ type Layout struct {
 }
 
 // Bucket is elements [Lo, Hi) of the buffer; its parameters end at End (Hi is End padded).
-type Bucket struct{ Lo, End, Hi int }
+// An Expert bucket holds expert weights under expert parallelism, reduced and sharded over
+// the expert-data-parallel group (Megatron's separate expert buffer).
+type Bucket struct {
+	Lo, End, Hi int
+	Expert      bool
+}
 
 // NewLayout lays out params in one bucket for a data-parallel group of dp ranks.
-func NewLayout(params layers.Params, dp int) Layout { return NewDistLayout(params, dp, 0, false, nil) }
+func NewLayout(params layers.Params, dp int) Layout {
+	return NewDistLayout(params, dp, 0, false, nil, 0)
+}
 
 // NewDistLayout is the distributed optimizer's layout: a bucket closes once it spans
 // bucketSize elements (0: never; --overlap-grad-reduce sets it), and with separate a
 // parameter marked SharedEmbedding gets a bucket of its own (Megatron splits the shared
 // embedding out whenever the distributed optimizer is on). chunks, when set, are the
-// parameter counts of consecutive model chunks, each laid out as its own buffer.
-func NewDistLayout(params layers.Params, dp, bucketSize int, separate bool, chunks []int) Layout {
+// parameter counts of consecutive model chunks, each laid out as its own buffer. With
+// expertDP > 0 (expert parallelism) each chunk's expert weights (Param.Expert) follow its
+// other parameters in a bucket of their own, padded for expertDP shards.
+func NewDistLayout(params layers.Params, dp, bucketSize int, separate bool, chunks []int, expertDP int) Layout {
 	if chunks == nil {
 		chunks = []int{len(params)}
 	}
@@ -38,7 +47,7 @@ func NewDistLayout(params layers.Params, dp, bucketSize int, separate bool, chun
 	first := 0
 	for _, n := range chunks {
 		b := len(l.Buckets)
-		l.layChunk(params[first:first+n], l.Offsets[first:first+n], dp, bucketSize, separate)
+		l.layChunk(params[first:first+n], l.Offsets[first:first+n], dp, bucketSize, separate, expertDP)
 		l.Chunks = append(l.Chunks, [2]int{b, len(l.Buckets)})
 		first += n
 	}
@@ -46,7 +55,7 @@ func NewDistLayout(params layers.Params, dp, bucketSize int, separate bool, chun
 }
 
 // layChunk appends one buffer's parameters and buckets, from l.Numel on.
-func (l *Layout) layChunk(params layers.Params, offsets []int, dp, bucketSize int, separate bool) {
+func (l *Layout) layChunk(params layers.Params, offsets []int, dp, bucketSize int, separate bool, expertDP int) {
 	const align = 64
 	pad := lcm(max(dp, 1), 128)
 	start, bucketLo, open, placed := l.Numel, l.Numel, false, false
@@ -56,8 +65,13 @@ func (l *Layout) layChunk(params layers.Params, offsets []int, dp, bucketSize in
 		bucketLo, open, placed = hi, false, true
 		return hi
 	}
+	var experts []int
 	for i := len(params) - 1; i >= 0; i-- {
 		p := params[i]
+		if expertDP > 0 && p.Expert {
+			experts = append(experts, i)
+			continue
+		}
 		own := separate && p.SharedEmbedding
 		start = (start + align - 1) / align * align
 		if own && open {
@@ -72,7 +86,17 @@ func (l *Layout) layChunk(params layers.Params, offsets []int, dp, bucketSize in
 		}
 	}
 	if open || !placed {
-		closeAt(start)
+		start = closeAt(start)
+	}
+	if len(experts) > 0 {
+		lo := start
+		for _, i := range experts {
+			start = (start + align - 1) / align * align
+			offsets[i] = start
+			start += params[i].Numel()
+		}
+		epad := lcm(expertDP, 128)
+		l.Buckets = append(l.Buckets, Bucket{Lo: lo, End: start, Hi: (start + epad - 1) / epad * epad, Expert: true})
 	}
 	l.Numel = l.Buckets[len(l.Buckets)-1].Hi
 }

@@ -193,6 +193,15 @@ type Args struct {
 	DistributedBackend string `name:"distributed-backend" default:"nccl" enum:"nccl,gloo" help:"Collectives for GPU tensors: nccl, or gloo (host collectives over TCP, staged through host memory)."`
 }
 
+// expertParallel is the expert-parallel size the groups are built with: 1 on a dense
+// model, where Megatron accepts and ignores --expert-model-parallel-size.
+func (a *Args) expertParallel() int {
+	if a.NumExperts == 0 {
+		return 1
+	}
+	return a.ExpertModelParallelSize
+}
+
 // Validate applies Megatron's derived defaults and rejects what is inconsistent or not yet
 // implemented, naming the flag. world is the number of processes.
 func (a *Args) Validate(world int) error {
@@ -270,7 +279,12 @@ func (a *Args) Validate(world int) error {
 		if a.NumExperts%ep != 0 {
 			return fmt.Errorf("--num-experts %d is not a multiple of --expert-model-parallel-size %d", a.NumExperts, ep)
 		}
-		return fmt.Errorf("--expert-model-parallel-size %d: expert parallelism is not supported yet; with 1 every data-parallel rank holds all %d experts (same results, more memory)", ep, a.NumExperts)
+		if a.FP16 {
+			return fmt.Errorf("--expert-model-parallel-size %d: expert parallelism is not supported with --fp16 (as in Megatron)", ep)
+		}
+		if a.OverlapGradReduce {
+			return fmt.Errorf("--expert-model-parallel-size %d with --overlap-grad-reduce is not supported yet", ep)
+		}
 	}
 	if a.NumLayers%pp != 0 {
 		return fmt.Errorf("--num-layers %d is not divisible by --pipeline-model-parallel-size %d", a.NumLayers, pp)

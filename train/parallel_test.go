@@ -24,6 +24,7 @@ type layout struct {
 	sp, dist   bool
 	rc         layers.Recompute
 	vpp        int  // virtual pipeline stages (interleaved schedule); 0 = 1
+	ep         int  // expert parallelism (MoE models); 0 = 1
 	bucket     int  // --overlap-grad-reduce with this bucket size (elements); 0 = off
 	bf16       bool // bf16 weights with fp32 main params; compared with the bf16 single process at 1e-2
 	act16      bool // with bf16: BF16 activations and 16-bit weight copies, as on a GPU
@@ -42,6 +43,9 @@ func (l layout) String() string {
 	}
 	if l.vpp > 1 {
 		s += fmt.Sprintf("_vpp%d", l.vpp)
+	}
+	if l.ep > 1 {
+		s += fmt.Sprintf("_ep%d", l.ep)
 	}
 	if l.bucket > 0 {
 		s += fmt.Sprintf("_overlap%d", l.bucket)
@@ -212,7 +216,7 @@ func runLayout(t *testing.T, cfg layers.Config, l layout, iters int) runResult {
 			dpRank := 0
 			if world > 1 {
 				var err error
-				ps, err = comm.NewParallelState(comms[r], comm.ParallelConfig{TP: l.tp, PP: l.pp, CP: 1, EP: 1, Order: comm.DefaultOrder})
+				ps, err = comm.NewParallelState(comms[r], comm.ParallelConfig{TP: l.tp, PP: l.pp, CP: 1, EP: max(l.ep, 1), Order: comm.DefaultOrder})
 				if err != nil {
 					o.err = err
 					return
@@ -224,6 +228,9 @@ func runLayout(t *testing.T, cfg layers.Config, l layout, iters int) runResult {
 				groups = optim.Groups{DP: ps.DPCP, Norm: ps.MP, TP: ps.Coords.TP}
 				if l.dist {
 					groups.Norm = comms[r]
+				}
+				if l.ep > 1 {
+					par.EP, groups.ExpertDP, groups.EP = ps.EP, ps.ExpertDP, ps.EP
 				}
 				dpRank = ps.Coords.DP
 				o.tpr = ps.Coords.TP
@@ -312,15 +319,16 @@ func runLayout(t *testing.T, cfg layers.Config, l layout, iters int) runResult {
 	for _, o := range outs {
 		require.Equal(t, res.norms, o.res.norms, "every rank reports the same grad norm")
 	}
-	// Collect final weights: for each param, the TP shards of DP rank 0.
+	// Collect final weights: for each param, the TP shards of expert-DP rank 0 (DP rank 0
+	// without expert parallelism; with it, the DP ranks holding each set of experts).
 	res.weights = map[string][]float32{}
 	shards := map[string][][]float32{}
 	meta := map[string]*layers.Param{}
 	for r, o := range outs {
 		dp := 0
 		if world > 1 {
-			c, _ := comm.RankCoordinates(r, comm.ParallelConfig{TP: l.tp, PP: l.pp, CP: 1, EP: 1, Order: comm.DefaultOrder}, world)
-			dp = c.DP
+			c, _ := comm.RankCoordinates(r, comm.ParallelConfig{TP: l.tp, PP: l.pp, CP: 1, EP: max(l.ep, 1), Order: comm.DefaultOrder}, world)
+			dp = c.ExpertDP
 		}
 		if dp != 0 {
 			continue
@@ -532,6 +540,10 @@ func TestMoELayouts(t *testing.T) {
 		{tp: 2, pp: 1, dp: 1},
 		{tp: 1, pp: 2, dp: 2, dist: true, rc: full1},
 		{tp: 2, pp: 2, dp: 1, sp: true, vpp: 2},
+		{tp: 1, pp: 1, dp: 2, ep: 2},
+		{tp: 1, pp: 1, dp: 4, ep: 2, dist: true},
+		{tp: 2, pp: 1, dp: 2, ep: 2, sp: true, dist: true, rc: full1},
+		{tp: 1, pp: 2, dp: 4, ep: 4},
 	} {
 		t.Run(l.String(), func(t *testing.T) {
 			compareRuns(t, l.String(), ref, runLayout(t, cfg, l, iters), 1e-5)

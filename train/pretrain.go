@@ -108,7 +108,7 @@ func run(a *Args, world comm.Comm, out io.Writer, hook dataHook) error {
 	if a.Backend != nil && !comm.Carries(world, a.Backend.Device()) {
 		world = comm.Staged(world, a.Backend) // host collectives carry device tensors
 	}
-	ps, err := comm.NewParallelState(world, comm.ParallelConfig{TP: a.TensorModelParallelSize, PP: a.PipelineModelParallelSize, CP: 1, EP: 1, Order: comm.DefaultOrder})
+	ps, err := comm.NewParallelState(world, comm.ParallelConfig{TP: a.TensorModelParallelSize, PP: a.PipelineModelParallelSize, CP: 1, EP: a.expertParallel(), Order: comm.DefaultOrder})
 	if err != nil {
 		return err
 	}
@@ -180,6 +180,9 @@ func run(a *Args, world comm.Comm, out io.Writer, hook dataHook) error {
 	for v := 0; v < a.VirtualStages(); v++ {
 		par := layers.Parallel{TP: ps.TP, SequenceParallel: a.SequenceParallel, PPRank: ps.Coords.PP, PPSize: ps.PPSize,
 			VPRank: v, VPSize: a.VirtualStages()}
+		if ps.EPSize > 1 {
+			par.EP = ps.EP
+		}
 		m, err := layers.NewParallelGPTModel(be, cfg, par, uint64(a.Seed))
 		if err != nil {
 			return err
@@ -207,6 +210,9 @@ func run(a *Args, world comm.Comm, out io.Writer, hook dataHook) error {
 		fmt.Fprintf(out, " > number of parameters on (tensor, pipeline) model parallel rank (%d, %d): %d\n", ps.Coords.TP, ps.Coords.PP, params.Numel())
 	}
 	groups := optim.Groups{DP: ps.DPCP, Norm: ps.MP, TP: ps.Coords.TP}
+	if ps.EPSize > 1 {
+		groups.ExpertDP, groups.EP = ps.ExpertDP, ps.EP
+	}
 	if len(chunks) > 1 {
 		for _, m := range chunks {
 			groups.Chunks = append(groups.Chunks, len(m.Params))

@@ -2,8 +2,13 @@
 (megatron/core/parallel_state.py: RankGenerator.get_ranks and
 generate_masked_orthogonal_rank_groups), written independently of the Go code.
 
-stdin: JSON list of {"world", "tp", "pp", "cp", "order"}; stdout: JSON list of
-{"groups": {kind: [[ranks]]}, "coords": [[tp, cp, dp, pp] per rank]}.
+stdin: JSON list of {"world", "tp", "pp", "cp", "ep", "order"}; stdout: JSON list of
+{"groups": {kind: [[ranks]]}, "coords": [[tp, cp, dp, pp, ep, expert_dp] per rank]}.
+
+Expert groups (Megatron-LM 240126, which splits each data-parallel group): the DP group's
+members in DP-rank order are cut into blocks of EP ("ep"), one member of each block forms
+"dp-modulo-ep", and a block joined over its TP group is "tp-ep" (TP rank fastest). Group
+lists are sorted by their first rank.
 """
 import json
 import sys
@@ -64,6 +69,18 @@ def main():
             pos.append([ranks[0]])
         groups["embedding"] = emb
         groups["position-embedding"] = pos
+        ep = c.get("ep", 1)
+        eps, edps, tpeps = [], [], []
+        for dpg in groups["dp"]:
+            blocks = [dpg[b:b + ep] for b in range(0, len(dpg), ep)]
+            eps.extend(blocks)
+            edps.extend([blk[e] for blk in blocks] for e in range(ep))
+        for blk in eps:
+            # The TP group of each block member, in TP-rank order, interleaved by EP rank.
+            tpg = [next(g for g in groups["tp"] if m in g) for m in blk]
+            if tpg[0][0] == blk[0]:  # one tp-ep group per block of TP-rank-0 members
+                tpeps.append([tpg[e][t] for e in range(ep) for t in range(tp)])
+        groups["ep"], groups["dp-modulo-ep"], groups["tp-ep"] = sorted(eps), sorted(edps), sorted(tpeps)
         coords = []
         for r in range(world):
             co = {}
@@ -71,7 +88,7 @@ def main():
                 for ranks in groups[n]:
                     if r in ranks:
                         co[n] = ranks.index(r)
-            coords.append([co["tp"], co["cp"], co["dp"], co["pp"]])
+            coords.append([co["tp"], co["cp"], co["dp"], co["pp"], co["dp"] % ep, co["dp"] // ep])
         out.append({"groups": groups, "coords": coords})
     json.dump(out, sys.stdout)
 
