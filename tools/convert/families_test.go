@@ -20,28 +20,35 @@ import (
 )
 
 // syntheticHF writes a random-weight Hugging Face folder for config.json text: every
-// tensor the family's mapping reads, with the shapes Hugging Face uses.
-func syntheticHF(t *testing.T, dir, config string) {
+// tensor the family's mapping reads, with the shapes Hugging Face uses, N(0, 1) values.
+func syntheticHF(t *testing.T, dir, config string) { syntheticHFScaled(t, dir, config, 1) }
+
+// syntheticHFScaled is syntheticHF with N(0, std²) matrices and norm weights 1 + N(0, std²)
+// when std < 1: the scale of a trained model, whose forward pass stays well conditioned.
+func syntheticHFScaled(t *testing.T, dir, config string, std float64) {
 	t.Helper()
 	require.NoError(t, os.MkdirAll(dir, 0o755))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "config.json"), []byte(config), 0o644))
-	m, err := hf.ReadConfig(dir)
+	m, err := readHFModel(dir)
 	require.NoError(t, err)
-	rules, err := m.Rules()
+	rules, err := m.rules()
 	require.NoError(t, err)
 	shapes, err := fullShapes(m.Config)
 	require.NoError(t, err)
 	var outs []hfOut
 	for _, r := range rules {
 		for i, n := range r.HF {
-			outs = append(outs, hfOut{name: n, shape: hfShape(m, r, i, shapes[r.Megatron])})
+			outs = append(outs, hfOut{name: n, shape: m.hfShape(r, i, shapes[r.Megatron])})
 		}
 	}
 	rng := rand.New(rand.NewPCG(7, 8))
 	require.NoError(t, writeSafetensorsStreaming(dir, outs, tensor.F32, 1<<30, func(o hfOut) (*tensor.Tensor, error) {
 		v := make([]float32, numel(o.shape))
 		for i := range v {
-			v[i] = float32(rng.NormFloat64())
+			v[i] = float32(rng.NormFloat64() * std)
+			if std < 1 && len(o.shape) == 1 {
+				v[i]++
+			}
 		}
 		return tensor.FromF32(v, o.shape...), nil
 	}))

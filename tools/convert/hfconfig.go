@@ -13,7 +13,7 @@ import (
 
 // hfConfig renders config.json for the family from a Megatron configuration, on top of
 // base (an existing config.json's keys, e.g. bos/eos ids, kept unless they describe the
-// architecture). hf.ReadConfig of the result gives back cfg's architecture.
+// architecture). readHFModel of the result gives back cfg's architecture.
 func hfConfig(family string, cfg *layers.Config, dtype tensor.DType, base map[string]any) (map[string]any, error) {
 	m := map[string]any{}
 	for k, v := range base {
@@ -25,13 +25,16 @@ func hfConfig(family string, cfg *layers.Config, dtype tensor.DType, base map[st
 	m["torch_dtype"] = dtype.String()
 	m["model_type"] = family
 	delete(m, "_name_or_path")
+	if cfg.NumExperts > 0 && family != mixtral {
+		return nil, fmt.Errorf("a %s model has no experts; this mixture-of-experts checkpoint (%d experts) converts to mixtral", family, cfg.NumExperts)
+	}
 	switch hf.Family(family) {
-	case hf.Llama, hf.Mistral, hf.Qwen2:
+	case hf.Llama, hf.Mistral, hf.Qwen2, mixtral:
 		if cfg.Normalization != "RMSNorm" || !cfg.SwiGLU || cfg.PositionEmbeddingType != "rope" || cfg.RotaryPercent != 1 {
 			return nil, fmt.Errorf("a %s model needs RMSNorm, SwiGLU and full RoPE; the checkpoint has %s, swiglu=%v, %s (rotary_percent %v)",
 				family, cfg.Normalization, cfg.SwiGLU, cfg.PositionEmbeddingType, cfg.RotaryPercent)
 		}
-		arch := map[hf.Family]string{hf.Llama: "LlamaForCausalLM", hf.Mistral: "MistralForCausalLM", hf.Qwen2: "Qwen2ForCausalLM"}
+		arch := map[hf.Family]string{hf.Llama: "LlamaForCausalLM", hf.Mistral: "MistralForCausalLM", hf.Qwen2: "Qwen2ForCausalLM", mixtral: "MixtralForCausalLM"}
 		m["architectures"] = []string{arch[hf.Family(family)]}
 		m["hidden_size"] = cfg.HiddenSize
 		m["intermediate_size"] = cfg.FFNHiddenSize
@@ -66,6 +69,10 @@ func hfConfig(family string, cfg *layers.Config, dtype tensor.DType, base map[st
 			m["use_sliding_window"] = cfg.SlidingWindow > 0
 			if cfg.SlidingWindow > 0 {
 				m["sliding_window"] = cfg.SlidingWindow
+			}
+		case mixtral:
+			if err := mixtralConfigKeys(m, cfg); err != nil {
+				return nil, err
 			}
 		}
 	case hf.GPT2, hf.BigCode:
@@ -126,8 +133,8 @@ func readJSONMap(path string) (map[string]any, error) {
 }
 
 // writeHFConfig writes config.json (indent 2, sorted keys, as save_pretrained) and reads
-// it back through hf.ReadConfig, which checks that it describes cfg.
-func writeHFConfig(dir string, m map[string]any, cfg *layers.Config) (*hf.Model, error) {
+// it back through readHFModel, which checks that it describes cfg.
+func writeHFConfig(dir string, m map[string]any, cfg *layers.Config) (*hfModel, error) {
 	b, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return nil, err
@@ -135,7 +142,7 @@ func writeHFConfig(dir string, m map[string]any, cfg *layers.Config) (*hf.Model,
 	if err := writeFileAtomic(filepath.Join(dir, "config.json"), append(b, '\n')); err != nil {
 		return nil, err
 	}
-	hm, err := hf.ReadConfig(dir)
+	hm, err := readHFModel(dir)
 	if err != nil {
 		return nil, fmt.Errorf("the written config.json does not load: %w", err)
 	}
@@ -146,7 +153,8 @@ func writeHFConfig(dir string, m map[string]any, cfg *layers.Config) (*hf.Model,
 		g.Normalization != cfg.Normalization || g.PositionEmbeddingType != cfg.PositionEmbeddingType ||
 		g.UntieEmbeddingsAndOutputWeights != cfg.UntieEmbeddingsAndOutputWeights || g.AddBiasLinear() != cfg.AddBiasLinear() ||
 		g.AddQKVBias != cfg.AddQKVBias || g.ParallelAttention != cfg.ParallelAttention || g.EmbeddingLayerNorm != cfg.EmbeddingLayerNorm ||
-		g.OpenAIGeLU != cfg.OpenAIGeLU || g.NormEpsilon != cfg.NormEpsilon {
+		g.OpenAIGeLU != cfg.OpenAIGeLU || g.NormEpsilon != cfg.NormEpsilon ||
+		g.NumExperts != cfg.NumExperts || g.NumExperts > 0 && g.MoERouterTopK != cfg.MoERouterTopK {
 		return nil, fmt.Errorf("the %s config.json cannot express this checkpoint's architecture (Hugging Face reads it back as %+v)", hm.Family, *g)
 	}
 	return hm, nil

@@ -44,7 +44,7 @@ type cli struct {
 	ModelName         string `name:"model_name" aliases:"model-name" help:"Pai's model name (llama2-7b, qwen-7b, …); optional: checked against the architecture read from config.json or args, and names the Hugging Face family for Megatron → HF."`
 	ExtraNumVocabs    int    `name:"extra_num_vocabs" aliases:"extra-num-vocabs" help:"Append this many rows to the word embeddings and the output layer."`
 	ExtraVocabInit    string `name:"extra-vocab-init" aliases:"extra_vocab_init" default:"normal" enum:"normal,mean" help:"Values of the extra rows: N(0, 0.02) as Pai (seeded by --seed), or the mean of the existing rows."`
-	Seed              uint64 `name:"seed" default:"1234" help:"Seed of the N(0, 0.02) extra vocabulary rows."`
+	Seed              uint64 `name:"seed" default:"1234" help:"Seed of the N(0, 0.02) extra vocabulary rows and of upcycled routers."`
 	TargetParamsDType string `name:"target_params_dtype" aliases:"target-params-dtype" help:"Stored dtype: fp16, bf16 or fp32 (default: the source's)."`
 	MG2HF             bool   `name:"convert_checkpoint_from_megatron_to_transformers" aliases:"convert-checkpoint-from-megatron-to-transformers" help:"Convert Megatron → Hugging Face."`
 	MegatronFormat    string `name:"megatron-format" aliases:"megatron_format" help:"Megatron key layout written: mcore (default from Hugging Face) or legacy; Megatron → Megatron keeps the source's unless given."`
@@ -56,6 +56,13 @@ type cli struct {
 	PrintStructure    bool   `name:"print-checkpoint-structure" aliases:"print_checkpoint_structure" help:"Print every written tensor's name, shape and dtype."`
 	Force             bool   `name:"force" help:"Write into a non-empty --save_path, replacing the checkpoint files this conversion writes."`
 	Progress          string `name:"progress" default:"auto" enum:"auto,bar,none" help:"Progress bar on stderr: auto shows it on a terminal."`
+
+	// Mixture of experts (Megatron's and Pai's hf2mcore.py's names).
+	NumExperts      int `name:"num-experts" aliases:"num_experts" help:"Experts per layer. A dense source (Llama, Mistral) is upcycled as Pai's hf2mcore.py does: every expert copies the layer's MLP (or a slice of it, --num_expert_split_size), the router is N(0, 0.02) drawn from --seed; a mixture-of-experts source (Mixtral, an MoE checkpoint) must have this many."`
+	MoERouterTopK   int `name:"moe-router-topk" aliases:"moe_router_topk" help:"Experts each token is routed to (default: the source's, or Megatron's 2 when upcycling)."`
+	NumExpertSplits int `name:"num_expert_split_size" aliases:"num-expert-split-size" help:"Upcycling: cut the dense FFN into this many slices of ffn/S rows; expert e gets slice e mod S (0 or 1: whole MLP)."`
+	TargetEP        int `name:"target_expert_model_parallel_size" aliases:"target-expert-model-parallel-size" default:"1" help:"Expert-parallel size of the output: only 1 (every expert in each tensor-parallel shard)."`
+	EP              int `name:"expert-model-parallel-size" aliases:"expert_model_parallel_size" default:"1" help:"Accepted for Pai compatibility: only 1."`
 }
 
 func main() {
@@ -102,6 +109,9 @@ func convert(c *cli, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer src.close()
+	if src, err = moeSource(c, src); err != nil {
+		return err
+	}
 	if err := checkModelName(c.ModelName, src.family()); err != nil {
 		return err
 	}

@@ -67,6 +67,8 @@ func (s *megatronSource) close()                                    { s.c.Close(
 // inferFamily names the Hugging Face family whose architecture the configuration is.
 func inferFamily(c *layers.Config) string {
 	switch {
+	case c.NumExperts > 0:
+		return mixtral
 	case c.PositionEmbeddingType == "alibi":
 		return string(hf.Bloom)
 	case c.PositionEmbeddingType == "learned_absolute":
@@ -97,8 +99,8 @@ type hfTensor struct {
 
 // hfSource reads a Hugging Face folder through the family's mapping rules.
 type hfSource struct {
-	m       *hf.Model
-	rules   map[string]hf.Rule
+	m       *hfModel
+	rules   map[string]hfRule
 	tensors map[string]*hfTensor
 	bins    []*megatron.MappedFile
 	dt      tensor.DType
@@ -106,12 +108,12 @@ type hfSource struct {
 }
 
 func openHF(dir string) (*hfSource, error) {
-	m, err := hf.ReadConfig(dir)
+	m, err := readHFModel(dir)
 	if err != nil {
 		return nil, err
 	}
-	s := &hfSource{m: m, rules: map[string]hf.Rule{}, tensors: map[string]*hfTensor{}}
-	rules, err := m.Rules()
+	s := &hfSource{m: m, rules: map[string]hfRule{}, tensors: map[string]*hfTensor{}}
+	rules, err := m.rules()
 	if err != nil {
 		return nil, err
 	}
@@ -245,7 +247,7 @@ func (t *hfTensor) read() (*tensor.Tensor, func(), error) {
 }
 
 func (s *hfSource) kind() string          { return "hf" }
-func (s *hfSource) family() string        { return string(s.m.Family) }
+func (s *hfSource) family() string        { return s.m.Family }
 func (s *hfSource) config() layers.Config { return s.m.Config }
 func (s *hfSource) dtype() tensor.DType   { return s.dt }
 
@@ -265,7 +267,7 @@ func (s *hfSource) full(key string) ([]float32, []int, error) {
 		defer done()
 		src[i] = x
 	}
-	v, err := s.m.ToMegatron(r, src)
+	v, err := s.m.toMegatron(r, src)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: %s: %w", s.m.Dir, key, err)
 	}
@@ -339,7 +341,12 @@ func checkModelName(name, family string) error {
 	}
 	fam, ok := familyOfModelName(name)
 	if !ok {
-		return fmt.Errorf("--model_name %q: unknown model (llama*, llama2-*, llama3-*, codellama-*, deepseek-*, mistral*, qwen*, gpt2*, starcoder*, bloom*, falcon*)", name)
+		return fmt.Errorf("--model_name %q: unknown model (llama*, llama2-*, llama3-*, codellama-*, deepseek-*, mistral*, mixtral*, qwen*, gpt2*, starcoder*, bloom*, falcon*)", name)
+	}
+	// Mixtral is Mistral's (and Llama's) architecture with experts: Pai's scripts name an
+	// upcycled Llama by its dense model.
+	if family == mixtral && (fam == "llama" || fam == "mistral") {
+		return nil
 	}
 	if family != "" && fam != family {
 		return fmt.Errorf("--model_name %q is a %s model, but the source is %s", name, fam, family)
@@ -351,7 +358,7 @@ func checkModelName(name, family string) error {
 func familyOfModelName(name string) (string, bool) {
 	n := strings.ToLower(name)
 	for _, p := range []struct{ prefix, fam string }{
-		{"llama", "llama"}, {"codellama", "llama"}, {"deepseek", "llama"}, {"mistral", "mistral"},
+		{"llama", "llama"}, {"codellama", "llama"}, {"deepseek", "llama"}, {"mistral", "mistral"}, {"mixtral", mixtral},
 		{"qwen", "qwen2"}, {"gpt2", "gpt2"}, {"starcoder", "gpt_bigcode"}, {"gpt_bigcode", "gpt_bigcode"},
 		{"bloom", "bloom"}, {"falcon", "falcon"},
 	} {

@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/gomegatron/gomegatron/ckpt/hf"
 	"github.com/gomegatron/gomegatron/ckpt/safetensors"
 	"github.com/gomegatron/gomegatron/tensor"
 )
@@ -16,7 +15,7 @@ import (
 type hfOut struct {
 	name  string
 	shape []int
-	rule  hf.Rule
+	rule  hfRule
 	part  int // index into rule.HF
 }
 
@@ -26,11 +25,14 @@ type hfOut struct {
 // several), and the tokenizer files of --hf_ckpt_path or the checkpoint root. Every
 // tensor is computed from the joined Megatron shards and streamed into its file.
 func writeHF(c *cli, src source, dtype tensor.DType, prog *progress, stdout io.Writer) error {
-	ms := src.(*megatronSource)
+	ms := megatronOf(src)
 	scfg := src.config()
 	family := src.family()
 	if c.ModelName != "" {
 		family, _ = familyOfModelName(c.ModelName)
+	}
+	if scfg.NumExperts > 0 && (family == "llama" || family == "mistral") {
+		family = mixtral // a Llama or Mistral with experts is Mixtral's architecture
 	}
 	cfg := scfg
 	cfg.VocabSize = scfg.VocabSize + c.ExtraNumVocabs
@@ -66,7 +68,7 @@ func writeHF(c *cli, src source, dtype tensor.DType, prog *progress, stdout io.W
 	if err != nil {
 		return err
 	}
-	rules, err := hm.Rules()
+	rules, err := hm.rules()
 	if err != nil {
 		return err
 	}
@@ -78,7 +80,7 @@ func writeHF(c *cli, src source, dtype tensor.DType, prog *progress, stdout io.W
 	var outs, emb []hfOut
 	for _, r := range rules {
 		for i, name := range r.HF {
-			o := hfOut{name: name, shape: hfShape(hm, r, i, shapes[r.Megatron]), rule: r, part: i}
+			o := hfOut{name: name, shape: hm.hfShape(r, i, shapes[r.Megatron]), rule: r, part: i}
 			if strings.HasPrefix(r.Megatron, "embedding.") {
 				emb = append(emb, o)
 			} else {
@@ -107,13 +109,13 @@ func writeHF(c *cli, src source, dtype tensor.DType, prog *progress, stdout io.W
 		if vals, shape, err = vp.apply(o.rule.Megatron, vals, shape); err != nil {
 			return nil, err
 		}
-		parts, err := hm.ToHF(o.rule, vals, shape)
+		parts, err := hm.toHF(o.rule, vals, shape)
 		if err != nil {
 			return nil, err
 		}
 		var mine *tensor.Tensor
 		for i, p := range parts {
-			want := hfShape(hm, o.rule, i, shape)
+			want := hm.hfShape(o.rule, i, shape)
 			if !tensor.SameShape(p.Shape(), want) {
 				return nil, fmt.Errorf("internal: %s has shape %v, planned %v", o.rule.HF[i], p.Shape(), want)
 			}
@@ -136,29 +138,6 @@ func writeHF(c *cli, src source, dtype tensor.DType, prog *progress, stdout io.W
 		}
 	}
 	return nil
-}
-
-// hfShape is the Hugging Face shape of part i of a rule, from the Megatron shape: the
-// q/k/v projections of a fused QKV, the halves of a SwiGLU fc1, GPT-2's transposed
-// Conv1D weights, else the same shape. The produced tensors are checked against it.
-func hfShape(m *hf.Model, r hf.Rule, i int, ours []int) []int {
-	c := &m.Config
-	rest := ours[1:]
-	with := func(rows int) []int { return append([]int{rows}, rest...) }
-	switch len(r.HF) {
-	case 3:
-		if i == 0 {
-			return with(c.NumAttentionHeads * c.KVChannels)
-		}
-		return with(c.NumQueryGroups * c.KVChannels)
-	case 2:
-		return with(ours[0] / 2)
-	}
-	if m.Family == hf.GPT2 && len(ours) == 2 && strings.HasSuffix(r.HF[0], ".weight") &&
-		(strings.Contains(r.HF[0], ".attn.") || strings.Contains(r.HF[0], ".mlp.")) {
-		return []int{ours[1], ours[0]}
-	}
-	return append([]int(nil), ours...)
 }
 
 // clearHFTarget removes the weight files a previous conversion left (--force).

@@ -54,12 +54,15 @@ func planMegatron(c *cli, src source, dtype tensor.DType, prog *progress, stdout
 	if err != nil {
 		return nil, nil, 0, err
 	}
+	if format == megatron.Legacy && scfg.NumExperts > 0 {
+		return nil, nil, 0, fmt.Errorf("--megatron-format legacy: a mixture-of-experts model (%d experts) has Megatron-Core keys only; write mcore", scfg.NumExperts)
+	}
 	cfg := scfg
 	cfg.TensorModelParallelSize = c.TargetTP
 	cfg.MakeVocabSizeDivisibleBy = c.MakeVocabDivBy
 	if cfg.MakeVocabSizeDivisibleBy == 0 {
 		cfg.MakeVocabSizeDivisibleBy = 128
-		if ms, ok := src.(*megatronSource); ok {
+		if ms := megatronOf(src); ms != nil {
 			cfg.MakeVocabSizeDivisibleBy = ms.c.Config.MakeVocabSizeDivisibleBy
 		}
 	}
@@ -76,7 +79,7 @@ func planMegatron(c *cli, src source, dtype tensor.DType, prog *progress, stdout
 
 	loc := megatron.Location{Root: c.SavePath, Release: true}
 	var srcArgs *torchpickle.Namespace
-	if ms, ok := src.(*megatronSource); ok {
+	if ms := megatronOf(src); ms != nil {
 		loc.Iteration, loc.Release = ms.c.Iteration, ms.c.Release
 		srcArgs = ms.c.Args
 	}
@@ -109,7 +112,7 @@ func planMegatron(c *cli, src source, dtype tensor.DType, prog *progress, stdout
 // sources and to the source's layout for Megatron ones.
 func targetFormat(c *cli, src source) (megatron.Format, error) {
 	def := megatron.MCoreTE
-	if ms, ok := src.(*megatronSource); ok {
+	if ms := megatronOf(src); ms != nil {
 		def = ms.c.Format
 	}
 	f := def
