@@ -3,7 +3,10 @@
 # Pai-Megatron-Patch's toolkits/model_checkpoints_convertor/llama/hf2mcore_convertor.sh (v2,
 # 13 arguments, commit 7097866) with the same arguments, running tools/convert instead of
 # hf2mcore.py: the mcore checkpoint with Transformer Engine's layer spec
-# (linear_qkv.layer_norm_weight, …) that run_*_mcore_llama*.sh load. See scripts/README.md.
+# (linear_qkv.layer_norm_weight, …) that run_*_mcore_llama*.sh load. With NUM_EXPERTS > 0 the
+# dense model is upcycled to a mixture of experts as hf2mcore.py does (every expert a copy of
+# the MLP, or of a 1/NUM_EXPERT_SPLITS slice of it; the router N(0, 0.02)), and mg2hf writes
+# such a checkpoint as a Hugging Face Mixtral. See scripts/README.md.
 #
 # bash hf2mcore_convertor.sh 7B /mnt/llama2-ckpts/Llama-2-7b-hf ../../../ /mnt/llama2-ckpts/Llama-2-7b-hf /mnt/llama2-ckpts/Llama-2-7b-hf-to-mcore-tp4-pp1 4 1 0 0 0 0 0 false
 if [ -z "${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi # `sh hf2mcore_convertor.sh` as in Pai's docs
@@ -21,11 +24,12 @@ Convert a Llama checkpoint between Hugging Face and Megatron-Core with tools/con
    6 TP                 target tensor-parallel size
    7 PP                 target pipeline-parallel size (Pai's hf2mcore.py refuses PP > 1; tools/convert does it)
    8 EXTRA_VOCAB_SIZE   rows appended to the vocabulary
-   9 NUM_EXPERTS        0 (mixture-of-experts upcycling is not supported yet)
-  10 EXPERTS_TOPK       0 (MoE only)
-  11 EP                 0 or 1 (MoE only)
-  12 NUM_EXPERT_SPLITS  0 (MoE only; may be left out, as in Pai's READMEs)
-  13 mg2hf              false: Hugging Face → Megatron-Core; true: Megatron → Hugging Face
+   9 NUM_EXPERTS        0: dense; N > 0: upcycle every MLP to N experts (mg2hf: the checkpoint's expert count)
+  10 EXPERTS_TOPK       MoE only: experts per token, 1 … NUM_EXPERTS (1: the upcycled model computes the dense one)
+  11 EP                 MoE only: expert parallelism, must be 1 (0 or 1 for a dense model)
+  12 NUM_EXPERT_SPLITS  MoE only: 0 or 1 copies the whole MLP into every expert; S > 1 gives expert e
+                        slice e mod S of the FFN (INTERMEDIATE_SIZE / S wide); may be left out, as in Pai's READMEs
+  13 mg2hf              false: Hugging Face → Megatron-Core; true: Megatron → Hugging Face (Mixtral when MoE)
 
 Environment: DRY_RUN=1 prints the convert command and stops; CONVERT_BIN names the convertor
 (default: bin/convert built from ./tools/convert); TARGET_PARAMS_DTYPE overrides the stored
@@ -73,8 +77,18 @@ pai_int_nonneg EXPERTS_TOPK 10 "$EXPERTS_TOPK"
 pai_int_nonneg EP 11 "$EP"
 pai_int_nonneg NUM_EXPERT_SPLITS 12 "$NUM_EXPERT_SPLITS"
 pai_enum mg2hf 13 "$mg2hf" true false
-((NUM_EXPERTS == 0 && NUM_EXPERT_SPLITS == 0 && EP <= 1)) ||
-	pai_die "NUM_EXPERTS (arg 9): ${NUM_EXPERTS} experts (EP ${EP}, NUM_EXPERT_SPLITS ${NUM_EXPERT_SPLITS}) asks for Pai's mixture-of-experts upcycling, which gomegatron does not do yet; pass 0 0 0 0 for the dense model"
+if ((NUM_EXPERTS == 0)); then
+	((EP <= 1)) || pai_die "EP (arg 11): ${EP} applies to mixture-of-experts models; NUM_EXPERTS (arg 9) is 0 (dense): pass 0 or 1"
+	((NUM_EXPERT_SPLITS == 0)) || pai_die "NUM_EXPERT_SPLITS (arg 12): ${NUM_EXPERT_SPLITS} applies to mixture-of-experts models; NUM_EXPERTS (arg 9) is 0 (dense): pass 0"
+else
+	((EXPERTS_TOPK >= 1 && EXPERTS_TOPK <= NUM_EXPERTS)) ||
+		pai_die "EXPERTS_TOPK (arg 10): ${EXPERTS_TOPK} must be between 1 and NUM_EXPERTS (arg 9) ${NUM_EXPERTS}"
+	((EP == 1)) ||
+		pai_die "EP (arg 11): ${EP}: expert parallelism is not supported; pass 1 (every expert is kept in each tensor-parallel shard)"
+	SPLITS=$((NUM_EXPERT_SPLITS > 1 ? NUM_EXPERT_SPLITS : 1)) # Pai's hf2mcore.py divides by 0 on 0
+	[ "$mg2hf" = true ] || ((INTERMEDIATE_SIZE % SPLITS == 0)) ||
+		pai_die "NUM_EXPERT_SPLITS (arg 12): ${NUM_EXPERT_SPLITS} does not divide MODEL_SIZE ${MODEL_SIZE}'s FFN hidden size ${INTERMEDIATE_SIZE}"
+fi
 pai_check_checkpoint HG_CKPT_PATH 2 "$HG_CKPT_PATH" 1 ""
 if [ "$mg2hf" = false ]; then
 	pai_check_checkpoint SOURCE_CKPT_PATH 4 "$SOURCE_CKPT_PATH" 1 ""
@@ -97,6 +111,10 @@ args=(--load_path "$SOURCE_CKPT_PATH"
 	--transformer-impl transformer_engine
 	--make_vocab_size_divisible_by 1 # Pai's padded_vocab_size is the vocabulary + EXTRA_VOCAB_SIZE
 	--megatron-path "$MEGATRON_PATH")
+if ((NUM_EXPERTS > 0)); then # Pai's expert_options; the split only shapes an upcycled model
+	args+=(--moe-router-topk "$EXPERTS_TOPK" --num-experts "$NUM_EXPERTS" --expert-model-parallel-size 1 --target_expert_model_parallel_size "$EP")
+	if [ "$mg2hf" = false ]; then args+=(--num_expert_split_size "$SPLITS"); fi
+fi
 if [ "$mg2hf" = true ]; then
 	args+=(--convert_checkpoint_from_megatron_to_transformers --hf_ckpt_path "$HG_CKPT_PATH")
 fi

@@ -32,7 +32,7 @@ Fine-tune a Llama-2 model (Megatron-Core layout) for TRAIN_ITERS global batches 
   16 FL                        true | false (--use-flash-attn)
   17 SP                        true | false (--sequence-parallel, only when TP > 1)
   18 TE                        true | false (--transformer-impl transformer_engine)
-  19 MOE                       false (true, mixture of experts, is not supported yet)
+  19 MOE                       false, or true: Pai's mixture-of-experts options (Megatron-Core MoE layers)
   20 SAVE_INTERVAL             --save-interval
   21 DATASET_PATH              --train-data-path: a JSON list of {instruction, input, output}
   22 VALID_DATASET_PATH        --valid-data-path and --test-data-path: same format
@@ -54,7 +54,7 @@ pai_nargs 26 $#
 # Every argument is checked before anything is created or launched.
 pai_train_args "$@" # ENV … TE, arguments 1-18
 MOE=${19}
-pai_moe "$MOE" 19
+pai_moe "$MOE" 19 "--moe-router-topk 1 --num-experts 4 --moe-aux-loss-coeff 1e-2 --expert-model-parallel-size 2"
 pai_iter_run_args 20 "$@" # SAVE_INTERVAL … OUTPUT_BASEPATH; LR_WARMUP_ITERS, LR_DECAY_ITERS
 
 pai_feature_options mcore # AC PR DO FL TE SP TP PRETRAIN_CHECKPOINT_PATH → the option arrays, as Pai builds them

@@ -266,7 +266,6 @@ func TestV2BadInput(t *testing.T) {
 		_, stderr, code := run(t, f, "bash", script, env, base...)
 		require.Equal(t, 0, code, "%s: the base arguments must be valid: %s", script, stderr)
 	}
-	moe := "true asks for mixture-of-experts layers with expert parallelism (--moe-router-topk 1 --num-experts 4 --expert-model-parallel-size 2), which gomegatron does not support yet"
 	checkBad(t, f, withGAScript, withGA, env, []badCase{
 		{"train data missing", map[int]string{20: missing}, nil, "DATASET_PATH (arg 20): " + missing + " not found"},
 		{"valid data missing", map[int]string{21: missing}, nil, "VALID_DATASET_PATH (arg 21): " + missing + " not found"},
@@ -275,14 +274,12 @@ func TestV2BadInput(t *testing.T) {
 		{"GBS by MBS × DP", map[int]string{5: "12"}, nil, "GLOBAL_BATCH_SIZE (arg 5): 12 is not a multiple of BATCH_SIZE (arg 4) 1 × data-parallel size 8"},
 	})
 	checkBad(t, f, mcoreFinetuneScript, mcoreFT, env, []badCase{
-		{"MOE true", map[int]string{19: "true"}, nil, "MOE (arg 19): " + moe},
 		{"MOE yes", map[int]string{19: "yes"}, nil, "MOE (arg 19): 'yes' is not one of: true false"},
 		{"checkpoint of 70B for 7B", map[int]string{23: f.ck70}, nil, "PRETRAIN_CHECKPOINT_PATH (arg 23): " + f.ck70 + "/config.json has num_hidden_layers 80, but MODEL_SIZE (arg 3) 7B has 32"},
 		{"warmup leaves no decay", map[int]string{25: "200"}, nil, "WARMUP_ITERS (arg 25): 200 leaves no decay iterations"},
 		{"output under a file", map[int]string{26: f.json + "/out"}, nil, "OUTPUT_BASEPATH (arg 26): " + f.json + "/out cannot be created"},
 	})
 	checkBad(t, f, mcorePretrainScript, mcorePT, env, []badCase{
-		{"MOE true", map[int]string{19: "true"}, nil, "MOE (arg 19): " + moe},
 		{"no iterations", map[int]string{23: "1000"}, nil, "TRAIN_TOKENS (arg 23): 1000 / GLOBAL_BATCH_SIZE 8 / SEQ_LEN 128 gives 0 training iterations"},
 		{"data missing", map[int]string{21: f.ds + "x"}, nil, "DATASET_PATH (arg 21): " + f.ds + "x.bin not found"},
 		{"TP does not divide heads", map[int]string{12: "3"}, nil, "TP (arg 12): 3 does not divide the 32 attention heads of MODEL_SIZE 7B"},
@@ -353,7 +350,6 @@ func TestQwen15DryRun(t *testing.T) {
 	base := append(append(append([]string{}, ft[:19]...), "1"), ft[19:]...)
 	checkBad(t, f, qwenFinetuneScript, base, one, []badCase{
 		{"MoE size", map[int]string{3: "A2.7B"}, nil, "MODEL_SIZE (arg 3): A2.7B is Qwen1.5-MoE"},
-		{"MOE true with EP 2", map[int]string{19: "true", 20: "2"}, nil, "MOE (arg 19): true asks for mixture-of-experts layers with expert parallelism (--moe-router-topk 2 --num-experts 8 --moe-aux-loss-coeff 1e-2 --expert-model-parallel-size 2"},
 		{"EP", map[int]string{20: "0"}, nil, "EP (arg 20): '0' is not a positive integer"},
 		{"warmup", map[int]string{26: "100000000"}, nil, "WARMUP_ITERS (arg 26): 100000000 leaves no decay iterations"},
 	})
@@ -420,19 +416,25 @@ func TestMistralDryRun(t *testing.T) {
 }
 
 // TestV2MoEOptions: MOE=true adds Pai's mixture-of-experts options after every other
-// option, as Pai's scripts do, where they ask for no expert parallelism.
+// option, as Pai's scripts do (Llama-2's with expert parallelism 2, Qwen's with its EP
+// argument).
 func TestV2MoEOptions(t *testing.T) {
 	f := newFixture(t)
-	const mixtral = " --moe-router-topk 2 --num-experts 8 --moe-aux-loss-coeff 1e-2 --expert-model-parallel-size 1 --moe-router-load-balancing-type aux_loss"
+	mixtral := func(ep string) string {
+		return " --moe-router-topk 2 --num-experts 8 --moe-aux-loss-coeff 1e-2 --expert-model-parallel-size " + ep + " --moe-router-load-balancing-type aux_loss"
+	}
 	env := map[string]string{"GPUS_PER_NODE": "8"}
 	pt := []string{"dsw", "x", "8B", "1", "8", "1e-5", "1e-6", "128", "128", "256", "bf16", "4", "1", "sel", "true", "false", "false", "false", "true", "100", f.ds, "none", "1024000", "0", f.out}
-	ft := []string{"dsw", "x", "0.5B", "1", "8", "1e-5", "1e-6", "128", "128", "0", "bf16", "1", "1", "sel", "true", "false", "false", "false", "true", "1", "100", f.json, f.json, "none", "100", "10", f.out}
+	ft := []string{"dsw", "x", "0.5B", "1", "8", "1e-5", "1e-6", "128", "128", "0", "bf16", "1", "1", "sel", "true", "false", "false", "false", "true", "2", "100", f.json, f.json, "none", "100", "10", f.out}
+	l2 := []string{"dsw", "x", "7B", "1", "8", "1e-5", "1e-6", "128", "128", "0", "bf16", "1", "1", "sel", "true", "false", "false", "false", "true", "100", f.ds, "none", "1024000", "0", f.out}
 	for _, tc := range []struct {
 		script string
 		args   []string
-	}{{llama3PretrainScript, pt}, {qwenFinetuneScript, ft}} {
+		want   string
+	}{{llama3PretrainScript, pt, mixtral("1")}, {qwenFinetuneScript, ft, mixtral("2")},
+		{mcorePretrainScript, l2, " --moe-router-topk 1 --num-experts 4 --expert-model-parallel-size 2"}} {
 		stdout, stderr, code := run(t, f, "bash", tc.script, env, tc.args...)
 		require.Equal(t, 0, code, "%s: %s", tc.script, stderr)
-		require.True(t, strings.HasSuffix(strings.TrimSpace(stdout), mixtral), "%s: %s", tc.script, stdout)
+		require.True(t, strings.HasSuffix(strings.TrimSpace(stdout), tc.want), "%s: %s", tc.script, stdout)
 	}
 }

@@ -111,7 +111,7 @@ func (c *checkpointer) dtype() tensor.DType {
 // writes latest_checkpointed_iteration.txt, so an interrupted save leaves the previous
 // checkpoint current.
 func (c *checkpointer) save(p progress) error {
-	loc := megatron.Location{Root: c.a.Save, Iteration: p.Iteration}
+	loc := c.expertShards(megatron.Location{Root: c.a.Save, Iteration: p.Iteration})
 	tp, pp := c.ps.Coords.TP, c.ps.Coords.PP
 	var dist any
 	if c.opt.Distributed && !c.a.NoSaveOptim {
@@ -120,7 +120,7 @@ func (c *checkpointer) save(p progress) error {
 			return err
 		}
 	}
-	if c.ps.Coords.DP == 0 {
+	if c.ps.Coords.ExpertDP == 0 { // DP rank 0, or each expert-parallel rank's first
 		state, err := c.stateDict(p)
 		if err != nil {
 			return err
@@ -164,6 +164,7 @@ func (c *checkpointer) stateDict(p progress) (*torchpickle.Dict, error) {
 		args.Set("num_layers_per_virtual_pipeline_stage", c.a.LayersPerVirtualStage)
 	}
 	args.Set("data_parallel_size", c.ps.DPSize)
+	args.Set("expert_model_parallel_size", c.ps.EPSize)
 	args.Set("consumed_train_samples", p.ConsumedTrain)
 	args.Set("consumed_valid_samples", p.ConsumedValid)
 	args.Set("iteration", p.Iteration)
@@ -278,7 +279,7 @@ func (c *checkpointer) gatherDistribOptim() (any, error) {
 		f := tensor.New(tensor.F32, lay.Numel)
 		for b, k := range lay.Buckets {
 			o := s.Own[b]
-			if err := c.ps.DPCP.AllGather(f.Slice(k.Lo, k.Hi), packed.Slice(o.Local, o.Local+o.Hi-o.Lo)); err != nil {
+			if err := c.opt.BucketGroup(b).AllGather(f.Slice(k.Lo, k.Hi), packed.Slice(o.Local, o.Local+o.Hi-o.Lo)); err != nil {
 				return nil, fmt.Errorf("gathering the distributed optimizer's %s (bucket %d): %w", kv.k, b, err)
 			}
 		}
@@ -309,6 +310,14 @@ func (c *checkpointer) gatherDistribOptim() (any, error) {
 	return d, nil
 }
 
+// expertShards points loc at this rank's expert-parallel shards.
+func (c *checkpointer) expertShards(loc megatron.Location) megatron.Location {
+	if c.ps.EPSize > 1 {
+		loc.ExpertRank, loc.ExpertSize = c.ps.Coords.EP, c.ps.EPSize
+	}
+	return loc
+}
+
 // load restores --load: weights (resharded when the checkpoint's TP/PP differ), and unless
 // --finetune / --no-load-optim the optimizer state and the run's progress.
 func (c *checkpointer) load() (progress, error) {
@@ -320,6 +329,12 @@ func (c *checkpointer) load() (progress, error) {
 	if err != nil {
 		return p, fmt.Errorf("--load: %w", err)
 	}
+	if ep, err := megatron.ExpertSize(loc); err != nil {
+		return p, fmt.Errorf("--load: %w", err)
+	} else if ep != c.ps.EPSize {
+		return p, fmt.Errorf("--load %s was saved with --expert-model-parallel-size %d, this run has %d: expert-parallel checkpoints load only at their own expert-parallel size (resharding them is not supported yet)", c.a.Load, ep, c.ps.EPSize)
+	}
+	loc = c.expertShards(loc)
 	tp, pp, err := megatron.Shards(loc)
 	if err != nil {
 		return p, fmt.Errorf("--load: %w", err)

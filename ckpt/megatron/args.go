@@ -182,7 +182,7 @@ func ConfigFromArgs(ns *torchpickle.Namespace) (layers.Config, ArgsInfo, error) 
 			a.fail("moe_grouped_gemm", "GroupedMLP experts (weight1/weight2) are not supported")
 		}
 		if ep := a.int("expert_model_parallel_size", 1); ep != 1 {
-			a.fail("expert_model_parallel_size", "%d: expert-parallel checkpoints are not supported (only 1)", ep)
+			a.fail("expert_model_parallel_size", "%d: expert-parallel checkpoints load only into training at their own --expert-model-parallel-size (resharding and conversion need 1)", ep)
 		}
 	}
 	if a.err != nil {

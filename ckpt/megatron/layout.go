@@ -44,6 +44,10 @@ type Location struct {
 	Root      string
 	Iteration int
 	Release   bool
+	// ExpertRank and ExpertSize select the expert-parallel shards of a checkpoint saved with
+	// --expert-model-parallel-size ExpertSize > 1, whose folders Megatron suffixes _EEE
+	// (mp_rank_XX_EEE, mp_rank_XX_YYY_EEE); 0 and 0 or 1 without expert parallelism.
+	ExpertRank, ExpertSize int
 }
 
 // IterDirName is the folder of an iteration: iter_0000100, or release.
@@ -66,9 +70,53 @@ func ShardDirName(tpRank, ppRank, ppSize int) string {
 // Dir is the iteration folder.
 func (l Location) Dir() string { return filepath.Join(l.Root, IterDirName(l.Iteration, l.Release)) }
 
-// ShardFile is the path of file (ModelFile or DistribOptimFile) of shard (tp, pp).
+// ShardFile is the path of file (ModelFile or DistribOptimFile) of shard (tp, pp) (of
+// expert-parallel shard l.ExpertRank when l.ExpertSize > 1).
 func (l Location) ShardFile(tpRank, ppRank, ppSize int, file string) string {
-	return filepath.Join(l.Dir(), ShardDirName(tpRank, ppRank, ppSize), file)
+	return filepath.Join(l.Dir(), l.shardDir(tpRank, ppRank, ppSize), file)
+}
+
+// shardDir is ShardDirName with the expert-parallel suffix (get_checkpoint_name).
+func (l Location) shardDir(tpRank, ppRank, ppSize int) string {
+	if l.ExpertSize > 1 {
+		return fmt.Sprintf("%s_%03d", ShardDirName(tpRank, ppRank, ppSize), l.ExpertRank)
+	}
+	return ShardDirName(tpRank, ppRank, ppSize)
+}
+
+// ExpertSize is the expert-parallel size a checkpoint was saved with: the
+// expert_model_parallel_size of its args (read from the first shard folder), 1 when absent
+// (or the shard has no args, as some converted checkpoints).
+func ExpertSize(l Location) (int, error) {
+	ents, err := os.ReadDir(l.Dir())
+	if err != nil {
+		return 0, fmt.Errorf("megatron: %w", err)
+	}
+	for _, e := range ents {
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), "mp_rank_") {
+			continue
+		}
+		path := filepath.Join(l.Dir(), e.Name(), ModelFile)
+		if old := filepath.Join(l.Dir(), e.Name(), "model_rng.pt"); !fileExists(path) && fileExists(old) {
+			path = old
+		}
+		sf, err := OpenShardFile(path)
+		if err != nil {
+			return 0, err
+		}
+		defer sf.Close()
+		args, err := sf.Args()
+		if err != nil {
+			return 1, nil
+		}
+		a := argReader{ns: args}
+		n := a.int("expert_model_parallel_size", 1)
+		if n < 1 || a.err != nil {
+			return 0, fmt.Errorf("megatron: %s: bad expert_model_parallel_size %d %v", sf.Path, n, a.err)
+		}
+		return n, nil
+	}
+	return 0, fmt.Errorf("megatron: %s has no mp_rank_* shard folders", l.Dir())
 }
 
 // ReadTracker reads root/latest_checkpointed_iteration.txt: an iteration number or
@@ -140,11 +188,13 @@ func Resolve(path string) (Location, error) {
 var (
 	iterRe  = regexp.MustCompile(`^iter_(\d{7,})$`)
 	shardRe = regexp.MustCompile(`^mp_rank_(\d{2,})(?:_(\d{3,}))?$`)
+	// With expert parallelism the last _EEE is the expert-parallel rank.
+	expertShardRe = regexp.MustCompile(`^mp_rank_(\d{2,})(?:_(\d{3,}))?_(\d{3,})$`)
 )
 
 // Shards lists the mp_rank folders of an iteration folder and returns the TP × PP grid
-// they form. Every (tp, pp) of the grid must be present; expert-parallel suffixes are not
-// supported.
+// they form. Every (tp, pp) of the grid must be present. With l.ExpertSize > 1 the grid is
+// that of expert-parallel rank l.ExpertRank's folders (the ones suffixed _EEE with it).
 func Shards(l Location) (tp, pp int, err error) {
 	dir := l.Dir()
 	ents, err := os.ReadDir(dir)
@@ -159,8 +209,18 @@ func Shards(l Location) (tp, pp int, err error) {
 			continue
 		}
 		m := shardRe.FindStringSubmatch(e.Name())
+		if l.ExpertSize > 1 {
+			if m = expertShardRe.FindStringSubmatch(e.Name()); m == nil {
+				return 0, 0, fmt.Errorf("megatron: %s: folder %s lacks the _EEE suffix of an expert-parallel checkpoint", dir, e.Name())
+			}
+			if r, _ := strconv.Atoi(m[3]); r >= l.ExpertSize {
+				return 0, 0, fmt.Errorf("megatron: %s: folder %s is past expert-parallel size %d", dir, e.Name(), l.ExpertSize)
+			} else if r != l.ExpertRank {
+				continue
+			}
+		}
 		if m == nil {
-			return 0, 0, fmt.Errorf("megatron: %s: folder %s is not mp_rank_XX or mp_rank_XX_YYY (expert parallelism is not supported)", dir, e.Name())
+			return 0, 0, fmt.Errorf("megatron: %s: folder %s is not mp_rank_XX or mp_rank_XX_YYY (an expert-parallel checkpoint? load it with its --expert-model-parallel-size)", dir, e.Name())
 		}
 		t, _ := strconv.Atoi(m[1])
 		p := 0
@@ -186,7 +246,7 @@ func Shards(l Location) (tp, pp int, err error) {
 	for p := 0; p < pp; p++ {
 		for t := 0; t < tp; t++ {
 			if !seen[rank{t, p}] {
-				missing = append(missing, ShardDirName(t, p, nameSize))
+				missing = append(missing, l.shardDir(t, p, nameSize))
 			}
 		}
 	}

@@ -65,6 +65,12 @@ func TestExactResume(t *testing.T) {
 		// Mixture of experts: router and experts saved under Megatron-Core's names.
 		"tp2dp2-sp-moe": {"--tensor-model-parallel-size", "2", "--sequence-parallel", "--use-distributed-optimizer",
 			"--num-experts", "4", "--moe-router-topk", "2", "--moe-aux-loss-coeff", "1e-2", "--moe-z-loss-coeff", "1e-3", "--disable-bias-linear"},
+		// Expert parallelism: mp_rank_XX_EEE shards written by each expert-parallel rank;
+		// expert weights in buckets of their own, sharded over the expert-data-parallel group.
+		"dp4-ep2-distop-moe": {"--use-distributed-optimizer", "--num-experts", "4", "--moe-router-topk", "2",
+			"--expert-model-parallel-size", "2", "--disable-bias-linear"},
+		"tp2dp2-sp-ep2-moe": {"--tensor-model-parallel-size", "2", "--sequence-parallel", "--num-experts", "4",
+			"--moe-router-topk", "1", "--moe-aux-loss-coeff", "1e-2", "--expert-model-parallel-size", "2", "--disable-bias-linear"},
 		// A buffer per model chunk, as Megatron's, in distrib_optim.pt too.
 		"pp2vp2dp2-distop": {"--pipeline-model-parallel-size", "2", "--num-layers-per-virtual-pipeline-stage", "1",
 			"--use-distributed-optimizer"},
@@ -90,6 +96,15 @@ func TestExactResume(t *testing.T) {
 					require.Equal(t, want, got[it], "iteration %s", it)
 				}
 			}
+			if strings.Contains(name, "-ep2") {
+				requireSameExpertShards(t, filepath.Join(dir, "a"), filepath.Join(dir, "b"), 8)
+				cmd := exec.Command(golaunchBin, append(append(append([]string{}, launcher...), resumeArgs(dir)...),
+					append(layout, "--expert-model-parallel-size", "1", "--load", filepath.Join(dir, "b"))...)...)
+				out, err := cmd.CombinedOutput()
+				require.Error(t, err)
+				require.Contains(t, string(out), "was saved with --expert-model-parallel-size 2, this run has 1")
+				return
+			}
 			a, err := megatron.Open(filepath.Join(dir, "a"))
 			require.NoError(t, err)
 			defer a.Close()
@@ -113,6 +128,42 @@ func TestExactResume(t *testing.T) {
 			}
 		})
 	}
+}
+
+// requireSameExpertShards compares the model tensors of every shard of two expert-parallel
+// checkpoints (iteration it, EP 2, PP 1), which hold each expert-parallel rank's experts in
+// mp_rank_XX_EEE folders.
+func requireSameExpertShards(t *testing.T, a, b string, it int) {
+	t.Helper()
+	tp, n := 0, 0
+	for e := 0; e < 2; e++ {
+		la := megatron.Location{Root: a, Iteration: it, ExpertRank: e, ExpertSize: 2}
+		lb := la
+		lb.Root = b
+		tps, pps, err := megatron.Shards(la)
+		require.NoError(t, err)
+		require.Equal(t, 1, pps)
+		tp = tps
+		for r := 0; r < tp; r++ {
+			fa, err := megatron.LoadShard(la, r, 0, 1)
+			require.NoError(t, err)
+			fb, err := megatron.LoadShard(lb, r, 0, 1)
+			require.NoError(t, err)
+			ta, _, err := fa.Model()
+			require.NoError(t, err)
+			tb, _, err := fb.Model()
+			require.NoError(t, err)
+			require.Contains(t, ta, "decoder.layers.0.mlp.experts.local_experts.1.linear_fc1.weight")
+			require.NotContains(t, ta, "decoder.layers.0.mlp.experts.local_experts.2.linear_fc1.weight", "2 of the 4 experts per rank")
+			for k, v := range ta {
+				require.Equal(t, v.ToF32(), tb[k].ToF32(), "%s shard %d/%d", k, r, e)
+				n++
+			}
+			fa.Close()
+			fb.Close()
+		}
+	}
+	require.Positive(t, n)
 }
 
 // TestSignalSavesCheckpoint: with --exit-signal-handler, SIGTERM to golaunch reaches every

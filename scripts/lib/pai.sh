@@ -472,18 +472,12 @@ pai_feature_options() {
 }
 
 # pai_moe VALUE POS [FLAGS] checks the MOE argument of the mcore scripts: false, or true,
-# which adds Pai's mixture-of-experts options (FLAGS, Llama-2's by default) to the run;
-# expert parallelism above 1 is refused (gomegatron runs every expert on every rank).
+# which adds Pai's mixture-of-experts options (FLAGS, Llama-2's by default) to the run.
 pai_moe() {
 	pai_enum MOE "$2" "$1" true false
 	PAI_MOE_OPTIONS=
 	[ "$1" = true ] || return 0
-	local flags=${3:---moe-router-topk 1 --num-experts 4 --expert-model-parallel-size 2}
-	local ep
-	ep=$(sed -n 's/.*--expert-model-parallel-size \([0-9]*\).*/\1/p' <<<"$flags")
-	[ "${ep:-1}" = 1 ] ||
-		pai_die "MOE (arg $2): true asks for mixture-of-experts layers with expert parallelism ($flags), which gomegatron does not support yet (only --expert-model-parallel-size 1); pass false for the dense model"
-	PAI_MOE_OPTIONS=$flags
+	PAI_MOE_OPTIONS=${3:---moe-router-topk 1 --num-experts 4 --expert-model-parallel-size 2}
 }
 
 # pai_train_launch COMMAND runs golaunch COMMAND with the options in Pai's order (megatron,

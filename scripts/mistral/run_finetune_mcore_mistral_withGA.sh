@@ -32,7 +32,7 @@ Fine-tune a Mistral model (Megatron-Core layout) for TRAIN_ITERS global batches 
   16 FL                        true | false (--use-flash-attn)
   17 SP                        true | false (--sequence-parallel, only when TP > 1)
   18 TE                        true | false (--transformer-impl transformer_engine)
-  19 MOE                       false (true, mixture of experts, is not supported yet)
+  19 MOE                       false, or true: Pai's mixture-of-experts options (Megatron-Core MoE layers)
   20 SAVE_INTERVAL             --save-interval
   21 DATASET_PATH              --train-data-path: a JSON list of {instruction, input, output}
   22 VALID_DATASET_PATH        --valid-data-path and --test-data-path: same format

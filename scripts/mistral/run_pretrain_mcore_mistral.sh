@@ -31,7 +31,7 @@ Pretrain a Mistral model (Megatron-Core layout) with \`golaunch … pretrain\` (
   16 FL                        true | false (--use-flash-attn)
   17 SP                        true | false (--sequence-parallel, only when TP > 1)
   18 TE                        true | false (--transformer-impl transformer_engine; Pai passes it in the fixed options too)
-  19 MOE                       false (true, mixture of experts, is not supported yet)
+  19 MOE                       false, or true: Pai's mixture-of-experts options (Megatron-Core MoE layers)
   20 SAVE_INTERVAL             --save-interval
   21 DATASET_PATH              --train-data-path and --data-path: a .bin/.idx prefix (or a blend), split 99,1,0
   22 PRETRAIN_CHECKPOINT_PATH  --load, or none to start from scratch

@@ -32,7 +32,7 @@ Fine-tune a Qwen1.5 model (Megatron-Core layout) for TRAIN_ITERS global batches 
   16 FL                        true | false (--use-flash-attn)
   17 SP                        true | false (--sequence-parallel, only when TP > 1)
   18 TE                        true | false (--transformer-impl transformer_engine | local)
-  19 MOE                       false (true, mixture of experts, is not supported yet)
+  19 MOE                       false, or true: Pai's mixture-of-experts options (Megatron-Core MoE layers)
   20 EP                        --expert-model-parallel-size with MOE: 1 (may be left out, as in Pai's dense README example)
   21 SAVE_INTERVAL             --save-interval
   22 DATASET_PATH              --train-data-path: a JSON list of {instruction, input, output}
