@@ -179,7 +179,9 @@ func TestModelConvertorScript(t *testing.T) {
 
 // TestHF2McoreConvertorScript runs scripts/hf2mcore_convertor.sh (Pai v2's 13 positional
 // arguments) both ways: Hugging Face → Megatron-Core with Transformer Engine's key names at
-// TP 2, then back, bit-identical; MoE arguments and a model of the wrong size are refused.
+// TP 2, then back, bit-identical; with NUM_EXPERTS the dense model is upcycled (Pai's
+// expert options) and comes back as a Mixtral; expert parallelism, bad MoE arguments and
+// a model of the wrong size are refused.
 func TestHF2McoreConvertorScript(t *testing.T) {
 	script, err := filepath.Abs("../../scripts/hf2mcore_convertor.sh")
 	require.NoError(t, err)
@@ -198,15 +200,28 @@ func TestHF2McoreConvertorScript(t *testing.T) {
 	require.Equal(t, "convert --load_path "+src+" --save_path "+meg+" --target_tensor_model_parallel_size 2 --target_pipeline_model_parallel_size 1 "+
 		"--target_params_dtype fp16 --model_name llama --extra_num_vocabs 0 --megatron-format mcore --transformer-impl transformer_engine "+
 		"--make_vocab_size_divisible_by 1 --megatron-path ../../../\n", out)
+	moe := filepath.Join(tmp, "moe")
+	out, err = run([]string{"DRY_RUN=1"}, "tiny", src, "../../../", src, moe, "2", "1", "0", "4", "2", "1", "2", "false")
+	require.NoError(t, err, out)
+	require.Equal(t, "convert --load_path "+src+" --save_path "+moe+" --target_tensor_model_parallel_size 2 --target_pipeline_model_parallel_size 1 "+
+		"--target_params_dtype fp16 --model_name llama --extra_num_vocabs 0 --megatron-format mcore --transformer-impl transformer_engine "+
+		"--make_vocab_size_divisible_by 1 --megatron-path ../../../ --moe-router-topk 2 --num-experts 4 --expert-model-parallel-size 1 "+
+		"--target_expert_model_parallel_size 1 --num_expert_split_size 2\n", out)
 	for _, bad := range []struct {
 		args []string
 		want string
 	}{
-		{[]string{"tiny", src, "x", src, meg, "2", "1", "0", "4", "1", "2", "0", "false"}, "NUM_EXPERTS (arg 9): 4 experts"},
+		{[]string{"tiny", src, "x", src, meg, "2", "1", "0", "4", "1", "2", "0", "false"}, "EP (arg 11): 2: expert parallelism is not supported; pass 1"},
+		{[]string{"tiny", src, "x", src, meg, "2", "1", "0", "4", "1", "0", "0", "false"}, "EP (arg 11): 0: expert parallelism is not supported; pass 1"},
+		{[]string{"tiny", src, "x", src, meg, "2", "1", "0", "4", "0", "1", "0", "false"}, "EXPERTS_TOPK (arg 10): 0 must be between 1 and NUM_EXPERTS (arg 9) 4"},
+		{[]string{"tiny", src, "x", src, meg, "2", "1", "0", "4", "5", "1", "0", "false"}, "EXPERTS_TOPK (arg 10): 5 must be between 1 and NUM_EXPERTS (arg 9) 4"},
+		{[]string{"tiny", src, "x", src, meg, "2", "1", "0", "3", "1", "1", "3", "false"}, "NUM_EXPERT_SPLITS (arg 12): 3 does not divide MODEL_SIZE tiny's FFN hidden size 172"},
+		{[]string{"tiny", src, "x", src, meg, "2", "1", "0", "0", "0", "2", "0", "false"}, "EP (arg 11): 2 applies to mixture-of-experts models; NUM_EXPERTS (arg 9) is 0"},
+		{[]string{"tiny", src, "x", src, meg, "2", "1", "0", "0", "0", "0", "2", "false"}, "NUM_EXPERT_SPLITS (arg 12): 2 applies to mixture-of-experts models"},
 		{[]string{"7B", src, "x", src, meg, "2", "1", "0", "0", "0", "0", "0", "false"}, "HG_CKPT_PATH (arg 2): " + src + "/config.json has num_hidden_layers 2, but MODEL_SIZE (arg 1) 7B has 32"},
 		{[]string{"tiny", src, "x", src, meg, "2", "1", "0", "0", "0", "0", "0", "yes"}, "mg2hf (arg 13): 'yes' is not one of: true false"},
 		{[]string{"tiny", src, "x", src}, "expected 13 arguments, got 4"},
-		{[]string{"tiny", src, "x", src, meg, "2", "1", "0", "4", "1", "2", "false"}, "NUM_EXPERTS (arg 9): 4 experts"}, // the README's 12
+		{[]string{"tiny", src, "x", src, meg, "2", "1", "0", "4", "1", "2", "false"}, "EP (arg 11): 2: expert parallelism is not supported"}, // the README's 12
 	} {
 		out, err := run([]string{"DRY_RUN=1"}, bad.args...)
 		require.Error(t, err)
@@ -235,6 +250,34 @@ func TestHF2McoreConvertorScript(t *testing.T) {
 	out, err = run(env, "tiny", src, "x", filepath.Join(meg, "release"), back, "1", "1", "0", "0", "0", "0", "0", "true")
 	require.NoError(t, err, out)
 	requireSameTensors(t, hfTensors(t, src), hfTensors(t, back))
+
+	// Upcycling (the Mistral README's "0 2 2 1" expert arguments, Llama's twelve), and back
+	// as a Mixtral.
+	out, err = run(env, "tiny", src, "x", src, moe, "2", "1", "0", "2", "2", "1", "false")
+	require.NoError(t, err, out)
+	c, full := megatronFull(t, moe)
+	require.Equal(t, 2, c.Config.NumExperts)
+	require.Equal(t, 2, c.Config.MoERouterTopK)
+	require.Equal(t, megatron.MCoreTE, c.Format)
+	orig := hfTensors(t, src)
+	require.Equal(t, orig["model.layers.1.mlp.down_proj.weight"].Data, full["decoder.layers.1.mlp.experts.local_experts.1.linear_fc2.weight"].Data)
+	v, err = torchpickle.Load(filepath.Join(moe, "release", megatron.ShardDirName(0, 0, 1), megatron.ModelFile))
+	require.NoError(t, err)
+	m, _ = v.(*torchpickle.Dict).Get("model")
+	for _, k := range []string{"decoder.layers.0.pre_mlp_layernorm.weight", "decoder.layers.0.mlp.router.weight",
+		"decoder.layers.0.mlp.experts.local_experts.1.linear_fc1.weight", "decoder.layers.0.self_attention.linear_qkv.layer_norm_weight"} {
+		_, ok := m.(*torchpickle.Dict).Get(k)
+		require.True(t, ok, "MoE shard lacks %s", k)
+	}
+	mix := filepath.Join(tmp, "mixtral")
+	out, err = run(env, "tiny", src, "x", filepath.Join(moe, "release"), mix, "1", "1", "0", "2", "2", "1", "0", "true")
+	require.NoError(t, err, out)
+	hm, err := readHFModel(mix)
+	require.NoError(t, err)
+	require.Equal(t, mixtral, hm.Family)
+	got := hfTensors(t, mix)
+	require.Equal(t, orig["model.layers.0.mlp.gate_proj.weight"].Data, got["model.layers.0.block_sparse_moe.experts.1.w1.weight"].Data)
+	require.Equal(t, orig["model.norm.weight"].Data, got["model.norm.weight"].Data)
 }
 
 // TestQwenConvertorScript runs scripts/qwen1_5/hf2mcore_qwen1.5_dense_convertor.sh (Pai v2's
