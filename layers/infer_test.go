@@ -156,6 +156,9 @@ func familyConfigs() map[string]layers.Config {
 		"post-ln-qkv-bias-partial-rope": func(c *layers.Config) {
 			c.ApplyResidualConnectionPostLayernorm, c.AddQKVBias, c.RotaryPercent = true, true, 0.5
 		},
+		"mixtral-moe": func(c *layers.Config) {
+			c.NumExperts, c.MoERouterTopK, c.SlidingWindow = 4, 2, 6
+		},
 	}
 	out := map[string]layers.Config{}
 	for name, mod := range mods {
@@ -281,7 +284,7 @@ func decodeTP(t *testing.T, cfg layers.Config, tp int, tokens [][]int64, k int) 
 // gives the single-process logits for each family.
 func TestDecodeTensorParallel(t *testing.T) {
 	const b, s, k = 2, 8, 3
-	for _, name := range []string{"llama-gqa", "gpt2", "bloom", "falcon-alibi-before-scale", "post-ln-qkv-bias-partial-rope"} {
+	for _, name := range []string{"llama-gqa", "gpt2", "bloom", "falcon-alibi-before-scale", "post-ln-qkv-bias-partial-rope", "mixtral-moe"} {
 		cfg := familyConfigs()[name]
 		tokens := randomTokens(b, s, cfg.VocabSize, 3)
 		ref := decodeTP(t, cfg, 1, tokens, k)

@@ -181,6 +181,22 @@ func modelVsCPU(t *testing.T, g *Backend) {
 		}
 		require.Less(t, relL2(run(g), run(cpu.New())), 1e-5, "per-token losses of packed documents")
 	})
+	t.Run("MoE", func(t *testing.T) { // routing on the host, experts' rows on the device
+		cfg, err := layers.Preset("tiny-llama")
+		require.NoError(t, err)
+		cfg.NumExperts, cfg.MoERouterTopK, cfg.MoEAuxLossCoeff, cfg.MoEZLossCoeff = 4, 2, 1e-2, 1e-3
+		cl, cg := trainTinyCfg(t, cpu.New(), cfg, false, 2, 1e-3)
+		gl, gg := trainTinyCfg(t, g, cfg, false, 2, 1e-3)
+		for i := range cl {
+			require.InEpsilon(t, cl[i], gl[i], 1e-5, "MoE loss of iteration %d", i)
+		}
+		require.Less(t, relL2(gg, cg), 1e-4, "MoE gradients")
+		cl, _ = trainTinyCfg(t, cpu.New(), cfg, true, 3, 3e-3)
+		gl, _ = trainTinyCfg(t, g, cfg, true, 3, 3e-3)
+		for i := range cl {
+			require.InEpsilon(t, cl[i], gl[i], 1e-2, "bf16 MoE loss of iteration %d", i)
+		}
+	})
 	t.Run("FP8", func(t *testing.T) {
 		r := layers.FP8Recipe{Format: "hybrid", HistoryLen: 4, ComputeAlgo: "max"}
 		cl, _ := trainTiny(t, cpu.New(), true, 4, 3e-3, r)
