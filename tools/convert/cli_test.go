@@ -343,3 +343,85 @@ func slicesEqual(a, b []float32) bool {
 	}
 	return true
 }
+
+// TestMistralConvertorScript runs scripts/mistral/hf2mcore_convertor.sh (Pai v2's 12 or 13
+// arguments): the README's Mixtral-8x7B command (with EP 1: expert parallelism is refused),
+// a tiny Mixtral to Megatron-Core at TP 2 and back bit-identical, and a tiny Mistral
+// upcycled to experts and written back as a Mixtral.
+func TestMistralConvertorScript(t *testing.T) {
+	script, err := filepath.Abs("../../scripts/mistral/hf2mcore_convertor.sh")
+	require.NoError(t, err)
+	tmp := t.TempDir()
+	run := func(env []string, args ...string) (string, error) {
+		cmd := exec.Command("bash", append([]string{script}, args...)...)
+		cmd.Env = append(os.Environ(), env...)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	big := filepath.Join(tmp, "Mixtral-8x7B-v0.1")
+	require.NoError(t, os.MkdirAll(big, 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(big, "config.json"), []byte(`{"model_type": "mixtral", "hidden_size": 4096, "intermediate_size": 14336,
+		"num_attention_heads": 32, "num_hidden_layers": 32, "num_key_value_heads": 8, "num_local_experts": 8, "vocab_size": 32000}`), 0o644))
+	out8 := filepath.Join(tmp, "Mixtral-8x7B-v0.1-to-mcore-tp4-pp1")
+	out, err := run([]string{"DRY_RUN=1"}, "8x7B", big, "../../../", big, out8, "4", "1", "0", "8", "2", "1", "false", "16")
+	require.NoError(t, err, out)
+	require.Equal(t, "convert --load_path "+big+" --save_path "+out8+" --target_tensor_model_parallel_size 4 --target_pipeline_model_parallel_size 1 "+
+		"--target_params_dtype bf16 --model_name mixtral --extra_num_vocabs 0 --megatron-format mcore --transformer-impl transformer_engine "+
+		"--make_vocab_size_divisible_by 1 --megatron-path ../../../ --moe-router-topk 2 --num-experts 8 --target_expert_model_parallel_size 1\n", out)
+	for _, bad := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"8x7B", big, "x", big, out8, "4", "1", "0", "8", "2", "4", "false", "16"}, "EP (arg 11): 4: expert parallelism is not supported; pass 1"}, // Pai's README
+		{[]string{"8x7B", big, "x", big, out8, "4", "1", "0", "8", "9", "1", "false"}, "EXPERTS_TOPK (arg 10): 9 must be between 1 and NUM_EXPERTS (arg 9) 8"},
+		{[]string{"7B", big, "x", big, out8, "4", "1", "0", "0", "0", "0", "false", "16"}, "WS (arg 13): Pai's world size is an 8x7B argument only"},
+		{[]string{"tiny", big, "x", big, out8, "4", "1", "0", "0", "0", "0", "false"}, "HG_CKPT_PATH (arg 2): " + big + "/config.json has num_hidden_layers 32, but MODEL_SIZE (arg 1) tiny has 2"},
+		{[]string{"7B", big, "x", big, out8, "4", "1", "0", "0", "0", "2", "false"}, "EP (arg 11): 2 applies to mixture-of-experts models"},
+		{[]string{"8x7B", big, "x"}, "expected 13 arguments, got 3"},
+	} {
+		out, err := run([]string{"DRY_RUN=1"}, bad.args...)
+		require.Error(t, err)
+		require.Contains(t, out, bad.want)
+	}
+	if testing.Short() {
+		return
+	}
+	bin := filepath.Join(tmp, "convert")
+	b, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	require.NoError(t, err, string(b))
+	env := []string{"CONVERT_BIN=" + bin, "TARGET_PARAMS_DTYPE=fp32"}
+
+	// A Mixtral of the tiny shape: to TP 2 and back.
+	mix, meg, back := filepath.Join(tmp, "mixtral"), filepath.Join(tmp, "mixtral-mcore"), filepath.Join(tmp, "mixtral-back")
+	syntheticHF(t, mix, strings.NewReplacer(`"intermediate_size": 48`, `"intermediate_size": 172`, `"vocab_size": 200`, `"vocab_size": 256`).Replace(tinyMixtral))
+	out, err = run(env, "tiny", mix, "x", mix, meg, "2", "1", "0", "4", "2", "1", "false")
+	require.NoError(t, err, out)
+	c, _ := megatronFull(t, meg)
+	require.Equal(t, 4, c.Config.NumExperts)
+	require.Equal(t, megatron.MCoreTE, c.Format)
+	out, err = run(env, "tiny", mix, "x", meg, back, "1", "1", "0", "4", "2", "1", "true")
+	require.NoError(t, err, out)
+	requireSameTensors(t, hfTensors(t, mix), hfTensors(t, back))
+
+	// A Mistral of the tiny shape, upcycled to 2 experts (top-1), back as a Mixtral.
+	mis, moe, mixed := filepath.Join(tmp, "mistral"), filepath.Join(tmp, "mistral-moe"), filepath.Join(tmp, "mistral-mixtral")
+	syntheticHF(t, mis, `{"model_type": "mistral", "architectures": ["MistralForCausalLM"], "hidden_size": 64, "intermediate_size": 172,
+		"num_attention_heads": 4, "num_key_value_heads": 2, "num_hidden_layers": 2, "vocab_size": 256, "max_position_embeddings": 128,
+		"rms_norm_eps": 1e-5, "rope_theta": 10000.0, "tie_word_embeddings": false, "hidden_act": "silu", "sliding_window": 16}`)
+	out, err = run(env, "tiny", mis, "x", mis, moe, "2", "2", "0", "2", "1", "1", "false")
+	require.NoError(t, err, out)
+	c, full := megatronFull(t, moe)
+	require.Equal(t, 2, c.Config.NumExperts)
+	require.Equal(t, 1, c.Config.MoERouterTopK)
+	require.Equal(t, 16, c.Config.SlidingWindow)
+	orig := hfTensors(t, mis)
+	require.Equal(t, orig["model.layers.1.mlp.down_proj.weight"].Data, full["decoder.layers.1.mlp.experts.local_experts.0.linear_fc2.weight"].Data)
+	out, err = run(env, "tiny", mis, "x", moe, mixed, "1", "1", "0", "2", "1", "1", "true")
+	require.NoError(t, err, out)
+	hm, err := readHFModel(mixed)
+	require.NoError(t, err)
+	require.Equal(t, mixtral, hm.Family)
+	require.Equal(t, 16, hm.Config.SlidingWindow)
+	got := hfTensors(t, mixed)
+	require.Equal(t, orig["model.layers.1.mlp.up_proj.weight"].Data, got["model.layers.1.block_sparse_moe.experts.1.w3.weight"].Data)
+}

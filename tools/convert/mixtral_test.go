@@ -409,4 +409,15 @@ func TestMoEBadInvocations(t *testing.T) {
 	_, f0 := megatronFull(t, meg)
 	requireSameTensors(t, f0, f1)
 	require.True(t, strings.HasPrefix(inferFamily(&c.Config), "mixtral"))
+
+	// An expert-parallel checkpoint (args expert_model_parallel_size 2) is refused, named.
+	shard := filepath.Join(meg, "release", megatron.ShardDirName(0, 0, 1), megatron.ModelFile)
+	v, err := torchpickle.Load(shard)
+	require.NoError(t, err)
+	a, _ := v.(*torchpickle.Dict).Get("args")
+	a.(*torchpickle.Namespace).Set("expert_model_parallel_size", 2)
+	require.NoError(t, torchpickle.Save(shard, v))
+	var o, e bytes.Buffer
+	err = run([]string{"--load_path", meg, "--save_path", filepath.Join(tmp, "ep"), "--convert_checkpoint_from_megatron_to_transformers", "--progress", "none"}, &o, &e)
+	require.ErrorContains(t, err, "expert_model_parallel_size: 2")
 }
