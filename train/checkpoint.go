@@ -329,17 +329,20 @@ func (c *checkpointer) load() (progress, error) {
 	if err != nil {
 		return p, fmt.Errorf("--load: %w", err)
 	}
-	if ep, err := megatron.ExpertSize(loc); err != nil {
+	ep, err := megatron.ExpertSize(loc)
+	if err != nil {
 		return p, fmt.Errorf("--load: %w", err)
-	} else if ep != c.ps.EPSize {
-		return p, fmt.Errorf("--load %s was saved with --expert-model-parallel-size %d, this run has %d: expert-parallel checkpoints load only at their own expert-parallel size (resharding them is not supported yet)", c.a.Load, ep, c.ps.EPSize)
 	}
-	loc = c.expertShards(loc)
+	if ep == c.ps.EPSize {
+		loc = c.expertShards(loc)
+	} else if ep > 1 {
+		loc.ExpertSize = ep // read expert-parallel rank 0's files for the progress
+	}
 	tp, pp, err := megatron.Shards(loc)
 	if err != nil {
 		return p, fmt.Errorf("--load: %w", err)
 	}
-	same := tp == c.ps.TPSize && pp == c.ps.PPSize
+	same := tp == c.ps.TPSize && pp == c.ps.PPSize && ep == c.ps.EPSize
 	vp := 1
 	if same {
 		if vp, err = c.savedChunks(loc, pp); err != nil {
@@ -391,7 +394,7 @@ func (c *checkpointer) load() (progress, error) {
 		return p, nil
 	}
 	if !same {
-		saved, now := fmt.Sprintf("TP=%d PP=%d", tp, pp), fmt.Sprintf("TP=%d PP=%d", c.ps.TPSize, c.ps.PPSize)
+		saved, now := fmt.Sprintf("TP=%d PP=%d EP=%d", tp, pp, ep), fmt.Sprintf("TP=%d PP=%d EP=%d", c.ps.TPSize, c.ps.PPSize, c.ps.EPSize)
 		if saved == now {
 			saved, now = fmt.Sprintf("%d virtual pipeline stages", vp), fmt.Sprintf("%d", len(c.allChunks()))
 		}

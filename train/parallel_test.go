@@ -435,11 +435,27 @@ func TestParallelLayoutsMatchSingleProcess(t *testing.T) {
 			}
 		}
 	}
-	for name, cfg := range equivalenceModels() {
+	models := equivalenceModels()
+	if os.Getenv("GOMEGATRON_TEST_MATRIX") != "" {
+		// The mixture-of-experts Llama in every layout, and with expert parallelism.
+		moe := models["llama"]
+		moe.NumExperts, moe.MoERouterTopK, moe.MoEAuxLossCoeff, moe.MoEZLossCoeff, moe.FFNHiddenSize = 4, 2, 0.01, 0.001, 96
+		models["moe"] = moe
+	}
+	for name, cfg := range models {
 		ref := runLayout(t, cfg, layout{tp: 1, pp: 1, dp: 1}, iters)
 		refBF16 := runLayout(t, cfg, layout{tp: 1, pp: 1, dp: 1, bf16: true}, iters)
 		require.Less(t, ref.losses[iters-1], ref.losses[0], "%s: the reference run learns", name)
-		for _, l := range layouts {
+		ls := layouts
+		if cfg.NumExperts > 0 {
+			for _, l := range layouts {
+				if l.dp == 2 && !l.bf16 {
+					l.ep = 2
+					ls = append(ls, l)
+				}
+			}
+		}
+		for _, l := range ls {
 			t.Run(name+"/"+l.String(), func(t *testing.T) {
 				if l.bf16 {
 					compareRuns(t, name+" "+l.String(), refBF16, runLayout(t, cfg, l, iters), 1e-2)

@@ -113,6 +113,7 @@ type ArgsInfo struct {
 	VP          int          // virtual pipeline stages (1 without)
 	ParamsDType tensor.DType // Invalid when args lack params_dtype
 	HFModelType string       // gomegatron's hf_model_type, "" if absent
+	EP          int          // expert_model_parallel_size (1 when absent or without experts)
 }
 
 // ConfigFromArgs translates a checkpoint's args into the model configuration, applying
@@ -159,7 +160,7 @@ func ConfigFromArgs(ns *torchpickle.Namespace) (layers.Config, ArgsInfo, error) 
 	c.ALiBiBeforeScale = a.bool("alibi_before_scale", false)
 	info := ArgsInfo{
 		TP: a.int("tensor_model_parallel_size", 1), PP: a.int("pipeline_model_parallel_size", 1),
-		VP: max(a.int("virtual_pipeline_model_parallel_size", 1), 1), HFModelType: a.str("hf_model_type", ""),
+		VP: max(a.int("virtual_pipeline_model_parallel_size", 1), 1), HFModelType: a.str("hf_model_type", ""), EP: 1,
 	}
 	if v, ok := ns.Get("params_dtype"); ok {
 		if dt, ok := v.(tensor.DType); ok {
@@ -181,8 +182,9 @@ func ConfigFromArgs(ns *torchpickle.Namespace) (layers.Config, ArgsInfo, error) 
 		if a.bool("moe_grouped_gemm", false) {
 			a.fail("moe_grouped_gemm", "GroupedMLP experts (weight1/weight2) are not supported")
 		}
-		if ep := a.int("expert_model_parallel_size", 1); ep != 1 {
-			a.fail("expert_model_parallel_size", "%d: expert-parallel checkpoints load only into training at their own --expert-model-parallel-size (resharding and conversion need 1)", ep)
+		info.EP = a.int("expert_model_parallel_size", 1)
+		if info.EP < 1 || c.NumExperts%info.EP != 0 {
+			a.fail("expert_model_parallel_size", "%d does not divide num_experts %d", info.EP, c.NumExperts)
 		}
 	}
 	if a.err != nil {

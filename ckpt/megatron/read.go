@@ -166,20 +166,24 @@ type Checkpoint struct {
 	Config  layers.Config          // TensorModelParallelSize = TP
 	Info    ArgsInfo
 	TP, PP  int
+	EP      int     // expert-parallel size (experts split over mp_rank_…_EEE folders; 1 without)
 	VP      int     // virtual pipeline stages (model chunks per shard file; 1 without)
 	Version float64 // checkpoint_version
 	Format  Format
 	DType   tensor.DType // dtype of the stored parameters
 
-	files   [][]*ShardFile                  // [pp][tp]
-	tensors [][][]map[string]*tensor.Tensor // [pp][tp][vp] by chunk-local name
-	index   map[string]entry                // InitKey → stage, chunk and parameter
-	keys    []string                        // InitKeys in stage order
+	files   [][]*ShardFile                  // [pp][tp] of expert-parallel rank 0
+	tensors [][][]map[string]*tensor.Tensor // [pp][tp][vp] by chunk-local name, expert-parallel rank 0
+	// Every expert-parallel rank's files and tensors ([ep] of the above).
+	epFiles   [][][]*ShardFile
+	epTensors [][][][]map[string]*tensor.Tensor
+	index     map[string]entry // InitKey → stage, chunk and parameter
+	keys      []string         // InitKeys in stage order
 }
 
 type entry struct {
-	pp, vp int
-	p      *layers.Param
+	ep, pp, vp int
+	p          *layers.Param
 }
 
 // Open reads a checkpoint: a root with latest_checkpointed_iteration.txt, or an
@@ -200,28 +204,49 @@ func OpenWith(path string, fix ArgsFixer) (*Checkpoint, error) {
 	if err != nil {
 		return nil, err
 	}
+	ep, err := ExpertSize(loc)
+	if err != nil {
+		return nil, err
+	}
+	if ep > 1 {
+		loc.ExpertSize = ep
+	}
 	tp, pp, err := Shards(loc)
 	if err != nil {
 		return nil, err
 	}
-	c := &Checkpoint{Location: loc, TP: tp, PP: pp, index: map[string]entry{}}
+	c := &Checkpoint{Location: loc, TP: tp, PP: pp, EP: ep, index: map[string]entry{}}
 	ok := false
 	defer func() {
 		if !ok {
 			c.Close()
 		}
 	}()
-	for p := 0; p < pp; p++ {
-		c.files = append(c.files, make([]*ShardFile, tp))
-		c.tensors = append(c.tensors, make([][]map[string]*tensor.Tensor, tp))
-		for t := 0; t < tp; t++ {
-			sf, err := LoadShard(loc, t, p, pp)
-			if err != nil {
+	for e := 0; e < ep; e++ {
+		at := loc
+		at.ExpertRank = e
+		if e > 0 {
+			if t, p, err := Shards(at); err != nil {
 				return nil, err
+			} else if t != tp || p != pp {
+				return nil, fmt.Errorf("megatron: %s: expert-parallel rank %d has a %d×%d grid of shards, rank 0 %d×%d", loc.Dir(), e, t, p, tp, pp)
 			}
-			c.files[p][t] = sf
+		}
+		files := make([][]*ShardFile, pp)
+		tensors := make([][][]map[string]*tensor.Tensor, pp)
+		c.epFiles, c.epTensors = append(c.epFiles, files), append(c.epTensors, tensors)
+		for p := 0; p < pp; p++ {
+			files[p], tensors[p] = make([]*ShardFile, tp), make([][]map[string]*tensor.Tensor, tp)
+			for t := 0; t < tp; t++ {
+				sf, err := LoadShard(at, t, p, pp)
+				if err != nil {
+					return nil, err
+				}
+				files[p][t] = sf
+			}
 		}
 	}
+	c.files, c.tensors = c.epFiles[0], c.epTensors[0]
 	first := c.files[0][0]
 	if c.Args, err = first.Args(); err != nil {
 		return nil, err
@@ -254,12 +279,17 @@ func OpenWith(path string, fix ArgsFixer) (*Checkpoint, error) {
 		return nil, fmt.Errorf("megatron: %s: args say tensor_model_parallel_size %d and pipeline_model_parallel_size %d, but %s holds a %d×%d grid of shards (%s)",
 			first.Path, c.Info.TP, c.Info.PP, loc.Dir(), tp, pp, what)
 	}
+	if c.Info.EP != ep {
+		return nil, fmt.Errorf("megatron: %s: args say expert_model_parallel_size %d, the folders hold %d", first.Path, c.Info.EP, ep)
+	}
 	c.Version = first.Version()
 	c.VP = c.Info.VP
-	for p := 0; p < pp; p++ {
-		for t := 0; t < tp; t++ {
-			if err := c.checkShard(t, p); err != nil {
-				return nil, err
+	for e := 0; e < ep; e++ {
+		for p := 0; p < pp; p++ {
+			for t := 0; t < tp; t++ {
+				if err := c.checkShard(e, t, p); err != nil {
+					return nil, err
+				}
 			}
 		}
 	}
@@ -270,25 +300,25 @@ func OpenWith(path string, fix ArgsFixer) (*Checkpoint, error) {
 	return c, nil
 }
 
-// checkShard reads shard (t, p)'s model chunks and compares them with the parameters the
-// args imply.
-func (c *Checkpoint) checkShard(t, p int) error {
-	sf := c.files[p][t]
+// checkShard reads shard (t, p)'s model chunks (of expert-parallel rank e) and compares
+// them with the parameters the args imply.
+func (c *Checkpoint) checkShard(e, t, p int) error {
+	sf := c.epFiles[e][p][t]
 	if n := sf.VirtualStages(); n != c.VP {
 		return fmt.Errorf("megatron: %s holds %d model chunks, but the args say virtual_pipeline_model_parallel_size %d", sf.Path, n, c.VP)
 	}
-	c.tensors[p][t] = make([]map[string]*tensor.Tensor, c.VP)
+	c.epTensors[e][p][t] = make([]map[string]*tensor.Tensor, c.VP)
 	for v := 0; v < c.VP; v++ {
-		if err := c.checkChunk(t, p, v); err != nil {
+		if err := c.checkChunk(e, t, p, v); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// checkChunk checks model chunk v of shard (t, p).
-func (c *Checkpoint) checkChunk(t, p, v int) error {
-	sf := c.files[p][t]
+// checkChunk checks model chunk v of shard (t, p) of expert-parallel rank e.
+func (c *Checkpoint) checkChunk(e, t, p, v int) error {
+	sf := c.epFiles[e][p][t]
 	ts, f, err := sf.ModelChunk(v)
 	if err != nil {
 		return err
@@ -304,7 +334,7 @@ func (c *Checkpoint) checkChunk(t, p, v int) error {
 	if c.VP > 1 {
 		where = fmt.Sprintf("%s (model%d)", sf.Path, v)
 	}
-	specs, err := layers.Specs(c.Config, layers.Parallel{TPRank: t, TPSize: c.TP, PPRank: p, PPSize: c.PP, VPRank: v, VPSize: c.VP})
+	specs, err := layers.Specs(c.Config, layers.Parallel{TPRank: t, TPSize: c.TP, PPRank: p, PPSize: c.PP, VPRank: v, VPSize: c.VP, EPRank: e, EPSize: c.EP})
 	if err != nil {
 		return fmt.Errorf("megatron: %s: %w", where, err)
 	}
@@ -323,8 +353,8 @@ func (c *Checkpoint) checkChunk(t, p, v int) error {
 		if c.DType == tensor.Invalid {
 			c.DType = x.DType()
 		}
-		if t == 0 && !sp.Shared {
-			c.index[sp.InitKey] = entry{p, v, sp}
+		if t == 0 && !sp.Shared && (e == 0 || sp.Expert) { // other EP ranks: only their experts
+			c.index[sp.InitKey] = entry{e, p, v, sp}
 			c.keys = append(c.keys, sp.InitKey)
 		}
 	}
@@ -334,7 +364,7 @@ func (c *Checkpoint) checkChunk(t, p, v int) error {
 			return fmt.Errorf("megatron: %s: tensor %s is not a parameter of the model the args describe", where, name)
 		}
 	}
-	c.tensors[p][t][v] = ts
+	c.epTensors[e][p][t][v] = ts
 	return nil
 }
 
@@ -371,11 +401,12 @@ func (c *Checkpoint) Full(key string) ([]float32, []int, error) {
 	}
 	shards := make([][]float32, c.TP)
 	for t := 0; t < c.TP; t++ {
-		x := c.tensors[e.pp][t][e.vp][e.p.Name]
+		x := c.epTensors[e.ep][e.pp][t][e.vp][e.p.Name]
 		v := x.ToF32()
-		c.files[e.pp][t].Release(x)
+		f := c.epFiles[e.ep][e.pp][t]
+		f.Release(x)
 		if err := c.fixQKV(v, e.p, x.Shape()); err != nil {
-			return nil, nil, fmt.Errorf("megatron: %s: %s: %w", c.files[e.pp][t].Path, e.p.Name, err)
+			return nil, nil, fmt.Errorf("megatron: %s: %s: %w", f.Path, e.p.Name, err)
 		}
 		shards[t] = v
 	}
@@ -398,16 +429,18 @@ func (c *Checkpoint) ShardFile(tpRank, ppRank int) *ShardFile { return c.files[p
 // Close unmaps every shard file.
 func (c *Checkpoint) Close() error {
 	var first error
-	for _, row := range c.files {
-		for _, f := range row {
-			if f != nil {
-				if err := f.Close(); err != nil && first == nil {
-					first = err
+	for _, files := range c.epFiles {
+		for _, row := range files {
+			for _, f := range row {
+				if f != nil {
+					if err := f.Close(); err != nil && first == nil {
+						first = err
+					}
 				}
 			}
 		}
 	}
-	c.files, c.tensors = nil, nil
+	c.files, c.tensors, c.epFiles, c.epTensors = nil, nil, nil, nil
 	return first
 }
 

@@ -410,7 +410,8 @@ func TestMoEBadInvocations(t *testing.T) {
 	requireSameTensors(t, f0, f1)
 	require.True(t, strings.HasPrefix(inferFamily(&c.Config), "mixtral"))
 
-	// An expert-parallel checkpoint (args expert_model_parallel_size 2) is refused, named.
+	// Args saying expert_model_parallel_size 2 over folders without the _EEE suffix: refused,
+	// named (real expert-parallel checkpoints convert: cmd/golaunch TestExactResume).
 	shard := filepath.Join(meg, "release", megatron.ShardDirName(0, 0, 1), megatron.ModelFile)
 	v, err := torchpickle.Load(shard)
 	require.NoError(t, err)
@@ -419,5 +420,5 @@ func TestMoEBadInvocations(t *testing.T) {
 	require.NoError(t, torchpickle.Save(shard, v))
 	var o, e bytes.Buffer
 	err = run([]string{"--load_path", meg, "--save_path", filepath.Join(tmp, "ep"), "--convert_checkpoint_from_megatron_to_transformers", "--progress", "none"}, &o, &e)
-	require.ErrorContains(t, err, "expert_model_parallel_size: 2")
+	require.ErrorContains(t, err, "folder mp_rank_00 lacks the _EEE suffix of an expert-parallel checkpoint")
 }
