@@ -26,7 +26,7 @@ Convert a Llama checkpoint between Hugging Face and Megatron-Core with tools/con
    8 EXTRA_VOCAB_SIZE   rows appended to the vocabulary
    9 NUM_EXPERTS        0: dense; N > 0: upcycle every MLP to N experts (mg2hf: the checkpoint's expert count)
   10 EXPERTS_TOPK       MoE only: experts per token, 1 … NUM_EXPERTS (1: the upcycled model computes the dense one)
-  11 EP                 MoE only: expert parallelism, must be 1 (0 or 1 for a dense model)
+  11 EP                 MoE only: expert-parallel size, dividing NUM_EXPERTS (0 or 1 for a dense model)
   12 NUM_EXPERT_SPLITS  MoE only: 0 or 1 copies the whole MLP into every expert; S > 1 gives expert e
                         slice e mod S of the FFN (INTERMEDIATE_SIZE / S wide); may be left out, as in Pai's READMEs
   13 mg2hf              false: Hugging Face → Megatron-Core; true: Megatron → Hugging Face (Mixtral when MoE)
@@ -83,8 +83,8 @@ if ((NUM_EXPERTS == 0)); then
 else
 	((EXPERTS_TOPK >= 1 && EXPERTS_TOPK <= NUM_EXPERTS)) ||
 		pai_die "EXPERTS_TOPK (arg 10): ${EXPERTS_TOPK} must be between 1 and NUM_EXPERTS (arg 9) ${NUM_EXPERTS}"
-	((EP == 1)) ||
-		pai_die "EP (arg 11): ${EP}: expert parallelism is not supported; pass 1 (every expert is kept in each tensor-parallel shard)"
+	((EP >= 1 && NUM_EXPERTS % EP == 0)) ||
+		pai_die "EP (arg 11): ${EP} must be a positive divisor of NUM_EXPERTS (arg 9) ${NUM_EXPERTS} (each expert-parallel rank's experts go to mp_rank_XX_EEE)"
 	SPLITS=$((NUM_EXPERT_SPLITS > 1 ? NUM_EXPERT_SPLITS : 1)) # Pai's hf2mcore.py divides by 0 on 0
 	[ "$mg2hf" = true ] || ((INTERMEDIATE_SIZE % SPLITS == 0)) ||
 		pai_die "NUM_EXPERT_SPLITS (arg 12): ${NUM_EXPERT_SPLITS} does not divide MODEL_SIZE ${MODEL_SIZE}'s FFN hidden size ${INTERMEDIATE_SIZE}"

@@ -5,7 +5,7 @@
 # running tools/convert instead of hf2mcore.py (Mistral-7B, upcycled to experts with
 # NUM_EXPERTS > 0) and hf2mcore_mixtral.py (Mixtral-8x7B): Transformer Engine's layer spec,
 # the vocabulary unpadded. Megatron → Hugging Face writes a Mistral, or a Mixtral for a
-# mixture-of-experts checkpoint. Expert parallelism is not supported (EP must be 1). See
+# mixture-of-experts checkpoint, its experts split over EP expert-parallel ranks. See
 # scripts/README.md.
 #
 # bash hf2mcore_convertor.sh 7B /mnt/mistral-ckpts/Mistral-7B-v0.1 ../../../ /mnt/mistral-ckpts/Mistral-7B-v0.1 /mnt/mistral-ckpts/Mistral-7B-v0.1-to-mcore-tp4-pp1 4 1 0 0 0 0 false
@@ -27,7 +27,7 @@ Convert a Mistral or Mixtral checkpoint between Hugging Face and Megatron-Core w
    9 NUM_EXPERTS        0: as the source (dense Mistral, or Mixtral's experts); N > 0: a Mistral is upcycled
                         to N experts, each a copy of its MLP (router N(0, 0.02)); a Mixtral must have N
   10 EXPERTS_TOPK       MoE only: experts per token, 1 … NUM_EXPERTS (0 keeps a Mixtral's num_experts_per_tok)
-  11 EP                 MoE only: expert parallelism, must be 1 (0 or 1 for a dense model)
+  11 EP                 MoE only: expert-parallel size, dividing NUM_EXPERTS (0 or 1 for a dense model)
   12 mg2hf              false: Hugging Face → Megatron-Core; true: Megatron → Hugging Face
   13 WS                 8x7B only, optional: Pai's world size; accepted and ignored
 
@@ -81,8 +81,8 @@ else
 		((EXPERTS_TOPK >= 1 && EXPERTS_TOPK <= NUM_EXPERTS)) ||
 			pai_die "EXPERTS_TOPK (arg 10): ${EXPERTS_TOPK} must be between 1 and NUM_EXPERTS (arg 9) ${NUM_EXPERTS}"
 	fi
-	((EP == 1)) ||
-		pai_die "EP (arg 11): ${EP}: expert parallelism is not supported; pass 1 (every expert is kept in each tensor-parallel shard)"
+	((EP >= 1 && NUM_EXPERTS % EP == 0)) ||
+		pai_die "EP (arg 11): ${EP} must be a positive divisor of NUM_EXPERTS (arg 9) ${NUM_EXPERTS} (each expert-parallel rank's experts go to mp_rank_XX_EEE)"
 fi
 pai_check_checkpoint HG_CKPT_PATH 2 "$HG_CKPT_PATH" 1 ""
 if [ "$mg2hf" = false ]; then

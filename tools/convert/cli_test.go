@@ -211,8 +211,8 @@ func TestHF2McoreConvertorScript(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"tiny", src, "x", src, meg, "2", "1", "0", "4", "1", "2", "0", "false"}, "EP (arg 11): 2: expert parallelism is not supported; pass 1"},
-		{[]string{"tiny", src, "x", src, meg, "2", "1", "0", "4", "1", "0", "0", "false"}, "EP (arg 11): 0: expert parallelism is not supported; pass 1"},
+		{[]string{"tiny", src, "x", src, meg, "2", "1", "0", "4", "1", "3", "0", "false"}, "EP (arg 11): 3 must be a positive divisor of NUM_EXPERTS (arg 9) 4"},
+		{[]string{"tiny", src, "x", src, meg, "2", "1", "0", "4", "1", "0", "0", "false"}, "EP (arg 11): 0 must be a positive divisor of NUM_EXPERTS (arg 9) 4"},
 		{[]string{"tiny", src, "x", src, meg, "2", "1", "0", "4", "0", "1", "0", "false"}, "EXPERTS_TOPK (arg 10): 0 must be between 1 and NUM_EXPERTS (arg 9) 4"},
 		{[]string{"tiny", src, "x", src, meg, "2", "1", "0", "4", "5", "1", "0", "false"}, "EXPERTS_TOPK (arg 10): 5 must be between 1 and NUM_EXPERTS (arg 9) 4"},
 		{[]string{"tiny", src, "x", src, meg, "2", "1", "0", "3", "1", "1", "3", "false"}, "NUM_EXPERT_SPLITS (arg 12): 3 does not divide MODEL_SIZE tiny's FFN hidden size 172"},
@@ -221,7 +221,7 @@ func TestHF2McoreConvertorScript(t *testing.T) {
 		{[]string{"7B", src, "x", src, meg, "2", "1", "0", "0", "0", "0", "0", "false"}, "HG_CKPT_PATH (arg 2): " + src + "/config.json has num_hidden_layers 2, but MODEL_SIZE (arg 1) 7B has 32"},
 		{[]string{"tiny", src, "x", src, meg, "2", "1", "0", "0", "0", "0", "0", "yes"}, "mg2hf (arg 13): 'yes' is not one of: true false"},
 		{[]string{"tiny", src, "x", src}, "expected 13 arguments, got 4"},
-		{[]string{"tiny", src, "x", src, meg, "2", "1", "0", "4", "1", "2", "false"}, "EP (arg 11): 2: expert parallelism is not supported"}, // the README's 12
+		{[]string{"tiny", src, "x", src, meg, "2", "1", "0", "4", "1", "3", "false"}, "EP (arg 11): 3 must be a positive divisor"}, // the README's 12
 	} {
 		out, err := run([]string{"DRY_RUN=1"}, bad.args...)
 		require.Error(t, err)
@@ -372,7 +372,7 @@ func TestMistralConvertorScript(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"8x7B", big, "x", big, out8, "4", "1", "0", "8", "2", "4", "false", "16"}, "EP (arg 11): 4: expert parallelism is not supported; pass 1"}, // Pai's README
+		{[]string{"8x7B", big, "x", big, out8, "4", "1", "0", "8", "2", "3", "false", "16"}, "EP (arg 11): 3 must be a positive divisor of NUM_EXPERTS (arg 9) 8"},
 		{[]string{"8x7B", big, "x", big, out8, "4", "1", "0", "8", "9", "1", "false"}, "EXPERTS_TOPK (arg 10): 9 must be between 1 and NUM_EXPERTS (arg 9) 8"},
 		{[]string{"7B", big, "x", big, out8, "4", "1", "0", "0", "0", "0", "false", "16"}, "WS (arg 13): Pai's world size is an 8x7B argument only"},
 		{[]string{"tiny", big, "x", big, out8, "4", "1", "0", "0", "0", "0", "false"}, "HG_CKPT_PATH (arg 2): " + big + "/config.json has num_hidden_layers 32, but MODEL_SIZE (arg 1) tiny has 2"},

@@ -379,8 +379,9 @@ func TestMoEBadInvocations(t *testing.T) {
 		args      []string
 		want      string
 	}{
-		{"EP 2", llama, []string{"--num-experts", "4", "--target_expert_model_parallel_size", "2"}, "--target_expert_model_parallel_size 2: expert parallelism is not supported"},
-		{"Megatron's EP flag", mix, []string{"--expert-model-parallel-size", "4"}, "--expert-model-parallel-size 4: expert parallelism is not supported"},
+		{"EP on a dense model", llama, []string{"--target_expert_model_parallel_size", "2"}, "--target_expert_model_parallel_size 2 applies to mixture-of-experts models"},
+		{"EP not dividing the experts", mix, []string{"--expert-model-parallel-size", "3"}, "--target_expert_model_parallel_size 3 does not divide the 4 experts"},
+		{"EP flags disagree", mix, []string{"--expert-model-parallel-size", "4", "--target_expert_model_parallel_size", "2"}, "disagree"},
 		{"another expert count", mix, []string{"--num-experts", "8"}, "--num-experts 8: " + mix + " already has 4 experts"},
 		{"split of an MoE", mix, []string{"--num_expert_split_size", "2"}, "--num_expert_split_size 2 splits a dense MLP"},
 		{"split not dividing", llama, []string{"--num-experts", "3", "--num_expert_split_size", "3"}, "--num_expert_split_size 3 does not divide the FFN hidden size 172"},
@@ -421,4 +422,31 @@ func TestMoEBadInvocations(t *testing.T) {
 	var o, e bytes.Buffer
 	err = run([]string{"--load_path", meg, "--save_path", filepath.Join(tmp, "ep"), "--convert_checkpoint_from_megatron_to_transformers", "--progress", "none"}, &o, &e)
 	require.ErrorContains(t, err, "folder mp_rank_00 lacks the _EEE suffix of an expert-parallel checkpoint")
+}
+
+// TestMixtralExpertParallel: written at EP 2 (and TP 2), each expert-parallel rank's folder
+// holds its half of the experts under local numbers, and the checkpoint reads back as the
+// EP 1 conversion, tensor for tensor; converting it back to HF gives the source again.
+func TestMixtralExpertParallel(t *testing.T) {
+	tmp := t.TempDir()
+	mix, ep1, ep2, back := filepath.Join(tmp, "mixtral"), filepath.Join(tmp, "ep1"), filepath.Join(tmp, "ep2"), filepath.Join(tmp, "back")
+	syntheticHF(t, mix, tinyMixtral)
+	convertOK(t, "--load_path", mix, "--save_path", ep1, "--target_tensor_model_parallel_size", "2")
+	convertOK(t, "--load_path", mix, "--save_path", ep2, "--target_tensor_model_parallel_size", "2", "--target_expert_model_parallel_size", "2")
+	for _, d := range []string{"mp_rank_00_000", "mp_rank_00_001", "mp_rank_01_000", "mp_rank_01_001"} {
+		require.FileExists(t, filepath.Join(ep2, "release", d, megatron.ModelFile))
+	}
+	sf, err := megatron.LoadShard(megatron.Location{Root: ep2, Release: true, ExpertRank: 1, ExpertSize: 2}, 0, 0, 1)
+	require.NoError(t, err)
+	local, _, err := sf.Model()
+	require.NoError(t, err)
+	require.Contains(t, local, "decoder.layers.0.mlp.experts.local_experts.1.linear_fc2.weight")
+	require.NotContains(t, local, "decoder.layers.0.mlp.experts.local_experts.2.linear_fc2.weight")
+	sf.Close()
+	c, got := megatronFull(t, ep2)
+	require.Equal(t, 2, c.EP)
+	_, want := megatronFull(t, ep1)
+	requireSameTensors(t, want, got)
+	convertOK(t, "--load_path", ep2, "--save_path", back, "--convert_checkpoint_from_megatron_to_transformers")
+	requireSameTensors(t, hfTensors(t, mix), hfTensors(t, back))
 }

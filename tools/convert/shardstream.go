@@ -36,20 +36,22 @@ type shardWriter struct {
 }
 
 // maxParamBytes is the largest target parameter's size in dt over all shards.
-func maxParamBytes(stages [][]layers.Params, dt tensor.DType) int {
+func maxParamBytes(stages [][][]layers.Params, dt tensor.DType) int {
 	m := 0
-	for _, st := range stages {
-		for _, specs := range st {
-			for _, p := range specs {
-				m = max(m, numel(p.Shape)*dt.Size())
+	for _, ranks := range stages {
+		for _, st := range ranks {
+			for _, specs := range st {
+				for _, p := range specs {
+					m = max(m, numel(p.Shape)*dt.Size())
+				}
 			}
 		}
 	}
 	return m
 }
 
-// write streams shard (tp, pp) to its model_optim_rng.pt.
-func (w *shardWriter) write(tp, pp int, specs layers.Params) error {
+// write streams shard (tp, pp) of expert-parallel rank ep to its model_optim_rng.pt.
+func (w *shardWriter) write(ep, tp, pp int, specs layers.Params) error {
 	stand := make(map[string]*tensor.Tensor, len(specs))
 	lazy := make(map[*tensor.Tensor]*torchpickle.LazyTensor, len(specs))
 	for _, p := range specs {
@@ -68,7 +70,9 @@ func (w *shardWriter) write(tp, pp int, specs layers.Params) error {
 	if n := replaceTensors(model, lazy); n != len(specs) {
 		return fmt.Errorf("shard tp %d pp %d: %d of %d parameters found in the model dict", tp, pp, n, len(specs))
 	}
-	path := w.loc.ShardFile(tp, pp, w.c.TargetPP, megatron.ModelFile)
+	loc := w.loc
+	loc.ExpertRank = ep
+	path := loc.ShardFile(tp, pp, w.c.TargetPP, megatron.ModelFile)
 	if w.c.PrintStructure {
 		printShard(w.stdout, path, w.format, specs, w.dtype)
 	}

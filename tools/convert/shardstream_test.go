@@ -28,7 +28,8 @@ func parseCLI(t *testing.T, args ...string) *cli {
 	return &c
 }
 
-// plan opens the flags' source and plans the Megatron target.
+// plan opens the flags' source and plans the Megatron target (expert-parallel rank 0's
+// shards).
 func plan(t *testing.T, c *cli) (*shardWriter, [][]layers.Params) {
 	t.Helper()
 	src, err := openSource(c.LoadPath, c.ModelName)
@@ -39,7 +40,7 @@ func plan(t *testing.T, c *cli) (*shardWriter, [][]layers.Params) {
 	prog := newProgress("none", io.Discard)
 	w, stages, _, err := planMegatron(c, src, dtype, &prog, io.Discard)
 	require.NoError(t, err)
-	return w, stages
+	return w, stages[0]
 }
 
 // saveMaterialised is the convertor's former shard writer, kept as the reference: every
@@ -90,7 +91,7 @@ func TestStreamedShardsMatchMaterialised(t *testing.T) {
 			n := 0
 			for pp := range stages {
 				for tp, specs := range stages[pp] {
-					require.NoError(t, w.write(tp, pp, specs))
+					require.NoError(t, w.write(0, tp, pp, specs))
 					saveMaterialised(t, w, ref, tp, pp, specs)
 					got, err := os.ReadFile(w.loc.ShardFile(tp, pp, c.TargetPP, megatron.ModelFile))
 					require.NoError(t, err)
@@ -126,7 +127,7 @@ func TestStreamedShardSourceError(t *testing.T) {
 	c := parseCLI(t, "--load_path", filepath.Join(hfFixtures, "llama-gqa"), "--save_path", dir)
 	w, stages := plan(t, c)
 	w.src = failingSource{w.src, "decoder.layers.1.mlp.linear_fc2.weight"}
-	err := w.write(0, 0, stages[0][0])
+	err := w.write(0, 0, 0, stages[0][0])
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "decoder.layers.1.mlp.linear_fc2.weight")
 	assert.Contains(t, err.Error(), "source read failed")

@@ -32,10 +32,12 @@ func writeMegatron(c *cli, src source, dtype tensor.DType, prog *progress, stdou
 		}
 	}
 	prog.start(total, "tensors")
-	for pp := range stages {
-		for tp, specs := range stages[pp] {
-			if err := w.write(tp, pp, specs); err != nil {
-				return err
+	for e := range stages {
+		for pp := range stages[e] {
+			for tp, specs := range stages[e][pp] {
+				if err := w.write(e, tp, pp, specs); err != nil {
+					return err
+				}
 			}
 		}
 	}
@@ -47,8 +49,8 @@ func writeMegatron(c *cli, src source, dtype tensor.DType, prog *progress, stdou
 }
 
 // planMegatron works out the target model (vocabulary padding, layout, args, location)
-// and every shard's parameters, stages[pp][tp], with their total count.
-func planMegatron(c *cli, src source, dtype tensor.DType, prog *progress, stdout io.Writer) (*shardWriter, [][]layers.Params, int, error) {
+// and every shard's parameters, stages[ep][pp][tp], with their total count.
+func planMegatron(c *cli, src source, dtype tensor.DType, prog *progress, stdout io.Writer) (*shardWriter, [][][]layers.Params, int, error) {
 	scfg := src.config()
 	format, err := targetFormat(c, src)
 	if err != nil {
@@ -89,17 +91,25 @@ func planMegatron(c *cli, src source, dtype tensor.DType, prog *progress, stdout
 	if srcArgs != nil {
 		args = mergeArgs(srcArgs, args)
 	}
+	ep := c.targetEP()
+	args.Set("expert_model_parallel_size", ep)
+	if ep > 1 {
+		loc.ExpertSize = ep
+	}
 
 	var total int
-	stages := make([][]layers.Params, c.TargetPP)
-	for pp := range stages {
-		for tp := 0; tp < c.TargetTP; tp++ {
-			specs, err := layers.Specs(cfg, layers.Parallel{TPRank: tp, TPSize: c.TargetTP, PPRank: pp, PPSize: c.TargetPP})
-			if err != nil {
-				return nil, nil, 0, err
+	stages := make([][][]layers.Params, ep)
+	for e := range stages {
+		stages[e] = make([][]layers.Params, c.TargetPP)
+		for pp := range stages[e] {
+			for tp := 0; tp < c.TargetTP; tp++ {
+				specs, err := layers.Specs(cfg, layers.Parallel{TPRank: tp, TPSize: c.TargetTP, PPRank: pp, PPSize: c.TargetPP, EPRank: e, EPSize: ep})
+				if err != nil {
+					return nil, nil, 0, err
+				}
+				stages[e][pp] = append(stages[e][pp], specs)
+				total += len(specs)
 			}
-			stages[pp] = append(stages[pp], specs)
-			total += len(specs)
 		}
 	}
 	w := &shardWriter{c: c, src: src, vp: vp, loc: loc, args: args, format: format, dtype: dtype,

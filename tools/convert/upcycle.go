@@ -11,17 +11,32 @@ import (
 
 // moeSource applies the mixture-of-experts flags to the source: --num-experts on a dense
 // model upcycles it (upcycleSource), on an MoE model it must match; --moe-router-topk
-// sets the experts each token is routed to; expert parallelism other than 1 is refused,
-// since every expert is stored in each TP shard.
+// sets the experts each token is routed to. The expert-parallel size of the output
+// (targetEP) is checked against the resulting model.
 func moeSource(c *cli, src source) (source, error) {
-	for _, ep := range []struct {
-		flag string
-		v    int
-	}{{"--target_expert_model_parallel_size", c.TargetEP}, {"--expert-model-parallel-size", c.EP}} {
-		if ep.v != 1 {
-			return nil, fmt.Errorf("%s %d: expert parallelism is not supported (only 1: every expert is kept in each tensor-parallel shard, as Megatron's SequentialMLP without EP)", ep.flag, ep.v)
-		}
+	out, err := moeSourceFlags(c, src)
+	if err != nil {
+		return nil, err
 	}
+	ep := c.targetEP()
+	switch n := out.config().NumExperts; {
+	case c.TargetEP > 1 && c.EP > 1 && c.TargetEP != c.EP:
+		return nil, fmt.Errorf("--target_expert_model_parallel_size %d and --expert-model-parallel-size %d disagree", c.TargetEP, c.EP)
+	case ep < 1:
+		return nil, fmt.Errorf("--target_expert_model_parallel_size %d must be positive", ep)
+	case ep > 1 && n == 0:
+		return nil, fmt.Errorf("--target_expert_model_parallel_size %d applies to mixture-of-experts models; %s is dense (pass --num-experts to upcycle it)", ep, c.LoadPath)
+	case ep > 1 && n%ep != 0:
+		return nil, fmt.Errorf("--target_expert_model_parallel_size %d does not divide the %d experts", ep, n)
+	}
+	return out, nil
+}
+
+// targetEP is the expert-parallel size written: --target_expert_model_parallel_size, or
+// Pai's --expert-model-parallel-size.
+func (c *cli) targetEP() int { return max(c.TargetEP, c.EP) }
+
+func moeSourceFlags(c *cli, src source) (source, error) {
 	if c.NumExperts < 0 || c.MoERouterTopK < 0 || c.NumExpertSplits < 0 {
 		return nil, fmt.Errorf("--num-experts %d, --moe-router-topk %d and --num_expert_split_size %d must not be negative", c.NumExperts, c.MoERouterTopK, c.NumExpertSplits)
 	}
