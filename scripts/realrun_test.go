@@ -117,6 +117,33 @@ func TestPretrainRealRun(t *testing.T) {
 	require.Equal(t, 0, code, "%s\n%s", stdout, stderr)
 	require.Contains(t, stdout, "iteration       12/      12")
 	require.Contains(t, stdout, "consumed samples:           36")
+
+	// Pai's MoE path: the checkpoint to Hugging Face, upcycled to 4 experts at EP 2 (every
+	// expert the dense MLP), then the Llama-2 mcore pretraining script with MOE=true (top-1,
+	// 4 experts, EP 2) on 2 workers.
+	conv := filepath.Join(f.dir, "bin", "convert")
+	out, err = exec.Command("go", "build", "-o", conv, "../tools/convert").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	hf, moe := filepath.Join(f.dir, "hf"), filepath.Join(f.dir, "moe")
+	for _, a := range [][]string{
+		{"--load_path", ck, "--save_path", hf, "--convert_checkpoint_from_megatron_to_transformers"},
+		{"--load_path", hf, "--save_path", moe, "--num-experts", "4", "--moe-router-topk", "1", "--target_expert_model_parallel_size", "2", "--make_vocab_size_divisible_by", "1"},
+	} {
+		out, err = exec.Command(conv, append(a, "--progress", "none")...).CombinedOutput()
+		require.NoError(t, err, "%s", out)
+	}
+	require.DirExists(t, filepath.Join(moe, "release", "mp_rank_00_001"))
+	ptArgs := []string{"dsw", "x", "tiny", "1", "4", "1e-3", "1e-4", "128", "128", "0", "bf16", "1", "1", "sel",
+		"false", "false", "false", "false", "true", "10", ds, moe, "2560", "256", f.out}
+	env["GPUS_PER_NODE"] = "2"
+	stdout, stderr, code = run(t, f, "bash", mcorePretrainScript, env, ptArgs...)
+	for try := 0; code != 0 && try < 2 && portTaken(stdout+stderr); try++ {
+		stdout, stderr, code = run(t, f, "bash", mcorePretrainScript, env, ptArgs...)
+	}
+	require.Equal(t, 0, code, "%s\n%s", stdout, stderr)
+	require.Contains(t, stdout, "--num-experts 4 --expert-model-parallel-size 2")
+	require.Contains(t, stdout, "successfully loaded checkpoint from "+moe)
+	require.Contains(t, stdout, "iteration        5/       5")
 }
 
 // portTaken reports golaunch's error for a rendezvous port another process holds.
