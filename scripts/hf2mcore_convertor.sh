@@ -115,17 +115,4 @@ if ((NUM_EXPERTS > 0)); then # Pai's expert_options; the split only shapes an up
 	args+=(--moe-router-topk "$EXPERTS_TOPK" --num-experts "$NUM_EXPERTS" --expert-model-parallel-size 1 --target_expert_model_parallel_size "$EP")
 	if [ "$mg2hf" = false ]; then args+=(--num_expert_split_size "$SPLITS"); fi
 fi
-if [ "$mg2hf" = true ]; then
-	args+=(--convert_checkpoint_from_megatron_to_transformers --hf_ckpt_path "$HG_CKPT_PATH")
-fi
-[ "${FORCE:-0}" = 1 ] && args+=(--force)
-
-if [ "${DRY_RUN:-0}" != 0 ]; then
-	pai_quote convert "${args[@]}"
-	exit 0
-fi
-bin=$(pai_tool convert CONVERT_BIN ./tools/convert)
-START_TIME=$SECONDS
-"$bin" "${args[@]}"
-ELAPSED_TIME=$((SECONDS - START_TIME))
-echo "$((ELAPSED_TIME / 60)) min $((ELAPSED_TIME % 60)) sec" # Pai's closing line
+pai_convert_launch "$HG_CKPT_PATH"

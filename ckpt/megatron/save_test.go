@@ -153,7 +153,7 @@ func TestArgsConfigRoundTrip(t *testing.T) {
 	got, info, err := ConfigFromArgs(ns)
 	require.NoError(t, err)
 	require.Equal(t, cfg, got)
-	require.Equal(t, ArgsInfo{TP: 2, PP: 4, VP: 1, ParamsDType: tensor.F16, HFModelType: "llama"}, info)
+	require.Equal(t, ArgsInfo{TP: 2, PP: 4, VP: 1, ParamsDType: tensor.F16, HFModelType: "llama", EP: 1}, info)
 	path := filepath.Join(t.TempDir(), "args.pt")
 	require.NoError(t, torchpickle.Save(path, ns))
 	v, err := torchpickle.Load(path)

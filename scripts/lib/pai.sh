@@ -480,6 +480,26 @@ pai_moe() {
 	PAI_MOE_OPTIONS=${3:---moe-router-topk 1 --num-experts 4 --expert-model-parallel-size 2}
 }
 
+# pai_convert_launch HF_CKPT_PATH runs tools/convert with the array args as Pai's
+# convertors end: mg2hf=true converts to Hugging Face with that folder's config, FORCE=1
+# adds --force, DRY_RUN prints the command; a conversion that succeeds ends with Pai's
+# elapsed-time line (a failing one stops the script, set -e).
+pai_convert_launch() {
+	if [ "$mg2hf" = true ]; then
+		args+=(--convert_checkpoint_from_megatron_to_transformers --hf_ckpt_path "$1")
+	fi
+	if [ "${FORCE:-0}" = 1 ]; then args+=(--force); fi
+	if [ "${DRY_RUN:-0}" != 0 ]; then
+		pai_quote convert "${args[@]}"
+		exit 0
+	fi
+	local bin start
+	bin=$(pai_tool convert CONVERT_BIN ./tools/convert)
+	start=$SECONDS
+	"$bin" "${args[@]}"
+	echo "$(((SECONDS - start) / 60)) min $(((SECONDS - start) % 60)) sec" # Pai's closing line
+}
+
 # pai_train_launch COMMAND runs golaunch COMMAND with the options in Pai's order (megatron,
 # pr, load, te, activation checkpoint, do, flash, sp, gqa, moe), or prints it with DRY_RUN=1;
 # a real run creates the output folders and tees the console into LOG_FILE.

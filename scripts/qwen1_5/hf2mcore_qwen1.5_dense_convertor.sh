@@ -65,17 +65,4 @@ args=(--load_path "$SOURCE_CKPT_PATH"
 	--megatron-format mcore
 	--transformer-impl transformer_engine
 	--make_vocab_size_divisible_by 1) # Pai keeps Qwen1.5's 151643 + EXTRA_VOCAB_SIZE rows
-if [ "$mg2hf" = true ]; then
-	args+=(--convert_checkpoint_from_megatron_to_transformers --hf_ckpt_path "$HF_CKPT_PATH")
-fi
-[ "${FORCE:-0}" = 1 ] && args+=(--force)
-
-if [ "${DRY_RUN:-0}" != 0 ]; then
-	pai_quote convert "${args[@]}"
-	exit 0
-fi
-bin=$(pai_tool convert CONVERT_BIN ./tools/convert)
-START_TIME=$SECONDS
-"$bin" "${args[@]}"
-ELAPSED_TIME=$((SECONDS - START_TIME))
-echo "$((ELAPSED_TIME / 60)) min $((ELAPSED_TIME % 60)) sec" # Pai's closing line
+pai_convert_launch "$HF_CKPT_PATH"

@@ -238,6 +238,10 @@ func TestHF2McoreConvertorScript(t *testing.T) {
 	out, err = run(env, "tiny", src, "x", src, meg, "2", "1", "0", "0", "0", "0", "false") // the README's twelve arguments
 	require.NoError(t, err, out)
 	require.Regexp(t, `(?m)^0 min \d+ sec$`, out, "Pai's closing line")
+	// A conversion that fails fails the script, without Pai's closing line.
+	out, err = run([]string{"CONVERT_BIN=/bin/false"}, "tiny", src, "x", src, filepath.Join(tmp, "never"), "2", "1", "0", "0", "0", "0", "false")
+	require.Error(t, err, out)
+	require.NotRegexp(t, `(?m)^0 min \d+ sec$`, out)
 	v, err := torchpickle.Load(filepath.Join(meg, "release", megatron.ShardDirName(1, 0, 1), megatron.ModelFile))
 	require.NoError(t, err)
 	m, _ := v.(*torchpickle.Dict).Get("model")
