@@ -76,22 +76,21 @@ func Args(cfg layers.Config, tp, pp int, dtype tensor.DType, f Format, hfModelTy
 	set("consumed_valid_samples", 0)
 	set("embedding_layernorm", cfg.EmbeddingLayerNorm)
 	set("parallel_attention", cfg.ParallelAttention)
-	if cfg.SlidingWindow > 0 {
-		set("sliding_window", cfg.SlidingWindow)
-	} else {
-		set("sliding_window", nil)
+	// orNone is v when it is set, else None (Megatron's default for these arguments).
+	orNone := func(v any, isSet bool) any {
+		if isSet {
+			return v
+		}
+		return nil
 	}
+	set("sliding_window", orNone(cfg.SlidingWindow, cfg.SlidingWindow > 0))
 	set("alibi_before_scale", cfg.ALiBiBeforeScale)
 	if cfg.NumExperts > 0 {
 		set("num_experts", cfg.NumExperts)
 		set("moe_router_topk", cfg.MoERouterTopK)
 		set("moe_router_load_balancing_type", cfg.MoERouterLoadBalancingType)
 		set("moe_aux_loss_coeff", cfg.MoEAuxLossCoeff)
-		if cfg.MoEZLossCoeff > 0 {
-			set("moe_z_loss_coeff", cfg.MoEZLossCoeff)
-		} else {
-			set("moe_z_loss_coeff", nil)
-		}
+		set("moe_z_loss_coeff", orNone(cfg.MoEZLossCoeff, cfg.MoEZLossCoeff > 0))
 		set("moe_grouped_gemm", false)
 	} else {
 		set("num_experts", nil)
