@@ -151,6 +151,10 @@ type Backend interface {
 	// AddBias adds bias[F] to every row of x[N, F]. BiasGrad: db[f] += Σ_n dout[n, f].
 	AddBias(x, bias *tensor.Tensor)
 	BiasGrad(db, dout *tensor.Tensor)
+	// ScaleRows: x[r, f] ← s[r]·x[r, f] for x [R, F] and s [R] F32 (MoE routing scores).
+	// RowDot: out[r] = Σ_f a[r, f]·b[r, f], summed in float64, into F32 out [R].
+	ScaleRows(x, s *tensor.Tensor)
+	RowDot(out, a, b *tensor.Tensor)
 
 	// Embedding: out[n] = table[ids[n] − start] if start ≤ ids[n] < start+V, else 0
 	// (the vocab-parallel lookup; start = 0 without TP). ids are I64 or I32. The table may

@@ -196,6 +196,49 @@ func (b *Backend) AddBias(x, bias *tensor.Tensor) {
 	})
 }
 
+// ScaleRows: x[r, :] *= s[r].
+func (b *Backend) ScaleRows(x, s *tensor.Tensor) {
+	if b.bf16("ScaleRows", func(t []*tensor.Tensor) { b.ScaleRows(t[0], s) }, rw("x", x)) {
+		return
+	}
+	n := s.Numel()
+	xs, ss := f32("ScaleRows", x), f32("ScaleRows", s)
+	if len(xs)%max(n, 1) != 0 {
+		panic(fmt.Sprintf("cpu.ScaleRows: x %v is not [%d, ·]", x, n))
+	}
+	f := len(xs) / max(n, 1)
+	parallelFor(n, grainFor(f), func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			row := xs[r*f : (r+1)*f]
+			for j := range row {
+				row[j] *= ss[r]
+			}
+		}
+	})
+}
+
+// RowDot: out[r] = Σ_f a[r, f]·b[r, f], summed in float64 in column order.
+func (b *Backend) RowDot(out, x, y *tensor.Tensor) {
+	if b.bf16("RowDot", func(t []*tensor.Tensor) { b.RowDot(out, t[0], t[1]) }, rd("a", x), rd("b", y)) {
+		return
+	}
+	n := out.Numel()
+	os, xs, ys := f32("RowDot", out), f32("RowDot", x), f32("RowDot", y)
+	if len(xs) != len(ys) || len(xs)%max(n, 1) != 0 {
+		panic(fmt.Sprintf("cpu.RowDot: a %v and b %v must both be [%d, ·]", x, y, n))
+	}
+	f := len(xs) / max(n, 1)
+	parallelFor(n, grainFor(f), func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			var acc float64
+			for j, v := range xs[r*f : (r+1)*f] {
+				acc += float64(v) * float64(ys[r*f+j])
+			}
+			os[r] = float32(acc)
+		}
+	})
+}
+
 // BiasGrad: db[f] += Σ_n dout[n, f], summed in float64 in row order, parallel over column
 // blocks.
 func (b *Backend) BiasGrad(db, dout *tensor.Tensor) {

@@ -115,6 +115,16 @@ func opsVsCPU(t *testing.T, g *Backend, act tensor.DType) {
 			e.g.BiasGrad(db.d, x.d)
 			e.check("BiasGrad", db, tolF32)
 		}},
+		{"ScaleRows/RowDot", false, func(e *env) {
+			x, s := e.actIn(1, 300, 129), e.randn(F, 1, 300)
+			e.c.ScaleRows(x.h, s.h)
+			e.g.ScaleRows(x.d, s.d)
+			e.check("ScaleRows", x, 0)
+			a, b2, dot := e.actIn(1, 300, 129), e.actIn(1, 300, 129), e.randn(F, 1, 300)
+			e.c.RowDot(dot.h, a.h, b2.h)
+			e.g.RowDot(dot.d, a.d, b2.d)
+			e.check("RowDot", dot, tolF32)
+		}},
 		{"Embedding", false, func(e *env) {
 			for _, dt := range []tensor.DType{tensor.I64, tensor.I32} {
 				table := e.randn(F, 1, 50, 33)

@@ -132,6 +132,26 @@ func (b *Backend) BiasGrad(db, dout *tensor.Tensor) {
 	b.columnSums(dt, nil, db, dout, nil, nil, nil, n, f)
 }
 
+func (b *Backend) ScaleRows(x, s *tensor.Tensor) {
+	dt := b.acts("ScaleRows", x)
+	b.f32("ScaleRows", s)
+	n := s.Numel()
+	if n == 0 || x.Numel()%n != 0 {
+		panic(fmt.Sprintf("cuda.ScaleRows: x %v is not [%d, ·]", x, n))
+	}
+	b.elem("gm_scale_rows"+sfx(dt), x.Numel(), x.Ptr, s.Ptr, int64(n), int32(x.Numel()/n))
+}
+
+func (b *Backend) RowDot(out, x, y *tensor.Tensor) {
+	dt := b.acts("RowDot", x, y)
+	b.f32("RowDot", out)
+	n := out.Numel()
+	if n == 0 || x.Numel() != y.Numel() || x.Numel()%n != 0 {
+		panic(fmt.Sprintf("cuda.RowDot: a %v and b %v must both be [%d, ·]", x, y, n))
+	}
+	b.rowKernel("gm_row_dot"+sfx(dt), n, out.Ptr, x.Ptr, y.Ptr, int32(x.Numel()/n))
+}
+
 func embeddingDims(op string, table, rows, ids *tensor.Tensor) (v, h int) {
 	if table.Rank() != 2 {
 		panic(fmt.Sprintf("cuda.%s: table %v must be [V, H]", op, table))

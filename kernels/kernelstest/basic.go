@@ -271,4 +271,36 @@ func Bias(t *testing.T, b kernels.Backend) {
 	}
 }
 
+// Rows checks ScaleRows (x[r, :] *= s[r]) and RowDot (out[r] = Σ_f a[r, f]·b[r, f]), with
+// a zero and a negative scale among the rows.
+func Rows(t *testing.T, b kernels.Backend) {
+	r := newRand(6)
+	for _, sh := range [][2]int{{1, 7}, {13, 64}, {300, 129}} {
+		t.Run(fmt.Sprint(sh), func(t *testing.T) {
+			n, f := sh[0], sh[1]
+			x, s, y := randVals(r, n*f, 1), randVals(r, n, 1), randVals(r, n*f, 1)
+			s[0] = 0
+			if n > 1 {
+				s[1] = -2
+			}
+			dx := devF32(b, x, n, f)
+			b.ScaleRows(dx, devF32(b, s, n))
+			want := make([]float64, n*f)
+			for i := range want {
+				want[i] = float64(x[i] * s[i/f])
+			}
+			requireClose(t, "ScaleRows", get(b, dx), want, 0)
+
+			out := b.Alloc(tensor.F32, n)
+			b.Fill(out, float32(math.NaN())) // every row written
+			b.RowDot(out, devF32(b, x, n, f), devF32(b, y, n, f))
+			wantDot := make([]float64, n)
+			for i := range x {
+				wantDot[i/f] += float64(x[i]) * float64(y[i])
+			}
+			requireClose(t, "RowDot", get(b, out), wantDot, tolF32)
+		})
+	}
+}
+
 var _ = math.Abs

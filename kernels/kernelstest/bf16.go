@@ -175,6 +175,10 @@ func bf16Cases() []bf16Case {
 			c.b.AddBias(c.actInOut("x", 1, 19, 70), c.param(1, 0, 70))
 			c.b.BiasGrad(c.paramOut("db", true, 70), c.act(1, 19, 70))
 		}},
+		{"Rows", func(c *bf16Run) {
+			c.b.ScaleRows(c.actInOut("x", 1, 19, 70), c.param(1, 0, 19))
+			c.b.RowDot(c.paramOut("dot", false, 19), c.act(1, 19, 70), c.act(1, 19, 70))
+		}},
 		{"Embedding", func(c *bf16Run) {
 			const v, h, start = 23, 40, 10
 			ids := devIdx(c.b, tensor.I64, []int64{10, 32, 5, 33, 20, 20, 11, 0, 31})

@@ -30,6 +30,7 @@ func Checks() []Check {
 		{"Permute", Permute},
 		{"QKV", QKV},
 		{"Bias", Bias},
+		{"Rows", Rows},
 		{"Embedding", Embedding},
 		{"RMSNorm", RMSNorm},
 		{"LayerNorm", LayerNorm},

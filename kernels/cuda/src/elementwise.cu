@@ -1,5 +1,5 @@
-// elementwise.cu: fill, scale, axpy, add, mul, bias, sum of squares, permute, QKV split
-// and merge, dropout. Activations F32 or BF16 (T: float or u16, through ld/st), bias and
+// elementwise.cu: fill, scale, axpy, add, mul, bias, row scaling and row dots, sum of
+// squares, permute, QKV split and merge, dropout. Activations F32 or BF16 (T: float or u16, through ld/st), bias and
 // db F32; 1-D grid-stride loops unless noted.
 #include "common.cuh"
 
@@ -45,6 +45,26 @@ template <typename T> GM_DEV void add_bias(T* x, const float* bias, i64 n, int f
 }
 GM_KERNEL gm_add_bias_f32(float* x, const float* bias, i64 n, int f) { add_bias(x, bias, n, f); }
 GM_KERNEL gm_add_bias_bf16(u16* x, const float* bias, i64 n, int f) { add_bias(x, bias, n, f); }
+
+// x[r, f] *= s[r] over n·f elements (MoE routing scores).
+template <typename T> GM_DEV void scale_rows(T* x, const float* s, i64 n, int f) {
+	i64 total = n * f;
+	for (i64 i = gstart(); i < total; i += gstride()) st(x, i, ld(x, i) * s[i / f]);
+}
+GM_KERNEL gm_scale_rows_f32(float* x, const float* s, i64 n, int f) { scale_rows(x, s, n, f); }
+GM_KERNEL gm_scale_rows_bf16(u16* x, const float* s, i64 n, int f) { scale_rows(x, s, n, f); }
+
+// out[r] = Σ_j a[r, j]·b[r, j] in double: one block per row.
+template <typename T> GM_DEV void row_dot(float* out, const T* a, const T* b, int f) {
+	__shared__ double sh[32];
+	i64 r = ctaid_x();
+	double acc = 0;
+	for (int j = tid_x(); j < f; j += ntid_x()) acc += (double)ld(a, r * f + j) * (double)ld(b, r * f + j);
+	acc = block_sum_d(acc, sh);
+	if (tid_x() == 0) out[r] = (float)acc;
+}
+GM_KERNEL gm_row_dot_f32(float* out, const float* a, const float* b, int f) { row_dot(out, a, b, f); }
+GM_KERNEL gm_row_dot_bf16(float* out, const u16* a, const u16* b, int f) { row_dot(out, a, b, f); }
 
 // Σ x² in double: each block adds its partial sum into *acc (zeroed by the caller).
 template <typename T> GM_DEV void sumsq(double* acc, const T* x, i64 n) {
