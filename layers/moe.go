@@ -39,6 +39,9 @@ type MoE struct {
 	par     Parallel
 	// auxScale is the model's AuxLossScale: loss scale / microbatches of the step.
 	auxScale *float32
+	// The forward's scratch (layers run one at a time): score-weighted rows [R, h] and
+	// their F32 sums per token [G, h], grown to the largest microbatch.
+	ys, sum *tensor.Tensor
 }
 
 // Expert is one SequentialMLP expert: linear_fc1 → activation → linear_fc2.
@@ -78,6 +81,7 @@ type moeStash struct {
 	own                int            // index in sel and score of this rank's first choice
 	tok                *tensor.Tensor // [R] I32 gathered token of each row (host), and on the backend
 	tokDev             *tensor.Tensor
+	rs, rsDev          *tensor.Tensor // [R] F32 score of each row (host), and on the backend
 	rows               int            // R: rows this microbatch
 	count              []int          // rows per local expert
 	lg                 *tensor.Tensor // [N, E] F32 logits on the backend
@@ -85,7 +89,6 @@ type moeStash struct {
 	routeG             *tensor.Tensor
 	xg, og             *tensor.Tensor // [G, h] gathered input and output (nil without EP)
 	x, f, g, y         *tensor.Tensor // [R, h], [R, fc1], [R, ffn/TP], [R, h]
-	yh, oh             []float32      // y and the gathered output on the host
 	host               hostF32
 }
 
@@ -102,9 +105,10 @@ func (m *MoE) newStash(be kernels.Backend, act tensor.DType, n int) *moeStash {
 		logits: make([]float32, n*e), probs: make([]float32, n*e), lse: make([]float32, n),
 		sel: make([]int32, g*k), score: make([]float32, g*k), row: make([]int32, g*k),
 		tok: tensor.New(tensor.I32, r), tokDev: be.Alloc(tensor.I32, r), count: make([]int, len(m.Experts)),
+		rs: tensor.New(tensor.F32, r), rsDev: be.Alloc(tensor.F32, r),
 		lg: be.Alloc(tensor.F32, n, e),
 		x:  be.Alloc(act, r, h), f: be.Alloc(act, r, fc1), g: be.Alloc(act, r, ffn),
-		y: be.Alloc(act, r, h), yh: make([]float32, r*h), oh: make([]float32, g*h),
+		y: be.Alloc(act, r, h),
 	}
 	if m.par.epSize() > 1 {
 		ms.route, ms.routeG = be.Alloc(tensor.F32, n, 2*k), be.Alloc(tensor.F32, g, 2*k)
@@ -116,11 +120,13 @@ func (m *MoE) newStash(be kernels.Backend, act tensor.DType, n int) *moeStash {
 // moeGrads is the experts' backward scratch, shared by a model's MoE layers.
 type moeGrads struct {
 	dy, df, dg, dx *tensor.Tensor // [R, h], [R, fc1], [R, ffn/TP], [R, h]
+	sum            *tensor.Tensor // [G, h] F32 rows' d x summed per token
 	dlg            *tensor.Tensor // [Nl, E] F32 router logits' grad (this rank's rows)
 	dxr            *tensor.Tensor // [Nl, h] the router's d input
+	dsR            *tensor.Tensor // [R] F32 the rows' score grads
 	dsG, ds        *tensor.Tensor // [G·k] F32 score grads of the gathered choices, [N·k] this rank's
 	dG, dxG        *tensor.Tensor // [G, h] gathered d out and d x (nil without EP)
-	dh, dyh, dl    []float32
+	dsh, dl        []float32
 	host           hostF32
 }
 
@@ -132,9 +138,10 @@ func (m *MoE) newGrads(be kernels.Backend, act tensor.DType, n, nl int) *moeGrad
 	gr := &moeGrads{
 		dy: be.Alloc(act, r, h), df: be.Alloc(act, r, m.Experts[0].FC1.Out),
 		dg: be.Alloc(act, r, m.Experts[0].FC2.In), dx: be.Alloc(act, r, h),
+		sum: be.Alloc(tensor.F32, g, h),
 		dlg: be.Alloc(tensor.F32, nl, c.NumExperts), dxr: be.Alloc(act, nl, h),
-		dsG: be.Alloc(tensor.F32, g*k), ds: be.Alloc(tensor.F32, n*k),
-		dh: make([]float32, g*h), dyh: make([]float32, r*h), dl: make([]float32, n*c.NumExperts),
+		dsR: be.Alloc(tensor.F32, r), dsG: be.Alloc(tensor.F32, g*k), ds: be.Alloc(tensor.F32, n*k),
+		dsh: make([]float32, g*k), dl: make([]float32, n*c.NumExperts),
 	}
 	if m.par.epSize() > 1 {
 		gr.dG, gr.dxG = be.Alloc(act, g, h), be.Alloc(act, g, h)
@@ -230,7 +237,7 @@ func (m *MoE) route(be kernels.Backend, cast *castScratch, ms *moeStash, x *tens
 	for e := 1; e < int(local); e++ {
 		next[e] = next[e-1] + ms.count[e-1]
 	}
-	tok := ms.tok.I32()
+	tok, rs := ms.tok.I32(), ms.rs.F32()
 	ms.rows = 0
 	for i, e := range ms.sel[:g*k] {
 		if e < lo || e >= lo+local {
@@ -240,10 +247,11 @@ func (m *MoE) route(be kernels.Backend, cast *castScratch, ms *moeStash, x *tens
 		r := next[e-lo]
 		next[e-lo]++
 		ms.row[i] = int32(r)
-		tok[r] = int32(i / k)
+		tok[r], rs[r] = int32(i/k), ms.score[i]
 		ms.rows++
 	}
 	be.Upload(ms.tokDev.Slice(0, ms.rows), ms.tok.Slice(0, ms.rows))
+	be.Upload(ms.rsDev.Slice(0, ms.rows), ms.rs.Slice(0, ms.rows))
 	return nil
 }
 
@@ -282,24 +290,26 @@ func (m *MoE) expertRows(ms *moeStash, f func(e *Expert, lo, hi int)) {
 // Forward routes x [N, h] (every token of the microbatch, gathered over TP) and writes
 // into out [N, h] the experts' score-weighted outputs, partial over TP. With expert
 // parallelism the tokens are all-gathered over EP, each rank runs its experts' rows, and
-// the outputs are reduce-scattered back (Megatron's all-gather dispatcher).
+// the outputs are reduce-scattered back (Megatron's all-gather dispatcher). Only the
+// routing crosses to the host; rows move on the backend (Embedding gathers them,
+// EmbeddingBackward sums them per token).
 func (m *MoE) Forward(be kernels.Backend, cast *castScratch, ms *moeStash, out, x *tensor.Tensor) error {
 	c := m.cfg
-	h, k := c.HiddenSize, c.MoERouterTopK
+	h := c.HiddenSize
 	if err := m.route(be, cast, ms, x); err != nil {
 		return err
 	}
 	n := ms.n
-	g, xg, og := n, x.View(n, h), out.View(n, h)
+	g, xg := n, x.View(n, h)
 	if m.par.epSize() > 1 {
-		g = n * m.par.epSize()
-		xg, og = ms.xg.Slice(0, g), ms.og.Slice(0, g)
+		g, xg = n*m.par.epSize(), ms.xg.Slice(0, n*m.par.epSize())
 		if err := m.par.epGather(xg, x.View(n, h), "MoE input"); err != nil {
 			return err
 		}
 	}
 	R := ms.rows
-	be.Embedding(ms.x.Slice(0, R), xg, ms.tokDev.Slice(0, R), 0) // gather rows
+	tok := ms.tokDev.Slice(0, R)
+	be.Embedding(ms.x.Slice(0, R), xg, tok, 0) // gather rows
 	m.expertRows(ms, func(e *Expert, lo, hi int) {
 		f, gg := ms.f.Slice(lo, hi), ms.g.Slice(lo, hi)
 		e.FC1.Forward(be, f, ms.x.Slice(lo, hi))
@@ -310,30 +320,50 @@ func (m *MoE) Forward(be kernels.Backend, cast *castScratch, ms *moeStash, out, 
 		}
 		e.FC2.Matmul(be, ms.y.Slice(lo, hi), gg)
 	})
-	ms.host.get(be, ms.yh[:R*h], ms.y.Slice(0, R))
-	o := ms.oh[:g*h]
-	clear(o)
-	for i, r := range ms.row[:g*k] {
-		if r < 0 {
-			continue
-		}
-		s, yr, ot := ms.score[i], ms.yh[int(r)*h:(int(r)+1)*h], o[i/k*h:(i/k+1)*h]
-		for d := range ot {
-			ot[d] += s * yr[d]
-		}
+	grow(be, &m.ys, ms.y.DType(), R*h)
+	grow(be, &m.sum, tensor.F32, g*h)
+	ys := m.ys.Slice(0, R*h).View(R, h)
+	be.Copy(ys, ms.y.Slice(0, R))
+	be.ScaleRows(ys, ms.rsDev.Slice(0, R))
+	sum := m.sum.Slice(0, g*h).View(g, h)
+	if m.par.epSize() == 1 {
+		sumRows(be, out.View(n, h), sum, ys, tok)
+		return nil
 	}
-	ms.host.put(be, og, o)
-	if m.par.epSize() > 1 {
-		return m.par.epReduceScatter(out.View(n, h), og, "MoE output")
+	sumRows(be, ms.og.Slice(0, g), sum, ys, tok)
+	return m.par.epReduceScatter(out.View(n, h), ms.og.Slice(0, g), "MoE output")
+}
+
+// grow makes *t a flat dt tensor of at least n elements (freeing a smaller one on backends
+// that manage device memory).
+func grow(be kernels.Backend, t **tensor.Tensor, dt tensor.DType, n int) {
+	if *t != nil && (*t).Numel() >= n && (*t).DType() == dt {
+		return
 	}
-	return nil
+	if f, ok := be.(interface{ Free(*tensor.Tensor) error }); ok && *t != nil {
+		_ = f.Free(*t)
+	}
+	*t = be.Alloc(dt, n)
+}
+
+// sumRows writes into dst [G, h] the sum of each token's rows (rows[r] adds to token
+// tok[r]), through the F32 scratch sum [G, h] when dst is not F32.
+func sumRows(be kernels.Backend, dst, sum, rows, tok *tensor.Tensor) {
+	if dst.DType() == tensor.F32 {
+		sum = dst
+	}
+	be.Fill(sum, 0)
+	be.EmbeddingBackward(sum, rows, tok, 0)
+	if sum != dst {
+		be.Cast(dst, sum)
+	}
 }
 
 // Backward takes d out [N, h] (gathered over TP) and writes the experts' partial d x into
 // dx [N, h]; it accumulates the experts' and the router's weight grads and leaves the
 // router's d x for this rank's rows xl [Nl, h] (rows lo…lo+Nl of x) in g.dxr, to be added
-// after the TP reduction. tpSum sums a vector over TP.
-func (m *MoE) Backward(be kernels.Backend, cast *castScratch, ms *moeStash, g *moeGrads, dx, dout, xl *tensor.Tensor, lo int, tpSum func(*tensor.Tensor) error) error {
+// after the TP reduction.
+func (m *MoE) Backward(be kernels.Backend, cast *castScratch, ms *moeStash, g *moeGrads, dx, dout, xl *tensor.Tensor, lo int) error {
 	c := m.cfg
 	h, k, E := c.HiddenSize, c.MoERouterTopK, c.NumExperts
 	n, ep := ms.n, m.par.epSize()
@@ -345,38 +375,13 @@ func (m *MoE) Backward(be kernels.Backend, cast *castScratch, ms *moeStash, g *m
 			return err
 		}
 	}
-	dh := g.dh[:G*h]
-	g.host.get(be, dh, dG)
-	// d y_r = s·d out_t; d s = ⟨d out_t, y_r⟩ (partial over TP: y is; 0 for other ranks' rows).
-	dyh := g.dyh[:R*h]
-	ds := make([]float32, G*k)
-	for i, r := range ms.row[:G*k] {
-		if r < 0 {
-			continue
-		}
-		s, yr, dyr, dt := ms.score[i], ms.yh[int(r)*h:(int(r)+1)*h], dyh[int(r)*h:(int(r)+1)*h], dh[i/k*h:(i/k+1)*h]
-		var dot float64
-		for d, v := range dt {
-			dyr[d] = s * v
-			dot += float64(v) * float64(yr[d])
-		}
-		ds[i] = float32(dot)
-	}
-	g.host.put(be, g.dy.Slice(0, R), dyh)
+	// Each row's d out, its score grad ⟨d out_t, y_r⟩ (partial over TP: y is) and d y = s·d out_t.
+	tok, dy := ms.tokDev.Slice(0, R), g.dy.Slice(0, R)
+	be.Embedding(dy, dG, tok, 0)
 	if k > 1 { // with k = 1 the score is constant
-		g.host.put(be, g.dsG.Slice(0, G*k), ds)
-		if err := tpSum(g.dsG.Slice(0, G*k)); err != nil {
-			return err
-		}
-		own := g.dsG.Slice(0, G*k)
-		if ep > 1 {
-			own = g.ds.Slice(0, n*k)
-			if err := m.par.epReduceScatter(own, g.dsG.Slice(0, G*k), "router score grads"); err != nil {
-				return err
-			}
-		}
-		g.host.get(be, ds[:n*k], own)
+		be.RowDot(g.dsR.Slice(0, R), dy, ms.y.Slice(0, R))
 	}
+	be.ScaleRows(dy, ms.rsDev.Slice(0, R))
 	m.expertRows(ms, func(e *Expert, lo, hi int) {
 		dg, df := g.dg.Slice(lo, hi), g.df.Slice(lo, hi)
 		e.FC2.WeightBackward(be, dg, g.dy.Slice(lo, hi), ms.g.Slice(lo, hi))
@@ -387,26 +392,18 @@ func (m *MoE) Backward(be kernels.Backend, cast *castScratch, ms *moeStash, g *m
 		}
 		e.FC1.WeightBackward(be, g.dx.Slice(lo, hi), df, ms.x.Slice(lo, hi))
 	})
-	// Scatter the rows' d x back to their (gathered) tokens.
-	dxh := g.dyh[:R*h]
-	g.host.get(be, dxh, g.dx.Slice(0, R))
-	clear(dh)
-	for i, r := range ms.row[:G*k] {
-		if r < 0 {
-			continue
-		}
-		dt := dh[i/k*h : (i/k+1)*h]
-		for d, v := range dxh[int(r)*h : (int(r)+1)*h] {
-			dt[d] += v
-		}
-	}
+	// The rows' d x summed per (gathered) token.
 	if ep > 1 {
-		g.host.put(be, g.dxG.Slice(0, G), dh)
+		sumRows(be, g.dxG.Slice(0, G), g.sum.Slice(0, G), g.dx.Slice(0, R), tok)
 		if err := m.par.epReduceScatter(dx.View(n, h), g.dxG.Slice(0, G), "MoE input grad"); err != nil {
 			return err
 		}
 	} else {
-		g.host.put(be, dx.View(n, h), dh)
+		sumRows(be, dx.View(n, h), g.sum.Slice(0, n), g.dx.Slice(0, R), tok)
+	}
+	ds, err := m.scoreGrads(be, ms, g)
+	if err != nil {
+		return err
 	}
 	// The router: d logits of this rank's rows, then its weight grad and d x.
 	nl := xl.Numel() / h
@@ -417,8 +414,41 @@ func (m *MoE) Backward(be kernels.Backend, cast *castScratch, ms *moeStash, g *m
 	return nil
 }
 
+// scoreGrads returns the score grads of this rank's tokens' choices [N·k] (nil with k = 1):
+// the rows' partial dots summed over TP, placed by choice, summed over EP (each choice's
+// row is on one EP rank).
+func (m *MoE) scoreGrads(be kernels.Backend, ms *moeStash, g *moeGrads) ([]float32, error) {
+	k, n, ep := m.cfg.MoERouterTopK, ms.n, m.par.epSize()
+	if k == 1 {
+		return nil, nil
+	}
+	G, R := n*ep, ms.rows
+	if err := m.par.allReduce(g.dsR.Slice(0, R), "router score grads"); err != nil {
+		return nil, err
+	}
+	dsR := make([]float32, R)
+	g.host.get(be, dsR, g.dsR.Slice(0, R))
+	ds := g.dsh[:G*k]
+	for i, r := range ms.row[:G*k] {
+		ds[i] = 0
+		if r >= 0 {
+			ds[i] = dsR[r]
+		}
+	}
+	if ep == 1 {
+		return ds, nil
+	}
+	g.host.put(be, g.dsG.Slice(0, G*k), ds)
+	if err := m.par.epReduceScatter(g.ds.Slice(0, n*k), g.dsG.Slice(0, G*k), "router score grads"); err != nil {
+		return nil, err
+	}
+	own := ds[:n*k]
+	g.host.get(be, own, g.ds.Slice(0, n*k))
+	return own, nil
+}
+
 // logitGrads writes d loss/d logits for tokens lo…lo+nl into dl: through the top-k
-// softmax from the score grads ds [N·k], plus the auxiliary losses' terms.
+// softmax from the score grads ds [N·k] (nil with k = 1), plus the auxiliary losses' terms.
 func (m *MoE) logitGrads(ms *moeStash, dl, ds []float32, lo, nl int) {
 	c := m.cfg
 	k, E, n := c.MoERouterTopK, c.NumExperts, ms.n
@@ -438,13 +468,15 @@ func (m *MoE) logitGrads(ms *moeStash, dl, ds []float32, lo, nl int) {
 	}
 	for t := lo; t < lo+nl; t++ {
 		d := dl[(t-lo)*E : (t-lo+1)*E]
-		sc, dst := score[t*k:(t+1)*k], ds[t*k:(t+1)*k]
-		var dot float64
-		for j := range sc {
-			dot += float64(sc[j]) * float64(dst[j])
-		}
-		for j, e := range sel[t*k : (t+1)*k] {
-			d[e] += float32(float64(sc[j]) * (float64(dst[j]) - dot))
+		if ds != nil { // nil with k = 1: the score is constant
+			sc, dst := score[t*k:(t+1)*k], ds[t*k:(t+1)*k]
+			var dot float64
+			for j := range sc {
+				dot += float64(sc[j]) * float64(dst[j])
+			}
+			for j, e := range sel[t*k : (t+1)*k] {
+				d[e] += float32(float64(sc[j]) * (float64(dst[j]) - dot))
+			}
 		}
 		p := ms.probs[t*E : (t+1)*E]
 		if dp != nil {
