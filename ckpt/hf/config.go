@@ -18,6 +18,7 @@ const (
 	Llama     Family = "llama" // Llama, Llama-2, Code Llama, Llama-3
 	Mistral   Family = "mistral"
 	Qwen2     Family = "qwen2"
+	Mixtral   Family = "mixtral" // Mistral's architecture with a sparse MoE block in every layer
 	GPT2      Family = "gpt2"
 	Bloom     Family = "bloom"
 	Falcon    Family = "falcon"
@@ -84,16 +85,32 @@ type Model struct {
 
 // ReadConfig parses dir/config.json and translates it into Megatron arguments.
 func ReadConfig(dir string) (*Model, error) {
-	path := filepath.Join(dir, "config.json")
-	b, err := os.ReadFile(path)
+	b, err := os.ReadFile(filepath.Join(dir, "config.json"))
 	if err != nil {
 		return nil, fmt.Errorf("reading Hugging Face config: %w", err)
 	}
+	return parseConfig(dir, b)
+}
+
+// parseConfig translates the contents b of dir/config.json.
+func parseConfig(dir string, b []byte) (*Model, error) {
+	path := filepath.Join(dir, "config.json")
 	var rc hfConfig
 	if err := json.Unmarshal(b, &rc); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	m := &Model{Dir: dir, raw: rc}
+	if rc.ModelType == string(Mixtral) {
+		c, err := readMixtral(path, b)
+		if err != nil {
+			return nil, err
+		}
+		m.Family = Mixtral
+		if err := m.finish(path, c); err != nil {
+			return nil, err
+		}
+		return m, nil
+	}
 	c := layers.Defaults()
 	c.AttentionDropout, c.HiddenDropout = 0, 0
 	c.MakeVocabSizeDivisibleBy = 1
@@ -206,14 +223,23 @@ func ReadConfig(dir string) (*Model, error) {
 		c.UntieEmbeddingsAndOutputWeights = !tied(true)
 		c.SeqLength = 2048
 	default:
-		return nil, fmt.Errorf("%s: model_type %q is not a supported architecture (llama, mistral, qwen2, gpt2, gpt_bigcode, bloom, falcon)", path, rc.ModelType)
+		return nil, fmt.Errorf("%s: model_type %q is not a supported architecture (llama, mistral, mixtral, qwen2, gpt2, gpt_bigcode, bloom, falcon)", path, rc.ModelType)
 	}
+	if err := m.finish(path, c); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// finish checks the translated architecture and sets it as the model's: the vocabulary
+// is stored unpadded.
+func (m *Model) finish(path string, c layers.Config) error {
 	c.PaddedVocabSize = c.VocabSize
 	if err := c.Finalize(); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return fmt.Errorf("%s: %w", path, err)
 	}
 	m.Config = c
-	return m, nil
+	return nil
 }
 
 func boolOr(p *bool, def bool) bool {

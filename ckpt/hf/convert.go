@@ -60,3 +60,8 @@ func (m *Model) ToHF(r Rule, v []float32, shape []int) ([]*tensor.Tensor, error)
 // IgnoredHF reports Hugging Face keys that hold buffers, not weights (GPT-2's causal masks,
 // RoPE caches), which conversion skips.
 func IgnoredHF(name string) bool { return ignoredHF(name) }
+
+// HFShapes gives the Hugging Face shapes of r's tensors from the full Megatron shape: the
+// q/k/v projections of a fused QKV, the halves of a SwiGLU fc1 (gate_proj/up_proj, or an
+// expert's w1/w3), GPT-2's transposed Conv1D weights, else the same shape.
+func (m *Model) HFShapes(r Rule, shape []int) [][]int { return hfShapes(&m.Config, r.rule, shape) }

@@ -17,33 +17,46 @@ func hfShapes(c *layers.Config, r rule, ours []int) [][]int {
 		if len(ours) == 2 {
 			return [][]int{{ours[1], ours[0]}}
 		}
-		return [][]int{ours}
 	case gateUp:
 		return [][]int{with(ours[0] / 2), with(ours[0] / 2)}
 	case qkvSplit:
 		hn := c.KVChannels
 		return [][]int{with(c.NumAttentionHeads * hn), with(c.NumQueryGroups * hn), with(c.NumQueryGroups * hn)}
 	}
-	return [][]int{ours}
+	return [][]int{append([]int(nil), ours...)}
 }
 
 // Export converts the model's parameters (or, with grads, their gradients) into Hugging
 // Face tensors under the family's state-dict names.
 func (m *Model) Export(be kernels.Backend, gm *layers.GPTModel, grads bool) (map[string]*tensor.Tensor, error) {
-	rules, err := m.rules()
+	out := map[string]*tensor.Tensor{}
+	err := m.export(be, gm, grads, func(_, name string, v []float32, shape []int) error {
+		out[name] = tensor.FromF32(v, shape...)
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	out := map[string]*tensor.Tensor{}
+	return out, nil
+}
+
+// export calls emit with every Hugging Face tensor made from the model's parameters (or
+// gradients), in the mapping's order: the Megatron parameter it comes from, its name, its
+// float32 values and its shape.
+func (m *Model) export(be kernels.Backend, gm *layers.GPTModel, grads bool, emit func(megatron, name string, v []float32, shape []int) error) error {
+	rules, err := m.rules()
+	if err != nil {
+		return err
+	}
 	for _, r := range rules {
 		p := gm.Params.ByName(r.megatron)
 		if p == nil {
-			return nil, fmt.Errorf("model has no parameter %s", r.megatron)
+			return fmt.Errorf("model has no parameter %s", r.megatron)
 		}
 		src := p.Data
 		if grads {
 			if p.Grad == nil {
-				return nil, fmt.Errorf("parameter %s has no gradient buffer", r.megatron)
+				return fmt.Errorf("parameter %s has no gradient buffer", r.megatron)
 			}
 			src = p.Grad
 		}
@@ -52,11 +65,13 @@ func (m *Model) Export(be kernels.Backend, gm *layers.GPTModel, grads bool) (map
 		shapes := hfShapes(&m.Config, r, src.Shape())
 		parts, err := toHF(&m.Config, r, host.F32(), shapes)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", r.megatron, err)
+			return fmt.Errorf("%s: %w", r.megatron, err)
 		}
 		for i, name := range r.hf {
-			out[name] = tensor.FromF32(parts[i], shapes[i]...)
+			if err := emit(r.megatron, name, parts[i], shapes[i]); err != nil {
+				return err
+			}
 		}
 	}
-	return out, nil
+	return nil
 }

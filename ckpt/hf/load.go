@@ -38,10 +38,14 @@ func Load(be kernels.Backend, dir string) (*Model, *layers.GPTModel, error) {
 		}
 		src := make([][]float32, len(r.hf))
 		shapes := make([][]int, len(r.hf))
+		want := hfShapes(&m.Config, r, p.Data.Shape())
 		for i, name := range r.hf {
 			t, err := set.Tensor(name)
 			if err != nil {
 				return nil, nil, fmt.Errorf("%s: %w (needed for %s)", dir, err, r.megatron)
+			}
+			if !tensor.SameShape(t.Shape(), want[i]) {
+				return nil, nil, fmt.Errorf("%s: %s has shape %v, want %v for %s", dir, name, t.Shape(), want[i], r.megatron)
 			}
 			src[i], shapes[i] = t.ToF32(), t.Shape()
 			used[name] = true
@@ -52,9 +56,6 @@ func Load(be kernels.Backend, dir string) (*Model, *layers.GPTModel, error) {
 		}
 		if len(vals) != p.Numel() {
 			return nil, nil, fmt.Errorf("%s: %v of shapes %v give %d values, but %s has shape %v", dir, r.hf, shapes, len(vals), r.megatron, p.Data.Shape())
-		}
-		if r.kind == copyAs && len(r.hf) == 1 && !tensor.SameShape(shapes[0], p.Data.Shape()) {
-			return nil, nil, fmt.Errorf("%s: %s has shape %v, want %v for %s", dir, r.hf[0], shapes[0], p.Data.Shape(), r.megatron)
 		}
 		be.Upload(p.Data, tensor.FromF32(vals, p.Data.Shape()...))
 	}

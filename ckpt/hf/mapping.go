@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/gomegatron/gomegatron/layers"
+	"github.com/gomegatron/gomegatron/tensor"
 )
 
 // kind says how a Megatron tensor is made from Hugging Face tensors.
@@ -27,7 +28,8 @@ type rule struct {
 }
 
 // rules lists, for every parameter of the model, where it comes from in the family's
-// Hugging Face state dict. The fused QKV of BLOOM, Falcon and StarCoder-MQA is already
+// Hugging Face state dict. Mixtral is Mistral with each layer's MLP replaced by the MoE
+// block's router and experts (moeRules). The fused QKV of BLOOM, Falcon and StarCoder-MQA is already
 // Megatron's per-group [q… | k | v] layout, so it is a plain copy.
 func (m *Model) rules() ([]rule, error) {
 	c := &m.Config
@@ -52,18 +54,28 @@ func (m *Model) rules() ([]rule, error) {
 			add(meg+".bias", bk, suffix(hf, ".bias")...)
 		}
 	}
+	switch {
+	case m.Family == Mixtral && c.NumExperts < 1:
+		return nil, fmt.Errorf("a mixtral model needs experts; the configuration's MLP is dense (num_experts %d)", c.NumExperts)
+	case m.Family != Mixtral && c.NumExperts > 0:
+		return nil, fmt.Errorf("a %s model has no experts; a mixture-of-experts model (%d experts) maps as mixtral", m.Family, c.NumExperts)
+	}
 	bias := c.AddBiasLinear()
 	for i := 0; i < c.NumLayers; i++ {
 		L := fmt.Sprintf("decoder.layers.%d.", i)
 		switch m.Family {
-		case Llama, Mistral, Qwen2:
+		case Llama, Mistral, Qwen2, Mixtral:
 			h := fmt.Sprintf("model.layers.%d.", i)
 			lnPair(L+"input_layernorm", h+"input_layernorm")
 			linear(L+"self_attention.linear_qkv", qkvSplit, bias || c.AddQKVBias, h+"self_attn.q_proj", h+"self_attn.k_proj", h+"self_attn.v_proj")
 			linear(L+"self_attention.linear_proj", copyAs, bias, h+"self_attn.o_proj")
 			lnPair(L+"pre_mlp_layernorm", h+"post_attention_layernorm")
-			add(L+"mlp.linear_fc1.weight", gateUp, h+"mlp.gate_proj.weight", h+"mlp.up_proj.weight")
-			add(L+"mlp.linear_fc2.weight", copyAs, h+"mlp.down_proj.weight")
+			if m.Family == Mixtral {
+				moeRules(add, L, h, c.NumExperts)
+			} else {
+				add(L+"mlp.linear_fc1.weight", gateUp, h+"mlp.gate_proj.weight", h+"mlp.up_proj.weight")
+				add(L+"mlp.linear_fc2.weight", copyAs, h+"mlp.down_proj.weight")
+			}
 		case GPT2, BigCode:
 			h := fmt.Sprintf("transformer.h.%d.", i)
 			lin, qkv := copyAs, qkvConcat
@@ -101,26 +113,27 @@ func (m *Model) rules() ([]rule, error) {
 			return nil, fmt.Errorf("no weight mapping for family %q", m.Family)
 		}
 	}
-	switch m.Family {
-	case Llama, Mistral, Qwen2:
+	llamaLike := m.Family == Llama || m.Family == Mistral || m.Family == Qwen2 || m.Family == Mixtral
+	switch {
+	case llamaLike:
 		add("embedding.word_embeddings.weight", copyAs, "model.embed_tokens.weight")
 		lnPair("decoder.final_layernorm", "model.norm")
 		if c.UntieEmbeddingsAndOutputWeights {
 			add("output_layer.weight", copyAs, "lm_head.weight")
 		}
-	case GPT2, BigCode:
+	case m.Family == GPT2 || m.Family == BigCode:
 		add("embedding.word_embeddings.weight", copyAs, "transformer.wte.weight")
 		add("embedding.position_embeddings.weight", copyAs, "transformer.wpe.weight")
 		lnPair("decoder.final_layernorm", "transformer.ln_f")
-	case Bloom:
+	case m.Family == Bloom:
 		add("embedding.word_embeddings.weight", copyAs, "transformer.word_embeddings.weight")
 		lnPair("embedding.word_embeddings_layernorm", "transformer.word_embeddings_layernorm")
 		lnPair("decoder.final_layernorm", "transformer.ln_f")
-	case Falcon:
+	case m.Family == Falcon:
 		add("embedding.word_embeddings.weight", copyAs, "transformer.word_embeddings.weight")
 		lnPair("decoder.final_layernorm", "transformer.ln_f")
 	}
-	if c.UntieEmbeddingsAndOutputWeights && m.Family != Llama && m.Family != Mistral && m.Family != Qwen2 {
+	if c.UntieEmbeddingsAndOutputWeights && !llamaLike {
 		add("output_layer.weight", copyAs, "lm_head.weight")
 	}
 	return r, nil
@@ -153,6 +166,9 @@ func toMegatron(c *layers.Config, r rule, src [][]float32, shapes [][]int) ([]fl
 		}
 		return transposed(src[0], shapes[0][0], shapes[0][1]), nil
 	case gateUp:
+		if !tensor.SameShape(shapes[0], shapes[1]) {
+			return nil, fmt.Errorf("%s %v and %s %v must have the same shape", r.hf[0], shapes[0], r.hf[1], shapes[1])
+		}
 		return append(append([]float32(nil), src[0]...), src[1]...), nil
 	case qkvSplit:
 		return groupQKV(c, src[0], src[1], src[2])

@@ -1,0 +1,114 @@
+package hf
+
+import (
+	"fmt"
+
+	"github.com/gomegatron/gomegatron/layers"
+	"github.com/gomegatron/gomegatron/tensor"
+)
+
+// ConfigJSON renders config.json for the family from a Megatron configuration, on top of
+// base (an existing config.json's keys, e.g. bos/eos ids, kept unless they describe the
+// architecture). ReadConfig of the result gives back cfg's architecture (WriteConfig
+// checks it). A mixture-of-experts configuration renders only as Mixtral.
+func ConfigJSON(family Family, cfg *layers.Config, dtype tensor.DType, base map[string]any) (map[string]any, error) {
+	m := map[string]any{}
+	for k, v := range base {
+		m[k] = v
+	}
+	tied := !cfg.UntieEmbeddingsAndOutputWeights
+	m["vocab_size"] = cfg.VocabSize
+	m["tie_word_embeddings"] = tied
+	m["torch_dtype"] = dtype.String()
+	m["model_type"] = string(family)
+	delete(m, "_name_or_path")
+	if cfg.NumExperts > 0 && family != Mixtral {
+		return nil, fmt.Errorf("a %s model has no experts; this mixture-of-experts checkpoint (%d experts) converts to mixtral", family, cfg.NumExperts)
+	}
+	switch family {
+	case Llama, Mistral, Qwen2, Mixtral:
+		if cfg.Normalization != "RMSNorm" || !cfg.SwiGLU || cfg.PositionEmbeddingType != "rope" || cfg.RotaryPercent != 1 {
+			return nil, fmt.Errorf("a %s model needs RMSNorm, SwiGLU and full RoPE; the checkpoint has %s, swiglu=%v, %s (rotary_percent %v)",
+				family, cfg.Normalization, cfg.SwiGLU, cfg.PositionEmbeddingType, cfg.RotaryPercent)
+		}
+		arch := map[Family]string{Llama: "LlamaForCausalLM", Mistral: "MistralForCausalLM", Qwen2: "Qwen2ForCausalLM", Mixtral: "MixtralForCausalLM"}
+		m["architectures"] = []string{arch[family]}
+		m["hidden_size"] = cfg.HiddenSize
+		m["intermediate_size"] = cfg.FFNHiddenSize
+		m["num_attention_heads"] = cfg.NumAttentionHeads
+		m["num_key_value_heads"] = cfg.NumQueryGroups
+		m["num_hidden_layers"] = cfg.NumLayers
+		m["rms_norm_eps"] = cfg.NormEpsilon
+		m["rope_theta"] = cfg.RotaryBase
+		m["rope_scaling"] = nil
+		if cfg.MaxPositionEmbeddings > 0 { // absent from Pai's args: keep the base config's
+			m["max_position_embeddings"] = cfg.MaxPositionEmbeddings
+		}
+		m["hidden_act"] = "silu"
+		if cfg.KVChannels*cfg.NumAttentionHeads != cfg.HiddenSize {
+			m["head_dim"] = cfg.KVChannels
+		} else {
+			delete(m, "head_dim")
+		}
+		switch family {
+		case Llama:
+			if cfg.AddQKVBias && cfg.DisableBiasLinear {
+				return nil, fmt.Errorf("a llama model cannot have a QKV bias without the other biases (use qwen2)")
+			}
+			m["attention_bias"] = cfg.AddBiasLinear()
+		case Mistral:
+			if cfg.SlidingWindow > 0 {
+				m["sliding_window"] = cfg.SlidingWindow
+			} else {
+				m["sliding_window"] = nil
+			}
+		case Qwen2:
+			m["use_sliding_window"] = cfg.SlidingWindow > 0
+			if cfg.SlidingWindow > 0 {
+				m["sliding_window"] = cfg.SlidingWindow
+			}
+		case Mixtral:
+			if err := mixtralConfigKeys(m, cfg); err != nil {
+				return nil, err
+			}
+		}
+	case GPT2, BigCode:
+		m["architectures"] = []string{map[Family]string{GPT2: "GPT2LMHeadModel", BigCode: "GPTBigCodeForCausalLM"}[family]}
+		m["n_embd"] = cfg.HiddenSize
+		m["n_head"] = cfg.NumAttentionHeads
+		m["n_layer"] = cfg.NumLayers
+		m["n_inner"] = cfg.FFNHiddenSize
+		m["n_positions"] = cfg.MaxPositionEmbeddings
+		m["layer_norm_epsilon"] = cfg.NormEpsilon
+		m["activation_function"] = "gelu"
+		if cfg.OpenAIGeLU {
+			m["activation_function"] = "gelu_new"
+		}
+		m["scale_attn_weights"] = true
+		if family == BigCode {
+			m["multi_query"] = cfg.GroupQueryAttention && cfg.NumQueryGroups == 1
+		}
+	case Bloom:
+		m["architectures"] = []string{"BloomForCausalLM"}
+		m["hidden_size"] = cfg.HiddenSize
+		m["n_head"] = cfg.NumAttentionHeads
+		m["n_layer"] = cfg.NumLayers
+		m["layer_norm_epsilon"] = cfg.NormEpsilon
+		m["apply_residual_connection_post_layernorm"] = cfg.ApplyResidualConnectionPostLayernorm
+	case Falcon:
+		m["architectures"] = []string{"FalconForCausalLM"}
+		m["hidden_size"] = cfg.HiddenSize
+		m["num_attention_heads"] = cfg.NumAttentionHeads
+		m["num_hidden_layers"] = cfg.NumLayers
+		m["layer_norm_epsilon"] = cfg.NormEpsilon
+		m["multi_query"] = cfg.GroupQueryAttention && cfg.NumQueryGroups == 1
+		m["parallel_attn"] = cfg.ParallelAttention
+		m["bias"] = cfg.AddBiasLinear()
+		m["alibi"] = false
+		m["new_decoder_architecture"] = false
+		m["rope_theta"] = cfg.RotaryBase
+	default:
+		return nil, fmt.Errorf("no Hugging Face config for family %q", family)
+	}
+	return m, nil
+}

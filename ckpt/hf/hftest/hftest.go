@@ -1,0 +1,77 @@
+// Package hftest writes synthetic Hugging Face model folders for tests: a config.json and
+// random weights with exactly the names and shapes the family's ckpt/hf mapping reads.
+package hftest
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+
+	"github.com/gomegatron/gomegatron/ckpt/hf"
+	"github.com/gomegatron/gomegatron/ckpt/safetensors"
+	"github.com/gomegatron/gomegatron/layers"
+	"github.com/gomegatron/gomegatron/tensor"
+)
+
+// TinyMixtral is a Mixtral-8x7B-shaped config.json at test size: GQA (4 heads, 2 KV
+// heads), 4 experts of FFN 48 with top-2 routing, a sliding window of 5 (shorter than the
+// test sequences), untied output, vocabulary 200.
+const TinyMixtral = `{"model_type": "mixtral", "architectures": ["MixtralForCausalLM"], "hidden_size": 64, "intermediate_size": 48,
+	"num_attention_heads": 4, "num_key_value_heads": 2, "num_hidden_layers": 2, "vocab_size": 200,
+	"max_position_embeddings": 128, "rms_norm_eps": 1e-5, "rope_theta": 1000000.0, "tie_word_embeddings": false,
+	"hidden_act": "silu", "sliding_window": 5, "num_local_experts": 4, "num_experts_per_tok": 2,
+	"router_aux_loss_coef": 0.02, "router_jitter_noise": 0.0, "output_router_logits": false, "bos_token_id": 1, "eos_token_id": 2}`
+
+// Write writes dir/config.json with the given text and dir/model.safetensors (float32)
+// holding every tensor the family's mapping reads, with Hugging Face's shapes. Values are
+// N(0, std²) from a fixed seed, drawn in the mapping's order; with std < 1 the norm
+// weights are 1 + N(0, std²) — the scale of a trained model, whose forward pass stays
+// well conditioned. The same text and std always give the same weights.
+func Write(dir, config string, std float64) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(config), 0o644); err != nil {
+		return err
+	}
+	m, err := hf.ReadConfig(dir)
+	if err != nil {
+		return err
+	}
+	rules, err := m.Rules()
+	if err != nil {
+		return err
+	}
+	specs, err := layers.Specs(m.Config, layers.Parallel{TPSize: 1, PPSize: 1})
+	if err != nil {
+		return err
+	}
+	full := map[string][]int{}
+	for _, p := range specs {
+		full[p.InitKey] = p.FullShape
+	}
+	rng := rand.New(rand.NewPCG(7, 8))
+	var out []safetensors.Named
+	for _, r := range rules {
+		shape, ok := full[r.Megatron]
+		if !ok {
+			return fmt.Errorf("hftest: the %s model has no parameter %s", m.Family, r.Megatron)
+		}
+		for i, s := range m.HFShapes(r, shape) {
+			n := 1
+			for _, d := range s {
+				n *= d
+			}
+			v := make([]float32, n)
+			for j := range v {
+				v[j] = float32(rng.NormFloat64() * std)
+				if std < 1 && len(s) == 1 {
+					v[j]++
+				}
+			}
+			out = append(out, safetensors.Named{Name: r.HF[i], T: tensor.FromF32(v, s...)})
+		}
+	}
+	return safetensors.Write(filepath.Join(dir, safetensors.SingleFile), out, map[string]string{"format": "pt"})
+}

@@ -1,0 +1,129 @@
+# A float64 transcription, in plain torch, of Hugging Face transformers' forward pass for
+# the Llama family with Mixtral's sparse MoE block (LlamaForCausalLM, MistralForCausalLM,
+# MixtralForCausalLM: eager attention, default RoPE, no caching), used by ckpt/hf's and
+# tools/convert's tests to check that a loaded or converted checkpoint computes what the
+# Hugging Face model does.
+# Written from the transformers sources (models/mixtral/modeling_mixtral.py,
+# configuration_mixtral.py); the tests first check it against transformers' own float64
+# logits for the llama fixtures.
+#
+#   python3 hf_forward.py HF_DIR IDS_JSON  →  {"loss": …, "logits": [B][S][V]} on stdout
+#
+# HF_DIR holds config.json and float32 model*.safetensors; IDS_JSON is a [B][S] token list. The
+# loss is transformers' shifted mean cross-entropy (labels = the inputs).
+import glob
+import json
+import os
+import struct
+import sys
+
+import torch
+
+
+def read_safetensors(folder):
+    out = {}
+    for path in sorted(glob.glob(os.path.join(folder, "model*.safetensors"))):
+        with open(path, "rb") as f:
+            raw = f.read()
+        n = struct.unpack("<Q", raw[:8])[0]
+        header = json.loads(raw[8:8 + n])
+        for name, info in header.items():
+            if name == "__metadata__":
+                continue
+            if info["dtype"] != "F32":
+                raise SystemExit(f"{path}: {name} is {info['dtype']}, want F32")
+            lo, hi = info["data_offsets"]
+            buf = bytearray(raw[8 + n + lo:8 + n + hi])
+            out[name] = torch.frombuffer(buf, dtype=torch.float32).reshape(info["shape"]).double()
+    return out
+
+
+def main():
+    folder, ids_json = sys.argv[1], sys.argv[2]
+    with open(os.path.join(folder, "config.json")) as f:
+        cfg = json.load(f)
+    w = read_safetensors(folder)
+    ids = torch.tensor(json.loads(ids_json), dtype=torch.long)
+    moe = cfg["model_type"] == "mixtral"
+    hidden = cfg["hidden_size"]
+    heads = cfg["num_attention_heads"]
+    kv_heads = cfg.get("num_key_value_heads") or heads
+    head_dim = cfg.get("head_dim") or hidden // heads
+    eps = cfg["rms_norm_eps"]
+    theta = cfg.get("rope_theta", 1e6 if moe else 10000.0)
+    window = cfg.get("sliding_window") if cfg["model_type"] in ("mistral", "mixtral") else None
+    tied = cfg.get("tie_word_embeddings", False)
+    batch, seq = ids.shape
+
+    def rms_norm(x, weight):
+        return weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps))
+
+    def linear(x, name):
+        return x @ w[name].T
+
+    # Rotary embedding: frequencies theta^(-2i/d), the two halves rotated together.
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim))
+    angles = torch.outer(torch.arange(seq, dtype=torch.float64), inv_freq)
+    angles = torch.cat((angles, angles), dim=-1)
+    cos, sin = angles.cos(), angles.sin()
+
+    def rotate(x):
+        half = x.shape[-1] // 2
+        return x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin
+
+    # Key j is visible to query i when j ≤ i and, with a sliding window W, i - j < W.
+    i = torch.arange(seq)[:, None]
+    j = torch.arange(seq)[None, :]
+    visible = j <= i
+    if window is not None:
+        visible = visible & (i - j < window)
+    mask = torch.zeros(seq, seq, dtype=torch.float64).masked_fill(~visible, float("-inf"))
+
+    def attention(x, p):
+        q = linear(x, p + "q_proj.weight").view(batch, seq, heads, head_dim).transpose(1, 2)
+        k = linear(x, p + "k_proj.weight").view(batch, seq, kv_heads, head_dim).transpose(1, 2)
+        v = linear(x, p + "v_proj.weight").view(batch, seq, kv_heads, head_dim).transpose(1, 2)
+        q, k = rotate(q), rotate(k)
+        # Query head h reads key/value head h // (heads / kv_heads) (repeat_kv).
+        k = k.repeat_interleave(heads // kv_heads, dim=1)
+        v = v.repeat_interleave(heads // kv_heads, dim=1)
+        scores = q @ k.transpose(2, 3) * head_dim ** -0.5 + mask
+        out = torch.softmax(scores, dim=-1) @ v
+        return linear(out.transpose(1, 2).reshape(batch, seq, heads * head_dim), p + "o_proj.weight")
+
+    def swiglu(x, gate, up, down):
+        return linear(torch.nn.functional.silu(linear(x, gate)) * linear(x, up), down)
+
+    def sparse_moe(x, p):
+        # MixtralSparseMoeBlock: softmax over all experts, the top k, renormalised to sum 1.
+        flat = x.reshape(-1, hidden)
+        probs = torch.softmax(linear(flat, p + "gate.weight"), dim=-1)
+        top_w, top_e = torch.topk(probs, cfg["num_experts_per_tok"], dim=-1)
+        top_w = top_w / top_w.sum(dim=-1, keepdim=True)
+        out = torch.zeros_like(flat)
+        for e in range(cfg["num_local_experts"]):
+            rows, slot = torch.where(top_e == e)
+            if rows.numel() == 0:
+                continue
+            pe = f"{p}experts.{e}."
+            y = swiglu(flat[rows], pe + "w1.weight", pe + "w3.weight", pe + "w2.weight")
+            out.index_add_(0, rows, y * top_w[rows, slot, None])
+        return out.view(batch, seq, hidden)
+
+    x = w["model.embed_tokens.weight"][ids]
+    for layer in range(cfg["num_hidden_layers"]):
+        p = f"model.layers.{layer}."
+        x = x + attention(rms_norm(x, w[p + "input_layernorm.weight"]), p + "self_attn.")
+        y = rms_norm(x, w[p + "post_attention_layernorm.weight"])
+        if moe:
+            x = x + sparse_moe(y, p + "block_sparse_moe.")
+        else:
+            x = x + swiglu(y, p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight", p + "mlp.down_proj.weight")
+    x = rms_norm(x, w["model.norm.weight"])
+    logits = x @ (w["model.embed_tokens.weight"] if tied else w["lm_head.weight"]).T
+    loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1))
+    json.dump({"loss": loss.item(), "logits": logits.tolist()}, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()
