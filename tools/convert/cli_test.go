@@ -11,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/gomegatron/gomegatron/ckpt/hf"
 	"github.com/gomegatron/gomegatron/ckpt/megatron"
 	"github.com/gomegatron/gomegatron/ckpt/torchpickle"
 	"github.com/gomegatron/gomegatron/tensor"
@@ -276,9 +277,9 @@ func TestHF2McoreConvertorScript(t *testing.T) {
 	mix := filepath.Join(tmp, "mixtral")
 	out, err = run(env, "tiny", src, "x", filepath.Join(moe, "release"), mix, "1", "1", "0", "2", "2", "1", "0", "true")
 	require.NoError(t, err, out)
-	hm, err := readHFModel(mix)
+	hm, err := hf.ReadConfig(mix)
 	require.NoError(t, err)
-	require.Equal(t, mixtral, hm.Family)
+	require.Equal(t, hf.Mixtral, hm.Family)
 	got := hfTensors(t, mix)
 	require.Equal(t, orig["model.layers.0.mlp.gate_proj.weight"].Data, got["model.layers.0.block_sparse_moe.experts.1.w1.weight"].Data)
 	require.Equal(t, orig["model.norm.weight"].Data, got["model.norm.weight"].Data)
@@ -422,9 +423,9 @@ func TestMistralConvertorScript(t *testing.T) {
 	require.Equal(t, orig["model.layers.1.mlp.down_proj.weight"].Data, full["decoder.layers.1.mlp.experts.local_experts.0.linear_fc2.weight"].Data)
 	out, err = run(env, "tiny", mis, "x", moe, mixed, "1", "1", "0", "2", "1", "1", "true")
 	require.NoError(t, err, out)
-	hm, err := readHFModel(mixed)
+	hm, err := hf.ReadConfig(mixed)
 	require.NoError(t, err)
-	require.Equal(t, mixtral, hm.Family)
+	require.Equal(t, hf.Mixtral, hm.Family)
 	require.Equal(t, 16, hm.Config.SlidingWindow)
 	got := hfTensors(t, mixed)
 	require.Equal(t, orig["model.layers.1.mlp.up_proj.weight"].Data, got["model.layers.1.block_sparse_moe.experts.1.w3.weight"].Data)

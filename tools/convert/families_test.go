@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sort"
@@ -13,10 +12,10 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/gomegatron/gomegatron/ckpt/hf"
+	"github.com/gomegatron/gomegatron/ckpt/hf/hftest"
 	"github.com/gomegatron/gomegatron/ckpt/megatron"
 	"github.com/gomegatron/gomegatron/ckpt/torchpickle"
 	"github.com/gomegatron/gomegatron/kernels/cpu"
-	"github.com/gomegatron/gomegatron/tensor"
 )
 
 // syntheticHF writes a random-weight Hugging Face folder for config.json text: every
@@ -27,31 +26,7 @@ func syntheticHF(t *testing.T, dir, config string) { syntheticHFScaled(t, dir, c
 // when std < 1: the scale of a trained model, whose forward pass stays well conditioned.
 func syntheticHFScaled(t *testing.T, dir, config string, std float64) {
 	t.Helper()
-	require.NoError(t, os.MkdirAll(dir, 0o755))
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "config.json"), []byte(config), 0o644))
-	m, err := readHFModel(dir)
-	require.NoError(t, err)
-	rules, err := m.rules()
-	require.NoError(t, err)
-	shapes, err := fullShapes(m.Config)
-	require.NoError(t, err)
-	var outs []hfOut
-	for _, r := range rules {
-		for i, n := range r.HF {
-			outs = append(outs, hfOut{name: n, shape: m.hfShape(r, i, shapes[r.Megatron])})
-		}
-	}
-	rng := rand.New(rand.NewPCG(7, 8))
-	require.NoError(t, writeSafetensorsStreaming(dir, outs, tensor.F32, 1<<30, func(o hfOut) (*tensor.Tensor, error) {
-		v := make([]float32, numel(o.shape))
-		for i := range v {
-			v[i] = float32(rng.NormFloat64() * std)
-			if std < 1 && len(o.shape) == 1 {
-				v[i]++
-			}
-		}
-		return tensor.FromF32(v, o.shape...), nil
-	}))
+	require.NoError(t, hftest.Write(dir, config, std))
 }
 
 // TestOtherFamiliesRoundTrip covers the families without transformers fixtures — Qwen2

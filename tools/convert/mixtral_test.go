@@ -11,6 +11,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/gomegatron/gomegatron/ckpt/hf"
+	"github.com/gomegatron/gomegatron/ckpt/hf/hftest"
 	"github.com/gomegatron/gomegatron/ckpt/megatron"
 	"github.com/gomegatron/gomegatron/ckpt/safetensors"
 	"github.com/gomegatron/gomegatron/ckpt/torchpickle"
@@ -21,21 +23,17 @@ import (
 
 // tinyMixtral is a Mixtral-8x7B-shaped config.json at test size: GQA, 4 experts with
 // top-2 routing, a sliding window shorter than the test sequences.
-const tinyMixtral = `{"model_type": "mixtral", "architectures": ["MixtralForCausalLM"], "hidden_size": 64, "intermediate_size": 48,
-	"num_attention_heads": 4, "num_key_value_heads": 2, "num_hidden_layers": 2, "vocab_size": 200,
-	"max_position_embeddings": 128, "rms_norm_eps": 1e-5, "rope_theta": 1000000.0, "tie_word_embeddings": false,
-	"hidden_act": "silu", "sliding_window": 5, "num_local_experts": 4, "num_experts_per_tok": 2,
-	"router_aux_loss_coef": 0.02, "router_jitter_noise": 0.0, "output_router_logits": false, "bos_token_id": 1, "eos_token_id": 2}`
+const tinyMixtral = hftest.TinyMixtral
 
 // TestMixtralConfig: config.json's keys become the MoE architecture, MixtralConfig's
 // defaults fill absent keys, and what gomegatron cannot express is refused.
 func TestMixtralConfig(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "hf")
 	syntheticHF(t, dir, tinyMixtral)
-	m, err := readHFModel(dir)
+	m, err := hf.ReadConfig(dir)
 	require.NoError(t, err)
 	c := m.Config
-	require.Equal(t, mixtral, m.Family)
+	require.Equal(t, hf.Mixtral, m.Family)
 	require.Equal(t, 4, c.NumExperts)
 	require.Equal(t, 2, c.MoERouterTopK)
 	require.Equal(t, 0.02, c.MoEAuxLossCoeff)
@@ -47,10 +45,10 @@ func TestMixtralConfig(t *testing.T) {
 	require.True(t, c.DisableBiasLinear && c.SwiGLU && c.UntieEmbeddingsAndOutputWeights)
 	require.Equal(t, mixtral, inferFamily(&c), "family inferred from the architecture")
 
-	write := func(cfg string) (*hfModel, error) {
+	write := func(cfg string) (*hf.Model, error) {
 		d := t.TempDir()
 		require.NoError(t, writeFileAtomic(filepath.Join(d, "config.json"), []byte(cfg)))
-		return readHFModel(d)
+		return hf.ReadConfig(d)
 	}
 	m, err = write(`{"model_type": "mixtral", "hidden_size": 64, "intermediate_size": 48, "num_attention_heads": 4,
 		"num_hidden_layers": 2, "vocab_size": 200, "num_key_value_heads": null, "rope_parameters": {"rope_type": "default", "rope_theta": 5000.0}}`)
@@ -81,7 +79,7 @@ func TestMixtralRoundTrip(t *testing.T) {
 	src := filepath.Join(tmp, "hf")
 	syntheticHF(t, src, tinyMixtral)
 	orig := hfTensors(t, src)
-	want, err := readHFModel(src)
+	want, err := hf.ReadConfig(src)
 	require.NoError(t, err)
 	for _, impl := range []string{"transformer_engine", "local"} {
 		t.Run(impl, func(t *testing.T) {
@@ -124,7 +122,7 @@ func TestMixtralRoundTrip(t *testing.T) {
 
 			convertOK(t, "--load_path", meg, "--save_path", back, "--convert_checkpoint_from_megatron_to_transformers")
 			requireSameTensors(t, orig, hfTensors(t, back))
-			got, err := readHFModel(back)
+			got, err := hf.ReadConfig(back)
 			require.NoError(t, err)
 			require.Equal(t, want.Family, got.Family)
 			require.Equal(t, want.Config, got.Config)
@@ -145,13 +143,13 @@ func TestMixtralRoundTrip(t *testing.T) {
 	require.ErrorContains(t, err, "--megatron-format legacy: a mixture-of-experts model")
 }
 
-// pyForward runs testdata/hf_forward.py (a float64 torch transcription of transformers'
+// pyForward runs ckpt/hf/testdata/hf_forward.py (a float64 torch transcription of transformers'
 // Llama/Mistral/Mixtral forward) on a Hugging Face folder: the loss and the logits.
 func pyForward(t *testing.T, dir string, ids [][]int64) (float64, [][][]float64) {
 	t.Helper()
 	b, err := json.Marshal(ids)
 	require.NoError(t, err)
-	out, err := exec.Command("/usr/bin/python3", "testdata/hf_forward.py", dir, string(b)).Output()
+	out, err := exec.Command("/usr/bin/python3", "../../ckpt/hf/testdata/hf_forward.py", dir, string(b)).Output()
 	if ee, ok := err.(*exec.ExitError); ok {
 		t.Fatalf("hf_forward.py %s: %v\n%s", dir, err, ee.Stderr)
 	}
@@ -193,7 +191,7 @@ func flat(ids [][]int64) []int64 {
 }
 
 // TestMixtralMatchesTorch compares the converted model with Hugging Face's forward pass,
-// transcribed in float64 torch (testdata/hf_forward.py), which first reproduces
+// transcribed in float64 torch (ckpt/hf/testdata/hf_forward.py), which first reproduces
 // transformers' own float64 logits of the llama fixtures to 1e-5. A synthetic Mixtral
 // (top-2 of 4 experts, sliding window 5 over 12 tokens) converted to Megatron-Core
 // TP 2 × PP 2 and loaded as `golaunch evaluate` loads it (megatron.LoadModel) must give
@@ -314,9 +312,9 @@ func TestUpcycleLlama(t *testing.T) {
 	require.Equal(t, denseLoss, forwardLoss(t, mm, ids, b, s), "top-1 upcycled loss = dense loss")
 
 	convertOK(t, "--load_path", moe, "--save_path", mix, "--convert_checkpoint_from_megatron_to_transformers")
-	hm, err := readHFModel(mix)
+	hm, err := hf.ReadConfig(mix)
 	require.NoError(t, err)
-	require.Equal(t, mixtral, hm.Family)
+	require.Equal(t, hf.Mixtral, hm.Family)
 	require.Equal(t, 4, hm.Config.NumExperts)
 	require.Equal(t, 1, hm.Config.MoERouterTopK)
 	got := hfTensors(t, mix)

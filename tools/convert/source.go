@@ -64,6 +64,10 @@ func (s *megatronSource) dtype() tensor.DType                       { return s.c
 func (s *megatronSource) full(key string) ([]float32, []int, error) { return s.c.Full(key) }
 func (s *megatronSource) close()                                    { s.c.Close() }
 
+// mixtral is Hugging Face's model_type for Mixtral (MixtralForCausalLM), the family of
+// every mixture-of-experts model here.
+const mixtral = string(hf.Mixtral)
+
 // inferFamily names the Hugging Face family whose architecture the configuration is.
 func inferFamily(c *layers.Config) string {
 	switch {
@@ -99,8 +103,8 @@ type hfTensor struct {
 
 // hfSource reads a Hugging Face folder through the family's mapping rules.
 type hfSource struct {
-	m       *hfModel
-	rules   map[string]hfRule
+	m       *hf.Model
+	rules   map[string]hf.Rule
 	tensors map[string]*hfTensor
 	bins    []*megatron.MappedFile
 	dt      tensor.DType
@@ -108,12 +112,12 @@ type hfSource struct {
 }
 
 func openHF(dir string) (*hfSource, error) {
-	m, err := readHFModel(dir)
+	m, err := hf.ReadConfig(dir)
 	if err != nil {
 		return nil, err
 	}
-	s := &hfSource{m: m, rules: map[string]hfRule{}, tensors: map[string]*hfTensor{}}
-	rules, err := m.rules()
+	s := &hfSource{m: m, rules: map[string]hf.Rule{}, tensors: map[string]*hfTensor{}}
+	rules, err := m.Rules()
 	if err != nil {
 		return nil, err
 	}
@@ -247,7 +251,7 @@ func (t *hfTensor) read() (*tensor.Tensor, func(), error) {
 }
 
 func (s *hfSource) kind() string          { return "hf" }
-func (s *hfSource) family() string        { return s.m.Family }
+func (s *hfSource) family() string        { return string(s.m.Family) }
 func (s *hfSource) config() layers.Config { return s.m.Config }
 func (s *hfSource) dtype() tensor.DType   { return s.dt }
 
@@ -258,22 +262,27 @@ func (s *hfSource) full(key string) ([]float32, []int, error) {
 	if !ok {
 		return nil, nil, fmt.Errorf("the %s mapping has no source for %s", s.m.Family, key)
 	}
+	shape, ok := s.shapes[key]
+	if !ok {
+		return nil, nil, fmt.Errorf("the %s model has no parameter %s", s.m.Family, key)
+	}
+	want := s.m.HFShapes(r, shape)
 	src := make([]*tensor.Tensor, len(r.HF))
 	for i, n := range r.HF {
-		x, done, err := s.tensors[n].read()
+		t := s.tensors[n]
+		if !tensor.SameShape(t.shape, want[i]) {
+			return nil, nil, fmt.Errorf("%s: %s has shape %v, want %v for %s", t.path, n, t.shape, want[i], key)
+		}
+		x, done, err := t.read()
 		if err != nil {
 			return nil, nil, err
 		}
 		defer done()
 		src[i] = x
 	}
-	v, err := s.m.toMegatron(r, src)
+	v, err := s.m.ToMegatron(r, src)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: %s: %w", s.m.Dir, key, err)
-	}
-	shape, ok := s.shapes[key]
-	if !ok {
-		return nil, nil, fmt.Errorf("the %s model has no parameter %s", s.m.Family, key)
 	}
 	if n := numel(shape); n != len(v) {
 		return nil, nil, fmt.Errorf("%s: %v (shapes %v) give %d values for %s, whose shape %v needs %d", s.m.Dir, r.HF, shapesOf(src), len(v), key, shape, n)

@@ -1,12 +1,14 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
 
+	"github.com/gomegatron/gomegatron/ckpt/hf"
 	"github.com/gomegatron/gomegatron/ckpt/safetensors"
 	"github.com/gomegatron/gomegatron/tensor"
 )
@@ -15,7 +17,7 @@ import (
 type hfOut struct {
 	name  string
 	shape []int
-	rule  hfRule
+	rule  hf.Rule
 	part  int // index into rule.HF
 }
 
@@ -49,7 +51,7 @@ func writeHF(c *cli, src source, dtype tensor.DType, prog *progress, stdout io.W
 	if err != nil {
 		return err
 	}
-	conf, err := hfConfig(family, &cfg, dtype, base)
+	conf, err := hf.ConfigJSON(hf.Family(family), &cfg, dtype, base)
 	if err != nil {
 		return err
 	}
@@ -64,11 +66,11 @@ func writeHF(c *cli, src source, dtype tensor.DType, prog *progress, stdout io.W
 	if err := copyTokenizerFiles(auxDir, c.SavePath, false); err != nil {
 		return err
 	}
-	hm, err := writeHFConfig(c.SavePath, conf, &cfg)
+	hm, err := hf.WriteConfig(c.SavePath, conf, &cfg)
 	if err != nil {
 		return err
 	}
-	rules, err := hm.rules()
+	rules, err := hm.Rules()
 	if err != nil {
 		return err
 	}
@@ -80,7 +82,7 @@ func writeHF(c *cli, src source, dtype tensor.DType, prog *progress, stdout io.W
 	var outs, emb []hfOut
 	for _, r := range rules {
 		for i, name := range r.HF {
-			o := hfOut{name: name, shape: hm.hfShape(r, i, shapes[r.Megatron]), rule: r, part: i}
+			o := hfOut{name: name, shape: hm.HFShapes(r, shapes[r.Megatron])[i], rule: r, part: i}
 			if strings.HasPrefix(r.Megatron, "embedding.") {
 				emb = append(emb, o)
 			} else {
@@ -109,13 +111,14 @@ func writeHF(c *cli, src source, dtype tensor.DType, prog *progress, stdout io.W
 		if vals, shape, err = vp.apply(o.rule.Megatron, vals, shape); err != nil {
 			return nil, err
 		}
-		parts, err := hm.toHF(o.rule, vals, shape)
+		parts, err := hm.ToHF(o.rule, vals, shape)
 		if err != nil {
 			return nil, err
 		}
 		var mine *tensor.Tensor
+		planned := hm.HFShapes(o.rule, shape)
 		for i, p := range parts {
-			want := hm.hfShape(o.rule, i, shape)
+			want := planned[i]
 			if !tensor.SameShape(p.Shape(), want) {
 				return nil, fmt.Errorf("internal: %s has shape %v, planned %v", o.rule.HF[i], p.Shape(), want)
 			}
@@ -173,4 +176,20 @@ func parseSize(s string) (int64, error) {
 		return 0, fmt.Errorf("--max_shard_size %q: want a size such as 10GB or 500MB", s)
 	}
 	return int64(n * float64(mul)), nil
+}
+
+// readJSONMap reads a JSON object file; a missing file gives nil.
+func readJSONMap(path string) (map[string]any, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		if os.IsNotExist(err) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return m, nil
 }
