@@ -48,13 +48,15 @@ type GemmParams struct {
 // Channels ≥ RotaryDim (--rotary-percent < 1) pass through. Inverse rotates by −a, which is
 // the backward of the forward rotation. Positions, when set, is an I32 tensor [B, S] on the
 // backend holding each token's position p (Megatron's --reset-position-ids: positions
-// restart after each end of document), every one in [0, S); PosOffset must then be 0.
+// restart after each end of document; context parallelism: a rank's tokens at their
+// global positions), every one in [0, max(S, PosLimit)); PosOffset must then be 0.
 type RoPEParams struct {
 	Base      float64
 	RotaryDim int
 	PosOffset int
 	Inverse   bool
 	Positions *tensor.Tensor
+	PosLimit  int
 }
 
 // AttnParams configures scaled dot-product attention.

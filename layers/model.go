@@ -90,7 +90,13 @@ func newGPTModel(be kernels.Backend, cfg Config, par Parallel) (*GPTModel, error
 	c := &m.Cfg
 	tp := par.tpSize()
 	m.cast = &castScratch{be: be}
-	ps := &paramSet{be: be, tp: tp, cast: m.cast, auxScale: &m.AuxLossScale}
+	ps := &paramSet{be: be, tp: tp, cast: m.cast, auxScale: &m.AuxLossScale, cpx: &cpScratch{}}
+	if par.cpSize() > 1 && cfg.NumExperts > 0 {
+		return nil, fmt.Errorf("--context-parallel-size with mixture-of-experts layers is not supported yet")
+	}
+	if par.cpSize() > 1 && cfg.AttentionDropout > 0 {
+		return nil, fmt.Errorf("--context-parallel-size with --attention-dropout %v is not supported yet (pass --attention-dropout 0, as Pai's scripts do)", cfg.AttentionDropout)
+	}
 	m.vocabLo, _ = shardRange(c.PaddedVocabSize, par.tpRank(), tp)
 	if par.First() {
 		m.WordEmb = ps.add("embedding.word_embeddings.weight", 0, c.PaddedVocabSize, c.HiddenSize)
@@ -179,7 +185,9 @@ func (m *GPTModel) outputWeight() *Param {
 // Stash holds one microbatch's activations and the backward scratch for a fixed [s, b].
 // Row counts: N = s·b; Nl = N/TP with sequence parallelism, else N.
 type Stash struct {
-	S, B      int
+	S, B      int            // this rank's sequence length (S/CP with context parallelism) and batch
+	fullS     int            // the sequence length of a Batch
+	cpTokens  float64        // Σ loss-mask tokens over the context-parallel group (last stage)
 	ids       *tensor.Tensor // [N] I64 token ids in [s, b] order
 	posIDs    *tensor.Tensor // [N] I64 positions
 	posStale  bool           // posIDs do not hold 0…s−1 (unwritten, or a Batch's Positions)
@@ -221,8 +229,16 @@ type Stash struct {
 	mxH, seH  []float32
 }
 
-// NewStash allocates the activations for microbatches of b sequences of length s.
+// NewStash allocates the activations for microbatches of b sequences of length s (each
+// context-parallel rank holds s/CP of them).
 func (m *GPTModel) NewStash(s, b int) *Stash {
+	full := s
+	if cp := m.Par.cpSize(); cp > 1 {
+		if s%(2*cp) != 0 {
+			panic(fmt.Sprintf("layers: sequence length %d is not divisible by 2 × context-parallel size %d", s, cp))
+		}
+		s /= cp
+	}
 	c := &m.Cfg
 	sp := m.Par.sp()
 	n, h := s*b, c.HiddenSize
@@ -233,7 +249,7 @@ func (m *GPTModel) NewStash(s, b int) *Stash {
 	be := m.be
 	f32 := func(shape ...int) *tensor.Tensor { return be.Alloc(tensor.F32, shape...) }
 	act := func(shape ...int) *tensor.Tensor { return be.Alloc(m.act, shape...) }
-	st := &Stash{S: s, B: b, lossMask: make([]float32, n), losses: make([]float32, n),
+	st := &Stash{S: s, B: b, fullS: full, lossMask: make([]float32, n), losses: make([]float32, n),
 		hostN: tensor.New(tensor.F32, n), hostIDs: tensor.New(tensor.I64, n), hostTg: tensor.New(tensor.I64, n),
 		ids: be.Alloc(tensor.I64, n), targets: be.Alloc(tensor.I64, n), dh: act(nl, h),
 		mxH: make([]float32, n), seH: make([]float32, n)}
@@ -305,13 +321,20 @@ type Batch struct {
 // (seed, step).
 func (m *GPTModel) Forward(st *Stash, bt Batch, seed, step uint64) (lossSum, tokens float64, err error) {
 	s, b := st.S, st.B
-	n := s * b
-	if len(bt.Tokens) != n || len(bt.Labels) != n || len(bt.LossMask) != n {
-		return 0, 0, fmt.Errorf("batch has %d tokens, %d labels, %d mask entries; the stash is [b=%d, s=%d]", len(bt.Tokens), len(bt.Labels), len(bt.LossMask), b, s)
+	if nf := st.fullS * b; len(bt.Tokens) != nf || len(bt.Labels) != nf || len(bt.LossMask) != nf {
+		return 0, 0, fmt.Errorf("batch has %d tokens, %d labels, %d mask entries; the stash is [b=%d, s=%d]", len(bt.Tokens), len(bt.Labels), len(bt.LossMask), b, st.fullS)
 	}
 	c := &m.Cfg
-	if c.PositionEmbeddingType == "learned_absolute" && s > c.MaxPositionEmbeddings {
-		return 0, 0, fmt.Errorf("sequence length %d exceeds --max-position-embeddings %d", s, c.MaxPositionEmbeddings)
+	if c.PositionEmbeddingType == "learned_absolute" && st.fullS > c.MaxPositionEmbeddings {
+		return 0, 0, fmt.Errorf("sequence length %d exceeds --max-position-embeddings %d", st.fullS, c.MaxPositionEmbeddings)
+	}
+	if m.Par.cpSize() > 1 {
+		if err := checkPositions(bt.Positions, st.fullS); err != nil {
+			return 0, 0, err
+		}
+		if bt, err = m.Par.cpLocal(bt, b, st.fullS); err != nil {
+			return 0, 0, err
+		}
 	}
 	// Transpose [b, s] → [s, b].
 	iv, tv := st.hostIDs.I64(), st.hostTg.I64()
@@ -377,10 +400,12 @@ func (m *GPTModel) setDocuments(st *Stash, bt Batch) error {
 		return *buf
 	}
 	if bt.Positions != nil {
-		for i, p := range bt.Positions {
-			if p < 0 || p > int64(i%s) {
-				return fmt.Errorf("position %d of token [%d, %d] is outside [0, %d]", p, i/s, i%s, i%s)
+		if m.Par.cpSize() == 1 { // context parallelism checked the full sequences
+			if err := checkPositions(bt.Positions, s); err != nil {
+				return err
 			}
+		}
+		for i, p := range bt.Positions {
 			h[i] = int32(p)
 		}
 		if m.Cfg.PositionEmbeddingType == "rope" {
@@ -408,6 +433,16 @@ func (m *GPTModel) setDocuments(st *Stash, bt Batch) error {
 			h[i] = d
 		}
 		st.keyStart = upload(&st.keyBuf)
+	}
+	return nil
+}
+
+// checkPositions requires every position of a [b, s] batch to lie in [0, its index].
+func checkPositions(pos []int64, s int) error {
+	for i, p := range pos {
+		if p < 0 || p > int64(i%s) {
+			return fmt.Errorf("position %d of token [%d, %d] is outside [0, %d]", p, i/s, i%s, i%s)
+		}
 	}
 	return nil
 }
@@ -486,7 +521,24 @@ func (m *GPTModel) loss(st *Stash) (lossSum, tokens float64, err error) {
 			tokens += float64(st.lossMask[i])
 		}
 	}
+	st.cpTokens = tokens
+	if m.Par.cpSize() > 1 {
+		t := tensor.FromF64([]float64{tokens}, 1)
+		if err := m.Par.CP.AllReduce(t, comm.Sum); err != nil {
+			return 0, 0, fmt.Errorf("context-parallel sum of the loss tokens: %w", err)
+		}
+		st.cpTokens = t.F64()[0]
+	}
 	return lossSum, tokens, nil
+}
+
+// tokensHere is this rank's loss-mask total of the last Forward.
+func (st *Stash) tokensHere() float64 {
+	var n float64
+	for _, v := range st.lossMask {
+		n += float64(v)
+	}
+	return n
 }
 
 // TokenLosses returns the per-token losses of the last Forward in [b, s] order.
@@ -509,6 +561,11 @@ func (m *GPTModel) Backward(st *Stash, scale float32, dout *tensor.Tensor) error
 	c := &m.Cfg
 	d := st.dh
 	if m.Par.Last() {
+		if cp := m.Par.cpSize(); cp > 1 {
+			// scale is relative to this rank's tokens: make it the CP group's, times CP for
+			// the gradient average over DP × CP (Megatron's loss × context_parallel_size).
+			scale *= float32(float64(cp) * max(st.tokensHere(), 1) / max(st.cpTokens, 1))
+		}
 		dl := st.hostN.F32()
 		for i := range dl {
 			dl[i] = st.lossMask[i] * scale

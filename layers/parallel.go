@@ -25,6 +25,9 @@ type Parallel struct {
 	// EPRank and EPSize place a shard without a communicator.
 	EP             comm.Comm
 	EPRank, EPSize int
+	// CP is the context-parallel group (--context-parallel-size): each rank holds 2 of the
+	// 2·CP chunks of every sequence (see context.go); nil means CP = 1.
+	CP comm.Comm
 }
 
 func (p Parallel) epSize() int {

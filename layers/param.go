@@ -99,6 +99,7 @@ type paramSet struct {
 	cast *castScratch
 	// auxScale is the model's AuxLossScale, which MoE layers read in backward.
 	auxScale *float32
+	cpx      *cpScratch // the model's context-parallel staging, shared by its layers
 }
 
 // add registers a parameter of the given full shape; partitionDim ≥ 0 splits it over TP.

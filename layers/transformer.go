@@ -32,6 +32,7 @@ type TransformerLayer struct {
 	FC1, FC2 *Linear // nil in MoE layers
 	MoE      *MoE    // --num-experts: the MLP is a mixture of experts
 	cast     *castScratch
+	cpx      *cpScratch // the model's context-parallel staging
 	params   []*Param  // the layer's parameters
 	slopes   []float32 // this rank's heads' ALiBi slopes
 	heads    int       // local query heads
@@ -42,7 +43,7 @@ func newTransformerLayer(ps *paramSet, cfg *Config, par Parallel, global, local 
 	pre := fmt.Sprintf("decoder.layers.%d.", local)
 	h := cfg.HiddenSize
 	tp := par.tpSize()
-	l := &TransformerLayer{cfg: cfg, par: par, Index: global, cast: ps.cast,
+	l := &TransformerLayer{cfg: cfg, par: par, Index: global, cast: ps.cast, cpx: ps.cpx,
 		heads: cfg.NumAttentionHeads / tp, groups: cfg.NumQueryGroups / tp}
 	start := len(ps.all)
 	l.InNorm = newNorm(ps, pre+"input_layernorm", cfg, h)
@@ -98,6 +99,7 @@ type layerStash struct {
 	// --reset-position-ids and --reset-attention-mask (Batch.Positions, Batch.DocStart).
 	positions, keyStart *tensor.Tensor
 	moe                 *moeStash // MoE layers: routing and expert activations
+	cp                  *cpStash  // context parallelism: gathered keys and values, chunks
 }
 
 // rowPair allocates a full [N, h] tensor and, with SP, a separate local [N/TP, h] one.
@@ -133,6 +135,9 @@ func (l *TransformerLayer) newStash(be kernels.Backend, act tensor.DType, s, b i
 	} else {
 		st.f, st.g = a(n, l.FC1.Out), a(n, l.FC2.In)
 	}
+	if l.par.cpSize() > 1 {
+		st.cp = l.newCPStash(be, act, s, b)
+	}
 	st.ln1f, st.ln1 = rowPair(be, act, sp, n, nl, h)
 	st.ap, st.a = rowPair(be, act, sp, n, nl, h)
 	st.mp, st.m = rowPair(be, act, sp, n, nl, h)
@@ -153,6 +158,7 @@ type layerGrads struct {
 	dmf, dm                   *tensor.Tensor // branch-output grads gathered [N, h] and local
 	dh1, dsave                *tensor.Tensor
 	moe                       *moeGrads
+	cp                        *cpGrads
 }
 
 func (l *TransformerLayer) newGrads(be kernels.Backend, act tensor.DType, s, b int) *layerGrads {
@@ -173,6 +179,9 @@ func (l *TransformerLayer) newGrads(be kernels.Backend, act tensor.DType, s, b i
 		g.moe = l.MoE.newGrads(be, act, n, nl)
 	} else {
 		g.df, g.dg = a(n, l.FC1.Out), a(n, l.FC2.In)
+	}
+	if l.par.cpSize() > 1 {
+		g.cp = l.newCPGrads(be, act, s, b)
 	}
 	g.dlnf, g.dln = rowPair(be, act, sp, n, nl, h)
 	g.dmf, g.dm = rowPair(be, act, sp, n, nl, h)
@@ -213,15 +222,19 @@ func (l *TransformerLayer) rope(inverse bool) kernels.RoPEParams {
 	return kernels.RoPEParams{Base: l.cfg.RotaryBase, RotaryDim: l.cfg.RotaryDim(), Inverse: inverse}
 }
 
-// trainRoPE is rope with the microbatch's per-token positions (--reset-position-ids).
+// trainRoPE is rope with the microbatch's per-token positions (--reset-position-ids, and
+// context parallelism's global positions, below S·CP).
 func (l *TransformerLayer) trainRoPE(st *layerStash, inverse bool) kernels.RoPEParams {
 	p := l.rope(inverse)
 	p.Positions = st.positions
+	if st.cp != nil {
+		p.PosLimit = st.cp.k.Dim(2)
+	}
 	return p
 }
 
 // attention runs qkv → rope → core attention → o2 (the input of linear_proj) on lnf.
-func (l *TransformerLayer) attention(be kernels.Backend, st *layerStash, lnf *tensor.Tensor) {
+func (l *TransformerLayer) attention(be kernels.Backend, st *layerStash, lnf *tensor.Tensor) error {
 	c := l.cfg
 	l.QKV.Forward(be, st.qkv, lnf)
 	be.SplitQKV(st.q, st.k, st.v, st.qkv, l.groups, l.heads/l.groups)
@@ -229,23 +242,37 @@ func (l *TransformerLayer) attention(be kernels.Backend, st *layerStash, lnf *te
 		be.RoPE(st.q, st.q, l.trainRoPE(st, false))
 		be.RoPE(st.k, st.k, l.trainRoPE(st, false))
 	}
-	be.Attention(st.o, st.lse, st.q, st.k, st.v, l.trainAttnParams(st))
+	if st.cp != nil {
+		if err := l.cpAttention(be, st); err != nil {
+			return err
+		}
+	} else {
+		be.Attention(st.o, st.lse, st.q, st.k, st.v, l.trainAttnParams(st))
+	}
 	b, np, s, hn := st.o.Dim(0), st.o.Dim(1), st.o.Dim(2), st.o.Dim(3)
 	be.Permute(st.o2.View(s, b, np, hn), st.o, []int{2, 0, 1, 3})
+	return nil
 }
 
 // attentionBackward takes d(o2) in g.do2 and leaves the partial d(lnf) in g.dlnf.
-func (l *TransformerLayer) attentionBackward(be kernels.Backend, st *layerStash, g *layerGrads, lnf *tensor.Tensor) {
+func (l *TransformerLayer) attentionBackward(be kernels.Backend, st *layerStash, g *layerGrads, lnf *tensor.Tensor) error {
 	c := l.cfg
 	b, np, s, hn := st.o.Dim(0), st.o.Dim(1), st.o.Dim(2), st.o.Dim(3)
 	be.Permute(g.do, g.do2.View(s, b, np, hn), []int{1, 2, 0, 3})
-	be.AttentionBackward(g.dq, g.dk, g.dv, g.do, st.q, st.k, st.v, st.o, st.lse, l.trainAttnParams(st))
+	if st.cp != nil {
+		if err := l.cpAttentionBackward(be, st, g); err != nil {
+			return err
+		}
+	} else {
+		be.AttentionBackward(g.dq, g.dk, g.dv, g.do, st.q, st.k, st.v, st.o, st.lse, l.trainAttnParams(st))
+	}
 	if c.PositionEmbeddingType == "rope" {
 		be.RoPE(g.dq, g.dq, l.trainRoPE(st, true))
 		be.RoPE(g.dk, g.dk, l.trainRoPE(st, true))
 	}
 	be.MergeQKV(g.dqkv, g.dq, g.dk, g.dv, l.groups, l.heads/l.groups)
 	l.QKV.Backward(be, g.dlnf, g.dqkv, lnf)
+	return nil
 }
 
 // mlp runs fc1 → activation → fc2 (without its bias) on lnf into st.mp, or the experts.
@@ -316,7 +343,9 @@ func (l *TransformerLayer) Forward(be kernels.Backend, st *layerStash, x *tensor
 	if err := l.par.gatherRows(st.ln1f, st.ln1, "input_layernorm output"); err != nil {
 		return err
 	}
-	l.attention(be, st, st.ln1f)
+	if err := l.attention(be, st, st.ln1f); err != nil {
+		return err
+	}
 	l.Proj.Matmul(be, st.ap, st.o2)
 	n := uint64(st.ln1f.Numel()) // the full [N, h]: the second dropout's counters follow the first's
 	if err := l.branchOut(be, st, l.Proj, st.a, st.ap, st.mask1, 0, "linear_proj output"); err != nil {
@@ -382,7 +411,9 @@ func (l *TransformerLayer) Backward(be kernels.Backend, st *layerStash, g *layer
 			return err
 		}
 		l.Proj.WeightBackward(be, g.do2, g.dmf, st.o2)
-		l.attentionBackward(be, st, g, st.ln1f)
+		if err := l.attentionBackward(be, st, g, st.ln1f); err != nil {
+			return err
+		}
 		be.Add(g.dlnf, g.dlnf, g.dsave)
 		if err := l.par.reduceRows(g.dln, g.dlnf, "input_layernorm output grad"); err != nil {
 			return err
@@ -421,7 +452,9 @@ func (l *TransformerLayer) Backward(be kernels.Backend, st *layerStash, g *layer
 		return err
 	}
 	l.Proj.WeightBackward(be, g.do2, g.dmf, st.o2)
-	l.attentionBackward(be, st, g, st.ln1f)
+	if err := l.attentionBackward(be, st, g, st.ln1f); err != nil {
+		return err
+	}
 	if err := l.par.reduceRows(g.dln, g.dlnf, "input_layernorm output grad"); err != nil {
 		return err
 	}

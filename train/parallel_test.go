@@ -25,6 +25,7 @@ type layout struct {
 	rc         layers.Recompute
 	vpp        int  // virtual pipeline stages (interleaved schedule); 0 = 1
 	ep         int  // expert parallelism (MoE models); 0 = 1
+	cp         int  // context parallelism; 0 = 1
 	bucket     int  // --overlap-grad-reduce with this bucket size (elements); 0 = off
 	bf16       bool // bf16 weights with fp32 main params; compared with the bf16 single process at 1e-2
 	act16      bool // with bf16: BF16 activations and 16-bit weight copies, as on a GPU
@@ -46,6 +47,9 @@ func (l layout) String() string {
 	}
 	if l.ep > 1 {
 		s += fmt.Sprintf("_ep%d", l.ep)
+	}
+	if l.cp > 1 {
+		s += fmt.Sprintf("_cp%d", l.cp)
 	}
 	if l.bucket > 0 {
 		s += fmt.Sprintf("_overlap%d", l.bucket)
@@ -170,7 +174,7 @@ func microbatches(g [][2][]int64, mbs, dp, r, s int) []layers.Batch {
 func runLayout(t *testing.T, cfg layers.Config, l layout, iters int) runResult {
 	t.Helper()
 	const s, mbs, gbs = 16, 2, 8
-	world := l.tp * l.pp * l.dp
+	world := l.tp * l.pp * l.dp * max(l.cp, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var comms, ready []comm.Comm
@@ -216,7 +220,7 @@ func runLayout(t *testing.T, cfg layers.Config, l layout, iters int) runResult {
 			dpRank := 0
 			if world > 1 {
 				var err error
-				ps, err = comm.NewParallelState(comms[r], comm.ParallelConfig{TP: l.tp, PP: l.pp, CP: 1, EP: max(l.ep, 1), Order: comm.DefaultOrder})
+				ps, err = comm.NewParallelState(comms[r], comm.ParallelConfig{TP: l.tp, PP: l.pp, CP: max(l.cp, 1), EP: max(l.ep, 1), Order: comm.DefaultOrder})
 				if err != nil {
 					o.err = err
 					return
@@ -231,6 +235,9 @@ func runLayout(t *testing.T, cfg layers.Config, l layout, iters int) runResult {
 				}
 				if l.ep > 1 {
 					par.EP, groups.ExpertDP, groups.EP = ps.EP, ps.ExpertDP, ps.EP
+				}
+				if l.cp > 1 {
+					par.CP = ps.CP
 				}
 				dpRank = ps.Coords.DP
 				o.tpr = ps.Coords.TP
@@ -327,7 +334,7 @@ func runLayout(t *testing.T, cfg layers.Config, l layout, iters int) runResult {
 	for r, o := range outs {
 		dp := 0
 		if world > 1 {
-			c, _ := comm.RankCoordinates(r, comm.ParallelConfig{TP: l.tp, PP: l.pp, CP: 1, EP: max(l.ep, 1), Order: comm.DefaultOrder}, world)
+			c, _ := comm.RankCoordinates(r, comm.ParallelConfig{TP: l.tp, PP: l.pp, CP: max(l.cp, 1), EP: max(l.ep, 1), Order: comm.DefaultOrder}, world)
 			dp = c.ExpertDP
 		}
 		if dp != 0 {
@@ -564,5 +571,28 @@ func TestMoELayouts(t *testing.T) {
 		t.Run(l.String(), func(t *testing.T) {
 			compareRuns(t, l.String(), ref, runLayout(t, cfg, l, iters), 1e-5)
 		})
+	}
+}
+
+// TestContextParallelLayouts trains with context parallelism (each rank 2 of 2·CP chunks of
+// every sequence, keys and values all-gathered): every layout, with TP, SP, PP, DP, the
+// distributed optimizer and recompute beside it, gives the single process's losses, grad
+// norms and weights; for Llama (RoPE, GQA) and GPT-2 (learned positions).
+func TestContextParallelLayouts(t *testing.T) {
+	const iters = 4
+	full1 := layers.Recompute{Granularity: "full", Method: "uniform", NumLayers: 1}
+	for name, cfg := range equivalenceModels() {
+		cfg.AttentionDropout = 0
+		ref := runLayout(t, cfg, layout{tp: 1, pp: 1, dp: 1}, iters)
+		for _, l := range []layout{
+			{tp: 1, pp: 1, dp: 1, cp: 2},
+			{tp: 1, pp: 1, dp: 1, cp: 4},
+			{tp: 2, pp: 1, dp: 1, cp: 2, sp: true},
+			{tp: 1, pp: 2, dp: 2, cp: 2, dist: true, rc: full1},
+		} {
+			t.Run(name+"/"+l.String(), func(t *testing.T) {
+				compareRuns(t, name+" "+l.String(), ref, runLayout(t, cfg, l, iters), 1e-5)
+			})
+		}
 	}
 }

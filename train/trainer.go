@@ -241,7 +241,7 @@ func (t *Trainer) reportLoss(lossSum float64) (loss, tokens float64, err error) 
 	for _, n := range t.tokens {
 		tokens += n
 	}
-	if t.PS != nil && t.PS.DPSize > 1 {
+	if t.PS != nil && t.PS.DPCP.Size() > 1 {
 		v := t.stats.F64()
 		v[0], v[1] = lossSum, tokens
 		if err := t.PS.DPCP.AllReduce(t.stats, comm.Sum); err != nil {
@@ -291,7 +291,7 @@ func (t *Trainer) Evaluate(micro []layers.Batch, seed, step uint64) (lossSum, to
 
 // reduceEval sums a validation loss over data parallelism on last-stage ranks.
 func (t *Trainer) reduceEval(lossSum, tokens float64) (float64, float64, error) {
-	if t.last().Par.Last() && t.PS != nil && t.PS.DPSize > 1 {
+	if t.last().Par.Last() && t.PS != nil && t.PS.DPCP.Size() > 1 {
 		v := t.stats.F64()
 		v[0], v[1] = lossSum, tokens
 		if err := t.PS.DPCP.AllReduce(t.stats, comm.Sum); err != nil {

@@ -105,15 +105,15 @@ func (b *Backend) RoPE(out, x *tensor.Tensor, p kernels.RoPEParams) {
 		}
 		positions = t.I32()
 		for _, v := range positions {
-			if v < 0 || int(v) >= s {
-				panic(fmt.Sprintf("cpu.RoPE: position %d outside [0, %d)", v, s))
+			if v < 0 || int(v) >= max(s, p.PosLimit) {
+				panic(fmt.Sprintf("cpu.RoPE: position %d outside [0, %d)", v, max(s, p.PosLimit)))
 			}
 		}
 	}
 	rows := x.Numel() / dd
 	heads := x.Dim(1)
 	h := d / 2
-	tab := b.ropeTables(p.Base, d, p.PosOffset+s)
+	tab := b.ropeTables(p.Base, d, max(p.PosOffset+s, p.PosLimit))
 	sign := float32(1)
 	if p.Inverse {
 		sign = -1

@@ -362,7 +362,7 @@ func (b *Backend) RoPE(out, x *tensor.Tensor, p kernels.RoPEParams) {
 	}
 	rows := x.Numel() / dd
 	b.run(func() error {
-		t, err := b.ropeTables(p.Base, d, p.PosOffset+s)
+		t, err := b.ropeTables(p.Base, d, max(p.PosOffset+s, p.PosLimit))
 		if err != nil {
 			return err
 		}
