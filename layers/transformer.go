@@ -33,10 +33,10 @@ type TransformerLayer struct {
 	MoE      *MoE    // --num-experts: the MLP is a mixture of experts
 	cast     *castScratch
 	cpx      *cpScratch // the model's context-parallel staging
-	params   []*Param  // the layer's parameters
-	slopes   []float32 // this rank's heads' ALiBi slopes
-	heads    int       // local query heads
-	groups   int       // local query groups
+	params   []*Param   // the layer's parameters
+	slopes   []float32  // this rank's heads' ALiBi slopes
+	heads    int        // local query heads
+	groups   int        // local query groups
 }
 
 func newTransformerLayer(ps *paramSet, cfg *Config, par Parallel, global, local int) *TransformerLayer {
