@@ -28,7 +28,7 @@ type Args struct {
 	LayersPerVirtualStage     int  `name:"num-layers-per-virtual-pipeline-stage" help:"Layers per virtual pipeline stage: the interleaved 1F1B schedule."`
 	// Megatron's flags for what is not implemented yet, so that a run asking for it stops
 	// with a message instead of an unknown-flag error.
-	ContextParallelSize     int     `name:"context-parallel-size" default:"1" help:"Context parallelism: only 1 (not supported yet)."`
+	ContextParallelSize     int     `name:"context-parallel-size" default:"1" help:"Context parallelism: each rank runs 2 of 2·CP chunks of every sequence; keys and values are all-gathered for attention."`
 	ExpertModelParallelSize int     `name:"expert-model-parallel-size" default:"1" help:"Expert parallelism: only 1 with --num-experts (every rank holds every expert); on a dense model it must divide the data-parallel size, as Megatron checks, and changes nothing."`
 	MoEGroupedGemm          bool    `name:"moe-grouped-gemm" help:"GroupedMLP experts (weight1/weight2): not supported yet (SequentialMLP's local_experts are)."`
 	MoEInputJitterEps       float64 `name:"moe-input-jitter-eps" help:"Router input jitter: not supported yet."`
@@ -244,8 +244,19 @@ func (a *Args) Validate(world int) error {
 			return fmt.Errorf("%s is not supported yet", f.flag)
 		}
 	}
-	if a.ContextParallelSize != 1 {
-		return fmt.Errorf("--context-parallel-size %d: context parallelism is not supported yet (only 1)", a.ContextParallelSize)
+	if cp := a.ContextParallelSize; cp != 1 {
+		switch {
+		case cp < 1:
+			return fmt.Errorf("--context-parallel-size %d must be positive", cp)
+		case a.SeqLength%(2*cp) != 0:
+			return fmt.Errorf("--seq-length %d is not divisible by 2 × --context-parallel-size %d (each rank holds 2 of 2·CP chunks)", a.SeqLength, cp)
+		case a.ResetAttentionMsk:
+			return fmt.Errorf("--context-parallel-size %d with --reset-attention-mask is not supported yet", cp)
+		case a.AttentionDropout > 0:
+			return fmt.Errorf("--context-parallel-size %d with --attention-dropout %v is not supported yet: pass --attention-dropout 0 (as Pai's mcore scripts do)", cp, a.AttentionDropout)
+		case a.NumExperts > 0:
+			return fmt.Errorf("--context-parallel-size %d with --num-experts is not supported yet", cp)
+		}
 	}
 	if a.RotarySeqLenInterp != 0 && a.RotarySeqLenInterp != 1 {
 		return fmt.Errorf("--rotary-seq-len-interpolation-factor %v: RoPE position interpolation is not supported yet (only 1)", a.RotarySeqLenInterp)
@@ -268,10 +279,11 @@ func (a *Args) Validate(world int) error {
 	if tp < 1 || pp < 1 {
 		return fmt.Errorf("--tensor-model-parallel-size %d and --pipeline-model-parallel-size %d must be positive", tp, pp)
 	}
-	if world%(tp*pp) != 0 {
-		return fmt.Errorf("world size %d is not divisible by tensor-parallel size %d × pipeline-parallel size %d", world, tp, pp)
+	cp := max(a.ContextParallelSize, 1)
+	if world%(tp*pp*cp) != 0 {
+		return fmt.Errorf("world size %d is not divisible by tensor-parallel size %d × pipeline-parallel size %d × context-parallel size %d", world, tp, pp, cp)
 	}
-	dp := world / (tp * pp)
+	dp := world / (tp * pp * cp)
 	if ep := a.ExpertModelParallelSize; ep < 1 || dp%ep != 0 {
 		return fmt.Errorf("--expert-model-parallel-size %d must divide the data-parallel size %d", ep, dp)
 	}

@@ -120,7 +120,7 @@ func (c *checkpointer) save(p progress) error {
 			return err
 		}
 	}
-	if c.ps.Coords.ExpertDP == 0 { // DP rank 0, or each expert-parallel rank's first
+	if c.ps.Coords.ExpertDP == 0 && c.ps.Coords.CP == 0 { // DP rank 0, or each expert-parallel rank's first
 		state, err := c.stateDict(p)
 		if err != nil {
 			return err
@@ -165,6 +165,7 @@ func (c *checkpointer) stateDict(p progress) (*torchpickle.Dict, error) {
 	}
 	args.Set("data_parallel_size", c.ps.DPSize)
 	args.Set("expert_model_parallel_size", c.ps.EPSize)
+	args.Set("context_parallel_size", c.ps.CPSize)
 	args.Set("consumed_train_samples", p.ConsumedTrain)
 	args.Set("consumed_valid_samples", p.ConsumedValid)
 	args.Set("iteration", p.Iteration)

@@ -108,7 +108,7 @@ func run(a *Args, world comm.Comm, out io.Writer, hook dataHook) error {
 	if a.Backend != nil && !comm.Carries(world, a.Backend.Device()) {
 		world = comm.Staged(world, a.Backend) // host collectives carry device tensors
 	}
-	ps, err := comm.NewParallelState(world, comm.ParallelConfig{TP: a.TensorModelParallelSize, PP: a.PipelineModelParallelSize, CP: 1, EP: a.expertParallel(), Order: comm.DefaultOrder})
+	ps, err := comm.NewParallelState(world, comm.ParallelConfig{TP: a.TensorModelParallelSize, PP: a.PipelineModelParallelSize, CP: a.ContextParallelSize, EP: a.expertParallel(), Order: comm.DefaultOrder})
 	if err != nil {
 		return err
 	}
@@ -182,6 +182,9 @@ func run(a *Args, world comm.Comm, out io.Writer, hook dataHook) error {
 			VPRank: v, VPSize: a.VirtualStages()}
 		if ps.EPSize > 1 {
 			par.EP = ps.EP
+		}
+		if ps.CPSize > 1 {
+			par.CP = ps.CP
 		}
 		m, err := layers.NewParallelGPTModel(be, cfg, par, uint64(a.Seed))
 		if err != nil {

@@ -96,6 +96,8 @@ func TestPretrainLayoutsAgree(t *testing.T) {
 	for name, layout := range map[string][]string{
 		"tp2pp2":    {"--tensor-model-parallel-size", "2", "--pipeline-model-parallel-size", "2"},
 		"tp2dp2-sp": {"--tensor-model-parallel-size", "2", "--sequence-parallel", "--use-distributed-optimizer"},
+		"cp2pp2":    {"--context-parallel-size", "2", "--pipeline-model-parallel-size", "2"},
+		"tp2cp2-sp": {"--context-parallel-size", "2", "--tensor-model-parallel-size", "2", "--sequence-parallel"},
 	} {
 		got := run(name, []string{"--standalone", "--nproc-per-node", "4"}, layout...)
 		for i := range single.loss {
@@ -120,7 +122,9 @@ func TestPretrainBadInput(t *testing.T) {
 		{[]string{"--standalone"}, []string{"--no-such-flag"}, "--no-such-flag"},
 		{[]string{"--standalone"}, []string{"--normalization", "BatchNorm"}, "BatchNorm"},
 		{[]string{"--standalone"}, []string{"--data-path", filepath.Join(dir, "missing")}, "missing"},
-		{[]string{"--standalone"}, []string{"--context-parallel-size", "2"}, "context parallelism is not supported yet"},
+		{[]string{"--standalone", "--nproc-per-node", "2"}, []string{"--context-parallel-size", "2", "--attention-dropout", "0.1"}, "--context-parallel-size 2 with --attention-dropout 0.1 is not supported yet"},
+		{[]string{"--standalone", "--nproc-per-node", "3"}, []string{"--context-parallel-size", "3"}, "--seq-length 32 is not divisible by 2 × --context-parallel-size 3"},
+		{[]string{"--standalone", "--nproc-per-node", "3"}, []string{"--context-parallel-size", "2"}, "world size 3 is not divisible by tensor-parallel size 1 × pipeline-parallel size 1 × context-parallel size 2"},
 		{[]string{"--standalone"}, []string{"--num-experts", "4", "--moe-router-topk", "5"}, "--moe-router-topk 5 must be between 1 and --num-experts 4"},
 		{[]string{"--standalone", "--nproc-per-node", "2"}, []string{"--num-experts", "6", "--expert-model-parallel-size", "4"}, "--expert-model-parallel-size 4 must divide the data-parallel size 2"},
 		{[]string{"--standalone", "--nproc-per-node", "2"}, []string{"--num-experts", "3", "--expert-model-parallel-size", "2"}, "--num-experts 3 is not a multiple of --expert-model-parallel-size 2"},

@@ -73,6 +73,8 @@ func TestExactResume(t *testing.T) {
 			"--expert-model-parallel-size", "2", "--disable-bias-linear"},
 		"tp2dp2-sp-ep2-moe": {"--tensor-model-parallel-size", "2", "--sequence-parallel", "--num-experts", "4",
 			"--moe-router-topk", "1", "--moe-aux-loss-coeff", "1e-2", "--expert-model-parallel-size", "2", "--disable-bias-linear"},
+		// Context parallelism: each sequence split over 2 ranks; CP rank 0 writes the shard.
+		"cp2dp2-distop": {"--context-parallel-size", "2", "--use-distributed-optimizer", "--hidden-dropout", "0", "--attention-dropout", "0"},
 		// A buffer per model chunk, as Megatron's, in distrib_optim.pt too.
 		"pp2vp2dp2-distop": {"--pipeline-model-parallel-size", "2", "--num-layers-per-virtual-pipeline-stage", "1",
 			"--use-distributed-optimizer"},
