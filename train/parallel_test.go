@@ -567,6 +567,7 @@ func TestMoELayouts(t *testing.T) {
 		{tp: 1, pp: 1, dp: 4, ep: 2, dist: true},
 		{tp: 2, pp: 1, dp: 2, ep: 2, sp: true, dist: true, rc: full1},
 		{tp: 1, pp: 2, dp: 4, ep: 4},
+		{tp: 1, pp: 2, dp: 2, ep: 2, vpp: 2, dist: true},
 	} {
 		t.Run(l.String(), func(t *testing.T) {
 			compareRuns(t, l.String(), ref, runLayout(t, cfg, l, iters), 1e-5)
@@ -589,6 +590,7 @@ func TestContextParallelLayouts(t *testing.T) {
 			{tp: 1, pp: 1, dp: 1, cp: 4},
 			{tp: 2, pp: 1, dp: 1, cp: 2, sp: true},
 			{tp: 1, pp: 2, dp: 2, cp: 2, dist: true, rc: full1},
+			{tp: 1, pp: 2, dp: 1, cp: 2, vpp: 2},
 		} {
 			t.Run(name+"/"+l.String(), func(t *testing.T) {
 				compareRuns(t, name+" "+l.String(), ref, runLayout(t, cfg, l, iters), 1e-5)
