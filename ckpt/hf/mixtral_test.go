@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -304,38 +303,17 @@ func TestMixtralDenseEquivalent(t *testing.T) {
 	require.Equal(t, want, lossOf(moe), "a Mixtral of identical experts, top-1, is the dense Mistral")
 }
 
-// pyForward runs testdata/hf_forward.py (a float64 torch transcription of transformers'
-// Llama/Mistral/Mixtral forward) on a Hugging Face folder: the loss and the logits.
-func pyForward(t *testing.T, dir string, ids [][]int64) (float64, [][][]float64) {
-	t.Helper()
-	b, err := json.Marshal(ids)
-	require.NoError(t, err)
-	out, err := exec.Command("/usr/bin/python3", "testdata/hf_forward.py", dir, string(b)).Output()
-	if ee, ok := err.(*exec.ExitError); ok {
-		t.Fatalf("hf_forward.py %s: %v\n%s", dir, err, ee.Stderr)
-	}
-	require.NoError(t, err)
-	var res struct {
-		Loss   float64       `json:"loss"`
-		Logits [][][]float64 `json:"logits"`
-	}
-	require.NoError(t, json.Unmarshal(out, &res))
-	return res.Loss, res.Logits
-}
-
 // TestMixtralMatchesTorch loads a synthetic Mixtral (top-2 of 4 experts, GQA, sliding
 // window 5 over 12 tokens) with hf.Load and compares the loss and every position's logits
 // with Hugging Face's forward transcribed in float64 torch (testdata/hf_forward.py, which
 // tools/convert's TestMixtralMatchesTorch checks against transformers' own float64 logits
 // of the llama fixtures), within float32 rounding.
 func TestMixtralMatchesTorch(t *testing.T) {
-	if err := exec.Command("/usr/bin/python3", "-c", "import torch").Run(); err != nil {
-		t.Skipf("skipping: /usr/bin/python3 with torch not available (%v); Debian's python3-torch provides it", err)
-	}
+	hftest.NeedTorch(t)
 	dir := filepath.Join(t.TempDir(), "mixtral")
 	require.NoError(t, hftest.Write(dir, hftest.TinyMixtral, 0.1))
 	rows := [][]int64{{1, 17, 42, 199, 3, 3, 88, 120, 7, 64, 150, 9}, {2, 5, 190, 33, 61, 61, 0, 14, 100, 77, 31, 180}}
-	wantLoss, wantLogits := pyForward(t, dir, rows)
+	wantLoss, wantLogits := hftest.PyForward(t, dir, rows)
 
 	m, gm, err := hf.Load(cpu.New(), dir)
 	require.NoError(t, err)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"encoding/json"
 	"math"
 	"os/exec"
 	"path/filepath"
@@ -143,31 +142,6 @@ func TestMixtralRoundTrip(t *testing.T) {
 	require.ErrorContains(t, err, "--megatron-format legacy: a mixture-of-experts model")
 }
 
-// pyForward runs ckpt/hf/testdata/hf_forward.py (a float64 torch transcription of transformers'
-// Llama/Mistral/Mixtral forward) on a Hugging Face folder: the loss and the logits.
-func pyForward(t *testing.T, dir string, ids [][]int64) (float64, [][][]float64) {
-	t.Helper()
-	b, err := json.Marshal(ids)
-	require.NoError(t, err)
-	out, err := exec.Command("/usr/bin/python3", "../../ckpt/hf/testdata/hf_forward.py", dir, string(b)).Output()
-	if ee, ok := err.(*exec.ExitError); ok {
-		t.Fatalf("hf_forward.py %s: %v\n%s", dir, err, ee.Stderr)
-	}
-	require.NoError(t, err)
-	var res struct {
-		Loss   float64       `json:"loss"`
-		Logits [][][]float64 `json:"logits"`
-	}
-	require.NoError(t, json.Unmarshal(out, &res))
-	return res.Loss, res.Logits
-}
-
-func needTorch(t *testing.T) {
-	if err := exec.Command("/usr/bin/python3", "-c", "import torch").Run(); err != nil {
-		t.Skipf("skipping: /usr/bin/python3 with torch not available (%v); Debian's python3-torch provides it", err)
-	}
-}
-
 // lastLogits runs the model on ids (one prefill chunk) and returns the last position's
 // logits per row, the padding columns dropped.
 func lastLogits(t *testing.T, gm *layers.GPTModel, ids [][]int64, vocab int) [][]float32 {
@@ -197,7 +171,7 @@ func flat(ids [][]int64) []int64 {
 // TP 2 × PP 2 and loaded as `golaunch evaluate` loads it (megatron.LoadModel) must give
 // the transcription's loss and last-position logits within float32 rounding.
 func TestMixtralMatchesTorch(t *testing.T) {
-	needTorch(t)
+	hftest.NeedTorch(t)
 	for _, fam := range []string{"llama-gqa", "llama-mha"} {
 		src := filepath.Join(hfFixtures, fam)
 		ids, b, s := fixtureTokens(t, src)
@@ -205,7 +179,7 @@ func TestMixtralMatchesTorch(t *testing.T) {
 		for i := range rows {
 			rows[i] = ids[i*s : (i+1)*s]
 		}
-		loss, logits := pyForward(t, src, rows)
+		loss, logits := hftest.PyForward(t, src, rows)
 		out, err := safetensors.Open(filepath.Join(src, "outputs.safetensors"))
 		require.NoError(t, err)
 		lt, err := out.Tensor("loss_f64")
@@ -230,7 +204,7 @@ func TestMixtralMatchesTorch(t *testing.T) {
 	src, meg := filepath.Join(tmp, "hf"), filepath.Join(tmp, "meg")
 	syntheticHFScaled(t, src, tinyMixtral, 0.1)
 	ids := [][]int64{{1, 17, 42, 199, 3, 3, 88, 120, 7, 64, 150, 9}, {2, 5, 190, 33, 61, 61, 0, 14, 100, 77, 31, 180}}
-	wantLoss, wantLogits := pyForward(t, src, ids)
+	wantLoss, wantLogits := hftest.PyForward(t, src, ids)
 	// Unpadded vocabulary (as Pai's scripts convert): Megatron's cross-entropy runs over the
 	// padded rows too, whose logits are 0, so padding would change the loss.
 	convertOK(t, "--load_path", src, "--save_path", meg, "--target_tensor_model_parallel_size", "2", "--target_pipeline_model_parallel_size", "2",
@@ -331,7 +305,7 @@ func TestUpcycleLlama(t *testing.T) {
 		for i := range rows {
 			rows[i] = ids[i*s : (i+1)*s]
 		}
-		loss, _ := pyForward(t, mix, rows)
+		loss, _ := hftest.PyForward(t, mix, rows)
 		require.InDelta(t, denseLoss, loss, 1e-5, "Hugging Face's Mixtral forward of the upcycled model")
 	}
 }

@@ -3,10 +3,14 @@
 package hftest
 
 import (
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
+	"testing"
 
 	"github.com/gomegatron/gomegatron/ckpt/hf"
 	"github.com/gomegatron/gomegatron/ckpt/safetensors"
@@ -74,4 +78,40 @@ func Write(dir, config string, std float64) error {
 		}
 	}
 	return safetensors.Write(filepath.Join(dir, safetensors.SingleFile), out, map[string]string{"format": "pt"})
+}
+
+// NeedTorch skips the test when /usr/bin/python3 cannot import torch.
+func NeedTorch(t testing.TB) {
+	t.Helper()
+	if err := exec.Command("/usr/bin/python3", "-c", "import torch").Run(); err != nil {
+		t.Skipf("skipping: /usr/bin/python3 with torch not available (%v); Debian's python3-torch provides it", err)
+	}
+}
+
+// PyForward runs ckpt/hf/testdata/hf_forward.py (a float64 torch transcription of
+// transformers' Llama/Mistral/Mixtral forward) on a Hugging Face folder: the loss and the
+// logits of the rows of ids.
+func PyForward(t testing.TB, dir string, ids [][]int64) (float64, [][][]float64) {
+	t.Helper()
+	_, here, _, _ := runtime.Caller(0)
+	script := filepath.Join(filepath.Dir(here), "..", "testdata", "hf_forward.py")
+	b, err := json.Marshal(ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("/usr/bin/python3", script, dir, string(b)).Output()
+	if ee, ok := err.(*exec.ExitError); ok {
+		t.Fatalf("hf_forward.py %s: %v\n%s", dir, err, ee.Stderr)
+	}
+	if err != nil {
+		t.Fatalf("hf_forward.py %s: %v", dir, err)
+	}
+	var res struct {
+		Loss   float64       `json:"loss"`
+		Logits [][][]float64 `json:"logits"`
+	}
+	if err := json.Unmarshal(out, &res); err != nil {
+		t.Fatalf("hf_forward.py %s: %v", dir, err)
+	}
+	return res.Loss, res.Logits
 }
