@@ -315,46 +315,78 @@ func (a *Adam) grad(pc *piece) *tensor.Tensor { return a.buf.Grad.Slice(pc.lo, p
 // (the tied output layer's copy) are left out, and TP-replicated params count only on TP
 // rank 0; partial sums are added over the Norm group.
 func (a *Adam) GradNorm() (float64, error) {
-	var ss, experts float64
-	switch {
-	case a.normSpans != nil:
+	if a.normSpans != nil { // every piece counts: a few sums over the owned spans
+		var ss float64
 		for _, t := range a.normSpans {
 			ss += a.be.SumSquares(t)
 		}
-	case a.g.ExpertDP != nil && !a.Distributed:
-		// Each EP rank holds other experts: add their sums over EP first.
-		for _, pc := range a.pieces {
-			if !a.countsInNorm(pc.p) {
-				continue
-			}
-			if pc.p.Expert {
-				experts += a.be.SumSquares(pc.grad)
-			} else {
-				ss += a.be.SumSquares(pc.grad)
+		return sqrtOf(a.sumOverModel(ss, 0, "grad norm"))
+	}
+	return sqrtOf(a.sumOverPieces(a.be.SumSquares, "grad norm"))
+}
+
+func sqrtOf(v float64, err error) (float64, error) { return math.Sqrt(v), err }
+
+// CountZeros is Megatron's count_zeros_fp32 (--log-num-zeros-in-grad): the zero elements
+// of the reduced gradients, counted as GradNorm's sum is (the tied output copy left out,
+// TP-replicated parameters once) over the whole model. The grads are read on the host.
+// Megatron's distributed optimizer counts only each DP rank's shard; this counts the model.
+func (a *Adam) CountZeros() (float64, error) {
+	host := tensor.New(tensor.F32, 0)
+	return a.sumOverPieces(func(g *tensor.Tensor) float64 {
+		if host.Numel() < g.Numel() {
+			host = tensor.New(tensor.F32, g.Numel())
+		}
+		h := host.Slice(0, g.Numel())
+		a.be.Download(h, g)
+		zeros := 0
+		for _, v := range h.F32() {
+			if v == 0 {
+				zeros++
 			}
 		}
-		t := tensor.New(tensor.F64, 1)
-		t.F64()[0] = experts
-		if err := a.g.EP.AllReduce(t, comm.Sum); err != nil {
-			return 0, fmt.Errorf("expert-parallel all-reduce of the grad norm: %w", err)
+		return float64(zeros)
+	}, "count of zero grads")
+}
+
+// sumOverPieces adds f over the pieces that count in the norm, over the whole model.
+func (a *Adam) sumOverPieces(f func(*tensor.Tensor) float64, what string) (float64, error) {
+	var dense, experts float64
+	for _, pc := range a.pieces {
+		if !a.countsInNorm(pc.p) {
+			continue
 		}
-		ss += t.F64()[0]
-	default:
-		for _, pc := range a.pieces {
-			if a.countsInNorm(pc.p) {
-				ss += a.be.SumSquares(pc.grad)
-			}
+		if pc.p.Expert && a.g.ExpertDP != nil && !a.Distributed {
+			experts += f(pc.grad)
+		} else {
+			dense += f(pc.grad)
 		}
 	}
-	if a.g.Norm != nil && a.g.Norm.Size() > 1 {
-		t := tensor.New(tensor.F64, 1)
-		t.F64()[0] = ss
-		if err := a.g.Norm.AllReduce(t, comm.Sum); err != nil {
-			return 0, fmt.Errorf("all-reduce of the grad norm: %w", err)
+	return a.sumOverModel(dense, experts, what)
+}
+
+// sumOverModel adds this rank's partial sums over the Norm group; experts (replicated
+// pieces of expert parallelism without the distributed optimizer) are first added over EP,
+// whose ranks hold other experts.
+func (a *Adam) sumOverModel(dense, experts float64, what string) (float64, error) {
+	sum := func(c comm.Comm, v float64, over string) (float64, error) {
+		if c == nil || c.Size() == 1 {
+			return v, nil
 		}
-		ss = t.F64()[0]
+		t := tensor.FromF64([]float64{v}, 1)
+		if err := c.AllReduce(t, comm.Sum); err != nil {
+			return 0, fmt.Errorf("%s all-reduce of the %s: %w", over, what, err)
+		}
+		return t.F64()[0], nil
 	}
-	return math.Sqrt(ss), nil
+	if a.g.ExpertDP != nil && !a.Distributed {
+		e, err := sum(a.g.EP, experts, "expert-parallel")
+		if err != nil {
+			return 0, err
+		}
+		dense += e
+	}
+	return sum(a.g.Norm, dense, "model-parallel")
 }
 
 // Step takes the (already reduced) gradients, clips them to Cfg.ClipGrad (coefficient

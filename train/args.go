@@ -50,6 +50,7 @@ type Args struct {
 	OverrideOptParamSched   bool `name:"override-opt_param-scheduler" help:"Accepted: the learning-rate flags always win over a checkpoint's scheduler values here."`
 
 	LogParamsNorm     bool `name:"log-params-norm" help:"Log the L2 norm of the model parameters (params norm) each logged iteration."`
+	LogNumZerosInGrad bool `name:"log-num-zeros-in-grad" help:"Log the number of zero gradient elements (num zeros) each logged iteration."`
 	UseCheckpointArgs bool `name:"use-checkpoint-args" help:"Take the model's shape and TP/PP from the --load checkpoint's args (Megatron's load_args_from_checkpoint)."`
 
 	// Megatron flags that change nothing here (what they tune does not exist or is fixed).
@@ -73,7 +74,6 @@ type Args struct {
 	CalculatePerTokenLoss   bool     `name:"calculate-per-token-loss" help:"Loss averaged over all tokens of the global batch: not supported yet."`
 	WandbProject            string   `name:"wandb-project" help:"Weights & Biases logging: not supported (TensorBoard is)."`
 	UseCheckpointOptSched   bool     `name:"use-checkpoint-opt_param-scheduler" help:"Scheduler values from the checkpoint: not supported yet."`
-	LogNumZerosInGrad       bool     `name:"log-num-zeros-in-grad" help:"Zero count of the gradients in the log line: not supported yet."`
 
 	// Learning rate.
 	LR               float64 `name:"lr" help:"Peak learning rate."`
@@ -238,8 +238,7 @@ func (a *Args) Validate(world int) error {
 		{a.InitMethodXavierUniform, "--init-method-xavier-uniform"}, {a.QKLayernorm, "--qk-layernorm"},
 		{a.RotaryInterleaved, "--rotary-interleaved"}, {a.CalculatePerTokenLoss, "--calculate-per-token-loss"},
 		{a.WandbProject != "", "--wandb-project"},
-		{a.UseCheckpointOptSched, "--use-checkpoint-opt_param-scheduler"},
-		{a.LogNumZerosInGrad, "--log-num-zeros-in-grad"}} {
+		{a.UseCheckpointOptSched, "--use-checkpoint-opt_param-scheduler"}} {
 		if f.set {
 			return fmt.Errorf("%s is not supported yet", f.flag)
 		}

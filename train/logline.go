@@ -20,6 +20,7 @@ type logFields struct {
 	GlobalBatchSize       int
 	Loss                  float64 // NaN: no successful iteration in the interval (field omitted)
 	LossScale, GradNorm   float64 // GradNorm NaN: skipped iteration (field omitted)
+	NumZeros              float64 // NaN: not printed (--log-num-zeros-in-grad off, or a skipped iteration)
 	ParamsNorm            float64 // NaN: not printed (--log-params-norm off)
 	Skipped, NaN          int
 }
@@ -41,6 +42,9 @@ func (f logFields) format(now time.Time) string {
 	fmt.Fprintf(&b, " loss scale: %.1f |", f.LossScale)
 	if !math.IsNaN(f.GradNorm) {
 		fmt.Fprintf(&b, " grad norm: %.3f |", f.GradNorm)
+	}
+	if !math.IsNaN(f.NumZeros) {
+		fmt.Fprintf(&b, " num zeros: %.1f |", f.NumZeros)
 	}
 	if !math.IsNaN(f.ParamsNorm) {
 		fmt.Fprintf(&b, " params norm: %.3f |", f.ParamsNorm)

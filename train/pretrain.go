@@ -382,8 +382,17 @@ func run(a *Args, world comm.Comm, out io.Writer, hook dataHook) error {
 				return fmt.Errorf("iteration %d: %w", it, err)
 			}
 		}
+		zeros := math.NaN()
+		if a.LogNumZerosInGrad && !res.Skipped && (logging || (a.TensorboardDir != "" && it%a.TensorboardLogInterval == 0)) {
+			if zeros, err = opt.CountZeros(); err != nil {
+				return fmt.Errorf("iteration %d: %w", it, err)
+			}
+		}
 		if writeTB {
 			sc := []scalar{{"learning-rate", lr}, {"lm loss", res.Loss}, {"grad-norm", res.GradNorm}, {"loss-scale", opt.LossScale()}}
+			if !math.IsNaN(zeros) {
+				sc = append(sc, scalar{"num-zeros", zeros})
+			}
 			if !math.IsNaN(pnorm) {
 				sc = append(sc, scalar{"params-norm", pnorm})
 			}
@@ -405,7 +414,7 @@ func run(a *Args, world comm.Comm, out io.Writer, hook dataHook) error {
 			elapsed := time.Since(lastLog).Seconds() / float64(sinceLog)
 			f := logFields{Iteration: it, TrainIters: trainIters, ConsumedSamples: consumed, ElapsedMS: elapsed * 1000,
 				TFLOPS: -1, LR: lr, GlobalBatchSize: a.GlobalBatchSize, Loss: math.NaN(),
-				LossScale: opt.LossScale(), GradNorm: res.GradNorm, ParamsNorm: pnorm, Skipped: skipped, NaN: nanIters}
+				LossScale: opt.LossScale(), GradNorm: res.GradNorm, NumZeros: zeros, ParamsNorm: pnorm, Skipped: skipped, NaN: nanIters}
 			if lossN > 0 {
 				f.Loss = lossAcc / float64(lossN)
 			}

@@ -398,3 +398,33 @@ func TestUseCheckpointArgs(t *testing.T) {
 	require.Error(t, err)
 	require.Contains(t, string(b), "--use-checkpoint-args: ")
 }
+
+var numZerosField = regexp.MustCompile(`iteration +(\d+)/.* num zeros: ([0-9.]+) \| params norm`)
+
+// TestLogNumZerosInGrad: --log-num-zeros-in-grad prints Megatron's " num zeros: %.1f |"
+// between the grad norm and the params norm, the same count for one process, TP=2 and DP=2
+// with the distributed optimizer (the model's zero gradients, not a shard's), at least the
+// word-embedding rows no input token used.
+func TestLogNumZerosInGrad(t *testing.T) {
+	dir := t.TempDir()
+	base := append(append([]string{}, resumeArgs(dir)...), "--hidden-dropout", "0", "--train-iters", "3",
+		"--vocab-size", "1024", "--untie-embeddings-and-output-weights", "--log-num-zeros-in-grad", "--log-params-norm")
+	counts := func(out string) map[string]float64 {
+		m := map[string]float64{}
+		for _, s := range numZerosField.FindAllStringSubmatch(out, -1) {
+			v, err := strconv.ParseFloat(s[2], 64)
+			require.NoError(t, err)
+			m[s[1]] = v
+		}
+		return m
+	}
+	single := counts(runGolaunch(t, append([]string{"--standalone"}, base...)...))
+	require.Len(t, single, 3)
+	for _, v := range single { // ≥ (1024 − the 8 × 32 input tokens) unused embedding rows × 64
+		require.GreaterOrEqual(t, v, float64((1024-256)*64))
+	}
+	for _, layout := range [][]string{{"--tensor-model-parallel-size", "2"}, {"--use-distributed-optimizer"}} {
+		got := counts(runGolaunch(t, append([]string{"--standalone", "--nproc-per-node", "2"}, append(base, layout...)...)...))
+		require.Equal(t, single, got, "%v", layout)
+	}
+}
