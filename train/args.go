@@ -47,7 +47,8 @@ type Args struct {
 	// Checkpoint loading (Megatron's).
 	ExitOnMissingCheckpoint bool `name:"exit-on-missing-checkpoint" help:"Stop with an error when --load holds no checkpoint (default: start from random, with a warning)."`
 	CkptStep                int  `name:"ckpt-step" help:"Load this iteration's checkpoint instead of the tracker file's."`
-	OverrideOptParamSched   bool `name:"override-opt_param-scheduler" help:"Accepted: the learning-rate flags always win over a checkpoint's scheduler values here."`
+	OverrideOptParamSched   bool `name:"override-opt_param-scheduler" help:"Accepted: the learning-rate flags win over a checkpoint's scheduler values unless --use-checkpoint-opt_param-scheduler."`
+	UseCheckpointOptSched   bool `name:"use-checkpoint-opt_param-scheduler" help:"Take the learning rate, minimum, warm-up, decay length and style from the --load checkpoint's scheduler instead of the flags."`
 
 	LogParamsNorm     bool `name:"log-params-norm" help:"Log the L2 norm of the model parameters (params norm) each logged iteration."`
 	LogNumZerosInGrad bool `name:"log-num-zeros-in-grad" help:"Log the number of zero gradient elements (num zeros) each logged iteration."`
@@ -73,7 +74,6 @@ type Args struct {
 	RotaryInterleaved       bool     `name:"rotary-interleaved" help:"Interleaved RoPE: not supported yet."`
 	CalculatePerTokenLoss   bool     `name:"calculate-per-token-loss" help:"Loss averaged over all tokens of the global batch: not supported yet."`
 	WandbProject            string   `name:"wandb-project" help:"Weights & Biases logging: not supported (TensorBoard is)."`
-	UseCheckpointOptSched   bool     `name:"use-checkpoint-opt_param-scheduler" help:"Scheduler values from the checkpoint: not supported yet."`
 
 	// Learning rate.
 	LR               float64 `name:"lr" help:"Peak learning rate."`
@@ -237,8 +237,7 @@ func (a *Args) Validate(world int) error {
 	}{{len(a.RampupBatchSize) > 0, "--rampup-batch-size"}, {a.DecoupledLR != 0, "--decoupled-lr"},
 		{a.InitMethodXavierUniform, "--init-method-xavier-uniform"}, {a.QKLayernorm, "--qk-layernorm"},
 		{a.RotaryInterleaved, "--rotary-interleaved"}, {a.CalculatePerTokenLoss, "--calculate-per-token-loss"},
-		{a.WandbProject != "", "--wandb-project"},
-		{a.UseCheckpointOptSched, "--use-checkpoint-opt_param-scheduler"}} {
+		{a.WandbProject != "", "--wandb-project"}} {
 		if f.set {
 			return fmt.Errorf("%s is not supported yet", f.flag)
 		}

@@ -31,6 +31,8 @@ type checkpointer struct {
 	opt    *optim.Adam
 	sched  LRSchedule
 	be     kernels.Backend // where the model lives (nil: the host)
+	// notes are Megatron's " > using checkpoint value …" lines of the last load.
+	notes []string
 }
 
 // params lists every chunk's parameters in the optimizer's order.
@@ -394,6 +396,11 @@ func (c *checkpointer) load() (progress, error) {
 	if c.a.NoLoadOptim {
 		return p, nil
 	}
+	if sch, ok := dictGet(root, "opt_param_scheduler"); ok && c.a.UseCheckpointOptSched {
+		if err := c.schedulerFromCheckpoint(sch); err != nil {
+			return p, err
+		}
+	}
 	if !same {
 		saved, now := fmt.Sprintf("TP=%d PP=%d EP=%d", tp, pp, ep), fmt.Sprintf("TP=%d PP=%d EP=%d", c.ps.TPSize, c.ps.PPSize, c.ps.EPSize)
 		if saved == now {
@@ -403,6 +410,67 @@ func (c *checkpointer) load() (progress, error) {
 			c.a.Load, saved, now)
 	}
 	return p, c.loadOptimizer(loc, root, &p)
+}
+
+// schedulerFromCheckpoint takes the learning-rate schedule from a checkpoint's
+// opt_param_scheduler (--use-checkpoint-opt_param-scheduler, Megatron's load_state_dict
+// with its older key names too) instead of the flags.
+func (c *checkpointer) schedulerFromCheckpoint(sd *torchpickle.Dict) error {
+	first := func(keys ...string) (any, string, error) {
+		for _, k := range keys {
+			if v, ok := sd.Get(k); ok {
+				return v, k, nil
+			}
+		}
+		return nil, "", fmt.Errorf("--use-checkpoint-opt_param-scheduler: %s's opt_param_scheduler lacks %s", c.a.Load, keys[len(keys)-1])
+	}
+	num := func(name string, keys ...string) (float64, error) {
+		v, k, err := first(keys...)
+		if err != nil {
+			return 0, err
+		}
+		switch x := v.(type) {
+		case float64:
+			c.notes = append(c.notes, fmt.Sprintf(" > using checkpoint value %v for %s", x, name))
+			return x, nil
+		case int64:
+			c.notes = append(c.notes, fmt.Sprintf(" > using checkpoint value %d for %s", x, name))
+			return float64(x), nil
+		}
+		return 0, fmt.Errorf("--use-checkpoint-opt_param-scheduler: %s: opt_param_scheduler %s is %T, not a number", c.a.Load, k, v)
+	}
+	s := c.sched
+	var err error
+	if s.MaxLR, err = num("learning rate", "start_lr", "max_lr"); err != nil {
+		return err
+	}
+	if s.MinLR, err = num("minimum learning rate", "min_lr"); err != nil {
+		return err
+	}
+	w, err := num("warmup iterations", "warmup_iter", "warmup_steps", "lr_warmup_steps")
+	if err != nil {
+		return err
+	}
+	d, err := num("total number of iterations", "end_iter", "decay_steps", "lr_decay_steps")
+	if err != nil {
+		return err
+	}
+	s.WarmupSteps, s.DecaySteps = int64(w), int64(d)
+	v, k, err := first("decay_style", "lr_decay_style")
+	if err != nil {
+		return err
+	}
+	style, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("--use-checkpoint-opt_param-scheduler: %s: opt_param_scheduler %s is %T, not a string", c.a.Load, k, v)
+	}
+	c.notes = append(c.notes, fmt.Sprintf(" > using checkpoint value %s for learning rate decay style", style))
+	s.Style = style
+	if err := s.Validate(); err != nil {
+		return fmt.Errorf("--use-checkpoint-opt_param-scheduler: %s: %w", c.a.Load, err)
+	}
+	c.sched = s
+	return nil
 }
 
 // loadShardWeights copies this rank's shard of a checkpoint with the same layout.

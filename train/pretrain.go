@@ -286,6 +286,10 @@ func run(a *Args, world comm.Comm, out io.Writer, hook dataHook) error {
 			if d, ok := opt.Scaler.(*optim.DynamicScaler); ok && resume.LossScale > 0 {
 				d.Restore(resume.LossScale, resume.ScalerGrowth, resume.ScalerHysteresis)
 			}
+			for _, n := range ck.notes {
+				logf("%s", n)
+			}
+			sched = ck.sched // --use-checkpoint-opt_param-scheduler
 			logf("  successfully loaded checkpoint from %s [ t %d, p %d ] at iteration %d", a.Load, ps.TPSize, ps.PPSize, resume.Iteration)
 		}
 	}

@@ -428,3 +428,36 @@ func TestLogNumZerosInGrad(t *testing.T) {
 		require.Equal(t, single, got, "%v", layout)
 	}
 }
+
+var lrField = regexp.MustCompile(`iteration +(\d+)/.* learning rate: (\S+) \|`)
+
+// TestUseCheckpointOptParamScheduler: resumed with other learning-rate flags,
+// --use-checkpoint-opt_param-scheduler trains on the checkpoint's schedule (the
+// uninterrupted run's rates and losses, Megatron's "using checkpoint value" lines), and
+// without it the flags' schedule applies.
+func TestUseCheckpointOptParamScheduler(t *testing.T) {
+	dir := t.TempDir()
+	base := append(append([]string{"--standalone"}, resumeArgs(dir)...), "--hidden-dropout", "0")
+	rates := func(out string) map[string]string {
+		m := map[string]string{}
+		for _, s := range lrField.FindAllStringSubmatch(out, -1) {
+			m[s[1]] = s[2]
+		}
+		return m
+	}
+	straight := runGolaunch(t, append(base, "--save", filepath.Join(dir, "a"))...)
+	runGolaunch(t, append(base, "--save", filepath.Join(dir, "b"), "--exit-interval", "4")...)
+	other := []string{"--load", filepath.Join(dir, "b"), "--lr", "1e-3", "--min-lr", "1e-4", "--lr-warmup-iters", "0", "--lr-decay-style", "cosine"}
+	resumed := runGolaunch(t, append(append(base, other...), "--use-checkpoint-opt_param-scheduler")...)
+	require.Contains(t, resumed, " > using checkpoint value 0.003 for learning rate")
+	require.Contains(t, resumed, " > using checkpoint value linear for learning rate decay style")
+	want, got := rates(straight), rates(resumed)
+	losses := iterationLosses(straight)
+	for it := 5; it <= 8; it++ {
+		k := strconv.Itoa(it)
+		require.Equal(t, want[k], got[k], "iteration %d learning rate", it)
+		require.Equal(t, losses[k], iterationLosses(resumed)[k], "iteration %d", it)
+	}
+	flags := rates(runGolaunch(t, append(base, other...)...))
+	require.NotEqual(t, want["5"], flags["5"], "without the flag the flags' schedule applies")
+}
