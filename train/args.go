@@ -51,6 +51,8 @@ type Args struct {
 	UseCheckpointOptSched   bool `name:"use-checkpoint-opt_param-scheduler" help:"Take the learning rate, minimum, warm-up, decay length and style from the --load checkpoint's scheduler instead of the flags."`
 
 	LogParamsNorm     bool `name:"log-params-norm" help:"Log the L2 norm of the model parameters (params norm) each logged iteration."`
+	RampupBatchSize   []string `name:"rampup-batch-size" sep:"none" help:"Batch-size ramp-up: <start batch size> <increment> <ramp-up samples> (with --train-samples)."`
+	ramp              *rampup  // parsed --rampup-batch-size
 	LogNumZerosInGrad bool `name:"log-num-zeros-in-grad" help:"Log the number of zero gradient elements (num zeros) each logged iteration."`
 	UseCheckpointArgs bool `name:"use-checkpoint-args" help:"Take the model's shape and TP/PP from the --load checkpoint's args (Megatron's load_args_from_checkpoint)."`
 
@@ -67,7 +69,6 @@ type Args struct {
 	AlignGradReduce        bool `name:"align-grad-reduce" help:"Accepted (no effect on results)."`
 
 	// Megatron flags for what is not implemented: refused with a message.
-	RampupBatchSize         []string `name:"rampup-batch-size" help:"Batch-size ramp-up: not supported yet." sep:"none"`
 	DecoupledLR             float64  `name:"decoupled-lr" help:"Separate embedding/output learning rate: not supported yet."`
 	InitMethodXavierUniform bool     `name:"init-method-xavier-uniform" help:"Xavier-uniform initialisation: not supported yet."`
 	QKLayernorm             bool     `name:"qk-layernorm" help:"LayerNorm on queries and keys: not supported yet."`
@@ -234,7 +235,7 @@ func (a *Args) Validate(world int) error {
 	for _, f := range []struct {
 		set  bool
 		flag string
-	}{{len(a.RampupBatchSize) > 0, "--rampup-batch-size"}, {a.DecoupledLR != 0, "--decoupled-lr"},
+	}{{a.DecoupledLR != 0, "--decoupled-lr"},
 		{a.InitMethodXavierUniform, "--init-method-xavier-uniform"}, {a.QKLayernorm, "--qk-layernorm"},
 		{a.RotaryInterleaved, "--rotary-interleaved"}, {a.CalculatePerTokenLoss, "--calculate-per-token-loss"},
 		{a.WandbProject != "", "--wandb-project"}} {
@@ -318,6 +319,13 @@ func (a *Args) Validate(world int) error {
 	}
 	if (a.TrainIters > 0) == (a.TrainSamples > 0) {
 		return fmt.Errorf("give exactly one of --train-iters and --train-samples")
+	}
+	if len(a.RampupBatchSize) > 0 && a.TrainIters > 0 {
+		return fmt.Errorf("--rampup-batch-size needs sample-based training (--train-samples), as Megatron's: expected no batch-size rampup for iteration-based training")
+	}
+	var err error
+	if a.ramp, err = parseRampup(a.RampupBatchSize, a.GlobalBatchSize); err != nil {
+		return err
 	}
 	if a.SeqLength <= 0 {
 		return fmt.Errorf("--seq-length must be positive")

@@ -241,7 +241,10 @@ func (a *Args) newLoader(split samples, consumed int64, ps *comm.ParallelState, 
 }
 
 // next is one global batch's micro-batches on this rank.
-func (l *loader) next() ([]layers.Batch, error) {
+func (l *loader) next() ([]layers.Batch, error) { return l.nextN(l.numMicro) }
+
+// nextN is the next n micro-batches on this rank (a ramped-up global batch).
+func (l *loader) nextN(n int) ([]layers.Batch, error) {
 	if l.s == nil {
 		s, err := sampler.New(l.kind, l.cfg, l.sharding)
 		if err != nil {
@@ -249,7 +252,7 @@ func (l *loader) next() ([]layers.Batch, error) {
 		}
 		l.s = s
 	}
-	micro := make([]layers.Batch, l.numMicro)
+	micro := make([]layers.Batch, n)
 	for j := range micro {
 		idx, err := l.s.Next()
 		if err != nil {

@@ -257,10 +257,13 @@ func run(a *Args, world comm.Comm, out io.Writer, hook dataHook) error {
 	ck := &checkpointer{a: a, world: world, ps: ps, model: model, chunks: chunks, opt: opt, be: be}
 
 	// Schedule and data.
-	gbs := int64(a.GlobalBatchSize)
 	trainIters := a.TrainIters
 	if a.TrainSamples > 0 {
 		trainIters = a.TrainSamples / a.GlobalBatchSize
+		if a.ramp != nil {
+			trainIters = a.ramp.iterations(int64(a.TrainSamples))
+			logf("setting training iterations to %d", trainIters)
+		}
 	}
 	sched, err := a.schedule(trainIters)
 	if err != nil {
@@ -335,7 +338,6 @@ func run(a *Args, world comm.Comm, out io.Writer, hook dataHook) error {
 	var lossN int
 	lastLog := time.Now()
 	memoryReported := false // Megatron reports memory once, after the first logged iteration
-	flopsPerIter := FLOPs(&model.Cfg, a.GlobalBatchSize)
 	save := func(it int) error {
 		p := progress{Iteration: it, ConsumedTrain: consumed, ConsumedValid: consumedValid, SchedSteps: schedSteps, LossScale: opt.LossScale()}
 		if d, ok := opt.Scaler.(*optim.DynamicScaler); ok {
@@ -354,7 +356,14 @@ func run(a *Args, world comm.Comm, out io.Writer, hook dataHook) error {
 	exited := false
 	for it < trainIters && !a.SkipTrain {
 		it++
-		micro, err := train.next()
+		batch := a.GlobalBatchSize
+		if a.ramp != nil {
+			batch = a.ramp.at(consumed)
+		}
+		if per := a.MicroBatchSize * ps.DPSize; batch%per != 0 {
+			return fmt.Errorf("iteration %d: --rampup-batch-size: the global batch size %d is not divisible by --micro-batch-size %d × data-parallel size %d", it, batch, a.MicroBatchSize, ps.DPSize)
+		}
+		micro, err := train.nextN(batch / (a.MicroBatchSize * ps.DPSize))
 		if err != nil {
 			return fmt.Errorf("iteration %d: %w", it, err)
 		}
@@ -362,9 +371,9 @@ func run(a *Args, world comm.Comm, out io.Writer, hook dataHook) error {
 		if err != nil {
 			return fmt.Errorf("iteration %d: %w", it, err)
 		}
-		consumed += gbs
+		consumed += int64(batch)
 		if !res.Skipped {
-			schedSteps += gbs
+			schedSteps += int64(batch)
 		}
 		sinceLog++
 		if res.Skipped {
@@ -401,7 +410,7 @@ func run(a *Args, world comm.Comm, out io.Writer, hook dataHook) error {
 				sc = append(sc, scalar{"params-norm", pnorm})
 			}
 			if a.LogBatchSizeToTensorboard {
-				sc = append(sc, scalar{"batch-size", float64(a.GlobalBatchSize)})
+				sc = append(sc, scalar{"batch-size", float64(batch)})
 			}
 			if mr, ok := be.(kernels.MemoryReporter); ok && a.LogMemoryToTensorboard {
 				m := mr.MemoryStats()
@@ -417,7 +426,7 @@ func run(a *Args, world comm.Comm, out io.Writer, hook dataHook) error {
 		if logging {
 			elapsed := time.Since(lastLog).Seconds() / float64(sinceLog)
 			f := logFields{Iteration: it, TrainIters: trainIters, ConsumedSamples: consumed, ElapsedMS: elapsed * 1000,
-				TFLOPS: -1, LR: lr, GlobalBatchSize: a.GlobalBatchSize, Loss: math.NaN(),
+				TFLOPS: -1, LR: lr, GlobalBatchSize: batch, Loss: math.NaN(),
 				LossScale: opt.LossScale(), GradNorm: res.GradNorm, NumZeros: zeros, ParamsNorm: pnorm, Skipped: skipped, NaN: nanIters}
 			if lossN > 0 {
 				f.Loss = lossAcc / float64(lossN)
@@ -426,7 +435,7 @@ func run(a *Args, world comm.Comm, out io.Writer, hook dataHook) error {
 				f.GradNorm = math.NaN()
 			}
 			if a.LogThroughput {
-				f.TFLOPS = flopsPerIter / (elapsed * 1e12 * float64(world.Size()))
+				f.TFLOPS = FLOPs(&model.Cfg, batch) / (elapsed * 1e12 * float64(world.Size()))
 			}
 			logf("%s", f.format(time.Now()))
 			if mr, ok := be.(kernels.MemoryReporter); ok && !memoryReported && ps.Coords.DP == 0 {

@@ -461,3 +461,33 @@ func TestUseCheckpointOptParamScheduler(t *testing.T) {
 	flags := rates(runGolaunch(t, append(base, other...)...))
 	require.NotEqual(t, want["5"], flags["5"], "without the flag the flags' schedule applies")
 }
+
+var batchField = regexp.MustCompile(`iteration +(\d+)/ +(\d+) \| consumed samples: +(\d+) \|.* global batch size: +(\d+) \|`)
+
+// TestRampupBatchSize: --rampup-batch-size 4 4 32 with --global-batch-size 16 grows the
+// logged global batch size by 4 every 32/3 samples, as Megatron's ramp-up does (6 ramp-up
+// iterations to 40 samples, then (120 − 40)/16 more: Megatron's update_train_iters), and
+// a run stopped inside the ramp-up resumes into the uninterrupted run's losses.
+func TestRampupBatchSize(t *testing.T) {
+	dir := t.TempDir()
+	base := append([]string{"--standalone", "--nproc-per-node", "2"}, strings.Fields("pretrain --num-layers 2 --hidden-size 64 "+
+		"--num-attention-heads 4 --ffn-hidden-size 128 --seq-length 32 --micro-batch-size 2 --global-batch-size 16 "+
+		"--train-samples 120 --rampup-batch-size 4 4 32 --lr 3e-3 --lr-warmup-samples 16 --vocab-size 256 --log-interval 1 "+
+		"--swiglu --normalization RMSNorm --position-embedding-type rope --attention-dropout 0 --hidden-dropout 0 "+
+		"--mock-data --eval-iters 0 --data-cache-path "+dir)...)
+	straight := runGolaunch(t, append(base, "--save", filepath.Join(dir, "a"))...)
+	var sizes, consumed []string
+	for _, m := range batchField.FindAllStringSubmatch(straight, -1) {
+		require.Equal(t, "11", m[2])
+		sizes, consumed = append(sizes, m[4]), append(consumed, m[3])
+	}
+	require.Equal(t, []string{"4", "4", "4", "8", "8", "12", "16", "16", "16", "16", "16"}, sizes)
+	require.Equal(t, []string{"4", "8", "12", "20", "28", "40", "56", "72", "88", "104", "120"}, consumed)
+	runGolaunch(t, append(base, "--save", filepath.Join(dir, "b"), "--exit-interval", "3")...)
+	resumed := iterationLosses(runGolaunch(t, append(base, "--load", filepath.Join(dir, "b"))...))
+	want := iterationLosses(straight)
+	require.Len(t, resumed, 8)
+	for it, l := range resumed {
+		require.Equal(t, want[it], l, "iteration %s", it)
+	}
+}
