@@ -50,11 +50,11 @@ type Args struct {
 	OverrideOptParamSched   bool `name:"override-opt_param-scheduler" help:"Accepted: the learning-rate flags win over a checkpoint's scheduler values unless --use-checkpoint-opt_param-scheduler."`
 	UseCheckpointOptSched   bool `name:"use-checkpoint-opt_param-scheduler" help:"Take the learning rate, minimum, warm-up, decay length and style from the --load checkpoint's scheduler instead of the flags."`
 
-	LogParamsNorm     bool `name:"log-params-norm" help:"Log the L2 norm of the model parameters (params norm) each logged iteration."`
+	LogParamsNorm     bool     `name:"log-params-norm" help:"Log the L2 norm of the model parameters (params norm) each logged iteration."`
 	RampupBatchSize   []string `name:"rampup-batch-size" sep:"none" help:"Batch-size ramp-up: <start batch size> <increment> <ramp-up samples> (with --train-samples)."`
 	ramp              *rampup  // parsed --rampup-batch-size
-	LogNumZerosInGrad bool `name:"log-num-zeros-in-grad" help:"Log the number of zero gradient elements (num zeros) each logged iteration."`
-	UseCheckpointArgs bool `name:"use-checkpoint-args" help:"Take the model's shape and TP/PP from the --load checkpoint's args (Megatron's load_args_from_checkpoint)."`
+	LogNumZerosInGrad bool     `name:"log-num-zeros-in-grad" help:"Log the number of zero gradient elements (num zeros) each logged iteration."`
+	UseCheckpointArgs bool     `name:"use-checkpoint-args" help:"Take the model's shape and TP/PP from the --load checkpoint's args (Megatron's load_args_from_checkpoint)."`
 
 	// Megatron flags that change nothing here (what they tune does not exist or is fixed).
 	TimingLogLevel         int  `name:"timing-log-level" help:"Accepted (Megatron's timers are not printed)."`
@@ -69,12 +69,12 @@ type Args struct {
 	AlignGradReduce        bool `name:"align-grad-reduce" help:"Accepted (no effect on results)."`
 
 	// Megatron flags for what is not implemented: refused with a message.
-	DecoupledLR             float64  `name:"decoupled-lr" help:"Separate embedding/output learning rate: not supported yet."`
-	InitMethodXavierUniform bool     `name:"init-method-xavier-uniform" help:"Xavier-uniform initialisation: not supported yet."`
-	QKLayernorm             bool     `name:"qk-layernorm" help:"LayerNorm on queries and keys: not supported yet."`
-	RotaryInterleaved       bool     `name:"rotary-interleaved" help:"Interleaved RoPE: not supported yet."`
-	CalculatePerTokenLoss   bool     `name:"calculate-per-token-loss" help:"Loss averaged over all tokens of the global batch: not supported yet."`
-	WandbProject            string   `name:"wandb-project" help:"Weights & Biases logging: not supported (TensorBoard is)."`
+	DecoupledLR             float64 `name:"decoupled-lr" help:"Separate embedding/output learning rate: not supported yet."`
+	InitMethodXavierUniform bool    `name:"init-method-xavier-uniform" help:"Xavier-uniform initialisation: not supported yet."`
+	QKLayernorm             bool    `name:"qk-layernorm" help:"LayerNorm on queries and keys: not supported yet."`
+	RotaryInterleaved       bool    `name:"rotary-interleaved" help:"Interleaved RoPE: not supported yet."`
+	CalculatePerTokenLoss   bool    `name:"calculate-per-token-loss" help:"Loss averaged over all tokens of the global batch: not supported yet."`
+	WandbProject            string  `name:"wandb-project" help:"Weights & Biases logging: not supported (TensorBoard is)."`
 
 	// Learning rate.
 	LR               float64 `name:"lr" help:"Peak learning rate."`
