@@ -43,9 +43,6 @@ func (p Parallel) cpPosition(i, s int) int {
 // cpLocal cuts this rank's chunks out of a batch of full sequences ([b, S] each), with
 // the tokens' global positions (Batch.Positions, or 0…S−1).
 func (p Parallel) cpLocal(bt Batch, b, S int) (Batch, error) {
-	if bt.DocStart != nil {
-		return Batch{}, fmt.Errorf("--reset-attention-mask with context parallelism is not supported")
-	}
 	s := S / p.cpSize()
 	out := Batch{Tokens: make([]int64, 0, b*s), Labels: make([]int64, 0, b*s), LossMask: make([]float32, 0, b*s), Positions: make([]int64, 0, b*s)}
 	for bi := 0; bi < b; bi++ {
@@ -57,6 +54,9 @@ func (p Parallel) cpLocal(bt Batch, b, S int) (Batch, error) {
 			}
 			out.Tokens, out.Labels = append(out.Tokens, bt.Tokens[g]), append(out.Labels, bt.Labels[g])
 			out.LossMask, out.Positions = append(out.LossMask, bt.LossMask[g]), append(out.Positions, pos)
+			if bt.DocStart != nil { // absolute positions: the same for the chunk's queries
+				out.DocStart = append(out.DocStart, bt.DocStart[g])
+			}
 		}
 	}
 	return out, nil
@@ -156,6 +156,16 @@ func (l *TransformerLayer) chunkView(t *tensor.Tensor, half, b int) *tensor.Tens
 	return c.View(shape...)
 }
 
+// cpAttnParams is the attention of local chunk half, whose queries start at position off.
+func (l *TransformerLayer) cpAttnParams(st *layerStash, half, off int) kernels.AttnParams {
+	p := l.trainAttnParams(st)
+	p.QOffset = off
+	if st.keyStart != nil {
+		p.KeyStart = st.keyChunks[half]
+	}
+	return p
+}
+
 // cpAttention runs attention on this rank's query chunks against the gathered keys and
 // values: chunk c's queries sit at positions c·sc….
 func (l *TransformerLayer) cpAttention(be kernels.Backend, st *layerStash) error {
@@ -170,8 +180,7 @@ func (l *TransformerLayer) cpAttention(be kernels.Backend, st *layerStash) error
 	bh := b * l.heads
 	be.Permute(x.q, st.q.View(bh, 2, s/2, hn), []int{1, 0, 2, 3})
 	for half, c := range l.par.cpChunks() {
-		p := l.trainAttnParams(st)
-		p.QOffset = c * (s / 2)
+		p := l.cpAttnParams(st, half, c*(s/2))
 		be.Attention(l.chunkView(x.o, half, b), l.chunkView(x.lse, half, b), l.chunkView(x.q, half, b), x.k, x.v, p)
 	}
 	be.Permute(st.o.View(bh, 2, s/2, hn), x.o, []int{1, 0, 2, 3})
@@ -185,8 +194,7 @@ func (l *TransformerLayer) cpAttentionBackward(be kernels.Backend, st *layerStas
 	bh := b * l.heads
 	be.Permute(gx.do, g.do.View(bh, 2, s/2, hn), []int{1, 0, 2, 3})
 	for half, c := range l.par.cpChunks() {
-		p := l.trainAttnParams(st)
-		p.QOffset = c * (s / 2)
+		p := l.cpAttnParams(st, half, c*(s/2))
 		dk, dv := gx.dk, gx.dv
 		if half == 1 {
 			dk, dv = gx.dk2, gx.dv2

@@ -1,13 +1,18 @@
 package layers_test
 
 import (
+	"context"
 	"math"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/gomegatron/gomegatron/comm/tcp"
 	"github.com/gomegatron/gomegatron/kernels/cpu"
 	"github.com/gomegatron/gomegatron/layers"
+	"github.com/gomegatron/gomegatron/optim"
 )
 
 // packed lays documents end to end into rows of s tokens, with Megatron's
@@ -82,5 +87,66 @@ func TestPackedDocuments(t *testing.T) {
 				require.Less(t, relErr(grads[k], w), 1e-5, "TP2+SP grad %s", k)
 			}
 		})
+	}
+}
+
+// TestContextParallelPackedDocuments: the packed rows split over 2 context-parallel ranks
+// (chunks 0+3 and 1+2 of 4, documents crossing chunk boundaries) give the single process's
+// loss and, summed over the ranks and averaged as DP × CP does, its gradients.
+func TestContextParallelPackedDocuments(t *testing.T) {
+	docA := []int64{11, 12, 13, 14, 15, 2}
+	docB := []int64{21, 22, 23, 24, 25, 26, 27, 28, 29, 30}
+	docC := []int64{31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 45, 46}
+	const s, cp = 16, 2
+	bt := packed(s, [][]int64{docA, docB}, [][]int64{docC})
+	cfg := mustPreset("tiny-llama")
+	cfg.HiddenDropout, cfg.AttentionDropout = 0, 0
+	refLoss, refGrads, _ := runSharded(t, cfg, 1, false, bt, s, 2)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	comms, err := tcp.LocalWorld(ctx, cp, tcp.Options{Timeout: 30 * time.Second})
+	require.NoError(t, err)
+	defer func() {
+		for _, c := range comms {
+			c.Close()
+		}
+	}()
+	models := make([]*layers.GPTModel, cp)
+	sums, ns := make([]float64, cp), make([]float64, cp)
+	errs := make([]error, cp)
+	var wg sync.WaitGroup
+	for r := range cp {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			be := cpu.New()
+			m, err := layers.NewParallelGPTModel(be, cfg, layers.Parallel{CP: comms[r]}, 99)
+			if err != nil {
+				errs[r] = err
+				return
+			}
+			optim.Attach(be, m.Params, 1)
+			st := m.NewStash(s, 2)
+			if sums[r], ns[r], err = m.Forward(st, bt, 1, 0); err == nil {
+				err = m.Backward(st, float32(1/ns[r]), nil)
+			}
+			models[r], errs[r] = m, err
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		require.NoError(t, err)
+	}
+	loss := (sums[0] + sums[1]) / (ns[0] + ns[1])
+	require.InDelta(t, refLoss, loss, 1e-5*math.Abs(refLoss))
+	for i, p := range models[0].Params {
+		g := make([]float32, p.Numel())
+		for r := range cp {
+			for j, v := range models[r].Params[i].Grad.F32() {
+				g[j] += v / cp
+			}
+		}
+		require.Less(t, relErr(g, refGrads[p.Name]), 1e-5, "CP2 grad %s", p.Name)
 	}
 }

@@ -185,16 +185,18 @@ func (m *GPTModel) outputWeight() *Param {
 // Stash holds one microbatch's activations and the backward scratch for a fixed [s, b].
 // Row counts: N = s·b; Nl = N/TP with sequence parallelism, else N.
 type Stash struct {
-	S, B      int            // this rank's sequence length (S/CP with context parallelism) and batch
-	fullS     int            // the sequence length of a Batch
-	cpTokens  float64        // Σ loss-mask tokens over the context-parallel group (last stage)
-	ids       *tensor.Tensor // [N] I64 token ids in [s, b] order
-	posIDs    *tensor.Tensor // [N] I64 positions
-	posStale  bool           // posIDs do not hold 0…s−1 (unwritten, or a Batch's Positions)
-	ropePos   *tensor.Tensor // [b, s] I32 Batch.Positions for RoPE (nil: none this batch)
-	keyStart  *tensor.Tensor // [b, s] I32 Batch.DocStart (nil: none this batch)
-	ropeBuf   *tensor.Tensor // allocations behind ropePos and keyStart
-	keyBuf    *tensor.Tensor
+	S, B     int            // this rank's sequence length (S/CP with context parallelism) and batch
+	fullS    int            // the sequence length of a Batch
+	cpTokens float64        // Σ loss-mask tokens over the context-parallel group (last stage)
+	ids      *tensor.Tensor // [N] I64 token ids in [s, b] order
+	posIDs   *tensor.Tensor // [N] I64 positions
+	posStale bool           // posIDs do not hold 0…s−1 (unwritten, or a Batch's Positions)
+	ropePos  *tensor.Tensor // [b, s] I32 Batch.Positions for RoPE (nil: none this batch)
+	keyStart *tensor.Tensor // [b, s] I32 Batch.DocStart (nil: none this batch)
+	ropeBuf  *tensor.Tensor // allocations behind ropePos and keyStart
+	keyBuf   *tensor.Tensor
+	// keyChunks are keyStart's two context-parallel chunks, [b, s/2] each (nil without CP).
+	keyChunks [2]*tensor.Tensor
 	hostI32   *tensor.Tensor // [N] I32 host scratch
 	targets   *tensor.Tensor // [N] I64
 	lossMask  []float32      // [N] host
@@ -332,6 +334,9 @@ func (m *GPTModel) Forward(st *Stash, bt Batch, seed, step uint64) (lossSum, tok
 		if err := checkPositions(bt.Positions, st.fullS); err != nil {
 			return 0, 0, err
 		}
+		if err := checkDocStarts(bt.DocStart, st.fullS); err != nil {
+			return 0, 0, err
+		}
 		if bt, err = m.Par.cpLocal(bt, b, st.fullS); err != nil {
 			return 0, 0, err
 		}
@@ -426,13 +431,44 @@ func (m *GPTModel) setDocuments(st *Stash, bt Batch) error {
 		st.posStale = bt.Positions != nil
 	}
 	if bt.DocStart != nil {
-		for i, d := range bt.DocStart {
-			if d < 0 || int(d) > i%s {
-				return fmt.Errorf("document start %d of token [%d, %d] is outside [0, %d]", d, i/s, i%s, i%s)
+		if m.Par.cpSize() == 1 { // context parallelism checked the full sequences
+			if err := checkDocStarts(bt.DocStart, s); err != nil {
+				return err
 			}
+		}
+		for i, d := range bt.DocStart {
 			h[i] = d
 		}
 		st.keyStart = upload(&st.keyBuf)
+		if m.Par.cpSize() > 1 {
+			m.chunkKeyStarts(st, bt.DocStart)
+		}
+	}
+	return nil
+}
+
+// chunkKeyStarts uploads the document starts of each context-parallel chunk's queries.
+func (m *GPTModel) chunkKeyStarts(st *Stash, starts []int32) {
+	s, b := st.S, st.B
+	sc := s / 2
+	for half := range st.keyChunks {
+		if st.keyChunks[half] == nil {
+			st.keyChunks[half] = m.be.Alloc(tensor.I32, b, sc)
+		}
+		h := tensor.New(tensor.I32, b, sc)
+		for bi := 0; bi < b; bi++ {
+			copy(h.I32()[bi*sc:(bi+1)*sc], starts[bi*s+half*sc:bi*s+(half+1)*sc])
+		}
+		m.be.Upload(st.keyChunks[half], h)
+	}
+}
+
+// checkDocStarts requires every document start of a [b, s] batch to lie in [0, its index].
+func checkDocStarts(starts []int32, s int) error {
+	for i, d := range starts {
+		if d < 0 || int(d) > i%s {
+			return fmt.Errorf("document start %d of token [%d, %d] is outside [0, %d]", d, i/s, i%s, i%s)
+		}
 	}
 	return nil
 }

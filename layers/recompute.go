@@ -144,7 +144,7 @@ func (m *GPTModel) runLayers(st *Stash, ch chunk, x *tensor.Tensor) (*tensor.Ten
 	for i := ch.lo; i < ch.hi; i++ {
 		l, ls := m.Layers[i], st.layers[i]
 		ls.dropSeed, ls.dropOffs = st.seed, dropOffset(st.step, l.Index+1, 2*n*m.Cfg.HiddenSize)
-		ls.positions, ls.keyStart = st.ropePos, st.keyStart
+		ls.positions, ls.keyStart, ls.keyChunks = st.ropePos, st.keyStart, st.keyChunks
 		if err := l.Forward(m.be, ls, x); err != nil {
 			return nil, fmt.Errorf("layer %d: %w", l.Index, err)
 		}

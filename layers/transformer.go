@@ -98,8 +98,9 @@ type layerStash struct {
 	// The microbatch's per-token RoPE positions and document starts [b, s] (I32), or nil:
 	// --reset-position-ids and --reset-attention-mask (Batch.Positions, Batch.DocStart).
 	positions, keyStart *tensor.Tensor
-	moe                 *moeStash // MoE layers: routing and expert activations
-	cp                  *cpStash  // context parallelism: gathered keys and values, chunks
+	keyChunks           [2]*tensor.Tensor // keyStart of each context-parallel chunk
+	moe                 *moeStash         // MoE layers: routing and expert activations
+	cp                  *cpStash          // context parallelism: gathered keys and values, chunks
 }
 
 // rowPair allocates a full [N, h] tensor and, with SP, a separate local [N/TP, h] one.
