@@ -34,6 +34,7 @@ type Config struct {
 	AttentionDropout                     float64 `name:"attention-dropout" default:"0.1" help:"Dropout on attention probabilities."`
 	HiddenDropout                        float64 `name:"hidden-dropout" default:"0.1" help:"Dropout on hidden states."`
 	InitMethodStd                        float64 `name:"init-method-std" default:"0.02" help:"Standard deviation of weight initialisation."`
+	InitMethodXavierUniform              bool    `name:"init-method-xavier-uniform" help:"Initialise weights uniform on ±sqrt(6/(fan_in+fan_out)) of each full tensor (Megatron's --use-cpu-initialization layout), output layers unscaled."`
 	VocabSize                            int     `name:"vocab-size" help:"Vocabulary size (before padding)."`
 	MakeVocabSizeDivisibleBy             int     `name:"make-vocab-size-divisible-by" default:"128" help:"Pad the vocabulary to a multiple of this times TP."`
 

@@ -24,6 +24,13 @@ func splitMixAt(seed, c uint64) uint64 {
 // uniformAt maps the c-th output to a float64 in (0, 1).
 func uniformAt(seed, c uint64) float64 { return (float64(splitMixAt(seed, c)>>11) + 0.5) / (1 << 53) }
 
+// fillUniform sets v[i] = float32((2u_{i+1} − 1)·bound), uniform on (−bound, bound).
+func fillUniform(v []float32, seed uint64, bound float64) {
+	for i := range v {
+		v[i] = float32((2*uniformAt(seed, uint64(i+1)) - 1) * bound)
+	}
+}
+
 // fillNormal sets v[i] = float32(N_i·std) where N_0, N_1, … are the stream's normals:
 // pair k takes outputs 2k+1 and 2k+2 as (u, w) and gives N_2k = r·cos 2πw, N_2k+1 = r·sin 2πw,
 // r = sqrt(−2 ln u).

@@ -236,7 +236,7 @@ func (a *Args) Validate(world int) error {
 		set  bool
 		flag string
 	}{{a.DecoupledLR != 0, "--decoupled-lr"},
-		{a.InitMethodXavierUniform, "--init-method-xavier-uniform"}, {a.QKLayernorm, "--qk-layernorm"},
+		{a.QKLayernorm, "--qk-layernorm"},
 		{a.RotaryInterleaved, "--rotary-interleaved"}, {a.CalculatePerTokenLoss, "--calculate-per-token-loss"},
 		{a.WandbProject != "", "--wandb-project"}} {
 		if f.set {
