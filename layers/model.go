@@ -91,9 +91,6 @@ func newGPTModel(be kernels.Backend, cfg Config, par Parallel) (*GPTModel, error
 	tp := par.tpSize()
 	m.cast = &castScratch{be: be}
 	ps := &paramSet{be: be, tp: tp, cast: m.cast, auxScale: &m.AuxLossScale, cpx: &cpScratch{}}
-	if par.cpSize() > 1 && cfg.NumExperts > 0 {
-		return nil, fmt.Errorf("--context-parallel-size with mixture-of-experts layers is not supported yet")
-	}
 	if par.cpSize() > 1 && cfg.AttentionDropout > 0 {
 		return nil, fmt.Errorf("--context-parallel-size with --attention-dropout %v is not supported yet (pass --attention-dropout 0, as Pai's scripts do)", cfg.AttentionDropout)
 	}

@@ -5,6 +5,7 @@ import (
 	"math"
 	"sort"
 
+	"github.com/gomegatron/gomegatron/comm"
 	"github.com/gomegatron/gomegatron/kernels"
 	"github.com/gomegatron/gomegatron/tensor"
 )
@@ -408,7 +409,9 @@ func (m *MoE) Backward(be kernels.Backend, cast *castScratch, ms *moeStash, g *m
 	// The router: d logits of this rank's rows, then its weight grad and d x.
 	nl := xl.Numel() / h
 	dl := g.dl[:nl*E]
-	m.logitGrads(ms, dl, ds, lo, nl)
+	if err := m.logitGrads(ms, dl, ds, lo, nl); err != nil {
+		return err
+	}
 	g.host.put(be, g.dlg.Slice(0, nl), dl)
 	cast.backward(be, g.dxr.Slice(0, nl), g.dlg.Slice(0, nl), xl.View(nl, h), m.Router)
 	return nil
@@ -449,21 +452,35 @@ func (m *MoE) scoreGrads(be kernels.Backend, ms *moeStash, g *moeGrads) ([]float
 
 // logitGrads writes d loss/d logits for tokens lo…lo+nl into dl: through the top-k
 // softmax from the score grads ds [N·k] (nil with k = 1), plus the auxiliary losses' terms.
-func (m *MoE) logitGrads(ms *moeStash, dl, ds []float32, lo, nl int) {
+func (m *MoE) logitGrads(ms *moeStash, dl, ds []float32, lo, nl int) error {
 	c := m.cfg
 	k, E, n := c.MoERouterTopK, c.NumExperts, ms.n
 	clear(dl)
 	sel, score := ms.sel[ms.own:ms.own+n*k], ms.score[ms.own:ms.own+n*k]
+	// The microbatch's expert choice counts and token count: with context parallelism its
+	// tokens are spread over the CP ranks, which add theirs; the auxiliary gradients are
+	// then multiplied by CP, as the main loss's are, for the gradient average over DP × CP.
+	counts := make([]float64, E+1)
+	for _, e := range sel {
+		counts[e]++
+	}
+	counts[E] = float64(n)
+	scale := float64(*m.auxScale)
+	if cp := m.par.cpSize(); cp > 1 {
+		t := tensor.FromF64(counts, E+1)
+		if err := m.par.CP.AllReduce(t, comm.Sum); err != nil {
+			return fmt.Errorf("context-parallel sum of the router's choices: %w", err)
+		}
+		copy(counts, t.F64())
+		scale *= float64(cp)
+	}
+	N := counts[E]
 	// Aux loss: d aux/d p_{t,e} = c·E·mean_t(m_{t,e})/N, through the full softmax.
 	var dp []float64
-	scale := float64(*m.auxScale)
 	if c.MoEAuxLossCoeff != 0 {
 		dp = make([]float64, E)
-		for _, e := range sel {
-			dp[e]++
-		}
 		for e := range dp {
-			dp[e] *= c.MoEAuxLossCoeff * float64(E) / float64(n) / float64(n) * scale
+			dp[e] = counts[e] * c.MoEAuxLossCoeff * float64(E) / N / N * scale
 		}
 	}
 	for t := lo; t < lo+nl; t++ {
@@ -489,12 +506,13 @@ func (m *MoE) logitGrads(ms *moeStash, dl, ds []float32, lo, nl int) {
 			}
 		}
 		if cz := c.MoEZLossCoeff; cz != 0 {
-			zs := cz * 2 * float64(ms.lse[t]) / float64(n) * scale
+			zs := cz * 2 * float64(ms.lse[t]) / N * scale
 			for e := range p {
 				d[e] += float32(zs * float64(p[e]))
 			}
 		}
 	}
+	return nil
 }
 
 // AuxLosses returns the microbatch's load-balancing and z losses (unscaled by the main

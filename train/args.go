@@ -251,8 +251,6 @@ func (a *Args) Validate(world int) error {
 			return fmt.Errorf("--seq-length %d is not divisible by 2 × --context-parallel-size %d (each rank holds 2 of 2·CP chunks)", a.SeqLength, cp)
 		case a.AttentionDropout > 0:
 			return fmt.Errorf("--context-parallel-size %d with --attention-dropout %v is not supported yet: pass --attention-dropout 0 (as Pai's mcore scripts do)", cp, a.AttentionDropout)
-		case a.NumExperts > 0:
-			return fmt.Errorf("--context-parallel-size %d with --num-experts is not supported yet", cp)
 		}
 	}
 	if a.RotarySeqLenInterp != 0 && a.RotarySeqLenInterp != 1 {

@@ -568,6 +568,8 @@ func TestMoELayouts(t *testing.T) {
 		{tp: 2, pp: 1, dp: 2, ep: 2, sp: true, dist: true, rc: full1},
 		{tp: 1, pp: 2, dp: 4, ep: 4},
 		{tp: 1, pp: 2, dp: 2, ep: 2, vpp: 2, dist: true},
+		{tp: 1, pp: 1, dp: 1, cp: 2},
+		{tp: 2, pp: 1, dp: 2, cp: 2, sp: true, dist: true},
 	} {
 		t.Run(l.String(), func(t *testing.T) {
 			compareRuns(t, l.String(), ref, runLayout(t, cfg, l, iters), 1e-5)
