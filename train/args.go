@@ -69,12 +69,11 @@ type Args struct {
 	AlignGradReduce        bool `name:"align-grad-reduce" help:"Accepted (no effect on results)."`
 
 	// Megatron flags for what is not implemented: refused with a message.
-	DecoupledLR             float64 `name:"decoupled-lr" help:"Separate embedding/output learning rate: not supported yet."`
-	InitMethodXavierUniform bool    `name:"init-method-xavier-uniform" help:"Xavier-uniform initialisation: not supported yet."`
-	QKLayernorm             bool    `name:"qk-layernorm" help:"LayerNorm on queries and keys: not supported yet."`
-	RotaryInterleaved       bool    `name:"rotary-interleaved" help:"Interleaved RoPE: not supported yet."`
-	CalculatePerTokenLoss   bool    `name:"calculate-per-token-loss" help:"Loss averaged over all tokens of the global batch: not supported yet."`
-	WandbProject            string  `name:"wandb-project" help:"Weights & Biases logging: not supported (TensorBoard is)."`
+	DecoupledLR           float64 `name:"decoupled-lr" help:"Separate embedding/output learning rate: not supported yet."`
+	QKLayernorm           bool    `name:"qk-layernorm" help:"LayerNorm on queries and keys: not supported yet."`
+	RotaryInterleaved     bool    `name:"rotary-interleaved" help:"Interleaved RoPE: not supported yet."`
+	CalculatePerTokenLoss bool    `name:"calculate-per-token-loss" help:"Loss averaged over all tokens of the global batch: not supported yet."`
+	WandbProject          string  `name:"wandb-project" help:"Weights & Biases logging: not supported (TensorBoard is)."`
 
 	// Learning rate.
 	LR               float64 `name:"lr" help:"Peak learning rate."`

@@ -378,7 +378,9 @@ func (c *checkpointer) load() (progress, error) {
 	p.ConsumedTrain = nsInt(args, "consumed_train_samples")
 	p.ConsumedValid = nsInt(args, "consumed_valid_samples")
 	root, _ := sf.Value.(*torchpickle.Dict)
-	if sch, ok := dictGet(root, "opt_param_scheduler"); ok {
+	// Megatron loads the scheduler with the optimizer only: with --no-load-optim the
+	// learning-rate schedule starts again from step 0 while the iterations go on.
+	if sch, ok := dictGet(root, "opt_param_scheduler"); ok && !c.a.NoLoadOptim {
 		if v, ok := dictGetAny(sch, "num_steps"); ok {
 			n, _ := torchpickle.AsInt64(v)
 			p.SchedSteps = n

@@ -460,6 +460,9 @@ func TestUseCheckpointOptParamScheduler(t *testing.T) {
 	}
 	flags := rates(runGolaunch(t, append(base, other...)...))
 	require.NotEqual(t, want["5"], flags["5"], "without the flag the flags' schedule applies")
+	// With --no-load-optim Megatron loads no scheduler: the schedule starts again.
+	fresh := rates(runGolaunch(t, append(base, "--load", filepath.Join(dir, "b"), "--no-load-optim")...))
+	require.Equal(t, want["1"], fresh["5"], "iteration 5 after --no-load-optim has the first iteration's rate")
 }
 
 var batchField = regexp.MustCompile(`iteration +(\d+)/ +(\d+) \| consumed samples: +(\d+) \|.* global batch size: +(\d+) \|`)
