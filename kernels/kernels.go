@@ -93,13 +93,21 @@ type AttnParams struct {
 	DropoutP                   float32
 	DropoutSeed, DropoutOffset uint64
 	DropoutHeads, DropoutHead0 int
+	// DropoutRows, when set, numbers the queries as rows QOffset+i of DropoutRows in the
+	// dropout counter (context parallelism: a chunk's queries draw the whole sequence's
+	// masks).
+	DropoutRows int
 }
 
 // DropoutCounter is the dropout counter of attention element (b, h, i, j) for s queries
-// and t keys (see AttnParams).
+// and t keys (see AttnParams); with DropoutRows the queries count as rows QOffset+i of
+// DropoutRows.
 func (p AttnParams) DropoutCounter(heads, b, h, i, j, s, t int) uint64 {
 	if p.DropoutHeads > 0 {
 		heads = p.DropoutHeads
+	}
+	if p.DropoutRows > 0 {
+		s, i = p.DropoutRows, p.QOffset+i
 	}
 	return p.DropoutOffset + ((uint64(b)*uint64(heads)+uint64(p.DropoutHead0+h))*uint64(s)+uint64(i))*uint64(t) + uint64(j)
 }

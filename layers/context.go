@@ -160,6 +160,9 @@ func (l *TransformerLayer) chunkView(t *tensor.Tensor, half, b int) *tensor.Tens
 func (l *TransformerLayer) cpAttnParams(st *layerStash, half, off int) kernels.AttnParams {
 	p := l.trainAttnParams(st)
 	p.QOffset = off
+	if p.DropoutP > 0 { // the whole sequence's masks
+		p.DropoutRows = st.cp.k.Dim(2)
+	}
 	if st.keyStart != nil {
 		p.KeyStart = st.keyChunks[half]
 	}

@@ -91,9 +91,6 @@ func newGPTModel(be kernels.Backend, cfg Config, par Parallel) (*GPTModel, error
 	tp := par.tpSize()
 	m.cast = &castScratch{be: be}
 	ps := &paramSet{be: be, tp: tp, cast: m.cast, auxScale: &m.AuxLossScale, cpx: &cpScratch{}}
-	if par.cpSize() > 1 && cfg.AttentionDropout > 0 {
-		return nil, fmt.Errorf("--context-parallel-size with --attention-dropout %v is not supported yet (pass --attention-dropout 0, as Pai's scripts do)", cfg.AttentionDropout)
-	}
 	m.vocabLo, _ = shardRange(c.PaddedVocabSize, par.tpRank(), tp)
 	if par.First() {
 		m.WordEmb = ps.add("embedding.word_embeddings.weight", 0, c.PaddedVocabSize, c.HiddenSize)
@@ -510,7 +507,7 @@ func (m *GPTModel) embed(st *Stash, seed, step uint64) error {
 		m.EmbNorm.Forward(m.be, st.emb, st.embPre, st.embNorm)
 	}
 	if p := float32(c.HiddenDropout); p > 0 {
-		m.be.Dropout(st.emb, st.embMask, st.emb, p, seed, dropOffset(step, 0, 2*st.S*st.B*c.HiddenSize)+m.Par.dropoutOffset(st.emb))
+		m.be.Dropout(st.emb, st.embMask, st.emb, p, seed, dropOffset(step, 0, 2*st.fullS*st.B*c.HiddenSize)+m.Par.dropoutOffset(st.emb))
 	}
 	return nil
 }

@@ -140,10 +140,10 @@ func (m *GPTModel) forwardLayers(st *Stash, x *tensor.Tensor) error {
 }
 
 func (m *GPTModel) runLayers(st *Stash, ch chunk, x *tensor.Tensor) (*tensor.Tensor, error) {
-	n := st.S * st.B
 	for i := ch.lo; i < ch.hi; i++ {
 		l, ls := m.Layers[i], st.layers[i]
-		ls.dropSeed, ls.dropOffs = st.seed, dropOffset(st.step, l.Index+1, 2*n*m.Cfg.HiddenSize)
+		// Sites spaced by the whole sequence (context parallelism holds part of it).
+		ls.dropSeed, ls.dropOffs = st.seed, dropOffset(st.step, l.Index+1, 2*st.fullS*st.B*m.Cfg.HiddenSize)
 		ls.positions, ls.keyStart, ls.keyChunks = st.ropePos, st.keyStart, st.keyChunks
 		if err := l.Forward(m.be, ls, x); err != nil {
 			return nil, fmt.Errorf("layer %d: %w", l.Index, err)

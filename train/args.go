@@ -248,8 +248,6 @@ func (a *Args) Validate(world int) error {
 			return fmt.Errorf("--context-parallel-size %d must be positive", cp)
 		case a.SeqLength%(2*cp) != 0:
 			return fmt.Errorf("--seq-length %d is not divisible by 2 × --context-parallel-size %d (each rank holds 2 of 2·CP chunks)", a.SeqLength, cp)
-		case a.AttentionDropout > 0:
-			return fmt.Errorf("--context-parallel-size %d with --attention-dropout %v is not supported yet: pass --attention-dropout 0 (as Pai's mcore scripts do)", cp, a.AttentionDropout)
 		}
 	}
 	if a.RotarySeqLenInterp != 0 && a.RotarySeqLenInterp != 1 {

@@ -599,4 +599,13 @@ func TestContextParallelLayouts(t *testing.T) {
 			})
 		}
 	}
+	// Attention dropout: each chunk's queries draw the whole sequence's masks.
+	cfg := equivalenceModels()["llama"]
+	cfg.AttentionDropout, cfg.HiddenDropout = 0.2, 0
+	ref := runLayout(t, cfg, layout{tp: 1, pp: 1, dp: 1}, iters)
+	for _, l := range []layout{{tp: 1, pp: 1, dp: 1, cp: 2}, {tp: 2, pp: 1, dp: 1, cp: 2, sp: true}} {
+		t.Run("attention-dropout/"+l.String(), func(t *testing.T) {
+			compareRuns(t, l.String(), ref, runLayout(t, cfg, l, iters), 1e-5)
+		})
+	}
 }

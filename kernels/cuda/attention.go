@@ -50,8 +50,8 @@ func (b *Backend) attnCheck(op string, q, k, v, out, lse *tensor.Tensor, p kerne
 }
 
 // geomStruct packs the kernels' AttnGeom C struct: int B, H, G, S, T, D; float scale;
-// int causal, window, qoff, before; float dthr, dscale; int dheads, dhead0 (15 four-byte
-// fields), 4 bytes of padding, u64 dseed, doff.
+// int causal, window, qoff, before; float dthr, dscale; int dheads, dhead0, drows (16
+// four-byte fields), u64 dseed, doff.
 func geomStruct(g attnGeom, p kernels.AttnParams) Struct {
 	var thr, scale float32
 	if p.DropoutP > 0 {
@@ -63,7 +63,8 @@ func geomStruct(g attnGeom, p kernels.AttnParams) Struct {
 	}
 	v := []uint32{uint32(g.b), uint32(g.h), uint32(g.g), uint32(g.s), uint32(g.t), uint32(g.d),
 		math.Float32bits(p.Scale), uint32(bool32(p.Causal)), uint32(int32(p.SlidingWindow)), uint32(int32(p.QOffset)),
-		uint32(bool32(p.ALiBiBeforeScale)), math.Float32bits(thr), math.Float32bits(scale), uint32(heads), uint32(p.DropoutHead0)}
+		uint32(bool32(p.ALiBiBeforeScale)), math.Float32bits(thr), math.Float32bits(scale), uint32(heads), uint32(p.DropoutHead0),
+		uint32(int32(p.DropoutRows))}
 	out := make([]byte, 64+16)
 	for i, x := range v {
 		binary.LittleEndian.PutUint32(out[4*i:], x)

@@ -228,6 +228,7 @@ func Attention(t *testing.T, b kernels.Backend) {
 		{"dropout-tp-heads", 1, 2, 2, 5, 7, 8, kernels.AttnParams{Scale: sc, DropoutP: 0.5, DropoutSeed: 9, DropoutHeads: 6, DropoutHead0: 2}, nil},
 		{"documents-gqa", 2, 4, 2, 9, 9, 8, kernels.AttnParams{Scale: sc, Causal: true}, docStarts(2, 9, 3, 1, 4)},
 		{"documents-window-dropout", 2, 2, 1, 8, 8, 8, kernels.AttnParams{Scale: sc, Causal: true, SlidingWindow: 3, DropoutP: 0.3, DropoutSeed: 5}, docStarts(2, 8, 5, 2)},
+		{"dropout-context-chunk", 2, 4, 2, 4, 12, 8, kernels.AttnParams{Scale: sc, Causal: true, QOffset: 8, DropoutP: 0.3, DropoutSeed: 11, DropoutRows: 12}, nil},
 	}
 	for n, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -243,6 +244,37 @@ func Attention(t *testing.T, b kernels.Backend) {
 				require.Less(t, relL2(toF32(p[0]), p[1]), tolFD, "reference backward")
 			}
 		})
+	}
+}
+
+// AttentionDropoutRows: with DropoutRows a call on a chunk of the queries (at their
+// QOffset) draws the dropout masks of the whole-sequence call, so its outputs are those rows
+// of the whole call's (context parallelism's chunked attention).
+func AttentionDropoutRows(t *testing.T, b kernels.Backend) {
+	const bs, h, g, s, d, c = 2, 4, 2, 12, 8, 4
+	r := newRand(31)
+	qs, ks, vs := randVals(r, bs*h*s*d, 1), randVals(r, bs*g*s*d, 1), randVals(r, bs*g*s*d, 1)
+	p := kernels.AttnParams{Scale: 0.35, Causal: true, DropoutP: 0.4, DropoutSeed: 13, DropoutOffset: 77}
+	k, v := devF32(b, ks, bs, g, s, d), devF32(b, vs, bs, g, s, d)
+	full, lse := b.Alloc(tensor.F32, bs, h, s, d), b.Alloc(tensor.F32, bs, h, s)
+	b.Attention(full, lse, devF32(b, qs, bs, h, s, d), k, v, p)
+	want := get(b, full)
+	for lo := 0; lo < s; lo += c {
+		q := make([]float32, 0, bs*h*c*d)
+		for bh := 0; bh < bs*h; bh++ {
+			q = append(q, qs[(bh*s+lo)*d:(bh*s+lo+c)*d]...)
+		}
+		pc := p
+		pc.QOffset, pc.DropoutRows = lo, s
+		out, l := b.Alloc(tensor.F32, bs, h, c, d), b.Alloc(tensor.F32, bs, h, c)
+		b.Fill(out, float32(math.NaN()))
+		b.Attention(out, l, devF32(b, q, bs, h, c, d), k, v, pc)
+		got := get(b, out)
+		for bh := 0; bh < bs*h; bh++ {
+			for i := 0; i < c*d; i++ {
+				require.InDelta(t, want[(bh*s+lo)*d+i], got[bh*c*d+i], 1e-6, "chunk at %d, head row %d", lo, bh)
+			}
+		}
 	}
 }
 

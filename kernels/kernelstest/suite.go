@@ -37,6 +37,7 @@ func Checks() []Check {
 		{"RoPE", RoPE},
 		{"Attention", Attention},
 		{"AttentionBlocks", AttentionBlocks},
+		{"AttentionDropoutRows", AttentionDropoutRows},
 		{"SwiGLU", SwiGLU},
 		{"GeLU", GeLU},
 		{"Dropout", Dropout},

@@ -18,6 +18,7 @@ struct AttnGeom {
 	int causal, window, qoff, before;
 	float dthr, dscale; // dropout: keep iff float(u>>40) ≥ dthr (p·2²⁴), kept × dscale
 	int dheads, dhead0; // the dropout counter's head count and this call's first head
+	int drows;          // > 0: queries count as rows qoff+i of drows (AttnParams.DropoutRows)
 	u64 dseed, doff;
 };
 
@@ -25,7 +26,9 @@ struct AttnGeom {
 // dscale or 0 by Dropout's counter-based rule (kernels.AttnParams.DropoutCounter).
 GM_DEV float attn_drop(const AttnGeom& g, int b, int h, int i, int j) {
 	if (g.dthr <= 0.0f) return 1.0f;
-	u64 n = g.doff + (((u64)b * (u64)g.dheads + (u64)(g.dhead0 + h)) * (u64)g.S + (u64)i) * (u64)g.T + (u64)j;
+	u64 rows = g.drows > 0 ? (u64)g.drows : (u64)g.S;
+	u64 row = g.drows > 0 ? (u64)(g.qoff + i) : (u64)i;
+	u64 n = g.doff + (((u64)b * (u64)g.dheads + (u64)(g.dhead0 + h)) * rows + row) * (u64)g.T + (u64)j;
 	u64 u = mix64(mix64(g.dseed) + (n + 1) * 0x9E3779B97F4A7C15ull);
 	return (float)(u >> 40) >= g.dthr ? g.dscale : 0.0f;
 }
