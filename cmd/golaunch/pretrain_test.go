@@ -122,7 +122,7 @@ func TestPretrainBadInput(t *testing.T) {
 		{[]string{"--standalone"}, []string{"--no-such-flag"}, "--no-such-flag"},
 		{[]string{"--standalone"}, []string{"--normalization", "BatchNorm"}, "BatchNorm"},
 		{[]string{"--standalone"}, []string{"--data-path", filepath.Join(dir, "missing")}, "missing"},
-		{[]string{"--standalone", "--nproc-per-node", "2"}, []string{"--context-parallel-size", "2", "--attention-dropout", "0.1"}, "--context-parallel-size 2 with --attention-dropout 0.1 is not supported yet"},
+		{[]string{"--standalone", "--nproc-per-node", "4"}, []string{"--context-parallel-size", "2", "--num-experts", "4", "--expert-model-parallel-size", "2"}, "expert parallelism needs context-parallel-size 1"},
 		{[]string{"--standalone", "--nproc-per-node", "3"}, []string{"--context-parallel-size", "3"}, "--seq-length 32 is not divisible by 2 × --context-parallel-size 3"},
 		{[]string{"--standalone", "--nproc-per-node", "3"}, []string{"--context-parallel-size", "2"}, "world size 3 is not divisible by tensor-parallel size 1 × pipeline-parallel size 1 × context-parallel size 2"},
 		{[]string{"--standalone"}, []string{"--num-experts", "4", "--moe-router-topk", "5"}, "--moe-router-topk 5 must be between 1 and --num-experts 4"},
