@@ -77,17 +77,38 @@ func (p Parallel) tpRank() int {
 // sp reports whether sequence parallelism is in effect (it needs TP > 1).
 func (p Parallel) sp() bool { return p.SequenceParallel && p.tpSize() > 1 }
 
-// First and Last report the pipeline position.
-// dropoutOffset is the dropout counter of local's first element in the full [N, h]
-// tensor: with sequence parallelism this rank holds rows from tpRank·Nl on, so its
-// hidden-dropout masks are the single process's rows (as attention dropout's heads are).
-func (p Parallel) dropoutOffset(local *tensor.Tensor) uint64 {
-	if !p.sp() {
-		return 0
-	}
-	return uint64(p.tpRank()) * uint64(local.Numel())
+// dropSeg is a run of a rank's rows [lo, hi) whose dropout counters are contiguous in the
+// whole sequence's [S·b, h] tensor, from counter off.
+type dropSeg struct {
+	lo, hi int
+	off    uint64
 }
 
+// dropoutSegments splits local [rows, h] into dropSegs, so that hidden-dropout masks are
+// the single process's rows (as attention dropout's heads are): with sequence parallelism
+// this rank holds rows from tpRank·rows on; with context parallelism the rank's rows are
+// its two chunks of the sequence, each one run (a sequence-parallel shard may hold parts of
+// both).
+func (p Parallel) dropoutSegments(rows, h int) []dropSeg {
+	q0, total := 0, rows // this rank's first row among its CP rank's rows, and their count
+	if p.sp() {
+		q0, total = p.tpRank()*rows, rows*p.tpSize()
+	}
+	if p.cpSize() == 1 {
+		return []dropSeg{{0, rows, uint64(q0 * h)}}
+	}
+	var out []dropSeg
+	half := total / 2
+	for j, c := range p.cpChunks() {
+		a, b := max(q0, j*half), min(q0+rows, (j+1)*half)
+		if a < b {
+			out = append(out, dropSeg{a - q0, b - q0, uint64((c*half + a - j*half) * h)})
+		}
+	}
+	return out
+}
+
+// First and Last report the pipeline position.
 func (p Parallel) First() bool { return p.PPRank == 0 && p.VPRank == 0 }
 func (p Parallel) Last() bool {
 	return p.PPRank == max(p.PPSize, 1)-1 && p.VPRank == max(p.VPSize, 1)-1

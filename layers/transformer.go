@@ -313,7 +313,10 @@ func (l *TransformerLayer) mlpBackward(be kernels.Backend, st *layerStash, g *la
 
 func (l *TransformerLayer) dropout(be kernels.Backend, x, mask *tensor.Tensor, offset uint64, st *layerStash) {
 	if p := float32(l.cfg.HiddenDropout); p > 0 {
-		be.Dropout(x, mask, x, p, st.dropSeed, st.dropOffs+offset+l.par.dropoutOffset(x))
+		for _, sg := range l.par.dropoutSegments(x.Dim(0), x.Dim(1)) {
+			xs := x.Slice(sg.lo, sg.hi)
+			be.Dropout(xs, mask.Slice(sg.lo, sg.hi), xs, p, st.dropSeed, st.dropOffs+offset+sg.off)
+		}
 	}
 }
 
@@ -348,7 +351,7 @@ func (l *TransformerLayer) Forward(be kernels.Backend, st *layerStash, x *tensor
 		return err
 	}
 	l.Proj.Matmul(be, st.ap, st.o2)
-	n := uint64(st.ln1f.Numel()) // the full [N, h]: the second dropout's counters follow the first's
+	n := uint64(st.ln1f.Numel() * l.par.cpSize()) // the whole [N, h]: the second dropout's counters follow the first's
 	if err := l.branchOut(be, st, l.Proj, st.a, st.ap, st.mask1, 0, "linear_proj output"); err != nil {
 		return err
 	}

@@ -599,12 +599,15 @@ func TestContextParallelLayouts(t *testing.T) {
 			})
 		}
 	}
-	// Attention dropout: each chunk's queries draw the whole sequence's masks.
+	// Dropout: each chunk's queries draw the whole sequence's attention masks, each run of
+	// a rank's rows the whole sequence's hidden-dropout masks (a shard straddling both
+	// chunks: layers.TestDropoutSegments).
 	cfg := equivalenceModels()["llama"]
-	cfg.AttentionDropout, cfg.HiddenDropout = 0.2, 0
+	cfg.AttentionDropout, cfg.HiddenDropout = 0.2, 0.2
 	ref := runLayout(t, cfg, layout{tp: 1, pp: 1, dp: 1}, iters)
-	for _, l := range []layout{{tp: 1, pp: 1, dp: 1, cp: 2}, {tp: 2, pp: 1, dp: 1, cp: 2, sp: true}} {
-		t.Run("attention-dropout/"+l.String(), func(t *testing.T) {
+	for _, l := range []layout{{tp: 1, pp: 1, dp: 1, cp: 2}, {tp: 2, pp: 1, dp: 1, cp: 2, sp: true},
+		{tp: 4, pp: 1, dp: 1, cp: 2, sp: true}, {tp: 1, pp: 2, dp: 1, cp: 2}} {
+		t.Run("dropout/"+l.String(), func(t *testing.T) {
 			compareRuns(t, l.String(), ref, runLayout(t, cfg, l, iters), 1e-5)
 		})
 	}
