@@ -150,7 +150,9 @@ func NewAdamBuckets(be kernels.Backend, params layers.Params, cfg AdamConfig, di
 	case a.Distributed:
 		a.buf = AttachLayout(be, params, NewDistLayout(params, dp, bucketSize, true, g.Chunks, edp))
 	case edp > 0:
-		a.buf = AttachLayout(be, params, NewDistLayout(params, dp, 0, false, nil, edp))
+		// Expert weights in buckets of their own; with --overlap-grad-reduce the dense ones
+		// too, the shared embedding apart (reduced after the embedding group's all-reduce).
+		a.buf = AttachLayout(be, params, NewDistLayout(params, dp, bucketSize, bucketSize > 0, g.Chunks, edp))
 	default:
 		a.buf = Attach(be, params, dp)
 	}

@@ -38,7 +38,8 @@ func NewLayout(params layers.Params, dp int) Layout {
 // embedding out whenever the distributed optimizer is on). chunks, when set, are the
 // parameter counts of consecutive model chunks, each laid out as its own buffer. With
 // expertDP > 0 (expert parallelism) each chunk's expert weights (Param.Expert) follow its
-// other parameters in a bucket of their own, padded for expertDP shards.
+// other parameters in buckets of their own (bucketSize applies), padded for expertDP
+// shards.
 func NewDistLayout(params layers.Params, dp, bucketSize int, separate bool, chunks []int, expertDP int) Layout {
 	if chunks == nil {
 		chunks = []int{len(params)}
@@ -88,15 +89,18 @@ func (l *Layout) layChunk(params layers.Params, offsets []int, dp, bucketSize in
 	if open || !placed {
 		start = closeAt(start)
 	}
-	if len(experts) > 0 {
-		lo := start
-		for _, i := range experts {
-			start = (start + align - 1) / align * align
-			offsets[i] = start
-			start += params[i].Numel()
+	// The expert weights: Megatron's separate expert buffer, bucketed by the same rule.
+	epad := lcm(max(expertDP, 1), 128)
+	lo := start
+	for _, i := range experts {
+		start = (start + align - 1) / align * align
+		offsets[i] = start
+		start += params[i].Numel()
+		if bucketSize > 0 && start-lo >= bucketSize || i == experts[len(experts)-1] {
+			hi := (start + epad - 1) / epad * epad
+			l.Buckets = append(l.Buckets, Bucket{Lo: lo, End: start, Hi: hi, Expert: true})
+			lo, start = hi, hi
 		}
-		epad := lcm(expertDP, 128)
-		l.Buckets = append(l.Buckets, Bucket{Lo: lo, End: start, Hi: (start + epad - 1) / epad * epad, Expert: true})
 	}
 	l.Numel = l.Buckets[len(l.Buckets)-1].Hi
 }

@@ -24,11 +24,12 @@ func DefaultBucketSize(dp int) int { return max(40_000_000, 1_000_000*dp) }
 // (NewAdamBuckets) and each is reduce-scattered into this rank's shard of it, as Megatron's.
 type overlap struct {
 	a        *Adam
-	dp       comm.Comm
-	buckets  [][2]int // [lo, hi) in the grad buffer
+	dp, edp  comm.Comm // the DP and expert-DP groups' communicators for the background
+	buckets  [][2]int  // [lo, hi) in the grad buffer
 	late     []bool
-	pending  []int // parameters of each bucket not yet finished this iteration
-	size     []int // parameters per bucket
+	expert   []bool // buckets of expert weights (reduced over expert DP)
+	pending  []int  // parameters of each bucket not yet finished this iteration
+	size     []int  // parameters per bucket
 	bucketOf map[*layers.Param]int
 	queue    chan int
 	errs     chan error
@@ -48,13 +49,20 @@ func (a *Adam) EnableOverlap(params layers.Params, bucketSize int, late func(*la
 		return fmt.Errorf("--overlap-grad-reduce: %w", err)
 	}
 	o := &overlap{a: a, dp: dp, bucketOf: map[*layers.Param]int{}}
+	if a.g.ExpertDP != nil {
+		if o.edp, err = a.g.ExpertDP.Split(0, a.g.ExpertDP.Rank()); err != nil {
+			return fmt.Errorf("--overlap-grad-reduce (expert-data-parallel group): %w", err)
+		}
+	}
 	lay := a.buf.Layout
-	if a.Distributed {
-		// The distributed optimizer's buckets are the layout's (NewAdamBuckets with the same
-		// size): each is reduce-scattered into this rank's shard.
+	if a.Distributed || o.edp != nil {
+		// The layout's buckets (NewAdamBuckets with the same size): with the distributed
+		// optimizer each is reduce-scattered into this rank's shard; under expert
+		// parallelism the expert weights' buckets go over the expert-data-parallel group.
 		for _, k := range lay.Buckets {
 			o.buckets = append(o.buckets, [2]int{k.Lo, k.Hi})
 			o.late = append(o.late, true)
+			o.expert = append(o.expert, k.Expert)
 			o.size = append(o.size, 0)
 		}
 		for i, p := range params {
@@ -79,6 +87,7 @@ func (a *Adam) EnableOverlap(params layers.Params, bucketSize int, late func(*la
 		if open < 0 {
 			o.buckets = append(o.buckets, [2]int{lo, hi})
 			o.late = append(o.late, false)
+			o.expert = append(o.expert, false)
 			o.size = append(o.size, 0)
 			open, start = len(o.buckets)-1, lo
 		}
@@ -93,6 +102,7 @@ func (a *Adam) EnableOverlap(params layers.Params, bucketSize int, late func(*la
 		p := params[i]
 		o.buckets = append(o.buckets, [2]int{lay.Offsets[i], lay.Offsets[i] + p.Numel()})
 		o.late = append(o.late, true)
+		o.expert = append(o.expert, false)
 		o.size = append(o.size, 1)
 		o.bucketOf[p] = len(o.buckets) - 1
 	}
@@ -156,18 +166,23 @@ func (o *overlap) ready(ps []*layers.Param) {
 }
 
 // reduce averages one bucket over DP: fp16 rounding (as the fp16 grad buffer holds it),
-// scale by 1/DP, all-reduce (or, for the distributed optimizer, reduce-scatter into the
-// shard).
+// scale by 1/DP, all-reduce over its group (or, for the distributed optimizer,
+// reduce-scatter into the shard). Expert buckets go over the expert-DP group: summed over
+// the ranks holding the same experts, still scaled by 1/DP (as ReduceGrads).
 func (o *overlap) reduce(b int) error {
 	g := o.a.buf.Grad.Slice(o.buckets[b][0], o.buckets[b][1])
 	if o.a.modelDType == tensor.F16 {
 		o.a.be.Round(g, tensor.F16)
 	}
 	o.a.be.Scale(g, float32(1/float64(o.dp.Size())))
-	if o.a.Distributed {
-		return o.a.reduceScatter(o.dp, b)
+	c := o.dp
+	if o.expert[b] {
+		c = o.edp
 	}
-	if err := o.dp.AllReduce(g, comm.Sum); err != nil {
+	if o.a.Distributed {
+		return o.a.reduceScatter(c, b)
+	}
+	if err := c.AllReduce(g, comm.Sum); err != nil {
 		return fmt.Errorf("overlapped data-parallel all-reduce of bucket %d: %w", b, err)
 	}
 	return nil

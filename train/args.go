@@ -47,7 +47,7 @@ type Args struct {
 	// Checkpoint loading (Megatron's).
 	ExitOnMissingCheckpoint bool `name:"exit-on-missing-checkpoint" help:"Stop with an error when --load holds no checkpoint (default: start from random, with a warning)."`
 	CkptStep                int  `name:"ckpt-step" help:"Load this iteration's checkpoint instead of the tracker file's."`
-	OverrideOptParamSched   bool `name:"override-opt_param-scheduler" help:"Accepted: the learning-rate flags win over a checkpoint's scheduler values unless --use-checkpoint-opt_param-scheduler."`
+	OverrideOptParamSched   bool `name:"override-opt_param-scheduler" help:"On --load keep the flags' learning-rate and weight-decay schedule where the checkpoint's differs (else they must agree)."`
 	UseCheckpointOptSched   bool `name:"use-checkpoint-opt_param-scheduler" help:"Take the learning rate, minimum, warm-up, decay length and style from the --load checkpoint's scheduler instead of the flags."`
 
 	LogParamsNorm     bool     `name:"log-params-norm" help:"Log the L2 norm of the model parameters (params norm) each logged iteration."`
@@ -214,6 +214,9 @@ func (a *Args) Validate(world int) error {
 	if a.FP16 && a.BF16 {
 		return fmt.Errorf("--fp16 and --bf16 are exclusive")
 	}
+	if a.OverrideOptParamSched && a.UseCheckpointOptSched {
+		return fmt.Errorf("both override and use-checkpoint are set: --override-opt_param-scheduler and --use-checkpoint-opt_param-scheduler are exclusive")
+	}
 	if a.Optimizer != "adam" {
 		return fmt.Errorf("--optimizer %q: only adam is supported", a.Optimizer)
 	}
@@ -285,9 +288,6 @@ func (a *Args) Validate(world int) error {
 		}
 		if a.FP16 {
 			return fmt.Errorf("--expert-model-parallel-size %d: expert parallelism is not supported with --fp16 (as in Megatron)", ep)
-		}
-		if a.OverlapGradReduce {
-			return fmt.Errorf("--expert-model-parallel-size %d with --overlap-grad-reduce is not supported yet", ep)
 		}
 	}
 	if a.NumLayers%pp != 0 {

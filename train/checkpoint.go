@@ -185,7 +185,7 @@ func (c *checkpointer) stateDict(p progress) (*torchpickle.Dict, error) {
 	}{{"max_lr", c.sched.MaxLR}, {"lr_warmup_steps", c.sched.WarmupSteps}, {"num_steps", p.SchedSteps},
 		{"lr_decay_style", c.sched.Style}, {"lr_decay_steps", c.sched.DecaySteps}, {"min_lr", c.sched.MinLR},
 		{"start_wd", c.opt.Cfg.WeightDecay}, {"end_wd", c.opt.Cfg.WeightDecay}, {"wd_incr_style", "constant"},
-		{"wd_incr_steps", int64(c.a.TrainIters) * int64(c.a.GlobalBatchSize)}} {
+		{"wd_incr_steps", c.wdIncrSteps()}} {
 		sched.Set(kv.k, kv.v)
 	}
 	st.Set("opt_param_scheduler", sched)
@@ -398,7 +398,7 @@ func (c *checkpointer) load() (progress, error) {
 	if c.a.NoLoadOptim {
 		return p, nil
 	}
-	if sch, ok := dictGet(root, "opt_param_scheduler"); ok && c.a.UseCheckpointOptSched {
+	if sch, ok := dictGet(root, "opt_param_scheduler"); ok {
 		if err := c.schedulerFromCheckpoint(sch); err != nil {
 			return p, err
 		}
@@ -414,65 +414,120 @@ func (c *checkpointer) load() (progress, error) {
 	return p, c.loadOptimizer(loc, root, &p)
 }
 
-// schedulerFromCheckpoint takes the learning-rate schedule from a checkpoint's
-// opt_param_scheduler (--use-checkpoint-opt_param-scheduler, Megatron's load_state_dict
-// with its older key names too) instead of the flags.
+// schedulerFromCheckpoint reconciles the flags' learning-rate and weight-decay schedule
+// with a checkpoint's opt_param_scheduler as Megatron's OptimizerParamScheduler
+// load_state_dict does (older key names too): --override-opt_param-scheduler keeps the
+// flags', --use-checkpoint-opt_param-scheduler takes the checkpoint's, and otherwise
+// the two must agree.
 func (c *checkpointer) schedulerFromCheckpoint(sd *torchpickle.Dict) error {
+	what := "--load " + c.a.Load + ": opt_param_scheduler"
 	first := func(keys ...string) (any, string, error) {
 		for _, k := range keys {
 			if v, ok := sd.Get(k); ok {
 				return v, k, nil
 			}
 		}
-		return nil, "", fmt.Errorf("--use-checkpoint-opt_param-scheduler: %s's opt_param_scheduler lacks %s", c.a.Load, keys[len(keys)-1])
+		return nil, "", fmt.Errorf("%s lacks %s", what, keys[len(keys)-1])
 	}
-	num := func(name string, keys ...string) (float64, error) {
+	// checkAndSet is Megatron's _check_and_set: the value the run goes on with.
+	checkAndSet := func(name string, flag, saved any, equal bool) (use bool, err error) {
+		if c.a.OverrideOptParamSched {
+			c.notes = append(c.notes, fmt.Sprintf(" > overriding %s value to %v", name, flag))
+			return false, nil
+		}
+		if !c.a.UseCheckpointOptSched && !equal {
+			return false, fmt.Errorf("%s: OptimizerParamScheduler: class input value %v and checkpointvalue %v for %s do not match "+
+				"(pass --override-opt_param-scheduler to keep the flags' value, or --use-checkpoint-opt_param-scheduler to take the checkpoint's)",
+				what, flag, saved, name)
+		}
+		c.notes = append(c.notes, fmt.Sprintf(" > using checkpoint value %v for %s", saved, name))
+		return true, nil
+	}
+	num := func(name string, flag float64, keys ...string) (float64, error) {
 		v, k, err := first(keys...)
 		if err != nil {
 			return 0, err
 		}
-		switch x := v.(type) {
-		case float64:
-			c.notes = append(c.notes, fmt.Sprintf(" > using checkpoint value %v for %s", x, name))
-			return x, nil
-		case int64:
-			c.notes = append(c.notes, fmt.Sprintf(" > using checkpoint value %d for %s", x, name))
-			return float64(x), nil
+		x, ok := torchpickle.AsFloat64(v)
+		if !ok {
+			return 0, fmt.Errorf("%s %s is %T, not a number", what, k, v)
 		}
-		return 0, fmt.Errorf("--use-checkpoint-opt_param-scheduler: %s: opt_param_scheduler %s is %T, not a number", c.a.Load, k, v)
+		use, err := checkAndSet(name, flag, v, x == flag)
+		if !use {
+			x = flag
+		}
+		return x, err
+	}
+	str := func(name, flag string, keys ...string) (string, error) {
+		v, k, err := first(keys...)
+		if err != nil {
+			return "", err
+		}
+		x, ok := v.(string)
+		if !ok {
+			return "", fmt.Errorf("%s %s is %T, not a string", what, k, v)
+		}
+		use, err := checkAndSet(name, flag, x, x == flag)
+		if !use {
+			x = flag
+		}
+		return x, err
 	}
 	s := c.sched
 	var err error
-	if s.MaxLR, err = num("learning rate", "start_lr", "max_lr"); err != nil {
+	if s.MaxLR, err = num("learning rate", s.MaxLR, "start_lr", "max_lr"); err != nil {
 		return err
 	}
-	if s.MinLR, err = num("minimum learning rate", "min_lr"); err != nil {
+	if s.MinLR, err = num("minimum learning rate", s.MinLR, "min_lr"); err != nil {
 		return err
 	}
-	w, err := num("warmup iterations", "warmup_iter", "warmup_steps", "lr_warmup_steps")
+	w, err := num("warmup iterations", float64(s.WarmupSteps), "warmup_iter", "warmup_steps", "lr_warmup_steps")
 	if err != nil {
 		return err
 	}
-	d, err := num("total number of iterations", "end_iter", "decay_steps", "lr_decay_steps")
+	d, err := num("total number of iterations", float64(s.DecaySteps), "end_iter", "decay_steps", "lr_decay_steps")
 	if err != nil {
 		return err
 	}
 	s.WarmupSteps, s.DecaySteps = int64(w), int64(d)
-	v, k, err := first("decay_style", "lr_decay_style")
-	if err != nil {
+	if s.Style, err = str("learning rate decay style", s.Style, "decay_style", "lr_decay_style"); err != nil {
 		return err
 	}
-	style, ok := v.(string)
-	if !ok {
-		return fmt.Errorf("--use-checkpoint-opt_param-scheduler: %s: opt_param_scheduler %s is %T, not a string", c.a.Load, k, v)
-	}
-	c.notes = append(c.notes, fmt.Sprintf(" > using checkpoint value %s for learning rate decay style", style))
-	s.Style = style
 	if err := s.Validate(); err != nil {
-		return fmt.Errorf("--use-checkpoint-opt_param-scheduler: %s: %w", c.a.Load, err)
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	if _, ok := sd.Get("start_wd"); ok {
+		wd := c.opt.Cfg.WeightDecay
+		start, err := num("start weight decay", wd, "start_wd")
+		if err != nil {
+			return err
+		}
+		end, err := num("end weight decay", wd, "end_wd")
+		if err != nil {
+			return err
+		}
+		if _, err := num("total number of weight decay iterations", float64(c.wdIncrSteps()), "wd_incr_steps"); err != nil {
+			return err
+		}
+		style, err := str("weight decay incr style", "constant", "wd_incr_style")
+		if err != nil {
+			return err
+		}
+		if style != "constant" && start != end {
+			return fmt.Errorf("%s: weight decay %s from %v to %v: only a constant weight decay is supported", what, style, start, end)
+		}
+		c.opt.Cfg.WeightDecay = start
 	}
 	c.sched = s
 	return nil
+}
+
+// wdIncrSteps is Megatron's wd_incr_steps: the run's length in samples.
+func (c *checkpointer) wdIncrSteps() int64 {
+	if c.a.TrainSamples > 0 {
+		return int64(c.a.TrainSamples)
+	}
+	return int64(c.a.TrainIters) * int64(c.a.GlobalBatchSize)
 }
 
 // loadShardWeights copies this rank's shard of a checkpoint with the same layout.

@@ -269,11 +269,7 @@ func runLayout(t *testing.T, cfg layers.Config, l layout, iters int) runResult {
 					groups.Chunks = append(groups.Chunks, len(m.Params))
 				}
 			}
-			bucket := 0
-			if l.dist {
-				bucket = l.bucket // the distributed optimizer's layout follows the buckets
-			}
-			opt := optim.NewAdamBuckets(be, params, optim.DefaultAdam(), l.dist, groups, bucket)
+			opt := optim.NewAdamBuckets(be, params, optim.DefaultAdam(), l.dist, groups, l.bucket)
 			if l.bf16 {
 				opt.SetModelDType(tensor.BF16)
 			}
@@ -300,6 +296,17 @@ func runLayout(t *testing.T, cfg layers.Config, l layout, iters int) runResult {
 				}
 				o.res.losses = append(o.res.losses, res.Loss)
 				o.res.norms = append(o.res.norms, res.GradNorm)
+			}
+			if experts := 0; l.ep > 1 && l.bucket > 0 {
+				for _, k := range opt.Buffers().Layout.Buckets {
+					if k.Expert {
+						experts++
+					}
+				}
+				if experts < 2 {
+					o.err = fmt.Errorf("rank %d: %d expert buckets of %d elements; the test wants several", r, experts, l.bucket)
+					return
+				}
 			}
 			if l.bucket > 0 && len(opt.Buckets()) > 2 && opt.EarlyReductions() == 0 {
 				o.err = fmt.Errorf("rank %d: %d buckets but none reduced while backward ran", r, len(opt.Buckets()))
@@ -568,6 +575,9 @@ func TestMoELayouts(t *testing.T) {
 		{tp: 2, pp: 1, dp: 2, ep: 2, sp: true, dist: true, rc: full1},
 		{tp: 1, pp: 2, dp: 4, ep: 4},
 		{tp: 1, pp: 2, dp: 2, ep: 2, vpp: 2, dist: true},
+		{tp: 1, pp: 2, dp: 4, ep: 2, bucket: 4000},
+		{tp: 2, pp: 1, dp: 2, ep: 2, sp: true, dist: true, bucket: 3000},
+		{tp: 1, pp: 2, dp: 2, ep: 2, vpp: 2, dist: true, bucket: 3000},
 		{tp: 1, pp: 1, dp: 1, cp: 2},
 		{tp: 2, pp: 1, dp: 2, cp: 2, sp: true, dist: true},
 	} {

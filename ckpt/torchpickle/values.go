@@ -203,6 +203,16 @@ func AsInt64(v any) (int64, bool) {
 	return 0, false
 }
 
+// AsFloat64 converts a pickled number (float, or an integer AsInt64 takes) to float64, as
+// Python compares them.
+func AsFloat64(v any) (float64, bool) {
+	if x, ok := v.(float64); ok {
+		return x, true
+	}
+	n, ok := AsInt64(v)
+	return float64(n), ok
+}
+
 // typeName describes a value for error messages.
 func typeName(v any) string {
 	switch x := v.(type) {

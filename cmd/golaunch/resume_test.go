@@ -66,9 +66,10 @@ func TestExactResume(t *testing.T) {
 		"tp2dp2-sp-moe": {"--tensor-model-parallel-size", "2", "--sequence-parallel", "--use-distributed-optimizer",
 			"--num-experts", "4", "--moe-router-topk", "2", "--moe-aux-loss-coeff", "1e-2", "--moe-z-loss-coeff", "1e-3", "--disable-bias-linear"},
 		// Expert parallelism: mp_rank_XX_EEE shards written by each expert-parallel rank;
-		// expert weights in buckets of their own, sharded over the expert-data-parallel group.
+		// expert weights in buckets of their own, sharded over the expert-data-parallel group
+		// (several, reduced while backward runs).
 		"dp4-ep2-distop-moe": {"--use-distributed-optimizer", "--num-experts", "4", "--moe-router-topk", "2",
-			"--expert-model-parallel-size", "2", "--disable-bias-linear"},
+			"--expert-model-parallel-size", "2", "--disable-bias-linear", "--overlap-grad-reduce", "--ddp-bucket-size", "20000"},
 		"pp2dp2-ep2-moe": {"--pipeline-model-parallel-size", "2", "--num-experts", "4", "--moe-router-topk", "2",
 			"--expert-model-parallel-size", "2", "--disable-bias-linear"},
 		"tp2dp2-sp-ep2-moe": {"--tensor-model-parallel-size", "2", "--sequence-parallel", "--num-experts", "4",
@@ -433,8 +434,9 @@ var lrField = regexp.MustCompile(`iteration +(\d+)/.* learning rate: (\S+) \|`)
 
 // TestUseCheckpointOptParamScheduler: resumed with other learning-rate flags,
 // --use-checkpoint-opt_param-scheduler trains on the checkpoint's schedule (the
-// uninterrupted run's rates and losses, Megatron's "using checkpoint value" lines), and
-// without it the flags' schedule applies.
+// uninterrupted run's rates and losses, Megatron's "using checkpoint value" lines);
+// without it the flags must agree with the checkpoint, unless
+// --override-opt_param-scheduler makes the flags' schedule apply.
 func TestUseCheckpointOptParamScheduler(t *testing.T) {
 	dir := t.TempDir()
 	base := append(append([]string{"--standalone"}, resumeArgs(dir)...), "--hidden-dropout", "0")
@@ -458,8 +460,17 @@ func TestUseCheckpointOptParamScheduler(t *testing.T) {
 		require.Equal(t, want[k], got[k], "iteration %d learning rate", it)
 		require.Equal(t, losses[k], iterationLosses(resumed)[k], "iteration %d", it)
 	}
-	flags := rates(runGolaunch(t, append(base, other...)...))
-	require.NotEqual(t, want["5"], flags["5"], "without the flag the flags' schedule applies")
+	// Without either flag the flags must agree with the checkpoint (Megatron's assertion);
+	// --override-opt_param-scheduler trains on the flags' schedule.
+	out, err := exec.Command(golaunchBin, append(base, other...)...).CombinedOutput()
+	require.Error(t, err)
+	require.Contains(t, string(out), "OptimizerParamScheduler: class input value 0.001 and checkpointvalue 0.003 for learning rate do not match")
+	overridden := runGolaunch(t, append(append(base, other...), "--override-opt_param-scheduler")...)
+	require.Contains(t, overridden, " > overriding learning rate value to 0.001")
+	flags := rates(overridden)
+	require.NotEqual(t, want["5"], flags["5"], "with --override-opt_param-scheduler the flags' schedule applies")
+	require.Equal(t, rates(runGolaunch(t, append(base, other[2:]...)...))["5"], flags["5"],
+		"overridden: iteration 5 has the rate a run on the flags' schedule has there")
 	// With --no-load-optim Megatron loads no scheduler: the schedule starts again.
 	fresh := rates(runGolaunch(t, append(base, "--load", filepath.Join(dir, "b"), "--no-load-optim")...))
 	require.Equal(t, want["1"], fresh["5"], "iteration 5 after --no-load-optim has the first iteration's rate")
