@@ -169,3 +169,46 @@ func TestPretrainOnEmulatedGPUs(t *testing.T) {
 		require.InEpsilon(t, losses[0][i], losses[1][i], 1e-5, "evaluate: cpu %v, emulated gpu %v", losses[0], losses[1])
 	}
 }
+
+// TestParallelismOnEmulatedGPUs runs context parallelism (with attention and hidden
+// dropout) and mixture-of-experts with expert parallelism on two emulated GPUs: the CUDA
+// path's chunked attention (query offsets, dropout rows of the whole sequence), MoE routing
+// and the expert all-gathers give the CPU run's losses and grad norms.
+func TestParallelismOnEmulatedGPUs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: the emulator runs every CUDA thread as a fiber")
+	}
+	dir := t.TempDir()
+	gpuEnv := emulatedGPUs(t, dir, 256)
+	data := writeCorpus(t, dir)
+	for name, layout := range map[string]string{
+		"cp2":     "--context-parallel-size 2 --attention-dropout 0.1 --hidden-dropout 0.1",
+		"moe-ep2": "--num-experts 4 --moe-router-topk 2 --moe-aux-loss-coeff 1e-2 --expert-model-parallel-size 2",
+	} {
+		t.Run(name, func(t *testing.T) {
+			run := func(device string, env []string) logged {
+				args := strings.Fields("--standalone --nproc-per-node 2 pretrain --num-layers 2 --hidden-size 64 " +
+					"--num-attention-heads 4 --group-query-attention --num-query-groups 2 --ffn-hidden-size 64 --seq-length 32 " +
+					"--max-position-embeddings 32 --micro-batch-size 2 --global-batch-size 4 --train-iters 3 --lr 3e-3 " +
+					"--tokenizer-type NullTokenizer --vocab-size 255 --log-interval 1 --swiglu --normalization RMSNorm " +
+					"--position-embedding-type rope --disable-bias-linear --split 100,0,0 --eval-iters 0 --distributed-backend gloo " +
+					"--data-cache-path " + dir + " --data-path " + data + " --device " + device + " " + layout)
+				cmd := exec.Command(golaunchBin, args...)
+				cmd.Env = append(os.Environ(), append([]string{"GOLAUNCH_GRACE_PERIOD=5"}, env...)...)
+				out, err := cmd.CombinedOutput()
+				require.NoError(t, err, "%v\n%s", args, out)
+				if device == "cuda" {
+					require.Contains(t, string(out), "> training on cuda:1")
+				}
+				return parseLog(t, string(out))
+			}
+			g, c := run("cuda", gpuEnv), run("cpu", nil)
+			require.Len(t, g.loss, 3)
+			require.Len(t, c.loss, 3)
+			for i := range c.loss {
+				require.InEpsilon(t, c.loss[i], g.loss[i], 1e-5, "iteration %d loss: cpu %v, emulated gpu %v", i+1, c.loss, g.loss)
+				require.InEpsilon(t, c.norm[i], g.norm[i], 2e-3, "iteration %d grad norm: cpu %v, emulated gpu %v", i+1, c.norm, g.norm)
+			}
+		})
+	}
+}
