@@ -38,26 +38,21 @@ func Load(be kernels.Backend, path string, par layers.Parallel) (*layers.GPTMode
 	if _, err := os.Stat(filepath.Join(path, "config.json")); err != nil {
 		return nil, Source{}, fmt.Errorf("--load %s is neither a Megatron checkpoint (no %s, not a release/ or iter_XXXXXXX folder) nor a Hugging Face directory (no config.json)", path, megatron.TrackerFile)
 	}
-	hm, full, err := hf.Load(be, path)
+	if par.TP == nil || par.TP.Size() == 1 {
+		hm, full, err := hf.Load(be, path)
+		if err != nil {
+			return nil, Source{}, err
+		}
+		return full, Source{Kind: "hf", Family: string(hm.Family), Config: full.Cfg}, nil
+	}
+	// Each rank reads one full tensor at a time and keeps its shard.
+	r, err := hf.Open(path)
 	if err != nil {
 		return nil, Source{}, err
 	}
-	src := Source{Kind: "hf", Family: string(hm.Family), Config: full.Cfg}
-	if par.TP == nil || par.TP.Size() == 1 {
-		return full, src, nil
-	}
-	// Shard the whole model this rank loaded.
-	get := func(key string) ([]float32, []int, error) {
-		p := full.Params.ByName(key)
-		if p == nil {
-			return nil, nil, fmt.Errorf("%s: the loaded model has no %s", path, key)
-		}
-		h := tensor.New(tensor.F32, p.Data.Shape()...)
-		be.Download(h, p.Data)
-		return h.F32(), p.FullShape, nil
-	}
-	m, err := shardInto(be, full.Cfg, par, path, get)
-	return m, src, err
+	defer r.Close()
+	m, err := shardInto(be, r.Config, par, path, r.Full)
+	return m, Source{Kind: "hf", Family: string(r.Family), Config: r.Config}, err
 }
 
 // shardInto builds the parallel model for cfg and fills every parameter with its shard of
