@@ -315,6 +315,15 @@ type Batch struct {
 	DocStart  []int32
 }
 
+// NoDropout turns dropout off until restore is called: Megatron's model.eval() around
+// evaluation, so validation losses are the deterministic model's.
+func (m *GPTModel) NoDropout() (restore func()) {
+	c := &m.Cfg
+	a, h := c.AttentionDropout, c.HiddenDropout
+	c.AttentionDropout, c.HiddenDropout = 0, 0
+	return func() { c.AttentionDropout, c.HiddenDropout = a, h }
+}
+
 // Forward runs this stage on a microbatch. The first stage reads bt.Tokens; other stages read
 // the activations placed in st.Input(). On the last stage it returns Σ mask·loss and Σ mask
 // for the labels; elsewhere zeros, with the output in st.Output(). Dropout draws from

@@ -232,7 +232,7 @@ func (vp *interleaved) forwardBackward(t *Trainer, micro []layers.Batch, seed, i
 	return lossSum, nil
 }
 
-// evaluate runs microbatches forward only through every chunk.
+// evaluate runs microbatches forward only through every chunk (this rank's sums).
 func (vp *interleaved) evaluate(t *Trainer, micro []layers.Batch, seed, step uint64) (lossSum, tokens float64, err error) {
 	pp, rank := t.PS.PPSize, t.PS.Coords.PP
 	prev, next := (rank-1+pp)%pp, (rank+1)%pp
@@ -256,5 +256,5 @@ func (vp *interleaved) evaluate(t *Trainer, micro []layers.Batch, seed, step uin
 			vp.free[v] = append(vp.free[v], st)
 		}
 	}
-	return t.reduceEval(lossSum, tokens)
+	return lossSum, tokens, nil
 }

@@ -258,6 +258,18 @@ func (t *Trainer) reportLoss(lossSum float64) (loss, tokens float64, err error) 
 // Evaluate runs microbatches forward only through the pipeline and returns Σ loss and
 // Σ tokens over the data-parallel group (valid on last-stage ranks; zeros elsewhere).
 func (t *Trainer) Evaluate(micro []layers.Batch, seed, step uint64) (lossSum, tokens float64, err error) {
+	if lossSum, tokens, err = t.EvaluateLocal(micro, seed, step); err != nil {
+		return 0, 0, err
+	}
+	return t.reduceEval(lossSum, tokens)
+}
+
+// EvaluateLocal is Evaluate without the data-parallel sum: this rank's microbatches only.
+// Dropout is off, as under Megatron's model.eval().
+func (t *Trainer) EvaluateLocal(micro []layers.Batch, seed, step uint64) (lossSum, tokens float64, err error) {
+	for _, c := range t.Chunks {
+		defer c.NoDropout()()
+	}
 	if t.vp != nil {
 		return t.vp.evaluate(t, micro, seed, step)
 	}
@@ -286,7 +298,7 @@ func (t *Trainer) Evaluate(micro []layers.Batch, seed, step uint64) (lossSum, to
 			}
 		}
 	}
-	return t.reduceEval(lossSum, tokens)
+	return lossSum, tokens, nil
 }
 
 // reduceEval sums a validation loss over data parallelism on last-stage ranks.

@@ -151,7 +151,7 @@ var endEval = regexp.MustCompile(` validation loss at iteration (\d+) on (valida
 // evaluates the validation set (going on where training left it) and the test set (from
 // its start); a run stopped by --exit-interval does neither; --skip-train evaluates a loaded
 // checkpoint without training — its test loss is the trained run's, the same weights on the
-// same samples.
+// same samples — and without dropout, whatever --hidden-dropout and --attention-dropout say.
 func TestEndOfTrainingEvaluation(t *testing.T) {
 	dir := t.TempDir()
 	prefix := writeCorpus(t, dir)
@@ -177,4 +177,8 @@ func TestEndOfTrainingEvaluation(t *testing.T) {
 	require.Len(t, skipEnds, 2, "%s", skip)
 	require.Equal(t, ends[1][1:], skipEnds[1][1:], "the test set, from its start, with the trained weights")
 	require.Equal(t, "12", skipEnds[0][1], "the checkpoint's iteration")
+	// Evaluation runs the model without dropout (Megatron's model.eval()).
+	dropped := runGolaunch(t, append([]string{"--standalone"}, append(base, "--load", ck, "--skip-train",
+		"--hidden-dropout", "0.3", "--attention-dropout", "0.3")...)...)
+	require.Equal(t, skipEnds, endEval.FindAllStringSubmatch(dropped, -1), "validation and test losses without dropout")
 }
