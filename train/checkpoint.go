@@ -365,7 +365,12 @@ func (c *checkpointer) load() (progress, error) {
 	if c.a.Finetune || loc.Release {
 		return p, nil
 	}
-	sf, err := megatron.LoadShard(loc, c.ps.Coords.TP, c.ps.Coords.PP, pp)
+	// The progress is in every shard; resharded, this rank's own may not exist.
+	tpr, ppr := c.ps.Coords.TP, c.ps.Coords.PP
+	if !same {
+		tpr, ppr = 0, 0
+	}
+	sf, err := megatron.LoadShard(loc, tpr, ppr, pp)
 	if err != nil {
 		return p, err
 	}
