@@ -118,6 +118,22 @@ func TestPretrainRealRun(t *testing.T) {
 	require.Contains(t, stdout, "iteration       12/      12")
 	require.Contains(t, stdout, "consumed samples:           36")
 
+	// Pai's evaluation scripts on that checkpoint and the records, on 2 workers (DP 2,
+	// micro-batch 2): 100 samples, 25 micro-batches per rank, a loss for each.
+	env["GPUS_PER_NODE"] = "2"
+	for _, script := range []string{evaluateScript, mcoreEvaluateScript} {
+		evArgs := []string{"dsw", "x", "tiny", "2", "96", "96", "0", "bf16", "1", "1", "sel", "false", "false", "false", "false", sft, ck}
+		stdout, stderr, code = run(t, f, "bash", script, env, evArgs...)
+		for try := 0; code != 0 && try < 2 && portTaken(stdout+stderr); try++ {
+			stdout, stderr, code = run(t, f, "bash", script, env, evArgs...)
+		}
+		require.Equal(t, 0, code, "%s\n%s", stdout, stderr)
+		require.Contains(t, stdout, "evaluate-raw --valid-data-path "+sft, script)
+		require.Contains(t, stdout, "total number of samples: 100", script)
+		require.Regexp(t, `iteration +25/ +25 \| lm loss \(per data-parallel rank\): \S+ \S+ \|`, stdout, script)
+		require.Contains(t, stdout, "done :-)", script)
+	}
+
 	// Pai's MoE path: the checkpoint to Hugging Face, upcycled to 4 experts at EP 2 (every
 	// expert the dense MLP), then the Llama-2 mcore pretraining script with MOE=true (top-1,
 	// 4 experts, EP 2) on 2 workers.

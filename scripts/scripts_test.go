@@ -26,6 +26,9 @@ const (
 	finetuneScript = "run_finetune_megatron_llama.sh"
 	generateScript = "run_text_generation_megatron_llama.sh"
 	datasetScript  = "run_make_pretraining_dataset.sh"
+	evaluateScript = "run_evaluate_megatron_llama.sh"
+
+	mcoreEvaluateScript = "run_evaluate_mcore_llama.sh"
 )
 
 // fixture is a temporary folder with the inputs the scripts check: a .bin/.idx dataset

@@ -189,6 +189,8 @@ type Args struct {
 	Backend kernels.Backend `kong:"-"` // nil: kernels/cpu
 	tokPad  int64           // the tokenizer's pad id (−1: none), for Pai's loss masks
 	epochs  bool            // Pai's epoch loop (finetune_utils), which has no final evaluation
+	// evaluateRaw: Pai's evaluation entry points (EvaluateRaw) instead of training.
+	evaluateRaw bool
 	// DistributedBackend is Megatron's: the collectives of GPU tensors.
 	DistributedBackend string `name:"distributed-backend" default:"nccl" enum:"nccl,gloo" help:"Collectives for GPU tensors: nccl, or gloo (host collectives over TCP, staged through host memory)."`
 }
@@ -332,10 +334,10 @@ func (a *Args) Validate(world int) error {
 	if a.SequenceParallel && tp > 1 && a.SeqLength%tp != 0 {
 		return fmt.Errorf("--seq-length %d is not divisible by --tensor-model-parallel-size %d (needed by --sequence-parallel)", a.SeqLength, tp)
 	}
-	if a.LR <= 0 {
+	if a.LR <= 0 && !a.evaluateRaw {
 		return fmt.Errorf("--lr must be positive")
 	}
-	if len(a.DataPath) == 0 && len(a.TrainDataPath) == 0 && !a.MockData {
+	if len(a.DataPath) == 0 && len(a.TrainDataPath) == 0 && !a.MockData && !a.evaluateRaw {
 		return fmt.Errorf("no data: give --data-path, --train-data-path or --mock-data")
 	}
 	if a.LogInterval < 1 || a.EvalIters < 0 || a.EvalInterval < 1 {

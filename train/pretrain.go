@@ -304,6 +304,10 @@ func run(a *Args, world comm.Comm, out io.Writer, hook dataHook) error {
 			return err
 		}
 	}
+	docs := documents{eod: ds.EOD, resetPos: a.ResetPositionIDs, resetAttn: a.ResetAttentionMsk}
+	if a.evaluateRaw {
+		return a.evaluateSplit(tr, splits[1], ps, docs, logf)
+	}
 	if splits[0] == nil {
 		return fmt.Errorf("the training split is empty (--split %q)", a.Split)
 	}
@@ -321,7 +325,6 @@ func run(a *Args, world comm.Comm, out io.Writer, hook dataHook) error {
 		logf("training ...")
 	}
 
-	docs := documents{eod: ds.EOD, resetPos: a.ResetPositionIDs, resetAttn: a.ResetAttentionMsk}
 	train := a.newLoader(splits[0], resume.ConsumedTrain, ps, docs)
 	validFrom := resume.ConsumedValid
 	if a.SkipTrain {

@@ -18,28 +18,43 @@ import (
 func init() {
 	register("pretrain", "Megatron pretraining (TP/SP/PP/DP, distributed optimizer, bf16/fp16/fp8) with Megatron's flags", func(args []string) error {
 		var a train.Args
-		if done, err := parseCommand(&a, "golaunch pretrain",
+		return trainingCommand(&a, &a, "golaunch pretrain",
 			"Pretrain a GPT model with Megatron-LM's arguments. Run under golaunch for several processes:\n"+
 				"  golaunch --nproc-per-node 4 pretrain --tensor-model-parallel-size 2 …",
-			expandListFlags(args), os.Stdout); done || err != nil {
-			return err
-		}
-		world, err := tcp.InitFromEnv(context.Background(), tcp.Options{Timeout: time.Duration(a.DistributedTimeoutMinutes) * time.Minute})
-		if err != nil {
-			return err
-		}
-		defer world.Close()
-		release, err := openBackend(&a)
-		if err != nil {
-			return err
-		}
-		defer release()
-		if world, err = deviceWorld(&a, world); err != nil {
-			return err
-		}
-		defer world.Close() // NCCL too; closing the host world twice is harmless
-		return train.Pretrain(&a, world, os.Stdout)
+			args, func(world comm.Comm) error { return train.Pretrain(&a, world, os.Stdout) })
 	})
+	register("evaluate-raw", "Pai-Megatron-Patch's evaluate_megatron_llama.py: a checkpoint's loss on raw JSON samples, batch by batch", func(args []string) error {
+		var a train.Args
+		return trainingCommand(&a, &a, "golaunch evaluate-raw",
+			"The loss of --load on the raw JSON --valid-data-path with Megatron's model flags, one pass,\n"+
+				"micro-batch by micro-batch (Pai-Megatron-Patch's evaluate_megatron_llama.py / evaluate_mcore_llama.py):\n"+
+				"  golaunch --nproc-per-node 2 evaluate-raw --load CKPT --valid-data-path alpaca.json --dataset LLama-Pretrain-Raw \\\n"+
+				"    --max-padding-length 80 --micro-batch-size 1 --patch-tokenizer-type LLamaTokenizer --tokenizer-model … …",
+			args, func(world comm.Comm) error { return train.EvaluateRaw(&a, world, os.Stdout) })
+	})
+}
+
+// trainingCommand parses a training entry point's flags into cmd (whose Megatron arguments
+// are a), joins the launched processes, opens the device and runs entry on the world.
+func trainingCommand(cmd any, a *train.Args, name, desc string, args []string, entry func(world comm.Comm) error) error {
+	if done, err := parseCommand(cmd, name, desc, expandListFlags(args), os.Stdout); done || err != nil {
+		return err
+	}
+	world, err := tcp.InitFromEnv(context.Background(), tcp.Options{Timeout: time.Duration(a.DistributedTimeoutMinutes) * time.Minute})
+	if err != nil {
+		return err
+	}
+	defer world.Close()
+	release, err := openBackend(a)
+	if err != nil {
+		return err
+	}
+	defer release()
+	if world, err = deviceWorld(a, world); err != nil {
+		return err
+	}
+	defer world.Close() // NCCL too; closing the host world twice is harmless
+	return entry(world)
 }
 
 // listFlags take several words, as argparse's nargs='*' does (--data-path 0.3 a 0.7 b).

@@ -502,7 +502,8 @@ pai_convert_launch() {
 
 # pai_train_launch COMMAND runs golaunch COMMAND with the options in Pai's order (megatron,
 # pr, load, te, activation checkpoint, do, flash, sp, gqa, moe), or prints it with DRY_RUN=1;
-# a real run creates the output folders and tees the console into LOG_FILE.
+# a real run creates the output folders and tees the console into LOG_FILE (unless
+# OUTPUT_BASEPATH is empty: then it only runs).
 pai_train_launch() {
 	command_args=("$1" "${megatron_options[@]}" "${pr_options[@]}" "${load_options[@]}" "${te_options[@]}"
 		"${activation_checkpoint_options[@]}" "${do_options[@]}" "${flash_options[@]}" "${sp_options[@]}" "${gqa_options[@]}"
@@ -513,8 +514,119 @@ pai_train_launch() {
 	fi
 	local bin
 	bin=$(pai_tool golaunch GOLAUNCH ./cmd/golaunch path)
-	mkdir -p "${OUTPUT_BASEPATH}/tensorboard/" "${OUTPUT_BASEPATH}/checkpoint/" "${OUTPUT_BASEPATH}/log/" "${TENSORBOARD_DIR}"
 	export CUDA_DEVICE_MAX_CONNECTIONS=1
+	if [ -z "${OUTPUT_BASEPATH:-}" ]; then # nothing to keep (evaluation)
+		pai_quote "$bin" "${launcher_options[@]}" "${command_args[@]}"
+		"$bin" "${launcher_options[@]}" "${command_args[@]}"
+		return
+	fi
+	mkdir -p "${OUTPUT_BASEPATH}/tensorboard/" "${OUTPUT_BASEPATH}/checkpoint/" "${OUTPUT_BASEPATH}/log/" "${TENSORBOARD_DIR}"
 	pai_quote "$bin" "${launcher_options[@]}" "${command_args[@]}" | tee -a "$LOG_FILE"
 	"$bin" "${launcher_options[@]}" "${command_args[@]}" 2>&1 | tee -a "$LOG_FILE"
+}
+
+# pai_evaluate KIND ARGS… is Pai's run_evaluate_megatron_llama.sh (KIND legacy) and
+# run_evaluate_mcore_llama.sh (KIND mcore), 17 arguments each: ENV MEGATRON_PATCH_PATH
+# MODEL_SIZE BATCH_SIZE SEQ_LEN PAD_LEN EXTRA_VOCAB_SIZE PR TP PP AC DO FL SP TE DATASET_PATH
+# PRETRAIN_CHECKPOINT_PATH. It runs `golaunch … evaluate-raw` (evaluate_megatron_llama.py /
+# evaluate_mcore_llama.py) with Pai's flags in Pai's order and writes no files.
+pai_evaluate() {
+	local kind=$1 rope what="a Megatron (legacy model)"
+	shift
+	[ "$kind" = mcore ] && what="a Megatron-Core"
+	PAI_SCRIPT=$(basename "$0")
+	PAI_USAGE="usage: ${PAI_SCRIPT} ENV MEGATRON_PATCH_PATH MODEL_SIZE BATCH_SIZE SEQ_LEN PAD_LEN EXTRA_VOCAB_SIZE PR TP PP AC DO FL SP TE DATASET_PATH PRETRAIN_CHECKPOINT_PATH
+
+Evaluate ${what} Llama-2 checkpoint on raw JSON samples with \`golaunch … evaluate-raw\`: the loss
+of every micro-batch, one pass (Pai-Megatron-Patch's arguments, in order):
+   1 ENV                       dsw (this machine) | dlc (PAI-DLC: WORLD_SIZE nodes, RANK, KUBERNETES_CONTAINER_RESOURCE_GPU, MASTER_ADDR, MASTER_PORT)
+   2 MEGATRON_PATCH_PATH       accepted and ignored (gomegatron needs no Megatron or Pai checkout)
+   3 MODEL_SIZE                7B | 13B | 70B (GQA, 8 groups) | tiny | small (CPU sizes)
+   4 BATCH_SIZE                --micro-batch-size
+   5 SEQ_LEN                   --seq-length and --max-position-embeddings
+   6 PAD_LEN                   --max-padding-length (samples are PAD_LEN + 1 tokens: --dataset LLama-Pretrain-Raw)
+   7 EXTRA_VOCAB_SIZE          --extra-vocab-size (usually 0)
+   8 PR                        fp16 | bf16 | fp8
+   9 TP                        --tensor-model-parallel-size
+  10 PP                        --pipeline-model-parallel-size
+  11 AC                        full | sel | none (accepted; evaluation keeps no activations)
+  12 DO                        true | false (--use-distributed-optimizer)
+  13 FL                        true | false (--use-flash-attn)
+  14 SP                        true | false (--sequence-parallel, only when TP > 1)
+  15 TE                        true | false (--transformer-impl transformer_engine)
+  16 DATASET_PATH              --valid-data-path: a JSON list of {instruction, input, output}
+  17 PRETRAIN_CHECKPOINT_PATH  --load (a converted or trained checkpoint), or none
+
+Environment: DRY_RUN=1 prints the golaunch command and stops; GPUS_PER_NODE (dsw) sets the
+processes per node (default: CUDA_VISIBLE_DEVICES entries, else nvidia-smi -L GPUs, else 1);
+GOLAUNCH names the golaunch binary (default: golaunch on PATH, else built into bin/).
+
+example: ${PAI_SCRIPT} dsw ../.. 7B 1 80 80 0 bf16 2 1 sel true false true false /mnt/llama2-datasets/alpaca_data.json /mnt/llama2-ckpts/Llama-2-7b-hf-to-mg-tp2-pp1/"
+	pai_nargs 17 $#
+	ENV=$1 MEGATRON_PATCH_PATH=$2 MODEL_SIZE=$3 BATCH_SIZE=$4 SEQ_LEN=$5 PAD_LEN=$6 EXTRA_VOCAB_SIZE=$7 PR=$8
+	TP=$9 PP=${10} AC=${11} DO=${12} FL=${13} SP=${14} TE=${15} DATASET_PATH=${16} PRETRAIN_CHECKPOINT_PATH=${17}
+	pai_enum ENV 1 "$ENV" dsw dlc
+	pai_model_shape "$MODEL_SIZE" 3
+	pai_int_pos BATCH_SIZE 4 "$BATCH_SIZE"
+	pai_int_pos SEQ_LEN 5 "$SEQ_LEN"
+	pai_int_pos PAD_LEN 6 "$PAD_LEN"
+	pai_int_nonneg EXTRA_VOCAB_SIZE 7 "$EXTRA_VOCAB_SIZE"
+	pai_enum PR 8 "$PR" fp16 bf16 fp8
+	pai_int_pos TP 9 "$TP"
+	pai_int_pos PP 10 "$PP"
+	pai_enum AC 11 "$AC" full sel none
+	pai_enum DO 12 "$DO" true false
+	pai_enum FL 13 "$FL" true false
+	pai_enum SP 14 "$SP" true false
+	pai_enum TE 15 "$TE" true false
+	if [ -f "${DATASET_PATH}.bin" ]; then
+		pai_die "DATASET_PATH (arg 16): ${DATASET_PATH} is a .bin/.idx dataset; Pai's evaluation reads a raw JSON file (LLama-Pretrain-Raw)"
+	fi
+	pai_check_file DATASET_PATH 16 "$DATASET_PATH"
+	if [ "$PRETRAIN_CHECKPOINT_PATH" != none ]; then
+		pai_check_checkpoint PRETRAIN_CHECKPOINT_PATH 17 "$PRETRAIN_CHECKPOINT_PATH" 3 "pass none to evaluate a random model"
+	fi
+	pai_distributed "$ENV"
+	pai_check_parallel 9 10
+	if [ "$kind" = mcore ]; then
+		pai_feature_options mcore
+		rope=(--use-rotary-position-embeddings --no-rope-fusion)
+	else
+		pai_feature_options
+		rope=(--use-llama2-rotary-position-embeddings)
+	fi
+	megatron_options=(
+		--valid-data-path "${DATASET_PATH}"
+		--micro-batch-size "${BATCH_SIZE}"
+		--num-layers "${NUM_LAYERS}"
+		--hidden-size "${HIDDEN_SIZE}"
+		--num-attention-heads "${NUM_ATTN_HEADS}"
+		--seq-length "${SEQ_LEN}"
+		--max-position-embeddings "${SEQ_LEN}"
+		--ffn-hidden-size "${INTERMEDIATE_SIZE}"
+		--log-interval 1
+		--eval-interval 100
+		--eval-iters 10
+		--tensor-model-parallel-size "${TP}"
+		--pipeline-model-parallel-size "${PP}"
+		--no-load-optim
+		--no-load-rng
+		--seed 1234
+		--num-workers 0
+		--max-padding-length "${PAD_LEN}"
+		--extra-vocab-size "${EXTRA_VOCAB_SIZE}"
+		--patch-tokenizer-type LLamaTokenizer
+		--dataset LLama-Pretrain-Raw
+		--swiglu
+		--normalization RMSNorm
+		"${rope[@]}"
+		--position-embedding-type rope
+		--untie-embeddings-and-output-weights
+		--disable-bias-linear
+	)
+	# --use-mcore-models is gomegatron's addition: Megatron-Core's key names, as Pai's entry
+	# point builds Megatron-Core's GPTModel.
+	if [ "$kind" = mcore ]; then megatron_options+=(--use-mcore-models); fi
+	OUTPUT_BASEPATH= # Pai's evaluation writes no files: the loss goes to the console
+	pai_train_launch evaluate-raw
 }
