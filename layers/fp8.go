@@ -16,6 +16,9 @@ type FP8Recipe struct {
 	Margin      int
 	HistoryLen  int
 	ComputeAlgo string // "max" or "most_recent"
+	// HighPrecisionWGrad keeps the weight-gradient GEMMs in high precision (--no-fp8-wgrad;
+	// Megatron's fp8_wgrad defaults to true: FP8 input and output gradient).
+	HighPrecisionWGrad bool
 }
 
 // Validate checks the recipe's values.
@@ -61,6 +64,8 @@ func (f *fp8Meta) slot(r int) *tensor.Tensor { return f.amax.Slice(r, r+1) }
 type fp8Scratch struct {
 	q        map[tensor.DType]*tensor.Tensor // FP8 codes, per format
 	x, w, dy *tensor.Tensor
+	xt, dyt  *tensor.Tensor // the FP8 weight gradient's transposed operands, and its product
+	wg       *tensor.Tensor
 	sink     *tensor.Tensor // the amax of casts nobody records (backward weight casts)
 	be       kernels.Backend
 	native   map[string]*tensor.Tensor // FP8 codes of native GEMM operands, per role
@@ -112,9 +117,10 @@ func (sc *fp8Scratch) fakeQuant(dst, src *tensor.Tensor, dt tensor.DType, scale 
 // SetFP8 turns on FP8 for the GEMMs of every transformer layer's linear_qkv, linear_proj,
 // linear_fc1 and linear_fc2 (the embedding, output layer, norms and softmax stay high
 // precision, as under Transformer Engine's fp8_autocast). Forward GEMMs take E4M3 inputs
-// and weights; the input-gradient GEMM takes E4M3 (e4m3) or E5M2 (hybrid) output grads;
-// weight gradients stay high precision (Megatron's default without --fp8-wgrad). Scales start
-// at 1 and follow the amax history after each optimizer step (UpdateFP8Scales).
+// and weights; the input-gradient GEMM takes E4M3 (e4m3) or E5M2 (hybrid) output grads and
+// the FP8 weight, the weight-gradient GEMM those output grads and the FP8 input (unless
+// HighPrecisionWGrad, Megatron's --no-fp8-wgrad). Scales start at 1 and follow the amax
+// history after each optimizer step (UpdateFP8Scales).
 func (m *GPTModel) SetFP8(r FP8Recipe) error {
 	if err := r.Validate(); err != nil {
 		return err
@@ -138,7 +144,7 @@ func (m *GPTModel) SetFP8(r FP8Recipe) error {
 		if m.fp8.Format == "hybrid" {
 			lin.fp8Bwd = tensor.F8E5M2
 		}
-		lin.sc = sc
+		lin.sc, lin.fp8WGrad = sc, !r.HighPrecisionWGrad
 	}
 	return nil
 }

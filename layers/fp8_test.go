@@ -106,3 +106,64 @@ func TestFP8ForwardIsCloseButNotEqual(t *testing.T) {
 	require.Greater(t, rel, 1e-4, "FP8 quantisation must change the logits")
 	require.Less(t, rel, 0.1, "but only by quantisation error")
 }
+
+// TestFP8WeightGradient: with Megatron's default fp8_wgrad the weight gradient is
+// Σ_n q(dy)ᵀ·q(x) — the output gradient rounded to E5M2 (hybrid) with its scale, the input
+// to E4M3 with the input scale — added to what the gradient held; with HighPrecisionWGrad
+// (--no-fp8-wgrad) it is dyᵀ·x. The reference quantises element by element here.
+func TestFP8WeightGradient(t *testing.T) {
+	c, err := Preset("tiny-llama")
+	require.NoError(t, err)
+	for _, high := range []bool{false, true} {
+		m, err := NewGPTModel(cpu.New(), c, 3)
+		require.NoError(t, err)
+		require.NoError(t, m.SetFP8(FP8Recipe{Format: "hybrid", HistoryLen: 1, ComputeAlgo: "max", HighPrecisionWGrad: high}))
+		lin := m.fp8Linears()[2] // linear_fc1
+		lin.fp8.scale = [fp8Roles]float32{3.5, 1, 1500}
+		const n = 24
+		x, dy := tensor.New(tensor.F32, n, lin.In), tensor.New(tensor.F32, n, lin.Out)
+		for i, v := 0, x.F32(); i < len(v); i++ {
+			v[i] = float32(math.Sin(float64(i)*0.37)) * 2
+		}
+		for i, v := 0, dy.F32(); i < len(v); i++ {
+			v[i] = float32(math.Cos(float64(i)*0.11)) * 1e-2
+		}
+		lin.W.Grad = tensor.New(tensor.F32, lin.Out, lin.In)
+		g := lin.W.Grad.F32()
+		for i := range g {
+			g[i] = 0.5
+		}
+		lin.WeightBackward(m.be, nil, dy, x)
+		qx := func(v float32) float64 {
+			if high {
+				return float64(v)
+			}
+			return float64(tensor.F32FromE4M3(tensor.E4M3FromF32(v*3.5, true))) / 3.5
+		}
+		qg := func(v float32) float64 {
+			if high {
+				return float64(v)
+			}
+			return float64(tensor.F32FromE5M2(tensor.E5M2FromF32(v*1500, true))) / 1500
+		}
+		var worst, moved float64
+		for o := 0; o < lin.Out; o++ {
+			for i := 0; i < lin.In; i++ {
+				want := 0.5
+				for k := 0; k < n; k++ {
+					want += qg(dy.F32()[k*lin.Out+o]) * qx(x.F32()[k*lin.In+i])
+				}
+				var exact float64 = 0.5
+				for k := 0; k < n; k++ {
+					exact += float64(dy.F32()[k*lin.Out+o]) * float64(x.F32()[k*lin.In+i])
+				}
+				worst = math.Max(worst, math.Abs(float64(g[o*lin.In+i])-want))
+				moved = math.Max(moved, math.Abs(want-exact))
+			}
+		}
+		require.Less(t, worst, 1e-6, "high precision %v: the gradient is Σ q(dy)·q(x)", high)
+		if !high {
+			require.Greater(t, moved, 1e-4, "FP8 operands change the weight gradient")
+		}
+	}
+}

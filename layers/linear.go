@@ -15,6 +15,7 @@ type Linear struct {
 	// FP8 (SetFP8): delayed-scaling state, operand formats and the shared scratch.
 	fp8            *fp8Meta
 	fp8Fwd, fp8Bwd tensor.DType
+	fp8WGrad       bool // the weight-gradient GEMM in FP8 too (Megatron's fp8_wgrad)
 	sc             *fp8Scratch
 	cast           *castScratch // the model's, for GEMMs on Param.Low
 	// The step's quantised weight: FP8 codes of W and Wᵀ for native FP8 GEMMs, or W
@@ -195,15 +196,22 @@ func (l *Linear) BiasGrad(be kernels.Backend, dy *tensor.Tensor) {
 }
 
 // WeightBackward accumulates dW += dyᵀ·x and writes dx = dy·W when dx is non-nil. Under
-// FP8 the weight gradient stays high precision and dx uses the FP8 output gradient
-// (E5M2 with the hybrid format) and weight.
+// FP8, dx uses the FP8 output gradient (E5M2 with the hybrid format) and weight, and so
+// does dW with the FP8 input unless the recipe keeps weight gradients high precision.
 func (l *Linear) WeightBackward(be kernels.Backend, dx, dy, x *tensor.Tensor) {
 	f := l.fp8
-	if f == nil || dx == nil {
+	if f == nil {
 		l.cast.backward(be, dx, dy, x, l.W)
 		return
 	}
-	l.cast.backward(be, nil, dy, x, l.W)
+	if l.fp8WGrad {
+		l.wgradFP8(be, dy, x)
+	} else {
+		l.cast.backward(be, nil, dy, x, l.W)
+	}
+	if dx == nil {
+		return
+	}
 	n := x.Numel() / l.In
 	if g, ok := be.(kernels.FP8Gemmer); ok && l.native > 0 {
 		// dx = dy·W as the TN product dy·(Wᵀ)ᵀ with the step's quantised Wᵀ.
@@ -220,6 +228,36 @@ func (l *Linear) WeightBackward(be kernels.Backend, dx, dy, x *tensor.Tensor) {
 	l.sc.fakeQuant(dq, dy, l.fp8Bwd, f.scale[fp8GradOut], f.slot(fp8GradOut))
 	l.stepWeight(be, false)
 	be.Gemm(kernels.GemmParams{M: n, N: l.In, K: l.Out, Alpha: 1, Batch: 1}, dq, l.wdq, dx)
+}
+
+// wgradFP8 accumulates dW += q(dy)ᵀ·q(x) as Transformer Engine's FP8 weight-gradient GEMM:
+// the output gradient in the backward format with its scale, the input in the forward
+// format with the input scale (the codes the forward used), products summed in fp32.
+// Natively the GEMM is the TN product of the transposed codes, dyᵀ [out, n] and xᵀ [in, n].
+func (l *Linear) wgradFP8(be kernels.Backend, dy, x *tensor.Tensor) {
+	f, sc := l.fp8, l.sc
+	n := x.Numel() / l.In
+	sx, sg := f.scale[fp8Input], f.scale[fp8GradOut]
+	if g, ok := be.(kernels.FP8Gemmer); ok && l.native > 0 {
+		dyt := sc.bufOf(&sc.dyt, dy.DType(), dy.Numel()).View(l.Out, n)
+		be.Permute(dyt, dy.View(n, l.Out), []int{1, 0})
+		dq := sc.codes("dyT", l.fp8Bwd, l.Out, n)
+		be.CastWithAmaxInto(dq, dyt, sg, f.slot(fp8GradOut))
+		xt := sc.bufOf(&sc.xt, x.DType(), x.Numel()).View(l.In, n)
+		be.Permute(xt, x.View(n, l.In), []int{1, 0})
+		xq := sc.codes("xT", l.fp8Fwd, l.In, n)
+		be.CastWithAmaxInto(xq, xt, sx, sc.sink)
+		wg := sc.bufOf(&sc.wg, tensor.F32, l.Out*l.In).View(l.Out, l.In)
+		if g.GemmFP8TN(kernels.GemmParams{TransB: true, M: l.Out, N: l.In, K: n, Alpha: 1 / (sg * sx), Batch: 1}, dq, xq, wg, false) {
+			be.Axpy(l.W.Grad, 1, wg)
+			return
+		}
+	}
+	dq := sc.buf(&sc.dy, dy.Numel())
+	sc.fakeQuant(dq, dy, l.fp8Bwd, sg, f.slot(fp8GradOut))
+	xq := sc.buf(&sc.x, x.Numel())
+	sc.fakeQuant(xq, x, l.fp8Fwd, sx, sc.sink)
+	be.Gemm(kernels.GemmParams{TransA: true, M: l.Out, N: l.In, K: n, Alpha: 1, Beta: 1, Batch: 1}, dq, xq, l.W.Grad)
 }
 
 // Backward is WeightBackward plus the bias gradient from the same dy.

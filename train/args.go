@@ -146,6 +146,7 @@ type Args struct {
 	FP8Margin            int     `name:"fp8-margin" default:"0" help:"FP8 scaling margin."`
 	FP8AmaxHistoryLen    int     `name:"fp8-amax-history-len" default:"1" help:"FP8 amax history length."`
 	FP8AmaxComputeAlgo   string  `name:"fp8-amax-compute-algo" default:"most_recent" help:"max or most_recent."`
+	NoFP8WGrad           bool    `name:"no-fp8-wgrad" help:"Keep the weight-gradient GEMMs in high precision under FP8 (default: FP8 output gradient and input, as Megatron's fp8_wgrad)."`
 	LossScale            float64 `name:"loss-scale" help:"Constant loss scale (fp16); default dynamic."`
 	InitialLossScale     float64 `name:"initial-loss-scale" default:"4294967296" help:"Initial dynamic loss scale."`
 	MinLossScale         float64 `name:"min-loss-scale" default:"1.0" help:"Minimum dynamic loss scale."`
@@ -374,7 +375,8 @@ func (a *Args) FP8() *layers.FP8Recipe {
 	if a.FP8Format == "" {
 		return nil
 	}
-	return &layers.FP8Recipe{Format: a.FP8Format, Margin: a.FP8Margin, HistoryLen: a.FP8AmaxHistoryLen, ComputeAlgo: a.FP8AmaxComputeAlgo}
+	return &layers.FP8Recipe{Format: a.FP8Format, Margin: a.FP8Margin, HistoryLen: a.FP8AmaxHistoryLen, ComputeAlgo: a.FP8AmaxComputeAlgo,
+		HighPrecisionWGrad: a.NoFP8WGrad}
 }
 
 // VirtualStages is the number of model chunks per pipeline stage (1 without interleaving).

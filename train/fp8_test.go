@@ -125,7 +125,8 @@ cosine LR 2e-3 → 2e-4 with 10%% warm-up) on a synthetic sparse Markov-chain co
 floor ≈ ln 4 = 1.386), once with bf16 weights (fp32 main params) and once with bf16 plus FP8
 delayed scaling (hybrid: E4M3 forward, E5M2 gradients; amax history 16, max), with the same
 seed and data. FP8 is emulated exactly on the CPU (per-tensor scales, saturating
-round-to-nearest-even quantisation, fp32 accumulation; weight gradients in high precision).
+round-to-nearest-even quantisation, fp32 accumulation), weight-gradient GEMMs included
+(Megatron's default fp8_wgrad).
 
 ![loss curves](%s)
 

@@ -201,7 +201,13 @@ func modelVsCPU(t *testing.T, g *Backend) {
 		r := layers.FP8Recipe{Format: "hybrid", HistoryLen: 4, ComputeAlgo: "max"}
 		cl, _ := trainTiny(t, cpu.New(), true, 4, 3e-3, r)
 		gl, _ := trainTiny(t, g, true, 4, 3e-3, r)
-		t.Logf("fp8 losses: cpu %.6f, gpu %.6f", cl, gl)
+		// With F32 weights the first gradients (FP8 forward, input-gradient and
+		// weight-gradient GEMMs) agree closely; FP8 against high-precision weight
+		// gradients differs by about 2e-2 here.
+		_, fc := trainTiny(t, cpu.New(), false, 1, 3e-3, r)
+		_, fg := trainTiny(t, g, false, 1, 3e-3, r)
+		t.Logf("fp8 losses: cpu %.6f, gpu %.6f; first F32 gradients' relative L2 error %.2e", cl, gl, relL2(fg, fc))
+		require.Less(t, relL2(fg, fc), 2e-3, "fp8 gradients with F32 weights")
 		for i := range cl {
 			require.InEpsilon(t, cl[i], gl[i], 1e-2, "fp8 loss of iteration %d", i)
 		}
