@@ -76,18 +76,21 @@ type Args struct {
 	WandbProject          string  `name:"wandb-project" help:"Weights & Biases logging: not supported (TensorBoard is)."`
 
 	// Learning rate.
-	LR               float64 `name:"lr" help:"Peak learning rate."`
-	MinLR            float64 `name:"min-lr" default:"0" help:"Final learning rate."`
-	LRDecayStyle     string  `name:"lr-decay-style" default:"linear" help:"constant, linear, cosine, inverse-square-root or WSD."`
-	LRWarmupIters    int     `name:"lr-warmup-iters" default:"0" help:"Warm-up iterations."`
-	LRWarmupFraction float64 `name:"lr-warmup-fraction" help:"Warm-up as a fraction of the decay length."`
-	LRWarmupSamples  int     `name:"lr-warmup-samples" default:"0" help:"Warm-up samples (sample-based training)."`
-	LRWarmupInit     float64 `name:"lr-warmup-init" default:"0" help:"Learning rate at the start of warm-up."`
-	LRDecayIters     int     `name:"lr-decay-iters" help:"Decay length in iterations (default --train-iters)."`
-	LRDecaySamples   int     `name:"lr-decay-samples" help:"Decay length in samples (sample-based training)."`
-	LRWSDDecayStyle  string  `name:"lr-wsd-decay-style" default:"exponential" help:"WSD decay phase: linear, cosine, exponential, minus_sqrt."`
-	LRWSDDecayIters  int     `name:"lr-wsd-decay-iters" help:"WSD decay-phase iterations."`
-	Optimizer        string  `name:"optimizer" default:"adam" help:"Only adam (AdamW)."`
+	LR                   float64  `name:"lr" help:"Peak learning rate."`
+	MinLR                float64  `name:"min-lr" default:"0" help:"Final learning rate."`
+	StartWeightDecay     *float64 `name:"start-weight-decay" help:"Weight decay at the start of a non-constant --weight-decay-incr-style."`
+	EndWeightDecay       *float64 `name:"end-weight-decay" help:"Weight decay at the end of a non-constant --weight-decay-incr-style (reached after the run's samples)."`
+	WeightDecayIncrStyle string   `name:"weight-decay-incr-style" default:"constant" enum:"constant,linear,cosine" help:"How the weight decay goes from --start-weight-decay to --end-weight-decay: constant (--weight-decay throughout), linear or cosine."`
+	LRDecayStyle         string   `name:"lr-decay-style" default:"linear" help:"constant, linear, cosine, inverse-square-root or WSD."`
+	LRWarmupIters        int      `name:"lr-warmup-iters" default:"0" help:"Warm-up iterations."`
+	LRWarmupFraction     float64  `name:"lr-warmup-fraction" help:"Warm-up as a fraction of the decay length."`
+	LRWarmupSamples      int      `name:"lr-warmup-samples" default:"0" help:"Warm-up samples (sample-based training)."`
+	LRWarmupInit         float64  `name:"lr-warmup-init" default:"0" help:"Learning rate at the start of warm-up."`
+	LRDecayIters         int      `name:"lr-decay-iters" help:"Decay length in iterations (default --train-iters)."`
+	LRDecaySamples       int      `name:"lr-decay-samples" help:"Decay length in samples (sample-based training)."`
+	LRWSDDecayStyle      string   `name:"lr-wsd-decay-style" default:"exponential" help:"WSD decay phase: linear, cosine, exponential, minus_sqrt."`
+	LRWSDDecayIters      int      `name:"lr-wsd-decay-iters" help:"WSD decay-phase iterations."`
+	Optimizer            string   `name:"optimizer" default:"adam" help:"Only adam (AdamW)."`
 
 	// Data.
 	DataPath          []string `name:"data-path" help:"Data prefixes, optionally weighted: w1 p1 w2 p2 …" sep:"none"`
@@ -216,6 +219,13 @@ func (a *Args) Validate(world int) error {
 	}
 	if a.FP16 && a.BF16 {
 		return fmt.Errorf("--fp16 and --bf16 are exclusive")
+	}
+	// Megatron's argument rule: the start and end only with a changing weight decay.
+	if a.WeightDecayIncrStyle == "constant" && (a.StartWeightDecay != nil || a.EndWeightDecay != nil) {
+		return fmt.Errorf("--start-weight-decay and --end-weight-decay need --weight-decay-incr-style linear or cosine (constant uses --weight-decay)")
+	}
+	if a.WeightDecayIncrStyle != "constant" && (a.StartWeightDecay == nil || a.EndWeightDecay == nil) {
+		return fmt.Errorf("--weight-decay-incr-style %s needs --start-weight-decay and --end-weight-decay", a.WeightDecayIncrStyle)
 	}
 	if a.OverrideOptParamSched && a.UseCheckpointOptSched {
 		return fmt.Errorf("both override and use-checkpoint are set: --override-opt_param-scheduler and --use-checkpoint-opt_param-scheduler are exclusive")

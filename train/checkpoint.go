@@ -184,8 +184,8 @@ func (c *checkpointer) stateDict(p progress) (*torchpickle.Dict, error) {
 		v any
 	}{{"max_lr", c.sched.MaxLR}, {"lr_warmup_steps", c.sched.WarmupSteps}, {"num_steps", p.SchedSteps},
 		{"lr_decay_style", c.sched.Style}, {"lr_decay_steps", c.sched.DecaySteps}, {"min_lr", c.sched.MinLR},
-		{"start_wd", c.opt.Cfg.WeightDecay}, {"end_wd", c.opt.Cfg.WeightDecay}, {"wd_incr_style", "constant"},
-		{"wd_incr_steps", c.wdIncrSteps()}} {
+		{"start_wd", c.sched.StartWD}, {"end_wd", c.sched.EndWD}, {"wd_incr_style", c.sched.WDIncrStyle},
+		{"wd_incr_steps", c.sched.WDIncrSteps}} {
 		sched.Set(kv.k, kv.v)
 	}
 	st.Set("opt_param_scheduler", sched)
@@ -221,7 +221,7 @@ func (c *checkpointer) optimizerDict(p progress) *torchpickle.Dict {
 	groups := torchpickle.NewDict(false)
 	groups.Set("step", s.Step)
 	groups.Set("lr", c.sched.At(p.SchedSteps))
-	groups.Set("weight_decay", c.opt.Cfg.WeightDecay)
+	groups.Set("weight_decay", c.sched.WD(p.SchedSteps))
 	groups.Set("betas", torchpickle.Tuple{c.opt.Cfg.Beta1, c.opt.Cfg.Beta2})
 	groups.Set("eps", c.opt.Cfg.Eps)
 	inner.Set("param_groups", []any{groups})
@@ -502,37 +502,26 @@ func (c *checkpointer) schedulerFromCheckpoint(sd *torchpickle.Dict) error {
 		return fmt.Errorf("%s: %w", what, err)
 	}
 	if _, ok := sd.Get("start_wd"); ok {
-		wd := c.opt.Cfg.WeightDecay
-		start, err := num("start weight decay", wd, "start_wd")
+		if s.StartWD, err = num("start weight decay", s.StartWD, "start_wd"); err != nil {
+			return err
+		}
+		if s.EndWD, err = num("end weight decay", s.EndWD, "end_wd"); err != nil {
+			return err
+		}
+		n, err := num("total number of weight decay iterations", float64(s.WDIncrSteps), "wd_incr_steps")
 		if err != nil {
 			return err
 		}
-		end, err := num("end weight decay", wd, "end_wd")
-		if err != nil {
+		s.WDIncrSteps = int64(n)
+		if s.WDIncrStyle, err = str("weight decay incr style", s.WDIncrStyle, "wd_incr_style"); err != nil {
 			return err
 		}
-		if _, err := num("total number of weight decay iterations", float64(c.wdIncrSteps()), "wd_incr_steps"); err != nil {
-			return err
+		if err := s.Validate(); err != nil {
+			return fmt.Errorf("%s: %w", what, err)
 		}
-		style, err := str("weight decay incr style", "constant", "wd_incr_style")
-		if err != nil {
-			return err
-		}
-		if style != "constant" && start != end {
-			return fmt.Errorf("%s: weight decay %s from %v to %v: only a constant weight decay is supported", what, style, start, end)
-		}
-		c.opt.Cfg.WeightDecay = start
 	}
 	c.sched = s
 	return nil
-}
-
-// wdIncrSteps is Megatron's wd_incr_steps: the run's length in samples.
-func (c *checkpointer) wdIncrSteps() int64 {
-	if c.a.TrainSamples > 0 {
-		return int64(c.a.TrainSamples)
-	}
-	return int64(c.a.TrainIters) * int64(c.a.GlobalBatchSize)
 }
 
 // loadShardWeights copies this rank's shard of a checkpoint with the same layout.

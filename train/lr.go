@@ -15,6 +15,27 @@ type LRSchedule struct {
 	Style                string  // constant, linear, cosine, inverse-square-root, WSD
 	WSDDecaySteps        int64   // samples of the WSD decay phase
 	WSDStyle             string  // linear, cosine, exponential, minus_sqrt
+	// The weight decay: StartWD rising to EndWD over WDIncrSteps samples in WDIncrStyle
+	// (--start-weight-decay, --end-weight-decay, --weight-decay-incr-style).
+	StartWD, EndWD float64
+	WDIncrSteps    int64
+	WDIncrStyle    string // constant, linear, cosine
+}
+
+// WD returns the weight decay after n samples (Megatron's get_wd):
+//
+//	n > I or constant:  end
+//	otherwise:          start + c·(end − start), c = n/I (linear) or ½(cos(π(1 − n/I))+1) (cosine)
+func (s LRSchedule) WD(n int64) float64 {
+	if n > s.WDIncrSteps || s.WDIncrStyle == "constant" || s.WDIncrStyle == "" {
+		return s.EndWD
+	}
+	r := float64(n) / float64(s.WDIncrSteps)
+	c := r
+	if s.WDIncrStyle == "cosine" {
+		c = 0.5 * (math.Cos(math.Pi*(1-r)) + 1)
+	}
+	return s.StartWD + c*(s.EndWD-s.StartWD)
 }
 
 // Validate checks the style names and lengths.
@@ -35,6 +56,18 @@ func (s LRSchedule) Validate() error {
 	}
 	if s.MinLR > s.MaxLR {
 		return fmt.Errorf("--min-lr %g exceeds --lr %g", s.MinLR, s.MaxLR)
+	}
+	switch s.WDIncrStyle {
+	case "", "constant":
+		if s.StartWD != s.EndWD {
+			return fmt.Errorf("--weight-decay-incr-style constant with --start-weight-decay %g ≠ --end-weight-decay %g", s.StartWD, s.EndWD)
+		}
+	case "linear", "cosine":
+	default:
+		return fmt.Errorf("--weight-decay-incr-style %q: want constant, linear or cosine", s.WDIncrStyle)
+	}
+	if s.StartWD < 0 || s.EndWD < s.StartWD {
+		return fmt.Errorf("weight decay from %g to %g: Megatron wants 0 ≤ --start-weight-decay ≤ --end-weight-decay", s.StartWD, s.EndWD)
 	}
 	return nil
 }

@@ -33,3 +33,27 @@ func TestLRSchedule(t *testing.T) {
 	require.Error(t, LRSchedule{MaxLR: 1, Style: "step"}.Validate())
 	require.Error(t, LRSchedule{MaxLR: 1, MinLR: 2, DecaySteps: 10, Style: "linear"}.Validate())
 }
+
+// TestWeightDecaySchedule: Megatron's get_wd from --start-weight-decay 0.01 to
+// --end-weight-decay 0.1 over 100 samples (values worked by hand), the end value past them,
+// and --weight-decay-incr-style constant at the end value throughout.
+func TestWeightDecaySchedule(t *testing.T) {
+	s := LRSchedule{MaxLR: 1, Style: "constant", StartWD: 0.01, EndWD: 0.1, WDIncrSteps: 100}
+	for _, c := range []struct {
+		style string
+		n     int64
+		want  float64
+	}{
+		{"linear", 0, 0.01}, {"linear", 50, 0.055}, {"linear", 100, 0.1}, {"linear", 101, 0.1},
+		{"cosine", 0, 0.01}, {"cosine", 25, 0.01 + 0.5*(1-math.Sqrt(0.5))*0.09}, {"cosine", 50, 0.055}, {"cosine", 200, 0.1},
+	} {
+		s.WDIncrStyle = c.style
+		require.InDelta(t, c.want, s.WD(c.n), 1e-15, "%s at %d", c.style, c.n)
+	}
+	s.WDIncrStyle = "constant"
+	require.ErrorContains(t, s.Validate(), "--weight-decay-incr-style constant with --start-weight-decay 0.01 ≠ --end-weight-decay 0.1")
+	s.StartWD = 0.1
+	require.Equal(t, 0.1, s.WD(3))
+	s.WDIncrStyle, s.StartWD, s.EndWD = "linear", 0.2, 0.1
+	require.ErrorContains(t, s.Validate(), "0 ≤ --start-weight-decay ≤ --end-weight-decay")
+}

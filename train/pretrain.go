@@ -370,6 +370,7 @@ func run(a *Args, world comm.Comm, out io.Writer, hook dataHook) error {
 		if err != nil {
 			return fmt.Errorf("iteration %d: %w", it, err)
 		}
+		opt.Cfg.WeightDecay = sched.WD(schedSteps)
 		res, err := tr.Iteration(micro, sched.At(schedSteps), uint64(a.Seed), uint64(it))
 		if err != nil {
 			return fmt.Errorf("iteration %d: %w", it, err)
@@ -577,7 +578,14 @@ func (a *Args) buildSplitsRankZeroFirst(world comm.Comm, sizes [3]int, ds gpt.Da
 // schedule converts the LR flags into sample-based steps as get_optimizer_param_scheduler does.
 func (a *Args) schedule(trainIters int) (LRSchedule, error) {
 	gbs := int64(a.GlobalBatchSize)
-	s := LRSchedule{MaxLR: a.LR, MinLR: a.MinLR, InitLR: a.LRWarmupInit, Style: a.LRDecayStyle, WSDStyle: a.LRWSDDecayStyle}
+	s := LRSchedule{MaxLR: a.LR, MinLR: a.MinLR, InitLR: a.LRWarmupInit, Style: a.LRDecayStyle, WSDStyle: a.LRWSDDecayStyle,
+		StartWD: a.WeightDecay, EndWD: a.WeightDecay, WDIncrStyle: a.WeightDecayIncrStyle, WDIncrSteps: int64(trainIters) * gbs}
+	if a.TrainSamples > 0 {
+		s.WDIncrSteps = int64(a.TrainSamples)
+	}
+	if a.WeightDecayIncrStyle != "constant" {
+		s.StartWD, s.EndWD = *a.StartWeightDecay, *a.EndWeightDecay
+	}
 	if a.TrainSamples > 0 {
 		s.DecaySteps = int64(a.LRDecaySamples)
 		if s.DecaySteps == 0 {

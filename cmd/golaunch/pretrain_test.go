@@ -133,6 +133,9 @@ func TestPretrainBadInput(t *testing.T) {
 		{[]string{"--standalone"}, []string{"--rampup-batch-size", "2", "2", "100"}, "--rampup-batch-size needs sample-based training (--train-samples)"},
 		{[]string{"--standalone"}, []string{"--use-checkpoint-args"}, "--use-checkpoint-args needs --load"},
 		{[]string{"--standalone"}, []string{"--override-opt_param-scheduler", "--use-checkpoint-opt_param-scheduler"}, "both override and use-checkpoint are set"},
+		{[]string{"--standalone"}, []string{"--start-weight-decay", "0.1"}, "--start-weight-decay and --end-weight-decay need --weight-decay-incr-style linear or cosine"},
+		{[]string{"--standalone"}, []string{"--weight-decay-incr-style", "linear", "--end-weight-decay", "0.1"}, "--weight-decay-incr-style linear needs --start-weight-decay and --end-weight-decay"},
+		{[]string{"--standalone"}, []string{"--weight-decay-incr-style", "cosine", "--start-weight-decay", "0.2", "--end-weight-decay", "0.1"}, "Megatron wants 0 ≤ --start-weight-decay ≤ --end-weight-decay"},
 		{[]string{"--standalone", "--nproc-per-node", "2"}, []string{"--expert-model-parallel-size", "4"}, "--expert-model-parallel-size 4 must divide the data-parallel size 2"},
 	}
 	for _, c := range cases {

@@ -59,6 +59,8 @@ func TestExactResume(t *testing.T) {
 		// Many buckets: shards per bucket, distrib_optim.pt without the buckets' end padding.
 		"dp4-distop-overlap": {"--use-distributed-optimizer", "--overlap-grad-reduce", "--ddp-bucket-size", "20000"},
 		"single-fp8":         {"--fp8-hybrid", "--fp8-amax-history-len", "4", "--fp8-amax-compute-algo", "max"},
+		// A weight decay rising over the run: the resumed run goes on from the checkpoint's step.
+		"dp2-wd-cosine": {"--weight-decay-incr-style", "cosine", "--start-weight-decay", "0.01", "--end-weight-decay", "0.8"},
 		// Interleaved schedule: model0/model1 chunks in each stage's file, Megatron's keys.
 		"pp2vp2dp2-fp8": {"--pipeline-model-parallel-size", "2", "--num-layers-per-virtual-pipeline-stage", "1",
 			"--fp8-hybrid", "--fp8-amax-history-len", "4"},
@@ -504,4 +506,19 @@ func TestRampupBatchSize(t *testing.T) {
 	for it, l := range resumed {
 		require.Equal(t, want[it], l, "iteration %s", it)
 	}
+}
+
+// TestWeightDecayIncrStyle: a weight decay rising linearly from 0 to 0 trains as
+// --weight-decay 0; rising from 0 to 5 it is 0 for the first update (Megatron's get_wd at
+// step 0), so the first two iterations' losses are the same and the third's differs.
+func TestWeightDecayIncrStyle(t *testing.T) {
+	dir := t.TempDir()
+	base := append(append([]string{"--standalone"}, resumeArgs(dir)...), "--hidden-dropout", "0")
+	none := iterationLosses(runGolaunch(t, append(base, "--weight-decay", "0")...))
+	flat := iterationLosses(runGolaunch(t, append(base, "--weight-decay-incr-style", "linear", "--start-weight-decay", "0", "--end-weight-decay", "0")...))
+	require.Equal(t, none, flat)
+	rising := iterationLosses(runGolaunch(t, append(base, "--weight-decay-incr-style", "linear", "--start-weight-decay", "0", "--end-weight-decay", "5")...))
+	require.Equal(t, none["1"], rising["1"])
+	require.Equal(t, none["2"], rising["2"], "the first update has weight decay 0")
+	require.NotEqual(t, none["3"], rising["3"], "the second has 5·GBS/(iterations·GBS)")
 }
