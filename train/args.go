@@ -67,6 +67,45 @@ type Args struct {
 	MmapWarmup             bool `name:"mmap-warmup" help:"Accepted."`
 	DelayGradReduce        bool `name:"delay-grad-reduce" help:"Accepted (no effect on results)."`
 	AlignGradReduce        bool `name:"align-grad-reduce" help:"Accepted (no effect on results)."`
+	// Communication, memory and profiling tuning of Megatron 240126 with no effect on results.
+	NoOverlapP2PComm          bool    `name:"no-overlap-p2p-communication" help:"Accepted (pipeline sends and receives are batched; no effect on results)."`
+	DelayParamGather          bool    `name:"delay-param-gather" help:"Accepted (no effect on results)."`
+	NoDelayGradReduce         bool    `name:"no-delay-grad-reduce" help:"Accepted (no effect on results)."`
+	DisableTPCommBulkDgrad    bool    `name:"disable-tp-comm-bulk-dgrad" help:"Accepted (tensor-parallel communication is not overlapped with GEMMs)."`
+	DisableTPCommBulkWgrad    bool    `name:"disable-tp-comm-bulk-wgrad" help:"Accepted (tensor-parallel communication is not overlapped with GEMMs)."`
+	DisableTPCommSplitAG      bool    `name:"disable-tp-comm-split-ag" help:"Accepted (tensor-parallel communication is not overlapped with GEMMs)."`
+	DisableTPCommSplitRS      bool    `name:"disable-tp-comm-split-rs" help:"Accepted (tensor-parallel communication is not overlapped with GEMMs)."`
+	TPCommOverlapCfg          string  `name:"tp-comm-overlap-cfg" help:"Accepted (Transformer Engine's userbuffers configuration)."`
+	NoPersistLayerNorm        bool    `name:"no-persist-layer-norm" help:"Accepted (the norm kernels are gomegatron's)."`
+	NoScatterGatherPipeline   bool    `name:"no-scatter-gather-tensors-in-pipeline" help:"Accepted (pipeline stages send whole activations)."`
+	NoCloneScatterOutputInEmb bool    `name:"no-clone-scatter-output-in-embedding" help:"Accepted (no effect on results)."`
+	NCCLCommunicatorConfig    string  `name:"nccl-communicator-config-path" help:"Accepted (NCCL communicators take NCCL's defaults)."`
+	DistributeSavedActs       bool    `name:"distribute-saved-activations" help:"Accepted with Megatron's conditions (TP > 1, full recompute); checkpointed inputs are not split over TP."`
+	FP8Interval               int     `name:"fp8-interval" help:"Accepted (Transformer Engine ignores it)."`
+	ManualGCInterval          int     `name:"manual-gc-interval" help:"Accepted (Go's collector follows GOGC)."`
+	NoManualGCEval            bool    `name:"no-manual-gc-eval" help:"Accepted (Go's collector follows GOGC)."`
+	TimingLogOption           string  `name:"timing-log-option" default:"minmax" enum:"max,minmax,all" help:"Accepted (Megatron's timers are not printed)."`
+	NoBarrierWithL1Timing     bool    `name:"no-barrier-with-level-1-timing" help:"Accepted (Megatron's timers are not printed)."`
+	Profile                   bool    `name:"profile" help:"Accepted (nsys ranges are not emitted; GOMEGATRON_CUDA_PROFILE profiles the kernels)."`
+	ProfileStepStart          int     `name:"profile-step-start" default:"10" help:"Accepted with --profile."`
+	ProfileStepEnd            int     `name:"profile-step-end" default:"12" help:"Accepted with --profile."`
+	ProfileRanks              []int   `name:"profile-ranks" help:"Accepted with --profile."`
+	UseRingExchangeP2P        bool    `name:"use-ring-exchange-p2p" help:"Accepted (no effect on results)."`
+	NoInitialization          bool    `name:"no-initialization" help:"Accepted: weights are initialised, then --load overwrites them."`
+	InferenceBatchSeqThresh   int     `name:"inference-batch-times-seqlen-threshold" help:"Accepted (training does not use it)."`
+	MaxTokensToOOM            int     `name:"max-tokens-to-oom" help:"Accepted (training does not use it)."`
+	SGDMomentum               float64 `name:"sgd-momentum" default:"0.9" help:"Accepted (--optimizer sgd is not supported)."`
+	LocalRankArg              int     `name:"local_rank" help:"Accepted (torch.distributed.launch passes it; LOCAL_RANK is used)."`
+	// Megatron 240126's checks on NaN: a NaN loss or gradient norm stops a run without a loss
+	// scaler (bf16, fp32), as Megatron's assertions do; with the flag such iterations are
+	// skipped instead (Megatron would apply them).
+	NoCheckForNaN bool `name:"no-check-for-nan-in-loss-and-grad" help:"Skip (instead of stopping at) an iteration whose gradient norm is NaN under bf16 or fp32."`
+
+	// Megatron 240126's deprecated flags: refused with its messages.
+	BatchSize            int     `name:"batch-size" help:"Deprecated: use --micro-batch-size."`
+	Warmup               float64 `name:"warmup" help:"Deprecated: use --lr-warmup-fraction."`
+	ModelParallelSize    int     `name:"model-parallel-size" help:"Deprecated: use --tensor-model-parallel-size."`
+	CheckpointActivation bool    `name:"checkpoint-activations" help:"Deprecated: use --recompute-activations or --recompute-granularity."`
 
 	// Megatron flags for what is not implemented: refused with a message.
 	DecoupledLR           float64 `name:"decoupled-lr" help:"Separate embedding/output learning rate: not supported yet."`
@@ -74,6 +113,9 @@ type Args struct {
 	RotaryInterleaved     bool    `name:"rotary-interleaved" help:"Interleaved RoPE: not supported yet."`
 	CalculatePerTokenLoss bool    `name:"calculate-per-token-loss" help:"Loss averaged over all tokens of the global batch: not supported yet."`
 	WandbProject          string  `name:"wandb-project" help:"Weights & Biases logging: not supported (TensorBoard is)."`
+	FP16LMCrossEntropy    bool    `name:"fp16-lm-cross-entropy" help:"The cross entropy in 16 bits: not supported (it is computed in fp32)."`
+	DataParallelRandInit  bool    `name:"data-parallel-random-init" help:"Different initial weights per data-parallel rank: not supported."`
+	ApplyLayernorm1p      bool    `name:"apply-layernorm-1p" help:"Zero-centred LayerNorm weights: not supported yet."`
 
 	// Learning rate.
 	LR                   float64  `name:"lr" help:"Peak learning rate."`
@@ -122,8 +164,11 @@ type Args struct {
 	TensorboardLogInterval       int    `name:"tensorboard-log-interval" default:"1" help:"Iterations between TensorBoard scalars."`
 	TensorboardQueueSize         int    `name:"tensorboard-queue-size" default:"1000" help:"Accepted for compatibility."`
 	LogThroughput                bool   `name:"log-throughput" help:"Print TFLOP/s per GPU in the log line."`
-	LogTimersToTensorboard       bool   `name:"log-timers-to-tensorboard" help:"Accepted for compatibility."`
+	LogTimersToTensorboard       bool   `name:"log-timers-to-tensorboard" help:"Write the iteration time (and with --log-throughput the TFLOP/s) to TensorBoard at each log line."`
 	LogBatchSizeToTensorboard    bool   `name:"log-batch-size-to-tensorboard" help:"Write the batch size to TensorBoard."`
+	LogWorldSizeToTB             bool   `name:"log-world-size-to-tensorboard" help:"Write the world size to TensorBoard."`
+	NoLogLearningRateToTB        bool   `name:"no-log-learnig-rate-to-tensorboard" help:"Do not write the learning rate to TensorBoard (Megatron's spelling)."`
+	NoLogLossScaleToTB           bool   `name:"no-log-loss-scale-to-tensorboard" help:"Do not write the loss scale to TensorBoard."`
 	LogMemoryToTensorboard       bool   `name:"log-memory-to-tensorboard" help:"Write the GPU's memory (mem-reserved-bytes, mem-allocated-bytes, mem-max-allocated-bytes, mem-allocated-count) to TensorBoard; nothing on the CPU."`
 	LogValidationPPLToTensorbord bool   `name:"log-validation-ppl-to-tensorboard" help:"Write validation perplexity to TensorBoard."`
 	ExitInterval                 int    `name:"exit-interval" help:"Exit after this many iterations."`
@@ -227,6 +272,23 @@ func (a *Args) Validate(world int) error {
 	if a.WeightDecayIncrStyle != "constant" && (a.StartWeightDecay == nil || a.EndWeightDecay == nil) {
 		return fmt.Errorf("--weight-decay-incr-style %s needs --start-weight-decay and --end-weight-decay", a.WeightDecayIncrStyle)
 	}
+	for _, d := range []struct {
+		set bool
+		msg string
+	}{{a.BatchSize != 0, "--batch-size argument is no longer valid, use --micro-batch-size instead"},
+		{a.Warmup != 0, "--warmup argument is no longer valid, use --lr-warmup-fraction instead"},
+		{a.ModelParallelSize != 0, "--model-parallel-size is no longer valid, use --tensor-model-parallel-size instead"},
+		{a.CheckpointActivation, "--checkpoint-activations is no longer valid, use --recompute-activations, or, for more control, --recompute-granularity and --recompute-method."}} {
+		if d.set {
+			return fmt.Errorf("%s", d.msg)
+		}
+	}
+	if a.DistributeSavedActs && (a.TensorModelParallelSize < 2 || a.RecomputeGranularity != "full" || a.RecomputeMethod == "") {
+		return fmt.Errorf("--distribute-saved-activations needs --tensor-model-parallel-size > 1 and --recompute-granularity full with a --recompute-method (as Megatron asserts)")
+	}
+	if a.TPCommOverlap && !a.SequenceParallel {
+		return fmt.Errorf("--tp-comm-overlap: Tensor parallel communication/GEMM overlap can happen only when sequence parallelism is enabled (--sequence-parallel)")
+	}
 	if a.OverrideOptParamSched && a.UseCheckpointOptSched {
 		return fmt.Errorf("both override and use-checkpoint are set: --override-opt_param-scheduler and --use-checkpoint-opt_param-scheduler are exclusive")
 	}
@@ -253,7 +315,8 @@ func (a *Args) Validate(world int) error {
 	}{{a.DecoupledLR != 0, "--decoupled-lr"},
 		{a.QKLayernorm, "--qk-layernorm"},
 		{a.RotaryInterleaved, "--rotary-interleaved"}, {a.CalculatePerTokenLoss, "--calculate-per-token-loss"},
-		{a.WandbProject != "", "--wandb-project"}} {
+		{a.WandbProject != "", "--wandb-project"}, {a.FP16LMCrossEntropy, "--fp16-lm-cross-entropy"},
+		{a.DataParallelRandInit, "--data-parallel-random-init"}, {a.ApplyLayernorm1p, "--apply-layernorm-1p"}} {
 		if f.set {
 			return fmt.Errorf("%s is not supported yet", f.flag)
 		}

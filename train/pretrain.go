@@ -375,6 +375,11 @@ func run(a *Args, world comm.Comm, out io.Writer, hook dataHook) error {
 		if err != nil {
 			return fmt.Errorf("iteration %d: %w", it, err)
 		}
+		if res.Skipped && math.IsNaN(res.GradNorm) && opt.Scaler == nil && !a.NoCheckForNaN {
+			// Megatron 240126 asserts on a NaN loss or local gradient norm without a loss
+			// scaler; the norm here is the reduced one, so no rank is singled out.
+			return fmt.Errorf("iteration %d: found NaN in the loss or gradient norm (loss %v): pass --no-check-for-nan-in-loss-and-grad to skip such iterations", it, res.Loss)
+		}
 		consumed += int64(batch)
 		if !res.Skipped {
 			schedSteps += int64(batch)
@@ -406,24 +411,44 @@ func run(a *Args, world comm.Comm, out io.Writer, hook dataHook) error {
 			}
 		}
 		if writeTB {
-			sc := []scalar{{"learning-rate", lr}, {"lm loss", res.Loss}, {"grad-norm", res.GradNorm}, {"loss-scale", opt.LossScale()}}
+			// Megatron's training_log: each value against the iteration and, as "<tag> vs
+			// samples", against the consumed samples.
+			var sc []scalar
+			if !a.NoLogLearningRateToTB {
+				sc = append(sc, scalar{"learning-rate", lr})
+			}
+			if a.LogBatchSizeToTensorboard {
+				sc = append(sc, scalar{"batch-size", float64(batch)})
+			}
+			sc = append(sc, scalar{"lm loss", res.Loss})
+			if !a.NoLogLossScaleToTB {
+				sc = append(sc, scalar{"loss-scale", opt.LossScale()})
+			}
+			if a.LogWorldSizeToTB {
+				sc = append(sc, scalar{"world-size", float64(world.Size())})
+			}
+			sc = append(sc, scalar{"grad-norm", res.GradNorm})
 			if !math.IsNaN(zeros) {
 				sc = append(sc, scalar{"num-zeros", zeros})
 			}
 			if !math.IsNaN(pnorm) {
 				sc = append(sc, scalar{"params-norm", pnorm})
 			}
-			if a.LogBatchSizeToTensorboard {
-				sc = append(sc, scalar{"batch-size", float64(batch)})
-			}
-			if mr, ok := be.(kernels.MemoryReporter); ok && a.LogMemoryToTensorboard {
-				m := mr.MemoryStats()
-				sc = append(sc, scalar{"mem-reserved-bytes", float64(m.Reserved)}, scalar{"mem-allocated-bytes", float64(m.Allocated)},
-					scalar{"mem-max-allocated-bytes", float64(m.MaxAllocated)}, scalar{"mem-allocated-count", float64(m.Allocations)})
-			}
 			for _, s := range sc {
 				if err := tb.Scalar(s.tag, s.v, int64(it)); err != nil {
 					return err
+				}
+				if err := tb.Scalar(s.tag+" vs samples", s.v, consumed); err != nil {
+					return err
+				}
+			}
+			if mr, ok := be.(kernels.MemoryReporter); ok && a.LogMemoryToTensorboard {
+				m := mr.MemoryStats()
+				for _, s := range []scalar{{"mem-reserved-bytes", float64(m.Reserved)}, {"mem-allocated-bytes", float64(m.Allocated)},
+					{"mem-max-allocated-bytes", float64(m.MaxAllocated)}, {"mem-allocated-count", float64(m.Allocations)}} {
+					if err := tb.Scalar(s.tag, s.v, int64(it)); err != nil {
+						return err
+					}
 				}
 			}
 		}
@@ -446,15 +471,20 @@ func run(a *Args, world comm.Comm, out io.Writer, hook dataHook) error {
 				fmt.Fprintln(out, memoryLine(world.Rank(), it, mr.MemoryStats())) // every DP-rank-0 process, as Megatron
 			}
 			memoryReported = true
-			if tb != nil && a.LogThroughput {
-				if err := tb.Scalar("throughput", f.TFLOPS, int64(it)); err != nil {
+			if tb != nil && a.LogTimersToTensorboard {
+				if err := tb.Scalar("iteration-time", elapsed, int64(it)); err != nil {
 					return err
+				}
+				if a.LogThroughput {
+					if err := tb.Scalar("throughput", f.TFLOPS, int64(it)); err != nil {
+						return err
+					}
 				}
 			}
 			lastLog, sinceLog, lossAcc, lossN, skipped, nanIters = time.Now(), 0, 0, 0, 0, 0
 		}
 		if a.EvalIters > 0 && it%a.EvalInterval == 0 && splits[1] != nil {
-			if consumedValid, err = a.validate(tr, valid, consumedValid, fmt.Sprintf("iteration %d", it), it, logf, tb); err != nil {
+			if consumedValid, err = a.validate(tr, valid, consumedValid, consumed, fmt.Sprintf("iteration %d", it), it, logf, tb); err != nil {
 				return err
 			}
 		}
@@ -513,7 +543,7 @@ func run(a *Args, world comm.Comm, out io.Writer, hook dataHook) error {
 			if e.split == nil || a.EvalIters == 0 || a.epochs {
 				continue
 			}
-			if _, err := a.validate(tr, e.l, 0, fmt.Sprintf("iteration %d on %s set", it, e.name), it, logf, etb); err != nil {
+			if _, err := a.validate(tr, e.l, 0, consumed, fmt.Sprintf("iteration %d on %s set", it, e.name), it, logf, etb); err != nil {
 				return err
 			}
 		}
@@ -524,8 +554,10 @@ func run(a *Args, world comm.Comm, out io.Writer, hook dataHook) error {
 	return nil
 }
 
-// validate runs --eval-iters forward-only iterations on the validation split.
-func (a *Args) validate(tr *Trainer, valid *loader, consumed int64, prefix string, it int, logf func(string, ...any), tb *tensorboard.Writer) (int64, error) {
+// validate runs --eval-iters forward-only iterations on the validation split; TensorBoard
+// gets the loss (and with --log-validation-ppl-to-tensorboard the perplexity) against the
+// iteration and against the trainSamples consumed.
+func (a *Args) validate(tr *Trainer, valid *loader, consumed, trainSamples int64, prefix string, it int, logf func(string, ...any), tb *tensorboard.Writer) (int64, error) {
 	var sum, n float64
 	for e := 0; e < a.EvalIters; e++ {
 		micro, err := valid.next()
@@ -545,14 +577,19 @@ func (a *Args) validate(tr *Trainer, valid *loader, consumed int64, prefix strin
 	loss := sum / n
 	ppl := math.Exp(math.Min(20, loss))
 	logf("%s", validationBlock(prefix, loss, ppl))
-	if tb != nil {
-		if err := tb.Scalar("lm loss validation", loss, int64(it)); err != nil {
+	if tb == nil {
+		return consumed, nil
+	}
+	sc := []scalar{{"lm loss validation", loss}}
+	if a.LogValidationPPLToTensorbord {
+		sc = append(sc, scalar{"lm loss validation ppl", ppl})
+	}
+	for _, s := range sc {
+		if err := tb.Scalar(s.tag, s.v, int64(it)); err != nil {
 			return consumed, err
 		}
-		if a.LogValidationPPLToTensorbord {
-			if err := tb.Scalar("lm loss validation ppl", ppl, int64(it)); err != nil {
-				return consumed, err
-			}
+		if err := tb.Scalar(s.tag+" vs samples", s.v, trainSamples); err != nil {
+			return consumed, err
 		}
 	}
 	return consumed, nil

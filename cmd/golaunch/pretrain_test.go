@@ -134,6 +134,14 @@ func TestPretrainBadInput(t *testing.T) {
 		{[]string{"--standalone"}, []string{"--use-checkpoint-args"}, "--use-checkpoint-args needs --load"},
 		{[]string{"--standalone"}, []string{"--override-opt_param-scheduler", "--use-checkpoint-opt_param-scheduler"}, "both override and use-checkpoint are set"},
 		{[]string{"--standalone"}, []string{"--start-weight-decay", "0.1"}, "--start-weight-decay and --end-weight-decay need --weight-decay-incr-style linear or cosine"},
+		{[]string{"--standalone"}, []string{"--batch-size", "4"}, "--batch-size argument is no longer valid, use --micro-batch-size instead"},
+		{[]string{"--standalone"}, []string{"--checkpoint-activations"}, "--checkpoint-activations is no longer valid, use --recompute-activations"},
+		{[]string{"--standalone"}, []string{"--model-parallel-size", "2"}, "--model-parallel-size is no longer valid, use --tensor-model-parallel-size instead"},
+		{[]string{"--standalone"}, []string{"--tp-comm-overlap"}, "overlap can happen only when sequence parallelism is enabled"},
+		{[]string{"--standalone"}, []string{"--fp16-lm-cross-entropy"}, "--fp16-lm-cross-entropy is not supported yet"},
+		{[]string{"--standalone"}, []string{"--distribute-saved-activations"}, "--distribute-saved-activations needs --tensor-model-parallel-size > 1"},
+		// Weights this large overflow: Megatron stops at a NaN loss or gradient (bf16, fp32).
+		{[]string{"--standalone"}, []string{"--init-method-std", "1e25"}, "iteration 1: found NaN in the loss or gradient norm"},
 		{[]string{"--standalone"}, []string{"--weight-decay-incr-style", "linear", "--end-weight-decay", "0.1"}, "--weight-decay-incr-style linear needs --start-weight-decay and --end-weight-decay"},
 		{[]string{"--standalone"}, []string{"--weight-decay-incr-style", "cosine", "--start-weight-decay", "0.2", "--end-weight-decay", "0.1"}, "Megatron wants 0 ≤ --start-weight-decay ≤ --end-weight-decay"},
 		{[]string{"--standalone", "--nproc-per-node", "2"}, []string{"--expert-model-parallel-size", "4"}, "--expert-model-parallel-size 4 must divide the data-parallel size 2"},
@@ -184,4 +192,29 @@ func TestEndOfTrainingEvaluation(t *testing.T) {
 	dropped := runGolaunch(t, append([]string{"--standalone"}, append(base, "--load", ck, "--skip-train",
 		"--hidden-dropout", "0.3", "--attention-dropout", "0.3")...)...)
 	require.Equal(t, skipEnds, endEval.FindAllStringSubmatch(dropped, -1), "validation and test losses without dropout")
+}
+
+// TestTuningFlagsAccepted: Megatron 240126's communication, memory and profiling flags are
+// accepted and change nothing; with --no-check-for-nan-in-loss-and-grad a run whose weights
+// overflow skips its NaN iterations instead of stopping.
+func TestTuningFlagsAccepted(t *testing.T) {
+	dir := t.TempDir()
+	prefix := writeCorpus(t, dir)
+	base := append([]string{"--standalone", "--nproc-per-node", "2"}, append(pretrainArgs(prefix, filepath.Join(dir, "tb")),
+		"--tensor-model-parallel-size", "2", "--train-iters", "4")...)
+	plain := iterationLosses(runGolaunch(t, base...))
+	tuned := iterationLosses(runGolaunch(t, append(base, strings.Fields("--no-overlap-p2p-communication --delay-param-gather "+
+		"--no-delay-grad-reduce --disable-tp-comm-bulk-dgrad --disable-tp-comm-bulk-wgrad --disable-tp-comm-split-ag "+
+		"--disable-tp-comm-split-rs --tp-comm-overlap-cfg x.yaml --no-persist-layer-norm --no-scatter-gather-tensors-in-pipeline "+
+		"--no-clone-scatter-output-in-embedding --nccl-communicator-config-path n.yaml --fp8-interval 1 --manual-gc-interval 10 "+
+		"--no-manual-gc-eval --timing-log-option all --no-barrier-with-level-1-timing --profile --profile-step-start 1 "+
+		"--profile-step-end 2 --profile-ranks 0 1 --use-ring-exchange-p2p --no-initialization --sgd-momentum 0.8 "+
+		"--sequence-parallel --tp-comm-overlap --recompute-granularity full --recompute-method uniform --distribute-saved-activations")...)...))
+	sp := iterationLosses(runGolaunch(t, append(base, "--sequence-parallel", "--recompute-granularity", "full", "--recompute-method", "uniform")...))
+	require.Len(t, plain, 4)
+	require.Equal(t, sp, tuned)
+	skipped := runGolaunch(t, append([]string{"--standalone"}, append(pretrainArgs(prefix, filepath.Join(dir, "tb2")),
+		"--train-iters", "3", "--init-method-std", "1e25", "--no-check-for-nan-in-loss-and-grad", "--eval-iters", "0")...)...)
+	require.Contains(t, skipped, "number of nan iterations:   1 |")
+	require.Contains(t, skipped, "iteration        3/       3")
 }

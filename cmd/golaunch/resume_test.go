@@ -271,7 +271,7 @@ func TestMegatronFlagsAccepted(t *testing.T) {
 	require.Len(t, plain, 3)
 	extra := strings.Fields("--use-mcore-models --attention-softmax-in-fp32 --accumulate-allreduce-grads-in-fp32 " +
 		"--no-masked-softmax-fusion --no-bias-swiglu-fusion --no-bias-gelu-fusion --no-bias-dropout-fusion --no-rope-fusion " +
-		"--no-gradient-accumulation-fusion --overlap-param-gather --tp-comm-overlap --manual-gc --distributed-timeout-minutes 5 " +
+		"--no-gradient-accumulation-fusion --overlap-param-gather --manual-gc --distributed-timeout-minutes 5 " +
 		"--apply-query-key-layer-scaling --fp32-residual-connection --timing-log-level 2 --empty-unused-memory-level 1 " +
 		"--no-async-tensor-model-parallel-allreduce --use-cpu-initialization --deterministic-mode --num-dataset-builder-threads 4 " +
 		"--no-mmap-bin-files --mmap-warmup --delay-grad-reduce --align-grad-reduce --override-opt_param-scheduler " +
