@@ -50,13 +50,16 @@ type GemmParams struct {
 // backend holding each token's position p (Megatron's --reset-position-ids: positions
 // restart after each end of document; context parallelism: a rank's tokens at their
 // global positions), every one in [0, max(S, PosLimit)); PosOffset must then be 0.
+// Interpolation f > 1 (Megatron's --rotary-seq-len-interpolation-factor, Hugging Face's
+// linear rope_scaling) rotates position p by the angle of p·(1/f); 0 or 1 is none.
 type RoPEParams struct {
-	Base      float64
-	RotaryDim int
-	PosOffset int
-	Inverse   bool
-	Positions *tensor.Tensor
-	PosLimit  int
+	Base          float64
+	RotaryDim     int
+	PosOffset     int
+	Inverse       bool
+	Positions     *tensor.Tensor
+	PosLimit      int
+	Interpolation float64
 }
 
 // AttnParams configures scaled dot-product attention.

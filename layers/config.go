@@ -23,6 +23,7 @@ type Config struct {
 	PositionEmbeddingType                string  `name:"position-embedding-type" default:"learned_absolute" enum:"learned_absolute,rope,alibi,none" help:"learned_absolute, rope, alibi or none."`
 	RotaryBase                           float64 `name:"rotary-base" default:"10000" help:"RoPE base θ."`
 	RotaryPercent                        float64 `name:"rotary-percent" default:"1.0" help:"Fraction of each head's channels that RoPE rotates."`
+	RotarySeqLenInterpolationFactor      float64 `name:"rotary-seq-len-interpolation-factor" help:"RoPE position interpolation: positions scaled by 1/factor (none when unset or 1)."`
 	Normalization                        string  `name:"normalization" default:"LayerNorm" enum:"LayerNorm,RMSNorm" help:"LayerNorm or RMSNorm."`
 	NormEpsilon                          float64 `name:"norm-epsilon" default:"1e-5" help:"Epsilon of the norms."`
 	SwiGLU                               bool    `name:"swiglu" help:"SwiGLU MLP (Llama)."`
@@ -125,6 +126,9 @@ func (c *Config) Finalize() error {
 		}
 		if c.RotaryBase <= 0 {
 			return fmt.Errorf("--rotary-base must be positive, got %v", c.RotaryBase)
+		}
+		if f := c.RotarySeqLenInterpolationFactor; f < 0 || f > 0 && f < 1 {
+			return fmt.Errorf("--rotary-seq-len-interpolation-factor must be ≥ 1, got %v", f)
 		}
 	case "alibi", "none":
 	default:

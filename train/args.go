@@ -36,7 +36,6 @@ type Args struct {
 	DisableBiasLinearFC     bool    `name:"disable-bias-linear-fc" help:"Pai (Mistral): no MLP biases; with --disable-bias-linear only."`
 	DisableBiasAttnFC       bool    `name:"disable-bias-attn-fc" help:"Pai (Mistral): no attention biases; with --disable-bias-linear only."`
 	NoPositionEmbedding     bool    `name:"no-position-embedding" help:"No learned position embedding (with RoPE there is none anyway)."`
-	RotarySeqLenInterp      float64 `name:"rotary-seq-len-interpolation-factor" help:"RoPE position interpolation: only 1 (none; Pai's Qwen scripts pass it)."`
 
 	// Batches and length of training.
 	MicroBatchSize  int  `name:"micro-batch-size" default:"1" help:"Sequences per microbatch."`
@@ -328,9 +327,6 @@ func (a *Args) Validate(world int) error {
 		case a.SeqLength%(2*cp) != 0:
 			return fmt.Errorf("--seq-length %d is not divisible by 2 × --context-parallel-size %d (each rank holds 2 of 2·CP chunks)", a.SeqLength, cp)
 		}
-	}
-	if a.RotarySeqLenInterp != 0 && a.RotarySeqLenInterp != 1 {
-		return fmt.Errorf("--rotary-seq-len-interpolation-factor %v: RoPE position interpolation is not supported yet (only 1)", a.RotarySeqLenInterp)
 	}
 	for _, f := range []struct {
 		set  bool

@@ -124,9 +124,11 @@ func parseConfig(dir string, b []byte) (*Model, error) {
 	switch rc.ModelType {
 	case "llama", "mistral", "qwen2":
 		m.Family = Family(rc.ModelType)
-		if rc.RopeScaling != nil && string(*rc.RopeScaling) != "null" {
-			return nil, fmt.Errorf("%s: rope_scaling %s is not supported", path, string(*rc.RopeScaling))
+		f, err := ropeScaling(path, "rope_scaling", rc.RopeScaling)
+		if err != nil {
+			return nil, err
 		}
+		c.RotarySeqLenInterpolationFactor = f
 		if rc.HiddenAct != "" && rc.HiddenAct != "silu" {
 			return nil, fmt.Errorf("%s: hidden_act %q is not supported (want silu)", path, rc.HiddenAct)
 		}
@@ -247,4 +249,36 @@ func boolOr(p *bool, def bool) bool {
 		return *p
 	}
 	return def
+}
+
+// ropeScaling reads a rope_scaling (or rope_parameters) object: none, or linear scaling
+// {"type" or "rope_type": "linear", "factor": f}, which is Megatron's
+// --rotary-seq-len-interpolation-factor f (positions scaled by 1/f; Hugging Face divides
+// by f, the same angles when f is a power of two). Other kinds are refused.
+func ropeScaling(path, key string, raw *json.RawMessage) (float64, error) {
+	if raw == nil || string(*raw) == "null" {
+		return 0, nil
+	}
+	var rs struct {
+		Type     string  `json:"type"`
+		RopeType string  `json:"rope_type"`
+		Factor   float64 `json:"factor"`
+	}
+	if err := json.Unmarshal(*raw, &rs); err != nil {
+		return 0, fmt.Errorf("%s: %s: %w", path, key, err)
+	}
+	kind := rs.RopeType
+	if kind == "" {
+		kind = rs.Type
+	}
+	switch kind {
+	case "", "default":
+		return 0, nil
+	case "linear":
+		if rs.Factor < 1 {
+			return 0, fmt.Errorf("%s: %s linear factor %v: want ≥ 1", path, key, rs.Factor)
+		}
+		return rs.Factor, nil
+	}
+	return 0, fmt.Errorf("%s: %s %s is not supported (linear scaling is)", path, key, string(*raw))
 }

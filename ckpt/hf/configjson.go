@@ -41,6 +41,9 @@ func ConfigJSON(family Family, cfg *layers.Config, dtype tensor.DType, base map[
 		m["rms_norm_eps"] = cfg.NormEpsilon
 		m["rope_theta"] = cfg.RotaryBase
 		m["rope_scaling"] = nil
+		if f := cfg.RotarySeqLenInterpolationFactor; f != 0 && f != 1 {
+			m["rope_scaling"] = map[string]any{"type": "linear", "factor": f}
+		}
 		if cfg.MaxPositionEmbeddings > 0 { // absent from Pai's args: keep the base config's
 			m["max_position_embeddings"] = cfg.MaxPositionEmbeddings
 		}

@@ -52,19 +52,19 @@ func readMixtral(path string, b []byte) (layers.Config, error) {
 	if err := json.Unmarshal(b, &rc); err != nil {
 		return layers.Config{}, fmt.Errorf("%s: %w", path, err)
 	}
-	if rc.RopeScaling != nil && string(*rc.RopeScaling) != "null" {
-		return layers.Config{}, fmt.Errorf("%s: rope_scaling %s is not supported", path, string(*rc.RopeScaling))
+	interp, err := ropeScaling(path, "rope_scaling", rc.RopeScaling)
+	if err != nil {
+		return layers.Config{}, err
 	}
 	if rc.RopeParameters != nil && string(*rc.RopeParameters) != "null" {
+		if interp, err = ropeScaling(path, "rope_parameters", rc.RopeParameters); err != nil {
+			return layers.Config{}, err
+		}
 		var rp struct {
-			RopeType  string   `json:"rope_type"`
 			RopeTheta *float64 `json:"rope_theta"`
 		}
 		if err := json.Unmarshal(*rc.RopeParameters, &rp); err != nil {
 			return layers.Config{}, fmt.Errorf("%s: rope_parameters: %w", path, err)
-		}
-		if rp.RopeType != "" && rp.RopeType != "default" {
-			return layers.Config{}, fmt.Errorf("%s: rope_parameters rope_type %q is not supported (want default)", path, rp.RopeType)
 		}
 		if rp.RopeTheta != nil {
 			rc.RopeTheta = *rp.RopeTheta
@@ -96,7 +96,7 @@ func readMixtral(path string, b []byte) (layers.Config, error) {
 	c.Normalization, c.NormEpsilon = "RMSNorm", rc.RMSNormEps
 	c.SwiGLU = true
 	c.PositionEmbeddingType = "rope"
-	c.RotaryBase = rc.RopeTheta
+	c.RotaryBase, c.RotarySeqLenInterpolationFactor = rc.RopeTheta, interp
 	c.MaxPositionEmbeddings, c.SeqLength = rc.MaxPos, rc.MaxPos
 	c.DisableBiasLinear = true
 	c.UntieEmbeddingsAndOutputWeights = !rc.TieWord

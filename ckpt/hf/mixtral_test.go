@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -79,8 +80,9 @@ func TestMixtralConfig(t *testing.T) {
 		{`{"model_type": "mixtral", "num_local_experts": 2, "num_experts_per_tok": 3}`, "num_experts_per_tok 3"},
 		{`{"model_type": "mixtral", "num_local_experts": 0}`, "num_local_experts 0"},
 		{`{"model_type": "mixtral", "hidden_act": "gelu"}`, `hidden_act "gelu"`},
-		{`{"model_type": "mixtral", "rope_scaling": {"type": "linear", "factor": 2.0}}`, "rope_scaling"},
-		{`{"model_type": "mixtral", "rope_parameters": {"rope_type": "yarn", "factor": 4.0}}`, `rope_type "yarn"`},
+		{`{"model_type": "mixtral", "rope_scaling": {"type": "dynamic", "factor": 2.0}}`, `rope_scaling {"type": "dynamic", "factor": 2.0} is not supported (linear scaling is)`},
+		{`{"model_type": "mixtral", "rope_scaling": {"type": "linear", "factor": 0.5}}`, "rope_scaling linear factor 0.5: want ≥ 1"},
+		{`{"model_type": "mixtral", "rope_parameters": {"rope_type": "yarn", "factor": 4.0}}`, `"rope_type": "yarn"`},
 		{`{"model_type": "mixtral", "attention_bias": true}`, "attention_bias"},
 		{`{"model_type": "mixtral", "num_local_experts": "8"}`, "num_local_experts"},
 	} {
@@ -310,31 +312,56 @@ func TestMixtralDenseEquivalent(t *testing.T) {
 // of the llama fixtures), within float32 rounding.
 func TestMixtralMatchesTorch(t *testing.T) {
 	hftest.NeedTorch(t)
-	dir := filepath.Join(t.TempDir(), "mixtral")
-	require.NoError(t, hftest.Write(dir, hftest.TinyMixtral, 0.1))
 	rows := [][]int64{{1, 17, 42, 199, 3, 3, 88, 120, 7, 64, 150, 9}, {2, 5, 190, 33, 61, 61, 0, 14, 100, 77, 31, 180}}
-	wantLoss, wantLogits := hftest.PyForward(t, dir, rows)
+	var plain []float32
+	// Linear rope_scaling (factor 3): Megatron's --rotary-seq-len-interpolation-factor.
+	for _, scaling := range []string{"", `{"type": "linear", "factor": 3.0}`} {
+		dir := filepath.Join(t.TempDir(), "mixtral")
+		require.NoError(t, hftest.Write(dir, hftest.TinyMixtral, 0.1))
+		if scaling != "" {
+			cfgPath := filepath.Join(dir, "config.json")
+			var cfg map[string]any
+			b, err := os.ReadFile(cfgPath)
+			require.NoError(t, err)
+			require.NoError(t, json.Unmarshal(b, &cfg))
+			var rs any
+			require.NoError(t, json.Unmarshal([]byte(scaling), &rs))
+			cfg["rope_scaling"] = rs
+			b, err = json.Marshal(cfg)
+			require.NoError(t, err)
+			require.NoError(t, os.WriteFile(cfgPath, b, 0o644))
+		}
+		wantLoss, wantLogits := hftest.PyForward(t, dir, rows)
 
-	m, gm, err := hf.Load(cpu.New(), dir)
-	require.NoError(t, err)
-	b, s, v := 2, 12, m.Config.PaddedVocabSize
-	require.Equal(t, 200, v)
-	st := gm.NewStash(s, b)
-	sum, n, err := gm.Forward(st, hfBatch(append(append([]int64(nil), rows[0]...), rows[1]...), b, s), 0, 0)
-	require.NoError(t, err)
-	require.InDelta(t, wantLoss, sum/n, 1e-5*wantLoss, "loss")
-	logits := st.Logits.F32() // [s, b, V]
-	var worst float64
-	for i := range b {
-		for j := range s {
-			for k := range v {
-				d := wantLogits[i][j][k] - float64(logits[(j*b+i)*v+k])
-				worst = max(worst, d, -d)
+		m, gm, err := hf.Load(cpu.New(), dir)
+		require.NoError(t, err)
+		b, s, v := 2, 12, m.Config.PaddedVocabSize
+		require.Equal(t, 200, v)
+		st := gm.NewStash(s, b)
+		sum, n, err := gm.Forward(st, hfBatch(append(append([]int64(nil), rows[0]...), rows[1]...), b, s), 0, 0)
+		require.NoError(t, err)
+		require.InDelta(t, wantLoss, sum/n, 1e-5*wantLoss, "%s loss", scaling)
+		logits := st.Logits.F32() // [s, b, V]
+		var worst, moved float64
+		for i := range b {
+			for j := range s {
+				for k := range v {
+					d := wantLogits[i][j][k] - float64(logits[(j*b+i)*v+k])
+					worst = max(worst, d, -d)
+					if plain != nil {
+						moved = max(moved, math.Abs(float64(plain[(j*b+i)*v+k]-logits[(j*b+i)*v+k])))
+					}
+				}
 			}
 		}
+		t.Logf("%s: loss %.7f (torch %.7f), max |Δlogit| %.2g", scaling, sum/n, wantLoss, worst)
+		require.Less(t, worst, 1e-4, "%s: logits vs Hugging Face's forward", scaling)
+		if plain == nil {
+			plain = append([]float32(nil), logits...)
+		} else {
+			require.Greater(t, moved, 1e-3, "the scaling changes the logits")
+		}
 	}
-	t.Logf("loss %.7f (torch %.7f), max |Δlogit| %.2g", sum/n, wantLoss, worst)
-	require.Less(t, worst, 1e-4, "logits vs Hugging Face's forward")
 }
 
 // TestMixtralSaveRoundTrip: a loaded Mixtral saved with hf.Save is the source folder

@@ -84,6 +84,8 @@ func Args(cfg layers.Config, tp, pp int, dtype tensor.DType, f Format, hfModelTy
 		return nil
 	}
 	set("sliding_window", orNone(cfg.SlidingWindow, cfg.SlidingWindow > 0))
+	interp := cfg.RotarySeqLenInterpolationFactor
+	set("rotary_seq_len_interpolation_factor", orNone(interp, interp != 0 && interp != 1))
 	set("alibi_before_scale", cfg.ALiBiBeforeScale)
 	if cfg.NumExperts > 0 {
 		set("num_experts", cfg.NumExperts)
@@ -138,6 +140,7 @@ func ConfigFromArgs(ns *torchpickle.Namespace) (layers.Config, ArgsInfo, error) 
 	c.PositionEmbeddingType = a.str("position_embedding_type", pet)
 	c.RotaryBase = a.float("rotary_base", 10000)
 	c.RotaryPercent = a.float("rotary_percent", 1)
+	c.RotarySeqLenInterpolationFactor = a.float("rotary_seq_len_interpolation_factor", 0)
 	c.DisableBiasLinear = !a.bool("add_bias_linear", true)
 	c.AddQKVBias = a.bool("add_qkv_bias", false)
 	c.SwiGLU = a.bool("swiglu", false)

@@ -8,10 +8,11 @@ import (
 	"github.com/gomegatron/gomegatron/tensor"
 )
 
-// ropeKey identifies a cos/sin table: the base and the rotary dim d.
+// ropeKey identifies a cos/sin table: the base, the rotary dim d and the interpolation.
 type ropeKey struct {
-	base float64
-	dim  int
+	base   float64
+	dim    int
+	interp float64
 }
 
 // ropeTable holds cos and sin of p·θᵢ for positions p < n and i < d/2, row-major [n, d/2].
@@ -34,12 +35,34 @@ func RoPEInvFreq(base float64, d int) []float32 {
 	return inv
 }
 
+// RoPEFill writes cos and sin of the angles of positions [lo, hi) into rows of tables
+// [·, len(inv)] with Megatron's and Hugging Face's float32 arithmetic: the position
+// float32(p), times float32(1/interp) when interpolating (Megatron's seq *= 1/factor),
+// times θᵢ (RoPEInvFreq) rounded to float32; cos/sin of that float32 angle are computed
+// in float64 and rounded to float32. Both backends build their tables with it.
+func RoPEFill(cos, sin, inv []float32, lo, hi int, interp float64) {
+	h := len(inv)
+	scale := float32(1)
+	if interp != 0 && interp != 1 {
+		scale = float32(1 / interp)
+	}
+	for p := lo; p < hi; p++ {
+		pf := float32(p)
+		if scale != 1 {
+			pf *= scale
+		}
+		for i, f := range inv {
+			a := float64(pf * f)
+			cos[p*h+i] = float32(math.Cos(a))
+			sin[p*h+i] = float32(math.Sin(a))
+		}
+	}
+}
+
 // ropeTables returns a table covering at least n positions, building (and caching, per
-// backend) one when needed. Angles follow HF's float32 arithmetic: a = float32(p)·θᵢ
-// rounded to float32, and cos/sin of that float32 angle are computed in float64 and
-// rounded to float32.
-func (b *Backend) ropeTables(base float64, d, n int) *ropeTable {
-	key := ropeKey{base, d}
+// backend) one when needed (RoPEFill).
+func (b *Backend) ropeTables(base float64, d, n int, interp float64) *ropeTable {
+	key := ropeKey{base, d, interp}
 	b.ropeMu.RLock()
 	t := b.rope[key]
 	b.ropeMu.RUnlock()
@@ -58,15 +81,7 @@ func (b *Backend) ropeTables(base float64, d, n int) *ropeTable {
 	h := d / 2
 	inv := RoPEInvFreq(base, d)
 	t = &ropeTable{n: size, cos: make([]float32, size*h), sin: make([]float32, size*h)}
-	parallelFor(size, grainFor(40*h), func(lo, hi int) {
-		for p := lo; p < hi; p++ {
-			for i, f := range inv {
-				a := float64(float32(p) * f)
-				t.cos[p*h+i] = float32(math.Cos(a))
-				t.sin[p*h+i] = float32(math.Sin(a))
-			}
-		}
-	})
+	parallelFor(size, grainFor(40*h), func(lo, hi int) { RoPEFill(t.cos, t.sin, inv, lo, hi, interp) })
 	b.rope[key] = t
 	return t
 }
@@ -113,7 +128,7 @@ func (b *Backend) RoPE(out, x *tensor.Tensor, p kernels.RoPEParams) {
 	rows := x.Numel() / dd
 	heads := x.Dim(1)
 	h := d / 2
-	tab := b.ropeTables(p.Base, d, max(p.PosOffset+s, p.PosLimit))
+	tab := b.ropeTables(p.Base, d, max(p.PosOffset+s, p.PosLimit), p.Interpolation)
 	sign := float32(1)
 	if p.Inverse {
 		sign = -1

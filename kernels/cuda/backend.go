@@ -39,8 +39,9 @@ type Backend struct {
 var _ kernels.Backend = (*Backend)(nil)
 
 type ropeKey struct {
-	base float64
-	dim  int
+	base   float64
+	dim    int
+	interp float64
 }
 
 type ropeTable struct {

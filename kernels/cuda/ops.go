@@ -277,11 +277,11 @@ func ptr(t *tensor.Tensor) uintptr {
 	return t.Ptr
 }
 
-// ropeTables returns device cos/sin tables [n, d/2] for (base, d), computed on the host
-// exactly as kernels/cpu does (float32 angle p·θᵢ with cpu.RoPEInvFreq, cos/sin in
-// float64), cached and grown as positions grow. Device thread.
-func (b *Backend) ropeTables(base float64, d, n int) (ropeTable, error) {
-	key := ropeKey{base, d}
+// ropeTables returns device cos/sin tables [n, d/2] for (base, d, interpolation), computed
+// on the host exactly as kernels/cpu does (cpu.RoPEFill), cached and grown as positions
+// grow. Device thread.
+func (b *Backend) ropeTables(base float64, d, n int, interp float64) (ropeTable, error) {
+	key := ropeKey{base, d, interp}
 	t, ok := b.rope[key]
 	if ok && t.n >= n {
 		return t, nil
@@ -294,13 +294,7 @@ func (b *Backend) ropeTables(base float64, d, n int) (ropeTable, error) {
 	inv := cpu.RoPEInvFreq(base, d)
 	cs := make([]float32, size*h)
 	sn := make([]float32, size*h)
-	for p := range size {
-		for i, f := range inv {
-			a := float64(float32(p) * f)
-			cs[p*h+i] = float32(math.Cos(a))
-			sn[p*h+i] = float32(math.Sin(a))
-		}
-	}
+	cpu.RoPEFill(cs, sn, inv, 0, size, interp)
 	nt := ropeTable{n: size}
 	var err error
 	if nt.cos, err = b.dev.arena.Alloc(uintptr(4 * len(cs))); err != nil {
@@ -362,7 +356,7 @@ func (b *Backend) RoPE(out, x *tensor.Tensor, p kernels.RoPEParams) {
 	}
 	rows := x.Numel() / dd
 	b.run(func() error {
-		t, err := b.ropeTables(p.Base, d, max(p.PosOffset+s, p.PosLimit))
+		t, err := b.ropeTables(p.Base, d, max(p.PosOffset+s, p.PosLimit), p.Interpolation)
 		if err != nil {
 			return err
 		}

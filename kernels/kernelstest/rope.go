@@ -14,10 +14,17 @@ import (
 // ropeAngle is a = p·θᵢ with the float32 rounding of Hugging Face's tables, which the
 // backends reproduce: θᵢ = 1/float32(Base^float32(2i/d)) (float32 exponent and
 // reciprocal), a = float32(p)·θᵢ rounded to float32; cos and sin are then exact.
-func ropeAngle(base float64, d, p, i int) float64 {
+//
+// With an interpolation factor f the position is float32(p)·float32(1/f) first, as
+// Megatron's RotaryEmbedding scales its float32 positions.
+func ropeAngle(base float64, d, p, i int, interp float64) float64 {
 	e := float32(2*i) / float32(d)
 	inv := 1 / float32(math.Pow(base, float64(e)))
-	return float64(float32(p) * inv)
+	pf := float32(p)
+	if interp != 0 && interp != 1 {
+		pf *= float32(1 / interp)
+	}
+	return float64(pf * inv)
 }
 
 // refRoPE rotates x [B, H, S, D] by the angles of positions PosOffset+s, or pos[b, s] when
@@ -31,7 +38,7 @@ func refRoPE(x []float64, h, s, dd int, p kernels.RoPEParams, positions []int32)
 			pos = int(positions[row/(h*s)*s+row%s])
 		}
 		for i := range d / 2 {
-			a := ropeAngle(p.Base, d, pos, i)
+			a := ropeAngle(p.Base, d, pos, i, p.Interpolation)
 			if p.Inverse {
 				a = -a
 			}
@@ -65,6 +72,8 @@ func RoPE(t *testing.T, b kernels.Backend) {
 		{1, 2, 6, 12, kernels.RoPEParams{Base: 1e6, RotaryDim: 12, PosOffset: 1000}, nil},
 		{1, 1, 4, 64, kernels.RoPEParams{Base: 500000, RotaryDim: 64, PosOffset: 7000}, nil},
 		{2, 3, 9, 16, kernels.RoPEParams{Base: 10000, RotaryDim: 12}, restart(2, 9, 4, 2, 5)},
+		{1, 2, 6, 16, kernels.RoPEParams{Base: 10000, RotaryDim: 16, PosOffset: 4000, Interpolation: 4}, nil},
+		{2, 1, 9, 12, kernels.RoPEParams{Base: 1e6, RotaryDim: 12, Interpolation: 3}, restart(2, 9, 4, 2, 5)},
 	}
 	r := newRand(10)
 	for _, c := range cases {
@@ -92,4 +101,10 @@ func RoPE(t *testing.T, b kernels.Backend) {
 			requireClose(t, "dx (Inverse)", get(b, gx), fd, tolFD)
 		})
 	}
+	// Interpolation by 2 rotates position 2p exactly as no interpolation rotates p.
+	x := randVals(r, 2*4*16, 1)
+	even, plain := b.Alloc(tensor.F32, 1, 2, 4, 16), b.Alloc(tensor.F32, 1, 2, 4, 16)
+	b.RoPE(even, devF32(b, x, 1, 2, 4, 16), kernels.RoPEParams{Base: 10000, Positions: devI32(b, []int32{0, 2, 4, 6}, 1, 4), PosLimit: 8, Interpolation: 2})
+	b.RoPE(plain, devF32(b, x, 1, 2, 4, 16), kernels.RoPEParams{Base: 10000, Positions: devI32(b, []int32{0, 1, 2, 3}, 1, 4)})
+	require.Equal(t, get(b, plain), get(b, even), "interpolation by 2 halves the positions")
 }

@@ -61,7 +61,7 @@ func TestMixtralConfig(t *testing.T) {
 	for _, bad := range []struct{ cfg, want string }{
 		{`{"model_type": "mixtral", "num_local_experts": 2, "num_experts_per_tok": 3}`, "num_experts_per_tok 3"},
 		{`{"model_type": "mixtral", "hidden_act": "gelu"}`, `hidden_act "gelu"`},
-		{`{"model_type": "mixtral", "rope_scaling": {"type": "linear", "factor": 2.0}}`, "rope_scaling"},
+		{`{"model_type": "mixtral", "rope_scaling": {"type": "yarn", "factor": 2.0}}`, "rope_scaling"},
 	} {
 		_, err := write(bad.cfg)
 		require.ErrorContains(t, err, bad.want)

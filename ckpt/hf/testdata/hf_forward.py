@@ -61,9 +61,12 @@ def main():
     def linear(x, name):
         return x @ w[name].T
 
-    # Rotary embedding: frequencies theta^(-2i/d), the two halves rotated together.
+    # Rotary embedding: frequencies theta^(-2i/d), the two halves rotated together; linear
+    # rope_scaling divides the positions by its factor (the linear-scaling rotary embedding).
     inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim))
-    angles = torch.outer(torch.arange(seq, dtype=torch.float64), inv_freq)
+    scaling = cfg.get("rope_scaling") or {}
+    factor = scaling.get("factor", 1.0) if scaling.get("type", scaling.get("rope_type")) == "linear" else 1.0
+    angles = torch.outer(torch.arange(seq, dtype=torch.float64) / factor, inv_freq)
     angles = torch.cat((angles, angles), dim=-1)
     cos, sin = angles.cos(), angles.sin()
 
