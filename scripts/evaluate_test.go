@@ -73,3 +73,23 @@ func TestEvaluateBadInput(t *testing.T) {
 		assert.Contains(t, stderr, "17 PRETRAIN_CHECKPOINT_PATH")
 	}
 }
+
+// TestEvaluateHFDryRun: Pai's run_evaluate_huggingface_llama.sh (commit a098ca5): one
+// process on dsw, its own flags (the model comes from the folder), then pr and load.
+func TestEvaluateHFDryRun(t *testing.T) {
+	f := newFixture(t)
+	stdout, stderr, code := run(t, f, "bash", hfEvaluateScript, nil, "dsw", "../..", "7B", "2", "80", "81", "0", "fp16", f.json, f.ck7)
+	require.Equal(t, 0, code, "stderr: %s", stderr)
+	want := "golaunch --nproc_per_node 1 --nnodes 1 --node_rank 0 --master_addr localhost --master_port PORT evaluate-raw " +
+		"--transformer-type huggingface --valid-data-path " + f.json + " --micro-batch-size 2 --num-layers 32 --hidden-size 4096 " +
+		"--num-attention-heads 32 --seq-length 80 --max-position-embeddings 80 --log-interval 1 --eval-interval 100 --eval-iters 10 " +
+		"--tensor-model-parallel-size 1 --pipeline-model-parallel-size 1 --no-load-optim --num-workers 0 --dataset LLama-SFT " +
+		"--use-distributed-optimizer --max-padding-length 81 --extra-vocab-size 0 --patch-tokenizer-type LLamaTokenizer --fp16 --load " + f.ck7
+	assert.Equal(t, want, normalize(t, strings.TrimSuffix(stdout, "\n"), true))
+	base := []string{"dsw", "../..", "7B", "2", "80", "81", "0", "fp16", f.json, f.ck7}
+	checkBad(t, f, hfEvaluateScript, base, nil, []badCase{
+		{"a Megatron checkpoint", map[int]string{10: f.ckMeg}, nil, "PRETRAIN_CHECKPOINT_PATH (arg 10): " + f.ckMeg + " has no config.json"},
+		{"fp8", map[int]string{8: "fp8"}, nil, "PR (arg 8): 'fp8' is not one of: fp16 bf16"},
+		{"70B folder for 7B", map[int]string{10: f.ck70}, nil, "PRETRAIN_CHECKPOINT_PATH (arg 10): " + f.ck70 + "/config.json has num_hidden_layers 80, but MODEL_SIZE (arg 3) 7B has 32"},
+	})
+}

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -13,6 +14,8 @@ import (
 
 	"github.com/gomegatron/gomegatron/data/indexed"
 )
+
+var evalLossRE = regexp.MustCompile(`iteration +\d+/ +\d+ \| lm loss \(per data-parallel rank\): [^|]+\|`)
 
 // TestPretrainRealRun runs run_pretrain_megatron_llama.sh with the real golaunch, as a
 // user would: Pai's legacy script passes no dropout flags (Megatron's 0.1 attention and
@@ -121,6 +124,7 @@ func TestPretrainRealRun(t *testing.T) {
 	// Pai's evaluation scripts on that checkpoint and the records, on 2 workers (DP 2,
 	// micro-batch 2): 100 samples, 25 micro-batches per rank, a loss for each.
 	env["GPUS_PER_NODE"] = "2"
+	evalLosses := map[string]string{}
 	for _, script := range []string{evaluateScript, mcoreEvaluateScript} {
 		evArgs := []string{"dsw", "x", "tiny", "2", "96", "96", "0", "bf16", "1", "1", "sel", "false", "false", "false", "false", sft, ck}
 		stdout, stderr, code = run(t, f, "bash", script, env, evArgs...)
@@ -132,7 +136,10 @@ func TestPretrainRealRun(t *testing.T) {
 		require.Contains(t, stdout, "total number of samples: 100", script)
 		require.Regexp(t, `iteration +25/ +25 \| lm loss \(per data-parallel rank\): \S+ \S+ \|`, stdout, script)
 		require.Contains(t, stdout, "done :-)", script)
+		evalLosses[script] = strings.Join(evalLossRE.FindAllString(stdout, -1), "\n")
 	}
+	require.NotEmpty(t, evalLosses[evaluateScript])
+	require.Equal(t, evalLosses[evaluateScript], evalLosses[mcoreEvaluateScript], "the same checkpoint and samples")
 
 	// Pai's MoE path: the checkpoint to Hugging Face, upcycled to 4 experts at EP 2 (every
 	// expert the dense MLP), then the Llama-2 mcore pretraining script with MOE=true (top-1,
@@ -149,6 +156,23 @@ func TestPretrainRealRun(t *testing.T) {
 		require.NoError(t, err, "%s", out)
 	}
 	require.DirExists(t, filepath.Join(moe, "release", "mp_rank_00_001"))
+
+	// Pai's Hugging Face evaluation of the converted folder: its own model on the same
+	// samples (LLama-SFT samples of PAD_LEN 97 are the Pretrain-Raw samples of 96 + 1) gives
+	// the Megatron checkpoint's losses.
+	for _, f := range []string{"tokenizer.json", "tokenizer_config.json"} {
+		data, err := os.ReadFile(filepath.Join(ck, f))
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(filepath.Join(hf, f), data, 0o644))
+	}
+	hfArgs := []string{"dsw", "x", "tiny", "2", "96", "97", "0", "bf16", sft, hf}
+	stdout, stderr, code = run(t, f, "bash", hfEvaluateScript, env, hfArgs...)
+	for try := 0; code != 0 && try < 2 && portTaken(stdout+stderr); try++ {
+		stdout, stderr, code = run(t, f, "bash", hfEvaluateScript, env, hfArgs...)
+	}
+	require.Equal(t, 0, code, "%s\n%s", stdout, stderr)
+	require.Contains(t, stdout, "evaluate-raw --transformer-type huggingface")
+	require.Equal(t, evalLosses[evaluateScript], strings.Join(evalLossRE.FindAllString(stdout, -1), "\n"))
 	ptArgs := []string{"dsw", "x", "tiny", "1", "4", "1e-3", "1e-4", "128", "128", "0", "bf16", "1", "1", "sel",
 		"false", "false", "false", "false", "true", "10", ds, moe, "2560", "256", f.out}
 	env["GPUS_PER_NODE"] = "2"

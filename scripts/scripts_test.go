@@ -29,6 +29,7 @@ const (
 	evaluateScript = "run_evaluate_megatron_llama.sh"
 
 	mcoreEvaluateScript = "run_evaluate_mcore_llama.sh"
+	hfEvaluateScript    = "run_evaluate_huggingface_llama.sh"
 )
 
 // fixture is a temporary folder with the inputs the scripts check: a .bin/.idx dataset

@@ -200,6 +200,7 @@ type Args struct {
 	LossScaleWindow      int     `name:"loss-scale-window" default:"1000" help:"Clean iterations before the loss scale grows."`
 	Hysteresis           int     `name:"hysteresis" default:"2" help:"Overflows tolerated before the loss scale backs off."`
 	TransformerImpl      string  `name:"transformer-impl" default:"local" help:"local or transformer_engine (the same kernels here)."`
+	TransformerType      string  `name:"transformer-type" default:"megatron" enum:"megatron,huggingface" help:"Pai-Megatron-Patch: huggingface evaluates a Hugging Face --load folder's own model (evaluate-raw)."`
 	UseFlashAttn         bool    `name:"use-flash-attn" help:"Accepted: attention is always flash-style (online softmax); bf16/fp16 runs on a GPU use the tensor-core flash kernel."`
 	RecomputeActivations bool    `name:"recompute-activations" help:"Same as --recompute-granularity selective."`
 	RecomputeGranularity string  `name:"recompute-granularity" help:"selective (core attention; what the flash-style kernel always does) or full (whole layers)."`
@@ -237,8 +238,9 @@ type Args struct {
 	Backend kernels.Backend `kong:"-"` // nil: kernels/cpu
 	tokPad  int64           // the tokenizer's pad id (−1: none), for Pai's loss masks
 	epochs  bool            // Pai's epoch loop (finetune_utils), which has no final evaluation
-	// evaluateRaw: Pai's evaluation entry points (EvaluateRaw) instead of training.
-	evaluateRaw bool
+	// evaluateRaw: Pai's evaluation entry points (EvaluateRaw) instead of training; hfModel:
+	// the model and its weights are --load's Hugging Face folder's.
+	evaluateRaw, hfModel bool
 	// DistributedBackend is Megatron's: the collectives of GPU tensors.
 	DistributedBackend string `name:"distributed-backend" default:"nccl" enum:"nccl,gloo" help:"Collectives for GPU tensors: nccl, or gloo (host collectives over TCP, staged through host memory)."`
 }

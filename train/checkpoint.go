@@ -3,6 +3,7 @@ package train
 import (
 	"fmt"
 
+	"github.com/gomegatron/gomegatron/ckpt/hf"
 	"github.com/gomegatron/gomegatron/ckpt/megatron"
 	"github.com/gomegatron/gomegatron/ckpt/torchpickle"
 	"github.com/gomegatron/gomegatron/comm"
@@ -325,6 +326,18 @@ func (c *checkpointer) expertShards(loc megatron.Location) megatron.Location {
 // --finetune / --no-load-optim the optimizer state and the run's progress.
 func (c *checkpointer) load() (progress, error) {
 	var p progress
+	if c.a.hfModel { // a Hugging Face folder: its weights, nothing else
+		r, err := hf.Open(c.a.Load)
+		if err != nil {
+			return p, err
+		}
+		defer r.Close()
+		if err := c.loadFull(r.Full); err != nil {
+			return p, err
+		}
+		c.opt.SyncMainFromWeights()
+		return p, nil
+	}
 	loc, err := megatron.Resolve(c.a.Load)
 	if c.a.CkptStep > 0 {
 		loc, err = megatron.Location{Root: c.a.Load, Iteration: c.a.CkptStep}, nil
@@ -568,16 +581,21 @@ func (c *checkpointer) loadResharded(loc megatron.Location) error {
 		return err
 	}
 	defer ck.Close()
-	tp := c.ps.TPSize
+	return c.loadFull(ck.Full)
+}
+
+// loadFull fills this rank's shard of every parameter from the full tensors full returns
+// (a Megatron checkpoint at any layout, or a Hugging Face folder's).
+func (c *checkpointer) loadFull(full func(key string) ([]float32, []int, error)) error {
 	for _, prm := range c.params() {
-		vals, shape, err := ck.Full(prm.InitKey)
+		vals, shape, err := full(prm.InitKey)
 		if err != nil {
 			return fmt.Errorf("--load %s: %s: %w", c.a.Load, prm.InitKey, err)
 		}
 		if !tensor.SameShape(shape, prm.FullShape) {
 			return fmt.Errorf("--load %s: %s has shape %v, the model (from the flags) wants %v", c.a.Load, prm.InitKey, shape, prm.FullShape)
 		}
-		c.set(prm.Data, layers.Shard(vals, shape, prm.PartitionDim, prm.GLU, c.ps.Coords.TP, tp))
+		c.set(prm.Data, layers.Shard(vals, shape, prm.PartitionDim, prm.GLU, c.ps.Coords.TP, c.ps.TPSize))
 	}
 	return nil
 }

@@ -5,8 +5,11 @@ import (
 	"io"
 	"math"
 	"os"
+	"path/filepath"
 	"strings"
 
+	"github.com/gomegatron/gomegatron/ckpt/hf"
+	"github.com/gomegatron/gomegatron/ckpt/megatron"
 	"github.com/gomegatron/gomegatron/comm"
 	"github.com/gomegatron/gomegatron/data/gpt"
 	"github.com/gomegatron/gomegatron/data/sampler"
@@ -15,8 +18,9 @@ import (
 	"github.com/gomegatron/gomegatron/tensor"
 )
 
-// EvaluateRaw is Pai-Megatron-Patch's evaluate_megatron_llama.py and evaluate_mcore_llama.py:
-// the --load checkpoint's loss on the raw JSON --valid-data-path (LLamaRawDataset) in one
+// EvaluateRaw is Pai-Megatron-Patch's evaluate_megatron_llama.py and evaluate_mcore_llama.py
+// (and, when --load is a Hugging Face folder, evaluate_huggingface_llama.py, whose model is
+// the folder's): the checkpoint's loss on the raw JSON --valid-data-path (LLamaRawDataset) in one
 // pass. Each data-parallel rank takes its share in the order of Pai's data loader (a torch
 // DistributedSampler at epoch 0, padded to a multiple of DP) in micro-batches, the last one
 // smaller (drop_last=False), and each micro-batch's loss is Σ(loss·mask)/Σmask with the
@@ -36,6 +40,22 @@ func EvaluateRaw(a *Args, world comm.Comm, out io.Writer) error {
 	}
 	if err := a.rawSeqLength("evaluation"); err != nil {
 		return err
+	}
+	if a.TransformerType == "huggingface" && !a.hfFolder() {
+		return fmt.Errorf("--transformer-type huggingface needs --load to be a Hugging Face model folder (config.json), got %q", a.Load)
+	}
+	if a.hfFolder() {
+		// Pai's evaluate_huggingface_llama.py: transformers builds the model from the
+		// folder's config.json; the Megatron flags give only the layout and precision.
+		r, err := hf.Open(a.Load)
+		if err != nil {
+			return err
+		}
+		r.Close()
+		c := r.Config
+		c.SeqLength, c.TensorModelParallelSize = a.SeqLength, a.Config.TensorModelParallelSize
+		c.PaddedVocabSize = max(c.PaddedVocabSize, c.VocabSize) // the folder's embedding rows
+		a.Config, a.hfModel = c, true
 	}
 	// load_checkpoint(model, None, None): the weights only, and no training.
 	a.evaluateRaw, a.NoLoadOptim, a.NoLoadRNG = true, true, true
@@ -98,4 +118,15 @@ func (a *Args) evaluateSplit(tr *Trainer, valid samples, ps *comm.ParallelState,
 	}
 	logf("done :-)")
 	return nil
+}
+
+// hfFolder reports a --load that is a Hugging Face model folder (config.json, no Megatron
+// tracker file).
+func (a *Args) hfFolder() bool {
+	if !a.LoadingCheckpoint() {
+		return false
+	}
+	_, errCfg := os.Stat(filepath.Join(a.Load, "config.json"))
+	_, errMeg := megatron.Resolve(a.Load)
+	return errCfg == nil && errMeg != nil
 }

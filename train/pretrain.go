@@ -160,7 +160,14 @@ func run(a *Args, world comm.Comm, out io.Writer, hook dataHook) error {
 
 	// Model, optimizer, trainer.
 	cfg := a.Config
-	if a.paiTokenizer() {
+	switch {
+	case a.hfModel:
+		// The folder's embedding rows (Pai resizes them to the tokenizer, the same size for
+		// the Llama-2 family): the tokenizer's ids must fit.
+		if a.VocabSize > cfg.PaddedVocabSize {
+			return fmt.Errorf("--load %s: the tokenizer has %d ids (with --extra-vocab-size), more than the model's %d embedding rows", a.Load, a.VocabSize, cfg.PaddedVocabSize)
+		}
+	case a.paiTokenizer():
 		// Pai sets padded_vocab_size = tokenizer.vocab_size + --extra-vocab-size itself:
 		// no rounding to --make-vocab-size-divisible-by, so Pai's checkpoints fit.
 		if a.VocabSize%a.TensorModelParallelSize != 0 {
@@ -676,6 +683,9 @@ func (a *Args) checkpointFound() (bool, error) {
 		return false, nil
 	}
 	if _, err := megatron.Resolve(a.Load); err == nil {
+		return true, nil
+	}
+	if a.hfModel {
 		return true, nil
 	}
 	if _, err := os.Stat(filepath.Join(a.Load, "config.json")); err == nil {

@@ -164,6 +164,11 @@ func TestEvaluateRaw(t *testing.T) {
 		require.InEpsilon(t, single[2*j][0], row[0], 1e-5, "iteration %d rank 0", j+1)
 		require.InEpsilon(t, single[(2*j+1)%7][0], row[1], 1e-5, "iteration %d rank 1", j+1)
 	}
+	bad := exec.Command(golaunchBin, "--standalone", "evaluate-raw", "--transformer-type", "huggingface", "--load", ckpt,
+		"--valid-data-path", valid, "--max-padding-length", "128", "--micro-batch-size", "1")
+	out2, err := bad.CombinedOutput()
+	require.Error(t, err)
+	require.Contains(t, string(out2), "--transformer-type huggingface needs --load to be a Hugging Face model folder")
 	for _, layout := range [][]string{{"--tensor-model-parallel-size", "2"}, {"--pipeline-model-parallel-size", "2"}} {
 		_, got := eval(2, append(layout, "--micro-batch-size", "1")...)
 		require.Len(t, got, 7, "%v", layout)

@@ -528,26 +528,17 @@ pai_train_launch() {
 # pai_evaluate KIND ARGS… is Pai's run_evaluate_megatron_llama.sh (KIND legacy) and
 # run_evaluate_mcore_llama.sh (KIND mcore), 17 arguments each: ENV MEGATRON_PATCH_PATH
 # MODEL_SIZE BATCH_SIZE SEQ_LEN PAD_LEN EXTRA_VOCAB_SIZE PR TP PP AC DO FL SP TE DATASET_PATH
-# PRETRAIN_CHECKPOINT_PATH. It runs `golaunch … evaluate-raw` (evaluate_megatron_llama.py /
-# evaluate_mcore_llama.py) with Pai's flags in Pai's order and writes no files.
+# PRETRAIN_CHECKPOINT_PATH; and run_evaluate_huggingface_llama.sh (KIND hf), 10 arguments:
+# ENV MEGATRON_PATCH_PATH MODEL_SIZE BATCH_SIZE SEQ_LEN PAD_LEN EXTRA_VOCAB_SIZE PR
+# DATASET_PATH PRETRAIN_CHECKPOINT_PATH (a Hugging Face folder, one process on dsw). It runs
+# `golaunch … evaluate-raw` (evaluate_{megatron,mcore,huggingface}_llama.py) with Pai's flags
+# in Pai's order and writes no files.
 pai_evaluate() {
-	local kind=$1 rope what="a Megatron (legacy model)"
+	local kind=$1 rope what="a Megatron (legacy model)" n=17 ds=16 ck=17 usage_args sizes
 	shift
-	[ "$kind" = mcore ] && what="a Megatron-Core"
 	PAI_SCRIPT=$(basename "$0")
-	PAI_USAGE="usage: ${PAI_SCRIPT} ENV MEGATRON_PATCH_PATH MODEL_SIZE BATCH_SIZE SEQ_LEN PAD_LEN EXTRA_VOCAB_SIZE PR TP PP AC DO FL SP TE DATASET_PATH PRETRAIN_CHECKPOINT_PATH
-
-Evaluate ${what} Llama-2 checkpoint on raw JSON samples with \`golaunch … evaluate-raw\`: the loss
-of every micro-batch, one pass (Pai-Megatron-Patch's arguments, in order):
-   1 ENV                       dsw (this machine) | dlc (PAI-DLC: WORLD_SIZE nodes, RANK, KUBERNETES_CONTAINER_RESOURCE_GPU, MASTER_ADDR, MASTER_PORT)
-   2 MEGATRON_PATCH_PATH       accepted and ignored (gomegatron needs no Megatron or Pai checkout)
-   3 MODEL_SIZE                7B | 13B | 70B (GQA, 8 groups) | tiny | small (CPU sizes)
-   4 BATCH_SIZE                --micro-batch-size
-   5 SEQ_LEN                   --seq-length and --max-position-embeddings
-   6 PAD_LEN                   --max-padding-length (samples are PAD_LEN + 1 tokens: --dataset LLama-Pretrain-Raw)
-   7 EXTRA_VOCAB_SIZE          --extra-vocab-size (usually 0)
-   8 PR                        fp16 | bf16 | fp8
-   9 TP                        --tensor-model-parallel-size
+	sizes="7B | 13B | 70B (GQA, 8 groups) | tiny | small (CPU sizes)"
+	usage_args="   9 TP                        --tensor-model-parallel-size
   10 PP                        --pipeline-model-parallel-size
   11 AC                        full | sel | none (accepted; evaluation keeps no activations)
   12 DO                        true | false (--use-distributed-optimizer)
@@ -555,78 +546,139 @@ of every micro-batch, one pass (Pai-Megatron-Patch's arguments, in order):
   14 SP                        true | false (--sequence-parallel, only when TP > 1)
   15 TE                        true | false (--transformer-impl transformer_engine)
   16 DATASET_PATH              --valid-data-path: a JSON list of {instruction, input, output}
-  17 PRETRAIN_CHECKPOINT_PATH  --load (a converted or trained checkpoint), or none
+  17 PRETRAIN_CHECKPOINT_PATH  --load (a converted or trained checkpoint), or none"
+	case $kind in
+	mcore) what="a Megatron-Core" ;;
+	hf)
+		what="a Hugging Face" n=10 ds=9 ck=10
+		usage_args="   9 DATASET_PATH              --valid-data-path: a JSON list of {instruction, input, output}
+  10 PRETRAIN_CHECKPOINT_PATH  --load: a Hugging Face folder (config.json, *.safetensors, tokenizer), whose model is evaluated"
+		;;
+	esac
+	PAI_USAGE="usage: ${PAI_SCRIPT} ENV MEGATRON_PATCH_PATH MODEL_SIZE BATCH_SIZE SEQ_LEN PAD_LEN EXTRA_VOCAB_SIZE PR $([ "$kind" = hf ] || printf 'TP PP AC DO FL SP TE ')DATASET_PATH PRETRAIN_CHECKPOINT_PATH
+
+Evaluate ${what} Llama-2 checkpoint on raw JSON samples with \`golaunch … evaluate-raw\`: the loss
+of every micro-batch, one pass (Pai-Megatron-Patch's arguments, in order):
+   1 ENV                       dsw (this machine$([ "$kind" = hf ] && printf '; one process unless GPUS_PER_NODE says otherwise')) | dlc (PAI-DLC: WORLD_SIZE nodes, RANK, KUBERNETES_CONTAINER_RESOURCE_GPU, MASTER_ADDR, MASTER_PORT)
+   2 MEGATRON_PATCH_PATH       accepted and ignored (gomegatron needs no Megatron or Pai checkout)
+   3 MODEL_SIZE                ${sizes}
+   4 BATCH_SIZE                --micro-batch-size
+   5 SEQ_LEN                   --seq-length and --max-position-embeddings
+   6 PAD_LEN                   --max-padding-length (samples are PAD_LEN$([ "$kind" = hf ] && printf ' tokens: --dataset LLama-SFT' || printf ' + 1 tokens: --dataset LLama-Pretrain-Raw'))
+   7 EXTRA_VOCAB_SIZE          --extra-vocab-size (usually 0)
+   8 PR                        fp16 | bf16$([ "$kind" = hf ] || printf ' | fp8')
+${usage_args}
 
 Environment: DRY_RUN=1 prints the golaunch command and stops; GPUS_PER_NODE (dsw) sets the
 processes per node (default: CUDA_VISIBLE_DEVICES entries, else nvidia-smi -L GPUs, else 1);
 GOLAUNCH names the golaunch binary (default: golaunch on PATH, else built into bin/).
 
-example: ${PAI_SCRIPT} dsw ../.. 7B 1 80 80 0 bf16 2 1 sel true false true false /mnt/llama2-datasets/alpaca_data.json /mnt/llama2-ckpts/Llama-2-7b-hf-to-mg-tp2-pp1/"
-	pai_nargs 17 $#
+example: ${PAI_SCRIPT} dsw ../.. 7B 1 80 80 0 bf16 $([ "$kind" = hf ] || printf '2 1 sel true false true false ')/mnt/llama2-datasets/alpaca_data.json /mnt/llama2-ckpts/Llama-2-7b-hf$([ "$kind" = hf ] || printf -- '-to-mg-tp2-pp1')/"
+	pai_nargs "$n" $#
 	ENV=$1 MEGATRON_PATCH_PATH=$2 MODEL_SIZE=$3 BATCH_SIZE=$4 SEQ_LEN=$5 PAD_LEN=$6 EXTRA_VOCAB_SIZE=$7 PR=$8
-	TP=$9 PP=${10} AC=${11} DO=${12} FL=${13} SP=${14} TE=${15} DATASET_PATH=${16} PRETRAIN_CHECKPOINT_PATH=${17}
 	pai_enum ENV 1 "$ENV" dsw dlc
 	pai_model_shape "$MODEL_SIZE" 3
 	pai_int_pos BATCH_SIZE 4 "$BATCH_SIZE"
 	pai_int_pos SEQ_LEN 5 "$SEQ_LEN"
 	pai_int_pos PAD_LEN 6 "$PAD_LEN"
 	pai_int_nonneg EXTRA_VOCAB_SIZE 7 "$EXTRA_VOCAB_SIZE"
-	pai_enum PR 8 "$PR" fp16 bf16 fp8
-	pai_int_pos TP 9 "$TP"
-	pai_int_pos PP 10 "$PP"
-	pai_enum AC 11 "$AC" full sel none
-	pai_enum DO 12 "$DO" true false
-	pai_enum FL 13 "$FL" true false
-	pai_enum SP 14 "$SP" true false
-	pai_enum TE 15 "$TE" true false
-	if [ -f "${DATASET_PATH}.bin" ]; then
-		pai_die "DATASET_PATH (arg 16): ${DATASET_PATH} is a .bin/.idx dataset; Pai's evaluation reads a raw JSON file (LLama-Pretrain-Raw)"
+	if [ "$kind" = hf ]; then
+		pai_enum PR 8 "$PR" fp16 bf16
+		TP=1 PP=1 AC=none DO=false FL=false SP=false TE=false DATASET_PATH=$9 PRETRAIN_CHECKPOINT_PATH=${10}
+	else
+		pai_enum PR 8 "$PR" fp16 bf16 fp8
+		TP=$9 PP=${10} AC=${11} DO=${12} FL=${13} SP=${14} TE=${15} DATASET_PATH=${16} PRETRAIN_CHECKPOINT_PATH=${17}
+		pai_int_pos TP 9 "$TP"
+		pai_int_pos PP 10 "$PP"
+		pai_enum AC 11 "$AC" full sel none
+		pai_enum DO 12 "$DO" true false
+		pai_enum FL 13 "$FL" true false
+		pai_enum SP 14 "$SP" true false
+		pai_enum TE 15 "$TE" true false
 	fi
-	pai_check_file DATASET_PATH 16 "$DATASET_PATH"
-	if [ "$PRETRAIN_CHECKPOINT_PATH" != none ]; then
-		pai_check_checkpoint PRETRAIN_CHECKPOINT_PATH 17 "$PRETRAIN_CHECKPOINT_PATH" 3 "pass none to evaluate a random model"
+	if [ -f "${DATASET_PATH}.bin" ]; then
+		pai_die "DATASET_PATH (arg ${ds}): ${DATASET_PATH} is a .bin/.idx dataset; Pai's evaluation reads a raw JSON file (LLama-Pretrain-Raw)"
+	fi
+	pai_check_file DATASET_PATH "$ds" "$DATASET_PATH"
+	if [ "$kind" = hf ]; then
+		pai_check_checkpoint PRETRAIN_CHECKPOINT_PATH "$ck" "$PRETRAIN_CHECKPOINT_PATH" 3 ""
+		[ -f "${PRETRAIN_CHECKPOINT_PATH}/config.json" ] ||
+			pai_die "PRETRAIN_CHECKPOINT_PATH (arg ${ck}): ${PRETRAIN_CHECKPOINT_PATH} has no config.json: the Hugging Face evaluation loads a Hugging Face folder"
+		[ "$ENV" = dlc ] || GPUS_PER_NODE=${GPUS_PER_NODE:-1} # Pai: one GPU (CUDA_VISIBLE_DEVICES=5)
+	elif [ "$PRETRAIN_CHECKPOINT_PATH" != none ]; then
+		pai_check_checkpoint PRETRAIN_CHECKPOINT_PATH "$ck" "$PRETRAIN_CHECKPOINT_PATH" 3 "pass none to evaluate a random model"
 	fi
 	pai_distributed "$ENV"
-	pai_check_parallel 9 10
-	if [ "$kind" = mcore ]; then
+	if [ "$kind" != hf ]; then pai_check_parallel 9 10; fi
+	case $kind in
+	mcore)
 		pai_feature_options mcore
 		rope=(--use-rotary-position-embeddings --no-rope-fusion)
-	else
+		;;
+	*)
 		pai_feature_options
 		rope=(--use-llama2-rotary-position-embeddings)
+		;;
+	esac
+	if [ "$kind" = hf ]; then
+		megatron_options=(
+			--transformer-type huggingface
+			--valid-data-path "${DATASET_PATH}"
+			--micro-batch-size "${BATCH_SIZE}"
+			--num-layers "${NUM_LAYERS}"
+			--hidden-size "${HIDDEN_SIZE}"
+			--num-attention-heads "${NUM_ATTN_HEADS}"
+			--seq-length "${SEQ_LEN}"
+			--max-position-embeddings "${SEQ_LEN}"
+			--log-interval 1
+			--eval-interval 100
+			--eval-iters 10
+			--tensor-model-parallel-size 1
+			--pipeline-model-parallel-size 1
+			--no-load-optim
+			--num-workers 0
+			--dataset LLama-SFT
+			--use-distributed-optimizer
+			--max-padding-length "${PAD_LEN}"
+			--extra-vocab-size "${EXTRA_VOCAB_SIZE}"
+			--patch-tokenizer-type LLamaTokenizer
+		)
+		# Pai's order: megatron, pr, load only.
+		activation_checkpoint_options=() te_options=() do_options=() flash_options=() sp_options=() gqa_options=()
+	else
+		megatron_options=(
+			--valid-data-path "${DATASET_PATH}"
+			--micro-batch-size "${BATCH_SIZE}"
+			--num-layers "${NUM_LAYERS}"
+			--hidden-size "${HIDDEN_SIZE}"
+			--num-attention-heads "${NUM_ATTN_HEADS}"
+			--seq-length "${SEQ_LEN}"
+			--max-position-embeddings "${SEQ_LEN}"
+			--ffn-hidden-size "${INTERMEDIATE_SIZE}"
+			--log-interval 1
+			--eval-interval 100
+			--eval-iters 10
+			--tensor-model-parallel-size "${TP}"
+			--pipeline-model-parallel-size "${PP}"
+			--no-load-optim
+			--no-load-rng
+			--seed 1234
+			--num-workers 0
+			--max-padding-length "${PAD_LEN}"
+			--extra-vocab-size "${EXTRA_VOCAB_SIZE}"
+			--patch-tokenizer-type LLamaTokenizer
+			--dataset LLama-Pretrain-Raw
+			--swiglu
+			--normalization RMSNorm
+			"${rope[@]}"
+			--position-embedding-type rope
+			--untie-embeddings-and-output-weights
+			--disable-bias-linear
+		)
+		# --use-mcore-models is gomegatron's addition: Megatron-Core's key names, as Pai's
+		# entry point builds Megatron-Core's GPTModel.
+		if [ "$kind" = mcore ]; then megatron_options+=(--use-mcore-models); fi
 	fi
-	megatron_options=(
-		--valid-data-path "${DATASET_PATH}"
-		--micro-batch-size "${BATCH_SIZE}"
-		--num-layers "${NUM_LAYERS}"
-		--hidden-size "${HIDDEN_SIZE}"
-		--num-attention-heads "${NUM_ATTN_HEADS}"
-		--seq-length "${SEQ_LEN}"
-		--max-position-embeddings "${SEQ_LEN}"
-		--ffn-hidden-size "${INTERMEDIATE_SIZE}"
-		--log-interval 1
-		--eval-interval 100
-		--eval-iters 10
-		--tensor-model-parallel-size "${TP}"
-		--pipeline-model-parallel-size "${PP}"
-		--no-load-optim
-		--no-load-rng
-		--seed 1234
-		--num-workers 0
-		--max-padding-length "${PAD_LEN}"
-		--extra-vocab-size "${EXTRA_VOCAB_SIZE}"
-		--patch-tokenizer-type LLamaTokenizer
-		--dataset LLama-Pretrain-Raw
-		--swiglu
-		--normalization RMSNorm
-		"${rope[@]}"
-		--position-embedding-type rope
-		--untie-embeddings-and-output-weights
-		--disable-bias-linear
-	)
-	# --use-mcore-models is gomegatron's addition: Megatron-Core's key names, as Pai's entry
-	# point builds Megatron-Core's GPTModel.
-	if [ "$kind" = mcore ]; then megatron_options+=(--use-mcore-models); fi
 	OUTPUT_BASEPATH= # Pai's evaluation writes no files: the loss goes to the console
 	pai_train_launch evaluate-raw
 }
