@@ -620,19 +620,16 @@ example: ${PAI_SCRIPT} dsw ../.. 7B 1 80 80 0 bf16 $([ "$kind" = hf ] || printf 
 		rope=(--use-llama2-rotary-position-embeddings)
 		;;
 	esac
+	# The options both kinds of script open with: data, batch, shape, logging.
+	local head=(--valid-data-path "${DATASET_PATH}" --micro-batch-size "${BATCH_SIZE}" --num-layers "${NUM_LAYERS}"
+		--hidden-size "${HIDDEN_SIZE}" --num-attention-heads "${NUM_ATTN_HEADS}" --seq-length "${SEQ_LEN}"
+		--max-position-embeddings "${SEQ_LEN}")
+	local logs=(--log-interval 1 --eval-interval 100 --eval-iters 10)
 	if [ "$kind" = hf ]; then
 		megatron_options=(
 			--transformer-type huggingface
-			--valid-data-path "${DATASET_PATH}"
-			--micro-batch-size "${BATCH_SIZE}"
-			--num-layers "${NUM_LAYERS}"
-			--hidden-size "${HIDDEN_SIZE}"
-			--num-attention-heads "${NUM_ATTN_HEADS}"
-			--seq-length "${SEQ_LEN}"
-			--max-position-embeddings "${SEQ_LEN}"
-			--log-interval 1
-			--eval-interval 100
-			--eval-iters 10
+			"${head[@]}"
+			"${logs[@]}"
 			--tensor-model-parallel-size 1
 			--pipeline-model-parallel-size 1
 			--no-load-optim
@@ -647,17 +644,9 @@ example: ${PAI_SCRIPT} dsw ../.. 7B 1 80 80 0 bf16 $([ "$kind" = hf ] || printf 
 		activation_checkpoint_options=() te_options=() do_options=() flash_options=() sp_options=() gqa_options=()
 	else
 		megatron_options=(
-			--valid-data-path "${DATASET_PATH}"
-			--micro-batch-size "${BATCH_SIZE}"
-			--num-layers "${NUM_LAYERS}"
-			--hidden-size "${HIDDEN_SIZE}"
-			--num-attention-heads "${NUM_ATTN_HEADS}"
-			--seq-length "${SEQ_LEN}"
-			--max-position-embeddings "${SEQ_LEN}"
+			"${head[@]}"
 			--ffn-hidden-size "${INTERMEDIATE_SIZE}"
-			--log-interval 1
-			--eval-interval 100
-			--eval-iters 10
+			"${logs[@]}"
 			--tensor-model-parallel-size "${TP}"
 			--pipeline-model-parallel-size "${PP}"
 			--no-load-optim
