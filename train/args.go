@@ -163,6 +163,7 @@ type Args struct {
 	TensorboardLogInterval       int    `name:"tensorboard-log-interval" default:"1" help:"Iterations between TensorBoard scalars."`
 	TensorboardQueueSize         int    `name:"tensorboard-queue-size" default:"1000" help:"Accepted for compatibility."`
 	LogThroughput                bool   `name:"log-throughput" help:"Print TFLOP/s per GPU in the log line."`
+	LogProgress                  bool   `name:"log-progress" help:"Append job starts and, after each checkpoint, throughput and floating-point operations so far to progress.txt in --save."`
 	LogTimersToTensorboard       bool   `name:"log-timers-to-tensorboard" help:"Write the iteration time (and with --log-throughput the TFLOP/s) to TensorBoard at each log line."`
 	LogBatchSizeToTensorboard    bool   `name:"log-batch-size-to-tensorboard" help:"Write the batch size to TensorBoard."`
 	LogWorldSizeToTB             bool   `name:"log-world-size-to-tensorboard" help:"Write the world size to TensorBoard."`

@@ -20,6 +20,7 @@ type progress struct {
 	SchedSteps                     int64
 	LossScale                      float64
 	ScalerGrowth, ScalerHysteresis int
+	FLOPs                          float64 // num_floating_point_operations_so_far
 }
 
 // checkpointer saves and loads Megatron torch-format checkpoints for one rank.
@@ -204,7 +205,7 @@ func (c *checkpointer) stateDict(p progress) (*torchpickle.Dict, error) {
 		rng.Set("gomegatron_seed", c.a.Seed)
 		st.Set("rng_state", []any{rng})
 	}
-	st.Set("num_floating_point_operations_so_far", 0.0)
+	st.Set("num_floating_point_operations_so_far", p.FLOPs)
 	for v, m := range chunks {
 		if meta := m.FP8Meta(); meta != nil {
 			st.Set(fp8Key(v, len(chunks)), meta)
@@ -396,6 +397,9 @@ func (c *checkpointer) load() (progress, error) {
 	p.ConsumedTrain = nsInt(args, "consumed_train_samples")
 	p.ConsumedValid = nsInt(args, "consumed_valid_samples")
 	root, _ := sf.Value.(*torchpickle.Dict)
+	if v, ok := dictGetAny(root, "num_floating_point_operations_so_far"); ok { // 0 when absent
+		p.FLOPs, _ = torchpickle.AsFloat64(v)
+	}
 	// Megatron loads the scheduler with the optimizer only: with --no-load-optim the
 	// learning-rate schedule starts again from step 0 while the iterations go on.
 	if sch, ok := dictGet(root, "opt_param_scheduler"); ok && !c.a.NoLoadOptim {

@@ -114,6 +114,10 @@ func run(a *Args, world comm.Comm, out io.Writer, hook dataHook) error {
 	}
 	defer ps.Close()
 	report := world.Rank() == world.Size()-1 // Megatron's is_last_rank prints the log
+	plog, err := a.newProgressLog(world.Rank(), world.Size(), start)
+	if err != nil {
+		return err
+	}
 	logf := func(format string, args ...any) {
 		if report {
 			fmt.Fprintf(out, format+"\n", args...)
@@ -343,13 +347,17 @@ func run(a *Args, world comm.Comm, out io.Writer, hook dataHook) error {
 	// consumed counts every iteration's samples; schedSteps only those of successful updates
 	// (Megatron does not step the scheduler on a skipped iteration).
 	consumed, consumedValid, schedSteps := resume.ConsumedTrain, resume.ConsumedValid, resume.SchedSteps
+	flops := resume.FLOPs // Megatron's num_floating_point_operations_so_far
+	if plog != nil {
+		plog.startFLOPs = flops
+	}
 	var skipped, nanIters, sinceLog int
 	var lossAcc float64
 	var lossN int
 	lastLog := time.Now()
 	memoryReported := false // Megatron reports memory once, after the first logged iteration
 	save := func(it int) error {
-		p := progress{Iteration: it, ConsumedTrain: consumed, ConsumedValid: consumedValid, SchedSteps: schedSteps, LossScale: opt.LossScale()}
+		p := progress{Iteration: it, ConsumedTrain: consumed, ConsumedValid: consumedValid, SchedSteps: schedSteps, LossScale: opt.LossScale(), FLOPs: flops}
 		if d, ok := opt.Scaler.(*optim.DynamicScaler); ok {
 			p.ScalerGrowth, p.ScalerHysteresis = d.Trackers()
 		}
@@ -357,6 +365,9 @@ func run(a *Args, world comm.Comm, out io.Writer, hook dataHook) error {
 			return fmt.Errorf("saving the checkpoint of iteration %d: %w", it, err)
 		}
 		logf("  successfully saved checkpoint from iteration %7d to %s [ t %d/%d, p %d/%d ]", it, a.Save, ps.Coords.TP+1, ps.TPSize, ps.Coords.PP+1, ps.PPSize)
+		if plog != nil && world.Rank() == 0 {
+			return plog.saved(time.Now(), it, flops, consumed*int64(a.SeqLength))
+		}
 		return nil
 	}
 	stop := newSignalFlag(a.ExitSignalHandler)
@@ -388,6 +399,7 @@ func run(a *Args, world comm.Comm, out io.Writer, hook dataHook) error {
 			return fmt.Errorf("iteration %d: found NaN in the loss or gradient norm (loss %v): pass --no-check-for-nan-in-loss-and-grad to skip such iterations", it, res.Loss)
 		}
 		consumed += int64(batch)
+		flops += FLOPs(&model.Cfg, batch)
 		if !res.Skipped {
 			schedSteps += int64(batch)
 		}

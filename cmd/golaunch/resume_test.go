@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -521,4 +522,45 @@ func TestWeightDecayIncrStyle(t *testing.T) {
 	require.Equal(t, none["1"], rising["1"])
 	require.Equal(t, none["2"], rising["2"], "the first update has weight decay 0")
 	require.NotEqual(t, none["3"], rising["3"], "the second has 5·GBS/(iterations·GBS)")
+}
+
+var progressLine = regexp.MustCompile(`^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\tJob ID: \tGPUs: 1\t(.*)$`)
+
+// TestLogProgress: --log-progress appends Megatron's progress.txt lines to --save: a job
+// start, then per checkpoint the iteration, job and cumulative throughput, the
+// floating-point operations so far (carried in the checkpoint across the resume) and the
+// tokens; the resumed job adds its own start.
+func TestLogProgress(t *testing.T) {
+	dir := t.TempDir()
+	save := filepath.Join(dir, "ck")
+	base := append(append([]string{"--standalone"}, resumeArgs(dir)...), "--log-progress", "--save", save, "--save-interval", "4")
+	runGolaunch(t, base...)
+	runGolaunch(t, append(base, "--load", save, "--train-iters", "12", "--override-opt_param-scheduler")...)
+	b, err := os.ReadFile(filepath.Join(save, "progress.txt"))
+	require.NoError(t, err)
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	require.Len(t, lines, 5, "%s", b)
+	var entries []string
+	for _, l := range lines {
+		m := progressLine.FindStringSubmatch(strings.Replace(l, "# GPUs", "GPUs", 1))
+		require.NotNil(t, m, "%q", l)
+		entries = append(entries, m[1])
+	}
+	require.Equal(t, "Starting job", entries[0])
+	require.Equal(t, "Starting job", entries[3])
+	saved := regexp.MustCompile(`^Saved checkpoint\tIteration: (\d+)\tJob throughput: [\d.]+ TFLOP/s/GPU\tCumulative throughput: [\d.]+ TFLOP/s/GPU\tFloating-point operations: (\S+)\tTokens \(in billions\): (\S+)$`)
+	var flops []float64
+	for i, want := range map[int]string{1: "4", 2: "8", 4: "12"} {
+		m := saved.FindStringSubmatch(entries[i])
+		require.NotNil(t, m, "%q", entries[i])
+		require.Equal(t, want, m[1])
+		f, err := strconv.ParseFloat(m[2], 64)
+		require.NoError(t, err)
+		flops = append(flops, f)
+		require.Equal(t, "0.00", m[3], "8 samples of 32 tokens per iteration")
+	}
+	require.Len(t, flops, 3)
+	sort.Float64s(flops)
+	require.InEpsilon(t, 2*flops[0], flops[1], 0.01, "iteration 8's operations are twice iteration 4's")
+	require.InEpsilon(t, 3*flops[0], flops[2], 0.01, "and the resumed job goes on from the checkpoint's")
 }
