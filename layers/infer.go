@@ -185,15 +185,16 @@ func (m *GPTModel) Decode(kc *KVCache, tokens [][]int64, pos int) (*tensor.Tenso
 	logits := view(s.logits, b, vl)
 	m.cast.forward(m.be, logits, fin, m.outputWeight())
 	m.be.Download(s.hostLogits, s.logits)
-	return m.gatherLogits(s.hostLogits, b, vl)
+	return m.GatherLogits(s.hostLogits, b, vl)
 }
 
 func (m *GPTModel) inferNormStash(kc *KVCache, rows int) normStash {
 	return normStash{mean: kc.sc.mean.Slice(0, rows), rstd: kc.sc.rstd.Slice(0, rows)}
 }
 
-// gatherLogits joins the TP ranks' vocabulary shards [b, V/TP] into [b, Vpad] on the host.
-func (m *GPTModel) gatherLogits(local *tensor.Tensor, b, vl int) (*tensor.Tensor, error) {
+// GatherLogits joins the TP ranks' vocabulary shards [b, V/TP] (host logits of b rows)
+// into [b, Vpad] on the host. Collective over TP.
+func (m *GPTModel) GatherLogits(local *tensor.Tensor, b, vl int) (*tensor.Tensor, error) {
 	tp := m.Par.tpSize()
 	out := tensor.New(tensor.F32, b, vl*tp)
 	if tp == 1 {
@@ -202,7 +203,7 @@ func (m *GPTModel) gatherLogits(local *tensor.Tensor, b, vl int) (*tensor.Tensor
 	}
 	all := tensor.New(tensor.F32, tp*b*vl)
 	if err := m.Par.TP.AllGather(all, local); err != nil {
-		return nil, fmt.Errorf("decode: tensor-parallel all-gather of the logits: %w", err)
+		return nil, fmt.Errorf("tensor-parallel all-gather of the logits: %w", err)
 	}
 	av, ov := all.F32(), out.F32()
 	for r := 0; r < tp; r++ {

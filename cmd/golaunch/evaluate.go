@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,8 +13,11 @@ import (
 	"github.com/gomegatron/gomegatron/ckpt/hf"
 	"github.com/gomegatron/gomegatron/ckpt/megatron"
 	"github.com/gomegatron/gomegatron/ckpt/safetensors"
+	"github.com/gomegatron/gomegatron/comm"
+	"github.com/gomegatron/gomegatron/comm/tcp"
 	"github.com/gomegatron/gomegatron/data/indexed"
 	"github.com/gomegatron/gomegatron/data/tokenizer"
+	"github.com/gomegatron/gomegatron/generate"
 	"github.com/gomegatron/gomegatron/kernels"
 	"github.com/gomegatron/gomegatron/kernels/device"
 	"github.com/gomegatron/gomegatron/layers"
@@ -39,6 +43,7 @@ type evaluateCmd struct {
 	DumpLogits     string   `name:"dump-logits" help:"Write the logits to this safetensors file (logits [B, T, V], or logits.<i> per sequence when lengths differ)." type:"path"`
 	JSON           bool     `name:"json" help:"Print {\"loss\": …, \"ppl\": …, \"per_sequence\": […]} instead of text."`
 	Device         string   `name:"device" default:"auto" enum:"auto,cpu,cuda" help:"Compute device: cuda (GPU LOCAL_RANK), cpu, or auto (cuda when a GPU and its libraries are found); fp32 either way."`
+	TP             int      `name:"tensor-model-parallel-size" default:"1" help:"Tensor-parallel size (= the processes under golaunch --nproc-per-node): each rank reads and holds only its shard."`
 }
 
 // runEvaluate prints the mean next-token cross entropy per sequence and overall: Hugging
@@ -50,12 +55,38 @@ func runEvaluate(args []string, stdout io.Writer) error {
 			"on token ids (--tokens), a .bin/.idx dataset (--data-path) or texts (--jsonl).", args, stdout); done || err != nil {
 		return err
 	}
+	world, err := tcp.InitFromEnv(context.Background(), tcp.Options{})
+	if err != nil {
+		return err
+	}
+	defer world.Close()
+	if cmd.TP != world.Size() {
+		return fmt.Errorf("--tensor-model-parallel-size %d, but %d processes were launched (golaunch --nproc-per-node %d)", cmd.TP, world.Size(), cmd.TP)
+	}
+	if world.Rank() != 0 {
+		stdout = io.Discard // every rank computes the same losses; rank 0 reports
+	}
 	be, release, err := device.Open(device.Options{Name: cmd.Device, Index: device.LocalRank()})
 	if err != nil {
 		return err
 	}
 	defer release()
-	gm, family, err := loadAnyModel(be, cmd.Load)
+	var gm *layers.GPTModel
+	var family string
+	if world.Size() == 1 {
+		gm, family, err = loadAnyModel(be, cmd.Load)
+	} else {
+		par := layers.Parallel{TP: world}
+		if !comm.Carries(world, be.Device()) {
+			par.TP = comm.Staged(world, be) // TP collectives of GPU activations through the host
+		}
+		var src generate.Source
+		gm, src, err = generate.Load(be, cmd.Load, par)
+		family = src.Family
+		if src.Kind == "megatron" {
+			family = "megatron"
+		}
+	}
 	if err != nil {
 		return err
 	}
@@ -96,11 +127,15 @@ func runEvaluate(args []string, stdout io.Writer) error {
 		if cmd.DumpLogits != "" {
 			h := tensor.New(tensor.F32, st.Logits.Shape()...)
 			be.Download(h, st.Logits)
-			logits[i] = h.F32()[:len(ids)*vocab]
+			full, err := gm.GatherLogits(h, len(ids), h.Numel()/len(ids))
+			if err != nil {
+				return fmt.Errorf("sequence %d: %w", i, err)
+			}
+			logits[i] = full.F32()[:len(ids)*vocab]
 		}
 	}
 	loss := total / count
-	if cmd.DumpLogits != "" {
+	if cmd.DumpLogits != "" && world.Rank() == 0 {
 		if err := dumpLogits(cmd.DumpLogits, logits, vocab); err != nil {
 			return err
 		}

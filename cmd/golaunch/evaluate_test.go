@@ -20,13 +20,23 @@ import (
 
 const hfFixtures = "../../testdata/hf"
 
+// TestEvaluateMatchesFixtureLoss compares the loss and logits with transformers' fixtures,
+// in one process and (llama-gqa, gpt2) with two tensor-parallel ranks, each reading only its
+// shard of the Hugging Face folder.
 func TestEvaluateMatchesFixtureLoss(t *testing.T) {
-	for _, name := range []string{"llama-mha", "llama-gqa", "gpt2", "bloom"} {
+	for _, name := range []string{"llama-mha", "llama-gqa", "gpt2", "bloom", "llama-gqa/tp2", "gpt2/tp2"} {
 		t.Run(name, func(t *testing.T) {
+			name, tp2 := strings.CutSuffix(name, "/tp2")
 			dir := filepath.Join(hfFixtures, name)
 			dump := filepath.Join(t.TempDir(), "logits.safetensors")
 			var out bytes.Buffer
-			require.NoError(t, runEvaluate([]string{"--load", dir, "--tokens", filepath.Join(dir, "inputs.safetensors"), "--json", "--dump-logits", dump}, &out))
+			args := []string{"--load", dir, "--tokens", filepath.Join(dir, "inputs.safetensors"), "--json", "--dump-logits", dump}
+			if tp2 {
+				o := runGolaunch(t, append([]string{"--standalone", "--nproc-per-node", "2", "evaluate", "--tensor-model-parallel-size", "2"}, args...)...)
+				out.WriteString(o[strings.Index(o, "{"):strings.LastIndex(o, "}")+1])
+			} else {
+				require.NoError(t, runEvaluate(args, &out))
+			}
 			var res struct {
 				Loss        float64   `json:"loss"`
 				PerSequence []float64 `json:"per_sequence"`
@@ -110,6 +120,8 @@ func TestEvaluateBadInput(t *testing.T) {
 			}
 		})
 	}
+	err := runEvaluate([]string{"--load", src, "--tokens", tokens, "--tensor-model-parallel-size", "2"}, &bytes.Buffer{})
+	require.ErrorContains(t, err, "--tensor-model-parallel-size 2, but 1 processes were launched")
 }
 
 // TestEvaluateMegatronCheckpointAndIndexedData: the HF fixture saved as a Megatron (mcore,
