@@ -23,8 +23,17 @@ type Source struct {
 // checkpoint (tracker file, release/ or iter_ folder; any TP it was saved with) or a
 // Hugging Face directory (config.json). The checkpoint's architecture is used; dropout is
 // off. When the padded vocabulary is not divisible by the TP size it is padded further
-// with zero rows (their logits are never sampled). The model is whole (PP = 1).
+// with zero rows (their logits are never sampled). The model is whole (PP = 1) and in eval
+// mode (GPTModel.Eval).
 func Load(be kernels.Backend, path string, par layers.Parallel) (*layers.GPTModel, Source, error) {
+	m, src, err := load(be, path, par)
+	if err == nil {
+		m.Eval() // for good: inference
+	}
+	return m, src, err
+}
+
+func load(be kernels.Backend, path string, par layers.Parallel) (*layers.GPTModel, Source, error) {
 	par.PPRank, par.PPSize = 0, 1
 	if _, err := megatron.Resolve(path); err == nil {
 		c, err := megatron.Open(path)

@@ -48,7 +48,7 @@ type Config struct {
 	// Mixture of experts (Megatron-Core's MoELayer in every layer; see MoE).
 	NumExperts                 int     `name:"num-experts" help:"Experts in each layer's MoE block (Megatron-Core MoE); 0: a dense MLP."`
 	MoERouterTopK              int     `name:"moe-router-topk" default:"2" help:"Experts each token is routed to."`
-	MoERouterLoadBalancingType string  `name:"moe-router-load-balancing-type" default:"aux_loss" help:"Router load balancing: aux_loss (sinkhorn is not supported yet)."`
+	MoERouterLoadBalancingType string  `name:"moe-router-load-balancing-type" default:"aux_loss" help:"Router load balancing: aux_loss (GShard's loss) or sinkhorn (S-BASE's balanced assignment)."`
 	MoEAuxLossCoeff            float64 `name:"moe-aux-loss-coeff" help:"Scale of the load-balancing loss (1e-2 is Megatron's suggestion)."`
 	MoEZLossCoeff              float64 `name:"moe-z-loss-coeff" help:"Scale of the router z-loss (1e-3 is Megatron's suggestion); 0: none."`
 
@@ -56,6 +56,9 @@ type Config struct {
 	PaddedVocabSize int `kong:"-"`
 	// TensorModelParallelSize splits heads, FFN and vocabulary (issue 5); 1 here.
 	TensorModelParallelSize int `kong:"-"`
+	// evaluating is Megatron's model.eval() (GPTModel.Eval): no dropout, and Sinkhorn
+	// routing takes the top-k activations.
+	evaluating bool
 }
 
 // Defaults returns a Config with Megatron's default values filled in.
@@ -220,7 +223,9 @@ func (c *Config) finalizeMoE() error {
 	switch c.MoERouterLoadBalancingType {
 	case "aux_loss", "":
 	case "sinkhorn":
-		return fmt.Errorf("--moe-router-load-balancing-type sinkhorn is not supported yet (aux_loss is)")
+		if c.MoEAuxLossCoeff != 0 {
+			return fmt.Errorf("--moe-router-load-balancing-type sinkhorn: Sinkhorn routing does not support aux loss (--moe-aux-loss-coeff %v must be 0, as Megatron asserts)", c.MoEAuxLossCoeff)
+		}
 	default:
 		return fmt.Errorf("--moe-router-load-balancing-type %q: want aux_loss or sinkhorn", c.MoERouterLoadBalancingType)
 	}

@@ -83,6 +83,10 @@ func newGPTModel(be kernels.Backend, cfg Config, par Parallel) (*GPTModel, error
 	if cfg.NumLayers%par.PPSize != 0 {
 		return nil, fmt.Errorf("--num-layers %d is not divisible by --pipeline-model-parallel-size %d", cfg.NumLayers, par.PPSize)
 	}
+	if cfg.NumExperts > 0 && cfg.MoERouterLoadBalancingType == "sinkhorn" && par.cpSize() > 1 {
+		// Sinkhorn balances over every token of the microbatch; a CP rank holds a part.
+		return nil, fmt.Errorf("--moe-router-load-balancing-type sinkhorn with --context-parallel-size %d is not supported", par.cpSize())
+	}
 	if cfg.NumLayers%(par.PPSize*par.VPSize) != 0 {
 		return nil, fmt.Errorf("--num-layers %d is not divisible by pipeline size %d × virtual stages %d", cfg.NumLayers, par.PPSize, par.VPSize)
 	}
@@ -315,13 +319,14 @@ type Batch struct {
 	DocStart  []int32
 }
 
-// NoDropout turns dropout off until restore is called: Megatron's model.eval() around
-// evaluation, so validation losses are the deterministic model's.
-func (m *GPTModel) NoDropout() (restore func()) {
+// Eval puts the model in Megatron's eval mode until restore is called (model.eval()
+// around evaluation and generation): no dropout, so validation losses are the
+// deterministic model's, and Sinkhorn routers pick the top-k activations.
+func (m *GPTModel) Eval() (restore func()) {
 	c := &m.Cfg
-	a, h := c.AttentionDropout, c.HiddenDropout
-	c.AttentionDropout, c.HiddenDropout = 0, 0
-	return func() { c.AttentionDropout, c.HiddenDropout = a, h }
+	a, h, e := c.AttentionDropout, c.HiddenDropout, c.evaluating
+	c.AttentionDropout, c.HiddenDropout, c.evaluating = 0, 0, true
+	return func() { c.AttentionDropout, c.HiddenDropout, c.evaluating = a, h, e }
 }
 
 // Forward runs this stage on a microbatch. The first stage reads bt.Tokens; other stages read

@@ -185,6 +185,11 @@ func (m *MoE) route(be kernels.Backend, cast *castScratch, ms *moeStash, x *tens
 	lg := ms.lg.Slice(0, n)
 	cast.forward(be, lg, x, m.Router)
 	ms.host.get(be, ms.logits[:n*E], lg)
+	sinkhorn := c.MoERouterLoadBalancingType == "sinkhorn"
+	rank := ms.logits[:n*E] // what the top k are taken of
+	if sinkhorn && !c.evaluating {
+		rank = sinkhornBalance(ms.logits[:n*E], n, E)
+	}
 	order := make([]int32, E)
 	for t := 0; t < n; t++ {
 		z := ms.logits[t*E : (t+1)*E]
@@ -204,9 +209,19 @@ func (m *MoE) route(be kernels.Backend, cast *castScratch, ms *moeStash, x *tens
 		for e := range order {
 			order[e] = int32(e)
 		}
-		sort.SliceStable(order, func(a, b int) bool { return z[order[a]] > z[order[b]] })
+		r := rank[t*E : (t+1)*E]
+		sort.SliceStable(order, func(a, b int) bool { return r[order[a]] > r[order[b]] })
 		sel, sc := ms.sel[t*k:(t+1)*k], ms.score[t*k:(t+1)*k]
 		copy(sel, order[:k])
+		if sinkhorn { // the chosen experts' activations: sigmoid for k = 1, else the softmax
+			for j, e := range sel {
+				sc[j] = ms.probs[t*E+int(e)]
+				if k == 1 {
+					sc[j] = float32(1 / (1 + math.Exp(-float64(z[e]))))
+				}
+			}
+			continue
+		}
 		top := z[sel[0]]
 		var s float64
 		for j, e := range sel {
@@ -379,7 +394,7 @@ func (m *MoE) Backward(be kernels.Backend, cast *castScratch, ms *moeStash, g *m
 	// Each row's d out, its score grad ⟨d out_t, y_r⟩ (partial over TP: y is) and d y = s·d out_t.
 	tok, dy := ms.tokDev.Slice(0, R), g.dy.Slice(0, R)
 	be.Embedding(dy, dG, tok, 0)
-	if k > 1 { // with k = 1 the score is constant
+	if k > 1 || c.MoERouterLoadBalancingType == "sinkhorn" { // aux_loss, k = 1: the score is constant
 		be.RowDot(g.dsR.Slice(0, R), dy, ms.y.Slice(0, R))
 	}
 	be.ScaleRows(dy, ms.rsDev.Slice(0, R))
@@ -422,8 +437,8 @@ func (m *MoE) Backward(be kernels.Backend, cast *castScratch, ms *moeStash, g *m
 // row is on one EP rank).
 func (m *MoE) scoreGrads(be kernels.Backend, ms *moeStash, g *moeGrads) ([]float32, error) {
 	k, n, ep := m.cfg.MoERouterTopK, ms.n, m.par.epSize()
-	if k == 1 {
-		return nil, nil
+	if k == 1 && m.cfg.MoERouterLoadBalancingType != "sinkhorn" {
+		return nil, nil // the renormalised score of one expert is 1
 	}
 	G, R := n*ep, ms.rows
 	if err := m.par.allReduce(g.dsR.Slice(0, R), "router score grads"); err != nil {
@@ -485,7 +500,26 @@ func (m *MoE) logitGrads(ms *moeStash, dl, ds []float32, lo, nl int) error {
 	}
 	for t := lo; t < lo+nl; t++ {
 		d := dl[(t-lo)*E : (t-lo+1)*E]
-		if ds != nil { // nil with k = 1: the score is constant
+		if ds != nil && c.MoERouterLoadBalancingType == "sinkhorn" {
+			// Scores are activations of the chosen logits: σ(z_e) for k = 1, whose
+			// derivative is s(1 − s); else softmax p_e over all experts, ∂p_e/∂z = p_e(δ − p).
+			sc, dst, p := score[t*k:(t+1)*k], ds[t*k:(t+1)*k], ms.probs[t*E:(t+1)*E]
+			if k == 1 {
+				s := float64(sc[0])
+				d[sel[t]] += float32(float64(dst[0]) * s * (1 - s))
+			} else {
+				var dot float64
+				for j := range sc {
+					dot += float64(sc[j]) * float64(dst[j])
+				}
+				for j, e := range sel[t*k : (t+1)*k] {
+					d[e] += float32(float64(sc[j]) * float64(dst[j]))
+				}
+				for e := range p {
+					d[e] -= float32(float64(p[e]) * dot)
+				}
+			}
+		} else if ds != nil { // nil with aux_loss and k = 1: the score is constant
 			sc, dst := score[t*k:(t+1)*k], ds[t*k:(t+1)*k]
 			var dot float64
 			for j := range sc {
@@ -534,4 +568,53 @@ func (m *MoE) auxLosses(ms *moeStash) (aux, z float64) {
 		aux += pm[e] / float64(n) * mm[e] / float64(n)
 	}
 	return c.MoEAuxLossCoeff * float64(E) * aux, c.MoEZLossCoeff * z / float64(n)
+}
+
+// sinkhornBalance is Megatron's sinkhorn (moe_utils.py) on the router logits [n, E] in
+// float32: with C = exp(logits), iterate
+//
+//	d0_t = (1/n) / (Σ_e d1_e·C_te + ε),  d1_e = (1/E) / (Σ_t d0_t·C_te + ε)
+//
+// from d1 = 1 until mean_e |Δd1| ≤ 10⁻⁴ (ε = 10⁻⁸), and return d1_e·C_te·d0_t: a
+// balanced assignment whose top k per token are the chosen experts (S-BASE).
+func sinkhornBalance(logits []float32, n, E int) []float32 {
+	cost := make([]float32, len(logits))
+	for i, v := range logits {
+		cost[i] = float32(math.Exp(float64(v)))
+	}
+	d0, d1 := make([]float32, n), make([]float32, E)
+	for e := range d1 {
+		d1[e] = 1
+	}
+	const eps, tol = 1e-8, 1e-4
+	next := make([]float32, E)
+	for err := float32(1e9); err > tol; {
+		for t := range d0 {
+			var s float32
+			for e, c := range cost[t*E : (t+1)*E] {
+				s += d1[e] * c
+			}
+			d0[t] = float32(1/float64(n)) * (1 / (s + eps))
+		}
+		for e := range next {
+			var s float32
+			for t := range d0 {
+				s += d0[t] * cost[t*E+e]
+			}
+			next[e] = float32(1/float64(E)) * (1 / (s + eps))
+		}
+		var sum float32
+		for e := range next {
+			sum += float32(math.Abs(float64(d1[e] - next[e])))
+		}
+		err = sum / float32(E)
+		copy(d1, next)
+	}
+	out := make([]float32, len(cost))
+	for t := range d0 {
+		for e := range d1 {
+			out[t*E+e] = d1[e] * cost[t*E+e] * d0[t]
+		}
+	}
+	return out
 }

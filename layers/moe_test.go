@@ -17,7 +17,7 @@ import (
 )
 
 // megatronMoE transcribes Megatron-LM 240126's MoELayer (router.py TopKRouter with
-// aux_loss balancing and the z-loss, token_dispatcher.py MoEDroplessTokenDispatcher
+// aux_loss or sinkhorn balancing (training and eval) and the z-loss, token_dispatcher.py MoEDroplessTokenDispatcher
 // without SP/EP, experts.py SequentialMLP with SwiGLU) in float64 torch. The
 // MoEAuxLossAutoScaler gives the auxiliary losses the gradient `scale`, so the objective
 // is Σ out·dout + scale·(aux + z). Reads the inputs as JSON on stdin, prints the output
@@ -34,15 +34,37 @@ W2 = [T("fc2_%d" % e).view(h, F).requires_grad_() for e in range(E)]
 dout = T("dout").view(N, h)
 aux_c, z_c, scale = d["aux"], d["z"], d["scale"]
 
+def sinkhorn(cost, tol=0.0001):
+    cost = torch.exp(cost)
+    d0 = torch.ones(cost.size(0), dtype=cost.dtype)
+    d1 = torch.ones(cost.size(1), dtype=cost.dtype)
+    eps, error, d1_old = 0.00000001, 1e9, d1
+    while error > tol:
+        d0 = (1 / d0.size(0)) * 1 / (torch.sum(d1 * cost, 1) + eps)
+        d1 = (1 / d1.size(0)) * 1 / (torch.sum(d0.unsqueeze(1) * cost, 0) + eps)
+        error = torch.mean(torch.abs(d1_old - d1))
+        d1_old = d1
+    return d1 * cost * d0.unsqueeze(1)
+
 logits = torch.nn.functional.linear(x, R).view(-1, E)
 extra = 0
 if z_c:
     extra = extra + torch.mean(torch.square(torch.logsumexp(logits, dim=-1))) * z_c
-top_logits, indices = torch.topk(logits, k=k, dim=1)
-scores = torch.softmax(top_logits, dim=-1)
-probs = torch.softmax(logits, dim=-1)
-mask = torch.nn.functional.one_hot(indices, num_classes=E).sum(dim=1)
-aux = torch.sum(probs.mean(dim=0) * mask.double().mean(dim=0)) * E * aux_c
+if d["type"] == "sinkhorn":
+    act = torch.sigmoid(logits) if k == 1 else torch.softmax(logits, dim=-1)
+    if d["eval"]:
+        scores, indices = torch.topk(act, k=k, dim=1)
+    else:
+        with torch.no_grad():
+            _, indices = torch.topk(sinkhorn(logits.float()), k=k, dim=1)
+        scores = torch.gather(act, 1, indices)
+    aux = torch.zeros((), dtype=torch.float64)
+else:
+    top_logits, indices = torch.topk(logits, k=k, dim=1)
+    scores = torch.softmax(top_logits, dim=-1)
+    probs = torch.softmax(logits, dim=-1)
+    mask = torch.nn.functional.one_hot(indices, num_classes=E).sum(dim=1)
+    aux = torch.sum(probs.mean(dim=0) * mask.double().mean(dim=0)) * E * aux_c
 extra = extra + aux
 
 hidden = x.view(-1, h)
@@ -88,19 +110,24 @@ func TestMoEMatchesMegatron(t *testing.T) {
 	for _, tc := range []struct {
 		k      int
 		aux, z float64
-	}{{2, 0.01, 0.001}, {1, 0.1, 0}, {3, 0, 0.01}} {
-		t.Run(fmt.Sprintf("top%d_aux%v_z%v", tc.k, tc.aux, tc.z), func(t *testing.T) {
-			checkMoEAgainstMegatron(t, tc.k, tc.aux, tc.z)
+		typ    string
+		eval   bool
+	}{{2, 0.01, 0.001, "aux_loss", false}, {1, 0.1, 0, "aux_loss", false}, {3, 0, 0.01, "aux_loss", false},
+		{1, 0, 0.001, "sinkhorn", false}, {2, 0, 0, "sinkhorn", false}, {3, 0, 0.01, "sinkhorn", false},
+		{2, 0, 0.001, "sinkhorn", true}, {1, 0, 0, "sinkhorn", true}} {
+		t.Run(fmt.Sprintf("%s_top%d_aux%v_z%v_eval%v", tc.typ, tc.k, tc.aux, tc.z, tc.eval), func(t *testing.T) {
+			checkMoEAgainstMegatron(t, tc.k, tc.aux, tc.z, tc.typ, tc.eval)
 		})
 	}
 }
 
-func checkMoEAgainstMegatron(t *testing.T, k int, auxC, zC float64) {
+func checkMoEAgainstMegatron(t *testing.T, k int, auxC, zC float64, typ string, eval bool) {
 	be := cpu.New()
 	const N, h, F, E = 11, 8, 6, 4
 	cfg := Defaults()
 	cfg.HiddenSize, cfg.FFNHiddenSize, cfg.SwiGLU = h, F, true
 	cfg.NumExperts, cfg.MoERouterTopK, cfg.MoEAuxLossCoeff, cfg.MoEZLossCoeff = E, k, auxC, zC
+	cfg.MoERouterLoadBalancingType, cfg.evaluating = typ, eval
 	scale := float32(0.75)
 	cast := &castScratch{be: be}
 	ps := &paramSet{be: be, tp: 1, cast: cast, auxScale: &scale}
@@ -113,7 +140,7 @@ func checkMoEAgainstMegatron(t *testing.T, k int, auxC, zC float64) {
 		}
 		return v
 	}
-	in := map[string]any{"N": N, "h": h, "E": E, "k": k, "F": F, "aux": auxC, "z": zC, "scale": scale}
+	in := map[string]any{"N": N, "h": h, "E": E, "k": k, "F": F, "aux": auxC, "z": zC, "scale": scale, "type": typ, "eval": eval}
 	for _, p := range ps.all {
 		v := randn(p.Numel(), 0.5)
 		copy(p.Data.F32(), v)
@@ -166,7 +193,7 @@ func checkMoEAgainstMegatron(t *testing.T, k int, auxC, zC float64) {
 	aux, z := m.auxLosses(ms)
 	require.InDelta(t, want["aux"].(float64), aux, 1e-6)
 	require.InDelta(t, want["z"].(float64), z, 1e-6)
-	if k == 1 && auxC == 0 && zC == 0 {
+	if k == 1 && auxC == 0 && zC == 0 && typ == "aux_loss" {
 		require.Zero(t, m.Router.Grad.F32()[0])
 	}
 }

@@ -585,6 +585,16 @@ func TestMoELayouts(t *testing.T) {
 			compareRuns(t, l.String(), ref, runLayout(t, cfg, l, iters), 1e-5)
 		})
 	}
+	// Sinkhorn routing balances each microbatch's tokens: every layout sees them all.
+	sk := cfg
+	sk.MoERouterLoadBalancingType, sk.MoEAuxLossCoeff = "sinkhorn", 0
+	skRef := runLayout(t, sk, layout{tp: 1, pp: 1, dp: 1}, iters)
+	require.NotEqual(t, ref.losses, skRef.losses, "the routing changes")
+	for _, l := range []layout{{tp: 2, pp: 1, dp: 1, sp: true}, {tp: 1, pp: 2, dp: 4, ep: 2, dist: true}} {
+		t.Run("sinkhorn/"+l.String(), func(t *testing.T) {
+			compareRuns(t, "sinkhorn "+l.String(), skRef, runLayout(t, sk, l, iters), 1e-5)
+		})
+	}
 }
 
 // TestContextParallelLayouts trains with context parallelism (each rank 2 of 2·CP chunks of

@@ -268,7 +268,7 @@ func (t *Trainer) Evaluate(micro []layers.Batch, seed, step uint64) (lossSum, to
 // Dropout is off, as under Megatron's model.eval().
 func (t *Trainer) EvaluateLocal(micro []layers.Batch, seed, step uint64) (lossSum, tokens float64, err error) {
 	for _, c := range t.Chunks {
-		defer c.NoDropout()()
+		defer c.Eval()()
 	}
 	if t.vp != nil {
 		return t.vp.evaluate(t, micro, seed, step)

@@ -90,6 +90,7 @@ func runEvaluate(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	gm.Eval()
 	seqs, err := cmd.samples(gm.Cfg)
 	if err != nil {
 		return err

@@ -164,6 +164,7 @@ func (g *generateCmd) run(world comm.Comm, stdout io.Writer) error {
 			return err
 		}
 	}
+	m.Eval() // inference: Megatron's model.eval()
 	if (g.BF16 || g.FP16) && be.Device().Type != tensor.CPU {
 		dt := tensor.BF16
 		if g.FP16 {
