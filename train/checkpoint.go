@@ -2,6 +2,8 @@ package train
 
 import (
 	"fmt"
+	"sort"
+	"strings"
 
 	"github.com/gomegatron/gomegatron/ckpt/hf"
 	"github.com/gomegatron/gomegatron/ckpt/megatron"
@@ -563,6 +565,19 @@ func (c *checkpointer) loadShardWeights(loc megatron.Location) error {
 				return fmt.Errorf("%s: %s has shape %v, the model (from the flags) wants %v", sf.Path, prm.Name, t.Shape(), prm.Shape)
 			}
 			c.set(prm.Data, t.ToF32())
+			delete(tensors, prm.Name)
+		}
+		// Megatron loads strictly: a parameter the flags' model lacks is an error, not dropped.
+		var extra []string
+		for name := range tensors {
+			if !strings.HasPrefix(name, "?") { // "?": no module of ours, as Pai's extra copies
+				extra = append(extra, name)
+			}
+		}
+		if len(extra) > 0 {
+			sort.Strings(extra)
+			return fmt.Errorf("%s: unexpected key(s) in model chunk %d: %s, which the model built from the flags lacks (a flag such as --add-qkv-bias, --disable-bias-linear or --untie-embeddings-and-output-weights differs from the checkpoint's)",
+				sf.Path, v, strings.Join(extra[:min(len(extra), 3)], ", "))
 		}
 	}
 	return nil

@@ -564,3 +564,15 @@ func TestLogProgress(t *testing.T) {
 	require.InEpsilon(t, 2*flops[0], flops[1], 0.01, "iteration 8's operations are twice iteration 4's")
 	require.InEpsilon(t, 3*flops[0], flops[2], 0.01, "and the resumed job goes on from the checkpoint's")
 }
+
+// TestLoadIsStrict: as Megatron's strict load_state_dict, a checkpoint holding parameters
+// the flags' model lacks (biases, loaded with --disable-bias-linear) is refused by name.
+func TestLoadIsStrict(t *testing.T) {
+	dir := t.TempDir()
+	base := append(append([]string{"--standalone"}, resumeArgs(dir)...), "--train-iters", "3")
+	runGolaunch(t, append(base, "--save", filepath.Join(dir, "ck"))...)
+	out, err := exec.Command(golaunchBin, append(base, "--load", filepath.Join(dir, "ck"), "--disable-bias-linear", "--no-load-optim")...).CombinedOutput()
+	require.Error(t, err)
+	require.Contains(t, string(out), "unexpected key(s) in model chunk 0: decoder.layers.0.mlp.linear_fc1.bias")
+	require.Contains(t, string(out), "which the model built from the flags lacks")
+}
