@@ -23,33 +23,9 @@ var evalLossRE = regexp.MustCompile(`iteration +\d+/ +\d+ \| lm loss \(per data-
 // loads. The checkpoint comes from the script's own command with --save; the script then
 // resumes from it and trains to TRAIN_TOKENS.
 func TestPretrainRealRun(t *testing.T) {
-	if testing.Short() {
-		t.Skip("-short: builds golaunch and trains twice")
-	}
-	tokJSON, err := filepath.Abs("../testdata/large/tokenizers/llama2/tokenizer.json")
-	require.NoError(t, err)
-	if _, err := os.Stat(tokJSON); err != nil {
-		t.Skipf("%s is missing: run make testdata", tokJSON)
-	}
-	f := newFixture(t)
-	bin := filepath.Join(f.dir, "bin", "golaunch")
-	out, err := exec.Command("go", "build", "-o", bin, "../cmd/golaunch").CombinedOutput()
-	require.NoError(t, err, "%s", out)
-
-	// A corpus of repeated patterns the tiny model can learn.
+	f, bin, tokJSON := realRunSetup(t)
 	ds := filepath.Join(f.dir, "corpus_text_document")
-	b, err := indexed.NewBuilder(ds+".bin", indexed.Uint16)
-	require.NoError(t, err)
-	r := rand.New(rand.NewPCG(1, 2))
-	for range 200 {
-		doc := make([]int32, 40+r.IntN(80))
-		for i := range doc {
-			doc[i] = int32(100 + (i*7)%50)
-		}
-		require.NoError(t, b.AddItem(doc))
-		b.EndDocument()
-	}
-	require.NoError(t, b.Finalize(ds+".idx"))
+	writeCorpus(t, ds)
 
 	args := func(load string, tokens int) []string {
 		return []string{"dsw", "x", "tiny", "1", "2", "1e-3", "1e-4", "128", "128", "0", "bf16", "1", "1", "sel",
@@ -60,23 +36,9 @@ func TestPretrainRealRun(t *testing.T) {
 	require.Equal(t, 0, code, stderr)
 	// The script's command, with the tokenizer given directly and a checkpoint saved.
 	ck := filepath.Join(f.dir, "ck")
-	cmdline := strings.Fields(strings.TrimSpace(dry))
-	for try := 0; ; try++ { // the script's random port may be taken: retry, as a user would
-		cmd := exec.Command(bin, append(cmdline[1:], "--tokenizer-model", filepath.Dir(tokJSON), "--save", ck, "--save-interval", "1000")...)
-		cmd.Env = append(os.Environ(), "GOLAUNCH_GRACE_PERIOD=5")
-		if out, err = cmd.CombinedOutput(); err == nil || try == 2 || !portTaken(string(out)) {
-			break
-		}
-		cmdline = strings.Fields(portRE.ReplaceAllString(strings.Join(cmdline, " "), "--master_port "+strconv.Itoa(20000+try*7919)))
-	}
-	require.NoError(t, err, "%s", out)
-	require.Contains(t, string(out), "iteration       10/      10")
-	data, err := os.ReadFile(tokJSON)
-	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(filepath.Join(ck, "tokenizer.json"), data, 0o644))
-	// Llama-2's special tokens, which a converted checkpoint carries beside tokenizer.json.
-	require.NoError(t, os.WriteFile(filepath.Join(ck, "tokenizer_config.json"),
-		[]byte(`{"add_bos_token": true, "add_eos_token": false, "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}`), 0o644))
+	out := runPrinted(t, bin, dry, "--tokenizer-model", filepath.Dir(tokJSON), "--save", ck, "--save-interval", "1000")
+	require.Contains(t, out, "iteration       10/      10")
+	writeLlama2Tokenizer(t, tokJSON, ck)
 
 	env["DRY_RUN"] = "0"
 	stdout, stderr, code := run(t, f, "bash", pretrainScript, env, args(ck, 5120)...)
@@ -145,14 +107,14 @@ func TestPretrainRealRun(t *testing.T) {
 	// expert the dense MLP), then the Llama-2 mcore pretraining script with MOE=true (top-1,
 	// 4 experts, EP 2) on 2 workers.
 	conv := filepath.Join(f.dir, "bin", "convert")
-	out, err = exec.Command("go", "build", "-o", conv, "../tools/convert").CombinedOutput()
-	require.NoError(t, err, "%s", out)
+	convOut, err := exec.Command("go", "build", "-o", conv, "../tools/convert").CombinedOutput()
+	require.NoError(t, err, "%s", convOut)
 	hf, moe := filepath.Join(f.dir, "hf"), filepath.Join(f.dir, "moe")
 	for _, a := range [][]string{
 		{"--load_path", ck, "--save_path", hf, "--convert_checkpoint_from_megatron_to_transformers"},
 		{"--load_path", hf, "--save_path", moe, "--num-experts", "4", "--moe-router-topk", "1", "--target_expert_model_parallel_size", "2", "--make_vocab_size_divisible_by", "1"},
 	} {
-		out, err = exec.Command(conv, append(a, "--progress", "none")...).CombinedOutput()
+		out, err := exec.Command(conv, append(a, "--progress", "none")...).CombinedOutput()
 		require.NoError(t, err, "%s", out)
 	}
 	require.DirExists(t, filepath.Join(moe, "release", "mp_rank_00_001"))
@@ -188,3 +150,88 @@ func TestPretrainRealRun(t *testing.T) {
 
 // portTaken reports golaunch's error for a rendezvous port another process holds.
 func portTaken(out string) bool { return strings.Contains(out, "address already in use") }
+
+// realRunSetup skips a real run under -short or without Llama-2's tokenizer (make testdata),
+// and builds golaunch into the fixture: the fixture, the binary and the tokenizer.json path.
+func realRunSetup(t *testing.T) (f fixture, bin, tokJSON string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("-short: builds golaunch and trains")
+	}
+	tokJSON, err := filepath.Abs("../testdata/large/tokenizers/llama2/tokenizer.json")
+	require.NoError(t, err)
+	if _, err := os.Stat(tokJSON); err != nil {
+		t.Skipf("%s is missing: run make testdata", tokJSON)
+	}
+	f = newFixture(t)
+	bin = filepath.Join(f.dir, "bin", "golaunch")
+	out, err := exec.Command("go", "build", "-o", bin, "../cmd/golaunch").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	return f, bin, tokJSON
+}
+
+// writeCorpus writes a .bin/.idx dataset at prefix: 200 documents of repeated patterns the
+// tiny model can learn.
+func writeCorpus(t *testing.T, prefix string) {
+	t.Helper()
+	b, err := indexed.NewBuilder(prefix+".bin", indexed.Uint16)
+	require.NoError(t, err)
+	r := rand.New(rand.NewPCG(1, 2))
+	for range 200 {
+		doc := make([]int32, 40+r.IntN(80))
+		for i := range doc {
+			doc[i] = int32(100 + (i*7)%50)
+		}
+		require.NoError(t, b.AddItem(doc))
+		b.EndDocument()
+	}
+	require.NoError(t, b.Finalize(prefix+".idx"))
+}
+
+var shellEscapeRE = regexp.MustCompile(`\\(.)`)
+
+// runPrinted runs the golaunch command a script printed with DRY_RUN=1 (its first word
+// replaced by bin, extra appended) and returns its output. The script's random port may be
+// taken: it retries on another, as a user would.
+func runPrinted(t *testing.T, bin, dry string, extra ...string) string {
+	t.Helper()
+	cmdline := strings.Fields(strings.TrimSpace(dry))
+	for i, w := range cmdline { // undo printf %q's escapes (--split 99\,1\,0); no word has blanks
+		cmdline[i] = shellEscapeRE.ReplaceAllString(w, "$1")
+	}
+	var out []byte
+	var err error
+	for try := 0; ; try++ {
+		cmd := exec.Command(bin, append(cmdline[1:], extra...)...)
+		cmd.Env = append(os.Environ(), "GOLAUNCH_GRACE_PERIOD=5")
+		if out, err = cmd.CombinedOutput(); err == nil || try == 2 || !portTaken(string(out)) {
+			break
+		}
+		cmdline = strings.Fields(portRE.ReplaceAllString(strings.Join(cmdline, " "), "--master_port "+strconv.Itoa(20000+try*7919)))
+	}
+	require.NoError(t, err, "%s", out)
+	return string(out)
+}
+
+// runReal runs a script for real (DRY_RUN=0 in env), again while its random port is taken,
+// requires exit status 0 and returns its standard output.
+func runReal(t *testing.T, f fixture, script string, env map[string]string, args ...string) string {
+	t.Helper()
+	stdout, stderr, code := run(t, f, "bash", script, env, args...)
+	for try := 0; code != 0 && try < 2 && portTaken(stdout+stderr); try++ {
+		stdout, stderr, code = run(t, f, "bash", script, env, args...)
+	}
+	require.Equal(t, 0, code, "%s\n%s", stdout, stderr)
+	return stdout
+}
+
+// writeLlama2Tokenizer puts Llama-2's tokenizer.json (tokJSON) into a checkpoint folder with
+// Llama-2's special tokens, which a converted checkpoint carries beside tokenizer.json.
+func writeLlama2Tokenizer(t *testing.T, tokJSON, dir string) {
+	t.Helper()
+	data, err := os.ReadFile(tokJSON)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "tokenizer.json"), data, 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "tokenizer_config.json"),
+		[]byte(`{"add_bos_token": true, "add_eos_token": false, "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}`), 0o644))
+}

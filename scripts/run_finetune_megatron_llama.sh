@@ -45,64 +45,10 @@ example: ${PAI_SCRIPT} dsw ../.. 7B 1 1e-5 1e-6 120 120 0 bf16 1 1 sel true fals
 . "$(dirname "$0")/lib/pai.sh"
 pai_nargs 22 $#
 
-ENV=$1
-MEGATRON_PATCH_PATH=$2 # ignored
-MODEL_SIZE=$3
-BATCH_SIZE=$4
-LR=$5
-MIN_LR=$6
-SEQ_LEN=$7
-PAD_LEN=$8
-EXTRA_VOCAB_SIZE=$9
-PR=${10}
-TP=${11}
-PP=${12}
-AC=${13}
-DO=${14}
-FL=${15}
-SP=${16}
-TE=${17}
-TRAIN_DATASET_PATH=${18}
-VALID_DATASET_PATH=${19}
-PRETRAIN_CHECKPOINT_PATH=${20}
-EPOCH=${21}
-OUTPUT_BASEPATH=${22}
-
 # Every argument is checked before anything is created or launched.
-pai_enum ENV 1 "$ENV" dsw dlc
-pai_model_shape "$MODEL_SIZE" 3
-pai_int_pos BATCH_SIZE 4 "$BATCH_SIZE"
-pai_float LR 5 "$LR"
-pai_float MIN_LR 6 "$MIN_LR"
-pai_int_pos SEQ_LEN 7 "$SEQ_LEN"
-pai_int_pos PAD_LEN 8 "$PAD_LEN"
-pai_int_nonneg EXTRA_VOCAB_SIZE 9 "$EXTRA_VOCAB_SIZE"
-pai_enum PR 10 "$PR" fp16 bf16 fp8
-pai_int_pos TP 11 "$TP"
-pai_int_pos PP 12 "$PP"
-pai_enum AC 13 "$AC" full sel none
-pai_enum DO 14 "$DO" true false
-pai_enum FL 15 "$FL" true false
-pai_enum SP 16 "$SP" true false
-pai_enum TE 17 "$TE" true false
-pai_check_data TRAIN_DATASET_PATH 18 "$TRAIN_DATASET_PATH"
-pai_check_data VALID_DATASET_PATH 19 "$VALID_DATASET_PATH"
-if [ "$PRETRAIN_CHECKPOINT_PATH" != none ]; then
-	pai_check_checkpoint PRETRAIN_CHECKPOINT_PATH 20 "$PRETRAIN_CHECKPOINT_PATH" 3
-fi
-pai_int_pos EPOCH 21 "$EPOCH"
-pai_check_writable OUTPUT_BASEPATH 22 "$OUTPUT_BASEPATH"
-pai_distributed "$ENV"
-pai_check_parallel 11 12
+pai_epoch_args "$@" # ENV … OUTPUT_BASEPATH; FT_NAME, TENSORBOARD_DIR, FINETUNE_CHECKPOINT_PATH, LOG_FILE
 
 pai_feature_options # AC PR DO FL TE SP TP PRETRAIN_CHECKPOINT_PATH → the option arrays, as Pai builds them
-
-# Pai's name, double dash before "do" included.
-FT_NAME="${ENV}-finetune-megatron-llama-${MODEL_SIZE}-lr-${LR}-ep-${EPOCH}-bs-${BATCH_SIZE}-seqlen-${SEQ_LEN}-pr-${PR}--do-${DO}-tp-${TP}-ac-${AC}-sp-${SP}"
-current_time=$(date "+%Y.%m.%d-%H.%M.%S")
-TENSORBOARD_DIR="${OUTPUT_BASEPATH}/tensorboard/${FT_NAME}_${current_time}"
-FINETUNE_CHECKPOINT_PATH="${OUTPUT_BASEPATH}/checkpoint/${FT_NAME}"
-LOG_FILE="${OUTPUT_BASEPATH}/log/${FT_NAME}_${current_time}.log"
 
 # Data paths are split on blanks, as Pai's unquoted expansions split them.
 read -r -a train_paths <<<"$TRAIN_DATASET_PATH"

@@ -234,6 +234,13 @@ type Args struct {
 	UseLlama2RotaryPosE bool   `name:"use-llama2-rotary-position-embeddings" help:"Pai: rotary embeddings (same as --position-embedding-type rope)."`
 	UseAlibiMask        bool   `name:"use-alibi-mask" help:"Pai: ALiBi (same as --position-embedding-type alibi)."`
 
+	// Pai's legacy Mistral scripts: its Mistral model's rotary embeddings (Hugging Face's
+	// rotate-half layout, base 10000; the scripts pass no --rotary-base), which is RoPE here.
+	UseMistralRotaryPosE bool `name:"use-mistral-rotary-position-embeddings" help:"Pai (Mistral): rotary embeddings (same as --position-embedding-type rope)."`
+	// Pai's llama2 model divides RoPE positions by this factor (its Qwen1.5 legacy scripts
+	// pass 1): Megatron's --rotary-seq-len-interpolation-factor.
+	RotaryScaleFactor int `name:"rotary-scale-factor" default:"1" help:"Pai: RoPE positions divided by it (the same as --rotary-seq-len-interpolation-factor)."`
+
 	// Device is gomegatron's: the command opens the backend (kernels/device) into Backend.
 	Device  string          `name:"device" default:"auto" enum:"auto,cpu,cuda" help:"Compute device: cuda (GPU LOCAL_RANK), cpu, or auto (cuda when a GPU and its libraries are found)."`
 	Backend kernels.Backend `kong:"-"` // nil: kernels/cpu
@@ -305,8 +312,16 @@ func (a *Args) Validate(world int) error {
 	if a.CkptFormat != "torch" {
 		return fmt.Errorf("--ckpt-format %q: only torch is supported", a.CkptFormat)
 	}
-	if a.UseLlama2RotaryPosE || a.UseRotaryPositionEmbeddings {
+	if a.UseLlama2RotaryPosE || a.UseRotaryPositionEmbeddings || a.UseMistralRotaryPosE {
 		a.PositionEmbeddingType = "rope"
+	}
+	if f := a.RotaryScaleFactor; f < 1 {
+		return fmt.Errorf("--rotary-scale-factor %d must be ≥ 1", f)
+	} else if f > 1 {
+		if i := a.RotarySeqLenInterpolationFactor; i != 0 && i != 1 && i != float64(f) {
+			return fmt.Errorf("--rotary-scale-factor %d contradicts --rotary-seq-len-interpolation-factor %v", f, i)
+		}
+		a.RotarySeqLenInterpolationFactor = float64(f)
 	}
 	if a.UseAlibiMask {
 		a.PositionEmbeddingType = "alibi"

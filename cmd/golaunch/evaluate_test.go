@@ -33,7 +33,7 @@ func TestEvaluateMatchesFixtureLoss(t *testing.T) {
 			args := []string{"--load", dir, "--tokens", filepath.Join(dir, "inputs.safetensors"), "--json", "--dump-logits", dump}
 			if tp2 {
 				o := runGolaunch(t, append([]string{"--standalone", "--nproc-per-node", "2", "evaluate", "--tensor-model-parallel-size", "2"}, args...)...)
-				out.WriteString(o[strings.Index(o, "{"):strings.LastIndex(o, "}")+1])
+				out.WriteString(o[strings.Index(o, "{") : strings.LastIndex(o, "}")+1])
 			} else {
 				require.NoError(t, runEvaluate(args, &out))
 			}

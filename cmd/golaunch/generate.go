@@ -71,6 +71,7 @@ type generateCmd struct {
 	MaxPaddingLength    int    `name:"max-padding-length" help:"Accepted (Pai: sample length of training data)."`
 	ExtraVocabSize      int    `name:"extra-vocab-size" default:"0" help:"Pai: rows appended to the tokenizer's vocabulary (for a model built without --load)."`
 	UseLlama2RotaryPosE bool   `name:"use-llama2-rotary-position-embeddings" help:"Pai: same as --position-embedding-type rope."`
+	RotaryScaleFactor   int    `name:"rotary-scale-factor" default:"1" help:"Pai: RoPE positions divided by it (--rotary-seq-len-interpolation-factor); a --load checkpoint must agree."`
 	UseFlashAttn        bool   `name:"use-flash-attn" help:"Accepted: attention always uses the online-softmax kernel."`
 	TransformerImpl     string `name:"transformer-impl" default:"local" help:"Accepted (local or transformer_engine: the same kernels)."`
 	Device              string `name:"device" default:"auto" enum:"auto,cpu,cuda" help:"Compute device: cuda (GPU LOCAL_RANK), cpu, or auto (cuda when a GPU and its libraries are found); fp32 either way."`
@@ -302,6 +303,9 @@ func (g *generateCmd) model(be kernels.Backend, tok tokenizer.Tokenizer, par lay
 		if g.UseLlama2RotaryPosE {
 			cfg.PositionEmbeddingType = "rope"
 		}
+		if g.RotaryScaleFactor > 1 {
+			cfg.RotarySeqLenInterpolationFactor = float64(g.RotaryScaleFactor)
+		}
 		// Megatron pads the tokenizer's vocabulary (Pai adds --extra-vocab-size first).
 		cfg.VocabSize = tok.VocabSize() + g.ExtraVocabSize
 		cfg.AttentionDropout, cfg.HiddenDropout = 0, 0
@@ -312,6 +316,9 @@ func (g *generateCmd) model(be kernels.Backend, tok tokenizer.Tokenizer, par lay
 		return nil, err
 	}
 	c := src.Config
+	if f := g.RotaryScaleFactor; f > 1 && c.RotarySeqLenInterpolationFactor != float64(f) {
+		return nil, fmt.Errorf("--rotary-scale-factor %d, but %s was trained with RoPE interpolation %v", f, g.Load, max(c.RotarySeqLenInterpolationFactor, 1))
+	}
 	for _, f := range []struct {
 		flag      string
 		set, have int

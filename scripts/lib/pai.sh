@@ -170,6 +170,50 @@ pai_iter_run_args() {
 	LR_DECAY_ITERS=$((TRAIN_ITERS - WARMUP_ITERS))
 }
 
+# pai_epoch_args ARGS… assigns and checks the 22 arguments of Pai's epoch-based fine-tuning
+# scripts (run_finetune_megatron_*.sh), in their order: ENV MEGATRON_PATCH_PATH MODEL_SIZE
+# BATCH_SIZE LR MIN_LR SEQ_LEN PAD_LEN EXTRA_VOCAB_SIZE PR TP PP AC DO FL SP TE
+# TRAIN_DATASET_PATH VALID_DATASET_PATH PRETRAIN_CHECKPOINT_PATH EPOCH OUTPUT_BASEPATH
+# (MODEL_SIZE through ${PAI_SHAPE:-pai_model_shape}); picks the launcher layout, checks the
+# parallel layout and sets Pai's FT_NAME (its double dash before "do" included) and the run's
+# folders: TENSORBOARD_DIR, FINETUNE_CHECKPOINT_PATH and LOG_FILE.
+pai_epoch_args() {
+	ENV=$1 MEGATRON_PATCH_PATH=$2 MODEL_SIZE=$3 BATCH_SIZE=$4 LR=$5 MIN_LR=$6 SEQ_LEN=$7 PAD_LEN=$8 EXTRA_VOCAB_SIZE=$9
+	PR=${10} TP=${11} PP=${12} AC=${13} DO=${14} FL=${15} SP=${16} TE=${17} TRAIN_DATASET_PATH=${18}
+	VALID_DATASET_PATH=${19} PRETRAIN_CHECKPOINT_PATH=${20} EPOCH=${21} OUTPUT_BASEPATH=${22}
+	pai_enum ENV 1 "$ENV" dsw dlc
+	"${PAI_SHAPE:-pai_model_shape}" "$MODEL_SIZE" 3
+	pai_int_pos BATCH_SIZE 4 "$BATCH_SIZE"
+	pai_float LR 5 "$LR"
+	pai_float MIN_LR 6 "$MIN_LR"
+	pai_int_pos SEQ_LEN 7 "$SEQ_LEN"
+	pai_int_pos PAD_LEN 8 "$PAD_LEN"
+	pai_int_nonneg EXTRA_VOCAB_SIZE 9 "$EXTRA_VOCAB_SIZE"
+	pai_enum PR 10 "$PR" fp16 bf16 fp8
+	pai_int_pos TP 11 "$TP"
+	pai_int_pos PP 12 "$PP"
+	pai_enum AC 13 "$AC" full sel none
+	pai_enum DO 14 "$DO" true false
+	pai_enum FL 15 "$FL" true false
+	pai_enum SP 16 "$SP" true false
+	pai_enum TE 17 "$TE" true false
+	pai_check_data TRAIN_DATASET_PATH 18 "$TRAIN_DATASET_PATH"
+	pai_check_data VALID_DATASET_PATH 19 "$VALID_DATASET_PATH"
+	if [ "$PRETRAIN_CHECKPOINT_PATH" != none ]; then
+		pai_check_checkpoint PRETRAIN_CHECKPOINT_PATH 20 "$PRETRAIN_CHECKPOINT_PATH" 3
+	fi
+	pai_int_pos EPOCH 21 "$EPOCH"
+	pai_check_writable OUTPUT_BASEPATH 22 "$OUTPUT_BASEPATH"
+	pai_distributed "$ENV"
+	pai_check_parallel 11 12
+
+	FT_NAME="${ENV}-finetune-megatron-llama-${MODEL_SIZE}-lr-${LR}-ep-${EPOCH}-bs-${BATCH_SIZE}-seqlen-${SEQ_LEN}-pr-${PR}--do-${DO}-tp-${TP}-ac-${AC}-sp-${SP}"
+	current_time=$(date "+%Y.%m.%d-%H.%M.%S")
+	TENSORBOARD_DIR="${OUTPUT_BASEPATH}/tensorboard/${FT_NAME}_${current_time}"
+	FINETUNE_CHECKPOINT_PATH="${OUTPUT_BASEPATH}/checkpoint/${FT_NAME}"
+	LOG_FILE="${OUTPUT_BASEPATH}/log/${FT_NAME}_${current_time}.log"
+}
+
 # pai_run_paths NAME sets the run's folders and files as Pai's scripts name them: the date
 # suffix, TENSORBOARD_DIR, SAVED_PRETRAIN_CHECKPOINT_PATH and LOG_FILE under OUTPUT_BASEPATH;
 # and pai_log_options, the run of logging and layout flags every global-batch script has in
@@ -199,14 +243,21 @@ pai_llama3_shape() {
 	esac
 }
 
-# pai_qwen15_shape SIZE POS sets the shape variables and MAX_POSITION_EMBEDDINGS as Pai's
-# Qwen1.5 scripts do: 0.5B 1.8B 4B 7B 14B 32B (GQA, 8 groups) 72B, or gomegatron's tiny and
-# small; A2.7B, Qwen1.5-MoE, is refused (no mixture-of-experts layers yet).
+# pai_qwen15_shape SIZE POS [SIZES…] sets the shape variables and MAX_POSITION_EMBEDDINGS as
+# Pai's Qwen1.5 scripts do: 0.5B 1.8B 4B 7B 14B 32B (GQA, 8 groups) 72B, or gomegatron's tiny
+# and small; SIZES narrows the list to a script's (Pai's run_evaluate_mcore_qwen.sh has no
+# 32B). A2.7B, Qwen1.5-MoE, is refused (no mixture-of-experts layers yet).
 pai_qwen15_shape() {
+	local size=$1 pos=$2
+	shift 2
+	[ "$size" != A2.7B ] ||
+		pai_die "MODEL_SIZE (arg ${pos}): A2.7B is Qwen1.5-MoE, whose mixture-of-experts layers gomegatron does not train yet"
+	[ $# -gt 0 ] || set -- 0.5B 1.8B 4B 7B 14B 32B 72B tiny small
+	pai_enum MODEL_SIZE "$pos" "$size" "$@"
 	gqa_options=()
 	NUM_QUERY_GROUPS=0
 	MAX_POSITION_EMBEDDINGS=32768
-	case $1 in
+	case $size in
 	0.5B) NUM_LAYERS=24 HIDDEN_SIZE=1024 NUM_ATTN_HEADS=16 INTERMEDIATE_SIZE=2816 ;;
 	1.8B) NUM_LAYERS=24 HIDDEN_SIZE=2048 NUM_ATTN_HEADS=16 INTERMEDIATE_SIZE=5504 ;;
 	4B) NUM_LAYERS=40 HIDDEN_SIZE=2560 NUM_ATTN_HEADS=20 INTERMEDIATE_SIZE=6912 ;;
@@ -217,23 +268,29 @@ pai_qwen15_shape() {
 		gqa_options=(--group-query-attention --num-query-groups 8)
 		;;
 	72B) NUM_LAYERS=80 HIDDEN_SIZE=8192 NUM_ATTN_HEADS=64 INTERMEDIATE_SIZE=24576 ;;
-	A2.7B) pai_die "MODEL_SIZE (arg $2): A2.7B is Qwen1.5-MoE, whose mixture-of-experts layers gomegatron does not train yet" ;;
-	tiny | small) pai_model_shape "$1" "$2" ;;
-	*) pai_die "MODEL_SIZE (arg $2): '$1' is not one of: 0.5B 1.8B 4B 7B 14B 32B 72B tiny small" ;;
+	tiny | small) pai_model_shape "$size" "$pos" ;;
 	esac
 }
 
-# pai_mistral_shape SIZE POS sets the shape variables, MAX_POSITION_EMBEDDINGS and SLW (the
-# sliding window) as Pai's Mistral scripts do: 7B (GQA, 8 groups, FFN 14336), or tiny/small.
+# pai_mistral_shape SIZE POS [SIZES…] sets the shape variables, MAX_POSITION_EMBEDDINGS and
+# SLW (the sliding window) as Pai's Mistral scripts do: 7B (GQA, 8 groups, FFN 14336), or
+# tiny/small. SIZES is the list a script accepts (default 7B tiny small); Pai's evaluation
+# scripts add their own: 0.125B, 7B's layer with 2 layers (run_evaluate_mcore_mistral.sh),
+# and Llama-2's 13B and 70B (run_evaluate_huggingface_mistral.sh).
 pai_mistral_shape() {
+	local size=$1 pos=$2
+	shift 2
+	[ $# -gt 0 ] || set -- 7B tiny small
+	pai_enum MODEL_SIZE "$pos" "$size" "$@"
 	MAX_POSITION_EMBEDDINGS=32768 SLW=4096
-	case $1 in
-	7B)
+	case $size in
+	7B | 0.125B)
 		NUM_LAYERS=32 HIDDEN_SIZE=4096 NUM_ATTN_HEADS=32 INTERMEDIATE_SIZE=14336 NUM_QUERY_GROUPS=8
 		gqa_options=(--group-query-attention --num-query-groups 8)
+		[ "$size" = 7B ] || NUM_LAYERS=2
 		;;
-	tiny | small) pai_model_shape "$1" "$2" ;;
-	*) pai_die "MODEL_SIZE (arg $2): '$1' is not one of: 7B tiny small" ;;
+	13B | 70B | tiny | small) pai_model_shape "$size" "$pos" ;;
+	*) pai_die "MODEL_SIZE (arg ${pos}): no Mistral shape for '${size}'" ;;
 	esac
 }
 
@@ -525,19 +582,35 @@ pai_train_launch() {
 	"$bin" "${launcher_options[@]}" "${command_args[@]}" 2>&1 | tee -a "$LOG_FILE"
 }
 
-# pai_evaluate KIND ARGS… is Pai's run_evaluate_megatron_llama.sh (KIND legacy) and
-# run_evaluate_mcore_llama.sh (KIND mcore), 17 arguments each: ENV MEGATRON_PATCH_PATH
-# MODEL_SIZE BATCH_SIZE SEQ_LEN PAD_LEN EXTRA_VOCAB_SIZE PR TP PP AC DO FL SP TE DATASET_PATH
-# PRETRAIN_CHECKPOINT_PATH; and run_evaluate_huggingface_llama.sh (KIND hf), 10 arguments:
-# ENV MEGATRON_PATCH_PATH MODEL_SIZE BATCH_SIZE SEQ_LEN PAD_LEN EXTRA_VOCAB_SIZE PR
+# pai_evaluate KIND ARGS… is Pai's evaluation scripts: run_evaluate_megatron_*.sh (KIND
+# legacy) and run_evaluate_mcore_*.sh (KIND mcore), 17 arguments each: ENV
+# MEGATRON_PATCH_PATH MODEL_SIZE BATCH_SIZE SEQ_LEN PAD_LEN EXTRA_VOCAB_SIZE PR TP PP AC DO FL
+# SP TE DATASET_PATH PRETRAIN_CHECKPOINT_PATH; and run_evaluate_huggingface_*.sh (KIND hf), 10
+# arguments: ENV MEGATRON_PATCH_PATH MODEL_SIZE BATCH_SIZE SEQ_LEN PAD_LEN EXTRA_VOCAB_SIZE PR
 # DATASET_PATH PRETRAIN_CHECKPOINT_PATH (a Hugging Face folder, one process on dsw). It runs
-# `golaunch … evaluate-raw` (evaluate_{megatron,mcore,huggingface}_llama.py) with Pai's flags
-# in Pai's order and writes no files.
+# `golaunch … evaluate-raw` (Pai's evaluate_{megatron,mcore,huggingface}_*.py) with Pai's
+# flags in Pai's order and writes no files.
+#
+# The defaults are Pai's Llama-2 scripts; a script for another model sets, before calling:
+#   PAI_MODEL            the model named in the usage (Llama-2)
+#   PAI_SHAPE, PAI_SIZES the MODEL_SIZE function (pai_model_shape) and its usage text
+#   PAI_EXTRA_VOCAB      the usage text of EXTRA_VOCAB_SIZE (--extra-vocab-size (usually 0))
+#   PAI_SEQ_LEN_HELP     the usage text of SEQ_LEN (--seq-length and --max-position-embeddings)
+#   PAI_DATASET          the --dataset pai_eval_options passes, for the usage and messages
+#                        (LLama-Pretrain-Raw; KIND hf: LLama-SFT)
+#   PAI_TOKENIZER        KIND hf's --patch-tokenizer-type (LLamaTokenizer)
+#   PAI_EXAMPLE          the usage's example arguments
+# and defines pai_eval_options, which sets megatron_options for KIND legacy/mcore from
+# eval_head (--valid-data-path … --seq-length) and eval_layout (--log-interval 1 …
+# --num-workers 0), the runs of flags every such Pai script has around its
+# --max-position-embeddings and --ffn-hidden-size (default: pai_eval_llama_options).
 pai_evaluate() {
-	local kind=$1 rope what="a Megatron (legacy model)" n=17 ds=16 ck=17 usage_args sizes
+	local kind=$1 what="a Megatron (legacy model)" n=17 ds=16 ck=17 usage_args pad_help
 	shift
 	PAI_SCRIPT=$(basename "$0")
-	sizes="7B | 13B | 70B (GQA, 8 groups) | tiny | small (CPU sizes)"
+	local model=${PAI_MODEL:-Llama-2} sizes=${PAI_SIZES:-"7B | 13B | 70B (GQA, 8 groups) | tiny | small (CPU sizes)"}
+	local dataset=${PAI_DATASET:-LLama-Pretrain-Raw} tokenizer=${PAI_TOKENIZER:-LLamaTokenizer}
+	local example=${PAI_EXAMPLE:-}
 	usage_args="   9 TP                        --tensor-model-parallel-size
   10 PP                        --pipeline-model-parallel-size
   11 AC                        full | sel | none (accepted; evaluation keeps no activations)
@@ -550,22 +623,27 @@ pai_evaluate() {
 	case $kind in
 	mcore) what="a Megatron-Core" ;;
 	hf)
-		what="a Hugging Face" n=10 ds=9 ck=10
+		what="a Hugging Face" n=10 ds=9 ck=10 dataset=LLama-SFT
 		usage_args="   9 DATASET_PATH              --valid-data-path: a JSON list of {instruction, input, output}
   10 PRETRAIN_CHECKPOINT_PATH  --load: a Hugging Face folder (config.json, *.safetensors, tokenizer), whose model is evaluated"
 		;;
 	esac
+	if [ -z "$example" ]; then
+		example="dsw ../.. 7B 1 80 80 0 bf16 $([ "$kind" = hf ] || printf '2 1 sel true false true false ')/mnt/llama2-datasets/alpaca_data.json /mnt/llama2-ckpts/Llama-2-7b-hf$([ "$kind" = hf ] || printf -- '-to-mg-tp2-pp1')/"
+	fi
+	pad_help="samples are PAD_LEN + 1 tokens: --dataset ${dataset}"
+	[ "$dataset" != LLama-SFT ] || pad_help="samples are PAD_LEN tokens: --dataset LLama-SFT"
 	PAI_USAGE="usage: ${PAI_SCRIPT} ENV MEGATRON_PATCH_PATH MODEL_SIZE BATCH_SIZE SEQ_LEN PAD_LEN EXTRA_VOCAB_SIZE PR $([ "$kind" = hf ] || printf 'TP PP AC DO FL SP TE ')DATASET_PATH PRETRAIN_CHECKPOINT_PATH
 
-Evaluate ${what} Llama-2 checkpoint on raw JSON samples with \`golaunch … evaluate-raw\`: the loss
+Evaluate ${what} ${model} checkpoint on raw JSON samples with \`golaunch … evaluate-raw\`: the loss
 of every micro-batch, one pass (Pai-Megatron-Patch's arguments, in order):
    1 ENV                       dsw (this machine$([ "$kind" = hf ] && printf '; one process unless GPUS_PER_NODE says otherwise')) | dlc (PAI-DLC: WORLD_SIZE nodes, RANK, KUBERNETES_CONTAINER_RESOURCE_GPU, MASTER_ADDR, MASTER_PORT)
    2 MEGATRON_PATCH_PATH       accepted and ignored (gomegatron needs no Megatron or Pai checkout)
    3 MODEL_SIZE                ${sizes}
    4 BATCH_SIZE                --micro-batch-size
-   5 SEQ_LEN                   --seq-length and --max-position-embeddings
-   6 PAD_LEN                   --max-padding-length (samples are PAD_LEN$([ "$kind" = hf ] && printf ' tokens: --dataset LLama-SFT' || printf ' + 1 tokens: --dataset LLama-Pretrain-Raw'))
-   7 EXTRA_VOCAB_SIZE          --extra-vocab-size (usually 0)
+   5 SEQ_LEN                   ${PAI_SEQ_LEN_HELP:-"--seq-length and --max-position-embeddings"}
+   6 PAD_LEN                   --max-padding-length (${pad_help})
+   7 EXTRA_VOCAB_SIZE          ${PAI_EXTRA_VOCAB:-"--extra-vocab-size (usually 0)"}
    8 PR                        fp16 | bf16$([ "$kind" = hf ] || printf ' | fp8')
 ${usage_args}
 
@@ -573,11 +651,11 @@ Environment: DRY_RUN=1 prints the golaunch command and stops; GPUS_PER_NODE (dsw
 processes per node (default: CUDA_VISIBLE_DEVICES entries, else nvidia-smi -L GPUs, else 1);
 GOLAUNCH names the golaunch binary (default: golaunch on PATH, else built into bin/).
 
-example: ${PAI_SCRIPT} dsw ../.. 7B 1 80 80 0 bf16 $([ "$kind" = hf ] || printf '2 1 sel true false true false ')/mnt/llama2-datasets/alpaca_data.json /mnt/llama2-ckpts/Llama-2-7b-hf$([ "$kind" = hf ] || printf -- '-to-mg-tp2-pp1')/"
+example: ${PAI_SCRIPT} ${example}"
 	pai_nargs "$n" $#
 	ENV=$1 MEGATRON_PATCH_PATH=$2 MODEL_SIZE=$3 BATCH_SIZE=$4 SEQ_LEN=$5 PAD_LEN=$6 EXTRA_VOCAB_SIZE=$7 PR=$8
 	pai_enum ENV 1 "$ENV" dsw dlc
-	pai_model_shape "$MODEL_SIZE" 3
+	"${PAI_SHAPE:-pai_model_shape}" "$MODEL_SIZE" 3
 	pai_int_pos BATCH_SIZE 4 "$BATCH_SIZE"
 	pai_int_pos SEQ_LEN 5 "$SEQ_LEN"
 	pai_int_pos PAD_LEN 6 "$PAD_LEN"
@@ -597,7 +675,7 @@ example: ${PAI_SCRIPT} dsw ../.. 7B 1 80 80 0 bf16 $([ "$kind" = hf ] || printf 
 		pai_enum TE 15 "$TE" true false
 	fi
 	if [ -f "${DATASET_PATH}.bin" ]; then
-		pai_die "DATASET_PATH (arg ${ds}): ${DATASET_PATH} is a .bin/.idx dataset; Pai's evaluation reads a raw JSON file (LLama-Pretrain-Raw)"
+		pai_die "DATASET_PATH (arg ${ds}): ${DATASET_PATH} is a .bin/.idx dataset; Pai's evaluation reads a raw JSON file (${dataset})"
 	fi
 	pai_check_file DATASET_PATH "$ds" "$DATASET_PATH"
 	if [ "$kind" = hf ]; then
@@ -610,25 +688,18 @@ example: ${PAI_SCRIPT} dsw ../.. 7B 1 80 80 0 bf16 $([ "$kind" = hf ] || printf 
 	fi
 	pai_distributed "$ENV"
 	if [ "$kind" != hf ]; then pai_check_parallel 9 10; fi
-	case $kind in
-	mcore)
-		pai_feature_options mcore
-		rope=(--use-rotary-position-embeddings --no-rope-fusion)
-		;;
-	*)
-		pai_feature_options
-		rope=(--use-llama2-rotary-position-embeddings)
-		;;
-	esac
-	# The options both kinds of script open with: data, batch, shape, logging.
-	local head=(--valid-data-path "${DATASET_PATH}" --micro-batch-size "${BATCH_SIZE}" --num-layers "${NUM_LAYERS}"
-		--hidden-size "${HIDDEN_SIZE}" --num-attention-heads "${NUM_ATTN_HEADS}" --seq-length "${SEQ_LEN}"
-		--max-position-embeddings "${SEQ_LEN}")
+	if [ "$kind" = mcore ]; then pai_feature_options mcore; else pai_feature_options; fi
+	# The runs of options Pai's evaluation scripts share: data, batch and shape; logging and layout.
+	eval_head=(--valid-data-path "${DATASET_PATH}" --micro-batch-size "${BATCH_SIZE}" --num-layers "${NUM_LAYERS}"
+		--hidden-size "${HIDDEN_SIZE}" --num-attention-heads "${NUM_ATTN_HEADS}" --seq-length "${SEQ_LEN}")
 	local logs=(--log-interval 1 --eval-interval 100 --eval-iters 10)
+	eval_layout=("${logs[@]}" --tensor-model-parallel-size "${TP}" --pipeline-model-parallel-size "${PP}" --no-load-optim
+		--no-load-rng --seed 1234 --num-workers 0)
 	if [ "$kind" = hf ]; then
 		megatron_options=(
 			--transformer-type huggingface
-			"${head[@]}"
+			"${eval_head[@]}"
+			--max-position-embeddings "${SEQ_LEN}"
 			"${logs[@]}"
 			--tensor-model-parallel-size 1
 			--pipeline-model-parallel-size 1
@@ -638,36 +709,124 @@ example: ${PAI_SCRIPT} dsw ../.. 7B 1 80 80 0 bf16 $([ "$kind" = hf ] || printf 
 			--use-distributed-optimizer
 			--max-padding-length "${PAD_LEN}"
 			--extra-vocab-size "${EXTRA_VOCAB_SIZE}"
-			--patch-tokenizer-type LLamaTokenizer
+			--patch-tokenizer-type "${tokenizer}"
 		)
 		# Pai's order: megatron, pr, load only.
 		activation_checkpoint_options=() te_options=() do_options=() flash_options=() sp_options=() gqa_options=()
+	elif declare -F pai_eval_options >/dev/null; then
+		pai_eval_options "$kind"
 	else
-		megatron_options=(
-			"${head[@]}"
-			--ffn-hidden-size "${INTERMEDIATE_SIZE}"
-			"${logs[@]}"
-			--tensor-model-parallel-size "${TP}"
-			--pipeline-model-parallel-size "${PP}"
-			--no-load-optim
-			--no-load-rng
-			--seed 1234
-			--num-workers 0
-			--max-padding-length "${PAD_LEN}"
-			--extra-vocab-size "${EXTRA_VOCAB_SIZE}"
-			--patch-tokenizer-type LLamaTokenizer
-			--dataset LLama-Pretrain-Raw
-			--swiglu
-			--normalization RMSNorm
-			"${rope[@]}"
-			--position-embedding-type rope
-			--untie-embeddings-and-output-weights
-			--disable-bias-linear
-		)
-		# --use-mcore-models is gomegatron's addition: Megatron-Core's key names, as Pai's
-		# entry point builds Megatron-Core's GPTModel.
-		if [ "$kind" = mcore ]; then megatron_options+=(--use-mcore-models); fi
+		pai_eval_llama_options "$kind"
 	fi
 	OUTPUT_BASEPATH= # Pai's evaluation writes no files: the loss goes to the console
 	pai_train_launch evaluate-raw
+}
+
+# pai_eval_llama_options KIND sets megatron_options as Pai's run_evaluate_megatron_llama.sh
+# (KIND legacy) and run_evaluate_mcore_llama.sh (KIND mcore) do.
+pai_eval_llama_options() {
+	local rope=(--use-llama2-rotary-position-embeddings)
+	[ "$1" != mcore ] || rope=(--use-rotary-position-embeddings --no-rope-fusion)
+	megatron_options=(
+		"${eval_head[@]}"
+		--max-position-embeddings "${SEQ_LEN}"
+		--ffn-hidden-size "${INTERMEDIATE_SIZE}"
+		"${eval_layout[@]}"
+		--max-padding-length "${PAD_LEN}"
+		--extra-vocab-size "${EXTRA_VOCAB_SIZE}"
+		--patch-tokenizer-type LLamaTokenizer
+		--dataset LLama-Pretrain-Raw
+		--swiglu
+		--normalization RMSNorm
+		"${rope[@]}"
+		--position-embedding-type rope
+		--untie-embeddings-and-output-weights
+		--disable-bias-linear
+	)
+	# --use-mcore-models is gomegatron's addition: Megatron-Core's key names, as Pai's
+	# entry point builds Megatron-Core's GPTModel.
+	if [ "$1" = mcore ]; then megatron_options+=(--use-mcore-models); fi
+}
+
+# pai_generate_args ARGS… assigns and checks the 18 arguments of Pai's
+# run_text_generation_megatron_*.sh, in their order: ENV MEGATRON_PATCH_PATH CHECKPOINT_PATH
+# MODEL_SIZE TP BS SEQ_LEN PAD_LEN EXTRA_VOCAB_SIZE PR TOP_K INPUT_SEQ_LEN OUTPUT_SEQ_LEN
+# INPUT_FILE OUTPUT_FILE TOP_P TEMPERATURE REPETITION_PENALTY (MODEL_SIZE through
+# ${PAI_SHAPE:-pai_model_shape}); then sets launcher_options (one process per TP rank on one
+# node, whatever ENV says) and Pai's load_options, input_options and pr_options.
+pai_generate_args() {
+	ENV=$1 MEGATRON_PATCH_PATH=$2 CHECKPOINT_PATH=$3 MODEL_SIZE=$4 TP=$5 BS=$6 SEQ_LEN=$7 PAD_LEN=$8 EXTRA_VOCAB_SIZE=$9
+	PR=${10} TOP_K=${11} INPUT_SEQ_LEN=${12} OUTPUT_SEQ_LEN=${13} INPUT_FILE=${14} OUTPUT_FILE=${15} TOP_P=${16}
+	TEMPERATURE=${17} REPETITION_PENALTY=${18}
+	pai_enum ENV 1 "$ENV" dsw dlc
+	"${PAI_SHAPE:-pai_model_shape}" "$MODEL_SIZE" 4
+	if [ "$CHECKPOINT_PATH" != none ]; then
+		pai_check_checkpoint CHECKPOINT_PATH 3 "$CHECKPOINT_PATH" 4
+	fi
+	pai_int_pos TP 5 "$TP"
+	pai_int_pos BS 6 "$BS"
+	pai_int_pos SEQ_LEN 7 "$SEQ_LEN"
+	pai_int_pos PAD_LEN 8 "$PAD_LEN"
+	pai_int_nonneg EXTRA_VOCAB_SIZE 9 "$EXTRA_VOCAB_SIZE"
+	pai_enum PR 10 "$PR" fp16 bf16
+	pai_int_nonneg TOP_K 11 "$TOP_K"
+	pai_int_nonneg INPUT_SEQ_LEN 12 "$INPUT_SEQ_LEN"
+	pai_int_pos OUTPUT_SEQ_LEN 13 "$OUTPUT_SEQ_LEN"
+	if [ "$INPUT_FILE" != none ]; then
+		pai_check_file INPUT_FILE 14 "$INPUT_FILE"
+		[ ! -d "$OUTPUT_FILE" ] || pai_die "OUTPUT_FILE (arg 15): ${OUTPUT_FILE} is a directory"
+		case $OUTPUT_FILE in
+		/*/*) pai_check_writable OUTPUT_FILE 15 "${OUTPUT_FILE%/*}" "$OUTPUT_FILE" ;;
+		/*) pai_check_writable OUTPUT_FILE 15 / "$OUTPUT_FILE" ;;
+		*/*) pai_check_writable OUTPUT_FILE 15 "${OUTPUT_FILE%/*}" "$OUTPUT_FILE" ;;
+		*) pai_check_writable OUTPUT_FILE 15 . "$OUTPUT_FILE" ;;
+		esac
+	fi
+	pai_float TOP_P 16 "$TOP_P"
+	awk -v p="$TOP_P" 'BEGIN { exit !(p <= 1) }' || pai_die "TOP_P (arg 16): ${TOP_P} is above 1"
+	if [ "$TOP_K" -gt 0 ] && ! pai_is_zero "$TOP_P"; then
+		pai_die "TOP_K (arg 11) ${TOP_K} and TOP_P (arg 16) ${TOP_P}: one of them must be 0"
+	fi
+	pai_float TEMPERATURE 17 "$TEMPERATURE"
+	! pai_is_zero "$TEMPERATURE" || pai_die "TEMPERATURE (arg 17): must be above 0 (use TOP_K 1 for greedy decoding)"
+	pai_float REPETITION_PENALTY 18 "$REPETITION_PENALTY"
+	! pai_is_zero "$REPETITION_PENALTY" || pai_die "REPETITION_PENALTY (arg 18): must be above 0 (1 is off)"
+
+	# Pai hard-codes GPUS_PER_NODE (1 for Llama-2, 4 for Qwen1.5), which only works when it
+	# equals TP: one process per TP rank here.
+	MASTER_ADDR=localhost
+	MASTER_PORT=$(shuf -n 1 -i 10000-65535)
+	GPUS_PER_NODE=${TP}
+	NNODES=1
+	NODE_RANK=0
+	PP=1
+	pai_check_parallel 5 5
+	launcher_options=(--nproc_per_node "$GPUS_PER_NODE" --nnodes "$NNODES" --node_rank "$NODE_RANK"
+		--master_addr "$MASTER_ADDR" --master_port "$MASTER_PORT")
+
+	load_options=()
+	[ "$CHECKPOINT_PATH" != none ] && load_options=(--load "$CHECKPOINT_PATH")
+	input_options=()
+	[ "$INPUT_FILE" != none ] && input_options=(--text-generate-output-file "${OUTPUT_FILE}" --text-generate-input-file "${INPUT_FILE}")
+	case $PR in
+	fp16) pr_options=(--fp16) ;;
+	bf16) pr_options=(--bf16) ;;
+	esac
+}
+
+# pai_generate_launch runs golaunch generate with the array rapidformer_options (the
+# script's fixed options) and the others in Pai's order (rapidformer, load, input, pr, gqa),
+# or prints it with DRY_RUN=1. A real run creates OUTPUT_FILE's folder (checked creatable).
+pai_generate_launch() {
+	command_args=(generate "${rapidformer_options[@]}" "${load_options[@]}" "${input_options[@]}" "${pr_options[@]}" "${gqa_options[@]}")
+	if [ "${DRY_RUN:-0}" != 0 ]; then
+		pai_quote golaunch "${launcher_options[@]}" "${command_args[@]}"
+		exit 0
+	fi
+	local bin
+	bin=$(pai_tool golaunch GOLAUNCH ./cmd/golaunch path)
+	if [ "$INPUT_FILE" != none ]; then mkdir -p "$(dirname "$OUTPUT_FILE")"; fi
+	export CUDA_DEVICE_MAX_CONNECTIONS=1
+	pai_quote "$bin" "${launcher_options[@]}" "${command_args[@]}"
+	"$bin" "${launcher_options[@]}" "${command_args[@]}"
 }
