@@ -136,8 +136,8 @@ type Args struct {
 	// Data.
 	DataPath          []string `name:"data-path" help:"Data prefixes, optionally weighted: w1 p1 w2 p2 …" sep:"none"`
 	Split             string   `name:"split" default:"969, 30, 1" help:"Train, valid, test proportions."`
-	TrainDataPath     []string `name:"train-data-path" help:"Training data prefix(es)." sep:"none"`
-	ValidDataPath     []string `name:"valid-data-path" help:"Validation data prefix(es)." sep:"none"`
+	TrainDataPath     []string `name:"train-data-path" aliases:"train-data" help:"Training data prefix(es), or Pai's raw JSON file (--train-data is Pai's epoch fine-tuning spelling)." sep:"none"`
+	ValidDataPath     []string `name:"valid-data-path" aliases:"valid-data" help:"Validation data prefix(es), or Pai's raw JSON file (--valid-data is Pai's spelling)." sep:"none"`
 	TestDataPath      []string `name:"test-data-path" help:"Test data prefix(es)." sep:"none"`
 	DataCachePath     string   `name:"data-cache-path" help:"Where the GPT index caches go."`
 	MockData          bool     `name:"mock-data" help:"Random tokens instead of a dataset."`

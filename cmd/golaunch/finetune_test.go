@@ -58,6 +58,12 @@ func TestFinetune(t *testing.T) {
 	require.Contains(t, out, fmt.Sprintf("iteration %8d/%8d", n, n))
 	first, last := parseLog(t, out).loss[0], parseLog(t, out).loss[n-1]
 	require.Less(t, last, first/2, "fine-tuning learns the responses")
+	// Pai's epoch fine-tuning spells the data flags --train-data and --valid-data.
+	pai := finetuneArgs(train, valid)
+	for i, a := range pai {
+		pai[i] = strings.TrimSuffix(a, "-path")
+	}
+	require.Equal(t, single, iterationLosses(runGolaunch(t, append([]string{"--standalone"}, pai...)...)))
 	tp2 := iterationLosses(runGolaunch(t, append([]string{"--standalone", "--nproc-per-node", "2"}, append(finetuneArgs(train, valid), "--tensor-model-parallel-size", "2")...)...))
 	require.Equal(t, len(single), len(tp2))
 	for it, want := range single {
