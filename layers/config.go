@@ -32,6 +32,7 @@ type Config struct {
 	DisableBiasLinear                    bool    `name:"disable-bias-linear" help:"No biases in linear layers."`
 	AddQKVBias                           bool    `name:"add-qkv-bias" help:"Bias in the QKV projection even with --disable-bias-linear (Qwen)."`
 	ApplyResidualConnectionPostLayernorm bool    `name:"apply-residual-connection-post-layernorm" help:"Residual taken after the layernorm."`
+	ApplyLayernorm1p                     bool    `name:"apply-layernorm-1p" help:"LayerNorm weights stored centred on zero: the norm multiplies by 1 + weight, initialised to 0 (not with RMSNorm)."`
 	AttentionDropout                     float64 `name:"attention-dropout" default:"0.1" help:"Dropout on attention probabilities."`
 	HiddenDropout                        float64 `name:"hidden-dropout" default:"0.1" help:"Dropout on hidden states."`
 	InitMethodStd                        float64 `name:"init-method-std" default:"0.02" help:"Standard deviation of weight initialisation."`
@@ -114,6 +115,9 @@ func (c *Config) Finalize() error {
 	}
 	if c.FFNHiddenSize%tp != 0 {
 		return fmt.Errorf("--ffn-hidden-size %d is not divisible by --tensor-model-parallel-size %d", c.FFNHiddenSize, tp)
+	}
+	if c.ApplyLayernorm1p && c.Normalization == "RMSNorm" {
+		return fmt.Errorf("--apply-layernorm-1p: RMSNorm does not currently support the layernorm_1p formulation (as Megatron says)")
 	}
 	switch c.PositionEmbeddingType {
 	case "learned_absolute":

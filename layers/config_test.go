@@ -7,6 +7,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/gomegatron/gomegatron/kernels/cpu"
+	"github.com/gomegatron/gomegatron/tensor"
 )
 
 // TestPresetParamCounts checks preset shapes against the published parameter counts of the
@@ -100,4 +101,65 @@ func pow2(e float64) float64 {
 		r *= 0.7071067811865476 // 2^-0.5
 	}
 	return r
+}
+
+// TestApplyLayernorm1p: with --apply-layernorm-1p the LayerNorm weights start at 0 and the
+// norms scale by 1 + weight, so a model holding w computes exactly what a plain model
+// holding w + 1 does — the same loss and the same gradients, norm weights' included; RMSNorm
+// refuses it as Megatron does.
+func TestApplyLayernorm1p(t *testing.T) {
+	be := cpu.New()
+	c, err := Preset("tiny-gpt2")
+	require.NoError(t, err)
+	c.AttentionDropout, c.HiddenDropout = 0, 0
+	p1 := c
+	p1.ApplyLayernorm1p = true
+	a, err := NewGPTModel(be, p1, 5)
+	require.NoError(t, err)
+	b, err := NewGPTModel(be, c, 5)
+	require.NoError(t, err)
+	norms := 0
+	for i, pa := range a.Params {
+		if strings.HasSuffix(pa.Name, "layernorm.weight") {
+			norms++
+			for _, v := range pa.Data.F32() {
+				require.Zero(t, v, "%s starts at 0", pa.Name)
+			}
+			for j := range pa.Data.F32() { // something other than the initial 0
+				pa.Data.F32()[j] = 0.01 * float32(j%7-3)
+			}
+			for j, v := range pa.Data.F32() {
+				b.Params[i].Data.F32()[j] = v + 1
+			}
+			continue
+		}
+		copy(b.Params[i].Data.F32(), pa.Data.F32())
+	}
+	require.Equal(t, 5, norms, "input/pre-MLP norms of 2 layers and the final norm")
+	bt := Batch{Tokens: make([]int64, 32), Labels: make([]int64, 32), LossMask: make([]float32, 32)}
+	for i := range bt.Tokens {
+		bt.Tokens[i], bt.Labels[i], bt.LossMask[i] = int64(i*7%256), int64(i*11%256), 1
+	}
+	run := func(m *GPTModel) (float64, [][]float32) {
+		for _, p := range m.Params {
+			p.Grad = be.Alloc(tensor.F32, p.Shape...)
+		}
+		st := m.NewStash(16, 2)
+		sum, n, err := m.Forward(st, bt, 0, 0)
+		require.NoError(t, err)
+		require.NoError(t, m.Backward(st, float32(1/n), nil))
+		var g [][]float32
+		for _, p := range m.Params {
+			g = append(g, p.Grad.F32())
+		}
+		return sum / n, g
+	}
+	la, ga := run(a)
+	lb, gb := run(b)
+	require.Equal(t, lb, la)
+	require.Equal(t, gb, ga)
+	r := p1
+	r.Normalization = "RMSNorm"
+	_, err = NewGPTModel(be, r, 5)
+	require.ErrorContains(t, err, "RMSNorm does not currently support the layernorm_1p formulation")
 }

@@ -270,10 +270,14 @@ func (l *Linear) Backward(be kernels.Backend, dx, dy, x *tensor.Tensor) {
 type Norm struct {
 	W, B *Param // B is nil for RMSNorm
 	Eps  float32
+	// onePlus (--apply-layernorm-1p): W holds γ − 1, so the norm scales by 1 + W (in
+	// w1, made each call from ones: W changes every step).
+	onePlus  bool
+	w1, ones *tensor.Tensor
 }
 
 func newNorm(ps *paramSet, name string, cfg *Config, h int) *Norm {
-	n := &Norm{Eps: float32(cfg.NormEpsilon)}
+	n := &Norm{Eps: float32(cfg.NormEpsilon), onePlus: cfg.ApplyLayernorm1p}
 	n.W = ps.add(name+".weight", -1, h)
 	n.W.SequenceParallel, n.W.NonGEMM = true, true
 	if cfg.Normalization == "LayerNorm" {
@@ -290,22 +294,42 @@ func newNormStash(be kernels.Backend, rows int) normStash {
 	return normStash{mean: be.Alloc(tensor.F32, rows), rstd: be.Alloc(tensor.F32, rows)}
 }
 
+// weight is the scale the norm applies: W, or 1 + W with --apply-layernorm-1p (whose
+// gradient is W's).
+func (n *Norm) weight(be kernels.Backend) *tensor.Tensor {
+	w := n.W.Value()
+	if !n.onePlus {
+		return w
+	}
+	if n.w1 == nil {
+		n.w1, n.ones = be.Alloc(tensor.F32, w.Shape()...), be.Alloc(tensor.F32, w.Shape()...)
+		be.Fill(n.ones, 1)
+	}
+	if w.DType() == tensor.F32 {
+		be.Copy(n.w1, w)
+	} else {
+		be.Cast(n.w1, w)
+	}
+	be.Axpy(n.w1, 1, n.ones)
+	return n.w1
+}
+
 // Forward normalises x [N, h] into out.
 func (n *Norm) Forward(be kernels.Backend, out, x *tensor.Tensor, st normStash) {
 	if n.B == nil {
-		be.RMSNorm(out, st.rstd, x, n.W.Value(), n.Eps)
+		be.RMSNorm(out, st.rstd, x, n.weight(be), n.Eps)
 		return
 	}
-	be.LayerNorm(out, st.mean, st.rstd, x, n.W.Value(), n.B.Value(), n.Eps)
+	be.LayerNorm(out, st.mean, st.rstd, x, n.weight(be), n.B.Value(), n.Eps)
 }
 
 // Backward writes dx and accumulates the weight (and bias) grads.
 func (n *Norm) Backward(be kernels.Backend, dx, dout, x *tensor.Tensor, st normStash) {
 	if n.B == nil {
-		be.RMSNormBackward(dx, n.W.Grad, dout, x, n.W.Value(), st.rstd)
+		be.RMSNormBackward(dx, n.W.Grad, dout, x, n.weight(be), st.rstd)
 		return
 	}
-	be.LayerNormBackward(dx, n.W.Grad, n.B.Grad, dout, x, n.W.Value(), st.mean, st.rstd)
+	be.LayerNormBackward(dx, n.W.Grad, n.B.Grad, dout, x, n.weight(be), st.mean, st.rstd)
 }
 
 // initNormal fills a parameter with this rank's shard of a full N(0, std²) tensor drawn

@@ -138,7 +138,7 @@ func (m *GPTModel) initWeights(seed uint64) {
 	r, size := m.Par.tpRank(), m.Par.tpSize()
 	for _, p := range m.Params {
 		switch {
-		case p.Data.Rank() == 1 && hasSuffix(p.Name, "norm.weight"):
+		case p.Data.Rank() == 1 && hasSuffix(p.Name, "norm.weight") && !m.Cfg.ApplyLayernorm1p:
 			m.be.Fill(p.Data, 1)
 		case p.Data.Rank() == 1:
 			m.be.Fill(p.Data, 0)

@@ -114,7 +114,6 @@ type Args struct {
 	WandbProject          string  `name:"wandb-project" help:"Weights & Biases logging: not supported (TensorBoard is)."`
 	FP16LMCrossEntropy    bool    `name:"fp16-lm-cross-entropy" help:"The cross entropy in 16 bits: not supported (it is computed in fp32)."`
 	DataParallelRandInit  bool    `name:"data-parallel-random-init" help:"Different initial weights per data-parallel rank: not supported."`
-	ApplyLayernorm1p      bool    `name:"apply-layernorm-1p" help:"Zero-centred LayerNorm weights: not supported yet."`
 
 	// Learning rate.
 	LR                   float64  `name:"lr" help:"Peak learning rate."`
@@ -333,7 +332,7 @@ func (a *Args) Validate(world int) error {
 		{a.QKLayernorm, "--qk-layernorm"},
 		{a.RotaryInterleaved, "--rotary-interleaved"}, {a.CalculatePerTokenLoss, "--calculate-per-token-loss"},
 		{a.WandbProject != "", "--wandb-project"}, {a.FP16LMCrossEntropy, "--fp16-lm-cross-entropy"},
-		{a.DataParallelRandInit, "--data-parallel-random-init"}, {a.ApplyLayernorm1p, "--apply-layernorm-1p"}} {
+		{a.DataParallelRandInit, "--data-parallel-random-init"}} {
 		if f.set {
 			return fmt.Errorf("%s is not supported yet", f.flag)
 		}

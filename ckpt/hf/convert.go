@@ -2,6 +2,7 @@ package hf
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/gomegatron/gomegatron/tensor"
 )
@@ -45,6 +46,7 @@ func (m *Model) ToMegatron(r Rule, src []*tensor.Tensor) ([]float32, error) {
 // ToHF splits a full Megatron tensor of the given shape back into the rule's Hugging Face
 // tensors (float32), the exact inverse of ToMegatron.
 func (m *Model) ToHF(r Rule, v []float32, shape []int) ([]*tensor.Tensor, error) {
+	v = hfWeight(m.Config.ApplyLayernorm1p, r.rule, v)
 	shapes := hfShapes(&m.Config, r.rule, shape)
 	parts, err := toHF(&m.Config, r.rule, v, shapes)
 	if err != nil {
@@ -65,3 +67,16 @@ func IgnoredHF(name string) bool { return ignoredHF(name) }
 // q/k/v projections of a fused QKV, the halves of a SwiGLU fc1 (gate_proj/up_proj, or an
 // expert's w1/w3), GPT-2's transposed Conv1D weights, else the same shape.
 func (m *Model) HFShapes(r Rule, shape []int) [][]int { return hfShapes(&m.Config, r.rule, shape) }
+
+// hfWeight is a Megatron weight as Hugging Face holds it: with --apply-layernorm-1p
+// (onePlus) the LayerNorm weights store γ − 1, and Hugging Face's LayerNorm takes γ.
+func hfWeight(onePlus bool, r rule, v []float32) []float32 {
+	if !onePlus || !strings.HasSuffix(r.megatron, "layernorm.weight") {
+		return v
+	}
+	out := make([]float32, len(v))
+	for i, x := range v {
+		out[i] = x + 1
+	}
+	return out
+}

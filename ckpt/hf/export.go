@@ -62,8 +62,12 @@ func (m *Model) export(be kernels.Backend, gm *layers.GPTModel, grads bool, emit
 		}
 		host := tensor.New(tensor.F32, src.Shape()...)
 		be.Download(host, src)
+		vals := host.F32()
+		if !grads { // the gradient of 1 + w is w's
+			vals = hfWeight(gm.Cfg.ApplyLayernorm1p, r, vals)
+		}
 		shapes := hfShapes(&m.Config, r, src.Shape())
-		parts, err := toHF(&m.Config, r, host.F32(), shapes)
+		parts, err := toHF(&m.Config, r, vals, shapes)
 		if err != nil {
 			return fmt.Errorf("%s: %w", r.megatron, err)
 		}

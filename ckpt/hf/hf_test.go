@@ -151,3 +151,36 @@ func itoa(i int) string {
 	}
 	return itoa(i/10) + string(rune('0'+i%10))
 }
+
+// TestSaveLayernorm1p: a model with --apply-layernorm-1p (LayerNorm weights stored as γ − 1)
+// saved as Hugging Face GPT-2 holds γ, so the loaded plain model has the same loss.
+func TestSaveLayernorm1p(t *testing.T) {
+	be := cpu.New()
+	c, err := layers.Preset("tiny-gpt2")
+	require.NoError(t, err)
+	c.AttentionDropout, c.HiddenDropout, c.ApplyLayernorm1p = 0, 0, true
+	gm, err := layers.NewGPTModel(be, c, 9)
+	require.NoError(t, err)
+	for _, p := range gm.Params {
+		for j := range p.Data.F32() { // norm weights away from their initial 0 too
+			p.Data.F32()[j] += 0.003 * float32(j%5)
+		}
+	}
+	dir := filepath.Join(t.TempDir(), "gpt2")
+	_, err = hf.Save(be, gm, dir, hf.GPT2, tensor.F32, nil)
+	require.NoError(t, err)
+	_, loaded, err := hf.Load(be, dir)
+	require.NoError(t, err)
+	require.False(t, loaded.Cfg.ApplyLayernorm1p)
+	loss := func(m *layers.GPTModel) float64 {
+		bt := layers.Batch{Tokens: make([]int64, 32), Labels: make([]int64, 32), LossMask: make([]float32, 32)}
+		for i := range bt.Tokens {
+			bt.Tokens[i], bt.Labels[i], bt.LossMask[i] = int64(i*5%256), int64(i*3%256), 1
+		}
+		st := m.NewStash(16, 2)
+		sum, n, err := m.Forward(st, bt, 0, 0)
+		require.NoError(t, err)
+		return sum / n
+	}
+	require.InDelta(t, loss(gm), loss(loaded), 1e-6)
+}

@@ -45,7 +45,7 @@ func Args(cfg layers.Config, tp, pp int, dtype tensor.DType, f Format, hfModelTy
 	set("apply_residual_connection_post_layernorm", cfg.ApplyResidualConnectionPostLayernorm)
 	set("normalization", cfg.Normalization)
 	set("norm_epsilon", cfg.NormEpsilon)
-	set("apply_layernorm_1p", false)
+	set("apply_layernorm_1p", cfg.ApplyLayernorm1p)
 	set("attention_dropout", cfg.AttentionDropout)
 	set("hidden_dropout", cfg.HiddenDropout)
 	set("init_method_std", cfg.InitMethodStd)
@@ -140,6 +140,7 @@ func ConfigFromArgs(ns *torchpickle.Namespace) (layers.Config, ArgsInfo, error) 
 	c.PositionEmbeddingType = a.str("position_embedding_type", pet)
 	c.RotaryBase = a.float("rotary_base", 10000)
 	c.RotaryPercent = a.float("rotary_percent", 1)
+	c.ApplyLayernorm1p = a.bool("apply_layernorm_1p", false)
 	c.RotarySeqLenInterpolationFactor = a.float("rotary_seq_len_interpolation_factor", 0)
 	c.DisableBiasLinear = !a.bool("add_bias_linear", true)
 	c.AddQKVBias = a.bool("add_qkv_bias", false)
@@ -171,9 +172,6 @@ func ConfigFromArgs(ns *torchpickle.Namespace) (layers.Config, ArgsInfo, error) 
 	}
 	if a.bool("squared_relu", false) {
 		a.fail("squared_relu", "not supported")
-	}
-	if a.bool("apply_layernorm_1p", false) {
-		a.fail("apply_layernorm_1p", "not supported")
 	}
 	c.NumExperts = a.int("num_experts", 0)
 	if c.NumExperts > 0 {

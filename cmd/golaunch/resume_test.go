@@ -576,3 +576,29 @@ func TestLoadIsStrict(t *testing.T) {
 	require.Contains(t, string(out), "unexpected key(s) in model chunk 0: decoder.layers.0.mlp.linear_fc1.bias")
 	require.Contains(t, string(out), "which the model built from the flags lacks")
 }
+
+// TestApplyLayernorm1p: --apply-layernorm-1p trains the same at TP 2 with sequence
+// parallelism as on one process, is saved in the args and resumes exactly.
+func TestApplyLayernorm1p(t *testing.T) {
+	dir := t.TempDir()
+	base := append(append([]string{"--standalone"}, resumeArgs(dir)...), "--normalization", "LayerNorm", "--apply-layernorm-1p", "--hidden-dropout", "0")
+	single := iterationLosses(runGolaunch(t, base...))
+	tp := append([]string{"--nproc-per-node", "2"}, append(base[1:], "--tensor-model-parallel-size", "2", "--sequence-parallel")...)
+	tp = append([]string{"--standalone"}, tp...)
+	got := iterationLosses(runGolaunch(t, tp...))
+	require.Len(t, got, 8)
+	for it, want := range single {
+		w, g := parseLossNorm(want), parseLossNorm(got[it])
+		require.InEpsilon(t, w[0], g[0], 1e-5, "iteration %s", it)
+	}
+	runGolaunch(t, append(tp, "--save", filepath.Join(dir, "b"), "--exit-interval", "4")...)
+	resumed := iterationLosses(runGolaunch(t, append(tp, "--load", filepath.Join(dir, "b"))...))
+	for it := 5; it <= 8; it++ {
+		k := strconv.Itoa(it)
+		require.Equal(t, got[k], resumed[k], "iteration %d", it)
+	}
+	ck, err := megatron.Open(filepath.Join(dir, "b"))
+	require.NoError(t, err)
+	defer ck.Close()
+	require.True(t, ck.Config.ApplyLayernorm1p, "apply_layernorm_1p in the args")
+}
