@@ -208,6 +208,10 @@ type Backend interface {
 	// 0.5x(1+tanh(√(2/π)(x+0.044715x³))) (gelu_new / gelu_pytorch_tanh).
 	GeLU(out, x *tensor.Tensor, tanh bool)
 	GeLUBackward(dx, dout, x *tensor.Tensor, tanh bool)
+	// SquaredReLU: out = max(x, 0)² (Megatron's --squared-relu); the backward
+	// dx = dout·2·max(x, 0).
+	SquaredReLU(out, x *tensor.Tensor)
+	SquaredReLUBackward(dx, dout, x *tensor.Tensor)
 
 	// Dropout: keep each element with probability 1−p (mask[i] = 1) and scale kept ones by
 	// 1/(1−p); the mask (U8) is a pure function of (seed, offset + i), so recompute and

@@ -28,6 +28,7 @@ type Config struct {
 	NormEpsilon                          float64 `name:"norm-epsilon" default:"1e-5" help:"Epsilon of the norms."`
 	SwiGLU                               bool    `name:"swiglu" help:"SwiGLU MLP (Llama)."`
 	OpenAIGeLU                           bool    `name:"openai-gelu" help:"tanh approximation of GeLU (GPT-2, BLOOM, StarCoder)."`
+	SquaredReLU                          bool    `name:"squared-relu" help:"Squared ReLU MLP activation, max(x, 0)² (not with --swiglu)."`
 	UntieEmbeddingsAndOutputWeights      bool    `name:"untie-embeddings-and-output-weights" help:"Separate output layer weight."`
 	DisableBiasLinear                    bool    `name:"disable-bias-linear" help:"No biases in linear layers."`
 	AddQKVBias                           bool    `name:"add-qkv-bias" help:"Bias in the QKV projection even with --disable-bias-linear (Qwen)."`
@@ -115,6 +116,9 @@ func (c *Config) Finalize() error {
 	}
 	if c.FFNHiddenSize%tp != 0 {
 		return fmt.Errorf("--ffn-hidden-size %d is not divisible by --tensor-model-parallel-size %d", c.FFNHiddenSize, tp)
+	}
+	if c.SquaredReLU && c.SwiGLU {
+		return fmt.Errorf("--squared-relu and --swiglu are exclusive (as Megatron asserts)")
 	}
 	if c.ApplyLayernorm1p && c.Normalization == "RMSNorm" {
 		return fmt.Errorf("--apply-layernorm-1p: RMSNorm does not currently support the layernorm_1p formulation (as Megatron says)")

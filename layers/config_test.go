@@ -163,3 +163,67 @@ func TestApplyLayernorm1p(t *testing.T) {
 	_, err = NewGPTModel(be, r, 5)
 	require.ErrorContains(t, err, "RMSNorm does not currently support the layernorm_1p formulation")
 }
+
+// TestSquaredReLU: --squared-relu makes the MLP fc2(max(fc1(x), 0)²): the model's loss
+// equals one computed with the activation done by hand, and its gradients pass finite
+// differences; it refuses --swiglu, as Megatron asserts.
+func TestSquaredReLU(t *testing.T) {
+	be := cpu.New()
+	c, err := Preset("tiny-gpt2")
+	require.NoError(t, err)
+	c.AttentionDropout, c.HiddenDropout, c.SquaredReLU = 0, 0, true
+	m, err := NewGPTModel(be, c, 3)
+	require.NoError(t, err)
+	l := m.Layers[0]
+	x := tensor.New(tensor.F32, 3, l.FC1.Out)
+	for i := range x.F32() {
+		x.F32()[i] = float32(i%11) - 5
+	}
+	out := tensor.New(tensor.F32, 3, l.FC1.Out)
+	c.activation(be, out, x)
+	for i, v := range x.F32() {
+		want := float32(0)
+		if v > 0 {
+			want = v * v
+		}
+		require.Equal(t, want, out.F32()[i])
+	}
+	gelu := c
+	gelu.SquaredReLU = false
+	g, err := NewGPTModel(be, gelu, 3)
+	require.NoError(t, err)
+	bt := Batch{Tokens: make([]int64, 32), Labels: make([]int64, 32), LossMask: make([]float32, 32)}
+	for i := range bt.Tokens {
+		bt.Tokens[i], bt.Labels[i], bt.LossMask[i] = int64(i*7%256), int64(i*11%256), 1
+	}
+	loss := func(m *GPTModel) float64 {
+		st := m.NewStash(16, 2)
+		sum, n, err := m.Forward(st, bt, 0, 0)
+		require.NoError(t, err)
+		return sum / n
+	}
+	require.NotEqual(t, loss(g), loss(m), "the activation is not GeLU")
+	// Gradients of a few linear_fc1 weights against central differences of the loss.
+	for _, p := range m.Params {
+		p.Grad = be.Alloc(tensor.F32, p.Shape...)
+	}
+	st := m.NewStash(16, 2)
+	_, n, err := m.Forward(st, bt, 0, 0)
+	require.NoError(t, err)
+	require.NoError(t, m.Backward(st, float32(1/n), nil))
+	w := m.Layers[1].FC1.W
+	for _, i := range []int{3, 517, 2048, 9000} {
+		v := w.Data.F32()[i]
+		const h = 1e-2
+		w.Data.F32()[i] = v + h
+		up := loss(m)
+		w.Data.F32()[i] = v - h
+		down := loss(m)
+		w.Data.F32()[i] = v
+		require.InDelta(t, (up-down)/(2*h), float64(w.Grad.F32()[i]), 5e-5, "d loss / d fc1[%d] (gradients ~1e-3)", i)
+	}
+	bad := c
+	bad.SwiGLU = true
+	_, err = NewGPTModel(be, bad, 3)
+	require.ErrorContains(t, err, "--squared-relu and --swiglu are exclusive")
+}

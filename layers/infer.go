@@ -298,11 +298,7 @@ func (l *TransformerLayer) decodeMLP(be kernels.Backend, s *inferScratch, out, i
 	}
 	f, g := view(s.f, N, l.FC1.Out), view(s.g, N, l.FC2.In)
 	l.FC1.Forward(be, f, in)
-	if l.cfg.SwiGLU {
-		be.SwiGLU(g, f)
-	} else {
-		be.GeLU(g, f, l.cfg.OpenAIGeLU)
-	}
+	l.cfg.activation(be, g, f)
 	l.FC2.Matmul(be, out, g)
 	if err := l.par.allReduce(out, "linear_fc2 output"); err != nil {
 		return err

@@ -329,11 +329,7 @@ func (m *MoE) Forward(be kernels.Backend, cast *castScratch, ms *moeStash, out, 
 	m.expertRows(ms, func(e *Expert, lo, hi int) {
 		f, gg := ms.f.Slice(lo, hi), ms.g.Slice(lo, hi)
 		e.FC1.Forward(be, f, ms.x.Slice(lo, hi))
-		if c.SwiGLU {
-			be.SwiGLU(gg, f)
-		} else {
-			be.GeLU(gg, f, c.OpenAIGeLU)
-		}
+		c.activation(be, gg, f)
 		e.FC2.Matmul(be, ms.y.Slice(lo, hi), gg)
 	})
 	grow(be, &m.ys, ms.y.DType(), R*h)
@@ -401,11 +397,7 @@ func (m *MoE) Backward(be kernels.Backend, cast *castScratch, ms *moeStash, g *m
 	m.expertRows(ms, func(e *Expert, lo, hi int) {
 		dg, df := g.dg.Slice(lo, hi), g.df.Slice(lo, hi)
 		e.FC2.WeightBackward(be, dg, g.dy.Slice(lo, hi), ms.g.Slice(lo, hi))
-		if c.SwiGLU {
-			be.SwiGLUBackward(df, dg, ms.f.Slice(lo, hi))
-		} else {
-			be.GeLUBackward(df, dg, ms.f.Slice(lo, hi), c.OpenAIGeLU)
-		}
+		c.activationBackward(be, df, dg, ms.f.Slice(lo, hi))
 		e.FC1.WeightBackward(be, g.dx.Slice(lo, hi), df, ms.x.Slice(lo, hi))
 	})
 	// The rows' d x summed per (gathered) token.

@@ -283,11 +283,7 @@ func (l *TransformerLayer) mlp(be kernels.Backend, st *layerStash, lnf *tensor.T
 		return l.MoE.Forward(be, l.cast, st.moe, st.mp, lnf)
 	}
 	l.FC1.Forward(be, st.f, lnf)
-	if l.cfg.SwiGLU {
-		be.SwiGLU(st.g, st.f)
-	} else {
-		be.GeLU(st.g, st.f, l.cfg.OpenAIGeLU)
-	}
+	l.cfg.activation(be, st.g, st.f)
 	l.FC2.Matmul(be, st.mp, st.g)
 	return nil
 }
@@ -303,11 +299,7 @@ func (l *TransformerLayer) mlpBackward(be kernels.Backend, st *layerStash, g *la
 		return l.MoE.Backward(be, l.cast, st.moe, g.moe, g.dlnf, g.dmf, st.ln2, lo)
 	}
 	l.FC2.WeightBackward(be, g.dg, g.dmf, st.g)
-	if l.cfg.SwiGLU {
-		be.SwiGLUBackward(g.df, g.dg, st.f)
-	} else {
-		be.GeLUBackward(g.df, g.dg, st.f, l.cfg.OpenAIGeLU)
-	}
+	l.cfg.activationBackward(be, g.df, g.dg, st.f)
 	l.FC1.Backward(be, g.dlnf, g.df, lnf)
 	return nil
 }
@@ -471,4 +463,29 @@ func (l *TransformerLayer) Backward(be kernels.Backend, st *layerStash, g *layer
 	l.InNorm.Backward(be, dx, g.dln, st.x, st.n1)
 	be.Add(dx, dx, g.dh1)
 	return nil
+}
+
+// activation applies the MLP's activation to fc1's output f: SwiGLU, squared ReLU
+// (--squared-relu) or GeLU (tanh with --openai-gelu).
+func (c *Config) activation(be kernels.Backend, out, f *tensor.Tensor) {
+	switch {
+	case c.SwiGLU:
+		be.SwiGLU(out, f)
+	case c.SquaredReLU:
+		be.SquaredReLU(out, f)
+	default:
+		be.GeLU(out, f, c.OpenAIGeLU)
+	}
+}
+
+// activationBackward is activation's backward: df from dout and f.
+func (c *Config) activationBackward(be kernels.Backend, df, dout, f *tensor.Tensor) {
+	switch {
+	case c.SwiGLU:
+		be.SwiGLUBackward(df, dout, f)
+	case c.SquaredReLU:
+		be.SquaredReLUBackward(df, dout, f)
+	default:
+		be.GeLUBackward(df, dout, f, c.OpenAIGeLU)
+	}
 }

@@ -632,3 +632,19 @@ func TestContextParallelLayouts(t *testing.T) {
 		})
 	}
 }
+
+// TestNormAndActivationVariantsLayouts: --squared-relu and --apply-layernorm-1p (GPT-2's
+// LayerNorm model) train the same at TP 2 with sequence parallelism and with PP 2 as on
+// one process.
+func TestNormAndActivationVariantsLayouts(t *testing.T) {
+	cfg := equivalenceModels()["gpt2"]
+	cfg.SquaredReLU, cfg.ApplyLayernorm1p = true, true
+	const iters = 4
+	ref := runLayout(t, cfg, layout{tp: 1, pp: 1, dp: 1}, iters)
+	require.Less(t, ref.losses[iters-1], ref.losses[0], "the run learns")
+	for _, l := range []layout{{tp: 2, pp: 1, dp: 1, sp: true}, {tp: 1, pp: 2, dp: 2, dist: true}} {
+		t.Run(l.String(), func(t *testing.T) {
+			compareRuns(t, l.String(), ref, runLayout(t, cfg, l, iters), 1e-5)
+		})
+	}
+}

@@ -22,6 +22,9 @@ func ConfigJSON(family Family, cfg *layers.Config, dtype tensor.DType, base map[
 	m["torch_dtype"] = dtype.String()
 	m["model_type"] = string(family)
 	delete(m, "_name_or_path")
+	if cfg.SquaredReLU {
+		return nil, fmt.Errorf("a %s model has no squared-ReLU MLP (--squared-relu); no Hugging Face family here has one", family)
+	}
 	if cfg.NumExperts > 0 && family != Mixtral {
 		return nil, fmt.Errorf("a %s model has no experts; this mixture-of-experts checkpoint (%d experts) converts to mixtral", family, cfg.NumExperts)
 	}

@@ -40,7 +40,7 @@ func Args(cfg layers.Config, tp, pp int, dtype tensor.DType, f Format, hfModelTy
 	set("add_qkv_bias", cfg.AddQKVBias)
 	set("swiglu", cfg.SwiGLU)
 	set("openai_gelu", cfg.OpenAIGeLU)
-	set("squared_relu", false)
+	set("squared_relu", cfg.SquaredReLU)
 	set("untie_embeddings_and_output_weights", cfg.UntieEmbeddingsAndOutputWeights)
 	set("apply_residual_connection_post_layernorm", cfg.ApplyResidualConnectionPostLayernorm)
 	set("normalization", cfg.Normalization)
@@ -170,9 +170,7 @@ func ConfigFromArgs(ns *torchpickle.Namespace) (layers.Config, ArgsInfo, error) 
 			info.ParamsDType = dt
 		}
 	}
-	if a.bool("squared_relu", false) {
-		a.fail("squared_relu", "not supported")
-	}
+	c.SquaredReLU = a.bool("squared_relu", false)
 	c.NumExperts = a.int("num_experts", 0)
 	if c.NumExperts > 0 {
 		c.MoERouterTopK = a.int("moe_router_topk", 2)

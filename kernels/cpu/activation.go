@@ -106,3 +106,41 @@ func (b *Backend) GeLUBackward(dx, dout, x *tensor.Tensor, tanh bool) {
 		}
 	})
 }
+
+// SquaredReLU: out = max(x, 0)², rounded once.
+func (b *Backend) SquaredReLU(out, x *tensor.Tensor) {
+	if b.bf16("SquaredReLU", func(t []*tensor.Tensor) { b.SquaredReLU(t[0], t[1]) }, wr("out", out), rd("x", x)) {
+		return
+	}
+	sameShape("SquaredReLU", out, x)
+	os, xs := f32("SquaredReLU", out), f32("SquaredReLU", x)
+	parallelFor(len(xs), elemGrain, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			var r float32
+			if xs[i] > 0 {
+				r = xs[i]
+			}
+			os[i] = r * r
+		}
+	})
+}
+
+// SquaredReLUBackward: dx = dout·2·max(x, 0).
+func (b *Backend) SquaredReLUBackward(dx, dout, x *tensor.Tensor) {
+	if b.bf16("SquaredReLUBackward", func(t []*tensor.Tensor) { b.SquaredReLUBackward(t[0], t[1], t[2]) },
+		wr("dx", dx), rd("dout", dout), rd("x", x)) {
+		return
+	}
+	const op = "SquaredReLUBackward"
+	sameShape(op, dx, dout, x)
+	ds, gs, xs := f32(op, dx), f32(op, dout), f32(op, x)
+	parallelFor(len(xs), elemGrain, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			var d float32
+			if xs[i] > 0 {
+				d = 2 * xs[i]
+			}
+			ds[i] = gs[i] * d
+		}
+	})
+}

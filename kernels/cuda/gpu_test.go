@@ -195,7 +195,7 @@ func opsVsCPU(t *testing.T, g *Backend, act tensor.DType) {
 				require.Equalf(e.t, i >= 8, math.IsNaN(float64(v)), "out[%d] = %v", i, v)
 			}
 		}},
-		{"SwiGLU/GeLU", false, func(e *env) {
+		{"SwiGLU/GeLU/SquaredReLU", false, func(e *env) {
 			x, g := e.actIn(2, 33, 2*70), e.actIn(1, 33, 70)
 			o, dx := e.actOut(33, 70), e.actOut(33, 140)
 			e.c.SwiGLU(o.h, x.h)
@@ -214,6 +214,14 @@ func opsVsCPU(t *testing.T, g *Backend, act tensor.DType) {
 				e.g.GeLUBackward(d.d, gy.d, y.d, tanh)
 				e.check(fmt.Sprint("GeLUBackward tanh=", tanh), d, e.actTol(tolF32))
 			}
+			y, gy := e.actIn(2, 5000), e.actIn(1, 5000)
+			o2, d2 := e.actOut(5000), e.actOut(5000)
+			e.c.SquaredReLU(o2.h, y.h)
+			e.g.SquaredReLU(o2.d, y.d)
+			e.check("SquaredReLU", o2, e.actTol(tolF32))
+			e.c.SquaredReLUBackward(d2.h, gy.h, y.h)
+			e.g.SquaredReLUBackward(d2.d, gy.d, y.d)
+			e.check("SquaredReLUBackward", d2, e.actTol(tolF32))
 		}},
 		{"Dropout", false, func(e *env) {
 			for _, p := range []float32{0, 0.1, 0.5, 1} {

@@ -399,6 +399,18 @@ func (b *Backend) GeLUBackward(dx, dout, x *tensor.Tensor, tanh bool) {
 	b.elem("gm_gelu_bwd"+sfx(dt), x.Numel(), dx.Ptr, dout.Ptr, x.Ptr, int64(x.Numel()), bool32(tanh))
 }
 
+func (b *Backend) SquaredReLU(out, x *tensor.Tensor) {
+	dt := b.acts("SquaredReLU", out, x)
+	sameShape("SquaredReLU", out, x)
+	b.elem("gm_relu2"+sfx(dt), x.Numel(), out.Ptr, x.Ptr, int64(x.Numel()))
+}
+
+func (b *Backend) SquaredReLUBackward(dx, dout, x *tensor.Tensor) {
+	dt := b.acts("SquaredReLUBackward", dx, dout, x)
+	sameShape("SquaredReLUBackward", dx, dout, x)
+	b.elem("gm_relu2_bwd"+sfx(dt), x.Numel(), dx.Ptr, dout.Ptr, x.Ptr, int64(x.Numel()))
+}
+
 func (b *Backend) dropoutMask(op string, mask *tensor.Tensor, n int) {
 	b.mustDev(op, mask)
 	if (mask.DType() != tensor.U8 && mask.DType() != tensor.Bool) || mask.Numel() != n {

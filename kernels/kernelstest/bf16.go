@@ -246,6 +246,11 @@ func bf16Cases() []bf16Case {
 			c.b.GeLUBackward(c.actOut("dx", 2001), c.act(1, 2001), x, tanh)
 		}})
 	}
+	cases = append(cases, bf16Case{"SquaredReLU", func(c *bf16Run) {
+		x := c.act(2, 2001)
+		c.b.SquaredReLU(c.actOut("out", 2001), x)
+		c.b.SquaredReLUBackward(c.actOut("dx", 2001), c.act(1, 2001), x)
+	}})
 	for _, ta := range []bool{false, true} {
 		for _, tb := range []bool{false, true} {
 			cases = append(cases, bf16Case{fmt.Sprintf("Gemm/ta=%v/tb=%v", ta, tb), func(c *bf16Run) {

@@ -260,3 +260,28 @@ func GeLU(t *testing.T, b kernels.Backend) {
 		}
 	}
 }
+
+// SquaredReLU checks max(x, 0)² and its backward 2·max(x, 0)·dout against float64 (the
+// derivative is exact away from 0, which the random inputs never hit).
+func SquaredReLU(t *testing.T, b kernels.Backend) {
+	r := newRand(19)
+	for _, n := range []int{17, 50000} {
+		t.Run(fmt.Sprintf("n=%d", n), func(t *testing.T) {
+			x := randVals(r, n, 2)
+			fx := f64s(x)
+			dx, out := devF32(b, x, n), b.Alloc(tensor.F32, n)
+			b.SquaredReLU(out, dx)
+			want, dwant := make([]float64, n), make([]float64, n)
+			rr := f64s(randVals(r, n, 1))
+			for i, z := range fx {
+				if z > 0 {
+					want[i], dwant[i] = z*z, rr[i]*2*z
+				}
+			}
+			requireClose(t, "out", get(b, out), want, tolF32)
+			gx := b.Alloc(tensor.F32, n)
+			b.SquaredReLUBackward(gx, devF32(b, toF32(rr), n), dx)
+			requireClose(t, "dx", get(b, gx), dwant, tolF32)
+		})
+	}
+}

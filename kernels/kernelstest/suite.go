@@ -40,6 +40,7 @@ func Checks() []Check {
 		{"AttentionDropoutRows", AttentionDropoutRows},
 		{"SwiGLU", SwiGLU},
 		{"GeLU", GeLU},
+		{"SquaredReLU", SquaredReLU},
 		{"Dropout", Dropout},
 		{"CrossEntropy", CrossEntropy},
 		{"AdamW", AdamW},

@@ -1,4 +1,4 @@
-// activation.cu: SwiGLU and GeLU forward and backward (activations F32 or BF16: T is float
+// activation.cu: SwiGLU, GeLU and squared ReLU forward and backward (activations F32 or BF16: T is float
 // or u16, through ld/st).
 #include "common.cuh"
 
@@ -60,3 +60,22 @@ GM_KERNEL gm_gelu_bwd_f32(float* dx, const float* dout, const float* x, i64 n, i
 GM_KERNEL gm_gelu_bwd_bf16(u16* dx, const u16* dout, const u16* x, i64 n, int use_tanh) {
 	gelu_bwd(dx, dout, x, n, use_tanh);
 }
+
+// Squared ReLU (Megatron's --squared-relu): out = max(x, 0)², dx = dout·2·max(x, 0).
+template <typename T> GM_DEV void relu2(T* out, const T* x, i64 n) {
+	for (i64 i = gstart(); i < n; i += gstride()) {
+		float z = ld(x, i), r = z > 0.0f ? z : 0.0f;
+		st(out, i, r * r);
+	}
+}
+GM_KERNEL gm_relu2_f32(float* out, const float* x, i64 n) { relu2(out, x, n); }
+GM_KERNEL gm_relu2_bf16(u16* out, const u16* x, i64 n) { relu2(out, x, n); }
+
+template <typename T> GM_DEV void relu2_bwd(T* dx, const T* dout, const T* x, i64 n) {
+	for (i64 i = gstart(); i < n; i += gstride()) {
+		float z = ld(x, i);
+		st(dx, i, ld(dout, i) * (z > 0.0f ? 2.0f * z : 0.0f));
+	}
+}
+GM_KERNEL gm_relu2_bwd_f32(float* dx, const float* dout, const float* x, i64 n) { relu2_bwd(dx, dout, x, n); }
+GM_KERNEL gm_relu2_bwd_bf16(u16* dx, const u16* dout, const u16* x, i64 n) { relu2_bwd(dx, dout, x, n); }
