@@ -8,101 +8,36 @@
 if [ -z "${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi # `sh run_….sh` as in Pai's docs
 set -euo pipefail
 
-PAI_SCRIPT=$(basename "$0")
-PAI_USAGE="usage: ${PAI_SCRIPT} ENV MEGATRON_PATCH_PATH MODEL_SIZE BATCH_SIZE LR MIN_LR SEQ_LEN PAD_LEN EXTRA_VOCAB_SIZE PR TP PP AC DO FL SP TE TRAIN_DATASET_PATH VALID_DATASET_PATH PRETRAIN_CHECKPOINT_PATH EPOCH OUTPUT_BASEPATH
-
-Fine-tune a Llama-2 model with \`golaunch … finetune\` (Pai-Megatron-Patch's arguments, in order):
-   1 ENV                       dsw (this machine) | dlc (PAI-DLC: WORLD_SIZE nodes, RANK, KUBERNETES_CONTAINER_RESOURCE_GPU, MASTER_ADDR, MASTER_PORT)
-   2 MEGATRON_PATCH_PATH       accepted and ignored (gomegatron needs no Megatron or Pai checkout)
-   3 MODEL_SIZE                7B | 13B | 70B (GQA, 8 groups) | tiny | small (CPU sizes)
-   4 BATCH_SIZE                --micro-batch-size
-   5 LR                        --lr, e.g. 1e-5
-   6 MIN_LR                    --min-lr, e.g. 1e-6
-   7 SEQ_LEN                   --seq-length and --max-position-embeddings
-   8 PAD_LEN                   --max-padding-length (samples are padded/truncated to it)
-   9 EXTRA_VOCAB_SIZE          --extra-vocab-size (usually 0)
-  10 PR                        fp16 | bf16 | fp8
-  11 TP                        --tensor-model-parallel-size
-  12 PP                        --pipeline-model-parallel-size
-  13 AC                        full | sel | none (activation recompute)
-  14 DO                        true | false (--use-distributed-optimizer)
-  15 FL                        true | false (--use-flash-attn)
-  16 SP                        true | false (--sequence-parallel, only when TP > 1)
-  17 TE                        true | false (--transformer-impl transformer_engine)
-  18 TRAIN_DATASET_PATH        --train-data-path: a JSON list of {instruction, input, output}
-  19 VALID_DATASET_PATH        --valid-data-path: same format
-  20 PRETRAIN_CHECKPOINT_PATH  --load (a converted checkpoint), or none
-  21 EPOCH                     --epochs
-  22 OUTPUT_BASEPATH           writes checkpoint/FT_NAME, tensorboard/FT_NAME_DATE and log/FT_NAME_DATE.log under it
-
-Environment: DRY_RUN=1 prints the golaunch command and stops; GPUS_PER_NODE (dsw) sets the
-processes per node (default: CUDA_VISIBLE_DEVICES entries, else nvidia-smi -L GPUs, else 1);
-GOLAUNCH names the golaunch binary (default: golaunch on PATH, else built into bin/).
-
-example: ${PAI_SCRIPT} dsw ../.. 7B 1 1e-5 1e-6 120 120 0 bf16 1 1 sel true false true false /mnt/llama2-datasets/alpaca_data.json /mnt/llama2-datasets/alpaca_data.json /mnt/llama2-ckpts/Llama-2-7b-hf-to-mg-tp1-pp1/ 2 /mnt/output_patch_test"
-
 # shellcheck source=lib/pai.sh
 . "$(dirname "$0")/lib/pai.sh"
+PAI_SCRIPT=$(basename "$0")
+pai_set_usage "Fine-tune a Llama-2 model with \`golaunch … finetune\`" \
+	"dsw ../.. 7B 1 1e-5 1e-6 120 120 0 bf16 1 1 sel true false true false /mnt/llama2-datasets/alpaca_data.json /mnt/llama2-datasets/alpaca_data.json /mnt/llama2-ckpts/Llama-2-7b-hf-to-mg-tp1-pp1/ 2 /mnt/output_patch_test" \
+	ENV MEGATRON_PATCH_PATH \
+	"MODEL_SIZE=7B | 13B | 70B (GQA, 8 groups) | tiny | small (CPU sizes)" \
+	BATCH_SIZE LR MIN_LR \
+	"SEQ_LEN=--seq-length and --max-position-embeddings" \
+	"PAD_LEN=--max-padding-length (samples are padded/truncated to it)" \
+	EXTRA_VOCAB_SIZE PR TP PP AC DO FL SP TE \
+	"TRAIN_DATASET_PATH=--train-data-path: a JSON list of {instruction, input, output}" \
+	"VALID_DATASET_PATH=--valid-data-path: same format" \
+	"PRETRAIN_CHECKPOINT_PATH=--load (a converted checkpoint), or none" \
+	EPOCH \
+	"OUTPUT_BASEPATH=writes checkpoint/FT_NAME, tensorboard/FT_NAME_DATE and log/FT_NAME_DATE.log under it"
+
 pai_nargs 22 $#
 
 # Every argument is checked before anything is created or launched.
-pai_epoch_args "$@" # ENV … OUTPUT_BASEPATH; FT_NAME, TENSORBOARD_DIR, FINETUNE_CHECKPOINT_PATH, LOG_FILE
+pai_epoch_args "$@" # ENV … OUTPUT_BASEPATH; FT_NAME, TENSORBOARD_DIR, FINETUNE_CHECKPOINT_PATH, LOG_FILE, pai_epoch_options
 
 pai_feature_options # AC PR DO FL TE SP TP PRETRAIN_CHECKPOINT_PATH → the option arrays, as Pai builds them
+pai_llama_arch --use-llama2-rotary-position-embeddings # pai_arch_options
 
-# Data paths are split on blanks, as Pai's unquoted expansions split them.
-read -r -a train_paths <<<"$TRAIN_DATASET_PATH"
-read -r -a valid_paths <<<"$VALID_DATASET_PATH"
-
-# As in Pai's script, --load appears here unconditionally (--load none when there is no
-# checkpoint) and again in load_options; the last one wins.
 megatron_options=(
-	--load "${PRETRAIN_CHECKPOINT_PATH}"
-	--save "${FINETUNE_CHECKPOINT_PATH}"
-	--train-data-path "${train_paths[@]}"
-	--valid-data-path "${valid_paths[@]}"
-	--num-layers "${NUM_LAYERS}"
-	--hidden-size "${HIDDEN_SIZE}"
-	--num-attention-heads "${NUM_ATTN_HEADS}"
-	--seq-length "${SEQ_LEN}"
-	--max-position-embeddings "${SEQ_LEN}"
-	--ffn-hidden-size "${INTERMEDIATE_SIZE}"
-	--keep-last
-	--micro-batch-size "${BATCH_SIZE}"
-	--epochs "${EPOCH}"
-	--lr "${LR}"
-	--min-lr "${MIN_LR}"
-	--lr-decay-style cosine
-	--weight-decay 0.1
-	--clip-grad 1.0
-	--adam-beta1 0.9
-	--adam-beta2 0.95
-	--init-method-std 0.01
-	--num-workers 0
-	--log-interval 1
-	--eval-interval 1000
-	--eval-iters 10
-	--save-interval 1000000
-	--tensorboard-queue-size 1
-	--tensorboard-dir "${TENSORBOARD_DIR}"
-	--log-timers-to-tensorboard
-	--log-batch-size-to-tensorboard
-	--log-validation-ppl-to-tensorboard
-	--tensor-model-parallel-size "${TP}"
-	--pipeline-model-parallel-size "${PP}"
-	--finetune
-	--no-load-optim
-	--no-load-rng
-	--seed 1234
-	--max-padding-length "${PAD_LEN}"
-	--extra-vocab-size "${EXTRA_VOCAB_SIZE}"
+	"${pai_epoch_options[@]}" # --load … --extra-vocab-size, in Pai's order
 	--patch-tokenizer-type LLamaTokenizer
 	--dataset LLama-SFT
-	--swiglu
-	--normalization RMSNorm
-	--use-llama2-rotary-position-embeddings
-	--position-embedding-type rope
-	--untie-embeddings-and-output-weights
+	"${pai_arch_options[@]}" # --swiglu … --untie-embeddings-and-output-weights
 	--disable-bias-linear
 )
 

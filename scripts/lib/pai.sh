@@ -5,12 +5,97 @@
 # helpers check every argument before anything is launched or created (a wrong value
 # stops the script with exit status 2 and a message naming the argument and its
 # position), pick the launcher layout (ENV=dsw / ENV=dlc) and print or run the command.
+# Others hold the runs of Megatron flags that Pai's scripts write alike (pai_epoch_options,
+# pai_train_options, pai_log_options, pai_llama_arch, pai_generate_options, …), so that a
+# script lists Pai's flags in Pai's order with only what is its own written out.
 #
-# A script sets PAI_SCRIPT (its name, for messages) and PAI_USAGE (its usage text) before
-# calling them.
+# A script sets PAI_SCRIPT (its name, for messages) and PAI_USAGE (its usage text, built by
+# pai_set_usage) before calling them.
 
 # PAI_REPO is the repository root (scripts/lib/../..), where golaunch is built if needed.
 PAI_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+
+# PAI_ENV_HELP is the usage's paragraph on the environment of the training and evaluation
+# scripts; PAI_GENERATE_ENV_HELP is the generation scripts' (one process per TP rank).
+PAI_ENV_HELP="Environment: DRY_RUN=1 prints the golaunch command and stops; GPUS_PER_NODE (dsw) sets the
+processes per node (default: CUDA_VISIBLE_DEVICES entries, else nvidia-smi -L GPUs, else 1);
+GOLAUNCH names the golaunch binary (default: golaunch on PATH, else built into bin/)."
+PAI_GENERATE_ENV_HELP="Environment: DRY_RUN=1 prints the golaunch command and stops; GOLAUNCH names the golaunch
+binary (default: golaunch on PATH, else built into bin/)."
+
+# pai_set_usage SUMMARY EXAMPLE ARG… sets PAI_USAGE for a script's positional arguments, in
+# order: the usage line, SUMMARY, one numbered line per ARG, the environment paragraph
+# (${PAI_ENV_HELP}, which a script may replace for the call) and the EXAMPLE arguments. An ARG
+# is NAME=DESCRIPTION, or a bare NAME whose description is the one Pai's scripts share
+# (pai_arg_help).
+pai_set_usage() {
+	local summary=$1 example=$2 arg name width=0 i=0 names='' rows='' row
+	shift 2
+	for arg in "$@"; do
+		name=${arg%%=*}
+		if ((${#name} + 2 > width)); then width=$((${#name} + 2)); fi
+	done
+	for arg in "$@"; do
+		name=${arg%%=*}
+		if [ "$name" = "$arg" ]; then pai_arg_help "$name"; else pai_help=${arg#*=}; fi
+		i=$((i + 1))
+		names+=" ${name}"
+		printf -v row '%4d %-*s%s\n' "$i" "$width" "$name" "$pai_help"
+		rows+=$row
+	done
+	PAI_USAGE="usage: ${PAI_SCRIPT}${names}
+
+${summary} (Pai-Megatron-Patch's arguments, in order):
+${rows}
+${PAI_ENV_HELP}
+
+example: ${PAI_SCRIPT} ${example}"
+}
+
+# pai_arg_help NAME sets pai_help to the usage's description of the argument NAME where Pai's
+# scripts share it (a script that says otherwise passes NAME=DESCRIPTION to pai_set_usage).
+pai_arg_help() {
+	case $1 in
+	ENV) pai_help="dsw (this machine) | dlc (PAI-DLC: WORLD_SIZE nodes, RANK, KUBERNETES_CONTAINER_RESOURCE_GPU, MASTER_ADDR, MASTER_PORT)" ;;
+	MEGATRON_PATCH_PATH) pai_help="accepted and ignored (gomegatron needs no Megatron or Pai checkout)" ;;
+	BATCH_SIZE) pai_help="--micro-batch-size" ;;
+	GLOBAL_BATCH_SIZE) pai_help="--global-batch-size" ;;
+	LR) pai_help="--lr, e.g. 1e-5" ;;
+	MIN_LR) pai_help="--min-lr, e.g. 1e-6" ;;
+	EXTRA_VOCAB_SIZE) pai_help="--extra-vocab-size (usually 0)" ;;
+	PR) pai_help="fp16 | bf16 | fp8" ;;
+	TP) pai_help="--tensor-model-parallel-size" ;;
+	PP) pai_help="--pipeline-model-parallel-size" ;;
+	AC) pai_help="full | sel | none (activation recompute)" ;;
+	DO) pai_help="true | false (--use-distributed-optimizer)" ;;
+	FL) pai_help="true | false (--use-flash-attn)" ;;
+	SP) pai_help="true | false (--sequence-parallel, only when TP > 1)" ;;
+	TE) pai_help="true | false (--transformer-impl transformer_engine)" ;;
+	MOE) pai_help="false, or true: Pai's mixture-of-experts options (Megatron-Core MoE layers)" ;;
+	SAVE_INTERVAL) pai_help="--save-interval" ;;
+	VALID_DATASET_PATH) pai_help="--valid-data-path and --test-data-path: same format" ;;
+	TRAIN_TOKENS) pai_help="training tokens: --train-iters = TRAIN_TOKENS / GLOBAL_BATCH_SIZE / SEQ_LEN" ;;
+	WARMUP_TOKENS) pai_help="warmup tokens: --lr-warmup-iters = WARMUP_TOKENS / GLOBAL_BATCH_SIZE / SEQ_LEN" ;;
+	TRAIN_ITERS) pai_help="--train-iters" ;;
+	WARMUP_ITERS) pai_help="--lr-warmup-iters (--lr-decay-iters = TRAIN_ITERS - WARMUP_ITERS)" ;;
+	EPOCH) pai_help="--epochs" ;;
+	OUTPUT_BASEPATH) pai_help="writes checkpoint/NAME, tensorboard/NAME_DATE and log/NAME_DATE.log under it" ;;
+	CHECKPOINT_PATH) pai_help="--load (a Megatron checkpoint folder), or none" ;;
+	BS) pai_help="--micro-batch-size (prompts per batch)" ;;
+	TOP_K) pai_help="--top-k (0: off; 1: greedy); TOP_K or TOP_P must be 0" ;;
+	INPUT_SEQ_LEN) pai_help="--input-len" ;;
+	OUTPUT_SEQ_LEN) pai_help="--out-seq-length (tokens generated)" ;;
+	INPUT_FILE) pai_help="--text-generate-input-file: jsonl with a \"query\" per line, or none" ;;
+	OUTPUT_FILE) pai_help="--text-generate-output-file: one generated text per line" ;;
+	TOP_P) pai_help="--top-p (0: off)" ;;
+	TEMPERATURE) pai_help="--temperature" ;;
+	REPETITION_PENALTY) pai_help="--repetition-penalty (1.1-1.5 reduces repetition; Pai's default 1.2)" ;;
+	*)
+		printf '%s: pai_set_usage: %s needs a description (NAME=DESCRIPTION)\n' "${PAI_SCRIPT}" "$1" >&2
+		exit 1
+		;;
+	esac
+}
 
 # pai_die prints "<script>: <message>" on stderr and exits 2 (bad input).
 pai_die() {
@@ -121,7 +206,8 @@ pai_train_args() {
 # pretraining scripts, from position FIRST: SAVE_INTERVAL DATASET_PATH
 # PRETRAIN_CHECKPOINT_PATH TRAIN_TOKENS WARMUP_TOKENS OUTPUT_BASEPATH; then picks the
 # launcher layout, checks the parallel layout and derives Pai's iteration counts (truncating
-# integer division, left to right).
+# integer division, left to right). dataset_paths is DATASET_PATH split on blanks, as Pai's
+# unquoted expansion splits it (a blend "w1 p1 w2 p2").
 pai_token_run_args() {
 	local i=$1
 	shift
@@ -142,12 +228,14 @@ pai_token_run_args() {
 	LR_DECAY_ITERS=$((TRAIN_TOKENS / GLOBAL_BATCH_SIZE / SEQ_LEN))
 	((TRAIN_ITERS > 0)) ||
 		pai_die "TRAIN_TOKENS (arg $((i + 3))): ${TRAIN_TOKENS} / GLOBAL_BATCH_SIZE ${GLOBAL_BATCH_SIZE} / SEQ_LEN ${SEQ_LEN} gives 0 training iterations"
+	read -r -a dataset_paths <<<"$DATASET_PATH"
 }
 
 # pai_iter_run_args FIRST ARGS… is the same for the seven arguments that end Pai's *_withGA
 # fine-tuning scripts: SAVE_INTERVAL DATASET_PATH VALID_DATASET_PATH
 # PRETRAIN_CHECKPOINT_PATH TRAIN_ITERS WARMUP_ITERS OUTPUT_BASEPATH, with
-# LR_DECAY_ITERS = TRAIN_ITERS - WARMUP_ITERS (LR_WARMUP_ITERS is WARMUP_ITERS).
+# LR_DECAY_ITERS = TRAIN_ITERS - WARMUP_ITERS (LR_WARMUP_ITERS is WARMUP_ITERS). train_paths
+# and valid_paths are the data paths split on blanks, as Pai's unquoted expansions split them.
 pai_iter_run_args() {
 	local i=$1
 	shift
@@ -168,6 +256,8 @@ pai_iter_run_args() {
 	pai_check_parallel 12 13 5 4
 	LR_WARMUP_ITERS=$WARMUP_ITERS
 	LR_DECAY_ITERS=$((TRAIN_ITERS - WARMUP_ITERS))
+	read -r -a train_paths <<<"$DATASET_PATH"
+	read -r -a valid_paths <<<"$VALID_DATASET_PATH"
 }
 
 # pai_epoch_args ARGS… assigns and checks the 22 arguments of Pai's epoch-based fine-tuning
@@ -177,6 +267,13 @@ pai_iter_run_args() {
 # (MODEL_SIZE through ${PAI_SHAPE:-pai_model_shape}); picks the launcher layout, checks the
 # parallel layout and sets Pai's FT_NAME (its double dash before "do" included) and the run's
 # folders: TENSORBOARD_DIR, FINETUNE_CHECKPOINT_PATH and LOG_FILE.
+#
+# It also sets pai_epoch_options, the megatron_options that every such Pai script starts
+# with, in its order: --load … --extra-vocab-size (data, shape, epochs, optimizer, logging
+# and layout); a script adds its tokenizer, dataset and model flags. As in Pai's scripts,
+# --load is there unconditionally (--load none when there is no checkpoint) and again in
+# load_options; the last one wins. The data paths are split on blanks, as Pai's unquoted
+# expansions split them.
 pai_epoch_args() {
 	ENV=$1 MEGATRON_PATCH_PATH=$2 MODEL_SIZE=$3 BATCH_SIZE=$4 LR=$5 MIN_LR=$6 SEQ_LEN=$7 PAD_LEN=$8 EXTRA_VOCAB_SIZE=$9
 	PR=${10} TP=${11} PP=${12} AC=${13} DO=${14} FL=${15} SP=${16} TE=${17} TRAIN_DATASET_PATH=${18}
@@ -212,21 +309,118 @@ pai_epoch_args() {
 	TENSORBOARD_DIR="${OUTPUT_BASEPATH}/tensorboard/${FT_NAME}_${current_time}"
 	FINETUNE_CHECKPOINT_PATH="${OUTPUT_BASEPATH}/checkpoint/${FT_NAME}"
 	LOG_FILE="${OUTPUT_BASEPATH}/log/${FT_NAME}_${current_time}.log"
+
+	local train_paths valid_paths
+	read -r -a train_paths <<<"$TRAIN_DATASET_PATH"
+	read -r -a valid_paths <<<"$VALID_DATASET_PATH"
+	pai_epoch_options=(
+		--load "${PRETRAIN_CHECKPOINT_PATH}"
+		--save "${FINETUNE_CHECKPOINT_PATH}"
+		--train-data-path "${train_paths[@]}"
+		--valid-data-path "${valid_paths[@]}"
+		--num-layers "${NUM_LAYERS}"
+		--hidden-size "${HIDDEN_SIZE}"
+		--num-attention-heads "${NUM_ATTN_HEADS}"
+		--seq-length "${SEQ_LEN}"
+		--max-position-embeddings "${SEQ_LEN}"
+		--ffn-hidden-size "${INTERMEDIATE_SIZE}"
+		--keep-last
+		--micro-batch-size "${BATCH_SIZE}"
+		--epochs "${EPOCH}"
+		--lr "${LR}"
+		--min-lr "${MIN_LR}"
+		--lr-decay-style cosine
+		--weight-decay 0.1
+		--clip-grad 1.0
+		--adam-beta1 0.9
+		--adam-beta2 0.95
+		--init-method-std 0.01
+		--num-workers 0
+		--log-interval 1
+		--eval-interval 1000
+		--eval-iters 10
+		--save-interval 1000000
+		--tensorboard-queue-size 1
+		--tensorboard-dir "${TENSORBOARD_DIR}"
+		--log-timers-to-tensorboard
+		--log-batch-size-to-tensorboard
+		--log-validation-ppl-to-tensorboard
+		--tensor-model-parallel-size "${TP}"
+		--pipeline-model-parallel-size "${PP}"
+		--finetune
+		--no-load-optim
+		--no-load-rng
+		--seed 1234
+		--max-padding-length "${PAD_LEN}"
+		--extra-vocab-size "${EXTRA_VOCAB_SIZE}"
+	)
 }
 
 # pai_run_paths NAME sets the run's folders and files as Pai's scripts name them: the date
 # suffix, TENSORBOARD_DIR, SAVED_PRETRAIN_CHECKPOINT_PATH and LOG_FILE under OUTPUT_BASEPATH;
 # and pai_log_options, the run of logging and layout flags every global-batch script has in
-# the middle of its fixed options.
+# the middle of its fixed options (--log-interval 1 … --no-load-rng). pai_log_head_options is
+# that run without its closing --no-load-optim --no-load-rng, for Pai's legacy Llama-3 and
+# Qwen1.5 scripts, which put --dataset (and --no-save-optim) before them.
 pai_run_paths() {
 	current_time=$(date "+%Y.%m.%d-%H.%M.%S")
 	TENSORBOARD_DIR="${OUTPUT_BASEPATH}/tensorboard/$1_${current_time}"
 	SAVED_PRETRAIN_CHECKPOINT_PATH="${OUTPUT_BASEPATH}/checkpoint/$1"
 	LOG_FILE="${OUTPUT_BASEPATH}/log/$1_${current_time}.log"
-	pai_log_options=(--log-interval 1 --eval-interval 10000 --eval-iters 10 --save-interval "${SAVE_INTERVAL}"
+	pai_log_head_options=(--log-interval 1 --eval-interval 10000 --eval-iters 10 --save-interval "${SAVE_INTERVAL}"
 		--tensorboard-queue-size 1 --tensorboard-dir "${TENSORBOARD_DIR}" --log-timers-to-tensorboard
 		--log-batch-size-to-tensorboard --log-validation-ppl-to-tensorboard --tensor-model-parallel-size "${TP}"
-		--pipeline-model-parallel-size "${PP}" --no-load-optim --no-load-rng)
+		--pipeline-model-parallel-size "${PP}")
+	pai_log_options=("${pai_log_head_options[@]}" --no-load-optim --no-load-rng)
+}
+
+# pai_train_options DECAY_STYLE INIT_STD [FLAG…] sets the runs of flags that Pai's
+# global-batch scripts (pretraining and *_withGA fine-tuning, every model) write alike, for
+# their megatron_options:
+#   pai_optim_options  --lr LR --min-lr MIN_LR --lr-decay-style DECAY_STYLE --adam-beta1 0.9
+#                      --adam-beta2 0.95 --weight-decay 0.1 --clip-grad 1.0 --init-method-std
+#                      INIT_STD, the FLAGs (what a script has in between: --dataloader-type
+#                      cyclic, the dropouts), --lr-decay-iters LR_DECAY_ITERS --lr-warmup-iters
+#                      LR_WARMUP_ITERS --train-iters TRAIN_ITERS;
+#   pai_optim_wd_first_options  the same with --weight-decay 0.1 before the Adam betas, as
+#                      Pai's v2 Llama-3 and Qwen1.5 mcore pretraining scripts write it;
+#   pai_shape_options  --micro-batch-size BATCH_SIZE --global-batch-size GLOBAL_BATCH_SIZE
+#                      --num-layers --hidden-size --num-attention-heads --ffn-hidden-size
+#                      --seq-length SEQ_LEN: the batch, then the model's shape (Pai's Mistral
+#                      mcore scripts put --ffn-hidden-size first: pai_shape_ffn_first_options).
+pai_train_options() {
+	local style=$1 std=$2
+	shift 2
+	local lr=(--lr "${LR}" --min-lr "${MIN_LR}" --lr-decay-style "${style}")
+	local adam=(--adam-beta1 0.9 --adam-beta2 0.95)
+	local iters=("$@" --lr-decay-iters "${LR_DECAY_ITERS}" --lr-warmup-iters "${LR_WARMUP_ITERS}" --train-iters "${TRAIN_ITERS}")
+	pai_optim_options=("${lr[@]}" "${adam[@]}" --weight-decay 0.1 --clip-grad 1.0 --init-method-std "${std}" "${iters[@]}")
+	pai_optim_wd_first_options=("${lr[@]}" --weight-decay 0.1 "${adam[@]}" --clip-grad 1.0 --init-method-std "${std}" "${iters[@]}")
+	local batch=(--micro-batch-size "${BATCH_SIZE}" --global-batch-size "${GLOBAL_BATCH_SIZE}" --num-layers "${NUM_LAYERS}"
+		--hidden-size "${HIDDEN_SIZE}")
+	pai_shape_options=("${batch[@]}" --num-attention-heads "${NUM_ATTN_HEADS}" --ffn-hidden-size "${INTERMEDIATE_SIZE}"
+		--seq-length "${SEQ_LEN}")
+	pai_shape_ffn_first_options=("${batch[@]}" --ffn-hidden-size "${INTERMEDIATE_SIZE}" --num-attention-heads "${NUM_ATTN_HEADS}"
+		--seq-length "${SEQ_LEN}")
+}
+
+# pai_llama_arch [FLAG…] sets pai_arch_options, the model flags of Pai's Llama-family scripts
+# (Llama-2, Llama-3, Qwen1.5, Mistral's legacy model), in Pai's order: --swiglu --normalization
+# RMSNorm, the FLAGs (what the script writes in between: its rotary embedding flags, and
+# --norm-epsilon in the Llama-3 and Qwen1.5 mcore scripts), --position-embedding-type rope
+# --untie-embeddings-and-output-weights. What follows (--disable-bias-linear, RoPE base, …)
+# is the script's.
+pai_llama_arch() {
+	pai_arch_options=(--swiglu --normalization RMSNorm "$@" --position-embedding-type rope --untie-embeddings-and-output-weights)
+}
+
+# pai_mistral_mcore_arch sets pai_arch_options to the model flags of Pai's Mistral
+# Megatron-Core scripts (pretraining, fine-tuning and evaluation), in its order: SwiGLU,
+# RoPE, no linear biases, RMSNorm, unfused softmax, no learned position embedding.
+pai_mistral_mcore_arch() {
+	pai_arch_options=(--swiglu --use-rotary-position-embeddings --position-embedding-type rope
+		--untie-embeddings-and-output-weights --disable-bias-linear --disable-bias-linear-fc --disable-bias-attn-fc
+		--normalization RMSNorm --no-masked-softmax-fusion --no-position-embedding)
 }
 
 # pai_llama3_shape SIZE POS sets the shape variables as pai_model_shape does for Pai's
@@ -647,9 +841,7 @@ of every micro-batch, one pass (Pai-Megatron-Patch's arguments, in order):
    8 PR                        fp16 | bf16$([ "$kind" = hf ] || printf ' | fp8')
 ${usage_args}
 
-Environment: DRY_RUN=1 prints the golaunch command and stops; GPUS_PER_NODE (dsw) sets the
-processes per node (default: CUDA_VISIBLE_DEVICES entries, else nvidia-smi -L GPUs, else 1);
-GOLAUNCH names the golaunch binary (default: golaunch on PATH, else built into bin/).
+${PAI_ENV_HELP}
 
 example: ${PAI_SCRIPT} ${example}"
 	pai_nargs "$n" $#
@@ -722,11 +914,18 @@ example: ${PAI_SCRIPT} ${example}"
 	pai_train_launch evaluate-raw
 }
 
-# pai_eval_llama_options KIND sets megatron_options as Pai's run_evaluate_megatron_llama.sh
-# (KIND legacy) and run_evaluate_mcore_llama.sh (KIND mcore) do.
+# pai_eval_llama_options KIND [FLAG…] sets megatron_options as Pai's
+# run_evaluate_megatron_llama.sh (KIND legacy) and run_evaluate_mcore_llama.sh (KIND mcore)
+# do; FLAGs follow Pai's last flag (--disable-bias-linear), for the scripts copied from them
+# (Qwen1.5's mcore evaluation).
 pai_eval_llama_options() {
-	local rope=(--use-llama2-rotary-position-embeddings)
-	[ "$1" != mcore ] || rope=(--use-rotary-position-embeddings --no-rope-fusion)
+	local kind=$1
+	shift
+	if [ "$kind" = mcore ]; then
+		pai_llama_arch --use-rotary-position-embeddings --no-rope-fusion
+	else
+		pai_llama_arch --use-llama2-rotary-position-embeddings
+	fi
 	megatron_options=(
 		"${eval_head[@]}"
 		--max-position-embeddings "${SEQ_LEN}"
@@ -736,16 +935,13 @@ pai_eval_llama_options() {
 		--extra-vocab-size "${EXTRA_VOCAB_SIZE}"
 		--patch-tokenizer-type LLamaTokenizer
 		--dataset LLama-Pretrain-Raw
-		--swiglu
-		--normalization RMSNorm
-		"${rope[@]}"
-		--position-embedding-type rope
-		--untie-embeddings-and-output-weights
+		"${pai_arch_options[@]}"
 		--disable-bias-linear
+		"$@"
 	)
 	# --use-mcore-models is gomegatron's addition: Megatron-Core's key names, as Pai's
 	# entry point builds Megatron-Core's GPTModel.
-	if [ "$1" = mcore ]; then megatron_options+=(--use-mcore-models); fi
+	if [ "$kind" = mcore ]; then megatron_options+=(--use-mcore-models); fi
 }
 
 # pai_generate_args ARGS… assigns and checks the 18 arguments of Pai's
@@ -753,7 +949,10 @@ pai_eval_llama_options() {
 # MODEL_SIZE TP BS SEQ_LEN PAD_LEN EXTRA_VOCAB_SIZE PR TOP_K INPUT_SEQ_LEN OUTPUT_SEQ_LEN
 # INPUT_FILE OUTPUT_FILE TOP_P TEMPERATURE REPETITION_PENALTY (MODEL_SIZE through
 # ${PAI_SHAPE:-pai_model_shape}); then sets launcher_options (one process per TP rank on one
-# node, whatever ENV says) and Pai's load_options, input_options and pr_options.
+# node, whatever ENV says) and Pai's load_options, input_options and pr_options; and
+# pai_generate_options, the rapidformer_options that Pai's Llama-2 script and the scripts
+# copied from it (Qwen1.5's, which runs Llama-2's entry point) share, in its order:
+# --micro-batch-size … --repetition-penalty; a script adds its model's last flags.
 pai_generate_args() {
 	ENV=$1 MEGATRON_PATCH_PATH=$2 CHECKPOINT_PATH=$3 MODEL_SIZE=$4 TP=$5 BS=$6 SEQ_LEN=$7 PAD_LEN=$8 EXTRA_VOCAB_SIZE=$9
 	PR=${10} TOP_K=${11} INPUT_SEQ_LEN=${12} OUTPUT_SEQ_LEN=${13} INPUT_FILE=${14} OUTPUT_FILE=${15} TOP_P=${16}
@@ -812,6 +1011,35 @@ pai_generate_args() {
 	fp16) pr_options=(--fp16) ;;
 	bf16) pr_options=(--bf16) ;;
 	esac
+
+	pai_generate_options=(
+		--micro-batch-size "${BS}"
+		--num-layers "${NUM_LAYERS}"
+		--hidden-size "${HIDDEN_SIZE}"
+		--num-attention-heads "${NUM_ATTN_HEADS}"
+		--ffn-hidden-size "${INTERMEDIATE_SIZE}"
+		--seq-length "${SEQ_LEN}"
+		--max-position-embeddings "${SEQ_LEN}"
+		--tensor-model-parallel-size "${TP}"
+		--pipeline-model-parallel-size 1
+		--no-load-optim
+		--no-load-rng
+		--top-p "${TOP_P}"
+		--temperature "${TEMPERATURE}"
+		--top-k "${TOP_K}"
+		--input-len "${INPUT_SEQ_LEN}"
+		--out-seq-length "${OUTPUT_SEQ_LEN}"
+		--extra-vocab-size "${EXTRA_VOCAB_SIZE}"
+		--max-padding-length "${PAD_LEN}"
+		--use-distributed-optimizer
+		--swiglu
+		--use-llama2-rotary-position-embeddings
+		--position-embedding-type rope
+		--untie-embeddings-and-output-weights
+		--patch-tokenizer-type LLamaTokenizer
+		--normalization RMSNorm
+		--repetition-penalty "${REPETITION_PENALTY}"
+	)
 }
 
 # pai_generate_launch runs golaunch generate with the array rapidformer_options (the

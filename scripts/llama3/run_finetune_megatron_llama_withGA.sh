@@ -9,49 +9,30 @@
 if [ -z "${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi # `sh run_….sh` as in Pai's docs
 set -euo pipefail
 
-PAI_SCRIPT=$(basename "$0")
-PAI_USAGE="usage: ${PAI_SCRIPT} ENV MEGATRON_PATCH_PATH MODEL_SIZE BATCH_SIZE GLOBAL_BATCH_SIZE LR MIN_LR SEQ_LEN PAD_LEN EXTRA_VOCAB_SIZE PR TP PP AC DO FL SP TE SAVE_INTERVAL DATASET_PATH VALID_DATASET_PATH PRETRAIN_CHECKPOINT_PATH TRAIN_ITERS WARMUP_ITERS OUTPUT_BASEPATH
-
-Fine-tune a Llama-3 model for TRAIN_ITERS global batches with \`golaunch … finetune\` (Pai-Megatron-Patch's arguments, in order):
-   1 ENV                       dsw (this machine) | dlc (PAI-DLC: WORLD_SIZE nodes, RANK, KUBERNETES_CONTAINER_RESOURCE_GPU, MASTER_ADDR, MASTER_PORT)
-   2 MEGATRON_PATCH_PATH       accepted and ignored (gomegatron needs no Megatron or Pai checkout)
-   3 MODEL_SIZE                8B (GQA, 8 groups) | tiny | small (CPU sizes)
-   4 BATCH_SIZE                --micro-batch-size
-   5 GLOBAL_BATCH_SIZE         --global-batch-size
-   6 LR                        --lr, e.g. 1e-5
-   7 MIN_LR                    --min-lr, e.g. 1e-6
-   8 SEQ_LEN                   --seq-length (the samples' length is PAD_LEN)
-   9 PAD_LEN                   --max-padding-length: samples are PAD_LEN + 1 tokens (--dataset LLama-Pretrain-Raw)
-  10 EXTRA_VOCAB_SIZE          --extra-vocab-size: 256 for Llama-3 (its added special tokens)
-  11 PR                        fp16 | bf16 | fp8
-  12 TP                        --tensor-model-parallel-size
-  13 PP                        --pipeline-model-parallel-size
-  14 AC                        full | sel | none (activation recompute)
-  15 DO                        true | false (--use-distributed-optimizer)
-  16 FL                        true | false (--use-flash-attn)
-  17 SP                        true | false (--sequence-parallel, only when TP > 1)
-  18 TE                        true | false (--transformer-impl transformer_engine | local)
-  19 SAVE_INTERVAL             --save-interval
-  20 DATASET_PATH              --train-data-path: a JSON list of {instruction, input, output}
-  21 VALID_DATASET_PATH        --valid-data-path and --test-data-path: same format
-  22 PRETRAIN_CHECKPOINT_PATH  --load (a converted checkpoint), or none
-  23 TRAIN_ITERS               --train-iters
-  24 WARMUP_ITERS              --lr-warmup-iters (--lr-decay-iters = TRAIN_ITERS - WARMUP_ITERS)
-  25 OUTPUT_BASEPATH           writes checkpoint/NAME, tensorboard/NAME_DATE and log/NAME_DATE.log under it
-
-Environment: DRY_RUN=1 prints the golaunch command and stops; GPUS_PER_NODE (dsw) sets the
-processes per node (default: CUDA_VISIBLE_DEVICES entries, else nvidia-smi -L GPUs, else 1);
-GOLAUNCH names the golaunch binary (default: golaunch on PATH, else built into bin/).
-
-example: ${PAI_SCRIPT} dsw ../../ 8B 1 32 1e-5 1e-6 128 128 256 bf16 4 1 sel true false false false 100 /mnt/llama3-datasets/alpaca_zh-llama3-train.json /mnt/llama3-datasets/alpaca_zh-llama3-valid.json /mnt/llama3-ckpts/Meta-Llama-3-8B-to-megatron-tp4-pp1 1000 10 /mnt/output_megatron_llama3"
-
 # shellcheck source=../lib/pai.sh
 . "$(dirname "$0")/../lib/pai.sh"
+PAI_SCRIPT=$(basename "$0")
+pai_set_usage "Fine-tune a Llama-3 model for TRAIN_ITERS global batches with \`golaunch … finetune\`" \
+	"dsw ../../ 8B 1 32 1e-5 1e-6 128 128 256 bf16 4 1 sel true false false false 100 /mnt/llama3-datasets/alpaca_zh-llama3-train.json /mnt/llama3-datasets/alpaca_zh-llama3-valid.json /mnt/llama3-ckpts/Meta-Llama-3-8B-to-megatron-tp4-pp1 1000 10 /mnt/output_megatron_llama3" \
+	ENV MEGATRON_PATCH_PATH \
+	"MODEL_SIZE=8B (GQA, 8 groups) | tiny | small (CPU sizes)" \
+	BATCH_SIZE GLOBAL_BATCH_SIZE LR MIN_LR \
+	"SEQ_LEN=--seq-length (the samples' length is PAD_LEN)" \
+	"PAD_LEN=--max-padding-length: samples are PAD_LEN + 1 tokens (--dataset LLama-Pretrain-Raw)" \
+	"EXTRA_VOCAB_SIZE=--extra-vocab-size: 256 for Llama-3 (its added special tokens)" \
+	PR TP PP AC DO FL SP \
+	"TE=true | false (--transformer-impl transformer_engine | local)" \
+	SAVE_INTERVAL \
+	"DATASET_PATH=--train-data-path: a JSON list of {instruction, input, output}" \
+	VALID_DATASET_PATH \
+	"PRETRAIN_CHECKPOINT_PATH=--load (a converted checkpoint), or none" \
+	TRAIN_ITERS WARMUP_ITERS OUTPUT_BASEPATH
+
 pai_nargs 25 $#
 
 # Every argument is checked before anything is created or launched.
 PAI_SHAPE=pai_llama3_shape pai_train_args "$@" # ENV … TE, arguments 1-18
-pai_iter_run_args 19 "$@" # SAVE_INTERVAL … OUTPUT_BASEPATH; LR_WARMUP_ITERS, LR_DECAY_ITERS
+pai_iter_run_args 19 "$@" # SAVE_INTERVAL … OUTPUT_BASEPATH; LR_WARMUP_ITERS, LR_DECAY_ITERS, train_paths, valid_paths
 
 
 pai_feature_options # AC PR DO FL TE SP TP PRETRAIN_CHECKPOINT_PATH → the option arrays, as Pai builds them
@@ -62,10 +43,8 @@ MAX_POSITION_EMBEDDINGS=8192
 # name ends in "-tt--wt-".
 NAME="${ENV}-finetune-megatron-llama3-${MODEL_SIZE}-lr-${LR}-bs-${BATCH_SIZE}-seqlen-${SEQ_LEN}-pr-${PR}-tp-${TP}-pp-${PP}-ac-${AC}-do-${DO}-sp-${SP}-tt--wt-"
 pai_run_paths "${NAME}" # TENSORBOARD_DIR, SAVED_PRETRAIN_CHECKPOINT_PATH, LOG_FILE, pai_log_options
-
-# Data paths are split on blanks, as Pai's unquoted expansions split them.
-read -r -a train_paths <<<"$DATASET_PATH"
-read -r -a valid_paths <<<"$VALID_DATASET_PATH"
+pai_train_options linear 0.006 # pai_optim_options, pai_shape_options
+pai_llama_arch --use-rotary-position-embeddings # pai_arch_options
 
 megatron_options=(
 	--save "${SAVED_PRETRAIN_CHECKPOINT_PATH}"
@@ -73,24 +52,8 @@ megatron_options=(
 	--train-data-path "${train_paths[@]}"
 	--valid-data-path "${valid_paths[@]}"
 	--test-data-path "${valid_paths[@]}"
-	--lr "${LR}"
-	--min-lr "${MIN_LR}"
-	--lr-decay-style linear
-	--adam-beta1 0.9
-	--adam-beta2 0.95
-	--weight-decay 0.1
-	--clip-grad 1.0
-	--init-method-std 0.006
-	--lr-decay-iters "${LR_DECAY_ITERS}"
-	--lr-warmup-iters "${LR_WARMUP_ITERS}"
-	--train-iters "${TRAIN_ITERS}"
-	--micro-batch-size "${BATCH_SIZE}"
-	--global-batch-size "${GLOBAL_BATCH_SIZE}"
-	--num-layers "${NUM_LAYERS}"
-	--hidden-size "${HIDDEN_SIZE}"
-	--num-attention-heads "${NUM_ATTN_HEADS}"
-	--ffn-hidden-size "${INTERMEDIATE_SIZE}"
-	--seq-length "${SEQ_LEN}"
+	"${pai_optim_options[@]}" # --lr … --init-method-std 0.006, --lr-decay-iters … --train-iters
+	"${pai_shape_options[@]}" # --micro-batch-size … --seq-length
 	--max-position-embeddings "${MAX_POSITION_EMBEDDINGS}"
 	--max-padding-length "${PAD_LEN}"
 	"${pai_log_options[@]}" # --log-interval 1 … --no-load-rng, in Pai's order
@@ -99,11 +62,7 @@ megatron_options=(
 	--extra-vocab-size "${EXTRA_VOCAB_SIZE}"
 	--patch-tokenizer-type LLamaTokenizer
 	--dataset LLama-Pretrain-Raw
-	--swiglu
-	--normalization RMSNorm
-	--use-rotary-position-embeddings
-	--position-embedding-type rope
-	--untie-embeddings-and-output-weights
+	"${pai_arch_options[@]}" # --swiglu … --untie-embeddings-and-output-weights
 	--disable-bias-linear
 	--rotary-base 500000
 	--attention-dropout 0.0

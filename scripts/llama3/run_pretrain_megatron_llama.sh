@@ -8,95 +8,49 @@
 if [ -z "${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi # `sh run_….sh` as in Pai's docs
 set -euo pipefail
 
-PAI_SCRIPT=$(basename "$0")
-PAI_USAGE="usage: ${PAI_SCRIPT} ENV MEGATRON_PATCH_PATH MODEL_SIZE BATCH_SIZE GLOBAL_BATCH_SIZE LR MIN_LR SEQ_LEN PAD_LEN EXTRA_VOCAB_SIZE PR TP PP AC DO FL SP TE SAVE_INTERVAL DATASET_PATH PRETRAIN_CHECKPOINT_PATH TRAIN_TOKENS WARMUP_TOKENS OUTPUT_BASEPATH
-
-Pretrain a Llama-3 model with \`golaunch … pretrain\` (Pai-Megatron-Patch's arguments, in order):
-   1 ENV                       dsw (this machine) | dlc (PAI-DLC: WORLD_SIZE nodes, RANK, KUBERNETES_CONTAINER_RESOURCE_GPU, MASTER_ADDR, MASTER_PORT)
-   2 MEGATRON_PATCH_PATH       accepted and ignored (gomegatron needs no Megatron or Pai checkout)
-   3 MODEL_SIZE                8B (GQA, 8 groups) | tiny | small (CPU sizes)
-   4 BATCH_SIZE                --micro-batch-size
-   5 GLOBAL_BATCH_SIZE         --global-batch-size
-   6 LR                        --lr, e.g. 1e-5
-   7 MIN_LR                    --min-lr, e.g. 1e-6
-   8 SEQ_LEN                   --seq-length (--max-position-embeddings is 8192)
-   9 PAD_LEN                   --max-padding-length (sample length of idxmap/raw datasets)
-  10 EXTRA_VOCAB_SIZE          --extra-vocab-size: 256 for Llama-3 (its added special tokens)
-  11 PR                        fp16 | bf16 | fp8
-  12 TP                        --tensor-model-parallel-size
-  13 PP                        --pipeline-model-parallel-size
-  14 AC                        full | sel | none (activation recompute)
-  15 DO                        true | false (--use-distributed-optimizer)
-  16 FL                        true | false (--use-flash-attn)
-  17 SP                        true | false (--sequence-parallel, only when TP > 1)
-  18 TE                        true | false (--transformer-impl transformer_engine | local)
-  19 SAVE_INTERVAL             --save-interval
-  20 DATASET_PATH              --train-data-path and --data-path: a .bin/.idx prefix (Pai's idxmap samples) or a raw .json file
-  21 PRETRAIN_CHECKPOINT_PATH  --load, or none to start from scratch
-  22 TRAIN_TOKENS              training tokens: --train-iters = TRAIN_TOKENS / GLOBAL_BATCH_SIZE / SEQ_LEN
-  23 WARMUP_TOKENS             warmup tokens: --lr-warmup-iters = WARMUP_TOKENS / GLOBAL_BATCH_SIZE / SEQ_LEN
-  24 OUTPUT_BASEPATH           writes checkpoint/NAME, tensorboard/NAME_DATE and log/NAME_DATE.log under it
-
-Environment: DRY_RUN=1 prints the golaunch command and stops; GPUS_PER_NODE (dsw) sets the
-processes per node (default: CUDA_VISIBLE_DEVICES entries, else nvidia-smi -L GPUs, else 1);
-GOLAUNCH names the golaunch binary (default: golaunch on PATH, else built into bin/).
-
-example: ${PAI_SCRIPT} dsw ../../ 8B 1 8 1e-5 1e-6 128 128 256 bf16 4 1 sel true false false false 100000 /mnt/llama3-datasets/wudao_llama3bpe_content_document /mnt/llama3-ckpts/Meta-Llama-3-8B-to-megatron-tp4-pp1 100000000 10000 /mnt/output_megatron_llama3"
-
 # shellcheck source=../lib/pai.sh
 . "$(dirname "$0")/../lib/pai.sh"
+PAI_SCRIPT=$(basename "$0")
+pai_set_usage "Pretrain a Llama-3 model with \`golaunch … pretrain\`" \
+	"dsw ../../ 8B 1 8 1e-5 1e-6 128 128 256 bf16 4 1 sel true false false false 100000 /mnt/llama3-datasets/wudao_llama3bpe_content_document /mnt/llama3-ckpts/Meta-Llama-3-8B-to-megatron-tp4-pp1 100000000 10000 /mnt/output_megatron_llama3" \
+	ENV MEGATRON_PATCH_PATH \
+	"MODEL_SIZE=8B (GQA, 8 groups) | tiny | small (CPU sizes)" \
+	BATCH_SIZE GLOBAL_BATCH_SIZE LR MIN_LR \
+	"SEQ_LEN=--seq-length (--max-position-embeddings is 8192)" \
+	"PAD_LEN=--max-padding-length (sample length of idxmap/raw datasets)" \
+	"EXTRA_VOCAB_SIZE=--extra-vocab-size: 256 for Llama-3 (its added special tokens)" \
+	PR TP PP AC DO FL SP \
+	"TE=true | false (--transformer-impl transformer_engine | local)" \
+	SAVE_INTERVAL \
+	"DATASET_PATH=--train-data-path and --data-path: a .bin/.idx prefix (Pai's idxmap samples) or a raw .json file" \
+	"PRETRAIN_CHECKPOINT_PATH=--load, or none to start from scratch" \
+	TRAIN_TOKENS WARMUP_TOKENS OUTPUT_BASEPATH
+
 pai_nargs 24 $#
 
 # Every argument is checked before anything is created or launched.
 PAI_SHAPE=pai_llama3_shape pai_train_args "$@" # ENV … TE, arguments 1-18
-pai_token_run_args 19 "$@" # SAVE_INTERVAL … OUTPUT_BASEPATH; TRAIN_ITERS, LR_WARMUP_ITERS, LR_DECAY_ITERS
+pai_token_run_args 19 "$@" # SAVE_INTERVAL … OUTPUT_BASEPATH; TRAIN_ITERS, LR_WARMUP_ITERS, LR_DECAY_ITERS, dataset_paths
 
 pai_feature_options # AC PR DO FL TE SP TP PRETRAIN_CHECKPOINT_PATH → the option arrays, as Pai builds them
 [ "$TE" = false ] && te_options=(--transformer-impl local) # Pai's Llama-3 scripts say so
 MAX_POSITION_EMBEDDINGS=8192
 
 NAME="${ENV}-pretrain-megatron-gpt3-${MODEL_SIZE}-lr-${LR}-bs-${BATCH_SIZE}-seqlen-${SEQ_LEN}-pr-${PR}-tp-${TP}-pp-${PP}-ac-${AC}-do-${DO}-sp-${SP}-tt-${TRAIN_TOKENS}-wt-${WARMUP_TOKENS}"
-pai_run_paths "${NAME}" # TENSORBOARD_DIR, SAVED_PRETRAIN_CHECKPOINT_PATH, LOG_FILE, pai_log_options
-
-# DATASET_PATH is split on blanks, as Pai's unquoted expansion splits it (a blend "w1 p1 w2 p2").
-read -r -a dataset_paths <<<"$DATASET_PATH"
+pai_run_paths "${NAME}" # TENSORBOARD_DIR, SAVED_PRETRAIN_CHECKPOINT_PATH, LOG_FILE, pai_log_head_options
+pai_train_options linear 0.006 # pai_optim_options, pai_shape_options
+pai_llama_arch --use-rotary-position-embeddings # pai_arch_options
 
 megatron_options=(
 	--save "${SAVED_PRETRAIN_CHECKPOINT_PATH}"
 	--split 99,1,0
 	--train-data-path "${dataset_paths[@]}"
 	--data-path "${dataset_paths[@]}"
-	--lr "${LR}"
-	--min-lr "${MIN_LR}"
-	--lr-decay-style linear
-	--adam-beta1 0.9
-	--adam-beta2 0.95
-	--weight-decay 0.1
-	--clip-grad 1.0
-	--init-method-std 0.006
-	--lr-decay-iters "${LR_DECAY_ITERS}"
-	--lr-warmup-iters "${LR_WARMUP_ITERS}"
-	--train-iters "${TRAIN_ITERS}"
-	--micro-batch-size "${BATCH_SIZE}"
-	--global-batch-size "${GLOBAL_BATCH_SIZE}"
-	--num-layers "${NUM_LAYERS}"
-	--hidden-size "${HIDDEN_SIZE}"
-	--num-attention-heads "${NUM_ATTN_HEADS}"
-	--ffn-hidden-size "${INTERMEDIATE_SIZE}"
-	--seq-length "${SEQ_LEN}"
+	"${pai_optim_options[@]}" # --lr … --init-method-std 0.006, --lr-decay-iters … --train-iters
+	"${pai_shape_options[@]}" # --micro-batch-size … --seq-length
 	--max-position-embeddings "${MAX_POSITION_EMBEDDINGS}"
 	--max-padding-length "${PAD_LEN}"
-	--log-interval 1
-	--eval-interval 10000
-	--eval-iters 10
-	--save-interval "${SAVE_INTERVAL}"
-	--tensorboard-queue-size 1
-	--tensorboard-dir "${TENSORBOARD_DIR}"
-	--log-timers-to-tensorboard
-	--log-batch-size-to-tensorboard
-	--log-validation-ppl-to-tensorboard
-	--tensor-model-parallel-size "${TP}"
-	--pipeline-model-parallel-size "${PP}"
+	"${pai_log_head_options[@]}" # --log-interval 1 … --pipeline-model-parallel-size, in Pai's order
 	--dataset LLama-Pretrain-Idxmap
 	--no-load-optim
 	--no-load-rng
@@ -104,11 +58,7 @@ megatron_options=(
 	--seed 1234
 	--extra-vocab-size "${EXTRA_VOCAB_SIZE}"
 	--patch-tokenizer-type LLamaTokenizer
-	--swiglu
-	--normalization RMSNorm
-	--use-rotary-position-embeddings
-	--position-embedding-type rope
-	--untie-embeddings-and-output-weights
+	"${pai_arch_options[@]}" # --swiglu … --untie-embeddings-and-output-weights
 	--rotary-base 500000
 	--attention-dropout 0.0
 	--hidden-dropout 0.0

@@ -30,6 +30,7 @@ pai_eval_options() {
 	((8 % ep == 0)) ||
 		pai_die "TP (arg 9) ${TP} × PP (arg 10) ${PP} on ${NNODES} × ${GPUS_PER_NODE} processes gives data-parallel size ${ep}, Pai's --expert-model-parallel-size, which does not divide the 8 experts"
 	[ "$AC" != full ] || activation_checkpoint_options=(--recompute-num-layers 1 "${activation_checkpoint_options[@]}")
+	pai_mistral_mcore_arch
 	megatron_options=(
 		"${eval_head[@]}" # --valid-data-path … --seq-length
 		--max-position-embeddings "${MAX_POSITION_EMBEDDINGS}"
@@ -39,16 +40,7 @@ pai_eval_options() {
 		--extra-vocab-size "${EXTRA_VOCAB_SIZE}"
 		--patch-tokenizer-type MistralTokenizer
 		--dataset LLama-SFT
-		--swiglu
-		--use-rotary-position-embeddings
-		--position-embedding-type rope
-		--untie-embeddings-and-output-weights
-		--disable-bias-linear
-		--disable-bias-linear-fc
-		--disable-bias-attn-fc
-		--normalization RMSNorm
-		--no-masked-softmax-fusion
-		--no-position-embedding
+		"${pai_arch_options[@]}" # --swiglu … --no-position-embedding
 		--num-experts 8
 		--moe-router-topk 2
 		--use-mcore-models

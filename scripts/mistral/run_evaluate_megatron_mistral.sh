@@ -21,6 +21,7 @@ PAI_EXAMPLE="dsw ../.. 7B 1 81 81 0 bf16 2 1 sel true false true false /mnt/llam
 
 # pai_eval_options: Pai's megatron_options, in its order.
 pai_eval_options() {
+	pai_llama_arch --use-mistral-rotary-position-embeddings
 	megatron_options=(
 		"${eval_head[@]}" # --valid-data-path … --seq-length
 		--max-position-embeddings "${MAX_POSITION_EMBEDDINGS}"
@@ -31,11 +32,7 @@ pai_eval_options() {
 		--patch-tokenizer-type MistralTokenizer
 		--dataset LLama-SFT
 		--sliding-window "${SLW}"
-		--swiglu
-		--normalization RMSNorm
-		--use-mistral-rotary-position-embeddings
-		--position-embedding-type rope
-		--untie-embeddings-and-output-weights
+		"${pai_arch_options[@]}" # --swiglu … --untie-embeddings-and-output-weights
 		--disable-bias-linear
 	)
 }

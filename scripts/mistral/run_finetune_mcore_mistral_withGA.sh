@@ -10,52 +10,31 @@
 if [ -z "${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi # `sh run_….sh` as in Pai's docs
 set -euo pipefail
 
-PAI_SCRIPT=$(basename "$0")
-PAI_USAGE="usage: ${PAI_SCRIPT} ENV MEGATRON_PATCH_PATH MODEL_SIZE BATCH_SIZE GLOBAL_BATCH_SIZE LR MIN_LR SEQ_LEN PAD_LEN EXTRA_VOCAB_SIZE PR TP PP AC DO FL SP TE MOE SAVE_INTERVAL DATASET_PATH VALID_DATASET_PATH PRETRAIN_CHECKPOINT_PATH TRAIN_ITERS WARMUP_ITERS OUTPUT_BASEPATH
-
-Fine-tune a Mistral model (Megatron-Core layout) for TRAIN_ITERS global batches with \`golaunch … finetune\` (Pai-Megatron-Patch's arguments, in order):
-   1 ENV                       dsw (this machine) | dlc (PAI-DLC: WORLD_SIZE nodes, RANK, KUBERNETES_CONTAINER_RESOURCE_GPU, MASTER_ADDR, MASTER_PORT)
-   2 MEGATRON_PATCH_PATH       accepted and ignored (gomegatron needs no Megatron or Pai checkout)
-   3 MODEL_SIZE                7B (GQA, 8 groups) | tiny | small (CPU sizes)
-   4 BATCH_SIZE                --micro-batch-size
-   5 GLOBAL_BATCH_SIZE         --global-batch-size
-   6 LR                        --lr, e.g. 1e-5
-   7 MIN_LR                    --min-lr, e.g. 1e-6
-   8 SEQ_LEN                   --seq-length (the samples' length is PAD_LEN)
-   9 PAD_LEN                   --max-padding-length: samples are PAD_LEN + 1 tokens (--dataset LLama-Pretrain-Raw)
-  10 EXTRA_VOCAB_SIZE          --extra-vocab-size (usually 0)
-  11 PR                        fp16 (with --apply-query-key-layer-scaling) | bf16 | fp8
-  12 TP                        --tensor-model-parallel-size
-  13 PP                        --pipeline-model-parallel-size
-  14 AC                        full | sel | none (activation recompute)
-  15 DO                        true | false (--use-distributed-optimizer)
-  16 FL                        true | false (--use-flash-attn)
-  17 SP                        true | false (--sequence-parallel, only when TP > 1)
-  18 TE                        true | false (--transformer-impl transformer_engine)
-  19 MOE                       false, or true: Pai's mixture-of-experts options (Megatron-Core MoE layers)
-  20 SAVE_INTERVAL             --save-interval
-  21 DATASET_PATH              --train-data-path: a JSON list of {instruction, input, output}
-  22 VALID_DATASET_PATH        --valid-data-path and --test-data-path: same format
-  23 PRETRAIN_CHECKPOINT_PATH  --load (a converted checkpoint), or none
-  24 TRAIN_ITERS               --train-iters
-  25 WARMUP_ITERS              --lr-warmup-iters (--lr-decay-iters = TRAIN_ITERS - WARMUP_ITERS)
-  26 OUTPUT_BASEPATH           writes checkpoint/NAME, tensorboard/NAME_DATE and log/NAME_DATE.log under it
-
-Environment: DRY_RUN=1 prints the golaunch command and stops; GPUS_PER_NODE (dsw) sets the
-processes per node (default: CUDA_VISIBLE_DEVICES entries, else nvidia-smi -L GPUs, else 1);
-GOLAUNCH names the golaunch binary (default: golaunch on PATH, else built into bin/).
-
-example: ${PAI_SCRIPT} dsw ../../ 7B 1 8 1e-5 1e-6 128 128 0 bf16 4 1 sel true false true false false 100000 /mnt/mistral-datasets/alpaca_zh-mistral-train.json /mnt/mistral-datasets/alpaca_zh-mistral-valid.json /mnt/mistral-ckpts/Mistral-7B-v0.1-to-mcore-tp4-pp1 100000000 10000 /mnt/output_mcore_mistral"
-
 # shellcheck source=../lib/pai.sh
 . "$(dirname "$0")/../lib/pai.sh"
+PAI_SCRIPT=$(basename "$0")
+pai_set_usage "Fine-tune a Mistral model (Megatron-Core layout) for TRAIN_ITERS global batches with \`golaunch … finetune\`" \
+	"dsw ../../ 7B 1 8 1e-5 1e-6 128 128 0 bf16 4 1 sel true false true false false 100000 /mnt/mistral-datasets/alpaca_zh-mistral-train.json /mnt/mistral-datasets/alpaca_zh-mistral-valid.json /mnt/mistral-ckpts/Mistral-7B-v0.1-to-mcore-tp4-pp1 100000000 10000 /mnt/output_mcore_mistral" \
+	ENV MEGATRON_PATCH_PATH \
+	"MODEL_SIZE=7B (GQA, 8 groups) | tiny | small (CPU sizes)" \
+	BATCH_SIZE GLOBAL_BATCH_SIZE LR MIN_LR \
+	"SEQ_LEN=--seq-length (the samples' length is PAD_LEN)" \
+	"PAD_LEN=--max-padding-length: samples are PAD_LEN + 1 tokens (--dataset LLama-Pretrain-Raw)" \
+	EXTRA_VOCAB_SIZE \
+	"PR=fp16 (with --apply-query-key-layer-scaling) | bf16 | fp8" \
+	TP PP AC DO FL SP TE MOE SAVE_INTERVAL \
+	"DATASET_PATH=--train-data-path: a JSON list of {instruction, input, output}" \
+	VALID_DATASET_PATH \
+	"PRETRAIN_CHECKPOINT_PATH=--load (a converted checkpoint), or none" \
+	TRAIN_ITERS WARMUP_ITERS OUTPUT_BASEPATH
+
 pai_nargs 26 $#
 
 # Every argument is checked before anything is created or launched.
 PAI_SHAPE=pai_mistral_shape pai_train_args "$@" # ENV … TE, arguments 1-18
 MOE=${19}
 pai_moe "$MOE" 19 "--moe-router-topk 2 --num-experts 8 --moe-aux-loss-coeff 1e-2 --expert-model-parallel-size 1 --moe-router-load-balancing-type aux_loss"
-pai_iter_run_args 20 "$@" # SAVE_INTERVAL … OUTPUT_BASEPATH; LR_WARMUP_ITERS, LR_DECAY_ITERS
+pai_iter_run_args 20 "$@" # SAVE_INTERVAL … OUTPUT_BASEPATH; LR_WARMUP_ITERS, LR_DECAY_ITERS, train_paths, valid_paths
 
 pai_feature_options mcore # AC PR DO FL TE SP TP PRETRAIN_CHECKPOINT_PATH → the option arrays, as Pai builds them
 [ "$AC" = full ] && activation_checkpoint_options=(--recompute-num-layers 1 "${activation_checkpoint_options[@]}")
@@ -65,35 +44,17 @@ EP=$((GPUS_PER_NODE * NNODES / TP / PP)) # Pai passes the data-parallel size, wh
 # name ends in "-tt--wt-".
 NAME="${ENV}-finetune-megatron-gpt3-${MODEL_SIZE}-lr-${LR}-bs-${BATCH_SIZE}-seqlen-${SEQ_LEN}-pr-${PR}-tp-${TP}-pp-${PP}-ac-${AC}-do-${DO}-sp-${SP}-tt--wt-"
 pai_run_paths "${NAME}" # TENSORBOARD_DIR, SAVED_PRETRAIN_CHECKPOINT_PATH, LOG_FILE, pai_log_options
-
-# Data paths are split on blanks, as Pai's unquoted expansions split them.
-read -r -a train_paths <<<"$DATASET_PATH"
-read -r -a valid_paths <<<"$VALID_DATASET_PATH"
+pai_train_options cosine 0.006 # pai_optim_options, pai_shape_ffn_first_options
+pai_mistral_mcore_arch # pai_arch_options
 
 megatron_options=(
 	--save "${SAVED_PRETRAIN_CHECKPOINT_PATH}"
 	--train-data-path "${train_paths[@]}"
 	--data-path "${train_paths[@]}"
 	--valid-data-path "${valid_paths[@]}"
-	--lr "${LR}"
-	--min-lr "${MIN_LR}"
-	--lr-decay-style cosine
-	--adam-beta1 0.9
-	--adam-beta2 0.95
-	--weight-decay 0.1
-	--clip-grad 1.0
-	--init-method-std 0.006
-	--lr-decay-iters "${LR_DECAY_ITERS}"
-	--lr-warmup-iters "${WARMUP_ITERS}"
-	--train-iters "${TRAIN_ITERS}"
+	"${pai_optim_options[@]}" # --lr … --init-method-std 0.006, --lr-decay-iters … --train-iters
 	--split 99,1,0
-	--micro-batch-size "${BATCH_SIZE}"
-	--global-batch-size "${GLOBAL_BATCH_SIZE}"
-	--num-layers "${NUM_LAYERS}"
-	--hidden-size "${HIDDEN_SIZE}"
-	--ffn-hidden-size "${INTERMEDIATE_SIZE}"
-	--num-attention-heads "${NUM_ATTN_HEADS}"
-	--seq-length "${SEQ_LEN}"
+	"${pai_shape_ffn_first_options[@]}" # --micro-batch-size … --seq-length
 	--max-position-embeddings "${MAX_POSITION_EMBEDDINGS}"
 	--max-padding-length "${PAD_LEN}"
 	"${pai_log_options[@]}" # --log-interval 1 … --no-load-rng, in Pai's order
@@ -102,16 +63,7 @@ megatron_options=(
 	--extra-vocab-size "${EXTRA_VOCAB_SIZE}"
 	--patch-tokenizer-type MistralTokenizer
 	--dataset LLama-Pretrain-Raw
-	--swiglu
-	--use-rotary-position-embeddings
-	--position-embedding-type rope
-	--untie-embeddings-and-output-weights
-	--disable-bias-linear
-	--disable-bias-linear-fc
-	--disable-bias-attn-fc
-	--normalization RMSNorm
-	--no-masked-softmax-fusion
-	--no-position-embedding
+	"${pai_arch_options[@]}" # --swiglu … --no-position-embedding
 	--use-mcore-models
 	--no-rope-fusion
 	--expert-model-parallel-size "${EP}"

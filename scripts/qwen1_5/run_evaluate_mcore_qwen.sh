@@ -20,32 +20,12 @@ PAI_SIZES="0.5B | 1.8B | 4B | 7B | 14B | 72B | tiny | small (CPU sizes)"
 PAI_EXTRA_VOCAB="--extra-vocab-size: 293 below 32B, 421 for 72B (Qwen1.5's padded rows)"
 PAI_EXAMPLE="dsw ../.. 0.5B 1 2048 2048 293 bf16 1 1 sel true false false false /mnt/qwen-datasets/alpaca_zh-qwen-valid.json /mnt/qwen-ckpts/qwen1.5_0.5b_mcore_tp1_pp1_v1"
 
-# pai_eval_options: Pai's megatron_options, in its order, as Pai writes them (RoPE base 1e8,
-# no --add-qkv-bias), then gomegatron's --use-mcore-models (Megatron-Core's key names and
-# batches, as Pai's entry point builds Megatron-Core's GPTModel).
+# pai_eval_options: Pai's megatron_options, in its order: those of Llama-2's mcore evaluation,
+# then --eod-mask-loss and the RoPE flags as Pai writes them (base 1e8; no --add-qkv-bias),
+# then gomegatron's --use-mcore-models (Megatron-Core's key names and batches, as Pai's entry
+# point builds Megatron-Core's GPTModel).
 pai_eval_options() {
-	megatron_options=(
-		"${eval_head[@]}" # --valid-data-path … --seq-length
-		--max-position-embeddings "${SEQ_LEN}"
-		--ffn-hidden-size "${INTERMEDIATE_SIZE}"
-		"${eval_layout[@]}" # --log-interval 1 … --num-workers 0
-		--max-padding-length "${PAD_LEN}"
-		--extra-vocab-size "${EXTRA_VOCAB_SIZE}"
-		--patch-tokenizer-type LLamaTokenizer
-		--dataset LLama-Pretrain-Raw
-		--swiglu
-		--normalization RMSNorm
-		--use-rotary-position-embeddings
-		--no-rope-fusion
-		--position-embedding-type rope
-		--untie-embeddings-and-output-weights
-		--disable-bias-linear
-		--eod-mask-loss
-		--rotary-base 100000000
-		--rotary-percent 1
-		--rotary-seq-len-interpolation-factor 1
-		--use-mcore-models
-	)
+	pai_eval_llama_options mcore --eod-mask-loss --rotary-base 100000000 --rotary-percent 1 --rotary-seq-len-interpolation-factor 1
 }
 
 pai_evaluate mcore "$@"

@@ -21,6 +21,7 @@ PAI_EXAMPLE="dsw ../../ 7B 1 1024 1024 293 bf16 4 1 sel true false true false /m
 # pai_eval_options: Pai's megatron_options, in its order (Llama-2's entry point: linear
 # biases, no --disable-bias-linear; RoPE base 1e6).
 pai_eval_options() {
+	pai_llama_arch --use-rotary-position-embeddings
 	megatron_options=(
 		"${eval_head[@]}" # --valid-data-path … --seq-length
 		--max-position-embeddings "${SEQ_LEN}"
@@ -30,11 +31,7 @@ pai_eval_options() {
 		--max-padding-length "${PAD_LEN}"
 		--extra-vocab-size "${EXTRA_VOCAB_SIZE}"
 		--patch-tokenizer-type LLamaTokenizer
-		--swiglu
-		--normalization RMSNorm
-		--use-rotary-position-embeddings
-		--position-embedding-type rope
-		--untie-embeddings-and-output-weights
+		"${pai_arch_options[@]}" # --swiglu … --untie-embeddings-and-output-weights
 		--rotary-base 1000000
 		--rotary-scale-factor 1
 	)
