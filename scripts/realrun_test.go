@@ -17,29 +17,36 @@ import (
 
 var evalLossRE = regexp.MustCompile(`iteration +\d+/ +\d+ \| lm loss \(per data-parallel rank\): [^|]+\|`)
 
+// legacyPretrainCheckpoint prepares a real run of a legacy pretraining script (24 Pai
+// arguments) on the tiny model: a corpus, and a checkpoint of 10 iterations saved by the
+// script's own printed command (the tokenizer given directly, then copied beside it as a
+// converted checkpoint carries it). args gives the script's arguments for a checkpoint to
+// load and a token budget.
+func legacyPretrainCheckpoint(t *testing.T, script string) (f fixture, ds, ck string, env map[string]string, args func(load string, tokens int) []string) {
+	f, bin, tokJSON := realRunSetup(t)
+	ds = filepath.Join(f.dir, "corpus_text_document")
+	writeCorpus(t, ds)
+	args = func(load string, tokens int) []string {
+		return []string{"dsw", "x", "tiny", "1", "2", "1e-3", "1e-4", "128", "128", "0", "bf16", "1", "1", "sel",
+			"false", "false", "false", "false", "10", ds, load, strconv.Itoa(tokens), "256", f.out}
+	}
+	env = map[string]string{"GPUS_PER_NODE": "1", "GOLAUNCH": bin}
+	dry, stderr, code := run(t, f, "bash", script, env, args("none", 2560)...)
+	require.Equal(t, 0, code, stderr)
+	ck = filepath.Join(f.dir, "ck")
+	out := runPrinted(t, bin, dry, "--tokenizer-model", filepath.Dir(tokJSON), "--save", ck, "--save-interval", "1000")
+	require.Contains(t, out, "iteration       10/      10")
+	writeLlama2Tokenizer(t, tokJSON, ck)
+	return f, ds, ck, env, args
+}
+
 // TestPretrainRealRun runs run_pretrain_megatron_llama.sh with the real golaunch, as a
 // user would: Pai's legacy script passes no dropout flags (Megatron's 0.1 attention and
 // hidden dropout apply) and reads LLamaTokenizer's tokenizer.json from the checkpoint it
 // loads. The checkpoint comes from the script's own command with --save; the script then
 // resumes from it and trains to TRAIN_TOKENS.
 func TestPretrainRealRun(t *testing.T) {
-	f, bin, tokJSON := realRunSetup(t)
-	ds := filepath.Join(f.dir, "corpus_text_document")
-	writeCorpus(t, ds)
-
-	args := func(load string, tokens int) []string {
-		return []string{"dsw", "x", "tiny", "1", "2", "1e-3", "1e-4", "128", "128", "0", "bf16", "1", "1", "sel",
-			"false", "false", "false", "false", "10", ds, load, strconv.Itoa(tokens), "256", f.out}
-	}
-	env := map[string]string{"GPUS_PER_NODE": "1", "GOLAUNCH": bin}
-	dry, stderr, code := run(t, f, "bash", pretrainScript, env, args("none", 2560)...)
-	require.Equal(t, 0, code, stderr)
-	// The script's command, with the tokenizer given directly and a checkpoint saved.
-	ck := filepath.Join(f.dir, "ck")
-	out := runPrinted(t, bin, dry, "--tokenizer-model", filepath.Dir(tokJSON), "--save", ck, "--save-interval", "1000")
-	require.Contains(t, out, "iteration       10/      10")
-	writeLlama2Tokenizer(t, tokJSON, ck)
-
+	f, ds, ck, env, args := legacyPretrainCheckpoint(t, pretrainScript)
 	env["DRY_RUN"] = "0"
 	stdout, stderr, code := run(t, f, "bash", pretrainScript, env, args(ck, 5120)...)
 	for try := 0; code != 0 && try < 2 && portTaken(stdout+stderr); try++ {

@@ -473,21 +473,7 @@ func TestV2MoreRunWithSh(t *testing.T) {
 // generation and withGA fine-tuning scripts on it (Qwen's legacy flags throughout: linear
 // biases, RoPE base 1e6, --rotary-scale-factor 1).
 func TestQwen15LegacyRealRun(t *testing.T) {
-	f, bin, tokJSON := realRunSetup(t)
-	ds := filepath.Join(f.dir, "corpus_text_document")
-	writeCorpus(t, ds)
-	args := func(load string, tokens int) []string {
-		return []string{"dsw", "x", "tiny", "1", "2", "1e-3", "1e-4", "128", "128", "0", "bf16", "1", "1", "sel",
-			"false", "false", "false", "false", "10", ds, load, strconv.Itoa(tokens), "256", f.out}
-	}
-	env := map[string]string{"GPUS_PER_NODE": "1", "GOLAUNCH": bin}
-	dry, stderr, code := run(t, f, "bash", qwenLegacyPretrainScript, env, args("none", 2560)...)
-	require.Equal(t, 0, code, stderr)
-	ck := filepath.Join(f.dir, "ck")
-	out := runPrinted(t, bin, dry, "--tokenizer-model", filepath.Dir(tokJSON), "--save", ck, "--save-interval", "1000")
-	require.Contains(t, out, "iteration       10/      10")
-	writeLlama2Tokenizer(t, tokJSON, ck)
-
+	f, _, ck, env, args := legacyPretrainCheckpoint(t, qwenLegacyPretrainScript)
 	env["DRY_RUN"] = "0"
 	stdout := runReal(t, f, qwenLegacyPretrainScript, env, args(ck, 5120)...)
 	require.Contains(t, stdout, "--rotary-base 1000000 --rotary-scale-factor 1")
