@@ -2,6 +2,7 @@ package hf_test
 
 import (
 	"math"
+	"os"
 	"path/filepath"
 	"runtime"
 	"testing"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/gomegatron/gomegatron/ckpt/hf"
 	"github.com/gomegatron/gomegatron/ckpt/safetensors"
+	"github.com/gomegatron/gomegatron/ckpt/torchpickle"
 	"github.com/gomegatron/gomegatron/kernels/cpu"
 	"github.com/gomegatron/gomegatron/layers"
 	"github.com/gomegatron/gomegatron/optim"
@@ -183,4 +185,39 @@ func TestSaveLayernorm1p(t *testing.T) {
 		return sum / n
 	}
 	require.InDelta(t, loss(gm), loss(loaded), 1e-6)
+}
+
+// TestLoadPytorchBin: a folder holding pytorch_model.bin (a torch.save'd state dict, as
+// older checkpoints ship, here in bf16) instead of safetensors loads into the same model.
+func TestLoadPytorchBin(t *testing.T) {
+	src := fixtureDir("llama-gqa")
+	set, err := safetensors.OpenDir(src)
+	require.NoError(t, err)
+	defer set.Close()
+	dir := t.TempDir()
+	sd := torchpickle.NewDict(true)
+	for _, n := range set.Names() {
+		x, err := set.Tensor(n)
+		require.NoError(t, err)
+		sd.Set(n, tensor.FromF32Values(tensor.BF16, x.ToF32(), x.Shape()...))
+	}
+	require.NoError(t, torchpickle.Save(filepath.Join(dir, "pytorch_model.bin"), sd))
+	cfg, err := os.ReadFile(filepath.Join(src, "config.json"))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "config.json"), cfg, 0o644))
+
+	_, want, err := hf.Load(cpu.New(), src)
+	require.NoError(t, err)
+	_, got, err := hf.Load(cpu.New(), dir)
+	require.NoError(t, err)
+	for i, p := range want.Params {
+		w := p.Data.F32()
+		for j, v := range got.Params[i].Data.F32() {
+			require.Equal(t, tensor.F32FromBF16(tensor.BF16FromF32(w[j])), v, "%s[%d] (bf16 in the .bin)", p.Name, j)
+		}
+	}
+	empty := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(empty, "config.json"), cfg, 0o644))
+	_, _, err = hf.Load(cpu.New(), empty)
+	require.ErrorContains(t, err, "has neither *.safetensors nor pytorch_model*.bin files")
 }

@@ -2,22 +2,97 @@ package hf
 
 import (
 	"fmt"
+	"path/filepath"
+	"sort"
 
+	"github.com/gomegatron/gomegatron/ckpt/megatron"
 	"github.com/gomegatron/gomegatron/ckpt/safetensors"
+	"github.com/gomegatron/gomegatron/ckpt/torchpickle"
 	"github.com/gomegatron/gomegatron/kernels"
 	"github.com/gomegatron/gomegatron/layers"
 	"github.com/gomegatron/gomegatron/tensor"
 )
 
 // Reader reads a Hugging Face model directory (config.json and model.safetensors, sharded
-// or not) one full Megatron tensor at a time, so that a tensor-parallel rank can take its
+// or not, or pytorch_model*.bin) one full Megatron tensor at a time, so that a tensor-parallel rank can take its
 // shard without holding the whole model.
 type Reader struct {
 	*Model
 	dir   string
-	set   *safetensors.Set
+	set   weights
 	rules []rule
 	byKey map[string]rule
+}
+
+// weights are a folder's tensors by Hugging Face name: its safetensors set, or its
+// pytorch_model*.bin files.
+type weights interface {
+	Names() []string
+	Tensor(name string) (*tensor.Tensor, error)
+	Close() error
+}
+
+// openWeights opens dir's *.safetensors (sharded or not), else its pytorch_model*.bin
+// files (torch.save'd state dicts, as older checkpoints ship).
+func openWeights(dir string) (weights, error) {
+	if st, _ := filepath.Glob(filepath.Join(dir, "*.safetensors")); len(st) > 0 {
+		return safetensors.OpenDir(dir)
+	}
+	bins, _ := filepath.Glob(filepath.Join(dir, "pytorch_model*.bin"))
+	if len(bins) == 0 {
+		return nil, fmt.Errorf("%s has neither *.safetensors nor pytorch_model*.bin files", dir)
+	}
+	sort.Strings(bins)
+	b := &binWeights{tensors: map[string]*tensor.Tensor{}}
+	for _, p := range bins {
+		mf, err := megatron.MapTorchFile(p)
+		if err != nil {
+			b.Close()
+			return nil, err
+		}
+		b.files = append(b.files, mf)
+		d, ok := mf.Value.(*torchpickle.Dict)
+		if !ok {
+			b.Close()
+			return nil, fmt.Errorf("%s holds a %T, not a state dict", p, mf.Value)
+		}
+		for _, nt := range torchpickle.Flatten(d) {
+			if _, dup := b.tensors[nt.Name]; dup {
+				b.Close()
+				return nil, fmt.Errorf("%s: tensor %s is in an earlier pytorch_model*.bin too", p, nt.Name)
+			}
+			b.tensors[nt.Name] = nt.T
+			b.names = append(b.names, nt.Name)
+		}
+	}
+	return b, nil
+}
+
+// binWeights are the tensors of mapped pytorch_model*.bin files.
+type binWeights struct {
+	files   []*megatron.MappedFile
+	tensors map[string]*tensor.Tensor
+	names   []string
+}
+
+func (b *binWeights) Names() []string { return append([]string(nil), b.names...) }
+
+func (b *binWeights) Tensor(name string) (*tensor.Tensor, error) {
+	t, ok := b.tensors[name]
+	if !ok {
+		return nil, fmt.Errorf("no tensor %s in the pytorch_model*.bin files", name)
+	}
+	return t, nil
+}
+
+func (b *binWeights) Close() error {
+	var first error
+	for _, f := range b.files {
+		if err := f.Close(); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
 }
 
 // Open reads the directory's configuration and safetensors index. Every tensor the
@@ -32,7 +107,7 @@ func Open(dir string) (*Reader, error) {
 	if err != nil {
 		return nil, err
 	}
-	set, err := safetensors.OpenDir(dir)
+	set, err := openWeights(dir)
 	if err != nil {
 		return nil, err
 	}
