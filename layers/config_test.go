@@ -136,10 +136,7 @@ func TestApplyLayernorm1p(t *testing.T) {
 		copy(b.Params[i].Data.F32(), pa.Data.F32())
 	}
 	require.Equal(t, 5, norms, "input/pre-MLP norms of 2 layers and the final norm")
-	bt := Batch{Tokens: make([]int64, 32), Labels: make([]int64, 32), LossMask: make([]float32, 32)}
-	for i := range bt.Tokens {
-		bt.Tokens[i], bt.Labels[i], bt.LossMask[i] = int64(i*7%256), int64(i*11%256), 1
-	}
+	bt := patternBatch(32)
 	run := func(m *GPTModel) (float64, [][]float32) {
 		for _, p := range m.Params {
 			p.Grad = be.Alloc(tensor.F32, p.Shape...)
@@ -192,10 +189,7 @@ func TestSquaredReLU(t *testing.T) {
 	gelu.SquaredReLU = false
 	g, err := NewGPTModel(be, gelu, 3)
 	require.NoError(t, err)
-	bt := Batch{Tokens: make([]int64, 32), Labels: make([]int64, 32), LossMask: make([]float32, 32)}
-	for i := range bt.Tokens {
-		bt.Tokens[i], bt.Labels[i], bt.LossMask[i] = int64(i*7%256), int64(i*11%256), 1
-	}
+	bt := patternBatch(32)
 	loss := func(m *GPTModel) float64 {
 		st := m.NewStash(16, 2)
 		sum, n, err := m.Forward(st, bt, 0, 0)
@@ -226,4 +220,14 @@ func TestSquaredReLU(t *testing.T) {
 	bad.SwiGLU = true
 	_, err = NewGPTModel(be, bad, 3)
 	require.ErrorContains(t, err, "--squared-relu and --swiglu are exclusive")
+}
+
+// patternBatch is n tokens (two rows of 16 for the tests' stashes) of a fixed pattern
+// within the tiny presets' 256-token vocabulary, every position in the loss.
+func patternBatch(n int) Batch {
+	bt := Batch{Tokens: make([]int64, n), Labels: make([]int64, n), LossMask: make([]float32, n)}
+	for i := range bt.Tokens {
+		bt.Tokens[i], bt.Labels[i], bt.LossMask[i] = int64(i*7%256), int64(i*11%256), 1
+	}
+	return bt
 }

@@ -81,10 +81,7 @@ func TestFP8ForwardIsCloseButNotEqual(t *testing.T) {
 			require.NoError(t, m.SetFP8(FP8Recipe{Format: "e4m3", HistoryLen: 1, ComputeAlgo: "most_recent"}))
 		}
 		st := m.NewStash(16, 2)
-		bt := Batch{Tokens: make([]int64, 32), Labels: make([]int64, 32), LossMask: make([]float32, 32)}
-		for i := range bt.Tokens {
-			bt.Tokens[i], bt.Labels[i], bt.LossMask[i] = int64(i*7%256), int64(i*11%256), 1
-		}
+		bt := patternBatch(32)
 		_, _, err = m.Forward(st, bt, 0, 0)
 		require.NoError(t, err)
 		if fp8 {
