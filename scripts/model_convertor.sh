@@ -15,8 +15,9 @@
 # The vocabulary is not padded (Pai's convertor keeps padded_vocab_size = orig_vocab_size,
 # and golaunch sizes it the same with Pai's --patch-tokenizer-type).
 #
-# Environment: TARGET_PARAMS_DTYPE (default fp16, as Pai passes), MEGATRON_FORMAT (mcore
-# or legacy; default mcore), FORCE=1 adds --force, CONVERT_BIN names a built convertor
+# Environment: TARGET_PARAMS_DTYPE (default fp16, as Pai passes), MEGATRON_FORMAT (legacy,
+# the language_model.encoder… keys Pai's convertor writes, by default; or mcore), FORCE=1
+# adds --force, CONVERT_BIN names a built convertor
 # (default: `go run ./tools/convert` from this repository), DRY_RUN=1 prints the command.
 set -euo pipefail
 
@@ -49,7 +50,7 @@ ARGS=(--load_path "$SOURCE_CKPT_PATH"
       --model_name "$MN"
       --extra_num_vocabs "$EXTRA_VOCAB_SIZE"
       --make_vocab_size_divisible_by 1
-      --megatron-format "${MEGATRON_FORMAT:-mcore}")
+      --megatron-format "${MEGATRON_FORMAT:-legacy}")
 if [ "$mg2hf" = true ]; then
     ARGS+=(--convert_checkpoint_from_megatron_to_transformers)
 elif [ "$mg2hf" != false ]; then

@@ -22,6 +22,14 @@ processes per node (default: CUDA_VISIBLE_DEVICES entries, else nvidia-smi -L GP
 GOLAUNCH names the golaunch binary (default: golaunch on PATH, else built into bin/)."
 PAI_GENERATE_ENV_HELP="Environment: DRY_RUN=1 prints the golaunch command and stops; GOLAUNCH names the golaunch
 binary (default: golaunch on PATH, else built into bin/)."
+# PAI_CONVERT_ENV_HELP is the usage's paragraph on the environment of Pai's legacy-model
+# convertors (pai_hf2megatron); PAI_PREPROCESS_ENV_HELP is the data scripts'.
+PAI_CONVERT_ENV_HELP="Environment: DRY_RUN=1 prints the convert command and stops; CONVERT_BIN names the convertor
+(default: bin/convert built from ./tools/convert); TARGET_PARAMS_DTYPE overrides the stored dtype;
+MEGATRON_FORMAT=mcore writes Megatron-Core keys instead of the legacy model's; FORCE=1 writes into a
+non-empty TARGET_CKPT_PATH."
+PAI_PREPROCESS_ENV_HELP="Environment: DRY_RUN=1 prints the preprocess command and stops; PREPROCESS names the
+preprocess binary (default: bin/preprocess built from ./tools/preprocess)."
 
 # pai_set_usage SUMMARY EXAMPLE ARG… sets PAI_USAGE for a script's positional arguments, in
 # order: the usage line, SUMMARY, one numbered line per ARG, the environment paragraph
@@ -548,15 +556,17 @@ pai_distributed() {
 # pai_check_parallel TP_POS PP_POS [GBS_POS MBS_POS]: the model and the processes must
 # split as Megatron asserts: heads and query groups by TP, layers by PP, the world size
 # (NNODES × GPUS_PER_NODE) by TP × PP, and the global batch by micro batch × DP.
+# Messages name the model MODEL_SIZE, or PAI_SIZE_NAME (a script whose size argument has
+# another name; pai_check_checkpoint too).
 pai_check_parallel() {
 	local world=$((NNODES * GPUS_PER_NODE)) dp
 	((NUM_ATTN_HEADS % TP == 0)) ||
-		pai_die "TP (arg $1): ${TP} does not divide the ${NUM_ATTN_HEADS} attention heads of MODEL_SIZE ${MODEL_SIZE}"
+		pai_die "TP (arg $1): ${TP} does not divide the ${NUM_ATTN_HEADS} attention heads of ${PAI_SIZE_NAME:-MODEL_SIZE} ${MODEL_SIZE}"
 	if ((NUM_QUERY_GROUPS > 0 && NUM_QUERY_GROUPS % TP != 0)); then
-		pai_die "TP (arg $1): ${TP} does not divide the ${NUM_QUERY_GROUPS} query groups of MODEL_SIZE ${MODEL_SIZE}"
+		pai_die "TP (arg $1): ${TP} does not divide the ${NUM_QUERY_GROUPS} query groups of ${PAI_SIZE_NAME:-MODEL_SIZE} ${MODEL_SIZE}"
 	fi
 	((NUM_LAYERS % PP == 0)) ||
-		pai_die "PP (arg $2): ${PP} does not divide the ${NUM_LAYERS} layers of MODEL_SIZE ${MODEL_SIZE}"
+		pai_die "PP (arg $2): ${PP} does not divide the ${NUM_LAYERS} layers of ${PAI_SIZE_NAME:-MODEL_SIZE} ${MODEL_SIZE}"
 	((world % (TP * PP) == 0)) ||
 		pai_die "TP (arg $1) × PP (arg $2) = $((TP * PP)) does not divide the ${world} processes (NNODES ${NNODES} × GPUS_PER_NODE ${GPUS_PER_NODE}; set GPUS_PER_NODE for ENV=dsw)"
 	if [ $# -ge 4 ]; then
@@ -620,7 +630,7 @@ pai_check_checkpoint() {
 				want=${NUM_ATTN_HEADS} # multi-head attention: one KV head per head
 			fi
 			[ "$got" -eq "$want" ] ||
-				pai_die "${name} (arg ${pos}): ${dir}/config.json has ${k%%:*} ${got}, but MODEL_SIZE (arg ${size_pos}) ${MODEL_SIZE} has ${want}"
+				pai_die "${name} (arg ${pos}): ${dir}/config.json has ${k%%:*} ${got}, but ${PAI_SIZE_NAME:-MODEL_SIZE} (arg ${size_pos}) ${MODEL_SIZE} has ${want}"
 		done
 		return 0
 	fi
@@ -732,12 +742,15 @@ pai_moe() {
 }
 
 # pai_convert_launch HF_CKPT_PATH runs tools/convert with the array args as Pai's
-# convertors end: mg2hf=true converts to Hugging Face with that folder's config, FORCE=1
+# convertors end: mg2hf=true converts to Hugging Face with that folder's config (HF_CKPT_PATH
+# empty: the config.json and tokenizer files kept beside the Megatron checkpoint), FORCE=1
 # adds --force, DRY_RUN prints the command; a conversion that succeeds ends with Pai's
 # elapsed-time line (a failing one stops the script, set -e).
 pai_convert_launch() {
 	if [ "$mg2hf" = true ]; then
-		args+=(--convert_checkpoint_from_megatron_to_transformers --hf_ckpt_path "$1")
+		args+=(--convert_checkpoint_from_megatron_to_transformers)
+		# Without a folder, tools/convert takes config.json and the tokenizer from the checkpoint root.
+		if [ -n "$1" ]; then args+=(--hf_ckpt_path "$1"); fi
 	fi
 	if [ "${FORCE:-0}" = 1 ]; then args+=(--force); fi
 	if [ "${DRY_RUN:-0}" != 0 ]; then
@@ -1057,4 +1070,145 @@ pai_generate_launch() {
 	export CUDA_DEVICE_MAX_CONNECTIONS=1
 	pai_quote "$bin" "${launcher_options[@]}" "${command_args[@]}"
 	"$bin" "${launcher_options[@]}" "${command_args[@]}"
+}
+
+# pai_hf2megatron ARGS… is Pai's legacy-model convertors (toolkits/model_checkpoints_convertor/
+# {llama,mistral,qwen}/hf2megatron_convertor.sh), eight arguments: MEGATRON_PATH
+# SOURCE_CKPT_PATH TARGET_CKPT_PATH TP PP MN EXTRA_VOCAB_SIZE mg2hf. It runs tools/convert
+# with the flags Pai passes to hf2megatron*.py, in Pai's order, as scripts/model_convertor.sh
+# does for Llama (--make_vocab_size_divisible_by 1: Pai keeps padded_vocab_size =
+# orig_vocab_size), and --megatron-format legacy: the nested language_model.encoder dicts
+# Pai's hf2megatron*.py write for its legacy-model (run_*_megatron_*) scripts
+# (MEGATRON_FORMAT=mcore writes Megatron-Core keys instead). tools/convert reads the
+# architecture from config.json (or the checkpoint's args); MN is checked against it.
+#
+# A script sets, before calling:
+#   PAI_MODEL    the model in the usage's summary (Mistral, Qwen1.5)
+#   PAI_NAMES    the usage text of MN
+#   PAI_EXAMPLE  the usage's example arguments
+# and defines pai_hf2megatron_model MN POS, which checks MN (refusing what tools/convert
+# cannot do, with a message), sets the shape variables through the model's pai_*_shape (or
+# leaves them empty for a name without a size: config.json's are taken) and DTYPE, the
+# --target_params_dtype Pai passes for it.
+pai_hf2megatron() {
+	PAI_SCRIPT=$(basename "$0")
+	PAI_ENV_HELP=$PAI_CONVERT_ENV_HELP pai_set_usage "Convert a ${PAI_MODEL} checkpoint between Hugging Face and Megatron (legacy model) with tools/convert" \
+		"${PAI_EXAMPLE}" \
+		"MEGATRON_PATH=accepted and ignored (passed on as --megatron-path; gomegatron needs no Megatron checkout)" \
+		"SOURCE_CKPT_PATH=Hugging Face folder (mg2hf false), or the Megatron checkpoint or its release/ folder (mg2hf true)" \
+		"TARGET_CKPT_PATH=output folder (must be empty unless FORCE=1)" \
+		"TP=target tensor-parallel size (mg2hf false)" \
+		"PP=target pipeline-parallel size (mg2hf false)" \
+		"MN=${PAI_NAMES}" \
+		"EXTRA_VOCAB_SIZE=rows appended to the vocabulary (Pai: 0)" \
+		"mg2hf=false: Hugging Face → Megatron; true: Megatron → Hugging Face (config.json and tokenizer from beside the checkpoint)"
+	pai_nargs 8 $#
+	MEGATRON_PATH=$1 SOURCE_CKPT_PATH=$2 TARGET_CKPT_PATH=$3 TP=$4 PP=$5 MN=$6 EXTRA_VOCAB_SIZE=$7 mg2hf=$8
+
+	# Every argument is checked before anything is written.
+	PAI_SIZE_NAME=MN MODEL_SIZE=$MN
+	pai_hf2megatron_model "$MN" 6
+	pai_int_pos TP 4 "$TP"
+	pai_int_pos PP 5 "$PP"
+	pai_int_nonneg EXTRA_VOCAB_SIZE 7 "$EXTRA_VOCAB_SIZE"
+	pai_enum mg2hf 8 "$mg2hf" true false
+	local format=${MEGATRON_FORMAT:-legacy}
+	[ "$format" = legacy ] || [ "$format" = mcore ] || pai_die "MEGATRON_FORMAT='${format}' (environment) is not one of: legacy mcore"
+	if [ "$mg2hf" = false ]; then
+		# A name without a size (Pai's "qwen1.5") leaves the shape empty: config.json's.
+		if [ -z "$NUM_LAYERS" ] && [ -f "$SOURCE_CKPT_PATH/config.json" ]; then pai_config_shape "$SOURCE_CKPT_PATH"; fi
+		pai_check_checkpoint SOURCE_CKPT_PATH 2 "$SOURCE_CKPT_PATH" 6 ""
+		if [ -n "$NUM_LAYERS" ]; then # TP × PP ranks, each holding whole heads, query groups and layers
+			NNODES=1 GPUS_PER_NODE=$((TP * PP))
+			pai_check_parallel 4 5
+		fi
+	else
+		[ -e "$SOURCE_CKPT_PATH" ] || pai_die "SOURCE_CKPT_PATH (arg 2): ${SOURCE_CKPT_PATH} not found"
+	fi
+	pai_check_writable TARGET_CKPT_PATH 3 "$TARGET_CKPT_PATH"
+
+	args=(--load_path "$SOURCE_CKPT_PATH"
+		--save_path "$TARGET_CKPT_PATH"
+		--target_params_dtype "${TARGET_PARAMS_DTYPE:-$DTYPE}"
+		--megatron-path "$MEGATRON_PATH"
+		--target_tensor_model_parallel_size "$TP"
+		--target_pipeline_model_parallel_size "$PP"
+		--model_name "$MN"
+		--extra_num_vocabs "$EXTRA_VOCAB_SIZE"
+		--make_vocab_size_divisible_by 1
+		--megatron-format "$format")
+	pai_convert_launch ""
+}
+
+# pai_config_shape DIR sets the shape variables from DIR/config.json (empty where it has no
+# such key; NUM_QUERY_GROUPS 0 for multi-head attention).
+pai_config_shape() {
+	local c=$1/config.json
+	NUM_LAYERS=$(pai_json_int "$c" num_hidden_layers) HIDDEN_SIZE=$(pai_json_int "$c" hidden_size)
+	NUM_ATTN_HEADS=$(pai_json_int "$c" num_attention_heads) INTERMEDIATE_SIZE=$(pai_json_int "$c" intermediate_size)
+	NUM_QUERY_GROUPS=$(pai_json_int "$c" num_key_value_heads)
+	[ "${NUM_QUERY_GROUPS:-0}" != "$NUM_ATTN_HEADS" ] || NUM_QUERY_GROUPS=0
+}
+
+# pai_preprocess_run ARGS… runs tools/preprocess with ARGS, or prints the command and stops
+# with DRY_RUN=1 (PREPROCESS names the binary); a real run first creates the folder
+# pai_out_dir names, when set.
+pai_preprocess_run() {
+	if [ "${DRY_RUN:-0}" != 0 ]; then
+		pai_quote preprocess "$@"
+		exit 0
+	fi
+	local bin
+	bin=$(pai_tool preprocess PREPROCESS ./tools/preprocess)
+	[ -z "${pai_out_dir:-}" ] || mkdir -p "$pai_out_dir"
+	pai_quote "$bin" "$@"
+	"$bin" "$@"
+}
+
+# pai_elapsed prints Pai's closing line: the minutes and seconds since START_TIME.
+pai_elapsed() {
+	local t=$((SECONDS - START_TIME))
+	echo "$((t / 60)) min $((t % 60)) sec"
+}
+
+# pai_wudao_clean_args POS RAW_DIR MERGED sets wudao_clean_args, tools/preprocess's flags for
+# Pai's WuDao cleaning (preprocess_wudao2.py -k text, clean_raw_text.py): every raw
+# WuDaoCorpora 2.0 file of RAW_DIR (JSON arrays of {…, content}) cleaned as they clean it
+# (URLs removed, runs of spaces folded, characters outside their whitelist removed), one
+# jsonl line per record with the text under "text", merged into the file MERGED (what their
+# `find … -name "*.json" -exec cat {} +` makes; the files in name order), 32 workers (their
+# -p 32). RAW_DIR (argument POS) must be a folder.
+pai_wudao_clean_args() {
+	[ -d "$2" ] || pai_die "data_dir (arg $1): $2 is not a directory (a folder of raw WuDaoCorpora 2.0 *.json files)"
+	wudao_clean_args=(--wudao --input "$2" --json-keys text --workers 32 --wudao-jsonl "$3")
+}
+
+# pai_split_zst MERGED LINES PREFIX ZST_DIR [keep] splits MERGED into pieces of LINES lines,
+# PREFIX00.jsonl, PREFIX01.jsonl, … (split --numeric-suffixes, as Pai's scripts), and
+# compresses every piece into ZST_DIR/NN.jsonl.zst with zstd, all at once as Pai does but
+# waiting for them (Pai removes the pieces while zstd may still be reading them). The pieces
+# are removed afterwards unless "keep" is given.
+pai_split_zst() {
+	local merged=$1 lines=$2 prefix=$3 zst=$4 keep=${5:-} p failed=0
+	local -a pids=()
+	mkdir -p "$zst"
+	split -l "$lines" --numeric-suffixes --additional-suffix=.jsonl "$merged" "$prefix"
+	for p in "$prefix"*.jsonl; do
+		zstd -q -f -z "$p" -o "$zst/$(basename "$p").zst" &
+		pids+=($!)
+	done
+	for p in "${pids[@]}"; do wait "$p" || failed=1; done
+	((failed == 0)) || {
+		printf '%s: zstd failed\n' "$PAI_SCRIPT" >&2
+		exit 1
+	}
+	[ "$keep" = keep ] || rm -f "$prefix"*.jsonl
+}
+
+# pai_need_tools TOOL…: the programs a real run needs must be on PATH (checked before anything runs).
+pai_need_tools() {
+	local t
+	for t in "$@"; do
+		command -v "$t" >/dev/null 2>&1 || pai_die "$t is not installed (needed to write Pai's .jsonl.zst pieces; e.g. apt-get install zstd)"
+	done
 }

@@ -148,7 +148,7 @@ func TestModelConvertorScript(t *testing.T) {
 	line := strings.TrimSpace(string(out))
 	for _, w := range []string{"--load_path " + src, "--save_path " + filepath.Join(tmp, "meg"), "--target_tensor_model_parallel_size 2",
 		"--target_pipeline_model_parallel_size 2", "--model_name llama2-7b", "--extra_num_vocabs 0", "--target_params_dtype fp16", "--megatron-path /opt/Megatron-LM",
-		"--make_vocab_size_divisible_by 1"} {
+		"--make_vocab_size_divisible_by 1", "--megatron-format legacy"} {
 		require.Contains(t, line, w)
 	}
 	require.NotContains(t, line, "--convert_checkpoint_from_megatron_to_transformers")
