@@ -53,6 +53,7 @@ type Config struct {
 	MoERouterLoadBalancingType string  `name:"moe-router-load-balancing-type" default:"aux_loss" help:"Router load balancing: aux_loss (GShard's loss) or sinkhorn (S-BASE's balanced assignment)."`
 	MoEAuxLossCoeff            float64 `name:"moe-aux-loss-coeff" help:"Scale of the load-balancing loss (1e-2 is Megatron's suggestion)."`
 	MoEZLossCoeff              float64 `name:"moe-z-loss-coeff" help:"Scale of the router z-loss (1e-3 is Megatron's suggestion); 0: none."`
+	MoEInputJitterEps          float64 `name:"moe-input-jitter-eps" help:"Router jitter: in training, each router logit times a uniform draw in [1 − eps, 1 + eps] (after the z-loss, as Megatron 240126); 0: none."`
 
 	// PaddedVocabSize is derived by Finalize unless set (a loaded checkpoint fixes it).
 	PaddedVocabSize int `kong:"-"`
@@ -242,6 +243,9 @@ func (c *Config) finalizeMoE() error {
 	}
 	if c.ParallelAttention {
 		return fmt.Errorf("--num-experts with --parallel-attention is not supported")
+	}
+	if c.MoEInputJitterEps < 0 || c.MoEInputJitterEps >= 1 {
+		return fmt.Errorf("--moe-input-jitter-eps %v must be in [0, 1)", c.MoEInputJitterEps)
 	}
 	if c.MoEAuxLossCoeff < 0 || c.MoEZLossCoeff < 0 {
 		return fmt.Errorf("--moe-aux-loss-coeff %v and --moe-z-loss-coeff %v must not be negative", c.MoEAuxLossCoeff, c.MoEZLossCoeff)

@@ -83,9 +83,15 @@ func newGPTModel(be kernels.Backend, cfg Config, par Parallel) (*GPTModel, error
 	if cfg.NumLayers%par.PPSize != 0 {
 		return nil, fmt.Errorf("--num-layers %d is not divisible by --pipeline-model-parallel-size %d", cfg.NumLayers, par.PPSize)
 	}
-	if cfg.NumExperts > 0 && cfg.MoERouterLoadBalancingType == "sinkhorn" && par.cpSize() > 1 {
-		// Sinkhorn balances over every token of the microbatch; a CP rank holds a part.
-		return nil, fmt.Errorf("--moe-router-load-balancing-type sinkhorn with --context-parallel-size %d is not supported", par.cpSize())
+	if cfg.NumExperts > 0 && par.cpSize() > 1 {
+		// Sinkhorn balances over every token of the microbatch, and the jitter numbers them;
+		// a CP rank holds a part.
+		if cfg.MoERouterLoadBalancingType == "sinkhorn" {
+			return nil, fmt.Errorf("--moe-router-load-balancing-type sinkhorn with --context-parallel-size %d is not supported", par.cpSize())
+		}
+		if cfg.MoEInputJitterEps > 0 {
+			return nil, fmt.Errorf("--moe-input-jitter-eps with --context-parallel-size %d is not supported", par.cpSize())
+		}
 	}
 	if cfg.NumLayers%(par.PPSize*par.VPSize) != 0 {
 		return nil, fmt.Errorf("--num-layers %d is not divisible by pipeline size %d × virtual stages %d", cfg.NumLayers, par.PPSize, par.VPSize)

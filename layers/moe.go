@@ -7,6 +7,7 @@ import (
 
 	"github.com/gomegatron/gomegatron/comm"
 	"github.com/gomegatron/gomegatron/kernels"
+	"github.com/gomegatron/gomegatron/kernels/cpu"
 	"github.com/gomegatron/gomegatron/tensor"
 )
 
@@ -91,6 +92,10 @@ type moeStash struct {
 	xg, og             *tensor.Tensor // [G, h] gathered input and output (nil without EP)
 	x, f, g, y         *tensor.Tensor // [R, h], [R, fc1], [R, ffn/TP], [R, h]
 	host               hostF32
+	// Router jitter (--moe-input-jitter-eps): the microbatch's stream (set by the layer
+	// before Forward) and each logit's factor [N, E] (nil when off).
+	jitterSeed, jitterOffs uint64
+	jit                    []float32
 }
 
 // maxRows bounds a microbatch's rows: every gathered token's choices of local experts.
@@ -185,15 +190,42 @@ func (m *MoE) route(be kernels.Backend, cast *castScratch, ms *moeStash, x *tens
 	lg := ms.lg.Slice(0, n)
 	cast.forward(be, lg, x, m.Router)
 	ms.host.get(be, ms.logits[:n*E], lg)
+	// The z-loss takes the raw logits (lse below); jitter multiplies them after it, as
+	// Megatron 240126's routing does, and everything else sees the jittered ones.
+	raw := ms.logits[:n*E]
+	ms.jit = nil
+	if eps := c.MoEInputJitterEps; eps > 0 && !c.evaluating {
+		ms.jit = make([]float32, n*E)
+		jittered := make([]float32, n*E)
+		for i, v := range raw {
+			u := float32(cpu.DropoutBits(ms.jitterSeed, ms.jitterOffs+uint64(i))>>40) / (1 << 24)
+			ms.jit[i] = float32(1 - eps + 2*eps*float64(u))
+			jittered[i] = v * ms.jit[i]
+		}
+		for t := 0; t < n; t++ { // the z-loss's log-sum-exp, of the raw logits
+			z := raw[t*E : (t+1)*E]
+			mx := z[0]
+			for _, v := range z {
+				mx = max(mx, v)
+			}
+			var sum float64
+			for _, v := range z {
+				sum += math.Exp(float64(v - mx))
+			}
+			ms.lse[t] = mx + float32(math.Log(sum))
+		}
+		raw = jittered
+	}
 	sinkhorn := c.MoERouterLoadBalancingType == "sinkhorn"
-	rank := ms.logits[:n*E] // what the top k are taken of
+	rank := raw // what the top k are taken of
 	if sinkhorn && !c.evaluating {
 		rank = sinkhornBalance(ms.logits[:n*E], n, E)
 	}
 	order := make([]int32, E)
 	for t := 0; t < n; t++ {
-		z := ms.logits[t*E : (t+1)*E]
-		// Softmax over all experts (the aux loss's p) and its log-sum-exp (the z-loss's).
+		z := raw[t*E : (t+1)*E]
+		// Softmax over all experts (the aux loss's p) and its log-sum-exp (the z-loss's,
+		// unless jitter computed that from the raw logits above).
 		mx := z[0]
 		for _, v := range z {
 			mx = max(mx, v)
@@ -202,7 +234,9 @@ func (m *MoE) route(be kernels.Backend, cast *castScratch, ms *moeStash, x *tens
 		for _, v := range z {
 			sum += math.Exp(float64(v - mx))
 		}
-		ms.lse[t] = mx + float32(math.Log(sum))
+		if ms.jit == nil {
+			ms.lse[t] = mx + float32(math.Log(sum))
+		}
 		for e, v := range z {
 			ms.probs[t*E+e] = float32(math.Exp(float64(v-mx)) / sum)
 		}
@@ -531,10 +565,19 @@ func (m *MoE) logitGrads(ms *moeStash, dl, ds []float32, lo, nl int) error {
 				d[e] += float32(float64(p[e]) * (dp[e] - pd))
 			}
 		}
+		if ms.jit != nil { // the routing saw the jittered logits z·u: chain rule through u
+			for e := range d {
+				d[e] *= ms.jit[t*E+e]
+			}
+		}
 		if cz := c.MoEZLossCoeff; cz != 0 {
 			zs := cz * 2 * float64(ms.lse[t]) / N * scale
 			for e := range p {
-				d[e] += float32(zs * float64(p[e]))
+				pe := float64(p[e])
+				if ms.jit != nil { // the z-loss's softmax is of the raw logits
+					pe = math.Exp(float64(ms.logits[t*E+e] - ms.lse[t]))
+				}
+				d[e] += float32(zs * pe)
 			}
 		}
 	}

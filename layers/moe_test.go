@@ -50,6 +50,9 @@ logits = torch.nn.functional.linear(x, R).view(-1, E)
 extra = 0
 if z_c:
     extra = extra + torch.mean(torch.square(torch.logsumexp(logits, dim=-1))) * z_c
+z_logits = logits
+if d.get("jit"):
+    logits = logits * T("jit").view(N, E)  # the jitter's draws, after the z-loss
 if d["type"] == "sinkhorn":
     act = torch.sigmoid(logits) if k == 1 else torch.softmax(logits, dim=-1)
     if d["eval"]:
@@ -94,7 +97,7 @@ if k > 1:
 else:
     out = un * local_probs
 (torch.sum(out * dout) + scale * extra).backward()
-z_val = float(torch.mean(torch.square(torch.logsumexp(logits, dim=-1))) * z_c)
+z_val = float(torch.mean(torch.square(torch.logsumexp(z_logits, dim=-1))) * z_c)
 res = {"out": out.flatten().tolist(), "dx": x.grad.flatten().tolist(), "drouter": R.grad.flatten().tolist(),
        "aux": float(aux), "z": z_val}
 for e in range(E):
@@ -112,22 +115,24 @@ func TestMoEMatchesMegatron(t *testing.T) {
 		aux, z float64
 		typ    string
 		eval   bool
-	}{{2, 0.01, 0.001, "aux_loss", false}, {1, 0.1, 0, "aux_loss", false}, {3, 0, 0.01, "aux_loss", false},
-		{1, 0, 0.001, "sinkhorn", false}, {2, 0, 0, "sinkhorn", false}, {3, 0, 0.01, "sinkhorn", false},
-		{2, 0, 0.001, "sinkhorn", true}, {1, 0, 0, "sinkhorn", true}} {
-		t.Run(fmt.Sprintf("%s_top%d_aux%v_z%v_eval%v", tc.typ, tc.k, tc.aux, tc.z, tc.eval), func(t *testing.T) {
-			checkMoEAgainstMegatron(t, tc.k, tc.aux, tc.z, tc.typ, tc.eval)
+		jitter float64
+	}{{2, 0.01, 0.001, "aux_loss", false, 0}, {1, 0.1, 0, "aux_loss", false, 0}, {3, 0, 0.01, "aux_loss", false, 0},
+		{1, 0, 0.001, "sinkhorn", false, 0}, {2, 0, 0, "sinkhorn", false, 0}, {3, 0, 0.01, "sinkhorn", false, 0},
+		{2, 0, 0.001, "sinkhorn", true, 0}, {1, 0, 0, "sinkhorn", true, 0},
+		{2, 0.01, 0.01, "aux_loss", false, 0.2}, {1, 0, 0.01, "sinkhorn", false, 0.2}} {
+		t.Run(fmt.Sprintf("%s_top%d_aux%v_z%v_eval%v_jitter%v", tc.typ, tc.k, tc.aux, tc.z, tc.eval, tc.jitter), func(t *testing.T) {
+			checkMoEAgainstMegatron(t, tc.k, tc.aux, tc.z, tc.typ, tc.eval, tc.jitter)
 		})
 	}
 }
 
-func checkMoEAgainstMegatron(t *testing.T, k int, auxC, zC float64, typ string, eval bool) {
+func checkMoEAgainstMegatron(t *testing.T, k int, auxC, zC float64, typ string, eval bool, jitter float64) {
 	be := cpu.New()
 	const N, h, F, E = 11, 8, 6, 4
 	cfg := Defaults()
 	cfg.HiddenSize, cfg.FFNHiddenSize, cfg.SwiGLU = h, F, true
 	cfg.NumExperts, cfg.MoERouterTopK, cfg.MoEAuxLossCoeff, cfg.MoEZLossCoeff = E, k, auxC, zC
-	cfg.MoERouterLoadBalancingType, cfg.evaluating = typ, eval
+	cfg.MoERouterLoadBalancingType, cfg.evaluating, cfg.MoEInputJitterEps = typ, eval, jitter
 	scale := float32(0.75)
 	cast := &castScratch{be: be}
 	ps := &paramSet{be: be, tp: 1, cast: cast, auxScale: &scale}
@@ -156,7 +161,15 @@ func checkMoEAgainstMegatron(t *testing.T, k int, auxC, zC float64, typ string, 
 
 	ms, g := m.newStash(be, tensor.F32, N), m.newGrads(be, tensor.F32, N, N)
 	out, dx := be.Alloc(tensor.F32, N, h), be.Alloc(tensor.F32, N, h)
+	ms.jitterSeed, ms.jitterOffs = 11, 1<<40
 	require.NoError(t, m.Forward(be, cast, ms, out, x))
+	if jitter > 0 {
+		require.Len(t, ms.jit, N*E)
+		for _, u := range ms.jit {
+			require.InDelta(t, 1, u, jitter, "jitter draws in [1 − eps, 1 + eps]")
+		}
+		in["jit"] = ms.jit
+	}
 	require.NoError(t, m.Backward(be, cast, ms, g, dx, dout, x, 0))
 	be.Add(dx, dx, g.dxr)
 

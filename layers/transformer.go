@@ -200,8 +200,12 @@ func (l *TransformerLayer) attnParams() kernels.AttnParams {
 	}
 }
 
-// attnSeedSalt separates the attention-dropout streams from the hidden-dropout ones.
-const attnSeedSalt = 0x5851F42D4C957F2D
+// attnSeedSalt separates the attention-dropout streams from the hidden-dropout ones, and
+// jitterSeedSalt the MoE router's jitter.
+const (
+	attnSeedSalt   = 0x5851F42D4C957F2D
+	jitterSeedSalt = 0x2545F4914F6CDD1D
+)
 
 // trainAttnParams adds --attention-dropout for a training step: a stream per layer (its
 // seed salted with the global layer number) whose counters start at the layer's dropout
@@ -280,6 +284,7 @@ func (l *TransformerLayer) attentionBackward(be kernels.Backend, st *layerStash,
 // mlp runs fc1 → activation → fc2 (without its bias) on lnf into st.mp, or the experts.
 func (l *TransformerLayer) mlp(be kernels.Backend, st *layerStash, lnf *tensor.Tensor) error {
 	if l.MoE != nil {
+		st.moe.jitterSeed, st.moe.jitterOffs = st.dropSeed^jitterSeedSalt*uint64(l.Index+1), st.dropOffs
 		return l.MoE.Forward(be, l.cast, st.moe, st.mp, lnf)
 	}
 	l.FC1.Forward(be, st.f, lnf)

@@ -28,14 +28,13 @@ type Args struct {
 	LayersPerVirtualStage     int  `name:"num-layers-per-virtual-pipeline-stage" help:"Layers per virtual pipeline stage: the interleaved 1F1B schedule."`
 	// Megatron's flags for what is not implemented yet, so that a run asking for it stops
 	// with a message instead of an unknown-flag error.
-	ContextParallelSize     int     `name:"context-parallel-size" default:"1" help:"Context parallelism: each rank runs 2 of 2·CP chunks of every sequence; keys and values are all-gathered for attention."`
-	ExpertModelParallelSize int     `name:"expert-model-parallel-size" default:"1" help:"Expert parallelism: only 1 with --num-experts (every rank holds every expert); on a dense model it must divide the data-parallel size, as Megatron checks, and changes nothing."`
-	MoEGroupedGemm          bool    `name:"moe-grouped-gemm" help:"GroupedMLP experts (weight1/weight2): not supported yet (SequentialMLP's local_experts are)."`
-	MoEInputJitterEps       float64 `name:"moe-input-jitter-eps" help:"Router input jitter: not supported yet."`
-	MoETokenDropping        bool    `name:"moe-token-dropping" help:"Token dropping: not supported (nor by Megatron at this version)."`
-	DisableBiasLinearFC     bool    `name:"disable-bias-linear-fc" help:"Pai (Mistral): no MLP biases; with --disable-bias-linear only."`
-	DisableBiasAttnFC       bool    `name:"disable-bias-attn-fc" help:"Pai (Mistral): no attention biases; with --disable-bias-linear only."`
-	NoPositionEmbedding     bool    `name:"no-position-embedding" help:"No learned position embedding (with RoPE there is none anyway)."`
+	ContextParallelSize     int  `name:"context-parallel-size" default:"1" help:"Context parallelism: each rank runs 2 of 2·CP chunks of every sequence; keys and values are all-gathered for attention."`
+	ExpertModelParallelSize int  `name:"expert-model-parallel-size" default:"1" help:"Expert parallelism: only 1 with --num-experts (every rank holds every expert); on a dense model it must divide the data-parallel size, as Megatron checks, and changes nothing."`
+	MoEGroupedGemm          bool `name:"moe-grouped-gemm" help:"GroupedMLP experts (weight1/weight2): not supported yet (SequentialMLP's local_experts are)."`
+	MoETokenDropping        bool `name:"moe-token-dropping" help:"Token dropping: not supported (nor by Megatron at this version)."`
+	DisableBiasLinearFC     bool `name:"disable-bias-linear-fc" help:"Pai (Mistral): no MLP biases; with --disable-bias-linear only."`
+	DisableBiasAttnFC       bool `name:"disable-bias-attn-fc" help:"Pai (Mistral): no attention biases; with --disable-bias-linear only."`
+	NoPositionEmbedding     bool `name:"no-position-embedding" help:"No learned position embedding (with RoPE there is none anyway)."`
 
 	// Batches and length of training.
 	MicroBatchSize  int  `name:"micro-batch-size" default:"1" help:"Sequences per microbatch."`
@@ -348,9 +347,9 @@ func (a *Args) Validate(world int) error {
 	for _, f := range []struct {
 		set  bool
 		flag string
-	}{{a.MoEGroupedGemm, "--moe-grouped-gemm"}, {a.MoEInputJitterEps != 0, "--moe-input-jitter-eps"}, {a.MoETokenDropping, "--moe-token-dropping"}} {
+	}{{a.MoEGroupedGemm, "--moe-grouped-gemm"}, {a.MoETokenDropping, "--moe-token-dropping"}} {
 		if f.set {
-			return fmt.Errorf("%s is not supported yet (mixture-of-experts layers run as SequentialMLP without jitter or dropping)", f.flag)
+			return fmt.Errorf("%s is not supported yet (mixture-of-experts layers run as SequentialMLP without dropping)", f.flag)
 		}
 	}
 	if (a.DisableBiasLinearFC || a.DisableBiasAttnFC) && !a.DisableBiasLinear {

@@ -595,6 +595,17 @@ func TestMoELayouts(t *testing.T) {
 			compareRuns(t, "sinkhorn "+l.String(), skRef, runLayout(t, sk, l, iters), 1e-5)
 		})
 	}
+	// Router jitter draws per (step, layer, token, expert), like dropout: the same masks
+	// under TP, SP and PP (data parallelism numbers its microbatches per rank, as dropout).
+	jit := cfg
+	jit.MoEInputJitterEps = 0.3
+	jitRef := runLayout(t, jit, layout{tp: 1, pp: 1, dp: 1}, iters)
+	require.NotEqual(t, ref.losses, jitRef.losses, "the jitter changes the routing")
+	for _, l := range []layout{{tp: 2, pp: 1, dp: 1, sp: true}, {tp: 1, pp: 2, dp: 1, rc: full1}} {
+		t.Run("jitter/"+l.String(), func(t *testing.T) {
+			compareRuns(t, "jitter "+l.String(), jitRef, runLayout(t, jit, l, iters), 1e-5)
+		})
+	}
 }
 
 // TestContextParallelLayouts trains with context parallelism (each rank 2 of 2·CP chunks of
