@@ -54,14 +54,6 @@ func extent(t, other *tensor.Tensor) (lo, hi uintptr, ok bool) {
 
 // chunkOf is elements [r·m, (r+1)·m) of t viewed with shape, sharing t's storage.
 func chunkOf(t *tensor.Tensor, r int, shape []int) *tensor.Tensor {
-	m := numelOf(shape)
+	m := tensor.ShapeNumel(shape)
 	return t.View(t.Numel()).Slice(r*m, (r+1)*m).View(shape...)
-}
-
-func numelOf(shape []int) int {
-	n := 1
-	for _, s := range shape {
-		n *= s
-	}
-	return n
 }

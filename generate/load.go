@@ -94,19 +94,11 @@ func shardInto(be kernels.Backend, cfg layers.Config, par layers.Parallel, path 
 			if p.GLU || p.PartitionDim > 0 {
 				return nil, fmt.Errorf("%s: %s has shape %v, the model needs %v", path, p.InitKey, shape, p.FullShape)
 			}
-			padded := make([]float32, numel(p.FullShape))
+			padded := make([]float32, tensor.ShapeNumel(p.FullShape))
 			copy(padded, vals)
 			vals = padded
 		}
 		be.Upload(p.Data, tensor.FromF32(layers.Shard(vals, p.FullShape, p.PartitionDim, p.GLU, rank, tp), p.Data.Shape()...))
 	}
 	return m, nil
-}
-
-func numel(shape []int) int {
-	n := 1
-	for _, d := range shape {
-		n *= d
-	}
-	return n
 }

@@ -41,10 +41,14 @@ func (p Parallel) cpPosition(i, s int) int {
 }
 
 // cpLocal cuts this rank's chunks out of a batch of full sequences ([b, S] each), with
-// the tokens' global positions (Batch.Positions, or 0…S−1).
-func (p Parallel) cpLocal(bt Batch, b, S int) (Batch, error) {
+// the tokens' global positions (Batch.Positions, or 0…S−1), into buf's slices (each of
+// capacity b·S/CP, so that a step allocates nothing).
+func (p Parallel) cpLocal(buf *Batch, bt Batch, b, S int) Batch {
 	s := S / p.cpSize()
-	out := Batch{Tokens: make([]int64, 0, b*s), Labels: make([]int64, 0, b*s), LossMask: make([]float32, 0, b*s), Positions: make([]int64, 0, b*s)}
+	out := Batch{Tokens: buf.Tokens[:0], Labels: buf.Labels[:0], LossMask: buf.LossMask[:0], Positions: buf.Positions[:0]}
+	if bt.DocStart != nil {
+		out.DocStart = buf.DocStart[:0]
+	}
 	for bi := 0; bi < b; bi++ {
 		for i := 0; i < s; i++ {
 			g := bi*S + p.cpPosition(i, s)
@@ -59,7 +63,7 @@ func (p Parallel) cpLocal(bt Batch, b, S int) (Batch, error) {
 			}
 		}
 	}
-	return out, nil
+	return out
 }
 
 // cpScratch is the staging of the key/value exchange, shared by a model's layers (they

@@ -95,7 +95,7 @@ func (kc *KVCache) grow(m *GPTModel, n int) {
 
 // view is the first numel(shape) elements of a flat buffer, shaped.
 func view(t *tensor.Tensor, shape ...int) *tensor.Tensor {
-	return t.Slice(0, numelOf(shape)).View(shape...)
+	return t.Slice(0, tensor.ShapeNumel(shape)).View(shape...)
 }
 
 // Decode runs the model on a chunk of new tokens and returns the next-token logits of the

@@ -204,8 +204,9 @@ func (l *Linear) WeightBackward(be kernels.Backend, dx, dy, x *tensor.Tensor) {
 		l.cast.backward(be, dx, dy, x, l.W)
 		return
 	}
+	var dq *tensor.Tensor // dy quantised for emulated GEMMs, once for both
 	if l.fp8WGrad {
-		l.wgradFP8(be, dy, x)
+		dq = l.wgradFP8(be, dy, x)
 	} else {
 		l.cast.backward(be, nil, dy, x, l.W)
 	}
@@ -216,16 +217,18 @@ func (l *Linear) WeightBackward(be kernels.Backend, dx, dy, x *tensor.Tensor) {
 	if g, ok := be.(kernels.FP8Gemmer); ok && l.native > 0 {
 		// dx = dy·W as the TN product dy·(Wᵀ)ᵀ with the step's quantised Wᵀ.
 		sg, sw := f.scale[fp8GradOut], f.scale[fp8Weight]
-		dq := l.sc.codes("dy", l.fp8Bwd, n, l.Out)
-		be.CastWithAmaxInto(dq, dy.View(n, l.Out), sg, f.slot(fp8GradOut))
+		codes := l.sc.codes("dy", l.fp8Bwd, n, l.Out)
+		be.CastWithAmaxInto(codes, dy.View(n, l.Out), sg, f.slot(fp8GradOut))
 		l.stepWeight(be, true)
-		if g.GemmFP8TN(kernels.GemmParams{TransB: true, M: n, N: l.In, K: l.Out, Alpha: 1 / (sg * sw), Batch: 1}, dq, l.wt8, dx, false) {
+		if g.GemmFP8TN(kernels.GemmParams{TransB: true, M: n, N: l.In, K: l.Out, Alpha: 1 / (sg * sw), Batch: 1}, codes, l.wt8, dx, false) {
 			return
 		}
 		l.native, l.wReady = -1, false
 	}
-	dq := l.sc.buf(&l.sc.dy, dy.Numel())
-	l.sc.fakeQuant(dq, dy, l.fp8Bwd, f.scale[fp8GradOut], f.slot(fp8GradOut))
+	if dq == nil {
+		dq = l.sc.buf(&l.sc.dy, dy.Numel())
+		l.sc.fakeQuant(dq, dy, l.fp8Bwd, f.scale[fp8GradOut], f.slot(fp8GradOut))
+	}
 	l.stepWeight(be, false)
 	be.Gemm(kernels.GemmParams{M: n, N: l.In, K: l.Out, Alpha: 1, Batch: 1}, dq, l.wdq, dx)
 }
@@ -234,7 +237,8 @@ func (l *Linear) WeightBackward(be kernels.Backend, dx, dy, x *tensor.Tensor) {
 // the output gradient in the backward format with its scale, the input in the forward
 // format with the input scale (the codes the forward used), products summed in fp32.
 // Natively the GEMM is the TN product of the transposed codes, dyᵀ [out, n] and xᵀ [in, n].
-func (l *Linear) wgradFP8(be kernels.Backend, dy, x *tensor.Tensor) {
+// Emulated, it returns the dequantised dy for the input-gradient GEMM to reuse (else nil).
+func (l *Linear) wgradFP8(be kernels.Backend, dy, x *tensor.Tensor) *tensor.Tensor {
 	f, sc := l.fp8, l.sc
 	n := x.Numel() / l.In
 	sx, sg := f.scale[fp8Input], f.scale[fp8GradOut]
@@ -250,7 +254,7 @@ func (l *Linear) wgradFP8(be kernels.Backend, dy, x *tensor.Tensor) {
 		wg := sc.bufOf(&sc.wg, tensor.F32, l.Out*l.In).View(l.Out, l.In)
 		if g.GemmFP8TN(kernels.GemmParams{TransB: true, M: l.Out, N: l.In, K: n, Alpha: 1 / (sg * sx), Batch: 1}, dq, xq, wg, false) {
 			be.Axpy(l.W.Grad, 1, wg)
-			return
+			return nil
 		}
 	}
 	dq := sc.buf(&sc.dy, dy.Numel())
@@ -258,6 +262,7 @@ func (l *Linear) wgradFP8(be kernels.Backend, dy, x *tensor.Tensor) {
 	xq := sc.buf(&sc.x, x.Numel())
 	sc.fakeQuant(xq, x, l.fp8Fwd, sx, sc.sink)
 	be.Gemm(kernels.GemmParams{TransA: true, M: l.Out, N: l.In, K: n, Alpha: 1, Beta: 1, Batch: 1}, dq, xq, l.W.Grad)
+	return dq
 }
 
 // Backward is WeightBackward plus the bias gradient from the same dy.
@@ -335,17 +340,9 @@ func (n *Norm) Backward(be kernels.Backend, dx, dout, x *tensor.Tensor, st normS
 // initNormal fills a parameter with this rank's shard of a full N(0, std²) tensor drawn
 // from a generator keyed by (seed, InitKey), so every layout gets the same values.
 func initNormal(be kernels.Backend, p *Param, std float64, seed uint64, rank, size int) {
-	full := make([]float32, numelOf(p.FullShape))
+	full := make([]float32, tensor.ShapeNumel(p.FullShape))
 	fillNormal(full, seed^fnv64(p.InitKey), std)
 	be.Upload(p.Data, tensor.FromF32(Shard(full, p.FullShape, p.PartitionDim, p.GLU, rank, size), p.Data.Shape()...))
-}
-
-func numelOf(shape []int) int {
-	n := 1
-	for _, d := range shape {
-		n *= d
-	}
-	return n
 }
 
 // fnv64 is FNV-1a, to key the initialisation generator by parameter name.

@@ -149,7 +149,7 @@ func (m *GPTModel) initWeights(seed uint64) {
 		case p.Data.Rank() == 1:
 			m.be.Fill(p.Data, 0)
 		case m.Cfg.InitMethodXavierUniform: // init_method and scaled_init_method alike
-			full := make([]float32, numelOf(p.FullShape))
+			full := make([]float32, tensor.ShapeNumel(p.FullShape))
 			fillUniform(full, seed^fnv64(p.InitKey), math.Sqrt(6/float64(p.FullShape[0]+p.FullShape[1])))
 			m.be.Upload(p.Data, tensor.FromF32(Shard(full, p.FullShape, p.PartitionDim, p.GLU, r, size), p.Data.Shape()...))
 		case hasSuffix(p.Name, "linear_proj.weight") || hasSuffix(p.Name, "linear_fc2.weight"):
@@ -206,6 +206,7 @@ type Stash struct {
 	// keyChunks are keyStart's two context-parallel chunks, [b, s/2] each (nil without CP).
 	keyChunks [2]*tensor.Tensor
 	hostI32   *tensor.Tensor // [N] I32 host scratch
+	cpBatch   Batch          // this rank's chunks of a context-parallel batch, [N] each
 	targets   *tensor.Tensor // [N] I64
 	lossMask  []float32      // [N] host
 	embFull   *tensor.Tensor // [N, h] summed embeddings
@@ -263,6 +264,10 @@ func (m *GPTModel) NewStash(s, b int) *Stash {
 		hostN: tensor.New(tensor.F32, n), hostIDs: tensor.New(tensor.I64, n), hostTg: tensor.New(tensor.I64, n),
 		ids: be.Alloc(tensor.I64, n), targets: be.Alloc(tensor.I64, n), dh: act(nl, h),
 		mxH: make([]float32, n), seH: make([]float32, n)}
+	if m.Par.cpSize() > 1 {
+		st.cpBatch = Batch{Tokens: make([]int64, n), Labels: make([]int64, n), LossMask: make([]float32, n),
+			Positions: make([]int64, n), DocStart: make([]int32, n)}
+	}
 	if m.Par.First() {
 		st.posIDs = be.Alloc(tensor.I64, n)
 		st.embFull, st.emb = rowPair(be, m.act, sp, n, nl, h)
@@ -355,9 +360,7 @@ func (m *GPTModel) Forward(st *Stash, bt Batch, seed, step uint64) (lossSum, tok
 		if err := checkDocStarts(bt.DocStart, st.fullS); err != nil {
 			return 0, 0, err
 		}
-		if bt, err = m.Par.cpLocal(bt, b, st.fullS); err != nil {
-			return 0, 0, err
-		}
+		bt = m.Par.cpLocal(&st.cpBatch, bt, b, st.fullS)
 	}
 	// Transpose [b, s] → [s, b].
 	iv, tv := st.hostIDs.I64(), st.hostTg.I64()
@@ -473,7 +476,7 @@ func (m *GPTModel) chunkKeyStarts(st *Stash, starts []int32) {
 		if st.keyChunks[half] == nil {
 			st.keyChunks[half] = m.be.Alloc(tensor.I32, b, sc)
 		}
-		h := tensor.New(tensor.I32, b, sc)
+		h := st.hostI32.Slice(0, b*sc).View(b, sc) // setDocuments uploaded its content
 		for bi := 0; bi < b; bi++ {
 			copy(h.I32()[bi*sc:(bi+1)*sc], starts[bi*s+half*sc:bi*s+(half+1)*sc])
 		}

@@ -3,7 +3,7 @@ package layers
 import (
 	"fmt"
 	"math"
-	"sort"
+	"slices"
 
 	"github.com/gomegatron/gomegatron/comm"
 	"github.com/gomegatron/gomegatron/kernels"
@@ -96,6 +96,14 @@ type moeStash struct {
 	// before Forward) and each logit's factor [N, E] (nil when off).
 	jitterSeed, jitterOffs uint64
 	jit                    []float32
+	jitBuf, jittered       []float32 // [N, E] scratch of the jitter (nil when off)
+	sk                     sinkhornScratch
+	// Host scratch of routing and its backward, so that a step allocates nothing.
+	order     []int32        // [E] one token's experts being ranked
+	next      []int          // [local experts] the next free row of each
+	routeHost []float32      // [G, 2k] the choices exchanged over EP (nil without EP)
+	counts    *tensor.Tensor // [E+1] F64 choices per expert, then tokens (summed over CP)
+	dp        []float64      // [E] the aux loss's d/dp
 }
 
 // maxRows bounds a microbatch's rows: every gathered token's choices of local experts.
@@ -112,12 +120,21 @@ func (m *MoE) newStash(be kernels.Backend, act tensor.DType, n int) *moeStash {
 		sel: make([]int32, g*k), score: make([]float32, g*k), row: make([]int32, g*k),
 		tok: tensor.New(tensor.I32, r), tokDev: be.Alloc(tensor.I32, r), count: make([]int, len(m.Experts)),
 		rs: tensor.New(tensor.F32, r), rsDev: be.Alloc(tensor.F32, r),
+		order: make([]int32, e), next: make([]int, len(m.Experts)), counts: tensor.New(tensor.F64, e+1),
+		dp: make([]float64, e),
 		lg: be.Alloc(tensor.F32, n, e),
 		x:  be.Alloc(act, r, h), f: be.Alloc(act, r, fc1), g: be.Alloc(act, r, ffn),
 		y: be.Alloc(act, r, h),
 	}
+	if c.MoEInputJitterEps > 0 {
+		ms.jitBuf, ms.jittered = make([]float32, n*e), make([]float32, n*e)
+	}
+	if c.MoERouterLoadBalancingType == "sinkhorn" {
+		ms.sk = newSinkhornScratch(n, e)
+	}
 	if m.par.epSize() > 1 {
 		ms.route, ms.routeG = be.Alloc(tensor.F32, n, 2*k), be.Alloc(tensor.F32, g, 2*k)
+		ms.routeHost = make([]float32, g*2*k)
 		ms.xg, ms.og = be.Alloc(act, g, h), be.Alloc(act, g, h)
 	}
 	return ms
@@ -133,6 +150,7 @@ type moeGrads struct {
 	dsG, ds        *tensor.Tensor // [G·k] F32 score grads of the gathered choices, [N·k] this rank's
 	dG, dxG        *tensor.Tensor // [G, h] gathered d out and d x (nil without EP)
 	dsh, dl        []float32
+	dsRHost        []float32 // [R] dsR on the host
 	host           hostF32
 }
 
@@ -147,7 +165,7 @@ func (m *MoE) newGrads(be kernels.Backend, act tensor.DType, n, nl int) *moeGrad
 		sum: be.Alloc(tensor.F32, g, h),
 		dlg: be.Alloc(tensor.F32, nl, c.NumExperts), dxr: be.Alloc(act, nl, h),
 		dsR: be.Alloc(tensor.F32, r), dsG: be.Alloc(tensor.F32, g*k), ds: be.Alloc(tensor.F32, n*k),
-		dsh: make([]float32, g*k), dl: make([]float32, n*c.NumExperts),
+		dsh: make([]float32, g*k), dl: make([]float32, n*c.NumExperts), dsRHost: make([]float32, r),
 	}
 	if m.par.epSize() > 1 {
 		gr.dG, gr.dxG = be.Alloc(act, g, h), be.Alloc(act, g, h)
@@ -195,23 +213,15 @@ func (m *MoE) route(be kernels.Backend, cast *castScratch, ms *moeStash, x *tens
 	raw := ms.logits[:n*E]
 	ms.jit = nil
 	if eps := c.MoEInputJitterEps; eps > 0 && !c.evaluating {
-		ms.jit = make([]float32, n*E)
-		jittered := make([]float32, n*E)
+		ms.jit = ms.jitBuf[:n*E]
+		jittered := ms.jittered[:n*E]
 		for i, v := range raw {
 			u := float32(cpu.DropoutBits(ms.jitterSeed, ms.jitterOffs+uint64(i))>>40) / (1 << 24)
 			ms.jit[i] = float32(1 - eps + 2*eps*float64(u))
 			jittered[i] = v * ms.jit[i]
 		}
 		for t := 0; t < n; t++ { // the z-loss's log-sum-exp, of the raw logits
-			z := raw[t*E : (t+1)*E]
-			mx := z[0]
-			for _, v := range z {
-				mx = max(mx, v)
-			}
-			var sum float64
-			for _, v := range z {
-				sum += math.Exp(float64(v - mx))
-			}
+			mx, sum := maxAndExpSum(raw[t*E : (t+1)*E])
 			ms.lse[t] = mx + float32(math.Log(sum))
 		}
 		raw = jittered
@@ -219,21 +229,14 @@ func (m *MoE) route(be kernels.Backend, cast *castScratch, ms *moeStash, x *tens
 	sinkhorn := c.MoERouterLoadBalancingType == "sinkhorn"
 	rank := raw // what the top k are taken of
 	if sinkhorn && !c.evaluating {
-		rank = sinkhornBalance(ms.logits[:n*E], n, E)
+		rank = ms.sk.balance(ms.logits[:n*E], n, E)
 	}
-	order := make([]int32, E)
+	order := ms.order
 	for t := 0; t < n; t++ {
 		z := raw[t*E : (t+1)*E]
 		// Softmax over all experts (the aux loss's p) and its log-sum-exp (the z-loss's,
 		// unless jitter computed that from the raw logits above).
-		mx := z[0]
-		for _, v := range z {
-			mx = max(mx, v)
-		}
-		var sum float64
-		for _, v := range z {
-			sum += math.Exp(float64(v - mx))
-		}
+		mx, sum := maxAndExpSum(z)
 		if ms.jit == nil {
 			ms.lse[t] = mx + float32(math.Log(sum))
 		}
@@ -244,7 +247,15 @@ func (m *MoE) route(be kernels.Backend, cast *castScratch, ms *moeStash, x *tens
 			order[e] = int32(e)
 		}
 		r := rank[t*E : (t+1)*E]
-		sort.SliceStable(order, func(a, b int) bool { return r[order[a]] > r[order[b]] })
+		slices.SortStableFunc(order, func(a, b int32) int { // descending; ties keep expert order
+			switch {
+			case r[a] > r[b]:
+				return -1
+			case r[b] > r[a]:
+				return 1
+			}
+			return 0
+		})
 		sel, sc := ms.sel[t*k:(t+1)*k], ms.score[t*k:(t+1)*k]
 		copy(sel, order[:k])
 		if sinkhorn { // the chosen experts' activations: sigmoid for k = 1, else the softmax
@@ -283,7 +294,8 @@ func (m *MoE) route(be kernels.Backend, cast *castScratch, ms *moeStash, x *tens
 			ms.count[e-lo]++
 		}
 	}
-	next := make([]int, local)
+	next := ms.next
+	next[0] = 0
 	for e := 1; e < int(local); e++ {
 		next[e] = next[e-1] + ms.count[e-1]
 	}
@@ -309,7 +321,7 @@ func (m *MoE) route(be kernels.Backend, cast *castScratch, ms *moeStash, x *tens
 func (m *MoE) gatherRoutes(be kernels.Backend, ms *moeStash, n int) error {
 	k := m.cfg.MoERouterTopK
 	g := n * m.par.epSize()
-	v := make([]float32, g*2*k)
+	v := ms.routeHost
 	for i := 0; i < n*k; i++ { // [N, 2k]: k choices (exact as floats), then k scores
 		t, j := i/k, i%k
 		v[t*2*k+j], v[t*2*k+k+j] = float32(ms.sel[i]), ms.score[i]
@@ -470,7 +482,7 @@ func (m *MoE) scoreGrads(be kernels.Backend, ms *moeStash, g *moeGrads) ([]float
 	if err := m.par.allReduce(g.dsR.Slice(0, R), "router score grads"); err != nil {
 		return nil, err
 	}
-	dsR := make([]float32, R)
+	dsR := g.dsRHost[:R]
 	g.host.get(be, dsR, g.dsR.Slice(0, R))
 	ds := g.dsh[:G*k]
 	for i, r := range ms.row[:G*k] {
@@ -501,25 +513,24 @@ func (m *MoE) logitGrads(ms *moeStash, dl, ds []float32, lo, nl int) error {
 	// The microbatch's expert choice counts and token count: with context parallelism its
 	// tokens are spread over the CP ranks, which add theirs; the auxiliary gradients are
 	// then multiplied by CP, as the main loss's are, for the gradient average over DP × CP.
-	counts := make([]float64, E+1)
+	counts := ms.counts.F64()
+	clear(counts)
 	for _, e := range sel {
 		counts[e]++
 	}
 	counts[E] = float64(n)
 	scale := float64(*m.auxScale)
 	if cp := m.par.cpSize(); cp > 1 {
-		t := tensor.FromF64(counts, E+1)
-		if err := m.par.CP.AllReduce(t, comm.Sum); err != nil {
+		if err := m.par.CP.AllReduce(ms.counts, comm.Sum); err != nil {
 			return fmt.Errorf("context-parallel sum of the router's choices: %w", err)
 		}
-		copy(counts, t.F64())
 		scale *= float64(cp)
 	}
 	N := counts[E]
 	// Aux loss: d aux/d p_{t,e} = c·E·mean_t(m_{t,e})/N, through the full softmax.
 	var dp []float64
 	if c.MoEAuxLossCoeff != 0 {
-		dp = make([]float64, E)
+		dp = ms.dp
 		for e := range dp {
 			dp[e] = counts[e] * c.MoEAuxLossCoeff * float64(E) / N / N * scale
 		}
@@ -584,45 +595,30 @@ func (m *MoE) logitGrads(ms *moeStash, dl, ds []float32, lo, nl int) error {
 	return nil
 }
 
-// AuxLosses returns the microbatch's load-balancing and z losses (unscaled by the main
-// loss scale), for logging and tests.
-func (m *MoE) auxLosses(ms *moeStash) (aux, z float64) {
-	c := m.cfg
-	k, E, n := c.MoERouterTopK, c.NumExperts, ms.n
-	pm, mm := make([]float64, E), make([]float64, E)
-	for t := 0; t < n; t++ {
-		for e := 0; e < E; e++ {
-			pm[e] += float64(ms.probs[t*E+e])
-		}
-		for _, e := range ms.sel[ms.own+t*k : ms.own+(t+1)*k] {
-			mm[e]++
-		}
-		z += float64(ms.lse[t]) * float64(ms.lse[t])
-	}
-	for e := range pm {
-		aux += pm[e] / float64(n) * mm[e] / float64(n)
-	}
-	return c.MoEAuxLossCoeff * float64(E) * aux, c.MoEZLossCoeff * z / float64(n)
+// sinkhornScratch holds balance's buffers for up to n tokens, made once per stash.
+type sinkhornScratch struct{ cost, out, d0, d1, next []float32 }
+
+func newSinkhornScratch(n, E int) sinkhornScratch {
+	return sinkhornScratch{cost: make([]float32, n*E), out: make([]float32, n*E), d0: make([]float32, n),
+		d1: make([]float32, E), next: make([]float32, E)}
 }
 
-// sinkhornBalance is Megatron's sinkhorn (moe_utils.py) on the router logits [n, E] in
-// float32: with C = exp(logits), iterate
+// balance is Megatron's sinkhorn (moe_utils.py) on the router logits [n, E] in float32:
+// with C = exp(logits), iterate
 //
 //	d0_t = (1/n) / (Σ_e d1_e·C_te + ε),  d1_e = (1/E) / (Σ_t d0_t·C_te + ε)
 //
 // from d1 = 1 until mean_e |Δd1| ≤ 10⁻⁴ (ε = 10⁻⁸), and return d1_e·C_te·d0_t: a
 // balanced assignment whose top k per token are the chosen experts (S-BASE).
-func sinkhornBalance(logits []float32, n, E int) []float32 {
-	cost := make([]float32, len(logits))
+func (sk *sinkhornScratch) balance(logits []float32, n, E int) []float32 {
+	cost, out, d0, d1, next := sk.cost[:n*E], sk.out[:n*E], sk.d0[:n], sk.d1, sk.next
 	for i, v := range logits {
 		cost[i] = float32(math.Exp(float64(v)))
 	}
-	d0, d1 := make([]float32, n), make([]float32, E)
 	for e := range d1 {
 		d1[e] = 1
 	}
 	const eps, tol = 1e-8, 1e-4
-	next := make([]float32, E)
 	for err := float32(1e9); err > tol; {
 		for t := range d0 {
 			var s float32
@@ -645,11 +641,23 @@ func sinkhornBalance(logits []float32, n, E int) []float32 {
 		err = sum / float32(E)
 		copy(d1, next)
 	}
-	out := make([]float32, len(cost))
 	for t := range d0 {
 		for e := range d1 {
 			out[t*E+e] = d1[e] * cost[t*E+e] * d0[t]
 		}
 	}
 	return out
+}
+
+// maxAndExpSum returns max z and Σ exp(z − max): a stable softmax's shift and denominator,
+// and the log-sum-exp max + log(sum).
+func maxAndExpSum(z []float32) (mx float32, sum float64) {
+	mx = z[0]
+	for _, v := range z {
+		mx = max(mx, v)
+	}
+	for _, v := range z {
+		sum += math.Exp(float64(v - mx))
+	}
+	return mx, sum
 }

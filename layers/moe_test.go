@@ -210,3 +210,24 @@ func checkMoEAgainstMegatron(t *testing.T, k int, auxC, zC float64, typ string, 
 		require.Zero(t, m.Router.Grad.F32()[0])
 	}
 }
+
+// auxLosses returns the microbatch's load-balancing and z losses (unscaled by the main
+// loss scale) from the stash, to compare with Megatron's.
+func (m *MoE) auxLosses(ms *moeStash) (aux, z float64) {
+	c := m.cfg
+	k, E, n := c.MoERouterTopK, c.NumExperts, ms.n
+	pm, mm := make([]float64, E), make([]float64, E)
+	for t := 0; t < n; t++ {
+		for e := 0; e < E; e++ {
+			pm[e] += float64(ms.probs[t*E+e])
+		}
+		for _, e := range ms.sel[ms.own+t*k : ms.own+(t+1)*k] {
+			mm[e]++
+		}
+		z += float64(ms.lse[t]) * float64(ms.lse[t])
+	}
+	for e := range pm {
+		aux += pm[e] / float64(n) * mm[e] / float64(n)
+	}
+	return c.MoEAuxLossCoeff * float64(E) * aux, c.MoEZLossCoeff * z / float64(n)
+}

@@ -67,7 +67,7 @@ func (p *Param) Value() *tensor.Tensor {
 func (p *Param) TensorParallel() bool { return p.PartitionDim >= 0 }
 
 // Numel is the element count of the local shard.
-func (p *Param) Numel() int { return numelOf(p.Shape) }
+func (p *Param) Numel() int { return tensor.ShapeNumel(p.Shape) }
 
 // Params is the model's parameters in registration order (Megatron's named_parameters order).
 type Params []*Param

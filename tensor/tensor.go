@@ -88,6 +88,9 @@ func FromI64(v []int64, shape ...int) *Tensor {
 	return &Tensor{shape: append([]int(nil), shape...), dtype: I64, Data: b}
 }
 
+// ShapeNumel is the number of elements of a tensor of this shape.
+func ShapeNumel(shape []int) int { return numel(shape) }
+
 func numel(shape []int) int {
 	n := 1
 	for _, s := range shape {

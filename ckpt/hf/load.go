@@ -177,7 +177,7 @@ func (r *Reader) read(ru rule, want []int) ([]float32, []int, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: %s: %w", r.dir, ru.megatron, err)
 	}
-	if len(out) != numel(want) {
+	if len(out) != tensor.ShapeNumel(want) {
 		return nil, nil, fmt.Errorf("%s: %v of shapes %v give %d values, but %s has shape %v", r.dir, ru.hf, shapes, len(out), ru.megatron, want)
 	}
 	return out, want, nil
@@ -202,14 +202,6 @@ func megatronShape(r rule, shapes [][]int) []int {
 		return append([]int{rows}, rest...)
 	}
 	return append([]int(nil), s...)
-}
-
-func numel(shape []int) int {
-	n := 1
-	for _, d := range shape {
-		n *= d
-	}
-	return n
 }
 
 // Load reads a Hugging Face model directory into a new GPT model on the backend. Every

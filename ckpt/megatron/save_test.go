@@ -44,7 +44,7 @@ func saveTestCheckpoint(t *testing.T, loc Location, cfg layers.Config, tp, pp in
 			for _, sp := range specs {
 				v, ok := full[sp.InitKey]
 				if !ok {
-					v = make([]float32, numel(sp.FullShape))
+					v = make([]float32, tensor.ShapeNumel(sp.FullShape))
 					for i := range v {
 						v[i] = float32(rng.NormFloat64())
 					}
@@ -66,14 +66,6 @@ func saveTestCheckpoint(t *testing.T, loc Location, cfg layers.Config, tp, pp in
 		full[k] = tensor.FromF32Values(tensor.BF16, v, len(v)).ToF32()
 	}
 	return full
-}
-
-func numel(s []int) int {
-	n := 1
-	for _, d := range s {
-		n *= d
-	}
-	return n
 }
 
 // TestSaveOpenRoundTrip saves TP 2 × PP 2 checkpoints in every layout, tied and untied,

@@ -40,7 +40,7 @@ func (e *bf16Env) act(shape ...int) *tensor.Tensor {
 
 // f32 is a random F32 tensor (weights, accumulated grads, statistics).
 func (e *bf16Env) f32(shape ...int) *tensor.Tensor {
-	return tensor.FromF32(e.values(numelOf(shape)), shape...)
+	return tensor.FromF32(e.values(tensor.ShapeNumel(shape)), shape...)
 }
 
 // settle rounds the F32 run's activation outputs to BF16 values before a later call reads
@@ -51,14 +51,6 @@ func (e *bf16Env) settle(ts ...*tensor.Tensor) {
 			e.b.Round(t, tensor.BF16)
 		}
 	}
-}
-
-func numelOf(shape []int) int {
-	n := 1
-	for _, s := range shape {
-		n *= s
-	}
-	return n
 }
 
 func scalar(v float32) *tensor.Tensor { return tensor.FromF32([]float32{v}, 1) }

@@ -42,7 +42,7 @@ func bf16Vals(r *rand.Rand, n int, scale float64) []float32 {
 
 // act is a random activation input.
 func (c *bf16Run) act(scale float64, shape ...int) *tensor.Tensor {
-	return dev(c.b, c.dt, bf16Vals(c.r, numel(shape), scale), shape...)
+	return dev(c.b, c.dt, bf16Vals(c.r, tensor.ShapeNumel(shape), scale), shape...)
 }
 
 // actOf is an activation input holding vals (which must be bf16 values).
@@ -52,7 +52,7 @@ func (c *bf16Run) actOf(vals []float32, shape ...int) *tensor.Tensor {
 
 // actOut is an activation output, poisoned with NaN so unwritten elements fail.
 func (c *bf16Run) actOut(name string, shape ...int) *tensor.Tensor {
-	t := dev(c.b, c.dt, nans(numel(shape)), shape...)
+	t := dev(c.b, c.dt, nans(tensor.ShapeNumel(shape)), shape...)
 	c.outs = append(c.outs, bf16Out{name: name, t: t, act: true})
 	return t
 }
@@ -66,7 +66,7 @@ func (c *bf16Run) actInOut(name string, scale float64, shape ...int) *tensor.Ten
 
 // param is an F32 operand (weight, statistic) with random values times scale plus shift.
 func (c *bf16Run) param(scale, shift float64, shape ...int) *tensor.Tensor {
-	v := randVals(c.r, numel(shape), scale)
+	v := randVals(c.r, tensor.ShapeNumel(shape), scale)
 	for i := range v {
 		v[i] += float32(shift)
 	}
@@ -79,7 +79,7 @@ func (c *bf16Run) paramOut(name string, acc bool, shape ...int) *tensor.Tensor {
 	if acc {
 		t = c.param(1, 0, shape...)
 	} else {
-		t = devF32(c.b, nans(numel(shape)), shape...)
+		t = devF32(c.b, nans(tensor.ShapeNumel(shape)), shape...)
 	}
 	c.outs = append(c.outs, bf16Out{name: name, t: t})
 	return t
@@ -92,14 +92,6 @@ func (c *bf16Run) out(name string, t *tensor.Tensor) {
 
 func (c *bf16Run) scalar(name string, v float64) {
 	c.outs = append(c.outs, bf16Out{name: name, scalar: v})
-}
-
-func numel(shape []int) int {
-	n := 1
-	for _, d := range shape {
-		n *= d
-	}
-	return n
 }
 
 func nans(n int) []float32 {

@@ -42,7 +42,7 @@ func maxParamBytes(stages [][][]layers.Params, dt tensor.DType) int {
 		for _, st := range ranks {
 			for _, specs := range st {
 				for _, p := range specs {
-					m = max(m, numel(p.Shape)*dt.Size())
+					m = max(m, tensor.ShapeNumel(p.Shape)*dt.Size())
 				}
 			}
 		}
@@ -55,7 +55,7 @@ func (w *shardWriter) write(ep, tp, pp int, specs layers.Params) error {
 	stand := make(map[string]*tensor.Tensor, len(specs))
 	lazy := make(map[*tensor.Tensor]*torchpickle.LazyTensor, len(specs))
 	for _, p := range specs {
-		t, err := tensor.FromBytes(w.dtype, p.Shape, w.zero[:numel(p.Shape)*w.dtype.Size()])
+		t, err := tensor.FromBytes(w.dtype, p.Shape, w.zero[:tensor.ShapeNumel(p.Shape)*w.dtype.Size()])
 		if err != nil {
 			return fmt.Errorf("parameter %s: %w", p.Name, err)
 		}

@@ -284,7 +284,7 @@ func (s *hfSource) full(key string) ([]float32, []int, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: %s: %w", s.m.Dir, key, err)
 	}
-	if n := numel(shape); n != len(v) {
+	if n := tensor.ShapeNumel(shape); n != len(v) {
 		return nil, nil, fmt.Errorf("%s: %v (shapes %v) give %d values for %s, whose shape %v needs %d", s.m.Dir, r.HF, shapesOf(src), len(v), key, shape, n)
 	}
 	return v, shape, nil
@@ -307,14 +307,6 @@ func fullShapes(cfg layers.Config) (map[string][]int, error) {
 		out[p.InitKey] = p.FullShape
 	}
 	return out, nil
-}
-
-func numel(s []int) int {
-	n := 1
-	for _, d := range s {
-		n *= d
-	}
-	return n
 }
 
 func shapesOf(ts []*tensor.Tensor) [][]int {

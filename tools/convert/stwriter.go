@@ -26,7 +26,7 @@ func writeSafetensorsStreaming(dir string, outs []hfOut, dt tensor.DType, maxSha
 	var cur []hfOut
 	var curSize, total int64
 	for _, o := range outs {
-		n := int64(numel(o.shape) * dt.Size())
+		n := int64(tensor.ShapeNumel(o.shape) * dt.Size())
 		total += n
 		if n > maxShard {
 			shards = append(shards, []hfOut{o})
@@ -77,7 +77,7 @@ func writeShard(path string, outs []hfOut, dt tensor.DType, produce func(hfOut) 
 	h.WriteString(`{"__metadata__":{"format":"pt"}`)
 	var off int64
 	for _, o := range outs {
-		n := int64(numel(o.shape) * dt.Size())
+		n := int64(tensor.ShapeNumel(o.shape) * dt.Size())
 		name, _ := json.Marshal(o.name)
 		shape, _ := json.Marshal(o.shape)
 		fmt.Fprintf(&h, `,%s:{"dtype":%s,"shape":%s,"data_offsets":[%s,%s]}`, name, strconv.Quote(dt.SafetensorsName()), shape,

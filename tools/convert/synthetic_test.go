@@ -90,7 +90,7 @@ func TestWriteSyntheticLlama(t *testing.T) {
 	require.NoError(t, writeSafetensorsStreaming(dir, outs, tensor.F16, 10_000_000_000, produce))
 	var total float64
 	for _, o := range outs {
-		total += float64(numel(o.shape))
+		total += float64(tensor.ShapeNumel(o.shape))
 	}
 	fmt.Printf("wrote %s: %.2fB parameters, %.2f GB fp16\n", dir, total/1e9, total*2/1e9)
 }
