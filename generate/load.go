@@ -83,22 +83,28 @@ func shardInto(be kernels.Backend, cfg layers.Config, par layers.Parallel, path 
 		rank = par.TP.Rank()
 	}
 	for _, p := range m.Params {
-		vals, shape, err := full(p.InitKey)
+		local, err := p.LocalFrom(func(q *layers.Param) ([]float32, error) {
+			vals, shape, err := full(q.InitKey)
+			if err != nil {
+				return nil, err
+			}
+			if len(shape) != len(q.FullShape) || (len(shape) == 2 && shape[1] != q.FullShape[1]) || shape[0] > q.FullShape[0] {
+				return nil, fmt.Errorf("%s: %s has shape %v, the model needs %v", path, q.InitKey, shape, q.FullShape)
+			}
+			if shape[0] < q.FullShape[0] { // vocabulary rows padded for TP
+				if q.GLU || q.PartitionDim > 0 {
+					return nil, fmt.Errorf("%s: %s has shape %v, the model needs %v", path, q.InitKey, shape, q.FullShape)
+				}
+				padded := make([]float32, tensor.ShapeNumel(q.FullShape))
+				copy(padded, vals)
+				vals = padded
+			}
+			return vals, nil
+		}, rank, tp)
 		if err != nil {
 			return nil, err
 		}
-		if len(shape) != len(p.FullShape) || (len(shape) == 2 && shape[1] != p.FullShape[1]) || shape[0] > p.FullShape[0] {
-			return nil, fmt.Errorf("%s: %s has shape %v, the model needs %v", path, p.InitKey, shape, p.FullShape)
-		}
-		if shape[0] < p.FullShape[0] { // vocabulary rows padded for TP
-			if p.GLU || p.PartitionDim > 0 {
-				return nil, fmt.Errorf("%s: %s has shape %v, the model needs %v", path, p.InitKey, shape, p.FullShape)
-			}
-			padded := make([]float32, tensor.ShapeNumel(p.FullShape))
-			copy(padded, vals)
-			vals = padded
-		}
-		be.Upload(p.Data, tensor.FromF32(layers.Shard(vals, p.FullShape, p.PartitionDim, p.GLU, rank, tp), p.Data.Shape()...))
+		be.Upload(p.Data, tensor.FromF32(local, p.Data.Shape()...))
 	}
 	return m, nil
 }

@@ -53,6 +53,7 @@ type Config struct {
 	MoERouterLoadBalancingType string  `name:"moe-router-load-balancing-type" default:"aux_loss" help:"Router load balancing: aux_loss (GShard's loss) or sinkhorn (S-BASE's balanced assignment)."`
 	MoEAuxLossCoeff            float64 `name:"moe-aux-loss-coeff" help:"Scale of the load-balancing loss (1e-2 is Megatron's suggestion)."`
 	MoEZLossCoeff              float64 `name:"moe-z-loss-coeff" help:"Scale of the router z-loss (1e-3 is Megatron's suggestion); 0: none."`
+	MoEGroupedGemm             bool    `name:"moe-grouped-gemm" help:"GroupedMLP experts: each layer's local experts in two weights, weight1 and weight2, as Megatron's checkpoints hold them (the same maps as SequentialMLP's local_experts)."`
 	MoEInputJitterEps          float64 `name:"moe-input-jitter-eps" help:"Router jitter: in training, each router logit times a uniform draw in [1 − eps, 1 + eps] (after the z-loss, as Megatron 240126); 0: none."`
 
 	// PaddedVocabSize is derived by Finalize unless set (a loaded checkpoint fixes it).

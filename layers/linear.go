@@ -1,6 +1,8 @@
 package layers
 
 import (
+	"math"
+
 	"github.com/gomegatron/gomegatron/kernels"
 	"github.com/gomegatron/gomegatron/tensor"
 )
@@ -130,23 +132,34 @@ func (c *castScratch) gemm(be kernels.Backend, p kernels.GemmParams, a, b, y *te
 	be.Cast(y, tmp)
 }
 
-// forward: y [n, out] = x [n, in]·Wᵀ.
+// forward: y [n, out] = x [n, in]·Wᵀ (x·W for an [in, out] weight).
 func (c *castScratch) forward(be kernels.Backend, y, x *tensor.Tensor, w *Param) {
 	out, in := w.Shape[0], w.Shape[1]
+	if w.InOut {
+		out, in = in, out
+	}
 	wt := weight(w)
 	x = c.as(&c.x, x, wt.DType())
-	c.gemm(be, kernels.GemmParams{TransB: true, M: x.Numel() / in, N: out, K: in, Alpha: 1, Batch: 1}, x, wt, y)
+	c.gemm(be, kernels.GemmParams{TransB: !w.InOut, M: x.Numel() / in, N: out, K: in, Alpha: 1, Batch: 1}, x, wt, y)
 }
 
-// backward: dW += dyᵀ·x, and dx = dy·W when dx is non-nil.
+// backward: dW += dyᵀ·x (xᵀ·dy for an [in, out] weight), and dx = dy·W (dy·Wᵀ) when dx
+// is non-nil.
 func (c *castScratch) backward(be kernels.Backend, dx, dy, x *tensor.Tensor, w *Param) {
 	out, in := w.Shape[0], w.Shape[1]
+	if w.InOut {
+		out, in = in, out
+	}
 	n := x.Numel() / in
 	wt := weight(w)
 	dy, x = c.as(&c.dy, dy, wt.DType()), c.as(&c.x, x, wt.DType())
-	be.Gemm(kernels.GemmParams{TransA: true, M: out, N: in, K: n, Alpha: 1, Beta: 1, Batch: 1}, dy, x, w.Grad)
+	if w.InOut {
+		be.Gemm(kernels.GemmParams{TransA: true, M: in, N: out, K: n, Alpha: 1, Beta: 1, Batch: 1}, x, dy, w.Grad)
+	} else {
+		be.Gemm(kernels.GemmParams{TransA: true, M: out, N: in, K: n, Alpha: 1, Beta: 1, Batch: 1}, dy, x, w.Grad)
+	}
 	if dx != nil {
-		c.gemm(be, kernels.GemmParams{M: n, N: in, K: out, Alpha: 1, Batch: 1}, dy, wt, dx)
+		c.gemm(be, kernels.GemmParams{TransB: w.InOut, M: n, N: in, K: out, Alpha: 1, Batch: 1}, dy, wt, dx)
 	}
 }
 
@@ -337,12 +350,20 @@ func (n *Norm) Backward(be kernels.Backend, dx, dout, x *tensor.Tensor, st normS
 	be.LayerNormBackward(dx, n.W.Grad, n.B.Grad, dout, x, n.weight(be), st.mean, st.rstd)
 }
 
-// initNormal fills a parameter with this rank's shard of a full N(0, std²) tensor drawn
-// from a generator keyed by (seed, InitKey), so every layout gets the same values.
-func initNormal(be kernels.Backend, p *Param, std float64, seed uint64, rank, size int) {
-	full := make([]float32, tensor.ShapeNumel(p.FullShape))
-	fillNormal(full, seed^fnv64(p.InitKey), std)
-	be.Upload(p.Data, tensor.FromF32(Shard(full, p.FullShape, p.PartitionDim, p.GLU, rank, size), p.Data.Shape()...))
+// initShard fills a parameter with this rank's shard of full tensors drawn from a
+// generator keyed by (seed, InitKey) (per expert in a GroupedMLP weight), so every layout
+// gets the same values: N(0, std²), or Xavier-uniform when xavier is set.
+func initShard(be kernels.Backend, p *Param, std float64, xavier bool, seed uint64, rank, size int) {
+	local, _ := p.LocalFrom(func(q *Param) ([]float32, error) {
+		full := make([]float32, tensor.ShapeNumel(q.FullShape))
+		if xavier {
+			fillUniform(full, seed^fnv64(q.InitKey), math.Sqrt(6/float64(q.FullShape[0]+q.FullShape[1])))
+		} else {
+			fillNormal(full, seed^fnv64(q.InitKey), std)
+		}
+		return full, nil
+	}, rank, size)
+	be.Upload(p.Data, tensor.FromF32(local, p.Data.Shape()...))
 }
 
 // fnv64 is FNV-1a, to key the initialisation generator by parameter name.

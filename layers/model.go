@@ -148,14 +148,11 @@ func (m *GPTModel) initWeights(seed uint64) {
 			m.be.Fill(p.Data, 1)
 		case p.Data.Rank() == 1:
 			m.be.Fill(p.Data, 0)
-		case m.Cfg.InitMethodXavierUniform: // init_method and scaled_init_method alike
-			full := make([]float32, tensor.ShapeNumel(p.FullShape))
-			fillUniform(full, seed^fnv64(p.InitKey), math.Sqrt(6/float64(p.FullShape[0]+p.FullShape[1])))
-			m.be.Upload(p.Data, tensor.FromF32(Shard(full, p.FullShape, p.PartitionDim, p.GLU, r, size), p.Data.Shape()...))
-		case hasSuffix(p.Name, "linear_proj.weight") || hasSuffix(p.Name, "linear_fc2.weight"):
-			initNormal(m.be, p, outStd, seed, r, size)
+		case hasSuffix(p.Name, "linear_proj.weight") || hasSuffix(p.Name, "linear_fc2.weight") ||
+			hasSuffix(p.Name, "experts.weight2"): // output_layer_init_method (Xavier: the same)
+			initShard(m.be, p, outStd, m.Cfg.InitMethodXavierUniform, seed, r, size)
 		default:
-			initNormal(m.be, p, std, seed, r, size)
+			initShard(m.be, p, std, m.Cfg.InitMethodXavierUniform, seed, r, size)
 		}
 	}
 }

@@ -12,7 +12,8 @@ import (
 )
 
 // MoE is Megatron-Core's MoELayer (megatron/core/transformer/moe) in a layer's MLP slot:
-// a TopKRouter, the dropless token dispatcher and SequentialMLP experts. For token t with
+// a TopKRouter, the dropless token dispatcher and SequentialMLP experts (or GroupedMLP's
+// packed weights, the same maps). For token t with
 // router logits z_t = Rx_t (R [E, h], replicated over TP) and its k largest logits
 // z_{t,e_1} ≥ … ≥ z_{t,e_k} (ties to the lower expert),
 //
@@ -33,6 +34,8 @@ import (
 // are detached) — both differ from its own TP = 1 run, which this matches.
 type MoE struct {
 	Router *Param
+	// W1 and W2 are GroupedMLP's weight1 and weight2 under --moe-grouped-gemm (nil else).
+	W1, W2 *Param
 	// Experts are this rank's: experts First … First+len(Experts)−1 of NumExperts (all of
 	// them without expert parallelism).
 	Experts []*Expert
@@ -46,7 +49,8 @@ type MoE struct {
 	ys, sum *tensor.Tensor
 }
 
-// Expert is one SequentialMLP expert: linear_fc1 → activation → linear_fc2.
+// Expert is one SequentialMLP expert: linear_fc1 → activation → linear_fc2. Under
+// --moe-grouped-gemm its weights are views of the layer's GroupedMLP weights (bind).
 type Expert struct{ FC1, FC2 *Linear }
 
 func newMoE(ps *paramSet, pre string, global int, cfg *Config, par Parallel, auxScale *float32) *MoE {
@@ -55,19 +59,70 @@ func newMoE(ps *paramSet, pre string, global int, cfg *Config, par Parallel, aux
 	m := &MoE{cfg: cfg, par: par, auxScale: auxScale, First: par.epRank() * local}
 	m.Router = ps.add(pre+"mlp.router.weight", -1, cfg.NumExperts, h)
 	m.Router.SequenceParallel = true // grads from this rank's rows, summed over TP
+	if cfg.MoEGroupedGemm {
+		// Megatron 240126's GroupedMLP: weight1 [h, E·fc1/TP] is weight1.view(E, h, −1),
+		// expert e's fc1 shard transposed in block e; weight2 [E·ffn/TP, h] likewise.
+		m.W1 = ps.add(pre+"mlp.experts.weight1", 1, h, local*cfg.FC1Dim())
+		m.W2 = ps.add(pre+"mlp.experts.weight2", 0, local*cfg.FFNHiddenSize, h)
+		for _, w := range []*Param{m.W1, m.W2} {
+			w.Expert = true
+			w.InitKey = fmt.Sprintf("decoder.layers.%d.%s", global, w.Name[len(pre):])
+		}
+	}
 	for e := 0; e < local; e++ {
 		name := fmt.Sprintf("%smlp.experts.local_experts.%d.", pre, e)
-		fc1 := newLinear(ps, name+"linear_fc1", h, cfg.FC1Dim(), false, 0)
-		fc1.W.GLU = cfg.SwiGLU
-		fc2 := newLinear(ps, name+"linear_fc2", cfg.FFNHiddenSize, h, false, 1)
-		for _, l := range []*Linear{fc1, fc2} {
-			l.W.Expert = true
+		var fc1, fc2 *Linear
+		var w1, w2 *Param // the SequentialMLP weights: fc1.W and fc2.W, or their descriptions
+		if cfg.MoEGroupedGemm {
+			fc1, w1 = m.packExpert(ps, m.W1, name+"linear_fc1", h, cfg.FC1Dim(), 0)
+			fc2, w2 = m.packExpert(ps, m.W2, name+"linear_fc2", cfg.FFNHiddenSize, h, 1)
+		} else {
+			fc1 = newLinear(ps, name+"linear_fc1", h, cfg.FC1Dim(), false, 0)
+			fc2 = newLinear(ps, name+"linear_fc2", cfg.FFNHiddenSize, h, false, 1)
+			w1, w2 = fc1.W, fc2.W
+		}
+		w1.GLU = cfg.SwiGLU
+		for _, w := range []*Param{w1, w2} {
+			w.Expert = true
 			// Initialised (and named in checkpoints of other EP sizes) by the global expert.
-			l.W.InitKey = fmt.Sprintf("decoder.layers.%d.mlp.experts.local_experts.%d.%s", global, m.First+e, l.W.Name[len(name):])
+			w.InitKey = fmt.Sprintf("decoder.layers.%d.mlp.experts.local_experts.%d.%s", global, m.First+e, w.Name[len(name):])
 		}
 		m.Experts = append(m.Experts, &Expert{FC1: fc1, FC2: fc2})
 	}
 	return m
+}
+
+// packExpert describes one expert's SequentialMLP weight q, held transposed in the
+// GroupedMLP weight w (appended to w.Experts), and returns q and a linear map whose
+// weight is an [in, out] view of its block, bound before each use.
+func (m *MoE) packExpert(ps *paramSet, w *Param, name string, in, out, partitionDim int) (*Linear, *Param) {
+	q := ps.describe(name+".weight", partitionDim, out, in)
+	w.Experts = append(w.Experts, q)
+	v := &Param{Name: q.Name, Shape: []int{q.Shape[1], q.Shape[0]}, InOut: true, Expert: true}
+	return &Linear{W: v, In: q.Shape[1], Out: q.Shape[0], cast: ps.cast}, q
+}
+
+// bind points each expert's weight views at its block of the GroupedMLP weights' current
+// Data, Low and Grad (the optimizer may move them between steps).
+func (m *MoE) bind() {
+	if m.W1 == nil {
+		return
+	}
+	n := len(m.Experts)
+	for i, e := range m.Experts {
+		for _, b := range []struct{ v, w *Param }{{e.FC1.W, m.W1}, {e.FC2.W, m.W2}} {
+			b.v.Data, b.v.Low, b.v.Grad = block(b.w.Data, i, n, b.v.Shape), block(b.w.Low, i, n, b.v.Shape), block(b.w.Grad, i, n, b.v.Shape)
+		}
+	}
+}
+
+// block is block i of n equal contiguous blocks of t, shaped shape (nil for a nil t).
+func block(t *tensor.Tensor, i, n int, shape []int) *tensor.Tensor {
+	if t == nil {
+		return nil
+	}
+	per := t.Numel() / n
+	return t.View(t.Numel()).Slice(i*per, (i+1)*per).View(shape...)
 }
 
 // moeStash is one microbatch's routing and expert activations. The routing of this rank's
@@ -361,6 +416,7 @@ func (m *MoE) Forward(be kernels.Backend, cast *castScratch, ms *moeStash, out, 
 	if err := m.route(be, cast, ms, x); err != nil {
 		return err
 	}
+	m.bind()
 	n := ms.n
 	g, xg := n, x.View(n, h)
 	if m.par.epSize() > 1 {
@@ -426,6 +482,7 @@ func (m *MoE) Backward(be kernels.Backend, cast *castScratch, ms *moeStash, g *m
 	h, k, E := c.HiddenSize, c.MoERouterTopK, c.NumExperts
 	n, ep := ms.n, m.par.epSize()
 	G, R := n*ep, ms.rows
+	m.bind()
 	dG := dout.View(n, h)
 	if ep > 1 {
 		dG = g.dG.Slice(0, G)

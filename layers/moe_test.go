@@ -29,8 +29,17 @@ T = lambda k: torch.tensor(d[k], dtype=torch.float64)
 N, h, E, k, F = d["N"], d["h"], d["E"], d["k"], d["F"]
 x = T("x").view(N, h).requires_grad_()
 R = T("router").view(E, h).requires_grad_()
-W1 = [T("fc1_%d" % e).view(2 * F, h).requires_grad_() for e in range(E)]
-W2 = [T("fc2_%d" % e).view(h, F).requires_grad_() for e in range(E)]
+if d["grouped"]:  # GroupedMLP: gmm(x, weight1.view(E, h, -1)[e]), gmm(., weight2.view(E, -1, h)[e])
+    weight1 = T("weight1").view(h, E * 2 * F).requires_grad_()
+    weight2 = T("weight2").view(E * F, h).requires_grad_()
+    w1, w2 = weight1.view(E, h, -1), weight2.view(E, -1, h)
+    fc1 = lambda e, x: x @ w1[e]
+    fc2 = lambda e, x: x @ w2[e]
+else:
+    W1 = [T("fc1_%d" % e).view(2 * F, h).requires_grad_() for e in range(E)]
+    W2 = [T("fc2_%d" % e).view(h, F).requires_grad_() for e in range(E)]
+    fc1 = lambda e, x: x @ W1[e].t()
+    fc2 = lambda e, x: x @ W2[e].t()
 dout = T("dout").view(N, h)
 aux_c, z_c, scale = d["aux"], d["z"], d["scale"]
 
@@ -87,9 +96,9 @@ out_local = torch.zeros_like(permuted)
 cum = torch.cat((torch.zeros(1, dtype=torch.long), torch.cumsum(tpe, dim=0)))
 for e in range(E):
     a, b = cum[e], cum[e + 1]
-    f = permuted[a:b] @ W1[e].t()
+    f = fc1(e, permuted[a:b])
     g0, g1 = torch.chunk(f, 2, dim=-1)
-    out_local[a:b] = (torch.nn.functional.silu(g0) * g1) @ W2[e].t()
+    out_local[a:b] = fc2(e, torch.nn.functional.silu(g0) * g1)
 un = torch.zeros_like(out_local).scatter(0, idx, out_local)
 if k > 1:
     un = un * local_probs.view(-1, 1)
@@ -100,9 +109,12 @@ else:
 z_val = float(torch.mean(torch.square(torch.logsumexp(z_logits, dim=-1))) * z_c)
 res = {"out": out.flatten().tolist(), "dx": x.grad.flatten().tolist(), "drouter": R.grad.flatten().tolist(),
        "aux": float(aux), "z": z_val}
-for e in range(E):
-    res["dfc1_%d" % e] = W1[e].grad.flatten().tolist()
-    res["dfc2_%d" % e] = W2[e].grad.flatten().tolist()
+if d["grouped"]:
+    res["dweight1"], res["dweight2"] = weight1.grad.flatten().tolist(), weight2.grad.flatten().tolist()
+else:
+    for e in range(E):
+        res["dfc1_%d" % e] = W1[e].grad.flatten().tolist()
+        res["dfc2_%d" % e] = W2[e].grad.flatten().tolist()
 print(json.dumps(res))
 `
 
@@ -111,28 +123,31 @@ func TestMoEMatchesMegatron(t *testing.T) {
 		t.Skipf("skipping: needs /usr/bin/python3 with torch for the reference (%v)", err)
 	}
 	for _, tc := range []struct {
-		k      int
-		aux, z float64
-		typ    string
-		eval   bool
-		jitter float64
-	}{{2, 0.01, 0.001, "aux_loss", false, 0}, {1, 0.1, 0, "aux_loss", false, 0}, {3, 0, 0.01, "aux_loss", false, 0},
-		{1, 0, 0.001, "sinkhorn", false, 0}, {2, 0, 0, "sinkhorn", false, 0}, {3, 0, 0.01, "sinkhorn", false, 0},
-		{2, 0, 0.001, "sinkhorn", true, 0}, {1, 0, 0, "sinkhorn", true, 0},
-		{2, 0.01, 0.01, "aux_loss", false, 0.2}, {1, 0, 0.01, "sinkhorn", false, 0.2}} {
-		t.Run(fmt.Sprintf("%s_top%d_aux%v_z%v_eval%v_jitter%v", tc.typ, tc.k, tc.aux, tc.z, tc.eval, tc.jitter), func(t *testing.T) {
-			checkMoEAgainstMegatron(t, tc.k, tc.aux, tc.z, tc.typ, tc.eval, tc.jitter)
+		k       int
+		aux, z  float64
+		typ     string
+		eval    bool
+		jitter  float64
+		grouped bool
+	}{{2, 0.01, 0.001, "aux_loss", false, 0, false}, {1, 0.1, 0, "aux_loss", false, 0, false}, {3, 0, 0.01, "aux_loss", false, 0, false},
+		{1, 0, 0.001, "sinkhorn", false, 0, false}, {2, 0, 0, "sinkhorn", false, 0, false}, {3, 0, 0.01, "sinkhorn", false, 0, false},
+		{2, 0, 0.001, "sinkhorn", true, 0, false}, {1, 0, 0, "sinkhorn", true, 0, false},
+		{2, 0.01, 0.01, "aux_loss", false, 0.2, false}, {1, 0, 0.01, "sinkhorn", false, 0.2, false},
+		{2, 0.01, 0.001, "aux_loss", false, 0, true}, {1, 0, 0.01, "sinkhorn", false, 0, true}} {
+		t.Run(fmt.Sprintf("%s_top%d_aux%v_z%v_eval%v_jitter%v_grouped%v", tc.typ, tc.k, tc.aux, tc.z, tc.eval, tc.jitter, tc.grouped), func(t *testing.T) {
+			checkMoEAgainstMegatron(t, tc.k, tc.aux, tc.z, tc.typ, tc.eval, tc.jitter, tc.grouped)
 		})
 	}
 }
 
-func checkMoEAgainstMegatron(t *testing.T, k int, auxC, zC float64, typ string, eval bool, jitter float64) {
+func checkMoEAgainstMegatron(t *testing.T, k int, auxC, zC float64, typ string, eval bool, jitter float64, grouped bool) {
 	be := cpu.New()
 	const N, h, F, E = 11, 8, 6, 4
 	cfg := Defaults()
 	cfg.HiddenSize, cfg.FFNHiddenSize, cfg.SwiGLU = h, F, true
 	cfg.NumExperts, cfg.MoERouterTopK, cfg.MoEAuxLossCoeff, cfg.MoEZLossCoeff = E, k, auxC, zC
 	cfg.MoERouterLoadBalancingType, cfg.evaluating, cfg.MoEInputJitterEps = typ, eval, jitter
+	cfg.MoEGroupedGemm = grouped
 	scale := float32(0.75)
 	cast := &castScratch{be: be}
 	ps := &paramSet{be: be, tp: 1, cast: cast, auxScale: &scale}
@@ -145,16 +160,22 @@ func checkMoEAgainstMegatron(t *testing.T, k int, auxC, zC float64, typ string, 
 		}
 		return v
 	}
-	in := map[string]any{"N": N, "h": h, "E": E, "k": k, "F": F, "aux": auxC, "z": zC, "scale": scale, "type": typ, "eval": eval}
+	in := map[string]any{"N": N, "h": h, "E": E, "k": k, "F": F, "aux": auxC, "z": zC, "scale": scale, "type": typ, "eval": eval, "grouped": grouped}
 	for _, p := range ps.all {
 		v := randn(p.Numel(), 0.5)
 		copy(p.Data.F32(), v)
 		p.Grad = be.Alloc(tensor.F32, p.Shape...)
 	}
 	in["router"] = m.Router.Data.F32()
-	for e, ex := range m.Experts {
-		in[fmt.Sprintf("fc1_%d", e)] = ex.FC1.W.Data.F32()
-		in[fmt.Sprintf("fc2_%d", e)] = ex.FC2.W.Data.F32()
+	if grouped {
+		require.Equal(t, []int{h, E * 2 * F}, m.W1.Shape, "weight1 [h, E·2F]")
+		require.Equal(t, []int{E * F, h}, m.W2.Shape, "weight2 [E·F, h]")
+		in["weight1"], in["weight2"] = m.W1.Data.F32(), m.W2.Data.F32()
+	} else {
+		for e, ex := range m.Experts {
+			in[fmt.Sprintf("fc1_%d", e)] = ex.FC1.W.Data.F32()
+			in[fmt.Sprintf("fc2_%d", e)] = ex.FC2.W.Data.F32()
+		}
 	}
 	x, dout := tensor.FromF32(randn(N*h, 1), N, h), tensor.FromF32(randn(N*h, 1), N, h)
 	in["x"], in["dout"] = x.F32(), dout.F32()
@@ -199,9 +220,14 @@ func checkMoEAgainstMegatron(t *testing.T, k int, auxC, zC float64, typ string, 
 	near("out", out.F32())
 	near("dx", dx.F32())
 	near("drouter", m.Router.Grad.F32())
-	for e, ex := range m.Experts {
-		near(fmt.Sprintf("dfc1_%d", e), ex.FC1.W.Grad.F32())
-		near(fmt.Sprintf("dfc2_%d", e), ex.FC2.W.Grad.F32())
+	if grouped {
+		near("dweight1", m.W1.Grad.F32())
+		near("dweight2", m.W2.Grad.F32())
+	} else {
+		for e, ex := range m.Experts {
+			near(fmt.Sprintf("dfc1_%d", e), ex.FC1.W.Grad.F32())
+			near(fmt.Sprintf("dfc2_%d", e), ex.FC2.W.Grad.F32())
+		}
 	}
 	aux, z := m.auxLosses(ms)
 	require.InDelta(t, want["aux"].(float64), aux, 1e-6)

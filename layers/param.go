@@ -52,6 +52,68 @@ type Param struct {
 	// (layer numbers counted over the whole model), so every parallel layout starts from the
 	// same weights.
 	InitKey string
+	// Experts, on a GroupedMLP weight (--moe-grouped-gemm), describe the local experts'
+	// SequentialMLP weights packed in it, one per expert (see Logical); nil elsewhere.
+	Experts []*Param
+	// InOut marks a weight stored [in, out] (y = x·W), as GroupedMLP's experts are, where
+	// nn.Linear's is [out, in].
+	InOut bool
+}
+
+// Logical returns the full tensors this parameter's shards hold, each described by its
+// InitKey, FullShape, PartitionDim and GLU: the parameter itself, or the experts packed
+// in a GroupedMLP weight. Checkpoints and conversions move full tensors by these names,
+// so a GroupedMLP model loads from a SequentialMLP checkpoint and back, in any layout.
+func (p *Param) Logical() []*Param {
+	if p.Experts != nil {
+		return p.Experts
+	}
+	return []*Param{p}
+}
+
+// LocalFrom builds this rank's shard (TP rank r of size) from the full tensors full
+// returns for each of p.Logical() (the caller checks their shapes). A GroupedMLP weight
+// packs its experts' shards transposed, one block after another.
+func (p *Param) LocalFrom(full func(q *Param) ([]float32, error), r, size int) ([]float32, error) {
+	if p.Experts == nil {
+		v, err := full(p)
+		if err != nil {
+			return nil, err
+		}
+		return Shard(v, p.FullShape, p.PartitionDim, p.GLU, r, size), nil
+	}
+	out := make([]float32, 0, p.Numel())
+	for _, q := range p.Experts {
+		v, err := full(q)
+		if err != nil {
+			return nil, err
+		}
+		out = appendTransposed(out, Shard(v, q.FullShape, q.PartitionDim, q.GLU, r, size), q.Shape[0], q.Shape[1])
+	}
+	return out, nil
+}
+
+// ExpertBlock is block i of t, this GroupedMLP weight's local tensor (flat): expert i's
+// shard, transposed.
+func (p *Param) ExpertBlock(t *tensor.Tensor, i int) *tensor.Tensor {
+	return block(t, i, len(p.Experts), []int{p.Experts[i].Numel()})
+}
+
+// ExpertShard returns expert i's shard in its SequentialMLP layout (Experts[i].Shape) from
+// the values of its block (ExpertBlock).
+func (p *Param) ExpertShard(block []float32, i int) []float32 {
+	q := p.Experts[i]
+	return appendTransposed(make([]float32, 0, len(block)), block, q.Shape[1], q.Shape[0])
+}
+
+// appendTransposed appends the transpose [cols, rows] of the row-major m [rows, cols].
+func appendTransposed(dst, m []float32, rows, cols int) []float32 {
+	for j := 0; j < cols; j++ {
+		for i := 0; i < rows; i++ {
+			dst = append(dst, m[i*cols+j])
+		}
+	}
+	return dst
 }
 
 // Value is the weight as the non-GEMM ops take it: Data, or its F32 Wide copy.
@@ -82,6 +144,22 @@ func (ps Params) ByName(name string) *Param {
 	return nil
 }
 
+// Find returns the parameter holding the tensor named name: a parameter, with part −1, or
+// an expert packed in a GroupedMLP weight, with its index in Experts.
+func (ps Params) Find(name string) (*Param, int) {
+	for _, p := range ps {
+		if p.Name == name {
+			return p, -1
+		}
+		for i, q := range p.Experts {
+			if q.Name == name {
+				return p, i
+			}
+		}
+	}
+	return nil, -1
+}
+
 // Numel is the total element count.
 func (ps Params) Numel() int {
 	n := 0
@@ -105,18 +183,24 @@ type paramSet struct {
 // add registers a parameter of the given full shape; partitionDim ≥ 0 splits it over TP.
 // initKey defaults to the name.
 func (s *paramSet) add(name string, partitionDim int, full ...int) *Param {
-	local := append([]int(nil), full...)
-	if partitionDim >= 0 {
-		local[partitionDim] /= max(s.tp, 1)
-	}
-	p := &Param{Name: name, Shape: local, PartitionDim: partitionDim,
-		FullShape: append([]int(nil), full...), InitKey: name}
+	p := s.describe(name, partitionDim, full...)
 	if s.be != nil { // nil: describe the parameters without allocating them (Specs)
-		p.Data = s.be.Alloc(tensor.F32, local...)
+		p.Data = s.be.Alloc(tensor.F32, p.Shape...)
 	}
 	p.NoWeightDecay = len(full) == 1 || hasSuffix(name, ".bias")
 	s.all = append(s.all, p)
 	return p
+}
+
+// describe is a parameter of the given full shape and split, neither allocated nor
+// registered.
+func (s *paramSet) describe(name string, partitionDim int, full ...int) *Param {
+	local := append([]int(nil), full...)
+	if partitionDim >= 0 {
+		local[partitionDim] /= max(s.tp, 1)
+	}
+	return &Param{Name: name, Shape: local, PartitionDim: partitionDim,
+		FullShape: append([]int(nil), full...), InitKey: name}
 }
 
 func hasSuffix(s, suf string) bool { return len(s) >= len(suf) && s[len(s)-len(suf):] == suf }

@@ -30,7 +30,6 @@ type Args struct {
 	// with a message instead of an unknown-flag error.
 	ContextParallelSize     int  `name:"context-parallel-size" default:"1" help:"Context parallelism: each rank runs 2 of 2·CP chunks of every sequence; keys and values are all-gathered for attention."`
 	ExpertModelParallelSize int  `name:"expert-model-parallel-size" default:"1" help:"Expert parallelism: only 1 with --num-experts (every rank holds every expert); on a dense model it must divide the data-parallel size, as Megatron checks, and changes nothing."`
-	MoEGroupedGemm          bool `name:"moe-grouped-gemm" help:"GroupedMLP experts (weight1/weight2): not supported yet (SequentialMLP's local_experts are)."`
 	MoETokenDropping        bool `name:"moe-token-dropping" help:"Token dropping: not supported (nor by Megatron at this version)."`
 	DisableBiasLinearFC     bool `name:"disable-bias-linear-fc" help:"Pai (Mistral): no MLP biases; with --disable-bias-linear only."`
 	DisableBiasAttnFC       bool `name:"disable-bias-attn-fc" help:"Pai (Mistral): no attention biases; with --disable-bias-linear only."`
@@ -347,10 +346,13 @@ func (a *Args) Validate(world int) error {
 	for _, f := range []struct {
 		set  bool
 		flag string
-	}{{a.MoEGroupedGemm, "--moe-grouped-gemm"}, {a.MoETokenDropping, "--moe-token-dropping"}} {
+	}{{a.MoETokenDropping, "--moe-token-dropping"}} {
 		if f.set {
-			return fmt.Errorf("%s is not supported yet (mixture-of-experts layers run as SequentialMLP without dropping)", f.flag)
+			return fmt.Errorf("%s is not supported yet (mixture-of-experts layers run dropless)", f.flag)
 		}
+	}
+	if a.MoEGroupedGemm && a.NumExperts > 0 && !a.BF16 {
+		return fmt.Errorf("--moe-grouped-gemm needs --bf16, as Megatron asserts (\"Currently GroupedGEMM for MoE only supports bf16 dtype.\")")
 	}
 	if (a.DisableBiasLinearFC || a.DisableBiasAttnFC) && !a.DisableBiasLinear {
 		return fmt.Errorf("--disable-bias-linear-fc and --disable-bias-attn-fc are supported with --disable-bias-linear only (which removes those biases too)")

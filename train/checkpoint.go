@@ -362,12 +362,14 @@ func (c *checkpointer) load() (progress, error) {
 		return p, fmt.Errorf("--load: %w", err)
 	}
 	same := tp == c.ps.TPSize && pp == c.ps.PPSize && ep == c.ps.EPSize
-	vp := 1
+	vp, grouped := 1, false
 	if same {
-		if vp, err = c.savedChunks(loc, pp); err != nil {
+		if vp, grouped, err = c.savedChunks(loc, pp); err != nil {
 			return p, err
 		}
-		same = vp == len(c.allChunks())
+		// GroupedMLP and SequentialMLP experts hold the same maps in other tensors: the
+		// weights are repacked as for a resharding.
+		same = vp == len(c.allChunks()) && grouped == c.groupedExperts()
 	}
 	if same {
 		err = c.loadShardWeights(loc)
@@ -429,7 +431,9 @@ func (c *checkpointer) load() (progress, error) {
 	}
 	if !same {
 		saved, now := fmt.Sprintf("TP=%d PP=%d EP=%d", tp, pp, ep), fmt.Sprintf("TP=%d PP=%d EP=%d", c.ps.TPSize, c.ps.PPSize, c.ps.EPSize)
-		if saved == now {
+		if saved == now && grouped != c.groupedExperts() {
+			saved, now = fmt.Sprintf("moe_grouped_gemm %v", grouped), fmt.Sprintf("--moe-grouped-gemm %v", c.groupedExperts())
+		} else if saved == now {
 			saved, now = fmt.Sprintf("%d virtual pipeline stages", vp), fmt.Sprintf("%d", len(c.allChunks()))
 		}
 		return p, fmt.Errorf("--load: %s was saved with %s, this run has %s: the optimizer state cannot follow a resharding; pass --no-load-optim (or --finetune) to load the weights only",
@@ -583,14 +587,22 @@ func (c *checkpointer) loadShardWeights(loc megatron.Location) error {
 	return nil
 }
 
-// savedChunks is the number of model chunks this rank's shard of loc holds.
-func (c *checkpointer) savedChunks(loc megatron.Location, pp int) (int, error) {
+// groupedExperts: this run's experts are GroupedMLP's.
+func (c *checkpointer) groupedExperts() bool { return c.a.MoEGroupedGemm && c.a.NumExperts > 0 }
+
+// savedChunks is the number of model chunks this rank's shard of loc holds, and whether
+// its experts are GroupedMLP's (args moe_grouped_gemm).
+func (c *checkpointer) savedChunks(loc megatron.Location, pp int) (vp int, grouped bool, err error) {
 	sf, err := megatron.LoadShard(loc, c.ps.Coords.TP, c.ps.Coords.PP, pp)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	defer sf.Close()
-	return sf.VirtualStages(), nil
+	if args, err := sf.Args(); err == nil {
+		v, _ := args.Get("moe_grouped_gemm")
+		grouped, _ = v.(bool)
+	}
+	return sf.VirtualStages(), grouped, nil
 }
 
 // loadResharded reads full tensors from a checkpoint of another TP/PP and takes this rank's shard.
@@ -607,14 +619,20 @@ func (c *checkpointer) loadResharded(loc megatron.Location) error {
 // (a Megatron checkpoint at any layout, or a Hugging Face folder's).
 func (c *checkpointer) loadFull(full func(key string) ([]float32, []int, error)) error {
 	for _, prm := range c.params() {
-		vals, shape, err := full(prm.InitKey)
+		local, err := prm.LocalFrom(func(q *layers.Param) ([]float32, error) {
+			vals, shape, err := full(q.InitKey)
+			if err != nil {
+				return nil, fmt.Errorf("--load %s: %s: %w", c.a.Load, q.InitKey, err)
+			}
+			if !tensor.SameShape(shape, q.FullShape) {
+				return nil, fmt.Errorf("--load %s: %s has shape %v, the model (from the flags) wants %v", c.a.Load, q.InitKey, shape, q.FullShape)
+			}
+			return vals, nil
+		}, c.ps.Coords.TP, c.ps.TPSize)
 		if err != nil {
-			return fmt.Errorf("--load %s: %s: %w", c.a.Load, prm.InitKey, err)
+			return err
 		}
-		if !tensor.SameShape(shape, prm.FullShape) {
-			return fmt.Errorf("--load %s: %s has shape %v, the model (from the flags) wants %v", c.a.Load, prm.InitKey, shape, prm.FullShape)
-		}
-		c.set(prm.Data, layers.Shard(vals, shape, prm.PartitionDim, prm.GLU, c.ps.Coords.TP, c.ps.TPSize))
+		c.set(prm.Data, local)
 	}
 	return nil
 }

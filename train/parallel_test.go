@@ -351,11 +351,17 @@ func runLayout(t *testing.T, cfg layers.Config, l layout, iters int) runResult {
 			if p.Shared {
 				continue
 			}
-			if shards[p.InitKey] == nil {
-				shards[p.InitKey] = make([][]float32, l.tp)
+			for i, q := range p.Logical() { // a GroupedMLP weight's experts each
+				if shards[q.InitKey] == nil {
+					shards[q.InitKey] = make([][]float32, l.tp)
+				}
+				if p.Experts != nil {
+					shards[q.InitKey][o.tpr] = p.ExpertShard(p.ExpertBlock(p.Data, i).ToF32(), i)
+				} else {
+					shards[q.InitKey][o.tpr] = p.Data.ToF32()
+				}
+				meta[q.InitKey] = q
 			}
-			shards[p.InitKey][o.tpr] = p.Data.ToF32()
-			meta[p.InitKey] = p
 		}
 	}
 	for k, sh := range shards {
@@ -583,6 +589,19 @@ func TestMoELayouts(t *testing.T) {
 	} {
 		t.Run(l.String(), func(t *testing.T) {
 			compareRuns(t, l.String(), ref, runLayout(t, cfg, l, iters), 1e-5)
+		})
+	}
+	// GroupedMLP experts (--moe-grouped-gemm) are the same maps in Megatron's packed
+	// weights: from the same seed they give the SequentialMLP run, in every layout.
+	grouped := cfg
+	grouped.MoEGroupedGemm = true
+	for _, l := range []layout{
+		{tp: 1, pp: 1, dp: 1},
+		{tp: 2, pp: 1, dp: 2, ep: 2, sp: true, dist: true, rc: full1},
+		{tp: 1, pp: 2, dp: 2, ep: 2, vpp: 2, dist: true, bucket: 3000},
+	} {
+		t.Run("grouped/"+l.String(), func(t *testing.T) {
+			compareRuns(t, "grouped "+l.String(), ref, runLayout(t, grouped, l, iters), 1e-5)
 		})
 	}
 	// Sinkhorn routing balances each microbatch's tokens: every layout sees them all.

@@ -49,7 +49,7 @@ func (m *Model) export(be kernels.Backend, gm *layers.GPTModel, grads bool, emit
 		return err
 	}
 	for _, r := range rules {
-		p := gm.Params.ByName(r.megatron)
+		p, part := gm.Params.Find(r.megatron)
 		if p == nil {
 			return fmt.Errorf("model has no parameter %s", r.megatron)
 		}
@@ -60,9 +60,15 @@ func (m *Model) export(be kernels.Backend, gm *layers.GPTModel, grads bool, emit
 			}
 			src = p.Grad
 		}
+		if part >= 0 { // an expert of a GroupedMLP weight: its block, transposed back
+			src = p.ExpertBlock(src, part)
+		}
 		host := tensor.New(tensor.F32, src.Shape()...)
 		be.Download(host, src)
 		vals := host.F32()
+		if part >= 0 {
+			vals, src = p.ExpertShard(vals, part), src.View(p.Experts[part].Shape...)
+		}
 		if !grads { // the gradient of 1 + w is w's
 			vals = hfWeight(gm.Cfg.ApplyLayernorm1p, r, vals)
 		}

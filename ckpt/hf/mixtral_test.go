@@ -416,6 +416,31 @@ func TestMixtralSaveRoundTrip(t *testing.T) {
 	}
 	require.Equal(t, logits(gm), logits(again))
 
+	// The same model with GroupedMLP experts, filled from the folder's full tensors, computes
+	// the same logits and saves the same tensors.
+	cfg := gm.Cfg
+	cfg.MoEGroupedGemm = true
+	grouped, err := layers.NewGPTModel(be, cfg, 0)
+	require.NoError(t, err)
+	r, err := hf.Open(src)
+	require.NoError(t, err)
+	defer r.Close()
+	for _, p := range grouped.Params {
+		local, err := p.LocalFrom(func(q *layers.Param) ([]float32, error) {
+			v, _, err := r.Full(q.InitKey)
+			return v, err
+		}, 0, 1)
+		require.NoError(t, err)
+		be.Upload(p.Data, tensor.FromF32(local, p.Shape...))
+	}
+	require.NotNil(t, grouped.Params.ByName("decoder.layers.1.mlp.experts.weight1"))
+	require.InDeltaSlice(t, logits(gm), logits(grouped), 1e-5)
+	_, err = hf.Save(be, grouped, filepath.Join(tmp, "grouped"), hf.Mixtral, tensor.F32, nil)
+	require.NoError(t, err)
+	for n, g := range readAll(t, filepath.Join(tmp, "grouped")) {
+		require.True(t, bytes.Equal(want[n].Data, g.Data), "GroupedMLP model: %s differs", n)
+	}
+
 	_, err = hf.Save(be, gm, out, hf.Mixtral, tensor.F32, nil)
 	require.ErrorContains(t, err, "already holds weights")
 	_, err = hf.Save(be, gm, filepath.Join(tmp, "llama"), hf.Llama, tensor.F32, nil)

@@ -81,9 +81,12 @@ func Save(be kernels.Backend, gm *layers.GPTModel, dir string, family Family, dt
 	}
 	var emb, rest []safetensors.Named
 	err = m.export(be, gm, false, func(meg, name string, v []float32, shape []int) error {
-		p := gm.Params.ByName(meg)
-		if !tensor.SameShape(p.Data.Shape(), p.FullShape) {
-			return fmt.Errorf("saving a Hugging Face model: %s is a shard %v of %v; Save needs the whole model (TP 1)", meg, p.Data.Shape(), p.FullShape)
+		p, part := gm.Params.Find(meg)
+		if part >= 0 {
+			p = p.Experts[part]
+		}
+		if !tensor.SameShape(p.Shape, p.FullShape) {
+			return fmt.Errorf("saving a Hugging Face model: %s is a shard %v of %v; Save needs the whole model (TP 1)", meg, p.Shape, p.FullShape)
 		}
 		if (meg == "embedding.word_embeddings.weight" || meg == "output_layer.weight") && shape[0] > cfg.VocabSize {
 			v, shape = v[:cfg.VocabSize*shape[1]], []int{cfg.VocabSize, shape[1]}

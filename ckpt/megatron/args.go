@@ -93,7 +93,7 @@ func Args(cfg layers.Config, tp, pp int, dtype tensor.DType, f Format, hfModelTy
 		set("moe_router_load_balancing_type", cfg.MoERouterLoadBalancingType)
 		set("moe_aux_loss_coeff", cfg.MoEAuxLossCoeff)
 		set("moe_z_loss_coeff", orNone(cfg.MoEZLossCoeff, cfg.MoEZLossCoeff > 0))
-		set("moe_grouped_gemm", false)
+		set("moe_grouped_gemm", cfg.MoEGroupedGemm)
 	} else {
 		set("num_experts", nil)
 	}
@@ -177,9 +177,7 @@ func ConfigFromArgs(ns *torchpickle.Namespace) (layers.Config, ArgsInfo, error) 
 		c.MoERouterLoadBalancingType = a.str("moe_router_load_balancing_type", "aux_loss")
 		c.MoEAuxLossCoeff = a.float("moe_aux_loss_coeff", 0)
 		c.MoEZLossCoeff = a.float("moe_z_loss_coeff", 0)
-		if a.bool("moe_grouped_gemm", false) {
-			a.fail("moe_grouped_gemm", "GroupedMLP experts (weight1/weight2) are not supported")
-		}
+		c.MoEGroupedGemm = a.bool("moe_grouped_gemm", false)
 		info.EP = a.int("expert_model_parallel_size", 1)
 		if info.EP < 1 || c.NumExperts%info.EP != 0 {
 			a.fail("expert_model_parallel_size", "%d does not divide num_experts %d", info.EP, c.NumExperts)

@@ -24,12 +24,18 @@ func LoadModel(be kernels.Backend, path string) (*layers.GPTModel, ArgsInfo, err
 		return nil, ArgsInfo{}, fmt.Errorf("megatron: %s: %w", path, err)
 	}
 	for _, p := range m.Params {
-		vals, shape, err := c.Full(p.InitKey)
+		vals, err := p.LocalFrom(func(q *layers.Param) ([]float32, error) {
+			vals, shape, err := c.Full(q.InitKey)
+			if err != nil {
+				return nil, fmt.Errorf("megatron: %s: %w", path, err)
+			}
+			if !tensor.SameShape(shape, q.FullShape) {
+				return nil, fmt.Errorf("megatron: %s: %s has shape %v, the args describe %v", path, q.InitKey, shape, q.FullShape)
+			}
+			return vals, nil
+		}, 0, 1)
 		if err != nil {
-			return nil, ArgsInfo{}, fmt.Errorf("megatron: %s: %w", path, err)
-		}
-		if !tensor.SameShape(shape, p.FullShape) {
-			return nil, ArgsInfo{}, fmt.Errorf("megatron: %s: %s has shape %v, the args describe %v", path, p.InitKey, shape, p.FullShape)
+			return nil, ArgsInfo{}, err
 		}
 		be.Upload(p.Data, tensor.FromF32(vals, p.Shape...))
 	}

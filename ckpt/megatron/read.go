@@ -184,6 +184,9 @@ type Checkpoint struct {
 type entry struct {
 	ep, pp, vp int
 	p          *layers.Param
+	// part ≥ 0 names expert part of the GroupedMLP weight p (q describes it); −1 else.
+	part int
+	q    *layers.Param
 }
 
 // Open reads a checkpoint: a root with latest_checkpointed_iteration.txt, or an
@@ -354,8 +357,13 @@ func (c *Checkpoint) checkChunk(e, t, p, v int) error {
 			c.DType = x.DType()
 		}
 		if t == 0 && !sp.Shared && (e == 0 || sp.Expert) { // other EP ranks: only their experts
-			c.index[sp.InitKey] = entry{e, p, v, sp}
-			c.keys = append(c.keys, sp.InitKey)
+			for i, q := range sp.Logical() {
+				if sp.Experts == nil {
+					i = -1
+				}
+				c.index[q.InitKey] = entry{e, p, v, sp, i, q}
+				c.keys = append(c.keys, q.InitKey)
+			}
 		}
 	}
 	for name := range ts {
@@ -384,10 +392,11 @@ func keyName(f Format, p *layers.Param) string {
 // Keys lists the full tensors' global names (layers.Param.InitKey) in stage order.
 func (c *Checkpoint) Keys() []string { return append([]string(nil), c.keys...) }
 
-// Param describes the full tensor key as the checkpoint stores it (shard shapes, split).
+// Param describes the full tensor key as the checkpoint stores it (shard shapes, split;
+// for an expert packed in a GroupedMLP weight, its SequentialMLP shards).
 func (c *Checkpoint) Param(key string) (*layers.Param, bool) {
 	e, ok := c.index[key]
-	return e.p, ok
+	return e.q, ok
 }
 
 // Full joins the TP shards of one full tensor, named by its global name, and returns
@@ -402,15 +411,22 @@ func (c *Checkpoint) Full(key string) ([]float32, []int, error) {
 	shards := make([][]float32, c.TP)
 	for t := 0; t < c.TP; t++ {
 		x := c.epTensors[e.ep][e.pp][t][e.vp][e.p.Name]
+		if e.part >= 0 {
+			x = e.p.ExpertBlock(x, e.part)
+		}
 		v := x.ToF32()
 		f := c.epFiles[e.ep][e.pp][t]
 		f.Release(x)
 		if err := c.fixQKV(v, e.p, x.Shape()); err != nil {
 			return nil, nil, fmt.Errorf("megatron: %s: %s: %w", f.Path, e.p.Name, err)
 		}
+		if e.part >= 0 {
+			v = e.p.ExpertShard(v, e.part)
+		}
 		shards[t] = v
 	}
-	return layers.Unshard(shards, e.p.FullShape, e.p.PartitionDim, e.p.GLU), e.p.FullShape, nil
+	q := e.q
+	return layers.Unshard(shards, q.FullShape, q.PartitionDim, q.GLU), q.FullShape, nil
 }
 
 // ShardTensors returns shard (tp, pp)'s tensors by our local parameter names: views of

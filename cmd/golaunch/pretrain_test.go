@@ -128,7 +128,7 @@ func TestPretrainBadInput(t *testing.T) {
 		{[]string{"--standalone"}, []string{"--num-experts", "4", "--moe-router-topk", "5"}, "--moe-router-topk 5 must be between 1 and --num-experts 4"},
 		{[]string{"--standalone", "--nproc-per-node", "2"}, []string{"--num-experts", "6", "--expert-model-parallel-size", "4"}, "--expert-model-parallel-size 4 must divide the data-parallel size 2"},
 		{[]string{"--standalone", "--nproc-per-node", "2"}, []string{"--num-experts", "3", "--expert-model-parallel-size", "2"}, "--num-experts 3 is not a multiple of --expert-model-parallel-size 2"},
-		{[]string{"--standalone"}, []string{"--num-experts", "4", "--moe-grouped-gemm"}, "--moe-grouped-gemm is not supported yet"},
+		{[]string{"--standalone"}, []string{"--num-experts", "4", "--moe-grouped-gemm"}, "--moe-grouped-gemm needs --bf16, as Megatron asserts"},
 		{[]string{"--standalone"}, []string{"--dataloader-type", "external"}, "--dataloader-type"},
 		{[]string{"--standalone"}, []string{"--rampup-batch-size", "2", "2", "100"}, "--rampup-batch-size needs sample-based training (--train-samples)"},
 		{[]string{"--standalone"}, []string{"--use-checkpoint-args"}, "--use-checkpoint-args needs --load"},

@@ -77,6 +77,9 @@ func TestExactResume(t *testing.T) {
 			"--expert-model-parallel-size", "2", "--disable-bias-linear"},
 		"tp2dp2-sp-ep2-moe": {"--tensor-model-parallel-size", "2", "--sequence-parallel", "--num-experts", "4",
 			"--moe-router-topk", "1", "--moe-aux-loss-coeff", "1e-2", "--expert-model-parallel-size", "2", "--disable-bias-linear"},
+		// GroupedMLP experts: weight1/weight2 per layer and expert-parallel rank.
+		"tp2dp2-ep2-grouped": {"--tensor-model-parallel-size", "2", "--use-distributed-optimizer", "--num-experts", "4",
+			"--moe-router-topk", "2", "--expert-model-parallel-size", "2", "--disable-bias-linear", "--moe-grouped-gemm"},
 		// Context parallelism: each sequence split over 2 ranks; CP rank 0 writes the shard.
 		"cp2dp2-distop": {"--context-parallel-size", "2", "--use-distributed-optimizer", "--hidden-dropout", "0", "--attention-dropout", "0"},
 		// A buffer per model chunk, as Megatron's, in distrib_optim.pt too.
@@ -103,6 +106,9 @@ func TestExactResume(t *testing.T) {
 				if it >= "5" {
 					require.Equal(t, want, got[it], "iteration %s", it)
 				}
+			}
+			if strings.Contains(name, "grouped") {
+				requireGroupedLoads(t, dir, launcher, layout)
 			}
 			if strings.Contains(name, "-ep2") {
 				requireSameExpertShards(t, filepath.Join(dir, "a"), filepath.Join(dir, "b"), 8)
@@ -165,6 +171,38 @@ func TestExactResume(t *testing.T) {
 	}
 }
 
+// requireGroupedLoads checks a GroupedMLP checkpoint (dir/b, iteration 8, layout) against
+// the SequentialMLP model of the same layout: its shards hold mlp.experts.weight1/weight2
+// only; the optimizer state cannot follow the repacking, and the weights alone give
+// iteration 9 the loss the grouped run resumed exactly gets.
+func requireGroupedLoads(t *testing.T, dir string, launcher, layout []string) {
+	sf, err := megatron.LoadShard(megatron.Location{Root: filepath.Join(dir, "b"), Iteration: 8, ExpertRank: 1, ExpertSize: 2}, 1, 0, 1)
+	require.NoError(t, err)
+	model, _, err := sf.Model()
+	require.NoError(t, err)
+	require.Equal(t, []int{64, 2 * 2 * 128 / 2}, model["decoder.layers.0.mlp.experts.weight1"].Shape(), "[h, 2 experts · 2·ffn/TP]")
+	require.Equal(t, []int{2 * 128 / 2, 64}, model["decoder.layers.0.mlp.experts.weight2"].Shape(), "[2 experts · ffn/TP, h]")
+	require.NotContains(t, model, "decoder.layers.0.mlp.experts.local_experts.0.linear_fc1.weight")
+	require.NoError(t, sf.Close())
+	var seq []string
+	for _, a := range layout {
+		if a != "--moe-grouped-gemm" {
+			seq = append(seq, a)
+		}
+	}
+	args := func(l []string, extra ...string) []string {
+		return append(append(append(append([]string{}, launcher...), resumeArgs(dir)...), l...), extra...)
+	}
+	out, err := exec.Command(golaunchBin, args(seq, "--load", filepath.Join(dir, "b"))...).CombinedOutput()
+	require.Error(t, err)
+	require.Contains(t, string(out), "was saved with moe_grouped_gemm true, this run has --moe-grouped-gemm false")
+	exact := iterationLosses(runGolaunch(t, args(layout, "--load", filepath.Join(dir, "b"), "--train-iters", "9", "--override-opt_param-scheduler")...))
+	repacked := iterationLosses(runGolaunch(t, args(seq, "--load", filepath.Join(dir, "b"), "--no-load-optim", "--train-iters", "9")...))
+	require.Contains(t, exact, "9")
+	a, b := parseLossNorm(exact["9"]), parseLossNorm(repacked["9"])
+	require.InEpsilon(t, a[0], b[0], 1e-5, "iteration 9 loss, GroupedMLP checkpoint in a SequentialMLP run")
+}
+
 // requireSameExpertShards compares the model tensors of every shard of two expert-parallel
 // checkpoints (iteration it, EP 2), which hold each expert-parallel rank's experts in
 // mp_rank_XX[_YYY]_EEE folders.
@@ -186,8 +224,10 @@ func requireSameExpertShards(t *testing.T, a, b string, it int) {
 			require.NoError(t, err)
 			tb, _, err := fb.Model()
 			require.NoError(t, err)
-			require.Contains(t, ta, "decoder.layers.1.mlp.experts.local_experts.1.linear_fc1.weight")
-			require.NotContains(t, ta, "decoder.layers.1.mlp.experts.local_experts.2.linear_fc1.weight", "2 of the 4 experts per rank")
+			if _, grouped := ta["decoder.layers.1.mlp.experts.weight1"]; !grouped {
+				require.Contains(t, ta, "decoder.layers.1.mlp.experts.local_experts.1.linear_fc1.weight")
+				require.NotContains(t, ta, "decoder.layers.1.mlp.experts.local_experts.2.linear_fc1.weight", "2 of the 4 experts per rank")
+			}
 			for k, v := range ta {
 				require.Equal(t, v.ToF32(), tb[k].ToF32(), "%s shard %d/%d", k, r, e)
 				n++

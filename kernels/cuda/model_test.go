@@ -196,6 +196,14 @@ func modelVsCPU(t *testing.T, g *Backend) {
 		for i := range cl {
 			require.InEpsilon(t, cl[i], gl[i], 1e-2, "bf16 MoE loss of iteration %d", i)
 		}
+		// GroupedMLP experts: the [in, out] weight blocks take the NN and TN GEMMs.
+		cfg.MoEGroupedGemm = true
+		cl, cg = trainTinyCfg(t, cpu.New(), cfg, false, 2, 1e-3)
+		gl, gg = trainTinyCfg(t, g, cfg, false, 2, 1e-3)
+		for i := range cl {
+			require.InEpsilon(t, cl[i], gl[i], 1e-5, "GroupedMLP MoE loss of iteration %d", i)
+		}
+		require.Less(t, relL2(gg, cg), 1e-4, "GroupedMLP MoE gradients")
 	})
 	t.Run("FP8", func(t *testing.T) {
 		r := layers.FP8Recipe{Format: "hybrid", HistoryLen: 4, ComputeAlgo: "max"}

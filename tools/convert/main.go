@@ -58,11 +58,13 @@ type cli struct {
 	Progress          string `name:"progress" default:"auto" enum:"auto,bar,none" help:"Progress bar on stderr: auto shows it on a terminal."`
 
 	// Mixture of experts (Megatron's and Pai's hf2mcore.py's names).
-	NumExperts      int `name:"num-experts" aliases:"num_experts" help:"Experts per layer. A dense source (Llama, Mistral) is upcycled as Pai's hf2mcore.py does: every expert copies the layer's MLP (or a slice of it, --num_expert_split_size), the router is N(0, 0.02) drawn from --seed; a mixture-of-experts source (Mixtral, an MoE checkpoint) must have this many."`
-	MoERouterTopK   int `name:"moe-router-topk" aliases:"moe_router_topk" help:"Experts each token is routed to (default: the source's, or Megatron's 2 when upcycling)."`
-	NumExpertSplits int `name:"num_expert_split_size" aliases:"num-expert-split-size" help:"Upcycling: cut the dense FFN into this many slices of ffn/S rows; expert e gets slice e mod S (0 or 1: whole MLP)."`
-	TargetEP        int `name:"target_expert_model_parallel_size" aliases:"target-expert-model-parallel-size" default:"1" help:"Expert-parallel size of the output (mixture-of-experts models): each rank's experts in mp_rank_XX[_YYY]_EEE, as Megatron saves them."`
-	EP              int `name:"expert-model-parallel-size" aliases:"expert_model_parallel_size" default:"1" help:"Pai's spelling of --target_expert_model_parallel_size."`
+	NumExperts      int  `name:"num-experts" aliases:"num_experts" help:"Experts per layer. A dense source (Llama, Mistral) is upcycled as Pai's hf2mcore.py does: every expert copies the layer's MLP (or a slice of it, --num_expert_split_size), the router is N(0, 0.02) drawn from --seed; a mixture-of-experts source (Mixtral, an MoE checkpoint) must have this many."`
+	MoERouterTopK   int  `name:"moe-router-topk" aliases:"moe_router_topk" help:"Experts each token is routed to (default: the source's, or Megatron's 2 when upcycling)."`
+	NumExpertSplits int  `name:"num_expert_split_size" aliases:"num-expert-split-size" help:"Upcycling: cut the dense FFN into this many slices of ffn/S rows; expert e gets slice e mod S (0 or 1: whole MLP)."`
+	TargetEP        int  `name:"target_expert_model_parallel_size" aliases:"target-expert-model-parallel-size" default:"1" help:"Expert-parallel size of the output (mixture-of-experts models): each rank's experts in mp_rank_XX[_YYY]_EEE, as Megatron saves them."`
+	EP              int  `name:"expert-model-parallel-size" aliases:"expert_model_parallel_size" default:"1" help:"Pai's spelling of --target_expert_model_parallel_size."`
+	GroupedGemm     bool `name:"moe-grouped-gemm" aliases:"moe_grouped_gemm" help:"Write the experts as Megatron's GroupedMLP (mlp.experts.weight1 and weight2) instead of SequentialMLP's local_experts; Megatron → Megatron keeps the source's layout unless this or --no-moe-grouped-gemm is given."`
+	NoGroupedGemm   bool `name:"no-moe-grouped-gemm" help:"Write SequentialMLP experts from a GroupedMLP checkpoint."`
 }
 
 func main() {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"math"
 	"os/exec"
 	"path/filepath"
@@ -421,4 +422,68 @@ func TestMixtralExpertParallel(t *testing.T) {
 	requireSameTensors(t, want, got)
 	convertOK(t, "--load_path", ep2, "--save_path", back, "--convert_checkpoint_from_megatron_to_transformers")
 	requireSameTensors(t, hfTensors(t, mix), hfTensors(t, back))
+}
+
+// TestMixtralGroupedGemm writes Mixtral as Megatron's GroupedMLP at TP 2 and EP 2: each
+// shard's weight1 [h, 2·fc1/TP] holds, as weight1.view(2, h, −1), its two experts' fc1
+// shards transposed ([gate_r; up_r] as columns), and weight2 [2·ffn/TP, h] their fc2
+// shards transposed. The full tensors equal the SequentialMLP conversion's, and both
+// convert back to the original Hugging Face tensors and to each other.
+func TestMixtralGroupedGemm(t *testing.T) {
+	tmp := t.TempDir()
+	mix, seq, grp, back, unpacked := filepath.Join(tmp, "mixtral"), filepath.Join(tmp, "seq"), filepath.Join(tmp, "grp"), filepath.Join(tmp, "back"), filepath.Join(tmp, "unpacked")
+	syntheticHF(t, mix, tinyMixtral)
+	orig := hfTensors(t, mix)
+	convertOK(t, "--load_path", mix, "--save_path", seq)
+	convertOK(t, "--load_path", mix, "--save_path", grp, "--target_tensor_model_parallel_size", "2",
+		"--target_expert_model_parallel_size", "2", "--moe-grouped-gemm")
+
+	// TP rank 1 of EP rank 1: experts 2 and 3, the second half of gate, up and fc2's columns.
+	sf, err := megatron.LoadShard(megatron.Location{Root: grp, Release: true, ExpertRank: 1, ExpertSize: 2}, 1, 0, 1)
+	require.NoError(t, err)
+	defer sf.Close()
+	local, _, err := sf.Model()
+	require.NoError(t, err)
+	require.NotContains(t, local, "decoder.layers.0.mlp.experts.local_experts.0.linear_fc1.weight")
+	const h, ffn = 64, 48
+	w1, w2 := local["decoder.layers.0.mlp.experts.weight1"], local["decoder.layers.0.mlp.experts.weight2"]
+	require.NotNil(t, w1)
+	require.Equal(t, []int{h, 2 * ffn}, w1.Shape(), "weight1 [h, 2 experts · 2·ffn/TP]")
+	require.Equal(t, []int{ffn, h}, w2.Shape(), "weight2 [2 experts · ffn/TP, h]")
+	g1, g2 := w1.ToF32(), w2.ToF32()
+	hfAt := func(name string, row, col, cols int) float32 { return orig[name].ToF32()[row*cols+col] }
+	for e := 0; e < 2; e++ {
+		pre := fmt.Sprintf("model.layers.0.block_sparse_moe.experts.%d.", 2+e)
+		for i := 0; i < h; i++ {
+			for j := 0; j < ffn; j++ { // weight1.view(2, h, 48)[e][i, j]: gate rows 24…47, then up's
+				var want float32
+				if j < ffn/2 {
+					want = hfAt(pre+"w1.weight", ffn/2+j, i, h)
+				} else {
+					want = hfAt(pre+"w3.weight", j, i, h)
+				}
+				require.Equal(t, want, g1[e*h*ffn+i*ffn+j], "weight1 expert %d [%d, %d]", e, i, j)
+			}
+		}
+		for j := 0; j < ffn/2; j++ { // weight2.view(2, 24, h)[e][j, i] = w2[i, 24+j]
+			for i := 0; i < h; i++ {
+				require.Equal(t, hfAt(pre+"w2.weight", i, 24+j, ffn), g2[e*ffn/2*h+j*h+i], "weight2 expert %d [%d, %d]", e, j, i)
+			}
+		}
+	}
+
+	c, got := megatronFull(t, grp)
+	require.True(t, c.Config.MoEGroupedGemm, "args say moe_grouped_gemm")
+	_, want := megatronFull(t, seq)
+	requireSameTensors(t, want, got)
+	convertOK(t, "--load_path", grp, "--save_path", back, "--convert_checkpoint_from_megatron_to_transformers")
+	requireSameTensors(t, orig, hfTensors(t, back))
+	convertOK(t, "--load_path", grp, "--save_path", unpacked, "--no-moe-grouped-gemm")
+	c1, f1 := megatronFull(t, unpacked)
+	require.False(t, c1.Config.MoEGroupedGemm)
+	requireSameTensors(t, want, f1)
+
+	var o, e bytes.Buffer
+	err = run([]string{"--load_path", filepath.Join(hfFixtures, "llama-gqa"), "--save_path", filepath.Join(tmp, "dense"), "--moe-grouped-gemm", "--progress", "none"}, &o, &e)
+	require.ErrorContains(t, err, "is a dense model")
 }

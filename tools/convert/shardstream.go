@@ -90,17 +90,22 @@ func (w *shardWriter) write(ep, tp, pp int, specs layers.Params) error {
 // fill produces parameter p of TP rank tp: the source's full tensor, resized if it is
 // vocabulary-indexed, cut to the rank and cast to the target dtype, written in chunks.
 func (w *shardWriter) fill(out io.Writer, p *layers.Param, tp int) error {
-	vals, shape, err := w.src.full(p.InitKey)
+	local, err := p.LocalFrom(func(q *layers.Param) ([]float32, error) {
+		vals, shape, err := w.src.full(q.InitKey)
+		if err != nil {
+			return nil, err
+		}
+		if vals, shape, err = w.vp.apply(q.InitKey, vals, shape); err != nil {
+			return nil, err
+		}
+		if !tensor.SameShape(shape, q.FullShape) {
+			return nil, fmt.Errorf("%s: source tensor %s has shape %v, the target model needs %v", w.c.LoadPath, q.InitKey, shape, q.FullShape)
+		}
+		return vals, nil
+	}, tp, w.c.TargetTP)
 	if err != nil {
 		return err
 	}
-	if vals, shape, err = w.vp.apply(p.InitKey, vals, shape); err != nil {
-		return err
-	}
-	if !tensor.SameShape(shape, p.FullShape) {
-		return fmt.Errorf("%s: source tensor %s has shape %v, the target model needs %v", w.c.LoadPath, p.InitKey, shape, p.FullShape)
-	}
-	local := layers.Shard(vals, p.FullShape, p.PartitionDim, p.GLU, tp, w.c.TargetTP)
 	if err := writeCast(out, w.dtype, local); err != nil {
 		return err
 	}

@@ -296,7 +296,8 @@ func (s *hfSource) close() {
 	}
 }
 
-// fullShapes gives every parameter's unsharded shape by global name.
+// fullShapes gives every full tensor's shape by global name (a GroupedMLP weight's
+// experts each).
 func fullShapes(cfg layers.Config) (map[string][]int, error) {
 	specs, err := layers.Specs(cfg, layers.Parallel{TPSize: 1, PPSize: 1})
 	if err != nil {
@@ -304,7 +305,9 @@ func fullShapes(cfg layers.Config) (map[string][]int, error) {
 	}
 	out := make(map[string][]int, len(specs))
 	for _, p := range specs {
-		out[p.InitKey] = p.FullShape
+		for _, q := range p.Logical() {
+			out[q.InitKey] = q.FullShape
+		}
 	}
 	return out, nil
 }

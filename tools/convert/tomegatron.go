@@ -60,6 +60,14 @@ func planMegatron(c *cli, src source, dtype tensor.DType, prog *progress, stdout
 		return nil, nil, 0, fmt.Errorf("--megatron-format legacy: a mixture-of-experts model (%d experts) has Megatron-Core keys only; write mcore", scfg.NumExperts)
 	}
 	cfg := scfg
+	switch {
+	case c.GroupedGemm && c.NoGroupedGemm:
+		return nil, nil, 0, fmt.Errorf("--moe-grouped-gemm and --no-moe-grouped-gemm are exclusive")
+	case c.GroupedGemm && cfg.NumExperts == 0:
+		return nil, nil, 0, fmt.Errorf("--moe-grouped-gemm: %s is a dense model (pass --num-experts to upcycle it)", c.LoadPath)
+	case c.GroupedGemm, c.NoGroupedGemm:
+		cfg.MoEGroupedGemm = c.GroupedGemm
+	}
 	cfg.TensorModelParallelSize = c.TargetTP
 	cfg.MakeVocabSizeDivisibleBy = c.MakeVocabDivBy
 	if cfg.MakeVocabSizeDivisibleBy == 0 {
