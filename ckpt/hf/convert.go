@@ -29,22 +29,8 @@ func (m *Model) Rules() ([]Rule, error) {
 	return out, nil
 }
 
-// ToMegatron builds the full Megatron tensor of r from its Hugging Face tensors (any float
-// dtype; values are widened to float32 exactly).
-func (m *Model) ToMegatron(r Rule, src []*tensor.Tensor) ([]float32, error) {
-	if len(src) != len(r.HF) {
-		return nil, fmt.Errorf("%s needs %d tensors, got %d", r.Megatron, len(r.HF), len(src))
-	}
-	vals := make([][]float32, len(src))
-	shapes := make([][]int, len(src))
-	for i, t := range src {
-		vals[i], shapes[i] = t.ToF32(), t.Shape()
-	}
-	return toMegatron(&m.Config, r.rule, vals, shapes)
-}
-
 // ToHF splits a full Megatron tensor of the given shape back into the rule's Hugging Face
-// tensors (float32), the exact inverse of ToMegatron.
+// tensors (float32), the exact inverse of Reader.Full.
 func (m *Model) ToHF(r Rule, v []float32, shape []int) ([]*tensor.Tensor, error) {
 	v = hfWeight(m.Config.ApplyLayernorm1p, r.rule, v)
 	shapes := hfShapes(&m.Config, r.rule, shape)
@@ -58,10 +44,6 @@ func (m *Model) ToHF(r Rule, v []float32, shape []int) ([]*tensor.Tensor, error)
 	}
 	return out, nil
 }
-
-// IgnoredHF reports Hugging Face keys that hold buffers, not weights (GPT-2's causal masks,
-// RoPE caches), which conversion skips.
-func IgnoredHF(name string) bool { return ignoredHF(name) }
 
 // HFShapes gives the Hugging Face shapes of r's tensors from the full Megatron shape: the
 // q/k/v projections of a fused QKV, the halves of a SwiGLU fc1 (gate_proj/up_proj, or an

@@ -2,12 +2,7 @@ package hf
 
 import (
 	"fmt"
-	"path/filepath"
-	"sort"
 
-	"github.com/gomegatron/gomegatron/ckpt/megatron"
-	"github.com/gomegatron/gomegatron/ckpt/safetensors"
-	"github.com/gomegatron/gomegatron/ckpt/torchpickle"
 	"github.com/gomegatron/gomegatron/kernels"
 	"github.com/gomegatron/gomegatron/layers"
 	"github.com/gomegatron/gomegatron/tensor"
@@ -19,80 +14,9 @@ import (
 type Reader struct {
 	*Model
 	dir   string
-	set   weights
+	set   *weights
 	rules []rule
 	byKey map[string]rule
-}
-
-// weights are a folder's tensors by Hugging Face name: its safetensors set, or its
-// pytorch_model*.bin files.
-type weights interface {
-	Names() []string
-	Tensor(name string) (*tensor.Tensor, error)
-	Close() error
-}
-
-// openWeights opens dir's *.safetensors (sharded or not), else its pytorch_model*.bin
-// files (torch.save'd state dicts, as older checkpoints ship).
-func openWeights(dir string) (weights, error) {
-	if st, _ := filepath.Glob(filepath.Join(dir, "*.safetensors")); len(st) > 0 {
-		return safetensors.OpenDir(dir)
-	}
-	bins, _ := filepath.Glob(filepath.Join(dir, "pytorch_model*.bin"))
-	if len(bins) == 0 {
-		return nil, fmt.Errorf("%s has neither *.safetensors nor pytorch_model*.bin files", dir)
-	}
-	sort.Strings(bins)
-	b := &binWeights{tensors: map[string]*tensor.Tensor{}}
-	for _, p := range bins {
-		mf, err := megatron.MapTorchFile(p)
-		if err != nil {
-			b.Close()
-			return nil, err
-		}
-		b.files = append(b.files, mf)
-		d, ok := mf.Value.(*torchpickle.Dict)
-		if !ok {
-			b.Close()
-			return nil, fmt.Errorf("%s holds a %T, not a state dict", p, mf.Value)
-		}
-		for _, nt := range torchpickle.Flatten(d) {
-			if _, dup := b.tensors[nt.Name]; dup {
-				b.Close()
-				return nil, fmt.Errorf("%s: tensor %s is in an earlier pytorch_model*.bin too", p, nt.Name)
-			}
-			b.tensors[nt.Name] = nt.T
-			b.names = append(b.names, nt.Name)
-		}
-	}
-	return b, nil
-}
-
-// binWeights are the tensors of mapped pytorch_model*.bin files.
-type binWeights struct {
-	files   []*megatron.MappedFile
-	tensors map[string]*tensor.Tensor
-	names   []string
-}
-
-func (b *binWeights) Names() []string { return append([]string(nil), b.names...) }
-
-func (b *binWeights) Tensor(name string) (*tensor.Tensor, error) {
-	t, ok := b.tensors[name]
-	if !ok {
-		return nil, fmt.Errorf("no tensor %s in the pytorch_model*.bin files", name)
-	}
-	return t, nil
-}
-
-func (b *binWeights) Close() error {
-	var first error
-	for _, f := range b.files {
-		if err := f.Close(); err != nil && first == nil {
-			first = err
-		}
-	}
-	return first
 }
 
 // Open reads the directory's configuration and safetensors index. Every tensor the
@@ -112,30 +36,27 @@ func Open(dir string) (*Reader, error) {
 		return nil, err
 	}
 	r := &Reader{Model: m, dir: dir, set: set, rules: rules, byKey: map[string]rule{}}
-	stored, mapped := map[string]bool{}, map[string]bool{}
-	for _, name := range set.Names() {
-		stored[name] = true
-	}
+	mapped := map[string]bool{}
 	for _, ru := range rules {
 		r.byKey[ru.megatron] = ru
 		for _, name := range ru.hf {
-			if !stored[name] {
+			if set.at[name] == nil {
 				set.Close()
 				return nil, fmt.Errorf("%s: no tensor %s (needed for %s)", dir, name, ru.megatron)
 			}
 			mapped[name] = true
 		}
 	}
-	for _, name := range set.Names() {
+	for _, name := range set.names {
 		if !mapped[name] && !ignoredHF(name) && !(name == "lm_head.weight" && !m.Config.UntieEmbeddingsAndOutputWeights) {
 			set.Close()
-			return nil, fmt.Errorf("%s: tensor %s is not used by the %s mapping", dir, name, m.Family)
+			return nil, fmt.Errorf("%s: tensor %s is not used by the %s mapping", set.at[name].path, name, m.Family)
 		}
 	}
 	return r, nil
 }
 
-// Close releases the safetensors files.
+// Close releases the weight files.
 func (r *Reader) Close() error { return r.set.Close() }
 
 // Full returns the full (unsharded) Megatron tensor key (a layers.Param.InitKey) and its
@@ -148,30 +69,50 @@ func (r *Reader) Full(key string) ([]float32, []int, error) {
 	return r.read(ru, nil)
 }
 
+// FullShaped is Full for a caller that knows the tensor's full Megatron shape (a model's
+// layers.Param.FullShape): every Hugging Face tensor must have the shape it implies.
+func (r *Reader) FullShaped(key string, shape []int) ([]float32, error) {
+	ru, ok := r.byKey[key]
+	if !ok {
+		return nil, fmt.Errorf("%s: the %s mapping has no %s", r.dir, r.Family, key)
+	}
+	v, _, err := r.read(ru, shape)
+	return v, err
+}
+
+// DType is the stored dtype of the word embeddings (the model's), Invalid without them.
+func (r *Reader) DType() tensor.DType {
+	if ru, ok := r.byKey["embedding.word_embeddings.weight"]; ok {
+		return r.set.at[ru.hf[0]].dtype
+	}
+	return tensor.Invalid
+}
+
 // read assembles one rule's Megatron tensor. want is its Megatron shape when the caller
 // knows it (nil: the one the Hugging Face shapes imply); every source must have the shape
-// it implies.
+// it implies, checked before anything is read. Each source's pages are released once
+// converted.
 func (r *Reader) read(ru rule, want []int) ([]float32, []int, error) {
-	src := make([]*tensor.Tensor, len(ru.hf))
 	shapes := make([][]int, len(ru.hf))
 	for i, name := range ru.hf {
-		t, err := r.set.Tensor(name)
-		if err != nil {
-			return nil, nil, fmt.Errorf("%s: %w (needed for %s)", r.dir, err, ru.megatron)
-		}
-		src[i], shapes[i] = t, t.Shape()
+		shapes[i] = r.set.at[name].shape
 	}
 	if want == nil {
 		want = megatronShape(ru, shapes)
 	}
 	for i, w := range hfShapes(&r.Config, ru, want) {
 		if !tensor.SameShape(shapes[i], w) {
-			return nil, nil, fmt.Errorf("%s: %s has shape %v, want %v for %s", r.dir, ru.hf[i], shapes[i], w, ru.megatron)
+			return nil, nil, fmt.Errorf("%s: %s has shape %v, want %v for %s", r.set.at[ru.hf[i]].path, ru.hf[i], shapes[i], w, ru.megatron)
 		}
 	}
-	vals := make([][]float32, len(src))
-	for i, t := range src {
+	vals := make([][]float32, len(ru.hf))
+	for i, name := range ru.hf {
+		t, release, err := r.set.at[name].read()
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w (needed for %s)", err, ru.megatron)
+		}
 		vals[i] = t.ToF32()
+		release()
 	}
 	out, err := toMegatron(&r.Config, ru, vals, shapes)
 	if err != nil {

@@ -1,17 +1,13 @@
 package main
 
 import (
-	"encoding/binary"
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 
 	"github.com/gomegatron/gomegatron/ckpt/hf"
 	"github.com/gomegatron/gomegatron/ckpt/megatron"
-	"github.com/gomegatron/gomegatron/ckpt/safetensors"
-	"github.com/gomegatron/gomegatron/ckpt/torchpickle"
 	"github.com/gomegatron/gomegatron/layers"
 	"github.com/gomegatron/gomegatron/tensor"
 )
@@ -90,210 +86,41 @@ func inferFamily(c *layers.Config) string {
 	return string(hf.Llama)
 }
 
-// hfTensor locates one Hugging Face tensor: in a safetensors file (read with pread, so
-// nothing stays mapped) or in a mapped pytorch_model*.bin.
-type hfTensor struct {
-	path  string
-	off   int64 // absolute byte offset (safetensors)
-	info  safetensors.Info
-	bin   *megatron.MappedFile
-	binT  *tensor.Tensor
-	shape []int
-}
-
-// hfSource reads a Hugging Face folder through the family's mapping rules.
+// hfSource reads a Hugging Face folder (hf.Reader: one tensor at a time, nothing kept
+// mapped), each full tensor shaped as the TP = 1 model's parameter.
 type hfSource struct {
-	m       *hf.Model
-	rules   map[string]hf.Rule
-	tensors map[string]*hfTensor
-	bins    []*megatron.MappedFile
-	dt      tensor.DType
-	shapes  map[string][]int // full shape by global name
+	r      *hf.Reader
+	shapes map[string][]int // full shape by global name
 }
 
 func openHF(dir string) (*hfSource, error) {
-	m, err := hf.ReadConfig(dir)
+	r, err := hf.Open(dir)
 	if err != nil {
 		return nil, err
 	}
-	s := &hfSource{m: m, rules: map[string]hf.Rule{}, tensors: map[string]*hfTensor{}}
-	rules, err := m.Rules()
+	shapes, err := fullShapes(r.Config)
 	if err != nil {
-		return nil, err
-	}
-	if s.shapes, err = fullShapes(m.Config); err != nil {
+		r.Close()
 		return nil, fmt.Errorf("%s: %w", dir, err)
 	}
-	for _, r := range rules {
-		s.rules[r.Megatron] = r
-	}
-	bins, _ := filepath.Glob(filepath.Join(dir, "pytorch_model*.bin"))
-	sts, _ := filepath.Glob(filepath.Join(dir, "*.safetensors"))
-	if len(sts) > 0 {
-		err = s.indexSafetensors(dir)
-	} else if len(bins) > 0 {
-		sort.Strings(bins)
-		err = s.indexBins(bins)
-	} else {
-		err = fmt.Errorf("%s has neither *.safetensors nor pytorch_model*.bin files", dir)
-	}
-	if err != nil {
-		s.close()
-		return nil, err
-	}
-	used := map[string]bool{}
-	for _, r := range rules {
-		for _, n := range r.HF {
-			if _, ok := s.tensors[n]; !ok {
-				s.close()
-				return nil, fmt.Errorf("%s: tensor %s (needed for %s) is missing", dir, n, r.Megatron)
-			}
-			used[n] = true
-		}
-	}
-	for n, t := range s.tensors {
-		if !used[n] && !hf.IgnoredHF(n) && !(n == "lm_head.weight" && !m.Config.UntieEmbeddingsAndOutputWeights) {
-			s.close()
-			return nil, fmt.Errorf("%s: tensor %s is not used by the %s mapping", t.path, n, m.Family)
-		}
-	}
-	if r, ok := s.rules["embedding.word_embeddings.weight"]; ok {
-		s.dt = s.tensors[r.HF[0]].dtype()
-	}
-	return s, nil
-}
-
-func (t *hfTensor) dtype() tensor.DType {
-	if t.binT != nil {
-		return t.binT.DType()
-	}
-	return t.info.DType
-}
-
-// indexSafetensors records where every tensor of the folder's safetensors set lives.
-func (s *hfSource) indexSafetensors(dir string) error {
-	set, err := safetensors.OpenDir(dir)
-	if err != nil {
-		return err
-	}
-	defer set.Close()
-	for _, f := range set.Files() {
-		base, err := dataStart(f.Path())
-		if err != nil {
-			return err
-		}
-		for _, in := range f.Infos() {
-			s.tensors[in.Name] = &hfTensor{path: f.Path(), off: base + in.Begin, info: in, shape: in.Shape}
-		}
-	}
-	return nil
-}
-
-// dataStart is the byte offset of a safetensors file's data section: 8 + header length.
-func dataStart(path string) (int64, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	var b [8]byte
-	if _, err := f.ReadAt(b[:], 0); err != nil {
-		return 0, fmt.Errorf("%s: reading the header length: %w", path, err)
-	}
-	return 8 + int64(binary.LittleEndian.Uint64(b[:])), nil
-}
-
-// indexBins maps every pytorch_model*.bin (a pickled OrderedDict of tensors).
-func (s *hfSource) indexBins(paths []string) error {
-	for _, p := range paths {
-		if strings.HasSuffix(p, ".index.json") {
-			continue
-		}
-		mf, err := megatron.MapTorchFile(p)
-		if err != nil {
-			return err
-		}
-		s.bins = append(s.bins, mf)
-		d, ok := mf.Value.(*torchpickle.Dict)
-		if !ok {
-			return fmt.Errorf("%s holds a %T, not a state dict", p, mf.Value)
-		}
-		for _, nt := range torchpickle.Flatten(d) {
-			if _, dup := s.tensors[nt.Name]; dup {
-				return fmt.Errorf("%s: tensor %s is also in %s", p, nt.Name, s.tensors[nt.Name].path)
-			}
-			s.tensors[nt.Name] = &hfTensor{path: p, bin: mf, binT: nt.T, shape: nt.T.Shape()}
-		}
-	}
-	return nil
-}
-
-// read returns the tensor's values in a fresh buffer (safetensors) or as a view that is
-// released after conversion (bin).
-func (t *hfTensor) read() (*tensor.Tensor, func(), error) {
-	if t.binT != nil {
-		return t.binT, func() { t.bin.Release(t.binT) }, nil
-	}
-	f, err := os.Open(t.path)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer f.Close()
-	b := make([]byte, t.info.End-t.info.Begin)
-	if _, err := f.ReadAt(b, t.off); err != nil {
-		return nil, nil, fmt.Errorf("%s: reading tensor %s: %w", t.path, t.info.Name, err)
-	}
-	x, err := tensor.FromBytes(t.info.DType, t.info.Shape, b)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%s: tensor %s: %w", t.path, t.info.Name, err)
-	}
-	return x, func() {}, nil
+	return &hfSource{r: r, shapes: shapes}, nil
 }
 
 func (s *hfSource) kind() string          { return "hf" }
-func (s *hfSource) family() string        { return string(s.m.Family) }
-func (s *hfSource) config() layers.Config { return s.m.Config }
-func (s *hfSource) dtype() tensor.DType   { return s.dt }
+func (s *hfSource) family() string        { return string(s.r.Family) }
+func (s *hfSource) config() layers.Config { return s.r.Config }
+func (s *hfSource) dtype() tensor.DType   { return s.r.DType() }
+func (s *hfSource) close()                { s.r.Close() }
 
 // full converts the rule's Hugging Face tensors into the full Megatron tensor, with its
 // shape from the TP=1 parameter description.
 func (s *hfSource) full(key string) ([]float32, []int, error) {
-	r, ok := s.rules[key]
-	if !ok {
-		return nil, nil, fmt.Errorf("the %s mapping has no source for %s", s.m.Family, key)
-	}
 	shape, ok := s.shapes[key]
 	if !ok {
-		return nil, nil, fmt.Errorf("the %s model has no parameter %s", s.m.Family, key)
+		return nil, nil, fmt.Errorf("the %s model has no parameter %s", s.r.Family, key)
 	}
-	want := s.m.HFShapes(r, shape)
-	src := make([]*tensor.Tensor, len(r.HF))
-	for i, n := range r.HF {
-		t := s.tensors[n]
-		if !tensor.SameShape(t.shape, want[i]) {
-			return nil, nil, fmt.Errorf("%s: %s has shape %v, want %v for %s", t.path, n, t.shape, want[i], key)
-		}
-		x, done, err := t.read()
-		if err != nil {
-			return nil, nil, err
-		}
-		defer done()
-		src[i] = x
-	}
-	v, err := s.m.ToMegatron(r, src)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %s: %w", s.m.Dir, key, err)
-	}
-	if n := tensor.ShapeNumel(shape); n != len(v) {
-		return nil, nil, fmt.Errorf("%s: %v (shapes %v) give %d values for %s, whose shape %v needs %d", s.m.Dir, r.HF, shapesOf(src), len(v), key, shape, n)
-	}
-	return v, shape, nil
-}
-
-func (s *hfSource) close() {
-	for _, b := range s.bins {
-		b.Close()
-	}
+	v, err := s.r.FullShaped(key, shape)
+	return v, shape, err
 }
 
 // fullShapes gives every full tensor's shape by global name (a GroupedMLP weight's
