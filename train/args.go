@@ -93,6 +93,11 @@ type Args struct {
 	MaxTokensToOOM            int     `name:"max-tokens-to-oom" help:"Accepted (training does not use it)."`
 	SGDMomentum               float64 `name:"sgd-momentum" default:"0.9" help:"Accepted (--optimizer sgd is not supported)."`
 	LocalRankArg              int     `name:"local_rank" help:"Accepted (torch.distributed.launch passes it; LOCAL_RANK is used)."`
+	EncoderNumLayers          int     `name:"encoder-num-layers" help:"Megatron's other spelling of --num-layers (exclusive with it)."`
+	EncoderSeqLength          int     `name:"encoder-seq-length" help:"Megatron's other spelling of --seq-length (exclusive with it)."`
+	OnnxSafe                  string  `name:"onnx-safe" help:"Accepted (for Torch's ONNX exporter; Megatron's type=bool flag takes a value)."`
+	WandbExpName              string  `name:"wandb-exp-name" help:"Accepted (used only with --wandb-project)."`
+	WandbSaveDir              string  `name:"wandb-save-dir" help:"Accepted (used only with --wandb-project)."`
 	// Megatron 240126's checks on NaN: a NaN loss or gradient norm stops a run without a loss
 	// scaler (bf16, fp32), as Megatron's assertions do; with the flag such iterations are
 	// skipped instead (Megatron would apply them).
@@ -105,13 +110,20 @@ type Args struct {
 	CheckpointActivation bool    `name:"checkpoint-activations" help:"Deprecated: use --recompute-activations or --recompute-granularity."`
 
 	// Megatron flags for what is not implemented: refused with a message.
-	DecoupledLR           float64 `name:"decoupled-lr" help:"Separate embedding/output learning rate: not supported yet."`
-	QKLayernorm           bool    `name:"qk-layernorm" help:"LayerNorm on queries and keys: not supported yet."`
-	RotaryInterleaved     bool    `name:"rotary-interleaved" help:"Interleaved RoPE: not supported yet."`
-	CalculatePerTokenLoss bool    `name:"calculate-per-token-loss" help:"Loss averaged over all tokens of the global batch: not supported yet."`
-	WandbProject          string  `name:"wandb-project" help:"Weights & Biases logging: not supported (TensorBoard is)."`
-	FP16LMCrossEntropy    bool    `name:"fp16-lm-cross-entropy" help:"The cross entropy in 16 bits: not supported (it is computed in fp32)."`
-	DataParallelRandInit  bool    `name:"data-parallel-random-init" help:"Different initial weights per data-parallel rank: not supported."`
+	DecoupledLR           float64  `name:"decoupled-lr" help:"Separate embedding/output learning rate: not supported yet."`
+	QKLayernorm           bool     `name:"qk-layernorm" help:"LayerNorm on queries and keys: not supported yet."`
+	RotaryInterleaved     bool     `name:"rotary-interleaved" help:"Interleaved RoPE: not supported yet."`
+	CalculatePerTokenLoss bool     `name:"calculate-per-token-loss" help:"Loss averaged over all tokens of the global batch: not supported yet."`
+	WandbProject          string   `name:"wandb-project" help:"Weights & Biases logging: not supported (TensorBoard is)."`
+	FP16LMCrossEntropy    bool     `name:"fp16-lm-cross-entropy" help:"The cross entropy in 16 bits: not supported (it is computed in fp32)."`
+	DataParallelRandInit  bool     `name:"data-parallel-random-init" help:"Different initial weights per data-parallel rank: not supported."`
+	StandaloneEmbedding   bool     `name:"standalone-embedding-stage" help:"The input embedding on a pipeline stage of its own: not supported (Megatron-Core 240126 ignores it too; only its legacy model has it)."`
+	SplitRank             int      `name:"pipeline-model-parallel-split-rank" help:"Encoder–decoder pipeline split: not supported (GPT models only)."`
+	Spec                  []string `name:"spec" sep:"none" help:"A Python module's layer spec: not supported (the layers are built in)."`
+	VocabExtraIDs         int      `name:"vocab-extra-ids" help:"T5's span-masking tokens: 0 only (not supported)."`
+	LazyMPUInit           string   `name:"lazy-mpu-init" help:"Initialisation for an external DDP manager: not supported."`
+	ADLRAutoresume        bool     `name:"adlr-autoresume" help:"NVIDIA's ADLR cluster autoresume: not available (use --exit-signal-handler, --exit-duration-in-mins or --exit-interval)."`
+	ADLRAutoresumeIntv    int      `name:"adlr-autoresume-interval" default:"1000" help:"With --adlr-autoresume."`
 
 	// Learning rate.
 	LR                   float64  `name:"lr" help:"Peak learning rate."`
@@ -262,6 +274,18 @@ func (a *Args) expertParallel() int {
 // Validate applies Megatron's derived defaults and rejects what is inconsistent or not yet
 // implemented, naming the flag. world is the number of processes.
 func (a *Args) Validate(world int) error {
+	// Megatron's encoder spellings (validate_args asserts that only one of each pair is given).
+	for _, f := range []struct {
+		v, enc *int
+		flag   string
+	}{{&a.NumLayers, &a.EncoderNumLayers, "num-layers"}, {&a.SeqLength, &a.EncoderSeqLength, "seq-length"}} {
+		if *f.enc != 0 {
+			if *f.v != 0 && *f.v != *f.enc {
+				return fmt.Errorf("--%s %d and --encoder-%s %d: give one of them (Megatron asserts as much)", f.flag, *f.v, f.flag, *f.enc)
+			}
+			*f.v = *f.enc
+		}
+	}
 	if a.FP8Hybrid {
 		if a.FP8Format != "" && a.FP8Format != "hybrid" {
 			return fmt.Errorf("--fp8-hybrid contradicts --fp8-format %s", a.FP8Format)
@@ -330,10 +354,15 @@ func (a *Args) Validate(world int) error {
 		{a.QKLayernorm, "--qk-layernorm"},
 		{a.RotaryInterleaved, "--rotary-interleaved"}, {a.CalculatePerTokenLoss, "--calculate-per-token-loss"},
 		{a.WandbProject != "", "--wandb-project"}, {a.FP16LMCrossEntropy, "--fp16-lm-cross-entropy"},
-		{a.DataParallelRandInit, "--data-parallel-random-init"}} {
+		{a.DataParallelRandInit, "--data-parallel-random-init"}, {a.StandaloneEmbedding, "--standalone-embedding-stage"},
+		{a.SplitRank != 0, "--pipeline-model-parallel-split-rank (encoder–decoder models)"}, {len(a.Spec) > 0, "--spec"},
+		{a.LazyMPUInit != "", "--lazy-mpu-init"}, {a.VocabExtraIDs != 0, "--vocab-extra-ids (T5's span masking)"}} {
 		if f.set {
 			return fmt.Errorf("%s is not supported yet", f.flag)
 		}
+	}
+	if a.ADLRAutoresume { // Megatron exits likewise where its userlib is not installed
+		return fmt.Errorf("--adlr-autoresume: ADLR autoresume is not available (it needs NVIDIA's cluster library); stop and resume with --exit-signal-handler, --exit-duration-in-mins or --exit-interval and --load")
 	}
 	if cp := a.ContextParallelSize; cp != 1 {
 		switch {

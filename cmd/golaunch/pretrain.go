@@ -59,7 +59,7 @@ func trainingCommand(cmd any, a *train.Args, name, desc string, args []string, e
 
 // listFlags take several words, as argparse's nargs='*' does (--data-path 0.3 a 0.7 b).
 var listFlags = map[string]bool{"--data-path": true, "--train-data-path": true, "--valid-data-path": true, "--test-data-path": true, "--rampup-batch-size": true, "--profile-ranks": true,
-	"--train-data": true, "--valid-data": true}
+	"--train-data": true, "--valid-data": true, "--spec": true}
 
 // expandListFlags rewrites "--data-path w1 p1 w2 p2" into one "--data-path=x" per word, so
 // the flag parser sees Megatron's multi-word flags as repeated ones.

@@ -139,6 +139,13 @@ func TestPretrainBadInput(t *testing.T) {
 		{[]string{"--standalone"}, []string{"--model-parallel-size", "2"}, "--model-parallel-size is no longer valid, use --tensor-model-parallel-size instead"},
 		{[]string{"--standalone"}, []string{"--tp-comm-overlap"}, "overlap can happen only when sequence parallelism is enabled"},
 		{[]string{"--standalone"}, []string{"--fp16-lm-cross-entropy"}, "--fp16-lm-cross-entropy is not supported yet"},
+		{[]string{"--standalone"}, []string{"--standalone-embedding-stage"}, "--standalone-embedding-stage is not supported yet"},
+		{[]string{"--standalone"}, []string{"--pipeline-model-parallel-split-rank", "1"}, "--pipeline-model-parallel-split-rank (encoder–decoder models) is not supported yet"},
+		{[]string{"--standalone"}, []string{"--spec", "megatron.core.models.gpt.gpt_layer_specs", "get_gpt_layer_local_spec"}, "--spec is not supported yet"},
+		{[]string{"--standalone"}, []string{"--lazy-mpu-init", "True"}, "--lazy-mpu-init is not supported yet"},
+		{[]string{"--standalone"}, []string{"--adlr-autoresume"}, "ADLR autoresume is not available"},
+		{[]string{"--standalone"}, []string{"--encoder-num-layers", "3"}, "--num-layers 4 and --encoder-num-layers 3: give one of them"},
+		{[]string{"--standalone"}, []string{"--vocab-extra-ids", "100"}, "--vocab-extra-ids (T5's span masking) is not supported yet"},
 		{[]string{"--standalone"}, []string{"--distribute-saved-activations"}, "--distribute-saved-activations needs --tensor-model-parallel-size > 1"},
 		// Weights this large overflow: Megatron stops at a NaN loss or gradient (bf16, fp32).
 		{[]string{"--standalone"}, []string{"--init-method-std", "1e25"}, "iteration 1: found NaN in the loss or gradient norm"},

@@ -316,8 +316,18 @@ func TestMegatronFlagsAccepted(t *testing.T) {
 		"--apply-query-key-layer-scaling --fp32-residual-connection --timing-log-level 2 --empty-unused-memory-level 1 " +
 		"--no-async-tensor-model-parallel-allreduce --use-cpu-initialization --deterministic-mode --num-dataset-builder-threads 4 " +
 		"--no-mmap-bin-files --mmap-warmup --delay-grad-reduce --align-grad-reduce --override-opt_param-scheduler " +
-		"--expert-model-parallel-size 1")
+		"--expert-model-parallel-size 1 --onnx-safe True --wandb-exp-name x --wandb-save-dir " + dir)
 	require.Equal(t, plain, iterationLosses(runGolaunch(t, append(base, extra...)...)))
+	// Megatron's encoder spellings of --num-layers and --seq-length.
+	var enc []string
+	for _, a := range base {
+		switch a {
+		case "--num-layers", "--seq-length":
+			a = "--encoder-" + a[2:]
+		}
+		enc = append(enc, a)
+	}
+	require.Equal(t, plain, iterationLosses(runGolaunch(t, enc...)))
 	// RoPE by the older flag, over a learned-absolute default: the losses of explicit rope.
 	var noRope []string
 	for i := 0; i < len(base); i++ {
