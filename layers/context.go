@@ -66,9 +66,19 @@ func (p Parallel) cpLocal(buf *Batch, bt Batch, b, S int) Batch {
 	return out
 }
 
-// cpScratch is the staging of the key/value exchange, shared by a model's layers (they
-// run one at a time), grown to the largest use.
-type cpScratch struct{ gathered, blocks, chunks *tensor.Tensor }
+// cpScratch is the staging of the key/value exchange and the gathered keys and values,
+// shared by a model's layers (they run one at a time), grown to the largest use. The
+// gathered keys and values are not kept for backward, which gathers them again: a layer
+// stashes only its own tokens', as Megatron-Core's ring exchange does.
+type cpScratch struct{ gathered, blocks, chunks, k, v *tensor.Tensor }
+
+// kv are the gathered keys and values, [b, g, S, hn] each.
+func (x *cpScratch) kv(be kernels.Backend, dt tensor.DType, shape ...int) (k, v *tensor.Tensor) {
+	n := tensor.ShapeNumel(shape)
+	grow(be, &x.k, dt, n)
+	grow(be, &x.v, dt, n)
+	return x.k.Slice(0, n).View(shape...), x.v.Slice(0, n).View(shape...)
+}
 
 func (x *cpScratch) bufs(be kernels.Backend, dt tensor.DType, n int) (g, b, c *tensor.Tensor) {
 	grow(be, &x.gathered, dt, n)
@@ -128,15 +138,16 @@ func cpChunk(half, r, cp int) int {
 	return 2*cp - 1 - r
 }
 
-// cpStash holds a layer's context-parallel attention state: the gathered keys and values
-// [b, g, S, hn], and the queries, outputs and lse of each local chunk ([2, b·heads, sc, ·]).
-type cpStash struct{ k, v, q, o, lse *tensor.Tensor }
+// cpStash holds a layer's context-parallel attention state: the queries, outputs and lse
+// of each local chunk ([2, b·heads, sc, ·]); S is the full sequence length.
+type cpStash struct {
+	q, o, lse *tensor.Tensor
+	S         int
+}
 
 func (l *TransformerLayer) newCPStash(be kernels.Backend, act tensor.DType, s, b int) *cpStash {
-	cp, hn := l.par.cpSize(), l.cfg.KVChannels
-	S, bh := s*cp, b*l.heads
-	return &cpStash{
-		k: be.Alloc(act, b, l.groups, S, hn), v: be.Alloc(act, b, l.groups, S, hn),
+	hn, bh := l.cfg.KVChannels, b*l.heads
+	return &cpStash{S: s * l.par.cpSize(),
 		q: be.Alloc(act, 2, bh, s/2, hn), o: be.Alloc(act, 2, bh, s/2, hn), lse: be.Alloc(tensor.F32, 2, bh, s/2),
 	}
 }
@@ -165,7 +176,7 @@ func (l *TransformerLayer) cpAttnParams(st *layerStash, half, off int) kernels.A
 	p := l.trainAttnParams(st)
 	p.QOffset = off
 	if p.DropoutP > 0 { // the whole sequence's masks
-		p.DropoutRows = st.cp.k.Dim(2)
+		p.DropoutRows = st.cp.S
 	}
 	if st.keyStart != nil {
 		p.KeyStart = st.keyChunks[half]
@@ -173,14 +184,24 @@ func (l *TransformerLayer) cpAttnParams(st *layerStash, half, off int) kernels.A
 	return p
 }
 
+// gatherKV all-gathers this rank's keys and values into the model's shared [b, g, S, hn].
+func (l *TransformerLayer) gatherKV(be kernels.Backend, st *layerStash) (k, v *tensor.Tensor, err error) {
+	k, v = l.cpx.kv(be, st.k.DType(), st.k.Dim(0), st.k.Dim(1), st.cp.S, st.k.Dim(3))
+	if err := l.cpGather(be, k, st.k, "keys"); err != nil {
+		return nil, nil, err
+	}
+	if err := l.cpGather(be, v, st.v, "values"); err != nil {
+		return nil, nil, err
+	}
+	return k, v, nil
+}
+
 // cpAttention runs attention on this rank's query chunks against the gathered keys and
 // values: chunk c's queries sit at positions c·sc….
 func (l *TransformerLayer) cpAttention(be kernels.Backend, st *layerStash) error {
 	x := st.cp
-	if err := l.cpGather(be, x.k, st.k, "keys"); err != nil {
-		return err
-	}
-	if err := l.cpGather(be, x.v, st.v, "values"); err != nil {
+	k, v, err := l.gatherKV(be, st)
+	if err != nil {
 		return err
 	}
 	b, s, hn := st.q.Dim(0), st.q.Dim(2), st.q.Dim(3)
@@ -188,15 +209,20 @@ func (l *TransformerLayer) cpAttention(be kernels.Backend, st *layerStash) error
 	be.Permute(x.q, st.q.View(bh, 2, s/2, hn), []int{1, 0, 2, 3})
 	for half, c := range l.par.cpChunks() {
 		p := l.cpAttnParams(st, half, c*(s/2))
-		be.Attention(l.chunkView(x.o, half, b), l.chunkView(x.lse, half, b), l.chunkView(x.q, half, b), x.k, x.v, p)
+		be.Attention(l.chunkView(x.o, half, b), l.chunkView(x.lse, half, b), l.chunkView(x.q, half, b), k, v, p)
 	}
 	be.Permute(st.o.View(bh, 2, s/2, hn), x.o, []int{1, 0, 2, 3})
 	return nil
 }
 
-// cpAttentionBackward takes d o in g.do and writes d q, d k, d v of this rank's tokens.
+// cpAttentionBackward takes d o in g.do and writes d q, d k, d v of this rank's tokens,
+// gathering the keys and values again.
 func (l *TransformerLayer) cpAttentionBackward(be kernels.Backend, st *layerStash, g *layerGrads) error {
 	x, gx := st.cp, g.cp
+	k, v, err := l.gatherKV(be, st)
+	if err != nil {
+		return err
+	}
 	b, s, hn := st.q.Dim(0), st.q.Dim(2), st.q.Dim(3)
 	bh := b * l.heads
 	be.Permute(gx.do, g.do.View(bh, 2, s/2, hn), []int{1, 0, 2, 3})
@@ -207,7 +233,7 @@ func (l *TransformerLayer) cpAttentionBackward(be kernels.Backend, st *layerStas
 			dk, dv = gx.dk2, gx.dv2
 		}
 		be.AttentionBackward(l.chunkView(gx.dq, half, b), dk, dv, l.chunkView(gx.do, half, b),
-			l.chunkView(x.q, half, b), x.k, x.v, l.chunkView(x.o, half, b), l.chunkView(x.lse, half, b), p)
+			l.chunkView(x.q, half, b), k, v, l.chunkView(x.o, half, b), l.chunkView(x.lse, half, b), p)
 	}
 	be.Add(gx.dk, gx.dk, gx.dk2)
 	be.Add(gx.dv, gx.dv, gx.dv2)

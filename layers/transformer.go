@@ -234,7 +234,7 @@ func (l *TransformerLayer) trainRoPE(st *layerStash, inverse bool) kernels.RoPEP
 	p := l.rope(inverse)
 	p.Positions = st.positions
 	if st.cp != nil {
-		p.PosLimit = st.cp.k.Dim(2)
+		p.PosLimit = st.cp.S
 	}
 	return p
 }
