@@ -220,30 +220,37 @@ func writeJSONString(b *bytes.Buffer, s string) {
 	b.WriteByte('"')
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		switch c {
-		case '"':
-			b.WriteString(`\"`)
-		case '\\':
-			b.WriteString(`\\`)
-		case '\b':
-			b.WriteString(`\b`)
-		case '\f':
-			b.WriteString(`\f`)
-		case '\n':
-			b.WriteString(`\n`)
-		case '\r':
-			b.WriteString(`\r`)
-		case '\t':
-			b.WriteString(`\t`)
-		default:
-			if c < 0x20 {
-				b.WriteString(`\u00`)
-				b.WriteByte(hex[c>>4])
-				b.WriteByte(hex[c&15])
-			} else {
-				b.WriteByte(c)
-			}
+		if e, ok := shortEscape(rune(c)); ok {
+			b.WriteString(e)
+		} else if c < 0x20 {
+			b.WriteString(`\u00`)
+			b.WriteByte(hex[c>>4])
+			b.WriteByte(hex[c&15])
+		} else {
+			b.WriteByte(c)
 		}
 	}
 	b.WriteByte('"')
+}
+
+// shortEscape is JSON's two-character escape of c, where it has one (serde_json and
+// Python's json module use the same).
+func shortEscape(c rune) (string, bool) {
+	switch c {
+	case '"':
+		return `\"`, true
+	case '\\':
+		return `\\`, true
+	case '\b':
+		return `\b`, true
+	case '\f':
+		return `\f`, true
+	case '\n':
+		return `\n`, true
+	case '\r':
+		return `\r`, true
+	case '\t':
+		return `\t`, true
+	}
+	return "", false
 }

@@ -265,31 +265,18 @@ func encodeIndex(total int64, weightMap map[string]string) []byte {
 func writePyJSONString(b *bytes.Buffer, s string) {
 	b.WriteByte('"')
 	for _, r := range s {
-		switch r {
-		case '"':
-			b.WriteString(`\"`)
-		case '\\':
-			b.WriteString(`\\`)
-		case '\b':
-			b.WriteString(`\b`)
-		case '\f':
-			b.WriteString(`\f`)
-		case '\n':
-			b.WriteString(`\n`)
-		case '\r':
-			b.WriteString(`\r`)
-		case '\t':
-			b.WriteString(`\t`)
+		if e, ok := shortEscape(r); ok {
+			b.WriteString(e)
+			continue
+		}
+		switch {
+		case r >= ' ' && r <= '~':
+			b.WriteRune(r)
+		case r > 0xFFFF:
+			r -= 0x10000
+			fmt.Fprintf(b, `\u%04x\u%04x`, 0xD800+(r>>10), 0xDC00+(r&0x3FF))
 		default:
-			switch {
-			case r >= ' ' && r <= '~':
-				b.WriteRune(r)
-			case r > 0xFFFF:
-				r -= 0x10000
-				fmt.Fprintf(b, `\u%04x\u%04x`, 0xD800+(r>>10), 0xDC00+(r&0x3FF))
-			default:
-				fmt.Fprintf(b, `\u%04x`, r)
-			}
+			fmt.Fprintf(b, `\u%04x`, r)
 		}
 	}
 	b.WriteByte('"')
