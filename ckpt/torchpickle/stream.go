@@ -154,46 +154,19 @@ func SaveStream(path string, v any) error {
 	return nil
 }
 
-// writePatched is atomicfile.Write for a file whose CRC fields are patched after it is
-// written: temp file in the same folder, buffered fill, flush, patches written in place,
-// chmod 0644, fsync, rename, folder fsync; the temp file is removed on error.
-func writePatched(path string, fill func(w io.Writer) ([]crcPatch, error)) (err error) {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
+// writePatched is atomicfile.Write for a file whose CRC fields are patched in place once
+// it is written.
+func writePatched(path string, fill func(w io.Writer) ([]crcPatch, error)) error {
+	var patches []crcPatch
+	return atomicfile.WritePatched(path, func(w *bufio.Writer) (err error) {
+		patches, err = fill(w)
 		return err
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
+	}, func(f *os.File) error {
+		for _, p := range patches {
+			if _, err := f.WriteAt(binary.LittleEndian.AppendUint32(nil, p.crc), int64(p.off)); err != nil {
+				return err
+			}
 		}
-	}()
-	w := bufio.NewWriterSize(tmp, 1<<20)
-	patches, err := fill(w)
-	if err != nil {
-		return err
-	}
-	if err = w.Flush(); err != nil {
-		return err
-	}
-	for _, p := range patches {
-		if _, err = tmp.WriteAt(binary.LittleEndian.AppendUint32(nil, p.crc), int64(p.off)); err != nil {
-			return err
-		}
-	}
-	if err = tmp.Chmod(0o644); err != nil {
-		return err
-	}
-	if err = tmp.Sync(); err != nil {
-		return err
-	}
-	if err = tmp.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	atomicfile.SyncDir(dir)
-	return nil
+		return nil
+	})
 }

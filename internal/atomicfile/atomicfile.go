@@ -10,7 +10,14 @@ import (
 )
 
 // Write creates path (mode 0644) from what fill writes.
-func Write(path string, fill func(w *bufio.Writer) error) (err error) {
+func Write(path string, fill func(w *bufio.Writer) error) error {
+	return WritePatched(path, fill, nil)
+}
+
+// WritePatched is Write with a last step before the file is fsynced and renamed: patch,
+// when non-nil, may write into the flushed temporary file (a zip's CRCs known only at
+// the end). On any error no file is left and an existing one is untouched.
+func WritePatched(path string, fill func(w *bufio.Writer) error, patch func(f *os.File) error) (err error) {
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
@@ -28,6 +35,11 @@ func Write(path string, fill func(w *bufio.Writer) error) (err error) {
 	}
 	if err = w.Flush(); err != nil {
 		return err
+	}
+	if patch != nil {
+		if err = patch(tmp); err != nil {
+			return err
+		}
 	}
 	if err = tmp.Chmod(0o644); err != nil {
 		return err
