@@ -80,48 +80,29 @@ func ReduceSerial(in []*tensor.Tensor, op Op) (*tensor.Tensor, error) {
 			}
 			out.F64()[i] = acc
 		case tensor.I32:
-			acc := in[0].I32()[i]
-			for r := 1; r < n; r++ {
-				x := in[r].I32()[i]
-				switch op {
-				case Sum:
-					acc += x
-				case Max:
-					acc = max(acc, x)
-				case Min:
-					acc = min(acc, x)
-				}
-			}
-			out.I32()[i] = acc
+			out.I32()[i] = reduceInts(op, n, func(r int) int32 { return in[r].I32()[i] })
 		case tensor.I64:
-			acc := in[0].I64()[i]
-			for r := 1; r < n; r++ {
-				x := in[r].I64()[i]
-				switch op {
-				case Sum:
-					acc += x
-				case Max:
-					acc = max(acc, x)
-				case Min:
-					acc = min(acc, x)
-				}
-			}
-			out.I64()[i] = acc
+			out.I64()[i] = reduceInts(op, n, func(r int) int64 { return in[r].I64()[i] })
 		case tensor.U8:
-			acc := in[0].Data[i]
-			for r := 1; r < n; r++ {
-				x := in[r].Data[i]
-				switch op {
-				case Sum:
-					acc += x
-				case Max:
-					acc = max(acc, x)
-				case Min:
-					acc = min(acc, x)
-				}
-			}
-			out.Data[i] = acc
+			out.Data[i] = reduceInts(op, n, func(r int) uint8 { return in[r].Data[i] })
 		}
 	}
 	return out, nil
+}
+
+// reduceInts reduces the n ranks' values x(r) of one element with op (integers wrap on
+// Sum, as NCCL's do).
+func reduceInts[T int32 | int64 | uint8](op Op, n int, x func(r int) T) T {
+	acc := x(0)
+	for r := 1; r < n; r++ {
+		switch op {
+		case Sum:
+			acc += x(r)
+		case Max:
+			acc = max(acc, x(r))
+		case Min:
+			acc = min(acc, x(r))
+		}
+	}
+	return acc
 }
