@@ -2,7 +2,7 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: all build test lint bench testdata clean demo test-matrix kernels-check gpu-bundle gpu-rehearsal
+.PHONY: all build test lint bench testdata clean demo test-matrix kernels-check gpu-bundle gpu-rehearsal fuzz
 
 all: build
 
@@ -47,6 +47,18 @@ gpu-bundle:
 # The GPU check's test steps on the kernel emulator: no GPU needed (see the script).
 gpu-rehearsal:
 	./scripts/gpu/rehearse.sh
+
+# Every parser of files users hand us (torch.save pickles, safetensors, .idx, .npy,
+# tokenizer.json, SentencePiece models, config.json), fuzzed FUZZTIME each (make test runs
+# only their seeds). A crash leaves its input in the package's testdata/fuzz.
+FUZZTIME ?= 30s
+fuzz:
+	@set -e; for t in ckpt/torchpickle:FuzzDecode ckpt/torchpickle:FuzzUnpickle ckpt/safetensors:FuzzParse \
+		ckpt/hf:FuzzConfig data/indexed:FuzzParseIndex data/npy:FuzzParse data/tokenizer:FuzzParseHF \
+		data/tokenizer:FuzzParseSentencePiece; do \
+		echo "== $${t#*:} (./$${t%%:*}, $(FUZZTIME))"; \
+		$(GO) test ./$${t%%:*} -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME); \
+	done
 
 clean:
 	rm -rf bin
