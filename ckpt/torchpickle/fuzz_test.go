@@ -35,7 +35,7 @@ func FuzzDecode(f *testing.F) {
 // FuzzUnpickle: the restricted pickle machine rejects what it cannot run with an error.
 func FuzzUnpickle(f *testing.F) {
 	for _, s := range []string{
-		"\x80\x02}q\x00X\x01\x00\x00\x00aq\x01K\x01s.",        // {'a': 1}
+		"\x80\x02}q\x00X\x01\x00\x00\x00aq\x01K\x01s.",         // {'a': 1}
 		"\x80\x02]q\x00(K\x01G?\xf8\x00\x00\x00\x00\x00\x00e.", // [1, 1.5]
 		"\x80\x04\x95\x0b\x00\x00\x00\x00\x00\x00\x00\x8c\x03abc\x94\x85\x94.",
 		"(lp0\nI1\naI2\na.",
