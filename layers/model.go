@@ -527,7 +527,8 @@ func (m *GPTModel) embed(st *Stash, seed, step uint64) error {
 		m.EmbNorm.Forward(m.be, st.emb, st.embPre, st.embNorm)
 	}
 	if p := float32(c.HiddenDropout); p > 0 {
-		for _, sg := range m.Par.dropoutSegments(st.emb.Dim(0), st.emb.Dim(1)) {
+		segs, n := m.Par.dropoutSegments(st.emb.Dim(0), st.emb.Dim(1))
+		for _, sg := range segs[:n] {
 			e := st.emb.Slice(sg.lo, sg.hi)
 			m.be.Dropout(e, st.embMask.Slice(sg.lo, sg.hi), e, p, seed, dropOffset(step, 0, 2*st.fullS*st.B*c.HiddenSize)+sg.off)
 		}

@@ -89,23 +89,25 @@ type dropSeg struct {
 // this rank holds rows from tpRank·rows on; with context parallelism the rank's rows are
 // its two chunks of the sequence, each one run (a sequence-parallel shard may hold parts of
 // both).
-func (p Parallel) dropoutSegments(rows, h int) []dropSeg {
+// The segments are segs[:n] (at most two: no allocation per call).
+func (p Parallel) dropoutSegments(rows, h int) (segs [2]dropSeg, n int) {
 	q0, total := 0, rows // this rank's first row among its CP rank's rows, and their count
 	if p.sp() {
 		q0, total = p.tpRank()*rows, rows*p.tpSize()
 	}
 	if p.cpSize() == 1 {
-		return []dropSeg{{0, rows, uint64(q0 * h)}}
+		segs[0] = dropSeg{0, rows, uint64(q0 * h)}
+		return segs, 1
 	}
-	var out []dropSeg
 	half := total / 2
 	for j, c := range p.cpChunks() {
 		a, b := max(q0, j*half), min(q0+rows, (j+1)*half)
 		if a < b {
-			out = append(out, dropSeg{a - q0, b - q0, uint64((c*half + a - j*half) * h)})
+			segs[n] = dropSeg{a - q0, b - q0, uint64((c*half + a - j*half) * h)}
+			n++
 		}
 	}
-	return out
+	return segs, n
 }
 
 // First and Last report the pipeline position.

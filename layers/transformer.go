@@ -311,7 +311,8 @@ func (l *TransformerLayer) mlpBackward(be kernels.Backend, st *layerStash, g *la
 
 func (l *TransformerLayer) dropout(be kernels.Backend, x, mask *tensor.Tensor, offset uint64, st *layerStash) {
 	if p := float32(l.cfg.HiddenDropout); p > 0 {
-		for _, sg := range l.par.dropoutSegments(x.Dim(0), x.Dim(1)) {
+		segs, n := l.par.dropoutSegments(x.Dim(0), x.Dim(1))
+		for _, sg := range segs[:n] {
 			xs := x.Slice(sg.lo, sg.hi)
 			be.Dropout(xs, mask.Slice(sg.lo, sg.hi), xs, p, st.dropSeed, st.dropOffs+offset+sg.off)
 		}
