@@ -30,6 +30,7 @@ type Config struct {
 	OpenAIGeLU                           bool    `name:"openai-gelu" help:"tanh approximation of GeLU (GPT-2, BLOOM, StarCoder)."`
 	SquaredReLU                          bool    `name:"squared-relu" help:"Squared ReLU MLP activation, max(x, 0)² (not with --swiglu)."`
 	UntieEmbeddingsAndOutputWeights      bool    `name:"untie-embeddings-and-output-weights" help:"Separate output layer weight."`
+	UseNormHead                          bool    `name:"use-normhead" help:"Baichuan 2's NormHead: the output layer's rows scaled to unit L2 norm in every forward (Pai's flag)."`
 	DisableBiasLinear                    bool    `name:"disable-bias-linear" help:"No biases in linear layers."`
 	AddQKVBias                           bool    `name:"add-qkv-bias" help:"Bias in the QKV projection even with --disable-bias-linear (Qwen)."`
 	ApplyResidualConnectionPostLayernorm bool    `name:"apply-residual-connection-post-layernorm" help:"Residual taken after the layernorm."`
@@ -157,6 +158,9 @@ func (c *Config) Finalize() error {
 	}
 	if c.AttentionDropout < 0 || c.AttentionDropout >= 1 || c.HiddenDropout < 0 || c.HiddenDropout >= 1 {
 		return fmt.Errorf("dropout must be in [0, 1): --attention-dropout %v, --hidden-dropout %v", c.AttentionDropout, c.HiddenDropout)
+	}
+	if c.UseNormHead && !c.UntieEmbeddingsAndOutputWeights {
+		return fmt.Errorf("--use-normhead needs --untie-embeddings-and-output-weights (the normalised rows are the output layer's, not the word embeddings')")
 	}
 	if err := c.finalizeMoE(); err != nil {
 		return err

@@ -183,7 +183,7 @@ func (m *GPTModel) Decode(kc *KVCache, tokens [][]int64, pos int) (*tensor.Tenso
 	m.FinalNorm.Forward(m.be, fin, last, normStash{mean: s.mean.Slice(0, b), rstd: s.rstd.Slice(0, b)})
 	vl := m.outputWeight().Data.Dim(0)
 	logits := view(s.logits, b, vl)
-	m.cast.forward(m.be, logits, fin, m.outputWeight())
+	m.cast.forward(m.be, logits, fin, m.headWeight())
 	m.be.Download(s.hostLogits, s.logits)
 	return m.GatherLogits(s.hostLogits, b, vl)
 }

@@ -20,6 +20,7 @@ type GPTModel struct {
 	Params    Params
 	be        kernels.Backend
 	cast      *castScratch // GEMMs on 16-bit weight copies (Param.Low)
+	normHead  normHead     // --use-normhead: the output layer's normalised rows
 	WordEmb   *Param       // first stage
 	PosEmb    *Param       // first stage, learned_absolute only
 	EmbNorm   *Norm        // first stage, BLOOM only
@@ -396,7 +397,7 @@ func (m *GPTModel) Forward(st *Stash, bt Batch, seed, step uint64) (lossSum, tok
 	if err := m.Par.gatherRows(st.finalFull, st.final, "final layernorm output"); err != nil {
 		return 0, 0, err
 	}
-	m.cast.forward(m.be, st.Logits, st.finalFull, m.outputWeight())
+	m.cast.forward(m.be, st.Logits, st.finalFull, m.headWeight())
 	return m.loss(st)
 }
 
@@ -631,7 +632,7 @@ func (m *GPTModel) Backward(st *Stash, scale float32, dout *tensor.Tensor) error
 		m.be.Upload(st.dloss, st.hostN)
 		m.be.CrossEntropyBackward(st.dlogits, st.Logits, st.mx, st.se, st.targets, st.dloss, m.vocabLo)
 		// d final = dlogits·W (partial over TP); dW += dlogitsᵀ·final.
-		m.cast.backward(m.be, st.dfinalF, st.dlogits, st.finalFull, m.outputWeight())
+		m.headBackward(st.dfinalF, st.dlogits, st.finalFull)
 		if err := m.Par.reduceRows(st.dfinal, st.dfinalF, "final layernorm output grad"); err != nil {
 			return err
 		}

@@ -151,6 +151,11 @@ func layerVariants() map[string]func(*layers.Config) {
 		"post-ln-qkv-bias": func(c *layers.Config) {
 			c.ApplyResidualConnectionPostLayernorm, c.AddQKVBias, c.RotaryPercent = true, true, 0.5
 		},
+		// Baichuan 2 13B: ALiBi with RMSNorm and SwiGLU, and the NormHead output layer.
+		"baichuan2-13b": func(c *layers.Config) {
+			c.PositionEmbeddingType, c.GroupQueryAttention, c.NumQueryGroups = "alibi", false, 4
+			c.UseNormHead, c.UntieEmbeddingsAndOutputWeights = true, true
+		},
 	}
 }
 

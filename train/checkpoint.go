@@ -361,6 +361,9 @@ func (c *checkpointer) load() (progress, error) {
 	if err != nil {
 		return p, fmt.Errorf("--load: %w", err)
 	}
+	if err := c.checkSavedHead(loc, pp); err != nil {
+		return p, err
+	}
 	same := tp == c.ps.TPSize && pp == c.ps.PPSize && ep == c.ps.EPSize
 	vp, grouped := 1, false
 	if same {
@@ -583,6 +586,30 @@ func (c *checkpointer) loadShardWeights(loc megatron.Location) error {
 			return fmt.Errorf("%s: unexpected key(s) in model chunk %d: %s, which the model built from the flags lacks (a flag such as --add-qkv-bias, --disable-bias-linear or --untie-embeddings-and-output-weights differs from the checkpoint's)",
 				sf.Path, v, strings.Join(extra[:min(len(extra), 3)], ", "))
 		}
+	}
+	return nil
+}
+
+// checkSavedHead refuses a checkpoint whose output layer is Baichuan 2's NormHead (Pai's
+// args use_normhead) in a run without --use-normhead, and the reverse: the weights would
+// load, and the output layer compute another function.
+func (c *checkpointer) checkSavedHead(loc megatron.Location, pp int) error {
+	sf, err := megatron.LoadShard(loc, 0, 0, pp)
+	if err != nil {
+		return err
+	}
+	defer sf.Close()
+	args, err := sf.Args()
+	if err != nil {
+		return nil // no args to compare (the load reports what it lacks)
+	}
+	v, _ := args.Get("use_normhead")
+	if saved, _ := v.(bool); saved != c.a.UseNormHead {
+		want := "--use-normhead"
+		if !saved {
+			want = "no --use-normhead"
+		}
+		return fmt.Errorf("--load %s: the checkpoint's args say use_normhead %v (Baichuan 2's NormHead output layer), this run has --use-normhead %v: pass %s", c.a.Load, saved, c.a.UseNormHead, want)
 	}
 	return nil
 }

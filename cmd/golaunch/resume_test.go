@@ -80,6 +80,8 @@ func TestExactResume(t *testing.T) {
 		// GroupedMLP experts: weight1/weight2 per layer and expert-parallel rank.
 		"tp2dp2-ep2-grouped": {"--tensor-model-parallel-size", "2", "--use-distributed-optimizer", "--num-experts", "4",
 			"--moe-router-topk", "2", "--expert-model-parallel-size", "2", "--disable-bias-linear", "--moe-grouped-gemm"},
+		// Baichuan 2's NormHead output layer (Pai's --use-normhead), saved in the args.
+		"dp4-normhead": {"--untie-embeddings-and-output-weights", "--use-normhead"},
 		// Context parallelism: each sequence split over 2 ranks; CP rank 0 writes the shard.
 		"cp2dp2-distop": {"--context-parallel-size", "2", "--use-distributed-optimizer", "--hidden-dropout", "0", "--attention-dropout", "0"},
 		// A buffer per model chunk, as Megatron's, in distrib_optim.pt too.
@@ -109,6 +111,12 @@ func TestExactResume(t *testing.T) {
 			}
 			if strings.Contains(name, "grouped") {
 				requireGroupedLoads(t, dir, launcher, layout)
+			}
+			if strings.Contains(name, "normhead") { // the same weights without NormHead: another model
+				args := append(append(append([]string{}, launcher...), resumeArgs(dir)...), "--untie-embeddings-and-output-weights", "--load", filepath.Join(dir, "b"))
+				out, err := exec.Command(golaunchBin, args...).CombinedOutput()
+				require.Error(t, err)
+				require.Contains(t, string(out), "the checkpoint's args say use_normhead true (Baichuan 2's NormHead output layer), this run has --use-normhead false: pass --use-normhead")
 			}
 			if strings.Contains(name, "-ep2") {
 				requireSameExpertShards(t, filepath.Join(dir, "a"), filepath.Join(dir, "b"), 8)

@@ -205,6 +205,22 @@ func modelVsCPU(t *testing.T, g *Backend) {
 		}
 		require.Less(t, relL2(gg, cg), 1e-4, "GroupedMLP MoE gradients")
 	})
+	t.Run("NormHead", func(t *testing.T) { // Baichuan 2-13B's ALiBi and row-normalised output layer
+		cfg, err := layers.Preset("tiny-llama")
+		require.NoError(t, err)
+		cfg.PositionEmbeddingType, cfg.UseNormHead, cfg.UntieEmbeddingsAndOutputWeights = "alibi", true, true
+		cl, cg := trainTinyCfg(t, cpu.New(), cfg, false, 2, 1e-3)
+		gl, gg := trainTinyCfg(t, g, cfg, false, 2, 1e-3)
+		for i := range cl {
+			require.InEpsilon(t, cl[i], gl[i], 1e-5, "NormHead loss of iteration %d", i)
+		}
+		require.Less(t, relL2(gg, cg), 1e-4, "NormHead gradients")
+		cl, _ = trainTinyCfg(t, cpu.New(), cfg, true, 3, 3e-3)
+		gl, _ = trainTinyCfg(t, g, cfg, true, 3, 3e-3)
+		for i := range cl {
+			require.InEpsilon(t, cl[i], gl[i], 1e-2, "bf16 NormHead loss of iteration %d", i)
+		}
+	})
 	t.Run("FP8", func(t *testing.T) {
 		r := layers.FP8Recipe{Format: "hybrid", HistoryLen: 4, ComputeAlgo: "max"}
 		cl, _ := trainTiny(t, cpu.New(), true, 4, 3e-3, r)
