@@ -15,14 +15,18 @@ import (
 type Family string
 
 const (
-	Llama     Family = "llama" // Llama, Llama-2, Code Llama, Llama-3
-	Mistral   Family = "mistral"
-	Qwen2     Family = "qwen2"
-	Mixtral   Family = "mixtral" // Mistral's architecture with a sparse MoE block in every layer
-	GPT2      Family = "gpt2"
-	Bloom     Family = "bloom"
-	Falcon    Family = "falcon"
-	BigCode   Family = "gpt_bigcode" // StarCoder
+	Llama   Family = "llama" // Llama, Llama-2, Code Llama, Llama-3
+	Mistral Family = "mistral"
+	Qwen2   Family = "qwen2"
+	Mixtral Family = "mixtral" // Mistral's architecture with a sparse MoE block in every layer
+	GPT2    Family = "gpt2"
+	Bloom   Family = "bloom"
+	Falcon  Family = "falcon"
+	BigCode Family = "gpt_bigcode" // StarCoder
+	// Baichuan: Baichuan-7B/13B and Baichuan 2 (remote code): Llama's layers with one
+	// W_pack [q; k; v] projection; the 13B models use ALiBi instead of RoPE, and Baichuan 2's
+	// lm_head is a NormHead.
+	Baichuan  Family = "baichuan"
 	unknownFF Family = ""
 )
 
@@ -44,6 +48,7 @@ type hfConfig struct {
 	RopeTheta        *float64         `json:"rope_theta"`
 	RopeScaling      *json.RawMessage `json:"rope_scaling"`
 	MaxPos           int              `json:"max_position_embeddings"`
+	ModelMaxLength   int              `json:"model_max_length"`
 	AttentionBias    bool             `json:"attention_bias"`
 	HiddenAct        string           `json:"hidden_act"`
 	SlidingWindow    *int             `json:"sliding_window"`
@@ -156,6 +161,27 @@ func parseConfig(dir string, b []byte) (*Model, error) {
 		if rc.SlidingWindow != nil && (rc.ModelType == "mistral" || rc.UseSlidingWindow != nil && *rc.UseSlidingWindow) {
 			c.SlidingWindow = *rc.SlidingWindow
 		}
+	case "baichuan":
+		m.Family = Baichuan
+		if rc.HiddenAct != "" && rc.HiddenAct != "silu" {
+			return nil, fmt.Errorf("%s: hidden_act %q is not supported (want silu)", path, rc.HiddenAct)
+		}
+		c.NumLayers, c.HiddenSize, c.FFNHiddenSize, c.NumAttentionHeads = rc.NumLayers, rc.HiddenSize, rc.Intermediate, rc.NumHeads
+		c.Normalization, c.NormEpsilon, c.SwiGLU, c.DisableBiasLinear = "RMSNorm", rc.RMSNormEps, true, true
+		c.UntieEmbeddingsAndOutputWeights = !tied(false)
+		c.SeqLength = rc.ModelMaxLength
+		if rc.MaxPos > 0 {
+			c.SeqLength = rc.MaxPos
+		}
+		if baichuanRoPE(rc) {
+			c.PositionEmbeddingType, c.RotaryBase = "rope", 10000
+			c.MaxPositionEmbeddings = c.SeqLength
+		} else {
+			c.PositionEmbeddingType = "alibi"
+		}
+		// Baichuan 2 (as its 125696-entry vocabulary tells it from Baichuan 1, the rule vLLM
+		// uses) normalises lm_head's rows in every forward.
+		c.UseNormHead = rc.VocabSize == baichuan2Vocab
 	case "gpt2", "gpt_bigcode":
 		m.Family = Family(rc.ModelType)
 		if rc.ScaleAttn != nil && !*rc.ScaleAttn || rc.ScaleByIdx || rc.Reorder {
@@ -225,12 +251,28 @@ func parseConfig(dir string, b []byte) (*Model, error) {
 		c.UntieEmbeddingsAndOutputWeights = !tied(true)
 		c.SeqLength = 2048
 	default:
-		return nil, fmt.Errorf("%s: model_type %q is not a supported architecture (llama, mistral, mixtral, qwen2, gpt2, gpt_bigcode, bloom, falcon)", path, rc.ModelType)
+		return nil, fmt.Errorf("%s: model_type %q is not a supported architecture (llama, mistral, mixtral, qwen2, baichuan, gpt2, gpt_bigcode, bloom, falcon)", path, rc.ModelType)
 	}
 	if err := m.finish(path, c); err != nil {
 		return nil, err
 	}
 	return m, nil
+}
+
+// baichuan2Vocab is Baichuan 2's vocabulary size, which tells its NormHead checkpoints from
+// Baichuan 1's.
+const baichuan2Vocab = 125696
+
+// baichuanRoPE: which position encoding a Baichuan checkpoint's remote code applies.
+// BaiChuanForCausalLM (Baichuan-7B) uses RoPE; BaichuanForCausalLM is Baichuan 2-7B with
+// RoPE at hidden size 4096, else the 13B models with ALiBi (the rule vLLM applies).
+func baichuanRoPE(rc hfConfig) bool {
+	for _, a := range rc.Architectures {
+		if a == "BaiChuanForCausalLM" {
+			return true
+		}
+	}
+	return rc.HiddenSize == 4096
 }
 
 // finish checks the translated architecture and sets it as the model's: the vocabulary

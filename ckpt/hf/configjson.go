@@ -78,6 +78,10 @@ func ConfigJSON(family Family, cfg *layers.Config, dtype tensor.DType, base map[
 				return nil, err
 			}
 		}
+	case Baichuan:
+		if err := baichuanConfigKeys(m, cfg); err != nil {
+			return nil, err
+		}
 	case GPT2, BigCode:
 		m["architectures"] = []string{map[Family]string{GPT2: "GPT2LMHeadModel", BigCode: "GPTBigCodeForCausalLM"}[family]}
 		m["n_embd"] = cfg.HiddenSize
@@ -117,4 +121,43 @@ func ConfigJSON(family Family, cfg *layers.Config, dtype tensor.DType, base map[
 		return nil, fmt.Errorf("no Hugging Face config for family %q", family)
 	}
 	return m, nil
+}
+
+// baichuanConfigKeys sets a Baichuan config.json's keys. Its remote code chooses the
+// architecture from them (see baichuanRoPE and baichuan2Vocab), so a checkpoint they
+// cannot express is refused; the base config's auto_map and tokenizer keys stay.
+func baichuanConfigKeys(m map[string]any, cfg *layers.Config) error {
+	gqa := cfg.GroupQueryAttention && cfg.NumQueryGroups != cfg.NumAttentionHeads
+	if cfg.Normalization != "RMSNorm" || !cfg.SwiGLU || cfg.AddBiasLinear() || cfg.AddQKVBias || gqa || !cfg.UntieEmbeddingsAndOutputWeights {
+		return fmt.Errorf("a baichuan model needs RMSNorm, SwiGLU, no biases, multi-head attention and an untied output layer")
+	}
+	rope := cfg.PositionEmbeddingType == "rope"
+	switch {
+	case !rope && cfg.PositionEmbeddingType != "alibi":
+		return fmt.Errorf("a baichuan model uses RoPE or ALiBi, not %s", cfg.PositionEmbeddingType)
+	case rope && (cfg.RotaryBase != 10000 || cfg.RotaryPercent != 1 || cfg.RotarySeqLenInterpolationFactor > 1):
+		return fmt.Errorf("a baichuan model's RoPE has base 10000, full rotary and no interpolation")
+	case cfg.UseNormHead != (cfg.VocabSize == baichuan2Vocab):
+		return fmt.Errorf("Baichuan's code applies the NormHead exactly when vocab_size is %d (Baichuan 2); this checkpoint has vocab_size %d and use_normhead %v", baichuan2Vocab, cfg.VocabSize, cfg.UseNormHead)
+	case !rope && cfg.HiddenSize == 4096:
+		return fmt.Errorf("Baichuan's code applies ALiBi only to its 13B models (hidden size 5120), not at hidden size 4096")
+	}
+	arch := "BaichuanForCausalLM" // Baichuan 2-7B (RoPE) and the 13B models (ALiBi)
+	if rope && (cfg.HiddenSize != 4096 || !cfg.UseNormHead) {
+		arch = "BaiChuanForCausalLM" // Baichuan-7B's code: RoPE at any size
+	}
+	m["architectures"] = []string{arch}
+	m["hidden_size"] = cfg.HiddenSize
+	m["intermediate_size"] = cfg.FFNHiddenSize
+	m["num_attention_heads"] = cfg.NumAttentionHeads
+	m["num_hidden_layers"] = cfg.NumLayers
+	m["rms_norm_eps"] = cfg.NormEpsilon
+	m["hidden_act"] = "silu"
+	if rope && cfg.MaxPositionEmbeddings > 0 {
+		m["max_position_embeddings"] = cfg.MaxPositionEmbeddings
+	}
+	if cfg.SeqLength > 0 {
+		m["model_max_length"] = cfg.SeqLength
+	}
+	return nil
 }

@@ -64,10 +64,14 @@ func (m *Model) rules() ([]rule, error) {
 	for i := 0; i < c.NumLayers; i++ {
 		L := fmt.Sprintf("decoder.layers.%d.", i)
 		switch m.Family {
-		case Llama, Mistral, Qwen2, Mixtral:
+		case Llama, Mistral, Qwen2, Mixtral, Baichuan:
 			h := fmt.Sprintf("model.layers.%d.", i)
 			lnPair(L+"input_layernorm", h+"input_layernorm")
-			linear(L+"self_attention.linear_qkv", qkvSplit, bias || c.AddQKVBias, h+"self_attn.q_proj", h+"self_attn.k_proj", h+"self_attn.v_proj")
+			if m.Family == Baichuan {
+				add(L+"self_attention.linear_qkv.weight", qkvConcat, h+"self_attn.W_pack.weight")
+			} else {
+				linear(L+"self_attention.linear_qkv", qkvSplit, bias || c.AddQKVBias, h+"self_attn.q_proj", h+"self_attn.k_proj", h+"self_attn.v_proj")
+			}
 			linear(L+"self_attention.linear_proj", copyAs, bias, h+"self_attn.o_proj")
 			lnPair(L+"pre_mlp_layernorm", h+"post_attention_layernorm")
 			if m.Family == Mixtral {
@@ -113,7 +117,7 @@ func (m *Model) rules() ([]rule, error) {
 			return nil, fmt.Errorf("no weight mapping for family %q", m.Family)
 		}
 	}
-	llamaLike := m.Family == Llama || m.Family == Mistral || m.Family == Qwen2 || m.Family == Mixtral
+	llamaLike := m.Family == Llama || m.Family == Mistral || m.Family == Qwen2 || m.Family == Mixtral || m.Family == Baichuan
 	switch {
 	case llamaLike:
 		add("embedding.word_embeddings.weight", copyAs, "model.embed_tokens.weight")

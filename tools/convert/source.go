@@ -69,6 +69,8 @@ func inferFamily(c *layers.Config) string {
 	switch {
 	case c.NumExperts > 0:
 		return mixtral
+	case c.UseNormHead || c.PositionEmbeddingType == "alibi" && c.Normalization == "RMSNorm":
+		return string(hf.Baichuan)
 	case c.PositionEmbeddingType == "alibi":
 		return string(hf.Bloom)
 	case c.PositionEmbeddingType == "learned_absolute":
@@ -172,7 +174,7 @@ func checkModelName(name, family string) error {
 	}
 	fam, ok := familyOfModelName(name)
 	if !ok {
-		return fmt.Errorf("--model_name %q: unknown model (llama*, llama2-*, llama3-*, codellama-*, deepseek-*, mistral*, mixtral*, qwen*, gpt2*, starcoder*, bloom*, falcon*)", name)
+		return fmt.Errorf("--model_name %q: unknown model (llama*, llama2-*, llama3-*, codellama-*, deepseek-*, mistral*, mixtral*, qwen*, gpt2*, starcoder*, bloom*, falcon*, baichuan*)", name)
 	}
 	// Mixtral is Mistral's (and Llama's) architecture with experts: Pai's scripts name an
 	// upcycled Llama by its dense model.
@@ -191,7 +193,7 @@ func familyOfModelName(name string) (string, bool) {
 	for _, p := range []struct{ prefix, fam string }{
 		{"llama", "llama"}, {"codellama", "llama"}, {"deepseek", "llama"}, {"mistral", "mistral"}, {"mixtral", mixtral},
 		{"qwen", "qwen2"}, {"gpt2", "gpt2"}, {"starcoder", "gpt_bigcode"}, {"gpt_bigcode", "gpt_bigcode"},
-		{"bloom", "bloom"}, {"falcon", "falcon"},
+		{"bloom", "bloom"}, {"falcon", "falcon"}, {"baichuan", "baichuan"},
 	} {
 		if strings.HasPrefix(n, p.prefix) {
 			return p.fam, true

@@ -197,8 +197,8 @@ func copyAuxFiles(from, to string, fromHF bool) error {
 	return copyTokenizerFiles(from, to, true)
 }
 
-// copyTokenizerFiles copies tokenizer and config files (not weights) from one folder to
-// another; withConfig includes config.json.
+// copyTokenizerFiles copies tokenizer, config and remote-code (*.py) files, not weights,
+// from one folder to another; withConfig includes config.json.
 func copyTokenizerFiles(from, to string, withConfig bool) error {
 	ents, err := os.ReadDir(from)
 	if err != nil {
@@ -211,7 +211,8 @@ func copyTokenizerFiles(from, to string, withConfig bool) error {
 			continue
 		}
 		if !(strings.HasSuffix(n, ".json") || strings.HasPrefix(n, "tokenizer") || strings.HasSuffix(n, ".model") ||
-			strings.HasSuffix(n, ".tiktoken") || n == "merges.txt" || n == "vocab.txt") {
+			strings.HasSuffix(n, ".tiktoken") || n == "merges.txt" || n == "vocab.txt" ||
+			strings.HasSuffix(n, ".py")) { // remote code (Baichuan's), as save_pretrained keeps it
 			continue
 		}
 		b, err := os.ReadFile(filepath.Join(from, n))

@@ -89,9 +89,9 @@ func NeedTorch(t testing.TB) {
 }
 
 // PyForward runs ckpt/hf/testdata/hf_forward.py (a float64 torch transcription of
-// transformers' Llama/Mistral/Mixtral forward) on a Hugging Face folder: the loss and the
-// logits of the rows of ids.
-func PyForward(t testing.TB, dir string, ids [][]int64) (float64, [][][]float64) {
+// transformers' Llama/Mistral/Mixtral forward and of Baichuan's) on a Hugging Face folder:
+// the loss and the logits of the rows of ids (with cols, only each row's first cols).
+func PyForward(t testing.TB, dir string, ids [][]int64, cols ...int) (float64, [][][]float64) {
 	t.Helper()
 	_, here, _, _ := runtime.Caller(0)
 	script := filepath.Join(filepath.Dir(here), "..", "testdata", "hf_forward.py")
@@ -99,7 +99,11 @@ func PyForward(t testing.TB, dir string, ids [][]int64) (float64, [][][]float64)
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command("/usr/bin/python3", script, dir, string(b)).Output()
+	args := []string{script, dir, string(b)}
+	for _, c := range cols {
+		args = append(args, fmt.Sprint(c))
+	}
+	out, err := exec.Command("/usr/bin/python3", args...).Output()
 	if ee, ok := err.(*exec.ExitError); ok {
 		t.Fatalf("hf_forward.py %s: %v\n%s", dir, err, ee.Stderr)
 	}

@@ -1,18 +1,23 @@
 # A float64 transcription, in plain torch, of Hugging Face transformers' forward pass for
 # the Llama family with Mixtral's sparse MoE block (LlamaForCausalLM, MistralForCausalLM,
-# MixtralForCausalLM: eager attention, default RoPE, no caching), used by ckpt/hf's and
+# MixtralForCausalLM: eager attention, default RoPE, no caching), and of Baichuan's remote
+# code (W_pack, RoPE for Baichuan-7B and Baichuan 2-7B, ALiBi for the 13B models, Baichuan
+# 2's NormHead; from baichuan-inc's modeling_baichuan.py), used by ckpt/hf's and
 # tools/convert's tests to check that a loaded or converted checkpoint computes what the
 # Hugging Face model does.
 # Written from the transformers sources (models/mixtral/modeling_mixtral.py,
 # configuration_mixtral.py); the tests first check it against transformers' own float64
 # logits for the llama fixtures.
 #
-#   python3 hf_forward.py HF_DIR IDS_JSON  →  {"loss": …, "logits": [B][S][V]} on stdout
+#   python3 hf_forward.py HF_DIR IDS_JSON [COLS]  →  {"loss": …, "logits": [B][S][V]} on stdout
+#
+# (with COLS, only each row's first COLS logits are printed; the loss uses them all).
 #
 # HF_DIR holds config.json and float32 model*.safetensors; IDS_JSON is a [B][S] token list. The
 # loss is transformers' shifted mean cross-entropy (labels = the inputs).
 import glob
 import json
+import math
 import os
 import struct
 import sys
@@ -45,6 +50,12 @@ def main():
     w = read_safetensors(folder)
     ids = torch.tensor(json.loads(ids_json), dtype=torch.long)
     moe = cfg["model_type"] == "mixtral"
+    baichuan = cfg["model_type"] == "baichuan"
+    # Baichuan-7B's code (BaiChuanForCausalLM) and Baichuan 2-7B's use RoPE, the 13B models'
+    # ALiBi (BaichuanForCausalLM at another hidden size than 4096); Baichuan 2 (vocabulary
+    # 125696) normalises lm_head's rows.
+    alibi = baichuan and "BaiChuanForCausalLM" not in cfg.get("architectures", []) and cfg["hidden_size"] != 4096
+    norm_head = baichuan and cfg["vocab_size"] == 125696
     hidden = cfg["hidden_size"]
     heads = cfg["num_attention_heads"]
     kv_heads = cfg.get("num_key_value_heads") or heads
@@ -81,12 +92,30 @@ def main():
     if window is not None:
         visible = visible & (i - j < window)
     mask = torch.zeros(seq, seq, dtype=torch.float64).masked_fill(~visible, float("-inf"))
+    if alibi:
+        # Baichuan's _get_interleave slopes; the bias is slope·(key position) with the causal
+        # mask (a row's constant shift does not change its softmax).
+        def interleave(n):
+            def power_of_2(n):
+                start = 2 ** (-(2 ** -(math.log2(n) - 3)))
+                return [start * start ** k for k in range(n)]
+            if math.log2(n).is_integer():
+                return power_of_2(n)
+            closest = 2 ** math.floor(math.log2(n))
+            return power_of_2(closest) + interleave(2 * closest)[0::2][: n - closest]
+        slopes = torch.tensor(interleave(heads), dtype=torch.float64)
+        mask = mask + slopes[:, None, None] * torch.arange(seq, dtype=torch.float64)[None, None, :]
 
     def attention(x, p):
-        q = linear(x, p + "q_proj.weight").view(batch, seq, heads, head_dim).transpose(1, 2)
-        k = linear(x, p + "k_proj.weight").view(batch, seq, kv_heads, head_dim).transpose(1, 2)
-        v = linear(x, p + "v_proj.weight").view(batch, seq, kv_heads, head_dim).transpose(1, 2)
-        q, k = rotate(q), rotate(k)
+        if baichuan:  # W_pack: [q; k; v] rows, proj.unflatten(-1, (3, hidden))
+            proj = linear(x, p + "W_pack.weight").unflatten(-1, (3, hidden))
+            q, k, v = (proj[..., t, :].reshape(batch, seq, heads, head_dim).transpose(1, 2) for t in range(3))
+        else:
+            q = linear(x, p + "q_proj.weight").view(batch, seq, heads, head_dim).transpose(1, 2)
+            k = linear(x, p + "k_proj.weight").view(batch, seq, kv_heads, head_dim).transpose(1, 2)
+            v = linear(x, p + "v_proj.weight").view(batch, seq, kv_heads, head_dim).transpose(1, 2)
+        if not alibi:
+            q, k = rotate(q), rotate(k)
         # Query head h reads key/value head h // (heads / kv_heads) (repeat_kv).
         k = k.repeat_interleave(heads // kv_heads, dim=1)
         v = v.repeat_interleave(heads // kv_heads, dim=1)
@@ -123,8 +152,13 @@ def main():
         else:
             x = x + swiglu(y, p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight", p + "mlp.down_proj.weight")
     x = rms_norm(x, w["model.norm.weight"])
-    logits = x @ (w["model.embed_tokens.weight"] if tied else w["lm_head.weight"]).T
+    head = w["model.embed_tokens.weight"] if tied else w["lm_head.weight"]
+    if norm_head:
+        head = torch.nn.functional.normalize(head)
+    logits = x @ head.T
     loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1))
+    if len(sys.argv) > 3:
+        logits = logits[..., : int(sys.argv[3])]
     json.dump({"loss": loss.item(), "logits": logits.tolist()}, sys.stdout)
 
 

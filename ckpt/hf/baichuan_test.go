@@ -1,0 +1,164 @@
+package hf_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/gomegatron/gomegatron/ckpt/hf"
+	"github.com/gomegatron/gomegatron/ckpt/hf/hftest"
+	"github.com/gomegatron/gomegatron/ckpt/safetensors"
+	"github.com/gomegatron/gomegatron/kernels/cpu"
+	"github.com/gomegatron/gomegatron/optim"
+	"github.com/gomegatron/gomegatron/tensor"
+)
+
+// TestBaichuanIsLlamaWithWPack: Baichuan-7B is Llama (multi-head) with one W_pack [q; k; v]
+// projection. The llama-mha fixture repacked that way, under a Baichuan config.json, gives
+// transformers' Llama loss, logits and gradients (W_pack's being [dq; dk; dv]), and saves
+// back as the same tensors and config.
+func TestBaichuanIsLlamaWithWPack(t *testing.T) {
+	src := fixtureDir("llama-mha")
+	orig := readFile(t, filepath.Join(src, "model.safetensors"))
+	dir := filepath.Join(t.TempDir(), "baichuan-7b")
+	ts := map[string]*tensor.Tensor{}
+	for n, x := range orig {
+		ts[n] = x
+	}
+	for l := 0; l < 2; l++ {
+		p := fmt.Sprintf("model.layers.%d.self_attn.", l)
+		var pack []float32
+		for _, k := range []string{"q_proj", "k_proj", "v_proj"} {
+			pack = append(pack, orig[p+k+".weight"].ToF32()...)
+			delete(ts, p+k+".weight")
+		}
+		ts[p+"W_pack.weight"] = tensor.FromF32(pack, 3*64, 64)
+	}
+	conf := `{"model_type": "baichuan", "architectures": ["BaiChuanForCausalLM"], "auto_map": {"AutoModelForCausalLM": "modeling_baichuan.BaiChuanForCausalLM"},
+		"hidden_size": 64, "intermediate_size": 172, "num_attention_heads": 4, "num_hidden_layers": 2, "vocab_size": 256,
+		"max_position_embeddings": 128, "rms_norm_eps": 1e-05, "hidden_act": "silu", "tie_word_embeddings": false, "bos_token_id": 1, "eos_token_id": 2}`
+	writeFolder(t, dir, conf, ts)
+
+	be := cpu.New()
+	m, gm, err := hf.Load(be, dir)
+	require.NoError(t, err)
+	require.Equal(t, hf.Baichuan, m.Family)
+	require.Equal(t, "rope", m.Config.PositionEmbeddingType)
+	require.False(t, m.Config.UseNormHead)
+	optim.Attach(be, gm.Params, 1)
+	ref := readFile(t, filepath.Join(src, "outputs.safetensors"))
+	ids := readFile(t, filepath.Join(src, "inputs.safetensors"))["input_ids"]
+	b, s := ids.Dim(0), ids.Dim(1)
+	st := gm.NewStash(s, b)
+	sum, n, err := gm.Forward(st, hfBatch(append([]int64(nil), ids.I64()...), b, s), 0, 0)
+	require.NoError(t, err)
+	require.InDelta(t, float64(ref["loss"].ToF32()[0]), sum/n, 1e-5)
+	v, logits, want := 256, st.Logits.F32(), ref["logits"].ToF32()
+	for i := range b {
+		for j := range s {
+			for k := range v {
+				require.InDelta(t, want[(i*s+j)*v+k], logits[(j*b+i)*v+k], 1e-4)
+			}
+		}
+	}
+	require.NoError(t, gm.Backward(st, float32(1/n), nil))
+	grads, err := m.Export(be, gm, true)
+	require.NoError(t, err)
+	for l := 0; l < 2; l++ {
+		p := fmt.Sprintf("model.layers.%d.self_attn.", l)
+		var dpack []float32
+		for _, k := range []string{"q_proj", "k_proj", "v_proj"} {
+			dpack = append(dpack, ref["grad."+p+k+".weight"].ToF32()...)
+		}
+		require.LessOrEqual(t, relL2(grads[p+"W_pack.weight"].F32(), dpack), 1e-4, "grad W_pack = [dq; dk; dv]")
+	}
+	require.LessOrEqual(t, relL2(grads["lm_head.weight"].F32(), ref["grad.lm_head.weight"].ToF32()), 1e-4)
+
+	_, gm2, err := hf.Load(be, dir)
+	require.NoError(t, err)
+	var base map[string]any
+	require.NoError(t, json.Unmarshal([]byte(conf), &base))
+	out := filepath.Join(t.TempDir(), "saved")
+	saved, err := hf.Save(be, gm2, out, hf.Baichuan, tensor.F32, base)
+	require.NoError(t, err)
+	require.Equal(t, hf.Baichuan, saved.Family)
+	got := readAll(t, out)
+	require.Len(t, got, len(ts))
+	for n, x := range ts {
+		require.Equal(t, x.Data, got[n].Data, n)
+	}
+	raw, err := os.ReadFile(filepath.Join(out, "config.json"))
+	require.NoError(t, err)
+	var c map[string]any
+	require.NoError(t, json.Unmarshal(raw, &c))
+	require.Equal(t, []any{"BaiChuanForCausalLM"}, c["architectures"])
+	require.Equal(t, base["auto_map"], c["auto_map"], "the remote-code entry stays")
+}
+
+// TestBaichuanMatchesTorch: the 13B models' ALiBi (6 heads: slopes beyond a power of two)
+// with Baichuan 2's NormHead (vocabulary 125696), and Baichuan-7B's RoPE, against Baichuan's
+// remote code transcribed in float64 torch (testdata/hf_forward.py): loss and logits.
+func TestBaichuanMatchesTorch(t *testing.T) {
+	hftest.NeedTorch(t)
+	rows := [][]int64{{1, 17, 42, 199, 3, 3, 88, 120, 7, 64}, {2, 5, 125000, 33, 61, 61, 0, 14, 100, 77}}
+	for _, tc := range []struct {
+		name, conf  string
+		pos         string
+		normHead    bool
+		vocab, cols int
+	}{
+		{"baichuan2-13b", `{"model_type": "baichuan", "architectures": ["BaichuanForCausalLM"], "hidden_size": 48,
+			"intermediate_size": 96, "num_attention_heads": 6, "num_hidden_layers": 2, "vocab_size": 125696,
+			"model_max_length": 16, "rms_norm_eps": 1e-06, "hidden_act": "silu", "tie_word_embeddings": false}`, "alibi", true, 125696, 400},
+		{"baichuan-7b", `{"model_type": "baichuan", "architectures": ["BaiChuanForCausalLM"], "hidden_size": 48,
+			"intermediate_size": 96, "num_attention_heads": 6, "num_hidden_layers": 2, "vocab_size": 125001,
+			"max_position_embeddings": 16, "rms_norm_eps": 1e-06, "hidden_act": "silu", "tie_word_embeddings": false}`, "rope", false, 125001, 400},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), tc.name)
+			require.NoError(t, hftest.Write(dir, tc.conf, 0.1))
+			wantLoss, wantLogits := hftest.PyForward(t, dir, rows, tc.cols)
+			m, gm, err := hf.Load(cpu.New(), dir)
+			require.NoError(t, err)
+			require.Equal(t, tc.pos, m.Config.PositionEmbeddingType)
+			require.Equal(t, tc.normHead, m.Config.UseNormHead)
+			b, s, v := 2, 10, m.Config.PaddedVocabSize
+			require.Equal(t, tc.vocab, v)
+			st := gm.NewStash(s, b)
+			sum, n, err := gm.Forward(st, hfBatch(append(append([]int64(nil), rows[0]...), rows[1]...), b, s), 0, 0)
+			require.NoError(t, err)
+			require.InDelta(t, wantLoss, sum/n, 1e-5*wantLoss, "loss")
+			logits := st.Logits.F32()
+			var worst float64
+			for i := range b {
+				for j := range s {
+					for k := range tc.cols {
+						worst = max(worst, math.Abs(wantLogits[i][j][k]-float64(logits[(j*b+i)*v+k])))
+					}
+				}
+			}
+			t.Logf("loss %.7f (torch %.7f), max |Δlogit| %.2g", sum/n, wantLoss, worst)
+			require.Less(t, worst, 1e-4)
+		})
+	}
+}
+
+// readFile reads every tensor of one safetensors file (copies).
+func readFile(t *testing.T, path string) map[string]*tensor.Tensor {
+	t.Helper()
+	f, err := safetensors.Open(path)
+	require.NoError(t, err)
+	defer f.Close()
+	out := map[string]*tensor.Tensor{}
+	for _, n := range f.Names() {
+		x, err := f.Tensor(n)
+		require.NoError(t, err)
+		out[n] = x.Clone()
+	}
+	return out
+}
