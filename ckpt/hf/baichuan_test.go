@@ -12,7 +12,6 @@ import (
 
 	"github.com/gomegatron/gomegatron/ckpt/hf"
 	"github.com/gomegatron/gomegatron/ckpt/hf/hftest"
-	"github.com/gomegatron/gomegatron/ckpt/safetensors"
 	"github.com/gomegatron/gomegatron/kernels/cpu"
 	"github.com/gomegatron/gomegatron/optim"
 	"github.com/gomegatron/gomegatron/tensor"
@@ -24,7 +23,7 @@ import (
 // back as the same tensors and config.
 func TestBaichuanIsLlamaWithWPack(t *testing.T) {
 	src := fixtureDir("llama-mha")
-	orig := readFile(t, filepath.Join(src, "model.safetensors"))
+	orig := readAll(t, filepath.Join(src, "model.safetensors"))
 	dir := filepath.Join(t.TempDir(), "baichuan-7b")
 	ts := map[string]*tensor.Tensor{}
 	for n, x := range orig {
@@ -51,8 +50,8 @@ func TestBaichuanIsLlamaWithWPack(t *testing.T) {
 	require.Equal(t, "rope", m.Config.PositionEmbeddingType)
 	require.False(t, m.Config.UseNormHead)
 	optim.Attach(be, gm.Params, 1)
-	ref := readFile(t, filepath.Join(src, "outputs.safetensors"))
-	ids := readFile(t, filepath.Join(src, "inputs.safetensors"))["input_ids"]
+	ref := readAll(t, filepath.Join(src, "outputs.safetensors"))
+	ids := readAll(t, filepath.Join(src, "inputs.safetensors"))["input_ids"]
 	b, s := ids.Dim(0), ids.Dim(1)
 	st := gm.NewStash(s, b)
 	sum, n, err := gm.Forward(st, hfBatch(append([]int64(nil), ids.I64()...), b, s), 0, 0)
@@ -146,19 +145,4 @@ func TestBaichuanMatchesTorch(t *testing.T) {
 			require.Less(t, worst, 1e-4)
 		})
 	}
-}
-
-// readFile reads every tensor of one safetensors file (copies).
-func readFile(t *testing.T, path string) map[string]*tensor.Tensor {
-	t.Helper()
-	f, err := safetensors.Open(path)
-	require.NoError(t, err)
-	defer f.Close()
-	out := map[string]*tensor.Tensor{}
-	for _, n := range f.Names() {
-		x, err := f.Tensor(n)
-		require.NoError(t, err)
-		out[n] = x.Clone()
-	}
-	return out
 }

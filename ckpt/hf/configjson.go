@@ -36,12 +36,8 @@ func ConfigJSON(family Family, cfg *layers.Config, dtype tensor.DType, base map[
 		}
 		arch := map[Family]string{Llama: "LlamaForCausalLM", Mistral: "MistralForCausalLM", Qwen2: "Qwen2ForCausalLM", Mixtral: "MixtralForCausalLM"}
 		m["architectures"] = []string{arch[family]}
-		m["hidden_size"] = cfg.HiddenSize
-		m["intermediate_size"] = cfg.FFNHiddenSize
-		m["num_attention_heads"] = cfg.NumAttentionHeads
+		llamaShapeKeys(m, cfg)
 		m["num_key_value_heads"] = cfg.NumQueryGroups
-		m["num_hidden_layers"] = cfg.NumLayers
-		m["rms_norm_eps"] = cfg.NormEpsilon
 		m["rope_theta"] = cfg.RotaryBase
 		m["rope_scaling"] = nil
 		if f := cfg.RotarySeqLenInterpolationFactor; f != 0 && f != 1 {
@@ -50,7 +46,6 @@ func ConfigJSON(family Family, cfg *layers.Config, dtype tensor.DType, base map[
 		if cfg.MaxPositionEmbeddings > 0 { // absent from Pai's args: keep the base config's
 			m["max_position_embeddings"] = cfg.MaxPositionEmbeddings
 		}
-		m["hidden_act"] = "silu"
 		if cfg.KVChannels*cfg.NumAttentionHeads != cfg.HiddenSize {
 			m["head_dim"] = cfg.KVChannels
 		} else {
@@ -147,12 +142,7 @@ func baichuanConfigKeys(m map[string]any, cfg *layers.Config) error {
 		arch = "BaiChuanForCausalLM" // Baichuan-7B's code: RoPE at any size
 	}
 	m["architectures"] = []string{arch}
-	m["hidden_size"] = cfg.HiddenSize
-	m["intermediate_size"] = cfg.FFNHiddenSize
-	m["num_attention_heads"] = cfg.NumAttentionHeads
-	m["num_hidden_layers"] = cfg.NumLayers
-	m["rms_norm_eps"] = cfg.NormEpsilon
-	m["hidden_act"] = "silu"
+	llamaShapeKeys(m, cfg)
 	if rope && cfg.MaxPositionEmbeddings > 0 {
 		m["max_position_embeddings"] = cfg.MaxPositionEmbeddings
 	}
@@ -160,4 +150,15 @@ func baichuanConfigKeys(m map[string]any, cfg *layers.Config) error {
 		m["model_max_length"] = cfg.SeqLength
 	}
 	return nil
+}
+
+// llamaShapeKeys sets the Llama-style keys of the layers' shape (Llama's family and
+// Baichuan's): sizes, RMSNorm epsilon and the SiLU gate.
+func llamaShapeKeys(m map[string]any, cfg *layers.Config) {
+	m["hidden_size"] = cfg.HiddenSize
+	m["intermediate_size"] = cfg.FFNHiddenSize
+	m["num_attention_heads"] = cfg.NumAttentionHeads
+	m["num_hidden_layers"] = cfg.NumLayers
+	m["rms_norm_eps"] = cfg.NormEpsilon
+	m["hidden_act"] = "silu"
 }

@@ -140,10 +140,20 @@ func TestMixtralRules(t *testing.T) {
 	require.ErrorContains(t, err, "a mixtral model needs experts")
 }
 
-// readAll reads every tensor of a Hugging Face folder (copies).
-func readAll(t *testing.T, dir string) map[string]*tensor.Tensor {
+// readAll reads every tensor of a Hugging Face folder, or of one .safetensors file (copies).
+func readAll(t *testing.T, path string) map[string]*tensor.Tensor {
 	t.Helper()
-	set, err := safetensors.OpenDir(dir)
+	var set interface {
+		Names() []string
+		Tensor(string) (*tensor.Tensor, error)
+		Close() error
+	}
+	var err error
+	if strings.HasSuffix(path, ".safetensors") {
+		set, err = safetensors.Open(path)
+	} else {
+		set, err = safetensors.OpenDir(path)
+	}
 	require.NoError(t, err)
 	defer set.Close()
 	out := map[string]*tensor.Tensor{}

@@ -181,45 +181,38 @@ func modelVsCPU(t *testing.T, g *Backend) {
 		}
 		require.Less(t, relL2(run(g), run(cpu.New())), 1e-5, "per-token losses of packed documents")
 	})
+	// sameTraining trains cfg on the GPU and the CPU: F32 losses and gradients agree to
+	// float32 rounding, BF16 losses to bf16's; f32Only skips the BF16 run.
+	sameTraining := func(t *testing.T, what string, cfg layers.Config, f32Only bool) {
+		cl, cg := trainTinyCfg(t, cpu.New(), cfg, false, 2, 1e-3)
+		gl, gg := trainTinyCfg(t, g, cfg, false, 2, 1e-3)
+		for i := range cl {
+			require.InEpsilon(t, cl[i], gl[i], 1e-5, "%s loss of iteration %d", what, i)
+		}
+		require.Less(t, relL2(gg, cg), 1e-4, "%s gradients", what)
+		if f32Only {
+			return
+		}
+		cl, _ = trainTinyCfg(t, cpu.New(), cfg, true, 3, 3e-3)
+		gl, _ = trainTinyCfg(t, g, cfg, true, 3, 3e-3)
+		for i := range cl {
+			require.InEpsilon(t, cl[i], gl[i], 1e-2, "bf16 %s loss of iteration %d", what, i)
+		}
+	}
 	t.Run("MoE", func(t *testing.T) { // routing on the host, experts' rows on the device
 		cfg, err := layers.Preset("tiny-llama")
 		require.NoError(t, err)
 		cfg.NumExperts, cfg.MoERouterTopK, cfg.MoEAuxLossCoeff, cfg.MoEZLossCoeff = 4, 2, 1e-2, 1e-3
-		cl, cg := trainTinyCfg(t, cpu.New(), cfg, false, 2, 1e-3)
-		gl, gg := trainTinyCfg(t, g, cfg, false, 2, 1e-3)
-		for i := range cl {
-			require.InEpsilon(t, cl[i], gl[i], 1e-5, "MoE loss of iteration %d", i)
-		}
-		require.Less(t, relL2(gg, cg), 1e-4, "MoE gradients")
-		cl, _ = trainTinyCfg(t, cpu.New(), cfg, true, 3, 3e-3)
-		gl, _ = trainTinyCfg(t, g, cfg, true, 3, 3e-3)
-		for i := range cl {
-			require.InEpsilon(t, cl[i], gl[i], 1e-2, "bf16 MoE loss of iteration %d", i)
-		}
+		sameTraining(t, "MoE", cfg, false)
 		// GroupedMLP experts: the [in, out] weight blocks take the NN and TN GEMMs.
 		cfg.MoEGroupedGemm = true
-		cl, cg = trainTinyCfg(t, cpu.New(), cfg, false, 2, 1e-3)
-		gl, gg = trainTinyCfg(t, g, cfg, false, 2, 1e-3)
-		for i := range cl {
-			require.InEpsilon(t, cl[i], gl[i], 1e-5, "GroupedMLP MoE loss of iteration %d", i)
-		}
-		require.Less(t, relL2(gg, cg), 1e-4, "GroupedMLP MoE gradients")
+		sameTraining(t, "GroupedMLP MoE", cfg, true)
 	})
 	t.Run("NormHead", func(t *testing.T) { // Baichuan 2-13B's ALiBi and row-normalised output layer
 		cfg, err := layers.Preset("tiny-llama")
 		require.NoError(t, err)
 		cfg.PositionEmbeddingType, cfg.UseNormHead, cfg.UntieEmbeddingsAndOutputWeights = "alibi", true, true
-		cl, cg := trainTinyCfg(t, cpu.New(), cfg, false, 2, 1e-3)
-		gl, gg := trainTinyCfg(t, g, cfg, false, 2, 1e-3)
-		for i := range cl {
-			require.InEpsilon(t, cl[i], gl[i], 1e-5, "NormHead loss of iteration %d", i)
-		}
-		require.Less(t, relL2(gg, cg), 1e-4, "NormHead gradients")
-		cl, _ = trainTinyCfg(t, cpu.New(), cfg, true, 3, 3e-3)
-		gl, _ = trainTinyCfg(t, g, cfg, true, 3, 3e-3)
-		for i := range cl {
-			require.InEpsilon(t, cl[i], gl[i], 1e-2, "bf16 NormHead loss of iteration %d", i)
-		}
+		sameTraining(t, "NormHead", cfg, false)
 	})
 	t.Run("FP8", func(t *testing.T) {
 		r := layers.FP8Recipe{Format: "hybrid", HistoryLen: 4, ComputeAlgo: "max"}
