@@ -30,8 +30,8 @@ const (
 )
 
 // hf2megatronPai is the python call of Pai's hf2megatron_convertor.sh (mistral's, and qwen's
-// qwen1.5 branch), its flags in its order: the printed convert command is that line with
-// `python hf2megatron*.py` replaced by `convert`, {DTYPE} fp16 (Mistral) or bf16 (Qwen1.5),
+// two branches), its flags in its order: the printed convert command is that line with
+// `python hf2megatron*.py` replaced by `convert`, {DTYPE} fp16 (Mistral, Qwen1.0) or bf16 (Qwen1.5),
 // and --make_vocab_size_divisible_by 1 --megatron-format legacy (scripts/model_convertor.sh's
 // mapping) before do_options.
 const hf2megatronPai = "convert --load_path {SRC} --save_path {DST} --target_params_dtype {DTYPE} --megatron-path {MEG} " +
@@ -51,6 +51,7 @@ func TestHF2MegatronDryRun(t *testing.T) {
 	mistral := hfDir(t, filepath.Join(f.dir, "Mistral-7B-v0.1"), 32, 4096, 32, 14336, 8)
 	qwen7 := hfDir(t, filepath.Join(f.dir, "Qwen1.5-7B-Chat"), 32, 4096, 32, 11008, 32)
 	qwen32 := hfDir(t, filepath.Join(f.dir, "Qwen1.5-32B"), 64, 5120, 40, 27392, 8)
+	qwen10 := hfDir(t, filepath.Join(f.dir, "Qwen-7B"), 32, 4096, 32, 22016, 32)
 	release := filepath.Join(f.ckMeg, "release")
 	out := filepath.Join(f.dir, "target")
 	for _, tc := range []struct {
@@ -67,6 +68,9 @@ func TestHF2MegatronDryRun(t *testing.T) {
 		{"qwen1.5-7b hf2mg", qwenHF2MegatronScript, []string{"../../../Megatron-LM-231007/", qwen7, out, "4", "1", "qwen1.5-7b", "0", "false"}, "bf16", false},
 		{"qwen1.5 mg2hf", qwenHF2MegatronScript, []string{"../../../Megatron-LM-231007/", release + "/", out + "/", "4", "1", "qwen1.5-7b", "0", "true"}, "bf16", true},
 		{"qwen1.5-32b GQA", qwenHF2MegatronScript, []string{"x", qwen32, out, "8", "2", "qwen1.5-32b", "0", "false"}, "bf16", false},
+		// Pai's first header example: Qwen1.0 (hf2megatron_qwen1.0.py, fp16), mg2hf.
+		{"qwen-14b mg2hf", qwenHF2MegatronScript, []string{"../../../../Megatron-LM/", release + "/", out, "2", "1", "qwen-14b", "0", "true"}, "fp16", true},
+		{"qwen-7b hf2mg", qwenHF2MegatronScript, []string{"x", qwen10, out, "2", "1", "qwen-7b", "0", "false"}, "fp16", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			want := fill(hf2megatronPai, map[string]string{"SRC": tc.args[1], "DST": tc.args[2], "MEG": tc.args[0], "TP": tc.args[3], "PP": tc.args[4],
@@ -110,7 +114,7 @@ func TestHF2MegatronBadInput(t *testing.T) {
 		{"format", nil, map[string]string{"MEGATRON_FORMAT": "te"}, "MEGATRON_FORMAT='te' (environment) is not one of: legacy mcore"},
 	})
 	checkBad(t, f, qwenHF2MegatronScript, with(base, map[int]string{2: qwen7, 6: "qwen1.5-7b"}), nil, []badCase{
-		{"Qwen1.0", map[int]string{6: "qwen-14b"}, nil, "MN (arg 6): 'qwen-14b' is Qwen1.0 in Pai's script (hf2megatron_qwen1.0.py), whose QWenLMHeadModel tools/convert does not convert"},
+		{"unknown Qwen name", map[int]string{6: "qwen-7b-chat"}, nil, "MN (arg 6): 'qwen-7b-chat' is not one of: qwen1.5 qwen1.5-0.5b"},
 		{"Qwen1.5 size", map[int]string{6: "qwen1.5-110b"}, nil, "MN (arg 6): 'qwen1.5-110b' is not one of: qwen1.5-0.5b"},
 		{"Qwen1.5-MoE", map[int]string{6: "qwen1.5-a2.7b"}, nil, "MN (arg 6): 'qwen1.5-a2.7b' is Qwen1.5-MoE"},
 		{"wrong size", map[int]string{6: "qwen1.5-14b"}, nil, "SOURCE_CKPT_PATH (arg 2): " + qwen7 + "/config.json has num_hidden_layers 32, but MN (arg 6) qwen1.5-14b has 40"},

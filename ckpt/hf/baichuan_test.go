@@ -146,3 +146,110 @@ func TestBaichuanMatchesTorch(t *testing.T) {
 		})
 	}
 }
+
+// TestQwenIsLlamaWithCAttn: Qwen (1.0) is Llama (multi-head) with a biased c_attn [q; k; v],
+// w2 as the gate and w1 as the up projection (intermediate_size counting both). The
+// llama-mha fixture repacked that way, with zero c_attn biases, gives transformers' Llama
+// loss, logits and gradients, and saves back as the same tensors.
+func TestQwenIsLlamaWithCAttn(t *testing.T) {
+	src := fixtureDir("llama-mha")
+	orig := readAll(t, filepath.Join(src, "model.safetensors"))
+	ts := map[string]*tensor.Tensor{
+		"transformer.wte.weight": orig["model.embed_tokens.weight"], "transformer.ln_f.weight": orig["model.norm.weight"],
+		"lm_head.weight": orig["lm_head.weight"],
+	}
+	ren := map[string]string{"input_layernorm": "ln_1", "post_attention_layernorm": "ln_2", "self_attn.o_proj": "attn.c_proj",
+		"mlp.gate_proj": "mlp.w2", "mlp.up_proj": "mlp.w1", "mlp.down_proj": "mlp.c_proj"}
+	for l := 0; l < 2; l++ {
+		p, q := fmt.Sprintf("model.layers.%d.", l), fmt.Sprintf("transformer.h.%d.", l)
+		for a, b := range ren {
+			ts[q+b+".weight"] = orig[p+a+".weight"]
+		}
+		var pack []float32
+		for _, k := range []string{"q_proj", "k_proj", "v_proj"} {
+			pack = append(pack, orig[p+"self_attn."+k+".weight"].ToF32()...)
+		}
+		ts[q+"attn.c_attn.weight"] = tensor.FromF32(pack, 3*64, 64)
+		ts[q+"attn.c_attn.bias"] = tensor.FromF32(make([]float32, 3*64), 3*64)
+	}
+	conf := `{"model_type": "qwen", "architectures": ["QWenLMHeadModel"], "hidden_size": 64, "intermediate_size": 344,
+		"num_attention_heads": 4, "num_hidden_layers": 2, "kv_channels": 16, "vocab_size": 256, "layer_norm_epsilon": 1e-05,
+		"rotary_emb_base": 10000, "rotary_pct": 1.0, "seq_length": 128, "max_position_embeddings": 128, "no_bias": true,
+		"use_dynamic_ntk": true, "use_logn_attn": true, "tie_word_embeddings": false}`
+	dir := filepath.Join(t.TempDir(), "qwen")
+	writeFolder(t, dir, conf, ts)
+
+	be := cpu.New()
+	m, gm, err := hf.Load(be, dir)
+	require.NoError(t, err)
+	require.Equal(t, hf.Qwen, m.Family)
+	require.Equal(t, 172, m.Config.FFNHiddenSize)
+	optim.Attach(be, gm.Params, 1)
+	ref := readAll(t, filepath.Join(src, "outputs.safetensors"))
+	ids := readAll(t, filepath.Join(src, "inputs.safetensors"))["input_ids"]
+	b, s := ids.Dim(0), ids.Dim(1)
+	st := gm.NewStash(s, b)
+	sum, n, err := gm.Forward(st, hfBatch(append([]int64(nil), ids.I64()...), b, s), 0, 0)
+	require.NoError(t, err)
+	require.InDelta(t, float64(ref["loss"].ToF32()[0]), sum/n, 1e-5)
+	require.NoError(t, gm.Backward(st, float32(1/n), nil))
+	grads, err := m.Export(be, gm, true)
+	require.NoError(t, err)
+	for l := 0; l < 2; l++ {
+		p, q := fmt.Sprintf("model.layers.%d.", l), fmt.Sprintf("transformer.h.%d.", l)
+		var dpack []float32
+		for _, k := range []string{"q_proj", "k_proj", "v_proj"} {
+			dpack = append(dpack, ref["grad."+p+"self_attn."+k+".weight"].ToF32()...)
+		}
+		require.LessOrEqual(t, relL2(grads[q+"attn.c_attn.weight"].F32(), dpack), 1e-4, "grad c_attn = [dq; dk; dv]")
+		for a, b := range ren {
+			require.LessOrEqual(t, relL2(grads[q+b+".weight"].F32(), ref["grad."+p+a+".weight"].ToF32()), 1e-4, b)
+		}
+	}
+
+	out := filepath.Join(t.TempDir(), "saved")
+	var base map[string]any
+	require.NoError(t, json.Unmarshal([]byte(conf), &base))
+	_, gm2, err := hf.Load(be, dir)
+	require.NoError(t, err)
+	saved, err := hf.Save(be, gm2, out, hf.Qwen, tensor.F32, base)
+	require.NoError(t, err)
+	require.Equal(t, m.Config, saved.Config)
+	got := readAll(t, out)
+	require.Len(t, got, len(ts))
+	for n, x := range ts {
+		require.Equal(t, x.Data, got[n].Data, n)
+	}
+}
+
+// TestQwenMatchesTorch: Qwen (1.0) with c_attn biases and half-rotary heads (rotary_pct
+// 0.5) against Qwen's code transcribed in float64 torch (testdata/hf_forward.py).
+func TestQwenMatchesTorch(t *testing.T) {
+	hftest.NeedTorch(t)
+	dir := filepath.Join(t.TempDir(), "qwen")
+	require.NoError(t, hftest.Write(dir, `{"model_type": "qwen", "architectures": ["QWenLMHeadModel"], "hidden_size": 48,
+		"intermediate_size": 192, "num_attention_heads": 6, "num_hidden_layers": 2, "kv_channels": 8, "vocab_size": 300,
+		"layer_norm_epsilon": 1e-06, "rotary_emb_base": 10000, "rotary_pct": 0.5, "seq_length": 16, "no_bias": true,
+		"tie_word_embeddings": false}`, 0.1))
+	rows := [][]int64{{1, 17, 42, 199, 3, 3, 88, 120, 7, 64}, {2, 5, 290, 33, 61, 61, 0, 14, 100, 77}}
+	wantLoss, wantLogits := hftest.PyForward(t, dir, rows)
+	m, gm, err := hf.Load(cpu.New(), dir)
+	require.NoError(t, err)
+	require.Equal(t, 0.5, m.Config.RotaryPercent)
+	b, s, v := 2, 10, 300
+	st := gm.NewStash(s, b)
+	sum, n, err := gm.Forward(st, hfBatch(append(append([]int64(nil), rows[0]...), rows[1]...), b, s), 0, 0)
+	require.NoError(t, err)
+	require.InDelta(t, wantLoss, sum/n, 1e-5*wantLoss, "loss")
+	logits := st.Logits.F32()
+	var worst float64
+	for i := range b {
+		for j := range s {
+			for k := range v {
+				worst = max(worst, math.Abs(wantLogits[i][j][k]-float64(logits[(j*b+i)*v+k])))
+			}
+		}
+	}
+	t.Logf("loss %.7f (torch %.7f), max |Δlogit| %.2g", sum/n, wantLoss, worst)
+	require.Less(t, worst, 1e-4)
+}

@@ -26,7 +26,10 @@ const (
 	// Baichuan: Baichuan-7B/13B and Baichuan 2 (remote code): Llama's layers with one
 	// W_pack [q; k; v] projection; the 13B models use ALiBi instead of RoPE, and Baichuan 2's
 	// lm_head is a NormHead.
-	Baichuan  Family = "baichuan"
+	Baichuan Family = "baichuan"
+	// Qwen: Qwen (1.0, QWenLMHeadModel, remote code): Llama's layers with a biased c_attn
+	// [q; k; v] and the MLP's gate in w2, up in w1.
+	Qwen      Family = "qwen"
 	unknownFF Family = ""
 )
 
@@ -39,21 +42,28 @@ type hfConfig struct {
 	TieWord       *bool    `json:"tie_word_embeddings"`
 
 	// Llama family
-	HiddenSize       int              `json:"hidden_size"`
-	Intermediate     int              `json:"intermediate_size"`
-	NumHeads         int              `json:"num_attention_heads"`
-	NumKVHeads       int              `json:"num_key_value_heads"`
-	NumLayers        int              `json:"num_hidden_layers"`
-	RMSNormEps       float64          `json:"rms_norm_eps"`
-	RopeTheta        *float64         `json:"rope_theta"`
-	RopeScaling      *json.RawMessage `json:"rope_scaling"`
-	MaxPos           int              `json:"max_position_embeddings"`
-	ModelMaxLength   int              `json:"model_max_length"`
-	AttentionBias    bool             `json:"attention_bias"`
-	HiddenAct        string           `json:"hidden_act"`
-	SlidingWindow    *int             `json:"sliding_window"`
-	UseSlidingWindow *bool            `json:"use_sliding_window"`
-	HeadDim          int              `json:"head_dim"`
+	HiddenSize     int              `json:"hidden_size"`
+	Intermediate   int              `json:"intermediate_size"`
+	NumHeads       int              `json:"num_attention_heads"`
+	NumKVHeads     int              `json:"num_key_value_heads"`
+	NumLayers      int              `json:"num_hidden_layers"`
+	RMSNormEps     float64          `json:"rms_norm_eps"`
+	RopeTheta      *float64         `json:"rope_theta"`
+	RopeScaling    *json.RawMessage `json:"rope_scaling"`
+	MaxPos         int              `json:"max_position_embeddings"`
+	ModelMaxLength int              `json:"model_max_length"`
+
+	// Qwen (1.0)
+	KVChannels       int      `json:"kv_channels"`
+	RotaryEmbBase    *float64 `json:"rotary_emb_base"`
+	RotaryPct        *float64 `json:"rotary_pct"`
+	QwenSeqLength    int      `json:"seq_length"`
+	NoBias           *bool    `json:"no_bias"`
+	AttentionBias    bool     `json:"attention_bias"`
+	HiddenAct        string   `json:"hidden_act"`
+	SlidingWindow    *int     `json:"sliding_window"`
+	UseSlidingWindow *bool    `json:"use_sliding_window"`
+	HeadDim          int      `json:"head_dim"`
 
 	// GPT-2 / GPTBigCode
 	NEmbd      int     `json:"n_embd"`
@@ -182,6 +192,28 @@ func parseConfig(dir string, b []byte) (*Model, error) {
 		// Baichuan 2 (as its 125696-entry vocabulary tells it from Baichuan 1, the rule vLLM
 		// uses) normalises lm_head's rows in every forward.
 		c.UseNormHead = rc.VocabSize == baichuan2Vocab
+	case "qwen":
+		m.Family = Qwen
+		if rc.Intermediate%2 != 0 {
+			return nil, fmt.Errorf("%s: intermediate_size %d is odd; Qwen's w1 and w2 have half of it each", path, rc.Intermediate)
+		}
+		c.NumLayers, c.HiddenSize, c.NumAttentionHeads = rc.NumLayers, rc.HiddenSize, rc.NumHeads
+		c.FFNHiddenSize = rc.Intermediate / 2
+		c.KVChannels = rc.KVChannels
+		c.Normalization, c.NormEpsilon, c.SwiGLU = "RMSNorm", rc.LNEps, true
+		c.PositionEmbeddingType, c.RotaryBase, c.RotaryPercent = "rope", 10000, 1
+		if rc.RotaryEmbBase != nil {
+			c.RotaryBase = *rc.RotaryEmbBase
+		}
+		if rc.RotaryPct != nil {
+			c.RotaryPercent = *rc.RotaryPct
+		}
+		c.AddQKVBias, c.DisableBiasLinear = true, boolOr(rc.NoBias, true)
+		c.SeqLength, c.MaxPositionEmbeddings = rc.QwenSeqLength, rc.MaxPos
+		if c.MaxPositionEmbeddings < c.SeqLength {
+			c.MaxPositionEmbeddings = c.SeqLength
+		}
+		c.UntieEmbeddingsAndOutputWeights = !tied(false)
 	case "gpt2", "gpt_bigcode":
 		m.Family = Family(rc.ModelType)
 		if rc.ScaleAttn != nil && !*rc.ScaleAttn || rc.ScaleByIdx || rc.Reorder {
@@ -251,7 +283,7 @@ func parseConfig(dir string, b []byte) (*Model, error) {
 		c.UntieEmbeddingsAndOutputWeights = !tied(true)
 		c.SeqLength = 2048
 	default:
-		return nil, fmt.Errorf("%s: model_type %q is not a supported architecture (llama, mistral, mixtral, qwen2, baichuan, gpt2, gpt_bigcode, bloom, falcon)", path, rc.ModelType)
+		return nil, fmt.Errorf("%s: model_type %q is not a supported architecture (llama, mistral, mixtral, qwen, qwen2, baichuan, gpt2, gpt_bigcode, bloom, falcon)", path, rc.ModelType)
 	}
 	if err := m.finish(path, c); err != nil {
 		return nil, err

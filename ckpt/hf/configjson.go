@@ -77,6 +77,28 @@ func ConfigJSON(family Family, cfg *layers.Config, dtype tensor.DType, base map[
 		if err := baichuanConfigKeys(m, cfg); err != nil {
 			return nil, err
 		}
+	case Qwen:
+		gqa := cfg.GroupQueryAttention && cfg.NumQueryGroups != cfg.NumAttentionHeads
+		if cfg.Normalization != "RMSNorm" || !cfg.SwiGLU || cfg.PositionEmbeddingType != "rope" || !cfg.AddQKVBias || gqa ||
+			!cfg.UntieEmbeddingsAndOutputWeights || cfg.RotarySeqLenInterpolationFactor > 1 {
+			return nil, fmt.Errorf("a qwen (1.0) model needs RMSNorm, SwiGLU, RoPE without interpolation, QKV biases, multi-head attention and an untied output layer")
+		}
+		m["architectures"] = []string{"QWenLMHeadModel"}
+		m["hidden_size"] = cfg.HiddenSize
+		m["num_attention_heads"] = cfg.NumAttentionHeads
+		m["num_hidden_layers"] = cfg.NumLayers
+		m["intermediate_size"] = 2 * cfg.FFNHiddenSize // w1 and w2 have half each
+		m["kv_channels"] = cfg.KVChannels
+		m["layer_norm_epsilon"] = cfg.NormEpsilon
+		m["rotary_emb_base"] = cfg.RotaryBase
+		m["rotary_pct"] = cfg.RotaryPercent
+		m["no_bias"] = !cfg.AddBiasLinear()
+		if cfg.SeqLength > 0 {
+			m["seq_length"] = cfg.SeqLength
+		}
+		if cfg.MaxPositionEmbeddings > 0 {
+			m["max_position_embeddings"] = cfg.MaxPositionEmbeddings
+		}
 	case GPT2, BigCode:
 		m["architectures"] = []string{map[Family]string{GPT2: "GPT2LMHeadModel", BigCode: "GPTBigCodeForCausalLM"}[family]}
 		m["n_embd"] = cfg.HiddenSize

@@ -80,6 +80,17 @@ func (m *Model) rules() ([]rule, error) {
 				add(L+"mlp.linear_fc1.weight", gateUp, h+"mlp.gate_proj.weight", h+"mlp.up_proj.weight")
 				add(L+"mlp.linear_fc2.weight", copyAs, h+"mlp.down_proj.weight")
 			}
+		case Qwen: // a2 = w2(x) is SwiGLU's gate: a1·silu(a2)
+			h := fmt.Sprintf("transformer.h.%d.", i)
+			lnPair(L+"input_layernorm", h+"ln_1")
+			linear(L+"self_attention.linear_qkv", qkvConcat, true, h+"attn.c_attn")
+			linear(L+"self_attention.linear_proj", copyAs, bias, h+"attn.c_proj")
+			lnPair(L+"pre_mlp_layernorm", h+"ln_2")
+			add(L+"mlp.linear_fc1.weight", gateUp, h+"mlp.w2.weight", h+"mlp.w1.weight")
+			if bias {
+				add(L+"mlp.linear_fc1.bias", gateUp, h+"mlp.w2.bias", h+"mlp.w1.bias")
+			}
+			linear(L+"mlp.linear_fc2", copyAs, bias, h+"mlp.c_proj")
 		case GPT2, BigCode:
 			h := fmt.Sprintf("transformer.h.%d.", i)
 			lin, qkv := copyAs, qkvConcat
@@ -135,6 +146,9 @@ func (m *Model) rules() ([]rule, error) {
 		lnPair("decoder.final_layernorm", "transformer.ln_f")
 	case m.Family == Falcon:
 		add("embedding.word_embeddings.weight", copyAs, "transformer.word_embeddings.weight")
+		lnPair("decoder.final_layernorm", "transformer.ln_f")
+	case m.Family == Qwen:
+		add("embedding.word_embeddings.weight", copyAs, "transformer.wte.weight")
 		lnPair("decoder.final_layernorm", "transformer.ln_f")
 	}
 	if c.UntieEmbeddingsAndOutputWeights && !llamaLike {

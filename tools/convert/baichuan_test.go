@@ -9,6 +9,7 @@ import (
 
 	"github.com/gomegatron/gomegatron/ckpt/hf"
 	"github.com/gomegatron/gomegatron/ckpt/megatron"
+	"github.com/gomegatron/gomegatron/ckpt/torchpickle"
 )
 
 // TestBaichuanRoundTrip converts a Baichuan 2-13B-shaped folder (ALiBi, NormHead, W_pack)
@@ -49,4 +50,62 @@ func TestBaichuanRoundTrip(t *testing.T) {
 	require.Equal(t, []any{"BaichuanForCausalLM"}, conf["architectures"])
 	require.NotNil(t, conf["auto_map"])
 	require.FileExists(t, filepath.Join(back, "modeling_baichuan.py"), "the remote code is copied")
+}
+
+// TestQwen1RoundTrip converts a Qwen (1.0) folder as Pai's Qwen1.0 branch does (legacy
+// keys, --model_name qwen-7b) at TP 2 and back: the tensors and the architecture return.
+func TestQwen1RoundTrip(t *testing.T) {
+	tmp := t.TempDir()
+	src, meg, back := filepath.Join(tmp, "qwen"), filepath.Join(tmp, "meg"), filepath.Join(tmp, "back")
+	syntheticHF(t, src, `{"model_type": "qwen", "architectures": ["QWenLMHeadModel"], "hidden_size": 48, "intermediate_size": 192,
+		"num_attention_heads": 6, "num_hidden_layers": 2, "kv_channels": 8, "vocab_size": 300, "layer_norm_epsilon": 1e-06,
+		"rotary_emb_base": 10000, "rotary_pct": 1.0, "seq_length": 32, "max_position_embeddings": 32, "no_bias": true,
+		"tie_word_embeddings": false, "use_dynamic_ntk": true, "use_logn_attn": true}`)
+	orig := hfTensors(t, src)
+	convertOK(t, "--load_path", src, "--save_path", meg, "--target_tensor_model_parallel_size", "2", "--model_name", "qwen-7b",
+		"--megatron-format", "legacy", "--make_vocab_size_divisible_by", "1")
+	c, _ := megatronFull(t, meg)
+	require.Equal(t, megatron.Legacy, c.Format)
+	require.True(t, c.Config.AddQKVBias)
+	require.Equal(t, 96, c.Config.FFNHiddenSize, "w1 and w2 hold half of intermediate_size each")
+	require.Equal(t, "qwen", c.Info.HFModelType)
+	convertOK(t, "--load_path", meg, "--save_path", back, "--convert_checkpoint_from_megatron_to_transformers", "--hf_ckpt_path", src)
+	requireSameTensors(t, orig, hfTensors(t, back))
+	m, err := hf.ReadConfig(back)
+	require.NoError(t, err)
+	want, err := hf.ReadConfig(src)
+	require.NoError(t, err)
+	require.Equal(t, hf.Qwen, m.Family)
+	require.Equal(t, want.Config, m.Config)
+}
+
+// TestModelNameChoosesGuessedFamily: a Megatron checkpoint that does not record its Hugging
+// Face family (Pai's convertors write none) converts back as the family --model_name names,
+// where the architecture fits it: a QKV-biased Llama is Qwen2 by default, Qwen (1.0) as
+// qwen-7b.
+func TestModelNameChoosesGuessedFamily(t *testing.T) {
+	tmp := t.TempDir()
+	src, meg := filepath.Join(tmp, "qwen"), filepath.Join(tmp, "meg")
+	syntheticHF(t, src, `{"model_type": "qwen", "architectures": ["QWenLMHeadModel"], "hidden_size": 48, "intermediate_size": 192,
+		"num_attention_heads": 6, "num_hidden_layers": 2, "kv_channels": 8, "vocab_size": 300, "layer_norm_epsilon": 1e-06,
+		"seq_length": 32, "no_bias": true, "tie_word_embeddings": false}`)
+	convertOK(t, "--load_path", src, "--save_path", meg, "--megatron-format", "legacy", "--make_vocab_size_divisible_by", "1")
+	// Forget the family, as a Pai-written checkpoint has none.
+	path := filepath.Join(meg, "release", megatron.ShardDirName(0, 0, 1), megatron.ModelFile)
+	v, err := torchpickle.Load(path)
+	require.NoError(t, err)
+	ns, _ := v.(*torchpickle.Dict).Get("args")
+	ns.(*torchpickle.Namespace).Set("hf_model_type", nil)
+	require.NoError(t, torchpickle.Save(path, v))
+	for name, fam := range map[string]hf.Family{"": hf.Qwen2, "qwen-7b": hf.Qwen} {
+		out := filepath.Join(tmp, "back-"+string(fam))
+		args := []string{"--load_path", meg, "--save_path", out, "--convert_checkpoint_from_megatron_to_transformers"}
+		if name != "" {
+			args = append(args, "--model_name", name)
+		}
+		convertOK(t, args...)
+		m, err := hf.ReadConfig(out)
+		require.NoError(t, err)
+		require.Equal(t, fam, m.Family, "--model_name %q", name)
+	}
 }

@@ -114,7 +114,11 @@ func convert(c *cli, stdout, stderr io.Writer) error {
 	if src, err = moeSource(c, src); err != nil {
 		return err
 	}
-	if err := checkModelName(c.ModelName, src.family()); err != nil {
+	fam := src.family()
+	if ms, ok := src.(*megatronSource); ok && ms.c.Info.HFModelType == "" {
+		fam = "" // guessed from the architecture (Qwen and Qwen2 share one): the name decides
+	}
+	if err := checkModelName(c.ModelName, fam); err != nil {
 		return err
 	}
 	dtype, err := targetDType(c.TargetParamsDType, src.dtype())

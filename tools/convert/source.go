@@ -174,11 +174,15 @@ func checkModelName(name, family string) error {
 	}
 	fam, ok := familyOfModelName(name)
 	if !ok {
-		return fmt.Errorf("--model_name %q: unknown model (llama*, llama2-*, llama3-*, codellama-*, deepseek-*, mistral*, mixtral*, qwen*, gpt2*, starcoder*, bloom*, falcon*, baichuan*)", name)
+		return fmt.Errorf("--model_name %q: unknown model (llama*, llama2-*, llama3-*, codellama-*, deepseek-*, mistral*, mixtral*, qwen-* (Qwen 1.0), qwen* (Qwen1.5 and 2), gpt2*, starcoder*, bloom*, falcon*, baichuan*)", name)
 	}
 	// Mixtral is Mistral's (and Llama's) architecture with experts: Pai's scripts name an
 	// upcycled Llama by its dense model.
 	if family == mixtral && (fam == "llama" || fam == "mistral") {
+		return nil
+	}
+	// Pai's mcore Qwen1.5 convertor passes the bare "qwen", which names either generation.
+	if strings.ToLower(name) == "qwen" && family == string(hf.Qwen) {
 		return nil
 	}
 	if family != "" && fam != family {
@@ -192,7 +196,7 @@ func familyOfModelName(name string) (string, bool) {
 	n := strings.ToLower(name)
 	for _, p := range []struct{ prefix, fam string }{
 		{"llama", "llama"}, {"codellama", "llama"}, {"deepseek", "llama"}, {"mistral", "mistral"}, {"mixtral", mixtral},
-		{"qwen", "qwen2"}, {"gpt2", "gpt2"}, {"starcoder", "gpt_bigcode"}, {"gpt_bigcode", "gpt_bigcode"},
+		{"qwen-", "qwen"}, {"qwen", "qwen2"}, {"gpt2", "gpt2"}, {"starcoder", "gpt_bigcode"}, {"gpt_bigcode", "gpt_bigcode"},
 		{"bloom", "bloom"}, {"falcon", "falcon"}, {"baichuan", "baichuan"},
 	} {
 		if strings.HasPrefix(n, p.prefix) {

@@ -2,7 +2,9 @@
 # the Llama family with Mixtral's sparse MoE block (LlamaForCausalLM, MistralForCausalLM,
 # MixtralForCausalLM: eager attention, default RoPE, no caching), and of Baichuan's remote
 # code (W_pack, RoPE for Baichuan-7B and Baichuan 2-7B, ALiBi for the 13B models, Baichuan
-# 2's NormHead; from baichuan-inc's modeling_baichuan.py), used by ckpt/hf's and
+# 2's NormHead; from baichuan-inc's modeling_baichuan.py) and of Qwen (1.0)'s (QWenLMHeadModel:
+# biased c_attn, partial rotary, a1·silu(a2) MLP; from Qwen's modeling_qwen.py, within
+# seq_length, where dynamic NTK and logn attention do nothing), used by ckpt/hf's and
 # tools/convert's tests to check that a loaded or converted checkpoint computes what the
 # Hugging Face model does.
 # Written from the transformers sources (models/mixtral/modeling_mixtral.py,
@@ -56,12 +58,14 @@ def main():
     # 125696) normalises lm_head's rows.
     alibi = baichuan and "BaiChuanForCausalLM" not in cfg.get("architectures", []) and cfg["hidden_size"] != 4096
     norm_head = baichuan and cfg["vocab_size"] == 125696
+    qwen = cfg["model_type"] == "qwen"
     hidden = cfg["hidden_size"]
     heads = cfg["num_attention_heads"]
     kv_heads = cfg.get("num_key_value_heads") or heads
-    head_dim = cfg.get("head_dim") or hidden // heads
-    eps = cfg["rms_norm_eps"]
-    theta = cfg.get("rope_theta", 1e6 if moe else 10000.0)
+    head_dim = cfg.get("head_dim") or cfg.get("kv_channels") or hidden // heads
+    eps = cfg["layer_norm_epsilon"] if qwen else cfg["rms_norm_eps"]
+    theta = cfg.get("rotary_emb_base", 10000.0) if qwen else cfg.get("rope_theta", 1e6 if moe else 10000.0)
+    rot_dim = int(head_dim * cfg.get("rotary_pct", 1.0)) if qwen else head_dim
     window = cfg.get("sliding_window") if cfg["model_type"] in ("mistral", "mixtral") else None
     tied = cfg.get("tie_word_embeddings", False)
     batch, seq = ids.shape
@@ -74,16 +78,17 @@ def main():
 
     # Rotary embedding: frequencies theta^(-2i/d), the two halves rotated together; linear
     # rope_scaling divides the positions by its factor (the linear-scaling rotary embedding).
-    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim))
+    inv_freq = 1.0 / (theta ** (torch.arange(0, rot_dim, 2, dtype=torch.float64) / rot_dim))
     scaling = cfg.get("rope_scaling") or {}
     factor = scaling.get("factor", 1.0) if scaling.get("type", scaling.get("rope_type")) == "linear" else 1.0
     angles = torch.outer(torch.arange(seq, dtype=torch.float64) / factor, inv_freq)
     angles = torch.cat((angles, angles), dim=-1)
     cos, sin = angles.cos(), angles.sin()
 
-    def rotate(x):
+    def rotate(x):  # the first rot_dim channels (Qwen's rotary_pct), the rest passed through
+        x, rest = x[..., :rot_dim], x[..., rot_dim:]
         half = x.shape[-1] // 2
-        return x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin
+        return torch.cat((x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin, rest), dim=-1)
 
     # Key j is visible to query i when j ≤ i and, with a sliding window W, i - j < W.
     i = torch.arange(seq)[:, None]
@@ -110,6 +115,9 @@ def main():
         if baichuan:  # W_pack: [q; k; v] rows, proj.unflatten(-1, (3, hidden))
             proj = linear(x, p + "W_pack.weight").unflatten(-1, (3, hidden))
             q, k, v = (proj[..., t, :].reshape(batch, seq, heads, head_dim).transpose(1, 2) for t in range(3))
+        elif qwen:  # c_attn (biased): [q; k; v], each heads·kv_channels
+            proj = linear(x, p + "c_attn.weight") + w[p + "c_attn.bias"]
+            q, k, v = (t.reshape(batch, seq, heads, head_dim).transpose(1, 2) for t in proj.split(heads * head_dim, dim=-1))
         else:
             q = linear(x, p + "q_proj.weight").view(batch, seq, heads, head_dim).transpose(1, 2)
             k = linear(x, p + "k_proj.weight").view(batch, seq, kv_heads, head_dim).transpose(1, 2)
@@ -121,7 +129,7 @@ def main():
         v = v.repeat_interleave(heads // kv_heads, dim=1)
         scores = q @ k.transpose(2, 3) * head_dim ** -0.5 + mask
         out = torch.softmax(scores, dim=-1) @ v
-        return linear(out.transpose(1, 2).reshape(batch, seq, heads * head_dim), p + "o_proj.weight")
+        return linear(out.transpose(1, 2).reshape(batch, seq, heads * head_dim), p + ("c_proj.weight" if qwen else "o_proj.weight"))
 
     def swiglu(x, gate, up, down):
         return linear(torch.nn.functional.silu(linear(x, gate)) * linear(x, up), down)
@@ -142,6 +150,16 @@ def main():
             out.index_add_(0, rows, y * top_w[rows, slot, None])
         return out.view(batch, seq, hidden)
 
+    if qwen:  # Qwen's names for Llama's modules; its MLP is c_proj(w1(x)·silu(w2(x)))
+        ren = {"transformer.wte.": "model.embed_tokens.", "transformer.ln_f.": "model.norm.", ".ln_1.": ".input_layernorm.",
+               ".ln_2.": ".post_attention_layernorm.", ".attn.": ".self_attn.", ".mlp.w2.": ".mlp.gate_proj.",
+               ".mlp.w1.": ".mlp.up_proj.", ".mlp.c_proj.": ".mlp.down_proj.", "transformer.h.": "model.layers."}
+        renamed = {}
+        for name, t in w.items():
+            for a, b in ren.items():
+                name = name.replace(a, b)
+            renamed[name] = t
+        w.update(renamed)
     x = w["model.embed_tokens.weight"][ids]
     for layer in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{layer}."
