@@ -44,30 +44,10 @@ func TestBaichuanIsLlamaWithWPack(t *testing.T) {
 	writeFolder(t, dir, conf, ts)
 
 	be := cpu.New()
-	m, gm, err := hf.Load(be, dir)
-	require.NoError(t, err)
+	m, ref, grads := fixtureStep(t, be, dir, src)
 	require.Equal(t, hf.Baichuan, m.Family)
 	require.Equal(t, "rope", m.Config.PositionEmbeddingType)
 	require.False(t, m.Config.UseNormHead)
-	optim.Attach(be, gm.Params, 1)
-	ref := readAll(t, filepath.Join(src, "outputs.safetensors"))
-	ids := readAll(t, filepath.Join(src, "inputs.safetensors"))["input_ids"]
-	b, s := ids.Dim(0), ids.Dim(1)
-	st := gm.NewStash(s, b)
-	sum, n, err := gm.Forward(st, hfBatch(append([]int64(nil), ids.I64()...), b, s), 0, 0)
-	require.NoError(t, err)
-	require.InDelta(t, float64(ref["loss"].ToF32()[0]), sum/n, 1e-5)
-	v, logits, want := 256, st.Logits.F32(), ref["logits"].ToF32()
-	for i := range b {
-		for j := range s {
-			for k := range v {
-				require.InDelta(t, want[(i*s+j)*v+k], logits[(j*b+i)*v+k], 1e-4)
-			}
-		}
-	}
-	require.NoError(t, gm.Backward(st, float32(1/n), nil))
-	grads, err := m.Export(be, gm, true)
-	require.NoError(t, err)
 	for l := 0; l < 2; l++ {
 		p := fmt.Sprintf("model.layers.%d.self_attn.", l)
 		var dpack []float32
@@ -180,21 +160,9 @@ func TestQwenIsLlamaWithCAttn(t *testing.T) {
 	writeFolder(t, dir, conf, ts)
 
 	be := cpu.New()
-	m, gm, err := hf.Load(be, dir)
-	require.NoError(t, err)
+	m, ref, grads := fixtureStep(t, be, dir, src)
 	require.Equal(t, hf.Qwen, m.Family)
 	require.Equal(t, 172, m.Config.FFNHiddenSize)
-	optim.Attach(be, gm.Params, 1)
-	ref := readAll(t, filepath.Join(src, "outputs.safetensors"))
-	ids := readAll(t, filepath.Join(src, "inputs.safetensors"))["input_ids"]
-	b, s := ids.Dim(0), ids.Dim(1)
-	st := gm.NewStash(s, b)
-	sum, n, err := gm.Forward(st, hfBatch(append([]int64(nil), ids.I64()...), b, s), 0, 0)
-	require.NoError(t, err)
-	require.InDelta(t, float64(ref["loss"].ToF32()[0]), sum/n, 1e-5)
-	require.NoError(t, gm.Backward(st, float32(1/n), nil))
-	grads, err := m.Export(be, gm, true)
-	require.NoError(t, err)
 	for l := 0; l < 2; l++ {
 		p, q := fmt.Sprintf("model.layers.%d.", l), fmt.Sprintf("transformer.h.%d.", l)
 		var dpack []float32
@@ -252,4 +220,33 @@ func TestQwenMatchesTorch(t *testing.T) {
 	}
 	t.Logf("loss %.7f (torch %.7f), max |Δlogit| %.2g", sum/n, wantLoss, worst)
 	require.Less(t, worst, 1e-4)
+}
+
+// fixtureStep loads the folder dir, a repacking of the fixture folder src, runs src's
+// inputs forward and backward, requires src's loss and logits, and returns the model, the
+// fixture's outputs and the gradients under the folder's names.
+func fixtureStep(t *testing.T, be *cpu.Backend, dir, src string) (*hf.Model, map[string]*tensor.Tensor, map[string]*tensor.Tensor) {
+	t.Helper()
+	m, gm, err := hf.Load(be, dir)
+	require.NoError(t, err)
+	optim.Attach(be, gm.Params, 1)
+	ref := readAll(t, filepath.Join(src, "outputs.safetensors"))
+	ids := readAll(t, filepath.Join(src, "inputs.safetensors"))["input_ids"]
+	b, s := ids.Dim(0), ids.Dim(1)
+	st := gm.NewStash(s, b)
+	sum, n, err := gm.Forward(st, hfBatch(append([]int64(nil), ids.I64()...), b, s), 0, 0)
+	require.NoError(t, err)
+	require.InDelta(t, float64(ref["loss"].ToF32()[0]), sum/n, 1e-5)
+	v, logits, want := m.Config.PaddedVocabSize, st.Logits.F32(), ref["logits"].ToF32()
+	for i := range b {
+		for j := range s {
+			for k := range v {
+				require.InDelta(t, want[(i*s+j)*v+k], logits[(j*b+i)*v+k], 1e-4)
+			}
+		}
+	}
+	require.NoError(t, gm.Backward(st, float32(1/n), nil))
+	grads, err := m.Export(be, gm, true)
+	require.NoError(t, err)
+	return m, ref, grads
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/gomegatron/gomegatron/ckpt/hf"
 	"github.com/gomegatron/gomegatron/ckpt/megatron"
 	"github.com/gomegatron/gomegatron/ckpt/torchpickle"
+	"github.com/gomegatron/gomegatron/tensor"
 )
 
 // TestBaichuanRoundTrip converts a Baichuan 2-13B-shaped folder (ALiBi, NormHead, W_pack)
@@ -38,13 +39,7 @@ func TestBaichuanRoundTrip(t *testing.T) {
 	require.Equal(t, []int{3 * 48 / 2, 48}, ts["decoder.layers.0.self_attention.linear_qkv.weight"].Shape(), "3 of 6 heads' q, k, v")
 
 	convertOK(t, "--load_path", meg, "--save_path", back, "--convert_checkpoint_from_megatron_to_transformers", "--hf_ckpt_path", src)
-	requireSameTensors(t, orig, hfTensors(t, back))
-	m, err := hf.ReadConfig(back)
-	require.NoError(t, err)
-	want, err := hf.ReadConfig(src)
-	require.NoError(t, err)
-	require.Equal(t, hf.Baichuan, m.Family)
-	require.Equal(t, want.Config, m.Config)
+	requireSameHF(t, src, back, orig, hf.Baichuan)
 	conf, err := readJSONMap(filepath.Join(back, "config.json"))
 	require.NoError(t, err)
 	require.Equal(t, []any{"BaichuanForCausalLM"}, conf["architectures"])
@@ -70,12 +65,19 @@ func TestQwen1RoundTrip(t *testing.T) {
 	require.Equal(t, 96, c.Config.FFNHiddenSize, "w1 and w2 hold half of intermediate_size each")
 	require.Equal(t, "qwen", c.Info.HFModelType)
 	convertOK(t, "--load_path", meg, "--save_path", back, "--convert_checkpoint_from_megatron_to_transformers", "--hf_ckpt_path", src)
+	requireSameHF(t, src, back, orig, hf.Qwen)
+}
+
+// requireSameHF: the folder back holds src's tensors orig, and its config.json describes
+// src's architecture as family.
+func requireSameHF(t *testing.T, src, back string, orig map[string]*tensor.Tensor, family hf.Family) {
+	t.Helper()
 	requireSameTensors(t, orig, hfTensors(t, back))
 	m, err := hf.ReadConfig(back)
 	require.NoError(t, err)
 	want, err := hf.ReadConfig(src)
 	require.NoError(t, err)
-	require.Equal(t, hf.Qwen, m.Family)
+	require.Equal(t, family, m.Family)
 	require.Equal(t, want.Config, m.Config)
 }
 
