@@ -23,7 +23,10 @@ type normHead struct {
 	rstd        *tensor.Tensor // [V/TP] F32
 	gamma, dgam *tensor.Tensor // [h] F32: 1/√h, and its unused gradient
 	dw          *tensor.Tensor // backward scratch: dW before accumulation (F32)
-	dout, dx    *tensor.Tensor // and, for 16-bit weights, dŴ and dW in their dtype
+	dout, dx    *tensor.Tensor // and, for BF16 weights, dŴ and dW in their dtype
+	// src is what the norm read last (the weights, or wide: F16 weights widened, as the
+	// norms take F32 or BF16 only).
+	src, wide *tensor.Tensor
 }
 
 // headWeight is the weight the output GEMMs read: the output layer's, or its row-normalised
@@ -35,6 +38,14 @@ func (m *GPTModel) headWeight() *Param {
 	}
 	src := weight(w)
 	nh := &m.normHead
+	if src.DType() == tensor.F16 {
+		if nh.wide == nil {
+			nh.wide = m.be.Alloc(tensor.F32, src.Shape()...)
+		}
+		m.be.Cast(nh.wide, src)
+		src = nh.wide
+	}
+	nh.src = src
 	if nh.gamma == nil || nh.w.Data.DType() != src.DType() {
 		rows, h := src.Dim(0), src.Dim(1)
 		nh.w = Param{Name: w.Name, Shape: w.Shape, Data: m.be.Alloc(src.DType(), rows, h)}
@@ -62,7 +73,7 @@ func (m *GPTModel) headBackward(dfinal, dlogits, final *tensor.Tensor) {
 	m.be.Fill(nh.w.Grad, 0)
 	hw := m.headWeight() // Ŵ of the weights this microbatch's forward used
 	m.cast.backward(m.be, dfinal, dlogits, final, hw)
-	src, dout := weight(w), nh.w.Grad
+	src, dout := nh.src, nh.w.Grad
 	if src.DType() != tensor.F32 { // the norm's activations share one dtype: dŴ rounded to it
 		if nh.dout == nil || nh.dout.DType() != src.DType() {
 			nh.dout, nh.dx = m.be.Alloc(src.DType(), w.Shape...), m.be.Alloc(src.DType(), w.Shape...)

@@ -9,6 +9,7 @@ import (
 	"github.com/gomegatron/gomegatron/kernels/cpu"
 	"github.com/gomegatron/gomegatron/layers"
 	"github.com/gomegatron/gomegatron/optim"
+	"github.com/gomegatron/gomegatron/tensor"
 )
 
 // TestNormHead checks --use-normhead against its definition: the model computes the loss
@@ -88,4 +89,35 @@ func TestNormHead(t *testing.T) {
 	require.LessOrEqual(t, relErr(got, want), 1e-5, "output layer gradient through the normalisation")
 	require.Equal(t, make([]float32, 3*h), got[cfg.VocabSize*h:], "the padding rows' gradient")
 	require.NotEqual(t, plain["output_layer.weight"], got)
+
+	// 16-bit weight copies (Param.Low), as a GPU run's --bf16 and --fp16 weights: the norm
+	// reads BF16 weights directly and F16 ones widened to F32; both follow the F32 model
+	// within 16-bit rounding.
+	for _, dt := range []tensor.DType{tensor.BF16, tensor.F16} {
+		low, lowGrads := runLow(t, cfg, bt, s, b, dt)
+		require.InDelta(t, loss, low, 1e-2*loss, "%v loss", dt)
+		require.Less(t, relErr(lowGrads, grads["output_layer.weight"]), 3e-2, "%v output layer gradient", dt)
+	}
+}
+
+// runLow is TestNormHead's NormHead model (rows of different norms, zero padding) with
+// Param.Low weight copies in dt: its loss and output-layer gradient.
+func runLow(t *testing.T, cfg layers.Config, bt layers.Batch, s, b int, dt tensor.DType) (float64, []float32) {
+	cfg.UseNormHead = true
+	be := cpu.New()
+	m, err := layers.NewGPTModel(be, cfg, 5)
+	require.NoError(t, err)
+	optim.Attach(be, m.Params, 1)
+	out := m.Params.ByName("output_layer.weight")
+	w := out.Data.F32()
+	for i := range w {
+		w[i] *= float32(1 + i/cfg.HiddenSize%3)
+	}
+	clear(w[cfg.VocabSize*cfg.HiddenSize:])
+	m.Params.SetLowPrecision(be, dt)
+	st := m.NewStash(s, b)
+	sum, n, err := m.Forward(st, bt, 1, 0)
+	require.NoError(t, err)
+	require.NoError(t, m.Backward(st, float32(1/n), nil))
+	return sum / n, append([]float32(nil), out.Grad.F32()...)
 }
