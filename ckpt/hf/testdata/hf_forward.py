@@ -9,7 +9,10 @@
 # Hugging Face model does.
 # Written from the transformers sources (models/mixtral/modeling_mixtral.py,
 # configuration_mixtral.py); the tests first check it against transformers' own float64
-# logits for the llama fixtures.
+# logits for the llama fixtures. The Baichuan and Qwen parts follow their remote modeling
+# code as described (no fixture of theirs exists here), and only their Llama-shaped
+# special cases are checked against transformers (ckpt/hf's TestBaichuanIsLlamaWithWPack,
+# TestQwenIsLlamaWithCAttn).
 #
 #   python3 hf_forward.py HF_DIR IDS_JSON [COLS]  →  {"loss": …, "logits": [B][S][V]} on stdout
 #
