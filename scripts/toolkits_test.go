@@ -289,6 +289,10 @@ func TestHF2MegatronRealRun(t *testing.T) {
 	}{
 		{mistralHF2MegatronScript, "mistral-tiny", `{"model_type": "mistral", "architectures": ["MistralForCausalLM"], "sliding_window": 4096, "rope_theta": 10000.0, ` + tiny + `}`},
 		{qwenHF2MegatronScript, "qwen1.5-tiny", `{"model_type": "qwen2", "architectures": ["Qwen2ForCausalLM"], "rope_theta": 1000000.0, ` + tiny + `}`},
+		// Pai's Qwen1.0 branch: QWenLMHeadModel (intermediate_size counts w1 and w2).
+		{qwenHF2MegatronScript, "qwen-7b", `{"model_type": "qwen", "architectures": ["QWenLMHeadModel"], "hidden_size": 64, "intermediate_size": 344,
+			"num_attention_heads": 4, "num_hidden_layers": 2, "kv_channels": 16, "vocab_size": 200, "layer_norm_epsilon": 1e-6,
+			"rotary_emb_base": 10000, "rotary_pct": 1.0, "seq_length": 128, "max_position_embeddings": 128, "no_bias": true, "tie_word_embeddings": false}`},
 	} {
 		t.Run(tc.mn, func(t *testing.T) {
 			d := t.TempDir()
