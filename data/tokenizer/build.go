@@ -21,6 +21,8 @@ import (
 //     --tokenizer-model is
 //     a Hugging Face directory (tokenizer.json, tokenizer_config.json) or a tokenizer.json;
 //     Encode is tokenizer(text) (add_special_tokens=True); eod = eos.
+//   - QwenTokenizer (Pai's, Qwen 1.0): --tokenizer-model is qwen.tiktoken or its folder;
+//     special tokens in the text are matched; eod = eos = <|endoftext|>; see Qwen.
 //   - TikTokenizer: --tokenizer-model, Megatron's JSON rank list, or a tiktoken rank file
 //     (base64 token and rank per line); see TikTokenConfig.
 //   - NullTokenizer: --vocab-size.
@@ -78,6 +80,11 @@ func Build(cfg Config) (Tokenizer, error) {
 			hf.eod, hf.pad = hf.eos, 0 // Pai sets pad_token_id = 0 (<unk>)
 		}
 		return hf, nil
+	case "QwenTokenizer":
+		if cfg.TokenizerModel == "" {
+			return nil, fmt.Errorf("tokenizer: QwenTokenizer needs --tokenizer-model (qwen.tiktoken, or the folder holding it)")
+		}
+		return LoadQwen(cfg.TokenizerModel)
 	case "TikTokenizer":
 		if cfg.TokenizerModel == "" {
 			return nil, fmt.Errorf("tokenizer: TikTokenizer needs --tokenizer-model")
@@ -91,7 +98,7 @@ func Build(cfg Config) (Tokenizer, error) {
 	case "":
 		return nil, fmt.Errorf("tokenizer: --tokenizer-type is not set")
 	}
-	return nil, fmt.Errorf("tokenizer: --tokenizer-type %q is not supported (GPT2BPETokenizer, SentencePieceTokenizer, GPTSentencePieceTokenizer, Llama2Tokenizer, HuggingFaceTokenizer, LLamaTokenizer, LLama3Tokenizer, Qwen2Tokenizer, MistralTokenizer, TikTokenizer, NullTokenizer)", cfg.TokenizerType)
+	return nil, fmt.Errorf("tokenizer: --tokenizer-type %q is not supported (GPT2BPETokenizer, SentencePieceTokenizer, GPTSentencePieceTokenizer, Llama2Tokenizer, HuggingFaceTokenizer, LLamaTokenizer, LLama3Tokenizer, Qwen2Tokenizer, MistralTokenizer, QwenTokenizer, TikTokenizer, NullTokenizer)", cfg.TokenizerType)
 }
 
 // paiLlamaSpecials gives Pai-Megatron-Patch's LLamaTokenizer special ids: eod = eos, and
@@ -122,7 +129,7 @@ func paiQwen2Specials(t *HF) {
 // with PaiVocabSize.
 func IsPai(typ string) bool {
 	switch typ {
-	case "LLamaTokenizer", "LLama3Tokenizer", "Qwen2Tokenizer", "MistralTokenizer":
+	case "LLamaTokenizer", "LLama3Tokenizer", "Qwen2Tokenizer", "MistralTokenizer", "QwenTokenizer":
 		return true
 	}
 	return false
