@@ -3,6 +3,7 @@ package tokenizer
 import (
 	"os"
 	"testing"
+	"unicode/utf8"
 )
 
 // FuzzParseSentencePiece: any bytes given as a SentencePiece .model give a tokenizer that
@@ -41,5 +42,23 @@ func FuzzParseHF(f *testing.F) {
 		}
 		ids := tok.Encode(text)
 		_ = tok.Decode(append(ids, -1, tok.VocabSize(), 1<<30))
+	})
+}
+
+// FuzzQwenEncode: Qwen's encoding of any text (special tokens anywhere in it) decodes back
+// to the text, when it is valid UTF-8.
+func FuzzQwenEncode(f *testing.F) {
+	q, err := LoadQwen(writeRanks(f, f.TempDir(), "he", "ll", "hell", "12", " w"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, s := range []string{"hello world 12", "a<|im_start|>b<|extra_204|><|endoftext|>", "<|x<|im_end|>|>", "中文\n\t "} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, text string) {
+		ids := q.Encode(text)
+		if utf8.ValidString(text) && q.Decode(ids) != text {
+			t.Fatalf("Decode(Encode(%q)) = %q", text, q.Decode(ids))
+		}
 	})
 }

@@ -12,7 +12,7 @@ import (
 )
 
 // writeRanks writes a tiktoken rank file: the 256 bytes, then the given merges in order.
-func writeRanks(t *testing.T, dir string, merges ...string) string {
+func writeRanks(t testing.TB, dir string, merges ...string) string {
 	t.Helper()
 	var b strings.Builder
 	for i := 0; i < 256; i++ {
