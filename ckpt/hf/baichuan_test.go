@@ -101,28 +101,10 @@ func TestBaichuanMatchesTorch(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), tc.name)
 			require.NoError(t, hftest.Write(dir, tc.conf, 0.1))
-			wantLoss, wantLogits := hftest.PyForward(t, dir, rows, tc.cols)
-			m, gm, err := hf.Load(cpu.New(), dir)
-			require.NoError(t, err)
+			m := requireTorchForward(t, dir, rows, tc.cols)
 			require.Equal(t, tc.pos, m.Config.PositionEmbeddingType)
 			require.Equal(t, tc.normHead, m.Config.UseNormHead)
-			b, s, v := 2, 10, m.Config.PaddedVocabSize
-			require.Equal(t, tc.vocab, v)
-			st := gm.NewStash(s, b)
-			sum, n, err := gm.Forward(st, hfBatch(append(append([]int64(nil), rows[0]...), rows[1]...), b, s), 0, 0)
-			require.NoError(t, err)
-			require.InDelta(t, wantLoss, sum/n, 1e-5*wantLoss, "loss")
-			logits := st.Logits.F32()
-			var worst float64
-			for i := range b {
-				for j := range s {
-					for k := range tc.cols {
-						worst = max(worst, math.Abs(wantLogits[i][j][k]-float64(logits[(j*b+i)*v+k])))
-					}
-				}
-			}
-			t.Logf("loss %.7f (torch %.7f), max |Δlogit| %.2g", sum/n, wantLoss, worst)
-			require.Less(t, worst, 1e-4)
+			require.Equal(t, tc.vocab, m.Config.PaddedVocabSize)
 		})
 	}
 }
@@ -200,26 +182,8 @@ func TestQwenMatchesTorch(t *testing.T) {
 		"layer_norm_epsilon": 1e-06, "rotary_emb_base": 10000, "rotary_pct": 0.5, "seq_length": 16, "no_bias": true,
 		"tie_word_embeddings": false}`, 0.1))
 	rows := [][]int64{{1, 17, 42, 199, 3, 3, 88, 120, 7, 64}, {2, 5, 290, 33, 61, 61, 0, 14, 100, 77}}
-	wantLoss, wantLogits := hftest.PyForward(t, dir, rows)
-	m, gm, err := hf.Load(cpu.New(), dir)
-	require.NoError(t, err)
+	m := requireTorchForward(t, dir, rows, 300)
 	require.Equal(t, 0.5, m.Config.RotaryPercent)
-	b, s, v := 2, 10, 300
-	st := gm.NewStash(s, b)
-	sum, n, err := gm.Forward(st, hfBatch(append(append([]int64(nil), rows[0]...), rows[1]...), b, s), 0, 0)
-	require.NoError(t, err)
-	require.InDelta(t, wantLoss, sum/n, 1e-5*wantLoss, "loss")
-	logits := st.Logits.F32()
-	var worst float64
-	for i := range b {
-		for j := range s {
-			for k := range v {
-				worst = max(worst, math.Abs(wantLogits[i][j][k]-float64(logits[(j*b+i)*v+k])))
-			}
-		}
-	}
-	t.Logf("loss %.7f (torch %.7f), max |Δlogit| %.2g", sum/n, wantLoss, worst)
-	require.Less(t, worst, 1e-4)
 }
 
 // fixtureStep loads the folder dir, a repacking of the fixture folder src, runs src's
@@ -249,4 +213,34 @@ func fixtureStep(t *testing.T, be *cpu.Backend, dir, src string) (*hf.Model, map
 	grads, err := m.Export(be, gm, true)
 	require.NoError(t, err)
 	return m, ref, grads
+}
+
+// requireTorchForward loads the folder dir and requires the loss and each row's first cols
+// logits of hf_forward.py's float64 transcription on rows (equal-length token rows).
+func requireTorchForward(t *testing.T, dir string, rows [][]int64, cols int) *hf.Model {
+	t.Helper()
+	wantLoss, wantLogits := hftest.PyForward(t, dir, rows, cols)
+	m, gm, err := hf.Load(cpu.New(), dir)
+	require.NoError(t, err)
+	b, s, v := len(rows), len(rows[0]), m.Config.PaddedVocabSize
+	var ids []int64
+	for _, r := range rows {
+		ids = append(ids, r...)
+	}
+	st := gm.NewStash(s, b)
+	sum, n, err := gm.Forward(st, hfBatch(ids, b, s), 0, 0)
+	require.NoError(t, err)
+	require.InDelta(t, wantLoss, sum/n, 1e-5*wantLoss, "loss")
+	logits := st.Logits.F32() // [s, b, V]
+	var worst float64
+	for i := range b {
+		for j := range s {
+			for k := range cols {
+				worst = max(worst, math.Abs(wantLogits[i][j][k]-float64(logits[(j*b+i)*v+k])))
+			}
+		}
+	}
+	t.Logf("loss %.7f (torch %.7f), max |Δlogit| %.2g", sum/n, wantLoss, worst)
+	require.Less(t, worst, 1e-4)
+	return m
 }
