@@ -36,6 +36,7 @@ type MoE struct {
 	Router *Param
 	// W1 and W2 are GroupedMLP's weight1 and weight2 under --moe-grouped-gemm (nil else).
 	W1, W2 *Param
+	bound  [6]*tensor.Tensor // W1's and W2's Data, Low, Grad the experts' views were made of
 	// Experts are this rank's: experts First … First+len(Experts)−1 of NumExperts (all of
 	// them without expert parallelism).
 	Experts []*Expert
@@ -103,11 +104,17 @@ func (m *MoE) packExpert(ps *paramSet, w *Param, name string, in, out, partition
 }
 
 // bind points each expert's weight views at its block of the GroupedMLP weights' current
-// Data, Low and Grad (the optimizer may move them between steps).
+// Data, Low and Grad. The optimizer may replace those tensors (AttachGrads, ShadowWeights);
+// the views are remade only then, so a step makes none.
 func (m *MoE) bind() {
 	if m.W1 == nil {
 		return
 	}
+	now := [6]*tensor.Tensor{m.W1.Data, m.W1.Low, m.W1.Grad, m.W2.Data, m.W2.Low, m.W2.Grad}
+	if now == m.bound {
+		return
+	}
+	m.bound = now
 	n := len(m.Experts)
 	for i, e := range m.Experts {
 		for _, b := range []struct{ v, w *Param }{{e.FC1.W, m.W1}, {e.FC2.W, m.W2}} {

@@ -71,8 +71,9 @@ func (m *GPTModel) headBackward(dfinal, dlogits, final *tensor.Tensor) {
 		nh.w.Grad, nh.dw = m.be.Alloc(tensor.F32, w.Shape...), m.be.Alloc(tensor.F32, w.Shape...)
 	}
 	m.be.Fill(nh.w.Grad, 0)
-	hw := m.headWeight() // Ŵ of the weights this microbatch's forward used
-	m.cast.backward(m.be, dfinal, dlogits, final, hw)
+	// Ŵ and rstd as this microbatch's forward left them: every forward makes them from the
+	// same weights until the optimizer steps.
+	m.cast.backward(m.be, dfinal, dlogits, final, &nh.w)
 	src, dout := nh.src, nh.w.Grad
 	if src.DType() != tensor.F32 { // the norm's activations share one dtype: dŴ rounded to it
 		if nh.dout == nil || nh.dout.DType() != src.DType() {

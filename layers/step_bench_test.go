@@ -19,6 +19,9 @@ func BenchmarkTrainStep(b *testing.B) {
 		{"moe", func(c *Config) {
 			c.DisableBiasLinear, c.NumExperts, c.MoERouterTopK, c.MoEAuxLossCoeff, c.MoEZLossCoeff = true, 4, 2, 0.01, 0.001
 		}},
+		{"moe-grouped", func(c *Config) {
+			c.DisableBiasLinear, c.NumExperts, c.MoERouterTopK, c.MoEGroupedGemm = true, 4, 2, true
+		}},
 		{"moe-sinkhorn-jitter", func(c *Config) {
 			c.DisableBiasLinear, c.NumExperts, c.MoERouterTopK = true, 4, 1
 			c.MoERouterLoadBalancingType, c.MoEInputJitterEps = "sinkhorn", 0.01

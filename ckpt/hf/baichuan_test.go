@@ -58,19 +58,8 @@ func TestBaichuanIsLlamaWithWPack(t *testing.T) {
 	}
 	require.LessOrEqual(t, relL2(grads["lm_head.weight"].F32(), ref["grad.lm_head.weight"].ToF32()), 1e-4)
 
-	_, gm2, err := hf.Load(be, dir)
-	require.NoError(t, err)
-	var base map[string]any
-	require.NoError(t, json.Unmarshal([]byte(conf), &base))
-	out := filepath.Join(t.TempDir(), "saved")
-	saved, err := hf.Save(be, gm2, out, hf.Baichuan, tensor.F32, base)
-	require.NoError(t, err)
+	saved, out, base := requireSavesAgain(t, be, dir, conf, hf.Baichuan, ts)
 	require.Equal(t, hf.Baichuan, saved.Family)
-	got := readAll(t, out)
-	require.Len(t, got, len(ts))
-	for n, x := range ts {
-		require.Equal(t, x.Data, got[n].Data, n)
-	}
 	raw, err := os.ReadFile(filepath.Join(out, "config.json"))
 	require.NoError(t, err)
 	var c map[string]any
@@ -157,19 +146,28 @@ func TestQwenIsLlamaWithCAttn(t *testing.T) {
 		}
 	}
 
-	out := filepath.Join(t.TempDir(), "saved")
+	saved, _, _ := requireSavesAgain(t, be, dir, conf, hf.Qwen, ts)
+	require.Equal(t, m.Config, saved.Config)
+}
+
+// requireSavesAgain loads the folder dir (config.json text conf, tensors ts) and saves it as
+// family with conf as the base config: the saved tensors are ts, bit for bit. It returns
+// the saved model, its folder and the base.
+func requireSavesAgain(t *testing.T, be *cpu.Backend, dir, conf string, family hf.Family, ts map[string]*tensor.Tensor) (*hf.Model, string, map[string]any) {
+	t.Helper()
+	_, gm, err := hf.Load(be, dir)
+	require.NoError(t, err)
 	var base map[string]any
 	require.NoError(t, json.Unmarshal([]byte(conf), &base))
-	_, gm2, err := hf.Load(be, dir)
+	out := filepath.Join(t.TempDir(), "saved")
+	saved, err := hf.Save(be, gm, out, family, tensor.F32, base)
 	require.NoError(t, err)
-	saved, err := hf.Save(be, gm2, out, hf.Qwen, tensor.F32, base)
-	require.NoError(t, err)
-	require.Equal(t, m.Config, saved.Config)
 	got := readAll(t, out)
 	require.Len(t, got, len(ts))
 	for n, x := range ts {
 		require.Equal(t, x.Data, got[n].Data, n)
 	}
+	return saved, out, base
 }
 
 // TestQwenMatchesTorch: Qwen (1.0) with c_attn biases and half-rotary heads (rotary_pct
