@@ -55,7 +55,7 @@ FUZZTIME ?= 30s
 fuzz:
 	@set -e; for t in ckpt/torchpickle:FuzzDecode ckpt/torchpickle:FuzzUnpickle ckpt/safetensors:FuzzParse \
 		ckpt/hf:FuzzConfig data/indexed:FuzzParseIndex data/npy:FuzzParse data/tokenizer:FuzzParseHF \
-		data/tokenizer:FuzzParseSentencePiece data/tokenizer:FuzzQwenEncode; do \
+		data/tokenizer:FuzzParseSentencePiece data/tokenizer:FuzzQwenEncode data/tokenizer:FuzzPretokChains; do \
 		echo "== $${t#*:} (./$${t%%:*}, $(FUZZTIME))"; \
 		$(GO) test ./$${t%%:*} -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME); \
 	done

@@ -92,3 +92,19 @@ func benchHF(b *testing.B, name string) {
 func BenchmarkEncodeQwen3(b *testing.B)    { benchHF(b, "qwen3") }
 func BenchmarkEncodeLlama3(b *testing.B)   { benchHF(b, "llama3") }
 func BenchmarkEncodeLlama2HF(b *testing.B) { benchHF(b, "llama2") }
+
+// BenchmarkEncodePretokChains is the small BPEs carrying Falcon's, StarCoder's and
+// BLOOM's pre-tokenizer chains (testdata/pretok), without the word cache, so the
+// pre-tokenizers (BLOOM's Split runs on regexp2) weigh as they would on a real vocabulary.
+func BenchmarkEncodePretokChains(b *testing.B) {
+	for _, name := range []string{"falcon", "starcoder", "bloom"} {
+		b.Run(name, func(b *testing.B) {
+			t, err := LoadHF("testdata/pretok/" + name + ".tokenizer.json")
+			if err != nil {
+				b.Fatal(err)
+			}
+			t.model.noCache = true
+			benchEncode(b, func(s string) []int { return t.EncodeSpecial(s, false) })
+		})
+	}
+}

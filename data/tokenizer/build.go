@@ -17,10 +17,10 @@ import (
 //   - Llama2Tokenizer: --tokenizer-model; Encode prepends BOS (Megatron's tokenize
 //     default bos=True); eod = eos.
 //   - HuggingFaceTokenizer, and Pai-Megatron-Patch's LLamaTokenizer, LLama3Tokenizer,
-//     Qwen2Tokenizer and MistralTokenizer (pad 0; see paiLlamaSpecials, paiQwen2Specials):
-//     --tokenizer-model is
-//     a Hugging Face directory (tokenizer.json, tokenizer_config.json) or a tokenizer.json;
-//     Encode is tokenizer(text) (add_special_tokens=True); eod = eos.
+//     Qwen2Tokenizer and MistralTokenizer (pad 0; see paiLlamaSpecials, paiQwen2Specials),
+//     FalconTokenizer and StarcoderTokenizerFromHF (pad = eos) and BloomTokenizerFromHF:
+//     --tokenizer-model is a Hugging Face directory (tokenizer.json, tokenizer_config.json)
+//     or a tokenizer.json; Encode is tokenizer(text) (add_special_tokens=True); eod = eos.
 //   - QwenTokenizer (Pai's, Qwen 1.0): --tokenizer-model is qwen.tiktoken or its folder;
 //     special tokens in the text are matched; eod = eos = <|endoftext|>; see Qwen.
 //   - TikTokenizer: --tokenizer-model, Megatron's JSON rank list, or a tiktoken rank file
@@ -48,13 +48,16 @@ func Build(cfg Config) (Tokenizer, error) {
 			return &SentencePieceBOS{sp}, nil
 		}
 		return sp, nil
-	case "HuggingFaceTokenizer", "LLamaTokenizer", "LLama3Tokenizer", "Qwen2Tokenizer", "MistralTokenizer":
+	case "HuggingFaceTokenizer", "LLamaTokenizer", "LLama3Tokenizer", "Qwen2Tokenizer", "MistralTokenizer",
+		"FalconTokenizer", "StarcoderTokenizerFromHF", "BloomTokenizerFromHF":
 		if cfg.TokenizerModel == "" {
 			return nil, fmt.Errorf("tokenizer: %s needs --tokenizer-model (a Hugging Face directory or tokenizer.json)", cfg.TokenizerType)
 		}
 		p := cfg.TokenizerModel
 		if st, err := os.Stat(p); err == nil && st.IsDir() {
-			if _, err := os.Stat(filepath.Join(p, "tokenizer.json")); err != nil {
+			if _, err := os.Stat(filepath.Join(p, "tokenizer.json")); err != nil && fastOnly(cfg.TokenizerType) {
+				return nil, fmt.Errorf("tokenizer: %s reads the fast tokenizer's tokenizer.json, and %s has none", cfg.TokenizerType, p)
+			} else if err != nil {
 				if _, err2 := os.Stat(filepath.Join(p, "tokenizer.model")); err2 == nil {
 					sp, err := LoadSentencePiece(filepath.Join(p, "tokenizer.model"))
 					if err != nil {
@@ -78,6 +81,10 @@ func Build(cfg Config) (Tokenizer, error) {
 			paiQwen2Specials(hf)
 		case "MistralTokenizer":
 			hf.eod, hf.pad = hf.eos, 0 // Pai sets pad_token_id = 0 (<unk>)
+		case "FalconTokenizer", "StarcoderTokenizerFromHF":
+			hf.eod, hf.pad = hf.eos, hf.eos // Pai: tokenizer.pad_token = tokenizer.eos_token
+		case "BloomTokenizerFromHF":
+			hf.eod = hf.eos
 		}
 		return hf, nil
 	case "QwenTokenizer":
@@ -98,7 +105,17 @@ func Build(cfg Config) (Tokenizer, error) {
 	case "":
 		return nil, fmt.Errorf("tokenizer: --tokenizer-type is not set")
 	}
-	return nil, fmt.Errorf("tokenizer: --tokenizer-type %q is not supported (GPT2BPETokenizer, SentencePieceTokenizer, GPTSentencePieceTokenizer, Llama2Tokenizer, HuggingFaceTokenizer, LLamaTokenizer, LLama3Tokenizer, Qwen2Tokenizer, MistralTokenizer, QwenTokenizer, TikTokenizer, NullTokenizer)", cfg.TokenizerType)
+	return nil, fmt.Errorf("tokenizer: --tokenizer-type %q is not supported (GPT2BPETokenizer, SentencePieceTokenizer, GPTSentencePieceTokenizer, Llama2Tokenizer, HuggingFaceTokenizer, LLamaTokenizer, LLama3Tokenizer, Qwen2Tokenizer, MistralTokenizer, QwenTokenizer, FalconTokenizer, StarcoderTokenizerFromHF, BloomTokenizerFromHF, TikTokenizer, NullTokenizer)", cfg.TokenizerType)
+}
+
+// fastOnly reports a Pai tokenizer type read only from tokenizer.json: Qwen's, Falcon's,
+// StarCoder's and BLOOM's folders have no SentencePiece model to fall back on.
+func fastOnly(typ string) bool {
+	switch typ {
+	case "Qwen2Tokenizer", "FalconTokenizer", "StarcoderTokenizerFromHF", "BloomTokenizerFromHF":
+		return true
+	}
+	return false
 }
 
 // paiLlamaSpecials gives Pai-Megatron-Patch's LLamaTokenizer special ids: eod = eos, and
@@ -129,10 +146,25 @@ func paiQwen2Specials(t *HF) {
 // with PaiVocabSize.
 func IsPai(typ string) bool {
 	switch typ {
-	case "LLamaTokenizer", "LLama3Tokenizer", "Qwen2Tokenizer", "MistralTokenizer", "QwenTokenizer":
+	case "LLamaTokenizer", "LLama3Tokenizer", "Qwen2Tokenizer", "MistralTokenizer", "QwenTokenizer",
+		"FalconTokenizer", "StarcoderTokenizerFromHF", "BloomTokenizerFromHF":
 		return true
 	}
 	return false
+}
+
+// PaiModelVocab is the embedding size Pai-Megatron-Patch's build_tokenizer sets for
+// tokenizer type typ (args.padded_vocab_size, which it does not pad further): fixed for
+// BLOOM (250880) and StarCoder (49152), as their checkpoints have it, else PaiVocabSize
+// plus --extra-vocab-size.
+func PaiModelVocab(typ string, t Tokenizer, extra int) int {
+	switch typ {
+	case "BloomTokenizerFromHF":
+		return 250880
+	case "StarcoderTokenizerFromHF":
+		return 49152
+	}
+	return PaiVocabSize(t) + extra
 }
 
 // PaiVocabSize is the vocabulary Pai-Megatron-Patch sizes the embedding from before

@@ -31,6 +31,7 @@ func FuzzParseSentencePiece(f *testing.F) {
 func FuzzParseHF(f *testing.F) {
 	for _, s := range []string{
 		`{"model":{"type":"BPE","vocab":{"a":0,"b":1,"ab":2,"<unk>":3},"merges":["a b"],"unk_token":"<unk>"},"pre_tokenizer":{"type":"ByteLevel","add_prefix_space":false},"decoder":{"type":"ByteLevel"}}`,
+		`{"model":{"type":"BPE","vocab":{"a":0,"b":1,"ab":2,"<unk>":3},"merges":["a b"],"unk_token":"<unk>"},"pre_tokenizer":{"type":"Sequence","pretokenizers":[{"type":"Punctuation","behavior":"Contiguous"},{"type":"ByteLevel","use_regex":true},{"type":"Digits","individual_digits":false},{"type":"Split","pattern":{"Regex":" ?[^(\\s|[.,!?])]+"},"behavior":"MergedWithNext","invert":true}]},"decoder":{"type":"ByteLevel"}}`,
 		`{"model":{"type":"BPE","vocab":{"▁":0,"a":1,"▁a":2},"merges":["▁ a"],"byte_fallback":true},"normalizer":{"type":"Sequence","normalizers":[{"type":"Prepend","prepend":"▁"},{"type":"Replace","pattern":{"String":" "},"content":"▁"}]},"decoder":{"type":"Sequence","decoders":[{"type":"Replace","pattern":{"String":"▁"},"content":" "},{"type":"ByteFallback"},{"type":"Fuse"}]},"added_tokens":[{"id":3,"content":"<s>","special":true}]}`,
 	} {
 		f.Add([]byte(s), "a ab <s>b\x00é")
@@ -59,6 +60,32 @@ func FuzzQwenEncode(f *testing.F) {
 		ids := q.Encode(text)
 		if utf8.ValidString(text) && q.Decode(ids) != text {
 			t.Fatalf("Decode(Encode(%q)) = %q", text, q.Decode(ids))
+		}
+	})
+}
+
+// FuzzPretokChains: Falcon's, StarCoder's and BLOOM's chains (testdata/pretok) encode any
+// text, special tokens anywhere in it, to ids that decode back to the text when it is
+// valid UTF-8: the pre-tokenizers, the Split behaviors and Falcon's byte-level steps lose
+// and duplicate nothing.
+func FuzzPretokChains(f *testing.F) {
+	var toks []*HF
+	for _, name := range []string{"falcon", "starcoder", "bloom"} {
+		t, err := LoadHF("testdata/pretok/" + name + ".tokenizer.json")
+		if err != nil {
+			f.Fatal(err)
+		}
+		toks = append(toks, t)
+	}
+	for _, s := range []string{"price: $1,234.56 (approx.)", "佽½ 12345678", "a.b,c!d?e…f。g (x)|y", ">>TITLE<<1<|endoftext|></s>"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, text string) {
+		for _, tok := range toks {
+			ids := tok.EncodeSpecial(text, false)
+			if utf8.ValidString(text) && tok.Decode(ids) != text {
+				t.Fatalf("Decode(Encode(%q)) = %q", text, tok.Decode(ids))
+			}
 		}
 	})
 }

@@ -124,14 +124,19 @@ func buildPreTokenizer(raw json.RawMessage) (hfPretok, error) {
 			return nil, err
 		}
 		var ps []hfPretok
+		mapped := false // a ByteLevel step came before: later steps see its spelling
 		for i, p := range v.Pretokenizers {
 			f, err := buildPreTokenizer(p)
 			if err != nil {
 				return nil, fmt.Errorf("pretokenizers[%d]: %w", i, err)
 			}
+			if f != nil && mapped {
+				f = inByteLevelDomain(f)
+			}
 			if f != nil {
 				ps = append(ps, f)
 			}
+			mapped = mapped || usesByteLevel(p)
 		}
 		switch len(ps) {
 		case 0:
@@ -185,17 +190,44 @@ func buildPreTokenizer(raw json.RawMessage) (hfPretok, error) {
 		if err := json.Unmarshal(c.raw, &v); err != nil {
 			return nil, err
 		}
-		keepMatches := (v.Behavior == "Isolated" && !v.Invert) || (v.Behavior == "Removed" && v.Invert)
-		if v.Pattern.Regex != nil && keepMatches {
+		b, err := parseSplitBehavior(v.Behavior, splitIsolated)
+		if err != nil {
+			return nil, fmt.Errorf("Split: %w", err)
+		}
+		if v.Pattern.Regex != nil && b == splitIsolated && !v.Invert {
 			if f, ok := scannerFor(*v.Pattern.Regex); ok {
 				return plain(f), nil
 			}
 		}
-		f, err := buildRegexSplit(v.Pattern, v.Behavior, v.Invert)
+		f, err := buildRegexSplit(v.Pattern, b, v.Invert)
 		if err != nil {
 			return nil, err
 		}
 		return plain(f), nil
+	case "Digits":
+		var v struct {
+			Individual bool `json:"individual_digits"`
+		}
+		if err := json.Unmarshal(c.raw, &v); err != nil {
+			return nil, err
+		}
+		b := splitContiguous
+		if v.Individual {
+			b = splitIsolated
+		}
+		return plain(runePretok(isNumeric, b)), nil
+	case "Punctuation":
+		var v struct {
+			Behavior string `json:"behavior"`
+		}
+		if err := json.Unmarshal(c.raw, &v); err != nil {
+			return nil, err
+		}
+		b, err := parseSplitBehavior(v.Behavior, splitIsolated)
+		if err != nil {
+			return nil, fmt.Errorf("Punctuation: %w", err)
+		}
+		return plain(runePretok(isPunctuation, b)), nil
 	case "Metaspace":
 		rep, scheme, split, err := metaspaceConfig(c.raw)
 		if err != nil {
@@ -262,11 +294,14 @@ func metaspaceConfig(raw json.RawMessage) (rep, scheme string, split bool, err e
 
 // buildRegexSplit runs a Split pre-tokenizer whose regex has no hand-written scanner
 // through regexp2 (a backtracking engine with lookaround, like Oniguruma).
-func buildRegexSplit(p hfPattern, behavior string, invert bool) (pretokenizer, error) {
+func buildRegexSplit(p hfPattern, behavior splitBehavior, invert bool) (pretokenizer, error) {
 	var expr string
 	switch {
 	case p.Regex != nil:
-		expr = *p.Regex
+		var err error
+		if expr, err = onigClassesForRegexp2(*p.Regex); err != nil {
+			return nil, fmt.Errorf("Split: regex %q: %w", *p.Regex, err)
+		}
 	case p.String != nil:
 		expr = regexp2.Escape(*p.String)
 	default:
@@ -276,37 +311,33 @@ func buildRegexSplit(p hfPattern, behavior string, invert bool) (pretokenizer, e
 	if err != nil {
 		return nil, fmt.Errorf("Split: regex %q: %w", expr, err)
 	}
-	if behavior != "Isolated" && behavior != "Removed" {
-		return nil, fmt.Errorf("Split: behavior %q is not supported", behavior)
-	}
-	// Isolated keeps matches and gaps as separate words; Removed drops the matches, or
-	// with invert the gaps.
-	keepGap := behavior == "Isolated" || !invert
-	keepMatch := behavior == "Isolated" || invert
 	return func(s string, yield func(string)) {
-		// regexp2 reports rune indices; convert to byte offsets.
-		runes := []rune(s)
-		off := make([]int, len(runes)+1)
-		for i, r := range runes {
-			off[i+1] = off[i] + utf8.RuneLen(r)
+		// regexp2 reports rune indices; convert to byte offsets. An invalid byte is one
+		// rune (U+FFFD) one byte wide, as []rune(s) reads it.
+		off := make([]int, 1, len(s)+1)
+		for i := 0; i < len(s); {
+			_, w := utf8.DecodeRuneInString(s[i:])
+			i += w
+			off = append(off, i)
 		}
+		var segs []span
 		last := 0
 		m, _ := re.FindStringMatch(s)
 		for m != nil {
 			a, b := off[m.RuneIndex], off[m.RuneIndex+m.RuneLength]
-			gap, match := s[last:a], s[a:b]
-			if gap != "" && keepGap {
-				yield(gap)
+			if last < a {
+				segs = append(segs, span{last, a, false})
 			}
-			if match != "" && keepMatch {
-				yield(match)
+			if a < b {
+				segs = append(segs, span{a, b, true})
 			}
 			last = b
 			m, _ = re.FindNextMatch(m)
 		}
-		if last < len(s) && keepGap {
-			yield(s[last:])
+		if last < len(s) {
+			segs = append(segs, span{last, len(s), false})
 		}
+		splitSegments(s, segs, behavior, invert, yield)
 	}, nil
 }
 

@@ -72,9 +72,22 @@ func TestAgainstHFNode(t *testing.T) {
 	}
 	in, err := json.Marshal(texts)
 	require.NoError(t, err)
-	for _, name := range []string{"llama2", "llama3", "qwen3", "gpt2", "cl100k"} {
+	// The fixtures' tokenizers, then the small ones carrying Falcon's, StarCoder's and
+	// BLOOM's pre-tokenizer chains (testdata/pretok).
+	for _, name := range []string{"llama2", "llama3", "qwen3", "gpt2", "cl100k", "pretok/falcon", "pretok/starcoder", "pretok/bloom"} {
 		t.Run(name, func(t *testing.T) {
-			path, err := filepath.Abs(largeFile(t, filepath.Join("tokenizers", name, "tokenizer.json")))
+			var path string
+			var tok *HF
+			if chain, ok := strings.CutPrefix(name, "pretok/"); ok {
+				path = filepath.Join("testdata", "pretok", chain+".tokenizer.json")
+				var err error
+				tok, err = LoadHF(path)
+				require.NoError(t, err)
+			} else {
+				path = largeFile(t, filepath.Join("tokenizers", name, "tokenizer.json"))
+				tok = loadHFFixture(t, name)
+			}
+			path, err := filepath.Abs(path)
 			require.NoError(t, err)
 			cmd := exec.Command("node", "-e", hfNodeScript, path)
 			cmd.Env = append(os.Environ(), "NODE_PATH="+nm)
@@ -88,7 +101,6 @@ func TestAgainstHFNode(t *testing.T) {
 				Decoded string `json:"decoded"`
 			}
 			require.NoError(t, json.Unmarshal(res, &want))
-			tok := loadHFFixture(t, name)
 			bad := 0
 			for i, s := range texts {
 				got := tok.EncodeSpecial(s, false)

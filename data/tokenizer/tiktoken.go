@@ -69,7 +69,7 @@ func NewTikToken(ranks map[string]int, pattern string, offset int) (*TikToken, e
 	split, ok := scannerFor(pattern)
 	if !ok {
 		var err error
-		if split, err = buildRegexSplit(hfPattern{Regex: &pattern}, "Removed", true); err != nil {
+		if split, err = buildRegexSplit(hfPattern{Regex: &pattern}, splitRemoved, true); err != nil {
 			return nil, err
 		}
 	}

@@ -1,0 +1,126 @@
+package tokenizer
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestPretokChains checks the pre-tokenizer chains of Falcon (Punctuation, ByteLevel,
+// then Digits and a Split on the byte-level spelling), StarCoder (Digits, ByteLevel) and
+// BLOOM (a Split with a nested class) against HF tokenizers' ids, on a small byte-level
+// BPE carrying each model's chain (testdata/pretok, made by gen.js).
+func TestPretokChains(t *testing.T) {
+	for _, name := range []string{"falcon", "starcoder", "bloom"} {
+		t.Run(name, func(t *testing.T) {
+			tok, err := LoadHF("testdata/pretok/" + name + ".tokenizer.json")
+			require.NoError(t, err)
+			rows := readExpected(t, "pretok/"+name+".expected.jsonl")
+			m := &mismatchLog{t: t, name: name}
+			for i, r := range rows {
+				r.Idx = i
+				ids := tok.EncodeSpecial(r.Text, false)
+				ok := m.check(r, "ids", equalInts(ids, r.IDs), ids, r.IDs)
+				if dec := tok.Decode(ids); ok && !strings.ContainsRune(r.Text, '\ufffd') {
+					ok = m.check(r, "decode", dec == r.Text, dec, r.Text)
+				}
+				m.n++
+				if !ok {
+					m.bad++
+				}
+			}
+			t.Logf("%s: %d/%d rows match", name, m.n-m.bad, m.n)
+		})
+	}
+}
+
+func TestSplitBehaviors(t *testing.T) {
+	// "a1b22c": digits are the matches.
+	const s = "a1b22c"
+	for _, tc := range []struct {
+		b      splitBehavior
+		invert bool
+		want   []string
+	}{
+		{splitIsolated, false, []string{"a", "1", "b", "2", "2", "c"}},
+		{splitRemoved, false, []string{"a", "b", "c"}},
+		{splitRemoved, true, []string{"1", "2", "2"}},
+		{splitMergedWithPrevious, false, []string{"a1", "b2", "2", "c"}},
+		{splitMergedWithNext, false, []string{"a", "1b", "2", "2c"}},
+		{splitContiguous, false, []string{"a", "1", "b", "22", "c"}},
+	} {
+		var got []string
+		splitSegments(s, runeSegments(s, isNumeric, nil), tc.b, tc.invert, func(w string) { got = append(got, w) })
+		require.Equal(t, tc.want, got, "behavior %d invert %v", tc.b, tc.invert)
+	}
+}
+
+func TestOnigClassesForRegexp2(t *testing.T) {
+	for in, want := range map[string]string{
+		` ?[^(\s|[.,!?…])]+`: ` ?[^(\s|.,!?…)]+`,
+		`[[:alpha:]x]`:       `[[:alpha:]x]`,
+		`[]a]`:               `[]a]`,
+		`[\[\]]`:             `[\[\]]`,
+		`a|[b[cd]e]`:         `a|[bcde]`,
+	} {
+		got, err := onigClassesForRegexp2(in)
+		require.NoError(t, err, in)
+		require.Equal(t, want, got, in)
+	}
+	for _, bad := range []string{`[a[^b]]`, `[a-z&&[^aeiou]]`, `[ab`} {
+		_, err := onigClassesForRegexp2(bad)
+		require.Error(t, err, bad)
+	}
+}
+
+// TestPaiFastOnlyTokenizers: Pai-Megatron-Patch's FalconTokenizer,
+// StarcoderTokenizerFromHF and BloomTokenizerFromHF on a folder with tokenizer.json and
+// the special tokens of the model's tokenizer_config.json: eod = eos, Falcon's and
+// StarCoder's pad = eos (Pai sets pad_token = eos_token), BLOOM's the config's; the
+// embedding sizes Pai's build_tokenizer sets.
+func TestPaiFastOnlyTokenizers(t *testing.T) {
+	for _, tc := range []struct {
+		typ, chain, config string
+		eos, pad           string
+		vocab              int // PaiModelVocab with --extra-vocab-size 3
+	}{
+		{"FalconTokenizer", "falcon", `{"add_prefix_space": false, "eos_token": "<|endoftext|>", "tokenizer_class": "PreTrainedTokenizerFast"}`,
+			"<|endoftext|>", "<|endoftext|>", -1},
+		{"StarcoderTokenizerFromHF", "starcoder", `{"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>", "tokenizer_class": "GPT2Tokenizer"}`,
+			"<|endoftext|>", "<|endoftext|>", 49152},
+		{"BloomTokenizerFromHF", "bloom", `{"unk_token": "<unk>", "eos_token": "</s>", "bos_token": "<s>", "pad_token": "<pad>", "tokenizer_class": "BloomTokenizerFast"}`,
+			"</s>", "<pad>", 250880},
+	} {
+		t.Run(tc.typ, func(t *testing.T) {
+			dir := t.TempDir()
+			_, err := Build(Config{TokenizerType: tc.typ, TokenizerModel: dir})
+			require.ErrorContains(t, err, "tokenizer.json", "no SentencePiece fallback")
+			data, err := os.ReadFile("testdata/pretok/" + tc.chain + ".tokenizer.json")
+			require.NoError(t, err)
+			require.NoError(t, os.WriteFile(filepath.Join(dir, "tokenizer.json"), data, 0o644))
+			require.NoError(t, os.WriteFile(filepath.Join(dir, "tokenizer_config.json"), []byte(tc.config), 0o644))
+			tok, err := Build(Config{TokenizerType: tc.typ, TokenizerModel: dir})
+			require.NoError(t, err)
+			require.True(t, IsPai(tc.typ))
+			hf := tok.(*HF)
+			eos, ok := hf.TokenID(tc.eos)
+			require.True(t, ok)
+			pad, ok := hf.TokenID(tc.pad)
+			require.True(t, ok)
+			require.Equal(t, eos, tok.EOS())
+			require.Equal(t, eos, tok.EOD())
+			require.Equal(t, pad, tok.Pad())
+			want := tc.vocab
+			if want < 0 {
+				want = hf.modelVocab + 3
+			}
+			require.Equal(t, want, PaiModelVocab(tc.typ, tok, 3))
+			r := readExpected(t, "pretok/"+tc.chain+".expected.jsonl")[0]
+			require.Equal(t, r.IDs, EncodeNoSpecial(tok, r.Text))
+			require.Equal(t, r.IDs, tok.Encode(r.Text), "the ByteLevel post-processor adds nothing")
+		})
+	}
+}
