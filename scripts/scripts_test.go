@@ -356,6 +356,36 @@ func TestMakePretrainingDatasetDryRun(t *testing.T) {
 	}
 }
 
+// Pai's other tokenizer names map to its --patch-tokenizer-type and output name; all but
+// llamabpe and mistralbpe need the fast tokenizer's tokenizer.json.
+func TestMakePretrainingDatasetTokenizers(t *testing.T) {
+	f := newFixture(t)
+	out := filepath.Join(f.dir, "wudao")
+	fast := filepath.Join(f.dir, "fast-hf")
+	writeFile(t, filepath.Join(fast, "tokenizer.json"), "{}")
+	for _, tc := range []struct{ name, typ, prefix, load string }{
+		{"qwenbpe", "Qwen2Tokenizer", "wudao_qwenbpe", fast},
+		{"mistralbpe", "MistralTokenizer", "SlimPajama_mistralbpe", f.tok},
+		{"falconbpe", "FalconTokenizer", "wudao_falconbpe", fast},
+		{"starcoderbpe", "StarcoderTokenizerFromHF", "wudao_starcoderbpe", fast},
+		{"bloombpe", "BloomTokenizerFromHF", "wudao_bloombpe", fast},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := []string{"/workspace/Pai-Megatron-Patch", f.in, tc.name, out, tc.load}
+			stdout, stderr, code := run(t, f, "bash", datasetScript, nil, args...)
+			require.Equal(t, 0, code, "stderr: %s", stderr)
+			assert.Equal(t, "preprocess --input "+f.in+" --language zh --output-prefix "+out+"/"+tc.prefix+" --dataset-impl mmap "+
+				"--patch-tokenizer-type "+tc.typ+" --load "+tc.load+" --workers 16 --append-eod\n", stdout)
+			if tc.load == fast {
+				args[4] = f.tok // tokenizer.model only
+				_, stderr, code = run(t, f, "bash", datasetScript, nil, args...)
+				assert.Equal(t, 2, code)
+				assert.Contains(t, stderr, "load_dir (arg 5): "+f.tok+" has no tokenizer.json ("+tc.typ+" reads the fast tokenizer's file)")
+			}
+		})
+	}
+}
+
 // Pai's documentation runs the scripts with `sh`; on Debian that is dash, and the script
 // must hand itself to bash and print the same command.
 func TestRunWithSh(t *testing.T) {
@@ -634,8 +664,8 @@ func TestMakePretrainingDatasetBadInput(t *testing.T) {
 	require.NoError(t, os.MkdirAll(noTok, 0o755))
 	missing := filepath.Join(f.dir, "missing")
 	checkBad(t, f, datasetScript, base, nil, []badCase{
-		{"unsupported Pai tokenizer", map[int]string{3: "qwenbpe"}, nil, "tokenizer (arg 3): 'qwenbpe' is a Pai-Megatron-Patch tokenizer that gomegatron does not support yet; supported: llamabpe"},
-		{"unknown tokenizer", map[int]string{3: "llama"}, nil, "tokenizer (arg 3): 'llama' is not one of: llamabpe"},
+		{"unsupported Pai tokenizer", map[int]string{3: "jiebabpe"}, nil, "tokenizer (arg 3): 'jiebabpe' is not supported: Pai's JiebaBPETokenizer needs its own tokenizer.json"},
+		{"unknown tokenizer", map[int]string{3: "llama"}, nil, "tokenizer (arg 3): 'llama' is not one of: llamabpe qwenbpe mistralbpe falconbpe starcoderbpe bloombpe"},
 		{"input missing", map[int]string{2: missing}, nil, "input_data_dir (arg 2): " + missing + " not found"},
 		{"output under a file", map[int]string{4: f.json + "/x"}, nil, "output_data_dir (arg 4): " + f.json + "/x cannot be created"},
 		{"load_dir missing", map[int]string{5: missing}, nil, "load_dir (arg 5): " + missing + " is not a directory"},
@@ -644,7 +674,7 @@ func TestMakePretrainingDatasetBadInput(t *testing.T) {
 	// In the 6-argument order the positions shift by one.
 	checkBad(t, f, datasetScript, append([]string{"/workspace/Pai-Megatron-Patch/Megatron-LM-main"}, base...), nil, []badCase{
 		{"2023 order: input missing", map[int]string{3: missing}, nil, "input_data_dir (arg 3): " + missing + " not found"},
-		{"2023 order: tokenizer", map[int]string{4: "glm130bbpe"}, nil, "tokenizer (arg 4): 'glm130bbpe' is a Pai-Megatron-Patch tokenizer"},
+		{"2023 order: tokenizer", map[int]string{4: "glm130bbpe"}, nil, "tokenizer (arg 4): 'glm130bbpe' is not supported: Pai's GLM tokenizers"},
 	})
 }
 

@@ -667,7 +667,7 @@ func (a *Args) schedule(trainIters int) (LRSchedule, error) {
 // tokenizer.vocab_size for its --patch-tokenizer-type) plus --extra-vocab-size.
 func (a *Args) modelVocab(tok tokenizer.Tokenizer) int {
 	if a.paiTokenizer() {
-		return tokenizer.PaiVocabSize(tok) + a.ExtraVocabSize
+		return tokenizer.PaiModelVocab(a.tokenizerType(), tok, a.ExtraVocabSize)
 	}
 	return tok.VocabSize() + a.ExtraVocabSize
 }

@@ -165,3 +165,19 @@ func TestRawPadOutsideVocabulary(t *testing.T) {
 	got, _ = s.Get(0)
 	require.Equal(t, int64(1000), got.Tokens[248])
 }
+
+// TestPaiModelVocab: the embedding Pai's build_tokenizer sizes for its tokenizer types:
+// tokenizer.vocab_size + --extra-vocab-size, but BLOOM's and StarCoder's fixed sizes.
+func TestPaiModelVocab(t *testing.T) {
+	tok := runeTok{}
+	for typ, want := range map[string]int{
+		"LLamaTokenizer":           tok.VocabSize() + 3,
+		"FalconTokenizer":          tok.VocabSize() + 3,
+		"BloomTokenizerFromHF":     250880,
+		"StarcoderTokenizerFromHF": 49152,
+		"HuggingFaceTokenizer":     tok.VocabSize() + 3, // Megatron's: padded later
+	} {
+		a := &Args{PatchTokenizerType: typ, ExtraVocabSize: 3}
+		require.Equal(t, want, a.modelVocab(tok), typ)
+	}
+}

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -51,7 +52,67 @@ func TestTokenizerFlags(t *testing.T) {
 		assert.Equal(t, c.want, cl.tokenizerConfig(), "%v", c.args)
 		cfg, err := cl.config()
 		require.NoError(t, err)
-		assert.Equal(t, c.want.TokenizerType == "LLamaTokenizer", cfg.Pai, "Pai mode for %v", c.args)
+		assert.Equal(t, tokenizer.IsPai(c.want.TokenizerType), cfg.Pai, "Pai mode for %v", c.args)
+	}
+}
+
+// TestCLIPaiFastTokenizers runs Pai's preprocess_data.py command line with its Falcon,
+// StarCoder and BLOOM tokenizer types on a folder holding a tokenizer.json with each
+// model's pre-tokenizer chain (data/tokenizer/testdata/pretok, ids from HF tokenizers):
+// every document is HF's ids without specials and then eos; the empty text is left out.
+func TestCLIPaiFastTokenizers(t *testing.T) {
+	for _, tc := range []struct{ typ, chain, eos string }{
+		{"FalconTokenizer", "falcon", "<|endoftext|>"},
+		{"StarcoderTokenizerFromHF", "starcoder", "<|endoftext|>"},
+		{"BloomTokenizerFromHF", "bloom", "</s>"},
+	} {
+		t.Run(tc.typ, func(t *testing.T) {
+			dir := t.TempDir()
+			src := filepath.Join("..", "..", "data", "tokenizer", "testdata", "pretok")
+			tj, err := os.ReadFile(filepath.Join(src, tc.chain+".tokenizer.json"))
+			require.NoError(t, err)
+			hf := filepath.Join(dir, "hf")
+			require.NoError(t, os.MkdirAll(hf, 0o755))
+			require.NoError(t, os.WriteFile(filepath.Join(hf, "tokenizer.json"), tj, 0o644))
+			require.NoError(t, os.WriteFile(filepath.Join(hf, "tokenizer_config.json"), []byte(`{"eos_token": "`+tc.eos+`"}`), 0o644))
+			tok, err := tokenizer.LoadHF(hf)
+			require.NoError(t, err)
+			eos, ok := tok.TokenID(tc.eos)
+			require.True(t, ok)
+
+			// The fixture's strings, with an empty text among them.
+			f, err := os.Open(filepath.Join(src, tc.chain+".expected.jsonl"))
+			require.NoError(t, err)
+			defer f.Close()
+			dec := json.NewDecoder(f)
+			var texts []any
+			var want [][][]int64
+			for len(texts) < 60 {
+				var r struct {
+					Text string `json:"text"`
+					IDs  []int  `json:"ids"`
+				}
+				require.NoError(t, dec.Decode(&r))
+				if len(texts) == 5 {
+					texts = append(texts, "")
+				}
+				texts = append(texts, r.Text)
+				doc := make([]int64, 0, len(r.IDs)+1)
+				for _, id := range r.IDs {
+					doc = append(doc, int64(id))
+				}
+				want = append(want, [][]int64{append(doc, int64(eos))})
+			}
+			in := filepath.Join(dir, "in.jsonl")
+			writeJSONL(t, in, []string{"text"}, texts)
+			prefix := filepath.Join(dir, "wudao_"+tc.chain+"bpe")
+			var so, se bytes.Buffer
+			code := runMain([]string{"--input", in, "--language", "zh", "--output-prefix", prefix, "--dataset-impl", "mmap",
+				"--patch-tokenizer-type", tc.typ, "--load", hf, "--workers", "3", "--append-eod", "--progress", "none"}, &so, &se)
+			require.Equal(t, 0, code, se.String())
+			assert.Contains(t, se.String(), "1 records with empty text left out")
+			assert.Equal(t, want, readDocs(t, prefix+"_text_document"))
+		})
 	}
 }
 

@@ -22,7 +22,7 @@ import (
 // ends a document. In WuDao mode the record is a raw WuDao object whose "content", cleaned as
 // Pai's preprocess_wudao2.py cleans it, is the text of the (single) key.
 //
-// Pai mode (the tokenizer type is Pai's LLamaTokenizer) follows Pai-Megatron-Patch's
+// Pai mode (the tokenizer type is one of Pai's, tokenizer.IsPai) follows Pai-Megatron-Patch's
 // toolkits/pretrain_data_preprocessing/preprocess_data.py instead: the text is read as
 // lm_dataformat yields it (a list of strings joined with "\n\n"), empty texts are filtered
 // out before encoding (filter(lambda x: x, …)), and it is encoded with

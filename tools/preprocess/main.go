@@ -11,8 +11,9 @@
 //	    --tokenizer-type LLamaTokenizer --load llama-2-7b-hf --append-eod --workers 16
 //	    → out/wudao_llamabpe_text_document.bin/.idx (what Pai's run_make_pretraining_dataset.sh makes)
 //
-// With Pai's tokenizer name LLamaTokenizer the encoding is Pai's preprocess_data.py's (no BOS,
-// empty texts left out); with Megatron's names it is Megatron's. See README.md.
+// With Pai's tokenizer names (LLamaTokenizer, Qwen2Tokenizer, FalconTokenizer, …) the
+// encoding is Pai's preprocess_data.py's (no BOS, empty texts left out); with Megatron's
+// names it is Megatron's. See README.md.
 //
 // Inputs: a file, a folder (its .jsonl/.json/.jsonl.zst/.gz files, sorted) or a glob. A file
 // whose first byte is '[' is a JSON array of records, otherwise JSON lines. Records that
@@ -51,7 +52,7 @@ type cli struct {
 	LogInterval           int      `name:"log-interval" default:"1000" help:"Documents between progress log lines."`
 	KeepSequentialSamples bool     `name:"keep-sequential-samples" help:"Keep the input order of records with --partitions>1."`
 
-	TokenizerType  string `name:"tokenizer-type" aliases:"patch-tokenizer-type" help:"Megatron's tokenizer type (GPT2BPETokenizer, Llama2Tokenizer, HuggingFaceTokenizer, …) or Pai's (LLamaTokenizer)."`
+	TokenizerType  string `name:"tokenizer-type" aliases:"patch-tokenizer-type" help:"Megatron's tokenizer type (GPT2BPETokenizer, Llama2Tokenizer, HuggingFaceTokenizer, …) or Pai's (LLamaTokenizer, LLama3Tokenizer, Qwen2Tokenizer, QwenTokenizer, MistralTokenizer, FalconTokenizer, StarcoderTokenizerFromHF, BloomTokenizerFromHF)."`
 	TokenizerModel string `name:"tokenizer-model" help:"Tokenizer model file or folder."`
 	VocabFile      string `name:"vocab-file" help:"Vocab file (GPT-2 vocab.json, BERT vocab.txt)."`
 	MergeFile      string `name:"merge-file" help:"BPE merges file."`
@@ -170,7 +171,7 @@ func (c *cli) config() (Config, error) {
 		Input: c.Input, JSONKeys: c.JSONKeys, OutputPrefix: c.OutputPrefix, AppendEOD: c.AppendEOD,
 		Workers: c.Workers, Partitions: c.Partitions, KeepSequentialSamples: c.KeepSequentialSamples,
 		LogInterval: c.LogInterval, WuDao: c.WuDao, WuDaoJSONL: c.WuDaoJSONL, Progress: c.Progress,
-		Pai: c.TokenizerType == "LLamaTokenizer",
+		Pai: tokenizer.IsPai(c.TokenizerType),
 	}, nil
 }
 

@@ -23,7 +23,7 @@ type Config struct {
 	LogInterval           int      // --log-interval: documents between log lines
 	WuDao                 bool     // --wudao: --input is raw WuDaoCorpora 2.0 (JSON arrays), cleaned as Pai does
 	WuDaoJSONL            string   // --wudao-jsonl: also write the cleaned records as Pai's jsonl
-	Pai                   bool     // Pai's preprocess_data.py semantics (the CLI sets it for Pai's LLamaTokenizer; see encoder)
+	Pai                   bool     // Pai's preprocess_data.py semantics (the CLI sets it for Pai's tokenizer types; see encoder)
 	Progress              string   // --progress: auto, bar, log or none
 }
 
