@@ -111,9 +111,28 @@ func plain(p pretokenizer) hfPretok {
 }
 
 func buildPreTokenizer(raw json.RawMessage) (hfPretok, error) {
+	return buildPreTokenizerIn(raw, false)
+}
+
+// buildPreTokenizerIn builds a pre-tokenizer that sees the byte-level spelling of its text
+// when mapped (it follows a ByteLevel step in a Sequence). Those that split on a rune
+// predicate test each byte's rune instead, and a Split whose matches are ASCII-only runs
+// on the raw text unchanged (it cuts both spellings at the same places); the rest run on
+// the spelling itself (inByteLevelDomain).
+func buildPreTokenizerIn(raw json.RawMessage, mapped bool) (hfPretok, error) {
+	f, direct, err := buildPreTokenizerStep(raw, mapped)
+	if err != nil || f == nil || !mapped || direct {
+		return f, err
+	}
+	return inByteLevelDomain(f), nil
+}
+
+// buildPreTokenizerStep builds one pre-tokenizer; direct reports that it already handles
+// the byte-level spelling (mapped) itself.
+func buildPreTokenizerStep(raw json.RawMessage, mapped bool) (f hfPretok, direct bool, err error) {
 	c, err := parseComponent(raw)
 	if err != nil || c == nil {
-		return nil, err
+		return nil, false, err
 	}
 	switch c.Type {
 	case "Sequence":
@@ -121,28 +140,24 @@ func buildPreTokenizer(raw json.RawMessage) (hfPretok, error) {
 			Pretokenizers []json.RawMessage `json:"pretokenizers"`
 		}
 		if err := json.Unmarshal(c.raw, &v); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		var ps []hfPretok
-		mapped := false // a ByteLevel step came before: later steps see its spelling
 		for i, p := range v.Pretokenizers {
-			f, err := buildPreTokenizer(p)
+			f, err := buildPreTokenizerIn(p, mapped)
 			if err != nil {
-				return nil, fmt.Errorf("pretokenizers[%d]: %w", i, err)
-			}
-			if f != nil && mapped {
-				f = inByteLevelDomain(f)
+				return nil, false, fmt.Errorf("pretokenizers[%d]: %w", i, err)
 			}
 			if f != nil {
 				ps = append(ps, f)
 			}
-			mapped = mapped || usesByteLevel(p)
+			mapped = mapped || usesByteLevel(p) // later steps see ByteLevel's spelling
 		}
 		switch len(ps) {
 		case 0:
-			return nil, nil
+			return nil, true, nil
 		case 1:
-			return ps[0], nil
+			return ps[0], true, nil
 		}
 		return func(s string, first bool, yield func(string)) {
 			var run func(k int, s string, first bool)
@@ -158,18 +173,18 @@ func buildPreTokenizer(raw json.RawMessage) (hfPretok, error) {
 				})
 			}
 			run(0, s, first)
-		}, nil
+		}, true, nil
 	case "ByteLevel":
 		var v struct {
 			AddPrefixSpace bool  `json:"add_prefix_space"`
 			UseRegex       *bool `json:"use_regex"`
 		}
 		if err := json.Unmarshal(c.raw, &v); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		useRegex := v.UseRegex == nil || *v.UseRegex
 		if !v.AddPrefixSpace && !useRegex {
-			return nil, nil // only the byte mapping, which the model does
+			return nil, false, nil // only the byte mapping, which the model does
 		}
 		return func(s string, _ bool, yield func(string)) {
 			if v.AddPrefixSpace && !strings.HasPrefix(s, " ") {
@@ -180,7 +195,7 @@ func buildPreTokenizer(raw json.RawMessage) (hfPretok, error) {
 			} else {
 				yield(s)
 			}
-		}, nil
+		}, false, nil
 	case "Split":
 		var v struct {
 			Pattern  hfPattern `json:"pattern"`
@@ -188,50 +203,50 @@ func buildPreTokenizer(raw json.RawMessage) (hfPretok, error) {
 			Invert   bool      `json:"invert"`
 		}
 		if err := json.Unmarshal(c.raw, &v); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		b, err := parseSplitBehavior(v.Behavior, splitIsolated)
 		if err != nil {
-			return nil, fmt.Errorf("Split: %w", err)
+			return nil, false, fmt.Errorf("Split: %w", err)
 		}
 		if v.Pattern.Regex != nil && b == splitIsolated && !v.Invert {
 			if f, ok := scannerFor(*v.Pattern.Regex); ok {
-				return plain(f), nil
+				return plain(f), asciiOnlyScanner(*v.Pattern.Regex), nil
 			}
 		}
 		f, err := buildRegexSplit(v.Pattern, b, v.Invert)
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
-		return plain(f), nil
+		return plain(f), false, nil
 	case "Digits":
 		var v struct {
 			Individual bool `json:"individual_digits"`
 		}
 		if err := json.Unmarshal(c.raw, &v); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		b := splitContiguous
 		if v.Individual {
 			b = splitIsolated
 		}
-		return plain(runePretok(isNumeric, b)), nil
+		return plain(runePretok(isNumeric, b, mapped)), true, nil
 	case "Punctuation":
 		var v struct {
 			Behavior string `json:"behavior"`
 		}
 		if err := json.Unmarshal(c.raw, &v); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		b, err := parseSplitBehavior(v.Behavior, splitIsolated)
 		if err != nil {
-			return nil, fmt.Errorf("Punctuation: %w", err)
+			return nil, false, fmt.Errorf("Punctuation: %w", err)
 		}
-		return plain(runePretok(isPunctuation, b)), nil
+		return plain(runePretok(isPunctuation, b, mapped)), true, nil
 	case "Metaspace":
 		rep, scheme, split, err := metaspaceConfig(c.raw)
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		// HF: spaces become the replacement; it is prepended (scheme "always", or
 		// "first" for the segment at offset 0) unless already there; with split, each
@@ -257,9 +272,9 @@ func buildPreTokenizer(raw json.RawMessage) (hfPretok, error) {
 			if start < len(s) {
 				yield(s[start:])
 			}
-		}, nil
+		}, false, nil
 	}
-	return nil, fmt.Errorf("pre_tokenizer type %q is not supported", c.Type)
+	return nil, false, fmt.Errorf("pre_tokenizer type %q is not supported", c.Type)
 }
 
 // metaspaceConfig reads a Metaspace pre-tokenizer or decoder: the replacement, the

@@ -124,11 +124,18 @@ func splitSegments(s string, segs []span, b splitBehavior, invert bool, yield fu
 }
 
 // runeSegments cuts s into one match per rune satisfying is and the maximal gaps
-// between them (HF's Pattern for a char predicate).
-func runeSegments(s string, is func(rune) bool, segs []span) []span {
+// between them (HF's Pattern for a char predicate). With mapped, s stands for its
+// byte-level spelling: each byte is one rune, byteToRune of it.
+func runeSegments(s string, is func(rune) bool, mapped bool, segs []span) []span {
 	gap := 0
 	for i := 0; i < len(s); {
-		r, w := utf8.DecodeRuneInString(s[i:]) // invalid UTF-8: U+FFFD, one byte
+		var r rune
+		w := 1
+		if mapped {
+			r = byteToRune[s[i]]
+		} else {
+			r, w = utf8.DecodeRuneInString(s[i:]) // invalid UTF-8: U+FFFD, one byte
+		}
 		if is(r) {
 			if gap < i {
 				segs = append(segs, span{gap, i, false})
@@ -144,11 +151,12 @@ func runeSegments(s string, is func(rune) bool, segs []span) []span {
 	return segs
 }
 
-// runePretok is a pre-tokenizer splitting on the runes is accepts with behavior b.
-func runePretok(is func(rune) bool, b splitBehavior) pretokenizer {
+// runePretok is a pre-tokenizer splitting on the runes is accepts with behavior b (on the
+// byte-level spelling when mapped).
+func runePretok(is func(rune) bool, b splitBehavior, mapped bool) pretokenizer {
 	return func(s string, yield func(string)) {
 		var buf [32]span
-		splitSegments(s, runeSegments(s, is, buf[:0]), b, false, yield)
+		splitSegments(s, runeSegments(s, is, mapped, buf[:0]), b, false, yield)
 	}
 }
 
@@ -170,6 +178,38 @@ func isPunctuation(r rune) bool {
 	}
 	return unicode.IsPunct(r)
 }
+
+// digitTriplesPattern is Falcon's Split after its Digits: numbers in groups of three.
+const digitTriplesPattern = "[0-9][0-9][0-9]"
+
+// splitDigitTriples yields the gaps and matches of digitTriplesPattern, leftmost first.
+func splitDigitTriples(s string, yield func(string)) {
+	isDigit := func(i int) bool { return '0' <= s[i] && s[i] <= '9' }
+	gap := 0
+	for i := 0; i+3 <= len(s); {
+		if !isDigit(i + 2) { // no match can cover i+2 from i, i+1 or i+2
+			i += 3
+			continue
+		}
+		if !isDigit(i) || !isDigit(i+1) {
+			i++
+			continue
+		}
+		if gap < i {
+			yield(s[gap:i])
+		}
+		yield(s[i : i+3])
+		i += 3
+		gap = i
+	}
+	if gap < len(s) {
+		yield(s[gap:])
+	}
+}
+
+// asciiOnlyScanner reports a scanner whose matches are ASCII characters only: it cuts a
+// text and its byte-level spelling at the same places, so it runs on either.
+func asciiOnlyScanner(pattern string) bool { return pattern == digitTriplesPattern }
 
 // inByteLevelDomain runs p on the byte-level spelling of s (each byte as its
 // bytes_to_unicode rune), as HF runs the pre-tokenizers that follow a ByteLevel one in a

@@ -1,6 +1,7 @@
 package tokenizer
 
 import (
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -53,7 +54,7 @@ func TestSplitBehaviors(t *testing.T) {
 		{splitContiguous, false, []string{"a", "1", "b", "22", "c"}},
 	} {
 		var got []string
-		splitSegments(s, runeSegments(s, isNumeric, nil), tc.b, tc.invert, func(w string) { got = append(got, w) })
+		splitSegments(s, runeSegments(s, isNumeric, false, nil), tc.b, tc.invert, func(w string) { got = append(got, w) })
 		require.Equal(t, tc.want, got, "behavior %d invert %v", tc.b, tc.invert)
 	}
 }
@@ -122,5 +123,25 @@ func TestPaiFastOnlyTokenizers(t *testing.T) {
 			require.Equal(t, r.IDs, EncodeNoSpecial(tok, r.Text))
 			require.Equal(t, r.IDs, tok.Encode(r.Text), "the ByteLevel post-processor adds nothing")
 		})
+	}
+}
+
+// TestDigitTriplesScanner: the scanner for Falcon's "[0-9][0-9][0-9]" Split cuts as the
+// regex engine does.
+func TestDigitTriplesScanner(t *testing.T) {
+	re, err := buildRegexSplit(hfPattern{Regex: new(digitTriplesPattern)}, splitIsolated, false)
+	require.NoError(t, err)
+	rng := rand.New(rand.NewPCG(1, 2))
+	alphabet := []string{"0", "1", "9", "a", " ", "½", "٣", "12", "123"}
+	for range 3000 {
+		var b strings.Builder
+		for n := rng.IntN(14); n >= 0; n-- {
+			b.WriteString(alphabet[rng.IntN(len(alphabet))])
+		}
+		s := b.String()
+		var got, want []string
+		splitDigitTriples(s, func(w string) { got = append(got, w) })
+		re(s, func(w string) { want = append(want, w) })
+		require.Equal(t, want, got, "%q", s)
 	}
 }

@@ -202,6 +202,8 @@ func scannerFor(pattern string) (pretokenizer, bool) {
 		return func(s string, y func(string)) { splitLlama3(s, 1, false, y) }, true
 	case GPT2Pattern:
 		return splitGPT2, true
+	case digitTriplesPattern:
+		return splitDigitTriples, true
 	}
 	return nil, false
 }
