@@ -21,6 +21,8 @@ import (
 //     FalconTokenizer and StarcoderTokenizerFromHF (pad = eos) and BloomTokenizerFromHF:
 //     --tokenizer-model is a Hugging Face directory (tokenizer.json, tokenizer_config.json)
 //     or a tokenizer.json; Encode is tokenizer(text) (add_special_tokens=True); eod = eos.
+//   - BaichuanTokenizer (Pai's): --tokenizer-model is the Baichuan folder (tokenizer.model,
+//     tokenizer_config.json); see PaiSentencePiece.
 //   - QwenTokenizer (Pai's, Qwen 1.0): --tokenizer-model is qwen.tiktoken or its folder;
 //     special tokens in the text are matched; eod = eos = <|endoftext|>; see Qwen.
 //   - TikTokenizer: --tokenizer-model, Megatron's JSON rank list, or a tiktoken rank file
@@ -87,6 +89,11 @@ func Build(cfg Config) (Tokenizer, error) {
 			hf.eod = hf.eos
 		}
 		return hf, nil
+	case "BaichuanTokenizer":
+		if cfg.TokenizerModel == "" {
+			return nil, fmt.Errorf("tokenizer: BaichuanTokenizer needs --tokenizer-model (the Baichuan folder with tokenizer.model)")
+		}
+		return LoadBaichuan(cfg.TokenizerModel)
 	case "QwenTokenizer":
 		if cfg.TokenizerModel == "" {
 			return nil, fmt.Errorf("tokenizer: QwenTokenizer needs --tokenizer-model (qwen.tiktoken, or the folder holding it)")
@@ -105,7 +112,7 @@ func Build(cfg Config) (Tokenizer, error) {
 	case "":
 		return nil, fmt.Errorf("tokenizer: --tokenizer-type is not set")
 	}
-	return nil, fmt.Errorf("tokenizer: --tokenizer-type %q is not supported (GPT2BPETokenizer, SentencePieceTokenizer, GPTSentencePieceTokenizer, Llama2Tokenizer, HuggingFaceTokenizer, LLamaTokenizer, LLama3Tokenizer, Qwen2Tokenizer, MistralTokenizer, QwenTokenizer, FalconTokenizer, StarcoderTokenizerFromHF, BloomTokenizerFromHF, TikTokenizer, NullTokenizer)", cfg.TokenizerType)
+	return nil, fmt.Errorf("tokenizer: --tokenizer-type %q is not supported (GPT2BPETokenizer, SentencePieceTokenizer, GPTSentencePieceTokenizer, Llama2Tokenizer, HuggingFaceTokenizer, LLamaTokenizer, LLama3Tokenizer, Qwen2Tokenizer, MistralTokenizer, QwenTokenizer, BaichuanTokenizer, FalconTokenizer, StarcoderTokenizerFromHF, BloomTokenizerFromHF, TikTokenizer, NullTokenizer)", cfg.TokenizerType)
 }
 
 // fastOnly reports a Pai tokenizer type read only from tokenizer.json: Qwen's, Falcon's,
@@ -146,7 +153,7 @@ func paiQwen2Specials(t *HF) {
 // with PaiVocabSize.
 func IsPai(typ string) bool {
 	switch typ {
-	case "LLamaTokenizer", "LLama3Tokenizer", "Qwen2Tokenizer", "MistralTokenizer", "QwenTokenizer",
+	case "LLamaTokenizer", "LLama3Tokenizer", "Qwen2Tokenizer", "MistralTokenizer", "QwenTokenizer", "BaichuanTokenizer",
 		"FalconTokenizer", "StarcoderTokenizerFromHF", "BloomTokenizerFromHF":
 		return true
 	}
@@ -187,6 +194,8 @@ func EncodeNoSpecial(t Tokenizer, text string) []int {
 	case *HF:
 		return v.EncodeSpecial(text, false)
 	case *SentencePieceBOS:
+		return v.SentencePiece.Encode(text)
+	case *PaiSentencePiece:
 		return v.SentencePiece.Encode(text)
 	}
 	return t.Encode(text)

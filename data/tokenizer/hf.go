@@ -250,19 +250,9 @@ func (t *HF) SetSpecialFromConfig(data []byte) error {
 		return err
 	}
 	get := func(key string) (int, error) {
-		raw, ok := c[key]
-		if !ok || string(raw) == "null" {
-			return -1, nil
-		}
-		var s string
-		if err := json.Unmarshal(raw, &s); err != nil {
-			var obj struct {
-				Content string `json:"content"`
-			}
-			if err := json.Unmarshal(raw, &obj); err != nil {
-				return -1, fmt.Errorf("%s: want a string or {\"content\": …}", key)
-			}
-			s = obj.Content
+		s, ok, err := configToken(c, key)
+		if err != nil || !ok {
+			return -1, err
 		}
 		if id, ok := t.TokenID(s); ok {
 			return id, nil

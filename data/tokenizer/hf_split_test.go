@@ -145,3 +145,45 @@ func TestDigitTriplesScanner(t *testing.T) {
 		require.Equal(t, want, got, "%q", s)
 	}
 }
+
+// TestBaichuanTokenizer: Pai's BaichuanTokenizer over a folder's tokenizer.model: Baichuan
+// 2's tokenizer_config.json (add_bos_token false, pad "<unk>") gives the bare pieces and pad
+// 0; without a config the class defaults apply (BOS first) and the pad is Pai's added
+// "[PAD]", the next id.
+func TestBaichuanTokenizer(t *testing.T) {
+	model, err := os.ReadFile("testdata/sp_bpe2k.model")
+	require.NoError(t, err)
+	sp, err := ParseSentencePiece(model)
+	require.NoError(t, err)
+	const text = "Hello, Baichuan 2! 你好"
+	dir := t.TempDir()
+	_, err = Build(Config{TokenizerType: "BaichuanTokenizer", TokenizerModel: dir})
+	require.ErrorContains(t, err, "tokenizer.model")
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "tokenizer.model"), model, 0o644))
+
+	bare, err := Build(Config{TokenizerType: "BaichuanTokenizer", TokenizerModel: dir})
+	require.NoError(t, err)
+	require.Equal(t, append([]int{sp.BOS()}, sp.Encode(text)...), bare.Encode(text))
+	require.Equal(t, sp.VocabSize(), bare.Pad())
+	require.Equal(t, sp.EOS(), bare.EOD())
+	require.Equal(t, sp.Encode(text), EncodeNoSpecial(bare, text))
+
+	cfg := `{"add_bos_token": false, "add_eos_token": false, "bos_token": {"content": "<s>", "lstrip": false},
+		"eos_token": {"content": "</s>"}, "pad_token": {"content": "<unk>"}, "unk_token": "<unk>", "tokenizer_class": "BaichuanTokenizer"}`
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "tokenizer_config.json"), []byte(cfg), 0o644))
+	tok, err := Build(Config{TokenizerType: "BaichuanTokenizer", TokenizerModel: dir})
+	require.NoError(t, err)
+	require.Equal(t, sp.Encode(text), tok.Encode(text))
+	require.Equal(t, sp.PieceID("<unk>"), tok.Pad())
+	require.Equal(t, sp.PieceID("</s>"), tok.EOD())
+	require.Equal(t, sp.VocabSize()+5, PaiModelVocab("BaichuanTokenizer", tok, 5))
+	require.True(t, IsPai("BaichuanTokenizer"))
+
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "tokenizer_config.json"), []byte(`{"add_eos_token": true, "pad_token": "[PAD]"}`), 0o644))
+	_, err = Build(Config{TokenizerType: "BaichuanTokenizer", TokenizerModel: dir})
+	require.ErrorContains(t, err, `pad_token "[PAD]" is not a piece of tokenizer.model`)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "tokenizer_config.json"), []byte(`{"add_bos_token": false, "add_eos_token": true}`), 0o644))
+	eos, err := Build(Config{TokenizerType: "BaichuanTokenizer", TokenizerModel: filepath.Join(dir, "tokenizer.model")})
+	require.NoError(t, err)
+	require.Equal(t, append(sp.Encode(text), sp.EOS()), eos.Encode(text))
+}
