@@ -233,6 +233,7 @@ type Args struct {
 	ManualGC                       bool `name:"manual-gc" help:"Accepted (Go's collector follows GOGC)."`
 	DistributedTimeoutMinutes      int  `name:"distributed-timeout-minutes" help:"Timeout of collectives in minutes (default: GOMEGATRON_COMM_TIMEOUT, else comm/tcp's)."`
 	ApplyQueryKeyLayerScaling      bool `name:"apply-query-key-layer-scaling" help:"Accepted: attention scores are formed in fp32, where Megatron's 1/layer-number scaling (undone inside its fp16 softmax) changes nothing."`
+	NoQueryKeyLayerScaling         bool `name:"no-query-key-layer-scaling" help:"Accepted: Megatron 23.x's spelling of the default (Pai's Baichuan scripts pass it); see --apply-query-key-layer-scaling."`
 	FP32ResidualConnection         bool `name:"fp32-residual-connection" help:"Keep the residual stream in fp32: on a GPU every activation stays F32 (Megatron keeps only the residual); the CPU's are F32 anyway."`
 
 	// Pai-Megatron-Patch extras.

@@ -71,6 +71,9 @@ type generateCmd struct {
 	MaxPaddingLength    int    `name:"max-padding-length" help:"Accepted (Pai: sample length of training data)."`
 	ExtraVocabSize      int    `name:"extra-vocab-size" default:"0" help:"Pai: rows appended to the tokenizer's vocabulary (for a model built without --load)."`
 	UseLlama2RotaryPosE bool   `name:"use-llama2-rotary-position-embeddings" help:"Pai: same as --position-embedding-type rope."`
+	UseRotaryPosE       bool   `name:"use-rotary-position-embeddings" help:"Same as --position-embedding-type rope."`
+	UseAlibiMask        bool   `name:"use-alibi-mask" help:"Pai (Baichuan 2 13B): same as --position-embedding-type alibi."`
+	NoQKLayerScaling    bool   `name:"no-query-key-layer-scaling" help:"Accepted (Megatron 23.x's spelling of the default)."`
 	RotaryScaleFactor   int    `name:"rotary-scale-factor" default:"1" help:"Pai: RoPE positions divided by it (--rotary-seq-len-interpolation-factor); a --load checkpoint must agree."`
 	UseFlashAttn        bool   `name:"use-flash-attn" help:"Accepted: attention always uses the online-softmax kernel."`
 	TransformerImpl     string `name:"transformer-impl" default:"local" help:"Accepted (local or transformer_engine: the same kernels)."`
@@ -295,14 +298,26 @@ func (g *generateCmd) tokenizer() (tokenizer.Tokenizer, error) {
 		VocabFile: g.VocabFile, MergeFile: g.MergeFile, VocabSize: g.VocabSize})
 }
 
+// positionEmbedding is --position-embedding-type as Pai's flags set it: RoPE with
+// --use-llama2-rotary-position-embeddings or --use-rotary-position-embeddings, ALiBi with
+// --use-alibi-mask (which wins, as in training).
+func (g *generateCmd) positionEmbedding() string {
+	switch {
+	case g.UseAlibiMask:
+		return "alibi"
+	case g.UseLlama2RotaryPosE || g.UseRotaryPosE:
+		return "rope"
+	}
+	return g.Config.PositionEmbeddingType
+}
+
 // model loads --load (checking the shape flags given against it) or builds a model from
 // the flags and the tokenizer's vocabulary.
 func (g *generateCmd) model(be kernels.Backend, tok tokenizer.Tokenizer, par layers.Parallel) (*layers.GPTModel, error) {
+	pos := g.positionEmbedding()
 	if g.Load == "" {
 		cfg := g.Config
-		if g.UseLlama2RotaryPosE {
-			cfg.PositionEmbeddingType = "rope"
-		}
+		cfg.PositionEmbeddingType = pos
 		if g.RotaryScaleFactor > 1 {
 			cfg.RotarySeqLenInterpolationFactor = float64(g.RotaryScaleFactor)
 		}
@@ -316,6 +331,9 @@ func (g *generateCmd) model(be kernels.Backend, tok tokenizer.Tokenizer, par lay
 		return nil, err
 	}
 	c := src.Config
+	if pos != g.Config.PositionEmbeddingType && pos != c.PositionEmbeddingType { // a Pai flag names it
+		return nil, fmt.Errorf("the flags ask for %s position embeddings, but %s was trained with %s", pos, g.Load, c.PositionEmbeddingType)
+	}
 	if f := g.RotaryScaleFactor; f > 1 && c.RotarySeqLenInterpolationFactor != float64(f) {
 		return nil, fmt.Errorf("--rotary-scale-factor %d, but %s was trained with RoPE interpolation %v", f, g.Load, max(c.RotarySeqLenInterpolationFactor, 1))
 	}

@@ -282,6 +282,7 @@ func TestGenerateBadInput(t *testing.T) {
 		{set(base, "--load", tmp), "neither a Megatron checkpoint"},
 		{set(base, "--text-generate-output-file", filepath.Join(tmp, "no", "such", "dir", "o.txt")), "--text-generate-output-file"},
 		{set(base, "--max-tokens-to-oom", "10"), "--max-tokens-to-oom 10"},
+		{append(append([]string(nil), base...), "--use-alibi-mask", "--no-query-key-layer-scaling"), "the flags ask for alibi position embeddings, but " + dir + " was trained with rope"},
 		{[]string{"--load", dir, "--patch-tokenizer-type", "LLamaTokenizer"}, "no prompts"},
 		{[]string{"--load", dir, "--patch-tokenizer-type", "LLamaTokenizer", "--text-generate-input-file", in}, "needs --text-generate-output-file"},
 		{[]string{"--load", dir, "--prompt", "x"}, "--tokenizer-type"},
