@@ -474,6 +474,38 @@ pai_qwen15_shape() {
 	esac
 }
 
+# pai_baichuan2_shape SIZE POS sets the shape variables as Pai's Baichuan 2 scripts do, and
+# baichuan_options, their model_options: 7B (32 layers, hidden 4096, 32 heads, FFN 11008,
+# RoPE), 13B (40 layers, hidden 5120, 40 heads, FFN 13696, ALiBi), or gomegatron's CPU sizes
+# tiny and small (RoPE; multi-head like Baichuan's W_pack, the vocabulary the tokenizer's).
+pai_baichuan2_shape() {
+	pai_enum MODEL_SIZE "$2" "$1" 7B 13B tiny small
+	gqa_options=()
+	NUM_QUERY_GROUPS=0
+	baichuan_options=(--use-rotary-position-embeddings --position-embedding-type rope)
+	case $1 in
+	7B) NUM_LAYERS=32 HIDDEN_SIZE=4096 NUM_ATTN_HEADS=32 INTERMEDIATE_SIZE=11008 ;;
+	13B)
+		NUM_LAYERS=40 HIDDEN_SIZE=5120 NUM_ATTN_HEADS=40 INTERMEDIATE_SIZE=13696
+		baichuan_options=(--use-alibi-mask --position-embedding-type none)
+		;;
+	tiny) NUM_LAYERS=2 HIDDEN_SIZE=64 NUM_ATTN_HEADS=4 INTERMEDIATE_SIZE=172 ;;
+	small) NUM_LAYERS=4 HIDDEN_SIZE=256 NUM_ATTN_HEADS=8 INTERMEDIATE_SIZE=688 ;;
+	esac
+}
+
+# pai_normhead sets normhead_options to --use-normhead: Baichuan 2's output layer (NormHead),
+# which the converted checkpoints hold and record. Pai's Baichuan 2 scripts omit it, so a
+# checkpoint they saved has none; NORMHEAD=0 in the environment leaves it out for those.
+pai_normhead() {
+	normhead_options=(--use-normhead)
+	case ${NORMHEAD:-1} in
+	1) ;;
+	0) normhead_options=() ;;
+	*) pai_die "NORMHEAD='${NORMHEAD}' (environment) is not one of: 1 0" ;;
+	esac
+}
+
 # pai_mistral_shape SIZE POS [SIZES…] sets the shape variables, MAX_POSITION_EMBEDDINGS and
 # SLW (the sliding window) as Pai's Mistral scripts do: 7B (GQA, 8 groups, FFN 14336), or
 # tiny/small. SIZES is the list a script accepts (default 7B tiny small); Pai's evaluation
@@ -966,6 +998,8 @@ pai_eval_llama_options() {
 # pai_generate_options, the rapidformer_options that Pai's Llama-2 script and the scripts
 # copied from it (Qwen1.5's, which runs Llama-2's entry point) share, in its order:
 # --micro-batch-size … --repetition-penalty; a script adds its model's last flags.
+# pai_generate_head_options is its start, --micro-batch-size … --swiglu, which Pai's
+# Baichuan 2 script shares too.
 pai_generate_args() {
 	ENV=$1 MEGATRON_PATCH_PATH=$2 CHECKPOINT_PATH=$3 MODEL_SIZE=$4 TP=$5 BS=$6 SEQ_LEN=$7 PAD_LEN=$8 EXTRA_VOCAB_SIZE=$9
 	PR=${10} TOP_K=${11} INPUT_SEQ_LEN=${12} OUTPUT_SEQ_LEN=${13} INPUT_FILE=${14} OUTPUT_FILE=${15} TOP_P=${16}
@@ -1025,7 +1059,7 @@ pai_generate_args() {
 	bf16) pr_options=(--bf16) ;;
 	esac
 
-	pai_generate_options=(
+	pai_generate_head_options=(
 		--micro-batch-size "${BS}"
 		--num-layers "${NUM_LAYERS}"
 		--hidden-size "${HIDDEN_SIZE}"
@@ -1046,6 +1080,9 @@ pai_generate_args() {
 		--max-padding-length "${PAD_LEN}"
 		--use-distributed-optimizer
 		--swiglu
+	)
+	pai_generate_options=(
+		"${pai_generate_head_options[@]}"
 		--use-llama2-rotary-position-embeddings
 		--position-embedding-type rope
 		--untie-embeddings-and-output-weights
