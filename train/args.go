@@ -31,8 +31,8 @@ type Args struct {
 	ContextParallelSize     int  `name:"context-parallel-size" default:"1" help:"Context parallelism: each rank runs 2 of 2·CP chunks of every sequence; keys and values are all-gathered for attention."`
 	ExpertModelParallelSize int  `name:"expert-model-parallel-size" default:"1" help:"Expert parallelism: only 1 with --num-experts (every rank holds every expert); on a dense model it must divide the data-parallel size, as Megatron checks, and changes nothing."`
 	MoETokenDropping        bool `name:"moe-token-dropping" help:"Token dropping: not supported (nor by Megatron at this version)."`
-	DisableBiasLinearFC     bool `name:"disable-bias-linear-fc" help:"Pai (Mistral): no MLP biases; with --disable-bias-linear only."`
-	DisableBiasAttnFC       bool `name:"disable-bias-attn-fc" help:"Pai (Mistral): no attention biases; with --disable-bias-linear only."`
+	DisableBiasLinearFC     bool `name:"disable-bias-linear-fc" help:"Pai: no MLP biases (with --disable-bias-attn-fc alone: Pai's Qwen model, whose QKV keeps its bias)."`
+	DisableBiasAttnFC       bool `name:"disable-bias-attn-fc" help:"Pai: no attention output bias (with --disable-bias-linear-fc alone: Pai's Qwen model, whose QKV keeps its bias)."`
 	NoPositionEmbedding     bool `name:"no-position-embedding" help:"No learned position embedding (with RoPE there is none anyway)."`
 
 	// Batches and length of training.
@@ -384,8 +384,8 @@ func (a *Args) Validate(world int) error {
 	if a.MoEGroupedGemm && a.NumExperts > 0 && !a.BF16 {
 		return fmt.Errorf("--moe-grouped-gemm needs --bf16, as Megatron asserts (\"Currently GroupedGEMM for MoE only supports bf16 dtype.\")")
 	}
-	if (a.DisableBiasLinearFC || a.DisableBiasAttnFC) && !a.DisableBiasLinear {
-		return fmt.Errorf("--disable-bias-linear-fc and --disable-bias-attn-fc are supported with --disable-bias-linear only (which removes those biases too)")
+	if err := PaiQwenBiases(&a.Config, a.DisableBiasLinearFC, a.DisableBiasAttnFC); err != nil {
+		return err
 	}
 	if a.NoPositionEmbedding && a.PositionEmbeddingType == "learned_absolute" {
 		return fmt.Errorf("--no-position-embedding with learned absolute positions leaves no position information: not supported")
@@ -506,3 +506,19 @@ func (a *Args) VirtualStages() int {
 
 // LoadingCheckpoint reports whether --load names a checkpoint to resume from.
 func (a *Args) LoadingCheckpoint() bool { return a.Load != "" && a.Load != "none" }
+
+// PaiQwenBiases applies Pai's --disable-bias-linear-fc and --disable-bias-attn-fc. Only
+// Pai's Qwen (1.0) model reads them: its query_key_value always has a bias, and the two
+// flags drop the MLP's and the attention output's, which is --disable-bias-linear
+// --add-qkv-bias. With --disable-bias-linear (Pai's Mistral scripts) they change nothing;
+// one alone would leave a bias layout no model here has.
+func PaiQwenBiases(c *layers.Config, fc, attnFC bool) error {
+	switch {
+	case c.DisableBiasLinear || !fc && !attnFC:
+		return nil
+	case fc && attnFC:
+		c.DisableBiasLinear, c.AddQKVBias = true, true
+		return nil
+	}
+	return fmt.Errorf("--disable-bias-linear-fc and --disable-bias-attn-fc go together (Pai's Qwen model: biases on the QKV projection only) or with --disable-bias-linear")
+}

@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/gomegatron/gomegatron/layers"
 )
 
 // runeTok maps each rune r to 3 + r mod 997; BOS 1, EOS 2, pad 0.
@@ -180,4 +182,19 @@ func TestPaiModelVocab(t *testing.T) {
 		a := &Args{PatchTokenizerType: typ, ExtraVocabSize: 3}
 		require.Equal(t, want, a.modelVocab(tok), typ)
 	}
+}
+
+// TestPaiQwenBiases: Pai's two bias flags alone are its Qwen model (QKV bias only); with
+// --disable-bias-linear they change nothing; one alone is refused.
+func TestPaiQwenBiases(t *testing.T) {
+	var c layers.Config
+	require.NoError(t, PaiQwenBiases(&c, true, true))
+	require.True(t, c.DisableBiasLinear && c.AddQKVBias)
+	c = layers.Config{DisableBiasLinear: true}
+	require.NoError(t, PaiQwenBiases(&c, true, true))
+	require.False(t, c.AddQKVBias, "Pai's Mistral scripts: no biases at all")
+	c = layers.Config{}
+	require.NoError(t, PaiQwenBiases(&c, false, false))
+	require.False(t, c.DisableBiasLinear)
+	require.ErrorContains(t, PaiQwenBiases(&c, true, false), "go together")
 }

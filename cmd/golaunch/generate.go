@@ -20,6 +20,7 @@ import (
 	"github.com/gomegatron/gomegatron/kernels/device"
 	"github.com/gomegatron/gomegatron/layers"
 	"github.com/gomegatron/gomegatron/tensor"
+	"github.com/gomegatron/gomegatron/train"
 )
 
 func init() {
@@ -74,6 +75,8 @@ type generateCmd struct {
 	UseRotaryPosE       bool   `name:"use-rotary-position-embeddings" help:"Same as --position-embedding-type rope."`
 	UseAlibiMask        bool   `name:"use-alibi-mask" help:"Pai (Baichuan 2 13B): same as --position-embedding-type alibi."`
 	NoQKLayerScaling    bool   `name:"no-query-key-layer-scaling" help:"Accepted (Megatron 23.x's spelling of the default)."`
+	DisableBiasLinearFC bool   `name:"disable-bias-linear-fc" help:"Pai: no MLP biases (with --disable-bias-attn-fc: Pai's Qwen model, biases on QKV only)."`
+	DisableBiasAttnFC   bool   `name:"disable-bias-attn-fc" help:"Pai: no attention output bias (see --disable-bias-linear-fc)."`
 	RotaryScaleFactor   int    `name:"rotary-scale-factor" default:"1" help:"Pai: RoPE positions divided by it (--rotary-seq-len-interpolation-factor); a --load checkpoint must agree."`
 	UseFlashAttn        bool   `name:"use-flash-attn" help:"Accepted: attention always uses the online-softmax kernel."`
 	TransformerImpl     string `name:"transformer-impl" default:"local" help:"Accepted (local or transformer_engine: the same kernels)."`
@@ -318,6 +321,9 @@ func (g *generateCmd) model(be kernels.Backend, tok tokenizer.Tokenizer, par lay
 	if g.Load == "" {
 		cfg := g.Config
 		cfg.PositionEmbeddingType = pos
+		if err := train.PaiQwenBiases(&cfg, g.DisableBiasLinearFC, g.DisableBiasAttnFC); err != nil {
+			return nil, err
+		}
 		if g.RotaryScaleFactor > 1 {
 			cfg.RotarySeqLenInterpolationFactor = float64(g.RotaryScaleFactor)
 		}
