@@ -445,9 +445,10 @@ func TestUsage(t *testing.T) {
 	counts := map[string][]int{pretrainScript: {0, 23, 25}, finetuneScript: {0, 21, 23}, generateScript: {0, 17, 19}, datasetScript: {0, 4, 7},
 		withGAScript: {0, 24, 26}, mcorePretrainScript: {0, 24, 26}, mcoreFinetuneScript: {0, 25, 27},
 		llama3PretrainScript: {0, 26}, llama3FinetuneScript: {0, 27}, llama3LegacyPretrainScript: {0, 25}, llama3LegacyFinetuneScript: {0, 26},
-		baichuan2PretrainScript: {0, 25}, baichuan2GenerateScript: {0, 19}}
+		baichuan2PretrainScript: {0, 25}, baichuan2GenerateScript: {0, 19}, qwen1PretrainScript: {0, 25}, qwen1GenerateScript: {0, 19}}
 	names[llama3PretrainScript], names[llama3FinetuneScript] = names[mcorePretrainScript], names[mcoreFinetuneScript]
 	names[baichuan2PretrainScript], names[baichuan2GenerateScript] = names[pretrainScript], names[generateScript]
+	names[qwen1PretrainScript], names[qwen1GenerateScript] = names[pretrainScript], names[generateScript]
 	names[llama3LegacyPretrainScript], names[llama3LegacyFinetuneScript] = names[pretrainScript], names[withGAScript]
 	for script, ns := range names {
 		for _, n := range counts[script] {
@@ -481,7 +482,7 @@ func TestUsage(t *testing.T) {
 // also makes go test's result cache, which records the files a test opens, rerun the tests
 // when a script changes (bash reads them, not the test binary).
 func TestScriptFiles(t *testing.T) {
-	for _, pattern := range []string{"run_*.sh", "*_convertor.sh", "llama3/run_*.sh", "qwen1_5/*.sh", "mistral/*.sh", "baichuan2/*.sh", "lib/*.sh"} {
+	for _, pattern := range []string{"run_*.sh", "*_convertor.sh", "llama3/run_*.sh", "qwen1_5/*.sh", "mistral/*.sh", "baichuan2/*.sh", "qwen/*.sh", "lib/*.sh"} {
 		files, err := filepath.Glob(pattern)
 		require.NoError(t, err)
 		for _, p := range files {

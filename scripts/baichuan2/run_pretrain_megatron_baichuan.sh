@@ -36,7 +36,7 @@ pai_normhead
 pai_feature_options # AC PR DO FL TE SP TP PRETRAIN_CHECKPOINT_PATH → the option arrays, as Pai builds them
 
 NAME="${ENV}-pretrain-megatron-baichuan-${MODEL_SIZE}-lr-${LR}-bs-${BATCH_SIZE}-seqlen-${SEQ_LEN}-pr-${PR}-tp-${TP}-pp-${PP}-ac-${AC}-do-${DO}-sp-${SP}-tt-${TRAIN_TOKENS}-wt-${WARMUP_TOKENS}"
-pai_run_paths "${NAME}" # TENSORBOARD_DIR, SAVED_PRETRAIN_CHECKPOINT_PATH, LOG_FILE, pai_log_head_options
+pai_run_paths "${NAME}" # TENSORBOARD_DIR, SAVED_PRETRAIN_CHECKPOINT_PATH, LOG_FILE, pai_log_eval100_options
 pai_train_options linear 0.006 # pai_optim_options, pai_shape_options
 
 # Pai's command: model_options, megatron_options, then ac do pr sp flash load te and
@@ -49,11 +49,7 @@ megatron_options=(
 	"${pai_optim_options[@]}" # --lr … --init-method-std 0.006, --lr-decay-iters … --train-iters
 	"${pai_shape_options[@]}" # --micro-batch-size … --seq-length
 	--max-position-embeddings "${SEQ_LEN}"
-	--log-interval 1
-	--eval-interval 100
-	"${pai_log_head_options[@]:4}" # --eval-iters 10 … --pipeline-model-parallel-size
-	--no-load-optim
-	--no-load-rng
+	"${pai_log_eval100_options[@]}" # --log-interval 1 --eval-interval 100 … --no-load-rng, in Pai's order
 	--num-workers 8
 	--seed 1234
 	--max-padding-length "${PAD_LEN}"

@@ -31,7 +31,8 @@ pai_nargs 18 $#
 PAI_SHAPE=pai_baichuan2_shape pai_generate_args "$@" # ENV … REPETITION_PENALTY; baichuan_options, launcher, load, input and pr options
 
 rapidformer_options=(
-	"${pai_generate_head_options[@]}" # --micro-batch-size … --swiglu, in Pai's order
+	"${pai_generate_head_options[@]}" # --micro-batch-size … --use-distributed-optimizer, in Pai's order
+	--swiglu
 	--untie-embeddings-and-output-weights
 	--normalization RMSNorm
 	--patch-tokenizer-type BaichuanTokenizer

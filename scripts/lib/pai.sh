@@ -380,6 +380,8 @@ pai_run_paths() {
 		--log-batch-size-to-tensorboard --log-validation-ppl-to-tensorboard --tensor-model-parallel-size "${TP}"
 		--pipeline-model-parallel-size "${PP}")
 	pai_log_options=("${pai_log_head_options[@]}" --no-load-optim --no-load-rng)
+	# Pai's 231007-era scripts (Baichuan 2, Qwen 1.0) evaluate every 100 iterations.
+	pai_log_eval100_options=(--log-interval 1 --eval-interval 100 "${pai_log_head_options[@]:4}" --no-load-optim --no-load-rng)
 }
 
 # pai_train_options DECAY_STYLE INIT_STD [FLAG…] sets the runs of flags that Pai's
@@ -492,6 +494,40 @@ pai_baichuan2_shape() {
 	tiny) NUM_LAYERS=2 HIDDEN_SIZE=64 NUM_ATTN_HEADS=4 INTERMEDIATE_SIZE=172 ;;
 	small) NUM_LAYERS=4 HIDDEN_SIZE=256 NUM_ATTN_HEADS=8 INTERMEDIATE_SIZE=688 ;;
 	esac
+}
+
+# pai_qwen1_shape SIZE POS [SIZES…] sets the shape variables as Pai's Qwen (1.0) scripts do,
+# and rope_options: 1.8B, 7B, 14B, 72B (RoPE positions interpolated 4×, as Pai's
+# pretraining script passes), or gomegatron's CPU sizes tiny and small (multi-head, the
+# vocabulary the tokenizer's). SIZES is the list a script accepts (default all of them; Pai's
+# generation script has 7B and 14B).
+pai_qwen1_shape() {
+	local size=$1 pos=$2
+	shift 2
+	[ $# -gt 0 ] || set -- 1.8B 7B 14B 72B tiny small
+	pai_enum MODEL_SIZE "$pos" "$size" "$@"
+	gqa_options=()
+	rope_options=()
+	NUM_QUERY_GROUPS=0
+	PAI_FFN_FACTOR=2 # QWenLMHeadModel's config.json: intermediate_size = 2 × --ffn-hidden-size
+	case $size in
+	1.8B) NUM_LAYERS=24 HIDDEN_SIZE=2048 NUM_ATTN_HEADS=16 INTERMEDIATE_SIZE=5504 ;;
+	7B) NUM_LAYERS=32 HIDDEN_SIZE=4096 NUM_ATTN_HEADS=32 INTERMEDIATE_SIZE=11008 ;;
+	14B) NUM_LAYERS=40 HIDDEN_SIZE=5120 NUM_ATTN_HEADS=40 INTERMEDIATE_SIZE=13696 ;;
+	72B)
+		NUM_LAYERS=80 HIDDEN_SIZE=8192 NUM_ATTN_HEADS=64 INTERMEDIATE_SIZE=24576
+		rope_options=(--rotary-seq-len-interpolation-factor 4)
+		;;
+	tiny) NUM_LAYERS=2 HIDDEN_SIZE=64 NUM_ATTN_HEADS=4 INTERMEDIATE_SIZE=172 ;;
+	small) NUM_LAYERS=4 HIDDEN_SIZE=256 NUM_ATTN_HEADS=8 INTERMEDIATE_SIZE=688 ;;
+	esac
+}
+
+# pai_qwen1_arch sets pai_arch_options, the model flags Pai's Qwen (1.0) scripts end with:
+# SwiGLU, RMSNorm, RoPE, untied output, eps 1e-6, biases on the QKV projection only.
+pai_qwen1_arch() {
+	pai_arch_options=(--swiglu --normalization RMSNorm --use-rotary-position-embeddings --position-embedding-type rope
+		--untie-embeddings-and-output-weights --norm-epsilon 1e-6 --disable-bias-linear-fc --disable-bias-attn-fc)
 }
 
 # pai_normhead sets normhead_options to --use-normhead: Baichuan 2's output layer (NormHead),
@@ -641,8 +677,8 @@ pai_json_int() {
 
 # pai_check_checkpoint NAME POS PATH SIZE_POS [HINT]: a checkpoint to load must exist and, when it
 # carries a Hugging Face config.json (an HF folder, or a Pai-converted Megatron folder,
-# which keeps the HF json files), match MODEL_SIZE's layers, hidden size, heads and
-# query groups. A Megatron folder needs latest_checkpointed_iteration.txt naming an
+# which keeps the HF json files), match MODEL_SIZE's layers, hidden size, heads, FFN size
+# (times PAI_FFN_FACTOR, 2 for Qwen 1.0) and query groups. A Megatron folder needs latest_checkpointed_iteration.txt naming an
 # existing iteration folder. HINT follows a missing checkpoint's message (default: pass none).
 # TODO: compare a Megatron checkpoint without config.json with the args pickled in its
 # model_optim_rng.pt (needs a reader; golaunch checks shapes when it loads).
@@ -660,6 +696,9 @@ pai_check_checkpoint() {
 			[ -n "$got" ] || continue
 			if [ "${k%%:*}" = num_key_value_heads ] && [ "$want" -eq 0 ]; then
 				want=${NUM_ATTN_HEADS} # multi-head attention: one KV head per head
+			fi
+			if [ "${k%%:*}" = intermediate_size ]; then
+				want=$((want * ${PAI_FFN_FACTOR:-1})) # Qwen (1.0) counts w1 and w2
 			fi
 			[ "$got" -eq "$want" ] ||
 				pai_die "${name} (arg ${pos}): ${dir}/config.json has ${k%%:*} ${got}, but ${PAI_SIZE_NAME:-MODEL_SIZE} (arg ${size_pos}) ${MODEL_SIZE} has ${want}"
@@ -998,8 +1037,8 @@ pai_eval_llama_options() {
 # pai_generate_options, the rapidformer_options that Pai's Llama-2 script and the scripts
 # copied from it (Qwen1.5's, which runs Llama-2's entry point) share, in its order:
 # --micro-batch-size … --repetition-penalty; a script adds its model's last flags.
-# pai_generate_head_options is its start, --micro-batch-size … --swiglu, which Pai's
-# Baichuan 2 script shares too.
+# pai_generate_head_options is its start, --micro-batch-size … --use-distributed-optimizer,
+# which Pai's Baichuan 2 and Qwen (1.0) scripts share too.
 pai_generate_args() {
 	ENV=$1 MEGATRON_PATCH_PATH=$2 CHECKPOINT_PATH=$3 MODEL_SIZE=$4 TP=$5 BS=$6 SEQ_LEN=$7 PAD_LEN=$8 EXTRA_VOCAB_SIZE=$9
 	PR=${10} TOP_K=${11} INPUT_SEQ_LEN=${12} OUTPUT_SEQ_LEN=${13} INPUT_FILE=${14} OUTPUT_FILE=${15} TOP_P=${16}
@@ -1079,10 +1118,10 @@ pai_generate_args() {
 		--extra-vocab-size "${EXTRA_VOCAB_SIZE}"
 		--max-padding-length "${PAD_LEN}"
 		--use-distributed-optimizer
-		--swiglu
 	)
 	pai_generate_options=(
 		"${pai_generate_head_options[@]}"
+		--swiglu
 		--use-llama2-rotary-position-embeddings
 		--position-embedding-type rope
 		--untie-embeddings-and-output-weights
