@@ -2,7 +2,6 @@ package scripts
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -87,14 +86,7 @@ func TestBaichuan2DryRun(t *testing.T) {
 // NormHead (its vocabulary is not Baichuan 2's), so the pretraining script's default
 // --use-normhead is refused with the flag to drop, and NORMHEAD=0 trains.
 func TestBaichuan2RealRun(t *testing.T) {
-	if testing.Short() {
-		t.Skip("-short: builds golaunch and tools/convert, and trains")
-	}
-	f := newFixture(t)
-	bin := filepath.Join(f.dir, "bin", "golaunch")
-	out, err := exec.Command("go", "build", "-o", bin, "../cmd/golaunch").CombinedOutput()
-	require.NoError(t, err, "%s", out)
-	conv := convertBin(t, f.dir)
+	f, bin, conv := realRunTools(t)
 
 	src := filepath.Join(f.dir, "Baichuan2-tiny")
 	require.NoError(t, hftest.Write(src, `{"model_type": "baichuan", "architectures": ["BaiChuanForCausalLM"], "hidden_size": 64,
@@ -123,15 +115,5 @@ func TestBaichuan2RealRun(t *testing.T) {
 	require.Contains(t, stdout+stderr, "use_normhead false (Baichuan 2's NormHead output layer), this run has --use-normhead true: pass no --use-normhead")
 	env["NORMHEAD"] = "0"
 	stdout = runReal(t, f, baichuan2PretrainScript, env, args...)
-	require.Contains(t, stdout, "successfully loaded checkpoint from "+ck)
-	require.Contains(t, stdout, "iteration       10/      10")
-	require.Contains(t, stdout, "successfully saved checkpoint from iteration      10")
-
-	genOut := filepath.Join(f.dir, "gen", "out.txt")
-	stdout = runReal(t, f, baichuan2GenerateScript, map[string]string{"DRY_RUN": "0", "GOLAUNCH": bin},
-		"dsw", "x", ck, "tiny", "1", "1", "64", "64", "0", "bf16", "1", "8", "8", f.jsonl, genOut, "0", "1", "1")
-	require.Contains(t, stdout, "--patch-tokenizer-type BaichuanTokenizer")
-	lines := readLines(t, genOut)
-	require.Len(t, lines, 1)
-	require.True(t, strings.HasPrefix(lines[0], "hello"), "no BOS (add_bos_token false): %q", lines[0])
+	requireTinyRun(t, f, bin, stdout, baichuan2GenerateScript, ck, "0", "BaichuanTokenizer")
 }

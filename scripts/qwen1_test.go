@@ -3,7 +3,6 @@ package scripts
 import (
 	"encoding/base64"
 	"fmt"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -69,14 +68,7 @@ func TestQwen1DryRun(t *testing.T) {
 // (Qwen1.0 branch), pretraining from the converted checkpoint on an idxmap dataset with
 // QwenTokenizer and Pai's Qwen bias flags, and generation.
 func TestQwen1RealRun(t *testing.T) {
-	if testing.Short() {
-		t.Skip("-short: builds golaunch and tools/convert, and trains")
-	}
-	f := newFixture(t)
-	bin := filepath.Join(f.dir, "bin", "golaunch")
-	out, err := exec.Command("go", "build", "-o", bin, "../cmd/golaunch").CombinedOutput()
-	require.NoError(t, err, "%s", out)
-	conv := convertBin(t, f.dir)
+	f, bin, conv := realRunTools(t)
 
 	// vocab_size: 256 ranks + 208 specials + EXTRA_VOCAB_SIZE 16.
 	src := filepath.Join(f.dir, "Qwen-tiny")
@@ -97,15 +89,5 @@ func TestQwen1RealRun(t *testing.T) {
 	env := map[string]string{"DRY_RUN": "0", "GOLAUNCH": bin, "GPUS_PER_NODE": "1"}
 	stdout := runReal(t, f, qwen1PretrainScript, env, "dsw", "../..", "tiny", "1", "2", "1e-3", "1e-4", "128", "128", "16", "bf16", "1", "1", "sel",
 		"false", "false", "false", "false", "100", ds, ck, "2560", "256", f.out)
-	require.Contains(t, stdout, "successfully loaded checkpoint from "+ck)
-	require.Contains(t, stdout, "iteration       10/      10")
-	require.Contains(t, stdout, "successfully saved checkpoint from iteration      10")
-
-	genOut := filepath.Join(f.dir, "gen", "out.txt")
-	stdout = runReal(t, f, qwen1GenerateScript, map[string]string{"DRY_RUN": "0", "GOLAUNCH": bin},
-		"dsw", "x", ck, "tiny", "1", "1", "64", "64", "16", "bf16", "1", "8", "8", f.jsonl, genOut, "0", "1", "1")
-	require.Contains(t, stdout, "--patch-tokenizer-type QwenTokenizer")
-	lines := readLines(t, genOut)
-	require.Len(t, lines, 1)
-	require.True(t, strings.HasPrefix(lines[0], "hello"), "no BOS: %q", lines[0])
+	requireTinyRun(t, f, bin, stdout, qwen1GenerateScript, ck, "16", "QwenTokenizer")
 }

@@ -177,6 +177,38 @@ func realRunSetup(t *testing.T) (f fixture, bin, tokJSON string) {
 	return f, bin, tokJSON
 }
 
+// realRunTools builds golaunch and tools/convert for a real run of a model's scripts on
+// the CPU (skipped with -short).
+func realRunTools(t *testing.T) (f fixture, golaunch, convert string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("-short: builds golaunch and tools/convert, and trains")
+	}
+	f = newFixture(t)
+	golaunch = filepath.Join(f.dir, "bin", "golaunch")
+	out, err := exec.Command("go", "build", "-o", golaunch, "../cmd/golaunch").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	return f, golaunch, convertBin(t, f.dir)
+}
+
+// requireTinyRun checks a real run of a model's pretraining script on the tiny model:
+// resumed from ck, 10 iterations, saved; then runs its generation script from ck (greedy,
+// the fixture's one query, EXTRA_VOCAB_SIZE extra) and requires the tokenizer type typ in
+// its command and one output line starting with the query (no BOS).
+func requireTinyRun(t *testing.T, f fixture, bin, pretrainOut, generateScript, ck, extra, typ string) {
+	t.Helper()
+	require.Contains(t, pretrainOut, "successfully loaded checkpoint from "+ck)
+	require.Contains(t, pretrainOut, "iteration       10/      10")
+	require.Contains(t, pretrainOut, "successfully saved checkpoint from iteration      10")
+	genOut := filepath.Join(f.dir, "gen", "out.txt")
+	stdout := runReal(t, f, generateScript, map[string]string{"DRY_RUN": "0", "GOLAUNCH": bin},
+		"dsw", "x", ck, "tiny", "1", "1", "64", "64", extra, "bf16", "1", "8", "8", f.jsonl, genOut, "0", "1", "1")
+	require.Contains(t, stdout, "--patch-tokenizer-type "+typ)
+	lines := readLines(t, genOut)
+	require.Len(t, lines, 1)
+	require.True(t, strings.HasPrefix(lines[0], "hello"), "no BOS: %q", lines[0])
+}
+
 // writeCorpus writes a .bin/.idx dataset at prefix: 200 documents of repeated patterns the
 // tiny model can learn.
 func writeCorpus(t *testing.T, prefix string) {

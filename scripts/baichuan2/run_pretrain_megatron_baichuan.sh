@@ -36,24 +36,15 @@ pai_normhead
 pai_feature_options # AC PR DO FL TE SP TP PRETRAIN_CHECKPOINT_PATH → the option arrays, as Pai builds them
 
 NAME="${ENV}-pretrain-megatron-baichuan-${MODEL_SIZE}-lr-${LR}-bs-${BATCH_SIZE}-seqlen-${SEQ_LEN}-pr-${PR}-tp-${TP}-pp-${PP}-ac-${AC}-do-${DO}-sp-${SP}-tt-${TRAIN_TOKENS}-wt-${WARMUP_TOKENS}"
-pai_run_paths "${NAME}" # TENSORBOARD_DIR, SAVED_PRETRAIN_CHECKPOINT_PATH, LOG_FILE, pai_log_eval100_options
+pai_run_paths "${NAME}" # TENSORBOARD_DIR, SAVED_PRETRAIN_CHECKPOINT_PATH, LOG_FILE, pai_log_head_options
 pai_train_options linear 0.006 # pai_optim_options, pai_shape_options
+pai_pretrain_231007_options # --save … --extra-vocab-size
 
 # Pai's command: model_options, megatron_options, then ac do pr sp flash load te and
 # model_options again (written twice in Pai's run_cmd).
 megatron_options=(
 	"${baichuan_options[@]}"
-	--save "${SAVED_PRETRAIN_CHECKPOINT_PATH}"
-	--split 98,2,0
-	--train-data-path "${dataset_paths[@]}"
-	"${pai_optim_options[@]}" # --lr … --init-method-std 0.006, --lr-decay-iters … --train-iters
-	"${pai_shape_options[@]}" # --micro-batch-size … --seq-length
-	--max-position-embeddings "${SEQ_LEN}"
-	"${pai_log_eval100_options[@]}" # --log-interval 1 --eval-interval 100 … --no-load-rng, in Pai's order
-	--num-workers 8
-	--seed 1234
-	--max-padding-length "${PAD_LEN}"
-	--extra-vocab-size "${EXTRA_VOCAB_SIZE}"
+	"${pai_pretrain_231007_options[@]}" # --save … --extra-vocab-size, in Pai's order
 	--patch-tokenizer-type BaichuanTokenizer
 	--dataset LLama-Pretrain-Raw
 	--swiglu

@@ -380,8 +380,19 @@ pai_run_paths() {
 		--log-batch-size-to-tensorboard --log-validation-ppl-to-tensorboard --tensor-model-parallel-size "${TP}"
 		--pipeline-model-parallel-size "${PP}")
 	pai_log_options=("${pai_log_head_options[@]}" --no-load-optim --no-load-rng)
-	# Pai's 231007-era scripts (Baichuan 2, Qwen 1.0) evaluate every 100 iterations.
-	pai_log_eval100_options=(--log-interval 1 --eval-interval 100 "${pai_log_head_options[@]:4}" --no-load-optim --no-load-rng)
+}
+
+# pai_pretrain_231007_options sets pai_pretrain_231007_options, the run of flags Pai's
+# Megatron-LM-231007 pretraining scripts (Baichuan 2, Qwen 1.0) start their megatron_options
+# with: --save … --split 98,2,0 --train-data-path, pai_optim_options and pai_shape_options
+# (call pai_run_paths and pai_train_options first), logging with evaluation every 100
+# iterations, and --num-workers 8 … --extra-vocab-size.
+pai_pretrain_231007_options() {
+	pai_pretrain_231007_options=(
+		--save "${SAVED_PRETRAIN_CHECKPOINT_PATH}" --split 98,2,0 --train-data-path "${dataset_paths[@]}"
+		"${pai_optim_options[@]}" "${pai_shape_options[@]}" --max-position-embeddings "${SEQ_LEN}"
+		--log-interval 1 --eval-interval 100 "${pai_log_head_options[@]:4}" --no-load-optim --no-load-rng
+		--num-workers 8 --seed 1234 --max-padding-length "${PAD_LEN}" --extra-vocab-size "${EXTRA_VOCAB_SIZE}")
 }
 
 # pai_train_options DECAY_STYLE INIT_STD [FLAG…] sets the runs of flags that Pai's
