@@ -3,6 +3,7 @@ package tokenizer
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -72,20 +73,48 @@ func TestAgainstHFNode(t *testing.T) {
 	}
 	in, err := json.Marshal(texts)
 	require.NoError(t, err)
-	// The fixtures' tokenizers, then the small ones carrying Falcon's, StarCoder's and
-	// BLOOM's pre-tokenizer chains (testdata/pretok).
-	for _, name := range []string{"llama2", "llama3", "qwen3", "gpt2", "cl100k", "pretok/falcon", "pretok/starcoder", "pretok/bloom"} {
+	// The fixtures' tokenizers, the small ones carrying Falcon's, StarCoder's and BLOOM's
+	// pre-tokenizer chains (testdata/pretok), and that BPE under every Split and
+	// Punctuation behavior, inverted or not.
+	names := []string{"llama2", "llama3", "qwen3", "gpt2", "cl100k", "pretok/falcon", "pretok/starcoder", "pretok/bloom"}
+	behaviors := filepath.Join(t.TempDir(), "behaviors")
+	require.NoError(t, os.MkdirAll(behaviors, 0o755))
+	base, err := os.ReadFile("testdata/pretok/starcoder.tokenizer.json")
+	require.NoError(t, err)
+	for _, b := range []string{"Isolated", "Removed", "MergedWithPrevious", "MergedWithNext", "Contiguous"} {
+		for _, inv := range []bool{false, true} {
+			var tj map[string]any
+			require.NoError(t, json.Unmarshal(base, &tj))
+			tj["pre_tokenizer"] = map[string]any{"type": "Sequence", "pretokenizers": []any{
+				map[string]any{"type": "Split", "pattern": map[string]any{"Regex": `[0-9]+|-| `}, "behavior": b, "invert": inv},
+				map[string]any{"type": "Punctuation", "behavior": b},
+				map[string]any{"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false}}}
+			data, err := json.Marshal(tj)
+			require.NoError(t, err)
+			name := fmt.Sprintf("%s-invert-%v", b, inv)
+			require.NoError(t, os.WriteFile(filepath.Join(behaviors, name+".tokenizer.json"), data, 0o644))
+			names = append(names, "behaviors/"+name)
+		}
+	}
+	for _, name := range names {
 		t.Run(name, func(t *testing.T) {
 			var path string
 			var tok *HF
-			if chain, ok := strings.CutPrefix(name, "pretok/"); ok {
+			chain, small := strings.CutPrefix(name, "pretok/")
+			variant, generated := strings.CutPrefix(name, "behaviors/")
+			switch {
+			case small:
 				path = filepath.Join("testdata", "pretok", chain+".tokenizer.json")
+			case generated:
+				path = filepath.Join(behaviors, variant+".tokenizer.json")
+			default:
+				path = largeFile(t, filepath.Join("tokenizers", name, "tokenizer.json"))
+				tok = loadHFFixture(t, name)
+			}
+			if tok == nil {
 				var err error
 				tok, err = LoadHF(path)
 				require.NoError(t, err)
-			} else {
-				path = largeFile(t, filepath.Join("tokenizers", name, "tokenizer.json"))
-				tok = loadHFFixture(t, name)
 			}
 			path, err := filepath.Abs(path)
 			require.NoError(t, err)
