@@ -2,9 +2,11 @@ package tokenizer
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -63,4 +65,57 @@ func TestQwenTokenizer(t *testing.T) {
 	require.NoError(t, os.WriteFile(p, []byte(strings.Replace(string(b), " 256\n", " 300\n", 1)), 0o644))
 	_, err = LoadQwen(p)
 	require.ErrorContains(t, err, "ranks are not 0…256")
+}
+
+// TestQwenAgainstQwen3Fixture: Qwen (1.0)'s qwen.tiktoken holds the byte-level BPE that
+// Qwen2 and Qwen3 kept (their first 151643 ids, and <|endoftext|>, <|im_start|>, <|im_end|>
+// after them), so a rank file made from the qwen3 fixture's vocabulary must give HF's ids on
+// every fixture string that Qwen3's NFC normalizer leaves alone and that holds none of
+// Qwen3's later special tokens (Qwen 1.0 has <|extra_N|> there).
+func TestQwenAgainstQwen3Fixture(t *testing.T) {
+	src := largeFile(t, "tokenizers/qwen3/tokenizer.json")
+	data, err := os.ReadFile(src)
+	require.NoError(t, err)
+	var tj struct {
+		Model struct {
+			Vocab map[string]int `json:"vocab"`
+		} `json:"model"`
+		AddedTokens []struct {
+			ID      int    `json:"id"`
+			Content string `json:"content"`
+		} `json:"added_tokens"`
+	}
+	require.NoError(t, json.Unmarshal(data, &tj))
+	lines := make([]string, len(tj.Model.Vocab))
+	for tok, id := range tj.Model.Vocab {
+		raw, ok := byteLevelDecode(tok)
+		require.True(t, ok, tok)
+		require.Less(t, id, len(lines))
+		lines[id] = fmt.Sprintf("%s %d", base64.StdEncoding.EncodeToString(raw), id)
+	}
+	require.Len(t, lines, 151643)
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "qwen.tiktoken"), []byte(strings.Join(lines, "\n")+"\n"), 0o644))
+	q, err := LoadQwen(dir)
+	require.NoError(t, err)
+
+	var later []string // Qwen3's special tokens past Qwen 1.0's first three
+	for _, a := range tj.AddedTokens {
+		if a.ID >= 151646 {
+			later = append(later, a.Content)
+		}
+	}
+	n := 0
+	for _, r := range readExpected(t, "qwen3.expected.jsonl") {
+		if nfc(r.Text) != r.Text || slices.ContainsFunc(later, func(s string) bool { return strings.Contains(r.Text, s) }) {
+			continue
+		}
+		if got := q.Encode(r.Text); !equalInts(got, r.IDs) {
+			t.Fatalf("idx %d %q:\n got  %v\n want %v", r.Idx, r.Text, got, r.IDs)
+		}
+		require.Equal(t, r.Text, q.Decode(r.IDs), "idx %d", r.Idx)
+		n++
+	}
+	require.Greater(t, n, 150, "most fixture strings are NFC and free of Qwen3's later specials")
+	t.Logf("%d fixture strings equal to HF's Qwen3 ids", n)
 }
