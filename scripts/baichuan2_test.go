@@ -17,6 +17,7 @@ const (
 	baichuan2PretrainScript = "baichuan2/run_pretrain_megatron_baichuan.sh"
 	baichuan2GenerateScript = "baichuan2/run_text_generation_megatron_baichuan.sh"
 	baichuan2ConvertScript  = "baichuan2/model_convertor.sh"
+	baichuan2EvaluateScript = "baichuan2/run_evaluate_megatron_baichuan.sh"
 )
 
 // Pai's Baichuan 2 pretraining script's command: its model_options (RoPE for 7B, ALiBi for
@@ -116,4 +117,11 @@ func TestBaichuan2RealRun(t *testing.T) {
 	env["NORMHEAD"] = "0"
 	stdout = runReal(t, f, baichuan2PretrainScript, env, args...)
 	requireTinyRun(t, f, bin, stdout, baichuan2GenerateScript, ck, "0", "BaichuanTokenizer")
+
+	// Pai's evaluation script on the same raw JSON: one pass, a loss per micro-batch.
+	stdout = runReal(t, f, baichuan2EvaluateScript, env, "dsw", "x", "tiny", "4", "128", "128", "0", "bf16", "1", "1", "sel",
+		"false", "false", "false", "false", data, ck)
+	require.Contains(t, stdout, "evaluate-raw --use-rotary-position-embeddings --position-embedding-type rope --valid-data-path "+data)
+	require.Contains(t, stdout, "total number of samples: 24")
+	require.Regexp(t, `iteration +6/ +6 \| lm loss \(per data-parallel rank\): \S+ \|`, stdout)
 }
