@@ -45,8 +45,8 @@ type Options struct {
 	// and the new token gets the next id (32000 for Llama-2).
 	PadID int
 	// NoBOS leaves out the leading BOS that the slow LlamaTokenizer adds (by default BOS is
-	// put in front when the tokenizer has one). The text itself is encoded without special
-	// tokens (tokenizer.EncodeNoSpecial).
+	// put in front when the tokenizer's tokenizer(text) adds it: tokenizer.AddsBOS). The
+	// text itself is encoded without special tokens (tokenizer.EncodeNoSpecial).
 	NoBOS bool
 }
 
@@ -109,7 +109,7 @@ func LoadWithOptions(path string, tok tokenizer.Tokenizer, opts Options) (*Datas
 		return nil, errors.New("sft: the tokenizer has no EOS token, which the target needs (a Hugging Face tokenizer names it in tokenizer_config.json's eos_token, next to tokenizer.json)")
 	}
 	bos := -1
-	if !opts.NoBOS {
+	if !opts.NoBOS && tokenizer.AddsBOS(tok) {
 		bos = tok.BOS()
 	}
 	d := &Dataset{l: opts.MaxPaddingLength, pad: int32(pad)}

@@ -228,3 +228,23 @@ func TestLoadErrors(t *testing.T) {
 }
 
 var _ tokenizer.Tokenizer = fakeTok{}
+
+// noBOSTok is fakeTok whose tokenizer(text) adds no BOS (BLOOM's, Qwen's, Baichuan 2's
+// config): the samples start with the prompt.
+type noBOSTok struct{ fakeTok }
+
+func (noBOSTok) AddsBOS() bool { return false }
+
+func TestNoBOSTokenizer(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "data.json")
+	writeJSONFile(t, path, sftRecords("output"), false)
+	withBOS, err := LoadWithOptions(path, fakeTok{vocab: 32000, pad: 0}, Options{MaxPaddingLength: 256, PadID: -1})
+	require.NoError(t, err)
+	ds, err := LoadWithOptions(path, noBOSTok{fakeTok{vocab: 32000, pad: 0}}, Options{MaxPaddingLength: 256, PadID: -1})
+	require.NoError(t, err)
+	require.Greater(t, ds.Len(), 0)
+	in, _ := ds.Example(0)
+	ref, _ := withBOS.Example(0)
+	require.Equal(t, int32(1), ref[0])
+	require.Equal(t, ref[1:], in[:len(in)-1], "the same ids without the leading BOS")
+}

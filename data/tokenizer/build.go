@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 )
 
 // Build returns the tokenizer Megatron's build_tokenizer makes for cfg, by
@@ -199,4 +200,22 @@ func EncodeNoSpecial(t Tokenizer, text string) []int {
 		return v.SentencePiece.Encode(text)
 	}
 	return t.Encode(text)
+}
+
+// AddsBOS reports whether t's Encode puts BOS first, as Hugging Face's tokenizer(text)
+// (add_special_tokens=True) does: a fast tokenizer when its post-processor adds it
+// (LlamaTokenizer's add_bos_token; not BLOOM's, Falcon's or Qwen's), Pai's
+// BaichuanTokenizer by its config's add_bos_token, a SentencePiece tokenizer with BOS by
+// Llama2Tokenizer's rule; a tokenizer with an AddsBOS method by it; others whenever they
+// have a BOS.
+func AddsBOS(t Tokenizer) bool {
+	switch v := t.(type) {
+	case *HF:
+		return v.bos >= 0 && slices.Contains(v.prefix, v.bos)
+	case *PaiSentencePiece:
+		return v.addBOS && v.bos >= 0
+	case interface{ AddsBOS() bool }:
+		return v.AddsBOS()
+	}
+	return t.BOS() >= 0
 }

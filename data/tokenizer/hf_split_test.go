@@ -187,3 +187,30 @@ func TestBaichuanTokenizer(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, append(sp.Encode(text), sp.EOS()), eos.Encode(text))
 }
+
+// TestAddsBOS: BOS leads tokenizer(text) for Llama's fast tokenizer (its post-processor), not
+// for BLOOM's (a bos_token, no template), nor for Baichuan 2's config (add_bos_token false).
+func TestAddsBOS(t *testing.T) {
+	bloom, err := LoadHF("testdata/pretok/bloom.tokenizer.json")
+	require.NoError(t, err)
+	require.NoError(t, bloom.SetSpecialFromConfig([]byte(`{"bos_token": "<s>", "eos_token": "</s>"}`)))
+	require.GreaterOrEqual(t, bloom.BOS(), 0)
+	require.False(t, AddsBOS(bloom))
+	llama := `{"model": {"type": "BPE", "vocab": {"<s>": 0, "a": 1}, "merges": []}, "added_tokens": [{"id": 0, "content": "<s>", "special": true}],
+		"post_processor": {"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": "<s>"}}, {"Sequence": {"id": "A"}}],
+		"special_tokens": {"<s>": {"ids": [0]}}}}`
+	hf, err := ParseHF([]byte(llama))
+	require.NoError(t, err)
+	require.NoError(t, hf.SetSpecialFromConfig([]byte(`{"bos_token": "<s>"}`)))
+	require.True(t, AddsBOS(hf))
+
+	model, err := os.ReadFile("testdata/sp_bpe2k.model")
+	require.NoError(t, err)
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "tokenizer.model"), model, 0o644))
+	bc, err := LoadBaichuan(dir)
+	require.NoError(t, err)
+	require.True(t, AddsBOS(bc), "the class default")
+	bc.addBOS = false
+	require.False(t, AddsBOS(bc))
+}
