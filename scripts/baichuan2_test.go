@@ -18,6 +18,7 @@ const (
 	baichuan2GenerateScript = "baichuan2/run_text_generation_megatron_baichuan.sh"
 	baichuan2ConvertScript  = "baichuan2/model_convertor.sh"
 	baichuan2EvaluateScript = "baichuan2/run_evaluate_megatron_baichuan.sh"
+	baichuan2EvalHFScript   = "baichuan2/run_evaluate_huggingface_baichuan.sh"
 )
 
 // Pai's Baichuan 2 pretraining script's command: its model_options (RoPE for 7B, ALiBi for
@@ -124,4 +125,10 @@ func TestBaichuan2RealRun(t *testing.T) {
 	require.Contains(t, stdout, "evaluate-raw --use-rotary-position-embeddings --position-embedding-type rope --valid-data-path "+data)
 	require.Contains(t, stdout, "total number of samples: 24")
 	require.Regexp(t, `iteration +6/ +6 \| lm loss \(per data-parallel rank\): \S+ \|`, stdout)
+
+	// And the Hugging Face folder itself, with its BaichuanTokenizer.
+	stdout = runReal(t, f, baichuan2EvalHFScript, env, "dsw", "x", "tiny", "4", "128", "128", "0", "bf16", data, src)
+	require.Contains(t, stdout, "evaluate-raw --transformer-type huggingface --valid-data-path "+data)
+	require.Contains(t, stdout, "--patch-tokenizer-type BaichuanTokenizer")
+	require.Regexp(t, `lm loss \(per data-parallel rank\): \S+ \|`, stdout)
 }

@@ -445,10 +445,11 @@ func TestUsage(t *testing.T) {
 	counts := map[string][]int{pretrainScript: {0, 23, 25}, finetuneScript: {0, 21, 23}, generateScript: {0, 17, 19}, datasetScript: {0, 4, 7},
 		withGAScript: {0, 24, 26}, mcorePretrainScript: {0, 24, 26}, mcoreFinetuneScript: {0, 25, 27},
 		llama3PretrainScript: {0, 26}, llama3FinetuneScript: {0, 27}, llama3LegacyPretrainScript: {0, 25}, llama3LegacyFinetuneScript: {0, 26},
-		baichuan2PretrainScript: {0, 25}, baichuan2GenerateScript: {0, 19}, qwen1PretrainScript: {0, 25}, qwen1GenerateScript: {0, 19}, baichuan2EvaluateScript: {0, 16, 18}}
+		baichuan2PretrainScript: {0, 25}, baichuan2GenerateScript: {0, 19}, qwen1PretrainScript: {0, 25}, qwen1GenerateScript: {0, 19}, baichuan2EvaluateScript: {0, 16, 18}, baichuan2EvalHFScript: {0, 9, 11}}
 	names[llama3PretrainScript], names[llama3FinetuneScript] = names[mcorePretrainScript], names[mcoreFinetuneScript]
 	names[baichuan2PretrainScript], names[baichuan2GenerateScript] = names[pretrainScript], names[generateScript]
 	names[qwen1PretrainScript], names[qwen1GenerateScript] = names[pretrainScript], names[generateScript]
+	names[baichuan2EvalHFScript] = strings.Fields("ENV MEGATRON_PATCH_PATH MODEL_SIZE BATCH_SIZE SEQ_LEN PAD_LEN EXTRA_VOCAB_SIZE PR DATASET_PATH PRETRAIN_CHECKPOINT_PATH")
 	names[baichuan2EvaluateScript] = strings.Fields("ENV MEGATRON_PATCH_PATH MODEL_SIZE BATCH_SIZE SEQ_LEN PAD_LEN EXTRA_VOCAB_SIZE PR TP PP AC DO FL SP TE DATASET_PATH PRETRAIN_CHECKPOINT_PATH")
 	names[llama3LegacyPretrainScript], names[llama3LegacyFinetuneScript] = names[pretrainScript], names[withGAScript]
 	for script, ns := range names {
