@@ -2,12 +2,14 @@
 // giving exactly the ids of the models' own tokenizers:
 //
 //   - HF: Hugging Face tokenizer.json BPE models (SentencePiece-style with byte fallback as
-//     Llama-2/Mistral; byte-level as GPT-2, Llama-3, Qwen, cl100k), as tokenizers 0.23 runs
-//     them, with tokenizer_config.json's special tokens;
+//     Llama-2/Mistral; byte-level as GPT-2, Llama-3, Qwen, cl100k, Falcon, StarCoder, BLOOM),
+//     as tokenizers 0.23 runs them, with tokenizer_config.json's special tokens;
 //   - SentencePiece: .model files (BPE and Unigram, precompiled charsmap normalization,
 //     byte fallback), as sentencepiece 0.1.97 runs them;
 //   - GPT2: Megatron's GPT2BPETokenizer (vocab.json + merges.txt);
-//   - TikToken: tiktoken rank files and Megatron's TikTokenizer JSON;
+//   - TikToken: tiktoken rank files and Megatron's TikTokenizer JSON (and Qwen 1.0's
+//     qwen.tiktoken with its special tokens);
+//   - PaiSentencePiece: Pai-Megatron-Patch's BaichuanTokenizer;
 //   - Null: Megatron's NullTokenizer.
 //
 // Build picks one from Megatron's --tokenizer-type. All are safe for concurrent use.
