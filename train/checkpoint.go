@@ -550,6 +550,22 @@ func (c *checkpointer) schedulerFromCheckpoint(sd *torchpickle.Dict) error {
 	return nil
 }
 
+// vocabHint explains a word embedding or output layer whose rows differ from the
+// checkpoint's when a Pai tokenizer type sizes the vocabulary (the tokenizer's plus
+// --extra-vocab-size, unpadded): the --extra-vocab-size that fits. have and want are shards
+// of shards tensor-parallel pieces.
+func (c *checkpointer) vocabHint(name string, have, want []int, shards int) string {
+	if !c.a.paiTokenizer() || len(have) != 2 || len(want) != 2 || have[1] != want[1] ||
+		!strings.Contains(name, "word_embeddings") && !strings.Contains(name, "output_layer") {
+		return ""
+	}
+	extra := c.a.ExtraVocabSize + (have[0]-want[0])*shards
+	if extra < 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (Pai's tokenizer types size the vocabulary as the tokenizer's plus --extra-vocab-size: the checkpoint's rows need --extra-vocab-size %d)", extra)
+}
+
 // loadShardWeights copies this rank's shard of a checkpoint with the same layout.
 func (c *checkpointer) loadShardWeights(loc megatron.Location) error {
 	_, pp, _ := megatron.Shards(loc)
@@ -569,7 +585,8 @@ func (c *checkpointer) loadShardWeights(loc megatron.Location) error {
 				return fmt.Errorf("%s: model chunk %d has no tensor %s", sf.Path, v, prm.Name)
 			}
 			if !tensor.SameShape(t.Shape(), prm.Shape) {
-				return fmt.Errorf("%s: %s has shape %v, the model (from the flags) wants %v", sf.Path, prm.Name, t.Shape(), prm.Shape)
+				return fmt.Errorf("%s: %s has shape %v, the model (from the flags) wants %v%s", sf.Path, prm.Name, t.Shape(), prm.Shape,
+					c.vocabHint(prm.Name, t.Shape(), prm.Shape, c.ps.TPSize))
 			}
 			c.set(prm.Data, t.ToF32())
 			delete(tensors, prm.Name)
@@ -652,7 +669,8 @@ func (c *checkpointer) loadFull(full func(key string) ([]float32, []int, error))
 				return nil, fmt.Errorf("--load %s: %s: %w", c.a.Load, q.InitKey, err)
 			}
 			if !tensor.SameShape(shape, q.FullShape) {
-				return nil, fmt.Errorf("--load %s: %s has shape %v, the model (from the flags) wants %v", c.a.Load, q.InitKey, shape, q.FullShape)
+				return nil, fmt.Errorf("--load %s: %s has shape %v, the model (from the flags) wants %v%s", c.a.Load, q.InitKey, shape, q.FullShape,
+					c.vocabHint(q.InitKey, shape, q.FullShape, 1))
 			}
 			return vals, nil
 		}, c.ps.Coords.TP, c.ps.TPSize)

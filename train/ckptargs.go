@@ -9,7 +9,8 @@ import (
 // useCheckpointArgs is Megatron's load_args_from_checkpoint (--use-checkpoint-args): the
 // model's shape from the checkpoint's args. Arguments Megatron sets only when the command
 // line left them unset take effect where the flag is zero; the others (layout, query groups,
-// positions, biases, activation, norm, tying, TP, PP) always do. It returns Megatron's
+// positions, biases, activation, norm, tying, TP, PP) always do, as do gomegatron's own
+// architecture attributes when the checkpoint records them. It returns Megatron's
 // "Setting … from checkpoint" lines.
 func (a *Args) useCheckpointArgs() ([]string, error) {
 	if !a.LoadingCheckpoint() {
@@ -82,6 +83,20 @@ func (a *Args) useCheckpointArgs() ([]string, error) {
 		}
 	}
 	set("padded_vocab_size", false, &a.PaddedVocabSize, c.PaddedVocabSize)
+	// gomegatron's attributes for families Megatron's GPT lacks (BLOOM, Falcon, Mistral) and
+	// Pai's use_normhead (Baichuan 2): a checkpoint that records one is described by it, so
+	// it follows the checkpoint too (Megatron has none of them to set).
+	for _, x := range []struct {
+		name string
+		dst  any
+		v    any
+	}{{"embedding_layernorm", &a.EmbeddingLayerNorm, c.EmbeddingLayerNorm}, {"parallel_attention", &a.ParallelAttention, c.ParallelAttention},
+		{"sliding_window", &a.SlidingWindow, c.SlidingWindow}, {"alibi_before_scale", &a.ALiBiBeforeScale, c.ALiBiBeforeScale},
+		{"use_normhead", &a.UseNormHead, c.UseNormHead}} {
+		if _, ok := ns.Get(x.name); ok {
+			set(x.name, true, x.dst, x.v)
+		}
+	}
 	set("tensor_model_parallel_size", true, &a.TensorModelParallelSize, info.TP)
 	set("pipeline_model_parallel_size", true, &a.PipelineModelParallelSize, info.PP)
 	return lines, nil

@@ -660,3 +660,33 @@ func TestApplyLayernorm1p(t *testing.T) {
 	defer ck.Close()
 	require.True(t, ck.Config.ApplyLayernorm1p, "apply_layernorm_1p in the args")
 }
+
+// TestUseCheckpointArgsFalconPai: a Falcon-shaped checkpoint trained with Pai's
+// FalconTokenizer (vocabulary the tokenizer's 1768 + --extra-vocab-size 24) resumes with
+// --use-checkpoint-args alone: its parallel attention comes from the args it records, and a
+// run without the --extra-vocab-size is told which one fits.
+func TestUseCheckpointArgsFalconPai(t *testing.T) {
+	dir := t.TempDir()
+	tok := filepath.Join(dir, "falcon-hf")
+	require.NoError(t, os.MkdirAll(tok, 0o755))
+	data, err := os.ReadFile("../../data/tokenizer/testdata/pretok/falcon.tokenizer.json")
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(tok, "tokenizer.json"), data, 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(tok, "tokenizer_config.json"), []byte(`{"eos_token": "<|endoftext|>"}`), 0o644))
+	corpus := writeCorpus(t, dir)
+	ck := filepath.Join(dir, "ck")
+	common := strings.Fields("--standalone --nproc-per-node 1 pretrain --seq-length 32 --micro-batch-size 2 --global-batch-size 2 --lr 1e-3 " +
+		"--bf16 --eval-iters 0 --log-interval 1 --patch-tokenizer-type FalconTokenizer --tokenizer-model " + tok +
+		" --data-path " + corpus + " --data-cache-path " + dir)
+	runGolaunch(t, append(common, strings.Fields("--num-layers 2 --hidden-size 64 --num-attention-heads 4 --group-query-attention "+
+		"--num-query-groups 1 --parallel-attention --position-embedding-type rope --disable-bias-linear --max-position-embeddings 32 "+
+		"--train-iters 2 --extra-vocab-size 24 --save "+ck)...)...)
+
+	resume := append(common, "--use-checkpoint-args", "--load", ck, "--train-iters", "4", "--override-opt_param-scheduler")
+	b, err := exec.Command(golaunchBin, resume...).CombinedOutput()
+	require.Error(t, err)
+	require.Contains(t, string(b), "has shape [1792 64], the model (from the flags) wants [1768 64] (Pai's tokenizer types size the vocabulary as the tokenizer's plus --extra-vocab-size: the checkpoint's rows need --extra-vocab-size 24)")
+	out := runGolaunch(t, append(resume, "--extra-vocab-size", "24")...)
+	require.Contains(t, out, "Setting parallel_attention to true from checkpoint")
+	require.Contains(t, out, "iteration        4/       4")
+}
