@@ -32,6 +32,8 @@ type inferScratch struct {
 	qkv                *tensor.Tensor // [N·qkv/TP]
 	q, o, o2           *tensor.Tensor // [N·heads·hn]
 	kn, vn             *tensor.Tensor // [N·groups·hn] the chunk's keys and values
+	qIn, kIn           *tensor.Tensor // --qk-layernorm: q and k before their norms
+	hMean, hRstd       *tensor.Tensor // --qk-layernorm: the head norms' statistics [N·heads]
 	kt, vt             *tensor.Tensor // [MaxLen·B·groups·hn] cached keys as [B, G, T, hn]
 	lse                *tensor.Tensor // [N·heads]
 	f, g               *tensor.Tensor // [N·fc1/TP], [N·ffn/TP]
@@ -84,6 +86,10 @@ func (kc *KVCache) grow(m *GPTModel, n int) {
 		s.q, s.o, s.o2 = f32(N*l.heads*hn), f32(N*l.heads*hn), f32(N*l.heads*hn)
 		s.kn, s.vn = f32(N*l.groups*hn), f32(N*l.groups*hn)
 		s.lse = f32(N * l.heads)
+		if l.QNorm != nil {
+			s.qIn, s.kIn = f32(N*l.heads*hn), f32(N*l.groups*hn)
+			s.hMean, s.hRstd = f32(N*l.heads), f32(N*l.heads)
+		}
 		if l.MoE != nil {
 			s.moe = l.MoE.newStash(be, tensor.F32, N)
 		} else {
@@ -232,7 +238,15 @@ func (l *TransformerLayer) decode(m *GPTModel, kc *KVCache, li int, out, x *tens
 	l.QKV.Forward(be, qkv, ln1)
 	q := view(s.q, b, l.heads, n, hn)
 	kn, vn := view(s.kn, b, l.groups, n, hn), view(s.vn, b, l.groups, n, hn)
-	be.SplitQKV(q, kn, vn, qkv, l.groups, l.heads/l.groups)
+	if l.QNorm != nil {
+		qIn, kIn := view(s.qIn, b, l.heads, n, hn), view(s.kIn, b, l.groups, n, hn)
+		be.SplitQKV(qIn, kIn, vn, qkv, l.groups, l.heads/l.groups)
+		hs := func(rows int) normStash { return normStash{mean: s.hMean.Slice(0, rows), rstd: s.hRstd.Slice(0, rows)} }
+		l.QNorm.Forward(be, rowsOf(q), rowsOf(qIn), hs(b*l.heads*n))
+		l.KNorm.Forward(be, rowsOf(kn), rowsOf(kIn), hs(b*l.groups*n))
+	} else {
+		be.SplitQKV(q, kn, vn, qkv, l.groups, l.heads/l.groups)
+	}
 	if c.PositionEmbeddingType == "rope" {
 		rp := l.rope(false)
 		rp.PosOffset = pos

@@ -159,6 +159,7 @@ func familyConfigs() map[string]layers.Config {
 		"mixtral-moe": func(c *layers.Config) {
 			c.NumExperts, c.MoERouterTopK, c.SlidingWindow = 4, 2, 6
 		},
+		"qwen3-qk-layernorm": func(c *layers.Config) { c.QKLayernorm = true },
 	}
 	out := map[string]layers.Config{}
 	for name, mod := range mods {
@@ -186,7 +187,8 @@ func randomTokens(b, s, vocab int, seed uint64) [][]int64 {
 
 // TestDecodeMatchesForwardFamilies checks every layer variant (GQA, MQA, sliding window,
 // learned positions, ALiBi before and after the scale, BLOOM's embedding norm, Falcon's
-// parallel attention, post-LN residuals, QKV bias, partial RoPE) the same way.
+// parallel attention, post-LN residuals, QKV bias, partial RoPE, Qwen3's head norms) the
+// same way.
 func TestDecodeMatchesForwardFamilies(t *testing.T) {
 	const b, s = 3, 12
 	for name, cfg := range familyConfigs() {

@@ -305,6 +305,24 @@ func newNorm(ps *paramSet, name string, cfg *Config, h int) *Norm {
 	return n
 }
 
+// newHeadNorm is --qk-layernorm's q_layernorm or k_layernorm: the norm over each head's
+// KVChannels, its weight whole on every TP rank, which applies it to its own heads (so the
+// grads are summed over TP: HeadPartial).
+func newHeadNorm(ps *paramSet, name string, cfg *Config) *Norm {
+	n := newNorm(ps, name, cfg, cfg.KVChannels)
+	for _, p := range []*Param{n.W, n.B} {
+		if p != nil {
+			p.SequenceParallel, p.HeadPartial, p.Unfused = false, true, true
+		}
+	}
+	return n
+}
+
+// rowsOf views a [b, heads, s, hn] tensor as its b·heads·s rows of hn.
+func rowsOf(x *tensor.Tensor) *tensor.Tensor {
+	return x.View(x.Numel()/x.Dim(x.Rank()-1), x.Dim(x.Rank()-1))
+}
+
 // normStash keeps what a norm's backward needs.
 type normStash struct{ mean, rstd *tensor.Tensor }
 

@@ -224,12 +224,16 @@ func Unshard(shards [][]float32, full []int, dim int, glu bool) []float32 {
 // rank holds whole but saw only its sequence rows of (norm weights and row-parallel biases,
 // flagged SequenceParallel), as Megatron's finalize_model_grads does with
 // --sequence-parallel. Without SP those grads are already complete.
+//
+// Parameters flagged HeadPartial (--qk-layernorm's weights, applied to each rank's own
+// heads) are all-reduced over TP in every layout.
 func (m *GPTModel) ReduceSequenceParallelGrads() error {
-	if !m.Par.sp() {
+	if m.Par.tpSize() == 1 {
 		return nil
 	}
+	sp := m.Par.sp()
 	for _, p := range m.Params {
-		if p.SequenceParallel {
+		if p.HeadPartial || sp && p.SequenceParallel {
 			if err := m.Par.TP.AllReduce(p.Grad, comm.Sum); err != nil {
 				return fmt.Errorf("all-reduce of %s's grad over TP: %w", p.Name, err)
 			}

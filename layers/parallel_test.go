@@ -151,6 +151,12 @@ func layerVariants() map[string]func(*layers.Config) {
 		"post-ln-qkv-bias": func(c *layers.Config) {
 			c.ApplyResidualConnectionPostLayernorm, c.AddQKVBias, c.RotaryPercent = true, true, 0.5
 		},
+		// Qwen3: RMSNorm over each head's queries and keys, before RoPE (GQA, 2 groups).
+		"qwen3-qk-layernorm": func(c *layers.Config) { c.QKLayernorm = true },
+		// LayerNorm (with bias) as the head norm, multi-head.
+		"qk-layernorm-layernorm": func(c *layers.Config) {
+			c.QKLayernorm, c.Normalization, c.GroupQueryAttention, c.NumQueryGroups = true, "LayerNorm", false, 4
+		},
 		// Baichuan 2 13B: ALiBi with RMSNorm and SwiGLU, and the NormHead output layer.
 		"baichuan2-13b": func(c *layers.Config) {
 			c.PositionEmbeddingType, c.GroupQueryAttention, c.NumQueryGroups = "alibi", false, 4

@@ -28,6 +28,9 @@ type Param struct {
 	// SequenceParallel marks params whose grads are all-reduced over TP with
 	// --sequence-parallel (norm weights, row-parallel biases).
 	SequenceParallel bool
+	// HeadPartial marks params every TP rank holds whole but applies to its own heads only
+	// (--qk-layernorm's weights): their grads are all-reduced over TP in every layout.
+	HeadPartial bool
 	// Shared marks a copy of a weight owned elsewhere (the tied output layer on the last
 	// pipeline stage); excluded from the grad norm.
 	Shared bool

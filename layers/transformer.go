@@ -27,6 +27,8 @@ type TransformerLayer struct {
 	Index    int // global layer number
 	InNorm   *Norm
 	QKV      *Linear
+	QNorm    *Norm // --qk-layernorm: q_layernorm and k_layernorm, over each head's KVChannels
+	KNorm    *Norm
 	Proj     *Linear
 	PreMLP   *Norm   // nil with ParallelAttention
 	FC1, FC2 *Linear // nil in MoE layers
@@ -49,6 +51,10 @@ func newTransformerLayer(ps *paramSet, cfg *Config, par Parallel, global, local 
 	l.InNorm = newNorm(ps, pre+"input_layernorm", cfg, h)
 	l.QKV = newLinear(ps, pre+"self_attention.linear_qkv", h, cfg.QKVDim(), cfg.AddBiasLinear() || cfg.AddQKVBias, 0)
 	l.Proj = newLinear(ps, pre+"self_attention.linear_proj", cfg.NumAttentionHeads*cfg.KVChannels, h, cfg.AddBiasLinear(), 1)
+	if cfg.QKLayernorm {
+		l.QNorm = newHeadNorm(ps, pre+"self_attention.q_layernorm", cfg)
+		l.KNorm = newHeadNorm(ps, pre+"self_attention.k_layernorm", cfg)
+	}
 	if !cfg.ParallelAttention {
 		l.PreMLP = newNorm(ps, pre+"pre_mlp_layernorm", cfg, h)
 	}
@@ -89,6 +95,8 @@ type layerStash struct {
 	n1, n2             normStash
 	qkv                *tensor.Tensor // [N, qkv/TP]
 	q, k, v, o         *tensor.Tensor // [b, heads/TP, s, hn]
+	qIn, kIn           *tensor.Tensor // --qk-layernorm: q and k before their norms
+	nq, nk             normStash
 	lse                *tensor.Tensor // [b, np/TP, s]
 	o2                 *tensor.Tensor // [N, np/TP·hn]
 	ap, a, mp, m       *tensor.Tensor // partial [N, h] and reduced [Nl, h] branch outputs
@@ -131,6 +139,10 @@ func (l *TransformerLayer) newStash(be kernels.Backend, act tensor.DType, s, b i
 		o: a(b, l.heads, s, hn), lse: be.Alloc(tensor.F32, b, l.heads, s),
 		o2: a(n, l.heads*hn),
 	}
+	if l.QNorm != nil {
+		st.qIn, st.kIn = a(b, l.heads, s, hn), a(b, l.groups, s, hn)
+		st.nq, st.nk = newNormStash(be, b*l.heads*s), newNormStash(be, b*l.groups*s)
+	}
 	if l.MoE != nil {
 		st.moe = l.MoE.newStash(be, act, n)
 	} else {
@@ -154,6 +166,7 @@ func (l *TransformerLayer) newStash(be kernels.Backend, act tensor.DType, s, b i
 // layerGrads is backward scratch shared by all layers (they run one at a time).
 type layerGrads struct {
 	dqkv, dq, dk, dv, do, do2 *tensor.Tensor
+	dqIn, dkIn                *tensor.Tensor // --qk-layernorm: grads of q and k before their norms
 	df, dg                    *tensor.Tensor
 	dlnf, dln                 *tensor.Tensor // partial d(norm output) [N, h] and reduced rows
 	dmf, dm                   *tensor.Tensor // branch-output grads gathered [N, h] and local
@@ -175,6 +188,9 @@ func (l *TransformerLayer) newGrads(be kernels.Backend, act tensor.DType, s, b i
 		dqkv: a(n, l.QKV.Out),
 		dq:   a(b, l.heads, s, hn), dk: a(b, l.groups, s, hn), dv: a(b, l.groups, s, hn),
 		do: a(b, l.heads, s, hn), do2: a(n, l.heads*hn), dh1: a(nl, h),
+	}
+	if l.QNorm != nil {
+		g.dqIn, g.dkIn = a(b, l.heads, s, hn), a(b, l.groups, s, hn)
 	}
 	if l.MoE != nil {
 		g.moe = l.MoE.newGrads(be, act, n, nl)
@@ -243,7 +259,13 @@ func (l *TransformerLayer) trainRoPE(st *layerStash, inverse bool) kernels.RoPEP
 func (l *TransformerLayer) attention(be kernels.Backend, st *layerStash, lnf *tensor.Tensor) error {
 	c := l.cfg
 	l.QKV.Forward(be, st.qkv, lnf)
-	be.SplitQKV(st.q, st.k, st.v, st.qkv, l.groups, l.heads/l.groups)
+	if l.QNorm != nil {
+		be.SplitQKV(st.qIn, st.kIn, st.v, st.qkv, l.groups, l.heads/l.groups)
+		l.QNorm.Forward(be, rowsOf(st.q), rowsOf(st.qIn), st.nq)
+		l.KNorm.Forward(be, rowsOf(st.k), rowsOf(st.kIn), st.nk)
+	} else {
+		be.SplitQKV(st.q, st.k, st.v, st.qkv, l.groups, l.heads/l.groups)
+	}
 	if c.PositionEmbeddingType == "rope" {
 		be.RoPE(st.q, st.q, l.trainRoPE(st, false))
 		be.RoPE(st.k, st.k, l.trainRoPE(st, false))
@@ -276,7 +298,13 @@ func (l *TransformerLayer) attentionBackward(be kernels.Backend, st *layerStash,
 		be.RoPE(g.dq, g.dq, l.trainRoPE(st, true))
 		be.RoPE(g.dk, g.dk, l.trainRoPE(st, true))
 	}
-	be.MergeQKV(g.dqkv, g.dq, g.dk, g.dv, l.groups, l.heads/l.groups)
+	if l.QNorm != nil {
+		l.QNorm.Backward(be, rowsOf(g.dqIn), rowsOf(g.dq), rowsOf(st.qIn), st.nq)
+		l.KNorm.Backward(be, rowsOf(g.dkIn), rowsOf(g.dk), rowsOf(st.kIn), st.nk)
+		be.MergeQKV(g.dqkv, g.dqIn, g.dkIn, g.dv, l.groups, l.heads/l.groups)
+	} else {
+		be.MergeQKV(g.dqkv, g.dq, g.dk, g.dv, l.groups, l.heads/l.groups)
+	}
 	l.QKV.Backward(be, g.dlnf, g.dqkv, lnf)
 	return nil
 }

@@ -111,7 +111,6 @@ type Args struct {
 
 	// Megatron flags for what is not implemented: refused with a message.
 	DecoupledLR           float64  `name:"decoupled-lr" help:"Separate embedding/output learning rate: not supported yet."`
-	QKLayernorm           bool     `name:"qk-layernorm" help:"LayerNorm on queries and keys: not supported yet."`
 	RotaryInterleaved     bool     `name:"rotary-interleaved" help:"Interleaved RoPE: not supported yet."`
 	CalculatePerTokenLoss bool     `name:"calculate-per-token-loss" help:"Loss averaged over all tokens of the global batch: not supported yet."`
 	WandbProject          string   `name:"wandb-project" help:"Weights & Biases logging: not supported (TensorBoard is)."`
@@ -352,7 +351,6 @@ func (a *Args) Validate(world int) error {
 		set  bool
 		flag string
 	}{{a.DecoupledLR != 0, "--decoupled-lr"},
-		{a.QKLayernorm, "--qk-layernorm"},
 		{a.RotaryInterleaved, "--rotary-interleaved"}, {a.CalculatePerTokenLoss, "--calculate-per-token-loss"},
 		{a.WandbProject != "", "--wandb-project"}, {a.FP16LMCrossEntropy, "--fp16-lm-cross-entropy"},
 		{a.DataParallelRandInit, "--data-parallel-random-init"}, {a.StandaloneEmbedding, "--standalone-embedding-stage"},

@@ -83,16 +83,16 @@ func (a *Args) useCheckpointArgs() ([]string, error) {
 		}
 	}
 	set("padded_vocab_size", false, &a.PaddedVocabSize, c.PaddedVocabSize)
-	// gomegatron's attributes for families Megatron's GPT lacks (BLOOM, Falcon, Mistral) and
-	// Pai's use_normhead (Baichuan 2): a checkpoint that records one is described by it, so
-	// it follows the checkpoint too (Megatron has none of them to set).
+	// gomegatron's attributes for families Megatron's GPT lacks (BLOOM, Falcon, Mistral),
+	// Pai's use_normhead (Baichuan 2) and qk_layernorm (which Megatron's list leaves out): a
+	// checkpoint that records one is described by it, so it follows the checkpoint too.
 	for _, x := range []struct {
 		name string
 		dst  any
 		v    any
 	}{{"embedding_layernorm", &a.EmbeddingLayerNorm, c.EmbeddingLayerNorm}, {"parallel_attention", &a.ParallelAttention, c.ParallelAttention},
 		{"sliding_window", &a.SlidingWindow, c.SlidingWindow}, {"alibi_before_scale", &a.ALiBiBeforeScale, c.ALiBiBeforeScale},
-		{"use_normhead", &a.UseNormHead, c.UseNormHead}} {
+		{"use_normhead", &a.UseNormHead, c.UseNormHead}, {"qk_layernorm", &a.QKLayernorm, c.QKLayernorm}} {
 		if _, ok := ns.Get(x.name); ok {
 			set(x.name, true, x.dst, x.v)
 		}

@@ -242,3 +242,20 @@ func requireTorchForward(t *testing.T, dir string, rows [][]int64, cols int) *hf
 	require.Less(t, worst, 1e-4)
 	return m
 }
+
+// TestQwen3MatchesTorch: Qwen3 (RMSNorm on each head's queries and keys before RoPE, GQA,
+// head_dim 16 ≠ hidden/heads, tied embeddings) against Qwen3's code transcribed in float64
+// torch (testdata/hf_forward.py); the norms' weights are drawn away from 1 so they count.
+func TestQwen3MatchesTorch(t *testing.T) {
+	hftest.NeedTorch(t)
+	dir := filepath.Join(t.TempDir(), "qwen3")
+	require.NoError(t, hftest.Write(dir, `{"model_type": "qwen3", "architectures": ["Qwen3ForCausalLM"], "hidden_size": 48,
+		"intermediate_size": 96, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "num_hidden_layers": 2,
+		"vocab_size": 300, "rms_norm_eps": 1e-06, "rope_theta": 1000000.0, "max_position_embeddings": 64,
+		"tie_word_embeddings": true, "attention_bias": false, "hidden_act": "silu"}`, 0.1))
+	rows := [][]int64{{1, 17, 42, 199, 3, 3, 88, 120, 7, 64}, {2, 5, 290, 33, 61, 61, 0, 14, 100, 77}}
+	m := requireTorchForward(t, dir, rows, 300)
+	require.True(t, m.Config.QKLayernorm)
+	require.Equal(t, 16, m.Config.KVChannels)
+	require.Equal(t, hf.Qwen3, m.Family)
+}

@@ -18,6 +18,7 @@ const (
 	Llama   Family = "llama" // Llama, Llama-2, Code Llama, Llama-3
 	Mistral Family = "mistral"
 	Qwen2   Family = "qwen2"
+	Qwen3   Family = "qwen3"   // Qwen2's layers with RMSNorm on each head's queries and keys
 	Mixtral Family = "mixtral" // Mistral's architecture with a sparse MoE block in every layer
 	GPT2    Family = "gpt2"
 	Bloom   Family = "bloom"
@@ -137,7 +138,7 @@ func parseConfig(dir string, b []byte) (*Model, error) {
 		return def
 	}
 	switch rc.ModelType {
-	case "llama", "mistral", "qwen2":
+	case "llama", "mistral", "qwen2", "qwen3":
 		m.Family = Family(rc.ModelType)
 		f, err := ropeScaling(path, "rope_scaling", rc.RopeScaling)
 		if err != nil {
@@ -156,6 +157,8 @@ func parseConfig(dir string, b []byte) (*Model, error) {
 		c.GroupQueryAttention, c.NumQueryGroups = kv != rc.NumHeads, kv
 		if rc.HeadDim != 0 {
 			c.KVChannels = rc.HeadDim
+		} else if rc.ModelType == "qwen3" {
+			c.KVChannels = 128 // Qwen3Config's default, whatever hidden_size / heads is
 		}
 		c.Normalization, c.NormEpsilon = "RMSNorm", rc.RMSNormEps
 		c.SwiGLU = true
@@ -167,6 +170,7 @@ func parseConfig(dir string, b []byte) (*Model, error) {
 		c.MaxPositionEmbeddings, c.SeqLength = rc.MaxPos, rc.MaxPos
 		c.DisableBiasLinear = !rc.AttentionBias
 		c.AddQKVBias = rc.ModelType == "qwen2"
+		c.QKLayernorm = rc.ModelType == "qwen3"
 		c.UntieEmbeddingsAndOutputWeights = !tied(false)
 		if rc.SlidingWindow != nil && (rc.ModelType == "mistral" || rc.UseSlidingWindow != nil && *rc.UseSlidingWindow) {
 			c.SlidingWindow = *rc.SlidingWindow
@@ -283,7 +287,7 @@ func parseConfig(dir string, b []byte) (*Model, error) {
 		c.UntieEmbeddingsAndOutputWeights = !tied(true)
 		c.SeqLength = 2048
 	default:
-		return nil, fmt.Errorf("%s: model_type %q is not a supported architecture (llama, mistral, mixtral, qwen, qwen2, baichuan, gpt2, gpt_bigcode, bloom, falcon)", path, rc.ModelType)
+		return nil, fmt.Errorf("%s: model_type %q is not a supported architecture (llama, mistral, mixtral, qwen, qwen2, qwen3, baichuan, gpt2, gpt_bigcode, bloom, falcon)", path, rc.ModelType)
 	}
 	if err := m.finish(path, c); err != nil {
 		return nil, err

@@ -25,16 +25,20 @@ func ConfigJSON(family Family, cfg *layers.Config, dtype tensor.DType, base map[
 	if cfg.SquaredReLU {
 		return nil, fmt.Errorf("a %s model has no squared-ReLU MLP (--squared-relu); no Hugging Face family here has one", family)
 	}
+	if cfg.QKLayernorm && family != Qwen3 {
+		return nil, fmt.Errorf("a %s model has no per-head query and key norms (--qk-layernorm); this checkpoint converts to qwen3", family)
+	}
 	if cfg.NumExperts > 0 && family != Mixtral {
 		return nil, fmt.Errorf("a %s model has no experts; this mixture-of-experts checkpoint (%d experts) converts to mixtral", family, cfg.NumExperts)
 	}
 	switch family {
-	case Llama, Mistral, Qwen2, Mixtral:
+	case Llama, Mistral, Qwen2, Qwen3, Mixtral:
 		if cfg.Normalization != "RMSNorm" || !cfg.SwiGLU || cfg.PositionEmbeddingType != "rope" || cfg.RotaryPercent != 1 {
 			return nil, fmt.Errorf("a %s model needs RMSNorm, SwiGLU and full RoPE; the checkpoint has %s, swiglu=%v, %s (rotary_percent %v)",
 				family, cfg.Normalization, cfg.SwiGLU, cfg.PositionEmbeddingType, cfg.RotaryPercent)
 		}
-		arch := map[Family]string{Llama: "LlamaForCausalLM", Mistral: "MistralForCausalLM", Qwen2: "Qwen2ForCausalLM", Mixtral: "MixtralForCausalLM"}
+		arch := map[Family]string{Llama: "LlamaForCausalLM", Mistral: "MistralForCausalLM", Qwen2: "Qwen2ForCausalLM", Qwen3: "Qwen3ForCausalLM",
+			Mixtral: "MixtralForCausalLM"}
 		m["architectures"] = []string{arch[family]}
 		llamaShapeKeys(m, cfg)
 		m["num_key_value_heads"] = cfg.NumQueryGroups
@@ -46,7 +50,7 @@ func ConfigJSON(family Family, cfg *layers.Config, dtype tensor.DType, base map[
 		if cfg.MaxPositionEmbeddings > 0 { // absent from Pai's args: keep the base config's
 			m["max_position_embeddings"] = cfg.MaxPositionEmbeddings
 		}
-		if cfg.KVChannels*cfg.NumAttentionHeads != cfg.HiddenSize {
+		if cfg.KVChannels*cfg.NumAttentionHeads != cfg.HiddenSize || family == Qwen3 { // Qwen3's default is 128
 			m["head_dim"] = cfg.KVChannels
 		} else {
 			delete(m, "head_dim")
@@ -63,7 +67,13 @@ func ConfigJSON(family Family, cfg *layers.Config, dtype tensor.DType, base map[
 			} else {
 				m["sliding_window"] = nil
 			}
-		case Qwen2:
+		case Qwen2, Qwen3:
+			if family == Qwen3 {
+				if !cfg.QKLayernorm || cfg.AddQKVBias && cfg.DisableBiasLinear {
+					return nil, fmt.Errorf("a qwen3 model needs --qk-layernorm, and a QKV bias only with the other attention biases")
+				}
+				m["attention_bias"] = cfg.AddBiasLinear()
+			}
 			m["use_sliding_window"] = cfg.SlidingWindow > 0
 			if cfg.SlidingWindow > 0 {
 				m["sliding_window"] = cfg.SlidingWindow

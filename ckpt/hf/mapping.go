@@ -64,7 +64,7 @@ func (m *Model) rules() ([]rule, error) {
 	for i := 0; i < c.NumLayers; i++ {
 		L := fmt.Sprintf("decoder.layers.%d.", i)
 		switch m.Family {
-		case Llama, Mistral, Qwen2, Mixtral, Baichuan:
+		case Llama, Mistral, Qwen2, Qwen3, Mixtral, Baichuan:
 			h := fmt.Sprintf("model.layers.%d.", i)
 			lnPair(L+"input_layernorm", h+"input_layernorm")
 			if m.Family == Baichuan {
@@ -73,6 +73,10 @@ func (m *Model) rules() ([]rule, error) {
 				linear(L+"self_attention.linear_qkv", qkvSplit, bias || c.AddQKVBias, h+"self_attn.q_proj", h+"self_attn.k_proj", h+"self_attn.v_proj")
 			}
 			linear(L+"self_attention.linear_proj", copyAs, bias, h+"self_attn.o_proj")
+			if c.QKLayernorm {
+				lnPair(L+"self_attention.q_layernorm", h+"self_attn.q_norm")
+				lnPair(L+"self_attention.k_layernorm", h+"self_attn.k_norm")
+			}
 			lnPair(L+"pre_mlp_layernorm", h+"post_attention_layernorm")
 			if m.Family == Mixtral {
 				moeRules(add, L, h, c.NumExperts)
@@ -128,7 +132,7 @@ func (m *Model) rules() ([]rule, error) {
 			return nil, fmt.Errorf("no weight mapping for family %q", m.Family)
 		}
 	}
-	llamaLike := m.Family == Llama || m.Family == Mistral || m.Family == Qwen2 || m.Family == Mixtral || m.Family == Baichuan
+	llamaLike := m.Family == Llama || m.Family == Mistral || m.Family == Qwen2 || m.Family == Qwen3 || m.Family == Mixtral || m.Family == Baichuan
 	switch {
 	case llamaLike:
 		add("embedding.word_embeddings.weight", copyAs, "model.embed_tokens.weight")

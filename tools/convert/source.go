@@ -69,6 +69,8 @@ func inferFamily(c *layers.Config) string {
 	switch {
 	case c.NumExperts > 0:
 		return mixtral
+	case c.QKLayernorm:
+		return string(hf.Qwen3)
 	case c.UseNormHead || c.PositionEmbeddingType == "alibi" && c.Normalization == "RMSNorm":
 		return string(hf.Baichuan)
 	case c.PositionEmbeddingType == "alibi":
@@ -174,7 +176,7 @@ func checkModelName(name, family string) error {
 	}
 	fam, ok := familyOfModelName(name)
 	if !ok {
-		return fmt.Errorf("--model_name %q: unknown model (llama*, llama2-*, llama3-*, codellama-*, deepseek-*, mistral*, mixtral*, qwen-* (Qwen 1.0), qwen* (Qwen1.5 and 2), gpt2*, starcoder*, bloom*, falcon*, baichuan*)", name)
+		return fmt.Errorf("--model_name %q: unknown model (llama*, llama2-*, llama3-*, codellama-*, deepseek-*, mistral*, mixtral*, qwen-* (Qwen 1.0), qwen3*, qwen* (Qwen1.5 and 2), gpt2*, starcoder*, bloom*, falcon*, baichuan*)", name)
 	}
 	// Mixtral is Mistral's (and Llama's) architecture with experts: Pai's scripts name an
 	// upcycled Llama by its dense model.
@@ -196,7 +198,7 @@ func familyOfModelName(name string) (string, bool) {
 	n := strings.ToLower(name)
 	for _, p := range []struct{ prefix, fam string }{
 		{"llama", "llama"}, {"codellama", "llama"}, {"deepseek", "llama"}, {"mistral", "mistral"}, {"mixtral", mixtral},
-		{"qwen-", "qwen"}, {"qwen", "qwen2"}, {"gpt2", "gpt2"}, {"starcoder", "gpt_bigcode"}, {"gpt_bigcode", "gpt_bigcode"},
+		{"qwen-", "qwen"}, {"qwen3", "qwen3"}, {"qwen", "qwen2"}, {"gpt2", "gpt2"}, {"starcoder", "gpt_bigcode"}, {"gpt_bigcode", "gpt_bigcode"},
 		{"bloom", "bloom"}, {"falcon", "falcon"}, {"baichuan", "baichuan"},
 	} {
 		if strings.HasPrefix(n, p.prefix) {

@@ -4,7 +4,9 @@
 # code (W_pack, RoPE for Baichuan-7B and Baichuan 2-7B, ALiBi for the 13B models, Baichuan
 # 2's NormHead; from baichuan-inc's modeling_baichuan.py) and of Qwen (1.0)'s (QWenLMHeadModel:
 # biased c_attn, partial rotary, a1·silu(a2) MLP; from Qwen's modeling_qwen.py, within
-# seq_length, where dynamic NTK and logn attention do nothing), used by ckpt/hf's and
+# seq_length, where dynamic NTK and logn attention do nothing), and of Qwen3
+# (Qwen3ForCausalLM: Qwen3RMSNorm over each head's queries and keys before RoPE, head_dim
+# 128 unless set; from models/qwen3/modeling_qwen3.py), used by ckpt/hf's and
 # tools/convert's tests to check that a loaded or converted checkpoint computes what the
 # Hugging Face model does.
 # Written from the transformers sources (models/mixtral/modeling_mixtral.py,
@@ -62,10 +64,11 @@ def main():
     alibi = baichuan and "BaiChuanForCausalLM" not in cfg.get("architectures", []) and cfg["hidden_size"] != 4096
     norm_head = baichuan and cfg["vocab_size"] == 125696
     qwen = cfg["model_type"] == "qwen"
+    qwen3 = cfg["model_type"] == "qwen3"
     hidden = cfg["hidden_size"]
     heads = cfg["num_attention_heads"]
     kv_heads = cfg.get("num_key_value_heads") or heads
-    head_dim = cfg.get("head_dim") or cfg.get("kv_channels") or hidden // heads
+    head_dim = cfg.get("head_dim") or cfg.get("kv_channels") or (128 if qwen3 else hidden // heads)
     eps = cfg["layer_norm_epsilon"] if qwen else cfg["rms_norm_eps"]
     theta = cfg.get("rotary_emb_base", 10000.0) if qwen else cfg.get("rope_theta", 1e6 if moe else 10000.0)
     rot_dim = int(head_dim * cfg.get("rotary_pct", 1.0)) if qwen else head_dim
@@ -125,6 +128,8 @@ def main():
             q = linear(x, p + "q_proj.weight").view(batch, seq, heads, head_dim).transpose(1, 2)
             k = linear(x, p + "k_proj.weight").view(batch, seq, kv_heads, head_dim).transpose(1, 2)
             v = linear(x, p + "v_proj.weight").view(batch, seq, kv_heads, head_dim).transpose(1, 2)
+        if qwen3:  # q_norm and k_norm: RMSNorm over head_dim, before RoPE
+            q, k = rms_norm(q, w[p + "q_norm.weight"]), rms_norm(k, w[p + "k_norm.weight"])
         if not alibi:
             q, k = rotate(q), rotate(k)
         # Query head h reads key/value head h // (heads / kv_heads) (repeat_kv).
