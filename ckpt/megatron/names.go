@@ -95,7 +95,7 @@ func KeyPath(f Format, name string, shared bool) ([]string, error) {
 					return []string{"language_model", "encoder", "layers." + m[1] + "." + r.legacy + rest}, nil
 				}
 			}
-			return nil, fmt.Errorf("parameter %s has no legacy name", name)
+			return nil, fmt.Errorf("parameter %s has no legacy name: Megatron's legacy GPT has no such module (use Megatron-Core keys)", name)
 		}
 		if rest, ok := strings.CutPrefix(name, "decoder.final_layernorm."); ok {
 			return []string{"language_model", "encoder", "final_norm." + rest}, nil
@@ -111,7 +111,7 @@ func KeyPath(f Format, name string, shared bool) ([]string, error) {
 			}
 			return []string{"language_model", "output_layer", "weight"}, nil
 		}
-		return nil, fmt.Errorf("parameter %s has no legacy name", name)
+		return nil, fmt.Errorf("parameter %s has no legacy name: Megatron's legacy GPT has no such module (use Megatron-Core keys)", name)
 	}
 	return nil, fmt.Errorf("unknown format %v", f)
 }

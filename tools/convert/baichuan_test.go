@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"testing"
@@ -110,4 +111,36 @@ func TestModelNameChoosesGuessedFamily(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, fam, m.Family, "--model_name %q", name)
 	}
+}
+
+// TestQwen3RoundTrip converts a Qwen3 folder (q_norm/k_norm, GQA, head_dim ≠ hidden/heads,
+// tied embeddings) to Megatron-Core at TP 2 and back: the head norms become
+// self_attention.q_layernorm/k_layernorm (whole on each rank), args say qk_layernorm, and
+// the tensors and architecture come back unchanged. The legacy layout, which has no head
+// norms, is refused.
+func TestQwen3RoundTrip(t *testing.T) {
+	tmp := t.TempDir()
+	src, meg, back := filepath.Join(tmp, "qwen3"), filepath.Join(tmp, "meg"), filepath.Join(tmp, "back")
+	syntheticHF(t, src, `{"model_type": "qwen3", "architectures": ["Qwen3ForCausalLM"], "hidden_size": 48, "intermediate_size": 96,
+		"num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "num_hidden_layers": 2, "vocab_size": 300,
+		"rms_norm_eps": 1e-06, "rope_theta": 1000000.0, "max_position_embeddings": 64, "tie_word_embeddings": true,
+		"attention_bias": false, "hidden_act": "silu", "use_sliding_window": false}`)
+	orig := hfTensors(t, src)
+	convertOK(t, "--load_path", src, "--save_path", meg, "--target_tensor_model_parallel_size", "2", "--model_name", "qwen3-0.6b")
+	c, _ := megatronFull(t, meg)
+	require.True(t, c.Config.QKLayernorm, "args say qk_layernorm")
+	require.Equal(t, 16, c.Config.KVChannels)
+	sf, err := megatron.LoadShard(megatron.Location{Root: meg, Release: true}, 1, 0, 1)
+	require.NoError(t, err)
+	defer sf.Close()
+	ts, _, err := sf.Model()
+	require.NoError(t, err)
+	require.Equal(t, []int{16}, ts["decoder.layers.1.self_attention.k_layernorm.weight"].Shape(), "whole on every TP rank")
+	convertOK(t, "--load_path", meg, "--save_path", back, "--convert_checkpoint_from_megatron_to_transformers", "--hf_ckpt_path", src)
+	requireSameHF(t, src, back, orig, hf.Qwen3)
+
+	var so, se bytes.Buffer
+	err = run([]string{"--load_path", src, "--save_path", filepath.Join(tmp, "legacy"), "--megatron-format", "legacy", "--progress", "none"}, &so, &se)
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "q_layernorm")
 }
