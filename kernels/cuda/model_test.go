@@ -214,6 +214,12 @@ func modelVsCPU(t *testing.T, g *Backend) {
 		cfg.PositionEmbeddingType, cfg.UseNormHead, cfg.UntieEmbeddingsAndOutputWeights = "alibi", true, true
 		sameTraining(t, "NormHead", cfg, false)
 	})
+	t.Run("QKLayernorm", func(t *testing.T) { // Qwen3's RMSNorm over each head's queries and keys
+		cfg, err := layers.Preset("tiny-llama")
+		require.NoError(t, err)
+		cfg.QKLayernorm = true
+		sameTraining(t, "QKLayernorm", cfg, false)
+	})
 	t.Run("FP8", func(t *testing.T) {
 		r := layers.FP8Recipe{Format: "hybrid", HistoryLen: 4, ComputeAlgo: "max"}
 		cl, _ := trainTiny(t, cpu.New(), true, 4, 3e-3, r)
