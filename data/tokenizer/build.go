@@ -18,7 +18,8 @@ import (
 //   - Llama2Tokenizer: --tokenizer-model; Encode prepends BOS (Megatron's tokenize
 //     default bos=True); eod = eos.
 //   - HuggingFaceTokenizer, and Pai-Megatron-Patch's LLamaTokenizer, LLama3Tokenizer,
-//     Qwen2Tokenizer and MistralTokenizer (pad 0; see paiLlamaSpecials, paiQwen2Specials),
+//     Qwen2Tokenizer, Qwen3Tokenizer (its own pad) and MistralTokenizer (pad 0; see
+//     paiLlamaSpecials, paiQwen2Specials),
 //     FalconTokenizer and StarcoderTokenizerFromHF (pad = eos) and BloomTokenizerFromHF:
 //     --tokenizer-model is a Hugging Face directory (tokenizer.json, tokenizer_config.json)
 //     or a tokenizer.json; Encode is tokenizer(text) (add_special_tokens=True); eod = eos.
@@ -51,7 +52,7 @@ func Build(cfg Config) (Tokenizer, error) {
 			return &SentencePieceBOS{sp}, nil
 		}
 		return sp, nil
-	case "HuggingFaceTokenizer", "LLamaTokenizer", "LLama3Tokenizer", "Qwen2Tokenizer", "MistralTokenizer",
+	case "HuggingFaceTokenizer", "LLamaTokenizer", "LLama3Tokenizer", "Qwen2Tokenizer", "Qwen3Tokenizer", "MistralTokenizer",
 		"FalconTokenizer", "StarcoderTokenizerFromHF", "BloomTokenizerFromHF":
 		if cfg.TokenizerModel == "" {
 			return nil, fmt.Errorf("tokenizer: %s needs --tokenizer-model (a Hugging Face directory or tokenizer.json)", cfg.TokenizerType)
@@ -78,7 +79,7 @@ func Build(cfg Config) (Tokenizer, error) {
 		switch cfg.TokenizerType {
 		case "LLamaTokenizer":
 			paiLlamaSpecials(hf)
-		case "LLama3Tokenizer":
+		case "LLama3Tokenizer", "Qwen3Tokenizer": // the tokenizer's own pad, if any
 			hf.eod = hf.eos
 		case "Qwen2Tokenizer":
 			paiQwen2Specials(hf)
@@ -113,14 +114,14 @@ func Build(cfg Config) (Tokenizer, error) {
 	case "":
 		return nil, fmt.Errorf("tokenizer: --tokenizer-type is not set")
 	}
-	return nil, fmt.Errorf("tokenizer: --tokenizer-type %q is not supported (GPT2BPETokenizer, SentencePieceTokenizer, GPTSentencePieceTokenizer, Llama2Tokenizer, HuggingFaceTokenizer, LLamaTokenizer, LLama3Tokenizer, Qwen2Tokenizer, MistralTokenizer, QwenTokenizer, BaichuanTokenizer, FalconTokenizer, StarcoderTokenizerFromHF, BloomTokenizerFromHF, TikTokenizer, NullTokenizer)", cfg.TokenizerType)
+	return nil, fmt.Errorf("tokenizer: --tokenizer-type %q is not supported (GPT2BPETokenizer, SentencePieceTokenizer, GPTSentencePieceTokenizer, Llama2Tokenizer, HuggingFaceTokenizer, LLamaTokenizer, LLama3Tokenizer, Qwen2Tokenizer, Qwen3Tokenizer, MistralTokenizer, QwenTokenizer, BaichuanTokenizer, FalconTokenizer, StarcoderTokenizerFromHF, BloomTokenizerFromHF, TikTokenizer, NullTokenizer)", cfg.TokenizerType)
 }
 
 // fastOnly reports a Pai tokenizer type read only from tokenizer.json: Qwen's, Falcon's,
 // StarCoder's and BLOOM's folders have no SentencePiece model to fall back on.
 func fastOnly(typ string) bool {
 	switch typ {
-	case "Qwen2Tokenizer", "FalconTokenizer", "StarcoderTokenizerFromHF", "BloomTokenizerFromHF":
+	case "Qwen2Tokenizer", "Qwen3Tokenizer", "FalconTokenizer", "StarcoderTokenizerFromHF", "BloomTokenizerFromHF":
 		return true
 	}
 	return false
@@ -154,8 +155,8 @@ func paiQwen2Specials(t *HF) {
 // with PaiVocabSize.
 func IsPai(typ string) bool {
 	switch typ {
-	case "LLamaTokenizer", "LLama3Tokenizer", "Qwen2Tokenizer", "MistralTokenizer", "QwenTokenizer", "BaichuanTokenizer",
-		"FalconTokenizer", "StarcoderTokenizerFromHF", "BloomTokenizerFromHF":
+	case "LLamaTokenizer", "LLama3Tokenizer", "Qwen2Tokenizer", "Qwen3Tokenizer", "MistralTokenizer", "QwenTokenizer",
+		"BaichuanTokenizer", "FalconTokenizer", "StarcoderTokenizerFromHF", "BloomTokenizerFromHF":
 		return true
 	}
 	return false

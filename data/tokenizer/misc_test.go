@@ -281,6 +281,14 @@ func TestPaiQwen2Tokenizer(t *testing.T) {
 	require.Equal(t, hf.EOS(), tok.EOD())
 	r := readExpected(t, "qwen3.expected.jsonl")[0]
 	require.Equal(t, r.IDsWithSpecial, tok.Encode(r.Text))
+
+	// Pai's Qwen3Tokenizer adds no pad: the tokenizer's own.
+	q3, err := Build(Config{TokenizerType: "Qwen3Tokenizer", TokenizerModel: dir})
+	require.NoError(t, err)
+	require.Equal(t, 151643, PaiVocabSize(q3))
+	require.Equal(t, hf.Pad(), q3.Pad())
+	require.Equal(t, hf.EOS(), q3.EOD())
+	require.True(t, IsPai("Qwen3Tokenizer"))
 }
 
 // TestConcurrentEncode: Encode is safe from many goroutines (each borrows its own word

@@ -52,7 +52,7 @@ type cli struct {
 	LogInterval           int      `name:"log-interval" default:"1000" help:"Documents between progress log lines."`
 	KeepSequentialSamples bool     `name:"keep-sequential-samples" help:"Keep the input order of records with --partitions>1."`
 
-	TokenizerType  string `name:"tokenizer-type" aliases:"patch-tokenizer-type" help:"Megatron's tokenizer type (GPT2BPETokenizer, Llama2Tokenizer, HuggingFaceTokenizer, …) or Pai's (LLamaTokenizer, LLama3Tokenizer, Qwen2Tokenizer, QwenTokenizer, MistralTokenizer, FalconTokenizer, StarcoderTokenizerFromHF, BloomTokenizerFromHF)."`
+	TokenizerType  string `name:"tokenizer-type" aliases:"patch-tokenizer-type" help:"Megatron's tokenizer type (GPT2BPETokenizer, Llama2Tokenizer, HuggingFaceTokenizer, …) or Pai's (LLamaTokenizer, LLama3Tokenizer, Qwen2Tokenizer, Qwen3Tokenizer, QwenTokenizer, MistralTokenizer, FalconTokenizer, StarcoderTokenizerFromHF, BloomTokenizerFromHF)."`
 	TokenizerModel string `name:"tokenizer-model" help:"Tokenizer model file or folder."`
 	VocabFile      string `name:"vocab-file" help:"Vocab file (GPT-2 vocab.json, BERT vocab.txt)."`
 	MergeFile      string `name:"merge-file" help:"BPE merges file."`
