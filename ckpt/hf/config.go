@@ -51,6 +51,7 @@ type hfConfig struct {
 	RMSNormEps     float64          `json:"rms_norm_eps"`
 	RopeTheta      *float64         `json:"rope_theta"`
 	RopeScaling    *json.RawMessage `json:"rope_scaling"`
+	RopeParameters *json.RawMessage `json:"rope_parameters"` // transformers ≥ 5 writes rope_theta here
 	MaxPos         int              `json:"max_position_embeddings"`
 	ModelMaxLength int              `json:"model_max_length"`
 
@@ -140,11 +141,14 @@ func parseConfig(dir string, b []byte) (*Model, error) {
 	switch rc.ModelType {
 	case "llama", "mistral", "qwen2", "qwen3":
 		m.Family = Family(rc.ModelType)
-		f, err := ropeScaling(path, "rope_scaling", rc.RopeScaling)
+		f, theta, err := ropeConfig(path, rc.RopeScaling, rc.RopeParameters)
 		if err != nil {
 			return nil, err
 		}
 		c.RotarySeqLenInterpolationFactor = f
+		if theta != nil {
+			rc.RopeTheta = theta
+		}
 		if rc.HiddenAct != "" && rc.HiddenAct != "silu" {
 			return nil, fmt.Errorf("%s: hidden_act %q is not supported (want silu)", path, rc.HiddenAct)
 		}
@@ -327,6 +331,26 @@ func boolOr(p *bool, def bool) bool {
 		return *p
 	}
 	return def
+}
+
+// ropeConfig reads the RoPE keys of a config.json: the interpolation factor of
+// rope_scaling, or of rope_parameters, where transformers ≥ 5 also writes rope_theta
+// (returned when present, else nil).
+func ropeConfig(path string, scaling, params *json.RawMessage) (float64, *float64, error) {
+	f, err := ropeScaling(path, "rope_scaling", scaling)
+	if err != nil || params == nil || string(*params) == "null" {
+		return f, nil, err
+	}
+	if f, err = ropeScaling(path, "rope_parameters", params); err != nil {
+		return 0, nil, err
+	}
+	var rp struct {
+		RopeTheta *float64 `json:"rope_theta"`
+	}
+	if err := json.Unmarshal(*params, &rp); err != nil {
+		return 0, nil, fmt.Errorf("%s: rope_parameters: %w", path, err)
+	}
+	return f, rp.RopeTheta, nil
 }
 
 // ropeScaling reads a rope_scaling (or rope_parameters) object: none, or linear scaling

@@ -52,23 +52,12 @@ func readMixtral(path string, b []byte) (layers.Config, error) {
 	if err := json.Unmarshal(b, &rc); err != nil {
 		return layers.Config{}, fmt.Errorf("%s: %w", path, err)
 	}
-	interp, err := ropeScaling(path, "rope_scaling", rc.RopeScaling)
+	interp, theta, err := ropeConfig(path, rc.RopeScaling, rc.RopeParameters)
 	if err != nil {
 		return layers.Config{}, err
 	}
-	if rc.RopeParameters != nil && string(*rc.RopeParameters) != "null" {
-		if interp, err = ropeScaling(path, "rope_parameters", rc.RopeParameters); err != nil {
-			return layers.Config{}, err
-		}
-		var rp struct {
-			RopeTheta *float64 `json:"rope_theta"`
-		}
-		if err := json.Unmarshal(*rc.RopeParameters, &rp); err != nil {
-			return layers.Config{}, fmt.Errorf("%s: rope_parameters: %w", path, err)
-		}
-		if rp.RopeTheta != nil {
-			rc.RopeTheta = *rp.RopeTheta
-		}
+	if theta != nil {
+		rc.RopeTheta = *theta
 	}
 	if rc.HiddenAct != "silu" {
 		return layers.Config{}, fmt.Errorf("%s: hidden_act %q is not supported (want silu)", path, rc.HiddenAct)
