@@ -283,9 +283,17 @@ func parseConfig(dir string, b []byte) (*Model, error) {
 		c.NormEpsilon = rc.LNEps
 		c.PositionEmbeddingType = "rope"
 		c.RotaryBase = 10000
+		f, theta, err := ropeConfig(path, rc.RopeScaling, rc.RopeParameters)
+		if err != nil {
+			return nil, err
+		}
+		if theta != nil {
+			rc.RopeTheta = theta
+		}
 		if rc.RopeTheta != nil {
 			c.RotaryBase = *rc.RopeTheta
 		}
+		c.RotarySeqLenInterpolationFactor = f
 		c.ParallelAttention = boolOr(rc.ParallelAttn, true)
 		c.DisableBiasLinear = !rc.Bias
 		c.UntieEmbeddingsAndOutputWeights = !tied(true)

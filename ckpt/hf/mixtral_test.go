@@ -485,14 +485,14 @@ func TestSaveDropsVocabPadding(t *testing.T) {
 // TestRopeParametersDense: transformers ≥ 5 writes rope_theta inside rope_parameters for
 // the dense families too; reading only rope_theta would train Llama-3 with base 10000.
 func TestRopeParametersDense(t *testing.T) {
-	for _, mt := range []string{"llama", "mistral", "qwen2", "qwen3"} {
+	for _, mt := range []string{"llama", "mistral", "qwen2", "qwen3", "falcon"} {
 		m, err := writeConfig(t, `{"model_type": "`+mt+`", "hidden_size": 64, "intermediate_size": 96, "num_attention_heads": 4,
-			"num_key_value_heads": 2, "num_hidden_layers": 2, "vocab_size": 200, "rms_norm_eps": 1e-5,
+			"num_key_value_heads": 2, "num_hidden_layers": 2, "vocab_size": 200, "rms_norm_eps": 1e-5, "layer_norm_epsilon": 1e-5,
 			"rope_parameters": {"rope_type": "default", "rope_theta": 500000.0}}`)
 		require.NoError(t, err, mt)
 		require.Equal(t, 500000.0, m.Config.RotaryBase, mt)
 		m, err = writeConfig(t, `{"model_type": "`+mt+`", "hidden_size": 64, "intermediate_size": 96, "num_attention_heads": 4,
-			"num_hidden_layers": 2, "vocab_size": 200, "rms_norm_eps": 1e-5, "rope_parameters": {"rope_type": "linear", "factor": 2.0, "rope_theta": 1e4}}`)
+			"num_hidden_layers": 2, "vocab_size": 200, "rms_norm_eps": 1e-5, "layer_norm_epsilon": 1e-5, "rope_parameters": {"rope_type": "linear", "factor": 2.0, "rope_theta": 1e4}}`)
 		require.NoError(t, err, mt)
 		require.Equal(t, 2.0, m.Config.RotarySeqLenInterpolationFactor, mt)
 		_, err = writeConfig(t, `{"model_type": "`+mt+`", "hidden_size": 64, "intermediate_size": 96, "num_attention_heads": 4,
