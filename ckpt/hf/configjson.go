@@ -144,6 +144,10 @@ func ConfigJSON(family Family, cfg *layers.Config, dtype tensor.DType, base map[
 		m["alibi"] = false
 		m["new_decoder_architecture"] = false
 		m["rope_theta"] = cfg.RotaryBase
+		m["rope_scaling"] = nil
+		if f := cfg.RotarySeqLenInterpolationFactor; f != 0 && f != 1 {
+			m["rope_scaling"] = map[string]any{"type": "linear", "factor": f}
+		}
 	default:
 		return nil, fmt.Errorf("no Hugging Face config for family %q", family)
 	}
