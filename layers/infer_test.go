@@ -160,6 +160,7 @@ func familyConfigs() map[string]layers.Config {
 			c.NumExperts, c.MoERouterTopK, c.SlidingWindow = 4, 2, 6
 		},
 		"qwen3-qk-layernorm": func(c *layers.Config) { c.QKLayernorm = true },
+		"qwen3-moe":          func(c *layers.Config) { c.QKLayernorm, c.NumExperts, c.MoERouterTopK = true, 4, 2 },
 	}
 	out := map[string]layers.Config{}
 	for name, mod := range mods {

@@ -20,10 +20,13 @@ const (
 	Qwen2   Family = "qwen2"
 	Qwen3   Family = "qwen3"   // Qwen2's layers with RMSNorm on each head's queries and keys
 	Mixtral Family = "mixtral" // Mistral's architecture with a sparse MoE block in every layer
-	GPT2    Family = "gpt2"
-	Bloom   Family = "bloom"
-	Falcon  Family = "falcon"
-	BigCode Family = "gpt_bigcode" // StarCoder
+	// Qwen3MoE: Qwen3's attention with a sparse MoE block (mlp.gate, mlp.experts.E.*_proj)
+	// in every layer.
+	Qwen3MoE Family = "qwen3_moe"
+	GPT2     Family = "gpt2"
+	Bloom    Family = "bloom"
+	Falcon   Family = "falcon"
+	BigCode  Family = "gpt_bigcode" // StarCoder
 	// Baichuan: Baichuan-7B/13B and Baichuan 2 (remote code): Llama's layers with one
 	// W_pack [q; k; v] projection; the 13B models use ALiBi instead of RoPE, and Baichuan 2's
 	// lm_head is a NormHead.
@@ -117,12 +120,16 @@ func parseConfig(dir string, b []byte) (*Model, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	m := &Model{Dir: dir, raw: rc}
-	if rc.ModelType == string(Mixtral) {
-		c, err := readMixtral(path, b)
+	if rc.ModelType == string(Mixtral) || rc.ModelType == string(Qwen3MoE) {
+		read := readMixtral
+		if rc.ModelType == string(Qwen3MoE) {
+			read = readQwen3MoE
+		}
+		c, err := read(path, b)
 		if err != nil {
 			return nil, err
 		}
-		m.Family = Mixtral
+		m.Family = Family(rc.ModelType)
 		if err := m.finish(path, c); err != nil {
 			return nil, err
 		}
@@ -299,7 +306,7 @@ func parseConfig(dir string, b []byte) (*Model, error) {
 		c.UntieEmbeddingsAndOutputWeights = !tied(true)
 		c.SeqLength = 2048
 	default:
-		return nil, fmt.Errorf("%s: model_type %q is not a supported architecture (llama, mistral, mixtral, qwen, qwen2, qwen3, baichuan, gpt2, gpt_bigcode, bloom, falcon)", path, rc.ModelType)
+		return nil, fmt.Errorf("%s: model_type %q is not a supported architecture (llama, mistral, mixtral, qwen, qwen2, qwen3, qwen3_moe, baichuan, gpt2, gpt_bigcode, bloom, falcon)", path, rc.ModelType)
 	}
 	if err := m.finish(path, c); err != nil {
 		return nil, err

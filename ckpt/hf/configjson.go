@@ -25,20 +25,20 @@ func ConfigJSON(family Family, cfg *layers.Config, dtype tensor.DType, base map[
 	if cfg.SquaredReLU {
 		return nil, fmt.Errorf("a %s model has no squared-ReLU MLP (--squared-relu); no Hugging Face family here has one", family)
 	}
-	if cfg.QKLayernorm && family != Qwen3 {
+	if cfg.QKLayernorm && family != Qwen3 && family != Qwen3MoE {
 		return nil, fmt.Errorf("a %s model has no per-head query and key norms (--qk-layernorm); this checkpoint converts to qwen3", family)
 	}
-	if cfg.NumExperts > 0 && family != Mixtral {
+	if cfg.NumExperts > 0 && family != Mixtral && family != Qwen3MoE {
 		return nil, fmt.Errorf("a %s model has no experts; this mixture-of-experts checkpoint (%d experts) converts to mixtral", family, cfg.NumExperts)
 	}
 	switch family {
-	case Llama, Mistral, Qwen2, Qwen3, Mixtral:
+	case Llama, Mistral, Qwen2, Qwen3, Mixtral, Qwen3MoE:
 		if cfg.Normalization != "RMSNorm" || !cfg.SwiGLU || cfg.PositionEmbeddingType != "rope" || cfg.RotaryPercent != 1 {
 			return nil, fmt.Errorf("a %s model needs RMSNorm, SwiGLU and full RoPE; the checkpoint has %s, swiglu=%v, %s (rotary_percent %v)",
 				family, cfg.Normalization, cfg.SwiGLU, cfg.PositionEmbeddingType, cfg.RotaryPercent)
 		}
 		arch := map[Family]string{Llama: "LlamaForCausalLM", Mistral: "MistralForCausalLM", Qwen2: "Qwen2ForCausalLM", Qwen3: "Qwen3ForCausalLM",
-			Mixtral: "MixtralForCausalLM"}
+			Mixtral: "MixtralForCausalLM", Qwen3MoE: "Qwen3MoeForCausalLM"}
 		m["architectures"] = []string{arch[family]}
 		llamaShapeKeys(m, cfg)
 		m["num_key_value_heads"] = cfg.NumQueryGroups
@@ -50,7 +50,7 @@ func ConfigJSON(family Family, cfg *layers.Config, dtype tensor.DType, base map[
 		if cfg.MaxPositionEmbeddings > 0 { // absent from Pai's args: keep the base config's
 			m["max_position_embeddings"] = cfg.MaxPositionEmbeddings
 		}
-		if cfg.KVChannels*cfg.NumAttentionHeads != cfg.HiddenSize || family == Qwen3 { // Qwen3's default is 128
+		if cfg.KVChannels*cfg.NumAttentionHeads != cfg.HiddenSize || family == Qwen3 || family == Qwen3MoE { // their default is 128
 			m["head_dim"] = cfg.KVChannels
 		} else {
 			delete(m, "head_dim")
@@ -80,6 +80,10 @@ func ConfigJSON(family Family, cfg *layers.Config, dtype tensor.DType, base map[
 			}
 		case Mixtral:
 			if err := mixtralConfigKeys(m, cfg); err != nil {
+				return nil, err
+			}
+		case Qwen3MoE:
+			if err := qwen3MoEConfigKeys(m, cfg); err != nil {
 				return nil, err
 			}
 		}

@@ -63,7 +63,7 @@ func readMixtral(path string, b []byte) (layers.Config, error) {
 		return layers.Config{}, fmt.Errorf("%s: hidden_act %q is not supported (want silu)", path, rc.HiddenAct)
 	}
 	if rc.AttentionBias {
-		return layers.Config{}, fmt.Errorf("%s: attention_bias true is not Mixtral's architecture", path)
+		return layers.Config{}, fmt.Errorf("%s: attention_bias true is not supported in a mixture-of-experts model", path)
 	}
 	if rc.NumExperts < 1 || rc.TopK < 1 || rc.TopK > rc.NumExperts {
 		return layers.Config{}, fmt.Errorf("%s: num_local_experts %d and num_experts_per_tok %d: want 1 ≤ num_experts_per_tok ≤ num_local_experts", path, rc.NumExperts, rc.TopK)
@@ -98,6 +98,57 @@ func readMixtral(path string, b []byte) (layers.Config, error) {
 	return c, nil
 }
 
+// qwen3MoEConfig holds the config.json keys of transformers' Qwen3MoeConfig that differ
+// from Mixtral's, pre-set to its defaults.
+type qwen3MoEConfig struct {
+	NumExperts     int     `json:"num_experts"`
+	MoEFFN         int     `json:"moe_intermediate_size"`
+	NormTopK       bool    `json:"norm_topk_prob"`
+	SparseStep     int     `json:"decoder_sparse_step"`
+	MLPOnlyLayers  []int   `json:"mlp_only_layers"`
+	UseSliding     bool    `json:"use_sliding_window"`
+	RouterAuxCoeff float64 `json:"router_aux_loss_coef"`
+}
+
+// readQwen3MoE translates a Qwen3-MoE config.json (Qwen3MoeForCausalLM): Mixtral's
+// translation for the shared keys, then Qwen3's head norms, num_experts → --num-experts,
+// moe_intermediate_size → each expert's FFN, no sliding window. Megatron's router softmaxes
+// the top-k logits, which is Hugging Face's top-k of the softmax renormalised: only
+// norm_topk_prob true has it, and only configurations with an MoE block in every layer.
+func readQwen3MoE(path string, b []byte) (layers.Config, error) {
+	rc := qwen3MoEConfig{NumExperts: 128, MoEFFN: 768, SparseStep: 1, RouterAuxCoeff: 0.001}
+	if err := json.Unmarshal(b, &rc); err != nil {
+		return layers.Config{}, fmt.Errorf("%s: %w", path, err)
+	}
+	switch {
+	case !rc.NormTopK:
+		return layers.Config{}, fmt.Errorf("%s: norm_topk_prob false (the top-k routing weights not renormalised) is not supported: Megatron's router renormalises them", path)
+	case rc.SparseStep != 1 || len(rc.MLPOnlyLayers) > 0:
+		return layers.Config{}, fmt.Errorf("%s: decoder_sparse_step %d, mlp_only_layers %v: dense layers among the MoE layers are not supported (want an MoE block in every layer)", path, rc.SparseStep, rc.MLPOnlyLayers)
+	}
+	// Mixtral's reader with Qwen3-MoE's names for the expert count, FFN and aux loss.
+	var keys map[string]json.RawMessage
+	if err := json.Unmarshal(b, &keys); err != nil {
+		return layers.Config{}, fmt.Errorf("%s: %w", path, err)
+	}
+	keys["num_local_experts"], _ = json.Marshal(rc.NumExperts)
+	keys["intermediate_size"], _ = json.Marshal(rc.MoEFFN)
+	keys["router_aux_loss_coef"], _ = json.Marshal(rc.RouterAuxCoeff)
+	mixtralKeys, err := json.Marshal(keys)
+	if err != nil {
+		return layers.Config{}, err
+	}
+	c, err := readMixtral(path, mixtralKeys)
+	if err != nil {
+		return layers.Config{}, err
+	}
+	c.QKLayernorm = true
+	if !rc.UseSliding {
+		c.SlidingWindow = 0
+	}
+	return c, nil
+}
+
 // moeRules maps layer L's MoE block (Megatron prefix meg = "decoder.layers.L.", Hugging
 // Face prefix h = "model.layers.L.") onto Mixtral's block_sparse_moe:
 //
@@ -107,13 +158,19 @@ func readMixtral(path string, b []byte) (layers.Config, error) {
 //
 // w1 is the SwiGLU gate and w3 the up projection (MixtralBlockSparseTop2MLP computes
 // w2(silu(w1 x) · w3 x)), so fc1 = [w1; w3] is the dense layer's [gate; up].
-func moeRules(add func(string, kind, ...string), meg, h string, experts int) {
-	add(meg+"mlp.router.weight", copyAs, h+"block_sparse_moe.gate.weight")
+//
+// Qwen3-MoE (qwen3 true) names them mlp.gate and mlp.experts.e.{gate,up,down}_proj.
+func moeRules(add func(string, kind, ...string), meg, h string, experts int, qwen3 bool) {
+	block, gate, up, down := "block_sparse_moe.", "w1", "w3", "w2"
+	if qwen3 {
+		block, gate, up, down = "mlp.", "gate_proj", "up_proj", "down_proj"
+	}
+	add(meg+"mlp.router.weight", copyAs, h+block+"gate.weight")
 	for e := 0; e < experts; e++ {
 		me := fmt.Sprintf("%smlp.experts.local_experts.%d.", meg, e)
-		he := fmt.Sprintf("%sblock_sparse_moe.experts.%d.", h, e)
-		add(me+"linear_fc1.weight", gateUp, he+"w1.weight", he+"w3.weight")
-		add(me+"linear_fc2.weight", copyAs, he+"w2.weight")
+		he := fmt.Sprintf("%s%sexperts.%d.", h, block, e)
+		add(me+"linear_fc1.weight", gateUp, he+gate+".weight", he+up+".weight")
+		add(me+"linear_fc2.weight", copyAs, he+down+".weight")
 	}
 }
 
@@ -137,5 +194,26 @@ func mixtralConfigKeys(m map[string]any, cfg *layers.Config) error {
 	for _, k := range []string{"attention_bias", "mlp_bias", "pretraining_tp", "use_sliding_window", "max_window_layers", "auto_map"} {
 		delete(m, k)
 	}
+	return nil
+}
+
+// qwen3MoEConfigKeys sets a Qwen3-MoE config.json's MoE keys: every layer an MoE block
+// (decoder_sparse_step 1, no mlp_only_layers) with renormalised top-k weights, each
+// expert's FFN as moe_intermediate_size.
+func qwen3MoEConfigKeys(m map[string]any, cfg *layers.Config) error {
+	if cfg.NumExperts < 1 || !cfg.QKLayernorm || cfg.AddBiasLinear() || cfg.AddQKVBias || cfg.SlidingWindow > 0 {
+		return fmt.Errorf("a qwen3_moe model needs experts and --qk-layernorm, no biases and no sliding window")
+	}
+	delete(m, "intermediate_size") // the dense MLP of mlp_only_layers, which there are none of
+	m["moe_intermediate_size"] = cfg.FFNHiddenSize
+	m["num_experts"] = cfg.NumExperts
+	m["num_experts_per_tok"] = cfg.MoERouterTopK
+	m["norm_topk_prob"] = true
+	m["decoder_sparse_step"] = 1
+	m["mlp_only_layers"] = []int{}
+	m["router_aux_loss_coef"] = cfg.MoEAuxLossCoeff
+	m["attention_bias"] = false
+	m["use_sliding_window"] = false
+	delete(m, "num_local_experts")
 	return nil
 }

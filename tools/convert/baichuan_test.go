@@ -144,3 +144,29 @@ func TestQwen3RoundTrip(t *testing.T) {
 	require.Error(t, err)
 	require.Contains(t, err.Error(), "q_layernorm")
 }
+
+// TestQwen3MoERoundTrip converts a Qwen3-MoE folder to Megatron-Core at TP 2 with expert
+// parallelism 2 and back: the router and experts take Megatron's MoE names, args carry the
+// experts and qk_layernorm, and the tensors and architecture come back unchanged.
+func TestQwen3MoERoundTrip(t *testing.T) {
+	tmp := t.TempDir()
+	src, meg, back := filepath.Join(tmp, "qwen3moe"), filepath.Join(tmp, "meg"), filepath.Join(tmp, "back")
+	syntheticHF(t, src, `{"model_type": "qwen3_moe", "architectures": ["Qwen3MoeForCausalLM"], "hidden_size": 48,
+		"intermediate_size": 96, "moe_intermediate_size": 32, "num_experts": 4, "num_experts_per_tok": 2, "norm_topk_prob": true,
+		"decoder_sparse_step": 1, "mlp_only_layers": [], "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
+		"num_hidden_layers": 2, "vocab_size": 300, "rms_norm_eps": 1e-06, "rope_theta": 1000000.0, "max_position_embeddings": 64,
+		"tie_word_embeddings": false, "attention_bias": false, "hidden_act": "silu", "router_aux_loss_coef": 0.001,
+		"use_sliding_window": false}`)
+	orig := hfTensors(t, src)
+	convertOK(t, "--load_path", src, "--save_path", meg, "--target_tensor_model_parallel_size", "2",
+		"--target_expert_model_parallel_size", "2", "--model_name", "qwen3-30b-a3b")
+	c, _ := megatronFull(t, meg)
+	require.True(t, c.Config.QKLayernorm)
+	require.Equal(t, 4, c.Config.NumExperts)
+	convertOK(t, "--load_path", meg, "--save_path", back, "--convert_checkpoint_from_megatron_to_transformers", "--hf_ckpt_path", src)
+	requireSameHF(t, src, back, orig, hf.Qwen3MoE)
+	conf, err := readJSONMap(filepath.Join(back, "config.json"))
+	require.NoError(t, err)
+	require.Equal(t, true, conf["norm_topk_prob"])
+	require.Equal(t, 32.0, conf["moe_intermediate_size"])
+}

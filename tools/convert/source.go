@@ -64,9 +64,25 @@ func (s *megatronSource) close()                                    { s.c.Close(
 // every mixture-of-experts model here.
 const mixtral = string(hf.Mixtral)
 
+// withExperts is the Hugging Face family of a family's architecture with experts (when
+// experts > 0): Mixtral for Llama and Mistral, Qwen3-MoE for Qwen3.
+func withExperts(family string, experts int) string {
+	switch {
+	case experts == 0:
+		return family
+	case family == "llama" || family == "mistral":
+		return mixtral
+	case family == string(hf.Qwen3):
+		return string(hf.Qwen3MoE)
+	}
+	return family
+}
+
 // inferFamily names the Hugging Face family whose architecture the configuration is.
 func inferFamily(c *layers.Config) string {
 	switch {
+	case c.NumExperts > 0 && c.QKLayernorm:
+		return string(hf.Qwen3MoE)
 	case c.NumExperts > 0:
 		return mixtral
 	case c.QKLayernorm:
@@ -178,9 +194,8 @@ func checkModelName(name, family string) error {
 	if !ok {
 		return fmt.Errorf("--model_name %q: unknown model (llama*, llama2-*, llama3-*, codellama-*, deepseek-*, mistral*, mixtral*, qwen-* (Qwen 1.0), qwen3*, qwen* (Qwen1.5 and 2), gpt2*, starcoder*, bloom*, falcon*, baichuan*)", name)
 	}
-	// Mixtral is Mistral's (and Llama's) architecture with experts: Pai's scripts name an
-	// upcycled Llama by its dense model.
-	if family == mixtral && (fam == "llama" || fam == "mistral") {
+	// Pai's scripts name an upcycled model by its dense one.
+	if family != fam && withExperts(fam, 1) == family {
 		return nil
 	}
 	// Pai's mcore Qwen1.5 convertor passes the bare "qwen", which names either generation.
@@ -198,7 +213,8 @@ func familyOfModelName(name string) (string, bool) {
 	n := strings.ToLower(name)
 	for _, p := range []struct{ prefix, fam string }{
 		{"llama", "llama"}, {"codellama", "llama"}, {"deepseek", "llama"}, {"mistral", "mistral"}, {"mixtral", mixtral},
-		{"qwen-", "qwen"}, {"qwen3", "qwen3"}, {"qwen", "qwen2"}, {"gpt2", "gpt2"}, {"starcoder", "gpt_bigcode"}, {"gpt_bigcode", "gpt_bigcode"},
+		{"qwen-", "qwen"}, {"qwen3-30b-a3b", "qwen3_moe"}, {"qwen3-235b-a22b", "qwen3_moe"}, {"qwen3_moe", "qwen3_moe"},
+		{"qwen3", "qwen3"}, {"qwen", "qwen2"}, {"gpt2", "gpt2"}, {"starcoder", "gpt_bigcode"}, {"gpt_bigcode", "gpt_bigcode"},
 		{"bloom", "bloom"}, {"falcon", "falcon"}, {"baichuan", "baichuan"},
 	} {
 		if strings.HasPrefix(n, p.prefix) {

@@ -33,9 +33,7 @@ func writeHF(c *cli, src source, dtype tensor.DType, prog *progress, stdout io.W
 	if c.ModelName != "" {
 		family, _ = familyOfModelName(c.ModelName)
 	}
-	if scfg.NumExperts > 0 && (family == "llama" || family == "mistral") {
-		family = mixtral // a Llama or Mistral with experts is Mixtral's architecture
-	}
+	family = withExperts(family, scfg.NumExperts)
 	cfg := scfg
 	cfg.VocabSize = scfg.VocabSize + c.ExtraNumVocabs
 	cfg.PaddedVocabSize = cfg.VocabSize

@@ -6,7 +6,9 @@
 # biased c_attn, partial rotary, a1·silu(a2) MLP; from Qwen's modeling_qwen.py, within
 # seq_length, where dynamic NTK and logn attention do nothing), and of Qwen3
 # (Qwen3ForCausalLM: Qwen3RMSNorm over each head's queries and keys before RoPE, head_dim
-# 128 unless set; from models/qwen3/modeling_qwen3.py), used by ckpt/hf's and
+# 128 unless set; from models/qwen3/modeling_qwen3.py) and Qwen3-MoE (Qwen3MoeForCausalLM:
+# Qwen3's attention, mlp.gate and mlp.experts.E.{gate,up,down}_proj, top-k of the softmax
+# renormalised when norm_topk_prob), used by ckpt/hf's and
 # tools/convert's tests to check that a loaded or converted checkpoint computes what the
 # Hugging Face model does.
 # Written from the transformers sources (models/mixtral/modeling_mixtral.py,
@@ -56,7 +58,8 @@ def main():
         cfg = json.load(f)
     w = read_safetensors(folder)
     ids = torch.tensor(json.loads(ids_json), dtype=torch.long)
-    moe = cfg["model_type"] == "mixtral"
+    qwen3_moe = cfg["model_type"] == "qwen3_moe"
+    moe = cfg["model_type"] == "mixtral" or qwen3_moe
     baichuan = cfg["model_type"] == "baichuan"
     # Baichuan-7B's code (BaiChuanForCausalLM) and Baichuan 2-7B's use RoPE, the 13B models'
     # ALiBi (BaichuanForCausalLM at another hidden size than 4096); Baichuan 2 (vocabulary
@@ -64,11 +67,11 @@ def main():
     alibi = baichuan and "BaiChuanForCausalLM" not in cfg.get("architectures", []) and cfg["hidden_size"] != 4096
     norm_head = baichuan and cfg["vocab_size"] == 125696
     qwen = cfg["model_type"] == "qwen"
-    qwen3 = cfg["model_type"] == "qwen3"
+    qwen3 = cfg["model_type"] in ("qwen3", "qwen3_moe")
     hidden = cfg["hidden_size"]
     heads = cfg["num_attention_heads"]
     kv_heads = cfg.get("num_key_value_heads") or heads
-    head_dim = cfg.get("head_dim") or cfg.get("kv_channels") or (128 if qwen3 else hidden // heads)
+    head_dim = cfg.get("head_dim") or cfg.get("kv_channels") or (128 if cfg["model_type"] == "qwen3" else hidden // heads)
     eps = cfg["layer_norm_epsilon"] if qwen else cfg["rms_norm_eps"]
     theta = cfg.get("rotary_emb_base", 10000.0) if qwen else cfg.get("rope_theta", 1e6 if moe else 10000.0)
     rot_dim = int(head_dim * cfg.get("rotary_pct", 1.0)) if qwen else head_dim
@@ -147,14 +150,16 @@ def main():
         flat = x.reshape(-1, hidden)
         probs = torch.softmax(linear(flat, p + "gate.weight"), dim=-1)
         top_w, top_e = torch.topk(probs, cfg["num_experts_per_tok"], dim=-1)
-        top_w = top_w / top_w.sum(dim=-1, keepdim=True)
+        if not qwen3_moe or cfg.get("norm_topk_prob", False):
+            top_w = top_w / top_w.sum(dim=-1, keepdim=True)
         out = torch.zeros_like(flat)
-        for e in range(cfg["num_local_experts"]):
+        names = ("gate_proj", "up_proj", "down_proj") if qwen3_moe else ("w1", "w3", "w2")
+        for e in range(cfg["num_experts"] if qwen3_moe else cfg["num_local_experts"]):
             rows, slot = torch.where(top_e == e)
             if rows.numel() == 0:
                 continue
             pe = f"{p}experts.{e}."
-            y = swiglu(flat[rows], pe + "w1.weight", pe + "w3.weight", pe + "w2.weight")
+            y = swiglu(flat[rows], *(pe + n + ".weight" for n in names))
             out.index_add_(0, rows, y * top_w[rows, slot, None])
         return out.view(batch, seq, hidden)
 
@@ -174,7 +179,7 @@ def main():
         x = x + attention(rms_norm(x, w[p + "input_layernorm.weight"]), p + "self_attn.")
         y = rms_norm(x, w[p + "post_attention_layernorm.weight"])
         if moe:
-            x = x + sparse_moe(y, p + "block_sparse_moe.")
+            x = x + sparse_moe(y, p + ("mlp." if qwen3_moe else "block_sparse_moe."))
         else:
             x = x + swiglu(y, p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight", p + "mlp.down_proj.weight")
     x = rms_norm(x, w["model.norm.weight"])
