@@ -121,7 +121,7 @@ type denseTensor struct {
 
 var moeKeyRe = regexp.MustCompile(`^decoder\.layers\.(\d+)\.mlp\.(router\.weight|experts\.local_experts\.(\d+)\.linear_fc([12])\.weight)$`)
 
-func (s *upcycleSource) family() string { return withExperts(s.source.family(), s.cfg.NumExperts) }
+func (s *upcycleSource) family() string        { return withExperts(s.source.family(), s.cfg.NumExperts) }
 func (s *upcycleSource) config() layers.Config { return s.cfg }
 
 func (s *upcycleSource) full(key string) ([]float32, []int, error) {
