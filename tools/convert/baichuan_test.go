@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -169,4 +170,29 @@ func TestQwen3MoERoundTrip(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, true, conf["norm_topk_prob"])
 	require.Equal(t, 32.0, conf["moe_intermediate_size"])
+}
+
+// TestUpcycleQwen3: a dense Qwen3 upcycled with --num-experts is Qwen3-MoE's architecture:
+// the Megatron checkpoint records qwen3_moe, and it converts to a Qwen3-MoE folder whose
+// experts are the dense MLP and whose head norms are the Qwen3's.
+func TestUpcycleQwen3(t *testing.T) {
+	tmp := t.TempDir()
+	src, moe, back := filepath.Join(tmp, "qwen3"), filepath.Join(tmp, "moe"), filepath.Join(tmp, "back")
+	syntheticHF(t, src, `{"model_type": "qwen3", "architectures": ["Qwen3ForCausalLM"], "hidden_size": 48, "intermediate_size": 96,
+		"num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "num_hidden_layers": 2, "vocab_size": 300,
+		"rms_norm_eps": 1e-06, "rope_theta": 1000000.0, "max_position_embeddings": 64, "tie_word_embeddings": false,
+		"attention_bias": false, "hidden_act": "silu"}`)
+	orig := hfTensors(t, src)
+	convertOK(t, "--load_path", src, "--save_path", moe, "--num-experts", "2", "--moe-router-topk", "1", "--model_name", "qwen3-8b")
+	c, _ := megatronFull(t, moe)
+	require.Equal(t, string(hf.Qwen3MoE), c.Info.HFModelType)
+	convertOK(t, "--load_path", moe, "--save_path", back, "--convert_checkpoint_from_megatron_to_transformers", "--model_name", "qwen3-8b")
+	got := hfTensors(t, back)
+	m, err := hf.ReadConfig(back)
+	require.NoError(t, err)
+	require.Equal(t, hf.Qwen3MoE, m.Family)
+	for e := 0; e < 2; e++ {
+		require.Equal(t, orig["model.layers.1.mlp.up_proj.weight"].Data, got[fmt.Sprintf("model.layers.1.mlp.experts.%d.up_proj.weight", e)].Data)
+	}
+	require.Equal(t, orig["model.layers.0.self_attn.k_norm.weight"].Data, got["model.layers.0.self_attn.k_norm.weight"].Data)
 }
