@@ -94,13 +94,19 @@ func TestPackedDocuments(t *testing.T) {
 // (chunks 0+3 and 1+2 of 4, documents crossing chunk boundaries) give the single process's
 // loss and, summed over the ranks and averaged as DP × CP does, its gradients.
 func TestContextParallelPackedDocuments(t *testing.T) {
+	cfg := mustPreset("tiny-llama")
+	cfg.HiddenDropout, cfg.AttentionDropout = 0, 0
+	t.Run("llama", func(t *testing.T) { contextParallelPacked(t, cfg) })
+	cfg.QKLayernorm = true // the head norms run before the keys are gathered
+	t.Run("qk-layernorm", func(t *testing.T) { contextParallelPacked(t, cfg) })
+}
+
+func contextParallelPacked(t *testing.T, cfg layers.Config) {
 	docA := []int64{11, 12, 13, 14, 15, 2}
 	docB := []int64{21, 22, 23, 24, 25, 26, 27, 28, 29, 30}
 	docC := []int64{31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 45, 46}
 	const s, cp = 16, 2
 	bt := packed(s, [][]int64{docA, docB}, [][]int64{docC})
-	cfg := mustPreset("tiny-llama")
-	cfg.HiddenDropout, cfg.AttentionDropout = 0, 0
 	refLoss, refGrads, _ := runSharded(t, cfg, 1, false, bt, s, 2)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
