@@ -84,15 +84,17 @@ func (a *Args) useCheckpointArgs() ([]string, error) {
 	}
 	set("padded_vocab_size", false, &a.PaddedVocabSize, c.PaddedVocabSize)
 	// gomegatron's attributes for families Megatron's GPT lacks (BLOOM, Falcon, Mistral),
-	// Pai's use_normhead (Baichuan 2) and qk_layernorm (which Megatron's list leaves out): a
-	// checkpoint that records one is described by it, so it follows the checkpoint too.
+	// Pai's use_normhead (Baichuan 2), and the architecture Megatron's list leaves out
+	// (qk_layernorm, num_experts, moe_router_topk): a checkpoint that records one is
+	// described by it, so it follows the checkpoint too.
 	for _, x := range []struct {
 		name string
 		dst  any
 		v    any
 	}{{"embedding_layernorm", &a.EmbeddingLayerNorm, c.EmbeddingLayerNorm}, {"parallel_attention", &a.ParallelAttention, c.ParallelAttention},
 		{"sliding_window", &a.SlidingWindow, c.SlidingWindow}, {"alibi_before_scale", &a.ALiBiBeforeScale, c.ALiBiBeforeScale},
-		{"use_normhead", &a.UseNormHead, c.UseNormHead}, {"qk_layernorm", &a.QKLayernorm, c.QKLayernorm}} {
+		{"use_normhead", &a.UseNormHead, c.UseNormHead}, {"qk_layernorm", &a.QKLayernorm, c.QKLayernorm},
+		{"num_experts", &a.NumExperts, c.NumExperts}, {"moe_router_topk", &a.MoERouterTopK, c.MoERouterTopK}} {
 		if _, ok := ns.Get(x.name); ok {
 			set(x.name, true, x.dst, x.v)
 		}

@@ -690,3 +690,21 @@ func TestUseCheckpointArgsFalconPai(t *testing.T) {
 	require.Contains(t, out, "Setting parallel_attention to true from checkpoint")
 	require.Contains(t, out, "iteration        4/       4")
 }
+
+// TestUseCheckpointArgsMoE: an MoE checkpoint with head norms (Qwen3-MoE's layers) resumes
+// with --use-checkpoint-args alone: the experts, the router's top k and qk_layernorm come
+// from its args, which Megatron's own list leaves out.
+func TestUseCheckpointArgsMoE(t *testing.T) {
+	dir := t.TempDir()
+	ck := filepath.Join(dir, "ck")
+	common := strings.Fields("--standalone --nproc-per-node 2 pretrain --seq-length 32 --micro-batch-size 2 --global-batch-size 4 " +
+		"--lr 1e-3 --vocab-size 256 --mock-data --bf16 --eval-iters 0 --log-interval 1 --expert-model-parallel-size 2 --data-cache-path " + dir)
+	runGolaunch(t, append(common, strings.Fields("--num-layers 2 --hidden-size 64 --num-attention-heads 4 --group-query-attention "+
+		"--num-query-groups 2 --kv-channels 16 --qk-layernorm --swiglu --normalization RMSNorm --position-embedding-type rope "+
+		"--disable-bias-linear --max-position-embeddings 32 --num-experts 4 --moe-router-topk 2 --train-iters 2 --save "+ck)...)...)
+	out := runGolaunch(t, append(common, "--use-checkpoint-args", "--load", ck, "--train-iters", "4", "--override-opt_param-scheduler")...)
+	for _, line := range []string{"Setting num_experts to 4 from checkpoint", "Setting moe_router_topk to 2 from checkpoint",
+		"Setting qk_layernorm to true from checkpoint", "iteration        4/       4"} {
+		require.Contains(t, out, line)
+	}
+}
