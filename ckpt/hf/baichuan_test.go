@@ -250,10 +250,7 @@ func requireTorchForward(t *testing.T, dir string, rows [][]int64, cols int) *hf
 func TestQwen3MatchesTorch(t *testing.T) {
 	hftest.NeedTorch(t)
 	dir := filepath.Join(t.TempDir(), "qwen3")
-	require.NoError(t, hftest.Write(dir, `{"model_type": "qwen3", "architectures": ["Qwen3ForCausalLM"], "hidden_size": 48,
-		"intermediate_size": 96, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "num_hidden_layers": 2,
-		"vocab_size": 300, "rms_norm_eps": 1e-06, "rope_theta": 1000000.0, "max_position_embeddings": 64,
-		"tie_word_embeddings": true, "attention_bias": false, "hidden_act": "silu"}`, 0.1))
+	require.NoError(t, hftest.Write(dir, hftest.TinyQwen3, 0.1))
 	rows := [][]int64{{1, 17, 42, 199, 3, 3, 88, 120, 7, 64}, {2, 5, 290, 33, 61, 61, 0, 14, 100, 77}}
 	m := requireTorchForward(t, dir, rows, 300)
 	require.True(t, m.Config.QKLayernorm)
@@ -261,21 +258,12 @@ func TestQwen3MatchesTorch(t *testing.T) {
 	require.Equal(t, hf.Qwen3, m.Family)
 }
 
-// qwen3MoEConfig is a Qwen3-30B-A3B-shaped config.json at test size: Qwen3's attention
-// (head norms, GQA, head_dim 16), top-2 of 4 experts of FFN 32, renormalised.
-const qwen3MoEConfig = `{"model_type": "qwen3_moe", "architectures": ["Qwen3MoeForCausalLM"], "hidden_size": 48,
-	"intermediate_size": 96, "moe_intermediate_size": 32, "num_experts": 4, "num_experts_per_tok": 2, "norm_topk_prob": true,
-	"decoder_sparse_step": 1, "mlp_only_layers": [], "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
-	"num_hidden_layers": 2, "vocab_size": 300, "rms_norm_eps": 1e-06, "rope_theta": 1000000.0, "max_position_embeddings": 64,
-	"tie_word_embeddings": false, "attention_bias": false, "hidden_act": "silu", "router_aux_loss_coef": 0.001,
-	"use_sliding_window": false, "sliding_window": null}`
-
 // TestQwen3MoEMatchesTorch: Qwen3-MoE against its forward transcribed in float64 torch
 // (testdata/hf_forward.py), and the configurations Megatron's router cannot express refused.
 func TestQwen3MoEMatchesTorch(t *testing.T) {
 	hftest.NeedTorch(t)
 	dir := filepath.Join(t.TempDir(), "qwen3moe")
-	require.NoError(t, hftest.Write(dir, qwen3MoEConfig, 0.1))
+	require.NoError(t, hftest.Write(dir, hftest.TinyQwen3MoE, 0.1))
 	rows := [][]int64{{1, 17, 42, 199, 3, 3, 88, 120, 7, 64}, {2, 5, 290, 33, 61, 61, 0, 14, 100, 77}}
 	m := requireTorchForward(t, dir, rows, 300)
 	c := m.Config
@@ -291,7 +279,7 @@ func TestQwen3MoEMatchesTorch(t *testing.T) {
 	} {
 		repl := map[string]string{`"norm_topk_prob": true`: `"norm_topk_prob": false`, `"mlp_only_layers": []`: `"mlp_only_layers": [1]`,
 			`"decoder_sparse_step": 1`: `"decoder_sparse_step": 2`}[bad]
-		_, err := writeConfig(t, strings.Replace(qwen3MoEConfig, bad, repl, 1))
+		_, err := writeConfig(t, strings.Replace(hftest.TinyQwen3MoE, bad, repl, 1))
 		require.ErrorContains(t, err, want)
 	}
 }

@@ -23,13 +23,7 @@ pai_eval_options() {
 	pai_normhead
 	megatron_options=(
 		"${baichuan_options[@]}"
-		"${eval_head[@]}" # --valid-data-path … --seq-length
-		--max-position-embeddings "${SEQ_LEN}"
-		--ffn-hidden-size "${INTERMEDIATE_SIZE}"
-		"${eval_layout[@]}" # --log-interval 1 … --num-workers 0
-		--dataset LLama-Pretrain-Raw
-		--max-padding-length "${PAD_LEN}"
-		--extra-vocab-size "${EXTRA_VOCAB_SIZE}"
+		"${eval_raw_options[@]}" # --valid-data-path … --extra-vocab-size, in Pai's order
 		--patch-tokenizer-type BaichuanTokenizer
 		--swiglu
 		--normalization RMSNorm

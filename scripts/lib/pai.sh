@@ -892,7 +892,9 @@ pai_train_launch() {
 # and defines pai_eval_options, which sets megatron_options for KIND legacy/mcore from
 # eval_head (--valid-data-path … --seq-length) and eval_layout (--log-interval 1 …
 # --num-workers 0), the runs of flags every such Pai script has around its
-# --max-position-embeddings and --ffn-hidden-size (default: pai_eval_llama_options).
+# --max-position-embeddings and --ffn-hidden-size, or eval_raw_options (both with those
+# flags, then --dataset LLama-Pretrain-Raw --max-padding-length --extra-vocab-size)
+# (default: pai_eval_llama_options).
 pai_evaluate() {
 	local kind=$1 what="a Megatron (legacy model)" n=17 ds=16 ck=17 usage_args pad_help
 	shift
@@ -982,6 +984,9 @@ example: ${PAI_SCRIPT} ${example}"
 	local logs=(--log-interval 1 --eval-interval 100 --eval-iters 10)
 	eval_layout=("${logs[@]}" --tensor-model-parallel-size "${TP}" --pipeline-model-parallel-size "${PP}" --no-load-optim
 		--no-load-rng --seed 1234 --num-workers 0)
+	# The run Pai's Qwen1.5 and Baichuan 2 legacy scripts share: head, shape, layout, data.
+	eval_raw_options=("${eval_head[@]}" --max-position-embeddings "${SEQ_LEN}" --ffn-hidden-size "${INTERMEDIATE_SIZE}"
+		"${eval_layout[@]}" --dataset LLama-Pretrain-Raw --max-padding-length "${PAD_LEN}" --extra-vocab-size "${EXTRA_VOCAB_SIZE}")
 	if [ "$kind" = hf ]; then
 		megatron_options=(
 			--transformer-type huggingface

@@ -23,13 +23,7 @@ PAI_EXAMPLE="dsw ../../ 7B 1 1024 1024 293 bf16 4 1 sel true false true false /m
 pai_eval_options() {
 	pai_llama_arch --use-rotary-position-embeddings
 	megatron_options=(
-		"${eval_head[@]}" # --valid-data-path … --seq-length
-		--max-position-embeddings "${SEQ_LEN}"
-		--ffn-hidden-size "${INTERMEDIATE_SIZE}"
-		"${eval_layout[@]}" # --log-interval 1 … --num-workers 0
-		--dataset LLama-Pretrain-Raw
-		--max-padding-length "${PAD_LEN}"
-		--extra-vocab-size "${EXTRA_VOCAB_SIZE}"
+		"${eval_raw_options[@]}" # --valid-data-path … --extra-vocab-size, in Pai's order
 		--patch-tokenizer-type LLamaTokenizer
 		"${pai_arch_options[@]}" # --swiglu … --untie-embeddings-and-output-weights
 		--rotary-base 1000000

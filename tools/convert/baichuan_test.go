@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/gomegatron/gomegatron/ckpt/hf"
+	"github.com/gomegatron/gomegatron/ckpt/hf/hftest"
 	"github.com/gomegatron/gomegatron/ckpt/megatron"
 	"github.com/gomegatron/gomegatron/ckpt/torchpickle"
 	"github.com/gomegatron/gomegatron/tensor"
@@ -122,10 +123,7 @@ func TestModelNameChoosesGuessedFamily(t *testing.T) {
 func TestQwen3RoundTrip(t *testing.T) {
 	tmp := t.TempDir()
 	src, meg, back := filepath.Join(tmp, "qwen3"), filepath.Join(tmp, "meg"), filepath.Join(tmp, "back")
-	syntheticHF(t, src, `{"model_type": "qwen3", "architectures": ["Qwen3ForCausalLM"], "hidden_size": 48, "intermediate_size": 96,
-		"num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "num_hidden_layers": 2, "vocab_size": 300,
-		"rms_norm_eps": 1e-06, "rope_theta": 1000000.0, "max_position_embeddings": 64, "tie_word_embeddings": true,
-		"attention_bias": false, "hidden_act": "silu", "use_sliding_window": false}`)
+	syntheticHF(t, src, hftest.TinyQwen3)
 	orig := hfTensors(t, src)
 	convertOK(t, "--load_path", src, "--save_path", meg, "--target_tensor_model_parallel_size", "2", "--model_name", "qwen3-0.6b")
 	c, _ := megatronFull(t, meg)
@@ -152,12 +150,7 @@ func TestQwen3RoundTrip(t *testing.T) {
 func TestQwen3MoERoundTrip(t *testing.T) {
 	tmp := t.TempDir()
 	src, meg, back := filepath.Join(tmp, "qwen3moe"), filepath.Join(tmp, "meg"), filepath.Join(tmp, "back")
-	syntheticHF(t, src, `{"model_type": "qwen3_moe", "architectures": ["Qwen3MoeForCausalLM"], "hidden_size": 48,
-		"intermediate_size": 96, "moe_intermediate_size": 32, "num_experts": 4, "num_experts_per_tok": 2, "norm_topk_prob": true,
-		"decoder_sparse_step": 1, "mlp_only_layers": [], "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
-		"num_hidden_layers": 2, "vocab_size": 300, "rms_norm_eps": 1e-06, "rope_theta": 1000000.0, "max_position_embeddings": 64,
-		"tie_word_embeddings": false, "attention_bias": false, "hidden_act": "silu", "router_aux_loss_coef": 0.001,
-		"use_sliding_window": false}`)
+	syntheticHF(t, src, hftest.TinyQwen3MoE)
 	orig := hfTensors(t, src)
 	convertOK(t, "--load_path", src, "--save_path", meg, "--target_tensor_model_parallel_size", "2",
 		"--target_expert_model_parallel_size", "2", "--model_name", "qwen3-30b-a3b")
@@ -178,10 +171,7 @@ func TestQwen3MoERoundTrip(t *testing.T) {
 func TestUpcycleQwen3(t *testing.T) {
 	tmp := t.TempDir()
 	src, moe, back := filepath.Join(tmp, "qwen3"), filepath.Join(tmp, "moe"), filepath.Join(tmp, "back")
-	syntheticHF(t, src, `{"model_type": "qwen3", "architectures": ["Qwen3ForCausalLM"], "hidden_size": 48, "intermediate_size": 96,
-		"num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "num_hidden_layers": 2, "vocab_size": 300,
-		"rms_norm_eps": 1e-06, "rope_theta": 1000000.0, "max_position_embeddings": 64, "tie_word_embeddings": false,
-		"attention_bias": false, "hidden_act": "silu"}`)
+	syntheticHF(t, src, hftest.TinyQwen3)
 	orig := hfTensors(t, src)
 	convertOK(t, "--load_path", src, "--save_path", moe, "--num-experts", "2", "--moe-router-topk", "1", "--model_name", "qwen3-8b")
 	c, _ := megatronFull(t, moe)

@@ -27,6 +27,23 @@ const TinyMixtral = `{"model_type": "mixtral", "architectures": ["MixtralForCaus
 	"hidden_act": "silu", "sliding_window": 5, "num_local_experts": 4, "num_experts_per_tok": 2,
 	"router_aux_loss_coef": 0.02, "router_jitter_noise": 0.0, "output_router_logits": false, "bos_token_id": 1, "eos_token_id": 2}`
 
+// TinyQwen3 is a Qwen3-shaped config.json at test size: RMSNorm on each head's queries and
+// keys, GQA (4 heads, 2 KV heads), head_dim 16 ≠ hidden_size / heads, tied embeddings,
+// vocabulary 300.
+const TinyQwen3 = `{"model_type": "qwen3", "architectures": ["Qwen3ForCausalLM"], "hidden_size": 48, "intermediate_size": 96,
+	"num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "num_hidden_layers": 2, "vocab_size": 300,
+	"rms_norm_eps": 1e-06, "rope_theta": 1000000.0, "max_position_embeddings": 64, "tie_word_embeddings": true,
+	"attention_bias": false, "hidden_act": "silu", "use_sliding_window": false}`
+
+// TinyQwen3MoE is a Qwen3-30B-A3B-shaped config.json at test size: Qwen3's attention as
+// TinyQwen3's, top-2 of 4 experts of FFN 32 renormalised, an untied output layer.
+const TinyQwen3MoE = `{"model_type": "qwen3_moe", "architectures": ["Qwen3MoeForCausalLM"], "hidden_size": 48,
+	"intermediate_size": 96, "moe_intermediate_size": 32, "num_experts": 4, "num_experts_per_tok": 2, "norm_topk_prob": true,
+	"decoder_sparse_step": 1, "mlp_only_layers": [], "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
+	"num_hidden_layers": 2, "vocab_size": 300, "rms_norm_eps": 1e-06, "rope_theta": 1000000.0, "max_position_embeddings": 64,
+	"tie_word_embeddings": false, "attention_bias": false, "hidden_act": "silu", "router_aux_loss_coef": 0.001,
+	"use_sliding_window": false, "sliding_window": null}`
+
 // Write writes dir/config.json with the given text and dir/model.safetensors (float32)
 // holding every tensor the family's mapping reads, with Hugging Face's shapes. Values are
 // N(0, std²) from a fixed seed, drawn in the mapping's order; with std < 1 the norm
