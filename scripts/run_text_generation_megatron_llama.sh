@@ -11,18 +11,9 @@ set -euo pipefail
 # shellcheck source=lib/pai.sh
 . "$(dirname "$0")/lib/pai.sh"
 PAI_SCRIPT=$(basename "$0")
-PAI_ENV_HELP=$PAI_GENERATE_ENV_HELP pai_set_usage "Generate text with \`golaunch … generate\`" \
+pai_generate_usage "Generate text with \`golaunch … generate\`" \
 	"dsw /workspace/PAI-Megatron-Patch /mnt/llama-ckpts/Ziya-LLaMA-13B-to-megatron-tp1-pp1 13B 1 1 1024 80 0 fp16 0 512 512 /mnt/llama-datasets/gen.jsonl /mnt/llama-datasets/cn_output.txt 0.85 1 1" \
-	"ENV=dsw | dlc (either way one node, localhost, one process per TP rank)" \
-	MEGATRON_PATCH_PATH CHECKPOINT_PATH \
-	"MODEL_SIZE=7B | 13B | 70B (GQA, 8 groups) | tiny | small (CPU sizes)" \
-	"TP=--tensor-model-parallel-size (also the number of processes)" \
-	BS \
-	"SEQ_LEN=--seq-length and --max-position-embeddings" \
-	"PAD_LEN=--max-padding-length" \
-	EXTRA_VOCAB_SIZE \
-	"PR=fp16 | bf16" \
-	TOP_K INPUT_SEQ_LEN OUTPUT_SEQ_LEN INPUT_FILE OUTPUT_FILE TOP_P TEMPERATURE REPETITION_PENALTY
+	"7B | 13B | 70B (GQA, 8 groups) | tiny | small (CPU sizes)"
 
 pai_nargs 18 $#
 

@@ -12,18 +12,9 @@ set -euo pipefail
 # shellcheck source=../lib/pai.sh
 . "$(dirname "$0")/../lib/pai.sh"
 PAI_SCRIPT=$(basename "$0")
-PAI_ENV_HELP=$PAI_GENERATE_ENV_HELP pai_set_usage "Generate text with a Baichuan 2 model and \`golaunch … generate\`" \
+pai_generate_usage "Generate text with a Baichuan 2 model and \`golaunch … generate\`" \
 	"dsw /workspace/Pai-Megatron-Patch /mnt/baichuan2-ckpts/Baichuan2-7B-Base-to-mg-tp1-pp1 7B 1 1 1024 80 0 fp16 0 512 512 /mnt/workspace/gen.jsonl /mnt/workspace/cn_output.txt 0.85 1 1" \
-	"ENV=dsw | dlc (either way one node, localhost, one process per TP rank)" \
-	MEGATRON_PATCH_PATH CHECKPOINT_PATH \
-	"MODEL_SIZE=7B (RoPE) | 13B (ALiBi) | tiny | small (CPU sizes)" \
-	"TP=--tensor-model-parallel-size (also the number of processes)" \
-	BS \
-	"SEQ_LEN=--seq-length and --max-position-embeddings" \
-	"PAD_LEN=--max-padding-length" \
-	EXTRA_VOCAB_SIZE \
-	"PR=fp16 | bf16" \
-	TOP_K INPUT_SEQ_LEN OUTPUT_SEQ_LEN INPUT_FILE OUTPUT_FILE TOP_P TEMPERATURE REPETITION_PENALTY
+	"7B (RoPE) | 13B (ALiBi) | tiny | small (CPU sizes)"
 
 pai_nargs 18 $#
 

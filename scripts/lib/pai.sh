@@ -1044,6 +1044,21 @@ pai_eval_llama_options() {
 	if [ "$kind" = mcore ]; then megatron_options+=(--use-mcore-models); fi
 }
 
+# pai_generate_usage SUMMARY EXAMPLE SIZES [EXTRA_VOCAB [PENALTY]] sets PAI_USAGE for the 18
+# arguments of Pai's generation scripts: SIZES describes MODEL_SIZE, EXTRA_VOCAB
+# EXTRA_VOCAB_SIZE (default the shared text) and PENALTY REPETITION_PENALTY.
+pai_generate_usage() {
+	local extra=EXTRA_VOCAB_SIZE penalty=REPETITION_PENALTY
+	[ -z "${4:-}" ] || extra="EXTRA_VOCAB_SIZE=$4"
+	[ -z "${5:-}" ] || penalty="REPETITION_PENALTY=$5"
+	PAI_ENV_HELP=$PAI_GENERATE_ENV_HELP pai_set_usage "$1" "$2" \
+		"ENV=dsw | dlc (either way one node, localhost, one process per TP rank)" \
+		MEGATRON_PATCH_PATH CHECKPOINT_PATH "MODEL_SIZE=$3" \
+		"TP=--tensor-model-parallel-size (also the number of processes)" \
+		BS "SEQ_LEN=--seq-length and --max-position-embeddings" "PAD_LEN=--max-padding-length" "$extra" \
+		"PR=fp16 | bf16" TOP_K INPUT_SEQ_LEN OUTPUT_SEQ_LEN INPUT_FILE OUTPUT_FILE TOP_P TEMPERATURE "$penalty"
+}
+
 # pai_generate_args ARGS… assigns and checks the 18 arguments of Pai's
 # run_text_generation_megatron_*.sh, in their order: ENV MEGATRON_PATCH_PATH CHECKPOINT_PATH
 # MODEL_SIZE TP BS SEQ_LEN PAD_LEN EXTRA_VOCAB_SIZE PR TOP_K INPUT_SEQ_LEN OUTPUT_SEQ_LEN

@@ -13,19 +13,10 @@ set -euo pipefail
 # shellcheck source=../lib/pai.sh
 . "$(dirname "$0")/../lib/pai.sh"
 PAI_SCRIPT=$(basename "$0")
-PAI_ENV_HELP=$PAI_GENERATE_ENV_HELP pai_set_usage "Generate text with a Qwen (1.0) model and \`golaunch … generate\`" \
+pai_generate_usage "Generate text with a Qwen (1.0) model and \`golaunch … generate\`" \
 	"dsw ../../ /mnt/qwen-ckpts/qwen-7b-hf-to-mg-tp1-pp1/ 7B 1 1 1024 80 85 fp16 0 512 512 /mnt/workspace/gen.jsonl /mnt/workspace/cn_output.txt 0.85 1 1" \
-	"ENV=dsw | dlc (either way one node, localhost, one process per TP rank)" \
-	MEGATRON_PATCH_PATH CHECKPOINT_PATH \
-	"MODEL_SIZE=7B | 14B | tiny | small (CPU sizes)" \
-	"TP=--tensor-model-parallel-size (also the number of processes)" \
-	BS \
-	"SEQ_LEN=--seq-length and --max-position-embeddings" \
-	"PAD_LEN=--max-padding-length" \
-	"EXTRA_VOCAB_SIZE=--extra-vocab-size (85 for 7B, 213 for 14B)" \
-	"PR=fp16 | bf16" \
-	TOP_K INPUT_SEQ_LEN OUTPUT_SEQ_LEN INPUT_FILE OUTPUT_FILE TOP_P TEMPERATURE \
-	"REPETITION_PENALTY=checked and unused, as in Pai's script (golaunch's default 1.2 applies)"
+	"7B | 14B | tiny | small (CPU sizes)" "--extra-vocab-size (85 for 7B, 213 for 14B)" \
+	"checked and unused, as in Pai's script (golaunch's default 1.2 applies)"
 
 pai_nargs 18 $#
 

@@ -12,18 +12,10 @@ set -euo pipefail
 # shellcheck source=../lib/pai.sh
 . "$(dirname "$0")/../lib/pai.sh"
 PAI_SCRIPT=$(basename "$0")
-PAI_ENV_HELP=$PAI_GENERATE_ENV_HELP pai_set_usage "Generate text with a Qwen1.5 model and \`golaunch … generate\`" \
+pai_generate_usage "Generate text with a Qwen1.5 model and \`golaunch … generate\`" \
 	"dsw ../../ /mnt/qwen-ckpts/Qwen1.5-1.8B-Chat-hf-to-mg-tp2-pp1 1.8B 2 1 1024 80 0 fp16 0 512 512 /mnt/qwen-datasets/gen.jsonl /mnt/qwen-datasets/cn_output.txt 0.85 1 1" \
-	"ENV=dsw | dlc (either way one node, localhost, one process per TP rank)" \
-	MEGATRON_PATCH_PATH CHECKPOINT_PATH \
-	"MODEL_SIZE=0.5B | 1.8B | 4B | 7B | 14B | 32B (GQA, 8 groups) | 72B | tiny | small (CPU sizes)" \
-	"TP=--tensor-model-parallel-size (also the number of processes)" \
-	BS \
-	"SEQ_LEN=--seq-length and --max-position-embeddings" \
-	"PAD_LEN=--max-padding-length" \
-	"EXTRA_VOCAB_SIZE=--extra-vocab-size: 293 below 32B, 421 for 32B and 72B (Qwen1.5's padded rows)" \
-	"PR=fp16 | bf16" \
-	TOP_K INPUT_SEQ_LEN OUTPUT_SEQ_LEN INPUT_FILE OUTPUT_FILE TOP_P TEMPERATURE REPETITION_PENALTY
+	"0.5B | 1.8B | 4B | 7B | 14B | 32B (GQA, 8 groups) | 72B | tiny | small (CPU sizes)" \
+	"--extra-vocab-size: 293 below 32B, 421 for 32B and 72B (Qwen1.5's padded rows)"
 
 pai_nargs 18 $#
 
