@@ -171,6 +171,9 @@ func requireSavesAgain(t *testing.T, be *cpu.Backend, dir, conf string, family h
 	return saved, out, base
 }
 
+// torchRows are the token rows the torch comparisons of vocabulary-300 models run.
+var torchRows = [][]int64{{1, 17, 42, 199, 3, 3, 88, 120, 7, 64}, {2, 5, 290, 33, 61, 61, 0, 14, 100, 77}}
+
 // TestQwenMatchesTorch: Qwen (1.0) with c_attn biases and half-rotary heads (rotary_pct
 // 0.5) against Qwen's code transcribed in float64 torch (testdata/hf_forward.py).
 func TestQwenMatchesTorch(t *testing.T) {
@@ -180,8 +183,7 @@ func TestQwenMatchesTorch(t *testing.T) {
 		"intermediate_size": 192, "num_attention_heads": 6, "num_hidden_layers": 2, "kv_channels": 8, "vocab_size": 300,
 		"layer_norm_epsilon": 1e-06, "rotary_emb_base": 10000, "rotary_pct": 0.5, "seq_length": 16, "no_bias": true,
 		"tie_word_embeddings": false}`, 0.1))
-	rows := [][]int64{{1, 17, 42, 199, 3, 3, 88, 120, 7, 64}, {2, 5, 290, 33, 61, 61, 0, 14, 100, 77}}
-	m := requireTorchForward(t, dir, rows, 300)
+	m := requireTorchForward(t, dir, torchRows, 300)
 	require.Equal(t, 0.5, m.Config.RotaryPercent)
 }
 
@@ -251,8 +253,7 @@ func TestQwen3MatchesTorch(t *testing.T) {
 	hftest.NeedTorch(t)
 	dir := filepath.Join(t.TempDir(), "qwen3")
 	require.NoError(t, hftest.Write(dir, hftest.TinyQwen3, 0.1))
-	rows := [][]int64{{1, 17, 42, 199, 3, 3, 88, 120, 7, 64}, {2, 5, 290, 33, 61, 61, 0, 14, 100, 77}}
-	m := requireTorchForward(t, dir, rows, 300)
+	m := requireTorchForward(t, dir, torchRows, 300)
 	require.True(t, m.Config.QKLayernorm)
 	require.Equal(t, 16, m.Config.KVChannels)
 	require.Equal(t, hf.Qwen3, m.Family)
@@ -264,8 +265,7 @@ func TestQwen3MoEMatchesTorch(t *testing.T) {
 	hftest.NeedTorch(t)
 	dir := filepath.Join(t.TempDir(), "qwen3moe")
 	require.NoError(t, hftest.Write(dir, hftest.TinyQwen3MoE, 0.1))
-	rows := [][]int64{{1, 17, 42, 199, 3, 3, 88, 120, 7, 64}, {2, 5, 290, 33, 61, 61, 0, 14, 100, 77}}
-	m := requireTorchForward(t, dir, rows, 300)
+	m := requireTorchForward(t, dir, torchRows, 300)
 	c := m.Config
 	require.Equal(t, hf.Qwen3MoE, m.Family)
 	require.True(t, c.QKLayernorm)
