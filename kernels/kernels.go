@@ -52,7 +52,9 @@ type GemmParams struct {
 // global positions), every one in [0, max(S, PosLimit)); PosOffset must then be 0.
 // Interpolation f > 1 (Megatron's --rotary-seq-len-interpolation-factor, Hugging Face's
 // linear rope_scaling) rotates position p by the angle of p·(1/f); 0 or 1 is none.
+// Scaling (Llama 3.1's) rescales each θᵢ by its wavelength; see RoPEScaling.
 type RoPEParams struct {
+	Scaling RoPEScaling
 	Base          float64
 	RotaryDim     int
 	PosOffset     int
@@ -60,6 +62,20 @@ type RoPEParams struct {
 	Positions     *tensor.Tensor
 	PosLimit      int
 	Interpolation float64
+}
+
+// RoPEScaling is Llama 3.1's frequency-dependent RoPE scaling (Hugging Face's rope_type
+// "llama3", Megatron-Core's --use-rope-scaling): with wavelength λᵢ = 2π/θᵢ, L = OrigMaxPos,
+// λ_low = L/LowFreqFactor and λ_high = L/HighFreqFactor,
+//
+//	θᵢ' = θᵢ                              λᵢ < λ_high
+//	θᵢ' = θᵢ/Factor                       λᵢ > λ_low
+//	θᵢ' = (1−s)·θᵢ/Factor + s·θᵢ,  s = (L/λᵢ − LowFreqFactor)/(HighFreqFactor − LowFreqFactor)
+//
+// Factor 0 is none.
+type RoPEScaling struct {
+	Factor, LowFreqFactor, HighFreqFactor float64
+	OrigMaxPos                            int
 }
 
 // AttnParams configures scaled dot-product attention.

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -156,5 +157,63 @@ for a in sys.argv[1:]:
 		for h := range got {
 			require.InEpsilonf(t, want[h], got[h], 2e-7, "n=%d head %d", n, h)
 		}
+	}
+}
+
+// TestRoPEInvFreqLlama3MatchesHF compares RoPEInvFreqScaled with transformers'
+// _compute_llama3_parameters in float32 torch (Llama 3.1's factor 8 and Llama 3.2's 32,
+// low 1, high 4, 8192 positions): every θ in each band, to the ulp.
+func TestRoPEInvFreqLlama3MatchesHF(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		base float64
+		d    int
+		sc   kernels.RoPEScaling
+	}{
+		{500000, 128, kernels.RoPEScaling{Factor: 8, LowFreqFactor: 1, HighFreqFactor: 4, OrigMaxPos: 8192}},
+		{500000, 64, kernels.RoPEScaling{Factor: 32, LowFreqFactor: 1, HighFreqFactor: 4, OrigMaxPos: 8192}},
+		{10000, 16, kernels.RoPEScaling{Factor: 8, LowFreqFactor: 1, HighFreqFactor: 4, OrigMaxPos: 8192}},
+	}
+	var args []string
+	for _, c := range cases {
+		args = append(args, fmt.Sprintf("%v,%d,%v,%v,%v,%d", c.base, c.d, c.sc.Factor, c.sc.LowFreqFactor, c.sc.HighFreqFactor, c.sc.OrigMaxPos))
+	}
+	out := torchPython(t, `
+for a in sys.argv[1:]:
+    base, d, factor, low, high, old = a.split(",")
+    base, d, factor, low, high, old = float(base), int(d), float(factor), float(low), float(high), int(old)
+    inv_freq = 1.0 / (base ** (torch.arange(0, d, 2, dtype=torch.int64).float() / d))
+    low_freq_wavelen = old / low
+    high_freq_wavelen = old / high
+    wavelen = 2 * math.pi / inv_freq
+    inv_freq_llama = torch.where(wavelen > low_freq_wavelen, inv_freq / factor, inv_freq)
+    smooth_factor = (old / wavelen - low) / (high - low)
+    smoothed_inv_freq = (1 - smooth_factor) * inv_freq_llama / factor + smooth_factor * inv_freq_llama
+    is_medium_freq = ~(wavelen < high_freq_wavelen) * ~(wavelen > low_freq_wavelen)
+    inv_freq_llama = torch.where(is_medium_freq, smoothed_inv_freq, inv_freq_llama)
+    print(" ".join(repr(float(v)) for v in inv_freq_llama))
+`, args...)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	require.Len(t, lines, len(cases))
+	for i, c := range cases {
+		got := RoPEInvFreqScaled(c.base, c.d, c.sc)
+		plain := RoPEInvFreq(c.base, c.d)
+		fields := strings.Fields(lines[i])
+		require.Len(t, fields, len(got))
+		bands := map[string]int{}
+		for j, f := range fields {
+			want, err := strconv.ParseFloat(f, 64)
+			require.NoError(t, err)
+			require.InEpsilonf(t, want, float64(got[j]), 1.2e-7, "base %v d %d: θ[%d]", c.base, c.d, j)
+			switch r := got[j] / plain[j]; {
+			case r == 1:
+				bands["high"]++
+			case math.Abs(float64(r*float32(c.sc.Factor))-1) < 1e-6:
+				bands["low"]++
+			default:
+				bands["medium"]++
+			}
+		}
+		require.Len(t, bands, 3, "base %v d %d: every band is exercised: %v", c.base, c.d, bands)
 	}
 }

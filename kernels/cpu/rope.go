@@ -8,11 +8,13 @@ import (
 	"github.com/gomegatron/gomegatron/tensor"
 )
 
-// ropeKey identifies a cos/sin table: the base, the rotary dim d and the interpolation.
+// ropeKey identifies a cos/sin table: the base, the rotary dim d, the interpolation and
+// the Llama 3.1 scaling.
 type ropeKey struct {
-	base   float64
-	dim    int
-	interp float64
+	base    float64
+	dim     int
+	interp  float64
+	scaling kernels.RoPEScaling
 }
 
 // ropeTable holds cos and sin of p·θᵢ for positions p < n and i < d/2, row-major [n, d/2].
@@ -31,6 +33,35 @@ func RoPEInvFreq(base float64, d int) []float32 {
 	for i := range inv {
 		e := float32(2*i) / float32(d)
 		inv[i] = 1 / float32(math.Pow(base, float64(e)))
+	}
+	return inv
+}
+
+// RoPEInvFreqScaled is RoPEInvFreq with Llama 3.1's scaling applied (kernels.RoPEScaling)
+// in float32 as Hugging Face's and Megatron's torch code computes it: λ = (1/θ)·f32(2π);
+// θ/Factor beyond λ_low; between the bands the blend (1−s)·θ/Factor + s·θ with
+// s = ((1/λ)·L − LowFreqFactor)/(HighFreqFactor − LowFreqFactor).
+func RoPEInvFreqScaled(base float64, d int, sc kernels.RoPEScaling) []float32 {
+	inv := RoPEInvFreq(base, d)
+	if sc.Factor == 0 {
+		return inv
+	}
+	factor := float32(sc.Factor)
+	low, high := float32(sc.LowFreqFactor), float32(sc.HighFreqFactor)
+	old := float32(sc.OrigMaxPos)
+	lowWave, highWave := float64(sc.OrigMaxPos)/sc.LowFreqFactor, float64(sc.OrigMaxPos)/sc.HighFreqFactor
+	twoPi := float32(2 * math.Pi)
+	for i, f := range inv {
+		wave := (1 / f) * twoPi
+		scaled := f
+		if float64(wave) > lowWave {
+			scaled = f / factor
+		}
+		if float64(wave) >= highWave && float64(wave) <= lowWave {
+			s := ((1/wave)*old - low) / (high - low)
+			scaled = (1-s)*scaled/factor + s*scaled
+		}
+		inv[i] = scaled
 	}
 	return inv
 }
@@ -61,8 +92,8 @@ func RoPEFill(cos, sin, inv []float32, lo, hi int, interp float64) {
 
 // ropeTables returns a table covering at least n positions, building (and caching, per
 // backend) one when needed (RoPEFill).
-func (b *Backend) ropeTables(base float64, d, n int, interp float64) *ropeTable {
-	key := ropeKey{base, d, interp}
+func (b *Backend) ropeTables(base float64, d, n int, interp float64, sc kernels.RoPEScaling) *ropeTable {
+	key := ropeKey{base, d, interp, sc}
 	b.ropeMu.RLock()
 	t := b.rope[key]
 	b.ropeMu.RUnlock()
@@ -79,7 +110,7 @@ func (b *Backend) ropeTables(base float64, d, n int, interp float64) *ropeTable 
 		size = max(size, 2*t.n)
 	}
 	h := d / 2
-	inv := RoPEInvFreq(base, d)
+	inv := RoPEInvFreqScaled(base, d, sc)
 	t = &ropeTable{n: size, cos: make([]float32, size*h), sin: make([]float32, size*h)}
 	parallelFor(size, grainFor(40*h), func(lo, hi int) { RoPEFill(t.cos, t.sin, inv, lo, hi, interp) })
 	b.rope[key] = t
@@ -128,7 +159,7 @@ func (b *Backend) RoPE(out, x *tensor.Tensor, p kernels.RoPEParams) {
 	rows := x.Numel() / dd
 	heads := x.Dim(1)
 	h := d / 2
-	tab := b.ropeTables(p.Base, d, max(p.PosOffset+s, p.PosLimit), p.Interpolation)
+	tab := b.ropeTables(p.Base, d, max(p.PosOffset+s, p.PosLimit), p.Interpolation, p.Scaling)
 	sign := float32(1)
 	if p.Inverse {
 		sign = -1

@@ -39,9 +39,10 @@ type Backend struct {
 var _ kernels.Backend = (*Backend)(nil)
 
 type ropeKey struct {
-	base   float64
-	dim    int
-	interp float64
+	base    float64
+	dim     int
+	interp  float64
+	scaling kernels.RoPEScaling
 }
 
 type ropeTable struct {

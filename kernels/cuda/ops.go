@@ -280,8 +280,8 @@ func ptr(t *tensor.Tensor) uintptr {
 // ropeTables returns device cos/sin tables [n, d/2] for (base, d, interpolation), computed
 // on the host exactly as kernels/cpu does (cpu.RoPEFill), cached and grown as positions
 // grow. Device thread.
-func (b *Backend) ropeTables(base float64, d, n int, interp float64) (ropeTable, error) {
-	key := ropeKey{base, d, interp}
+func (b *Backend) ropeTables(base float64, d, n int, interp float64, sc kernels.RoPEScaling) (ropeTable, error) {
+	key := ropeKey{base, d, interp, sc}
 	t, ok := b.rope[key]
 	if ok && t.n >= n {
 		return t, nil
@@ -291,7 +291,7 @@ func (b *Backend) ropeTables(base float64, d, n int, interp float64) (ropeTable,
 		size = max(size, 2*t.n)
 	}
 	h := d / 2
-	inv := cpu.RoPEInvFreq(base, d)
+	inv := cpu.RoPEInvFreqScaled(base, d, sc)
 	cs := make([]float32, size*h)
 	sn := make([]float32, size*h)
 	cpu.RoPEFill(cs, sn, inv, 0, size, interp)
@@ -356,7 +356,7 @@ func (b *Backend) RoPE(out, x *tensor.Tensor, p kernels.RoPEParams) {
 	}
 	rows := x.Numel() / dd
 	b.run(func() error {
-		t, err := b.ropeTables(p.Base, d, max(p.PosOffset+s, p.PosLimit), p.Interpolation)
+		t, err := b.ropeTables(p.Base, d, max(p.PosOffset+s, p.PosLimit), p.Interpolation, p.Scaling)
 		if err != nil {
 			return err
 		}
