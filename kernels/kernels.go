@@ -54,7 +54,7 @@ type GemmParams struct {
 // linear rope_scaling) rotates position p by the angle of p·(1/f); 0 or 1 is none.
 // Scaling (Llama 3.1's) rescales each θᵢ by its wavelength; see RoPEScaling.
 type RoPEParams struct {
-	Scaling RoPEScaling
+	Scaling       RoPEScaling
 	Base          float64
 	RotaryDim     int
 	PosOffset     int
