@@ -6,6 +6,8 @@ package layers
 import (
 	"fmt"
 	"math"
+
+	"github.com/gomegatron/gomegatron/kernels"
 )
 
 // Config is the model architecture, one field per Megatron argument (the kong tags are the
@@ -33,6 +35,8 @@ type Config struct {
 	UseNormHead                          bool    `name:"use-normhead" help:"Baichuan 2's NormHead: the output layer's rows scaled to unit L2 norm in every forward (Pai's flag)."`
 	DisableBiasLinear                    bool    `name:"disable-bias-linear" help:"No biases in linear layers."`
 	AddQKVBias                           bool    `name:"add-qkv-bias" help:"Bias in the QKV projection even with --disable-bias-linear (Qwen)."`
+	UseRopeScaling                       bool    `name:"use-rope-scaling" help:"Llama 3.1's RoPE scaling: each frequency rescaled by its wavelength (low 1, high 4, 8192 original positions, as Megatron-Core's apply_rope_scaling), by --rope-scaling-factor."`
+	RopeScalingFactor                    float64 `name:"rope-scaling-factor" default:"8" help:"With --use-rope-scaling: the factor (Llama 3.1: 8, Llama 3.2: 32)."`
 	QKLayernorm                          bool    `name:"qk-layernorm" help:"Normalise each head's query and key (--normalization's norm over the head dimension, before RoPE), as Megatron-Core's q_layernorm and k_layernorm (Qwen3)."`
 	ApplyResidualConnectionPostLayernorm bool    `name:"apply-residual-connection-post-layernorm" help:"Residual taken after the layernorm."`
 	ApplyLayernorm1p                     bool    `name:"apply-layernorm-1p" help:"LayerNorm weights stored centred on zero: the norm multiplies by 1 + weight, initialised to 0 (not with RMSNorm)."`
@@ -73,13 +77,16 @@ func Defaults() Config {
 		NumQueryGroups: 1, PositionEmbeddingType: "learned_absolute", RotaryBase: 10000,
 		RotaryPercent: 1, Normalization: "LayerNorm", NormEpsilon: 1e-5, AttentionDropout: 0.1,
 		HiddenDropout: 0.1, InitMethodStd: 0.02, MakeVocabSizeDivisibleBy: 128, TensorModelParallelSize: 1,
-		MoERouterTopK: 2, MoERouterLoadBalancingType: "aux_loss",
+		MoERouterTopK: 2, MoERouterLoadBalancingType: "aux_loss", RopeScalingFactor: 8,
 	}
 }
 
 // Finalize derives defaults that depend on other fields (as Megatron's validate_args does)
 // and checks consistency. Errors name the flag and the numbers.
 func (c *Config) Finalize() error {
+	if c.UseRopeScaling && (c.PositionEmbeddingType != "rope" || c.RopeScalingFactor < 1) {
+		return fmt.Errorf("--use-rope-scaling needs --position-embedding-type rope and --rope-scaling-factor ≥ 1 (have %s, %v)", c.PositionEmbeddingType, c.RopeScalingFactor)
+	}
 	if c.TensorModelParallelSize == 0 {
 		c.TensorModelParallelSize = 1
 	}
@@ -257,4 +264,13 @@ func (c *Config) finalizeMoE() error {
 		return fmt.Errorf("--moe-aux-loss-coeff %v and --moe-z-loss-coeff %v must not be negative", c.MoEAuxLossCoeff, c.MoEZLossCoeff)
 	}
 	return nil
+}
+
+// RoPEScaling is --use-rope-scaling's Llama 3.1 scaling with Megatron-Core's fixed bands
+// (low-frequency factor 1, high 4, 8192 original positions), or none.
+func (c *Config) RoPEScaling() kernels.RoPEScaling {
+	if !c.UseRopeScaling {
+		return kernels.RoPEScaling{}
+	}
+	return kernels.RoPEScaling{Factor: c.RopeScalingFactor, LowFreqFactor: 1, HighFreqFactor: 4, OrigMaxPos: 8192}
 }

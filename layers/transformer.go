@@ -241,7 +241,7 @@ func (l *TransformerLayer) trainAttnParams(st *layerStash) kernels.AttnParams {
 
 func (l *TransformerLayer) rope(inverse bool) kernels.RoPEParams {
 	return kernels.RoPEParams{Base: l.cfg.RotaryBase, RotaryDim: l.cfg.RotaryDim(), Inverse: inverse,
-		Interpolation: l.cfg.RotarySeqLenInterpolationFactor}
+		Interpolation: l.cfg.RotarySeqLenInterpolationFactor, Scaling: l.cfg.RoPEScaling()}
 }
 
 // trainRoPE is rope with the microbatch's per-token positions (--reset-position-ids, and

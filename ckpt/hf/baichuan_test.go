@@ -283,3 +283,28 @@ func TestQwen3MoEMatchesTorch(t *testing.T) {
 		require.ErrorContains(t, err, want)
 	}
 }
+
+// TestLlama31MatchesTorch: a Llama 3.1-shaped model (rope_scaling llama3, factor 8, the
+// official bands; rope_theta 500000, head_dim 32 so every band holds frequencies) against
+// the float64 torch transcription over 48 positions, where the scaled frequencies turn
+// visibly.
+func TestLlama31MatchesTorch(t *testing.T) {
+	hftest.NeedTorch(t)
+	dir := filepath.Join(t.TempDir(), "llama31")
+	require.NoError(t, hftest.Write(dir, `{"model_type": "llama", "architectures": ["LlamaForCausalLM"], "hidden_size": 64,
+		"intermediate_size": 128, "num_attention_heads": 2, "num_key_value_heads": 1, "num_hidden_layers": 2, "vocab_size": 300,
+		"rms_norm_eps": 1e-05, "rope_theta": 500000.0, "max_position_embeddings": 131072, "tie_word_embeddings": false,
+		"rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+		"original_max_position_embeddings": 8192}}`, 0.3))
+	var rows [][]int64
+	for r := range 2 {
+		row := make([]int64, 48)
+		for i := range row {
+			row[i] = int64((i*37 + r*101 + 5) % 300)
+		}
+		rows = append(rows, row)
+	}
+	m := requireTorchForward(t, dir, rows, 300)
+	require.True(t, m.Config.UseRopeScaling)
+	require.Equal(t, 8.0, m.Config.RopeScalingFactor)
+}

@@ -148,13 +148,9 @@ func parseConfig(dir string, b []byte) (*Model, error) {
 	switch rc.ModelType {
 	case "llama", "mistral", "qwen2", "qwen3":
 		m.Family = Family(rc.ModelType)
-		f, theta, err := ropeConfig(path, rc.RopeScaling, rc.RopeParameters)
+		rope, err := ropeConfig(path, rc.RopeScaling, rc.RopeParameters)
 		if err != nil {
 			return nil, err
-		}
-		c.RotarySeqLenInterpolationFactor = f
-		if theta != nil {
-			rc.RopeTheta = theta
 		}
 		if rc.HiddenAct != "" && rc.HiddenAct != "silu" {
 			return nil, fmt.Errorf("%s: hidden_act %q is not supported (want silu)", path, rc.HiddenAct)
@@ -178,6 +174,7 @@ func parseConfig(dir string, b []byte) (*Model, error) {
 		if rc.RopeTheta != nil {
 			c.RotaryBase = *rc.RopeTheta
 		}
+		rope.apply(&c)
 		c.MaxPositionEmbeddings, c.SeqLength = rc.MaxPos, rc.MaxPos
 		c.DisableBiasLinear = !rc.AttentionBias
 		c.AddQKVBias = rc.ModelType == "qwen2"
@@ -290,17 +287,14 @@ func parseConfig(dir string, b []byte) (*Model, error) {
 		c.NormEpsilon = rc.LNEps
 		c.PositionEmbeddingType = "rope"
 		c.RotaryBase = 10000
-		f, theta, err := ropeConfig(path, rc.RopeScaling, rc.RopeParameters)
+		rope, err := ropeConfig(path, rc.RopeScaling, rc.RopeParameters)
 		if err != nil {
 			return nil, err
-		}
-		if theta != nil {
-			rc.RopeTheta = theta
 		}
 		if rc.RopeTheta != nil {
 			c.RotaryBase = *rc.RopeTheta
 		}
-		c.RotarySeqLenInterpolationFactor = f
+		rope.apply(&c)
 		c.ParallelAttention = boolOr(rc.ParallelAttn, true)
 		c.DisableBiasLinear = !rc.Bias
 		c.UntieEmbeddingsAndOutputWeights = !tied(true)
@@ -348,41 +342,67 @@ func boolOr(p *bool, def bool) bool {
 	return def
 }
 
-// ropeConfig reads the RoPE keys of a config.json: the interpolation factor of
-// rope_scaling, or of rope_parameters, where transformers ≥ 5 also writes rope_theta
-// (returned when present, else nil).
-func ropeConfig(path string, scaling, params *json.RawMessage) (float64, *float64, error) {
-	f, err := ropeScaling(path, "rope_scaling", scaling)
-	if err != nil || params == nil || string(*params) == "null" {
-		return f, nil, err
+// ropeSpec is what a config.json says of RoPE beyond the base: a linear interpolation
+// factor (Megatron's --rotary-seq-len-interpolation-factor), Llama 3.1's scaling factor
+// (--use-rope-scaling --rope-scaling-factor), and rope_theta when transformers ≥ 5 wrote
+// it inside rope_parameters (else nil).
+type ropeSpec struct {
+	interp, llama3 float64
+	theta          *float64
+}
+
+// apply sets c's RoPE scaling fields (and the base, when rope_parameters has one).
+func (r ropeSpec) apply(c *layers.Config) {
+	c.RotarySeqLenInterpolationFactor = r.interp
+	if r.llama3 > 0 {
+		c.UseRopeScaling, c.RopeScalingFactor = true, r.llama3
 	}
-	if f, err = ropeScaling(path, "rope_parameters", params); err != nil {
-		return 0, nil, err
+	if r.theta != nil {
+		c.RotaryBase = *r.theta
+	}
+}
+
+// ropeConfig reads the RoPE keys of a config.json: rope_scaling, or rope_parameters, where
+// transformers ≥ 5 writes the scaling and rope_theta together.
+func ropeConfig(path string, scaling, params *json.RawMessage) (ropeSpec, error) {
+	r, err := ropeScaling(path, "rope_scaling", scaling)
+	if err != nil || params == nil || string(*params) == "null" {
+		return r, err
+	}
+	if r, err = ropeScaling(path, "rope_parameters", params); err != nil {
+		return ropeSpec{}, err
 	}
 	var rp struct {
 		RopeTheta *float64 `json:"rope_theta"`
 	}
 	if err := json.Unmarshal(*params, &rp); err != nil {
-		return 0, nil, fmt.Errorf("%s: rope_parameters: %w", path, err)
+		return ropeSpec{}, fmt.Errorf("%s: rope_parameters: %w", path, err)
 	}
-	return f, rp.RopeTheta, nil
+	r.theta = rp.RopeTheta
+	return r, nil
 }
 
-// ropeScaling reads a rope_scaling (or rope_parameters) object: none, or linear scaling
+// ropeScaling reads a rope_scaling (or rope_parameters) object: none; linear scaling
 // {"type" or "rope_type": "linear", "factor": f}, which is Megatron's
 // --rotary-seq-len-interpolation-factor f (positions scaled by 1/f; Hugging Face divides
-// by f, the same angles when f is a power of two). Other kinds are refused.
-func ropeScaling(path, key string, raw *json.RawMessage) (float64, error) {
+// by f, the same angles when f is a power of two); or Llama 3.1's "llama3" with
+// Megatron-Core's fixed bands (low_freq_factor 1, high_freq_factor 4,
+// original_max_position_embeddings 8192), which is --use-rope-scaling. Other kinds, and
+// llama3 with other bands, are refused.
+func ropeScaling(path, key string, raw *json.RawMessage) (ropeSpec, error) {
 	if raw == nil || string(*raw) == "null" {
-		return 0, nil
+		return ropeSpec{}, nil
 	}
 	var rs struct {
-		Type     string  `json:"type"`
-		RopeType string  `json:"rope_type"`
-		Factor   float64 `json:"factor"`
+		Type     string   `json:"type"`
+		RopeType string   `json:"rope_type"`
+		Factor   float64  `json:"factor"`
+		Low      *float64 `json:"low_freq_factor"`
+		High     *float64 `json:"high_freq_factor"`
+		OrigMax  *int     `json:"original_max_position_embeddings"`
 	}
 	if err := json.Unmarshal(*raw, &rs); err != nil {
-		return 0, fmt.Errorf("%s: %s: %w", path, key, err)
+		return ropeSpec{}, fmt.Errorf("%s: %s: %w", path, key, err)
 	}
 	kind := rs.RopeType
 	if kind == "" {
@@ -390,12 +410,17 @@ func ropeScaling(path, key string, raw *json.RawMessage) (float64, error) {
 	}
 	switch kind {
 	case "", "default":
-		return 0, nil
+		return ropeSpec{}, nil
 	case "linear":
 		if rs.Factor < 1 {
-			return 0, fmt.Errorf("%s: %s linear factor %v: want ≥ 1", path, key, rs.Factor)
+			return ropeSpec{}, fmt.Errorf("%s: %s linear factor %v: want ≥ 1", path, key, rs.Factor)
 		}
-		return rs.Factor, nil
+		return ropeSpec{interp: rs.Factor}, nil
+	case "llama3":
+		if rs.Factor < 1 || rs.Low == nil || *rs.Low != 1 || rs.High == nil || *rs.High != 4 || rs.OrigMax == nil || *rs.OrigMax != 8192 {
+			return ropeSpec{}, fmt.Errorf("%s: %s %s: Llama 3.1's scaling is supported with factor ≥ 1, low_freq_factor 1, high_freq_factor 4 and original_max_position_embeddings 8192 (Megatron-Core's --use-rope-scaling)", path, key, string(*raw))
+		}
+		return ropeSpec{llama3: rs.Factor}, nil
 	}
-	return 0, fmt.Errorf("%s: %s %s is not supported (linear scaling is)", path, key, string(*raw))
+	return ropeSpec{}, fmt.Errorf("%s: %s %s is not supported (linear, and Llama 3.1's llama3, are)", path, key, string(*raw))
 }

@@ -43,10 +43,11 @@ func ConfigJSON(family Family, cfg *layers.Config, dtype tensor.DType, base map[
 		llamaShapeKeys(m, cfg)
 		m["num_key_value_heads"] = cfg.NumQueryGroups
 		m["rope_theta"] = cfg.RotaryBase
-		m["rope_scaling"] = nil
-		if f := cfg.RotarySeqLenInterpolationFactor; f != 0 && f != 1 {
-			m["rope_scaling"] = map[string]any{"type": "linear", "factor": f}
+		rs, err := ropeScalingJSON(cfg)
+		if err != nil {
+			return nil, err
 		}
+		m["rope_scaling"] = rs
 		if cfg.MaxPositionEmbeddings > 0 { // absent from Pai's args: keep the base config's
 			m["max_position_embeddings"] = cfg.MaxPositionEmbeddings
 		}
@@ -148,10 +149,11 @@ func ConfigJSON(family Family, cfg *layers.Config, dtype tensor.DType, base map[
 		m["alibi"] = false
 		m["new_decoder_architecture"] = false
 		m["rope_theta"] = cfg.RotaryBase
-		m["rope_scaling"] = nil
-		if f := cfg.RotarySeqLenInterpolationFactor; f != 0 && f != 1 {
-			m["rope_scaling"] = map[string]any{"type": "linear", "factor": f}
+		rs, err := ropeScalingJSON(cfg)
+		if err != nil {
+			return nil, err
 		}
+		m["rope_scaling"] = rs
 	default:
 		return nil, fmt.Errorf("no Hugging Face config for family %q", family)
 	}
@@ -190,6 +192,23 @@ func baichuanConfigKeys(m map[string]any, cfg *layers.Config) error {
 		m["model_max_length"] = cfg.SeqLength
 	}
 	return nil
+}
+
+// ropeScalingJSON is config.json's rope_scaling for cfg: null, linear interpolation, or
+// Llama 3.1's llama3 with Megatron-Core's bands; not both.
+func ropeScalingJSON(cfg *layers.Config) (any, error) {
+	f := cfg.RotarySeqLenInterpolationFactor
+	linear := f != 0 && f != 1
+	switch {
+	case linear && cfg.UseRopeScaling:
+		return nil, fmt.Errorf("linear RoPE interpolation (%v) and Llama 3.1's RoPE scaling together have no Hugging Face rope_scaling", f)
+	case linear:
+		return map[string]any{"type": "linear", "factor": f}, nil
+	case cfg.UseRopeScaling:
+		return map[string]any{"rope_type": "llama3", "factor": cfg.RopeScalingFactor, "low_freq_factor": 1.0,
+			"high_freq_factor": 4.0, "original_max_position_embeddings": 8192}, nil
+	}
+	return nil, nil
 }
 
 // llamaShapeKeys sets the Llama-style keys of the layers' shape (Llama's family and

@@ -52,12 +52,9 @@ func readMixtral(path string, b []byte) (layers.Config, error) {
 	if err := json.Unmarshal(b, &rc); err != nil {
 		return layers.Config{}, fmt.Errorf("%s: %w", path, err)
 	}
-	interp, theta, err := ropeConfig(path, rc.RopeScaling, rc.RopeParameters)
+	rope, err := ropeConfig(path, rc.RopeScaling, rc.RopeParameters)
 	if err != nil {
 		return layers.Config{}, err
-	}
-	if theta != nil {
-		rc.RopeTheta = *theta
 	}
 	if rc.HiddenAct != "silu" {
 		return layers.Config{}, fmt.Errorf("%s: hidden_act %q is not supported (want silu)", path, rc.HiddenAct)
@@ -85,7 +82,8 @@ func readMixtral(path string, b []byte) (layers.Config, error) {
 	c.Normalization, c.NormEpsilon = "RMSNorm", rc.RMSNormEps
 	c.SwiGLU = true
 	c.PositionEmbeddingType = "rope"
-	c.RotaryBase, c.RotarySeqLenInterpolationFactor = rc.RopeTheta, interp
+	c.RotaryBase = rc.RopeTheta
+	rope.apply(&c)
 	c.MaxPositionEmbeddings, c.SeqLength = rc.MaxPos, rc.MaxPos
 	c.DisableBiasLinear = true
 	c.UntieEmbeddingsAndOutputWeights = !rc.TieWord

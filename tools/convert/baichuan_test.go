@@ -186,3 +186,26 @@ func TestUpcycleQwen3(t *testing.T) {
 	}
 	require.Equal(t, orig["model.layers.0.self_attn.k_norm.weight"].Data, got["model.layers.0.self_attn.k_norm.weight"].Data)
 }
+
+// TestLlama31RoundTrip: Llama 3.1's rope_scaling becomes --use-rope-scaling with its factor
+// in the Megatron args and comes back as the same rope_scaling.
+func TestLlama31RoundTrip(t *testing.T) {
+	tmp := t.TempDir()
+	src, meg, back := filepath.Join(tmp, "llama32"), filepath.Join(tmp, "meg"), filepath.Join(tmp, "back")
+	syntheticHF(t, src, `{"model_type": "llama", "architectures": ["LlamaForCausalLM"], "hidden_size": 64, "intermediate_size": 128,
+		"num_attention_heads": 4, "num_key_value_heads": 2, "num_hidden_layers": 2, "vocab_size": 300, "rms_norm_eps": 1e-05,
+		"rope_theta": 500000.0, "max_position_embeddings": 131072, "tie_word_embeddings": true,
+		"rope_scaling": {"rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+		"original_max_position_embeddings": 8192}}`)
+	orig := hfTensors(t, src)
+	convertOK(t, "--load_path", src, "--save_path", meg, "--target_tensor_model_parallel_size", "2", "--model_name", "llama3.2-1b")
+	c, _ := megatronFull(t, meg)
+	require.True(t, c.Config.UseRopeScaling)
+	require.Equal(t, 32.0, c.Config.RopeScalingFactor)
+	convertOK(t, "--load_path", meg, "--save_path", back, "--convert_checkpoint_from_megatron_to_transformers", "--hf_ckpt_path", src)
+	requireSameHF(t, src, back, orig, hf.Llama)
+	conf, err := readJSONMap(filepath.Join(back, "config.json"))
+	require.NoError(t, err)
+	require.Equal(t, map[string]any{"rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+		"original_max_position_embeddings": 8192.0}, conf["rope_scaling"])
+}

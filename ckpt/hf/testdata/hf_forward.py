@@ -1,6 +1,7 @@
 # A float64 transcription, in plain torch, of Hugging Face transformers' forward pass for
 # the Llama family with Mixtral's sparse MoE block (LlamaForCausalLM, MistralForCausalLM,
-# MixtralForCausalLM: eager attention, default RoPE, no caching), and of Baichuan's remote
+# MixtralForCausalLM: eager attention, default, linear or Llama 3.1 RoPE, no caching), and of
+# Baichuan's remote
 # code (W_pack, RoPE for Baichuan-7B and Baichuan 2-7B, ALiBi for the 13B models, Baichuan
 # 2's NormHead; from baichuan-inc's modeling_baichuan.py) and of Qwen (1.0)'s (QWenLMHeadModel:
 # biased c_attn, partial rotary, a1·silu(a2) MLP; from Qwen's modeling_qwen.py, within
@@ -89,7 +90,15 @@ def main():
     # rope_scaling divides the positions by its factor (the linear-scaling rotary embedding).
     inv_freq = 1.0 / (theta ** (torch.arange(0, rot_dim, 2, dtype=torch.float64) / rot_dim))
     scaling = cfg.get("rope_scaling") or {}
-    factor = scaling.get("factor", 1.0) if scaling.get("type", scaling.get("rope_type")) == "linear" else 1.0
+    kind = scaling.get("type", scaling.get("rope_type"))
+    factor = scaling.get("factor", 1.0) if kind == "linear" else 1.0
+    if kind == "llama3":  # Llama 3.1: each frequency rescaled by its wavelength band
+        f, low, high = scaling["factor"], scaling["low_freq_factor"], scaling["high_freq_factor"]
+        old = scaling["original_max_position_embeddings"]
+        wavelen = 2 * math.pi / inv_freq
+        smooth = (old / wavelen - low) / (high - low)
+        inv_freq = torch.where(wavelen < old / high, inv_freq,
+                               torch.where(wavelen > old / low, inv_freq / f, (1 - smooth) * inv_freq / f + smooth * inv_freq))
     angles = torch.outer(torch.arange(seq, dtype=torch.float64) / factor, inv_freq)
     angles = torch.cat((angles, angles), dim=-1)
     cos, sin = angles.cos(), angles.sin()
