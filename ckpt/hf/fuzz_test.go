@@ -15,6 +15,18 @@ func FuzzConfig(f *testing.F) {
 		}
 		f.Add(b)
 	}
+	// The families whose readers take rope_parameters, llama3 scaling and experts.
+	for _, s := range []string{
+		`{"model_type": "qwen3_moe", "hidden_size": 48, "moe_intermediate_size": 32, "num_experts": 4, "num_experts_per_tok": 2,
+		"norm_topk_prob": true, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "num_hidden_layers": 2,
+		"vocab_size": 300, "rms_norm_eps": 1e-06, "rope_theta": 1000000.0}`,
+		`{"model_type": "qwen3", "hidden_size": 48, "intermediate_size": 96, "num_attention_heads": 4, "num_hidden_layers": 2,
+		"vocab_size": 300, "rms_norm_eps": 1e-06}`,
+		`{"model_type": "llama", "hidden_size": 64, "intermediate_size": 96, "num_attention_heads": 4, "num_hidden_layers": 2,
+		"vocab_size": 200, "rms_norm_eps": 1e-5, "rope_parameters": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+		"high_freq_factor": 4.0, "original_max_position_embeddings": 8192, "rope_theta": 500000.0}}`} {
+		f.Add([]byte(s))
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		m, err := parseConfig("fuzz", data)
 		if err != nil {
