@@ -457,10 +457,14 @@ func TestParallelLayoutsMatchSingleProcess(t *testing.T) {
 	}
 	models := equivalenceModels()
 	if os.Getenv("GOMEGATRON_TEST_MATRIX") != "" {
-		// The mixture-of-experts Llama in every layout, and with expert parallelism.
+		// The mixture-of-experts Llama in every layout, and with expert parallelism; Qwen3.
 		moe := models["llama"]
 		moe.NumExperts, moe.MoERouterTopK, moe.MoEAuxLossCoeff, moe.MoEZLossCoeff, moe.FFNHiddenSize = 4, 2, 0.01, 0.001, 96
 		models["moe"] = moe
+		// Qwen3's head norms (weights whole on every TP rank, grads summed over TP).
+		qwen3 := models["llama"]
+		qwen3.QKLayernorm = true
+		models["qwen3"] = qwen3
 	}
 	for name, cfg := range models {
 		ref := runLayout(t, cfg, layout{tp: 1, pp: 1, dp: 1}, iters)
