@@ -308,3 +308,26 @@ func TestLlama31MatchesTorch(t *testing.T) {
 	require.True(t, m.Config.UseRopeScaling)
 	require.Equal(t, 8.0, m.Config.RopeScalingFactor)
 }
+
+// TestFalconMatchesTorch: Falcon's layer variants against FalconForCausalLM transcribed in
+// float64 torch (testdata/hf_forward.py): Falcon-7B's multi-query parallel attention
+// (tied head), and the per-head RW layout with a post-attention layernorm and biases
+// (untied head).
+func TestFalconMatchesTorch(t *testing.T) {
+	hftest.NeedTorch(t)
+	for name, conf := range map[string]string{
+		"7b-mqa-parallel": `{"model_type": "falcon", "architectures": ["FalconForCausalLM"], "hidden_size": 64, "num_attention_heads": 4,
+			"num_hidden_layers": 2, "vocab_size": 300, "layer_norm_epsilon": 1e-5, "multi_query": true, "parallel_attn": true,
+			"bias": false, "alibi": false, "new_decoder_architecture": false, "rope_theta": 10000.0}`,
+		"rw-mha-sequential-bias": `{"model_type": "falcon", "architectures": ["FalconForCausalLM"], "hidden_size": 64,
+			"num_attention_heads": 4, "num_hidden_layers": 2, "vocab_size": 300, "layer_norm_epsilon": 1e-5, "multi_query": false,
+			"parallel_attn": false, "bias": true, "alibi": false, "new_decoder_architecture": false, "tie_word_embeddings": false}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "falcon")
+			require.NoError(t, hftest.Write(dir, conf, 0.1))
+			m := requireTorchForward(t, dir, torchRows, 300)
+			require.Equal(t, hf.Falcon, m.Family)
+		})
+	}
+}

@@ -53,12 +53,81 @@ def read_safetensors(folder):
     return out
 
 
+def falcon(cfg, w, ids):
+    """FalconForCausalLM (models/falcon/modeling_falcon.py, eager attention): fused
+    query_key_value in the multi-query [q heads, k, v], per-head [q, k, v] or, with
+    new_decoder_architecture, per-KV-group [q…, k, v] layout; rotate-half RoPE; exact GeLU;
+    parallel attention reading input_layernorm (ln_attn and ln_mlp with the new
+    architecture), or a post-attention layernorm; ln_f; lm_head tied unless said."""
+    hidden, heads = cfg["hidden_size"], cfg["num_attention_heads"]
+    head_dim = hidden // heads
+    new_arch = cfg.get("new_decoder_architecture", False)
+    kv_heads = cfg.get("num_kv_heads") if new_arch else (1 if cfg.get("multi_query", True) else heads)
+    parallel = cfg.get("parallel_attn", True)
+    two_ln = new_arch and (cfg.get("num_ln_in_parallel_attn") or 2) == 2
+    eps = cfg["layer_norm_epsilon"]
+    theta = cfg.get("rope_theta", 10000.0)
+    batch, seq = ids.shape
+
+    def ln(x, name):
+        return torch.nn.functional.layer_norm(x, (hidden,), w[name + ".weight"], w[name + ".bias"], eps)
+
+    def lin(x, name):
+        y = x @ w[name + ".weight"].T
+        return y + w[name + ".bias"] if name + ".bias" in w else y
+
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim))
+    angles = torch.outer(torch.arange(seq, dtype=torch.float64), inv_freq)
+    angles = torch.cat((angles, angles), dim=-1)
+    cos, sin = angles.cos(), angles.sin()
+
+    def rotate(x):
+        half = head_dim // 2
+        return x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin
+
+    mask = torch.full((seq, seq), float("-inf"), dtype=torch.float64).triu(1)
+
+    def attention(x, p):
+        qkv = lin(x, p + "query_key_value").view(batch, seq, kv_heads, heads // kv_heads + 2, head_dim)
+        q = qkv[:, :, :, :-2].reshape(batch, seq, heads, head_dim).transpose(1, 2)
+        k = qkv[:, :, :, -2].transpose(1, 2).repeat_interleave(heads // kv_heads, dim=1)
+        v = qkv[:, :, :, -1].transpose(1, 2).repeat_interleave(heads // kv_heads, dim=1)
+        q, k = rotate(q), rotate(k)
+        out = torch.softmax(q @ k.transpose(2, 3) / math.sqrt(head_dim) + mask, dim=-1) @ v
+        return lin(out.transpose(1, 2).reshape(batch, seq, hidden), p + "dense")
+
+    def mlp(x, p):
+        return lin(torch.nn.functional.gelu(lin(x, p + "dense_h_to_4h")), p + "dense_4h_to_h")
+
+    x = w["transformer.word_embeddings.weight"][ids]
+    for layer in range(cfg.get("num_hidden_layers") or cfg["n_layer"]):
+        p = f"transformer.h.{layer}."
+        a_in = ln(x, p + ("ln_attn" if two_ln else "input_layernorm"))
+        a = attention(a_in, p + "self_attention.")
+        if parallel:
+            m_in = ln(x, p + "ln_mlp") if two_ln else a_in
+            x = x + a + mlp(m_in, p + "mlp.")
+        else:
+            x = x + a
+            x = x + mlp(ln(x, p + "post_attention_layernorm"), p + "mlp.")
+    x = ln(x, "transformer.ln_f")
+    head = w["lm_head.weight"] if "lm_head.weight" in w else w["transformer.word_embeddings.weight"]
+    return x @ head.T
+
+
 def main():
     folder, ids_json = sys.argv[1], sys.argv[2]
     with open(os.path.join(folder, "config.json")) as f:
         cfg = json.load(f)
     w = read_safetensors(folder)
     ids = torch.tensor(json.loads(ids_json), dtype=torch.long)
+    if cfg["model_type"] == "falcon":
+        logits = falcon(cfg, w, ids)
+        loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1))
+        if len(sys.argv) > 3:
+            logits = logits[..., : int(sys.argv[3])]
+        json.dump({"loss": loss.item(), "logits": logits.tolist()}, sys.stdout)
+        return
     qwen3_moe = cfg["model_type"] == "qwen3_moe"
     moe = cfg["model_type"] == "mixtral" or qwen3_moe
     baichuan = cfg["model_type"] == "baichuan"
