@@ -50,6 +50,7 @@ type Config struct {
 	// Families outside Megatron's GPT (set by presets and the Hugging Face loader).
 	EmbeddingLayerNorm bool `name:"embedding-layernorm" help:"LayerNorm after the word embeddings (BLOOM)."`
 	ParallelAttention  bool `name:"parallel-attention" help:"Attention and MLP read the same layernorm output and add in parallel (Falcon-7B)."`
+	ParallelMLPNorm    bool `name:"parallel-attention-mlp-norm" help:"With --parallel-attention: the MLP reads its own norm of the layer input, pre_mlp_layernorm (Falcon-40B/180B's ln_mlp)."`
 	SlidingWindow      int  `name:"sliding-window" help:"Attention window in keys, including the query's own (Mistral); 0 = full."`
 	ALiBiBeforeScale   bool `name:"alibi-before-scale" hidden:"" help:"Add ALiBi before the 1/sqrt(d) scale (Falcon)."`
 
@@ -84,6 +85,9 @@ func Defaults() Config {
 // Finalize derives defaults that depend on other fields (as Megatron's validate_args does)
 // and checks consistency. Errors name the flag and the numbers.
 func (c *Config) Finalize() error {
+	if c.ParallelMLPNorm && (!c.ParallelAttention || c.ApplyResidualConnectionPostLayernorm || c.NumExperts > 0) {
+		return fmt.Errorf("--parallel-attention-mlp-norm needs --parallel-attention, and is supported without --apply-residual-connection-post-layernorm and experts")
+	}
 	if c.UseRopeScaling && (c.PositionEmbeddingType != "rope" || c.RopeScalingFactor < 1) {
 		return fmt.Errorf("--use-rope-scaling needs --position-embedding-type rope and --rope-scaling-factor ≥ 1 (have %s, %v)", c.PositionEmbeddingType, c.RopeScalingFactor)
 	}

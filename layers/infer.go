@@ -280,7 +280,12 @@ func (l *TransformerLayer) decode(m *GPTModel, kc *KVCache, li int, out, x *tens
 	}
 	mo := view(s.m, N, h)
 	if c.ParallelAttention {
-		if err := l.decodeMLP(be, s, mo, ln1, N); err != nil {
+		mlpIn := ln1
+		if l.PreMLP != nil { // Falcon-40B: the MLP's own norm of x
+			mlpIn = view(s.ln2, N, h)
+			l.PreMLP.Forward(be, mlpIn, x, ns)
+		}
+		if err := l.decodeMLP(be, s, mo, mlpIn, N); err != nil {
 			return err
 		}
 		be.Add(out, res1, a)

@@ -160,7 +160,10 @@ func familyConfigs() map[string]layers.Config {
 			c.NumExperts, c.MoERouterTopK, c.SlidingWindow = 4, 2, 6
 		},
 		"qwen3-qk-layernorm": func(c *layers.Config) { c.QKLayernorm = true },
-		"qwen3-moe":          func(c *layers.Config) { c.QKLayernorm, c.NumExperts, c.MoERouterTopK = true, 4, 2 },
+		"falcon-40b": func(c *layers.Config) {
+			c.Normalization, c.SwiGLU, c.ParallelAttention, c.ParallelMLPNorm, c.FFNHiddenSize = "LayerNorm", false, true, true, 256
+		},
+		"qwen3-moe": func(c *layers.Config) { c.QKLayernorm, c.NumExperts, c.MoERouterTopK = true, 4, 2 },
 	}
 	out := map[string]layers.Config{}
 	for name, mod := range mods {

@@ -151,6 +151,11 @@ func layerVariants() map[string]func(*layers.Config) {
 		"post-ln-qkv-bias": func(c *layers.Config) {
 			c.ApplyResidualConnectionPostLayernorm, c.AddQKVBias, c.RotaryPercent = true, true, 0.5
 		},
+		// Falcon-40B: parallel attention with the MLP's own norm (ln_attn, ln_mlp), GQA.
+		"falcon-40b": func(c *layers.Config) {
+			c.Normalization, c.SwiGLU, c.ParallelAttention, c.ParallelMLPNorm = "LayerNorm", false, true, true
+			c.FFNHiddenSize = 256
+		},
 		// Qwen3: RMSNorm over each head's queries and keys, before RoPE (GQA, 2 groups).
 		"qwen3-qk-layernorm": func(c *layers.Config) { c.QKLayernorm = true },
 		// LayerNorm (with bias) as the head norm, multi-head.

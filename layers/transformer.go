@@ -30,7 +30,7 @@ type TransformerLayer struct {
 	QNorm    *Norm // --qk-layernorm: q_layernorm and k_layernorm, over each head's KVChannels
 	KNorm    *Norm
 	Proj     *Linear
-	PreMLP   *Norm   // nil with ParallelAttention
+	PreMLP   *Norm   // nil with ParallelAttention, unless ParallelMLPNorm
 	FC1, FC2 *Linear // nil in MoE layers
 	MoE      *MoE    // --num-experts: the MLP is a mixture of experts
 	cast     *castScratch
@@ -55,7 +55,7 @@ func newTransformerLayer(ps *paramSet, cfg *Config, par Parallel, global, local 
 		l.QNorm = newHeadNorm(ps, pre+"self_attention.q_layernorm", cfg)
 		l.KNorm = newHeadNorm(ps, pre+"self_attention.k_layernorm", cfg)
 	}
-	if !cfg.ParallelAttention {
+	if !cfg.ParallelAttention || cfg.ParallelMLPNorm {
 		l.PreMLP = newNorm(ps, pre+"pre_mlp_layernorm", cfg, h)
 	}
 	if cfg.NumExperts > 0 {
@@ -154,7 +154,7 @@ func (l *TransformerLayer) newStash(be kernels.Backend, act tensor.DType, s, b i
 	st.ln1f, st.ln1 = rowPair(be, act, sp, n, nl, h)
 	st.ap, st.a = rowPair(be, act, sp, n, nl, h)
 	st.mp, st.m = rowPair(be, act, sp, n, nl, h)
-	if !c.ParallelAttention {
+	if l.PreMLP != nil {
 		st.ln2f, st.ln2 = rowPair(be, act, sp, n, nl, h)
 	}
 	if c.HiddenDropout > 0 {
@@ -387,7 +387,15 @@ func (l *TransformerLayer) Forward(be kernels.Backend, st *layerStash, x *tensor
 		res1 = st.ln1
 	}
 	if c.ParallelAttention {
-		if err := l.mlp(be, st, st.ln1f); err != nil {
+		mlpIn := st.ln1f
+		if l.PreMLP != nil { // Falcon-40B: the MLP's own norm of x
+			l.PreMLP.Forward(be, st.ln2, x, st.n2)
+			if err := l.par.gatherRows(st.ln2f, st.ln2, "pre_mlp_layernorm output"); err != nil {
+				return err
+			}
+			mlpIn = st.ln2f
+		}
+		if err := l.mlp(be, st, mlpIn); err != nil {
 			return err
 		}
 		if err := l.branchOut(be, st, l.FC2, st.m, st.mp, st.mask2, n, "linear_fc2 output"); err != nil {
@@ -429,6 +437,33 @@ func (l *TransformerLayer) branchGrad(be kernels.Backend, g *layerGrads, lin *Li
 func (l *TransformerLayer) Backward(be kernels.Backend, st *layerStash, g *layerGrads, dx, dout *tensor.Tensor) error {
 	c := l.cfg
 	postRes := c.ApplyResidualConnectionPostLayernorm
+	if c.ParallelAttention && l.PreMLP != nil {
+		// Two norms of x: dx = dout + d(x) through pre_mlp_layernorm + through input_layernorm.
+		if err := l.branchGrad(be, g, l.FC2, dout, st.mask2, "linear_fc2 output grad"); err != nil {
+			return err
+		}
+		if err := l.mlpBackward(be, st, g, st.ln2f); err != nil {
+			return err
+		}
+		if err := l.par.reduceRows(g.dln, g.dlnf, "pre_mlp_layernorm output grad"); err != nil {
+			return err
+		}
+		l.PreMLP.Backward(be, g.dh1, g.dln, st.x, st.n2)
+		be.Add(g.dh1, g.dh1, dout) // the residual grad; dx may alias dout
+		if err := l.branchGrad(be, g, l.Proj, dout, st.mask1, "linear_proj output grad"); err != nil {
+			return err
+		}
+		l.Proj.WeightBackward(be, g.do2, g.dmf, st.o2)
+		if err := l.attentionBackward(be, st, g, st.ln1f); err != nil {
+			return err
+		}
+		if err := l.par.reduceRows(g.dln, g.dlnf, "input_layernorm output grad"); err != nil {
+			return err
+		}
+		l.InNorm.Backward(be, dx, g.dln, st.x, st.n1)
+		be.Add(dx, dx, g.dh1)
+		return nil
+	}
 	if c.ParallelAttention {
 		// Both branches read ln1: sum their partial d(ln1f) before one TP reduction.
 		if err := l.branchGrad(be, g, l.FC2, dout, st.mask2, "linear_fc2 output grad"); err != nil {

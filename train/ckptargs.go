@@ -92,6 +92,7 @@ func (a *Args) useCheckpointArgs() ([]string, error) {
 		dst  any
 		v    any
 	}{{"embedding_layernorm", &a.EmbeddingLayerNorm, c.EmbeddingLayerNorm}, {"parallel_attention", &a.ParallelAttention, c.ParallelAttention},
+		{"parallel_attention_mlp_norm", &a.ParallelMLPNorm, c.ParallelMLPNorm},
 		{"sliding_window", &a.SlidingWindow, c.SlidingWindow}, {"alibi_before_scale", &a.ALiBiBeforeScale, c.ALiBiBeforeScale},
 		{"use_normhead", &a.UseNormHead, c.UseNormHead}, {"qk_layernorm", &a.QKLayernorm, c.QKLayernorm},
 		{"num_experts", &a.NumExperts, c.NumExperts}, {"moe_router_topk", &a.MoERouterTopK, c.MoERouterTopK},

@@ -311,8 +311,9 @@ func TestLlama31MatchesTorch(t *testing.T) {
 
 // TestFalconMatchesTorch: Falcon's layer variants against FalconForCausalLM transcribed in
 // float64 torch (testdata/hf_forward.py): Falcon-7B's multi-query parallel attention
-// (tied head), and the per-head RW layout with a post-attention layernorm and biases
-// (untied head).
+// (tied head), the per-head RW layout with a post-attention layernorm and biases
+// (untied head), and the new architecture's grouped QKV with ln_attn and ln_mlp (40B,
+// 180B) or one layernorm (Falcon 2).
 func TestFalconMatchesTorch(t *testing.T) {
 	hftest.NeedTorch(t)
 	for name, conf := range map[string]string{
@@ -322,6 +323,12 @@ func TestFalconMatchesTorch(t *testing.T) {
 		"rw-mha-sequential-bias": `{"model_type": "falcon", "architectures": ["FalconForCausalLM"], "hidden_size": 64,
 			"num_attention_heads": 4, "num_hidden_layers": 2, "vocab_size": 300, "layer_norm_epsilon": 1e-5, "multi_query": false,
 			"parallel_attn": false, "bias": true, "alibi": false, "new_decoder_architecture": false, "tie_word_embeddings": false}`,
+		"40b-new-arch": `{"model_type": "falcon", "architectures": ["FalconForCausalLM"], "hidden_size": 64, "num_attention_heads": 4,
+			"num_kv_heads": 2, "num_hidden_layers": 2, "vocab_size": 300, "layer_norm_epsilon": 1e-5, "parallel_attn": true,
+			"bias": false, "alibi": false, "new_decoder_architecture": true}`,
+		"falcon2-one-ln": `{"model_type": "falcon", "architectures": ["FalconForCausalLM"], "hidden_size": 64, "num_attention_heads": 4,
+			"num_kv_heads": 2, "num_ln_in_parallel_attn": 1, "num_hidden_layers": 2, "vocab_size": 300, "layer_norm_epsilon": 1e-5,
+			"parallel_attn": true, "bias": false, "alibi": false, "new_decoder_architecture": true, "tie_word_embeddings": false}`,
 	} {
 		t.Run(name, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "falcon")

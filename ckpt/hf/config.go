@@ -88,10 +88,12 @@ type hfConfig struct {
 	ResidPostNorm bool `json:"apply_residual_connection_post_layernorm"`
 
 	// Falcon
-	NewDecoderArch bool  `json:"new_decoder_architecture"`
-	ParallelAttn   *bool `json:"parallel_attn"`
-	Bias           bool  `json:"bias"`
-	ALiBi          bool  `json:"alibi"`
+	NewDecoderArch   bool  `json:"new_decoder_architecture"`
+	NumKVHeadsFalcon *int  `json:"num_kv_heads"`
+	NumLNParallel    *int  `json:"num_ln_in_parallel_attn"`
+	ParallelAttn     *bool `json:"parallel_attn"`
+	Bias             bool  `json:"bias"`
+	ALiBi            bool  `json:"alibi"`
 }
 
 // Model is a parsed Hugging Face model directory: the family and the equivalent Megatron
@@ -265,9 +267,6 @@ func parseConfig(dir string, b []byte) (*Model, error) {
 		c.SeqLength = 2048
 	case "falcon", "RefinedWebModel", "RefinedWeb":
 		m.Family = Falcon
-		if rc.NewDecoderArch {
-			return nil, fmt.Errorf("%s: Falcon new_decoder_architecture (40B/180B) is not supported yet", path)
-		}
 		if rc.ALiBi {
 			return nil, fmt.Errorf("%s: Falcon with alibi=true is not supported yet", path)
 		}
@@ -280,8 +279,26 @@ func parseConfig(dir string, b []byte) (*Model, error) {
 			c.NumAttentionHeads = rc.NHead
 		}
 		// num_kv_heads is ignored unless new_decoder_architecture: multi_query means one KV
-		// head, otherwise every head has its own (RW layout).
-		if boolOr(rc.MultiQuery, true) {
+		// head, otherwise every head has its own (RW layout). The new architecture (40B,
+		// 180B) has num_kv_heads groups, parallel attention, and by default the MLP's own
+		// layernorm of the input (ln_attn, ln_mlp; num_ln_in_parallel_attn 2).
+		switch {
+		case rc.NewDecoderArch:
+			kv := c.NumAttentionHeads
+			if rc.NumKVHeadsFalcon != nil {
+				kv = *rc.NumKVHeadsFalcon
+			}
+			c.GroupQueryAttention, c.NumQueryGroups = kv != c.NumAttentionHeads, kv
+			if !boolOr(rc.ParallelAttn, true) {
+				return nil, fmt.Errorf("%s: Falcon new_decoder_architecture with parallel_attn false: transformers has no MLP input for it", path)
+			}
+			switch ln := rc.NumLNParallel; {
+			case ln == nil || *ln == 2:
+				c.ParallelMLPNorm = true
+			case *ln != 1:
+				return nil, fmt.Errorf("%s: num_ln_in_parallel_attn %d: want 1 or 2", path, *ln)
+			}
+		case boolOr(rc.MultiQuery, true):
 			c.GroupQueryAttention, c.NumQueryGroups = true, 1
 		}
 		c.NormEpsilon = rc.LNEps

@@ -143,11 +143,29 @@ func ConfigJSON(family Family, cfg *layers.Config, dtype tensor.DType, base map[
 		m["num_attention_heads"] = cfg.NumAttentionHeads
 		m["num_hidden_layers"] = cfg.NumLayers
 		m["layer_norm_epsilon"] = cfg.NormEpsilon
-		m["multi_query"] = cfg.GroupQueryAttention && cfg.NumQueryGroups == 1
+		// Falcon-7B's multi-query and the RW layout (a KV head per head) are the old
+		// architecture; other group counts and the MLP's own layernorm need the new one.
+		groups := cfg.NumAttentionHeads
+		if cfg.GroupQueryAttention {
+			groups = cfg.NumQueryGroups
+		}
+		newArch := cfg.ParallelMLPNorm || groups != 1 && groups != cfg.NumAttentionHeads
+		m["new_decoder_architecture"] = newArch
+		if newArch {
+			if !cfg.ParallelAttention {
+				return nil, fmt.Errorf("a falcon model with %d query groups or --parallel-attention-mlp-norm needs --parallel-attention", groups)
+			}
+			m["num_kv_heads"] = groups
+			m["num_ln_in_parallel_attn"] = 1
+			if cfg.ParallelMLPNorm {
+				m["num_ln_in_parallel_attn"] = 2
+			}
+		} else {
+			m["multi_query"] = groups == 1
+		}
 		m["parallel_attn"] = cfg.ParallelAttention
 		m["bias"] = cfg.AddBiasLinear()
 		m["alibi"] = false
-		m["new_decoder_architecture"] = false
 		m["rope_theta"] = cfg.RotaryBase
 		rs, err := ropeScalingJSON(cfg)
 		if err != nil {

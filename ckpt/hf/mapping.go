@@ -120,7 +120,12 @@ func (m *Model) rules() ([]rule, error) {
 			linear(L+"mlp.linear_fc2", copyAs, bias, h+"mlp.dense_4h_to_h")
 		case Falcon:
 			h := fmt.Sprintf("transformer.h.%d.", i)
-			lnPair(L+"input_layernorm", h+"input_layernorm")
+			if c.ParallelMLPNorm { // new_decoder_architecture: ln_attn and ln_mlp
+				lnPair(L+"input_layernorm", h+"ln_attn")
+				lnPair(L+"pre_mlp_layernorm", h+"ln_mlp")
+			} else {
+				lnPair(L+"input_layernorm", h+"input_layernorm")
+			}
 			linear(L+"self_attention.linear_qkv", copyAs, bias, h+"self_attention.query_key_value")
 			linear(L+"self_attention.linear_proj", copyAs, bias, h+"self_attention.dense")
 			if !c.ParallelAttention {

@@ -16,7 +16,8 @@ import (
 //
 // Besides Megatron's names, four gomegatron-only attributes describe families Megatron's
 // GPT lacks (Megatron ignores unknown attributes): embedding_layernorm (BLOOM),
-// parallel_attention (Falcon), sliding_window (Mistral) and alibi_before_scale; and
+// parallel_attention and parallel_attention_mlp_norm (Falcon), sliding_window (Mistral) and
+// alibi_before_scale; and
 // hf_model_type, when known, names the Hugging Face family for conversion back.
 func Args(cfg layers.Config, tp, pp int, dtype tensor.DType, f Format, hfModelType string) *torchpickle.Namespace {
 	ns := torchpickle.NewNamespace()
@@ -82,6 +83,7 @@ func Args(cfg layers.Config, tp, pp int, dtype tensor.DType, f Format, hfModelTy
 	set("consumed_valid_samples", 0)
 	set("embedding_layernorm", cfg.EmbeddingLayerNorm)
 	set("parallel_attention", cfg.ParallelAttention)
+	set("parallel_attention_mlp_norm", cfg.ParallelMLPNorm)
 	// orNone is v when it is set, else None (Megatron's default for these arguments).
 	orNone := func(v any, isSet bool) any {
 		if isSet {
@@ -169,6 +171,7 @@ func ConfigFromArgs(ns *torchpickle.Namespace) (layers.Config, ArgsInfo, error) 
 	c.MakeVocabSizeDivisibleBy = a.int("make_vocab_size_divisible_by", 128)
 	c.EmbeddingLayerNorm = a.bool("embedding_layernorm", false)
 	c.ParallelAttention = a.bool("parallel_attention", false)
+	c.ParallelMLPNorm = a.bool("parallel_attention_mlp_norm", false)
 	c.SlidingWindow = a.int("sliding_window", 0)
 	c.ALiBiBeforeScale = a.bool("alibi_before_scale", false)
 	info := ArgsInfo{

@@ -96,7 +96,7 @@ func inferFamily(c *layers.Config) string {
 			return string(hf.BigCode)
 		}
 		return string(hf.GPT2)
-	case c.ParallelAttention || c.Normalization == "LayerNorm":
+	case c.ParallelAttention || c.ParallelMLPNorm || c.Normalization == "LayerNorm":
 		return string(hf.Falcon)
 	case c.AddQKVBias:
 		return string(hf.Qwen2)
