@@ -62,6 +62,10 @@ type Config struct {
 	MoEZLossCoeff              float64 `name:"moe-z-loss-coeff" help:"Scale of the router z-loss (1e-3 is Megatron's suggestion); 0: none."`
 	MoEGroupedGemm             bool    `name:"moe-grouped-gemm" help:"GroupedMLP experts: each layer's local experts in two weights, weight1 and weight2, as Megatron's checkpoints hold them (the same maps as SequentialMLP's local_experts)."`
 	MoEInputJitterEps          float64 `name:"moe-input-jitter-eps" help:"Router jitter: in training, each router logit times a uniform draw in [1 − eps, 1 + eps] (after the z-loss, as Megatron 240126); 0: none."`
+	MoERouterPreSoftmax        bool    `name:"moe-router-pre-softmax" help:"Scores are the softmax over all experts at the chosen ones, not renormalised over the top k (Megatron-Core's later flag; Qwen1.5/Qwen2-MoE's norm_topk_prob false)."`
+	// Megatron-Core's SharedExpertMLP (later than 240126): a dense MLP beside the experts.
+	MoESharedExpertIntermediateSize int  `name:"moe-shared-expert-intermediate-size" help:"FFN size of the shared experts together (Megatron-Core's later flag; Qwen1.5/Qwen2-MoE's shared_expert_intermediate_size); 0: none."`
+	MoESharedExpertGate             bool `name:"moe-shared-expert-gate" help:"Scale the shared experts' output by sigmoid(x·gate_weight), gate_weight [1, h] (Qwen1.5/Qwen2-MoE's shared_expert_gate)."`
 
 	// PaddedVocabSize is derived by Finalize unless set (a loaded checkpoint fixes it).
 	PaddedVocabSize int `kong:"-"`
@@ -241,6 +245,9 @@ func (c *Config) finalizeMoE() error {
 		return fmt.Errorf("--num-experts must be positive, got %d", c.NumExperts)
 	}
 	if c.NumExperts == 0 {
+		if c.MoESharedExpertIntermediateSize != 0 || c.MoERouterPreSoftmax || c.MoESharedExpertGate {
+			return fmt.Errorf("--moe-shared-expert-intermediate-size, --moe-shared-expert-gate and --moe-router-pre-softmax need --num-experts")
+		}
 		return nil
 	}
 	if c.MoERouterTopK < 1 || c.MoERouterTopK > c.NumExperts {
@@ -267,7 +274,24 @@ func (c *Config) finalizeMoE() error {
 	if c.MoEAuxLossCoeff < 0 || c.MoEZLossCoeff < 0 {
 		return fmt.Errorf("--moe-aux-loss-coeff %v and --moe-z-loss-coeff %v must not be negative", c.MoEAuxLossCoeff, c.MoEZLossCoeff)
 	}
+	if c.MoERouterPreSoftmax && c.MoERouterLoadBalancingType == "sinkhorn" {
+		return fmt.Errorf("--moe-router-pre-softmax applies to aux_loss routing, not --moe-router-load-balancing-type sinkhorn")
+	}
+	if c.MoESharedExpertIntermediateSize < 0 {
+		return fmt.Errorf("--moe-shared-expert-intermediate-size must be positive, got %d", c.MoESharedExpertIntermediateSize)
+	}
+	if c.MoESharedExpertGate && c.MoESharedExpertIntermediateSize == 0 {
+		return fmt.Errorf("--moe-shared-expert-gate needs --moe-shared-expert-intermediate-size")
+	}
 	return nil
+}
+
+// SharedFC1Dim is the shared experts' linear_fc1 width (both GLU halves with --swiglu).
+func (c *Config) SharedFC1Dim() int {
+	if c.SwiGLU {
+		return 2 * c.MoESharedExpertIntermediateSize
+	}
+	return c.MoESharedExpertIntermediateSize
 }
 
 // RoPEScaling is --use-rope-scaling's Llama 3.1 scaling with Megatron-Core's fixed bands

@@ -32,6 +32,13 @@ import (
 // 240126 takes them per sequence-parallel shard instead, and its router gets no gradient
 // through the scores with top-k > 1 under sequence parallelism (the gathered probabilities
 // are detached) — both differ from its own TP = 1 run, which this matches.
+//
+// With --moe-router-pre-softmax the scores are the full softmax's p_{t,e_j}, not
+// renormalised over the top k. Shared experts (--moe-shared-expert-intermediate-size) add
+// a dense MLP of every token, split over TP like the experts, scaled per token by
+// σ(g·x_t) under --moe-shared-expert-gate (g [1, h], replicated):
+//
+//	out_t += σ(g·x_t)·MLP_shared(x_t)
 type MoE struct {
 	Router *Param
 	// W1 and W2 are GroupedMLP's weight1 and weight2 under --moe-grouped-gemm (nil else).
@@ -41,8 +48,12 @@ type MoE struct {
 	// them without expert parallelism).
 	Experts []*Expert
 	First   int
-	cfg     *Config
-	par     Parallel
+	// Shared is Megatron-Core's SharedExpertMLP and Gate its gate_weight [1, h] (nil without
+	// them).
+	Shared *Expert
+	Gate   *Param
+	cfg    *Config
+	par    Parallel
 	// auxScale is the model's AuxLossScale: loss scale / microbatches of the step.
 	auxScale *float32
 	// The forward's scratch (layers run one at a time): score-weighted rows [R, h] and
@@ -90,7 +101,23 @@ func newMoE(ps *paramSet, pre string, global int, cfg *Config, par Parallel, aux
 		}
 		m.Experts = append(m.Experts, &Expert{FC1: fc1, FC2: fc2})
 	}
+	if s := cfg.MoESharedExpertIntermediateSize; s > 0 {
+		fc1 := newLinear(ps, pre+"mlp.shared_experts.linear_fc1", h, cfg.SharedFC1Dim(), false, 0)
+		fc1.W.GLU = cfg.SwiGLU
+		m.Shared = &Expert{FC1: fc1, FC2: newLinear(ps, pre+"mlp.shared_experts.linear_fc2", s, h, false, 1)}
+		if cfg.MoESharedExpertGate {
+			m.Gate = ps.add(pre+"mlp.shared_experts.gate_weight", -1, 1, h)
+			m.Gate.SequenceParallel = true // as the router: grads from this rank's rows
+		}
+	}
 	return m
+}
+
+// scoresVary reports whether the chosen experts' scores depend on the logits, so that
+// they carry gradients: not for one expert renormalised over itself (always 1).
+func (m *MoE) scoresVary() bool {
+	c := m.cfg
+	return c.MoERouterTopK > 1 || c.MoERouterLoadBalancingType == "sinkhorn" || c.MoERouterPreSoftmax
 }
 
 // packExpert describes one expert's SequentialMLP weight q, held transposed in the
@@ -166,6 +193,11 @@ type moeStash struct {
 	routeHost []float32      // [G, 2k] the choices exchanged over EP (nil without EP)
 	counts    *tensor.Tensor // [E+1] F64 choices per expert, then tokens (summed over CP)
 	dp        []float64      // [E] the aux loss's d/dp
+	// Shared experts: fc1 and activation outputs [N, ·/TP], the output before the gate
+	// [N, h] (partial over TP) and after it, the gate's logits [N, 1] and σ (host, backend).
+	sf, sg, sh, shg *tensor.Tensor
+	gl, gateDev     *tensor.Tensor
+	gate            []float32
 }
 
 // maxRows bounds a microbatch's rows: every gathered token's choices of local experts.
@@ -194,6 +226,13 @@ func (m *MoE) newStash(be kernels.Backend, act tensor.DType, n int) *moeStash {
 	if c.MoERouterLoadBalancingType == "sinkhorn" {
 		ms.sk = newSinkhornScratch(n, e)
 	}
+	if sh := m.Shared; sh != nil {
+		ms.sf, ms.sg, ms.sh = be.Alloc(act, n, sh.FC1.Out), be.Alloc(act, n, sh.FC2.In), be.Alloc(act, n, h)
+		if m.Gate != nil {
+			ms.shg, ms.gl, ms.gateDev = be.Alloc(act, n, h), be.Alloc(tensor.F32, n, 1), be.Alloc(tensor.F32, n)
+			ms.gate = make([]float32, n)
+		}
+	}
 	if m.par.epSize() > 1 {
 		ms.route, ms.routeG = be.Alloc(tensor.F32, n, 2*k), be.Alloc(tensor.F32, g, 2*k)
 		ms.routeHost = make([]float32, g*2*k)
@@ -214,6 +253,11 @@ type moeGrads struct {
 	dsh, dl        []float32
 	dsRHost        []float32 // [R] dsR on the host
 	host           hostF32
+	// Shared experts: d out scaled by the gate [N, h], fc2's and fc1's input grads, d x
+	// [N, h]; the gate's grad [N] (backend, host), its logits' grad [Nl, 1] and d x [Nl, h].
+	sdy, sdg, sdf, sdx *tensor.Tensor
+	dgate, gdl, gdx    *tensor.Tensor
+	dgateHost, gdlHost []float32
 }
 
 func (m *MoE) newGrads(be kernels.Backend, act tensor.DType, n, nl int) *moeGrads {
@@ -228,6 +272,13 @@ func (m *MoE) newGrads(be kernels.Backend, act tensor.DType, n, nl int) *moeGrad
 		dlg: be.Alloc(tensor.F32, nl, c.NumExperts), dxr: be.Alloc(act, nl, h),
 		dsR: be.Alloc(tensor.F32, r), dsG: be.Alloc(tensor.F32, g*k), ds: be.Alloc(tensor.F32, n*k),
 		dsh: make([]float32, g*k), dl: make([]float32, n*c.NumExperts), dsRHost: make([]float32, r),
+	}
+	if sh := m.Shared; sh != nil {
+		gr.sdg, gr.sdf, gr.sdx = be.Alloc(act, n, sh.FC2.In), be.Alloc(act, n, sh.FC1.Out), be.Alloc(act, n, h)
+		if m.Gate != nil {
+			gr.sdy, gr.dgate, gr.gdl, gr.gdx = be.Alloc(act, n, h), be.Alloc(tensor.F32, n), be.Alloc(tensor.F32, nl, 1), be.Alloc(act, nl, h)
+			gr.dgateHost, gr.gdlHost = make([]float32, n), make([]float32, nl)
+		}
 	}
 	if m.par.epSize() > 1 {
 		gr.dG, gr.dxG = be.Alloc(act, g, h), be.Alloc(act, g, h)
@@ -326,6 +377,12 @@ func (m *MoE) route(be kernels.Backend, cast *castScratch, ms *moeStash, x *tens
 				if k == 1 {
 					sc[j] = float32(1 / (1 + math.Exp(-float64(z[e]))))
 				}
+			}
+			continue
+		}
+		if c.MoERouterPreSoftmax { // the full softmax at the chosen experts
+			for j, e := range sel {
+				sc[j] = ms.probs[t*E+int(e)]
 			}
 			continue
 		}
@@ -449,10 +506,39 @@ func (m *MoE) Forward(be kernels.Backend, cast *castScratch, ms *moeStash, out, 
 	sum := m.sum.Slice(0, g*h).View(g, h)
 	if m.par.epSize() == 1 {
 		sumRows(be, out.View(n, h), sum, ys, tok)
-		return nil
+	} else {
+		sumRows(be, ms.og.Slice(0, g), sum, ys, tok)
+		if err := m.par.epReduceScatter(out.View(n, h), ms.og.Slice(0, g), "MoE output"); err != nil {
+			return err
+		}
 	}
-	sumRows(be, ms.og.Slice(0, g), sum, ys, tok)
-	return m.par.epReduceScatter(out.View(n, h), ms.og.Slice(0, g), "MoE output")
+	if m.Shared != nil {
+		m.sharedForward(be, cast, ms, out.View(n, h), x.View(n, h))
+	}
+	return nil
+}
+
+// sharedForward adds the shared experts' (gated) output of this rank's tokens x [N, h]
+// to out [N, h], both partial over TP.
+func (m *MoE) sharedForward(be kernels.Backend, cast *castScratch, ms *moeStash, out, x *tensor.Tensor) {
+	n := ms.n
+	f, a, y := ms.sf.Slice(0, n), ms.sg.Slice(0, n), ms.sh.Slice(0, n)
+	m.Shared.FC1.Forward(be, f, x)
+	m.cfg.activation(be, a, f)
+	m.Shared.FC2.Matmul(be, y, a)
+	if m.Gate != nil {
+		cast.forward(be, ms.gl.Slice(0, n), x, m.Gate)
+		ms.host.get(be, ms.gate[:n], ms.gl.Slice(0, n))
+		for i, v := range ms.gate[:n] {
+			ms.gate[i] = float32(1 / (1 + math.Exp(-float64(v))))
+		}
+		ms.host.put(be, ms.gateDev.Slice(0, n), ms.gate[:n])
+		gy := ms.shg.Slice(0, n)
+		be.Copy(gy, y)
+		be.ScaleRows(gy, ms.gateDev.Slice(0, n))
+		y = gy
+	}
+	be.Add(out, out, y)
 }
 
 // grow makes *t a flat dt tensor of at least n elements (freeing a smaller one on backends
@@ -480,13 +566,14 @@ func sumRows(be kernels.Backend, dst, sum, rows, tok *tensor.Tensor) {
 	}
 }
 
-// Backward takes d out [N, h] (gathered over TP) and writes the experts' partial d x into
-// dx [N, h]; it accumulates the experts' and the router's weight grads and leaves the
-// router's d x for this rank's rows xl [Nl, h] (rows lo…lo+Nl of x) in g.dxr, to be added
-// after the TP reduction.
-func (m *MoE) Backward(be kernels.Backend, cast *castScratch, ms *moeStash, g *moeGrads, dx, dout, xl *tensor.Tensor, lo int) error {
+// Backward takes d out [N, h] (gathered over TP) and the forward's input x [N, h], and
+// writes the experts' partial d x into dx [N, h]; it accumulates the experts' and the
+// router's weight grads and leaves the router's (and the shared experts' gate's) d x for
+// this rank's rows xl [Nl, h] (rows lo…lo+Nl of x) in g.dxr, to be added after the TP
+// reduction.
+func (m *MoE) Backward(be kernels.Backend, cast *castScratch, ms *moeStash, g *moeGrads, dx, dout, x, xl *tensor.Tensor, lo int) error {
 	c := m.cfg
-	h, k, E := c.HiddenSize, c.MoERouterTopK, c.NumExperts
+	h, E := c.HiddenSize, c.NumExperts
 	n, ep := ms.n, m.par.epSize()
 	G, R := n*ep, ms.rows
 	m.bind()
@@ -500,7 +587,7 @@ func (m *MoE) Backward(be kernels.Backend, cast *castScratch, ms *moeStash, g *m
 	// Each row's d out, its score grad ⟨d out_t, y_r⟩ (partial over TP: y is) and d y = s·d out_t.
 	tok, dy := ms.tokDev.Slice(0, R), g.dy.Slice(0, R)
 	be.Embedding(dy, dG, tok, 0)
-	if k > 1 || c.MoERouterLoadBalancingType == "sinkhorn" { // aux_loss, k = 1: the score is constant
+	if m.scoresVary() {
 		be.RowDot(g.dsR.Slice(0, R), dy, ms.y.Slice(0, R))
 	}
 	be.ScaleRows(dy, ms.rsDev.Slice(0, R))
@@ -531,6 +618,41 @@ func (m *MoE) Backward(be kernels.Backend, cast *castScratch, ms *moeStash, g *m
 	}
 	g.host.put(be, g.dlg.Slice(0, nl), dl)
 	cast.backward(be, g.dxr.Slice(0, nl), g.dlg.Slice(0, nl), xl.View(nl, h), m.Router)
+	if m.Shared != nil {
+		return m.sharedBackward(be, cast, ms, g, dx.View(n, h), dout.View(n, h), x.View(n, h), xl.View(nl, h), lo)
+	}
+	return nil
+}
+
+// sharedBackward adds the shared experts' partial d x to dx [N, h] and their gate's d x of
+// rows xl to g.dxr, accumulating their weight grads. The gate's grad is
+// ⟨d out_t, MLP_shared(x_t)⟩ (summed over TP: the output is partial) times σ'.
+func (m *MoE) sharedBackward(be kernels.Backend, cast *castScratch, ms *moeStash, g *moeGrads, dx, dout, x, xl *tensor.Tensor, lo int) error {
+	n, nl := ms.n, xl.Dim(0)
+	dy := dout
+	if m.Gate != nil {
+		be.RowDot(g.dgate.Slice(0, n), dout, ms.sh.Slice(0, n))
+		if err := m.par.allReduce(g.dgate.Slice(0, n), "shared expert gate grads"); err != nil {
+			return err
+		}
+		g.host.get(be, g.dgateHost[:n], g.dgate.Slice(0, n))
+		for t := range nl {
+			s := float64(ms.gate[lo+t])
+			g.gdlHost[t] = float32(float64(g.dgateHost[lo+t]) * s * (1 - s))
+		}
+		g.host.put(be, g.gdl.Slice(0, nl), g.gdlHost[:nl])
+		gdx := g.gdx.Slice(0, nl)
+		cast.backward(be, gdx, g.gdl.Slice(0, nl), xl, m.Gate)
+		be.Add(g.dxr.Slice(0, nl), g.dxr.Slice(0, nl), gdx)
+		dy = g.sdy.Slice(0, n)
+		be.Copy(dy, dout)
+		be.ScaleRows(dy, ms.gateDev.Slice(0, n))
+	}
+	dg, df, sdx := g.sdg.Slice(0, n), g.sdf.Slice(0, n), g.sdx.Slice(0, n)
+	m.Shared.FC2.WeightBackward(be, dg, dy, ms.sg.Slice(0, n))
+	m.cfg.activationBackward(be, df, dg, ms.sf.Slice(0, n))
+	m.Shared.FC1.Backward(be, sdx, df, x)
+	be.Add(dx, dx, sdx)
 	return nil
 }
 
@@ -539,7 +661,7 @@ func (m *MoE) Backward(be kernels.Backend, cast *castScratch, ms *moeStash, g *m
 // row is on one EP rank).
 func (m *MoE) scoreGrads(be kernels.Backend, ms *moeStash, g *moeGrads) ([]float32, error) {
 	k, n, ep := m.cfg.MoERouterTopK, ms.n, m.par.epSize()
-	if k == 1 && m.cfg.MoERouterLoadBalancingType != "sinkhorn" {
+	if !m.scoresVary() {
 		return nil, nil // the renormalised score of one expert is 1
 	}
 	G, R := n*ep, ms.rows
@@ -601,11 +723,11 @@ func (m *MoE) logitGrads(ms *moeStash, dl, ds []float32, lo, nl int) error {
 	}
 	for t := lo; t < lo+nl; t++ {
 		d := dl[(t-lo)*E : (t-lo+1)*E]
-		if ds != nil && c.MoERouterLoadBalancingType == "sinkhorn" {
-			// Scores are activations of the chosen logits: σ(z_e) for k = 1, whose
+		if ds != nil && (c.MoERouterLoadBalancingType == "sinkhorn" || c.MoERouterPreSoftmax) {
+			// Scores are activations of the chosen logits: Sinkhorn's σ(z_e) for k = 1, whose
 			// derivative is s(1 − s); else softmax p_e over all experts, ∂p_e/∂z = p_e(δ − p).
 			sc, dst, p := score[t*k:(t+1)*k], ds[t*k:(t+1)*k], ms.probs[t*E:(t+1)*E]
-			if k == 1 {
+			if k == 1 && !c.MoERouterPreSoftmax {
 				s := float64(sc[0])
 				d[sel[t]] += float32(float64(dst[0]) * s * (1 - s))
 			} else {

@@ -18,7 +18,9 @@ import (
 
 // megatronMoE transcribes Megatron-LM 240126's MoELayer (router.py TopKRouter with
 // aux_loss or sinkhorn balancing (training and eval) and the z-loss, token_dispatcher.py MoEDroplessTokenDispatcher
-// without SP/EP, experts.py SequentialMLP with SwiGLU) in float64 torch. The
+// without SP/EP, experts.py SequentialMLP with SwiGLU) in float64 torch, with Megatron-Core's
+// later pre-softmax scores (moe_router_pre_softmax) and SharedExpertMLP (SwiGLU, optional
+// sigmoid gate_weight, added to the experts' output). The
 // MoEAuxLossAutoScaler gives the auxiliary losses the gradient `scale`, so the objective
 // is Σ out·dout + scale·(aux + z). Reads the inputs as JSON on stdin, prints the output
 // and the gradients as JSON.
@@ -72,9 +74,12 @@ if d["type"] == "sinkhorn":
         scores = torch.gather(act, 1, indices)
     aux = torch.zeros((), dtype=torch.float64)
 else:
-    top_logits, indices = torch.topk(logits, k=k, dim=1)
-    scores = torch.softmax(top_logits, dim=-1)
     probs = torch.softmax(logits, dim=-1)
+    if d["pre"]:  # the top k of the softmax over all experts
+        scores, indices = torch.topk(probs, k=k, dim=1)
+    else:
+        top_logits, indices = torch.topk(logits, k=k, dim=1)
+        scores = torch.softmax(top_logits, dim=-1)
     mask = torch.nn.functional.one_hot(indices, num_classes=E).sum(dim=1)
     aux = torch.sum(probs.mean(dim=0) * mask.double().mean(dim=0)) * E * aux_c
 extra = extra + aux
@@ -105,6 +110,16 @@ if k > 1:
     out = torch.zeros(N, h, dtype=torch.float64).scatter_add(0, glm, un)
 else:
     out = un * local_probs
+S = d["S"]
+if S:  # SharedExpertMLP: a SwiGLU MLP of every token, times sigmoid(x·gate_weight)
+    SW1 = T("sfc1").view(2 * S, h).requires_grad_()
+    SW2 = T("sfc2").view(h, S).requires_grad_()
+    a0, a1 = torch.chunk(x @ SW1.t(), 2, dim=-1)
+    shared = (torch.nn.functional.silu(a0) * a1) @ SW2.t()
+    if d["gate"]:
+        G = T("gate").view(1, h).requires_grad_()
+        shared = shared * torch.sigmoid(x @ G.t())
+    out = out + shared
 (torch.sum(out * dout) + scale * extra).backward()
 z_val = float(torch.mean(torch.square(torch.logsumexp(z_logits, dim=-1))) * z_c)
 res = {"out": out.flatten().tolist(), "dx": x.grad.flatten().tolist(), "drouter": R.grad.flatten().tolist(),
@@ -115,6 +130,10 @@ else:
     for e in range(E):
         res["dfc1_%d" % e] = W1[e].grad.flatten().tolist()
         res["dfc2_%d" % e] = W2[e].grad.flatten().tolist()
+if S:
+    res["dsfc1"], res["dsfc2"] = SW1.grad.flatten().tolist(), SW2.grad.flatten().tolist()
+    if d["gate"]:
+        res["dgate"] = G.grad.flatten().tolist()
 print(json.dumps(res))
 `
 
@@ -122,32 +141,51 @@ func TestMoEMatchesMegatron(t *testing.T) {
 	if _, err := exec.Command("/usr/bin/python3", "-c", "import torch").CombinedOutput(); err != nil {
 		t.Skipf("skipping: needs /usr/bin/python3 with torch for the reference (%v)", err)
 	}
-	for _, tc := range []struct {
-		k       int
-		aux, z  float64
-		typ     string
-		eval    bool
-		jitter  float64
-		grouped bool
-	}{{2, 0.01, 0.001, "aux_loss", false, 0, false}, {1, 0.1, 0, "aux_loss", false, 0, false}, {3, 0, 0.01, "aux_loss", false, 0, false},
-		{1, 0, 0.001, "sinkhorn", false, 0, false}, {2, 0, 0, "sinkhorn", false, 0, false}, {3, 0, 0.01, "sinkhorn", false, 0, false},
-		{2, 0, 0.001, "sinkhorn", true, 0, false}, {1, 0, 0, "sinkhorn", true, 0, false},
-		{2, 0.01, 0.01, "aux_loss", false, 0.2, false}, {1, 0, 0.01, "sinkhorn", false, 0.2, false},
-		{2, 0.01, 0.001, "aux_loss", false, 0, true}, {1, 0, 0.01, "sinkhorn", false, 0, true}} {
-		t.Run(fmt.Sprintf("%s_top%d_aux%v_z%v_eval%v_jitter%v_grouped%v", tc.typ, tc.k, tc.aux, tc.z, tc.eval, tc.jitter, tc.grouped), func(t *testing.T) {
-			checkMoEAgainstMegatron(t, tc.k, tc.aux, tc.z, tc.typ, tc.eval, tc.jitter, tc.grouped)
+	for _, tc := range []moeCase{{2, 0.01, 0.001, "aux_loss", false, 0, false, moeExtras{}}, {1, 0.1, 0, "aux_loss", false, 0, false, moeExtras{}},
+		{3, 0, 0.01, "aux_loss", false, 0, false, moeExtras{}},
+		{1, 0, 0.001, "sinkhorn", false, 0, false, moeExtras{}}, {2, 0, 0, "sinkhorn", false, 0, false, moeExtras{}},
+		{3, 0, 0.01, "sinkhorn", false, 0, false, moeExtras{}},
+		{2, 0, 0.001, "sinkhorn", true, 0, false, moeExtras{}}, {1, 0, 0, "sinkhorn", true, 0, false, moeExtras{}},
+		{2, 0.01, 0.01, "aux_loss", false, 0.2, false, moeExtras{}}, {1, 0, 0.01, "sinkhorn", false, 0.2, false, moeExtras{}},
+		{2, 0.01, 0.001, "aux_loss", false, 0, true, moeExtras{}}, {1, 0, 0.01, "sinkhorn", false, 0, true, moeExtras{}},
+		// Qwen1.5/Qwen2-MoE: pre-softmax scores, shared experts with and without the gate.
+		{2, 0.01, 0, "aux_loss", false, 0, false, moeExtras{pre: true}}, {1, 0, 0.001, "aux_loss", false, 0, false, moeExtras{pre: true}},
+		{2, 0.01, 0.001, "aux_loss", false, 0, false, moeExtras{pre: true, shared: 5, gate: true}},
+		{2, 0.01, 0, "aux_loss", false, 0.2, true, moeExtras{shared: 3}}, {1, 0, 0, "aux_loss", false, 0, false, moeExtras{shared: 4, gate: true}}} {
+		t.Run(fmt.Sprintf("%s_top%d_aux%v_z%v_eval%v_jitter%v_grouped%v_%+v", tc.typ, tc.k, tc.aux, tc.z, tc.eval, tc.jitter, tc.grouped, tc.extras), func(t *testing.T) {
+			checkMoEAgainstMegatron(t, tc)
 		})
 	}
 }
 
-func checkMoEAgainstMegatron(t *testing.T, k int, auxC, zC float64, typ string, eval bool, jitter float64, grouped bool) {
+type moeCase struct {
+	k       int
+	aux, z  float64
+	typ     string
+	eval    bool
+	jitter  float64
+	grouped bool
+	extras  moeExtras
+}
+
+// moeExtras are Megatron-Core's later router and shared-expert options.
+type moeExtras struct {
+	pre    bool // --moe-router-pre-softmax
+	shared int  // --moe-shared-expert-intermediate-size
+	gate   bool // --moe-shared-expert-gate
+}
+
+func checkMoEAgainstMegatron(t *testing.T, tc moeCase) {
+	k, auxC, zC, typ, eval, jitter, grouped := tc.k, tc.aux, tc.z, tc.typ, tc.eval, tc.jitter, tc.grouped
 	be := cpu.New()
 	const N, h, F, E = 11, 8, 6, 4
 	cfg := Defaults()
-	cfg.HiddenSize, cfg.FFNHiddenSize, cfg.SwiGLU = h, F, true
+	cfg.HiddenSize, cfg.FFNHiddenSize, cfg.SwiGLU, cfg.DisableBiasLinear = h, F, true, true
 	cfg.NumExperts, cfg.MoERouterTopK, cfg.MoEAuxLossCoeff, cfg.MoEZLossCoeff = E, k, auxC, zC
 	cfg.MoERouterLoadBalancingType, cfg.evaluating, cfg.MoEInputJitterEps = typ, eval, jitter
 	cfg.MoEGroupedGemm = grouped
+	cfg.MoERouterPreSoftmax, cfg.MoESharedExpertIntermediateSize, cfg.MoESharedExpertGate = tc.extras.pre, tc.extras.shared, tc.extras.gate
+	require.NoError(t, cfg.finalizeMoE())
 	scale := float32(0.75)
 	cast := &castScratch{be: be}
 	ps := &paramSet{be: be, tp: 1, cast: cast, auxScale: &scale}
@@ -160,7 +198,8 @@ func checkMoEAgainstMegatron(t *testing.T, k int, auxC, zC float64, typ string, 
 		}
 		return v
 	}
-	in := map[string]any{"N": N, "h": h, "E": E, "k": k, "F": F, "aux": auxC, "z": zC, "scale": scale, "type": typ, "eval": eval, "grouped": grouped}
+	in := map[string]any{"N": N, "h": h, "E": E, "k": k, "F": F, "aux": auxC, "z": zC, "scale": scale, "type": typ, "eval": eval, "grouped": grouped,
+		"pre": tc.extras.pre, "S": tc.extras.shared, "gate": tc.extras.gate}
 	for _, p := range ps.all {
 		v := randn(p.Numel(), 0.5)
 		copy(p.Data.F32(), v)
@@ -177,6 +216,12 @@ func checkMoEAgainstMegatron(t *testing.T, k int, auxC, zC float64, typ string, 
 			in[fmt.Sprintf("fc2_%d", e)] = ex.FC2.W.Data.F32()
 		}
 	}
+	if m.Shared != nil {
+		in["sfc1"], in["sfc2"] = m.Shared.FC1.W.Data.F32(), m.Shared.FC2.W.Data.F32()
+		if m.Gate != nil {
+			in["gate"] = m.Gate.Data.F32()
+		}
+	}
 	x, dout := tensor.FromF32(randn(N*h, 1), N, h), tensor.FromF32(randn(N*h, 1), N, h)
 	in["x"], in["dout"] = x.F32(), dout.F32()
 
@@ -191,7 +236,7 @@ func checkMoEAgainstMegatron(t *testing.T, k int, auxC, zC float64, typ string, 
 		}
 		in["jit"] = ms.jit
 	}
-	require.NoError(t, m.Backward(be, cast, ms, g, dx, dout, x, 0))
+	require.NoError(t, m.Backward(be, cast, ms, g, dx, dout, x, x, 0))
 	be.Add(dx, dx, g.dxr)
 
 	js, err := json.Marshal(in)
@@ -229,10 +274,17 @@ func checkMoEAgainstMegatron(t *testing.T, k int, auxC, zC float64, typ string, 
 			near(fmt.Sprintf("dfc2_%d", e), ex.FC2.W.Grad.F32())
 		}
 	}
+	if m.Shared != nil {
+		near("dsfc1", m.Shared.FC1.W.Grad.F32())
+		near("dsfc2", m.Shared.FC2.W.Grad.F32())
+		if m.Gate != nil {
+			near("dgate", m.Gate.Grad.F32())
+		}
+	}
 	aux, z := m.auxLosses(ms)
 	require.InDelta(t, want["aux"].(float64), aux, 1e-6)
 	require.InDelta(t, want["z"].(float64), z, 1e-6)
-	if k == 1 && auxC == 0 && zC == 0 && typ == "aux_loss" {
+	if k == 1 && auxC == 0 && zC == 0 && typ == "aux_loss" && !tc.extras.pre {
 		require.Zero(t, m.Router.Grad.F32()[0])
 	}
 }

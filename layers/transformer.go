@@ -329,7 +329,7 @@ func (l *TransformerLayer) mlpBackward(be kernels.Backend, st *layerStash, g *la
 		if l.par.sp() {
 			lo = l.par.tpRank() * st.ln2.Dim(0)
 		}
-		return l.MoE.Backward(be, l.cast, st.moe, g.moe, g.dlnf, g.dmf, st.ln2, lo)
+		return l.MoE.Backward(be, l.cast, st.moe, g.moe, g.dlnf, g.dmf, lnf, st.ln2, lo)
 	}
 	l.FC2.WeightBackward(be, g.dg, g.dmf, st.g)
 	l.cfg.activationBackward(be, g.df, g.dg, st.f)

@@ -618,6 +618,25 @@ func TestMoELayouts(t *testing.T) {
 			compareRuns(t, "sinkhorn "+l.String(), skRef, runLayout(t, sk, l, iters), 1e-5)
 		})
 	}
+	// Qwen1.5/Qwen2-MoE: pre-softmax scores and gated shared experts (a dense MLP split over
+	// TP, replicated over EP; the gate's weight whole on every rank, its grads from this
+	// rank's rows under SP).
+	qm := cfg
+	qm.MoERouterPreSoftmax, qm.MoESharedExpertIntermediateSize, qm.MoESharedExpertGate, qm.AddQKVBias = true, 64, true, true
+	qmRef := runLayout(t, qm, layout{tp: 1, pp: 1, dp: 1}, iters)
+	require.Less(t, qmRef.losses[iters-1], qmRef.losses[0], "the shared-expert run learns")
+	require.Contains(t, qmRef.weights, "decoder.layers.3.mlp.shared_experts.gate_weight")
+	for _, l := range []layout{
+		{tp: 2, pp: 1, dp: 1},
+		{tp: 2, pp: 1, dp: 1, sp: true},
+		{tp: 2, pp: 1, dp: 2, ep: 2, sp: true, dist: true, rc: full1},
+		{tp: 1, pp: 2, dp: 2, ep: 2, vpp: 2, dist: true},
+		{tp: 1, pp: 1, dp: 1, cp: 2},
+	} {
+		t.Run("qwen2-moe/"+l.String(), func(t *testing.T) {
+			compareRuns(t, "qwen2-moe "+l.String(), qmRef, runLayout(t, qm, l, iters), 1e-5)
+		})
+	}
 	// Router jitter draws per (step, layer, token, expert), like dropout: the same masks
 	// under TP, SP and PP (data parallelism numbers its microbatches per rank, as dropout).
 	jit := cfg

@@ -207,6 +207,9 @@ func modelVsCPU(t *testing.T, g *Backend) {
 		// GroupedMLP experts: the [in, out] weight blocks take the NN and TN GEMMs.
 		cfg.MoEGroupedGemm = true
 		sameTraining(t, "GroupedMLP MoE", cfg, true)
+		// Qwen2-MoE: pre-softmax scores and gated shared experts (RowDot, ScaleRows).
+		cfg.MoEGroupedGemm, cfg.MoERouterPreSoftmax, cfg.MoESharedExpertIntermediateSize, cfg.MoESharedExpertGate = false, true, 48, true
+		sameTraining(t, "shared-expert MoE", cfg, false)
 	})
 	t.Run("NormHead", func(t *testing.T) { // Baichuan 2-13B's ALiBi and row-normalised output layer
 		cfg, err := layers.Preset("tiny-llama")
