@@ -229,6 +229,7 @@ type Args struct {
 	NoGradientAccumulationFusion   bool `name:"no-gradient-accumulation-fusion" help:"Accepted: weight gradients always accumulate into the fp32 buffer."`
 	OverlapParamGather             bool `name:"overlap-param-gather" help:"Accepted: the distributed optimizer gathers parameters at the end of each step."`
 	TPCommOverlap                  bool `name:"tp-comm-overlap" help:"Accepted: tensor-parallel communication is not overlapped with GEMMs yet."`
+	MoESharedExpertOverlap         bool `name:"moe-shared-expert-overlap" help:"Accepted: the shared experts run after the routed ones, not overlapped with the token dispatch."`
 	ManualGC                       bool `name:"manual-gc" help:"Accepted (Go's collector follows GOGC)."`
 	DistributedTimeoutMinutes      int  `name:"distributed-timeout-minutes" help:"Timeout of collectives in minutes (default: GOMEGATRON_COMM_TIMEOUT, else comm/tcp's)."`
 	ApplyQueryKeyLayerScaling      bool `name:"apply-query-key-layer-scaling" help:"Accepted: attention scores are formed in fp32, where Megatron's 1/layer-number scaling (undone inside its fp16 softmax) changes nothing."`

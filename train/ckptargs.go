@@ -85,7 +85,8 @@ func (a *Args) useCheckpointArgs() ([]string, error) {
 	set("padded_vocab_size", false, &a.PaddedVocabSize, c.PaddedVocabSize)
 	// gomegatron's attributes for families Megatron's GPT lacks (BLOOM, Falcon, Mistral),
 	// Pai's use_normhead (Baichuan 2), and the architecture Megatron's list leaves out
-	// (qk_layernorm, num_experts, moe_router_topk, use_rope_scaling, rope_scaling_factor): a
+	// (qk_layernorm, num_experts, moe_router_topk, the later Megatron-Core's router and
+	// shared-expert attributes, use_rope_scaling, rope_scaling_factor): a
 	// checkpoint that records one is described by it, so it follows the checkpoint too.
 	for _, x := range []struct {
 		name string
@@ -96,6 +97,9 @@ func (a *Args) useCheckpointArgs() ([]string, error) {
 		{"sliding_window", &a.SlidingWindow, c.SlidingWindow}, {"alibi_before_scale", &a.ALiBiBeforeScale, c.ALiBiBeforeScale},
 		{"use_normhead", &a.UseNormHead, c.UseNormHead}, {"qk_layernorm", &a.QKLayernorm, c.QKLayernorm},
 		{"num_experts", &a.NumExperts, c.NumExperts}, {"moe_router_topk", &a.MoERouterTopK, c.MoERouterTopK},
+		{"moe_router_pre_softmax", &a.MoERouterPreSoftmax, c.MoERouterPreSoftmax},
+		{"moe_shared_expert_intermediate_size", &a.MoESharedExpertIntermediateSize, c.MoESharedExpertIntermediateSize},
+		{"moe_shared_expert_gate", &a.MoESharedExpertGate, c.MoESharedExpertGate},
 		{"use_rope_scaling", &a.UseRopeScaling, c.UseRopeScaling}, {"rope_scaling_factor", &a.RopeScalingFactor, c.RopeScalingFactor}} {
 		if _, ok := ns.Get(x.name); ok {
 			set(x.name, true, x.dst, x.v)

@@ -273,15 +273,32 @@ func TestQwen3MoEMatchesTorch(t *testing.T) {
 	require.Equal(t, 0.001, c.MoEAuxLossCoeff)
 
 	for bad, want := range map[string]string{
-		`"norm_topk_prob": true`:   `norm_topk_prob false`,
 		`"mlp_only_layers": []`:    `mlp_only_layers [1]`,
 		`"decoder_sparse_step": 1`: `decoder_sparse_step 2`,
 	} {
-		repl := map[string]string{`"norm_topk_prob": true`: `"norm_topk_prob": false`, `"mlp_only_layers": []`: `"mlp_only_layers": [1]`,
-			`"decoder_sparse_step": 1`: `"decoder_sparse_step": 2`}[bad]
+		repl := map[string]string{`"mlp_only_layers": []`: `"mlp_only_layers": [1]`, `"decoder_sparse_step": 1`: `"decoder_sparse_step": 2`}[bad]
 		_, err := writeConfig(t, strings.Replace(hftest.TinyQwen3MoE, bad, repl, 1))
 		require.ErrorContains(t, err, want)
 	}
+	// norm_topk_prob false (transformers' default) is Megatron-Core's pre-softmax routing.
+	dir = filepath.Join(t.TempDir(), "qwen3moe-pre")
+	require.NoError(t, hftest.Write(dir, strings.Replace(hftest.TinyQwen3MoE, `"norm_topk_prob": true`, `"norm_topk_prob": false`, 1), 0.1))
+	require.True(t, requireTorchForward(t, dir, torchRows, 300).Config.MoERouterPreSoftmax)
+}
+
+// TestQwen2MoEMatchesTorch: Qwen1.5/Qwen2-MoE (QKV biases, top-k of the softmax not
+// renormalised, a gated shared expert) against its forward transcribed in float64 torch.
+func TestQwen2MoEMatchesTorch(t *testing.T) {
+	hftest.NeedTorch(t)
+	dir := filepath.Join(t.TempDir(), "qwen2moe")
+	require.NoError(t, hftest.Write(dir, hftest.TinyQwen2MoE, 0.1))
+	m := requireTorchForward(t, dir, torchRows, 300)
+	c := m.Config
+	require.Equal(t, hf.Qwen2MoE, m.Family)
+	require.True(t, c.AddQKVBias && c.MoERouterPreSoftmax && c.MoESharedExpertGate)
+	require.Equal(t, []int{4, 2, 32, 64}, []int{c.NumExperts, c.MoERouterTopK, c.FFNHiddenSize, c.MoESharedExpertIntermediateSize})
+	_, err := writeConfig(t, strings.Replace(hftest.TinyQwen2MoE, `"shared_expert_intermediate_size": 64`, `"shared_expert_intermediate_size": 0`, 1))
+	require.ErrorContains(t, err, "shared_expert_intermediate_size 0")
 }
 
 // TestLlama31MatchesTorch: a Llama 3.1-shaped model (rope_scaling llama3, factor 8, the

@@ -23,6 +23,9 @@ const (
 	// Qwen3MoE: Qwen3's attention with a sparse MoE block (mlp.gate, mlp.experts.E.*_proj)
 	// in every layer.
 	Qwen3MoE Family = "qwen3_moe"
+	// Qwen2MoE: Qwen1.5-MoE and Qwen2-MoE, Qwen2's attention (QKV bias) with top-k of the
+	// softmax over the experts plus a gated shared expert (mlp.shared_expert{,_gate})
+	Qwen2MoE Family = "qwen2_moe"
 	GPT2     Family = "gpt2"
 	Bloom    Family = "bloom"
 	Falcon   Family = "falcon"
@@ -122,10 +125,10 @@ func parseConfig(dir string, b []byte) (*Model, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	m := &Model{Dir: dir, raw: rc}
-	if rc.ModelType == string(Mixtral) || rc.ModelType == string(Qwen3MoE) {
+	if Family(rc.ModelType).HasExperts() {
 		read := readMixtral
-		if rc.ModelType == string(Qwen3MoE) {
-			read = readQwen3MoE
+		if rc.ModelType != string(Mixtral) {
+			read = func(path string, b []byte) (layers.Config, error) { return readQwenMoE(path, b, Family(rc.ModelType)) }
 		}
 		c, err := read(path, b)
 		if err != nil {
@@ -317,7 +320,7 @@ func parseConfig(dir string, b []byte) (*Model, error) {
 		c.UntieEmbeddingsAndOutputWeights = !tied(true)
 		c.SeqLength = 2048
 	default:
-		return nil, fmt.Errorf("%s: model_type %q is not a supported architecture (llama, mistral, mixtral, qwen, qwen2, qwen3, qwen3_moe, baichuan, gpt2, gpt_bigcode, bloom, falcon)", path, rc.ModelType)
+		return nil, fmt.Errorf("%s: model_type %q is not a supported architecture (llama, mistral, mixtral, qwen, qwen2, qwen2_moe, qwen3, qwen3_moe, baichuan, gpt2, gpt_bigcode, bloom, falcon)", path, rc.ModelType)
 	}
 	if err := m.finish(path, c); err != nil {
 		return nil, err

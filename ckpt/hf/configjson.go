@@ -28,17 +28,17 @@ func ConfigJSON(family Family, cfg *layers.Config, dtype tensor.DType, base map[
 	if cfg.QKLayernorm && family != Qwen3 && family != Qwen3MoE {
 		return nil, fmt.Errorf("a %s model has no per-head query and key norms (--qk-layernorm); this checkpoint converts to qwen3", family)
 	}
-	if cfg.NumExperts > 0 && family != Mixtral && family != Qwen3MoE {
+	if cfg.NumExperts > 0 && !family.HasExperts() {
 		return nil, fmt.Errorf("a %s model has no experts; this mixture-of-experts checkpoint (%d experts) converts to mixtral", family, cfg.NumExperts)
 	}
 	switch family {
-	case Llama, Mistral, Qwen2, Qwen3, Mixtral, Qwen3MoE:
+	case Llama, Mistral, Qwen2, Qwen3, Mixtral, Qwen3MoE, Qwen2MoE:
 		if cfg.Normalization != "RMSNorm" || !cfg.SwiGLU || cfg.PositionEmbeddingType != "rope" || cfg.RotaryPercent != 1 {
 			return nil, fmt.Errorf("a %s model needs RMSNorm, SwiGLU and full RoPE; the checkpoint has %s, swiglu=%v, %s (rotary_percent %v)",
 				family, cfg.Normalization, cfg.SwiGLU, cfg.PositionEmbeddingType, cfg.RotaryPercent)
 		}
 		arch := map[Family]string{Llama: "LlamaForCausalLM", Mistral: "MistralForCausalLM", Qwen2: "Qwen2ForCausalLM", Qwen3: "Qwen3ForCausalLM",
-			Mixtral: "MixtralForCausalLM", Qwen3MoE: "Qwen3MoeForCausalLM"}
+			Mixtral: "MixtralForCausalLM", Qwen3MoE: "Qwen3MoeForCausalLM", Qwen2MoE: "Qwen2MoeForCausalLM"}
 		m["architectures"] = []string{arch[family]}
 		llamaShapeKeys(m, cfg)
 		m["num_key_value_heads"] = cfg.NumQueryGroups
@@ -83,8 +83,8 @@ func ConfigJSON(family Family, cfg *layers.Config, dtype tensor.DType, base map[
 			if err := mixtralConfigKeys(m, cfg); err != nil {
 				return nil, err
 			}
-		case Qwen3MoE:
-			if err := qwen3MoEConfigKeys(m, cfg); err != nil {
+		case Qwen3MoE, Qwen2MoE:
+			if err := qwenMoEConfigKeys(m, cfg, family); err != nil {
 				return nil, err
 			}
 		}

@@ -55,16 +55,16 @@ func (m *Model) rules() ([]rule, error) {
 		}
 	}
 	switch {
-	case (m.Family == Mixtral || m.Family == Qwen3MoE) && c.NumExperts < 1:
+	case m.Family.HasExperts() && c.NumExperts < 1:
 		return nil, fmt.Errorf("a %s model needs experts; the configuration's MLP is dense (num_experts %d)", m.Family, c.NumExperts)
-	case m.Family != Mixtral && m.Family != Qwen3MoE && c.NumExperts > 0:
+	case !m.Family.HasExperts() && c.NumExperts > 0:
 		return nil, fmt.Errorf("a %s model has no experts; a mixture-of-experts model (%d experts) maps as mixtral", m.Family, c.NumExperts)
 	}
 	bias := c.AddBiasLinear()
 	for i := 0; i < c.NumLayers; i++ {
 		L := fmt.Sprintf("decoder.layers.%d.", i)
 		switch m.Family {
-		case Llama, Mistral, Qwen2, Qwen3, Mixtral, Qwen3MoE, Baichuan:
+		case Llama, Mistral, Qwen2, Qwen3, Mixtral, Qwen3MoE, Qwen2MoE, Baichuan:
 			h := fmt.Sprintf("model.layers.%d.", i)
 			lnPair(L+"input_layernorm", h+"input_layernorm")
 			if m.Family == Baichuan {
@@ -78,8 +78,8 @@ func (m *Model) rules() ([]rule, error) {
 				lnPair(L+"self_attention.k_layernorm", h+"self_attn.k_norm")
 			}
 			lnPair(L+"pre_mlp_layernorm", h+"post_attention_layernorm")
-			if m.Family == Mixtral || m.Family == Qwen3MoE {
-				moeRules(add, L, h, c.NumExperts, m.Family == Qwen3MoE)
+			if m.Family.HasExperts() {
+				moeRules(add, L, h, c.NumExperts, m.Family != Mixtral, c.MoESharedExpertIntermediateSize > 0)
 			} else {
 				add(L+"mlp.linear_fc1.weight", gateUp, h+"mlp.gate_proj.weight", h+"mlp.up_proj.weight")
 				add(L+"mlp.linear_fc2.weight", copyAs, h+"mlp.down_proj.weight")
@@ -138,7 +138,7 @@ func (m *Model) rules() ([]rule, error) {
 		}
 	}
 	llamaLike := m.Family == Llama || m.Family == Mistral || m.Family == Qwen2 || m.Family == Qwen3 || m.Family == Mixtral ||
-		m.Family == Qwen3MoE || m.Family == Baichuan
+		m.Family == Qwen3MoE || m.Family == Qwen2MoE || m.Family == Baichuan
 	switch {
 	case llamaLike:
 		add("embedding.word_embeddings.weight", copyAs, "model.embed_tokens.weight")

@@ -96,31 +96,43 @@ func readMixtral(path string, b []byte) (layers.Config, error) {
 	return c, nil
 }
 
-// qwen3MoEConfig holds the config.json keys of transformers' Qwen3MoeConfig that differ
-// from Mixtral's, pre-set to its defaults.
-type qwen3MoEConfig struct {
+// HasExperts reports whether the family's MLP is a mixture of experts.
+func (f Family) HasExperts() bool { return f == Mixtral || f == Qwen3MoE || f == Qwen2MoE }
+
+// qwenMoEConfig holds the config.json keys of transformers' Qwen3MoeConfig and
+// Qwen2MoeConfig that differ from Mixtral's, pre-set to their defaults.
+type qwenMoEConfig struct {
 	NumExperts     int     `json:"num_experts"`
 	MoEFFN         int     `json:"moe_intermediate_size"`
+	SharedFFN      int     `json:"shared_expert_intermediate_size"`
 	NormTopK       bool    `json:"norm_topk_prob"`
 	SparseStep     int     `json:"decoder_sparse_step"`
 	MLPOnlyLayers  []int   `json:"mlp_only_layers"`
 	UseSliding     bool    `json:"use_sliding_window"`
 	RouterAuxCoeff float64 `json:"router_aux_loss_coef"`
+	QKVBias        *bool   `json:"qkv_bias"`
 }
 
-// readQwen3MoE translates a Qwen3-MoE config.json (Qwen3MoeForCausalLM): Mixtral's
-// translation for the shared keys, then Qwen3's head norms, num_experts → --num-experts,
-// moe_intermediate_size → each expert's FFN, no sliding window. Megatron's router softmaxes
-// the top-k logits, which is Hugging Face's top-k of the softmax renormalised: only
-// norm_topk_prob true has it, and only configurations with an MoE block in every layer.
-func readQwen3MoE(path string, b []byte) (layers.Config, error) {
-	rc := qwen3MoEConfig{NumExperts: 128, MoEFFN: 768, SparseStep: 1, RouterAuxCoeff: 0.001}
+// readQwenMoE translates a Qwen3-MoE (Qwen3MoeForCausalLM) or Qwen1.5/Qwen2-MoE
+// (Qwen2MoeForCausalLM) config.json: Mixtral's translation for the shared keys, then
+// num_experts → --num-experts, moe_intermediate_size → each expert's FFN, no sliding
+// window, and Qwen3's head norms or Qwen2's QKV bias with its gated shared expert
+// (shared_expert_intermediate_size → --moe-shared-expert-intermediate-size and
+// --moe-shared-expert-gate). Megatron's router softmaxes the top-k logits, which is
+// Hugging Face's top-k of the softmax renormalised (norm_topk_prob true);
+// norm_topk_prob false is --moe-router-pre-softmax. Only configurations with an MoE block
+// in every layer are read.
+func readQwenMoE(path string, b []byte, family Family) (layers.Config, error) {
+	rc := qwenMoEConfig{NumExperts: 128, MoEFFN: 768, SparseStep: 1, RouterAuxCoeff: 0.001}
+	if family == Qwen2MoE {
+		rc.NumExperts, rc.MoEFFN, rc.SharedFFN = 60, 1408, 5632
+	}
 	if err := json.Unmarshal(b, &rc); err != nil {
 		return layers.Config{}, fmt.Errorf("%s: %w", path, err)
 	}
 	switch {
-	case !rc.NormTopK:
-		return layers.Config{}, fmt.Errorf("%s: norm_topk_prob false (the top-k routing weights not renormalised) is not supported: Megatron's router renormalises them", path)
+	case family == Qwen2MoE && rc.SharedFFN <= 0:
+		return layers.Config{}, fmt.Errorf("%s: shared_expert_intermediate_size %d: want a positive size (Qwen2MoeSparseMoeBlock always has its shared expert)", path, rc.SharedFFN)
 	case rc.SparseStep != 1 || len(rc.MLPOnlyLayers) > 0:
 		return layers.Config{}, fmt.Errorf("%s: decoder_sparse_step %d, mlp_only_layers %v: dense layers among the MoE layers are not supported (want an MoE block in every layer)", path, rc.SparseStep, rc.MLPOnlyLayers)
 	}
@@ -140,7 +152,13 @@ func readQwen3MoE(path string, b []byte) (layers.Config, error) {
 	if err != nil {
 		return layers.Config{}, err
 	}
-	c.QKLayernorm = true
+	c.MoERouterPreSoftmax = !rc.NormTopK
+	if family == Qwen2MoE {
+		c.AddQKVBias = rc.QKVBias == nil || *rc.QKVBias
+		c.MoESharedExpertIntermediateSize, c.MoESharedExpertGate = rc.SharedFFN, true
+	} else {
+		c.QKLayernorm = true
+	}
 	if !rc.UseSliding {
 		c.SlidingWindow = 0
 	}
@@ -157,11 +175,21 @@ func readQwen3MoE(path string, b []byte) (layers.Config, error) {
 // w1 is the SwiGLU gate and w3 the up projection (MixtralBlockSparseTop2MLP computes
 // w2(silu(w1 x) · w3 x)), so fc1 = [w1; w3] is the dense layer's [gate; up].
 //
-// Qwen3-MoE (qwen3 true) names them mlp.gate and mlp.experts.e.{gate,up,down}_proj.
-func moeRules(add func(string, kind, ...string), meg, h string, experts int, qwen3 bool) {
+// Qwen's MoE families (qwen true) name them mlp.gate and mlp.experts.e.{gate,up,down}_proj,
+// and Qwen1.5/Qwen2-MoE's shared expert (shared true)
+//
+//	meg mlp.shared_experts.linear_fc1.weight ← [shared_expert.gate_proj; shared_expert.up_proj]
+//	meg mlp.shared_experts.linear_fc2.weight ← shared_expert.down_proj
+//	meg mlp.shared_experts.gate_weight [1, h] ← shared_expert_gate.weight
+func moeRules(add func(string, kind, ...string), meg, h string, experts int, qwen, shared bool) {
 	block, gate, up, down := "block_sparse_moe.", "w1", "w3", "w2"
-	if qwen3 {
+	if qwen {
 		block, gate, up, down = "mlp.", "gate_proj", "up_proj", "down_proj"
+	}
+	if shared {
+		add(meg+"mlp.shared_experts.linear_fc1.weight", gateUp, h+"mlp.shared_expert.gate_proj.weight", h+"mlp.shared_expert.up_proj.weight")
+		add(meg+"mlp.shared_experts.linear_fc2.weight", copyAs, h+"mlp.shared_expert.down_proj.weight")
+		add(meg+"mlp.shared_experts.gate_weight", copyAs, h+"mlp.shared_expert_gate.weight")
 	}
 	add(meg+"mlp.router.weight", copyAs, h+block+"gate.weight")
 	for e := 0; e < experts; e++ {
@@ -181,6 +209,10 @@ func mixtralConfigKeys(m map[string]any, cfg *layers.Config) error {
 	if cfg.AddBiasLinear() || cfg.AddQKVBias {
 		return fmt.Errorf("a mixtral model has no linear biases; the checkpoint has add_bias_linear=%v, add_qkv_bias=%v", cfg.AddBiasLinear(), cfg.AddQKVBias)
 	}
+	if cfg.MoERouterPreSoftmax || cfg.MoESharedExpertIntermediateSize > 0 {
+		return fmt.Errorf("a mixtral model renormalises the top-k scores and has no shared experts; the checkpoint has moe_router_pre_softmax=%v, moe_shared_expert_intermediate_size=%d (qwen2_moe has both)",
+			cfg.MoERouterPreSoftmax, cfg.MoESharedExpertIntermediateSize)
+	}
 	if cfg.SlidingWindow > 0 {
 		m["sliding_window"] = cfg.SlidingWindow
 	} else {
@@ -195,22 +227,36 @@ func mixtralConfigKeys(m map[string]any, cfg *layers.Config) error {
 	return nil
 }
 
-// qwen3MoEConfigKeys sets a Qwen3-MoE config.json's MoE keys: every layer an MoE block
-// (decoder_sparse_step 1, no mlp_only_layers) with renormalised top-k weights, each
-// expert's FFN as moe_intermediate_size.
-func qwen3MoEConfigKeys(m map[string]any, cfg *layers.Config) error {
-	if cfg.NumExperts < 1 || !cfg.QKLayernorm || cfg.AddBiasLinear() || cfg.AddQKVBias || cfg.SlidingWindow > 0 {
-		return fmt.Errorf("a qwen3_moe model needs experts and --qk-layernorm, no biases and no sliding window")
+// qwenMoEConfigKeys sets a Qwen3-MoE or Qwen2-MoE config.json's MoE keys: every layer an
+// MoE block (decoder_sparse_step 1, no mlp_only_layers), norm_topk_prob unless
+// --moe-router-pre-softmax, each expert's FFN as moe_intermediate_size, and Qwen2-MoE's
+// gated shared expert.
+func qwenMoEConfigKeys(m map[string]any, cfg *layers.Config, family Family) error {
+	shared := cfg.MoESharedExpertIntermediateSize > 0
+	switch {
+	case family == Qwen3MoE && (cfg.NumExperts < 1 || !cfg.QKLayernorm || cfg.AddBiasLinear() || cfg.AddQKVBias || cfg.SlidingWindow > 0 || shared):
+		return fmt.Errorf("a qwen3_moe model needs experts and --qk-layernorm, no biases, no shared experts and no sliding window")
+	case family == Qwen2MoE && (cfg.NumExperts < 1 || !shared || !cfg.MoESharedExpertGate || cfg.QKLayernorm || cfg.AddBiasLinear() || !cfg.AddQKVBias || cfg.SlidingWindow > 0):
+		return fmt.Errorf("a qwen2_moe model needs experts, gated shared experts (--moe-shared-expert-intermediate-size, --moe-shared-expert-gate), QKV biases only, no --qk-layernorm and no sliding window")
 	}
 	delete(m, "intermediate_size") // the dense MLP of mlp_only_layers, which there are none of
+	if shared {
+		m["shared_expert_intermediate_size"] = cfg.MoESharedExpertIntermediateSize
+	}
 	m["moe_intermediate_size"] = cfg.FFNHiddenSize
 	m["num_experts"] = cfg.NumExperts
 	m["num_experts_per_tok"] = cfg.MoERouterTopK
-	m["norm_topk_prob"] = true
+	m["norm_topk_prob"] = !cfg.MoERouterPreSoftmax
 	m["decoder_sparse_step"] = 1
 	m["mlp_only_layers"] = []int{}
 	m["router_aux_loss_coef"] = cfg.MoEAuxLossCoeff
 	m["attention_bias"] = false
+	if family == Qwen2MoE { // its q, k and v projections are always biased
+		delete(m, "attention_bias")
+		if cfg.KVChannels*cfg.NumAttentionHeads != cfg.HiddenSize {
+			return fmt.Errorf("a qwen2_moe model's heads are hidden_size/num_attention_heads wide; the checkpoint has kv_channels %d", cfg.KVChannels)
+		}
+	}
 	m["use_sliding_window"] = false
 	delete(m, "num_local_experts")
 	return nil

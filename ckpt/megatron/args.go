@@ -102,6 +102,9 @@ func Args(cfg layers.Config, tp, pp int, dtype tensor.DType, f Format, hfModelTy
 		set("moe_aux_loss_coeff", cfg.MoEAuxLossCoeff)
 		set("moe_z_loss_coeff", orNone(cfg.MoEZLossCoeff, cfg.MoEZLossCoeff > 0))
 		set("moe_grouped_gemm", cfg.MoEGroupedGemm)
+		set("moe_router_pre_softmax", cfg.MoERouterPreSoftmax)
+		set("moe_shared_expert_intermediate_size", orNone(cfg.MoESharedExpertIntermediateSize, cfg.MoESharedExpertIntermediateSize > 0))
+		set("moe_shared_expert_gate", cfg.MoESharedExpertGate)
 	} else {
 		set("num_experts", nil)
 	}
@@ -191,6 +194,9 @@ func ConfigFromArgs(ns *torchpickle.Namespace) (layers.Config, ArgsInfo, error) 
 		c.MoEAuxLossCoeff = a.float("moe_aux_loss_coeff", 0)
 		c.MoEZLossCoeff = a.float("moe_z_loss_coeff", 0)
 		c.MoEGroupedGemm = a.bool("moe_grouped_gemm", false)
+		c.MoERouterPreSoftmax = a.bool("moe_router_pre_softmax", false)
+		c.MoESharedExpertIntermediateSize = a.int("moe_shared_expert_intermediate_size", 0)
+		c.MoESharedExpertGate = a.bool("moe_shared_expert_gate", false)
 		info.EP = a.int("expert_model_parallel_size", 1)
 		if info.EP < 1 || c.NumExperts%info.EP != 0 {
 			a.fail("expert_model_parallel_size", "%d does not divide num_experts %d", info.EP, c.NumExperts)

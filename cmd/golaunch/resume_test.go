@@ -324,7 +324,7 @@ func TestMegatronFlagsAccepted(t *testing.T) {
 		"--apply-query-key-layer-scaling --fp32-residual-connection --timing-log-level 2 --empty-unused-memory-level 1 " +
 		"--no-async-tensor-model-parallel-allreduce --use-cpu-initialization --deterministic-mode --num-dataset-builder-threads 4 " +
 		"--no-mmap-bin-files --mmap-warmup --delay-grad-reduce --align-grad-reduce --override-opt_param-scheduler " +
-		"--expert-model-parallel-size 1 --onnx-safe True --wandb-exp-name x --wandb-save-dir " + dir)
+		"--expert-model-parallel-size 1 --moe-shared-expert-overlap --onnx-safe True --wandb-exp-name x --wandb-save-dir " + dir)
 	require.Equal(t, plain, iterationLosses(runGolaunch(t, append(base, extra...)...)))
 	// Megatron's encoder spellings of --num-layers and --seq-length.
 	var enc []string
@@ -691,9 +691,10 @@ func TestUseCheckpointArgsFalconPai(t *testing.T) {
 	require.Contains(t, out, "iteration        4/       4")
 }
 
-// TestUseCheckpointArgsMoE: an MoE checkpoint with head norms (Qwen3-MoE's layers) resumes
-// with --use-checkpoint-args alone: the experts, the router's top k and qk_layernorm come
-// from its args, which Megatron's own list leaves out.
+// TestUseCheckpointArgsMoE: an MoE checkpoint with head norms, pre-softmax routing and
+// gated shared experts resumes with --use-checkpoint-args alone: the experts, the router's
+// top k and scores, the shared experts and qk_layernorm come from its args, which
+// Megatron's own list leaves out.
 func TestUseCheckpointArgsMoE(t *testing.T) {
 	dir := t.TempDir()
 	ck := filepath.Join(dir, "ck")
@@ -701,10 +702,13 @@ func TestUseCheckpointArgsMoE(t *testing.T) {
 		"--lr 1e-3 --vocab-size 256 --mock-data --bf16 --eval-iters 0 --log-interval 1 --expert-model-parallel-size 2 --data-cache-path " + dir)
 	runGolaunch(t, append(common, strings.Fields("--num-layers 2 --hidden-size 64 --num-attention-heads 4 --group-query-attention "+
 		"--num-query-groups 2 --kv-channels 16 --qk-layernorm --swiglu --normalization RMSNorm --position-embedding-type rope "+
-		"--disable-bias-linear --max-position-embeddings 32 --num-experts 4 --moe-router-topk 2 --train-iters 2 --save "+ck)...)...)
+		"--disable-bias-linear --max-position-embeddings 32 --num-experts 4 --moe-router-topk 2 --moe-router-pre-softmax "+
+		"--moe-shared-expert-intermediate-size 32 --moe-shared-expert-gate --train-iters 2 --save "+ck)...)...)
 	out := runGolaunch(t, append(common, "--use-checkpoint-args", "--load", ck, "--train-iters", "4", "--override-opt_param-scheduler")...)
 	for _, line := range []string{"Setting num_experts to 4 from checkpoint", "Setting moe_router_topk to 2 from checkpoint",
-		"Setting qk_layernorm to true from checkpoint", "iteration        4/       4"} {
+		"Setting qk_layernorm to true from checkpoint", "Setting moe_router_pre_softmax to true from checkpoint",
+		"Setting moe_shared_expert_intermediate_size to 32 from checkpoint", "Setting moe_shared_expert_gate to true from checkpoint",
+		"iteration        4/       4"} {
 		require.Contains(t, out, line)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -163,6 +164,42 @@ func TestQwen3MoERoundTrip(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, true, conf["norm_topk_prob"])
 	require.Equal(t, 32.0, conf["moe_intermediate_size"])
+}
+
+// TestQwen2MoERoundTrip converts a Qwen1.5-MoE-shaped folder to Megatron-Core at TP 2
+// with expert parallelism 2 and back: the shared expert and its gate take Megatron-Core's
+// shared_experts names, the args carry pre-softmax routing and the shared experts, and the
+// tensors and config come back unchanged. A Qwen3-MoE without renormalised scores keeps
+// norm_topk_prob false.
+func TestQwen2MoERoundTrip(t *testing.T) {
+	tmp := t.TempDir()
+	src, meg, back := filepath.Join(tmp, "qwen2moe"), filepath.Join(tmp, "meg"), filepath.Join(tmp, "back")
+	syntheticHF(t, src, hftest.TinyQwen2MoE)
+	orig := hfTensors(t, src)
+	convertOK(t, "--load_path", src, "--save_path", meg, "--target_tensor_model_parallel_size", "2",
+		"--target_expert_model_parallel_size", "2", "--model_name", "qwen1.5-moe-a2.7b")
+	c, full := megatronFull(t, meg)
+	require.True(t, c.Config.MoERouterPreSoftmax && c.Config.MoESharedExpertGate && c.Config.AddQKVBias)
+	require.Equal(t, 64, c.Config.MoESharedExpertIntermediateSize)
+	require.Equal(t, []int{1, 48}, full["decoder.layers.1.mlp.shared_experts.gate_weight"].Shape())
+	require.Equal(t, []int{128, 48}, full["decoder.layers.1.mlp.shared_experts.linear_fc1.weight"].Shape())
+	require.Equal(t, string(hf.Qwen2MoE), inferFamily(&c.Config))
+	convertOK(t, "--load_path", meg, "--save_path", back, "--convert_checkpoint_from_megatron_to_transformers")
+	requireSameHF(t, src, back, orig, hf.Qwen2MoE)
+	conf, err := readJSONMap(filepath.Join(back, "config.json"))
+	require.NoError(t, err)
+	require.Equal(t, false, conf["norm_topk_prob"])
+	require.Equal(t, 64.0, conf["shared_expert_intermediate_size"])
+	require.Equal(t, []any{"Qwen2MoeForCausalLM"}, conf["architectures"])
+
+	pre := filepath.Join(tmp, "qwen3moe-pre")
+	syntheticHF(t, pre, strings.Replace(hftest.TinyQwen3MoE, `"norm_topk_prob": true`, `"norm_topk_prob": false`, 1))
+	convertOK(t, "--load_path", pre, "--save_path", filepath.Join(tmp, "meg3"), "--target_tensor_model_parallel_size", "2")
+	convertOK(t, "--load_path", filepath.Join(tmp, "meg3"), "--save_path", filepath.Join(tmp, "back3"), "--convert_checkpoint_from_megatron_to_transformers")
+	requireSameHF(t, pre, filepath.Join(tmp, "back3"), hfTensors(t, pre), hf.Qwen3MoE)
+	conf, err = readJSONMap(filepath.Join(tmp, "back3", "config.json"))
+	require.NoError(t, err)
+	require.Equal(t, false, conf["norm_topk_prob"])
 }
 
 // TestUpcycleQwen3: a dense Qwen3 upcycled with --num-experts is Qwen3-MoE's architecture:

@@ -44,6 +44,16 @@ const TinyQwen3MoE = `{"model_type": "qwen3_moe", "architectures": ["Qwen3MoeFor
 	"tie_word_embeddings": false, "attention_bias": false, "hidden_act": "silu", "router_aux_loss_coef": 0.001,
 	"use_sliding_window": false, "sliding_window": null}`
 
+// TinyQwen2MoE is a Qwen1.5-MoE-A2.7B-shaped config.json at test size: Qwen2's attention
+// (QKV biases, GQA), top-2 of the softmax over 4 experts of FFN 32 not renormalised, a
+// shared expert of FFN 64 with its sigmoid gate, an untied output layer.
+const TinyQwen2MoE = `{"model_type": "qwen2_moe", "architectures": ["Qwen2MoeForCausalLM"], "hidden_size": 48,
+	"intermediate_size": 96, "moe_intermediate_size": 32, "shared_expert_intermediate_size": 64, "num_experts": 4,
+	"num_experts_per_tok": 2, "norm_topk_prob": false, "decoder_sparse_step": 1, "mlp_only_layers": [], "num_attention_heads": 4,
+	"num_key_value_heads": 2, "num_hidden_layers": 2, "vocab_size": 300, "rms_norm_eps": 1e-06, "rope_theta": 1000000.0,
+	"max_position_embeddings": 64, "tie_word_embeddings": false, "hidden_act": "silu", "router_aux_loss_coef": 0.001,
+	"use_sliding_window": false, "sliding_window": 64, "max_window_layers": 2}`
+
 // Write writes dir/config.json with the given text and dir/model.safetensors (float32)
 // holding every tensor the family's mapping reads, with Hugging Face's shapes. Values are
 // N(0, std²) from a fixed seed, drawn in the mapping's order; with std < 1 the norm

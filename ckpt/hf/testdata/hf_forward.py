@@ -9,7 +9,9 @@
 # (Qwen3ForCausalLM: Qwen3RMSNorm over each head's queries and keys before RoPE, head_dim
 # 128 unless set; from models/qwen3/modeling_qwen3.py) and Qwen3-MoE (Qwen3MoeForCausalLM:
 # Qwen3's attention, mlp.gate and mlp.experts.E.{gate,up,down}_proj, top-k of the softmax
-# renormalised when norm_topk_prob), used by ckpt/hf's and
+# renormalised when norm_topk_prob) and Qwen1.5/Qwen2-MoE (Qwen2MoeForCausalLM, from
+# models/qwen2_moe/modeling_qwen2_moe.py: Qwen2's biased q/k/v, the same experts, plus
+# shared_expert(x)·sigmoid(shared_expert_gate(x))), used by ckpt/hf's and
 # tools/convert's tests to check that a loaded or converted checkpoint computes what the
 # Hugging Face model does.
 # Written from the transformers sources (models/mixtral/modeling_mixtral.py,
@@ -129,7 +131,9 @@ def main():
         json.dump({"loss": loss.item(), "logits": logits.tolist()}, sys.stdout)
         return
     qwen3_moe = cfg["model_type"] == "qwen3_moe"
-    moe = cfg["model_type"] == "mixtral" or qwen3_moe
+    qwen2_moe = cfg["model_type"] == "qwen2_moe"
+    qwen_moe = qwen3_moe or qwen2_moe
+    moe = cfg["model_type"] == "mixtral" or qwen_moe
     baichuan = cfg["model_type"] == "baichuan"
     # Baichuan-7B's code (BaiChuanForCausalLM) and Baichuan 2-7B's use RoPE, the 13B models'
     # ALiBi (BaichuanForCausalLM at another hidden size than 4096); Baichuan 2 (vocabulary
@@ -154,6 +158,10 @@ def main():
 
     def linear(x, name):
         return x @ w[name].T
+
+    def biased(x, name):  # a projection with its bias when the checkpoint has one (Qwen2's q, k, v)
+        y = linear(x, name + ".weight")
+        return y + w[name + ".bias"] if name + ".bias" in w else y
 
     # Rotary embedding: frequencies theta^(-2i/d), the two halves rotated together; linear
     # rope_scaling divides the positions by its factor (the linear-scaling rotary embedding).
@@ -206,9 +214,9 @@ def main():
             proj = linear(x, p + "c_attn.weight") + w[p + "c_attn.bias"]
             q, k, v = (t.reshape(batch, seq, heads, head_dim).transpose(1, 2) for t in proj.split(heads * head_dim, dim=-1))
         else:
-            q = linear(x, p + "q_proj.weight").view(batch, seq, heads, head_dim).transpose(1, 2)
-            k = linear(x, p + "k_proj.weight").view(batch, seq, kv_heads, head_dim).transpose(1, 2)
-            v = linear(x, p + "v_proj.weight").view(batch, seq, kv_heads, head_dim).transpose(1, 2)
+            q = biased(x, p + "q_proj").view(batch, seq, heads, head_dim).transpose(1, 2)
+            k = biased(x, p + "k_proj").view(batch, seq, kv_heads, head_dim).transpose(1, 2)
+            v = biased(x, p + "v_proj").view(batch, seq, kv_heads, head_dim).transpose(1, 2)
         if qwen3:  # q_norm and k_norm: RMSNorm over head_dim, before RoPE
             q, k = rms_norm(q, w[p + "q_norm.weight"]), rms_norm(k, w[p + "k_norm.weight"])
         if not alibi:
@@ -228,11 +236,14 @@ def main():
         flat = x.reshape(-1, hidden)
         probs = torch.softmax(linear(flat, p + "gate.weight"), dim=-1)
         top_w, top_e = torch.topk(probs, cfg["num_experts_per_tok"], dim=-1)
-        if not qwen3_moe or cfg.get("norm_topk_prob", False):
+        if not qwen_moe or cfg.get("norm_topk_prob", False):
             top_w = top_w / top_w.sum(dim=-1, keepdim=True)
         out = torch.zeros_like(flat)
-        names = ("gate_proj", "up_proj", "down_proj") if qwen3_moe else ("w1", "w3", "w2")
-        for e in range(cfg["num_experts"] if qwen3_moe else cfg["num_local_experts"]):
+        if qwen2_moe:  # the shared expert, scaled by its sigmoid gate
+            shared = swiglu(flat, *(p + "shared_expert." + n + ".weight" for n in ("gate_proj", "up_proj", "down_proj")))
+            out = out + shared * torch.sigmoid(linear(flat, p + "shared_expert_gate.weight"))
+        names = ("gate_proj", "up_proj", "down_proj") if qwen_moe else ("w1", "w3", "w2")
+        for e in range(cfg["num_experts"] if qwen_moe else cfg["num_local_experts"]):
             rows, slot = torch.where(top_e == e)
             if rows.numel() == 0:
                 continue
@@ -257,7 +268,7 @@ def main():
         x = x + attention(rms_norm(x, w[p + "input_layernorm.weight"]), p + "self_attn.")
         y = rms_norm(x, w[p + "post_attention_layernorm.weight"])
         if moe:
-            x = x + sparse_moe(y, p + ("mlp." if qwen3_moe else "block_sparse_moe."))
+            x = x + sparse_moe(y, p + ("mlp." if qwen_moe else "block_sparse_moe."))
         else:
             x = x + swiglu(y, p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight", p + "mlp.down_proj.weight")
     x = rms_norm(x, w["model.norm.weight"])
