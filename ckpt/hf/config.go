@@ -347,6 +347,12 @@ func baichuanRoPE(rc hfConfig) bool {
 // finish checks the translated architecture and sets it as the model's: the vocabulary
 // is stored unpadded.
 func (m *Model) finish(path string, c layers.Config) error {
+	// The weight mapping has a few rules per layer and expert; a corrupt count must not
+	// exhaust memory before any tensor is read (the largest real models have ~10⁴ experts
+	// in all: DeepSeek-V3's 61 layers × 256).
+	if blocks := int64(c.NumLayers) * int64(max(c.NumExperts, 1)); blocks > 1<<20 {
+		return fmt.Errorf("%s: num_hidden_layers %d × %d experts: implausibly large (over %d layer blocks)", path, c.NumLayers, c.NumExperts, 1<<20)
+	}
 	c.PaddedVocabSize = c.VocabSize
 	if err := c.Finalize(); err != nil {
 		return fmt.Errorf("%s: %w", path, err)

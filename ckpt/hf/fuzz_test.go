@@ -15,11 +15,17 @@ func FuzzConfig(f *testing.F) {
 		}
 		f.Add(b)
 	}
-	// The families whose readers take rope_parameters, llama3 scaling and experts.
+	// The families whose readers take rope_parameters, llama3 scaling, experts, shared experts
+	// and Falcon's new architecture.
 	for _, s := range []string{
 		`{"model_type": "qwen3_moe", "hidden_size": 48, "moe_intermediate_size": 32, "num_experts": 4, "num_experts_per_tok": 2,
 		"norm_topk_prob": true, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "num_hidden_layers": 2,
 		"vocab_size": 300, "rms_norm_eps": 1e-06, "rope_theta": 1000000.0}`,
+		`{"model_type": "qwen2_moe", "hidden_size": 48, "moe_intermediate_size": 32, "shared_expert_intermediate_size": 64,
+		"num_experts": 4, "num_experts_per_tok": 2, "num_attention_heads": 4, "num_hidden_layers": 2, "vocab_size": 300,
+		"rms_norm_eps": 1e-06}`,
+		`{"model_type": "falcon", "hidden_size": 64, "num_attention_heads": 4, "num_kv_heads": 2, "num_hidden_layers": 2,
+		"vocab_size": 200, "layer_norm_epsilon": 1e-5, "new_decoder_architecture": true, "num_ln_in_parallel_attn": 2}`,
 		`{"model_type": "qwen3", "hidden_size": 48, "intermediate_size": 96, "num_attention_heads": 4, "num_hidden_layers": 2,
 		"vocab_size": 300, "rms_norm_eps": 1e-06}`,
 		`{"model_type": "llama", "hidden_size": 64, "intermediate_size": 96, "num_attention_heads": 4, "num_hidden_layers": 2,

@@ -85,6 +85,8 @@ func TestMixtralConfig(t *testing.T) {
 		{`{"model_type": "mixtral", "rope_parameters": {"rope_type": "yarn", "factor": 4.0}}`, `"rope_type": "yarn"`},
 		{`{"model_type": "mixtral", "attention_bias": true}`, "attention_bias"},
 		{`{"model_type": "mixtral", "num_local_experts": "8"}`, "num_local_experts"},
+		// A corrupt layer count is refused before the weight mapping grows with it.
+		{`{"model_type": "qwen3_moe", "num_hidden_layers": 10000000}`, "num_hidden_layers 10000000 × 128 experts: implausibly large"},
 	} {
 		_, err := writeConfig(t, bad.cfg)
 		require.ErrorContains(t, err, bad.want, bad.cfg)
