@@ -62,6 +62,7 @@ type Config struct {
 	MoEZLossCoeff              float64 `name:"moe-z-loss-coeff" help:"Scale of the router z-loss (1e-3 is Megatron's suggestion); 0: none."`
 	MoEGroupedGemm             bool    `name:"moe-grouped-gemm" help:"GroupedMLP experts: each layer's local experts in two weights, weight1 and weight2, as Megatron's checkpoints hold them (the same maps as SequentialMLP's local_experts)."`
 	MoEInputJitterEps          float64 `name:"moe-input-jitter-eps" help:"Router jitter: in training, each router logit times a uniform draw in [1 − eps, 1 + eps] (after the z-loss, as Megatron 240126); 0: none."`
+	MoEFFNHiddenSize           int     `name:"moe-ffn-hidden-size" help:"Each expert's FFN size (Megatron-Core's later flag; every layer is an MoE layer here, so it replaces --ffn-hidden-size); 0: --ffn-hidden-size."`
 	MoERouterPreSoftmax        bool    `name:"moe-router-pre-softmax" help:"Scores are the softmax over all experts at the chosen ones, not renormalised over the top k (Megatron-Core's later flag; Qwen1.5/Qwen2-MoE's norm_topk_prob false)."`
 	// Megatron-Core's SharedExpertMLP (later than 240126): a dense MLP beside the experts.
 	MoESharedExpertIntermediateSize int  `name:"moe-shared-expert-intermediate-size" help:"FFN size of the shared experts together (Megatron-Core's later flag; Qwen1.5/Qwen2-MoE's shared_expert_intermediate_size); 0: none."`
@@ -117,6 +118,12 @@ func (c *Config) Finalize() error {
 			return fmt.Errorf("--hidden-size %d is not divisible by --num-attention-heads %d (set --kv-channels to override)", c.HiddenSize, c.NumAttentionHeads)
 		}
 		c.KVChannels = c.HiddenSize / c.NumAttentionHeads
+	}
+	if c.MoEFFNHiddenSize != 0 {
+		if c.NumExperts == 0 || c.MoEFFNHiddenSize < 0 {
+			return fmt.Errorf("--moe-ffn-hidden-size %d needs --num-experts and a positive size", c.MoEFFNHiddenSize)
+		}
+		c.FFNHiddenSize = c.MoEFFNHiddenSize
 	}
 	if c.FFNHiddenSize == 0 {
 		c.FFNHiddenSize = 4 * c.HiddenSize

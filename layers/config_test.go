@@ -66,7 +66,16 @@ func TestConfigErrorsNameTheFlag(t *testing.T) {
 		{func(c *Config) { c.TensorModelParallelSize = 3 }, []string{"--num-attention-heads 4", "--tensor-model-parallel-size 3"}},
 		{func(c *Config) { c.RotaryPercent = 0.1 }, []string{"--rotary-percent"}},
 		{func(c *Config) { c.AttentionDropout = 1 }, []string{"--attention-dropout"}},
+		{func(c *Config) { c.MoEFFNHiddenSize = 64 }, []string{"--moe-ffn-hidden-size 64", "--num-experts"}},
+		{func(c *Config) { c.MoESharedExpertGate = true }, []string{"--moe-shared-expert-gate", "--num-experts"}},
+		{func(c *Config) { c.NumExperts, c.MoESharedExpertGate = 4, true }, []string{"--moe-shared-expert-gate needs --moe-shared-expert-intermediate-size"}},
+		{func(c *Config) { c.NumExperts, c.MoERouterPreSoftmax, c.MoERouterLoadBalancingType = 4, true, "sinkhorn" }, []string{"--moe-router-pre-softmax", "sinkhorn"}},
 	}
+	// --moe-ffn-hidden-size is each expert's FFN (every layer is an MoE layer).
+	c := base
+	c.NumExperts, c.FFNHiddenSize, c.MoEFFNHiddenSize = 4, 256, 48
+	require.NoError(t, c.Finalize())
+	require.Equal(t, 48, c.FFNHiddenSize)
 	for _, tc := range cases {
 		c := base
 		tc.edit(&c)
