@@ -69,7 +69,9 @@ func TestConfigErrorsNameTheFlag(t *testing.T) {
 		{func(c *Config) { c.MoEFFNHiddenSize = 64 }, []string{"--moe-ffn-hidden-size 64", "--num-experts"}},
 		{func(c *Config) { c.MoESharedExpertGate = true }, []string{"--moe-shared-expert-gate", "--num-experts"}},
 		{func(c *Config) { c.NumExperts, c.MoESharedExpertGate = 4, true }, []string{"--moe-shared-expert-gate needs --moe-shared-expert-intermediate-size"}},
-		{func(c *Config) { c.NumExperts, c.MoERouterPreSoftmax, c.MoERouterLoadBalancingType = 4, true, "sinkhorn" }, []string{"--moe-router-pre-softmax", "sinkhorn"}},
+		{func(c *Config) {
+			c.NumExperts, c.MoERouterPreSoftmax, c.MoERouterLoadBalancingType = 4, true, "sinkhorn"
+		}, []string{"--moe-router-pre-softmax", "sinkhorn"}},
 	}
 	// --moe-ffn-hidden-size is each expert's FFN (every layer is an MoE layer).
 	c := base

@@ -591,6 +591,10 @@ func (m *GPTModel) loss(st *Stash) (lossSum, tokens float64, err error) {
 	return lossSum, tokens, nil
 }
 
+// CPTokens is the loss-mask total of the last Forward's microbatch over the
+// context-parallel group (this rank's without context parallelism; last stage).
+func (st *Stash) CPTokens() float64 { return st.cpTokens }
+
 // tokensHere is this rank's loss-mask total of the last Forward.
 func (st *Stash) tokensHere() float64 {
 	var n float64

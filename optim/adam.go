@@ -108,15 +108,26 @@ type Adam struct {
 	main        *tensor.Tensor // fp32 main parameters of the owned elements (bf16/fp16 models)
 	modelDType  tensor.DType   // precision the model's weights are held in (F32, BF16, F16)
 	// Scaler scales the loss for --fp16 (nil: no scaling, Megatron's bf16/fp32 behaviour).
-	Scaler  LossScaler
-	step    int
-	numel   int      // model parameters on this rank
-	overlap *overlap // --overlap-grad-reduce (nil: reduce after backward)
-	params  layers.Params
-	low     *tensor.Tensor // ShadowWeights: the param buffer in modelDType
+	Scaler LossScaler
+	// GradScale multiplies the reduced gradients in Step, with the loss-scale unscaling and
+	// before the norm (the trainer's DP/tokens under --calculate-per-token-loss); 0 is 1.
+	GradScale float64
+	step      int
+	numel     int      // model parameters on this rank
+	overlap   *overlap // --overlap-grad-reduce (nil: reduce after backward)
+	params    layers.Params
+	low       *tensor.Tensor // ShadowWeights: the param buffer in modelDType
 	// normSpans are the grad spans GradNorm sums when no piece is left out (nil: piece by
 	// piece).
 	normSpans []*tensor.Tensor
+}
+
+// DataParallelSize is the size of the group ReduceGrads averages the gradients over.
+func (a *Adam) DataParallelSize() int {
+	if a.g.DP == nil {
+		return 1
+	}
+	return a.g.DP.Size()
 }
 
 // LossScale is the factor backward must multiply the loss by (1 without a scaler).
@@ -397,9 +408,13 @@ func (a *Adam) sumOverModel(dense, experts float64, what string) (float64, error
 // (0 when clipping is off, as Megatron logs) and whether the update ran: a non-finite norm
 // skips it, so a NaN never reaches the weights.
 func (a *Adam) Step(lr float64) (gradNorm float64, ok bool, err error) {
-	if s := a.LossScale(); s != 1 {
+	f := 1 / a.LossScale()
+	if a.GradScale != 0 {
+		f *= a.GradScale
+	}
+	if f != 1 {
 		for _, pc := range a.pieces {
-			a.be.Scale(pc.grad, float32(1/s))
+			a.be.Scale(pc.grad, float32(f))
 		}
 	}
 	norm, err := a.GradNorm()

@@ -155,7 +155,7 @@ func (vp *interleaved) forwardBackward(t *Trainer, micro []layers.Batch, seed, i
 		var scale float32
 		var dout *tensor.Tensor
 		if c.Par.Last() {
-			scale = float32(t.Opt.LossScale() / (max(t.tokens[mb], 1) * float64(M)))
+			scale = t.lossGradScale(st, mb, M)
 		} else {
 			dout = vp.dout[v]
 		}

@@ -32,6 +32,8 @@ type layout struct {
 	// rendezvous gives the pipeline group NCCL's point-to-point semantics (rendezvousPP);
 	// pure pipeline layouts only (tp = dp = 1, so PP ranks are world ranks).
 	rendezvous bool
+	perToken   bool // --calculate-per-token-loss
+	uneven     bool // microbatches with different loss-mask token counts
 }
 
 func (l layout) String() string {
@@ -53,6 +55,12 @@ func (l layout) String() string {
 	}
 	if l.bucket > 0 {
 		s += fmt.Sprintf("_overlap%d", l.bucket)
+	}
+	if l.perToken {
+		s += "_pertoken"
+	}
+	if l.uneven {
+		s += "_uneven"
 	}
 	if l.rc.Granularity != "" {
 		s += fmt.Sprintf("_rc-%s%s%d", l.rc.Granularity, l.rc.Method, l.rc.NumLayers)
@@ -155,6 +163,13 @@ func globalBatch(it, gbs, s, vocab int) [][2][]int64 {
 // microbatches gives DP rank r its microbatches of the global batch as Megatron's
 // pretraining sampler does: chunk c of mbs·DP samples, rows [r·mbs, (r+1)·mbs).
 func microbatches(g [][2][]int64, mbs, dp, r, s int) []layers.Batch {
+	return microbatchesMasked(g, mbs, dp, r, s, false)
+}
+
+// microbatchesMasked is microbatches; uneven masks the first 3·(i mod 4) tokens of each
+// sequence of the global batch's microbatch i (of mbs samples) too, so microbatches hold
+// different numbers of loss tokens, the same in every layout.
+func microbatchesMasked(g [][2][]int64, mbs, dp, r, s int, uneven bool) []layers.Batch {
 	var out []layers.Batch
 	for c := 0; c*mbs*dp < len(g); c++ {
 		bt := layers.Batch{}
@@ -163,7 +178,11 @@ func microbatches(g [][2][]int64, mbs, dp, r, s int) []layers.Batch {
 			bt.Tokens = append(bt.Tokens, smp[0]...)
 			bt.Labels = append(bt.Labels, smp[1]...)
 			for j := 0; j < s; j++ {
-				bt.LossMask = append(bt.LossMask, float32((j+k)%5/4^1)) // some masked tokens
+				m := float32((j+k)%5/4 ^ 1) // some masked tokens
+				if uneven && j < 3*((c*mbs*dp+r*mbs+k)/mbs%4) {
+					m = 0
+				}
+				bt.LossMask = append(bt.LossMask, m)
 			}
 		}
 		out = append(out, bt)
@@ -287,8 +306,9 @@ func runLayout(t *testing.T, cfg layers.Config, l layout, iters int) runResult {
 				o.err = err
 				return
 			}
+			tr.PerTokenLoss = l.perToken
 			for it := 0; it < iters; it++ {
-				micro := microbatches(globalBatch(it, gbs, s, cfg.VocabSize), mbs, l.dp, dpRank, s)
+				micro := microbatchesMasked(globalBatch(it, gbs, s, cfg.VocabSize), mbs, l.dp, dpRank, s, l.uneven)
 				res, err := tr.Iteration(micro, 1e-3, 7, uint64(it))
 				if err != nil {
 					o.err = fmt.Errorf("rank %d iteration %d: %w", r, it, err)
@@ -699,5 +719,49 @@ func TestNormAndActivationVariantsLayouts(t *testing.T) {
 		t.Run(l.String(), func(t *testing.T) {
 			compareRuns(t, l.String(), ref, runLayout(t, cfg, l, iters), 1e-5)
 		})
+	}
+}
+
+// TestPerTokenLossLayouts (--calculate-per-token-loss): with microbatches of equal token
+// counts the per-token gradient is the default one, in every layout (so the 1/tokens and
+// the data-parallel sum are right); with uneven counts it differs, and every layout —
+// TP, SP, PP, VPP, DP with the distributed optimizer and overlapped reduction, CP, and MoE
+// with EP and CP — gives the single process's losses, grad norms and weights.
+func TestPerTokenLossLayouts(t *testing.T) {
+	const iters = 4
+	full1 := layers.Recompute{Granularity: "full", Method: "uniform", NumLayers: 1}
+	dense := equivalenceModels()["llama"]
+	moe := dense
+	moe.NumExperts, moe.MoERouterTopK, moe.MoEAuxLossCoeff, moe.MoEZLossCoeff, moe.FFNHiddenSize = 4, 2, 0.01, 0.001, 96
+	layouts := []layout{
+		{tp: 2, pp: 1, dp: 1, sp: true},
+		{tp: 1, pp: 2, dp: 2, dist: true, rc: full1},
+		{tp: 1, pp: 2, dp: 1, vpp: 2},
+		{tp: 1, pp: 1, dp: 4, bucket: 3000},
+		{tp: 1, pp: 1, dp: 1, cp: 2},
+		{tp: 1, pp: 1, dp: 2, cp: 2, dist: true},
+	}
+	for name, cfg := range map[string]layers.Config{"llama": dense, "moe": moe} {
+		// The auxiliary losses weigh 1/tokens per token instead of 1/microbatches (as in
+		// Megatron), so the equal-count check leaves them out.
+		noAux := cfg
+		noAux.MoEAuxLossCoeff, noAux.MoEZLossCoeff = 0, 0
+		even := runLayout(t, noAux, layout{tp: 1, pp: 1, dp: 1}, iters)
+		compareRuns(t, name+" per-token with equal token counts", even, runLayout(t, noAux, layout{tp: 1, pp: 1, dp: 1, perToken: true}, iters), 1e-5)
+		evenPer := runLayout(t, cfg, layout{tp: 1, pp: 1, dp: 1, perToken: true}, iters)
+		ref := runLayout(t, cfg, layout{tp: 1, pp: 1, dp: 1, perToken: true, uneven: true}, iters)
+		require.NotEqual(t, runLayout(t, cfg, layout{tp: 1, pp: 1, dp: 1, uneven: true}, iters).norms, ref.norms, "%s: uneven counts change the gradient", name)
+		ls := layouts
+		if cfg.NumExperts > 0 {
+			ls = append(ls[:len(ls):len(ls)], layout{tp: 2, pp: 1, dp: 2, ep: 2, sp: true, dist: true}, layout{tp: 1, pp: 2, dp: 2, ep: 2, vpp: 2})
+		}
+		for _, l := range ls {
+			l.perToken = true
+			t.Run(name+"/"+l.String(), func(t *testing.T) {
+				compareRuns(t, name+" "+l.String(), evenPer, runLayout(t, cfg, l, iters), 1e-5)
+				l.uneven = true
+				compareRuns(t, name+" "+l.String(), ref, runLayout(t, cfg, l, iters), 1e-5)
+			})
+		}
 	}
 }

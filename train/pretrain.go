@@ -265,6 +265,7 @@ func run(a *Args, world comm.Comm, out io.Writer, hook dataHook) error {
 	if err != nil {
 		return err
 	}
+	tr.PerTokenLoss = a.CalculatePerTokenLoss
 	ck := &checkpointer{a: a, world: world, ps: ps, model: model, chunks: chunks, opt: opt, be: be}
 
 	// Schedule and data.

@@ -25,6 +25,9 @@ type Trainer struct {
 	dout    *tensor.Tensor // received output grads (non-last stages)
 	tokens  []float64      // per microbatch loss tokens (last stage)
 	stats   *tensor.Tensor // [2] F64: Σ loss, Σ tokens for the DP reduction of the report
+	// PerTokenLoss is --calculate-per-token-loss: the gradient of Σ loss / Σ tokens over the
+	// whole global batch, not the mean over microbatches of each one's token mean.
+	PerTokenLoss bool
 }
 
 // NewTrainer prepares activation stashes for microbatches of mbs sequences of length s:
@@ -67,6 +70,11 @@ func (t *Trainer) Iteration(micro []layers.Batch, lr float64, seed, iteration ui
 	if res.Loss, res.Tokens, err = t.reportLoss(lossSum); err != nil {
 		return res, err
 	}
+	if t.PerTokenLoss {
+		if err := t.perTokenGradScale(res.Tokens); err != nil {
+			return res, err
+		}
+	}
 	norm, ok, err := t.Opt.Step(lr)
 	res.GradNorm, res.Skipped = norm, !ok
 	if err != nil {
@@ -88,9 +96,53 @@ func (t *Trainer) Iteration(micro []layers.Batch, lr float64, seed, iteration ui
 func (t *Trainer) last() *layers.GPTModel { return t.Chunks[len(t.Chunks)-1] }
 
 // auxLossScale is what MoE layers scale their auxiliary losses' gradients by: the loss
-// scale over the microbatch count (Megatron's MoEAuxLossAutoScaler.set_loss_scale).
+// scale over the microbatch count (Megatron's MoEAuxLossAutoScaler.set_loss_scale), or
+// the loss scale alone per token (the step's 1/tokens then applies to them too; over CP,
+// whose ranks each multiply it by CP for the average over DP × CP that per-token grads
+// replace by a sum).
 func auxLossScale(t *Trainer, microbatches int) float32 {
+	if t.PerTokenLoss {
+		return float32(t.Opt.LossScale() / float64(t.cpSize()))
+	}
 	return float32(t.Opt.LossScale() / float64(microbatches))
+}
+
+func (t *Trainer) cpSize() int {
+	if t.PS == nil {
+		return 1
+	}
+	return max(t.PS.CPSize, 1)
+}
+
+// lossGradScale is the last stage's backward scale of microbatch i of M (st its stash,
+// after Forward): the loss scale over its tokens and the microbatch count, Megatron's
+// default; or, per token, the loss scale on every token, the step's 1/tokens coming after
+// the reduction (perTokenGradScale). The model takes the scale relative to this rank's
+// tokens and makes it the context-parallel group's, times CP; per token that is undone.
+func (t *Trainer) lossGradScale(st *layers.Stash, i, M int) float32 {
+	ls, n := t.Opt.LossScale(), max(t.tokens[i], 1)
+	if t.PerTokenLoss {
+		return float32(ls * max(st.CPTokens(), 1) / (n * float64(t.cpSize())))
+	}
+	return float32(ls / (n * float64(M)))
+}
+
+// perTokenGradScale makes the reduced gradients those of Σ loss / Σ tokens of the global
+// batch: they hold the average over data (and context) parallelism of each rank's Σ loss
+// summed over microbatches, so they are scaled by the group's size / tokens. Tokens are counted on the last stage
+// (tokens, from reportLoss) and broadcast over the pipeline, as Megatron's
+// finalize_model_grads does with num_tokens.
+func (t *Trainer) perTokenGradScale(tokens float64) error {
+	if t.PS != nil && t.PS.PPSize > 1 {
+		v := t.stats.F64()
+		v[0] = tokens
+		if err := t.PS.PP.Broadcast(t.stats, t.PS.PPSize-1); err != nil {
+			return fmt.Errorf("pipeline broadcast of the token count: %w", err)
+		}
+		tokens = v[0]
+	}
+	t.Opt.GradScale = float64(t.Opt.DataParallelSize()) / max(tokens, 1)
+	return nil
 }
 
 // forwardBackward is Megatron's non-interleaved 1F1B schedule: warm-up forwards
@@ -135,7 +187,7 @@ func (t *Trainer) forwardBackward(micro []layers.Batch, seed, iteration uint64) 
 		st := stash(i)
 		var scale float32
 		if m.Par.Last() {
-			scale = float32(t.Opt.LossScale() / (max(t.tokens[i], 1) * float64(M)))
+			scale = t.lossGradScale(st, i, M)
 		} else if err := io.recv(t.dout, rank+1); err != nil {
 			return fmt.Errorf("microbatch %d: receiving gradients from stage %d: %w", i, rank+1, err)
 		}
