@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/gomegatron/gomegatron/ckpt/megatron"
+	"github.com/gomegatron/gomegatron/data/gpt"
 )
 
 // useCheckpointArgs is Megatron's load_args_from_checkpoint (--use-checkpoint-args): the
@@ -58,7 +59,16 @@ func (a *Args) useCheckpointArgs() ([]string, error) {
 		case *float64:
 			*d = v.(float64)
 		}
-		lines = append(lines, fmt.Sprintf("Setting %s to %v from checkpoint", name, v))
+		shown := v
+		switch x := v.(type) {
+		case float64:
+			shown = gpt.PyFloatRepr(x) // Python's spelling, as Megatron prints it
+		case bool:
+			if name == "add_bias_linear" { // stored here as its negation
+				shown = !x
+			}
+		}
+		lines = append(lines, fmt.Sprintf("Setting %s to %v from checkpoint", name, shown))
 	}
 	set("num_layers", false, &a.NumLayers, c.NumLayers)
 	set("hidden_size", false, &a.HiddenSize, c.HiddenSize)
@@ -84,10 +94,13 @@ func (a *Args) useCheckpointArgs() ([]string, error) {
 	}
 	set("padded_vocab_size", false, &a.PaddedVocabSize, c.PaddedVocabSize)
 	// gomegatron's attributes for families Megatron's GPT lacks (BLOOM, Falcon, Mistral),
-	// Pai's use_normhead (Baichuan 2), and the architecture Megatron's list leaves out
-	// (qk_layernorm, num_experts, moe_router_topk, the later Megatron-Core's router and
-	// shared-expert attributes, use_rope_scaling, rope_scaling_factor): a
-	// checkpoint that records one is described by it, so it follows the checkpoint too.
+	// Pai's use_normhead (Baichuan 2), and the architecture 240126's list leaves out: what
+	// later Megatron takes too (add_qkv_bias, rotary_base, squared_relu, apply_layernorm_1p,
+	// num_experts, moe_router_topk, moe_grouped_gemm, the router's and shared experts'
+	// attributes) and qk_layernorm, norm_epsilon, use_rope_scaling, rope_scaling_factor. A
+	// checkpoint that records one is described by it, so it follows the checkpoint too
+	// (a Qwen2 resumed without --add-qkv-bias and --rotary-base 1000000 would otherwise
+	// fail to load, or silently train with the wrong RoPE base).
 	for _, x := range []struct {
 		name string
 		dst  any
@@ -96,6 +109,9 @@ func (a *Args) useCheckpointArgs() ([]string, error) {
 		{"parallel_attention_mlp_norm", &a.ParallelMLPNorm, c.ParallelMLPNorm},
 		{"sliding_window", &a.SlidingWindow, c.SlidingWindow}, {"alibi_before_scale", &a.ALiBiBeforeScale, c.ALiBiBeforeScale},
 		{"use_normhead", &a.UseNormHead, c.UseNormHead}, {"qk_layernorm", &a.QKLayernorm, c.QKLayernorm},
+		{"add_qkv_bias", &a.AddQKVBias, c.AddQKVBias}, {"rotary_base", &a.RotaryBase, c.RotaryBase},
+		{"squared_relu", &a.SquaredReLU, c.SquaredReLU}, {"apply_layernorm_1p", &a.ApplyLayernorm1p, c.ApplyLayernorm1p},
+		{"norm_epsilon", &a.NormEpsilon, c.NormEpsilon}, {"moe_grouped_gemm", &a.MoEGroupedGemm, c.MoEGroupedGemm},
 		{"num_experts", &a.NumExperts, c.NumExperts}, {"moe_router_topk", &a.MoERouterTopK, c.MoERouterTopK},
 		{"moe_router_pre_softmax", &a.MoERouterPreSoftmax, c.MoERouterPreSoftmax},
 		{"moe_shared_expert_intermediate_size", &a.MoESharedExpertIntermediateSize, c.MoESharedExpertIntermediateSize},

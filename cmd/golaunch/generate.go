@@ -65,6 +65,7 @@ type generateCmd struct {
 	// Accepted for the scripts' sake; they change nothing at inference.
 	NoLoadOptim         bool   `name:"no-load-optim" help:"Accepted (no optimizer is loaded)."`
 	NoLoadRNG           bool   `name:"no-load-rng" help:"Accepted (no RNG state is loaded)."`
+	UseCheckpointArgs   bool   `name:"use-checkpoint-args" help:"Accepted: with --load the checkpoint's architecture is used anyway (flags given are checked against it)."`
 	UseDistOpt          bool   `name:"use-distributed-optimizer" help:"Accepted."`
 	SequenceParallel    bool   `name:"sequence-parallel" help:"Accepted (inference all-reduces whole sequences)."`
 	FP16                bool   `name:"fp16" help:"On a GPU, GEMMs on fp16 weights and activations; else accepted (fp32)."`

@@ -691,10 +691,10 @@ func TestUseCheckpointArgsFalconPai(t *testing.T) {
 	require.Contains(t, out, "iteration        4/       4")
 }
 
-// TestUseCheckpointArgsMoE: an MoE checkpoint with head norms, pre-softmax routing and
-// gated shared experts resumes with --use-checkpoint-args alone: the experts, the router's
-// top k and scores, the shared experts and qk_layernorm come from its args, which
-// Megatron's own list leaves out.
+// TestUseCheckpointArgsMoE: an MoE checkpoint with head norms, pre-softmax routing, gated
+// shared experts, QKV biases and Qwen's RoPE base and norm epsilon resumes with
+// --use-checkpoint-args alone: these come from its args, which Megatron 240126's own list
+// leaves out.
 func TestUseCheckpointArgsMoE(t *testing.T) {
 	dir := t.TempDir()
 	ck := filepath.Join(dir, "ck")
@@ -703,11 +703,14 @@ func TestUseCheckpointArgsMoE(t *testing.T) {
 	runGolaunch(t, append(common, strings.Fields("--num-layers 2 --hidden-size 64 --num-attention-heads 4 --group-query-attention "+
 		"--num-query-groups 2 --kv-channels 16 --qk-layernorm --swiglu --normalization RMSNorm --position-embedding-type rope "+
 		"--disable-bias-linear --max-position-embeddings 32 --num-experts 4 --moe-router-topk 2 --moe-router-pre-softmax "+
-		"--moe-shared-expert-intermediate-size 32 --moe-shared-expert-gate --train-iters 2 --save "+ck)...)...)
+		"--moe-shared-expert-intermediate-size 32 --moe-shared-expert-gate --add-qkv-bias --rotary-base 1000000 --norm-epsilon 1e-6 "+
+		"--train-iters 2 --save "+ck)...)...)
 	out := runGolaunch(t, append(common, "--use-checkpoint-args", "--load", ck, "--train-iters", "4", "--override-opt_param-scheduler")...)
 	for _, line := range []string{"Setting num_experts to 4 from checkpoint", "Setting moe_router_topk to 2 from checkpoint",
 		"Setting qk_layernorm to true from checkpoint", "Setting moe_router_pre_softmax to true from checkpoint",
 		"Setting moe_shared_expert_intermediate_size to 32 from checkpoint", "Setting moe_shared_expert_gate to true from checkpoint",
+		"Setting add_bias_linear to false from checkpoint", "Setting add_qkv_bias to true from checkpoint",
+		"Setting rotary_base to 1000000.0 from checkpoint", "Setting norm_epsilon to 1e-06 from checkpoint",
 		"iteration        4/       4"} {
 		require.Contains(t, out, line)
 	}
