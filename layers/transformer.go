@@ -439,25 +439,12 @@ func (l *TransformerLayer) Backward(be kernels.Backend, st *layerStash, g *layer
 	postRes := c.ApplyResidualConnectionPostLayernorm
 	if c.ParallelAttention && l.PreMLP != nil {
 		// Two norms of x: dx = dout + d(x) through pre_mlp_layernorm + through input_layernorm.
-		if err := l.branchGrad(be, g, l.FC2, dout, st.mask2, "linear_fc2 output grad"); err != nil {
-			return err
-		}
-		if err := l.mlpBackward(be, st, g, st.ln2f); err != nil {
-			return err
-		}
-		if err := l.par.reduceRows(g.dln, g.dlnf, "pre_mlp_layernorm output grad"); err != nil {
+		if err := l.mlpBranchBackward(be, st, g, dout); err != nil {
 			return err
 		}
 		l.PreMLP.Backward(be, g.dh1, g.dln, st.x, st.n2)
 		be.Add(g.dh1, g.dh1, dout) // the residual grad; dx may alias dout
-		if err := l.branchGrad(be, g, l.Proj, dout, st.mask1, "linear_proj output grad"); err != nil {
-			return err
-		}
-		l.Proj.WeightBackward(be, g.do2, g.dmf, st.o2)
-		if err := l.attentionBackward(be, st, g, st.ln1f); err != nil {
-			return err
-		}
-		if err := l.par.reduceRows(g.dln, g.dlnf, "input_layernorm output grad"); err != nil {
+		if err := l.attnBranchBackward(be, st, g, dout); err != nil {
 			return err
 		}
 		l.InNorm.Backward(be, dx, g.dln, st.x, st.n1)
@@ -494,13 +481,7 @@ func (l *TransformerLayer) Backward(be kernels.Backend, st *layerStash, g *layer
 		be.Add(dx, dx, g.dh1)
 		return nil
 	}
-	if err := l.branchGrad(be, g, l.FC2, dout, st.mask2, "linear_fc2 output grad"); err != nil {
-		return err
-	}
-	if err := l.mlpBackward(be, st, g, st.ln2f); err != nil {
-		return err
-	}
-	if err := l.par.reduceRows(g.dln, g.dlnf, "pre_mlp_layernorm output grad"); err != nil {
+	if err := l.mlpBranchBackward(be, st, g, dout); err != nil {
 		return err
 	}
 	if l.MoE != nil {
@@ -514,14 +495,7 @@ func (l *TransformerLayer) Backward(be kernels.Backend, st *layerStash, g *layer
 		l.PreMLP.Backward(be, g.dh1, g.dln, st.h1, st.n2)
 		be.Add(g.dh1, g.dh1, dout)
 	}
-	if err := l.branchGrad(be, g, l.Proj, g.dh1, st.mask1, "linear_proj output grad"); err != nil {
-		return err
-	}
-	l.Proj.WeightBackward(be, g.do2, g.dmf, st.o2)
-	if err := l.attentionBackward(be, st, g, st.ln1f); err != nil {
-		return err
-	}
-	if err := l.par.reduceRows(g.dln, g.dlnf, "input_layernorm output grad"); err != nil {
+	if err := l.attnBranchBackward(be, st, g, g.dh1); err != nil {
 		return err
 	}
 	if postRes {
@@ -557,4 +531,29 @@ func (c *Config) activationBackward(be kernels.Backend, df, dout, f *tensor.Tens
 	default:
 		be.GeLUBackward(df, dout, f, c.OpenAIGeLU)
 	}
+}
+
+// mlpBranchBackward takes d(MLP branch output) dy and leaves the reduced d(ln2) of this
+// rank's rows in g.dln (the MLP read st.ln2f: pre_mlp_layernorm's output).
+func (l *TransformerLayer) mlpBranchBackward(be kernels.Backend, st *layerStash, g *layerGrads, dy *tensor.Tensor) error {
+	if err := l.branchGrad(be, g, l.FC2, dy, st.mask2, "linear_fc2 output grad"); err != nil {
+		return err
+	}
+	if err := l.mlpBackward(be, st, g, st.ln2f); err != nil {
+		return err
+	}
+	return l.par.reduceRows(g.dln, g.dlnf, "pre_mlp_layernorm output grad")
+}
+
+// attnBranchBackward takes d(attention branch output) dy and leaves the reduced d(ln1) of
+// this rank's rows in g.dln.
+func (l *TransformerLayer) attnBranchBackward(be kernels.Backend, st *layerStash, g *layerGrads, dy *tensor.Tensor) error {
+	if err := l.branchGrad(be, g, l.Proj, dy, st.mask1, "linear_proj output grad"); err != nil {
+		return err
+	}
+	l.Proj.WeightBackward(be, g.do2, g.dmf, st.o2)
+	if err := l.attentionBackward(be, st, g, st.ln1f); err != nil {
+		return err
+	}
+	return l.par.reduceRows(g.dln, g.dlnf, "input_layernorm output grad")
 }
