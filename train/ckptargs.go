@@ -97,7 +97,8 @@ func (a *Args) useCheckpointArgs() ([]string, error) {
 	// Pai's use_normhead (Baichuan 2), and the architecture 240126's list leaves out: what
 	// later Megatron takes too (add_qkv_bias, rotary_base, squared_relu, apply_layernorm_1p,
 	// num_experts, moe_router_topk, moe_grouped_gemm, the router's and shared experts'
-	// attributes) and qk_layernorm, norm_epsilon, use_rope_scaling, rope_scaling_factor. A
+	// attributes) and qk_layernorm, norm_epsilon, openai_gelu, use_rope_scaling,
+	// rope_scaling_factor. A
 	// checkpoint that records one is described by it, so it follows the checkpoint too
 	// (a Qwen2 resumed without --add-qkv-bias and --rotary-base 1000000 would otherwise
 	// fail to load, or silently train with the wrong RoPE base).
@@ -111,6 +112,7 @@ func (a *Args) useCheckpointArgs() ([]string, error) {
 		{"use_normhead", &a.UseNormHead, c.UseNormHead}, {"qk_layernorm", &a.QKLayernorm, c.QKLayernorm},
 		{"add_qkv_bias", &a.AddQKVBias, c.AddQKVBias}, {"rotary_base", &a.RotaryBase, c.RotaryBase},
 		{"squared_relu", &a.SquaredReLU, c.SquaredReLU}, {"apply_layernorm_1p", &a.ApplyLayernorm1p, c.ApplyLayernorm1p},
+		{"openai_gelu", &a.OpenAIGeLU, c.OpenAIGeLU},
 		{"norm_epsilon", &a.NormEpsilon, c.NormEpsilon}, {"moe_grouped_gemm", &a.MoEGroupedGemm, c.MoEGroupedGemm},
 		{"num_experts", &a.NumExperts, c.NumExperts}, {"moe_router_topk", &a.MoERouterTopK, c.MoERouterTopK},
 		{"moe_router_pre_softmax", &a.MoERouterPreSoftmax, c.MoERouterPreSoftmax},

@@ -355,3 +355,24 @@ func TestFalconMatchesTorch(t *testing.T) {
 		})
 	}
 }
+
+// TestStarcoder2MatchesTorch: StarCoder 2 (LayerNorm with biases, biased GQA with RoPE and
+// a sliding window, the tanh GeLU MLP, tied embeddings) against its forward transcribed in
+// float64 torch, and with exact GeLU, no biases and an untied head.
+func TestStarcoder2MatchesTorch(t *testing.T) {
+	hftest.NeedTorch(t)
+	for name, conf := range map[string]string{
+		"starcoder2": hftest.TinyStarcoder2,
+		"exact-gelu-no-bias-untied": strings.NewReplacer(`"gelu_pytorch_tanh"`, `"gelu"`, `"use_bias": true`, `"use_bias": false`,
+			`"sliding_window": 6`, `"sliding_window": null, "tie_word_embeddings": false`).Replace(hftest.TinyStarcoder2),
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "sc2")
+			require.NoError(t, hftest.Write(dir, conf, 0.1))
+			m := requireTorchForward(t, dir, torchRows, 300)
+			require.Equal(t, hf.Starcoder2, m.Family)
+			c := m.Config
+			require.Equal(t, name == "starcoder2", c.OpenAIGeLU && c.AddBiasLinear() && c.SlidingWindow == 6 && !c.UntieEmbeddingsAndOutputWeights)
+		})
+	}
+}

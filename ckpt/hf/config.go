@@ -30,6 +30,9 @@ const (
 	Bloom    Family = "bloom"
 	Falcon   Family = "falcon"
 	BigCode  Family = "gpt_bigcode" // StarCoder
+	// Starcoder2: StarCoder 2's pre-LayerNorm GQA with RoPE, biases everywhere and a
+	// tanh-approximated GeLU MLP (mlp.c_fc, mlp.c_proj)
+	Starcoder2 Family = "starcoder2"
 	// Baichuan: Baichuan-7B/13B and Baichuan 2 (remote code): Llama's layers with one
 	// W_pack [q; k; v] projection; the 13B models use ALiBi instead of RoPE, and Baichuan 2's
 	// lm_head is a NormHead.
@@ -89,6 +92,10 @@ type hfConfig struct {
 	// BLOOM
 	NEmbed        int  `json:"n_embed"`
 	ResidPostNorm bool `json:"apply_residual_connection_post_layernorm"`
+
+	// StarCoder 2
+	NormEpsilon *float64 `json:"norm_epsilon"`
+	UseBias     *bool    `json:"use_bias"`
 
 	// Falcon
 	NewDecoderArch   bool  `json:"new_decoder_architecture"`
@@ -186,6 +193,41 @@ func parseConfig(dir string, b []byte) (*Model, error) {
 		c.QKLayernorm = rc.ModelType == "qwen3"
 		c.UntieEmbeddingsAndOutputWeights = !tied(false)
 		if rc.SlidingWindow != nil && (rc.ModelType == "mistral" || rc.UseSlidingWindow != nil && *rc.UseSlidingWindow) {
+			c.SlidingWindow = *rc.SlidingWindow
+		}
+	case "starcoder2":
+		m.Family = Starcoder2
+		rope, err := ropeConfig(path, rc.RopeScaling, rc.RopeParameters)
+		if err != nil {
+			return nil, err
+		}
+		switch rc.HiddenAct {
+		case "", "gelu_pytorch_tanh", "gelu_new", "gelu_fast":
+			c.OpenAIGeLU = true // GeLU's tanh approximation (Starcoder2Config's default)
+		case "gelu":
+		default:
+			return nil, fmt.Errorf("%s: hidden_act %q is not supported (want gelu_pytorch_tanh or gelu)", path, rc.HiddenAct)
+		}
+		c.NumLayers, c.HiddenSize, c.FFNHiddenSize = rc.NumLayers, rc.HiddenSize, rc.Intermediate
+		c.NumAttentionHeads = rc.NumHeads
+		kv := rc.NumKVHeads
+		if kv == 0 {
+			kv = rc.NumHeads
+		}
+		c.GroupQueryAttention, c.NumQueryGroups = kv != rc.NumHeads, kv
+		c.Normalization, c.NormEpsilon = "LayerNorm", 1e-5
+		if rc.NormEpsilon != nil {
+			c.NormEpsilon = *rc.NormEpsilon
+		}
+		c.PositionEmbeddingType, c.RotaryBase = "rope", 10000
+		if rc.RopeTheta != nil {
+			c.RotaryBase = *rc.RopeTheta
+		}
+		rope.apply(&c)
+		c.MaxPositionEmbeddings, c.SeqLength = rc.MaxPos, rc.MaxPos
+		c.DisableBiasLinear = !boolOr(rc.UseBias, true)
+		c.UntieEmbeddingsAndOutputWeights = !tied(true)
+		if rc.SlidingWindow != nil {
 			c.SlidingWindow = *rc.SlidingWindow
 		}
 	case "baichuan":
@@ -320,7 +362,7 @@ func parseConfig(dir string, b []byte) (*Model, error) {
 		c.UntieEmbeddingsAndOutputWeights = !tied(true)
 		c.SeqLength = 2048
 	default:
-		return nil, fmt.Errorf("%s: model_type %q is not a supported architecture (llama, mistral, mixtral, qwen, qwen2, qwen2_moe, qwen3, qwen3_moe, baichuan, gpt2, gpt_bigcode, bloom, falcon)", path, rc.ModelType)
+		return nil, fmt.Errorf("%s: model_type %q is not a supported architecture (llama, mistral, mixtral, qwen, qwen2, qwen2_moe, qwen3, qwen3_moe, baichuan, gpt2, gpt_bigcode, starcoder2, bloom, falcon)", path, rc.ModelType)
 	}
 	if err := m.finish(path, c); err != nil {
 		return nil, err

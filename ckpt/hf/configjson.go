@@ -114,6 +114,37 @@ func ConfigJSON(family Family, cfg *layers.Config, dtype tensor.DType, base map[
 		if cfg.MaxPositionEmbeddings > 0 {
 			m["max_position_embeddings"] = cfg.MaxPositionEmbeddings
 		}
+	case Starcoder2:
+		if cfg.Normalization != "LayerNorm" || cfg.SwiGLU || cfg.SquaredReLU || cfg.PositionEmbeddingType != "rope" || cfg.RotaryPercent != 1 ||
+			cfg.ParallelAttention || cfg.ApplyResidualConnectionPostLayernorm || cfg.ApplyLayernorm1p || cfg.AddQKVBias && !cfg.AddBiasLinear() ||
+			cfg.KVChannels*cfg.NumAttentionHeads != cfg.HiddenSize {
+			return nil, fmt.Errorf("a starcoder2 model needs pre-LayerNorm layers, a GeLU MLP, full RoPE, biases on all linear layers or none, and heads hidden_size/num_attention_heads wide")
+		}
+		m["architectures"] = []string{"Starcoder2ForCausalLM"}
+		m["hidden_size"] = cfg.HiddenSize
+		m["intermediate_size"] = cfg.FFNHiddenSize
+		m["num_attention_heads"] = cfg.NumAttentionHeads
+		m["num_hidden_layers"] = cfg.NumLayers
+		m["num_key_value_heads"] = cfg.NumQueryGroups
+		m["norm_epsilon"] = cfg.NormEpsilon
+		m["hidden_act"] = "gelu"
+		if cfg.OpenAIGeLU {
+			m["hidden_act"] = "gelu_pytorch_tanh"
+		}
+		m["use_bias"] = cfg.AddBiasLinear()
+		m["rope_theta"] = cfg.RotaryBase
+		rs, err := ropeScalingJSON(cfg)
+		if err != nil {
+			return nil, err
+		}
+		m["rope_scaling"] = rs
+		if cfg.MaxPositionEmbeddings > 0 {
+			m["max_position_embeddings"] = cfg.MaxPositionEmbeddings
+		}
+		m["sliding_window"] = nil
+		if cfg.SlidingWindow > 0 {
+			m["sliding_window"] = cfg.SlidingWindow
+		}
 	case GPT2, BigCode:
 		m["architectures"] = []string{map[Family]string{GPT2: "GPT2LMHeadModel", BigCode: "GPTBigCodeForCausalLM"}[family]}
 		m["n_embd"] = cfg.HiddenSize

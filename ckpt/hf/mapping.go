@@ -64,7 +64,7 @@ func (m *Model) rules() ([]rule, error) {
 	for i := 0; i < c.NumLayers; i++ {
 		L := fmt.Sprintf("decoder.layers.%d.", i)
 		switch m.Family {
-		case Llama, Mistral, Qwen2, Qwen3, Mixtral, Qwen3MoE, Qwen2MoE, Baichuan:
+		case Llama, Mistral, Qwen2, Qwen3, Mixtral, Qwen3MoE, Qwen2MoE, Baichuan, Starcoder2:
 			h := fmt.Sprintf("model.layers.%d.", i)
 			lnPair(L+"input_layernorm", h+"input_layernorm")
 			if m.Family == Baichuan {
@@ -78,9 +78,13 @@ func (m *Model) rules() ([]rule, error) {
 				lnPair(L+"self_attention.k_layernorm", h+"self_attn.k_norm")
 			}
 			lnPair(L+"pre_mlp_layernorm", h+"post_attention_layernorm")
-			if m.Family.HasExperts() {
+			switch {
+			case m.Family.HasExperts():
 				moeRules(add, L, h, c.NumExperts, m.Family != Mixtral, c.MoESharedExpertIntermediateSize > 0)
-			} else {
+			case m.Family == Starcoder2: // a GeLU MLP: c_fc → act → c_proj, with biases
+				linear(L+"mlp.linear_fc1", copyAs, bias, h+"mlp.c_fc")
+				linear(L+"mlp.linear_fc2", copyAs, bias, h+"mlp.c_proj")
+			default:
 				add(L+"mlp.linear_fc1.weight", gateUp, h+"mlp.gate_proj.weight", h+"mlp.up_proj.weight")
 				add(L+"mlp.linear_fc2.weight", copyAs, h+"mlp.down_proj.weight")
 			}
@@ -138,7 +142,7 @@ func (m *Model) rules() ([]rule, error) {
 		}
 	}
 	llamaLike := m.Family == Llama || m.Family == Mistral || m.Family == Qwen2 || m.Family == Qwen3 || m.Family == Mixtral ||
-		m.Family == Qwen3MoE || m.Family == Qwen2MoE || m.Family == Baichuan
+		m.Family == Qwen3MoE || m.Family == Qwen2MoE || m.Family == Baichuan || m.Family == Starcoder2
 	switch {
 	case llamaLike:
 		add("embedding.word_embeddings.weight", copyAs, "model.embed_tokens.weight")

@@ -32,7 +32,7 @@ func syntheticHFScaled(t *testing.T, dir, config string, std float64) {
 // TestOtherFamiliesRoundTrip covers the families without transformers fixtures — Qwen2
 // (QKV bias, tied), Mistral (sliding window), Falcon-7B style (multi-query, parallel
 // attention, rotary, LayerNorm), Falcon-40B and Falcon 2 (grouped QKV, two or one
-// layernorms) and StarCoder (gpt_bigcode multi-query) — with synthetic
+// layernorms), StarCoder 2 (LayerNorm, biased GQA with RoPE, GeLU MLP) and StarCoder (gpt_bigcode multi-query) — with synthetic
 // weights: HF → Megatron (TP × PP, legacy and mcore) → HF must be bit-identical with the
 // same architecture.
 func TestOtherFamiliesRoundTrip(t *testing.T) {
@@ -56,6 +56,11 @@ func TestOtherFamiliesRoundTrip(t *testing.T) {
 		{"falcon2", `{"model_type": "falcon", "architectures": ["FalconForCausalLM"], "hidden_size": 64, "num_attention_heads": 4,
 			"num_kv_heads": 2, "num_ln_in_parallel_attn": 1, "num_hidden_layers": 2, "vocab_size": 200, "layer_norm_epsilon": 1e-5,
 			"parallel_attn": true, "bias": false, "alibi": false, "new_decoder_architecture": true}`, "2", "1"},
+		{"starcoder2", strings.Replace(hftest.TinyStarcoder2, `"vocab_size": 300`, `"vocab_size": 200`, 1), "2", "2"},
+		{"starcoder2-no-bias-untied", `{"model_type": "starcoder2", "architectures": ["Starcoder2ForCausalLM"], "hidden_size": 48,
+			"intermediate_size": 96, "num_attention_heads": 4, "num_key_value_heads": 4, "num_hidden_layers": 2, "vocab_size": 200,
+			"norm_epsilon": 1e-05, "rope_theta": 10000.0, "max_position_embeddings": 64, "hidden_act": "gelu", "use_bias": false,
+			"sliding_window": 4, "tie_word_embeddings": false}`, "2", "1"},
 		{"gpt_bigcode", `{"model_type": "gpt_bigcode", "architectures": ["GPTBigCodeForCausalLM"], "n_embd": 64, "n_head": 4,
 			"n_layer": 2, "n_positions": 128, "vocab_size": 200, "layer_norm_epsilon": 1e-5,
 			"activation_function": "gelu_pytorch_tanh", "multi_query": true}`, "1", "2"},

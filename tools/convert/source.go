@@ -78,6 +78,17 @@ func withExperts(family string, experts int) string {
 	return family
 }
 
+// starcoder2Like tells StarCoder 2 from Falcon's sequential (RW) layout among RoPE models
+// with LayerNorm: its tanh GeLU, a sliding window, or query groups Falcon's old
+// architecture cannot have (its new one needs parallel attention).
+func starcoder2Like(c *layers.Config) bool {
+	groups := c.NumAttentionHeads
+	if c.GroupQueryAttention {
+		groups = c.NumQueryGroups
+	}
+	return c.OpenAIGeLU || c.SlidingWindow > 0 || groups != 1 && groups != c.NumAttentionHeads
+}
+
 // inferFamily names the Hugging Face family whose architecture the configuration is.
 func inferFamily(c *layers.Config) string {
 	switch {
@@ -98,6 +109,8 @@ func inferFamily(c *layers.Config) string {
 			return string(hf.BigCode)
 		}
 		return string(hf.GPT2)
+	case c.Normalization == "LayerNorm" && !c.ParallelAttention && starcoder2Like(c):
+		return string(hf.Starcoder2)
 	case c.ParallelAttention || c.ParallelMLPNorm || c.Normalization == "LayerNorm":
 		return string(hf.Falcon)
 	case c.AddQKVBias:
@@ -194,7 +207,7 @@ func checkModelName(name, family string) error {
 	}
 	fam, ok := familyOfModelName(name)
 	if !ok {
-		return fmt.Errorf("--model_name %q: unknown model (llama*, llama2-*, llama3-*, codellama-*, deepseek-*, mistral*, mixtral*, qwen-* (Qwen 1.0), qwen3*, qwen1.5-moe*, qwen2-57b-a14b*, qwen* (Qwen1.5 and 2), gpt2*, starcoder*, bloom*, falcon*, baichuan*)", name)
+		return fmt.Errorf("--model_name %q: unknown model (llama*, llama2-*, llama3-*, codellama-*, deepseek-*, mistral*, mixtral*, qwen-* (Qwen 1.0), qwen3*, qwen1.5-moe*, qwen2-57b-a14b*, qwen* (Qwen1.5 and 2), gpt2*, starcoder2*, starcoder*, bloom*, falcon*, baichuan*)", name)
 	}
 	// Pai's scripts name an upcycled model by its dense one.
 	if family != fam && withExperts(fam, 1) == family {
@@ -217,7 +230,7 @@ func familyOfModelName(name string) (string, bool) {
 		{"llama", "llama"}, {"codellama", "llama"}, {"deepseek", "llama"}, {"mistral", "mistral"}, {"mixtral", mixtral},
 		{"qwen-", "qwen"}, {"qwen3-30b-a3b", "qwen3_moe"}, {"qwen3-235b-a22b", "qwen3_moe"}, {"qwen3_moe", "qwen3_moe"},
 		{"qwen1.5-moe", "qwen2_moe"}, {"qwen2-57b-a14b", "qwen2_moe"}, {"qwen2_moe", "qwen2_moe"},
-		{"qwen3", "qwen3"}, {"qwen", "qwen2"}, {"gpt2", "gpt2"}, {"starcoder", "gpt_bigcode"}, {"gpt_bigcode", "gpt_bigcode"},
+		{"qwen3", "qwen3"}, {"qwen", "qwen2"}, {"gpt2", "gpt2"}, {"starcoder2", "starcoder2"}, {"starcoder", "gpt_bigcode"}, {"gpt_bigcode", "gpt_bigcode"},
 		{"bloom", "bloom"}, {"falcon", "falcon"}, {"baichuan", "baichuan"},
 	} {
 		if strings.HasPrefix(n, p.prefix) {

@@ -54,6 +54,14 @@ const TinyQwen2MoE = `{"model_type": "qwen2_moe", "architectures": ["Qwen2MoeFor
 	"max_position_embeddings": 64, "tie_word_embeddings": false, "hidden_act": "silu", "router_aux_loss_coef": 0.001,
 	"use_sliding_window": false, "sliding_window": 64, "max_window_layers": 2}`
 
+// TinyStarcoder2 is a StarCoder 2-shaped config.json at test size: LayerNorm, GQA (4
+// heads, 2 KV heads) with RoPE, biases everywhere, the tanh GeLU MLP, a sliding window of 6
+// keys, tied embeddings (Starcoder2Config's default).
+const TinyStarcoder2 = `{"model_type": "starcoder2", "architectures": ["Starcoder2ForCausalLM"], "hidden_size": 48,
+	"intermediate_size": 96, "num_attention_heads": 4, "num_key_value_heads": 2, "num_hidden_layers": 2, "vocab_size": 300,
+	"norm_epsilon": 1e-05, "rope_theta": 100000.0, "max_position_embeddings": 64, "hidden_act": "gelu_pytorch_tanh",
+	"use_bias": true, "sliding_window": 6, "residual_dropout": 0.1, "embedding_dropout": 0.1, "attention_dropout": 0.1}`
+
 // Write writes dir/config.json with the given text and dir/model.safetensors (float32)
 // holding every tensor the family's mapping reads, with Hugging Face's shapes. Values are
 // N(0, std²) from a fixed seed, drawn in the mapping's order; with std < 1 the norm

@@ -11,7 +11,10 @@
 # Qwen3's attention, mlp.gate and mlp.experts.E.{gate,up,down}_proj, top-k of the softmax
 # renormalised when norm_topk_prob) and Qwen1.5/Qwen2-MoE (Qwen2MoeForCausalLM, from
 # models/qwen2_moe/modeling_qwen2_moe.py: Qwen2's biased q/k/v, the same experts, plus
-# shared_expert(x)·sigmoid(shared_expert_gate(x))), used by ckpt/hf's and
+# shared_expert(x)·sigmoid(shared_expert_gate(x))) and StarCoder 2 (Starcoder2ForCausalLM,
+# from models/starcoder2/modeling_starcoder2.py: LayerNorm with biases, biased q/k/v/o, a
+# GeLU MLP c_fc → c_proj, tanh-approximated for gelu_pytorch_tanh; tied by default), used by
+# ckpt/hf's and
 # tools/convert's tests to check that a loaded or converted checkpoint computes what the
 # Hugging Face model does.
 # Written from the transformers sources (models/mixtral/modeling_mixtral.py,
@@ -142,19 +145,25 @@ def main():
     norm_head = baichuan and cfg["vocab_size"] == 125696
     qwen = cfg["model_type"] == "qwen"
     qwen3 = cfg["model_type"] in ("qwen3", "qwen3_moe")
+    starcoder2 = cfg["model_type"] == "starcoder2"
     hidden = cfg["hidden_size"]
     heads = cfg["num_attention_heads"]
     kv_heads = cfg.get("num_key_value_heads") or heads
     head_dim = cfg.get("head_dim") or cfg.get("kv_channels") or (128 if cfg["model_type"] == "qwen3" else hidden // heads)
-    eps = cfg["layer_norm_epsilon"] if qwen else cfg["rms_norm_eps"]
+    eps = cfg["layer_norm_epsilon"] if qwen else cfg.get("norm_epsilon", 1e-5) if starcoder2 else cfg["rms_norm_eps"]
     theta = cfg.get("rotary_emb_base", 10000.0) if qwen else cfg.get("rope_theta", 1e6 if moe else 10000.0)
     rot_dim = int(head_dim * cfg.get("rotary_pct", 1.0)) if qwen else head_dim
-    window = cfg.get("sliding_window") if cfg["model_type"] in ("mistral", "mixtral") else None
-    tied = cfg.get("tie_word_embeddings", False)
+    window = cfg.get("sliding_window") if cfg["model_type"] in ("mistral", "mixtral", "starcoder2") else None
+    tied = cfg.get("tie_word_embeddings", starcoder2)
     batch, seq = ids.shape
 
     def rms_norm(x, weight):
         return weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps))
+
+    def norm(x, name):  # the layers' and the final norm: StarCoder 2's LayerNorm, else RMSNorm
+        if starcoder2:
+            return torch.nn.functional.layer_norm(x, (hidden,), w[name + ".weight"], w[name + ".bias"], eps)
+        return rms_norm(x, w[name + ".weight"])
 
     def linear(x, name):
         return x @ w[name].T
@@ -226,7 +235,8 @@ def main():
         v = v.repeat_interleave(heads // kv_heads, dim=1)
         scores = q @ k.transpose(2, 3) * head_dim ** -0.5 + mask
         out = torch.softmax(scores, dim=-1) @ v
-        return linear(out.transpose(1, 2).reshape(batch, seq, heads * head_dim), p + ("c_proj.weight" if qwen else "o_proj.weight"))
+        out = out.transpose(1, 2).reshape(batch, seq, heads * head_dim)
+        return linear(out, p + "c_proj.weight") if qwen else biased(out, p + "o_proj")
 
     def swiglu(x, gate, up, down):
         return linear(torch.nn.functional.silu(linear(x, gate)) * linear(x, up), down)
@@ -265,13 +275,17 @@ def main():
     x = w["model.embed_tokens.weight"][ids]
     for layer in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{layer}."
-        x = x + attention(rms_norm(x, w[p + "input_layernorm.weight"]), p + "self_attn.")
-        y = rms_norm(x, w[p + "post_attention_layernorm.weight"])
-        if moe:
+        x = x + attention(norm(x, p + "input_layernorm"), p + "self_attn.")
+        y = norm(x, p + "post_attention_layernorm")
+        if starcoder2:
+            tanh = cfg.get("hidden_act", "gelu_pytorch_tanh") != "gelu"
+            act = torch.nn.functional.gelu(biased(y, p + "mlp.c_fc"), approximate="tanh" if tanh else "none")
+            x = x + biased(act, p + "mlp.c_proj")
+        elif moe:
             x = x + sparse_moe(y, p + ("mlp." if qwen_moe else "block_sparse_moe."))
         else:
             x = x + swiglu(y, p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight", p + "mlp.down_proj.weight")
-    x = rms_norm(x, w["model.norm.weight"])
+    x = norm(x, "model.norm")
     head = w["model.embed_tokens.weight"] if tied else w["lm_head.weight"]
     if norm_head:
         head = torch.nn.functional.normalize(head)
