@@ -103,6 +103,22 @@ type Args struct {
 	// skipped instead (Megatron would apply them).
 	NoCheckForNaN bool `name:"no-check-for-nan-in-loss-and-grad" help:"Skip (instead of stopping at) an iteration whose gradient norm is NaN under bf16 or fp32."`
 
+	// Later Megatron-Core MoE flags that Megatron-Core MoE scripts pass: accepted where this
+	// implementation computes what they ask (every layer an MoE layer, dropless softmax
+	// routing, fp32 router), refused otherwise (see moeLaterFlags).
+	MoETokenDispatcherType  string  `name:"moe-token-dispatcher-type" default:"allgather" help:"allgather or alltoall: the same dropless routing (the experts' rows are exchanged by all-gather either way); flex is refused."`
+	MoERouterScoreFunction  string  `name:"moe-router-score-function" default:"softmax" help:"softmax only (sigmoid scores are not supported)."`
+	MoERouterDtype          string  `name:"moe-router-dtype" help:"fp32 (the router's logits and scores are fp32 anyway); fp64 is refused."`
+	MoEPermuteFusion        bool    `name:"moe-permute-fusion" help:"Accepted (the kernels' fusions are gomegatron's)."`
+	MoETokenDropPolicy      string  `name:"moe-token-drop-policy" default:"probs" help:"Accepted: no token is dropped without --moe-expert-capacity-factor, which is refused."`
+	MoEExpertCapacityFactor float64 `name:"moe-expert-capacity-factor" help:"Token dropping at a capacity: not supported (routing is dropless)."`
+	MoEPadToCapacity        bool    `name:"moe-pad-expert-input-to-capacity" help:"Needs --moe-expert-capacity-factor: not supported."`
+	MoELayerFreq            string  `name:"moe-layer-freq" default:"1" help:"1, or a pattern such as ([1]*48) with an MoE layer everywhere; dense layers among MoE layers are not supported."`
+	MoERouterTopKScaling    float64 `name:"moe-router-topk-scaling-factor" help:"Scaling of the top-k scores: not supported."`
+	MoERouterExpertBias     bool    `name:"moe-router-enable-expert-bias" help:"Auxiliary-loss-free expert biases (DeepSeek-V3): not supported."`
+	MoERouterNumGroups      int     `name:"moe-router-num-groups" help:"Group-limited routing (DeepSeek-V2/V3): not supported."`
+	MoERouterGroupTopK      int     `name:"moe-router-group-topk" help:"Group-limited routing (DeepSeek-V2/V3): not supported."`
+
 	// Megatron 240126's deprecated flags: refused with its messages.
 	BatchSize            int     `name:"batch-size" help:"Deprecated: use --micro-batch-size."`
 	Warmup               float64 `name:"warmup" help:"Deprecated: use --lr-warmup-fraction."`
@@ -347,6 +363,9 @@ func (a *Args) Validate(world int) error {
 	}
 	if a.UseAlibiMask {
 		a.PositionEmbeddingType = "alibi"
+	}
+	if err := a.moeLaterFlags(); err != nil {
+		return err
 	}
 	for _, f := range []struct {
 		set  bool

@@ -324,7 +324,8 @@ func TestMegatronFlagsAccepted(t *testing.T) {
 		"--apply-query-key-layer-scaling --fp32-residual-connection --timing-log-level 2 --empty-unused-memory-level 1 " +
 		"--no-async-tensor-model-parallel-allreduce --use-cpu-initialization --deterministic-mode --num-dataset-builder-threads 4 " +
 		"--no-mmap-bin-files --mmap-warmup --delay-grad-reduce --align-grad-reduce --override-opt_param-scheduler " +
-		"--expert-model-parallel-size 1 --moe-shared-expert-overlap --onnx-safe True --wandb-exp-name x --wandb-save-dir " + dir)
+		"--expert-model-parallel-size 1 --moe-shared-expert-overlap --moe-token-dispatcher-type alltoall --moe-router-score-function softmax " +
+		"--moe-router-dtype fp32 --moe-permute-fusion --moe-token-drop-policy probs --moe-layer-freq ([1]*4) --onnx-safe True --wandb-exp-name x --wandb-save-dir " + dir)
 	require.Equal(t, plain, iterationLosses(runGolaunch(t, append(base, extra...)...)))
 	// Megatron's encoder spellings of --num-layers and --seq-length.
 	var enc []string
