@@ -3,6 +3,7 @@ package scripts
 import (
 	"encoding/base64"
 	"fmt"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/gomegatron/gomegatron/ckpt/hf"
 	"github.com/gomegatron/gomegatron/ckpt/hf/hftest"
 )
 
@@ -90,4 +92,17 @@ func TestQwen1RealRun(t *testing.T) {
 	stdout := runReal(t, f, qwen1PretrainScript, env, "dsw", "../..", "tiny", "1", "2", "1e-3", "1e-4", "128", "128", "16", "bf16", "1", "1", "sel",
 		"false", "false", "false", "false", "100", ds, ck, "2560", "256", f.out)
 	requireTinyRun(t, f, bin, stdout, qwen1GenerateScript, ck, "16", "QwenTokenizer")
+
+	// The trained checkpoint keeps the converted one's hf_model_type: converted back without
+	// --model_name it is a Qwen (1.0) folder again, not the Qwen2 its layers also fit.
+	saved, err := filepath.Glob(filepath.Join(f.out, "checkpoint", "*", "latest_checkpointed_iteration.txt"))
+	require.NoError(t, err)
+	require.Len(t, saved, 1)
+	back := filepath.Join(f.dir, "qwen-tiny-back")
+	out, err := exec.Command(conv, "--load_path", filepath.Dir(saved[0]), "--save_path", back, "--convert_checkpoint_from_megatron_to_transformers",
+		"--hf_ckpt_path", src, "--progress", "none").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	m, err := hf.ReadConfig(back)
+	require.NoError(t, err)
+	require.Equal(t, hf.Qwen, m.Family)
 }

@@ -37,6 +37,10 @@ type checkpointer struct {
 	be     kernels.Backend // where the model lives (nil: the host)
 	// notes are Megatron's " > using checkpoint value …" lines of the last load.
 	notes []string
+	// hfModelType is the Hugging Face family the loaded checkpoint came from (its args'
+	// hf_model_type, or the --load folder's), written again on save so that converting
+	// back gives that family (InternLM2 and Llama, or Qwen and Qwen2, share layers).
+	hfModelType string
 }
 
 // params lists every chunk's parameters in the optimizer's order.
@@ -164,7 +168,7 @@ func (c *checkpointer) stateDict(p progress) (*torchpickle.Dict, error) {
 		}
 		models = append(models, model)
 	}
-	args := megatron.Args(c.model.Cfg, c.ps.TPSize, c.ps.PPSize, c.dtype(), megatron.MCore, "")
+	args := megatron.Args(c.model.Cfg, c.ps.TPSize, c.ps.PPSize, c.dtype(), megatron.MCore, c.hfModelType)
 	if len(chunks) > 1 {
 		args.Set("virtual_pipeline_model_parallel_size", len(chunks))
 		args.Set("num_layers_per_virtual_pipeline_stage", c.a.LayersPerVirtualStage)
@@ -335,6 +339,9 @@ func (c *checkpointer) load() (progress, error) {
 			return p, err
 		}
 		defer r.Close()
+		if m, err := hf.ReadConfig(c.a.Load); err == nil {
+			c.hfModelType = string(m.Family)
+		}
 		if err := c.loadFull(r.Full); err != nil {
 			return p, err
 		}
@@ -361,7 +368,7 @@ func (c *checkpointer) load() (progress, error) {
 	if err != nil {
 		return p, fmt.Errorf("--load: %w", err)
 	}
-	if err := c.checkSavedHead(loc, pp); err != nil {
+	if err := c.checkSavedArgs(loc, pp); err != nil {
 		return p, err
 	}
 	same := tp == c.ps.TPSize && pp == c.ps.PPSize && ep == c.ps.EPSize
@@ -607,10 +614,11 @@ func (c *checkpointer) loadShardWeights(loc megatron.Location) error {
 	return nil
 }
 
-// checkSavedHead refuses a checkpoint whose output layer is Baichuan 2's NormHead (Pai's
-// args use_normhead) in a run without --use-normhead, and the reverse: the weights would
-// load, and the output layer compute another function.
-func (c *checkpointer) checkSavedHead(loc megatron.Location, pp int) error {
+// checkSavedArgs notes the checkpoint's hf_model_type, and refuses a checkpoint whose
+// output layer is Baichuan 2's NormHead (Pai's args use_normhead) in a run without
+// --use-normhead, and the reverse: the weights would load, and the output layer compute
+// another function.
+func (c *checkpointer) checkSavedArgs(loc megatron.Location, pp int) error {
 	sf, err := megatron.LoadShard(loc, 0, 0, pp)
 	if err != nil {
 		return err
@@ -619,6 +627,9 @@ func (c *checkpointer) checkSavedHead(loc megatron.Location, pp int) error {
 	args, err := sf.Args()
 	if err != nil {
 		return nil // no args to compare (the load reports what it lacks)
+	}
+	if v, ok := args.Get("hf_model_type"); ok {
+		c.hfModelType, _ = v.(string)
 	}
 	v, _ := args.Get("use_normhead")
 	if saved, _ := v.(bool); saved != c.a.UseNormHead {
