@@ -376,3 +376,16 @@ func TestStarcoder2MatchesTorch(t *testing.T) {
 		})
 	}
 }
+
+// TestInternlm2MatchesTorch: InternLM2 (wqkv fused per KV group, its own names) against
+// its forward transcribed in float64 torch; bias true is refused.
+func TestInternlm2MatchesTorch(t *testing.T) {
+	hftest.NeedTorch(t)
+	dir := filepath.Join(t.TempDir(), "internlm2")
+	require.NoError(t, hftest.Write(dir, hftest.TinyInternlm2, 0.1))
+	m := requireTorchForward(t, dir, torchRows, 300)
+	require.Equal(t, hf.Internlm2, m.Family)
+	require.Equal(t, 2, m.Config.NumQueryGroups)
+	_, err := writeConfig(t, strings.Replace(hftest.TinyInternlm2, `"bias": false`, `"bias": true`, 1))
+	require.ErrorContains(t, err, "bias true")
+}

@@ -33,6 +33,9 @@ const (
 	// Starcoder2: StarCoder 2's pre-LayerNorm GQA with RoPE, biases everywhere and a
 	// tanh-approximated GeLU MLP (mlp.c_fc, mlp.c_proj)
 	Starcoder2 Family = "starcoder2"
+	// Internlm2: InternLM2's remote code, Llama's layers with the QKV fused per KV group
+	// (attention.wqkv) and its own names
+	Internlm2 Family = "internlm2"
 	// Baichuan: Baichuan-7B/13B and Baichuan 2 (remote code): Llama's layers with one
 	// W_pack [q; k; v] projection; the 13B models use ALiBi instead of RoPE, and Baichuan 2's
 	// lm_head is a NormHead.
@@ -158,8 +161,11 @@ func parseConfig(dir string, b []byte) (*Model, error) {
 		return def
 	}
 	switch rc.ModelType {
-	case "llama", "mistral", "qwen2", "qwen3":
+	case "llama", "mistral", "qwen2", "qwen3", "internlm2":
 		m.Family = Family(rc.ModelType)
+		if rc.ModelType == "internlm2" && rc.Bias {
+			return nil, fmt.Errorf("%s: bias true (InternLM2's wqkv and wo biases without MLP biases) is not supported", path)
+		}
 		rope, err := ropeConfig(path, rc.RopeScaling, rc.RopeParameters)
 		if err != nil {
 			return nil, err
@@ -362,7 +368,7 @@ func parseConfig(dir string, b []byte) (*Model, error) {
 		c.UntieEmbeddingsAndOutputWeights = !tied(true)
 		c.SeqLength = 2048
 	default:
-		return nil, fmt.Errorf("%s: model_type %q is not a supported architecture (llama, mistral, mixtral, qwen, qwen2, qwen2_moe, qwen3, qwen3_moe, baichuan, gpt2, gpt_bigcode, starcoder2, bloom, falcon)", path, rc.ModelType)
+		return nil, fmt.Errorf("%s: model_type %q is not a supported architecture (llama, mistral, mixtral, qwen, qwen2, qwen2_moe, qwen3, qwen3_moe, baichuan, internlm2, gpt2, gpt_bigcode, starcoder2, bloom, falcon)", path, rc.ModelType)
 	}
 	if err := m.finish(path, c); err != nil {
 		return nil, err

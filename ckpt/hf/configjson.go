@@ -32,13 +32,13 @@ func ConfigJSON(family Family, cfg *layers.Config, dtype tensor.DType, base map[
 		return nil, fmt.Errorf("a %s model has no experts; this mixture-of-experts checkpoint (%d experts) converts to mixtral", family, cfg.NumExperts)
 	}
 	switch family {
-	case Llama, Mistral, Qwen2, Qwen3, Mixtral, Qwen3MoE, Qwen2MoE:
+	case Llama, Mistral, Qwen2, Qwen3, Mixtral, Qwen3MoE, Qwen2MoE, Internlm2:
 		if cfg.Normalization != "RMSNorm" || !cfg.SwiGLU || cfg.PositionEmbeddingType != "rope" || cfg.RotaryPercent != 1 {
 			return nil, fmt.Errorf("a %s model needs RMSNorm, SwiGLU and full RoPE; the checkpoint has %s, swiglu=%v, %s (rotary_percent %v)",
 				family, cfg.Normalization, cfg.SwiGLU, cfg.PositionEmbeddingType, cfg.RotaryPercent)
 		}
 		arch := map[Family]string{Llama: "LlamaForCausalLM", Mistral: "MistralForCausalLM", Qwen2: "Qwen2ForCausalLM", Qwen3: "Qwen3ForCausalLM",
-			Mixtral: "MixtralForCausalLM", Qwen3MoE: "Qwen3MoeForCausalLM", Qwen2MoE: "Qwen2MoeForCausalLM"}
+			Mixtral: "MixtralForCausalLM", Qwen3MoE: "Qwen3MoeForCausalLM", Qwen2MoE: "Qwen2MoeForCausalLM", Internlm2: "InternLM2ForCausalLM"}
 		m["architectures"] = []string{arch[family]}
 		llamaShapeKeys(m, cfg)
 		m["num_key_value_heads"] = cfg.NumQueryGroups
@@ -79,6 +79,12 @@ func ConfigJSON(family Family, cfg *layers.Config, dtype tensor.DType, base map[
 			if cfg.SlidingWindow > 0 {
 				m["sliding_window"] = cfg.SlidingWindow
 			}
+		case Internlm2:
+			if cfg.AddBiasLinear() || cfg.AddQKVBias || cfg.SlidingWindow > 0 || cfg.KVChannels*cfg.NumAttentionHeads != cfg.HiddenSize {
+				return nil, fmt.Errorf("an internlm2 model has no biases, no sliding window and heads hidden_size/num_attention_heads wide")
+			}
+			m["bias"] = false
+			delete(m, "head_dim")
 		case Mixtral:
 			if err := mixtralConfigKeys(m, cfg); err != nil {
 				return nil, err

@@ -88,6 +88,16 @@ func (m *Model) rules() ([]rule, error) {
 				add(L+"mlp.linear_fc1.weight", gateUp, h+"mlp.gate_proj.weight", h+"mlp.up_proj.weight")
 				add(L+"mlp.linear_fc2.weight", copyAs, h+"mlp.down_proj.weight")
 			}
+		case Internlm2:
+			h := fmt.Sprintf("model.layers.%d.", i)
+			lnPair(L+"input_layernorm", h+"attention_norm")
+			// wqkv is [q_{g·r} … q_{g·r+r−1}, k_g, v_g] per KV group g (its rearrange of
+			// "(h gs d)"): Megatron's own layout.
+			add(L+"self_attention.linear_qkv.weight", copyAs, h+"attention.wqkv.weight")
+			add(L+"self_attention.linear_proj.weight", copyAs, h+"attention.wo.weight")
+			lnPair(L+"pre_mlp_layernorm", h+"ffn_norm")
+			add(L+"mlp.linear_fc1.weight", gateUp, h+"feed_forward.w1.weight", h+"feed_forward.w3.weight")
+			add(L+"mlp.linear_fc2.weight", copyAs, h+"feed_forward.w2.weight")
 		case Qwen: // a2 = w2(x) is SwiGLU's gate: a1·silu(a2)
 			h := fmt.Sprintf("transformer.h.%d.", i)
 			lnPair(L+"input_layernorm", h+"ln_1")
@@ -164,8 +174,14 @@ func (m *Model) rules() ([]rule, error) {
 	case m.Family == Qwen:
 		add("embedding.word_embeddings.weight", copyAs, "transformer.wte.weight")
 		lnPair("decoder.final_layernorm", "transformer.ln_f")
+	case m.Family == Internlm2:
+		add("embedding.word_embeddings.weight", copyAs, "model.tok_embeddings.weight")
+		lnPair("decoder.final_layernorm", "model.norm")
+		if c.UntieEmbeddingsAndOutputWeights {
+			add("output_layer.weight", copyAs, "output.weight")
+		}
 	}
-	if c.UntieEmbeddingsAndOutputWeights && !llamaLike {
+	if c.UntieEmbeddingsAndOutputWeights && !llamaLike && m.Family != Internlm2 {
 		add("output_layer.weight", copyAs, "lm_head.weight")
 	}
 	return r, nil

@@ -202,6 +202,26 @@ func TestQwen2MoERoundTrip(t *testing.T) {
 	require.Equal(t, false, conf["norm_topk_prob"])
 }
 
+// TestInternlm2RoundTrip: an InternLM2 folder to Megatron-Core at TP 2 × PP 2 (its wqkv is
+// Megatron's linear_qkv as it is) and back, the tensors, the architecture and the base
+// config's remote-code auto_map unchanged.
+func TestInternlm2RoundTrip(t *testing.T) {
+	tmp := t.TempDir()
+	src, meg, back := filepath.Join(tmp, "internlm2"), filepath.Join(tmp, "meg"), filepath.Join(tmp, "back")
+	syntheticHF(t, src, hftest.TinyInternlm2)
+	orig := hfTensors(t, src)
+	convertOK(t, "--load_path", src, "--save_path", meg, "--target_tensor_model_parallel_size", "2",
+		"--target_pipeline_model_parallel_size", "2", "--model_name", "internlm2-chat-7b")
+	_, full := megatronFull(t, meg)
+	require.Equal(t, orig["model.layers.1.attention.wqkv.weight"].Data, full["decoder.layers.1.self_attention.linear_qkv.weight"].Data)
+	convertOK(t, "--load_path", meg, "--save_path", back, "--convert_checkpoint_from_megatron_to_transformers", "--hf_ckpt_path", src)
+	requireSameHF(t, src, back, orig, hf.Internlm2)
+	conf, err := readJSONMap(filepath.Join(back, "config.json"))
+	require.NoError(t, err)
+	require.Equal(t, "modeling_internlm2.InternLM2ForCausalLM", conf["auto_map"].(map[string]any)["AutoModelForCausalLM"])
+	require.Equal(t, []any{"InternLM2ForCausalLM"}, conf["architectures"])
+}
+
 // TestUpcycleQwen3: a dense Qwen3 upcycled with --num-experts is Qwen3-MoE's architecture:
 // the Megatron checkpoint records qwen3_moe, and it converts to a Qwen3-MoE folder whose
 // experts are the dense MLP and whose head norms are the Qwen3's.

@@ -62,6 +62,14 @@ const TinyStarcoder2 = `{"model_type": "starcoder2", "architectures": ["Starcode
 	"norm_epsilon": 1e-05, "rope_theta": 100000.0, "max_position_embeddings": 64, "hidden_act": "gelu_pytorch_tanh",
 	"use_bias": true, "sliding_window": 6, "residual_dropout": 0.1, "embedding_dropout": 0.1, "attention_dropout": 0.1}`
 
+// TinyInternlm2 is an InternLM2-shaped config.json at test size: Llama's layers with
+// GQA (4 heads, 2 KV heads, so wqkv interleaves groups), an untied output layer.
+const TinyInternlm2 = `{"model_type": "internlm2", "architectures": ["InternLM2ForCausalLM"], "hidden_size": 48,
+	"intermediate_size": 96, "num_attention_heads": 4, "num_key_value_heads": 2, "num_hidden_layers": 2, "vocab_size": 300,
+	"rms_norm_eps": 1e-05, "rope_theta": 1000000, "max_position_embeddings": 64, "hidden_act": "silu", "bias": false,
+	"tie_word_embeddings": false, "rope_scaling": null, "auto_map": {"AutoConfig": "configuration_internlm2.InternLM2Config",
+	"AutoModelForCausalLM": "modeling_internlm2.InternLM2ForCausalLM"}}`
+
 // Write writes dir/config.json with the given text and dir/model.safetensors (float32)
 // holding every tensor the family's mapping reads, with Hugging Face's shapes. Values are
 // N(0, std²) from a fixed seed, drawn in the mapping's order; with std < 1 the norm

@@ -14,7 +14,9 @@
 # shared_expert(x)·sigmoid(shared_expert_gate(x))) and StarCoder 2 (Starcoder2ForCausalLM,
 # from models/starcoder2/modeling_starcoder2.py: LayerNorm with biases, biased q/k/v/o, a
 # GeLU MLP c_fc → c_proj, tanh-approximated for gelu_pytorch_tanh; tied by default), used by
-# ckpt/hf's and
+# InternLM2's remote code (InternLM2ForCausalLM: Llama's layers under its names, the QKV
+# fused as attention.wqkv and split per KV group by rearrange "(h gs d)": q heads g·r … g·r+r−1,
+# then k_g and v_g), used by ckpt/hf's and
 # tools/convert's tests to check that a loaded or converted checkpoint computes what the
 # Hugging Face model does.
 # Written from the transformers sources (models/mixtral/modeling_mixtral.py,
@@ -120,12 +122,36 @@ def falcon(cfg, w, ids):
     return x @ head.T
 
 
+def internlm2_as_llama(cfg, w):
+    """InternLM2's tensors under Llama's names, wqkv split as its attention splits it."""
+    heads, kv = cfg["num_attention_heads"], cfg["num_key_value_heads"]
+    head_dim = cfg["hidden_size"] // heads
+    ren = {"model.tok_embeddings.": "model.embed_tokens.", "output.weight": "lm_head.weight", ".attention_norm.": ".input_layernorm.",
+           ".ffn_norm.": ".post_attention_layernorm.", ".attention.wo.": ".self_attn.o_proj.", ".feed_forward.w1.": ".mlp.gate_proj.",
+           ".feed_forward.w3.": ".mlp.up_proj.", ".feed_forward.w2.": ".mlp.down_proj."}
+    out = {}
+    for name, t in w.items():
+        if name.endswith(".attention.wqkv.weight"):
+            p = name[: -len("attention.wqkv.weight")] + "self_attn."
+            g = t.view(kv, heads // kv + 2, head_dim, -1)
+            out[p + "q_proj.weight"] = g[:, :-2].reshape(heads * head_dim, -1)
+            out[p + "k_proj.weight"] = g[:, -2].reshape(kv * head_dim, -1)
+            out[p + "v_proj.weight"] = g[:, -1].reshape(kv * head_dim, -1)
+            continue
+        for a, b in ren.items():
+            name = name.replace(a, b)
+        out[name] = t
+    return out
+
+
 def main():
     folder, ids_json = sys.argv[1], sys.argv[2]
     with open(os.path.join(folder, "config.json")) as f:
         cfg = json.load(f)
     w = read_safetensors(folder)
     ids = torch.tensor(json.loads(ids_json), dtype=torch.long)
+    if cfg["model_type"] == "internlm2":
+        w = internlm2_as_llama(cfg, w)
     if cfg["model_type"] == "falcon":
         logits = falcon(cfg, w, ids)
         loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1))
