@@ -28,6 +28,8 @@ func FuzzConfig(f *testing.F) {
 		"vocab_size": 200, "layer_norm_epsilon": 1e-5, "new_decoder_architecture": true, "num_ln_in_parallel_attn": 2}`,
 		`{"model_type": "starcoder2", "hidden_size": 48, "intermediate_size": 96, "num_attention_heads": 4, "num_key_value_heads": 2,
 		"num_hidden_layers": 2, "vocab_size": 300, "norm_epsilon": 1e-05, "use_bias": true, "sliding_window": 6}`,
+		`{"model_type": "internlm2", "hidden_size": 48, "intermediate_size": 96, "num_attention_heads": 4, "num_key_value_heads": 2,
+		"num_hidden_layers": 2, "vocab_size": 300, "rms_norm_eps": 1e-05, "bias": false}`,
 		`{"model_type": "qwen3", "hidden_size": 48, "intermediate_size": 96, "num_attention_heads": 4, "num_hidden_layers": 2,
 		"vocab_size": 300, "rms_norm_eps": 1e-06}`,
 		`{"model_type": "llama", "hidden_size": 64, "intermediate_size": 96, "num_attention_heads": 4, "num_hidden_layers": 2,
