@@ -62,6 +62,9 @@ type RoPEParams struct {
 	Positions     *tensor.Tensor
 	PosLimit      int
 	Interpolation float64
+	// Interleaved rotates the pairs (2i, 2i+1) by θᵢ (RoFormer's layout, Megatron-Core's
+	// --rotary-interleaved, ChatGLM's and GLM-4's) instead of (i, i+d/2).
+	Interleaved bool
 }
 
 // RoPEScaling is Llama 3.1's frequency-dependent RoPE scaling (Hugging Face's rope_type

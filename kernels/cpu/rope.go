@@ -123,7 +123,7 @@ func (b *Backend) ropeTables(base float64, d, n int, interp float64, sc kernels.
 //
 //	out[i] = x[i]·cos a − x[i+d/2]·sin a,  out[i+d/2] = x[i+d/2]·cos a + x[i]·sin a
 //
-// with sin negated for Inverse (the backward).
+// with sin negated for Inverse (the backward); Interleaved pairs 2i and 2i+1 instead.
 func (b *Backend) RoPE(out, x *tensor.Tensor, p kernels.RoPEParams) {
 	if b.bf16("RoPE", func(t []*tensor.Tensor) { b.RoPE(t[0], t[1], p) }, wr("out", out), rd("x", x)) {
 		return
@@ -164,6 +164,10 @@ func (b *Backend) RoPE(out, x *tensor.Tensor, p kernels.RoPEParams) {
 	if p.Inverse {
 		sign = -1
 	}
+	lo1, hi1 := 1, h // pair i is (lo1·i, lo1·i + hi1)
+	if p.Interleaved {
+		lo1, hi1 = 2, 1
+	}
 	parallelFor(rows, grainFor(3*dd), func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			pos := p.PosOffset + r%s
@@ -174,9 +178,10 @@ func (b *Backend) RoPE(out, x *tensor.Tensor, p kernels.RoPEParams) {
 			xr, or := xs[r*dd:(r+1)*dd], os[r*dd:(r+1)*dd]
 			for i := range h {
 				c, si := cs[i], sign*sn[i]
-				x1, x2 := xr[i], xr[i+h]
-				or[i] = float32(x1*c) - float32(x2*si)
-				or[i+h] = float32(x2*c) + float32(x1*si)
+				a, b := lo1*i, lo1*i+hi1
+				x1, x2 := xr[a], xr[b]
+				or[a] = float32(x1*c) - float32(x2*si)
+				or[b] = float32(x2*c) + float32(x1*si)
 			}
 			if d < dd {
 				copy(or[d:], xr[d:])

@@ -173,7 +173,8 @@ func opsVsCPU(t *testing.T, g *Backend, act tensor.DType) {
 			// Per-token positions restarting with each document (--reset-position-ids).
 			pos := e.i32(docPositions(2, 19, 5, 1, 8, 2), 2, 19)
 			for _, p := range []kernels.RoPEParams{{Base: 10000}, {Base: 500000, RotaryDim: 32, PosOffset: 4090}, {Base: 10000, Inverse: true, PosOffset: 3},
-				{Base: 10000, RotaryDim: 48, Positions: pos.d}, {Base: 500000, Inverse: true, Positions: pos.d}} {
+				{Base: 10000, RotaryDim: 48, Positions: pos.d}, {Base: 500000, Inverse: true, Positions: pos.d},
+				{Base: 10000, RotaryDim: 32, Interleaved: true, Positions: pos.d}, {Base: 10000, Interleaved: true, Inverse: true, PosOffset: 7}} {
 				pc := p
 				if p.Positions != nil {
 					pc.Positions = pos.h

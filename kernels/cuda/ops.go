@@ -354,6 +354,10 @@ func (b *Backend) RoPE(out, x *tensor.Tensor, p kernels.RoPEParams) {
 	if p.Inverse {
 		sign = -1
 	}
+	inter := int32(0)
+	if p.Interleaved {
+		inter = 1
+	}
 	rows := x.Numel() / dd
 	b.run(func() error {
 		t, err := b.ropeTables(p.Base, d, max(p.PosOffset+s, p.PosLimit), p.Interpolation, p.Scaling)
@@ -362,7 +366,7 @@ func (b *Backend) RoPE(out, x *tensor.Tensor, p kernels.RoPEParams) {
 		}
 		n := rows * (d/2 + dd - d)
 		return b.dev.launch("gm_rope"+sfx(dt), b.grid1D(n), blockSize, 0, out.Ptr, x.Ptr, t.cos, t.sin, int64(rows), int32(x.Dim(1)), int32(s),
-			int32(dd), int32(d), int32(p.PosOffset), ptr(p.Positions), int32(t.n), sign)
+			int32(dd), int32(d), int32(p.PosOffset), ptr(p.Positions), int32(t.n), sign, inter)
 	})
 }
 

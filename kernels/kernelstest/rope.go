@@ -28,7 +28,7 @@ func ropeAngle(base float64, d, p, i int, interp float64) float64 {
 }
 
 // refRoPE rotates x [B, H, S, D] by the angles of positions PosOffset+s, or pos[b, s] when
-// pos is set (−a for Inverse).
+// pos is set (−a for Inverse): channel pairs (i, i+d/2), or (2i, 2i+1) Interleaved.
 func refRoPE(x []float64, h, s, dd int, p kernels.RoPEParams, positions []int32) []float64 {
 	out := append([]float64(nil), x...)
 	d := p.RotaryDim
@@ -43,9 +43,13 @@ func refRoPE(x []float64, h, s, dd int, p kernels.RoPEParams, positions []int32)
 				a = -a
 			}
 			c, sn := math.Cos(a), math.Sin(a)
-			x1, x2 := x[row*dd+i], x[row*dd+i+d/2]
-			out[row*dd+i] = x1*c - x2*sn
-			out[row*dd+i+d/2] = x2*c + x1*sn
+			i1, i2 := row*dd+i, row*dd+i+d/2
+			if p.Interleaved {
+				i1, i2 = row*dd+2*i, row*dd+2*i+1
+			}
+			x1, x2 := x[i1], x[i2]
+			out[i1] = x1*c - x2*sn
+			out[i2] = x2*c + x1*sn
 		}
 	}
 	return out
@@ -74,6 +78,10 @@ func RoPE(t *testing.T, b kernels.Backend) {
 		{2, 3, 9, 16, kernels.RoPEParams{Base: 10000, RotaryDim: 12}, restart(2, 9, 4, 2, 5)},
 		{1, 2, 6, 16, kernels.RoPEParams{Base: 10000, RotaryDim: 16, PosOffset: 4000, Interpolation: 4}, nil},
 		{2, 1, 9, 12, kernels.RoPEParams{Base: 1e6, RotaryDim: 12, Interpolation: 3}, restart(2, 9, 4, 2, 5)},
+		// --rotary-interleaved (ChatGLM, GLM-4): full, half (their rotary dim), per-token positions.
+		{2, 3, 5, 16, kernels.RoPEParams{Base: 10000, RotaryDim: 16, Interleaved: true}, nil},
+		{1, 2, 7, 16, kernels.RoPEParams{Base: 10000, RotaryDim: 8, PosOffset: 3000, Interleaved: true}, nil},
+		{2, 3, 9, 16, kernels.RoPEParams{Base: 10000, RotaryDim: 8, Interleaved: true}, restart(2, 9, 4, 2, 5)},
 	}
 	r := newRand(10)
 	for _, c := range cases {
