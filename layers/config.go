@@ -25,6 +25,7 @@ type Config struct {
 	PositionEmbeddingType                string  `name:"position-embedding-type" default:"learned_absolute" enum:"learned_absolute,rope,alibi,none" help:"learned_absolute, rope, alibi or none."`
 	RotaryBase                           float64 `name:"rotary-base" default:"10000" help:"RoPE base θ."`
 	RotaryPercent                        float64 `name:"rotary-percent" default:"1.0" help:"Fraction of each head's channels that RoPE rotates."`
+	RotaryInterleaved                    bool    `name:"rotary-interleaved" help:"RoPE rotates the channel pairs (2i, 2i+1) instead of (i, i+d/2) (RoFormer's layout; ChatGLM, GLM-4)."`
 	RotarySeqLenInterpolationFactor      float64 `name:"rotary-seq-len-interpolation-factor" help:"RoPE position interpolation: positions scaled by 1/factor (none when unset or 1)."`
 	Normalization                        string  `name:"normalization" default:"LayerNorm" enum:"LayerNorm,RMSNorm" help:"LayerNorm or RMSNorm."`
 	NormEpsilon                          float64 `name:"norm-epsilon" default:"1e-5" help:"Epsilon of the norms."`

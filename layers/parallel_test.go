@@ -156,6 +156,8 @@ func layerVariants() map[string]func(*layers.Config) {
 			c.Normalization, c.SwiGLU, c.ParallelAttention, c.ParallelMLPNorm = "LayerNorm", false, true, true
 			c.FFNHiddenSize = 256
 		},
+		// ChatGLM / GLM-4: interleaved RoPE on half of each head, QKV biases.
+		"glm-interleaved-half-rope": func(c *layers.Config) { c.RotaryInterleaved, c.RotaryPercent, c.AddQKVBias = true, 0.5, true },
 		// Qwen3: RMSNorm over each head's queries and keys, before RoPE (GQA, 2 groups).
 		"qwen3-qk-layernorm": func(c *layers.Config) { c.QKLayernorm = true },
 		// LayerNorm (with bias) as the head norm, multi-head.

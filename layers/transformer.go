@@ -240,7 +240,7 @@ func (l *TransformerLayer) trainAttnParams(st *layerStash) kernels.AttnParams {
 }
 
 func (l *TransformerLayer) rope(inverse bool) kernels.RoPEParams {
-	return kernels.RoPEParams{Base: l.cfg.RotaryBase, RotaryDim: l.cfg.RotaryDim(), Inverse: inverse,
+	return kernels.RoPEParams{Base: l.cfg.RotaryBase, RotaryDim: l.cfg.RotaryDim(), Inverse: inverse, Interleaved: l.cfg.RotaryInterleaved,
 		Interpolation: l.cfg.RotarySeqLenInterpolationFactor, Scaling: l.cfg.RoPEScaling()}
 }
 

@@ -127,7 +127,6 @@ type Args struct {
 
 	// Megatron flags for what is not implemented: refused with a message.
 	DecoupledLR           float64  `name:"decoupled-lr" help:"Separate embedding/output learning rate: not supported yet."`
-	RotaryInterleaved     bool     `name:"rotary-interleaved" help:"Interleaved RoPE: not supported yet."`
 	CalculatePerTokenLoss bool     `name:"calculate-per-token-loss" help:"The gradient of Σ loss / Σ tokens over the whole global batch, not the mean of each microbatch's token mean (Megatron-Core's later flag; Pai's SFT scripts pass it)."`
 	WandbProject          string   `name:"wandb-project" help:"Weights & Biases logging: not supported (TensorBoard is)."`
 	FP16LMCrossEntropy    bool     `name:"fp16-lm-cross-entropy" help:"The cross entropy in 16 bits: not supported (it is computed in fp32)."`
@@ -371,7 +370,7 @@ func (a *Args) Validate(world int) error {
 		set  bool
 		flag string
 	}{{a.DecoupledLR != 0, "--decoupled-lr"},
-		{a.RotaryInterleaved, "--rotary-interleaved"},
+
 		{a.WandbProject != "", "--wandb-project"}, {a.FP16LMCrossEntropy, "--fp16-lm-cross-entropy"},
 		{a.DataParallelRandInit, "--data-parallel-random-init"}, {a.StandaloneEmbedding, "--standalone-embedding-stage"},
 		{a.SplitRank != 0, "--pipeline-model-parallel-split-rank (encoder–decoder models)"}, {len(a.Spec) > 0, "--spec"},

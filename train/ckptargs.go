@@ -95,7 +95,7 @@ func (a *Args) useCheckpointArgs() ([]string, error) {
 	set("padded_vocab_size", false, &a.PaddedVocabSize, c.PaddedVocabSize)
 	// gomegatron's attributes for families Megatron's GPT lacks (BLOOM, Falcon, Mistral),
 	// Pai's use_normhead (Baichuan 2), and the architecture 240126's list leaves out: what
-	// later Megatron takes too (add_qkv_bias, rotary_base, squared_relu, apply_layernorm_1p,
+	// later Megatron takes too (add_qkv_bias, rotary_base, rotary_interleaved, squared_relu, apply_layernorm_1p,
 	// num_experts, moe_router_topk, moe_grouped_gemm, the router's and shared experts'
 	// attributes) and qk_layernorm, norm_epsilon, openai_gelu, use_rope_scaling,
 	// rope_scaling_factor. A
@@ -111,6 +111,7 @@ func (a *Args) useCheckpointArgs() ([]string, error) {
 		{"sliding_window", &a.SlidingWindow, c.SlidingWindow}, {"alibi_before_scale", &a.ALiBiBeforeScale, c.ALiBiBeforeScale},
 		{"use_normhead", &a.UseNormHead, c.UseNormHead}, {"qk_layernorm", &a.QKLayernorm, c.QKLayernorm},
 		{"add_qkv_bias", &a.AddQKVBias, c.AddQKVBias}, {"rotary_base", &a.RotaryBase, c.RotaryBase},
+		{"rotary_interleaved", &a.RotaryInterleaved, c.RotaryInterleaved},
 		{"squared_relu", &a.SquaredReLU, c.SquaredReLU}, {"apply_layernorm_1p", &a.ApplyLayernorm1p, c.ApplyLayernorm1p},
 		{"openai_gelu", &a.OpenAIGeLU, c.OpenAIGeLU},
 		{"norm_epsilon", &a.NormEpsilon, c.NormEpsilon}, {"moe_grouped_gemm", &a.MoEGroupedGemm, c.MoEGroupedGemm},

@@ -389,3 +389,23 @@ func TestInternlm2MatchesTorch(t *testing.T) {
 	_, err := writeConfig(t, strings.Replace(hftest.TinyInternlm2, `"bias": false`, `"bias": true`, 1))
 	require.ErrorContains(t, err, "bias true")
 }
+
+// TestGLMMatchesTorch: ChatGLM3 (remote code: [q | k | v] multi-query, QKV biases) and
+// transformers' GLM-4 (q/k/v biases, fused gate_up_proj), both with RoPE on half of each
+// head in interleaved pairs, against their forward transcribed in float64 torch.
+func TestGLMMatchesTorch(t *testing.T) {
+	hftest.NeedTorch(t)
+	for name, conf := range map[string]string{"chatglm": hftest.TinyChatGLM, "glm": hftest.TinyGLM} {
+		t.Run(name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), name)
+			require.NoError(t, hftest.Write(dir, conf, 0.1))
+			m := requireTorchForward(t, dir, torchRows, 300)
+			require.Equal(t, hf.Family(name), m.Family)
+			c := m.Config
+			require.True(t, c.RotaryInterleaved && c.AddQKVBias && !c.AddBiasLinear())
+			require.Equal(t, []float64{0.5, 2}, []float64{c.RotaryPercent, float64(c.NumQueryGroups)})
+		})
+	}
+	_, err := writeConfig(t, strings.Replace(hftest.TinyChatGLM, `"original_rope": true`, `"original_rope": false`, 1))
+	require.ErrorContains(t, err, "original_rope false")
+}

@@ -36,6 +36,13 @@ const (
 	// Internlm2: InternLM2's remote code, Llama's layers with the QKV fused per KV group
 	// (attention.wqkv) and its own names
 	Internlm2 Family = "internlm2"
+	// ChatGLM: ChatGLM2/3's and GLM-4-9B-chat's remote code, Megatron-like names
+	// (transformer.encoder.layers), [q | k | v] with multi-query groups, RoPE on half of each
+	// head in interleaved pairs, base 10000·rope_ratio
+	ChatGLM Family = "chatglm"
+	// GLM: transformers' GlmForCausalLM (GLM-4-9B-hf): Llama's names, QKV biases, a fused
+	// gate_up_proj and ChatGLM's interleaved partial RoPE
+	GLM Family = "glm"
 	// Baichuan: Baichuan-7B/13B and Baichuan 2 (remote code): Llama's layers with one
 	// W_pack [q; k; v] projection; the 13B models use ALiBi instead of RoPE, and Baichuan 2's
 	// lm_head is a NormHead.
@@ -95,6 +102,24 @@ type hfConfig struct {
 	// BLOOM
 	NEmbed        int  `json:"n_embed"`
 	ResidPostNorm bool `json:"apply_residual_connection_post_layernorm"`
+
+	// GLM
+	PartialRotary *float64 `json:"partial_rotary_factor"`
+
+	// ChatGLM
+	NumLayersGLM  int      `json:"num_layers"`
+	FFNHiddenGLM  int      `json:"ffn_hidden_size"`
+	LayernormEps  float64  `json:"layernorm_epsilon"`
+	PaddedVocab   int      `json:"padded_vocab_size"`
+	MultiQueryGLM bool     `json:"multi_query_attention"`
+	MQGroups      int      `json:"multi_query_group_num"`
+	AddBiasGLM    bool     `json:"add_bias_linear"`
+	AddQKVBiasGLM bool     `json:"add_qkv_bias"`
+	RopeRatio     *float64 `json:"rope_ratio"`
+	RMSNormGLM    *bool    `json:"rmsnorm"`
+	PostLNGLM     *bool    `json:"post_layer_norm"`
+	OriginalRope  *bool    `json:"original_rope"`
+	PreSeqLen     *int     `json:"pre_seq_len"`
 
 	// StarCoder 2
 	NormEpsilon *float64 `json:"norm_epsilon"`
@@ -161,7 +186,7 @@ func parseConfig(dir string, b []byte) (*Model, error) {
 		return def
 	}
 	switch rc.ModelType {
-	case "llama", "mistral", "qwen2", "qwen3", "internlm2":
+	case "llama", "mistral", "qwen2", "qwen3", "internlm2", "glm":
 		m.Family = Family(rc.ModelType)
 		if rc.ModelType == "internlm2" && rc.Bias {
 			return nil, fmt.Errorf("%s: bias true (InternLM2's wqkv and wo biases without MLP biases) is not supported", path)
@@ -200,6 +225,42 @@ func parseConfig(dir string, b []byte) (*Model, error) {
 		c.UntieEmbeddingsAndOutputWeights = !tied(false)
 		if rc.SlidingWindow != nil && (rc.ModelType == "mistral" || rc.UseSlidingWindow != nil && *rc.UseSlidingWindow) {
 			c.SlidingWindow = *rc.SlidingWindow
+		}
+		if rc.ModelType == "glm" { // q/k/v biases only, interleaved RoPE on part of each head
+			c.AddQKVBias, c.DisableBiasLinear = rc.AttentionBias, true
+			c.RotaryInterleaved, c.RotaryPercent = true, 0.5
+			if rc.PartialRotary != nil {
+				c.RotaryPercent = *rc.PartialRotary
+			}
+		}
+	case "chatglm":
+		m.Family = ChatGLM
+		switch {
+		case !boolOr(rc.RMSNormGLM, true) || !boolOr(rc.PostLNGLM, true) || rc.ResidPostNorm:
+			return nil, fmt.Errorf("%s: rmsnorm false, post_layer_norm false or apply_residual_connection_post_layernorm true (ChatGLM-6B's first architecture) is not supported", path)
+		case !boolOr(rc.OriginalRope, true):
+			return nil, fmt.Errorf("%s: original_rope false is not supported", path)
+		case rc.PreSeqLen != nil && *rc.PreSeqLen > 0:
+			return nil, fmt.Errorf("%s: pre_seq_len %d (P-tuning v2 prefixes) is not supported", path, *rc.PreSeqLen)
+		}
+		c.NumLayers, c.HiddenSize, c.FFNHiddenSize = rc.NumLayersGLM, rc.HiddenSize, rc.FFNHiddenGLM
+		c.NumAttentionHeads, c.KVChannels = rc.NumHeads, rc.KVChannels
+		if rc.MultiQueryGLM {
+			c.GroupQueryAttention, c.NumQueryGroups = true, rc.MQGroups
+		}
+		c.Normalization, c.NormEpsilon, c.SwiGLU = "RMSNorm", rc.LayernormEps, true
+		// RotaryEmbedding(kv_channels // 2): θᵢ = (10000·rope_ratio)^(−2i/(hn/2)) on the pairs
+		// (2i, 2i+1) of each head's first half.
+		c.PositionEmbeddingType, c.RotaryInterleaved, c.RotaryPercent = "rope", true, 0.5
+		c.RotaryBase = 10000
+		if rc.RopeRatio != nil {
+			c.RotaryBase *= *rc.RopeRatio
+		}
+		c.DisableBiasLinear, c.AddQKVBias = !rc.AddBiasGLM, rc.AddQKVBiasGLM
+		c.SeqLength, c.MaxPositionEmbeddings = rc.QwenSeqLength, rc.QwenSeqLength
+		c.UntieEmbeddingsAndOutputWeights = true // transformer.output_layer
+		if rc.PaddedVocab > 0 {
+			c.VocabSize = rc.PaddedVocab
 		}
 	case "starcoder2":
 		m.Family = Starcoder2
@@ -368,7 +429,7 @@ func parseConfig(dir string, b []byte) (*Model, error) {
 		c.UntieEmbeddingsAndOutputWeights = !tied(true)
 		c.SeqLength = 2048
 	default:
-		return nil, fmt.Errorf("%s: model_type %q is not a supported architecture (llama, mistral, mixtral, qwen, qwen2, qwen2_moe, qwen3, qwen3_moe, baichuan, internlm2, gpt2, gpt_bigcode, starcoder2, bloom, falcon)", path, rc.ModelType)
+		return nil, fmt.Errorf("%s: model_type %q is not a supported architecture (llama, mistral, mixtral, qwen, qwen2, qwen2_moe, qwen3, qwen3_moe, baichuan, internlm2, chatglm, glm, gpt2, gpt_bigcode, starcoder2, bloom, falcon)", path, rc.ModelType)
 	}
 	if err := m.finish(path, c); err != nil {
 		return nil, err

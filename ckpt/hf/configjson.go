@@ -32,13 +32,14 @@ func ConfigJSON(family Family, cfg *layers.Config, dtype tensor.DType, base map[
 		return nil, fmt.Errorf("a %s model has no experts; this mixture-of-experts checkpoint (%d experts) converts to mixtral", family, cfg.NumExperts)
 	}
 	switch family {
-	case Llama, Mistral, Qwen2, Qwen3, Mixtral, Qwen3MoE, Qwen2MoE, Internlm2:
-		if cfg.Normalization != "RMSNorm" || !cfg.SwiGLU || cfg.PositionEmbeddingType != "rope" || cfg.RotaryPercent != 1 {
-			return nil, fmt.Errorf("a %s model needs RMSNorm, SwiGLU and full RoPE; the checkpoint has %s, swiglu=%v, %s (rotary_percent %v)",
-				family, cfg.Normalization, cfg.SwiGLU, cfg.PositionEmbeddingType, cfg.RotaryPercent)
+	case Llama, Mistral, Qwen2, Qwen3, Mixtral, Qwen3MoE, Qwen2MoE, Internlm2, GLM:
+		if cfg.Normalization != "RMSNorm" || !cfg.SwiGLU || cfg.PositionEmbeddingType != "rope" || (cfg.RotaryPercent != 1 || cfg.RotaryInterleaved) != (family == GLM) {
+			return nil, fmt.Errorf("a %s model needs RMSNorm, SwiGLU and full RoPE (GLM: interleaved on part of each head); the checkpoint has %s, swiglu=%v, %s (rotary_percent %v, interleaved %v)",
+				family, cfg.Normalization, cfg.SwiGLU, cfg.PositionEmbeddingType, cfg.RotaryPercent, cfg.RotaryInterleaved)
 		}
 		arch := map[Family]string{Llama: "LlamaForCausalLM", Mistral: "MistralForCausalLM", Qwen2: "Qwen2ForCausalLM", Qwen3: "Qwen3ForCausalLM",
-			Mixtral: "MixtralForCausalLM", Qwen3MoE: "Qwen3MoeForCausalLM", Qwen2MoE: "Qwen2MoeForCausalLM", Internlm2: "InternLM2ForCausalLM"}
+			Mixtral: "MixtralForCausalLM", Qwen3MoE: "Qwen3MoeForCausalLM", Qwen2MoE: "Qwen2MoeForCausalLM", Internlm2: "InternLM2ForCausalLM",
+			GLM: "GlmForCausalLM"}
 		m["architectures"] = []string{arch[family]}
 		llamaShapeKeys(m, cfg)
 		m["num_key_value_heads"] = cfg.NumQueryGroups
@@ -79,6 +80,13 @@ func ConfigJSON(family Family, cfg *layers.Config, dtype tensor.DType, base map[
 			if cfg.SlidingWindow > 0 {
 				m["sliding_window"] = cfg.SlidingWindow
 			}
+		case GLM:
+			if !cfg.RotaryInterleaved || cfg.AddBiasLinear() || cfg.QKLayernorm || cfg.SlidingWindow > 0 {
+				return nil, fmt.Errorf("a glm model needs interleaved RoPE, biases on q, k and v only (or none), no head norms and no sliding window")
+			}
+			m["attention_bias"] = cfg.AddQKVBias
+			m["partial_rotary_factor"] = cfg.RotaryPercent
+			m["head_dim"] = cfg.KVChannels
 		case Internlm2:
 			if cfg.AddBiasLinear() || cfg.AddQKVBias || cfg.SlidingWindow > 0 || cfg.KVChannels*cfg.NumAttentionHeads != cfg.HiddenSize {
 				return nil, fmt.Errorf("an internlm2 model has no biases, no sliding window and heads hidden_size/num_attention_heads wide")
@@ -119,6 +127,32 @@ func ConfigJSON(family Family, cfg *layers.Config, dtype tensor.DType, base map[
 		}
 		if cfg.MaxPositionEmbeddings > 0 {
 			m["max_position_embeddings"] = cfg.MaxPositionEmbeddings
+		}
+	case ChatGLM:
+		if cfg.Normalization != "RMSNorm" || !cfg.SwiGLU || cfg.PositionEmbeddingType != "rope" || !cfg.RotaryInterleaved || cfg.RotaryPercent != 0.5 ||
+			cfg.RotarySeqLenInterpolationFactor > 1 || cfg.UseRopeScaling || cfg.QKLayernorm || cfg.ApplyResidualConnectionPostLayernorm || !cfg.UntieEmbeddingsAndOutputWeights {
+			return nil, fmt.Errorf("a chatglm model needs RMSNorm, SwiGLU, interleaved RoPE on half of each head (--rotary-interleaved --rotary-percent 0.5) and an untied output layer")
+		}
+		m["architectures"] = []string{"ChatGLMModel"}
+		m["num_layers"] = cfg.NumLayers
+		m["hidden_size"] = cfg.HiddenSize
+		m["ffn_hidden_size"] = cfg.FFNHiddenSize
+		m["kv_channels"] = cfg.KVChannels
+		m["num_attention_heads"] = cfg.NumAttentionHeads
+		gqa := cfg.GroupQueryAttention && cfg.NumQueryGroups != cfg.NumAttentionHeads
+		m["multi_query_attention"] = gqa
+		m["multi_query_group_num"] = 1
+		if gqa {
+			m["multi_query_group_num"] = cfg.NumQueryGroups
+		}
+		m["layernorm_epsilon"] = cfg.NormEpsilon
+		m["rmsnorm"], m["post_layer_norm"], m["original_rope"] = true, true, true
+		m["apply_residual_connection_post_layernorm"] = false
+		m["add_bias_linear"], m["add_qkv_bias"] = cfg.AddBiasLinear(), cfg.AddQKVBias || cfg.AddBiasLinear()
+		m["padded_vocab_size"] = cfg.VocabSize
+		m["rope_ratio"] = cfg.RotaryBase / 10000
+		if cfg.SeqLength > 0 {
+			m["seq_length"] = cfg.SeqLength
 		}
 	case Starcoder2:
 		if cfg.Normalization != "LayerNorm" || cfg.SwiGLU || cfg.SquaredReLU || cfg.PositionEmbeddingType != "rope" || cfg.RotaryPercent != 1 ||

@@ -64,7 +64,7 @@ func (m *Model) rules() ([]rule, error) {
 	for i := 0; i < c.NumLayers; i++ {
 		L := fmt.Sprintf("decoder.layers.%d.", i)
 		switch m.Family {
-		case Llama, Mistral, Qwen2, Qwen3, Mixtral, Qwen3MoE, Qwen2MoE, Baichuan, Starcoder2:
+		case Llama, Mistral, Qwen2, Qwen3, Mixtral, Qwen3MoE, Qwen2MoE, Baichuan, Starcoder2, GLM:
 			h := fmt.Sprintf("model.layers.%d.", i)
 			lnPair(L+"input_layernorm", h+"input_layernorm")
 			if m.Family == Baichuan {
@@ -81,6 +81,9 @@ func (m *Model) rules() ([]rule, error) {
 			switch {
 			case m.Family.HasExperts():
 				moeRules(add, L, h, c.NumExperts, m.Family != Mixtral, c.MoESharedExpertIntermediateSize > 0)
+			case m.Family == GLM: // gate_up_proj is [gate; up]
+				add(L+"mlp.linear_fc1.weight", copyAs, h+"mlp.gate_up_proj.weight")
+				add(L+"mlp.linear_fc2.weight", copyAs, h+"mlp.down_proj.weight")
 			case m.Family == Starcoder2: // a GeLU MLP: c_fc → act → c_proj, with biases
 				linear(L+"mlp.linear_fc1", copyAs, bias, h+"mlp.c_fc")
 				linear(L+"mlp.linear_fc2", copyAs, bias, h+"mlp.c_proj")
@@ -88,6 +91,14 @@ func (m *Model) rules() ([]rule, error) {
 				add(L+"mlp.linear_fc1.weight", gateUp, h+"mlp.gate_proj.weight", h+"mlp.up_proj.weight")
 				add(L+"mlp.linear_fc2.weight", copyAs, h+"mlp.down_proj.weight")
 			}
+		case ChatGLM:
+			h := fmt.Sprintf("transformer.encoder.layers.%d.", i)
+			lnPair(L+"input_layernorm", h+"input_layernorm")
+			linear(L+"self_attention.linear_qkv", qkvConcat, bias || c.AddQKVBias, h+"self_attention.query_key_value")
+			linear(L+"self_attention.linear_proj", copyAs, bias, h+"self_attention.dense")
+			lnPair(L+"pre_mlp_layernorm", h+"post_attention_layernorm")
+			linear(L+"mlp.linear_fc1", copyAs, bias, h+"mlp.dense_h_to_4h") // [gate; up], SwiGLU's chunk(2)
+			linear(L+"mlp.linear_fc2", copyAs, bias, h+"mlp.dense_4h_to_h")
 		case Internlm2:
 			h := fmt.Sprintf("model.layers.%d.", i)
 			lnPair(L+"input_layernorm", h+"attention_norm")
@@ -152,7 +163,7 @@ func (m *Model) rules() ([]rule, error) {
 		}
 	}
 	llamaLike := m.Family == Llama || m.Family == Mistral || m.Family == Qwen2 || m.Family == Qwen3 || m.Family == Mixtral ||
-		m.Family == Qwen3MoE || m.Family == Qwen2MoE || m.Family == Baichuan || m.Family == Starcoder2
+		m.Family == Qwen3MoE || m.Family == Qwen2MoE || m.Family == Baichuan || m.Family == Starcoder2 || m.Family == GLM
 	switch {
 	case llamaLike:
 		add("embedding.word_embeddings.weight", copyAs, "model.embed_tokens.weight")
@@ -174,6 +185,10 @@ func (m *Model) rules() ([]rule, error) {
 	case m.Family == Qwen:
 		add("embedding.word_embeddings.weight", copyAs, "transformer.wte.weight")
 		lnPair("decoder.final_layernorm", "transformer.ln_f")
+	case m.Family == ChatGLM:
+		add("embedding.word_embeddings.weight", copyAs, "transformer.embedding.word_embeddings.weight")
+		lnPair("decoder.final_layernorm", "transformer.encoder.final_layernorm")
+		add("output_layer.weight", copyAs, "transformer.output_layer.weight")
 	case m.Family == Internlm2:
 		add("embedding.word_embeddings.weight", copyAs, "model.tok_embeddings.weight")
 		lnPair("decoder.final_layernorm", "model.norm")
@@ -181,7 +196,7 @@ func (m *Model) rules() ([]rule, error) {
 			add("output_layer.weight", copyAs, "output.weight")
 		}
 	}
-	if c.UntieEmbeddingsAndOutputWeights && !llamaLike && m.Family != Internlm2 {
+	if c.UntieEmbeddingsAndOutputWeights && !llamaLike && m.Family != Internlm2 && m.Family != ChatGLM {
 		add("output_layer.weight", copyAs, "lm_head.weight")
 	}
 	return r, nil
@@ -199,7 +214,7 @@ func suffix(names []string, s string) []string {
 // RoPE caches).
 func ignoredHF(name string) bool {
 	return strings.HasSuffix(name, ".attn.bias") || strings.HasSuffix(name, ".attn.masked_bias") ||
-		strings.HasSuffix(name, "rotary_emb.inv_freq")
+		strings.HasSuffix(name, "rotary_emb.inv_freq") || name == "transformer.rotary_pos_emb.inv_freq" // ChatGLM's
 }
 
 // toMegatron assembles one Megatron tensor (row-major values) from its Hugging Face sources.

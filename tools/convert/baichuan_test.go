@@ -222,6 +222,22 @@ func TestInternlm2RoundTrip(t *testing.T) {
 	require.Equal(t, []any{"InternLM2ForCausalLM"}, conf["architectures"])
 }
 
+// TestGLMRoundTrip: transformers' GLM-4 (interleaved partial RoPE, q/k/v biases, fused
+// gate_up_proj) to Megatron-Core at TP 2 and back; the checkpoint records glm, not the
+// chatglm its architecture is inferred as.
+func TestGLMRoundTrip(t *testing.T) {
+	tmp := t.TempDir()
+	src, meg, back := filepath.Join(tmp, "glm"), filepath.Join(tmp, "meg"), filepath.Join(tmp, "back")
+	syntheticHF(t, src, hftest.TinyGLM)
+	orig := hfTensors(t, src)
+	convertOK(t, "--load_path", src, "--save_path", meg, "--target_tensor_model_parallel_size", "2")
+	c, _ := megatronFull(t, meg)
+	require.True(t, c.Config.RotaryInterleaved)
+	require.Equal(t, string(hf.GLM), c.Info.HFModelType)
+	convertOK(t, "--load_path", meg, "--save_path", back, "--convert_checkpoint_from_megatron_to_transformers", "--hf_ckpt_path", src)
+	requireSameHF(t, src, back, orig, hf.GLM)
+}
+
 // TestUpcycleQwen3: a dense Qwen3 upcycled with --num-experts is Qwen3-MoE's architecture:
 // the Megatron checkpoint records qwen3_moe, and it converts to a Qwen3-MoE folder whose
 // experts are the dense MLP and whose head norms are the Qwen3's.

@@ -56,6 +56,7 @@ func TestOtherFamiliesRoundTrip(t *testing.T) {
 		{"falcon2", `{"model_type": "falcon", "architectures": ["FalconForCausalLM"], "hidden_size": 64, "num_attention_heads": 4,
 			"num_kv_heads": 2, "num_ln_in_parallel_attn": 1, "num_hidden_layers": 2, "vocab_size": 200, "layer_norm_epsilon": 1e-5,
 			"parallel_attn": true, "bias": false, "alibi": false, "new_decoder_architecture": true}`, "2", "1"},
+		{"chatglm", strings.Replace(hftest.TinyChatGLM, `"padded_vocab_size": 300`, `"padded_vocab_size": 200`, 1), "2", "2"},
 		{"starcoder2", strings.Replace(hftest.TinyStarcoder2, `"vocab_size": 300`, `"vocab_size": 200`, 1), "2", "2"},
 		{"starcoder2-no-bias-untied", `{"model_type": "starcoder2", "architectures": ["Starcoder2ForCausalLM"], "hidden_size": 48,
 			"intermediate_size": 96, "num_attention_heads": 4, "num_key_value_heads": 4, "num_hidden_layers": 2, "vocab_size": 200,

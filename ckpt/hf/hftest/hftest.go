@@ -70,6 +70,23 @@ const TinyInternlm2 = `{"model_type": "internlm2", "architectures": ["InternLM2F
 	"tie_word_embeddings": false, "rope_scaling": null, "auto_map": {"AutoConfig": "configuration_internlm2.InternLM2Config",
 	"AutoModelForCausalLM": "modeling_internlm2.InternLM2ForCausalLM"}}`
 
+// TinyChatGLM is a ChatGLM3-6B-shaped config.json at test size (remote code): multi-query
+// attention with 2 groups of 4 heads of 16 channels, QKV biases, RoPE on half of each head
+// in interleaved pairs at base 10000·rope_ratio, an untied output layer.
+const TinyChatGLM = `{"model_type": "chatglm", "architectures": ["ChatGLMModel"], "num_layers": 2, "hidden_size": 64,
+	"ffn_hidden_size": 96, "kv_channels": 16, "num_attention_heads": 4, "multi_query_attention": true, "multi_query_group_num": 2,
+	"seq_length": 64, "layernorm_epsilon": 1e-05, "rmsnorm": true, "apply_residual_connection_post_layernorm": false,
+	"post_layer_norm": true, "add_bias_linear": false, "add_qkv_bias": true, "padded_vocab_size": 300, "rope_ratio": 2.0,
+	"original_rope": true, "tie_word_embeddings": false, "auto_map": {"AutoConfig": "configuration_chatglm.ChatGLMConfig",
+	"AutoModelForCausalLM": "modeling_chatglm.ChatGLMForConditionalGeneration"}}`
+
+// TinyGLM is a GLM-4-9B-hf-shaped config.json at test size (transformers' GlmForCausalLM):
+// GQA with q/k/v biases, head_dim 16, RoPE on half of each head in interleaved pairs.
+const TinyGLM = `{"model_type": "glm", "architectures": ["GlmForCausalLM"], "hidden_size": 64, "intermediate_size": 96,
+	"num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "num_hidden_layers": 2, "vocab_size": 300,
+	"rms_norm_eps": 1.5625e-07, "rope_theta": 10000.0, "partial_rotary_factor": 0.5, "attention_bias": true,
+	"max_position_embeddings": 64, "hidden_act": "silu", "tie_word_embeddings": false}`
+
 // Write writes dir/config.json with the given text and dir/model.safetensors (float32)
 // holding every tensor the family's mapping reads, with Hugging Face's shapes. Values are
 // N(0, std²) from a fixed seed, drawn in the mapping's order; with std < 1 the norm

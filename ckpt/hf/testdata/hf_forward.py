@@ -16,7 +16,11 @@
 # GeLU MLP c_fc → c_proj, tanh-approximated for gelu_pytorch_tanh; tied by default), used by
 # InternLM2's remote code (InternLM2ForCausalLM: Llama's layers under its names, the QKV
 # fused as attention.wqkv and split per KV group by rearrange "(h gs d)": q heads g·r … g·r+r−1,
-# then k_g and v_g), used by ckpt/hf's and
+# then k_g and v_g), and GLM-4 (GlmForCausalLM, models/glm/modeling_glm.py: q/k/v biases, a
+# fused gate_up_proj, RoPE on the first partial_rotary_factor of each head rotating the
+# pairs (2i, 2i+1)) with ChatGLM2/3's remote code (ChatGLMForConditionalGeneration: the same
+# layers as transformer.encoder.layers, query_key_value = [q | k | v] with multi-query
+# groups, RotaryEmbedding(kv_channels // 2) at base 10000·rope_ratio), used by ckpt/hf's and
 # tools/convert's tests to check that a loaded or converted checkpoint computes what the
 # Hugging Face model does.
 # Written from the transformers sources (models/mixtral/modeling_mixtral.py,
@@ -144,6 +148,30 @@ def internlm2_as_llama(cfg, w):
     return out
 
 
+def chatglm_as_glm(cfg, w):
+    """ChatGLM's config and tensors as transformers' GLM: [q | k | v] split, its names."""
+    heads, hn = cfg["num_attention_heads"], cfg["kv_channels"]
+    groups = cfg["multi_query_group_num"] if cfg.get("multi_query_attention") else heads
+    glm = {"model_type": "glm", "hidden_size": cfg["hidden_size"], "num_attention_heads": heads, "num_key_value_heads": groups,
+           "head_dim": hn, "num_hidden_layers": cfg["num_layers"], "rms_norm_eps": cfg["layernorm_epsilon"],
+           "rope_theta": 10000.0 * cfg.get("rope_ratio", 1), "partial_rotary_factor": 0.5, "tie_word_embeddings": False}
+    ren = {"transformer.embedding.word_embeddings.": "model.embed_tokens.", "transformer.encoder.final_layernorm.": "model.norm.",
+           "transformer.output_layer.": "lm_head.", "transformer.encoder.layers.": "model.layers.", ".self_attention.dense.": ".self_attn.o_proj.",
+           ".mlp.dense_h_to_4h.": ".mlp.gate_up_proj.", ".mlp.dense_4h_to_h.": ".mlp.down_proj."}
+    out = {}
+    for name, t in w.items():
+        for a, b in ren.items():
+            name = name.replace(a, b)
+        if ".self_attention.query_key_value." in name:
+            p, kind = name.split(".self_attention.query_key_value.")
+            q, k, v = t.split([heads * hn, groups * hn, groups * hn], dim=0)
+            for proj, part in (("q_proj", q), ("k_proj", k), ("v_proj", v)):
+                out[f"{p}.self_attn.{proj}.{kind}"] = part
+            continue
+        out[name] = t
+    return glm, out
+
+
 def main():
     folder, ids_json = sys.argv[1], sys.argv[2]
     with open(os.path.join(folder, "config.json")) as f:
@@ -152,6 +180,8 @@ def main():
     ids = torch.tensor(json.loads(ids_json), dtype=torch.long)
     if cfg["model_type"] == "internlm2":
         w = internlm2_as_llama(cfg, w)
+    if cfg["model_type"] == "chatglm":
+        cfg, w = chatglm_as_glm(cfg, w)
     if cfg["model_type"] == "falcon":
         logits = falcon(cfg, w, ids)
         loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1))
@@ -172,13 +202,14 @@ def main():
     qwen = cfg["model_type"] == "qwen"
     qwen3 = cfg["model_type"] in ("qwen3", "qwen3_moe")
     starcoder2 = cfg["model_type"] == "starcoder2"
+    glm = cfg["model_type"] == "glm"  # ChatGLM is translated to it above
     hidden = cfg["hidden_size"]
     heads = cfg["num_attention_heads"]
     kv_heads = cfg.get("num_key_value_heads") or heads
     head_dim = cfg.get("head_dim") or cfg.get("kv_channels") or (128 if cfg["model_type"] == "qwen3" else hidden // heads)
     eps = cfg["layer_norm_epsilon"] if qwen else cfg.get("norm_epsilon", 1e-5) if starcoder2 else cfg["rms_norm_eps"]
     theta = cfg.get("rotary_emb_base", 10000.0) if qwen else cfg.get("rope_theta", 1e6 if moe else 10000.0)
-    rot_dim = int(head_dim * cfg.get("rotary_pct", 1.0)) if qwen else head_dim
+    rot_dim = int(head_dim * cfg.get("rotary_pct", 1.0)) if qwen else int(head_dim * cfg.get("partial_rotary_factor", 0.5)) if glm else head_dim
     window = cfg.get("sliding_window") if cfg["model_type"] in ("mistral", "mixtral", "starcoder2") else None
     tied = cfg.get("tie_word_embeddings", starcoder2)
     batch, seq = ids.shape
@@ -212,11 +243,13 @@ def main():
         inv_freq = torch.where(wavelen < old / high, inv_freq,
                                torch.where(wavelen > old / low, inv_freq / f, (1 - smooth) * inv_freq / f + smooth * inv_freq))
     angles = torch.outer(torch.arange(seq, dtype=torch.float64) / factor, inv_freq)
-    angles = torch.cat((angles, angles), dim=-1)
+    angles = angles.repeat_interleave(2, dim=-1) if glm else torch.cat((angles, angles), dim=-1)
     cos, sin = angles.cos(), angles.sin()
 
     def rotate(x):  # the first rot_dim channels (Qwen's rotary_pct), the rest passed through
         x, rest = x[..., :rot_dim], x[..., rot_dim:]
+        if glm:  # the pairs (2i, 2i+1): GLM's interleaved rotate_half
+            return torch.cat((x * cos + torch.stack((-x[..., 1::2], x[..., 0::2]), dim=-1).flatten(-2) * sin, rest), dim=-1)
         half = x.shape[-1] // 2
         return torch.cat((x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin, rest), dim=-1)
 
@@ -303,7 +336,10 @@ def main():
         p = f"model.layers.{layer}."
         x = x + attention(norm(x, p + "input_layernorm"), p + "self_attn.")
         y = norm(x, p + "post_attention_layernorm")
-        if starcoder2:
+        if glm:  # gate_up_proj = [gate; up]
+            gate, up = linear(y, p + "mlp.gate_up_proj.weight").chunk(2, dim=-1)
+            x = x + linear(up * torch.nn.functional.silu(gate), p + "mlp.down_proj.weight")
+        elif starcoder2:
             tanh = cfg.get("hidden_act", "gelu_pytorch_tanh") != "gelu"
             act = torch.nn.functional.gelu(biased(y, p + "mlp.c_fc"), approximate="tanh" if tanh else "none")
             x = x + biased(act, p + "mlp.c_proj")
