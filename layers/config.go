@@ -6,6 +6,9 @@ package layers
 import (
 	"fmt"
 	"math"
+	"slices"
+	"strconv"
+	"strings"
 
 	"github.com/gomegatron/gomegatron/kernels"
 )
@@ -63,7 +66,8 @@ type Config struct {
 	MoEZLossCoeff              float64 `name:"moe-z-loss-coeff" help:"Scale of the router z-loss (1e-3 is Megatron's suggestion); 0: none."`
 	MoEGroupedGemm             bool    `name:"moe-grouped-gemm" help:"GroupedMLP experts: each layer's local experts in two weights, weight1 and weight2, as Megatron's checkpoints hold them (the same maps as SequentialMLP's local_experts)."`
 	MoEInputJitterEps          float64 `name:"moe-input-jitter-eps" help:"Router jitter: in training, each router logit times a uniform draw in [1 − eps, 1 + eps] (after the z-loss, as Megatron 240126); 0: none."`
-	MoEFFNHiddenSize           int     `name:"moe-ffn-hidden-size" help:"Each expert's FFN size (Megatron-Core's later flag; every layer is an MoE layer here, so it replaces --ffn-hidden-size); 0: --ffn-hidden-size."`
+	MoEFFNHiddenSize           int     `name:"moe-ffn-hidden-size" help:"Each expert's FFN size (Megatron-Core's later flag); 0: --ffn-hidden-size, as Megatron 240126 sizes experts."`
+	MoELayerFreq               string  `name:"moe-layer-freq" default:"1" help:"Which layers are MoE layers (Megatron-Core's later flag): N, one every N layers from the first, or a Python list pattern such as ([0]+[1]*23); the others have the dense --ffn-hidden-size MLP."`
 	MoERouterPreSoftmax        bool    `name:"moe-router-pre-softmax" help:"Scores are the softmax over all experts at the chosen ones, not renormalised over the top k (Megatron-Core's later flag; Qwen1.5/Qwen2-MoE's norm_topk_prob false)."`
 	// Megatron-Core's SharedExpertMLP (later than 240126): a dense MLP beside the experts.
 	MoESharedExpertIntermediateSize int  `name:"moe-shared-expert-intermediate-size" help:"FFN size of the shared experts together (Megatron-Core's later flag; Qwen1.5/Qwen2-MoE's shared_expert_intermediate_size); 0: none."`
@@ -120,12 +124,6 @@ func (c *Config) Finalize() error {
 		}
 		c.KVChannels = c.HiddenSize / c.NumAttentionHeads
 	}
-	if c.MoEFFNHiddenSize != 0 {
-		if c.NumExperts == 0 || c.MoEFFNHiddenSize < 0 {
-			return fmt.Errorf("--moe-ffn-hidden-size %d needs --num-experts and a positive size", c.MoEFFNHiddenSize)
-		}
-		c.FFNHiddenSize = c.MoEFFNHiddenSize
-	}
 	if c.FFNHiddenSize == 0 {
 		c.FFNHiddenSize = 4 * c.HiddenSize
 	}
@@ -143,6 +141,9 @@ func (c *Config) Finalize() error {
 	}
 	if c.FFNHiddenSize%tp != 0 {
 		return fmt.Errorf("--ffn-hidden-size %d is not divisible by --tensor-model-parallel-size %d", c.FFNHiddenSize, tp)
+	}
+	if c.MoEFFNHiddenSize != 0 && (c.NumExperts == 0 || c.MoEFFNHiddenSize < 0 || c.MoEFFNHiddenSize%tp != 0) {
+		return fmt.Errorf("--moe-ffn-hidden-size %d needs --num-experts and a positive size divisible by --tensor-model-parallel-size %d", c.MoEFFNHiddenSize, tp)
 	}
 	if c.SquaredReLU && c.SwiGLU {
 		return fmt.Errorf("--squared-relu and --swiglu are exclusive (as Megatron asserts)")
@@ -252,6 +253,9 @@ func (c *Config) finalizeMoE() error {
 	if c.NumExperts < 0 {
 		return fmt.Errorf("--num-experts must be positive, got %d", c.NumExperts)
 	}
+	if err := c.finalizeMoELayerFreq(); err != nil {
+		return err
+	}
 	if c.NumExperts == 0 {
 		if c.MoESharedExpertIntermediateSize != 0 || c.MoERouterPreSoftmax || c.MoESharedExpertGate {
 			return fmt.Errorf("--moe-shared-expert-intermediate-size, --moe-shared-expert-gate and --moe-router-pre-softmax need --num-experts")
@@ -292,6 +296,65 @@ func (c *Config) finalizeMoE() error {
 		return fmt.Errorf("--moe-shared-expert-gate needs --moe-shared-expert-intermediate-size")
 	}
 	return nil
+}
+
+// ExpertFFN is each expert's FFN size: --moe-ffn-hidden-size, else --ffn-hidden-size.
+func (c *Config) ExpertFFN() int {
+	if c.MoEFFNHiddenSize > 0 {
+		return c.MoEFFNHiddenSize
+	}
+	return c.FFNHiddenSize
+}
+
+// ExpertFC1Dim is an expert's linear_fc1 width (both GLU halves with --swiglu).
+func (c *Config) ExpertFC1Dim() int {
+	if c.SwiGLU {
+		return 2 * c.ExpertFFN()
+	}
+	return c.ExpertFFN()
+}
+
+// IsMoELayer reports whether global layer i (0-based) has experts: every layer with
+// --num-experts, unless --moe-layer-freq (canonical after Finalize) says otherwise.
+func (c *Config) IsMoELayer(i int) bool {
+	if c.NumExperts == 0 {
+		return false
+	}
+	if c.MoELayerFreq == "" || c.MoELayerFreq == "1" {
+		return true
+	}
+	p, err := MoELayerPattern(c.MoELayerFreq, c.NumLayers)
+	return err == nil && i < len(p) && p[i] == 1
+}
+
+// finalizeMoELayerFreq checks --moe-layer-freq against --num-layers and makes it canonical:
+// "" when every layer is an MoE layer, else the Python list of 0s and 1s ("[0, 1, 1]").
+func (c *Config) finalizeMoELayerFreq() error {
+	if c.NumExperts == 0 || c.MoELayerFreq == "" {
+		return nil
+	}
+	p, err := MoELayerPattern(c.MoELayerFreq, c.NumLayers)
+	if err != nil {
+		return fmt.Errorf("--moe-layer-freq %s: %w", c.MoELayerFreq, err)
+	}
+	if !slices.Contains(p, 0) {
+		c.MoELayerFreq = ""
+		return nil
+	}
+	if !slices.Contains(p, 1) {
+		return fmt.Errorf("--moe-layer-freq %s: no layer is an MoE layer", c.MoELayerFreq)
+	}
+	c.MoELayerFreq = MoELayerList(p)
+	return nil
+}
+
+// MoELayerList renders a layer pattern as Python's list literal.
+func MoELayerList(p []int) string {
+	s := make([]string, len(p))
+	for i, v := range p {
+		s[i] = strconv.Itoa(v)
+	}
+	return "[" + strings.Join(s, ", ") + "]"
 }
 
 // SharedFC1Dim is the shared experts' linear_fc1 width (both GLU halves with --swiglu).

@@ -73,11 +73,27 @@ func TestConfigErrorsNameTheFlag(t *testing.T) {
 			c.NumExperts, c.MoERouterPreSoftmax, c.MoERouterLoadBalancingType = 4, true, "sinkhorn"
 		}, []string{"--moe-router-pre-softmax", "sinkhorn"}},
 	}
-	// --moe-ffn-hidden-size is each expert's FFN (every layer is an MoE layer).
+	// --moe-ffn-hidden-size is each expert's FFN, --ffn-hidden-size the dense layers'.
 	c := base
-	c.NumExperts, c.FFNHiddenSize, c.MoEFFNHiddenSize = 4, 256, 48
+	c.NumExperts, c.FFNHiddenSize, c.MoEFFNHiddenSize, c.DisableBiasLinear = 4, 256, 48, true
 	require.NoError(t, c.Finalize())
-	require.Equal(t, 48, c.FFNHiddenSize)
+	require.Equal(t, []int{48, 256}, []int{c.ExpertFFN(), c.FFNHiddenSize})
+	// --moe-layer-freq: canonical, and which layers have experts.
+	for _, tc := range []struct{ freq, canon string }{{"1", ""}, {"([1]*4)", ""}, {"2", "[1, 0, 1, 0]"}, {"([0]+[1]*3)", "[0, 1, 1, 1]"}} {
+		c := base
+		c.NumExperts, c.DisableBiasLinear, c.MoELayerFreq, c.NumLayers = 4, true, tc.freq, 4
+		require.NoError(t, c.Finalize(), tc.freq)
+		require.Equal(t, tc.canon, c.MoELayerFreq, tc.freq)
+		p, _ := MoELayerPattern(tc.freq, 4)
+		for i, v := range p {
+			require.Equal(t, v == 1, c.IsMoELayer(i), "%s layer %d", tc.freq, i)
+		}
+	}
+	for freq, want := range map[string]string{"([0]*4)": "no layer is an MoE layer", "([1]*3)": "the pattern has 3 layers, the model 4"} {
+		c := base
+		c.NumExperts, c.DisableBiasLinear, c.MoELayerFreq, c.NumLayers = 4, true, freq, 4
+		require.ErrorContains(t, c.Finalize(), want)
+	}
 	for _, tc := range cases {
 		c := base
 		tc.edit(&c)

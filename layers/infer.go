@@ -90,10 +90,12 @@ func (kc *KVCache) grow(m *GPTModel, n int) {
 			s.qIn, s.kIn = f32(N*l.heads*hn), f32(N*l.groups*hn)
 			s.hMean, s.hRstd = f32(N*l.heads), f32(N*l.heads)
 		}
-		if l.MoE != nil {
-			s.moe = l.MoE.newStash(be, tensor.F32, N)
-		} else {
-			s.f, s.g = f32(N*l.FC1.Out), f32(N*l.FC2.In)
+		for _, l := range m.Layers { // MoE and dense layers may alternate (--moe-layer-freq)
+			if l.MoE != nil && s.moe == nil {
+				s.moe = l.MoE.newStash(be, tensor.F32, N)
+			} else if l.MoE == nil && s.f == nil {
+				s.f, s.g = f32(N*l.FC1.Out), f32(N*l.FC2.In)
+			}
 		}
 	}
 	kc.capN = n

@@ -163,7 +163,10 @@ func familyConfigs() map[string]layers.Config {
 		"falcon-40b": func(c *layers.Config) {
 			c.Normalization, c.SwiGLU, c.ParallelAttention, c.ParallelMLPNorm, c.FFNHiddenSize = "LayerNorm", false, true, true, 256
 		},
-		"qwen3-moe":                 func(c *layers.Config) { c.QKLayernorm, c.NumExperts, c.MoERouterTopK = true, 4, 2 },
+		"qwen3-moe": func(c *layers.Config) { c.QKLayernorm, c.NumExperts, c.MoERouterTopK = true, 4, 2 },
+		"moe-layer-freq": func(c *layers.Config) { // an MoE layer, then a dense one with its own FFN
+			c.NumExperts, c.MoERouterTopK, c.MoELayerFreq, c.MoEFFNHiddenSize = 4, 2, "2", 48
+		},
 		"glm-interleaved-half-rope": func(c *layers.Config) { c.RotaryInterleaved, c.RotaryPercent, c.AddQKVBias = true, 0.5, true },
 		"qwen2-moe-shared": func(c *layers.Config) {
 			c.NumExperts, c.MoERouterTopK, c.MoERouterPreSoftmax, c.AddQKVBias = 4, 2, true, true

@@ -286,6 +286,9 @@ func (m *GPTModel) NewStash(s, b int) *Stash {
 	m.allocLayerStashes(st, s, b)
 	if len(m.Layers) > 0 {
 		st.grads = m.Layers[0].newGrads(be, m.act, s, b)
+		for _, l := range m.Layers[1:] { // MoE and dense layers may alternate (--moe-layer-freq)
+			l.completeGrads(be, st.grads, m.act, s, b)
+		}
 	}
 	if m.Par.Last() {
 		vl := c.PaddedVocabSize / m.Par.tpSize()

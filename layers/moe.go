@@ -74,8 +74,8 @@ func newMoE(ps *paramSet, pre string, global int, cfg *Config, par Parallel, aux
 	if cfg.MoEGroupedGemm {
 		// Megatron 240126's GroupedMLP: weight1 [h, E·fc1/TP] is weight1.view(E, h, −1),
 		// expert e's fc1 shard transposed in block e; weight2 [E·ffn/TP, h] likewise.
-		m.W1 = ps.add(pre+"mlp.experts.weight1", 1, h, local*cfg.FC1Dim())
-		m.W2 = ps.add(pre+"mlp.experts.weight2", 0, local*cfg.FFNHiddenSize, h)
+		m.W1 = ps.add(pre+"mlp.experts.weight1", 1, h, local*cfg.ExpertFC1Dim())
+		m.W2 = ps.add(pre+"mlp.experts.weight2", 0, local*cfg.ExpertFFN(), h)
 		for _, w := range []*Param{m.W1, m.W2} {
 			w.Expert = true
 			w.InitKey = fmt.Sprintf("decoder.layers.%d.%s", global, w.Name[len(pre):])
@@ -86,11 +86,11 @@ func newMoE(ps *paramSet, pre string, global int, cfg *Config, par Parallel, aux
 		var fc1, fc2 *Linear
 		var w1, w2 *Param // the SequentialMLP weights: fc1.W and fc2.W, or their descriptions
 		if cfg.MoEGroupedGemm {
-			fc1, w1 = m.packExpert(ps, m.W1, name+"linear_fc1", h, cfg.FC1Dim(), 0)
-			fc2, w2 = m.packExpert(ps, m.W2, name+"linear_fc2", cfg.FFNHiddenSize, h, 1)
+			fc1, w1 = m.packExpert(ps, m.W1, name+"linear_fc1", h, cfg.ExpertFC1Dim(), 0)
+			fc2, w2 = m.packExpert(ps, m.W2, name+"linear_fc2", cfg.ExpertFFN(), h, 1)
 		} else {
-			fc1 = newLinear(ps, name+"linear_fc1", h, cfg.FC1Dim(), false, 0)
-			fc2 = newLinear(ps, name+"linear_fc2", cfg.FFNHiddenSize, h, false, 1)
+			fc1 = newLinear(ps, name+"linear_fc1", h, cfg.ExpertFC1Dim(), false, 0)
+			fc2 = newLinear(ps, name+"linear_fc2", cfg.ExpertFFN(), h, false, 1)
 			w1, w2 = fc1.W, fc2.W
 		}
 		w1.GLU = cfg.SwiGLU

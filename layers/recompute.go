@@ -97,7 +97,11 @@ func (m *GPTModel) allocLayerStashes(st *Stash, s, b int) {
 		if m.shared == nil || m.shared[0].q.DType() != m.act || m.shared[0].q.Dim(2) != s || m.shared[0].q.Dim(0) != b || len(m.shared) < widest {
 			m.shared = nil
 			for i := 0; i < widest; i++ {
-				m.shared = append(m.shared, m.Layers[0].newStash(m.be, m.act, s, b))
+				sh := m.Layers[0].newStash(m.be, m.act, s, b)
+				for _, l := range m.Layers[1:] { // MoE and dense layers may share it
+					l.completeStash(m.be, sh, m.act, s, b)
+				}
+				m.shared = append(m.shared, sh)
 			}
 		}
 		for _, ch := range m.layerChunks() {

@@ -58,7 +58,7 @@ func newTransformerLayer(ps *paramSet, cfg *Config, par Parallel, global, local 
 	if !cfg.ParallelAttention || cfg.ParallelMLPNorm {
 		l.PreMLP = newNorm(ps, pre+"pre_mlp_layernorm", cfg, h)
 	}
-	if cfg.NumExperts > 0 {
+	if cfg.IsMoELayer(global) {
 		l.MoE = newMoE(ps, pre, global, cfg, par, ps.auxScale)
 		l.PreMLP.W.Unfused = true
 		if l.PreMLP.B != nil {
@@ -206,6 +206,32 @@ func (l *TransformerLayer) newGrads(be kernels.Backend, act tensor.DType, s, b i
 		g.dsave = a(n, h)
 	}
 	return g
+}
+
+// completeStash adds to st, made by another layer, the MLP activations this layer needs:
+// with --moe-layer-freq, MoE and dense layers share recomputation stashes.
+func (l *TransformerLayer) completeStash(be kernels.Backend, st *layerStash, act tensor.DType, s, b int) {
+	n := s * b
+	if l.MoE != nil && st.moe == nil {
+		st.moe = l.MoE.newStash(be, act, n)
+	} else if l.MoE == nil && st.f == nil {
+		st.f, st.g = be.Alloc(act, n, l.FC1.Out), be.Alloc(act, n, l.FC2.In)
+	}
+}
+
+// completeGrads adds to g, made by another layer, the MLP scratch this layer's backward
+// needs (the layers share one layerGrads).
+func (l *TransformerLayer) completeGrads(be kernels.Backend, g *layerGrads, act tensor.DType, s, b int) {
+	n := s * b
+	if l.MoE != nil && g.moe == nil {
+		nl := n
+		if l.par.sp() {
+			nl = n / l.par.tpSize()
+		}
+		g.moe = l.MoE.newGrads(be, act, n, nl)
+	} else if l.MoE == nil && g.df == nil {
+		g.df, g.dg = be.Alloc(act, n, l.FC1.Out), be.Alloc(act, n, l.FC2.In)
+	}
 }
 
 func (l *TransformerLayer) attnParams() kernels.AttnParams {

@@ -113,7 +113,6 @@ type Args struct {
 	MoETokenDropPolicy      string  `name:"moe-token-drop-policy" default:"probs" help:"Accepted: no token is dropped without --moe-expert-capacity-factor, which is refused."`
 	MoEExpertCapacityFactor float64 `name:"moe-expert-capacity-factor" help:"Token dropping at a capacity: not supported (routing is dropless)."`
 	MoEPadToCapacity        bool    `name:"moe-pad-expert-input-to-capacity" help:"Needs --moe-expert-capacity-factor: not supported."`
-	MoELayerFreq            string  `name:"moe-layer-freq" default:"1" help:"1, or a pattern such as ([1]*48) with an MoE layer everywhere; dense layers among MoE layers are not supported."`
 	MoERouterTopKScaling    float64 `name:"moe-router-topk-scaling-factor" help:"Scaling of the top-k scores: not supported."`
 	MoERouterExpertBias     bool    `name:"moe-router-enable-expert-bias" help:"Auxiliary-loss-free expert biases (DeepSeek-V3): not supported."`
 	MoERouterNumGroups      int     `name:"moe-router-num-groups" help:"Group-limited routing (DeepSeek-V2/V3): not supported."`

@@ -67,6 +67,14 @@ func (a *Args) useCheckpointArgs() ([]string, error) {
 			if name == "add_bias_linear" { // stored here as its negation
 				shown = !x
 			}
+		case string:
+			if name == "moe_layer_freq" && x == "" {
+				shown = 1 // every layer
+			}
+		case int:
+			if name == "moe_ffn_hidden_size" && x == 0 {
+				shown = c.ExpertFFN() // stored as 0 when it is ffn_hidden_size
+			}
 		}
 		lines = append(lines, fmt.Sprintf("Setting %s to %v from checkpoint", name, shown))
 	}
@@ -117,6 +125,7 @@ func (a *Args) useCheckpointArgs() ([]string, error) {
 		{"norm_epsilon", &a.NormEpsilon, c.NormEpsilon}, {"moe_grouped_gemm", &a.MoEGroupedGemm, c.MoEGroupedGemm},
 		{"num_experts", &a.NumExperts, c.NumExperts}, {"moe_router_topk", &a.MoERouterTopK, c.MoERouterTopK},
 		{"moe_router_pre_softmax", &a.MoERouterPreSoftmax, c.MoERouterPreSoftmax},
+		{"moe_ffn_hidden_size", &a.MoEFFNHiddenSize, c.MoEFFNHiddenSize}, {"moe_layer_freq", &a.MoELayerFreq, c.MoELayerFreq},
 		{"moe_shared_expert_intermediate_size", &a.MoESharedExpertIntermediateSize, c.MoESharedExpertIntermediateSize},
 		{"moe_shared_expert_gate", &a.MoESharedExpertGate, c.MoESharedExpertGate},
 		{"use_rope_scaling", &a.UseRopeScaling, c.UseRopeScaling}, {"rope_scaling_factor", &a.RopeScalingFactor, c.RopeScalingFactor}} {

@@ -70,7 +70,8 @@ func memoryLine(rank, iteration int, m kernels.MemoryStats) string {
 //
 // with q = kv_channels·heads, k = kv_channels·groups and f = 3 with SwiGLU, else 2; with
 // mixture-of-experts layers the MLP term counts the --moe-router-topk experts each token
-// runs through (Megatron's num_experts_routed_to; the router is not counted).
+// runs through and the shared experts (Megatron's num_experts_routed_to·moe_ffn +
+// shared_expert_ffn; the router is not counted), layer by layer with --moe-layer-freq.
 func FLOPs(c *layers.Config, batch int) float64 {
 	B, s := float64(batch), float64(c.SeqLength)
 	h, L := float64(c.HiddenSize), float64(c.NumLayers)
@@ -80,10 +81,15 @@ func FLOPs(c *layers.Config, batch int) float64 {
 	if c.SwiGLU {
 		f = 3
 	}
-	if c.NumExperts > 0 {
-		f *= float64(c.MoERouterTopK)
+	var mlp float64 // Σ over layers of the FFN widths a token runs through
+	for i := range c.NumLayers {
+		if c.IsMoELayer(i) {
+			mlp += float64(c.ExpertFFN()*c.MoERouterTopK + c.MoESharedExpertIntermediateSize)
+		} else {
+			mlp += float64(c.FFNHiddenSize)
+		}
 	}
-	return B*s*(6*h*float64(c.FFNHiddenSize)*f*L+6*(h*(q+2*k)+q*h)*L+6*h*float64(c.PaddedVocabSize)) + B*s*s*6*q*L
+	return B*s*(6*h*mlp*f+6*(h*(q+2*k)+q*h)*L+6*h*float64(c.PaddedVocabSize)) + B*s*s*6*q*L
 }
 
 // validationBlock is Megatron's evaluate_and_print_results output.

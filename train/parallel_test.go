@@ -657,6 +657,29 @@ func TestMoELayouts(t *testing.T) {
 			compareRuns(t, "qwen2-moe "+l.String(), qmRef, runLayout(t, qm, l, iters), 1e-5)
 		})
 	}
+	// --moe-layer-freq: dense layers (their own FFN size) among MoE layers (the experts'
+	// --moe-ffn-hidden-size); with PP 2 one stage holds no experts at all.
+	for _, freq := range []string{"2", "([0]*2+[1]*2)"} {
+		mixed := cfg
+		mixed.MoELayerFreq, mixed.FFNHiddenSize, mixed.MoEFFNHiddenSize = freq, 64, 96
+		mixedRef := runLayout(t, mixed, layout{tp: 1, pp: 1, dp: 1}, iters)
+		require.Less(t, mixedRef.losses[iters-1], mixedRef.losses[0], "the mixed run learns")
+		for _, k := range []string{"decoder.layers.2.mlp.experts.local_experts.3.linear_fc2.weight", "decoder.layers.1.mlp.linear_fc1.weight"} {
+			_, ok := mixedRef.weights[k]
+			require.True(t, ok, "%s: %s", freq, k) // layer 2 has experts, layer 1 a dense MLP
+		}
+		for _, l := range []layout{
+			{tp: 2, pp: 1, dp: 1, sp: true},
+			{tp: 1, pp: 2, dp: 2, ep: 2, dist: true, rc: full1},
+			{tp: 2, pp: 2, dp: 1, sp: true, vpp: 2},
+			{tp: 1, pp: 1, dp: 2, ep: 2, bucket: 3000},
+			{tp: 1, pp: 1, dp: 1, cp: 2},
+		} {
+			t.Run("mixed"+freq+"/"+l.String(), func(t *testing.T) {
+				compareRuns(t, "mixed "+l.String(), mixedRef, runLayout(t, mixed, l, iters), 1e-5)
+			})
+		}
+	}
 	// Router jitter draws per (step, layer, token, expert), like dropout: the same masks
 	// under TP, SP and PP (data parallelism numbers its microbatches per rank, as dropout).
 	jit := cfg

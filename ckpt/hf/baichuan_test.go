@@ -272,14 +272,16 @@ func TestQwen3MoEMatchesTorch(t *testing.T) {
 	require.Equal(t, []int{4, 2, 32, 16}, []int{c.NumExperts, c.MoERouterTopK, c.FFNHiddenSize, c.KVChannels})
 	require.Equal(t, 0.001, c.MoEAuxLossCoeff)
 
-	for bad, want := range map[string]string{
-		`"mlp_only_layers": []`:    `mlp_only_layers [1]`,
-		`"decoder_sparse_step": 1`: `decoder_sparse_step 2`,
-	} {
-		repl := map[string]string{`"mlp_only_layers": []`: `"mlp_only_layers": [1]`, `"decoder_sparse_step": 1`: `"decoder_sparse_step": 2`}[bad]
-		_, err := writeConfig(t, strings.Replace(hftest.TinyQwen3MoE, bad, repl, 1))
-		require.ErrorContains(t, err, want)
+	// Dense layers among the MoE ones: mlp_only_layers, or every decoder_sparse_step-th
+	// layer (1-based) with experts.
+	for from, want := range map[string]string{`"mlp_only_layers": [1]`: "[1, 0]", `"decoder_sparse_step": 2`: "[0, 1]"} {
+		old := map[bool]string{true: `"mlp_only_layers": []`, false: `"decoder_sparse_step": 1`}[strings.Contains(from, "mlp_only")]
+		m, err := writeConfig(t, strings.Replace(hftest.TinyQwen3MoE, old, from, 1))
+		require.NoError(t, err)
+		require.Equal(t, want, m.Config.MoELayerFreq, from)
 	}
+	_, err := writeConfig(t, strings.Replace(hftest.TinyQwen3MoE, `"decoder_sparse_step": 1`, `"decoder_sparse_step": 0`, 1))
+	require.ErrorContains(t, err, "decoder_sparse_step 0")
 	// norm_topk_prob false (transformers' default) is Megatron-Core's pre-softmax routing.
 	dir = filepath.Join(t.TempDir(), "qwen3moe-pre")
 	require.NoError(t, hftest.Write(dir, strings.Replace(hftest.TinyQwen3MoE, `"norm_topk_prob": true`, `"norm_topk_prob": false`, 1), 0.1))
@@ -299,6 +301,13 @@ func TestQwen2MoEMatchesTorch(t *testing.T) {
 	require.Equal(t, []int{4, 2, 32, 64}, []int{c.NumExperts, c.MoERouterTopK, c.FFNHiddenSize, c.MoESharedExpertIntermediateSize})
 	_, err := writeConfig(t, strings.Replace(hftest.TinyQwen2MoE, `"shared_expert_intermediate_size": 64`, `"shared_expert_intermediate_size": 0`, 1))
 	require.ErrorContains(t, err, "shared_expert_intermediate_size 0")
+
+	// A dense first layer (mlp_only_layers [0]) with the dense intermediate_size MLP.
+	dir = filepath.Join(t.TempDir(), "qwen2moe-dense0")
+	require.NoError(t, hftest.Write(dir, strings.Replace(hftest.TinyQwen2MoE, `"mlp_only_layers": []`, `"mlp_only_layers": [0]`, 1), 0.1))
+	c = requireTorchForward(t, dir, torchRows, 300).Config
+	require.Equal(t, "[0, 1]", c.MoELayerFreq)
+	require.Equal(t, []int{96, 32}, []int{c.FFNHiddenSize, c.ExpertFFN()})
 }
 
 // TestLlama31MatchesTorch: a Llama 3.1-shaped model (rope_scaling llama3, factor 8, the

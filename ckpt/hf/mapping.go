@@ -79,7 +79,7 @@ func (m *Model) rules() ([]rule, error) {
 			}
 			lnPair(L+"pre_mlp_layernorm", h+"post_attention_layernorm")
 			switch {
-			case m.Family.HasExperts():
+			case m.Family.HasExperts() && c.IsMoELayer(i):
 				moeRules(add, L, h, c.NumExperts, m.Family != Mixtral, c.MoESharedExpertIntermediateSize > 0)
 			case m.Family == GLM: // gate_up_proj is [gate; up]
 				add(L+"mlp.linear_fc1.weight", copyAs, h+"mlp.gate_up_proj.weight")

@@ -3,6 +3,7 @@ package hf
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 
 	"github.com/gomegatron/gomegatron/layers"
 )
@@ -111,6 +112,7 @@ type qwenMoEConfig struct {
 	UseSliding     bool    `json:"use_sliding_window"`
 	RouterAuxCoeff float64 `json:"router_aux_loss_coef"`
 	QKVBias        *bool   `json:"qkv_bias"`
+	DenseFFN       int     `json:"intermediate_size"` // the MLP of mlp_only_layers
 }
 
 // readQwenMoE translates a Qwen3-MoE (Qwen3MoeForCausalLM) or Qwen1.5/Qwen2-MoE
@@ -123,9 +125,9 @@ type qwenMoEConfig struct {
 // norm_topk_prob false is --moe-router-pre-softmax. Only configurations with an MoE block
 // in every layer are read.
 func readQwenMoE(path string, b []byte, family Family) (layers.Config, error) {
-	rc := qwenMoEConfig{NumExperts: 128, MoEFFN: 768, SparseStep: 1, RouterAuxCoeff: 0.001}
+	rc := qwenMoEConfig{NumExperts: 128, MoEFFN: 768, SparseStep: 1, RouterAuxCoeff: 0.001, DenseFFN: 6144}
 	if family == Qwen2MoE {
-		rc.NumExperts, rc.MoEFFN, rc.SharedFFN = 60, 1408, 5632
+		rc.NumExperts, rc.MoEFFN, rc.SharedFFN, rc.DenseFFN = 60, 1408, 5632, 5632
 	}
 	if err := json.Unmarshal(b, &rc); err != nil {
 		return layers.Config{}, fmt.Errorf("%s: %w", path, err)
@@ -133,8 +135,8 @@ func readQwenMoE(path string, b []byte, family Family) (layers.Config, error) {
 	switch {
 	case family == Qwen2MoE && rc.SharedFFN <= 0:
 		return layers.Config{}, fmt.Errorf("%s: shared_expert_intermediate_size %d: want a positive size (Qwen2MoeSparseMoeBlock always has its shared expert)", path, rc.SharedFFN)
-	case rc.SparseStep != 1 || len(rc.MLPOnlyLayers) > 0:
-		return layers.Config{}, fmt.Errorf("%s: decoder_sparse_step %d, mlp_only_layers %v: dense layers among the MoE layers are not supported (want an MoE block in every layer)", path, rc.SparseStep, rc.MLPOnlyLayers)
+	case rc.SparseStep < 1:
+		return layers.Config{}, fmt.Errorf("%s: decoder_sparse_step %d: want ≥ 1", path, rc.SparseStep)
 	}
 	// Mixtral's reader with Qwen3-MoE's names for the expert count, FFN and aux loss.
 	var keys map[string]json.RawMessage
@@ -153,6 +155,23 @@ func readQwenMoE(path string, b []byte, family Family) (layers.Config, error) {
 		return layers.Config{}, err
 	}
 	c.MoERouterPreSoftmax = !rc.NormTopK
+	// Layer i has experts unless listed in mlp_only_layers or (i+1) % decoder_sparse_step ≠ 0
+	// (Qwen2MoeDecoderLayer's rule); the others have the dense intermediate_size MLP.
+	pattern, dense := make([]int, c.NumLayers), false
+	for i := range pattern {
+		if !slices.Contains(rc.MLPOnlyLayers, i) && (i+1)%rc.SparseStep == 0 {
+			pattern[i] = 1
+		} else {
+			dense = true
+		}
+	}
+	if dense {
+		if !slices.Contains(pattern, 1) {
+			return layers.Config{}, fmt.Errorf("%s: decoder_sparse_step %d, mlp_only_layers %v: no layer has experts", path, rc.SparseStep, rc.MLPOnlyLayers)
+		}
+		c.MoELayerFreq = layers.MoELayerList(pattern)
+		c.FFNHiddenSize, c.MoEFFNHiddenSize = rc.DenseFFN, rc.MoEFFN
+	}
 	if family == Qwen2MoE {
 		c.AddQKVBias = rc.QKVBias == nil || *rc.QKVBias
 		c.MoESharedExpertIntermediateSize, c.MoESharedExpertGate = rc.SharedFFN, true
@@ -209,6 +228,10 @@ func mixtralConfigKeys(m map[string]any, cfg *layers.Config) error {
 	if cfg.AddBiasLinear() || cfg.AddQKVBias {
 		return fmt.Errorf("a mixtral model has no linear biases; the checkpoint has add_bias_linear=%v, add_qkv_bias=%v", cfg.AddBiasLinear(), cfg.AddQKVBias)
 	}
+	if cfg.MoELayerFreq != "" {
+		return fmt.Errorf("a mixtral model has experts in every layer; the checkpoint's moe_layer_freq is %s (qwen2_moe and qwen3_moe allow dense layers)", cfg.MoELayerFreq)
+	}
+	m["intermediate_size"] = cfg.ExpertFFN()
 	if cfg.MoERouterPreSoftmax || cfg.MoESharedExpertIntermediateSize > 0 {
 		return fmt.Errorf("a mixtral model renormalises the top-k scores and has no shared experts; the checkpoint has moe_router_pre_softmax=%v, moe_shared_expert_intermediate_size=%d (qwen2_moe has both)",
 			cfg.MoERouterPreSoftmax, cfg.MoESharedExpertIntermediateSize)
@@ -239,16 +262,25 @@ func qwenMoEConfigKeys(m map[string]any, cfg *layers.Config, family Family) erro
 	case family == Qwen2MoE && (cfg.NumExperts < 1 || !shared || !cfg.MoESharedExpertGate || cfg.QKLayernorm || cfg.AddBiasLinear() || !cfg.AddQKVBias || cfg.SlidingWindow > 0):
 		return fmt.Errorf("a qwen2_moe model needs experts, gated shared experts (--moe-shared-expert-intermediate-size, --moe-shared-expert-gate), QKV biases only, no --qk-layernorm and no sliding window")
 	}
-	delete(m, "intermediate_size") // the dense MLP of mlp_only_layers, which there are none of
+	delete(m, "intermediate_size") // the dense MLP of mlp_only_layers, when there are none
+	dense := []int{}
+	for i := range cfg.NumLayers {
+		if !cfg.IsMoELayer(i) {
+			dense = append(dense, i)
+		}
+	}
+	if len(dense) > 0 {
+		m["intermediate_size"] = cfg.FFNHiddenSize
+	}
 	if shared {
 		m["shared_expert_intermediate_size"] = cfg.MoESharedExpertIntermediateSize
 	}
-	m["moe_intermediate_size"] = cfg.FFNHiddenSize
+	m["moe_intermediate_size"] = cfg.ExpertFFN()
 	m["num_experts"] = cfg.NumExperts
 	m["num_experts_per_tok"] = cfg.MoERouterTopK
 	m["norm_topk_prob"] = !cfg.MoERouterPreSoftmax
 	m["decoder_sparse_step"] = 1
-	m["mlp_only_layers"] = []int{}
+	m["mlp_only_layers"] = dense
 	m["router_aux_loss_coef"] = cfg.MoEAuxLossCoeff
 	m["attention_bias"] = false
 	if family == Qwen2MoE { // its q, k and v projections are always biased

@@ -3,6 +3,8 @@ package megatron
 import (
 	"fmt"
 	"math"
+	"slices"
+	"strconv"
 
 	"github.com/gomegatron/gomegatron/ckpt/torchpickle"
 	"github.com/gomegatron/gomegatron/layers"
@@ -104,6 +106,15 @@ func Args(cfg layers.Config, tp, pp int, dtype tensor.DType, f Format, hfModelTy
 		set("moe_z_loss_coeff", orNone(cfg.MoEZLossCoeff, cfg.MoEZLossCoeff > 0))
 		set("moe_grouped_gemm", cfg.MoEGroupedGemm)
 		set("moe_router_pre_softmax", cfg.MoERouterPreSoftmax)
+		set("moe_ffn_hidden_size", cfg.ExpertFFN())
+		set("moe_layer_freq", 1)
+		if p, err := layers.MoELayerPattern(cfg.MoELayerFreq, cfg.NumLayers); err == nil && cfg.MoELayerFreq != "" {
+			l := make([]any, len(p))
+			for i, v := range p {
+				l[i] = v
+			}
+			set("moe_layer_freq", l) // a list, as Megatron-Core's moe_freq_type makes it
+		}
 		set("moe_shared_expert_intermediate_size", orNone(cfg.MoESharedExpertIntermediateSize, cfg.MoESharedExpertIntermediateSize > 0))
 		set("moe_shared_expert_gate", cfg.MoESharedExpertGate)
 	} else {
@@ -197,6 +208,10 @@ func ConfigFromArgs(ns *torchpickle.Namespace) (layers.Config, ArgsInfo, error) 
 		c.MoEZLossCoeff = a.float("moe_z_loss_coeff", 0)
 		c.MoEGroupedGemm = a.bool("moe_grouped_gemm", false)
 		c.MoERouterPreSoftmax = a.bool("moe_router_pre_softmax", false)
+		if f := a.int("moe_ffn_hidden_size", 0); f != c.FFNHiddenSize {
+			c.MoEFFNHiddenSize = f
+		}
+		c.MoELayerFreq = a.layerFreq("moe_layer_freq", c.NumLayers)
 		c.MoESharedExpertIntermediateSize = a.int("moe_shared_expert_intermediate_size", 0)
 		c.MoESharedExpertGate = a.bool("moe_shared_expert_gate", false)
 		info.EP = a.int("expert_model_parallel_size", 1)
@@ -259,6 +274,44 @@ func (a *argReader) int(name string, def int) int {
 	}
 	a.fail(name, "is %T %v, want an int", v, v)
 	return 0
+}
+
+// layerFreq reads Megatron-Core's moe_layer_freq (an int N or a list of 0s and 1s) as
+// layers.Config's canonical --moe-layer-freq ("" for an MoE layer everywhere).
+func (a *argReader) layerFreq(name string, layersN int) string {
+	v, ok := a.get(name)
+	if !ok {
+		return ""
+	}
+	spec := ""
+	if l, ok := v.([]any); ok {
+		p := make([]int, len(l))
+		for i, x := range l {
+			n, ok := torchpickle.AsInt64(x)
+			if !ok {
+				if xi, isInt := x.(int); isInt {
+					n, ok = int64(xi), true
+				}
+			}
+			if !ok || n < 0 || n > 1 {
+				a.fail(name, "element %d is %v, want 0 or 1", i, x)
+				return ""
+			}
+			p[i] = int(n)
+		}
+		spec = layers.MoELayerList(p)
+	} else {
+		spec = strconv.Itoa(a.int(name, 1))
+	}
+	p, err := layers.MoELayerPattern(spec, layersN)
+	if err != nil {
+		a.fail(name, "%s: %v", spec, err)
+		return ""
+	}
+	if !slices.Contains(p, 0) {
+		return ""
+	}
+	return layers.MoELayerList(p)
 }
 
 func (a *argReader) bool(name string, def bool) bool {

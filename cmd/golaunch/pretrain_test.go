@@ -153,7 +153,7 @@ func TestPretrainBadInput(t *testing.T) {
 		{[]string{"--standalone"}, []string{"--weight-decay-incr-style", "cosine", "--start-weight-decay", "0.2", "--end-weight-decay", "0.1"}, "Megatron wants 0 ≤ --start-weight-decay ≤ --end-weight-decay"},
 		{[]string{"--standalone", "--nproc-per-node", "2"}, []string{"--expert-model-parallel-size", "4"}, "--expert-model-parallel-size 4 must divide the data-parallel size 2"},
 		// Later Megatron-Core MoE flags asking for what is not implemented.
-		{[]string{"--standalone"}, []string{"--num-experts", "4", "--moe-layer-freq", "([0]+[1]*3)"}, "--moe-layer-freq ([0]+[1]*3): layer 0 is dense"},
+		{[]string{"--standalone"}, []string{"--num-experts", "4", "--moe-layer-freq", "([0]*4)"}, "--moe-layer-freq ([0]*4): no layer is an MoE layer"},
 		{[]string{"--standalone"}, []string{"--num-experts", "4", "--moe-layer-freq", "([1]*3)"}, "the pattern has 3 layers, the model 4 (--num-layers)"},
 		{[]string{"--standalone"}, []string{"--moe-router-score-function", "sigmoid"}, `--moe-router-score-function "sigmoid" is not supported`},
 		{[]string{"--standalone"}, []string{"--moe-expert-capacity-factor", "1.0"}, "--moe-expert-capacity-factor (token dropping; routing is dropless) is not supported yet"},

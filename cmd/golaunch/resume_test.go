@@ -705,6 +705,7 @@ func TestUseCheckpointArgsMoE(t *testing.T) {
 		"--num-query-groups 2 --kv-channels 16 --qk-layernorm --swiglu --normalization RMSNorm --position-embedding-type rope "+
 		"--disable-bias-linear --max-position-embeddings 32 --num-experts 4 --moe-router-topk 2 --moe-router-pre-softmax "+
 		"--moe-shared-expert-intermediate-size 32 --moe-shared-expert-gate --add-qkv-bias --rotary-base 1000000 --norm-epsilon 1e-6 "+
+		"--moe-layer-freq ([0]+[1]) --moe-ffn-hidden-size 64 "+
 		"--train-iters 2 --save "+ck)...)...)
 	out := runGolaunch(t, append(common, "--use-checkpoint-args", "--load", ck, "--train-iters", "4", "--override-opt_param-scheduler")...)
 	for _, line := range []string{"Setting num_experts to 4 from checkpoint", "Setting moe_router_topk to 2 from checkpoint",
@@ -712,6 +713,7 @@ func TestUseCheckpointArgsMoE(t *testing.T) {
 		"Setting moe_shared_expert_intermediate_size to 32 from checkpoint", "Setting moe_shared_expert_gate to true from checkpoint",
 		"Setting add_bias_linear to false from checkpoint", "Setting add_qkv_bias to true from checkpoint",
 		"Setting rotary_base to 1000000.0 from checkpoint", "Setting norm_epsilon to 1e-06 from checkpoint",
+		"Setting moe_layer_freq to [0, 1] from checkpoint", "Setting moe_ffn_hidden_size to 64 from checkpoint",
 		"iteration        4/       4"} {
 		require.Contains(t, out, line)
 	}

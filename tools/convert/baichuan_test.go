@@ -192,6 +192,16 @@ func TestQwen2MoERoundTrip(t *testing.T) {
 	require.Equal(t, 64.0, conf["shared_expert_intermediate_size"])
 	require.Equal(t, []any{"Qwen2MoeForCausalLM"}, conf["architectures"])
 
+	// A dense first layer (mlp_only_layers [0]): moe_layer_freq [0, 1] and both FFN sizes.
+	mixed, megMixed, backMixed := filepath.Join(tmp, "mixed"), filepath.Join(tmp, "meg-mixed"), filepath.Join(tmp, "back-mixed")
+	syntheticHF(t, mixed, strings.Replace(hftest.TinyQwen2MoE, `"mlp_only_layers": []`, `"mlp_only_layers": [0]`, 1))
+	convertOK(t, "--load_path", mixed, "--save_path", megMixed, "--target_tensor_model_parallel_size", "2", "--target_expert_model_parallel_size", "2")
+	cm, fullMixed := megatronFull(t, megMixed)
+	require.Equal(t, "[0, 1]", cm.Config.MoELayerFreq)
+	require.Equal(t, []int{2 * 96, 48}, fullMixed["decoder.layers.0.mlp.linear_fc1.weight"].Shape())
+	convertOK(t, "--load_path", megMixed, "--save_path", backMixed, "--convert_checkpoint_from_megatron_to_transformers")
+	requireSameHF(t, mixed, backMixed, hfTensors(t, mixed), hf.Qwen2MoE)
+
 	pre := filepath.Join(tmp, "qwen3moe-pre")
 	syntheticHF(t, pre, strings.Replace(hftest.TinyQwen3MoE, `"norm_topk_prob": true`, `"norm_topk_prob": false`, 1))
 	convertOK(t, "--load_path", pre, "--save_path", filepath.Join(tmp, "meg3"), "--target_tensor_model_parallel_size", "2")

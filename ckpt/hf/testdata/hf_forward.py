@@ -343,7 +343,7 @@ def main():
             tanh = cfg.get("hidden_act", "gelu_pytorch_tanh") != "gelu"
             act = torch.nn.functional.gelu(biased(y, p + "mlp.c_fc"), approximate="tanh" if tanh else "none")
             x = x + biased(act, p + "mlp.c_proj")
-        elif moe:
+        elif moe and (not qwen_moe or layer not in (cfg.get("mlp_only_layers") or []) and (layer + 1) % cfg.get("decoder_sparse_step", 1) == 0):
             x = x + sparse_moe(y, p + ("mlp." if qwen_moe else "block_sparse_moe."))
         else:
             x = x + swiglu(y, p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight", p + "mlp.down_proj.weight")

@@ -1,4 +1,4 @@
-package train
+package layers
 
 import (
 	"testing"
@@ -23,7 +23,7 @@ func TestMoELayerPattern(t *testing.T) {
 		{"2*[1, 0]", 4, []int{1, 0, 1, 0}},
 		{"[1,1]+[0]", 3, []int{1, 1, 0}},
 	} {
-		got, err := moeLayerPattern(tc.s, tc.n)
+		got, err := MoELayerPattern(tc.s, tc.n)
 		require.NoError(t, err, tc.s)
 		require.Equal(t, tc.want, got, tc.s)
 	}
@@ -43,7 +43,7 @@ func TestMoELayerPattern(t *testing.T) {
 		{"[1]*1000000*1000000*1000000*1000000", 4, "implausibly long"},
 		{"([1]*1000000)*1000000", 4, "implausibly long"},
 	} {
-		_, err := moeLayerPattern(tc.s, tc.n)
+		_, err := MoELayerPattern(tc.s, tc.n)
 		require.ErrorContains(t, err, tc.want, tc.s)
 	}
 }
