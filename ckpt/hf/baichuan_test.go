@@ -418,3 +418,18 @@ func TestGLMMatchesTorch(t *testing.T) {
 	_, err := writeConfig(t, strings.Replace(hftest.TinyChatGLM, `"original_rope": true`, `"original_rope": false`, 1))
 	require.ErrorContains(t, err, "original_rope false")
 }
+
+// TestDeepseekMoEMatchesTorch: DeepSeek-MoE (a dense first layer, routed experts with the
+// top k of the softmax, ungated shared experts) against its forward transcribed in float64
+// torch.
+func TestDeepseekMoEMatchesTorch(t *testing.T) {
+	hftest.NeedTorch(t)
+	dir := filepath.Join(t.TempDir(), "deepseek")
+	require.NoError(t, hftest.Write(dir, hftest.TinyDeepseekMoE, 0.1))
+	m := requireTorchForward(t, dir, torchRows, 300)
+	c := m.Config
+	require.Equal(t, hf.Deepseek, m.Family)
+	require.Equal(t, "[0, 1, 1]", c.MoELayerFreq)
+	require.Equal(t, []int{96, 32, 64}, []int{c.FFNHiddenSize, c.ExpertFFN(), c.MoESharedExpertIntermediateSize})
+	require.True(t, c.MoERouterPreSoftmax && !c.MoESharedExpertGate)
+}

@@ -26,6 +26,9 @@ const (
 	// Qwen2MoE: Qwen1.5-MoE and Qwen2-MoE, Qwen2's attention (QKV bias) with top-k of the
 	// softmax over the experts plus a gated shared expert (mlp.shared_expert{,_gate})
 	Qwen2MoE Family = "qwen2_moe"
+	// Deepseek: DeepSeek-MoE's remote code (model_type deepseek): Llama's attention, dense
+	// first layers, routed experts and ungated shared experts (mlp.shared_experts)
+	Deepseek Family = "deepseek"
 	GPT2     Family = "gpt2"
 	Bloom    Family = "bloom"
 	Falcon   Family = "falcon"
@@ -162,7 +165,10 @@ func parseConfig(dir string, b []byte) (*Model, error) {
 	m := &Model{Dir: dir, raw: rc}
 	if Family(rc.ModelType).HasExperts() {
 		read := readMixtral
-		if rc.ModelType != string(Mixtral) {
+		switch Family(rc.ModelType) {
+		case Deepseek:
+			read = readDeepseek
+		case Qwen2MoE, Qwen3MoE:
 			read = func(path string, b []byte) (layers.Config, error) { return readQwenMoE(path, b, Family(rc.ModelType)) }
 		}
 		c, err := read(path, b)
@@ -429,7 +435,7 @@ func parseConfig(dir string, b []byte) (*Model, error) {
 		c.UntieEmbeddingsAndOutputWeights = !tied(true)
 		c.SeqLength = 2048
 	default:
-		return nil, fmt.Errorf("%s: model_type %q is not a supported architecture (llama, mistral, mixtral, qwen, qwen2, qwen2_moe, qwen3, qwen3_moe, baichuan, internlm2, chatglm, glm, gpt2, gpt_bigcode, starcoder2, bloom, falcon)", path, rc.ModelType)
+		return nil, fmt.Errorf("%s: model_type %q is not a supported architecture (llama, mistral, mixtral, qwen, qwen2, qwen2_moe, qwen3, qwen3_moe, deepseek, baichuan, internlm2, chatglm, glm, gpt2, gpt_bigcode, starcoder2, bloom, falcon)", path, rc.ModelType)
 	}
 	if err := m.finish(path, c); err != nil {
 		return nil, err

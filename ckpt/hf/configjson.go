@@ -32,7 +32,7 @@ func ConfigJSON(family Family, cfg *layers.Config, dtype tensor.DType, base map[
 		return nil, fmt.Errorf("a %s model has no experts; this mixture-of-experts checkpoint (%d experts) converts to mixtral", family, cfg.NumExperts)
 	}
 	switch family {
-	case Llama, Mistral, Qwen2, Qwen3, Mixtral, Qwen3MoE, Qwen2MoE, Internlm2, GLM:
+	case Llama, Mistral, Qwen2, Qwen3, Mixtral, Qwen3MoE, Qwen2MoE, Deepseek, Internlm2, GLM:
 		if cfg.Normalization != "RMSNorm" || !cfg.SwiGLU || cfg.PositionEmbeddingType != "rope" || (cfg.RotaryPercent != 1 || cfg.RotaryInterleaved) != (family == GLM) {
 			return nil, fmt.Errorf("a %s model needs RMSNorm, SwiGLU and full RoPE (GLM: interleaved on part of each head); the checkpoint has %s, swiglu=%v, %s (rotary_percent %v, interleaved %v)",
 				family, cfg.Normalization, cfg.SwiGLU, cfg.PositionEmbeddingType, cfg.RotaryPercent, cfg.RotaryInterleaved)
@@ -95,6 +95,10 @@ func ConfigJSON(family Family, cfg *layers.Config, dtype tensor.DType, base map[
 			delete(m, "head_dim")
 		case Mixtral:
 			if err := mixtralConfigKeys(m, cfg); err != nil {
+				return nil, err
+			}
+		case Deepseek:
+			if err := deepseekConfigKeys(m, cfg); err != nil {
 				return nil, err
 			}
 		case Qwen3MoE, Qwen2MoE:

@@ -64,7 +64,7 @@ func (m *Model) rules() ([]rule, error) {
 	for i := 0; i < c.NumLayers; i++ {
 		L := fmt.Sprintf("decoder.layers.%d.", i)
 		switch m.Family {
-		case Llama, Mistral, Qwen2, Qwen3, Mixtral, Qwen3MoE, Qwen2MoE, Baichuan, Starcoder2, GLM:
+		case Llama, Mistral, Qwen2, Qwen3, Mixtral, Qwen3MoE, Qwen2MoE, Deepseek, Baichuan, Starcoder2, GLM:
 			h := fmt.Sprintf("model.layers.%d.", i)
 			lnPair(L+"input_layernorm", h+"input_layernorm")
 			if m.Family == Baichuan {
@@ -80,7 +80,7 @@ func (m *Model) rules() ([]rule, error) {
 			lnPair(L+"pre_mlp_layernorm", h+"post_attention_layernorm")
 			switch {
 			case m.Family.HasExperts() && c.IsMoELayer(i):
-				moeRules(add, L, h, c.NumExperts, m.Family != Mixtral, c.MoESharedExpertIntermediateSize > 0)
+				moeRules(add, L, h, c.NumExperts, m.Family, c.MoESharedExpertIntermediateSize > 0)
 			case m.Family == GLM: // gate_up_proj is [gate; up]
 				add(L+"mlp.linear_fc1.weight", copyAs, h+"mlp.gate_up_proj.weight")
 				add(L+"mlp.linear_fc2.weight", copyAs, h+"mlp.down_proj.weight")
@@ -163,7 +163,7 @@ func (m *Model) rules() ([]rule, error) {
 		}
 	}
 	llamaLike := m.Family == Llama || m.Family == Mistral || m.Family == Qwen2 || m.Family == Qwen3 || m.Family == Mixtral ||
-		m.Family == Qwen3MoE || m.Family == Qwen2MoE || m.Family == Baichuan || m.Family == Starcoder2 || m.Family == GLM
+		m.Family == Qwen3MoE || m.Family == Qwen2MoE || m.Family == Deepseek || m.Family == Baichuan || m.Family == Starcoder2 || m.Family == GLM
 	switch {
 	case llamaLike:
 		add("embedding.word_embeddings.weight", copyAs, "model.embed_tokens.weight")

@@ -98,7 +98,132 @@ func readMixtral(path string, b []byte) (layers.Config, error) {
 }
 
 // HasExperts reports whether the family's MLP is a mixture of experts.
-func (f Family) HasExperts() bool { return f == Mixtral || f == Qwen3MoE || f == Qwen2MoE }
+func (f Family) HasExperts() bool {
+	return f == Mixtral || f == Qwen3MoE || f == Qwen2MoE || f == Deepseek
+}
+
+// deepseekConfig holds DeepSeek-MoE's config.json keys (its remote DeepseekConfig) beyond
+// Llama's, pre-set to their defaults.
+type deepseekConfig struct {
+	Routed       *int     `json:"n_routed_experts"`
+	Shared       *int     `json:"n_shared_experts"`
+	TopK         int      `json:"num_experts_per_tok"`
+	MoEFFN       int      `json:"moe_intermediate_size"`
+	DenseFFN     int      `json:"intermediate_size"`
+	FirstDense   int      `json:"first_k_dense_replace"`
+	LayerFreq    int      `json:"moe_layer_freq"`
+	NormTopK     bool     `json:"norm_topk_prob"`
+	ScoringFunc  string   `json:"scoring_func"`
+	AuxAlpha     float64  `json:"aux_loss_alpha"`
+	AttnBias     bool     `json:"attention_bias"`
+	RopeTheta    *float64 `json:"rope_theta"`
+	NumLayers    int      `json:"num_hidden_layers"`
+	NumHeads     int      `json:"num_attention_heads"`
+	NumKVHeads   *int     `json:"num_key_value_heads"`
+	MaxPositions int      `json:"max_position_embeddings"`
+}
+
+// readDeepseek translates DeepSeek-MoE's config.json (DeepseekForCausalLM, remote code):
+// Llama's attention; layer i has experts when i ≥ first_k_dense_replace and
+// i % moe_layer_freq = 0, the others the dense intermediate_size MLP; n_routed_experts
+// experts of moe_intermediate_size with the top k of the softmax (renormalised only with
+// norm_topk_prob); n_shared_experts·moe_intermediate_size of ungated shared experts. The
+// aux loss keeps aux_loss_alpha; its seq_aux (per-sequence statistics) is not Megatron's.
+func readDeepseek(path string, b []byte) (layers.Config, error) {
+	rc := deepseekConfig{TopK: 6, MoEFFN: 1407, DenseFFN: 11008, LayerFreq: 1, ScoringFunc: "softmax", AuxAlpha: 0.001}
+	if err := json.Unmarshal(b, &rc); err != nil {
+		return layers.Config{}, fmt.Errorf("%s: %w", path, err)
+	}
+	switch {
+	case rc.Routed == nil || *rc.Routed < 1:
+		return layers.Config{}, fmt.Errorf("%s: n_routed_experts %v: a deepseek model without experts is not supported (convert it as llama)", path, rc.Routed)
+	case rc.ScoringFunc != "softmax":
+		return layers.Config{}, fmt.Errorf("%s: scoring_func %q is not supported (softmax is)", path, rc.ScoringFunc)
+	case rc.LayerFreq < 1 || rc.FirstDense < 0:
+		return layers.Config{}, fmt.Errorf("%s: moe_layer_freq %d, first_k_dense_replace %d: want ≥ 1 and ≥ 0", path, rc.LayerFreq, rc.FirstDense)
+	case rc.AttnBias:
+		return layers.Config{}, fmt.Errorf("%s: attention_bias true is not supported", path)
+	}
+	var keys map[string]json.RawMessage
+	if err := json.Unmarshal(b, &keys); err != nil {
+		return layers.Config{}, fmt.Errorf("%s: %w", path, err)
+	}
+	keys["num_local_experts"], _ = json.Marshal(*rc.Routed)
+	keys["num_experts_per_tok"], _ = json.Marshal(rc.TopK)
+	keys["intermediate_size"], _ = json.Marshal(rc.MoEFFN)
+	keys["router_aux_loss_coef"], _ = json.Marshal(rc.AuxAlpha)
+	if _, ok := keys["rope_theta"]; !ok {
+		keys["rope_theta"], _ = json.Marshal(10000.0) // DeepseekConfig's default (Mixtral's is 1e6)
+	}
+	keys["sliding_window"] = json.RawMessage("null")
+	mixtralKeys, err := json.Marshal(keys)
+	if err != nil {
+		return layers.Config{}, err
+	}
+	c, err := readMixtral(path, mixtralKeys)
+	if err != nil {
+		return layers.Config{}, err
+	}
+	c.MoERouterPreSoftmax = !rc.NormTopK
+	if rc.Shared != nil && *rc.Shared > 0 {
+		c.MoESharedExpertIntermediateSize = *rc.Shared * rc.MoEFFN
+	}
+	pattern := make([]int, c.NumLayers)
+	for i := range pattern {
+		if i >= rc.FirstDense && i%rc.LayerFreq == 0 {
+			pattern[i] = 1
+		}
+	}
+	if slices.Contains(pattern, 0) {
+		if !slices.Contains(pattern, 1) {
+			return layers.Config{}, fmt.Errorf("%s: first_k_dense_replace %d, moe_layer_freq %d: no layer has experts", path, rc.FirstDense, rc.LayerFreq)
+		}
+		c.MoELayerFreq = layers.MoELayerList(pattern)
+		c.FFNHiddenSize, c.MoEFFNHiddenSize = rc.DenseFFN, rc.MoEFFN
+	}
+	return c, nil
+}
+
+// deepseekConfigKeys sets DeepSeek-MoE's config.json keys: its experts, ungated shared
+// experts as n_shared_experts of the experts' size, and the dense layers as the first
+// first_k_dense_replace (other patterns have no DeepseekConfig).
+func deepseekConfigKeys(m map[string]any, cfg *layers.Config) error {
+	first := 0
+	for first < cfg.NumLayers && !cfg.IsMoELayer(first) {
+		first++
+	}
+	for i := first; i < cfg.NumLayers; i++ {
+		if !cfg.IsMoELayer(i) {
+			return fmt.Errorf("a deepseek model's dense layers come first (first_k_dense_replace); the checkpoint's moe_layer_freq is %s", cfg.MoELayerFreq)
+		}
+	}
+	shared := cfg.MoESharedExpertIntermediateSize
+	switch {
+	case cfg.NumExperts < 1 || cfg.QKLayernorm || cfg.AddBiasLinear() || cfg.AddQKVBias || cfg.SlidingWindow > 0 || cfg.MoESharedExpertGate:
+		return fmt.Errorf("a deepseek model needs experts, no biases, no head norms, no sliding window and ungated shared experts")
+	case shared%cfg.ExpertFFN() != 0:
+		return fmt.Errorf("a deepseek model's shared experts are n_shared_experts × moe_intermediate_size; the checkpoint has %d and %d", shared, cfg.ExpertFFN())
+	}
+	m["architectures"] = []string{"DeepseekForCausalLM"}
+	m["n_routed_experts"] = cfg.NumExperts
+	m["n_shared_experts"] = nil
+	if shared > 0 {
+		m["n_shared_experts"] = shared / cfg.ExpertFFN()
+	}
+	m["num_experts_per_tok"] = cfg.MoERouterTopK
+	m["moe_intermediate_size"] = cfg.ExpertFFN()
+	m["intermediate_size"] = cfg.FFNHiddenSize
+	m["first_k_dense_replace"] = first
+	m["moe_layer_freq"] = 1
+	m["norm_topk_prob"] = !cfg.MoERouterPreSoftmax
+	m["scoring_func"] = "softmax"
+	m["aux_loss_alpha"] = cfg.MoEAuxLossCoeff
+	m["attention_bias"] = false
+	for _, k := range []string{"num_local_experts", "router_aux_loss_coef", "sliding_window", "use_sliding_window", "mlp_bias", "head_dim"} {
+		delete(m, k)
+	}
+	return nil
+}
 
 // qwenMoEConfig holds the config.json keys of transformers' Qwen3MoeConfig and
 // Qwen2MoeConfig that differ from Mixtral's, pre-set to their defaults.
@@ -200,15 +325,23 @@ func readQwenMoE(path string, b []byte, family Family) (layers.Config, error) {
 //	meg mlp.shared_experts.linear_fc1.weight ← [shared_expert.gate_proj; shared_expert.up_proj]
 //	meg mlp.shared_experts.linear_fc2.weight ← shared_expert.down_proj
 //	meg mlp.shared_experts.gate_weight [1, h] ← shared_expert_gate.weight
-func moeRules(add func(string, kind, ...string), meg, h string, experts int, qwen, shared bool) {
+//
+// DeepSeek-MoE names its ungated shared experts mlp.shared_experts.{gate,up,down}_proj.
+func moeRules(add func(string, kind, ...string), meg, h string, experts int, family Family, shared bool) {
 	block, gate, up, down := "block_sparse_moe.", "w1", "w3", "w2"
-	if qwen {
+	if family != Mixtral {
 		block, gate, up, down = "mlp.", "gate_proj", "up_proj", "down_proj"
 	}
 	if shared {
-		add(meg+"mlp.shared_experts.linear_fc1.weight", gateUp, h+"mlp.shared_expert.gate_proj.weight", h+"mlp.shared_expert.up_proj.weight")
-		add(meg+"mlp.shared_experts.linear_fc2.weight", copyAs, h+"mlp.shared_expert.down_proj.weight")
-		add(meg+"mlp.shared_experts.gate_weight", copyAs, h+"mlp.shared_expert_gate.weight")
+		s := h + "mlp.shared_expert."
+		if family == Deepseek {
+			s = h + "mlp.shared_experts."
+		}
+		add(meg+"mlp.shared_experts.linear_fc1.weight", gateUp, s+"gate_proj.weight", s+"up_proj.weight")
+		add(meg+"mlp.shared_experts.linear_fc2.weight", copyAs, s+"down_proj.weight")
+		if family == Qwen2MoE {
+			add(meg+"mlp.shared_experts.gate_weight", copyAs, h+"mlp.shared_expert_gate.weight")
+		}
 	}
 	add(meg+"mlp.router.weight", copyAs, h+block+"gate.weight")
 	for e := 0; e < experts; e++ {

@@ -248,6 +248,28 @@ func TestGLMRoundTrip(t *testing.T) {
 	requireSameHF(t, src, back, orig, hf.GLM)
 }
 
+// TestDeepseekMoERoundTrip: DeepSeek-MoE (a dense first layer, ungated shared experts) to
+// Megatron-Core at TP 2 × EP 2 × PP 3 and back; its family is inferred from the
+// architecture too.
+func TestDeepseekMoERoundTrip(t *testing.T) {
+	tmp := t.TempDir()
+	src, meg, back := filepath.Join(tmp, "deepseek"), filepath.Join(tmp, "meg"), filepath.Join(tmp, "back")
+	syntheticHF(t, src, hftest.TinyDeepseekMoE)
+	orig := hfTensors(t, src)
+	convertOK(t, "--load_path", src, "--save_path", meg, "--target_tensor_model_parallel_size", "2",
+		"--target_expert_model_parallel_size", "2", "--target_pipeline_model_parallel_size", "3", "--model_name", "deepseek-moe-16b-base")
+	c, full := megatronFull(t, meg)
+	require.Equal(t, string(hf.Deepseek), inferFamily(&c.Config))
+	require.Equal(t, []int{2 * 64, 48}, full["decoder.layers.2.mlp.shared_experts.linear_fc1.weight"].Shape())
+	_, gated := full["decoder.layers.2.mlp.shared_experts.gate_weight"]
+	require.False(t, gated)
+	convertOK(t, "--load_path", meg, "--save_path", back, "--convert_checkpoint_from_megatron_to_transformers", "--hf_ckpt_path", src)
+	requireSameHF(t, src, back, orig, hf.Deepseek)
+	conf, err := readJSONMap(filepath.Join(back, "config.json"))
+	require.NoError(t, err)
+	require.Equal(t, []any{1.0, 2.0}, []any{conf["first_k_dense_replace"], conf["n_shared_experts"]})
+}
+
 // TestUpcycleQwen3: a dense Qwen3 upcycled with --num-experts is Qwen3-MoE's architecture:
 // the Megatron checkpoint records qwen3_moe, and it converts to a Qwen3-MoE folder whose
 // experts are the dense MLP and whose head norms are the Qwen3's.

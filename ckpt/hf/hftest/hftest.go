@@ -87,6 +87,17 @@ const TinyGLM = `{"model_type": "glm", "architectures": ["GlmForCausalLM"], "hid
 	"rms_norm_eps": 1.5625e-07, "rope_theta": 10000.0, "partial_rotary_factor": 0.5, "attention_bias": true,
 	"max_position_embeddings": 64, "hidden_act": "silu", "tie_word_embeddings": false}`
 
+// TinyDeepseekMoE is a DeepSeek-MoE-16B-shaped config.json at test size (remote code): a
+// dense first layer (FFN 96), then top-2 of 4 experts of FFN 32, not renormalised, and 2
+// ungated shared experts (FFN 64).
+const TinyDeepseekMoE = `{"model_type": "deepseek", "architectures": ["DeepseekForCausalLM"], "hidden_size": 48,
+	"intermediate_size": 96, "moe_intermediate_size": 32, "n_routed_experts": 4, "n_shared_experts": 2, "num_experts_per_tok": 2,
+	"first_k_dense_replace": 1, "moe_layer_freq": 1, "norm_topk_prob": false, "scoring_func": "softmax", "aux_loss_alpha": 0.001,
+	"seq_aux": true, "num_attention_heads": 4, "num_key_value_heads": 4, "num_hidden_layers": 3, "vocab_size": 300,
+	"rms_norm_eps": 1e-06, "rope_theta": 10000.0, "max_position_embeddings": 64, "tie_word_embeddings": false,
+	"hidden_act": "silu", "attention_bias": false, "auto_map": {"AutoConfig": "configuration_deepseek.DeepseekConfig",
+	"AutoModelForCausalLM": "modeling_deepseek.DeepseekForCausalLM"}}`
+
 // Write writes dir/config.json with the given text and dir/model.safetensors (float32)
 // holding every tensor the family's mapping reads, with Hugging Face's shapes. Values are
 // N(0, std²) from a fixed seed, drawn in the mapping's order; with std < 1 the norm

@@ -11,7 +11,9 @@
 # Qwen3's attention, mlp.gate and mlp.experts.E.{gate,up,down}_proj, top-k of the softmax
 # renormalised when norm_topk_prob) and Qwen1.5/Qwen2-MoE (Qwen2MoeForCausalLM, from
 # models/qwen2_moe/modeling_qwen2_moe.py: Qwen2's biased q/k/v, the same experts, plus
-# shared_expert(x)·sigmoid(shared_expert_gate(x))) and StarCoder 2 (Starcoder2ForCausalLM,
+# shared_expert(x)·sigmoid(shared_expert_gate(x))), DeepSeek-MoE (its remote
+# DeepseekForCausalLM: the same experts, ungated mlp.shared_experts, dense layers below
+# first_k_dense_replace) and StarCoder 2 (Starcoder2ForCausalLM,
 # from models/starcoder2/modeling_starcoder2.py: LayerNorm with biases, biased q/k/v/o, a
 # GeLU MLP c_fc → c_proj, tanh-approximated for gelu_pytorch_tanh; tied by default), used by
 # InternLM2's remote code (InternLM2ForCausalLM: Llama's layers under its names, the QKV
@@ -191,7 +193,8 @@ def main():
         return
     qwen3_moe = cfg["model_type"] == "qwen3_moe"
     qwen2_moe = cfg["model_type"] == "qwen2_moe"
-    qwen_moe = qwen3_moe or qwen2_moe
+    deepseek = cfg["model_type"] == "deepseek"
+    qwen_moe = qwen3_moe or qwen2_moe or deepseek  # mlp.gate, mlp.experts.E.*_proj
     moe = cfg["model_type"] == "mixtral" or qwen_moe
     baichuan = cfg["model_type"] == "baichuan"
     # Baichuan-7B's code (BaiChuanForCausalLM) and Baichuan 2-7B's use RoPE, the 13B models'
@@ -311,8 +314,10 @@ def main():
         if qwen2_moe:  # the shared expert, scaled by its sigmoid gate
             shared = swiglu(flat, *(p + "shared_expert." + n + ".weight" for n in ("gate_proj", "up_proj", "down_proj")))
             out = out + shared * torch.sigmoid(linear(flat, p + "shared_expert_gate.weight"))
+        if deepseek and cfg.get("n_shared_experts"):  # DeepseekMoE: y + shared_experts(identity)
+            out = out + swiglu(flat, *(p + "shared_experts." + n + ".weight" for n in ("gate_proj", "up_proj", "down_proj")))
         names = ("gate_proj", "up_proj", "down_proj") if qwen_moe else ("w1", "w3", "w2")
-        for e in range(cfg["num_experts"] if qwen_moe else cfg["num_local_experts"]):
+        for e in range(cfg["n_routed_experts"] if deepseek else cfg["num_experts"] if qwen_moe else cfg["num_local_experts"]):
             rows, slot = torch.where(top_e == e)
             if rows.numel() == 0:
                 continue
@@ -343,7 +348,8 @@ def main():
             tanh = cfg.get("hidden_act", "gelu_pytorch_tanh") != "gelu"
             act = torch.nn.functional.gelu(biased(y, p + "mlp.c_fc"), approximate="tanh" if tanh else "none")
             x = x + biased(act, p + "mlp.c_proj")
-        elif moe and (not qwen_moe or layer not in (cfg.get("mlp_only_layers") or []) and (layer + 1) % cfg.get("decoder_sparse_step", 1) == 0):
+        elif moe and (layer >= cfg.get("first_k_dense_replace", 0) and layer % cfg.get("moe_layer_freq", 1) == 0 if deepseek else
+                      not qwen_moe or layer not in (cfg.get("mlp_only_layers") or []) and (layer + 1) % cfg.get("decoder_sparse_step", 1) == 0):
             x = x + sparse_moe(y, p + ("mlp." if qwen_moe else "block_sparse_moe."))
         else:
             x = x + swiglu(y, p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight", p + "mlp.down_proj.weight")
