@@ -204,13 +204,7 @@ func parseConfig(dir string, b []byte) (*Model, error) {
 		if rc.HiddenAct != "" && rc.HiddenAct != "silu" {
 			return nil, fmt.Errorf("%s: hidden_act %q is not supported (want silu)", path, rc.HiddenAct)
 		}
-		c.NumLayers, c.HiddenSize, c.FFNHiddenSize = rc.NumLayers, rc.HiddenSize, rc.Intermediate
-		c.NumAttentionHeads = rc.NumHeads
-		kv := rc.NumKVHeads
-		if kv == 0 {
-			kv = rc.NumHeads
-		}
-		c.GroupQueryAttention, c.NumQueryGroups = kv != rc.NumHeads, kv
+		rc.llamaShape(&c)
 		if rc.HeadDim != 0 {
 			c.KVChannels = rc.HeadDim
 		} else if rc.ModelType == "qwen3" {
@@ -281,13 +275,7 @@ func parseConfig(dir string, b []byte) (*Model, error) {
 		default:
 			return nil, fmt.Errorf("%s: hidden_act %q is not supported (want gelu_pytorch_tanh or gelu)", path, rc.HiddenAct)
 		}
-		c.NumLayers, c.HiddenSize, c.FFNHiddenSize = rc.NumLayers, rc.HiddenSize, rc.Intermediate
-		c.NumAttentionHeads = rc.NumHeads
-		kv := rc.NumKVHeads
-		if kv == 0 {
-			kv = rc.NumHeads
-		}
-		c.GroupQueryAttention, c.NumQueryGroups = kv != rc.NumHeads, kv
+		rc.llamaShape(&c)
 		c.Normalization, c.NormEpsilon = "LayerNorm", 1e-5
 		if rc.NormEpsilon != nil {
 			c.NormEpsilon = *rc.NormEpsilon
@@ -474,6 +462,18 @@ func (m *Model) finish(path string, c layers.Config) error {
 	}
 	m.Config = c
 	return nil
+}
+
+// llamaShape sets the layers, widths and (grouped) heads from Llama's keys
+// (num_key_value_heads 0 or absent: one per head).
+func (rc *hfConfig) llamaShape(c *layers.Config) {
+	c.NumLayers, c.HiddenSize, c.FFNHiddenSize = rc.NumLayers, rc.HiddenSize, rc.Intermediate
+	c.NumAttentionHeads = rc.NumHeads
+	kv := rc.NumKVHeads
+	if kv == 0 {
+		kv = rc.NumHeads
+	}
+	c.GroupQueryAttention, c.NumQueryGroups = kv != rc.NumHeads, kv
 }
 
 func boolOr(p *bool, def bool) bool {

@@ -144,23 +144,12 @@ func readDeepseek(path string, b []byte) (layers.Config, error) {
 	case rc.AttnBias:
 		return layers.Config{}, fmt.Errorf("%s: attention_bias true is not supported", path)
 	}
-	var keys map[string]json.RawMessage
-	if err := json.Unmarshal(b, &keys); err != nil {
-		return layers.Config{}, fmt.Errorf("%s: %w", path, err)
+	theta := 10000.0 // DeepseekConfig's default (Mixtral's is 1e6)
+	if rc.RopeTheta != nil {
+		theta = *rc.RopeTheta
 	}
-	keys["num_local_experts"], _ = json.Marshal(*rc.Routed)
-	keys["num_experts_per_tok"], _ = json.Marshal(rc.TopK)
-	keys["intermediate_size"], _ = json.Marshal(rc.MoEFFN)
-	keys["router_aux_loss_coef"], _ = json.Marshal(rc.AuxAlpha)
-	if _, ok := keys["rope_theta"]; !ok {
-		keys["rope_theta"], _ = json.Marshal(10000.0) // DeepseekConfig's default (Mixtral's is 1e6)
-	}
-	keys["sliding_window"] = json.RawMessage("null")
-	mixtralKeys, err := json.Marshal(keys)
-	if err != nil {
-		return layers.Config{}, err
-	}
-	c, err := readMixtral(path, mixtralKeys)
+	c, err := readAsMixtral(path, b, map[string]any{"num_local_experts": *rc.Routed, "num_experts_per_tok": rc.TopK,
+		"intermediate_size": rc.MoEFFN, "router_aux_loss_coef": rc.AuxAlpha, "rope_theta": theta, "sliding_window": nil})
 	if err != nil {
 		return layers.Config{}, err
 	}
@@ -168,20 +157,46 @@ func readDeepseek(path string, b []byte) (layers.Config, error) {
 	if rc.Shared != nil && *rc.Shared > 0 {
 		c.MoESharedExpertIntermediateSize = *rc.Shared * rc.MoEFFN
 	}
+	if err := withDenseLayers(&c, func(i int) bool { return i >= rc.FirstDense && i%rc.LayerFreq == 0 }, rc.DenseFFN, rc.MoEFFN); err != nil {
+		return layers.Config{}, fmt.Errorf("%s: first_k_dense_replace %d, moe_layer_freq %d: %w", path, rc.FirstDense, rc.LayerFreq, err)
+	}
+	return c, nil
+}
+
+// readAsMixtral reads config.json b with Mixtral's reader after replacing the keys in set.
+func readAsMixtral(path string, b []byte, set map[string]any) (layers.Config, error) {
+	var keys map[string]json.RawMessage
+	if err := json.Unmarshal(b, &keys); err != nil {
+		return layers.Config{}, fmt.Errorf("%s: %w", path, err)
+	}
+	for k, v := range set {
+		keys[k], _ = json.Marshal(v)
+	}
+	mixtralKeys, err := json.Marshal(keys)
+	if err != nil {
+		return layers.Config{}, err
+	}
+	return readMixtral(path, mixtralKeys)
+}
+
+// withDenseLayers gives c experts in the layers moe reports and the dense denseFFN MLP in
+// the others (--moe-layer-freq, --moe-ffn-hidden-size moeFFN), when there are others.
+func withDenseLayers(c *layers.Config, moe func(i int) bool, denseFFN, moeFFN int) error {
 	pattern := make([]int, c.NumLayers)
 	for i := range pattern {
-		if i >= rc.FirstDense && i%rc.LayerFreq == 0 {
+		if moe(i) {
 			pattern[i] = 1
 		}
 	}
-	if slices.Contains(pattern, 0) {
-		if !slices.Contains(pattern, 1) {
-			return layers.Config{}, fmt.Errorf("%s: first_k_dense_replace %d, moe_layer_freq %d: no layer has experts", path, rc.FirstDense, rc.LayerFreq)
-		}
-		c.MoELayerFreq = layers.MoELayerList(pattern)
-		c.FFNHiddenSize, c.MoEFFNHiddenSize = rc.DenseFFN, rc.MoEFFN
+	switch {
+	case !slices.Contains(pattern, 0):
+		return nil
+	case !slices.Contains(pattern, 1):
+		return fmt.Errorf("no layer has experts")
 	}
-	return c, nil
+	c.MoELayerFreq = layers.MoELayerList(pattern)
+	c.FFNHiddenSize, c.MoEFFNHiddenSize = denseFFN, moeFFN
+	return nil
 }
 
 // deepseekConfigKeys sets DeepSeek-MoE's config.json keys: its experts, ungated shared
@@ -264,38 +279,17 @@ func readQwenMoE(path string, b []byte, family Family) (layers.Config, error) {
 		return layers.Config{}, fmt.Errorf("%s: decoder_sparse_step %d: want ≥ 1", path, rc.SparseStep)
 	}
 	// Mixtral's reader with Qwen3-MoE's names for the expert count, FFN and aux loss.
-	var keys map[string]json.RawMessage
-	if err := json.Unmarshal(b, &keys); err != nil {
-		return layers.Config{}, fmt.Errorf("%s: %w", path, err)
-	}
-	keys["num_local_experts"], _ = json.Marshal(rc.NumExperts)
-	keys["intermediate_size"], _ = json.Marshal(rc.MoEFFN)
-	keys["router_aux_loss_coef"], _ = json.Marshal(rc.RouterAuxCoeff)
-	mixtralKeys, err := json.Marshal(keys)
-	if err != nil {
-		return layers.Config{}, err
-	}
-	c, err := readMixtral(path, mixtralKeys)
+	c, err := readAsMixtral(path, b, map[string]any{"num_local_experts": rc.NumExperts, "intermediate_size": rc.MoEFFN,
+		"router_aux_loss_coef": rc.RouterAuxCoeff})
 	if err != nil {
 		return layers.Config{}, err
 	}
 	c.MoERouterPreSoftmax = !rc.NormTopK
 	// Layer i has experts unless listed in mlp_only_layers or (i+1) % decoder_sparse_step ≠ 0
 	// (Qwen2MoeDecoderLayer's rule); the others have the dense intermediate_size MLP.
-	pattern, dense := make([]int, c.NumLayers), false
-	for i := range pattern {
-		if !slices.Contains(rc.MLPOnlyLayers, i) && (i+1)%rc.SparseStep == 0 {
-			pattern[i] = 1
-		} else {
-			dense = true
-		}
-	}
-	if dense {
-		if !slices.Contains(pattern, 1) {
-			return layers.Config{}, fmt.Errorf("%s: decoder_sparse_step %d, mlp_only_layers %v: no layer has experts", path, rc.SparseStep, rc.MLPOnlyLayers)
-		}
-		c.MoELayerFreq = layers.MoELayerList(pattern)
-		c.FFNHiddenSize, c.MoEFFNHiddenSize = rc.DenseFFN, rc.MoEFFN
+	if err := withDenseLayers(&c, func(i int) bool { return !slices.Contains(rc.MLPOnlyLayers, i) && (i+1)%rc.SparseStep == 0 },
+		rc.DenseFFN, rc.MoEFFN); err != nil {
+		return layers.Config{}, fmt.Errorf("%s: decoder_sparse_step %d, mlp_only_layers %v: %w", path, rc.SparseStep, rc.MLPOnlyLayers, err)
 	}
 	if family == Qwen2MoE {
 		c.AddQKVBias = rc.QKVBias == nil || *rc.QKVBias
