@@ -289,8 +289,8 @@ func (c *Config) finalizeMoE() error {
 	if c.MoERouterPreSoftmax && c.MoERouterLoadBalancingType == "sinkhorn" {
 		return fmt.Errorf("--moe-router-pre-softmax applies to aux_loss routing, not --moe-router-load-balancing-type sinkhorn")
 	}
-	if c.MoESharedExpertIntermediateSize < 0 {
-		return fmt.Errorf("--moe-shared-expert-intermediate-size must be positive, got %d", c.MoESharedExpertIntermediateSize)
+	if s, tp := c.MoESharedExpertIntermediateSize, max(c.TensorModelParallelSize, 1); s < 0 || s%tp != 0 {
+		return fmt.Errorf("--moe-shared-expert-intermediate-size %d must be positive and divisible by --tensor-model-parallel-size %d", s, tp)
 	}
 	if c.MoESharedExpertGate && c.MoESharedExpertIntermediateSize == 0 {
 		return fmt.Errorf("--moe-shared-expert-gate needs --moe-shared-expert-intermediate-size")

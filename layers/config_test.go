@@ -72,6 +72,9 @@ func TestConfigErrorsNameTheFlag(t *testing.T) {
 		{func(c *Config) {
 			c.NumExperts, c.MoERouterPreSoftmax, c.MoERouterLoadBalancingType = 4, true, "sinkhorn"
 		}, []string{"--moe-router-pre-softmax", "sinkhorn"}},
+		{func(c *Config) {
+			c.NumExperts, c.DisableBiasLinear, c.MoESharedExpertIntermediateSize, c.TensorModelParallelSize = 4, true, 33, 2
+		}, []string{"--moe-shared-expert-intermediate-size 33", "--tensor-model-parallel-size 2"}},
 	}
 	// --moe-ffn-hidden-size is each expert's FFN, --ffn-hidden-size the dense layers'.
 	c := base
