@@ -210,6 +210,10 @@ func modelVsCPU(t *testing.T, g *Backend) {
 		// Qwen2-MoE: pre-softmax scores and gated shared experts (RowDot, ScaleRows).
 		cfg.MoEGroupedGemm, cfg.MoERouterPreSoftmax, cfg.MoESharedExpertIntermediateSize, cfg.MoESharedExpertGate = false, true, 48, true
 		sameTraining(t, "shared-expert MoE", cfg, false)
+		// A dense layer after an MoE one (--moe-layer-freq), with ChatGLM's interleaved RoPE
+		// on half of each head.
+		cfg.MoELayerFreq, cfg.MoEFFNHiddenSize, cfg.RotaryInterleaved, cfg.RotaryPercent = "2", 48, true, 0.5
+		sameTraining(t, "mixed-layer MoE, interleaved RoPE", cfg, false)
 	})
 	t.Run("NormHead", func(t *testing.T) { // Baichuan 2-13B's ALiBi and row-normalised output layer
 		cfg, err := layers.Preset("tiny-llama")
