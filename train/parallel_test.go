@@ -485,6 +485,12 @@ func TestParallelLayoutsMatchSingleProcess(t *testing.T) {
 		qwen3 := models["llama"]
 		qwen3.QKLayernorm = true
 		models["qwen3"] = qwen3
+		// Qwen2-MoE's router and gated shared experts, a dense first layer (DeepSeek-MoE's
+		// shape) and ChatGLM's interleaved half RoPE.
+		q2 := moe
+		q2.MoERouterPreSoftmax, q2.MoESharedExpertIntermediateSize, q2.MoESharedExpertGate, q2.AddQKVBias = true, 64, true, true
+		q2.MoELayerFreq, q2.FFNHiddenSize, q2.MoEFFNHiddenSize, q2.RotaryInterleaved, q2.RotaryPercent = "([0]+[1]*3)", 64, 96, true, 0.5
+		models["qwen2moe-mixed"] = q2
 	}
 	for name, cfg := range models {
 		ref := runLayout(t, cfg, layout{tp: 1, pp: 1, dp: 1}, iters)
