@@ -76,9 +76,29 @@ type RoPEParams struct {
 //	θᵢ' = (1−s)·θᵢ/Factor + s·θᵢ,  s = (L/λᵢ − LowFreqFactor)/(HighFreqFactor − LowFreqFactor)
 //
 // Factor 0 is none.
+//
+// With YaRN (Hugging Face's rope_type "yarn", Megatron-Core's --position-embedding-type
+// yarn) instead, for d rotary channels, ramp rᵢ = clamp((i − lo)/(hi − lo), 0, 1) over the
+// correction range [lo, hi] of BetaFast and BetaSlow rotations in OrigMaxPos positions
+// (dims d·ln(L/(2π·β))/(2·ln base), floored and ceiled with RoundCorrection),
+//
+//	θᵢ' = (θᵢ/Factor)·rᵢ + θᵢ·(1 − rᵢ)
+//
+// and cos and sin are multiplied by Concentration (YaRN's mscale; 0 is 1).
 type RoPEScaling struct {
 	Factor, LowFreqFactor, HighFreqFactor float64
 	OrigMaxPos                            int
+	YaRN                                  bool
+	BetaFast, BetaSlow, Concentration     float64
+	RoundCorrection                       bool
+}
+
+// Conc is the factor on cos and sin: YaRN's Concentration, else 1.
+func (s RoPEScaling) Conc() float32 {
+	if s.YaRN && s.Concentration != 0 {
+		return float32(s.Concentration)
+	}
+	return 1
 }
 
 // AttnParams configures scaled dot-product attention.

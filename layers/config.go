@@ -16,31 +16,40 @@ import (
 // Config is the model architecture, one field per Megatron argument (the kong tags are the
 // flag names, so commands embed Config directly). Defaults are Megatron's.
 type Config struct {
-	NumLayers                            int     `name:"num-layers" help:"Number of transformer layers."`
-	HiddenSize                           int     `name:"hidden-size" help:"Transformer hidden size."`
-	FFNHiddenSize                        int     `name:"ffn-hidden-size" help:"MLP hidden size (default 4·hidden, or for --swiglu the same 4·hidden)."`
-	NumAttentionHeads                    int     `name:"num-attention-heads" help:"Number of attention heads."`
-	GroupQueryAttention                  bool    `name:"group-query-attention" help:"Use grouped-query attention."`
-	NumQueryGroups                       int     `name:"num-query-groups" default:"1" help:"Number of query groups with --group-query-attention."`
-	KVChannels                           int     `name:"kv-channels" help:"Projection width per head (default hidden/heads)."`
-	SeqLength                            int     `name:"seq-length" help:"Sequence length."`
-	MaxPositionEmbeddings                int     `name:"max-position-embeddings" help:"Largest position for learned position embeddings."`
-	PositionEmbeddingType                string  `name:"position-embedding-type" default:"learned_absolute" enum:"learned_absolute,rope,alibi,none" help:"learned_absolute, rope, alibi or none."`
-	RotaryBase                           float64 `name:"rotary-base" default:"10000" help:"RoPE base θ."`
-	RotaryPercent                        float64 `name:"rotary-percent" default:"1.0" help:"Fraction of each head's channels that RoPE rotates."`
-	RotaryInterleaved                    bool    `name:"rotary-interleaved" help:"RoPE rotates the channel pairs (2i, 2i+1) instead of (i, i+d/2) (RoFormer's layout; ChatGLM, GLM-4)."`
-	RotarySeqLenInterpolationFactor      float64 `name:"rotary-seq-len-interpolation-factor" help:"RoPE position interpolation: positions scaled by 1/factor (none when unset or 1)."`
-	Normalization                        string  `name:"normalization" default:"LayerNorm" enum:"LayerNorm,RMSNorm" help:"LayerNorm or RMSNorm."`
-	NormEpsilon                          float64 `name:"norm-epsilon" default:"1e-5" help:"Epsilon of the norms."`
-	SwiGLU                               bool    `name:"swiglu" help:"SwiGLU MLP (Llama)."`
-	OpenAIGeLU                           bool    `name:"openai-gelu" help:"tanh approximation of GeLU (GPT-2, BLOOM, StarCoder)."`
-	SquaredReLU                          bool    `name:"squared-relu" help:"Squared ReLU MLP activation, max(x, 0)² (not with --swiglu)."`
-	UntieEmbeddingsAndOutputWeights      bool    `name:"untie-embeddings-and-output-weights" help:"Separate output layer weight."`
-	UseNormHead                          bool    `name:"use-normhead" help:"Baichuan 2's NormHead: the output layer's rows scaled to unit L2 norm in every forward (Pai's flag)."`
-	DisableBiasLinear                    bool    `name:"disable-bias-linear" help:"No biases in linear layers."`
-	AddQKVBias                           bool    `name:"add-qkv-bias" help:"Bias in the QKV projection even with --disable-bias-linear (Qwen)."`
-	UseRopeScaling                       bool    `name:"use-rope-scaling" help:"Llama 3.1's RoPE scaling: each frequency rescaled by its wavelength (low 1, high 4, 8192 original positions, as Megatron-Core's apply_rope_scaling), by --rope-scaling-factor."`
-	RopeScalingFactor                    float64 `name:"rope-scaling-factor" default:"8" help:"With --use-rope-scaling: the factor (Llama 3.1: 8, Llama 3.2: 32)."`
+	NumLayers                       int     `name:"num-layers" help:"Number of transformer layers."`
+	HiddenSize                      int     `name:"hidden-size" help:"Transformer hidden size."`
+	FFNHiddenSize                   int     `name:"ffn-hidden-size" help:"MLP hidden size (default 4·hidden, or for --swiglu the same 4·hidden)."`
+	NumAttentionHeads               int     `name:"num-attention-heads" help:"Number of attention heads."`
+	GroupQueryAttention             bool    `name:"group-query-attention" help:"Use grouped-query attention."`
+	NumQueryGroups                  int     `name:"num-query-groups" default:"1" help:"Number of query groups with --group-query-attention."`
+	KVChannels                      int     `name:"kv-channels" help:"Projection width per head (default hidden/heads)."`
+	SeqLength                       int     `name:"seq-length" help:"Sequence length."`
+	MaxPositionEmbeddings           int     `name:"max-position-embeddings" help:"Largest position for learned position embeddings."`
+	PositionEmbeddingType           string  `name:"position-embedding-type" default:"learned_absolute" enum:"learned_absolute,rope,yarn,alibi,none" help:"learned_absolute, rope, yarn (RoPE with YaRN's frequency blend and mscale: the --yarn-* flags), alibi or none."`
+	RotaryBase                      float64 `name:"rotary-base" default:"10000" help:"RoPE base θ."`
+	RotaryPercent                   float64 `name:"rotary-percent" default:"1.0" help:"Fraction of each head's channels that RoPE rotates."`
+	RotaryInterleaved               bool    `name:"rotary-interleaved" help:"RoPE rotates the channel pairs (2i, 2i+1) instead of (i, i+d/2) (RoFormer's layout; ChatGLM, GLM-4)."`
+	RotarySeqLenInterpolationFactor float64 `name:"rotary-seq-len-interpolation-factor" help:"RoPE position interpolation: positions scaled by 1/factor (none when unset or 1)."`
+	Normalization                   string  `name:"normalization" default:"LayerNorm" enum:"LayerNorm,RMSNorm" help:"LayerNorm or RMSNorm."`
+	NormEpsilon                     float64 `name:"norm-epsilon" default:"1e-5" help:"Epsilon of the norms."`
+	SwiGLU                          bool    `name:"swiglu" help:"SwiGLU MLP (Llama)."`
+	OpenAIGeLU                      bool    `name:"openai-gelu" help:"tanh approximation of GeLU (GPT-2, BLOOM, StarCoder)."`
+	SquaredReLU                     bool    `name:"squared-relu" help:"Squared ReLU MLP activation, max(x, 0)² (not with --swiglu)."`
+	UntieEmbeddingsAndOutputWeights bool    `name:"untie-embeddings-and-output-weights" help:"Separate output layer weight."`
+	UseNormHead                     bool    `name:"use-normhead" help:"Baichuan 2's NormHead: the output layer's rows scaled to unit L2 norm in every forward (Pai's flag)."`
+	DisableBiasLinear               bool    `name:"disable-bias-linear" help:"No biases in linear layers."`
+	AddQKVBias                      bool    `name:"add-qkv-bias" help:"Bias in the QKV projection even with --disable-bias-linear (Qwen)."`
+	UseRopeScaling                  bool    `name:"use-rope-scaling" help:"Llama 3.1's RoPE scaling: each frequency rescaled by its wavelength (low 1, high 4, 8192 original positions, as Megatron-Core's apply_rope_scaling), by --rope-scaling-factor."`
+	RopeScalingFactor               float64 `name:"rope-scaling-factor" default:"8" help:"With --use-rope-scaling: the factor (Llama 3.1: 8, Llama 3.2: 32)."`
+	// YaRN (--position-embedding-type yarn): Megatron-Core's flags and YarnRotaryEmbedding's
+	// config attributes (kernels.RoPEScaling).
+	YarnScalingFactor                    float64 `name:"yarn-rotary-scaling-factor" default:"1" help:"With --position-embedding-type yarn: the context extension factor (Hugging Face's rope_scaling factor)."`
+	YarnOrigMaxPositions                 int     `name:"yarn-original-max-position-embeddings" help:"With yarn: the positions the model was trained with (required)."`
+	YarnBetaFast                         float64 `name:"yarn-beta-fast" default:"32" help:"With yarn: the rotations where the correction range starts."`
+	YarnBetaSlow                         float64 `name:"yarn-beta-slow" default:"1" help:"With yarn: the rotations where it ends."`
+	YarnMScale                           float64 `name:"yarn-mscale" default:"1" help:"With yarn: mscale of the concentration factor m(mscale)/m(mscale-all-dim), m(x) = 0.1·x·ln(factor) + 1."`
+	YarnMScaleAllDim                     float64 `name:"yarn-mscale-all-dim" default:"0" help:"With yarn: see --yarn-mscale."`
+	YarnCorrectionRoundToInt             bool    `name:"yarn-correction-range-round-to-int" default:"true" negatable:"" help:"With yarn: floor and ceil the correction range's dims (Hugging Face's truncate)."`
 	QKLayernorm                          bool    `name:"qk-layernorm" help:"Normalise each head's query and key (--normalization's norm over the head dimension, before RoPE), as Megatron-Core's q_layernorm and k_layernorm (Qwen3)."`
 	ApplyResidualConnectionPostLayernorm bool    `name:"apply-residual-connection-post-layernorm" help:"Residual taken after the layernorm."`
 	ApplyLayernorm1p                     bool    `name:"apply-layernorm-1p" help:"LayerNorm weights stored centred on zero: the norm multiplies by 1 + weight, initialised to 0 (not with RMSNorm)."`
@@ -89,6 +98,7 @@ func Defaults() Config {
 		RotaryPercent: 1, Normalization: "LayerNorm", NormEpsilon: 1e-5, AttentionDropout: 0.1,
 		HiddenDropout: 0.1, InitMethodStd: 0.02, MakeVocabSizeDivisibleBy: 128, TensorModelParallelSize: 1,
 		MoERouterTopK: 2, MoERouterLoadBalancingType: "aux_loss", RopeScalingFactor: 8,
+		YarnScalingFactor: 1, YarnBetaFast: 32, YarnBetaSlow: 1, YarnMScale: 1, YarnCorrectionRoundToInt: true,
 	}
 }
 
@@ -156,7 +166,12 @@ func (c *Config) Finalize() error {
 		if c.MaxPositionEmbeddings <= 0 {
 			return fmt.Errorf("--position-embedding-type learned_absolute needs --max-position-embeddings")
 		}
-	case "rope":
+	case "rope", "yarn":
+		if c.PositionEmbeddingType == "yarn" && (c.YarnScalingFactor < 1 || c.YarnOrigMaxPositions <= 0 || c.RotaryPercent != 1 ||
+			c.RotaryInterleaved || c.UseRopeScaling || c.RotarySeqLenInterpolationFactor > 1 || c.YarnBetaFast <= 0 || c.YarnBetaSlow <= 0) {
+			return fmt.Errorf("--position-embedding-type yarn needs --yarn-rotary-scaling-factor ≥ 1, --yarn-original-max-position-embeddings, positive betas, full non-interleaved RoPE and no other RoPE scaling (have factor %v, %d positions, rotary-percent %v)",
+				c.YarnScalingFactor, c.YarnOrigMaxPositions, c.RotaryPercent)
+		}
 		if c.RotaryPercent <= 0 || c.RotaryPercent > 1 {
 			return fmt.Errorf("--rotary-percent must be in (0, 1], got %v", c.RotaryPercent)
 		}
@@ -171,7 +186,7 @@ func (c *Config) Finalize() error {
 		}
 	case "alibi", "none":
 	default:
-		return fmt.Errorf("--position-embedding-type %q: want learned_absolute, rope, alibi or none", c.PositionEmbeddingType)
+		return fmt.Errorf("--position-embedding-type %q: want learned_absolute, rope, yarn, alibi or none", c.PositionEmbeddingType)
 	}
 	switch c.Normalization {
 	case "LayerNorm", "RMSNorm":
@@ -365,9 +380,26 @@ func (c *Config) SharedFC1Dim() int {
 	return c.MoESharedExpertIntermediateSize
 }
 
-// RoPEScaling is --use-rope-scaling's Llama 3.1 scaling with Megatron-Core's fixed bands
-// (low-frequency factor 1, high 4, 8192 original positions), or none.
+// Rotary reports whether attention rotates queries and keys (RoPE, plain or YaRN).
+func (c *Config) Rotary() bool {
+	return c.PositionEmbeddingType == "rope" || c.PositionEmbeddingType == "yarn"
+}
+
+// RoPEScaling is YaRN's (--position-embedding-type yarn, its concentration factor
+// m(mscale)/m(mscale-all-dim) as Megatron-Core's _yarn_get_concentration_factor), or
+// --use-rope-scaling's Llama 3.1 scaling with Megatron-Core's fixed bands (low-frequency
+// factor 1, high 4, 8192 original positions), or none.
 func (c *Config) RoPEScaling() kernels.RoPEScaling {
+	if c.PositionEmbeddingType == "yarn" {
+		m := func(x float64) float64 {
+			if c.YarnScalingFactor <= 1 {
+				return 1
+			}
+			return 0.1*x*math.Log(c.YarnScalingFactor) + 1
+		}
+		return kernels.RoPEScaling{YaRN: true, Factor: c.YarnScalingFactor, OrigMaxPos: c.YarnOrigMaxPositions, BetaFast: c.YarnBetaFast,
+			BetaSlow: c.YarnBetaSlow, Concentration: m(c.YarnMScale) / m(c.YarnMScaleAllDim), RoundCorrection: c.YarnCorrectionRoundToInt}
+	}
 	if !c.UseRopeScaling {
 		return kernels.RoPEScaling{}
 	}

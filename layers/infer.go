@@ -249,7 +249,7 @@ func (l *TransformerLayer) decode(m *GPTModel, kc *KVCache, li int, out, x *tens
 	} else {
 		be.SplitQKV(q, kn, vn, qkv, l.groups, l.heads/l.groups)
 	}
-	if c.PositionEmbeddingType == "rope" {
+	if c.Rotary() {
 		rp := l.rope(false)
 		rp.PosOffset = pos
 		be.RoPE(q, q, rp)

@@ -435,7 +435,7 @@ func (m *GPTModel) setDocuments(st *Stash, bt Batch) error {
 		for i, p := range bt.Positions {
 			h[i] = int32(p)
 		}
-		if m.Cfg.PositionEmbeddingType == "rope" {
+		if m.Cfg.Rotary() {
 			st.ropePos = upload(&st.ropeBuf)
 		}
 	}

@@ -292,7 +292,7 @@ func (l *TransformerLayer) attention(be kernels.Backend, st *layerStash, lnf *te
 	} else {
 		be.SplitQKV(st.q, st.k, st.v, st.qkv, l.groups, l.heads/l.groups)
 	}
-	if c.PositionEmbeddingType == "rope" {
+	if c.Rotary() {
 		be.RoPE(st.q, st.q, l.trainRoPE(st, false))
 		be.RoPE(st.k, st.k, l.trainRoPE(st, false))
 	}
@@ -320,7 +320,7 @@ func (l *TransformerLayer) attentionBackward(be kernels.Backend, st *layerStash,
 	} else {
 		be.AttentionBackward(g.dq, g.dk, g.dv, g.do, st.q, st.k, st.v, st.o, st.lse, l.trainAttnParams(st))
 	}
-	if c.PositionEmbeddingType == "rope" {
+	if c.Rotary() {
 		be.RoPE(g.dq, g.dq, l.trainRoPE(st, true))
 		be.RoPE(g.dk, g.dk, l.trainRoPE(st, true))
 	}

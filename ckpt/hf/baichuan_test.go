@@ -433,3 +433,32 @@ func TestDeepseekMoEMatchesTorch(t *testing.T) {
 	require.Equal(t, []int{96, 32, 64}, []int{c.FFNHiddenSize, c.ExpertFFN(), c.MoESharedExpertIntermediateSize})
 	require.True(t, c.MoERouterPreSoftmax && !c.MoESharedExpertGate)
 }
+
+// TestYaRNMatchesTorch: a Qwen2.5-shaped model with rope_scaling yarn (factor 4 over 32
+// original positions, so the 48 here are past them; and DeepSeek's mscale pair) against the
+// float64 transcription of transformers' YaRN: --position-embedding-type yarn.
+func TestYaRNMatchesTorch(t *testing.T) {
+	hftest.NeedTorch(t)
+	var rows [][]int64
+	for r := range 2 {
+		row := make([]int64, 48)
+		for i := range row {
+			row[i] = int64((i*37 + r*101 + 5) % 300)
+		}
+		rows = append(rows, row)
+	}
+	for name, yarn := range map[string]string{
+		"qwen2.5":         `{"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32}`,
+		"mscale-no-round": `{"rope_type": "yarn", "factor": 8.0, "original_max_position_embeddings": 16, "mscale": 0.9, "mscale_all_dim": 0.5, "truncate": false, "beta_fast": 16}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "yarn")
+			require.NoError(t, hftest.Write(dir, `{"model_type": "qwen2", "architectures": ["Qwen2ForCausalLM"], "hidden_size": 64,
+				"intermediate_size": 128, "num_attention_heads": 2, "num_key_value_heads": 1, "num_hidden_layers": 2, "vocab_size": 300,
+				"rms_norm_eps": 1e-06, "rope_theta": 1000000.0, "max_position_embeddings": 128, "tie_word_embeddings": false,
+				"rope_scaling": `+yarn+`}`, 0.3))
+			m := requireTorchForward(t, dir, rows, 300)
+			require.Equal(t, "yarn", m.Config.PositionEmbeddingType)
+		})
+	}
+}

@@ -5,6 +5,7 @@ package hf
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 
@@ -490,6 +491,14 @@ func boolOr(p *bool, def bool) bool {
 type ropeSpec struct {
 	interp, llama3 float64
 	theta          *float64
+	yarn           *yarnSpec
+}
+
+// yarnSpec is rope_scaling "yarn" in --yarn-* terms.
+type yarnSpec struct {
+	factor, betaFast, betaSlow, mscale, mscaleAllDim float64
+	origMax                                          int
+	truncate                                         bool
 }
 
 // apply sets c's RoPE scaling fields (and the base, when rope_parameters has one).
@@ -500,6 +509,11 @@ func (r ropeSpec) apply(c *layers.Config) {
 	}
 	if r.theta != nil {
 		c.RotaryBase = *r.theta
+	}
+	if y := r.yarn; y != nil {
+		c.PositionEmbeddingType, c.YarnScalingFactor, c.YarnOrigMaxPositions = "yarn", y.factor, y.origMax
+		c.YarnBetaFast, c.YarnBetaSlow, c.YarnMScale, c.YarnMScaleAllDim = y.betaFast, y.betaSlow, y.mscale, y.mscaleAllDim
+		c.YarnCorrectionRoundToInt = y.truncate
 	}
 }
 
@@ -541,6 +555,12 @@ func ropeScaling(path, key string, raw *json.RawMessage) (ropeSpec, error) {
 		Low      *float64 `json:"low_freq_factor"`
 		High     *float64 `json:"high_freq_factor"`
 		OrigMax  *int     `json:"original_max_position_embeddings"`
+		BetaFast *float64 `json:"beta_fast"`
+		BetaSlow *float64 `json:"beta_slow"`
+		MScale   *float64 `json:"mscale"`
+		MScaleAD *float64 `json:"mscale_all_dim"`
+		AttnFac  *float64 `json:"attention_factor"`
+		Truncate *bool    `json:"truncate"`
 	}
 	if err := json.Unmarshal(*raw, &rs); err != nil {
 		return ropeSpec{}, fmt.Errorf("%s: %s: %w", path, key, err)
@@ -562,6 +582,31 @@ func ropeScaling(path, key string, raw *json.RawMessage) (ropeSpec, error) {
 			return ropeSpec{}, fmt.Errorf("%s: %s %s: Llama 3.1's scaling is supported with factor ≥ 1, low_freq_factor 1, high_freq_factor 4 and original_max_position_embeddings 8192 (Megatron-Core's --use-rope-scaling)", path, key, string(*raw))
 		}
 		return ropeSpec{llama3: rs.Factor}, nil
+	case "yarn":
+		// transformers' _compute_yarn_parameters: betas 32 and 1; the attention factor
+		// m(mscale)/m(mscale_all_dim) when both are given, else m(1); Megatron-Core's
+		// concentration factor with its defaults mscale 1, mscale_all_dim 0 is the latter.
+		y := &yarnSpec{factor: rs.Factor, betaFast: 32, betaSlow: 1, mscale: 1, truncate: boolOr(rs.Truncate, true)}
+		if rs.OrigMax == nil || rs.Factor < 1 {
+			return ropeSpec{}, fmt.Errorf("%s: %s %s: yarn is supported with factor ≥ 1 and original_max_position_embeddings given", path, key, string(*raw))
+		}
+		y.origMax = *rs.OrigMax
+		if rs.BetaFast != nil {
+			y.betaFast = *rs.BetaFast
+		}
+		if rs.BetaSlow != nil {
+			y.betaSlow = *rs.BetaSlow
+		}
+		if rs.MScale != nil && rs.MScaleAD != nil && *rs.MScale != 0 && *rs.MScaleAD != 0 {
+			y.mscale, y.mscaleAllDim = *rs.MScale, *rs.MScaleAD
+		}
+		if rs.AttnFac != nil {
+			c := layers.Config{PositionEmbeddingType: "yarn", YarnScalingFactor: y.factor, YarnMScale: y.mscale, YarnMScaleAllDim: y.mscaleAllDim}
+			if got := c.RoPEScaling().Concentration; math.Abs(got-*rs.AttnFac) > 1e-9*got {
+				return ropeSpec{}, fmt.Errorf("%s: %s attention_factor %v: only YaRN's own (%v) is supported", path, key, *rs.AttnFac, got)
+			}
+		}
+		return ropeSpec{yarn: y}, nil
 	}
-	return ropeSpec{}, fmt.Errorf("%s: %s %s is not supported (linear, and Llama 3.1's llama3, are)", path, key, string(*raw))
+	return ropeSpec{}, fmt.Errorf("%s: %s %s is not supported (linear, Llama 3.1's llama3 and yarn are)", path, key, string(*raw))
 }

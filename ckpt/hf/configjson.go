@@ -33,7 +33,7 @@ func ConfigJSON(family Family, cfg *layers.Config, dtype tensor.DType, base map[
 	}
 	switch family {
 	case Llama, Mistral, Qwen2, Qwen3, Mixtral, Qwen3MoE, Qwen2MoE, Deepseek, Internlm2, GLM:
-		if cfg.Normalization != "RMSNorm" || !cfg.SwiGLU || cfg.PositionEmbeddingType != "rope" || (cfg.RotaryPercent != 1 || cfg.RotaryInterleaved) != (family == GLM) {
+		if cfg.Normalization != "RMSNorm" || !cfg.SwiGLU || !cfg.Rotary() || (cfg.RotaryPercent != 1 || cfg.RotaryInterleaved) != (family == GLM) {
 			return nil, fmt.Errorf("a %s model needs RMSNorm, SwiGLU and full RoPE (GLM: interleaved on part of each head); the checkpoint has %s, swiglu=%v, %s (rotary_percent %v, interleaved %v)",
 				family, cfg.Normalization, cfg.SwiGLU, cfg.PositionEmbeddingType, cfg.RotaryPercent, cfg.RotaryInterleaved)
 		}
@@ -159,7 +159,7 @@ func ConfigJSON(family Family, cfg *layers.Config, dtype tensor.DType, base map[
 			m["seq_length"] = cfg.SeqLength
 		}
 	case Starcoder2:
-		if cfg.Normalization != "LayerNorm" || cfg.SwiGLU || cfg.SquaredReLU || cfg.PositionEmbeddingType != "rope" || cfg.RotaryPercent != 1 ||
+		if cfg.Normalization != "LayerNorm" || cfg.SwiGLU || cfg.SquaredReLU || !cfg.Rotary() || cfg.RotaryPercent != 1 ||
 			cfg.ParallelAttention || cfg.ApplyResidualConnectionPostLayernorm || cfg.ApplyLayernorm1p || cfg.AddQKVBias && !cfg.AddBiasLinear() ||
 			cfg.KVChannels*cfg.NumAttentionHeads != cfg.HiddenSize {
 			return nil, fmt.Errorf("a starcoder2 model needs pre-LayerNorm layers, a GeLU MLP, full RoPE, biases on all linear layers or none, and heads hidden_size/num_attention_heads wide")
@@ -300,6 +300,19 @@ func ropeScalingJSON(cfg *layers.Config) (any, error) {
 	case cfg.UseRopeScaling:
 		return map[string]any{"rope_type": "llama3", "factor": cfg.RopeScalingFactor, "low_freq_factor": 1.0,
 			"high_freq_factor": 4.0, "original_max_position_embeddings": 8192}, nil
+	case cfg.PositionEmbeddingType == "yarn":
+		y := map[string]any{"rope_type": "yarn", "factor": cfg.YarnScalingFactor, "original_max_position_embeddings": cfg.YarnOrigMaxPositions,
+			"beta_fast": cfg.YarnBetaFast, "beta_slow": cfg.YarnBetaSlow}
+		switch {
+		case cfg.YarnMScaleAllDim != 0:
+			y["mscale"], y["mscale_all_dim"] = cfg.YarnMScale, cfg.YarnMScaleAllDim
+		case cfg.YarnMScale != 1:
+			return nil, fmt.Errorf("YaRN's --yarn-mscale %v without --yarn-mscale-all-dim has no Hugging Face rope_scaling", cfg.YarnMScale)
+		}
+		if !cfg.YarnCorrectionRoundToInt {
+			y["truncate"] = false
+		}
+		return y, nil
 	}
 	return nil, nil
 }

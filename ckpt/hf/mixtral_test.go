@@ -80,7 +80,7 @@ func TestMixtralConfig(t *testing.T) {
 		{`{"model_type": "mixtral", "num_local_experts": 2, "num_experts_per_tok": 3}`, "num_experts_per_tok 3"},
 		{`{"model_type": "mixtral", "num_local_experts": 0}`, "num_local_experts 0"},
 		{`{"model_type": "mixtral", "hidden_act": "gelu"}`, `hidden_act "gelu"`},
-		{`{"model_type": "mixtral", "rope_scaling": {"type": "dynamic", "factor": 2.0}}`, `rope_scaling {"type": "dynamic", "factor": 2.0} is not supported (linear, and Llama 3.1's llama3, are)`},
+		{`{"model_type": "mixtral", "rope_scaling": {"type": "dynamic", "factor": 2.0}}`, `rope_scaling {"type": "dynamic", "factor": 2.0} is not supported (linear, Llama 3.1's llama3 and yarn are)`},
 		{`{"model_type": "mixtral", "rope_scaling": {"type": "linear", "factor": 0.5}}`, "rope_scaling linear factor 0.5: want ≥ 1"},
 		{`{"model_type": "mixtral", "rope_parameters": {"rope_type": "yarn", "factor": 4.0}}`, `"rope_type": "yarn"`},
 		{`{"model_type": "mixtral", "attention_bias": true}`, "attention_bias"},

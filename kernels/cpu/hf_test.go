@@ -217,3 +217,74 @@ for a in sys.argv[1:]:
 		require.Len(t, bands, 3, "base %v d %d: every band is exercised: %v", c.base, c.d, bands)
 	}
 }
+
+// TestRoPEYaRNMatchesHF compares YaRN's θ (RoPEInvFreqScaled) with transformers'
+// _compute_yarn_parameters in float32 torch, for Qwen2.5's long-context setting (base 1e6,
+// factor 4 over 32768 positions) and DeepSeek's (base 10000, factor 40 over 4096, no
+// rounding of the correction range): every θ within an ulp, all three regions (scaled,
+// blended, plain) present; and that the tables carry the mscale on cos and sin.
+func TestRoPEYaRNMatchesHF(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		base float64
+		d    int
+		sc   kernels.RoPEScaling
+	}{
+		{1e6, 128, kernels.RoPEScaling{YaRN: true, Factor: 4, OrigMaxPos: 32768, BetaFast: 32, BetaSlow: 1, RoundCorrection: true}},
+		{10000, 64, kernels.RoPEScaling{YaRN: true, Factor: 40, OrigMaxPos: 4096, BetaFast: 32, BetaSlow: 1}},
+	}
+	var args []string
+	for _, c := range cases {
+		args = append(args, fmt.Sprintf("%v,%d,%v,%d,%v,%v,%v", c.base, c.d, c.sc.Factor, c.sc.OrigMaxPos, c.sc.BetaFast, c.sc.BetaSlow, c.sc.RoundCorrection))
+	}
+	out := torchPython(t, `
+for a in sys.argv[1:]:
+    base, dim, factor, old, beta_fast, beta_slow, truncate = a.split(",")
+    base, dim, factor, old, beta_fast, beta_slow, truncate = float(base), int(dim), float(factor), int(old), float(beta_fast), float(beta_slow), truncate == "true"
+    def find_correction_dim(num_rotations):
+        return (dim * math.log(old / (num_rotations * 2 * math.pi))) / (2 * math.log(base))
+    low, high = find_correction_dim(beta_fast), find_correction_dim(beta_slow)
+    if truncate:
+        low, high = math.floor(low), math.ceil(high)
+    low, high = max(low, 0), min(high, dim - 1)
+    if low == high:
+        high += 0.001
+    ramp = torch.clamp((torch.arange(dim // 2, dtype=torch.float32) - low) / (high - low), 0, 1)
+    pos_freqs = base ** (torch.arange(0, dim, 2).to(dtype=torch.float) / dim)
+    extrapolation = 1.0 / pos_freqs
+    interpolation = 1.0 / (factor * pos_freqs)
+    extrapolation_factor = 1 - ramp
+    inv_freq = interpolation * (1 - extrapolation_factor) + extrapolation * extrapolation_factor
+    print(" ".join(repr(float(v)) for v in inv_freq))
+`, args...)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	require.Len(t, lines, len(cases))
+	for i, c := range cases {
+		got, plain := RoPEInvFreqScaled(c.base, c.d, c.sc), RoPEInvFreq(c.base, c.d)
+		fields := strings.Fields(lines[i])
+		require.Len(t, fields, len(got))
+		regions := map[string]int{}
+		for j, f := range fields {
+			want, err := strconv.ParseFloat(f, 64)
+			require.NoError(t, err)
+			require.InEpsilonf(t, want, float64(got[j]), 1.2e-7, "base %v d %d: θ[%d]", c.base, c.d, j)
+			switch r := float64(got[j] / plain[j]); {
+			case r == 1:
+				regions["plain"]++
+			case math.Abs(r*c.sc.Factor-1) < 1e-6:
+				regions["scaled"]++
+			default:
+				regions["blended"]++
+			}
+		}
+		require.Len(t, regions, 3, "%+v: %v", c.sc, regions)
+	}
+	// The mscale multiplies the float32 cos and sin.
+	sc := cases[0].sc
+	sc.Concentration = 0.1*math.Log(4) + 1
+	tab, ref := New().ropeTables(1e6, 128, 8, 0, sc), New().ropeTables(1e6, 128, 8, 0, cases[0].sc)
+	for j := range ref.cos[:8*64] {
+		require.Equal(t, ref.cos[j]*float32(sc.Concentration), tab.cos[j])
+		require.Equal(t, ref.sin[j]*float32(sc.Concentration), tab.sin[j])
+	}
+}

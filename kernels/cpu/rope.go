@@ -42,6 +42,9 @@ func RoPEInvFreq(base float64, d int) []float32 {
 // θ/Factor beyond λ_low; between the bands the blend (1−s)·θ/Factor + s·θ with
 // s = ((1/λ)·L − LowFreqFactor)/(HighFreqFactor − LowFreqFactor).
 func RoPEInvFreqScaled(base float64, d int, sc kernels.RoPEScaling) []float32 {
+	if sc.YaRN {
+		return yarnInvFreq(base, d, sc)
+	}
 	inv := RoPEInvFreq(base, d)
 	if sc.Factor == 0 {
 		return inv
@@ -66,12 +69,40 @@ func RoPEInvFreqScaled(base float64, d int, sc kernels.RoPEScaling) []float32 {
 	return inv
 }
 
+// yarnInvFreq is YaRN's θᵢ' (kernels.RoPEScaling) in float32 as transformers'
+// _compute_yarn_parameters and Megatron-Core's YarnRotaryEmbedding compute it: the
+// correction range in float64 (Python's math), the power, reciprocals, ramp and blend in
+// float32.
+func yarnInvFreq(base float64, d int, sc kernels.RoPEScaling) []float32 {
+	dim := func(rot float64) float64 {
+		return float64(d) * math.Log(float64(sc.OrigMaxPos)/(rot*2*math.Pi)) / (2 * math.Log(base))
+	}
+	lo, hi := dim(sc.BetaFast), dim(sc.BetaSlow)
+	if sc.RoundCorrection {
+		lo, hi = math.Floor(lo), math.Ceil(hi)
+	}
+	lo, hi = max(lo, 0), min(hi, float64(d-1))
+	if lo == hi {
+		hi += 0.001
+	}
+	inv := make([]float32, d/2)
+	factor := float32(sc.Factor)
+	for i := range inv {
+		pos := float32(math.Pow(base, float64(float32(2*i)/float32(d))))
+		ramp := min(max((float32(i)-float32(lo))/float32(hi-lo), 0), 1)
+		extra := 1 - ramp // the share of the unscaled frequency
+		inter, plain := 1/float32(factor*pos), 1/pos
+		inv[i] = float32(inter*(1-extra)) + float32(plain*extra) // each product rounded, as torch
+	}
+	return inv
+}
+
 // RoPEFill writes cos and sin of the angles of positions [lo, hi) into rows of tables
 // [·, len(inv)] with Megatron's and Hugging Face's float32 arithmetic: the position
 // float32(p), times float32(1/interp) when interpolating (Megatron's seq *= 1/factor),
 // times θᵢ (RoPEInvFreq) rounded to float32; cos/sin of that float32 angle are computed
 // in float64 and rounded to float32. Both backends build their tables with it.
-func RoPEFill(cos, sin, inv []float32, lo, hi int, interp float64) {
+func RoPEFill(cos, sin, inv []float32, lo, hi int, interp float64, conc float32) {
 	h := len(inv)
 	scale := float32(1)
 	if interp != 0 && interp != 1 {
@@ -86,6 +117,10 @@ func RoPEFill(cos, sin, inv []float32, lo, hi int, interp float64) {
 			a := float64(pf * f)
 			cos[p*h+i] = float32(math.Cos(a))
 			sin[p*h+i] = float32(math.Sin(a))
+			if conc != 1 { // YaRN's mscale, on the float32 cos and sin
+				cos[p*h+i] *= conc
+				sin[p*h+i] *= conc
+			}
 		}
 	}
 }
@@ -112,7 +147,7 @@ func (b *Backend) ropeTables(base float64, d, n int, interp float64, sc kernels.
 	h := d / 2
 	inv := RoPEInvFreqScaled(base, d, sc)
 	t = &ropeTable{n: size, cos: make([]float32, size*h), sin: make([]float32, size*h)}
-	parallelFor(size, grainFor(40*h), func(lo, hi int) { RoPEFill(t.cos, t.sin, inv, lo, hi, interp) })
+	parallelFor(size, grainFor(40*h), func(lo, hi int) { RoPEFill(t.cos, t.sin, inv, lo, hi, interp, sc.Conc()) })
 	b.rope[key] = t
 	return t
 }

@@ -294,7 +294,7 @@ func (b *Backend) ropeTables(base float64, d, n int, interp float64, sc kernels.
 	inv := cpu.RoPEInvFreqScaled(base, d, sc)
 	cs := make([]float32, size*h)
 	sn := make([]float32, size*h)
-	cpu.RoPEFill(cs, sn, inv, 0, size, interp)
+	cpu.RoPEFill(cs, sn, inv, 0, size, interp, sc.Conc())
 	nt := ropeTable{n: size}
 	var err error
 	if nt.cos, err = b.dev.arena.Alloc(uintptr(4 * len(cs))); err != nil {

@@ -270,6 +270,24 @@ func TestDeepseekMoERoundTrip(t *testing.T) {
 	require.Equal(t, []any{1.0, 2.0}, []any{conf["first_k_dense_replace"], conf["n_shared_experts"]})
 }
 
+// TestYaRNRoundTrip: Qwen2.5's rope_scaling yarn becomes --position-embedding-type yarn
+// with Megatron-Core's yarn_* args and comes back as the same rope_scaling.
+func TestYaRNRoundTrip(t *testing.T) {
+	tmp := t.TempDir()
+	src, meg, back := filepath.Join(tmp, "qwen25"), filepath.Join(tmp, "meg"), filepath.Join(tmp, "back")
+	syntheticHF(t, src, `{"model_type": "qwen2", "architectures": ["Qwen2ForCausalLM"], "hidden_size": 64, "intermediate_size": 128,
+		"num_attention_heads": 4, "num_key_value_heads": 2, "num_hidden_layers": 2, "vocab_size": 300, "rms_norm_eps": 1e-06,
+		"rope_theta": 1000000.0, "max_position_embeddings": 131072, "tie_word_embeddings": true,
+		"rope_scaling": {"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768}}`)
+	orig := hfTensors(t, src)
+	convertOK(t, "--load_path", src, "--save_path", meg, "--target_tensor_model_parallel_size", "2")
+	c, _ := megatronFull(t, meg)
+	require.Equal(t, "yarn", c.Config.PositionEmbeddingType)
+	require.Equal(t, []float64{4, 32768}, []float64{c.Config.YarnScalingFactor, float64(c.Config.YarnOrigMaxPositions)})
+	convertOK(t, "--load_path", meg, "--save_path", back, "--convert_checkpoint_from_megatron_to_transformers")
+	requireSameHF(t, src, back, orig, hf.Qwen2)
+}
+
 // TestUpcycleQwen3: a dense Qwen3 upcycled with --num-experts is Qwen3-MoE's architecture:
 // the Megatron checkpoint records qwen3_moe, and it converts to a Qwen3-MoE folder whose
 // experts are the dense MLP and whose head norms are the Qwen3's.

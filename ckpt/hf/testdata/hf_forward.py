@@ -245,9 +245,29 @@ def main():
         smooth = (old / wavelen - low) / (high - low)
         inv_freq = torch.where(wavelen < old / high, inv_freq,
                                torch.where(wavelen > old / low, inv_freq / f, (1 - smooth) * inv_freq / f + smooth * inv_freq))
+    attention_factor = 1.0
+    if kind == "yarn":  # _compute_yarn_parameters: a ramp between θ/factor and θ, and an mscale on cos and sin
+        f, old = scaling["factor"], scaling["original_max_position_embeddings"]
+        beta_fast, beta_slow = scaling.get("beta_fast", 32), scaling.get("beta_slow", 1)
+
+        def correction_dim(rotations):
+            return (rot_dim * math.log(old / (rotations * 2 * math.pi))) / (2 * math.log(theta))
+        low, high = correction_dim(beta_fast), correction_dim(beta_slow)
+        if scaling.get("truncate", True):
+            low, high = math.floor(low), math.ceil(high)
+        low, high = max(low, 0), min(high, rot_dim - 1)
+        if low == high:
+            high += 0.001
+        ramp = torch.clamp((torch.arange(rot_dim // 2, dtype=torch.float64) - low) / (high - low), 0, 1)
+        inv_freq = inv_freq / f * ramp + inv_freq * (1 - ramp)
+
+        def m(scale, mscale=1.0):
+            return 1.0 if scale <= 1 else 0.1 * mscale * math.log(scale) + 1.0
+        ms, msa = scaling.get("mscale"), scaling.get("mscale_all_dim")
+        attention_factor = m(f, ms) / m(f, msa) if ms and msa else m(f)
     angles = torch.outer(torch.arange(seq, dtype=torch.float64) / factor, inv_freq)
     angles = angles.repeat_interleave(2, dim=-1) if glm else torch.cat((angles, angles), dim=-1)
-    cos, sin = angles.cos(), angles.sin()
+    cos, sin = angles.cos() * attention_factor, angles.sin() * attention_factor
 
     def rotate(x):  # the first rot_dim channels (Qwen's rotary_pct), the rest passed through
         x, rest = x[..., :rot_dim], x[..., rot_dim:]
