@@ -49,13 +49,13 @@ gpu-rehearsal:
 	./scripts/gpu/rehearse.sh
 
 # Every parser of files users hand us (torch.save pickles, safetensors, .idx, .npy,
-# tokenizer.json, SentencePiece models, config.json), fuzzed FUZZTIME each (make test runs
+# tokenizer.json, SentencePiece models, config.json, --moe-layer-freq patterns), fuzzed FUZZTIME each (make test runs
 # only their seeds). A crash leaves its input in the package's testdata/fuzz.
 FUZZTIME ?= 30s
 fuzz:
 	@set -e; for t in ckpt/torchpickle:FuzzDecode ckpt/torchpickle:FuzzUnpickle ckpt/safetensors:FuzzParse \
 		ckpt/hf:FuzzConfig data/indexed:FuzzParseIndex data/npy:FuzzParse data/tokenizer:FuzzParseHF \
-		data/tokenizer:FuzzParseSentencePiece data/tokenizer:FuzzQwenEncode data/tokenizer:FuzzPretokChains; do \
+		data/tokenizer:FuzzParseSentencePiece data/tokenizer:FuzzQwenEncode data/tokenizer:FuzzPretokChains layers:FuzzMoELayerPattern; do \
 		echo "== $${t#*:} (./$${t%%:*}, $(FUZZTIME))"; \
 		$(GO) test ./$${t%%:*} -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME); \
 	done

@@ -33,6 +33,11 @@ func MoELayerPattern(s string, n int) ([]int, error) {
 	if err != nil {
 		return nil, err
 	}
+	for i, v := range out {
+		if v != 0 && v != 1 {
+			return nil, fmt.Errorf("layer %d is %d: want 0 (dense) or 1 (experts)", i, v)
+		}
+	}
 	if len(out) != n {
 		return nil, fmt.Errorf("the pattern has %d layers, the model %d (--num-layers)", len(out), n)
 	}
