@@ -462,3 +462,20 @@ func TestYaRNMatchesTorch(t *testing.T) {
 		})
 	}
 }
+
+// TestPhi3MatchesTorch: Phi-3 (fused qkv_proj and gate_up_proj, GQA, a sliding window of 6
+// keys over 10 positions) and Phi-4-mini's partial rotary factor against the float64
+// transcription of Phi3ForCausalLM.
+func TestPhi3MatchesTorch(t *testing.T) {
+	hftest.NeedTorch(t)
+	for name, extra := range map[string]string{"phi3-window": `"sliding_window": 6`, "phi4-partial-rope": `"partial_rotary_factor": 0.75, "sliding_window": null`} {
+		t.Run(name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "phi3")
+			require.NoError(t, hftest.Write(dir, `{"model_type": "phi3", "architectures": ["Phi3ForCausalLM"], "hidden_size": 64,
+				"intermediate_size": 96, "num_attention_heads": 4, "num_key_value_heads": 2, "num_hidden_layers": 2, "vocab_size": 300,
+				"rms_norm_eps": 1e-05, "rope_theta": 10000.0, "max_position_embeddings": 64, "tie_word_embeddings": false, `+extra+`}`, 0.1))
+			m := requireTorchForward(t, dir, torchRows, 300)
+			require.Equal(t, hf.Phi3, m.Family)
+		})
+	}
+}

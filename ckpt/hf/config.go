@@ -47,6 +47,9 @@ const (
 	// GLM: transformers' GlmForCausalLM (GLM-4-9B-hf): Llama's names, QKV biases, a fused
 	// gate_up_proj and ChatGLM's interleaved partial RoPE
 	GLM Family = "glm"
+	// Phi3: Phi-3 and Phi-3.5 (transformers' Phi3ForCausalLM): Llama's layers with a fused
+	// qkv_proj = [q | k | v] and gate_up_proj = [gate; up], a sliding window
+	Phi3 Family = "phi3"
 	// Baichuan: Baichuan-7B/13B and Baichuan 2 (remote code): Llama's layers with one
 	// W_pack [q; k; v] projection; the 13B models use ALiBi instead of RoPE, and Baichuan 2's
 	// lm_head is a NormHead.
@@ -193,7 +196,7 @@ func parseConfig(dir string, b []byte) (*Model, error) {
 		return def
 	}
 	switch rc.ModelType {
-	case "llama", "mistral", "qwen2", "qwen3", "internlm2", "glm":
+	case "llama", "mistral", "qwen2", "qwen3", "internlm2", "glm", "phi3":
 		m.Family = Family(rc.ModelType)
 		if rc.ModelType == "internlm2" && rc.Bias {
 			return nil, fmt.Errorf("%s: bias true (InternLM2's wqkv and wo biases without MLP biases) is not supported", path)
@@ -224,8 +227,11 @@ func parseConfig(dir string, b []byte) (*Model, error) {
 		c.AddQKVBias = rc.ModelType == "qwen2"
 		c.QKLayernorm = rc.ModelType == "qwen3"
 		c.UntieEmbeddingsAndOutputWeights = !tied(false)
-		if rc.SlidingWindow != nil && (rc.ModelType == "mistral" || rc.UseSlidingWindow != nil && *rc.UseSlidingWindow) {
+		if rc.SlidingWindow != nil && (rc.ModelType == "mistral" || rc.ModelType == "phi3" || rc.UseSlidingWindow != nil && *rc.UseSlidingWindow) {
 			c.SlidingWindow = *rc.SlidingWindow
+		}
+		if rc.ModelType == "phi3" && rc.PartialRotary != nil {
+			c.RotaryPercent = *rc.PartialRotary
 		}
 		if rc.ModelType == "glm" { // q/k/v biases only, interleaved RoPE on part of each head
 			c.AddQKVBias, c.DisableBiasLinear = rc.AttentionBias, true
@@ -424,7 +430,7 @@ func parseConfig(dir string, b []byte) (*Model, error) {
 		c.UntieEmbeddingsAndOutputWeights = !tied(true)
 		c.SeqLength = 2048
 	default:
-		return nil, fmt.Errorf("%s: model_type %q is not a supported architecture (llama, mistral, mixtral, qwen, qwen2, qwen2_moe, qwen3, qwen3_moe, deepseek, baichuan, internlm2, chatglm, glm, gpt2, gpt_bigcode, starcoder2, bloom, falcon)", path, rc.ModelType)
+		return nil, fmt.Errorf("%s: model_type %q is not a supported architecture (llama, mistral, mixtral, qwen, qwen2, qwen2_moe, qwen3, qwen3_moe, deepseek, baichuan, internlm2, chatglm, glm, phi3, gpt2, gpt_bigcode, starcoder2, bloom, falcon)", path, rc.ModelType)
 	}
 	if err := m.finish(path, c); err != nil {
 		return nil, err

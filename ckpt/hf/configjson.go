@@ -32,14 +32,15 @@ func ConfigJSON(family Family, cfg *layers.Config, dtype tensor.DType, base map[
 		return nil, fmt.Errorf("a %s model has no experts; this mixture-of-experts checkpoint (%d experts) converts to mixtral", family, cfg.NumExperts)
 	}
 	switch family {
-	case Llama, Mistral, Qwen2, Qwen3, Mixtral, Qwen3MoE, Qwen2MoE, Deepseek, Internlm2, GLM:
-		if cfg.Normalization != "RMSNorm" || !cfg.SwiGLU || !cfg.Rotary() || (cfg.RotaryPercent != 1 || cfg.RotaryInterleaved) != (family == GLM) {
+	case Llama, Mistral, Qwen2, Qwen3, Mixtral, Qwen3MoE, Qwen2MoE, Deepseek, Internlm2, GLM, Phi3:
+		partial := cfg.RotaryPercent != 1 && family != GLM && family != Phi3
+		if cfg.Normalization != "RMSNorm" || !cfg.SwiGLU || !cfg.Rotary() || partial || cfg.RotaryInterleaved != (family == GLM) {
 			return nil, fmt.Errorf("a %s model needs RMSNorm, SwiGLU and full RoPE (GLM: interleaved on part of each head); the checkpoint has %s, swiglu=%v, %s (rotary_percent %v, interleaved %v)",
 				family, cfg.Normalization, cfg.SwiGLU, cfg.PositionEmbeddingType, cfg.RotaryPercent, cfg.RotaryInterleaved)
 		}
 		arch := map[Family]string{Llama: "LlamaForCausalLM", Mistral: "MistralForCausalLM", Qwen2: "Qwen2ForCausalLM", Qwen3: "Qwen3ForCausalLM",
 			Mixtral: "MixtralForCausalLM", Qwen3MoE: "Qwen3MoeForCausalLM", Qwen2MoE: "Qwen2MoeForCausalLM", Internlm2: "InternLM2ForCausalLM",
-			GLM: "GlmForCausalLM"}
+			GLM: "GlmForCausalLM", Phi3: "Phi3ForCausalLM"}
 		m["architectures"] = []string{arch[family]}
 		llamaShapeKeys(m, cfg)
 		m["num_key_value_heads"] = cfg.NumQueryGroups
@@ -80,6 +81,16 @@ func ConfigJSON(family Family, cfg *layers.Config, dtype tensor.DType, base map[
 			if cfg.SlidingWindow > 0 {
 				m["sliding_window"] = cfg.SlidingWindow
 			}
+		case Phi3:
+			if cfg.AddBiasLinear() || cfg.AddQKVBias || cfg.QKLayernorm || cfg.KVChannels*cfg.NumAttentionHeads != cfg.HiddenSize {
+				return nil, fmt.Errorf("a phi3 model has no biases, no head norms and heads hidden_size/num_attention_heads wide")
+			}
+			m["partial_rotary_factor"] = cfg.RotaryPercent
+			m["sliding_window"] = nil
+			if cfg.SlidingWindow > 0 {
+				m["sliding_window"] = cfg.SlidingWindow
+			}
+			delete(m, "attention_bias")
 		case GLM:
 			if !cfg.RotaryInterleaved || cfg.AddBiasLinear() || cfg.QKLayernorm || cfg.SlidingWindow > 0 {
 				return nil, fmt.Errorf("a glm model needs interleaved RoPE, biases on q, k and v only (or none), no head norms and no sliding window")

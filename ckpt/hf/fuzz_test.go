@@ -39,6 +39,8 @@ func FuzzConfig(f *testing.F) {
 		`{"model_type": "qwen2", "hidden_size": 64, "intermediate_size": 96, "num_attention_heads": 4, "num_hidden_layers": 2,
 		"vocab_size": 200, "rms_norm_eps": 1e-6, "rope_scaling": {"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768,
 		"mscale": 0.7, "mscale_all_dim": 0.7, "truncate": false}}`,
+		`{"model_type": "phi3", "hidden_size": 64, "intermediate_size": 96, "num_attention_heads": 4, "num_key_value_heads": 2,
+		"num_hidden_layers": 2, "vocab_size": 200, "rms_norm_eps": 1e-05, "sliding_window": 6, "partial_rotary_factor": 0.75}`,
 		`{"model_type": "qwen3", "hidden_size": 48, "intermediate_size": 96, "num_attention_heads": 4, "num_hidden_layers": 2,
 		"vocab_size": 300, "rms_norm_eps": 1e-06}`,
 		`{"model_type": "llama", "hidden_size": 64, "intermediate_size": 96, "num_attention_heads": 4, "num_hidden_layers": 2,

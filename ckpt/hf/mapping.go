@@ -64,12 +64,15 @@ func (m *Model) rules() ([]rule, error) {
 	for i := 0; i < c.NumLayers; i++ {
 		L := fmt.Sprintf("decoder.layers.%d.", i)
 		switch m.Family {
-		case Llama, Mistral, Qwen2, Qwen3, Mixtral, Qwen3MoE, Qwen2MoE, Deepseek, Baichuan, Starcoder2, GLM:
+		case Llama, Mistral, Qwen2, Qwen3, Mixtral, Qwen3MoE, Qwen2MoE, Deepseek, Baichuan, Starcoder2, GLM, Phi3:
 			h := fmt.Sprintf("model.layers.%d.", i)
 			lnPair(L+"input_layernorm", h+"input_layernorm")
-			if m.Family == Baichuan {
+			switch m.Family {
+			case Baichuan:
 				add(L+"self_attention.linear_qkv.weight", qkvConcat, h+"self_attn.W_pack.weight")
-			} else {
+			case Phi3:
+				add(L+"self_attention.linear_qkv.weight", qkvConcat, h+"self_attn.qkv_proj.weight")
+			default:
 				linear(L+"self_attention.linear_qkv", qkvSplit, bias || c.AddQKVBias, h+"self_attn.q_proj", h+"self_attn.k_proj", h+"self_attn.v_proj")
 			}
 			linear(L+"self_attention.linear_proj", copyAs, bias, h+"self_attn.o_proj")
@@ -81,7 +84,7 @@ func (m *Model) rules() ([]rule, error) {
 			switch {
 			case m.Family.HasExperts() && c.IsMoELayer(i):
 				moeRules(add, L, h, c.NumExperts, m.Family, c.MoESharedExpertIntermediateSize > 0)
-			case m.Family == GLM: // gate_up_proj is [gate; up]
+			case m.Family == GLM || m.Family == Phi3: // gate_up_proj is [gate; up]
 				add(L+"mlp.linear_fc1.weight", copyAs, h+"mlp.gate_up_proj.weight")
 				add(L+"mlp.linear_fc2.weight", copyAs, h+"mlp.down_proj.weight")
 			case m.Family == Starcoder2: // a GeLU MLP: c_fc → act → c_proj, with biases
@@ -163,7 +166,8 @@ func (m *Model) rules() ([]rule, error) {
 		}
 	}
 	llamaLike := m.Family == Llama || m.Family == Mistral || m.Family == Qwen2 || m.Family == Qwen3 || m.Family == Mixtral ||
-		m.Family == Qwen3MoE || m.Family == Qwen2MoE || m.Family == Deepseek || m.Family == Baichuan || m.Family == Starcoder2 || m.Family == GLM
+		m.Family == Qwen3MoE || m.Family == Qwen2MoE || m.Family == Deepseek || m.Family == Baichuan || m.Family == Starcoder2 || m.Family == GLM ||
+		m.Family == Phi3
 	switch {
 	case llamaLike:
 		add("embedding.word_embeddings.weight", copyAs, "model.embed_tokens.weight")

@@ -104,6 +104,8 @@ func inferFamily(c *layers.Config) string {
 		return string(hf.Qwen3)
 	case c.RotaryInterleaved: // ChatGLM2/3 and GLM-4 (transformers' glm has the same layers)
 		return string(hf.ChatGLM)
+	case c.Rotary() && c.RotaryPercent < 1 && c.Normalization == "RMSNorm" && c.SwiGLU && !c.AddQKVBias:
+		return string(hf.Phi3) // Phi-4-mini's partial rotary (Phi-3 itself reads as Mistral)
 	case c.UseNormHead || c.PositionEmbeddingType == "alibi" && c.Normalization == "RMSNorm":
 		return string(hf.Baichuan)
 	case c.PositionEmbeddingType == "alibi":
@@ -211,7 +213,7 @@ func checkModelName(name, family string) error {
 	}
 	fam, ok := familyOfModelName(name)
 	if !ok {
-		return fmt.Errorf("--model_name %q: unknown model (llama*, llama2-*, llama3-*, codellama-*, deepseek-moe*, deepseek-*, mistral*, mixtral*, qwen-* (Qwen 1.0), qwen3*, qwen1.5-moe*, qwen2-57b-a14b*, qwen* (Qwen1.5 and 2), gpt2*, internlm2*, chatglm*, glm*, starcoder2*, starcoder*, bloom*, falcon*, baichuan*)", name)
+		return fmt.Errorf("--model_name %q: unknown model (llama*, llama2-*, llama3-*, codellama-*, deepseek-moe*, deepseek-*, mistral*, mixtral*, qwen-* (Qwen 1.0), qwen3*, qwen1.5-moe*, qwen2-57b-a14b*, qwen* (Qwen1.5 and 2), gpt2*, phi*, internlm2*, chatglm*, glm*, starcoder2*, starcoder*, bloom*, falcon*, baichuan*)", name)
 	}
 	// Pai's scripts name an upcycled model by its dense one.
 	if family != fam && withExperts(fam, 1) == family {
@@ -234,7 +236,7 @@ func familyOfModelName(name string) (string, bool) {
 		{"llama", "llama"}, {"codellama", "llama"}, {"deepseek-moe", "deepseek"}, {"deepseek", "llama"}, {"mistral", "mistral"}, {"mixtral", mixtral},
 		{"qwen-", "qwen"}, {"qwen3-30b-a3b", "qwen3_moe"}, {"qwen3-235b-a22b", "qwen3_moe"}, {"qwen3_moe", "qwen3_moe"},
 		{"qwen1.5-moe", "qwen2_moe"}, {"qwen2-57b-a14b", "qwen2_moe"}, {"qwen2_moe", "qwen2_moe"},
-		{"qwen3", "qwen3"}, {"qwen", "qwen2"}, {"gpt2", "gpt2"}, {"internlm2", "internlm2"}, {"chatglm", "chatglm"}, {"glm", "glm"}, {"starcoder2", "starcoder2"}, {"starcoder", "gpt_bigcode"}, {"gpt_bigcode", "gpt_bigcode"},
+		{"qwen3", "qwen3"}, {"qwen", "qwen2"}, {"gpt2", "gpt2"}, {"phi", "phi3"}, {"internlm2", "internlm2"}, {"chatglm", "chatglm"}, {"glm", "glm"}, {"starcoder2", "starcoder2"}, {"starcoder", "gpt_bigcode"}, {"gpt_bigcode", "gpt_bigcode"},
 		{"bloom", "bloom"}, {"falcon", "falcon"}, {"baichuan", "baichuan"},
 	} {
 		if strings.HasPrefix(n, p.prefix) {

@@ -184,6 +184,13 @@ def main():
         w = internlm2_as_llama(cfg, w)
     if cfg["model_type"] == "chatglm":
         cfg, w = chatglm_as_glm(cfg, w)
+    phi3 = cfg["model_type"] == "phi3"
+    if phi3:  # Phi3ForCausalLM: qkv_proj = [q | k | v] (split here), gate_up_proj as GLM's
+        heads, hd = cfg["num_attention_heads"], cfg["hidden_size"] // cfg["num_attention_heads"]
+        kv = cfg.get("num_key_value_heads") or heads
+        for name in [n for n in w if n.endswith(".self_attn.qkv_proj.weight")]:
+            p = name[: -len("qkv_proj.weight")]
+            w[p + "q_proj.weight"], w[p + "k_proj.weight"], w[p + "v_proj.weight"] = w.pop(name).split([heads * hd, kv * hd, kv * hd])
     if cfg["model_type"] == "falcon":
         logits = falcon(cfg, w, ids)
         loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1))
@@ -212,8 +219,9 @@ def main():
     head_dim = cfg.get("head_dim") or cfg.get("kv_channels") or (128 if cfg["model_type"] == "qwen3" else hidden // heads)
     eps = cfg["layer_norm_epsilon"] if qwen else cfg.get("norm_epsilon", 1e-5) if starcoder2 else cfg["rms_norm_eps"]
     theta = cfg.get("rotary_emb_base", 10000.0) if qwen else cfg.get("rope_theta", 1e6 if moe else 10000.0)
-    rot_dim = int(head_dim * cfg.get("rotary_pct", 1.0)) if qwen else int(head_dim * cfg.get("partial_rotary_factor", 0.5)) if glm else head_dim
-    window = cfg.get("sliding_window") if cfg["model_type"] in ("mistral", "mixtral", "starcoder2") else None
+    rot_dim = int(head_dim * cfg.get("rotary_pct", 1.0)) if qwen else int(head_dim * cfg.get("partial_rotary_factor", 0.5)) if glm else \
+        int(head_dim * cfg.get("partial_rotary_factor", 1.0)) if phi3 else head_dim
+    window = cfg.get("sliding_window") if cfg["model_type"] in ("mistral", "mixtral", "starcoder2", "phi3") else None
     tied = cfg.get("tie_word_embeddings", starcoder2)
     batch, seq = ids.shape
 
@@ -361,7 +369,7 @@ def main():
         p = f"model.layers.{layer}."
         x = x + attention(norm(x, p + "input_layernorm"), p + "self_attn.")
         y = norm(x, p + "post_attention_layernorm")
-        if glm:  # gate_up_proj = [gate; up]
+        if glm or phi3:  # gate_up_proj = [gate; up]
             gate, up = linear(y, p + "mlp.gate_up_proj.weight").chunk(2, dim=-1)
             x = x + linear(up * torch.nn.functional.silu(gate), p + "mlp.down_proj.weight")
         elif starcoder2:
