@@ -92,6 +92,14 @@ func TestQwen1RealRun(t *testing.T) {
 	stdout := runReal(t, f, qwen1PretrainScript, env, "dsw", "../..", "tiny", "1", "2", "1e-3", "1e-4", "128", "128", "16", "bf16", "1", "1", "sel",
 		"false", "false", "false", "false", "100", ds, ck, "2560", "256", f.out)
 	requireTinyRun(t, f, bin, stdout, qwen1GenerateScript, ck, "16", "QwenTokenizer")
+	// Pai's Qwen 1.0 script leaves Megatron's default dropout on the converted model: the
+	// warning of Pai's issue #217.
+	require.Contains(t, stdout, "was converted from a Hugging Face qwen model, trained without dropout")
+	out, err := exec.Command(bin, "--standalone", "--nproc-per-node", "1", "pretrain", "--use-checkpoint-args", "--load", ck,
+		"--mock-data", "--vocab-size", "480", "--micro-batch-size", "1", "--global-batch-size", "1", "--train-iters", "1", "--lr", "1e-4",
+		"--eval-iters", "0", "--data-cache-path", f.dir, "--hidden-dropout", "0.0", "--attention-dropout", "0.0").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	require.NotContains(t, string(out), "trained without dropout", "no dropout, no warning")
 
 	// The trained checkpoint keeps the converted one's hf_model_type: converted back without
 	// --model_name it is a Qwen (1.0) folder again, not the Qwen2 its layers also fit.
@@ -99,7 +107,7 @@ func TestQwen1RealRun(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, saved, 1)
 	back := filepath.Join(f.dir, "qwen-tiny-back")
-	out, err := exec.Command(conv, "--load_path", filepath.Dir(saved[0]), "--save_path", back, "--convert_checkpoint_from_megatron_to_transformers",
+	out, err = exec.Command(conv, "--load_path", filepath.Dir(saved[0]), "--save_path", back, "--convert_checkpoint_from_megatron_to_transformers",
 		"--hf_ckpt_path", src, "--progress", "none").CombinedOutput()
 	require.NoError(t, err, "%s", out)
 	m, err := hf.ReadConfig(back)

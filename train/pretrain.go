@@ -304,6 +304,11 @@ func run(a *Args, world comm.Comm, out io.Writer, hook dataHook) error {
 			for _, n := range ck.notes {
 				logf("%s", n)
 			}
+			if ck.hfModelType != "" && (a.HiddenDropout > 0 || a.AttentionDropout > 0) && resume.Iteration == 0 {
+				// Pai-Megatron-Patch's most common question (its issue #217).
+				logf("WARNING: %s was converted from a Hugging Face %s model, trained without dropout; Megatron's --hidden-dropout %v and --attention-dropout %v raise the first losses above Hugging Face's: pass --hidden-dropout 0.0 --attention-dropout 0.0 to continue as it was trained",
+					a.Load, ck.hfModelType, a.HiddenDropout, a.AttentionDropout)
+			}
 			sched = ck.sched // --use-checkpoint-opt_param-scheduler
 			logf("  successfully loaded checkpoint from %s [ t %d, p %d ] at iteration %d", a.Load, ps.TPSize, ps.PPSize, resume.Iteration)
 		}
