@@ -461,12 +461,14 @@ pai_llama3_shape() {
 # pai_qwen15_shape SIZE POS [SIZES…] sets the shape variables and MAX_POSITION_EMBEDDINGS as
 # Pai's Qwen1.5 scripts do: 0.5B 1.8B 4B 7B 14B 32B (GQA, 8 groups) 72B, or gomegatron's tiny
 # and small; SIZES narrows the list to a script's (Pai's run_evaluate_mcore_qwen.sh has no
-# 32B). A2.7B, Qwen1.5-MoE, is refused (no mixture-of-experts layers yet).
+# 32B). A2.7B, Qwen1.5-MoE, is refused: Pai runs it with its own MoE flags
+# (--enable-shared-expert, --shared-moe-ffn-hidden-size), whose semantics the spec does not
+# give; golaunch trains a converted Qwen1.5-MoE with Megatron-Core's flags instead.
 pai_qwen15_shape() {
 	local size=$1 pos=$2
 	shift 2
 	[ "$size" != A2.7B ] ||
-		pai_die "MODEL_SIZE (arg ${pos}): A2.7B is Qwen1.5-MoE, whose mixture-of-experts layers gomegatron does not train yet"
+		pai_die "MODEL_SIZE (arg ${pos}): A2.7B is Qwen1.5-MoE, which Pai trains with its own MoE flags (--enable-shared-expert, --shared-moe-ffn-hidden-size); convert the Hugging Face folder with tools/convert and train it with golaunch pretrain --use-checkpoint-args (Megatron-Core's --moe-router-pre-softmax, --moe-shared-expert-intermediate-size, --moe-shared-expert-gate)"
 	[ $# -gt 0 ] || set -- 0.5B 1.8B 4B 7B 14B 32B 72B tiny small
 	pai_enum MODEL_SIZE "$pos" "$size" "$@"
 	gqa_options=()
