@@ -43,12 +43,12 @@ type Config struct {
 	RopeScalingFactor               float64 `name:"rope-scaling-factor" default:"8" help:"With --use-rope-scaling: the factor (Llama 3.1: 8, Llama 3.2: 32)."`
 	// YaRN (--position-embedding-type yarn): Megatron-Core's flags and YarnRotaryEmbedding's
 	// config attributes (kernels.RoPEScaling).
-	YarnScalingFactor                    float64 `name:"yarn-rotary-scaling-factor" default:"1" help:"With --position-embedding-type yarn: the context extension factor (Hugging Face's rope_scaling factor)."`
+	YarnScalingFactor                    float64 `name:"rotary-scaling-factor" default:"1" help:"With --position-embedding-type yarn: the context extension factor (Hugging Face's rope_scaling factor)."`
 	YarnOrigMaxPositions                 int     `name:"yarn-original-max-position-embeddings" help:"With yarn: the positions the model was trained with (required)."`
 	YarnBetaFast                         float64 `name:"yarn-beta-fast" default:"32" help:"With yarn: the rotations where the correction range starts."`
 	YarnBetaSlow                         float64 `name:"yarn-beta-slow" default:"1" help:"With yarn: the rotations where it ends."`
-	YarnMScale                           float64 `name:"yarn-mscale" default:"1" help:"With yarn: mscale of the concentration factor m(mscale)/m(mscale-all-dim), m(x) = 0.1·x·ln(factor) + 1."`
-	YarnMScaleAllDim                     float64 `name:"yarn-mscale-all-dim" default:"0" help:"With yarn: see --yarn-mscale."`
+	YarnMScale                           float64 `name:"mscale" default:"1" help:"With yarn: mscale of the concentration factor m(mscale)/m(mscale-all-dim), m(x) = 0.1·x·ln(factor) + 1."`
+	YarnMScaleAllDim                     float64 `name:"mscale-all-dim" default:"0" help:"With yarn: see --mscale."`
 	YarnCorrectionRoundToInt             bool    `name:"yarn-correction-range-round-to-int" default:"true" negatable:"" help:"With yarn: floor and ceil the correction range's dims (Hugging Face's truncate)."`
 	QKLayernorm                          bool    `name:"qk-layernorm" help:"Normalise each head's query and key (--normalization's norm over the head dimension, before RoPE), as Megatron-Core's q_layernorm and k_layernorm (Qwen3)."`
 	ApplyResidualConnectionPostLayernorm bool    `name:"apply-residual-connection-post-layernorm" help:"Residual taken after the layernorm."`
@@ -169,7 +169,7 @@ func (c *Config) Finalize() error {
 	case "rope", "yarn":
 		if c.PositionEmbeddingType == "yarn" && (c.YarnScalingFactor < 1 || c.YarnOrigMaxPositions <= 0 || c.RotaryPercent != 1 ||
 			c.RotaryInterleaved || c.UseRopeScaling || c.RotarySeqLenInterpolationFactor > 1 || c.YarnBetaFast <= 0 || c.YarnBetaSlow <= 0) {
-			return fmt.Errorf("--position-embedding-type yarn needs --yarn-rotary-scaling-factor ≥ 1, --yarn-original-max-position-embeddings, positive betas, full non-interleaved RoPE and no other RoPE scaling (have factor %v, %d positions, rotary-percent %v)",
+			return fmt.Errorf("--position-embedding-type yarn needs --rotary-scaling-factor ≥ 1, --yarn-original-max-position-embeddings, positive betas, full non-interleaved RoPE and no other RoPE scaling (have factor %v, %d positions, rotary-percent %v)",
 				c.YarnScalingFactor, c.YarnOrigMaxPositions, c.RotaryPercent)
 		}
 		if c.RotaryPercent <= 0 || c.RotaryPercent > 1 {

@@ -318,7 +318,7 @@ func ropeScalingJSON(cfg *layers.Config) (any, error) {
 		case cfg.YarnMScaleAllDim != 0:
 			y["mscale"], y["mscale_all_dim"] = cfg.YarnMScale, cfg.YarnMScaleAllDim
 		case cfg.YarnMScale != 1:
-			return nil, fmt.Errorf("YaRN's --yarn-mscale %v without --yarn-mscale-all-dim has no Hugging Face rope_scaling", cfg.YarnMScale)
+			return nil, fmt.Errorf("YaRN's --mscale %v without --mscale-all-dim has no Hugging Face rope_scaling", cfg.YarnMScale)
 		}
 		if !cfg.YarnCorrectionRoundToInt {
 			y["truncate"] = false
