@@ -23,7 +23,11 @@
 //   - Ops never allocate on the hot path; scratch comes from the tensors passed in.
 package kernels
 
-import "github.com/gomegatron/gomegatron/tensor"
+import (
+	"fmt"
+
+	"github.com/gomegatron/gomegatron/tensor"
+)
 
 // GemmParams describes C[i] = Alpha·op(A[i])·op(B[i]) + Beta·C[i] for i < Batch, with
 // op(X) = Xᵀ when the Trans flag is set. op(A) is M×K, op(B) is K×N and C is M×N, all
@@ -36,6 +40,66 @@ type GemmParams struct {
 	LDA, LDB, LDC             int
 	Batch                     int
 	StrideA, StrideB, StrideC int
+}
+
+// StridedCopyParams describes the strided views of StridedCopy: Shape (rank 1 to 4) and,
+// for dst and src, an element offset into the tensor's flat storage and one stride per
+// dimension, in elements. Offsets, strides and dims are ≥ 0, and every element a view
+// touches lies inside its tensor: Off + Σₖ (Shape[k]−1)·Stride[k] < Numel (an empty shape
+// touches none).
+type StridedCopyParams struct {
+	Shape                []int
+	DstOff, SrcOff       int
+	DstStride, SrcStride []int
+}
+
+// Validate returns an error, naming the numbers, unless p is valid for a dst of dstNumel
+// and a src of srcNumel elements.
+func (p StridedCopyParams) Validate(dstNumel, srcNumel int) error {
+	r := len(p.Shape)
+	if r < 1 || r > 4 || len(p.DstStride) != r || len(p.SrcStride) != r {
+		return fmt.Errorf("shape %v, dst strides %v, src strides %v: need rank 1..4 and one stride per dim", p.Shape, p.DstStride, p.SrcStride)
+	}
+	if p.DstOff < 0 || p.SrcOff < 0 {
+		return fmt.Errorf("negative offset (dst %d, src %d)", p.DstOff, p.SrcOff)
+	}
+	empty := false
+	for k, d := range p.Shape {
+		if d < 0 || p.DstStride[k] < 0 || p.SrcStride[k] < 0 {
+			return fmt.Errorf("shape %v, dst strides %v, src strides %v: negative dim or stride", p.Shape, p.DstStride, p.SrcStride)
+		}
+		empty = empty || d == 0
+	}
+	if empty {
+		return nil
+	}
+	if err := viewInside("dst", p.DstOff, p.Shape, p.DstStride, dstNumel); err != nil {
+		return err
+	}
+	return viewInside("src", p.SrcOff, p.Shape, p.SrcStride, srcNumel)
+}
+
+// viewInside checks that the last element of a non-empty view, off + Σₖ (shape[k]−1)·stride[k],
+// is below numel, without overflowing.
+func viewInside(name string, off int, shape, stride []int, numel int) error {
+	last := off
+	inside := off < numel
+	for k, d := range shape {
+		if !inside {
+			break
+		}
+		if s := stride[k]; s > 0 && d > 1 {
+			if d-1 > (numel-1-last)/s {
+				inside = false
+			} else {
+				last += (d - 1) * s
+			}
+		}
+	}
+	if !inside {
+		return fmt.Errorf("%s view (offset %d, shape %v, strides %v) reaches past its %d elements", name, off, shape, stride, numel)
+	}
+	return nil
 }
 
 // RoPEParams configures rotary position embedding in the rotate-half (GPT-NeoX, Hugging
@@ -188,6 +252,16 @@ type Backend interface {
 	Copy(dst, src *tensor.Tensor)
 	// Permute writes out = x with dimensions reordered: out.shape[i] = x.shape[perm[i]] (rank ≤ 4).
 	Permute(out, x *tensor.Tensor, perm []int)
+	// StridedCopy copies a strided view of src into a strided view of dst (see
+	// StridedCopyParams); dst and src have the same dtype, F32 or BF16, and the elements'
+	// bits are copied unchanged. For every index (i₀, …, iᵣ₋₁) of p.Shape,
+	//
+	//	dst.flat[DstOff + Σₖ iₖ·DstStride[k]] = src.flat[SrcOff + Σₖ iₖ·SrcStride[k]].
+	//
+	// Src strides may be 0 (broadcast); elements of dst outside the view are left
+	// untouched. Dst strides that map two indices to one element, and a dst view that
+	// overlaps the src view, are the caller's error (the result is then unspecified).
+	StridedCopy(dst, src *tensor.Tensor, p StridedCopyParams)
 	// SplitQKV unpacks Megatron's fused QKV output qkv [S, B, G·(R+2)·D], laid out per query
 	// group as [R query heads | key | value], into q [B, G·R, S, D] and k, v [B, G, S, D].
 	// MergeQKV is the inverse (used for the gradient).

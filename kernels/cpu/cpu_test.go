@@ -112,6 +112,9 @@ func TestShapeMismatchPanics(t *testing.T) {
 		"cpu.RoPE":    func() { b.RoPE(f(1, 1, 2, 8), f(1, 1, 2, 8), kernels.RoPEParams{Base: 1e4, RotaryDim: 7}) },
 		"cpu.Permute": func() { b.Permute(f(3, 2), f(3, 2), []int{1, 0}) },
 		"cpu.SwiGLU":  func() { b.SwiGLU(f(2, 3), f(2, 7)) },
+		"cpu.StridedCopy": func() {
+			b.StridedCopy(f(3, 4), f(3, 2), kernels.StridedCopyParams{Shape: []int{3, 2}, DstOff: 3, DstStride: []int{4, 1}, SrcStride: []int{2, 1}})
+		},
 	}
 	for name, fn := range cases {
 		require.PanicsWithValue(t, panicMessage(fn), fn, name)

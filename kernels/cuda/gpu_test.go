@@ -91,6 +91,26 @@ func opsVsCPU(t *testing.T, g *Backend, act tensor.DType) {
 				e.check(fmt.Sprint("Permute", perm), o, 0)
 			}
 		}},
+		{"StridedCopy", false, func(e *env) {
+			// dst starts with the same random values on both sides: StridedCopy leaves the
+			// elements outside the view alone.
+			for _, p := range []kernels.StridedCopyParams{
+				{Shape: []int{64, 3, 129}, DstOff: 7, DstStride: []int{3 * 131, 131, 1}, SrcOff: 5, SrcStride: []int{140, 0, 1}},
+				{Shape: []int{3, 5, 7, 11}, DstStride: []int{5 * 7 * 11, 11, 5 * 11, 1}, SrcOff: 1, SrcStride: []int{400, 80, 1, 7}},
+				{Shape: []int{1001}, DstOff: 2, DstStride: []int{3}, SrcStride: []int{2}},
+			} {
+				end := func(off int, st []int) int {
+					for k, d := range p.Shape {
+						off += (d - 1) * st[k]
+					}
+					return off + 3
+				}
+				dst, src := e.actIn(1, end(p.DstOff, p.DstStride)), e.actIn(1, end(p.SrcOff, p.SrcStride))
+				e.c.StridedCopy(dst.h, src.h, p)
+				e.g.StridedCopy(dst.d, src.d, p)
+				e.checkBits(fmt.Sprint("StridedCopy", p), dst)
+			}
+		}},
 		{"SplitQKV/MergeQKV", false, func(e *env) {
 			s, b, g, r, d := 5, 2, 3, 2, 8
 			qkv := e.actIn(1, s, b, g*(r+2)*d)

@@ -26,7 +26,8 @@ func (b *Backend) Copy(dst, src *tensor.Tensor) {
 	b.run(func() error { return b.dev.copyDtoD(dst.Ptr, src.Ptr, dst.Bytes()) })
 }
 
-// Permute: out.shape[i] = x.shape[perm[i]], rank ≤ 4.
+// Permute: out.shape[i] = x.shape[perm[i]], rank ≤ 4: a strided copy into out's
+// contiguous strides from x's strides reordered by perm.
 func (b *Backend) Permute(out, x *tensor.Tensor, perm []int) {
 	dt := b.acts("Permute", out, x)
 	r := x.Rank()
@@ -40,19 +41,41 @@ func (b *Backend) Permute(out, x *tensor.Tensor, perm []int) {
 		}
 		seen[p] = true
 	}
-	var xstride [4]int64
-	s := int64(1)
+	xstride, ostride, st := make([]int, r), make([]int, r), make([]int, r)
+	xs, os := 1, 1
 	for i := r - 1; i >= 0; i-- {
-		xstride[i] = s
-		s *= int64(x.Dim(i))
+		xstride[i], ostride[i] = xs, os
+		xs *= x.Dim(i)
+		os *= out.Dim(i)
 	}
-	dims := [4]int32{1, 1, 1, 1}
-	var st [4]int64
-	for i := range r {
-		dims[4-r+i] = int32(out.Dim(i))
-		st[4-r+i] = xstride[perm[i]]
+	for i, p := range perm {
+		st[i] = xstride[p]
 	}
-	b.elem("gm_permute"+sfx(dt), out.Numel(), out.Ptr, x.Ptr, dims[0], dims[1], dims[2], dims[3], st[0], st[1], st[2], st[3])
+	b.stridedCopy(dt, out.Ptr, x.Ptr, out.Shape(), ostride, st)
+}
+
+// StridedCopy: see kernels.Backend. The offsets move the device pointers.
+func (b *Backend) StridedCopy(dst, src *tensor.Tensor, p kernels.StridedCopyParams) {
+	dt := b.acts("StridedCopy", dst, src)
+	if err := p.Validate(dst.Numel(), src.Numel()); err != nil {
+		panic(fmt.Sprintf("cuda.StridedCopy: dst %v, src %v: %v", dst, src, err))
+	}
+	es := uintptr(dt.Size())
+	b.stridedCopy(dt, dst.Ptr+uintptr(p.DstOff)*es, src.Ptr+uintptr(p.SrcOff)*es, p.Shape, p.DstStride, p.SrcStride)
+}
+
+// stridedCopy launches gm_strided_copy over shape (rank 1..4, padded to 4 with leading
+// unit dims) from src to dst, both already offset.
+func (b *Backend) stridedCopy(dt tensor.DType, dst, src uintptr, shape, dstStride, srcStride []int) {
+	r := len(shape)
+	d := [4]int64{1, 1, 1, 1}
+	var ds, ss [4]int64
+	n := 1
+	for k := range r {
+		d[4-r+k], ds[4-r+k], ss[4-r+k] = int64(shape[k]), int64(dstStride[k]), int64(srcStride[k])
+		n *= shape[k]
+	}
+	b.elem("gm_strided_copy"+sfx(dt), n, dst, src, d[0], d[1], d[2], d[3], ds[0], ds[1], ds[2], ds[3], ss[0], ss[1], ss[2], ss[3])
 }
 
 // SplitQKV / MergeQKV: see kernels.Backend.

@@ -156,6 +156,11 @@ func bf16Cases() []bf16Case {
 		{"Permute", func(c *bf16Run) {
 			c.b.Permute(c.actOut("out", 2, 4, 3, 5), c.act(1, 2, 3, 4, 5), []int{0, 2, 1, 3})
 		}},
+		{"StridedCopy", func(c *bf16Run) {
+			c.b.StridedCopy(c.actInOut("dst", 1, 6, 12), c.act(1, 6, 10), kernels.StridedCopyParams{
+				Shape: []int{6, 5}, DstOff: 4, DstStride: []int{12, 1}, SrcOff: 3, SrcStride: []int{10, 1},
+			})
+		}},
 		{"SplitMergeQKV", func(c *bf16Run) {
 			const s, bs, g, r, d = 5, 2, 2, 3, 8
 			qkv := c.act(1, s, bs, g*(r+2)*d)

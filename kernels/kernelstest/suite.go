@@ -28,6 +28,7 @@ func Checks() []Check {
 		{"Gemm", Gemm},
 		{"Elementwise", Elementwise},
 		{"Permute", Permute},
+		{"StridedCopy", StridedCopy},
 		{"QKV", QKV},
 		{"Bias", Bias},
 		{"Rows", Rows},

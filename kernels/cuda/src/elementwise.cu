@@ -1,6 +1,6 @@
 // elementwise.cu: fill, scale, axpy, add, mul, bias, row scaling and row dots, sum of
-// squares, permute, QKV split and merge, dropout. Activations F32 or BF16 (T: float or u16, through ld/st), bias and
-// db F32; 1-D grid-stride loops unless noted.
+// squares, strided copy (and permute), QKV split and merge, dropout. Activations F32 or
+// BF16 (T: float or u16, through ld/st), bias and db F32; 1-D grid-stride loops unless noted.
 #include "common.cuh"
 
 template <typename T> GM_DEV void fill(T* x, float v, i64 n) {
@@ -80,24 +80,29 @@ template <typename T> GM_DEV void sumsq(double* acc, const T* x, i64 n) {
 GM_KERNEL gm_sumsq_f32(double* acc, const float* x, i64 n) { sumsq(acc, x, n); }
 GM_KERNEL gm_sumsq_bf16(double* acc, const u16* x, i64 n) { sumsq(acc, x, n); }
 
-// out[o0,o1,o2,o3] = x[Σ oi·st_i]: out is [d0,d1,d2,d3] (leading 1s for rank < 4) and st
-// the strides of x's dimension perm[i].
+// Strided copy (StridedCopy, and Permute with contiguous dst strides): for every index
+// (i0,i1,i2,i3) of [d0,d1,d2,d3] (leading 1s for rank < 4),
+// dst[Σ ik·dsk] = src[Σ ik·ssk], the offsets already added to the pointers. The bits
+// are copied as they are (T float or u16: no bf16 round trip).
 template <typename T>
-GM_DEV void permute(T* out, const T* x, int d0, int d1, int d2, int d3, i64 s0, i64 s1, i64 s2, i64 s3) {
-	i64 n = (i64)d0 * d1 * d2 * d3;
+GM_DEV void strided_copy(T* dst, const T* src, i64 d0, i64 d1, i64 d2, i64 d3, i64 ds0, i64 ds1, i64 ds2, i64 ds3,
+                         i64 ss0, i64 ss1, i64 ss2, i64 ss3) {
+	i64 n = d0 * d1 * d2 * d3;
 	for (i64 i = gstart(); i < n; i += gstride()) {
 		i64 r = i;
 		i64 i3 = r % d3; r /= d3;
 		i64 i2 = r % d2; r /= d2;
 		i64 i1 = r % d1; r /= d1;
-		st(out, i, ld(x, r * s0 + i1 * s1 + i2 * s2 + i3 * s3));
+		dst[r * ds0 + i1 * ds1 + i2 * ds2 + i3 * ds3] = src[r * ss0 + i1 * ss1 + i2 * ss2 + i3 * ss3];
 	}
 }
-GM_KERNEL gm_permute_f32(float* out, const float* x, int d0, int d1, int d2, int d3, i64 s0, i64 s1, i64 s2, i64 s3) {
-	permute(out, x, d0, d1, d2, d3, s0, s1, s2, s3);
+GM_KERNEL gm_strided_copy_f32(float* dst, const float* src, i64 d0, i64 d1, i64 d2, i64 d3, i64 ds0, i64 ds1, i64 ds2,
+                              i64 ds3, i64 ss0, i64 ss1, i64 ss2, i64 ss3) {
+	strided_copy(dst, src, d0, d1, d2, d3, ds0, ds1, ds2, ds3, ss0, ss1, ss2, ss3);
 }
-GM_KERNEL gm_permute_bf16(u16* out, const u16* x, int d0, int d1, int d2, int d3, i64 s0, i64 s1, i64 s2, i64 s3) {
-	permute(out, x, d0, d1, d2, d3, s0, s1, s2, s3);
+GM_KERNEL gm_strided_copy_bf16(u16* dst, const u16* src, i64 d0, i64 d1, i64 d2, i64 d3, i64 ds0, i64 ds1, i64 ds2,
+                               i64 ds3, i64 ss0, i64 ss1, i64 ss2, i64 ss3) {
+	strided_copy(dst, src, d0, d1, d2, d3, ds0, ds1, ds2, ds3, ss0, ss1, ss2, ss3);
 }
 
 // Megatron's fused QKV [S, B, G·(R+2)·D] ⇄ q [B, G·R, S, D], k, v [B, G, S, D]: one thread
