@@ -43,14 +43,22 @@ type Config struct {
 	RopeScalingFactor               float64 `name:"rope-scaling-factor" default:"8" help:"With --use-rope-scaling: the factor (Llama 3.1: 8, Llama 3.2: 32)."`
 	// YaRN (--position-embedding-type yarn): Megatron-Core's flags and YarnRotaryEmbedding's
 	// config attributes (kernels.RoPEScaling).
-	YarnScalingFactor                    float64 `name:"rotary-scaling-factor" default:"1" help:"With --position-embedding-type yarn: the context extension factor (Hugging Face's rope_scaling factor)."`
-	YarnOrigMaxPositions                 int     `name:"yarn-original-max-position-embeddings" help:"With yarn: the positions the model was trained with (required)."`
-	YarnBetaFast                         float64 `name:"yarn-beta-fast" default:"32" help:"With yarn: the rotations where the correction range starts."`
-	YarnBetaSlow                         float64 `name:"yarn-beta-slow" default:"1" help:"With yarn: the rotations where it ends."`
-	YarnMScale                           float64 `name:"mscale" default:"1" help:"With yarn: mscale of the concentration factor m(mscale)/m(mscale-all-dim), m(x) = 0.1·x·ln(factor) + 1."`
-	YarnMScaleAllDim                     float64 `name:"mscale-all-dim" default:"0" help:"With yarn: see --mscale."`
-	YarnCorrectionRoundToInt             bool    `name:"yarn-correction-range-round-to-int" default:"true" negatable:"" help:"With yarn: floor and ceil the correction range's dims (Hugging Face's truncate)."`
-	QKLayernorm                          bool    `name:"qk-layernorm" help:"Normalise each head's query and key (--normalization's norm over the head dimension, before RoPE), as Megatron-Core's q_layernorm and k_layernorm (Qwen3)."`
+	YarnScalingFactor        float64 `name:"rotary-scaling-factor" default:"1" help:"With --position-embedding-type yarn: the context extension factor (Hugging Face's rope_scaling factor)."`
+	YarnOrigMaxPositions     int     `name:"yarn-original-max-position-embeddings" help:"With yarn: the positions the model was trained with (required)."`
+	YarnBetaFast             float64 `name:"yarn-beta-fast" default:"32" help:"With yarn: the rotations where the correction range starts."`
+	YarnBetaSlow             float64 `name:"yarn-beta-slow" default:"1" help:"With yarn: the rotations where it ends."`
+	YarnMScale               float64 `name:"mscale" default:"1" help:"With yarn: mscale of the concentration factor m(mscale)/m(mscale-all-dim), m(x) = 0.1·x·ln(factor) + 1."`
+	YarnMScaleAllDim         float64 `name:"mscale-all-dim" default:"0" help:"With yarn: see --mscale."`
+	YarnCorrectionRoundToInt bool    `name:"yarn-correction-range-round-to-int" default:"true" negatable:"" help:"With yarn: floor and ceil the correction range's dims (Hugging Face's truncate)."`
+	QKLayernorm              bool    `name:"qk-layernorm" help:"Normalise each head's query and key (--normalization's norm over the head dimension, before RoPE), as Megatron-Core's q_layernorm and k_layernorm (Qwen3)."`
+	// Multi-latent attention (DeepSeek-V2/V3; Megatron-Core's MLASelfAttention, see mla.go).
+	MultiLatentAttention                 bool    `name:"multi-latent-attention" help:"Multi-latent attention (DeepSeek-V2/V3): queries and keys/values through low-rank projections, RoPE on a separate qk-pos-emb part of each head, the key's shared by all heads (Megatron-Core's MLASelfAttention); --qk-layernorm adds its q_layernorm and kv_layernorm."`
+	QLoRARank                            int     `name:"q-lora-rank" help:"With --multi-latent-attention: rank of the queries' low-rank projection; 0 (Megatron's None): one linear_q_proj."`
+	KVLoRARank                           int     `name:"kv-lora-rank" default:"32" help:"With --multi-latent-attention: rank of the keys' and values' low-rank projection."`
+	QKHeadDim                            int     `name:"qk-head-dim" default:"128" help:"With --multi-latent-attention: each head's query and key width without the position part."`
+	QKPosEmbHeadDim                      int     `name:"qk-pos-emb-head-dim" default:"64" help:"With --multi-latent-attention: each head's query and key width that RoPE rotates."`
+	VHeadDim                             int     `name:"v-head-dim" default:"128" help:"With --multi-latent-attention: each head's value width."`
+	RopeType                             string  `name:"rope-type" enum:",rope,yarn" default:"" help:"RoPE of --multi-latent-attention: rope, or yarn (its default: --rotary-scaling-factor, --mscale, --mscale-all-dim)."`
 	ApplyResidualConnectionPostLayernorm bool    `name:"apply-residual-connection-post-layernorm" help:"Residual taken after the layernorm."`
 	ApplyLayernorm1p                     bool    `name:"apply-layernorm-1p" help:"LayerNorm weights stored centred on zero: the norm multiplies by 1 + weight, initialised to 0 (not with RMSNorm)."`
 	AttentionDropout                     float64 `name:"attention-dropout" default:"0.1" help:"Dropout on attention probabilities."`
@@ -99,6 +107,7 @@ func Defaults() Config {
 		HiddenDropout: 0.1, InitMethodStd: 0.02, MakeVocabSizeDivisibleBy: 128, TensorModelParallelSize: 1,
 		MoERouterTopK: 2, MoERouterLoadBalancingType: "aux_loss", RopeScalingFactor: 8,
 		YarnScalingFactor: 1, YarnBetaFast: 32, YarnBetaSlow: 1, YarnMScale: 1, YarnCorrectionRoundToInt: true,
+		KVLoRARank: 32, QKHeadDim: 128, QKPosEmbHeadDim: 64, VHeadDim: 128,
 	}
 }
 
@@ -127,6 +136,9 @@ func (c *Config) Finalize() error {
 		if err := pos(p.n, p.v); err != nil {
 			return err
 		}
+	}
+	if err := c.finalizeMLA(); err != nil {
+		return err
 	}
 	if c.KVChannels == 0 {
 		if c.HiddenSize%c.NumAttentionHeads != 0 {
@@ -167,7 +179,7 @@ func (c *Config) Finalize() error {
 			return fmt.Errorf("--position-embedding-type learned_absolute needs --max-position-embeddings")
 		}
 	case "rope", "yarn":
-		if c.PositionEmbeddingType == "yarn" && (c.YarnScalingFactor < 1 || c.YarnOrigMaxPositions <= 0 || c.RotaryPercent != 1 ||
+		if c.YaRN() && (c.YarnScalingFactor < 1 || c.YarnOrigMaxPositions <= 0 || c.RotaryPercent != 1 ||
 			c.RotaryInterleaved || c.UseRopeScaling || c.RotarySeqLenInterpolationFactor > 1 || c.YarnBetaFast <= 0 || c.YarnBetaSlow <= 0) {
 			return fmt.Errorf("--position-embedding-type yarn needs --rotary-scaling-factor ≥ 1, --yarn-original-max-position-embeddings, positive betas, full non-interleaved RoPE and no other RoPE scaling (have factor %v, %d positions, rotary-percent %v)",
 				c.YarnScalingFactor, c.YarnOrigMaxPositions, c.RotaryPercent)
@@ -224,8 +236,14 @@ func PaddedVocab(vocab, divisibleBy, tp int) int {
 	return (vocab + m - 1) / m * m
 }
 
-// RotaryDim is the number of channels per head that RoPE rotates.
-func (c *Config) RotaryDim() int { return int(float64(c.KVChannels) * c.RotaryPercent) }
+// RotaryDim is the number of channels per head that RoPE rotates: of --kv-channels, or of
+// --qk-pos-emb-head-dim with multi-latent attention.
+func (c *Config) RotaryDim() int {
+	if c.MultiLatentAttention {
+		return int(float64(c.QKPosEmbHeadDim) * c.RotaryPercent)
+	}
+	return int(float64(c.KVChannels) * c.RotaryPercent)
+}
 
 // QKVDim is the output width of linear_qkv: (np + 2·ng)·hn.
 func (c *Config) QKVDim() int {
@@ -390,18 +408,27 @@ func (c *Config) Rotary() bool {
 // --use-rope-scaling's Llama 3.1 scaling with Megatron-Core's fixed bands (low-frequency
 // factor 1, high 4, 8192 original positions), or none.
 func (c *Config) RoPEScaling() kernels.RoPEScaling {
-	if c.PositionEmbeddingType == "yarn" {
-		m := func(x float64) float64 {
-			if c.YarnScalingFactor <= 1 {
-				return 1
-			}
-			return 0.1*x*math.Log(c.YarnScalingFactor) + 1
-		}
+	if c.YaRN() {
 		return kernels.RoPEScaling{YaRN: true, Factor: c.YarnScalingFactor, OrigMaxPos: c.YarnOrigMaxPositions, BetaFast: c.YarnBetaFast,
-			BetaSlow: c.YarnBetaSlow, Concentration: m(c.YarnMScale) / m(c.YarnMScaleAllDim), RoundCorrection: c.YarnCorrectionRoundToInt}
+			BetaSlow: c.YarnBetaSlow, Concentration: c.yarnMScale(c.YarnMScale) / c.yarnMScale(c.YarnMScaleAllDim), RoundCorrection: c.YarnCorrectionRoundToInt}
 	}
 	if !c.UseRopeScaling {
 		return kernels.RoPEScaling{}
 	}
 	return kernels.RoPEScaling{Factor: c.RopeScalingFactor, LowFreqFactor: 1, HighFreqFactor: 4, OrigMaxPos: 8192}
+}
+
+// yarnMScale is YaRN's m(x) = 0.1·x·ln(factor) + 1 (1 for factors ≤ 1), Megatron-Core's
+// _yarn_get_mscale.
+func (c *Config) yarnMScale(x float64) float64 {
+	if c.YarnScalingFactor <= 1 {
+		return 1
+	}
+	return 0.1*x*math.Log(c.YarnScalingFactor) + 1
+}
+
+// YaRN reports whether RoPE is YaRN's: --position-embedding-type yarn, or multi-latent
+// attention with --rope-type yarn (its default).
+func (c *Config) YaRN() bool {
+	return c.PositionEmbeddingType == "yarn" || c.MultiLatentAttention && c.RopeType != "rope"
 }

@@ -114,8 +114,8 @@ func (sc *fp8Scratch) fakeQuant(dst, src *tensor.Tensor, dt tensor.DType, scale 
 	sc.be.Scale(dst, 1/scale)
 }
 
-// SetFP8 turns on FP8 for the GEMMs of every transformer layer's linear_qkv, linear_proj,
-// linear_fc1 and linear_fc2 (the embedding, output layer, norms and softmax stay high
+// SetFP8 turns on FP8 for the GEMMs of every transformer layer's linear_qkv (or multi-latent
+// attention's projections), linear_proj, linear_fc1 and linear_fc2 (the embedding, output layer, norms and softmax stay high
 // precision, as under Transformer Engine's fp8_autocast). Forward GEMMs take E4M3 inputs
 // and weights; the input-gradient GEMM takes E4M3 (e4m3) or E5M2 (hybrid) output grads and
 // the FP8 weight, the weight-gradient GEMM those output grads and the FP8 input (unless
@@ -153,7 +153,12 @@ func (m *GPTModel) SetFP8(r FP8Recipe) error {
 func (m *GPTModel) fp8Linears() []*Linear {
 	var out []*Linear
 	for _, l := range m.Layers {
-		out = append(out, l.QKV, l.Proj, l.FC1, l.FC2)
+		if l.MLA != nil {
+			out = append(out, l.MLA.linears()...)
+		} else {
+			out = append(out, l.QKV)
+		}
+		out = append(out, l.Proj, l.FC1, l.FC2)
 	}
 	return out
 }

@@ -18,8 +18,9 @@ type KVCache struct {
 	Len  int
 	k, v []*tensor.Tensor // per layer [MaxLen, B, groups, hn]
 
-	capN int          // chunk length the scratch below is sized for
-	sc   inferScratch // flat buffers, viewed per call
+	capN int               // chunk length the scratch below is sized for
+	sc   inferScratch      // flat buffers, viewed per call
+	mla  map[int]*mlaStash // multi-latent attention's scratch per chunk length
 }
 
 // inferScratch are flat buffers sized for capN·B rows; Decode views prefixes of them.
@@ -82,7 +83,9 @@ func (kc *KVCache) grow(m *GPTModel, n int) {
 	if len(m.Layers) > 0 {
 		l := m.Layers[0]
 		hn := c.KVChannels
-		s.qkv = f32(N * l.QKV.Out)
+		if l.QKV != nil {
+			s.qkv = f32(N * l.QKV.Out)
+		}
 		s.q, s.o, s.o2 = f32(N*l.heads*hn), f32(N*l.heads*hn), f32(N*l.heads*hn)
 		s.kn, s.vn = f32(N*l.groups*hn), f32(N*l.groups*hn)
 		s.lse = f32(N * l.heads)
@@ -236,22 +239,26 @@ func (l *TransformerLayer) decode(m *GPTModel, kc *KVCache, li int, out, x *tens
 	l.InNorm.Forward(be, ln1, x, ns)
 
 	// Attention over the cached keys.
-	qkv := view(s.qkv, N, l.QKV.Out)
-	l.QKV.Forward(be, qkv, ln1)
 	q := view(s.q, b, l.heads, n, hn)
 	kn, vn := view(s.kn, b, l.groups, n, hn), view(s.vn, b, l.groups, n, hn)
-	if l.QNorm != nil {
+	rp := l.rope(false)
+	rp.PosOffset = pos
+	if l.MLA != nil {
+		if err := l.MLA.forward(be, l.par, kc.mlaStash(m, l, n), q, kn, vn, ln1, rp); err != nil {
+			return err
+		}
+	} else if qkv := view(s.qkv, N, l.QKV.Out); l.QNorm != nil {
+		l.QKV.Forward(be, qkv, ln1)
 		qIn, kIn := view(s.qIn, b, l.heads, n, hn), view(s.kIn, b, l.groups, n, hn)
 		be.SplitQKV(qIn, kIn, vn, qkv, l.groups, l.heads/l.groups)
 		hs := func(rows int) normStash { return normStash{mean: s.hMean.Slice(0, rows), rstd: s.hRstd.Slice(0, rows)} }
 		l.QNorm.Forward(be, rowsOf(q), rowsOf(qIn), hs(b*l.heads*n))
 		l.KNorm.Forward(be, rowsOf(kn), rowsOf(kIn), hs(b*l.groups*n))
 	} else {
+		l.QKV.Forward(be, qkv, ln1)
 		be.SplitQKV(q, kn, vn, qkv, l.groups, l.heads/l.groups)
 	}
-	if c.Rotary() {
-		rp := l.rope(false)
-		rp.PosOffset = pos
+	if c.Rotary() && l.MLA == nil {
 		be.RoPE(q, q, rp)
 		be.RoPE(kn, kn, rp)
 	}
@@ -267,8 +274,8 @@ func (l *TransformerLayer) decode(m *GPTModel, kc *KVCache, li int, out, x *tens
 	ap := l.attnParams()
 	ap.QOffset = pos
 	be.Attention(o, view(s.lse, b, l.heads, n), q, kt, vt, ap)
-	o2 := view(s.o2, N, l.heads*hn)
-	be.Permute(o2.View(n, b, l.heads, hn), o, []int{2, 0, 1, 3})
+	o2 := view(s.o2, N, l.Proj.In)
+	l.mergeHeads(be, o2, o)
 	a := view(s.a, N, h)
 	l.Proj.Matmul(be, a, o2)
 	if err := l.par.allReduce(a, "linear_proj output"); err != nil {
@@ -326,4 +333,18 @@ func (l *TransformerLayer) decodeMLP(be kernels.Backend, s *inferScratch, out, i
 	}
 	l.FC2.AddBias(be, out)
 	return nil
+}
+
+// mlaStash is multi-latent attention's scratch for chunks of n positions (decoding uses a
+// prefill length and 1, so there are few).
+func (kc *KVCache) mlaStash(m *GPTModel, l *TransformerLayer, n int) *mlaStash {
+	if st := kc.mla[n]; st != nil {
+		return st
+	}
+	if kc.mla == nil {
+		kc.mla = map[int]*mlaStash{}
+	}
+	st := l.MLA.newStash(m.be, tensor.F32, l.par.tpSize(), n, kc.B)
+	kc.mla[n] = st
+	return st
 }

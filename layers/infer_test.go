@@ -168,6 +168,8 @@ func familyConfigs() map[string]layers.Config {
 			c.NumExperts, c.MoERouterTopK, c.MoELayerFreq, c.MoEFFNHiddenSize = 4, 2, "2", 48
 		},
 		"glm-interleaved-half-rope": func(c *layers.Config) { c.RotaryInterleaved, c.RotaryPercent, c.AddQKVBias = true, 0.5, true },
+		"deepseek-v2-mla":           mlaVariant(16, true, "yarn", 6),
+		"deepseek-v2-lite-mla":      mlaVariant(0, false, "rope", 12),
 		"qwen2-moe-shared": func(c *layers.Config) {
 			c.NumExperts, c.MoERouterTopK, c.MoERouterPreSoftmax, c.AddQKVBias = 4, 2, true, true
 			c.MoESharedExpertIntermediateSize, c.MoESharedExpertGate = 48, true
@@ -298,7 +300,7 @@ func decodeTP(t *testing.T, cfg layers.Config, tp int, tokens [][]int64, k int) 
 // gives the single-process logits for each family.
 func TestDecodeTensorParallel(t *testing.T) {
 	const b, s, k = 2, 8, 3
-	for _, name := range []string{"llama-gqa", "gpt2", "bloom", "falcon-alibi-before-scale", "post-ln-qkv-bias-partial-rope", "mixtral-moe"} {
+	for _, name := range []string{"llama-gqa", "gpt2", "bloom", "falcon-alibi-before-scale", "post-ln-qkv-bias-partial-rope", "mixtral-moe", "deepseek-v2-mla"} {
 		cfg := familyConfigs()[name]
 		tokens := randomTokens(b, s, cfg.VocabSize, 3)
 		ref := decodeTP(t, cfg, 1, tokens, k)

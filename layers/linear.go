@@ -305,11 +305,12 @@ func newNorm(ps *paramSet, name string, cfg *Config, h int) *Norm {
 	return n
 }
 
-// newHeadNorm is --qk-layernorm's q_layernorm or k_layernorm: the norm over each head's
-// KVChannels, its weight whole on every TP rank, which applies it to its own heads (so the
-// grads are summed over TP: HeadPartial).
-func newHeadNorm(ps *paramSet, name string, cfg *Config) *Norm {
-	n := newNorm(ps, name, cfg, cfg.KVChannels)
+// newPartialNorm is a norm of width h whose weight every TP rank holds whole but whose
+// output only feeds the rank's own heads, so the grads are summed over TP (HeadPartial):
+// --qk-layernorm's q_layernorm and k_layernorm over each head's KVChannels, and
+// multi-latent attention's over its latents.
+func newPartialNorm(ps *paramSet, name string, cfg *Config, h int) *Norm {
+	n := newNorm(ps, name, cfg, h)
 	for _, p := range []*Param{n.W, n.B} {
 		if p != nil {
 			p.SequenceParallel, p.HeadPartial, p.Unfused = false, true, true

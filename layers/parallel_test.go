@@ -164,6 +164,10 @@ func layerVariants() map[string]func(*layers.Config) {
 		"qk-layernorm-layernorm": func(c *layers.Config) {
 			c.QKLayernorm, c.Normalization, c.GroupQueryAttention, c.NumQueryGroups = true, "LayerNorm", false, 4
 		},
+		// DeepSeek-V2: multi-latent attention with a query latent, latent norms, YaRN and
+		// values narrower than the heads; and DeepSeek-V2-Lite's direct query projection.
+		"deepseek-v2-mla":      mlaVariant(16, true, "yarn", 6),
+		"deepseek-v2-lite-mla": mlaVariant(0, false, "rope", 12),
 		// Baichuan 2 13B: ALiBi with RMSNorm and SwiGLU, and the NormHead output layer.
 		"baichuan2-13b": func(c *layers.Config) {
 			c.PositionEmbeddingType, c.GroupQueryAttention, c.NumQueryGroups = "alibi", false, 4
@@ -192,4 +196,15 @@ func mustPreset(name string) layers.Config {
 		panic(err)
 	}
 	return c
+}
+
+// mlaVariant is the tiny Llama with multi-latent attention: 4 heads of 8 + 4 channels, a kv
+// latent of 12, query latent rq (0: linear_q_proj), latent norms, RoPE type rope or yarn
+// (factor 4 over 8 original positions, mscales 0.9 and 0.6), values of width dv.
+func mlaVariant(rq int, norms bool, rope string, dv int) func(*layers.Config) {
+	return func(c *layers.Config) {
+		c.MultiLatentAttention, c.GroupQueryAttention, c.QKLayernorm = true, false, norms
+		c.QLoRARank, c.KVLoRARank, c.QKHeadDim, c.QKPosEmbHeadDim, c.VHeadDim = rq, 12, 8, 4, dv
+		c.RopeType, c.YarnScalingFactor, c.YarnOrigMaxPositions, c.YarnMScale, c.YarnMScaleAllDim = rope, 4, 8, 0.9, 0.6
+	}
 }

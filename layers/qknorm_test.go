@@ -27,6 +27,8 @@ func TestLayerVariantGradients(t *testing.T) {
 	}{
 		{"qk-rmsnorm", func(c *layers.Config) { c.QKLayernorm = true }, qkParam, 2*2 + 1},
 		{"qk-layernorm", func(c *layers.Config) { c.QKLayernorm, c.Normalization = true, "LayerNorm" }, qkParam, 2*2*2 + 1},
+		{"mla", mlaVariant(16, true, "yarn", 6), mlaParam, 6},
+		{"mla-lite", mlaVariant(0, false, "rope", 12), mlaParam, 3},
 		{"falcon-40b", func(c *layers.Config) {
 			c.Normalization, c.SwiGLU, c.ParallelAttention, c.ParallelMLPNorm, c.FFNHiddenSize = "LayerNorm", false, true, true, 128
 		}, func(n string) bool {
@@ -77,4 +79,9 @@ func TestLayerVariantGradients(t *testing.T) {
 func qkParam(n string) bool {
 	return strings.Contains(n, "self_attention.q_layernorm") || strings.Contains(n, "self_attention.k_layernorm") ||
 		strings.HasSuffix(n, "layers.1.self_attention.linear_qkv.weight")
+}
+
+// mlaParam selects the last layer's multi-latent attention weights.
+func mlaParam(n string) bool {
+	return strings.Contains(n, "layers.1.self_attention.") && !strings.Contains(n, "linear_proj")
 }

@@ -2,7 +2,6 @@ package layers
 
 import (
 	"fmt"
-	"math"
 
 	"github.com/gomegatron/gomegatron/kernels"
 	"github.com/gomegatron/gomegatron/tensor"
@@ -29,6 +28,7 @@ type TransformerLayer struct {
 	QKV      *Linear
 	QNorm    *Norm // --qk-layernorm: q_layernorm and k_layernorm, over each head's KVChannels
 	KNorm    *Norm
+	MLA      *mlaAttn // --multi-latent-attention: its projections instead of QKV
 	Proj     *Linear
 	PreMLP   *Norm   // nil with ParallelAttention, unless ParallelMLPNorm
 	FC1, FC2 *Linear // nil in MoE layers
@@ -49,12 +49,19 @@ func newTransformerLayer(ps *paramSet, cfg *Config, par Parallel, global, local 
 		heads: cfg.NumAttentionHeads / tp, groups: cfg.NumQueryGroups / tp}
 	start := len(ps.all)
 	l.InNorm = newNorm(ps, pre+"input_layernorm", cfg, h)
-	l.QKV = newLinear(ps, pre+"self_attention.linear_qkv", h, cfg.QKVDim(), cfg.AddBiasLinear() || cfg.AddQKVBias, 0)
-	l.Proj = newLinear(ps, pre+"self_attention.linear_proj", cfg.NumAttentionHeads*cfg.KVChannels, h, cfg.AddBiasLinear(), 1)
-	if cfg.QKLayernorm {
-		l.QNorm = newHeadNorm(ps, pre+"self_attention.q_layernorm", cfg)
-		l.KNorm = newHeadNorm(ps, pre+"self_attention.k_layernorm", cfg)
+	vWidth := cfg.KVChannels
+	switch {
+	case cfg.MultiLatentAttention:
+		l.MLA = newMLA(ps, pre, cfg, l.heads)
+		vWidth = cfg.VHeadDim
+	default:
+		l.QKV = newLinear(ps, pre+"self_attention.linear_qkv", h, cfg.QKVDim(), cfg.AddBiasLinear() || cfg.AddQKVBias, 0)
+		if cfg.QKLayernorm {
+			l.QNorm = newPartialNorm(ps, pre+"self_attention.q_layernorm", cfg, cfg.KVChannels)
+			l.KNorm = newPartialNorm(ps, pre+"self_attention.k_layernorm", cfg, cfg.KVChannels)
+		}
 	}
+	l.Proj = newLinear(ps, pre+"self_attention.linear_proj", cfg.NumAttentionHeads*vWidth, h, cfg.AddBiasLinear(), 1)
 	if !cfg.ParallelAttention || cfg.ParallelMLPNorm {
 		l.PreMLP = newNorm(ps, pre+"pre_mlp_layernorm", cfg, h)
 	}
@@ -93,7 +100,8 @@ type layerStash struct {
 	ln1, ln1f          *tensor.Tensor
 	h1, ln2, ln2f, out *tensor.Tensor
 	n1, n2             normStash
-	qkv                *tensor.Tensor // [N, qkv/TP]
+	qkv                *tensor.Tensor // [N, qkv/TP] (nil with multi-latent attention)
+	mla                *mlaStash      // multi-latent attention's latents
 	q, k, v, o         *tensor.Tensor // [b, heads/TP, s, hn]
 	qIn, kIn           *tensor.Tensor // --qk-layernorm: q and k before their norms
 	nq, nk             normStash
@@ -134,10 +142,14 @@ func (l *TransformerLayer) newStash(be kernels.Backend, act tensor.DType, s, b i
 	st := &layerStash{
 		h1: a(nl, h), out: a(nl, h),
 		n1: newNormStash(be, nl), n2: newNormStash(be, nl),
-		qkv: a(n, l.QKV.Out),
-		q:   a(b, l.heads, s, hn), k: a(b, l.groups, s, hn), v: a(b, l.groups, s, hn),
+		q: a(b, l.heads, s, hn), k: a(b, l.groups, s, hn), v: a(b, l.groups, s, hn),
 		o: a(b, l.heads, s, hn), lse: be.Alloc(tensor.F32, b, l.heads, s),
-		o2: a(n, l.heads*hn),
+		o2: a(n, l.Proj.In),
+	}
+	if l.MLA != nil {
+		st.mla = l.MLA.newStash(be, act, l.par.tpSize(), s, b)
+	} else {
+		st.qkv = a(n, l.QKV.Out)
 	}
 	if l.QNorm != nil {
 		st.qIn, st.kIn = a(b, l.heads, s, hn), a(b, l.groups, s, hn)
@@ -166,6 +178,7 @@ func (l *TransformerLayer) newStash(be kernels.Backend, act tensor.DType, s, b i
 // layerGrads is backward scratch shared by all layers (they run one at a time).
 type layerGrads struct {
 	dqkv, dq, dk, dv, do, do2 *tensor.Tensor
+	mla                       *mlaGrads
 	dqIn, dkIn                *tensor.Tensor // --qk-layernorm: grads of q and k before their norms
 	df, dg                    *tensor.Tensor
 	dlnf, dln                 *tensor.Tensor // partial d(norm output) [N, h] and reduced rows
@@ -185,9 +198,13 @@ func (l *TransformerLayer) newGrads(be kernels.Backend, act tensor.DType, s, b i
 	}
 	a := func(shape ...int) *tensor.Tensor { return be.Alloc(act, shape...) }
 	g := &layerGrads{
-		dqkv: a(n, l.QKV.Out),
-		dq:   a(b, l.heads, s, hn), dk: a(b, l.groups, s, hn), dv: a(b, l.groups, s, hn),
-		do: a(b, l.heads, s, hn), do2: a(n, l.heads*hn), dh1: a(nl, h),
+		dq: a(b, l.heads, s, hn), dk: a(b, l.groups, s, hn), dv: a(b, l.groups, s, hn),
+		do: a(b, l.heads, s, hn), do2: a(n, l.Proj.In), dh1: a(nl, h),
+	}
+	if l.MLA != nil {
+		g.mla = l.MLA.newGrads(be, act, l.par.tpSize(), s, b, h)
+	} else {
+		g.dqkv = a(n, l.QKV.Out)
 	}
 	if l.QNorm != nil {
 		g.dqIn, g.dkIn = a(b, l.heads, s, hn), a(b, l.groups, s, hn)
@@ -237,7 +254,7 @@ func (l *TransformerLayer) completeGrads(be kernels.Backend, g *layerGrads, act 
 func (l *TransformerLayer) attnParams() kernels.AttnParams {
 	c := l.cfg
 	return kernels.AttnParams{
-		Causal: true, Scale: float32(1 / math.Sqrt(float64(c.KVChannels))),
+		Causal: true, Scale: float32(c.SoftmaxScale()),
 		ALiBiSlopes: l.slopes, ALiBiBeforeScale: c.ALiBiBeforeScale, SlidingWindow: c.SlidingWindow,
 	}
 }
@@ -284,15 +301,18 @@ func (l *TransformerLayer) trainRoPE(st *layerStash, inverse bool) kernels.RoPEP
 // attention runs qkv → rope → core attention → o2 (the input of linear_proj) on lnf.
 func (l *TransformerLayer) attention(be kernels.Backend, st *layerStash, lnf *tensor.Tensor) error {
 	c := l.cfg
-	l.QKV.Forward(be, st.qkv, lnf)
-	if l.QNorm != nil {
+	if l.MLA != nil {
+		if err := l.MLA.forward(be, l.par, st.mla, st.q, st.k, st.v, lnf, l.trainRoPE(st, false)); err != nil {
+			return err
+		}
+	} else if l.QKV.Forward(be, st.qkv, lnf); l.QNorm != nil {
 		be.SplitQKV(st.qIn, st.kIn, st.v, st.qkv, l.groups, l.heads/l.groups)
 		l.QNorm.Forward(be, rowsOf(st.q), rowsOf(st.qIn), st.nq)
 		l.KNorm.Forward(be, rowsOf(st.k), rowsOf(st.kIn), st.nk)
 	} else {
 		be.SplitQKV(st.q, st.k, st.v, st.qkv, l.groups, l.heads/l.groups)
 	}
-	if c.Rotary() {
+	if c.Rotary() && l.MLA == nil {
 		be.RoPE(st.q, st.q, l.trainRoPE(st, false))
 		be.RoPE(st.k, st.k, l.trainRoPE(st, false))
 	}
@@ -303,22 +323,42 @@ func (l *TransformerLayer) attention(be kernels.Backend, st *layerStash, lnf *te
 	} else {
 		be.Attention(st.o, st.lse, st.q, st.k, st.v, l.trainAttnParams(st))
 	}
-	b, np, s, hn := st.o.Dim(0), st.o.Dim(1), st.o.Dim(2), st.o.Dim(3)
-	be.Permute(st.o2.View(s, b, np, hn), st.o, []int{2, 0, 1, 3})
+	l.mergeHeads(be, st.o2, st.o)
 	return nil
+}
+
+// mergeHeads writes the heads' outputs o [b, np, s, hn] as linear_proj's input o2
+// [s·b, np·width], width hn or multi-latent attention's v-head-dim (o's first channels).
+func (l *TransformerLayer) mergeHeads(be kernels.Backend, o2, o *tensor.Tensor) {
+	b, np, s, hn := o.Dim(0), o.Dim(1), o.Dim(2), o.Dim(3)
+	if l.MLA != nil {
+		be.StridedCopy(o2, o, l.MLA.views(s, b).o)
+		return
+	}
+	be.Permute(o2.View(s, b, np, hn), o, []int{2, 0, 1, 3})
 }
 
 // attentionBackward takes d(o2) in g.do2 and leaves the partial d(lnf) in g.dlnf.
 func (l *TransformerLayer) attentionBackward(be kernels.Backend, st *layerStash, g *layerGrads, lnf *tensor.Tensor) error {
 	c := l.cfg
 	b, np, s, hn := st.o.Dim(0), st.o.Dim(1), st.o.Dim(2), st.o.Dim(3)
-	be.Permute(g.do, g.do2.View(s, b, np, hn), []int{1, 2, 0, 3})
+	if l.MLA != nil {
+		if l.MLA.dv < hn {
+			be.Fill(g.do, 0)
+		}
+		be.StridedCopy(g.do, g.do2, swap(l.MLA.views(s, b).o))
+	} else {
+		be.Permute(g.do, g.do2.View(s, b, np, hn), []int{1, 2, 0, 3})
+	}
 	if st.cp != nil {
 		if err := l.cpAttentionBackward(be, st, g); err != nil {
 			return err
 		}
 	} else {
 		be.AttentionBackward(g.dq, g.dk, g.dv, g.do, st.q, st.k, st.v, st.o, st.lse, l.trainAttnParams(st))
+	}
+	if l.MLA != nil {
+		return l.MLA.backward(be, l.par, st.mla, g.mla, g.dlnf, g.dq, g.dk, g.dv, lnf, l.trainRoPE(st, false))
 	}
 	if c.Rotary() {
 		be.RoPE(g.dq, g.dq, l.trainRoPE(st, true))

@@ -72,6 +72,9 @@ func (a *Args) useCheckpointArgs() ([]string, error) {
 				shown = 1 // every layer
 			}
 		case int:
+			if name == "q_lora_rank" && x == 0 {
+				shown = "None" // linear_q_proj
+			}
 			if name == "moe_ffn_hidden_size" && x == 0 {
 				shown = c.ExpertFFN() // stored as 0 when it is ffn_hidden_size
 			}
@@ -120,6 +123,10 @@ func (a *Args) useCheckpointArgs() ([]string, error) {
 		{"use_normhead", &a.UseNormHead, c.UseNormHead}, {"qk_layernorm", &a.QKLayernorm, c.QKLayernorm},
 		{"add_qkv_bias", &a.AddQKVBias, c.AddQKVBias}, {"rotary_base", &a.RotaryBase, c.RotaryBase},
 		{"rotary_interleaved", &a.RotaryInterleaved, c.RotaryInterleaved},
+		{"multi_latent_attention", &a.MultiLatentAttention, c.MultiLatentAttention},
+		{"q_lora_rank", &a.QLoRARank, c.QLoRARank}, {"kv_lora_rank", &a.KVLoRARank, c.KVLoRARank},
+		{"qk_head_dim", &a.QKHeadDim, c.QKHeadDim}, {"qk_pos_emb_head_dim", &a.QKPosEmbHeadDim, c.QKPosEmbHeadDim},
+		{"v_head_dim", &a.VHeadDim, c.VHeadDim}, {"rope_type", &a.RopeType, c.RopeType},
 		{"rotary_scaling_factor", &a.YarnScalingFactor, c.YarnScalingFactor},
 		{"yarn_original_max_position_embeddings", &a.YarnOrigMaxPositions, c.YarnOrigMaxPositions},
 		{"yarn_beta_fast", &a.YarnBetaFast, c.YarnBetaFast}, {"yarn_beta_slow", &a.YarnBetaSlow, c.YarnBetaSlow},

@@ -71,7 +71,8 @@ func memoryLine(rank, iteration int, m kernels.MemoryStats) string {
 // with q = kv_channels·heads, k = kv_channels·groups and f = 3 with SwiGLU, else 2; with
 // mixture-of-experts layers the MLP term counts the --moe-router-topk experts each token
 // runs through and the shared experts (Megatron's num_experts_routed_to·moe_ffn +
-// shared_expert_ffn; the router is not counted), layer by layer with --moe-layer-freq.
+// shared_expert_ffn; the router is not counted), layer by layer with --moe-layer-freq;
+// multi-latent attention's terms are mlaFLOPs'.
 func FLOPs(c *layers.Config, batch int) float64 {
 	B, s := float64(batch), float64(c.SeqLength)
 	h, L := float64(c.HiddenSize), float64(c.NumLayers)
@@ -89,7 +90,28 @@ func FLOPs(c *layers.Config, batch int) float64 {
 			mlp += float64(c.FFNHiddenSize)
 		}
 	}
-	return B*s*(6*h*mlp*f+6*(h*(q+2*k)+q*h)*L+6*h*float64(c.PaddedVocabSize)) + B*s*s*6*q*L
+	attn, core := 6*(h*(q+2*k)+q*h), 6*q // per token and layer: projections, and core attention per position
+	if c.MultiLatentAttention {
+		attn, core = mlaFLOPs(c)
+	}
+	return B*s*(6*h*mlp*f+attn*L+6*h*float64(c.PaddedVocabSize)) + B*s*s*core*L
+}
+
+// mlaFLOPs is Megatron's multi-latent attention terms per token and layer: the projections
+// (the query's, low-rank or not, the kv latent's, the shared rotary key's and linear_proj),
+//
+//	6·(q + rkv·(h + H·(dn+dv) + 1) + h·dr + H·dv·h),  q = h·H·(dn+dr) or rq·(h + H·(dn+dr) + 1),
+//
+// and core attention per position, 3·H·(dn + dr + dv) (causal: half the scores).
+func mlaFLOPs(c *layers.Config) (attn, core float64) {
+	h, H := float64(c.HiddenSize), float64(c.NumAttentionHeads)
+	dn, dr, dv := float64(c.QKHeadDim), float64(c.QKPosEmbHeadDim), float64(c.VHeadDim)
+	rq, rkv := float64(c.QLoRARank), float64(c.KVLoRARank)
+	q := h * H * (dn + dr)
+	if rq > 0 {
+		q = rq * (h + H*(dn+dr) + 1)
+	}
+	return 6 * (q + rkv*(h+H*(dn+dv)+1) + h*dr + H*dv*h), 3 * H * (dn + dr + dv)
 }
 
 // validationBlock is Megatron's evaluate_and_print_results output.

@@ -794,3 +794,46 @@ func TestPerTokenLossLayouts(t *testing.T) {
 		}
 	}
 }
+
+// TestMLALayouts trains a DeepSeek-V2-shaped model: multi-latent attention (a query latent,
+// latent norms, YaRN, values narrower than the heads) over a dense first layer and MoE
+// layers with pre-softmax routing and shared experts. Every tensor-, sequence-, pipeline-,
+// data-, expert- and context-parallel layout, with recompute and the distributed optimizer
+// beside them, gives the single process's losses, grad norms and weights; and the run learns.
+func TestMLALayouts(t *testing.T) {
+	cfg := equivalenceModels()["llama"]
+	cfg.MultiLatentAttention, cfg.QKLayernorm, cfg.QLoRARank, cfg.KVLoRARank = true, true, 16, 12
+	cfg.QKHeadDim, cfg.QKPosEmbHeadDim, cfg.VHeadDim = 8, 4, 6
+	cfg.YarnScalingFactor, cfg.YarnOrigMaxPositions, cfg.YarnMScale, cfg.YarnMScaleAllDim = 4, 8, 0.9, 0.6
+	cfg.NumExperts, cfg.MoERouterTopK, cfg.MoEAuxLossCoeff, cfg.MoERouterPreSoftmax = 4, 2, 0.01, true
+	cfg.MoELayerFreq, cfg.FFNHiddenSize, cfg.MoEFFNHiddenSize, cfg.MoESharedExpertIntermediateSize = "([0]+[1]*3)", 64, 32, 64
+	const iters = 5
+	ref := runLayout(t, cfg, layout{tp: 1, pp: 1, dp: 1}, iters)
+	require.Less(t, ref.losses[iters-1], ref.losses[0], "the run learns")
+	require.Contains(t, ref.weights, "decoder.layers.3.self_attention.linear_kv_down_proj.weight")
+	full1 := layers.Recompute{Granularity: "full", Method: "uniform", NumLayers: 1}
+	for _, l := range []layout{
+		{tp: 2, pp: 1, dp: 1},
+		{tp: 2, pp: 1, dp: 1, sp: true},
+		{tp: 4, pp: 1, dp: 1, sp: true},
+		{tp: 1, pp: 2, dp: 2, dist: true, rc: full1},
+		{tp: 2, pp: 2, dp: 1, sp: true, vpp: 2},
+		{tp: 2, pp: 1, dp: 2, ep: 2, sp: true, dist: true, rc: full1},
+		{tp: 1, pp: 1, dp: 1, cp: 2},
+		{tp: 2, pp: 1, dp: 1, cp: 2, sp: true},
+	} {
+		t.Run(l.String(), func(t *testing.T) {
+			compareRuns(t, l.String(), ref, runLayout(t, cfg, l, iters), 1e-5)
+		})
+	}
+	// DeepSeek-V2-Lite's direct query projection with plain RoPE and no latent norms.
+	lite := cfg
+	lite.QLoRARank, lite.QKLayernorm, lite.RopeType, lite.VHeadDim = 0, false, "rope", 12
+	liteRef := runLayout(t, lite, layout{tp: 1, pp: 1, dp: 1}, iters)
+	require.NotEqual(t, ref.losses, liteRef.losses)
+	for _, l := range []layout{{tp: 2, pp: 2, dp: 1, sp: true}, {tp: 1, pp: 1, dp: 2, cp: 2, dist: true}} {
+		t.Run("lite/"+l.String(), func(t *testing.T) {
+			compareRuns(t, "lite "+l.String(), liteRef, runLayout(t, lite, l, iters), 1e-5)
+		})
+	}
+}

@@ -42,7 +42,22 @@ func Args(cfg layers.Config, tp, pp int, dtype tensor.DType, f Format, hfModelTy
 	set("add_bias_linear", cfg.AddBiasLinear())
 	set("add_qkv_bias", cfg.AddQKVBias)
 	set("rotary_interleaved", cfg.RotaryInterleaved)
-	if cfg.PositionEmbeddingType == "yarn" { // Megatron-Core's flags and YarnRotaryEmbedding's attributes
+	if cfg.MultiLatentAttention {
+		set("multi_latent_attention", true)
+		var rq any // None: linear_q_proj
+		if cfg.QLoRARank > 0 {
+			rq = cfg.QLoRARank
+		}
+		set("q_lora_rank", rq)
+		set("kv_lora_rank", cfg.KVLoRARank)
+		set("qk_head_dim", cfg.QKHeadDim)
+		set("qk_pos_emb_head_dim", cfg.QKPosEmbHeadDim)
+		set("v_head_dim", cfg.VHeadDim)
+		if cfg.RopeType != "" {
+			set("rope_type", cfg.RopeType)
+		}
+	}
+	if cfg.YaRN() { // Megatron-Core's flags and YarnRotaryEmbedding's attributes
 		set("rotary_scaling_factor", cfg.YarnScalingFactor)
 		set("yarn_original_max_position_embeddings", cfg.YarnOrigMaxPositions)
 		set("yarn_beta_fast", cfg.YarnBetaFast)
@@ -178,6 +193,10 @@ func ConfigFromArgs(ns *torchpickle.Namespace) (layers.Config, ArgsInfo, error) 
 	c.DisableBiasLinear = !a.bool("add_bias_linear", true)
 	c.AddQKVBias = a.bool("add_qkv_bias", false)
 	c.RotaryInterleaved = a.bool("rotary_interleaved", false)
+	c.MultiLatentAttention = a.bool("multi_latent_attention", false)
+	c.QLoRARank, c.KVLoRARank = a.int("q_lora_rank", 0), a.int("kv_lora_rank", 32)
+	c.QKHeadDim, c.QKPosEmbHeadDim, c.VHeadDim = a.int("qk_head_dim", 128), a.int("qk_pos_emb_head_dim", 64), a.int("v_head_dim", 128)
+	c.RopeType = a.str("rope_type", "")
 	c.YarnScalingFactor = a.float("rotary_scaling_factor", 1)
 	c.YarnOrigMaxPositions = a.int("yarn_original_max_position_embeddings", 0)
 	c.YarnBetaFast, c.YarnBetaSlow = a.float("yarn_beta_fast", 32), a.float("yarn_beta_slow", 1)

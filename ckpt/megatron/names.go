@@ -83,6 +83,9 @@ func KeyPath(f Format, name string, shared bool) ([]string, error) {
 		return []string{name}, nil
 	case MCoreTE:
 		if m := layerRe.FindStringSubmatch(name); m != nil {
+			if strings.Contains(m[2], "self_attention.linear_kv_down_proj.") {
+				return nil, fmt.Errorf("parameter %s: multi-latent attention is stored with the local spec's layout only (Transformer Engine's duplicates the down projections on every TP rank)", name)
+			}
 			if te, ok := teNames[m[2]]; ok {
 				return []string{"decoder.layers." + m[1] + "." + te}, nil
 			}

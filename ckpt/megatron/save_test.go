@@ -1,6 +1,7 @@
 package megatron
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -136,9 +137,26 @@ func TestResolveAndLayoutNames(t *testing.T) {
 }
 
 // TestArgsConfigRoundTrip: the args written for a configuration give it back, both in
-// memory (Go ints) and after pickling (int64).
+// memory (Go ints) and after pickling (int64); for a dense GQA model and for multi-latent
+// attention with and without a query latent (q_lora_rank None).
 func TestArgsConfigRoundTrip(t *testing.T) {
-	cfg := testConfig(true)
+	for _, rq := range []int{-1, 0, 16} {
+		cfg := testConfig(true)
+		if rq >= 0 {
+			cfg.MultiLatentAttention, cfg.GroupQueryAttention, cfg.QKLayernorm = true, false, true
+			cfg.QLoRARank, cfg.KVLoRARank, cfg.QKHeadDim, cfg.QKPosEmbHeadDim, cfg.VHeadDim = rq, 12, 8, 4, 6
+			cfg.YarnScalingFactor, cfg.YarnMScale, cfg.YarnMScaleAllDim = 40, 0.707, 0.707
+		}
+		t.Run(fmt.Sprint(rq), func(t *testing.T) { argsConfigRoundTrip(t, cfg) })
+	}
+	mla := testConfig(true)
+	mla.MultiLatentAttention, mla.GroupQueryAttention = true, false
+	require.NoError(t, mla.Finalize())
+	_, err := KeyPath(MCoreTE, "decoder.layers.0.self_attention.linear_kv_down_proj.weight", false)
+	require.ErrorContains(t, err, "local spec")
+}
+
+func argsConfigRoundTrip(t *testing.T, cfg layers.Config) {
 	cfg.TensorModelParallelSize = 2
 	require.NoError(t, cfg.Finalize())
 	ns := Args(cfg, 2, 4, tensor.F16, MCoreTE, "llama")

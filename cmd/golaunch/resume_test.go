@@ -718,3 +718,26 @@ func TestUseCheckpointArgsMoE(t *testing.T) {
 		require.Contains(t, out, line)
 	}
 }
+
+// TestUseCheckpointArgsMLA: a DeepSeek-V2-shaped run (multi-latent attention with a query
+// latent and YaRN, Megatron's MLA flags) at TP 2 with sequence parallelism saves args that
+// rebuild it alone, and its loss falls.
+func TestUseCheckpointArgsMLA(t *testing.T) {
+	dir := t.TempDir()
+	ck := filepath.Join(dir, "ck")
+	common := strings.Fields("--standalone --nproc-per-node 2 pretrain --seq-length 32 --micro-batch-size 2 --global-batch-size 4 " +
+		"--lr 1e-3 --vocab-size 256 --mock-data --bf16 --eval-iters 0 --log-interval 1 --tensor-model-parallel-size 2 --sequence-parallel --data-cache-path " + dir)
+	runGolaunch(t, append(common, strings.Fields("--num-layers 2 --hidden-size 64 --num-attention-heads 4 --multi-latent-attention "+
+		"--q-lora-rank 32 --kv-lora-rank 24 --qk-head-dim 16 --qk-pos-emb-head-dim 8 --v-head-dim 16 --qk-layernorm "+
+		"--rotary-scaling-factor 40 --mscale 0.707 --mscale-all-dim 0.707 --swiglu --normalization RMSNorm "+
+		"--position-embedding-type rope --disable-bias-linear --max-position-embeddings 32 --norm-epsilon 1e-6 "+
+		"--train-iters 2 --save "+ck)...)...)
+	out := runGolaunch(t, append(common, "--use-checkpoint-args", "--load", ck, "--train-iters", "4", "--override-opt_param-scheduler")...)
+	for _, line := range []string{"Setting multi_latent_attention to true from checkpoint", "Setting q_lora_rank to 32 from checkpoint",
+		"Setting kv_lora_rank to 24 from checkpoint", "Setting qk_head_dim to 16 from checkpoint", "Setting qk_pos_emb_head_dim to 8 from checkpoint",
+		"Setting v_head_dim to 16 from checkpoint", "Setting rotary_scaling_factor to 40.0 from checkpoint", "Setting mscale to 0.707 from checkpoint",
+		"Setting mscale_all_dim to 0.707 from checkpoint", "Setting yarn_original_max_position_embeddings to 4096 from checkpoint",
+		"iteration        4/       4"} {
+		require.Contains(t, out, line)
+	}
+}

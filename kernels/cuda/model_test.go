@@ -227,6 +227,14 @@ func modelVsCPU(t *testing.T, g *Backend) {
 		cfg.QKLayernorm = true
 		sameTraining(t, "QKLayernorm", cfg, false)
 	})
+	t.Run("MLA", func(t *testing.T) { // DeepSeek-V2's multi-latent attention (StridedCopy, padded values)
+		cfg, err := layers.Preset("tiny-llama")
+		require.NoError(t, err)
+		cfg.MultiLatentAttention, cfg.GroupQueryAttention, cfg.QKLayernorm = true, false, true
+		cfg.QLoRARank, cfg.KVLoRARank, cfg.QKHeadDim, cfg.QKPosEmbHeadDim, cfg.VHeadDim = 16, 12, 8, 4, 6
+		cfg.YarnScalingFactor, cfg.YarnOrigMaxPositions, cfg.YarnMScale, cfg.YarnMScaleAllDim = 4, 8, 0.9, 0.6
+		sameTraining(t, "MLA", cfg, false)
+	})
 	t.Run("FP8", func(t *testing.T) {
 		r := layers.FP8Recipe{Format: "hybrid", HistoryLen: 4, ComputeAlgo: "max"}
 		cl, _ := trainTiny(t, cpu.New(), true, 4, 3e-3, r)

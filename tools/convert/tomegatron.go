@@ -59,6 +59,18 @@ func planMegatron(c *cli, src source, dtype tensor.DType, prog *progress, stdout
 	if format == megatron.Legacy && scfg.NumExperts > 0 {
 		return nil, nil, 0, fmt.Errorf("--megatron-format legacy: a mixture-of-experts model (%d experts) has Megatron-Core keys only; write mcore", scfg.NumExperts)
 	}
+	if scfg.MultiLatentAttention {
+		// Transformer Engine's MLA spec holds the down projections whole on every TP rank
+		// (duplicated TELinear); the local spec's ColumnParallelLinear is what runs here.
+		switch {
+		case format == megatron.Legacy:
+			return nil, nil, 0, fmt.Errorf("--megatron-format legacy: multi-latent attention has Megatron-Core keys only; write mcore")
+		case format == megatron.MCoreTE && c.TransformerImpl == "transformer_engine":
+			return nil, nil, 0, fmt.Errorf("--transformer-impl transformer_engine: multi-latent attention is written with the local spec's layout (its down projections column-parallel); pass --transformer-impl local")
+		case format == megatron.MCoreTE:
+			format = megatron.MCore
+		}
+	}
 	cfg := scfg
 	switch {
 	case c.GroupedGemm && c.NoGroupedGemm:
