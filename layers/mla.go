@@ -309,8 +309,6 @@ func (c *Config) finalizeMLA() error {
 	}
 	tp := max(c.TensorModelParallelSize, 1)
 	switch {
-	case c.GroupQueryAttention:
-		return fmt.Errorf("--group-query-attention is mutually exclusive with --multi-latent-attention (as Megatron asserts)")
 	case c.PositionEmbeddingType != "rope" && c.PositionEmbeddingType != "yarn":
 		return fmt.Errorf("--multi-latent-attention rotates each head's qk-pos-emb part: pass --position-embedding-type rope (--rope-type picks rope or yarn), not %s", c.PositionEmbeddingType)
 	case c.RotaryInterleaved:
@@ -325,6 +323,8 @@ func (c *Config) finalizeMLA() error {
 			c.KVLoRARank+c.QKPosEmbHeadDim, c.QLoRARank, tp)
 	case c.ParallelAttention:
 		return fmt.Errorf("--multi-latent-attention with --parallel-attention is not supported")
+	case c.GroupQueryAttention:
+		return fmt.Errorf("--group-query-attention is mutually exclusive with --multi-latent-attention (as Megatron asserts)")
 	}
 	c.KVChannels = c.QKHeadDim + c.QKPosEmbHeadDim
 	if c.YaRN() && c.YarnOrigMaxPositions == 0 {

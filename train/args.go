@@ -115,6 +115,8 @@ type Args struct {
 	MoEPadToCapacity        bool    `name:"moe-pad-expert-input-to-capacity" help:"Needs --moe-expert-capacity-factor: not supported."`
 	MoERouterTopKScaling    float64 `name:"moe-router-topk-scaling-factor" help:"Scaling of the top-k scores: not supported."`
 	MoERouterExpertBias     bool    `name:"moe-router-enable-expert-bias" help:"Auxiliary-loss-free expert biases (DeepSeek-V3): not supported."`
+	CacheMLALatents         bool    `name:"cache-mla-latents" help:"Cache multi-latent attention's latents in inference (Flash MLA): not supported."`
+	MLADownProjFusion       bool    `name:"mla-down-proj-fusion" help:"Fused MLA down projections: not supported (the unfused projections run)."`
 	MoERouterNumGroups      int     `name:"moe-router-num-groups" help:"Group-limited routing (DeepSeek-V2/V3): not supported."`
 	MoERouterGroupTopK      int     `name:"moe-router-group-topk" help:"Group-limited routing (DeepSeek-V2/V3): not supported."`
 
@@ -373,7 +375,8 @@ func (a *Args) Validate(world int) error {
 		{a.WandbProject != "", "--wandb-project"}, {a.FP16LMCrossEntropy, "--fp16-lm-cross-entropy"},
 		{a.DataParallelRandInit, "--data-parallel-random-init"}, {a.StandaloneEmbedding, "--standalone-embedding-stage"},
 		{a.SplitRank != 0, "--pipeline-model-parallel-split-rank (encoder–decoder models)"}, {len(a.Spec) > 0, "--spec"},
-		{a.LazyMPUInit != "", "--lazy-mpu-init"}, {a.VocabExtraIDs != 0, "--vocab-extra-ids (T5's span masking)"}} {
+		{a.LazyMPUInit != "", "--lazy-mpu-init"}, {a.VocabExtraIDs != 0, "--vocab-extra-ids (T5's span masking)"},
+		{a.CacheMLALatents, "--cache-mla-latents"}, {a.MLADownProjFusion, "--mla-down-proj-fusion"}} {
 		if f.set {
 			return fmt.Errorf("%s is not supported yet", f.flag)
 		}
