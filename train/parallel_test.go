@@ -491,6 +491,7 @@ func TestParallelLayoutsMatchSingleProcess(t *testing.T) {
 		q2.MoERouterPreSoftmax, q2.MoESharedExpertIntermediateSize, q2.MoESharedExpertGate, q2.AddQKVBias = true, 64, true, true
 		q2.MoELayerFreq, q2.FFNHiddenSize, q2.MoEFFNHiddenSize, q2.RotaryInterleaved, q2.RotaryPercent = "([0]+[1]*3)", 64, 96, true, 0.5
 		models["qwen2moe-mixed"] = q2
+		models["deepseek-v2"] = deepseekV2Model() // multi-latent attention over MoE layers
 	}
 	for name, cfg := range models {
 		ref := runLayout(t, cfg, layout{tp: 1, pp: 1, dp: 1}, iters)
@@ -801,12 +802,7 @@ func TestPerTokenLossLayouts(t *testing.T) {
 // data-, expert- and context-parallel layout, with recompute and the distributed optimizer
 // beside them, gives the single process's losses, grad norms and weights; and the run learns.
 func TestMLALayouts(t *testing.T) {
-	cfg := equivalenceModels()["llama"]
-	cfg.MultiLatentAttention, cfg.QKLayernorm, cfg.QLoRARank, cfg.KVLoRARank = true, true, 16, 12
-	cfg.QKHeadDim, cfg.QKPosEmbHeadDim, cfg.VHeadDim = 8, 4, 6
-	cfg.YarnScalingFactor, cfg.YarnOrigMaxPositions, cfg.YarnMScale, cfg.YarnMScaleAllDim = 4, 8, 0.9, 0.6
-	cfg.NumExperts, cfg.MoERouterTopK, cfg.MoEAuxLossCoeff, cfg.MoERouterPreSoftmax = 4, 2, 0.01, true
-	cfg.MoELayerFreq, cfg.FFNHiddenSize, cfg.MoEFFNHiddenSize, cfg.MoESharedExpertIntermediateSize = "([0]+[1]*3)", 64, 32, 64
+	cfg := deepseekV2Model()
 	const iters = 5
 	ref := runLayout(t, cfg, layout{tp: 1, pp: 1, dp: 1}, iters)
 	require.Less(t, ref.losses[iters-1], ref.losses[0], "the run learns")
@@ -836,4 +832,17 @@ func TestMLALayouts(t *testing.T) {
 			compareRuns(t, "lite "+l.String(), liteRef, runLayout(t, lite, l, iters), 1e-5)
 		})
 	}
+}
+
+// deepseekV2Model is the 4-layer test Llama made DeepSeek-V2-shaped: multi-latent attention
+// (a query latent, latent norms, YaRN, values narrower than the heads), a dense first layer
+// and MoE layers with pre-softmax routing and shared experts.
+func deepseekV2Model() layers.Config {
+	cfg := equivalenceModels()["llama"]
+	cfg.MultiLatentAttention, cfg.QKLayernorm, cfg.QLoRARank, cfg.KVLoRARank = true, true, 16, 12
+	cfg.QKHeadDim, cfg.QKPosEmbHeadDim, cfg.VHeadDim = 8, 4, 6
+	cfg.YarnScalingFactor, cfg.YarnOrigMaxPositions, cfg.YarnMScale, cfg.YarnMScaleAllDim = 4, 8, 0.9, 0.6
+	cfg.NumExperts, cfg.MoERouterTopK, cfg.MoEAuxLossCoeff, cfg.MoERouterPreSoftmax = 4, 2, 0.01, true
+	cfg.MoELayerFreq, cfg.FFNHiddenSize, cfg.MoEFFNHiddenSize, cfg.MoESharedExpertIntermediateSize = "([0]+[1]*3)", 64, 32, 64
+	return cfg
 }
