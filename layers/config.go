@@ -188,7 +188,11 @@ func (c *Config) Finalize() error {
 			return fmt.Errorf("--rotary-percent must be in (0, 1], got %v", c.RotaryPercent)
 		}
 		if c.RotaryDim()%2 != 0 || c.RotaryDim() == 0 {
-			return fmt.Errorf("--rotary-percent %v of --kv-channels %d gives an odd or zero rotary dimension %d", c.RotaryPercent, c.KVChannels, c.RotaryDim())
+			width := fmt.Sprintf("--kv-channels %d", c.KVChannels)
+			if c.MultiLatentAttention {
+				width = fmt.Sprintf("--qk-pos-emb-head-dim %d", c.QKPosEmbHeadDim)
+			}
+			return fmt.Errorf("--rotary-percent %v of %s gives an odd or zero rotary dimension %d", c.RotaryPercent, width, c.RotaryDim())
 		}
 		if c.RotaryBase <= 0 {
 			return fmt.Errorf("--rotary-base must be positive, got %v", c.RotaryBase)

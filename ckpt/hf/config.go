@@ -30,10 +30,14 @@ const (
 	// Deepseek: DeepSeek-MoE's remote code (model_type deepseek): Llama's attention, dense
 	// first layers, routed experts and ungated shared experts (mlp.shared_experts)
 	Deepseek Family = "deepseek"
-	GPT2     Family = "gpt2"
-	Bloom    Family = "bloom"
-	Falcon   Family = "falcon"
-	BigCode  Family = "gpt_bigcode" // StarCoder
+	// DeepseekV2: DeepSeek-V2 and DeepSeek-V2-Lite (remote DeepseekV2ForCausalLM):
+	// DeepSeek-MoE's MLP blocks with multi-latent attention (q_proj or q_a_proj/q_b_proj,
+	// kv_a_proj_with_mqa, kv_b_proj, their latent RMSNorms) and YaRN on the rotary part
+	DeepseekV2 Family = "deepseek_v2"
+	GPT2       Family = "gpt2"
+	Bloom      Family = "bloom"
+	Falcon     Family = "falcon"
+	BigCode    Family = "gpt_bigcode" // StarCoder
 	// Starcoder2: StarCoder 2's pre-LayerNorm GQA with RoPE, biases everywhere and a
 	// tanh-approximated GeLU MLP (mlp.c_fc, mlp.c_proj)
 	Starcoder2 Family = "starcoder2"
@@ -170,8 +174,8 @@ func parseConfig(dir string, b []byte) (*Model, error) {
 	if Family(rc.ModelType).HasExperts() {
 		read := readMixtral
 		switch Family(rc.ModelType) {
-		case Deepseek:
-			read = readDeepseek
+		case Deepseek, DeepseekV2:
+			read = func(path string, b []byte) (layers.Config, error) { return readDeepseek(path, b, Family(rc.ModelType)) }
 		case Qwen2MoE, Qwen3MoE:
 			read = func(path string, b []byte) (layers.Config, error) { return readQwenMoE(path, b, Family(rc.ModelType)) }
 		}
@@ -240,6 +244,8 @@ func parseConfig(dir string, b []byte) (*Model, error) {
 				c.RotaryPercent = *rc.PartialRotary
 			}
 		}
+	case "deepseek_v3":
+		return nil, fmt.Errorf("%s: model_type deepseek_v3 is not supported: its router scores experts with a sigmoid plus a per-expert bias (e_score_correction_bias) and routes within groups (topk_method noaux_tc), which gomegatron's router lacks (deepseek_v2 is supported)", path)
 	case "chatglm":
 		m.Family = ChatGLM
 		switch {
@@ -430,7 +436,7 @@ func parseConfig(dir string, b []byte) (*Model, error) {
 		c.UntieEmbeddingsAndOutputWeights = !tied(true)
 		c.SeqLength = 2048
 	default:
-		return nil, fmt.Errorf("%s: model_type %q is not a supported architecture (llama, mistral, mixtral, qwen, qwen2, qwen2_moe, qwen3, qwen3_moe, deepseek, baichuan, internlm2, chatglm, glm, phi3, gpt2, gpt_bigcode, starcoder2, bloom, falcon)", path, rc.ModelType)
+		return nil, fmt.Errorf("%s: model_type %q is not a supported architecture (llama, mistral, mixtral, qwen, qwen2, qwen2_moe, qwen3, qwen3_moe, deepseek, deepseek_v2, baichuan, internlm2, chatglm, glm, phi3, gpt2, gpt_bigcode, starcoder2, bloom, falcon)", path, rc.ModelType)
 	}
 	if err := m.finish(path, c); err != nil {
 		return nil, err

@@ -59,15 +59,21 @@ func (m *Model) rules() ([]rule, error) {
 		return nil, fmt.Errorf("a %s model needs experts; the configuration's MLP is dense (num_experts %d)", m.Family, c.NumExperts)
 	case !m.Family.HasExperts() && c.NumExperts > 0:
 		return nil, fmt.Errorf("a %s model has no experts; a mixture-of-experts model (%d experts) maps as mixtral", m.Family, c.NumExperts)
+	case c.MultiLatentAttention != (m.Family == DeepseekV2):
+		return nil, fmt.Errorf("multi-latent attention (%v) is deepseek_v2's, not %s's", c.MultiLatentAttention, m.Family)
+	case m.Family == DeepseekV2 && !c.QKLayernorm:
+		return nil, fmt.Errorf("a deepseek_v2 model's latent norms (q_a_layernorm, kv_a_layernorm) are Megatron's --qk-layernorm, which the configuration lacks")
 	}
 	bias := c.AddBiasLinear()
 	for i := 0; i < c.NumLayers; i++ {
 		L := fmt.Sprintf("decoder.layers.%d.", i)
 		switch m.Family {
-		case Llama, Mistral, Qwen2, Qwen3, Mixtral, Qwen3MoE, Qwen2MoE, Deepseek, Baichuan, Starcoder2, GLM, Phi3:
+		case Llama, Mistral, Qwen2, Qwen3, Mixtral, Qwen3MoE, Qwen2MoE, Deepseek, DeepseekV2, Baichuan, Starcoder2, GLM, Phi3:
 			h := fmt.Sprintf("model.layers.%d.", i)
 			lnPair(L+"input_layernorm", h+"input_layernorm")
 			switch m.Family {
+			case DeepseekV2:
+				mlaRules(add, c, L, h)
 			case Baichuan:
 				add(L+"self_attention.linear_qkv.weight", qkvConcat, h+"self_attn.W_pack.weight")
 			case Phi3:
@@ -75,8 +81,10 @@ func (m *Model) rules() ([]rule, error) {
 			default:
 				linear(L+"self_attention.linear_qkv", qkvSplit, bias || c.AddQKVBias, h+"self_attn.q_proj", h+"self_attn.k_proj", h+"self_attn.v_proj")
 			}
-			linear(L+"self_attention.linear_proj", copyAs, bias, h+"self_attn.o_proj")
-			if c.QKLayernorm {
+			if m.Family != DeepseekV2 {
+				linear(L+"self_attention.linear_proj", copyAs, bias, h+"self_attn.o_proj")
+			}
+			if c.QKLayernorm && m.Family != DeepseekV2 {
 				lnPair(L+"self_attention.q_layernorm", h+"self_attn.q_norm")
 				lnPair(L+"self_attention.k_layernorm", h+"self_attn.k_norm")
 			}
@@ -166,7 +174,7 @@ func (m *Model) rules() ([]rule, error) {
 		}
 	}
 	llamaLike := m.Family == Llama || m.Family == Mistral || m.Family == Qwen2 || m.Family == Qwen3 || m.Family == Mixtral ||
-		m.Family == Qwen3MoE || m.Family == Qwen2MoE || m.Family == Deepseek || m.Family == Baichuan || m.Family == Starcoder2 || m.Family == GLM ||
+		m.Family == Qwen3MoE || m.Family == Qwen2MoE || m.Family == Deepseek || m.Family == DeepseekV2 || m.Family == Baichuan || m.Family == Starcoder2 || m.Family == GLM ||
 		m.Family == Phi3
 	switch {
 	case llamaLike:

@@ -99,11 +99,11 @@ func readMixtral(path string, b []byte) (layers.Config, error) {
 
 // HasExperts reports whether the family's MLP is a mixture of experts.
 func (f Family) HasExperts() bool {
-	return f == Mixtral || f == Qwen3MoE || f == Qwen2MoE || f == Deepseek
+	return f == Mixtral || f == Qwen3MoE || f == Qwen2MoE || f == Deepseek || f == DeepseekV2
 }
 
 // deepseekConfig holds DeepSeek-MoE's config.json keys (its remote DeepseekConfig) beyond
-// Llama's, pre-set to their defaults.
+// Llama's, pre-set to their defaults, and DeepSeek-V2's router keys (DeepseekV2Config).
 type deepseekConfig struct {
 	Routed       *int     `json:"n_routed_experts"`
 	Shared       *int     `json:"n_shared_experts"`
@@ -121,21 +121,41 @@ type deepseekConfig struct {
 	NumHeads     int      `json:"num_attention_heads"`
 	NumKVHeads   *int     `json:"num_key_value_heads"`
 	MaxPositions int      `json:"max_position_embeddings"`
+
+	// DeepSeek-V2
+	RoutedScaling float64 `json:"routed_scaling_factor"`
+	TopKMethod    string  `json:"topk_method"`
+	NGroup        *int    `json:"n_group"`
+	TopKGroup     *int    `json:"topk_group"`
 }
 
-// readDeepseek translates DeepSeek-MoE's config.json (DeepseekForCausalLM, remote code):
-// Llama's attention; layer i has experts when i ≥ first_k_dense_replace and
-// i % moe_layer_freq = 0, the others the dense intermediate_size MLP; n_routed_experts
-// experts of moe_intermediate_size with the top k of the softmax (renormalised only with
-// norm_topk_prob); n_shared_experts·moe_intermediate_size of ungated shared experts. The
-// aux loss keeps aux_loss_alpha; its seq_aux (per-sequence statistics) is not Megatron's.
-func readDeepseek(path string, b []byte) (layers.Config, error) {
-	rc := deepseekConfig{TopK: 6, MoEFFN: 1407, DenseFFN: 11008, LayerFreq: 1, ScoringFunc: "softmax", AuxAlpha: 0.001}
+// readDeepseek translates DeepSeek-MoE's config.json (DeepseekForCausalLM, remote code)
+// and, for family DeepseekV2, DeepSeek-V2's (DeepseekV2ForCausalLM): Llama's attention
+// (DeepSeek-V2: multi-latent attention, see readMLA); layer i has experts when
+// i ≥ first_k_dense_replace and i % moe_layer_freq = 0, the others the dense
+// intermediate_size MLP; n_routed_experts experts of moe_intermediate_size with the top k
+// of the softmax (renormalised only with norm_topk_prob and k > 1: else
+// --moe-router-pre-softmax); n_shared_experts·moe_intermediate_size of ungated shared
+// experts. The aux loss keeps aux_loss_alpha; its seq_aux (per-sequence statistics) is not
+// Megatron's. DeepSeek-V2's router is read where it is this one: greedy top k (or
+// group_limited_greedy keeping every group) and routed_scaling_factor 1 wherever it
+// scales the weights.
+func readDeepseek(path string, b []byte, family Family) (layers.Config, error) {
+	// topk_method absent is read as greedy, transformers' DeepseekV2Config default (the remote
+	// one's, "gready", is a typo its MoEGate cannot run).
+	rc := deepseekConfig{TopK: 6, MoEFFN: 1407, DenseFFN: 11008, LayerFreq: 1, ScoringFunc: "softmax", AuxAlpha: 0.001,
+		RoutedScaling: 1, TopKMethod: "greedy"}
 	if err := json.Unmarshal(b, &rc); err != nil {
 		return layers.Config{}, fmt.Errorf("%s: %w", path, err)
 	}
+	// DeepseekMoE/DeepseekV2MoE renormalise the top-k weights only when top_k > 1; else
+	// (and without norm_topk_prob) they are the softmax's own, times routed_scaling_factor.
+	renorm := rc.NormTopK && rc.TopK > 1
 	switch {
 	case rc.Routed == nil || *rc.Routed < 1:
+		if family == DeepseekV2 {
+			return layers.Config{}, fmt.Errorf("%s: n_routed_experts %v: a deepseek_v2 model without experts is not supported", path, rc.Routed)
+		}
 		return layers.Config{}, fmt.Errorf("%s: n_routed_experts %v: a deepseek model without experts is not supported (convert it as llama)", path, rc.Routed)
 	case rc.ScoringFunc != "softmax":
 		return layers.Config{}, fmt.Errorf("%s: scoring_func %q is not supported (softmax is)", path, rc.ScoringFunc)
@@ -143,24 +163,49 @@ func readDeepseek(path string, b []byte) (layers.Config, error) {
 		return layers.Config{}, fmt.Errorf("%s: moe_layer_freq %d, first_k_dense_replace %d: want ≥ 1 and ≥ 0", path, rc.LayerFreq, rc.FirstDense)
 	case rc.AttnBias:
 		return layers.Config{}, fmt.Errorf("%s: attention_bias true is not supported", path)
+	case family != DeepseekV2:
+	case rc.RoutedScaling != 1 && !renorm:
+		return layers.Config{}, fmt.Errorf("%s: routed_scaling_factor %v: scaling the routed experts' weights (Megatron's --moe-router-topk-scaling-factor) is not supported; 1 is", path, rc.RoutedScaling)
+	case rc.TopKMethod == "group_limited_greedy" && (rc.NGroup == nil || rc.TopKGroup == nil || *rc.TopKGroup < *rc.NGroup):
+		return layers.Config{}, fmt.Errorf("%s: topk_method group_limited_greedy with n_group %v, topk_group %v: group-limited routing (Megatron's --moe-router-num-groups, --moe-router-group-topk) is not supported; greedy is, and groups that are all kept",
+			path, intOrNull(rc.NGroup), intOrNull(rc.TopKGroup))
+	case rc.TopKMethod != "greedy" && rc.TopKMethod != "group_limited_greedy":
+		return layers.Config{}, fmt.Errorf("%s: topk_method %q is not supported (greedy is; noaux_tc is DeepSeek-V3's biased, group-limited routing)", path, rc.TopKMethod)
 	}
 	theta := 10000.0 // DeepseekConfig's default (Mixtral's is 1e6)
 	if rc.RopeTheta != nil {
 		theta = *rc.RopeTheta
 	}
-	c, err := readAsMixtral(path, b, map[string]any{"num_local_experts": *rc.Routed, "num_experts_per_tok": rc.TopK,
-		"intermediate_size": rc.MoEFFN, "router_aux_loss_coef": rc.AuxAlpha, "rope_theta": theta, "sliding_window": nil})
+	set := map[string]any{"num_local_experts": *rc.Routed, "num_experts_per_tok": rc.TopK,
+		"intermediate_size": rc.MoEFFN, "router_aux_loss_coef": rc.AuxAlpha, "rope_theta": theta, "sliding_window": nil}
+	if family == DeepseekV2 { // readMLA reads the RoPE; MLA has no key-value heads
+		set["rope_scaling"], set["rope_parameters"], set["num_key_value_heads"], set["head_dim"] = nil, nil, nil, nil
+	}
+	c, err := readAsMixtral(path, b, set)
 	if err != nil {
 		return layers.Config{}, err
 	}
-	c.MoERouterPreSoftmax = !rc.NormTopK
+	c.MoERouterPreSoftmax = !renorm
 	if rc.Shared != nil && *rc.Shared > 0 {
 		c.MoESharedExpertIntermediateSize = *rc.Shared * rc.MoEFFN
 	}
 	if err := withDenseLayers(&c, func(i int) bool { return i >= rc.FirstDense && i%rc.LayerFreq == 0 }, rc.DenseFFN, rc.MoEFFN); err != nil {
 		return layers.Config{}, fmt.Errorf("%s: first_k_dense_replace %d, moe_layer_freq %d: %w", path, rc.FirstDense, rc.LayerFreq, err)
 	}
+	if family == DeepseekV2 {
+		if err := readMLA(path, b, &c); err != nil {
+			return layers.Config{}, err
+		}
+	}
 	return c, nil
+}
+
+// intOrNull renders an optional config.json integer.
+func intOrNull(p *int) any {
+	if p == nil {
+		return "null"
+	}
+	return *p
 }
 
 // readAsMixtral reads config.json b with Mixtral's reader after replacing the keys in set.
@@ -201,23 +246,24 @@ func withDenseLayers(c *layers.Config, moe func(i int) bool, denseFFN, moeFFN in
 
 // deepseekConfigKeys sets DeepSeek-MoE's config.json keys: its experts, ungated shared
 // experts as n_shared_experts of the experts' size, and the dense layers as the first
-// first_k_dense_replace (other patterns have no DeepseekConfig).
-func deepseekConfigKeys(m map[string]any, cfg *layers.Config) error {
+// first_k_dense_replace (other patterns have no DeepseekConfig); for DeepSeek-V2 (family
+// DeepseekV2) also its multi-latent attention (mlaConfigKeys) and greedy routing.
+func deepseekConfigKeys(m map[string]any, cfg *layers.Config, family Family) error {
 	first := 0
 	for first < cfg.NumLayers && !cfg.IsMoELayer(first) {
 		first++
 	}
 	for i := first; i < cfg.NumLayers; i++ {
 		if !cfg.IsMoELayer(i) {
-			return fmt.Errorf("a deepseek model's dense layers come first (first_k_dense_replace); the checkpoint's moe_layer_freq is %s", cfg.MoELayerFreq)
+			return fmt.Errorf("a %s model's dense layers come first (first_k_dense_replace); the checkpoint's moe_layer_freq is %s", family, cfg.MoELayerFreq)
 		}
 	}
 	shared := cfg.MoESharedExpertIntermediateSize
 	switch {
-	case cfg.NumExperts < 1 || cfg.QKLayernorm || cfg.AddBiasLinear() || cfg.AddQKVBias || cfg.SlidingWindow > 0 || cfg.MoESharedExpertGate:
-		return fmt.Errorf("a deepseek model needs experts, no biases, no head norms, no sliding window and ungated shared experts")
+	case cfg.NumExperts < 1 || cfg.QKLayernorm && family == Deepseek || cfg.AddBiasLinear() || cfg.AddQKVBias || cfg.SlidingWindow > 0 || cfg.MoESharedExpertGate:
+		return fmt.Errorf("a %s model needs experts, no biases, no head norms, no sliding window and ungated shared experts", family)
 	case shared%cfg.ExpertFFN() != 0:
-		return fmt.Errorf("a deepseek model's shared experts are n_shared_experts × moe_intermediate_size; the checkpoint has %d and %d", shared, cfg.ExpertFFN())
+		return fmt.Errorf("a %s model's shared experts are n_shared_experts × moe_intermediate_size; the checkpoint has %d and %d", family, shared, cfg.ExpertFFN())
 	}
 	m["architectures"] = []string{"DeepseekForCausalLM"}
 	m["n_routed_experts"] = cfg.NumExperts
@@ -236,6 +282,12 @@ func deepseekConfigKeys(m map[string]any, cfg *layers.Config) error {
 	m["attention_bias"] = false
 	for _, k := range []string{"num_local_experts", "router_aux_loss_coef", "sliding_window", "use_sliding_window", "mlp_bias", "head_dim"} {
 		delete(m, k)
+	}
+	if family == DeepseekV2 {
+		m["architectures"] = []string{"DeepseekV2ForCausalLM"}
+		m["routed_scaling_factor"] = 1.0
+		m["topk_method"] = "greedy"
+		return mlaConfigKeys(m, cfg)
 	}
 	return nil
 }
@@ -320,7 +372,8 @@ func readQwenMoE(path string, b []byte, family Family) (layers.Config, error) {
 //	meg mlp.shared_experts.linear_fc2.weight ← shared_expert.down_proj
 //	meg mlp.shared_experts.gate_weight [1, h] ← shared_expert_gate.weight
 //
-// DeepSeek-MoE names its ungated shared experts mlp.shared_experts.{gate,up,down}_proj.
+// DeepSeek-MoE and DeepSeek-V2 name their ungated shared experts
+// mlp.shared_experts.{gate,up,down}_proj.
 func moeRules(add func(string, kind, ...string), meg, h string, experts int, family Family, shared bool) {
 	block, gate, up, down := "block_sparse_moe.", "w1", "w3", "w2"
 	if family != Mixtral {
@@ -328,7 +381,7 @@ func moeRules(add func(string, kind, ...string), meg, h string, experts int, fam
 	}
 	if shared {
 		s := h + "mlp.shared_expert."
-		if family == Deepseek {
+		if family == Deepseek || family == DeepseekV2 {
 			s = h + "mlp.shared_experts."
 		}
 		add(meg+"mlp.shared_experts.linear_fc1.weight", gateUp, s+"gate_proj.weight", s+"up_proj.weight")

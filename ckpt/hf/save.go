@@ -47,10 +47,21 @@ func renderConfig(dir string, conf map[string]any, cfg *layers.Config) (*Model, 
 		g.UntieEmbeddingsAndOutputWeights != cfg.UntieEmbeddingsAndOutputWeights || g.AddBiasLinear() != cfg.AddBiasLinear() ||
 		g.AddQKVBias != cfg.AddQKVBias || g.ParallelAttention != cfg.ParallelAttention || g.EmbeddingLayerNorm != cfg.EmbeddingLayerNorm ||
 		g.OpenAIGeLU != cfg.OpenAIGeLU || g.NormEpsilon != cfg.NormEpsilon || g.UseNormHead != cfg.UseNormHead ||
-		g.NumExperts != cfg.NumExperts || g.NumExperts > 0 && g.MoERouterTopK != cfg.MoERouterTopK {
+		g.NumExperts != cfg.NumExperts || g.NumExperts > 0 && g.MoERouterTopK != cfg.MoERouterTopK || !sameMLA(g, cfg) {
 		return nil, nil, fmt.Errorf("the %s config.json cannot express this checkpoint's architecture (Hugging Face reads it back as %+v)", m.Family, *g)
 	}
 	return m, b, nil
+}
+
+// sameMLA reports whether a and b have the same multi-latent attention (or none): latent
+// ranks, head widths, latent norms, RoPE scaling and softmax scale.
+func sameMLA(a, b *layers.Config) bool {
+	if !a.MultiLatentAttention || !b.MultiLatentAttention {
+		return a.MultiLatentAttention == b.MultiLatentAttention
+	}
+	return a.QLoRARank == b.QLoRARank && a.KVLoRARank == b.KVLoRARank && a.QKHeadDim == b.QKHeadDim &&
+		a.QKPosEmbHeadDim == b.QKPosEmbHeadDim && a.VHeadDim == b.VHeadDim && a.QKLayernorm == b.QKLayernorm &&
+		a.RotaryBase == b.RotaryBase && a.RoPEScaling() == b.RoPEScaling() && a.SoftmaxScale() == b.SoftmaxScale()
 }
 
 // saveShardBytes is save_pretrained's default max_shard_size, 5 GB.

@@ -98,6 +98,37 @@ const TinyDeepseekMoE = `{"model_type": "deepseek", "architectures": ["DeepseekF
 	"hidden_act": "silu", "attention_bias": false, "auto_map": {"AutoConfig": "configuration_deepseek.DeepseekConfig",
 	"AutoModelForCausalLM": "modeling_deepseek.DeepseekForCausalLM"}}`
 
+// TinyDeepseekV2 is a DeepSeek-V2-shaped config.json at test size (remote code): multi-latent
+// attention with a query latent (q_lora_rank 24), kv_lora_rank 16, heads of 12 + 16 rotary
+// query/key channels and 10 value channels, YaRN (factor 4 over 16 original positions,
+// betas that put the ramp inside the 8 frequencies, mscale ≠ mscale_all_dim), rope_theta
+// 10000; a dense first layer (FFN 96), then top-2 of 4 experts of FFN 32, not
+// renormalised, and 2 ungated shared experts.
+const TinyDeepseekV2 = `{"model_type": "deepseek_v2", "architectures": ["DeepseekV2ForCausalLM"], "hidden_size": 48,
+	"intermediate_size": 96, "moe_intermediate_size": 32, "n_routed_experts": 4, "n_shared_experts": 2, "num_experts_per_tok": 2,
+	"first_k_dense_replace": 1, "moe_layer_freq": 1, "norm_topk_prob": false, "scoring_func": "softmax", "aux_loss_alpha": 0.001,
+	"seq_aux": true, "routed_scaling_factor": 1.0, "topk_method": "greedy", "n_group": 1, "topk_group": 1, "ep_size": 1,
+	"q_lora_rank": 24, "kv_lora_rank": 16, "qk_nope_head_dim": 12, "qk_rope_head_dim": 16, "v_head_dim": 10,
+	"num_attention_heads": 4, "num_key_value_heads": 4, "num_hidden_layers": 3, "vocab_size": 300, "rms_norm_eps": 1e-06,
+	"rope_theta": 10000.0, "rope_scaling": {"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 16,
+	"beta_fast": 2.0, "beta_slow": 0.25, "mscale": 0.9, "mscale_all_dim": 0.6}, "max_position_embeddings": 64,
+	"tie_word_embeddings": false, "hidden_act": "silu", "attention_bias": false, "attention_dropout": 0.0,
+	"auto_map": {"AutoConfig": "configuration_deepseek.DeepseekV2Config", "AutoModel": "modeling_deepseek.DeepseekV2Model",
+	"AutoModelForCausalLM": "modeling_deepseek.DeepseekV2ForCausalLM"}}`
+
+// TinyDeepseekV2Lite is a DeepSeek-V2-Lite-shaped config.json at test size: no query
+// latent (q_lora_rank null: one q_proj), kv_lora_rank 24, heads of 16 + 8 rotary channels
+// and 16 value channels, plain RoPE; a dense first layer, top-2 of 4 experts, 2 shared.
+const TinyDeepseekV2Lite = `{"model_type": "deepseek_v2", "architectures": ["DeepseekV2ForCausalLM"], "hidden_size": 48,
+	"intermediate_size": 96, "moe_intermediate_size": 32, "n_routed_experts": 4, "n_shared_experts": 2, "num_experts_per_tok": 2,
+	"first_k_dense_replace": 1, "moe_layer_freq": 1, "norm_topk_prob": false, "scoring_func": "softmax", "aux_loss_alpha": 0.001,
+	"seq_aux": true, "routed_scaling_factor": 1.0, "topk_method": "greedy", "n_group": 1, "topk_group": 1,
+	"q_lora_rank": null, "kv_lora_rank": 24, "qk_nope_head_dim": 16, "qk_rope_head_dim": 8, "v_head_dim": 16,
+	"num_attention_heads": 4, "num_key_value_heads": 4, "num_hidden_layers": 3, "vocab_size": 300, "rms_norm_eps": 1e-06,
+	"rope_theta": 10000.0, "rope_scaling": null, "max_position_embeddings": 64, "tie_word_embeddings": false,
+	"hidden_act": "silu", "attention_bias": false, "auto_map": {"AutoConfig": "configuration_deepseek.DeepseekV2Config",
+	"AutoModel": "modeling_deepseek.DeepseekV2Model", "AutoModelForCausalLM": "modeling_deepseek.DeepseekV2ForCausalLM"}}`
+
 // Write writes dir/config.json with the given text and dir/model.safetensors (float32)
 // holding every tensor the family's mapping reads, with Hugging Face's shapes. Values are
 // N(0, std²) from a fixed seed, drawn in the mapping's order; with std < 1 the norm

@@ -13,7 +13,13 @@
 # models/qwen2_moe/modeling_qwen2_moe.py: Qwen2's biased q/k/v, the same experts, plus
 # shared_expert(x)·sigmoid(shared_expert_gate(x))), DeepSeek-MoE (its remote
 # DeepseekForCausalLM: the same experts, ungated mlp.shared_experts, dense layers below
-# first_k_dense_replace) and StarCoder 2 (Starcoder2ForCausalLM,
+# first_k_dense_replace), DeepSeek-V2 (its remote DeepseekV2ForCausalLM, modeling_deepseek.py:
+# DeepSeek-MoE's MLP blocks with multi-latent attention — queries from q_proj or through the
+# q_a_proj → q_a_layernorm → q_b_proj latent, keys and values from kv_a_proj_with_mqa's latent
+# through kv_a_layernorm and kv_b_proj, one rotary key part k_pe shared by the heads, RoPE
+# after de-interleaving the rotary channels, DeepseekV2YarnRotaryEmbedding's YaRN with cos and
+# sin times m(mscale)/m(mscale_all_dim) and the softmax scale times m(mscale_all_dim)²) and
+# StarCoder 2 (Starcoder2ForCausalLM,
 # from models/starcoder2/modeling_starcoder2.py: LayerNorm with biases, biased q/k/v/o, a
 # GeLU MLP c_fc → c_proj, tanh-approximated for gelu_pytorch_tanh; tied by default), used by
 # InternLM2's remote code (InternLM2ForCausalLM: Llama's layers under its names, the QKV
@@ -200,7 +206,8 @@ def main():
         return
     qwen3_moe = cfg["model_type"] == "qwen3_moe"
     qwen2_moe = cfg["model_type"] == "qwen2_moe"
-    deepseek = cfg["model_type"] == "deepseek"
+    deepseek_v2 = cfg["model_type"] == "deepseek_v2"
+    deepseek = cfg["model_type"] in ("deepseek", "deepseek_v2")
     qwen_moe = qwen3_moe or qwen2_moe or deepseek  # mlp.gate, mlp.experts.E.*_proj
     moe = cfg["model_type"] == "mixtral" or qwen_moe
     baichuan = cfg["model_type"] == "baichuan"
@@ -218,8 +225,8 @@ def main():
     kv_heads = cfg.get("num_key_value_heads") or heads
     head_dim = cfg.get("head_dim") or cfg.get("kv_channels") or (128 if cfg["model_type"] == "qwen3" else hidden // heads)
     eps = cfg["layer_norm_epsilon"] if qwen else cfg.get("norm_epsilon", 1e-5) if starcoder2 else cfg["rms_norm_eps"]
-    theta = cfg.get("rotary_emb_base", 10000.0) if qwen else cfg.get("rope_theta", 1e6 if moe else 10000.0)
-    rot_dim = int(head_dim * cfg.get("rotary_pct", 1.0)) if qwen else int(head_dim * cfg.get("partial_rotary_factor", 0.5)) if glm else \
+    theta = cfg.get("rotary_emb_base", 10000.0) if qwen else cfg.get("rope_theta", 1e6 if moe and not deepseek else 10000.0)
+    rot_dim = cfg["qk_rope_head_dim"] if deepseek_v2 else int(head_dim * cfg.get("rotary_pct", 1.0)) if qwen else int(head_dim * cfg.get("partial_rotary_factor", 0.5)) if glm else \
         int(head_dim * cfg.get("partial_rotary_factor", 1.0)) if phi3 else head_dim
     window = cfg.get("sliding_window") if cfg["model_type"] in ("mistral", "mixtral", "starcoder2", "phi3") else None
     tied = cfg.get("tie_word_embeddings", starcoder2)
@@ -255,7 +262,8 @@ def main():
                                torch.where(wavelen > old / low, inv_freq / f, (1 - smooth) * inv_freq / f + smooth * inv_freq))
     attention_factor = 1.0
     if kind == "yarn":  # _compute_yarn_parameters: a ramp between θ/factor and θ, and an mscale on cos and sin
-        f, old = scaling["factor"], scaling["original_max_position_embeddings"]
+        f = scaling["factor"]
+        old = scaling.get("original_max_position_embeddings", 4096) if deepseek_v2 else scaling["original_max_position_embeddings"]
         beta_fast, beta_slow = scaling.get("beta_fast", 32), scaling.get("beta_slow", 1)
 
         def correction_dim(rotations):
@@ -273,6 +281,8 @@ def main():
             return 1.0 if scale <= 1 else 0.1 * mscale * math.log(scale) + 1.0
         ms, msa = scaling.get("mscale"), scaling.get("mscale_all_dim")
         attention_factor = m(f, ms) / m(f, msa) if ms and msa else m(f)
+        if deepseek_v2:  # DeepseekV2YarnRotaryEmbedding's _mscale, with its defaults mscale 1, mscale_all_dim 0
+            attention_factor = m(f, scaling.get("mscale", 1)) / m(f, scaling.get("mscale_all_dim", 0))
     angles = torch.outer(torch.arange(seq, dtype=torch.float64) / factor, inv_freq)
     angles = angles.repeat_interleave(2, dim=-1) if glm else torch.cat((angles, angles), dim=-1)
     cos, sin = angles.cos() * attention_factor, angles.sin() * attention_factor
@@ -305,7 +315,37 @@ def main():
         slopes = torch.tensor(interleave(heads), dtype=torch.float64)
         mask = mask + slopes[:, None, None] * torch.arange(seq, dtype=torch.float64)[None, None, :]
 
+    def mla_attention(x, p):
+        # DeepseekV2Attention: H heads of dn + dr query/key channels (nope, then rope) and dv
+        # value channels; the latents are RMSNorm'ed (eps rms_norm_eps).
+        dn, dr, dv, rkv = cfg["qk_nope_head_dim"], cfg["qk_rope_head_dim"], cfg["v_head_dim"], cfg["kv_lora_rank"]
+        if cfg.get("q_lora_rank") is None:
+            q = linear(x, p + "q_proj.weight")
+        else:
+            q = linear(rms_norm(linear(x, p + "q_a_proj.weight"), w[p + "q_a_layernorm.weight"]), p + "q_b_proj.weight")
+        q_nope, q_pe = q.view(batch, seq, heads, dn + dr).transpose(1, 2).split([dn, dr], dim=-1)
+        compressed, k_pe = linear(x, p + "kv_a_proj_with_mqa.weight").split([rkv, dr], dim=-1)
+        k_pe = k_pe.view(batch, seq, 1, dr).transpose(1, 2)
+        kv = linear(rms_norm(compressed, w[p + "kv_a_layernorm.weight"]), p + "kv_b_proj.weight")
+        k_nope, v = kv.view(batch, seq, heads, dn + dv).transpose(1, 2).split([dn, dv], dim=-1)
+
+        def rope(t):  # apply_rotary_pos_emb: channels (0, 2, 4, …, 1, 3, 5, …), then rotate halves
+            t = t.view(*t.shape[:-1], dr // 2, 2).transpose(-1, -2).reshape(t.shape)
+            return rotate(t)
+        q_pe, k_pe = rope(q_pe), rope(k_pe)
+        query = torch.cat((q_nope, q_pe), dim=-1)
+        key = torch.cat((k_nope, k_pe.expand(batch, heads, seq, dr)), dim=-1)
+        scale = (dn + dr) ** -0.5
+        if cfg.get("rope_scaling") and cfg["rope_scaling"].get("mscale_all_dim"):
+            m_all = 0.1 * cfg["rope_scaling"]["mscale_all_dim"] * math.log(cfg["rope_scaling"]["factor"]) + 1.0 \
+                if cfg["rope_scaling"]["factor"] > 1 else 1.0
+            scale = scale * m_all * m_all
+        out = torch.softmax(query @ key.transpose(2, 3) * scale + mask, dim=-1) @ v
+        return linear(out.transpose(1, 2).reshape(batch, seq, heads * dv), p + "o_proj.weight")
+
     def attention(x, p):
+        if deepseek_v2:
+            return mla_attention(x, p)
         if baichuan:  # W_pack: [q; k; v] rows, proj.unflatten(-1, (3, hidden))
             proj = linear(x, p + "W_pack.weight").unflatten(-1, (3, hidden))
             q, k, v = (proj[..., t, :].reshape(batch, seq, heads, head_dim).transpose(1, 2) for t in range(3))
@@ -335,9 +375,12 @@ def main():
         # MixtralSparseMoeBlock: softmax over all experts, the top k, renormalised to sum 1.
         flat = x.reshape(-1, hidden)
         probs = torch.softmax(linear(flat, p + "gate.weight"), dim=-1)
-        top_w, top_e = torch.topk(probs, cfg["num_experts_per_tok"], dim=-1)
-        if not qwen_moe or cfg.get("norm_topk_prob", False):
+        k = cfg["num_experts_per_tok"]
+        top_w, top_e = torch.topk(probs, k, dim=-1)
+        if (not qwen_moe or cfg.get("norm_topk_prob", False)) and (not deepseek or k > 1):
             top_w = top_w / top_w.sum(dim=-1, keepdim=True)
+        elif deepseek_v2:  # MoEGate: the weights not renormalised are scaled
+            top_w = top_w * cfg.get("routed_scaling_factor", 1.0)
         out = torch.zeros_like(flat)
         if qwen2_moe:  # the shared expert, scaled by its sigmoid gate
             shared = swiglu(flat, *(p + "shared_expert." + n + ".weight" for n in ("gate_proj", "up_proj", "down_proj")))
