@@ -78,7 +78,7 @@ type Config struct {
 	// Mixture of experts (Megatron-Core's MoELayer in every layer; see MoE).
 	NumExperts                 int     `name:"num-experts" help:"Experts in each layer's MoE block (Megatron-Core MoE); 0: a dense MLP."`
 	MoERouterTopK              int     `name:"moe-router-topk" default:"2" help:"Experts each token is routed to."`
-	MoERouterLoadBalancingType string  `name:"moe-router-load-balancing-type" default:"aux_loss" help:"Router load balancing: aux_loss (GShard's loss) or sinkhorn (S-BASE's balanced assignment)."`
+	MoERouterLoadBalancingType string  `name:"moe-router-load-balancing-type" default:"aux_loss" help:"Router load balancing: aux_loss (GShard's loss), seq_aux_loss (the same per sequence, DeepSeek-V2's; Megatron-Core's later type) or sinkhorn (S-BASE's balanced assignment)."`
 	MoEAuxLossCoeff            float64 `name:"moe-aux-loss-coeff" help:"Scale of the load-balancing loss (1e-2 is Megatron's suggestion)."`
 	MoEZLossCoeff              float64 `name:"moe-z-loss-coeff" help:"Scale of the router z-loss (1e-3 is Megatron's suggestion); 0: none."`
 	MoEGroupedGemm             bool    `name:"moe-grouped-gemm" help:"GroupedMLP experts: each layer's local experts in two weights, weight1 and weight2, as Megatron's checkpoints hold them (the same maps as SequentialMLP's local_experts)."`
@@ -303,13 +303,13 @@ func (c *Config) finalizeMoE() error {
 		return fmt.Errorf("--moe-router-topk %d must be between 1 and --num-experts %d", c.MoERouterTopK, c.NumExperts)
 	}
 	switch c.MoERouterLoadBalancingType {
-	case "aux_loss", "":
+	case "aux_loss", "seq_aux_loss", "":
 	case "sinkhorn":
 		if c.MoEAuxLossCoeff != 0 {
 			return fmt.Errorf("--moe-router-load-balancing-type sinkhorn: Sinkhorn routing does not support aux loss (--moe-aux-loss-coeff %v must be 0, as Megatron asserts)", c.MoEAuxLossCoeff)
 		}
 	default:
-		return fmt.Errorf("--moe-router-load-balancing-type %q: want aux_loss or sinkhorn", c.MoERouterLoadBalancingType)
+		return fmt.Errorf("--moe-router-load-balancing-type %q: want aux_loss, seq_aux_loss or sinkhorn", c.MoERouterLoadBalancingType)
 	}
 	if c.AddBiasLinear() {
 		return fmt.Errorf("--num-experts: experts with biases are not supported yet; pass --disable-bias-linear (as Mixtral, Qwen-MoE and Pai's MoE scripts do)")

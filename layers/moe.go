@@ -191,8 +191,10 @@ type moeStash struct {
 	order     []int32        // [E] one token's experts being ranked
 	next      []int          // [local experts] the next free row of each
 	routeHost []float32      // [G, 2k] the choices exchanged over EP (nil without EP)
-	counts    *tensor.Tensor // [E+1] F64 choices per expert, then tokens (summed over CP)
-	dp        []float64      // [E] the aux loss's d/dp
+	counts    *tensor.Tensor // [G·(E+1)] F64 choices per expert, then tokens, per group (summed over CP)
+	dp        []float64      // [G·E] the aux loss's d/dp per group
+	// seqs is the microbatch's sequence count (set by the layer): seq_aux_loss's groups.
+	seqs int
 	// Shared experts: fc1 and activation outputs [N, ·/TP], the output before the gate
 	// [N, h] (partial over TP) and after it, the gate's logits [N, 1] and σ (host, backend).
 	sf, sg, sh, shg *tensor.Tensor
@@ -696,15 +698,27 @@ func (m *MoE) logitGrads(ms *moeStash, dl, ds []float32, lo, nl int) error {
 	k, E, n := c.MoERouterTopK, c.NumExperts, ms.n
 	clear(dl)
 	sel, score := ms.sel[ms.own:ms.own+n*k], ms.score[ms.own:ms.own+n*k]
-	// The microbatch's expert choice counts and token count: with context parallelism its
-	// tokens are spread over the CP ranks, which add theirs; the auxiliary gradients are
-	// then multiplied by CP, as the main loss's are, for the gradient average over DP × CP.
+	// The expert choice counts and token counts of the microbatch, or of each of its
+	// sequences with seq_aux_loss (tokens are in [s, b] order: token t is sequence t mod b):
+	// with context parallelism the tokens are spread over the CP ranks, which add theirs;
+	// the auxiliary gradients are then multiplied by CP, as the main loss's are, for the
+	// gradient average over DP × CP.
+	groups := 1
+	if c.MoERouterLoadBalancingType == "seq_aux_loss" {
+		groups = max(ms.seqs, 1)
+	}
+	if ms.counts.Numel() != groups*(E+1) {
+		ms.counts, ms.dp = tensor.New(tensor.F64, groups*(E+1)), make([]float64, groups*E)
+	}
 	counts := ms.counts.F64()
 	clear(counts)
-	for _, e := range sel {
-		counts[e]++
+	for t := range n {
+		g := counts[t%groups*(E+1):][:E+1]
+		for _, e := range sel[t*k : (t+1)*k] {
+			g[e]++
+		}
+		g[E]++
 	}
-	counts[E] = float64(n)
 	scale := float64(*m.auxScale)
 	if cp := m.par.cpSize(); cp > 1 {
 		if err := m.par.CP.AllReduce(ms.counts, comm.Sum); err != nil {
@@ -712,13 +726,25 @@ func (m *MoE) logitGrads(ms *moeStash, dl, ds []float32, lo, nl int) error {
 		}
 		scale *= float64(cp)
 	}
-	N := counts[E]
-	// Aux loss: d aux/d p_{t,e} = c·E·mean_t(m_{t,e})/N, through the full softmax.
+	var N float64
+	for g := range groups {
+		N += counts[g*(E+1)+E]
+	}
+	// Aux loss: d aux/d p_{t,e} = c·E·mean_t(m_{t,e})/N, through the full softmax; with
+	// seq_aux_loss, per sequence of T tokens, c·E·Σ_{t∈seq} m_{t,e}/(k·T²·b) (Megatron-Core's
+	// switch loss over each sequence with f_e divided by k, averaged over the b sequences).
 	var dp []float64
 	if c.MoEAuxLossCoeff != 0 {
 		dp = ms.dp
-		for e := range dp {
-			dp[e] = counts[e] * c.MoEAuxLossCoeff * float64(E) / N / N * scale
+		for g := range groups {
+			cg := counts[g*(E+1):][:E+1]
+			norm := N * N
+			if c.MoERouterLoadBalancingType == "seq_aux_loss" {
+				norm = float64(k) * cg[E] * cg[E] * float64(groups)
+			}
+			for e := range E {
+				dp[g*E+e] = cg[e] * c.MoEAuxLossCoeff * float64(E) / norm * scale
+			}
 		}
 	}
 	for t := lo; t < lo+nl; t++ {
@@ -754,12 +780,13 @@ func (m *MoE) logitGrads(ms *moeStash, dl, ds []float32, lo, nl int) error {
 		}
 		p := ms.probs[t*E : (t+1)*E]
 		if dp != nil {
+			dpt := dp[t%groups*E:][:E]
 			var pd float64
 			for e := range p {
-				pd += float64(p[e]) * dp[e]
+				pd += float64(p[e]) * dpt[e]
 			}
 			for e := range p {
-				d[e] += float32(float64(p[e]) * (dp[e] - pd))
+				d[e] += float32(float64(p[e]) * (dpt[e] - pd))
 			}
 		}
 		if ms.jit != nil { // the routing saw the jittered logits z·u: chain rule through u

@@ -81,7 +81,13 @@ else:
         top_logits, indices = torch.topk(logits, k=k, dim=1)
         scores = torch.softmax(top_logits, dim=-1)
     mask = torch.nn.functional.one_hot(indices, num_classes=E).sum(dim=1)
-    aux = torch.sum(probs.mean(dim=0) * mask.double().mean(dim=0)) * E * aux_c
+    if d["type"] == "seq_aux_loss":  # the switch loss of each sequence ([s, b] tokens as [s, b·E]), f/k, over b
+        B = d["B"]
+        s = N // B
+        p_seq, m_seq = probs.reshape(s, B * E), mask.double().reshape(s, B * E)
+        aux = torch.sum(p_seq.sum(dim=0) * m_seq.sum(dim=0)) * (E * aux_c / (k * s * s)) / B
+    else:
+        aux = torch.sum(probs.mean(dim=0) * mask.double().mean(dim=0)) * E * aux_c
 extra = extra + aux
 
 hidden = x.view(-1, h)
@@ -151,7 +157,10 @@ func TestMoEMatchesMegatron(t *testing.T) {
 		// Qwen1.5/Qwen2-MoE: pre-softmax scores, shared experts with and without the gate.
 		{2, 0.01, 0, "aux_loss", false, 0, false, moeExtras{pre: true}}, {1, 0, 0.001, "aux_loss", false, 0, false, moeExtras{pre: true}},
 		{2, 0.01, 0.001, "aux_loss", false, 0, false, moeExtras{pre: true, shared: 5, gate: true}},
-		{2, 0.01, 0, "aux_loss", false, 0.2, true, moeExtras{shared: 3}}, {1, 0, 0, "aux_loss", false, 0, false, moeExtras{shared: 4, gate: true}}} {
+		{2, 0.01, 0, "aux_loss", false, 0.2, true, moeExtras{shared: 3}}, {1, 0, 0, "aux_loss", false, 0, false, moeExtras{shared: 4, gate: true}},
+		// DeepSeek-V2's per-sequence aux loss: 3 sequences of 4 tokens; 1 sequence.
+		{2, 0.01, 0.001, "seq_aux_loss", false, 0, false, moeExtras{pre: true, shared: 4, seqs: 3}},
+		{3, 0.1, 0, "seq_aux_loss", false, 0, false, moeExtras{seqs: 3}}, {2, 0.1, 0, "seq_aux_loss", false, 0, false, moeExtras{seqs: 1}}} {
 		t.Run(fmt.Sprintf("%s_top%d_aux%v_z%v_eval%v_jitter%v_grouped%v_%+v", tc.typ, tc.k, tc.aux, tc.z, tc.eval, tc.jitter, tc.grouped, tc.extras), func(t *testing.T) {
 			checkMoEAgainstMegatron(t, tc)
 		})
@@ -173,12 +182,17 @@ type moeExtras struct {
 	pre    bool // --moe-router-pre-softmax
 	shared int  // --moe-shared-expert-intermediate-size
 	gate   bool // --moe-shared-expert-gate
+	seqs   int  // sequences in the microbatch (seq_aux_loss); 0: 11 tokens of one
 }
 
 func checkMoEAgainstMegatron(t *testing.T, tc moeCase) {
 	k, auxC, zC, typ, eval, jitter, grouped := tc.k, tc.aux, tc.z, tc.typ, tc.eval, tc.jitter, tc.grouped
 	be := cpu.New()
-	const N, h, F, E = 11, 8, 6, 4
+	const h, F, E = 8, 6, 4
+	N := 11
+	if tc.extras.seqs > 0 {
+		N = 4 * tc.extras.seqs
+	}
 	cfg := Defaults()
 	cfg.HiddenSize, cfg.FFNHiddenSize, cfg.SwiGLU, cfg.DisableBiasLinear = h, F, true, true
 	cfg.NumExperts, cfg.MoERouterTopK, cfg.MoEAuxLossCoeff, cfg.MoEZLossCoeff = E, k, auxC, zC
@@ -199,7 +213,7 @@ func checkMoEAgainstMegatron(t *testing.T, tc moeCase) {
 		return v
 	}
 	in := map[string]any{"N": N, "h": h, "E": E, "k": k, "F": F, "aux": auxC, "z": zC, "scale": scale, "type": typ, "eval": eval, "grouped": grouped,
-		"pre": tc.extras.pre, "S": tc.extras.shared, "gate": tc.extras.gate}
+		"pre": tc.extras.pre, "S": tc.extras.shared, "gate": tc.extras.gate, "B": max(tc.extras.seqs, 1)}
 	for _, p := range ps.all {
 		v := randn(p.Numel(), 0.5)
 		copy(p.Data.F32(), v)
@@ -227,7 +241,7 @@ func checkMoEAgainstMegatron(t *testing.T, tc moeCase) {
 
 	ms, g := m.newStash(be, tensor.F32, N), m.newGrads(be, tensor.F32, N, N)
 	out, dx := be.Alloc(tensor.F32, N, h), be.Alloc(tensor.F32, N, h)
-	ms.jitterSeed, ms.jitterOffs = 11, 1<<40
+	ms.jitterSeed, ms.jitterOffs, ms.seqs = 11, 1<<40, tc.extras.seqs
 	require.NoError(t, m.Forward(be, cast, ms, out, x))
 	if jitter > 0 {
 		require.Len(t, ms.jit, N*E)
@@ -303,6 +317,26 @@ func (m *MoE) auxLosses(ms *moeStash) (aux, z float64) {
 			mm[e]++
 		}
 		z += float64(ms.lse[t]) * float64(ms.lse[t])
+	}
+	if c.MoERouterLoadBalancingType == "seq_aux_loss" { // per sequence (token t is t mod b's)
+		b := max(ms.seqs, 1)
+		s := float64(n / b)
+		for g := range b {
+			clear(pm)
+			clear(mm)
+			for t := g; t < n; t += b {
+				for e := 0; e < E; e++ {
+					pm[e] += float64(ms.probs[t*E+e])
+				}
+				for _, e := range ms.sel[ms.own+t*k : ms.own+(t+1)*k] {
+					mm[e]++
+				}
+			}
+			for e := range pm {
+				aux += pm[e] * mm[e] / (float64(k) * s * s * float64(b))
+			}
+		}
+		return c.MoEAuxLossCoeff * float64(E) * aux, c.MoEZLossCoeff * z / float64(n)
 	}
 	for e := range pm {
 		aux += pm[e] / float64(n) * mm[e] / float64(n)

@@ -378,6 +378,7 @@ func (l *TransformerLayer) attentionBackward(be kernels.Backend, st *layerStash,
 // mlp runs fc1 → activation → fc2 (without its bias) on lnf into st.mp, or the experts.
 func (l *TransformerLayer) mlp(be kernels.Backend, st *layerStash, lnf *tensor.Tensor) error {
 	if l.MoE != nil {
+		st.moe.seqs = st.o.Dim(0)
 		st.moe.jitterSeed, st.moe.jitterOffs = st.dropSeed^jitterSeedSalt*uint64(l.Index+1), st.dropOffs
 		return l.MoE.Forward(be, l.cast, st.moe, st.mp, lnf)
 	}

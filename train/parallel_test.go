@@ -807,6 +807,9 @@ func TestMLALayouts(t *testing.T) {
 	ref := runLayout(t, cfg, layout{tp: 1, pp: 1, dp: 1}, iters)
 	require.Less(t, ref.losses[iters-1], ref.losses[0], "the run learns")
 	require.Contains(t, ref.weights, "decoder.layers.3.self_attention.linear_kv_down_proj.weight")
+	perBatch := cfg
+	perBatch.MoERouterLoadBalancingType = "aux_loss"
+	require.NotEqual(t, ref.norms, runLayout(t, perBatch, layout{tp: 1, pp: 1, dp: 1}, iters).norms, "the per-sequence aux loss differs")
 	full1 := layers.Recompute{Granularity: "full", Method: "uniform", NumLayers: 1}
 	for _, l := range []layout{
 		{tp: 2, pp: 1, dp: 1},
@@ -836,13 +839,14 @@ func TestMLALayouts(t *testing.T) {
 
 // deepseekV2Model is the 4-layer test Llama made DeepSeek-V2-shaped: multi-latent attention
 // (a query latent, latent norms, YaRN, values narrower than the heads), a dense first layer
-// and MoE layers with pre-softmax routing and shared experts.
+// and MoE layers with pre-softmax routing, the per-sequence aux loss and shared experts.
 func deepseekV2Model() layers.Config {
 	cfg := equivalenceModels()["llama"]
 	cfg.MultiLatentAttention, cfg.QKLayernorm, cfg.QLoRARank, cfg.KVLoRARank = true, true, 16, 12
 	cfg.QKHeadDim, cfg.QKPosEmbHeadDim, cfg.VHeadDim = 8, 4, 6
 	cfg.YarnScalingFactor, cfg.YarnOrigMaxPositions, cfg.YarnMScale, cfg.YarnMScaleAllDim = 4, 8, 0.9, 0.6
-	cfg.NumExperts, cfg.MoERouterTopK, cfg.MoEAuxLossCoeff, cfg.MoERouterPreSoftmax = 4, 2, 0.01, true
+	cfg.NumExperts, cfg.MoERouterTopK, cfg.MoEAuxLossCoeff, cfg.MoERouterPreSoftmax = 4, 2, 0.05, true
 	cfg.MoELayerFreq, cfg.FFNHiddenSize, cfg.MoEFFNHiddenSize, cfg.MoESharedExpertIntermediateSize = "([0]+[1]*3)", 64, 32, 64
+	cfg.MoERouterLoadBalancingType = "seq_aux_loss"
 	return cfg
 }

@@ -432,6 +432,10 @@ func TestDeepseekMoEMatchesTorch(t *testing.T) {
 	require.Equal(t, "[0, 1, 1]", c.MoELayerFreq)
 	require.Equal(t, []int{96, 32, 64}, []int{c.FFNHiddenSize, c.ExpertFFN(), c.MoESharedExpertIntermediateSize})
 	require.True(t, c.MoERouterPreSoftmax && !c.MoESharedExpertGate)
+	require.Equal(t, "seq_aux_loss", c.MoERouterLoadBalancingType, "seq_aux")
+	noSeq, err := writeConfig(t, strings.Replace(hftest.TinyDeepseekMoE, `"seq_aux": true`, `"seq_aux": false`, 1))
+	require.NoError(t, err)
+	require.Equal(t, "aux_loss", noSeq.Config.MoERouterLoadBalancingType)
 }
 
 // TestYaRNMatchesTorch: a Qwen2.5-shaped model with rope_scaling yarn (factor 4 over 32

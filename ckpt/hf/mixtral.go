@@ -115,6 +115,7 @@ type deepseekConfig struct {
 	NormTopK     bool     `json:"norm_topk_prob"`
 	ScoringFunc  string   `json:"scoring_func"`
 	AuxAlpha     float64  `json:"aux_loss_alpha"`
+	SeqAux       *bool    `json:"seq_aux"`
 	AttnBias     bool     `json:"attention_bias"`
 	RopeTheta    *float64 `json:"rope_theta"`
 	NumLayers    int      `json:"num_hidden_layers"`
@@ -136,8 +137,8 @@ type deepseekConfig struct {
 // intermediate_size MLP; n_routed_experts experts of moe_intermediate_size with the top k
 // of the softmax (renormalised only with norm_topk_prob and k > 1: else
 // --moe-router-pre-softmax); n_shared_experts·moe_intermediate_size of ungated shared
-// experts. The aux loss keeps aux_loss_alpha; its seq_aux (per-sequence statistics) is not
-// Megatron's. DeepSeek-V2's router is read where it is this one: greedy top k (or
+// experts. The aux loss keeps aux_loss_alpha, per sequence with seq_aux (its default):
+// --moe-router-load-balancing-type seq_aux_loss. DeepSeek-V2's router is read where it is this one: greedy top k (or
 // group_limited_greedy keeping every group) and routed_scaling_factor 1 wherever it
 // scales the weights.
 func readDeepseek(path string, b []byte, family Family) (layers.Config, error) {
@@ -186,6 +187,9 @@ func readDeepseek(path string, b []byte, family Family) (layers.Config, error) {
 		return layers.Config{}, err
 	}
 	c.MoERouterPreSoftmax = !renorm
+	if rc.SeqAux == nil || *rc.SeqAux {
+		c.MoERouterLoadBalancingType = "seq_aux_loss"
+	}
 	if rc.Shared != nil && *rc.Shared > 0 {
 		c.MoESharedExpertIntermediateSize = *rc.Shared * rc.MoEFFN
 	}
@@ -279,6 +283,7 @@ func deepseekConfigKeys(m map[string]any, cfg *layers.Config, family Family) err
 	m["norm_topk_prob"] = !cfg.MoERouterPreSoftmax
 	m["scoring_func"] = "softmax"
 	m["aux_loss_alpha"] = cfg.MoEAuxLossCoeff
+	m["seq_aux"] = cfg.MoERouterLoadBalancingType == "seq_aux_loss"
 	m["attention_bias"] = false
 	for _, k := range []string{"num_local_experts", "router_aux_loss_coef", "sliding_window", "use_sliding_window", "mlp_bias", "head_dim"} {
 		delete(m, k)
