@@ -26,6 +26,15 @@ func TestDecodeVsCPU(t *testing.T) { decodeVsCPU(t, gpu(t)) }
 func decodeVsCPU(t *testing.T, g *Backend) {
 	cfg, err := layers.Preset("tiny-llama")
 	require.NoError(t, err)
+	decodeCfgVsCPU(t, g, cfg)
+	// DeepSeek-V2's multi-latent attention: latents, the shared rotary key, padded values.
+	cfg.MultiLatentAttention, cfg.GroupQueryAttention, cfg.QKLayernorm = true, false, true
+	cfg.QLoRARank, cfg.KVLoRARank, cfg.QKHeadDim, cfg.QKPosEmbHeadDim, cfg.VHeadDim = 16, 12, 8, 4, 6
+	cfg.YarnScalingFactor, cfg.YarnOrigMaxPositions, cfg.YarnMScale, cfg.YarnMScaleAllDim = 4, 8, 0.9, 0.6
+	t.Run("MLA", func(t *testing.T) { decodeCfgVsCPU(t, g, cfg) })
+}
+
+func decodeCfgVsCPU(t *testing.T, g *Backend, cfg layers.Config) {
 	tokens := [][]int64{{5, 17, 42, 8, 99, 3, 64, 21, 7}, {250, 13, 77, 5, 17, 42, 8, 99, 3}}
 	decode := func(be kernels.Backend, low bool) []float32 {
 		m, err := layers.NewGPTModel(be, cfg, 99)
