@@ -549,6 +549,32 @@ func ropeConfig(path string, scaling, params *json.RawMessage) (ropeSpec, error)
 	return r, nil
 }
 
+// ropeScalingKeys are the keys of a rope_scaling (or rope_parameters) object that the
+// readers take: its kind, the factor, Llama 3.1's bands and YaRN's parameters.
+type ropeScalingKeys struct {
+	Type         string   `json:"type"`
+	RopeType     string   `json:"rope_type"`
+	Factor       *float64 `json:"factor"`
+	Low          *float64 `json:"low_freq_factor"`
+	High         *float64 `json:"high_freq_factor"`
+	OrigMax      *int     `json:"original_max_position_embeddings"`
+	BetaFast     *float64 `json:"beta_fast"`
+	BetaSlow     *float64 `json:"beta_slow"`
+	MScale       *float64 `json:"mscale"`
+	MScaleAllDim *float64 `json:"mscale_all_dim"`
+	AttnFact     *float64 `json:"attention_factor"`
+	Truncate     *bool    `json:"truncate"`
+	Theta        *float64 `json:"rope_theta"` // rope_parameters (transformers ≥ 5)
+}
+
+// kind is rope_type, or the older type.
+func (r ropeScalingKeys) kind() string {
+	if r.RopeType != "" {
+		return r.RopeType
+	}
+	return r.Type
+}
+
 // ropeScaling reads a rope_scaling (or rope_parameters) object: none; linear scaling
 // {"type" or "rope_type": "linear", "factor": f}, which is Megatron's
 // --rotary-seq-len-interpolation-factor f (positions scaled by 1/f; Hugging Face divides
@@ -560,46 +586,33 @@ func ropeScaling(path, key string, raw *json.RawMessage) (ropeSpec, error) {
 	if raw == nil || string(*raw) == "null" {
 		return ropeSpec{}, nil
 	}
-	var rs struct {
-		Type     string   `json:"type"`
-		RopeType string   `json:"rope_type"`
-		Factor   float64  `json:"factor"`
-		Low      *float64 `json:"low_freq_factor"`
-		High     *float64 `json:"high_freq_factor"`
-		OrigMax  *int     `json:"original_max_position_embeddings"`
-		BetaFast *float64 `json:"beta_fast"`
-		BetaSlow *float64 `json:"beta_slow"`
-		MScale   *float64 `json:"mscale"`
-		MScaleAD *float64 `json:"mscale_all_dim"`
-		AttnFac  *float64 `json:"attention_factor"`
-		Truncate *bool    `json:"truncate"`
-	}
+	var rs ropeScalingKeys
 	if err := json.Unmarshal(*raw, &rs); err != nil {
 		return ropeSpec{}, fmt.Errorf("%s: %s: %w", path, key, err)
 	}
-	kind := rs.RopeType
-	if kind == "" {
-		kind = rs.Type
+	factor := 0.0
+	if rs.Factor != nil {
+		factor = *rs.Factor
 	}
-	switch kind {
+	switch rs.kind() {
 	case "", "default":
 		return ropeSpec{}, nil
 	case "linear":
-		if rs.Factor < 1 {
-			return ropeSpec{}, fmt.Errorf("%s: %s linear factor %v: want ≥ 1", path, key, rs.Factor)
+		if factor < 1 {
+			return ropeSpec{}, fmt.Errorf("%s: %s linear factor %v: want ≥ 1", path, key, factor)
 		}
-		return ropeSpec{interp: rs.Factor}, nil
+		return ropeSpec{interp: factor}, nil
 	case "llama3":
-		if rs.Factor < 1 || rs.Low == nil || *rs.Low != 1 || rs.High == nil || *rs.High != 4 || rs.OrigMax == nil || *rs.OrigMax != 8192 {
+		if factor < 1 || rs.Low == nil || *rs.Low != 1 || rs.High == nil || *rs.High != 4 || rs.OrigMax == nil || *rs.OrigMax != 8192 {
 			return ropeSpec{}, fmt.Errorf("%s: %s %s: Llama 3.1's scaling is supported with factor ≥ 1, low_freq_factor 1, high_freq_factor 4 and original_max_position_embeddings 8192 (Megatron-Core's --use-rope-scaling)", path, key, string(*raw))
 		}
-		return ropeSpec{llama3: rs.Factor}, nil
+		return ropeSpec{llama3: factor}, nil
 	case "yarn":
 		// transformers' _compute_yarn_parameters: betas 32 and 1; the attention factor
 		// m(mscale)/m(mscale_all_dim) when both are given, else m(1); Megatron-Core's
 		// concentration factor with its defaults mscale 1, mscale_all_dim 0 is the latter.
-		y := &yarnSpec{factor: rs.Factor, betaFast: 32, betaSlow: 1, mscale: 1, truncate: boolOr(rs.Truncate, true)}
-		if rs.OrigMax == nil || rs.Factor < 1 {
+		y := &yarnSpec{factor: factor, betaFast: 32, betaSlow: 1, mscale: 1, truncate: boolOr(rs.Truncate, true)}
+		if rs.OrigMax == nil || factor < 1 {
 			return ropeSpec{}, fmt.Errorf("%s: %s %s: yarn is supported with factor ≥ 1 and original_max_position_embeddings given", path, key, string(*raw))
 		}
 		y.origMax = *rs.OrigMax
@@ -609,13 +622,13 @@ func ropeScaling(path, key string, raw *json.RawMessage) (ropeSpec, error) {
 		if rs.BetaSlow != nil {
 			y.betaSlow = *rs.BetaSlow
 		}
-		if rs.MScale != nil && rs.MScaleAD != nil && *rs.MScale != 0 && *rs.MScaleAD != 0 {
-			y.mscale, y.mscaleAllDim = *rs.MScale, *rs.MScaleAD
+		if rs.MScale != nil && rs.MScaleAllDim != nil && *rs.MScale != 0 && *rs.MScaleAllDim != 0 {
+			y.mscale, y.mscaleAllDim = *rs.MScale, *rs.MScaleAllDim
 		}
-		if rs.AttnFac != nil {
+		if rs.AttnFact != nil {
 			c := layers.Config{PositionEmbeddingType: "yarn", YarnScalingFactor: y.factor, YarnMScale: y.mscale, YarnMScaleAllDim: y.mscaleAllDim}
-			if got := c.RoPEScaling().Concentration; math.Abs(got-*rs.AttnFac) > 1e-9*got {
-				return ropeSpec{}, fmt.Errorf("%s: %s attention_factor %v: only YaRN's own (%v) is supported", path, key, *rs.AttnFac, got)
+			if got := c.RoPEScaling().Concentration; math.Abs(got-*rs.AttnFact) > 1e-9*got {
+				return ropeSpec{}, fmt.Errorf("%s: %s attention_factor %v: only YaRN's own (%v) is supported", path, key, *rs.AttnFact, got)
 			}
 		}
 		return ropeSpec{yarn: y}, nil

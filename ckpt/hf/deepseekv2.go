@@ -84,30 +84,14 @@ func deepseekRoPE(path string, keys map[string]json.RawMessage, c *layers.Config
 	if raw == nil || string(raw) == "null" {
 		return nil
 	}
-	var rs struct {
-		Type         string   `json:"type"`
-		RopeType     string   `json:"rope_type"`
-		Factor       *float64 `json:"factor"`
-		OrigMax      *int     `json:"original_max_position_embeddings"`
-		BetaFast     *float64 `json:"beta_fast"`
-		BetaSlow     *float64 `json:"beta_slow"`
-		MScale       *float64 `json:"mscale"`
-		MScaleAllDim *float64 `json:"mscale_all_dim"`
-		AttnFact     *float64 `json:"attention_factor"`
-		Truncate     *bool    `json:"truncate"`
-		Theta        *float64 `json:"rope_theta"`
-	}
+	var rs ropeScalingKeys
 	if err := json.Unmarshal(raw, &rs); err != nil {
 		return fmt.Errorf("%s: %s: %w", path, key, err)
 	}
 	if key == "rope_parameters" && rs.Theta != nil {
 		c.RotaryBase = *rs.Theta
 	}
-	kind := rs.RopeType
-	if kind == "" {
-		kind = rs.Type
-	}
-	switch kind {
+	switch rs.kind() {
 	case "", "default":
 		return nil
 	case "yarn":
