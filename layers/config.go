@@ -85,6 +85,10 @@ type Config struct {
 	MoEInputJitterEps          float64 `name:"moe-input-jitter-eps" help:"Router jitter: in training, each router logit times a uniform draw in [1 − eps, 1 + eps] (after the z-loss, as Megatron 240126); 0: none."`
 	MoEFFNHiddenSize           int     `name:"moe-ffn-hidden-size" help:"Each expert's FFN size (Megatron-Core's later flag); 0: --ffn-hidden-size, as Megatron 240126 sizes experts."`
 	MoELayerFreq               string  `name:"moe-layer-freq" default:"1" help:"Which layers are MoE layers (Megatron-Core's later flag): N, one every N layers from the first, or a Python list pattern such as ([0]+[1]*23); the others have the dense --ffn-hidden-size MLP."`
+	MoERouterScoreFunction     string  `name:"moe-router-score-function" default:"softmax" enum:"softmax,sigmoid" help:"Router scores: softmax, or sigmoid (DeepSeek-V3: each chosen expert's σ(z), renormalised over the top k when k > 1; the aux loss takes σ normalised over all experts) (Megatron-Core's later flag)."`
+	MoERouterTopKScaling       float64 `name:"moe-router-topk-scaling-factor" help:"Multiply the chosen experts' scores by this (DeepSeek's routed_scaling_factor; Megatron-Core's later flag); 0: none."`
+	MoERouterNumGroups         int     `name:"moe-router-num-groups" help:"Group-limited routing (Megatron-Core's later flag): the experts in this many equal groups; a token chooses --moe-router-group-topk groups by the sum of each group's top k/group-topk scores, then its top k experts within them."`
+	MoERouterGroupTopK         int     `name:"moe-router-group-topk" help:"Groups each token chooses with --moe-router-num-groups."`
 	MoERouterPreSoftmax        bool    `name:"moe-router-pre-softmax" help:"Scores are the softmax over all experts at the chosen ones, not renormalised over the top k (Megatron-Core's later flag; Qwen1.5/Qwen2-MoE's norm_topk_prob false)."`
 	// Megatron-Core's SharedExpertMLP (later than 240126): a dense MLP beside the experts.
 	MoESharedExpertIntermediateSize int  `name:"moe-shared-expert-intermediate-size" help:"FFN size of the shared experts together (Megatron-Core's later flag; Qwen1.5/Qwen2-MoE's shared_expert_intermediate_size); 0: none."`
@@ -105,7 +109,7 @@ func Defaults() Config {
 		NumQueryGroups: 1, PositionEmbeddingType: "learned_absolute", RotaryBase: 10000,
 		RotaryPercent: 1, Normalization: "LayerNorm", NormEpsilon: 1e-5, AttentionDropout: 0.1,
 		HiddenDropout: 0.1, InitMethodStd: 0.02, MakeVocabSizeDivisibleBy: 128, TensorModelParallelSize: 1,
-		MoERouterTopK: 2, MoERouterLoadBalancingType: "aux_loss", RopeScalingFactor: 8,
+		MoERouterTopK: 2, MoERouterLoadBalancingType: "aux_loss", MoERouterScoreFunction: "softmax", RopeScalingFactor: 8,
 		YarnScalingFactor: 1, YarnBetaFast: 32, YarnBetaSlow: 1, YarnMScale: 1, YarnCorrectionRoundToInt: true,
 		KVLoRARank: 32, QKHeadDim: 128, QKPosEmbHeadDim: 64, VHeadDim: 128,
 	}
@@ -294,8 +298,9 @@ func (c *Config) finalizeMoE() error {
 		return err
 	}
 	if c.NumExperts == 0 {
-		if c.MoESharedExpertIntermediateSize != 0 || c.MoERouterPreSoftmax || c.MoESharedExpertGate {
-			return fmt.Errorf("--moe-shared-expert-intermediate-size, --moe-shared-expert-gate and --moe-router-pre-softmax need --num-experts")
+		if c.MoESharedExpertIntermediateSize != 0 || c.MoERouterPreSoftmax || c.MoESharedExpertGate || c.MoERouterTopKScaling != 0 ||
+			c.MoERouterNumGroups != 0 || c.MoERouterGroupTopK != 0 || c.MoERouterScoreFunction == "sigmoid" {
+			return fmt.Errorf("--moe-shared-expert-intermediate-size, --moe-shared-expert-gate, --moe-router-pre-softmax and the router's score function, scaling and groups need --num-experts")
 		}
 		return nil
 	}
@@ -322,6 +327,9 @@ func (c *Config) finalizeMoE() error {
 	}
 	if c.MoEAuxLossCoeff < 0 || c.MoEZLossCoeff < 0 {
 		return fmt.Errorf("--moe-aux-loss-coeff %v and --moe-z-loss-coeff %v must not be negative", c.MoEAuxLossCoeff, c.MoEZLossCoeff)
+	}
+	if err := c.finalizeRouter(); err != nil {
+		return err
 	}
 	if c.MoERouterPreSoftmax && c.MoERouterLoadBalancingType == "sinkhorn" {
 		return fmt.Errorf("--moe-router-pre-softmax applies to aux_loss routing, not --moe-router-load-balancing-type sinkhorn")
@@ -435,4 +443,31 @@ func (c *Config) yarnMScale(x float64) float64 {
 // attention with --rope-type yarn (its default).
 func (c *Config) YaRN() bool {
 	return c.PositionEmbeddingType == "yarn" || c.MultiLatentAttention && c.RopeType != "rope"
+}
+
+// finalizeRouter checks the later router options: sigmoid scores, their scaling and
+// group-limited routing (Megatron-Core's asserts).
+func (c *Config) finalizeRouter() error {
+	switch c.MoERouterScoreFunction {
+	case "", "softmax":
+		c.MoERouterScoreFunction = "softmax"
+	case "sigmoid":
+		if c.MoERouterLoadBalancingType == "sinkhorn" {
+			return fmt.Errorf("--moe-router-score-function sigmoid with --moe-router-load-balancing-type sinkhorn is not supported")
+		}
+	default:
+		return fmt.Errorf("--moe-router-score-function %q: want softmax or sigmoid", c.MoERouterScoreFunction)
+	}
+	if c.MoERouterTopKScaling < 0 {
+		return fmt.Errorf("--moe-router-topk-scaling-factor %v must not be negative", c.MoERouterTopKScaling)
+	}
+	g, gk, k, E := c.MoERouterNumGroups, c.MoERouterGroupTopK, c.MoERouterTopK, c.NumExperts
+	switch {
+	case g == 0 && gk == 0:
+	case g <= 0 || gk <= 0 || gk > g || E%g != 0 || k%gk != 0 || k/gk > E/g:
+		return fmt.Errorf("--moe-router-num-groups %d, --moe-router-group-topk %d: need groups dividing --num-experts %d, at most that many chosen, dividing --moe-router-topk %d into at most a group's experts", g, gk, E, k)
+	case c.MoERouterLoadBalancingType == "sinkhorn":
+		return fmt.Errorf("group-limited routing with --moe-router-load-balancing-type sinkhorn is not supported")
+	}
+	return nil
 }

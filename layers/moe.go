@@ -117,7 +117,7 @@ func newMoE(ps *paramSet, pre string, global int, cfg *Config, par Parallel, aux
 // they carry gradients: not for one expert renormalised over itself (always 1).
 func (m *MoE) scoresVary() bool {
 	c := m.cfg
-	return c.MoERouterTopK > 1 || c.MoERouterLoadBalancingType == "sinkhorn" || c.MoERouterPreSoftmax
+	return c.MoERouterTopK > 1 || c.MoERouterLoadBalancingType == "sinkhorn" || c.MoERouterPreSoftmax || c.MoERouterScoreFunction == "sigmoid"
 }
 
 // packExpert describes one expert's SequentialMLP weight q, held transposed in the
@@ -195,6 +195,14 @@ type moeStash struct {
 	dp        []float64      // [G·E] the aux loss's d/dp per group
 	// seqs is the microbatch's sequence count (set by the layer): seq_aux_loss's groups.
 	seqs int
+	// sig [N, E]: σ(z) with --moe-router-score-function sigmoid (probs then holds σ
+	// normalised over the experts, the aux loss's scores); in and gscore: group-limited
+	// routing's chosen experts and group scores of one token.
+	sig    []float32
+	in     []bool
+	gscore []float32
+	gvals  []float32 // one group's values being ranked
+	uk, gk []float64 // one token's unscaled scores and scaled score grads
 	// Shared experts: fc1 and activation outputs [N, ·/TP], the output before the gate
 	// [N, h] (partial over TP) and after it, the gate's logits [N, 1] and σ (host, backend).
 	sf, sg, sh, shg *tensor.Tensor
@@ -227,6 +235,13 @@ func (m *MoE) newStash(be kernels.Backend, act tensor.DType, n int) *moeStash {
 	}
 	if c.MoERouterLoadBalancingType == "sinkhorn" {
 		ms.sk = newSinkhornScratch(n, e)
+	}
+	if c.MoERouterScoreFunction == "sigmoid" {
+		ms.sig = make([]float32, n*e)
+	}
+	ms.uk, ms.gk = make([]float64, k), make([]float64, k)
+	if c.MoERouterNumGroups > 0 {
+		ms.in, ms.gscore, ms.gvals = make([]bool, e), make([]float32, c.MoERouterNumGroups), make([]float32, e/c.MoERouterNumGroups)
 	}
 	if sh := m.Shared; sh != nil {
 		ms.sf, ms.sg, ms.sh = be.Alloc(act, n, sh.FC1.Out), be.Alloc(act, n, sh.FC2.In), be.Alloc(act, n, h)
@@ -347,22 +362,51 @@ func (m *MoE) route(be kernels.Backend, cast *castScratch, ms *moeStash, x *tens
 		rank = ms.sk.balance(ms.logits[:n*E], n, E)
 	}
 	order := ms.order
+	sigmoid := c.MoERouterScoreFunction == "sigmoid"
 	for t := 0; t < n; t++ {
 		z := raw[t*E : (t+1)*E]
 		// Softmax over all experts (the aux loss's p) and its log-sum-exp (the z-loss's,
-		// unless jitter computed that from the raw logits above).
+		// unless jitter computed that from the raw logits above); with sigmoid scores the
+		// aux loss's p is σ normalised over all experts.
 		mx, sum := maxAndExpSum(z)
 		if ms.jit == nil {
 			ms.lse[t] = mx + float32(math.Log(sum))
 		}
-		for e, v := range z {
-			ms.probs[t*E+e] = float32(math.Exp(float64(v-mx)) / sum)
+		p := ms.probs[t*E : (t+1)*E]
+		if sigmoid {
+			sg := ms.sig[t*E : (t+1)*E]
+			var tot float64
+			for e, v := range z {
+				sg[e] = float32(1 / (1 + math.Exp(-float64(v))))
+				tot += float64(sg[e])
+			}
+			for e := range p {
+				p[e] = float32(float64(sg[e]) / (tot + 1e-20))
+			}
+		} else {
+			for e, v := range z {
+				p[e] = float32(math.Exp(float64(v-mx)) / sum)
+			}
 		}
 		for e := range order {
 			order[e] = int32(e)
 		}
 		r := rank[t*E : (t+1)*E]
+		if c.MoERouterNumGroups > 0 { // groups are scored on what the top k are taken of
+			if sigmoid {
+				r = ms.sig[t*E : (t+1)*E]
+			} else if c.MoERouterPreSoftmax {
+				r = p
+			}
+			m.chooseGroups(ms, r)
+		}
 		slices.SortStableFunc(order, func(a, b int32) int { // descending; ties keep expert order
+			if ms.in != nil && ms.in[a] != ms.in[b] { // experts of chosen groups first
+				if ms.in[a] {
+					return -1
+				}
+				return 1
+			}
 			switch {
 			case r[a] > r[b]:
 				return -1
@@ -373,30 +417,46 @@ func (m *MoE) route(be kernels.Backend, cast *castScratch, ms *moeStash, x *tens
 		})
 		sel, sc := ms.sel[t*k:(t+1)*k], ms.score[t*k:(t+1)*k]
 		copy(sel, order[:k])
-		if sinkhorn { // the chosen experts' activations: sigmoid for k = 1, else the softmax
+		switch {
+		case sinkhorn: // the chosen experts' activations: sigmoid for k = 1, else the softmax
 			for j, e := range sel {
-				sc[j] = ms.probs[t*E+int(e)]
+				sc[j] = p[e]
 				if k == 1 {
 					sc[j] = float32(1 / (1 + math.Exp(-float64(z[e]))))
 				}
 			}
 			continue
-		}
-		if c.MoERouterPreSoftmax { // the full softmax at the chosen experts
+		case sigmoid: // σ at the chosen experts, renormalised over them when k > 1
+			var tot float64
 			for j, e := range sel {
-				sc[j] = ms.probs[t*E+int(e)]
+				sc[j] = ms.sig[t*E+int(e)]
+				tot += float64(sc[j])
 			}
-			continue
+			if k > 1 {
+				for j := range sc {
+					sc[j] = float32(float64(sc[j]) / (tot + 1e-20))
+				}
+			}
+		case c.MoERouterPreSoftmax: // the full softmax at the chosen experts
+			for j, e := range sel {
+				sc[j] = p[e]
+			}
+		default:
+			top := z[sel[0]]
+			var s float64
+			for j, e := range sel {
+				w := math.Exp(float64(z[e] - top))
+				sc[j] = float32(w)
+				s += w
+			}
+			for j := range sc {
+				sc[j] = float32(float64(sc[j]) / s)
+			}
 		}
-		top := z[sel[0]]
-		var s float64
-		for j, e := range sel {
-			w := math.Exp(float64(z[e] - top))
-			sc[j] = float32(w)
-			s += w
-		}
-		for j := range sc {
-			sc[j] = float32(float64(sc[j]) / s)
+		if f := c.MoERouterTopKScaling; f != 0 {
+			for j := range sc {
+				sc[j] *= float32(f)
+			}
 		}
 	}
 	g := n
@@ -691,13 +751,103 @@ func (m *MoE) scoreGrads(be kernels.Backend, ms *moeStash, g *moeGrads) ([]float
 	return own, nil
 }
 
+// chosenGrads adds to d (token t's logits) the gradient through its chosen experts' scores
+// from their grads dst. With --moe-router-topk-scaling-factor f the scores are f·u, so
+// the unscaled u meet the grads f·dst. Then: sigmoid scores u_j = σ_j/S (S the chosen σs'
+// sum, k > 1) or σ_j; Sinkhorn's σ for k = 1; the full softmax's p (pre-softmax, and
+// Sinkhorn with k > 1); else the softmax over the top k.
+func (m *MoE) chosenGrads(ms *moeStash, d []float32, dst []float32, t int) {
+	c := m.cfg
+	k, E := c.MoERouterTopK, c.NumExperts
+	f := c.MoERouterTopKScaling
+	if f == 0 {
+		f = 1
+	}
+	sel, sc := ms.sel[ms.own+t*k:ms.own+(t+1)*k], ms.score[ms.own+t*k:ms.own+(t+1)*k]
+	u, g := ms.uk, ms.gk
+	var dot float64
+	for j := range sc {
+		u[j], g[j] = float64(sc[j])/f, float64(dst[j])*f
+		dot += u[j] * g[j]
+	}
+	sinkhorn := c.MoERouterLoadBalancingType == "sinkhorn"
+	switch {
+	case c.MoERouterScoreFunction == "sigmoid":
+		sg := ms.sig[t*E : (t+1)*E]
+		var S float64
+		for _, e := range sel {
+			S += float64(sg[e])
+		}
+		for j, e := range sel {
+			dsig := g[j] // k = 1: the score is σ itself
+			if k > 1 {
+				dsig = (g[j] - dot) / (S + 1e-20)
+			}
+			v := float64(sg[e])
+			d[e] += float32(dsig * v * (1 - v))
+		}
+	case sinkhorn && k == 1 && !c.MoERouterPreSoftmax: // σ(z_e): derivative s(1 − s)
+		d[sel[0]] += float32(g[0] * u[0] * (1 - u[0]))
+	case sinkhorn || c.MoERouterPreSoftmax: // p_e over all experts: ∂p_e/∂z = p_e(δ − p)
+		for j, e := range sel {
+			d[e] += float32(u[j] * g[j])
+		}
+		p := ms.probs[t*E : (t+1)*E]
+		for e := range p {
+			d[e] -= float32(float64(p[e]) * dot)
+		}
+	default:
+		for j, e := range sel {
+			d[e] += float32(u[j] * (g[j] - dot))
+		}
+	}
+}
+
+// chooseGroups marks in ms.in the experts of the --moe-router-group-topk groups with the
+// largest sums of their top k/group-topk values of r (ties to the lower group), as
+// Megatron-Core's group_limited_topk.
+func (m *MoE) chooseGroups(ms *moeStash, r []float32) {
+	c := m.cfg
+	G, gk := c.MoERouterNumGroups, c.MoERouterGroupTopK
+	per, take := c.NumExperts/G, c.MoERouterTopK/gk
+	for g := range G {
+		vals := append(ms.gvals[:0], r[g*per:(g+1)*per]...)
+		slices.SortFunc(vals, func(a, b float32) int {
+			switch {
+			case a > b:
+				return -1
+			case b > a:
+				return 1
+			}
+			return 0
+		})
+		var s float64
+		for _, v := range vals[:take] {
+			s += float64(v)
+		}
+		ms.gscore[g] = float32(s)
+	}
+	clear(ms.in)
+	for range gk {
+		best := -1
+		for g := range G {
+			if !ms.in[g*per] && (best < 0 || ms.gscore[g] > ms.gscore[best]) {
+				best = g
+			}
+		}
+		for e := best * per; e < (best+1)*per; e++ {
+			ms.in[e] = true
+		}
+	}
+}
+
 // logitGrads writes d loss/d logits for tokens lo…lo+nl into dl: through the top-k
 // softmax from the score grads ds [N·k] (nil with k = 1), plus the auxiliary losses' terms.
 func (m *MoE) logitGrads(ms *moeStash, dl, ds []float32, lo, nl int) error {
 	c := m.cfg
 	k, E, n := c.MoERouterTopK, c.NumExperts, ms.n
 	clear(dl)
-	sel, score := ms.sel[ms.own:ms.own+n*k], ms.score[ms.own:ms.own+n*k]
+	sel := ms.sel[ms.own : ms.own+n*k]
 	// The expert choice counts and token counts of the microbatch, or of each of its
 	// sequences with seq_aux_loss (tokens are in [s, b] order: token t is sequence t mod b):
 	// with context parallelism the tokens are spread over the CP ranks, which add theirs;
@@ -747,36 +897,11 @@ func (m *MoE) logitGrads(ms *moeStash, dl, ds []float32, lo, nl int) error {
 			}
 		}
 	}
+	sigmoid := c.MoERouterScoreFunction == "sigmoid"
 	for t := lo; t < lo+nl; t++ {
 		d := dl[(t-lo)*E : (t-lo+1)*E]
-		if ds != nil && (c.MoERouterLoadBalancingType == "sinkhorn" || c.MoERouterPreSoftmax) {
-			// Scores are activations of the chosen logits: Sinkhorn's σ(z_e) for k = 1, whose
-			// derivative is s(1 − s); else softmax p_e over all experts, ∂p_e/∂z = p_e(δ − p).
-			sc, dst, p := score[t*k:(t+1)*k], ds[t*k:(t+1)*k], ms.probs[t*E:(t+1)*E]
-			if k == 1 && !c.MoERouterPreSoftmax {
-				s := float64(sc[0])
-				d[sel[t]] += float32(float64(dst[0]) * s * (1 - s))
-			} else {
-				var dot float64
-				for j := range sc {
-					dot += float64(sc[j]) * float64(dst[j])
-				}
-				for j, e := range sel[t*k : (t+1)*k] {
-					d[e] += float32(float64(sc[j]) * float64(dst[j]))
-				}
-				for e := range p {
-					d[e] -= float32(float64(p[e]) * dot)
-				}
-			}
-		} else if ds != nil { // nil with aux_loss and k = 1: the score is constant
-			sc, dst := score[t*k:(t+1)*k], ds[t*k:(t+1)*k]
-			var dot float64
-			for j := range sc {
-				dot += float64(sc[j]) * float64(dst[j])
-			}
-			for j, e := range sel[t*k : (t+1)*k] {
-				d[e] += float32(float64(sc[j]) * (float64(dst[j]) - dot))
-			}
+		if ds != nil { // nil with aux_loss and k = 1: the score is constant
+			m.chosenGrads(ms, d, ds[t*k:(t+1)*k], t)
 		}
 		p := ms.probs[t*E : (t+1)*E]
 		if dp != nil {
@@ -786,7 +911,11 @@ func (m *MoE) logitGrads(ms *moeStash, dl, ds []float32, lo, nl int) error {
 				pd += float64(p[e]) * dpt[e]
 			}
 			for e := range p {
-				d[e] += float32(float64(p[e]) * (dpt[e] - pd))
+				de := float64(p[e]) * (dpt[e] - pd)
+				if sigmoid { // p = σ/Σσ: ∂p_e/∂z_i = p_e(1 − σ_i)(δ − p_i)·… folded as p_i(1 − σ_i)(dp_i − Σ p·dp)
+					de *= 1 - float64(ms.sig[t*E+e])
+				}
+				d[e] += float32(de)
 			}
 		}
 		if ms.jit != nil { // the routing saw the jittered logits z·u: chain rule through u
@@ -798,7 +927,7 @@ func (m *MoE) logitGrads(ms *moeStash, dl, ds []float32, lo, nl int) error {
 			zs := cz * 2 * float64(ms.lse[t]) / N * scale
 			for e := range p {
 				pe := float64(p[e])
-				if ms.jit != nil { // the z-loss's softmax is of the raw logits
+				if ms.jit != nil || sigmoid { // the z-loss's softmax is of the raw logits
 					pe = math.Exp(float64(ms.logits[t*E+e] - ms.lse[t]))
 				}
 				d[e] += float32(zs * pe)

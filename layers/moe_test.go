@@ -74,12 +74,31 @@ if d["type"] == "sinkhorn":
         scores = torch.gather(act, 1, indices)
     aux = torch.zeros((), dtype=torch.float64)
 else:
-    probs = torch.softmax(logits, dim=-1)
-    if d["pre"]:  # the top k of the softmax over all experts
-        scores, indices = torch.topk(probs, k=k, dim=1)
+    G, GK, sig = d["G"], d["GK"], d["sigmoid"]
+    def topk(v):  # Megatron-Core's group_limited_topk when groups are set
+        if not GK:
+            return torch.topk(v, k=k, dim=1)
+        gs = v.view(N, G, -1).topk(k // GK, dim=-1)[0].sum(dim=-1)
+        gi = torch.topk(gs, k=GK, dim=-1, sorted=False)[1]
+        gm = torch.zeros_like(gs).scatter(1, gi, 1)
+        em = gm.unsqueeze(-1).expand(N, G, E // G).reshape(N, -1)
+        return torch.topk(v.masked_fill(~em.bool(), float("-inf")), k=k, dim=1)
+    if sig:  # sigmoid scores, renormalised over the top k when k > 1; the aux loss's σ/Σσ
+        s_all = torch.sigmoid(logits)
+        _, indices = topk(s_all)
+        scores = torch.gather(s_all, 1, indices)
+        if k > 1:
+            scores = scores / (scores.sum(dim=-1, keepdim=True) + 1e-20)
+        probs = s_all / (s_all.sum(dim=-1, keepdim=True) + 1e-20)
     else:
-        top_logits, indices = torch.topk(logits, k=k, dim=1)
-        scores = torch.softmax(top_logits, dim=-1)
+        probs = torch.softmax(logits, dim=-1)
+        if d["pre"]:  # the top k of the softmax over all experts
+            scores, indices = topk(probs)
+        else:
+            top_logits, indices = topk(logits)
+            scores = torch.softmax(top_logits, dim=-1)
+    if d["topk_scale"]:
+        scores = scores * d["topk_scale"]
     mask = torch.nn.functional.one_hot(indices, num_classes=E).sum(dim=1)
     if d["type"] == "seq_aux_loss":  # the switch loss of each sequence ([s, b] tokens as [s, b·E]), f/k, over b
         B = d["B"]
@@ -160,7 +179,13 @@ func TestMoEMatchesMegatron(t *testing.T) {
 		{2, 0.01, 0, "aux_loss", false, 0.2, true, moeExtras{shared: 3}}, {1, 0, 0, "aux_loss", false, 0, false, moeExtras{shared: 4, gate: true}},
 		// DeepSeek-V2's per-sequence aux loss: 3 sequences of 4 tokens; 1 sequence.
 		{2, 0.01, 0.001, "seq_aux_loss", false, 0, false, moeExtras{pre: true, shared: 4, seqs: 3}},
-		{3, 0.1, 0, "seq_aux_loss", false, 0, false, moeExtras{seqs: 3}}, {2, 0.1, 0, "seq_aux_loss", false, 0, false, moeExtras{seqs: 1}}} {
+		{3, 0.1, 0, "seq_aux_loss", false, 0, false, moeExtras{seqs: 3}}, {2, 0.1, 0, "seq_aux_loss", false, 0, false, moeExtras{seqs: 1}},
+		// DeepSeek-V3's router: sigmoid scores, their scaling, group-limited routing; and
+		// each on its own with softmax scores.
+		{2, 0.01, 0.001, "seq_aux_loss", false, 0, false, moeExtras{sigmoid: true, scaling: 2.5, groups: 2, gtopk: 1, shared: 4, seqs: 3}},
+		{1, 0.01, 0, "aux_loss", false, 0.2, false, moeExtras{sigmoid: true}}, {3, 0, 0.001, "aux_loss", false, 0, true, moeExtras{sigmoid: true, scaling: 1.5}},
+		{2, 0.01, 0, "aux_loss", false, 0, false, moeExtras{scaling: 3, groups: 2, gtopk: 2}}, {2, 0, 0.01, "aux_loss", false, 0, false, moeExtras{pre: true, groups: 4, gtopk: 2}},
+		{1, 0.01, 0, "aux_loss", false, 0, false, moeExtras{scaling: 2}}} {
 		t.Run(fmt.Sprintf("%s_top%d_aux%v_z%v_eval%v_jitter%v_grouped%v_%+v", tc.typ, tc.k, tc.aux, tc.z, tc.eval, tc.jitter, tc.grouped, tc.extras), func(t *testing.T) {
 			checkMoEAgainstMegatron(t, tc)
 		})
@@ -183,6 +208,11 @@ type moeExtras struct {
 	shared int  // --moe-shared-expert-intermediate-size
 	gate   bool // --moe-shared-expert-gate
 	seqs   int  // sequences in the microbatch (seq_aux_loss); 0: 11 tokens of one
+	// DeepSeek-V3's router: --moe-router-score-function sigmoid, the top-k scaling factor,
+	// groups and the groups each token chooses.
+	sigmoid       bool
+	scaling       float64
+	groups, gtopk int
 }
 
 func checkMoEAgainstMegatron(t *testing.T, tc moeCase) {
@@ -199,6 +229,10 @@ func checkMoEAgainstMegatron(t *testing.T, tc moeCase) {
 	cfg.MoERouterLoadBalancingType, cfg.evaluating, cfg.MoEInputJitterEps = typ, eval, jitter
 	cfg.MoEGroupedGemm = grouped
 	cfg.MoERouterPreSoftmax, cfg.MoESharedExpertIntermediateSize, cfg.MoESharedExpertGate = tc.extras.pre, tc.extras.shared, tc.extras.gate
+	cfg.MoERouterTopKScaling, cfg.MoERouterNumGroups, cfg.MoERouterGroupTopK = tc.extras.scaling, tc.extras.groups, tc.extras.gtopk
+	if tc.extras.sigmoid {
+		cfg.MoERouterScoreFunction = "sigmoid"
+	}
 	require.NoError(t, cfg.finalizeMoE())
 	scale := float32(0.75)
 	cast := &castScratch{be: be}
@@ -213,6 +247,7 @@ func checkMoEAgainstMegatron(t *testing.T, tc moeCase) {
 		return v
 	}
 	in := map[string]any{"N": N, "h": h, "E": E, "k": k, "F": F, "aux": auxC, "z": zC, "scale": scale, "type": typ, "eval": eval, "grouped": grouped,
+		"sigmoid": tc.extras.sigmoid, "topk_scale": tc.extras.scaling, "G": tc.extras.groups, "GK": tc.extras.gtopk,
 		"pre": tc.extras.pre, "S": tc.extras.shared, "gate": tc.extras.gate, "B": max(tc.extras.seqs, 1)}
 	for _, p := range ps.all {
 		v := randn(p.Numel(), 0.5)

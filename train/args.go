@@ -107,18 +107,14 @@ type Args struct {
 	// implementation computes what they ask (every layer an MoE layer, dropless softmax
 	// routing, fp32 router), refused otherwise (see moeLaterFlags).
 	MoETokenDispatcherType  string  `name:"moe-token-dispatcher-type" default:"allgather" help:"allgather or alltoall: the same dropless routing (the experts' rows are exchanged by all-gather either way); flex is refused."`
-	MoERouterScoreFunction  string  `name:"moe-router-score-function" default:"softmax" help:"softmax only (sigmoid scores are not supported)."`
 	MoERouterDtype          string  `name:"moe-router-dtype" help:"fp32 (the router's logits and scores are fp32 anyway); fp64 is refused."`
 	MoEPermuteFusion        bool    `name:"moe-permute-fusion" help:"Accepted (the kernels' fusions are gomegatron's)."`
 	MoETokenDropPolicy      string  `name:"moe-token-drop-policy" default:"probs" help:"Accepted: no token is dropped without --moe-expert-capacity-factor, which is refused."`
 	MoEExpertCapacityFactor float64 `name:"moe-expert-capacity-factor" help:"Token dropping at a capacity: not supported (routing is dropless)."`
 	MoEPadToCapacity        bool    `name:"moe-pad-expert-input-to-capacity" help:"Needs --moe-expert-capacity-factor: not supported."`
-	MoERouterTopKScaling    float64 `name:"moe-router-topk-scaling-factor" help:"Scaling of the top-k scores: not supported."`
 	MoERouterExpertBias     bool    `name:"moe-router-enable-expert-bias" help:"Auxiliary-loss-free expert biases (DeepSeek-V3): not supported."`
 	CacheMLALatents         bool    `name:"cache-mla-latents" help:"Cache multi-latent attention's latents in inference (Flash MLA): not supported."`
 	MLADownProjFusion       bool    `name:"mla-down-proj-fusion" help:"Fused MLA down projections: not supported (the unfused projections run)."`
-	MoERouterNumGroups      int     `name:"moe-router-num-groups" help:"Group-limited routing (DeepSeek-V2/V3): not supported."`
-	MoERouterGroupTopK      int     `name:"moe-router-group-topk" help:"Group-limited routing (DeepSeek-V2/V3): not supported."`
 
 	// Megatron 240126's deprecated flags: refused with its messages.
 	BatchSize            int     `name:"batch-size" help:"Deprecated: use --micro-batch-size."`

@@ -72,9 +72,6 @@ func (a *Args) useCheckpointArgs() ([]string, error) {
 				shown = 1 // every layer
 			}
 		case int:
-			if name == "q_lora_rank" && x == 0 {
-				shown = "None" // linear_q_proj
-			}
 			if name == "moe_ffn_hidden_size" && x == 0 {
 				shown = c.ExpertFFN() // stored as 0 when it is ffn_hidden_size
 			}
@@ -137,11 +134,14 @@ func (a *Args) useCheckpointArgs() ([]string, error) {
 		{"norm_epsilon", &a.NormEpsilon, c.NormEpsilon}, {"moe_grouped_gemm", &a.MoEGroupedGemm, c.MoEGroupedGemm},
 		{"num_experts", &a.NumExperts, c.NumExperts}, {"moe_router_topk", &a.MoERouterTopK, c.MoERouterTopK},
 		{"moe_router_pre_softmax", &a.MoERouterPreSoftmax, c.MoERouterPreSoftmax},
+		{"moe_router_score_function", &a.MoERouterScoreFunction, c.MoERouterScoreFunction},
+		{"moe_router_topk_scaling_factor", &a.MoERouterTopKScaling, c.MoERouterTopKScaling},
+		{"moe_router_num_groups", &a.MoERouterNumGroups, c.MoERouterNumGroups}, {"moe_router_group_topk", &a.MoERouterGroupTopK, c.MoERouterGroupTopK},
 		{"moe_ffn_hidden_size", &a.MoEFFNHiddenSize, c.MoEFFNHiddenSize}, {"moe_layer_freq", &a.MoELayerFreq, c.MoELayerFreq},
 		{"moe_shared_expert_intermediate_size", &a.MoESharedExpertIntermediateSize, c.MoESharedExpertIntermediateSize},
 		{"moe_shared_expert_gate", &a.MoESharedExpertGate, c.MoESharedExpertGate},
 		{"use_rope_scaling", &a.UseRopeScaling, c.UseRopeScaling}, {"rope_scaling_factor", &a.RopeScalingFactor, c.RopeScalingFactor}} {
-		if _, ok := ns.Get(x.name); ok {
+		if v, ok := ns.Get(x.name); ok && v != nil { // None: Megatron's unset
 			set(x.name, true, x.dst, x.v)
 		}
 	}

@@ -687,6 +687,23 @@ func TestMoELayouts(t *testing.T) {
 			})
 		}
 	}
+	// DeepSeek-V3's router: sigmoid scores renormalised over the top k, scaled, chosen
+	// within the best 2 of 4 groups, with the per-sequence aux loss.
+	v3 := cfg
+	v3.NumExperts, v3.MoERouterTopK, v3.MoERouterScoreFunction, v3.MoERouterTopKScaling = 8, 4, "sigmoid", 2.5
+	v3.MoERouterNumGroups, v3.MoERouterGroupTopK, v3.MoERouterLoadBalancingType = 4, 2, "seq_aux_loss"
+	v3Ref := runLayout(t, v3, layout{tp: 1, pp: 1, dp: 1}, iters)
+	require.Less(t, v3Ref.losses[iters-1], v3Ref.losses[0], "the sigmoid-router run learns")
+	for _, l := range []layout{
+		{tp: 2, pp: 1, dp: 1, sp: true},
+		{tp: 2, pp: 1, dp: 2, ep: 2, sp: true, dist: true, rc: full1},
+		{tp: 1, pp: 2, dp: 2, ep: 2, vpp: 2, dist: true},
+		{tp: 1, pp: 1, dp: 1, cp: 2},
+	} {
+		t.Run("v3-router/"+l.String(), func(t *testing.T) {
+			compareRuns(t, "v3-router "+l.String(), v3Ref, runLayout(t, v3, l, iters), 1e-5)
+		})
+	}
 	// Router jitter draws per (step, layer, token, expert), like dropout: the same masks
 	// under TP, SP and PP (data parallelism numbers its microbatches per rank, as dropout).
 	jit := cfg

@@ -130,6 +130,10 @@ func Args(cfg layers.Config, tp, pp int, dtype tensor.DType, f Format, hfModelTy
 		set("moe_z_loss_coeff", orNone(cfg.MoEZLossCoeff, cfg.MoEZLossCoeff > 0))
 		set("moe_grouped_gemm", cfg.MoEGroupedGemm)
 		set("moe_router_pre_softmax", cfg.MoERouterPreSoftmax)
+		set("moe_router_score_function", cfg.MoERouterScoreFunction)
+		set("moe_router_topk_scaling_factor", orNone(cfg.MoERouterTopKScaling, cfg.MoERouterTopKScaling != 0))
+		set("moe_router_num_groups", orNone(cfg.MoERouterNumGroups, cfg.MoERouterNumGroups != 0))
+		set("moe_router_group_topk", orNone(cfg.MoERouterGroupTopK, cfg.MoERouterGroupTopK != 0))
 		set("moe_ffn_hidden_size", cfg.ExpertFFN())
 		set("moe_layer_freq", 1)
 		if p, err := layers.MoELayerPattern(cfg.MoELayerFreq, cfg.NumLayers); err == nil && cfg.MoELayerFreq != "" {
@@ -241,6 +245,9 @@ func ConfigFromArgs(ns *torchpickle.Namespace) (layers.Config, ArgsInfo, error) 
 		c.MoEZLossCoeff = a.float("moe_z_loss_coeff", 0)
 		c.MoEGroupedGemm = a.bool("moe_grouped_gemm", false)
 		c.MoERouterPreSoftmax = a.bool("moe_router_pre_softmax", false)
+		c.MoERouterScoreFunction = a.str("moe_router_score_function", "softmax")
+		c.MoERouterTopKScaling = a.float("moe_router_topk_scaling_factor", 0)
+		c.MoERouterNumGroups, c.MoERouterGroupTopK = a.int("moe_router_num_groups", 0), a.int("moe_router_group_topk", 0)
 		if f := a.int("moe_ffn_hidden_size", 0); f != c.FFNHiddenSize {
 			c.MoEFFNHiddenSize = f
 		}

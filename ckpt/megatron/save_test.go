@@ -149,6 +149,10 @@ func TestArgsConfigRoundTrip(t *testing.T) {
 		}
 		t.Run(fmt.Sprint(rq), func(t *testing.T) { argsConfigRoundTrip(t, cfg) })
 	}
+	v3 := testConfig(false) // DeepSeek-V3's router
+	v3.NumExperts, v3.MoERouterTopK, v3.MoERouterScoreFunction, v3.MoERouterTopKScaling = 8, 4, "sigmoid", 2.5
+	v3.MoERouterNumGroups, v3.MoERouterGroupTopK, v3.MoERouterLoadBalancingType = 4, 2, "seq_aux_loss"
+	t.Run("v3-router", func(t *testing.T) { argsConfigRoundTrip(t, v3) })
 	mla := testConfig(true)
 	mla.MultiLatentAttention, mla.GroupQueryAttention = true, false
 	require.NoError(t, mla.Finalize())
