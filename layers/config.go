@@ -89,6 +89,8 @@ type Config struct {
 	MoERouterTopKScaling       float64 `name:"moe-router-topk-scaling-factor" help:"Multiply the chosen experts' scores by this (DeepSeek's routed_scaling_factor; Megatron-Core's later flag); 0: none."`
 	MoERouterNumGroups         int     `name:"moe-router-num-groups" help:"Group-limited routing (Megatron-Core's later flag): the experts in this many equal groups; a token chooses --moe-router-group-topk groups by the sum of each group's top k/group-topk scores, then its top k experts within them."`
 	MoERouterGroupTopK         int     `name:"moe-router-group-topk" help:"Groups each token chooses with --moe-router-num-groups."`
+	MoERouterEnableExpertBias  bool    `name:"moe-router-enable-expert-bias" help:"DeepSeek-V3's aux-loss-free balancing (sigmoid scores only): an expert bias, mlp.router.expert_bias, added to the scores for choosing experts, and after each step moved by --moe-router-bias-update-rate towards the experts that got fewer tokens than the average (Megatron-Core's later flag)."`
+	MoERouterBiasUpdateRate    float64 `name:"moe-router-bias-update-rate" default:"0.001" help:"With --moe-router-enable-expert-bias: each step's change of an expert's bias, in the sign of (mean tokens − its tokens)."`
 	MoERouterPreSoftmax        bool    `name:"moe-router-pre-softmax" help:"Scores are the softmax over all experts at the chosen ones, not renormalised over the top k (Megatron-Core's later flag; Qwen1.5/Qwen2-MoE's norm_topk_prob false)."`
 	// Megatron-Core's SharedExpertMLP (later than 240126): a dense MLP beside the experts.
 	MoESharedExpertIntermediateSize int  `name:"moe-shared-expert-intermediate-size" help:"FFN size of the shared experts together (Megatron-Core's later flag; Qwen1.5/Qwen2-MoE's shared_expert_intermediate_size); 0: none."`
@@ -109,7 +111,7 @@ func Defaults() Config {
 		NumQueryGroups: 1, PositionEmbeddingType: "learned_absolute", RotaryBase: 10000,
 		RotaryPercent: 1, Normalization: "LayerNorm", NormEpsilon: 1e-5, AttentionDropout: 0.1,
 		HiddenDropout: 0.1, InitMethodStd: 0.02, MakeVocabSizeDivisibleBy: 128, TensorModelParallelSize: 1,
-		MoERouterTopK: 2, MoERouterLoadBalancingType: "aux_loss", MoERouterScoreFunction: "softmax", RopeScalingFactor: 8,
+		MoERouterTopK: 2, MoERouterLoadBalancingType: "aux_loss", MoERouterScoreFunction: "softmax", MoERouterBiasUpdateRate: 1e-3, RopeScalingFactor: 8,
 		YarnScalingFactor: 1, YarnBetaFast: 32, YarnBetaSlow: 1, YarnMScale: 1, YarnCorrectionRoundToInt: true,
 		KVLoRARank: 32, QKHeadDim: 128, QKPosEmbHeadDim: 64, VHeadDim: 128,
 	}
@@ -299,7 +301,7 @@ func (c *Config) finalizeMoE() error {
 	}
 	if c.NumExperts == 0 {
 		if c.MoESharedExpertIntermediateSize != 0 || c.MoERouterPreSoftmax || c.MoESharedExpertGate || c.MoERouterTopKScaling != 0 ||
-			c.MoERouterNumGroups != 0 || c.MoERouterGroupTopK != 0 || c.MoERouterScoreFunction == "sigmoid" {
+			c.MoERouterNumGroups != 0 || c.MoERouterGroupTopK != 0 || c.MoERouterScoreFunction == "sigmoid" || c.MoERouterEnableExpertBias {
 			return fmt.Errorf("--moe-shared-expert-intermediate-size, --moe-shared-expert-gate, --moe-router-pre-softmax and the router's score function, scaling and groups need --num-experts")
 		}
 		return nil
@@ -457,6 +459,9 @@ func (c *Config) finalizeRouter() error {
 		}
 	default:
 		return fmt.Errorf("--moe-router-score-function %q: want softmax or sigmoid", c.MoERouterScoreFunction)
+	}
+	if c.MoERouterEnableExpertBias && (c.MoERouterScoreFunction != "sigmoid" || c.MoERouterBiasUpdateRate < 0) {
+		return fmt.Errorf("--moe-router-enable-expert-bias needs --moe-router-score-function sigmoid and a --moe-router-bias-update-rate ≥ 0 (have %s, %v)", c.MoERouterScoreFunction, c.MoERouterBiasUpdateRate)
 	}
 	if c.MoERouterTopKScaling < 0 {
 		return fmt.Errorf("--moe-router-topk-scaling-factor %v must not be negative", c.MoERouterTopKScaling)

@@ -709,3 +709,18 @@ func (st *Stash) HiddenState(i int) *tensor.Tensor {
 
 // FinalHidden is the output of the final norm.
 func (st *Stash) FinalHidden() *tensor.Tensor { return st.final }
+
+// UpdateExpertBias moves every MoE layer's expert bias (--moe-router-enable-expert-bias)
+// by the step's token counts summed over group (the pipeline stage's ranks), as
+// Megatron-Core's finalize_model_grads does after backward. Collective over group.
+func (m *GPTModel) UpdateExpertBias(group comm.Comm) error {
+	for _, l := range m.Layers {
+		if l.MoE == nil {
+			continue
+		}
+		if err := l.MoE.updateExpertBias(m.be, group); err != nil {
+			return fmt.Errorf("layer %d: %w", l.Index, err)
+		}
+	}
+	return nil
+}

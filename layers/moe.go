@@ -41,6 +41,12 @@ import (
 //	out_t += σ(g·x_t)·MLP_shared(x_t)
 type MoE struct {
 	Router *Param
+	// ExpertBias is --moe-router-enable-expert-bias's mlp.router.expert_bias [E] (a
+	// Buffer), added to σ(z) to choose experts; tokens counts each expert's choices this
+	// step (host, F64), for UpdateExpertBias.
+	ExpertBias *Param
+	tokens     *tensor.Tensor
+	biasHost   *tensor.Tensor // [E] F32 host copy read by routing
 	// W1 and W2 are GroupedMLP's weight1 and weight2 under --moe-grouped-gemm (nil else).
 	W1, W2 *Param
 	bound  [6]*tensor.Tensor // W1's and W2's Data, Low, Grad the experts' views were made of
@@ -71,6 +77,11 @@ func newMoE(ps *paramSet, pre string, global int, cfg *Config, par Parallel, aux
 	m := &MoE{cfg: cfg, par: par, auxScale: auxScale, First: par.epRank() * local}
 	m.Router = ps.add(pre+"mlp.router.weight", -1, cfg.NumExperts, h)
 	m.Router.SequenceParallel = true // grads from this rank's rows, summed over TP
+	if cfg.MoERouterEnableExpertBias {
+		m.ExpertBias = ps.add(pre+"mlp.router.expert_bias", -1, cfg.NumExperts)
+		m.ExpertBias.Buffer, m.ExpertBias.NonGEMM, m.ExpertBias.NoWeightDecay = true, true, true
+		m.tokens, m.biasHost = tensor.New(tensor.F64, cfg.NumExperts), tensor.New(tensor.F32, cfg.NumExperts)
+	}
 	if cfg.MoEGroupedGemm {
 		// Megatron 240126's GroupedMLP: weight1 [h, E·fc1/TP] is weight1.view(E, h, −1),
 		// expert e's fc1 shard transposed in block e; weight2 [E·ffn/TP, h] likewise.
@@ -202,6 +213,7 @@ type moeStash struct {
 	in     []bool
 	gscore []float32
 	gvals  []float32 // one group's values being ranked
+	choice []float32 // one token's σ + expert bias (--moe-router-enable-expert-bias)
 	uk, gk []float64 // one token's unscaled scores and scaled score grads
 	// Shared experts: fc1 and activation outputs [N, ·/TP], the output before the gate
 	// [N, h] (partial over TP) and after it, the gate's logits [N, 1] and σ (host, backend).
@@ -237,7 +249,7 @@ func (m *MoE) newStash(be kernels.Backend, act tensor.DType, n int) *moeStash {
 		ms.sk = newSinkhornScratch(n, e)
 	}
 	if c.MoERouterScoreFunction == "sigmoid" {
-		ms.sig = make([]float32, n*e)
+		ms.sig, ms.choice = make([]float32, n*e), make([]float32, e)
 	}
 	ms.uk, ms.gk = make([]float64, k), make([]float64, k)
 	if c.MoERouterNumGroups > 0 {
@@ -363,6 +375,11 @@ func (m *MoE) route(be kernels.Backend, cast *castScratch, ms *moeStash, x *tens
 	}
 	order := ms.order
 	sigmoid := c.MoERouterScoreFunction == "sigmoid"
+	var bias []float32
+	if m.ExpertBias != nil {
+		be.Download(m.biasHost, m.ExpertBias.Data)
+		bias = m.biasHost.F32()
+	}
 	for t := 0; t < n; t++ {
 		z := raw[t*E : (t+1)*E]
 		// Softmax over all experts (the aux loss's p) and its log-sum-exp (the z-loss's,
@@ -392,12 +409,18 @@ func (m *MoE) route(be kernels.Backend, cast *castScratch, ms *moeStash, x *tens
 			order[e] = int32(e)
 		}
 		r := rank[t*E : (t+1)*E]
-		if c.MoERouterNumGroups > 0 { // groups are scored on what the top k are taken of
-			if sigmoid {
-				r = ms.sig[t*E : (t+1)*E]
-			} else if c.MoERouterPreSoftmax {
-				r = p
+		switch { // what the top k (and the groups' scores) are taken of
+		case bias != nil: // σ + the expert bias, for choosing only
+			for e := range ms.choice {
+				ms.choice[e] = ms.sig[t*E+e] + bias[e]
 			}
+			r = ms.choice
+		case c.MoERouterNumGroups > 0 && sigmoid:
+			r = ms.sig[t*E : (t+1)*E]
+		case c.MoERouterNumGroups > 0 && c.MoERouterPreSoftmax:
+			r = p
+		}
+		if c.MoERouterNumGroups > 0 {
 			m.chooseGroups(ms, r)
 		}
 		slices.SortStableFunc(order, func(a, b int32) int { // descending; ties keep expert order
@@ -862,10 +885,17 @@ func (m *MoE) logitGrads(ms *moeStash, dl, ds []float32, lo, nl int) error {
 	}
 	counts := ms.counts.F64()
 	clear(counts)
+	var tokens []float64 // the expert bias's counts of this step (every TP rank counts all)
+	if m.tokens != nil {
+		tokens = m.tokens.F64()
+	}
 	for t := range n {
 		g := counts[t%groups*(E+1):][:E+1]
 		for _, e := range sel[t*k : (t+1)*k] {
 			g[e]++
+			if tokens != nil {
+				tokens[e]++
+			}
 		}
 		g[E]++
 	}
@@ -1002,4 +1032,40 @@ func maxAndExpSum(z []float32) (mx float32, sum float64) {
 		sum += math.Exp(float64(v - mx))
 	}
 	return mx, sum
+}
+
+// updateExpertBias is Megatron-Core's get_updated_expert_bias after a step's backward: the
+// step's choices per expert c_e summed over group (every rank of the pipeline stage: TP ×
+// DP × CP; TP ranks count the same tokens, which the sign ignores), then
+//
+//	bias_e += rate·sign(mean_e(c) − c_e)
+//
+// and the counts restart.
+func (m *MoE) updateExpertBias(be kernels.Backend, group comm.Comm) error {
+	if m.ExpertBias == nil {
+		return nil
+	}
+	if group != nil && group.Size() > 1 {
+		if err := group.AllReduce(m.tokens, comm.Sum); err != nil {
+			return fmt.Errorf("all-reduce of the experts' token counts: %w", err)
+		}
+	}
+	c := m.tokens.F64()
+	var mean float64
+	for _, v := range c {
+		mean += v / float64(len(c))
+	}
+	be.Download(m.biasHost, m.ExpertBias.Data)
+	b := m.biasHost.F32()
+	for e, v := range c {
+		switch {
+		case mean > v:
+			b[e] += float32(m.cfg.MoERouterBiasUpdateRate)
+		case mean < v:
+			b[e] -= float32(m.cfg.MoERouterBiasUpdateRate)
+		}
+	}
+	be.Upload(m.ExpertBias.Data, m.biasHost)
+	clear(c)
+	return nil
 }

@@ -85,7 +85,10 @@ else:
         return torch.topk(v.masked_fill(~em.bool(), float("-inf")), k=k, dim=1)
     if sig:  # sigmoid scores, renormalised over the top k when k > 1; the aux loss's σ/Σσ
         s_all = torch.sigmoid(logits)
-        _, indices = topk(s_all)
+        if d.get("bias"):  # the expert bias chooses (and scores the groups), σ weighs
+            _, indices = topk(s_all + T("bias").view(1, E))
+        else:
+            _, indices = topk(s_all)
         scores = torch.gather(s_all, 1, indices)
         if k > 1:
             scores = scores / (scores.sum(dim=-1, keepdim=True) + 1e-20)
@@ -183,6 +186,8 @@ func TestMoEMatchesMegatron(t *testing.T) {
 		// DeepSeek-V3's router: sigmoid scores, their scaling, group-limited routing; and
 		// each on its own with softmax scores.
 		{2, 0.01, 0.001, "seq_aux_loss", false, 0, false, moeExtras{sigmoid: true, scaling: 2.5, groups: 2, gtopk: 1, shared: 4, seqs: 3}},
+		{2, 0, 0.001, "aux_loss", false, 0, false, moeExtras{sigmoid: true, scaling: 2.5, groups: 2, gtopk: 1, bias: true}},
+		{3, 0.01, 0, "aux_loss", false, 0, false, moeExtras{sigmoid: true, bias: true}},
 		{1, 0.01, 0, "aux_loss", false, 0.2, false, moeExtras{sigmoid: true}}, {3, 0, 0.001, "aux_loss", false, 0, true, moeExtras{sigmoid: true, scaling: 1.5}},
 		{2, 0.01, 0, "aux_loss", false, 0, false, moeExtras{scaling: 3, groups: 2, gtopk: 2}}, {2, 0, 0.01, "aux_loss", false, 0, false, moeExtras{pre: true, groups: 4, gtopk: 2}},
 		{1, 0.01, 0, "aux_loss", false, 0, false, moeExtras{scaling: 2}}} {
@@ -213,6 +218,7 @@ type moeExtras struct {
 	sigmoid       bool
 	scaling       float64
 	groups, gtopk int
+	bias          bool // --moe-router-enable-expert-bias
 }
 
 func checkMoEAgainstMegatron(t *testing.T, tc moeCase) {
@@ -233,6 +239,7 @@ func checkMoEAgainstMegatron(t *testing.T, tc moeCase) {
 	if tc.extras.sigmoid {
 		cfg.MoERouterScoreFunction = "sigmoid"
 	}
+	cfg.MoERouterEnableExpertBias = tc.extras.bias
 	require.NoError(t, cfg.finalizeMoE())
 	scale := float32(0.75)
 	cast := &castScratch{be: be}
@@ -255,6 +262,9 @@ func checkMoEAgainstMegatron(t *testing.T, tc moeCase) {
 		p.Grad = be.Alloc(tensor.F32, p.Shape...)
 	}
 	in["router"] = m.Router.Data.F32()
+	if m.ExpertBias != nil {
+		in["bias"] = m.ExpertBias.Data.F32()
+	}
 	if grouped {
 		require.Equal(t, []int{h, E * 2 * F}, m.W1.Shape, "weight1 [h, E·2F]")
 		require.Equal(t, []int{E * F, h}, m.W2.Shape, "weight2 [E·F, h]")

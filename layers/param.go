@@ -61,6 +61,21 @@ type Param struct {
 	// InOut marks a weight stored [in, out] (y = x·W), as GroupedMLP's experts are, where
 	// nn.Linear's is [out, in].
 	InOut bool
+	// Buffer marks a persistent buffer, not a weight (the router's expert bias): saved,
+	// loaded and converted with the weights, always F32, but never given to the optimizer
+	// (Params.Trainable leaves it out), so it has no Grad.
+	Buffer bool
+}
+
+// Trainable is ps without its buffers: what the optimizer updates.
+func (ps Params) Trainable() Params {
+	out := make(Params, 0, len(ps))
+	for _, p := range ps {
+		if !p.Buffer {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // Logical returns the full tensors this parameter's shards hold, each described by its

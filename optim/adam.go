@@ -148,6 +148,7 @@ func NewAdam(be kernels.Backend, params layers.Params, cfg AdamConfig, distribut
 // elements (--overlap-grad-reduce; 0: one bucket besides the shared embedding's), laid out
 // and sharded as Megatron's: DP rank r owns shard r of every bucket.
 func NewAdamBuckets(be kernels.Backend, params layers.Params, cfg AdamConfig, distributed bool, g Groups, bucketSize int) *Adam {
+	params, g.Chunks = withoutBuffers(params, g.Chunks)
 	dp := 1
 	if g.DP != nil {
 		dp = g.DP.Size()
@@ -577,4 +578,28 @@ func (a *Adam) SyncMainFromWeights() {
 		a.be.Round(a.buf.Param, a.modelDType)
 	}
 	a.refreshShadow()
+}
+
+// withoutBuffers drops the buffers (Param.Buffer: the router's expert bias), which the
+// optimizer never updates, from params and from the per-chunk counts.
+func withoutBuffers(params layers.Params, chunks []int) (layers.Params, []int) {
+	if len(params.Trainable()) == len(params) {
+		return params, chunks
+	}
+	if len(chunks) == 0 {
+		return params.Trainable(), nil
+	}
+	var keep layers.Params
+	out := make([]int, len(chunks))
+	i := 0
+	for c, n := range chunks {
+		for _, p := range params[i : i+n] {
+			if !p.Buffer {
+				keep = append(keep, p)
+				out[c]++
+			}
+		}
+		i += n
+	}
+	return keep, out
 }

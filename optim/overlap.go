@@ -44,6 +44,7 @@ func (a *Adam) EnableOverlap(params layers.Params, bucketSize int, late func(*la
 	if a.g.DP == nil || a.g.DP.Size() == 1 {
 		return nil
 	}
+	params = params.Trainable()
 	dp, err := a.g.DP.Split(0, a.g.DP.Rank())
 	if err != nil {
 		return fmt.Errorf("--overlap-grad-reduce: %w", err)

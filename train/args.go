@@ -112,7 +112,6 @@ type Args struct {
 	MoETokenDropPolicy      string  `name:"moe-token-drop-policy" default:"probs" help:"Accepted: no token is dropped without --moe-expert-capacity-factor, which is refused."`
 	MoEExpertCapacityFactor float64 `name:"moe-expert-capacity-factor" help:"Token dropping at a capacity: not supported (routing is dropless)."`
 	MoEPadToCapacity        bool    `name:"moe-pad-expert-input-to-capacity" help:"Needs --moe-expert-capacity-factor: not supported."`
-	MoERouterExpertBias     bool    `name:"moe-router-enable-expert-bias" help:"Auxiliary-loss-free expert biases (DeepSeek-V3): not supported."`
 	CacheMLALatents         bool    `name:"cache-mla-latents" help:"Cache multi-latent attention's latents in inference (Flash MLA): not supported."`
 	MLADownProjFusion       bool    `name:"mla-down-proj-fusion" help:"Fused MLA down projections: not supported (the unfused projections run)."`
 

@@ -52,6 +52,9 @@ func (c *checkpointer) params() layers.Params {
 	return ps
 }
 
+// trainable is params without buffers: the optimizer's parameters, in its order.
+func (c *checkpointer) trainable() layers.Params { return c.params().Trainable() }
+
 func (c *checkpointer) allChunks() []*layers.GPTModel {
 	if len(c.chunks) == 0 {
 		return []*layers.GPTModel{c.model}
@@ -160,7 +163,11 @@ func (c *checkpointer) stateDict(p progress) (*torchpickle.Dict, error) {
 	for _, m := range chunks {
 		tensors := map[string]*tensor.Tensor{}
 		for _, prm := range m.Params {
-			tensors[prm.Name] = c.hostAs(prm.Data, c.dtype())
+			dt := c.dtype()
+			if prm.Buffer { // Megatron keeps buffers (the expert bias) in fp32
+				dt = tensor.F32
+			}
+			tensors[prm.Name] = c.hostAs(prm.Data, dt)
 		}
 		model, err := megatron.ModelDict(megatron.MCore, m.Params, tensors)
 		if err != nil {
@@ -238,7 +245,7 @@ func (c *checkpointer) optimizerDict(p progress) *torchpickle.Dict {
 		state := torchpickle.NewDict(false)
 		var mains []any
 		lay := c.opt.Buffers().Layout
-		for i, prm := range c.params() {
+		for i, prm := range c.trainable() {
 			lo := s.Packed(lay.Offsets[i])
 			hi := lo + prm.Numel()
 			e := torchpickle.NewDict(false)
@@ -779,7 +786,7 @@ func (c *checkpointer) loadOptimizer(loc megatron.Location, root *torchpickle.Di
 			mains, _ = l[0].([]any)
 		}
 	}
-	for i, prm := range c.params() {
+	for i, prm := range c.trainable() {
 		e, ok := dictGetAny(state, i)
 		if !ok {
 			return fmt.Errorf("--load %s: no optimizer state for parameter %d (%s)", c.a.Load, i, prm.Name)

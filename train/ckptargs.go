@@ -137,6 +137,7 @@ func (a *Args) useCheckpointArgs() ([]string, error) {
 		{"moe_router_score_function", &a.MoERouterScoreFunction, c.MoERouterScoreFunction},
 		{"moe_router_topk_scaling_factor", &a.MoERouterTopKScaling, c.MoERouterTopKScaling},
 		{"moe_router_num_groups", &a.MoERouterNumGroups, c.MoERouterNumGroups}, {"moe_router_group_topk", &a.MoERouterGroupTopK, c.MoERouterGroupTopK},
+		{"moe_router_enable_expert_bias", &a.MoERouterEnableExpertBias, c.MoERouterEnableExpertBias},
 		{"moe_ffn_hidden_size", &a.MoEFFNHiddenSize, c.MoEFFNHiddenSize}, {"moe_layer_freq", &a.MoELayerFreq, c.MoELayerFreq},
 		{"moe_shared_expert_intermediate_size", &a.MoESharedExpertIntermediateSize, c.MoESharedExpertIntermediateSize},
 		{"moe_shared_expert_gate", &a.MoESharedExpertGate, c.MoESharedExpertGate},

@@ -23,7 +23,7 @@ func (a *Args) moeLaterFlags() error {
 		set  bool
 		flag string
 	}{{a.MoEExpertCapacityFactor != 0, "--moe-expert-capacity-factor (token dropping; routing is dropless)"},
-		{a.MoEPadToCapacity, "--moe-pad-expert-input-to-capacity"}, {a.MoERouterExpertBias, "--moe-router-enable-expert-bias"}} {
+		{a.MoEPadToCapacity, "--moe-pad-expert-input-to-capacity"}} {
 		if f.set {
 			return fmt.Errorf("%s is not supported yet", f.flag)
 		}

@@ -692,8 +692,22 @@ func TestMoELayouts(t *testing.T) {
 	v3 := cfg
 	v3.NumExperts, v3.MoERouterTopK, v3.MoERouterScoreFunction, v3.MoERouterTopKScaling = 8, 4, "sigmoid", 2.5
 	v3.MoERouterNumGroups, v3.MoERouterGroupTopK, v3.MoERouterLoadBalancingType = 4, 2, "seq_aux_loss"
+	// The expert bias, moved after every step by the stage's token counts (a large rate, so
+	// that it changes the choices within 5 steps): every layout must count the same tokens.
+	v3.MoERouterEnableExpertBias, v3.MoERouterBiasUpdateRate = true, 0.05
 	v3Ref := runLayout(t, v3, layout{tp: 1, pp: 1, dp: 1}, iters)
 	require.Less(t, v3Ref.losses[iters-1], v3Ref.losses[0], "the sigmoid-router run learns")
+	bias := v3Ref.weights["decoder.layers.3.mlp.router.expert_bias"]
+	require.Len(t, bias, 8)
+	for _, b := range bias { // iters steps of ±rate (or 0) from 0
+		n := math.Round(float64(b) / 0.05)
+		require.InDelta(t, n*0.05, b, 1e-6)
+		require.LessOrEqual(t, math.Abs(n), float64(iters))
+	}
+	require.NotEqual(t, make([]float32, 8), bias, "the bias moved")
+	noBias := v3
+	noBias.MoERouterEnableExpertBias = false
+	require.NotEqual(t, v3Ref.losses, runLayout(t, noBias, layout{tp: 1, pp: 1, dp: 1}, iters).losses, "the bias changes the routing")
 	for _, l := range []layout{
 		{tp: 2, pp: 1, dp: 1, sp: true},
 		{tp: 2, pp: 1, dp: 2, ep: 2, sp: true, dist: true, rc: full1},

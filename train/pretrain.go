@@ -213,7 +213,7 @@ func run(a *Args, world comm.Comm, out io.Writer, hook dataHook) error {
 			return err
 		}
 		chunks = append(chunks, m)
-		params = append(params, m.Params...)
+		params = append(params, m.Params.Trainable()...)
 	}
 	model := chunks[0]
 	if dt := model.ActivationDType(); dt != tensor.F32 {
@@ -229,7 +229,7 @@ func run(a *Args, world comm.Comm, out io.Writer, hook dataHook) error {
 	}
 	if len(chunks) > 1 {
 		for _, m := range chunks {
-			groups.Chunks = append(groups.Chunks, len(m.Params))
+			groups.Chunks = append(groups.Chunks, len(m.Params.Trainable()))
 		}
 	}
 	if a.UseDistributedOptimizer {

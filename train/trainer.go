@@ -67,6 +67,15 @@ func (t *Trainer) Iteration(micro []layers.Batch, lr float64, seed, iteration ui
 	if err := t.finalizeGrads(); err != nil {
 		return res, err
 	}
+	var stage comm.Comm // every rank of this pipeline stage: TP × DP × CP
+	if t.PS != nil {
+		stage = t.PS.Amax
+	}
+	for _, c := range t.Chunks { // --moe-router-enable-expert-bias, after backward as Megatron
+		if err := c.UpdateExpertBias(stage); err != nil {
+			return res, err
+		}
+	}
 	if res.Loss, res.Tokens, err = t.reportLoss(lossSum); err != nil {
 		return res, err
 	}
@@ -80,12 +89,8 @@ func (t *Trainer) Iteration(micro []layers.Batch, lr float64, seed, iteration ui
 	if err != nil {
 		return res, err
 	}
-	var amaxGroup comm.Comm
-	if t.PS != nil {
-		amaxGroup = t.PS.Amax
-	}
 	for _, c := range t.Chunks {
-		if err := c.UpdateFP8Scales(amaxGroup); err != nil {
+		if err := c.UpdateFP8Scales(stage); err != nil {
 			return res, err
 		}
 	}

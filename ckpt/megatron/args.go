@@ -134,6 +134,8 @@ func Args(cfg layers.Config, tp, pp int, dtype tensor.DType, f Format, hfModelTy
 		set("moe_router_topk_scaling_factor", orNone(cfg.MoERouterTopKScaling, cfg.MoERouterTopKScaling != 0))
 		set("moe_router_num_groups", orNone(cfg.MoERouterNumGroups, cfg.MoERouterNumGroups != 0))
 		set("moe_router_group_topk", orNone(cfg.MoERouterGroupTopK, cfg.MoERouterGroupTopK != 0))
+		set("moe_router_enable_expert_bias", cfg.MoERouterEnableExpertBias)
+		set("moe_router_bias_update_rate", cfg.MoERouterBiasUpdateRate)
 		set("moe_ffn_hidden_size", cfg.ExpertFFN())
 		set("moe_layer_freq", 1)
 		if p, err := layers.MoELayerPattern(cfg.MoELayerFreq, cfg.NumLayers); err == nil && cfg.MoELayerFreq != "" {
@@ -248,6 +250,8 @@ func ConfigFromArgs(ns *torchpickle.Namespace) (layers.Config, ArgsInfo, error) 
 		c.MoERouterScoreFunction = a.str("moe_router_score_function", "softmax")
 		c.MoERouterTopKScaling = a.float("moe_router_topk_scaling_factor", 0)
 		c.MoERouterNumGroups, c.MoERouterGroupTopK = a.int("moe_router_num_groups", 0), a.int("moe_router_group_topk", 0)
+		c.MoERouterEnableExpertBias = a.bool("moe_router_enable_expert_bias", false)
+		c.MoERouterBiasUpdateRate = a.float("moe_router_bias_update_rate", 1e-3)
 		if f := a.int("moe_ffn_hidden_size", 0); f != c.FFNHiddenSize {
 			c.MoEFFNHiddenSize = f
 		}

@@ -152,6 +152,7 @@ func TestArgsConfigRoundTrip(t *testing.T) {
 	v3 := testConfig(false) // DeepSeek-V3's router
 	v3.NumExperts, v3.MoERouterTopK, v3.MoERouterScoreFunction, v3.MoERouterTopKScaling = 8, 4, "sigmoid", 2.5
 	v3.MoERouterNumGroups, v3.MoERouterGroupTopK, v3.MoERouterLoadBalancingType = 4, 2, "seq_aux_loss"
+	v3.MoERouterEnableExpertBias, v3.MoERouterBiasUpdateRate = true, 0.01
 	t.Run("v3-router", func(t *testing.T) { argsConfigRoundTrip(t, v3) })
 	mla := testConfig(true)
 	mla.MultiLatentAttention, mla.GroupQueryAttention = true, false

@@ -77,6 +77,12 @@ func TestExactResume(t *testing.T) {
 			"--expert-model-parallel-size", "2", "--disable-bias-linear"},
 		"tp2dp2-sp-ep2-moe": {"--tensor-model-parallel-size", "2", "--sequence-parallel", "--num-experts", "4",
 			"--moe-router-topk", "1", "--moe-aux-loss-coeff", "1e-2", "--expert-model-parallel-size", "2", "--disable-bias-linear"},
+		// DeepSeek-V3's router: the expert bias (an fp32 buffer outside the optimizer) is
+		// saved and restored, and moves on from where it was.
+		"tp2dp2-distop-expert-bias": {"--tensor-model-parallel-size", "2", "--sequence-parallel", "--use-distributed-optimizer",
+			"--num-experts", "8", "--moe-router-topk", "4", "--moe-router-score-function", "sigmoid", "--moe-router-enable-expert-bias",
+			"--moe-router-bias-update-rate", "0.05", "--moe-router-num-groups", "4", "--moe-router-group-topk", "2",
+			"--moe-router-topk-scaling-factor", "2.5", "--disable-bias-linear", "--bf16"},
 		// GroupedMLP experts: weight1/weight2 per layer and expert-parallel rank.
 		"tp2dp2-ep2-grouped": {"--tensor-model-parallel-size", "2", "--use-distributed-optimizer", "--num-experts", "4",
 			"--moe-router-topk", "2", "--expert-model-parallel-size", "2", "--disable-bias-linear", "--moe-grouped-gemm"},
@@ -165,8 +171,12 @@ func TestExactResume(t *testing.T) {
 				require.Contains(t, a.Keys(), "decoder.layers.3.mlp.experts.local_experts.3.linear_fc1.weight")
 				require.Contains(t, a.Keys(), "decoder.layers.0.mlp.router.weight")
 			}
-			for k, w := range a.ShardTensors(0, 0) { // --bf16: weights saved in bf16, as Megatron's
-				require.Equal(t, tensor.BF16, w.DType(), "saved %s", k)
+			for k, w := range a.ShardTensors(0, 0) { // --bf16: weights saved in bf16, as Megatron's; buffers in fp32
+				want := tensor.BF16
+				if strings.HasSuffix(k, ".expert_bias") {
+					want = tensor.F32
+				}
+				require.Equal(t, want, w.DType(), "saved %s", k)
 			}
 			for _, k := range a.Keys() {
 				va, _, err := a.Full(k)

@@ -42,7 +42,7 @@ func maxParamBytes(stages [][][]layers.Params, dt tensor.DType) int {
 		for _, st := range ranks {
 			for _, specs := range st {
 				for _, p := range specs {
-					m = max(m, tensor.ShapeNumel(p.Shape)*dt.Size())
+					m = max(m, tensor.ShapeNumel(p.Shape)*storedDType(p, dt).Size())
 				}
 			}
 		}
@@ -55,12 +55,13 @@ func (w *shardWriter) write(ep, tp, pp int, specs layers.Params) error {
 	stand := make(map[string]*tensor.Tensor, len(specs))
 	lazy := make(map[*tensor.Tensor]*torchpickle.LazyTensor, len(specs))
 	for _, p := range specs {
-		t, err := tensor.FromBytes(w.dtype, p.Shape, w.zero[:tensor.ShapeNumel(p.Shape)*w.dtype.Size()])
+		dt := storedDType(p, w.dtype)
+		t, err := tensor.FromBytes(dt, p.Shape, w.zero[:tensor.ShapeNumel(p.Shape)*dt.Size()])
 		if err != nil {
 			return fmt.Errorf("parameter %s: %w", p.Name, err)
 		}
 		stand[p.Name] = t
-		lazy[t] = &torchpickle.LazyTensor{Name: p.Name, DType: w.dtype, Shape: p.Shape,
+		lazy[t] = &torchpickle.LazyTensor{Name: p.Name, DType: dt, Shape: p.Shape,
 			Fill: func(out io.Writer) error { return w.fill(out, p, tp) }}
 	}
 	model, err := megatron.ModelDict(w.format, specs, stand)
@@ -106,7 +107,7 @@ func (w *shardWriter) fill(out io.Writer, p *layers.Param, tp int) error {
 	if err != nil {
 		return err
 	}
-	if err := writeCast(out, w.dtype, local); err != nil {
+	if err := writeCast(out, storedDType(p, w.dtype), local); err != nil {
 		return err
 	}
 	w.prog.add(1)
@@ -150,4 +151,13 @@ func replaceTensors(d *torchpickle.Dict, lazy map[*tensor.Tensor]*torchpickle.La
 		}
 	}
 	return n
+}
+
+// storedDType is the dtype parameter p is written in: dt, or F32 for a buffer (Megatron
+// keeps the expert bias in fp32).
+func storedDType(p *layers.Param, dt tensor.DType) tensor.DType {
+	if p.Buffer {
+		return tensor.F32
+	}
+	return dt
 }
