@@ -34,6 +34,11 @@ const (
 	// DeepSeek-MoE's MLP blocks with multi-latent attention (q_proj or q_a_proj/q_b_proj,
 	// kv_a_proj_with_mqa, kv_b_proj, their latent RMSNorms) and YaRN on the rotary part
 	DeepseekV2 Family = "deepseek_v2"
+	// DeepseekV3: DeepSeek-V3, Moonlight-16B-A3B and Kimi-K2 (transformers'
+	// DeepseekV3ForCausalLM, and DeepSeek's remote code): DeepSeek-V2's attention and MLP
+	// blocks with a sigmoid router whose expert bias (mlp.gate.e_score_correction_bias)
+	// chooses the experts, within groups, and routed_scaling_factor on the weights
+	DeepseekV3 Family = "deepseek_v3"
 	GPT2       Family = "gpt2"
 	Bloom      Family = "bloom"
 	Falcon     Family = "falcon"
@@ -143,6 +148,9 @@ type hfConfig struct {
 	ParallelAttn     *bool `json:"parallel_attn"`
 	Bias             bool  `json:"bias"`
 	ALiBi            bool  `json:"alibi"`
+
+	// DeepSeek-V3's multi-token-prediction layers, stored after the model's own
+	NextN int `json:"num_nextn_predict_layers"`
 }
 
 // Model is a parsed Hugging Face model directory: the family and the equivalent Megatron
@@ -174,7 +182,7 @@ func parseConfig(dir string, b []byte) (*Model, error) {
 	if Family(rc.ModelType).HasExperts() {
 		read := readMixtral
 		switch Family(rc.ModelType) {
-		case Deepseek, DeepseekV2:
+		case Deepseek, DeepseekV2, DeepseekV3:
 			read = func(path string, b []byte) (layers.Config, error) { return readDeepseek(path, b, Family(rc.ModelType)) }
 		case Qwen2MoE, Qwen3MoE:
 			read = func(path string, b []byte) (layers.Config, error) { return readQwenMoE(path, b, Family(rc.ModelType)) }
@@ -244,8 +252,8 @@ func parseConfig(dir string, b []byte) (*Model, error) {
 				c.RotaryPercent = *rc.PartialRotary
 			}
 		}
-	case "deepseek_v3":
-		return nil, fmt.Errorf("%s: model_type deepseek_v3 is not supported: its router scores experts with a sigmoid plus a per-expert bias (e_score_correction_bias) and routes within groups (topk_method noaux_tc), which gomegatron's router lacks (deepseek_v2 is supported)", path)
+	case "kimi_k2":
+		return nil, fmt.Errorf("%s: model_type kimi_k2 is Kimi-K2's name for DeepSeek-V3's architecture (DeepseekV3ForCausalLM): set model_type to deepseek_v3, as Moonshot's deployment guide says", path)
 	case "chatglm":
 		m.Family = ChatGLM
 		switch {
@@ -436,7 +444,7 @@ func parseConfig(dir string, b []byte) (*Model, error) {
 		c.UntieEmbeddingsAndOutputWeights = !tied(true)
 		c.SeqLength = 2048
 	default:
-		return nil, fmt.Errorf("%s: model_type %q is not a supported architecture (llama, mistral, mixtral, qwen, qwen2, qwen2_moe, qwen3, qwen3_moe, deepseek, deepseek_v2, baichuan, internlm2, chatglm, glm, phi3, gpt2, gpt_bigcode, starcoder2, bloom, falcon)", path, rc.ModelType)
+		return nil, fmt.Errorf("%s: model_type %q is not a supported architecture (llama, mistral, mixtral, qwen, qwen2, qwen2_moe, qwen3, qwen3_moe, deepseek, deepseek_v2, deepseek_v3, baichuan, internlm2, chatglm, glm, phi3, gpt2, gpt_bigcode, starcoder2, bloom, falcon)", path, rc.ModelType)
 	}
 	if err := m.finish(path, c); err != nil {
 		return nil, err

@@ -25,17 +25,17 @@ func ConfigJSON(family Family, cfg *layers.Config, dtype tensor.DType, base map[
 	if cfg.SquaredReLU {
 		return nil, fmt.Errorf("a %s model has no squared-ReLU MLP (--squared-relu); no Hugging Face family here has one", family)
 	}
-	if cfg.MultiLatentAttention && family != DeepseekV2 {
-		return nil, fmt.Errorf("a %s model has no multi-latent attention (--multi-latent-attention); this checkpoint converts to deepseek_v2", family)
+	if cfg.MultiLatentAttention && !family.latent() {
+		return nil, fmt.Errorf("a %s model has no multi-latent attention (--multi-latent-attention); this checkpoint converts to deepseek_v2 (deepseek_v3 with a sigmoid router)", family)
 	}
-	if cfg.QKLayernorm && family != Qwen3 && family != Qwen3MoE && family != DeepseekV2 {
+	if cfg.QKLayernorm && family != Qwen3 && family != Qwen3MoE && !family.latent() {
 		return nil, fmt.Errorf("a %s model has no per-head query and key norms (--qk-layernorm); this checkpoint converts to qwen3", family)
 	}
 	if cfg.NumExperts > 0 && !family.HasExperts() {
 		return nil, fmt.Errorf("a %s model has no experts; this mixture-of-experts checkpoint (%d experts) converts to mixtral", family, cfg.NumExperts)
 	}
 	switch family {
-	case Llama, Mistral, Qwen2, Qwen3, Mixtral, Qwen3MoE, Qwen2MoE, Deepseek, DeepseekV2, Internlm2, GLM, Phi3:
+	case Llama, Mistral, Qwen2, Qwen3, Mixtral, Qwen3MoE, Qwen2MoE, Deepseek, DeepseekV2, DeepseekV3, Internlm2, GLM, Phi3:
 		partial := cfg.RotaryPercent != 1 && family != GLM && family != Phi3
 		if cfg.Normalization != "RMSNorm" || !cfg.SwiGLU || !cfg.Rotary() || partial || cfg.RotaryInterleaved != (family == GLM) {
 			return nil, fmt.Errorf("a %s model needs RMSNorm, SwiGLU and full RoPE (GLM: interleaved on part of each head); the checkpoint has %s, swiglu=%v, %s (rotary_percent %v, interleaved %v)",
@@ -111,7 +111,7 @@ func ConfigJSON(family Family, cfg *layers.Config, dtype tensor.DType, base map[
 			if err := mixtralConfigKeys(m, cfg); err != nil {
 				return nil, err
 			}
-		case Deepseek, DeepseekV2:
+		case Deepseek, DeepseekV2, DeepseekV3:
 			if err := deepseekConfigKeys(m, cfg, family); err != nil {
 				return nil, err
 			}

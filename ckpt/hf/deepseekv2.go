@@ -24,11 +24,11 @@ import (
 // head's [k_nope | v]), so every tensor is copied as it is. Its RoPE de-interleaves the
 // rotary channels before rotating halves, which Megatron-Core's MLA RoPE does too.
 
-// readMLA reads DeepSeek-V2's attention keys of config.json b into c: q_lora_rank (null: one
-// q_proj), kv_lora_rank, qk_nope_head_dim, qk_rope_head_dim and v_head_dim, each required
-// (DeepseekV2Config's defaults are the 236B model's, which a checkpoint always states), and
-// the RoPE (deepseekRoPE).
-func readMLA(path string, b []byte, c *layers.Config) error {
+// readMLA reads DeepSeek-V2's (or V3's: family) attention keys of config.json b into c:
+// q_lora_rank (null: one q_proj), kv_lora_rank, qk_nope_head_dim, qk_rope_head_dim and
+// v_head_dim, each required (DeepseekV2Config's defaults are the 236B model's, which a
+// checkpoint always states), and the RoPE (deepseekRoPE).
+func readMLA(path string, b []byte, c *layers.Config, family Family) error {
 	var keys map[string]json.RawMessage
 	if err := json.Unmarshal(b, &keys); err != nil {
 		return fmt.Errorf("%s: %w", path, err)
@@ -36,7 +36,7 @@ func readMLA(path string, b []byte, c *layers.Config) error {
 	dim := func(key string, nullOK bool) (int, error) {
 		raw, ok := keys[key]
 		if !ok {
-			return 0, fmt.Errorf("%s: %s missing: a deepseek_v2 config.json states it", path, key)
+			return 0, fmt.Errorf("%s: %s missing: a %s config.json states it", path, key, family)
 		}
 		if string(raw) == "null" && nullOK {
 			return 0, nil
@@ -64,7 +64,7 @@ func readMLA(path string, b []byte, c *layers.Config) error {
 	}
 	c.MultiLatentAttention, c.QKLayernorm = true, true
 	c.GroupQueryAttention, c.NumQueryGroups, c.KVChannels = false, c.NumAttentionHeads, 0
-	return deepseekRoPE(path, keys, c)
+	return deepseekRoPE(path, keys, c, family)
 }
 
 // deepseekRoPE reads DeepSeek-V2's rope_scaling (or transformers ≥ 5's rope_parameters,
@@ -74,11 +74,8 @@ func readMLA(path string, b []byte, c *layers.Config) error {
 // and cos and sin scaled by m(mscale)/m(mscale_all_dim), which is Megatron-Core's
 // concentration factor. The attention's softmax scale m(mscale_all_dim)² is
 // --multi-latent-attention's own. Other kinds (linear, dynamic) are refused.
-func deepseekRoPE(path string, keys map[string]json.RawMessage, c *layers.Config) error {
-	key, raw := "rope_scaling", keys["rope_scaling"]
-	if p, ok := keys["rope_parameters"]; ok && string(p) != "null" {
-		key, raw = "rope_parameters", p
-	}
+func deepseekRoPE(path string, keys map[string]json.RawMessage, c *layers.Config, family Family) error {
+	key, raw := ropeKey(keys)
 	c.RopeType = "rope"
 	c.YarnScalingFactor, c.YarnMScale, c.YarnMScaleAllDim = 1, 1, 0
 	if raw == nil || string(raw) == "null" {
@@ -96,7 +93,7 @@ func deepseekRoPE(path string, keys map[string]json.RawMessage, c *layers.Config
 		return nil
 	case "yarn":
 	default:
-		return fmt.Errorf("%s: %s %s is not supported (a deepseek_v2 model's RoPE is plain or yarn)", path, key, raw)
+		return fmt.Errorf("%s: %s %s is not supported (a %s model's RoPE is plain or yarn)", path, key, raw, family)
 	}
 	switch {
 	case rs.Factor == nil || *rs.Factor < 1:
@@ -125,20 +122,29 @@ func deepseekRoPE(path string, keys map[string]json.RawMessage, c *layers.Config
 	return nil
 }
 
-// mlaConfigKeys sets DeepSeek-V2's attention keys of config.json: the latent ranks and
-// head widths, num_key_value_heads = num_attention_heads, and rope_scaling (null, or yarn
-// with every parameter stated). Its latent norms are always there, so the checkpoint needs
-// --qk-layernorm (without it Megatron-Core's MLA has none).
-func mlaConfigKeys(m map[string]any, cfg *layers.Config) error {
+// ropeKey is the RoPE object of a DeepSeek config.json's keys: rope_parameters
+// (transformers ≥ 5) when it is there and not null, else rope_scaling (nil when absent).
+func ropeKey(keys map[string]json.RawMessage) (string, json.RawMessage) {
+	if p, ok := keys["rope_parameters"]; ok && string(p) != "null" {
+		return "rope_parameters", p
+	}
+	return "rope_scaling", keys["rope_scaling"]
+}
+
+// mlaConfigKeys sets DeepSeek-V2's (and V3's: family) attention keys of config.json: the
+// latent ranks and head widths, num_key_value_heads = num_attention_heads, and rope_scaling
+// (null, or yarn with every parameter stated). Its latent norms are always there, so the
+// checkpoint needs --qk-layernorm (without it Megatron-Core's MLA has none).
+func mlaConfigKeys(m map[string]any, cfg *layers.Config, family Family) error {
 	switch {
 	case !cfg.MultiLatentAttention || !cfg.QKLayernorm:
-		return fmt.Errorf("a deepseek_v2 model needs --multi-latent-attention with --qk-layernorm (its q_a_layernorm and kv_a_layernorm); the checkpoint has multi_latent_attention %v, qk_layernorm %v",
-			cfg.MultiLatentAttention, cfg.QKLayernorm)
+		return fmt.Errorf("a %s model needs --multi-latent-attention with --qk-layernorm (its q_a_layernorm and kv_a_layernorm); the checkpoint has multi_latent_attention %v, qk_layernorm %v",
+			family, cfg.MultiLatentAttention, cfg.QKLayernorm)
 	case cfg.RotarySeqLenInterpolationFactor > 1 || cfg.UseRopeScaling || cfg.RotaryPercent != 1:
-		return fmt.Errorf("a deepseek_v2 model's RoPE is plain or YaRN over all of --qk-pos-emb-head-dim; the checkpoint has rotary interpolation %v, --use-rope-scaling %v, --rotary-percent %v",
-			cfg.RotarySeqLenInterpolationFactor, cfg.UseRopeScaling, cfg.RotaryPercent)
+		return fmt.Errorf("a %s model's RoPE is plain or YaRN over all of --qk-pos-emb-head-dim; the checkpoint has rotary interpolation %v, --use-rope-scaling %v, --rotary-percent %v",
+			family, cfg.RotarySeqLenInterpolationFactor, cfg.UseRopeScaling, cfg.RotaryPercent)
 	case cfg.YaRN() && !cfg.YarnCorrectionRoundToInt:
-		return fmt.Errorf("a deepseek_v2 model's YaRN floors and ceils its correction range; the checkpoint has --no-yarn-correction-range-round-to-int")
+		return fmt.Errorf("a %s model's YaRN floors and ceils its correction range; the checkpoint has --no-yarn-correction-range-round-to-int", family)
 	}
 	m["q_lora_rank"] = nil
 	if cfg.QLoRARank > 0 {

@@ -76,7 +76,8 @@ func TestDeepseekV2Config(t *testing.T) {
 		{`"v_head_dim": 10`, `"v_head_dim": null`, "v_head_dim null"},
 		{`"type": "yarn"`, `"type": "linear"`, "rope_scaling"},
 		{`"type": "yarn", "factor": 4.0`, `"type": "yarn"`, "factor ≥ 1"},
-		{`"model_type": "deepseek_v2"`, `"model_type": "deepseek_v3"`, "deepseek_v3 is not supported"},
+		// DeepSeek-V2's softmax router is not DeepSeek-V3's.
+		{`"model_type": "deepseek_v2"`, `"model_type": "deepseek_v3"`, `scoring_func "softmax" is not supported (DeepSeek-V3's`},
 	} {
 		require.Contains(t, v2, tc.from)
 		_, err := writeConfig(t, strings.Replace(v2, tc.from, tc.to, 1))

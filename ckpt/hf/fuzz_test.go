@@ -16,7 +16,7 @@ func FuzzConfig(f *testing.F) {
 		f.Add(b)
 	}
 	// The families whose readers take rope_parameters, llama3 scaling, experts, shared experts,
-	// multi-latent attention and Falcon's new architecture.
+	// multi-latent attention, DeepSeek-V3's router and Falcon's new architecture.
 	for _, s := range []string{
 		`{"model_type": "qwen3_moe", "hidden_size": 48, "moe_intermediate_size": 32, "num_experts": 4, "num_experts_per_tok": 2,
 		"norm_topk_prob": true, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "num_hidden_layers": 2,
@@ -41,6 +41,11 @@ func FuzzConfig(f *testing.F) {
 		"vocab_size": 300, "rms_norm_eps": 1e-06, "q_lora_rank": 24, "kv_lora_rank": 16, "qk_nope_head_dim": 12, "qk_rope_head_dim": 16,
 		"v_head_dim": 10, "topk_method": "greedy", "rope_scaling": {"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 16,
 		"mscale": 0.9, "mscale_all_dim": 0.6}}`,
+		`{"model_type": "deepseek_v3", "hidden_size": 48, "intermediate_size": 96, "moe_intermediate_size": 32, "n_routed_experts": 8,
+		"n_shared_experts": 1, "num_experts_per_tok": 4, "n_group": 4, "topk_group": 2, "routed_scaling_factor": 2.5, "norm_topk_prob": true,
+		"first_k_dense_replace": 1, "num_nextn_predict_layers": 1, "num_attention_heads": 4, "num_hidden_layers": 3, "vocab_size": 300,
+		"q_lora_rank": 24, "kv_lora_rank": 16, "qk_nope_head_dim": 12, "qk_rope_head_dim": 16, "v_head_dim": 10, "max_position_embeddings": 64,
+		"rope_scaling": {"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 16, "mscale": 1.0, "mscale_all_dim": 1.0}}`,
 		`{"model_type": "qwen2", "hidden_size": 64, "intermediate_size": 96, "num_attention_heads": 4, "num_hidden_layers": 2,
 		"vocab_size": 200, "rms_norm_eps": 1e-6, "rope_scaling": {"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768,
 		"mscale": 0.7, "mscale_all_dim": 0.7, "truncate": false}}`,

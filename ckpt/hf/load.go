@@ -2,6 +2,7 @@ package hf
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/gomegatron/gomegatron/kernels"
 	"github.com/gomegatron/gomegatron/layers"
@@ -17,11 +18,16 @@ type Reader struct {
 	set   *weights
 	rules []rule
 	byKey map[string]rule
+	// Dropped counts the stored tensors left out: DeepSeek-V3's multi-token-prediction
+	// layers (model.layers.{num_hidden_layers + i}, i < num_nextn_predict_layers), which
+	// transformers does not load either and which are not written back.
+	Dropped int
 }
 
 // Open reads the directory's configuration and safetensors index. Every tensor the
-// family's mapping needs must be stored and every stored weight have a place in it;
-// errors name the tensor.
+// family's mapping needs must be stored and every stored weight have a place in it (but
+// DeepSeek-V3's multi-token-prediction layers, dropped: Reader.Dropped); errors name the
+// tensor.
 func Open(dir string) (*Reader, error) {
 	m, err := ReadConfig(dir)
 	if err != nil {
@@ -48,7 +54,14 @@ func Open(dir string) (*Reader, error) {
 		}
 	}
 	for _, name := range set.names {
-		if !mapped[name] && !ignoredHF(name) && !(name == "lm_head.weight" && !m.Config.UntieEmbeddingsAndOutputWeights) {
+		switch {
+		case mapped[name] || ignoredHF(name) || name == "lm_head.weight" && !m.Config.UntieEmbeddingsAndOutputWeights:
+		case m.mtpLayer(name):
+			r.Dropped++
+		case strings.HasSuffix(name, "_scale_inv"):
+			set.Close()
+			return nil, fmt.Errorf("%s: tensor %s is a quantization scale (block FP8 weights): convert a bf16 checkpoint", set.at[name].path, name)
+		default:
 			set.Close()
 			return nil, fmt.Errorf("%s: tensor %s is not used by the %s mapping", set.at[name].path, name, m.Family)
 		}

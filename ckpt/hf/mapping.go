@@ -59,20 +59,22 @@ func (m *Model) rules() ([]rule, error) {
 		return nil, fmt.Errorf("a %s model needs experts; the configuration's MLP is dense (num_experts %d)", m.Family, c.NumExperts)
 	case !m.Family.HasExperts() && c.NumExperts > 0:
 		return nil, fmt.Errorf("a %s model has no experts; a mixture-of-experts model (%d experts) maps as mixtral", m.Family, c.NumExperts)
-	case c.MultiLatentAttention != (m.Family == DeepseekV2):
-		return nil, fmt.Errorf("multi-latent attention (%v) is deepseek_v2's, not %s's", c.MultiLatentAttention, m.Family)
-	case m.Family == DeepseekV2 && !c.QKLayernorm:
-		return nil, fmt.Errorf("a deepseek_v2 model's latent norms (q_a_layernorm, kv_a_layernorm) are Megatron's --qk-layernorm, which the configuration lacks")
+	case c.MultiLatentAttention != m.Family.latent():
+		return nil, fmt.Errorf("multi-latent attention (%v) is deepseek_v2's and deepseek_v3's, not %s's", c.MultiLatentAttention, m.Family)
+	case m.Family.latent() && !c.QKLayernorm:
+		return nil, fmt.Errorf("a %s model's latent norms (q_a_layernorm, kv_a_layernorm) are Megatron's --qk-layernorm, which the configuration lacks", m.Family)
+	case c.MoERouterEnableExpertBias && m.Family != DeepseekV3:
+		return nil, fmt.Errorf("the router's expert bias (--moe-router-enable-expert-bias) is deepseek_v3's e_score_correction_bias, not %s's", m.Family)
 	}
 	bias := c.AddBiasLinear()
 	for i := 0; i < c.NumLayers; i++ {
 		L := fmt.Sprintf("decoder.layers.%d.", i)
 		switch m.Family {
-		case Llama, Mistral, Qwen2, Qwen3, Mixtral, Qwen3MoE, Qwen2MoE, Deepseek, DeepseekV2, Baichuan, Starcoder2, GLM, Phi3:
+		case Llama, Mistral, Qwen2, Qwen3, Mixtral, Qwen3MoE, Qwen2MoE, Deepseek, DeepseekV2, DeepseekV3, Baichuan, Starcoder2, GLM, Phi3:
 			h := fmt.Sprintf("model.layers.%d.", i)
 			lnPair(L+"input_layernorm", h+"input_layernorm")
 			switch m.Family {
-			case DeepseekV2:
+			case DeepseekV2, DeepseekV3:
 				mlaRules(add, c, L, h)
 			case Baichuan:
 				add(L+"self_attention.linear_qkv.weight", qkvConcat, h+"self_attn.W_pack.weight")
@@ -81,17 +83,17 @@ func (m *Model) rules() ([]rule, error) {
 			default:
 				linear(L+"self_attention.linear_qkv", qkvSplit, bias || c.AddQKVBias, h+"self_attn.q_proj", h+"self_attn.k_proj", h+"self_attn.v_proj")
 			}
-			if m.Family != DeepseekV2 {
+			if !m.Family.latent() {
 				linear(L+"self_attention.linear_proj", copyAs, bias, h+"self_attn.o_proj")
 			}
-			if c.QKLayernorm && m.Family != DeepseekV2 {
+			if c.QKLayernorm && !m.Family.latent() {
 				lnPair(L+"self_attention.q_layernorm", h+"self_attn.q_norm")
 				lnPair(L+"self_attention.k_layernorm", h+"self_attn.k_norm")
 			}
 			lnPair(L+"pre_mlp_layernorm", h+"post_attention_layernorm")
 			switch {
 			case m.Family.HasExperts() && c.IsMoELayer(i):
-				moeRules(add, L, h, c.NumExperts, m.Family, c.MoESharedExpertIntermediateSize > 0)
+				moeRules(add, L, h, c.NumExperts, m.Family, c.MoESharedExpertIntermediateSize > 0, c.MoERouterEnableExpertBias)
 			case m.Family == GLM || m.Family == Phi3: // gate_up_proj is [gate; up]
 				add(L+"mlp.linear_fc1.weight", copyAs, h+"mlp.gate_up_proj.weight")
 				add(L+"mlp.linear_fc2.weight", copyAs, h+"mlp.down_proj.weight")
@@ -174,7 +176,7 @@ func (m *Model) rules() ([]rule, error) {
 		}
 	}
 	llamaLike := m.Family == Llama || m.Family == Mistral || m.Family == Qwen2 || m.Family == Qwen3 || m.Family == Mixtral ||
-		m.Family == Qwen3MoE || m.Family == Qwen2MoE || m.Family == Deepseek || m.Family == DeepseekV2 || m.Family == Baichuan || m.Family == Starcoder2 || m.Family == GLM ||
+		m.Family == Qwen3MoE || m.Family == Qwen2MoE || m.Family == Deepseek || m.Family.latent() || m.Family == Baichuan || m.Family == Starcoder2 || m.Family == GLM ||
 		m.Family == Phi3
 	switch {
 	case llamaLike:

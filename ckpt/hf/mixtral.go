@@ -99,11 +99,15 @@ func readMixtral(path string, b []byte) (layers.Config, error) {
 
 // HasExperts reports whether the family's MLP is a mixture of experts.
 func (f Family) HasExperts() bool {
-	return f == Mixtral || f == Qwen3MoE || f == Qwen2MoE || f == Deepseek || f == DeepseekV2
+	return f == Mixtral || f == Qwen3MoE || f == Qwen2MoE || f == Deepseek || f == DeepseekV2 || f == DeepseekV3
 }
 
+// latent reports whether the family's attention is multi-latent (DeepSeek-V2's and V3's).
+func (f Family) latent() bool { return f == DeepseekV2 || f == DeepseekV3 }
+
 // deepseekConfig holds DeepSeek-MoE's config.json keys (its remote DeepseekConfig) beyond
-// Llama's, pre-set to their defaults, and DeepSeek-V2's router keys (DeepseekV2Config).
+// Llama's, pre-set to their defaults, and DeepSeek-V2's and V3's router keys
+// (DeepseekV2Config, DeepseekV3Config).
 type deepseekConfig struct {
 	Routed       *int     `json:"n_routed_experts"`
 	Shared       *int     `json:"n_shared_experts"`
@@ -123,7 +127,7 @@ type deepseekConfig struct {
 	NumKVHeads   *int     `json:"num_key_value_heads"`
 	MaxPositions int      `json:"max_position_embeddings"`
 
-	// DeepSeek-V2
+	// DeepSeek-V2 and V3
 	RoutedScaling float64 `json:"routed_scaling_factor"`
 	TopKMethod    string  `json:"topk_method"`
 	NGroup        *int    `json:"n_group"`
@@ -140,12 +144,16 @@ type deepseekConfig struct {
 // experts. The aux loss keeps aux_loss_alpha, per sequence with seq_aux (its default):
 // --moe-router-load-balancing-type seq_aux_loss. DeepSeek-V2's router is read where it is this one: greedy top k (or
 // group_limited_greedy keeping every group) and routed_scaling_factor 1 wherever it
-// scales the weights.
+// scales the weights. Family DeepseekV3 is DeepSeek-V2's layout with DeepSeek-V3's router
+// and DeepseekV3Config's defaults (readDeepseekV3).
 func readDeepseek(path string, b []byte, family Family) (layers.Config, error) {
 	// topk_method absent is read as greedy, transformers' DeepseekV2Config default (the remote
 	// one's, "gready", is a typo its MoEGate cannot run).
 	rc := deepseekConfig{TopK: 6, MoEFFN: 1407, DenseFFN: 11008, LayerFreq: 1, ScoringFunc: "softmax", AuxAlpha: 0.001,
 		RoutedScaling: 1, TopKMethod: "greedy"}
+	if family == DeepseekV3 {
+		rc = deepseekV3Defaults()
+	}
 	if err := json.Unmarshal(b, &rc); err != nil {
 		return layers.Config{}, fmt.Errorf("%s: %w", path, err)
 	}
@@ -154,11 +162,13 @@ func readDeepseek(path string, b []byte, family Family) (layers.Config, error) {
 	renorm := rc.NormTopK && rc.TopK > 1
 	switch {
 	case rc.Routed == nil || *rc.Routed < 1:
-		if family == DeepseekV2 {
-			return layers.Config{}, fmt.Errorf("%s: n_routed_experts %v: a deepseek_v2 model without experts is not supported", path, rc.Routed)
+		if family != Deepseek {
+			return layers.Config{}, fmt.Errorf("%s: n_routed_experts %v: a %s model without experts is not supported", path, intOrNull(rc.Routed), family)
 		}
-		return layers.Config{}, fmt.Errorf("%s: n_routed_experts %v: a deepseek model without experts is not supported (convert it as llama)", path, rc.Routed)
-	case rc.ScoringFunc != "softmax":
+		return layers.Config{}, fmt.Errorf("%s: n_routed_experts %v: a deepseek model without experts is not supported (convert it as llama)", path, intOrNull(rc.Routed))
+	case family == DeepseekV3 && rc.ScoringFunc != "sigmoid":
+		return layers.Config{}, fmt.Errorf("%s: scoring_func %q is not supported (DeepSeek-V3's noaux_tc router scores with sigmoid)", path, rc.ScoringFunc)
+	case family != DeepseekV3 && rc.ScoringFunc != "softmax":
 		return layers.Config{}, fmt.Errorf("%s: scoring_func %q is not supported (softmax is)", path, rc.ScoringFunc)
 	case rc.LayerFreq < 1 || rc.FirstDense < 0:
 		return layers.Config{}, fmt.Errorf("%s: moe_layer_freq %d, first_k_dense_replace %d: want ≥ 1 and ≥ 0", path, rc.LayerFreq, rc.FirstDense)
@@ -171,7 +181,7 @@ func readDeepseek(path string, b []byte, family Family) (layers.Config, error) {
 		return layers.Config{}, fmt.Errorf("%s: topk_method group_limited_greedy with n_group %v, topk_group %v: group-limited routing (Megatron's --moe-router-num-groups, --moe-router-group-topk) is not supported; greedy is, and groups that are all kept",
 			path, intOrNull(rc.NGroup), intOrNull(rc.TopKGroup))
 	case rc.TopKMethod != "greedy" && rc.TopKMethod != "group_limited_greedy":
-		return layers.Config{}, fmt.Errorf("%s: topk_method %q is not supported (greedy is; noaux_tc is DeepSeek-V3's biased, group-limited routing)", path, rc.TopKMethod)
+		return layers.Config{}, fmt.Errorf("%s: topk_method %q is not supported (greedy is; noaux_tc is DeepSeek-V3's biased, group-limited routing: model_type deepseek_v3)", path, rc.TopKMethod)
 	}
 	theta := 10000.0 // DeepseekConfig's default (Mixtral's is 1e6)
 	if rc.RopeTheta != nil {
@@ -179,8 +189,20 @@ func readDeepseek(path string, b []byte, family Family) (layers.Config, error) {
 	}
 	set := map[string]any{"num_local_experts": *rc.Routed, "num_experts_per_tok": rc.TopK,
 		"intermediate_size": rc.MoEFFN, "router_aux_loss_coef": rc.AuxAlpha, "rope_theta": theta, "sliding_window": nil}
-	if family == DeepseekV2 { // readMLA reads the RoPE; MLA has no key-value heads
+	if family.latent() { // readMLA reads the RoPE; MLA has no key-value heads
 		set["rope_scaling"], set["rope_parameters"], set["num_key_value_heads"], set["head_dim"] = nil, nil, nil, nil
+	}
+	if family == DeepseekV3 { // DeepseekV3Config's defaults where Mixtral's differ
+		set["max_position_embeddings"] = rc.MaxPositions
+		var keys map[string]json.RawMessage
+		if err := json.Unmarshal(b, &keys); err != nil {
+			return layers.Config{}, fmt.Errorf("%s: %w", path, err)
+		}
+		for k, v := range map[string]any{"vocab_size": 129280, "hidden_size": 7168, "num_hidden_layers": 61, "num_attention_heads": 128, "rms_norm_eps": 1e-6} {
+			if _, ok := keys[k]; !ok {
+				set[k] = v
+			}
+		}
 	}
 	c, err := readAsMixtral(path, b, set)
 	if err != nil {
@@ -193,13 +215,21 @@ func readDeepseek(path string, b []byte, family Family) (layers.Config, error) {
 	if rc.Shared != nil && *rc.Shared > 0 {
 		c.MoESharedExpertIntermediateSize = *rc.Shared * rc.MoEFFN
 	}
+	if family == DeepseekV3 {
+		if err := readDeepseekV3(path, b, rc, &c); err != nil {
+			return layers.Config{}, err
+		}
+	}
 	if err := withDenseLayers(&c, func(i int) bool { return i >= rc.FirstDense && i%rc.LayerFreq == 0 }, rc.DenseFFN, rc.MoEFFN); err != nil {
 		return layers.Config{}, fmt.Errorf("%s: first_k_dense_replace %d, moe_layer_freq %d: %w", path, rc.FirstDense, rc.LayerFreq, err)
 	}
-	if family == DeepseekV2 {
-		if err := readMLA(path, b, &c); err != nil {
+	if family.latent() {
+		if err := readMLA(path, b, &c, family); err != nil {
 			return layers.Config{}, err
 		}
+	}
+	if family == DeepseekV3 {
+		return c, deepseekV3RoPE(path, b, &c)
 	}
 	return c, nil
 }
@@ -251,7 +281,8 @@ func withDenseLayers(c *layers.Config, moe func(i int) bool, denseFFN, moeFFN in
 // deepseekConfigKeys sets DeepSeek-MoE's config.json keys: its experts, ungated shared
 // experts as n_shared_experts of the experts' size, and the dense layers as the first
 // first_k_dense_replace (other patterns have no DeepseekConfig); for DeepSeek-V2 (family
-// DeepseekV2) also its multi-latent attention (mlaConfigKeys) and greedy routing.
+// DeepseekV2) also its multi-latent attention (mlaConfigKeys) and greedy routing, for
+// DeepSeek-V3 its attention and router (deepseekV3ConfigKeys).
 func deepseekConfigKeys(m map[string]any, cfg *layers.Config, family Family) error {
 	first := 0
 	for first < cfg.NumLayers && !cfg.IsMoELayer(first) {
@@ -288,13 +319,27 @@ func deepseekConfigKeys(m map[string]any, cfg *layers.Config, family Family) err
 	for _, k := range []string{"num_local_experts", "router_aux_loss_coef", "sliding_window", "use_sliding_window", "mlp_bias", "head_dim"} {
 		delete(m, k)
 	}
+	if family == DeepseekV3 {
+		return deepseekV3ConfigKeys(m, cfg)
+	}
+	if sigmoidRouter(cfg) {
+		return fmt.Errorf("a %s model's router takes the top k of the softmax; this checkpoint's (--moe-router-score-function %s, expert bias %v, %d groups, top-k scaling %v) converts to deepseek_v3",
+			family, cfg.MoERouterScoreFunction, cfg.MoERouterEnableExpertBias, cfg.MoERouterNumGroups, cfg.MoERouterTopKScaling)
+	}
 	if family == DeepseekV2 {
 		m["architectures"] = []string{"DeepseekV2ForCausalLM"}
 		m["routed_scaling_factor"] = 1.0
 		m["topk_method"] = "greedy"
-		return mlaConfigKeys(m, cfg)
+		return mlaConfigKeys(m, cfg, family)
 	}
 	return nil
+}
+
+// sigmoidRouter reports whether cfg's router has any of DeepSeek-V3's options (sigmoid
+// scores, the expert bias, group-limited routing, scaled weights).
+func sigmoidRouter(cfg *layers.Config) bool {
+	return cfg.MoERouterScoreFunction == "sigmoid" || cfg.MoERouterEnableExpertBias || cfg.MoERouterNumGroups > 0 ||
+		cfg.MoERouterTopKScaling != 0 && cfg.MoERouterTopKScaling != 1
 }
 
 // qwenMoEConfig holds the config.json keys of transformers' Qwen3MoeConfig and
@@ -377,16 +422,18 @@ func readQwenMoE(path string, b []byte, family Family) (layers.Config, error) {
 //	meg mlp.shared_experts.linear_fc2.weight ← shared_expert.down_proj
 //	meg mlp.shared_experts.gate_weight [1, h] ← shared_expert_gate.weight
 //
-// DeepSeek-MoE and DeepSeek-V2 name their ungated shared experts
-// mlp.shared_experts.{gate,up,down}_proj.
-func moeRules(add func(string, kind, ...string), meg, h string, experts int, family Family, shared bool) {
+// DeepSeek-MoE, DeepSeek-V2 and V3 name their ungated shared experts
+// mlp.shared_experts.{gate,up,down}_proj, and DeepSeek-V3's expert bias (bias true) is
+//
+//	meg mlp.router.expert_bias [E] ← h mlp.gate.e_score_correction_bias (float32)
+func moeRules(add func(string, kind, ...string), meg, h string, experts int, family Family, shared, bias bool) {
 	block, gate, up, down := "block_sparse_moe.", "w1", "w3", "w2"
 	if family != Mixtral {
 		block, gate, up, down = "mlp.", "gate_proj", "up_proj", "down_proj"
 	}
 	if shared {
 		s := h + "mlp.shared_expert."
-		if family == Deepseek || family == DeepseekV2 {
+		if family == Deepseek || family.latent() {
 			s = h + "mlp.shared_experts."
 		}
 		add(meg+"mlp.shared_experts.linear_fc1.weight", gateUp, s+"gate_proj.weight", s+"up_proj.weight")
@@ -396,6 +443,9 @@ func moeRules(add func(string, kind, ...string), meg, h string, experts int, fam
 		}
 	}
 	add(meg+"mlp.router.weight", copyAs, h+block+"gate.weight")
+	if bias {
+		add(meg+"mlp.router.expert_bias", copyAs, h+block+"gate.e_score_correction_bias")
+	}
 	for e := 0; e < experts; e++ {
 		me := fmt.Sprintf("%smlp.experts.local_experts.%d.", meg, e)
 		he := fmt.Sprintf("%s%sexperts.%d.", h, block, e)

@@ -47,10 +47,30 @@ func renderConfig(dir string, conf map[string]any, cfg *layers.Config) (*Model, 
 		g.UntieEmbeddingsAndOutputWeights != cfg.UntieEmbeddingsAndOutputWeights || g.AddBiasLinear() != cfg.AddBiasLinear() ||
 		g.AddQKVBias != cfg.AddQKVBias || g.ParallelAttention != cfg.ParallelAttention || g.EmbeddingLayerNorm != cfg.EmbeddingLayerNorm ||
 		g.OpenAIGeLU != cfg.OpenAIGeLU || g.NormEpsilon != cfg.NormEpsilon || g.UseNormHead != cfg.UseNormHead ||
-		g.NumExperts != cfg.NumExperts || g.NumExperts > 0 && g.MoERouterTopK != cfg.MoERouterTopK || !sameMLA(g, cfg) {
+		g.NumExperts != cfg.NumExperts || g.NumExperts > 0 && (g.MoERouterTopK != cfg.MoERouterTopK || !sameRouter(g, cfg)) || !sameMLA(g, cfg) {
 		return nil, nil, fmt.Errorf("the %s config.json cannot express this checkpoint's architecture (Hugging Face reads it back as %+v)", m.Family, *g)
 	}
 	return m, b, nil
+}
+
+// sameRouter reports whether a and b have the same router options of DeepSeek-V3's: score
+// function, expert bias, top-k scaling (0 and 1 both none) and groups (none where every
+// group is kept).
+func sameRouter(a, b *layers.Config) bool {
+	scale := func(c *layers.Config) float64 {
+		if c.MoERouterTopKScaling == 0 {
+			return 1
+		}
+		return c.MoERouterTopKScaling
+	}
+	groups := func(c *layers.Config) [2]int {
+		if c.MoERouterGroupTopK >= c.MoERouterNumGroups {
+			return [2]int{}
+		}
+		return [2]int{c.MoERouterNumGroups, c.MoERouterGroupTopK}
+	}
+	return a.MoERouterScoreFunction == b.MoERouterScoreFunction && a.MoERouterEnableExpertBias == b.MoERouterEnableExpertBias &&
+		scale(a) == scale(b) && groups(a) == groups(b)
 }
 
 // sameMLA reports whether a and b have the same multi-latent attention (or none): latent
@@ -73,7 +93,8 @@ const saveShardBytes = 5_000_000_000
 // base, an existing config.json's keys such as the token ids, or nil), so a folder with a
 // config.json is complete. A mixture-of-experts model saves as Mixtral. The vocabulary
 // padding rows (PaddedVocabSize > VocabSize) of the embedding and output layer are
-// dropped. dir must not hold weights already.
+// dropped; DeepSeek-V3's expert bias stays float32 (StoredDType). dir must not hold
+// weights already.
 func Save(be kernels.Backend, gm *layers.GPTModel, dir string, family Family, dtype tensor.DType, base map[string]any) (*Model, error) {
 	for _, pat := range []string{"*.safetensors", safetensors.IndexFile, "pytorch_model*.bin"} {
 		if old, _ := filepath.Glob(filepath.Join(dir, pat)); len(old) > 0 {
@@ -102,7 +123,7 @@ func Save(be kernels.Backend, gm *layers.GPTModel, dir string, family Family, dt
 		if (meg == "embedding.word_embeddings.weight" || meg == "output_layer.weight") && shape[0] > cfg.VocabSize {
 			v, shape = v[:cfg.VocabSize*shape[1]], []int{cfg.VocabSize, shape[1]}
 		}
-		t := safetensors.Named{Name: name, T: tensor.FromF32Values(dtype, v, shape...)}
+		t := safetensors.Named{Name: name, T: tensor.FromF32Values(StoredDType(name, dtype), v, shape...)}
 		if strings.HasPrefix(meg, "embedding.") {
 			emb = append(emb, t)
 		} else {

@@ -111,6 +111,10 @@ func convert(c *cli, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer src.close()
+	dropped := 0
+	if hs, ok := src.(*hfSource); ok {
+		dropped = hs.r.Dropped
+	}
 	if src, err = moeSource(c, src); err != nil {
 		return err
 	}
@@ -140,6 +144,9 @@ func convert(c *cli, stdout, stderr io.Writer) error {
 	}
 	if err != nil {
 		return err
+	}
+	if dropped > 0 {
+		fmt.Fprintf(stdout, "dropped %d tensors of the multi-token-prediction layers (num_nextn_predict_layers), which transformers does not load either\n", dropped)
 	}
 	fmt.Fprintf(stdout, "converted %s (%s, %s) → %s; peak RSS %s\n", c.LoadPath, src.kind(), src.family(), c.SavePath, peakRSS())
 	return nil

@@ -92,6 +92,8 @@ func starcoder2Like(c *layers.Config) bool {
 // inferFamily names the Hugging Face family whose architecture the configuration is.
 func inferFamily(c *layers.Config) string {
 	switch {
+	case c.MultiLatentAttention && (c.MoERouterScoreFunction == "sigmoid" || c.MoERouterEnableExpertBias):
+		return string(hf.DeepseekV3)
 	case c.MultiLatentAttention:
 		return string(hf.DeepseekV2)
 	case c.NumExperts > 0 && c.MoESharedExpertIntermediateSize > 0 && !c.MoESharedExpertGate:
@@ -215,7 +217,7 @@ func checkModelName(name, family string) error {
 	}
 	fam, ok := familyOfModelName(name)
 	if !ok {
-		return fmt.Errorf("--model_name %q: unknown model (llama*, llama2-*, llama3-*, codellama-*, deepseek-moe*, deepseek-v2*, deepseek-*, mistral*, mixtral*, qwen-* (Qwen 1.0), qwen3*, qwen1.5-moe*, qwen2-57b-a14b*, qwen* (Qwen1.5 and 2), gpt2*, phi*, internlm2*, chatglm*, glm*, starcoder2*, starcoder*, bloom*, falcon*, baichuan*)", name)
+		return fmt.Errorf("--model_name %q: unknown model (llama*, llama2-*, llama3-*, codellama-*, deepseek-moe*, deepseek-v2*, deepseek-v3*, moonlight*, kimi-k2*, deepseek-*, mistral*, mixtral*, qwen-* (Qwen 1.0), qwen3*, qwen1.5-moe*, qwen2-57b-a14b*, qwen* (Qwen1.5 and 2), gpt2*, phi*, internlm2*, chatglm*, glm*, starcoder2*, starcoder*, bloom*, falcon*, baichuan*)", name)
 	}
 	// Pai's scripts name an upcycled model by its dense one.
 	if family != fam && withExperts(fam, 1) == family {
@@ -235,7 +237,8 @@ func checkModelName(name, family string) error {
 func familyOfModelName(name string) (string, bool) {
 	n := strings.ToLower(name)
 	for _, p := range []struct{ prefix, fam string }{
-		{"llama", "llama"}, {"codellama", "llama"}, {"deepseek-moe", "deepseek"}, {"deepseek-v2", "deepseek_v2"}, {"deepseek_v2", "deepseek_v2"}, {"deepseek", "llama"}, {"mistral", "mistral"}, {"mixtral", mixtral},
+		{"llama", "llama"}, {"codellama", "llama"}, {"deepseek-moe", "deepseek"}, {"deepseek-v2", "deepseek_v2"}, {"deepseek_v2", "deepseek_v2"},
+		{"deepseek-v3", "deepseek_v3"}, {"deepseek_v3", "deepseek_v3"}, {"moonlight", "deepseek_v3"}, {"kimi-k2", "deepseek_v3"}, {"deepseek", "llama"}, {"mistral", "mistral"}, {"mixtral", mixtral},
 		{"qwen-", "qwen"}, {"qwen3-30b-a3b", "qwen3_moe"}, {"qwen3-235b-a22b", "qwen3_moe"}, {"qwen3_moe", "qwen3_moe"},
 		{"qwen1.5-moe", "qwen2_moe"}, {"qwen2-57b-a14b", "qwen2_moe"}, {"qwen2_moe", "qwen2_moe"},
 		{"qwen3", "qwen3"}, {"qwen", "qwen2"}, {"gpt2", "gpt2"}, {"phi", "phi3"}, {"internlm2", "internlm2"}, {"chatglm", "chatglm"}, {"glm", "glm"}, {"starcoder2", "starcoder2"}, {"starcoder", "gpt_bigcode"}, {"gpt_bigcode", "gpt_bigcode"},

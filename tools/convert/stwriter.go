@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 
+	"github.com/gomegatron/gomegatron/ckpt/hf"
 	"github.com/gomegatron/gomegatron/ckpt/safetensors"
 	"github.com/gomegatron/gomegatron/tensor"
 )
@@ -20,13 +21,14 @@ import (
 // model.safetensors, several as model-0000k-of-0000N.safetensors plus
 // model.safetensors.index.json written last — but produces each tensor only when its
 // bytes are due: the header is computed from the planned shapes, so a shard never needs
-// to be in memory. Each file is written atomically.
+// to be in memory. Each tensor is dt but where Hugging Face keeps it float32
+// (hf.StoredDType). Each file is written atomically.
 func writeSafetensorsStreaming(dir string, outs []hfOut, dt tensor.DType, maxShard int64, produce func(hfOut) (*tensor.Tensor, error)) error {
 	var shards [][]hfOut
 	var cur []hfOut
 	var curSize, total int64
 	for _, o := range outs {
-		n := int64(tensor.ShapeNumel(o.shape) * dt.Size())
+		n := int64(tensor.ShapeNumel(o.shape) * hf.StoredDType(o.name, dt).Size())
 		total += n
 		if n > maxShard {
 			shards = append(shards, []hfOut{o})
@@ -77,10 +79,11 @@ func writeShard(path string, outs []hfOut, dt tensor.DType, produce func(hfOut) 
 	h.WriteString(`{"__metadata__":{"format":"pt"}`)
 	var off int64
 	for _, o := range outs {
-		n := int64(tensor.ShapeNumel(o.shape) * dt.Size())
+		odt := hf.StoredDType(o.name, dt)
+		n := int64(tensor.ShapeNumel(o.shape) * odt.Size())
 		name, _ := json.Marshal(o.name)
 		shape, _ := json.Marshal(o.shape)
-		fmt.Fprintf(&h, `,%s:{"dtype":%s,"shape":%s,"data_offsets":[%s,%s]}`, name, strconv.Quote(dt.SafetensorsName()), shape,
+		fmt.Fprintf(&h, `,%s:{"dtype":%s,"shape":%s,"data_offsets":[%s,%s]}`, name, strconv.Quote(odt.SafetensorsName()), shape,
 			strconv.FormatInt(off, 10), strconv.FormatInt(off+n, 10))
 		off += n
 	}
@@ -98,8 +101,8 @@ func writeShard(path string, outs []hfOut, dt tensor.DType, produce func(hfOut) 
 			if err != nil {
 				return err
 			}
-			if t.DType() != dt || !tensor.SameShape(t.Shape(), o.shape) {
-				return fmt.Errorf("internal: %s is %v, planned %v%v", o.name, t, dt, o.shape)
+			if odt := hf.StoredDType(o.name, dt); t.DType() != odt || !tensor.SameShape(t.Shape(), o.shape) {
+				return fmt.Errorf("internal: %s is %v, planned %v%v", o.name, t, odt, o.shape)
 			}
 			if _, err := w.Write(t.Data); err != nil {
 				return err

@@ -120,7 +120,7 @@ func writeHF(c *cli, src source, dtype tensor.DType, prog *progress, stdout io.W
 			if !tensor.SameShape(p.Shape(), want) {
 				return nil, fmt.Errorf("internal: %s has shape %v, planned %v", o.rule.HF[i], p.Shape(), want)
 			}
-			t := tensor.FromF32Values(dtype, p.F32(), p.Shape()...)
+			t := tensor.FromF32Values(hf.StoredDType(o.rule.HF[i], dtype), p.F32(), p.Shape()...)
 			if i == o.part {
 				mine = t
 			} else {
@@ -135,7 +135,7 @@ func writeHF(c *cli, src source, dtype tensor.DType, prog *progress, stdout io.W
 	prog.finish()
 	if c.PrintStructure {
 		for _, o := range outs {
-			fmt.Fprintf(stdout, "  %s %v %v\n", o.name, o.shape, dtype)
+			fmt.Fprintf(stdout, "  %s %v %v\n", o.name, o.shape, hf.StoredDType(o.name, dtype))
 		}
 	}
 	return nil

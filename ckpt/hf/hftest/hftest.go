@@ -129,11 +129,44 @@ const TinyDeepseekV2Lite = `{"model_type": "deepseek_v2", "architectures": ["Dee
 	"hidden_act": "silu", "attention_bias": false, "auto_map": {"AutoConfig": "configuration_deepseek.DeepseekV2Config",
 	"AutoModel": "modeling_deepseek.DeepseekV2Model", "AutoModelForCausalLM": "modeling_deepseek.DeepseekV2ForCausalLM"}}`
 
+// TinyDeepseekV3 is a DeepSeek-V3-shaped config.json at test size (transformers'
+// DeepseekV3ForCausalLM; the remote code's keys too): TinyDeepseekV2's multi-latent
+// attention and YaRN (max_position_embeddings = factor · original_max_position_embeddings,
+// as transformers reads it), a dense first layer (FFN 96), then 8 experts of FFN 32 in 4
+// groups of 2, each token's top 4 of σ(z) + e_score_correction_bias within its best 2
+// groups, renormalised and scaled by 2.5, and 2 ungated shared experts. Write gives the
+// expert bias random values (1 + N(0, std²), as every 1-D tensor). The one
+// multi-token-prediction layer is not written (the readers drop it).
+const TinyDeepseekV3 = `{"model_type": "deepseek_v3", "architectures": ["DeepseekV3ForCausalLM"], "hidden_size": 48,
+	"intermediate_size": 96, "moe_intermediate_size": 32, "n_routed_experts": 8, "n_shared_experts": 2, "num_experts_per_tok": 4,
+	"n_group": 4, "topk_group": 2, "routed_scaling_factor": 2.5, "norm_topk_prob": true, "scoring_func": "sigmoid",
+	"topk_method": "noaux_tc", "first_k_dense_replace": 1, "moe_layer_freq": 1, "aux_loss_alpha": 0.001, "seq_aux": true,
+	"ep_size": 1, "num_nextn_predict_layers": 1, "q_lora_rank": 24, "kv_lora_rank": 16, "qk_nope_head_dim": 12,
+	"qk_rope_head_dim": 16, "v_head_dim": 10, "num_attention_heads": 4, "num_key_value_heads": 4, "num_hidden_layers": 3,
+	"vocab_size": 300, "rms_norm_eps": 1e-06, "rope_theta": 10000.0, "rope_scaling": {"type": "yarn", "factor": 4.0,
+	"original_max_position_embeddings": 16, "beta_fast": 2.0, "beta_slow": 0.25, "mscale": 0.9, "mscale_all_dim": 0.6},
+	"max_position_embeddings": 64, "rope_interleave": true, "tie_word_embeddings": false, "hidden_act": "silu",
+	"attention_bias": false, "attention_dropout": 0.0, "auto_map": {"AutoConfig": "configuration_deepseek.DeepseekV3Config",
+	"AutoModel": "modeling_deepseek.DeepseekV3Model", "AutoModelForCausalLM": "modeling_deepseek.DeepseekV3ForCausalLM"}}`
+
+// TinyMoonlight is a Moonlight-16B-A3B-shaped deepseek_v3 config.json at test size: no
+// query latent (one q_proj), kv_lora_rank 24, heads of 16 + 8 rotary channels and 16 value
+// channels, plain RoPE; a dense first layer, then the top 3 of 8 experts without groups
+// (n_group 1), scaled by 2.446, and one shared expert; transformers' keys only (no
+// scoring_func or topk_method).
+const TinyMoonlight = `{"model_type": "deepseek_v3", "architectures": ["DeepseekV3ForCausalLM"], "hidden_size": 48,
+	"intermediate_size": 96, "moe_intermediate_size": 32, "n_routed_experts": 8, "n_shared_experts": 1, "num_experts_per_tok": 3,
+	"n_group": 1, "topk_group": 1, "routed_scaling_factor": 2.446, "norm_topk_prob": true, "first_k_dense_replace": 1,
+	"q_lora_rank": null, "kv_lora_rank": 24, "qk_nope_head_dim": 16, "qk_rope_head_dim": 8, "v_head_dim": 16,
+	"num_attention_heads": 4, "num_key_value_heads": 4, "num_hidden_layers": 3, "vocab_size": 300, "rms_norm_eps": 1e-05,
+	"rope_theta": 50000.0, "rope_scaling": null, "max_position_embeddings": 64, "tie_word_embeddings": false,
+	"hidden_act": "silu", "attention_bias": false}`
+
 // Write writes dir/config.json with the given text and dir/model.safetensors (float32)
 // holding every tensor the family's mapping reads, with Hugging Face's shapes. Values are
-// N(0, std²) from a fixed seed, drawn in the mapping's order; with std < 1 the norm
-// weights are 1 + N(0, std²) — the scale of a trained model, whose forward pass stays
-// well conditioned. The same text and std always give the same weights.
+// N(0, std²) from a fixed seed, drawn in the mapping's order; with std < 1 the 1-D tensors
+// (norm weights, biases, DeepSeek-V3's expert bias) are 1 + N(0, std²) — the scale of a
+// trained model, whose forward pass stays well conditioned. The same text and std always give the same weights.
 func Write(dir, config string, std float64) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err

@@ -18,7 +18,14 @@
 # q_a_proj → q_a_layernorm → q_b_proj latent, keys and values from kv_a_proj_with_mqa's latent
 # through kv_a_layernorm and kv_b_proj, one rotary key part k_pe shared by the heads, RoPE
 # after de-interleaving the rotary channels, DeepseekV2YarnRotaryEmbedding's YaRN with cos and
-# sin times m(mscale)/m(mscale_all_dim) and the softmax scale times m(mscale_all_dim)²) and
+# sin times m(mscale)/m(mscale_all_dim) and the softmax scale times m(mscale_all_dim)²),
+# DeepSeek-V3 (transformers' DeepseekV3ForCausalLM, models/deepseek_v3/modeling_deepseek_v3.py,
+# as DeepSeek's remote MoEGate with topk_method noaux_tc: DeepSeek-V2's attention with
+# rope_interleave true and transformers' YaRN, whose factor is max_position_embeddings /
+# original_max_position_embeddings; the router's sigmoid scores plus
+# mlp.gate.e_score_correction_bias choose n_group groups' best topk_group by the sum of
+# each group's top 2, the other groups masked to 0, then the top k; the weights are the
+# sigmoid scores there, renormalised with norm_topk_prob, times routed_scaling_factor) and
 # StarCoder 2 (Starcoder2ForCausalLM,
 # from models/starcoder2/modeling_starcoder2.py: LayerNorm with biases, biased q/k/v/o, a
 # GeLU MLP c_fc → c_proj, tanh-approximated for gelu_pytorch_tanh; tied by default), used by
@@ -206,8 +213,10 @@ def main():
         return
     qwen3_moe = cfg["model_type"] == "qwen3_moe"
     qwen2_moe = cfg["model_type"] == "qwen2_moe"
+    deepseek_v3 = cfg["model_type"] == "deepseek_v3"
     deepseek_v2 = cfg["model_type"] == "deepseek_v2"
-    deepseek = cfg["model_type"] in ("deepseek", "deepseek_v2")
+    mla = deepseek_v2 or deepseek_v3  # multi-latent attention
+    deepseek = cfg["model_type"] in ("deepseek", "deepseek_v2", "deepseek_v3")
     qwen_moe = qwen3_moe or qwen2_moe or deepseek  # mlp.gate, mlp.experts.E.*_proj
     moe = cfg["model_type"] == "mixtral" or qwen_moe
     baichuan = cfg["model_type"] == "baichuan"
@@ -226,7 +235,7 @@ def main():
     head_dim = cfg.get("head_dim") or cfg.get("kv_channels") or (128 if cfg["model_type"] == "qwen3" else hidden // heads)
     eps = cfg["layer_norm_epsilon"] if qwen else cfg.get("norm_epsilon", 1e-5) if starcoder2 else cfg["rms_norm_eps"]
     theta = cfg.get("rotary_emb_base", 10000.0) if qwen else cfg.get("rope_theta", 1e6 if moe and not deepseek else 10000.0)
-    rot_dim = cfg["qk_rope_head_dim"] if deepseek_v2 else int(head_dim * cfg.get("rotary_pct", 1.0)) if qwen else int(head_dim * cfg.get("partial_rotary_factor", 0.5)) if glm else \
+    rot_dim = cfg["qk_rope_head_dim"] if mla else int(head_dim * cfg.get("rotary_pct", 1.0)) if qwen else int(head_dim * cfg.get("partial_rotary_factor", 0.5)) if glm else \
         int(head_dim * cfg.get("partial_rotary_factor", 1.0)) if phi3 else head_dim
     window = cfg.get("sliding_window") if cfg["model_type"] in ("mistral", "mixtral", "starcoder2", "phi3") else None
     tied = cfg.get("tie_word_embeddings", starcoder2)
@@ -264,6 +273,10 @@ def main():
     if kind == "yarn":  # _compute_yarn_parameters: a ramp between θ/factor and θ, and an mscale on cos and sin
         f = scaling["factor"]
         old = scaling.get("original_max_position_embeddings", 4096) if deepseek_v2 else scaling["original_max_position_embeddings"]
+        if deepseek_v3:  # transformers: the factor is the ratio of the lengths when the original one is stated
+            old = scaling.get("original_max_position_embeddings", cfg["max_position_embeddings"])
+            if "original_max_position_embeddings" in scaling:
+                f = cfg["max_position_embeddings"] / old
         beta_fast, beta_slow = scaling.get("beta_fast", 32), scaling.get("beta_slow", 1)
 
         def correction_dim(rotations):
@@ -316,7 +329,7 @@ def main():
         mask = mask + slopes[:, None, None] * torch.arange(seq, dtype=torch.float64)[None, None, :]
 
     def mla_attention(x, p):
-        # DeepseekV2Attention: H heads of dn + dr query/key channels (nope, then rope) and dv
+        # DeepseekV2Attention (and V3's): H heads of dn + dr query/key channels (nope, then rope) and dv
         # value channels; the latents are RMSNorm'ed (eps rms_norm_eps).
         dn, dr, dv, rkv = cfg["qk_nope_head_dim"], cfg["qk_rope_head_dim"], cfg["v_head_dim"], cfg["kv_lora_rank"]
         if cfg.get("q_lora_rank") is None:
@@ -344,7 +357,7 @@ def main():
         return linear(out.transpose(1, 2).reshape(batch, seq, heads * dv), p + "o_proj.weight")
 
     def attention(x, p):
-        if deepseek_v2:
+        if mla:
             return mla_attention(x, p)
         if baichuan:  # W_pack: [q; k; v] rows, proj.unflatten(-1, (3, hidden))
             proj = linear(x, p + "W_pack.weight").unflatten(-1, (3, hidden))
@@ -374,13 +387,27 @@ def main():
     def sparse_moe(x, p):
         # MixtralSparseMoeBlock: softmax over all experts, the top k, renormalised to sum 1.
         flat = x.reshape(-1, hidden)
-        probs = torch.softmax(linear(flat, p + "gate.weight"), dim=-1)
         k = cfg["num_experts_per_tok"]
-        top_w, top_e = torch.topk(probs, k, dim=-1)
-        if (not qwen_moe or cfg.get("norm_topk_prob", False)) and (not deepseek or k > 1):
-            top_w = top_w / top_w.sum(dim=-1, keepdim=True)
-        elif deepseek_v2:  # MoEGate: the weights not renormalised are scaled
-            top_w = top_w * cfg.get("routed_scaling_factor", 1.0)
+        if deepseek_v3:  # DeepseekV3MoE.route_tokens_to_experts
+            n_exp, n_group, topk_group = cfg["n_routed_experts"], cfg["n_group"], cfg["topk_group"]
+            scores = torch.sigmoid(linear(flat, p + "gate.weight"))
+            choice = scores + w[p + "gate.e_score_correction_bias"]
+            group_scores = choice.view(-1, n_group, n_exp // n_group).topk(2, dim=-1)[0].sum(dim=-1)
+            group_idx = torch.topk(group_scores, k=topk_group, dim=-1, sorted=False)[1]
+            group_mask = torch.zeros_like(group_scores).scatter_(1, group_idx, 1)
+            score_mask = group_mask.unsqueeze(-1).expand(-1, n_group, n_exp // n_group).reshape(-1, n_exp)
+            top_e = torch.topk(choice.masked_fill(~score_mask.bool(), 0.0), k=k, dim=-1, sorted=False)[1]
+            top_w = scores.gather(1, top_e)
+            if cfg["norm_topk_prob"]:
+                top_w = top_w / (top_w.sum(dim=-1, keepdim=True) + 1e-20)
+            top_w = top_w * cfg["routed_scaling_factor"]
+        else:
+            probs = torch.softmax(linear(flat, p + "gate.weight"), dim=-1)
+            top_w, top_e = torch.topk(probs, k, dim=-1)
+            if (not qwen_moe or cfg.get("norm_topk_prob", False)) and (not deepseek or k > 1):
+                top_w = top_w / top_w.sum(dim=-1, keepdim=True)
+            elif deepseek_v2:  # MoEGate: the weights not renormalised are scaled
+                top_w = top_w * cfg.get("routed_scaling_factor", 1.0)
         out = torch.zeros_like(flat)
         if qwen2_moe:  # the shared expert, scaled by its sigmoid gate
             shared = swiglu(flat, *(p + "shared_expert." + n + ".weight" for n in ("gate_proj", "up_proj", "down_proj")))
@@ -419,7 +446,7 @@ def main():
             tanh = cfg.get("hidden_act", "gelu_pytorch_tanh") != "gelu"
             act = torch.nn.functional.gelu(biased(y, p + "mlp.c_fc"), approximate="tanh" if tanh else "none")
             x = x + biased(act, p + "mlp.c_proj")
-        elif moe and (layer >= cfg.get("first_k_dense_replace", 0) and layer % cfg.get("moe_layer_freq", 1) == 0 if deepseek else
+        elif moe and (layer >= cfg.get("first_k_dense_replace", 0) and (deepseek_v3 or layer % cfg.get("moe_layer_freq", 1) == 0) if deepseek else
                       not qwen_moe or layer not in (cfg.get("mlp_only_layers") or []) and (layer + 1) % cfg.get("decoder_sparse_step", 1) == 0):
             x = x + sparse_moe(y, p + ("mlp." if qwen_moe else "block_sparse_moe."))
         else:
