@@ -160,7 +160,9 @@ func TestPretrainBadInput(t *testing.T) {
 		// Later Megatron-Core MoE flags asking for what is not implemented.
 		{[]string{"--standalone"}, []string{"--num-experts", "4", "--moe-layer-freq", "([0]*4)"}, "--moe-layer-freq ([0]*4): no layer is an MoE layer"},
 		{[]string{"--standalone"}, []string{"--num-experts", "4", "--moe-layer-freq", "([1]*3)"}, "the pattern has 3 layers, the model 4 (--num-layers)"},
-		{[]string{"--standalone"}, []string{"--moe-router-score-function", "sigmoid"}, `--moe-router-score-function "sigmoid" is not supported`},
+		{[]string{"--standalone"}, []string{"--moe-router-score-function", "sigmoid"}, "the router's score function, scaling and groups need --num-experts"},
+		{[]string{"--standalone"}, []string{"--num-experts", "4", "--moe-router-enable-expert-bias", "--disable-bias-linear"}, "--moe-router-enable-expert-bias needs --moe-router-score-function sigmoid"},
+		{[]string{"--standalone"}, []string{"--num-experts", "8", "--moe-router-topk", "4", "--moe-router-num-groups", "4", "--moe-router-group-topk", "3", "--disable-bias-linear"}, "--moe-router-num-groups 4, --moe-router-group-topk 3"},
 		{[]string{"--standalone"}, []string{"--moe-expert-capacity-factor", "1.0"}, "--moe-expert-capacity-factor (token dropping; routing is dropless) is not supported yet"},
 		{[]string{"--standalone"}, []string{"--moe-token-dispatcher-type", "flex"}, `--moe-token-dispatcher-type "flex"`},
 	}
