@@ -35,7 +35,10 @@ func longRows() [][]int64 {
 // remote code transcribed in float64 torch (testdata/hf_forward.py): loss and logits.
 func TestDeepseekV2MatchesTorch(t *testing.T) {
 	hftest.NeedTorch(t)
-	for name, conf := range map[string]string{"v2": hftest.TinyDeepseekV2, "v2-lite": hftest.TinyDeepseekV2Lite} {
+	// DeepSeek-V2 236B's routed_scaling_factor (16 there) scales the weights it does not
+	// renormalise: --moe-router-topk-scaling-factor.
+	scaled := strings.Replace(hftest.TinyDeepseekV2, `"routed_scaling_factor": 1.0`, `"routed_scaling_factor": 3.0`, 1)
+	for name, conf := range map[string]string{"v2": hftest.TinyDeepseekV2, "v2-lite": hftest.TinyDeepseekV2Lite, "v2-scaled": scaled} {
 		t.Run(name, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), name)
 			require.NoError(t, hftest.Write(dir, conf, 0.1))
@@ -46,7 +49,8 @@ func TestDeepseekV2MatchesTorch(t *testing.T) {
 			require.Equal(t, "[0, 1, 1]", c.MoELayerFreq)
 			require.Equal(t, []int{96, 32, 64}, []int{c.FFNHiddenSize, c.ExpertFFN(), c.MoESharedExpertIntermediateSize})
 			require.True(t, c.MoERouterPreSoftmax && !c.MoESharedExpertGate)
-			if name == "v2" {
+			require.Equal(t, map[string]float64{"v2-scaled": 3}[name], c.MoERouterTopKScaling)
+			if name != "v2-lite" {
 				require.Equal(t, []int{24, 16, 12, 16, 10, 28}, []int{c.QLoRARank, c.KVLoRARank, c.QKHeadDim, c.QKPosEmbHeadDim, c.VHeadDim, c.KVChannels})
 				require.True(t, c.YaRN())
 				require.Equal(t, []float64{4, 16, 2, 0.25, 0.9, 0.6}, []float64{c.YarnScalingFactor, float64(c.YarnOrigMaxPositions),
@@ -66,7 +70,7 @@ func TestDeepseekV2MatchesTorch(t *testing.T) {
 func TestDeepseekV2Config(t *testing.T) {
 	v2 := hftest.TinyDeepseekV2
 	for _, tc := range []struct{ from, to, err string }{
-		{`"routed_scaling_factor": 1.0`, `"routed_scaling_factor": 16.0`, "routed_scaling_factor 16"},
+		{`"routed_scaling_factor": 1.0`, `"routed_scaling_factor": 0`, "routed_scaling_factor 0"},
 		{`"topk_method": "greedy", "n_group": 1, "topk_group": 1`, `"topk_method": "group_limited_greedy", "n_group": 8, "topk_group": 3`, "topk_method group_limited_greedy"},
 		{`"topk_method": "greedy"`, `"topk_method": "noaux_tc"`, `topk_method "noaux_tc"`},
 		{`"scoring_func": "softmax"`, `"scoring_func": "sigmoid"`, `scoring_func "sigmoid"`},
@@ -115,7 +119,8 @@ func TestDeepseekV2Config(t *testing.T) {
 // refused.
 func TestDeepseekV2SavesAgain(t *testing.T) {
 	be := cpu.New()
-	for name, conf := range map[string]string{"v2": hftest.TinyDeepseekV2, "v2-lite": hftest.TinyDeepseekV2Lite} {
+	scaled := strings.Replace(hftest.TinyDeepseekV2, `"routed_scaling_factor": 1.0`, `"routed_scaling_factor": 3.0`, 1)
+	for name, conf := range map[string]string{"v2": hftest.TinyDeepseekV2, "v2-lite": hftest.TinyDeepseekV2Lite, "v2-scaled": scaled} {
 		t.Run(name, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), name)
 			require.NoError(t, hftest.Write(dir, conf, 0.1))
@@ -133,7 +138,7 @@ func TestDeepseekV2SavesAgain(t *testing.T) {
 			require.Equal(t, base["auto_map"], c["auto_map"], "the remote-code entry stays")
 			require.Equal(t, []any{"DeepseekV2ForCausalLM"}, c["architectures"])
 			for _, k := range []string{"q_lora_rank", "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim", "rope_scaling",
-				"first_k_dense_replace", "n_shared_experts", "norm_topk_prob"} {
+				"first_k_dense_replace", "n_shared_experts", "norm_topk_prob", "routed_scaling_factor"} {
 				require.Equal(t, base[k], c[k], k)
 			}
 			require.NotContains(t, c, "head_dim")

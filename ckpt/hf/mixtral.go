@@ -142,7 +142,8 @@ type deepseekConfig struct {
 // of the softmax (renormalised only with norm_topk_prob and k > 1: else
 // --moe-router-pre-softmax); n_shared_experts·moe_intermediate_size of ungated shared
 // experts. The aux loss keeps aux_loss_alpha, per sequence with seq_aux (its default):
-// --moe-router-load-balancing-type seq_aux_loss. DeepSeek-V2's router is read where it is this one: greedy top k (or
+// --moe-router-load-balancing-type seq_aux_loss. DeepSeek-V2's routed_scaling_factor,
+// where it scales the weights, is --moe-router-topk-scaling-factor. DeepSeek-V2's router is read where it is this one: greedy top k (or
 // group_limited_greedy keeping every group) and routed_scaling_factor 1 wherever it
 // scales the weights. Family DeepseekV3 is DeepSeek-V2's layout with DeepSeek-V3's router
 // and DeepseekV3Config's defaults (readDeepseekV3).
@@ -175,8 +176,8 @@ func readDeepseek(path string, b []byte, family Family) (layers.Config, error) {
 	case rc.AttnBias:
 		return layers.Config{}, fmt.Errorf("%s: attention_bias true is not supported", path)
 	case family != DeepseekV2:
-	case rc.RoutedScaling != 1 && !renorm:
-		return layers.Config{}, fmt.Errorf("%s: routed_scaling_factor %v: scaling the routed experts' weights (Megatron's --moe-router-topk-scaling-factor) is not supported; 1 is", path, rc.RoutedScaling)
+	case rc.RoutedScaling <= 0:
+		return layers.Config{}, fmt.Errorf("%s: routed_scaling_factor %v: want > 0", path, rc.RoutedScaling)
 	case rc.TopKMethod == "group_limited_greedy" && (rc.NGroup == nil || rc.TopKGroup == nil || *rc.TopKGroup < *rc.NGroup):
 		return layers.Config{}, fmt.Errorf("%s: topk_method group_limited_greedy with n_group %v, topk_group %v: group-limited routing (Megatron's --moe-router-num-groups, --moe-router-group-topk) is not supported; greedy is, and groups that are all kept",
 			path, intOrNull(rc.NGroup), intOrNull(rc.TopKGroup))
@@ -209,6 +210,9 @@ func readDeepseek(path string, b []byte, family Family) (layers.Config, error) {
 		return layers.Config{}, err
 	}
 	c.MoERouterPreSoftmax = !renorm
+	if family == DeepseekV2 && !renorm && rc.RoutedScaling != 1 { // MoEGate scales the weights it does not renormalise
+		c.MoERouterTopKScaling = rc.RoutedScaling
+	}
 	if rc.SeqAux == nil || *rc.SeqAux {
 		c.MoERouterLoadBalancingType = "seq_aux_loss"
 	}
@@ -322,13 +326,20 @@ func deepseekConfigKeys(m map[string]any, cfg *layers.Config, family Family) err
 	if family == DeepseekV3 {
 		return deepseekV3ConfigKeys(m, cfg)
 	}
-	if sigmoidRouter(cfg) {
+	v2Scaled := family == DeepseekV2 && cfg.MoERouterScoreFunction == "softmax" && !cfg.MoERouterEnableExpertBias && cfg.MoERouterNumGroups == 0
+	if sigmoidRouter(cfg) && !v2Scaled {
 		return fmt.Errorf("a %s model's router takes the top k of the softmax; this checkpoint's (--moe-router-score-function %s, expert bias %v, %d groups, top-k scaling %v) converts to deepseek_v3",
 			family, cfg.MoERouterScoreFunction, cfg.MoERouterEnableExpertBias, cfg.MoERouterNumGroups, cfg.MoERouterTopKScaling)
 	}
 	if family == DeepseekV2 {
 		m["architectures"] = []string{"DeepseekV2ForCausalLM"}
 		m["routed_scaling_factor"] = 1.0
+		if f := cfg.MoERouterTopKScaling; f != 0 && f != 1 {
+			if !cfg.MoERouterPreSoftmax { // DeepSeek-V2's MoEGate scales only weights it does not renormalise
+				return fmt.Errorf("a deepseek_v2 model scales only weights it does not renormalise; this checkpoint scales renormalised top-k weights by %v", f)
+			}
+			m["routed_scaling_factor"] = f
+		}
 		m["topk_method"] = "greedy"
 		return mlaConfigKeys(m, cfg, family)
 	}
