@@ -243,8 +243,10 @@ func (l *TransformerLayer) decode(m *GPTModel, kc *KVCache, li int, out, x *tens
 	kn, vn := view(s.kn, b, l.groups, n, hn), view(s.vn, b, l.groups, n, hn)
 	rp := l.rope(false)
 	rp.PosOffset = pos
+	var ms *mlaStash
 	if l.MLA != nil {
-		if err := l.MLA.forward(be, l.par, kc.mlaStash(m, l, n), q, kn, vn, ln1, rp); err != nil {
+		ms = kc.mlaStash(m, l, n)
+		if err := l.MLA.forward(be, l.par, ms, q, kn, vn, ln1, rp); err != nil {
 			return err
 		}
 	} else if qkv := view(s.qkv, N, l.QKV.Out); l.QNorm != nil {
@@ -275,7 +277,7 @@ func (l *TransformerLayer) decode(m *GPTModel, kc *KVCache, li int, out, x *tens
 	ap.QOffset = pos
 	be.Attention(o, view(s.lse, b, l.heads, n), q, kt, vt, ap)
 	o2 := view(s.o2, N, l.Proj.In)
-	l.mergeHeads(be, o2, o)
+	l.mergeHeads(be, o2, o, ms)
 	a := view(s.a, N, h)
 	l.Proj.Matmul(be, a, o2)
 	if err := l.par.allReduce(a, "linear_proj output"); err != nil {

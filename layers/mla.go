@@ -74,13 +74,14 @@ type mlaStash struct {
 	ckv      *tensor.Tensor // [n, rkv+dr]: kv_down's gathered output
 	qpe, kpe *tensor.Tensor // [b, H/TP, s, dr], [b, 1, s, dr]: the rotary parts
 	loc, gat *tensor.Tensor // a down projection's local output and its TP all-gather (TP > 1)
+	vw       mlaViews       // the strided copies for this stash's s and b, made once
 }
 
 func (a *mlaAttn) newStash(be kernels.Backend, act tensor.DType, tp, s, b int) *mlaStash {
 	n := s * b
 	al := func(shape ...int) *tensor.Tensor { return be.Alloc(act, shape...) }
 	st := &mlaStash{c: al(n, a.rkv), qf: al(n, a.heads*a.hd), kvf: al(n, a.heads*(a.dn+a.dv)),
-		ckv: al(n, a.rkv+a.dr), qpe: al(b, a.heads, s, a.dr), kpe: al(b, 1, s, a.dr)}
+		ckv: al(n, a.rkv+a.dr), qpe: al(b, a.heads, s, a.dr), kpe: al(b, 1, s, a.dr), vw: a.views(s, b)}
 	st.cn = st.c
 	if a.KVNorm != nil {
 		st.cn, st.nkv = al(n, a.rkv), newNormStash(be, n)
@@ -200,8 +201,7 @@ func downBackward(be kernels.Backend, par Parallel, lin *Linear, dx, dout, x, lo
 // forward computes the attention inputs q, k, v [b, H/TP, s, hd] (v zero beyond dv) from
 // x [s·b, h] with RoPE rp (whose RotaryDim is dr).
 func (a *mlaAttn) forward(be kernels.Backend, par Parallel, st *mlaStash, q, k, v, x *tensor.Tensor, rp kernels.RoPEParams) error {
-	b, s := q.Dim(0), q.Dim(2)
-	vw := a.views(s, b)
+	b, s, vw := q.Dim(0), q.Dim(2), st.vw
 	rp.Interleaved = true
 	if a.QProj != nil {
 		a.QProj.Forward(be, st.qf, x)
@@ -242,7 +242,7 @@ func (a *mlaAttn) forward(be kernels.Backend, par Parallel, st *mlaStash, q, k, 
 // partial d(x) in dx.
 func (a *mlaAttn) backward(be kernels.Backend, par Parallel, st *mlaStash, g *mlaGrads, dx, dq, dk, dv, x *tensor.Tensor, rp kernels.RoPEParams) error {
 	b, s := dq.Dim(0), dq.Dim(2)
-	vw := a.views(s, b)
+	vw := st.vw
 	rp.Interleaved, rp.Inverse = true, true
 	// Keys and values: [d kₙ, d v] into d kvf; d kᵣ summed over this rank's heads.
 	be.StridedCopy(g.dkvf, dk, swap(vw.kn))

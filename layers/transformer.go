@@ -323,16 +323,17 @@ func (l *TransformerLayer) attention(be kernels.Backend, st *layerStash, lnf *te
 	} else {
 		be.Attention(st.o, st.lse, st.q, st.k, st.v, l.trainAttnParams(st))
 	}
-	l.mergeHeads(be, st.o2, st.o)
+	l.mergeHeads(be, st.o2, st.o, st.mla)
 	return nil
 }
 
 // mergeHeads writes the heads' outputs o [b, np, s, hn] as linear_proj's input o2
-// [s·b, np·width], width hn or multi-latent attention's v-head-dim (o's first channels).
-func (l *TransformerLayer) mergeHeads(be kernels.Backend, o2, o *tensor.Tensor) {
+// [s·b, np·width], width hn or multi-latent attention's v-head-dim (o's first channels,
+// by ms's views).
+func (l *TransformerLayer) mergeHeads(be kernels.Backend, o2, o *tensor.Tensor, ms *mlaStash) {
 	b, np, s, hn := o.Dim(0), o.Dim(1), o.Dim(2), o.Dim(3)
 	if l.MLA != nil {
-		be.StridedCopy(o2, o, l.MLA.views(s, b).o)
+		be.StridedCopy(o2, o, ms.vw.o)
 		return
 	}
 	be.Permute(o2.View(s, b, np, hn), o, []int{2, 0, 1, 3})
@@ -346,7 +347,7 @@ func (l *TransformerLayer) attentionBackward(be kernels.Backend, st *layerStash,
 		if l.MLA.dv < hn {
 			be.Fill(g.do, 0)
 		}
-		be.StridedCopy(g.do, g.do2, swap(l.MLA.views(s, b).o))
+		be.StridedCopy(g.do, g.do2, swap(st.mla.vw.o))
 	} else {
 		be.Permute(g.do, g.do2.View(s, b, np, hn), []int{1, 2, 0, 3})
 	}

@@ -583,9 +583,6 @@ func (a *Adam) SyncMainFromWeights() {
 // withoutBuffers drops the buffers (Param.Buffer: the router's expert bias), which the
 // optimizer never updates, from params and from the per-chunk counts.
 func withoutBuffers(params layers.Params, chunks []int) (layers.Params, []int) {
-	if len(params.Trainable()) == len(params) {
-		return params, chunks
-	}
 	if len(chunks) == 0 {
 		return params.Trainable(), nil
 	}

@@ -213,7 +213,7 @@ func run(a *Args, world comm.Comm, out io.Writer, hook dataHook) error {
 			return err
 		}
 		chunks = append(chunks, m)
-		params = append(params, m.Params.Trainable()...)
+		params = append(params, m.Params...)
 	}
 	model := chunks[0]
 	if dt := model.ActivationDType(); dt != tensor.F32 {
@@ -221,7 +221,7 @@ func run(a *Args, world comm.Comm, out io.Writer, hook dataHook) error {
 	}
 	logf("> padded vocab (size: %d) with %d dummy tokens (new size: %d)", a.VocabSize, model.Cfg.PaddedVocabSize-a.VocabSize, model.Cfg.PaddedVocabSize)
 	if ps.Coords.DP == 0 {
-		fmt.Fprintf(out, " > number of parameters on (tensor, pipeline) model parallel rank (%d, %d): %d\n", ps.Coords.TP, ps.Coords.PP, params.Numel())
+		fmt.Fprintf(out, " > number of parameters on (tensor, pipeline) model parallel rank (%d, %d): %d\n", ps.Coords.TP, ps.Coords.PP, params.Trainable().Numel())
 	}
 	groups := optim.Groups{DP: ps.DPCP, Norm: ps.MP, TP: ps.Coords.TP}
 	if ps.EPSize > 1 {
@@ -229,7 +229,7 @@ func run(a *Args, world comm.Comm, out io.Writer, hook dataHook) error {
 	}
 	if len(chunks) > 1 {
 		for _, m := range chunks {
-			groups.Chunks = append(groups.Chunks, len(m.Params.Trainable()))
+			groups.Chunks = append(groups.Chunks, len(m.Params))
 		}
 	}
 	if a.UseDistributedOptimizer {

@@ -322,14 +322,7 @@ func TestLlama31MatchesTorch(t *testing.T) {
 		"rms_norm_eps": 1e-05, "rope_theta": 500000.0, "max_position_embeddings": 131072, "tie_word_embeddings": false,
 		"rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
 		"original_max_position_embeddings": 8192}}`, 0.3))
-	var rows [][]int64
-	for r := range 2 {
-		row := make([]int64, 48)
-		for i := range row {
-			row[i] = int64((i*37 + r*101 + 5) % 300)
-		}
-		rows = append(rows, row)
-	}
+	rows := longRows()
 	m := requireTorchForward(t, dir, rows, 300)
 	require.True(t, m.Config.UseRopeScaling)
 	require.Equal(t, 8.0, m.Config.RopeScalingFactor)
@@ -443,14 +436,7 @@ func TestDeepseekMoEMatchesTorch(t *testing.T) {
 // float64 transcription of transformers' YaRN: --position-embedding-type yarn.
 func TestYaRNMatchesTorch(t *testing.T) {
 	hftest.NeedTorch(t)
-	var rows [][]int64
-	for r := range 2 {
-		row := make([]int64, 48)
-		for i := range row {
-			row[i] = int64((i*37 + r*101 + 5) % 300)
-		}
-		rows = append(rows, row)
-	}
+	rows := longRows()
 	for name, yarn := range map[string]string{
 		"qwen2.5":         `{"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32}`,
 		"mscale-no-round": `{"rope_type": "yarn", "factor": 8.0, "original_max_position_embeddings": 16, "mscale": 0.9, "mscale_all_dim": 0.5, "truncate": false, "beta_fast": 16}`,

@@ -16,7 +16,8 @@ import (
 	"github.com/gomegatron/gomegatron/tensor"
 )
 
-// longRows are two 48-token rows, past TinyDeepseekV2's 16 original YaRN positions.
+// longRows are two 48-token rows of vocabulary 300 for the RoPE-scaling tests: past the
+// 16 and 32 original positions of TinyDeepseekV2's and the Qwen2.5 test's YaRN.
 func longRows() [][]int64 {
 	var rows [][]int64
 	for r := range 2 {

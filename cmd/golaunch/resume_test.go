@@ -707,47 +707,44 @@ func TestUseCheckpointArgsFalconPai(t *testing.T) {
 // --use-checkpoint-args alone: these come from its args, which Megatron 240126's own list
 // leaves out.
 func TestUseCheckpointArgsMoE(t *testing.T) {
-	dir := t.TempDir()
-	ck := filepath.Join(dir, "ck")
-	common := strings.Fields("--standalone --nproc-per-node 2 pretrain --seq-length 32 --micro-batch-size 2 --global-batch-size 4 " +
-		"--lr 1e-3 --vocab-size 256 --mock-data --bf16 --eval-iters 0 --log-interval 1 --expert-model-parallel-size 2 --data-cache-path " + dir)
-	runGolaunch(t, append(common, strings.Fields("--num-layers 2 --hidden-size 64 --num-attention-heads 4 --group-query-attention "+
+	resumeFromArgs(t, "--expert-model-parallel-size 2", "--num-layers 2 --hidden-size 64 --num-attention-heads 4 --group-query-attention "+
 		"--num-query-groups 2 --kv-channels 16 --qk-layernorm --swiglu --normalization RMSNorm --position-embedding-type rope "+
 		"--disable-bias-linear --max-position-embeddings 32 --num-experts 4 --moe-router-topk 2 --moe-router-pre-softmax "+
 		"--moe-shared-expert-intermediate-size 32 --moe-shared-expert-gate --add-qkv-bias --rotary-base 1000000 --norm-epsilon 1e-6 "+
-		"--moe-layer-freq ([0]+[1]) --moe-ffn-hidden-size 64 "+
-		"--train-iters 2 --save "+ck)...)...)
-	out := runGolaunch(t, append(common, "--use-checkpoint-args", "--load", ck, "--train-iters", "4", "--override-opt_param-scheduler")...)
-	for _, line := range []string{"Setting num_experts to 4 from checkpoint", "Setting moe_router_topk to 2 from checkpoint",
+		"--moe-layer-freq ([0]+[1]) --moe-ffn-hidden-size 64",
+		"Setting num_experts to 4 from checkpoint", "Setting moe_router_topk to 2 from checkpoint",
 		"Setting qk_layernorm to true from checkpoint", "Setting moe_router_pre_softmax to true from checkpoint",
 		"Setting moe_shared_expert_intermediate_size to 32 from checkpoint", "Setting moe_shared_expert_gate to true from checkpoint",
 		"Setting add_bias_linear to false from checkpoint", "Setting add_qkv_bias to true from checkpoint",
 		"Setting rotary_base to 1000000.0 from checkpoint", "Setting norm_epsilon to 1e-06 from checkpoint",
-		"Setting moe_layer_freq to [0, 1] from checkpoint", "Setting moe_ffn_hidden_size to 64 from checkpoint",
-		"iteration        4/       4"} {
+		"Setting moe_layer_freq to [0, 1] from checkpoint", "Setting moe_ffn_hidden_size to 64 from checkpoint")
+}
+
+// resumeFromArgs trains the model flags for 2 iterations with 2 processes in layout, saves,
+// and requires a resume to 4 iterations with --use-checkpoint-args and no model flags to
+// print every want line.
+func resumeFromArgs(t *testing.T, layout, model string, want ...string) {
+	dir := t.TempDir()
+	ck := filepath.Join(dir, "ck")
+	common := strings.Fields("--standalone --nproc-per-node 2 pretrain --seq-length 32 --micro-batch-size 2 --global-batch-size 4 " +
+		"--lr 1e-3 --vocab-size 256 --mock-data --bf16 --eval-iters 0 --log-interval 1 " + layout + " --data-cache-path " + dir)
+	runGolaunch(t, append(common, strings.Fields(model+" --train-iters 2 --save "+ck)...)...)
+	out := runGolaunch(t, append(common, "--use-checkpoint-args", "--load", ck, "--train-iters", "4", "--override-opt_param-scheduler")...)
+	for _, line := range append(want, "iteration        4/       4") {
 		require.Contains(t, out, line)
 	}
 }
 
 // TestUseCheckpointArgsMLA: a DeepSeek-V2-shaped run (multi-latent attention with a query
 // latent and YaRN, Megatron's MLA flags) at TP 2 with sequence parallelism saves args that
-// rebuild it alone, and its loss falls.
+// rebuild it alone.
 func TestUseCheckpointArgsMLA(t *testing.T) {
-	dir := t.TempDir()
-	ck := filepath.Join(dir, "ck")
-	common := strings.Fields("--standalone --nproc-per-node 2 pretrain --seq-length 32 --micro-batch-size 2 --global-batch-size 4 " +
-		"--lr 1e-3 --vocab-size 256 --mock-data --bf16 --eval-iters 0 --log-interval 1 --tensor-model-parallel-size 2 --sequence-parallel --data-cache-path " + dir)
-	runGolaunch(t, append(common, strings.Fields("--num-layers 2 --hidden-size 64 --num-attention-heads 4 --multi-latent-attention "+
+	resumeFromArgs(t, "--tensor-model-parallel-size 2 --sequence-parallel", "--num-layers 2 --hidden-size 64 --num-attention-heads 4 --multi-latent-attention "+
 		"--q-lora-rank 32 --kv-lora-rank 24 --qk-head-dim 16 --qk-pos-emb-head-dim 8 --v-head-dim 16 --qk-layernorm "+
 		"--rotary-scaling-factor 40 --mscale 0.707 --mscale-all-dim 0.707 --swiglu --normalization RMSNorm "+
-		"--position-embedding-type rope --disable-bias-linear --max-position-embeddings 32 --norm-epsilon 1e-6 "+
-		"--train-iters 2 --save "+ck)...)...)
-	out := runGolaunch(t, append(common, "--use-checkpoint-args", "--load", ck, "--train-iters", "4", "--override-opt_param-scheduler")...)
-	for _, line := range []string{"Setting multi_latent_attention to true from checkpoint", "Setting q_lora_rank to 32 from checkpoint",
+		"--position-embedding-type rope --disable-bias-linear --max-position-embeddings 32 --norm-epsilon 1e-6",
+		"Setting multi_latent_attention to true from checkpoint", "Setting q_lora_rank to 32 from checkpoint",
 		"Setting kv_lora_rank to 24 from checkpoint", "Setting qk_head_dim to 16 from checkpoint", "Setting qk_pos_emb_head_dim to 8 from checkpoint",
 		"Setting v_head_dim to 16 from checkpoint", "Setting rotary_scaling_factor to 40.0 from checkpoint", "Setting mscale to 0.707 from checkpoint",
-		"Setting mscale_all_dim to 0.707 from checkpoint", "Setting yarn_original_max_position_embeddings to 4096 from checkpoint",
-		"iteration        4/       4"} {
-		require.Contains(t, out, line)
-	}
+		"Setting mscale_all_dim to 0.707 from checkpoint", "Setting yarn_original_max_position_embeddings to 4096 from checkpoint")
 }
