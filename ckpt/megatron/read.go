@@ -179,7 +179,17 @@ type Checkpoint struct {
 	epTensors [][][][]map[string]*tensor.Tensor
 	index     map[string]entry // InitKey → stage, chunk and parameter
 	keys      []string         // InitKeys in stage order
+
+	// A torch_dist checkpoint (--ckpt-format torch_dist) has no shard files: its tensors
+	// are read from dist, and Common is its unsharded state (args, iteration,
+	// opt_param_scheduler, …). nil for the torch format.
+	Common    *torchpickle.Dict
+	dist      *dcpReader
+	distIndex map[string]distLoc
 }
+
+// TorchDist reports whether the checkpoint is in the torch_dist format.
+func (c *Checkpoint) TorchDist() bool { return c.dist != nil }
 
 type entry struct {
 	ep, pp, vp int
@@ -206,6 +216,9 @@ func OpenWith(path string, fix ArgsFixer) (*Checkpoint, error) {
 	loc, err := Resolve(path)
 	if err != nil {
 		return nil, err
+	}
+	if IsTorchDist(loc.Dir()) { // args written by Megatron itself: nothing to fix
+		return openDist(loc)
 	}
 	ep, err := ExpertSize(loc)
 	if err != nil {
@@ -404,6 +417,9 @@ func (c *Checkpoint) Param(key string) (*layers.Param, bool) {
 // shape. The shards' file pages are released afterwards, so walking Keys keeps the
 // resident set near one tensor.
 func (c *Checkpoint) Full(key string) ([]float32, []int, error) {
+	if c.dist != nil {
+		return c.distFull(key)
+	}
 	e, ok := c.index[key]
 	if !ok {
 		return nil, nil, fmt.Errorf("megatron: %s has no tensor %s", c.Dir(), key)
@@ -445,6 +461,9 @@ func (c *Checkpoint) ShardFile(tpRank, ppRank int) *ShardFile { return c.files[p
 // Close unmaps every shard file.
 func (c *Checkpoint) Close() error {
 	var first error
+	if c.dist != nil {
+		first = c.dist.close()
+	}
 	for _, files := range c.epFiles {
 		for _, row := range files {
 			for _, f := range row {

@@ -104,15 +104,23 @@ func findGlobal(mod, name string) (any, error) {
 	if cm == "torch.storage" && name == "UntypedStorage" {
 		return Global{"torch", name}, nil
 	}
-	if allowedGlobals[cm+"."+name] {
+	g := cm + "." + name
+	if allowedGlobals[g] {
 		return Global{cm, name}, nil
 	}
-	// Megatron's enums and config classes appear in args; they stay inert values.
-	if cm == "megatron" || strings.HasPrefix(cm, "megatron.") {
+	// Megatron's enums and config classes appear in args, and PyTorch's distributed
+	// checkpoint metadata (.metadata) is made of dataclasses; they stay inert values.
+	if inertModule(cm) || g == "torch.serialization._get_layout" {
 		return Global{mod, name}, nil
 	}
 	return nil, fmt.Errorf("global %s.%s is not allowed: torchpickle only rebuilds tensors, containers, "+
-		"argparse.Namespace, numpy arrays and megatron.* values, and never runs code", mod, name)
+		"argparse.Namespace, numpy arrays, megatron.* values and distributed-checkpoint metadata, and never runs code", mod, name)
+}
+
+// inertModule reports whether a module's classes are rebuilt as inert Objects: Megatron's,
+// and torch.distributed.checkpoint's metadata dataclasses.
+func inertModule(mod string) bool {
+	return mod == "megatron" || strings.HasPrefix(mod, "megatron.") || strings.HasPrefix(mod, "torch.distributed.checkpoint.")
 }
 
 // NumpyDType is a numpy dtype object: kind and size ("u4", "f8") and byte order
@@ -295,7 +303,7 @@ func newObject(cls any, args Tuple) (any, error) {
 	case "collections.OrderedDict":
 		return NewDict(true), nil
 	}
-	if strings.HasPrefix(g.Module, "megatron") || g.String() == "torch.device" {
+	if inertModule(g.Module) || g.String() == "torch.device" {
 		return &Object{Class: g, Args: args, NewObj: true}, nil
 	}
 	return nil, fmt.Errorf("NEWOBJ of %s is not supported", g)

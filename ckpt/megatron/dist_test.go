@@ -1,0 +1,127 @@
+package megatron
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// The fixtures in testdata/torch_dist were written by Megatron-LM itself
+// (testdata/make_torch_dist.py; see testdata/torch_dist/README.md): one tiny GPT saved by
+// the same ranks in both formats, torch_dist and torch. Every full tensor read from the
+// torch_dist folder must equal the one joined from the torch shards.
+func TestTorchDistMatchesTorchFormat(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		tp, pp, ep int
+		experts    int
+	}{
+		{"dense", 2, 2, 1, 0},
+		{"moe", 1, 2, 2, 4},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := filepath.Join("testdata", "torch_dist", tc.name)
+			dist, err := Open(filepath.Join(dir, "torch_dist"))
+			require.NoError(t, err)
+			defer dist.Close()
+			ref, err := Open(filepath.Join(dir, "torch"))
+			require.NoError(t, err)
+			defer ref.Close()
+
+			assert.True(t, dist.TorchDist())
+			assert.False(t, ref.TorchDist())
+			assert.Equal(t, 7, dist.Iteration)
+			assert.Equal(t, []int{tc.tp, tc.pp, tc.ep}, []int{dist.TP, dist.PP, dist.EP})
+			assert.Equal(t, ref.Config, dist.Config)
+			assert.Equal(t, ref.DType, dist.DType)
+			assert.Equal(t, 3.0, dist.Version)
+			assert.Equal(t, tc.experts, dist.Config.NumExperts)
+			require.Equal(t, ref.Keys(), dist.Keys())
+			for _, k := range ref.Keys() {
+				want, wshape, err := ref.Full(k)
+				require.NoError(t, err, k)
+				got, gshape, err := dist.Full(k)
+				require.NoError(t, err, k)
+				require.Equal(t, wshape, gshape, k)
+				require.Equal(t, want, got, k)
+			}
+		})
+	}
+}
+
+// Broken torch_dist folders fail with the file and the tensor named.
+func TestTorchDistErrors(t *testing.T) {
+	src := filepath.Join("testdata", "torch_dist", "dense", "torch_dist", "iter_0000007")
+	clone := func(t *testing.T) string {
+		dir := filepath.Join(t.TempDir(), "iter_0000007")
+		require.NoError(t, os.MkdirAll(dir, 0o755))
+		ents, err := os.ReadDir(src)
+		require.NoError(t, err)
+		for _, e := range ents {
+			b, err := os.ReadFile(filepath.Join(src, e.Name()))
+			require.NoError(t, err)
+			require.NoError(t, os.WriteFile(filepath.Join(dir, e.Name()), b, 0o644))
+		}
+		return dir
+	}
+	t.Run("missing data file", func(t *testing.T) {
+		dir := clone(t)
+		require.NoError(t, os.Remove(filepath.Join(dir, "__1_0.distcp")))
+		_, err := Open(dir)
+		assert.ErrorContains(t, err, "__1_0.distcp")
+	})
+	t.Run("truncated data file", func(t *testing.T) {
+		dir := clone(t)
+		p := filepath.Join(dir, "__2_1.distcp")
+		st, err := os.Stat(p)
+		require.NoError(t, err)
+		require.NoError(t, os.Truncate(p, st.Size()-100))
+		_, err = Open(dir)
+		assert.ErrorContains(t, err, "__2_1.distcp")
+		assert.ErrorContains(t, err, "truncated")
+	})
+	t.Run("corrupt chunk", func(t *testing.T) {
+		dir := clone(t)
+		c, err := Open(dir)
+		require.NoError(t, err)
+		ch := c.dist.tensors["embedding.word_embeddings.weight"].chunks[0]
+		c.Close()
+		p := filepath.Join(dir, ch.file)
+		b, err := os.ReadFile(p)
+		require.NoError(t, err)
+		for i := ch.start; i < ch.start+8; i++ { // the archive's first local header
+			b[i] ^= 0xff
+		}
+		require.NoError(t, os.WriteFile(p, b, 0o644))
+		c, err = Open(dir)
+		require.NoError(t, err) // the index is intact; the damage shows on reading
+		defer c.Close()
+		_, _, err = c.Full("embedding.word_embeddings.weight")
+		assert.ErrorContains(t, err, ch.file+" bytes [")
+		assert.ErrorContains(t, err, "embedding.word_embeddings.weight")
+	})
+	t.Run("other backend", func(t *testing.T) {
+		dir := clone(t)
+		require.NoError(t, os.WriteFile(filepath.Join(dir, DistMetadataFile), []byte(`{"sharded_backend": "zarr"}`), 0o644))
+		_, err := Open(dir)
+		assert.ErrorContains(t, err, `sharded_backend "zarr" is not supported`)
+	})
+	t.Run("no common state", func(t *testing.T) {
+		dir := clone(t)
+		require.NoError(t, os.Remove(filepath.Join(dir, DistCommonFile)))
+		_, err := Open(dir)
+		assert.ErrorContains(t, err, "common_state")
+	})
+	t.Run("corrupt metadata", func(t *testing.T) {
+		dir := clone(t)
+		p := filepath.Join(dir, dcpMetadataFile)
+		b, err := os.ReadFile(p)
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(p, b[:len(b)/2], 0o644))
+		_, err = Open(dir)
+		assert.ErrorContains(t, err, ".metadata")
+	})
+}

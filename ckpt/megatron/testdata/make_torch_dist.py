@@ -1,0 +1,134 @@
+"""Writes a tiny GPT checkpoint twice with Megatron-LM itself: once in the torch_dist
+(PyTorch distributed checkpoint) format and once in the legacy torch format, from the
+same model on the same ranks. gomegatron's tests read both and check that every full
+tensor agrees, so the torch_dist reader is checked against Megatron's own writer.
+
+Run (CPU only, gloo) with PyTorch >= 2.6 and a Megatron-LM tree on PYTHONPATH:
+
+    python3 make_torch_dist.py OUT_DIR TP PP [EP NUM_EXPERTS]
+
+It spawns TP*PP*EP processes. See torch_dist/README.md for the versions used.
+"""
+import os
+import sys
+import tempfile
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+ITERATION = 7
+
+
+def argv(tp, pp, ep, experts, save):
+    a = [
+        "pretrain_gpt.py",
+        "--use-mcore-models", "--transformer-impl", "local",
+        "--num-layers", "4", "--hidden-size", "32", "--ffn-hidden-size", "48",
+        "--num-attention-heads", "4", "--group-query-attention", "--num-query-groups", "2",
+        "--normalization", "RMSNorm", "--swiglu", "--disable-bias-linear",
+        "--position-embedding-type", "rope", "--untie-embeddings-and-output-weights",
+        "--seq-length", "64", "--max-position-embeddings", "64",
+        "--micro-batch-size", "1", "--global-batch-size", "4",
+        "--lr", "1e-4", "--train-iters", "10", "--bf16",
+        "--tokenizer-type", "NullTokenizer", "--vocab-size", "120",
+        "--tensor-model-parallel-size", str(tp), "--pipeline-model-parallel-size", str(pp),
+        "--ckpt-format", "torch_dist", "--save", save, "--save-interval", "7", "--use-cpu-initialization",
+        "--no-gradient-accumulation-fusion", "--no-rope-fusion", "--no-masked-softmax-fusion", "--no-bias-swiglu-fusion", "--no-persist-layer-norm", "--no-save-optim", "--no-save-rng",
+    ]
+    if experts:
+        a += ["--num-experts", str(experts), "--moe-router-topk", "2",
+              "--expert-model-parallel-size", str(ep)]
+    return a
+
+
+def perturb(model, tp_rank, ep_rank):
+    # Megatron initialises norms to ones and zeroes nothing useful to compare; give every
+    # parameter distinct values. Replicated parameters get the same values on every TP rank.
+    for name, p in model.named_parameters():
+        split = getattr(p, "tensor_model_parallel", False)
+        expert = not getattr(p, "allreduce", True)
+        seed = sum(ord(c) * (i + 1) for i, c in enumerate(name)) % (2**31)
+        seed += 1009 * tp_rank * split + 7919 * ep_rank * expert
+        g = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            p.copy_(torch.randn(p.shape, generator=g).to(p.dtype))
+
+
+def worker(rank, world, out, tp, pp, ep, experts, port):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world),
+                      RANK=str(rank), LOCAL_RANK=str(rank), USE_LIBUV="0", CUDA_DEVICE_MAX_CONNECTIONS="1")
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    # The checkpoint writer syncs a GPU and places its flags there; run it on the CPU.
+    torch.cuda.synchronize = lambda *a, **k: None
+    torch.cuda.current_device = lambda: "cpu"
+    from megatron.core import dist_checkpointing, parallel_state
+    from megatron.core.dist_checkpointing.serialization import get_default_save_sharded_strategy
+    from megatron.core.models.gpt import GPTModel
+    from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_local_spec
+    from megatron.training.arguments import (core_transformer_config_from_args, parse_args,
+                                             validate_args)
+    from megatron.training import checkpointing
+    from megatron.training.global_vars import set_args
+    import megatron.training.arguments as arguments
+
+    arguments.get_device_arch_version = lambda: 9  # no GPU here; answer as an H100 would
+
+    dist_dir = os.path.join(out, "torch_dist")
+    sys.argv = argv(tp, pp, ep, experts, dist_dir)
+    args = parse_args()
+    validate_args(args)
+    args.padded_vocab_size = 128
+    set_args(args)
+    parallel_state.initialize_model_parallel(tp, pp, expert_model_parallel_size=ep)
+    torch.manual_seed(1234)
+    config = core_transformer_config_from_args(args)
+    spec = get_gpt_layer_local_spec(num_experts=experts or None, normalization="RMSNorm")
+    model = GPTModel(config=config, transformer_layer_spec=spec, vocab_size=args.padded_vocab_size,
+                     max_sequence_length=args.max_position_embeddings,
+                     pre_process=parallel_state.is_pipeline_first_stage(),
+                     post_process=parallel_state.is_pipeline_last_stage(),
+                     share_embeddings_and_output_weights=False, position_embedding_type="rope")
+    model = model.to(torch.bfloat16)
+    perturb(model, parallel_state.get_tensor_model_parallel_rank(),
+            parallel_state.get_expert_model_parallel_rank())
+
+    # torch_dist, as save_checkpoint writes it.
+    meta = checkpointing._build_sharded_state_dict_metadata(args)
+    sd = checkpointing.generate_state_dict(args, [model], None, None, None, iteration=ITERATION,
+                                           model_sd_kwargs=dict(metadata=meta))
+    sd["num_floating_point_operations_so_far"] = 0
+    ckpt = os.path.join(dist_dir, f"iter_{ITERATION:07d}")
+    if rank == 0:
+        os.makedirs(ckpt, exist_ok=True)
+    dist.barrier()
+    dist_checkpointing.save(sd, ckpt, get_default_save_sharded_strategy("torch_dist"),
+                            content_metadata=meta)
+    # The same model in the legacy torch format (get_checkpoint_name's folders).
+    args.ckpt_format = "torch"
+    legacy = os.path.join(out, "torch")
+    name = checkpointing.get_checkpoint_name(legacy, ITERATION, release=False)
+    # Each expert-parallel rank writes its own folder (mp_rank_TT_PPP_EEE), as save_checkpoint does.
+    writer = parallel_state.get_expert_data_parallel_rank() if experts else parallel_state.get_data_parallel_rank()
+    if writer == 0:
+        os.makedirs(os.path.dirname(name), exist_ok=True)
+        torch.save(checkpointing.generate_state_dict(args, [model], None, None, None, iteration=ITERATION), name)
+    dist.barrier()
+    if rank == 0:
+        for root in (dist_dir, legacy):
+            with open(os.path.join(root, "latest_checkpointed_iteration.txt"), "w") as f:
+                f.write(str(ITERATION))
+    dist.destroy_process_group()
+
+
+def main():
+    out, tp, pp = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    ep = int(sys.argv[4]) if len(sys.argv) > 4 else 1
+    experts = int(sys.argv[5]) if len(sys.argv) > 5 else 0
+    world = tp * pp * ep
+    port = 29500 + os.getpid() % 1000
+    mp.spawn(worker, args=(world, out, tp, pp, ep, experts, port), nprocs=world)
+
+
+if __name__ == "__main__":
+    main()
