@@ -362,6 +362,9 @@ func (c *checkpointer) load() (progress, error) {
 	if err != nil {
 		return p, fmt.Errorf("--load: %w", err)
 	}
+	if megatron.IsTorchDist(loc.Dir()) {
+		return c.loadDist(loc)
+	}
 	ep, err := megatron.ExpertSize(loc)
 	if err != nil {
 		return p, fmt.Errorf("--load: %w", err)
@@ -410,25 +413,12 @@ func (c *checkpointer) load() (progress, error) {
 		return p, err
 	}
 	defer sf.Close()
-	p.Iteration = sf.Iteration()
 	args, err := sf.Args()
 	if err != nil {
 		return p, err
 	}
-	p.ConsumedTrain = nsInt(args, "consumed_train_samples")
-	p.ConsumedValid = nsInt(args, "consumed_valid_samples")
 	root, _ := sf.Value.(*torchpickle.Dict)
-	if v, ok := dictGetAny(root, "num_floating_point_operations_so_far"); ok { // 0 when absent
-		p.FLOPs, _ = torchpickle.AsFloat64(v)
-	}
-	// Megatron loads the scheduler with the optimizer only: with --no-load-optim the
-	// learning-rate schedule starts again from step 0 while the iterations go on.
-	if sch, ok := dictGet(root, "opt_param_scheduler"); ok && !c.a.NoLoadOptim {
-		if v, ok := dictGetAny(sch, "num_steps"); ok {
-			n, _ := torchpickle.AsInt64(v)
-			p.SchedSteps = n
-		}
-	}
+	c.readProgress(root, args, &p)
 	for v, m := range c.allChunks() {
 		if x, ok := dictGetAny(root, fp8Key(v, vp)); ok && same {
 			if t, ok := x.(*tensor.Tensor); ok && c.a.FP8() != nil {
@@ -621,6 +611,55 @@ func (c *checkpointer) loadShardWeights(loc megatron.Location) error {
 	return nil
 }
 
+// readProgress takes the iteration, the consumed samples, the FLOPs so far and (unless
+// --no-load-optim) the scheduler's steps from a checkpoint's state dict.
+func (c *checkpointer) readProgress(root *torchpickle.Dict, args *torchpickle.Namespace, p *progress) {
+	if v, ok := dictGetAny(root, "iteration"); ok {
+		n, _ := torchpickle.AsInt64(v)
+		p.Iteration = int(n)
+	}
+	p.ConsumedTrain = nsInt(args, "consumed_train_samples")
+	p.ConsumedValid = nsInt(args, "consumed_valid_samples")
+	if v, ok := dictGetAny(root, "num_floating_point_operations_so_far"); ok { // 0 when absent
+		p.FLOPs, _ = torchpickle.AsFloat64(v)
+	}
+	// Megatron loads the scheduler with the optimizer only: with --no-load-optim the
+	// learning-rate schedule starts again from step 0 while the iterations go on.
+	if sch, ok := dictGet(root, "opt_param_scheduler"); ok && !c.a.NoLoadOptim {
+		if v, ok := dictGetAny(sch, "num_steps"); ok {
+			n, _ := torchpickle.AsInt64(v)
+			p.SchedSteps = n
+		}
+	}
+}
+
+// loadDist loads a torch_dist checkpoint (Megatron-Core's default format) at any layout:
+// the weights, and the progress unless --finetune. Its optimizer state is not read, so
+// resuming needs --no-load-optim, as Megatron asks when a checkpoint lacks that state.
+func (c *checkpointer) loadDist(loc megatron.Location) (progress, error) {
+	var p progress
+	ck, err := megatron.Open(loc.Dir())
+	if err != nil {
+		return p, fmt.Errorf("--load: %w", err)
+	}
+	defer ck.Close()
+	if err := c.checkArgs(ck.Args); err != nil {
+		return p, err
+	}
+	if err := c.loadFull(ck.Full); err != nil {
+		return p, err
+	}
+	c.opt.SyncMainFromWeights()
+	if c.a.Finetune || loc.Release {
+		return p, nil
+	}
+	c.readProgress(ck.Common, ck.Args, &p)
+	if c.a.NoLoadOptim {
+		return p, nil
+	}
+	return p, fmt.Errorf("--load %s is a torch_dist checkpoint, whose optimizer state gomegatron does not read (only the torch format's); pass --no-load-optim to resume with fresh optimizer state, or --finetune to load the weights only", loc.Dir())
+}
+
 // checkSavedArgs notes the checkpoint's hf_model_type, and refuses a checkpoint whose
 // output layer is Baichuan 2's NormHead (Pai's args use_normhead) in a run without
 // --use-normhead, and the reverse: the weights would load, and the output layer compute
@@ -635,6 +674,11 @@ func (c *checkpointer) checkSavedArgs(loc megatron.Location, pp int) error {
 	if err != nil {
 		return nil // no args to compare (the load reports what it lacks)
 	}
+	return c.checkArgs(args)
+}
+
+// checkArgs is checkSavedArgs on the checkpoint's args.
+func (c *checkpointer) checkArgs(args *torchpickle.Namespace) error {
 	if v, ok := args.Get("hf_model_type"); ok {
 		c.hfModelType, _ = v.(string)
 	}

@@ -24,22 +24,13 @@ func (a *Args) useCheckpointArgs() ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--use-checkpoint-args: %w", err)
 	}
-	_, pp, err := megatron.Shards(loc)
-	if err != nil {
-		return nil, fmt.Errorf("--use-checkpoint-args: %w", err)
-	}
-	sf, err := megatron.LoadShard(loc, 0, 0, pp)
-	if err != nil {
-		return nil, fmt.Errorf("--use-checkpoint-args: %w", err)
-	}
-	defer sf.Close()
-	ns, err := sf.Args()
+	ns, where, err := megatron.LoadArgs(loc)
 	if err != nil {
 		return nil, fmt.Errorf("--use-checkpoint-args: %w", err)
 	}
 	c, info, err := megatron.ConfigFromArgs(ns)
 	if err != nil {
-		return nil, fmt.Errorf("--use-checkpoint-args: %s: %w", sf.Path, err)
+		return nil, fmt.Errorf("--use-checkpoint-args: %s: %w", where, err)
 	}
 	var lines []string
 	set := func(name string, force bool, dst, v any) {

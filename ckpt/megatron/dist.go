@@ -145,6 +145,9 @@ func distCommon(dir string, r *dcpReader) (*torchpickle.Dict, error) {
 		}
 		path = names[0]
 	}
+	if l, ok := v.([]any); ok && len(l) == 1 { // a ShardedObject is saved as [value]
+		v = l[0]
+	}
 	d, ok := v.(*torchpickle.Dict)
 	if !ok {
 		return nil, fmt.Errorf("megatron: %s holds a %T, want a dict", path, v)
@@ -285,4 +288,41 @@ func atoiMust(s string) int {
 		n = n*10 + int(ch-'0')
 	}
 	return n
+}
+
+// LoadArgs reads the args a checkpoint recorded: shard (0, 0)'s in the torch format, the
+// common state's in torch_dist. where names the file they came from.
+func LoadArgs(loc Location) (ns *torchpickle.Namespace, where string, err error) {
+	dir := loc.Dir()
+	if IsTorchDist(dir) {
+		if err := checkDistBackend(dir); err != nil {
+			return nil, "", err
+		}
+		r, err := openDCP(dir)
+		if err != nil {
+			return nil, "", err
+		}
+		defer r.close()
+		common, err := distCommon(dir, r)
+		if err != nil {
+			return nil, "", err
+		}
+		v, _ := common.Get("args")
+		ns, ok := v.(*torchpickle.Namespace)
+		if !ok {
+			return nil, "", fmt.Errorf("megatron: %s: the common state has no args", dir)
+		}
+		return ns, dir, nil
+	}
+	_, pp, err := Shards(loc)
+	if err != nil {
+		return nil, "", err
+	}
+	sf, err := LoadShard(loc, 0, 0, pp)
+	if err != nil {
+		return nil, "", err
+	}
+	defer sf.Close()
+	ns, err = sf.Args()
+	return ns, sf.Path, err
 }

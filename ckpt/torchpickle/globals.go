@@ -63,6 +63,7 @@ var allowedGlobals = map[string]bool{
 	"builtins.frozenset":                         true,
 	"builtins.bytearray":                         true,
 	"builtins.getattr":                           true,
+	"signal.Signals":                             true, // newer Megatron's args.exit_signal
 }
 
 // canonical maps Python 2 and numpy 2 module spellings to the ones used above.

@@ -17,6 +17,11 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+# Megatron-Core 0.20 names a torch >= 2.7 dtype at import time (MXFP8 inference code this
+# script never runs); an inert placeholder lets it import on torch 2.6.
+if not hasattr(torch, "float8_e8m0fnu"):
+    torch.float8_e8m0fnu = torch.uint8
+
 ITERATION = 7
 
 
@@ -78,7 +83,11 @@ def worker(rank, world, out, tp, pp, ep, experts, port):
     sys.argv = argv(tp, pp, ep, experts, dist_dir)
     args = parse_args()
     validate_args(args)
-    args.padded_vocab_size = 128
+    try:  # the padded vocabulary, as build_tokenizer sets it
+        from megatron.training.tokenizer.tokenizer import _vocab_size_with_padding as pad_vocab
+    except ImportError:  # Megatron-Core >= 0.15
+        from megatron.core.tokenizers.utils.build_tokenizer import vocab_size_with_padding as pad_vocab
+    args.padded_vocab_size = pad_vocab(args.vocab_size, args)
     set_args(args)
     parallel_state.initialize_model_parallel(tp, pp, expert_model_parallel_size=ep)
     torch.manual_seed(1234)
@@ -102,8 +111,12 @@ def worker(rank, world, out, tp, pp, ep, experts, port):
     if rank == 0:
         os.makedirs(ckpt, exist_ok=True)
     dist.barrier()
+    try:  # Megatron-Core >= 0.14 puts a process group in the metadata; save_checkpoint drops it
+        from megatron.core.dist_checkpointing.utils import _clean_metadata_for_serialization
+    except ImportError:
+        _clean_metadata_for_serialization = lambda m: m
     dist_checkpointing.save(sd, ckpt, get_default_save_sharded_strategy("torch_dist"),
-                            content_metadata=meta)
+                            content_metadata=_clean_metadata_for_serialization(meta))
     # The same model in the legacy torch format (get_checkpoint_name's folders).
     args.ckpt_format = "torch"
     legacy = os.path.join(out, "torch")

@@ -1,0 +1,52 @@
+package main
+
+import (
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// torchDistFixture is a checkpoint Megatron-LM wrote in both formats from one model
+// (ckpt/megatron/testdata/torch_dist/README.md): name "dense" (TP 2 × PP 2) or "moe".
+func torchDistFixture(name, format string) string {
+	return filepath.Join("..", "..", "ckpt", "megatron", "testdata", "torch_dist", name, format)
+}
+
+// TestPretrainFromTorchDist: a torch_dist checkpoint (Megatron-Core's default format)
+// resumes at another layout with --no-load-optim, from its iteration, with the losses
+// its torch-format twin gives; without --no-load-optim the run says why it cannot take
+// the optimizer state; --use-checkpoint-args reads the args from its common state.
+func TestPretrainFromTorchDist(t *testing.T) {
+	dir := t.TempDir()
+	flags := strings.Fields("--standalone --nproc-per-node 2 pretrain --num-layers 4 --hidden-size 32 --ffn-hidden-size 48 " +
+		"--num-attention-heads 4 --group-query-attention --num-query-groups 2 --normalization RMSNorm --swiglu " +
+		"--disable-bias-linear --position-embedding-type rope --untie-embeddings-and-output-weights --seq-length 64 " +
+		"--max-position-embeddings 64 --micro-batch-size 2 --global-batch-size 4 --vocab-size 120 --mock-data --bf16 " +
+		"--train-iters 9 --lr 1e-4 --log-interval 1 --eval-iters 0 --attention-dropout 0 --hidden-dropout 0 " +
+		"--tensor-model-parallel-size 2 --data-cache-path " + dir)
+	losses := map[string]map[string]string{}
+	for _, format := range []string{"torch", "torch_dist"} {
+		out := runGolaunch(t, append(flags, "--load", torchDistFixture("dense", format), "--no-load-optim")...)
+		require.Contains(t, out, "iteration        9/       9", format)
+		losses[format] = iterationLosses(out)
+	}
+	require.Len(t, losses["torch_dist"], 2) // iterations 8 and 9
+	require.Equal(t, losses["torch"], losses["torch_dist"])
+
+	cmd := exec.Command(golaunchBin, append(flags, "--load", torchDistFixture("dense", "torch_dist"))...)
+	b, err := cmd.CombinedOutput()
+	require.Error(t, err)
+	require.Contains(t, string(b), "is a torch_dist checkpoint, whose optimizer state gomegatron does not read")
+
+	bare := strings.Fields("--standalone --nproc-per-node 4 pretrain --micro-batch-size 2 --global-batch-size 4 --mock-data --bf16 " +
+		"--train-iters 8 --lr 1e-4 --log-interval 1 --eval-iters 0 --attention-dropout 0 --hidden-dropout 0 --vocab-size 120 " +
+		"--no-load-optim --use-checkpoint-args --data-cache-path " + dir + " --load " + torchDistFixture("dense", "torch_dist"))
+	out := runGolaunch(t, bare...)
+	for _, line := range []string{"Setting num_layers to 4 from checkpoint", "Setting tensor_model_parallel_size to 2 from checkpoint",
+		"Setting pipeline_model_parallel_size to 2 from checkpoint", "iteration        8/       8"} {
+		require.Contains(t, out, line)
+	}
+}
