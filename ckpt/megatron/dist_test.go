@@ -22,6 +22,7 @@ func TestTorchDistMatchesTorchFormat(t *testing.T) {
 		{"dense", 2, 2, 1, 0},
 		{"moe", 1, 2, 2, 4},
 		{"dense-mcore020", 2, 2, 1, 0}, // common state inside the .distcp files
+		{"qwen-moe", 1, 2, 2, 4},       // a dense first layer: every layer keyed alone
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := filepath.Join("testdata", "torch_dist", tc.name)

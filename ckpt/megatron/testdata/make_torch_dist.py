@@ -5,9 +5,10 @@ tensor agrees, so the torch_dist reader is checked against Megatron's own writer
 
 Run (CPU only, gloo) with PyTorch >= 2.6 and a Megatron-LM tree on PYTHONPATH:
 
-    python3 make_torch_dist.py OUT_DIR TP PP [EP NUM_EXPERTS]
+    python3 make_torch_dist.py OUT_DIR TP PP [EP NUM_EXPERTS] [-- MEGATRON FLAGS...]
 
-It spawns TP*PP*EP processes. See torch_dist/README.md for the versions used.
+It spawns TP*PP*EP processes. Extra Megatron flags after "--" (e.g. --qk-layernorm,
+--moe-layer-freq) build the model from Megatron's decoder block spec. See torch_dist/README.md for the versions used.
 """
 import os
 import sys
@@ -25,7 +26,7 @@ if not hasattr(torch, "float8_e8m0fnu"):
 ITERATION = 7
 
 
-def argv(tp, pp, ep, experts, save):
+def argv(tp, pp, ep, experts, save, extra):
     a = [
         "pretrain_gpt.py",
         "--use-mcore-models", "--transformer-impl", "local",
@@ -44,7 +45,10 @@ def argv(tp, pp, ep, experts, save):
     if experts:
         a += ["--num-experts", str(experts), "--moe-router-topk", "2",
               "--expert-model-parallel-size", str(ep)]
-    return a
+    if "--multi-latent-attention" in extra:  # MLA has no query groups
+        i = a.index("--group-query-attention")
+        del a[i:i + 3]
+    return a + extra
 
 
 def perturb(model, tp_rank, ep_rank):
@@ -60,7 +64,7 @@ def perturb(model, tp_rank, ep_rank):
             p.copy_(torch.randn(p.shape, generator=g).to(p.dtype))
 
 
-def worker(rank, world, out, tp, pp, ep, experts, port):
+def worker(rank, world, out, tp, pp, ep, experts, extra, port):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world),
                       RANK=str(rank), LOCAL_RANK=str(rank), USE_LIBUV="0", CUDA_DEVICE_MAX_CONNECTIONS="1")
     dist.init_process_group("gloo", rank=rank, world_size=world)
@@ -80,7 +84,7 @@ def worker(rank, world, out, tp, pp, ep, experts, port):
     arguments.get_device_arch_version = lambda: 9  # no GPU here; answer as an H100 would
 
     dist_dir = os.path.join(out, "torch_dist")
-    sys.argv = argv(tp, pp, ep, experts, dist_dir)
+    sys.argv = argv(tp, pp, ep, experts, dist_dir, extra)
     args = parse_args()
     validate_args(args)
     try:  # the padded vocabulary, as build_tokenizer sets it
@@ -92,7 +96,11 @@ def worker(rank, world, out, tp, pp, ep, experts, port):
     parallel_state.initialize_model_parallel(tp, pp, expert_model_parallel_size=ep)
     torch.manual_seed(1234)
     config = core_transformer_config_from_args(args)
-    spec = get_gpt_layer_local_spec(num_experts=experts or None, normalization="RMSNorm")
+    if extra:
+        from megatron.core.models.gpt.gpt_layer_specs import get_gpt_decoder_block_spec
+        spec = get_gpt_decoder_block_spec(config, use_transformer_engine=False, normalization="RMSNorm")
+    else:
+        spec = get_gpt_layer_local_spec(num_experts=experts or None, normalization="RMSNorm")
     model = GPTModel(config=config, transformer_layer_spec=spec, vocab_size=args.padded_vocab_size,
                      max_sequence_length=args.max_position_embeddings,
                      pre_process=parallel_state.is_pipeline_first_stage(),
@@ -135,12 +143,15 @@ def worker(rank, world, out, tp, pp, ep, experts, port):
 
 
 def main():
-    out, tp, pp = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-    ep = int(sys.argv[4]) if len(sys.argv) > 4 else 1
-    experts = int(sys.argv[5]) if len(sys.argv) > 5 else 0
+    pos, extra = sys.argv[1:], []
+    if "--" in pos:
+        pos, extra = pos[:pos.index("--")], pos[pos.index("--") + 1:]
+    out, tp, pp = pos[0], int(pos[1]), int(pos[2])
+    ep = int(pos[3]) if len(pos) > 3 else 1
+    experts = int(pos[4]) if len(pos) > 4 else 0
     world = tp * pp * ep
     port = 29500 + os.getpid() % 1000
-    mp.spawn(worker, args=(world, out, tp, pp, ep, experts, port), nprocs=world)
+    mp.spawn(worker, args=(world, out, tp, pp, ep, experts, extra, port), nprocs=world)
 
 
 if __name__ == "__main__":
