@@ -102,7 +102,7 @@ func newGPTModel(be kernels.Backend, cfg Config, par Parallel) (*GPTModel, error
 	tp := par.tpSize()
 	m.cast = &castScratch{be: be}
 	ps := &paramSet{be: be, tp: tp, cast: m.cast, auxScale: &m.AuxLossScale, cpx: &cpScratch{}}
-	m.vocabLo, _ = shardRange(c.PaddedVocabSize, par.tpRank(), tp)
+	m.vocabLo, _ = ShardRange(c.PaddedVocabSize, par.tpRank(), tp)
 	if par.First() {
 		m.WordEmb = ps.add("embedding.word_embeddings.weight", 0, c.PaddedVocabSize, c.HiddenSize)
 		m.WordEmb.Lookup = true

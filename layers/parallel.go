@@ -152,8 +152,8 @@ func (p Parallel) reduceRows(local, partial *tensor.Tensor, what string) error {
 	return nil
 }
 
-// shardRange is the [lo, hi) slice of n items that TP rank r owns.
-func shardRange(n, r, size int) (int, int) { return n * r / size, n * (r + 1) / size }
+// ShardRange is the [lo, hi) slice of n items that TP rank r of size owns.
+func ShardRange(n, r, size int) (int, int) { return n * r / size, n * (r + 1) / size }
 
 // Shard cuts a parameter's full tensor (row-major values of shape full) into TP rank r's
 // shard along dim: contiguous rows for dim 0 (whole query groups for linear_qkv, a vocabulary
@@ -170,15 +170,15 @@ func Shard(vals []float32, full []int, dim int, glu bool, r, size int) []float32
 	if dim == 0 {
 		if glu {
 			half := full[0] / 2
-			lo, hi := shardRange(half, r, size)
+			lo, hi := ShardRange(half, r, size)
 			out := append([]float32(nil), vals[lo*inner:hi*inner]...)
 			return append(out, vals[(half+lo)*inner:(half+hi)*inner]...)
 		}
-		lo, hi := shardRange(full[0], r, size)
+		lo, hi := ShardRange(full[0], r, size)
 		return vals[lo*inner : hi*inner]
 	}
 	rows, cols := full[0], full[1]
-	lo, hi := shardRange(cols, r, size)
+	lo, hi := ShardRange(cols, r, size)
 	out := make([]float32, 0, rows*(hi-lo))
 	for i := 0; i < rows; i++ {
 		out = append(out, vals[i*cols+lo:i*cols+hi]...)
@@ -202,17 +202,17 @@ func Unshard(shards [][]float32, full []int, dim int, glu bool) []float32 {
 		if dim == 0 {
 			if glu {
 				half := full[0] / 2
-				lo, hi := shardRange(half, r, size)
+				lo, hi := ShardRange(half, r, size)
 				copy(out[lo*inner:], s[:(hi-lo)*inner])
 				copy(out[(half+lo)*inner:], s[(hi-lo)*inner:])
 				continue
 			}
-			lo, _ := shardRange(full[0], r, size)
+			lo, _ := ShardRange(full[0], r, size)
 			copy(out[lo*inner:], s)
 			continue
 		}
 		rows, cols := full[0], full[1]
-		lo, hi := shardRange(cols, r, size)
+		lo, hi := ShardRange(cols, r, size)
 		for i := 0; i < rows; i++ {
 			copy(out[i*cols+lo:i*cols+hi], s[i*(hi-lo):(i+1)*(hi-lo)])
 		}

@@ -202,3 +202,18 @@ func writeZipLazy(w io.Writer, recs []record, lazies []*LazyTensor) ([]crcPatch,
 		uint32(min(cdEnd-cdStart, u32max)), uint32(min(cdStart, u32max)), uint16(0))
 	return patches, cw.err
 }
+
+// Pickle writes v as a plain pickle (protocol 2) without tensors, as pickle.dumps would:
+// e.g. PyTorch's distributed-checkpoint .metadata.
+func Pickle(v any) ([]byte, error) {
+	p := newPickler()
+	p.op(opProto, 2)
+	if err := p.save(v); err != nil {
+		return nil, err
+	}
+	if len(p.storages) > 0 {
+		return nil, fmt.Errorf("torchpickle: a plain pickle cannot hold tensors")
+	}
+	p.op(opStop)
+	return p.b.Bytes(), nil
+}

@@ -8,7 +8,11 @@ Run (CPU only, gloo) with PyTorch >= 2.6 and a Megatron-LM tree on PYTHONPATH:
     python3 make_torch_dist.py OUT_DIR TP PP [EP NUM_EXPERTS] [-- MEGATRON FLAGS...]
 
 It spawns TP*PP*EP processes. Extra Megatron flags after "--" (e.g. --qk-layernorm,
---moe-layer-freq) build the model from Megatron's decoder block spec. See torch_dist/README.md for the versions used.
+--moe-layer-freq) build the model from Megatron's decoder block spec.
+
+With LOAD=DIR in the environment it checks a torch_dist checkpoint written elsewhere
+(by gomegatron): Megatron's own load_checkpoint reads DIR into the model (strictly, with
+--no-load-optim --no-load-rng), and only the torch-format copy is written to OUT_DIR/torch. See torch_dist/README.md for the versions used.
 """
 import os
 import sys
@@ -107,24 +111,42 @@ def worker(rank, world, out, tp, pp, ep, experts, extra, port):
                      post_process=parallel_state.is_pipeline_last_stage(),
                      share_embeddings_and_output_weights=False, position_embedding_type="rope")
     model = model.to(torch.bfloat16)
-    perturb(model, parallel_state.get_tensor_model_parallel_rank(),
-            parallel_state.get_expert_model_parallel_rank())
+    load = os.environ.get("LOAD")
+    if load:
+        args.load, args.no_load_optim, args.no_load_rng, args.finetune = load, True, True, False
 
-    # torch_dist, as save_checkpoint writes it.
-    meta = checkpointing._build_sharded_state_dict_metadata(args)
-    sd = checkpointing.generate_state_dict(args, [model], None, None, None, iteration=ITERATION,
-                                           model_sd_kwargs=dict(metadata=meta))
-    sd["num_floating_point_operations_so_far"] = 0
-    ckpt = os.path.join(dist_dir, f"iter_{ITERATION:07d}")
-    if rank == 0:
-        os.makedirs(ckpt, exist_ok=True)
-    dist.barrier()
-    try:  # Megatron-Core >= 0.14 puts a process group in the metadata; save_checkpoint drops it
-        from megatron.core.dist_checkpointing.utils import _clean_metadata_for_serialization
-    except ImportError:
-        _clean_metadata_for_serialization = lambda m: m
-    dist_checkpointing.save(sd, ckpt, get_default_save_sharded_strategy("torch_dist"),
-                            content_metadata=_clean_metadata_for_serialization(meta))
+        def read_metadata(tracker):  # Megatron's all-reduces the iteration on the GPU
+            with open(tracker) as f:
+                return int(f.read().strip()), False
+
+        checkpointing.read_metadata = read_metadata
+        from megatron.core.num_microbatches_calculator import init_num_microbatches_calculator
+        init_num_microbatches_calculator(rank, args.rampup_batch_size, args.global_batch_size,
+                                         args.micro_batch_size, args.data_parallel_size)
+        it, _ = checkpointing.load_checkpoint([model], None, None, strict=True)
+        assert it == ITERATION, it
+    else:
+        perturb(model, parallel_state.get_tensor_model_parallel_rank(),
+                parallel_state.get_expert_model_parallel_rank())
+
+    if not load:
+        # torch_dist, as save_checkpoint writes it.
+        meta = checkpointing._build_sharded_state_dict_metadata(args)
+        from megatron.core.rerun_state_machine import get_rerun_state_machine
+        rerun = get_rerun_state_machine().state_dict(data_iterator=None, ckpt_format=args.ckpt_format)
+        sd = checkpointing.generate_state_dict(args, [model], None, None, None, iteration=ITERATION,
+                                               model_sd_kwargs=dict(metadata=meta), rerun_state=rerun)
+        sd["num_floating_point_operations_so_far"] = 0
+        ckpt = os.path.join(dist_dir, f"iter_{ITERATION:07d}")
+        if rank == 0:
+            os.makedirs(ckpt, exist_ok=True)
+        dist.barrier()
+        try:  # Megatron-Core >= 0.14 puts a process group in the metadata; save_checkpoint drops it
+            from megatron.core.dist_checkpointing.utils import _clean_metadata_for_serialization
+        except ImportError:
+            _clean_metadata_for_serialization = lambda m: m
+        dist_checkpointing.save(sd, ckpt, get_default_save_sharded_strategy("torch_dist"),
+                                content_metadata=_clean_metadata_for_serialization(meta))
     # The same model in the legacy torch format (get_checkpoint_name's folders).
     args.ckpt_format = "torch"
     legacy = os.path.join(out, "torch")
@@ -136,7 +158,7 @@ def worker(rank, world, out, tp, pp, ep, experts, extra, port):
         torch.save(checkpointing.generate_state_dict(args, [model], None, None, None, iteration=ITERATION), name)
     dist.barrier()
     if rank == 0:
-        for root in (dist_dir, legacy):
+        for root in ((legacy,) if load else (dist_dir, legacy)):
             with open(os.path.join(root, "latest_checkpointed_iteration.txt"), "w") as f:
                 f.write(str(ITERATION))
     dist.destroy_process_group()

@@ -1,0 +1,309 @@
+package megatron
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+
+	"github.com/gomegatron/gomegatron/ckpt/torchpickle"
+	"github.com/gomegatron/gomegatron/internal/atomicfile"
+	"github.com/gomegatron/gomegatron/layers"
+	"github.com/gomegatron/gomegatron/tensor"
+)
+
+// Writing torch_dist. Every rank that holds data writes its own __R_0.distcp (each chunk a
+// torch.save archive, each byte object torch.save([value]), as Megatron's writer does) and a
+// sidecar listing what it wrote; once all have, rank 0 merges the sidecars into the DCP
+// .metadata, writes metadata.json and common.pt, and removes the sidecars. Every file is
+// written atomically; a folder without .metadata is an unfinished save.
+
+// DistPiece is one item a rank stores: a chunk of a global tensor, or a byte object.
+type DistPiece struct {
+	Key    string
+	Global []int          // the tensor's global shape (nil for an object)
+	Offset []int          // the chunk's offsets in it
+	Data   *tensor.Tensor // the chunk (shape = its sizes); nil for an object
+	Object any            // an object's value, stored as torch.save([Object])
+}
+
+// distItem is a written piece as the sidecar records it.
+type distItem struct {
+	Key    string `json:"key"`
+	Global []int  `json:"global,omitempty"`
+	Offset []int  `json:"offset,omitempty"`
+	Size   []int  `json:"size,omitempty"`
+	DType  string `json:"dtype,omitempty"`
+	File   string `json:"file"`
+	Start  int64  `json:"start"`
+	Length int64  `json:"length"`
+	Object bool   `json:"object,omitempty"`
+}
+
+const distSidecarSuffix = ".gomegatron-items.json"
+
+// DistFileName is rank's data file (one writer thread, as Megatron-Core ≥ 0.14 writes).
+func DistFileName(rank int) string { return fmt.Sprintf("__%d_0.distcp", rank) }
+
+// WriteDistShard writes rank's data file and its sidecar into dir.
+func WriteDistShard(dir string, rank int, pieces []DistPiece) error {
+	name := DistFileName(rank)
+	var items []distItem
+	err := atomicfile.Write(filepath.Join(dir, name), func(w *bufio.Writer) error {
+		var at int64
+		for _, p := range pieces {
+			var buf bytes.Buffer
+			it := distItem{Key: p.Key, File: name, Start: at}
+			if p.Data != nil {
+				if err := torchpickle.Encode(&buf, "archive", p.Data); err != nil {
+					return fmt.Errorf("%s: %w", p.Key, err)
+				}
+				it.Global, it.Offset, it.Size, it.DType = p.Global, p.Offset, p.Data.Shape(), p.Data.DType().String()
+			} else {
+				if err := torchpickle.Encode(&buf, "archive", []any{p.Object}); err != nil {
+					return fmt.Errorf("%s: %w", p.Key, err)
+				}
+				it.Object = true
+			}
+			if _, err := w.Write(buf.Bytes()); err != nil {
+				return err
+			}
+			it.Length = int64(buf.Len())
+			at += it.Length
+			items = append(items, it)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("megatron: %w", err)
+	}
+	js, err := json.Marshal(items)
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(filepath.Join(dir, name+distSidecarSuffix), js)
+}
+
+// FinishDist merges the ranks' sidecars in dir into .metadata, writes common.pt (the
+// unsharded state: args, iteration, …) and metadata.json, and removes the sidecars.
+// Call it on one rank after every rank's WriteDistShard.
+func FinishDist(dir string, common *torchpickle.Dict) error {
+	sidecars, err := filepath.Glob(filepath.Join(dir, "*"+distSidecarSuffix))
+	if err != nil {
+		return err
+	}
+	sort.Strings(sidecars)
+	var items []distItem
+	for _, sc := range sidecars {
+		raw, err := os.ReadFile(sc)
+		if err != nil {
+			return fmt.Errorf("megatron: %w", err)
+		}
+		var its []distItem
+		if err := json.Unmarshal(raw, &its); err != nil {
+			return fmt.Errorf("megatron: %s: %w", sc, err)
+		}
+		items = append(items, its...)
+	}
+	md, err := dcpMetadata(items)
+	if err != nil {
+		return fmt.Errorf("megatron: %s: %w", dir, err)
+	}
+	raw, err := torchpickle.Pickle(md)
+	if err != nil {
+		return fmt.Errorf("megatron: %s: %w", dir, err)
+	}
+	if err := torchpickle.Save(filepath.Join(dir, DistCommonFile), common); err != nil {
+		return err
+	}
+	if err := writeFileAtomic(filepath.Join(dir, dcpMetadataFile), raw); err != nil {
+		return err
+	}
+	js := []byte(`{"sharded_backend": "torch_dist", "sharded_backend_version": 1, "common_backend": "torch", "common_backend_version": 1}`)
+	if err := writeFileAtomic(filepath.Join(dir, DistMetadataFile), js); err != nil {
+		return err
+	}
+	for _, sc := range sidecars {
+		if err := os.Remove(sc); err != nil {
+			return fmt.Errorf("megatron: %w", err)
+		}
+	}
+	return nil
+}
+
+// dcpMetadata builds PyTorch's Metadata for the written items, pickling as torch does:
+// dataclasses by NEWOBJ and a field dict, TensorProperties by its state tuple.
+func dcpMetadata(items []distItem) (*torchpickle.Object, error) {
+	const md = "torch.distributed.checkpoint.metadata"
+	dataclass := func(class string, fields ...any) *torchpickle.Object {
+		d := torchpickle.NewDict(false)
+		for i := 0; i < len(fields); i += 2 {
+			d.Set(fields[i], fields[i+1])
+		}
+		mod, name := md, class
+		if i := strings.LastIndexByte(class, '.'); i >= 0 {
+			mod, name = class[:i], class[i+1:]
+		}
+		return &torchpickle.Object{Class: torchpickle.Global{Module: mod, Name: name}, Args: torchpickle.Tuple{}, NewObj: true, State: d}
+	}
+	size := func(v []int) *torchpickle.Object {
+		t := make(torchpickle.Tuple, len(v))
+		for i, x := range v {
+			t[i] = int64(x)
+		}
+		return &torchpickle.Object{Class: torchpickle.Global{Module: "torch", Name: "Size"}, Args: torchpickle.Tuple{t}}
+	}
+	layout := &torchpickle.Object{Class: torchpickle.Global{Module: "torch.serialization", Name: "_get_layout"}, Args: torchpickle.Tuple{"torch.strided"}}
+	contiguous := &torchpickle.Object{Class: torchpickle.Global{Module: md, Name: "_MEM_FORMAT_ENCODING"}, Args: torchpickle.Tuple{int64(0)}}
+
+	sdm := torchpickle.NewDict(false)
+	storage := torchpickle.NewDict(false)
+	type tensorMeta struct {
+		meta   *torchpickle.Object
+		chunks []any
+		global []int
+		dtype  string
+	}
+	metas := map[string]*tensorMeta{}
+	var order []string
+	for _, it := range items {
+		if it.Object {
+			if _, dup := sdm.Get(it.Key); dup {
+				return nil, fmt.Errorf("object %s written twice", it.Key)
+			}
+			sdm.Set(it.Key, dataclass("BytesStorageMetadata"))
+			storage.Set(dataclass("MetadataIndex", "fqn", it.Key, "offset", nil, "index", nil),
+				dataclass("torch.distributed.checkpoint.filesystem._StorageInfo", "relative_path", it.File, "offset", it.Start, "length", it.Length))
+			continue
+		}
+		dt, err := tensor.ParseDType(it.DType)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", it.Key, err)
+		}
+		m, ok := metas[it.Key]
+		if !ok {
+			m = &tensorMeta{global: it.Global, dtype: it.DType}
+			props := &torchpickle.Object{Class: torchpickle.Global{Module: md, Name: "TensorProperties"}, Args: torchpickle.Tuple{}, NewObj: true,
+				State: torchpickle.Tuple{dt, layout, false, contiguous, false}}
+			m.meta = dataclass("TensorStorageMetadata", "properties", props, "size", size(it.Global), "chunks", nil)
+			metas[it.Key] = m
+			order = append(order, it.Key)
+		} else if !tensor.SameShape(m.global, it.Global) || m.dtype != it.DType {
+			return nil, fmt.Errorf("%s: ranks disagree on its shape or dtype (%v %s, %v %s)", it.Key, m.global, m.dtype, it.Global, it.DType)
+		}
+		m.chunks = append(m.chunks, dataclass("ChunkStorageMetadata", "offsets", size(it.Offset), "sizes", size(it.Size)))
+		storage.Set(dataclass("MetadataIndex", "fqn", it.Key, "offset", size(it.Offset), "index", nil),
+			dataclass("torch.distributed.checkpoint.filesystem._StorageInfo", "relative_path", it.File, "offset", it.Start, "length", it.Length))
+	}
+	for _, k := range order {
+		m := metas[k]
+		m.meta.State.(*torchpickle.Dict).Set("chunks", m.chunks)
+		sdm.Set(k, m.meta)
+	}
+	return dataclass("Metadata", "state_dict_metadata", sdm, "planner_data", nil, "storage_data", storage, "storage_meta", nil), nil
+}
+
+// DistStacked reports whether Megatron-Core stacks cfg's layers on one axis in torch_dist
+// (TransformerBlock.sharded_state_dict): not when --moe-layer-freq mixes layer kinds.
+func DistStacked(cfg layers.Config) bool { return cfg.NumExperts == 0 || cfg.MoELayerFreq == "" }
+
+// distKey is the stored key of full tensor q (named by its InitKey), the indices on its
+// stacked axes and their sizes. unfused keeps a Transformer Engine MoE layer's own
+// pre_mlp_layernorm name (Param.Unfused with the TE spec).
+func distKey(cfg layers.Config, q *layers.Param, stacked, unfused bool) (key string, prefix, axes []int) {
+	m := layerRe.FindStringSubmatch(q.InitKey)
+	if m == nil {
+		return q.InitKey, nil, nil
+	}
+	layer, rest := atoiMust(m[1]), m[2]
+	if te, ok := teNames[rest]; ok && !unfused {
+		rest = te
+	}
+	head := "decoder.layers." + m[1] + "."
+	if stacked {
+		head, prefix, axes = "decoder.layers.", []int{layer}, []int{cfg.NumLayers}
+	}
+	if em := expertKeyRe.FindStringSubmatch(rest); em != nil {
+		return head + "mlp.experts.experts." + em[2], append(prefix, atoiMust(em[1])), append(axes, cfg.NumExperts)
+	}
+	return head + rest, prefix, axes
+}
+
+// DistPieces cuts parameter p's local shard (TP rank r of size; values in p's layout,
+// converted to dtype) into the chunks torch_dist stores: one per logical tensor, two for a
+// GLU fc1 (its gate and up rows land in the [gate; up] global tensor).
+func DistPieces(cfg layers.Config, f Format, p *layers.Param, local []float32, dtype tensor.DType, r, size int) []DistPiece {
+	stacked := DistStacked(cfg)
+	var out []DistPiece
+	for i, q := range p.Logical() {
+		v := local
+		if p.Experts != nil {
+			n := q.Numel()
+			v = p.ExpertShard(local[i*n:(i+1)*n], i)
+		}
+		key, prefix, axes := distKey(cfg, q, stacked, p.Unfused && f == MCoreTE)
+		global := append(append([]int(nil), axes...), q.FullShape...)
+		np := len(prefix)
+		chunk := func(vals []float32, dim, lo int, shape []int) DistPiece {
+			off := append(append([]int(nil), prefix...), make([]int, len(q.FullShape))...)
+			if dim >= 0 {
+				off[np+dim] = lo
+			}
+			sh := make([]int, np, np+len(shape))
+			for d := range sh {
+				sh[d] = 1
+			}
+			return DistPiece{Key: key, Global: global, Offset: off, Data: tensor.FromF32Values(dtype, vals, append(sh, shape...)...)}
+		}
+		switch {
+		case q.GLU: // Megatron stores the gate and up rows as two chunks, even unsplit
+			half := q.FullShape[0] / 2
+			lo, hi := layers.ShardRange(half, r, size)
+			rows := append([]int{hi - lo}, q.FullShape[1:]...)
+			n := len(v) / 2
+			out = append(out, chunk(v[:n], 0, lo, rows), chunk(v[n:], 0, half+lo, rows))
+		case q.PartitionDim < 0 || size == 1:
+			out = append(out, chunk(v, -1, 0, q.FullShape))
+		default:
+			d := q.PartitionDim
+			lo, _ := layers.ShardRange(q.FullShape[d], r, size)
+			out = append(out, chunk(v, d, lo, q.Shape))
+		}
+	}
+	return out
+}
+
+var extraStateModRe = regexp.MustCompile(`^(.*)\.(linear_qkv|linear_proj|linear_fc1|linear_fc2)\.weight$`)
+
+// DistExtraStates lists the _extra_state objects Megatron-Core keeps beside p's module
+// (its parallel linears, None with the local spec), keyed as ShardedObjects
+// (key/shard_<offsets>_<shape>), for the rank that writes p's replica.
+func DistExtraStates(cfg layers.Config, p *layers.Param) []DistPiece {
+	var out []DistPiece
+	for _, q := range p.Logical() {
+		m := extraStateModRe.FindStringSubmatch(q.InitKey)
+		if m == nil || !strings.HasPrefix(q.InitKey, "decoder.layers.") {
+			continue
+		}
+		key, prefix, axes := distKey(cfg, q, DistStacked(cfg), false)
+		key = strings.TrimSuffix(key, ".weight") + "._extra_state"
+		if len(axes) == 0 {
+			prefix, axes = []int{0}, []int{1}
+		}
+		out = append(out, DistPiece{Key: fmt.Sprintf("%s/shard_%s_%s", key, joinInts(prefix), joinInts(axes))})
+	}
+	return out
+}
+
+func joinInts(v []int) string {
+	s := make([]string, len(v))
+	for i, x := range v {
+		s[i] = fmt.Sprint(x)
+	}
+	return strings.Join(s, ".")
+}
