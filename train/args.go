@@ -203,7 +203,7 @@ type Args struct {
 	NoSaveOptim  bool   `name:"no-save-optim" help:"Do not save optimizer state."`
 	NoSaveRNG    bool   `name:"no-save-rng" help:"Do not save RNG state."`
 	Finetune     bool   `name:"finetune" help:"Load weights only and start from iteration 0."`
-	CkptFormat   string `name:"ckpt-format" default:"torch" help:"Checkpoint format: torch."`
+	CkptFormat   string `name:"ckpt-format" default:"torch" help:"Format --save writes: torch (per-rank model_optim_rng.pt) or torch_dist (Megatron-Core's sharded format; model and progress only, with --no-save-optim). --load reads either."`
 
 	// Precision.
 	BF16                 bool    `name:"bf16" help:"bfloat16 weights with fp32 main parameters."`
@@ -342,8 +342,17 @@ func (a *Args) Validate(world int) error {
 	default:
 		return fmt.Errorf("--device %q: want cpu, cuda or auto", a.Device)
 	}
-	if a.CkptFormat != "torch" {
-		return fmt.Errorf("--ckpt-format %q: only torch is supported", a.CkptFormat)
+	switch a.CkptFormat {
+	case "torch":
+	case "torch_dist":
+		if a.Save != "" && !a.NoSaveOptim {
+			return fmt.Errorf("--ckpt-format torch_dist: gomegatron writes the model and the progress in torch_dist, not the optimizer state; pass --no-save-optim, or --ckpt-format torch to keep it")
+		}
+		if a.Save != "" && a.MultiLatentAttention {
+			return fmt.Errorf("--ckpt-format torch_dist: multi-latent attention's torch_dist names are unchecked (Megatron builds MLA only with Transformer Engine); save with --ckpt-format torch")
+		}
+	default:
+		return fmt.Errorf("--ckpt-format %q: want torch or torch_dist (loading reads either)", a.CkptFormat)
 	}
 	if a.UseLlama2RotaryPosE || a.UseRotaryPositionEmbeddings || a.UseMistralRotaryPosE {
 		a.PositionEmbeddingType = "rope"

@@ -2,6 +2,7 @@ package train
 
 import (
 	"fmt"
+	"os"
 	"sort"
 	"strings"
 
@@ -124,6 +125,9 @@ func (c *checkpointer) dtype() tensor.DType {
 // writes latest_checkpointed_iteration.txt, so an interrupted save leaves the previous
 // checkpoint current.
 func (c *checkpointer) save(p progress) error {
+	if c.a.CkptFormat == "torch_dist" {
+		return c.saveDist(p)
+	}
 	loc := c.expertShards(megatron.Location{Root: c.a.Save, Iteration: p.Iteration})
 	tp, pp := c.ps.Coords.TP, c.ps.Coords.PP
 	var dist any
@@ -156,6 +160,55 @@ func (c *checkpointer) save(p progress) error {
 	return nil
 }
 
+// saveDist writes the checkpoint of iteration it in the torch_dist format: the rank that
+// holds each model shard's first replica (DP rank 0; TP rank 0 for replicated parameters,
+// expert-parallel rank 0 for dense ones) writes its chunks, then global rank 0 writes the
+// index, common.pt (args, iteration, scheduler, FLOPs) and, last, the tracker file.
+func (c *checkpointer) saveDist(p progress) error {
+	loc := megatron.Location{Root: c.a.Save, Iteration: p.Iteration}
+	dir := loc.Dir()
+	if c.world.Rank() == 0 {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("--save: %w", err)
+		}
+	}
+	if err := c.world.Barrier(); err != nil {
+		return fmt.Errorf("checkpoint barrier: %w", err)
+	}
+	tp := c.ps.Coords.TP
+	if c.ps.Coords.ExpertDP == 0 && c.ps.Coords.CP == 0 {
+		sh := megatron.DistShard{Cfg: c.model.Cfg, Format: megatron.MCore, TPRank: tp, TPSize: c.ps.TPSize}
+		for _, m := range c.allChunks() {
+			for _, prm := range m.Params {
+				if !megatron.DistWrites(prm, tp, c.ps.Coords.EP) {
+					continue // another rank writes this replica
+				}
+				dt := c.dtype()
+				if prm.Buffer {
+					dt = tensor.F32
+				}
+				sh.Params = append(sh.Params, megatron.DistParam{Param: prm, DType: dt,
+					Local: func() ([]float32, error) { return c.host(prm.Data).ToF32(), nil }})
+			}
+		}
+		if err := megatron.WriteDistShard(dir, c.world.Rank(), sh); err != nil {
+			return err
+		}
+	}
+	if err := c.world.Barrier(); err != nil {
+		return fmt.Errorf("checkpoint barrier: %w", err)
+	}
+	if c.world.Rank() != 0 {
+		return nil
+	}
+	common := c.unshardedState(p, nil)
+	common.Set("num_floating_point_operations_so_far", p.FLOPs)
+	if err := megatron.FinishDist(dir, common); err != nil {
+		return err
+	}
+	return megatron.WriteTracker(loc)
+}
+
 // stateDict builds this shard's top-level dict with Megatron's keys.
 func (c *checkpointer) stateDict(p progress) (*torchpickle.Dict, error) {
 	chunks := c.allChunks()
@@ -175,35 +228,7 @@ func (c *checkpointer) stateDict(p progress) (*torchpickle.Dict, error) {
 		}
 		models = append(models, model)
 	}
-	args := megatron.Args(c.model.Cfg, c.ps.TPSize, c.ps.PPSize, c.dtype(), megatron.MCore, c.hfModelType)
-	if len(chunks) > 1 {
-		args.Set("virtual_pipeline_model_parallel_size", len(chunks))
-		args.Set("num_layers_per_virtual_pipeline_stage", c.a.LayersPerVirtualStage)
-	}
-	args.Set("data_parallel_size", c.ps.DPSize)
-	args.Set("expert_model_parallel_size", c.ps.EPSize)
-	args.Set("context_parallel_size", c.ps.CPSize)
-	args.Set("consumed_train_samples", p.ConsumedTrain)
-	args.Set("consumed_valid_samples", p.ConsumedValid)
-	args.Set("iteration", p.Iteration)
-	args.Set("micro_batch_size", c.a.MicroBatchSize)
-	args.Set("global_batch_size", c.a.GlobalBatchSize)
-	args.Set("seed", c.a.Seed)
-	args.Set("use_distributed_optimizer", c.opt.Distributed)
-	args.Set("lr", c.a.LR)
-	args.Set("min_lr", c.a.MinLR)
-	st := megatron.StateDictChunks(args, p.Iteration, models)
-	sched := torchpickle.NewDict(false)
-	for _, kv := range []struct {
-		k string
-		v any
-	}{{"max_lr", c.sched.MaxLR}, {"lr_warmup_steps", c.sched.WarmupSteps}, {"num_steps", p.SchedSteps},
-		{"lr_decay_style", c.sched.Style}, {"lr_decay_steps", c.sched.DecaySteps}, {"min_lr", c.sched.MinLR},
-		{"start_wd", c.sched.StartWD}, {"end_wd", c.sched.EndWD}, {"wd_incr_style", c.sched.WDIncrStyle},
-		{"wd_incr_steps", c.sched.WDIncrSteps}} {
-		sched.Set(kv.k, kv.v)
-	}
-	st.Set("opt_param_scheduler", sched)
+	st := c.unshardedState(p, models)
 	if !c.a.NoSaveOptim {
 		st.Set("optimizer", c.optimizerDict(p))
 	}
@@ -225,6 +250,42 @@ func (c *checkpointer) stateDict(p progress) (*torchpickle.Dict, error) {
 		}
 	}
 	return st, nil
+}
+
+// unshardedState is the state dict's args, checkpoint_version, iteration, the given model
+// chunks' dicts (none for torch_dist) and opt_param_scheduler.
+func (c *checkpointer) unshardedState(p progress, models []*torchpickle.Dict) *torchpickle.Dict {
+	args := megatron.Args(c.model.Cfg, c.ps.TPSize, c.ps.PPSize, c.dtype(), megatron.MCore, c.hfModelType)
+	if n := len(c.allChunks()); n > 1 {
+		args.Set("virtual_pipeline_model_parallel_size", n)
+		args.Set("num_layers_per_virtual_pipeline_stage", c.a.LayersPerVirtualStage)
+	}
+	args.Set("data_parallel_size", c.ps.DPSize)
+	args.Set("expert_model_parallel_size", c.ps.EPSize)
+	args.Set("context_parallel_size", c.ps.CPSize)
+	args.Set("consumed_train_samples", p.ConsumedTrain)
+	args.Set("consumed_valid_samples", p.ConsumedValid)
+	args.Set("iteration", p.Iteration)
+	args.Set("micro_batch_size", c.a.MicroBatchSize)
+	args.Set("global_batch_size", c.a.GlobalBatchSize)
+	args.Set("seed", c.a.Seed)
+	args.Set("use_distributed_optimizer", c.opt.Distributed)
+	args.Set("lr", c.a.LR)
+	args.Set("min_lr", c.a.MinLR)
+	args.Set("ckpt_format", c.a.CkptFormat)
+	st := megatron.StateDictChunks(args, p.Iteration, models)
+	sched := torchpickle.NewDict(false)
+	for _, kv := range []struct {
+		k string
+		v any
+	}{{"max_lr", c.sched.MaxLR}, {"lr_warmup_steps", c.sched.WarmupSteps}, {"num_steps", p.SchedSteps},
+		{"lr_decay_style", c.sched.Style}, {"lr_decay_steps", c.sched.DecaySteps}, {"min_lr", c.sched.MinLR},
+		{"start_wd", c.sched.StartWD}, {"end_wd", c.sched.EndWD}, {"wd_incr_style", c.sched.WDIncrStyle},
+		{"wd_incr_steps", c.sched.WDIncrSteps}} {
+		sched.Set(kv.k, kv.v)
+	}
+	st.Set("opt_param_scheduler", sched)
+	return st
 }
 
 // optimizerDict is the "optimizer" entry: Adam state per parameter index (non-distributed;

@@ -154,22 +154,19 @@ func TestTorchDistWrite(t *testing.T) {
 					for tp := 0; tp < ref.TP; tp++ {
 						specs, err := layers.Specs(ref.Config, layers.Parallel{TPRank: tp, TPSize: ref.TP, PPRank: p, PPSize: ref.PP, EPRank: e, EPSize: ref.EP})
 						require.NoError(t, err)
-						var pieces []DistPiece
+						sh := DistShard{Cfg: ref.Config, Format: MCore, TPRank: tp, TPSize: ref.TP}
 						for _, sp := range specs {
-							if sp.Shared || (e > 0 && !sp.Expert) || (sp.PartitionDim < 0 && tp > 0 && sp.Experts == nil) {
+							if !DistWrites(sp, tp, e) {
 								continue
 							}
-							local, err := sp.LocalFrom(func(q *layers.Param) ([]float32, error) {
-								v, _, err := ref.Full(q.InitKey)
-								return v, err
-							}, tp, ref.TP)
-							require.NoError(t, err)
-							pieces = append(pieces, DistPieces(ref.Config, MCore, sp, local, ref.DType, tp, ref.TP)...)
-							if tp == 0 {
-								pieces = append(pieces, DistExtraStates(ref.Config, sp)...)
-							}
+							sh.Params = append(sh.Params, DistParam{Param: sp, DType: ref.DType, Local: func() ([]float32, error) {
+								return sp.LocalFrom(func(q *layers.Param) ([]float32, error) {
+									v, _, err := ref.Full(q.InitKey)
+									return v, err
+								}, tp, ref.TP)
+							}})
 						}
-						require.NoError(t, WriteDistShard(out, rank, pieces))
+						require.NoError(t, WriteDistShard(out, rank, sh))
 						rank++
 					}
 				}

@@ -2,9 +2,9 @@ package megatron
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -32,6 +32,31 @@ type DistPiece struct {
 	Object any            // an object's value, stored as torch.save([Object])
 }
 
+// DistShard is what one rank stores: its parameters' shards, each produced on demand (so
+// a writer holds one parameter at a time), in the layout of Cfg at TP rank TPRank of
+// TPSize.
+type DistShard struct {
+	Cfg            layers.Config
+	Format         Format
+	TPRank, TPSize int
+	Params         []DistParam
+}
+
+// DistParam is one parameter of a DistShard: Local returns its local shard's values (in
+// the parameter's layout), stored as DType.
+type DistParam struct {
+	Param *layers.Param
+	DType tensor.DType
+	Local func() ([]float32, error)
+}
+
+// DistWrites reports whether the rank at TP rank tp and expert-parallel rank ep stores p
+// (among the ranks of one data-parallel replica): a replicated parameter is stored by TP
+// rank 0, a dense one by expert-parallel rank 0, and a tied copy not at all.
+func DistWrites(p *layers.Param, tp, ep int) bool {
+	return !p.Shared && (p.Expert || ep == 0) && (p.PartitionDim >= 0 || p.Experts != nil || tp == 0)
+}
+
 // distItem is a written piece as the sidecar records it.
 type distItem struct {
 	Key    string `json:"key"`
@@ -50,32 +75,25 @@ const distSidecarSuffix = ".gomegatron-items.json"
 // DistFileName is rank's data file (one writer thread, as Megatron-Core ≥ 0.14 writes).
 func DistFileName(rank int) string { return fmt.Sprintf("__%d_0.distcp", rank) }
 
-// WriteDistShard writes rank's data file and its sidecar into dir.
-func WriteDistShard(dir string, rank int, pieces []DistPiece) error {
+// WriteDistShard writes rank's data file and its sidecar into dir: each parameter's
+// chunks and, on TP rank 0, its modules' _extra_state objects.
+func WriteDistShard(dir string, rank int, sh DistShard) error {
 	name := DistFileName(rank)
 	var items []distItem
 	err := atomicfile.Write(filepath.Join(dir, name), func(w *bufio.Writer) error {
 		var at int64
-		for _, p := range pieces {
-			var buf bytes.Buffer
-			it := distItem{Key: p.Key, File: name, Start: at}
-			if p.Data != nil {
-				if err := torchpickle.Encode(&buf, "archive", p.Data); err != nil {
-					return fmt.Errorf("%s: %w", p.Key, err)
-				}
-				it.Global, it.Offset, it.Size, it.DType = p.Global, p.Offset, p.Data.Shape(), p.Data.DType().String()
-			} else {
-				if err := torchpickle.Encode(&buf, "archive", []any{p.Object}); err != nil {
-					return fmt.Errorf("%s: %w", p.Key, err)
-				}
-				it.Object = true
-			}
-			if _, err := w.Write(buf.Bytes()); err != nil {
+		for _, dp := range sh.Params {
+			local, err := dp.Local()
+			if err != nil {
 				return err
 			}
-			it.Length = int64(buf.Len())
-			at += it.Length
-			items = append(items, it)
+			pieces := DistPieces(sh.Cfg, sh.Format, dp.Param, local, dp.DType, sh.TPRank, sh.TPSize)
+			if sh.TPRank == 0 {
+				pieces = append(pieces, DistExtraStates(sh.Cfg, dp.Param)...)
+			}
+			if at, err = writePieces(w, name, at, pieces, &items); err != nil {
+				return err
+			}
 		}
 		return nil
 	})
@@ -87,6 +105,40 @@ func WriteDistShard(dir string, rank int, pieces []DistPiece) error {
 		return err
 	}
 	return writeFileAtomic(filepath.Join(dir, name+distSidecarSuffix), js)
+}
+
+// writePieces appends pieces to file name (through w, at byte at) and records them.
+func writePieces(w *bufio.Writer, name string, at int64, pieces []DistPiece, items *[]distItem) (int64, error) {
+	for _, p := range pieces {
+		cw := &countingWriter{w: w}
+		it := distItem{Key: p.Key, File: name, Start: at}
+		var v any = []any{p.Object} // a ShardedObject is saved as [value]
+		if p.Data != nil {
+			v = p.Data
+			it.Global, it.Offset, it.Size, it.DType = p.Global, p.Offset, p.Data.Shape(), p.Data.DType().String()
+		} else {
+			it.Object = true
+		}
+		if err := torchpickle.Encode(cw, "archive", v); err != nil {
+			return at, fmt.Errorf("%s: %w", p.Key, err)
+		}
+		it.Length = cw.n
+		at += cw.n
+		*items = append(*items, it)
+	}
+	return at, nil
+}
+
+// countingWriter counts the bytes written through it.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(b []byte) (int, error) {
+	n, err := c.w.Write(b)
+	c.n += int64(n)
+	return n, err
 }
 
 // FinishDist merges the ranks' sidecars in dir into .metadata, writes common.pt (the

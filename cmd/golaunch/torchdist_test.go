@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gomegatron/gomegatron/ckpt/megatron"
 	"github.com/stretchr/testify/require"
 )
 
@@ -49,4 +50,60 @@ func TestPretrainFromTorchDist(t *testing.T) {
 		"Setting pipeline_model_parallel_size to 2 from checkpoint", "iteration        8/       8"} {
 		require.Contains(t, out, line)
 	}
+}
+
+// TestSaveTorchDist: --ckpt-format torch_dist writes the same tensors as the torch format
+// (dense at TP 2 × PP 2, MoE at TP 2 × EP 2 with sequence parallelism), every file of
+// Megatron's layout and no leftovers, and the checkpoint resumes at another layout.
+// Saving it without --no-save-optim is refused: its optimizer state is not written.
+func TestSaveTorchDist(t *testing.T) {
+	const moe = "--num-experts 4 --moe-router-topk 2 --moe-layer-freq ([0]+[1]*3) --disable-bias-linear "
+	for name, tc := range map[string]struct{ layout, resume string }{
+		"dense": {"--tensor-model-parallel-size 2 --pipeline-model-parallel-size 2", "--tensor-model-parallel-size 2"},
+		"moe":   {moe + "--tensor-model-parallel-size 2 --sequence-parallel --expert-model-parallel-size 2", moe + "--expert-model-parallel-size 2"},
+	} {
+		layout := tc.layout
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			args := append(strings.Fields("--standalone --nproc-per-node 4"), resumeArgs(dir)...)
+			args = append(args, strings.Fields(layout+" --train-iters 3 --no-save-optim")...)
+			saved := map[string]string{}
+			for _, format := range []string{"torch", "torch_dist"} {
+				saved[format] = filepath.Join(dir, format)
+				runGolaunch(t, append(args, "--ckpt-format", format, "--save", saved[format])...)
+			}
+			iter := filepath.Join(saved["torch_dist"], "iter_0000003")
+			for _, f := range []string{".metadata", "metadata.json", "common.pt", "__0_0.distcp"} {
+				require.FileExists(t, filepath.Join(iter, f))
+			}
+			left, err := filepath.Glob(filepath.Join(iter, "*.json"))
+			require.NoError(t, err)
+			require.Equal(t, []string{filepath.Join(iter, "metadata.json")}, left)
+
+			a, err := megatron.Open(saved["torch"])
+			require.NoError(t, err)
+			defer a.Close()
+			b, err := megatron.Open(saved["torch_dist"])
+			require.NoError(t, err)
+			defer b.Close()
+			require.True(t, b.TorchDist())
+			require.Equal(t, a.Config, b.Config)
+			require.Equal(t, a.Keys(), b.Keys())
+			for _, k := range a.Keys() {
+				x, _, err := a.Full(k)
+				require.NoError(t, err)
+				y, _, err := b.Full(k)
+				require.NoError(t, err)
+				require.Equal(t, x, y, k)
+			}
+			out := runGolaunch(t, append(append(strings.Fields("--standalone --nproc-per-node 2"), resumeArgs(dir)...),
+				strings.Fields(tc.resume+" --train-iters 4 --no-load-optim --load "+saved["torch_dist"])...)...)
+			require.Contains(t, out, "iteration        4/       4")
+			require.NotContains(t, out, "iteration        3/")
+		})
+	}
+	cmd := exec.Command(golaunchBin, append(resumeArgs(t.TempDir()), "--ckpt-format", "torch_dist", "--save", t.TempDir())...)
+	b, err := cmd.CombinedOutput()
+	require.Error(t, err)
+	require.Contains(t, string(b), "--ckpt-format torch_dist: gomegatron writes the model and the progress in torch_dist, not the optimizer state; pass --no-save-optim")
 }
