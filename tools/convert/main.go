@@ -48,6 +48,7 @@ type cli struct {
 	TargetParamsDType string `name:"target_params_dtype" aliases:"target-params-dtype" help:"Stored dtype: fp16, bf16 or fp32 (default: the source's)."`
 	MG2HF             bool   `name:"convert_checkpoint_from_megatron_to_transformers" aliases:"convert-checkpoint-from-megatron-to-transformers" help:"Convert Megatron → Hugging Face."`
 	MegatronFormat    string `name:"megatron-format" aliases:"megatron_format" help:"Megatron key layout written: mcore (default from Hugging Face) or legacy; Megatron → Megatron keeps the source's unless given."`
+	CkptFormat        string `name:"ckpt-format" aliases:"ckpt_format" default:"torch" enum:"torch,torch_dist" help:"Megatron output format: torch (mp_rank_XX/model_optim_rng.pt per shard) or torch_dist (Megatron-Core's sharded format, its default since 0.8)."`
 	TransformerImpl   string `name:"transformer-impl" aliases:"transformer_impl" help:"mcore layer spec written: transformer_engine (Pai's hf2mcore, the default from Hugging Face) or local; Megatron → Megatron keeps the source's unless given."`
 	MakeVocabDivBy    int    `name:"make_vocab_size_divisible_by" aliases:"make-vocab-size-divisible-by" help:"Pad the vocabulary to a multiple of this times TP with zero rows (default: the source args' value, else 128)."`
 	MaxShardSize      string `name:"max_shard_size" aliases:"max-shard-size" default:"10GB" help:"Largest safetensors shard of the Hugging Face output (save_pretrained's max_shard_size)."`

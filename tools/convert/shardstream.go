@@ -26,6 +26,7 @@ type shardWriter struct {
 	loc    megatron.Location
 	args   *torchpickle.Namespace
 	format megatron.Format
+	cfg    layers.Config // the target model
 	dtype  tensor.DType
 	prog   *progress
 	stdout io.Writer
@@ -88,10 +89,45 @@ func (w *shardWriter) write(ep, tp, pp int, specs layers.Params) error {
 	return nil
 }
 
-// fill produces parameter p of TP rank tp: the source's full tensor, resized if it is
-// vocabulary-indexed, cut to the rank and cast to the target dtype, written in chunks.
-func (w *shardWriter) fill(out io.Writer, p *layers.Param, tp int) error {
-	local, err := p.LocalFrom(func(q *layers.Param) ([]float32, error) {
+// writeDist writes every shard in the torch_dist format, one data file per (ep, pp, tp)
+// rank, each parameter read from the source when its turn comes.
+func (w *shardWriter) writeDist(stages [][][]layers.Params) error {
+	dir := w.loc.Dir()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("megatron: %w", err)
+	}
+	rank := 0
+	for e := range stages {
+		for pp := range stages[e] {
+			for tp, specs := range stages[e][pp] {
+				sh := megatron.DistShard{Cfg: w.cfg, Format: w.format, TPRank: tp, TPSize: w.c.TargetTP}
+				for _, p := range specs {
+					if !megatron.DistWrites(p, tp, e) {
+						w.prog.add(1)
+						continue
+					}
+					sh.Params = append(sh.Params, megatron.DistParam{Param: p, DType: storedDType(p, w.dtype), Local: func() ([]float32, error) {
+						defer w.prog.add(1)
+						return w.local(p, tp)
+					}})
+					if w.c.PrintStructure {
+						fmt.Fprintf(w.stdout, "%s %v %v\n", p.InitKey, p.FullShape, storedDType(p, w.dtype))
+					}
+				}
+				if err := megatron.WriteDistShard(dir, rank, sh); err != nil {
+					return err
+				}
+				rank++
+			}
+		}
+	}
+	return megatron.FinishDist(dir, megatron.StateDictChunks(w.args, w.loc.Iteration, nil))
+}
+
+// local is parameter p's TP rank tp shard: the source's full tensor, resized if it is
+// vocabulary-indexed, cut to the rank.
+func (w *shardWriter) local(p *layers.Param, tp int) ([]float32, error) {
+	return p.LocalFrom(func(q *layers.Param) ([]float32, error) {
 		vals, shape, err := w.src.full(q.InitKey)
 		if err != nil {
 			return nil, err
@@ -104,6 +140,12 @@ func (w *shardWriter) fill(out io.Writer, p *layers.Param, tp int) error {
 		}
 		return vals, nil
 	}, tp, w.c.TargetTP)
+}
+
+// fill produces parameter p of TP rank tp (local), cast to the target dtype and written in
+// chunks.
+func (w *shardWriter) fill(out io.Writer, p *layers.Param, tp int) error {
+	local, err := w.local(p, tp)
 	if err != nil {
 		return err
 	}

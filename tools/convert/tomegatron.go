@@ -32,11 +32,17 @@ func writeMegatron(c *cli, src source, dtype tensor.DType, prog *progress, stdou
 		}
 	}
 	prog.start(total, "tensors")
-	for e := range stages {
-		for pp := range stages[e] {
-			for tp, specs := range stages[e][pp] {
-				if err := w.write(e, tp, pp, specs); err != nil {
-					return err
+	if c.CkptFormat == "torch_dist" {
+		if err := w.writeDist(stages); err != nil {
+			return err
+		}
+	} else {
+		for e := range stages {
+			for pp := range stages[e] {
+				for tp, specs := range stages[e][pp] {
+					if err := w.write(e, tp, pp, specs); err != nil {
+						return err
+					}
 				}
 			}
 		}
@@ -111,6 +117,15 @@ func planMegatron(c *cli, src source, dtype tensor.DType, prog *progress, stdout
 	if srcArgs != nil {
 		args = mergeArgs(srcArgs, args)
 	}
+	if c.CkptFormat == "torch_dist" {
+		if format == megatron.Legacy {
+			return nil, nil, 0, fmt.Errorf("--ckpt-format torch_dist holds Megatron-Core keys only; drop --megatron-format legacy")
+		}
+		if cfg.MultiLatentAttention {
+			return nil, nil, 0, fmt.Errorf("--ckpt-format torch_dist: multi-latent attention's torch_dist names are unchecked (Megatron builds MLA only with Transformer Engine); write --ckpt-format torch")
+		}
+		args.Set("ckpt_format", c.CkptFormat)
+	}
 	ep := c.targetEP()
 	args.Set("expert_model_parallel_size", ep)
 	if ep > 1 {
@@ -132,7 +147,7 @@ func planMegatron(c *cli, src source, dtype tensor.DType, prog *progress, stdout
 			}
 		}
 	}
-	w := &shardWriter{c: c, src: src, vp: vp, loc: loc, args: args, format: format, dtype: dtype,
+	w := &shardWriter{c: c, src: src, vp: vp, loc: loc, args: args, format: format, cfg: cfg, dtype: dtype,
 		prog: prog, stdout: stdout, zero: make([]byte, maxParamBytes(stages, dtype))}
 	return w, stages, total, nil
 }

@@ -49,3 +49,41 @@ func TestFromTorchDist(t *testing.T) {
 		})
 	}
 }
+
+// TestToTorchDist: --ckpt-format torch_dist writes the tensors --ckpt-format torch writes
+// (Llama at TP 2 × PP 2, Mixtral at EP 2 with the Transformer Engine spec), Hugging Face
+// comes back unchanged from it, and what torch_dist cannot hold is refused.
+func TestToTorchDist(t *testing.T) {
+	for name, tc := range map[string]struct {
+		hf     func(t *testing.T, dir string) string // the Hugging Face source
+		layout []string
+	}{
+		"llama": {func(t *testing.T, dir string) string { return filepath.Join(hfFixtures, "llama-gqa") },
+			[]string{"--target_tensor_model_parallel_size", "2", "--target_pipeline_model_parallel_size", "2"}},
+		"mixtral": {func(t *testing.T, dir string) string { syntheticHF(t, dir, tinyMixtral); return dir },
+			[]string{"--target_expert_model_parallel_size", "2"}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			tmp := t.TempDir()
+			src := tc.hf(t, filepath.Join(tmp, "hf"))
+			out := map[string]string{}
+			for _, format := range []string{"torch", "torch_dist"} {
+				out[format] = filepath.Join(tmp, format)
+				convertOK(t, append([]string{"--load_path", src, "--save_path", out[format], "--ckpt-format", format}, tc.layout...)...)
+			}
+			require.FileExists(t, filepath.Join(out["torch_dist"], "release", "metadata.json"))
+			_, a := megatronFull(t, out["torch"])
+			c, b := megatronFull(t, out["torch_dist"])
+			require.True(t, c.TorchDist())
+			requireSameTensors(t, a, b)
+			back := filepath.Join(tmp, "back")
+			convertOK(t, "--load_path", out["torch_dist"], "--save_path", back, "--convert_checkpoint_from_megatron_to_transformers")
+			requireSameTensors(t, hfTensors(t, src), hfTensors(t, back))
+		})
+	}
+	src := filepath.Join(hfFixtures, "llama-gqa")
+	var o, e bytes.Buffer
+	err := run([]string{"--load_path", src, "--save_path", filepath.Join(t.TempDir(), "x"), "--progress", "none",
+		"--ckpt-format", "torch_dist", "--megatron-format", "legacy"}, &o, &e)
+	require.ErrorContains(t, err, "--ckpt-format torch_dist holds Megatron-Core keys only")
+}
