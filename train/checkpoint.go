@@ -273,6 +273,7 @@ func (c *checkpointer) unshardedState(p progress, models []*torchpickle.Dict) *t
 	args.Set("lr", c.a.LR)
 	args.Set("min_lr", c.a.MinLR)
 	args.Set("ckpt_format", c.a.CkptFormat)
+	args.Set("add_position_embedding", !c.a.NoPositionEmbedding)
 	st := megatron.StateDictChunks(args, p.Iteration, models)
 	sched := torchpickle.NewDict(false)
 	for _, kv := range []struct {

@@ -34,7 +34,9 @@ func Args(cfg layers.Config, tp, pp int, dtype tensor.DType, f Format, hfModelTy
 	set("seq_length", cfg.SeqLength)
 	set("max_position_embeddings", cfg.MaxPositionEmbeddings)
 	set("position_embedding_type", cfg.PositionEmbeddingType)
-	set("add_position_embedding", cfg.PositionEmbeddingType == "learned_absolute")
+	// Megatron's default whatever the position embedding (only --no-position-embedding
+	// clears it), and check_checkpoint_args compares it on every resume.
+	set("add_position_embedding", true)
 	set("use_rotary_position_embeddings", cfg.PositionEmbeddingType == "rope")
 	set("rotary_base", cfg.RotaryBase)
 	set("rotary_percent", cfg.RotaryPercent)

@@ -165,6 +165,9 @@ func argsConfigRoundTrip(t *testing.T, cfg layers.Config) {
 	cfg.TensorModelParallelSize = 2
 	require.NoError(t, cfg.Finalize())
 	ns := Args(cfg, 2, 4, tensor.F16, MCoreTE, "llama")
+	// Megatron's check_checkpoint_args compares it on resume; its default is True with RoPE too.
+	ape, _ := ns.Get("add_position_embedding")
+	require.Equal(t, true, ape)
 	got, info, err := ConfigFromArgs(ns)
 	require.NoError(t, err)
 	require.Equal(t, cfg, got)

@@ -87,6 +87,10 @@ func TestSaveTorchDist(t *testing.T) {
 			require.NoError(t, err)
 			defer b.Close()
 			require.True(t, b.TorchDist())
+			for k, want := range map[string]any{"ckpt_format": "torch_dist", "add_position_embedding": true, "iteration": int64(3)} {
+				v, _ := b.Args.Get(k)
+				require.Equal(t, want, v, k) // Megatron's check_checkpoint_args compares add_position_embedding
+			}
 			require.Equal(t, a.Config, b.Config)
 			require.Equal(t, a.Keys(), b.Keys())
 			for _, k := range a.Keys() {
