@@ -2,13 +2,19 @@
 torch_dist fixture and saves the loss and every parameter's gradient, as a reference for
 gomegatron's model. Run like make_torch_dist.py (see torch_dist/README.md):
 
-    python3 megatron_forward.py FIXTURE_DIR OUT.pt [-- MEGATRON FLAGS...]
+    python3 megatron_forward.py FIXTURE_DIR OUT.pt [STEPS] [-- MEGATRON FLAGS...]
 
 FIXTURE_DIR is one of torch_dist/<name>; the flags after "--" must be those it was made
 with (its layers and experts). The model is loaded at TP = PP = EP = 1 from its torch_dist
 folder, cast to fp32, and run on a fixed batch of 2 × 16 tokens with every label counted;
 with experts, --moe-aux-loss-coeff 0.01 unless the flags give it. The router's auxiliary
 losses reach the gradients only (MoEAuxLossAutoScaler, scale 1); "loss" is the LM loss.
+
+With STEPS, the model is wrapped in Megatron's DistributedDataParallel and trained STEPS
+iterations by get_megatron_optimizer's fp32 Adam and OptimizerParamScheduler (lr 1e-3
+constant, β2 0.95, weight decay 0.1 on all but biases and 1-D parameters, --clip-grad 1.0),
+batch i drawn with seed
+7 + i; it saves each step's loss and grad norm and the parameters after the last step.
 """
 import os
 import sys
@@ -25,7 +31,8 @@ def main():
     pos, extra = sys.argv[1:], []
     if "--" in pos:
         pos, extra = pos[:pos.index("--")], pos[pos.index("--") + 1:]
-    fixture, out = pos
+    fixture, out = pos[:2]
+    steps = int(pos[2]) if len(pos) > 2 else 0
     experts = 4 if "moe" in os.path.basename(fixture.rstrip("/")) else 0
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT="29611", WORLD_SIZE="1", RANK="0",
                       LOCAL_RANK="0", USE_LIBUV="0", CUDA_DEVICE_MAX_CONNECTIONS="1")
@@ -83,18 +90,75 @@ def main():
     get_cuda_rng_tracker().fork = lambda *a, **k: contextlib.nullcontext()
     model.config.params_dtype = torch.float32
 
-    g = torch.Generator().manual_seed(7)
-    b, s = 2, 16
-    tokens = torch.randint(0, 120, (b, s + 1), generator=g)
-    inputs, labels = tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous()
-    position_ids = torch.arange(s).unsqueeze(0).expand(b, s)
-    mask = torch.triu(torch.ones(s, s, dtype=torch.bool), diagonal=1).view(1, 1, s, s)
-    per_token = model(inputs, position_ids, mask, labels=labels)
-    loss = per_token.float().mean()
-    loss.backward()
-    grads = {n: p.grad.detach().float().clone() for n, p in model.named_parameters() if p.grad is not None}
-    torch.save({"tokens": inputs, "labels": labels, "loss": loss.item(), "grads": grads}, out)
-    print("loss", loss.item(), "grads", len(grads))
+    def batch(seed, b=2, s=16):
+        g = torch.Generator().manual_seed(seed)
+        tokens = torch.randint(0, 120, (b, s + 1), generator=g)
+        inputs, labels = tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous()
+        position_ids = torch.arange(s).unsqueeze(0).expand(b, s)
+        mask = torch.triu(torch.ones(s, s, dtype=torch.bool), diagonal=1).view(1, 1, s, s)
+        return inputs, labels, position_ids, mask
+
+    if not steps:
+        inputs, labels, position_ids, mask = batch(7)
+        per_token = model(inputs, position_ids, mask, labels=labels)
+        loss = per_token.float().mean()
+        loss.backward()
+        grads = {n: p.grad.detach().float().clone() for n, p in model.named_parameters() if p.grad is not None}
+        torch.save({"tokens": inputs, "labels": labels, "loss": loss.item(), "grads": grads}, out)
+        print("loss", loss.item(), "grads", len(grads))
+        return
+
+    # Megatron's optimizer puts its scalars on device="cuda"; keep them on the CPU.
+    def on_cpu(fn):
+        def wrapped(*a, **k):
+            if str(k.get("device", "")).startswith("cuda"):
+                k["device"] = "cpu"
+            return fn(*a, **k)
+        return wrapped
+
+    for name in ("tensor", "zeros", "ones", "empty", "full"):
+        setattr(torch, name, on_cpu(getattr(torch, name)))
+    # clip_grad_by_total_norm_fp32 asserts CUDA gradients; the same scaling on the CPU:
+    import megatron.core.optimizer.clip_grads as clip_grads
+    import megatron.core.optimizer.optimizer as optimizer_mod
+
+    def clip_by_total_norm(parameters, max_norm, total_norm, use_decoupled_grad=False):
+        coeff = max_norm / (total_norm + 1.0e-6)
+        if coeff < 1.0:
+            for p in parameters:
+                if p.grad is not None:
+                    p.grad.detach().mul_(coeff)
+
+    clip_grads.clip_grad_by_total_norm_fp32 = clip_by_total_norm
+    optimizer_mod.clip_grad_by_total_norm_fp32 = clip_by_total_norm
+    from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig
+    from megatron.core.optimizer import OptimizerConfig, get_megatron_optimizer
+    ddp = DistributedDataParallel(model.config, DistributedDataParallelConfig(grad_reduce_in_fp32=True), model)
+    opt = get_megatron_optimizer(OptimizerConfig(optimizer="adam", lr=1e-3, min_lr=1e-3, weight_decay=0.1,
+                                                 adam_beta1=0.9, adam_beta2=0.95, adam_eps=1e-8, clip_grad=1.0,
+                                                 bf16=False, fp16=False, params_dtype=torch.float32), [ddp])
+    # The scheduler sets each group's lr and weight decay (× its wd_mult: 0 for biases and
+    # 1-D parameters), as in training: constant lr 1e-3 and weight decay 0.1.
+    from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
+    sched = OptimizerParamScheduler(opt, init_lr=1e-3, max_lr=1e-3, min_lr=1e-3, lr_warmup_steps=0,
+                                    lr_decay_steps=100, lr_decay_style="constant", start_wd=0.1, end_wd=0.1,
+                                    wd_incr_steps=100, wd_incr_style="constant")
+    record = {"tokens": [], "labels": [], "loss": [], "grad_norm": []}
+    for i in range(steps):
+        inputs, labels, position_ids, mask = batch(7 + i)
+        ddp.zero_grad_buffer()
+        opt.zero_grad()
+        loss = ddp(inputs, position_ids, mask, labels=labels).float().mean()
+        loss.backward()
+        ddp.finish_grad_sync()
+        ok, norm, _ = opt.step()
+        assert ok
+        sched.step(increment=inputs.shape[0])
+        for k, v in (("tokens", inputs), ("labels", labels), ("loss", loss.item()), ("grad_norm", float(norm))):
+            record[k].append(v)
+    record["params"] = {n: p.detach().float().clone() for n, p in model.named_parameters()}
+    torch.save(record, out)
+    print("losses", record["loss"], "grad norms", record["grad_norm"])
 
 
 if __name__ == "__main__":
