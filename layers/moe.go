@@ -23,7 +23,7 @@ import (
 // one is (so out_t is a partial sum over TP, reduced like linear_fc2's output). With k = 1
 // the score is 1 and the router learns only from the auxiliary losses:
 //
-//	aux = c_aux·E·Σ_e mean_t(p_{t,e})·mean_t(m_{t,e})     (p = softmax over all E, m = 1 if chosen)
+//	aux = c_aux·E·Σ_e mean_t(p_{t,e})·mean_t(m_{t,e})     (p = softmax over all E, m = 1 in p_t's top k)
 //	z   = c_z·mean_t(logsumexp(z_t)²)
 //
 // whose gradients are scaled by the main loss's scale over the number of microbatches
@@ -214,6 +214,10 @@ type moeStash struct {
 	gscore []float32
 	gvals  []float32 // one group's values being ranked
 	choice []float32 // one token's σ + expert bias (--moe-router-enable-expert-bias)
+	// auxSel [N, k]: the top k of each token's aux-loss scores (probs), which the aux
+	// losses count (Megatron-Core's compute_routing_scores_for_aux_loss); set only when
+	// groups or the expert bias make them differ from the chosen experts.
+	auxSel []int32
 	uk, gk []float64 // one token's unscaled scores and scaled score grads
 	// Shared experts: fc1 and activation outputs [N, ·/TP], the output before the gate
 	// [N, h] (partial over TP) and after it, the gate's logits [N, 1] and σ (host, backend).
@@ -254,6 +258,9 @@ func (m *MoE) newStash(be kernels.Backend, act tensor.DType, n int) *moeStash {
 	ms.uk, ms.gk = make([]float64, k), make([]float64, k)
 	if c.MoERouterNumGroups > 0 {
 		ms.in, ms.gscore, ms.gvals = make([]bool, e), make([]float32, c.MoERouterNumGroups), make([]float32, e/c.MoERouterNumGroups)
+	}
+	if c.MoEAuxLossCoeff != 0 && (c.MoERouterNumGroups > 0 || c.MoERouterEnableExpertBias) {
+		ms.auxSel = make([]int32, n*k)
 	}
 	if sh := m.Shared; sh != nil {
 		ms.sf, ms.sg, ms.sh = be.Alloc(act, n, sh.FC1.Out), be.Alloc(act, n, sh.FC2.In), be.Alloc(act, n, h)
@@ -404,6 +411,9 @@ func (m *MoE) route(be kernels.Backend, cast *castScratch, ms *moeStash, x *tens
 			for e, v := range z {
 				p[e] = float32(math.Exp(float64(v-mx)) / sum)
 			}
+		}
+		if ms.auxSel != nil {
+			topKOf(ms.auxSel[t*k:(t+1)*k], p)
 		}
 		for e := range order {
 			order[e] = int32(e)
@@ -889,11 +899,17 @@ func (m *MoE) logitGrads(ms *moeStash, dl, ds []float32, lo, nl int) error {
 	if m.tokens != nil {
 		tokens = m.tokens.F64()
 	}
+	aux := sel // the aux losses count the top k of their scores: the choices, unless groups or the bias intervene
+	if ms.auxSel != nil {
+		aux = ms.auxSel
+	}
 	for t := range n {
 		g := counts[t%groups*(E+1):][:E+1]
-		for _, e := range sel[t*k : (t+1)*k] {
+		for _, e := range aux[t*k : (t+1)*k] {
 			g[e]++
-			if tokens != nil {
+		}
+		if tokens != nil {
+			for _, e := range sel[t*k : (t+1)*k] {
 				tokens[e]++
 			}
 		}
@@ -1068,4 +1084,21 @@ func (m *MoE) updateExpertBias(be kernels.Backend, group comm.Comm) error {
 	be.Upload(m.ExpertBias.Data, m.biasHost)
 	clear(c)
 	return nil
+}
+
+// topKOf writes the indices of the k = len(idx) largest values of v into idx, largest
+// first, ties to the lower index (torch.topk's order on distinct values).
+func topKOf(idx []int32, v []float32) {
+	for j := range idx {
+		best := -1
+		for e, x := range v {
+			if slices.Contains(idx[:j], int32(e)) {
+				continue
+			}
+			if best < 0 || x > v[best] {
+				best = e
+			}
+		}
+		idx[j] = int32(best)
+	}
 }

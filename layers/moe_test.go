@@ -102,7 +102,9 @@ else:
             scores = torch.softmax(top_logits, dim=-1)
     if d["topk_scale"]:
         scores = scores * d["topk_scale"]
-    mask = torch.nn.functional.one_hot(indices, num_classes=E).sum(dim=1)
+    # The aux losses count the top k of their own scores (Megatron-Core's
+    # compute_routing_scores_for_aux_loss), not the experts groups or the bias chose.
+    mask = torch.nn.functional.one_hot(torch.topk(probs, k=k, dim=1)[1], num_classes=E).sum(dim=1)
     if d["type"] == "seq_aux_loss":  # the switch loss of each sequence ([s, b] tokens as [s, b·E]), f/k, over b
         B = d["B"]
         s = N // B
@@ -354,11 +356,15 @@ func (m *MoE) auxLosses(ms *moeStash) (aux, z float64) {
 	c := m.cfg
 	k, E, n := c.MoERouterTopK, c.NumExperts, ms.n
 	pm, mm := make([]float64, E), make([]float64, E)
+	sel := ms.sel[ms.own : ms.own+n*k]
+	if ms.auxSel != nil {
+		sel = ms.auxSel
+	}
 	for t := 0; t < n; t++ {
 		for e := 0; e < E; e++ {
 			pm[e] += float64(ms.probs[t*E+e])
 		}
-		for _, e := range ms.sel[ms.own+t*k : ms.own+(t+1)*k] {
+		for _, e := range sel[t*k : (t+1)*k] {
 			mm[e]++
 		}
 		z += float64(ms.lse[t]) * float64(ms.lse[t])
@@ -373,7 +379,7 @@ func (m *MoE) auxLosses(ms *moeStash) (aux, z float64) {
 				for e := 0; e < E; e++ {
 					pm[e] += float64(ms.probs[t*E+e])
 				}
-				for _, e := range ms.sel[ms.own+t*k : ms.own+(t+1)*k] {
+				for _, e := range sel[t*k : (t+1)*k] {
 					mm[e]++
 				}
 			}
