@@ -35,6 +35,7 @@ type Config struct {
 	SwiGLU                          bool    `name:"swiglu" help:"SwiGLU MLP (Llama)."`
 	OpenAIGeLU                      bool    `name:"openai-gelu" help:"tanh approximation of GeLU (GPT-2, BLOOM, StarCoder)."`
 	SquaredReLU                     bool    `name:"squared-relu" help:"Squared ReLU MLP activation, max(x, 0)² (not with --swiglu)."`
+	NoBiasGeluFusion                bool    `name:"no-bias-gelu-fusion" help:"Exact GeLU after a biased fc1: Megatron's default fused bias-GeLU (bias_gelu_impl) computes GeLU's tanh approximation."`
 	UntieEmbeddingsAndOutputWeights bool    `name:"untie-embeddings-and-output-weights" help:"Separate output layer weight."`
 	UseNormHead                     bool    `name:"use-normhead" help:"Baichuan 2's NormHead: the output layer's rows scaled to unit L2 norm in every forward (Pai's flag)."`
 	DisableBiasLinear               bool    `name:"disable-bias-linear" help:"No biases in linear layers."`
@@ -120,6 +121,9 @@ func Defaults() Config {
 // Finalize derives defaults that depend on other fields (as Megatron's validate_args does)
 // and checks consistency. Errors name the flag and the numbers.
 func (c *Config) Finalize() error {
+	if !c.AddBiasLinear() {
+		c.NoBiasGeluFusion = false // no fused bias-GeLU without a bias: canonical
+	}
 	if c.ParallelMLPNorm && (!c.ParallelAttention || c.ApplyResidualConnectionPostLayernorm || c.NumExperts > 0) {
 		return fmt.Errorf("--parallel-attention-mlp-norm needs --parallel-attention, and is supported without --apply-residual-connection-post-layernorm and experts")
 	}
@@ -270,6 +274,14 @@ func (c *Config) FC1Dim() int {
 
 // AddBiasLinear reports whether linear layers carry biases.
 func (c *Config) AddBiasLinear() bool { return !c.DisableBiasLinear }
+
+// TanhGeLU reports whether the GeLU MLP uses GeLU's tanh approximation: with
+// --openai-gelu, or with Megatron's default --bias-gelu-fusion, whose fused bias_gelu
+// kernel is the approximation (it applies when fc1 has a bias; --no-bias-gelu-fusion, or
+// no bias, gives F.gelu, the exact one).
+func (c *Config) TanhGeLU() bool {
+	return c.OpenAIGeLU || (!c.SwiGLU && !c.SquaredReLU && c.AddBiasLinear() && !c.NoBiasGeluFusion)
+}
 
 // ALiBiSlopes returns BLOOM's head slopes: for p = 2^⌊log2 H⌋, slope_h = 2^(−8(h+1)/p)
 // for h < p, and the remaining heads take 2^(−4k/p) for odd k = 1, 3, 5, …

@@ -577,7 +577,7 @@ func (l *TransformerLayer) Backward(be kernels.Backend, st *layerStash, g *layer
 }
 
 // activation applies the MLP's activation to fc1's output f: SwiGLU, squared ReLU
-// (--squared-relu) or GeLU (tanh with --openai-gelu).
+// (--squared-relu) or GeLU (its tanh approximation when Config.TanhGeLU).
 func (c *Config) activation(be kernels.Backend, out, f *tensor.Tensor) {
 	switch {
 	case c.SwiGLU:
@@ -585,7 +585,7 @@ func (c *Config) activation(be kernels.Backend, out, f *tensor.Tensor) {
 	case c.SquaredReLU:
 		be.SquaredReLU(out, f)
 	default:
-		be.GeLU(out, f, c.OpenAIGeLU)
+		be.GeLU(out, f, c.TanhGeLU())
 	}
 }
 
@@ -597,7 +597,7 @@ func (c *Config) activationBackward(be kernels.Backend, df, dout, f *tensor.Tens
 	case c.SquaredReLU:
 		be.SquaredReLUBackward(df, dout, f)
 	default:
-		be.GeLUBackward(df, dout, f, c.OpenAIGeLU)
+		be.GeLUBackward(df, dout, f, c.TanhGeLU())
 	}
 }
 

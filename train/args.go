@@ -234,7 +234,6 @@ type Args struct {
 	AccumulateAllreduceGradsInFP32 bool `name:"accumulate-allreduce-grads-in-fp32" help:"Accepted: gradients are always accumulated and reduced in fp32."`
 	NoMaskedSoftmaxFusion          bool `name:"no-masked-softmax-fusion" help:"Accepted (the kernels' fusions are gomegatron's)."`
 	NoBiasSwigluFusion             bool `name:"no-bias-swiglu-fusion" help:"Accepted (the kernels' fusions are gomegatron's)."`
-	NoBiasGeluFusion               bool `name:"no-bias-gelu-fusion" help:"Accepted (the kernels' fusions are gomegatron's)."`
 	NoBiasDropoutFusion            bool `name:"no-bias-dropout-fusion" help:"Accepted (the kernels' fusions are gomegatron's)."`
 	NoRopeFusion                   bool `name:"no-rope-fusion" help:"Accepted (the kernels' fusions are gomegatron's)."`
 	NoGradientAccumulationFusion   bool `name:"no-gradient-accumulation-fusion" help:"Accepted: weight gradients always accumulate into the fp32 buffer."`

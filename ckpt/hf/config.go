@@ -293,6 +293,7 @@ func parseConfig(dir string, b []byte) (*Model, error) {
 		case "", "gelu_pytorch_tanh", "gelu_new", "gelu_fast":
 			c.OpenAIGeLU = true // GeLU's tanh approximation (Starcoder2Config's default)
 		case "gelu":
+			c.NoBiasGeluFusion = true // exact, though fc1 has a bias
 		default:
 			return nil, fmt.Errorf("%s: hidden_act %q is not supported (want gelu_pytorch_tanh or gelu)", path, rc.HiddenAct)
 		}
@@ -373,6 +374,7 @@ func parseConfig(dir string, b []byte) (*Model, error) {
 		case "gelu_new", "gelu_pytorch_tanh", "gelu_fast":
 			c.OpenAIGeLU = true
 		case "gelu":
+			c.NoBiasGeluFusion = true // exact, though fc1 has a bias
 		default:
 			return nil, fmt.Errorf("%s: activation_function %q is not supported", path, rc.Activation)
 		}
@@ -429,6 +431,7 @@ func parseConfig(dir string, b []byte) (*Model, error) {
 			c.GroupQueryAttention, c.NumQueryGroups = true, 1
 		}
 		c.NormEpsilon = rc.LNEps
+		c.NoBiasGeluFusion = true // nn.GELU(): exact, even with bias=True (RW models)
 		c.PositionEmbeddingType = "rope"
 		c.RotaryBase = 10000
 		rope, err := ropeConfig(path, rc.RopeScaling, rc.RopeParameters)

@@ -186,7 +186,7 @@ func ConfigJSON(family Family, cfg *layers.Config, dtype tensor.DType, base map[
 		m["num_key_value_heads"] = cfg.NumQueryGroups
 		m["norm_epsilon"] = cfg.NormEpsilon
 		m["hidden_act"] = "gelu"
-		if cfg.OpenAIGeLU {
+		if cfg.TanhGeLU() {
 			m["hidden_act"] = "gelu_pytorch_tanh"
 		}
 		m["use_bias"] = cfg.AddBiasLinear()
@@ -212,7 +212,7 @@ func ConfigJSON(family Family, cfg *layers.Config, dtype tensor.DType, base map[
 		m["n_positions"] = cfg.MaxPositionEmbeddings
 		m["layer_norm_epsilon"] = cfg.NormEpsilon
 		m["activation_function"] = "gelu"
-		if cfg.OpenAIGeLU {
+		if cfg.TanhGeLU() {
 			m["activation_function"] = "gelu_new"
 		}
 		m["scale_attn_weights"] = true

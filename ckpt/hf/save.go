@@ -46,7 +46,7 @@ func renderConfig(dir string, conf map[string]any, cfg *layers.Config) (*Model, 
 		g.Normalization != cfg.Normalization || g.PositionEmbeddingType != cfg.PositionEmbeddingType ||
 		g.UntieEmbeddingsAndOutputWeights != cfg.UntieEmbeddingsAndOutputWeights || g.AddBiasLinear() != cfg.AddBiasLinear() ||
 		g.AddQKVBias != cfg.AddQKVBias || g.ParallelAttention != cfg.ParallelAttention || g.EmbeddingLayerNorm != cfg.EmbeddingLayerNorm ||
-		g.OpenAIGeLU != cfg.OpenAIGeLU || g.NormEpsilon != cfg.NormEpsilon || g.UseNormHead != cfg.UseNormHead ||
+		g.TanhGeLU() != cfg.TanhGeLU() || g.NormEpsilon != cfg.NormEpsilon || g.UseNormHead != cfg.UseNormHead ||
 		g.NumExperts != cfg.NumExperts || g.NumExperts > 0 && (g.MoERouterTopK != cfg.MoERouterTopK || !sameRouter(g, cfg)) || !sameMLA(g, cfg) {
 		return nil, nil, fmt.Errorf("the %s config.json cannot express this checkpoint's architecture (Hugging Face reads it back as %+v)", m.Family, *g)
 	}

@@ -73,6 +73,7 @@ func Args(cfg layers.Config, tp, pp int, dtype tensor.DType, f Format, hfModelTy
 	set("rope_scaling_factor", cfg.RopeScalingFactor)
 	set("swiglu", cfg.SwiGLU)
 	set("openai_gelu", cfg.OpenAIGeLU)
+	set("bias_gelu_fusion", !cfg.NoBiasGeluFusion && cfg.AddBiasLinear()) // as validate_args leaves it
 	set("squared_relu", cfg.SquaredReLU)
 	set("untie_embeddings_and_output_weights", cfg.UntieEmbeddingsAndOutputWeights)
 	set("apply_residual_connection_post_layernorm", cfg.ApplyResidualConnectionPostLayernorm)
@@ -199,6 +200,8 @@ func ConfigFromArgs(ns *torchpickle.Namespace) (layers.Config, ArgsInfo, error) 
 	c.UseNormHead = a.bool("use_normhead", false)
 	c.RotarySeqLenInterpolationFactor = a.float("rotary_seq_len_interpolation_factor", 0)
 	c.DisableBiasLinear = !a.bool("add_bias_linear", true)
+	// validate_args clears bias_gelu_fusion without biases, where it means nothing.
+	c.NoBiasGeluFusion = c.AddBiasLinear() && !a.bool("bias_gelu_fusion", true)
 	c.AddQKVBias = a.bool("add_qkv_bias", false)
 	c.RotaryInterleaved = a.bool("rotary_interleaved", false)
 	c.MultiLatentAttention = a.bool("multi_latent_attention", false)

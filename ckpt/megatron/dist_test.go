@@ -27,6 +27,8 @@ func TestTorchDistMatchesTorchFormat(t *testing.T) {
 		{"moe", 1, 2, 2, 4},
 		{"dense-mcore020", 2, 2, 1, 0}, // common state inside the .distcp files
 		{"qwen-moe", 1, 2, 2, 4},       // a dense first layer: every layer keyed alone
+		{"gpt", 2, 2, 1, 0},            // LayerNorm, GeLU, biases, learned positions, tied embeddings
+		{"rope", 2, 1, 1, 0},           // half, interleaved RoPE with base 500, q/k norms
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := filepath.Join("testdata", "torch_dist", tc.name)
@@ -136,7 +138,7 @@ func TestTorchDistErrors(t *testing.T) {
 // FinishDist, give the same stored keys, shapes, dtypes, chunks and objects as Megatron's
 // own torch_dist folder, and read back to the same tensors.
 func TestTorchDistWrite(t *testing.T) {
-	for _, name := range []string{"dense", "moe", "qwen-moe"} {
+	for _, name := range []string{"dense", "moe", "qwen-moe", "gpt", "rope"} {
 		t.Run(name, func(t *testing.T) {
 			dir := filepath.Join("testdata", "torch_dist", name)
 			ref, err := Open(filepath.Join(dir, "torch"))

@@ -26,6 +26,8 @@ func TestMatchesMegatronForward(t *testing.T) {
 		tweak        func(c *layers.Config)
 	}{
 		"dense": {"dense", "megatron_forward.pt", func(c *layers.Config) {}},
+		"gpt":   {"gpt", "megatron_forward.pt", func(c *layers.Config) {}},
+		"rope":  {"rope", "megatron_forward.pt", func(c *layers.Config) {}},
 		"moe": {"moe", "megatron_forward.pt", func(c *layers.Config) {
 			c.MoERouterLoadBalancingType, c.MoEAuxLossCoeff, c.MoEZLossCoeff = "seq_aux_loss", 1, 0.001
 		}},

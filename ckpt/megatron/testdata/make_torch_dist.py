@@ -49,16 +49,46 @@ def argv(tp, pp, ep, experts, save, extra):
     if experts:
         a += ["--num-experts", str(experts), "--moe-router-topk", "2",
               "--expert-model-parallel-size", str(ep)]
+    def drop(flag, n=1):
+        i = a.index(flag)
+        del a[i:i + n]
+
     if "--multi-latent-attention" in extra:  # MLA has no query groups
-        i = a.index("--group-query-attention")
-        del a[i:i + 3]
+        drop("--group-query-attention", 3)
+    if "--gpt-base" in extra:  # GPT-2's architecture instead of Llama's
+        extra = [f for f in extra if f != "--gpt-base"]
+        for flag, n in (("--group-query-attention", 3), ("--swiglu", 1), ("--disable-bias-linear", 1),
+                        ("--untie-embeddings-and-output-weights", 1)):
+            drop(flag, n)
+        a[a.index("RMSNorm")] = "LayerNorm"
+        a[a.index("rope")] = "learned_absolute"
     return a + extra
+
+
+def build_model(args, config, experts, extra, pre_process=True, post_process=True):
+    """The GPTModel the flags describe (local spec), as pretrain_gpt.py's model_provider."""
+    from megatron.core.models.gpt import GPTModel
+    from megatron.core.models.gpt.gpt_layer_specs import (get_gpt_decoder_block_spec,
+                                                          get_gpt_layer_local_spec)
+    if extra:
+        spec = get_gpt_decoder_block_spec(config, use_transformer_engine=False, normalization=args.normalization)
+    else:
+        spec = get_gpt_layer_local_spec(num_experts=experts or None, normalization=args.normalization)
+    return GPTModel(config=config, transformer_layer_spec=spec, vocab_size=args.padded_vocab_size,
+                    max_sequence_length=args.max_position_embeddings, pre_process=pre_process,
+                    post_process=post_process,
+                    share_embeddings_and_output_weights=not args.untie_embeddings_and_output_weights,
+                    position_embedding_type=args.position_embedding_type,
+                    rotary_percent=args.rotary_percent, rotary_base=args.rotary_base)
 
 
 def perturb(model, tp_rank, ep_rank):
     # Megatron initialises norms to ones and zeroes nothing useful to compare; give every
     # parameter distinct values. Replicated parameters get the same values on every TP rank.
+    tied = getattr(model, "share_embeddings_and_output_weights", False)
     for name, p in model.named_parameters():
+        if tied and name == "output_layer.weight":  # the last stage's copy of the embedding
+            name = "embedding.word_embeddings.weight"
         split = getattr(p, "tensor_model_parallel", False)
         expert = not getattr(p, "allreduce", True)
         seed = sum(ord(c) * (i + 1) for i, c in enumerate(name)) % (2**31)
@@ -75,10 +105,9 @@ def worker(rank, world, out, tp, pp, ep, experts, extra, port):
     # The checkpoint writer syncs a GPU and places its flags there; run it on the CPU.
     torch.cuda.synchronize = lambda *a, **k: None
     torch.cuda.current_device = lambda: "cpu"
+    torch.Tensor.cuda = lambda self, *a, **k: self  # the tied embedding's first all-reduce
     from megatron.core import dist_checkpointing, parallel_state
     from megatron.core.dist_checkpointing.serialization import get_default_save_sharded_strategy
-    from megatron.core.models.gpt import GPTModel
-    from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_local_spec
     from megatron.training.arguments import (core_transformer_config_from_args, parse_args,
                                              validate_args)
     from megatron.training import checkpointing
@@ -100,16 +129,8 @@ def worker(rank, world, out, tp, pp, ep, experts, extra, port):
     parallel_state.initialize_model_parallel(tp, pp, expert_model_parallel_size=ep)
     torch.manual_seed(1234)
     config = core_transformer_config_from_args(args)
-    if extra:
-        from megatron.core.models.gpt.gpt_layer_specs import get_gpt_decoder_block_spec
-        spec = get_gpt_decoder_block_spec(config, use_transformer_engine=False, normalization="RMSNorm")
-    else:
-        spec = get_gpt_layer_local_spec(num_experts=experts or None, normalization="RMSNorm")
-    model = GPTModel(config=config, transformer_layer_spec=spec, vocab_size=args.padded_vocab_size,
-                     max_sequence_length=args.max_position_embeddings,
-                     pre_process=parallel_state.is_pipeline_first_stage(),
-                     post_process=parallel_state.is_pipeline_last_stage(),
-                     share_embeddings_and_output_weights=False, position_embedding_type="rope")
+    model = build_model(args, config, experts, [f for f in extra if f != "--gpt-base"],
+                        parallel_state.is_pipeline_first_stage(), parallel_state.is_pipeline_last_stage())
     model = model.to(torch.bfloat16)
     load = os.environ.get("LOAD")
     if load:

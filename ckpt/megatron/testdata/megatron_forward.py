@@ -41,9 +41,6 @@ def main():
     torch.cuda.synchronize = lambda *a, **k: None
     torch.cuda.current_device = lambda: "cpu"
     from megatron.core import parallel_state
-    from megatron.core.models.gpt import GPTModel
-    from megatron.core.models.gpt.gpt_layer_specs import (get_gpt_decoder_block_spec,
-                                                          get_gpt_layer_local_spec)
     from megatron.training import checkpointing
     import megatron.training.arguments as arguments
     from megatron.training.arguments import core_transformer_config_from_args, parse_args, validate_args
@@ -68,13 +65,7 @@ def main():
     parallel_state.initialize_model_parallel(1, 1)
     init_num_microbatches_calculator(0, None, args.global_batch_size, args.micro_batch_size, 1)
     config = core_transformer_config_from_args(args)
-    if extra:
-        spec = get_gpt_decoder_block_spec(config, use_transformer_engine=False, normalization="RMSNorm")
-    else:
-        spec = get_gpt_layer_local_spec(num_experts=experts or None, normalization="RMSNorm")
-    model = GPTModel(config=config, transformer_layer_spec=spec, vocab_size=args.padded_vocab_size,
-                     max_sequence_length=args.max_position_embeddings, pre_process=True, post_process=True,
-                     share_embeddings_and_output_weights=False, position_embedding_type="rope")
+    model = gen.build_model(args, config, experts, [f for f in extra if f != "--gpt-base"])
     model = model.to(torch.bfloat16)
 
     def read_metadata(tracker):
