@@ -29,6 +29,7 @@ func TestTorchDistMatchesTorchFormat(t *testing.T) {
 		{"qwen-moe", 1, 2, 2, 4},       // a dense first layer: every layer keyed alone
 		{"gpt", 2, 2, 1, 0},            // LayerNorm, GeLU, biases, learned positions, tied embeddings
 		{"rope", 2, 1, 1, 0},           // half, interleaved RoPE with base 500, q/k norms
+		{"deepseek-moe", 1, 2, 2, 4},   // DeepSeek-V3's router: sigmoid, groups, expert bias; shared experts
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := filepath.Join("testdata", "torch_dist", tc.name)
@@ -138,7 +139,7 @@ func TestTorchDistErrors(t *testing.T) {
 // FinishDist, give the same stored keys, shapes, dtypes, chunks and objects as Megatron's
 // own torch_dist folder, and read back to the same tensors.
 func TestTorchDistWrite(t *testing.T) {
-	for _, name := range []string{"dense", "moe", "qwen-moe", "gpt", "rope"} {
+	for _, name := range []string{"dense", "moe", "qwen-moe", "gpt", "rope", "deepseek-moe"} {
 		t.Run(name, func(t *testing.T) {
 			dir := filepath.Join("testdata", "torch_dist", name)
 			ref, err := Open(filepath.Join(dir, "torch"))

@@ -96,6 +96,11 @@ def perturb(model, tp_rank, ep_rank):
         g = torch.Generator().manual_seed(seed)
         with torch.no_grad():
             p.copy_(torch.randn(p.shape, generator=g).to(p.dtype))
+    for name, b in model.named_buffers():  # DeepSeek-V3's expert bias, zero at the start
+        if name.endswith("expert_bias"):
+            g = torch.Generator().manual_seed(sum(ord(c) for c in name))
+            with torch.no_grad():
+                b.copy_(0.1 * torch.randn(b.shape, generator=g).to(b.dtype))
 
 
 def worker(rank, world, out, tp, pp, ep, experts, extra, port):

@@ -34,7 +34,7 @@ def main():
         pos, extra = pos[:pos.index("--")], pos[pos.index("--") + 1:]
     fixture, out = pos[:2]
     steps = int(pos[2]) if len(pos) > 2 else 0
-    experts = 4 if "moe" in os.path.basename(fixture.rstrip("/")) else 0
+    experts = 4 if "moe" in os.path.basename(fixture.rstrip("/")) else 0  # the fixtures' MoE models have 4
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT="29611", WORLD_SIZE="1", RANK="0",
                       LOCAL_RANK="0", USE_LIBUV="0", CUDA_DEVICE_MAX_CONNECTIONS="1")
     dist.init_process_group("gloo", rank=0, world_size=1)
@@ -126,6 +126,7 @@ def main():
     clip_grads.clip_grad_by_total_norm_fp32 = clip_by_total_norm
     optimizer_mod.clip_grad_by_total_norm_fp32 = clip_by_total_norm
     from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig
+    from megatron.core.distributed import finalize_model_grads
     from megatron.core.optimizer import OptimizerConfig, get_megatron_optimizer
     ddp = DistributedDataParallel(model.config, DistributedDataParallelConfig(grad_reduce_in_fp32=True), model)
     opt = get_megatron_optimizer(OptimizerConfig(optimizer="adam", lr=1e-3, min_lr=1e-3, weight_decay=0.1,
@@ -144,13 +145,14 @@ def main():
         opt.zero_grad()
         loss = ddp(inputs, position_ids, mask, labels=labels).float().mean()
         loss.backward()
-        ddp.finish_grad_sync()
+        finalize_model_grads([ddp])  # the grad sync, and DeepSeek-V3's expert-bias update
         ok, norm, _ = opt.step()
         assert ok
         sched.step(increment=inputs.shape[0])
         for k, v in (("tokens", inputs), ("labels", labels), ("loss", loss.item()), ("grad_norm", float(norm))):
             record[k].append(v)
     record["params"] = {n: p.detach().float().clone() for n, p in model.named_parameters()}
+    record["params"].update({n: b.detach().float().clone() for n, b in model.named_buffers() if n.endswith("expert_bias")})
     torch.save(record, out)
     print("losses", record["loss"], "grad norms", record["grad_norm"])
 
