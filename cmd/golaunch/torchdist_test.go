@@ -111,3 +111,24 @@ func TestSaveTorchDist(t *testing.T) {
 	require.Error(t, err)
 	require.Contains(t, string(b), "--ckpt-format torch_dist: gomegatron writes the model and the progress in torch_dist, not the optimizer state; pass --no-save-optim")
 }
+
+// TestGenerateFromTorchDist: generate reads a torch_dist checkpoint (at TP 2, each rank its
+// shard) and writes the tokens its torch twin gives.
+func TestGenerateFromTorchDist(t *testing.T) {
+	tmp := t.TempDir()
+	in := filepath.Join(tmp, "in.jsonl")
+	writeQueries(t, in, []string{"5 17 42", "99 3 8 60 1"})
+	out := map[string]string{}
+	for _, format := range []string{"torch", "torch_dist"} {
+		out[format] = filepath.Join(tmp, format+".txt")
+		args := []string{"--standalone", "--nproc-per-node", "2", "generate", "--tensor-model-parallel-size", "2",
+			"--load", torchDistFixture("dense", format), "--tokenizer-type", "NullTokenizer", "--vocab-size", "119",
+			"--text-generate-input-file", in, "--text-generate-output-file", out[format], "--micro-batch-size", "2",
+			"--greedy", "--out-seq-length", "6", "--repetition-penalty", "1"}
+		b, err := exec.Command(golaunchBin, args...).CombinedOutput()
+		require.NoError(t, err, "%s", b)
+	}
+	want := readLines(t, out["torch"])
+	require.Len(t, want, 2)
+	require.Equal(t, want, readLines(t, out["torch_dist"]))
+}
