@@ -2,7 +2,6 @@ package megatron
 
 import (
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -354,23 +353,9 @@ func (r *dcpReader) file(name string) (*mappedBytes, error) {
 	if m, ok := r.files[name]; ok {
 		return m, nil
 	}
-	path := filepath.Join(r.dir, name)
-	f, err := os.Open(path)
+	data, unmap, mapped, err := mapOrRead(filepath.Join(r.dir, name))
 	if err != nil {
-		return nil, fmt.Errorf("megatron: %w", err)
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("megatron: %w", err)
-	}
-	data, unmap, mapped := mapFile(f, st.Size())
-	if !mapped {
-		data = make([]byte, st.Size())
-		if _, err := io.ReadFull(f, data); err != nil {
-			return nil, fmt.Errorf("megatron: reading %s: %w", path, err)
-		}
-		unmap = func() error { return nil }
+		return nil, err
 	}
 	m := &mappedBytes{data: data, unmap: unmap, dirty: mapped}
 	r.files[name] = m

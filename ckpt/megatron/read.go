@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/gomegatron/gomegatron/ckpt/torchpickle"
@@ -21,24 +22,32 @@ type MappedFile struct {
 	unmap func() error
 }
 
-// MapTorchFile maps and unpickles a torch.save file. Errors name the file.
-func MapTorchFile(path string) (*MappedFile, error) {
+// mapOrRead maps a file privately, or reads it where mapping is impossible (mapped false).
+func mapOrRead(path string) (data []byte, unmap func() error, mapped bool, err error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("megatron: %w", err)
+		return nil, nil, false, fmt.Errorf("megatron: %w", err)
 	}
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
-		return nil, fmt.Errorf("megatron: %w", err)
+		return nil, nil, false, fmt.Errorf("megatron: %w", err)
 	}
-	data, unmap, mapped := mapFile(f, st.Size())
-	if !mapped {
-		data = make([]byte, st.Size())
-		if _, err := io.ReadFull(f, data); err != nil {
-			return nil, fmt.Errorf("megatron: reading %s: %w", path, err)
-		}
-		unmap = func() error { return nil }
+	if data, unmap, mapped = mapFile(f, st.Size()); mapped {
+		return data, unmap, true, nil
+	}
+	data = make([]byte, st.Size())
+	if _, err := io.ReadFull(f, data); err != nil {
+		return nil, nil, false, fmt.Errorf("megatron: reading %s: %w", path, err)
+	}
+	return data, func() error { return nil }, false, nil
+}
+
+// MapTorchFile maps and unpickles a torch.save file. Errors name the file.
+func MapTorchFile(path string) (*MappedFile, error) {
+	data, unmap, mapped, err := mapOrRead(path)
+	if err != nil {
+		return nil, err
 	}
 	mf := &MappedFile{Path: path, unmap: unmap}
 	if mapped {
@@ -514,4 +523,26 @@ func (c *Checkpoint) fixQKV(v []float32, p *layers.Param, shape []int) error {
 func isQKV(name string) bool {
 	m := layerRe.FindStringSubmatch(name)
 	return m != nil && (m[2] == "self_attention.linear_qkv.weight" || m[2] == "self_attention.linear_qkv.bias")
+}
+
+// EqualTensors reports whether o holds the same full tensors as c (names, shapes and
+// values, whatever the layouts and formats), naming the first that differs.
+func (c *Checkpoint) EqualTensors(o *Checkpoint) error {
+	if !slices.Equal(c.keys, o.keys) {
+		return fmt.Errorf("megatron: %s and %s hold different tensors (%d and %d)", c.Dir(), o.Dir(), len(c.keys), len(o.keys))
+	}
+	for _, k := range c.keys {
+		a, as, err := c.Full(k)
+		if err != nil {
+			return err
+		}
+		b, bs, err := o.Full(k)
+		if err != nil {
+			return err
+		}
+		if !slices.Equal(as, bs) || !slices.Equal(a, b) {
+			return fmt.Errorf("megatron: tensor %s differs between %s and %s", k, c.Dir(), o.Dir())
+		}
+	}
+	return nil
 }
