@@ -212,6 +212,14 @@ func isModelKey(k string) bool {
 
 var expertKeyRe = regexp.MustCompile(`^mlp\.experts\.local_experts\.(\d+)\.(.+)$`)
 
+// distAltNames are other names a layer's parameter may be stored under: Transformer
+// Engine's multi-latent attention spec fuses the latent norms (--qk-layernorm) into the up
+// projections (gpt_layer_specs.py; no fixture here, as Megatron builds MLA only with TE).
+var distAltNames = map[string][]string{
+	"self_attention.q_layernorm.weight":  {"self_attention.linear_q_up_proj.layer_norm_weight"},
+	"self_attention.kv_layernorm.weight": {"self_attention.linear_kv_up_proj.layer_norm_weight"},
+}
+
 // locate finds parameter q's stored tensor: a stacked key with the layer (and expert)
 // axis, or the layer's own key; the norms under their Transformer Engine names first.
 func (c *Checkpoint) locate(q *layers.Param) (distLoc, error) {
@@ -226,6 +234,7 @@ func (c *Checkpoint) locate(q *layers.Param) (distLoc, error) {
 		if te, ok := teNames[m[2]]; ok {
 			rests = []string{te, m[2]}
 		}
+		rests = append(rests, distAltNames[m[2]]...)
 		for _, rest := range rests {
 			if em := expertKeyRe.FindStringSubmatch(rest); em != nil {
 				e := atoiMust(em[1])
