@@ -112,7 +112,11 @@ type Adam struct {
 	// GradScale multiplies the reduced gradients in Step, with the loss-scale unscaling and
 	// before the norm (the trainer's DP/tokens under --calculate-per-token-loss); 0 is 1.
 	GradScale float64
-	step      int
+	// DecoupledLR, when > 0, is the learning rate Step gives the word embeddings and the
+	// output layer instead of its lr (Megatron-Core's --decoupled-lr group), set before
+	// each Step from that group's schedule.
+	DecoupledLR float64
+	step        int
 	numel     int      // model parameters on this rank
 	overlap   *overlap // --overlap-grad-reduce (nil: reduce after backward)
 	params    layers.Params
@@ -440,8 +444,12 @@ func (a *Adam) Step(lr float64) (gradNorm float64, ok bool, err error) {
 		if pc.p.NoWeightDecay {
 			wd = 0
 		}
+		plr := lr
+		if a.DecoupledLR > 0 && embeddingOrOutput(pc.p) {
+			plr = a.DecoupledLR
+		}
 		a.be.AdamW(pc.param, pc.grad, pc.m, pc.v, kernels.AdamParams{
-			LR: float32(lr), Beta1: float32(a.Cfg.Beta1), Beta2: float32(a.Cfg.Beta2),
+			LR: float32(plr), Beta1: float32(a.Cfg.Beta1), Beta2: float32(a.Cfg.Beta2),
 			Eps: float32(a.Cfg.Eps), WeightDecay: float32(wd), Step: a.step,
 		})
 	}
@@ -599,4 +607,10 @@ func withoutBuffers(params layers.Params, chunks []int) (layers.Params, []int) {
 		i += n
 	}
 	return keep, out
+}
+
+// embeddingOrOutput reports whether p is the word embeddings or the output layer (a tied
+// copy too): Megatron-Core's is_embedding_or_output_parameter, the --decoupled-lr group.
+func embeddingOrOutput(p *layers.Param) bool {
+	return p.Name == "embedding.word_embeddings.weight" || p.Name == "output_layer.weight"
 }

@@ -122,7 +122,6 @@ type Args struct {
 	CheckpointActivation bool    `name:"checkpoint-activations" help:"Deprecated: use --recompute-activations or --recompute-granularity."`
 
 	// Megatron flags for what is not implemented: refused with a message.
-	DecoupledLR           float64  `name:"decoupled-lr" help:"Separate embedding/output learning rate: not supported yet."`
 	CalculatePerTokenLoss bool     `name:"calculate-per-token-loss" help:"The gradient of Σ loss / Σ tokens over the whole global batch, not the mean of each microbatch's token mean (Megatron-Core's later flag; Pai's SFT scripts pass it)."`
 	WandbProject          string   `name:"wandb-project" help:"Weights & Biases logging: not supported (TensorBoard is)."`
 	FP16LMCrossEntropy    bool     `name:"fp16-lm-cross-entropy" help:"The cross entropy in 16 bits: not supported (it is computed in fp32)."`
@@ -138,6 +137,8 @@ type Args struct {
 	// Learning rate.
 	LR                   float64  `name:"lr" help:"Peak learning rate."`
 	MinLR                float64  `name:"min-lr" default:"0" help:"Final learning rate."`
+	DecoupledLR          float64  `name:"decoupled-lr" help:"Learning rate of the word embeddings and the output layer (Megatron-Core's decoupled group), on the same schedule; unset: --lr."`
+	DecoupledMinLR       *float64 `name:"decoupled-min-lr" help:"Minimum learning rate of the --decoupled-lr group (default --min-lr)."`
 	StartWeightDecay     *float64 `name:"start-weight-decay" help:"Weight decay at the start of a non-constant --weight-decay-incr-style."`
 	EndWeightDecay       *float64 `name:"end-weight-decay" help:"Weight decay at the end of a non-constant --weight-decay-incr-style (reached after the run's samples)."`
 	WeightDecayIncrStyle string   `name:"weight-decay-incr-style" default:"constant" enum:"constant,linear,cosine" help:"How the weight decay goes from --start-weight-decay to --end-weight-decay: constant (--weight-decay throughout), linear or cosine."`
@@ -373,9 +374,7 @@ func (a *Args) Validate(world int) error {
 	for _, f := range []struct {
 		set  bool
 		flag string
-	}{{a.DecoupledLR != 0, "--decoupled-lr"},
-
-		{a.WandbProject != "", "--wandb-project"}, {a.FP16LMCrossEntropy, "--fp16-lm-cross-entropy"},
+	}{{a.WandbProject != "", "--wandb-project"}, {a.FP16LMCrossEntropy, "--fp16-lm-cross-entropy"},
 		{a.DataParallelRandInit, "--data-parallel-random-init"}, {a.StandaloneEmbedding, "--standalone-embedding-stage"},
 		{a.SplitRank != 0, "--pipeline-model-parallel-split-rank (encoder–decoder models)"}, {len(a.Spec) > 0, "--spec"},
 		{a.LazyMPUInit != "", "--lazy-mpu-init"}, {a.VocabExtraIDs != 0, "--vocab-extra-ids (T5's span masking)"},

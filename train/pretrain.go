@@ -281,6 +281,11 @@ func run(a *Args, world comm.Comm, out io.Writer, hook dataHook) error {
 	if err != nil {
 		return err
 	}
+	decoupled := sched // --decoupled-lr's group: the same schedule between its own bounds
+	decoupled.MaxLR, decoupled.MinLR = a.DecoupledLR, a.MinLR
+	if a.DecoupledMinLR != nil {
+		decoupled.MinLR = *a.DecoupledMinLR
+	}
 	ck.sched = sched
 	var resume progress
 	if a.LoadingCheckpoint() {
@@ -395,6 +400,9 @@ func run(a *Args, world comm.Comm, out io.Writer, hook dataHook) error {
 			return fmt.Errorf("iteration %d: %w", it, err)
 		}
 		opt.Cfg.WeightDecay = sched.WD(schedSteps)
+		if a.DecoupledLR > 0 {
+			opt.DecoupledLR = decoupled.At(schedSteps)
+		}
 		res, err := tr.Iteration(micro, sched.At(schedSteps), uint64(a.Seed), uint64(it))
 		if err != nil {
 			return fmt.Errorf("iteration %d: %w", it, err)

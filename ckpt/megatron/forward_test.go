@@ -87,19 +87,28 @@ func TestMatchesMegatronForward(t *testing.T) {
 // TestMatchesMegatronSteps: two training iterations from the fixtures' weights give Megatron's
 // losses, gradient norms and updated parameters (megatron_steps.pt: Megatron's
 // DistributedDataParallel and get_megatron_optimizer, fp32 Adam with lr 1e-3, β2 0.95,
-// weight decay 0.1 except on biases and 1-D parameters, gradients clipped to norm 1).
+// weight decay 0.1 except on biases and 1-D parameters, gradients clipped to norm 1; the
+// word embeddings and the output layer at their own lr with --decoupled-lr).
 func TestMatchesMegatronSteps(t *testing.T) {
-	for name, tweak := range map[string]func(c *layers.Config){
-		"dense":        func(c *layers.Config) {},
-		"qwen-moe":     func(c *layers.Config) { c.MoEAuxLossCoeff, c.MoEZLossCoeff = 0.005, 0.001 }, // Megatron-Core's aux 0.01 is 0.01/k here
-		"deepseek-moe": func(c *layers.Config) {},                                                    // and the expert bias's update after each backward
+	for name, tc := range map[string]struct {
+		fixture, ref string
+		decoupled    float64 // --decoupled-lr (0: none)
+		tweak        func(c *layers.Config)
+	}{
+		"dense":              {"dense", "megatron_steps.pt", 0, func(c *layers.Config) {}},
+		"dense-decoupled-lr": {"dense", "megatron_steps_decoupled_lr.pt", 5e-3, func(c *layers.Config) {}},
+		// Megatron-Core's aux coefficient 0.01 is 0.01/k here.
+		"qwen-moe": {"qwen-moe", "megatron_steps.pt", 0, func(c *layers.Config) { c.MoEAuxLossCoeff, c.MoEZLossCoeff = 0.005, 0.001 }},
+		// With the expert bias's update after each backward.
+		"deepseek-moe": {"deepseek-moe", "megatron_steps.pt", 0, func(c *layers.Config) {}},
 	} {
 		t.Run(name, func(t *testing.T) {
-			dir := filepath.Join("testdata", "torch_dist", name)
+			dir := filepath.Join("testdata", "torch_dist", tc.fixture)
 			be := cpu.New()
-			m := fixtureModel(t, be, dir, tweak)
+			m := fixtureModel(t, be, dir, tc.tweak)
 			opt := optim.NewAdam(be, m.Params, optim.AdamConfig{Beta1: 0.9, Beta2: 0.95, Eps: 1e-8, WeightDecay: 0.1, ClipGrad: 1}, false, optim.Groups{})
-			v, err := torchpickle.Load(filepath.Join(dir, "megatron_steps.pt"))
+			opt.DecoupledLR = tc.decoupled
+			v, err := torchpickle.Load(filepath.Join(dir, tc.ref))
 			require.NoError(t, err)
 			ref := v.(*torchpickle.Dict)
 			list := func(k string) []any { x, ok := ref.Get(k); require.True(t, ok, k); return x.([]any) }

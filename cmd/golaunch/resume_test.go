@@ -748,3 +748,19 @@ func TestUseCheckpointArgsMLA(t *testing.T) {
 		"Setting v_head_dim to 16 from checkpoint", "Setting rotary_scaling_factor to 40.0 from checkpoint", "Setting mscale to 0.707 from checkpoint",
 		"Setting mscale_all_dim to 0.707 from checkpoint", "Setting yarn_original_max_position_embeddings to 4096 from checkpoint")
 }
+
+// TestDecoupledLR: --decoupled-lr gives the word embeddings and the output layer their own
+// learning rate (checked against Megatron in ckpt/megatron's TestMatchesMegatronSteps);
+// equal to --lr it changes nothing, another value changes the run once the lr is not 0.
+func TestDecoupledLR(t *testing.T) {
+	dir := t.TempDir()
+	base := append(resumeArgs(dir), "--train-iters", "3", "--hidden-dropout", "0")
+	plain := iterationLosses(runGolaunch(t, base...))
+	same := iterationLosses(runGolaunch(t, append(base, "--decoupled-lr", "3e-3", "--decoupled-min-lr", "0")...))
+	other := iterationLosses(runGolaunch(t, append(base, "--decoupled-lr", "3e-2")...))
+	require.Len(t, plain, 3)
+	require.Equal(t, plain, same)
+	// The warmup starts at lr 0: iteration 1's update is none, iteration 3 shows the first.
+	require.Equal(t, plain["2"], other["2"])
+	require.NotEqual(t, plain["3"], other["3"])
+}

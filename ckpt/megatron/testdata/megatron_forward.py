@@ -13,9 +13,9 @@ losses reach the gradients only (MoEAuxLossAutoScaler, scale 1); "loss" is the L
 
 With STEPS, the model is wrapped in Megatron's DistributedDataParallel and trained STEPS
 iterations by get_megatron_optimizer's fp32 Adam and OptimizerParamScheduler (lr 1e-3
-constant, β2 0.95, weight decay 0.1 on all but biases and 1-D parameters, --clip-grad 1.0),
-batch i drawn with seed
-7 + i; it saves each step's loss and grad norm and the parameters after the last step.
+constant, β2 0.95, weight decay 0.1 on all but biases and 1-D parameters, --clip-grad 1.0);
+DECOUPLED_LR in the environment gives the word embeddings and the output layer that
+learning rate (--decoupled-lr). Batch i is drawn with seed 7 + i; it saves each step's loss and grad norm and the parameters after the last step.
 """
 import os
 import sys
@@ -131,7 +131,9 @@ def main():
     ddp = DistributedDataParallel(model.config, DistributedDataParallelConfig(grad_reduce_in_fp32=True), model)
     opt = get_megatron_optimizer(OptimizerConfig(optimizer="adam", lr=1e-3, min_lr=1e-3, weight_decay=0.1,
                                                  adam_beta1=0.9, adam_beta2=0.95, adam_eps=1e-8, clip_grad=1.0,
-                                                 bf16=False, fp16=False, params_dtype=torch.float32), [ddp])
+                                                 bf16=False, fp16=False, params_dtype=torch.float32,
+                                                 decoupled_lr=float(os.environ["DECOUPLED_LR"]) if "DECOUPLED_LR" in os.environ else None),
+                                 [ddp])
     # The scheduler sets each group's lr and weight decay (× its wd_mult: 0 for biases and
     # 1-D parameters), as in training: constant lr 1e-3 and weight decay 0.1.
     from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
