@@ -53,14 +53,17 @@ func TestPretrainFromTorchDist(t *testing.T) {
 }
 
 // TestSaveTorchDist: --ckpt-format torch_dist writes the same tensors as the torch format
-// (dense at TP 2 × PP 2, MoE at TP 2 × EP 2 with sequence parallelism), every file of
-// Megatron's layout and no leftovers, and the checkpoint resumes at another layout.
+// (dense at TP 2 × PP 2, also with virtual pipeline stages; MoE at TP 2 × EP 2 with
+// sequence parallelism), every file of Megatron's layout and no leftovers, and the
+// checkpoint resumes at another layout.
 // Saving it without --no-save-optim is refused: its optimizer state is not written.
 func TestSaveTorchDist(t *testing.T) {
 	const moe = "--num-experts 4 --moe-router-topk 2 --moe-layer-freq ([0]+[1]*3) --disable-bias-linear "
 	for name, tc := range map[string]struct{ layout, resume string }{
 		"dense": {"--tensor-model-parallel-size 2 --pipeline-model-parallel-size 2", "--tensor-model-parallel-size 2"},
-		"moe":   {moe + "--tensor-model-parallel-size 2 --sequence-parallel --expert-model-parallel-size 2", moe + "--expert-model-parallel-size 2"},
+		"virtual-pipeline": {"--tensor-model-parallel-size 2 --pipeline-model-parallel-size 2 --num-layers-per-virtual-pipeline-stage 1",
+			"--pipeline-model-parallel-size 2"},
+		"moe": {moe + "--tensor-model-parallel-size 2 --sequence-parallel --expert-model-parallel-size 2", moe + "--expert-model-parallel-size 2"},
 	} {
 		layout := tc.layout
 		t.Run(name, func(t *testing.T) {
