@@ -30,6 +30,7 @@ func TestTorchDistMatchesTorchFormat(t *testing.T) {
 		{"gpt", 2, 2, 1, 0},            // LayerNorm, GeLU, biases, learned positions, tied embeddings
 		{"rope", 2, 1, 1, 0},           // half, interleaved RoPE with base 500, q/k norms
 		{"deepseek-moe", 1, 2, 2, 4},   // DeepSeek-V3's router: sigmoid, groups, expert bias; shared experts
+		{"mqa", 1, 1, 1, 0},            // one query group, kv-channels 16
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := filepath.Join("testdata", "torch_dist", tc.name)

@@ -25,9 +25,18 @@ func TestMatchesMegatronForward(t *testing.T) {
 		fixture, ref string
 		tweak        func(c *layers.Config)
 	}{
-		"dense": {"dense", "megatron_forward.pt", func(c *layers.Config) {}},
-		"gpt":   {"gpt", "megatron_forward.pt", func(c *layers.Config) {}},
-		"rope":  {"rope", "megatron_forward.pt", func(c *layers.Config) {}},
+		"dense":            {"dense", "megatron_forward.pt", func(c *layers.Config) {}},
+		"gpt":              {"gpt", "megatron_forward.pt", func(c *layers.Config) {}},
+		"gpt-squared-relu": {"gpt", "megatron_forward_squared_relu.pt", func(c *layers.Config) { c.SquaredReLU = true }},
+		"mqa":              {"mqa", "megatron_forward.pt", func(c *layers.Config) {}}, // one query group, kv-channels 16 ≠ hidden/heads
+		// Llama 3.1's RoPE scaling and position interpolation, as Megatron-Core's RotaryEmbedding.
+		"dense-rope-scaling": {"dense", "megatron_forward_rope_scaling.pt", func(c *layers.Config) {
+			c.UseRopeScaling, c.RopeScalingFactor = true, 8
+		}},
+		"dense-rope-interpolation": {"dense", "megatron_forward_rope_interpolation.pt", func(c *layers.Config) {
+			c.RotarySeqLenInterpolationFactor = 2
+		}},
+		"rope": {"rope", "megatron_forward.pt", func(c *layers.Config) {}},
 		// DeepSeek-V3's router from the args: sigmoid scores scaled by 2.5, two groups of
 		// which one is chosen, the expert bias in the choice, seq_aux_loss; shared experts.
 		"deepseek-moe": {"deepseek-moe", "megatron_forward.pt", func(c *layers.Config) {}},
@@ -78,7 +87,11 @@ func TestMatchesMegatronForward(t *testing.T) {
 				// 2.3e-4 (Megatron's own fp32 run: 7.5e-4); a wrong term (an aux-loss factor
 				// of 2, a dropped z-loss, counting the routed experts for the aux loss under
 				// group-limited routing) gives 1e-2 and more.
-				require.LessOrEqual(t, relErr(p.Grad.ToF32(), x.(*tensor.Tensor).ToF32()), 3e-4, "%s: relative L2 error of the gradient", p.Name)
+				tol := 3e-4
+				if name == "mqa" { // the most saturated attention here: fp32 rounding grows 3× a layer going back (Megatron's own fp32 run: 5.3e-4)
+					tol = 2e-3
+				}
+				require.LessOrEqual(t, relErr(p.Grad.ToF32(), x.(*tensor.Tensor).ToF32()), tol, "%s: relative L2 error of the gradient", p.Name)
 			}
 		})
 	}

@@ -79,7 +79,11 @@ def build_model(args, config, experts, extra, pre_process=True, post_process=Tru
                     post_process=post_process,
                     share_embeddings_and_output_weights=not args.untie_embeddings_and_output_weights,
                     position_embedding_type=args.position_embedding_type,
-                    rotary_percent=args.rotary_percent, rotary_base=args.rotary_base)
+                    rotary_percent=args.rotary_percent, rotary_base=args.rotary_base,
+                    # pretrain_gpt.py of this tree passes rope_scaling alone; the factor and
+                    # the interpolation are passed too so that their semantics are Megatron's.
+                    rope_scaling=args.use_rope_scaling, rope_scaling_factor=args.rope_scaling_factor,
+                    seq_len_interpolation_factor=args.rotary_seq_len_interpolation_factor)
 
 
 def perturb(model, tp_rank, ep_rank):
