@@ -3,11 +3,13 @@ package megatron
 import (
 	"math"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/gomegatron/gomegatron/ckpt/torchpickle"
+	"github.com/gomegatron/gomegatron/data/gpt"
 	"github.com/gomegatron/gomegatron/kernels/cpu"
 	"github.com/gomegatron/gomegatron/layers"
 	"github.com/gomegatron/gomegatron/optim"
@@ -33,6 +35,8 @@ func TestMatchesMegatronForward(t *testing.T) {
 		"dense-rope-scaling": {"dense", "megatron_forward_rope_scaling.pt", func(c *layers.Config) {
 			c.UseRopeScaling, c.RopeScalingFactor = true, 8
 		}},
+		// Packed documents: --reset-attention-mask and --reset-position-ids.
+		"dense-reset": {"dense", "megatron_forward_reset.pt", func(c *layers.Config) {}},
 		"dense-rope-interpolation": {"dense", "megatron_forward_rope_interpolation.pt", func(c *layers.Config) {
 			c.RotarySeqLenInterpolationFactor = 2
 		}},
@@ -70,6 +74,14 @@ func TestMatchesMegatronForward(t *testing.T) {
 			ref := v.(*torchpickle.Dict)
 			get := func(k string) any { x, ok := ref.Get(k); require.True(t, ok, k); return x }
 			bt, b, s := megatronBatch(get("tokens"), get("labels"))
+			if strings.HasSuffix(name, "-reset") { // each row's documents, as our data pipeline marks them
+				for r := range b {
+					row := bt.Tokens[r*s : (r+1)*s]
+					_, pos, _ := gpt.LTRMasksAndPositionIDs(row, 7, true, true, false, false)
+					bt.Positions = append(bt.Positions, pos...)
+					bt.DocStart = append(bt.DocStart, gpt.DocStarts(row, 7)...)
+				}
+			}
 			st := m.NewStash(s, b)
 			sum, n, err := m.Forward(st, bt, 0, 0)
 			require.NoError(t, err)

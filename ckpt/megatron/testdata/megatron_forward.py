@@ -15,7 +15,12 @@ With STEPS, the model is wrapped in Megatron's DistributedDataParallel and train
 iterations by get_megatron_optimizer's fp32 Adam and OptimizerParamScheduler (lr 1e-3
 constant, β2 0.95, weight decay 0.1 on all but biases and 1-D parameters, --clip-grad 1.0);
 DECOUPLED_LR in the environment gives the word embeddings and the output layer that
-learning rate (--decoupled-lr). Batch i is drawn with seed 7 + i; it saves each step's loss and grad norm and the parameters after the last step.
+learning rate (--decoupled-lr). Batch i is drawn with seed 7 + i; it saves each step's loss
+and grad norm and the parameters after the last step.
+
+Without STEPS, RESET=1 in the environment packs documents: end-of-document tokens (7) at
+three places, with Megatron's reset attention masks and position ids
+(--reset-attention-mask --reset-position-ids).
 """
 import os
 import sys
@@ -94,6 +99,12 @@ def main():
 
     if not steps:
         inputs, labels, position_ids, mask = batch(7)
+        if os.environ.get("RESET"):  # documents packed: EOD (7) ends some, masks and positions reset
+            from megatron.core.datasets.gpt_dataset import _get_ltor_masks_and_position_ids
+            inputs[0, 5], inputs[1, 2], inputs[1, 11] = 7, 7, 7
+            rows = [_get_ltor_masks_and_position_ids(r, 7, True, True, False, True) for r in inputs]
+            mask = torch.stack([m for m, _, _ in rows])
+            position_ids = torch.stack([p for _, _, p in rows])
         per_token = model(inputs, position_ids, mask, labels=labels)
         loss = per_token.double().mean()
         loss.backward()
