@@ -117,10 +117,10 @@ type Adam struct {
 	// each Step from that group's schedule.
 	DecoupledLR float64
 	step        int
-	numel     int      // model parameters on this rank
-	overlap   *overlap // --overlap-grad-reduce (nil: reduce after backward)
-	params    layers.Params
-	low       *tensor.Tensor // ShadowWeights: the param buffer in modelDType
+	numel       int      // model parameters on this rank
+	overlap     *overlap // --overlap-grad-reduce (nil: reduce after backward)
+	params      layers.Params
+	low         *tensor.Tensor // ShadowWeights: the param buffer in modelDType
 	// normSpans are the grad spans GradNorm sums when no piece is left out (nil: piece by
 	// piece).
 	normSpans []*tensor.Tensor
