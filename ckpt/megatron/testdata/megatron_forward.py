@@ -15,8 +15,11 @@ With STEPS, the model is wrapped in Megatron's DistributedDataParallel and train
 iterations by get_megatron_optimizer's fp32 Adam and OptimizerParamScheduler (lr 1e-3
 constant, β2 0.95, weight decay 0.1 on all but biases and 1-D parameters, --clip-grad 1.0);
 DECOUPLED_LR in the environment gives the word embeddings and the output layer that
-learning rate (--decoupled-lr). Batch i is drawn with seed 7 + i; it saves each step's loss
-and grad norm and the parameters after the last step.
+learning rate (--decoupled-lr). Each step takes MICRO (default 1) microbatches, drawn with
+seeds 7, 8, …; every second one counts only half of its second row's labels, and
+PER_TOKEN=1 trains with --calculate-per-token-loss. It saves each microbatch's tokens, labels
+and loss mask, each step's loss (Σ loss / Σ tokens) and grad norm, and the parameters after
+the last step.
 
 Without STEPS, RESET=1 in the environment packs documents: end-of-document tokens (7) at
 three places, with Megatron's reset attention masks and position ids
@@ -139,6 +142,7 @@ def main():
     from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig
     from megatron.core.distributed import finalize_model_grads
     from megatron.core.optimizer import OptimizerConfig, get_megatron_optimizer
+    model.config.calculate_per_token_loss = bool(os.environ.get("PER_TOKEN"))  # --calculate-per-token-loss
     ddp = DistributedDataParallel(model.config, DistributedDataParallelConfig(grad_reduce_in_fp32=True), model)
     opt = get_megatron_optimizer(OptimizerConfig(optimizer="adam", lr=1e-3, min_lr=1e-3, weight_decay=0.1,
                                                  adam_beta1=0.9, adam_beta2=0.95, adam_eps=1e-8, clip_grad=1.0,
@@ -151,19 +155,32 @@ def main():
     sched = OptimizerParamScheduler(opt, init_lr=1e-3, max_lr=1e-3, min_lr=1e-3, lr_warmup_steps=0,
                                     lr_decay_steps=100, lr_decay_style="constant", start_wd=0.1, end_wd=0.1,
                                     wd_incr_steps=100, wd_incr_style="constant")
-    record = {"tokens": [], "labels": [], "loss": [], "grad_norm": []}
+    micro = int(os.environ.get("MICRO", "1"))
+    per_token = bool(os.environ.get("PER_TOKEN"))
+    record = {"tokens": [], "labels": [], "loss_mask": [], "loss": [], "grad_norm": []}
     for i in range(steps):
-        inputs, labels, position_ids, mask = batch(7 + i)
         ddp.zero_grad_buffer()
         opt.zero_grad()
-        loss = ddp(inputs, position_ids, mask, labels=labels).float().mean()
-        loss.backward()
-        finalize_model_grads([ddp])  # the grad sync, and DeepSeek-V3's expert-bias update
+        loss_sum, tokens = 0.0, 0
+        for j in range(micro):  # microbatch j of step i: batch 7 + i·micro + j
+            inputs, labels, position_ids, mask = batch(7 + i * micro + j)
+            loss_mask = torch.ones_like(labels, dtype=torch.float)
+            if j % 2 == 1:  # fewer counted tokens: the per-token loss weighs them differently
+                loss_mask[1, 8:] = 0
+            per = ddp(inputs, position_ids, mask, labels=labels).float()
+            mb_sum, mb_tokens = (per * loss_mask).sum(), loss_mask.sum()
+            # pretrain_gpt's loss_func, and the schedule's division by the microbatches
+            (mb_sum if per_token else mb_sum / mb_tokens / micro).backward()
+            loss_sum, tokens = loss_sum + mb_sum.item(), tokens + int(mb_tokens.item())
+            for k, v in (("tokens", inputs), ("labels", labels), ("loss_mask", loss_mask)):
+                record[k].append(v)
+        # the grad sync, DeepSeek-V3's expert-bias update and the per-token scaling
+        finalize_model_grads([ddp], num_tokens=torch.tensor(tokens) if per_token else None)
         ok, norm, _ = opt.step()
         assert ok
-        sched.step(increment=inputs.shape[0])
-        for k, v in (("tokens", inputs), ("labels", labels), ("loss", loss.item()), ("grad_norm", float(norm))):
-            record[k].append(v)
+        sched.step(increment=inputs.shape[0] * micro)
+        record["loss"].append(loss_sum / tokens)
+        record["grad_norm"].append(float(norm))
     record["params"] = {n: p.detach().float().clone() for n, p in model.named_parameters()}
     record["params"].update({n: b.detach().float().clone() for n, b in model.named_buffers() if n.endswith("expert_bias")})
     torch.save(record, out)
