@@ -31,7 +31,8 @@ chroot "$ROOT" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-instal
 rm -rf "$ROOT/megatron" && mkdir -p "$ROOT/megatron"
 git --git-dir="$GIT" archive "$COMMIT" megatron | tar -x -C "$ROOT/megatron"
 # Three fusion modules decorate Triton kernels at import time; without Triton the
-# decorators become no-ops (no kernel is ever launched on the CPU).
+# decorators become no-ops (no kernel is ever launched on the CPU). The legacy model's GQA
+# query view is made a reshape (below).
 python3 - "$ROOT/megatron" <<'PY'
 import sys, pathlib
 root = pathlib.Path(sys.argv[1]) / "megatron/core/fusions"
@@ -44,6 +45,13 @@ for name in ("fused_indices_converter.py", "fused_mla_yarn_rope_apply.py", "fuse
     s = s.replace("    tl = None\n", "    import types; tl = types.SimpleNamespace(constexpr=int)\n")
     s = s.replace("@triton.jit", "@(triton.jit if triton else (lambda f: f))")
     p.write_text(s)
+# The legacy model views a split tensor, which fails with more than one query group per TP
+# rank; reshape is what the view means.
+p = pathlib.Path(sys.argv[1]) / "megatron/legacy/model/transformer.py"
+s = p.read_text()
+s = s.replace("query_layer = query_layer.view(query_layer.size(0), query_layer.size(1), -1, self.hidden_size_per_attention_head)",
+              "query_layer = query_layer.reshape(query_layer.size(0), query_layer.size(1), -1, self.hidden_size_per_attention_head)")
+p.write_text(s)
 PY
 cp "$TESTDATA/make_torch_dist.py" "$TESTDATA/megatron_forward.py" "$ROOT/megatron/"
 chroot "$ROOT" bash -c "cd /megatron && python3 -c 'import megatron.core, megatron.training.checkpointing; print(\"Megatron-LM imports\")'" 2>&1 | tail -1

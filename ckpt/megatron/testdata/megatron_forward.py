@@ -73,7 +73,16 @@ def main():
     parallel_state.initialize_model_parallel(1, 1)
     init_num_microbatches_calculator(0, None, args.global_batch_size, args.micro_batch_size, 1)
     config = core_transformer_config_from_args(args)
-    model = gen.build_model(args, config, experts, [f for f in extra if f != "--gpt-base"])
+    legacy = os.environ.get("LEGACY_LOAD")  # a legacy-model checkpoint (torch format) to run instead
+    if legacy:
+        import megatron.legacy.model
+        from megatron.core.enums import ModelType
+        args.use_legacy_models, args.ckpt_format, args.model_type = True, "torch", ModelType.encoder_or_decoder
+        args.seq_length = 16  # the legacy model builds its RoPE table for exactly seq_length positions
+        model = megatron.legacy.model.GPTModel(config, num_tokentypes=0, parallel_output=True,
+                                               pre_process=True, post_process=True)
+    else:
+        model = gen.build_model(args, config, experts, [f for f in extra if f != "--gpt-base"])
     model = model.to(torch.bfloat16)
 
     def read_metadata(tracker):
@@ -81,7 +90,7 @@ def main():
             return int(f.read().strip()), False
 
     checkpointing.read_metadata = read_metadata
-    args.load, args.no_load_optim, args.no_load_rng, args.finetune = os.path.join(fixture, "torch_dist"), True, True, True
+    args.load, args.no_load_optim, args.no_load_rng, args.finetune = legacy or os.path.join(fixture, "torch_dist"), True, True, True
     checkpointing.load_checkpoint([model], None, None, strict=True)
     # Forward only: float64, so that the reference is Megatron's math without rounding (its
     # own fp32 run strays up to 7e-4 from it on these saturated models, ours 2e-4).
