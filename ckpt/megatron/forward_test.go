@@ -40,6 +40,9 @@ func TestMatchesMegatronForward(t *testing.T) {
 		// Megatron's legacy GPTModel (Pai's non-mcore scripts), loaded from our legacy-key
 		// conversion of the fixture; its gradients carry the legacy names.
 		"dense-legacy-model": {"dense", "megatron_forward_legacy_model.pt", func(c *layers.Config) {}},
+		"gpt-legacy-model":   {"gpt", "megatron_forward_legacy_model.pt", func(c *layers.Config) {}},
+		// --apply-layernorm-1p, which only the legacy model runs without Transformer Engine.
+		"gpt-legacy-layernorm-1p": {"gpt", "megatron_forward_legacy_layernorm_1p.pt", func(c *layers.Config) { c.ApplyLayernorm1p = true }},
 		"dense-rope-interpolation": {"dense", "megatron_forward_rope_interpolation.pt", func(c *layers.Config) {
 			c.RotarySeqLenInterpolationFactor = 2
 		}},
@@ -109,7 +112,9 @@ func TestMatchesMegatronForward(t *testing.T) {
 				// of 2, a dropped z-loss, counting the routed experts for the aux loss under
 				// group-limited routing) gives 1e-2 and more.
 				tol := 3e-4
-				if name == "mqa" { // the most saturated attention here: fp32 rounding grows 3× a layer going back (Megatron's own fp32 run: 5.3e-4)
+				if name == "mqa" || name == "gpt-legacy-layernorm-1p" {
+					// The most saturated attention here (loss 28 with 1p): fp32 rounding grows
+					// 3× a layer going back; Megatron's own fp32 run strays 5.3e-4 and 6.3e-4.
 					tol = 2e-3
 				}
 				require.LessOrEqual(t, relErr(p.Grad.ToF32(), x.(*tensor.Tensor).ToF32()), tol, "%s: relative L2 error of the gradient", p.Name)

@@ -21,7 +21,8 @@ PER_TOKEN=1 trains with --calculate-per-token-loss. It saves each microbatch's t
 and loss mask, each step's loss (Σ loss / Σ tokens) and grad norm, and the parameters after
 the last step.
 
-Without STEPS, RESET=1 in the environment packs documents: end-of-document tokens (7) at
+Without STEPS the model runs in float64 (F32=1: float32, to see Megatron's own rounding), and
+RESET=1 in the environment packs documents: end-of-document tokens (7) at
 three places, with Megatron's reset attention masks and position ids
 (--reset-attention-mask --reset-position-ids).
 """
@@ -79,6 +80,12 @@ def main():
         from megatron.core.enums import ModelType
         args.use_legacy_models, args.ckpt_format, args.model_type = True, "torch", ModelType.encoder_or_decoder
         args.seq_length = 16  # the legacy model builds its RoPE table for exactly seq_length positions
+        # Its LayerNorm calls Apex's fused kernel; torch's layer_norm is the same function.
+        import types
+        import megatron.legacy.model.fused_layer_norm as fused_layer_norm
+        sys.modules.setdefault("fused_layer_norm_cuda", types.ModuleType("fused_layer_norm_cuda"))
+        fused_layer_norm.fused_layer_norm_affine = (
+            lambda x, w, b, shape, eps: torch.nn.functional.layer_norm(x, shape, w, b, eps))
         model = megatron.legacy.model.GPTModel(config, num_tokentypes=0, parallel_output=True,
                                                pre_process=True, post_process=True)
     else:
@@ -94,7 +101,7 @@ def main():
     checkpointing.load_checkpoint([model], None, None, strict=True)
     # Forward only: float64, so that the reference is Megatron's math without rounding (its
     # own fp32 run strays up to 7e-4 from it on these saturated models, ours 2e-4).
-    model = model.float() if steps else model.double()
+    model = model.float() if steps or os.environ.get("F32") else model.double()
     # No dropout, so the model-parallel CUDA RNG Megatron forks around it is not needed.
     import contextlib
     from megatron.core.tensor_parallel.random import get_cuda_rng_tracker
