@@ -171,6 +171,9 @@ func (c *checkpointer) saveDist(p progress) error {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return fmt.Errorf("--save: %w", err)
 		}
+		if err := megatron.ClearDist(dir); err != nil { // a save of this iteration before, maybe at another layout
+			return fmt.Errorf("--save: %w", err)
+		}
 	}
 	if err := c.world.Barrier(); err != nil {
 		return fmt.Errorf("checkpoint barrier: %w", err)

@@ -206,3 +206,45 @@ func chunkBoxes(t *dcpTensor) []string {
 	}
 	return out
 }
+
+// TestTorchDistSaveAgain: an iteration saved again at another layout (one rank instead of
+// Megatron's four) after ClearDist holds only the new save's files and reads back whole.
+func TestTorchDistSaveAgain(t *testing.T) {
+	src := filepath.Join("testdata", "torch_dist", "dense")
+	ref, err := Open(filepath.Join(src, "torch"))
+	require.NoError(t, err)
+	defer ref.Close()
+	out := filepath.Join(t.TempDir(), "iter_0000007")
+	require.NoError(t, os.MkdirAll(out, 0o755))
+	ents, err := os.ReadDir(filepath.Join(src, "torch_dist", "iter_0000007"))
+	require.NoError(t, err)
+	for _, e := range ents { // Megatron's four-rank save first
+		b, err := os.ReadFile(filepath.Join(src, "torch_dist", "iter_0000007", e.Name()))
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(filepath.Join(out, e.Name()), b, 0o644))
+	}
+	meg, err := Open(out)
+	require.NoError(t, err)
+	common := meg.Common
+	meg.Close()
+
+	require.NoError(t, ClearDist(out))
+	specs, err := layers.Specs(ref.Config, layers.Parallel{})
+	require.NoError(t, err)
+	sh := DistShard{Cfg: ref.Config, Format: MCore, TPSize: 1}
+	for _, sp := range specs {
+		sh.Params = append(sh.Params, DistParam{Param: sp, DType: ref.DType, Local: func() ([]float32, error) {
+			v, _, err := ref.Full(sp.InitKey)
+			return v, err
+		}})
+	}
+	require.NoError(t, WriteDistShard(out, 0, sh))
+	require.NoError(t, FinishDist(out, common))
+	files, err := filepath.Glob(filepath.Join(out, "__*"))
+	require.NoError(t, err)
+	require.Equal(t, []string{filepath.Join(out, DistFileName(0))}, files)
+	again, err := Open(out)
+	require.NoError(t, err)
+	defer again.Close()
+	require.NoError(t, ref.EqualTensors(again))
+}

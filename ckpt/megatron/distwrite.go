@@ -141,6 +141,23 @@ func (c *countingWriter) Write(b []byte) (int, error) {
 	return n, err
 }
 
+// ClearDist removes a torch_dist save's files from dir (data files, sidecars, index, common
+// state), so that saving an iteration again, at another layout, leaves nothing stale.
+func ClearDist(dir string) error {
+	for _, pat := range []string{"__*_*.distcp", "*" + distSidecarSuffix, dcpMetadataFile, DistMetadataFile, DistCommonFile} {
+		files, err := filepath.Glob(filepath.Join(dir, pat))
+		if err != nil {
+			return err
+		}
+		for _, f := range files {
+			if err := os.Remove(f); err != nil {
+				return fmt.Errorf("megatron: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
 // FinishDist merges the ranks' sidecars in dir into .metadata, writes common.pt (the
 // unsharded state: args, iteration, …) and metadata.json, and removes the sidecars.
 // Call it on one rank after every rank's WriteDistShard.
