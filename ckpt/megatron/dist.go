@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/gomegatron/gomegatron/ckpt/torchpickle"
@@ -121,7 +122,8 @@ func checkDistBackend(dir string) error {
 	return nil
 }
 
-// distCommon reads the unsharded state: common.pt, or the common_state byte object.
+// distCommon reads the unsharded state: common.pt, or the common_state byte object of r
+// (opened here when nil and needed).
 func distCommon(dir string, r *dcpReader) (*torchpickle.Dict, error) {
 	var v any
 	path := filepath.Join(dir, DistCommonFile)
@@ -132,6 +134,12 @@ func distCommon(dir string, r *dcpReader) (*torchpickle.Dict, error) {
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("megatron: %w", err)
 	} else {
+		if r == nil {
+			if r, err = openDCP(dir); err != nil {
+				return nil, err
+			}
+			defer r.close()
+		}
 		names := r.objectNames(distCommonObject)
 		if len(names) != 1 {
 			return nil, fmt.Errorf("megatron: %s has no %s and %d common_state objects (want one)", dir, DistCommonFile, len(names))
@@ -220,31 +228,52 @@ var distAltNames = map[string][]string{
 	"self_attention.kv_layernorm.weight": {"self_attention.linear_kv_up_proj.layer_norm_weight"},
 }
 
-// locate finds parameter q's stored tensor: a stacked key with the layer (and expert)
-// axis, or the layer's own key; the norms under their Transformer Engine names first.
+// distKey is where the full tensor named initKey (a Param.InitKey) is stored: the key, the
+// indices on its stacked axes and their sizes. stacked: the layers share one tensor with a
+// leading layer axis (DistStacked), else each layer has its own keys; experts add an
+// expert axis. The norms take their Transformer Engine names unless unfused (a TE MoE
+// layer's own pre_mlp_layernorm, Param.Unfused with the TE spec).
+func distKey(cfg layers.Config, initKey string, stacked, unfused bool) (key string, prefix, axes []int) {
+	m := layerRe.FindStringSubmatch(initKey)
+	if m == nil {
+		return initKey, nil, nil
+	}
+	layer, _ := strconv.Atoi(m[1])
+	rest := m[2]
+	if te, ok := teNames[rest]; ok && !unfused {
+		rest = te
+	}
+	head := "decoder.layers." + m[1] + "."
+	if stacked {
+		head, prefix, axes = "decoder.layers.", []int{layer}, []int{cfg.NumLayers}
+	}
+	if em := expertKeyRe.FindStringSubmatch(rest); em != nil {
+		e, _ := strconv.Atoi(em[1])
+		return head + "mlp.experts.experts." + em[2], append(prefix, e), append(axes, cfg.NumExperts)
+	}
+	return head + rest, prefix, axes
+}
+
+// locate finds parameter q's stored tensor among the names Megatron may have given it:
+// distKey's, stacked or per layer, with the norms under their Transformer Engine names or
+// their own; then the layer's local name as it is, and distAltNames.
 func (c *Checkpoint) locate(q *layers.Param) (distLoc, error) {
 	type cand struct {
 		key    string
 		prefix []int // indices on the leading stacked axes
 	}
 	var cands []cand
-	if m := layerRe.FindStringSubmatch(q.InitKey); m != nil {
-		layer := atoiMust(m[1])
-		rests := []string{m[2]}
-		if te, ok := teNames[m[2]]; ok {
-			rests = []string{te, m[2]}
+	for _, stacked := range []bool{true, false} {
+		for _, unfused := range []bool{false, true} {
+			key, prefix, _ := distKey(c.Config, q.InitKey, stacked, unfused)
+			cands = append(cands, cand{key, prefix})
 		}
-		rests = append(rests, distAltNames[m[2]]...)
-		for _, rest := range rests {
-			if em := expertKeyRe.FindStringSubmatch(rest); em != nil {
-				e := atoiMust(em[1])
-				cands = append(cands, cand{"decoder.layers.mlp.experts.experts." + em[2], []int{layer, e}},
-					cand{"decoder.layers." + m[1] + ".mlp.experts.experts." + em[2], []int{e}})
-			}
+	}
+	if m := layerRe.FindStringSubmatch(q.InitKey); m != nil {
+		layer, _ := strconv.Atoi(m[1])
+		for _, rest := range append([]string{m[2]}, distAltNames[m[2]]...) {
 			cands = append(cands, cand{"decoder.layers." + rest, []int{layer}}, cand{"decoder.layers." + m[1] + "." + rest, nil})
 		}
-	} else {
-		cands = append(cands, cand{q.InitKey, nil})
 	}
 	for _, cd := range cands {
 		t, ok := c.dist.tensors[cd.key]
@@ -291,14 +320,6 @@ func (c *Checkpoint) distFull(key string) ([]float32, []int, error) {
 	return v, q.FullShape, nil
 }
 
-func atoiMust(s string) int {
-	n := 0
-	for _, ch := range s {
-		n = n*10 + int(ch-'0')
-	}
-	return n
-}
-
 // LoadArgs reads the args a checkpoint recorded: shard (0, 0)'s in the torch format, the
 // common state's in torch_dist. where names the file they came from.
 func LoadArgs(loc Location) (ns *torchpickle.Namespace, where string, err error) {
@@ -307,12 +328,7 @@ func LoadArgs(loc Location) (ns *torchpickle.Namespace, where string, err error)
 		if err := checkDistBackend(dir); err != nil {
 			return nil, "", err
 		}
-		r, err := openDCP(dir)
-		if err != nil {
-			return nil, "", err
-		}
-		defer r.close()
-		common, err := distCommon(dir, r)
+		common, err := distCommon(dir, nil)
 		if err != nil {
 			return nil, "", err
 		}

@@ -281,28 +281,6 @@ func dcpMetadata(items []distItem) (*torchpickle.Object, error) {
 // (TransformerBlock.sharded_state_dict): not when --moe-layer-freq mixes layer kinds.
 func DistStacked(cfg layers.Config) bool { return cfg.NumExperts == 0 || cfg.MoELayerFreq == "" }
 
-// distKey is the stored key of full tensor q (named by its InitKey), the indices on its
-// stacked axes and their sizes. unfused keeps a Transformer Engine MoE layer's own
-// pre_mlp_layernorm name (Param.Unfused with the TE spec).
-func distKey(cfg layers.Config, q *layers.Param, stacked, unfused bool) (key string, prefix, axes []int) {
-	m := layerRe.FindStringSubmatch(q.InitKey)
-	if m == nil {
-		return q.InitKey, nil, nil
-	}
-	layer, rest := atoiMust(m[1]), m[2]
-	if te, ok := teNames[rest]; ok && !unfused {
-		rest = te
-	}
-	head := "decoder.layers." + m[1] + "."
-	if stacked {
-		head, prefix, axes = "decoder.layers.", []int{layer}, []int{cfg.NumLayers}
-	}
-	if em := expertKeyRe.FindStringSubmatch(rest); em != nil {
-		return head + "mlp.experts.experts." + em[2], append(prefix, atoiMust(em[1])), append(axes, cfg.NumExperts)
-	}
-	return head + rest, prefix, axes
-}
-
 // DistPieces cuts parameter p's local shard (TP rank r of size; values in p's layout,
 // converted to dtype) into the chunks torch_dist stores: one per logical tensor, two for a
 // GLU fc1 (its gate and up rows land in the [gate; up] global tensor).
@@ -315,7 +293,7 @@ func DistPieces(cfg layers.Config, f Format, p *layers.Param, local []float32, d
 			n := q.Numel()
 			v = p.ExpertShard(local[i*n:(i+1)*n], i)
 		}
-		key, prefix, axes := distKey(cfg, q, stacked, p.Unfused && f == MCoreTE)
+		key, prefix, axes := distKey(cfg, q.InitKey, stacked, p.Unfused && f == MCoreTE)
 		global := append(append([]int(nil), axes...), q.FullShape...)
 		np := len(prefix)
 		chunk := func(vals []float32, dim, lo int, shape []int) DistPiece {
@@ -359,7 +337,7 @@ func DistExtraStates(cfg layers.Config, p *layers.Param) []DistPiece {
 		if m == nil || !strings.HasPrefix(q.InitKey, "decoder.layers.") {
 			continue
 		}
-		key, prefix, axes := distKey(cfg, q, DistStacked(cfg), false)
+		key, prefix, axes := distKey(cfg, q.InitKey, DistStacked(cfg), false)
 		key = strings.TrimSuffix(key, ".weight") + "._extra_state"
 		if len(axes) == 0 {
 			prefix, axes = []int{0}, []int{1}

@@ -456,7 +456,11 @@ func (c *Checkpoint) Full(key string) ([]float32, []int, error) {
 
 // ShardTensors returns shard (tp, pp)'s tensors by our local parameter names: views of
 // the mapped file in the stored dtype; with virtual pipeline stages, chunk vp (default 0).
+// A torch_dist checkpoint has no shard files: nil (read it with Full).
 func (c *Checkpoint) ShardTensors(tpRank, ppRank int, vp ...int) map[string]*tensor.Tensor {
+	if c.dist != nil {
+		return nil
+	}
 	v := 0
 	if len(vp) > 0 {
 		v = vp[0]
@@ -464,8 +468,14 @@ func (c *Checkpoint) ShardTensors(tpRank, ppRank int, vp ...int) map[string]*ten
 	return c.tensors[ppRank][tpRank][v]
 }
 
-// ShardFile returns the opened file of shard (tp, pp), e.g. for its optimizer state.
-func (c *Checkpoint) ShardFile(tpRank, ppRank int) *ShardFile { return c.files[ppRank][tpRank] }
+// ShardFile returns the opened file of shard (tp, pp), e.g. for its optimizer state (nil
+// for torch_dist).
+func (c *Checkpoint) ShardFile(tpRank, ppRank int) *ShardFile {
+	if c.dist != nil {
+		return nil
+	}
+	return c.files[ppRank][tpRank]
+}
 
 // Close unmaps every shard file.
 func (c *Checkpoint) Close() error {
