@@ -39,20 +39,22 @@ func newMLA(ps *paramSet, pre string, cfg *Config, heads int) *mlaAttn {
 	a := &mlaAttn{heads: heads, dn: cfg.QKHeadDim, dr: cfg.QKPosEmbHeadDim, dv: cfg.VHeadDim,
 		hd: cfg.QKHeadDim + cfg.QKPosEmbHeadDim, rq: cfg.QLoRARank, rkv: cfg.KVLoRARank}
 	pre += "self_attention."
+	// Megatron-Core's registration order (MLASelfAttention.__init__): the projections, then
+	// the latent norms.
 	if a.rq == 0 {
 		a.QProj = newLinear(ps, pre+"linear_q_proj", h, H*a.hd, false, 0)
 	} else {
 		a.QDown = newLinear(ps, pre+"linear_q_down_proj", h, a.rq, false, 0)
-		if cfg.QKLayernorm {
-			a.QNorm = newPartialNorm(ps, pre+"q_layernorm", cfg, a.rq)
-		}
 		a.QUp = newLinear(ps, pre+"linear_q_up_proj", a.rq, H*a.hd, false, 0)
 	}
 	a.KVDown = newLinear(ps, pre+"linear_kv_down_proj", h, a.rkv+a.dr, false, 0)
+	a.KVUp = newLinear(ps, pre+"linear_kv_up_proj", a.rkv, H*(a.dn+a.dv), false, 0)
 	if cfg.QKLayernorm {
+		if a.rq != 0 {
+			a.QNorm = newPartialNorm(ps, pre+"q_layernorm", cfg, a.rq)
+		}
 		a.KVNorm = newPartialNorm(ps, pre+"kv_layernorm", cfg, a.rkv)
 	}
-	a.KVUp = newLinear(ps, pre+"linear_kv_up_proj", a.rkv, H*(a.dn+a.dv), false, 0)
 	return a
 }
 

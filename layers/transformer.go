@@ -50,10 +50,15 @@ func newTransformerLayer(ps *paramSet, cfg *Config, par Parallel, global, local 
 	start := len(ps.all)
 	l.InNorm = newNorm(ps, pre+"input_layernorm", cfg, h)
 	vWidth := cfg.KVChannels
+	if cfg.MultiLatentAttention {
+		vWidth = cfg.VHeadDim
+	}
+	// Megatron-Core's Attention registers linear_proj before its subclasses' projections, so
+	// named_parameters, the grad buffers and distrib_optim.pt have it first.
+	l.Proj = newLinear(ps, pre+"self_attention.linear_proj", cfg.NumAttentionHeads*vWidth, h, cfg.AddBiasLinear(), 1)
 	switch {
 	case cfg.MultiLatentAttention:
 		l.MLA = newMLA(ps, pre, cfg, l.heads)
-		vWidth = cfg.VHeadDim
 	default:
 		l.QKV = newLinear(ps, pre+"self_attention.linear_qkv", h, cfg.QKVDim(), cfg.AddBiasLinear() || cfg.AddQKVBias, 0)
 		if cfg.QKLayernorm {
@@ -61,7 +66,6 @@ func newTransformerLayer(ps *paramSet, cfg *Config, par Parallel, global, local 
 			l.KNorm = newPartialNorm(ps, pre+"self_attention.k_layernorm", cfg, cfg.KVChannels)
 		}
 	}
-	l.Proj = newLinear(ps, pre+"self_attention.linear_proj", cfg.NumAttentionHeads*vWidth, h, cfg.AddBiasLinear(), 1)
 	if !cfg.ParallelAttention || cfg.ParallelMLPNorm {
 		l.PreMLP = newNorm(ps, pre+"pre_mlp_layernorm", cfg, h)
 	}
