@@ -179,8 +179,11 @@ func (c *checkpointer) saveDist(p progress) error {
 		return fmt.Errorf("checkpoint barrier: %w", err)
 	}
 	tp := c.ps.Coords.TP
+	sh := megatron.DistShard{Cfg: c.model.Cfg, Format: megatron.MCore, TPRank: tp, TPSize: c.ps.TPSize}
+	if !c.a.NoSaveOptim {
+		sh.States = c.distStates()
+	}
 	if c.ps.Coords.ExpertDP == 0 && c.ps.Coords.CP == 0 {
-		sh := megatron.DistShard{Cfg: c.model.Cfg, Format: megatron.MCore, TPRank: tp, TPSize: c.ps.TPSize}
 		for _, m := range c.allChunks() {
 			for _, prm := range m.Params {
 				if !megatron.DistWrites(prm, tp, c.ps.Coords.EP) {
@@ -194,6 +197,8 @@ func (c *checkpointer) saveDist(p progress) error {
 					Local: func() ([]float32, error) { return c.host(prm.Data).ToF32(), nil }})
 			}
 		}
+	}
+	if len(sh.Params)+len(sh.States) > 0 {
 		if err := megatron.WriteDistShard(dir, c.world.Rank(), sh); err != nil {
 			return err
 		}
@@ -206,10 +211,137 @@ func (c *checkpointer) saveDist(p progress) error {
 	}
 	common := c.unshardedState(p, nil)
 	common.Set("num_floating_point_operations_so_far", p.FLOPs)
+	// Megatron-Core's _build_sharded_state_dict_metadata: its loader builds the optimizer's
+	// sharded state dict (and so the keys it reads) from this.
+	meta := torchpickle.NewDict(false)
+	if c.opt.Distributed {
+		meta.Set("distrib_optim_sharding_type", "fully_sharded_model_space")
+	}
+	common.Set("content_metadata", meta)
+	if !c.a.NoSaveOptim {
+		common.Set("optimizer", c.distOptimizerCommon(p))
+	}
 	if err := megatron.FinishDist(dir, common); err != nil {
 		return err
 	}
 	return megatron.WriteTracker(loc)
+}
+
+// distStates lists the distributed optimizer's state this rank stores in torch_dist (the
+// flat ranges of each parameter it owns; TP rank 0's for parameters TP replicates; none
+// of the tied output layer's copy), read from the packed state when written.
+func (c *checkpointer) distStates() []megatron.DistState {
+	s := c.opt.State()
+	offsets := c.opt.Buffers().Layout.Offsets
+	var out []megatron.DistState
+	for i, prm := range c.trainable() {
+		if prm.Shared || (prm.PartitionDim < 0 && prm.Experts == nil && c.ps.Coords.TP != 0) {
+			continue
+		}
+		off, n := offsets[i], prm.Numel()
+		var own [][2]int
+		for _, o := range s.Own {
+			if lo, hi := max(o.Lo, off), min(o.Hi, off+n); lo < hi {
+				own = append(own, [2]int{lo - off, hi - off})
+			}
+		}
+		if len(own) == 0 {
+			continue
+		}
+		for _, st := range []struct {
+			name   string
+			packed *tensor.Tensor
+		}{{"exp_avg", s.M}, {"exp_avg_sq", s.V}, {"fp32_param", s.Main}} {
+			out = append(out, megatron.DistState{Param: prm, Name: st.name, Own: own, Local: func() ([]float32, error) {
+				if st.packed == nil { // fp32 training: the weights are the main copy
+					return c.host(prm.Data).ToF32(), nil
+				}
+				vals := make([]float32, n)
+				for _, o := range own {
+					lo := s.Packed(off + o[0])
+					copy(vals[o[0]:o[1]], c.host(st.packed.Slice(lo, lo+o[1]-o[0])).ToF32())
+				}
+				return vals, nil
+			}})
+		}
+	}
+	return out
+}
+
+// distOptimizerCommon is the optimizer's unsharded state in a torch_dist checkpoint, as
+// Megatron-Core's DistributedOptimizer leaves it beside the sharded tensors: the param
+// groups (get_param_groups': one per wd_mult, lr_mult, is_expert_parallel and
+// is_decoupled_lr, in the order of this rank's parameters; the expert-parallel ones in a
+// second optimizer of a ChainedOptimizer, {0: dense, 1: experts}), the grad scaler, and
+// the sharding type.
+func (c *checkpointer) distOptimizerCommon(p progress) *torchpickle.Dict {
+	type key struct {
+		wdMult            float64
+		expert, decoupled bool
+	}
+	var keys [2][]key // dense, expert
+	seen := map[key]bool{}
+	for _, prm := range c.trainable() {
+		k := key{1, prm.Expert, c.a.DecoupledLR > 0 && (prm.Name == "embedding.word_embeddings.weight" || prm.Name == "output_layer.weight")}
+		if prm.NoWeightDecay {
+			k.wdMult = 0
+		}
+		if !seen[k] {
+			seen[k] = true
+			i := 0
+			if k.expert {
+				i = 1
+			}
+			keys[i] = append(keys[i], k)
+		}
+	}
+	var opts []*torchpickle.Dict
+	for _, ks := range keys {
+		if len(ks) == 0 {
+			continue
+		}
+		var groups []any
+		for _, k := range ks {
+			// lr is informational: the scheduler sets every group's rate before each step.
+			maxLR, minLR, lr := c.sched.MaxLR, c.sched.MinLR, c.sched.At(p.SchedSteps)
+			if k.decoupled {
+				maxLR, minLR, lr = c.a.DecoupledLR, c.a.MinLR, c.a.DecoupledLR
+				if c.a.DecoupledMinLR != nil {
+					minLR = *c.a.DecoupledMinLR
+				}
+			}
+			g := torchpickle.NewDict(false)
+			for _, kv := range []struct {
+				k string
+				v any
+			}{{"wd_mult", k.wdMult}, {"lr_mult", 1.0}, {"is_expert_parallel", k.expert}, {"is_decoupled_lr", k.decoupled},
+				{"max_lr", maxLR}, {"min_lr", minLR}, {"lr", lr},
+				{"betas", torchpickle.Tuple{c.opt.Cfg.Beta1, c.opt.Cfg.Beta2}}, {"eps", c.opt.Cfg.Eps},
+				{"weight_decay", c.sched.WD(p.SchedSteps) * k.wdMult}, {"amsgrad", false}, {"foreach", nil},
+				{"maximize", false}, {"capturable", false}, {"differentiable", false}, {"fused", nil},
+				{"step", float64(c.opt.State().Step)}} {
+				g.Set(kv.k, kv.v)
+			}
+			groups = append(groups, g)
+		}
+		inner := torchpickle.NewDict(false)
+		inner.Set("param_groups", groups)
+		o := torchpickle.NewDict(false)
+		o.Set("optimizer", inner)
+		if gs := c.gradScalerDict(p); gs != nil {
+			o.Set("grad_scaler", gs)
+		}
+		o.Set("param_state_sharding_type", "fully_sharded_model_space")
+		opts = append(opts, o)
+	}
+	if len(opts) == 1 {
+		return opts[0]
+	}
+	chained := torchpickle.NewDict(false)
+	for i, o := range opts {
+		chained.Set(int64(i), o)
+	}
+	return chained
 }
 
 // stateDict builds this shard's top-level dict with Megatron's keys.
@@ -276,6 +408,7 @@ func (c *checkpointer) unshardedState(p progress, models []*torchpickle.Dict) *t
 	args.Set("lr", c.a.LR)
 	args.Set("min_lr", c.a.MinLR)
 	args.Set("ckpt_format", c.a.CkptFormat)
+	args.Set("ckpt_fully_parallel_save", true) // the distributed optimizer's state by model tensor (torch_dist)
 	args.Set("add_position_embedding", !c.a.NoPositionEmbedding)
 	st := megatron.StateDictChunks(args, p.Iteration, models)
 	sched := torchpickle.NewDict(false)
@@ -328,14 +461,23 @@ func (c *checkpointer) optimizerDict(p progress) *torchpickle.Dict {
 		}
 	}
 	out.Set("optimizer", inner)
-	if c.opt.Scaler != nil {
-		gs := torchpickle.NewDict(false)
-		gs.Set("scale", p.LossScale)
-		gs.Set("growth_tracker", p.ScalerGrowth)
-		gs.Set("hysteresis_tracker", p.ScalerHysteresis)
+	if gs := c.gradScalerDict(p); gs != nil {
 		out.Set("grad_scaler", gs)
 	}
 	return out
+}
+
+// gradScalerDict is the loss scaler's state (nil without one).
+func (c *checkpointer) gradScalerDict(p progress) *torchpickle.Dict {
+	if c.opt.Scaler == nil {
+		return nil
+	}
+	gs := torchpickle.NewDict(false)
+	// Megatron's DynamicGradScaler keeps (and loads with .cuda()) a one-element tensor.
+	gs.Set("scale", tensor.FromF32Values(tensor.F32, []float32{float32(p.LossScale)}, 1))
+	gs.Set("growth_tracker", p.ScalerGrowth)
+	gs.Set("hysteresis_tracker", p.ScalerHysteresis)
+	return gs
 }
 
 // gatherDistribOptim collects every DP rank's optimizer shards into the whole buffer, as
@@ -387,10 +529,25 @@ func (c *checkpointer) gatherDistribOptim() (any, error) {
 		}
 		byName.Set("numel_unpadded", unpadded)
 		byDType := torchpickle.NewDict(false)
-		byDType.Set(tensor.F32, byName)
+		byDType.Set(c.distribOptimKey(), byName)
 		d.Set(i, byDType)
 	}
 	return d, nil
+}
+
+// distribOptimKey keys a buffer's state in distrib_optim.pt as Megatron-Core keys its
+// buffers since 2024 (core 0.6): (param dtype, grad dtype); gomegatron's grads are fp32.
+func (c *checkpointer) distribOptimKey() torchpickle.Tuple {
+	return torchpickle.Tuple{c.dtype(), tensor.F32}
+}
+
+// distribOptimBuffer finds a buffer's state in one entry of distrib_optim.pt: under
+// distribOptimKey, or under the grad dtype alone as Megatron keyed it before (240126).
+func (c *checkpointer) distribOptimBuffer(byDType any) (any, bool) {
+	if v, ok := dictGetAny(byDType, c.distribOptimKey()); ok {
+		return v, true
+	}
+	return dictGetAny(byDType, tensor.F32)
 }
 
 // expertShards points loc at this rank's expert-parallel shards.
@@ -722,7 +879,66 @@ func (c *checkpointer) loadDist(loc megatron.Location) (progress, error) {
 	if c.a.NoLoadOptim {
 		return p, nil
 	}
-	return p, fmt.Errorf("--load %s is a torch_dist checkpoint, whose optimizer state gomegatron does not read (only the torch format's); pass --no-load-optim to resume with fresh optimizer state, or --finetune to load the weights only", loc.Dir())
+	return p, c.loadDistOptimizer(ck, &p)
+}
+
+// loadDistOptimizer restores the optimizer state of a torch_dist checkpoint: Adam's
+// moments and the fp32 main parameters are stored per parameter in the model's global
+// shapes (optimizer.state.<name>.<key>), so any TP/PP/DP layout, with or without the
+// distributed optimizer, takes its own shards of them.
+func (c *checkpointer) loadDistOptimizer(ck *megatron.Checkpoint, p *progress) error {
+	o, ok := dictGet(ck.Common, "optimizer")
+	if !ok || !ck.HasOptimizerState("exp_avg") {
+		return fmt.Errorf("--load %s has no optimizer state (saved with --no-save-optim?); pass --no-load-optim to resume with fresh optimizer state, or --finetune to load the weights only", ck.Dir())
+	}
+	if v, ok := o.Get("param_state_sharding_type"); ok && v != "fully_sharded_model_space" {
+		return fmt.Errorf("--load %s: the distributed optimizer's state is sharded as %v, which depends on the saving run's data-parallel layout; gomegatron reads fully_sharded_model_space (Megatron's default, --ckpt-fully-parallel-save); pass --no-load-optim", ck.Dir(), v)
+	}
+	if sch, ok := dictGet(ck.Common, "opt_param_scheduler"); ok {
+		if err := c.schedulerFromCheckpoint(sch); err != nil {
+			return err
+		}
+	}
+	// A ChainedOptimizer (dense and expert-parallel parameters) saves {0: …, 1: …}.
+	if first, ok := dictGetAny(o, int64(0)); ok {
+		if d, ok := first.(*torchpickle.Dict); ok {
+			o = d
+		}
+	}
+	c.optimizerScalars(o, p)
+	s := c.opt.State()
+	offsets := c.opt.Buffers().Layout.Offsets
+	states := []struct {
+		name string
+		dst  *tensor.Tensor
+	}{{"exp_avg", s.M}, {"exp_avg_sq", s.V}}
+	if s.Main != nil && ck.HasOptimizerState("fp32_param") { // else the main copy stays the weights'
+		states = append(states, struct {
+			name string
+			dst  *tensor.Tensor
+		}{"fp32_param", s.Main})
+	}
+	for _, st := range states {
+		err := c.eachLocal(c.trainable(), func(key string) ([]float32, []int, error) {
+			return ck.OptimizerFull(st.name, key)
+		}, func(i int, _ *layers.Param, local []float32) {
+			c.setOwned(st.dst, s, offsets[i], local)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// setOwned writes the values of the buffer elements [off, off+len(vals)) that this rank
+// owns into dst, packed optimizer state (optim.State).
+func (c *checkpointer) setOwned(dst *tensor.Tensor, s optim.State, off int, vals []float32) {
+	for _, o := range s.Own {
+		if lo, hi := max(o.Lo, off), min(o.Hi, off+len(vals)); lo < hi {
+			c.set(dst.Slice(o.Local+lo-o.Lo, o.Local+hi-o.Lo), vals[lo-off:hi-off])
+		}
+	}
 }
 
 // checkSavedArgs notes the checkpoint's hf_model_type, and refuses a checkpoint whose
@@ -789,7 +1005,13 @@ func (c *checkpointer) loadResharded(loc megatron.Location) error {
 // loadFull fills this rank's shard of every parameter from the full tensors full returns
 // (a Megatron checkpoint at any layout, or a Hugging Face folder's).
 func (c *checkpointer) loadFull(full func(key string) ([]float32, []int, error)) error {
-	for _, prm := range c.params() {
+	return c.eachLocal(c.params(), full, func(_ int, prm *layers.Param, local []float32) { c.set(prm.Data, local) })
+}
+
+// eachLocal calls use with every parameter of params (by index) and this rank's shard of
+// it, cut from the full tensors full returns, whose shapes it checks.
+func (c *checkpointer) eachLocal(params layers.Params, full func(key string) ([]float32, []int, error), use func(i int, prm *layers.Param, local []float32)) error {
+	for i, prm := range params {
 		local, err := prm.LocalFrom(func(q *layers.Param) ([]float32, error) {
 			vals, shape, err := full(q.InitKey)
 			if err != nil {
@@ -804,7 +1026,7 @@ func (c *checkpointer) loadFull(full func(key string) ([]float32, []int, error))
 		if err != nil {
 			return err
 		}
-		c.set(prm.Data, local)
+		use(i, prm, local)
 	}
 	return nil
 }
@@ -818,27 +1040,7 @@ func (c *checkpointer) loadOptimizer(loc megatron.Location, root *torchpickle.Di
 	}
 	s := c.opt.State()
 	inner, _ := dictGet(o, "optimizer")
-	if groups, ok := dictGetAny(inner, "param_groups"); ok {
-		if l, ok := groups.([]any); ok && len(l) > 0 {
-			if v, ok := dictGetAny(l[0], "step"); ok {
-				n, _ := torchpickle.AsInt64(v)
-				c.opt.SetStep(int(n))
-			}
-		}
-	}
-	if gs, ok := dictGet(o, "grad_scaler"); ok {
-		if v, ok := dictGetAny(gs, "scale"); ok {
-			p.LossScale, _ = v.(float64)
-		}
-		if v, ok := dictGetAny(gs, "growth_tracker"); ok {
-			n, _ := torchpickle.AsInt64(v)
-			p.ScalerGrowth = int(n)
-		}
-		if v, ok := dictGetAny(gs, "hysteresis_tracker"); ok {
-			n, _ := torchpickle.AsInt64(v)
-			p.ScalerHysteresis = int(n)
-		}
-	}
+	c.optimizerScalars(o, p)
 	lay := c.opt.Buffers().Layout
 	if c.opt.Distributed {
 		_, pp, _ := megatron.Shards(loc)
@@ -851,9 +1053,9 @@ func (c *checkpointer) loadOptimizer(loc megatron.Location, root *torchpickle.Di
 			"param": make([]float32, s.M.Numel())}
 		for i, ch := range lay.Chunks {
 			byDType, _ := dictGetAny(d, i)
-			byName, ok := dictGetAny(byDType, tensor.F32)
+			byName, ok := c.distribOptimBuffer(byDType)
 			if !ok {
-				return fmt.Errorf("--load: distrib_optim.pt has no float32 buffer %d (%d model chunks here)", i, len(lay.Chunks))
+				return fmt.Errorf("--load: distrib_optim.pt has no buffer %d of %v params and float32 grads (%d model chunks here)", i, c.dtype(), len(lay.Chunks))
 			}
 			for name, dv := range packed {
 				v, ok := dictGetAny(byName, name)
@@ -919,6 +1121,38 @@ func (c *checkpointer) loadOptimizer(loc megatron.Location, root *torchpickle.Di
 		}
 	}
 	return nil
+}
+
+// optimizerScalars restores the Adam step (param_groups[0].step: an int, or a float as
+// torch's own Adam keeps it) and the loss scaler's state from an "optimizer" dict.
+func (c *checkpointer) optimizerScalars(o *torchpickle.Dict, p *progress) {
+	inner, _ := dictGet(o, "optimizer")
+	if groups, ok := dictGetAny(inner, "param_groups"); ok {
+		if l, ok := groups.([]any); ok && len(l) > 0 {
+			if v, ok := dictGetAny(l[0], "step"); ok {
+				if f, ok := torchpickle.AsFloat64(v); ok {
+					c.opt.SetStep(int(f))
+				}
+			}
+		}
+	}
+	if gs, ok := dictGet(o, "grad_scaler"); ok {
+		if v, ok := dictGetAny(gs, "scale"); ok {
+			if t, ok := v.(*tensor.Tensor); ok && t.Numel() == 1 {
+				p.LossScale = float64(t.ToF32()[0])
+			} else {
+				p.LossScale, _ = torchpickle.AsFloat64(v)
+			}
+		}
+		if v, ok := dictGetAny(gs, "growth_tracker"); ok {
+			n, _ := torchpickle.AsInt64(v)
+			p.ScalerGrowth = int(n)
+		}
+		if v, ok := dictGetAny(gs, "hysteresis_tracker"); ok {
+			n, _ := torchpickle.AsInt64(v)
+			p.ScalerHysteresis = int(n)
+		}
+	}
 }
 
 func dictGet(v any, k string) (*torchpickle.Dict, bool) {

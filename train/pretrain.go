@@ -383,7 +383,13 @@ func run(a *Args, world comm.Comm, out io.Writer, hook dataHook) error {
 	}
 	stop := newSignalFlag(a.ExitSignalHandler)
 	defer stop.close()
-	saved := resume.Iteration
+	// Megatron saves at the end unless this iteration was just saved, even when the run
+	// trained nothing past the checkpoint it loaded (pretrain(): iteration != 0 and not a
+	// multiple of --save-interval).
+	saved := -1
+	if resume.Iteration == 0 {
+		saved = 0
+	}
 	it := resume.Iteration
 	exited := false
 	for it < trainIters && !a.SkipTrain {

@@ -297,6 +297,100 @@ func (r *dcpReader) region(name string, off, size []int) ([]float32, error) {
 	return out, nil
 }
 
+// stateRegion is region for an optimizer state stored beside a model tensor of global
+// shape: stored with that shape (Megatron's non-distributed optimizers), or flattened by
+// the distributed optimizer (fully_sharded_model_space).
+//
+// The flattened form (Megatron-Core's N-D flattened ShardedTensor) cuts the model tensor
+// into its local blocks, a regular grid of F_d blocks of size l_d = shape_d/F_d along each
+// axis, and stores the state as [F_0, …, F_{n-1}, ∏l_d]: the last axis is each block's
+// values in row-major order, in chunks over any ranges of it (one per data-parallel rank
+// that owned a range).
+func (r *dcpReader) stateRegion(name string, shape, off, size []int) ([]float32, error) {
+	t, ok := r.tensors[name]
+	if !ok {
+		return nil, fmt.Errorf("%s has no tensor %s", r.dir, name)
+	}
+	if tensor.SameShape(t.size, shape) {
+		return r.region(name, off, size)
+	}
+	nd := len(shape)
+	if len(t.size) != nd+1 {
+		return nil, fmt.Errorf("%s: %s has shape %v, neither the model tensor's %v nor its flattened blocks", r.dir, name, t.size, shape)
+	}
+	local := make([]int, nd)
+	for d := range shape {
+		if t.size[d] <= 0 || shape[d]%t.size[d] != 0 {
+			return nil, fmt.Errorf("%s: %s has shape %v: %d blocks do not divide the model tensor's axis %d of %d", r.dir, name, t.size, t.size[d], d, shape[d])
+		}
+		local[d] = shape[d] / t.size[d]
+	}
+	if tensor.ShapeNumel(local) != t.size[nd] {
+		return nil, fmt.Errorf("%s: %s has shape %v: blocks of %v hold %d values, not %d", r.dir, name, t.size, local, tensor.ShapeNumel(local), t.size[nd])
+	}
+	out := make([]float32, tensor.ShapeNumel(size))
+	got := 0
+	for _, c := range t.chunks {
+		// The chunk is values [start, start+n) of block c.off[:nd].
+		base, meets := make([]int, nd), true
+		for d := range base {
+			base[d] = c.off[d] * local[d]
+			meets = meets && base[d] < off[d]+size[d] && base[d]+local[d] > off[d]
+		}
+		if !meets {
+			continue
+		}
+		vals, err := r.chunk(name, t, c)
+		if err != nil {
+			return nil, err
+		}
+		got += copyFlat(out, size, off, vals, local, base, c.off[nd])
+	}
+	if got != len(out) {
+		return nil, fmt.Errorf("%s: %s: the stored chunks hold %d of the %d elements at %v+%v", r.dir, name, got, len(out), off, size)
+	}
+	return out, nil
+}
+
+// copyFlat copies the values of src, elements [start, start+len(src)) in row-major order
+// of a block of shape local at global offset base, that fall in the box dst (shape dstSize
+// at dstOff), returning the elements copied. It goes a row (last axis) at a time.
+func copyFlat(dst []float32, dstSize, dstOff []int, src []float32, local, base []int, start int) int {
+	nd := len(local)
+	if nd == 0 {
+		dst[0] = src[0]
+		return 1
+	}
+	cols := local[nd-1]
+	idx := make([]int, nd)
+	copied := 0
+	for p := start; p < start+len(src); {
+		row, col := p/cols, p%cols
+		run := min(cols-col, start+len(src)-p)
+		for d := nd - 2; d >= 0; d-- {
+			idx[d] = row % local[d]
+			row /= local[d]
+		}
+		inside, di := true, 0
+		for d := 0; d < nd-1; d++ {
+			g := base[d] + idx[d] - dstOff[d]
+			inside = inside && g >= 0 && g < dstSize[d]
+			di = di*dstSize[d] + g
+		}
+		if inside {
+			g0 := base[nd-1] + col
+			lo, hi := max(g0, dstOff[nd-1]), min(g0+run, dstOff[nd-1]+dstSize[nd-1])
+			if lo < hi {
+				di = di*dstSize[nd-1] + lo - dstOff[nd-1]
+				copy(dst[di:di+hi-lo], src[p-start+lo-g0:p-start+hi-g0])
+				copied += hi - lo
+			}
+		}
+		p += run
+	}
+	return copied
+}
+
 // chunk decodes one stored chunk (a torch.save archive) to float32.
 func (r *dcpReader) chunk(name string, t *dcpTensor, c dcpChunk) ([]float32, error) {
 	where := fmt.Sprintf("%s: %s bytes [%d, %d) (%s at %v)", r.dir, c.file, c.start, c.start+c.count, name, c.off)

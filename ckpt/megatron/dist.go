@@ -320,6 +320,42 @@ func (c *Checkpoint) distFull(key string) ([]float32, []int, error) {
 	return v, q.FullShape, nil
 }
 
+// OptimizerStates are the per-parameter optimizer states Megatron-Core's torch_dist
+// checkpoints hold (optimizer.state.<name>.<model key>): Adam's moments and the fp32 main
+// parameters of 16-bit training.
+var OptimizerStates = []string{"exp_avg", "exp_avg_sq", "fp32_param"}
+
+// OptimizerKey is where a torch_dist checkpoint stores optimizer state name of the model
+// tensor stored as key.
+func OptimizerKey(name, key string) string { return "optimizer.state." + name + "." + key }
+
+// HasOptimizerState reports whether the checkpoint holds optimizer state name for its
+// parameters (a torch_dist checkpoint saved with it).
+func (c *Checkpoint) HasOptimizerState(name string) bool {
+	if c.dist == nil {
+		return false
+	}
+	if len(c.keys) == 0 {
+		return false
+	}
+	_, ok := c.dist.tensors[OptimizerKey(name, c.distIndex[c.keys[0]].key)]
+	return ok
+}
+
+// OptimizerFull reads optimizer state name (see OptimizerStates) of the full tensor key,
+// in key's shape, from a torch_dist checkpoint, whichever optimizer and layout saved it.
+func (c *Checkpoint) OptimizerFull(name, key string) ([]float32, []int, error) {
+	l, ok := c.distIndex[key]
+	if !ok {
+		return nil, nil, fmt.Errorf("megatron: %s has no tensor %s", c.Dir(), key)
+	}
+	v, err := c.dist.stateRegion(OptimizerKey(name, l.key), c.dist.tensors[l.key].size, l.off, l.size)
+	if err != nil {
+		return nil, nil, fmt.Errorf("megatron: optimizer state %s of %s: %w", name, key, err)
+	}
+	return v, c.index[key].q.FullShape, nil
+}
+
 // LoadArgs reads the args a checkpoint recorded: shard (0, 0)'s in the torch format, the
 // common state's in torch_dist. where names the file they came from.
 func LoadArgs(loc Location) (ns *torchpickle.Namespace, where string, err error) {

@@ -55,6 +55,43 @@ func TestTorchDistMatchesTorchFormat(t *testing.T) {
 	}
 }
 
+// The distributed optimizer's state in torch_dist (fully_sharded_model_space: each
+// data-parallel rank's ranges of each TP/PP block, flattened) reads back as full tensors
+// equal to the state Megatron's optimizer held: the fixture's references put each
+// parameter's state, gathered from the live optimizer, where its weight would be in the
+// torch format.
+func TestTorchDistOptimizerState(t *testing.T) {
+	dir := filepath.Join("testdata", "torch_dist", "dense-optim")
+	ck, err := Open(filepath.Join(dir, "torch_dist"))
+	require.NoError(t, err)
+	defer ck.Close()
+	assert.Equal(t, []int{2, 2}, []int{ck.TP, ck.PP})
+	for _, state := range OptimizerStates {
+		t.Run(state, func(t *testing.T) {
+			require.True(t, ck.HasOptimizerState(state))
+			ref, err := Open(filepath.Join(dir, state))
+			require.NoError(t, err)
+			defer ref.Close()
+			require.Equal(t, ref.Keys(), ck.Keys())
+			for _, key := range ck.Keys() {
+				want, wantShape, err := ref.Full(key)
+				require.NoError(t, err)
+				got, shape, err := ck.OptimizerFull(state, key)
+				require.NoError(t, err, key)
+				require.Equal(t, wantShape, shape, key)
+				require.Equal(t, want, got, key)
+			}
+		})
+	}
+	// A model-only checkpoint has none.
+	plain, err := Open(filepath.Join("testdata", "torch_dist", "dense", "torch_dist"))
+	require.NoError(t, err)
+	defer plain.Close()
+	assert.False(t, plain.HasOptimizerState("exp_avg"))
+	_, _, err = plain.OptimizerFull("exp_avg", plain.Keys()[0])
+	assert.ErrorContains(t, err, "optimizer.state.exp_avg.")
+}
+
 // Broken torch_dist folders fail with the file and the tensor named.
 func TestTorchDistErrors(t *testing.T) {
 	src := filepath.Join("testdata", "torch_dist", "dense", "torch_dist", "iter_0000007")

@@ -30,6 +30,9 @@ type DistPiece struct {
 	Offset []int          // the chunk's offsets in it
 	Data   *tensor.Tensor // the chunk (shape = its sizes); nil for an object
 	Object any            // an object's value, stored as torch.save([Object])
+	// Flattened is, for optimizer state in the N-D flattened form, the model tensor's
+	// global shape (Megatron's nd_reformulated_orig_global_shape); nil else.
+	Flattened []int
 }
 
 // DistShard is what one rank stores: its parameters' shards, each produced on demand (so
@@ -40,6 +43,18 @@ type DistShard struct {
 	Format         Format
 	TPRank, TPSize int
 	Params         []DistParam
+	States         []DistState
+}
+
+// DistState is one optimizer state of a parameter (OptimizerStates), stored as the
+// distributed optimizer stores it (fully_sharded_model_space): Local returns the values of
+// the parameter's local shard (in its layout), of which only the flat ranges Own (this
+// rank's part) are read and stored.
+type DistState struct {
+	Param *layers.Param
+	Name  string
+	Own   [][2]int
+	Local func() ([]float32, error)
 }
 
 // DistParam is one parameter of a DistShard: Local returns its local shard's values (in
@@ -68,6 +83,8 @@ type distItem struct {
 	Start  int64  `json:"start"`
 	Length int64  `json:"length"`
 	Object bool   `json:"object,omitempty"`
+	// Flattened: DistPiece.Flattened.
+	Flattened []int `json:"flattened,omitempty"`
 }
 
 const distSidecarSuffix = ".gomegatron-items.json"
@@ -95,6 +112,19 @@ func WriteDistShard(dir string, rank int, sh DistShard) error {
 				return err
 			}
 		}
+		for _, st := range sh.States {
+			local, err := st.Local()
+			if err != nil {
+				return err
+			}
+			pieces, err := DistStatePieces(sh.Cfg, sh.Format, st, local, sh.TPRank, sh.TPSize)
+			if err != nil {
+				return err
+			}
+			if at, err = writePieces(w, name, at, pieces, &items); err != nil {
+				return err
+			}
+		}
 		return nil
 	})
 	if err != nil {
@@ -115,7 +145,7 @@ func writePieces(w *bufio.Writer, name string, at int64, pieces []DistPiece, ite
 		var v any = []any{p.Object} // a ShardedObject is saved as [value]
 		if p.Data != nil {
 			v = p.Data
-			it.Global, it.Offset, it.Size, it.DType = p.Global, p.Offset, p.Data.Shape(), p.Data.DType().String()
+			it.Global, it.Offset, it.Size, it.DType, it.Flattened = p.Global, p.Offset, p.Data.Shape(), p.Data.DType().String(), p.Flattened
 		} else {
 			it.Object = true
 		}
@@ -233,10 +263,11 @@ func dcpMetadata(items []distItem) (*torchpickle.Object, error) {
 	sdm := torchpickle.NewDict(false)
 	storage := torchpickle.NewDict(false)
 	type tensorMeta struct {
-		meta   *torchpickle.Object
-		chunks []any
-		global []int
-		dtype  string
+		meta      *torchpickle.Object
+		chunks    []any
+		global    []int
+		dtype     string
+		flattened []int
 	}
 	metas := map[string]*tensorMeta{}
 	var order []string
@@ -256,7 +287,7 @@ func dcpMetadata(items []distItem) (*torchpickle.Object, error) {
 		}
 		m, ok := metas[it.Key]
 		if !ok {
-			m = &tensorMeta{global: it.Global, dtype: it.DType}
+			m = &tensorMeta{global: it.Global, dtype: it.DType, flattened: it.Flattened}
 			props := &torchpickle.Object{Class: torchpickle.Global{Module: md, Name: "TensorProperties"}, Args: torchpickle.Tuple{}, NewObj: true,
 				State: torchpickle.Tuple{dt, layout, false, contiguous, false}}
 			m.meta = dataclass("TensorStorageMetadata", "properties", props, "size", size(it.Global), "chunks", nil)
@@ -269,12 +300,25 @@ func dcpMetadata(items []distItem) (*torchpickle.Object, error) {
 		storage.Set(dataclass("MetadataIndex", "fqn", it.Key, "offset", size(it.Offset), "index", nil),
 			dataclass("torch.distributed.checkpoint.filesystem._StorageInfo", "relative_path", it.File, "offset", it.Start, "length", it.Length))
 	}
+	// Megatron's MCoreSavePlanner adds mcore_data to the Metadata: for each tensor, the
+	// original global shape of an N-D flattened one (its loader reformulates by it).
+	mcore := torchpickle.NewDict(false)
 	for _, k := range order {
 		m := metas[k]
 		m.meta.State.(*torchpickle.Dict).Set("chunks", m.chunks)
 		sdm.Set(k, m.meta)
+		d := torchpickle.NewDict(false)
+		if m.flattened != nil {
+			t := make(torchpickle.Tuple, len(m.flattened))
+			for i, x := range m.flattened {
+				t[i] = int64(x)
+			}
+			d.Set("nd_reformulated_orig_global_shape", t)
+		}
+		mcore.Set(k, d)
 	}
-	return dataclass("Metadata", "state_dict_metadata", sdm, "planner_data", nil, "storage_data", storage, "storage_meta", nil), nil
+	return dataclass("Metadata", "state_dict_metadata", sdm, "planner_data", nil, "storage_data", storage, "storage_meta", nil,
+		"mcore_data", mcore), nil
 }
 
 // DistStacked reports whether Megatron-Core stacks cfg's layers on one axis in torch_dist
@@ -323,6 +367,48 @@ func DistPieces(cfg layers.Config, f Format, p *layers.Param, local []float32, d
 		}
 	}
 	return out
+}
+
+// DistStatePieces cuts optimizer state st (local: its values over the parameter's local
+// shard) into the chunks of Megatron-Core's N-D flattened form (see dcpReader.stateRegion):
+// each of DistPieces' blocks becomes [F_0, …, F_{n-1}, ∏l_d], of which each range in st.Own
+// is a chunk. GroupedMLP weights, whose blocks are transposed out of the local shard, are
+// not supported.
+func DistStatePieces(cfg layers.Config, f Format, st DistState, local []float32, r, size int) ([]DistPiece, error) {
+	if st.Param.Experts != nil {
+		return nil, fmt.Errorf("megatron: %s: the distributed optimizer's state of GroupedMLP experts (--moe-grouped-gemm) cannot be written in torch_dist", st.Param.Name)
+	}
+	var out []DistPiece
+	at := 0 // each block is the next run of the local shard (a GLU fc1's gate rows, then its up rows)
+	for _, b := range DistPieces(cfg, f, st.Param, local, tensor.F32, r, size) {
+		shape := b.Data.Shape()
+		n := tensor.ShapeNumel(shape)
+		global, block := make([]int, len(shape)+1), make([]int, len(shape))
+		for d, l := range shape {
+			global[d], block[d] = b.Global[d]/l, b.Offset[d]/l
+		}
+		global[len(shape)] = n
+		vals := b.Data.F32()
+		for _, o := range st.Own {
+			lo, hi := max(o[0], at), min(o[1], at+n)
+			if lo >= hi {
+				continue
+			}
+			sizes := make([]int, len(global))
+			for d := range sizes {
+				sizes[d] = 1
+			}
+			sizes[len(shape)] = hi - lo
+			out = append(out, DistPiece{Key: OptimizerKey(st.Name, b.Key), Global: global,
+				Offset: append(append([]int(nil), block...), lo-at), Flattened: b.Global,
+				Data: tensor.FromF32Values(tensor.F32, vals[lo-at:hi-at], sizes...)})
+		}
+		at += n
+	}
+	if at != len(local) {
+		return nil, fmt.Errorf("megatron: %s: its torch_dist blocks hold %d values, its local shard %d", st.Param.Name, at, len(local))
+	}
+	return out, nil
 }
 
 var extraStateModRe = regexp.MustCompile(`^(.*)\.(linear_qkv|linear_proj|linear_fc1|linear_fc2)\.weight$`)

@@ -93,6 +93,12 @@ func TestExactResume(t *testing.T) {
 		// A buffer per model chunk, as Megatron's, in distrib_optim.pt too.
 		"pp2vp2dp2-distop": {"--pipeline-model-parallel-size", "2", "--num-layers-per-virtual-pipeline-stage", "1",
 			"--use-distributed-optimizer"},
+		// torch_dist: the distributed optimizer's state by model tensor, each rank its ranges.
+		"torch_dist-tp2dp2-distop": {"--ckpt-format", "torch_dist", "--tensor-model-parallel-size", "2", "--use-distributed-optimizer"},
+		"torch_dist-pp2vp2dp2-distop": {"--ckpt-format", "torch_dist", "--pipeline-model-parallel-size", "2",
+			"--num-layers-per-virtual-pipeline-stage", "1", "--use-distributed-optimizer"},
+		"torch_dist-moe-dp4ep2-distop": {"--ckpt-format", "torch_dist", "--use-distributed-optimizer", "--num-experts", "4",
+			"--moe-router-topk", "2", "--expert-model-parallel-size", "2", "--disable-bias-linear", "--overlap-grad-reduce", "--ddp-bucket-size", "20000"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -18,8 +19,8 @@ func torchDistFixture(name, format string) string {
 
 // TestPretrainFromTorchDist: a torch_dist checkpoint (Megatron-Core's default format)
 // resumes at another layout with --no-load-optim, from its iteration, with the losses
-// its torch-format twin gives; without --no-load-optim the run says why it cannot take
-// the optimizer state; --use-checkpoint-args reads the args from its common state.
+// its torch-format twin gives; without --no-load-optim the run says that it has no
+// optimizer state; --use-checkpoint-args reads the args from its common state.
 func TestPretrainFromTorchDist(t *testing.T) {
 	dir := t.TempDir()
 	flags := strings.Fields("--standalone --nproc-per-node 2 pretrain --num-layers 4 --hidden-size 32 --ffn-hidden-size 48 " +
@@ -40,7 +41,7 @@ func TestPretrainFromTorchDist(t *testing.T) {
 	cmd := exec.Command(golaunchBin, append(flags, "--load", torchDistFixture("dense", "torch_dist"))...)
 	b, err := cmd.CombinedOutput()
 	require.Error(t, err)
-	require.Contains(t, string(b), "is a torch_dist checkpoint, whose optimizer state gomegatron does not read")
+	require.Contains(t, string(b), "has no optimizer state (saved with --no-save-optim?); pass --no-load-optim")
 
 	bare := strings.Fields("--standalone --nproc-per-node 4 pretrain --micro-batch-size 2 --global-batch-size 4 --mock-data --bf16 " +
 		"--train-iters 8 --lr 1e-4 --log-interval 1 --eval-iters 0 --attention-dropout 0 --hidden-dropout 0 --vocab-size 120 " +
@@ -52,11 +53,74 @@ func TestPretrainFromTorchDist(t *testing.T) {
 	}
 }
 
+// TestResumeMegatronOptimizerState: the dense-optim fixture is one Megatron-LM model after
+// two steps of its distributed optimizer (TP 2 × PP 2 × DP 2, bf16), saved in torch_dist
+// and in the torch format (distrib_optim.pt). Resuming from either, with the optimizer
+// state, gives the same losses: both readers restore the same Adam moments, fp32 main
+// parameters, step and schedule. The state as loaded is then saved, and equals Megatron's
+// (the fixture's references) at another layout too.
+func TestResumeMegatronOptimizerState(t *testing.T) {
+	dir := t.TempDir()
+	// The fixture's model, and the schedule and Adam settings Megatron trained it with.
+	run := func(t *testing.T, procs int, layout string, extra ...string) string {
+		args := strings.Fields(fmt.Sprintf("--standalone --nproc-per-node %d pretrain %s --num-layers 4 --hidden-size 32 --ffn-hidden-size 48 "+
+			"--num-attention-heads 4 --group-query-attention --num-query-groups 2 --normalization RMSNorm --swiglu "+
+			"--disable-bias-linear --position-embedding-type rope --untie-embeddings-and-output-weights --seq-length 64 "+
+			"--max-position-embeddings 64 --micro-batch-size 1 --global-batch-size 4 --vocab-size 120 --mock-data --bf16 "+
+			"--lr 1e-4 --min-lr 1e-5 --lr-decay-style cosine --weight-decay 0.1 --adam-beta2 0.95 --clip-grad 0 "+
+			"--use-checkpoint-opt_param-scheduler --log-interval 1 --eval-iters 0 --attention-dropout 0 --hidden-dropout 0 --data-cache-path %s", procs, layout, dir))
+		return runGolaunch(t, append(args, extra...)...)
+	}
+	const fixtureLayout = "--tensor-model-parallel-size 2 --pipeline-model-parallel-size 2 --use-distributed-optimizer"
+	losses := map[string]map[string]string{}
+	for _, format := range []string{"torch", "torch_dist"} {
+		out := run(t, 8, fixtureLayout, "--train-iters", "9", "--load", torchDistFixture("dense-optim", format))
+		require.Contains(t, out, "successfully loaded checkpoint", format)
+		losses[format] = iterationLosses(out)
+	}
+	require.Len(t, losses["torch_dist"], 2) // iterations 8 and 9
+	require.Equal(t, losses["torch"], losses["torch_dist"])
+
+	// Loaded at other layouts and saved back in torch_dist (--train-iters 7: nothing
+	// trained), the state is Megatron's, tensor for tensor.
+	for name, l := range map[string]struct {
+		procs  int
+		layout string
+	}{
+		"fixture":       {8, fixtureLayout},
+		"tp1pp2dp2":     {4, "--pipeline-model-parallel-size 2 --use-distributed-optimizer --make-vocab-size-divisible-by 256"},
+		"tp2dp2":        {4, "--tensor-model-parallel-size 2 --use-distributed-optimizer"},
+		"single-distop": {1, "--use-distributed-optimizer --make-vocab-size-divisible-by 256"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			save := filepath.Join(dir, name)
+			run(t, l.procs, l.layout, "--train-iters", "7", "--save", save, "--ckpt-format", "torch_dist",
+				"--load", torchDistFixture("dense-optim", "torch_dist"))
+			got, err := megatron.Open(save)
+			require.NoError(t, err)
+			defer got.Close()
+			for _, state := range megatron.OptimizerStates {
+				want, err := megatron.Open(torchDistFixture("dense-optim", state))
+				require.NoError(t, err)
+				for _, key := range want.Keys() {
+					w, _, err := want.Full(key)
+					require.NoError(t, err)
+					g, _, err := got.OptimizerFull(state, key)
+					require.NoError(t, err)
+					require.Equal(t, w, g, "%s of %s", state, key)
+				}
+				want.Close()
+			}
+		})
+	}
+}
+
 // TestSaveTorchDist: --ckpt-format torch_dist writes the same tensors as the torch format
 // (dense at TP 2 × PP 2, also with virtual pipeline stages; MoE at TP 2 × EP 2 with
 // sequence parallelism), every file of Megatron's layout and no leftovers, and the
 // checkpoint resumes at another layout.
-// Saving it without --no-save-optim is refused: its optimizer state is not written.
+// The optimizer state is written as the distributed optimizer's only (and not for
+// GroupedMLP experts); other runs are told to pass --no-save-optim.
 func TestSaveTorchDist(t *testing.T) {
 	const moe = "--num-experts 4 --moe-router-topk 2 --moe-layer-freq ([0]+[1]*3) --disable-bias-linear "
 	for name, tc := range map[string]struct{ layout, resume string }{
@@ -102,10 +166,16 @@ func TestSaveTorchDist(t *testing.T) {
 			require.NotContains(t, out, "iteration        3/")
 		})
 	}
-	cmd := exec.Command(golaunchBin, append(resumeArgs(t.TempDir()), "--ckpt-format", "torch_dist", "--save", t.TempDir())...)
-	b, err := cmd.CombinedOutput()
-	require.Error(t, err)
-	require.Contains(t, string(b), "--ckpt-format torch_dist: gomegatron writes the model and the progress in torch_dist, not the optimizer state; pass --no-save-optim")
+	for _, tc := range []struct{ flags, want string }{
+		{"", "--ckpt-format torch_dist: gomegatron writes the optimizer state in torch_dist as the distributed optimizer stores it; pass --use-distributed-optimizer, or --no-save-optim"},
+		{"--use-distributed-optimizer --num-experts 4 --moe-grouped-gemm --disable-bias-linear",
+			"--ckpt-format torch_dist: the optimizer state of GroupedMLP experts (--moe-grouped-gemm) is not written in torch_dist"},
+	} {
+		args := append(resumeArgs(t.TempDir()), "--ckpt-format", "torch_dist", "--save", t.TempDir())
+		b, err := exec.Command(golaunchBin, append(args, strings.Fields(tc.flags)...)...).CombinedOutput()
+		require.Error(t, err)
+		require.Contains(t, string(b), tc.want)
+	}
 }
 
 // TestGenerateFromTorchDist: generate reads a torch_dist checkpoint (at TP 2, each rank its

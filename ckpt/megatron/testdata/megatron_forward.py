@@ -132,16 +132,7 @@ def main():
         print("loss", loss.item(), "grads", len(grads))
         return
 
-    # Megatron's optimizer puts its scalars on device="cuda"; keep them on the CPU.
-    def on_cpu(fn):
-        def wrapped(*a, **k):
-            if str(k.get("device", "")).startswith("cuda"):
-                k["device"] = "cpu"
-            return fn(*a, **k)
-        return wrapped
-
-    for name in ("tensor", "zeros", "ones", "empty", "full"):
-        setattr(torch, name, on_cpu(getattr(torch, name)))
+    gen.keep_optimizer_on_cpu()
     # clip_grad_by_total_norm_fp32 asserts CUDA gradients; the same scaling on the CPU:
     import megatron.core.optimizer.clip_grads as clip_grads
     import megatron.core.optimizer.optimizer as optimizer_mod
