@@ -191,7 +191,7 @@ func NewAdamBuckets(be kernels.Backend, params layers.Params, cfg AdamConfig, di
 		start := lay.Offsets[i]
 		o := a.own[0]
 		if a.Distributed {
-			o = a.own[lay.bucketOf(start)]
+			o = a.own[lay.BucketOf(start)]
 		}
 		s, e := max(start, o.Lo), min(start+p.Numel(), o.Hi)
 		if s < e {

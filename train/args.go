@@ -204,7 +204,7 @@ type Args struct {
 	NoSaveOptim  bool   `name:"no-save-optim" help:"Do not save optimizer state."`
 	NoSaveRNG    bool   `name:"no-save-rng" help:"Do not save RNG state."`
 	Finetune     bool   `name:"finetune" help:"Load weights only and start from iteration 0."`
-	CkptFormat   string `name:"ckpt-format" default:"torch" help:"Format --save writes: torch (per-rank model_optim_rng.pt) or torch_dist (Megatron-Core's sharded format; the optimizer state with --use-distributed-optimizer, else --no-save-optim). --load reads either."`
+	CkptFormat   string `name:"ckpt-format" default:"torch" help:"Format --save writes: torch (per-rank model_optim_rng.pt) or torch_dist (Megatron-Core's sharded format, optimizer state included). --load reads either."`
 
 	// Precision.
 	BF16                 bool    `name:"bf16" help:"bfloat16 weights with fp32 main parameters."`
@@ -345,11 +345,8 @@ func (a *Args) Validate(world int) error {
 	switch a.CkptFormat {
 	case "torch":
 	case "torch_dist":
-		if a.Save != "" && !a.NoSaveOptim && !a.UseDistributedOptimizer {
-			return fmt.Errorf("--ckpt-format torch_dist: gomegatron writes the optimizer state in torch_dist as the distributed optimizer stores it; pass --use-distributed-optimizer, or --no-save-optim, or --ckpt-format torch")
-		}
-		if a.Save != "" && !a.NoSaveOptim && a.MoEGroupedGemm && a.NumExperts > 0 {
-			return fmt.Errorf("--ckpt-format torch_dist: the optimizer state of GroupedMLP experts (--moe-grouped-gemm) is not written in torch_dist; pass --no-save-optim, or --ckpt-format torch")
+		if a.Save != "" && !a.NoSaveOptim && a.UseDistributedOptimizer && a.MoEGroupedGemm && a.NumExperts > 0 {
+			return fmt.Errorf("--ckpt-format torch_dist: the distributed optimizer's state of GroupedMLP experts (--moe-grouped-gemm) is not written in torch_dist; pass --no-save-optim, or --ckpt-format torch")
 		}
 		if a.Save != "" && a.MultiLatentAttention {
 			return fmt.Errorf("--ckpt-format torch_dist: multi-latent attention's torch_dist names are unchecked (Megatron builds MLA only with Transformer Engine); save with --ckpt-format torch")

@@ -183,7 +183,7 @@ func (c *checkpointer) saveDist(p progress) error {
 	if !c.a.NoSaveOptim {
 		sh.States = c.distStates()
 	}
-	if c.ps.Coords.ExpertDP == 0 && c.ps.Coords.CP == 0 {
+	if c.writesWeights() {
 		for _, m := range c.allChunks() {
 			for _, prm := range m.Params {
 				if !megatron.DistWrites(prm, tp, c.ps.Coords.EP) {
@@ -214,7 +214,7 @@ func (c *checkpointer) saveDist(p progress) error {
 	// Megatron-Core's _build_sharded_state_dict_metadata: its loader builds the optimizer's
 	// sharded state dict (and so the keys it reads) from this.
 	meta := torchpickle.NewDict(false)
-	if c.opt.Distributed {
+	if c.a.UseDistributedOptimizer {
 		meta.Set("distrib_optim_sharding_type", "fully_sharded_model_space")
 	}
 	common.Set("content_metadata", meta)
@@ -227,34 +227,59 @@ func (c *checkpointer) saveDist(p progress) error {
 	return megatron.WriteTracker(loc)
 }
 
-// distStates lists the distributed optimizer's state this rank stores in torch_dist (the
-// flat ranges of each parameter it owns; TP rank 0's for parameters TP replicates; none
-// of the tied output layer's copy), read from the packed state when written.
+// writesWeights reports whether this rank stores its model shard's weights in torch_dist:
+// data-parallel rank 0 (each expert-parallel rank's first), context-parallel rank 0.
+func (c *checkpointer) writesWeights() bool { return c.ps.Coords.ExpertDP == 0 && c.ps.Coords.CP == 0 }
+
+// distStates lists the optimizer state this rank stores in torch_dist, read from the packed
+// state when written: the distributed optimizer's flat ranges of each parameter this rank
+// owns, or, not distributed, the weights' writer's whole states; TP rank 0's for
+// parameters TP replicates, none of the tied output layer's copy.
 func (c *checkpointer) distStates() []megatron.DistState {
 	s := c.opt.State()
 	offsets := c.opt.Buffers().Layout.Offsets
+	chains := 1
+	if c.hasExperts() {
+		chains = 2
+	}
 	var out []megatron.DistState
 	for i, prm := range c.trainable() {
 		if prm.Shared || (prm.PartitionDim < 0 && prm.Experts == nil && c.ps.Coords.TP != 0) {
 			continue
 		}
+		chain := megatron.Chain(0, chains)
+		if prm.Expert {
+			chain = megatron.Chain(1, chains)
+		}
 		off, n := offsets[i], prm.Numel()
 		var own [][2]int
-		for _, o := range s.Own {
-			if lo, hi := max(o.Lo, off), min(o.Hi, off+n); lo < hi {
-				own = append(own, [2]int{lo - off, hi - off})
+		if c.a.UseDistributedOptimizer { // its format even at DP 1, where one rank owns all
+			for _, o := range s.Own {
+				if lo, hi := max(o.Lo, off), min(o.Hi, off+n); lo < hi {
+					own = append(own, [2]int{lo - off, hi - off})
+				}
 			}
+			if len(own) == 0 {
+				continue
+			}
+		} else if !c.writesWeights() || !megatron.DistWrites(prm, c.ps.Coords.TP, c.ps.Coords.EP) {
+			continue // every data-parallel rank holds it; the weights' writer stores it
 		}
-		if len(own) == 0 {
-			continue
-		}
-		for _, st := range []struct {
+		states := []struct {
 			name   string
 			packed *tensor.Tensor
-		}{{"exp_avg", s.M}, {"exp_avg_sq", s.V}, {"fp32_param", s.Main}} {
-			out = append(out, megatron.DistState{Param: prm, Name: st.name, Own: own, Local: func() ([]float32, error) {
+		}{{"exp_avg", s.M}, {"exp_avg_sq", s.V}, {"fp32_param", s.Main}}
+		if !c.a.UseDistributedOptimizer && s.Main == nil { // Megatron's FP32Optimizer keeps no main copy
+			states = states[:2]
+		}
+		for _, st := range states {
+			out = append(out, megatron.DistState{Param: prm, Chain: chain, Name: st.name, Own: own, Local: func() ([]float32, error) {
 				if st.packed == nil { // fp32 training: the weights are the main copy
 					return c.host(prm.Data).ToF32(), nil
+				}
+				if own == nil {
+					lo := s.Packed(off)
+					return c.host(st.packed.Slice(lo, lo+n)).ToF32(), nil
 				}
 				vals := make([]float32, n)
 				for _, o := range own {
@@ -269,79 +294,142 @@ func (c *checkpointer) distStates() []megatron.DistState {
 }
 
 // distOptimizerCommon is the optimizer's unsharded state in a torch_dist checkpoint, as
-// Megatron-Core's DistributedOptimizer leaves it beside the sharded tensors: the param
-// groups (get_param_groups': one per wd_mult, lr_mult, is_expert_parallel and
-// is_decoupled_lr, in the order of this rank's parameters; the expert-parallel ones in a
-// second optimizer of a ChainedOptimizer, {0: dense, 1: experts}), the grad scaler, and
-// the sharding type.
+// Megatron-Core's optimizers leave it beside the sharded tensors: each of optimizerParts
+// with the sharding type (distributed) or the common step (not), a ChainedOptimizer's as
+// {0: dense, 1: experts}.
 func (c *checkpointer) distOptimizerCommon(p progress) *torchpickle.Dict {
-	type key struct {
-		wdMult            float64
-		expert, decoupled bool
-	}
-	var keys [2][]key // dense, expert
-	seen := map[key]bool{}
-	for _, prm := range c.trainable() {
-		k := key{1, prm.Expert, c.a.DecoupledLR > 0 && (prm.Name == "embedding.word_embeddings.weight" || prm.Name == "output_layer.weight")}
-		if prm.NoWeightDecay {
-			k.wdMult = 0
-		}
-		if !seen[k] {
-			seen[k] = true
-			i := 0
-			if k.expert {
-				i = 1
-			}
-			keys[i] = append(keys[i], k)
-		}
-	}
-	var opts []*torchpickle.Dict
-	for _, ks := range keys {
-		if len(ks) == 0 {
+	parts := c.optimizerParts(p, c.a.UseDistributedOptimizer)
+	for _, o := range parts {
+		if c.a.UseDistributedOptimizer {
+			o.Set("param_state_sharding_type", "fully_sharded_model_space")
 			continue
 		}
-		var groups []any
-		for _, k := range ks {
-			// lr is informational: the scheduler sets every group's rate before each step.
-			maxLR, minLR, lr := c.sched.MaxLR, c.sched.MinLR, c.sched.At(p.SchedSteps)
-			if k.decoupled {
-				maxLR, minLR, lr = c.a.DecoupledLR, c.a.MinLR, c.a.DecoupledLR
-				if c.a.DecoupledMinLR != nil {
-					minLR = *c.a.DecoupledMinLR
-				}
-			}
-			g := torchpickle.NewDict(false)
-			for _, kv := range []struct {
-				k string
-				v any
-			}{{"wd_mult", k.wdMult}, {"lr_mult", 1.0}, {"is_expert_parallel", k.expert}, {"is_decoupled_lr", k.decoupled},
-				{"max_lr", maxLR}, {"min_lr", minLR}, {"lr", lr},
-				{"betas", torchpickle.Tuple{c.opt.Cfg.Beta1, c.opt.Cfg.Beta2}}, {"eps", c.opt.Cfg.Eps},
-				{"weight_decay", c.sched.WD(p.SchedSteps) * k.wdMult}, {"amsgrad", false}, {"foreach", nil},
-				{"maximize", false}, {"capturable", false}, {"differentiable", false}, {"fused", nil},
-				{"step", float64(c.opt.State().Step)}} {
-				g.Set(kv.k, kv.v)
-			}
-			groups = append(groups, g)
-		}
-		inner := torchpickle.NewDict(false)
-		inner.Set("param_groups", groups)
-		o := torchpickle.NewDict(false)
-		o.Set("optimizer", inner)
-		if gs := c.gradScalerDict(p); gs != nil {
-			o.Set("grad_scaler", gs)
-		}
-		o.Set("param_state_sharding_type", "fully_sharded_model_space")
-		opts = append(opts, o)
+		// The non-distributed optimizers keep the step per parameter; their sharded state
+		// dict keeps one, state.common_step, and none in the groups.
+		inner, _ := dictGet(o, "optimizer")
+		st := torchpickle.NewDict(false)
+		st.Set("common_step", tensor.FromF32Values(tensor.F32, []float32{float32(c.opt.State().Step)}))
+		inner.Set("state", st)
 	}
-	if len(opts) == 1 {
-		return opts[0]
+	if len(parts) == 1 {
+		return parts[0]
 	}
 	chained := torchpickle.NewDict(false)
-	for i, o := range opts {
+	for i, o := range parts {
 		chained.Set(int64(i), o)
 	}
 	return chained
+}
+
+// hasExperts reports whether this rank trains expert-parallel parameters, for which
+// Megatron-Core builds a second optimizer (a ChainedOptimizer of dense and experts).
+func (c *checkpointer) hasExperts() bool {
+	for _, prm := range c.trainable() {
+		if prm.Expert {
+			return true
+		}
+	}
+	return false
+}
+
+// optimizerParts is the optimizer's state dict without per-parameter tensors, one per
+// optimizer Megatron-Core builds on this rank (paramGroups): the param groups and the grad
+// scaler; step: with the Adam step in each group (the distributed optimizer's form).
+func (c *checkpointer) optimizerParts(p progress, step bool) []*torchpickle.Dict {
+	var parts []*torchpickle.Dict
+	for _, groups := range c.paramGroups() {
+		o := torchpickle.NewDict(false)
+		o.Set("optimizer", c.groupsDict(p, groups, false, step))
+		if gs := c.gradScalerDict(p); gs != nil {
+			o.Set("grad_scaler", gs)
+		}
+		parts = append(parts, o)
+	}
+	return parts
+}
+
+// paramGroup is one of Megatron's param groups (get_param_groups): its key and its
+// parameters (indices into trainable()).
+type paramGroup struct {
+	wdMult            float64
+	expert, decoupled bool
+	params            []int
+}
+
+// paramGroups lists the param groups of each optimizer Megatron-Core builds on this rank:
+// the dense parameters', then the experts' if it has any. A group gathers the parameters
+// of one (wd_mult, lr_mult, is_expert_parallel, is_decoupled_lr), in the order the keys
+// first appear; torch numbers an optimizer's parameters group after group.
+func (c *checkpointer) paramGroups() [][]paramGroup {
+	var parts [2][]paramGroup // dense, expert
+	for i, prm := range c.trainable() {
+		g := paramGroup{wdMult: 1, expert: prm.Expert,
+			decoupled: c.a.DecoupledLR > 0 && (prm.Name == "embedding.word_embeddings.weight" || prm.Name == "output_layer.weight")}
+		if prm.NoWeightDecay {
+			g.wdMult = 0
+		}
+		part := 0
+		if g.expert {
+			part = 1
+		}
+		found := false
+		for j := range parts[part] {
+			if q := &parts[part][j]; q.wdMult == g.wdMult && q.decoupled == g.decoupled {
+				q.params, found = append(q.params, i), true
+			}
+		}
+		if !found {
+			g.params = []int{i}
+			parts[part] = append(parts[part], g)
+		}
+	}
+	if len(parts[1]) == 0 {
+		return parts[:1]
+	}
+	return parts[:]
+}
+
+// groupsDict is a torch optimizer's state dict without its state: the param groups'
+// hyperparameters (with step, the Adam step; with indices, their parameters' numbers).
+func (c *checkpointer) groupsDict(p progress, groups []paramGroup, indices, step bool) *torchpickle.Dict {
+	var out []any
+	at := 0
+	for _, k := range groups {
+		// lr is informational: the scheduler sets every group's rate before each step.
+		maxLR, minLR, lr := c.sched.MaxLR, c.sched.MinLR, c.sched.At(p.SchedSteps)
+		if k.decoupled {
+			maxLR, minLR, lr = c.a.DecoupledLR, c.a.MinLR, c.a.DecoupledLR
+			if c.a.DecoupledMinLR != nil {
+				minLR = *c.a.DecoupledMinLR
+			}
+		}
+		g := torchpickle.NewDict(false)
+		for _, kv := range []struct {
+			k string
+			v any
+		}{{"wd_mult", k.wdMult}, {"lr_mult", 1.0}, {"is_expert_parallel", k.expert}, {"is_decoupled_lr", k.decoupled},
+			{"max_lr", maxLR}, {"min_lr", minLR}, {"lr", lr},
+			{"betas", torchpickle.Tuple{c.opt.Cfg.Beta1, c.opt.Cfg.Beta2}}, {"eps", c.opt.Cfg.Eps},
+			{"weight_decay", c.sched.WD(p.SchedSteps) * k.wdMult}, {"amsgrad", false}, {"foreach", nil},
+			{"maximize", false}, {"capturable", false}, {"differentiable", false}, {"fused", nil}} {
+			g.Set(kv.k, kv.v)
+		}
+		if step {
+			g.Set("step", float64(c.opt.State().Step))
+		}
+		if indices {
+			var ids []any
+			for range k.params {
+				ids = append(ids, int64(at))
+				at++
+			}
+			g.Set("params", ids)
+		}
+		out = append(out, g)
+	}
+	d := torchpickle.NewDict(false)
+	d.Set("param_groups", out)
+	return d
 }
 
 // stateDict builds this shard's top-level dict with Megatron's keys.
@@ -364,7 +452,15 @@ func (c *checkpointer) stateDict(p progress) (*torchpickle.Dict, error) {
 		models = append(models, model)
 	}
 	st := c.unshardedState(p, models)
-	if !c.a.NoSaveOptim {
+	switch {
+	case c.a.NoSaveOptim:
+	case c.opt.Distributed: // the tensors go to distrib_optim.pt
+		var o any = c.optimizerParts(p, true)[0]
+		if c.hasExperts() { // a ChainedOptimizer's state dict is its optimizers' list
+			o = toAny(c.optimizerParts(p, true))
+		}
+		st.Set("optimizer", o)
+	default:
 		st.Set("optimizer", c.optimizerDict(p))
 	}
 	if !c.a.NoSaveRNG {
@@ -425,44 +521,58 @@ func (c *checkpointer) unshardedState(p progress, models []*torchpickle.Dict) *t
 	return st
 }
 
-// optimizerDict is the "optimizer" entry: Adam state per parameter index (non-distributed;
-// the distributed optimizer's tensors go to distrib_optim.pt), param groups and the grad
-// scaler.
-func (c *checkpointer) optimizerDict(p progress) *torchpickle.Dict {
+// optimizerDict is the non-distributed optimizer's "optimizer" entry, as Megatron's
+// Float16OptimizerWithFloat16Params (or FP32Optimizer) saves it: the torch optimizer's
+// state dict (Adam's moments numbered group after group, the param groups with their
+// numbers), the fp32 main parameters per group, the grad scaler; on a rank with experts a
+// ChainedOptimizer's list of two.
+func (c *checkpointer) optimizerDict(p progress) any {
 	s := c.opt.State()
-	inner := torchpickle.NewDict(false)
-	groups := torchpickle.NewDict(false)
-	groups.Set("step", s.Step)
-	groups.Set("lr", c.sched.At(p.SchedSteps))
-	groups.Set("weight_decay", c.sched.WD(p.SchedSteps))
-	groups.Set("betas", torchpickle.Tuple{c.opt.Cfg.Beta1, c.opt.Cfg.Beta2})
-	groups.Set("eps", c.opt.Cfg.Eps)
-	inner.Set("param_groups", []any{groups})
-	out := torchpickle.NewDict(false)
-	if !c.opt.Distributed {
+	lay := c.opt.Buffers().Layout
+	trainable := c.trainable()
+	var parts []any
+	for _, groups := range c.paramGroups() {
+		inner := c.groupsDict(p, groups, true, false)
 		state := torchpickle.NewDict(false)
 		var mains []any
-		lay := c.opt.Buffers().Layout
-		for i, prm := range c.trainable() {
-			lo := s.Packed(lay.Offsets[i])
-			hi := lo + prm.Numel()
-			e := torchpickle.NewDict(false)
-			e.Set("step", s.Step)
-			e.Set("exp_avg", c.host(s.M.Slice(lo, hi).View(prm.Shape...)))
-			e.Set("exp_avg_sq", c.host(s.V.Slice(lo, hi).View(prm.Shape...)))
-			state.Set(i, e)
-			if s.Main != nil {
-				mains = append(mains, c.host(s.Main.Slice(lo, hi).View(prm.Shape...)))
+		for _, g := range groups {
+			var group []any
+			for _, i := range g.params {
+				prm := trainable[i]
+				lo := s.Packed(lay.Offsets[i])
+				hi := lo + prm.Numel()
+				e := torchpickle.NewDict(false)
+				e.Set("step", tensor.FromF32Values(tensor.F32, []float32{float32(s.Step)}))
+				e.Set("exp_avg", c.host(s.M.Slice(lo, hi).View(prm.Shape...)))
+				e.Set("exp_avg_sq", c.host(s.V.Slice(lo, hi).View(prm.Shape...)))
+				state.Set(state.Len(), e)
+				if s.Main != nil {
+					group = append(group, c.host(s.Main.Slice(lo, hi).View(prm.Shape...)))
+				}
 			}
+			mains = append(mains, group)
 		}
 		inner.Set("state", state)
-		if mains != nil {
-			out.Set("fp32_from_fp16_params", []any{mains})
+		out := torchpickle.NewDict(false)
+		out.Set("optimizer", inner)
+		if gs := c.gradScalerDict(p); gs != nil {
+			out.Set("grad_scaler", gs)
 		}
+		if s.Main != nil {
+			out.Set("fp32_from_fp16_params", mains)
+		}
+		parts = append(parts, out)
 	}
-	out.Set("optimizer", inner)
-	if gs := c.gradScalerDict(p); gs != nil {
-		out.Set("grad_scaler", gs)
+	if len(parts) == 1 {
+		return parts[0]
+	}
+	return parts
+}
+
+func toAny[T any](v []T) []any {
+	out := make([]any, len(v))
+	for i, x := range v {
+		out[i] = x
 	}
 	return out
 }
@@ -510,29 +620,63 @@ func (c *checkpointer) gatherDistribOptim() (any, error) {
 		}
 		full[kv.k] = f
 	}
-	d := torchpickle.NewDict(false)
-	d.Set("buckets_coalesced", true)
-	for i, ch := range lay.Chunks {
-		buckets := lay.Buckets[ch[0]:ch[1]]
-		unpadded := 0
-		for _, k := range buckets {
-			unpadded += k.End - k.Lo
-		}
-		byName := torchpickle.NewDict(false)
-		for _, name := range []string{"param", "exp_avg", "exp_avg_sq"} {
-			out := tensor.New(tensor.F32, unpadded)
-			at := 0
+	var parts []any
+	for _, buffers := range c.distribOptimBuffers() {
+		d := torchpickle.NewDict(false)
+		d.Set("buckets_coalesced", true)
+		for i, buckets := range buffers {
+			unpadded := 0
 			for _, k := range buckets {
-				at += copy(out.F32()[at:], full[name].F32()[k.Lo:k.End])
+				unpadded += k.End - k.Lo
 			}
-			byName.Set(name, out)
+			byName := torchpickle.NewDict(false)
+			for _, name := range []string{"param", "exp_avg", "exp_avg_sq"} {
+				out := tensor.New(tensor.F32, unpadded)
+				at := 0
+				for _, k := range buckets {
+					at += copy(out.F32()[at:], full[name].F32()[k.Lo:k.End])
+				}
+				byName.Set(name, out)
+			}
+			byName.Set("numel_unpadded", unpadded)
+			byDType := torchpickle.NewDict(false)
+			byDType.Set(c.distribOptimKey(), byName)
+			d.Set(i, byDType)
 		}
-		byName.Set("numel_unpadded", unpadded)
-		byDType := torchpickle.NewDict(false)
-		byDType.Set(c.distribOptimKey(), byName)
-		d.Set(i, byDType)
+		parts = append(parts, d)
 	}
-	return d, nil
+	if len(parts) == 1 {
+		return parts[0], nil
+	}
+	return parts, nil // a ChainedOptimizer saves its optimizers' list
+}
+
+// distribOptimBuffers lists the buckets of each buffer distrib_optim.pt holds, by
+// optimizer: one optimizer (its buffers are the model chunks'), or, on a rank with
+// experts, Megatron-Core's two (the chunks' dense buckets, then their expert buckets).
+func (c *checkpointer) distribOptimBuffers() [][][]optim.Bucket {
+	lay := c.opt.Buffers().Layout
+	kinds := []bool{false}
+	if c.hasExperts() {
+		kinds = []bool{false, true}
+	}
+	var out [][][]optim.Bucket
+	for _, expert := range kinds {
+		var buffers [][]optim.Bucket
+		for _, ch := range lay.Chunks {
+			var buckets []optim.Bucket
+			for _, k := range lay.Buckets[ch[0]:ch[1]] {
+				if len(kinds) == 1 || k.Expert == expert {
+					buckets = append(buckets, k)
+				}
+			}
+			if len(buckets) > 0 {
+				buffers = append(buffers, buckets)
+			}
+		}
+		out = append(out, buffers)
+	}
+	return out
 }
 
 // distribOptimKey keys a buffer's state in distrib_optim.pt as Megatron-Core keys its
@@ -1034,12 +1178,16 @@ func (c *checkpointer) eachLocal(params layers.Params, full func(key string) ([]
 // loadOptimizer restores Adam's state (and fp32 main params, loss scaler) from a checkpoint
 // with this run's layout.
 func (c *checkpointer) loadOptimizer(loc megatron.Location, root *torchpickle.Dict, p *progress) error {
-	o, ok := dictGet(root, "optimizer")
+	entry, _ := dictGetAny(root, "optimizer")
+	first := entry
+	if l, ok := entry.([]any); ok && len(l) > 0 { // a ChainedOptimizer's list: dense first
+		first = l[0]
+	}
+	o, ok := first.(*torchpickle.Dict)
 	if !ok {
 		return fmt.Errorf("--load %s has no optimizer state; pass --no-load-optim", c.a.Load)
 	}
 	s := c.opt.State()
-	inner, _ := dictGet(o, "optimizer")
 	c.optimizerScalars(o, p)
 	lay := c.opt.Buffers().Layout
 	if c.opt.Distributed {
@@ -1048,31 +1196,64 @@ func (c *checkpointer) loadOptimizer(loc megatron.Location, root *torchpickle.Di
 		if err != nil {
 			return fmt.Errorf("--load: %w (saved without --use-distributed-optimizer? pass --no-load-optim)", err)
 		}
-		// Each model chunk's buffer i holds its buckets in order without their end padding.
+		// Each buffer holds its buckets in order without their end padding; a
+		// ChainedOptimizer (a rank with experts) saved a list: dense buffers, expert buffers.
 		packed := map[string][]float32{"exp_avg": make([]float32, s.M.Numel()), "exp_avg_sq": make([]float32, s.M.Numel()),
 			"param": make([]float32, s.M.Numel())}
-		for i, ch := range lay.Chunks {
-			byDType, _ := dictGetAny(d, i)
-			byName, ok := c.distribOptimBuffer(byDType)
-			if !ok {
-				return fmt.Errorf("--load: distrib_optim.pt has no buffer %d of %v params and float32 grads (%d model chunks here)", i, c.dtype(), len(lay.Chunks))
+		parts := []any{d}
+		if l, ok := d.([]any); ok {
+			parts = l
+		}
+		if len(parts) == 2 && parts[0] == nil && loc.ExpertRank > 0 {
+			// Megatron gathers the dense state onto data-parallel rank 0, whose files are
+			// expert-parallel rank 0's; the other expert-parallel ranks' hold None.
+			loc0 := loc
+			loc0.ExpertRank = 0
+			d0, err := megatron.LoadDistribOptim(loc0, c.ps.Coords.TP, c.ps.Coords.PP, pp)
+			if err != nil {
+				return fmt.Errorf("--load: the dense optimizer state: %w", err)
 			}
-			for name, dv := range packed {
-				v, ok := dictGetAny(byName, name)
-				t, isT := v.(*tensor.Tensor)
-				if !ok || !isT {
-					return fmt.Errorf("--load: distrib_optim.pt buffer %d lacks %s", i, name)
+			if l, ok := d0.([]any); ok && len(l) == 2 {
+				parts[0] = l[0]
+			}
+		}
+		byOptimizer := c.distribOptimBuffers()
+		if len(parts) != len(byOptimizer) {
+			return fmt.Errorf("--load: distrib_optim.pt holds the state of %d optimizers, this rank has %d (dense and expert parameters are optimized apart)", len(parts), len(byOptimizer))
+		}
+		for o, buffers := range byOptimizer {
+			for i, buckets := range buffers {
+				byDType, _ := dictGetAny(parts[o], int64(i))
+				byName, ok := c.distribOptimBuffer(byDType)
+				if !ok {
+					return fmt.Errorf("--load: distrib_optim.pt has no buffer %d of %v params and float32 grads (optimizer %d)", i, c.dtype(), o)
 				}
-				src := t.ToF32()
-				base := 0
-				for b := ch[0]; b < ch[1]; b++ {
-					k, o := lay.Buckets[b], s.Own[b]
-					for g := o.Lo; g < min(o.Hi, k.End); g++ {
-						if j := base + g - k.Lo; j < len(src) {
-							dv[o.Local+g-o.Lo] = src[j]
-						}
+				want := 0
+				for _, k := range buckets {
+					want += k.End - k.Lo
+				}
+				if v, ok := dictGetAny(byName, "numel_unpadded"); ok {
+					if n, _ := torchpickle.AsInt64(v); int(n) != want {
+						return fmt.Errorf("--load: distrib_optim.pt buffer %d (optimizer %d) holds %d elements, this run lays out %d (saved with another model, layout or bucket size?)", i, o, n, want)
 					}
-					base += k.End - k.Lo
+				}
+				for name, dv := range packed {
+					v, ok := dictGetAny(byName, name)
+					t, isT := v.(*tensor.Tensor)
+					if !ok || !isT {
+						return fmt.Errorf("--load: distrib_optim.pt buffer %d lacks %s", i, name)
+					}
+					src := t.ToF32()
+					base := 0
+					for _, k := range buckets {
+						o := s.Own[lay.BucketOf(k.Lo)]
+						for g := o.Lo; g < min(o.Hi, k.End); g++ {
+							if j := base + g - k.Lo; j < len(src) {
+								dv[o.Local+g-o.Lo] = src[j]
+							}
+						}
+						base += k.End - k.Lo
+					}
 				}
 			}
 		}
@@ -1087,35 +1268,87 @@ func (c *checkpointer) loadOptimizer(loc megatron.Location, root *torchpickle.Di
 		}
 		return nil
 	}
+	parts := []any{entry}
+	if l, ok := entry.([]any); ok {
+		parts = l
+	}
+	byOptimizer := c.paramGroups()
+	if len(parts) != len(byOptimizer) {
+		return fmt.Errorf("--load %s holds the state of %d optimizers, this rank has %d (dense and expert parameters are optimized apart)", c.a.Load, len(parts), len(byOptimizer))
+	}
+	trainable := c.trainable()
+	for n, groups := range byOptimizer {
+		if err := c.loadPlainOptimizer(parts[n], groups, trainable); err != nil {
+			return fmt.Errorf("--load %s: optimizer %d: %w", c.a.Load, n, err)
+		}
+	}
+	return nil
+}
+
+// loadPlainOptimizer restores one non-distributed optimizer's state (optimizerDict's form)
+// into the parameters of groups. Its state is numbered over the param groups; a file with
+// one group for every parameter (gomegatron before 2026-11-27) numbers them in order.
+func (c *checkpointer) loadPlainOptimizer(part any, groups []paramGroup, trainable layers.Params) error {
+	s := c.opt.State()
+	lay := c.opt.Buffers().Layout
+	inner, _ := dictGet(part, "optimizer")
 	state, ok := dictGet(inner, "state")
 	if !ok {
-		return fmt.Errorf("--load %s: optimizer state is missing (saved with the distributed optimizer? pass --use-distributed-optimizer or --no-load-optim)", c.a.Load)
+		return fmt.Errorf("its state is missing (saved with the distributed optimizer? pass --use-distributed-optimizer or --no-load-optim)")
 	}
-	var mains []any
-	if f, ok := dictGetAny(o, "fp32_from_fp16_params"); ok {
-		if l, ok := f.([]any); ok && len(l) > 0 {
-			mains, _ = l[0].([]any)
+	saved, _ := dictGetAny(inner, "param_groups")
+	savedGroups, _ := saved.([]any)
+	var mains [][]any
+	if f, ok := dictGetAny(part, "fp32_from_fp16_params"); ok {
+		l, _ := f.([]any)
+		for _, g := range l {
+			m, _ := g.([]any)
+			mains = append(mains, m)
 		}
 	}
-	for i, prm := range c.trainable() {
-		e, ok := dictGetAny(state, i)
-		if !ok {
-			return fmt.Errorf("--load %s: no optimizer state for parameter %d (%s)", c.a.Load, i, prm.Name)
+	order := groups
+	if len(savedGroups) == 1 && len(groups) > 1 { // one group of every parameter
+		all := paramGroup{}
+		for _, g := range groups {
+			all.params = append(all.params, g.params...)
 		}
-		lo := s.Packed(lay.Offsets[i])
-		for _, kv := range []struct {
-			k   string
-			dst *tensor.Tensor
-		}{{"exp_avg", s.M}, {"exp_avg_sq", s.V}} {
-			v, _ := dictGetAny(e, kv.k)
-			t, ok := v.(*tensor.Tensor)
-			if !ok || t.Numel() != prm.Numel() {
-				return fmt.Errorf("--load %s: optimizer %s of %s is missing or has the wrong size", c.a.Load, kv.k, prm.Name)
+		sort.Ints(all.params)
+		order = []paramGroup{all}
+	}
+	if len(savedGroups) != len(order) {
+		return fmt.Errorf("%d param groups saved, this run has %d (weight decay, expert and --decoupled-lr groups)", len(savedGroups), len(order))
+	}
+	k := 0
+	for gi, g := range order {
+		if ids, ok := dictGetAny(savedGroups[gi], "params"); ok {
+			if l, _ := ids.([]any); len(l) != len(g.params) {
+				return fmt.Errorf("param group %d holds %d parameters, this run's %d", gi, len(l), len(g.params))
 			}
-			c.set(kv.dst.Slice(lo, lo+prm.Numel()), t.ToF32())
 		}
-		if s.Main != nil && i < len(mains) {
-			if t, ok := mains[i].(*tensor.Tensor); ok && t.Numel() == prm.Numel() {
+		for j, i := range g.params {
+			prm := trainable[i]
+			e, ok := dictGetAny(state, k)
+			if !ok {
+				return fmt.Errorf("no state for parameter %d (%s)", k, prm.Name)
+			}
+			k++
+			lo := s.Packed(lay.Offsets[i])
+			for _, kv := range []struct {
+				k   string
+				dst *tensor.Tensor
+			}{{"exp_avg", s.M}, {"exp_avg_sq", s.V}} {
+				v, _ := dictGetAny(e, kv.k)
+				t, ok := v.(*tensor.Tensor)
+				if !ok || t.Numel() != prm.Numel() {
+					return fmt.Errorf("%s of %s is missing or has the wrong size", kv.k, prm.Name)
+				}
+				c.set(kv.dst.Slice(lo, lo+prm.Numel()), t.ToF32())
+			}
+			if s.Main != nil && gi < len(mains) && j < len(mains[gi]) {
+				t, ok := mains[gi][j].(*tensor.Tensor)
+				if !ok || t.Numel() != prm.Numel() {
+					return fmt.Errorf("fp32_from_fp16_params of %s is missing or has the wrong size", prm.Name)
+				}
 				c.set(s.Main.Slice(lo, lo+prm.Numel()), t.ToF32())
 			}
 		}
@@ -1127,22 +1360,32 @@ func (c *checkpointer) loadOptimizer(loc megatron.Location, root *torchpickle.Di
 // torch's own Adam keeps it) and the loss scaler's state from an "optimizer" dict.
 func (c *checkpointer) optimizerScalars(o *torchpickle.Dict, p *progress) {
 	inner, _ := dictGet(o, "optimizer")
+	// Megatron keeps the step in param_groups with the distributed optimizer, and as torch's
+	// Adam does, per parameter (state[0].step, a tensor), without; its torch_dist form of the
+	// latter is state.common_step.
+	var steps []any
 	if groups, ok := dictGetAny(inner, "param_groups"); ok {
 		if l, ok := groups.([]any); ok && len(l) > 0 {
-			if v, ok := dictGetAny(l[0], "step"); ok {
-				if f, ok := torchpickle.AsFloat64(v); ok {
-					c.opt.SetStep(int(f))
-				}
-			}
+			steps = append(steps, l[0])
+		}
+	}
+	if st, ok := dictGet(inner, "state"); ok {
+		first, _ := dictGetAny(st, 0)
+		steps = append(steps, first, st)
+	}
+	for _, d := range steps {
+		v, ok := dictGetAny(d, "step")
+		if !ok {
+			v, ok = dictGetAny(d, "common_step")
+		}
+		if f, isNum := number(v); ok && isNum {
+			c.opt.SetStep(int(f))
+			break
 		}
 	}
 	if gs, ok := dictGet(o, "grad_scaler"); ok {
 		if v, ok := dictGetAny(gs, "scale"); ok {
-			if t, ok := v.(*tensor.Tensor); ok && t.Numel() == 1 {
-				p.LossScale = float64(t.ToF32()[0])
-			} else {
-				p.LossScale, _ = torchpickle.AsFloat64(v)
-			}
+			p.LossScale, _ = number(v)
 		}
 		if v, ok := dictGetAny(gs, "growth_tracker"); ok {
 			n, _ := torchpickle.AsInt64(v)
@@ -1153,6 +1396,17 @@ func (c *checkpointer) optimizerScalars(o *torchpickle.Dict, p *progress) {
 			p.ScalerHysteresis = int(n)
 		}
 	}
+}
+
+// number reads a Python int or float, or a one-element tensor.
+func number(v any) (float64, bool) {
+	if t, ok := v.(*tensor.Tensor); ok {
+		if t.Numel() != 1 {
+			return 0, false
+		}
+		return float64(t.ToF32()[0]), true
+	}
+	return torchpickle.AsFloat64(v)
 }
 
 func dictGet(v any, k string) (*torchpickle.Dict, bool) {

@@ -224,7 +224,11 @@ func run(a *Args, world comm.Comm, out io.Writer, hook dataHook) error {
 		fmt.Fprintf(out, " > number of parameters on (tensor, pipeline) model parallel rank (%d, %d): %d\n", ps.Coords.TP, ps.Coords.PP, params.Trainable().Numel())
 	}
 	groups := optim.Groups{DP: ps.DPCP, Norm: ps.MP, TP: ps.Coords.TP}
-	if ps.EPSize > 1 {
+	// Expert weights get buckets (and, with the distributed optimizer, shards) of their own
+	// whenever there are experts, as Megatron-Core's expert_parallel_buffers, so that
+	// distrib_optim.pt has its layout; context parallelism (EP 1 only) keeps them with
+	// the dense weights, reduced over DP × CP.
+	if ps.EPSize > 1 || a.NumExperts > 0 && ps.CPSize == 1 {
 		groups.ExpertDP, groups.EP = ps.ExpertDP, ps.EP
 	}
 	if len(chunks) > 1 {

@@ -326,19 +326,43 @@ func (c *Checkpoint) distFull(key string) ([]float32, []int, error) {
 var OptimizerStates = []string{"exp_avg", "exp_avg_sq", "fp32_param"}
 
 // OptimizerKey is where a torch_dist checkpoint stores optimizer state name of the model
-// tensor stored as key.
-func OptimizerKey(name, key string) string { return "optimizer.state." + name + "." + key }
+// tensor stored as key, by optimizer chain (Chain).
+func OptimizerKey(chain, name, key string) string {
+	return chain + "optimizer.state." + name + "." + key
+}
+
+// Chain is the prefix Megatron-Core's ChainedOptimizer gives optimizer i's keys when a
+// rank has more than one (dense and expert-parallel parameters: "chained_0.",
+// "chained_1."), or "" for a rank with one.
+func Chain(i, n int) string {
+	if n < 2 {
+		return ""
+	}
+	return fmt.Sprintf("chained_%d.", i)
+}
+
+// optimizerKey finds the stored key of optimizer state name of the tensor stored as key:
+// unprefixed, or under any optimizer chain (ranks with and without experts differ).
+func (c *Checkpoint) optimizerKey(name, key string) (string, bool) {
+	for i := -1; i < 8; i++ {
+		k := OptimizerKey(Chain(max(i, 0), 2), name, key)
+		if i < 0 {
+			k = OptimizerKey("", name, key)
+		}
+		if _, ok := c.dist.tensors[k]; ok {
+			return k, true
+		}
+	}
+	return OptimizerKey("", name, key), false
+}
 
 // HasOptimizerState reports whether the checkpoint holds optimizer state name for its
 // parameters (a torch_dist checkpoint saved with it).
 func (c *Checkpoint) HasOptimizerState(name string) bool {
-	if c.dist == nil {
+	if c.dist == nil || len(c.keys) == 0 {
 		return false
 	}
-	if len(c.keys) == 0 {
-		return false
-	}
-	_, ok := c.dist.tensors[OptimizerKey(name, c.distIndex[c.keys[0]].key)]
+	_, ok := c.optimizerKey(name, c.distIndex[c.keys[0]].key)
 	return ok
 }
 
@@ -349,7 +373,8 @@ func (c *Checkpoint) OptimizerFull(name, key string) ([]float32, []int, error) {
 	if !ok {
 		return nil, nil, fmt.Errorf("megatron: %s has no tensor %s", c.Dir(), key)
 	}
-	v, err := c.dist.stateRegion(OptimizerKey(name, l.key), c.dist.tensors[l.key].size, l.off, l.size)
+	stored, _ := c.optimizerKey(name, l.key)
+	v, err := c.dist.stateRegion(stored, c.dist.tensors[l.key].size, l.off, l.size)
 	if err != nil {
 		return nil, nil, fmt.Errorf("megatron: optimizer state %s of %s: %w", name, key, err)
 	}

@@ -61,27 +61,36 @@ func TestTorchDistMatchesTorchFormat(t *testing.T) {
 // parameter's state, gathered from the live optimizer, where its weight would be in the
 // torch format.
 func TestTorchDistOptimizerState(t *testing.T) {
-	dir := filepath.Join("testdata", "torch_dist", "dense-optim")
-	ck, err := Open(filepath.Join(dir, "torch_dist"))
-	require.NoError(t, err)
-	defer ck.Close()
-	assert.Equal(t, []int{2, 2}, []int{ck.TP, ck.PP})
-	for _, state := range OptimizerStates {
-		t.Run(state, func(t *testing.T) {
-			require.True(t, ck.HasOptimizerState(state))
-			ref, err := Open(filepath.Join(dir, state))
-			require.NoError(t, err)
-			defer ref.Close()
-			require.Equal(t, ref.Keys(), ck.Keys())
-			for _, key := range ck.Keys() {
-				want, wantShape, err := ref.Full(key)
+	for _, tc := range []struct {
+		name       string
+		tp, pp, ep int
+	}{
+		{"dense-optim", 2, 2, 1}, // TP 2 × PP 2 × DP 2
+		{"moe-optim", 1, 2, 2},   // PP 2 × EP 2 × DP 2: experts in a second optimizer
+		{"plain-optim", 2, 2, 1}, // the non-distributed optimizer: states in the model's shapes
+	} {
+		dir := filepath.Join("testdata", "torch_dist", tc.name)
+		ck, err := Open(filepath.Join(dir, "torch_dist"))
+		require.NoError(t, err)
+		defer ck.Close()
+		assert.Equal(t, []int{tc.tp, tc.pp, tc.ep}, []int{ck.TP, ck.PP, ck.EP})
+		for _, state := range OptimizerStates {
+			t.Run(tc.name+"/"+state, func(t *testing.T) {
+				require.True(t, ck.HasOptimizerState(state))
+				ref, err := Open(filepath.Join(dir, state))
 				require.NoError(t, err)
-				got, shape, err := ck.OptimizerFull(state, key)
-				require.NoError(t, err, key)
-				require.Equal(t, wantShape, shape, key)
-				require.Equal(t, want, got, key)
-			}
-		})
+				defer ref.Close()
+				require.Equal(t, ref.Keys(), ck.Keys())
+				for _, key := range ck.Keys() {
+					want, wantShape, err := ref.Full(key)
+					require.NoError(t, err)
+					got, shape, err := ck.OptimizerFull(state, key)
+					require.NoError(t, err, key)
+					require.Equal(t, wantShape, shape, key)
+					require.Equal(t, want, got, key)
+				}
+			})
+		}
 	}
 	// A model-only checkpoint has none.
 	plain, err := Open(filepath.Join("testdata", "torch_dist", "dense", "torch_dist"))

@@ -46,12 +46,14 @@ type DistShard struct {
 	States         []DistState
 }
 
-// DistState is one optimizer state of a parameter (OptimizerStates), stored as the
-// distributed optimizer stores it (fully_sharded_model_space): Local returns the values of
-// the parameter's local shard (in its layout), of which only the flat ranges Own (this
-// rank's part) are read and stored.
+// DistState is one optimizer state of a parameter (OptimizerStates): Local returns the
+// values of the parameter's local shard (in its layout). With Own, it is stored as the
+// distributed optimizer stores it (fully_sharded_model_space), only the flat ranges Own
+// (this rank's part); with Own nil, whole, in the model tensor's shape and chunks, as the
+// non-distributed optimizers store it.
 type DistState struct {
 	Param *layers.Param
+	Chain string // the key prefix of the parameter's optimizer (see Chain)
 	Name  string
 	Own   [][2]int
 	Local func() ([]float32, error)
@@ -370,11 +372,19 @@ func DistPieces(cfg layers.Config, f Format, p *layers.Param, local []float32, d
 }
 
 // DistStatePieces cuts optimizer state st (local: its values over the parameter's local
-// shard) into the chunks of Megatron-Core's N-D flattened form (see dcpReader.stateRegion):
+// shard) into DistPieces' chunks (st.Own nil), or into those of Megatron-Core's N-D
+// flattened form (see dcpReader.stateRegion):
 // each of DistPieces' blocks becomes [F_0, …, F_{n-1}, ∏l_d], of which each range in st.Own
 // is a chunk. GroupedMLP weights, whose blocks are transposed out of the local shard, are
 // not supported.
 func DistStatePieces(cfg layers.Config, f Format, st DistState, local []float32, r, size int) ([]DistPiece, error) {
+	if st.Own == nil {
+		pieces := DistPieces(cfg, f, st.Param, local, tensor.F32, r, size)
+		for i := range pieces {
+			pieces[i].Key = OptimizerKey(st.Chain, st.Name, pieces[i].Key)
+		}
+		return pieces, nil
+	}
 	if st.Param.Experts != nil {
 		return nil, fmt.Errorf("megatron: %s: the distributed optimizer's state of GroupedMLP experts (--moe-grouped-gemm) cannot be written in torch_dist", st.Param.Name)
 	}
@@ -399,7 +409,7 @@ func DistStatePieces(cfg layers.Config, f Format, st DistState, local []float32,
 				sizes[d] = 1
 			}
 			sizes[len(shape)] = hi - lo
-			out = append(out, DistPiece{Key: OptimizerKey(st.Name, b.Key), Global: global,
+			out = append(out, DistPiece{Key: OptimizerKey(st.Chain, st.Name, b.Key), Global: global,
 				Offset: append(append([]int(nil), block...), lo-at), Flattened: b.Global,
 				Data: tensor.FromF32Values(tensor.F32, vals[lo-at:hi-at], sizes...)})
 		}

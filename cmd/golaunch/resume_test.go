@@ -95,6 +95,11 @@ func TestExactResume(t *testing.T) {
 			"--use-distributed-optimizer"},
 		// torch_dist: the distributed optimizer's state by model tensor, each rank its ranges.
 		"torch_dist-tp2dp2-distop": {"--ckpt-format", "torch_dist", "--tensor-model-parallel-size", "2", "--use-distributed-optimizer"},
+		// The non-distributed optimizer's torch_dist form (states in the model's shapes),
+		// GroupedMLP experts (--moe-grouped-gemm) included.
+		"torch_dist-tp2dp2": {"--ckpt-format", "torch_dist", "--tensor-model-parallel-size", "2"},
+		"torch_dist-dp2-moe-gmm": {"--ckpt-format", "torch_dist", "--num-experts", "4", "--moe-router-topk", "2",
+			"--moe-grouped-gemm", "--disable-bias-linear"},
 		"torch_dist-pp2vp2dp2-distop": {"--ckpt-format", "torch_dist", "--pipeline-model-parallel-size", "2",
 			"--num-layers-per-virtual-pipeline-stage", "1", "--use-distributed-optimizer"},
 		"torch_dist-moe-dp4ep2-distop": {"--ckpt-format", "torch_dist", "--use-distributed-optimizer", "--num-experts", "4",

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/gomegatron/gomegatron/ckpt/megatron"
+	"github.com/gomegatron/gomegatron/ckpt/torchpickle"
+	"github.com/gomegatron/gomegatron/tensor"
 	"github.com/stretchr/testify/require"
 )
 
@@ -60,56 +62,98 @@ func TestPretrainFromTorchDist(t *testing.T) {
 // parameters, step and schedule. The state as loaded is then saved, and equals Megatron's
 // (the fixture's references) at another layout too.
 func TestResumeMegatronOptimizerState(t *testing.T) {
-	dir := t.TempDir()
-	// The fixture's model, and the schedule and Adam settings Megatron trained it with.
-	run := func(t *testing.T, procs int, layout string, extra ...string) string {
-		args := strings.Fields(fmt.Sprintf("--standalone --nproc-per-node %d pretrain %s --num-layers 4 --hidden-size 32 --ffn-hidden-size 48 "+
-			"--num-attention-heads 4 --group-query-attention --num-query-groups 2 --normalization RMSNorm --swiglu "+
-			"--disable-bias-linear --position-embedding-type rope --untie-embeddings-and-output-weights --seq-length 64 "+
-			"--max-position-embeddings 64 --micro-batch-size 1 --global-batch-size 4 --vocab-size 120 --mock-data --bf16 "+
-			"--lr 1e-4 --min-lr 1e-5 --lr-decay-style cosine --weight-decay 0.1 --adam-beta2 0.95 --clip-grad 0 "+
-			"--use-checkpoint-opt_param-scheduler --log-interval 1 --eval-iters 0 --attention-dropout 0 --hidden-dropout 0 --data-cache-path %s", procs, layout, dir))
-		return runGolaunch(t, append(args, extra...)...)
+	type layout struct {
+		procs int
+		flags string
 	}
-	const fixtureLayout = "--tensor-model-parallel-size 2 --pipeline-model-parallel-size 2 --use-distributed-optimizer"
-	losses := map[string]map[string]string{}
-	for _, format := range []string{"torch", "torch_dist"} {
-		out := run(t, 8, fixtureLayout, "--train-iters", "9", "--load", torchDistFixture("dense-optim", format))
-		require.Contains(t, out, "successfully loaded checkpoint", format)
-		losses[format] = iterationLosses(out)
-	}
-	require.Len(t, losses["torch_dist"], 2) // iterations 8 and 9
-	require.Equal(t, losses["torch"], losses["torch_dist"])
-
-	// Loaded at other layouts and saved back in torch_dist (--train-iters 7: nothing
-	// trained), the state is Megatron's, tensor for tensor.
-	for name, l := range map[string]struct {
-		procs  int
-		layout string
+	const do = " --use-distributed-optimizer"
+	for _, fx := range []struct {
+		name, model string            // model: flags beyond the dense fixture's
+		saved       layout            // the fixture's own layout and optimizer
+		others      map[string]layout // where its state is loaded and saved again in torch_dist
 	}{
-		"fixture":       {8, fixtureLayout},
-		"tp1pp2dp2":     {4, "--pipeline-model-parallel-size 2 --use-distributed-optimizer --make-vocab-size-divisible-by 256"},
-		"tp2dp2":        {4, "--tensor-model-parallel-size 2 --use-distributed-optimizer"},
-		"single-distop": {1, "--use-distributed-optimizer --make-vocab-size-divisible-by 256"},
+		{"dense-optim", "", layout{8, "--tensor-model-parallel-size 2 --pipeline-model-parallel-size 2" + do}, map[string]layout{
+			"saved":     {8, "--tensor-model-parallel-size 2 --pipeline-model-parallel-size 2" + do},
+			"tp1pp2dp2": {4, "--pipeline-model-parallel-size 2 --make-vocab-size-divisible-by 256" + do},
+			"tp2dp2":    {4, "--tensor-model-parallel-size 2" + do},
+			"single":    {1, "--make-vocab-size-divisible-by 256" + do},
+		}},
+		// The non-distributed optimizer (Float16OptimizerWithFloat16Params): its torch format
+		// numbers the state over the param groups; the distributed one resumes it too.
+		{"plain-optim", "", layout{8, "--tensor-model-parallel-size 2 --pipeline-model-parallel-size 2"}, map[string]layout{
+			"tp2dp2":       {4, "--tensor-model-parallel-size 2" + do},
+			"tp2dp2-plain": {4, "--tensor-model-parallel-size 2"}, // saved in the model's shapes
+		}},
+		// Experts in a second optimizer (keys chained_1.…), dense parameters in chained_0.
+		{"moe-optim", "--num-experts 4 --moe-router-topk 2", layout{8, "--pipeline-model-parallel-size 2 --expert-model-parallel-size 2" + do}, map[string]layout{
+			"saved":  {8, "--pipeline-model-parallel-size 2 --expert-model-parallel-size 2" + do},
+			"ep1dp2": {2, do},
+			"ep4":    {4, "--expert-model-parallel-size 4" + do},
+		}},
 	} {
-		t.Run(name, func(t *testing.T) {
-			save := filepath.Join(dir, name)
-			run(t, l.procs, l.layout, "--train-iters", "7", "--save", save, "--ckpt-format", "torch_dist",
-				"--load", torchDistFixture("dense-optim", "torch_dist"))
-			got, err := megatron.Open(save)
-			require.NoError(t, err)
-			defer got.Close()
-			for _, state := range megatron.OptimizerStates {
-				want, err := megatron.Open(torchDistFixture("dense-optim", state))
-				require.NoError(t, err)
-				for _, key := range want.Keys() {
-					w, _, err := want.Full(key)
+		t.Run(fx.name, func(t *testing.T) {
+			dir := t.TempDir()
+			// The fixture's model, and the schedule and Adam settings Megatron trained it with.
+			run := func(t *testing.T, l layout, extra ...string) string {
+				args := strings.Fields(fmt.Sprintf("--standalone --nproc-per-node %d pretrain %s %s --num-layers 4 --hidden-size 32 --ffn-hidden-size 48 "+
+					"--num-attention-heads 4 --group-query-attention --num-query-groups 2 --normalization RMSNorm --swiglu "+
+					"--disable-bias-linear --position-embedding-type rope --untie-embeddings-and-output-weights --seq-length 64 "+
+					"--max-position-embeddings 64 --micro-batch-size 1 --global-batch-size 4 --vocab-size 120 --mock-data --bf16 "+
+					"--lr 1e-4 --min-lr 1e-5 --lr-decay-style cosine --weight-decay 0.1 --adam-beta2 0.95 --clip-grad 0 "+
+					"--use-checkpoint-opt_param-scheduler --log-interval 1 --eval-iters 0 --attention-dropout 0 --hidden-dropout 0 --data-cache-path %s",
+					l.procs, l.flags, fx.model, dir))
+				return runGolaunch(t, append(args, extra...)...)
+			}
+			losses := map[string]map[string]string{}
+			for _, format := range []string{"torch", "torch_dist"} {
+				out := run(t, fx.saved, "--train-iters", "9", "--load", torchDistFixture(fx.name, format))
+				require.Contains(t, out, "successfully loaded checkpoint", format)
+				losses[format] = iterationLosses(out)
+			}
+			require.Len(t, losses["torch_dist"], 2) // iterations 8 and 9
+			require.Equal(t, losses["torch"], losses["torch_dist"])
+
+			// Loaded at other layouts and saved back in torch_dist (--train-iters 7: nothing
+			// trained), the state is Megatron's, tensor for tensor.
+			for name, l := range fx.others {
+				t.Run(name, func(t *testing.T) {
+					save := filepath.Join(dir, name)
+					run(t, l, "--train-iters", "7", "--save", save, "--ckpt-format", "torch_dist", "--load", torchDistFixture(fx.name, "torch_dist"))
+					got, err := megatron.Open(save)
 					require.NoError(t, err)
-					g, _, err := got.OptimizerFull(state, key)
-					require.NoError(t, err)
-					require.Equal(t, w, g, "%s of %s", state, key)
-				}
-				want.Close()
+					defer got.Close()
+					// Megatron's two steps: the Adam step, and the scheduler's samples.
+					o, _ := got.Common.Get("optimizer")
+					if d, ok := o.(*torchpickle.Dict); ok {
+						if first, ok := d.Get(int64(0)); ok {
+							o = first
+						}
+					}
+					inner, _ := o.(*torchpickle.Dict).Get("optimizer")
+					groups, _ := inner.(*torchpickle.Dict).Get("param_groups")
+					step, _ := groups.([]any)[0].(*torchpickle.Dict).Get("step")
+					if strings.HasSuffix(name, "-plain") { // per parameter, and in torch_dist once
+						st, _ := inner.(*torchpickle.Dict).Get("state")
+						step, _ = st.(*torchpickle.Dict).Get("common_step")
+						step = float64(step.(*tensor.Tensor).ToF32()[0])
+					}
+					require.Equal(t, 2.0, step)
+					sched, _ := got.Common.Get("opt_param_scheduler")
+					n, _ := sched.(*torchpickle.Dict).Get("num_steps")
+					require.Equal(t, int64(8), n)
+					for _, state := range megatron.OptimizerStates {
+						want, err := megatron.Open(torchDistFixture(fx.name, state))
+						require.NoError(t, err)
+						for _, key := range want.Keys() {
+							w, _, err := want.Full(key)
+							require.NoError(t, err)
+							g, _, err := got.OptimizerFull(state, key)
+							require.NoError(t, err)
+							require.Equal(t, w, g, "%s of %s", state, key)
+						}
+						want.Close()
+					}
+				})
 			}
 		})
 	}
@@ -119,8 +163,7 @@ func TestResumeMegatronOptimizerState(t *testing.T) {
 // (dense at TP 2 × PP 2, also with virtual pipeline stages; MoE at TP 2 × EP 2 with
 // sequence parallelism), every file of Megatron's layout and no leftovers, and the
 // checkpoint resumes at another layout.
-// The optimizer state is written as the distributed optimizer's only (and not for
-// GroupedMLP experts); other runs are told to pass --no-save-optim.
+// The distributed optimizer's state of GroupedMLP experts is refused with a reason.
 func TestSaveTorchDist(t *testing.T) {
 	const moe = "--num-experts 4 --moe-router-topk 2 --moe-layer-freq ([0]+[1]*3) --disable-bias-linear "
 	for name, tc := range map[string]struct{ layout, resume string }{
@@ -166,16 +209,10 @@ func TestSaveTorchDist(t *testing.T) {
 			require.NotContains(t, out, "iteration        3/")
 		})
 	}
-	for _, tc := range []struct{ flags, want string }{
-		{"", "--ckpt-format torch_dist: gomegatron writes the optimizer state in torch_dist as the distributed optimizer stores it; pass --use-distributed-optimizer, or --no-save-optim"},
-		{"--use-distributed-optimizer --num-experts 4 --moe-grouped-gemm --disable-bias-linear",
-			"--ckpt-format torch_dist: the optimizer state of GroupedMLP experts (--moe-grouped-gemm) is not written in torch_dist"},
-	} {
-		args := append(resumeArgs(t.TempDir()), "--ckpt-format", "torch_dist", "--save", t.TempDir())
-		b, err := exec.Command(golaunchBin, append(args, strings.Fields(tc.flags)...)...).CombinedOutput()
-		require.Error(t, err)
-		require.Contains(t, string(b), tc.want)
-	}
+	args := append(resumeArgs(t.TempDir()), "--ckpt-format", "torch_dist", "--save", t.TempDir())
+	b, err := exec.Command(golaunchBin, append(args, strings.Fields("--use-distributed-optimizer --num-experts 4 --moe-grouped-gemm --disable-bias-linear")...)...).CombinedOutput()
+	require.Error(t, err)
+	require.Contains(t, string(b), "--ckpt-format torch_dist: the distributed optimizer's state of GroupedMLP experts (--moe-grouped-gemm) is not written in torch_dist")
 }
 
 // TestGenerateFromTorchDist: generate reads a torch_dist checkpoint (at TP 2, each rank its

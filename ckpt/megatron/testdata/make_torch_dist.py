@@ -14,7 +14,8 @@ With OPTIM=1 in the environment the checkpoints also hold the optimizer state: t
 is wrapped in Megatron's DistributedDataParallel with the distributed optimizer over DP
 data-parallel ranks (DP=2 by default, so TP*PP*EP*DP processes), takes two Adam steps on
 seeded gradients, and is saved with its optimizer and scheduler (torch_dist:
-fully_sharded_model_space; torch: the optimizer dict and distrib_optim.pt).
+fully_sharded_model_space; torch: the optimizer dict and distrib_optim.pt). OPTIM=plain
+uses the non-distributed optimizer (Float16OptimizerWithFloat16Params) instead.
 
 With LOAD=DIR in the environment it checks a torch_dist checkpoint written elsewhere
 (by gomegatron): Megatron's own load_checkpoint reads DIR into the model (strictly, with
@@ -63,8 +64,9 @@ def argv(tp, pp, ep, experts, save, extra):
     if not os.environ.get("OPTIM"):
         a.append("--no-save-optim")
     else:
-        a += ["--use-distributed-optimizer", "--weight-decay", "0.1", "--clip-grad", "0",
-              "--lr-decay-style", "cosine", "--min-lr", "1e-5"]
+        a += ["--weight-decay", "0.1", "--clip-grad", "0", "--lr-decay-style", "cosine", "--min-lr", "1e-5"]
+        if os.environ["OPTIM"] != "plain":
+            a.append("--use-distributed-optimizer")
     if experts:
         a += ["--num-experts", str(experts), "--moe-router-topk", "2",
               "--expert-model-parallel-size", str(ep)]
@@ -151,7 +153,7 @@ def make_optimizer(args, config, model):
     import megatron.core.optimizer.distrib_optimizer as distrib_optimizer
     distrib_optimizer.quantize_param_shard = lambda *a, **k: None
     ddp = DistributedDataParallel(config, DistributedDataParallelConfig(
-        grad_reduce_in_fp32=True, use_distributed_optimizer=True), model)
+        grad_reduce_in_fp32=True, use_distributed_optimizer=args.use_distributed_optimizer), model)
     # The optimizer accepts only torch.cuda tensor types; name the CPU ones so while it
     # sorts the parameters into fp32 and bf16 groups.
     cpu_type = torch.Tensor.type
@@ -161,7 +163,7 @@ def make_optimizer(args, config, model):
         opt = get_megatron_optimizer(OptimizerConfig(
             optimizer="adam", lr=args.lr, min_lr=args.min_lr, weight_decay=args.weight_decay,
             adam_beta1=0.9, adam_beta2=0.95, bf16=True, params_dtype=torch.bfloat16,
-            use_distributed_optimizer=True, clip_grad=0.0), [ddp])
+            use_distributed_optimizer=args.use_distributed_optimizer, clip_grad=0.0), [ddp])
     finally:
         torch.Tensor.type = cpu_type
     return ddp, opt, get_optimizer_param_scheduler(opt)
@@ -192,13 +194,22 @@ def save_state_references(out, args, model, opt):
     """Writes each optimizer state (exp_avg, exp_avg_sq, fp32_param) of every parameter as
     if it were the model, in the legacy torch format (OUT/<state>/iter_…/mp_rank_…): each
     data-parallel rank's slices of a parameter (the distributed optimizer's own ranges)
-    are gathered onto data-parallel rank 0 and put where the parameter's weight would be.
+    are gathered (over the expert-data-parallel group for experts) and put where the
+    parameter's weight would be.
     These references come from the optimizer's live state, not from any checkpoint code."""
     from megatron.core import parallel_state
     from megatron.training import checkpointing
     mine = []  # (name, start, end, {state: values}) for the slices this rank owns
     by_param = {p: n for n, p in model.named_parameters()}
     for o in getattr(opt, "chained_optimizers", [opt]):
+        if not hasattr(o, "gbuf_ranges"):  # not distributed: every rank holds all of it
+            for models, mains in zip(o.float16_groups, o.fp32_from_float16_groups):
+                for p, main in zip(models, mains):
+                    t = o.optimizer.state[main]
+                    mine.append((by_param[p], 0, p.numel(), {"fp32_param": main.detach().float().view(-1).clone(),
+                                                             "exp_avg": t["exp_avg"].float().view(-1).clone(),
+                                                             "exp_avg_sq": t["exp_avg_sq"].float().view(-1).clone()}))
+            continue
         for gbuf_index, by_dtype in enumerate(o.gbuf_ranges):
             for buckets in by_dtype.values():
                 for bucket in buckets:
@@ -209,10 +220,17 @@ def save_state_references(out, args, model, opt):
                                      {"fp32_param": t["param"].detach().float().clone(),
                                       "exp_avg": t["exp_avg"].float().clone(),
                                       "exp_avg_sq": t["exp_avg_sq"].float().clone()}))
-    group = parallel_state.get_data_parallel_group()
-    every = [None] * dist.get_world_size(group)
-    dist.all_gather_object(every, mine, group=group)
-    if parallel_state.get_data_parallel_rank() != 0:
+    # Dense parameters are sharded over the data-parallel group, experts over the
+    # expert-data-parallel group; each expert-parallel rank writes its own folder.
+    expert = {n for n, p in model.named_parameters() if not getattr(p, "allreduce", True)}
+    every = []
+    for group, part in ((parallel_state.get_data_parallel_group(), [m for m in mine if m[0] not in expert]),
+                        (parallel_state.get_expert_data_parallel_group(), [m for m in mine if m[0] in expert])):
+        gathered = [None] * dist.get_world_size(group)
+        dist.all_gather_object(gathered, part, group=group)
+        every += gathered
+    writer = parallel_state.get_expert_data_parallel_rank() if expert else parallel_state.get_data_parallel_rank()
+    if writer != 0:
         return
     shapes = {n: p.shape for n, p in model.named_parameters()}
     for state in ("exp_avg", "exp_avg_sq", "fp32_param"):
@@ -347,8 +365,9 @@ def worker(rank, world, out, tp, pp, ep, experts, extra, port):
     if writer == 0:
         os.makedirs(os.path.dirname(name), exist_ok=True)
         torch.save(checkpointing.generate_state_dict(args, [model], opt, sched, None, iteration=ITERATION), name)
-    if opt is not None:  # distrib_optim.pt, gathered to data-parallel rank 0
-        opt.save_parameter_state(checkpointing.get_distributed_optimizer_checkpoint_name(name))
+    if opt is not None:
+        if args.use_distributed_optimizer:  # distrib_optim.pt, gathered to data-parallel rank 0
+            opt.save_parameter_state(checkpointing.get_distributed_optimizer_checkpoint_name(name))
         save_state_references(out, args, model, opt)
     dist.barrier()
     if rank == 0:
