@@ -1373,6 +1373,25 @@ func (c *checkpointer) optimizerScalars(o *torchpickle.Dict, p *progress) {
 		first, _ := dictGetAny(st, 0)
 		steps = append(steps, first, st)
 	}
+	// torch's load_state_dict takes every hyperparameter of the saved groups; Megatron's
+	// scheduler then sets lr and weight_decay, so Adam's betas and eps stay the checkpoint's.
+	if len(steps) > 0 {
+		betas, _ := dictGetAny(steps[0], "betas")
+		eps, _ := dictGetAny(steps[0], "eps")
+		if b, ok := betas.(torchpickle.Tuple); ok && len(b) == 2 {
+			b1, ok1 := number(b[0])
+			b2, ok2 := number(b[1])
+			if ok1 && ok2 && (b1 != c.opt.Cfg.Beta1 || b2 != c.opt.Cfg.Beta2) {
+				c.notes = append(c.notes, fmt.Sprintf(" > using checkpoint value (%v, %v) for Adam betas (--adam-beta1 %v --adam-beta2 %v), as Megatron's optimizer load does",
+					b1, b2, c.opt.Cfg.Beta1, c.opt.Cfg.Beta2))
+				c.opt.Cfg.Beta1, c.opt.Cfg.Beta2 = b1, b2
+			}
+		}
+		if e, ok := number(eps); ok && e != c.opt.Cfg.Eps {
+			c.notes = append(c.notes, fmt.Sprintf(" > using checkpoint value %v for Adam eps (--adam-eps %v), as Megatron's optimizer load does", e, c.opt.Cfg.Eps))
+			c.opt.Cfg.Eps = e
+		}
+	}
 	for _, d := range steps {
 		v, ok := dictGetAny(d, "step")
 		if !ok {

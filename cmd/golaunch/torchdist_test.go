@@ -112,6 +112,11 @@ func TestResumeMegatronOptimizerState(t *testing.T) {
 			}
 			require.Len(t, losses["torch_dist"], 2) // iterations 8 and 9
 			require.Equal(t, losses["torch"], losses["torch_dist"])
+			if fx.name == "dense-optim" { // Adam's betas are the checkpoint's, whatever the flags say
+				out := run(t, fx.saved, "--train-iters", "9", "--adam-beta2", "0.999", "--load", torchDistFixture(fx.name, "torch_dist"))
+				require.Contains(t, out, "> using checkpoint value (0.9, 0.95) for Adam betas (--adam-beta1 0.9 --adam-beta2 0.999)")
+				require.Equal(t, losses["torch_dist"], iterationLosses(out))
+			}
 
 			// Loaded at other layouts and saved back in torch_dist (--train-iters 7: nothing
 			// trained), the state is Megatron's, tensor for tensor.
