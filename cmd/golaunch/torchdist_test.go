@@ -164,6 +164,28 @@ func TestResumeMegatronOptimizerState(t *testing.T) {
 	}
 }
 
+// TestResumeMegatronLossScaler: Megatron's fp16 run (fixture fp16-optim: TP 2 × DP 2, the
+// distributed optimizer, a loss scale from 1024 doubling every step) resumes from either
+// format with its scaler's state (scale 4096, its trackers): the same losses, and the
+// scale going on from 4096.
+func TestResumeMegatronLossScaler(t *testing.T) {
+	dir := t.TempDir()
+	losses := map[string]map[string]string{}
+	for _, format := range []string{"torch", "torch_dist"} {
+		args := strings.Fields("--standalone --nproc-per-node 4 pretrain --tensor-model-parallel-size 2 --use-distributed-optimizer " +
+			"--num-layers 4 --hidden-size 32 --ffn-hidden-size 48 --num-attention-heads 4 --group-query-attention --num-query-groups 2 " +
+			"--normalization RMSNorm --swiglu --disable-bias-linear --position-embedding-type rope --untie-embeddings-and-output-weights " +
+			"--seq-length 64 --max-position-embeddings 64 --micro-batch-size 1 --global-batch-size 4 --vocab-size 120 --mock-data --fp16 " +
+			"--initial-loss-scale 1024 --loss-scale-window 1 --lr 1e-4 --min-lr 1e-5 --lr-decay-style cosine --weight-decay 0.1 " +
+			"--adam-beta2 0.95 --clip-grad 0 --use-checkpoint-opt_param-scheduler --log-interval 1 --eval-iters 0 --attention-dropout 0 " +
+			"--hidden-dropout 0 --train-iters 9 --data-cache-path " + dir + " --load " + torchDistFixture("fp16-optim", format))
+		out := runGolaunch(t, args...)
+		losses[format] = iterationLosses(out)
+		require.Contains(t, losses[format]["8"], "loss scale: 8192.0", format) // 4096, doubled after a good step
+	}
+	require.Equal(t, losses["torch"], losses["torch_dist"])
+}
+
 // TestSaveTorchDist: --ckpt-format torch_dist writes the same tensors as the torch format
 // (dense at TP 2 × PP 2, also with virtual pipeline stages; MoE at TP 2 × EP 2 with
 // sequence parallelism), every file of Megatron's layout and no leftovers, and the

@@ -15,7 +15,8 @@ is wrapped in Megatron's DistributedDataParallel with the distributed optimizer 
 data-parallel ranks (DP=2 by default, so TP*PP*EP*DP processes), takes two Adam steps on
 seeded gradients, and is saved with its optimizer and scheduler (torch_dist:
 fully_sharded_model_space; torch: the optimizer dict and distrib_optim.pt). OPTIM=plain
-uses the non-distributed optimizer (Float16OptimizerWithFloat16Params) instead.
+uses the non-distributed optimizer (Float16OptimizerWithFloat16Params) instead. FP16=1
+trains in fp16 with Megatron's dynamic loss scaler instead of bf16.
 
 With LOAD=DIR in the environment it checks a torch_dist checkpoint written elsewhere
 (by gomegatron): Megatron's own load_checkpoint reads DIR into the model (strictly, with
@@ -55,7 +56,7 @@ def argv(tp, pp, ep, experts, save, extra):
         "--position-embedding-type", "rope", "--untie-embeddings-and-output-weights",
         "--seq-length", "64", "--max-position-embeddings", "64",
         "--micro-batch-size", "1", "--global-batch-size", "4",
-        "--lr", "1e-4", "--train-iters", "10", "--bf16",
+        "--lr", "1e-4", "--train-iters", "10", "--fp16" if os.environ.get("FP16") else "--bf16",
         "--tokenizer-type", "NullTokenizer", "--vocab-size", "120",
         "--tensor-model-parallel-size", str(tp), "--pipeline-model-parallel-size", str(pp),
         "--ckpt-format", "torch_dist", "--save", save, "--save-interval", "7", "--use-cpu-initialization",
@@ -65,6 +66,8 @@ def argv(tp, pp, ep, experts, save, extra):
         a.append("--no-save-optim")
     else:
         a += ["--weight-decay", "0.1", "--clip-grad", "0", "--lr-decay-style", "cosine", "--min-lr", "1e-5"]
+        if os.environ.get("FP16"):  # a scale that grows every step: the scaler's state moves
+            a += ["--initial-loss-scale", "1024", "--loss-scale-window", "1"]
         if os.environ["OPTIM"] != "plain":
             a.append("--use-distributed-optimizer")
     if experts:
@@ -162,7 +165,9 @@ def make_optimizer(args, config, model):
     try:
         opt = get_megatron_optimizer(OptimizerConfig(
             optimizer="adam", lr=args.lr, min_lr=args.min_lr, weight_decay=args.weight_decay,
-            adam_beta1=0.9, adam_beta2=0.95, bf16=True, params_dtype=torch.bfloat16,
+            adam_beta1=0.9, adam_beta2=0.95, bf16=args.bf16, fp16=args.fp16, params_dtype=args.params_dtype,
+            initial_loss_scale=args.initial_loss_scale, loss_scale_window=args.loss_scale_window,
+            hysteresis=args.hysteresis,
             use_distributed_optimizer=args.use_distributed_optimizer, clip_grad=0.0), [ddp])
     finally:
         torch.Tensor.type = cpu_type
@@ -280,7 +285,7 @@ def worker(rank, world, out, tp, pp, ep, experts, extra, port):
     config = core_transformer_config_from_args(args)
     model = build_model(args, config, experts, [f for f in extra if f != "--gpt-base"],
                         parallel_state.is_pipeline_first_stage(), parallel_state.is_pipeline_last_stage())
-    model = model.to(torch.bfloat16)
+    model = model.to(args.params_dtype)
     load, optim = os.environ.get("LOAD"), os.environ.get("OPTIM")
     ddp = opt = sched = None
     if load:
@@ -326,8 +331,10 @@ def worker(rank, world, out, tp, pp, ep, experts, extra, port):
         if optim and rank == 0:
             inner = opt.chained_optimizers[0].optimizer
             steps = sorted({float(s["step"]) for s in inner.state.values()})
+            scaler = opt.chained_optimizers[0].grad_scaler
             print(f"loaded Adam step {steps}, scheduler num_steps {sched.num_steps}, "
-                  f"param groups {[(g['wd_mult'], g['weight_decay']) for g in inner.param_groups]}")
+                  f"param groups {[(g['wd_mult'], g['weight_decay']) for g in inner.param_groups]}"
+                  + (f", loss scaler {scaler.state_dict()}" if scaler else ""))
         with open(os.path.join(load, "latest_checkpointed_iteration.txt")) as f:
             assert it == int(f.read()), it
     else:
