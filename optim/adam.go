@@ -157,7 +157,7 @@ func NewAdamBuckets(be kernels.Backend, params layers.Params, cfg AdamConfig, di
 	if g.DP != nil {
 		dp = g.DP.Size()
 	}
-	a := &Adam{Cfg: cfg, Distributed: distributed && dp > 1, be: be, g: g}
+	a := &Adam{Cfg: cfg, Distributed: distributed, be: be, g: g} // at DP 1 too, as Megatron: distrib_optim.pt
 	edp := 0
 	if g.ExpertDP != nil {
 		edp = g.ExpertDP.Size()

@@ -112,7 +112,16 @@ func TestResumeMegatronOptimizerState(t *testing.T) {
 			}
 			require.Len(t, losses["torch_dist"], 2) // iterations 8 and 9
 			require.Equal(t, losses["torch"], losses["torch_dist"])
-			if fx.name == "dense-optim" { // Adam's betas are the checkpoint's, whatever the flags say
+			if fx.name == "dense-optim" {
+				// The distributed optimizer at DP 1 is Megatron's too: distrib_optim.pt.
+				one := layout{1, "--make-vocab-size-divisible-by 256" + do}
+				save := filepath.Join(dir, "one-torch")
+				run(t, one, "--train-iters", "7", "--save", save, "--load", torchDistFixture(fx.name, "torch_dist"))
+				require.FileExists(t, filepath.Join(save, "iter_0000007", "mp_rank_00", "distrib_optim.pt"))
+				a := iterationLosses(run(t, one, "--train-iters", "9", "--load", torchDistFixture(fx.name, "torch_dist")))
+				require.Equal(t, a, iterationLosses(run(t, one, "--train-iters", "9", "--load", save)))
+
+				// Adam's betas are the checkpoint's, whatever the flags say.
 				out := run(t, fx.saved, "--train-iters", "9", "--adam-beta2", "0.999", "--load", torchDistFixture(fx.name, "torch_dist"))
 				require.Contains(t, out, "> using checkpoint value (0.9, 0.95) for Adam betas (--adam-beta1 0.9 --adam-beta2 0.999)")
 				require.Equal(t, losses["torch_dist"], iterationLosses(out))
