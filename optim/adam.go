@@ -191,7 +191,7 @@ func NewAdamBuckets(be kernels.Backend, params layers.Params, cfg AdamConfig, di
 		start := lay.Offsets[i]
 		o := a.own[0]
 		if a.Distributed {
-			o = a.own[lay.BucketOf(start)]
+			o = a.own[lay.bucketOf(start)]
 		}
 		s, e := max(start, o.Lo), min(start+p.Numel(), o.Hi)
 		if s < e {
@@ -445,7 +445,7 @@ func (a *Adam) Step(lr float64) (gradNorm float64, ok bool, err error) {
 			wd = 0
 		}
 		plr := lr
-		if a.DecoupledLR > 0 && embeddingOrOutput(pc.p) {
+		if a.DecoupledLR > 0 && EmbeddingOrOutput(pc.p) {
 			plr = a.DecoupledLR
 		}
 		a.be.AdamW(pc.param, pc.grad, pc.m, pc.v, kernels.AdamParams{
@@ -609,8 +609,8 @@ func withoutBuffers(params layers.Params, chunks []int) (layers.Params, []int) {
 	return keep, out
 }
 
-// embeddingOrOutput reports whether p is the word embeddings or the output layer (a tied
+// EmbeddingOrOutput reports whether p is the word embeddings or the output layer (a tied
 // copy too): Megatron-Core's is_embedding_or_output_parameter, the --decoupled-lr group.
-func embeddingOrOutput(p *layers.Param) bool {
+func EmbeddingOrOutput(p *layers.Param) bool {
 	return p.Name == "embedding.word_embeddings.weight" || p.Name == "output_layer.weight"
 }

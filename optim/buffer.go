@@ -105,8 +105,8 @@ func (l *Layout) layChunk(params layers.Params, offsets []int, dp, bucketSize in
 	l.Numel = l.Buckets[len(l.Buckets)-1].Hi
 }
 
-// BucketOf is the index of the bucket holding buffer element off.
-func (l Layout) BucketOf(off int) int {
+// bucketOf is the index of the bucket holding buffer element off.
+func (l Layout) bucketOf(off int) int {
 	for b, k := range l.Buckets {
 		if off < k.Hi {
 			return b

@@ -67,7 +67,7 @@ func (a *Adam) EnableOverlap(params layers.Params, bucketSize int, late func(*la
 			o.size = append(o.size, 0)
 		}
 		for i, p := range params {
-			b := lay.BucketOf(lay.Offsets[i])
+			b := lay.bucketOf(lay.Offsets[i])
 			o.bucketOf[p] = b
 			o.size[b]++
 			o.late[b] = o.late[b] && late(p)

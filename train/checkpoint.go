@@ -363,8 +363,7 @@ type paramGroup struct {
 func (c *checkpointer) paramGroups() [][]paramGroup {
 	var parts [2][]paramGroup // dense, expert
 	for i, prm := range c.trainable() {
-		g := paramGroup{wdMult: 1, expert: prm.Expert,
-			decoupled: c.a.DecoupledLR > 0 && (prm.Name == "embedding.word_embeddings.weight" || prm.Name == "output_layer.weight")}
+		g := paramGroup{wdMult: 1, expert: prm.Expert, decoupled: c.a.DecoupledLR > 0 && optim.EmbeddingOrOutput(prm)}
 		if prm.NoWeightDecay {
 			g.wdMult = 0
 		}
@@ -455,9 +454,10 @@ func (c *checkpointer) stateDict(p progress) (*torchpickle.Dict, error) {
 	switch {
 	case c.a.NoSaveOptim:
 	case c.opt.Distributed: // the tensors go to distrib_optim.pt
-		var o any = c.optimizerParts(p, true)[0]
-		if c.hasExperts() { // a ChainedOptimizer's state dict is its optimizers' list
-			o = toAny(c.optimizerParts(p, true))
+		parts := c.optimizerParts(p, true)
+		var o any = parts[0]
+		if len(parts) > 1 { // a ChainedOptimizer's state dict is its optimizers' list
+			o = toAny(parts)
 		}
 		st.Set("optimizer", o)
 	default:
@@ -625,15 +625,13 @@ func (c *checkpointer) gatherDistribOptim() (any, error) {
 		d := torchpickle.NewDict(false)
 		d.Set("buckets_coalesced", true)
 		for i, buckets := range buffers {
-			unpadded := 0
-			for _, k := range buckets {
-				unpadded += k.End - k.Lo
-			}
+			unpadded := c.unpadded(buckets)
 			byName := torchpickle.NewDict(false)
 			for _, name := range []string{"param", "exp_avg", "exp_avg_sq"} {
 				out := tensor.New(tensor.F32, unpadded)
 				at := 0
-				for _, k := range buckets {
+				for _, b := range buckets {
+					k := lay.Buckets[b]
 					at += copy(out.F32()[at:], full[name].F32()[k.Lo:k.End])
 				}
 				byName.Set(name, out)
@@ -651,23 +649,24 @@ func (c *checkpointer) gatherDistribOptim() (any, error) {
 	return parts, nil // a ChainedOptimizer saves its optimizers' list
 }
 
-// distribOptimBuffers lists the buckets of each buffer distrib_optim.pt holds, by
-// optimizer: one optimizer (its buffers are the model chunks'), or, on a rank with
-// experts, Megatron-Core's two (the chunks' dense buckets, then their expert buckets).
-func (c *checkpointer) distribOptimBuffers() [][][]optim.Bucket {
+// distribOptimBuffers lists the buckets (indices into the layout's) of each buffer
+// distrib_optim.pt holds, by optimizer: one optimizer (its buffers are the model chunks'),
+// or, on a rank with experts, Megatron-Core's two (the chunks' dense buckets, then their
+// expert buckets).
+func (c *checkpointer) distribOptimBuffers() [][][]int {
 	lay := c.opt.Buffers().Layout
 	kinds := []bool{false}
 	if c.hasExperts() {
 		kinds = []bool{false, true}
 	}
-	var out [][][]optim.Bucket
+	var out [][][]int
 	for _, expert := range kinds {
-		var buffers [][]optim.Bucket
+		var buffers [][]int
 		for _, ch := range lay.Chunks {
-			var buckets []optim.Bucket
-			for _, k := range lay.Buckets[ch[0]:ch[1]] {
-				if len(kinds) == 1 || k.Expert == expert {
-					buckets = append(buckets, k)
+			var buckets []int
+			for b := ch[0]; b < ch[1]; b++ {
+				if len(kinds) == 1 || lay.Buckets[b].Expert == expert {
+					buckets = append(buckets, b)
 				}
 			}
 			if len(buckets) > 0 {
@@ -677,6 +676,17 @@ func (c *checkpointer) distribOptimBuffers() [][][]optim.Bucket {
 		out = append(out, buffers)
 	}
 	return out
+}
+
+// unpadded is the number of parameter elements in buckets, their end padding left out, as
+// distrib_optim.pt stores a buffer.
+func (c *checkpointer) unpadded(buckets []int) int {
+	n := 0
+	for _, b := range buckets {
+		k := c.opt.Buffers().Layout.Buckets[b]
+		n += k.End - k.Lo
+	}
+	return n
 }
 
 // distribOptimKey keys a buffer's state in distrib_optim.pt as Megatron-Core keys its
@@ -1000,8 +1010,8 @@ func (c *checkpointer) readProgress(root *torchpickle.Dict, args *torchpickle.Na
 }
 
 // loadDist loads a torch_dist checkpoint (Megatron-Core's default format) at any layout:
-// the weights, and the progress unless --finetune. Its optimizer state is not read, so
-// resuming needs --no-load-optim, as Megatron asks when a checkpoint lacks that state.
+// the weights, and unless --finetune the progress and (unless --no-load-optim) the
+// optimizer state.
 func (c *checkpointer) loadDist(loc megatron.Location) (progress, error) {
 	var p progress
 	ck, err := megatron.Open(loc.Dir())
@@ -1221,20 +1231,16 @@ func (c *checkpointer) loadOptimizer(loc megatron.Location, root *torchpickle.Di
 		if len(parts) != len(byOptimizer) {
 			return fmt.Errorf("--load: distrib_optim.pt holds the state of %d optimizers, this rank has %d (dense and expert parameters are optimized apart)", len(parts), len(byOptimizer))
 		}
-		for o, buffers := range byOptimizer {
+		for opt, buffers := range byOptimizer {
 			for i, buckets := range buffers {
-				byDType, _ := dictGetAny(parts[o], int64(i))
+				byDType, _ := dictGetAny(parts[opt], int64(i))
 				byName, ok := c.distribOptimBuffer(byDType)
 				if !ok {
-					return fmt.Errorf("--load: distrib_optim.pt has no buffer %d of %v params and float32 grads (optimizer %d)", i, c.dtype(), o)
-				}
-				want := 0
-				for _, k := range buckets {
-					want += k.End - k.Lo
+					return fmt.Errorf("--load: distrib_optim.pt has no buffer %d of %v params and float32 grads (optimizer %d)", i, c.dtype(), opt)
 				}
 				if v, ok := dictGetAny(byName, "numel_unpadded"); ok {
-					if n, _ := torchpickle.AsInt64(v); int(n) != want {
-						return fmt.Errorf("--load: distrib_optim.pt buffer %d (optimizer %d) holds %d elements, this run lays out %d (saved with another model, layout or bucket size?)", i, o, n, want)
+					if n, _ := torchpickle.AsInt64(v); int(n) != c.unpadded(buckets) {
+						return fmt.Errorf("--load: distrib_optim.pt buffer %d (optimizer %d) holds %d elements, this run lays out %d (saved with another model, layout or bucket size?)", i, opt, n, c.unpadded(buckets))
 					}
 				}
 				for name, dv := range packed {
@@ -1245,8 +1251,8 @@ func (c *checkpointer) loadOptimizer(loc megatron.Location, root *torchpickle.Di
 					}
 					src := t.ToF32()
 					base := 0
-					for _, k := range buckets {
-						o := s.Own[lay.BucketOf(k.Lo)]
+					for _, b := range buckets {
+						k, o := lay.Buckets[b], s.Own[b]
 						for g := o.Lo; g < min(o.Hi, k.End); g++ {
 							if j := base + g - k.Lo; j < len(src) {
 								dv[o.Local+g-o.Lo] = src[j]
@@ -1356,29 +1362,20 @@ func (c *checkpointer) loadPlainOptimizer(part any, groups []paramGroup, trainab
 	return nil
 }
 
-// optimizerScalars restores the Adam step (param_groups[0].step: an int, or a float as
-// torch's own Adam keeps it) and the loss scaler's state from an "optimizer" dict.
+// optimizerScalars restores from an "optimizer" dict the Adam step, Adam's betas and eps,
+// and the loss scaler's state.
 func (c *checkpointer) optimizerScalars(o *torchpickle.Dict, p *progress) {
 	inner, _ := dictGet(o, "optimizer")
-	// Megatron keeps the step in param_groups with the distributed optimizer, and as torch's
-	// Adam does, per parameter (state[0].step, a tensor), without; its torch_dist form of the
-	// latter is state.common_step.
-	var steps []any
+	var group0 any
 	if groups, ok := dictGetAny(inner, "param_groups"); ok {
 		if l, ok := groups.([]any); ok && len(l) > 0 {
-			steps = append(steps, l[0])
+			group0 = l[0]
 		}
-	}
-	if st, ok := dictGet(inner, "state"); ok {
-		first, _ := dictGetAny(st, 0)
-		steps = append(steps, first, st)
 	}
 	// torch's load_state_dict takes every hyperparameter of the saved groups; Megatron's
 	// scheduler then sets lr and weight_decay, so Adam's betas and eps stay the checkpoint's.
-	if len(steps) > 0 {
-		betas, _ := dictGetAny(steps[0], "betas")
-		eps, _ := dictGetAny(steps[0], "eps")
-		if b, ok := betas.(torchpickle.Tuple); ok && len(b) == 2 {
+	if b, ok := dictGetAny(group0, "betas"); ok {
+		if b, ok := b.(torchpickle.Tuple); ok && len(b) == 2 {
 			b1, ok1 := number(b[0])
 			b2, ok2 := number(b[1])
 			if ok1 && ok2 && (b1 != c.opt.Cfg.Beta1 || b2 != c.opt.Cfg.Beta2) {
@@ -1387,16 +1384,23 @@ func (c *checkpointer) optimizerScalars(o *torchpickle.Dict, p *progress) {
 				c.opt.Cfg.Beta1, c.opt.Cfg.Beta2 = b1, b2
 			}
 		}
+	}
+	if eps, ok := dictGetAny(group0, "eps"); ok {
 		if e, ok := number(eps); ok && e != c.opt.Cfg.Eps {
 			c.notes = append(c.notes, fmt.Sprintf(" > using checkpoint value %v for Adam eps (--adam-eps %v), as Megatron's optimizer load does", e, c.opt.Cfg.Eps))
 			c.opt.Cfg.Eps = e
 		}
 	}
-	for _, d := range steps {
-		v, ok := dictGetAny(d, "step")
-		if !ok {
-			v, ok = dictGetAny(d, "common_step")
-		}
+	// Megatron keeps the step in the param groups with the distributed optimizer; without,
+	// as torch's Adam does, per parameter (state[0].step, a tensor), which its torch_dist
+	// form keeps once as state.common_step.
+	state, _ := dictGet(inner, "state")
+	first, _ := dictGetAny(state, 0)
+	for _, at := range []struct {
+		d   any
+		key string
+	}{{group0, "step"}, {first, "step"}, {state, "common_step"}} {
+		v, ok := dictGetAny(at.d, at.key)
 		if f, isNum := number(v); ok && isNum {
 			c.opt.SetStep(int(f))
 			break
@@ -1434,9 +1438,14 @@ func dictGet(v any, k string) (*torchpickle.Dict, bool) {
 	return d, ok && isD
 }
 
+// dictGetAny is v[k] for a dict or namespace v; a missing one (also a nil *Dict, as
+// dictGet returns for an absent key) has no k.
 func dictGetAny(v any, k any) (any, bool) {
 	switch d := v.(type) {
 	case *torchpickle.Dict:
+		if d == nil {
+			return nil, false
+		}
 		return d.Get(k)
 	case *torchpickle.Namespace:
 		if s, ok := k.(string); ok {

@@ -342,14 +342,10 @@ func Chain(i, n int) string {
 }
 
 // optimizerKey finds the stored key of optimizer state name of the tensor stored as key:
-// unprefixed, or under any optimizer chain (ranks with and without experts differ).
+// unprefixed, or under either optimizer of a chain (ranks with and without experts differ).
 func (c *Checkpoint) optimizerKey(name, key string) (string, bool) {
-	for i := -1; i < 8; i++ {
-		k := OptimizerKey(Chain(max(i, 0), 2), name, key)
-		if i < 0 {
-			k = OptimizerKey("", name, key)
-		}
-		if _, ok := c.dist.tensors[k]; ok {
+	for _, chain := range []string{"", Chain(0, 2), Chain(1, 2)} {
+		if k := OptimizerKey(chain, name, key); c.dist.tensors[k] != nil {
 			return k, true
 		}
 	}
