@@ -132,8 +132,7 @@ func (b *Backend) Attention(out, lse, q, k, v *tensor.Tensor, p kernels.AttnPara
 }
 
 // AttentionBackward: D_i = Σ dout_i·out_i into arena scratch, then dq (one warp per query
-// row) and dk, dv (one warp per key row, summing the group's heads). The flash kernel adds
-// dq up atomically in F32: a BF16 dq is summed in F32 scratch and rounded once by gm_cast.
+// row) and dk, dv (one warp per key row, summing the group's heads), or the flash kernel.
 func (b *Backend) AttentionBackward(dq, dk, dv, dout, q, k, v, out, lse *tensor.Tensor, p kernels.AttnParams) {
 	op := "AttentionBackward"
 	g := b.attnCheck(op, q, k, v, out, lse, p, dout, dq, dk, dv)
@@ -156,27 +155,49 @@ func (b *Backend) AttentionBackward(dq, dk, dv, dout, q, k, v, out, lse *tensor.
 		if err := b.dev.launch("gm_attn_bwd_dsum"+sfx(g.dt), warpsGrid(rows), 128, 0, dsum, dout.Ptr, out.Ptr, int64(rows), int32(g.d)); err != nil {
 			return err
 		}
-		if b.flash(g) { // dq takes every key block's share by atomic adds
-			dq32 := dq.Ptr
-			if g.dt == tensor.BF16 {
-				if dq32, err = b.dev.arena.Alloc(uintptr(4 * dq.Numel())); err != nil {
-					return err
-				}
-				defer b.dev.arena.Free(dq32)
-			}
-			if err := b.dev.memset32(dq32, 0, dq.Numel()); err != nil {
-				return err
-			}
-			grid := g.b * g.g * ((g.t + flashRows - 1) / flashRows)
-			if err := b.dev.launch(flashKernel(false, g), grid, 128, 0, dq32, dk.Ptr, dv.Ptr, dout.Ptr, q.Ptr, k.Ptr, v.Ptr, lse.Ptr, dsum, sl, gs, ks); err != nil || dq32 == dq.Ptr {
-				return err
-			}
-			n := dq.Numel() // F32 (kind 0) into BF16 (kind 1)
-			return b.dev.launch("gm_cast", b.grid1D(n), blockSize, 0, dq.Ptr, dq32, int32(0), int32(1), int64(n))
+		if b.flash(g) {
+			return b.flashBackward(g, dq, dk, dv, dout, q, k, v, lse, dsum, sl, gs, ks)
 		}
 		if err := b.dev.launch("gm_attn_bwd_dq"+sfx(g.dt), warpsGrid(rows), 128, 0, dq.Ptr, dout.Ptr, q.Ptr, k.Ptr, v.Ptr, lse.Ptr, dsum, sl, gs, ks); err != nil {
 			return err
 		}
 		return b.dev.launch("gm_attn_bwd_dkv"+sfx(g.dt), warpsGrid(krows), 128, 0, dk.Ptr, dv.Ptr, dout.Ptr, q.Ptr, k.Ptr, v.Ptr, lse.Ptr, dsum, sl, gs, ks)
 	})
+}
+
+// flashBackward runs the flash backward kernel, one block per (batch, head, key block): it
+// adds dq (every key block's share) and dk, dv (every head of a group) atomically in F32,
+// into the outputs themselves when they are F32, else into F32 scratch that gm_cast
+// rounds once into BF16. Runs on the device thread.
+func (b *Backend) flashBackward(g attnGeom, dq, dk, dv, dout, q, k, v, lse *tensor.Tensor, dsum, sl uintptr, gs Struct, ks uintptr) error {
+	outs := []*tensor.Tensor{dq, dk, dv}
+	f32 := make([]uintptr, len(outs))
+	for i, t := range outs {
+		f32[i] = t.Ptr
+		if g.dt == tensor.BF16 {
+			p, err := b.dev.arena.Alloc(uintptr(4 * t.Numel()))
+			if err != nil {
+				return err
+			}
+			defer b.dev.arena.Free(p) // reused only by later work on the same stream
+			f32[i] = p
+		}
+		if err := b.dev.memset32(f32[i], 0, t.Numel()); err != nil {
+			return err
+		}
+	}
+	grid := g.b * g.h * ((g.t + flashRows - 1) / flashRows)
+	if err := b.dev.launch(flashKernel(false, g), grid, 128, 0, f32[0], f32[1], f32[2], dout.Ptr, q.Ptr, k.Ptr, v.Ptr, lse.Ptr, dsum, sl, gs, ks); err != nil {
+		return err
+	}
+	if g.dt != tensor.BF16 {
+		return nil
+	}
+	for i, t := range outs {
+		n := t.Numel() // F32 (kind 0) into BF16 (kind 1)
+		if err := b.dev.launch("gm_cast", b.grid1D(n), blockSize, 0, t.Ptr, f32[i], int32(0), int32(1), int64(n)); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -24,6 +24,9 @@ type Backend struct {
 	// tiling, bf16 products, f32 softmax and sums) for head dims that are multiples of 16 up
 	// to 128; off by default (then, and for other head dims, the simple kernels run, in F32).
 	FlashAttention bool
+	// NoFastFP8Accum turns cuBLASLt's fast FP8 accumulation off in the GEMMs that ask for it
+	// (the forward GEMMs, as Transformer Engine does): slower, with full F32 accumulation.
+	NoFastFP8Accum bool
 
 	lt       uintptr // cublasLtHandle_t
 	ws       uintptr // cuBLASLt workspace

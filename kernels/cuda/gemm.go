@@ -228,6 +228,6 @@ func (b *Backend) GemmFP8TN(p kernels.GemmParams, a, bm, c *tensor.Tensor, fast 
 	if b.dev.CC < 89 || p.M%16 != 0 || p.N%16 != 0 || p.K%16 != 0 || p.Batch > 1 {
 		return false
 	}
-	must(b.GemmFP8(p, a, bm, c, FP8Scales{FastAccum: fast}))
+	must(b.GemmFP8(p, a, bm, c, FP8Scales{FastAccum: fast && !b.NoFastFP8Accum}))
 	return true
 }

@@ -61,6 +61,9 @@ func opsVsCPU(t *testing.T, g *Backend, act tensor.DType) {
 			e.c.Axpy(y.h, 1.7, x.h)
 			e.g.Axpy(y.d, 1.7, x.d)
 			e.check("Axpy", y, e.actTol(tolF32))
+			// Axpy's y may differ in the last bit (the GPU fuses the multiply-add): Add and
+			// Mul, which must be exact, start from the same y on both sides.
+			e.g.Upload(y.d, y.h)
 			e.c.Add(o.h, x.h, y.h)
 			e.g.Add(o.d, x.d, y.d)
 			e.check("Add", o, 0)
@@ -446,31 +449,50 @@ func gemmVsCPU(t *testing.T, g *Backend) {
 	e.checkBits("K = 0 into BF16 C", c)
 }
 
-// TestGemmFP8: cuBLASLt's TN FP8 path with device-pointer scales against the CPU backend's
-// exact FP8 GEMM with the scales folded into Alpha.
+// TestGemmFP8: cuBLASLt's TN FP8 path against the CPU backend's exact FP8 GEMM with the
+// scales folded into Alpha, for every input pair, D in BF16 and F32, the scales as device
+// pointers or in Alpha, with and without fast accumulation. Every combination is tried
+// and reported (a failing one does not hide the others' results).
 func gemmFP8(t *testing.T, g *Backend) {
 	e := newEnv(t, g)
 	if e.g.dev.CC < 89 {
 		t.Skipf("FP8 GEMM needs sm_89 or newer, have sm_%d", e.g.dev.CC)
 	}
+	m, n, k := 128, 256, 512
+	as, bs := float32(0.5), float32(0.125)
+	scales := e.device(tensor.FromF32([]float32{as, bs}, 2))
 	for _, dts := range [][2]tensor.DType{{tensor.F8E4M3, tensor.F8E4M3}, {tensor.F8E4M3, tensor.F8E5M2}, {tensor.F8E5M2, tensor.F8E4M3}} {
-		for _, fast := range []bool{false, true} {
-			m, n, k := 128, 256, 512
-			p := kernels.GemmParams{TransB: true, M: m, N: n, K: k, Alpha: 1}
-			a, bm := e.randn(dts[0], 4, m, k), e.randn(dts[1], 4, n, k)
-			as, bs := float32(0.5), float32(0.125)
-			scales := e.device(tensor.FromF32([]float32{as, bs}, 2))
-			dOut := e.out(tensor.BF16, m, n)
-			want := tensor.New(tensor.F32, m, n)
-			pc := p
-			pc.Alpha = as * bs
-			e.c.Gemm(pc, a.h, bm.h, want)
-			require.NoError(t, e.g.GemmFP8(p, a.d, bm.d, dOut.d, FP8Scales{AScale: scales.Ptr, BScale: scales.Ptr + 4, FastAccum: fast}))
-			tol := 1e-2 // D is rounded to BF16
-			tensor.ConvertFromF32(dOut.h, want.F32())
-			e.check(fmt.Sprintf("%v×%v fast=%v", dts[0], dts[1], fast), dOut, tol)
+		a, bm := e.randn(dts[0], 4, m, k), e.randn(dts[1], 4, n, k)
+		want := tensor.New(tensor.F32, m, n)
+		e.c.Gemm(kernels.GemmParams{TransB: true, M: m, N: n, K: k, Alpha: as * bs}, a.h, bm.h, want)
+		for _, dOut := range []tensor.DType{tensor.BF16, tensor.F32} {
+			for _, ptrs := range []bool{true, false} {
+				for _, fast := range []bool{false, true} {
+					name := fmt.Sprintf("%v×%v→%v scale-pointers=%v fast=%v", dts[0], dts[1], dOut, ptrs, fast)
+					p := kernels.GemmParams{TransB: true, M: m, N: n, K: k, Alpha: 1}
+					sc := FP8Scales{AScale: scales.Ptr, BScale: scales.Ptr + 4, FastAccum: fast}
+					if !ptrs {
+						p.Alpha, sc.AScale, sc.BScale = as*bs, 0, 0
+					}
+					d := e.out(dOut, m, n)
+					if err := e.g.GemmFP8(p, a.d, bm.d, d.d, sc); err != nil {
+						t.Errorf("%s: %v", name, err)
+						continue
+					}
+					tol := 1e-5
+					if dOut == tensor.BF16 {
+						tol = 1e-2 // D is rounded to BF16
+					}
+					if fast {
+						tol = max(tol, 1e-2) // fast accumulation keeps fewer bits
+					}
+					tensor.ConvertFromF32(d.h, want.F32())
+					t.Run(name, func(t *testing.T) { e.t = t; e.check(name, d, tol) })
+				}
+			}
 		}
 	}
+	e.t = t
 	err := e.g.GemmFP8(kernels.GemmParams{M: 16, N: 16, K: 16}, e.randn(tensor.F8E4M3, 1, 16, 16).d, e.randn(tensor.F8E4M3, 1, 16, 16).d, e.out(tensor.F32, 16, 16).d, FP8Scales{})
 	require.ErrorContains(t, err, "TN")
 }

@@ -122,16 +122,24 @@ func (b *Backend) Mul(out, x, y *tensor.Tensor) {
 	b.elem("gm_mul"+sfx(dt), out.Numel(), out.Ptr, x.Ptr, y.Ptr, int64(out.Numel()))
 }
 
-// SumSquares returns Σ x², accumulated in float64 on the device (block partial sums added
-// atomically, so the last bits may vary between runs).
+// SumSquares returns Σ x², accumulated in float64 on the device: block partial sums into
+// scratch, then added in a fixed order, so the result repeats bit for bit.
 func (b *Backend) SumSquares(x *tensor.Tensor) float64 {
 	dt := b.acts("SumSquares", x)
 	var out [8]byte
+	if x.Numel() == 0 {
+		return 0
+	}
+	nb := b.grid1D(x.Numel())
+	part := b.scratch + 8
+	if uintptr(8+8*nb) > b.scratchN {
+		panic(fmt.Sprintf("cuda.SumSquares: %d partial sums overflow the %d-byte scratch", nb, b.scratchN))
+	}
 	b.run(func() error {
-		if err := b.dev.memset8(b.scratch, 0, 8); err != nil {
+		if err := b.dev.launch("gm_sumsq"+sfx(dt), nb, blockSize, 0, part, x.Ptr, int64(x.Numel())); err != nil {
 			return err
 		}
-		if err := b.dev.launch("gm_sumsq"+sfx(dt), b.grid1D(x.Numel()), blockSize, 0, b.scratch, x.Ptr, int64(x.Numel())); err != nil {
+		if err := b.dev.launch("gm_sumsq_finish", 1, blockSize, 0, b.scratch, part, int32(nb)); err != nil {
 			return err
 		}
 		return b.dev.download(out[:], b.scratch)

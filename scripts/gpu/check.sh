@@ -35,6 +35,8 @@ export GOMEGATRON_CUDA_LIB_DIRS=${LIBDIRS:-${GOMEGATRON_CUDA_LIB_DIRS:-}} # a pr
 export LD_LIBRARY_PATH=${LIBDIRS}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 export GOMEGATRON_CUBIN_CACHE=${GOMEGATRON_CUBIN_CACHE:-/tmp/gomegatron-cubin}
 export GOMEGATRON_CUDA_ARENA_MB=${GOMEGATRON_CUDA_ARENA_MB:-16384}
+# cuBLASLt says why it refuses a matmul (level 1: errors only) into the step's log.
+export CUBLASLT_LOG_LEVEL=${CUBLASLT_LOG_LEVEL:-1}
 
 # step NAME SECONDS DIR CMD...: run CMD in DIR (when DIR exists) with a hard time limit,
 # log to $R/NAME.log, keep the status. Tests run in their package folder when the source

@@ -258,8 +258,9 @@ GM_KERNEL gm_attn_bwd_dkv_bf16(u16* dk, u16* dv, const u16* dout, const u16* q, 
 // FlashAttention-2's tiling with mma.m16n8k16: q, k, v, the probabilities P, dout and dS are
 // rounded to bf16 for the products; scores, the online softmax, lse and every sum stay f32.
 // BF16 q, k, v and dout are bf16 already and go into the tiles as they are; out, dk and dv
-// are stored through st; dq stays F32 (atomic adds: AttentionBackward rounds a BF16 dq from
-// an F32 scratch).
+// are stored through st. The softmax runs in base 2 (ex2 of scores pre-multiplied by
+// log2 e; lse converted back), and a tile that every row of a thread sees whole (no ALiBi)
+// skips the per-element masking.
 // Head dim D: a multiple of 16, at most FA_MAXD (the _d64 kernels: at most 64). Same masking, ALiBi and empty-row rules as
 // the simple kernels above (attn_score, key_range, query_range, key_start). With keystart, the
 // forward skips the key tiles below every row's first visible key and the backward the query
@@ -268,7 +269,10 @@ GM_KERNEL gm_attn_bwd_dkv_bf16(u16* dk, u16* dv, const u16* dout, const u16* q, 
 #define FA_MAXD 128
 #define FA_BQ 64 // forward: query rows per block (4 warps × 16)
 #define FA_BK 64 // keys per tile
-#define FB_BQ 16 // backward: query rows per step
+#define FB_BQ 32 // backward: query rows per step
+#define FA_PAD 8 // shared-memory row padding (u16): rows 16-byte aligned, fragment reads conflict-free
+#define LOG2E 1.44269504088896341f
+#define LN2 0.693147180559945309f
 
 GM_DEV unsigned pack_bf16(float lo, float hi) { return (unsigned)f32_to_bf16(lo) | ((unsigned)f32_to_bf16(hi) << 16); }
 GM_DEV unsigned pack_u16(u16 lo, u16 hi) { return (unsigned)lo | ((unsigned)hi << 16); }
@@ -279,11 +283,43 @@ GM_DEV float neg_inf() { return u2f(0xff800000u); }
 GM_DEV u16 bf16_at(const float* p, i64 i) { return f32_to_bf16(p[i]); }
 GM_DEV u16 bf16_at(const u16* p, i64 i) { return p[i]; }
 
-// Loads rows [r0, r0+n) of a [rows, D] matrix into a bf16 tile [n][D] (zeros past rows).
-template <typename T> GM_DEV void fa_load_tile(u16* dst, const T* src, int r0, int n, int rows, int D) {
-	for (int e = (int)tid_x(); e < n * D; e += (int)ntid_x()) {
-		int r = r0 + e / D;
-		dst[e] = r < rows ? bf16_at(src, (i64)r * D + e % D) : (u16)0;
+struct __attribute__((aligned(16))) u32x4 { unsigned x, y, z, w; };
+struct __attribute__((aligned(16))) f32x4 { float x, y, z, w; };
+
+// Eight consecutive elements at p (16-byte aligned for BF16, 32 for F32) as four bf16 pairs.
+GM_DEV u32x4 ld8_bf16(const u16* p) { return *(const u32x4*)p; }
+GM_DEV u32x4 ld8_bf16(const float* p) {
+	f32x4 a = ((const f32x4*)p)[0], b = ((const f32x4*)p)[1];
+	u32x4 r = {pack_bf16(a.x, a.y), pack_bf16(a.z, a.w), pack_bf16(b.x, b.y), pack_bf16(b.z, b.w)};
+	return r;
+}
+GM_DEV bool aligned32(const void* p) { return ((u64)p & 31u) == 0; }
+
+// Loads rows [r0, r0+n) of a [rows, D] matrix as bf16 into a tile with row stride ld (u16;
+// zeros past rows), and when tr is set also its transpose into tr (row stride ldt: tr[c·ldt
+// + r] = x[r][c]). vec: the matrix base is 32-byte aligned, so rows of D (a multiple of 16)
+// load as 16-byte vectors; else element by element.
+template <typename T>
+GM_DEV void fa_tile(u16* dst, int ld, u16* tr, int ldt, const T* src, int r0, int n, int rows, int D, bool vec) {
+	int cpr = D >> 3; // 8-element chunks per row
+	for (int e = (int)tid_x(); e < n * cpr; e += (int)ntid_x()) {
+		int r = e / cpr, c = (e - r * cpr) << 3;
+		u32x4 x = {0u, 0u, 0u, 0u};
+		if (r0 + r < rows) {
+			const T* p = src + (i64)(r0 + r) * D + c;
+			if (vec) x = ld8_bf16(p);
+			else x = {pack_u16(bf16_at(p, 0), bf16_at(p, 1)), pack_u16(bf16_at(p, 2), bf16_at(p, 3)),
+			          pack_u16(bf16_at(p, 4), bf16_at(p, 5)), pack_u16(bf16_at(p, 6), bf16_at(p, 7))};
+		}
+		if (dst) *(u32x4*)(dst + r * ld + c) = x;
+		if (tr) {
+			unsigned w[4] = {x.x, x.y, x.z, x.w};
+#pragma unroll
+			for (int k = 0; k < 4; k++) {
+				tr[(c + 2 * k) * ldt + r] = (u16)(w[k] & 0xffffu);
+				tr[(c + 2 * k + 1) * ldt + r] = (u16)(w[k] >> 16);
+			}
+		}
 	}
 }
 
@@ -293,12 +329,14 @@ GM_DEV int warp_min_i(int v) {
 }
 
 // One block: FA_BQ query rows of one (b, h); warp w owns rows 16w..16w+15, lane rows
-// r0 = 16w + g and r1 = r0 + 8. Keys stream through shared memory FA_BK at a time.
+// r0 = 16w + g and r1 = r0 + 8. Keys stream through shared memory FA_BK at a time: K as
+// rows (the B operand of Q·Kᵀ reads pairs along d), V transposed (P·V reads pairs along keys).
 template <int MAXD, typename T>
 GM_DEV void flash_fwd(T* out, float* lse, const T* q, const T* k, const T* v, const float* slopes, AttnGeom g,
                       const int* keystart) {
-	__shared__ u16 ks[FA_BK * MAXD];
-	__shared__ u16 vs[FA_BK * MAXD];
+	const int LDK = MAXD + FA_PAD, LDV = FA_BK + FA_PAD;
+	__shared__ __attribute__((aligned(16))) u16 ks[FA_BK * (MAXD + FA_PAD)];
+	__shared__ __attribute__((aligned(16))) u16 vt[MAXD * (FA_BK + FA_PAD)];
 	__shared__ int wlo[FA_BQ / 16];
 	const int D = g.D, nkc = D / 16, ndt = D / 8;
 	int nqb = (g.S + FA_BQ - 1) / FA_BQ;
@@ -308,6 +346,7 @@ GM_DEV void flash_fwd(T* out, float* lse, const T* q, const T* k, const T* v, co
 	const T* kb = k + ((i64)b * g.G + grp) * g.T * D;
 	const T* vb = v + ((i64)b * g.G + grp) * g.T * D;
 	const T* qh = q + bh * g.S * D;
+	bool vec = aligned32(k) && aligned32(v);
 	float slope = slopes ? slopes[h] : 0.0f;
 	int lane = (int)lane_id(), gq = lane >> 2, tq = lane & 3;
 	int r0 = qb * FA_BQ + (int)warp_id() * 16 + gq, r1 = r0 + 8;
@@ -333,6 +372,9 @@ GM_DEV void flash_fwd(T* out, float* lse, const T* q, const T* k, const T* v, co
 		for (int w = 1; w < FA_BQ / 16; w++) m = min_i(m, wlo[w]);
 		jlo = max_i(jlo, m);
 	}
+	// Both of this lane's rows see every key of [flo, fhi): tiles inside skip the masking.
+	int flo = max_i(lo0, lo1), fhi = min_i(hi0, hi1);
+	float sl2 = g.scale * LOG2E;
 
 	unsigned qa[MAXD / 16][4];
 #pragma unroll
@@ -352,18 +394,18 @@ GM_DEV void flash_fwd(T* out, float* lse, const T* q, const T* k, const T* v, co
 	float o[MAXD / 8][4];
 #pragma unroll
 	for (int dt = 0; dt < MAXD / 8; dt++) o[dt][0] = o[dt][1] = o[dt][2] = o[dt][3] = 0.0f;
-	float m0 = neg_inf(), m1 = neg_inf(), l0 = 0.0f, l1 = 0.0f;
+	float m0 = neg_inf(), m1 = neg_inf(), l0 = 0.0f, l1 = 0.0f; // m in log2 units
 
 	for (int j0 = jlo - jlo % FA_BK; j0 < jhi; j0 += FA_BK) {
 		sync_threads();
-		fa_load_tile(ks, kb, j0, FA_BK, g.T, D);
-		fa_load_tile(vs, vb, j0, FA_BK, g.T, D);
+		fa_tile(ks, LDK, (u16*)0, 0, kb, j0, FA_BK, g.T, D, vec);
+		fa_tile((u16*)0, 0, vt, LDV, vb, j0, FA_BK, g.T, D, vec);
 		sync_threads();
 		float s[FA_BK / 8][4];
 #pragma unroll
 		for (int nt = 0; nt < FA_BK / 8; nt++) {
 			s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
-			const u16* kr = ks + (nt * 8 + gq) * D + 2 * tq;
+			const u16* kr = ks + (nt * 8 + gq) * LDK + 2 * tq;
 #pragma unroll
 			for (int kc = 0; kc < MAXD / 16; kc++) {
 				if (kc >= nkc) continue;
@@ -372,33 +414,42 @@ GM_DEV void flash_fwd(T* out, float* lse, const T* q, const T* k, const T* v, co
 			}
 		}
 		float mx0 = neg_inf(), mx1 = neg_inf();
+		if (slope == 0.0f && j0 >= flo && j0 + FA_BK <= fhi) {
 #pragma unroll
-		for (int nt = 0; nt < FA_BK / 8; nt++)
-			for (int e = 0; e < 4; e++) {
-				int j = j0 + nt * 8 + 2 * tq + (e & 1);
-				bool top = e < 2;
-				bool ok = top ? (j >= lo0 && j < hi0) : (j >= lo1 && j < hi1);
-				float sc = ok ? attn_score(s[nt][e], g, slope, j) : neg_inf();
-				s[nt][e] = sc;
-				if (top) mx0 = max_nan(mx0, sc);
-				else mx1 = max_nan(mx1, sc);
+			for (int nt = 0; nt < FA_BK / 8; nt++) {
+				for (int e = 0; e < 4; e++) s[nt][e] *= sl2;
+				mx0 = max_nan(mx0, max_nan(s[nt][0], s[nt][1]));
+				mx1 = max_nan(mx1, max_nan(s[nt][2], s[nt][3]));
 			}
+		} else {
+#pragma unroll
+			for (int nt = 0; nt < FA_BK / 8; nt++)
+				for (int e = 0; e < 4; e++) {
+					int j = j0 + nt * 8 + 2 * tq + (e & 1);
+					bool top = e < 2;
+					bool ok = top ? (j >= lo0 && j < hi0) : (j >= lo1 && j < hi1);
+					float sc = ok ? attn_score(s[nt][e], g, slope, j) * LOG2E : neg_inf();
+					s[nt][e] = sc;
+					if (top) mx0 = max_nan(mx0, sc);
+					else mx1 = max_nan(mx1, sc);
+				}
+		}
 		for (int mk = 1; mk < 4; mk <<= 1) {
 			mx0 = max_nan(mx0, shfl_xor_f(mx0, mk));
 			mx1 = max_nan(mx1, shfl_xor_f(mx1, mk));
 		}
 		float mn0 = max_nan(m0, mx0), mn1 = max_nan(m1, mx1);
 		// A row that has seen no key yet keeps m = −Inf: nothing to rescale, every p is 0.
-		float c0 = mn0 == neg_inf() ? 1.0f : exp_f(m0 - mn0), c1 = mn1 == neg_inf() ? 1.0f : exp_f(m1 - mn1);
+		float c0 = mn0 == neg_inf() ? 1.0f : ex2_approx(m0 - mn0), c1 = mn1 == neg_inf() ? 1.0f : ex2_approx(m1 - mn1);
 		float base0 = mn0 == neg_inf() ? 0.0f : mn0, base1 = mn1 == neg_inf() ? 0.0f : mn1;
 		l0 *= c0;
 		l1 *= c1;
 #pragma unroll
 		for (int nt = 0; nt < FA_BK / 8; nt++) {
-			s[nt][0] = exp_f(s[nt][0] - base0);
-			s[nt][1] = exp_f(s[nt][1] - base0);
-			s[nt][2] = exp_f(s[nt][2] - base1);
-			s[nt][3] = exp_f(s[nt][3] - base1);
+			s[nt][0] = ex2_approx(s[nt][0] - base0);
+			s[nt][1] = ex2_approx(s[nt][1] - base0);
+			s[nt][2] = ex2_approx(s[nt][2] - base1);
+			s[nt][3] = ex2_approx(s[nt][3] - base1);
 			l0 += s[nt][0] + s[nt][1];
 			l1 += s[nt][2] + s[nt][3];
 			if (g.dthr > 0.0f) // dropout on P for the V product (the normaliser keeps all)
@@ -418,11 +469,11 @@ GM_DEV void flash_fwd(T* out, float* lse, const T* q, const T* k, const T* v, co
 		for (int kc = 0; kc < FA_BK / 16; kc++) {
 			unsigned pa[4] = {pack_bf16(s[2 * kc][0], s[2 * kc][1]), pack_bf16(s[2 * kc][2], s[2 * kc][3]),
 			                  pack_bf16(s[2 * kc + 1][0], s[2 * kc + 1][1]), pack_bf16(s[2 * kc + 1][2], s[2 * kc + 1][3])};
-			const u16* vr = vs + (kc * 16 + 2 * tq) * D + gq;
+			const u16* vr = vt + gq * LDV + kc * 16 + 2 * tq;
 #pragma unroll
 			for (int dt = 0; dt < MAXD / 8; dt++) {
 				if (dt >= ndt) continue;
-				unsigned bb[2] = {pack_u16(vr[dt * 8], vr[D + dt * 8]), pack_u16(vr[8 * D + dt * 8], vr[9 * D + dt * 8])};
+				unsigned bb[2] = {ld_pair(vr + dt * 8 * LDV), ld_pair(vr + dt * 8 * LDV + 8)};
 				mma_bf16_16816(o[dt], pa, bb);
 			}
 		}
@@ -447,40 +498,63 @@ GM_DEV void flash_fwd(T* out, float* lse, const T* q, const T* k, const T* v, co
 		}
 	}
 	if (tq == 0) {
-		if (r0 < g.S) lse[bh * g.S + r0] = l0 == 0.0f ? neg_inf() : m0 + log_f(l0);
-		if (r1 < g.S) lse[bh * g.S + r1] = l1 == 0.0f ? neg_inf() : m1 + log_f(l1);
+		if (r0 < g.S) lse[bh * g.S + r0] = l0 == 0.0f ? neg_inf() : (m0 + lg2_approx(l0)) * LN2;
+		if (r1 < g.S) lse[bh * g.S + r1] = l1 == 0.0f ? neg_inf() : (m1 + lg2_approx(l1)) * LN2;
 	}
 }
 
-// One block: FA_BK keys of one (b, group); warp w owns keys 16w..16w+15 (lane rows
-// k0 = 16w + g, k1 = k0 + 8) and accumulates their dk and dv over the group's heads and
-// every query that sees them, FB_BQ queries at a time. dq (zeroed first) gets each key
-// block's share with atomic adds. dsum[row] = Σ_d dout·out (gm_attn_bwd_dsum_f32).
+// One block: FA_BK keys of one (b, h); warp w owns keys 16w..16w+15 (lane rows k0 = 16w + g,
+// k1 = k0 + 8) and accumulates their dk and dv over every query that sees them, FB_BQ
+// queries at a time, then adds them into the F32 dk32, dv32 [B, G, T, D] (zeroed first:
+// the group's heads meet there). dq (F32, zeroed first) gets each key block's share with
+// atomic adds. dsum[row] = Σ_d dout·out (gm_attn_bwd_dsum). V's fragments stay in registers
+// for the whole block; K's rows in shared memory serve Sᵀ = K·Qᵀ and dq = dS·K.
 template <int MAXD, typename T>
-GM_DEV void flash_bwd(float* dq, T* dk, T* dv, const T* dout, const T* q, const T* k, const T* v, const float* lse,
-                      const float* dsum, const float* slopes, AttnGeom g, const int* keystart) {
-	__shared__ u16 ks[FA_BK * MAXD];
-	__shared__ u16 vs[FA_BK * MAXD];
-	__shared__ u16 qs[FB_BQ * MAXD];
-	__shared__ u16 dos[FB_BQ * MAXD];
-	__shared__ u16 dss[FB_BQ * FA_BK];
+GM_DEV void flash_bwd(float* dq, float* dk32, float* dv32, const T* dout, const T* q, const T* k, const T* v,
+                      const float* lse, const float* dsum, const float* slopes, AttnGeom g, const int* keystart) {
+	const int LDK = MAXD + FA_PAD, LDS = FA_BK + FA_PAD;
+	__shared__ __attribute__((aligned(16))) u16 ks[FA_BK * (MAXD + FA_PAD)];
+	__shared__ __attribute__((aligned(16))) u16 qs[FB_BQ * (MAXD + FA_PAD)];
+	__shared__ __attribute__((aligned(16))) u16 dos[FB_BQ * (MAXD + FA_PAD)];
+	__shared__ __attribute__((aligned(16))) u16 dss[FB_BQ * (FA_BK + FA_PAD)];
 	__shared__ float lsh[FB_BQ], dsh[FB_BQ];
 	__shared__ int ksh[FB_BQ];
 	__shared__ int live; // the last step with a query that sees a key of this block
 	const int D = g.D, nkc = D / 16, ndt = D / 8;
 	int nkb = (g.T + FA_BK - 1) / FA_BK;
 	int kbi = (int)(ctaid_x() % (unsigned)nkb);
-	i64 bg = ctaid_x() / (unsigned)nkb;
-	int grp = (int)(bg % g.G), b = (int)(bg / g.G), rep = g.H / g.G;
+	i64 bh = ctaid_x() / (unsigned)nkb;
+	int h = (int)(bh % g.H), b = (int)(bh / g.H), rep = g.H / g.G, grp = h / rep;
+	i64 bg = (i64)b * g.G + grp;
 	int lane = (int)lane_id(), w = (int)warp_id(), gq = lane >> 2, tq = lane & 3;
 	int jb = kbi * FA_BK, kl0 = w * 16 + gq, kl1 = kl0 + 8; // local key rows
 	int j0 = jb + kl0, j1 = jb + kl1;
-	fa_load_tile(ks, k + bg * g.T * D, jb, FA_BK, g.T, D);
-	fa_load_tile(vs, v + bg * g.T * D, jb, FA_BK, g.T, D);
+	const T* kb = k + bg * g.T * D;
+	const T* vb = v + bg * g.T * D;
+	const T* qh = q + bh * g.S * D;
+	const T* gh = dout + bh * g.S * D;
+	bool vec = aligned32(k) && aligned32(q) && aligned32(dout);
+	fa_tile(ks, LDK, (u16*)0, 0, kb, jb, FA_BK, g.T, D, vec);
+	unsigned va[MAXD / 16][4]; // V's rows kl0, kl1 as the A operand of dPᵀ = V·doutᵀ
+#pragma unroll
+	for (int kc = 0; kc < MAXD / 16; kc++) {
+		if (kc >= nkc) continue;
+		int c = kc * 16 + 2 * tq;
+		u16 x[8];
+		for (int e = 0; e < 8; e++) {
+			int j = (e & 2) ? j1 : j0, cc = c + (e & 1) + ((e & 4) ? 8 : 0);
+			x[e] = j < g.T ? bf16_at(vb, (i64)j * D + cc) : (u16)0;
+		}
+		va[kc][0] = pack_u16(x[0], x[1]);
+		va[kc][1] = pack_u16(x[2], x[3]);
+		va[kc][2] = pack_u16(x[4], x[5]);
+		va[kc][3] = pack_u16(x[6], x[7]);
+	}
 	int jlast = jb + FA_BK - 1 < g.T ? jb + FA_BK - 1 : g.T - 1, ilo, ihi, t0, t1;
 	query_range(g, jb, &ilo, &t0);
 	query_range(g, jlast, &t1, &ihi);
 	if (tid_x() == 0) live = -1; // read after the loop's first barrier
+	float slope = slopes ? slopes[h] : 0.0f, sl2 = g.scale * LOG2E;
 	int step = 0;
 
 	float adk[MAXD / 8][4], adv[MAXD / 8][4];
@@ -488,115 +562,129 @@ GM_DEV void flash_bwd(float* dq, T* dk, T* dv, const T* dout, const T* q, const 
 	for (int dt = 0; dt < MAXD / 8; dt++)
 		for (int e = 0; e < 4; e++) adk[dt][e] = adv[dt][e] = 0.0f;
 
-	for (int h = grp * rep; h < (grp + 1) * rep; h++) {
-		float slope = slopes ? slopes[h] : 0.0f;
-		i64 row0 = ((i64)b * g.H + h) * g.S;
-		for (int i0 = ilo - ilo % FB_BQ; i0 < ihi; i0 += FB_BQ, step++) {
-			sync_threads();
-			fa_load_tile(qs, q + row0 * D, i0, FB_BQ, g.S, D);
-			fa_load_tile(dos, dout + row0 * D, i0, FB_BQ, g.S, D);
-			for (int e = (int)tid_x(); e < FB_BQ; e += (int)ntid_x()) {
-				bool in = i0 + e < g.S;
-				lsh[e] = in ? lse[row0 + i0 + e] : neg_inf();
-				dsh[e] = in ? dsum[row0 + i0 + e] : 0.0f;
-				ksh[e] = in ? key_start(keystart, g, b, i0 + e) : 0;
-				if (in && lsh[e] != neg_inf() && ksh[e] <= jlast) live = step;
+	i64 row0 = bh * g.S;
+	for (int i0 = ilo - ilo % FB_BQ; i0 < ihi; i0 += FB_BQ, step++) {
+		sync_threads();
+		fa_tile(qs, LDK, (u16*)0, 0, qh, i0, FB_BQ, g.S, D, vec);
+		fa_tile(dos, LDK, (u16*)0, 0, gh, i0, FB_BQ, g.S, D, vec);
+		for (int e = (int)tid_x(); e < FB_BQ; e += (int)ntid_x()) {
+			bool in = i0 + e < g.S;
+			lsh[e] = in ? lse[row0 + i0 + e] : neg_inf();
+			dsh[e] = in ? dsum[row0 + i0 + e] : 0.0f;
+			ksh[e] = in ? key_start(keystart, g, b, i0 + e) : 0;
+			if (in && lsh[e] != neg_inf() && ksh[e] <= jlast) live = step;
+		}
+		sync_threads();
+		if (live != step) continue; // every P and dS of the tile is 0 (the next barrier orders the writes)
+		// Sᵀ = K Qᵀ and dPᵀ = V doutᵀ for this warp's 16 keys × FB_BQ queries.
+		float pt[FB_BQ / 8][4], dpt[FB_BQ / 8][4];
+#pragma unroll
+		for (int nt = 0; nt < FB_BQ / 8; nt++) {
+#pragma unroll
+			for (int e = 0; e < 4; e++) pt[nt][e] = dpt[nt][e] = 0.0f;
+			const u16* qr = qs + (nt * 8 + gq) * LDK + 2 * tq;
+			const u16* gr = dos + (nt * 8 + gq) * LDK + 2 * tq;
+#pragma unroll
+			for (int kc = 0; kc < MAXD / 16; kc++) {
+				if (kc >= nkc) continue;
+				int c = kc * 16 + 2 * tq;
+				unsigned ka[4] = {ld_pair(ks + kl0 * LDK + c), ld_pair(ks + kl1 * LDK + c), ld_pair(ks + kl0 * LDK + c + 8),
+				                  ld_pair(ks + kl1 * LDK + c + 8)};
+				unsigned qb2[2] = {ld_pair(qr + kc * 16), ld_pair(qr + kc * 16 + 8)};
+				unsigned gb2[2] = {ld_pair(gr + kc * 16), ld_pair(gr + kc * 16 + 8)};
+				mma_bf16_16816(pt[nt], ka, qb2);
+				mma_bf16_16816(dpt[nt], va[kc], gb2);
 			}
-			sync_threads();
-			if (live != step) continue; // every P and dS of the tile is 0 (the next barrier orders the writes)
-			// Sᵀ = K Qᵀ and dPᵀ = V doutᵀ for this warp's 16 keys × FB_BQ queries.
-			float pt[FB_BQ / 8][4], dpt[FB_BQ / 8][4];
+		}
+		// Every query of the tile sees every key of the block (no ALiBi, documents or empty
+		// rows): P = 2^(s·scale·log2 e − lse·log2 e) without the per-element masking.
+		int ilast = i0 + FB_BQ - 1, flo = 0, fhi = 0, u0, u1;
+		bool full = slope == 0.0f && !keystart && ilast < g.S;
+		if (full) {
+			key_range(g, ilast, &flo, &u0);
+			key_range(g, i0, &u1, &fhi);
+			full = jb >= flo && jb + FA_BK <= fhi;
+		}
+		// Pᵀ and dSᵀ = Pᵀ ⊙ (dPᵀ − dsum); element e: key (e < 2 ? j0 : j1), query i0 + 8nt + 2t + e%2.
 #pragma unroll
-			for (int nt = 0; nt < FB_BQ / 8; nt++) {
-				for (int e = 0; e < 4; e++) pt[nt][e] = dpt[nt][e] = 0.0f;
-				const u16* qr = qs + (nt * 8 + gq) * D + 2 * tq;
-				const u16* gr = dos + (nt * 8 + gq) * D + 2 * tq;
+		for (int nt = 0; nt < FB_BQ / 8; nt++)
 #pragma unroll
-				for (int kc = 0; kc < MAXD / 16; kc++) {
-					if (kc >= nkc) continue;
-					int c = kc * 16 + 2 * tq;
-					unsigned ka[4] = {ld_pair(ks + kl0 * D + c), ld_pair(ks + kl1 * D + c), ld_pair(ks + kl0 * D + c + 8),
-					                  ld_pair(ks + kl1 * D + c + 8)};
-					unsigned va[4] = {ld_pair(vs + kl0 * D + c), ld_pair(vs + kl1 * D + c), ld_pair(vs + kl0 * D + c + 8),
-					                  ld_pair(vs + kl1 * D + c + 8)};
-					unsigned qb2[2] = {ld_pair(qr + kc * 16), ld_pair(qr + kc * 16 + 8)};
-					unsigned gb2[2] = {ld_pair(gr + kc * 16), ld_pair(gr + kc * 16 + 8)};
-					mma_bf16_16816(pt[nt], ka, qb2);
-					mma_bf16_16816(dpt[nt], va, gb2);
+			for (int e = 0; e < 4; e++) {
+				int il = nt * 8 + 2 * tq + (e & 1), i = i0 + il, j = e < 2 ? j0 : j1;
+				float p = 0.0f;
+				if (full) p = ex2_approx(pt[nt][e] * sl2 - lsh[il] * LOG2E);
+				else if (i < g.S && j < g.T && lsh[il] != neg_inf()) {
+					int lo, hi;
+					key_range(g, i, &lo, &hi);
+					if (j >= max_i(lo, ksh[il]) && j < hi)
+						p = ex2_approx((attn_score(pt[nt][e], g, slope, j) - lsh[il]) * LOG2E);
 				}
+				float kf = p == 0.0f ? 0.0f : attn_drop(g, b, h, i, j);
+				pt[nt][e] = p * kf; // P̃ for dv
+				dpt[nt][e] = p * (kf * dpt[nt][e] - dsh[il]);
+				dss[il * LDS + (e < 2 ? kl0 : kl1)] = f32_to_bf16(dpt[nt][e]);
 			}
-			// Pᵀ and dSᵀ = Pᵀ ⊙ (dPᵀ − dsum); element e: key (e < 2 ? j0 : j1), query i0 + 8nt + 2t + e%2.
+		// dv += Pᵀ dout, dk += dSᵀ q (scaled at the end): A from the C fragments above, 16
+		// queries per k-chunk; B pairs along queries, read as two halves.
 #pragma unroll
-			for (int nt = 0; nt < FB_BQ / 8; nt++)
-				for (int e = 0; e < 4; e++) {
-					int il = nt * 8 + 2 * tq + (e & 1), i = i0 + il, j = e < 2 ? j0 : j1;
-					float p = 0.0f;
-					if (i < g.S && j < g.T && lsh[il] != neg_inf()) {
-						int lo, hi;
-						key_range(g, i, &lo, &hi);
-						if (j >= max_i(lo, ksh[il]) && j < hi) p = exp_f(attn_score(pt[nt][e], g, slope, j) - lsh[il]);
-					}
-					float kf = p == 0.0f ? 0.0f : attn_drop(g, b, h, i, j);
-					pt[nt][e] = p * kf; // P̃ for dv
-					dpt[nt][e] = p * (kf * dpt[nt][e] - dsh[il]);
-					dss[il * FA_BK + (e < 2 ? kl0 : kl1)] = f32_to_bf16(dpt[nt][e]);
-				}
-			// dv += Pᵀ dout, dk += dSᵀ q (scaled at the end): A from the C fragments above.
-			unsigned pa[4] = {pack_bf16(pt[0][0], pt[0][1]), pack_bf16(pt[0][2], pt[0][3]),
-			                  pack_bf16(pt[1][0], pt[1][1]), pack_bf16(pt[1][2], pt[1][3])};
-			unsigned da[4] = {pack_bf16(dpt[0][0], dpt[0][1]), pack_bf16(dpt[0][2], dpt[0][3]),
-			                  pack_bf16(dpt[1][0], dpt[1][1]), pack_bf16(dpt[1][2], dpt[1][3])};
+		for (int qc = 0; qc < FB_BQ / 16; qc++) {
+			unsigned pa[4] = {pack_bf16(pt[2 * qc][0], pt[2 * qc][1]), pack_bf16(pt[2 * qc][2], pt[2 * qc][3]),
+			                  pack_bf16(pt[2 * qc + 1][0], pt[2 * qc + 1][1]), pack_bf16(pt[2 * qc + 1][2], pt[2 * qc + 1][3])};
+			unsigned da[4] = {pack_bf16(dpt[2 * qc][0], dpt[2 * qc][1]), pack_bf16(dpt[2 * qc][2], dpt[2 * qc][3]),
+			                  pack_bf16(dpt[2 * qc + 1][0], dpt[2 * qc + 1][1]), pack_bf16(dpt[2 * qc + 1][2], dpt[2 * qc + 1][3])};
 #pragma unroll
 			for (int dt = 0; dt < MAXD / 8; dt++) {
 				if (dt >= ndt) continue;
-				const u16* gr = dos + (2 * tq) * D + dt * 8 + gq;
-				const u16* qr = qs + (2 * tq) * D + dt * 8 + gq;
-				unsigned gb2[2] = {pack_u16(gr[0], gr[D]), pack_u16(gr[8 * D], gr[9 * D])};
-				unsigned qb2[2] = {pack_u16(qr[0], qr[D]), pack_u16(qr[8 * D], qr[9 * D])};
+				const u16* gr = dos + (qc * 16 + 2 * tq) * LDK + dt * 8 + gq;
+				const u16* qr = qs + (qc * 16 + 2 * tq) * LDK + dt * 8 + gq;
+				unsigned gb2[2] = {pack_u16(gr[0], gr[LDK]), pack_u16(gr[8 * LDK], gr[9 * LDK])};
+				unsigned qb2[2] = {pack_u16(qr[0], qr[LDK]), pack_u16(qr[8 * LDK], qr[9 * LDK])};
 				mma_bf16_16816(adv[dt], pa, gb2);
 				mma_bf16_16816(adk[dt], da, qb2);
 			}
-			sync_threads();
-			// dq[i0 .. i0+16) += Scale · dS K: warp w takes the d-tiles dt ≡ w (mod 4).
-			for (int dt = w; dt < ndt; dt += 4) {
-				float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+		}
+		sync_threads();
+		// dq[i0 .. i0+FB_BQ) += Scale · dS K: warp w takes queries 16(w%2).. and the d-tiles
+		// dt ≡ w/2 (mod 2).
+		int qr0 = (w & 1) * 16;
+		for (int dt = w >> 1; dt < ndt; dt += 2) {
+			float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
 #pragma unroll
-				for (int kc = 0; kc < FA_BK / 16; kc++) {
-					const u16* sr = dss + gq * FA_BK + kc * 16 + 2 * tq;
-					unsigned sa[4] = {ld_pair(sr), ld_pair(sr + 8 * FA_BK), ld_pair(sr + 8), ld_pair(sr + 8 * FA_BK + 8)};
-					const u16* kr = ks + (kc * 16 + 2 * tq) * D + dt * 8 + gq;
-					unsigned kb2[2] = {pack_u16(kr[0], kr[D]), pack_u16(kr[8 * D], kr[9 * D])};
-					mma_bf16_16816(acc, sa, kb2);
-				}
-				int c = dt * 8 + 2 * tq, ia = i0 + gq, ib = ia + 8;
-				if (ia < g.S) {
-					atomic_add_f(dq + (row0 + ia) * D + c, g.scale * acc[0]);
-					atomic_add_f(dq + (row0 + ia) * D + c + 1, g.scale * acc[1]);
-				}
-				if (ib < g.S) {
-					atomic_add_f(dq + (row0 + ib) * D + c, g.scale * acc[2]);
-					atomic_add_f(dq + (row0 + ib) * D + c + 1, g.scale * acc[3]);
-				}
+			for (int kc = 0; kc < FA_BK / 16; kc++) {
+				const u16* sr = dss + (qr0 + gq) * LDS + kc * 16 + 2 * tq;
+				unsigned sa[4] = {ld_pair(sr), ld_pair(sr + 8 * LDS), ld_pair(sr + 8), ld_pair(sr + 8 * LDS + 8)};
+				const u16* kr = ks + (kc * 16 + 2 * tq) * LDK + dt * 8 + gq;
+				unsigned kb2[2] = {pack_u16(kr[0], kr[LDK]), pack_u16(kr[8 * LDK], kr[9 * LDK])};
+				mma_bf16_16816(acc, sa, kb2);
+			}
+			int c = dt * 8 + 2 * tq, ia = i0 + qr0 + gq, ib = ia + 8;
+			if (ia < g.S) {
+				atomic_add_f(dq + (row0 + ia) * D + c, g.scale * acc[0]);
+				atomic_add_f(dq + (row0 + ia) * D + c + 1, g.scale * acc[1]);
+			}
+			if (ib < g.S) {
+				atomic_add_f(dq + (row0 + ib) * D + c, g.scale * acc[2]);
+				atomic_add_f(dq + (row0 + ib) * D + c + 1, g.scale * acc[3]);
 			}
 		}
 	}
-	T* dkb = dk + bg * g.T * D;
-	T* dvb = dv + bg * g.T * D;
+	float* dkb = dk32 + bg * g.T * D;
+	float* dvb = dv32 + bg * g.T * D;
 #pragma unroll
 	for (int dt = 0; dt < MAXD / 8; dt++) {
 		if (dt >= ndt) continue;
 		int c = dt * 8 + 2 * tq;
 		if (j0 < g.T) {
-			st(dkb, (i64)j0 * D + c, g.scale * adk[dt][0]);
-			st(dkb, (i64)j0 * D + c + 1, g.scale * adk[dt][1]);
-			st(dvb, (i64)j0 * D + c, adv[dt][0]);
-			st(dvb, (i64)j0 * D + c + 1, adv[dt][1]);
+			atomic_add_f(dkb + (i64)j0 * D + c, g.scale * adk[dt][0]);
+			atomic_add_f(dkb + (i64)j0 * D + c + 1, g.scale * adk[dt][1]);
+			atomic_add_f(dvb + (i64)j0 * D + c, adv[dt][0]);
+			atomic_add_f(dvb + (i64)j0 * D + c + 1, adv[dt][1]);
 		}
 		if (j1 < g.T) {
-			st(dkb, (i64)j1 * D + c, g.scale * adk[dt][2]);
-			st(dkb, (i64)j1 * D + c + 1, g.scale * adk[dt][3]);
-			st(dvb, (i64)j1 * D + c, adv[dt][2]);
-			st(dvb, (i64)j1 * D + c + 1, adv[dt][3]);
+			atomic_add_f(dkb + (i64)j1 * D + c, g.scale * adk[dt][2]);
+			atomic_add_f(dkb + (i64)j1 * D + c + 1, g.scale * adk[dt][3]);
+			atomic_add_f(dvb + (i64)j1 * D + c, adv[dt][2]);
+			atomic_add_f(dvb + (i64)j1 * D + c + 1, adv[dt][3]);
 		}
 	}
 }
@@ -624,7 +712,7 @@ GM_KERNEL gm_flash_bwd_f32(float* dq, float* dk, float* dv, const float* dout, c
                            const int* keystart) {
 	flash_bwd<FA_MAXD>(dq, dk, dv, dout, q, k, v, lse, dsum, slopes, g, keystart);
 }
-GM_KERNEL gm_flash_bwd_bf16(float* dq, u16* dk, u16* dv, const u16* dout, const u16* q, const u16* k, const u16* v,
+GM_KERNEL gm_flash_bwd_bf16(float* dq, float* dk, float* dv, const u16* dout, const u16* q, const u16* k, const u16* v,
                             const float* lse, const float* dsum, const float* slopes, AttnGeom g,
                             const int* keystart) {
 	flash_bwd<FA_MAXD>(dq, dk, dv, dout, q, k, v, lse, dsum, slopes, g, keystart);
@@ -634,7 +722,7 @@ GM_KERNEL gm_flash_bwd_d64_f32(float* dq, float* dk, float* dv, const float* dou
                                const int* keystart) {
 	flash_bwd<64>(dq, dk, dv, dout, q, k, v, lse, dsum, slopes, g, keystart);
 }
-GM_KERNEL gm_flash_bwd_d64_bf16(float* dq, u16* dk, u16* dv, const u16* dout, const u16* q, const u16* k,
+GM_KERNEL gm_flash_bwd_d64_bf16(float* dq, float* dk, float* dv, const u16* dout, const u16* q, const u16* k,
                                 const u16* v, const float* lse, const float* dsum, const float* slopes, AttnGeom g,
                                 const int* keystart) {
 	flash_bwd<64>(dq, dk, dv, dout, q, k, v, lse, dsum, slopes, g, keystart);

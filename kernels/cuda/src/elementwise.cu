@@ -67,7 +67,11 @@ GM_KERNEL gm_row_dot_f32(float* out, const float* a, const float* b, int f) { ro
 GM_KERNEL gm_row_dot_bf16(float* out, const u16* a, const u16* b, int f) { row_dot(out, a, b, f); }
 
 // Σ x² in double: each block adds its partial sum into *acc (zeroed by the caller).
-template <typename T> GM_DEV void sumsq(double* acc, const T* x, i64 n) {
+// Σ x² in two deterministic steps: each block writes its double partial sum to part[block]
+// (a grid-stride loop, so the partition depends only on n and the grid), then
+// gm_sumsq_finish adds the partials in one block, in a fixed order. Atomic adds would
+// make the last bits depend on the blocks' timing, and a grad norm must repeat exactly.
+template <typename T> GM_DEV void sumsq(double* part, const T* x, i64 n) {
 	__shared__ double sh[32];
 	double s = 0;
 	for (i64 i = gstart(); i < n; i += gstride()) {
@@ -75,10 +79,17 @@ template <typename T> GM_DEV void sumsq(double* acc, const T* x, i64 n) {
 		s += v * v;
 	}
 	s = block_sum_d(s, sh);
-	if (tid_x() == 0) atomic_add_d(acc, s);
+	if (tid_x() == 0) part[ctaid_x()] = s;
 }
-GM_KERNEL gm_sumsq_f32(double* acc, const float* x, i64 n) { sumsq(acc, x, n); }
-GM_KERNEL gm_sumsq_bf16(double* acc, const u16* x, i64 n) { sumsq(acc, x, n); }
+GM_KERNEL gm_sumsq_f32(double* part, const float* x, i64 n) { sumsq(part, x, n); }
+GM_KERNEL gm_sumsq_bf16(double* part, const u16* x, i64 n) { sumsq(part, x, n); }
+GM_KERNEL gm_sumsq_finish(double* out, const double* part, int nb) {
+	__shared__ double sh[32];
+	double s = 0;
+	for (int i = (int)tid_x(); i < nb; i += (int)ntid_x()) s += part[i];
+	s = block_sum_d(s, sh);
+	if (tid_x() == 0) *out = s;
+}
 
 // Strided copy (StridedCopy, and Permute with contiguous dst strides): for every index
 // (i0,i1,i2,i3) of [d0,d1,d2,d3] (leading 1s for rank < 4),

@@ -33,7 +33,7 @@ template <typename T> GM_DEV void cast_amax(void* dst, const T* src, float scale
 		float x = ld(src, i);
 		unsigned b = f2u(x) & 0x7fffffffu;
 		if (b > am) am = b;
-		float y = x * scale;
+		float y = isnan_f(x) ? x : x * scale; // the GPU's multiply would drop a NaN's sign
 		switch (kind) {
 		case 0: ((u16*)dst)[i] = cast_bf16(y); break;
 		case 1: ((u16*)dst)[i] = cast_f16(y); break;
