@@ -460,7 +460,9 @@ func gemmFP8(t *testing.T, g *Backend) {
 	}
 	m, n, k := 128, 256, 512
 	as, bs := float32(0.5), float32(0.125)
-	scales := e.device(tensor.FromF32([]float32{as, bs}, 2))
+	// Each scale in its own allocation: cuBLASLt refused (NOT_SUPPORTED) a B scale 4 bytes
+	// after the A scale on an H200 (2026-11-27).
+	aScale, bScale := e.device(tensor.FromF32([]float32{as}, 1)), e.device(tensor.FromF32([]float32{bs}, 1))
 	for _, dts := range [][2]tensor.DType{{tensor.F8E4M3, tensor.F8E4M3}, {tensor.F8E4M3, tensor.F8E5M2}, {tensor.F8E5M2, tensor.F8E4M3}} {
 		a, bm := e.randn(dts[0], 4, m, k), e.randn(dts[1], 4, n, k)
 		want := tensor.New(tensor.F32, m, n)
@@ -470,7 +472,7 @@ func gemmFP8(t *testing.T, g *Backend) {
 				for _, fast := range []bool{false, true} {
 					name := fmt.Sprintf("%v×%v→%v scale-pointers=%v fast=%v", dts[0], dts[1], dOut, ptrs, fast)
 					p := kernels.GemmParams{TransB: true, M: m, N: n, K: k, Alpha: 1}
-					sc := FP8Scales{AScale: scales.Ptr, BScale: scales.Ptr + 4, FastAccum: fast}
+					sc := FP8Scales{AScale: aScale.Ptr, BScale: bScale.Ptr, FastAccum: fast}
 					if !ptrs {
 						p.Alpha, sc.AScale, sc.BScale = as*bs, 0, 0
 					}
@@ -479,12 +481,15 @@ func gemmFP8(t *testing.T, g *Backend) {
 						t.Errorf("%s: %v", name, err)
 						continue
 					}
-					tol := 1e-5
-					if dOut == tensor.BF16 {
-						tol = 1e-2 // D is rounded to BF16
+					// Hopper's FP8 tensor cores add products in fewer bits than F32 even
+					// without fast accumulation (1.0–1.3e-4 here on an H200, 2026-11-27);
+					// the emulator's GEMM is exact.
+					tol := 1e-3
+					if exactGemms(e.g) {
+						tol = 1e-5
 					}
-					if fast {
-						tol = max(tol, 1e-2) // fast accumulation keeps fewer bits
+					if dOut == tensor.BF16 || fast {
+						tol = 1e-2 // D rounded to BF16; fast accumulation keeps fewer bits still
 					}
 					tensor.ConvertFromF32(d.h, want.F32())
 					t.Run(name, func(t *testing.T) { e.t = t; e.check(name, d, tol) })

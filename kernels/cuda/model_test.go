@@ -261,7 +261,16 @@ func modelVsCPU(t *testing.T, g *Backend) {
 		g.NoFastFP8Accum = false
 		t.Logf("fp8 losses: cpu %.6f, gpu %.6f; first F32 gradients' relative L2 error %.2e (%.2e with fast accumulation)",
 			cl, gl, relL2(fg, fc), relL2(fgFast, fc))
-		require.Less(t, relL2(fg, fc), 2e-3, "fp8 gradients with F32 weights")
+		// The emulator's GEMMs are the CPU's, bit for bit, so every FP8 rounding matches. A
+		// real GPU's F32 sums (and its FP8 tensor cores' ~1e-4, see TestGemmFP8) differ in
+		// the last bits, which moves some values across an E4M3/E5M2 rounding boundary, a
+		// step of 12.5–25% each: 9.2e-3 on an H200 (2026-11-27), against about 2e-2 between
+		// FP8 and high-precision gradients.
+		tol := 1.5e-2
+		if exactGemms(g) {
+			tol = 2e-3
+		}
+		require.Less(t, relL2(fg, fc), tol, "fp8 gradients with F32 weights")
 		for i := range cl {
 			require.InEpsilon(t, cl[i], gl[i], 1e-2, "fp8 loss of iteration %d", i)
 		}
@@ -277,3 +286,7 @@ func relL2(got, want []float32) float64 {
 	}
 	return math.Sqrt(d / n)
 }
+
+// exactGemms reports whether g is the kernel emulator, whose fake cuBLASLt computes GEMMs
+// exactly as kernels/cpu does.
+func exactGemms(g *Backend) bool { return g.dev.Name == "Fake GPU" }

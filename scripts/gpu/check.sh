@@ -175,7 +175,7 @@ torchv=$("$PY" -c 'import torch; print(torch.__version__, "CUDA", torch.version.
 	done
 	echo
 	echo "bf16: NN, D bf16 (torch.matmul); bf16-f32: Backend.Gemm (D f32, compared with torch's bf16-out matmul);"
-	echo "fp8: E4M3 TN, D bf16, per-tensor scales, fast accumulation (torch._scaled_mm). Targets (issue 8):"
+	echo "fp8: E4M3 TN, D bf16, per-tensor scales (ours folded into α, torch's as device scalars), fast accumulation (torch._scaled_mm). Targets (issue 8):"
 	echo "GEMM ≥ 0.95 of torch; FP8 ≥ 1.6× bf16:"
 	for n in 4096 8192; do
 		b16=$(awk -v k="BenchmarkGemm/bf16/$n" '$1 ~ "^"k"(-[0-9]+)?$" { for (i = 1; i < NF; i++) if ($(i+1) == "TFLOP/s") print $i }' "$R/bench.log" | tail -1)

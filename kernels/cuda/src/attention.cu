@@ -295,30 +295,43 @@ GM_DEV u32x4 ld8_bf16(const float* p) {
 }
 GM_DEV bool aligned32(const void* p) { return ((u64)p & 31u) == 0; }
 
-// Loads rows [r0, r0+n) of a [rows, D] matrix as bf16 into a tile with row stride ld (u16;
-// zeros past rows), and when tr is set also its transpose into tr (row stride ldt: tr[c·ldt
-// + r] = x[r][c]). vec: the matrix base is 32-byte aligned, so rows of D (a multiple of 16)
-// load as 16-byte vectors; else element by element.
-template <typename T>
-GM_DEV void fa_tile(u16* dst, int ld, u16* tr, int ldt, const T* src, int r0, int n, int rows, int D, bool vec) {
+// The 8-element chunk of row r0 + r, column c of a [rows, D] matrix as four bf16 pairs
+// (zeros past rows). vec: the matrix base is 32-byte aligned, so rows of D (a multiple of
+// 16) load as 16-byte vectors; else element by element.
+template <typename T> GM_DEV u32x4 fa_chunk(const T* src, int r0, int r, int c, int rows, int D, bool vec) {
+	u32x4 x = {0u, 0u, 0u, 0u};
+	if (r0 + r < rows) {
+		const T* p = src + (i64)(r0 + r) * D + c;
+		if (vec) x = ld8_bf16(p);
+		else x = {pack_u16(bf16_at(p, 0), bf16_at(p, 1)), pack_u16(bf16_at(p, 2), bf16_at(p, 3)),
+		          pack_u16(bf16_at(p, 4), bf16_at(p, 5)), pack_u16(bf16_at(p, 6), bf16_at(p, 7))};
+	}
+	return x;
+}
+
+// Loads rows [r0, r0+n) of a [rows, D] matrix as bf16 into a tile with row stride ld (u16),
+// consecutive threads taking consecutive chunks of a row (coalesced).
+template <typename T> GM_DEV void fa_tile(u16* dst, int ld, const T* src, int r0, int n, int rows, int D, bool vec) {
 	int cpr = D >> 3; // 8-element chunks per row
 	for (int e = (int)tid_x(); e < n * cpr; e += (int)ntid_x()) {
 		int r = e / cpr, c = (e - r * cpr) << 3;
-		u32x4 x = {0u, 0u, 0u, 0u};
-		if (r0 + r < rows) {
-			const T* p = src + (i64)(r0 + r) * D + c;
-			if (vec) x = ld8_bf16(p);
-			else x = {pack_u16(bf16_at(p, 0), bf16_at(p, 1)), pack_u16(bf16_at(p, 2), bf16_at(p, 3)),
-			          pack_u16(bf16_at(p, 4), bf16_at(p, 5)), pack_u16(bf16_at(p, 6), bf16_at(p, 7))};
-		}
-		if (dst) *(u32x4*)(dst + r * ld + c) = x;
-		if (tr) {
-			unsigned w[4] = {x.x, x.y, x.z, x.w};
+		*(u32x4*)(dst + r * ld + c) = fa_chunk(src, r0, r, c, rows, D, vec);
+	}
+}
+
+// The same rows transposed: tr[c·ldt + r] = x[r0 + r][c]. Consecutive threads take
+// consecutive rows of a chunk column, so a warp's stores fill consecutive words (a
+// row-major mapping would put them all in one bank).
+template <typename T> GM_DEV void fa_tile_t(u16* tr, int ldt, const T* src, int r0, int n, int rows, int D, bool vec) {
+	int cpr = D >> 3;
+	for (int e = (int)tid_x(); e < n * cpr; e += (int)ntid_x()) {
+		int cc = e / n, r = e - cc * n, c = cc << 3;
+		u32x4 x = fa_chunk(src, r0, r, c, rows, D, vec);
+		unsigned w[4] = {x.x, x.y, x.z, x.w};
 #pragma unroll
-			for (int k = 0; k < 4; k++) {
-				tr[(c + 2 * k) * ldt + r] = (u16)(w[k] & 0xffffu);
-				tr[(c + 2 * k + 1) * ldt + r] = (u16)(w[k] >> 16);
-			}
+		for (int k = 0; k < 4; k++) {
+			tr[(c + 2 * k) * ldt + r] = (u16)(w[k] & 0xffffu);
+			tr[(c + 2 * k + 1) * ldt + r] = (u16)(w[k] >> 16);
 		}
 	}
 }
@@ -398,8 +411,8 @@ GM_DEV void flash_fwd(T* out, float* lse, const T* q, const T* k, const T* v, co
 
 	for (int j0 = jlo - jlo % FA_BK; j0 < jhi; j0 += FA_BK) {
 		sync_threads();
-		fa_tile(ks, LDK, (u16*)0, 0, kb, j0, FA_BK, g.T, D, vec);
-		fa_tile((u16*)0, 0, vt, LDV, vb, j0, FA_BK, g.T, D, vec);
+		fa_tile(ks, LDK, kb, j0, FA_BK, g.T, D, vec);
+		fa_tile_t(vt, LDV, vb, j0, FA_BK, g.T, D, vec);
 		sync_threads();
 		float s[FA_BK / 8][4];
 #pragma unroll
@@ -508,12 +521,19 @@ GM_DEV void flash_fwd(T* out, float* lse, const T* q, const T* k, const T* v, co
 // queries at a time, then adds them into the F32 dk32, dv32 [B, G, T, D] (zeroed first:
 // the group's heads meet there). dq (F32, zeroed first) gets each key block's share with
 // atomic adds. dsum[row] = Σ_d dout·out (gm_attn_bwd_dsum). V's fragments stay in registers
-// for the whole block; K's rows in shared memory serve Sᵀ = K·Qᵀ and dq = dS·K.
+// for the whole block; K's rows in shared memory serve Sᵀ = K·Qᵀ and dq = dS·K. For head
+// dims up to 64 (TR) the operands read along rows (K for dq, q and dout for dk and dv) are
+// also kept transposed, so their fragments load as pairs; larger ones would not fit the
+// 48 KB of static shared memory and read two halves instead.
 template <int MAXD, typename T>
 GM_DEV void flash_bwd(float* dq, float* dk32, float* dv32, const T* dout, const T* q, const T* k, const T* v,
                       const float* lse, const float* dsum, const float* slopes, AttnGeom g, const int* keystart) {
-	const int LDK = MAXD + FA_PAD, LDS = FA_BK + FA_PAD;
+	const int LDK = MAXD + FA_PAD, LDS = FA_BK + FA_PAD, LDT = FB_BQ + FA_PAD;
+	const bool TR = MAXD <= 64;
 	__shared__ __attribute__((aligned(16))) u16 ks[FA_BK * (MAXD + FA_PAD)];
+	__shared__ __attribute__((aligned(16))) u16 kt[MAXD <= 64 ? MAXD * (FA_BK + FA_PAD) : 2];
+	__shared__ __attribute__((aligned(16))) u16 qt[MAXD <= 64 ? MAXD * (FB_BQ + FA_PAD) : 2];
+	__shared__ __attribute__((aligned(16))) u16 dot[MAXD <= 64 ? MAXD * (FB_BQ + FA_PAD) : 2];
 	__shared__ __attribute__((aligned(16))) u16 qs[FB_BQ * (MAXD + FA_PAD)];
 	__shared__ __attribute__((aligned(16))) u16 dos[FB_BQ * (MAXD + FA_PAD)];
 	__shared__ __attribute__((aligned(16))) u16 dss[FB_BQ * (FA_BK + FA_PAD)];
@@ -534,7 +554,8 @@ GM_DEV void flash_bwd(float* dq, float* dk32, float* dv32, const T* dout, const 
 	const T* qh = q + bh * g.S * D;
 	const T* gh = dout + bh * g.S * D;
 	bool vec = aligned32(k) && aligned32(q) && aligned32(dout);
-	fa_tile(ks, LDK, (u16*)0, 0, kb, jb, FA_BK, g.T, D, vec);
+	fa_tile(ks, LDK, kb, jb, FA_BK, g.T, D, vec);
+	if (TR) fa_tile_t(kt, LDS, kb, jb, FA_BK, g.T, D, vec);
 	unsigned va[MAXD / 16][4]; // V's rows kl0, kl1 as the A operand of dPᵀ = V·doutᵀ
 #pragma unroll
 	for (int kc = 0; kc < MAXD / 16; kc++) {
@@ -565,8 +586,12 @@ GM_DEV void flash_bwd(float* dq, float* dk32, float* dv32, const T* dout, const 
 	i64 row0 = bh * g.S;
 	for (int i0 = ilo - ilo % FB_BQ; i0 < ihi; i0 += FB_BQ, step++) {
 		sync_threads();
-		fa_tile(qs, LDK, (u16*)0, 0, qh, i0, FB_BQ, g.S, D, vec);
-		fa_tile(dos, LDK, (u16*)0, 0, gh, i0, FB_BQ, g.S, D, vec);
+		fa_tile(qs, LDK, qh, i0, FB_BQ, g.S, D, vec);
+		fa_tile(dos, LDK, gh, i0, FB_BQ, g.S, D, vec);
+		if (TR) {
+			fa_tile_t(qt, LDT, qh, i0, FB_BQ, g.S, D, vec);
+			fa_tile_t(dot, LDT, gh, i0, FB_BQ, g.S, D, vec);
+		}
 		for (int e = (int)tid_x(); e < FB_BQ; e += (int)ntid_x()) {
 			bool in = i0 + e < g.S;
 			lsh[e] = in ? lse[row0 + i0 + e] : neg_inf();
@@ -635,10 +660,17 @@ GM_DEV void flash_bwd(float* dq, float* dk32, float* dv32, const T* dout, const 
 #pragma unroll
 			for (int dt = 0; dt < MAXD / 8; dt++) {
 				if (dt >= ndt) continue;
-				const u16* gr = dos + (qc * 16 + 2 * tq) * LDK + dt * 8 + gq;
-				const u16* qr = qs + (qc * 16 + 2 * tq) * LDK + dt * 8 + gq;
-				unsigned gb2[2] = {pack_u16(gr[0], gr[LDK]), pack_u16(gr[8 * LDK], gr[9 * LDK])};
-				unsigned qb2[2] = {pack_u16(qr[0], qr[LDK]), pack_u16(qr[8 * LDK], qr[9 * LDK])};
+				unsigned gb2[2], qb2[2];
+				if (TR) {
+					const u16* gr = dot + (dt * 8 + gq) * LDT + qc * 16 + 2 * tq;
+					const u16* qr = qt + (dt * 8 + gq) * LDT + qc * 16 + 2 * tq;
+					gb2[0] = ld_pair(gr), gb2[1] = ld_pair(gr + 8), qb2[0] = ld_pair(qr), qb2[1] = ld_pair(qr + 8);
+				} else {
+					const u16* gr = dos + (qc * 16 + 2 * tq) * LDK + dt * 8 + gq;
+					const u16* qr = qs + (qc * 16 + 2 * tq) * LDK + dt * 8 + gq;
+					gb2[0] = pack_u16(gr[0], gr[LDK]), gb2[1] = pack_u16(gr[8 * LDK], gr[9 * LDK]);
+					qb2[0] = pack_u16(qr[0], qr[LDK]), qb2[1] = pack_u16(qr[8 * LDK], qr[9 * LDK]);
+				}
 				mma_bf16_16816(adv[dt], pa, gb2);
 				mma_bf16_16816(adk[dt], da, qb2);
 			}
@@ -653,8 +685,14 @@ GM_DEV void flash_bwd(float* dq, float* dk32, float* dv32, const T* dout, const 
 			for (int kc = 0; kc < FA_BK / 16; kc++) {
 				const u16* sr = dss + (qr0 + gq) * LDS + kc * 16 + 2 * tq;
 				unsigned sa[4] = {ld_pair(sr), ld_pair(sr + 8 * LDS), ld_pair(sr + 8), ld_pair(sr + 8 * LDS + 8)};
-				const u16* kr = ks + (kc * 16 + 2 * tq) * LDK + dt * 8 + gq;
-				unsigned kb2[2] = {pack_u16(kr[0], kr[LDK]), pack_u16(kr[8 * LDK], kr[9 * LDK])};
+				unsigned kb2[2];
+				if (TR) {
+					const u16* kr = kt + (dt * 8 + gq) * LDS + kc * 16 + 2 * tq;
+					kb2[0] = ld_pair(kr), kb2[1] = ld_pair(kr + 8);
+				} else {
+					const u16* kr = ks + (kc * 16 + 2 * tq) * LDK + dt * 8 + gq;
+					kb2[0] = pack_u16(kr[0], kr[LDK]), kb2[1] = pack_u16(kr[8 * LDK], kr[9 * LDK]);
+				}
 				mma_bf16_16816(acc, sa, kb2);
 			}
 			int c = dt * 8 + 2 * tq, ia = i0 + qr0 + gq, ib = ia + 8;
