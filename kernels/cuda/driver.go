@@ -2,7 +2,6 @@ package cuda
 
 import (
 	"fmt"
-	"unsafe"
 
 	"github.com/gomegatron/gomegatron/kernels/cuda/dl"
 )
@@ -109,12 +108,7 @@ const (
 
 // addr is the address of a Go variable as a call word (the variable must stay live across
 // the call, which using it afterwards ensures).
-func addr[T any](p *T) uintptr { return uintptr(unsafe.Pointer(p)) }
+func addr[T any](p *T) uintptr { return dl.Addr(p) }
 
 // bytesAddr is the address of b's first byte (0 for an empty slice).
-func bytesAddr(b []byte) uintptr {
-	if len(b) == 0 {
-		return 0
-	}
-	return uintptr(unsafe.Pointer(&b[0]))
-}
+func bytesAddr(b []byte) uintptr { return dl.SliceAddr(b) }

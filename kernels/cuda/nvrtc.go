@@ -93,12 +93,7 @@ func (n *nvrtcAPI) compile(name, src string, headers map[string]string, opts []s
 		hdrName = append(hdrName, cstr(k))
 		hdrSrc = append(hdrSrc, cstr(v))
 	}
-	ptrs := func(v []uintptr) uintptr {
-		if len(v) == 0 {
-			return 0
-		}
-		return uintptr(unsafe.Pointer(&v[0]))
-	}
+	ptrs := dl.SliceAddr[uintptr]
 	var prog uintptr
 	code := n.nvrtcCreateProgram.Status(addr(&prog), cstr(src), cstr(name), uintptr(len(hdrSrc)), ptrs(hdrSrc), ptrs(hdrName))
 	if err := n.check("nvrtcCreateProgram", code, name); err != nil {

@@ -104,6 +104,7 @@ import "C"
 
 import (
 	"fmt"
+	"sync/atomic"
 	"unsafe"
 )
 
@@ -165,11 +166,32 @@ func (l *Lib) Close() error {
 	return nil
 }
 
+// Addr is p as a call word for Call. It also moves *p to the heap: a variable whose address
+// only ever becomes a uintptr may live on its goroutine's stack, and a stack moves when it
+// grows, which can happen between taking the address and the C call (in Call's own
+// frames); C would then write the old copy and the caller read zeros. Heap objects do not
+// move. Keep the pointee alive until Call returns.
+func Addr[T any](p *T) uintptr {
+	atomic.StorePointer(&escapeSink, unsafe.Pointer(p)) // makes p escape: *p is heap-allocated
+	return uintptr(unsafe.Pointer(p))
+}
+
+// SliceAddr is the address of s's first element as a call word (0 for an empty slice), its
+// backing array moved to the heap as Addr does.
+func SliceAddr[T any](s []T) uintptr {
+	if len(s) == 0 {
+		return 0
+	}
+	return Addr(&s[0])
+}
+
+var escapeSink unsafe.Pointer
+
 // MaxArgs is the largest argument count Call supports (cublasLtMatmul takes 16).
 const MaxArgs = 16
 
 // Call calls f with the given argument words and returns its result word. Pass pointers as
-// uintptr(unsafe.Pointer(p)), and keep the pointee alive until Call returns.
+// Addr(p) or SliceAddr(s), and keep the pointee alive until Call returns.
 func (f Func) Call(args ...uintptr) uintptr {
 	if f == 0 {
 		panic("dl: call of a nil function")
