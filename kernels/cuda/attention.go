@@ -96,18 +96,24 @@ func (b *Backend) flash(g attnGeom) bool {
 	return b.FlashAttention && g.d%16 == 0 && g.d <= flashMaxD
 }
 
-// flashKernel names the forward or backward flash kernel for g: the _d64 variants for head
-// dims up to 64.
-func flashKernel(fwd bool, g attnGeom) string {
-	switch {
-	case fwd && g.d <= 64:
-		return "gm_flash_fwd_d64" + sfx(g.dt)
-	case fwd:
-		return "gm_flash_fwd" + sfx(g.dt)
-	case g.d <= 64:
-		return "gm_flash_bwd_d64" + sfx(g.dt)
+// flashKernel names the flash kernel kind ("fwd", "bwd_dq", "bwd_kv") for g: the _d64
+// variants for head dims up to 64, _d64b with launch bounds when b.flashBounded. (Names
+// are spelled out: TestKernelNames matches them against the sources.)
+func (b *Backend) flashKernel(kind string, g attnGeom) string {
+	v := 2
+	if g.d <= 64 {
+		v = 0
+		if b.flashBounded {
+			v = 1
+		}
 	}
-	return "gm_flash_bwd" + sfx(g.dt)
+	switch kind {
+	case "fwd":
+		return [3]string{"gm_flash_fwd_d64" + sfx(g.dt), "gm_flash_fwd_d64b" + sfx(g.dt), "gm_flash_fwd" + sfx(g.dt)}[v]
+	case "bwd_dq":
+		return [3]string{"gm_flash_bwd_dq_d64" + sfx(g.dt), "gm_flash_bwd_dq_d64b" + sfx(g.dt), "gm_flash_bwd_dq" + sfx(g.dt)}[v]
+	}
+	return [3]string{"gm_flash_bwd_kv_d64" + sfx(g.dt), "gm_flash_bwd_kv_d64b" + sfx(g.dt), "gm_flash_bwd_kv" + sfx(g.dt)}[v]
 }
 
 // Attention: see kernels.AttnParams. One warp per query row with an online softmax, or the
@@ -125,7 +131,7 @@ func (b *Backend) Attention(out, lse, q, k, v *tensor.Tensor, p kernels.AttnPara
 		}
 		if b.flash(g) {
 			grid := g.b * g.h * ((g.s + flashRows - 1) / flashRows)
-			return b.dev.launch(flashKernel(true, g), grid, 128, 0, out.Ptr, lse.Ptr, q.Ptr, k.Ptr, v.Ptr, sl, geomStruct(g, p), ks)
+			return b.dev.launch(b.flashKernel("fwd", g), grid, 128, 0, out.Ptr, lse.Ptr, q.Ptr, k.Ptr, v.Ptr, sl, geomStruct(g, p), ks)
 		}
 		return b.dev.launch("gm_attn_fwd"+sfx(g.dt), warpsGrid(rows), 128, 0, out.Ptr, lse.Ptr, q.Ptr, k.Ptr, v.Ptr, sl, geomStruct(g, p), ks)
 	})
@@ -165,12 +171,16 @@ func (b *Backend) AttentionBackward(dq, dk, dv, dout, q, k, v, out, lse *tensor.
 	})
 }
 
-// flashBackward runs the flash backward kernel, one block per (batch, head, key block): it
-// adds dq (every key block's share) and dk, dv (every head of a group) atomically in F32,
-// into the outputs themselves when they are F32, else into F32 scratch that gm_cast
-// rounds once into BF16. Runs on the device thread.
+// flashBackward runs the flash backward kernels: dq (one block per query block, written
+// once) and dk, dv (one block per key block and head, added up atomically in F32 over a
+// group's heads: into the outputs themselves when they are F32, else into F32 scratch that
+// gm_cast rounds once into BF16). Runs on the device thread.
 func (b *Backend) flashBackward(g attnGeom, dq, dk, dv, dout, q, k, v, lse *tensor.Tensor, dsum, sl uintptr, gs Struct, ks uintptr) error {
-	outs := []*tensor.Tensor{dq, dk, dv}
+	grid := g.b * g.h * ((g.s + flashRows - 1) / flashRows)
+	if err := b.dev.launch(b.flashKernel("bwd_dq", g), grid, 128, 0, dq.Ptr, dout.Ptr, q.Ptr, k.Ptr, v.Ptr, lse.Ptr, dsum, sl, gs, ks); err != nil {
+		return err
+	}
+	outs := []*tensor.Tensor{dk, dv}
 	f32 := make([]uintptr, len(outs))
 	for i, t := range outs {
 		f32[i] = t.Ptr
@@ -186,8 +196,8 @@ func (b *Backend) flashBackward(g attnGeom, dq, dk, dv, dout, q, k, v, lse *tens
 			return err
 		}
 	}
-	grid := g.b * g.h * ((g.t + flashRows - 1) / flashRows)
-	if err := b.dev.launch(flashKernel(false, g), grid, 128, 0, f32[0], f32[1], f32[2], dout.Ptr, q.Ptr, k.Ptr, v.Ptr, lse.Ptr, dsum, sl, gs, ks); err != nil {
+	grid = g.b * g.h * ((g.t + flashRows - 1) / flashRows)
+	if err := b.dev.launch(b.flashKernel("bwd_kv", g), grid, 128, 0, f32[0], f32[1], dout.Ptr, q.Ptr, k.Ptr, v.Ptr, lse.Ptr, dsum, sl, gs, ks); err != nil {
 		return err
 	}
 	if g.dt != tensor.BF16 {

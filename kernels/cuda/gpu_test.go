@@ -27,6 +27,15 @@ func TestConformance(t *testing.T) {
 func TestVsCPU(t *testing.T)               { vsCPU(t, gpu(t)) }
 func TestAttentionVsCPU(t *testing.T)      { attentionVsCPU(t, gpu(t), false) }
 func TestFlashAttentionVsCPU(t *testing.T) { attentionVsCPU(t, gpu(t), true) }
+
+// TestFlashAttentionBoundedVsCPU: the same with the launch-bounded _d64b kernels (the same
+// source; what differs is the compiler's register allocation and spills).
+func TestFlashAttentionBoundedVsCPU(t *testing.T) {
+	g := gpu(t)
+	g.flashBounded = true
+	defer func() { g.flashBounded = false }()
+	attentionVsCPU(t, g, true)
+}
 func TestGemmVsCPU(t *testing.T)           { gemmVsCPU(t, gpu(t)) }
 func TestGemmFP8(t *testing.T)             { gemmFP8(t, gpu(t)) }
 func TestFP8SoftwareRounding(t *testing.T) { fp8SoftwareRounding(t, gpu(t)) }

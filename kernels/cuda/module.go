@@ -24,7 +24,7 @@ var sources embed.FS
 // commonHeader is the prelude every .cu includes; NVRTC receives it as an in-memory header.
 const commonHeader = "common.cuh"
 
-var kernelRE = regexp.MustCompile(`GM_KERNEL\s+(\w+)\s*\(`)
+var kernelRE = regexp.MustCompile(`GM_KERNEL(?:\s+|_B\(\s*)(\w+)\s*[(,]`)
 
 // Sources returns every kernel source file (name → text) and the header.
 func Sources() (files map[string]string, header string, err error) {

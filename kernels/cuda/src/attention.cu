@@ -516,27 +516,27 @@ GM_DEV void flash_fwd(T* out, float* lse, const T* q, const T* k, const T* v, co
 	}
 }
 
-// One block: FA_BK keys of one (b, h); warp w owns keys 16w..16w+15 (lane rows k0 = 16w + g,
-// k1 = k0 + 8) and accumulates their dk and dv over every query that sees them, FB_BQ
-// queries at a time, then adds them into the F32 dk32, dv32 [B, G, T, D] (zeroed first:
-// the group's heads meet there). dq (F32, zeroed first) gets each key block's share with
-// atomic adds. dsum[row] = Σ_d dout·out (gm_attn_bwd_dsum). V's fragments stay in registers
-// for the whole block; K's rows in shared memory serve Sᵀ = K·Qᵀ and dq = dS·K. For head
-// dims up to 64 (TR) the operands read along rows (K for dq, q and dout for dk and dv) are
-// also kept transposed, so their fragments load as pairs; larger ones would not fit the
-// 48 KB of static shared memory and read two halves instead.
+// The backward in two kernels, each without atomics on its main output (FlashAttention-1's
+// split: S and dP are computed in both, 7 products instead of 5, but dq needs no F32
+// scratch and no atomic adds, which cost as much as the products on an H200 here).
+//
+// flash_bwd_kv, one block per FA_BK keys of one (b, h): warp w owns keys 16w..16w+15 (lane
+// rows k0 = 16w + g, k1 = k0 + 8) and accumulates their dk and dv over every query that sees
+// them, FB_BQ queries at a time, then adds them into the F32 dk32, dv32 [B, G, T, D]
+// (zeroed first: the group's heads meet there). dsum[row] = Σ_d dout·out
+// (gm_attn_bwd_dsum). V's fragments stay in registers for the whole block. For head dims up
+// to 64 (TR) q and dout are also kept transposed, so the B fragments of dv and dk load as
+// pairs; larger ones would not fit the 48 KB of static shared memory and read two halves.
 template <int MAXD, typename T>
-GM_DEV void flash_bwd(float* dq, float* dk32, float* dv32, const T* dout, const T* q, const T* k, const T* v,
+GM_DEV void flash_bwd_kv(float* dk32, float* dv32, const T* dout, const T* q, const T* k, const T* v,
                       const float* lse, const float* dsum, const float* slopes, AttnGeom g, const int* keystart) {
-	const int LDK = MAXD + FA_PAD, LDS = FA_BK + FA_PAD, LDT = FB_BQ + FA_PAD;
+	const int LDK = MAXD + FA_PAD, LDT = FB_BQ + FA_PAD;
 	const bool TR = MAXD <= 64;
 	__shared__ __attribute__((aligned(16))) u16 ks[FA_BK * (MAXD + FA_PAD)];
-	__shared__ __attribute__((aligned(16))) u16 kt[MAXD <= 64 ? MAXD * (FA_BK + FA_PAD) : 2];
 	__shared__ __attribute__((aligned(16))) u16 qt[MAXD <= 64 ? MAXD * (FB_BQ + FA_PAD) : 2];
 	__shared__ __attribute__((aligned(16))) u16 dot[MAXD <= 64 ? MAXD * (FB_BQ + FA_PAD) : 2];
 	__shared__ __attribute__((aligned(16))) u16 qs[FB_BQ * (MAXD + FA_PAD)];
 	__shared__ __attribute__((aligned(16))) u16 dos[FB_BQ * (MAXD + FA_PAD)];
-	__shared__ __attribute__((aligned(16))) u16 dss[FB_BQ * (FA_BK + FA_PAD)];
 	__shared__ float lsh[FB_BQ], dsh[FB_BQ];
 	__shared__ int ksh[FB_BQ];
 	__shared__ int live; // the last step with a query that sees a key of this block
@@ -555,7 +555,6 @@ GM_DEV void flash_bwd(float* dq, float* dk32, float* dv32, const T* dout, const 
 	const T* gh = dout + bh * g.S * D;
 	bool vec = aligned32(k) && aligned32(q) && aligned32(dout);
 	fa_tile(ks, LDK, kb, jb, FA_BK, g.T, D, vec);
-	if (TR) fa_tile_t(kt, LDS, kb, jb, FA_BK, g.T, D, vec);
 	unsigned va[MAXD / 16][4]; // V's rows kl0, kl1 as the A operand of dPᵀ = V·doutᵀ
 #pragma unroll
 	for (int kc = 0; kc < MAXD / 16; kc++) {
@@ -647,7 +646,6 @@ GM_DEV void flash_bwd(float* dq, float* dk32, float* dv32, const T* dout, const 
 				float kf = p == 0.0f ? 0.0f : attn_drop(g, b, h, i, j);
 				pt[nt][e] = p * kf; // P̃ for dv
 				dpt[nt][e] = p * (kf * dpt[nt][e] - dsh[il]);
-				dss[il * LDS + (e < 2 ? kl0 : kl1)] = f32_to_bf16(dpt[nt][e]);
 			}
 		// dv += Pᵀ dout, dk += dSᵀ q (scaled at the end): A from the C fragments above, 16
 		// queries per k-chunk; B pairs along queries, read as two halves.
@@ -675,36 +673,6 @@ GM_DEV void flash_bwd(float* dq, float* dk32, float* dv32, const T* dout, const 
 				mma_bf16_16816(adk[dt], da, qb2);
 			}
 		}
-		sync_threads();
-		// dq[i0 .. i0+FB_BQ) += Scale · dS K: warp w takes queries 16(w%2).. and the d-tiles
-		// dt ≡ w/2 (mod 2).
-		int qr0 = (w & 1) * 16;
-		for (int dt = w >> 1; dt < ndt; dt += 2) {
-			float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-#pragma unroll
-			for (int kc = 0; kc < FA_BK / 16; kc++) {
-				const u16* sr = dss + (qr0 + gq) * LDS + kc * 16 + 2 * tq;
-				unsigned sa[4] = {ld_pair(sr), ld_pair(sr + 8 * LDS), ld_pair(sr + 8), ld_pair(sr + 8 * LDS + 8)};
-				unsigned kb2[2];
-				if (TR) {
-					const u16* kr = kt + (dt * 8 + gq) * LDS + kc * 16 + 2 * tq;
-					kb2[0] = ld_pair(kr), kb2[1] = ld_pair(kr + 8);
-				} else {
-					const u16* kr = ks + (kc * 16 + 2 * tq) * LDK + dt * 8 + gq;
-					kb2[0] = pack_u16(kr[0], kr[LDK]), kb2[1] = pack_u16(kr[8 * LDK], kr[9 * LDK]);
-				}
-				mma_bf16_16816(acc, sa, kb2);
-			}
-			int c = dt * 8 + 2 * tq, ia = i0 + qr0 + gq, ib = ia + 8;
-			if (ia < g.S) {
-				atomic_add_f(dq + (row0 + ia) * D + c, g.scale * acc[0]);
-				atomic_add_f(dq + (row0 + ia) * D + c + 1, g.scale * acc[1]);
-			}
-			if (ib < g.S) {
-				atomic_add_f(dq + (row0 + ib) * D + c, g.scale * acc[2]);
-				atomic_add_f(dq + (row0 + ib) * D + c + 1, g.scale * acc[3]);
-			}
-		}
 	}
 	float* dkb = dk32 + bg * g.T * D;
 	float* dvb = dv32 + bg * g.T * D;
@@ -727,6 +695,152 @@ GM_DEV void flash_bwd(float* dq, float* dk32, float* dv32, const T* dout, const 
 	}
 }
 
+// flash_bwd_dq, one block per FA_BQ queries of one (b, h) (the forward's layout): for each
+// key tile, S = Q·Kᵀ and dP = dout·Vᵀ again, P = 2^(S·scale·log2 e − lse·log2 e),
+// dS = P ⊙ (dP − dsum), and dq += Scale·dS·K, written once at the end. K and V stream
+// through shared memory as rows (the B operands of Q·Kᵀ and dout·Vᵀ read pairs along d);
+// for head dims up to 64 K also transposed (dS·K reads pairs along keys), else two halves.
+template <int MAXD, typename T>
+GM_DEV void flash_bwd_dq(T* dq, const T* dout, const T* q, const T* k, const T* v, const float* lse, const float* dsum,
+                         const float* slopes, AttnGeom g, const int* keystart) {
+	const int LDK = MAXD + FA_PAD, LDS = FA_BK + FA_PAD;
+	const bool TR = MAXD <= 64;
+	__shared__ __attribute__((aligned(16))) u16 ks[FA_BK * (MAXD + FA_PAD)];
+	__shared__ __attribute__((aligned(16))) u16 vs[FA_BK * (MAXD + FA_PAD)];
+	__shared__ __attribute__((aligned(16))) u16 kt[MAXD <= 64 ? MAXD * (FA_BK + FA_PAD) : 2];
+	__shared__ int wlo[FA_BQ / 16];
+	const int D = g.D, nkc = D / 16, ndt = D / 8;
+	int nqb = (g.S + FA_BQ - 1) / FA_BQ;
+	int qb = (int)(ctaid_x() % (unsigned)nqb);
+	i64 bh = ctaid_x() / (unsigned)nqb;
+	int h = (int)(bh % g.H), b = (int)(bh / g.H), grp = h / (g.H / g.G);
+	const T* kb = k + ((i64)b * g.G + grp) * g.T * D;
+	const T* vb = v + ((i64)b * g.G + grp) * g.T * D;
+	const T* qh = q + bh * g.S * D;
+	const T* gh = dout + bh * g.S * D;
+	bool vec = aligned32(k) && aligned32(v);
+	float slope = slopes ? slopes[h] : 0.0f;
+	int lane = (int)lane_id(), gq = lane >> 2, tq = lane & 3;
+	int r0 = qb * FA_BQ + (int)warp_id() * 16 + gq, r1 = r0 + 8;
+	// Rows that see no key (lse −Inf, or masked to nothing) keep lo = hi = 0: P = 0.
+	int lo0 = 0, hi0 = 0, lo1 = 0, hi1 = 0;
+	float l20 = 0.0f, l21 = 0.0f, d0 = 0.0f, d1 = 0.0f; // lse·log2 e and dsum of r0, r1
+	if (r0 < g.S && lse[bh * g.S + r0] != neg_inf()) {
+		key_range(g, r0, &lo0, &hi0);
+		lo0 = max_i(lo0, key_start(keystart, g, b, r0));
+		l20 = lse[bh * g.S + r0] * LOG2E, d0 = dsum[bh * g.S + r0];
+	}
+	if (r1 < g.S && lse[bh * g.S + r1] != neg_inf()) {
+		key_range(g, r1, &lo1, &hi1);
+		lo1 = max_i(lo1, key_start(keystart, g, b, r1));
+		l21 = lse[bh * g.S + r1] * LOG2E, d1 = dsum[bh * g.S + r1];
+	}
+	int first = qb * FA_BQ, last = first + FA_BQ < g.S ? first + FA_BQ - 1 : g.S - 1, jlo, jhi, t0, t1;
+	key_range(g, first, &jlo, &t0);
+	key_range(g, last, &t1, &jhi);
+	if (keystart) {
+		int m = min_i(lo0 < hi0 ? lo0 : 0x7fffffff, lo1 < hi1 ? lo1 : 0x7fffffff);
+		m = warp_min_i(m);
+		if (lane == 0) wlo[warp_id()] = m;
+		sync_threads();
+		m = wlo[0];
+		for (int w = 1; w < FA_BQ / 16; w++) m = min_i(m, wlo[w]);
+		jlo = max_i(jlo, m);
+	}
+	int flo = max_i(lo0, lo1), fhi = min_i(hi0, hi1);
+	float sl2 = g.scale * LOG2E;
+
+	unsigned qa[MAXD / 16][4], ga[MAXD / 16][4]; // q and dout rows r0, r1 as A operands
+#pragma unroll
+	for (int kc = 0; kc < MAXD / 16; kc++) {
+		if (kc >= nkc) continue;
+		int c = kc * 16 + 2 * tq;
+		u16 x[8], y[8];
+		for (int e = 0; e < 8; e++) {
+			int r = (e & 2) ? r1 : r0, cc = c + (e & 1) + ((e & 4) ? 8 : 0);
+			x[e] = r < g.S ? bf16_at(qh, (i64)r * D + cc) : (u16)0;
+			y[e] = r < g.S ? bf16_at(gh, (i64)r * D + cc) : (u16)0;
+		}
+		for (int e = 0; e < 4; e++) {
+			qa[kc][e] = pack_u16(x[2 * e], x[2 * e + 1]);
+			ga[kc][e] = pack_u16(y[2 * e], y[2 * e + 1]);
+		}
+	}
+	float acc[MAXD / 8][4];
+#pragma unroll
+	for (int dt = 0; dt < MAXD / 8; dt++) acc[dt][0] = acc[dt][1] = acc[dt][2] = acc[dt][3] = 0.0f;
+
+	for (int j0 = jlo - jlo % FA_BK; j0 < jhi; j0 += FA_BK) {
+		sync_threads();
+		fa_tile(ks, LDK, kb, j0, FA_BK, g.T, D, vec);
+		fa_tile(vs, LDK, vb, j0, FA_BK, g.T, D, vec);
+		if (TR) fa_tile_t(kt, LDS, kb, j0, FA_BK, g.T, D, vec);
+		sync_threads();
+		float s[FA_BK / 8][4], dp[FA_BK / 8][4];
+#pragma unroll
+		for (int nt = 0; nt < FA_BK / 8; nt++) {
+#pragma unroll
+			for (int e = 0; e < 4; e++) s[nt][e] = dp[nt][e] = 0.0f;
+			const u16* kr = ks + (nt * 8 + gq) * LDK + 2 * tq;
+			const u16* vr = vs + (nt * 8 + gq) * LDK + 2 * tq;
+#pragma unroll
+			for (int kc = 0; kc < MAXD / 16; kc++) {
+				if (kc >= nkc) continue;
+				unsigned kb2[2] = {ld_pair(kr + kc * 16), ld_pair(kr + kc * 16 + 8)};
+				unsigned vb2[2] = {ld_pair(vr + kc * 16), ld_pair(vr + kc * 16 + 8)};
+				mma_bf16_16816(s[nt], qa[kc], kb2);
+				mma_bf16_16816(dp[nt], ga[kc], vb2);
+			}
+		}
+		bool full = slope == 0.0f && j0 >= flo && j0 + FA_BK <= fhi;
+#pragma unroll
+		for (int nt = 0; nt < FA_BK / 8; nt++)
+#pragma unroll
+			for (int e = 0; e < 4; e++) {
+				int j = j0 + nt * 8 + 2 * tq + (e & 1);
+				bool top = e < 2;
+				float l2 = top ? l20 : l21, p = 0.0f;
+				if (full) p = ex2_approx(s[nt][e] * sl2 - l2);
+				else if (top ? (j >= lo0 && j < hi0) : (j >= lo1 && j < hi1))
+					p = ex2_approx(attn_score(s[nt][e], g, slope, j) * LOG2E - l2);
+				float kf = p == 0.0f ? 0.0f : attn_drop(g, b, h, top ? r0 : r1, j);
+				s[nt][e] = p * (kf * dp[nt][e] - (top ? d0 : d1)); // dS
+			}
+#pragma unroll
+		for (int kc = 0; kc < FA_BK / 16; kc++) {
+			unsigned sa[4] = {pack_bf16(s[2 * kc][0], s[2 * kc][1]), pack_bf16(s[2 * kc][2], s[2 * kc][3]),
+			                  pack_bf16(s[2 * kc + 1][0], s[2 * kc + 1][1]), pack_bf16(s[2 * kc + 1][2], s[2 * kc + 1][3])};
+#pragma unroll
+			for (int dt = 0; dt < MAXD / 8; dt++) {
+				if (dt >= ndt) continue;
+				unsigned kb2[2];
+				if (TR) {
+					const u16* kr = kt + (dt * 8 + gq) * LDS + kc * 16 + 2 * tq;
+					kb2[0] = ld_pair(kr), kb2[1] = ld_pair(kr + 8);
+				} else {
+					const u16* kr = ks + (kc * 16 + 2 * tq) * LDK + dt * 8 + gq;
+					kb2[0] = pack_u16(kr[0], kr[LDK]), kb2[1] = pack_u16(kr[8 * LDK], kr[9 * LDK]);
+				}
+				mma_bf16_16816(acc[dt], sa, kb2);
+			}
+		}
+	}
+	T* dh = dq + bh * g.S * D;
+#pragma unroll
+	for (int dt = 0; dt < MAXD / 8; dt++) {
+		if (dt >= ndt) continue;
+		int c = dt * 8 + 2 * tq;
+		if (r0 < g.S) {
+			st(dh, (i64)r0 * D + c, g.scale * acc[dt][0]);
+			st(dh, (i64)r0 * D + c + 1, g.scale * acc[dt][1]);
+		}
+		if (r1 < g.S) {
+			st(dh, (i64)r1 * D + c, g.scale * acc[dt][2]);
+			st(dh, (i64)r1 * D + c + 1, g.scale * acc[dt][3]);
+		}
+	}
+}
+
 // The kernels, per largest head dim and activation dtype: accumulators sized for D ≤ 64
 // leave registers for more warps (Llama-3.2-1B and TinyLlama have D = 64; 7B and up, 128).
 GM_KERNEL gm_flash_fwd_f32(float* out, float* lse, const float* q, const float* k, const float* v, const float* slopes,
@@ -745,23 +859,68 @@ GM_KERNEL gm_flash_fwd_d64_bf16(u16* out, float* lse, const u16* q, const u16* k
                                 AttnGeom g, const int* keystart) {
 	flash_fwd<64>(out, lse, q, k, v, slopes, g, keystart);
 }
-GM_KERNEL gm_flash_bwd_f32(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
-                           const float* v, const float* lse, const float* dsum, const float* slopes, AttnGeom g,
-                           const int* keystart) {
-	flash_bwd<FA_MAXD>(dq, dk, dv, dout, q, k, v, lse, dsum, slopes, g, keystart);
+// The backward kernels (KernelIndex finds kernels by their written names, so no macro):
+// _dq writes dq (T), _kv adds dk and dv into F32 (see flash_bwd_kv).
+GM_KERNEL gm_flash_bwd_dq_f32(float* dq, const float* dout, const float* q, const float* k, const float* v, const float* lse,
+                          const float* dsum, const float* slopes, AttnGeom g, const int* keystart) {
+	flash_bwd_dq<FA_MAXD>(dq, dout, q, k, v, lse, dsum, slopes, g, keystart);
 }
-GM_KERNEL gm_flash_bwd_bf16(float* dq, float* dk, float* dv, const u16* dout, const u16* q, const u16* k, const u16* v,
-                            const float* lse, const float* dsum, const float* slopes, AttnGeom g,
-                            const int* keystart) {
-	flash_bwd<FA_MAXD>(dq, dk, dv, dout, q, k, v, lse, dsum, slopes, g, keystart);
+GM_KERNEL gm_flash_bwd_kv_f32(float* dk, float* dv, const float* dout, const float* q, const float* k, const float* v,
+                          const float* lse, const float* dsum, const float* slopes, AttnGeom g, const int* keystart) {
+	flash_bwd_kv<FA_MAXD>(dk, dv, dout, q, k, v, lse, dsum, slopes, g, keystart);
 }
-GM_KERNEL gm_flash_bwd_d64_f32(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
-                               const float* v, const float* lse, const float* dsum, const float* slopes, AttnGeom g,
-                               const int* keystart) {
-	flash_bwd<64>(dq, dk, dv, dout, q, k, v, lse, dsum, slopes, g, keystart);
+GM_KERNEL gm_flash_bwd_dq_bf16(u16* dq, const u16* dout, const u16* q, const u16* k, const u16* v, const float* lse,
+                          const float* dsum, const float* slopes, AttnGeom g, const int* keystart) {
+	flash_bwd_dq<FA_MAXD>(dq, dout, q, k, v, lse, dsum, slopes, g, keystart);
 }
-GM_KERNEL gm_flash_bwd_d64_bf16(float* dq, float* dk, float* dv, const u16* dout, const u16* q, const u16* k,
-                                const u16* v, const float* lse, const float* dsum, const float* slopes, AttnGeom g,
-                                const int* keystart) {
-	flash_bwd<64>(dq, dk, dv, dout, q, k, v, lse, dsum, slopes, g, keystart);
+GM_KERNEL gm_flash_bwd_kv_bf16(float* dk, float* dv, const u16* dout, const u16* q, const u16* k, const u16* v,
+                          const float* lse, const float* dsum, const float* slopes, AttnGeom g, const int* keystart) {
+	flash_bwd_kv<FA_MAXD>(dk, dv, dout, q, k, v, lse, dsum, slopes, g, keystart);
+}
+GM_KERNEL gm_flash_bwd_dq_d64_f32(float* dq, const float* dout, const float* q, const float* k, const float* v, const float* lse,
+                          const float* dsum, const float* slopes, AttnGeom g, const int* keystart) {
+	flash_bwd_dq<64>(dq, dout, q, k, v, lse, dsum, slopes, g, keystart);
+}
+GM_KERNEL gm_flash_bwd_kv_d64_f32(float* dk, float* dv, const float* dout, const float* q, const float* k, const float* v,
+                          const float* lse, const float* dsum, const float* slopes, AttnGeom g, const int* keystart) {
+	flash_bwd_kv<64>(dk, dv, dout, q, k, v, lse, dsum, slopes, g, keystart);
+}
+GM_KERNEL gm_flash_bwd_dq_d64_bf16(u16* dq, const u16* dout, const u16* q, const u16* k, const u16* v, const float* lse,
+                          const float* dsum, const float* slopes, AttnGeom g, const int* keystart) {
+	flash_bwd_dq<64>(dq, dout, q, k, v, lse, dsum, slopes, g, keystart);
+}
+GM_KERNEL gm_flash_bwd_kv_d64_bf16(float* dk, float* dv, const u16* dout, const u16* q, const u16* k, const u16* v,
+                          const float* lse, const float* dsum, const float* slopes, AttnGeom g, const int* keystart) {
+	flash_bwd_kv<64>(dk, dv, dout, q, k, v, lse, dsum, slopes, g, keystart);
+}
+
+// The _d64b kernels: the _d64 ones with launch bounds, which cap registers (some spill) for
+// more resident blocks: 4 per multiprocessor forward, 3 backward (Backend.flashBounded).
+GM_KERNEL_B(gm_flash_fwd_d64b_f32, 128, 4)(float* out, float* lse, const float* q, const float* k, const float* v,
+                                           const float* slopes, AttnGeom g, const int* keystart) {
+	flash_fwd<64>(out, lse, q, k, v, slopes, g, keystart);
+}
+GM_KERNEL_B(gm_flash_fwd_d64b_bf16, 128, 4)(u16* out, float* lse, const u16* q, const u16* k, const u16* v,
+                                            const float* slopes, AttnGeom g, const int* keystart) {
+	flash_fwd<64>(out, lse, q, k, v, slopes, g, keystart);
+}
+GM_KERNEL_B(gm_flash_bwd_dq_d64b_f32, 128, 3)(float* dq, const float* dout, const float* q, const float* k, const float* v,
+                                             const float* lse, const float* dsum, const float* slopes, AttnGeom g,
+                                             const int* keystart) {
+	flash_bwd_dq<64>(dq, dout, q, k, v, lse, dsum, slopes, g, keystart);
+}
+GM_KERNEL_B(gm_flash_bwd_kv_d64b_f32, 128, 3)(float* dk, float* dv, const float* dout, const float* q, const float* k,
+                                             const float* v, const float* lse, const float* dsum, const float* slopes,
+                                             AttnGeom g, const int* keystart) {
+	flash_bwd_kv<64>(dk, dv, dout, q, k, v, lse, dsum, slopes, g, keystart);
+}
+GM_KERNEL_B(gm_flash_bwd_dq_d64b_bf16, 128, 3)(u16* dq, const u16* dout, const u16* q, const u16* k, const u16* v,
+                                             const float* lse, const float* dsum, const float* slopes, AttnGeom g,
+                                             const int* keystart) {
+	flash_bwd_dq<64>(dq, dout, q, k, v, lse, dsum, slopes, g, keystart);
+}
+GM_KERNEL_B(gm_flash_bwd_kv_d64b_bf16, 128, 3)(float* dk, float* dv, const u16* dout, const u16* q, const u16* k,
+                                             const u16* v, const float* lse, const float* dsum, const float* slopes,
+                                             AttnGeom g, const int* keystart) {
+	flash_bwd_kv<64>(dk, dv, dout, q, k, v, lse, dsum, slopes, g, keystart);
 }

@@ -14,6 +14,15 @@
 
 #define GM_DEV static __device__ __forceinline__
 #define GM_KERNEL extern "C" __global__ void
+// GM_KERNEL_B(name, threads, blocks): a kernel with launch bounds (at most threads per
+// block, at least blocks resident per multiprocessor), which caps its registers.
+#if defined(GM_HOST_EMU)
+#define GM_KERNEL_B(name, t, b) extern "C" void name
+#elif defined(__CUDACC_RTC__)
+#define GM_KERNEL_B(name, t, b) extern "C" __global__ void __launch_bounds__(t, b) name
+#else
+#define GM_KERNEL_B(name, t, b) extern "C" __global__ void __attribute__((launch_bounds(t, b))) name
+#endif
 
 typedef unsigned short u16;
 typedef unsigned char u8;

@@ -69,7 +69,9 @@ int cuModuleUnload(void* m) { free(m); return 0; }
 int cuModuleGetFunction(void** f, void* m, const char* name) {
 	char pat[160];
 	snprintf(pat, sizeof pat, "GM_KERNEL %s(", name);
-	if (!strstr((const char*)m, pat)) return 500;
+	char patb[160]; // GM_KERNEL_B(name, threads, blocks)(...)
+	snprintf(patb, sizeof patb, "GM_KERNEL_B(%s,", name);
+	if (!strstr((const char*)m, pat) && !strstr((const char*)m, patb)) return 500;
 	*f = strdup(name);
 	return 0;
 }
