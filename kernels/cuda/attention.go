@@ -88,7 +88,7 @@ func warpsGrid(rows int) int { return (rows + 3) / 4 }
 // Flash-attention tiles (src/attention.cu: FA_MAXD, FA_BQ, FA_BK).
 const (
 	flashMaxD = 128
-	flashRows = 64 // query rows per forward block, keys per backward block
+	flashRows = 64 // query rows per forward and dq block (4 warps), keys per dk/dv block
 )
 
 // flash reports whether the tensor-core kernels serve geometry g.
@@ -96,24 +96,31 @@ func (b *Backend) flash(g attnGeom) bool {
 	return b.FlashAttention && g.d%16 == 0 && g.d <= flashMaxD
 }
 
-// flashKernel names the flash kernel kind ("fwd", "bwd_dq", "bwd_kv") for g: the _d64
-// variants for head dims up to 64, _d64b with launch bounds when b.flashBounded. (Names
-// are spelled out: TestKernelNames matches them against the sources.)
-func (b *Backend) flashKernel(kind string, g attnGeom) string {
+// flashKernel names the flash kernel kind ("fwd", "bwd_dq", "bwd_kv") for g, with its
+// block size and the query rows per block of fwd and bwd_dq: the _d64 variants for head
+// dims up to 64, _d64w (128 query rows, 8 warps) for fwd and bwd_dq when b.flashWide.
+// (Names are spelled out: TestKernelNames matches them against the sources.)
+func (b *Backend) flashKernel(kind string, g attnGeom) (name string, threads, rows int) {
 	v := 2
 	if g.d <= 64 {
 		v = 0
-		if b.flashBounded {
+		if b.flashWide && kind != "bwd_kv" {
 			v = 1
 		}
 	}
+	threads, rows = 128, flashRows
+	if v == 1 {
+		threads, rows = 256, 2*flashRows
+	}
 	switch kind {
 	case "fwd":
-		return [3]string{"gm_flash_fwd_d64" + sfx(g.dt), "gm_flash_fwd_d64b" + sfx(g.dt), "gm_flash_fwd" + sfx(g.dt)}[v]
+		name = [3]string{"gm_flash_fwd_d64" + sfx(g.dt), "gm_flash_fwd_d64w" + sfx(g.dt), "gm_flash_fwd" + sfx(g.dt)}[v]
 	case "bwd_dq":
-		return [3]string{"gm_flash_bwd_dq_d64" + sfx(g.dt), "gm_flash_bwd_dq_d64b" + sfx(g.dt), "gm_flash_bwd_dq" + sfx(g.dt)}[v]
+		name = [3]string{"gm_flash_bwd_dq_d64" + sfx(g.dt), "gm_flash_bwd_dq_d64w" + sfx(g.dt), "gm_flash_bwd_dq" + sfx(g.dt)}[v]
+	default:
+		name = [3]string{"gm_flash_bwd_kv_d64" + sfx(g.dt), "", "gm_flash_bwd_kv" + sfx(g.dt)}[v]
 	}
-	return [3]string{"gm_flash_bwd_kv_d64" + sfx(g.dt), "gm_flash_bwd_kv_d64b" + sfx(g.dt), "gm_flash_bwd_kv" + sfx(g.dt)}[v]
+	return name, threads, rows
 }
 
 // Attention: see kernels.AttnParams. One warp per query row with an online softmax, or the
@@ -130,8 +137,9 @@ func (b *Backend) Attention(out, lse, q, k, v *tensor.Tensor, p kernels.AttnPara
 			return err
 		}
 		if b.flash(g) {
-			grid := g.b * g.h * ((g.s + flashRows - 1) / flashRows)
-			return b.dev.launch(b.flashKernel("fwd", g), grid, 128, 0, out.Ptr, lse.Ptr, q.Ptr, k.Ptr, v.Ptr, sl, geomStruct(g, p), ks)
+			name, threads, rows := b.flashKernel("fwd", g)
+			grid := g.b * g.h * ((g.s + rows - 1) / rows)
+			return b.dev.launch(name, grid, threads, 0, out.Ptr, lse.Ptr, q.Ptr, k.Ptr, v.Ptr, sl, geomStruct(g, p), ks)
 		}
 		return b.dev.launch("gm_attn_fwd"+sfx(g.dt), warpsGrid(rows), 128, 0, out.Ptr, lse.Ptr, q.Ptr, k.Ptr, v.Ptr, sl, geomStruct(g, p), ks)
 	})
@@ -176,8 +184,9 @@ func (b *Backend) AttentionBackward(dq, dk, dv, dout, q, k, v, out, lse *tensor.
 // group's heads: into the outputs themselves when they are F32, else into F32 scratch that
 // gm_cast rounds once into BF16). Runs on the device thread.
 func (b *Backend) flashBackward(g attnGeom, dq, dk, dv, dout, q, k, v, lse *tensor.Tensor, dsum, sl uintptr, gs Struct, ks uintptr) error {
-	grid := g.b * g.h * ((g.s + flashRows - 1) / flashRows)
-	if err := b.dev.launch(b.flashKernel("bwd_dq", g), grid, 128, 0, dq.Ptr, dout.Ptr, q.Ptr, k.Ptr, v.Ptr, lse.Ptr, dsum, sl, gs, ks); err != nil {
+	name, threads, rows := b.flashKernel("bwd_dq", g)
+	grid := g.b * g.h * ((g.s + rows - 1) / rows)
+	if err := b.dev.launch(name, grid, threads, 0, dq.Ptr, dout.Ptr, q.Ptr, k.Ptr, v.Ptr, lse.Ptr, dsum, sl, gs, ks); err != nil {
 		return err
 	}
 	outs := []*tensor.Tensor{dk, dv}
@@ -196,8 +205,9 @@ func (b *Backend) flashBackward(g attnGeom, dq, dk, dv, dout, q, k, v, lse *tens
 			return err
 		}
 	}
-	grid = g.b * g.h * ((g.t + flashRows - 1) / flashRows)
-	if err := b.dev.launch(b.flashKernel("bwd_kv", g), grid, 128, 0, f32[0], f32[1], dout.Ptr, q.Ptr, k.Ptr, v.Ptr, lse.Ptr, dsum, sl, gs, ks); err != nil {
+	name, threads, rows = b.flashKernel("bwd_kv", g)
+	grid = g.b * g.h * ((g.t + rows - 1) / rows)
+	if err := b.dev.launch(name, grid, threads, 0, f32[0], f32[1], dout.Ptr, q.Ptr, k.Ptr, v.Ptr, lse.Ptr, dsum, sl, gs, ks); err != nil {
 		return err
 	}
 	if g.dt != tensor.BF16 {

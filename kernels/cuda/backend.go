@@ -28,9 +28,9 @@ type Backend struct {
 	// NoFastFP8Accum turns cuBLASLt's fast FP8 accumulation off in the GEMMs that ask for it
 	// (the forward GEMMs, as Transformer Engine does): slower, with full F32 accumulation.
 	NoFastFP8Accum bool
-	// flashBounded picks the flash kernels with launch bounds for head dims up to 64
-	// (GOMEGATRON_FLASH_BOUNDED=1; a measurement switch until one variant wins).
-	flashBounded bool
+	// flashWide picks the forward and dq flash kernels with 128 query rows per block for
+	// head dims up to 64 (GOMEGATRON_FLASH_WIDE=1; a measurement switch until it wins or goes).
+	flashWide bool
 
 	lt       uintptr // cublasLtHandle_t
 	ws       uintptr // cuBLASLt workspace
@@ -77,7 +77,7 @@ func NewOn(libs *Libraries, o Options) (*Backend, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &Backend{dev: dev, plans: map[matmulSpec]*plan{}, rope: map[ropeKey]ropeTable{}, flashBounded: os.Getenv("GOMEGATRON_FLASH_BOUNDED") == "1"}
+	b := &Backend{dev: dev, plans: map[matmulSpec]*plan{}, rope: map[ropeKey]ropeTable{}, flashWide: os.Getenv("GOMEGATRON_FLASH_WIDE") == "1"}
 	b.wsBytes = uintptr(o.WorkspaceBytes)
 	if b.wsBytes == 0 {
 		b.wsBytes = 32 << 20

@@ -28,12 +28,11 @@ func TestVsCPU(t *testing.T)               { vsCPU(t, gpu(t)) }
 func TestAttentionVsCPU(t *testing.T)      { attentionVsCPU(t, gpu(t), false) }
 func TestFlashAttentionVsCPU(t *testing.T) { attentionVsCPU(t, gpu(t), true) }
 
-// TestFlashAttentionBoundedVsCPU: the same with the launch-bounded _d64b kernels (the same
-// source; what differs is the compiler's register allocation and spills).
-func TestFlashAttentionBoundedVsCPU(t *testing.T) {
+// TestFlashAttentionWideVsCPU: the same with the _d64w kernels (128 query rows per block).
+func TestFlashAttentionWideVsCPU(t *testing.T) {
 	g := gpu(t)
-	g.flashBounded = true
-	defer func() { g.flashBounded = false }()
+	g.flashWide = true
+	defer func() { g.flashWide = false }()
 	attentionVsCPU(t, g, true)
 }
 func TestGemmVsCPU(t *testing.T)           { gemmVsCPU(t, gpu(t)) }

@@ -267,7 +267,6 @@ GM_KERNEL gm_attn_bwd_dkv_bf16(u16* dk, u16* dv, const u16* dout, const u16* q, 
 // tiles none of whose queries sees the block's keys.
 
 #define FA_MAXD 128
-#define FA_BQ 64 // forward: query rows per block (4 warps × 16)
 #define FA_BK 64 // keys per tile
 #define FB_BQ 32 // backward: query rows per step
 #define FA_PAD 8 // shared-memory row padding (u16): rows 16-byte aligned, fragment reads conflict-free
@@ -341,18 +340,19 @@ GM_DEV int warp_min_i(int v) {
 	return v;
 }
 
-// One block: FA_BQ query rows of one (b, h); warp w owns rows 16w..16w+15, lane rows
+// One block: 16·NW query rows of one (b, h); warp w owns rows 16w..16w+15, lane rows
 // r0 = 16w + g and r1 = r0 + 8. Keys stream through shared memory FA_BK at a time: K as
 // rows (the B operand of Q·Kᵀ reads pairs along d), V transposed (P·V reads pairs along keys).
-template <int MAXD, typename T>
+template <int MAXD, int NW, typename T>
 GM_DEV void flash_fwd(T* out, float* lse, const T* q, const T* k, const T* v, const float* slopes, AttnGeom g,
                       const int* keystart) {
 	const int LDK = MAXD + FA_PAD, LDV = FA_BK + FA_PAD;
 	__shared__ __attribute__((aligned(16))) u16 ks[FA_BK * (MAXD + FA_PAD)];
 	__shared__ __attribute__((aligned(16))) u16 vt[MAXD * (FA_BK + FA_PAD)];
-	__shared__ int wlo[FA_BQ / 16];
+	__shared__ int wlo[NW];
+	const int BQ = NW * 16; // query rows per block
 	const int D = g.D, nkc = D / 16, ndt = D / 8;
-	int nqb = (g.S + FA_BQ - 1) / FA_BQ;
+	int nqb = (g.S + BQ - 1) / BQ;
 	int qb = (int)(ctaid_x() % (unsigned)nqb);
 	i64 bh = ctaid_x() / (unsigned)nqb;
 	int h = (int)(bh % g.H), b = (int)(bh / g.H), grp = h / (g.H / g.G);
@@ -362,7 +362,7 @@ GM_DEV void flash_fwd(T* out, float* lse, const T* q, const T* k, const T* v, co
 	bool vec = aligned32(k) && aligned32(v);
 	float slope = slopes ? slopes[h] : 0.0f;
 	int lane = (int)lane_id(), gq = lane >> 2, tq = lane & 3;
-	int r0 = qb * FA_BQ + (int)warp_id() * 16 + gq, r1 = r0 + 8;
+	int r0 = qb * BQ + (int)warp_id() * 16 + gq, r1 = r0 + 8;
 	int lo0 = 0, hi0 = 0, lo1 = 0, hi1 = 0;
 	if (r0 < g.S) {
 		key_range(g, r0, &lo0, &hi0);
@@ -373,7 +373,7 @@ GM_DEV void flash_fwd(T* out, float* lse, const T* q, const T* k, const T* v, co
 		lo1 = max_i(lo1, key_start(keystart, g, b, r1));
 	}
 	// The block's keys: ranges are monotonic in the query, so first row's lo to last row's hi.
-	int first = qb * FA_BQ, last = first + FA_BQ < g.S ? first + FA_BQ - 1 : g.S - 1, jlo, jhi, t0, t1;
+	int first = qb * BQ, last = first + BQ < g.S ? first + BQ - 1 : g.S - 1, jlo, jhi, t0, t1;
 	key_range(g, first, &jlo, &t0);
 	key_range(g, last, &t1, &jhi);
 	if (keystart) { // from the least first key of the rows that see any (KeyStart need not be monotonic)
@@ -382,7 +382,7 @@ GM_DEV void flash_fwd(T* out, float* lse, const T* q, const T* k, const T* v, co
 		if (lane == 0) wlo[warp_id()] = m;
 		sync_threads();
 		m = wlo[0];
-		for (int w = 1; w < FA_BQ / 16; w++) m = min_i(m, wlo[w]);
+		for (int w = 1; w < NW; w++) m = min_i(m, wlo[w]);
 		jlo = max_i(jlo, m);
 	}
 	// Both of this lane's rows see every key of [flo, fhi): tiles inside skip the masking.
@@ -695,12 +695,12 @@ GM_DEV void flash_bwd_kv(float* dk32, float* dv32, const T* dout, const T* q, co
 	}
 }
 
-// flash_bwd_dq, one block per FA_BQ queries of one (b, h) (the forward's layout): for each
+// flash_bwd_dq, one block per 16·NW queries of one (b, h) (the forward's layout): for each
 // key tile, S = Q·Kᵀ and dP = dout·Vᵀ again, P = 2^(S·scale·log2 e − lse·log2 e),
 // dS = P ⊙ (dP − dsum), and dq += Scale·dS·K, written once at the end. K and V stream
 // through shared memory as rows (the B operands of Q·Kᵀ and dout·Vᵀ read pairs along d);
 // for head dims up to 64 K also transposed (dS·K reads pairs along keys), else two halves.
-template <int MAXD, typename T>
+template <int MAXD, int NW, typename T>
 GM_DEV void flash_bwd_dq(T* dq, const T* dout, const T* q, const T* k, const T* v, const float* lse, const float* dsum,
                          const float* slopes, AttnGeom g, const int* keystart) {
 	const int LDK = MAXD + FA_PAD, LDS = FA_BK + FA_PAD;
@@ -708,9 +708,10 @@ GM_DEV void flash_bwd_dq(T* dq, const T* dout, const T* q, const T* k, const T* 
 	__shared__ __attribute__((aligned(16))) u16 ks[FA_BK * (MAXD + FA_PAD)];
 	__shared__ __attribute__((aligned(16))) u16 vs[FA_BK * (MAXD + FA_PAD)];
 	__shared__ __attribute__((aligned(16))) u16 kt[MAXD <= 64 ? MAXD * (FA_BK + FA_PAD) : 2];
-	__shared__ int wlo[FA_BQ / 16];
+	__shared__ int wlo[NW];
+	const int BQ = NW * 16; // query rows per block
 	const int D = g.D, nkc = D / 16, ndt = D / 8;
-	int nqb = (g.S + FA_BQ - 1) / FA_BQ;
+	int nqb = (g.S + BQ - 1) / BQ;
 	int qb = (int)(ctaid_x() % (unsigned)nqb);
 	i64 bh = ctaid_x() / (unsigned)nqb;
 	int h = (int)(bh % g.H), b = (int)(bh / g.H), grp = h / (g.H / g.G);
@@ -721,7 +722,7 @@ GM_DEV void flash_bwd_dq(T* dq, const T* dout, const T* q, const T* k, const T* 
 	bool vec = aligned32(k) && aligned32(v);
 	float slope = slopes ? slopes[h] : 0.0f;
 	int lane = (int)lane_id(), gq = lane >> 2, tq = lane & 3;
-	int r0 = qb * FA_BQ + (int)warp_id() * 16 + gq, r1 = r0 + 8;
+	int r0 = qb * BQ + (int)warp_id() * 16 + gq, r1 = r0 + 8;
 	// Rows that see no key (lse −Inf, or masked to nothing) keep lo = hi = 0: P = 0.
 	int lo0 = 0, hi0 = 0, lo1 = 0, hi1 = 0;
 	float l20 = 0.0f, l21 = 0.0f, d0 = 0.0f, d1 = 0.0f; // lse·log2 e and dsum of r0, r1
@@ -735,7 +736,7 @@ GM_DEV void flash_bwd_dq(T* dq, const T* dout, const T* q, const T* k, const T* 
 		lo1 = max_i(lo1, key_start(keystart, g, b, r1));
 		l21 = lse[bh * g.S + r1] * LOG2E, d1 = dsum[bh * g.S + r1];
 	}
-	int first = qb * FA_BQ, last = first + FA_BQ < g.S ? first + FA_BQ - 1 : g.S - 1, jlo, jhi, t0, t1;
+	int first = qb * BQ, last = first + BQ < g.S ? first + BQ - 1 : g.S - 1, jlo, jhi, t0, t1;
 	key_range(g, first, &jlo, &t0);
 	key_range(g, last, &t1, &jhi);
 	if (keystart) {
@@ -744,7 +745,7 @@ GM_DEV void flash_bwd_dq(T* dq, const T* dout, const T* q, const T* k, const T* 
 		if (lane == 0) wlo[warp_id()] = m;
 		sync_threads();
 		m = wlo[0];
-		for (int w = 1; w < FA_BQ / 16; w++) m = min_i(m, wlo[w]);
+		for (int w = 1; w < NW; w++) m = min_i(m, wlo[w]);
 		jlo = max_i(jlo, m);
 	}
 	int flo = max_i(lo0, lo1), fhi = min_i(hi0, hi1);
@@ -841,86 +842,74 @@ GM_DEV void flash_bwd_dq(T* dq, const T* dout, const T* q, const T* k, const T* 
 	}
 }
 
-// The kernels, per largest head dim and activation dtype: accumulators sized for D ≤ 64
-// leave registers for more warps (Llama-3.2-1B and TinyLlama have D = 64; 7B and up, 128).
-GM_KERNEL gm_flash_fwd_f32(float* out, float* lse, const float* q, const float* k, const float* v, const float* slopes,
-                           AttnGeom g, const int* keystart) {
-	flash_fwd<FA_MAXD>(out, lse, q, k, v, slopes, g, keystart);
+// The kernels, per largest head dim and activation dtype (KernelIndex finds kernels by their
+// written names, so no macro): the generic ones take head dims up to FA_MAXD; the _d64 ones,
+// up to 64, size their accumulators for that and carry launch bounds that cap registers
+// (a few spill) for more resident blocks, 4 per multiprocessor forward and 3 backward
+// (13% faster forward, 26% backward on an H200, 2026-11-27); the _d64w ones take 128 query
+// rows per block (8 warps) for the comparison in BenchmarkOps (Backend.flashWide). The
+// backward is _dq (writes dq, T) and _kv (adds dk and dv into F32, see flash_bwd_kv).
+GM_KERNEL gm_flash_fwd_f32(float* out, float* lse, const float* q, const float* k, const float* v, const float* slopes, AttnGeom g,
+	const int* keystart) {
+	flash_fwd<FA_MAXD, 4>(out, lse, q, k, v, slopes, g, keystart);
 }
-GM_KERNEL gm_flash_fwd_bf16(u16* out, float* lse, const u16* q, const u16* k, const u16* v, const float* slopes,
-                            AttnGeom g, const int* keystart) {
-	flash_fwd<FA_MAXD>(out, lse, q, k, v, slopes, g, keystart);
-}
-GM_KERNEL gm_flash_fwd_d64_f32(float* out, float* lse, const float* q, const float* k, const float* v,
-                               const float* slopes, AttnGeom g, const int* keystart) {
-	flash_fwd<64>(out, lse, q, k, v, slopes, g, keystart);
-}
-GM_KERNEL gm_flash_fwd_d64_bf16(u16* out, float* lse, const u16* q, const u16* k, const u16* v, const float* slopes,
-                                AttnGeom g, const int* keystart) {
-	flash_fwd<64>(out, lse, q, k, v, slopes, g, keystart);
-}
-// The backward kernels (KernelIndex finds kernels by their written names, so no macro):
-// _dq writes dq (T), _kv adds dk and dv into F32 (see flash_bwd_kv).
 GM_KERNEL gm_flash_bwd_dq_f32(float* dq, const float* dout, const float* q, const float* k, const float* v, const float* lse,
-                          const float* dsum, const float* slopes, AttnGeom g, const int* keystart) {
-	flash_bwd_dq<FA_MAXD>(dq, dout, q, k, v, lse, dsum, slopes, g, keystart);
+	const float* dsum, const float* slopes, AttnGeom g, const int* keystart) {
+	flash_bwd_dq<FA_MAXD, 4>(dq, dout, q, k, v, lse, dsum, slopes, g, keystart);
 }
 GM_KERNEL gm_flash_bwd_kv_f32(float* dk, float* dv, const float* dout, const float* q, const float* k, const float* v,
-                          const float* lse, const float* dsum, const float* slopes, AttnGeom g, const int* keystart) {
+	const float* lse, const float* dsum, const float* slopes, AttnGeom g, const int* keystart) {
 	flash_bwd_kv<FA_MAXD>(dk, dv, dout, q, k, v, lse, dsum, slopes, g, keystart);
+}
+GM_KERNEL gm_flash_fwd_bf16(u16* out, float* lse, const u16* q, const u16* k, const u16* v, const float* slopes, AttnGeom g,
+	const int* keystart) {
+	flash_fwd<FA_MAXD, 4>(out, lse, q, k, v, slopes, g, keystart);
 }
 GM_KERNEL gm_flash_bwd_dq_bf16(u16* dq, const u16* dout, const u16* q, const u16* k, const u16* v, const float* lse,
-                          const float* dsum, const float* slopes, AttnGeom g, const int* keystart) {
-	flash_bwd_dq<FA_MAXD>(dq, dout, q, k, v, lse, dsum, slopes, g, keystart);
+	const float* dsum, const float* slopes, AttnGeom g, const int* keystart) {
+	flash_bwd_dq<FA_MAXD, 4>(dq, dout, q, k, v, lse, dsum, slopes, g, keystart);
 }
 GM_KERNEL gm_flash_bwd_kv_bf16(float* dk, float* dv, const u16* dout, const u16* q, const u16* k, const u16* v,
-                          const float* lse, const float* dsum, const float* slopes, AttnGeom g, const int* keystart) {
+	const float* lse, const float* dsum, const float* slopes, AttnGeom g, const int* keystart) {
 	flash_bwd_kv<FA_MAXD>(dk, dv, dout, q, k, v, lse, dsum, slopes, g, keystart);
 }
-GM_KERNEL gm_flash_bwd_dq_d64_f32(float* dq, const float* dout, const float* q, const float* k, const float* v, const float* lse,
-                          const float* dsum, const float* slopes, AttnGeom g, const int* keystart) {
-	flash_bwd_dq<64>(dq, dout, q, k, v, lse, dsum, slopes, g, keystart);
+GM_KERNEL_B(gm_flash_fwd_d64_f32, 128, 4)(float* out, float* lse, const float* q, const float* k, const float* v, const float* slopes, AttnGeom g,
+	const int* keystart) {
+	flash_fwd<64, 4>(out, lse, q, k, v, slopes, g, keystart);
 }
-GM_KERNEL gm_flash_bwd_kv_d64_f32(float* dk, float* dv, const float* dout, const float* q, const float* k, const float* v,
-                          const float* lse, const float* dsum, const float* slopes, AttnGeom g, const int* keystart) {
+GM_KERNEL_B(gm_flash_bwd_dq_d64_f32, 128, 3)(float* dq, const float* dout, const float* q, const float* k, const float* v, const float* lse,
+	const float* dsum, const float* slopes, AttnGeom g, const int* keystart) {
+	flash_bwd_dq<64, 4>(dq, dout, q, k, v, lse, dsum, slopes, g, keystart);
+}
+GM_KERNEL_B(gm_flash_bwd_kv_d64_f32, 128, 3)(float* dk, float* dv, const float* dout, const float* q, const float* k, const float* v,
+	const float* lse, const float* dsum, const float* slopes, AttnGeom g, const int* keystart) {
 	flash_bwd_kv<64>(dk, dv, dout, q, k, v, lse, dsum, slopes, g, keystart);
 }
-GM_KERNEL gm_flash_bwd_dq_d64_bf16(u16* dq, const u16* dout, const u16* q, const u16* k, const u16* v, const float* lse,
-                          const float* dsum, const float* slopes, AttnGeom g, const int* keystart) {
-	flash_bwd_dq<64>(dq, dout, q, k, v, lse, dsum, slopes, g, keystart);
+GM_KERNEL_B(gm_flash_fwd_d64_bf16, 128, 4)(u16* out, float* lse, const u16* q, const u16* k, const u16* v, const float* slopes, AttnGeom g,
+	const int* keystart) {
+	flash_fwd<64, 4>(out, lse, q, k, v, slopes, g, keystart);
 }
-GM_KERNEL gm_flash_bwd_kv_d64_bf16(float* dk, float* dv, const u16* dout, const u16* q, const u16* k, const u16* v,
-                          const float* lse, const float* dsum, const float* slopes, AttnGeom g, const int* keystart) {
+GM_KERNEL_B(gm_flash_bwd_dq_d64_bf16, 128, 3)(u16* dq, const u16* dout, const u16* q, const u16* k, const u16* v, const float* lse,
+	const float* dsum, const float* slopes, AttnGeom g, const int* keystart) {
+	flash_bwd_dq<64, 4>(dq, dout, q, k, v, lse, dsum, slopes, g, keystart);
+}
+GM_KERNEL_B(gm_flash_bwd_kv_d64_bf16, 128, 3)(float* dk, float* dv, const u16* dout, const u16* q, const u16* k, const u16* v,
+	const float* lse, const float* dsum, const float* slopes, AttnGeom g, const int* keystart) {
 	flash_bwd_kv<64>(dk, dv, dout, q, k, v, lse, dsum, slopes, g, keystart);
 }
-
-// The _d64b kernels: the _d64 ones with launch bounds, which cap registers (some spill) for
-// more resident blocks: 4 per multiprocessor forward, 3 backward (Backend.flashBounded).
-GM_KERNEL_B(gm_flash_fwd_d64b_f32, 128, 4)(float* out, float* lse, const float* q, const float* k, const float* v,
-                                           const float* slopes, AttnGeom g, const int* keystart) {
-	flash_fwd<64>(out, lse, q, k, v, slopes, g, keystart);
+GM_KERNEL_B(gm_flash_fwd_d64w_f32, 256, 2)(float* out, float* lse, const float* q, const float* k, const float* v, const float* slopes, AttnGeom g,
+	const int* keystart) {
+	flash_fwd<64, 8>(out, lse, q, k, v, slopes, g, keystart);
 }
-GM_KERNEL_B(gm_flash_fwd_d64b_bf16, 128, 4)(u16* out, float* lse, const u16* q, const u16* k, const u16* v,
-                                            const float* slopes, AttnGeom g, const int* keystart) {
-	flash_fwd<64>(out, lse, q, k, v, slopes, g, keystart);
+GM_KERNEL_B(gm_flash_bwd_dq_d64w_f32, 256, 1)(float* dq, const float* dout, const float* q, const float* k, const float* v, const float* lse,
+	const float* dsum, const float* slopes, AttnGeom g, const int* keystart) {
+	flash_bwd_dq<64, 8>(dq, dout, q, k, v, lse, dsum, slopes, g, keystart);
 }
-GM_KERNEL_B(gm_flash_bwd_dq_d64b_f32, 128, 3)(float* dq, const float* dout, const float* q, const float* k, const float* v,
-                                             const float* lse, const float* dsum, const float* slopes, AttnGeom g,
-                                             const int* keystart) {
-	flash_bwd_dq<64>(dq, dout, q, k, v, lse, dsum, slopes, g, keystart);
+GM_KERNEL_B(gm_flash_fwd_d64w_bf16, 256, 2)(u16* out, float* lse, const u16* q, const u16* k, const u16* v, const float* slopes, AttnGeom g,
+	const int* keystart) {
+	flash_fwd<64, 8>(out, lse, q, k, v, slopes, g, keystart);
 }
-GM_KERNEL_B(gm_flash_bwd_kv_d64b_f32, 128, 3)(float* dk, float* dv, const float* dout, const float* q, const float* k,
-                                             const float* v, const float* lse, const float* dsum, const float* slopes,
-                                             AttnGeom g, const int* keystart) {
-	flash_bwd_kv<64>(dk, dv, dout, q, k, v, lse, dsum, slopes, g, keystart);
-}
-GM_KERNEL_B(gm_flash_bwd_dq_d64b_bf16, 128, 3)(u16* dq, const u16* dout, const u16* q, const u16* k, const u16* v,
-                                             const float* lse, const float* dsum, const float* slopes, AttnGeom g,
-                                             const int* keystart) {
-	flash_bwd_dq<64>(dq, dout, q, k, v, lse, dsum, slopes, g, keystart);
-}
-GM_KERNEL_B(gm_flash_bwd_kv_d64b_bf16, 128, 3)(float* dk, float* dv, const u16* dout, const u16* q, const u16* k,
-                                             const u16* v, const float* lse, const float* dsum, const float* slopes,
-                                             AttnGeom g, const int* keystart) {
-	flash_bwd_kv<64>(dk, dv, dout, q, k, v, lse, dsum, slopes, g, keystart);
+GM_KERNEL_B(gm_flash_bwd_dq_d64w_bf16, 256, 1)(u16* dq, const u16* dout, const u16* q, const u16* k, const u16* v, const float* lse,
+	const float* dsum, const float* slopes, AttnGeom g, const int* keystart) {
+	flash_bwd_dq<64, 8>(dq, dout, q, k, v, lse, dsum, slopes, g, keystart);
 }
