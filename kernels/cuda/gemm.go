@@ -1,6 +1,7 @@
 package cuda
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/gomegatron/gomegatron/kernels"
@@ -200,7 +201,7 @@ func (b *Backend) GemmFP8(p kernels.GemmParams, a, bm, d *tensor.Tensor, sc FP8S
 		return nil
 	}
 	lt := b.dev.libs.lt
-	return b.dev.Do(func() error {
+	err = b.dev.Do(func() error {
 		pl, ok := b.plans[s]
 		if !ok {
 			var err error
@@ -217,6 +218,14 @@ func (b *Backend) GemmFP8(p kernels.GemmParams, a, bm, d *tensor.Tensor, sc FP8S
 		}
 		return run()
 	})
+	if e := (*Error)(nil); errors.As(err, &e) && e.Code == 15 {
+		for _, ptr := range []uintptr{sc.AScale, sc.BScale, sc.DScale, sc.AmaxD} {
+			if ptr%16 != 0 {
+				return fmt.Errorf("%w (scale pointer %#x is not 16-byte aligned: cuBLASLt refused a B scale 4 bytes after the A scale on an H200; give each scale its own allocation)", err, ptr)
+			}
+		}
+	}
+	return err
 }
 
 var _ kernels.FP8Gemmer = (*Backend)(nil)

@@ -506,7 +506,13 @@ func gemmFP8(t *testing.T, g *Backend) {
 		}
 	}
 	e.t = t
-	err := e.g.GemmFP8(kernels.GemmParams{M: 16, N: 16, K: 16}, e.randn(tensor.F8E4M3, 1, 16, 16).d, e.randn(tensor.F8E4M3, 1, 16, 16).d, e.out(tensor.F32, 16, 16).d, FP8Scales{})
+	// Two scales in one allocation, as run 1 had them: refused, with the reason.
+	pair := e.device(tensor.FromF32([]float32{as, bs}, 2))
+	a, bm := e.randn(tensor.F8E4M3, 4, m, k), e.randn(tensor.F8E4M3, 4, n, k)
+	err := e.g.GemmFP8(kernels.GemmParams{TransB: true, M: m, N: n, K: k, Alpha: 1}, a.d, bm.d, e.out(tensor.BF16, m, n).d,
+		FP8Scales{AScale: pair.Ptr, BScale: pair.Ptr + 4})
+	require.ErrorContains(t, err, "not 16-byte aligned")
+	err = e.g.GemmFP8(kernels.GemmParams{M: 16, N: 16, K: 16}, e.randn(tensor.F8E4M3, 1, 16, 16).d, e.randn(tensor.F8E4M3, 1, 16, 16).d, e.out(tensor.F32, 16, 16).d, FP8Scales{})
 	require.ErrorContains(t, err, "TN")
 }
 
