@@ -340,6 +340,27 @@ GM_DEV int warp_min_i(int v) {
 	return v;
 }
 
+// The key span [*jlo, *jhi) of a block of query rows [first, first + bq) (clipped to S):
+// ranges are monotonic in the query, so the first row's lo to the last row's hi; with
+// keystart, from the least first key of the rows that see any (KeyStart need not be
+// monotonic), which takes every thread of the block (wlo: one int per warp). lo0..hi1 are
+// this lane's two rows' ranges.
+GM_DEV void fa_key_span(const AttnGeom& g, int first, int bq, const int* keystart, int lo0, int hi0, int lo1, int hi1,
+                        int* wlo, int* jlo, int* jhi) {
+	int last = first + bq < g.S ? first + bq - 1 : g.S - 1, t0, t1;
+	key_range(g, first, jlo, &t0);
+	key_range(g, last, &t1, jhi);
+	if (keystart) {
+		int m = min_i(lo0 < hi0 ? lo0 : 0x7fffffff, lo1 < hi1 ? lo1 : 0x7fffffff);
+		m = warp_min_i(m);
+		if (lane_id() == 0) wlo[warp_id()] = m;
+		sync_threads();
+		m = wlo[0];
+		for (int w = 1; w < (int)(ntid_x() >> 5); w++) m = min_i(m, wlo[w]);
+		*jlo = max_i(*jlo, m);
+	}
+}
+
 // One block: 16·NW query rows of one (b, h); warp w owns rows 16w..16w+15, lane rows
 // r0 = 16w + g and r1 = r0 + 8. Keys stream through shared memory FA_BK at a time: K as
 // rows (the B operand of Q·Kᵀ reads pairs along d), V transposed (P·V reads pairs along keys).
@@ -372,19 +393,8 @@ GM_DEV void flash_fwd(T* out, float* lse, const T* q, const T* k, const T* v, co
 		key_range(g, r1, &lo1, &hi1);
 		lo1 = max_i(lo1, key_start(keystart, g, b, r1));
 	}
-	// The block's keys: ranges are monotonic in the query, so first row's lo to last row's hi.
-	int first = qb * BQ, last = first + BQ < g.S ? first + BQ - 1 : g.S - 1, jlo, jhi, t0, t1;
-	key_range(g, first, &jlo, &t0);
-	key_range(g, last, &t1, &jhi);
-	if (keystart) { // from the least first key of the rows that see any (KeyStart need not be monotonic)
-		int m = min_i(lo0 < hi0 ? lo0 : 0x7fffffff, lo1 < hi1 ? lo1 : 0x7fffffff);
-		m = warp_min_i(m);
-		if (lane == 0) wlo[warp_id()] = m;
-		sync_threads();
-		m = wlo[0];
-		for (int w = 1; w < NW; w++) m = min_i(m, wlo[w]);
-		jlo = max_i(jlo, m);
-	}
+	int jlo, jhi;
+	fa_key_span(g, qb * BQ, BQ, keystart, lo0, hi0, lo1, hi1, wlo, &jlo, &jhi);
 	// Both of this lane's rows see every key of [flo, fhi): tiles inside skip the masking.
 	int flo = max_i(lo0, lo1), fhi = min_i(hi0, hi1);
 	float sl2 = g.scale * LOG2E;
@@ -736,18 +746,8 @@ GM_DEV void flash_bwd_dq(T* dq, const T* dout, const T* q, const T* k, const T* 
 		lo1 = max_i(lo1, key_start(keystart, g, b, r1));
 		l21 = lse[bh * g.S + r1] * LOG2E, d1 = dsum[bh * g.S + r1];
 	}
-	int first = qb * BQ, last = first + BQ < g.S ? first + BQ - 1 : g.S - 1, jlo, jhi, t0, t1;
-	key_range(g, first, &jlo, &t0);
-	key_range(g, last, &t1, &jhi);
-	if (keystart) {
-		int m = min_i(lo0 < hi0 ? lo0 : 0x7fffffff, lo1 < hi1 ? lo1 : 0x7fffffff);
-		m = warp_min_i(m);
-		if (lane == 0) wlo[warp_id()] = m;
-		sync_threads();
-		m = wlo[0];
-		for (int w = 1; w < NW; w++) m = min_i(m, wlo[w]);
-		jlo = max_i(jlo, m);
-	}
+	int jlo, jhi;
+	fa_key_span(g, qb * BQ, BQ, keystart, lo0, hi0, lo1, hi1, wlo, &jlo, &jhi);
 	int flo = max_i(lo0, lo1), fhi = min_i(hi0, hi1);
 	float sl2 = g.scale * LOG2E;
 
