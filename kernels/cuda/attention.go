@@ -98,29 +98,35 @@ func (b *Backend) flash(g attnGeom) bool {
 
 // flashKernel names the flash kernel kind ("fwd", "bwd_dq", "bwd_kv") for g, with its
 // block size and the query rows per block of fwd and bwd_dq: the _d64 variants for head
-// dims up to 64, _d64w (128 query rows, 8 warps) for fwd and bwd_dq when b.flashWide.
-// (Names are spelled out: TestKernelNames matches them against the sources.)
-func (b *Backend) flashKernel(kind string, g attnGeom) (name string, threads, rows int) {
-	v := 2
-	if g.d <= 64 {
-		v = 0
-		if b.flashWide && kind != "bwd_kv" {
-			v = 1
-		}
-	}
+// dims up to 64; for fwd and bwd_dq, _d64w (128 query rows, 8 warps) when b.flashWide; or
+// _d64p (cp.async and ldmatrix) when b.flashPipe, the activations are BF16 and the
+// operands it copies with cp.async 16-byte aligned (aligned: k and v for fwd and bwd_dq,
+// q and dout for bwd_kv). (Names are spelled out: TestKernelNames matches them against
+// the sources.)
+func (b *Backend) flashKernel(kind string, g attnGeom, aligned bool) (name string, threads, rows int) {
 	threads, rows = 128, flashRows
-	if v == 1 {
-		threads, rows = 256, 2*flashRows
+	if g.d > 64 {
+		return [3]string{"gm_flash_fwd" + sfx(g.dt), "gm_flash_bwd_dq" + sfx(g.dt), "gm_flash_bwd_kv" + sfx(g.dt)}[flashKind(kind)], threads, rows
 	}
+	switch {
+	case b.flashWide && kind != "bwd_kv":
+		threads, rows = 256, 2*flashRows
+		return [2]string{"gm_flash_fwd_d64w" + sfx(g.dt), "gm_flash_bwd_dq_d64w" + sfx(g.dt)}[flashKind(kind)], threads, rows
+	case b.flashPipe && g.dt == tensor.BF16 && aligned:
+		return [3]string{"gm_flash_fwd_d64p_bf16", "gm_flash_bwd_dq_d64p_bf16", "gm_flash_bwd_kv_d64p_bf16"}[flashKind(kind)], threads, rows
+	}
+	return [3]string{"gm_flash_fwd_d64" + sfx(g.dt), "gm_flash_bwd_dq_d64" + sfx(g.dt), "gm_flash_bwd_kv_d64" + sfx(g.dt)}[flashKind(kind)], threads, rows
+}
+
+// flashKind indexes the flash kernel kinds: fwd 0, bwd_dq 1, bwd_kv 2.
+func flashKind(kind string) int {
 	switch kind {
 	case "fwd":
-		name = [3]string{"gm_flash_fwd_d64" + sfx(g.dt), "gm_flash_fwd_d64w" + sfx(g.dt), "gm_flash_fwd" + sfx(g.dt)}[v]
+		return 0
 	case "bwd_dq":
-		name = [3]string{"gm_flash_bwd_dq_d64" + sfx(g.dt), "gm_flash_bwd_dq_d64w" + sfx(g.dt), "gm_flash_bwd_dq" + sfx(g.dt)}[v]
-	default:
-		name = [3]string{"gm_flash_bwd_kv_d64" + sfx(g.dt), "", "gm_flash_bwd_kv" + sfx(g.dt)}[v]
+		return 1
 	}
-	return name, threads, rows
+	return 2
 }
 
 // Attention: see kernels.AttnParams. One warp per query row with an online softmax, or the
@@ -137,7 +143,7 @@ func (b *Backend) Attention(out, lse, q, k, v *tensor.Tensor, p kernels.AttnPara
 			return err
 		}
 		if b.flash(g) {
-			name, threads, rows := b.flashKernel("fwd", g)
+			name, threads, rows := b.flashKernel("fwd", g, (k.Ptr|v.Ptr)%16 == 0)
 			grid := g.b * g.h * ((g.s + rows - 1) / rows)
 			return b.dev.launch(name, grid, threads, 0, out.Ptr, lse.Ptr, q.Ptr, k.Ptr, v.Ptr, sl, geomStruct(g, p), ks)
 		}
@@ -184,7 +190,7 @@ func (b *Backend) AttentionBackward(dq, dk, dv, dout, q, k, v, out, lse *tensor.
 // group's heads: into the outputs themselves when they are F32, else into F32 scratch that
 // gm_cast rounds once into BF16). Runs on the device thread.
 func (b *Backend) flashBackward(g attnGeom, dq, dk, dv, dout, q, k, v, lse *tensor.Tensor, dsum, sl uintptr, gs Struct, ks uintptr) error {
-	name, threads, rows := b.flashKernel("bwd_dq", g)
+	name, threads, rows := b.flashKernel("bwd_dq", g, (k.Ptr|v.Ptr)%16 == 0)
 	grid := g.b * g.h * ((g.s + rows - 1) / rows)
 	if err := b.dev.launch(name, grid, threads, 0, dq.Ptr, dout.Ptr, q.Ptr, k.Ptr, v.Ptr, lse.Ptr, dsum, sl, gs, ks); err != nil {
 		return err
@@ -205,7 +211,7 @@ func (b *Backend) flashBackward(g attnGeom, dq, dk, dv, dout, q, k, v, lse *tens
 			return err
 		}
 	}
-	name, threads, rows = b.flashKernel("bwd_kv", g)
+	name, threads, rows = b.flashKernel("bwd_kv", g, (q.Ptr|dout.Ptr)%16 == 0)
 	grid = g.b * g.h * ((g.t + rows - 1) / rows)
 	if err := b.dev.launch(name, grid, threads, 0, f32[0], f32[1], dout.Ptr, q.Ptr, k.Ptr, v.Ptr, lse.Ptr, dsum, sl, gs, ks); err != nil {
 		return err

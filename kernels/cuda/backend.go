@@ -31,6 +31,9 @@ type Backend struct {
 	// flashWide picks the forward and dq flash kernels with 128 query rows per block for
 	// head dims up to 64 (GOMEGATRON_FLASH_WIDE=1; a measurement switch until it wins or goes).
 	flashWide bool
+	// flashPipe picks the BF16 flash kernels with cp.async double buffering and ldmatrix
+	// fragments for head dims up to 64 (GOMEGATRON_FLASH_PIPE=1; not yet measured on a GPU).
+	flashPipe bool
 
 	lt       uintptr // cublasLtHandle_t
 	ws       uintptr // cuBLASLt workspace
@@ -77,7 +80,8 @@ func NewOn(libs *Libraries, o Options) (*Backend, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &Backend{dev: dev, plans: map[matmulSpec]*plan{}, rope: map[ropeKey]ropeTable{}, flashWide: os.Getenv("GOMEGATRON_FLASH_WIDE") == "1"}
+	b := &Backend{dev: dev, plans: map[matmulSpec]*plan{}, rope: map[ropeKey]ropeTable{}, flashWide: os.Getenv("GOMEGATRON_FLASH_WIDE") == "1",
+		flashPipe: os.Getenv("GOMEGATRON_FLASH_PIPE") == "1"}
 	b.wsBytes = uintptr(o.WorkspaceBytes)
 	if b.wsBytes == 0 {
 		b.wsBytes = 32 << 20

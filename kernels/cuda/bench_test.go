@@ -166,8 +166,11 @@ func BenchmarkOps(b *testing.B) {
 		p := kernels.AttnParams{Causal: true, Scale: 0.125}
 		flops := 2.0 * 2 * bs * heads * float64(s) * float64(s) * d / 2
 		g.FlashAttention = true
-		for _, wide := range []bool{false, true} { // the _d64w kernels (128 query rows) too
-			g.flashWide = wide
+		for _, variant := range []string{"", "Wide", "Pipe"} { // the _d64w and _d64p kernels too
+			g.flashWide, g.flashPipe = variant == "Wide", variant == "Pipe"
+			if variant == "Pipe" && dt != tensor.BF16 {
+				continue // BF16 only
+			}
 			for _, fwd := range []bool{true, false} {
 				name, fl := "FlashAttention", flops
 				run := func() { g.Attention(o, lse, q, k, vv, p) }
@@ -175,9 +178,7 @@ func BenchmarkOps(b *testing.B) {
 					name, fl = "FlashAttentionBackward", 2.5*flops
 					run = func() { g.AttentionBackward(dq, dk, dv, do, q, k, vv, o, lse, p) }
 				}
-				if wide {
-					name += "Wide"
-				}
+				name += variant
 				b.Run(fmt.Sprintf("%s/%v", name, dt), func(b *testing.B) {
 					sec := timeDevice(b, g, func() error { run(); return nil })
 					b.ReportMetric(fl/sec/1e12, "TFLOP/s")
@@ -185,7 +186,7 @@ func BenchmarkOps(b *testing.B) {
 				})
 			}
 		}
-		g.FlashAttention, g.flashWide = false, false
+		g.FlashAttention, g.flashWide, g.flashPipe = false, false, false
 		for _, t := range []*tensor.Tensor{x, y, out, dx, w, dw, rstd, gu, act, dgu, logits, dlogits, mx, se, dloss, targets, q, o, dq, do, k, vv, dk, dv, lse} {
 			_ = g.Free(t)
 		}

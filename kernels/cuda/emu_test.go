@@ -51,6 +51,11 @@ func TestEmulator(t *testing.T) {
 	t.Run("VsCPU", func(t *testing.T) { vsCPU(t, g) })
 	t.Run("AttentionVsCPU", func(t *testing.T) { attentionVsCPU(t, g, false) })
 	t.Run("FlashAttentionVsCPU", func(t *testing.T) { attentionVsCPU(t, g, true) })
+	t.Run("FlashAttentionPipeVsCPU", func(t *testing.T) {
+		g.flashPipe = true
+		defer func() { g.flashPipe = false }()
+		attentionVsCPU(t, g, true)
+	})
 	t.Run("FlashAttentionWideVsCPU", func(t *testing.T) {
 		g.flashWide = true
 		defer func() { g.flashWide = false }()

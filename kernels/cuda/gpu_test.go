@@ -28,6 +28,15 @@ func TestVsCPU(t *testing.T)               { vsCPU(t, gpu(t)) }
 func TestAttentionVsCPU(t *testing.T)      { attentionVsCPU(t, gpu(t), false) }
 func TestFlashAttentionVsCPU(t *testing.T) { attentionVsCPU(t, gpu(t), true) }
 
+// TestFlashAttentionPipeVsCPU: the same with the _d64p kernels (cp.async, ldmatrix) where
+// they apply (BF16, head dims up to 64), forward and backward.
+func TestFlashAttentionPipeVsCPU(t *testing.T) {
+	g := gpu(t)
+	g.flashPipe = true
+	defer func() { g.flashPipe = false }()
+	attentionVsCPU(t, g, true)
+}
+
 // TestFlashAttentionWideVsCPU: the same with the _d64w kernels (128 query rows per block).
 func TestFlashAttentionWideVsCPU(t *testing.T) {
 	g := gpu(t)

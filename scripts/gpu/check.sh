@@ -82,14 +82,14 @@ cuda_groups=(
 	"cuda-setup:^(TestEnvironment|TestCubinCache|TestArenaDevice|TestBind)$"
 	"cuda-conformance:^TestConformance$"
 	"cuda-ops:^(TestVsCPU|TestGemmVsCPU|TestGemmFP8|TestFP8SoftwareRounding)$"
-	"cuda-attention:^(TestAttentionVsCPU|TestFlashAttentionVsCPU|TestFlashAttentionWideVsCPU)$"
+	"cuda-attention:^(TestAttentionVsCPU|TestFlashAttentionVsCPU|TestFlashAttentionWideVsCPU|TestFlashAttentionPipeVsCPU)$"
 	"cuda-model:^(TestModelVsCPU|TestDecodeVsCPU|TestLossFallsOnGPU)$"
 )
 for g in "${cuda_groups[@]}"; do
 	step "${g%%:*}" 60 kernels/cuda "$B/cuda.test" -test.v -test.timeout $((55 * slow))s -test.run "${g#*:}"
 done
 step cuda-host 30 kernels/cuda "$B/cuda.test" -test.v -test.timeout $((25 * slow))s \
-	-test.skip '^(TestEmulator|TestProfileOnEmulator|TestEnvironment|TestCubinCache|TestArenaDevice|TestBind|TestConformance|TestVsCPU|TestGemmVsCPU|TestGemmFP8|TestFP8SoftwareRounding|TestAttentionVsCPU|TestFlashAttentionVsCPU|TestFlashAttentionWideVsCPU|TestModelVsCPU|TestDecodeVsCPU|TestLossFallsOnGPU)$'
+	-test.skip '^(TestEmulator|TestProfileOnEmulator|TestEnvironment|TestCubinCache|TestArenaDevice|TestBind|TestConformance|TestVsCPU|TestGemmVsCPU|TestGemmFP8|TestFP8SoftwareRounding|TestAttentionVsCPU|TestFlashAttentionVsCPU|TestFlashAttentionWideVsCPU|TestFlashAttentionPipeVsCPU|TestModelVsCPU|TestDecodeVsCPU|TestLossFallsOnGPU)$'
 step nccl 40 comm/nccl "$B/nccl.test" -test.v -test.timeout $((35 * slow))s
 step bench 75 . "$B/cuda.test" -test.run '^$' -test.bench 'Gemm|Ops' -test.benchtime 20x -test.timeout $((70 * slow))s
 step peer 50 . "$PY" "$B/peer_matmul.py"
@@ -122,13 +122,16 @@ step train-1b-fp8 100 . env -u GOMEGATRON_CUDA_ARENA_MB "$B/golaunch" --standalo
 # The same bf16 run with 128 query rows per forward and dq flash block (GOMEGATRON_FLASH_WIDE=1).
 step train-1b-wide 60 . env -u GOMEGATRON_CUDA_ARENA_MB GOMEGATRON_FLASH_WIDE=1 "$B/golaunch" --standalone \
 	--nproc-per-node 1 pretrain --device cuda "${llama1b[@]}" --train-iters 5
+# The same bf16 run with the cp.async/ldmatrix flash kernels (GOMEGATRON_FLASH_PIPE=1).
+step train-1b-pipe 60 . env -u GOMEGATRON_CUDA_ARENA_MB GOMEGATRON_FLASH_PIPE=1 "$B/golaunch" --standalone \
+	--nproc-per-node 1 pretrain --device cuda "${llama1b[@]}" --train-iters 5
 # The same bf16 run with F32 activations (GOMEGATRON_ACTIVATIONS=f32): what BF16 activations save.
 step train-1b-f32act 80 . env -u GOMEGATRON_CUDA_ARENA_MB GOMEGATRON_ACTIVATIONS=f32 "$B/golaunch" --standalone \
 	--nproc-per-node 1 pretrain --device cuda "${llama1b[@]}" --train-iters 5
 
 # ---- report -----------------------------------------------------------------------------
 cuda_steps="$(for g in "${cuda_groups[@]}"; do printf '%s ' "${g%%:*}"; done)cuda-host"
-steps="dl $cuda_steps nccl bench peer train-small train-1b peer-1b profile-1b train-1b-fp8 train-1b-wide train-1b-f32act"
+steps="dl $cuda_steps nccl bench peer train-small train-1b peer-1b profile-1b train-1b-fp8 train-1b-wide train-1b-pipe train-1b-f32act"
 rep=$R/report.md
 gpu=$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | head -1)
 torchv=$("$PY" -c 'import torch; print(torch.__version__, "CUDA", torch.version.cuda)' 2>/dev/null)
@@ -234,7 +237,7 @@ torchv=$("$PY" -c 'import torch; print(torch.__version__, "CUDA", torch.version.
 	echo "|---|---|---|---|---|"
 	echo "| gomegatron (golaunch pretrain; BF16 activations) | ${ours_ms:-n/a} | ${ours_tok} | ${ours_mfu} | $(peak_gib "$R/train-1b.log") |"
 	echo "| transformers LlamaForCausalLM, SDPA, autocast bf16, fused AdamW | ${peer_ms:-n/a} | ${peer_tok} | ${peer_mfu} | ${peer_gib:-n/a} |"
-	for v in "fp8:--fp8-format hybrid (FP8 GEMMs where shapes allow; F32 activations)" "wide:128 query rows per flash block (GOMEGATRON_FLASH_WIDE=1)" "f32act:F32 activations (GOMEGATRON_ACTIVATIONS=f32)"; do
+	for v in "fp8:--fp8-format hybrid (FP8 GEMMs where shapes allow; F32 activations)" "wide:128 query rows per flash block (GOMEGATRON_FLASH_WIDE=1)" "pipe:cp.async + ldmatrix flash kernels (GOMEGATRON_FLASH_PIPE=1)" "f32act:F32 activations (GOMEGATRON_ACTIVATIONS=f32)"; do
 		v_ms=$(median_ms "$R/train-1b-${v%%:*}.log")
 		echo "| gomegatron ${v#*:} | ${v_ms:-n/a} | $(awk -v b="$((L1B[7] * L1B[8] * L1B[6]))" -v m="$v_ms" 'BEGIN { print (m > 0 ? sprintf("%.0f", b / m * 1e3) : "n/a") }') | | $(peak_gib "$R/train-1b-${v%%:*}.log") |"
 	done

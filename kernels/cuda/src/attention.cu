@@ -340,6 +340,21 @@ GM_DEV int warp_min_i(int v) {
 	return v;
 }
 
+// Starts the copies of rows [r0, r0 + n) of two BF16 [rows, D] matrices x and y (16-byte
+// aligned; K and V, or q and dout) into row tiles xs, ys (row stride ld) with cp.async,
+// zeros past rows, and closes them as one group.
+GM_DEV void fa_issue_pair(u16* xs, u16* ys, int ld, const u16* x, const u16* y, int r0, int n, int rows, int D) {
+	int cpr = D >> 3;
+	for (int e = (int)tid_x(); e < n * cpr; e += (int)ntid_x()) {
+		int r = e / cpr, c = (e - r * cpr) << 3;
+		bool ok = r0 + r < rows;
+		i64 off = ok ? (i64)(r0 + r) * D + c : 0;
+		cp_async16(xs + r * ld + c, x + off, ok);
+		cp_async16(ys + r * ld + c, y + off, ok);
+	}
+	cp_async_commit();
+}
+
 // The key span [*jlo, *jhi) of a block of query rows [first, first + bq) (clipped to S):
 // ranges are monotonic in the query, so the first row's lo to the last row's hi; with
 // keystart, from the least first key of the rows that see any (KeyStart need not be
@@ -364,12 +379,13 @@ GM_DEV void fa_key_span(const AttnGeom& g, int first, int bq, const int* keystar
 // One block: 16·NW query rows of one (b, h); warp w owns rows 16w..16w+15, lane rows
 // r0 = 16w + g and r1 = r0 + 8. Keys stream through shared memory FA_BK at a time: K as
 // rows (the B operand of Q·Kᵀ reads pairs along d), V transposed (P·V reads pairs along keys).
-template <int MAXD, int NW, typename T>
+template <int MAXD, int NW, bool PIPE, typename T>
 GM_DEV void flash_fwd(T* out, float* lse, const T* q, const T* k, const T* v, const float* slopes, AttnGeom g,
                       const int* keystart) {
 	const int LDK = MAXD + FA_PAD, LDV = FA_BK + FA_PAD;
-	__shared__ __attribute__((aligned(16))) u16 ks[FA_BK * (MAXD + FA_PAD)];
-	__shared__ __attribute__((aligned(16))) u16 vt[MAXD * (FA_BK + FA_PAD)];
+	const int KSZ = FA_BK * (MAXD + FA_PAD), VSZ = PIPE ? KSZ : MAXD * (FA_BK + FA_PAD);
+	__shared__ __attribute__((aligned(16))) u16 ks[(PIPE ? 2 : 1) * FA_BK * (MAXD + FA_PAD)];
+	__shared__ __attribute__((aligned(16))) u16 vt[PIPE ? 2 * FA_BK * (MAXD + FA_PAD) : MAXD * (FA_BK + FA_PAD)];
 	__shared__ int wlo[NW];
 	const int BQ = NW * 16; // query rows per block
 	const int D = g.D, nkc = D / 16, ndt = D / 8;
@@ -419,21 +435,52 @@ GM_DEV void flash_fwd(T* out, float* lse, const T* q, const T* k, const T* v, co
 	for (int dt = 0; dt < MAXD / 8; dt++) o[dt][0] = o[dt][1] = o[dt][2] = o[dt][3] = 0.0f;
 	float m0 = neg_inf(), m1 = neg_inf(), l0 = 0.0f, l1 = 0.0f; // m in log2 units
 
-	for (int j0 = jlo - jlo % FA_BK; j0 < jhi; j0 += FA_BK) {
+	// PIPE (BF16, 16-byte aligned k and v): K and V rows stream by cp.async into two stages,
+	// the next tile's copies in flight during this tile's products, and the fragments load
+	// by ldmatrix (V's transposed), so no thread stores a tile element by element.
+	int j0s = jlo - jlo % FA_BK, ldr = lane & 7, ldm = lane >> 3; // ldmatrix: row, matrix
+	if (PIPE && j0s < jhi) fa_issue_pair(ks, vt, LDK, (const u16*)kb, (const u16*)vb, j0s, FA_BK, g.T, D);
+	for (int j0 = j0s, t = 0; j0 < jhi; j0 += FA_BK, t++) {
 		sync_threads();
-		fa_tile(ks, LDK, kb, j0, FA_BK, g.T, D, vec);
-		fa_tile_t(vt, LDV, vb, j0, FA_BK, g.T, D, vec);
+		const u16 *kt_ = ks, *vt_ = vt;
+		if (PIPE) {
+			int st = t & 1;
+			if (j0 + FA_BK < jhi) {
+				fa_issue_pair(ks + (st ^ 1) * KSZ, vt + (st ^ 1) * VSZ, LDK, (const u16*)kb, (const u16*)vb, j0 + FA_BK, FA_BK, g.T, D);
+				cp_async_wait<1>();
+			} else
+				cp_async_wait<0>();
+			kt_ = ks + st * KSZ, vt_ = vt + st * VSZ;
+		} else {
+			fa_tile(ks, LDK, kb, j0, FA_BK, g.T, D, vec);
+			fa_tile_t(vt, LDV, vb, j0, FA_BK, g.T, D, vec);
+		}
 		sync_threads();
 		float s[FA_BK / 8][4];
 #pragma unroll
-		for (int nt = 0; nt < FA_BK / 8; nt++) {
-			s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
-			const u16* kr = ks + (nt * 8 + gq) * LDK + 2 * tq;
+		for (int nt = 0; nt < FA_BK / 8; nt++) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+		if (PIPE) {
 #pragma unroll
-			for (int kc = 0; kc < MAXD / 16; kc++) {
-				if (kc >= nkc) continue;
-				unsigned bb[2] = {ld_pair(kr + kc * 16), ld_pair(kr + kc * 16 + 8)};
-				mma_bf16_16816(s[nt], qa[kc], bb);
+			for (int np = 0; np < FA_BK / 16; np++)
+#pragma unroll
+				for (int kc = 0; kc < MAXD / 16; kc++) {
+					if (kc >= nkc) continue;
+					unsigned r[4];
+					ldmatrix_x4(r, kt_ + ((2 * np + (ldm >> 1)) * 8 + ldr) * LDK + kc * 16 + (ldm & 1) * 8);
+					unsigned b0[2] = {r[0], r[1]}, b1[2] = {r[2], r[3]};
+					mma_bf16_16816(s[2 * np], qa[kc], b0);
+					mma_bf16_16816(s[2 * np + 1], qa[kc], b1);
+				}
+		} else {
+#pragma unroll
+			for (int nt = 0; nt < FA_BK / 8; nt++) {
+				const u16* kr = ks + (nt * 8 + gq) * LDK + 2 * tq;
+#pragma unroll
+				for (int kc = 0; kc < MAXD / 16; kc++) {
+					if (kc >= nkc) continue;
+					unsigned bb[2] = {ld_pair(kr + kc * 16), ld_pair(kr + kc * 16 + 8)};
+					mma_bf16_16816(s[nt], qa[kc], bb);
+				}
 			}
 		}
 		float mx0 = neg_inf(), mx1 = neg_inf();
@@ -492,12 +539,24 @@ GM_DEV void flash_fwd(T* out, float* lse, const T* q, const T* k, const T* v, co
 		for (int kc = 0; kc < FA_BK / 16; kc++) {
 			unsigned pa[4] = {pack_bf16(s[2 * kc][0], s[2 * kc][1]), pack_bf16(s[2 * kc][2], s[2 * kc][3]),
 			                  pack_bf16(s[2 * kc + 1][0], s[2 * kc + 1][1]), pack_bf16(s[2 * kc + 1][2], s[2 * kc + 1][3])};
-			const u16* vr = vt + gq * LDV + kc * 16 + 2 * tq;
+			if (PIPE) {
 #pragma unroll
-			for (int dt = 0; dt < MAXD / 8; dt++) {
-				if (dt >= ndt) continue;
-				unsigned bb[2] = {ld_pair(vr + dt * 8 * LDV), ld_pair(vr + dt * 8 * LDV + 8)};
-				mma_bf16_16816(o[dt], pa, bb);
+				for (int dp = 0; dp < MAXD / 16; dp++) {
+					if (dp >= nkc) continue;
+					unsigned r[4];
+					ldmatrix_x4_trans(r, vt_ + (kc * 16 + (ldm & 1) * 8 + ldr) * LDK + (2 * dp + (ldm >> 1)) * 8);
+					unsigned b0[2] = {r[0], r[1]}, b1[2] = {r[2], r[3]};
+					mma_bf16_16816(o[2 * dp], pa, b0);
+					mma_bf16_16816(o[2 * dp + 1], pa, b1);
+				}
+			} else {
+				const u16* vr = vt + gq * LDV + kc * 16 + 2 * tq;
+#pragma unroll
+				for (int dt = 0; dt < MAXD / 8; dt++) {
+					if (dt >= ndt) continue;
+					unsigned bb[2] = {ld_pair(vr + dt * 8 * LDV), ld_pair(vr + dt * 8 * LDV + 8)};
+					mma_bf16_16816(o[dt], pa, bb);
+				}
 			}
 		}
 	}
@@ -537,16 +596,16 @@ GM_DEV void flash_fwd(T* out, float* lse, const T* q, const T* k, const T* v, co
 // (gm_attn_bwd_dsum). V's fragments stay in registers for the whole block. For head dims up
 // to 64 (TR) q and dout are also kept transposed, so the B fragments of dv and dk load as
 // pairs; larger ones would not fit the 48 KB of static shared memory and read two halves.
-template <int MAXD, typename T>
+template <int MAXD, bool PIPE, typename T>
 GM_DEV void flash_bwd_kv(float* dk32, float* dv32, const T* dout, const T* q, const T* k, const T* v,
                       const float* lse, const float* dsum, const float* slopes, AttnGeom g, const int* keystart) {
-	const int LDK = MAXD + FA_PAD, LDT = FB_BQ + FA_PAD;
-	const bool TR = MAXD <= 64;
+	const int LDK = MAXD + FA_PAD, LDT = FB_BQ + FA_PAD, QSZ = FB_BQ * (MAXD + FA_PAD);
+	const bool TR = MAXD <= 64 && !PIPE;
 	__shared__ __attribute__((aligned(16))) u16 ks[FA_BK * (MAXD + FA_PAD)];
-	__shared__ __attribute__((aligned(16))) u16 qt[MAXD <= 64 ? MAXD * (FB_BQ + FA_PAD) : 2];
-	__shared__ __attribute__((aligned(16))) u16 dot[MAXD <= 64 ? MAXD * (FB_BQ + FA_PAD) : 2];
-	__shared__ __attribute__((aligned(16))) u16 qs[FB_BQ * (MAXD + FA_PAD)];
-	__shared__ __attribute__((aligned(16))) u16 dos[FB_BQ * (MAXD + FA_PAD)];
+	__shared__ __attribute__((aligned(16))) u16 qt[MAXD <= 64 && !PIPE ? MAXD * (FB_BQ + FA_PAD) : 2];
+	__shared__ __attribute__((aligned(16))) u16 dot[MAXD <= 64 && !PIPE ? MAXD * (FB_BQ + FA_PAD) : 2];
+	__shared__ __attribute__((aligned(16))) u16 qs[(PIPE ? 2 : 1) * FB_BQ * (MAXD + FA_PAD)];
+	__shared__ __attribute__((aligned(16))) u16 dos[(PIPE ? 2 : 1) * FB_BQ * (MAXD + FA_PAD)];
 	__shared__ float lsh[FB_BQ], dsh[FB_BQ];
 	__shared__ int ksh[FB_BQ];
 	__shared__ int live; // the last step with a query that sees a key of this block
@@ -593,13 +652,29 @@ GM_DEV void flash_bwd_kv(float* dk32, float* dv32, const T* dout, const T* q, co
 		for (int e = 0; e < 4; e++) adk[dt][e] = adv[dt][e] = 0.0f;
 
 	i64 row0 = bh * g.S;
-	for (int i0 = ilo - ilo % FB_BQ; i0 < ihi; i0 += FB_BQ, step++) {
+	// PIPE (BF16, 16-byte aligned q and dout): their tiles stream by cp.async into two
+	// stages, and every fragment loads by ldmatrix (the transposed ones with .trans).
+	int i0s = ilo - ilo % FB_BQ, ldr = lane & 7, ldm = lane >> 3;
+	if (PIPE && i0s < ihi) fa_issue_pair(qs, dos, LDK, (const u16*)qh, (const u16*)gh, i0s, FB_BQ, g.S, D);
+	for (int i0 = i0s; i0 < ihi; i0 += FB_BQ, step++) {
 		sync_threads();
-		fa_tile(qs, LDK, qh, i0, FB_BQ, g.S, D, vec);
-		fa_tile(dos, LDK, gh, i0, FB_BQ, g.S, D, vec);
-		if (TR) {
-			fa_tile_t(qt, LDT, qh, i0, FB_BQ, g.S, D, vec);
-			fa_tile_t(dot, LDT, gh, i0, FB_BQ, g.S, D, vec);
+		const u16 *qs_ = qs, *dos_ = dos;
+		if (PIPE) {
+			int st = step & 1;
+			if (i0 + FB_BQ < ihi) {
+				fa_issue_pair(qs + (st ^ 1) * QSZ, dos + (st ^ 1) * QSZ, LDK, (const u16*)qh, (const u16*)gh, i0 + FB_BQ, FB_BQ,
+				              g.S, D);
+				cp_async_wait<1>();
+			} else
+				cp_async_wait<0>();
+			qs_ = qs + st * QSZ, dos_ = dos + st * QSZ;
+		} else {
+			fa_tile(qs, LDK, qh, i0, FB_BQ, g.S, D, vec);
+			fa_tile(dos, LDK, gh, i0, FB_BQ, g.S, D, vec);
+			if (TR) {
+				fa_tile_t(qt, LDT, qh, i0, FB_BQ, g.S, D, vec);
+				fa_tile_t(dot, LDT, gh, i0, FB_BQ, g.S, D, vec);
+			}
 		}
 		for (int e = (int)tid_x(); e < FB_BQ; e += (int)ntid_x()) {
 			bool in = i0 + e < g.S;
@@ -613,21 +688,44 @@ GM_DEV void flash_bwd_kv(float* dk32, float* dv32, const T* dout, const T* q, co
 		// Sᵀ = K Qᵀ and dPᵀ = V doutᵀ for this warp's 16 keys × FB_BQ queries.
 		float pt[FB_BQ / 8][4], dpt[FB_BQ / 8][4];
 #pragma unroll
-		for (int nt = 0; nt < FB_BQ / 8; nt++) {
+		for (int nt = 0; nt < FB_BQ / 8; nt++)
 #pragma unroll
 			for (int e = 0; e < 4; e++) pt[nt][e] = dpt[nt][e] = 0.0f;
-			const u16* qr = qs + (nt * 8 + gq) * LDK + 2 * tq;
-			const u16* gr = dos + (nt * 8 + gq) * LDK + 2 * tq;
+		if (PIPE) {
 #pragma unroll
 			for (int kc = 0; kc < MAXD / 16; kc++) {
 				if (kc >= nkc) continue;
-				int c = kc * 16 + 2 * tq;
-				unsigned ka[4] = {ld_pair(ks + kl0 * LDK + c), ld_pair(ks + kl1 * LDK + c), ld_pair(ks + kl0 * LDK + c + 8),
-				                  ld_pair(ks + kl1 * LDK + c + 8)};
-				unsigned qb2[2] = {ld_pair(qr + kc * 16), ld_pair(qr + kc * 16 + 8)};
-				unsigned gb2[2] = {ld_pair(gr + kc * 16), ld_pair(gr + kc * 16 + 8)};
-				mma_bf16_16816(pt[nt], ka, qb2);
-				mma_bf16_16816(dpt[nt], va[kc], gb2);
+				unsigned ka[4]; // K rows 16w.. as the A operand: matrices (rows +0/+8) × (cols +0/+8)
+				ldmatrix_x4(ka, ks + (w * 16 + (ldm & 1) * 8 + ldr) * LDK + kc * 16 + (ldm >> 1) * 8);
+#pragma unroll
+				for (int np = 0; np < FB_BQ / 16; np++) {
+					int off = ((2 * np + (ldm >> 1)) * 8 + ldr) * LDK + kc * 16 + (ldm & 1) * 8;
+					unsigned rq[4], rg[4];
+					ldmatrix_x4(rq, qs_ + off);
+					ldmatrix_x4(rg, dos_ + off);
+					unsigned q0[2] = {rq[0], rq[1]}, q1[2] = {rq[2], rq[3]}, g0[2] = {rg[0], rg[1]}, g1[2] = {rg[2], rg[3]};
+					mma_bf16_16816(pt[2 * np], ka, q0);
+					mma_bf16_16816(pt[2 * np + 1], ka, q1);
+					mma_bf16_16816(dpt[2 * np], va[kc], g0);
+					mma_bf16_16816(dpt[2 * np + 1], va[kc], g1);
+				}
+			}
+		} else {
+#pragma unroll
+			for (int nt = 0; nt < FB_BQ / 8; nt++) {
+				const u16* qr = qs + (nt * 8 + gq) * LDK + 2 * tq;
+				const u16* gr = dos + (nt * 8 + gq) * LDK + 2 * tq;
+#pragma unroll
+				for (int kc = 0; kc < MAXD / 16; kc++) {
+					if (kc >= nkc) continue;
+					int c = kc * 16 + 2 * tq;
+					unsigned ka[4] = {ld_pair(ks + kl0 * LDK + c), ld_pair(ks + kl1 * LDK + c), ld_pair(ks + kl0 * LDK + c + 8),
+					                  ld_pair(ks + kl1 * LDK + c + 8)};
+					unsigned qb2[2] = {ld_pair(qr + kc * 16), ld_pair(qr + kc * 16 + 8)};
+					unsigned gb2[2] = {ld_pair(gr + kc * 16), ld_pair(gr + kc * 16 + 8)};
+					mma_bf16_16816(pt[nt], ka, qb2);
+					mma_bf16_16816(dpt[nt], va[kc], gb2);
+				}
 			}
 		}
 		// Every query of the tile sees every key of the block (no ALiBi, documents or empty
@@ -665,6 +763,22 @@ GM_DEV void flash_bwd_kv(float* dk32, float* dv32, const T* dout, const T* q, co
 			                  pack_bf16(pt[2 * qc + 1][0], pt[2 * qc + 1][1]), pack_bf16(pt[2 * qc + 1][2], pt[2 * qc + 1][3])};
 			unsigned da[4] = {pack_bf16(dpt[2 * qc][0], dpt[2 * qc][1]), pack_bf16(dpt[2 * qc][2], dpt[2 * qc][3]),
 			                  pack_bf16(dpt[2 * qc + 1][0], dpt[2 * qc + 1][1]), pack_bf16(dpt[2 * qc + 1][2], dpt[2 * qc + 1][3])};
+			if (PIPE) { // B pairs along queries: .trans of the row tiles
+#pragma unroll
+				for (int dp = 0; dp < MAXD / 16; dp++) {
+					if (dp >= nkc) continue;
+					int off = (qc * 16 + (ldm & 1) * 8 + ldr) * LDK + (2 * dp + (ldm >> 1)) * 8;
+					unsigned rg[4], rq[4];
+					ldmatrix_x4_trans(rg, dos_ + off);
+					ldmatrix_x4_trans(rq, qs_ + off);
+					unsigned g0[2] = {rg[0], rg[1]}, g1[2] = {rg[2], rg[3]}, q0[2] = {rq[0], rq[1]}, q1[2] = {rq[2], rq[3]};
+					mma_bf16_16816(adv[2 * dp], pa, g0);
+					mma_bf16_16816(adv[2 * dp + 1], pa, g1);
+					mma_bf16_16816(adk[2 * dp], da, q0);
+					mma_bf16_16816(adk[2 * dp + 1], da, q1);
+				}
+				continue;
+			}
 #pragma unroll
 			for (int dt = 0; dt < MAXD / 8; dt++) {
 				if (dt >= ndt) continue;
@@ -710,14 +824,14 @@ GM_DEV void flash_bwd_kv(float* dk32, float* dv32, const T* dout, const T* q, co
 // dS = P ⊙ (dP − dsum), and dq += Scale·dS·K, written once at the end. K and V stream
 // through shared memory as rows (the B operands of Q·Kᵀ and dout·Vᵀ read pairs along d);
 // for head dims up to 64 K also transposed (dS·K reads pairs along keys), else two halves.
-template <int MAXD, int NW, typename T>
+template <int MAXD, int NW, bool PIPE, typename T>
 GM_DEV void flash_bwd_dq(T* dq, const T* dout, const T* q, const T* k, const T* v, const float* lse, const float* dsum,
                          const float* slopes, AttnGeom g, const int* keystart) {
-	const int LDK = MAXD + FA_PAD, LDS = FA_BK + FA_PAD;
-	const bool TR = MAXD <= 64;
-	__shared__ __attribute__((aligned(16))) u16 ks[FA_BK * (MAXD + FA_PAD)];
-	__shared__ __attribute__((aligned(16))) u16 vs[FA_BK * (MAXD + FA_PAD)];
-	__shared__ __attribute__((aligned(16))) u16 kt[MAXD <= 64 ? MAXD * (FA_BK + FA_PAD) : 2];
+	const int LDK = MAXD + FA_PAD, LDS = FA_BK + FA_PAD, KSZ = FA_BK * (MAXD + FA_PAD);
+	const bool TR = MAXD <= 64 && !PIPE;
+	__shared__ __attribute__((aligned(16))) u16 ks[(PIPE ? 2 : 1) * FA_BK * (MAXD + FA_PAD)];
+	__shared__ __attribute__((aligned(16))) u16 vs[(PIPE ? 2 : 1) * FA_BK * (MAXD + FA_PAD)];
+	__shared__ __attribute__((aligned(16))) u16 kt[MAXD <= 64 && !PIPE ? MAXD * (FA_BK + FA_PAD) : 2];
 	__shared__ int wlo[NW];
 	const int BQ = NW * 16; // query rows per block
 	const int D = g.D, nkc = D / 16, ndt = D / 8;
@@ -771,26 +885,61 @@ GM_DEV void flash_bwd_dq(T* dq, const T* dout, const T* q, const T* k, const T* 
 #pragma unroll
 	for (int dt = 0; dt < MAXD / 8; dt++) acc[dt][0] = acc[dt][1] = acc[dt][2] = acc[dt][3] = 0.0f;
 
-	for (int j0 = jlo - jlo % FA_BK; j0 < jhi; j0 += FA_BK) {
+	// PIPE: as in flash_fwd, K and V rows in two cp.async stages and ldmatrix fragments (K's
+	// transposed for dS·K), so no transposed tile is stored.
+	int j0s = jlo - jlo % FA_BK, ldr = lane & 7, ldm = lane >> 3;
+	if (PIPE && j0s < jhi) fa_issue_pair(ks, vs, LDK, (const u16*)kb, (const u16*)vb, j0s, FA_BK, g.T, D);
+	for (int j0 = j0s, t = 0; j0 < jhi; j0 += FA_BK, t++) {
 		sync_threads();
-		fa_tile(ks, LDK, kb, j0, FA_BK, g.T, D, vec);
-		fa_tile(vs, LDK, vb, j0, FA_BK, g.T, D, vec);
-		if (TR) fa_tile_t(kt, LDS, kb, j0, FA_BK, g.T, D, vec);
+		const u16 *ks_ = ks, *vs_ = vs;
+		if (PIPE) {
+			int st = t & 1;
+			if (j0 + FA_BK < jhi) {
+				fa_issue_pair(ks + (st ^ 1) * KSZ, vs + (st ^ 1) * KSZ, LDK, (const u16*)kb, (const u16*)vb, j0 + FA_BK, FA_BK, g.T, D);
+				cp_async_wait<1>();
+			} else
+				cp_async_wait<0>();
+			ks_ = ks + st * KSZ, vs_ = vs + st * KSZ;
+		} else {
+			fa_tile(ks, LDK, kb, j0, FA_BK, g.T, D, vec);
+			fa_tile(vs, LDK, vb, j0, FA_BK, g.T, D, vec);
+			if (TR) fa_tile_t(kt, LDS, kb, j0, FA_BK, g.T, D, vec);
+		}
 		sync_threads();
 		float s[FA_BK / 8][4], dp[FA_BK / 8][4];
 #pragma unroll
-		for (int nt = 0; nt < FA_BK / 8; nt++) {
+		for (int nt = 0; nt < FA_BK / 8; nt++)
 #pragma unroll
 			for (int e = 0; e < 4; e++) s[nt][e] = dp[nt][e] = 0.0f;
-			const u16* kr = ks + (nt * 8 + gq) * LDK + 2 * tq;
-			const u16* vr = vs + (nt * 8 + gq) * LDK + 2 * tq;
+		if (PIPE) {
 #pragma unroll
-			for (int kc = 0; kc < MAXD / 16; kc++) {
-				if (kc >= nkc) continue;
-				unsigned kb2[2] = {ld_pair(kr + kc * 16), ld_pair(kr + kc * 16 + 8)};
-				unsigned vb2[2] = {ld_pair(vr + kc * 16), ld_pair(vr + kc * 16 + 8)};
-				mma_bf16_16816(s[nt], qa[kc], kb2);
-				mma_bf16_16816(dp[nt], ga[kc], vb2);
+			for (int np = 0; np < FA_BK / 16; np++)
+#pragma unroll
+				for (int kc = 0; kc < MAXD / 16; kc++) {
+					if (kc >= nkc) continue;
+					int off = ((2 * np + (ldm >> 1)) * 8 + ldr) * LDK + kc * 16 + (ldm & 1) * 8;
+					unsigned rk[4], rv[4];
+					ldmatrix_x4(rk, ks_ + off);
+					ldmatrix_x4(rv, vs_ + off);
+					unsigned k0[2] = {rk[0], rk[1]}, k1[2] = {rk[2], rk[3]}, v0[2] = {rv[0], rv[1]}, v1[2] = {rv[2], rv[3]};
+					mma_bf16_16816(s[2 * np], qa[kc], k0);
+					mma_bf16_16816(s[2 * np + 1], qa[kc], k1);
+					mma_bf16_16816(dp[2 * np], ga[kc], v0);
+					mma_bf16_16816(dp[2 * np + 1], ga[kc], v1);
+				}
+		} else {
+#pragma unroll
+			for (int nt = 0; nt < FA_BK / 8; nt++) {
+				const u16* kr = ks + (nt * 8 + gq) * LDK + 2 * tq;
+				const u16* vr = vs + (nt * 8 + gq) * LDK + 2 * tq;
+#pragma unroll
+				for (int kc = 0; kc < MAXD / 16; kc++) {
+					if (kc >= nkc) continue;
+					unsigned kb2[2] = {ld_pair(kr + kc * 16), ld_pair(kr + kc * 16 + 8)};
+					unsigned vb2[2] = {ld_pair(vr + kc * 16), ld_pair(vr + kc * 16 + 8)};
+					mma_bf16_16816(s[nt], qa[kc], kb2);
+					mma_bf16_16816(dp[nt], ga[kc], vb2);
+				}
 			}
 		}
 		bool full = slope == 0.0f && j0 >= flo && j0 + FA_BK <= fhi;
@@ -811,6 +960,18 @@ GM_DEV void flash_bwd_dq(T* dq, const T* dout, const T* q, const T* k, const T* 
 		for (int kc = 0; kc < FA_BK / 16; kc++) {
 			unsigned sa[4] = {pack_bf16(s[2 * kc][0], s[2 * kc][1]), pack_bf16(s[2 * kc][2], s[2 * kc][3]),
 			                  pack_bf16(s[2 * kc + 1][0], s[2 * kc + 1][1]), pack_bf16(s[2 * kc + 1][2], s[2 * kc + 1][3])};
+			if (PIPE) {
+#pragma unroll
+				for (int dp2 = 0; dp2 < MAXD / 16; dp2++) {
+					if (dp2 >= nkc) continue;
+					unsigned r[4];
+					ldmatrix_x4_trans(r, ks_ + (kc * 16 + (ldm & 1) * 8 + ldr) * LDK + (2 * dp2 + (ldm >> 1)) * 8);
+					unsigned b0[2] = {r[0], r[1]}, b1[2] = {r[2], r[3]};
+					mma_bf16_16816(acc[2 * dp2], sa, b0);
+					mma_bf16_16816(acc[2 * dp2 + 1], sa, b1);
+				}
+				continue;
+			}
 #pragma unroll
 			for (int dt = 0; dt < MAXD / 8; dt++) {
 				if (dt >= ndt) continue;
@@ -851,65 +1012,79 @@ GM_DEV void flash_bwd_dq(T* dq, const T* dout, const T* q, const T* k, const T* 
 // backward is _dq (writes dq, T) and _kv (adds dk and dv into F32, see flash_bwd_kv).
 GM_KERNEL gm_flash_fwd_f32(float* out, float* lse, const float* q, const float* k, const float* v, const float* slopes, AttnGeom g,
 	const int* keystart) {
-	flash_fwd<FA_MAXD, 4>(out, lse, q, k, v, slopes, g, keystart);
+	flash_fwd<FA_MAXD, 4, false>(out, lse, q, k, v, slopes, g, keystart);
 }
 GM_KERNEL gm_flash_bwd_dq_f32(float* dq, const float* dout, const float* q, const float* k, const float* v, const float* lse,
 	const float* dsum, const float* slopes, AttnGeom g, const int* keystart) {
-	flash_bwd_dq<FA_MAXD, 4>(dq, dout, q, k, v, lse, dsum, slopes, g, keystart);
+	flash_bwd_dq<FA_MAXD, 4, false>(dq, dout, q, k, v, lse, dsum, slopes, g, keystart);
 }
 GM_KERNEL gm_flash_bwd_kv_f32(float* dk, float* dv, const float* dout, const float* q, const float* k, const float* v,
 	const float* lse, const float* dsum, const float* slopes, AttnGeom g, const int* keystart) {
-	flash_bwd_kv<FA_MAXD>(dk, dv, dout, q, k, v, lse, dsum, slopes, g, keystart);
+	flash_bwd_kv<FA_MAXD, false>(dk, dv, dout, q, k, v, lse, dsum, slopes, g, keystart);
 }
 GM_KERNEL gm_flash_fwd_bf16(u16* out, float* lse, const u16* q, const u16* k, const u16* v, const float* slopes, AttnGeom g,
 	const int* keystart) {
-	flash_fwd<FA_MAXD, 4>(out, lse, q, k, v, slopes, g, keystart);
+	flash_fwd<FA_MAXD, 4, false>(out, lse, q, k, v, slopes, g, keystart);
 }
 GM_KERNEL gm_flash_bwd_dq_bf16(u16* dq, const u16* dout, const u16* q, const u16* k, const u16* v, const float* lse,
 	const float* dsum, const float* slopes, AttnGeom g, const int* keystart) {
-	flash_bwd_dq<FA_MAXD, 4>(dq, dout, q, k, v, lse, dsum, slopes, g, keystart);
+	flash_bwd_dq<FA_MAXD, 4, false>(dq, dout, q, k, v, lse, dsum, slopes, g, keystart);
 }
 GM_KERNEL gm_flash_bwd_kv_bf16(float* dk, float* dv, const u16* dout, const u16* q, const u16* k, const u16* v,
 	const float* lse, const float* dsum, const float* slopes, AttnGeom g, const int* keystart) {
-	flash_bwd_kv<FA_MAXD>(dk, dv, dout, q, k, v, lse, dsum, slopes, g, keystart);
+	flash_bwd_kv<FA_MAXD, false>(dk, dv, dout, q, k, v, lse, dsum, slopes, g, keystart);
 }
 GM_KERNEL_B(gm_flash_fwd_d64_f32, 128, 4)(float* out, float* lse, const float* q, const float* k, const float* v, const float* slopes, AttnGeom g,
 	const int* keystart) {
-	flash_fwd<64, 4>(out, lse, q, k, v, slopes, g, keystart);
+	flash_fwd<64, 4, false>(out, lse, q, k, v, slopes, g, keystart);
 }
 GM_KERNEL_B(gm_flash_bwd_dq_d64_f32, 128, 3)(float* dq, const float* dout, const float* q, const float* k, const float* v, const float* lse,
 	const float* dsum, const float* slopes, AttnGeom g, const int* keystart) {
-	flash_bwd_dq<64, 4>(dq, dout, q, k, v, lse, dsum, slopes, g, keystart);
+	flash_bwd_dq<64, 4, false>(dq, dout, q, k, v, lse, dsum, slopes, g, keystart);
 }
 GM_KERNEL_B(gm_flash_bwd_kv_d64_f32, 128, 3)(float* dk, float* dv, const float* dout, const float* q, const float* k, const float* v,
 	const float* lse, const float* dsum, const float* slopes, AttnGeom g, const int* keystart) {
-	flash_bwd_kv<64>(dk, dv, dout, q, k, v, lse, dsum, slopes, g, keystart);
+	flash_bwd_kv<64, false>(dk, dv, dout, q, k, v, lse, dsum, slopes, g, keystart);
 }
 GM_KERNEL_B(gm_flash_fwd_d64_bf16, 128, 4)(u16* out, float* lse, const u16* q, const u16* k, const u16* v, const float* slopes, AttnGeom g,
 	const int* keystart) {
-	flash_fwd<64, 4>(out, lse, q, k, v, slopes, g, keystart);
+	flash_fwd<64, 4, false>(out, lse, q, k, v, slopes, g, keystart);
 }
 GM_KERNEL_B(gm_flash_bwd_dq_d64_bf16, 128, 3)(u16* dq, const u16* dout, const u16* q, const u16* k, const u16* v, const float* lse,
 	const float* dsum, const float* slopes, AttnGeom g, const int* keystart) {
-	flash_bwd_dq<64, 4>(dq, dout, q, k, v, lse, dsum, slopes, g, keystart);
+	flash_bwd_dq<64, 4, false>(dq, dout, q, k, v, lse, dsum, slopes, g, keystart);
 }
 GM_KERNEL_B(gm_flash_bwd_kv_d64_bf16, 128, 3)(float* dk, float* dv, const u16* dout, const u16* q, const u16* k, const u16* v,
 	const float* lse, const float* dsum, const float* slopes, AttnGeom g, const int* keystart) {
-	flash_bwd_kv<64>(dk, dv, dout, q, k, v, lse, dsum, slopes, g, keystart);
+	flash_bwd_kv<64, false>(dk, dv, dout, q, k, v, lse, dsum, slopes, g, keystart);
 }
 GM_KERNEL_B(gm_flash_fwd_d64w_f32, 256, 2)(float* out, float* lse, const float* q, const float* k, const float* v, const float* slopes, AttnGeom g,
 	const int* keystart) {
-	flash_fwd<64, 8>(out, lse, q, k, v, slopes, g, keystart);
+	flash_fwd<64, 8, false>(out, lse, q, k, v, slopes, g, keystart);
 }
 GM_KERNEL_B(gm_flash_bwd_dq_d64w_f32, 256, 1)(float* dq, const float* dout, const float* q, const float* k, const float* v, const float* lse,
 	const float* dsum, const float* slopes, AttnGeom g, const int* keystart) {
-	flash_bwd_dq<64, 8>(dq, dout, q, k, v, lse, dsum, slopes, g, keystart);
+	flash_bwd_dq<64, 8, false>(dq, dout, q, k, v, lse, dsum, slopes, g, keystart);
 }
 GM_KERNEL_B(gm_flash_fwd_d64w_bf16, 256, 2)(u16* out, float* lse, const u16* q, const u16* k, const u16* v, const float* slopes, AttnGeom g,
 	const int* keystart) {
-	flash_fwd<64, 8>(out, lse, q, k, v, slopes, g, keystart);
+	flash_fwd<64, 8, false>(out, lse, q, k, v, slopes, g, keystart);
 }
 GM_KERNEL_B(gm_flash_bwd_dq_d64w_bf16, 256, 1)(u16* dq, const u16* dout, const u16* q, const u16* k, const u16* v, const float* lse,
 	const float* dsum, const float* slopes, AttnGeom g, const int* keystart) {
-	flash_bwd_dq<64, 8>(dq, dout, q, k, v, lse, dsum, slopes, g, keystart);
+	flash_bwd_dq<64, 8, false>(dq, dout, q, k, v, lse, dsum, slopes, g, keystart);
+}
+// The _d64p kernels (BF16 only, 16-byte aligned operands): cp.async double buffering and
+// ldmatrix fragments (PIPE), for the comparison in BenchmarkOps (Backend.flashPipe).
+GM_KERNEL_B(gm_flash_fwd_d64p_bf16, 128, 4)(u16* out, float* lse, const u16* q, const u16* k, const u16* v,
+	const float* slopes, AttnGeom g, const int* keystart) {
+	flash_fwd<64, 4, true>(out, lse, q, k, v, slopes, g, keystart);
+}
+GM_KERNEL_B(gm_flash_bwd_dq_d64p_bf16, 128, 3)(u16* dq, const u16* dout, const u16* q, const u16* k, const u16* v,
+	const float* lse, const float* dsum, const float* slopes, AttnGeom g, const int* keystart) {
+	flash_bwd_dq<64, 4, true>(dq, dout, q, k, v, lse, dsum, slopes, g, keystart);
+}
+GM_KERNEL_B(gm_flash_bwd_kv_d64p_bf16, 128, 3)(float* dk, float* dv, const u16* dout, const u16* q, const u16* k,
+	const u16* v, const float* lse, const float* dsum, const float* slopes, AttnGeom g, const int* keystart) {
+	flash_bwd_kv<64, true>(dk, dv, dout, q, k, v, lse, dsum, slopes, g, keystart);
 }

@@ -80,6 +80,36 @@ GM_DEV void mma_bf16_16816(float* d, const unsigned* a, const unsigned* b) {
 	             : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
 	             : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
+
+// The shared-space address of a generic pointer into shared memory (for ldmatrix, cp.async).
+GM_DEV unsigned smem_addr(const void* p) {
+	u64 a;
+	asm("cvta.to.shared.u64 %0, %1;" : "=l"(a) : "l"(p));
+	return (unsigned)a;
+}
+// Four 8×8 bf16 matrices from shared memory (sm_75+): lanes 8i..8i+7 give the addresses of
+// matrix i's rows (16 bytes each); lane l gets, from each matrix, row l/4's elements 2(l%4),
+// 2(l%4)+1 in r[i] (the layout of an mma fragment), or with _trans column l/4's elements
+// in rows 2(l%4), 2(l%4)+1.
+GM_DEV void ldmatrix_x4(unsigned* r, const u16* p) {
+	asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+	             : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+	             : "r"(smem_addr(p)));
+}
+GM_DEV void ldmatrix_x4_trans(unsigned* r, const u16* p) {
+	asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+	             : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+	             : "r"(smem_addr(p)));
+}
+// 16 bytes global → shared without registers (sm_80+), zeros when !valid; the copies of a
+// thread complete in the groups cp_async_commit closes, cp_async_wait<N> waits until at
+// most N groups are pending (then a barrier makes them visible to the block).
+GM_DEV void cp_async16(void* smem, const void* gmem, bool valid) {
+	asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(smem_addr(smem)), "l"(gmem), "r"(valid ? 16 : 0)
+	             : "memory");
+}
+GM_DEV void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+template <int N> GM_DEV void cp_async_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory"); }
 #else
 #include "emu_prims.h"
 #endif

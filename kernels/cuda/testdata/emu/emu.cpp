@@ -165,6 +165,23 @@ void gm_emu_mma_bf16(float* d, const unsigned* a, const unsigned* b) {
 	warp_wait(w);
 }
 
+// ldmatrix.m8n8.x4(.trans) as a warp collective: lanes 8i..8i+7 post the addresses of
+// matrix i's rows; lane l gets, from each matrix, row l/4's elements 2(l%4), 2(l%4)+1, or
+// with trans column l/4's elements in rows 2(l%4), 2(l%4)+1 (see ldmatrix_x4 in common.cuh).
+static const unsigned short* ldm_rows[kMaxThreads];
+
+void gm_emu_ldmatrix_x4(unsigned* r, const unsigned short* p, int trans) {
+	unsigned t = (unsigned)cur, w = t / 32, base = w * 32, lane = t & 31u;
+	ldm_rows[t] = p;
+	warp_wait(w);
+	for (int i = 0; i < 4; i++) {
+		auto M = [&](int row, int col) { return (unsigned)ldm_rows[base + 8 * i + row][col]; };
+		int a = (int)(lane >> 2), b = 2 * (int)(lane & 3u);
+		r[i] = trans ? (M(b, a) | (M(b + 1, a) << 16)) : (M(a, b) | (M(a, b + 1) << 16));
+	}
+	warp_wait(w);
+}
+
 extern "C" int emu_launches;
 int emu_launches;
 

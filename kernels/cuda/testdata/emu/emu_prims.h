@@ -11,6 +11,7 @@ unsigned gm_emu_nctaid();
 void gm_emu_bar();
 unsigned gm_emu_shfl_xor(unsigned v, int m);
 void gm_emu_mma_bf16(float* d, const unsigned* a, const unsigned* b);
+void gm_emu_ldmatrix_x4(unsigned* r, const unsigned short* p, int trans);
 
 GM_DEV unsigned tid_x() { return gm_emu_tid(); }
 GM_DEV unsigned ntid_x() { return gm_emu_ntid(); }
@@ -42,6 +43,15 @@ GM_DEV float no_fma(float x) { return x; }
 
 GM_DEV unsigned shfl_xor_u(unsigned v, int m) { return gm_emu_shfl_xor(v, m); }
 GM_DEV void mma_bf16_16816(float* d, const unsigned* a, const unsigned* b) { gm_emu_mma_bf16(d, a, b); }
+GM_DEV void ldmatrix_x4(unsigned* r, const u16* p) { gm_emu_ldmatrix_x4(r, p, 0); }
+GM_DEV void ldmatrix_x4_trans(unsigned* r, const u16* p) { gm_emu_ldmatrix_x4(r, p, 1); }
+// cp.async completes at once here (one OS thread): the groups have nothing to wait for.
+GM_DEV void cp_async16(void* smem, const void* gmem, bool valid) {
+	if (valid) memcpy(smem, gmem, 16);
+	else memset(smem, 0, 16);
+}
+GM_DEV void cp_async_commit() {}
+template <int N> GM_DEV void cp_async_wait() {}
 
 // One OS thread runs every fiber and a fiber never yields inside these: plain updates are
 // atomic here.
