@@ -355,6 +355,18 @@ GM_DEV void fa_issue_pair(u16* xs, u16* ys, int ld, const u16* x, const u16* y, 
 	cp_async_commit();
 }
 
+// One step of a two-stage cp.async pipeline over row tiles of x and y, stage st being
+// consumed now: starts the copies of the next tile (rows [r0, r0 + n), when r0 < end) into
+// the other stage, then waits for this stage's copies (a barrier must follow).
+GM_DEV void fa_pipe_step(u16* xs, u16* ys, int stage, int st, int ld, const u16* x, const u16* y, int r0, int n, int end,
+                         int rows, int D) {
+	if (r0 < end) {
+		fa_issue_pair(xs + (st ^ 1) * stage, ys + (st ^ 1) * stage, ld, x, y, r0, n, rows, D);
+		cp_async_wait<1>();
+	} else
+		cp_async_wait<0>();
+}
+
 // The key span [*jlo, *jhi) of a block of query rows [first, first + bq) (clipped to S):
 // ranges are monotonic in the query, so the first row's lo to the last row's hi; with
 // keystart, from the least first key of the rows that see any (KeyStart need not be
@@ -445,11 +457,7 @@ GM_DEV void flash_fwd(T* out, float* lse, const T* q, const T* k, const T* v, co
 		const u16 *kt_ = ks, *vt_ = vt;
 		if (PIPE) {
 			int st = t & 1;
-			if (j0 + FA_BK < jhi) {
-				fa_issue_pair(ks + (st ^ 1) * KSZ, vt + (st ^ 1) * VSZ, LDK, (const u16*)kb, (const u16*)vb, j0 + FA_BK, FA_BK, g.T, D);
-				cp_async_wait<1>();
-			} else
-				cp_async_wait<0>();
+			fa_pipe_step(ks, vt, KSZ, st, LDK, (const u16*)kb, (const u16*)vb, j0 + FA_BK, FA_BK, jhi, g.T, D);
 			kt_ = ks + st * KSZ, vt_ = vt + st * VSZ;
 		} else {
 			fa_tile(ks, LDK, kb, j0, FA_BK, g.T, D, vec);
@@ -661,12 +669,7 @@ GM_DEV void flash_bwd_kv(float* dk32, float* dv32, const T* dout, const T* q, co
 		const u16 *qs_ = qs, *dos_ = dos;
 		if (PIPE) {
 			int st = step & 1;
-			if (i0 + FB_BQ < ihi) {
-				fa_issue_pair(qs + (st ^ 1) * QSZ, dos + (st ^ 1) * QSZ, LDK, (const u16*)qh, (const u16*)gh, i0 + FB_BQ, FB_BQ,
-				              g.S, D);
-				cp_async_wait<1>();
-			} else
-				cp_async_wait<0>();
+			fa_pipe_step(qs, dos, QSZ, st, LDK, (const u16*)qh, (const u16*)gh, i0 + FB_BQ, FB_BQ, ihi, g.S, D);
 			qs_ = qs + st * QSZ, dos_ = dos + st * QSZ;
 		} else {
 			fa_tile(qs, LDK, qh, i0, FB_BQ, g.S, D, vec);
@@ -894,11 +897,7 @@ GM_DEV void flash_bwd_dq(T* dq, const T* dout, const T* q, const T* k, const T* 
 		const u16 *ks_ = ks, *vs_ = vs;
 		if (PIPE) {
 			int st = t & 1;
-			if (j0 + FA_BK < jhi) {
-				fa_issue_pair(ks + (st ^ 1) * KSZ, vs + (st ^ 1) * KSZ, LDK, (const u16*)kb, (const u16*)vb, j0 + FA_BK, FA_BK, g.T, D);
-				cp_async_wait<1>();
-			} else
-				cp_async_wait<0>();
+			fa_pipe_step(ks, vs, KSZ, st, LDK, (const u16*)kb, (const u16*)vb, j0 + FA_BK, FA_BK, jhi, g.T, D);
 			ks_ = ks + st * KSZ, vs_ = vs + st * KSZ;
 		} else {
 			fa_tile(ks, LDK, kb, j0, FA_BK, g.T, D, vec);
