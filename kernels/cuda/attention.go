@@ -105,28 +105,35 @@ func (b *Backend) flash(g attnGeom) bool {
 // the sources.)
 func (b *Backend) flashKernel(kind string, g attnGeom, aligned bool) (name string, threads, rows int) {
 	threads, rows = 128, flashRows
-	if g.d > 64 {
-		return [3]string{"gm_flash_fwd" + sfx(g.dt), "gm_flash_bwd_dq" + sfx(g.dt), "gm_flash_bwd_kv" + sfx(g.dt)}[flashKind(kind)], threads, rows
-	}
 	switch {
-	case b.flashWide && kind != "bwd_kv":
-		threads, rows = 256, 2*flashRows
-		return [2]string{"gm_flash_fwd_d64w" + sfx(g.dt), "gm_flash_bwd_dq_d64w" + sfx(g.dt)}[flashKind(kind)], threads, rows
+	case g.d > 64:
+		switch kind {
+		case "fwd":
+			return "gm_flash_fwd" + sfx(g.dt), threads, rows
+		case "bwd_dq":
+			return "gm_flash_bwd_dq" + sfx(g.dt), threads, rows
+		}
+		return "gm_flash_bwd_kv" + sfx(g.dt), threads, rows
+	case b.flashWide && kind == "fwd":
+		return "gm_flash_fwd_d64w" + sfx(g.dt), 256, 2 * flashRows
+	case b.flashWide && kind == "bwd_dq":
+		return "gm_flash_bwd_dq_d64w" + sfx(g.dt), 256, 2 * flashRows
 	case b.flashPipe && g.dt == tensor.BF16 && aligned:
-		return [3]string{"gm_flash_fwd_d64p_bf16", "gm_flash_bwd_dq_d64p_bf16", "gm_flash_bwd_kv_d64p_bf16"}[flashKind(kind)], threads, rows
+		switch kind {
+		case "fwd":
+			return "gm_flash_fwd_d64p_bf16", threads, rows
+		case "bwd_dq":
+			return "gm_flash_bwd_dq_d64p_bf16", threads, rows
+		}
+		return "gm_flash_bwd_kv_d64p_bf16", threads, rows
 	}
-	return [3]string{"gm_flash_fwd_d64" + sfx(g.dt), "gm_flash_bwd_dq_d64" + sfx(g.dt), "gm_flash_bwd_kv_d64" + sfx(g.dt)}[flashKind(kind)], threads, rows
-}
-
-// flashKind indexes the flash kernel kinds: fwd 0, bwd_dq 1, bwd_kv 2.
-func flashKind(kind string) int {
 	switch kind {
 	case "fwd":
-		return 0
+		return "gm_flash_fwd_d64" + sfx(g.dt), threads, rows
 	case "bwd_dq":
-		return 1
+		return "gm_flash_bwd_dq_d64" + sfx(g.dt), threads, rows
 	}
-	return 2
+	return "gm_flash_bwd_kv_d64" + sfx(g.dt), threads, rows
 }
 
 // Attention: see kernels.AttnParams. One warp per query row with an online softmax, or the
@@ -195,8 +202,8 @@ func (b *Backend) flashBackward(g attnGeom, dq, dk, dv, dout, q, k, v, lse *tens
 	if err := b.dev.launch(name, grid, threads, 0, dq.Ptr, dout.Ptr, q.Ptr, k.Ptr, v.Ptr, lse.Ptr, dsum, sl, gs, ks); err != nil {
 		return err
 	}
-	outs := []*tensor.Tensor{dk, dv}
-	f32 := make([]uintptr, len(outs))
+	outs := [2]*tensor.Tensor{dk, dv}
+	var f32 [2]uintptr
 	for i, t := range outs {
 		f32[i] = t.Ptr
 		if g.dt == tensor.BF16 {

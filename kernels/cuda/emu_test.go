@@ -51,16 +51,8 @@ func TestEmulator(t *testing.T) {
 	t.Run("VsCPU", func(t *testing.T) { vsCPU(t, g) })
 	t.Run("AttentionVsCPU", func(t *testing.T) { attentionVsCPU(t, g, false) })
 	t.Run("FlashAttentionVsCPU", func(t *testing.T) { attentionVsCPU(t, g, true) })
-	t.Run("FlashAttentionPipeVsCPU", func(t *testing.T) {
-		g.flashPipe = true
-		defer func() { g.flashPipe = false }()
-		attentionVsCPU(t, g, true)
-	})
-	t.Run("FlashAttentionWideVsCPU", func(t *testing.T) {
-		g.flashWide = true
-		defer func() { g.flashWide = false }()
-		attentionVsCPU(t, g, true)
-	})
+	t.Run("FlashAttentionPipeVsCPU", func(t *testing.T) { flashVariantVsCPU(t, g, &g.flashPipe) })
+	t.Run("FlashAttentionWideVsCPU", func(t *testing.T) { flashVariantVsCPU(t, g, &g.flashWide) })
 	t.Run("GemmVsCPU", func(t *testing.T) { gemmVsCPU(t, g) })
 	t.Run("GemmFP8", func(t *testing.T) { gemmFP8(t, g) })
 	t.Run("FP8SoftwareRounding", func(t *testing.T) { fp8SoftwareRounding(t, g) })

@@ -32,16 +32,19 @@ func TestFlashAttentionVsCPU(t *testing.T) { attentionVsCPU(t, gpu(t), true) }
 // they apply (BF16, head dims up to 64), forward and backward.
 func TestFlashAttentionPipeVsCPU(t *testing.T) {
 	g := gpu(t)
-	g.flashPipe = true
-	defer func() { g.flashPipe = false }()
-	attentionVsCPU(t, g, true)
+	flashVariantVsCPU(t, g, &g.flashPipe)
 }
 
 // TestFlashAttentionWideVsCPU: the same with the _d64w kernels (128 query rows per block).
 func TestFlashAttentionWideVsCPU(t *testing.T) {
 	g := gpu(t)
-	g.flashWide = true
-	defer func() { g.flashWide = false }()
+	flashVariantVsCPU(t, g, &g.flashWide)
+}
+
+// flashVariantVsCPU runs the flash attention checks with a kernel-variant switch of g on.
+func flashVariantVsCPU(t *testing.T, g *Backend, on *bool) {
+	*on = true
+	defer func() { *on = false }()
 	attentionVsCPU(t, g, true)
 }
 func TestGemmVsCPU(t *testing.T)           { gemmVsCPU(t, gpu(t)) }

@@ -335,6 +335,25 @@ template <typename T> GM_DEV void fa_tile_t(u16* tr, int ldt, const T* src, int 
 	}
 }
 
+// Rows r0 and r1 = r0 + 8 of a [rows, D] matrix as mma A fragments, one per 16 columns
+// (a[kc]: the layout of mma_bf16_16816; zeros past rows), this lane's t = tq.
+template <int MAXD, typename T>
+GM_DEV void fa_a_frags(unsigned (*a)[4], const T* src, int r0, int r1, int rows, int D, int tq) {
+#pragma unroll
+	for (int kc = 0; kc < MAXD / 16; kc++) {
+		if (kc >= D / 16) continue;
+		int c = kc * 16 + 2 * tq;
+		u16 x[8];
+#pragma unroll
+		for (int e = 0; e < 8; e++) {
+			int r = (e & 2) ? r1 : r0, cc = c + (e & 1) + ((e & 4) ? 8 : 0);
+			x[e] = r < rows ? bf16_at(src, (i64)r * D + cc) : (u16)0;
+		}
+#pragma unroll
+		for (int e = 0; e < 4; e++) a[kc][e] = pack_u16(x[2 * e], x[2 * e + 1]);
+	}
+}
+
 GM_DEV int warp_min_i(int v) {
 	for (int m = 16; m > 0; m >>= 1) v = min_i(v, (int)shfl_xor_u((unsigned)v, m));
 	return v;
@@ -428,20 +447,7 @@ GM_DEV void flash_fwd(T* out, float* lse, const T* q, const T* k, const T* v, co
 	float sl2 = g.scale * LOG2E;
 
 	unsigned qa[MAXD / 16][4];
-#pragma unroll
-	for (int kc = 0; kc < MAXD / 16; kc++) {
-		if (kc >= nkc) continue;
-		int c = kc * 16 + 2 * tq;
-		u16 x[8];
-		for (int e = 0; e < 8; e++) {
-			int r = (e & 2) ? r1 : r0, cc = c + (e & 1) + ((e & 4) ? 8 : 0);
-			x[e] = r < g.S ? bf16_at(qh, (i64)r * D + cc) : (u16)0;
-		}
-		qa[kc][0] = pack_u16(x[0], x[1]);
-		qa[kc][1] = pack_u16(x[2], x[3]);
-		qa[kc][2] = pack_u16(x[4], x[5]);
-		qa[kc][3] = pack_u16(x[6], x[7]);
-	}
+	fa_a_frags<MAXD>(qa, qh, r0, r1, g.S, D, tq);
 	float o[MAXD / 8][4];
 #pragma unroll
 	for (int dt = 0; dt < MAXD / 8; dt++) o[dt][0] = o[dt][1] = o[dt][2] = o[dt][3] = 0.0f;
@@ -633,20 +639,7 @@ GM_DEV void flash_bwd_kv(float* dk32, float* dv32, const T* dout, const T* q, co
 	bool vec = aligned32(k) && aligned32(q) && aligned32(dout);
 	fa_tile(ks, LDK, kb, jb, FA_BK, g.T, D, vec);
 	unsigned va[MAXD / 16][4]; // V's rows kl0, kl1 as the A operand of dPᵀ = V·doutᵀ
-#pragma unroll
-	for (int kc = 0; kc < MAXD / 16; kc++) {
-		if (kc >= nkc) continue;
-		int c = kc * 16 + 2 * tq;
-		u16 x[8];
-		for (int e = 0; e < 8; e++) {
-			int j = (e & 2) ? j1 : j0, cc = c + (e & 1) + ((e & 4) ? 8 : 0);
-			x[e] = j < g.T ? bf16_at(vb, (i64)j * D + cc) : (u16)0;
-		}
-		va[kc][0] = pack_u16(x[0], x[1]);
-		va[kc][1] = pack_u16(x[2], x[3]);
-		va[kc][2] = pack_u16(x[4], x[5]);
-		va[kc][3] = pack_u16(x[6], x[7]);
-	}
+	fa_a_frags<MAXD>(va, vb, j0, j1, g.T, D, tq);
 	int jlast = jb + FA_BK - 1 < g.T ? jb + FA_BK - 1 : g.T - 1, ilo, ihi, t0, t1;
 	query_range(g, jb, &ilo, &t0);
 	query_range(g, jlast, &t1, &ihi);
@@ -869,21 +862,8 @@ GM_DEV void flash_bwd_dq(T* dq, const T* dout, const T* q, const T* k, const T* 
 	float sl2 = g.scale * LOG2E;
 
 	unsigned qa[MAXD / 16][4], ga[MAXD / 16][4]; // q and dout rows r0, r1 as A operands
-#pragma unroll
-	for (int kc = 0; kc < MAXD / 16; kc++) {
-		if (kc >= nkc) continue;
-		int c = kc * 16 + 2 * tq;
-		u16 x[8], y[8];
-		for (int e = 0; e < 8; e++) {
-			int r = (e & 2) ? r1 : r0, cc = c + (e & 1) + ((e & 4) ? 8 : 0);
-			x[e] = r < g.S ? bf16_at(qh, (i64)r * D + cc) : (u16)0;
-			y[e] = r < g.S ? bf16_at(gh, (i64)r * D + cc) : (u16)0;
-		}
-		for (int e = 0; e < 4; e++) {
-			qa[kc][e] = pack_u16(x[2 * e], x[2 * e + 1]);
-			ga[kc][e] = pack_u16(y[2 * e], y[2 * e + 1]);
-		}
-	}
+	fa_a_frags<MAXD>(qa, qh, r0, r1, g.S, D, tq);
+	fa_a_frags<MAXD>(ga, gh, r0, r1, g.S, D, tq);
 	float acc[MAXD / 8][4];
 #pragma unroll
 	for (int dt = 0; dt < MAXD / 8; dt++) acc[dt][0] = acc[dt][1] = acc[dt][2] = acc[dt][3] = 0.0f;
